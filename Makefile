@@ -1,0 +1,105 @@
+# lrp-oracle -- one non-recursive Makefile (STYLE.md "Build").
+#
+#   make            build library, CLI and tests
+#   make run        set up, build, run the oracle over the fixture suite
+#   make check      set up, build, run every cmocka test binary
+#   make sanitize   the tests under ASan + UBSan (build-asan/)
+#   make bench      benchmarks (bench/)
+#
+# BUILD selects the object directory; SAN=1 builds with sanitizers.
+
+BUILD ?= build
+CC ?= cc
+PKGS := mpfr hdf5 cmocka
+PKG_CFLAGS := $(shell pkg-config --cflags hdf5 cmocka 2>/dev/null)
+PKG_LIBS := $(shell pkg-config --libs hdf5 2>/dev/null)
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wno-unused-parameter
+OPT ?= -O2
+# -ffp-contract=off: no silent FMA fusion; the float32 bounds assume
+# separately rounded products and sums.  Never -ffast-math.
+NUMFLAGS := -ffp-contract=off -fno-math-errno
+CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(NUMFLAGS) \
+               $(WARN) -pthread -Iinclude -Icore -Ireference -Ifastpath \
+               -Ioracle -Ifixtures $(PKG_CFLAGS)
+ifeq ($(SAN),1)
+CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer \
+               -fno-sanitize-recover=undefined
+LDSAN := -fsanitize=address,undefined
+endif
+CFLAGS += $(CFLAGS_BASE)
+LDLIBS := $(PKG_LIBS) -lmpfr -lgmp -lm -pthread $(LDSAN)
+
+# LIB_DIRS can be narrowed while a module is under construction, e.g.
+#   make BUILD=build-ref LIB_DIRS="core reference" build-ref/tests/test_reference
+LIB_DIRS ?= core reference fastpath oracle fixtures
+LIB_SRC := $(wildcard $(LIB_DIRS:%=%/*.c))
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB := $(BUILD)/liblrp.a
+
+CLI_SRC := $(wildcard tools/*.c)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+CLI := $(BUILD)/lrp-oracle
+
+NAIVE_SRC := $(wildcard tests/naive/*.c)
+NAIVE_OBJ := $(NAIVE_SRC:%.c=$(BUILD)/%.o)
+TESTUTIL_SRC := $(wildcard tests/util/*.c)
+TESTUTIL_OBJ := $(TESTUTIL_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
+
+BENCH_SRC := $(wildcard bench/*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps run check sanitize bench clean fixtures
+all: $(LIB) $(CLI) $(TEST_BIN)
+
+deps:
+	@sh scripts/deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@
+	ar rcs $@ $^
+
+$(CLI): $(CLI_OBJ) $(LIB)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/tests/%.o $(NAIVE_OBJ) $(TESTUTIL_OBJ) $(LIB)
+	$(CC) $(CFLAGS) -o $@ $< $(NAIVE_OBJ) $(TESTUTIL_OBJ) $(LIB) $(TEST_LIBS) $(LDLIBS)
+
+$(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
+	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+# The fixture suite used by `make run` (generated if missing).
+fixtures: $(CLI)
+	@$(CLI) gen --out $(BUILD)/fixtures
+
+run: deps
+	@$(MAKE) --no-print-directory $(CLI)
+	@sh scripts/run.sh $(BUILD)
+
+check: deps
+	@$(MAKE) --no-print-directory all
+	@sh scripts/check.sh $(BUILD) $(TEST_BIN)
+
+sanitize: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 all
+	@sh scripts/check.sh build-asan $(TEST_BIN:$(BUILD)/%=build-asan/%)
+
+bench: deps
+	@$(MAKE) --no-print-directory BUILD=build-bench \
+	    build-bench/lrp-oracle $(BENCH_BIN:$(BUILD)/%=build-bench/%)
+	@sh scripts/bench.sh build-bench
+
+clean:
+	rm -rf build build-asan build-bench
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(NAIVE_OBJ:.o=.d) \
+         $(TESTUTIL_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

@@ -1,0 +1,354 @@
+/*
+ * lrp.h -- public API of lrp-oracle.
+ *
+ * The network model: a DAG of layers, each producing one named tensor (the
+ * tensor carries the layer's name).  Layers are stored in explicit execution
+ * order; a layer's inputs are indices of earlier layers.
+ *
+ * Canonical layout (recorded in every fixture file): activations are NCHW,
+ * per-sample shape (C, H, W) for spatial tensors or (F) for flat ones; a
+ * Flatten of (C, H, W) yields index c*H*W + h*W + w (PyTorch's order).
+ * Dense weight is (out, in); Conv2D weight is (out, in/groups, kH, kW).
+ *
+ * Three kinds of failure (STYLE.md): programmer errors abort (LRP_ASSERT),
+ * recoverable errors return an lrp_status and fill an lrp_err with one line
+ * "FILE: OBJECT: problem", numerical events are sticky flags in traces.
+ */
+#ifndef LRP_H
+#define LRP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LRP_VERSION_STRING "0.1.0"
+#define LRP_FORMAT_VERSION 1
+
+/* ------------------------------------------------------------------ */
+/* Status codes and the error record                                   */
+/* ------------------------------------------------------------------ */
+
+typedef enum lrp_status {
+    LRP_OK = 0,
+    LRP_E_USAGE,       /* bad command-line or API argument                */
+    LRP_E_IO,          /* cannot open / read / write / rename              */
+    LRP_E_FORMAT,      /* not HDF5, truncated, missing object, wrong type  */
+    LRP_E_INVALID,     /* well-formed but invalid: shapes, cycle, params   */
+    LRP_E_UNSUPPORTED, /* unknown layer kind, rule, convention, flag       */
+    LRP_E_NOMEM,       /* allocation failed or size limit exceeded         */
+    LRP_E_NUMERIC      /* a numerical failure that cannot be a flag        */
+} lrp_status;
+
+#define LRP_ERR_MSG_MAX 640
+
+typedef struct lrp_err {
+    lrp_status code;
+    char msg[LRP_ERR_MSG_MAX]; /* one line, "FILE: OBJECT: problem" */
+} lrp_err;
+
+/* Sets err (if not NULL) and returns code.  printf-style message. */
+lrp_status lrp_err_set(lrp_err *err, lrp_status code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+const char *lrp_status_name(lrp_status s);
+
+/* Programmer errors: abort with file and line. Never used for bad input. */
+void lrp_assert_fail(const char *expr, const char *file, int line);
+#define LRP_ASSERT(e) ((e) ? (void)0 : lrp_assert_fail(#e, __FILE__, __LINE__))
+
+/* ------------------------------------------------------------------ */
+/* The layer list (one place; X-macro, as ggml's op table)             */
+/* X(ENUM, "name in files", min_inputs, max_inputs)                    */
+/* ------------------------------------------------------------------ */
+
+#define LRP_MAX_INPUTS 16
+
+#define LRP_LAYER_LIST(X)                         \
+    X(INPUT, "Input", 0, 0)                       \
+    X(DENSE, "Dense", 1, 1)                       \
+    X(CONV2D, "Conv2D", 1, 1)                     \
+    X(MAXPOOL2D, "MaxPool2D", 1, 1)               \
+    X(AVGPOOL2D, "AvgPool2D", 1, 1)               \
+    X(GLOBALAVGPOOL, "GlobalAvgPool", 1, 1)       \
+    X(ADD, "Add", 2, LRP_MAX_INPUTS)              \
+    X(CONCAT, "Concatenate", 2, LRP_MAX_INPUTS)   \
+    X(BATCHNORM, "BatchNorm", 1, 1)               \
+    X(RELU, "ReLU", 1, 1)                         \
+    X(FLATTEN, "Flatten", 1, 1)                   \
+    X(RESHAPE, "Reshape", 1, 1)                   \
+    X(DROPOUT, "Dropout", 1, 1)
+
+typedef enum lrp_layer_kind {
+#define X(e, s, mn, mx) LRP_LAYER_##e,
+    LRP_LAYER_LIST(X)
+#undef X
+    LRP_LAYER_COUNT
+} lrp_layer_kind;
+
+const char *lrp_layer_kind_name(lrp_layer_kind k);
+/* Returns 0 and sets *out, or -1 when the name is unknown. */
+int lrp_layer_kind_parse(const char *name, lrp_layer_kind *out);
+int lrp_layer_kind_min_inputs(lrp_layer_kind k);
+int lrp_layer_kind_max_inputs(lrp_layer_kind k);
+
+/* ------------------------------------------------------------------ */
+/* Rules (LRP-SPEC.md section 2 and 3)                                 */
+/* X(ENUM, "name")                                                     */
+/* ------------------------------------------------------------------ */
+
+#define LRP_RULE_LIST(X)          \
+    X(ZERO, "lrp0")               \
+    X(EPSILON, "epsilon")         \
+    X(GAMMA, "gamma")             \
+    X(ALPHABETA, "alphabeta")     \
+    X(ZPLUS, "zplus")             \
+    X(WSQUARE, "wsquare")         \
+    X(FLAT, "flat")               \
+    X(ZBOX, "zbox")               \
+    X(PASS, "pass")               \
+    X(WTA, "wta")
+
+typedef enum lrp_rule_id {
+#define X(e, s) LRP_RULE_##e,
+    LRP_RULE_LIST(X)
+#undef X
+    LRP_RULE_COUNT
+} lrp_rule_id;
+
+const char *lrp_rule_name(lrp_rule_id r);
+int lrp_rule_parse(const char *name, lrp_rule_id *out);
+
+/* Stabilizer conventions (LRP-SPEC.md section 5): stab(z) = z + s(z) eps. */
+#define LRP_STAB_LIST(X)           \
+    X(SIGN0_POS, "sign0_pos")      \
+    X(SIGNBIT, "signbit")          \
+    X(SIGN0_ZERO, "sign0_zero")    \
+    X(ZERO_ONLY, "zero_only")      \
+    X(SKIP_ZERO, "skip_zero")      \
+    X(POSITIVE, "positive")
+
+typedef enum lrp_stab_id {
+#define X(e, s) LRP_STAB_##e,
+    LRP_STAB_LIST(X)
+#undef X
+    LRP_STAB_COUNT
+} lrp_stab_id;
+
+const char *lrp_stab_name(lrp_stab_id s);
+int lrp_stab_parse(const char *name, lrp_stab_id *out);
+
+/* Rule variant and peer-quirk flags. X(ENUM, bit, "name") */
+#define LRP_FLAG_LIST(X)                                                    \
+    X(GAMMA_GENERALIZED, 0, "gamma_generalized") /* Zennit >= 0.5 a+/a- */ \
+    X(ZENNIT_GAMMA_DROP0, 1, "zennit_gamma_drop0") /* R_j lost at z_j=0 */ \
+    X(INNV_AB_FULLBIAS, 2, "innvestigate_ab_fullbias") /* b in both dens */ \
+    X(CAPTUM_A1B0, 3, "captum_a1b0") /* clip weights only, full bias */    \
+    X(WTA_SPLIT_TIES, 4, "wta_split_ties") /* maxpool ties split evenly */  \
+    X(BN_CANONIZE, 5, "bn_canonize") /* fold BN into preceding layer */     \
+    X(BN_FINE, 6, "bn_fine") /* report R_mu and R_beta separately */
+
+enum {
+#define X(e, bit, s) LRP_F_##e = 1u << (bit),
+    LRP_FLAG_LIST(X)
+#undef X
+};
+#define LRP_F_ALL_MASK 0x7fu
+
+const char *lrp_flag_name(unsigned single_flag);
+int lrp_flag_parse(const char *name, unsigned *out_flag);
+
+/* The rule assigned to one layer.  All parameters are binary32 values,
+ * used bit-identically by both backends. */
+typedef struct lrp_rule_spec {
+    lrp_rule_id rule;
+    lrp_stab_id stab;
+    float eps;
+    float gamma;
+    float alpha, beta; /* alpha - beta == 1, both >= 0 */
+    float low, high;   /* z^B scalar bounds (when the net has no arrays) */
+    int bias;          /* 1: bias in the denominator; 0: bias ignored */
+    unsigned flags;    /* LRP_F_* */
+} lrp_rule_spec;
+
+/* A rule spec with the defaults of the given rule (eps = 1e-6 as binary32,
+ * gamma = 0.25, alpha = 1, beta = 0, low = 0, high = 1, bias on, sign0_pos). */
+lrp_rule_spec lrp_rule_default(lrp_rule_id r);
+
+/* ------------------------------------------------------------------ */
+/* Shapes, layers, networks                                            */
+/* ------------------------------------------------------------------ */
+
+#define LRP_NAME_MAX 64
+#define LRP_MAX_RANK 3
+/* "Absurd size" limits applied by validation and the loader. */
+#define LRP_MAX_DIM ((int64_t)1 << 24)
+#define LRP_MAX_ELEMS ((int64_t)1 << 31)  /* per tensor, per sample */
+#define LRP_MAX_LAYERS 4096
+#define LRP_MAX_BATCH 4096
+
+typedef struct lrp_shape {
+    int rank;                   /* 1 (F) or 3 (C, H, W); Reshape may give 2 */
+    int64_t d[LRP_MAX_RANK];
+} lrp_shape;
+
+int64_t lrp_shape_numel(const lrp_shape *s);
+/* Writes e.g. "(64, 32, 32)" into buf. */
+void lrp_shape_str(char *buf, size_t n, const lrp_shape *s);
+
+typedef struct lrp_layer {
+    char name[LRP_NAME_MAX];
+    lrp_layer_kind kind;
+    int n_in;
+    int in[LRP_MAX_INPUTS];   /* indices of earlier layers in net->layers */
+    lrp_shape shape;          /* output shape per sample (Input: given;
+                                 otherwise inferred by lrp_net_infer) */
+
+    /* Dense: units = out features.  Conv2D: units = out channels. */
+    int64_t units;
+    int kh, kw;               /* kernel (Conv2D, pools) */
+    int sh, sw;               /* stride */
+    int dh, dw;               /* dilation (Conv2D) */
+    int pt, pb, pl, pr;       /* zero padding per side: top bottom left right */
+    int groups;               /* Conv2D; depthwise: groups == in channels */
+    int has_bias;             /* Dense, Conv2D */
+    int count_include_pad;    /* AvgPool2D: padded cells count in the area */
+    lrp_shape target;         /* Reshape */
+    float bn_eps;             /* BatchNorm */
+
+    /* Parameters (owned by the layer, malloc'ed). */
+    float *w;                 /* Dense (units, in), Conv2D (units, C/g, kh, kw) */
+    float *b;                 /* (units) when has_bias */
+    float *bn_gamma, *bn_beta, *bn_mean, *bn_var; /* (C) each */
+
+    lrp_rule_spec rule;       /* rule assignment */
+} lrp_layer;
+
+/* One source's relevance trace: relevance arriving at every layer's output
+ * tensor (the Input layer's entry is the input relevance), batch-major. */
+typedef struct lrp_trace {
+    char source[LRP_NAME_MAX]; /* "reference", "fastpath", "zennit", ... */
+    char producer[128];        /* free text: tool and version */
+    char notes[256];
+    char profile[LRP_NAME_MAX];   /* convention profile name or "" */
+    char composite[LRP_NAME_MAX]; /* composite name or "" */
+    int precision;             /* bits (reference); 24 for binary32 */
+    int n_layers;              /* == net->n_layers */
+    lrp_rule_spec *rules;      /* per layer: the assignment used */
+    float **relevance;         /* per layer, batch*numel, NULL if absent */
+    float **relevance_lo;      /* optional low parts: value = hi + lo */
+} lrp_trace;
+
+typedef struct lrp_net {
+    int n_layers;
+    int cap_layers;
+    lrp_layer *layers;        /* execution order; output = last layer */
+    int batch;                /* samples in data/input */
+    float *input;             /* batch * numel(input shape) */
+    float *r_out;             /* batch * numel(output), or NULL */
+    int32_t *target;          /* batch class indices (used if r_out NULL) */
+    float *zbox_low, *zbox_high; /* optional per-input bounds, numel(input) */
+    uint64_t seed;            /* generator seed, 0 if not generated */
+    char description[256];
+    char composite[LRP_NAME_MAX]; /* name of composite that set rules, or "" */
+    int n_traces;
+    lrp_trace *traces;
+} lrp_net;
+
+/* Construction. */
+lrp_net *lrp_net_new(void);
+void lrp_net_free(lrp_net *net);
+/* Appends a zeroed layer of the given kind and name, with default geometry
+ * (strides/dilation 1, groups 1, rule default for the kind).  Returns its
+ * index, or -1 (err set) on duplicate name / too many layers / no memory. */
+int lrp_net_add(lrp_net *net, lrp_layer_kind kind, const char *name, lrp_err *err);
+int lrp_net_find(const lrp_net *net, const char *name);
+
+/* Shape inference and validation of the whole graph: input indices refer to
+ * earlier layers, arity, geometry (no zero stride, groups divide channels,
+ * sizes within limits), shape agreement (Add, Concatenate, Dense fan-in,
+ * Reshape element count), rule validity for each layer, single sink.
+ * `where` names the file for messages (may be NULL). */
+lrp_status lrp_net_infer(lrp_net *net, const char *where, lrp_err *err);
+
+/* Expected parameter shapes, for loaders to check before allocating.
+ * which: 0 weight, 1 bias, 2 gamma, 3 beta, 4 mean, 5 var. Returns 0 when
+ * the layer has no such parameter.  Requires input shapes inferred. */
+int lrp_layer_param_shape(const lrp_net *net, int li, int which, lrp_shape *out);
+int64_t lrp_layer_param_count(const lrp_net *net, int li);
+/* Multiply-accumulates of the forward pass per sample. */
+int64_t lrp_layer_macs(const lrp_net *net, int li);
+/* Validates one rule spec for a layer kind (alpha-beta, eps >= 0, ...). */
+lrp_status lrp_rule_validate(const lrp_rule_spec *r, lrp_layer_kind k,
+                             const char *where, const char *lname, lrp_err *err);
+/* Rule for layers a composite does not touch (pass, wta, lrp0 for Add...). */
+lrp_rule_spec lrp_rule_default_for(lrp_layer_kind k);
+
+/* ------------------------------------------------------------------ */
+/* Composites: named assignments of rules to layers                    */
+/* ------------------------------------------------------------------ */
+
+#define LRP_COMPOSITE_LIST(X)                                 \
+    X(EPSILON_PLUS, "EpsilonPlus")                            \
+    X(EPSILON_PLUS_FLAT, "EpsilonPlusFlat")                   \
+    X(EPSILON_ALPHA2_BETA1, "EpsilonAlpha2Beta1")             \
+    X(EPSILON_ALPHA2_BETA1_FLAT, "EpsilonAlpha2Beta1Flat")    \
+    X(EPSILON_GAMMA_BOX, "EpsilonGammaBox")                   \
+    X(SEQUENTIAL_PRESET_A, "SequentialPresetA")               \
+    X(SEQUENTIAL_PRESET_B, "SequentialPresetB")
+
+typedef enum lrp_composite_id {
+#define X(e, s) LRP_COMPOSITE_##e,
+    LRP_COMPOSITE_LIST(X)
+#undef X
+    LRP_COMPOSITE_COUNT
+} lrp_composite_id;
+
+const char *lrp_composite_name(lrp_composite_id c);
+int lrp_composite_parse(const char *name, lrp_composite_id *out);
+
+/* Parameters a composite uses; lrp_composite_params_default fills peer-
+ * neutral defaults (eps 1e-6, gamma 0.25, stab sign0_pos, box [0,1]). */
+typedef struct lrp_composite_params {
+    float eps;
+    float gamma;
+    float low, high;
+    lrp_stab_id stab;
+    int bias;
+    unsigned flags;
+} lrp_composite_params;
+lrp_composite_params lrp_composite_params_default(void);
+
+/* Assigns rules to every layer of an inferred net. */
+void lrp_composite_apply(lrp_net *net, lrp_composite_id c,
+                         const lrp_composite_params *p);
+/* Assigns the same rule to every Dense/Conv2D layer, and the matching
+ * treatment to Add/AvgPool/BatchNorm (epsilon -> epsilon, else lrp0). */
+void lrp_rule_apply_all(lrp_net *net, const lrp_rule_spec *r);
+
+/* ------------------------------------------------------------------ */
+/* Fixture files (HDF5, docs/FORMAT.md)                                */
+/* ------------------------------------------------------------------ */
+
+/* Reads a fixture (network, parameters, data, rules, all traces).
+ * Validates before allocating; on failure returns NULL-net and sets err
+ * with "PATH: OBJECT: problem".  HDF5's error printer stays silent. */
+lrp_status lrp_fixture_read(lrp_net **out, const char *path, lrp_err *err);
+
+/* Writes the whole net (and its traces) to path atomically (temp file in
+ * the same directory, then rename).  Output is byte-reproducible. */
+lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err);
+
+/* Trace helpers. */
+lrp_trace *lrp_net_trace_add(lrp_net *net, const char *source, lrp_err *err);
+int lrp_net_trace_find(const lrp_net *net, const char *source);
+void lrp_trace_clear(lrp_trace *t);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LRP_H */
