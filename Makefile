@@ -22,7 +22,7 @@ OPT ?= -O2
 NUMFLAGS := -ffp-contract=off -fno-math-errno
 CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(NUMFLAGS) \
                $(WARN) -pthread -Iinclude -Icore -Ireference -Ifastpath \
-               -Ioracle -Ifixtures $(PKG_CFLAGS)
+               -Ioracle -Ifixtures -Itools $(PKG_CFLAGS)
 ifeq ($(SAN),1)
 CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer \
                -fno-sanitize-recover=undefined

@@ -7,6 +7,7 @@
  * checked here once, so backends never re-check and never crash on a file.
  */
 #include "lrp.h"
+#include "graph_int.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -264,6 +265,13 @@ static lrp_status check_window(const lrp_layer *l, const char *f, lrp_err *err, 
                            "%s: layer '%s': padding (%d, %d, %d, %d) out of range [0, 4096]", f,
                            l->name, l->pt, l->pb, l->pl, l->pr);
     return LRP_OK;
+}
+
+static lrp_status infer_one(lrp_net *net, int li, const char *f, lrp_err *err);
+
+lrp_status lrp_layer_infer(lrp_net *net, int li, const char *where, lrp_err *err)
+{
+    return infer_one(net, li, W(where), err);
 }
 
 static lrp_status infer_one(lrp_net *net, int li, const char *f, lrp_err *err)

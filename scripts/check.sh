@@ -1,0 +1,30 @@
+#!/bin/sh
+# check.sh BUILD TEST_BIN... -- runs every cmocka test binary, shows its
+# output, and closes with one summary line "N passed, N failed" over all
+# binaries.  Exit status 1 if any test failed or any binary crashed.
+set -u
+build=$1
+shift
+passed=0
+failed=0
+bad_bins=""
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for t in "$@"; do
+    echo "== $t"
+    "$t" >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    p=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+    f=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*/\1/p' "$log" | awk '{s+=$1} END {print s+0}')
+    passed=$((passed + p))
+    failed=$((failed + f))
+    if [ "$rc" -ne 0 ] && [ "$f" -eq 0 ]; then
+        # crashed or exited non-zero without cmocka counting a failure
+        failed=$((failed + 1))
+        bad_bins="$bad_bins $t(rc=$rc)"
+    fi
+done
+[ -n "$bad_bins" ] && echo "binaries that exited abnormally:$bad_bins"
+echo "tests ($build): $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
