@@ -1,0 +1,162 @@
+/*
+ * compare.c -- per-cell classification and per-layer statistics.
+ *
+ * Order of checks for one cell (LRP-SPEC.md section 7):
+ *   1. categories: a NaN or inf under test is NONFINITE (the reference is
+ *      never NaN; where the mathematics is undefined it says so in cflags,
+ *      and the cause is reported with the verdict);
+ *   2. bitwise equality with the reference rounded to binary32: PASS;
+ *   3. the reference itself unresolved at p: UNRESOLVED (raise p);
+ *   4. gauge ratio = |got - ref| / (u * bound): below pass_ratio PASS;
+ *   5. otherwise, if float32 cannot determine a denominator the cell uses
+ *      (cond = u n kappa above ill_cond): ILL-CONDITIONED, not a bug;
+ *   6. otherwise SUSPECT below fail_ratio, FAIL at or above.
+ */
+#include "oracle.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const verdict_tab[] = {
+#define X(e, s) s,
+    LRP_VERDICT_LIST(X)
+#undef X
+};
+_Static_assert(sizeof verdict_tab / sizeof verdict_tab[0] == LRP_V_COUNT,
+               "verdict table and enum disagree");
+
+const char *lrp_verdict_name(lrp_verdict v)
+{
+    return (unsigned)v < LRP_V_COUNT ? verdict_tab[v] : "?";
+}
+
+/* Maps binary32 to a signed integer monotone in the value: adjacent floats
+ * differ by 1; +0 and -0 both map to 0. */
+static int64_t ordinal(float x)
+{
+    uint32_t u;
+    memcpy(&u, &x, sizeof u);
+    int64_t mag = (int64_t)(u & 0x7fffffffu);
+    return (u >> 31) ? -mag : mag;
+}
+
+double lrp_ulp_distance(float a, float b)
+{
+    return fabs((double)(ordinal(a) - ordinal(b)));
+}
+
+static int same_bits(float a, float b)
+{
+    return memcmp(&a, &b, sizeof a) == 0;
+}
+
+/* u = 2^-24, the unit roundoff of binary32 round-to-nearest. */
+#define U32 0x1p-24
+
+lrp_verdict lrp_classify_cell(double *ratio_out, float got, const lrp_cell_ref *ref, int64_t i,
+                              const lrp_tolerance *tol)
+{
+    float hi = ref->hi[i];
+    double r = (double)hi + (ref->lo ? (double)ref->lo[i] : 0.0); /* exact in binary64 */
+    unsigned cf = ref->cflags ? ref->cflags[i] : 0;
+    double ratio = 0.0;
+    lrp_verdict v;
+
+    if (!isfinite(got)) {
+        ratio = INFINITY;
+        v = LRP_V_NONFINITE;
+    } else if (same_bits(got, hi)) {
+        v = LRP_V_PASS;
+    } else if (cf & LRP_CELL_UNRESOLVED) {
+        v = LRP_V_UNRESOLVED;
+        ratio = NAN;
+    } else {
+        double err = fabs((double)got - r);
+        if (ref->bound) {
+            double b = (double)ref->bound[i] * U32;
+            ratio = err == 0.0 ? 0.0 : (b > 0.0 ? err / b : INFINITY);
+        } else {
+            ratio = lrp_ulp_distance(got, hi);
+        }
+        if (ratio < tol->pass_ratio)
+            v = LRP_V_PASS;
+        else if (ref->cond && (double)ref->cond[i] > tol->ill_cond)
+            v = LRP_V_ILL_CONDITIONED;
+        else if (ratio < tol->fail_ratio)
+            v = LRP_V_SUSPECT;
+        else
+            v = LRP_V_FAIL;
+    }
+    if (ratio_out)
+        *ratio_out = ratio;
+    return v;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_cell_ref *ref,
+                              int64_t n, const lrp_tolerance *tol)
+{
+    memset(out, 0, sizeof *out);
+    out->n = n;
+    out->worst = -1;
+    out->first_nonfinite = -1;
+    out->worst_verdict = LRP_V_PASS;
+    double *ratios = malloc((size_t)(n > 0 ? n : 1) * sizeof *ratios);
+    int64_t nr = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double ratio;
+        float g = got[i], h = ref->hi[i];
+        lrp_verdict v = lrp_classify_cell(&ratio, g, ref, i, tol);
+        out->count[v]++;
+        if (same_bits(g, h))
+            out->bitwise_equal++;
+        else if (g == 0.0f && h == 0.0f)
+            out->zero_sign_differs++;
+        if (isnan(g))
+            out->got_nan++;
+        else if (isinf(g))
+            out->got_inf++;
+        if (ref->cflags && (ref->cflags[i] & LRP_CELL_UNDEFINED))
+            out->ref_undefined++;
+        if (!isfinite(g) && out->first_nonfinite < 0)
+            out->first_nonfinite = i;
+        if (isfinite(g)) {
+            double u = lrp_ulp_distance(g, h);
+            if (u > out->max_ulp)
+                out->max_ulp = u;
+            double r = (double)h + (ref->lo ? (double)ref->lo[i] : 0.0);
+            if (r != 0.0) {
+                double rel = fabs((double)g - r) / fabs(r);
+                if (rel > out->max_rel)
+                    out->max_rel = rel;
+            }
+        }
+        if (ratios && !isnan(ratio))
+            ratios[nr++] = ratio;
+        /* worst: highest verdict, then highest ratio */
+        if (out->worst < 0 || v > out->worst_verdict ||
+            (v == out->worst_verdict && !isnan(ratio) && ratio > out->worst_ratio)) {
+            out->worst = i;
+            out->worst_verdict = v;
+            out->worst_ratio = isnan(ratio) ? 0.0 : ratio;
+            out->worst_got = g;
+            out->worst_ref = h;
+        }
+    }
+    if (ratios && nr > 0) {
+        static const double q[LRP_PCTL_N] = {0.50, 0.90, 0.99, 1.0};
+        qsort(ratios, (size_t)nr, sizeof *ratios, cmp_double);
+        for (int k = 0; k < LRP_PCTL_N; k++) {
+            int64_t idx = (int64_t)ceil(q[k] * (double)nr) - 1;
+            out->ratio_pctl[k] = ratios[idx < 0 ? 0 : idx];
+        }
+    }
+    free(ratios);
+    return out->worst_verdict;
+}

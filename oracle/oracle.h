@@ -1,0 +1,99 @@
+/*
+ * oracle.h -- judging a float32 relevance trace against the reference
+ * (LRP-SPEC.md section 7; docs/ORACLE.md says exactly how).
+ *
+ * Per cell the oracle sees:
+ *   got      the float32 value under test;
+ *   ref      the reference value as hi + lo (hi = the reference rounded to
+ *            nearest binary32, lo = the binary32 rounding of the rest), i.e.
+ *            about 48 correct bits: enough to measure float32 errors;
+ *   bound    the a-priori float32 error bound of the cell in units of u
+ *            (u = 2^-24), propagated through the layers (the "gauge");
+ *   cond     u * max_j (n_j kappa_j) over the output units j the cell draws
+ *            from: how much of a denominator float32 can lose;
+ *   cflags   reference facts: unresolved at p, undefined (zero denominator
+ *            without stabilizer), ...
+ * and classifies it; a layer's verdict is its worst cell's.
+ */
+#ifndef LRP_ORACLE_H
+#define LRP_ORACLE_H
+
+#include <stdint.h>
+
+#include "lrp.h"
+
+/* Verdicts in increasing severity. X(ENUM, "name") */
+#define LRP_VERDICT_LIST(X)                 \
+    X(PASS, "PASS")                         \
+    X(ILL_CONDITIONED, "ILL-CONDITIONED")   \
+    X(UNRESOLVED, "UNRESOLVED")             \
+    X(SUSPECT, "SUSPECT")                   \
+    X(FAIL, "FAIL")                         \
+    X(NONFINITE, "NONFINITE")
+
+typedef enum lrp_verdict {
+#define X(e, s) LRP_V_##e,
+    LRP_VERDICT_LIST(X)
+#undef X
+    LRP_V_COUNT
+} lrp_verdict;
+
+const char *lrp_verdict_name(lrp_verdict v);
+
+/* Per-cell reference flags. */
+enum {
+    LRP_CELL_UNRESOLVED = 1u << 0, /* p and p+64 round to different binary32 */
+    LRP_CELL_UNDEFINED = 1u << 1,  /* depends on a zero denominator with no
+                                      stabilizer: mathematically undefined */
+    LRP_CELL_ZERO_DEN = 1u << 2,   /* a contributing den_j is exactly zero */
+};
+
+/* One row of the tolerance table (oracle/tolerance.c). */
+typedef struct lrp_tolerance {
+    double pass_ratio;  /* gauge ratio below this: PASS (LAPACK drivers: 16..30) */
+    double fail_ratio;  /* at or above: FAIL; in between: SUSPECT (1/sqrt(u)) */
+    double ill_cond;    /* cond above this: ILL-CONDITIONED */
+} lrp_tolerance;
+
+/* The tolerance promised for a rule on a layer kind. */
+const lrp_tolerance *lrp_tolerance_for(lrp_rule_id r, lrp_layer_kind k);
+
+typedef struct lrp_cell_ref {
+    const float *hi;
+    const float *lo;       /* may be NULL (then ref = hi) */
+    const float *bound;    /* may be NULL (then no gauge: ratio from ULPs) */
+    const float *cond;     /* may be NULL (then never ill-conditioned) */
+    const uint8_t *cflags; /* may be NULL */
+} lrp_cell_ref;
+
+#define LRP_PCTL_N 4 /* 50, 90, 99, 100 */
+
+typedef struct lrp_layer_cmp {
+    int64_t n;                     /* cells compared */
+    int64_t count[LRP_V_COUNT];    /* cells per verdict */
+    int64_t bitwise_equal;
+    int64_t zero_sign_differs;     /* +0 vs -0 */
+    int64_t got_nan, got_inf, ref_undefined;
+    double max_ulp;                /* over finite pairs */
+    double max_rel;                /* relative to |ref|, finite pairs, ref != 0 */
+    double ratio_pctl[LRP_PCTL_N]; /* gauge ratio percentiles 50/90/99/max */
+    int64_t worst;                 /* index of the worst cell (-1 if none) */
+    lrp_verdict worst_verdict;     /* that cell's verdict == layer verdict */
+    double worst_ratio;
+    float worst_got, worst_ref;
+    int64_t first_nonfinite;       /* first NaN/inf cell index, -1 if none */
+} lrp_layer_cmp;
+
+/* ULP distance between two finite binary32 values (+0 and -0 are 0 apart).
+ * Returns a double so that distances across the whole range fit. */
+double lrp_ulp_distance(float a, float b);
+
+/* Classifies one cell. ratio_out (may be NULL) gets the gauge ratio. */
+lrp_verdict lrp_classify_cell(double *ratio_out, float got, const lrp_cell_ref *ref, int64_t i,
+                              const lrp_tolerance *tol);
+
+/* Compares n cells; fills out.  Returns the layer verdict. */
+lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_cell_ref *ref,
+                              int64_t n, const lrp_tolerance *tol);
+
+#endif

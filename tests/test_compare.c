@@ -1,0 +1,158 @@
+/*
+ * test_compare.c -- the cell classifier and layer statistics of the oracle
+ * on hand-made cells, one per verdict and per edge (signed zeros, NaN/inf,
+ * subnormal ULPs).  The end-to-end verdict tests on real fixtures live in
+ * test_oracle.c.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "oracle.h"
+
+static const lrp_tolerance tol = {30.0, 4096.0, 0x1p-4};
+
+static void test_ulp_distance(void **state)
+{
+    (void)state;
+    assert_true(lrp_ulp_distance(1.0f, 1.0f) == 0.0);
+    assert_true(lrp_ulp_distance(1.0f, nextafterf(1.0f, 2.0f)) == 1.0);
+    assert_true(lrp_ulp_distance(0.0f, -0.0f) == 0.0);
+    /* ulp(0) is the smallest subnormal: 0 to +-2^-149 is one ULP each */
+    assert_true(lrp_ulp_distance(0.0f, 0x1p-149f) == 1.0);
+    assert_true(lrp_ulp_distance(-0x1p-149f, 0x1p-149f) == 2.0);
+    /* across the binade boundary and across zero */
+    assert_true(lrp_ulp_distance(nextafterf(2.0f, 0.0f), 2.0f) == 1.0);
+    assert_true(lrp_ulp_distance(-FLT_MAX, FLT_MAX) == 2.0 * 0x7f7fffff);
+}
+
+static lrp_verdict one(float got, float hi, float lo, float bound, float cond, uint8_t cf,
+                       double *ratio)
+{
+    lrp_cell_ref r = {&hi, &lo, &bound, &cond, &cf};
+    return lrp_classify_cell(ratio, got, &r, 0, &tol);
+}
+
+static void test_verdicts(void **state)
+{
+    (void)state;
+    double ratio;
+    /* bitwise equal */
+    assert_int_equal(one(1.5f, 1.5f, 0.0f, 10.0f, 0.0f, 0, &ratio), LRP_V_PASS);
+    assert_true(ratio == 0.0);
+    /* one ULP off with a gauge of 10 u|R|: ratio ~ 2^-23 / (10 * 2^-24) = 0.2 */
+    float x = 1.0f, x1 = nextafterf(1.0f, 2.0f);
+    assert_int_equal(one(x1, x, 0.0f, 10.0f, 0.0f, 0, &ratio), LRP_V_PASS);
+    assert_true(ratio > 0.19 && ratio < 0.21);
+    /* wrong sign: error 2, gauge 10 u: ratio 2 / (10 * 2^-24) >> 4096 */
+    assert_int_equal(one(-1.0f, 1.0f, 0.0f, 10.0f, 0.0f, 0, &ratio), LRP_V_FAIL);
+    /* in between: 1000 ULP with gauge 10: ratio ~ 200 -> SUSPECT */
+    float y = 1.0f;
+    for (int i = 0; i < 1000; i++)
+        y = nextafterf(y, 2.0f);
+    assert_int_equal(one(y, 1.0f, 0.0f, 10.0f, 0.0f, 0, &ratio), LRP_V_SUSPECT);
+    /* same error, but the cell's denominator is ill-conditioned */
+    assert_int_equal(one(y, 1.0f, 0.0f, 10.0f, 0.5f, 0, &ratio), LRP_V_ILL_CONDITIONED);
+    /* the reference unresolved: not float32's fault */
+    assert_int_equal(one(y, 1.0f, 0.0f, 10.0f, 0.0f, LRP_CELL_UNRESOLVED, &ratio),
+                     LRP_V_UNRESOLVED);
+    /* NaN and inf are categories, checked before anything else */
+    assert_int_equal(one(NAN, 1.0f, 0.0f, 10.0f, 0.0f, 0, &ratio), LRP_V_NONFINITE);
+    assert_int_equal(one(INFINITY, 1.0f, 0.0f, 10.0f, 0.0f, 0, &ratio), LRP_V_NONFINITE);
+    assert_int_equal(one(NAN, 0.0f, 0.0f, 0.0f, 0.0f, LRP_CELL_UNDEFINED, &ratio),
+                     LRP_V_NONFINITE);
+}
+
+static void test_lo_part_counts(void **state)
+{
+    (void)state;
+    double ratio;
+    /* got == hi bitwise passes even if lo says the reference is between
+     * floats: hi is the correctly rounded binary32 value */
+    assert_int_equal(one(1.0f, 1.0f, 0x1p-25f, 1.0f, 0.0f, 0, &ratio), LRP_V_PASS);
+    /* got one ULP above hi (1 + 2^-23), the reference is 1 + 2^-25: the
+     * error is 2^-23 - 2^-25 = 1.5 u; with bound 1 (gauge u) ratio 1.5,
+     * where ignoring lo would have said 2 */
+    float up = nextafterf(1.0f, 2.0f);
+    assert_int_equal(one(up, 1.0f, 0x1p-25f, 1.0f, 0.0f, 0, &ratio), LRP_V_PASS);
+    assert_true(fabs(ratio - 1.5) < 1e-12);
+}
+
+static void test_zero_bound(void **state)
+{
+    (void)state;
+    double ratio;
+    /* a cell whose bound is 0 (all contributions exactly zero) must be
+     * exact: any error is infinitely many gauges */
+    assert_int_equal(one(0x1p-149f, 0.0f, 0.0f, 0.0f, 0.0f, 0, &ratio), LRP_V_FAIL);
+    assert_true(isinf(ratio));
+    /* -0 vs +0 with bound 0: not bitwise equal, but zero error: PASS */
+    assert_int_equal(one(-0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0, &ratio), LRP_V_PASS);
+}
+
+static void test_layer_stats(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    float got[N], hi[N], lo[N], bound[N], cond[N];
+    uint8_t cf[N];
+    for (int i = 0; i < N; i++) {
+        hi[i] = (float)(i + 1);
+        got[i] = hi[i];
+        lo[i] = 0.0f;
+        bound[i] = 100.0f;
+        cond[i] = 0.0f;
+        cf[i] = 0;
+    }
+    got[7] = nextafterf(hi[7], 1e9f); /* one ULP */
+    got[50] = -0.0f;
+    hi[50] = 0.0f;                    /* signed zero differs */
+    got[120] = NAN;
+    got[121] = INFINITY;
+    got[130] = -hi[130];              /* wrong sign */
+    lrp_cell_ref r = {hi, lo, bound, cond, cf};
+    lrp_layer_cmp c;
+    lrp_verdict v = lrp_compare_cells(&c, got, &r, N, &tol);
+    assert_int_equal(v, LRP_V_NONFINITE);
+    assert_int_equal(c.worst, 120);
+    assert_int_equal(c.first_nonfinite, 120);
+    assert_int_equal(c.got_nan, 1);
+    assert_int_equal(c.got_inf, 1);
+    assert_int_equal(c.count[LRP_V_NONFINITE], 2);
+    assert_int_equal(c.count[LRP_V_FAIL], 1);
+    assert_int_equal(c.count[LRP_V_PASS], N - 3);
+    assert_int_equal(c.bitwise_equal, N - 5);
+    assert_int_equal(c.zero_sign_differs, 1);
+    assert_true(c.max_ulp >= 1.0);
+    assert_true(fabs(c.max_rel - 2.0) < 1e-12); /* the sign flip: |(-h) - h| / h */
+    /* percentiles are sorted and the max is infinite (the NaN cell) */
+    assert_true(c.ratio_pctl[0] <= c.ratio_pctl[1] && c.ratio_pctl[1] <= c.ratio_pctl[2]);
+    assert_true(isinf(c.ratio_pctl[3]));
+}
+
+static void test_tolerance_table(void **state)
+{
+    (void)state;
+    for (int r = 0; r < LRP_RULE_COUNT; r++) {
+        const lrp_tolerance *t = lrp_tolerance_for((lrp_rule_id)r, LRP_LAYER_DENSE);
+        assert_non_null(t);
+        assert_true(t->pass_ratio > 1.0 && t->pass_ratio < t->fail_ratio);
+        assert_true(t->ill_cond > 0.0 && t->ill_cond < 1.0);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ulp_distance),    cmocka_unit_test(test_verdicts),
+        cmocka_unit_test(test_lo_part_counts),  cmocka_unit_test(test_zero_bound),
+        cmocka_unit_test(test_layer_stats),     cmocka_unit_test(test_tolerance_table),
+    };
+    return cmocka_run_group_tests_name("compare", tests, NULL, NULL);
+}
