@@ -29,7 +29,7 @@ CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer \
 LDSAN := -fsanitize=address,undefined
 endif
 CFLAGS += $(CFLAGS_BASE)
-LDLIBS := $(PKG_LIBS) -lmpfr -lgmp -lm -pthread $(LDSAN)
+LDLIBS := $(PKG_LIBS) -ljansson -lmpfr -lgmp -lm -pthread $(LDSAN)
 
 # LIB_DIRS can be narrowed while a module is under construction, e.g.
 #   make BUILD=build-ref LIB_DIRS="core reference" build-ref/tests/test_reference
@@ -87,11 +87,11 @@ run: deps
 
 check: deps
 	@$(MAKE) --no-print-directory all
-	@sh scripts/check.sh $(BUILD) $(TEST_BIN)
+	@sh scripts/check.sh tests $(BUILD) $(TEST_BIN)
 
 sanitize: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 all
-	@sh scripts/check.sh build-asan $(TEST_BIN:$(BUILD)/%=build-asan/%)
+	@sh scripts/check.sh sanitized build-asan $(TEST_BIN:$(BUILD)/%=build-asan/%)
 
 bench: deps
 	@$(MAKE) --no-print-directory BUILD=build-bench \

@@ -1,10 +1,11 @@
 #!/bin/sh
-# check.sh BUILD TEST_BIN... -- runs every cmocka test binary, shows its
+# check.sh LABEL BUILD TEST_BIN... -- runs every cmocka test binary, shows its
 # output, and closes with one summary line "N passed, N failed" over all
 # binaries.  Exit status 1 if any test failed or any binary crashed.
 set -u
-build=$1
-shift
+label=$1
+build=$2
+shift 2
 passed=0
 failed=0
 bad_bins=""
@@ -26,5 +27,6 @@ for t in "$@"; do
     fi
 done
 [ -n "$bad_bins" ] && echo "binaries that exited abnormally:$bad_bins"
-echo "tests ($build): $passed passed, $failed failed"
+echo "($build)"
+echo "$label: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
