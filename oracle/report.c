@@ -1,0 +1,395 @@
+/*
+ * report.c -- rendering oracle runs as text, JSON and JUnit XML.
+ * Machine-readable outputs are written to a temporary file in the target's
+ * directory and renamed over it, so a reader never sees half a report and a
+ * failed write leaves the previous file intact.
+ */
+#include "report.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *const absorb_tab[] = {
+#define X(e, s) s,
+    LRP_ABSORB_LIST(X)
+#undef X
+};
+_Static_assert(sizeof absorb_tab / sizeof absorb_tab[0] == LRP_ABSORB_COUNT,
+               "absorb table and enum disagree");
+
+const char *lrp_absorb_name(lrp_absorb_kind k)
+{
+    return (unsigned)k < LRP_ABSORB_COUNT ? absorb_tab[k] : "?";
+}
+
+void lrp_run_report_free(lrp_run_report *r)
+{
+    if (!r)
+        return;
+    free(r->layers);
+    r->layers = NULL;
+    r->n_layers = 0;
+}
+
+int lrp_run_ok(const lrp_run_report *r)
+{
+    if (r->has_expect)
+        return r->expected_ok;
+    return r->verdict == LRP_V_PASS || r->verdict == LRP_V_ILL_CONDITIONED;
+}
+
+/* ---- text ---- */
+
+static const char *vcolor(lrp_verdict v)
+{
+    switch (v) {
+    case LRP_V_PASS: return "\033[32m";
+    case LRP_V_ILL_CONDITIONED:
+    case LRP_V_UNRESOLVED: return "\033[36m";
+    case LRP_V_SUSPECT: return "\033[33m";
+    default: return "\033[31m";
+    }
+}
+
+static void fmt_ratio(char *b, size_t n, double x)
+{
+    if (isnan(x))
+        snprintf(b, n, "-");
+    else if (isinf(x))
+        snprintf(b, n, "inf");
+    else if (x == 0.0)
+        snprintf(b, n, "0");
+    else
+        snprintf(b, n, "%.3g", x);
+}
+
+void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
+{
+    const char *reset = color ? "\033[0m" : "";
+    fprintf(f, "%s  [%s, %s, source %s, reference p=%d]\n", r->fixture, r->ruleset,
+            r->convention, r->source, r->precision);
+    fprintf(f, "  %-16s %-14s %-16s %9s %9s %9s %9s %10s %10s  %s\n", "layer", "kind", "verdict",
+            "bitwise", "max ulp", "ratio p99", "ratio max", "cons f32", "cons ref", "local");
+    for (int i = 0; i < r->n_layers; i++) {
+        const lrp_layer_report *l = &r->layers[i];
+        if (!l->compared && !verbose)
+            continue;
+        char p99[32], pmax[32], cf[32], cr[32], loc[40];
+        fmt_ratio(p99, sizeof p99, l->e2e.ratio_pctl[2]);
+        fmt_ratio(pmax, sizeof pmax, l->e2e.ratio_pctl[3]);
+        if (l->has_conservation) {
+            snprintf(cf, sizeof cf, "%.2e", l->cons_f32);
+            snprintf(cr, sizeof cr, "%.2e", l->cons_ref);
+        } else {
+            snprintf(cf, sizeof cf, "-");
+            snprintf(cr, sizeof cr, "-");
+        }
+        snprintf(loc, sizeof loc, "%s", l->has_local ? lrp_verdict_name(l->local_verdict) : "-");
+        char bw[40];
+        snprintf(bw, sizeof bw, "%lld/%lld", (long long)l->e2e.bitwise_equal, (long long)l->e2e.n);
+        fprintf(f, "  %-16s %-14s %s%-16s%s %9s %9.0f %9s %9s %10s %10s  %s\n", l->name,
+                lrp_layer_kind_name(l->kind), color ? vcolor(l->verdict) : "",
+                l->compared ? lrp_verdict_name(l->verdict) : "(not traced)", reset, bw,
+                l->e2e.max_ulp, p99, pmax, cf, cr, loc);
+        if (l->compared && l->verdict != LRP_V_PASS && l->e2e.worst >= 0)
+            fprintf(f, "  %16s worst cell %lld: got %.9g, reference %.9g (%s)\n", "",
+                    (long long)l->e2e.worst, (double)l->e2e.worst_got, (double)l->e2e.worst_ref,
+                    l->rule);
+        if (l->ref_flags[0] && (verbose || l->verdict != LRP_V_PASS))
+            fprintf(f, "  %16s reference flags: %s\n", "", l->ref_flags);
+        if (l->note[0])
+            fprintf(f, "  %16s %s\n", "", l->note);
+    }
+    if (r->nf_layer >= 0)
+        fprintf(f, "  first NaN/inf: layer '%s', cell %lld: %s\n", r->layers[r->nf_layer].name,
+                (long long)r->nf_index, r->nf_cause);
+    if (r->introduced_at >= 0)
+        fprintf(f, "  discrepancy introduced at layer '%s' (its own error, fed reference inputs)\n",
+                r->layers[r->introduced_at].name);
+    char mr[32];
+    fmt_ratio(mr, sizeof mr, r->max_ratio);
+    fprintf(f, "  verdict: %s%s%s (max gauge ratio %s, max conservation residual f32 %.2e, ref %.2e)",
+            color ? vcolor(r->verdict) : "", lrp_verdict_name(r->verdict), reset, mr,
+            r->max_cons_f32, r->max_cons_ref);
+    if (r->has_expect)
+        fprintf(f, "; expected %s: %s", lrp_verdict_name(r->expect),
+                r->expected_ok ? "as documented" : "NOT AS DOCUMENTED");
+    fprintf(f, "\n");
+}
+
+/* ---- atomic file output ---- */
+
+typedef struct {
+    char tmp[4200];
+    const char *path;
+    FILE *f;
+} atomic_out;
+
+static lrp_status atomic_open(atomic_out *a, const char *path, lrp_err *err)
+{
+    a->path = path;
+    a->f = NULL;
+    if (snprintf(a->tmp, sizeof a->tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof a->tmp)
+        return lrp_err_set(err, LRP_E_USAGE, "%s: path too long", path);
+    int fd = mkstemp(a->tmp);
+    if (fd < 0)
+        return lrp_err_set(err, LRP_E_IO, "%s: cannot create temporary file: %s", path,
+                           strerror(errno));
+    a->f = fdopen(fd, "w");
+    if (!a->f) {
+        close(fd);
+        unlink(a->tmp);
+        return lrp_err_set(err, LRP_E_IO, "%s: %s", path, strerror(errno));
+    }
+    return LRP_OK;
+}
+
+static lrp_status atomic_close(atomic_out *a, int ok, lrp_err *err)
+{
+    int bad = ferror(a->f);
+    if (fclose(a->f) != 0)
+        bad = 1;
+    if (!ok || bad) {
+        unlink(a->tmp);
+        return ok ? lrp_err_set(err, LRP_E_IO, "%s: write failed", a->path) : LRP_E_IO;
+    }
+    if (rename(a->tmp, a->path) != 0) {
+        int e = errno;
+        unlink(a->tmp);
+        return lrp_err_set(err, LRP_E_IO, "%s: cannot rename into place: %s", a->path,
+                           strerror(e));
+    }
+    return LRP_OK;
+}
+
+/* ---- JSON ---- */
+
+/* JSON has no inf/NaN: they are written as strings "inf", "-inf", "nan". */
+static json_t *jnum(double x)
+{
+    if (isnan(x))
+        return json_string("nan");
+    if (isinf(x))
+        return json_string(x > 0 ? "inf" : "-inf");
+    return json_real(x);
+}
+
+static json_t *cmp_json(const lrp_layer_cmp *c)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "cells", json_integer(c->n));
+    json_t *counts = json_object();
+    for (int v = 0; v < LRP_V_COUNT; v++)
+        json_object_set_new(counts, lrp_verdict_name((lrp_verdict)v), json_integer(c->count[v]));
+    json_object_set_new(o, "counts", counts);
+    json_object_set_new(o, "bitwise_equal", json_integer(c->bitwise_equal));
+    json_object_set_new(o, "zero_sign_differs", json_integer(c->zero_sign_differs));
+    json_object_set_new(o, "nan", json_integer(c->got_nan));
+    json_object_set_new(o, "inf", json_integer(c->got_inf));
+    json_object_set_new(o, "max_ulp", jnum(c->max_ulp));
+    json_object_set_new(o, "max_rel", jnum(c->max_rel));
+    json_t *p = json_object();
+    json_object_set_new(p, "p50", jnum(c->ratio_pctl[0]));
+    json_object_set_new(p, "p90", jnum(c->ratio_pctl[1]));
+    json_object_set_new(p, "p99", jnum(c->ratio_pctl[2]));
+    json_object_set_new(p, "max", jnum(c->ratio_pctl[3]));
+    json_object_set_new(o, "gauge_ratio", p);
+    json_object_set_new(o, "worst_cell", json_integer(c->worst));
+    json_object_set_new(o, "worst_got", jnum(c->worst_got));
+    json_object_set_new(o, "worst_ref", jnum(c->worst_ref));
+    json_object_set_new(o, "first_nonfinite", json_integer(c->first_nonfinite));
+    return o;
+}
+
+static json_t *run_json(const lrp_run_report *r)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "fixture", json_string(r->fixture));
+    json_object_set_new(o, "source", json_string(r->source));
+    json_object_set_new(o, "ruleset", json_string(r->ruleset));
+    json_object_set_new(o, "convention", json_string(r->convention));
+    json_object_set_new(o, "precision", json_integer(r->precision));
+    json_object_set_new(o, "verdict", json_string(lrp_verdict_name(r->verdict)));
+    json_object_set_new(o, "ok", json_boolean(lrp_run_ok(r)));
+    json_object_set_new(o, "max_gauge_ratio", jnum(r->max_ratio));
+    json_object_set_new(o, "max_conservation_f32", jnum(r->max_cons_f32));
+    json_object_set_new(o, "max_conservation_ref", jnum(r->max_cons_ref));
+    if (r->has_expect) {
+        json_object_set_new(o, "expected", json_string(lrp_verdict_name(r->expect)));
+        json_object_set_new(o, "as_documented", json_boolean(r->expected_ok));
+    }
+    if (r->nf_layer >= 0) {
+        json_t *nf = json_object();
+        json_object_set_new(nf, "layer", json_string(r->layers[r->nf_layer].name));
+        json_object_set_new(nf, "cell", json_integer(r->nf_index));
+        json_object_set_new(nf, "cause", json_string(r->nf_cause));
+        json_object_set_new(o, "first_nonfinite", nf);
+    }
+    if (r->introduced_at >= 0)
+        json_object_set_new(o, "introduced_at", json_string(r->layers[r->introduced_at].name));
+    json_t *layers = json_array();
+    for (int i = 0; i < r->n_layers; i++) {
+        const lrp_layer_report *l = &r->layers[i];
+        json_t *lo = json_object();
+        json_object_set_new(lo, "name", json_string(l->name));
+        json_object_set_new(lo, "kind", json_string(lrp_layer_kind_name(l->kind)));
+        json_object_set_new(lo, "rule", json_string(l->rule));
+        json_object_set_new(lo, "compared", json_boolean(l->compared));
+        if (l->compared) {
+            json_object_set_new(lo, "verdict", json_string(lrp_verdict_name(l->verdict)));
+            json_object_set_new(lo, "end_to_end", cmp_json(&l->e2e));
+        }
+        if (l->has_local) {
+            json_object_set_new(lo, "local_verdict", json_string(lrp_verdict_name(l->local_verdict)));
+            json_object_set_new(lo, "local", cmp_json(&l->local));
+        }
+        if (l->has_conservation) {
+            json_t *c = json_object();
+            json_object_set_new(c, "residual_f32", jnum(l->cons_f32));
+            json_object_set_new(c, "residual_ref", jnum(l->cons_ref));
+            json_object_set_new(c, "sum_in_ref", jnum(l->sum_in_ref));
+            json_object_set_new(c, "sum_out_ref", jnum(l->sum_out_ref));
+            json_t *ab = json_object();
+            for (int k = 0; k < LRP_ABSORB_COUNT; k++)
+                json_object_set_new(ab, lrp_absorb_name((lrp_absorb_kind)k), jnum(l->absorbed[k]));
+            json_object_set_new(c, "absorbed", ab);
+            json_object_set_new(lo, "conservation", c);
+        }
+        json_t *mm = json_object();
+        json_object_set_new(mm, "ref_min", jnum(l->ref_min));
+        json_object_set_new(mm, "ref_max", jnum(l->ref_max));
+        json_object_set_new(mm, "f32_min", jnum(l->f32_min));
+        json_object_set_new(mm, "f32_max", jnum(l->f32_max));
+        json_object_set_new(mm, "f32_nan", json_integer(l->f32_nan));
+        json_object_set_new(mm, "f32_inf", json_integer(l->f32_inf));
+        json_object_set_new(lo, "minmax", mm);
+        if (l->ref_flags[0])
+            json_object_set_new(lo, "reference_flags", json_string(l->ref_flags));
+        if (l->note[0])
+            json_object_set_new(lo, "note", json_string(l->note));
+        json_array_append_new(layers, lo);
+    }
+    json_object_set_new(o, "layers", layers);
+    return o;
+}
+
+lrp_status lrp_report_json(const char *path, const lrp_run_report *runs, int n, lrp_err *err)
+{
+    json_t *root = json_object();
+    json_object_set_new(root, "tool", json_string("lrp-oracle " LRP_VERSION_STRING));
+    json_t *arr = json_array();
+    int ok = 1;
+    for (int i = 0; i < n; i++) {
+        json_array_append_new(arr, run_json(&runs[i]));
+        ok &= lrp_run_ok(&runs[i]);
+    }
+    json_object_set_new(root, "runs", arr);
+    json_object_set_new(root, "ok", json_boolean(ok));
+    atomic_out a;
+    lrp_status st = atomic_open(&a, path, err);
+    if (st == LRP_OK) {
+        int w = json_dumpf(root, a.f, JSON_INDENT(1) | JSON_PRESERVE_ORDER) == 0;
+        fputc('\n', a.f);
+        st = atomic_close(&a, w, err);
+        if (!w && st)
+            lrp_err_set(err, LRP_E_IO, "%s: cannot write JSON", path);
+    }
+    json_decref(root);
+    return st;
+}
+
+/* ---- JUnit XML ---- */
+
+static void xml_esc(FILE *f, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '<': fputs("&lt;", f); break;
+        case '>': fputs("&gt;", f); break;
+        case '&': fputs("&amp;", f); break;
+        case '"': fputs("&quot;", f); break;
+        case '\'': fputs("&apos;", f); break;
+        default:
+            if ((unsigned char)*s < 0x20 && *s != '\n' && *s != '\t')
+                fputc('?', f);
+            else
+                fputc(*s, f);
+        }
+    }
+}
+
+/* A layer check is acceptable when within tolerance, or when the run
+ * documents its outcome and the run as a whole is as documented. */
+static int layer_ok(const lrp_run_report *r, const lrp_layer_report *l)
+{
+    if (r->has_expect)
+        return r->expected_ok;
+    return l->verdict == LRP_V_PASS || l->verdict == LRP_V_ILL_CONDITIONED;
+}
+
+lrp_status lrp_report_junit(const char *path, const lrp_run_report *runs, int n, lrp_err *err)
+{
+    atomic_out a;
+    lrp_status st = atomic_open(&a, path, err);
+    if (st)
+        return st;
+    FILE *f = a.f;
+    int tests = 0, failures = 0;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < runs[i].n_layers; k++)
+            if (runs[i].layers[k].compared) {
+                tests++;
+                failures += !layer_ok(&runs[i], &runs[i].layers[k]);
+            }
+    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    fprintf(f, "<testsuites name=\"lrp-oracle\" tests=\"%d\" failures=\"%d\">\n", tests, failures);
+    for (int i = 0; i < n; i++) {
+        const lrp_run_report *r = &runs[i];
+        int t = 0, fl = 0;
+        for (int k = 0; k < r->n_layers; k++)
+            if (r->layers[k].compared) {
+                t++;
+                fl += !layer_ok(r, &r->layers[k]);
+            }
+        fprintf(f, "  <testsuite name=\"");
+        xml_esc(f, r->fixture);
+        fprintf(f, " [");
+        xml_esc(f, r->ruleset);
+        fprintf(f, ", ");
+        xml_esc(f, r->convention);
+        fprintf(f, "]\" tests=\"%d\" failures=\"%d\">\n", t, fl);
+        for (int k = 0; k < r->n_layers; k++) {
+            const lrp_layer_report *l = &r->layers[k];
+            if (!l->compared)
+                continue;
+            fprintf(f, "    <testcase classname=\"");
+            xml_esc(f, r->fixture);
+            fprintf(f, ".");
+            xml_esc(f, r->ruleset);
+            fprintf(f, "\" name=\"");
+            xml_esc(f, l->name);
+            fprintf(f, "\">");
+            if (!layer_ok(r, l)) {
+                char msg[512];
+                snprintf(msg, sizeof msg, "%s: worst cell %lld got %.9g reference %.9g, gauge ratio %g",
+                         lrp_verdict_name(l->verdict), (long long)l->e2e.worst,
+                         (double)l->e2e.worst_got, (double)l->e2e.worst_ref, l->e2e.worst_ratio);
+                fprintf(f, "<failure type=\"%s\" message=\"", lrp_verdict_name(l->verdict));
+                xml_esc(f, msg);
+                fprintf(f, "\"/>");
+            } else if (r->has_expect && l->verdict != LRP_V_PASS) {
+                fprintf(f, "<system-out>expected outcome: ");
+                xml_esc(f, lrp_verdict_name(l->verdict));
+                fprintf(f, "</system-out>");
+            }
+            fprintf(f, "</testcase>\n");
+        }
+        fprintf(f, "  </testsuite>\n");
+    }
+    fprintf(f, "</testsuites>\n");
+    return atomic_close(&a, 1, err);
+}

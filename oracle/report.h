@@ -1,0 +1,88 @@
+/*
+ * report.h -- what one oracle run found, and its three renderings: an
+ * aligned text table (colours only on a TTY), JSON, and JUnit XML (one
+ * testcase per fixture x rule set x layer check).
+ */
+#ifndef LRP_REPORT_H
+#define LRP_REPORT_H
+
+#include <stdio.h>
+
+#include "oracle.h"
+
+/* Absorbed relevance kinds (LRP-SPEC.md section 4). X(ENUM, "name") */
+#define LRP_ABSORB_LIST(X)        \
+    X(BIAS, "bias")               \
+    X(STABILIZER, "stabilizer")   \
+    X(BN_SHIFT, "bn_shift")       \
+    X(BN_MEAN, "bn_mean")         \
+    X(BN_BETA, "bn_beta")         \
+    X(EMPTY_PART, "empty_part")   \
+    X(UNDEFINED, "undefined")
+
+typedef enum lrp_absorb_kind {
+#define X(e, s) LRP_ABSORB_##e,
+    LRP_ABSORB_LIST(X)
+#undef X
+    LRP_ABSORB_COUNT
+} lrp_absorb_kind;
+
+const char *lrp_absorb_name(lrp_absorb_kind k);
+
+typedef struct lrp_layer_report {
+    int layer;                 /* index in the net */
+    char name[LRP_NAME_MAX];
+    lrp_layer_kind kind;
+    char rule[160];            /* rule that produced this relevance (text) */
+    int compared;              /* 0: no float32 values for this layer */
+    lrp_layer_cmp e2e;         /* end to end (accumulated) */
+    int has_local;
+    lrp_layer_cmp local;       /* this layer alone, fed reference inputs */
+    lrp_verdict verdict;       /* e2e verdict */
+    lrp_verdict local_verdict;
+    /* conservation, relative to sum |R_out|: |sum R_in + absorbed - sum R_out| */
+    int has_conservation;
+    double cons_ref, cons_f32;
+    double absorbed[LRP_ABSORB_COUNT]; /* reference, summed over units */
+    double sum_in_ref, sum_out_ref;
+    /* finiteness: min/max of both paths, NaN/inf counts of float32 */
+    double ref_min, ref_max, f32_min, f32_max;
+    int64_t f32_nan, f32_inf;
+    char ref_flags[160];       /* reference numerical flags, text */
+    char note[256];            /* e.g. BN identities, sign-of-zero findings */
+} lrp_layer_report;
+
+typedef struct lrp_run_report {
+    char fixture[256];         /* file path */
+    char source[LRP_NAME_MAX]; /* trace judged: "fastpath" or external name */
+    char ruleset[128];         /* composite or rule text */
+    char convention[LRP_NAME_MAX];
+    int precision;
+    int n_layers;
+    lrp_layer_report *layers;
+    lrp_verdict verdict;       /* worst e2e layer verdict */
+    double max_ratio;          /* worst finite gauge ratio */
+    double max_cons_f32;       /* worst float32 conservation residual */
+    double max_cons_ref;
+    int introduced_at;         /* layer whose LOCAL verdict is worst first, -1 */
+    /* first NaN/inf in the float32 trace, in backward order */
+    int nf_layer;
+    int64_t nf_index;
+    char nf_cause[256];
+    /* expectation (reproductions of buggy conventions) */
+    int has_expect;
+    lrp_verdict expect;        /* the documented outcome */
+    int expected_ok;           /* verdict == expect */
+} lrp_run_report;
+
+void lrp_run_report_free(lrp_run_report *r);
+/* 1 when the run is acceptable: verdict within tolerance (PASS or
+ * ILL-CONDITIONED) or exactly the documented expected outcome. */
+int lrp_run_ok(const lrp_run_report *r);
+
+void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose);
+/* Writes all runs as JSON / JUnit XML atomically (temp file + rename). */
+lrp_status lrp_report_json(const char *path, const lrp_run_report *runs, int n, lrp_err *err);
+lrp_status lrp_report_junit(const char *path, const lrp_run_report *runs, int n, lrp_err *err);
+
+#endif
