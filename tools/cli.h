@@ -18,4 +18,28 @@ int cli_parse_float(const char *s, float *out);
 /* "epsilon eps=1e-06 sign0_pos" etc. */
 void cli_rule_str(char *buf, size_t n, const lrp_rule_spec *r);
 
+/* Rule-selection options shared by reference/fast/check/compare/trace. */
+typedef struct cli_rules {
+    int has_composite, has_rule, has_stab, has_eps, has_gamma, has_alpha, has_beta, has_box;
+    lrp_composite_id composite;
+    lrp_rule_id rule;
+    lrp_stab_id stab;
+    float eps, gamma, alpha, beta, low, high;
+    int no_bias;
+    unsigned flags;
+    int bn_mode; /* 0 file's, 1 explicit, 2 fine, 3 canonize */
+    int prec, threads;
+} cli_rules;
+
+void cli_rules_init(cli_rules *o);
+/* Handles one long option (name without dashes); returns 0 or EXIT_USAGE. */
+int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char *cmd);
+lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, lrp_err *err);
+void cli_rules_describe(char *buf, size_t n, const lrp_net *net, const cli_rules *o);
+
+/* getopt_long entries for the shared options; val = 1000 + index. */
+#define CLI_RULE_OPTIONS                                          {"composite", required_argument, 0, 1000},                    {"rule", required_argument, 0, 1001},                         {"convention", required_argument, 0, 1002},                   {"eps", required_argument, 0, 1003},                          {"gamma", required_argument, 0, 1004},                        {"alpha", required_argument, 0, 1005},                        {"beta", required_argument, 0, 1006},                         {"box", required_argument, 0, 1007},                          {"no-bias", no_argument, 0, 1008},                            {"flag", required_argument, 0, 1009},                         {"bn", required_argument, 0, 1010},                           {"prec", required_argument, 0, 1011},                         {"threads", required_argument, 0, 1012}
+
+#define CLI_RULE_HELP                                                                          "rule selection (default: the fixture's own assignment):\n"                                "  --composite NAME   EpsilonPlus, EpsilonPlusFlat, EpsilonAlpha2Beta1[Flat],\n"           "                     EpsilonGammaBox, SequentialPresetA, SequentialPresetB\n"             "  --rule NAME        one rule on every Dense/Conv2D: lrp0 epsilon gamma alphabeta\n"      "                     alpha1beta0 alpha2beta1 zplus wsquare flat zbox\n"                   "  --convention NAME  stabilizer: sign0_pos signbit sign0_zero zero_only skip_zero\n"      "                     positive (LRP-SPEC.md section 5)\n"                                  "  --eps X --gamma X --alpha X --beta X --box LOW,HIGH --no-bias\n"                        "  --flag NAME        gamma_generalized zennit_gamma_drop0 innvestigate_ab_fullbias\n"     "                     captum_a1b0 wta_split_ties\n"                                        "  --bn MODE          explicit | fine (R_x + R_mu + R_beta) | canonize\n"                  "  --prec P           reference precision in bits (default 128)\n"                         "  --threads N        threads (default 2)\n"
+
 #endif
