@@ -40,6 +40,19 @@ void cli_rules_describe(char *buf, size_t n, const lrp_net *net, const cli_rules
 /* getopt_long entries for the shared options; val = 1000 + index. */
 #define CLI_RULE_OPTIONS                                          {"composite", required_argument, 0, 1000},                    {"rule", required_argument, 0, 1001},                         {"convention", required_argument, 0, 1002},                   {"eps", required_argument, 0, 1003},                          {"gamma", required_argument, 0, 1004},                        {"alpha", required_argument, 0, 1005},                        {"beta", required_argument, 0, 1006},                         {"box", required_argument, 0, 1007},                          {"no-bias", no_argument, 0, 1008},                            {"flag", required_argument, 0, 1009},                         {"bn", required_argument, 0, 1010},                           {"prec", required_argument, 0, 1011},                         {"threads", required_argument, 0, 1012}
 
-#define CLI_RULE_HELP                                                                          "rule selection (default: the fixture's own assignment):\n"                                "  --composite NAME   EpsilonPlus, EpsilonPlusFlat, EpsilonAlpha2Beta1[Flat],\n"           "                     EpsilonGammaBox, SequentialPresetA, SequentialPresetB\n"             "  --rule NAME        one rule on every Dense/Conv2D: lrp0 epsilon gamma alphabeta\n"      "                     alpha1beta0 alpha2beta1 zplus wsquare flat zbox\n"                   "  --convention NAME  stabilizer: sign0_pos signbit sign0_zero zero_only skip_zero\n"      "                     positive (LRP-SPEC.md section 5)\n"                                  "  --eps X --gamma X --alpha X --beta X --box LOW,HIGH --no-bias\n"                        "  --flag NAME        gamma_generalized zennit_gamma_drop0 innvestigate_ab_fullbias\n"     "                     captum_a1b0 wta_split_ties\n"                                        "  --bn MODE          explicit | fine (R_x + R_mu + R_beta) | canonize\n"                  "  --prec P           reference precision in bits (default 128)\n"                         "  --threads N        threads (default 2)\n"
+#define CLI_RULE_HELP \
+    "rule selection (default: the fixture's own assignment):\n" \
+    "  --composite NAME   EpsilonPlus, EpsilonPlusFlat, EpsilonAlpha2Beta1[Flat],\n" \
+    "                     EpsilonGammaBox, SequentialPresetA, SequentialPresetB\n" \
+    "  --rule NAME        one rule on every Dense/Conv2D: lrp0 epsilon gamma alphabeta\n" \
+    "                     alpha1beta0 alpha2beta1 zplus wsquare flat zbox\n" \
+    "  --convention NAME  stabilizer: sign0_pos signbit sign0_zero zero_only skip_zero\n" \
+    "                     positive (LRP-SPEC.md section 5)\n" \
+    "  --eps X --gamma X --alpha X --beta X --box LOW,HIGH --no-bias\n" \
+    "  --flag NAME        gamma_generalized zennit_gamma_drop0 innvestigate_ab_fullbias\n" \
+    "                     captum_a1b0 wta_split_ties\n" \
+    "  --bn MODE          explicit | fine (R_x + R_mu + R_beta) | canonize\n" \
+    "  --prec P           reference precision in bits (default 128)\n" \
+    "  --threads N        threads (default 2)\n"
 
 #endif
