@@ -38,7 +38,20 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
 void cli_rules_describe(char *buf, size_t n, const lrp_net *net, const cli_rules *o);
 
 /* getopt_long entries for the shared options; val = 1000 + index. */
-#define CLI_RULE_OPTIONS                                          {"composite", required_argument, 0, 1000},                    {"rule", required_argument, 0, 1001},                         {"convention", required_argument, 0, 1002},                   {"eps", required_argument, 0, 1003},                          {"gamma", required_argument, 0, 1004},                        {"alpha", required_argument, 0, 1005},                        {"beta", required_argument, 0, 1006},                         {"box", required_argument, 0, 1007},                          {"no-bias", no_argument, 0, 1008},                            {"flag", required_argument, 0, 1009},                         {"bn", required_argument, 0, 1010},                           {"prec", required_argument, 0, 1011},                         {"threads", required_argument, 0, 1012}
+#define CLI_RULE_OPTIONS \
+    {"composite", required_argument, 0, 1000}, \
+    {"rule", required_argument, 0, 1001}, \
+    {"convention", required_argument, 0, 1002}, \
+    {"eps", required_argument, 0, 1003}, \
+    {"gamma", required_argument, 0, 1004}, \
+    {"alpha", required_argument, 0, 1005}, \
+    {"beta", required_argument, 0, 1006}, \
+    {"box", required_argument, 0, 1007}, \
+    {"no-bias", no_argument, 0, 1008}, \
+    {"flag", required_argument, 0, 1009}, \
+    {"bn", required_argument, 0, 1010}, \
+    {"prec", required_argument, 0, 1011}, \
+    {"threads", required_argument, 0, 1012}
 
 #define CLI_RULE_HELP \
     "rule selection (default: the fixture's own assignment):\n" \
