@@ -18,6 +18,15 @@ int cli_parse_float(const char *s, float *out);
 /* "epsilon eps=1e-06 sign0_pos" etc. */
 void cli_rule_str(char *buf, size_t n, const lrp_rule_spec *r);
 
+/* Runs fn(ctx) in a forked child with CPU/memory/wall limits (env
+ * LRP_SANDBOX_CPU, LRP_SANDBOX_MEM_MB, LRP_SANDBOX_WALL; LRP_NO_SANDBOX=1
+ * runs in-process).  A crash or timeout becomes LRP_E_FORMAT "corrupt or
+ * unsupported"; the child's own error message is passed through. */
+lrp_status cli_sandboxed(const char *path, lrp_status (*fn)(void *ctx, lrp_err *err), void *ctx,
+                         lrp_err *err);
+/* Reads a fixture after a sandboxed trial parse. */
+lrp_status cli_load(lrp_net **out, const char *path, lrp_err *err);
+
 /* Rule-selection options shared by reference/fast/check/compare/trace. */
 typedef struct cli_rules {
     int has_composite, has_rule, has_stab, has_eps, has_gamma, has_alpha, has_beta, has_box;

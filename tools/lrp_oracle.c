@@ -120,7 +120,7 @@ static int cmd_info(int argc, char **argv)
     for (int a = optind; a < argc; a++) {
         lrp_net *net = NULL;
         lrp_err e = {0};
-        if (lrp_fixture_read(&net, argv[a], &e) != LRP_OK)
+        if (cli_load(&net, argv[a], &e) != LRP_OK)
             return cli_fail(&e);
         printf("%s\n", argv[a]);
         if (net->description[0])
