@@ -127,7 +127,7 @@ static int cmd_info(int argc, char **argv)
             printf("  %s\n", net->description);
         printf("  layout NCHW (flatten order C,H,W), batch %d, seed %" PRIu64 ", composite %s\n\n",
                net->batch, net->seed, net->composite[0] ? net->composite : "(per-layer)");
-        printf("  %3s  %-14s %-13s %-30s %-16s %10s %12s  %s\n", "#", "layer", "kind", "geometry",
+        printf("  %3s  %-14s %-13s %-36s %-16s %10s %12s  %s\n", "#", "layer", "kind", "geometry",
                "output", "params", "MACs", "rule");
         int64_t tp = 0, tm = 0;
         for (int i = 0; i < net->n_layers; i++) {
@@ -145,7 +145,7 @@ static int cmd_info(int argc, char **argv)
                 snprintf(ins + len, sizeof ins - len, "%s%s", k ? "," : "<- ",
                          net->layers[l->in[k]].name);
             }
-            printf("  %3d  %-14s %-13s %-30s %-16s %10" PRId64 " %12" PRId64 "  %s\n", i, l->name,
+            printf("  %3d  %-14s %-13s %-36s %-16s %10" PRId64 " %12" PRId64 "  %s\n", i, l->name,
                    lrp_layer_kind_name(l->kind), geo, shp, p, m, rule);
             if (l->n_in > 1 || (l->n_in == 1 && l->in[0] != i - 1))
                 printf("  %3s  %-14s %s\n", "", "", ins);

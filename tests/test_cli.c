@@ -1,0 +1,199 @@
+/*
+ * test_cli.c -- the `lrp-oracle` program as a user meets it: exit codes,
+ * one-line errors without HDF5 stack dumps, byte-reproducible `gen`.
+ * The binary is found next to this test's directory (BUILD/lrp-oracle).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static char cli[4200];
+static char tmpdir[4096];
+
+/* Runs the CLI with args (a shell word list), captures stdout/stderr.
+ * Returns the exit code (or 128+signal). */
+static int run(char *out, size_t nout, char *err, size_t nerr, const char *args)
+{
+    char cmd[16384], fo[4200], fe[4200];
+    snprintf(fo, sizeof fo, "%s/stdout", tmpdir);
+    snprintf(fe, sizeof fe, "%s/stderr", tmpdir);
+    snprintf(cmd, sizeof cmd, "%s %s >%s 2>%s </dev/null", cli, args, fo, fe);
+    int st = system(cmd);
+    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    FILE *f = fopen(fo, "r");
+    size_t n = f ? fread(out, 1, nout - 1, f) : 0;
+    out[n] = '\0';
+    if (f)
+        fclose(f);
+    f = fopen(fe, "r");
+    n = f ? fread(err, 1, nerr - 1, f) : 0;
+    err[n] = '\0';
+    if (f)
+        fclose(f);
+    return rc;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    *slash = '\0'; /* BUILD/tests */
+    slash = strrchr(self, '/');
+    *slash = '\0'; /* BUILD */
+    snprintf(cli, sizeof cli, "%s/lrp-oracle", self);
+    if (access(cli, X_OK) != 0) {
+        fprintf(stderr, "test_cli: %s not built\n", cli);
+        return -1;
+    }
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lrp_cli_XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void write_file(const char *path, const void *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, n, f), n);
+    fclose(f);
+}
+
+/* exit 2, exactly one line on stderr naming the file, no HDF5 dump */
+static void expect_bad(const char *args, const char *path, const char *keyword)
+{
+    char out[8192], err[8192];
+    int rc = run(out, sizeof out, err, sizeof err, args);
+    if (rc != 2)
+        fail_msg("'%s': exit %d, want 2; stderr: %s", args, rc, err);
+    size_t len = strlen(err);
+    assert_true(len > 0 && err[len - 1] == '\n');
+    if (strchr(err, '\n') != err + len - 1)
+        fail_msg("'%s': stderr is not one line: %s", args, err);
+    assert_null(strstr(err, "HDF5-DIAG"));
+    if (path && !strstr(err, path))
+        fail_msg("'%s': message does not name %s: %s", args, path, err);
+    if (keyword && !strstr(err, keyword))
+        fail_msg("'%s': message lacks '%s': %s", args, keyword, err);
+}
+
+static void test_help_and_usage(void **state)
+{
+    (void)state;
+    char out[16384], err[8192];
+    assert_int_equal(run(out, sizeof out, err, sizeof err, "--help"), 0);
+    assert_non_null(strstr(out, "exit codes"));
+    assert_non_null(strstr(out, "info"));
+    assert_int_equal(run(out, sizeof out, err, sizeof err, ""), 2);
+    expect_bad("frobnicate", NULL, "unknown command");
+    expect_bad("info", NULL, "missing FILE");
+    expect_bad("gen --seed -3", NULL, "seed");
+}
+
+static void test_gen_is_byte_reproducible(void **state)
+{
+    (void)state;
+    char out[16384], err[8192], args[4200], cmd[20000];
+    snprintf(args, sizeof args, "gen --out %s/a mlp cnn", tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    snprintf(args, sizeof args, "gen --out %s/b mlp cnn", tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    snprintf(cmd, sizeof cmd, "cmp -s %s/a/mlp.h5 %s/b/mlp.h5 && cmp -s %s/a/cnn.h5 %s/b/cnn.h5",
+             tmpdir, tmpdir, tmpdir, tmpdir);
+    assert_int_equal(system(cmd), 0);
+    /* another seed gives another file */
+    snprintf(args, sizeof args, "gen --seed 99 --out %s/c mlp", tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    snprintf(cmd, sizeof cmd, "cmp -s %s/a/mlp.h5 %s/c/mlp.h5", tmpdir, tmpdir);
+    assert_int_not_equal(system(cmd), 0);
+}
+
+static void test_info_prints_graph(void **state)
+{
+    (void)state;
+    char out[65536], err[8192], args[4200];
+    snprintf(args, sizeof args, "gen --out %s/i cnn", tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    snprintf(args, sizeof args, "info %s/i/cnn.h5", tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    assert_non_null(strstr(out, "conv1"));
+    assert_non_null(strstr(out, "Conv2D"));
+    assert_non_null(strstr(out, "(8, 12, 12)"));
+    assert_non_null(strstr(out, "<- conv3,relu1")); /* the Add skip */
+    assert_non_null(strstr(out, "MACs per sample"));
+    assert_string_equal(err, "");
+}
+
+static void test_bad_files(void **state)
+{
+    (void)state;
+    char p[4200], args[9000];
+    /* not HDF5 */
+    snprintf(p, sizeof p, "%s/text.h5", tmpdir);
+    write_file(p, "hello, I am not HDF5\n", 21);
+    snprintf(args, sizeof args, "info %s", p);
+    expect_bad(args, p, NULL);
+    /* empty */
+    snprintf(p, sizeof p, "%s/empty.h5", tmpdir);
+    write_file(p, "", 0);
+    snprintf(args, sizeof args, "info %s", p);
+    expect_bad(args, p, NULL);
+    /* missing */
+    snprintf(p, sizeof p, "%s/nope.h5", tmpdir);
+    snprintf(args, sizeof args, "info %s", p);
+    expect_bad(args, p, NULL);
+    /* truncated: a valid fixture cut in half */
+    char out[8192], err[8192], src[4200];
+    snprintf(args, sizeof args, "gen --out %s/t vgg", tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    snprintf(src, sizeof src, "%s/t/vgg.h5", tmpdir);
+    FILE *f = fopen(src, "rb");
+    assert_non_null(f);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_true(n > 1000);
+    snprintf(p, sizeof p, "%s/trunc.h5", tmpdir);
+    write_file(p, buf, n / 2);
+    snprintf(args, sizeof args, "info %s", p);
+    expect_bad(args, p, NULL);
+    /* garbage after a valid HDF5 signature */
+    snprintf(p, sizeof p, "%s/sig.h5", tmpdir);
+    memset(buf + 8, 0xA5, 4096);
+    write_file(p, buf, 8 + 4096);
+    snprintf(args, sizeof args, "info %s", p);
+    expect_bad(args, p, NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_help_and_usage),
+        cmocka_unit_test(test_gen_is_byte_reproducible),
+        cmocka_unit_test(test_info_prints_graph),
+        cmocka_unit_test(test_bad_files),
+    };
+    return cmocka_run_group_tests_name("cli", tests, setup, teardown);
+}
