@@ -1,0 +1,1943 @@
+/*
+ * h5io.c -- the HDF5 fixture file: reader and writer (schema in docs/FORMAT.md).
+ *
+ * Files come from elsewhere (h5py scripts, converters, other machines), so
+ * the reader trusts nothing: every object is checked to be a hard link of the
+ * expected type, every dataset's class, rank, dimensions and storage are
+ * checked against the shape the graph implies *before* anything is
+ * allocated, and every name goes through the X-macro tables in names.c.
+ * HDF5's own error printer is switched off for the duration of a call; its
+ * error stack is turned into one line "PATH: OBJECT: problem".
+ *
+ * The writer only writes networks that pass lrp_net_infer, uses the 1.10
+ * file format with chunked, Fletcher32-checksummed datasets (FORMATS.md: the
+ * combination that corrupt files cannot crash or hang), switches off object
+ * timestamps so two writes of one net are byte-identical, and goes through a
+ * temporary file in the target directory plus rename(), so a failed or killed
+ * writer never leaves a half-written or clobbered target.
+ *
+ * HDF5 on Debian maps unversioned API names to the 1.8 API; every call with
+ * a versioned variant uses its explicit name (H5Gcreate2, H5Dopen2, ...).
+ */
+#include "lrp.h"
+#include "h5io_int.h"
+
+#include <hdf5.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define OBJ_MAX 512     /* HDF5 object paths we build: names are < 64 bytes */
+#define MAX_FLAGS 32    /* flag names in one rule */
+#define MAX_FIXED_STR 65536 /* fixed-length string element size we accept */
+#define CHUNK_BYTES ((size_t)1 << 20)
+
+static const char *const param_names[6] = {"weight", "bias", "gamma", "beta", "mean", "var"};
+
+int lrp_h5_entry_name(char *buf, size_t n, int li, const char *layer_name)
+{
+    return snprintf(buf, n, "%03d_%s", li, layer_name);
+}
+
+/* ------------------------------------------------------------------ */
+/* Errors                                                              */
+/* ------------------------------------------------------------------ */
+
+/* The innermost description on HDF5's current error stack: the most
+ * specific one ("truncated file: eof = ...", "checksum verification
+ * failed"), the outer entries only repeat which API call failed. */
+typedef struct h5msg {
+    char desc[200];
+} h5msg;
+
+static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
+{
+    h5msg *m = data;
+    (void)n;
+    if (e && e->desc && e->desc[0])
+        snprintf(m->desc, sizeof m->desc, "%s", e->desc);
+    return 0;
+}
+
+static void h5_last_error(char *buf, size_t n)
+{
+    h5msg m;
+    m.desc[0] = '\0';
+    H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, &m);
+    snprintf(buf, n, "%s", m.desc[0] ? m.desc : "unknown HDF5 error");
+}
+
+/* Shared by reader and writer: the file name users know and the error. */
+typedef struct ctx {
+    const char *path;
+    lrp_err *err;
+} ctx;
+
+static lrp_status fail(ctx *c, lrp_status code, const char *obj, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+static lrp_status fail(ctx *c, lrp_status code, const char *obj, const char *fmt, ...)
+{
+    char problem[LRP_ERR_MSG_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(problem, sizeof problem, fmt, ap);
+    va_end(ap);
+    return lrp_err_set(c->err, code, "%s: %s: %s", c->path, obj, problem);
+}
+
+/* A failed HDF5 call: our words plus HDF5's innermost description. */
+static lrp_status h5fail(ctx *c, lrp_status code, const char *obj, const char *what)
+{
+    char h5[200];
+    h5_last_error(h5, sizeof h5);
+    return fail(c, code, obj, "%s (HDF5: %s)", what, h5);
+}
+
+/* HDF5's automatic error printing is process-global state: switch it off
+ * for one call and put back whatever the caller had. */
+typedef struct quiet {
+    H5E_auto2_t func;
+    void *data;
+} quiet;
+
+static void quiet_begin(quiet *q)
+{
+    q->func = NULL;
+    q->data = NULL;
+    H5Eget_auto2(H5E_DEFAULT, &q->func, &q->data);
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+}
+
+static void quiet_end(const quiet *q) { H5Eset_auto2(H5E_DEFAULT, q->func, q->data); }
+
+static void close_id(hid_t *id)
+{
+    if (*id >= 0) {
+        H5Idec_ref(*id);
+        *id = H5I_INVALID_HID;
+    }
+}
+
+static void dims_str(char *buf, size_t n, int rank, const int64_t *d)
+{
+    size_t used = 0;
+    used += (size_t)snprintf(buf, n, "(");
+    for (int i = 0; i < rank && used < n; i++)
+        used += (size_t)snprintf(buf + used, n - used, "%s%lld", i ? ", " : "", (long long)d[i]);
+    if (used < n)
+        snprintf(buf + used, n - used, ")");
+}
+
+static void type_str(char *buf, size_t n, hid_t t)
+{
+    H5T_class_t cl = H5Tget_class(t);
+    size_t bits = H5Tget_size(t) * 8;
+    switch (cl) {
+    case H5T_INTEGER:
+        snprintf(buf, n, "%zu-bit %s integer", bits,
+                 H5Tget_sign(t) == H5T_SGN_NONE ? "unsigned" : "signed");
+        break;
+    case H5T_FLOAT: snprintf(buf, n, "%zu-bit float", bits); break;
+    case H5T_STRING: snprintf(buf, n, "string"); break;
+    case H5T_ENUM: snprintf(buf, n, "enum"); break;
+    case H5T_COMPOUND: snprintf(buf, n, "compound"); break;
+    case H5T_ARRAY: snprintf(buf, n, "array type"); break;
+    case H5T_VLEN: snprintf(buf, n, "variable-length sequence"); break;
+    case H5T_REFERENCE: snprintf(buf, n, "reference"); break;
+    case H5T_OPAQUE: snprintf(buf, n, "opaque"); break;
+    case H5T_BITFIELD: snprintf(buf, n, "bitfield"); break;
+    default: snprintf(buf, n, "unknown type class %d", (int)cl); break;
+    }
+}
+
+/* parent + "/" + name, truncated to fit (paths only label messages; every
+ * object is opened relative to its group, never by this string). */
+static void join(char *buf, size_t n, const char *parent, const char *name)
+{
+    size_t used = 0;
+    const char *parts[3] = {strcmp(parent, "/") == 0 ? "" : parent, "/", name};
+    for (int i = 0; i < 3; i++)
+        for (const char *p = parts[i]; *p && used + 1 < n; p++)
+            buf[used++] = *p;
+    buf[used] = '\0';
+}
+
+/* ------------------------------------------------------------------ */
+/* Reader: objects                                                     */
+/* ------------------------------------------------------------------ */
+
+/* Opens the member `name` of group `loc` (path `lpath`) and checks it is a
+ * hard link to an object of type `want`.  When `required` is 0 a missing
+ * member gives LRP_OK with *out = H5I_INVALID_HID. */
+static lrp_status open_member(ctx *c, hid_t loc, const char *lpath, const char *name,
+                              H5I_type_t want, int required, hid_t *out)
+{
+    char opath[OBJ_MAX];
+    hid_t id = H5I_INVALID_HID;
+    lrp_status st = LRP_OK;
+    H5L_info_t li;
+    *out = H5I_INVALID_HID;
+    join(opath, sizeof opath, lpath, name);
+
+    htri_t ex = H5Lexists(loc, name, H5P_DEFAULT);
+    if (ex < 0) {
+        st = h5fail(c, LRP_E_FORMAT, opath, "cannot look up");
+        goto cleanup;
+    }
+    if (ex == 0) {
+        if (required)
+            st = fail(c, LRP_E_FORMAT, opath, "missing %s",
+                      want == H5I_GROUP ? "group" : "dataset");
+        goto cleanup;
+    }
+    if (H5Lget_info(loc, name, &li, H5P_DEFAULT) < 0) {
+        st = h5fail(c, LRP_E_FORMAT, opath, "cannot read link");
+        goto cleanup;
+    }
+    if (li.type != H5L_TYPE_HARD) {
+        st = fail(c, LRP_E_FORMAT, opath, "is a %s link; only hard links are accepted",
+                  li.type == H5L_TYPE_SOFT ? "soft" : li.type == H5L_TYPE_EXTERNAL ? "external"
+                                                                                    : "user-defined");
+        goto cleanup;
+    }
+    id = H5Oopen(loc, name, H5P_DEFAULT);
+    if (id < 0) {
+        st = h5fail(c, LRP_E_FORMAT, opath, "cannot open");
+        goto cleanup;
+    }
+    H5I_type_t got = H5Iget_type(id);
+    if (got != want) {
+        st = fail(c, LRP_E_FORMAT, opath, "wrong object type: expected a %s, found a %s",
+                  want == H5I_GROUP ? "group" : "dataset",
+                  got == H5I_GROUP ? "group" : got == H5I_DATASET ? "dataset"
+                                             : got == H5I_DATATYPE ? "named datatype" : "other object");
+        goto cleanup;
+    }
+    *out = id;
+    id = H5I_INVALID_HID;
+cleanup:
+    close_id(&id);
+    return st;
+}
+
+/* Number of links in a group, bounded so loops over it are bounded. */
+static lrp_status count_links(ctx *c, hid_t g, const char *gpath, hsize_t maxn, hsize_t *n)
+{
+    H5G_info_t gi;
+    if (H5Gget_info(g, &gi) < 0)
+        return h5fail(c, LRP_E_FORMAT, gpath, "cannot read group");
+    if (gi.nlinks > maxn)
+        return fail(c, LRP_E_INVALID, gpath, "%llu members, at most %llu allowed",
+                    (unsigned long long)gi.nlinks, (unsigned long long)maxn);
+    *n = gi.nlinks;
+    return LRP_OK;
+}
+
+/* Name of link k (in name order) of group g; names longer than cap-1 are
+ * refused rather than truncated. */
+static lrp_status link_name(ctx *c, hid_t g, const char *gpath, hsize_t k, char *buf, size_t cap)
+{
+    ssize_t len = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, k, NULL, 0, H5P_DEFAULT);
+    if (len < 0)
+        return h5fail(c, LRP_E_FORMAT, gpath, "cannot list members");
+    if ((size_t)len >= cap)
+        return fail(c, LRP_E_INVALID, gpath, "member name of %zd bytes, at most %zu allowed", len,
+                    cap - 1);
+    if (H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, k, buf, cap, H5P_DEFAULT) < 0)
+        return h5fail(c, LRP_E_FORMAT, gpath, "cannot list members");
+    return LRP_OK;
+}
+
+/* Layer index that the entry name "NNN_<layer>" designates, or -1. */
+static int entry_layer(const lrp_net *net, const char *name)
+{
+    char *end;
+    if (name[0] < '0' || name[0] > '9')
+        return -1;
+    errno = 0;
+    long i = strtol(name, &end, 10);
+    if (errno || *end != '_' || i < 0 || i >= net->n_layers)
+        return -1;
+    char want[OBJ_MAX];
+    lrp_h5_entry_name(want, sizeof want, (int)i, net->layers[i].name);
+    return strcmp(want, name) == 0 ? (int)i : -1;
+}
+
+/* Every member of a per-layer group (/rules, relevance, ...) must name a
+ * layer: a misspelt entry would otherwise be silently ignored. */
+static lrp_status check_entries(ctx *c, hid_t g, const char *gpath, const lrp_net *net)
+{
+    hsize_t n;
+    char name[OBJ_MAX], opath[OBJ_MAX];
+    lrp_status st = count_links(c, g, gpath, (hsize_t)net->n_layers, &n);
+    for (hsize_t k = 0; !st && k < n; k++) {
+        if ((st = link_name(c, g, gpath, k, name, sizeof name)))
+            break;
+        if (entry_layer(net, name) < 0) {
+            join(opath, sizeof opath, gpath, name);
+            st = fail(c, LRP_E_FORMAT, opath,
+                      "names no layer (entries are NNN_<layer> with the layer's index in /network order)");
+        }
+    }
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reader: attributes                                                  */
+/* ------------------------------------------------------------------ */
+
+static lrp_status has_attr(ctx *c, hid_t obj, const char *opath, const char *name, int *yes)
+{
+    htri_t ex = H5Aexists(obj, name);
+    if (ex < 0)
+        return h5fail(c, LRP_E_FORMAT, opath, "cannot look up attributes");
+    *yes = ex > 0;
+    return LRP_OK;
+}
+
+/* Opens attribute `name` and returns its element count: 1 for a scalar,
+ * 0 for a null dataspace, the length of a 1-D simple dataspace. */
+static lrp_status open_attr(ctx *c, hid_t obj, const char *opath, const char *name, hid_t *a,
+                            hid_t *type, hid_t *space, hsize_t *count)
+{
+    int yes = 0;
+    lrp_status st = has_attr(c, obj, opath, name, &yes);
+    *a = *type = *space = H5I_INVALID_HID;
+    if (st)
+        return st;
+    if (!yes)
+        return fail(c, LRP_E_FORMAT, opath, "missing attribute '%s'", name);
+    if ((*a = H5Aopen(obj, name, H5P_DEFAULT)) < 0 || (*type = H5Aget_type(*a)) < 0 ||
+        (*space = H5Aget_space(*a)) < 0)
+        return h5fail(c, LRP_E_FORMAT, opath, "cannot open attribute");
+    H5S_class_t sc = H5Sget_simple_extent_type(*space);
+    if (sc == H5S_SCALAR) {
+        *count = 1;
+    } else if (sc == H5S_NULL) {
+        *count = 0;
+    } else if (sc == H5S_SIMPLE && H5Sget_simple_extent_ndims(*space) == 1) {
+        H5Sget_simple_extent_dims(*space, count, NULL);
+    } else {
+        return fail(c, LRP_E_FORMAT, opath, "attribute '%s': expected a scalar or a 1-D array", name);
+    }
+    return LRP_OK;
+}
+
+/* Reads a string attribute (scalar or 1-D, variable- or fixed-length) of at
+ * most maxn strings, each shorter than cap bytes, into a new array of
+ * n * cap bytes (*out, caller frees). */
+static lrp_status attr_strings(ctx *c, hid_t obj, const char *opath, const char *name, int maxn,
+                               size_t cap, char **out, int *nout)
+{
+    hid_t a, ft, sp, mt = H5I_INVALID_HID;
+    hsize_t n = 0;
+    char **vl = NULL, *fx = NULL, *res = NULL;
+    int vl_read = 0;
+    size_t fsize = 0;
+    lrp_status st = open_attr(c, obj, opath, name, &a, &ft, &sp, &n);
+    *out = NULL;
+    *nout = 0;
+    if (st)
+        goto cleanup;
+    if (H5Tget_class(ft) != H5T_STRING) {
+        char t[64];
+        type_str(t, sizeof t, ft);
+        st = fail(c, LRP_E_FORMAT, opath, "attribute '%s': wrong type: expected string, found %s",
+                  name, t);
+        goto cleanup;
+    }
+    if (n > (hsize_t)maxn) {
+        st = fail(c, LRP_E_INVALID, opath, "attribute '%s': %llu strings, at most %d allowed", name,
+                  (unsigned long long)n, maxn);
+        goto cleanup;
+    }
+    res = calloc(n ? (size_t)n : 1, cap);
+    if (!res) {
+        st = fail(c, LRP_E_NOMEM, opath, "out of memory reading attribute '%s'", name);
+        goto cleanup;
+    }
+    if (n == 0)
+        goto done;
+    mt = H5Tcopy(H5T_C_S1);
+    if (mt < 0 || H5Tset_cset(mt, H5Tget_cset(ft)) < 0) {
+        st = h5fail(c, LRP_E_FORMAT, opath, "cannot make string type");
+        goto cleanup;
+    }
+    htri_t isvar = H5Tis_variable_str(ft);
+    if (isvar > 0) {
+        vl = calloc((size_t)n, sizeof *vl);
+        if (!vl) {
+            st = fail(c, LRP_E_NOMEM, opath, "out of memory reading attribute '%s'", name);
+            goto cleanup;
+        }
+        if (H5Tset_size(mt, H5T_VARIABLE) < 0 || H5Aread(a, mt, vl) < 0) {
+            st = h5fail(c, LRP_E_FORMAT, opath, "cannot read string attribute");
+            goto cleanup;
+        }
+        vl_read = 1;
+        for (hsize_t i = 0; i < n; i++) {
+            const char *s = vl[i] ? vl[i] : "";
+            size_t len = strlen(s);
+            if (len >= cap) {
+                st = fail(c, LRP_E_INVALID, opath,
+                          "attribute '%s': string of %zu bytes, at most %zu allowed", name, len,
+                          cap - 1);
+                goto cleanup;
+            }
+            memcpy(res + i * cap, s, len + 1);
+        }
+    } else {
+        fsize = H5Tget_size(ft);
+        if (isvar < 0 || fsize == 0 || fsize > MAX_FIXED_STR) {
+            st = fail(c, LRP_E_FORMAT, opath, "attribute '%s': unreadable fixed-length string type",
+                      name);
+            goto cleanup;
+        }
+        /* One more byte per element, NUL-terminated: a NULLPAD string that
+         * fills its field keeps its last character. */
+        fx = calloc((size_t)n, fsize + 1);
+        if (!fx) {
+            st = fail(c, LRP_E_NOMEM, opath, "out of memory reading attribute '%s'", name);
+            goto cleanup;
+        }
+        if (H5Tset_size(mt, fsize + 1) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 ||
+            H5Aread(a, mt, fx) < 0) {
+            st = h5fail(c, LRP_E_FORMAT, opath, "cannot read string attribute");
+            goto cleanup;
+        }
+        for (hsize_t i = 0; i < n; i++) {
+            const char *s = fx + i * (fsize + 1);
+            size_t len = strnlen(s, fsize);
+            if (len >= cap) {
+                st = fail(c, LRP_E_INVALID, opath,
+                          "attribute '%s': string of %zu bytes, at most %zu allowed", name, len,
+                          cap - 1);
+                goto cleanup;
+            }
+            memcpy(res + i * cap, s, len);
+            res[i * cap + len] = '\0';
+        }
+    }
+done:
+    *out = res;
+    res = NULL;
+    *nout = (int)n;
+cleanup:
+    if (vl_read)
+        H5Dvlen_reclaim(mt, sp, H5P_DEFAULT, vl);
+    free(vl);
+    free(fx);
+    free(res);
+    close_id(&mt);
+    close_id(&sp);
+    close_id(&ft);
+    close_id(&a);
+    return st;
+}
+
+/* One string (scalar or 1-element array).  dflt != NULL makes it optional. */
+static lrp_status attr_string(ctx *c, hid_t obj, const char *opath, const char *name, char *dst,
+                              size_t cap, const char *dflt)
+{
+    char *v = NULL;
+    int n = 0, yes = 1;
+    lrp_status st = LRP_OK;
+    if (dflt && (st = has_attr(c, obj, opath, name, &yes)))
+        return st;
+    if (!yes) {
+        snprintf(dst, cap, "%s", dflt);
+        return LRP_OK;
+    }
+    if ((st = attr_strings(c, obj, opath, name, 1, cap, &v, &n)))
+        return st;
+    if (n != 1)
+        st = fail(c, LRP_E_FORMAT, opath, "attribute '%s': expected one string, found %d", name, n);
+    else
+        memcpy(dst, v, cap);
+    free(v);
+    return st;
+}
+
+/* Reads minn..maxn integers.  Any integer class of size <= 8 is accepted,
+ * and an enum over one (h5py stores numpy bools as enum over int8); values
+ * are converted to int64 by HDF5 (saturating) and range-checked by callers. */
+static lrp_status attr_ints(ctx *c, hid_t obj, const char *opath, const char *name, int minn,
+                            int maxn, int64_t *out, int *nout)
+{
+    hid_t a, ft, sp, base = H5I_INVALID_HID;
+    hsize_t n = 0;
+    int64_t buf[8];
+    lrp_status st = open_attr(c, obj, opath, name, &a, &ft, &sp, &n);
+    if (st)
+        goto cleanup;
+    LRP_ASSERT(maxn <= 8);
+    H5T_class_t cl = H5Tget_class(ft);
+    if (cl == H5T_ENUM)
+        base = H5Tget_super(ft);
+    else if (cl == H5T_INTEGER)
+        base = H5Tcopy(ft);
+    if (base < 0 || H5Tget_class(base) != H5T_INTEGER || H5Tget_size(base) > 8) {
+        char t[64];
+        type_str(t, sizeof t, ft);
+        st = fail(c, LRP_E_FORMAT, opath, "attribute '%s': wrong type: expected integer, found %s",
+                  name, t);
+        goto cleanup;
+    }
+    if (n < (hsize_t)minn || n > (hsize_t)maxn) {
+        st = minn == maxn
+                 ? fail(c, LRP_E_FORMAT, opath, "attribute '%s': expected %d value%s, found %llu",
+                        name, minn, minn == 1 ? "" : "s", (unsigned long long)n)
+                 : fail(c, LRP_E_FORMAT, opath,
+                        "attribute '%s': expected %d to %d values, found %llu", name, minn, maxn,
+                        (unsigned long long)n);
+        goto cleanup;
+    }
+    /* Read the file's bytes unconverted (the buffer holds n 8-byte slots),
+     * then convert in place from the integer base type to int64. */
+    memset(buf, 0, sizeof buf);
+    if (n > 0 && (H5Aread(a, ft, buf) < 0 ||
+                  H5Tconvert(base, H5T_NATIVE_INT64, (size_t)n, buf, NULL, H5P_DEFAULT) < 0)) {
+        st = h5fail(c, LRP_E_FORMAT, opath, "cannot read integer attribute");
+        goto cleanup;
+    }
+    memcpy(out, buf, (size_t)n * sizeof *out);
+    if (nout)
+        *nout = (int)n;
+cleanup:
+    close_id(&base);
+    close_id(&sp);
+    close_id(&ft);
+    close_id(&a);
+    return st;
+}
+
+static lrp_status attr_int_range(ctx *c, hid_t obj, const char *opath, const char *name,
+                                 int64_t lo, int64_t hi, int64_t *out)
+{
+    lrp_status st = attr_ints(c, obj, opath, name, 1, 1, out, NULL);
+    if (!st && (*out < lo || *out > hi))
+        st = fail(c, LRP_E_INVALID, opath, "attribute '%s': value %lld out of range [%lld, %lld]",
+                  name, (long long)*out, (long long)lo, (long long)hi);
+    return st;
+}
+
+/* A fixed number of int-sized values (kernel, stride, padding, ...).  The
+ * range only guards the conversion to int; lrp_net_infer judges geometry. */
+static lrp_status attr_int_vec(ctx *c, hid_t obj, const char *opath, const char *name, int n,
+                               int *dst[])
+{
+    int64_t v[8];
+    lrp_status st = attr_ints(c, obj, opath, name, n, n, v, NULL);
+    for (int i = 0; !st && i < n; i++) {
+        if (v[i] < INT_MIN / 2 || v[i] > INT_MAX / 2)
+            st = fail(c, LRP_E_INVALID, opath, "attribute '%s': value %lld out of range", name,
+                      (long long)v[i]);
+        else
+            *dst[i] = (int)v[i];
+    }
+    return st;
+}
+
+/* A binary32 attribute.  32-bit IEEE floats are taken as they are; a 64-bit
+ * float (what h5py writes for a Python float) is accepted only when it is
+ * exactly a binary32 value, so no rounding ever happens on the way in. */
+static lrp_status attr_float(ctx *c, hid_t obj, const char *opath, const char *name, float *out)
+{
+    hid_t a, ft, sp;
+    hsize_t n = 0;
+    lrp_status st = open_attr(c, obj, opath, name, &a, &ft, &sp, &n);
+    if (st)
+        goto cleanup;
+    if (n != 1) {
+        st = fail(c, LRP_E_FORMAT, opath, "attribute '%s': expected one value, found %llu", name,
+                  (unsigned long long)n);
+        goto cleanup;
+    }
+    if (H5Tget_class(ft) == H5T_FLOAT &&
+        (H5Tequal(ft, H5T_IEEE_F32LE) > 0 || H5Tequal(ft, H5T_IEEE_F32BE) > 0)) {
+        if (H5Aread(a, H5T_NATIVE_FLOAT, out) < 0)
+            st = h5fail(c, LRP_E_FORMAT, opath, "cannot read float attribute");
+    } else if (H5Tget_class(ft) == H5T_FLOAT &&
+               (H5Tequal(ft, H5T_IEEE_F64LE) > 0 || H5Tequal(ft, H5T_IEEE_F64BE) > 0)) {
+        double d;
+        if (H5Aread(a, H5T_NATIVE_DOUBLE, &d) < 0) {
+            st = h5fail(c, LRP_E_FORMAT, opath, "cannot read float attribute");
+        } else if (!isnan(d) && (double)(float)d != d) {
+            st = fail(c, LRP_E_FORMAT, opath,
+                      "attribute '%s': 64-bit value %.17g is not exactly a binary32 value "
+                      "(store it as 32-bit float)",
+                      name, d);
+        } else {
+            *out = (float)d;
+        }
+    } else {
+        char t[64];
+        type_str(t, sizeof t, ft);
+        st = fail(c, LRP_E_FORMAT, opath,
+                  "attribute '%s': wrong type: expected 32-bit float, found %s", name, t);
+    }
+cleanup:
+    close_id(&sp);
+    close_id(&ft);
+    close_id(&a);
+    return st;
+}
+
+static lrp_status attr_float_opt(ctx *c, hid_t obj, const char *opath, const char *name, float *out)
+{
+    int yes = 0;
+    lrp_status st = has_attr(c, obj, opath, name, &yes);
+    if (!st && yes)
+        st = attr_float(c, obj, opath, name, out);
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reader: datasets                                                    */
+/* ------------------------------------------------------------------ */
+
+/* Opens dataset `name` of group g and checks storage, class, rank and every
+ * dimension against want[0..rank-1] before anything is allocated.
+ * is_float selects 32-bit IEEE float (parameters, data, relevance) or any
+ * integer class (target).  graph_dim >= 0 names the dimension that comes
+ * from the input layer `graph_src`: a mismatch only there is a disagreement
+ * along the graph (LRP_E_INVALID), any other a malformed file. */
+static lrp_status open_checked(ctx *c, hid_t g, const char *gpath, const char *name, int required,
+                               int is_float, int rank, const int64_t *want, int graph_dim,
+                               const char *graph_src, hid_t *out)
+{
+    char opath[OBJ_MAX], b1[160], b2[160], t[64];
+    hid_t ds = H5I_INVALID_HID, ft = H5I_INVALID_HID, sp = H5I_INVALID_HID, dcpl = H5I_INVALID_HID;
+    hsize_t dims[H5S_MAX_RANK];
+    int64_t got[H5S_MAX_RANK];
+    lrp_status st;
+    *out = H5I_INVALID_HID;
+    join(opath, sizeof opath, gpath, name);
+    if ((st = open_member(c, g, gpath, name, H5I_DATASET, required, &ds)) || ds < 0)
+        goto cleanup;
+
+    if ((dcpl = H5Dget_create_plist(ds)) < 0) {
+        st = h5fail(c, LRP_E_FORMAT, opath, "cannot read storage properties");
+        goto cleanup;
+    }
+    H5D_layout_t lay = H5Pget_layout(dcpl);
+    if (lay == H5D_VIRTUAL || lay < 0) {
+        st = fail(c, LRP_E_FORMAT, opath, "virtual dataset storage is not accepted");
+        goto cleanup;
+    }
+    if (H5Pget_external_count(dcpl) != 0) {
+        st = fail(c, LRP_E_FORMAT, opath, "external storage is not accepted");
+        goto cleanup;
+    }
+
+    if ((ft = H5Dget_type(ds)) < 0) {
+        st = h5fail(c, LRP_E_FORMAT, opath, "cannot read type");
+        goto cleanup;
+    }
+    int type_ok = is_float ? H5Tget_class(ft) == H5T_FLOAT &&
+                                 (H5Tequal(ft, H5T_IEEE_F32LE) > 0 || H5Tequal(ft, H5T_IEEE_F32BE) > 0)
+                           : H5Tget_class(ft) == H5T_INTEGER && H5Tget_size(ft) <= 8;
+    if (!type_ok) {
+        type_str(t, sizeof t, ft);
+        st = fail(c, LRP_E_FORMAT, opath, "wrong type: expected %s, found %s",
+                  is_float ? "32-bit float (IEEE binary32; other float widths are refused so "
+                             "values are never rounded)"
+                           : "integer",
+                  t);
+        goto cleanup;
+    }
+
+    if ((sp = H5Dget_space(ds)) < 0) {
+        st = h5fail(c, LRP_E_FORMAT, opath, "cannot read dataspace");
+        goto cleanup;
+    }
+    dims_str(b1, sizeof b1, rank, want);
+    if (H5Sget_simple_extent_type(sp) != H5S_SIMPLE) {
+        st = fail(c, LRP_E_FORMAT, opath, "wrong rank: expected shape %s, found a %s dataspace", b1,
+                  H5Sget_simple_extent_type(sp) == H5S_SCALAR ? "scalar" : "null");
+        goto cleanup;
+    }
+    int nd = H5Sget_simple_extent_ndims(sp);
+    if (nd < 0 || nd > H5S_MAX_RANK || H5Sget_simple_extent_dims(sp, dims, NULL) < 0) {
+        st = h5fail(c, LRP_E_FORMAT, opath, "cannot read dataspace");
+        goto cleanup;
+    }
+    int same = nd == rank, only_graph = nd == rank && graph_dim >= 0;
+    for (int i = 0; i < nd; i++) {
+        /* Clamp for printing: a hostile dimension can exceed INT64_MAX. */
+        got[i] = dims[i] > (hsize_t)INT64_MAX ? INT64_MAX : (int64_t)dims[i];
+        if (i < rank && got[i] != want[i]) {
+            same = 0;
+            if (i != graph_dim)
+                only_graph = 0;
+        }
+    }
+    if (!same) {
+        dims_str(b2, sizeof b2, nd, got);
+        if (only_graph)
+            st = fail(c, LRP_E_INVALID, opath,
+                      "shape mismatch along the graph: expected shape %s from input layer '%s', found %s",
+                      b1, graph_src, b2);
+        else
+            st = fail(c, LRP_E_FORMAT, opath, "wrong %s: expected shape %s, found %s",
+                      nd != rank ? "rank" : "shape", b1, b2);
+        goto cleanup;
+    }
+    *out = ds;
+    ds = H5I_INVALID_HID;
+cleanup:
+    close_id(&dcpl);
+    close_id(&sp);
+    close_id(&ft);
+    close_id(&ds);
+    return st;
+}
+
+static int64_t numel(int rank, const int64_t *d)
+{
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++)
+        n *= d[i];
+    return n;
+}
+
+/* Reads a float32 dataset whose shape was checked by open_checked.  The
+ * element count is bounded by the graph (LRP_MAX_ELEMS per sample,
+ * LRP_MAX_BATCH samples), so the size computation cannot overflow. */
+static lrp_status read_floats(ctx *c, hid_t g, const char *gpath, const char *name, int required,
+                              int rank, const int64_t *want, int graph_dim, const char *graph_src,
+                              float **out)
+{
+    char opath[OBJ_MAX];
+    hid_t ds;
+    float *buf = NULL;
+    lrp_status st = open_checked(c, g, gpath, name, required, 1, rank, want, graph_dim, graph_src, &ds);
+    *out = NULL;
+    if (st || ds < 0)
+        goto cleanup;
+    join(opath, sizeof opath, gpath, name);
+    int64_t n = numel(rank, want);
+    if (n < 1 || (uint64_t)n > SIZE_MAX / sizeof(float) ||
+        !(buf = malloc((size_t)n * sizeof(float)))) {
+        st = fail(c, LRP_E_NOMEM, opath, "out of memory for %lld values", (long long)n);
+        goto cleanup;
+    }
+    if (H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        st = h5fail(c, LRP_E_FORMAT, opath, "cannot read data (corrupt file?)");
+        goto cleanup;
+    }
+    *out = buf;
+    buf = NULL;
+cleanup:
+    free(buf);
+    close_id(&ds);
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Reader: the network                                                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct name_ix {
+    const char *name;
+    int ix;
+} name_ix;
+
+static int cmp_name_ix(const void *a, const void *b)
+{
+    return strcmp(((const name_ix *)a)->name, ((const name_ix *)b)->name);
+}
+
+/* Geometry attributes of one layer; which ones apply is the kind's. */
+static lrp_status read_geometry(ctx *c, hid_t g, const char *gp, lrp_layer *l)
+{
+    lrp_status st = LRP_OK;
+    int64_t v[LRP_MAX_RANK];
+    int n = 0;
+    int k = l->kind;
+    int conv = k == LRP_LAYER_CONV2D, pool = k == LRP_LAYER_MAXPOOL2D || k == LRP_LAYER_AVGPOOL2D;
+    if (k == LRP_LAYER_INPUT || k == LRP_LAYER_RESHAPE) {
+        const char *an = k == LRP_LAYER_INPUT ? "shape" : "target_shape";
+        lrp_shape *s = k == LRP_LAYER_INPUT ? &l->shape : &l->target;
+        if ((st = attr_ints(c, g, gp, an, 1, LRP_MAX_RANK, v, &n)))
+            return st;
+        s->rank = n;
+        for (int i = 0; i < n; i++) {
+            if (v[i] < 1 || v[i] > LRP_MAX_DIM)
+                return fail(c, LRP_E_INVALID, gp, "attribute '%s': dimension %lld out of range [1, %lld]",
+                            an, (long long)v[i], (long long)LRP_MAX_DIM);
+            s->d[i] = v[i];
+        }
+    }
+    if (k == LRP_LAYER_DENSE || conv) {
+        /* Only guards the int64 field; lrp_net_infer applies LRP_MAX_DIM. */
+        if ((st = attr_ints(c, g, gp, "units", 1, 1, &l->units, NULL)))
+            return st;
+        if ((st = attr_int_range(c, g, gp, "has_bias", 0, 1, v)))
+            return st;
+        l->has_bias = (int)v[0];
+    }
+    if (conv || pool) {
+        int *kern[2] = {&l->kh, &l->kw}, *strd[2] = {&l->sh, &l->sw};
+        int *pad[4] = {&l->pt, &l->pb, &l->pl, &l->pr};
+        if ((st = attr_int_vec(c, g, gp, "kernel", 2, kern)) ||
+            (st = attr_int_vec(c, g, gp, "stride", 2, strd)) ||
+            (st = attr_int_vec(c, g, gp, "padding", 4, pad)))
+            return st;
+    }
+    if (conv) {
+        int *dil[2] = {&l->dh, &l->dw}, *grp[1] = {&l->groups};
+        if ((st = attr_int_vec(c, g, gp, "dilation", 2, dil)) ||
+            (st = attr_int_vec(c, g, gp, "groups", 1, grp)))
+            return st;
+    }
+    if (k == LRP_LAYER_AVGPOOL2D) {
+        if ((st = attr_int_range(c, g, gp, "count_include_pad", 0, 1, v)))
+            return st;
+        l->count_include_pad = (int)v[0];
+    }
+    if (k == LRP_LAYER_BATCHNORM && (st = attr_float(c, g, gp, "bn_eps", &l->bn_eps)))
+        return st;
+    return LRP_OK;
+}
+
+/* Depth-first search along input edges for a cycle; on finding one writes
+ * "a -> b -> a" (data-flow direction) into buf and returns 1. */
+static int find_cycle(const lrp_net *net, char *buf, size_t bufn)
+{
+    int n = net->n_layers, found = 0;
+    unsigned char *color = calloc((size_t)n, 1); /* 0 new, 1 on stack, 2 done */
+    int *stack = malloc((size_t)n * sizeof *stack), *next = malloc((size_t)n * sizeof *next);
+    if (!color || !stack || !next)
+        goto cleanup;
+    for (int s = 0; s < n && !found; s++) {
+        if (color[s])
+            continue;
+        int top = 0;
+        stack[0] = s;
+        next[0] = 0;
+        color[s] = 1;
+        while (top >= 0 && !found) {
+            int v = stack[top];
+            if (next[top] < net->layers[v].n_in) {
+                int u = net->layers[v].in[next[top]++];
+                if (color[u] == 1) {
+                    /* stack[j..top] with stack[j] == u: each entry's input is
+                     * the next; data flows from the deepest entry upwards. */
+                    int j = top;
+                    while (stack[j] != u)
+                        j--;
+                    size_t used = 0;
+                    used += (size_t)snprintf(buf + used, bufn - used, "%s", net->layers[u].name);
+                    for (int q = top; q >= j && used < bufn; q--)
+                        used += (size_t)snprintf(buf + used, bufn - used, " -> %s",
+                                                 net->layers[stack[q]].name);
+                    found = 1;
+                } else if (color[u] == 0) {
+                    color[u] = 1;
+                    stack[++top] = u;
+                    next[top] = 0;
+                }
+            } else {
+                color[v] = 2;
+                top--;
+            }
+        }
+    }
+cleanup:
+    free(color);
+    free(stack);
+    free(next);
+    return found;
+}
+
+static lrp_status copy_err(ctx *c, const lrp_err *e)
+{
+    return lrp_err_set(c->err, e->code, "%s", e->msg);
+}
+
+/* /network: the order attribute, one group per layer, inputs resolved by
+ * name.  Leaves shapes to lrp_net_infer. */
+static lrp_status read_network(ctx *c, hid_t file, lrp_net *net)
+{
+    hid_t g = H5I_INVALID_HID, lg = H5I_INVALID_HID;
+    char *order = NULL, *inn = NULL;
+    name_ix *ix = NULL;
+    int n = 0, nin = 0, yes = 0;
+    char gp[OBJ_MAX], ename[OBJ_MAX], kind[LRP_NAME_MAX], nm[LRP_NAME_MAX];
+    char cyc[LRP_ERR_MSG_MAX / 2];
+    lrp_err e2;
+    lrp_status st;
+
+    if ((st = open_member(c, file, "/", "network", H5I_GROUP, 1, &g)))
+        goto cleanup;
+    if ((st = attr_strings(c, g, "/network", "order", LRP_MAX_LAYERS, LRP_NAME_MAX, &order, &n)))
+        goto cleanup;
+    if (!(ix = malloc((size_t)(n ? n : 1) * sizeof *ix))) {
+        st = fail(c, LRP_E_NOMEM, "/network", "out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < n; i++) {
+        const char *s = order + (size_t)i * LRP_NAME_MAX;
+        if (!*s || strchr(s, '/')) {
+            st = fail(c, LRP_E_INVALID, "/network",
+                      "attribute 'order': entry %d: layer name '%s' is empty or contains '/'", i, s);
+            goto cleanup;
+        }
+        ix[i].name = s;
+        ix[i].ix = i;
+    }
+    qsort(ix, (size_t)n, sizeof *ix, cmp_name_ix);
+    for (int i = 1; i < n; i++)
+        if (strcmp(ix[i - 1].name, ix[i].name) == 0) {
+            st = fail(c, LRP_E_INVALID, "/network", "attribute 'order': layer '%s' listed twice",
+                      ix[i].name);
+            goto cleanup;
+        }
+
+    for (int i = 0; i < n; i++) {
+        const char *lname = order + (size_t)i * LRP_NAME_MAX;
+        lrp_layer_kind k;
+        lrp_h5_entry_name(ename, sizeof ename, i, lname);
+        join(gp, sizeof gp, "/network", ename);
+        if ((st = open_member(c, g, "/network", ename, H5I_GROUP, 1, &lg)))
+            goto cleanup;
+        if ((st = attr_string(c, lg, gp, "name", nm, sizeof nm, NULL)))
+            goto cleanup;
+        if (strcmp(nm, lname) != 0) {
+            st = fail(c, LRP_E_FORMAT, gp,
+                      "attribute 'name' is '%s' but /network order lists '%s' here", nm, lname);
+            goto cleanup;
+        }
+        if ((st = attr_string(c, lg, gp, "kind", kind, sizeof kind, NULL)))
+            goto cleanup;
+        if (lrp_layer_kind_parse(kind, &k) != 0) {
+            st = fail(c, LRP_E_UNSUPPORTED, gp, "unknown layer kind '%s'", kind);
+            goto cleanup;
+        }
+        int li = lrp_net_add(net, k, lname, &e2);
+        if (li < 0) {
+            st = copy_err(c, &e2);
+            goto cleanup;
+        }
+        lrp_layer *l = &net->layers[li];
+        if ((st = read_geometry(c, lg, gp, l)))
+            goto cleanup;
+        /* An Input may omit `inputs`; every other layer must list them. */
+        if ((st = has_attr(c, lg, gp, "inputs", &yes)))
+            goto cleanup;
+        if (yes || k != LRP_LAYER_INPUT) {
+            if ((st = attr_strings(c, lg, gp, "inputs", LRP_MAX_INPUTS, LRP_NAME_MAX, &inn, &nin)))
+                goto cleanup;
+            for (int q = 0; q < nin; q++) {
+                name_ix key = {inn + (size_t)q * LRP_NAME_MAX, 0};
+                const name_ix *hit = bsearch(&key, ix, (size_t)n, sizeof *ix, cmp_name_ix);
+                if (!hit) {
+                    st = fail(c, LRP_E_FORMAT, gp, "input '%s' names no layer (not in /network order)",
+                              key.name);
+                    goto cleanup;
+                }
+                l->in[q] = hit->ix;
+            }
+            l->n_in = nin;
+            free(inn);
+            inn = NULL;
+        }
+        close_id(&lg);
+    }
+
+    /* A group not listed in `order` is an error, not something to skip. */
+    hsize_t nl;
+    if ((st = count_links(c, g, "/network", (hsize_t)UINT32_MAX, &nl)))
+        goto cleanup;
+    for (hsize_t q = 0; nl != (hsize_t)n && q < nl; q++) {
+        if ((st = link_name(c, g, "/network", q, ename, sizeof ename)))
+            goto cleanup;
+        if (entry_layer(net, ename) < 0) {
+            join(gp, sizeof gp, "/network", ename);
+            st = fail(c, LRP_E_FORMAT, gp, "not listed in /network order");
+            goto cleanup;
+        }
+    }
+
+    /* Execution order: an input must come earlier.  Tell a true cycle from
+     * a merely misordered list, since the fixes differ. */
+    for (int i = 0; i < net->n_layers; i++)
+        for (int q = 0; q < net->layers[i].n_in; q++) {
+            int j = net->layers[i].in[q];
+            if (j < i)
+                continue;
+            if (find_cycle(net, cyc, sizeof cyc)) {
+                st = fail(c, LRP_E_INVALID, "/network", "cycle through layers %s", cyc);
+            } else {
+                lrp_h5_entry_name(ename, sizeof ename, i, net->layers[i].name);
+                join(gp, sizeof gp, "/network", ename);
+                st = fail(c, LRP_E_INVALID, gp,
+                          "input '%s' comes later in /network order (layers must be listed in execution order)",
+                          net->layers[j].name);
+            }
+            goto cleanup;
+        }
+cleanup:
+    free(order);
+    free(inn);
+    free(ix);
+    close_id(&lg);
+    close_id(&g);
+    return st;
+}
+
+/* One rule entry: `rule` required; the other attributes default to
+ * lrp_rule_default(rule). */
+static lrp_status read_rule(ctx *c, hid_t rg, const char *rp, lrp_rule_spec *out)
+{
+    char s[LRP_NAME_MAX], *flags = NULL;
+    int yes = 0, nf = 0;
+    int64_t b;
+    lrp_rule_id id;
+    lrp_stab_id sid;
+    lrp_status st;
+    if ((st = attr_string(c, rg, rp, "rule", s, sizeof s, NULL)))
+        return st;
+    if (lrp_rule_parse(s, &id) != 0)
+        return fail(c, LRP_E_UNSUPPORTED, rp, "unknown rule '%s'", s);
+    lrp_rule_spec r = lrp_rule_default(id);
+    if ((st = attr_string(c, rg, rp, "stabilizer", s, sizeof s, lrp_stab_name(r.stab))))
+        return st;
+    if (lrp_stab_parse(s, &sid) != 0)
+        return fail(c, LRP_E_UNSUPPORTED, rp, "unknown stabilizer '%s'", s);
+    r.stab = sid;
+    if ((st = attr_float_opt(c, rg, rp, "eps", &r.eps)) ||
+        (st = attr_float_opt(c, rg, rp, "gamma", &r.gamma)) ||
+        (st = attr_float_opt(c, rg, rp, "alpha", &r.alpha)) ||
+        (st = attr_float_opt(c, rg, rp, "beta", &r.beta)) ||
+        (st = attr_float_opt(c, rg, rp, "low", &r.low)) ||
+        (st = attr_float_opt(c, rg, rp, "high", &r.high)))
+        return st;
+    if ((st = has_attr(c, rg, rp, "bias", &yes)))
+        return st;
+    if (yes) {
+        if ((st = attr_int_range(c, rg, rp, "bias", 0, 1, &b)))
+            return st;
+        r.bias = (int)b;
+    }
+    if ((st = has_attr(c, rg, rp, "flags", &yes)))
+        return st;
+    if (yes) {
+        if ((st = attr_strings(c, rg, rp, "flags", MAX_FLAGS, LRP_NAME_MAX, &flags, &nf)))
+            return st;
+        for (int i = 0; i < nf; i++) {
+            unsigned f;
+            if (lrp_flag_parse(flags + (size_t)i * LRP_NAME_MAX, &f) != 0) {
+                st = fail(c, LRP_E_UNSUPPORTED, rp, "unknown flag '%s'",
+                          flags + (size_t)i * LRP_NAME_MAX);
+                break;
+            }
+            r.flags |= f;
+        }
+        free(flags);
+        if (st)
+            return st;
+    }
+    *out = r;
+    return LRP_OK;
+}
+
+/* A rules group (/rules or /traces/<s>/rules): one optional entry per
+ * layer; rules[i] keeps its value for layers without an entry. */
+static lrp_status read_rules(ctx *c, hid_t parent, const char *ppath, const lrp_net *net,
+                             lrp_rule_spec *rules)
+{
+    hid_t g = H5I_INVALID_HID, rg = H5I_INVALID_HID;
+    char gp[OBJ_MAX], ename[OBJ_MAX], rp[OBJ_MAX];
+    lrp_status st;
+    join(gp, sizeof gp, ppath, "rules");
+    if ((st = open_member(c, parent, ppath, "rules", H5I_GROUP, 0, &g)) || g < 0)
+        goto cleanup;
+    if ((st = check_entries(c, g, gp, net)))
+        goto cleanup;
+    for (int i = 0; i < net->n_layers; i++) {
+        lrp_h5_entry_name(ename, sizeof ename, i, net->layers[i].name);
+        join(rp, sizeof rp, gp, ename);
+        if ((st = open_member(c, g, gp, ename, H5I_GROUP, 0, &rg)))
+            goto cleanup;
+        if (rg < 0)
+            continue;
+        if ((st = read_rule(c, rg, rp, &rules[i])))
+            goto cleanup;
+        close_id(&rg);
+    }
+cleanup:
+    close_id(&rg);
+    close_id(&g);
+    return st;
+}
+
+/* Parameters, checked against lrp_layer_param_shape (after inference). */
+static lrp_status read_params(ctx *c, hid_t file, lrp_net *net)
+{
+    hid_t g = H5I_INVALID_HID, lg = H5I_INVALID_HID;
+    char gp[OBJ_MAX], ename[OBJ_MAX];
+    lrp_status st;
+    if ((st = open_member(c, file, "/", "network", H5I_GROUP, 1, &g)))
+        goto cleanup;
+    for (int i = 0; i < net->n_layers; i++) {
+        lrp_layer *l = &net->layers[i];
+        float **dst[6] = {&l->w, &l->b, &l->bn_gamma, &l->bn_beta, &l->bn_mean, &l->bn_var};
+        lrp_h5_entry_name(ename, sizeof ename, i, l->name);
+        join(gp, sizeof gp, "/network", ename);
+        if ((st = open_member(c, g, "/network", ename, H5I_GROUP, 1, &lg)))
+            goto cleanup;
+        for (int w = 0; w < 6; w++) {
+            lrp_shape s;
+            int64_t d[4];
+            int rank, gdim;
+            if (!lrp_layer_param_shape(net, i, w, &s)) {
+                int yes = 0;
+                if (w == 1 && (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D)) {
+                    htri_t ex = H5Lexists(lg, "bias", H5P_DEFAULT);
+                    yes = ex != 0;
+                }
+                if (yes) {
+                    st = fail(c, LRP_E_INVALID, gp, "dataset 'bias' present but has_bias is 0");
+                    goto cleanup;
+                }
+                continue;
+            }
+            if (l->kind == LRP_LAYER_CONV2D && w == 0) {
+                /* Files keep PyTorch's rank-4 (out, in/groups, kh, kw). */
+                rank = 4;
+                d[0] = l->units;
+                d[1] = s.d[1];
+                d[2] = l->kh;
+                d[3] = l->kw;
+                gdim = 1;
+            } else {
+                rank = s.rank;
+                memcpy(d, s.d, sizeof(int64_t) * (size_t)rank);
+                /* Dense fan-in and BatchNorm channels come from the input. */
+                gdim = w == 0 ? 1 : l->kind == LRP_LAYER_BATCHNORM ? 0 : -1;
+            }
+            if ((st = read_floats(c, lg, gp, param_names[w], 1, rank, d, gdim,
+                                  net->layers[l->in[0]].name, dst[w])))
+                goto cleanup;
+        }
+        close_id(&lg);
+    }
+cleanup:
+    close_id(&lg);
+    close_id(&g);
+    return st;
+}
+
+/* Dimensions (batch, *s) for batch-major tensors. */
+static int batch_dims(int64_t *d, int batch, const lrp_shape *s)
+{
+    d[0] = batch;
+    for (int i = 0; i < s->rank; i++)
+        d[1 + i] = s->d[i];
+    return s->rank + 1;
+}
+
+static lrp_status read_data(ctx *c, hid_t file, lrp_net *net)
+{
+    hid_t g = H5I_INVALID_HID, ds = H5I_INVALID_HID;
+    int64_t d[LRP_MAX_RANK + 1], *tbuf = NULL;
+    const lrp_shape *ins = &net->layers[0].shape, *outs = &net->layers[net->n_layers - 1].shape;
+    int64_t nout = lrp_shape_numel(outs), nin = lrp_shape_numel(ins);
+    lrp_status st;
+    int r;
+    if ((st = open_member(c, file, "/", "data", H5I_GROUP, 1, &g)))
+        goto cleanup;
+    r = batch_dims(d, net->batch, ins);
+    if ((st = read_floats(c, g, "/data", "input", 1, r, d, -1, NULL, &net->input)))
+        goto cleanup;
+    r = batch_dims(d, net->batch, outs);
+    if ((st = read_floats(c, g, "/data", "relevance_out", 0, r, d, -1, NULL, &net->r_out)))
+        goto cleanup;
+
+    d[0] = net->batch;
+    if ((st = open_checked(c, g, "/data", "target", 0, 0, 1, d, -1, NULL, &ds)))
+        goto cleanup;
+    if (ds >= 0) {
+        if (!(tbuf = malloc((size_t)net->batch * sizeof *tbuf)) ||
+            !(net->target = malloc((size_t)net->batch * sizeof *net->target))) {
+            st = fail(c, LRP_E_NOMEM, "/data/target", "out of memory");
+            goto cleanup;
+        }
+        if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tbuf) < 0) {
+            st = h5fail(c, LRP_E_FORMAT, "/data/target", "cannot read data (corrupt file?)");
+            goto cleanup;
+        }
+        for (int i = 0; i < net->batch; i++) {
+            if (tbuf[i] < 0 || tbuf[i] >= nout) {
+                st = fail(c, LRP_E_INVALID, "/data/target",
+                          "target[%d] = %lld out of range [0, %lld) for output layer '%s'", i,
+                          (long long)tbuf[i], (long long)nout, net->layers[net->n_layers - 1].name);
+                goto cleanup;
+            }
+            net->target[i] = (int32_t)tbuf[i];
+        }
+    }
+
+    if ((st = read_floats(c, g, "/data", "zbox_low", 0, ins->rank, ins->d, -1, NULL, &net->zbox_low)) ||
+        (st = read_floats(c, g, "/data", "zbox_high", 0, ins->rank, ins->d, -1, NULL, &net->zbox_high)))
+        goto cleanup;
+    if (!net->zbox_low != !net->zbox_high) {
+        st = fail(c, LRP_E_INVALID, net->zbox_low ? "/data/zbox_low" : "/data/zbox_high",
+                  "zbox_low and zbox_high must be given together");
+        goto cleanup;
+    }
+    for (int64_t i = 0; net->zbox_low && i < nin; i++)
+        if (!(net->zbox_low[i] <= net->zbox_high[i])) {
+            st = fail(c, LRP_E_INVALID, "/data/zbox_low",
+                      "box bound %lld: low %g not <= high %g", (long long)i,
+                      (double)net->zbox_low[i], (double)net->zbox_high[i]);
+            goto cleanup;
+        }
+cleanup:
+    free(tbuf);
+    close_id(&ds);
+    close_id(&g);
+    return st;
+}
+
+/* Composite names are from the table or "". */
+static lrp_status check_composite(ctx *c, const char *obj, const char *name)
+{
+    lrp_composite_id id;
+    if (name[0] && lrp_composite_parse(name, &id) != 0)
+        return fail(c, LRP_E_UNSUPPORTED, obj, "unknown composite '%s'", name);
+    return LRP_OK;
+}
+
+static lrp_status read_relevance(ctx *c, hid_t tg, const char *tp, const char *gname,
+                                 const lrp_net *net, float **dst)
+{
+    hid_t g = H5I_INVALID_HID;
+    char gp[OBJ_MAX], ename[OBJ_MAX];
+    int64_t d[LRP_MAX_RANK + 1];
+    lrp_status st;
+    join(gp, sizeof gp, tp, gname);
+    if ((st = open_member(c, tg, tp, gname, H5I_GROUP, 0, &g)) || g < 0)
+        goto cleanup;
+    if ((st = check_entries(c, g, gp, net)))
+        goto cleanup;
+    for (int i = 0; i < net->n_layers; i++) {
+        lrp_h5_entry_name(ename, sizeof ename, i, net->layers[i].name);
+        int r = batch_dims(d, net->batch, &net->layers[i].shape);
+        if ((st = read_floats(c, g, gp, ename, 0, r, d, -1, NULL, &dst[i])))
+            goto cleanup;
+    }
+cleanup:
+    close_id(&g);
+    return st;
+}
+
+static lrp_status read_traces(ctx *c, hid_t file, lrp_net *net)
+{
+    hid_t g = H5I_INVALID_HID, tg = H5I_INVALID_HID;
+    char src[LRP_NAME_MAX], tp[OBJ_MAX], where[LRP_ERR_MSG_MAX];
+    hsize_t n;
+    int64_t prec;
+    lrp_err e2;
+    lrp_status st;
+    if ((st = open_member(c, file, "/", "traces", H5I_GROUP, 0, &g)) || g < 0)
+        goto cleanup;
+    if ((st = count_links(c, g, "/traces", LRP_H5_MAX_TRACES, &n)))
+        goto cleanup;
+    /* Traces are unordered in the file; links come in name order, so the
+     * net's traces end up sorted by source name. */
+    for (hsize_t k = 0; k < n; k++) {
+        if ((st = link_name(c, g, "/traces", k, src, sizeof src)))
+            goto cleanup;
+        join(tp, sizeof tp, "/traces", src);
+        if ((st = open_member(c, g, "/traces", src, H5I_GROUP, 1, &tg)))
+            goto cleanup;
+        lrp_trace *t = lrp_net_trace_add(net, src, &e2);
+        if (!t) {
+            st = copy_err(c, &e2);
+            goto cleanup;
+        }
+        if ((st = attr_string(c, tg, tp, "producer", t->producer, sizeof t->producer, NULL)) ||
+            (st = attr_string(c, tg, tp, "notes", t->notes, sizeof t->notes, "")) ||
+            (st = attr_string(c, tg, tp, "profile", t->profile, sizeof t->profile, "")) ||
+            (st = attr_string(c, tg, tp, "composite", t->composite, sizeof t->composite, "")) ||
+            (st = check_composite(c, tp, t->composite)) ||
+            (st = attr_int_range(c, tg, tp, "precision", 1, INT32_MAX, &prec)))
+            goto cleanup;
+        t->precision = (int)prec;
+        /* Entries absent from the trace's rules keep the net's rule. */
+        if ((st = read_rules(c, tg, tp, net, t->rules)))
+            goto cleanup;
+        snprintf(where, sizeof where, "%s: %s/rules", c->path, tp);
+        for (int i = 0; i < net->n_layers; i++)
+            if ((st = lrp_rule_validate(&t->rules[i], net->layers[i].kind, where,
+                                        net->layers[i].name, c->err)))
+                goto cleanup;
+        if ((st = read_relevance(c, tg, tp, "relevance", net, t->relevance)) ||
+            (st = read_relevance(c, tg, tp, "relevance_lo", net, t->relevance_lo)))
+            goto cleanup;
+        for (int i = 0; i < net->n_layers; i++)
+            if (t->relevance_lo[i] && !t->relevance[i]) {
+                char ename[OBJ_MAX], lp[OBJ_MAX], op[OBJ_MAX];
+                lrp_h5_entry_name(ename, sizeof ename, i, net->layers[i].name);
+                join(lp, sizeof lp, tp, "relevance_lo");
+                join(op, sizeof op, lp, ename);
+                st = fail(c, LRP_E_INVALID, op, "low part without relevance/%s", ename);
+                goto cleanup;
+            }
+        close_id(&tg);
+    }
+cleanup:
+    close_id(&tg);
+    close_id(&g);
+    return st;
+}
+
+/* Unsigned 64-bit attribute (seed): any integer class, negative refused. */
+static lrp_status attr_u64(ctx *c, hid_t obj, const char *opath, const char *name, uint64_t *out)
+{
+    hid_t a, ft, sp;
+    hsize_t n = 0;
+    lrp_status st = open_attr(c, obj, opath, name, &a, &ft, &sp, &n);
+    if (st)
+        goto cleanup;
+    if (H5Tget_class(ft) != H5T_INTEGER || n != 1) {
+        st = fail(c, LRP_E_FORMAT, opath, "attribute '%s': expected one integer", name);
+        goto cleanup;
+    }
+    if (H5Tget_sign(ft) == H5T_SGN_NONE) {
+        if (H5Aread(a, H5T_NATIVE_UINT64, out) < 0)
+            st = h5fail(c, LRP_E_FORMAT, opath, "cannot read integer attribute");
+    } else {
+        int64_t v;
+        if (H5Aread(a, H5T_NATIVE_INT64, &v) < 0)
+            st = h5fail(c, LRP_E_FORMAT, opath, "cannot read integer attribute");
+        else if (v < 0)
+            st = fail(c, LRP_E_INVALID, opath, "attribute '%s': negative value %lld", name,
+                      (long long)v);
+        else
+            *out = (uint64_t)v;
+    }
+cleanup:
+    close_id(&sp);
+    close_id(&ft);
+    close_id(&a);
+    return st;
+}
+
+static lrp_status read_root(ctx *c, hid_t file, lrp_net *net)
+{
+    char s[LRP_NAME_MAX];
+    int64_t v;
+    int yes = 0;
+    lrp_status st;
+    if ((st = has_attr(c, file, "/", "format", &yes)))
+        return st;
+    if (!yes)
+        return fail(c, LRP_E_FORMAT, "/", "missing attribute 'format' (not an lrp-oracle fixture)");
+    if ((st = attr_string(c, file, "/", "format", s, sizeof s, NULL)))
+        return st;
+    if (strcmp(s, LRP_FIXTURE_MAGIC) != 0)
+        return fail(c, LRP_E_FORMAT, "/", "attribute 'format' is '%s', expected '%s'", s,
+                    LRP_FIXTURE_MAGIC);
+    if ((st = attr_ints(c, file, "/", "format_version", 1, 1, &v, NULL)))
+        return st;
+    if (v != LRP_FORMAT_VERSION)
+        return fail(c, LRP_E_UNSUPPORTED, "/",
+                    "format_version %lld not supported (this reader reads version %d)",
+                    (long long)v, LRP_FORMAT_VERSION);
+    if ((st = attr_string(c, file, "/", "layout", s, sizeof s, NULL)))
+        return st;
+    if (strcmp(s, "NCHW") != 0)
+        return fail(c, LRP_E_UNSUPPORTED, "/", "layout '%s' not supported (only NCHW)", s);
+    if ((st = attr_string(c, file, "/", "flatten_order", s, sizeof s, NULL)))
+        return st;
+    if (strcmp(s, "CHW") != 0)
+        return fail(c, LRP_E_UNSUPPORTED, "/", "flatten_order '%s' not supported (only CHW)", s);
+    if ((st = attr_int_range(c, file, "/", "batch", 1, LRP_MAX_BATCH, &v)))
+        return st;
+    net->batch = (int)v;
+    if ((st = attr_u64(c, file, "/", "seed", &net->seed)) ||
+        (st = attr_string(c, file, "/", "description", net->description, sizeof net->description, "")) ||
+        (st = attr_string(c, file, "/", "composite", net->composite, sizeof net->composite, "")) ||
+        (st = check_composite(c, "/", net->composite)))
+        return st;
+    return LRP_OK;
+}
+
+lrp_status lrp_fixture_read(lrp_net **out, const char *path, lrp_err *err)
+{
+    ctx c = {path ? path : "<no path>", err};
+    quiet q;
+    hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
+    lrp_net *net = NULL;
+    lrp_rule_spec *rules = NULL;
+    lrp_status st = LRP_OK;
+    struct stat sb;
+
+    LRP_ASSERT(out != NULL);
+    *out = NULL;
+    quiet_begin(&q);
+    if (!path) {
+        st = fail(&c, LRP_E_USAGE, "/", "no file name given");
+        goto cleanup;
+    }
+    if (stat(path, &sb) != 0 || access(path, R_OK) != 0) {
+        st = fail(&c, LRP_E_IO, "/", "cannot open: %s", strerror(errno));
+        goto cleanup;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        st = fail(&c, LRP_E_IO, "/", "cannot open: not a regular file");
+        goto cleanup;
+    }
+    htri_t is = sb.st_size > 0 ? H5Fis_hdf5(path) : 0;
+    if (is <= 0) {
+        st = fail(&c, LRP_E_FORMAT, "/", "not an HDF5 file (%s)",
+                  sb.st_size == 0 ? "empty file" : "no HDF5 signature");
+        goto cleanup;
+    }
+    if ((fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 || H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0) {
+        st = h5fail(&c, LRP_E_NOMEM, "/", "cannot set up file access");
+        goto cleanup;
+    }
+    if ((file = H5Fopen(path, H5F_ACC_RDONLY, fapl)) < 0) {
+        st = h5fail(&c, LRP_E_FORMAT, "/", "cannot open HDF5 file (truncated or corrupt)");
+        goto cleanup;
+    }
+    if (!(net = lrp_net_new())) {
+        st = fail(&c, LRP_E_NOMEM, "/", "out of memory");
+        goto cleanup;
+    }
+    if ((st = read_root(&c, file, net)) || (st = read_network(&c, file, net)))
+        goto cleanup;
+    if (!(rules = malloc((size_t)net->n_layers * sizeof *rules + 1))) {
+        st = fail(&c, LRP_E_NOMEM, "/rules", "out of memory");
+        goto cleanup;
+    }
+    for (int i = 0; i < net->n_layers; i++)
+        rules[i] = net->layers[i].rule;
+    if ((st = read_rules(&c, file, "/", net, rules)))
+        goto cleanup;
+    for (int i = 0; i < net->n_layers; i++)
+        net->layers[i].rule = rules[i];
+    if ((st = lrp_net_infer(net, path, err)) || (st = read_params(&c, file, net)) ||
+        (st = read_data(&c, file, net)) || (st = read_traces(&c, file, net)))
+        goto cleanup;
+    *out = net;
+    net = NULL;
+cleanup:
+    free(rules);
+    lrp_net_free(net);
+    close_id(&file);
+    close_id(&fapl);
+    quiet_end(&q);
+    return st;
+}
+
+/* ------------------------------------------------------------------ */
+/* Writer                                                              */
+/* ------------------------------------------------------------------ */
+
+typedef struct wr {
+    ctx c;
+    hid_t str;  /* variable-length UTF-8 string type, file and memory */
+    hid_t gcpl; /* group creation: no timestamps */
+} wr;
+
+static lrp_status w_attr(wr *w, hid_t obj, const char *opath, const char *name, hid_t ftype,
+                         hid_t mtype, int is_array, hsize_t n, const void *buf)
+{
+    hid_t sp = H5I_INVALID_HID, a = H5I_INVALID_HID;
+    lrp_status st = LRP_OK;
+    sp = is_array ? H5Screate_simple(1, &n, NULL) : H5Screate(H5S_SCALAR);
+    if (sp < 0 || (a = H5Acreate2(obj, name, ftype, sp, H5P_DEFAULT, H5P_DEFAULT)) < 0 ||
+        (n > 0 && H5Awrite(a, mtype, buf) < 0)) {
+        char what[128];
+        snprintf(what, sizeof what, "cannot write attribute '%s'", name);
+        st = h5fail(&w->c, LRP_E_IO, opath, what);
+    }
+    close_id(&a);
+    close_id(&sp);
+    return st;
+}
+
+static lrp_status w_str(wr *w, hid_t obj, const char *opath, const char *name, const char *s)
+{
+    return w_attr(w, obj, opath, name, w->str, w->str, 0, 1, &s);
+}
+
+static lrp_status w_strs(wr *w, hid_t obj, const char *opath, const char *name,
+                         const char *const *v, int n)
+{
+    return w_attr(w, obj, opath, name, w->str, w->str, 1, (hsize_t)n, v);
+}
+
+static lrp_status w_i32(wr *w, hid_t obj, const char *opath, const char *name, int32_t v)
+{
+    return w_attr(w, obj, opath, name, H5T_STD_I32LE, H5T_NATIVE_INT32, 0, 1, &v);
+}
+
+static lrp_status w_i32v(wr *w, hid_t obj, const char *opath, const char *name, const int32_t *v,
+                         int n)
+{
+    return w_attr(w, obj, opath, name, H5T_STD_I32LE, H5T_NATIVE_INT32, 1, (hsize_t)n, v);
+}
+
+static lrp_status w_i64(wr *w, hid_t obj, const char *opath, const char *name, int64_t v)
+{
+    return w_attr(w, obj, opath, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 0, 1, &v);
+}
+
+static lrp_status w_f32(wr *w, hid_t obj, const char *opath, const char *name, float v)
+{
+    return w_attr(w, obj, opath, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 0, 1, &v);
+}
+
+static lrp_status w_shape(wr *w, hid_t obj, const char *opath, const char *name, const lrp_shape *s)
+{
+    return w_attr(w, obj, opath, name, H5T_STD_I64LE, H5T_NATIVE_INT64, 1, (hsize_t)s->rank, s->d);
+}
+
+static lrp_status w_group(wr *w, hid_t parent, const char *ppath, const char *name, hid_t *out)
+{
+    char gp[OBJ_MAX];
+    *out = H5Gcreate2(parent, name, H5P_DEFAULT, w->gcpl, H5P_DEFAULT);
+    if (*out < 0) {
+        join(gp, sizeof gp, ppath, name);
+        return h5fail(&w->c, LRP_E_IO, gp, "cannot create group");
+    }
+    return LRP_OK;
+}
+
+/* A chunked, Fletcher32-checksummed dataset.  Chunks are the whole array
+ * halved along its largest dimensions until at most CHUNK_BYTES, so small
+ * arrays are one chunk and the layout depends only on the shape. */
+static lrp_status w_ds(wr *w, hid_t g, const char *gpath, const char *name, hid_t ftype,
+                       hid_t mtype, int rank, const int64_t *d, const void *buf)
+{
+    char opath[OBJ_MAX];
+    hid_t dcpl = H5I_INVALID_HID, sp = H5I_INVALID_HID, ds = H5I_INVALID_HID;
+    hsize_t dims[LRP_MAX_RANK + 1], chunk[LRP_MAX_RANK + 1];
+    lrp_status st = LRP_OK;
+    size_t bytes = H5Tget_size(ftype);
+    LRP_ASSERT(rank >= 1 && rank <= LRP_MAX_RANK + 1);
+    for (int i = 0; i < rank; i++) {
+        dims[i] = chunk[i] = (hsize_t)d[i];
+        bytes *= (size_t)d[i];
+    }
+    while (bytes > CHUNK_BYTES) {
+        int big = 0;
+        for (int i = 1; i < rank; i++)
+            if (chunk[i] > chunk[big])
+                big = i;
+        if (chunk[big] == 1)
+            break;
+        bytes = bytes / chunk[big] * ((chunk[big] + 1) / 2);
+        chunk[big] = (chunk[big] + 1) / 2;
+    }
+    if ((dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0 || H5Pset_obj_track_times(dcpl, 0) < 0 ||
+        H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0 ||
+        (sp = H5Screate_simple(rank, dims, NULL)) < 0 ||
+        (ds = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
+        H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
+        join(opath, sizeof opath, gpath, name);
+        st = h5fail(&w->c, LRP_E_IO, opath, "cannot write dataset");
+    }
+    close_id(&ds);
+    close_id(&sp);
+    close_id(&dcpl);
+    return st;
+}
+
+static lrp_status w_floats(wr *w, hid_t g, const char *gpath, const char *name, int rank,
+                           const int64_t *d, const float *buf)
+{
+    return w_ds(w, g, gpath, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, rank, d, buf);
+}
+
+static lrp_status w_rule(wr *w, hid_t parent, const char *ppath, const char *ename,
+                         const lrp_rule_spec *r)
+{
+    hid_t g;
+    char rp[OBJ_MAX];
+    const char *flags[MAX_FLAGS];
+    int nf = 0;
+    lrp_status st = w_group(w, parent, ppath, ename, &g);
+    if (st)
+        return st;
+    join(rp, sizeof rp, ppath, ename);
+    for (int b = 0; b < MAX_FLAGS; b++)
+        if (r->flags & (1u << b))
+            flags[nf++] = lrp_flag_name(1u << b);
+    if (!(st = w_str(w, g, rp, "rule", lrp_rule_name(r->rule))) &&
+        !(st = w_str(w, g, rp, "stabilizer", lrp_stab_name(r->stab))) &&
+        !(st = w_f32(w, g, rp, "eps", r->eps)) && !(st = w_f32(w, g, rp, "gamma", r->gamma)) &&
+        !(st = w_f32(w, g, rp, "alpha", r->alpha)) && !(st = w_f32(w, g, rp, "beta", r->beta)) &&
+        !(st = w_f32(w, g, rp, "low", r->low)) && !(st = w_f32(w, g, rp, "high", r->high)) &&
+        !(st = w_i32(w, g, rp, "bias", r->bias)))
+        st = w_strs(w, g, rp, "flags", flags, nf);
+    close_id(&g);
+    return st;
+}
+
+static lrp_status w_rules(wr *w, hid_t parent, const char *ppath, const lrp_net *net,
+                          const lrp_rule_spec *rules, int stride_layers)
+{
+    hid_t g;
+    char gp[OBJ_MAX], ename[OBJ_MAX];
+    lrp_status st = w_group(w, parent, ppath, "rules", &g);
+    join(gp, sizeof gp, ppath, "rules");
+    for (int i = 0; !st && i < net->n_layers; i++) {
+        /* stride_layers: read rules from the layer array or a plain array. */
+        const lrp_rule_spec *r = stride_layers ? &net->layers[i].rule : &rules[i];
+        lrp_h5_entry_name(ename, sizeof ename, i, net->layers[i].name);
+        st = w_rule(w, g, gp, ename, r);
+    }
+    close_id(&g);
+    return st;
+}
+
+static lrp_status w_layer(wr *w, hid_t ng, const lrp_net *net, int i)
+{
+    const lrp_layer *l = &net->layers[i];
+    char ename[OBJ_MAX], gp[OBJ_MAX];
+    const char *inputs[LRP_MAX_INPUTS];
+    const float *pv[6] = {l->w, l->b, l->bn_gamma, l->bn_beta, l->bn_mean, l->bn_var};
+    hid_t g;
+    lrp_status st;
+    int k = l->kind, conv = k == LRP_LAYER_CONV2D;
+    int pool = k == LRP_LAYER_MAXPOOL2D || k == LRP_LAYER_AVGPOOL2D;
+    lrp_h5_entry_name(ename, sizeof ename, i, l->name);
+    join(gp, sizeof gp, "/network", ename);
+    if ((st = w_group(w, ng, "/network", ename, &g)))
+        return st;
+    for (int q = 0; q < l->n_in; q++)
+        inputs[q] = net->layers[l->in[q]].name;
+    if ((st = w_str(w, g, gp, "name", l->name)) ||
+        (st = w_str(w, g, gp, "kind", lrp_layer_kind_name(l->kind))) ||
+        (st = w_strs(w, g, gp, "inputs", inputs, l->n_in)))
+        goto cleanup;
+    if (k == LRP_LAYER_INPUT && (st = w_shape(w, g, gp, "shape", &l->shape)))
+        goto cleanup;
+    if (k == LRP_LAYER_RESHAPE && (st = w_shape(w, g, gp, "target_shape", &l->target)))
+        goto cleanup;
+    if ((k == LRP_LAYER_DENSE || conv) &&
+        ((st = w_i64(w, g, gp, "units", l->units)) || (st = w_i32(w, g, gp, "has_bias", l->has_bias))))
+        goto cleanup;
+    if (conv || pool) {
+        int32_t kern[2] = {l->kh, l->kw}, strd[2] = {l->sh, l->sw};
+        int32_t pad[4] = {l->pt, l->pb, l->pl, l->pr};
+        if ((st = w_i32v(w, g, gp, "kernel", kern, 2)) || (st = w_i32v(w, g, gp, "stride", strd, 2)) ||
+            (st = w_i32v(w, g, gp, "padding", pad, 4)))
+            goto cleanup;
+    }
+    if (conv) {
+        int32_t dil[2] = {l->dh, l->dw};
+        if ((st = w_i32v(w, g, gp, "dilation", dil, 2)) || (st = w_i32(w, g, gp, "groups", l->groups)))
+            goto cleanup;
+    }
+    if (k == LRP_LAYER_AVGPOOL2D && (st = w_i32(w, g, gp, "count_include_pad", l->count_include_pad)))
+        goto cleanup;
+    if (k == LRP_LAYER_BATCHNORM && (st = w_f32(w, g, gp, "bn_eps", l->bn_eps)))
+        goto cleanup;
+    for (int p = 0; p < 6; p++) {
+        lrp_shape s;
+        int64_t d[4];
+        int rank;
+        if (!lrp_layer_param_shape(net, i, p, &s))
+            continue;
+        rank = s.rank;
+        memcpy(d, s.d, sizeof(int64_t) * (size_t)rank);
+        if (conv && p == 0) {
+            rank = 4;
+            d[2] = l->kh;
+            d[3] = l->kw;
+        }
+        if ((st = w_floats(w, g, gp, param_names[p], rank, d, pv[p])))
+            goto cleanup;
+    }
+cleanup:
+    close_id(&g);
+    return st;
+}
+
+static lrp_status w_data(wr *w, hid_t file, const lrp_net *net)
+{
+    hid_t g;
+    int64_t d[LRP_MAX_RANK + 1];
+    const lrp_shape *ins = &net->layers[0].shape, *outs = &net->layers[net->n_layers - 1].shape;
+    int r;
+    lrp_status st = w_group(w, file, "/", "data", &g);
+    if (st)
+        return st;
+    r = batch_dims(d, net->batch, ins);
+    if ((st = w_floats(w, g, "/data", "input", r, d, net->input)))
+        goto cleanup;
+    r = batch_dims(d, net->batch, outs);
+    if (net->r_out && (st = w_floats(w, g, "/data", "relevance_out", r, d, net->r_out)))
+        goto cleanup;
+    d[0] = net->batch;
+    if (net->target &&
+        (st = w_ds(w, g, "/data", "target", H5T_STD_I32LE, H5T_NATIVE_INT32, 1, d, net->target)))
+        goto cleanup;
+    if (net->zbox_low &&
+        ((st = w_floats(w, g, "/data", "zbox_low", ins->rank, ins->d, net->zbox_low)) ||
+         (st = w_floats(w, g, "/data", "zbox_high", ins->rank, ins->d, net->zbox_high))))
+        goto cleanup;
+cleanup:
+    close_id(&g);
+    return st;
+}
+
+static lrp_status w_relevance(wr *w, hid_t tg, const char *tp, const char *gname,
+                              const lrp_net *net, float *const *rel)
+{
+    hid_t g;
+    char gp[OBJ_MAX], ename[OBJ_MAX];
+    int64_t d[LRP_MAX_RANK + 1];
+    lrp_status st = w_group(w, tg, tp, gname, &g);
+    join(gp, sizeof gp, tp, gname);
+    for (int i = 0; !st && i < net->n_layers; i++) {
+        if (!rel[i])
+            continue;
+        lrp_h5_entry_name(ename, sizeof ename, i, net->layers[i].name);
+        int r = batch_dims(d, net->batch, &net->layers[i].shape);
+        st = w_floats(w, g, gp, ename, r, d, rel[i]);
+    }
+    close_id(&g);
+    return st;
+}
+
+static lrp_status w_traces(wr *w, hid_t file, const lrp_net *net)
+{
+    hid_t g, tg = H5I_INVALID_HID;
+    char tp[OBJ_MAX];
+    lrp_status st = w_group(w, file, "/", "traces", &g);
+    for (int k = 0; !st && k < net->n_traces; k++) {
+        const lrp_trace *t = &net->traces[k];
+        join(tp, sizeof tp, "/traces", t->source);
+        if ((st = w_group(w, g, "/traces", t->source, &tg)))
+            break;
+        if (!(st = w_str(w, tg, tp, "producer", t->producer)) &&
+            !(st = w_str(w, tg, tp, "notes", t->notes)) &&
+            !(st = w_str(w, tg, tp, "profile", t->profile)) &&
+            !(st = w_str(w, tg, tp, "composite", t->composite)) &&
+            !(st = w_i32(w, tg, tp, "precision", t->precision)) &&
+            !(st = w_rules(w, tg, tp, net, t->rules, 0)) &&
+            !(st = w_relevance(w, tg, tp, "relevance", net, t->relevance)))
+            st = w_relevance(w, tg, tp, "relevance_lo", net, t->relevance_lo);
+        close_id(&tg);
+    }
+    close_id(&g);
+    return st;
+}
+
+static int str_ok(const char *s, size_t cap) { return memchr(s, '\0', cap) != NULL; }
+
+static int name_ok(const char *s, size_t cap) { return str_ok(s, cap) && *s && !strchr(s, '/'); }
+
+/* What the writer refuses beyond lrp_net_infer: anything the reader would
+ * refuse, so every file written reads back. `inf` is the inferred copy. */
+static lrp_status check_writable(ctx *c, const lrp_net *net, const lrp_net *inf)
+{
+    static const char *const pn[6] = {"weight", "bias", "gamma", "beta", "mean", "var"};
+    char where[LRP_ERR_MSG_MAX];
+    lrp_status st;
+    if (!str_ok(net->description, sizeof net->description) ||
+        !str_ok(net->composite, sizeof net->composite) || (st = check_composite(c, "network", net->composite)) != LRP_OK)
+        return c->err && c->err->code == LRP_E_UNSUPPORTED
+                   ? LRP_E_UNSUPPORTED
+                   : fail(c, LRP_E_INVALID, "network", "description or composite not terminated");
+    for (int i = 0; i < inf->n_layers; i++) {
+        const lrp_layer *l = &inf->layers[i];
+        const float *pv[6] = {l->w, l->b, l->bn_gamma, l->bn_beta, l->bn_mean, l->bn_var};
+        lrp_shape s;
+        if (!name_ok(l->name, sizeof l->name))
+            return fail(c, LRP_E_INVALID, "network", "layer name '%s' contains '/'", l->name);
+        for (int p = 0; p < 6; p++)
+            if (lrp_layer_param_shape(inf, i, p, &s) && !pv[p])
+                return fail(c, LRP_E_INVALID, "network", "layer '%s': parameter '%s' missing",
+                            l->name, pn[p]);
+    }
+    if (!net->input)
+        return fail(c, LRP_E_INVALID, "network", "no input data (net->input is NULL)");
+    if (!net->zbox_low != !net->zbox_high)
+        return fail(c, LRP_E_INVALID, "network", "zbox_low and zbox_high must be given together");
+    int64_t nout = lrp_shape_numel(&inf->layers[inf->n_layers - 1].shape);
+    for (int b = 0; net->target && b < net->batch; b++)
+        if (net->target[b] < 0 || net->target[b] >= nout)
+            return fail(c, LRP_E_INVALID, "network", "target[%d] = %d out of range [0, %lld)", b,
+                        (int)net->target[b], (long long)nout);
+    for (int k = 0; k < net->n_traces; k++) {
+        const lrp_trace *t = &net->traces[k];
+        if (!name_ok(t->source, sizeof t->source) || !str_ok(t->producer, sizeof t->producer) ||
+            !str_ok(t->notes, sizeof t->notes) || !str_ok(t->profile, sizeof t->profile) ||
+            !str_ok(t->composite, sizeof t->composite))
+            return fail(c, LRP_E_INVALID, "network",
+                        "trace %d: source name empty or with '/', or a string not terminated", k);
+        if ((st = check_composite(c, "network", t->composite)))
+            return st;
+        for (int j = 0; j < k; j++)
+            if (strcmp(net->traces[j].source, t->source) == 0)
+                return fail(c, LRP_E_INVALID, "network", "trace '%s' appears twice", t->source);
+        if (t->n_layers != net->n_layers || !t->rules || !t->relevance || !t->relevance_lo)
+            return fail(c, LRP_E_INVALID, "network",
+                        "trace '%s': has %d layers, the network %d (or arrays missing)", t->source,
+                        t->n_layers, net->n_layers);
+        if (t->precision < 1)
+            return fail(c, LRP_E_INVALID, "network", "trace '%s': precision %d must be >= 1",
+                        t->source, t->precision);
+        snprintf(where, sizeof where, "%s: trace '%s'", c->path, t->source);
+        for (int i = 0; i < net->n_layers; i++) {
+            if ((st = lrp_rule_validate(&t->rules[i], net->layers[i].kind, where,
+                                        net->layers[i].name, c->err)))
+                return st;
+            if (t->relevance_lo[i] && !t->relevance[i])
+                return fail(c, LRP_E_INVALID, "network",
+                            "trace '%s': layer '%s': relevance_lo without relevance", t->source,
+                            net->layers[i].name);
+        }
+    }
+    return LRP_OK;
+}
+
+lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
+{
+    wr w = {{path ? path : "<no path>", err}, H5I_INVALID_HID, H5I_INVALID_HID};
+    ctx *c = &w.c;
+    quiet q;
+    lrp_net inf;
+    lrp_layer *copy = NULL;
+    char *tmp = NULL;
+    const char **order = NULL;
+    int fd = -1, tmp_made = 0;
+    hid_t fcpl = H5I_INVALID_HID, fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
+    hid_t ng = H5I_INVALID_HID;
+    lrp_status st = LRP_OK;
+
+    quiet_begin(&q);
+    if (!path || !net) {
+        st = fail(c, LRP_E_USAGE, "/", "no file name or no network given");
+        goto cleanup;
+    }
+    /* Validate on a shallow copy: lrp_net_infer writes shapes, and the
+     * caller's net is const.  Parameters stay shared (read only). */
+    inf = *net;
+    if (net->n_layers > 0) {
+        if (!(copy = malloc((size_t)net->n_layers * sizeof *copy))) {
+            st = fail(c, LRP_E_NOMEM, "network", "out of memory");
+            goto cleanup;
+        }
+        memcpy(copy, net->layers, (size_t)net->n_layers * sizeof *copy);
+    }
+    inf.layers = copy;
+    if ((st = lrp_net_infer(&inf, path, err)) || (st = check_writable(c, net, &inf)))
+        goto cleanup;
+
+    size_t pl = strlen(path);
+    if (!(tmp = malloc(pl + 16)) || !(order = malloc((size_t)inf.n_layers * sizeof *order))) {
+        st = fail(c, LRP_E_NOMEM, "/", "out of memory");
+        goto cleanup;
+    }
+    /* Same directory as the target, so rename() is atomic. */
+    memcpy(tmp, path, pl);
+    memcpy(tmp + pl, ".tmp.XXXXXX", 12);
+    if ((fd = mkstemp(tmp)) < 0) {
+        st = fail(c, LRP_E_IO, "/", "cannot create temporary file %s: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    tmp_made = 1;
+    /* mkstemp makes the file 0600; give it the mode a plain create would. */
+    mode_t um = umask(0);
+    umask(um);
+    if (fchmod(fd, 0666 & ~um) != 0 || close(fd) != 0) {
+        fd = -1;
+        st = fail(c, LRP_E_IO, "/", "cannot prepare temporary file %s: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    fd = -1;
+
+    if ((fcpl = H5Pcreate(H5P_FILE_CREATE)) < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
+        (fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
+        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
+        H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
+        (w.gcpl = H5Pcreate(H5P_GROUP_CREATE)) < 0 || H5Pset_obj_track_times(w.gcpl, 0) < 0 ||
+        (w.str = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(w.str, H5T_VARIABLE) < 0 ||
+        H5Tset_cset(w.str, H5T_CSET_UTF8) < 0) {
+        st = h5fail(c, LRP_E_NOMEM, "/", "cannot set up HDF5 properties");
+        goto cleanup;
+    }
+    if ((file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl)) < 0) {
+        st = h5fail(c, LRP_E_IO, "/", "cannot create HDF5 file");
+        goto cleanup;
+    }
+
+    for (int i = 0; i < inf.n_layers; i++)
+        order[i] = inf.layers[i].name;
+    if ((st = w_str(&w, file, "/", "format", LRP_FIXTURE_MAGIC)) ||
+        (st = w_i32(&w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
+        (st = w_str(&w, file, "/", "layout", "NCHW")) ||
+        (st = w_str(&w, file, "/", "flatten_order", "CHW")) ||
+        (st = w_i32(&w, file, "/", "batch", net->batch)) ||
+        (st = w_attr(&w, file, "/", "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, 1, &net->seed)) ||
+        (st = w_str(&w, file, "/", "description", net->description)) ||
+        (st = w_str(&w, file, "/", "composite", net->composite)))
+        goto cleanup;
+    if ((st = w_group(&w, file, "/", "network", &ng)) ||
+        (st = w_strs(&w, ng, "/network", "order", order, inf.n_layers)))
+        goto cleanup;
+    for (int i = 0; i < inf.n_layers; i++)
+        if ((st = w_layer(&w, ng, &inf, i)))
+            goto cleanup;
+    close_id(&ng);
+    if ((st = w_rules(&w, file, "/", &inf, NULL, 1)) || (st = w_data(&w, file, &inf)) ||
+        (st = w_traces(&w, file, &inf)))
+        goto cleanup;
+
+    herr_t cl = H5Fclose(file);
+    file = H5I_INVALID_HID;
+    if (cl < 0) {
+        st = h5fail(c, LRP_E_IO, "/", "cannot finish writing");
+        goto cleanup;
+    }
+    /* Data on disk before the name points at it. */
+    if ((fd = open(tmp, O_RDONLY)) < 0 || fsync(fd) != 0) {
+        st = fail(c, LRP_E_IO, "/", "cannot sync %s: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    if (rename(tmp, path) != 0) {
+        st = fail(c, LRP_E_IO, "/", "cannot rename %s to the target: %s", tmp, strerror(errno));
+        goto cleanup;
+    }
+    tmp_made = 0;
+cleanup:
+    if (fd >= 0)
+        close(fd);
+    close_id(&ng);
+    close_id(&file);
+    close_id(&w.str);
+    close_id(&w.gcpl);
+    close_id(&fapl);
+    close_id(&fcpl);
+    if (tmp_made)
+        unlink(tmp);
+    free(tmp);
+    free(order);
+    free(copy);
+    quiet_end(&q);
+    return st;
+}

@@ -1,0 +1,175 @@
+/*
+ * testutil.c -- see testutil.h.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+
+#include "testutil.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+char *tu_mkdtemp(const char *tag)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "/tmp/lrp-%s-XXXXXX", tag);
+    if (!mkdtemp(buf)) {
+        fprintf(stderr, "tu_mkdtemp: %s: %s\n", buf, strerror(errno));
+        return NULL;
+    }
+    char *p = malloc(strlen(buf) + 1);
+    if (p)
+        memcpy(p, buf, strlen(buf) + 1);
+    return p;
+}
+
+char *tu_join(char *buf, size_t n, const char *dir, const char *name)
+{
+    snprintf(buf, n, "%s/%s", dir, name);
+    return buf;
+}
+
+int tu_rmtree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[4096];
+    int rc = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        tu_join(p, sizeof p, dir, e->d_name);
+        struct stat sb;
+        if (lstat(p, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+            chmod(p, 0700);
+            rc |= tu_rmtree(p);
+        } else {
+            rc |= unlink(p);
+        }
+    }
+    closedir(d);
+    return rc | rmdir(dir);
+}
+
+int tu_count_entries(const char *dir, const char *needle)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (strstr(e->d_name, needle))
+            n++;
+    closedir(d);
+    return n;
+}
+
+unsigned char *tu_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    long n;
+    *len = 0;
+    if (!f)
+        return NULL;
+    if (fseek(f, 0, SEEK_END) != 0 || (n = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
+        goto done;
+    buf = malloc((size_t)n + 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+        goto done;
+    }
+    *len = (size_t)n;
+done:
+    fclose(f);
+    return buf;
+}
+
+int tu_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return -1;
+    size_t w = len ? fwrite(data, 1, len, f) : 0;
+    return (fclose(f) != 0 || w != len) ? -1 : 0;
+}
+
+int tu_files_equal(const char *a, const char *b)
+{
+    size_t na, nb;
+    unsigned char *x = tu_read_file(a, &na), *y = tu_read_file(b, &nb);
+    int eq = x && y && na == nb && memcmp(x, y, na) == 0;
+    free(x);
+    free(y);
+    return eq;
+}
+
+int tu_stderr_begin(tu_capture *c)
+{
+    char name[] = "/tmp/lrp-stderr-XXXXXX";
+    fflush(stderr);
+    c->saved_fd = -1;
+    c->file_fd = mkstemp(name);
+    if (c->file_fd < 0)
+        return -1;
+    unlink(name); /* the descriptor keeps it alive */
+    c->saved_fd = dup(2);
+    if (c->saved_fd < 0 || dup2(c->file_fd, 2) < 0)
+        return -1;
+    return 0;
+}
+
+size_t tu_stderr_end(tu_capture *c, char *buf, size_t n)
+{
+    fflush(stderr);
+    if (c->saved_fd >= 0) {
+        dup2(c->saved_fd, 2);
+        close(c->saved_fd);
+    }
+    if (c->file_fd < 0)
+        return 0;
+    off_t len = lseek(c->file_fd, 0, SEEK_END);
+    if (buf && n > 0) {
+        ssize_t r = pread(c->file_fd, buf, n - 1, 0);
+        buf[r > 0 ? r : 0] = '\0';
+    }
+    close(c->file_fd);
+    return len > 0 ? (size_t)len : 0;
+}
+
+int tu_f32_same(float a, float b)
+{
+    uint32_t x, y;
+    memcpy(&x, &a, sizeof x);
+    memcpy(&y, &b, sizeof y);
+    return x == y;
+}
+
+void tu_assert_f32_bits(const float *a, const float *b, size_t n, const char *what)
+{
+    if (!a || !b) {
+        if (a != b)
+            fail_msg("%s: one array is NULL, the other is not", what);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (!tu_f32_same(a[i], b[i])) {
+            uint32_t x, y;
+            memcpy(&x, &a[i], sizeof x);
+            memcpy(&y, &b[i], sizeof y);
+            fail_msg("%s[%zu]: bits 0x%08x (%a) vs 0x%08x (%a)", what, i, (unsigned)x,
+                     (double)a[i], (unsigned)y, (double)b[i]);
+        }
+}
