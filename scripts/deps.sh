@@ -6,7 +6,9 @@
 #   LRP_DEPS_EXTRA="pkg ..."   extra packages (e.g. for the Python adapter)
 set -eu
 
-PKGS="make gcc libc6-dev pkg-config libmpfr-dev libgmp-dev libhdf5-dev libcmocka-dev libjansson-dev ${LRP_DEPS_EXTRA:-}"
+# python3-*: the PyTorch adapter and the Keras-layout test models (tests/keras,
+# tools/python) run on Debian's /usr/bin/python3.
+PKGS="make gcc libc6-dev pkg-config libmpfr-dev libgmp-dev libhdf5-dev libcmocka-dev libjansson-dev python3 python3-numpy python3-h5py python3-torch ${LRP_DEPS_EXTRA:-}"
 
 missing=""
 for p in $PKGS; do
