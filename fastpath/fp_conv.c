@@ -1,0 +1,507 @@
+/* fp_conv.c -- Conv2D forward and backward-data, float32, deterministic.
+ *
+ * Both directions run one engine, a "flat correlation":
+ *
+ *   out_flat[m][q] = chain over k = 0..K-1 of fma(src[koff[k] + q], A[m][k], .)
+ *
+ * src is a zero-padded copy of the input (forward) or of the output gradient
+ * (backward), one plane per channel, rows of a common width Wq, so that every
+ * (channel, tap) pair k becomes one constant offset koff[k] and the pixels q
+ * of a row-major flat index are contiguous: the microkernel loads tw
+ * consecutive pixels per k with plain vector loads and broadcasts mr weights
+ * (implicit GEMM without an im2col buffer; the copy is the size of the input).
+ * Flat positions whose column is >= the valid width are computed and
+ * discarded.
+ *
+ *  - Forward, stride s: the padded input is split into s_h*s_w phase
+ *    sub-planes (sub-plane (py,px) holds padded[r*sh+py][c*sw+px]), which
+ *    turns every stride into a stride-1 flat correlation.  k = (ci, ky, kx).
+ *  - Backward-data, stride s: gin is split into output phases (ry, rx) with
+ *    iy = ry + sh*a, ix = rx + sw*b; in a phase only the taps with
+ *    (ry + pt - ky*dh) % sh == 0 (same for x) contribute, and each reads
+ *    gout[a + dy][b + dx] at a constant shift: again a stride-1 flat
+ *    correlation over a zero-padded copy of gout.  k = (co, ky, kx) over the
+ *    contributing taps.
+ *
+ * The order of the chain is fixed by koff/A alone (see fp_kernels.h); the
+ * tiling (mr, tw), the thread count and the ISA only decide who computes
+ * which outputs.
+ */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fp_kernels_int.h"
+
+int lrp_fp_conv_out_hw(const lrp_fp_conv_geom *g, int *oh, int *ow)
+{
+    *oh = *ow = -1;
+    if (!g || g->n < 1 || g->c < 1 || g->h < 1 || g->w < 1 || g->co < 1 ||
+        g->kh < 1 || g->kw < 1 || g->sh < 1 || g->sw < 1 || g->dh < 1 ||
+        g->dw < 1 || g->pt < 0 || g->pb < 0 || g->pl < 0 || g->pr < 0 ||
+        g->groups < 1 || g->c % g->groups || g->co % g->groups)
+        return -1;
+    long eh = (long)g->h + g->pt + g->pb - (long)g->dh * (g->kh - 1) - 1;
+    long ew = (long)g->w + g->pl + g->pr - (long)g->dw * (g->kw - 1) - 1;
+    if (eh < 0 || ew < 0)
+        return -1;
+    *oh = (int)(eh / g->sh + 1);
+    *ow = (int)(ew / g->sw + 1);
+    return 0;
+}
+
+/* One flat correlation problem (one stride phase of the output). */
+typedef struct {
+    int K;
+    int32_t *koff; /* [K] */
+    float *ap;     /* [groups][npanel][K][mr] */
+    int rows, cols; /* valid outputs of the phase */
+    int wq;         /* flat row width */
+    int ntiles;
+    int oy0, ox0;   /* destination of phase pixel (0,0) */
+} phase_t;
+
+typedef struct {
+    int n, g, ph, t0, t1, p0, p1;
+} item_t;
+
+typedef struct {
+    const fp_isa_ops *ops;
+    int mr, tw;
+    int groups, m;    /* output channels per group */
+    int csrc, cin_g;  /* src channels total / per group */
+    size_t cs;        /* floats per src channel plane */
+    const float *src;
+    float *dst;
+    int mtot, dh_, dw_; /* dst channels and plane size */
+    int sy, sx;         /* dst stride between phase pixels */
+    const float *bias;
+    int npanel;
+    phase_t *ph;
+    int nph;
+    item_t *items;
+    /* src builder */
+    const float *raw;  /* input (fwd) or gout (bwd) */
+    int rh, rw;        /* raw plane size */
+    int fwd;
+    int sh, sw, pt, pl; /* fwd: stride and padding; bwd: pt/pl = PT/PL shift */
+    int hq, wq;         /* fwd: sub-plane size; bwd: padded plane size */
+    /* A packing */
+    const float *w;
+    int kh, kw, kk;     /* kk = kh*kw */
+    int *taps[64];      /* per phase: tap ids (ky*kw + kx), count in ntap */
+    int ntap[64];
+} job_t;
+
+/* ---- building the padded source ---------------------------------------- */
+
+static void build_src_item(void *vctx, int64_t item)
+{
+    job_t *j = vctx;
+    const float *in = j->raw + (size_t)item * j->rh * j->rw;
+    float *dst = (float *)j->src + (size_t)item * j->cs;
+    if (j->fwd) {
+        size_t plane = (size_t)j->hq * j->wq;
+        for (int py = 0; py < j->sh; py++)
+            for (int px = 0; px < j->sw; px++) {
+                float *sp = dst + (size_t)(py * j->sw + px) * plane;
+                for (int r = 0; r < j->hq; r++) {
+                    float *row = sp + (size_t)r * j->wq;
+                    int iy = r * j->sh + py - j->pt;
+                    if (iy < 0 || iy >= j->rh) {
+                        memset(row, 0, sizeof(float) * j->wq);
+                        continue;
+                    }
+                    const float *irow = in + (size_t)iy * j->rw;
+                    for (int c = 0; c < j->wq; c++) {
+                        int ix = c * j->sw + px - j->pl;
+                        row[c] = (ix >= 0 && ix < j->rw) ? irow[ix] : 0.0f;
+                    }
+                }
+            }
+        size_t used = (size_t)j->sh * j->sw * plane;
+        memset(dst + used, 0, sizeof(float) * (j->cs - used));
+    } else {
+        /* padded gout: gp[r][c] = gout[r - PT][c - PL] */
+        for (int r = 0; r < j->hq; r++) {
+            float *row = dst + (size_t)r * j->wq;
+            int y = r - j->pt;
+            memset(row, 0, sizeof(float) * j->wq);
+            if (y < 0 || y >= j->rh)
+                continue;
+            memcpy(row + j->pl, in + (size_t)y * j->rw, sizeof(float) * j->rw);
+        }
+        size_t used = (size_t)j->hq * j->wq;
+        memset(dst + used, 0, sizeof(float) * (j->cs - used));
+    }
+}
+
+/* ---- packing the weights into [group][panel][k][mr] --------------------- */
+
+static void pack_item(void *vctx, int64_t item)
+{
+    job_t *j = vctx;
+    int panel = (int)(item % j->npanel);
+    int rest = (int)(item / j->npanel);
+    int g = rest % j->groups;
+    int ph = rest / j->groups;
+    phase_t *P = &j->ph[ph];
+    int K = P->K, mr = j->mr;
+    float *ap = P->ap + ((size_t)g * j->npanel + panel) * (size_t)K * mr;
+    int cin_g = j->cin_g;
+    for (int mm = 0; mm < mr; mm++) {
+        int m = panel * mr + mm;
+        if (m >= j->m) {
+            for (int k = 0; k < K; k++)
+                ap[(size_t)k * mr + mm] = 0.0f;
+            continue;
+        }
+        if (j->fwd) {
+            /* w[co][ci][ky][kx], k = ci*kk + tap: the row of co as is */
+            const float *wr = j->w + (size_t)(g * j->m + m) * cin_g * j->kk;
+            for (int k = 0; k < K; k++)
+                ap[(size_t)k * mr + mm] = wr[k];
+        } else {
+            /* output channel m is ci; k = (co, tap) over the phase's taps */
+            int nt = j->ntap[ph];
+            const int *tp = j->taps[ph];
+            for (int co = 0; co < cin_g; co++) {
+                const float *wr = j->w +
+                    ((size_t)(g * cin_g + co) * j->m + m) * j->kk;
+                for (int t = 0; t < nt; t++)
+                    ap[((size_t)co * nt + t) * mr + mm] = wr[tp[t]];
+            }
+        }
+    }
+}
+
+/* ---- compute ----------------------------------------------------------- */
+
+static void store_tile(const job_t *j, const phase_t *P, const float *tile,
+                       int n, int g, int panel, int q0)
+{
+    int tw = j->tw;
+    size_t plane = (size_t)j->dh_ * j->dw_;
+    for (int mm = 0; mm < j->mr; mm++) {
+        int m = panel * j->mr + mm;
+        if (m >= j->m)
+            break;
+        int ch = g * j->m + m;
+        float *dp = j->dst + ((size_t)n * j->mtot + ch) * plane;
+        int hb = j->bias != NULL;
+        float bv = hb ? j->bias[ch] : 0.0f;
+        const float *tr = tile + (size_t)mm * tw;
+        int q = q0, end = q0 + tw;
+        int a = q / P->wq, b = q % P->wq;
+        while (q < end && a < P->rows) {
+            int seg = P->wq - b;
+            if (seg > end - q)
+                seg = end - q;
+            int valid = P->cols - b;
+            if (valid > seg)
+                valid = seg;
+            if (valid > 0) {
+                const float *tp = tr + (q - q0);
+                float *d = dp + (size_t)(P->oy0 + a * j->sy) * j->dw_ + P->ox0 +
+                           (size_t)b * j->sx;
+                if (j->sx == 1) {
+                    if (hb)
+                        for (int i = 0; i < valid; i++)
+                            d[i] = tp[i] + bv;
+                    else
+                        memcpy(d, tp, sizeof(float) * valid);
+                } else {
+                    for (int i = 0; i < valid; i++)
+                        d[(size_t)i * j->sx] = hb ? tp[i] + bv : tp[i];
+                }
+            }
+            q += seg;
+            a++;
+            b = 0;
+        }
+    }
+}
+
+static void compute_item(void *vctx, int64_t item)
+{
+    job_t *j = vctx;
+    const item_t *it = &j->items[item];
+    const phase_t *P = &j->ph[it->ph];
+    float tile[16 * 64] __attribute__((aligned(64)));
+    const float *sb = j->src + ((size_t)it->n * j->csrc + (size_t)it->g * j->cin_g) * j->cs;
+    for (int p = it->p0; p < it->p1; p++) {
+        const float *ap = P->ap + ((size_t)it->g * j->npanel + p) * (size_t)P->K * j->mr;
+        for (int t = it->t0; t < it->t1; t++) {
+            int q0 = t * j->tw;
+            if (P->K > 0)
+                j->ops->conv(tile, sb + q0, P->koff, P->K, ap);
+            else
+                memset(tile, 0, sizeof(float) * j->mr * j->tw);
+            store_tile(j, P, tile, it->n, it->g, p, q0);
+        }
+    }
+}
+
+/* Tiles per item along pixels: enough work per item, src chunk in L2. */
+#define TILES_PER_CHUNK 8
+
+static int run_job(job_t *j, int nthreads, int nbatch)
+{
+    int rc = -1;
+    nthreads = fp_threads(nthreads);
+    /* items */
+    int64_t base = 0;
+    for (int ph = 0; ph < j->nph; ph++)
+        base += (int64_t)nbatch * j->groups *
+                ((j->ph[ph].ntiles + TILES_PER_CHUNK - 1) / TILES_PER_CHUNK);
+    int mch = 1;
+    if (base < 4 * nthreads && nthreads > 1) {
+        mch = (int)((4 * nthreads + base - 1) / base);
+        if (mch > j->npanel)
+            mch = j->npanel;
+    }
+    int64_t nitems = base * mch;
+    j->items = malloc(sizeof(item_t) * (size_t)(nitems > 0 ? nitems : 1));
+    if (!j->items)
+        goto cleanup;
+    int64_t ni = 0;
+    for (int n = 0; n < nbatch; n++)
+        for (int g = 0; g < j->groups; g++)
+            for (int ph = 0; ph < j->nph; ph++) {
+                int nt = j->ph[ph].ntiles;
+                for (int t0 = 0; t0 < nt; t0 += TILES_PER_CHUNK)
+                    for (int c = 0; c < mch; c++) {
+                        item_t *it = &j->items[ni++];
+                        it->n = n;
+                        it->g = g;
+                        it->ph = ph;
+                        it->t0 = t0;
+                        it->t1 = t0 + TILES_PER_CHUNK < nt ? t0 + TILES_PER_CHUNK : nt;
+                        it->p0 = (int)((int64_t)j->npanel * c / mch);
+                        it->p1 = (int)((int64_t)j->npanel * (c + 1) / mch);
+                    }
+            }
+    fp_parallel_for(nthreads, ni, compute_item, j);
+    rc = 0;
+cleanup:
+    free(j->items);
+    j->items = NULL;
+    return rc;
+}
+
+static int64_t cdiv64(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int lrp_fp_conv2d_fwd(float *out, const float *in, const float *w,
+                      const float *bias, const lrp_fp_conv_geom *g,
+                      int nthreads)
+{
+    int oh, ow, rc = -1;
+    if (lrp_fp_conv_out_hw(g, &oh, &ow) != 0)
+        return -1;
+    job_t j;
+    memset(&j, 0, sizeof j);
+    phase_t P;
+    memset(&P, 0, sizeof P);
+    float *src = NULL;
+    j.ops = fp_ops();
+    j.mr = j.ops->mr;
+    j.tw = j.ops->tw;
+    j.groups = g->groups;
+    j.m = g->co / g->groups;
+    j.cin_g = g->c / g->groups;
+    j.csrc = g->c;
+    j.kh = g->kh;
+    j.kw = g->kw;
+    j.kk = g->kh * g->kw;
+    j.w = w;
+    j.bias = bias;
+    j.dst = out;
+    j.mtot = g->co;
+    j.dh_ = oh;
+    j.dw_ = ow;
+    j.sy = j.sx = 1;
+    j.fwd = 1;
+    j.raw = in;
+    j.rh = g->h;
+    j.rw = g->w;
+    j.sh = g->sh;
+    j.sw = g->sw;
+    j.pt = g->pt;
+    j.pl = g->pl;
+    int64_t hp = (int64_t)g->h + g->pt + g->pb, wp = (int64_t)g->w + g->pl + g->pr;
+    j.hq = (int)cdiv64(hp, g->sh);
+    j.wq = (int)cdiv64(wp, g->sw);
+    int64_t used = (int64_t)g->sh * g->sw * j.hq * j.wq;
+    int64_t cs = used + j.wq + 2 * j.tw + 64;
+    cs = (cs + 15) & ~(int64_t)15;
+    int64_t K = (int64_t)j.cin_g * j.kk;
+    if (cs * j.cin_g > INT32_MAX || K > INT32_MAX / 2)
+        return -1;
+    j.cs = (size_t)cs;
+    j.npanel = (j.m + j.mr - 1) / j.mr;
+
+    P.K = (int)K;
+    P.rows = oh;
+    P.cols = ow;
+    P.wq = j.wq;
+    P.ntiles = (int)cdiv64((int64_t)oh * j.wq, j.tw);
+    P.koff = malloc(sizeof(int32_t) * (size_t)(K > 0 ? K : 1));
+    P.ap = fp_alloc(sizeof(float) * (size_t)g->groups * j.npanel * (size_t)K * j.mr);
+    src = fp_alloc(sizeof(float) * (size_t)g->n * g->c * j.cs);
+    if (!P.koff || !P.ap || !src)
+        goto cleanup;
+    for (int ci = 0; ci < j.cin_g; ci++)
+        for (int ky = 0; ky < g->kh; ky++)
+            for (int kx = 0; kx < g->kw; kx++) {
+                int ey = ky * g->dh, ex = kx * g->dw;
+                int64_t toff = (int64_t)((ey % g->sh) * g->sw + ex % g->sw) * j.hq * j.wq +
+                               (int64_t)(ey / g->sh) * j.wq + ex / g->sw;
+                P.koff[(ci * g->kh + ky) * g->kw + kx] = (int32_t)(ci * cs + toff);
+            }
+    j.src = src;
+    j.ph = &P;
+    j.nph = 1;
+    int nt = fp_threads(nthreads);
+    fp_parallel_for(nt, (int64_t)g->groups * j.npanel, pack_item, &j);
+    fp_parallel_for(nt, (int64_t)g->n * g->c, build_src_item, &j);
+    rc = run_job(&j, nt, g->n);
+cleanup:
+    free(P.koff);
+    fp_free(P.ap);
+    fp_free(src);
+    return rc;
+}
+
+/* floor division for possibly negative a, b > 0 */
+static int fdiv(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
+                           const lrp_fp_conv_geom *g, int nthreads)
+{
+    int oh, ow, rc = -1;
+    if (lrp_fp_conv_out_hw(g, &oh, &ow) != 0)
+        return -1;
+    int sh = g->sh, sw = g->sw;
+    int nph = sh * sw;
+    if (nph > 64)
+        return -1;
+    job_t j;
+    memset(&j, 0, sizeof j);
+    phase_t P[64];
+    memset(P, 0, sizeof P);
+    float *src = NULL;
+    j.ops = fp_ops();
+    j.mr = j.ops->mr;
+    j.tw = j.ops->tw;
+    j.groups = g->groups;
+    j.m = g->c / g->groups;       /* gin channels per group */
+    j.cin_g = g->co / g->groups;  /* gout channels per group */
+    j.csrc = g->co;
+    j.kh = g->kh;
+    j.kw = g->kw;
+    j.kk = g->kh * g->kw;
+    j.w = w;
+    j.bias = NULL;
+    j.dst = gin;
+    j.mtot = g->c;
+    j.dh_ = g->h;
+    j.dw_ = g->w;
+    j.sy = sh;
+    j.sx = sw;
+    j.fwd = 0;
+    j.raw = gout;
+    j.rh = oh;
+    j.rw = ow;
+    j.nph = nph;
+    j.npanel = (j.m + j.mr - 1) / j.mr;
+
+    /* taps per phase; row shifts dy = (ry + pt - ky*dh)/sh, col shifts dx */
+    int tapbuf[64][256];
+    int usebuf = j.kk <= 256;
+    int *heap_taps = NULL;
+    if (!usebuf) {
+        heap_taps = malloc(sizeof(int) * (size_t)nph * j.kk);
+        if (!heap_taps)
+            return -1;
+    }
+    int PT = 0, PL = 0;
+    for (int ry = 0; ry < sh; ry++)
+        for (int rx = 0; rx < sw; rx++) {
+            int ph = ry * sw + rx;
+            int *tp = usebuf ? tapbuf[ph] : heap_taps + (size_t)ph * j.kk;
+            int nt = 0;
+            for (int ky = 0; ky < g->kh; ky++) {
+                int ey = ry + g->pt - ky * g->dh;
+                if (ey - fdiv(ey, sh) * sh != 0)
+                    continue;
+                for (int kx = 0; kx < g->kw; kx++) {
+                    int ex = rx + g->pl - kx * g->dw;
+                    if (ex - fdiv(ex, sw) * sw != 0)
+                        continue;
+                    tp[nt++] = ky * g->kw + kx;
+                    if (-fdiv(ey, sh) > PT) PT = -fdiv(ey, sh);
+                    if (-fdiv(ex, sw) > PL) PL = -fdiv(ex, sw);
+                }
+            }
+            j.taps[ph] = tp;
+            j.ntap[ph] = nt;
+            P[ph].rows = ry < g->h ? (g->h - ry + sh - 1) / sh : 0;
+            P[ph].cols = rx < g->w ? (g->w - rx + sw - 1) / sw : 0;
+            P[ph].oy0 = ry;
+            P[ph].ox0 = rx;
+        }
+    int64_t hg = (int64_t)oh + PT, wg = (int64_t)ow + PL;
+    for (int ph = 0; ph < nph; ph++)
+        for (int t = 0; t < j.ntap[ph]; t++) {
+            int ky = j.taps[ph][t] / g->kw, kx = j.taps[ph][t] % g->kw;
+            int dy = fdiv(P[ph].oy0 + g->pt - ky * g->dh, sh);
+            int dx = fdiv(P[ph].ox0 + g->pl - kx * g->dw, sw);
+            if (P[ph].rows + dy + PT > hg) hg = P[ph].rows + dy + PT;
+            if (P[ph].cols + dx + PL > wg) wg = P[ph].cols + dx + PL;
+        }
+    int64_t cs = hg * wg + wg + 2 * j.tw + 64;
+    cs = (cs + 15) & ~(int64_t)15;
+    if (cs * j.cin_g > INT32_MAX || hg > INT32_MAX || wg > INT32_MAX)
+        goto cleanup;
+    j.cs = (size_t)cs;
+    j.hq = (int)hg;
+    j.wq = (int)wg;
+    j.pt = PT;
+    j.pl = PL;
+    for (int ph = 0; ph < nph; ph++) {
+        int nt = j.ntap[ph];
+        int64_t K = (int64_t)j.cin_g * nt;
+        P[ph].K = (int)K;
+        P[ph].wq = (int)wg;
+        P[ph].ntiles = (int)cdiv64((int64_t)P[ph].rows * wg, j.tw);
+        P[ph].koff = malloc(sizeof(int32_t) * (size_t)(K > 0 ? K : 1));
+        P[ph].ap = fp_alloc(sizeof(float) * (size_t)g->groups * j.npanel * (size_t)K * j.mr);
+        if (!P[ph].koff || !P[ph].ap)
+            goto cleanup;
+        for (int co = 0; co < j.cin_g; co++)
+            for (int t = 0; t < nt; t++) {
+                int ky = j.taps[ph][t] / g->kw, kx = j.taps[ph][t] % g->kw;
+                int dy = fdiv(P[ph].oy0 + g->pt - ky * g->dh, sh);
+                int dx = fdiv(P[ph].ox0 + g->pl - kx * g->dw, sw);
+                P[ph].koff[co * nt + t] =
+                    (int32_t)(co * cs + (int64_t)(dy + PT) * wg + (dx + PL));
+            }
+    }
+    src = fp_alloc(sizeof(float) * (size_t)g->n * g->co * j.cs);
+    if (!src)
+        goto cleanup;
+    j.src = src;
+    j.ph = P;
+    int nt = fp_threads(nthreads);
+    fp_parallel_for(nt, (int64_t)nph * g->groups * j.npanel, pack_item, &j);
+    fp_parallel_for(nt, (int64_t)g->n * g->co, build_src_item, &j);
+    rc = run_job(&j, nt, g->n);
+cleanup:
+    for (int ph = 0; ph < nph; ph++) {
+        free(P[ph].koff);
+        fp_free(P[ph].ap);
+    }
+    free(heap_taps);
+    fp_free(src);
+    return rc;
+}

@@ -1,0 +1,333 @@
+/* fp_isa.c -- runtime ISA dispatch, the per-ISA microkernels, threads.
+ *
+ * Each microkernel computes, for every output it owns, one sequential chain
+ * of fused multiply-adds over k = 0..K-1 starting from +0: the SIMD paths use
+ * the FMA intrinsic lane-wise (each lane is a different output, never a part
+ * of one sum), the portable path calls fmaf().  Both round once per step, so
+ * all paths give the same bits.  The project is built without -march, so the
+ * SIMD functions carry target attributes and are only called after
+ * __builtin_cpu_supports() said yes.
+ */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <immintrin.h>
+
+#include "fp_kernels_int.h"
+
+/* ---- portable ---------------------------------------------------------- */
+
+#define P_MR 4
+#define P_TW 16
+
+static void conv_portable(float *tile, const float *src, const int32_t *koff,
+                          int K, const float *ap)
+{
+    float acc[P_MR][P_TW];
+    memset(acc, 0, sizeof acc); /* +0 */
+    for (int k = 0; k < K; k++) {
+        const float *s = src + koff[k];
+        const float *a = ap + (size_t)k * P_MR;
+        for (int m = 0; m < P_MR; m++)
+            for (int j = 0; j < P_TW; j++)
+                acc[m][j] = fmaf(s[j], a[m], acc[m][j]);
+    }
+    memcpy(tile, acc, sizeof acc);
+}
+
+static void axpy_portable(float *acc, const float *w, float s, int len)
+{
+    for (int j = 0; j < len; j++)
+        acc[j] = fmaf(w[j], s, acc[j]);
+}
+
+static void dot16_portable(float *acc, const float *buf, const float *x, int cnt)
+{
+    for (int i = 0; i < cnt; i++)
+        for (int j = 0; j < 16; j++)
+            acc[j] = fmaf(x[i], buf[(size_t)i * 16 + j], acc[j]);
+}
+
+/* ---- AVX2 + FMA3: 4 channels x 24 pixels (12 ymm accumulators) --------- */
+
+#define A2_MR 4
+#define A2_TW 24
+
+__attribute__((target("avx2,fma")))
+static void conv_avx2(float *tile, const float *src, const int32_t *koff,
+                      int K, const float *ap)
+{
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00;
+    __m256 c10 = c00, c11 = c00, c12 = c00;
+    __m256 c20 = c00, c21 = c00, c22 = c00;
+    __m256 c30 = c00, c31 = c00, c32 = c00;
+    for (int k = 0; k < K; k++) {
+        const float *s = src + koff[k];
+        const float *a = ap + (size_t)k * A2_MR;
+        __m256 b0 = _mm256_loadu_ps(s), b1 = _mm256_loadu_ps(s + 8),
+               b2 = _mm256_loadu_ps(s + 16);
+        __m256 w;
+        w = _mm256_broadcast_ss(a + 0);
+        c00 = _mm256_fmadd_ps(b0, w, c00); c01 = _mm256_fmadd_ps(b1, w, c01);
+        c02 = _mm256_fmadd_ps(b2, w, c02);
+        w = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(b0, w, c10); c11 = _mm256_fmadd_ps(b1, w, c11);
+        c12 = _mm256_fmadd_ps(b2, w, c12);
+        w = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(b0, w, c20); c21 = _mm256_fmadd_ps(b1, w, c21);
+        c22 = _mm256_fmadd_ps(b2, w, c22);
+        w = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(b0, w, c30); c31 = _mm256_fmadd_ps(b1, w, c31);
+        c32 = _mm256_fmadd_ps(b2, w, c32);
+    }
+    _mm256_storeu_ps(tile + 0 * A2_TW + 0, c00);
+    _mm256_storeu_ps(tile + 0 * A2_TW + 8, c01);
+    _mm256_storeu_ps(tile + 0 * A2_TW + 16, c02);
+    _mm256_storeu_ps(tile + 1 * A2_TW + 0, c10);
+    _mm256_storeu_ps(tile + 1 * A2_TW + 8, c11);
+    _mm256_storeu_ps(tile + 1 * A2_TW + 16, c12);
+    _mm256_storeu_ps(tile + 2 * A2_TW + 0, c20);
+    _mm256_storeu_ps(tile + 2 * A2_TW + 8, c21);
+    _mm256_storeu_ps(tile + 2 * A2_TW + 16, c22);
+    _mm256_storeu_ps(tile + 3 * A2_TW + 0, c30);
+    _mm256_storeu_ps(tile + 3 * A2_TW + 8, c31);
+    _mm256_storeu_ps(tile + 3 * A2_TW + 16, c32);
+}
+
+__attribute__((target("avx2,fma")))
+static void axpy_avx2(float *acc, const float *w, float s, int len)
+{
+    __m256 vs = _mm256_set1_ps(s);
+    int j = 0;
+    for (; j + 8 <= len; j += 8)
+        _mm256_storeu_ps(acc + j, _mm256_fmadd_ps(_mm256_loadu_ps(w + j), vs,
+                                                  _mm256_loadu_ps(acc + j)));
+    for (; j < len; j++)
+        acc[j] = fmaf(w[j], s, acc[j]);
+}
+
+__attribute__((target("avx2,fma")))
+static void dot16_avx2(float *acc, const float *buf, const float *x, int cnt)
+{
+    __m256 a0 = _mm256_loadu_ps(acc), a1 = _mm256_loadu_ps(acc + 8);
+    for (int i = 0; i < cnt; i++) {
+        __m256 xi = _mm256_broadcast_ss(x + i);
+        a0 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(buf + (size_t)i * 16), a0);
+        a1 = _mm256_fmadd_ps(xi, _mm256_loadu_ps(buf + (size_t)i * 16 + 8), a1);
+    }
+    _mm256_storeu_ps(acc, a0);
+    _mm256_storeu_ps(acc + 8, a1);
+}
+
+/* ---- AVX-512F: 8 channels x 48 pixels (24 zmm accumulators) ------------ */
+
+#define A5_MR 8
+#define A5_TW 48
+
+#define A5_ROW(m)                                                     \
+    w = _mm512_set1_ps(a[m]);                                         \
+    c##m##0 = _mm512_fmadd_ps(b0, w, c##m##0);                        \
+    c##m##1 = _mm512_fmadd_ps(b1, w, c##m##1);                        \
+    c##m##2 = _mm512_fmadd_ps(b2, w, c##m##2);
+#define A5_STORE(m)                                                   \
+    _mm512_storeu_ps(tile + (m) * A5_TW + 0, c##m##0);                \
+    _mm512_storeu_ps(tile + (m) * A5_TW + 16, c##m##1);               \
+    _mm512_storeu_ps(tile + (m) * A5_TW + 32, c##m##2);
+
+__attribute__((target("avx512f")))
+static void conv_avx512(float *tile, const float *src, const int32_t *koff,
+                        int K, const float *ap)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00;
+    __m512 c10 = c00, c11 = c00, c12 = c00;
+    __m512 c20 = c00, c21 = c00, c22 = c00;
+    __m512 c30 = c00, c31 = c00, c32 = c00;
+    __m512 c40 = c00, c41 = c00, c42 = c00;
+    __m512 c50 = c00, c51 = c00, c52 = c00;
+    __m512 c60 = c00, c61 = c00, c62 = c00;
+    __m512 c70 = c00, c71 = c00, c72 = c00;
+    for (int k = 0; k < K; k++) {
+        const float *s = src + koff[k];
+        const float *a = ap + (size_t)k * A5_MR;
+        __m512 b0 = _mm512_loadu_ps(s), b1 = _mm512_loadu_ps(s + 16),
+               b2 = _mm512_loadu_ps(s + 32);
+        __m512 w;
+        A5_ROW(0) A5_ROW(1) A5_ROW(2) A5_ROW(3)
+        A5_ROW(4) A5_ROW(5) A5_ROW(6) A5_ROW(7)
+    }
+    A5_STORE(0) A5_STORE(1) A5_STORE(2) A5_STORE(3)
+    A5_STORE(4) A5_STORE(5) A5_STORE(6) A5_STORE(7)
+}
+
+__attribute__((target("avx512f")))
+static void axpy_avx512(float *acc, const float *w, float s, int len)
+{
+    __m512 vs = _mm512_set1_ps(s);
+    int j = 0;
+    for (; j + 16 <= len; j += 16)
+        _mm512_storeu_ps(acc + j, _mm512_fmadd_ps(_mm512_loadu_ps(w + j), vs,
+                                                  _mm512_loadu_ps(acc + j)));
+    if (j < len) {
+        __mmask16 msk = (__mmask16)((1u << (len - j)) - 1u);
+        __m512 r = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(msk, w + j), vs,
+                                   _mm512_maskz_loadu_ps(msk, acc + j));
+        _mm512_mask_storeu_ps(acc + j, msk, r);
+    }
+}
+
+__attribute__((target("avx512f")))
+static void dot16_avx512(float *acc, const float *buf, const float *x, int cnt)
+{
+    /* One chain per lane, sequential over i (two interleaved chains would
+     * change the documented order). */
+    __m512 a0 = _mm512_loadu_ps(acc);
+    for (int i = 0; i < cnt; i++)
+        a0 = _mm512_fmadd_ps(_mm512_set1_ps(x[i]),
+                             _mm512_loadu_ps(buf + (size_t)i * 16), a0);
+    _mm512_storeu_ps(acc, a0);
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static const fp_isa_ops ops_table[LRP_FP_ISA_COUNT] = {
+    {LRP_FP_ISA_PORTABLE, P_MR, P_TW, conv_portable, axpy_portable, dot16_portable},
+    {LRP_FP_ISA_AVX2, A2_MR, A2_TW, conv_avx2, axpy_avx2, dot16_avx2},
+    {LRP_FP_ISA_AVX512, A5_MR, A5_TW, conv_avx512, axpy_avx512, dot16_avx512},
+};
+
+static _Atomic int active_isa = -1;
+
+int lrp_fp_isa_supported(lrp_fp_isa isa)
+{
+    __builtin_cpu_init();
+    switch (isa) {
+    case LRP_FP_ISA_PORTABLE: return 1;
+    case LRP_FP_ISA_AVX2:
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case LRP_FP_ISA_AVX512: return __builtin_cpu_supports("avx512f");
+    default: return 0;
+    }
+}
+
+const char *lrp_fp_isa_name(lrp_fp_isa isa)
+{
+    switch (isa) {
+    case LRP_FP_ISA_PORTABLE: return "portable";
+    case LRP_FP_ISA_AVX2: return "avx2";
+    case LRP_FP_ISA_AVX512: return "avx512";
+    default: return "?";
+    }
+}
+
+int lrp_fp_set_isa(lrp_fp_isa isa)
+{
+    if ((int)isa < 0 || isa >= LRP_FP_ISA_COUNT || !lrp_fp_isa_supported(isa))
+        return -1;
+    atomic_store(&active_isa, (int)isa);
+    return 0;
+}
+
+lrp_fp_isa lrp_fp_get_isa(void)
+{
+    int cur = atomic_load(&active_isa);
+    if (cur >= 0)
+        return (lrp_fp_isa)cur;
+    int best = LRP_FP_ISA_PORTABLE;
+    for (int i = LRP_FP_ISA_COUNT - 1; i > 0; i--)
+        if (lrp_fp_isa_supported((lrp_fp_isa)i)) {
+            best = i;
+            break;
+        }
+    const char *env = getenv("LRP_FP_ISA");
+    if (env && *env) {
+        for (int i = 0; i < LRP_FP_ISA_COUNT; i++)
+            if (strcmp(env, lrp_fp_isa_name((lrp_fp_isa)i)) == 0 &&
+                lrp_fp_isa_supported((lrp_fp_isa)i))
+                best = i;
+    }
+    int expect = -1;
+    atomic_compare_exchange_strong(&active_isa, &expect, best);
+    return (lrp_fp_isa)atomic_load(&active_isa);
+}
+
+const fp_isa_ops *fp_ops(void)
+{
+    return &ops_table[lrp_fp_get_isa()];
+}
+
+/* ---- threads ----------------------------------------------------------- */
+
+int lrp_fp_default_threads(void)
+{
+    const char *env = getenv("LRP_THREADS");
+    if (env && *env) {
+        long v = strtol(env, NULL, 10);
+        if (v >= 1)
+            return v > 64 ? 64 : (int)v;
+    }
+    return 2;
+}
+
+int fp_threads(int nthreads)
+{
+    if (nthreads <= 0)
+        nthreads = lrp_fp_default_threads();
+    return nthreads > 64 ? 64 : nthreads;
+}
+
+typedef struct {
+    fp_item_fn fn;
+    void *ctx;
+    int64_t n;
+    _Atomic int64_t next;
+} pf_state;
+
+static void *pf_worker(void *arg)
+{
+    pf_state *st = arg;
+    for (;;) {
+        int64_t i = atomic_fetch_add(&st->next, 1);
+        if (i >= st->n)
+            break;
+        st->fn(st->ctx, i);
+    }
+    return NULL;
+}
+
+void fp_parallel_for(int nthreads, int64_t n, fp_item_fn fn, void *ctx)
+{
+    nthreads = fp_threads(nthreads);
+    if (n <= 0)
+        return;
+    if (nthreads > n)
+        nthreads = (int)n;
+    pf_state st = {fn, ctx, n, 0};
+    pthread_t tid[64];
+    int started = 0;
+    for (int t = 1; t < nthreads; t++) {
+        if (pthread_create(&tid[started], NULL, pf_worker, &st) != 0)
+            break; /* fewer threads: same results, only slower */
+        started++;
+    }
+    pf_worker(&st);
+    for (int t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+}
+
+void *fp_alloc(size_t bytes)
+{
+    if (bytes == 0)
+        bytes = 64;
+    if (bytes > SIZE_MAX - 64)
+        return NULL;
+    bytes = (bytes + 63) & ~(size_t)63;
+    return aligned_alloc(64, bytes);
+}
+
+void fp_free(void *p)
+{
+    free(p);
+}

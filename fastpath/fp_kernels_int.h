@@ -1,0 +1,40 @@
+/* fp_kernels_int.h -- internals shared by the fastpath/ files. */
+#ifndef LRP_FP_KERNELS_INT_H
+#define LRP_FP_KERNELS_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "fp_kernels.h"
+
+/* Convolution microkernel: for m < mr, j < tw
+ *   tile[m*tw + j] = chain over k = 0..K-1 of fma(src[koff[k] + j], ap[k*mr + m], .)
+ * from +0.  Every path computes exactly this chain. */
+typedef void (*fp_conv_kern_fn)(float *tile, const float *src,
+                                const int32_t *koff, int K, const float *ap);
+/* acc[j] = fma(w[j], s, acc[j]) for j < len. */
+typedef void (*fp_axpy_fn)(float *acc, const float *w, float s, int len);
+/* acc[j] (j < 16) = chain over i < cnt of fma(x[i], buf[i*16 + j], .),
+ * continuing from the incoming acc. */
+typedef void (*fp_dot16_fn)(float *acc, const float *buf, const float *x, int cnt);
+
+typedef struct fp_isa_ops {
+    lrp_fp_isa isa;
+    int mr, tw; /* microkernel tile: mr output channels x tw flat pixels */
+    fp_conv_kern_fn conv;
+    fp_axpy_fn axpy;
+    fp_dot16_fn dot16;
+} fp_isa_ops;
+
+const fp_isa_ops *fp_ops(void);
+
+/* Run fn(ctx, i) for i in [0, n) on up to nthreads threads (the calling
+ * thread included).  Items are claimed dynamically; each item must write
+ * outputs no other item writes, so the schedule cannot change any bit. */
+typedef void (*fp_item_fn)(void *ctx, int64_t item);
+void fp_parallel_for(int nthreads, int64_t n, fp_item_fn fn, void *ctx);
+int fp_threads(int nthreads);
+
+void *fp_alloc(size_t bytes); /* 64-byte aligned, NULL on failure/overflow */
+void fp_free(void *p);
+
+#endif
