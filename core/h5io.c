@@ -1758,10 +1758,10 @@ static lrp_status check_writable(ctx *c, const lrp_net *net, const lrp_net *inf)
     char where[LRP_ERR_MSG_MAX];
     lrp_status st;
     if (!str_ok(net->description, sizeof net->description) ||
-        !str_ok(net->composite, sizeof net->composite) || (st = check_composite(c, "network", net->composite)) != LRP_OK)
-        return c->err && c->err->code == LRP_E_UNSUPPORTED
-                   ? LRP_E_UNSUPPORTED
-                   : fail(c, LRP_E_INVALID, "network", "description or composite not terminated");
+        !str_ok(net->composite, sizeof net->composite))
+        return fail(c, LRP_E_INVALID, "network", "description or composite not NUL-terminated");
+    if ((st = check_composite(c, "network", net->composite)))
+        return st;
     for (int i = 0; i < inf->n_layers; i++) {
         const lrp_layer *l = &inf->layers[i];
         const float *pv[6] = {l->w, l->b, l->bn_gamma, l->bn_beta, l->bn_mean, l->bn_var};
