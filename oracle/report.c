@@ -13,19 +13,6 @@
 #include <string.h>
 #include <unistd.h>
 
-static const char *const absorb_tab[] = {
-#define X(e, s) s,
-    LRP_ABSORB_LIST(X)
-#undef X
-};
-_Static_assert(sizeof absorb_tab / sizeof absorb_tab[0] == LRP_ABSORB_COUNT,
-               "absorb table and enum disagree");
-
-const char *lrp_absorb_name(lrp_absorb_kind k)
-{
-    return (unsigned)k < LRP_ABSORB_COUNT ? absorb_tab[k] : "?";
-}
-
 void lrp_run_report_free(lrp_run_report *r)
 {
     if (!r)
@@ -254,8 +241,8 @@ static json_t *run_json(const lrp_run_report *r)
             json_object_set_new(c, "sum_in_ref", jnum(l->sum_in_ref));
             json_object_set_new(c, "sum_out_ref", jnum(l->sum_out_ref));
             json_t *ab = json_object();
-            for (int k = 0; k < LRP_ABSORB_COUNT; k++)
-                json_object_set_new(ab, lrp_absorb_name((lrp_absorb_kind)k), jnum(l->absorbed[k]));
+            for (int k = 0; k < LRP_ABS_COUNT; k++)
+                json_object_set_new(ab, lrp_abs_name((lrp_abs_kind)k), jnum(l->absorbed[k]));
             json_object_set_new(c, "absorbed", ab);
             json_object_set_new(lo, "conservation", c);
         }

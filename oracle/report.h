@@ -9,25 +9,10 @@
 #include <stdio.h>
 
 #include "oracle.h"
+#include "pipeline.h"
 
-/* Absorbed relevance kinds (LRP-SPEC.md section 4). X(ENUM, "name") */
-#define LRP_ABSORB_LIST(X)        \
-    X(BIAS, "bias")               \
-    X(STABILIZER, "stabilizer")   \
-    X(BN_SHIFT, "bn_shift")       \
-    X(BN_MEAN, "bn_mean")         \
-    X(BN_BETA, "bn_beta")         \
-    X(EMPTY_PART, "empty_part")   \
-    X(UNDEFINED, "undefined")
+/* Absorbed relevance kinds: lrp_abs_kind of core/pipeline.h. */
 
-typedef enum lrp_absorb_kind {
-#define X(e, s) LRP_ABSORB_##e,
-    LRP_ABSORB_LIST(X)
-#undef X
-    LRP_ABSORB_COUNT
-} lrp_absorb_kind;
-
-const char *lrp_absorb_name(lrp_absorb_kind k);
 
 typedef struct lrp_layer_report {
     int layer;                 /* index in the net */
@@ -43,7 +28,7 @@ typedef struct lrp_layer_report {
     /* conservation, relative to sum |R_out|: |sum R_in + absorbed - sum R_out| */
     int has_conservation;
     double cons_ref, cons_f32;
-    double absorbed[LRP_ABSORB_COUNT]; /* reference, summed over units */
+    double absorbed[LRP_ABS_COUNT]; /* reference, summed over units */
     double sum_in_ref, sum_out_ref;
     /* finiteness: min/max of both paths, NaN/inf counts of float32 */
     double ref_min, ref_max, f32_min, f32_max;
