@@ -302,7 +302,8 @@ int lrp_fp_conv2d_fwd(float *out, const float *in, const float *w,
     memset(&j, 0, sizeof j);
     phase_t P;
     memset(&P, 0, sizeof P);
-    float *src = NULL;
+    float *src = NULL, *ws = NULL;
+    int wsc = 0;
     j.ops = fp_ops();
     j.mr = j.ops->mr;
     j.tw = j.ops->tw;
@@ -346,10 +347,12 @@ int lrp_fp_conv2d_fwd(float *out, const float *in, const float *w,
     P.wq = j.wq;
     P.ntiles = (int)cdiv64((int64_t)oh * j.wq, j.tw);
     P.koff = malloc(sizeof(int32_t) * (size_t)(K > 0 ? K : 1));
-    P.ap = fp_alloc(sizeof(float) * (size_t)g->groups * j.npanel * (size_t)K * j.mr);
-    src = fp_alloc(sizeof(float) * (size_t)g->n * g->c * j.cs);
-    if (!P.koff || !P.ap || !src)
+    size_t apn = ((size_t)g->groups * j.npanel * (size_t)K * j.mr + 15) & ~(size_t)15;
+    ws = fp_ws_acquire(sizeof(float) * (apn + (size_t)g->n * g->c * j.cs), &wsc);
+    if (!P.koff || !ws)
         goto cleanup;
+    P.ap = ws;
+    src = ws + apn;
     for (int ci = 0; ci < j.cin_g; ci++)
         for (int ky = 0; ky < g->kh; ky++)
             for (int kx = 0; kx < g->kw; kx++) {
@@ -367,8 +370,8 @@ int lrp_fp_conv2d_fwd(float *out, const float *in, const float *w,
     rc = run_job(&j, nt, g->n);
 cleanup:
     free(P.koff);
-    fp_free(P.ap);
-    fp_free(src);
+    if (ws)
+        fp_ws_release(ws, wsc);
     return rc;
 }
 
@@ -389,7 +392,9 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
     memset(&j, 0, sizeof j);
     phase_t P[64];
     memset(P, 0, sizeof P);
-    float *src = NULL;
+    float *src = NULL, *ws = NULL;
+    int wsc = 0;
+    size_t apoff[64], aptot = 0;
     j.ops = fp_ops();
     j.mr = j.ops->mr;
     j.tw = j.ops->tw;
@@ -475,9 +480,10 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
         P[ph].wq = (int)wg;
         P[ph].ntiles = (int)cdiv64((int64_t)P[ph].rows * wg, j.tw);
         P[ph].koff = malloc(sizeof(int32_t) * (size_t)(K > 0 ? K : 1));
-        P[ph].ap = fp_alloc(sizeof(float) * (size_t)g->groups * j.npanel * (size_t)K * j.mr);
-        if (!P[ph].koff || !P[ph].ap)
+        if (!P[ph].koff)
             goto cleanup;
+        apoff[ph] = aptot;
+        aptot += ((size_t)g->groups * j.npanel * (size_t)K * j.mr + 15) & ~(size_t)15;
         for (int co = 0; co < j.cin_g; co++)
             for (int t = 0; t < nt; t++) {
                 int ky = j.taps[ph][t] / g->kw, kx = j.taps[ph][t] % g->kw;
@@ -487,9 +493,12 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
                     (int32_t)(co * cs + (int64_t)(dy + PT) * wg + (dx + PL));
             }
     }
-    src = fp_alloc(sizeof(float) * (size_t)g->n * g->co * j.cs);
-    if (!src)
+    ws = fp_ws_acquire(sizeof(float) * (aptot + (size_t)g->n * g->co * j.cs), &wsc);
+    if (!ws)
         goto cleanup;
+    for (int ph = 0; ph < nph; ph++)
+        P[ph].ap = ws + apoff[ph];
+    src = ws + aptot;
     j.src = src;
     j.ph = P;
     int nt = fp_threads(nthreads);
@@ -497,11 +506,10 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
     fp_parallel_for(nt, (int64_t)g->n * g->co, build_src_item, &j);
     rc = run_job(&j, nt, g->n);
 cleanup:
-    for (int ph = 0; ph < nph; ph++) {
+    for (int ph = 0; ph < nph; ph++)
         free(P[ph].koff);
-        fp_free(P[ph].ap);
-    }
     free(heap_taps);
-    fp_free(src);
+    if (ws)
+        fp_ws_release(ws, wsc);
     return rc;
 }

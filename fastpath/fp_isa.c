@@ -331,3 +331,56 @@ void fp_free(void *p)
 {
     free(p);
 }
+
+/* One cached workspace, reused across calls: large fresh allocations are
+ * mmap'd and every call would page-fault them in again (measured: the
+ * faults cost more than the arithmetic on the big VGG layers).  A caller
+ * that finds it busy (concurrent calls) gets a private allocation. */
+static pthread_mutex_t ws_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *ws_buf;
+static size_t ws_size;
+static int ws_busy;
+
+void *fp_ws_acquire(size_t bytes, int *cached)
+{
+    *cached = 0;
+    pthread_mutex_lock(&ws_lock);
+    if (!ws_busy) {
+        if (ws_size < bytes) {
+            fp_free(ws_buf);
+            ws_buf = fp_alloc(bytes);
+            ws_size = ws_buf ? bytes : 0;
+        }
+        if (ws_buf) {
+            ws_busy = 1;
+            *cached = 1;
+            void *p = ws_buf;
+            pthread_mutex_unlock(&ws_lock);
+            return p;
+        }
+    }
+    pthread_mutex_unlock(&ws_lock);
+    return fp_alloc(bytes);
+}
+
+void fp_ws_release(void *p, int cached)
+{
+    if (!cached) {
+        fp_free(p);
+        return;
+    }
+    pthread_mutex_lock(&ws_lock);
+    ws_busy = 0;
+    pthread_mutex_unlock(&ws_lock);
+}
+
+void lrp_fp_release_workspace(void)
+{
+    pthread_mutex_lock(&ws_lock);
+    if (!ws_busy) {
+        fp_free(ws_buf);
+        ws_buf = NULL;
+        ws_size = 0;
+    }
+    pthread_mutex_unlock(&ws_lock);
+}

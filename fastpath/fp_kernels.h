@@ -51,6 +51,9 @@ int lrp_fp_set_isa(lrp_fp_isa isa);
 /* The active path (first call: LRP_FP_ISA env, else best supported). */
 lrp_fp_isa lrp_fp_get_isa(void);
 const char *lrp_fp_isa_name(lrp_fp_isa isa);
+/* The conv kernels keep one scratch buffer (about the size of the largest
+ * padded input plus packed weights seen so far) across calls; this frees it. */
+void lrp_fp_release_workspace(void);
 /* LRP_THREADS env (clamped to 1..64), default 2. */
 int lrp_fp_default_threads(void);
 

@@ -36,5 +36,8 @@ int fp_threads(int nthreads);
 
 void *fp_alloc(size_t bytes); /* 64-byte aligned, NULL on failure/overflow */
 void fp_free(void *p);
+/* The cached scratch buffer (64-byte aligned); *cached tells release. */
+void *fp_ws_acquire(size_t bytes, int *cached);
+void fp_ws_release(void *p, int cached);
 
 #endif
