@@ -1,0 +1,1209 @@
+"""lrp_torch -- PyTorch <-> lrp-oracle fixture adapter.
+
+The fixture format is docs/FORMAT.md (written and read in C by core/h5io.c).
+This module gives PyTorch users four things:
+
+  fixture_to_module(path)        a torch.nn.Module that evaluates the fixture's
+                                 network exactly as the format defines it
+                                 (float32, NCHW, explicit per-side padding,
+                                 dilation, groups, BN with its stored epsilon,
+                                 count_include_pad, flatten order C,H,W)
+  export_module(model, x, path)  a user's model (Sequential of supported
+                                 layers, torchvision-style VGG / ResNet
+                                 BasicBlock, anything torch.fx can trace into
+                                 supported layers) -> a fixture file
+  capture_relevance(...)         per-layer relevance of a user-supplied LRP
+                                 function, collected with forward hooks
+  write_trace(path, source, R)   adds a trace (per-layer relevance plus
+                                 provenance) to an existing fixture
+
+Files are written to a temporary name in the target directory and renamed
+over the target only when complete (and, when an lrp-oracle binary is known,
+only when `lrp-oracle info` accepts them): a failure never clobbers the
+user's file.
+
+Requires numpy, h5py and torch (Debian: python3-numpy python3-h5py
+python3-torch; torch 1.13 is enough).  No torchvision needed.
+"""
+
+import collections
+import operator
+import os
+import shutil
+import subprocess
+import tempfile
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+__all__ = [
+    "FixtureError", "UnsupportedModuleError", "ExportError",
+    "read_fixture", "write_fixture", "fixture_to_module", "FixtureModule",
+    "export_module", "module_to_layers", "capture_relevance", "write_trace",
+    "read_trace", "epsilon_rules", "entry_name", "verify_with_cli",
+]
+
+FORMAT_MAGIC = "lrp-oracle-fixture"
+FORMAT_VERSION = 1
+NAME_MAX = 63  # bytes, LRP_NAME_MAX - 1
+
+# Name tables of include/lrp.h (LRP_*_LIST); matched case-sensitively.
+LAYER_KINDS = ("Input", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool",
+               "Add", "Concatenate", "BatchNorm", "ReLU", "Flatten", "Reshape", "Dropout")
+RULES = ("lrp0", "epsilon", "gamma", "alphabeta", "zplus", "wsquare", "flat", "zbox",
+         "pass", "wta")
+STABILIZERS = ("sign0_pos", "signbit", "sign0_zero", "zero_only", "skip_zero", "positive")
+FLAGS = ("gamma_generalized", "zennit_gamma_drop0", "innvestigate_ab_fullbias",
+         "captum_a1b0", "wta_split_ties", "bn_canonize", "bn_fine")
+COMPOSITES = ("EpsilonPlus", "EpsilonPlusFlat", "EpsilonAlpha2Beta1",
+              "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "SequentialPresetA",
+              "SequentialPresetB")
+EPS_DEFAULT = np.float32(1e-6)  # 0x1.0c6f7ap-20, lrp_rule_default's eps
+
+
+class FixtureError(ValueError):
+    """A fixture file this module cannot read or write as the format says."""
+
+
+class UnsupportedModuleError(ValueError):
+    """export_module met a module or operation with no fixture equivalent."""
+
+
+class ExportError(RuntimeError):
+    """export_module produced a file that does not reproduce the model."""
+
+
+def entry_name(index, name):
+    """Member name of layer `index` under /network, /rules, .../relevance."""
+    return "%03d_%s" % (index, name)
+
+
+def _str(v):
+    if isinstance(v, bytes):
+        return v.decode("utf-8")
+    if isinstance(v, np.ndarray) and v.shape == (1,):
+        return _str(v[0])
+    return str(v)
+
+
+def _strs(v):
+    if v is None:
+        return []
+    if isinstance(v, (str, bytes)):
+        return [_str(v)]
+    return [_str(s) for s in np.asarray(v).reshape(-1)]
+
+
+def _ints(v):
+    return [int(t) for t in np.asarray(v).reshape(-1)]
+
+
+# ---------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------
+
+_GEOM_INTS = ("units", "has_bias", "groups", "count_include_pad")
+_GEOM_VECS = ("shape", "kernel", "stride", "padding", "dilation", "target_shape")
+_PARAMS = ("weight", "bias", "gamma", "beta", "mean", "var")
+
+
+def read_fixture(path):
+    """Reads a fixture into plain Python: a dict with keys
+    attrs (root attributes), layers (list of dicts in execution order:
+    name, kind, inputs, geometry, parameter arrays as float32 numpy),
+    input, target (or None), relevance_out (or None), rules ({name: dict}),
+    traces ({source: {"attrs", "rules", "relevance", "relevance_lo"}}).
+    Checks the structure the module relies on; the C reader checks more."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise FixtureError("%s: cannot open as HDF5: %s" % (path, e))
+    with f:
+        attrs = {k: (_str(v) if isinstance(v, (str, bytes)) else v) for k, v in f.attrs.items()}
+        if attrs.get("format") != FORMAT_MAGIC:
+            raise FixtureError("%s: /: attribute 'format' is %r, expected %r"
+                               % (path, attrs.get("format"), FORMAT_MAGIC))
+        if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
+            raise FixtureError("%s: /: format_version %r not supported"
+                               % (path, attrs.get("format_version")))
+        if attrs.get("layout") != "NCHW" or attrs.get("flatten_order") != "CHW":
+            raise FixtureError("%s: /: layout %r / flatten_order %r: only NCHW / CHW"
+                               % (path, attrs.get("layout"), attrs.get("flatten_order")))
+        if "network" not in f:
+            raise FixtureError("%s: /network: missing group" % path)
+        order = _strs(f["network"].attrs.get("order"))
+        layers = []
+        for i, name in enumerate(order):
+            en = entry_name(i, name)
+            if en not in f["network"]:
+                raise FixtureError("%s: /network/%s: missing group" % (path, en))
+            g = f["network"][en]
+            kind = _str(g.attrs["kind"])
+            if kind not in LAYER_KINDS:
+                raise FixtureError("%s: /network/%s: unknown layer kind %r" % (path, en, kind))
+            L = {"name": name, "kind": kind, "inputs": _strs(g.attrs.get("inputs"))}
+            for k in _GEOM_INTS:
+                if k in g.attrs:
+                    L[k] = int(np.asarray(g.attrs[k]).reshape(-1)[0])
+            for k in _GEOM_VECS:
+                if k in g.attrs:
+                    L[k] = _ints(g.attrs[k])
+            if "bn_eps" in g.attrs:
+                L["bn_eps"] = np.float32(np.asarray(g.attrs["bn_eps"]).reshape(-1)[0])
+            for p in _PARAMS:
+                if p in g:
+                    L[p] = np.asarray(g[p][()], dtype=np.float32)
+            layers.append(L)
+        d = f["data"]
+        out = {
+            "path": path,
+            "attrs": attrs,
+            "layers": layers,
+            "input": np.asarray(d["input"][()], dtype=np.float32),
+            "target": np.asarray(d["target"][()], dtype=np.int64) if "target" in d else None,
+            "relevance_out": (np.asarray(d["relevance_out"][()], dtype=np.float32)
+                              if "relevance_out" in d else None),
+            "rules": _read_rules(f, order),
+            "traces": {},
+        }
+        if "traces" in f:
+            for src, tg in f["traces"].items():
+                out["traces"][src] = _read_trace_group(tg, order)
+        return out
+
+
+def _read_rules(parent, order):
+    res = {}
+    if "rules" not in parent:
+        return res
+    for i, name in enumerate(order):
+        en = entry_name(i, name)
+        if en in parent["rules"]:
+            a = parent["rules"][en].attrs
+            r = {}
+            for k, v in a.items():
+                if k in ("rule", "stabilizer"):
+                    r[k] = _str(v)
+                elif k == "flags":
+                    r[k] = _strs(v)
+                elif k == "bias":
+                    r[k] = int(np.asarray(v).reshape(-1)[0])
+                else:
+                    r[k] = np.float32(np.asarray(v).reshape(-1)[0])
+            res[name] = r
+    return res
+
+
+def _read_trace_group(tg, order):
+    t = {"attrs": {k: (_str(v) if isinstance(v, (str, bytes)) else v) for k, v in tg.attrs.items()},
+         "rules": _read_rules(tg, order), "relevance": {}, "relevance_lo": {}}
+    for grp in ("relevance", "relevance_lo"):
+        if grp in tg:
+            for i, name in enumerate(order):
+                en = entry_name(i, name)
+                if en in tg[grp]:
+                    t[grp][name] = np.asarray(tg[grp][en][()], dtype=np.float32)
+    return t
+
+
+def read_trace(path, source):
+    """The trace `source` of a fixture: {"attrs", "rules", "relevance",
+    "relevance_lo"} with relevance keyed by layer name."""
+    fx = read_fixture(path)
+    if source not in fx["traces"]:
+        raise FixtureError("%s: /traces/%s: no such trace (traces: %s)"
+                           % (path, source, ", ".join(sorted(fx["traces"])) or "none"))
+    return fx["traces"][source]
+
+
+# ---------------------------------------------------------------------------
+# The fixture network as a torch module
+# ---------------------------------------------------------------------------
+
+def _param(a):
+    return nn.Parameter(torch.from_numpy(np.array(a, dtype=np.float32, copy=True)),
+                        requires_grad=False)
+
+
+class _Layer(nn.Module):
+    """One fixture layer.  `kind`, `lname` and `inputs` mirror the file."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.kind = spec["kind"]
+        self.lname = spec["name"]
+        self.inputs = list(spec.get("inputs", []))
+
+    def extra_repr(self):
+        return "%s %r" % (self.kind, self.lname)
+
+
+class InputLayer(_Layer):
+    def forward(self, x):
+        return x
+
+
+class DenseLayer(_Layer):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.weight = _param(spec["weight"])
+        self.bias = _param(spec["bias"]) if spec.get("has_bias", 0) else None
+
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+
+def _sym(pad):
+    """(ph, pw) when padding [t, b, l, r] is symmetric, else None."""
+    t, b, l, r = pad
+    return (t, l) if t == b and l == r else None
+
+
+class Conv2DLayer(_Layer):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.weight = _param(spec["weight"])
+        self.bias = _param(spec["bias"]) if spec.get("has_bias", 0) else None
+        self.stride = tuple(spec["stride"])
+        self.padding = tuple(spec["padding"])  # top, bottom, left, right
+        self.dilation = tuple(spec["dilation"])
+        self.groups = int(spec["groups"])
+
+    def forward(self, x):
+        # Symmetric padding goes to conv2d itself (the op a PyTorch model
+        # runs, so an exported model re-imports bitwise); asymmetric padding
+        # is explicit zero padding first.  F.pad's order is (l, r, t, b).
+        s = _sym(self.padding)
+        if s is None:
+            t, b, l, r = self.padding
+            x = F.pad(x, (l, r, t, b))
+            s = (0, 0)
+        return F.conv2d(x, self.weight, self.bias, self.stride, s, self.dilation, self.groups)
+
+
+class MaxPool2DLayer(_Layer):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.kernel = tuple(spec["kernel"])
+        self.stride = tuple(spec["stride"])
+        self.padding = tuple(spec["padding"])
+
+    def forward(self, x):
+        s = _sym(self.padding)
+        if s is None:
+            t, b, l, r = self.padding
+            x = F.pad(x, (l, r, t, b), value=float("-inf"))
+            s = (0, 0)
+        return F.max_pool2d(x, self.kernel, self.stride, s)
+
+
+class AvgPool2DLayer(_Layer):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.kernel = tuple(spec["kernel"])
+        self.stride = tuple(spec["stride"])
+        self.padding = tuple(spec["padding"])
+        self.count_include_pad = bool(spec["count_include_pad"])
+
+    def forward(self, x):
+        s = _sym(self.padding)
+        if s is not None:
+            return F.avg_pool2d(x, self.kernel, self.stride, s, False, self.count_include_pad)
+        t, b, l, r = self.padding
+        xp = F.pad(x, (l, r, t, b))
+        if self.count_include_pad:
+            return F.avg_pool2d(xp, self.kernel, self.stride, 0)
+        # Divisor = real (unpadded) cells of each window: the window sum of
+        # a zero-padded ones mask, an exact small integer.
+        ssum = F.avg_pool2d(xp, self.kernel, self.stride, 0, divisor_override=1)
+        ones = F.pad(torch.ones_like(x[:1, :1]), (l, r, t, b))
+        cnt = F.avg_pool2d(ones, self.kernel, self.stride, 0, divisor_override=1)
+        return ssum / cnt
+
+
+class GlobalAvgPoolLayer(_Layer):
+    def forward(self, x):
+        # adaptive_avg_pool2d is what torchvision models run; output rank 1.
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+
+class AddLayer(_Layer):
+    def forward(self, *xs):
+        y = xs[0]
+        for t in xs[1:]:  # left to right, in the order of `inputs`
+            y = y + t
+        return y
+
+
+class ConcatenateLayer(_Layer):
+    def forward(self, *xs):
+        return torch.cat(xs, dim=1)
+
+
+class BatchNormLayer(_Layer):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.gamma = _param(spec["gamma"])
+        self.beta = _param(spec["beta"])
+        self.register_buffer("mean", torch.from_numpy(np.array(spec["mean"], np.float32)))
+        self.register_buffer("var", torch.from_numpy(np.array(spec["var"], np.float32)))
+        self.bn_eps = float(np.float32(spec["bn_eps"]))  # a binary32 value, exact
+
+    def forward(self, x):
+        # Inference BN with the stored epsilon (never PyTorch's default):
+        # gamma * (x - mean) / sqrt(var + eps) + beta.
+        return F.batch_norm(x, self.mean, self.var, self.gamma, self.beta,
+                            training=False, momentum=0.0, eps=self.bn_eps)
+
+
+class ReLULayer(_Layer):
+    def forward(self, x):
+        return F.relu(x)
+
+
+class FlattenLayer(_Layer):
+    def forward(self, x):
+        return x.flatten(1)  # C, H, W order
+
+
+class ReshapeLayer(_Layer):
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.target_shape = tuple(spec["target_shape"])
+
+    def forward(self, x):
+        return x.reshape((x.shape[0],) + self.target_shape)
+
+
+class DropoutLayer(_Layer):
+    def forward(self, x):
+        return x  # inference: identity
+
+
+_LAYER_CLASSES = {
+    "Input": InputLayer, "Dense": DenseLayer, "Conv2D": Conv2DLayer,
+    "MaxPool2D": MaxPool2DLayer, "AvgPool2D": AvgPool2DLayer,
+    "GlobalAvgPool": GlobalAvgPoolLayer, "Add": AddLayer, "Concatenate": ConcatenateLayer,
+    "BatchNorm": BatchNormLayer, "ReLU": ReLULayer, "Flatten": FlattenLayer,
+    "Reshape": ReshapeLayer, "Dropout": DropoutLayer,
+}
+
+
+class FixtureModule(nn.Module):
+    """The fixture's network.  forward(x) returns the output (last layer);
+    forward(x, return_all=True) returns an OrderedDict layer name -> output
+    in execution order.  `layer_names`, `layer_kinds` are in execution
+    order; `layer(name)` is the submodule of a layer (hook it to see its
+    output).  Always float32, always in eval mode semantics."""
+
+    def __init__(self, layers, input_data=None, target=None, path=None):
+        super().__init__()
+        if not layers or layers[0]["kind"] != "Input":
+            raise FixtureError("%s: the first layer must be the Input" % (path or "network"))
+        self.layer_names = [L["name"] for L in layers]
+        self.layer_kinds = [L["kind"] for L in layers]
+        self.layer_inputs = [list(L.get("inputs", [])) for L in layers]
+        self.input_shape = tuple(layers[0]["shape"])
+        self.layers = nn.ModuleList([_LAYER_CLASSES[L["kind"]](L) for L in layers])
+        self._index = {n: i for i, n in enumerate(self.layer_names)}
+        for i, ins in enumerate(self.layer_inputs):
+            for n in ins:
+                if self._index.get(n, i) >= i:
+                    raise FixtureError("%s: layer %r: input %r is not an earlier layer"
+                                       % (path or "network", self.layer_names[i], n))
+        self.path = path
+        self.input_data = input_data  # numpy (batch, *input_shape) or None
+        self.target = target
+        self.eval()
+
+    def layer(self, name):
+        return self.layers[self._index[name]]
+
+    def named_layers(self):
+        return list(zip(self.layer_names, self.layers))
+
+    def forward(self, x, return_all=False):
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError("input of shape %s, the fixture's input layer %r wants (N, %s)"
+                             % (tuple(x.shape), self.layer_names[0],
+                                ", ".join(map(str, self.input_shape))))
+        outs = collections.OrderedDict()
+        for name, ins, layer in zip(self.layer_names, self.layer_inputs, self.layers):
+            outs[name] = layer(x) if not ins else layer(*[outs[n] for n in ins])
+        return outs if return_all else outs[self.layer_names[-1]]
+
+    def forward_all(self, x):
+        return self.forward(x, return_all=True)
+
+
+def fixture_to_module(path):
+    """Loads a fixture file as a FixtureModule (its /data/input is kept as
+    `.input_data`, the targets as `.target`)."""
+    fx = read_fixture(path)
+    return FixtureModule(fx["layers"], fx["input"], fx["target"], path=path)
+
+
+# ---------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------
+
+_SDT = h5py.string_dtype("utf-8")
+
+
+def _sarr(v):
+    return np.array(list(v), dtype=_SDT)
+
+
+def _ds(g, name, arr):
+    arr = np.ascontiguousarray(arr)
+    g.create_dataset(name, data=arr, chunks=arr.shape if arr.ndim else None,
+                     fletcher32=True, track_times=False)
+
+
+def _check_name(name, what):
+    if not isinstance(name, str) or not name or "/" in name or len(name.encode()) > NAME_MAX:
+        raise ValueError("%s %r: names are 1 to %d bytes without '/'" % (what, name, NAME_MAX))
+
+
+def _rule_attrs(g, r, kind=None, lname=""):
+    """Writes one rule entry with every attribute (as the C writer does)."""
+    r = dict(r)
+    rule = r.pop("rule", None)
+    if rule not in RULES:
+        raise ValueError("rule of layer %r: unknown rule %r (known: %s)"
+                         % (lname, rule, ", ".join(RULES)))
+    stab = r.pop("stabilizer", "sign0_pos")
+    if stab not in STABILIZERS:
+        raise ValueError("rule of layer %r: unknown stabilizer %r (known: %s)"
+                         % (lname, stab, ", ".join(STABILIZERS)))
+    flags = list(r.pop("flags", []))
+    for fl in flags:
+        if fl not in FLAGS:
+            raise ValueError("rule of layer %r: unknown flag %r (known: %s)"
+                             % (lname, fl, ", ".join(FLAGS)))
+    if kind is not None and "bn_canonize" not in flags and not _rule_allowed(rule, kind):
+        raise ValueError("rule of layer %r: rule %r does not apply to a %s layer"
+                         % (lname, rule, kind))
+    dflt_eps = np.float32(0) if rule in ("lrp0", "pass", "wta") else EPS_DEFAULT
+    vals = {"eps": dflt_eps, "gamma": 0.25, "alpha": 1.0, "beta": 0.0, "low": 0.0, "high": 1.0}
+    for k in list(vals):
+        if k in r:
+            v = r.pop(k)
+            if isinstance(v, float) and float(np.float32(v)) != v:
+                # A Python float: its binary32 rounding is what both C
+                # backends use; say so by storing float32.
+                v = np.float32(v)
+            vals[k] = v
+    bias = int(r.pop("bias", 1))
+    if r:
+        raise ValueError("rule of layer %r: unknown rule attributes %s" % (lname, sorted(r)))
+    g.attrs["rule"] = rule
+    g.attrs["stabilizer"] = stab
+    for k, v in vals.items():
+        g.attrs[k] = np.float32(v)
+    g.attrs["bias"] = np.int32(bias)
+    g.attrs["flags"] = _sarr(flags)
+
+
+def _rule_allowed(rule, kind):
+    if kind in ("Dense", "Conv2D"):
+        return rule not in ("pass", "wta")
+    if kind in ("AvgPool2D", "GlobalAvgPool"):
+        return rule in ("lrp0", "epsilon")
+    if kind in ("Add", "BatchNorm"):
+        return rule in ("lrp0", "epsilon", "alphabeta")
+    if kind == "MaxPool2D":
+        return rule == "wta"
+    return rule == "pass"
+
+
+def _write_rules(parent, layers, rules):
+    g = parent.create_group("rules", track_order=False)
+    names = [L["name"] for L in layers]
+    unknown = sorted(set(rules) - set(names))
+    if unknown:
+        raise ValueError("rules for layers that do not exist: %s" % ", ".join(unknown))
+    for i, L in enumerate(layers):
+        if L["name"] in rules and rules[L["name"]] is not None:
+            _rule_attrs(g.create_group(entry_name(i, L["name"])), rules[L["name"]],
+                        L["kind"], L["name"])
+
+
+def _open_new(path):
+    return h5py.File(path, "w", libver=("v110", "v110"), track_order=False)
+
+
+def _tmp_beside(path):
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=d, prefix=os.path.basename(path) + ".tmp.")
+    os.close(fd)
+    return tmp
+
+
+def find_cli():
+    """The lrp-oracle binary: $LRP_ORACLE, else None."""
+    p = os.environ.get("LRP_ORACLE")
+    return p if p and os.access(p, os.X_OK) else None
+
+
+def verify_with_cli(path, cli=None):
+    """Runs `lrp-oracle info PATH`; raises FixtureError with its message
+    unless it exits 0.  Returns its stdout.  cli=None uses $LRP_ORACLE."""
+    cli = cli or find_cli()
+    if not cli:
+        raise FixtureError("no lrp-oracle binary given (pass cli= or set $LRP_ORACLE)")
+    p = subprocess.run([cli, "info", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       universal_newlines=True)
+    if p.returncode != 0:
+        raise FixtureError("lrp-oracle info refused the file (exit %d): %s"
+                           % (p.returncode, p.stderr.strip() or p.stdout.strip()))
+    return p.stdout
+
+
+def _finish(tmp, path, cli):
+    """Verifies tmp with the CLI (when one is known) and renames it over path."""
+    try:
+        if cli or find_cli():
+            verify_with_cli(tmp, cli)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_fixture(path, layers, input, target=None, relevance_out=None, rules=None,
+                  description="", composite="", seed=0, cli=None):
+    """Writes a fixture from layer dicts (the form read_fixture returns:
+    name, kind, inputs, geometry attributes, float32 parameter arrays),
+    input data (batch, *input_shape) and optional per-sample target class
+    indices.  rules: {layer name: {"rule": ..., "eps": ..., ...}} or None
+    (then the C defaults apply).  Atomic: temp file, optional `lrp-oracle
+    info` check (cli= or $LRP_ORACLE), rename."""
+    x = np.asarray(input)
+    if x.dtype != np.float32:
+        raise ValueError("input data must be float32 (got %s): values are never rounded "
+                         "silently" % x.dtype)
+    if composite and composite not in COMPOSITES:
+        raise ValueError("unknown composite %r (known: %s)" % (composite, ", ".join(COMPOSITES)))
+    seen = set()
+    for L in layers:
+        _check_name(L["name"], "layer name")
+        if L["name"] in seen:
+            raise ValueError("layer name %r used twice" % L["name"])
+        seen.add(L["name"])
+        if L["kind"] not in LAYER_KINDS:
+            raise ValueError("layer %r: unknown kind %r" % (L["name"], L["kind"]))
+    tmp = _tmp_beside(path)
+    try:
+        with _open_new(tmp) as f:
+            f.attrs["format"] = FORMAT_MAGIC
+            f.attrs["format_version"] = np.int32(FORMAT_VERSION)
+            f.attrs["layout"] = "NCHW"
+            f.attrs["flatten_order"] = "CHW"
+            f.attrs["batch"] = np.int32(x.shape[0])
+            f.attrs["seed"] = np.uint64(seed)
+            f.attrs["description"] = description
+            f.attrs["composite"] = composite
+            net = f.create_group("network")
+            net.attrs["order"] = _sarr(L["name"] for L in layers)
+            for i, L in enumerate(layers):
+                g = net.create_group(entry_name(i, L["name"]))
+                g.attrs["name"] = L["name"]
+                g.attrs["kind"] = L["kind"]
+                g.attrs["inputs"] = _sarr(L.get("inputs", []))
+                for k in ("shape", "target_shape", "units"):
+                    if k in L:
+                        g.attrs[k] = np.asarray(L[k], np.int64)
+                for k in ("has_bias", "kernel", "stride", "padding", "dilation", "groups",
+                          "count_include_pad"):
+                    if k in L:
+                        g.attrs[k] = np.asarray(L[k], np.int32)
+                if "bn_eps" in L:
+                    g.attrs["bn_eps"] = np.float32(L["bn_eps"])
+                for p in _PARAMS:
+                    if p in L and L[p] is not None:
+                        a = np.asarray(L[p])
+                        if a.dtype != np.float32:
+                            raise ValueError("layer %r: parameter %r is %s, must be float32"
+                                             % (L["name"], p, a.dtype))
+                        _ds(g, p, a)
+            if rules:
+                _write_rules(f, layers, rules)
+            d = f.create_group("data")
+            _ds(d, "input", x)
+            if relevance_out is not None:
+                _ds(d, "relevance_out", np.asarray(relevance_out, np.float32))
+            if target is not None:
+                _ds(d, "target", np.asarray(target, np.int32).reshape(x.shape[0]))
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    _finish(tmp, path, cli)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# Export of a user's torch model (torch.fx)
+# ---------------------------------------------------------------------------
+
+class _T:
+    """A traced value: the fixture layer that produces it and its per-sample
+    shape in the fixture's terms (GlobalAvgPool is rank 1 where PyTorch has
+    (C, 1, 1))."""
+
+    def __init__(self, layer, shape, gap=False):
+        self.layer = layer
+        self.shape = tuple(shape)
+        self.gap = gap  # rank-1 output of a GlobalAvgPool that PyTorch sees as (C, 1, 1)
+
+
+class _BatchDim:
+    """x.size(0) / x.shape[0] in the traced graph (for view(x.size(0), -1))."""
+
+
+def _pair(v):
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _conv_out(n, p0, p1, k, d, s):
+    return (n + p0 + p1 - (d * (k - 1) + 1)) // s + 1
+
+
+class _Exporter:
+    SUPPORTED = ("Linear, Conv2d, BatchNorm1d/2d, ReLU, MaxPool2d, AvgPool2d, "
+                 "AdaptiveAvgPool2d(1), Flatten, Dropout, Identity, ZeroPad2d (before Conv2d), "
+                 "+ / torch.add, torch.cat(dim=1), torch.flatten(x, 1), x.view(x.size(0), -1), "
+                 "F.relu")
+
+    def __init__(self, model, input_name):
+        self.model = model
+        self.layers = []
+        self.names = set()
+        self.input_name = input_name
+        self.uses = collections.Counter()
+
+    # -- helpers --
+    def unique(self, base):
+        base = base or "layer"
+        if len(base.encode()) > NAME_MAX:
+            base = base[-NAME_MAX:]
+        n, k = base, 1
+        while n in self.names:
+            suffix = "_%d" % k
+            n = base[:NAME_MAX - len(suffix)] + suffix
+            k += 1
+        self.names.add(n)
+        return n
+
+    def add(self, base, kind, inputs, shape, **kw):
+        L = {"name": self.unique(base), "kind": kind, "inputs": [t.layer for t in inputs]}
+        L.update(kw)
+        self.layers.append(L)
+        return _T(L["name"], shape)
+
+    def rank3(self, t, where):
+        """A rank-3 view of t: a GlobalAvgPool output gets a Reshape (C,1,1)."""
+        if len(t.shape) == 3:
+            return t
+        if t.gap:
+            if not hasattr(t, "chw"):
+                t.chw = self.add(t.layer + "_chw", "Reshape", [t], (t.shape[0], 1, 1),
+                                 target_shape=[t.shape[0], 1, 1])
+            return t.chw
+        raise UnsupportedModuleError("%s needs a (C, H, W) input, got per-sample shape %s"
+                                     % (where, t.shape))
+
+    def unsupported(self, node, what):
+        raise UnsupportedModuleError(
+            "cannot export %s (graph node %r): no fixture layer for it. Supported: %s"
+            % (what, node.name, self.SUPPORTED))
+
+    @staticmethod
+    def params32(mod_path, name, t):
+        if t.dtype != torch.float32:
+            raise UnsupportedModuleError(
+                "module '%s': parameter %s is %s; fixtures hold float32 only (call model.float())"
+                % (mod_path, name, t.dtype))
+        return t.detach().cpu().numpy().astype(np.float32, copy=True)
+
+    # -- modules --
+    def module(self, node, mod, args, pads):
+        path = node.target
+        cls = type(mod)
+        what = "module '%s' (%s.%s)" % (path, cls.__module__, cls.__name__)
+        self.uses[path] += 1
+        base = path if self.uses[path] == 1 else "%s_%d" % (path, self.uses[path] - 1)
+        x = args[0] if args else None
+        if not isinstance(x, _T):
+            self.unsupported(node, what + " with a non-tensor input")
+        if isinstance(mod, nn.Linear):
+            if len(x.shape) != 1:
+                raise UnsupportedModuleError(
+                    "%s: Linear applied to per-sample shape %s; the fixture's Dense takes a "
+                    "flat (F) input (add nn.Flatten before it)" % (what, x.shape))
+            L = {"units": mod.out_features, "has_bias": int(mod.bias is not None),
+                 "weight": self.params32(path, "weight", mod.weight)}
+            if mod.bias is not None:
+                L["bias"] = self.params32(path, "bias", mod.bias)
+            return self.add(base, "Dense", [x], (mod.out_features,), **L)
+        if isinstance(mod, nn.Conv2d):
+            x = self.rank3(x, what)
+            if mod.padding_mode != "zeros":
+                raise UnsupportedModuleError("%s: padding_mode %r (only zero padding)"
+                                             % (what, mod.padding_mode))
+            if isinstance(mod, nn.ConvTranspose2d) or getattr(mod, "transposed", False):
+                self.unsupported(node, what)
+            kh, kw = _pair(mod.kernel_size)
+            dh, dw = _pair(mod.dilation)
+            sh, sw = _pair(mod.stride)
+            if isinstance(mod.padding, str):
+                if mod.padding == "valid":
+                    pad = [0, 0, 0, 0]
+                else:  # 'same': PyTorch puts the odd cell at the end
+                    th, tw = dh * (kh - 1), dw * (kw - 1)
+                    pad = [th // 2, th - th // 2, tw // 2, tw - tw // 2]
+            else:
+                ph, pw = _pair(mod.padding)
+                pad = [ph, ph, pw, pw]
+            pad = [a + b for a, b in zip(pad, pads)]
+            C, H, W = x.shape
+            ho = _conv_out(H, pad[0], pad[1], kh, dh, sh)
+            wo = _conv_out(W, pad[2], pad[3], kw, dw, sw)
+            L = {"units": mod.out_channels, "has_bias": int(mod.bias is not None),
+                 "kernel": [kh, kw], "stride": [sh, sw], "padding": pad,
+                 "dilation": [dh, dw], "groups": mod.groups,
+                 "weight": self.params32(path, "weight", mod.weight)}
+            if mod.bias is not None:
+                L["bias"] = self.params32(path, "bias", mod.bias)
+            return self.add(base, "Conv2D", [x], (mod.out_channels, ho, wo), **L)
+        if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            if isinstance(mod, nn.BatchNorm2d):
+                x = self.rank3(x, what)
+            if not mod.track_running_stats or mod.running_mean is None:
+                raise UnsupportedModuleError("%s: BatchNorm without running statistics "
+                                             "(track_running_stats=False) has no inference form"
+                                             % what)
+            C = mod.num_features
+            L = {"bn_eps": np.float32(mod.eps),
+                 "mean": self.params32(path, "running_mean", mod.running_mean),
+                 "var": self.params32(path, "running_var", mod.running_var)}
+            if mod.affine:
+                L["gamma"] = self.params32(path, "weight", mod.weight)
+                L["beta"] = self.params32(path, "bias", mod.bias)
+            else:
+                L["gamma"] = np.ones(C, np.float32)
+                L["beta"] = np.zeros(C, np.float32)
+            return self.add(base, "BatchNorm", [x], x.shape, **L)
+        if isinstance(mod, nn.ReLU):
+            return self.add(base, "ReLU", [x], x.shape)
+        if type(mod) in (nn.Dropout, nn.Dropout2d):
+            return self.add(base, "Dropout", [x], x.shape)
+        if isinstance(mod, nn.Identity):
+            return x
+        if isinstance(mod, nn.Flatten):
+            if mod.start_dim != 1 or mod.end_dim != -1:
+                raise UnsupportedModuleError("%s: Flatten(start_dim=%d, end_dim=%d); only "
+                                             "start_dim=1, end_dim=-1" % (what, mod.start_dim,
+                                                                          mod.end_dim))
+            return self.flatten(base, x)
+        if isinstance(mod, (nn.MaxPool2d, nn.AvgPool2d)):
+            x = self.rank3(x, what)
+            if mod.ceil_mode:
+                raise UnsupportedModuleError("%s: ceil_mode=True (the format uses floor)" % what)
+            kh, kw = _pair(mod.kernel_size)
+            sh, sw = _pair(mod.stride if mod.stride is not None else mod.kernel_size)
+            ph, pw = _pair(mod.padding)
+            pad = [ph, ph, pw, pw]
+            C, H, W = x.shape
+            shape = (C, _conv_out(H, ph, ph, kh, 1, sh), _conv_out(W, pw, pw, kw, 1, sw))
+            L = {"kernel": [kh, kw], "stride": [sh, sw], "padding": pad}
+            if isinstance(mod, nn.MaxPool2d):
+                if _pair(mod.dilation) != (1, 1) or mod.return_indices:
+                    raise UnsupportedModuleError("%s: dilation or return_indices" % what)
+                return self.add(base, "MaxPool2D", [x], shape, **L)
+            if mod.divisor_override is not None:
+                raise UnsupportedModuleError("%s: divisor_override" % what)
+            return self.add(base, "AvgPool2D", [x], shape,
+                            count_include_pad=int(mod.count_include_pad), **L)
+        if isinstance(mod, nn.AdaptiveAvgPool2d):
+            x = self.rank3(x, what)
+            if _pair(mod.output_size) != (1, 1):
+                raise UnsupportedModuleError("%s: output_size %s; only 1 (global average pool)"
+                                             % (what, mod.output_size))
+            t = self.add(base, "GlobalAvgPool", [x], (x.shape[0],))
+            t.gap = True
+            return t
+        self.unsupported(node, what)
+
+    def flatten(self, base, x):
+        n = int(np.prod(x.shape))
+        return self.add(base, "Flatten", [x], (n,))
+
+    # -- functions and methods --
+    def add_op(self, node, args):
+        ts = [a for a in args if isinstance(a, _T)]
+        if len(ts) != len(args) or len(ts) < 2:
+            self.unsupported(node, "an addition with a constant")
+        if len(set(len(t.shape) for t in ts)) > 1:
+            ts = [self.rank3(t, "Add") for t in ts]
+        # A sum of sums is one Add layer per binary +, as PyTorch computes it.
+        return self.add(node.name, "Add", ts, ts[0].shape)
+
+    def function(self, node, fn, args, kwargs):
+        name = getattr(fn, "__name__", repr(fn))
+        if fn in (operator.add, operator.iadd, torch.add):
+            if kwargs.get("alpha", 1) != 1:
+                self.unsupported(node, "torch.add with alpha")
+            return self.add_op(node, args)
+        if fn in (F.relu, torch.relu):
+            return self.add(node.name, "ReLU", [args[0]], args[0].shape)
+        if fn is torch.flatten:
+            sd = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
+            ed = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
+            if sd != 1 or ed != -1:
+                self.unsupported(node, "torch.flatten with start_dim=%s, end_dim=%s" % (sd, ed))
+            return self.flatten(node.name, args[0])
+        if fn is torch.cat:
+            ts = args[0]
+            dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+            if dim != 1 or not all(isinstance(t, _T) for t in ts):
+                self.unsupported(node, "torch.cat along dim %s (only channels, dim=1)" % dim)
+            ts = [self.rank3(t, "Concatenate") if any(len(u.shape) == 3 for u in ts) else t
+                  for t in ts]
+            shape = (sum(t.shape[0] for t in ts),) + tuple(ts[0].shape[1:])
+            return self.add(node.name, "Concatenate", list(ts), shape)
+        if fn is getattr and isinstance(args[0], _T) and args[1] == "shape":
+            return ("shape", args[0])
+        if fn is operator.getitem and isinstance(args[0], tuple) and args[0][:1] == ("shape",):
+            if args[1] == 0:
+                return _BatchDim()
+        if fn is F.dropout:
+            return self.add(node.name, "Dropout", [args[0]], args[0].shape)
+        self.unsupported(node, "function %s" % name)
+
+    def method(self, node, meth, args, kwargs):
+        x = args[0]
+        if meth == "size" and isinstance(x, _T):
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            if dim == 0:
+                return _BatchDim()
+            self.unsupported(node, "x.size(%r)" % (dim,))
+        if not isinstance(x, _T):
+            self.unsupported(node, "method .%s on a non-tensor" % meth)
+        if meth in ("relu", "relu_"):
+            return self.add(node.name, "ReLU", [x], x.shape)
+        if meth in ("add", "add_", "__add__", "__iadd__"):
+            return self.add_op(node, args)
+        if meth == "flatten":
+            sd = args[1] if len(args) > 1 else kwargs.get("start_dim", 0)
+            ed = args[2] if len(args) > 2 else kwargs.get("end_dim", -1)
+            if sd != 1 or ed != -1:
+                self.unsupported(node, "x.flatten(%s, %s)" % (sd, ed))
+            return self.flatten(node.name, x)
+        if meth in ("view", "reshape"):
+            dims = list(args[1:])
+            if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+                dims = list(dims[0])
+            if dims and isinstance(dims[0], _BatchDim):
+                rest = dims[1:]
+                n = int(np.prod(x.shape))
+                if rest == [-1] or rest == [n]:
+                    return self.flatten(node.name, x)
+                if all(isinstance(d, int) and d > 0 for d in rest) and int(np.prod(rest)) == n:
+                    return self.add(node.name, "Reshape", [x], tuple(rest),
+                                    target_shape=list(rest))
+            self.unsupported(node, "x.%s(%s) (use x.view(x.size(0), -1) or explicit per-sample "
+                             "dims after x.size(0))" % (meth, dims))
+        if meth == "contiguous":
+            return x
+        self.unsupported(node, "method .%s" % meth)
+
+    def run(self, example_input):
+        import torch.fx
+        try:
+            gm = torch.fx.symbolic_trace(self.model)
+        except Exception as e:  # data-dependent control flow, ...
+            raise UnsupportedModuleError(
+                "torch.fx cannot trace the model (%s: %s); export supports models whose "
+                "forward is a fixed graph of: %s" % (type(e).__name__, e, self.SUPPORTED))
+        mods = dict(gm.named_modules())
+        env = {}
+        # ZeroPad2d folds into the Conv2d that is its only user.
+        pad_of = {}
+        placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+        if len(placeholders) != 1:
+            raise UnsupportedModuleError("the model takes %d inputs; a fixture has one Input"
+                                         % len(placeholders))
+        x = example_input
+        self.names.add(self.input_name)
+        shape = tuple(x.shape[1:])
+        if len(shape) not in (1, 3):
+            raise UnsupportedModuleError("input of per-sample shape %s: fixtures take (F) or "
+                                         "(C, H, W)" % (shape,))
+        self.layers.append({"name": self.input_name, "kind": "Input", "inputs": [],
+                            "shape": list(shape)})
+        out_t = None
+        for node in gm.graph.nodes:
+            def val(a):
+                return torch.fx.node.map_arg(a, lambda n: env[n])
+            if node.op == "placeholder":
+                env[node] = _T(self.input_name, shape)
+            elif node.op == "get_attr":
+                self.unsupported(node, "a parameter used directly in forward (%s)" % node.target)
+            elif node.op == "call_module":
+                mod = mods[node.target]
+                args = val(node.args)
+                if isinstance(mod, nn.ZeroPad2d):
+                    l, r, t, b = (mod.padding if isinstance(mod.padding, tuple)
+                                  else (mod.padding,) * 4)
+                    users = list(node.users)
+                    if (len(users) != 1 or users[0].op != "call_module"
+                            or not isinstance(mods[users[0].target], nn.Conv2d)
+                            or min(l, r, t, b) < 0):
+                        raise UnsupportedModuleError(
+                            "module '%s' (ZeroPad2d): only supported when its single user is a "
+                            "Conv2d (it becomes the conv's explicit padding)" % node.target)
+                    pad_of[users[0]] = [t, b, l, r]
+                    env[node] = self.rank3(args[0], "ZeroPad2d")
+                    continue
+                env[node] = self.module(node, mod, args, pad_of.get(node, [0, 0, 0, 0]))
+            elif node.op == "call_function":
+                env[node] = self.function(node, node.target, val(node.args), val(node.kwargs))
+            elif node.op == "call_method":
+                env[node] = self.method(node, node.target, val(node.args), val(node.kwargs))
+            elif node.op == "output":
+                out_t = val(node.args[0])
+        if not isinstance(out_t, _T):
+            raise UnsupportedModuleError("the model must return one tensor")
+        if out_t.layer != self.layers[-1]["name"] or out_t.layer == self.input_name:
+            # The format's output is the last layer: reorder is not ours to do.
+            raise UnsupportedModuleError("the model's output (%r) is not its last operation"
+                                         % out_t.layer)
+        used = set(n for L in self.layers for n in L["inputs"])
+        dead = [L["name"] for L in self.layers[:-1] if L["name"] not in used]
+        if dead:
+            raise UnsupportedModuleError("layers whose output is unused (a fixture has one "
+                                         "output): %s" % ", ".join(dead))
+        return self.layers
+
+
+def module_to_layers(model, example_input, input_name="input"):
+    """The fixture layer list (dicts as read_fixture returns) of a model."""
+    return _Exporter(model, input_name).run(example_input)
+
+
+def export_module(model, example_input, path, target=None, input_name="input",
+                  description="", composite="", rules=None, relevance_out=None, cli=None,
+                  check=True, atol_scale=2 ** -16):
+    """Exports `model` (evaluated in eval mode) into a fixture at `path`,
+    with `example_input` (float32, (batch, ...)) as /data/input and
+    `target` (default: the arg-max class per sample) as /data/target.
+
+    Supported: whatever torch.fx traces into Linear, Conv2d, BatchNorm1d/2d,
+    ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout,
+    Identity, ZeroPad2d before a Conv2d, +, torch.cat(dim=1), flatten/view
+    -- i.e. nn.Sequential stacks, torchvision-style VGG (features,
+    avgpool, classifier) and ResNet BasicBlocks.  Anything else raises
+    UnsupportedModuleError naming the module path and class.
+
+    With check=True the written file is loaded back (fixture_to_module) and
+    its output compared with the model's; a difference above
+    atol_scale * max|output| raises ExportError and leaves `path` as it was.
+    With cli= (or $LRP_ORACLE) the file must also pass `lrp-oracle info`.
+    Returns the layer list."""
+    x = torch.as_tensor(example_input)
+    if x.dtype != torch.float32:
+        raise ValueError("example_input must be float32 (got %s)" % x.dtype)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            y = model(x)
+        layers = module_to_layers(model, x, input_name)
+    finally:
+        model.train(was_training)
+    if target is None:
+        target = y.reshape(y.shape[0], -1).argmax(1).numpy()
+    tmp = _tmp_beside(path)
+    try:
+        write_fixture(tmp, layers, x.detach().numpy(), target=target, rules=rules,
+                      relevance_out=relevance_out, description=description,
+                      composite=composite, cli=cli)
+        if check:
+            m = fixture_to_module(tmp)
+            with torch.no_grad():
+                y2 = m(x)
+            y1 = y.reshape(y2.shape)
+            err = float((y1 - y2).abs().max())
+            scale = float(y1.abs().max())
+            if not err <= atol_scale * max(scale, 1e-30):
+                raise ExportError("re-imported fixture differs from the model: max |diff| %g "
+                                  "at output scale %g" % (err, scale))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return layers
+
+
+# ---------------------------------------------------------------------------
+# Relevance capture and traces
+# ---------------------------------------------------------------------------
+
+def capture_relevance(module, input, lrp_fn, formulation="grad", layers=None):
+    """Runs a user-supplied LRP function and collects per-layer relevance.
+
+    `lrp_fn(module, x)` must run the forward pass through `module` on the
+    tensor x (a leaf that requires grad) and then the backward pass of its
+    LRP (e.g. `out.backward(seed)` with rule hooks installed).  Forward
+    hooks on every layer retain each layer's output tensor; afterwards the
+    relevance at a layer's output is
+      formulation="grad":         output.grad  (the gradient *is* the
+                                  relevance: Zennit's convention)
+      formulation="grad_x_input": output * output.grad (gradient x input)
+    layers: {name: submodule}; default module.named_layers() (FixtureModule).
+    Returns {layer name: float32 numpy array (batch, *layer output shape)};
+    the Input layer's entry is the input relevance.  Layers whose output got
+    no gradient are left out (a trace may omit layers)."""
+    if formulation not in ("grad", "grad_x_input"):
+        raise ValueError("formulation must be 'grad' or 'grad_x_input'")
+    if layers is None:
+        if not hasattr(module, "named_layers"):
+            raise ValueError("pass layers={name: submodule} for a module that is not a "
+                             "FixtureModule")
+        layers = collections.OrderedDict(module.named_layers())
+    x = torch.as_tensor(input, dtype=torch.float32).detach().clone().requires_grad_(True)
+    outs = collections.OrderedDict()
+
+    def hook_for(name):
+        def hook(mod, inp, out):
+            if isinstance(out, torch.Tensor) and out.requires_grad:
+                if not out.is_leaf:
+                    out.retain_grad()
+                outs[name] = out
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n)) for n, m in layers.items()]
+    try:
+        lrp_fn(module, x)
+    finally:
+        for h in handles:
+            h.remove()
+    res = collections.OrderedDict()
+    for name in layers:
+        t = outs.get(name)
+        if t is None or t.grad is None:
+            continue
+        r = t.grad if formulation == "grad" else t.detach() * t.grad
+        res[name] = r.detach().cpu().numpy().astype(np.float32, copy=True)
+    return res
+
+
+def epsilon_rules(path_or_layers, eps=EPS_DEFAULT, stabilizer="sign0_pos", maxpool="wta"):
+    """Rules {layer name: rule dict} for 'epsilon everywhere it applies':
+    Dense, Conv2D, BatchNorm, Add, AvgPool2D, GlobalAvgPool get epsilon
+    (eps, stabilizer), MaxPool2D winner-take-all, the rest pass."""
+    layers = (read_fixture(path_or_layers)["layers"] if isinstance(path_or_layers, str)
+              else path_or_layers)
+    res = {}
+    for L in layers:
+        k = L["kind"]
+        if k in ("Dense", "Conv2D", "BatchNorm", "Add", "AvgPool2D", "GlobalAvgPool"):
+            res[L["name"]] = {"rule": "epsilon", "eps": np.float32(eps), "stabilizer": stabilizer}
+        elif k == "MaxPool2D":
+            res[L["name"]] = {"rule": maxpool}
+        else:
+            res[L["name"]] = {"rule": "pass"}
+    return res
+
+
+def _layer_shapes(fx):
+    m = FixtureModule(fx["layers"])
+    with torch.no_grad():
+        outs = m(torch.from_numpy(fx["input"]), return_all=True)
+    return {n: tuple(t.shape) for n, t in outs.items()}
+
+
+def write_trace(path, source, relevances, producer, profile="", composite="", rules=None,
+                notes="", precision=24, relevance_lo=None, overwrite=False, cli=None):
+    """Adds trace `source` to the fixture at `path`: /traces/<source> with
+    provenance attributes (producer, precision, notes, profile, composite),
+    optional rules ({layer: rule dict}, see epsilon_rules; layers without
+    one mean "as /rules"), and relevance datasets (batch, *layer shape)
+    float32 keyed by layer name (missing layers = not traced).
+    relevance_lo: optional low parts (value = hi + lo).  The file is
+    copied, changed, checked (`lrp-oracle info` when cli= or $LRP_ORACLE is
+    given) and renamed back; an existing trace of that source is an error
+    unless overwrite=True."""
+    _check_name(source, "trace source")
+    if len(producer.encode()) > 127:
+        raise ValueError("producer: at most 127 bytes")
+    if len(notes.encode()) > 255:
+        raise ValueError("notes: at most 255 bytes")
+    _check_name(profile, "profile") if profile else None
+    if composite and composite not in COMPOSITES:
+        raise ValueError("unknown composite %r (known: %s; '' for an explicit rule list)"
+                         % (composite, ", ".join(COMPOSITES)))
+    fx = read_fixture(path)
+    names = [L["name"] for L in fx["layers"]]
+    index = {n: i for i, n in enumerate(names)}
+    shapes = _layer_shapes(fx)
+    if source in fx["traces"] and not overwrite:
+        raise FixtureError("%s: /traces/%s: trace exists (pass overwrite=True to replace it)"
+                           % (path, source))
+
+    def checked(rel, what):
+        out = {}
+        for n, a in rel.items():
+            if n not in index:
+                raise ValueError("%s for %r: no such layer (layers: %s)"
+                                 % (what, n, ", ".join(names)))
+            a = a.detach().cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+            if a.dtype != np.float32:
+                raise ValueError("%s for %r is %s; traces are float32 (what the code under "
+                                 "test computed), convert explicitly" % (what, n, a.dtype))
+            if tuple(a.shape) != shapes[n]:
+                raise ValueError("%s for %r has shape %s, the layer's output is %s (batch-major)"
+                                 % (what, n, tuple(a.shape), shapes[n]))
+            out[n] = a
+        return out
+
+    rel = checked(relevances, "relevance")
+    lo = checked(relevance_lo or {}, "relevance_lo")
+    for n in lo:
+        if n not in rel:
+            raise ValueError("relevance_lo for %r without relevance" % n)
+    tmp = _tmp_beside(path)
+    try:
+        shutil.copyfile(path, tmp)
+        try:
+            f = h5py.File(tmp, "a", libver=("v110", "v110"))
+        except (OSError, ValueError):
+            f = h5py.File(tmp, "a")
+        with f:
+            tr = f.require_group("traces")
+            if source in tr:
+                del tr[source]
+            g = tr.create_group(source)
+            g.attrs["producer"] = producer
+            g.attrs["precision"] = np.int32(precision)
+            g.attrs["notes"] = notes
+            g.attrs["profile"] = profile
+            g.attrs["composite"] = composite
+            if rules:
+                _write_rules(g, fx["layers"], rules)
+            for grp, dd in (("relevance", rel), ("relevance_lo", lo)):
+                if dd:
+                    rg = g.create_group(grp)
+                    for n, a in dd.items():
+                        _ds(rg, entry_name(index[n], n), a)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+    _finish(tmp, path, cli)
+    return path
