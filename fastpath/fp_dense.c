@@ -37,16 +37,7 @@ static void dense_fwd_item(void *vctx, int64_t item)
         memset(acc, 0, sizeof acc);
         for (int i0 = 0; i0 < c->in; i0 += IB) {
             int cnt = c->in - i0 < IB ? c->in - i0 : IB;
-            for (int jj = 0; jj < 16; jj++) {
-                if (jj < no) {
-                    const float *wr = c->W + (size_t)(o0 + jj) * c->in + i0;
-                    for (int i = 0; i < cnt; i++)
-                        buf[i * 16 + jj] = wr[i];
-                } else {
-                    for (int i = 0; i < cnt; i++)
-                        buf[i * 16 + jj] = 0.0f;
-                }
-            }
+            c->ops->pack16(buf, c->W + (size_t)o0 * c->in + i0, (size_t)c->in, no, cnt);
             for (int b = 0; b < nb; b++)
                 c->ops->dot16(acc[b], buf, c->x + (size_t)(b0 + b) * c->in + i0, cnt);
         }

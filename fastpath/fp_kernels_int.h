@@ -17,12 +17,16 @@ typedef void (*fp_axpy_fn)(float *acc, const float *w, float s, int len);
  * continuing from the incoming acc. */
 typedef void (*fp_dot16_fn)(float *acc, const float *buf, const float *x, int cnt);
 
+/* buf[i*16 + jj] = W[jj*ld + i] for i < cnt, jj < 16 (rows jj >= no: 0). */
+typedef void (*fp_pack16_fn)(float *buf, const float *W, size_t ld, int no, int cnt);
+
 typedef struct fp_isa_ops {
     lrp_fp_isa isa;
     int mr, tw; /* microkernel tile: mr output channels x tw flat pixels */
     fp_conv_kern_fn conv;
     fp_axpy_fn axpy;
     fp_dot16_fn dot16;
+    fp_pack16_fn pack16;
 } fp_isa_ops;
 
 const fp_isa_ops *fp_ops(void);
