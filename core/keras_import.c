@@ -1755,6 +1755,17 @@ static lrp_status parse_layers(ctx *c)
         for (int q = 0; q + 1 < c->nkl; q++)
             if (strcmp(c->kl[q].name, k->name) == 0)
                 return lfail(c, LRP_E_FORMAT, c->nkl - 1, "duplicate layer name");
+        /* dtype: "float32", or a policy object {"config": {"name": ...}}
+         * (tf.keras Policy, Keras 3 DTypePolicy).  Reduced-precision
+         * compute would not be the function the float32 weights define. */
+        json_t *dt = jget(lc, "dtype");
+        if (json_is_object(dt))
+            dt = jget(jget(dt, "config"), "name");
+        if (json_is_string(dt) && strcmp(json_string_value(dt), "float32") &&
+            strcmp(json_string_value(dt), "float64"))
+            return lfail(c, LRP_E_UNSUPPORTED, c->nkl - 1,
+                         "dtype policy '%s' unsupported (float32 models only)",
+                         json_string_value(dt));
         json_t *sub = jget(lc, "layers");
         if (sub || strcmp(k->cls, "Sequential") == 0 || strcmp(k->cls, "Functional") == 0 ||
             strcmp(k->cls, "Model") == 0)

@@ -495,6 +495,8 @@ static const struct bad_case {
      {"layer 1 'zero_padding2d' (ZeroPadding2D): feeds 'max_pooling2d' (MaxPooling2D)"}},
     {"bad_shared.h5", LRP_E_UNSUPPORTED,
      {"bad_shared.h5: model_config: layer 1 'dense' (Dense): ", "shared layer"}},
+    {"bad_mixed.h5", LRP_E_UNSUPPORTED,
+     {"layer 1 'conv2d' (Conv2D): dtype policy 'mixed_float16' unsupported"}},
     {"does_not_exist.h5", LRP_E_IO, {"does_not_exist.h5: file: cannot open"}},
 };
 
@@ -529,6 +531,43 @@ static void test_malformed(void **state)
     }
 }
 
+/* FUZZ_COUNT in make_keras_models.py */
+#define N_FUZZ 80
+
+static void test_config_mutations(void **state)
+{
+    (void)state;
+    need_models();
+    int ok = 0, rejected = 0;
+    for (int k = 0; k < N_FUZZ; k++) {
+        char name[32], path[1024];
+        snprintf(name, sizeof name, "fuzz_%02d.h5", k);
+        snprintf(path, sizeof path, "%s", model_path(name));
+        lrp_net *net = NULL;
+        lrp_err e;
+        memset(&e, 0, sizeof e);
+        lrp_status st = lrp_keras_import(&net, path, &e);
+        if (st == LRP_OK) {
+            /* accepted: a valid, inferred net */
+            assert_non_null(net);
+            assert_int_equal(lrp_net_infer(net, path, &e), LRP_OK);
+            lrp_net_free(net);
+            ok++;
+            continue;
+        }
+        rejected++;
+        assert_null(net);
+        if (st != LRP_E_FORMAT && st != LRP_E_INVALID && st != LRP_E_UNSUPPORTED)
+            fail_msg("%s: unexpected status %s: %s", name, lrp_status_name(st), e.msg);
+        assert_int_equal(e.code, st);
+        assert_null(strchr(e.msg, '\n'));
+        if (strncmp(e.msg, path, strlen(path)) != 0 || strlen(e.msg) < strlen(path) + 6)
+            fail_msg("%s: message does not name the file and an object: %s", name, e.msg);
+    }
+    print_message("config mutations: %d accepted, %d rejected\n", ok, rejected);
+    assert_true(rejected > N_FUZZ / 4); /* the sweep does reach the checks */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -540,6 +579,7 @@ int main(void)
         cmocka_unit_test(test_reshape_mlp),
         cmocka_unit_test(test_error_printer_restored),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_config_mutations),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -593,6 +593,54 @@ def main():
     with open(P("bad_nothdf5.h5"), "w") as f:
         f.write("this is not an HDF5 file\n")
 
+    mixed = small()
+    mixed.layer("conv2d")["cfg"]["dtype"] = {"class_name": "Policy",
+                                              "config": {"name": "mixed_float16"}}
+    write_model(P("bad_mixed.h5"), mixed)
+
+    # ---- mutation sweep: each file changes one config value of a valid
+    # model to a wrong type, a bad value or a dangling reference.  The
+    # importer must either accept it (the change was harmless) or reject it
+    # with a one-line message; never crash or leak (run under ASan).
+    fuzz(P)
+
+
+FUZZ_COUNT = 80
+FUZZ_VALUES = [None, -1, 0, 1, 10 ** 12, -(10 ** 12), 1.5, "x", "same", "channels_first", [],
+               {}, [0, 0], [1, 2, 3], [[1, 2], [3]], True, "input_1", ["nope", 0, 0, {}],
+               [None, 4, 4, 3], "softmax", 4097, 2 ** 31]
+
+
+def fuzz(P):
+    rng = np.random.default_rng(7)
+    sources = [(resnet(), "tf2"), (vgg(), "tf2"), (keras3(), "keras3"), (legacy(), "legacy")]
+    log = open(P("fuzz_list.txt"), "w")
+    for k in range(FUZZ_COUNT):
+        m, dialect = sources[k % len(sources)]
+        cfg = {"tf2": config_tf2, "legacy": config_legacy, "keras3": config_keras3}[dialect](m)
+        cfg = json.loads(json.dumps(cfg))
+        # collect (container, key) pairs anywhere in the layer list
+        spots = []
+
+        def walk(o, depth):
+            if depth > 6:
+                return
+            if isinstance(o, dict):
+                for key in o:
+                    spots.append((o, key))
+                    walk(o[key], depth + 1)
+            elif isinstance(o, list):
+                for i in range(len(o)):
+                    spots.append((o, i))
+                    walk(o[i], depth + 1)
+        walk(cfg["config"], 0)
+        o, key = spots[rng.integers(len(spots))]
+        old = o[key]
+        o[key] = FUZZ_VALUES[rng.integers(len(FUZZ_VALUES))]
+        log.write("fuzz_%02d %s[%r]: %.60s -> %r\n" % (k, m.name, key, json.dumps(old), o[key]))
+        write_model(P("fuzz_%02d.h5" % k), m, dialect=dialect, config_text=json.dumps(cfg),
+                    suffix="" if dialect == "keras3" else ":0")
+
 
 if __name__ == "__main__":
     main()
