@@ -309,6 +309,10 @@ static void t_ew(void *ctx, lrp_ew_op op, void *out, const void *a, const void *
         for (int64_t i = 0; i < n; i++)
             y[i] = fabsf(p[i]);
         break;
+    case LRP_EW_SCALE:
+        for (int64_t i = 0; i < n; i++)
+            y[i] = c1 * p[i];
+        break;
     case LRP_EW_FMMA:
         /* one rounding: both products are exact in binary64 and their sum
          * is rounded to binary64 first; the double rounding to binary32 is
@@ -316,7 +320,22 @@ static void t_ew(void *ctx, lrp_ew_op op, void *out, const void *a, const void *
         for (int64_t i = 0; i < n; i++)
             y[i] = (float)((double)c1 * p[i] + (double)c2 * q[i]);
         break;
+    default:
+        /* an op this backend does not know: a programmer error, never a
+         * silently untouched output */
+        LRP_ASSERT(!"unknown elementwise op");
     }
+}
+
+static int64_t t_argmax(void *ctx, const void *t, int64_t n)
+{
+    (void)ctx;
+    const float *x = t;
+    int64_t best = -1;
+    for (int64_t i = 0; i < n; i++)
+        if (!isnan(x[i]) && (best < 0 || x[i] > x[best]))
+            best = i;
+    return best < 0 ? 0 : best;
 }
 
 static void t_row(void *ctx, lrp_row_op op, void *out, const void *a, const void *v,
@@ -782,6 +801,7 @@ void lrp_f32_backend(lrp_backend *be, lrp_f32_ctx *ctx)
     be->at = t_at;
     be->set_f32 = t_set_f32;
     be->classify = t_classify;
+    be->argmax = t_argmax;
     be->ew = t_ew;
     be->row = t_row;
     be->sum_n = t_sum_n;

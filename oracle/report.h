@@ -34,7 +34,7 @@ typedef struct lrp_layer_report {
     double ref_min, ref_max, f32_min, f32_max;
     int64_t f32_nan, f32_inf;
     char ref_flags[160];       /* reference numerical flags, text */
-    char note[256];            /* e.g. BN identities, sign-of-zero findings */
+    char note[384];            /* e.g. BN identities, sign-of-zero findings */
 } lrp_layer_report;
 
 typedef struct lrp_run_report {
@@ -53,7 +53,7 @@ typedef struct lrp_run_report {
     /* first NaN/inf in the float32 trace, in backward order */
     int nf_layer;
     int64_t nf_index;
-    char nf_cause[256];
+    char nf_cause[512];
     /* expectation (reproductions of buggy conventions) */
     int has_expect;
     lrp_verdict expect;        /* the documented outcome */

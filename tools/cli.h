@@ -18,6 +18,13 @@ int cli_parse_float(const char *s, float *out);
 /* "epsilon eps=1e-06 sign0_pos" etc. */
 void cli_rule_str(char *buf, size_t n, const lrp_rule_spec *r);
 
+/* Subcommands (tools/cmd_*.c). */
+int cmd_check(int argc, char **argv);
+int cmd_compare(int argc, char **argv);
+int cmd_trace(int argc, char **argv);
+int cmd_reference(int argc, char **argv);
+int cmd_fast(int argc, char **argv);
+
 /* Runs fn(ctx) in a forked child with CPU/memory/wall limits (env
  * LRP_SANDBOX_CPU, LRP_SANDBOX_MEM_MB, LRP_SANDBOX_WALL; LRP_NO_SANDBOX=1
  * runs in-process).  A crash or timeout becomes LRP_E_FORMAT "corrupt or

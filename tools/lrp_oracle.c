@@ -265,6 +265,11 @@ typedef struct {
 static const command commands[] = {
     {"info", cmd_info, "print a fixture's network, shapes, costs, rules and traces"},
     {"gen", cmd_gen, "write the deterministic fixture networks"},
+    {"check", cmd_check, "reference + fast path + verdicts, layer by layer"},
+    {"compare", cmd_compare, "judge another implementation's trace against the reference"},
+    {"trace", cmd_trace, "min/max/NaN/inf per layer, reference and float32 side by side"},
+    {"reference", cmd_reference, "store the MPFR reference relevance as a trace"},
+    {"fast", cmd_fast, "store the float32 fast-path relevance as a trace"},
 };
 
 static void usage(FILE *f)

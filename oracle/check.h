@@ -1,0 +1,40 @@
+/*
+ * check.h -- one oracle run: the reference (MPFR, self-proved), the subject
+ * (our float32 fast path, or a trace stored in the fixture by another
+ * implementation), the gauge, and the per-layer verdicts of report.h.
+ */
+#ifndef LRP_CHECK_H
+#define LRP_CHECK_H
+
+#include "pipeline.h"
+#include "report.h"
+
+typedef struct lrp_check_opts {
+    int prec;          /* reference precision p (bits), default 128 */
+    int proof_extra;   /* self-proof at p + proof_extra; 0 disables */
+    int threads;       /* both backends */
+    const char *source;/* NULL: our fast path; else the name of a trace */
+    int local;         /* also judge each float32 layer on reference inputs */
+    const char *label; /* fixture name for the report */
+    const char *ruleset; /* text for the report */
+} lrp_check_opts;
+
+void lrp_check_opts_default(lrp_check_opts *o);
+
+/* Runs the whole check on an inferred net whose layers carry the rules to
+ * use (for an external source, the caller installs the trace's rules).
+ * Fills rep (free with lrp_run_report_free).  Returns LRP_OK unless the run
+ * itself failed (out of memory, missing trace): verdicts are in rep. */
+lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o, lrp_err *err);
+
+/* Per-layer min/max/NaN/inf/zero-denominator table of one pipeline run
+ * (iNNvestigate's reverse_check_min_max_values), printed for both paths by
+ * `lrp-oracle trace`. */
+typedef struct lrp_minmax {
+    double min, max;
+    int64_t nan, inf, zero_den, n;
+} lrp_minmax;
+void lrp_pipe_minmax_f32(lrp_minmax *out, const lrp_pipe *p, int li);
+void lrp_pipe_minmax_ref(lrp_minmax *out, const lrp_pipe *p, int li);
+
+#endif

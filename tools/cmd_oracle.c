@@ -1,0 +1,379 @@
+/*
+ * cmd_oracle.c -- the judging subcommands: check, compare, trace,
+ * reference, fast.
+ */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <getopt.h>
+#include <math.h>
+#include <mpfr.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend_f32.h"
+#include "check.h"
+#include "ref_int.h"
+
+/* Options common to the judging commands. */
+typedef struct judge_opts {
+    cli_rules rules;
+    const char *json, *junit, *source, *out, *profile;
+    int color, verbose, proof, local;
+    int has_expect;
+    lrp_verdict expect;
+} judge_opts;
+
+enum {
+    OPT_JSON = 2000,
+    OPT_JUNIT,
+    OPT_SOURCE,
+    OPT_NOCOLOR,
+    OPT_VERBOSE,
+    OPT_NOPROOF,
+    OPT_EXPECT,
+    OPT_OUT,
+    OPT_PROFILE,
+    OPT_HELP
+};
+
+static const struct option judge_long[] = {
+    CLI_RULE_OPTIONS,
+    {"json", required_argument, 0, OPT_JSON},
+    {"junit", required_argument, 0, OPT_JUNIT},
+    {"source", required_argument, 0, OPT_SOURCE},
+    {"no-color", no_argument, 0, OPT_NOCOLOR},
+    {"verbose", no_argument, 0, OPT_VERBOSE},
+    {"no-proof", no_argument, 0, OPT_NOPROOF},
+    {"expect", required_argument, 0, OPT_EXPECT},
+    {"out", required_argument, 0, OPT_OUT},
+    {"profile", required_argument, 0, OPT_PROFILE},
+    {"help", no_argument, 0, OPT_HELP},
+    {0, 0, 0, 0}};
+
+static int parse_verdict(const char *s, lrp_verdict *v)
+{
+    for (int i = 0; i < LRP_V_COUNT; i++)
+        if (!strcasecmp(s, lrp_verdict_name((lrp_verdict)i))) {
+            *v = (lrp_verdict)i;
+            return 0;
+        }
+    return -1;
+}
+
+/* Returns -1 to continue, else an exit code (help printed or error). */
+static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, const char *help)
+{
+    memset(o, 0, sizeof *o);
+    cli_rules_init(&o->rules);
+    o->color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    o->proof = 1;
+    o->local = 1;
+    int c, idx;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", judge_long, &idx)) != -1) {
+        if (c >= 1000 && c < 1100) {
+            if (cli_rules_option(&o->rules, judge_long[c - 1000].name, optarg, cmd))
+                return EXIT_USAGE;
+            continue;
+        }
+        switch (c) {
+        case OPT_JSON: o->json = optarg; break;
+        case OPT_JUNIT: o->junit = optarg; break;
+        case OPT_SOURCE: o->source = optarg; break;
+        case OPT_NOCOLOR: o->color = 0; break;
+        case OPT_VERBOSE: o->verbose = 1; break;
+        case OPT_NOPROOF: o->proof = 0; break;
+        case OPT_OUT: o->out = optarg; break;
+        case OPT_PROFILE: o->profile = optarg; break;
+        case OPT_EXPECT:
+            if (parse_verdict(optarg, &o->expect))
+                return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
+            o->has_expect = 1;
+            break;
+        case OPT_HELP:
+            printf("%s\n%s", help, CLI_RULE_HELP);
+            return EXIT_OK;
+        default:
+            return cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return cli_usage_error(cmd, "%s", "missing FILE");
+    return -1;
+}
+
+/* Loads a fixture and applies the rule options. */
+static int load_apply(lrp_net **net, const char *path, const judge_opts *o)
+{
+    lrp_err e = {0};
+    if (cli_load(net, path, &e) != LRP_OK)
+        return cli_fail(&e);
+    if (cli_rules_apply(*net, &o->rules, path, &e) != LRP_OK) {
+        lrp_net_free(*net);
+        *net = NULL;
+        return cli_fail(&e);
+    }
+    return -1;
+}
+
+static int write_reports(const judge_opts *o, lrp_run_report *runs, int n)
+{
+    lrp_err e = {0};
+    if (o->json && lrp_report_json(o->json, runs, n, &e) != LRP_OK)
+        return cli_fail(&e);
+    if (o->junit && lrp_report_junit(o->junit, runs, n, &e) != LRP_OK)
+        return cli_fail(&e);
+    return -1;
+}
+
+/* ---- check / compare ---- */
+
+static int judge(int argc, char **argv, int compare)
+{
+    const char *cmd = compare ? "compare" : "check";
+    judge_opts o;
+    int rc = parse_judge(&o, argc, argv, cmd,
+                         compare ? "usage: lrp-oracle compare FILE --source NAME [options]\n\n"
+                                   "Judges the relevance trace NAME stored in FILE (written by another\n"
+                                   "implementation, see docs/FORMAT.md) against the reference computed\n"
+                                   "under the trace's own rule assignment and conventions.\n\n"
+                                   "  --json FILE --junit FILE   machine-readable reports\n"
+                                   "  --no-proof                 skip the reference's self-proof at p+64\n"
+                                   "  --expect VERDICT           the documented outcome (exit 0 iff met)\n"
+                                   "  --verbose --no-color\n"
+                                 : "usage: lrp-oracle check [options] FILE...\n\n"
+                                   "Computes the MPFR reference and our float32 fast path for each\n"
+                                   "fixture and judges the float32 relevance layer by layer\n"
+                                   "(docs/ORACLE.md): PASS, ILL-CONDITIONED, UNRESOLVED, SUSPECT, FAIL,\n"
+                                   "NONFINITE; conservation; the first NaN/inf and its cause.\n\n"
+                                   "  --json FILE --junit FILE   machine-readable reports\n"
+                                   "  --no-proof                 skip the reference's self-proof at p+64\n"
+                                   "  --expect VERDICT           the documented outcome (exit 0 iff met)\n"
+                                   "  --verbose --no-color\n");
+    if (rc >= 0)
+        return rc;
+    if (compare && !o.source)
+        return cli_usage_error(cmd, "%s", "needs --source NAME (see 'lrp-oracle info FILE')");
+    int nfiles = argc - optind;
+    lrp_run_report *runs = calloc((size_t)nfiles, sizeof *runs);
+    if (!runs)
+        return cli_usage_error(cmd, "%s", "out of memory");
+    int all_ok = 1, exit_code = -1;
+    for (int a = 0; a < nfiles; a++) {
+        const char *path = argv[optind + a];
+        lrp_net *net = NULL;
+        if ((rc = load_apply(&net, path, &o)) >= 0) {
+            exit_code = rc;
+            break;
+        }
+        if (compare) {
+            int t = lrp_net_trace_find(net, o.source);
+            if (t < 0) {
+                fprintf(stderr, "lrp-oracle: %s: /traces/%s: no such trace\n", path, o.source);
+                lrp_net_free(net);
+                exit_code = EXIT_USAGE;
+                break;
+            }
+            /* the reference is computed under the trace's own assignment,
+             * unless rule options override it explicitly */
+            if (!o.rules.has_rule && !o.rules.has_composite && net->traces[t].rules)
+                for (int i = 0; i < net->n_layers; i++)
+                    net->layers[i].rule = net->traces[t].rules[i];
+        }
+        lrp_check_opts co;
+        lrp_check_opts_default(&co);
+        co.prec = o.rules.prec;
+        co.threads = o.rules.threads;
+        co.proof_extra = o.proof ? 64 : 0;
+        co.source = compare ? o.source : NULL;
+        co.label = path;
+        char rs[128];
+        cli_rules_describe(rs, sizeof rs, net, &o.rules);
+        co.ruleset = rs;
+        if (isatty(STDERR_FILENO))
+            fprintf(stderr, "\r[%d/%d] %s: reference at p=%d%s ...", a + 1, nfiles, path, co.prec,
+                    co.proof_extra ? " and p+64" : "");
+        lrp_err e = {0};
+        lrp_status st = lrp_check(&runs[a], net, &co, &e);
+        if (isatty(STDERR_FILENO))
+            fprintf(stderr, "\r\033[K");
+        lrp_net_free(net);
+        if (st != LRP_OK) {
+            exit_code = cli_fail(&e);
+            break;
+        }
+        if (o.has_expect) {
+            runs[a].has_expect = 1;
+            runs[a].expect = o.expect;
+            runs[a].expected_ok = runs[a].verdict == o.expect;
+        }
+        lrp_report_text(stdout, &runs[a], o.color, o.verbose);
+        if (a + 1 < nfiles)
+            printf("\n");
+        all_ok &= lrp_run_ok(&runs[a]);
+    }
+    if (exit_code < 0) {
+        int n_done = nfiles;
+        rc = write_reports(&o, runs, n_done);
+        exit_code = rc >= 0 ? rc : (all_ok ? EXIT_OK : EXIT_CHECK_FAILED);
+    }
+    for (int a = 0; a < nfiles; a++)
+        lrp_run_report_free(&runs[a]);
+    free(runs);
+    return exit_code;
+}
+
+int cmd_check(int argc, char **argv) { return judge(argc, argv, 0); }
+int cmd_compare(int argc, char **argv) { return judge(argc, argv, 1); }
+
+/* ---- trace: min/max/NaN per layer, both paths ---- */
+
+int cmd_trace(int argc, char **argv)
+{
+    judge_opts o;
+    int rc = parse_judge(&o, argc, argv, "trace",
+                         "usage: lrp-oracle trace [rule options] FILE...\n\n"
+                         "Per layer, for the reference and the float32 fast path side by side:\n"
+                         "min and max relevance, NaN and inf counts, zero denominators (the table\n"
+                         "iNNvestigate's reverse_check_min_max_values printed).\n");
+    if (rc >= 0)
+        return rc;
+    for (int a = optind; a < argc; a++) {
+        lrp_net *net = NULL;
+        if ((rc = load_apply(&net, argv[a], &o)) >= 0)
+            return rc;
+        ref_ctx rcx = {0};
+        rcx.prec = o.rules.prec;
+        rcx.threads = o.rules.threads;
+        lrp_backend rbe, fbe;
+        lrp_ref_backend_init(&rbe, &rcx);
+        lrp_f32_ctx *fcx = lrp_f32_ctx_new(o.rules.threads);
+        lrp_f32_backend(&fbe, fcx);
+        lrp_pipe *ref = NULL, *f32 = NULL;
+        lrp_err e = {0};
+        if (lrp_pipe_run(&ref, &rbe, net, &e) || lrp_pipe_run(&f32, &fbe, net, &e)) {
+            lrp_pipe_free(ref);
+            lrp_f32_ctx_free(fcx);
+            lrp_net_free(net);
+            return cli_fail(&e);
+        }
+        printf("%s  (relevance at each layer's output; reference p=%d | float32)\n", argv[a],
+               o.rules.prec);
+        printf("  %-16s %12s %12s %5s | %12s %12s %6s %6s %8s\n", "layer", "ref min", "ref max",
+               "0den", "f32 min", "f32 max", "NaN", "inf", "0den");
+        for (int i = net->n_layers - 1; i >= 0; i--) {
+            lrp_minmax mr, mf;
+            lrp_pipe_minmax_ref(&mr, ref, i);
+            lrp_pipe_minmax_f32(&mf, f32, i);
+            printf("  %-16s %12.4g %12.4g %5lld | %12.4g %12.4g %6lld %6lld %8lld\n",
+                   net->layers[i].name, mr.min, mr.max, (long long)mr.zero_den, mf.min, mf.max,
+                   (long long)mf.nan, (long long)mf.inf, (long long)mf.zero_den);
+        }
+        lrp_pipe_free(ref);
+        lrp_pipe_free(f32);
+        lrp_f32_ctx_free(fcx);
+        lrp_net_free(net);
+    }
+    return EXIT_OK;
+}
+
+/* ---- reference / fast: write a trace into the fixture ---- */
+
+static int write_trace(int argc, char **argv, int reference)
+{
+    const char *cmd = reference ? "reference" : "fast";
+    judge_opts o;
+    int rc = parse_judge(&o, argc, argv, cmd,
+                         reference ? "usage: lrp-oracle reference [rule options] FILE [--out OUT]\n\n"
+                                     "Computes the MPFR reference relevance and stores it as trace\n"
+                                     "'reference' (binary32 hi + lo parts, precision recorded) in FILE,\n"
+                                     "or in a copy OUT; the file is replaced atomically.\n"
+                                   : "usage: lrp-oracle fast [rule options] FILE [--out OUT]\n\n"
+                                     "Runs the float32 fast path and stores its relevance as trace\n"
+                                     "'fastpath' in FILE (or in a copy OUT), replaced atomically.\n");
+    if (rc >= 0)
+        return rc;
+    if (argc - optind != 1)
+        return cli_usage_error(cmd, "%s", "takes exactly one FILE");
+    const char *path = argv[optind];
+    lrp_net *net = NULL;
+    if ((rc = load_apply(&net, path, &o)) >= 0)
+        return rc;
+    lrp_err e = {0};
+    ref_ctx rcx = {0};
+    lrp_backend be;
+    lrp_f32_ctx *fcx = NULL;
+    lrp_pipe *p = NULL;
+    if (reference) {
+        rcx.prec = o.rules.prec;
+        rcx.threads = o.rules.threads;
+        lrp_ref_backend_init(&be, &rcx);
+    } else {
+        fcx = lrp_f32_ctx_new(o.rules.threads);
+        lrp_f32_backend(&be, fcx);
+    }
+    lrp_status st = lrp_pipe_run(&p, &be, net, &e);
+    lrp_trace *t = st ? NULL : lrp_net_trace_add(net, reference ? "reference" : "fastpath", &e);
+    if (!t) {
+        lrp_pipe_free(p);
+        lrp_f32_ctx_free(fcx);
+        lrp_net_free(net);
+        return cli_fail(&e);
+    }
+    snprintf(t->producer, sizeof t->producer, "lrp-oracle %s (%s)", LRP_VERSION_STRING,
+             reference ? "MPFR reference" : "float32 fast path");
+    t->precision = reference ? o.rules.prec : 24;
+    snprintf(t->composite, sizeof t->composite, "%s", net->composite);
+    int ok = 1;
+    for (int i = 0; i < net->n_layers && ok; i++) {
+        int64_t n = p->L[i].n * net->batch;
+        t->relevance[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
+        if (!t->relevance[i]) {
+            ok = 0;
+            break;
+        }
+        if (reference) {
+            t->relevance_lo[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
+            if (!t->relevance_lo[i]) {
+                ok = 0;
+                break;
+            }
+            mpfr_t d;
+            mpfr_init2(d, o.rules.prec + 300);
+            for (int64_t k = 0; k < n; k++) {
+                mpfr_srcptr x = be.at(be.ctx, p->L[i].rel, k);
+                float h = mpfr_get_flt(x, MPFR_RNDN);
+                t->relevance[i][k] = h;
+                if (isfinite(h)) {
+                    mpfr_sub_d(d, x, (double)h, MPFR_RNDN);
+                    t->relevance_lo[i][k] = mpfr_get_flt(d, MPFR_RNDN);
+                } else {
+                    t->relevance_lo[i][k] = 0.0f;
+                }
+            }
+            mpfr_clear(d);
+        } else {
+            memcpy(t->relevance[i], p->L[i].rel, (size_t)n * sizeof(float));
+        }
+    }
+    lrp_pipe_free(p);
+    lrp_f32_ctx_free(fcx);
+    if (!ok) {
+        lrp_net_free(net);
+        return cli_usage_error(cmd, "%s", "out of memory");
+    }
+    const char *dst = o.out ? o.out : path;
+    st = lrp_fixture_write(net, dst, &e);
+    lrp_net_free(net);
+    if (st)
+        return cli_fail(&e);
+    printf("wrote trace '%s' to %s\n", reference ? "reference" : "fastpath", dst);
+    return EXIT_OK;
+}
+
+int cmd_reference(int argc, char **argv) { return write_trace(argc, argv, 1); }
+int cmd_fast(int argc, char **argv) { return write_trace(argc, argv, 0); }
