@@ -270,6 +270,7 @@ static const command commands[] = {
     {"trace", cmd_trace, "min/max/NaN/inf per layer, reference and float32 side by side"},
     {"reference", cmd_reference, "store the MPFR reference relevance as a trace"},
     {"fast", cmd_fast, "store the float32 fast-path relevance as a trace"},
+    {"import-keras", cmd_import_keras, "convert a Keras .h5 model into a fixture (sandboxed)"},
 };
 
 static void usage(FILE *f)
