@@ -1018,6 +1018,13 @@ def export_module(model, example_input, path, target=None, input_name="input",
     x = torch.as_tensor(example_input)
     if x.dtype != torch.float32:
         raise ValueError("example_input must be float32 (got %s)" % x.dtype)
+    for what, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
+        for pname, t in named:
+            if t.is_floating_point() and t.dtype != torch.float32:
+                mod_path, _, leaf = pname.rpartition(".")
+                raise UnsupportedModuleError(
+                    "module '%s': %s %s is %s; fixtures hold float32 only (call model.float())"
+                    % (mod_path, what, leaf, t.dtype))
     was_training = model.training
     model.eval()
     try:

@@ -1,0 +1,900 @@
+"""Tests of tools/python/lrp_torch.py (the PyTorch <-> fixture adapter).
+
+    /usr/bin/python3 tests/python/test_torch_adapter.py BUILD_DIR [unittest args]
+
+BUILD_DIR holds the lrp-oracle binary; the fixtures come from
+`BUILD_DIR/lrp-oracle gen --out TMP`, and every file the adapter writes must
+pass `lrp-oracle info` (the C loader).
+
+Independent checks used here:
+  * np_forward: a float64 numpy forward of the fixture's network, written
+    from docs/FORMAT.md (per-side padding, dilation, groups, BN epsilon,
+    count_include_pad, flatten C,H,W), sharing no code with the adapter.
+  * np_lrp_epsilon: a float64 numpy LRP-epsilon (sign0_pos) layer by layer,
+    used to check the torch reference LRP (torch_lrp_epsilon) before its
+    trace is written.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+import warnings
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "python"))
+import lrp_torch as lt  # noqa: E402
+
+BUILD = None  # set from argv in __main__
+CLI = None
+FIXDIR = None
+GENERATED = ("mlp", "cnn", "vgg", "resnet", "densenet", "mobilenet")
+
+# Forward tolerance, relative to the largest |value| of the layer's output.
+# A float32 dot product of n terms is off by at most ~n*u*sum|a_i w_ij|
+# (u = 2^-24); the fixtures have fan-ins <= 576 and <= 22 layers, and
+# sum|a_i w_ij| stays within a small factor of max|z| for these random
+# weights; measured worst case 6e-7 of the layer scale (vgg).  2^-16
+# (1.5e-5) leaves a 25x margin yet sits far below what a real convention
+# bug costs (wrong padding side, H,W,C flatten, default BN epsilon:
+# relative errors 1e-3 .. 1, checked by test_negative_controls).
+FWD_RTOL = 2.0 ** -16
+# float32 vs float64 LRP-epsilon: relevance is a product of per-layer
+# ratios z_ij / stab(z_j); each layer adds ~fan-in * u relative error
+# times its condition sum|z_ij| / |z_j|, which random weights keep modest
+# (measured worst 8e-6 of the layer's max |R|, densenet).  2^-13 (1.2e-4)
+# is a 15x margin and far below what a wrong rule costs (lrp0 instead of
+# epsilon at a near-zero unit, a lost Add branch, BN as pass: O(1)).
+LRP_RTOL = 2.0 ** -13
+
+
+def cli(*args):
+    return subprocess.run([CLI] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True)
+
+
+# ---------------------------------------------------------------------------
+# float64 numpy forward (independent of the adapter's torch code)
+# ---------------------------------------------------------------------------
+
+def _windows(xp, kh, kw, sh, sw, dh, dw, ho, wo):
+    """For each kernel offset (ky, kx): the strided view of the padded input."""
+    for ky in range(kh):
+        for kx in range(kw):
+            y0, x0 = ky * dh, kx * dw
+            yield ky, kx, (slice(y0, y0 + sh * (ho - 1) + 1, sh), slice(x0, x0 + sw * (wo - 1) + 1, sw))
+
+
+def _pad(x, pad, value=0.0):
+    t, b, l, r = pad
+    return np.pad(x, ((0, 0), (0, 0), (t, b), (l, r)), constant_values=value)
+
+
+def _out_hw(L, H, W):
+    kh, kw = L["kernel"]
+    sh, sw = L["stride"]
+    dh, dw = L.get("dilation", [1, 1]) if L["kind"] == "Conv2D" else (1, 1)
+    t, b, l, r = L["padding"]
+    return (H + t + b - dh * (kh - 1) - 1) // sh + 1, (W + l + r - dw * (kw - 1) - 1) // sw + 1
+
+
+def np_conv(x, L):
+    N, C, H, W = x.shape
+    w = L["weight"].astype(np.float64)
+    O, Cg, kh, kw = w.shape
+    g = L["groups"]
+    Og = O // g
+    ho, wo = _out_hw(L, H, W)
+    xp = _pad(x, L["padding"])
+    y = np.zeros((N, O, ho, wo))
+    for ky, kx, (sy, sx) in _windows(xp, kh, kw, *L["stride"], *L["dilation"], ho, wo):
+        for gi in range(g):
+            patch = xp[:, gi * Cg:(gi + 1) * Cg, sy, sx]
+            y[:, gi * Og:(gi + 1) * Og] += np.einsum("nchw,oc->nohw", patch,
+                                                      w[gi * Og:(gi + 1) * Og, :, ky, kx])
+    if L.get("has_bias"):
+        y += L["bias"].astype(np.float64)[None, :, None, None]
+    return y
+
+
+def np_conv_T(s, L, in_shape):
+    """Transpose of the conv's linear part: sum_j w_ij s_j per input i."""
+    N, C, H, W = in_shape
+    w = L["weight"].astype(np.float64)
+    O, Cg, kh, kw = w.shape
+    g = L["groups"]
+    Og = O // g
+    t, b, l, r = L["padding"]
+    ho, wo = s.shape[2:]
+    gp = np.zeros((N, C, H + t + b, W + l + r))
+    for ky, kx, (sy, sx) in _windows(gp, kh, kw, *L["stride"], *L["dilation"], ho, wo):
+        for gi in range(g):
+            gp[:, gi * Cg:(gi + 1) * Cg, sy, sx] += np.einsum(
+                "nohw,oc->nchw", s[:, gi * Og:(gi + 1) * Og], w[gi * Og:(gi + 1) * Og, :, ky, kx])
+    return gp[:, :, t:t + H, l:l + W]
+
+
+def _pool_count(L, H, W):
+    """Divisor per output cell of an AvgPool2D."""
+    kh, kw = L["kernel"]
+    ho, wo = _out_hw(L, H, W)
+    if L["count_include_pad"]:
+        return np.full((ho, wo), float(kh * kw))
+    ones = _pad(np.ones((1, 1, H, W)), L["padding"])
+    cnt = np.zeros((ho, wo))
+    for _, _, (sy, sx) in _windows(ones, kh, kw, *L["stride"], 1, 1, ho, wo):
+        cnt += ones[0, 0, sy, sx]
+    return cnt
+
+
+def np_avgpool(x, L):
+    N, C, H, W = x.shape
+    ho, wo = _out_hw(L, H, W)
+    xp = _pad(x, L["padding"])
+    y = np.zeros((N, C, ho, wo))
+    for _, _, (sy, sx) in _windows(xp, *L["kernel"], *L["stride"], 1, 1, ho, wo):
+        y += xp[:, :, sy, sx]
+    return y / _pool_count(L, H, W)
+
+
+def np_avgpool_T(s, L, in_shape):
+    N, C, H, W = in_shape
+    t, b, l, r = L["padding"]
+    ho, wo = s.shape[2:]
+    s = s / _pool_count(L, H, W)
+    gp = np.zeros((N, C, H + t + b, W + l + r))
+    for _, _, (sy, sx) in _windows(gp, *L["kernel"], *L["stride"], 1, 1, ho, wo):
+        gp[:, :, sy, sx] += s
+    return gp[:, :, t:t + H, l:l + W]
+
+
+def np_maxpool(x, L, want_argmax=False):
+    N, C, H, W = x.shape
+    ho, wo = _out_hw(L, H, W)
+    xp = _pad(x, L["padding"], -np.inf)
+    stack = np.stack([xp[:, :, sy, sx] for _, _, (sy, sx) in
+                      _windows(xp, *L["kernel"], *L["stride"], 1, 1, ho, wo)])
+    if want_argmax:
+        return stack.max(0), stack.argmax(0)  # first maximum, as PyTorch
+    return stack.max(0)
+
+
+def np_bn(x, L):
+    sh = (1, -1) + (1,) * (x.ndim - 2)
+    g, b, m, v = (L[k].astype(np.float64).reshape(sh) for k in ("gamma", "beta", "mean", "var"))
+    return g * (x - m) / np.sqrt(v + np.float64(np.float32(L["bn_eps"]))) + b
+
+
+def np_forward(layers, x):
+    """float64 outputs of every layer, {name: array}."""
+    out = {}
+    for L in layers:
+        k = L["kind"]
+        ins = [out[n] for n in L.get("inputs", [])]
+        a = ins[0] if ins else None
+        if k == "Input":
+            y = x.astype(np.float64)
+        elif k == "Dense":
+            y = a @ L["weight"].astype(np.float64).T
+            if L.get("has_bias"):
+                y = y + L["bias"].astype(np.float64)
+        elif k == "Conv2D":
+            y = np_conv(a, L)
+        elif k == "MaxPool2D":
+            y = np_maxpool(a, L)
+        elif k == "AvgPool2D":
+            y = np_avgpool(a, L)
+        elif k == "GlobalAvgPool":
+            y = a.mean(axis=(2, 3))
+        elif k == "Add":
+            y = sum(ins[1:], ins[0])
+        elif k == "Concatenate":
+            y = np.concatenate(ins, axis=1)
+        elif k == "BatchNorm":
+            y = np_bn(a, L)
+        elif k == "ReLU":
+            y = np.maximum(a, 0.0)
+        elif k == "Flatten":
+            y = a.reshape(a.shape[0], -1)  # C-order: c*H*W + h*W + w
+        elif k == "Reshape":
+            y = a.reshape((a.shape[0],) + tuple(L["target_shape"]))
+        elif k == "Dropout":
+            y = a
+        else:
+            raise AssertionError(k)
+        out[L["name"]] = y
+    return out
+
+
+# ---------------------------------------------------------------------------
+# float64 numpy LRP-epsilon (sign0_pos) for checking the torch reference
+# ---------------------------------------------------------------------------
+
+def _stab(z, eps):
+    return np.where(z >= 0, z + eps, z - eps)  # sign0_pos: s(+-0) = +1
+
+
+def np_lrp_epsilon(layers, x, target, eps):
+    acts = np_forward(layers, x)
+    eps = float(np.float32(eps))
+    names = [L["name"] for L in layers]
+    y = acts[names[-1]]
+    R = {n: np.zeros_like(acts[n]) for n in names}
+    R[names[-1]][np.arange(y.shape[0]), target] = y[np.arange(y.shape[0]), target]
+    for L in reversed(layers[1:]):
+        k, r = L["kind"], R[L["name"]]
+        ins = L["inputs"]
+        a = acts[ins[0]]
+        if k in ("Dense", "Conv2D", "AvgPool2D", "GlobalAvgPool", "BatchNorm"):
+            s = r / _stab(acts[L["name"]], eps)
+            if k == "Dense":
+                c = s @ L["weight"].astype(np.float64)
+            elif k == "Conv2D":
+                c = np_conv_T(s, L, a.shape)
+            elif k == "AvgPool2D":
+                c = np_avgpool_T(s, L, a.shape)
+            elif k == "GlobalAvgPool":
+                c = np.broadcast_to((s / (a.shape[2] * a.shape[3]))[:, :, None, None], a.shape)
+            else:
+                sh = (1, -1) + (1,) * (a.ndim - 2)
+                w = (L["gamma"].astype(np.float64)
+                     / np.sqrt(L["var"].astype(np.float64) + np.float64(np.float32(L["bn_eps"]))))
+                c = s * w.reshape(sh)
+            R[ins[0]] += a * c
+        elif k == "Add":
+            s = r / _stab(acts[L["name"]], eps)
+            for n in ins:
+                R[n] += acts[n] * s
+        elif k == "MaxPool2D":
+            _, am = np_maxpool(a, L, want_argmax=True)
+            kh, kw = L["kernel"]
+            t, b, l, rr = L["padding"]
+            N, C, H, W = a.shape
+            ho, wo = r.shape[2:]
+            gp = np.zeros((N, C, H + t + b, W + l + rr))
+            for i, (_, _, (sy, sx)) in enumerate(_windows(gp, kh, kw, *L["stride"], 1, 1, ho, wo)):
+                gp[:, :, sy, sx] += np.where(am == i, r, 0.0)
+            R[ins[0]] += gp[:, :, t:t + H, l:l + W]
+        elif k == "Concatenate":
+            c0 = 0
+            for n in ins:
+                c = acts[n].shape[1]
+                R[n] += r[:, c0:c0 + c]
+                c0 += c
+        else:  # ReLU, Flatten, Reshape, Dropout: pass
+            R[ins[0]] += r.reshape(a.shape)
+    return R
+
+
+# ---------------------------------------------------------------------------
+# The torch reference: plain-autograd LRP-epsilon, Zennit's way
+# ---------------------------------------------------------------------------
+
+class _EpsilonRule(torch.autograd.Function):
+    """Replaces a layer's forward: the value is the layer's own output, the
+    backward maps the incoming relevance R (the "gradient") to
+    R_in = a * grad_a(z . (R / stab(z)))  (Zennit's BasicHook, sign0_pos)."""
+
+    @staticmethod
+    def forward(ctx, fn, eps, *xs):
+        ctx.fn, ctx.eps = fn, eps
+        ctx.save_for_backward(*xs)
+        with torch.no_grad():
+            return fn(*xs)
+
+    @staticmethod
+    def backward(ctx, R):
+        xs = [x.detach().requires_grad_(True) for x in ctx.saved_tensors]
+        with torch.enable_grad():
+            z = ctx.fn(*xs)
+            sign = torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
+            s = (R / (z + ctx.eps * sign)).detach()
+            grads = torch.autograd.grad(z, xs, s)
+        return (None, None) + tuple(x.detach() * g for x, g in zip(xs, grads))
+
+
+class _PassReLU(torch.autograd.Function):
+    """ReLU whose backward passes relevance unchanged (pass rule, bit for bit)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.relu(x)
+
+    @staticmethod
+    def backward(ctx, R):
+        return R
+
+
+STAB_KINDS = ("Dense", "Conv2D", "BatchNorm", "Add", "AvgPool2D", "GlobalAvgPool")
+
+
+def torch_lrp_epsilon(module, x, eps=1e-6):
+    """LRP-epsilon through `module` (a FixtureModule) by replacing forwards:
+    stabilized layers use _EpsilonRule, ReLU passes relevance, MaxPool
+    routes it by its gradient (winner takes all), Flatten / Dropout /
+    Concatenate / Reshape move it by their gradients.  Starts from the
+    target logit.  Returns {layer name: relevance} via capture_relevance."""
+    eps_t = torch.tensor(np.float32(eps))
+    target = torch.as_tensor(module.target)
+    saved = []
+    for name, layer in module.named_layers():
+        if layer.kind in STAB_KINDS:
+            orig = layer.forward
+            layer.forward = (lambda *xs, _f=orig: _EpsilonRule.apply(_f, eps_t, *xs))
+            saved.append(layer)
+        elif layer.kind == "ReLU":
+            layer.forward = lambda a: _PassReLU.apply(a)
+            saved.append(layer)
+
+    def run(m, xin):
+        y = m(xin)
+        seed = torch.zeros_like(y)
+        idx = torch.arange(y.shape[0])
+        seed[idx, target] = y.detach()[idx, target]
+        y.backward(seed)
+
+    try:
+        return lt.capture_relevance(module, x, run, formulation="grad")
+    finally:
+        for layer in saved:
+            del layer.forward  # back to the class's forward
+
+
+# ---------------------------------------------------------------------------
+# Hand-built models in torchvision's shapes (torchvision is not installed)
+# ---------------------------------------------------------------------------
+
+def _randomize_bn(model, gen):
+    for m in model.modules():
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            n = m.num_features
+            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            if m.affine:
+                m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.data.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
+    return model
+
+
+class VGGLike(nn.Module):
+    """torchvision.models.VGG's structure: features, avgpool, classifier."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True),
+            nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=2, stride=2),
+            nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=2, stride=2))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.classifier = nn.Sequential(
+            nn.Linear(16, 32), nn.ReLU(True), nn.Dropout(p=0.5),
+            nn.Linear(32, 32), nn.ReLU(True), nn.Dropout(p=0.5), nn.Linear(32, 10))
+
+    def forward(self, x):
+        x = self.features(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.classifier(x)
+
+
+class BasicBlock(nn.Module):
+    """torchvision.models.resnet.BasicBlock (self.relu used twice, out += identity)."""
+    expansion = 1
+
+    def __init__(self, inplanes, planes, stride=1, downsample=None):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = downsample
+        self.stride = stride
+
+    def forward(self, x):
+        identity = x
+        out = self.conv1(x)
+        out = self.bn1(out)
+        out = self.relu(out)
+        out = self.conv2(out)
+        out = self.bn2(out)
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        out = self.relu(out)
+        return out
+
+
+class ResNetLike(nn.Module):
+    """torchvision.models.ResNet's structure at toy width."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 8, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = nn.Sequential(BasicBlock(8, 8), BasicBlock(8, 8))
+        ds = nn.Sequential(nn.Conv2d(8, 16, 1, 2, bias=False), nn.BatchNorm2d(16))
+        self.layer2 = nn.Sequential(BasicBlock(8, 16, 2, ds), BasicBlock(16, 16))
+        self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+        self.fc = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer2(self.layer1(x))
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return self.fc(x)
+
+
+# ---------------------------------------------------------------------------
+
+def _rand(shape, gen, lo=-1.0, hi=1.0):
+    return (torch.rand(shape, generator=gen) * (hi - lo) + lo).numpy().astype(np.float32)
+
+
+def geometry_layers(gen):
+    """Every geometry the format has, in one network: asymmetric padding,
+    dilation, groups, both count_include_pad values, asymmetric max-pool
+    padding, BN with a non-default epsilon, Concatenate, Reshape, Dropout."""
+    L = [{"name": "x", "kind": "Input", "shape": [4, 11, 10]}]
+
+    def conv(name, inp, cin, cout, k, stride, pad, dil, groups, bias):
+        d = {"name": name, "kind": "Conv2D", "inputs": [inp], "units": cout, "has_bias": int(bias),
+             "kernel": list(k), "stride": list(stride), "padding": list(pad),
+             "dilation": list(dil), "groups": groups,
+             "weight": _rand((cout, cin // groups) + tuple(k), gen, -0.5, 0.5)}
+        if bias:
+            d["bias"] = _rand((cout,), gen, -0.1, 0.1)
+        L.append(d)
+
+    conv("c_asym", "x", 4, 6, (2, 3), (1, 2), (0, 1, 2, 0), (1, 1), 2, True)   # "same"-like
+    L.append({"name": "bn", "kind": "BatchNorm", "inputs": ["c_asym"], "bn_eps": np.float32(1e-3),
+              "gamma": _rand((6,), gen, 0.5, 1.5), "beta": _rand((6,), gen, -0.2, 0.2),
+              "mean": _rand((6,), gen, -0.3, 0.3), "var": _rand((6,), gen, 0.01, 0.05)})
+    L.append({"name": "r1", "kind": "ReLU", "inputs": ["bn"]})
+    conv("c_dil", "r1", 6, 6, (3, 3), (1, 1), (2, 2, 1, 3), (2, 2), 6, False)   # depthwise, dilated
+    L.append({"name": "avg_in", "kind": "AvgPool2D", "inputs": ["c_dil"], "kernel": [3, 2],
+              "stride": [1, 1], "padding": [1, 1, 0, 1], "count_include_pad": 1})
+    L.append({"name": "avg_ex", "kind": "AvgPool2D", "inputs": ["c_dil"], "kernel": [3, 2],
+              "stride": [1, 1], "padding": [1, 1, 0, 1], "count_include_pad": 0})
+    L.append({"name": "cat", "kind": "Concatenate", "inputs": ["avg_in", "avg_ex", "c_dil"]})
+    L.append({"name": "mp", "kind": "MaxPool2D", "inputs": ["cat"], "kernel": [3, 3],
+              "stride": [2, 2], "padding": [1, 0, 0, 1]})
+    L.append({"name": "flat", "kind": "Flatten", "inputs": ["mp"]})
+    L.append({"name": "resh", "kind": "Reshape", "inputs": ["flat"], "target_shape": [12, 15]})
+    L.append({"name": "flat2", "kind": "Flatten", "inputs": ["resh"]})
+    L.append({"name": "drop", "kind": "Dropout", "inputs": ["flat2"]})
+    L.append({"name": "fc", "kind": "Dense", "inputs": ["drop"], "units": 5, "has_bias": 1,
+              "weight": _rand((5, 180), gen, -0.1, 0.1), "bias": _rand((5,), gen, -0.1, 0.1)})
+    return L
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="lrp_torch_test.")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def assertInfoOK(self, path):
+        p = cli("info", path)
+        self.assertEqual(p.returncode, 0, "lrp-oracle info %s: %s" % (path, p.stderr))
+        return p.stdout
+
+    def assertClose(self, got, want, rtol, what):
+        got = np.asarray(got, np.float64)
+        self.assertEqual(got.shape, want.shape, what)
+        scale = max(float(np.abs(want).max()), 1e-30)
+        err = float(np.abs(got - want).max())
+        self.assertLessEqual(err, rtol * scale, "%s: max |diff| %.3g at scale %.3g (rtol %.3g)"
+                             % (what, err, scale, rtol))
+
+
+class TestFixtureModule(Base):
+    def check_forward(self, path):
+        m = lt.fixture_to_module(path)
+        fx = lt.read_fixture(path)
+        self.assertEqual(m.layer_names, [L["name"] for L in fx["layers"]])
+        with torch.no_grad():
+            outs = m(torch.from_numpy(fx["input"]), return_all=True)
+        self.assertEqual(list(outs), m.layer_names)
+        ref = np_forward(fx["layers"], fx["input"])
+        for n in m.layer_names:
+            self.assertEqual(outs[n].dtype, torch.float32)
+            self.assertClose(outs[n].numpy(), ref[n], FWD_RTOL, "%s: layer %s" % (path, n))
+        return m, outs, ref
+
+    def test_generated_fixtures_forward(self):
+        for name in GENERATED:
+            with self.subTest(fixture=name):
+                self.check_forward(os.path.join(FIXDIR, name + ".h5"))
+
+    def test_hand_written_geometry(self):
+        gen = torch.Generator().manual_seed(7)
+        path = os.path.join(self.tmp, "geom.h5")
+        x = _rand((3, 4, 11, 10), gen)
+        lt.write_fixture(path, geometry_layers(gen), x, target=[0, 1, 4], cli=CLI,
+                         description="every geometry")
+        self.assertInfoOK(path)
+        m, outs, ref = self.check_forward(path)
+        self.assertEqual(tuple(outs["c_asym"].shape), (3, 6, 11, 5))
+        # count_include_pad makes a difference at the padded border only
+        self.assertFalse(np.allclose(ref["avg_in"], ref["avg_ex"]))
+        np.testing.assert_allclose(ref["avg_in"][:, :, 1:-1, :-1], ref["avg_ex"][:, :, 1:-1, :-1])
+
+    def test_negative_controls(self):
+        """The tolerance catches the three classic cross-framework traps."""
+        gen = torch.Generator().manual_seed(7)
+        layers = geometry_layers(gen)
+        x = _rand((3, 4, 11, 10), gen)
+        path = os.path.join(self.tmp, "geom.h5")
+        lt.write_fixture(path, layers, x, cli=CLI)
+        with torch.no_grad():
+            got = lt.fixture_to_module(path)(torch.from_numpy(x), return_all=True)
+
+        def miss(mutate, layer):
+            ls = [dict(L) for L in layers]
+            mutate({L["name"]: L for L in ls})
+            ref = np_forward(ls, x)[layer]
+            err = float(np.abs(got[layer].numpy() - ref).max())
+            return err / float(np.abs(ref).max())
+
+        def swap_pad(d):
+            t, b, l, r = d["c_asym"]["padding"]
+            d["c_asym"]["padding"] = [b, t, r, l]
+
+        def bn_default_eps(d):
+            d["bn"]["bn_eps"] = np.float32(1e-5)
+
+        def hwc_flatten(d):
+            w = d["fc"]["weight"].reshape(5, 18, 5, 2)  # (out, C, H, W) -> (out, H, W, C)
+            d["fc"]["weight"] = np.ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(5, 180)
+
+        for mut, layer in ((swap_pad, "c_asym"), (bn_default_eps, "bn"), (hwc_flatten, "fc")):
+            with self.subTest(trap=mut.__name__):
+                self.assertGreater(miss(mut, layer), 4 * FWD_RTOL)
+
+    def test_return_all_and_hooks(self):
+        m = lt.fixture_to_module(os.path.join(FIXDIR, "cnn.h5"))
+        seen = []
+        h = m.layer("pool1").register_forward_hook(lambda mod, i, o: seen.append(tuple(o.shape)))
+        with torch.no_grad():
+            y = m(torch.from_numpy(m.input_data))
+        h.remove()
+        self.assertEqual(seen, [(2, 8, 6, 6)])
+        self.assertEqual(tuple(y.shape), (2, 10))
+        with self.assertRaisesRegex(ValueError, "wants"):
+            m(torch.zeros(1, 3, 5, 5))
+
+    def test_not_a_fixture(self):
+        p = os.path.join(self.tmp, "plain.h5")
+        with h5py.File(p, "w") as f:
+            f["x"] = np.zeros(3)
+        with self.assertRaisesRegex(lt.FixtureError, "format"):
+            lt.fixture_to_module(p)
+        with open(os.path.join(self.tmp, "t.txt"), "w") as f:
+            f.write("hello")
+        with self.assertRaisesRegex(lt.FixtureError, "HDF5"):
+            lt.fixture_to_module(os.path.join(self.tmp, "t.txt"))
+
+
+class TestExport(Base):
+    def roundtrip(self, model, x, name):
+        path = os.path.join(self.tmp, name + ".h5")
+        layers = lt.export_module(model, x, path, cli=CLI, description=name)
+        out = self.assertInfoOK(path)
+        self.assertIn("target class per sample", out)
+        m = lt.fixture_to_module(path)
+        model.eval()
+        with torch.no_grad():
+            want = model(x)
+            got_all = m(x, return_all=True)
+        got = got_all[m.layer_names[-1]]
+        # Bitwise: the fixture module runs the same PyTorch kernels with the
+        # same arguments (symmetric padding stays inside conv2d / pools,
+        # BN through F.batch_norm with the float32 epsilon), so no sum is
+        # reordered.  Verified bitwise on torch 1.13.1 / x86-64.
+        self.assertTrue(torch.equal(got, want), "%s: max |diff| %g"
+                        % (name, float((got - want).abs().max())))
+        with h5py.File(path, "r") as f:
+            np.testing.assert_array_equal(f["data/input"][()], x.numpy())
+            np.testing.assert_array_equal(f["data/target"][()], want.argmax(1).numpy())
+        return path, layers, m, got_all
+
+    def test_vgg_like(self):
+        gen = torch.Generator().manual_seed(1)
+        torch.manual_seed(1)
+        model = _randomize_bn(VGGLike(), gen)
+        x = torch.from_numpy(_rand((3, 3, 16, 16), gen))
+        path, layers, m, outs = self.roundtrip(model, x, "vgg_like")
+        kinds = [L["kind"] for L in layers]
+        self.assertEqual(kinds.count("Conv2D"), 3)
+        self.assertEqual(kinds.count("Dropout"), 2)
+        self.assertIn("GlobalAvgPool", kinds)
+        self.assertEqual(m.layer_names[:3], ["input", "features.0", "features.1"])
+        # the per-layer outputs agree with the model's submodules too
+        got = {}
+        hs = [model.features[i].register_forward_hook(
+            lambda mod, inp, o, i=i: got.__setitem__(i, o.clone())) for i in (0, 3, 5)]
+        with torch.no_grad():
+            model(x)
+        for h in hs:
+            h.remove()
+        for i in (0, 3, 5):
+            self.assertTrue(torch.equal(outs["features.%d" % i], got[i]))
+
+    def test_resnet_like(self):
+        gen = torch.Generator().manual_seed(2)
+        torch.manual_seed(2)
+        model = _randomize_bn(ResNetLike(), gen)
+        x = torch.from_numpy(_rand((2, 3, 32, 32), gen))
+        path, layers, m, outs = self.roundtrip(model, x, "resnet_like")
+        names = [L["name"] for L in layers]
+        kinds = [L["kind"] for L in layers]
+        self.assertEqual(kinds.count("Add"), 4)
+        # the shared self.relu of a block becomes two layers
+        self.assertIn("layer1.0.relu", names)
+        self.assertIn("layer1.0.relu_1", names)
+        add = [L for L in layers if L["kind"] == "Add"][2]  # layer2.0: projection shortcut
+        self.assertEqual(add["inputs"], ["layer2.0.bn2", "layer2.0.downsample.1"])
+        pool = [L for L in layers if L["kind"] == "MaxPool2D"][0]
+        self.assertEqual(pool["padding"], [1, 1, 1, 1])
+        self.assertEqual([L["kind"] for L in layers[-3:]], ["GlobalAvgPool", "Flatten", "Dense"])
+
+    def test_sequential_mixed(self):
+        """nn.Sequential with BatchNorm1d, ZeroPad2d folded into a conv
+        (asymmetric padding), AvgPool2d without padded cells, padding='same'."""
+        gen = torch.Generator().manual_seed(3)
+        torch.manual_seed(3)
+        model = nn.Sequential(
+            nn.ZeroPad2d((0, 1, 0, 1)), nn.Conv2d(2, 4, 2),            # TF-style "same", k=2
+            nn.ReLU(), nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=False),
+            nn.Conv2d(4, 4, 4, padding="same", dilation=1, groups=2),
+            nn.Flatten(), nn.Linear(4 * 5 * 5, 12), nn.BatchNorm1d(12), nn.ReLU(),
+            nn.Dropout(0.1), nn.Linear(12, 3))
+        _randomize_bn(model, gen)
+        x = torch.from_numpy(_rand((4, 2, 9, 9), gen))
+        with warnings.catch_warnings():  # PyTorch notes that 'same' with k=4 pads a copy
+            warnings.simplefilter("ignore", UserWarning)
+            path, layers, m, outs = self.roundtrip(model, x, "seq")
+        conv0 = layers[1]
+        self.assertEqual((conv0["name"], conv0["padding"]), ("1", [0, 1, 0, 1]))
+        same = [L for L in layers if L["kind"] == "Conv2D"][1]
+        self.assertEqual(same["padding"], [1, 2, 1, 2])  # PyTorch puts the odd cell last
+        fx = lt.read_fixture(path)
+        ref = np_forward(fx["layers"], fx["input"])
+        self.assertClose(outs[m.layer_names[-1]].numpy(), ref[m.layer_names[-1]], FWD_RTOL, "seq")
+
+    def test_unsupported_module(self):
+        model = nn.Sequential(nn.Flatten(), nn.Linear(8, 4),
+                              nn.Sequential(nn.Sigmoid()), nn.Linear(4, 2))
+        path = os.path.join(self.tmp, "u.h5")
+        with open(path, "wb") as f:
+            f.write(b"the user's precious file")
+        with self.assertRaises(lt.UnsupportedModuleError) as cm:
+            lt.export_module(model, torch.zeros(2, 8), path, cli=CLI)
+        msg = str(cm.exception)
+        self.assertIn("'2.0'", msg)          # the module path
+        self.assertIn("Sigmoid", msg)        # and class
+        with open(path, "rb") as f:          # never clobbered
+            self.assertEqual(f.read(), b"the user's precious file")
+        self.assertEqual(os.listdir(self.tmp), ["u.h5"])  # no temporary left
+
+    def test_other_bad_inputs(self):
+        cases = [
+            (nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, padding_mode="reflect")),
+             torch.zeros(1, 1, 5, 5), "padding_mode"),
+            (nn.Sequential(nn.Conv2d(1, 2, 3), nn.Linear(3, 2)), torch.zeros(1, 1, 5, 5),
+             "Flatten"),
+            (nn.Sequential(nn.MaxPool2d(2, ceil_mode=True)), torch.zeros(1, 1, 5, 5), "ceil_mode"),
+            (nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, track_running_stats=False)),
+             torch.zeros(1, 1, 5, 5), "running"),
+            (nn.Sequential(nn.Linear(3, 2).double()), torch.zeros(1, 3), "float32"),
+            (nn.Sequential(nn.ConvTranspose2d(1, 1, 2)), torch.zeros(1, 1, 4, 4), "ConvTranspose2d"),
+        ]
+        for model, x, word in cases:
+            with self.subTest(word=word):
+                with self.assertRaisesRegex(lt.UnsupportedModuleError, word):
+                    lt.export_module(model, x, os.path.join(self.tmp, "bad.h5"), cli=CLI)
+        self.assertEqual(os.listdir(self.tmp), [])
+        with self.assertRaisesRegex(ValueError, "float32"):
+            lt.export_module(nn.Sequential(nn.Linear(3, 2)), torch.zeros(1, 3, dtype=torch.float64),
+                             os.path.join(self.tmp, "bad.h5"))
+
+    def test_training_flag_restored(self):
+        model = nn.Sequential(nn.Linear(3, 2))
+        model.train()
+        lt.export_module(model, torch.ones(1, 3), os.path.join(self.tmp, "t.h5"), cli=CLI)
+        self.assertTrue(model.training)
+
+
+class TestTraces(Base):
+    def copy_fixture(self, name):
+        p = os.path.join(self.tmp, name + ".h5")
+        shutil.copyfile(os.path.join(FIXDIR, name + ".h5"), p)
+        return p
+
+    def test_write_trace_roundtrip(self):
+        path = self.copy_fixture("cnn")
+        m = lt.fixture_to_module(path)
+        with torch.no_grad():
+            outs = m(torch.from_numpy(m.input_data), return_all=True)
+        rng = np.random.default_rng(5)
+        rel = {n: rng.standard_normal(tuple(t.shape)).astype(np.float32)
+               for n, t in outs.items() if n not in ("dropout",)}  # one layer left out
+        rel["relu1"][0, 0, 0, 0] = -0.0
+        rules = lt.epsilon_rules(path, eps=1e-7, stabilizer="sign0_zero")
+        lt.write_trace(path, "mylib", rel, producer="mylib 1.2.3", profile="innvestigate",
+                       composite="", rules=rules, notes="unit test", cli=CLI)
+        out = self.assertInfoOK(path)
+        self.assertIn("trace 'mylib': %d/%d layers, precision 24, producer 'mylib 1.2.3', "
+                      "profile innvestigate" % (len(rel), len(outs)), out)
+        with h5py.File(path, "r") as f:
+            g = f["traces/mylib"]
+            self.assertEqual(g.attrs["producer"], "mylib 1.2.3")
+            self.assertEqual(int(g.attrs["precision"]), 24)
+            self.assertEqual(g.attrs["notes"], "unit test")
+            self.assertEqual(g.attrs["profile"], "innvestigate")
+            for i, n in enumerate(m.layer_names):
+                en = lt.entry_name(i, n)
+                if n in rel:
+                    d = g["relevance"][en]
+                    self.assertEqual(d.dtype, np.float32)
+                    self.assertEqual(d[()].tobytes(), rel[n].tobytes())  # bit for bit, -0 too
+                else:
+                    self.assertNotIn(en, g["relevance"])
+            r = g["rules/001_conv1"].attrs
+            self.assertEqual((r["rule"], r["stabilizer"]), ("epsilon", "sign0_zero"))
+            self.assertEqual(r["eps"].dtype, np.float32)
+            self.assertEqual(r["eps"], np.float32(1e-7))
+        t = lt.read_trace(path, "mylib")
+        self.assertEqual(t["rules"]["pool1"]["rule"], "wta")
+        # a second trace; the first one stays
+        lt.write_trace(path, "other", {"fc": rel["fc"]}, producer="x", cli=CLI)
+        out = self.assertInfoOK(path)
+        self.assertIn("trace 'mylib'", out)
+        self.assertIn("trace 'other': 1/17 layers", out)
+
+    def test_write_trace_bad_inputs(self):
+        path = self.copy_fixture("mlp")
+        with open(path, "rb") as f:
+            before = f.read()
+        good = np.zeros((2, 10), np.float32)
+        bad = [
+            (dict(relevances={"fc3": np.zeros((2, 9), np.float32)}), "shape"),
+            (dict(relevances={"nope": good}), "no such layer"),
+            (dict(relevances={"fc3": good.astype(np.float64)}), "float32"),
+            (dict(relevances={"fc3": good}, rules={"relu1": {"rule": "epsilon"}}),
+             "does not apply"),
+            (dict(relevances={"fc3": good}, rules={"fc1": {"rule": "magic"}}), "unknown rule"),
+            (dict(relevances={"fc3": good}, composite="Bogus"), "composite"),
+            (dict(relevances={"fc3": good}, source="a/b"), "without '/'"),
+        ]
+        for kw, word in bad:
+            with self.subTest(word=word):
+                kw = dict(kw)
+                src = kw.pop("source", "t")
+                with self.assertRaisesRegex(ValueError, word):
+                    lt.write_trace(path, src, producer="p", cli=CLI, **kw)
+        lt.write_trace(path, "t", {"fc3": good}, producer="p", cli=CLI)
+        with self.assertRaisesRegex(lt.FixtureError, "exists"):
+            lt.write_trace(path, "t", {"fc3": good}, producer="p", cli=CLI)
+        lt.write_trace(path, "t", {"fc3": good + 1}, producer="p2", overwrite=True, cli=CLI)
+        self.assertEqual(lt.read_trace(path, "t")["attrs"]["producer"], "p2")
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["mlp.h5"])
+        with open(path, "rb") as f:
+            self.assertNotEqual(f.read(), before)
+
+    def test_capture_grad_x_input(self):
+        """capture_relevance's gradient x input formulation: for a ReLU MLP
+        with plain gradients it is Gradient*Input, i.e. LRP-0 at the input
+        when biases are zero (checked against the float64 numpy LRP with
+        eps -> 0)."""
+        path = self.copy_fixture("mlp")
+        fx = lt.read_fixture(path)
+        for L in fx["layers"]:
+            if "bias" in L:
+                L["bias"] = np.zeros_like(L["bias"])
+        m = lt.FixtureModule(fx["layers"], fx["input"], fx["target"])
+        tgt = torch.as_tensor(fx["target"])
+
+        def plain_grad(mod, x):
+            y = mod(x)
+            y[torch.arange(y.shape[0]), tgt].sum().backward()
+
+        R = lt.capture_relevance(m, fx["input"], plain_grad, formulation="grad_x_input")
+        ref = np_lrp_epsilon(fx["layers"], fx["input"], fx["target"], 0.0)
+        self.assertClose(R["input"], ref["input"], LRP_RTOL, "grad x input")
+
+    def reference_trace(self, name):
+        path = self.copy_fixture(name)
+        m = lt.fixture_to_module(path)
+        eps = np.float32(1e-6)
+        R = torch_lrp_epsilon(m, m.input_data, eps)
+        self.assertEqual(list(R), m.layer_names)  # every layer traced
+        fx = lt.read_fixture(path)
+        ref = np_lrp_epsilon(fx["layers"], fx["input"], fx["target"], eps)
+        for n in m.layer_names:
+            self.assertClose(R[n], ref[n], LRP_RTOL, "%s: relevance at %s" % (name, n))
+        # the seed is the target logit
+        y = ref[m.layer_names[-1]]
+        self.assertEqual(np.count_nonzero(R[m.layer_names[-1]]), y.shape[0])
+        rules = lt.epsilon_rules(path, eps=eps, stabilizer="sign0_pos")
+        lt.write_trace(path, "torch_epsilon", R, producer="torch %s autograd (Zennit-style "
+                       "BasicHook, tests/python/test_torch_adapter.py)" % torch.__version__,
+                       profile="zennit", composite="", rules=rules,
+                       notes="LRP-epsilon eps=1e-6 sign0_pos on Dense/Conv2D/BatchNorm/Add/"
+                             "AvgPool/GlobalAvgPool, WTA max-pool, pass elsewhere", cli=CLI)
+        out = self.assertInfoOK(path)
+        self.assertIn("trace 'torch_epsilon': %d/%d layers, precision 24" % (len(R), len(R)), out)
+        self.assertIn("profile zennit", out)
+        t = lt.read_trace(path, "torch_epsilon")
+        for n in m.layer_names:
+            self.assertEqual(t["relevance"][n].tobytes(), R[n].tobytes())
+        self.assertEqual(t["rules"][m.layer_names[1]]["stabilizer"], "sign0_pos")
+        self.assertEqual(t["rules"][m.layer_names[1]]["eps"], eps)
+        return path, R
+
+    def test_torch_epsilon_other_fixtures(self):
+        """The torch reference agrees with the float64 numpy LRP on the
+        BN / Add / Concatenate / depthwise / GlobalAvgPool fixtures too."""
+        for name in ("vgg", "resnet", "densenet", "mobilenet"):
+            with self.subTest(fixture=name):
+                path = os.path.join(FIXDIR, name + ".h5")
+                m = lt.fixture_to_module(path)
+                fx = lt.read_fixture(path)
+                R = torch_lrp_epsilon(m, m.input_data, np.float32(1e-6))
+                ref = np_lrp_epsilon(fx["layers"], fx["input"], fx["target"], np.float32(1e-6))
+                for n in m.layer_names:
+                    self.assertClose(R[n], ref[n], LRP_RTOL, "%s: relevance at %s" % (name, n))
+
+    def test_torch_epsilon_mlp(self):
+        path, R = self.reference_trace("mlp")
+        # all-Dense with biases: sum R_in differs from R_out only by what
+        # biases and the stabilizer absorb; the trace is finite
+        self.assertTrue(all(np.isfinite(r).all() for r in R.values()))
+
+    def test_torch_epsilon_cnn(self):
+        path, R = self.reference_trace("cnn")
+        # pass rules are exact: ReLU / Flatten / Dropout move relevance bit for bit
+        self.assertEqual(R["relu1"].tobytes(), R["bn1"].tobytes())
+        self.assertEqual(R["dropout"].tobytes(), R["flatten"].tobytes())
+        self.assertEqual(R["flatten"].tobytes(), R["pool2"].reshape(2, -1).tobytes())
+
+
+def main():
+    global BUILD, CLI, FIXDIR
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        sys.stderr.write("usage: %s BUILD_DIR [unittest args]\n" % sys.argv[0])
+        return 2
+    BUILD = sys.argv.pop(1)
+    CLI = os.path.join(os.path.abspath(BUILD), "lrp-oracle")
+    if not os.access(CLI, os.X_OK):
+        sys.stderr.write("%s: not built (make BUILD=%s %s)\n" % (CLI, BUILD, CLI))
+        return 2
+    tmp = tempfile.mkdtemp(prefix="lrp_torch_fixtures.")
+    try:
+        FIXDIR = tmp
+        p = cli("gen", "--out", tmp)
+        if p.returncode != 0:
+            sys.stderr.write("lrp-oracle gen failed: %s\n" % p.stderr)
+            return 2
+        torch.set_num_threads(1)
+        prog = unittest.main(exit=False, verbosity=2)
+        return 0 if prog.result.wasSuccessful() else 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
