@@ -103,3 +103,6 @@ clean:
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(NAIVE_OBJ:.o=.d) \
          $(TESTUTIL_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)
+
+# Fuzzing targets (issue 8) live in their own fragment.
+-include fuzz/fuzz.mk

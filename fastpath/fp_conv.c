@@ -149,27 +149,33 @@ static void pack_item(void *vctx, int64_t item)
     int K = P->K, mr = j->mr;
     float *ap = P->ap + ((size_t)g * j->npanel + panel) * (size_t)K * mr;
     int cin_g = j->cin_g;
-    for (int mm = 0; mm < mr; mm++) {
-        int m = panel * mr + mm;
-        if (m >= j->m) {
-            for (int k = 0; k < K; k++)
-                ap[(size_t)k * mr + mm] = 0.0f;
-            continue;
-        }
-        if (j->fwd) {
+    if (j->fwd) {
+        for (int mm = 0; mm < mr; mm++) {
+            int m = panel * mr + mm;
+            if (m >= j->m) {
+                for (int k = 0; k < K; k++)
+                    ap[(size_t)k * mr + mm] = 0.0f;
+                continue;
+            }
             /* w[co][ci][ky][kx], k = ci*kk + tap: the row of co as is */
             const float *wr = j->w + (size_t)(g * j->m + m) * cin_g * j->kk;
             for (int k = 0; k < K; k++)
                 ap[(size_t)k * mr + mm] = wr[k];
-        } else {
-            /* output channel m is ci; k = (co, tap) over the phase's taps */
-            int nt = j->ntap[ph];
-            const int *tp = j->taps[ph];
-            for (int co = 0; co < cin_g; co++) {
-                const float *wr = j->w +
-                    ((size_t)(g * cin_g + co) * j->m + m) * j->kk;
-                for (int t = 0; t < nt; t++)
-                    ap[((size_t)co * nt + t) * mr + mm] = wr[tp[t]];
+        }
+    } else {
+        /* output channel m is ci; k = (co, tap) over the phase's taps.  The
+         * loop runs along mm innermost: consecutive ci of one co are
+         * kk floats apart in w (a transpose read in order). */
+        int nt = j->ntap[ph];
+        const int *tp = j->taps[ph];
+        for (int co = 0; co < cin_g; co++) {
+            const float *wc = j->w + (size_t)(g * cin_g + co) * j->m * j->kk;
+            for (int t = 0; t < nt; t++) {
+                float *dst = ap + ((size_t)co * nt + t) * mr;
+                for (int mm = 0; mm < mr; mm++) {
+                    int m = panel * mr + mm;
+                    dst[mm] = m < j->m ? wc[(size_t)m * j->kk + tp[t]] : 0.0f;
+                }
             }
         }
     }
