@@ -186,7 +186,8 @@ static double run_list(const char *title, const conv_shape *L, int nl,
                        int hdiv, int batch, int tmin, int tmax, double peak1,
                        double *macs_out)
 {
-    printf("\n## %s (input %dx%d, batch %d)\n", title, 224 / hdiv, 224 / hdiv, batch);
+    printf("\n## %s (input %dx%d, batch %d; left columns at %d thread(s))\n", title,
+           224 / hdiv, 224 / hdiv, batch, tmin);
     printf("%-24s %5s %9s | %8s %8s %6s | %8s %8s %6s | %s\n", "layer", "count",
            "GMAC", "fwd1 ms", "GF/s", "%pk", "bwd1 ms", "GF/s", "%pk",
            "2-thread fwd/bwd ms (speed-up)");
