@@ -1,0 +1,116 @@
+/*
+ * test_python.c -- runs the Python test files under tests/python/ with
+ * cmocka, so `make check` counts them.  Each test runs one file with
+ * Debian's /usr/bin/python3 (the python3 first on PATH may be a build that
+ * cannot see Debian's python3-torch / python3-h5py) and the build directory
+ * as its argument; exit status 0 is a pass.  The build directory is two
+ * levels above this binary (BUILD/tests/test_python); the source tree is
+ * found from the current directory or from BUILD's parent.
+ *
+ * A missing torch / h5py / numpy is a failure with a clear message, not a
+ * skip: CI installs them (scripts/deps.sh).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#define PYTHON "/usr/bin/python3"
+
+static char build[4096];
+static char srcdir[4096];
+
+static int exists(const char *dir, const char *rel)
+{
+    char p[8300];
+    snprintf(p, sizeof p, "%s/%s", dir, rel);
+    return access(p, R_OK) == 0;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = '\0';
+    for (int up = 0; up < 2; up++) { /* BUILD/tests/test_python -> BUILD */
+        char *slash = strrchr(self, '/');
+        if (!slash)
+            return -1;
+        *slash = '\0';
+    }
+    snprintf(build, sizeof build, "%s", self);
+    /* The sources: the current directory (make check runs from the top),
+     * else BUILD's parent (BUILD is normally a subdirectory of the tree). */
+    const char *probe = "tests/python/test_torch_adapter.py";
+    if (getcwd(srcdir, sizeof srcdir) && exists(srcdir, probe))
+        return 0;
+    char *slash = strrchr(self, '/');
+    if (slash) {
+        *slash = '\0';
+        snprintf(srcdir, sizeof srcdir, "%s", self);
+        if (exists(srcdir, probe))
+            return 0;
+    }
+    fprintf(stderr, "test_python: cannot find %s (run from the source tree)\n", probe);
+    return -1;
+}
+
+static int run(const char *cmd)
+{
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+static void test_python_modules_present(void **state)
+{
+    (void)state;
+    if (access(PYTHON, X_OK) != 0) {
+        print_error("%s not found: install python3 (scripts/deps.sh)\n", PYTHON);
+        fail();
+    }
+    int rc = run(PYTHON " -c 'import numpy, h5py, torch' >/dev/null 2>&1");
+    if (rc != 0) {
+        print_error("%s cannot import numpy, h5py and torch: install the Debian packages "
+                    "python3-numpy python3-h5py python3-torch (scripts/deps.sh does); "
+                    "the python3 first on PATH may be a different build that does not see "
+                    "them\n",
+                    PYTHON);
+        fail();
+    }
+}
+
+static void run_file(const char *rel)
+{
+    char cmd[16384];
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s/%s' '%s' 2>&1", srcdir, PYTHON, srcdir, rel, build);
+    int rc = run(cmd);
+    if (rc != 0) {
+        print_error("%s exited with %d (command: %s)\n", rel, rc, cmd);
+        fail();
+    }
+}
+
+static void test_torch_adapter(void **state)
+{
+    (void)state;
+    run_file("tests/python/test_torch_adapter.py");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_python_modules_present),
+        cmocka_unit_test(test_torch_adapter),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}
