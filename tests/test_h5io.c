@@ -1185,49 +1185,6 @@ static void test_write_refuses_slash_name(void **state)
     lrp_net_free(a);
 }
 
-/* Single-byte flips all over a written file: every read either succeeds or
- * fails with a clean message, never a crash, a hang or stderr output (the
- * V110 format + Fletcher32 combination of FORMATS.md).  Under ASan this
- * also walks many error paths for leaks. */
-static void test_byte_flips(void **state)
-{
-    (void)state;
-    lrp_net *a = make_mlp();
-    const char *p = path_of("flips.h5");
-    write_ok(a, p);
-    lrp_net_free(a);
-    size_t n;
-    unsigned char *orig = tu_read_file(p, &n);
-    assert_non_null(orig);
-    int ok = 0, bad = 0;
-    for (size_t at = 0; at < n; at += n / 150 + 1) {
-        orig[at] ^= 0x5a;
-        assert_int_equal(tu_write_file(p, orig, n), 0);
-        orig[at] ^= 0x5a;
-        lrp_err e;
-        lrp_net *net = NULL;
-        tu_capture cap;
-        char out[256];
-        assert_int_equal(tu_stderr_begin(&cap), 0);
-        lrp_status st = lrp_fixture_read(&net, p, &e);
-        size_t nerr = tu_stderr_end(&cap, out, sizeof out);
-        if (nerr)
-            fail_msg("flip at %zu: stderr: %s", at, out);
-        if (st == LRP_OK) {
-            assert_non_null(net);
-            ok++;
-        } else {
-            assert_null(net);
-            if (!strstr(e.msg, p) || strchr(e.msg, '\n'))
-                fail_msg("flip at %zu: bad message: %s", at, e.msg);
-            bad++;
-        }
-        lrp_net_free(net);
-    }
-    print_message("    %d flips read, %d refused\n", ok, bad);
-    free(orig);
-}
-
 /* ------------------------------------------------------------------ */
 
 int main(void)
@@ -1284,7 +1241,6 @@ int main(void)
         cmocka_unit_test(test_trace_wrong_shape),
         cmocka_unit_test(test_corrupt_data_checksum),
         cmocka_unit_test(test_write_refuses_slash_name),
-        cmocka_unit_test(test_byte_flips),
     };
     /* The scratch directory is removed here, not in a group teardown, so
      * it goes even when a test fails. */
