@@ -1,0 +1,869 @@
+/*
+ * pipeline.c -- forward pass and per-layer LRP backward over the graph,
+ * written once for every backend (core/pipeline.h has the vtable).
+ *
+ * Per layer the pipeline keeps: forward activations, the denominators of
+ * each rule part, the per-unit classes (zero den, stabilizer, undefined,
+ * empty, dropped), absorbed relevance by kind per unit, the relevance
+ * arriving at the layer output and the layer's contribution to each input,
+ * the conservation residual per sample, and sticky numerical flags with the
+ * first location.
+ *
+ * Output relevance: net->r_out if given, else one-hot at net->target[b]
+ * holding the output value (the logit), else one-hot at the first argmax.
+ * Relevance arriving from several consumers is summed in consumer order
+ * (the first contribution is copied, so a single consumer passes its values
+ * bit for bit, including -0).
+ */
+#include "pipeline.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct run {
+    lrp_pipe *p;
+    const lrp_backend *be;
+    void *cx;
+    lrp_err *err;
+    int64_t B;
+    int *n_contrib; /* per layer: relevance contributions received */
+} run;
+
+#define NEW(n) be->tensor_new(cx, (n))
+
+static void *tnew(run *r, int64_t n)
+{
+    void *t = r->be->tensor_new(r->be->ctx, n);
+    return t;
+}
+
+void lrp_pipe_lin_geom(lrp_lin *L, const lrp_net *net, int li)
+{
+    const lrp_layer *l = &net->layers[li];
+    const lrp_shape *in = &net->layers[l->in[0]].shape;
+    memset(L, 0, sizeof *L);
+    L->n_in = lrp_shape_numel(in);
+    L->n_out = lrp_shape_numel(&l->shape);
+    L->w32 = l->w;
+    L->b32 = l->has_bias ? l->b : NULL;
+    if (l->kind == LRP_LAYER_CONV2D) {
+        L->conv = 1;
+        L->C = in->d[0];
+        L->H = in->d[1];
+        L->W = in->d[2];
+        L->O = l->shape.d[0];
+        L->Ho = l->shape.d[1];
+        L->Wo = l->shape.d[2];
+        L->kh = l->kh;
+        L->kw = l->kw;
+        L->sh = l->sh;
+        L->sw = l->sw;
+        L->dh = l->dh;
+        L->dw = l->dw;
+        L->pt = l->pt;
+        L->pl = l->pl;
+        L->groups = l->groups;
+        L->fanin = L->C / l->groups * l->kh * l->kw;
+    } else {
+        L->fanin = L->n_in;
+        L->O = L->n_out;
+        L->Ho = L->Wo = 1;
+        L->C = L->n_in;
+        L->H = L->W = 1;
+        L->kh = L->kw = L->sh = L->sw = L->dh = L->dw = L->groups = 1;
+    }
+    L->low_s = l->rule.low;
+    L->high_s = l->rule.high;
+    if (l->in[0] == 0 && net->zbox_low && net->zbox_high) {
+        L->low = net->zbox_low;
+        L->high = net->zbox_high;
+    }
+}
+
+void lrp_pipe_pool_geom(lrp_pool *P, const lrp_net *net, int li)
+{
+    const lrp_layer *l = &net->layers[li];
+    const lrp_shape *in = &net->layers[l->in[0]].shape;
+    memset(P, 0, sizeof *P);
+    P->C = in->d[0];
+    P->H = in->d[1];
+    P->W = in->d[2];
+    if (l->kind == LRP_LAYER_GLOBALAVGPOOL) {
+        P->Ho = P->Wo = 1;
+        P->kh = (int)P->H;
+        P->kw = (int)P->W;
+        P->sh = P->sw = 1;
+        P->count_include_pad = 1;
+        return;
+    }
+    P->Ho = l->shape.d[1];
+    P->Wo = l->shape.d[2];
+    P->kh = l->kh;
+    P->kw = l->kw;
+    P->sh = l->sh;
+    P->sw = l->sw;
+    P->pt = l->pt;
+    P->pl = l->pl;
+    P->count_include_pad = l->count_include_pad;
+    P->split_ties = (l->rule.flags & LRP_F_WTA_SPLIT_TIES) != 0;
+}
+
+/* ---- forward ---- */
+
+static int all_nonneg_f32(const float *x, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++)
+        if (!(x[i] >= 0.0f))
+            return 0;
+    return 1;
+}
+
+static lrp_status oom(run *r, const char *what)
+{
+    return lrp_err_set(r->err, LRP_E_NOMEM, "<network>: out of memory (%s)", what);
+}
+
+/* Linear geometry of layer li with the parameters the backward uses
+ * (folded when a BN consumer canonizes it). */
+static void lin_params(run *r, lrp_lin *L, int li)
+{
+    lrp_pipe_layer *P = &r->p->L[li];
+    lrp_pipe_lin_geom(L, r->p->net, li);
+    if (P->fold_w) {
+        L->w = P->fold_w;
+        L->b = P->fold_b;
+        L->w32 = L->b32 = NULL;
+    } else {
+        L->w = P->bnp[0];
+        L->b = P->bnp[1];
+    }
+}
+
+static lrp_status forward(run *r)
+{
+    const lrp_backend *be = r->be;
+    void *cx = be->ctx;
+    const lrp_net *net = r->p->net;
+    int64_t B = r->B;
+    for (int li = 0; li < net->n_layers; li++) {
+        const lrp_layer *l = &net->layers[li];
+        lrp_pipe_layer *P = &r->p->L[li];
+        P->n = lrp_shape_numel(&l->shape);
+        P->rule = l->rule;
+        P->folded_into = -1;
+        int64_t n = P->n * B;
+        P->act = NEW(n);
+        P->rel = NEW(n);
+        if (!P->act || !P->rel)
+            return oom(r, "activations");
+        const lrp_pipe_layer *I = l->n_in > 0 ? &r->p->L[l->in[0]] : NULL;
+        switch (l->kind) {
+        case LRP_LAYER_INPUT:
+            be->set_f32(cx, P->act, net->input, n);
+            P->nonneg = all_nonneg_f32(net->input, n);
+            break;
+        case LRP_LAYER_DENSE:
+        case LRP_LAYER_CONV2D: {
+            lrp_lin L;
+            lrp_pipe_lin_geom(&L, net, li);
+            int64_t nw = L.O * L.fanin;
+            P->bnp[0] = NEW(nw);
+            if (!P->bnp[0])
+                return oom(r, "weights");
+            be->set_f32(cx, P->bnp[0], l->w, nw);
+            if (l->has_bias) {
+                P->bnp[1] = NEW(L.O);
+                if (!P->bnp[1])
+                    return oom(r, "bias");
+                be->set_f32(cx, P->bnp[1], l->b, L.O);
+            }
+            P->bn_C = L.O; /* element counts of bnp[0], bnp[1] below */
+            L.w = P->bnp[0];
+            L.b = P->bnp[1];
+            lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
+            lrp_bterm bt = {LRP_BM_ID, 1.0f};
+            be->lin_fwd(cx, P->act, &L, I->act, &t, 1, &bt, l->has_bias, 0, B);
+            break;
+        }
+        case LRP_LAYER_MAXPOOL2D:
+        case LRP_LAYER_AVGPOOL2D:
+        case LRP_LAYER_GLOBALAVGPOOL: {
+            lrp_pool G;
+            lrp_pipe_pool_geom(&G, net, li);
+            if (l->kind == LRP_LAYER_MAXPOOL2D)
+                be->max_fwd(cx, P->act, I->act, &G, B);
+            else
+                be->avg_fwd(cx, P->act, I->act, &G, B);
+            P->nonneg = I->nonneg;
+            break;
+        }
+        case LRP_LAYER_ADD: {
+            const void *ins[LRP_MAX_INPUTS];
+            P->nonneg = 1;
+            for (int k = 0; k < l->n_in; k++) {
+                ins[k] = r->p->L[l->in[k]].act;
+                P->nonneg &= r->p->L[l->in[k]].nonneg;
+            }
+            be->sum_n(cx, P->act, ins, l->n_in, n);
+            break;
+        }
+        case LRP_LAYER_CONCAT: {
+            int64_t off = 0;
+            P->nonneg = 1;
+            for (int k = 0; k < l->n_in; k++) {
+                const lrp_pipe_layer *K = &r->p->L[l->in[k]];
+                P->nonneg &= K->nonneg;
+                for (int64_t b = 0; b < B; b++)
+                    be->ew(cx, LRP_EW_COPY, be->at(cx, P->act, b * P->n + off),
+                           be->at(cx, K->act, b * K->n), NULL, 0, 0, K->n);
+                off += K->n;
+            }
+            break;
+        }
+        case LRP_LAYER_BATCHNORM: {
+            int64_t C = I->n; /* rank-1 input: C = F, hw = 1 */
+            int64_t hw = 1;
+            const lrp_shape *s = &net->layers[l->in[0]].shape;
+            if (s->rank >= 2) {
+                C = s->d[0];
+                hw = I->n / C;
+            }
+            P->bn_C = C;
+            for (int k = 0; k < 4; k++)
+                if (!(P->bnp[k] = NEW(C)))
+                    return oom(r, "batchnorm");
+            be->bn_coef(cx, P->bnp[0], P->bnp[1], P->bnp[2], P->bnp[3], l, C);
+            be->bn_fwd(cx, P->act, I->act, P->bnp[0], P->bnp[3], B, C, hw);
+            if (l->rule.flags & LRP_F_BN_CANONIZE) {
+                /* Fold into the preceding linear layer: W' = wc W (rows are
+                 * output channels), b' = wc b + shift = wc (b - mu) + beta. */
+                int pi = l->in[0];
+                lrp_pipe_layer *Q = &r->p->L[pi];
+                lrp_lin L;
+                lrp_pipe_lin_geom(&L, net, pi);
+                Q->n_fold_w = L.O * L.fanin;
+                Q->n_fold_b = L.O;
+                Q->fold_w = NEW(Q->n_fold_w);
+                Q->fold_b = NEW(L.O);
+                if (!Q->fold_w || !Q->fold_b)
+                    return oom(r, "folding");
+                be->row(cx, LRP_ROW_MUL, Q->fold_w, Q->bnp[0], P->bnp[0], L.O, L.fanin, L.O);
+                if (Q->bnp[1]) {
+                    be->ew(cx, LRP_EW_MUL, Q->fold_b, Q->bnp[1], P->bnp[0], 0, 0, L.O);
+                    be->ew(cx, LRP_EW_ADD, Q->fold_b, Q->fold_b, P->bnp[3], 0, 0, L.O);
+                } else {
+                    be->ew(cx, LRP_EW_COPY, Q->fold_b, P->bnp[3], NULL, 0, 0, L.O);
+                }
+                Q->folded_into = li;
+            }
+            break;
+        }
+        case LRP_LAYER_RELU:
+            be->ew(cx, LRP_EW_POS, P->act, I->act, NULL, 0, 0, n);
+            P->nonneg = 1;
+            break;
+        case LRP_LAYER_FLATTEN:
+        case LRP_LAYER_RESHAPE:
+        case LRP_LAYER_DROPOUT:
+            be->ew(cx, LRP_EW_COPY, P->act, I->act, NULL, 0, 0, n);
+            P->nonneg = I->nonneg;
+            break;
+        case LRP_LAYER_COUNT: LRP_ASSERT(0);
+        }
+    }
+    return LRP_OK;
+}
+
+/* ---- backward helpers ---- */
+
+static void flags_from_cls(lrp_pipe_layer *P, const uint8_t *cls, int64_t n, int64_t units)
+{
+    for (int64_t j = 0; j < n; j++) {
+        uint8_t c = cls[j];
+        unsigned kind = c & LRP_CLS_KIND;
+        int64_t b = j / units, u = j % units;
+        if (kind == LRP_K_UNSEL)
+            continue;
+        if (c & LRP_CLS_ZERO) {
+            lrp_nflags_raise(&P->flags, LRP_NF_ZERO_DEN, b, u);
+            if (c & LRP_CLS_ZNEG)
+                lrp_nflags_raise(&P->flags, LRP_NF_ZERO_DEN_NEG, b, u);
+            if (c & (LRP_CLS_ADD_POS | LRP_CLS_ADD_NEG))
+                lrp_nflags_raise(&P->flags, LRP_NF_STAB_AT_ZERO, b, u);
+        }
+        switch (kind) {
+        case LRP_K_UNDEF: lrp_nflags_raise(&P->flags, LRP_NF_UNDEFINED, b, u); break;
+        case LRP_K_SKIP: lrp_nflags_raise(&P->flags, LRP_NF_SKIP_ZERO, b, u); break;
+        case LRP_K_EMPTY: lrp_nflags_raise(&P->flags, LRP_NF_EMPTY_PART, b, u); break;
+        case LRP_K_DROPPED: lrp_nflags_raise(&P->flags, LRP_NF_DROPPED, b, u); break;
+        case LRP_K_NAN: lrp_nflags_raise(&P->flags, LRP_NF_NAN, b, u); break;
+        default: break;
+        }
+    }
+}
+
+static void flags_nan_inf(run *r, lrp_pipe_layer *P, const void *t, int64_t n, int64_t per)
+{
+    uint8_t *c = malloc((size_t)(n ? n : 1));
+    if (!c)
+        return; /* flags are best effort under memory pressure */
+    r->be->classify(r->be->ctx, c, t, n);
+    for (int64_t i = 0; i < n; i++) {
+        if (c[i] & LRP_V_NAN)
+            lrp_nflags_raise(&P->flags, LRP_NF_NAN, i / per, i % per);
+        if (c[i] & LRP_V_INF)
+            lrp_nflags_raise(&P->flags, LRP_NF_INF, i / per, i % per);
+    }
+    free(c);
+}
+
+static lrp_status alloc_abs(run *r, lrp_pipe_layer *P, int64_t units, const int *kinds, int nk)
+{
+    P->n_units = units;
+    for (int k = 0; k < nk; k++)
+        if (!(P->abs[kinds[k]] = tnew(r, units * r->B)))
+            return oom(r, "absorbed");
+    return LRP_OK;
+}
+
+static lrp_status part_setup(run *r, lrp_pipe_layer *P, int k, float coef, int64_t units)
+{
+    P->coef[k] = coef;
+    P->cls[k] = calloc((size_t)(units * r->B), 1);
+    if (!P->cls[k])
+        return oom(r, "classes");
+    return LRP_OK;
+}
+
+/* Selection masks of the parts of a selector rule, from the plain z. */
+static int sel_ok(int sel, uint8_t v)
+{
+    if (v & LRP_V_NAN)
+        return 0;
+    switch (sel) {
+    case LRP_SEL_ALL: return 1;
+    case LRP_SEL_ZPOS: return !(v & (LRP_V_NEG | LRP_V_ZERO));
+    case LRP_SEL_ZNONNEG: return !(v & LRP_V_NEG);
+    case LRP_SEL_ZNEG: return (v & LRP_V_NEG) != 0;
+    case LRP_SEL_ZNONZERO: return !(v & LRP_V_ZERO);
+    }
+    return 0;
+}
+
+static lrp_status back_linear(run *r, int li, const void *R, void *rin)
+{
+    const lrp_backend *be = r->be;
+    void *cx = be->ctx;
+    const lrp_net *net = r->p->net;
+    const lrp_layer *l = &net->layers[li];
+    lrp_pipe_layer *P = &r->p->L[li];
+    const lrp_pipe_layer *I = &r->p->L[l->in[0]];
+    lrp_rule_spec rs = l->rule;
+    lrp_status st = LRP_OK;
+    lrp_lin L;
+    lin_params(r, &L, li);
+    const lrp_rule_desc *d = lrp_rule_describe(&rs);
+    LRP_ASSERT(d);
+    P->desc = d;
+    int64_t U = L.n_out, NU = U * r->B;
+    int has_b = L.b != NULL;
+    int use_b = has_b && rs.bias;
+    int folded = P->fold_w != NULL;
+    uint8_t *zcls = NULL, *dropcls = NULL;
+    void *tmp = NULL;
+    int kinds[] = {LRP_ABS_BIAS, LRP_ABS_STAB, LRP_ABS_EMPTY, LRP_ABS_UNDEF, LRP_ABS_DROPPED};
+    if ((st = alloc_abs(r, P, U, kinds, 5)))
+        return st;
+
+    int need_sel = 0;
+    for (int k = 0; k < d->n_parts; k++)
+        need_sel |= d->p[k].sel != LRP_SEL_ALL;
+    if (need_sel) {
+        /* plain z_j with the rule's bias choice */
+        zcls = malloc((size_t)NU);
+        if (!zcls)
+            return oom(r, "selector");
+        const void *z = P->act;
+        if (folded || use_b != has_b) {
+            tmp = tnew(r, NU);
+            if (!tmp) {
+                free(zcls);
+                return oom(r, "selector");
+            }
+            lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
+            lrp_bterm bt = {LRP_BM_ID, 1.0f};
+            be->lin_fwd(cx, tmp, &L, I->act, &t, 1, &bt, use_b, 0, r->B);
+            z = tmp;
+        }
+        be->classify(cx, zcls, z, NU);
+        if (tmp)
+            be->tensor_free(cx, tmp, NU);
+        tmp = NULL;
+    }
+
+    lrp_bwd_part bp[LRP_PIPE_MAX_PARTS];
+    lrp_term terms[LRP_PIPE_MAX_PARTS][LRP_PIPE_MAX_TERMS];
+    void *svec[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
+    int np = 0;
+    P->n_parts = d->n_parts;
+    for (int k = 0; k < d->n_parts; k++) {
+        const lrp_part_desc *pd = &d->p[k];
+        float coef = lrp_coef_value((lrp_coefsrc)pd->coef, &rs);
+        if ((st = part_setup(r, P, k, coef, U)))
+            goto done;
+        if (coef == 0.0f) {
+            memset(P->cls[k], LRP_K_UNSEL, (size_t)NU);
+            continue; /* beta = 0: no negative part */
+        }
+        int nt = 0, nb = 0;
+        lrp_bterm bt[LRP_PIPE_MAX_BTERMS];
+        for (int t = 0; t < pd->n_terms; t++) {
+            float c = lrp_coef_value((lrp_coefsrc)pd->t[t].coef, &rs);
+            if (c == 0.0f)
+                continue;
+            if (pd->t[t].in == LRP_IM_NEG && I->nonneg)
+                continue; /* neg(a) == +0 everywhere: no x- pass */
+            terms[k][nt].in = pd->t[t].in;
+            terms[k][nt].w = pd->t[t].w;
+            terms[k][nt].c = c;
+            nt++;
+        }
+        if (use_b)
+            for (int u = 0; u < pd->n_bias; u++) {
+                float c = lrp_coef_value((lrp_coefsrc)pd->b[u].coef, &rs);
+                if (c == 0.0f)
+                    continue;
+                bt[nb].mod = pd->b[u].mod;
+                bt[nb].c = c;
+                nb++;
+            }
+        /* den: reuse the forward z when the part is exactly the plain map */
+        int plain = !folded && nt == 1 && terms[k][0].in == LRP_IM_ID &&
+                    terms[k][0].w == LRP_WM_ID && terms[k][0].c == 1.0f &&
+                    nb == (has_b ? 1 : 0) && (nb == 0 || (bt[0].mod == LRP_BM_ID && bt[0].c == 1.0f));
+        if (plain) {
+            P->den[k] = P->act;
+            P->owns_den[k] = 0;
+        } else {
+            if (!(P->den[k] = tnew(r, NU))) {
+                st = oom(r, "denominator");
+                goto done;
+            }
+            P->owns_den[k] = 1;
+            be->lin_fwd(cx, P->den[k], &L, I->act, terms[k], nt, bt, nb, 0, r->B);
+        }
+        if (!(P->gauge[k] = tnew(r, NU))) {
+            st = oom(r, "gauge");
+            goto done;
+        }
+        be->lin_fwd(cx, P->gauge[k], &L, I->act, terms[k], nt, bt, nb, 1, r->B);
+        void *bden = NULL;
+        if (nb > 0) {
+            if (!(bden = tnew(r, NU))) {
+                st = oom(r, "bias");
+                goto done;
+            }
+            be->lin_fwd(cx, bden, &L, I->act, NULL, 0, bt, nb, 0, r->B);
+        }
+        uint8_t *mask = NULL;
+        if (pd->sel != LRP_SEL_ALL) {
+            mask = malloc((size_t)NU);
+            if (!mask) {
+                st = oom(r, "mask");
+                goto done;
+            }
+            for (int64_t j = 0; j < NU; j++)
+                mask[j] = (uint8_t)sel_ok(pd->sel, zcls[j]);
+        }
+        if (!(svec[k] = tnew(r, NU))) {
+            free(mask);
+            if (bden)
+                be->tensor_free(cx, bden, NU);
+            st = oom(r, "quotients");
+            goto done;
+        }
+        be->stab_div(cx, svec[k], P->cls[k], R, P->den[k], mask, rs.stab, rs.eps,
+                     pd->empty_lost, NU);
+        be->absorb(cx, P->abs, R, svec[k], bden, P->cls[k], coef, rs.eps, NU);
+        flags_from_cls(P, P->cls[k], NU, U);
+        free(mask);
+        if (bden)
+            be->tensor_free(cx, bden, NU);
+        bp[np].coef = coef;
+        bp[np].s = svec[k];
+        bp[np].t = terms[k];
+        bp[np].nt = nt;
+        np++;
+    }
+    if (need_sel) {
+        /* units no part selected (Zennit's gamma at z_j == 0): dropped */
+        dropcls = malloc((size_t)NU);
+        if (!dropcls) {
+            st = oom(r, "selector");
+            goto done;
+        }
+        int any = 0;
+        for (int64_t j = 0; j < NU; j++) {
+            int sel = 0;
+            for (int k = 0; k < d->n_parts; k++)
+                sel |= P->coef[k] != 0.0f && sel_ok(d->p[k].sel, zcls[j]);
+            dropcls[j] = sel ? LRP_K_UNSEL : LRP_K_DROPPED;
+            any |= !sel;
+        }
+        if (any) {
+            be->absorb(cx, P->abs, R, R, NULL, dropcls, 1.0f, 0.0f, NU);
+            flags_from_cls(P, dropcls, NU, U);
+        }
+    }
+    be->lin_bwd(cx, rin, &L, I->act, bp, np, r->B);
+done:
+    for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
+        if (svec[k])
+            be->tensor_free(cx, svec[k], NU);
+    free(zcls);
+    free(dropcls);
+    return st;
+}
+
+/* Proportional split of y = sum_k v_k (Add; BN explicit with v = (w x, shift
+ * terms)).  The first n_in summands are inputs (their shares go to rin[k]),
+ * the rest are absorbed into abs kinds akind[k].  rule: lrp0 / epsilon on
+ * den = y (given), or alpha-beta on the positive / negative summands. */
+static lrp_status back_split(run *r, lrp_pipe_layer *P, const void *R, const void *y,
+                             const void *const *v, int nv, int n_in, void *const *rin,
+                             const int *akind, int64_t NU, int64_t U)
+{
+    const lrp_backend *be = r->be;
+    void *cx = be->ctx;
+    lrp_rule_spec rs = P->rule;
+    lrp_status st = LRP_OK;
+    int ab = rs.rule == LRP_RULE_ALPHABETA;
+    void *s[2] = {NULL, NULL}, *mod[2][LRP_MAX_INPUTS + 2];
+    void *tmp = NULL;
+    memset(mod, 0, sizeof mod);
+    int kinds[] = {LRP_ABS_STAB, LRP_ABS_EMPTY, LRP_ABS_UNDEF, akind[0], akind[1]};
+    if ((st = alloc_abs(r, P, U, kinds, 3 + (nv - n_in))))
+        return st;
+    int nparts = ab ? 2 : 1;
+    P->n_parts = nparts;
+    if (!(tmp = tnew(r, NU)))
+        return oom(r, "split");
+    for (int k = 0; k < nparts; k++) {
+        float coef = ab ? (k == 0 ? rs.alpha : -rs.beta) : 1.0f;
+        if ((st = part_setup(r, P, k, coef, U)))
+            goto done;
+        if (coef == 0.0f) {
+            memset(P->cls[k], LRP_K_UNSEL, (size_t)NU);
+            continue;
+        }
+        if (!(s[k] = tnew(r, NU))) {
+            st = oom(r, "split");
+            goto done;
+        }
+        if (!ab) {
+            P->den[k] = (void *)y;
+            P->owns_den[k] = 0;
+            mod[k][0] = NULL;
+        } else {
+            for (int t = 0; t < nv; t++) {
+                if (!(mod[k][t] = tnew(r, NU))) {
+                    st = oom(r, "split");
+                    goto done;
+                }
+                be->ew(cx, k == 0 ? LRP_EW_POS : LRP_EW_NEG, mod[k][t], v[t], NULL, 0, 0, NU);
+            }
+            if (!(P->den[k] = tnew(r, NU))) {
+                st = oom(r, "split");
+                goto done;
+            }
+            P->owns_den[k] = 1;
+            be->sum_n(cx, P->den[k], (const void *const *)mod[k], nv, NU);
+        }
+        be->stab_div(cx, s[k], P->cls[k], R, P->den[k], NULL, rs.stab, rs.eps, ab, NU);
+        be->absorb(cx, P->abs, R, s[k], NULL, P->cls[k], coef, rs.eps, NU);
+        flags_from_cls(P, P->cls[k], NU, U);
+    }
+    /* shares: out = sum_k coef_k mod_k(v_t) s_k */
+    for (int t = 0; t < nv; t++) {
+        void *out = t < n_in ? rin[t] : P->abs[akind[t - n_in]];
+        int first = t < n_in;
+        for (int k = 0; k < nparts; k++) {
+            if (!s[k])
+                continue;
+            be->ew(cx, LRP_EW_MUL, tmp, ab ? mod[k][t] : v[t], s[k], 0, 0, NU);
+            if (first) {
+                be->ew(cx, LRP_EW_SCALE, out, tmp, NULL, P->coef[k], 0.0f, NU);
+                first = 0;
+            } else {
+                be->ew(cx, LRP_EW_FMMA, out, out, tmp, 1.0f, P->coef[k], NU);
+            }
+        }
+    }
+done:
+    for (int k = 0; k < 2; k++) {
+        if (s[k])
+            be->tensor_free(cx, s[k], NU);
+        for (int t = 0; t < nv; t++)
+            if (mod[k][t])
+                be->tensor_free(cx, mod[k][t], NU);
+    }
+    be->tensor_free(cx, tmp, NU);
+    return st;
+}
+
+static lrp_status back_layer(run *r, int li)
+{
+    const lrp_backend *be = r->be;
+    void *cx = be->ctx;
+    const lrp_net *net = r->p->net;
+    const lrp_layer *l = &net->layers[li];
+    lrp_pipe_layer *P = &r->p->L[li];
+    int64_t B = r->B, n = P->n * B;
+    lrp_status st = LRP_OK;
+    const void *R = P->rel;
+    if (l->kind == LRP_LAYER_INPUT)
+        return LRP_OK;
+    P->n_rin = l->n_in;
+    for (int k = 0; k < l->n_in; k++) {
+        P->n_rin_per[k] = r->p->L[l->in[k]].n;
+        if (!(P->rin[k] = tnew(r, P->n_rin_per[k] * B)))
+            return oom(r, "relevance");
+    }
+    switch (l->kind) {
+    case LRP_LAYER_DENSE:
+    case LRP_LAYER_CONV2D: st = back_linear(r, li, R, P->rin[0]); break;
+    case LRP_LAYER_MAXPOOL2D: {
+        lrp_pool G;
+        lrp_pipe_pool_geom(&G, net, li);
+        be->max_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, R, &G, B);
+        break;
+    }
+    case LRP_LAYER_AVGPOOL2D:
+    case LRP_LAYER_GLOBALAVGPOOL: {
+        lrp_pool G;
+        lrp_pipe_pool_geom(&G, net, li);
+        int kinds[] = {LRP_ABS_STAB, LRP_ABS_UNDEF};
+        if ((st = alloc_abs(r, P, P->n, kinds, 2)))
+            break;
+        P->n_parts = 1;
+        if ((st = part_setup(r, P, 0, 1.0f, P->n)))
+            break;
+        P->den[0] = P->act;
+        void *s = tnew(r, n);
+        if (!s) {
+            st = oom(r, "pool");
+            break;
+        }
+        be->stab_div(cx, s, P->cls[0], R, P->act, NULL, P->rule.stab, P->rule.eps, 0, n);
+        be->absorb(cx, P->abs, R, s, NULL, P->cls[0], 1.0f, P->rule.eps, n);
+        flags_from_cls(P, P->cls[0], n, P->n);
+        be->avg_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, s, &G, B);
+        be->tensor_free(cx, s, n);
+        break;
+    }
+    case LRP_LAYER_ADD: {
+        const void *v[LRP_MAX_INPUTS];
+        for (int k = 0; k < l->n_in; k++)
+            v[k] = r->p->L[l->in[k]].act;
+        int ak[2] = {LRP_ABS_BIAS, LRP_ABS_BIAS};
+        st = back_split(r, P, R, P->act, v, l->n_in, l->n_in, P->rin, ak, n, P->n);
+        break;
+    }
+    case LRP_LAYER_CONCAT: {
+        int64_t off = 0;
+        for (int k = 0; k < l->n_in; k++) {
+            int64_t nk = P->n_rin_per[k];
+            for (int64_t b = 0; b < B; b++)
+                be->ew(cx, LRP_EW_COPY, be->at(cx, P->rin[k], b * nk),
+                       be->at(cx, R, b * P->n + off), NULL, 0, 0, nk);
+            off += nk;
+        }
+        break;
+    }
+    case LRP_LAYER_BATCHNORM: {
+        if (l->rule.flags & LRP_F_BN_CANONIZE) {
+            be->ew(cx, LRP_EW_COPY, P->rin[0], R, NULL, 0, 0, n);
+            break;
+        }
+        int64_t C = P->bn_C, hw = P->n / C;
+        int fine = (l->rule.flags & LRP_F_BN_FINE) != 0;
+        void *v[3] = {NULL, NULL, NULL};
+        int nv = fine ? 3 : 2;
+        for (int t = 0; t < nv; t++)
+            if (!(v[t] = tnew(r, n))) {
+                st = oom(r, "batchnorm");
+                goto bn_done;
+            }
+        be->row(cx, LRP_ROW_MUL, v[0], r->p->L[l->in[0]].act, P->bnp[0], B * C, hw, C);
+        if (fine) {
+            be->row(cx, LRP_ROW_SET, v[1], NULL, P->bnp[1], B * C, hw, C);
+            be->row(cx, LRP_ROW_SET, v[2], NULL, P->bnp[2], B * C, hw, C);
+        } else {
+            be->row(cx, LRP_ROW_SET, v[1], NULL, P->bnp[3], B * C, hw, C);
+        }
+        int ak[2] = {fine ? LRP_ABS_BN_MU : LRP_ABS_BN_SHIFT, LRP_ABS_BN_BETA};
+        st = back_split(r, P, R, P->act, (const void *const *)v, nv, 1, P->rin, ak, n, P->n);
+    bn_done:
+        for (int t = 0; t < 3; t++)
+            if (v[t])
+                be->tensor_free(cx, v[t], n);
+        break;
+    }
+    case LRP_LAYER_RELU:
+    case LRP_LAYER_FLATTEN:
+    case LRP_LAYER_RESHAPE:
+    case LRP_LAYER_DROPOUT: be->ew(cx, LRP_EW_COPY, P->rin[0], R, NULL, 0, 0, n); break;
+    default: LRP_ASSERT(0);
+    }
+    if (st)
+        return st;
+    /* NaN / inf in what this layer sends back */
+    for (int k = 0; k < l->n_in; k++)
+        flags_nan_inf(r, P, P->rin[k], P->n_rin_per[k] * B, P->n_rin_per[k]);
+    /* conservation per sample */
+    P->cons_resid = 0.0;
+    P->cons_sample = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const void *in[LRP_MAX_INPUTS], *ab[LRP_ABS_COUNT];
+        int ka = 0;
+        for (int k = 0; k < l->n_in; k++)
+            in[k] = be->at(cx, P->rin[k], b * P->n_rin_per[k]);
+        for (int k = 0; k < LRP_ABS_COUNT; k++)
+            if (P->abs[k])
+                ab[ka++] = be->at(cx, P->abs[k], b * P->n_units);
+        double res = 0, scale = 0;
+        be->residual(cx, &res, &scale, in, P->n_rin_per, l->n_in, ab, ka, P->n_units,
+                     be->at(cx, R, b * P->n), P->n);
+        double rel = scale > 0 ? (res < 0 ? -res : res) / scale : (res != 0 ? 1.0 : 0.0);
+        if (rel > P->cons_resid) {
+            P->cons_resid = rel;
+            P->cons_sample = b;
+        }
+    }
+    /* pass relevance to the inputs */
+    for (int k = 0; k < l->n_in; k++) {
+        int in = l->in[k];
+        lrp_pipe_layer *Q = &r->p->L[in];
+        int64_t m = Q->n * B;
+        if (r->n_contrib[in]++ == 0)
+            be->ew(cx, LRP_EW_COPY, Q->rel, P->rin[k], NULL, 0, 0, m);
+        else
+            be->ew(cx, LRP_EW_ADD, Q->rel, Q->rel, P->rin[k], 0, 0, m);
+    }
+    return LRP_OK;
+}
+
+static void start_relevance(run *r)
+{
+    const lrp_backend *be = r->be;
+    void *cx = be->ctx;
+    const lrp_net *net = r->p->net;
+    lrp_pipe_layer *P = &r->p->L[net->n_layers - 1];
+    int64_t n = P->n;
+    if (net->r_out) {
+        be->set_f32(cx, P->rel, net->r_out, n * r->B);
+        return;
+    }
+    for (int64_t b = 0; b < r->B; b++) {
+        int64_t t = -1;
+        if (net->target && net->target[b] >= 0 && net->target[b] < n)
+            t = net->target[b];
+        if (t < 0)
+            t = be->argmax(cx, be->at(cx, P->act, b * n), n);
+        be->ew(cx, LRP_EW_COPY, be->at(cx, P->rel, b * n + t), be->at(cx, P->act, b * n + t),
+               NULL, 0, 0, 1);
+    }
+}
+
+lrp_status lrp_pipe_run(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                        lrp_err *err)
+{
+    *out = NULL;
+    run r;
+    memset(&r, 0, sizeof r);
+    r.be = be;
+    r.cx = be->ctx;
+    r.err = err;
+    r.B = net->batch;
+    lrp_pipe *p = calloc(1, sizeof *p);
+    if (!p)
+        return lrp_err_set(err, LRP_E_NOMEM, "<network>: out of memory");
+    p->be = be;
+    p->net = net;
+    p->n_layers = net->n_layers;
+    p->batch = net->batch;
+    p->L = calloc((size_t)net->n_layers, sizeof *p->L);
+    r.n_contrib = calloc((size_t)net->n_layers, sizeof *r.n_contrib);
+    r.p = p;
+    lrp_status st;
+    if (!p->L || !r.n_contrib) {
+        st = lrp_err_set(err, LRP_E_NOMEM, "<network>: out of memory");
+        goto fail;
+    }
+    if ((st = forward(&r)))
+        goto fail;
+    start_relevance(&r);
+    r.n_contrib[net->n_layers - 1] = 1;
+    for (int li = net->n_layers - 1; li >= 0; li--)
+        if ((st = back_layer(&r, li)))
+            goto fail;
+    free(r.n_contrib);
+    *out = p;
+    return LRP_OK;
+fail:
+    free(r.n_contrib);
+    lrp_pipe_free(p);
+    return st;
+}
+
+void lrp_pipe_free(lrp_pipe *p)
+{
+    if (!p)
+        return;
+    const lrp_backend *be = p->be;
+    void *cx = be->ctx;
+    int64_t B = p->batch;
+    if (p->L) {
+        for (int i = 0; i < p->n_layers; i++) {
+            lrp_pipe_layer *P = &p->L[i];
+            int64_t n = P->n * B, nu = P->n_units * B;
+            for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
+                if (P->den[k] && P->owns_den[k])
+                    be->tensor_free(cx, P->den[k], nu);
+                if (P->gauge[k])
+                    be->tensor_free(cx, P->gauge[k], nu);
+                free(P->cls[k]);
+            }
+            for (int k = 0; k < LRP_ABS_COUNT; k++)
+                if (P->abs[k])
+                    be->tensor_free(cx, P->abs[k], nu);
+            for (int k = 0; k < P->n_rin; k++)
+                if (P->rin[k])
+                    be->tensor_free(cx, P->rin[k], P->n_rin_per[k] * B);
+            if (P->fold_w)
+                be->tensor_free(cx, P->fold_w, P->n_fold_w);
+            if (P->fold_b)
+                be->tensor_free(cx, P->fold_b, P->n_fold_b);
+            const lrp_layer *l = &p->net->layers[i];
+            if (l->kind == LRP_LAYER_BATCHNORM) {
+                for (int k = 0; k < 4; k++)
+                    if (P->bnp[k])
+                        be->tensor_free(cx, P->bnp[k], P->bn_C);
+            } else {
+                if (P->bnp[0]) {
+                    lrp_lin L;
+                    lrp_pipe_lin_geom(&L, p->net, i);
+                    be->tensor_free(cx, P->bnp[0], L.O * L.fanin);
+                }
+                if (P->bnp[1])
+                    be->tensor_free(cx, P->bnp[1], P->bn_C);
+            }
+            if (P->act)
+                be->tensor_free(cx, P->act, n);
+            if (P->rel)
+                be->tensor_free(cx, P->rel, n);
+        }
+    }
+    free(p->L);
+    free(p);
+}

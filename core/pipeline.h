@@ -1,0 +1,423 @@
+/*
+ * pipeline.h -- the per-layer LRP algorithm, written once over a backend
+ * vtable (STYLE.md: "the algorithm is written once, the arithmetic twice").
+ *
+ * Two halves:
+ *
+ *  1. Rule descriptors (core/ruletab.c): every linear rule of LRP-SPEC
+ *     section 2 is a row of data.  A rule is 1 or 2 *parts*; part k has a
+ *     coefficient (1, alpha, -beta), a unit selector (generalized gamma picks
+ *     a part by the sign of z_j), a list of *terms* and a list of *bias
+ *     terms*.  For input activations a, weights w, bias b:
+ *
+ *        den_kj = sum_t c_t sum_i inmod_t(a)_i wmod_t(w)_ij
+ *                 + sum_u c_u bmod_u(b_j)                       (one sum)
+ *        s_kj   = R_j / stab(den_kj)                 (section 5 conventions)
+ *        R_i    = sum_k coef_k sum_t c_t inmod_t(a)_i sum_j wmod_t(w)_ij s_kj
+ *
+ *     so numerators and denominators share the terms (the template of
+ *     Montavon et al. 2019).  Term coefficients c_t are binary32 values
+ *     (+-1 or gamma): gamma's w + gamma w+ is the two terms (w, 1) and
+ *     (w+, gamma), so each product stays a product of two binary32 values.
+ *
+ *  2. The backend vtable (struct lrp_backend): per tensor / per layer ops,
+ *     never per scalar.  Tensors are opaque (void *) arrays of `n` values of
+ *     the backend's number type (mpfr_t for reference/, float for
+ *     fastpath/).  The pipeline (core/pipeline.c) runs forward and backward
+ *     over the graph, keeps every intermediate a checker needs, and does the
+ *     bookkeeping (absorbed relevance by kind, sticky numerical flags).
+ *
+ * Conventions every backend must follow (the oracle compares bitwise):
+ *   - pos(x) = x if x > 0 else +0;  neg(x) = x if x < 0 else +0 (so a
+ *     modified zero is always +0); ReLU(x) = pos(x).  abs(x) = |x|.
+ *   - A sum whose exact value is 0 is -0 iff every summand is -0 (IEEE
+ *     round-to-nearest rule), else +0.  Products of zeros carry the xor
+ *     of the signs.  Terms whose input modifier is identically +0 (neg()
+ *     on an input known non-negative) are *not* passed to the backend
+ *     (lrp_pipe_layer.nonneg): dropping +0 summands never changes a sum
+ *     except for that sign-of-zero rule, which the pipeline accepts.
+ *   - Tensors are batch-major; a per-sample tensor of a layer with output
+ *     shape (C, H, W) is C*H*W values in NCHW order.
+ */
+#ifndef LRP_PIPELINE_H
+#define LRP_PIPELINE_H
+
+#include <stdint.h>
+
+#include "lrp.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ */
+/* Rule descriptors                                                    */
+/* ------------------------------------------------------------------ */
+
+typedef enum lrp_inmod {
+    LRP_IM_ID,   /* a_i                                   */
+    LRP_IM_POS,  /* a_i+                                  */
+    LRP_IM_NEG,  /* a_i-                                  */
+    LRP_IM_ONES, /* 1 (flat, w-square: input-independent) */
+    LRP_IM_LOW,  /* z^B lower bound l_i                   */
+    LRP_IM_HIGH  /* z^B upper bound h_i                   */
+} lrp_inmod;
+
+typedef enum lrp_wmod {
+    LRP_WM_ID,
+    LRP_WM_POS,
+    LRP_WM_NEG,
+    LRP_WM_SQUARE, /* w^2 (exact: 48 bits) */
+    LRP_WM_ONES    /* 1 (flat)             */
+} lrp_wmod;
+
+typedef enum lrp_bmod { LRP_BM_ID, LRP_BM_POS, LRP_BM_NEG, LRP_BM_SQUARE } lrp_bmod;
+
+/* Where a coefficient's value comes from (resolved from the rule spec). */
+typedef enum lrp_coefsrc {
+    LRP_C_ONE,
+    LRP_C_MINUS_ONE,
+    LRP_C_GAMMA,
+    LRP_C_ALPHA,
+    LRP_C_MINUS_BETA
+} lrp_coefsrc;
+
+/* Unit selector of a part, on the plain z_j = sum_i a_i w_ij (+ b_j when the
+ * rule keeps the bias).  -0 counts as zero everywhere. */
+typedef enum lrp_sel {
+    LRP_SEL_ALL,
+    LRP_SEL_ZPOS,    /* z_j > 0                    */
+    LRP_SEL_ZNONNEG, /* z_j >= 0 (includes +-0)    */
+    LRP_SEL_ZNEG,    /* z_j < 0                    */
+    LRP_SEL_ZNONZERO /* z_j != 0                   */
+} lrp_sel;
+
+#define LRP_PIPE_MAX_TERMS 4
+#define LRP_PIPE_MAX_BTERMS 2
+#define LRP_PIPE_MAX_PARTS 2
+
+typedef struct lrp_term_desc {
+    uint8_t in, w, coef; /* lrp_inmod, lrp_wmod, lrp_coefsrc */
+} lrp_term_desc;
+typedef struct lrp_bterm_desc {
+    uint8_t mod, coef; /* lrp_bmod, lrp_coefsrc */
+} lrp_bterm_desc;
+
+typedef struct lrp_part_desc {
+    uint8_t coef;       /* lrp_coefsrc: 1, alpha or -beta                   */
+    uint8_t sel;        /* lrp_sel                                          */
+    uint8_t empty_lost; /* den == 0 means every numerator is 0: the part's
+                           share of R_j is absorbed as "empty part"         */
+    uint8_t n_terms, n_bias;
+    lrp_term_desc t[LRP_PIPE_MAX_TERMS];
+    lrp_bterm_desc b[LRP_PIPE_MAX_BTERMS];
+} lrp_part_desc;
+
+typedef struct lrp_rule_desc {
+    const char *name; /* e.g. "alphabeta/innvestigate_fullbias" */
+    int n_parts;
+    lrp_part_desc p[LRP_PIPE_MAX_PARTS];
+} lrp_rule_desc;
+
+/* The descriptor row for a rule spec on a Dense/Conv2D layer (flags pick the
+ * peer variants).  Never NULL for a linear rule; NULL for pass/wta. */
+const lrp_rule_desc *lrp_rule_describe(const lrp_rule_spec *r);
+/* The value of a coefficient under a rule spec (binary32, exact). */
+float lrp_coef_value(lrp_coefsrc c, const lrp_rule_spec *r);
+
+/* Resolved (numeric) term lists as the backend sees them. */
+typedef struct lrp_term {
+    int in, w; /* lrp_inmod, lrp_wmod */
+    float c;   /* binary32 coefficient, used exactly */
+} lrp_term;
+typedef struct lrp_bterm {
+    int mod; /* lrp_bmod */
+    float c;
+} lrp_bterm;
+
+/* ------------------------------------------------------------------ */
+/* Linear map geometry (Dense, Conv2D)                                 */
+/* ------------------------------------------------------------------ */
+
+typedef struct lrp_lin {
+    int conv;                  /* 0 Dense, 1 Conv2D */
+    int64_t n_in, n_out;       /* per sample */
+    /* Conv2D: input (C, H, W), output (O, Ho, Wo), weight (O, C/g, kh, kw) */
+    int64_t C, H, W, O, Ho, Wo;
+    int kh, kw, sh, sw, dh, dw, pt, pl, groups;
+    int64_t fanin;             /* weights per output unit: n_in or C/g*kh*kw */
+    const void *w;             /* backend tensor, n_out_units * fanin (Dense:
+                                  units*n_in; Conv: O * C/g*kh*kw)            */
+    const void *b;             /* backend tensor (units) or NULL              */
+    const float *w32, *b32;    /* the binary32 originals, or NULL when the
+                                  parameters were computed (BN folding)      */
+    /* z^B bounds: per-input arrays (n_in, same for every sample) or NULL,
+     * then the scalars are used. */
+    const float *low, *high;
+    float low_s, high_s;
+} lrp_lin;
+
+/* ------------------------------------------------------------------ */
+/* Per-unit classification (stab_div output, plain uint8 arrays)       */
+/* ------------------------------------------------------------------ */
+
+enum {
+    LRP_CLS_ADD_POS = 1u << 0, /* +eps was added                       */
+    LRP_CLS_ADD_NEG = 1u << 1, /* -eps was added                       */
+    LRP_CLS_ZERO = 1u << 2,    /* den was +-0                          */
+    LRP_CLS_ZNEG = 1u << 3,    /* den was -0                           */
+    LRP_CLS_KIND = 7u << 4     /* mask of the kind below               */
+};
+enum {
+    LRP_K_NORMAL = 0u << 4,    /* s = R / stab(den)                    */
+    LRP_K_UNDEF = 1u << 4,     /* den (or stab) is 0, no stabilizer: s = 0 */
+    LRP_K_SKIP = 2u << 4,      /* skip_zero at den = 0: s = R          */
+    LRP_K_EMPTY = 3u << 4,     /* empty alpha-beta part: s = 0         */
+    LRP_K_UNSEL = 4u << 4,     /* not selected by this part: s = 0     */
+    LRP_K_DROPPED = 5u << 4,   /* selected by no part (Zennit gamma at z = 0) */
+    LRP_K_NAN = 6u << 4        /* den or R NaN (float backends only)   */
+};
+
+/* classify(): per value */
+enum {
+    LRP_V_NEG = 1u << 0,     /* < 0                 */
+    LRP_V_ZERO = 1u << 1,    /* +-0                 */
+    LRP_V_SIGNBIT = 1u << 2, /* sign bit set        */
+    LRP_V_NAN = 1u << 3,
+    LRP_V_INF = 1u << 4
+};
+
+/* Absorbed relevance kinds (LRP-SPEC section 4). */
+#define LRP_ABS_LIST(X)              \
+    X(BIAS, "bias")                  \
+    X(STAB, "stabilizer")            \
+    X(BN_SHIFT, "bn_shift")          \
+    X(BN_MU, "bn_mean")              \
+    X(BN_BETA, "bn_beta")            \
+    X(EMPTY, "empty_part")           \
+    X(UNDEF, "undefined")            \
+    X(DROPPED, "dropped_zero")
+
+typedef enum lrp_abs_kind {
+#define X(e, s) LRP_ABS_##e,
+    LRP_ABS_LIST(X)
+#undef X
+    LRP_ABS_COUNT
+} lrp_abs_kind;
+const char *lrp_abs_name(lrp_abs_kind k);
+
+/* Sticky numerical flags per layer. */
+#define LRP_NF_LIST(X)                                                        \
+    X(ZERO_DEN, "zero_denominator")                                           \
+    X(ZERO_DEN_NEG, "zero_denominator_negzero")                               \
+    X(STAB_AT_ZERO, "stabilizer_at_zero")                                     \
+    X(SKIP_ZERO, "skip_zero_passed")                                          \
+    X(UNDEFINED, "undefined_zero_denominator")                                \
+    X(EMPTY_PART, "empty_part")                                               \
+    X(DROPPED, "dropped_at_zero")                                             \
+    X(NAN, "nan")                                                             \
+    X(INF, "inf")                                                             \
+    X(UNDERFLOW32, "underflow_binary32")                                      \
+    X(OVERFLOW32, "overflow_binary32")                                        \
+    X(UNRESOLVED, "unresolved_at_p")
+
+typedef enum lrp_nflag {
+#define X(e, s) LRP_NF_##e,
+    LRP_NF_LIST(X)
+#undef X
+    LRP_NF_COUNT
+} lrp_nflag;
+const char *lrp_nflag_name(lrp_nflag f);
+
+typedef struct lrp_nflags {
+    unsigned bits;                  /* 1u << lrp_nflag */
+    int64_t count[LRP_NF_COUNT];    /* occurrences */
+    int64_t sample[LRP_NF_COUNT];   /* first occurrence: sample ... */
+    int64_t unit[LRP_NF_COUNT];     /* ... and unit within the sample */
+} lrp_nflags;
+void lrp_nflags_raise(lrp_nflags *f, lrp_nflag k, int64_t sample, int64_t unit);
+
+/* ------------------------------------------------------------------ */
+/* The backend vtable                                                  */
+/* ------------------------------------------------------------------ */
+
+typedef enum lrp_ew_op {
+    LRP_EW_ZERO,  /* out = +0                         */
+    LRP_EW_COPY,  /* out = a                          */
+    LRP_EW_ADD,   /* out = a + b          (rounded)   */
+    LRP_EW_MUL,   /* out = a * b          (rounded)   */
+    LRP_EW_POS,   /* out = pos(a)                     */
+    LRP_EW_NEG,   /* out = neg(a)                     */
+    LRP_EW_ABS,   /* out = |a|                        */
+    LRP_EW_FMMA,  /* out = c1*a + c2*b, one rounding (c1, c2 binary32) */
+    LRP_EW_SCALE  /* out = c1*a                                      */
+} lrp_ew_op;
+
+typedef enum lrp_row_op {
+    LRP_ROW_MUL, /* out[r*cols+c] = a[r*cols+c] * v[r % vmod]  */
+    LRP_ROW_ADD, /* out[r*cols+c] = a[r*cols+c] + v[r % vmod]  */
+    LRP_ROW_SET  /* out[r*cols+c] = v[r % vmod]   (a unused)   */
+} lrp_row_op;
+
+typedef struct lrp_pool {
+    int64_t C, H, W, Ho, Wo;
+    int kh, kw, sh, sw, pt, pl;
+    int count_include_pad; /* avg: divisor kh*kw, else the real cells */
+    int split_ties;        /* max: R_j / (number of maxima) to each   */
+} lrp_pool;
+
+/* One part handed to lin_bwd. */
+typedef struct lrp_bwd_part {
+    float coef;            /* 1, alpha or -beta                        */
+    const void *s;         /* batch * n_out: R_j / stab(den_j) (or 0)  */
+    const lrp_term *t;
+    int nt;
+} lrp_bwd_part;
+
+typedef struct lrp_backend {
+    const char *name;
+    void *ctx;
+
+    /* Memory.  new: n values, all +0.  at: the tensor at element offset i
+     * (a view, not owned).  Sizes are element counts. */
+    void *(*tensor_new)(void *ctx, int64_t n);
+    void (*tensor_free)(void *ctx, void *t, int64_t n);
+    void *(*at)(void *ctx, const void *t, int64_t i);
+    /* Exact conversion in (binary32 into the backend type). */
+    void (*set_f32)(void *ctx, void *dst, const float *src, int64_t n);
+    /* classify each value: LRP_V_* bits into out[n]. */
+    void (*classify)(void *ctx, uint8_t *out, const void *t, int64_t n);
+    /* Index of the first maximum of t[0..n) (NaN never wins). */
+    int64_t (*argmax)(void *ctx, const void *t, int64_t n);
+
+    /* Elementwise: see lrp_ew_op; b may be NULL when unused; out may alias
+     * a or b. */
+    void (*ew)(void *ctx, lrp_ew_op op, void *out, const void *a, const void *b, float c1,
+               float c2, int64_t n);
+    /* Row broadcast: see lrp_row_op. rows*cols values; v has vmod values. */
+    void (*row)(void *ctx, lrp_row_op op, void *out, const void *a, const void *v,
+                int64_t rows, int64_t cols, int64_t vmod);
+    /* out = sum_k ins[k] elementwise, one rounding per element (Add). */
+    void (*sum_n)(void *ctx, void *out, const void *const *ins, int k, int64_t n);
+
+    /* Linear map, forward / denominator (the op that must be accurate):
+     *   out_j = sum_t c_t sum_i inmod_t(x)_i wmod_t(w)_ij + sum_u c_u bmod_u(b_j)
+     * for every sample; with absval, every product and bias term is replaced
+     * by its absolute value (the gauge sum_i |z_ij| + |b_j|).  nt may be 0
+     * (bias terms only); b terms are ignored when L->b is NULL.  The MPFR
+     * backend rounds each out_j once from the exact sum; a float backend
+     * may use any summation order (its error is what the oracle measures). */
+    void (*lin_fwd)(void *ctx, void *out, const lrp_lin *L, const void *x, const lrp_term *t,
+                    int nt, const lrp_bterm *bt, int nb, int absval, int64_t batch);
+    /* Linear map, backward (relevance to the input):
+     *   out_i = sum_k coef_k sum_t c_t inmod_t(x)_i sum_j wmod_t(w)_ij s_kj
+     * (the bias does not enter).  MPFR: one rounding per out_i. */
+    void (*lin_bwd)(void *ctx, void *out, const lrp_lin *L, const void *x,
+                    const lrp_bwd_part *parts, int np, int64_t batch);
+    /* Stabilize and divide: s_j = R_j / stab(den_j) with convention `stab`
+     * and eps (binary32), writing cls[j] (LRP_CLS_* | LRP_K_*).
+     *   - mask (may be NULL): mask[j] == 0 -> s_j = 0, kind UNSEL.
+     *   - empty_lost && den_j == 0 -> s_j = 0, kind EMPTY.
+     *   - den_j == 0 and no effective stabilizer (eps == 0, or s(den) == 0)
+     *     -> s_j = 0, kind UNDEF (never NaN); skip_zero at 0 -> s_j = R_j.
+     *   - stab(den_j) == 0 (positive convention with den = -eps) -> UNDEF. */
+    void (*stab_div)(void *ctx, void *s, uint8_t *cls, const void *R, const void *den,
+                     const uint8_t *mask, lrp_stab_id stab, float eps, int empty_lost,
+                     int64_t n);
+    /* Bookkeeping of one part (coef) per unit, adding into abs[kind] (each
+     * may be NULL = not tracked):
+     *   NORMAL: abs[BIAS] += coef s_j bden_j (bden may be NULL),
+     *           abs[STAB] += coef s_j (+-eps) when eps was added;
+     *   SKIP:   abs[STAB] += coef R_j, abs[BIAS] += coef R_j bden_j;
+     *   UNDEF / EMPTY / DROPPED: abs[kind] += coef R_j;  UNSEL: nothing. */
+    void (*absorb)(void *ctx, void *const *abs, const void *R, const void *s,
+                   const void *bden, const uint8_t *cls, float coef, float eps, int64_t n);
+
+    /* Pools (per sample; batch samples).  maxpool: padded cells are -inf
+     * (never win).  max_bwd: R_i = sum of R_j over windows j that i wins
+     * (ties: first index in row-major window order, or split evenly).
+     * avg_fwd: y_j = sum_i a_i / k_j.  avg_bwd: out_i = a_i sum_j s_j / k_j. */
+    void (*max_fwd)(void *ctx, void *out, const void *x, const lrp_pool *P, int64_t batch);
+    void (*max_bwd)(void *ctx, void *out, const void *x, const void *R, const lrp_pool *P,
+                    int64_t batch);
+    void (*avg_fwd)(void *ctx, void *out, const void *x, const lrp_pool *P, int64_t batch);
+    void (*avg_bwd)(void *ctx, void *out, const void *x, const void *s, const lrp_pool *P,
+                    int64_t batch);
+
+    /* BatchNorm per channel (C values each): wc = gamma / sqrt(var + eps),
+     * negwmu = -wc mu, beta = beta, shift = beta - wc mu.  bn_fwd: y = wc x +
+     * shift for x of shape (batch, C, hw) (one rounding per value). */
+    void (*bn_coef)(void *ctx, void *wc, void *negwmu, void *beta, void *shift,
+                    const lrp_layer *l, int64_t C);
+    void (*bn_fwd)(void *ctx, void *y, const void *x, const void *wc, const void *shift,
+                   int64_t batch, int64_t C, int64_t hw);
+
+    /* Conservation residual of one layer and sample: one correctly rounded
+     *   r = sum(in[k]) + sum(abs[k]) - sum(out)
+     * and the scale  sum |all of them|,  as doubles. */
+    void (*residual)(void *ctx, double *r, double *scale, const void *const *in,
+                     const int64_t *n_in, int k_in, const void *const *absd, int k_abs,
+                     int64_t n_abs, const void *out, int64_t n_out);
+} lrp_backend;
+
+/* ------------------------------------------------------------------ */
+/* The driver                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef struct lrp_pipe_layer {
+    int64_t n;              /* values per sample of the output */
+    void *act;              /* forward output, batch * n */
+    void *rel;              /* relevance at the output, batch * n */
+    int nonneg;             /* output known >= 0 (ReLU, max of such, ...) */
+    lrp_rule_spec rule;     /* the rule used (BN canonization moves rules) */
+    const lrp_rule_desc *desc; /* linear layers */
+    /* Linear (or Add / BN / AvgPool) parts: denominators and classes. */
+    int n_parts;
+    float coef[LRP_PIPE_MAX_PARTS];
+    int64_t n_units;        /* units per sample of den / abs */
+    void *den[LRP_PIPE_MAX_PARTS];   /* batch * n_units (NULL if part skipped) */
+    void *gauge[LRP_PIPE_MAX_PARTS]; /* sum |z_ij| + |bias terms|, or NULL */
+    uint8_t *cls[LRP_PIPE_MAX_PARTS];
+    void *abs[LRP_ABS_COUNT];        /* batch * n_units or NULL */
+    /* This layer's relevance contribution to each input, kept for the
+     * conservation audit: rin[k] has batch * numel(input k). */
+    int n_rin;
+    void *rin[LRP_MAX_INPUTS];
+    int64_t n_rin_per[LRP_MAX_INPUTS];
+    int owns_den[LRP_PIPE_MAX_PARTS]; /* 0: den aliases act */
+    /* Folded parameters of a Dense/Conv2D canonized with its BN consumer. */
+    void *fold_w, *fold_b;
+    int64_t n_fold_w, n_fold_b;
+    /* BatchNorm per-channel values: wc, negwmu, beta, shift (C each). */
+    void *bnp[4];
+    int64_t bn_C;
+    int folded_into;        /* index of the BN consumer or -1 */
+    double cons_resid;      /* max over samples |residual| / scale, or 0 */
+    int64_t cons_sample;    /* argmax */
+    lrp_nflags flags;
+} lrp_pipe_layer;
+
+typedef struct lrp_pipe {
+    const lrp_backend *be;
+    const lrp_net *net;
+    int n_layers;
+    int64_t batch;
+    lrp_pipe_layer *L;
+} lrp_pipe;
+
+/* Runs forward and LRP backward over an inferred net with the rules in
+ * net->layers[i].rule.  On success *out holds everything (free with
+ * lrp_pipe_free).  Recoverable errors (out of memory, unsupported) return a
+ * status with err set. */
+lrp_status lrp_pipe_run(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                        lrp_err *err);
+void lrp_pipe_free(lrp_pipe *p);
+
+/* Geometry helpers shared by both backends. */
+void lrp_pipe_lin_geom(lrp_lin *L, const lrp_net *net, int li);
+void lrp_pipe_pool_geom(lrp_pool *P, const lrp_net *net, int li);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LRP_PIPELINE_H */

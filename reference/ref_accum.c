@@ -1,0 +1,173 @@
+/*
+ * ref_accum.c -- an exact accumulator of binary64 values (a small
+ * "superaccumulator", after R. M. Neal, "Fast exact summation using small
+ * and large superaccumulators", 2015) and the 29-bit splitting of p-bit
+ * MPFR values that makes every product with a binary32 weight exact.
+ *
+ * Representation: a finite double d = m * 2^(E - 1075) (m < 2^53 integer,
+ * E the biased exponent, E = 1 for subnormals) is placed at bit offset E
+ * of a fixed-point number with 2^-1075 as unit.  Chunks of 32 bits are
+ * held in int64 cells: m << (E mod 32) < 2^84 goes to cells E/32 (low 32
+ * bits) and E/32 + 1 (the rest, < 2^52).  A cell can take 2^10 such adds
+ * before it could overflow, so carries are propagated every 1024 adds
+ * (and at the end).  Everything is integer arithmetic: the sum is exact,
+ * whatever the order -- which is why results do not depend on threads.
+ *
+ * Correctness is tested against mpfr_sum on random data with extreme
+ * exponents, subnormals and cancellation (tests/test_reference.c).
+ */
+#include "ref_int.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NCELL 68 /* 2047/32 + 2 cells + carry room */
+
+struct ref_acc {
+    int64_t c[NCELL];
+    int n; /* adds since the last carry propagation */
+};
+
+ref_acc *lrp_ref_acc_new(void)
+{
+    ref_acc *a = calloc(1, sizeof *a);
+    LRP_ASSERT(a);
+    return a;
+}
+
+void lrp_ref_acc_free(ref_acc *a) { free(a); }
+
+void lrp_ref_acc_clear(ref_acc *a)
+{
+    memset(a->c, 0, sizeof a->c);
+    a->n = 0;
+}
+
+/* carries: every cell but the last in [0, 2^32) */
+static void normalize(ref_acc *a)
+{
+    int64_t carry = 0;
+    for (int k = 0; k < NCELL - 1; k++) {
+        int64_t v = a->c[k] + carry;
+        carry = v >> 32; /* arithmetic shift: floor division */
+        a->c[k] = v - (carry * ((int64_t)1 << 32));
+    }
+    a->c[NCELL - 1] += carry;
+    a->n = 0;
+}
+
+void lrp_ref_acc_add(ref_acc *a, double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    unsigned E = (unsigned)(u >> 52) & 0x7ffu;
+    uint64_t m = u & ((UINT64_C(1) << 52) - 1);
+    if (E == 0) {
+        if (m == 0)
+            return; /* +-0 */
+        E = 1;      /* subnormal: m * 2^(1 - 1075) */
+    } else {
+        m |= UINT64_C(1) << 52;
+    }
+    unsigned k = E >> 5, sh = E & 31;
+    unsigned __int128 t = (unsigned __int128)m << sh;
+    int64_t lo = (int64_t)(uint64_t)(t & 0xffffffffu);
+    int64_t hi = (int64_t)(uint64_t)(t >> 32);
+    if (u >> 63) {
+        a->c[k] -= lo;
+        a->c[k + 1] -= hi;
+    } else {
+        a->c[k] += lo;
+        a->c[k + 1] += hi;
+    }
+    if (++a->n >= 1024)
+        normalize(a);
+}
+
+void lrp_ref_acc_get_z(mpz_ptr z, long *e, ref_acc *a)
+{
+    normalize(a);
+    int neg = a->c[NCELL - 1] < 0;
+    if (neg) {
+        /* two's complement over NCELL cells: negate the whole number */
+        int64_t carry = 1;
+        for (int k = 0; k < NCELL - 1; k++) {
+            int64_t v = (int64_t)((~(uint64_t)a->c[k]) & 0xffffffffu) + carry;
+            carry = v >> 32;
+            a->c[k] = v & 0xffffffff;
+        }
+        a->c[NCELL - 1] = -a->c[NCELL - 1] - 1 + carry;
+    }
+    int lo = 0, hi = NCELL - 1;
+    while (lo < NCELL && a->c[lo] == 0)
+        lo++;
+    if (lo == NCELL) {
+        mpz_set_ui(z, 0);
+        *e = 0;
+        return;
+    }
+    while (a->c[hi] == 0)
+        hi--;
+    uint32_t w[NCELL];
+    for (int k = lo; k <= hi; k++)
+        w[k - lo] = (uint32_t)a->c[k];
+    mpz_import(z, (size_t)(hi - lo + 1), -1, sizeof(uint32_t), 0, 0, w);
+    if (neg)
+        mpz_neg(z, z);
+    *e = 32L * lo - 1075;
+    /* the accumulator was consumed (negated in place): callers clear it */
+}
+
+void lrp_ref_acc_get(mpfr_ptr rop, ref_acc *a, long scale, int zero_neg)
+{
+    mpz_t z;
+    long e;
+    mpz_init(z);
+    lrp_ref_acc_get_z(z, &e, a);
+    if (mpz_sgn(z) == 0)
+        mpfr_set_zero(rop, zero_neg ? -1 : 1);
+    else
+        mpfr_set_z_2exp(rop, z, e + scale, MPFR_RNDN);
+    mpz_clear(z);
+}
+
+int lrp_ref_split29(double *d, mpfr_srcptr x, long scale)
+{
+    mpz_t z;
+    mpz_init(z);
+    mpfr_exp_t ez = mpfr_get_z_2exp(z, x); /* x = z 2^ez, |z| < 2^prec */
+    int neg = mpz_sgn(z) < 0;
+    mpz_abs(z, z);
+    long nb = (long)mpz_sizeinbase(z, 2);
+    /* strip trailing zero bits: fewer pieces */
+    unsigned long tz = mpz_scan1(z, 0);
+    int k = 0;
+    long top = nb; /* bit index above the current chunk */
+    long lsb_exp = (long)ez - scale;
+    while (top > (long)tz) {
+        long low = top - 29;
+        if (low < (long)tz)
+            low = (long)tz;
+        /* chunk = bits [low, top) of z */
+        mpz_t c;
+        mpz_init(c);
+        mpz_tdiv_q_2exp(c, z, (mp_bitcnt_t)low);
+        mpz_tdiv_r_2exp(c, c, (mp_bitcnt_t)(top - low));
+        unsigned long cv = mpz_get_ui(c);
+        mpz_clear(c);
+        if (cv != 0) {
+            long ex = lsb_exp + low;
+            if (ex < -700 || ex > 900) {
+                mpz_clear(z);
+                return 0;
+            }
+            double v = ldexp((double)cv, (int)ex);
+            d[k++] = neg ? -v : v;
+        }
+        top = low;
+    }
+    mpz_clear(z);
+    return k;
+}

@@ -1,0 +1,60 @@
+/*
+ * ref_int.h -- internals of the MPFR reference backend.
+ */
+#ifndef LRP_REF_INT_H
+#define LRP_REF_INT_H
+
+#include <mpfr.h>
+#include <stdint.h>
+
+#include "pipeline.h"
+
+typedef struct ref_ctx {
+    mpfr_prec_t prec; /* p: every stored value has p bits */
+    int threads;      /* >= 1; heavy loops split by output element */
+    int slow;         /* 1: force the mpfr_mul + mpfr_sum exact kernels */
+    int64_t fast_calls, slow_calls; /* which kernel ran (tests check) */
+} ref_ctx;
+
+/* Fills a vtable whose ctx is cx. */
+void lrp_ref_backend_init(lrp_backend *be, ref_ctx *cx);
+
+/* The linear-map ops (ref_linear.c), see lrp_backend.lin_fwd / lin_bwd. */
+void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const lrp_term *t,
+                     int nt, const lrp_bterm *bt, int nb, int absval, int64_t batch);
+void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
+                     const lrp_bwd_part *parts, int np, int64_t batch);
+
+/* Tensor allocation used by the backend (one block, MPFR custom
+ * interface: no per-value malloc). */
+mpfr_ptr lrp_ref_tensor_new(mpfr_prec_t p, int64_t n);
+void lrp_ref_tensor_free(mpfr_ptr t);
+
+/* Runs fn(arg, lo, hi) over [0, n) split in `threads` contiguous ranges
+ * (one pthread each, the caller runs the first).  Each range's results
+ * depend only on its indices, so the output never depends on threads. */
+void lrp_ref_par_for(int threads, int64_t n, void (*fn)(void *arg, int64_t lo, int64_t hi),
+                     void *arg);
+
+/* ---- exact accumulation (ref_accum.c) ----
+ * An exact fixed-point accumulator of products x * w where x is a p-bit
+ * MPFR value (pre-split into <= 29-bit binary64 pieces) and w a binary32
+ * value, so every piece product is exact in binary64.  See ref_accum.c. */
+typedef struct ref_acc ref_acc;
+ref_acc *lrp_ref_acc_new(void);
+void lrp_ref_acc_free(ref_acc *a);
+void lrp_ref_acc_clear(ref_acc *a);
+/* adds the exact binary64 value d (finite) */
+void lrp_ref_acc_add(ref_acc *a, double d);
+/* rop = the exact sum times 2^scale, rounded once (RNDN); sign of an exact
+ * zero from zero_neg (1: -0). */
+void lrp_ref_acc_get(mpfr_ptr rop, ref_acc *a, long scale, int zero_neg);
+/* exact value into z * 2^(*e) (z may be 0) */
+void lrp_ref_acc_get_z(mpz_ptr z, long *e, ref_acc *a);
+
+/* Splits x (finite, nonzero) into pieces d[0..k) of <= 29 significant bits
+ * each with x * 2^-scale = sum d[q] exactly; returns k (0 when the pieces
+ * would leave the binary64 range: caller falls back). */
+int lrp_ref_split29(double *d, mpfr_srcptr x, long scale);
+
+#endif

@@ -1,0 +1,688 @@
+/*
+ * ref_linear.c -- the two accurate ops of the MPFR backend: the linear map
+ * forward / denominator and backward (core/pipeline.h lin_fwd, lin_bwd).
+ *
+ *   fwd: out_j = sum_t c_t sum_i inmod_t(x)_i wmod_t(w)_ij + sum_u c_u bmod_u(b_j)
+ *   bwd: out_i = sum_k coef_k sum_t c_t inmod_t(x)_i sum_j wmod_t(w)_ij s_kj
+ *
+ * Each out value is the exact sum rounded once to p bits (RNDN): the
+ * result is the correctly rounded value of the real expression in the
+ * stored p-bit operands.  Two kernels give identical bits:
+ *
+ *  slow (exact products + mpfr_sum): every product is formed exactly in a
+ *     temporary with enough bits (c: 24, x: p, w: p (2p for w^2), s: p),
+ *     then mpfr_sum rounds the sum once.  Any operands (folded BN weights
+ *     are p-bit values).  About 100-200 ns per product.
+ *
+ *  fast (binary32 weights only, ref_accum.c): a p-bit operand v (x or s)
+ *     is split once per tensor into <= 29-bit binary64 pieces
+ *     v = 2^scale * sum_q d_q, so w * d_q (24 + 29 bits) is exact in
+ *     binary64; the products go into an exact fixed-point accumulator; the
+ *     coefficient and the other factor of the backward (c_t inmod_t(x_i))
+ *     are applied exactly to the accumulated integer; one rounding at the
+ *     end.  Falls back to the slow kernel when a scale would leave the
+ *     binary64 range.
+ *
+ * Work is split across threads by output element (fwd: j, bwd: i); each
+ * element is computed by one thread, and exactness makes the bits
+ * independent of the thread count anyway.  The sign of an exact zero
+ * follows mpfr_sum: -0 iff every summand is -0.
+ */
+#include "ref_int.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define T(t) ((mpfr_ptr)(t))
+#define TC(t) ((mpfr_srcptr)(t))
+
+/* ---- receptive fields ---- */
+
+static int64_t out_unit(const lrp_lin *L, int64_t j)
+{
+    return L->conv ? j / (L->Ho * L->Wo) : j;
+}
+
+/* inputs i (sample-local) and weight indices feeding output j */
+static int64_t gather_fwd(const lrp_lin *L, int64_t j, int64_t *ii, int64_t *ww)
+{
+    int64_t m = 0;
+    if (!L->conv) {
+        for (int64_t i = 0; i < L->n_in; i++) {
+            ii[m] = i;
+            ww[m++] = j * L->n_in + i;
+        }
+        return m;
+    }
+    int64_t o = j / (L->Ho * L->Wo), oy = (j / L->Wo) % L->Ho, ox = j % L->Wo;
+    int64_t Cg = L->C / L->groups, Og = L->O / L->groups, g = o / Og;
+    for (int64_t cc = 0; cc < Cg; cc++) {
+        int64_t c = g * Cg + cc;
+        for (int ky = 0; ky < L->kh; ky++) {
+            int64_t iy = oy * L->sh - L->pt + (int64_t)ky * L->dh;
+            if (iy < 0 || iy >= L->H)
+                continue;
+            for (int kx = 0; kx < L->kw; kx++) {
+                int64_t ix = ox * L->sw - L->pl + (int64_t)kx * L->dw;
+                if (ix < 0 || ix >= L->W)
+                    continue;
+                ii[m] = (c * L->H + iy) * L->W + ix;
+                ww[m++] = ((o * Cg + cc) * L->kh + ky) * L->kw + kx;
+            }
+        }
+    }
+    return m;
+}
+
+/* outputs j (sample-local) and weight indices that input i feeds */
+static int64_t gather_bwd(const lrp_lin *L, int64_t i, int64_t *jj, int64_t *ww)
+{
+    int64_t m = 0;
+    if (!L->conv) {
+        for (int64_t j = 0; j < L->n_out; j++) {
+            jj[m] = j;
+            ww[m++] = j * L->n_in + i;
+        }
+        return m;
+    }
+    int64_t c = i / (L->H * L->W), y = (i / L->W) % L->H, x = i % L->W;
+    int64_t Cg = L->C / L->groups, Og = L->O / L->groups, g = c / Cg, cc = c % Cg;
+    for (int ky = 0; ky < L->kh; ky++) {
+        int64_t t = y + L->pt - (int64_t)ky * L->dh;
+        if (t < 0 || t % L->sh)
+            continue;
+        int64_t oy = t / L->sh;
+        if (oy >= L->Ho)
+            continue;
+        for (int kx = 0; kx < L->kw; kx++) {
+            int64_t u = x + L->pl - (int64_t)kx * L->dw;
+            if (u < 0 || u % L->sw)
+                continue;
+            int64_t ox = u / L->sw;
+            if (ox >= L->Wo)
+                continue;
+            for (int64_t o = g * Og; o < (g + 1) * Og; o++) {
+                jj[m] = (o * L->Ho + oy) * L->Wo + ox;
+                ww[m++] = ((o * Cg + cc) * L->kh + ky) * L->kw + kx;
+            }
+        }
+    }
+    return m;
+}
+
+static int64_t bwd_cap(const lrp_lin *L)
+{
+    if (!L->conv)
+        return L->n_out;
+    return (L->O / L->groups) * L->kh * L->kw;
+}
+
+/* ---- modifiers on MPFR values ---- */
+
+static mpfr_srcptr in_val(mpfr_ptr tmp, int mod, mpfr_srcptr x, int64_t i, const lrp_lin *L)
+{
+    switch (mod) {
+    case LRP_IM_ID: return x;
+    case LRP_IM_POS:
+        if (mpfr_sgn(x) > 0)
+            return x;
+        mpfr_set_zero(tmp, 1);
+        return tmp;
+    case LRP_IM_NEG:
+        if (mpfr_sgn(x) < 0)
+            return x;
+        mpfr_set_zero(tmp, 1);
+        return tmp;
+    case LRP_IM_ONES: mpfr_set_ui(tmp, 1, MPFR_RNDN); return tmp;
+    case LRP_IM_LOW: mpfr_set_flt(tmp, L->low ? L->low[i] : L->low_s, MPFR_RNDN); return tmp;
+    case LRP_IM_HIGH: mpfr_set_flt(tmp, L->high ? L->high[i] : L->high_s, MPFR_RNDN); return tmp;
+    }
+    LRP_ASSERT(0);
+    return x;
+}
+
+/* tmp has >= 2p bits (squares are exact) */
+static mpfr_srcptr w_val(mpfr_ptr tmp, int mod, mpfr_srcptr w)
+{
+    switch (mod) {
+    case LRP_WM_ID: return w;
+    case LRP_WM_POS:
+        if (mpfr_sgn(w) > 0)
+            return w;
+        mpfr_set_zero(tmp, 1);
+        return tmp;
+    case LRP_WM_NEG:
+        if (mpfr_sgn(w) < 0)
+            return w;
+        mpfr_set_zero(tmp, 1);
+        return tmp;
+    case LRP_WM_SQUARE: mpfr_sqr(tmp, w, MPFR_RNDN); return tmp;
+    case LRP_WM_ONES: mpfr_set_ui(tmp, 1, MPFR_RNDN); return tmp;
+    }
+    LRP_ASSERT(0);
+    return w;
+}
+
+static mpfr_srcptr b_val(mpfr_ptr tmp, int mod, mpfr_srcptr b)
+{
+    switch (mod) {
+    case LRP_BM_ID: return b;
+    case LRP_BM_POS:
+    case LRP_BM_NEG: return w_val(tmp, mod == LRP_BM_POS ? LRP_WM_POS : LRP_WM_NEG, b);
+    case LRP_BM_SQUARE: mpfr_sqr(tmp, b, MPFR_RNDN); return tmp;
+    }
+    LRP_ASSERT(0);
+    return b;
+}
+
+/* ---- jobs ---- */
+
+typedef struct lin_job {
+    ref_ctx *cx;
+    const lrp_lin *L;
+    mpfr_ptr out;
+    mpfr_srcptr x;
+    const lrp_term *t;
+    int nt;
+    const lrp_bterm *bt;
+    int nb;
+    int absval;
+    const lrp_bwd_part *parts;
+    int np;
+    /* fast path */
+    const double *xd; /* pieces: per value K doubles, scale per tensor */
+    int K;
+    long xscale;
+    const double *sd[LRP_PIPE_MAX_PARTS];
+    long sscale[LRP_PIPE_MAX_PARTS];
+} lin_job;
+
+typedef struct scratch {
+    int64_t cap;
+    int64_t *ii, *ww;
+    mpfr_t *prod;
+    mpfr_ptr *pp;
+    mpfr_t tin, tw, tc, tcc;
+} scratch;
+
+static void scratch_init(scratch *S, int64_t cap, int64_t nprod, mpfr_prec_t pprod,
+                         mpfr_prec_t p)
+{
+    S->cap = cap;
+    S->ii = malloc((size_t)(cap + 1) * sizeof *S->ii);
+    S->ww = malloc((size_t)(cap + 1) * sizeof *S->ww);
+    S->prod = malloc((size_t)(nprod + 1) * sizeof *S->prod);
+    S->pp = malloc((size_t)(nprod + 1) * sizeof *S->pp);
+    LRP_ASSERT(S->ii && S->ww && S->prod && S->pp);
+    for (int64_t q = 0; q <= nprod; q++) {
+        mpfr_init2(S->prod[q], pprod);
+        S->pp[q] = S->prod[q];
+    }
+    S->cap = nprod + 1;
+    mpfr_init2(S->tin, p < 24 ? 24 : p);
+    mpfr_init2(S->tw, 2 * (p < 24 ? 24 : p));
+    mpfr_init2(S->tc, 24);
+    mpfr_init2(S->tcc, 48);
+}
+
+static void scratch_free(scratch *S)
+{
+    for (int64_t q = 0; q < S->cap; q++)
+        mpfr_clear(S->prod[q]);
+    free(S->prod);
+    free(S->pp);
+    free(S->ii);
+    free(S->ww);
+    mpfr_clear(S->tin);
+    mpfr_clear(S->tw);
+    mpfr_clear(S->tc);
+    mpfr_clear(S->tcc);
+}
+
+static void fwd_slow(void *arg, int64_t lo, int64_t hi)
+{
+    lin_job *J = arg;
+    const lrp_lin *L = J->L;
+    mpfr_prec_t p = J->cx->prec;
+    scratch S;
+    scratch_init(&S, L->fanin, L->fanin * J->nt + J->nb, 3 * p + 80, p);
+    mpfr_srcptr W = TC(L->w), Bv = L->b ? TC(L->b) : NULL;
+    for (int64_t e = lo; e < hi; e++) {
+        int64_t b = e / L->n_out, j = e % L->n_out;
+        int64_t cnt = gather_fwd(L, j, S.ii, S.ww), m = 0;
+        mpfr_srcptr xs = J->x + b * L->n_in;
+        for (int t = 0; t < J->nt; t++) {
+            mpfr_set_flt(S.tc, J->t[t].c, MPFR_RNDN);
+            for (int64_t q = 0; q < cnt; q++) {
+                mpfr_srcptr xv = in_val(S.tin, J->t[t].in, xs + S.ii[q], S.ii[q], L);
+                mpfr_srcptr wv = w_val(S.tw, J->t[t].w, W + S.ww[q]);
+                mpfr_mul(S.prod[m], S.tc, xv, MPFR_RNDN);
+                mpfr_mul(S.prod[m], S.prod[m], wv, MPFR_RNDN);
+                if (J->absval)
+                    mpfr_abs(S.prod[m], S.prod[m], MPFR_RNDN);
+                m++;
+            }
+        }
+        if (Bv)
+            for (int u = 0; u < J->nb; u++) {
+                mpfr_set_flt(S.tc, J->bt[u].c, MPFR_RNDN);
+                mpfr_srcptr bv = b_val(S.tw, J->bt[u].mod, Bv + out_unit(L, j));
+                mpfr_mul(S.prod[m], S.tc, bv, MPFR_RNDN);
+                if (J->absval)
+                    mpfr_abs(S.prod[m], S.prod[m], MPFR_RNDN);
+                m++;
+            }
+        mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
+    }
+    scratch_free(&S);
+}
+
+static void bwd_slow(void *arg, int64_t lo, int64_t hi)
+{
+    lin_job *J = arg;
+    const lrp_lin *L = J->L;
+    mpfr_prec_t p = J->cx->prec;
+    int64_t cap = bwd_cap(L);
+    int ntmax = 0;
+    for (int k = 0; k < J->np; k++)
+        ntmax += J->parts[k].nt;
+    scratch S;
+    scratch_init(&S, cap, cap * ntmax, 5 * p + 120, p);
+    mpfr_srcptr W = TC(L->w);
+    for (int64_t e = lo; e < hi; e++) {
+        int64_t b = e / L->n_in, i = e % L->n_in;
+        int64_t cnt = gather_bwd(L, i, S.ii, S.ww), m = 0;
+        mpfr_srcptr xi = J->x + b * L->n_in + i;
+        for (int k = 0; k < J->np; k++) {
+            const lrp_bwd_part *P = &J->parts[k];
+            mpfr_srcptr s = TC(P->s) + b * L->n_out;
+            for (int t = 0; t < P->nt; t++) {
+                mpfr_set_flt(S.tc, P->coef, MPFR_RNDN);
+                mpfr_set_flt(S.tcc, P->t[t].c, MPFR_RNDN);
+                mpfr_mul(S.tcc, S.tcc, S.tc, MPFR_RNDN); /* exact: 48 bits */
+                mpfr_srcptr xv = in_val(S.tin, P->t[t].in, xi, i, L);
+                for (int64_t q = 0; q < cnt; q++) {
+                    mpfr_srcptr wv = w_val(S.tw, P->t[t].w, W + S.ww[q]);
+                    mpfr_mul(S.prod[m], S.tcc, xv, MPFR_RNDN);
+                    mpfr_mul(S.prod[m], S.prod[m], wv, MPFR_RNDN);
+                    mpfr_mul(S.prod[m], S.prod[m], s + S.ii[q], MPFR_RNDN);
+                    m++;
+                }
+            }
+        }
+        mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
+    }
+    scratch_free(&S);
+}
+
+/* ---- fast path (binary32 weights): exact accumulation ---- */
+
+static float w32_mod(int mod, float w)
+{
+    switch (mod) {
+    case LRP_WM_ID: return w;
+    case LRP_WM_POS: return w > 0.0f ? w : 0.0f;
+    case LRP_WM_NEG: return w < 0.0f ? w : 0.0f;
+    case LRP_WM_ONES: return 1.0f;
+    default: return 0.0f; /* SQUARE handled separately */
+    }
+}
+
+/* multiplies the exact integer accumulator value by a binary32 factor
+ * list and adds it into an exact mpfr term list entry */
+static void term_from_acc(mpfr_ptr dst, ref_acc *A, long scale, mpz_t z, mpfr_srcptr f1,
+                          mpfr_srcptr f2)
+{
+    long e;
+    lrp_ref_acc_get_z(z, &e, A);
+    size_t bits = mpz_sizeinbase(z, 2) + 2;
+    mpfr_prec_t need = (mpfr_prec_t)bits + mpfr_get_prec(f1) + (f2 ? mpfr_get_prec(f2) : 0) + 8;
+    if (mpfr_get_prec(dst) < need)
+        mpfr_set_prec(dst, need);
+    mpfr_set_z_2exp(dst, z, e + scale, MPFR_RNDN); /* exact */
+    mpfr_mul(dst, dst, f1, MPFR_RNDN);             /* exact */
+    if (f2)
+        mpfr_mul(dst, dst, f2, MPFR_RNDN);
+}
+
+/* Sign of an exact zero sum (mpfr_sum's rule): -0 iff every summand is a
+ * zero with the sign bit set; any nonzero summand (cancellation) gives +0.
+ * Only asked when the exact sum is 0; uses sign bits, no arithmetic. */
+static int wmod_sign(int mod, float w, int *zero)
+{
+    float v = mod == LRP_WM_SQUARE ? (w == 0.0f ? 0.0f : 1.0f) : w32_mod(mod, w);
+    *zero = v == 0.0f;
+    return signbit(v) != 0;
+}
+
+static int zsign_neg_fwd(const lin_job *J, int64_t b, int64_t j, const scratch *S,
+                         int64_t cnt, mpfr_ptr tmp)
+{
+    const lrp_lin *L = J->L;
+    mpfr_srcptr xs = J->x + b * L->n_in;
+    int any = 0; /* an empty sum is +0 */
+    if (J->absval)
+        return 0; /* |-0| = +0 */
+    for (int t = 0; t < J->nt; t++)
+        for (int64_t q = 0; q < cnt; q++) {
+            any = 1;
+            mpfr_srcptr xv = in_val(tmp, J->t[t].in, xs + S->ii[q], S->ii[q], L);
+            int wz, ws = wmod_sign(J->t[t].w, L->w32[S->ww[q]], &wz);
+            if (!mpfr_zero_p(xv) && !wz)
+                return 0;
+            if (!((mpfr_signbit(xv) != 0) ^ ws ^ (signbit(J->t[t].c) != 0)))
+                return 0;
+        }
+    if (L->b)
+        for (int u = 0; u < J->nb; u++) {
+            mpfr_srcptr bv = b_val(tmp, J->bt[u].mod, TC(L->b) + out_unit(L, j));
+            if (!mpfr_zero_p(bv))
+                return 0;
+            if (!((mpfr_signbit(bv) != 0) ^ (signbit(J->bt[u].c) != 0)))
+                return 0;
+            any = 1;
+        }
+    return any;
+}
+
+static int zsign_neg_bwd(const lin_job *J, int64_t b, int64_t i, const scratch *S,
+                         int64_t cnt, mpfr_ptr tmp)
+{
+    const lrp_lin *L = J->L;
+    mpfr_srcptr xi = J->x + b * L->n_in + i;
+    int any = 0; /* an empty sum is +0 */
+    for (int k = 0; k < J->np; k++) {
+        const lrp_bwd_part *P = &J->parts[k];
+        mpfr_srcptr s = TC(P->s) + b * L->n_out;
+        for (int t = 0; t < P->nt; t++) {
+            any |= cnt > 0;
+            mpfr_srcptr xv = in_val(tmp, P->t[t].in, xi, i, L);
+            int sx = (mpfr_signbit(xv) != 0) ^ (signbit(P->coef) != 0) ^
+                     (signbit(P->t[t].c) != 0);
+            for (int64_t q = 0; q < cnt; q++) {
+                int wz, ws = wmod_sign(P->t[t].w, L->w32[S->ww[q]], &wz);
+                mpfr_srcptr sj = s + S->ii[q];
+                if (!mpfr_zero_p(xv) && !wz && !mpfr_zero_p(sj))
+                    return 0;
+                if (!(sx ^ ws ^ (mpfr_signbit(sj) != 0)))
+                    return 0;
+            }
+        }
+    }
+    return any;
+}
+
+/* w^2 (48 bits) as hi + lo, 24 bits each (Veltkamp, s = 29), so that a
+ * 29-bit piece times either half is exact in binary64. */
+static void split_sq(double *hi, double *lo, float w)
+{
+    double w2 = (double)w * w;
+    double c = w2 * 536870913.0; /* 2^29 + 1 */
+    *hi = c - (c - w2);
+    *lo = w2 - *hi;
+}
+
+static void fwd_fast(void *arg, int64_t lo, int64_t hi)
+{
+    lin_job *J = arg;
+    const lrp_lin *L = J->L;
+    mpfr_prec_t p = J->cx->prec;
+    scratch S;
+    scratch_init(&S, L->fanin, J->nt + J->nb, 3 * p + 80, p);
+    ref_acc *A = lrp_ref_acc_new();
+    mpz_t z;
+    mpz_init(z);
+    mpfr_t fc, fx;
+    mpfr_init2(fc, 24);
+    mpfr_init2(fx, 64);
+    const int K = J->K;
+    for (int64_t e = lo; e < hi; e++) {
+        int64_t b = e / L->n_out, j = e % L->n_out;
+        int64_t cnt = gather_fwd(L, j, S.ii, S.ww), m = 0;
+        const double *xd = J->xd + b * L->n_in * K;
+        for (int t = 0; t < J->nt; t++) {
+            const lrp_term *tt = &J->t[t];
+            lrp_ref_acc_clear(A);
+            long scale = J->xscale;
+            if (tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) {
+                for (int64_t q = 0; q < cnt; q++) {
+                    const double *d = xd + S.ii[q] * K;
+                    if (tt->in != LRP_IM_ID) {
+                        /* pos / neg: keep the value only with the right sign */
+                        int neg = d[0] < 0;
+                        if (d[0] == 0 || neg != (tt->in == LRP_IM_NEG))
+                            continue;
+                    }
+                    float wf = L->w32[S.ww[q]];
+                    double w = tt->w == LRP_WM_SQUARE ? 0 : (double)w32_mod(tt->w, wf);
+                    if (tt->w == LRP_WM_SQUARE) {
+                        /* x * w^2: w^2 has 48 bits; split it in two 24-bit halves */
+                        double hi2, lo2;
+                        split_sq(&hi2, &lo2, wf);
+                        if (J->absval && d[0] < 0) {
+                            hi2 = -hi2;
+                            lo2 = -lo2;
+                        }
+                        for (int k = 0; k < K && d[k] != 0; k++) {
+                            lrp_ref_acc_add(A, d[k] * hi2);
+                            lrp_ref_acc_add(A, d[k] * lo2);
+                        }
+                        continue;
+                    }
+                    if (w == 0)
+                        continue;
+                    if (J->absval) {
+                        w = w < 0 ? -w : w;
+                        for (int k = 0; k < K && d[k] != 0; k++)
+                            lrp_ref_acc_add(A, d[0] < 0 ? -(d[k] * w) : d[k] * w);
+                    } else {
+                        for (int k = 0; k < K && d[k] != 0; k++)
+                            lrp_ref_acc_add(A, d[k] * w);
+                    }
+                }
+            } else {
+                /* binary32 inputs (ones, bounds): products exact in binary64 */
+                scale = 0;
+                for (int64_t q = 0; q < cnt; q++) {
+                    int64_t i = S.ii[q];
+                    double xv = tt->in == LRP_IM_ONES  ? 1.0
+                                : tt->in == LRP_IM_LOW ? (double)(L->low ? L->low[i] : L->low_s)
+                                                       : (double)(L->high ? L->high[i] : L->high_s);
+                    float wf = L->w32[S.ww[q]];
+                    if (tt->w == LRP_WM_SQUARE) {
+                        double hi2, lo2;
+                        split_sq(&hi2, &lo2, wf);
+                        double a1 = xv * hi2, a2 = xv * lo2;
+                        if (J->absval && xv < 0) {
+                            a1 = -a1;
+                            a2 = -a2;
+                        }
+                        lrp_ref_acc_add(A, a1);
+                        lrp_ref_acc_add(A, a2);
+                        continue;
+                    }
+                    double pr = xv * (double)w32_mod(tt->w, wf);
+                    lrp_ref_acc_add(A, J->absval && pr < 0 ? -pr : pr);
+                }
+            }
+            mpfr_set_flt(fc, J->absval && tt->c < 0 ? -tt->c : tt->c, MPFR_RNDN);
+            term_from_acc(S.prod[m++], A, scale, z, fc, NULL);
+        }
+        if (L->b)
+            for (int u = 0; u < J->nb; u++) {
+                mpfr_set_flt(S.tc, J->bt[u].c, MPFR_RNDN);
+                mpfr_srcptr bv = b_val(S.tw, J->bt[u].mod, TC(L->b) + out_unit(L, j));
+                if (mpfr_get_prec(S.prod[m]) < 3 * p + 80)
+                    mpfr_set_prec(S.prod[m], 3 * p + 80);
+                mpfr_mul(S.prod[m], S.tc, bv, MPFR_RNDN);
+                if (J->absval)
+                    mpfr_abs(S.prod[m], S.prod[m], MPFR_RNDN);
+                m++;
+            }
+        mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
+        if (mpfr_zero_p(J->out + e))
+            mpfr_set_zero(J->out + e, zsign_neg_fwd(J, b, j, &S, cnt, S.tin) ? -1 : 1);
+    }
+    mpfr_clear(fc);
+    mpfr_clear(fx);
+    mpz_clear(z);
+    lrp_ref_acc_free(A);
+    scratch_free(&S);
+}
+
+static void bwd_fast(void *arg, int64_t lo, int64_t hi)
+{
+    lin_job *J = arg;
+    const lrp_lin *L = J->L;
+    mpfr_prec_t p = J->cx->prec;
+    int64_t cap = bwd_cap(L);
+    int ntot = 0;
+    for (int k = 0; k < J->np; k++)
+        ntot += J->parts[k].nt;
+    scratch S;
+    scratch_init(&S, cap, ntot, 3 * p + 80, p);
+    ref_acc *A = lrp_ref_acc_new();
+    mpz_t z;
+    mpz_init(z);
+    mpfr_t fcc;
+    mpfr_init2(fcc, 48);
+    const int K = J->K;
+    for (int64_t e = lo; e < hi; e++) {
+        int64_t b = e / L->n_in, i = e % L->n_in;
+        int64_t cnt = gather_bwd(L, i, S.ii, S.ww), m = 0;
+        mpfr_srcptr xi = J->x + b * L->n_in + i;
+        for (int k = 0; k < J->np; k++) {
+            const lrp_bwd_part *P = &J->parts[k];
+            const double *sd = J->sd[k] + b * L->n_out * K;
+            for (int t = 0; t < P->nt; t++) {
+                const lrp_term *tt = &P->t[t];
+                mpfr_srcptr xv = in_val(S.tin, tt->in, xi, i, L);
+                if (mpfr_zero_p(xv))
+                    continue; /* zero factor: sign settled below if needed */
+                lrp_ref_acc_clear(A);
+                for (int64_t q = 0; q < cnt; q++) {
+                    const double *d = sd + S.ii[q] * K;
+                    float wf = L->w32[S.ww[q]];
+                    if (tt->w == LRP_WM_SQUARE) {
+                        double hi2, lo2;
+                        split_sq(&hi2, &lo2, wf);
+                        for (int kk = 0; kk < K && d[kk] != 0; kk++) {
+                            lrp_ref_acc_add(A, d[kk] * hi2);
+                            lrp_ref_acc_add(A, d[kk] * lo2);
+                        }
+                        continue;
+                    }
+                    double w = (double)w32_mod(tt->w, wf);
+                    if (w == 0)
+                        continue;
+                    for (int kk = 0; kk < K && d[kk] != 0; kk++)
+                        lrp_ref_acc_add(A, d[kk] * w);
+                }
+                mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
+                mpfr_mul_d(fcc, fcc, (double)tt->c, MPFR_RNDN); /* exact, 48 bits */
+                term_from_acc(S.prod[m], A, J->sscale[k], z, fcc, xv);
+                m++;
+            }
+        }
+        mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
+        if (mpfr_zero_p(J->out + e))
+            mpfr_set_zero(J->out + e, zsign_neg_bwd(J, b, i, &S, cnt, S.tin) ? -1 : 1);
+    }
+    mpfr_clear(fcc);
+    mpz_clear(z);
+    lrp_ref_acc_free(A);
+    scratch_free(&S);
+}
+
+/* Splits a tensor into K pieces per value with a common scale; returns 0
+ * when some value cannot be split within binary64 (slow path). */
+static int split_tensor(double **out, int *Kp, long *scalep, mpfr_srcptr v, int64_t n,
+                        mpfr_prec_t p)
+{
+    int K = (int)((p + 28) / 29) + 1;
+    long emax = LONG_MIN;
+    for (int64_t i = 0; i < n; i++)
+        if (mpfr_regular_p(v + i) && mpfr_get_exp(v + i) > emax)
+            emax = mpfr_get_exp(v + i);
+        else if (!mpfr_number_p(v + i))
+            return 0;
+    long scale = emax == LONG_MIN ? 0 : emax;
+    double *d = calloc((size_t)(n * K + 1), sizeof *d);
+    if (!d)
+        return 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!mpfr_regular_p(v + i))
+            continue;
+        int k = lrp_ref_split29(d + i * K, v + i, scale);
+        if (k == 0 || k > K) {
+            free(d);
+            return 0;
+        }
+    }
+    *out = d;
+    *Kp = K;
+    *scalep = scale;
+    return 1;
+}
+
+void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const lrp_term *t,
+                     int nt, const lrp_bterm *bt, int nb, int absval, int64_t batch)
+{
+    ref_ctx *cx = c;
+    lin_job J;
+    memset(&J, 0, sizeof J);
+    J.cx = cx;
+    J.L = L;
+    J.out = T(out);
+    J.x = TC(x);
+    J.t = t;
+    J.nt = nt;
+    J.bt = bt;
+    J.nb = L->b ? nb : 0;
+    J.absval = absval;
+    double *xd = NULL;
+    if (!cx->slow && L->w32 && cx->prec >= 24 &&
+        split_tensor(&xd, &J.K, &J.xscale, J.x, L->n_in * batch, cx->prec)) {
+        J.xd = xd;
+        cx->fast_calls++;
+        lrp_ref_par_for(cx->threads, L->n_out * batch, fwd_fast, &J);
+        free(xd);
+        return;
+    }
+    cx->slow_calls++;
+    lrp_ref_par_for(cx->threads, L->n_out * batch, fwd_slow, &J);
+}
+
+void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
+                     const lrp_bwd_part *parts, int np, int64_t batch)
+{
+    ref_ctx *cx = c;
+    lin_job J;
+    memset(&J, 0, sizeof J);
+    J.cx = cx;
+    J.L = L;
+    J.out = T(out);
+    J.x = TC(x);
+    J.parts = parts;
+    J.np = np;
+    int fast = !cx->slow && L->w32 && cx->prec >= 24;
+    double *sd[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
+    for (int k = 0; k < np && fast; k++) {
+        int K;
+        fast = split_tensor(&sd[k], &K, &J.sscale[k], TC(parts[k].s), L->n_out * batch,
+                            cx->prec);
+        J.K = K;
+        J.sd[k] = sd[k];
+    }
+    if (fast) {
+        cx->fast_calls++;
+        lrp_ref_par_for(cx->threads, L->n_in * batch, bwd_fast, &J);
+    } else {
+        cx->slow_calls++;
+        lrp_ref_par_for(cx->threads, L->n_in * batch, bwd_slow, &J);
+    }
+    for (int k = 0; k < np; k++)
+        free(sd[k]);
+}

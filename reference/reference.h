@@ -1,0 +1,84 @@
+/*
+ * reference.h -- the MPFR reference: LRP computed in real arithmetic rounded
+ * to p bits (LRP-SPEC.md; default p = 128) through the shared pipeline
+ * (core/pipeline.h) with the MPFR backend (reference/ref_backend.c).
+ *
+ *   lrp_ref_result *r;
+ *   lrp_ref_opts o = lrp_ref_opts_default();   // p = 128, 2 threads
+ *   if (lrp_ref_run(&r, net, &o, &err)) ...     // rules: net->layers[i].rule
+ *   r->L[i].pipe->rel  : mpfr_t array, relevance at layer i's output
+ *   lrp_ref_fill_trace(trace, r, &err);         // binary32 hi + lo parts
+ *   lrp_ref_free(r);
+ *
+ * What a layer keeps (lrp_pipe_layer, all MPFR tensors are mpfr_ptr arrays,
+ * batch-major): act (forward), rel (relevance at the output), rin[k] (this
+ * layer's relevance to input k), den[k] / gauge[k] / cls[k] per rule part,
+ * abs[kind] absorbed relevance per output unit, cons_resid (max over
+ * samples of |sum R_in + absorbed - sum R_out| / sum |.|, via mpfr_sum), and
+ * sticky flags with first (sample, unit).  lrp_ref_layer adds the condition
+ * numbers kappa_j = gauge_j / |den_j| per part and the self-proof verdict.
+ */
+#ifndef LRP_REFERENCE_H
+#define LRP_REFERENCE_H
+
+#include <mpfr.h>
+
+#include "lrp.h"
+#include "pipeline.h"
+#include "ref_int.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct lrp_ref_opts {
+    int prec;        /* p in bits (>= 2; 24+ makes binary32 data exact) */
+    int threads;     /* >= 1 */
+    int proof_extra; /* > 0: recompute at p + proof_extra and compare the
+                        binary32 roundings of every relevance value */
+    int slow;        /* 1: force the exact-product + mpfr_sum kernels */
+} lrp_ref_opts;
+
+/* p = 128, threads = 2, proof_extra = 0, slow = 0. */
+lrp_ref_opts lrp_ref_opts_default(void);
+
+typedef struct lrp_ref_layer {
+    lrp_pipe_layer *pipe;         /* the pipeline's record of this layer */
+    double *kappa[LRP_PIPE_MAX_PARTS]; /* batch*n_units, linear layers, else NULL;
+                                     +inf where den_j == 0 */
+    int proved;                   /* self-proof ran */
+    int64_t unresolved;           /* relevance values whose binary32
+                                     rounding differs at p and p+extra */
+    int64_t unres_sample, unres_unit; /* first one */
+} lrp_ref_layer;
+
+typedef struct lrp_ref_result {
+    int prec, threads, proof_prec;    /* proof_prec 0: no self-proof */
+    int n_layers;
+    int64_t batch;
+    ref_ctx ctx;
+    lrp_backend be;
+    lrp_pipe *pipe;
+    lrp_ref_layer *L;
+    int64_t fast_calls, slow_calls;   /* kernels used (diagnostics) */
+} lrp_ref_result;
+
+/* Runs the reference on an inferred net with its per-layer rules. */
+lrp_status lrp_ref_run(lrp_ref_result **out, const lrp_net *net, const lrp_ref_opts *o,
+                       lrp_err *err);
+void lrp_ref_free(lrp_ref_result *r);
+
+/* Relevance at layer li's output (batch * numel values). */
+mpfr_srcptr lrp_ref_rel(const lrp_ref_result *r, int li);
+/* Forward activation of layer li. */
+mpfr_srcptr lrp_ref_act(const lrp_ref_result *r, int li);
+
+/* Fills trace t (allocated for the net, e.g. by lrp_net_trace_add) with
+ * relevance rounded to nearest binary32 (relevance) and the binary32
+ * rounding of the remainder value - hi (relevance_lo), precision p. */
+lrp_status lrp_ref_fill_trace(lrp_trace *t, const lrp_ref_result *r, lrp_err *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* LRP_REFERENCE_H */
