@@ -275,13 +275,23 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
     const lrp_rule_spec *r = &ref->L[c].rule;
     if (rf->bits & (1u << LRP_NF_UNDEFINED)) {
         snprintf(buf, n,
-                 "in layer '%s' (%s, rule %s): zero denominator with no effective stabilizer under "
+                 "produced by layer '%s' (%s, rule %s): zero denominator with no effective stabilizer under "
                  "convention %s (eps %g) at sample %lld unit %lld%s -- the reference marks it "
                  "undefined, float32 divides by zero",
                  l->name, lrp_layer_kind_name(l->kind), lrp_rule_name(r->rule),
                  lrp_stab_name(r->stab), (double)r->eps, (long long)rf->sample[LRP_NF_UNDEFINED],
                  (long long)rf->unit[LRP_NF_UNDEFINED],
                  (rf->bits & (1u << LRP_NF_ZERO_DEN_NEG)) ? " (a -0 denominator occurs)" : "");
+        return;
+    }
+    if (rf->bits & (1u << LRP_NF_EMPTY_PART)) {
+        snprintf(buf, n,
+                 "produced by layer '%s' (%s, rule %s): an alpha-beta part is empty (its "
+                 "denominator is exactly 0) at sample %lld unit %lld under convention %s (eps %g): "
+                 "float32 computes 0/0; the reference drops that part's share as 'empty part'",
+                 l->name, lrp_layer_kind_name(l->kind), lrp_rule_name(r->rule),
+                 (long long)rf->sample[LRP_NF_EMPTY_PART], (long long)rf->unit[LRP_NF_EMPTY_PART],
+                 lrp_stab_name(r->stab), (double)r->eps);
         return;
     }
     if (f32) {
@@ -293,7 +303,7 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
             for (int64_t i = 0; i < m; i++)
                 if (!isfinite(a[i])) {
                     snprintf(buf, n,
-                             "in layer '%s': its float32 input '%s' is non-finite at cell %lld "
+                             "produced by layer '%s': its float32 input '%s' is non-finite at cell %lld "
                              "(forward overflow; the reference value is finite)",
                              l->name, net->layers[in].name, (long long)i);
                     return;
@@ -301,18 +311,18 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
         }
         const lrp_nflags *ff = &f32->L[c].flags;
         if (ff->bits & (1u << LRP_NF_ZERO_DEN)) {
-            snprintf(buf, n, "in layer '%s': float32 zero denominator at sample %lld unit %lld",
+            snprintf(buf, n, "produced by layer '%s': float32 zero denominator at sample %lld unit %lld",
                      l->name, (long long)ff->sample[LRP_NF_ZERO_DEN],
                      (long long)ff->unit[LRP_NF_ZERO_DEN]);
             return;
         }
     }
     if (rf->bits & (1u << LRP_NF_OVERFLOW32)) {
-        snprintf(buf, n, "in layer '%s': the reference values exceed the binary32 range (overflow)",
+        snprintf(buf, n, "produced by layer '%s': the reference values exceed the binary32 range (overflow)",
                  l->name);
         return;
     }
-    snprintf(buf, n, "in layer '%s' (%s): float32 overflow or division by a tiny denominator",
+    snprintf(buf, n, "produced by layer '%s' (%s): float32 overflow or division by a tiny denominator",
              l->name, lrp_layer_kind_name(l->kind));
 }
 

@@ -7,10 +7,13 @@
  *      and the cause is reported with the verdict);
  *   2. bitwise equality with the reference rounded to binary32: PASS;
  *   3. the reference itself unresolved at p: UNRESOLVED (raise p);
- *   4. gauge ratio = |got - ref| / (u * bound): below pass_ratio PASS;
- *   5. otherwise, if float32 cannot determine a denominator the cell uses
- *      (cond = u n kappa above ill_cond): ILL-CONDITIONED, not a bug;
- *   6. otherwise SUSPECT below fail_ratio, FAIL at or above.
+ *   4. float32 cannot determine a denominator the cell depends on (cond =
+ *      u n kappa above ill_cond, propagated toward the input): the
+ *      first-order bound is no bound there, so the cell is ILL-CONDITIONED
+ *      (a property of network and input, not a bug) unless it agrees with
+ *      the reference to ill_agree relative anyway (then PASS);
+ *   5. gauge ratio = |got - ref| / (u * bound): below pass_ratio PASS,
+ *      below fail_ratio SUSPECT, else FAIL.
  */
 #include "oracle.h"
 
@@ -79,10 +82,10 @@ lrp_verdict lrp_classify_cell(double *ratio_out, float got, const lrp_cell_ref *
         } else {
             ratio = lrp_ulp_distance(got, hi);
         }
-        if (ratio < tol->pass_ratio)
+        if (ref->cond && (double)ref->cond[i] > tol->ill_cond)
+            v = err <= tol->ill_agree * fabs(r) ? LRP_V_PASS : LRP_V_ILL_CONDITIONED;
+        else if (ratio < tol->pass_ratio)
             v = LRP_V_PASS;
-        else if (ref->cond && (double)ref->cond[i] > tol->ill_cond)
-            v = LRP_V_ILL_CONDITIONED;
         else if (ratio < tol->fail_ratio)
             v = LRP_V_SUSPECT;
         else

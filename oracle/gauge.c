@@ -268,7 +268,13 @@ static int forward_bounds(ctx *c)
             }
             break;
         }
-        default: /* ReLU, Flatten, Reshape, Dropout: 1-Lipschitz, no rounding */
+        case LRP_LAYER_RELU:
+            /* 1-Lipschitz; and where the input is certainly negative
+             * (|z| beyond its error bound) float32 returns exactly 0 */
+            for (int64_t i = 0; i < B * n; i++)
+                A[i] = (xi[i] < 0.0f && fabs((double)xi[i]) > U32 * Ai[i]) ? 0.0 : Ai[i];
+            break;
+        default: /* Flatten, Reshape, Dropout: no arithmetic */
             memcpy(A, Ai, (size_t)(B * n) * sizeof *A);
             break;
         }
@@ -325,7 +331,7 @@ static int linear_backward(ctx *c, int li)
     int64_t fanout = L.conv ? (L.O / L.groups) * L.kh * L.kw : L.n_out;
     const float *x = c->act[in0];
     const float *R = c->rel[top];
-    const double *Rb = c->Bd[top], *Ax = c->A[in0];
+    const double *Rb = c->Bd[top], *Ax = c->A[in0], *Rc = c->cd[top];
     double *Bi = c->Bd[in0], *ci = c->cd[in0];
     uint8_t *fi = c->cf[in0];
     for (int64_t b = 0; b < B; b++) {
@@ -400,8 +406,16 @@ static int linear_backward(ctx *c, int li)
                     continue;
                 }
                 double s = fabs((double)R[b * n + j] / st);
-                kap[j] = D[j] / fabs(st);
-                v1[j] = s * (1 + kap[j] + (double)(fanout + 2)) + Rb[b * n + j] / fabs(st);
+                /* a unit carrying exactly no relevance (R_j = 0 with no error)
+                 * gives s_j = 0 in float32 too, however ill-determined its
+                 * denominator: it spreads no ill-conditioning */
+                /* cond (LRP-SPEC 7): the worst relative error of the float32
+                 * den, n kappa u, kappa = G / |den|; the propagated input
+                 * error (the A terms of D) enters the bound, not cond */
+                kap[j] = (R[b * n + j] == 0.0f && Rb[b * n + j] == 0.0)
+                             ? 0.0
+                             : (double)nterms * G[j] / fabs(st);
+                v1[j] = s * (1 + D[j] / fabs(st) + (double)(fanout + 2)) + Rb[b * n + j] / fabs(st);
                 v2[j] = s;
             }
             /* scatter to the inputs */
@@ -415,7 +429,9 @@ static int linear_backward(ctx *c, int li)
                         add += Ax[b * nin + i] * wm * v2[j];
                 }
                 Bi[b * nin + i] += fabs(coef) * add;
-                double cj = U32 * kap[j];
+                /* ill-conditioning propagates toward the input: a cell is as
+                 * undetermined as the relevance it is made of */
+                double cj = fmax(U32 * kap[j], Rc[b * n + j]);
                 if (cj > ci[b * nin + i])
                     ci[b * nin + i] = cj;
                 if (und[j])
@@ -432,9 +448,13 @@ static int linear_backward(ctx *c, int li)
 
 /* Proportional-type split R_k = x_k / stab(y) R (Add, BN explicit on its
  * input part, AvgPool per window).  Adds into the input bounds. */
+/* Dy: error bound of the float32 y (units of u); Gy: its cond part (n sum |terms|). */
 static void prop_cell(ctx *c, int in_layer, int64_t i, double xk, double Axk, double y, double Dy,
-                      double R, double Rb, const lrp_rule_spec *rs, double scale)
+                      double Gy, double R, double Rb, double Rc, const lrp_rule_spec *rs,
+                      double scale)
 {
+    if (Rc > c->cd[in_layer][i])
+        c->cd[in_layer][i] = Rc;
     double sg = stab_sign(rs->stab, y);
     double st = y;
     if (sg == 2) {
@@ -449,8 +469,8 @@ static void prop_cell(ctx *c, int in_layer, int64_t i, double xk, double Axk, do
             c->cd[in_layer][i] = 1;
         return;
     }
-    double s = fabs(R / st), kap = Dy / fabs(st);
-    c->Bd[in_layer][i] += scale * (fabs(xk) * (s * (kap + 3) + Rb / fabs(st)) + Axk * s);
+    double s = fabs(R / st), kap = (R == 0 && Rb == 0) ? 0.0 : Gy / fabs(st);
+    c->Bd[in_layer][i] += scale * (fabs(xk) * (s * (Dy / fabs(st) + 3) + Rb / fabs(st)) + Axk * s);
     if (U32 * kap > c->cd[in_layer][i])
         c->cd[in_layer][i] = U32 * kap;
     if (y == 0)
@@ -498,9 +518,10 @@ static int backward_bounds(ctx *c)
                         int64_t i = b * n + ch * hw + k;
                         double xk = w * (double)c->act[in0][i];
                         double y = (double)c->act[li][i];
-                        double Dy = 4 * (fabs(xk) + fabs(sh)) + fabs(w) * c->A[in0][i];
-                        prop_cell(c, in0, i, xk, fabs(w) * c->A[in0][i], y, Dy, R[i], Rb[i],
-                                  &l->rule, 1);
+                        double Gy = 4 * (fabs(xk) + fabs(sh));
+                        double Dy = Gy + fabs(w) * c->A[in0][i];
+                        prop_cell(c, in0, i, xk, fabs(w) * c->A[in0][i], y, Dy, Gy, R[i], Rb[i],
+                                  c->cd[li][i], &l->rule, 1);
                     }
                 }
             break;
@@ -512,10 +533,10 @@ static int backward_bounds(ctx *c)
                     sa += fabs((double)c->act[l->in[q]][i]);
                     sA += c->A[l->in[q]][i];
                 }
-                double Dy = (double)l->n_in * sa + sA;
+                double Gy = (double)l->n_in * sa, Dy = Gy + sA;
                 for (int q = 0; q < l->n_in; q++)
                     prop_cell(c, l->in[q], i, (double)c->act[l->in[q]][i], c->A[l->in[q]][i], y,
-                              Dy, R[i], Rb[i], &l->rule, 1);
+                              Dy, Gy, R[i], Rb[i], c->cd[li][i], &l->rule, 1);
             }
             break;
         case LRP_LAYER_CONCAT: {
@@ -577,6 +598,7 @@ static int backward_bounds(ctx *c)
                                  * runner-up within the forward error bounds
                                  * means float32 may pick another winner */
                                 c->Bd[in0][win] += Rb[j];
+                                c->cd[in0][win] = fmax(c->cd[in0][win], c->cd[li][j]);
                                 if (sec >= 0) {
                                     double slack = U32 * (c->A[in0][win] + c->A[in0][sec]);
                                     /* exact ties of exact values are no
@@ -589,7 +611,8 @@ static int backward_bounds(ctx *c)
                                 continue;
                             }
                             int k = P.count_include_pad ? P.kh * P.kw : cnt;
-                            double Dy = ((double)(cnt + 1) * sa + sA) / (k ? k : 1);
+                            double Gy = (double)(cnt + 1) * sa / (k ? k : 1);
+                            double Dy = Gy + sA / (k ? k : 1);
                             for (int ky = 0; ky < P.kh; ky++)
                                 for (int kx = 0; kx < P.kw; kx++) {
                                     int64_t iy = y * P.sh - P.pt + ky, ix = x * P.sw - P.pl + kx;
@@ -597,8 +620,8 @@ static int backward_bounds(ctx *c)
                                         continue;
                                     int64_t i = b * nin + (ch * P.H + iy) * P.W + ix;
                                     prop_cell(c, in0, i, (double)c->act[in0][i] / k,
-                                              c->A[in0][i] / k, yj, Dy, (double)c->rel[li][j],
-                                              Rb[j], &l->rule, 1);
+                                              c->A[in0][i] / k, yj, Dy, Gy, (double)c->rel[li][j],
+                                              Rb[j], c->cd[li][j], &l->rule, 1);
                                 }
                         }
             break;

@@ -52,7 +52,8 @@ enum {
 typedef struct lrp_tolerance {
     double pass_ratio;  /* gauge ratio below this: PASS (LAPACK drivers: 16..30) */
     double fail_ratio;  /* at or above: FAIL; in between: SUSPECT (1/sqrt(u)) */
-    double ill_cond;    /* cond above this: ILL-CONDITIONED */
+    double ill_cond;    /* cond above this: ILL-CONDITIONED ...          */
+    double ill_agree;   /* ... unless |got - ref| <= ill_agree * |ref|   */
 } lrp_tolerance;
 
 /* The tolerance promised for a rule on a layer kind. */

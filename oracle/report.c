@@ -92,7 +92,7 @@ void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
             fprintf(f, "  %16s %s\n", "", l->note);
     }
     if (r->nf_layer >= 0)
-        fprintf(f, "  first NaN/inf: layer '%s', cell %lld: %s\n", r->layers[r->nf_layer].name,
+        fprintf(f, "  first NaN/inf: relevance at the output of '%s', cell %lld, %s\n", r->layers[r->nf_layer].name,
                 (long long)r->nf_index, r->nf_cause);
     if (r->introduced_at >= 0)
         fprintf(f, "  discrepancy introduced at layer '%s' (its own error, fed reference inputs)\n",

@@ -12,10 +12,14 @@
  * ill_cond 2^-4: u * n_j * kappa_j above 1/16 means the float32 denominator
  *   may have lost all but ~4 bits, and its sign is not reliable well before
  *   that bound is reached (first-order analysis breaks down).
+ * ill_agree 2^-12: an ill-conditioned cell whose float32 value still agrees
+ *   with the reference to 12 bits (half of binary32's) is not reported as
+ *   ill-conditioned: worst-case bounds are pessimistic, and a cell that
+ *   agrees this well was determined after all.
  */
 #include "oracle.h"
 
-static const lrp_tolerance t_default = {30.0, 4096.0, 0x1p-4};
+static const lrp_tolerance t_default = {30.0, 4096.0, 0x1p-4, 0x1p-12};
 
 /* Pass-through and winner-take-all layers add no error of their own, but
  * the relevance they hand on carries the propagated error of the layers

@@ -16,7 +16,7 @@
 
 #include "oracle.h"
 
-static const lrp_tolerance tol = {30.0, 4096.0, 0x1p-4};
+static const lrp_tolerance tol = {30.0, 4096.0, 0x1p-4, 0x1p-12};
 
 static void test_ulp_distance(void **state)
 {
@@ -57,8 +57,18 @@ static void test_verdicts(void **state)
     for (int i = 0; i < 1000; i++)
         y = nextafterf(y, 2.0f);
     assert_int_equal(one(y, 1.0f, 0.0f, 10.0f, 0.0f, 0, &ratio), LRP_V_SUSPECT);
-    /* same error, but the cell's denominator is ill-conditioned */
-    assert_int_equal(one(y, 1.0f, 0.0f, 10.0f, 0.5f, 0, &ratio), LRP_V_ILL_CONDITIONED);
+    /* an error beyond ill_agree (2^-12 relative) where the cell's
+     * denominator is ill-conditioned: ILL-CONDITIONED, where a
+     * well-conditioned cell with the same error FAILs */
+    assert_int_equal(one(1.01f, 1.0f, 0.0f, 10.0f, 0.5f, 0, &ratio), LRP_V_ILL_CONDITIONED);
+    assert_int_equal(one(1.01f, 1.0f, 0.0f, 10.0f, 0.0f, 0, &ratio), LRP_V_FAIL);
+    /* ill-conditioned: the bound is void, but 1 ULP (2^-23 relative) is
+     * within ill_agree (2^-12) of the reference: determined after all */
+    assert_int_equal(one(x1, x, 0.0f, 10.0f, 0.5f, 0, &ratio), LRP_V_PASS);
+    /* ... while a factor-2 disagreement is ILL-CONDITIONED, not FAIL */
+    assert_int_equal(one(2.0f, 1.0f, 0.0f, 10.0f, 0.5f, 0, &ratio), LRP_V_ILL_CONDITIONED);
+    /* bitwise equal stays PASS whatever the condition */
+    assert_int_equal(one(x, x, 0.0f, 10.0f, 0.5f, 0, &ratio), LRP_V_PASS);
     /* the reference unresolved: not float32's fault */
     assert_int_equal(one(y, 1.0f, 0.0f, 10.0f, 0.0f, LRP_CELL_UNRESOLVED, &ratio),
                      LRP_V_UNRESOLVED);
