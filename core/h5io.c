@@ -1475,15 +1475,48 @@ static lrp_status w_attr(wr *w, hid_t obj, const char *opath, const char *name, 
     return st;
 }
 
+/* Strings are written FIXED-length (UTF-8, NUL-terminated, sized to the
+ * longest value).  Variable-length strings live in HDF5's global heap,
+ * which carries no checksum even with V110 bounds: flipping every byte of
+ * a 30 KB fixture written with them made libhdf5 segfault 294 times (in
+ * H5HG_read) and hang 6 times.  Fixed-length values sit inside the
+ * checksummed object headers.  The reader accepts both (h5py writes
+ * either, depending on its version). */
+static lrp_status w_fixed_strs(wr *w, hid_t obj, const char *opath, const char *name,
+                               const char *const *v, int n, int is_array)
+{
+    size_t len = 1;
+    for (int i = 0; i < n; i++) {
+        size_t l = strlen(v[i]) + 1;
+        if (l > len)
+            len = l;
+    }
+    char *buf = calloc((size_t)(n > 0 ? n : 1), len);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    lrp_status st = LRP_OK;
+    if (!buf || t < 0 || H5Tset_size(t, len) < 0 || H5Tset_strpad(t, H5T_STR_NULLTERM) < 0 ||
+        H5Tset_cset(t, H5T_CSET_UTF8) < 0) {
+        st = h5fail(&w->c, LRP_E_NOMEM, opath, "cannot build a string type");
+    } else {
+        for (int i = 0; i < n; i++)
+            memcpy(buf + (size_t)i * len, v[i], strlen(v[i]));
+        st = w_attr(w, obj, opath, name, t, t, is_array, (hsize_t)n, buf);
+    }
+    if (t >= 0)
+        H5Tclose(t);
+    free(buf);
+    return st;
+}
+
 static lrp_status w_str(wr *w, hid_t obj, const char *opath, const char *name, const char *s)
 {
-    return w_attr(w, obj, opath, name, w->str, w->str, 0, 1, &s);
+    return w_fixed_strs(w, obj, opath, name, &s, 1, 0);
 }
 
 static lrp_status w_strs(wr *w, hid_t obj, const char *opath, const char *name,
                          const char *const *v, int n)
 {
-    return w_attr(w, obj, opath, name, w->str, w->str, 1, (hsize_t)n, v);
+    return w_fixed_strs(w, obj, opath, name, v, n, 1);
 }
 
 static lrp_status w_i32(wr *w, hid_t obj, const char *opath, const char *name, int32_t v)
