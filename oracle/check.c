@@ -345,6 +345,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
 
     memset(rep, 0, sizeof *rep);
     rep->nf_layer = -1;
+    rep->neg_den_layer = -1;
     rep->introduced_at = -1;
     snprintf(rep->fixture, sizeof rep->fixture, "%s", o->label ? o->label : "");
     snprintf(rep->source, sizeof rep->source, "%s", o->source ? o->source : "fastpath");
@@ -535,6 +536,31 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
                 if (rep->verdict < LRP_V_FAIL)
                     rep->verdict = LRP_V_FAIL;
             }
+        }
+    }
+    /* run-level figures: input relevance, blow-up, negative z+ dens */
+    rep->sum_input_ref = sum_mpfr_d(&rbe, ref->L[0].rel, ref->L[0].n * B);
+    rep->sum_output_ref = sum_mpfr_d(&rbe, ref->L[nl - 1].rel, ref->L[nl - 1].n * B);
+    {
+        double out_max = fmax(fabs(rep->layers[nl - 1].ref_min), fabs(rep->layers[nl - 1].ref_max));
+        rep->growth = 0;
+        for (int i = 0; i < nl; i++) {
+            double m = fmax(fabs(rep->layers[i].ref_min), fabs(rep->layers[i].ref_max));
+            if (out_max > 0 && isfinite(m) && m / out_max > rep->growth)
+                rep->growth = m / out_max;
+        }
+        rep->neg_den_layer = -1;
+        for (int i = nl - 1; i >= 0; i--) {
+            const lrp_pipe_layer *P = &ref->L[i];
+            if ((P->rule.rule != LRP_RULE_ALPHABETA && P->rule.rule != LRP_RULE_ZPLUS) ||
+                !P->den[0] || P->n_parts < 1)
+                continue;
+            int64_t cnt = 0, m = P->n_units * B;
+            for (int64_t j = 0; j < m; j++)
+                cnt += mpfr_sgn((mpfr_srcptr)rbe.at(rbe.ctx, P->den[0], j)) < 0;
+            if (cnt && rep->neg_den_layer < 0)
+                rep->neg_den_layer = i;
+            rep->neg_den += cnt;
         }
     }
     goto done;

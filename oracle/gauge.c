@@ -318,6 +318,17 @@ static int linear_backward(ctx *c, int li)
         free(und);
         return -1;
     }
+    /* Canonization folds in float32 too: each folded weight w*W carries
+     * ~3u (sqrt, division, product) and the folded bias w (b - mu) + beta
+     * ~4u of the sizes of its terms, which may cancel: bgauge holds those
+     * sizes so that the error terms below do not underestimate them. */
+    double *bgauge = calloc((size_t)units, sizeof *bgauge);
+    double fold_err = bn >= 0 ? 3.0 : 0.0;
+    if (!bgauge) {
+        free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
+        free(und);
+        return -1;
+    }
     for (int64_t u = 0; u < units; u++) {
         double fw = 1, fb = 0;
         if (bn >= 0)
@@ -326,6 +337,11 @@ static int linear_backward(ctx *c, int li)
             w[u * L.fanin + k] = fw * (double)l->w[u * L.fanin + k];
         double b0 = l->has_bias ? (double)l->b[u] : 0;
         bias[u] = bn >= 0 ? fw * b0 + fb : b0;
+        if (bn >= 0) {
+            const lrp_layer *bl = &net->layers[bn];
+            bgauge[u] = 4 * (fabs(fw * b0) + fabs(fw * (double)bl->bn_mean[u]) +
+                             fabs((double)bl->bn_beta[u]));
+        }
     }
     int has_bias = l->has_bias || bn >= 0;
     int64_t fanout = L.conv ? (L.O / L.groups) * L.kh * L.kw : L.n_out;
@@ -361,7 +377,7 @@ static int linear_backward(ctx *c, int li)
                     }
                 den[j] = bd;
                 G[j] = bg;
-                D[j] = 0;
+                D[j] = (has_bias && rs->bias) ? bgauge[j / hw] : 0;
             }
             FOR_CONN(&L, j, i, k, {
                 for (int t = 0; t < nt; t++) {
@@ -369,6 +385,7 @@ static int linear_backward(ctx *c, int li)
                     double wm = tc[t] * wmod(pd->t[t].w, w[k]);
                     den[j] += a * wm;
                     G[j] += fabs(a * wm);
+                    D[j] += fold_err * fabs(a * wm);
                     if (inmod_uses_input(pd->t[t].in))
                         D[j] += fabs(wm) * Ax[b * nin + i];
                 }
@@ -415,7 +432,8 @@ static int linear_backward(ctx *c, int li)
                 kap[j] = (R[b * n + j] == 0.0f && Rb[b * n + j] == 0.0)
                              ? 0.0
                              : (double)nterms * G[j] / fabs(st);
-                v1[j] = s * (1 + D[j] / fabs(st) + (double)(fanout + 2)) + Rb[b * n + j] / fabs(st);
+                v1[j] = s * (1 + D[j] / fabs(st) + (double)(fanout + 2) + fold_err) +
+                        Rb[b * n + j] / fabs(st);
                 v2[j] = s;
             }
             /* scatter to the inputs */
@@ -443,6 +461,7 @@ static int linear_backward(ctx *c, int li)
     }
     free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
     free(und);
+    free(bgauge);
     return 0;
 }
 
@@ -643,6 +662,7 @@ static int backward_bounds(ctx *c)
         if (l->kind == LRP_LAYER_BATCHNORM && (l->rule.flags & LRP_F_BN_CANONIZE)) {
             int in0 = l->in[0];
             for (int64_t i = 0; i < B * n; i++) {
+                c->Bd[in0][i] += c->Bd[li][i];
                 c->cd[in0][i] = fmax(c->cd[in0][i], c->cd[li][i]);
                 c->cf[in0][i] |= c->cf[li][i];
             }

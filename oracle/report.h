@@ -50,6 +50,11 @@ typedef struct lrp_run_report {
     double max_cons_f32;       /* worst float32 conservation residual */
     double max_cons_ref;
     int introduced_at;         /* layer whose LOCAL verdict is worst first, -1 */
+    double sum_input_ref;      /* sum of the reference input relevance */
+    double sum_output_ref;     /* sum of the output relevance (the start) */
+    double growth;             /* max over layers of max|R| / max|R_out| (reference) */
+    int64_t neg_den;           /* alpha-beta/z+ positive-part denominators < 0 */
+    int neg_den_layer;         /* first layer with one, -1 */
     /* first NaN/inf in the float32 trace, in backward order */
     int nf_layer;
     int64_t nf_index;

@@ -25,6 +25,7 @@ int cmd_trace(int argc, char **argv);
 int cmd_reference(int argc, char **argv);
 int cmd_fast(int argc, char **argv);
 int cmd_import_keras(int argc, char **argv);
+int cmd_suite(int argc, char **argv);
 
 /* Runs fn(ctx) in a forked child with CPU/memory/wall limits (env
  * LRP_SANDBOX_CPU, LRP_SANDBOX_MEM_MB, LRP_SANDBOX_WALL; LRP_NO_SANDBOX=1

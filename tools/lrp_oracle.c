@@ -265,6 +265,7 @@ typedef struct {
 static const command commands[] = {
     {"info", cmd_info, "print a fixture's network, shapes, costs, rules and traces"},
     {"gen", cmd_gen, "write the deterministic fixture networks"},
+    {"suite", cmd_suite, "the oracle over the whole fixture suite (make run)"},
     {"check", cmd_check, "reference + fast path + verdicts, layer by layer"},
     {"compare", cmd_compare, "judge another implementation's trace against the reference"},
     {"trace", cmd_trace, "min/max/NaN/inf per layer, reference and float32 side by side"},

@@ -1,0 +1,242 @@
+/*
+ * cmd_suite.c -- `lrp-oracle suite`: the oracle over the whole fixture
+ * suite (fixtures/runs.c), one summary table, exit 0 only when every run
+ * behaves as documented.  `make run` calls it.
+ */
+#define _GNU_SOURCE
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "fixtures.h"
+
+static const struct option rule_opts[] = {CLI_RULE_OPTIONS, {0, 0, 0, 0}};
+
+/* Applies a run's argument string ("--rule epsilon --eps 1e-7") to o. */
+static int parse_args(cli_rules *o, const char *args)
+{
+    char buf[512];
+    snprintf(buf, sizeof buf, "%s", args);
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
+        if (strncmp(tok, "--", 2) != 0)
+            return cli_usage_error("suite", "bad run arguments '%s'", args);
+        const struct option *opt = NULL;
+        for (const struct option *p = rule_opts; p->name; p++)
+            if (!strcmp(p->name, tok + 2))
+                opt = p;
+        if (!opt)
+            return cli_usage_error("suite", "unknown option in run arguments '%s'", args);
+        const char *val = NULL;
+        if (opt->has_arg == required_argument && !(val = strtok_r(NULL, " ", &save)))
+            return cli_usage_error("suite", "missing value in run arguments '%s'", args);
+        if (cli_rules_option(o, opt->name, val, "suite"))
+            return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int verdict_by_name(const char *s, lrp_verdict *v)
+{
+    for (int i = 0; i < LRP_V_COUNT; i++)
+        if (!strcmp(s, lrp_verdict_name((lrp_verdict)i))) {
+            *v = (lrp_verdict)i;
+            return 0;
+        }
+    return -1;
+}
+
+static int ensure_fixture(const char *dir, const char *name, char *path, size_t n)
+{
+    snprintf(path, n, "%s/%s.h5", dir, name);
+    struct stat sb;
+    if (stat(path, &sb) == 0)
+        return -1;
+    const lrp_fixture_def *d = lrp_fixture_lookup(name);
+    if (!d)
+        return cli_usage_error("suite", "no fixture named '%s'", name);
+    lrp_net *net = NULL;
+    lrp_err e = {0};
+    if (d->build(&net, LRP_FIXTURE_SEED, &e) != LRP_OK)
+        return cli_fail(&e);
+    lrp_status st = lrp_fixture_write(net, path, &e);
+    lrp_net_free(net);
+    if (st)
+        return cli_fail(&e);
+    return -1;
+}
+
+static void fmt_g(char *b, size_t n, double x)
+{
+    if (isnan(x))
+        snprintf(b, n, "nan");
+    else if (isinf(x))
+        snprintf(b, n, "inf");
+    else
+        snprintf(b, n, "%.3g", x);
+}
+
+int cmd_suite(int argc, char **argv)
+{
+    enum { O_DIR = 3000, O_JSON, O_JUNIT, O_NOCOLOR, O_ONLY, O_VERBOSE, O_HELP };
+    static const struct option opts[] = {{"dir", required_argument, 0, O_DIR},
+                                         {"json", required_argument, 0, O_JSON},
+                                         {"junit", required_argument, 0, O_JUNIT},
+                                         {"no-color", no_argument, 0, O_NOCOLOR},
+                                         {"only", required_argument, 0, O_ONLY},
+                                         {"verbose", no_argument, 0, O_VERBOSE},
+                                         {"help", no_argument, 0, O_HELP},
+                                         {0, 0, 0, 0}};
+    const char *dir = "build/fixtures", *json = NULL, *junit = NULL, *only = NULL;
+    int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR"), verbose = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_DIR: dir = optarg; break;
+        case O_JSON: json = optarg; break;
+        case O_JUNIT: junit = optarg; break;
+        case O_NOCOLOR: color = 0; break;
+        case O_ONLY: only = optarg; break;
+        case O_VERBOSE: verbose = 1; break;
+        case O_HELP:
+            printf("usage: lrp-oracle suite [--dir DIR] [--only FIXTURE] [--json F] [--junit F]\n"
+                   "                        [--verbose] [--no-color]\n\n"
+                   "Runs `check` over every fixture of the suite under its rule sets and the\n"
+                   "reproductions of real reports (docs/REPRODUCTIONS.md), generating missing\n"
+                   "fixtures into DIR (default build/fixtures).  Prints one table and exits 0\n"
+                   "only when every run behaves as documented: within the tolerance table, or\n"
+                   "exactly the documented outcome of a reproduction.  --verbose prints each\n"
+                   "run's full per-layer report as well.\n");
+            return EXIT_OK;
+        default: return cli_usage_error("suite", "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (mkdir(dir, 0777) && errno != EEXIST)
+        return cli_usage_error("suite", "cannot create '%s'", dir);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    lrp_run_report *runs = calloc((size_t)lrp_suite_run_count, sizeof *runs);
+    if (!runs)
+        return cli_usage_error("suite", "%s", "out of memory");
+    int n = 0, bad = 0, n_pass = 0, n_ill = 0, n_expected = 0, rc = -1;
+    const char *reset = color ? "\033[0m" : "";
+    printf("%-13s %-58s %-10s %-16s %-16s %8s %9s %11s %9s  %s\n", "fixture", "rules", "conv",
+           "verdict", "documented", "ratio", "cons f32", "sum R_in", "growth", "notes");
+    for (int k = 0; k < lrp_suite_run_count; k++) {
+        const lrp_suite_run *sr = &lrp_suite_runs[k];
+        if (only && strcmp(only, sr->fixture))
+            continue;
+        char path[4096];
+        if ((rc = ensure_fixture(dir, sr->fixture, path, sizeof path)) >= 0)
+            break;
+        lrp_net *net = NULL;
+        lrp_err e = {0};
+        if (cli_load(&net, path, &e) != LRP_OK) {
+            rc = cli_fail(&e);
+            break;
+        }
+        cli_rules o;
+        cli_rules_init(&o);
+        if ((rc = parse_args(&o, sr->args)) != 0) {
+            lrp_net_free(net);
+            break;
+        }
+        rc = -1;
+        if (cli_rules_apply(net, &o, path, &e) != LRP_OK) {
+            lrp_net_free(net);
+            rc = cli_fail(&e);
+            break;
+        }
+        lrp_check_opts co;
+        lrp_check_opts_default(&co);
+        co.label = path;
+        char rs[160];
+        snprintf(rs, sizeof rs, "%s", sr->args[0] ? sr->args : "EpsilonPlus (fixture's)");
+        co.ruleset = rs;
+        if (isatty(STDERR_FILENO))
+            fprintf(stderr, "\r[%d/%d] %s %s ...", k + 1, lrp_suite_run_count, sr->fixture, sr->args);
+        lrp_status st = lrp_check(&runs[n], net, &co, &e);
+        if (isatty(STDERR_FILENO))
+            fprintf(stderr, "\r\033[K");
+        lrp_net_free(net);
+        if (st != LRP_OK) {
+            rc = cli_fail(&e);
+            break;
+        }
+        lrp_run_report *r = &runs[n++];
+        if (sr->expect) {
+            lrp_verdict v;
+            if (verdict_by_name(sr->expect, &v)) {
+                rc = cli_usage_error("suite", "bad expected verdict '%s'", sr->expect);
+                break;
+            }
+            r->has_expect = 1;
+            r->expect = v;
+            r->expected_ok = r->verdict == v;
+        }
+        int ok = lrp_run_ok(r);
+        bad += !ok;
+        if (ok && r->has_expect && r->verdict != LRP_V_PASS && r->verdict != LRP_V_ILL_CONDITIONED)
+            n_expected++;
+        else if (ok && r->verdict == LRP_V_ILL_CONDITIONED)
+            n_ill++;
+        else if (ok)
+            n_pass++;
+        char ratio[32], cons[32], sin[32], gr[32], notes[700];
+        fmt_g(ratio, sizeof ratio, r->max_ratio);
+        fmt_g(cons, sizeof cons, r->max_cons_f32);
+        snprintf(sin, sizeof sin, "%.6g", r->sum_input_ref);
+        fmt_g(gr, sizeof gr, r->growth);
+        notes[0] = '\0';
+        if (sr->repro)
+            snprintf(notes, sizeof notes, "[%s] ", sr->repro);
+        size_t len = strlen(notes);
+        if (r->nf_layer >= 0)
+            snprintf(notes + len, sizeof notes - len, "first NaN/inf at '%s' cell %lld, %s",
+                     r->layers[r->nf_layer].name, (long long)r->nf_index, r->nf_cause);
+        else if (r->neg_den > 0)
+            snprintf(notes + len, sizeof notes - len, "%lld negative z+ denominators (first in '%s')",
+                     (long long)r->neg_den, r->layers[r->neg_den_layer].name);
+        const char *vc = "";
+        if (color)
+            vc = ok ? "\033[32m" : "\033[31m";
+        char rules[60];
+        snprintf(rules, sizeof rules, "%s", rs);
+        printf("%-13s %-58s %-10s %s%-16s%s %-16s %8s %9s %11s %9s  %s\n", sr->fixture, rules,
+               r->convention, vc, lrp_verdict_name(r->verdict), reset,
+               sr->expect ? sr->expect : "within tol.", ratio, cons, sin, gr, notes);
+        if (verbose || !ok) {
+            lrp_report_text(stdout, r, color, 0);
+            printf("\n");
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    if (rc < 0) {
+        lrp_err e = {0};
+        if (json && lrp_report_json(json, runs, n, &e) != LRP_OK)
+            rc = cli_fail(&e);
+        else if (junit && lrp_report_junit(junit, runs, n, &e) != LRP_OK)
+            rc = cli_fail(&e);
+    }
+    if (rc < 0) {
+        printf("\nsuite: %d runs in %.1f s: %d pass, %d ill-conditioned, %d documented failures "
+               "reproduced, %d not as documented\n",
+               n, secs, n_pass, n_ill, n_expected, bad);
+        rc = bad ? EXIT_CHECK_FAILED : EXIT_OK;
+    }
+    for (int i = 0; i < n; i++)
+        lrp_run_report_free(&runs[i]);
+    free(runs);
+    return rc;
+}
