@@ -5,48 +5,94 @@
  * MPFR values that makes every product with a binary32 weight exact.
  *
  * Representation: a finite double d = m * 2^(E - 1075) (m < 2^53 integer,
- * E the biased exponent, E = 1 for subnormals) is placed at bit offset E
- * of a fixed-point number with 2^-1075 as unit.  Chunks of 32 bits are
- * held in int64 cells: m << (E mod 32) < 2^84 goes to cells E/32 (low 32
- * bits) and E/32 + 1 (the rest, < 2^52).  A cell can take 2^10 such adds
- * before it could overflow, so carries are propagated every 1024 adds
- * (and at the end).  Everything is integer arithmetic: the sum is exact,
- * whatever the order -- which is why results do not depend on threads.
+ * E the biased exponent, E = 1 for subnormals).  Level 1: +-m is added to
+ * the 128-bit bin[bank][E] (2^28 adds of |m| < 2^53 stay below 2^81, even
+ * summed over the banks).  Level 2 (fold, every 2^28 adds and at the end):
+ * each touched exponent's sum S is placed at bit offset E of a fixed-point number with unit
+ * 2^-1075 held as 32-bit chunks in int64 cells (S << (E mod 32) < 2^95
+ * spans three cells), then carries are propagated.  Everything is integer
+ * arithmetic: the sum is exact, whatever the order -- which is why results
+ * do not depend on threads.
  *
  * Correctness is tested against mpfr_sum on random data with extreme
  * exponents, subnormals and cancellation (tests/test_reference.c).
  */
 #include "ref_int.h"
 
+#define NCELL LRP_REF_NCELL
+_Static_assert(2047 / 32 + 4 < LRP_REF_NCELL, "cells cover the binary64 range");
+
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define NCELL 68 /* 2047/32 + 2 cells + carry room */
-
-struct ref_acc {
-    int64_t c[NCELL];
-    int n; /* adds since the last carry propagation */
-};
-
 ref_acc *lrp_ref_acc_new(void)
 {
     ref_acc *a = calloc(1, sizeof *a);
     LRP_ASSERT(a);
+    a->lo = 2048;
+    a->hi = -1;
     return a;
 }
 
 void lrp_ref_acc_free(ref_acc *a) { free(a); }
 
+static void lrp_ref_acc_normalize(ref_acc *a);
+
 void lrp_ref_acc_clear(ref_acc *a)
 {
     memset(a->c, 0, sizeof a->c);
+    if (a->lo <= a->hi)
+        for (int k = 0; k < LRP_REF_BANKS; k++)
+            memset(&a->bin[k][a->lo], 0, (size_t)(a->hi - a->lo + 1) * sizeof(__int128));
+    a->lo = 2048;
+    a->hi = -1;
     a->n = 0;
 }
 
+/* bins -> cells: bin E holds S = signed sum of significands over all banks
+ * (|S| < 2^28 * 2^53 = 2^81), value S * 2^(max(E,1) - 1075), placed at bit
+ * max(E,1) of the cells (|S| << (E mod 32) < 2^113: four cells). */
+void lrp_ref_acc_fold(ref_acc *a)
+{
+    for (int E = a->lo; E <= a->hi; E++) {
+        __int128 v = 0;
+        for (int k = 0; k < LRP_REF_BANKS; k++) {
+            v += a->bin[k][E];
+            a->bin[k][E] = 0;
+        }
+        if (!v)
+            continue;
+        unsigned e = E == 0 ? 1u : (unsigned)E;
+        unsigned k = e >> 5, sh = e & 31;
+        unsigned __int128 mag = v < 0 ? (unsigned __int128)0 - (unsigned __int128)v
+                                      : (unsigned __int128)v;
+        unsigned __int128 t = mag << sh;
+        int64_t c0 = (int64_t)(uint64_t)(t & 0xffffffffu);
+        int64_t c1 = (int64_t)(uint64_t)((t >> 32) & 0xffffffffu);
+        int64_t c2 = (int64_t)(uint64_t)((t >> 64) & 0xffffffffu);
+        int64_t c3 = (int64_t)(uint64_t)(t >> 96);
+        if (v < 0) {
+            a->c[k] -= c0;
+            a->c[k + 1] -= c1;
+            a->c[k + 2] -= c2;
+            a->c[k + 3] -= c3;
+        } else {
+            a->c[k] += c0;
+            a->c[k + 1] += c1;
+            a->c[k + 2] += c2;
+            a->c[k + 3] += c3;
+        }
+    }
+    a->lo = 2048;
+    a->hi = -1;
+    a->n = 0;
+    lrp_ref_acc_normalize(a);
+}
+
 /* carries: every cell but the last in [0, 2^32) */
-static void normalize(ref_acc *a)
+static void lrp_ref_acc_normalize(ref_acc *a)
 {
     int64_t carry = 0;
     for (int k = 0; k < NCELL - 1; k++) {
@@ -55,40 +101,11 @@ static void normalize(ref_acc *a)
         a->c[k] = v - (carry * ((int64_t)1 << 32));
     }
     a->c[NCELL - 1] += carry;
-    a->n = 0;
-}
-
-void lrp_ref_acc_add(ref_acc *a, double d)
-{
-    uint64_t u;
-    memcpy(&u, &d, sizeof u);
-    unsigned E = (unsigned)(u >> 52) & 0x7ffu;
-    uint64_t m = u & ((UINT64_C(1) << 52) - 1);
-    if (E == 0) {
-        if (m == 0)
-            return; /* +-0 */
-        E = 1;      /* subnormal: m * 2^(1 - 1075) */
-    } else {
-        m |= UINT64_C(1) << 52;
-    }
-    unsigned k = E >> 5, sh = E & 31;
-    unsigned __int128 t = (unsigned __int128)m << sh;
-    int64_t lo = (int64_t)(uint64_t)(t & 0xffffffffu);
-    int64_t hi = (int64_t)(uint64_t)(t >> 32);
-    if (u >> 63) {
-        a->c[k] -= lo;
-        a->c[k + 1] -= hi;
-    } else {
-        a->c[k] += lo;
-        a->c[k + 1] += hi;
-    }
-    if (++a->n >= 1024)
-        normalize(a);
 }
 
 void lrp_ref_acc_get_z(mpz_ptr z, long *e, ref_acc *a)
 {
-    normalize(a);
+    lrp_ref_acc_fold(a);
     int neg = a->c[NCELL - 1] < 0;
     if (neg) {
         /* two's complement over NCELL cells: negate the whole number */

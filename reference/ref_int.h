@@ -6,6 +6,7 @@
 
 #include <mpfr.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "pipeline.h"
 
@@ -40,12 +41,41 @@ void lrp_ref_par_for(int threads, int64_t n, void (*fn)(void *arg, int64_t lo, i
  * An exact fixed-point accumulator of products x * w where x is a p-bit
  * MPFR value (pre-split into <= 29-bit binary64 pieces) and w a binary32
  * value, so every piece product is exact in binary64.  See ref_accum.c. */
-typedef struct ref_acc ref_acc;
+#define LRP_REF_NCELL 70 /* 2047/32 + 3 cells + carry room */
+/* Two levels: adds go into 128-bit bins indexed by the exponent of the
+ * double (one add/adc each: the signed 53-bit significand, no shifting), in
+ * 4 banks so that consecutive adds of similar magnitude do not wait on each
+ * other; after at most 2^28 adds, and at the end, the touched bins are
+ * folded into 32-bit cells of a fixed-point number with unit 2^-1075 (see
+ * ref_accum.c). */
+#define LRP_REF_BANKS 4
+#define LRP_REF_FOLD_AT (1 << 28)
+typedef struct ref_acc {
+    int64_t c[LRP_REF_NCELL];
+    __int128 bin[LRP_REF_BANKS][2048]; /* by biased exponent E */
+    int lo, hi;        /* touched E range, lo > hi when none */
+    int n;             /* adds since the last fold */
+} ref_acc;
 ref_acc *lrp_ref_acc_new(void);
 void lrp_ref_acc_free(ref_acc *a);
 void lrp_ref_acc_clear(ref_acc *a);
+void lrp_ref_acc_fold(ref_acc *a);
 /* adds the exact binary64 value d (finite) */
-void lrp_ref_acc_add(ref_acc *a, double d);
+static inline void lrp_ref_acc_add(ref_acc *a, double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof u);
+    if (!(u << 1))
+        return; /* +-0 */
+    int E = (int)(u >> 52) & 0x7ff;
+    int64_t m = (int64_t)((u & ((UINT64_C(1) << 52) - 1)) | ((uint64_t)(E != 0) << 52));
+    int64_t sg = -(int64_t)(u >> 63);
+    a->bin[0][E] += (m ^ sg) - sg;
+    a->lo = E < a->lo ? E : a->lo;
+    a->hi = E > a->hi ? E : a->hi;
+    if (++a->n >= LRP_REF_FOLD_AT)
+        lrp_ref_acc_fold(a);
+}
 /* rop = the exact sum times 2^scale, rounded once (RNDN); sign of an exact
  * zero from zero_neg (1: -0). */
 void lrp_ref_acc_get(mpfr_ptr rop, ref_acc *a, long scale, int zero_neg);

@@ -195,9 +195,15 @@ typedef struct lin_job {
     const double *xd; /* pieces: per value K doubles, scale per tensor */
     int K;
     long xscale;
+    const uint8_t *xnp; /* pieces per value */
     const double *sd[LRP_PIPE_MAX_PARTS];
+    const uint8_t *snp[LRP_PIPE_MAX_PARTS];
     long sscale[LRP_PIPE_MAX_PARTS];
 } lin_job;
+
+static void acc_dot(ref_acc *A, const double *xd, const uint8_t *np, int K,
+                    const int64_t *ii, const int64_t *ww, int64_t cnt, const float *w32,
+                    int wmod, int xsel);
 
 typedef struct scratch {
     int64_t cap;
@@ -446,7 +452,11 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
             const lrp_term *tt = &J->t[t];
             lrp_ref_acc_clear(A);
             long scale = J->xscale;
-            if (tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) {
+            if ((tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) &&
+                tt->w != LRP_WM_SQUARE && tt->w != LRP_WM_ONES && !J->absval) {
+                acc_dot(A, xd, J->xnp + b * L->n_in, K, S.ii, S.ww, cnt, L->w32, tt->w,
+                        tt->in == LRP_IM_POS ? 1 : tt->in == LRP_IM_NEG ? -1 : 0);
+            } else if (tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) {
                 for (int64_t q = 0; q < cnt; q++) {
                     const double *d = xd + S.ii[q] * K;
                     if (tt->in != LRP_IM_ID) {
@@ -562,6 +572,10 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
                 if (mpfr_zero_p(xv))
                     continue; /* zero factor: sign settled below if needed */
                 lrp_ref_acc_clear(A);
+                if (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)
+                    acc_dot(A, sd, J->snp[k] + b * L->n_out, K, S.ii, S.ww, cnt, L->w32,
+                            tt->w, 0);
+                else
                 for (int64_t q = 0; q < cnt; q++) {
                     const double *d = sd + S.ii[q] * K;
                     float wf = L->w32[S.ww[q]];
@@ -596,10 +610,64 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
     scratch_free(&S);
 }
 
+/* The hot loop: A += sum_q v(ii[q]) * wmod(w32[ww[q]]) exactly, v given by
+ * its pieces (np[i] of them at d + i K); xsel 1 / -1 keeps only positive /
+ * negative v (pos / neg input modifiers).  Products of nonzero pieces and
+ * nonzero binary32 weights are nonzero normal doubles (split29 keeps the
+ * pieces in [2^-700, 2^900]).  The accumulator's bin add is inlined here
+ * with the bounds in registers. */
+static void acc_dot(ref_acc *A, const double *xd, const uint8_t *np, int K,
+                    const int64_t *ii, const int64_t *ww, int64_t cnt, const float *w32,
+                    int wmod, int xsel)
+{
+    int lo = A->lo, hi = A->hi, n = A->n;
+    for (int64_t q = 0; q < cnt; q++) {
+        int64_t i = ii[q];
+        int c = np[i];
+        if (!c)
+            continue;
+        const double *d = xd + i * K;
+        if (xsel && ((d[0] < 0) != (xsel < 0)))
+            continue;
+        float wf = w32[ww[q]];
+        if (wmod == LRP_WM_POS)
+            wf = wf > 0.0f ? wf : 0.0f;
+        else if (wmod == LRP_WM_NEG)
+            wf = wf < 0.0f ? wf : 0.0f;
+        if (wf == 0.0f)
+            continue;
+        double w = (double)wf;
+        __int128 *bin = A->bin[q & (LRP_REF_BANKS - 1)];
+        for (int k = 0; k < c; k++) {
+            double pr = d[k] * w;
+            uint64_t u;
+            memcpy(&u, &pr, sizeof u);
+            int E = (int)(u >> 52) & 0x7ff;
+            int64_t m = (int64_t)((u & ((UINT64_C(1) << 52) - 1)) | (UINT64_C(1) << 52));
+            int64_t sg = -(int64_t)(u >> 63);
+            bin[E] += (m ^ sg) - sg;
+            lo = E < lo ? E : lo;
+            hi = E > hi ? E : hi;
+        }
+        n += c;
+        if (n >= LRP_REF_FOLD_AT) {
+            A->lo = lo;
+            A->hi = hi;
+            lrp_ref_acc_fold(A);
+            lo = A->lo;
+            hi = A->hi;
+            n = 0;
+        }
+    }
+    A->lo = lo;
+    A->hi = hi;
+    A->n = n;
+}
+
 /* Splits a tensor into K pieces per value with a common scale; returns 0
  * when some value cannot be split within binary64 (slow path). */
-static int split_tensor(double **out, int *Kp, long *scalep, mpfr_srcptr v, int64_t n,
-                        mpfr_prec_t p)
+static int split_tensor(double **out, uint8_t **npo, int *Kp, long *scalep, mpfr_srcptr v,
+                        int64_t n, mpfr_prec_t p)
 {
     int K = (int)((p + 28) / 29) + 1;
     long emax = LONG_MIN;
@@ -610,18 +678,25 @@ static int split_tensor(double **out, int *Kp, long *scalep, mpfr_srcptr v, int6
             return 0;
     long scale = emax == LONG_MIN ? 0 : emax;
     double *d = calloc((size_t)(n * K + 1), sizeof *d);
-    if (!d)
+    uint8_t *np = calloc((size_t)(n + 1), 1);
+    if (!d || !np) {
+        free(d);
+        free(np);
         return 0;
+    }
     for (int64_t i = 0; i < n; i++) {
         if (!mpfr_regular_p(v + i))
             continue;
         int k = lrp_ref_split29(d + i * K, v + i, scale);
-        if (k == 0 || k > K) {
+        if (k == 0 || k >= K) {
             free(d);
+            free(np);
             return 0;
         }
+        np[i] = (uint8_t)k;
     }
     *out = d;
+    *npo = np;
     *Kp = K;
     *scalep = scale;
     return 1;
@@ -643,12 +718,15 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
     J.nb = L->b ? nb : 0;
     J.absval = absval;
     double *xd = NULL;
+    uint8_t *np = NULL;
     if (!cx->slow && L->w32 && cx->prec >= 24 &&
-        split_tensor(&xd, &J.K, &J.xscale, J.x, L->n_in * batch, cx->prec)) {
+        split_tensor(&xd, &np, &J.K, &J.xscale, J.x, L->n_in * batch, cx->prec)) {
         J.xd = xd;
+        J.xnp = np;
         cx->fast_calls++;
         lrp_ref_par_for(cx->threads, L->n_out * batch, fwd_fast, &J);
         free(xd);
+        free(np);
         return;
     }
     cx->slow_calls++;
@@ -669,12 +747,14 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     J.np = np;
     int fast = !cx->slow && L->w32 && cx->prec >= 24;
     double *sd[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
+    uint8_t *snp[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
     for (int k = 0; k < np && fast; k++) {
         int K;
-        fast = split_tensor(&sd[k], &K, &J.sscale[k], TC(parts[k].s), L->n_out * batch,
-                            cx->prec);
+        fast = split_tensor(&sd[k], &snp[k], &K, &J.sscale[k], TC(parts[k].s),
+                            L->n_out * batch, cx->prec);
         J.K = K;
         J.sd[k] = sd[k];
+        J.snp[k] = snp[k];
     }
     if (fast) {
         cx->fast_calls++;
@@ -683,6 +763,8 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
         cx->slow_calls++;
         lrp_ref_par_for(cx->threads, L->n_in * batch, bwd_slow, &J);
     }
-    for (int k = 0; k < np; k++)
+    for (int k = 0; k < np; k++) {
         free(sd[k]);
+        free(snp[k]);
+    }
 }
