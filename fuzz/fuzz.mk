@@ -1,0 +1,58 @@
+# fuzz/fuzz.mk -- libFuzzer harnesses for the two untrusted-file loaders
+# (included at the end of the root Makefile; docs/RELIABILITY.md).
+#
+#   make fuzz FUZZ_SECONDS=N   build with clang into build-fuzz/, make the
+#                              seed corpus, run each harness N seconds (one
+#                              job at a time), print execs and crashes
+#   make fuzz-smoke            the same, 60 s in total (CI)
+#   make fuzz-build            only build the harnesses
+#
+# The library sources the loaders need are compiled with clang and
+# -fsanitize=fuzzer-no-link,address,undefined into build-fuzz/; libhdf5 and
+# jansson are the system's (uninstrumented) libraries.
+
+FUZZ_BUILD ?= build-fuzz
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 300
+FUZZ_SMOKE_SECONDS ?= 30
+FUZZ_TARGETS := fixture keras
+FUZZ_PY ?= /usr/bin/python3
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer
+FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g $(NUMFLAGS) $(WARN) -pthread \
+               -Iinclude -Icore -Ifixtures -Ifuzz $(PKG_CFLAGS) $(FUZZ_SAN)
+# only what lrp_fixture_read / lrp_keras_import link against
+FUZZ_LIB_SRC := core/graph.c core/h5io.c core/keras_import.c core/names.c core/ruletab.c
+FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
+FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+FUZZ_CORPUS := $(FUZZ_BUILD)/seeds
+
+.PHONY: fuzz fuzz-smoke fuzz-build fuzz-corpus
+fuzz-build: $(FUZZ_BIN)
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -ljansson -lm -pthread
+
+# Seeds: the generator's fixtures and the Keras-layout test models.
+$(FUZZ_CORPUS)/.done: $(CLI) fuzz/make_seeds.py tests/keras/make_keras_models.py
+	rm -rf $(FUZZ_BUILD)/gen $(FUZZ_BUILD)/kerasgen $(FUZZ_CORPUS)
+	$(CLI) gen --out $(FUZZ_BUILD)/gen >/dev/null
+	$(FUZZ_PY) tests/keras/make_keras_models.py $(FUZZ_BUILD)/kerasgen >/dev/null
+	$(FUZZ_PY) fuzz/make_seeds.py $(FUZZ_BUILD)/gen $(FUZZ_BUILD)/kerasgen $(FUZZ_CORPUS)
+	touch $@
+fuzz-corpus: $(FUZZ_CORPUS)/.done
+
+fuzz: $(FUZZ_BIN) $(FUZZ_CORPUS)/.done
+	@sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-smoke: $(FUZZ_BIN) $(FUZZ_CORPUS)/.done
+	@sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
+
+-include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%.d)
+
+# keep the objects (pattern-rule intermediates would be deleted)
+.SECONDARY: $(FUZZ_LIB_OBJ) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%.o)
