@@ -12,7 +12,9 @@
  *      first-order bound is no bound there, so the cell is ILL-CONDITIONED
  *      (a property of network and input, not a bug) unless it agrees with
  *      the reference to ill_agree relative anyway (then PASS);
- *   5. gauge ratio = |got - ref| / (u * bound): below pass_ratio PASS,
+ *   5. a sign opposite to the reference's where the bound is smaller than
+ *      |ref| (no rounding can explain it): FAIL;
+ *   6. gauge ratio = |got - ref| / (u * bound): below pass_ratio PASS,
  *      below fail_ratio SUSPECT, else FAIL.
  */
 #include "oracle.h"
@@ -82,8 +84,16 @@ lrp_verdict lrp_classify_cell(double *ratio_out, float got, const lrp_cell_ref *
         } else {
             ratio = lrp_ulp_distance(got, hi);
         }
+        /* a sign the bound cannot explain: the error bound is smaller than
+         * |ref|, so no float32 rounding can flip it -- FAIL whatever the
+         * ratio (worst-case bounds are loose enough that a flipped sign
+         * can stay below fail_ratio) */
+        int wrong_sign = ((double)got < 0 && r > 0) || ((double)got > 0 && r < 0);
+        double babs = ref->bound ? (double)ref->bound[i] * U32 : 0.0;
         if (ref->cond && (double)ref->cond[i] > tol->ill_cond)
             v = err <= tol->ill_agree * fabs(r) ? LRP_V_PASS : LRP_V_ILL_CONDITIONED;
+        else if (wrong_sign && babs < fabs(r))
+            v = LRP_V_FAIL;
         else if (ratio < tol->pass_ratio)
             v = LRP_V_PASS;
         else if (ratio < tol->fail_ratio)

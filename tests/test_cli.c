@@ -187,6 +187,31 @@ static void test_bad_files(void **state)
     expect_bad(args, p, NULL);
 }
 
+static void test_profiles(void **state)
+{
+    (void)state;
+    char out[65536], err[8192], args[4200];
+    snprintf(args, sizeof args, "gen --out %s/p vgg_dead", tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    /* iNNvestigate's original epsilon (K.sign(0) = 0) on a dead unit: NaN,
+     * check fails with exit 1 and names the cause */
+    snprintf(args, sizeof args, "check --no-color --rule epsilon --profile innvestigate-2018 %s/p/vgg_dead.h5",
+             tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 1);
+    assert_non_null(strstr(out, "NONFINITE"));
+    assert_non_null(strstr(out, "sign0_zero"));
+    /* the fixed iNNvestigate and Zennit conventions: within tolerance */
+    snprintf(args, sizeof args, "check --no-color --rule epsilon --profile innvestigate %s/p/vgg_dead.h5",
+             tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    snprintf(args, sizeof args, "check --no-color --rule epsilon --profile zennit %s/p/vgg_dead.h5",
+             tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    /* an unknown profile is a usage error */
+    snprintf(args, sizeof args, "check --profile keras %s/p/vgg_dead.h5", tmpdir);
+    expect_bad(args, NULL, "profile");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +219,7 @@ int main(void)
         cmocka_unit_test(test_gen_is_byte_reproducible),
         cmocka_unit_test(test_info_prints_graph),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_profiles),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

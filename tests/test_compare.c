@@ -52,6 +52,12 @@ static void test_verdicts(void **state)
     assert_true(ratio > 0.19 && ratio < 0.21);
     /* wrong sign: error 2, gauge 10 u: ratio 2 / (10 * 2^-24) >> 4096 */
     assert_int_equal(one(-1.0f, 1.0f, 0.0f, 10.0f, 0.0f, 0, &ratio), LRP_V_FAIL);
+    /* wrong sign under a loose gauge (ratio 2/(2^20 u) = 32, SUSPECT by
+     * ratio): the bound 2^-4 < |ref| cannot explain a sign change: FAIL */
+    assert_int_equal(one(-1.0f, 1.0f, 0.0f, 0x1p20f, 0.0f, 0, &ratio), LRP_V_FAIL);
+    assert_true(ratio > 30.0 && ratio < 4096.0);
+    /* a bound wider than |ref| can explain it: judged by ratio (PASS) */
+    assert_int_equal(one(-0x1p-30f, 0x1p-30f, 0.0f, 0x1p20f, 0.0f, 0, &ratio), LRP_V_PASS);
     /* in between: 1000 ULP with gauge 10: ratio ~ 200 -> SUSPECT */
     float y = 1.0f;
     for (int i = 0; i < 1000; i++)

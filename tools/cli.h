@@ -27,6 +27,11 @@ int cmd_fast(int argc, char **argv);
 int cmd_import_keras(int argc, char **argv);
 int cmd_suite(int argc, char **argv);
 
+/* Convention profiles (tools/profiles.c): rewrites the conventions of the
+ * net's rule assignment the way library NAME computes; -1 if unknown. */
+int cli_profile_apply(lrp_net *net, const char *name);
+const char *cli_profile_names(void);
+
 /* Runs fn(ctx) in a forked child with CPU/memory/wall limits (env
  * LRP_SANDBOX_CPU, LRP_SANDBOX_MEM_MB, LRP_SANDBOX_WALL; LRP_NO_SANDBOX=1
  * runs in-process).  A crash or timeout becomes LRP_E_FORMAT "corrupt or

@@ -144,6 +144,11 @@ static int judge(int argc, char **argv, int compare)
                                    "  --json FILE --junit FILE   machine-readable reports\n"
                                    "  --no-proof                 skip the reference's self-proof at p+64\n"
                                    "  --expect VERDICT           the documented outcome (exit 0 iff met)\n"
+                                   "  --profile NAME             recompute the reference with the conventions\n"
+                                   "                             of a library instead of the trace's own\n"
+                                   "                             rules: zennit, captum, innvestigate,\n"
+                                   "                             innvestigate-2018, rpjl, lrp-toolbox,\n"
+                                   "                             lrp-toolbox-caffe\n"
                                    "  --verbose --no-color\n"
                                  : "usage: lrp-oracle check [options] FILE...\n\n"
                                    "Computes the MPFR reference and our float32 fast path for each\n"
@@ -153,6 +158,7 @@ static int judge(int argc, char **argv, int compare)
                                    "  --json FILE --junit FILE   machine-readable reports\n"
                                    "  --no-proof                 skip the reference's self-proof at p+64\n"
                                    "  --expect VERDICT           the documented outcome (exit 0 iff met)\n"
+                                   "  --profile NAME             compute the way library NAME does\n"
                                    "  --verbose --no-color\n");
     if (rc >= 0)
         return rc;
@@ -183,6 +189,26 @@ static int judge(int argc, char **argv, int compare)
             if (!o.rules.has_rule && !o.rules.has_composite && net->traces[t].rules)
                 for (int i = 0; i < net->n_layers; i++)
                     net->layers[i].rule = net->traces[t].rules[i];
+        }
+        /* --profile rewrites the conventions the way that library computes.
+         * A trace's own rule assignment is authoritative otherwise: its
+         * declared profile is provenance, not an instruction (a trace may
+         * deviate from its library's defaults and says so in its rules). */
+        const char *prof = o.profile;
+        if (prof) {
+            lrp_err pe = {0};
+            if (cli_profile_apply(net, prof)) {
+                fprintf(stderr, "lrp-oracle %s: unknown profile '%s' (%s)\n", cmd, prof,
+                        cli_profile_names());
+                lrp_net_free(net);
+                exit_code = EXIT_USAGE;
+                break;
+            }
+            if (lrp_net_infer(net, path, &pe) != LRP_OK) {
+                lrp_net_free(net);
+                exit_code = cli_fail(&pe);
+                break;
+            }
         }
         lrp_check_opts co;
         lrp_check_opts_default(&co);

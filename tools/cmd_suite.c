@@ -211,7 +211,7 @@ int cmd_suite(int argc, char **argv)
         if (color)
             vc = ok ? "\033[32m" : "\033[31m";
         char rules[60];
-        snprintf(rules, sizeof rules, "%s", rs);
+        snprintf(rules, sizeof rules, "%.59s", rs);
         printf("%-13s %-58s %-10s %s%-16s%s %-16s %8s %9s %11s %9s  %s\n", sr->fixture, rules,
                r->convention, vc, lrp_verdict_name(r->verdict), reset,
                sr->expect ? sr->expect : "within tol.", ratio, cons, sin, gr, notes);

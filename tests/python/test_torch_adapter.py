@@ -14,6 +14,7 @@ Independent checks used here:
     used to check the torch reference LRP (torch_lrp_epsilon) before its
     trace is written.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -843,6 +844,33 @@ class TestTraces(Base):
             self.assertEqual(t["relevance"][n].tobytes(), R[n].tobytes())
         self.assertEqual(t["rules"][m.layer_names[1]]["stabilizer"], "sign0_pos")
         self.assertEqual(t["rules"][m.layer_names[1]]["eps"], eps)
+        # the oracle judges the plain-autograd trace against the reference
+        # computed under the trace's own rules (sign0_pos, eps 1e-6, BN
+        # explicit: Zennit's conventions bar its BN canonization): it must
+        # be within the tolerance table (exit 0), and the JSON says so
+        js = path + ".json"
+        p = subprocess.run([CLI, "compare", path, "--source", "torch_epsilon",
+                            "--json", js, "--no-color"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+        with open(js) as f:
+            rep = json.load(f)
+        self.assertTrue(rep["ok"])
+        self.assertIn(rep["runs"][0]["verdict"], ("PASS", "ILL-CONDITIONED"))
+        self.assertEqual(rep["runs"][0]["source"], "torch_epsilon")
+        # a corrupted copy of the same trace must not pass: flip the sign of
+        # the largest input relevance
+        bad = dict(R)
+        x = bad[m.layer_names[0]].copy()
+        k = np.unravel_index(np.argmax(np.abs(x)), x.shape)
+        x[k] = -x[k]
+        bad[m.layer_names[0]] = x
+        lt.write_trace(path, "torch_bad", bad, producer="test: planted sign flip",
+                       profile="zennit", rules=rules, cli=CLI)
+        p = subprocess.run([CLI, "compare", path, "--source", "torch_bad", "--no-color"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertIn("FAIL", p.stdout)
         return path, R
 
     def test_torch_epsilon_other_fixtures(self):
