@@ -13,7 +13,8 @@
 typedef struct ref_ctx {
     mpfr_prec_t prec; /* p: every stored value has p bits */
     int threads;      /* >= 1; heavy loops split by output element */
-    int slow;         /* 1: force the mpfr_mul + mpfr_sum exact kernels */
+    int slow;         /* 1: force the mpfr_mul + mpfr_sum exact kernels;
+                         2: binary64-piece accumulator only (no digits) */
     int64_t fast_calls, slow_calls; /* which kernel ran (tests check) */
 } ref_ctx;
 
@@ -81,6 +82,37 @@ static inline void lrp_ref_acc_add(ref_acc *a, double d)
 void lrp_ref_acc_get(mpfr_ptr rop, ref_acc *a, long scale, int zero_neg);
 /* exact value into z * 2^(*e) (z may be 0) */
 void lrp_ref_acc_get_z(mpz_ptr z, long *e, ref_acc *a);
+
+/* ---- the fast exact kernel (ref_fixed.c) ---- */
+typedef struct ref_fx {
+    int64_t n;
+    int nd;         /* digit slots per value */
+    long base;      /* v = sign sum_d dig[d] 2^(32 (lev + d)) 2^base */
+    int nlev;       /* keys used: max lev + nd */
+    int32_t *lev;
+    uint8_t *cnt;   /* digits used; 0: the value is +-0 */
+    uint8_t *neg;
+    uint32_t *dig;  /* n * nd */
+} ref_fx;
+/* 0 when the tensor cannot be represented (NaN/inf, huge spread). */
+int lrp_ref_fx_build(ref_fx *f, mpfr_srcptr v, int64_t n);
+void lrp_ref_fx_free(ref_fx *f);
+
+typedef struct ref_fxacc {
+    int nk, lo, hi;
+    __int128 *bin;  /* banks * nk */
+    int64_t *cell;
+} ref_fxacc;
+ref_fxacc *lrp_ref_fxacc_new(int nkeys);
+void lrp_ref_fxacc_free(ref_fxacc *a);
+void lrp_ref_fxacc_clear(ref_fxacc *a);
+/* A += sum_q v[off + ii[q]] * wmod(w32[ww[q]]); xsel 1 / -1: only v > 0 /
+ * v < 0 (pos / neg input modifier); absval: |products|. */
+void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
+                       const int64_t *ww, int64_t cnt, const float *w32, int wmod, int xsel,
+                       int absval);
+/* the exact sum as z * 2^e */
+void lrp_ref_fxacc_get_z(mpz_ptr z, long *e, ref_fxacc *A, const ref_fx *f);
 
 /* Splits x (finite, nonzero) into pieces d[0..k) of <= 29 significant bits
  * each with x * 2^-scale = sum d[q] exactly; returns k (0 when the pieces

@@ -196,6 +196,8 @@ typedef struct lin_job {
     int K;
     long xscale;
     const uint8_t *xnp; /* pieces per value */
+    const ref_fx *xfx;  /* integer digits (NULL: not built) */
+    const ref_fx *sfx[LRP_PIPE_MAX_PARTS];
     const double *sd[LRP_PIPE_MAX_PARTS];
     const uint8_t *snp[LRP_PIPE_MAX_PARTS];
     long sscale[LRP_PIPE_MAX_PARTS];
@@ -338,6 +340,18 @@ static float w32_mod(int mod, float w)
 
 /* multiplies the exact integer accumulator value by a binary32 factor
  * list and adds it into an exact mpfr term list entry */
+static void term_from_z(mpfr_ptr dst, long e, mpz_t z, mpfr_srcptr f1, mpfr_srcptr f2)
+{
+    size_t bits = mpz_sizeinbase(z, 2) + 2;
+    mpfr_prec_t need = (mpfr_prec_t)bits + mpfr_get_prec(f1) + (f2 ? mpfr_get_prec(f2) : 0) + 8;
+    if (mpfr_get_prec(dst) < need)
+        mpfr_set_prec(dst, need);
+    mpfr_set_z_2exp(dst, z, e, MPFR_RNDN); /* exact */
+    mpfr_mul(dst, dst, f1, MPFR_RNDN);      /* exact */
+    if (f2)
+        mpfr_mul(dst, dst, f2, MPFR_RNDN);
+}
+
 static void term_from_acc(mpfr_ptr dst, ref_acc *A, long scale, mpz_t z, mpfr_srcptr f1,
                           mpfr_srcptr f2)
 {
@@ -438,18 +452,32 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
     scratch S;
     scratch_init(&S, L->fanin, J->nt + J->nb, 3 * p + 80, p);
     ref_acc *A = lrp_ref_acc_new();
+    ref_fxacc *FA = J->xfx ? lrp_ref_fxacc_new(J->xfx->nlev) : NULL;
     mpz_t z;
     mpz_init(z);
     mpfr_t fc, fx;
     mpfr_init2(fc, 24);
     mpfr_init2(fx, 64);
     const int K = J->K;
+    LRP_ASSERT(!J->xfx || FA);
     for (int64_t e = lo; e < hi; e++) {
         int64_t b = e / L->n_out, j = e % L->n_out;
         int64_t cnt = gather_fwd(L, j, S.ii, S.ww), m = 0;
-        const double *xd = J->xd + b * L->n_in * K;
+        const double *xd = J->xd ? J->xd + b * L->n_in * K : NULL;
         for (int t = 0; t < J->nt; t++) {
             const lrp_term *tt = &J->t[t];
+            if (FA && (tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) &&
+                (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)) {
+                long ez;
+                lrp_ref_fxacc_clear(FA);
+                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, S.ww, cnt, L->w32, tt->w,
+                                  tt->in == LRP_IM_POS ? 1 : tt->in == LRP_IM_NEG ? -1 : 0,
+                                  J->absval);
+                lrp_ref_fxacc_get_z(z, &ez, FA, J->xfx);
+                mpfr_set_flt(fc, J->absval && tt->c < 0 ? -tt->c : tt->c, MPFR_RNDN);
+                term_from_z(S.prod[m++], ez, z, fc, NULL);
+                continue;
+            }
             lrp_ref_acc_clear(A);
             long scale = J->xscale;
             if ((tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) &&
@@ -539,6 +567,7 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
     mpfr_clear(fx);
     mpz_clear(z);
     lrp_ref_acc_free(A);
+    lrp_ref_fxacc_free(FA);
     scratch_free(&S);
 }
 
@@ -554,6 +583,12 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
     scratch S;
     scratch_init(&S, cap, ntot, 3 * p + 80, p);
     ref_acc *A = lrp_ref_acc_new();
+    ref_fxacc *FA[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
+    for (int k = 0; k < J->np; k++)
+        if (J->sfx[k]) {
+            FA[k] = lrp_ref_fxacc_new(J->sfx[k]->nlev);
+            LRP_ASSERT(FA[k]);
+        }
     mpz_t z;
     mpz_init(z);
     mpfr_t fcc;
@@ -565,12 +600,24 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
         mpfr_srcptr xi = J->x + b * L->n_in + i;
         for (int k = 0; k < J->np; k++) {
             const lrp_bwd_part *P = &J->parts[k];
-            const double *sd = J->sd[k] + b * L->n_out * K;
+            const double *sd = J->sd[k] ? J->sd[k] + b * L->n_out * K : NULL;
             for (int t = 0; t < P->nt; t++) {
                 const lrp_term *tt = &P->t[t];
                 mpfr_srcptr xv = in_val(S.tin, tt->in, xi, i, L);
                 if (mpfr_zero_p(xv))
                     continue; /* zero factor: sign settled below if needed */
+                if (FA[k] && (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)) {
+                    long ez;
+                    lrp_ref_fxacc_clear(FA[k]);
+                    lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S.ii, S.ww, cnt, L->w32,
+                                      tt->w, 0, 0);
+                    lrp_ref_fxacc_get_z(z, &ez, FA[k], J->sfx[k]);
+                    mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
+                    mpfr_mul_d(fcc, fcc, (double)tt->c, MPFR_RNDN); /* exact, 48 bits */
+                    term_from_z(S.prod[m], ez, z, fcc, xv);
+                    m++;
+                    continue;
+                }
                 lrp_ref_acc_clear(A);
                 if (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)
                     acc_dot(A, sd, J->snp[k] + b * L->n_out, K, S.ii, S.ww, cnt, L->w32,
@@ -607,6 +654,8 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
     mpfr_clear(fcc);
     mpz_clear(z);
     lrp_ref_acc_free(A);
+    for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
+        lrp_ref_fxacc_free(FA[k]);
     scratch_free(&S);
 }
 
@@ -719,15 +768,29 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
     J.absval = absval;
     double *xd = NULL;
     uint8_t *np = NULL;
-    if (!cx->slow && L->w32 && cx->prec >= 24 &&
-        split_tensor(&xd, &np, &J.K, &J.xscale, J.x, L->n_in * batch, cx->prec)) {
-        J.xd = xd;
-        J.xnp = np;
-        cx->fast_calls++;
-        lrp_ref_par_for(cx->threads, L->n_out * batch, fwd_fast, &J);
+    ref_fx fx;
+    int have_fx = 0, need_pieces = 0, ok = 1;
+    for (int k = 0; k < nt; k++)
+        need_pieces |= (t[k].in == LRP_IM_ID || t[k].in == LRP_IM_POS || t[k].in == LRP_IM_NEG) &&
+                       (t[k].w == LRP_WM_SQUARE || t[k].w == LRP_WM_ONES);
+    if (cx->slow != 1 && L->w32 && cx->prec >= 24) {
+        if (cx->slow != 2)
+            have_fx = lrp_ref_fx_build(&fx, J.x, L->n_in * batch);
+        if (!have_fx || need_pieces)
+            ok = split_tensor(&xd, &np, &J.K, &J.xscale, J.x, L->n_in * batch, cx->prec);
+        if (ok) {
+            J.xd = xd;
+            J.xnp = np;
+            J.xfx = have_fx ? &fx : NULL;
+            cx->fast_calls++;
+            lrp_ref_par_for(cx->threads, L->n_out * batch, fwd_fast, &J);
+        }
         free(xd);
         free(np);
-        return;
+        if (have_fx)
+            lrp_ref_fx_free(&fx);
+        if (ok)
+            return;
     }
     cx->slow_calls++;
     lrp_ref_par_for(cx->threads, L->n_out * batch, fwd_slow, &J);
@@ -745,11 +808,20 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     J.x = TC(x);
     J.parts = parts;
     J.np = np;
-    int fast = !cx->slow && L->w32 && cx->prec >= 24;
+    int fast = cx->slow != 1 && L->w32 && cx->prec >= 24;
     double *sd[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
     uint8_t *snp[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
+    ref_fx fx[LRP_PIPE_MAX_PARTS];
+    int have_fx[LRP_PIPE_MAX_PARTS] = {0, 0};
     for (int k = 0; k < np && fast; k++) {
-        int K;
+        int K, need_pieces = 0;
+        for (int u = 0; u < parts[k].nt; u++)
+            need_pieces |= parts[k].t[u].w == LRP_WM_SQUARE || parts[k].t[u].w == LRP_WM_ONES;
+        if (cx->slow != 2)
+            have_fx[k] = lrp_ref_fx_build(&fx[k], TC(parts[k].s), L->n_out * batch);
+        J.sfx[k] = have_fx[k] ? &fx[k] : NULL;
+        if (have_fx[k] && !need_pieces)
+            continue;
         fast = split_tensor(&sd[k], &snp[k], &K, &J.sscale[k], TC(parts[k].s),
                             L->n_out * batch, cx->prec);
         J.K = K;
@@ -766,5 +838,7 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     for (int k = 0; k < np; k++) {
         free(sd[k]);
         free(snp[k]);
+        if (have_fx[k])
+            lrp_ref_fx_free(&fx[k]);
     }
 }
