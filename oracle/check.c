@@ -481,6 +481,40 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
                 lr->absorbed[k] = P->abs[k] ? sum_mpfr_d(&rbe, P->abs[k], P->n_units * B) : 0;
             if (rep->max_cons_ref < lr->cons_ref)
                 rep->max_cons_ref = lr->cons_ref;
+            if (!f32) {
+                /* an external trace holds relevance per tensor, not per
+                 * consumer: the layer's own share is known only where each
+                 * of its inputs feeds this layer alone.  Absorbed amounts
+                 * are the reference's (the trace carries none). */
+                int alone = 1;
+                for (int k = 0; k < l->n_in && alone; k++)
+                    for (int j = 0; j < nl; j++)
+                        for (int q = 0; q < net->layers[j].n_in; q++)
+                            if (j != i && net->layers[j].in[q] == l->in[k])
+                                alone = 0;
+                lr->cons_f32 = NAN;
+                if (alone && got[i]) {
+                    int have = 1;
+                    for (int k = 0; k < l->n_in; k++)
+                        have &= got[l->in[k]] != NULL;
+                    lrp_xsum *xs = have ? lrp_xsum_new() : NULL;
+                    if (have && !xs)
+                        goto oom;
+                    if (xs) {
+                        for (int k = 0; k < l->n_in; k++)
+                            lrp_xsum_add(xs, got[l->in[k]], ref->L[l->in[k]].n * B, 1);
+                        lrp_xsum_add(xs, got[i], n, -1);
+                        double r = lrp_xsum_value(xs), sc = lrp_xsum_abs(xs);
+                        double absorbed = 0;
+                        for (int k = 0; k < LRP_ABS_COUNT; k++)
+                            absorbed += lr->absorbed[k];
+                        lrp_xsum_free(xs);
+                        lr->cons_f32 = isnan(r) ? NAN : (sc > 0 ? fabs(r + absorbed) / sc : 0);
+                        if (lr->cons_f32 > rep->max_cons_f32)
+                            rep->max_cons_f32 = lr->cons_f32;
+                    }
+                }
+            }
             if (f32) {
                 const lrp_pipe_layer *F = &f32->L[i];
                 lrp_xsum *xs = lrp_xsum_new();

@@ -69,7 +69,10 @@ void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
         fmt_ratio(p99, sizeof p99, l->e2e.ratio_pctl[2]);
         fmt_ratio(pmax, sizeof pmax, l->e2e.ratio_pctl[3]);
         if (l->has_conservation) {
-            snprintf(cf, sizeof cf, "%.2e", l->cons_f32);
+            if (isnan(l->cons_f32))
+                snprintf(cf, sizeof cf, "-");
+            else
+                snprintf(cf, sizeof cf, "%.2e", l->cons_f32);
             snprintf(cr, sizeof cr, "%.2e", l->cons_ref);
         } else {
             snprintf(cf, sizeof cf, "-");

@@ -106,11 +106,40 @@ static void test_torch_adapter(void **state)
     run_file("tests/python/test_torch_adapter.py");
 }
 
+/* docs/VALIDATING.md's walkthrough, run as written: export, LRP, trace,
+ * compare (exit 0). */
+static void test_validating_example(void **state)
+{
+    (void)state;
+    char cmd[16384], dir[64];
+    snprintf(dir, sizeof dir, "/tmp/lrp_validate_XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(cmd, sizeof cmd, "cd '%s' && %s tools/python/example_validate.py '%s/lrp-oracle' '%s' >'%s/out.txt' 2>&1",
+             srcdir, PYTHON, build, dir, dir);
+    int st = system(cmd);
+    char out[8192] = "";
+    char p[256];
+    snprintf(p, sizeof p, "%s/out.txt", dir);
+    FILE *f = fopen(p, "r");
+    if (f) {
+        size_t n = fread(out, 1, sizeof out - 1, f);
+        out[n] = '\0';
+        fclose(f);
+    }
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        print_error("could not remove %s\n", dir);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+        fail_msg("example_validate.py failed:\n%s", out);
+    assert_non_null(strstr(out, "verdict: PASS"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_python_modules_present),
         cmocka_unit_test(test_torch_adapter),
+        cmocka_unit_test(test_validating_example),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -219,6 +219,9 @@ static int judge(int argc, char **argv, int compare)
         co.label = path;
         char rs[128];
         cli_rules_describe(rs, sizeof rs, net, &o.rules);
+        if (compare && !o.rules.has_rule && !o.rules.has_composite)
+            snprintf(rs, sizeof rs, "rules of trace '%s'%s%s", o.source, o.profile ? ", profile " : "",
+                     o.profile ? o.profile : "");
         co.ruleset = rs;
         if (isatty(STDERR_FILENO))
             fprintf(stderr, "\r[%d/%d] %s: reference at p=%d%s ...", a + 1, nfiles, path, co.prec,
