@@ -53,7 +53,7 @@ TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps run check sanitize bench clean fixtures
+.PHONY: all deps run check sanitize bench clean fixtures golden
 all: $(LIB) $(CLI) $(TEST_BIN)
 
 deps:
@@ -97,6 +97,12 @@ bench: deps
 	@$(MAKE) --no-print-directory BUILD=build-bench \
 	    build-bench/lrp-oracle $(BENCH_BIN:$(BUILD)/%=build-bench/%)
 	@sh scripts/bench.sh build-bench
+
+# Regenerates the committed golden traces (fixtures/golden/) -- only on
+# explicit request; prints what changed against the committed files.
+golden: deps
+	@$(MAKE) --no-print-directory $(CLI)
+	@$(CLI) golden --dir fixtures/golden --update
 
 clean:
 	rm -rf build build-asan build-bench

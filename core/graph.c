@@ -33,9 +33,12 @@ void lrp_trace_clear(lrp_trace *t)
             free(t->relevance[i]);
         if (t->relevance_lo)
             free(t->relevance_lo[i]);
+        if (t->activation)
+            free(t->activation[i]);
     }
     free(t->relevance);
     free(t->relevance_lo);
+    free(t->activation);
     free(t->rules);
     memset(t, 0, sizeof *t);
 }
@@ -735,8 +738,9 @@ lrp_trace *lrp_net_trace_add(lrp_net *net, const char *source, lrp_err *err)
     t->n_layers = net->n_layers;
     t->relevance = calloc((size_t)net->n_layers, sizeof *t->relevance);
     t->relevance_lo = calloc((size_t)net->n_layers, sizeof *t->relevance_lo);
+    t->activation = calloc((size_t)net->n_layers, sizeof *t->activation);
     t->rules = calloc((size_t)net->n_layers, sizeof *t->rules);
-    if (!t->relevance || !t->relevance_lo || !t->rules) {
+    if (!t->relevance || !t->relevance_lo || !t->activation || !t->rules) {
         lrp_trace_clear(t);
         lrp_err_set(err, LRP_E_NOMEM, "<network>: out of memory adding trace '%s'", source);
         return NULL;

@@ -1288,7 +1288,8 @@ static lrp_status read_traces(ctx *c, hid_t file, lrp_net *net)
                                         net->layers[i].name, c->err)))
                 goto cleanup;
         if ((st = read_relevance(c, tg, tp, "relevance", net, t->relevance)) ||
-            (st = read_relevance(c, tg, tp, "relevance_lo", net, t->relevance_lo)))
+            (st = read_relevance(c, tg, tp, "relevance_lo", net, t->relevance_lo)) ||
+            (st = read_relevance(c, tg, tp, "activation", net, t->activation)))
             goto cleanup;
         for (int i = 0; i < net->n_layers; i++)
             if (t->relevance_lo[i] && !t->relevance[i]) {
@@ -1771,8 +1772,14 @@ static lrp_status w_traces(wr *w, hid_t file, const lrp_net *net)
             !(st = w_str(w, tg, tp, "composite", t->composite)) &&
             !(st = w_i32(w, tg, tp, "precision", t->precision)) &&
             !(st = w_rules(w, tg, tp, net, t->rules, 0)) &&
-            !(st = w_relevance(w, tg, tp, "relevance", net, t->relevance)))
-            st = w_relevance(w, tg, tp, "relevance_lo", net, t->relevance_lo);
+            !(st = w_relevance(w, tg, tp, "relevance", net, t->relevance)) &&
+            !(st = w_relevance(w, tg, tp, "relevance_lo", net, t->relevance_lo))) {
+            int any = 0;
+            for (int i = 0; t->activation && i < net->n_layers; i++)
+                any |= t->activation[i] != NULL;
+            if (any) /* the group only when there is something in it */
+                st = w_relevance(w, tg, tp, "activation", net, t->activation);
+        }
         close_id(&tg);
     }
     close_id(&g);

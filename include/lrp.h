@@ -241,6 +241,9 @@ typedef struct lrp_trace {
     lrp_rule_spec *rules;      /* per layer: the assignment used */
     float **relevance;         /* per layer, batch*numel, NULL if absent */
     float **relevance_lo;      /* optional low parts: value = hi + lo */
+    float **activation;        /* optional forward activations the trace's
+                                  producer computed (the reference's rounded
+                                  to binary32 in golden traces) */
 } lrp_trace;
 
 typedef struct lrp_net {

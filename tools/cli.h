@@ -26,6 +26,7 @@ int cmd_reference(int argc, char **argv);
 int cmd_fast(int argc, char **argv);
 int cmd_import_keras(int argc, char **argv);
 int cmd_suite(int argc, char **argv);
+int cmd_golden(int argc, char **argv);
 
 /* Convention profiles (tools/profiles.c): rewrites the conventions of the
  * net's rule assignment the way library NAME computes; -1 if unknown. */

@@ -266,6 +266,7 @@ static const command commands[] = {
     {"info", cmd_info, "print a fixture's network, shapes, costs, rules and traces"},
     {"gen", cmd_gen, "write the deterministic fixture networks"},
     {"suite", cmd_suite, "the oracle over the whole fixture suite (make run)"},
+    {"golden", cmd_golden, "judge the fast path against committed golden traces (no MPFR)"},
     {"check", cmd_check, "reference + fast path + verdicts, layer by layer"},
     {"compare", cmd_compare, "judge another implementation's trace against the reference"},
     {"trace", cmd_trace, "min/max/NaN/inf per layer, reference and float32 side by side"},
