@@ -26,6 +26,7 @@ typedef struct run {
     void *cx;
     lrp_err *err;
     int64_t B;
+    unsigned flags; /* LRP_PIPE_* */
     int *n_contrib; /* per layer: relevance contributions received */
 } run;
 
@@ -326,6 +327,25 @@ static lrp_status alloc_abs(run *r, lrp_pipe_layer *P, int64_t units, const int 
     return LRP_OK;
 }
 
+/* The "lost relevance" kinds are allocated only when a unit of that kind
+ * occurs (most layers have none): memory stays proportional to what is
+ * reported. */
+static lrp_status ensure_lost(run *r, lrp_pipe_layer *P, const uint8_t *cls, int64_t n)
+{
+    int need[3] = {0, 0, 0};
+    for (int64_t j = 0; j < n; j++) {
+        unsigned k = cls[j] & LRP_CLS_KIND;
+        need[0] |= k == LRP_K_UNDEF;
+        need[1] |= k == LRP_K_EMPTY;
+        need[2] |= k == LRP_K_DROPPED;
+    }
+    const int kind[3] = {LRP_ABS_UNDEF, LRP_ABS_EMPTY, LRP_ABS_DROPPED};
+    for (int q = 0; q < 3; q++)
+        if (need[q] && !P->abs[kind[q]] && !(P->abs[kind[q]] = tnew(r, n)))
+            return oom(r, "absorbed");
+    return LRP_OK;
+}
+
 static lrp_status part_setup(run *r, lrp_pipe_layer *P, int k, float coef, int64_t units)
 {
     P->coef[k] = coef;
@@ -371,8 +391,8 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
     int folded = P->fold_w != NULL;
     uint8_t *zcls = NULL, *dropcls = NULL;
     void *tmp = NULL;
-    int kinds[] = {LRP_ABS_BIAS, LRP_ABS_STAB, LRP_ABS_EMPTY, LRP_ABS_UNDEF, LRP_ABS_DROPPED};
-    if ((st = alloc_abs(r, P, U, kinds, 5)))
+    int kinds[] = {LRP_ABS_BIAS, LRP_ABS_STAB};
+    if ((st = alloc_abs(r, P, U, kinds, 2)))
         return st;
 
     int need_sel = 0;
@@ -452,11 +472,13 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
             P->owns_den[k] = 1;
             be->lin_fwd(cx, P->den[k], &L, I->act, terms[k], nt, bt, nb, 0, r->B);
         }
-        if (!(P->gauge[k] = tnew(r, NU))) {
-            st = oom(r, "gauge");
-            goto done;
+        if (!(r->flags & LRP_PIPE_LEAN)) {
+            if (!(P->gauge[k] = tnew(r, NU))) {
+                st = oom(r, "gauge");
+                goto done;
+            }
+            be->lin_fwd(cx, P->gauge[k], &L, I->act, terms[k], nt, bt, nb, 1, r->B);
         }
-        be->lin_fwd(cx, P->gauge[k], &L, I->act, terms[k], nt, bt, nb, 1, r->B);
         void *bden = NULL;
         if (nb > 0) {
             if (!(bden = tnew(r, NU))) {
@@ -484,6 +506,12 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
         }
         be->stab_div(cx, svec[k], P->cls[k], R, P->den[k], mask, rs.stab, rs.eps,
                      pd->empty_lost, NU);
+        if ((st = ensure_lost(r, P, P->cls[k], NU))) {
+            free(mask);
+            if (bden)
+                be->tensor_free(cx, bden, NU);
+            goto done;
+        }
         be->absorb(cx, P->abs, R, svec[k], bden, P->cls[k], coef, rs.eps, NU);
         flags_from_cls(P, P->cls[k], NU, U);
         free(mask);
@@ -511,6 +539,8 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
             any |= !sel;
         }
         if (any) {
+            if ((st = ensure_lost(r, P, dropcls, NU)))
+                goto done;
             be->absorb(cx, P->abs, R, R, NULL, dropcls, 1.0f, 0.0f, NU);
             flags_from_cls(P, dropcls, NU, U);
         }
@@ -541,8 +571,8 @@ static lrp_status back_split(run *r, lrp_pipe_layer *P, const void *R, const voi
     void *s[2] = {NULL, NULL}, *mod[2][LRP_MAX_INPUTS + 2];
     void *tmp = NULL;
     memset(mod, 0, sizeof mod);
-    int kinds[] = {LRP_ABS_STAB, LRP_ABS_EMPTY, LRP_ABS_UNDEF, akind[0], akind[1]};
-    if ((st = alloc_abs(r, P, U, kinds, 3 + (nv - n_in))))
+    int kinds[] = {LRP_ABS_STAB, akind[0], akind[1]};
+    if ((st = alloc_abs(r, P, U, kinds, 1 + (nv - n_in))))
         return st;
     int nparts = ab ? 2 : 1;
     P->n_parts = nparts;
@@ -580,6 +610,8 @@ static lrp_status back_split(run *r, lrp_pipe_layer *P, const void *R, const voi
             be->sum_n(cx, P->den[k], (const void *const *)mod[k], nv, NU);
         }
         be->stab_div(cx, s[k], P->cls[k], R, P->den[k], NULL, rs.stab, rs.eps, ab, NU);
+        if ((st = ensure_lost(r, P, P->cls[k], NU)))
+            goto done;
         be->absorb(cx, P->abs, R, s[k], NULL, P->cls[k], coef, rs.eps, NU);
         flags_from_cls(P, P->cls[k], NU, U);
     }
@@ -642,8 +674,8 @@ static lrp_status back_layer(run *r, int li)
     case LRP_LAYER_GLOBALAVGPOOL: {
         lrp_pool G;
         lrp_pipe_pool_geom(&G, net, li);
-        int kinds[] = {LRP_ABS_STAB, LRP_ABS_UNDEF};
-        if ((st = alloc_abs(r, P, P->n, kinds, 2)))
+        int kinds[] = {LRP_ABS_STAB};
+        if ((st = alloc_abs(r, P, P->n, kinds, 1)))
             break;
         P->n_parts = 1;
         if ((st = part_setup(r, P, 0, 1.0f, P->n)))
@@ -655,6 +687,10 @@ static lrp_status back_layer(run *r, int li)
             break;
         }
         be->stab_div(cx, s, P->cls[0], R, P->act, NULL, P->rule.stab, P->rule.eps, 0, n);
+        if ((st = ensure_lost(r, P, P->cls[0], n))) {
+            be->tensor_free(cx, s, n);
+            break;
+        }
         be->absorb(cx, P->abs, R, s, NULL, P->cls[0], 1.0f, P->rule.eps, n);
         flags_from_cls(P, P->cls[0], n, P->n);
         be->avg_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, s, &G, B);
@@ -749,6 +785,10 @@ static lrp_status back_layer(run *r, int li)
             be->ew(cx, LRP_EW_COPY, Q->rel, P->rin[k], NULL, 0, 0, m);
         else
             be->ew(cx, LRP_EW_ADD, Q->rel, Q->rel, P->rin[k], 0, 0, m);
+        if (r->flags & LRP_PIPE_LEAN) {
+            be->tensor_free(cx, P->rin[k], m);
+            P->rin[k] = NULL;
+        }
     }
     return LRP_OK;
 }
@@ -778,9 +818,16 @@ static void start_relevance(run *r)
 lrp_status lrp_pipe_run(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                         lrp_err *err)
 {
+    return lrp_pipe_run_ex(out, be, net, 0, err);
+}
+
+lrp_status lrp_pipe_run_ex(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                           unsigned flags, lrp_err *err)
+{
     *out = NULL;
     run r;
     memset(&r, 0, sizeof r);
+    r.flags = flags;
     r.be = be;
     r.cx = be->ctx;
     r.err = err;

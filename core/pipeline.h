@@ -378,7 +378,10 @@ typedef struct lrp_pipe_layer {
     void *den[LRP_PIPE_MAX_PARTS];   /* batch * n_units (NULL if part skipped) */
     void *gauge[LRP_PIPE_MAX_PARTS]; /* sum |z_ij| + |bias terms|, or NULL */
     uint8_t *cls[LRP_PIPE_MAX_PARTS];
-    void *abs[LRP_ABS_COUNT];        /* batch * n_units or NULL */
+    void *abs[LRP_ABS_COUNT];        /* batch * n_units, or NULL: bias and
+                                        stabilizer always for dividing layers;
+                                        undefined / empty / dropped only when
+                                        such a unit occurred */
     /* This layer's relevance contribution to each input, kept for the
      * conservation audit: rin[k] has batch * numel(input k). */
     int n_rin;
@@ -412,6 +415,11 @@ typedef struct lrp_pipe {
 lrp_status lrp_pipe_run(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                         lrp_err *err);
 void lrp_pipe_free(lrp_pipe *p);
+/* LRP_PIPE_LEAN: keep less for big nets -- no gauges (kappa), and each
+ * layer's rin[k] is freed once passed on (rel of the input keeps the sum). */
+#define LRP_PIPE_LEAN 1u
+lrp_status lrp_pipe_run_ex(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                           unsigned flags, lrp_err *err);
 
 /* Geometry helpers shared by both backends. */
 void lrp_pipe_lin_geom(lrp_lin *L, const lrp_net *net, int li);

@@ -147,38 +147,42 @@ void lrp_ref_fxacc_clear(ref_fxacc *a)
     a->hi = -1;
 }
 
-void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
-                       const int64_t *ww, int64_t cnt, const float *w32, int wmod, int xsel,
-                       int absval)
+void lrp_ref_fx_weights(int64_t *wd, uint8_t *wb, const float *w32, int64_t n)
 {
-    int lo = A->lo, hi = A->hi, nd = f->nd;
-    for (int64_t q = 0; q < cnt; q++) {
-        int64_t i = off + ii[q];
-        int c = f->cnt[i];
-        if (!c)
-            continue;
-        if (xsel && (f->neg[i] != (xsel < 0)))
-            continue;
-        float wf = w32[ww[q]];
-        if (wmod == LRP_WM_POS)
-            wf = wf > 0.0f ? wf : 0.0f;
-        else if (wmod == LRP_WM_NEG)
-            wf = wf < 0.0f ? wf : 0.0f;
-        if (wf == 0.0f)
-            continue;
-        uint32_t wb;
-        memcpy(&wb, &wf, sizeof wb);
-        unsigned E = (wb >> 23) & 0xffu;
-        uint64_t m = wb & 0x7fffffu;
+    for (int64_t k = 0; k < n; k++) {
+        uint32_t u;
+        memcpy(&u, &w32[k], sizeof u);
+        unsigned E = (u >> 23) & 0xffu;
+        uint64_t m = u & 0x7fffffu;
         if (E)
             m |= 1u << 23;
         else
             E = 1;
         unsigned t = E + 10;
-        int key = f->lev[i] + (int)(t >> 5);
         int64_t W = (int64_t)(m << (t & 31));
-        if (!absval && ((wb >> 31) ^ f->neg[i]))
-            W = -W;
+        wd[k] = (u >> 31) ? -W : W; /* +-0 gives 0 */
+        wb[k] = (uint8_t)(t >> 5);
+    }
+}
+
+void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
+                       const int64_t *ww, int64_t cnt, const int64_t *wd, const uint8_t *wbk,
+                       int wmod, int xsel, int absval)
+{
+    int lo = A->lo, hi = A->hi, nd = f->nd;
+    for (int64_t q = 0; q < cnt; q++) {
+        int64_t i = off + ii[q];
+        int c = f->cnt[i];
+        int64_t W = wd[ww[q]];
+        if (!c || !W)
+            continue;
+        if (xsel && (f->neg[i] != (xsel < 0)))
+            continue;
+        if ((wmod == LRP_WM_POS && W < 0) || (wmod == LRP_WM_NEG && W > 0))
+            continue;
+        int64_t sg = absval ? -(int64_t)(W < 0) : -(int64_t)f->neg[i]; /* 0 or -1 */
+        W = (W ^ sg) - sg;
+        int key = f->lev[i] + wbk[ww[q]];
         __int128 *bin = A->bin + (size_t)(q & (BANKS - 1)) * A->nk + key;
         const uint32_t *dg = f->dig + i * nd;
         for (int d = 0; d < c; d++)

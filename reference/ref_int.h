@@ -109,8 +109,10 @@ void lrp_ref_fxacc_clear(ref_fxacc *a);
 /* A += sum_q v[off + ii[q]] * wmod(w32[ww[q]]); xsel 1 / -1: only v > 0 /
  * v < 0 (pos / neg input modifier); absval: |products|. */
 void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
-                       const int64_t *ww, int64_t cnt, const float *w32, int wmod, int xsel,
-                       int absval);
+                       const int64_t *ww, int64_t cnt, const int64_t *wd, const uint8_t *wbk,
+                       int wmod, int xsel, int absval);
+/* binary32 weights as W (signed, < 2^55) * 2^(32 wb - 160) */
+void lrp_ref_fx_weights(int64_t *wd, uint8_t *wb, const float *w32, int64_t n);
 /* the exact sum as z * 2^e */
 void lrp_ref_fxacc_get_z(mpz_ptr z, long *e, ref_fxacc *A, const ref_fx *f);
 

@@ -197,6 +197,8 @@ typedef struct lin_job {
     long xscale;
     const uint8_t *xnp; /* pieces per value */
     const ref_fx *xfx;  /* integer digits (NULL: not built) */
+    const int64_t *wd;  /* weights for the digit kernel */
+    const uint8_t *wb;
     const ref_fx *sfx[LRP_PIPE_MAX_PARTS];
     const double *sd[LRP_PIPE_MAX_PARTS];
     const uint8_t *snp[LRP_PIPE_MAX_PARTS];
@@ -470,7 +472,7 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
                 (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)) {
                 long ez;
                 lrp_ref_fxacc_clear(FA);
-                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, S.ww, cnt, L->w32, tt->w,
+                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, S.ww, cnt, J->wd, J->wb, tt->w,
                                   tt->in == LRP_IM_POS ? 1 : tt->in == LRP_IM_NEG ? -1 : 0,
                                   J->absval);
                 lrp_ref_fxacc_get_z(z, &ez, FA, J->xfx);
@@ -609,8 +611,8 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
                 if (FA[k] && (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)) {
                     long ez;
                     lrp_ref_fxacc_clear(FA[k]);
-                    lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S.ii, S.ww, cnt, L->w32,
-                                      tt->w, 0, 0);
+                    lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S.ii, S.ww, cnt, J->wd,
+                                      J->wb, tt->w, 0, 0);
                     lrp_ref_fxacc_get_z(z, &ez, FA[k], J->sfx[k]);
                     mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
                     mpfr_mul_d(fcc, fcc, (double)tt->c, MPFR_RNDN); /* exact, 48 bits */
@@ -751,6 +753,22 @@ static int split_tensor(double **out, uint8_t **npo, int *Kp, long *scalep, mpfr
     return 1;
 }
 
+static int weights_fx(int64_t **wd, uint8_t **wb, const lrp_lin *L)
+{
+    int64_t n = L->O * L->fanin;
+    *wd = malloc((size_t)(n + 1) * sizeof **wd);
+    *wb = malloc((size_t)(n + 1));
+    if (!*wd || !*wb) {
+        free(*wd);
+        free(*wb);
+        *wd = NULL;
+        *wb = NULL;
+        return 0;
+    }
+    lrp_ref_fx_weights(*wd, *wb, L->w32, n);
+    return 1;
+}
+
 void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const lrp_term *t,
                      int nt, const lrp_bterm *bt, int nb, int absval, int64_t batch)
 {
@@ -773,9 +791,13 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
     for (int k = 0; k < nt; k++)
         need_pieces |= (t[k].in == LRP_IM_ID || t[k].in == LRP_IM_POS || t[k].in == LRP_IM_NEG) &&
                        (t[k].w == LRP_WM_SQUARE || t[k].w == LRP_WM_ONES);
+    int64_t *wd = NULL;
+    uint8_t *wb = NULL;
     if (cx->slow != 1 && L->w32 && cx->prec >= 24) {
-        if (cx->slow != 2)
+        if (cx->slow != 2 && weights_fx(&wd, &wb, L))
             have_fx = lrp_ref_fx_build(&fx, J.x, L->n_in * batch);
+        J.wd = wd;
+        J.wb = wb;
         if (!have_fx || need_pieces)
             ok = split_tensor(&xd, &np, &J.K, &J.xscale, J.x, L->n_in * batch, cx->prec);
         if (ok) {
@@ -787,6 +809,8 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
         }
         free(xd);
         free(np);
+        free(wd);
+        free(wb);
         if (have_fx)
             lrp_ref_fx_free(&fx);
         if (ok)
@@ -813,11 +837,16 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     uint8_t *snp[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
     ref_fx fx[LRP_PIPE_MAX_PARTS];
     int have_fx[LRP_PIPE_MAX_PARTS] = {0, 0};
+    int64_t *wd = NULL;
+    uint8_t *wb = NULL;
+    int wok = fast && cx->slow != 2 && weights_fx(&wd, &wb, L);
+    J.wd = wd;
+    J.wb = wb;
     for (int k = 0; k < np && fast; k++) {
         int K, need_pieces = 0;
         for (int u = 0; u < parts[k].nt; u++)
             need_pieces |= parts[k].t[u].w == LRP_WM_SQUARE || parts[k].t[u].w == LRP_WM_ONES;
-        if (cx->slow != 2)
+        if (wok)
             have_fx[k] = lrp_ref_fx_build(&fx[k], TC(parts[k].s), L->n_out * batch);
         J.sfx[k] = have_fx[k] ? &fx[k] : NULL;
         if (have_fx[k] && !need_pieces)
@@ -841,4 +870,6 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
         if (have_fx[k])
             lrp_ref_fx_free(&fx[k]);
     }
+    free(wd);
+    free(wb);
 }

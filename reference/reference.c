@@ -22,18 +22,19 @@ lrp_ref_opts lrp_ref_opts_default(void)
     o.threads = 2;
     o.proof_extra = 0;
     o.slow = 0;
+    o.lean = 0;
     return o;
 }
 
 static lrp_status run_at(lrp_ref_result *r, const lrp_net *net, int prec, int threads,
-                         int slow, lrp_err *err)
+                         int slow, int lean, lrp_err *err)
 {
     memset(&r->ctx, 0, sizeof r->ctx);
     r->ctx.prec = prec;
     r->ctx.threads = threads;
     r->ctx.slow = slow;
     lrp_ref_backend_init(&r->be, &r->ctx);
-    return lrp_pipe_run(&r->pipe, &r->be, net, err);
+    return lrp_pipe_run_ex(&r->pipe, &r->be, net, lean ? LRP_PIPE_LEAN : 0, err);
 }
 
 /* binary32 range flags and kappa for one layer */
@@ -98,7 +99,7 @@ lrp_status lrp_ref_run(lrp_ref_result **out, const lrp_net *net, const lrp_ref_o
     r->threads = o->threads;
     r->n_layers = net->n_layers;
     r->batch = net->batch;
-    lrp_status st = run_at(r, net, o->prec, o->threads, o->slow, err);
+    lrp_status st = run_at(r, net, o->prec, o->threads, o->slow, o->lean, err);
     if (st) {
         free(r);
         return st;
@@ -119,7 +120,7 @@ lrp_status lrp_ref_run(lrp_ref_result **out, const lrp_net *net, const lrp_ref_o
         lrp_ref_result hi;
         memset(&hi, 0, sizeof hi);
         r->proof_prec = o->prec + o->proof_extra;
-        if ((st = run_at(&hi, net, r->proof_prec, o->threads, o->slow, err))) {
+        if ((st = run_at(&hi, net, r->proof_prec, o->threads, o->slow, 1, err))) {
             lrp_ref_free(r);
             return st;
         }

@@ -36,10 +36,14 @@ typedef struct lrp_ref_opts {
     int threads;     /* >= 1 */
     int proof_extra; /* > 0: recompute at p + proof_extra and compare the
                         binary32 roundings of every relevance value */
-    int slow;        /* 1: force the exact-product + mpfr_sum kernels */
+    int slow;        /* kernel choice for the linear maps, all bit-identical:
+                        0 auto (32-bit-digit integer kernel where weights are
+                        binary32), 1 exact products + mpfr_sum, 2 binary64
+                        pieces + exponent bins (tests and benchmarks) */
+    int lean;        /* 1: LRP_PIPE_LEAN (no kappa / gauges, no rin kept) */
 } lrp_ref_opts;
 
-/* p = 128, threads = 2, proof_extra = 0, slow = 0. */
+/* p = 128, threads = 2, proof_extra = 0, slow = 0, lean = 0. */
 lrp_ref_opts lrp_ref_opts_default(void);
 
 typedef struct lrp_ref_layer {

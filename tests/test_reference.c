@@ -866,10 +866,14 @@ static void t_threads_bitwise(void **s)
     o.threads = 3;
     o.slow = 1;
     assert_int_equal(lrp_ref_run(&R3, net, &o, &err), LRP_OK);
-    lrp_ref_result *R4;
+    lrp_ref_result *R4, *R5;
     o.threads = 2;
     o.slow = 2;
     assert_int_equal(lrp_ref_run(&R4, net, &o, &err), LRP_OK);
+    o.slow = 0;
+    o.lean = 1;
+    assert_int_equal(lrp_ref_run(&R5, net, &o, &err), LRP_OK);
+    assert_null(R5->L[1].kappa[0]);
     assert_true(R1->fast_calls > 0);
     for (int li = 0; li < net->n_layers; li++) {
         lrp_pipe_layer *A = &R1->pipe->L[li], *B = &R2->pipe->L[li], *C = &R3->pipe->L[li];
@@ -877,6 +881,7 @@ static void t_threads_bitwise(void **s)
             assert_true(mpfr_same((mpfr_srcptr)A->rel + i, (mpfr_srcptr)B->rel + i));
             assert_true(mpfr_same((mpfr_srcptr)A->rel + i, (mpfr_srcptr)C->rel + i));
             assert_true(mpfr_same((mpfr_srcptr)A->rel + i, lrp_ref_rel(R4, li) + i));
+            assert_true(mpfr_same((mpfr_srcptr)A->rel + i, lrp_ref_rel(R5, li) + i));
             assert_true(mpfr_same((mpfr_srcptr)A->act + i, (mpfr_srcptr)B->act + i));
         }
         for (int k = 0; k < LRP_ABS_COUNT; k++)
@@ -888,6 +893,7 @@ static void t_threads_bitwise(void **s)
     lrp_ref_free(R2);
     lrp_ref_free(R3);
     lrp_ref_free(R4);
+    lrp_ref_free(R5);
     lrp_net_free(net);
 }
 
