@@ -130,13 +130,12 @@ static void lin_params(run *r, lrp_lin *L, int li)
 {
     lrp_pipe_layer *P = &r->p->L[li];
     lrp_pipe_lin_geom(L, r->p->net, li);
-    if (P->fold_w) {
-        L->w = P->fold_w;
+    L->w = P->bnp[0];
+    L->b = P->bnp[1];
+    if (P->folded_into >= 0) {
+        L->wscale = r->p->L[P->folded_into].bnp[0];
         L->b = P->fold_b;
-        L->w32 = L->b32 = NULL;
-    } else {
-        L->w = P->bnp[0];
-        L->b = P->bnp[1];
+        L->b32 = NULL;
     }
 }
 
@@ -236,19 +235,17 @@ static lrp_status forward(run *r)
             be->bn_coef(cx, P->bnp[0], P->bnp[1], P->bnp[2], P->bnp[3], l, C);
             be->bn_fwd(cx, P->act, I->act, P->bnp[0], P->bnp[3], B, C, hw);
             if (l->rule.flags & LRP_F_BN_CANONIZE) {
-                /* Fold into the preceding linear layer: W' = wc W (rows are
-                 * output channels), b' = wc b + shift = wc (b - mu) + beta. */
+                /* Fold into the preceding linear layer: W' = wc W (kept as
+                 * the exact product: lrp_lin.wscale = wc), b' = wc b + shift
+                 * = wc (b - mu) + beta (rounded twice). */
                 int pi = l->in[0];
                 lrp_pipe_layer *Q = &r->p->L[pi];
                 lrp_lin L;
                 lrp_pipe_lin_geom(&L, net, pi);
-                Q->n_fold_w = L.O * L.fanin;
                 Q->n_fold_b = L.O;
-                Q->fold_w = NEW(Q->n_fold_w);
                 Q->fold_b = NEW(L.O);
-                if (!Q->fold_w || !Q->fold_b)
+                if (!Q->fold_b)
                     return oom(r, "folding");
-                be->row(cx, LRP_ROW_MUL, Q->fold_w, Q->bnp[0], P->bnp[0], L.O, L.fanin, L.O);
                 if (Q->bnp[1]) {
                     be->ew(cx, LRP_EW_MUL, Q->fold_b, Q->bnp[1], P->bnp[0], 0, 0, L.O);
                     be->ew(cx, LRP_EW_ADD, Q->fold_b, Q->fold_b, P->bnp[3], 0, 0, L.O);
@@ -388,7 +385,7 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
     int64_t U = L.n_out, NU = U * r->B;
     int has_b = L.b != NULL;
     int use_b = has_b && rs.bias;
-    int folded = P->fold_w != NULL;
+    int folded = P->folded_into >= 0;
     uint8_t *zcls = NULL, *dropcls = NULL;
     void *tmp = NULL;
     int kinds[] = {LRP_ABS_BIAS, LRP_ABS_STAB};
@@ -887,8 +884,6 @@ void lrp_pipe_free(lrp_pipe *p)
             for (int k = 0; k < P->n_rin; k++)
                 if (P->rin[k])
                     be->tensor_free(cx, P->rin[k], P->n_rin_per[k] * B);
-            if (P->fold_w)
-                be->tensor_free(cx, P->fold_w, P->n_fold_w);
             if (P->fold_b)
                 be->tensor_free(cx, P->fold_b, P->n_fold_b);
             const lrp_layer *l = &p->net->layers[i];

@@ -149,8 +149,15 @@ typedef struct lrp_lin {
     const void *w;             /* backend tensor, n_out_units * fanin (Dense:
                                   units*n_in; Conv: O * C/g*kh*kw)            */
     const void *b;             /* backend tensor (units) or NULL              */
-    const float *w32, *b32;    /* the binary32 originals, or NULL when the
-                                  parameters were computed (BN folding)      */
+    const float *w32, *b32;    /* the binary32 originals (b32 NULL when the
+                                  bias was computed by BN folding)           */
+    /* BN canonization (LRP_F_BN_CANONIZE on the consumer): when non-NULL,
+     * the effective weight of output unit (channel) o is the exact product
+     * wscale[o] * w_oi (wscale: backend tensor of O values, the BN factor
+     * gamma / sqrt(var + eps)); b is the folded bias wscale (b - mu) + beta.
+     * Weight modifiers apply to the effective weight: pos(wscale w) =
+     * wscale neg(w) when wscale < 0. */
+    const void *wscale;
     /* z^B bounds: per-input arrays (n_in, same for every sample) or NULL,
      * then the scalars are used. */
     const float *low, *high;
@@ -388,9 +395,10 @@ typedef struct lrp_pipe_layer {
     void *rin[LRP_MAX_INPUTS];
     int64_t n_rin_per[LRP_MAX_INPUTS];
     int owns_den[LRP_PIPE_MAX_PARTS]; /* 0: den aliases act */
-    /* Folded parameters of a Dense/Conv2D canonized with its BN consumer. */
-    void *fold_w, *fold_b;
-    int64_t n_fold_w, n_fold_b;
+    /* Folded bias of a Dense/Conv2D canonized with its BN consumer (the
+     * folded weights are wscale * w, see lrp_lin.wscale). */
+    void *fold_b;
+    int64_t n_fold_b;
     /* BatchNorm per-channel values: wc, negwmu, beta, shift (C each). */
     void *bnp[4];
     int64_t bn_C;

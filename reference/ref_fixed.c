@@ -167,7 +167,7 @@ void lrp_ref_fx_weights(int64_t *wd, uint8_t *wb, const float *w32, int64_t n)
 
 void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
                        const int64_t *ww, int64_t cnt, const int64_t *wd, const uint8_t *wbk,
-                       int wmod, int xsel, int absval)
+                       int wmod, int xsel, int absval, const uint8_t *flip)
 {
     int lo = A->lo, hi = A->hi, nd = f->nd;
     for (int64_t q = 0; q < cnt; q++) {
@@ -178,8 +178,12 @@ void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t
             continue;
         if (xsel && (f->neg[i] != (xsel < 0)))
             continue;
-        if ((wmod == LRP_WM_POS && W < 0) || (wmod == LRP_WM_NEG && W > 0))
-            continue;
+        if (wmod != LRP_WM_ID) {
+            /* sign of the effective weight (flip: wscale < 0 for this v) */
+            int wneg = (W < 0) ^ (flip ? flip[i] : 0);
+            if ((wmod == LRP_WM_POS) == wneg)
+                continue;
+        }
         int64_t sg = absval ? -(int64_t)(W < 0) : -(int64_t)f->neg[i]; /* 0 or -1 */
         W = (W ^ sg) - sg;
         int key = f->lev[i] + wbk[ww[q]];

@@ -107,10 +107,12 @@ ref_fxacc *lrp_ref_fxacc_new(int nkeys);
 void lrp_ref_fxacc_free(ref_fxacc *a);
 void lrp_ref_fxacc_clear(ref_fxacc *a);
 /* A += sum_q v[off + ii[q]] * wmod(w32[ww[q]]); xsel 1 / -1: only v > 0 /
- * v < 0 (pos / neg input modifier); absval: |products|. */
+ * v < 0 (pos / neg input modifier); absval: |products|; flip (may be
+ * NULL): per value of f, the weight modifier sees the weight's sign
+ * flipped (v already carries a negative wscale factor). */
 void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
                        const int64_t *ww, int64_t cnt, const int64_t *wd, const uint8_t *wbk,
-                       int wmod, int xsel, int absval);
+                       int wmod, int xsel, int absval, const uint8_t *flip);
 /* binary32 weights as W (signed, < 2^55) * 2^(32 wb - 160) */
 void lrp_ref_fx_weights(int64_t *wd, uint8_t *wb, const float *w32, int64_t n);
 /* the exact sum as z * 2^e */

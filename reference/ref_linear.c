@@ -198,6 +198,7 @@ typedef struct lin_job {
     const uint8_t *xnp; /* pieces per value */
     const ref_fx *xfx;  /* integer digits (NULL: not built) */
     const int64_t *wd;  /* weights for the digit kernel */
+    const uint8_t *sflip; /* bwd with wscale: sign of wscale per output */
     const uint8_t *wb;
     const ref_fx *sfx[LRP_PIPE_MAX_PARTS];
     const double *sd[LRP_PIPE_MAX_PARTS];
@@ -214,7 +215,7 @@ typedef struct scratch {
     int64_t *ii, *ww;
     mpfr_t *prod;
     mpfr_ptr *pp;
-    mpfr_t tin, tw, tc, tcc;
+    mpfr_t tin, tw, tc, tcc, tws, tsc;
 } scratch;
 
 static void scratch_init(scratch *S, int64_t cap, int64_t nprod, mpfr_prec_t pprod,
@@ -232,7 +233,9 @@ static void scratch_init(scratch *S, int64_t cap, int64_t nprod, mpfr_prec_t ppr
     }
     S->cap = nprod + 1;
     mpfr_init2(S->tin, p < 24 ? 24 : p);
-    mpfr_init2(S->tw, 2 * (p < 24 ? 24 : p));
+    mpfr_init2(S->tw, 2 * (p < 24 ? 24 : p) + 80); /* squares of wscale * w */
+    mpfr_init2(S->tws, (p < 24 ? 24 : p) + 32);    /* wscale * w, exact */
+    mpfr_init2(S->tsc, p < 24 ? 24 : p);
     mpfr_init2(S->tc, 24);
     mpfr_init2(S->tcc, 48);
 }
@@ -249,6 +252,20 @@ static void scratch_free(scratch *S)
     mpfr_clear(S->tw);
     mpfr_clear(S->tc);
     mpfr_clear(S->tcc);
+    mpfr_clear(S->tws);
+    mpfr_clear(S->tsc);
+}
+
+/* the effective weight (wscale[o] * w when BN-canonized), modified */
+static mpfr_srcptr w_eff(scratch *S, const lrp_lin *L, int mod, int64_t widx, int64_t o)
+{
+    mpfr_srcptr w = TC(L->w) + widx;
+    if (L->wscale) {
+        mpfr_set_flt(S->tws, L->w32[widx], MPFR_RNDN);
+        mpfr_mul(S->tws, S->tws, TC(L->wscale) + o, MPFR_RNDN); /* exact */
+        w = S->tws;
+    }
+    return w_val(S->tw, mod, w);
 }
 
 static void fwd_slow(void *arg, int64_t lo, int64_t hi)
@@ -257,8 +274,8 @@ static void fwd_slow(void *arg, int64_t lo, int64_t hi)
     const lrp_lin *L = J->L;
     mpfr_prec_t p = J->cx->prec;
     scratch S;
-    scratch_init(&S, L->fanin, L->fanin * J->nt + J->nb, 3 * p + 80, p);
-    mpfr_srcptr W = TC(L->w), Bv = L->b ? TC(L->b) : NULL;
+    scratch_init(&S, L->fanin, L->fanin * J->nt + J->nb, 4 * p + 200, p);
+    mpfr_srcptr Bv = L->b ? TC(L->b) : NULL;
     for (int64_t e = lo; e < hi; e++) {
         int64_t b = e / L->n_out, j = e % L->n_out;
         int64_t cnt = gather_fwd(L, j, S.ii, S.ww), m = 0;
@@ -267,7 +284,7 @@ static void fwd_slow(void *arg, int64_t lo, int64_t hi)
             mpfr_set_flt(S.tc, J->t[t].c, MPFR_RNDN);
             for (int64_t q = 0; q < cnt; q++) {
                 mpfr_srcptr xv = in_val(S.tin, J->t[t].in, xs + S.ii[q], S.ii[q], L);
-                mpfr_srcptr wv = w_val(S.tw, J->t[t].w, W + S.ww[q]);
+                mpfr_srcptr wv = w_eff(&S, L, J->t[t].w, S.ww[q], out_unit(L, j));
                 mpfr_mul(S.prod[m], S.tc, xv, MPFR_RNDN);
                 mpfr_mul(S.prod[m], S.prod[m], wv, MPFR_RNDN);
                 if (J->absval)
@@ -299,8 +316,7 @@ static void bwd_slow(void *arg, int64_t lo, int64_t hi)
     for (int k = 0; k < J->np; k++)
         ntmax += J->parts[k].nt;
     scratch S;
-    scratch_init(&S, cap, cap * ntmax, 5 * p + 120, p);
-    mpfr_srcptr W = TC(L->w);
+    scratch_init(&S, cap, cap * ntmax, 5 * p + 240, p);
     for (int64_t e = lo; e < hi; e++) {
         int64_t b = e / L->n_in, i = e % L->n_in;
         int64_t cnt = gather_bwd(L, i, S.ii, S.ww), m = 0;
@@ -314,7 +330,7 @@ static void bwd_slow(void *arg, int64_t lo, int64_t hi)
                 mpfr_mul(S.tcc, S.tcc, S.tc, MPFR_RNDN); /* exact: 48 bits */
                 mpfr_srcptr xv = in_val(S.tin, P->t[t].in, xi, i, L);
                 for (int64_t q = 0; q < cnt; q++) {
-                    mpfr_srcptr wv = w_val(S.tw, P->t[t].w, W + S.ww[q]);
+                    mpfr_srcptr wv = w_eff(&S, L, P->t[t].w, S.ww[q], out_unit(L, S.ii[q]));
                     mpfr_mul(S.prod[m], S.tcc, xv, MPFR_RNDN);
                     mpfr_mul(S.prod[m], S.prod[m], wv, MPFR_RNDN);
                     mpfr_mul(S.prod[m], S.prod[m], s + S.ii[q], MPFR_RNDN);
@@ -372,11 +388,22 @@ static void term_from_acc(mpfr_ptr dst, ref_acc *A, long scale, mpz_t z, mpfr_sr
 /* Sign of an exact zero sum (mpfr_sum's rule): -0 iff every summand is a
  * zero with the sign bit set; any nonzero summand (cancellation) gives +0.
  * Only asked when the exact sum is 0; uses sign bits, no arithmetic. */
-static int wmod_sign(int mod, float w, int *zero)
+static int wmod_sign(const lrp_lin *L, int mod, int64_t widx, int64_t o, int *zero)
 {
-    float v = mod == LRP_WM_SQUARE ? (w == 0.0f ? 0.0f : 1.0f) : w32_mod(mod, w);
-    *zero = v == 0.0f;
-    return signbit(v) != 0;
+    float wf = L->w32[widx];
+    int sg = signbit(wf) != 0, z = wf == 0.0f;
+    if (L->wscale) {
+        mpfr_srcptr sc = TC(L->wscale) + o;
+        z |= mpfr_zero_p(sc) != 0;
+        sg ^= mpfr_signbit(sc) != 0;
+    }
+    switch (mod) {
+    case LRP_WM_ID: *zero = z; return sg;
+    case LRP_WM_POS: *zero = z || sg; return 0;
+    case LRP_WM_NEG: *zero = z || !sg; return !*zero;
+    case LRP_WM_SQUARE: *zero = z; return 0;
+    default: *zero = 0; return 0; /* ones */
+    }
 }
 
 static int zsign_neg_fwd(const lin_job *J, int64_t b, int64_t j, const scratch *S,
@@ -391,7 +418,7 @@ static int zsign_neg_fwd(const lin_job *J, int64_t b, int64_t j, const scratch *
         for (int64_t q = 0; q < cnt; q++) {
             any = 1;
             mpfr_srcptr xv = in_val(tmp, J->t[t].in, xs + S->ii[q], S->ii[q], L);
-            int wz, ws = wmod_sign(J->t[t].w, L->w32[S->ww[q]], &wz);
+            int wz, ws = wmod_sign(L, J->t[t].w, S->ww[q], out_unit(L, j), &wz);
             if (!mpfr_zero_p(xv) && !wz)
                 return 0;
             if (!((mpfr_signbit(xv) != 0) ^ ws ^ (signbit(J->t[t].c) != 0)))
@@ -424,7 +451,7 @@ static int zsign_neg_bwd(const lin_job *J, int64_t b, int64_t i, const scratch *
             int sx = (mpfr_signbit(xv) != 0) ^ (signbit(P->coef) != 0) ^
                      (signbit(P->t[t].c) != 0);
             for (int64_t q = 0; q < cnt; q++) {
-                int wz, ws = wmod_sign(P->t[t].w, L->w32[S->ww[q]], &wz);
+                int wz, ws = wmod_sign(L, P->t[t].w, S->ww[q], out_unit(L, S->ii[q]), &wz);
                 mpfr_srcptr sj = s + S->ii[q];
                 if (!mpfr_zero_p(xv) && !wz && !mpfr_zero_p(sj))
                     return 0;
@@ -471,13 +498,25 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
             if (FA && (tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) &&
                 (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)) {
                 long ez;
+                int wm = tt->w;
+                mpfr_srcptr scf = NULL;
+                if (L->wscale) {
+                    /* pos(sc w) = sc neg(w) for sc < 0; the factor sc after */
+                    scf = TC(L->wscale) + out_unit(L, j);
+                    if (mpfr_signbit(scf) && wm != LRP_WM_ID)
+                        wm = wm == LRP_WM_POS ? LRP_WM_NEG : LRP_WM_POS;
+                    if (J->absval) {
+                        mpfr_abs(S.tsc, scf, MPFR_RNDN);
+                        scf = S.tsc;
+                    }
+                }
                 lrp_ref_fxacc_clear(FA);
-                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, S.ww, cnt, J->wd, J->wb, tt->w,
+                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, S.ww, cnt, J->wd, J->wb, wm,
                                   tt->in == LRP_IM_POS ? 1 : tt->in == LRP_IM_NEG ? -1 : 0,
-                                  J->absval);
+                                  J->absval, NULL);
                 lrp_ref_fxacc_get_z(z, &ez, FA, J->xfx);
                 mpfr_set_flt(fc, J->absval && tt->c < 0 ? -tt->c : tt->c, MPFR_RNDN);
-                term_from_z(S.prod[m++], ez, z, fc, NULL);
+                term_from_z(S.prod[m++], ez, z, fc, scf);
                 continue;
             }
             lrp_ref_acc_clear(A);
@@ -612,7 +651,7 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
                     long ez;
                     lrp_ref_fxacc_clear(FA[k]);
                     lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S.ii, S.ww, cnt, J->wd,
-                                      J->wb, tt->w, 0, 0);
+                                      J->wb, tt->w, 0, 0, J->sflip);
                     lrp_ref_fxacc_get_z(z, &ez, FA[k], J->sfx[k]);
                     mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
                     mpfr_mul_d(fcc, fcc, (double)tt->c, MPFR_RNDN); /* exact, 48 bits */
@@ -793,12 +832,22 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
                        (t[k].w == LRP_WM_SQUARE || t[k].w == LRP_WM_ONES);
     int64_t *wd = NULL;
     uint8_t *wb = NULL;
-    if (cx->slow != 1 && L->w32 && cx->prec >= 24) {
+    /* BN-folded weights (wscale): only the digit kernel knows the scale,
+     * and only for terms with inputs x / x+ / x- and weights w / w+ / w-. */
+    int scaled_ok = 1;
+    for (int k = 0; k < nt && L->wscale; k++)
+        scaled_ok &= (t[k].in == LRP_IM_ID || t[k].in == LRP_IM_POS || t[k].in == LRP_IM_NEG) &&
+                     (t[k].w == LRP_WM_ID || t[k].w == LRP_WM_POS || t[k].w == LRP_WM_NEG);
+    if (L->wscale && cx->slow == 2)
+        scaled_ok = 0;
+    if (cx->slow != 1 && L->w32 && cx->prec >= 24 && scaled_ok) {
         if (cx->slow != 2 && weights_fx(&wd, &wb, L))
             have_fx = lrp_ref_fx_build(&fx, J.x, L->n_in * batch);
         J.wd = wd;
         J.wb = wb;
-        if (!have_fx || need_pieces)
+        if (L->wscale && !have_fx)
+            ok = 0;
+        else if (!have_fx || need_pieces)
             ok = split_tensor(&xd, &np, &J.K, &J.xscale, J.x, L->n_in * batch, cx->prec);
         if (ok) {
             J.xd = xd;
@@ -833,6 +882,31 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     J.parts = parts;
     J.np = np;
     int fast = cx->slow != 1 && L->w32 && cx->prec >= 24;
+    if (L->wscale) {
+        /* BN-folded: digit kernel on s' = wscale s (exact, 2p bits) */
+        fast &= cx->slow != 2;
+        for (int k = 0; k < np; k++)
+            for (int u = 0; u < parts[k].nt; u++)
+                fast &= parts[k].t[u].w == LRP_WM_ID || parts[k].t[u].w == LRP_WM_POS ||
+                        parts[k].t[u].w == LRP_WM_NEG;
+    }
+    mpfr_ptr sfold[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
+    uint8_t *flip = NULL;
+    int64_t ns = L->n_out * batch;
+    if (fast && L->wscale) {
+        flip = malloc((size_t)ns + 1);
+        fast = flip != NULL;
+        for (int64_t j = 0; j < ns && fast; j++)
+            flip[j] = mpfr_signbit(TC(L->wscale) + out_unit(L, j % L->n_out)) != 0;
+        for (int k = 0; k < np && fast; k++) {
+            sfold[k] = lrp_ref_tensor_new(2 * cx->prec + 8, ns);
+            fast = sfold[k] != NULL;
+            for (int64_t j = 0; j < ns && fast; j++)
+                mpfr_mul(sfold[k] + j, TC(parts[k].s) + j,
+                         TC(L->wscale) + out_unit(L, j % L->n_out), MPFR_RNDN); /* exact */
+        }
+        J.sflip = flip;
+    }
     double *sd[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
     uint8_t *snp[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
     ref_fx fx[LRP_PIPE_MAX_PARTS];
@@ -847,10 +921,15 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
         for (int u = 0; u < parts[k].nt; u++)
             need_pieces |= parts[k].t[u].w == LRP_WM_SQUARE || parts[k].t[u].w == LRP_WM_ONES;
         if (wok)
-            have_fx[k] = lrp_ref_fx_build(&fx[k], TC(parts[k].s), L->n_out * batch);
+            have_fx[k] = lrp_ref_fx_build(&fx[k], sfold[k] ? sfold[k] : TC(parts[k].s),
+                                          L->n_out * batch);
         J.sfx[k] = have_fx[k] ? &fx[k] : NULL;
         if (have_fx[k] && !need_pieces)
             continue;
+        if (L->wscale) {
+            fast = 0; /* no binary64-piece path with a scale */
+            break;
+        }
         fast = split_tensor(&sd[k], &snp[k], &K, &J.sscale[k], TC(parts[k].s),
                             L->n_out * batch, cx->prec);
         J.K = K;
@@ -869,7 +948,10 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
         free(snp[k]);
         if (have_fx[k])
             lrp_ref_fx_free(&fx[k]);
+        if (sfold[k])
+            lrp_ref_tensor_free(sfold[k]);
     }
+    free(flip);
     free(wd);
     free(wb);
 }

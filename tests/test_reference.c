@@ -838,7 +838,8 @@ static void t_multi_layer(void **s)
             lrp_pipe_layer *Pc = &Rc->pipe->L[bn];
             for (int64_t i = 0; i < Pc->n * 2; i++)
                 assert_true(mpfr_same((mpfr_srcptr)Pc->rin[0] + i, (mpfr_srcptr)Pc->rel + i));
-            assert_true(Rc->pipe->L[bn - 1].fold_w != NULL);
+            assert_true(Rc->pipe->L[bn - 1].fold_b != NULL);
+            assert_int_equal(Rc->pipe->L[bn - 1].folded_into, bn);
             /* output start: sample 0 target 1 holds the logit */
             int last = ne->n_layers - 1;
             assert_true(mpfr_equal_p(lrp_ref_rel(Re, last) + 1, lrp_ref_act(Re, last) + 1));
@@ -895,6 +896,54 @@ static void t_threads_bitwise(void **s)
     lrp_ref_free(R4);
     lrp_ref_free(R5);
     lrp_net_free(net);
+}
+
+/* BN canonization: the digit kernel applies wscale exactly; the slow kernel
+ * forms wscale * w exactly; both must agree bit for bit, dens included. */
+static void t_canonize_kernels(void **s)
+{
+    (void)s;
+    const lrp_rule_id lin[] = {LRP_RULE_EPSILON, LRP_RULE_ZPLUS, LRP_RULE_ALPHABETA,
+                               LRP_RULE_GAMMA, LRP_RULE_ZERO};
+    for (int a = 0; a < 5; a++)
+        for (int gen = 0; gen < 2; gen++) {
+            if (gen && lin[a] != LRP_RULE_GAMMA)
+                continue;
+            lrp_net *net = multi_net(LRP_F_BN_CANONIZE, lin[a], LRP_RULE_EPSILON);
+            if (gen)
+                for (int i = 0; i < net->n_layers; i++)
+                    if (net->layers[i].rule.rule == LRP_RULE_GAMMA)
+                        net->layers[i].rule.flags |= LRP_F_GAMMA_GENERALIZED;
+            /* a negative BN scale exercises the pos/neg swap */
+            int bn = lrp_net_find(net, "bn");
+            net->layers[bn].bn_gamma[1] = -fabsf(net->layers[bn].bn_gamma[1]);
+            net->layers[bn].bn_gamma[2] = fabsf(net->layers[bn].bn_gamma[2]);
+            lrp_err err;
+            lrp_ref_result *Rf, *Rs;
+            lrp_ref_opts o = lrp_ref_opts_default();
+            assert_int_equal(lrp_ref_run(&Rf, net, &o, &err), LRP_OK);
+            o.slow = 1;
+            assert_int_equal(lrp_ref_run(&Rs, net, &o, &err), LRP_OK);
+            assert_true(Rf->fast_calls > 0);
+            check_conservation(Rf, "canonized fast");
+            for (int li = 0; li < net->n_layers; li++) {
+                lrp_pipe_layer *A = &Rf->pipe->L[li], *B = &Rs->pipe->L[li];
+                for (int64_t i = 0; i < A->n * net->batch; i++) {
+                    if (!mpfr_same((mpfr_srcptr)A->rel + i, (mpfr_srcptr)B->rel + i))
+                        fail_msg("canonized rule %s: layer %d rel %lld: %s vs %s",
+                                 lrp_rule_name(lin[a]), li, (long long)i,
+                                 dbl((mpfr_srcptr)A->rel + i), dbl((mpfr_srcptr)B->rel + i));
+                }
+                for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
+                    if (A->den[k])
+                        for (int64_t j = 0; j < A->n_units * net->batch; j++)
+                            assert_true(mpfr_same((mpfr_srcptr)A->den[k] + j,
+                                                  (mpfr_srcptr)B->den[k] + j));
+            }
+            lrp_ref_free(Rf);
+            lrp_ref_free(Rs);
+            lrp_net_free(net);
+        }
 }
 
 static void t_selfproof(void **s)
@@ -967,6 +1016,7 @@ int main(void)
         cmocka_unit_test(t_special_signbit),
         cmocka_unit_test(t_multi_layer),
         cmocka_unit_test(t_threads_bitwise),
+        cmocka_unit_test(t_canonize_kernels),
         cmocka_unit_test(t_selfproof),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
