@@ -898,6 +898,114 @@ static void t_threads_bitwise(void **s)
     lrp_net_free(net);
 }
 
+/* Max-pool ties (first index vs split), avg-pool as a z-rule with both
+ * divisor conventions, and the binary32 range flags. */
+static lrp_net *pool_net(lrp_layer_kind pk, int k, int st, int pad, int cip, unsigned flags,
+                         const float *x, int C, int H, int W)
+{
+    lrp_err err;
+    lrp_net *net = lrp_net_new();
+    int i0 = lrp_net_add(net, LRP_LAYER_INPUT, "in", &err);
+    net->layers[i0].shape.rank = 3;
+    net->layers[i0].shape.d[0] = C;
+    net->layers[i0].shape.d[1] = H;
+    net->layers[i0].shape.d[2] = W;
+    int p = add1(net, pk, "pool", i0);
+    set_layer_geom(&net->layers[p], k, st, pad);
+    net->layers[p].count_include_pad = cip;
+    net->layers[p].rule.flags |= flags;
+    int f = add1(net, LRP_LAYER_FLATTEN, "flat", p);
+    int d = add1(net, LRP_LAYER_DENSE, "fc", f);
+    net->layers[d].units = 1;
+    if (lrp_net_infer(net, "pool", &err))
+        fail_msg("%s", err.msg);
+    int64_t nf = lrp_shape_numel(&net->layers[f].shape);
+    net->layers[d].w = malloc((size_t)nf * sizeof(float));
+    for (int64_t i = 0; i < nf; i++)
+        net->layers[d].w[i] = 1.0f;
+    net->input = malloc(sizeof(float) * (size_t)(C * H * W));
+    memcpy(net->input, x, sizeof(float) * (size_t)(C * H * W));
+    net->target = malloc(sizeof(int32_t));
+    net->target[0] = 0;
+    return net;
+}
+
+static void t_pools_and_range_flags(void **s)
+{
+    (void)s;
+    lrp_err err;
+    /* 1 x 2 x 4: windows {1,1,0,1} (max 1, 3 ties) and {0,2,2,2} (max 2, 3 ties) */
+    const float x[8] = {1, 1, 0, 2, 0, 1, 2, 2};
+    for (int split = 0; split < 2; split++) {
+        lrp_net *net = pool_net(LRP_LAYER_MAXPOOL2D, 2, 2, 0, 0,
+                                split ? LRP_F_WTA_SPLIT_TIES : 0, x, 1, 2, 4);
+        lrp_ref_result *R;
+        assert_int_equal(lrp_ref_run(&R, net, NULL, &err), LRP_OK);
+        mpfr_srcptr r = lrp_ref_rel(R, 0);
+        /* dense: y = 1 + 2 = 3 = R_out; lrp0 gives 1 and 2 to the pool outputs */
+        const double first[8] = {1, 0, 0, 2, 0, 0, 0, 0};
+        for (int i = 0; i < 8; i++) {
+            double want = split ? ((i == 0 || i == 1 || i == 5) ? 1.0 / 3 : (i == 3 || i == 6 || i == 7) ? 2.0 / 3 : 0)
+                                : first[i];
+            double got = mpfr_get_d(r + i, MPFR_RNDN);
+            if (got != want) /* exact, or 1/3, 2/3 rounded to binary64 both ways */
+                fail_msg("maxpool split %d: R[%d] = %.17g, want %.17g", split, i, got, want);
+        }
+        check_conservation(R, "maxpool");
+        lrp_ref_free(R);
+        lrp_net_free(net);
+    }
+    /* avg pool 2x2 stride 1 pad 1 on 1 x 3 x 3, lrp0: exact z-rule check */
+    const float a[9] = {0.5f, 1.0f, 2.0f, 0.25f, 3.0f, 1.5f, 1.0f, 0.75f, 2.5f};
+    for (int cip = 0; cip < 2; cip++) {
+        lrp_net *net = pool_net(LRP_LAYER_AVGPOOL2D, 2, 1, 1, cip, 0, a, 1, 3, 3);
+        int p = lrp_net_find(net, "pool");
+        net->layers[p].rule = lrp_rule_default(LRP_RULE_ZERO);
+        lrp_ref_result *R;
+        assert_int_equal(lrp_ref_run(&R, net, NULL, &err), LRP_OK);
+        /* R_i = a_i sum_{j containing i} R_j / (k_j y_j), with R_j = y_j (dense w = 1,
+         * lrp0, R_out = sum y) -> R_i = a_i * sum_j 1 / k_j */
+        for (int i = 0; i < 9; i++) {
+            int yy = i / 3, xx = i % 3;
+            double want = 0;
+            for (int oy = 0; oy < 4; oy++)
+                for (int ox = 0; ox < 4; ox++) {
+                    if (!(oy - 1 <= yy && yy <= oy && ox - 1 <= xx && xx <= ox))
+                        continue;
+                    int kk = 0;
+                    for (int ky = 0; ky < 2; ky++)
+                        for (int kx = 0; kx < 2; kx++) {
+                            int iy = oy - 1 + ky, ix = ox - 1 + kx;
+                            kk += cip || (iy >= 0 && iy < 3 && ix >= 0 && ix < 3);
+                        }
+                    want += 1.0 / kk;
+                }
+            want *= a[i];
+            double got = mpfr_get_d(lrp_ref_rel(R, 0) + i, MPFR_RNDN);
+            if (fabs(got - want) > 1e-12 * fabs(want))
+                fail_msg("avgpool cip %d: R[%d] = %.17g, want %.17g", cip, i, got, want);
+        }
+        check_conservation(R, "avgpool");
+        lrp_ref_free(R);
+        lrp_net_free(net);
+    }
+    /* binary32 range flags: R_0 = 2 * FLT_MAX overflows, tiny R_out underflows */
+    geom g = {1, 2, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1};
+    float xx2[2] = {2.0f, -1.0f}, w[2] = {1.0f, 1.0f};
+    for (int t = 0; t < 2; t++) {
+        float rout[1] = {t == 0 ? 0x1.fffffep127f : 0x1p-140f};
+        lrp_rule_spec rs = lrp_rule_default(LRP_RULE_ZERO);
+        lrp_net *net = lin_net(&g, xx2, w, NULL, rout, &rs);
+        lrp_ref_result *R;
+        assert_int_equal(lrp_ref_run(&R, net, NULL, &err), LRP_OK);
+        unsigned want = 1u << (t == 0 ? LRP_NF_OVERFLOW32 : LRP_NF_UNDERFLOW32);
+        assert_true(R->pipe->L[0].flags.bits & want);
+        assert_int_equal(R->pipe->L[0].flags.unit[t == 0 ? LRP_NF_OVERFLOW32 : LRP_NF_UNDERFLOW32], 0);
+        lrp_ref_free(R);
+        lrp_net_free(net);
+    }
+}
+
 /* BN canonization: the digit kernel applies wscale exactly; the slow kernel
  * forms wscale * w exactly; both must agree bit for bit, dens included. */
 static void t_canonize_kernels(void **s)
@@ -1017,6 +1125,7 @@ int main(void)
         cmocka_unit_test(t_multi_layer),
         cmocka_unit_test(t_threads_bitwise),
         cmocka_unit_test(t_canonize_kernels),
+        cmocka_unit_test(t_pools_and_range_flags),
         cmocka_unit_test(t_selfproof),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
