@@ -6,19 +6,27 @@
 #                              job at a time), print execs and crashes
 #   make fuzz-smoke            the same, 60 s in total (CI)
 #   make fuzz-build            only build the harnesses
+#   make fuzz FUZZ_FAST=1 ...  throughput run: UBSan only, no ASan (libhdf5
+#                              dominates either way; our code is then only
+#                              checked for crashes), objects in build-fuzz-fast/
 #
 # The library sources the loaders need are compiled with clang and
 # -fsanitize=fuzzer-no-link,address,undefined into build-fuzz/; libhdf5 and
 # jansson are the system's (uninstrumented) libraries.
 
+ifeq ($(FUZZ_FAST),1)
+FUZZ_BUILD ?= build-fuzz-fast
+FUZZ_SAN ?= -fsanitize=undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+else
 FUZZ_BUILD ?= build-fuzz
+FUZZ_SAN ?= -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+            -fno-omit-frame-pointer
+endif
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 30
 FUZZ_TARGETS := fixture keras
 FUZZ_PY ?= /usr/bin/python3
-FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
-            -fno-omit-frame-pointer
 FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g $(NUMFLAGS) $(WARN) -pthread \
                -Iinclude -Icore -Ifixtures -Ifuzz $(PKG_CFLAGS) $(FUZZ_SAN)
 # only what lrp_fixture_read / lrp_keras_import link against
@@ -37,10 +45,17 @@ $(FUZZ_BUILD)/%.o: %.c
 $(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/fuzz/fuzz_%.o $(FUZZ_LIB_OBJ)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS) -ljansson -lm -pthread
 
-# Seeds: the generator's fixtures and the Keras-layout test models.
-$(FUZZ_CORPUS)/.done: $(CLI) fuzz/make_seeds.py tests/keras/make_keras_models.py
+# Seeds: the generator's fixtures (written by seedgen, the registry of
+# fixtures/suite.c, like `lrp-oracle gen`) and the Keras-layout test models.
+FUZZ_SEEDGEN_OBJ := $(FUZZ_BUILD)/fuzz/seedgen.o $(FUZZ_LIB_OBJ) \
+                    $(patsubst %.c,$(FUZZ_BUILD)/%.o,$(wildcard fixtures/*.c))
+$(FUZZ_BUILD)/seedgen: $(FUZZ_SEEDGEN_OBJ)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -o $@ $^ $(PKG_LIBS) -ljansson -lm -pthread
+
+$(FUZZ_CORPUS)/.done: $(FUZZ_BUILD)/seedgen fuzz/make_seeds.py tests/keras/make_keras_models.py
 	rm -rf $(FUZZ_BUILD)/gen $(FUZZ_BUILD)/kerasgen $(FUZZ_CORPUS)
-	$(CLI) gen --out $(FUZZ_BUILD)/gen >/dev/null
+	mkdir -p $(FUZZ_BUILD)/gen
+	ASAN_OPTIONS=detect_leaks=0 $(FUZZ_BUILD)/seedgen $(FUZZ_BUILD)/gen
 	$(FUZZ_PY) tests/keras/make_keras_models.py $(FUZZ_BUILD)/kerasgen >/dev/null
 	$(FUZZ_PY) fuzz/make_seeds.py $(FUZZ_BUILD)/gen $(FUZZ_BUILD)/kerasgen $(FUZZ_CORPUS)
 	touch $@
@@ -52,7 +67,7 @@ fuzz: $(FUZZ_BIN) $(FUZZ_CORPUS)/.done
 fuzz-smoke: $(FUZZ_BIN) $(FUZZ_CORPUS)/.done
 	@sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) $(FUZZ_TARGETS)
 
--include $(FUZZ_LIB_OBJ:.o=.d) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%.d)
+-include $(FUZZ_SEEDGEN_OBJ:.o=.d) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%.d)
 
 # keep the objects (pattern-rule intermediates would be deleted)
-.SECONDARY: $(FUZZ_LIB_OBJ) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%.o)
+.SECONDARY: $(FUZZ_SEEDGEN_OBJ) $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz/fuzz_%.o)

@@ -26,7 +26,7 @@ for t in "$@"; do
     # fork-mode status lines: "#EXECS: cov: .. corp: N exec/s: R oom/timeout/crash: a/b/c time: Ts"
     last=$(grep -E '^#[0-9]+: cov:' "$log" | tail -1)
     execs=$(echo "$last" | sed -n 's/^#\([0-9]*\):.*/\1/p')
-    rate=$(echo "$last" | sed -n 's/.*exec\/s: \([0-9]*\).*/\1/p')
+    rate=$(( ${execs:-0} / (SECS > 0 ? SECS : 1) ))
     corpn=$(echo "$last" | sed -n 's/.*corp: \([0-9]*\).*/\1/p')
     otc=$(echo "$last" | sed -n 's/.*oom\/timeout\/crash: \([0-9\/]*\).*/\1/p')
     ooms=$(echo "$otc" | cut -d/ -f1)
