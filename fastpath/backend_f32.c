@@ -18,23 +18,229 @@
  *   - R_i = a_i * (sum_j w_ij s_j): backward-data kernel, then a product.
  * Summation orders are the kernels' (fp_kernels.h), so results are
  * bit-identical across runs, thread counts and ISA paths.
+ *
+ * Performance notes (bench/bench_lrp.c measures the whole pipeline):
+ *   - fused weights are cached by CONTENT (hash of the raw bits, size and
+ *     term signature), so the pipeline's per-run weight copies still hit;
+ *   - an input modifier that is the identity on the data at hand (pos() of
+ *     values that are all +0 or positive, |x| of such values) is not
+ *     materialised: the kernel reads the input itself (same values, same
+ *     bits);
+ *   - the gauge (absval) of a term list whose every product and bias term
+ *     is already sign-clear (z+: pos(a) pos(w) + pos(b); flat: 1 * 1) equals
+ *     the denominator bit for bit; when the pipeline asks for it right after
+ *     that denominator (same map, same input, unchanged: checked by hashes)
+ *     it is copied instead of recomputed;
+ *   - the Dense gauge applies |.| to weights and inputs inside the kernel
+ *     (same chain order) instead of materialising |W|;
+ *   - big tensors are mmap'ed with transparent huge pages (fewer page
+ *     faults), and elementwise passes over big tensors are split over the
+ *     threads by disjoint output ranges (no order changes).
  */
+#define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS, madvise */
 #include "backend_f32.h"
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#include <immintrin.h>
 
 #include "fp_kernels.h"
+#include "fp_kernels_int.h"
 
-/* ---- context: threads and a cache of fused weights ---- */
+/* fp_dense.c: the Dense forward of |x| and |W| (the gauge), same chain. */
+int lrp_fp_dense_fwd_abs(float *y, const float *x, const float *W, const float *bias,
+                         int batch, int in, int out, int nthreads);
 
-#define WCACHE 8
+/* ---- memory: big tensors on transparent huge pages ---- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define FB_MMAP 0 /* keep ASan's view of every tensor */
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define FB_MMAP 0
+#endif
+#endif
+#ifndef FB_MMAP
+#define FB_MMAP 1
+#endif
+
+#define FB_HDR 64
+#define FB_MAP ((size_t)1 << 18)  /* from here: own mapping, pooled */
+#define FB_HUGE ((size_t)1 << 21) /* from here: on transparent huge pages */
+#define POOL_MAX 1024
+#define POOL_BYTES ((size_t)3 << 30)
+
+typedef struct {
+    void *base;
+    size_t len; /* mapping length, 0 for calloc */
+    size_t cap; /* usable bytes after the header */
+} fb_hdr;
+
+/* Freed mappings kept for reuse (page faults are expensive: a fresh
+ * mapping costs one fault per page, every time). */
+typedef struct fb_pool {
+    void *blk[POOL_MAX];
+    size_t bytes;
+    int n;
+} fb_pool;
+
+static fb_hdr *fb_header(void *p)
+{
+    return (fb_hdr *)(void *)((char *)p - sizeof(fb_hdr));
+}
+
+static void fb_unmap(void *p)
+{
+    fb_hdr *h = fb_header(p);
+    munmap(h->base, h->len);
+}
+
+static void *fb_map(size_t bytes)
+{
+    size_t huge = bytes >= FB_HUGE;
+    /* huge: over-allocate so the data starts just after a 2 MB boundary */
+    size_t len = (bytes + FB_HDR + (huge ? FB_HUGE : 0) + 4095) & ~(size_t)4095;
+    char *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED)
+        return NULL;
+    char *data = base + FB_HDR;
+    if (huge) {
+        char *al = (char *)(((uintptr_t)base + FB_HUGE - 1) & ~(uintptr_t)(FB_HUGE - 1));
+#ifdef MADV_HUGEPAGE
+        madvise(al, len - (size_t)(al - base), MADV_HUGEPAGE);
+#endif
+        data = al + FB_HDR;
+    }
+    fb_hdr *h = fb_header(data);
+    h->base = base;
+    h->len = len;
+    h->cap = (size_t)(base + len - data);
+    return data;
+}
+
+typedef struct {
+    char *p;
+    size_t n;
+} zero_job;
+
+static void zero_range(void *arg, int64_t lo, int64_t hi)
+{
+    const zero_job *z = arg;
+    size_t a = (size_t)lo << 16, b = (size_t)hi << 16;
+    if (b > z->n)
+        b = z->n;
+    memset(z->p + a, 0, b - a);
+}
+
+static void par_range(int nthreads, int64_t n, void (*fn)(void *, int64_t, int64_t),
+                      void *arg);
+
+/* Zero-filled; NULL on failure.  pool may be NULL (no reuse). */
+static void *fb_alloc(fb_pool *pool, int nthreads, size_t bytes)
+{
+    if (bytes == 0)
+        bytes = sizeof(float);
+    if (bytes > SIZE_MAX / 2)
+        return NULL;
+    if (FB_MMAP && bytes >= FB_MAP) {
+        /* best fit among the pooled mappings, at most twice the size */
+        int best = -1;
+        for (int i = 0; pool && i < pool->n; i++) {
+            size_t c = fb_header(pool->blk[i])->cap;
+            if (c >= bytes && c / 2 <= bytes &&
+                (best < 0 || c < fb_header(pool->blk[best])->cap))
+                best = i;
+        }
+        if (best >= 0) {
+            char *d = pool->blk[best];
+            pool->bytes -= fb_header(d)->len;
+            pool->blk[best] = pool->blk[--pool->n];
+            zero_job z = {d, bytes};
+            par_range(nthreads, (int64_t)((bytes + 65535) >> 16), zero_range, &z);
+            return d;
+        }
+        return fb_map(bytes);
+    }
+    char *base = calloc(1, bytes + FB_HDR);
+    if (!base)
+        return NULL;
+    char *data = base + FB_HDR;
+    fb_hdr *h = fb_header(data);
+    h->base = base;
+    h->len = 0;
+    h->cap = bytes;
+    return data;
+}
+
+static void fb_free(fb_pool *pool, void *p)
+{
+    if (!p)
+        return;
+    fb_hdr *h = fb_header(p);
+    if (!h->len) {
+        free(h->base);
+        return;
+    }
+    if (pool && pool->n < POOL_MAX && pool->bytes + h->len <= POOL_BYTES) {
+        pool->blk[pool->n++] = p;
+        pool->bytes += h->len;
+        return;
+    }
+    fb_unmap(p);
+}
+
+static void fb_pool_clear(fb_pool *pool)
+{
+    for (int i = 0; i < pool->n; i++)
+        fb_unmap(pool->blk[i]);
+    pool->n = 0;
+    pool->bytes = 0;
+}
+
+/* ---- threads for elementwise passes ---- */
+
+#define PAR_MIN (1 << 18) /* below this many values: one thread */
+#define PAR_CHUNK (1 << 16)
+
+typedef void (*range_fn)(void *arg, int64_t lo, int64_t hi);
+typedef struct {
+    range_fn fn;
+    void *arg;
+    int64_t n, chunk;
+} range_job;
+
+static void range_item(void *vctx, int64_t item)
+{
+    range_job *j = vctx;
+    int64_t lo = item * j->chunk, hi = lo + j->chunk < j->n ? lo + j->chunk : j->n;
+    j->fn(j->arg, lo, hi);
+}
+
+/* fn over [0, n) in disjoint chunks (each value is written by one chunk). */
+static void par_range(int nthreads, int64_t n, range_fn fn, void *arg)
+{
+    if (n <= 0)
+        return;
+    if (nthreads <= 1 || n < PAR_MIN) {
+        fn(arg, 0, n);
+        return;
+    }
+    range_job j = {fn, arg, n, PAR_CHUNK};
+    fp_parallel_for(nthreads, (n + PAR_CHUNK - 1) / PAR_CHUNK, range_item, &j);
+}
+
+/* ---- context: threads, a content-addressed cache of fused weights, the
+ * memo of the last denominator ---- */
+
+#define WCACHE 128
+#define WCACHE_BYTES ((size_t)768 << 20)
 
 typedef struct wentry {
-    const void *key;   /* the layer's weight tensor */
     int64_t n;         /* weights */
-    uint64_t hash;     /* of the raw bits, so a reused address never hits */
+    uint64_t hash;     /* of the raw bits */
     uint32_t sig;      /* which terms were fused (modifiers and coefs) */
     float csig[LRP_PIPE_MAX_TERMS];
     int absval;
@@ -42,23 +248,114 @@ typedef struct wentry {
     unsigned long stamp;
 } wentry;
 
+/* The last sign-clear denominator lin_fwd computed (for the gauge). */
+typedef struct den_memo {
+    int valid;
+    lrp_lin L;
+    const void *out, *x;
+    int64_t batch;
+    int nt, nb;
+    lrp_term t[LRP_PIPE_MAX_TERMS];
+    lrp_bterm bt[LRP_PIPE_MAX_BTERMS];
+    uint64_t h_out, h_x, h_w, h_b;
+} den_memo;
+
 struct lrp_f32_ctx {
     int nthreads;
+    fb_pool pool;
     wentry cache[WCACHE];
+    size_t cache_bytes;
     unsigned long clock;
+    den_memo memo;
 };
 
-static uint64_t hash_floats(const float *w, int64_t n)
+static float *fb_floats(lrp_f32_ctx *cx, int64_t n)
 {
-    /* FNV-1a over 64-bit words of the raw bits; collisions would need the
-     * same address, size and contents anyway. */
-    uint64_t h = 0xcbf29ce484222325u;
-    const uint32_t *u = (const uint32_t *)(const void *)w;
-    for (int64_t i = 0; i < n; i++) {
-        h ^= u[i];
-        h *= 0x100000001b3u;
+    return fb_alloc(&cx->pool, cx->nthreads, (size_t)(n > 0 ? n : 1) * sizeof(float));
+}
+
+static void fb_release(lrp_f32_ctx *cx, void *p)
+{
+    fb_free(&cx->pool, p);
+}
+
+/* A fast hash of raw bits: 16 independent FNV-style lanes over 64-bit
+ * words (so it runs at memory speed), folded with the length.  Used only to
+ * recognise identical contents; a collision would also need equal size and
+ * signature.  The AVX-512 and the scalar loop compute the same function. */
+#define HL 16
+static const uint64_t H_PRIME = 0x100000001b3u;
+
+static uint64_t hash_fold(const uint64_t h[HL], const uint32_t *tail, int64_t ntail, int64_t n)
+{
+    uint64_t r = (uint64_t)n * 0x9e3779b97f4a7c15u;
+    for (int64_t i = 0; i < ntail; i++)
+        r = (r ^ tail[i]) * H_PRIME;
+    for (int l = 0; l < HL; l++) {
+        r ^= h[l] + 0x9e3779b97f4a7c15u + (r << 6) + (r >> 2);
+        r *= 0xff51afd7ed558ccdu;
     }
-    return h;
+    return r ^ (r >> 33);
+}
+
+static void hash_init(uint64_t h[HL])
+{
+    for (int l = 0; l < HL; l++)
+        h[l] = 0xcbf29ce484222325u + (uint64_t)l * 0x9e3779b97f4a7c15u;
+}
+
+__attribute__((target("avx512f,avx512dq"))) static uint64_t hash_avx512(const void *p,
+                                                                        int64_t n)
+{
+    const uint64_t *w = p;
+    int64_t nw = n / 2, i = 0;
+    uint64_t h[HL];
+    hash_init(h);
+    __m512i a0 = _mm512_loadu_si512(h), a1 = _mm512_loadu_si512(h + 8);
+    __m512i pr = _mm512_set1_epi64((long long)H_PRIME);
+    for (; i + HL <= nw; i += HL) {
+        a0 = _mm512_mullo_epi64(_mm512_xor_si512(a0, _mm512_loadu_si512(w + i)), pr);
+        a1 = _mm512_mullo_epi64(_mm512_xor_si512(a1, _mm512_loadu_si512(w + i + 8)), pr);
+    }
+    _mm512_storeu_si512(h, a0);
+    _mm512_storeu_si512(h + 8, a1);
+    const uint32_t *u = p;
+    return hash_fold(h, u + 2 * i, n - 2 * i, n);
+}
+
+static uint64_t hash_bits(const void *p, int64_t n)
+{
+    static int isa = -1;
+    if (isa < 0)
+        isa = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+    if (isa)
+        return hash_avx512(p, n);
+    const uint64_t *w = p;
+    int64_t nw = n / 2, i = 0;
+    uint64_t h[HL];
+    hash_init(h);
+    for (; i + HL <= nw; i += HL)
+        for (int l = 0; l < HL; l++)
+            h[l] = (h[l] ^ w[i + l]) * H_PRIME;
+    const uint32_t *u = p;
+    return hash_fold(h, u + 2 * i, n - 2 * i, n);
+}
+
+/* 1 if every value is +0, positive or +inf (sign bit clear, not NaN): then
+ * pos(x) == |x| == x bit for bit. */
+static int sign_clear(const float *x, int64_t n)
+{
+    const uint32_t *u = (const uint32_t *)(const void *)x;
+    int64_t i = 0;
+    while (i < n) {
+        int64_t e = i + 4096 < n ? i + 4096 : n;
+        unsigned bad = 0;
+        for (; i < e; i++)
+            bad |= u[i] > 0x7f800000u;
+        if (bad)
+            return 0;
+    }
+    return 1;
 }
 
 static float imod_value(int mod, float x)
@@ -81,13 +378,66 @@ static float wmod_value(int mod, float w)
     }
 }
 
+static int64_t n_weights(const lrp_lin *L)
+{
+    return (L->conv ? L->O : L->n_out) * L->fanin;
+}
+
+typedef struct {
+    float *f;
+    const float *w, *ws;
+    int64_t fanin;
+    const lrp_term *t;
+    const int *idx;
+    int m, absval;
+} fuse_job;
+
+/* Hash of the effective weights' inputs: w and, when set, wscale. */
+static uint64_t weights_hash(const lrp_lin *L)
+{
+    uint64_t h = hash_bits(L->w, n_weights(L));
+    if (L->wscale)
+        h ^= hash_bits(L->wscale, L->conv ? L->O : L->n_out) * 0x9e3779b97f4a7c15u + 1u;
+    return h;
+}
+
+static void fuse_range(void *arg, int64_t lo, int64_t hi)
+{
+    const fuse_job *j = arg;
+    for (int64_t i = lo; i < hi; i++) {
+        float acc = 0.0f;
+        /* BN canonization: the effective weight wscale[o] * w, rounded once
+         * to binary32 (as the folded copy W' = wc W always was) */
+        float we = j->ws ? j->w[i] * j->ws[i / j->fanin] : j->w[i];
+        for (int k = 0; k < j->m; k++) {
+            const lrp_term *tt = &j->t[j->idx[k]];
+            float v = wmod_value(tt->w, we);
+            if (j->absval)
+                v = fabsf(v) * fabsf(tt->c);
+            else if (tt->c != 1.0f)
+                v = tt->c * v;
+            acc = k == 0 ? v : acc + v;
+        }
+        j->f[i] = acc;
+    }
+}
+
+static void cache_evict(lrp_f32_ctx *cx, wentry *e)
+{
+    if (!e->w)
+        return;
+    cx->cache_bytes -= (size_t)e->n * sizeof(float);
+    fb_release(cx, e->w);
+    e->w = NULL;
+}
+
 /* The fused weight of a group of terms (all with the same input modifier):
  * W' = sum_t c_t wmod_t(w), accumulated in binary32 in term order; with
  * absval, sum_t |c_t| |wmod_t(w)| (the gauge of the float path). */
 static const float *fused_weights(lrp_f32_ctx *cx, const lrp_lin *L, const lrp_term *t,
                                   const int *idx, int m, int absval)
 {
-    int64_t n = (L->conv ? L->O : L->n_out) * L->fanin;
+    int64_t n = n_weights(L);
     const float *w = L->w;
     uint32_t sig = (uint32_t)m;
     float csig[LRP_PIPE_MAX_TERMS] = {0};
@@ -95,56 +445,78 @@ static const float *fused_weights(lrp_f32_ctx *cx, const lrp_lin *L, const lrp_t
         sig = sig * 31u + (uint32_t)(t[idx[k]].w * 7 + t[idx[k]].in);
         csig[k] = t[idx[k]].c;
     }
+    if (L->wscale)
+        sig = sig * 31u + 17u;
     /* a single identity term with coefficient 1 needs no copy */
-    if (m == 1 && t[idx[0]].w == LRP_WM_ID && t[idx[0]].c == 1.0f && !absval)
+    if (m == 1 && t[idx[0]].w == LRP_WM_ID && t[idx[0]].c == 1.0f && !absval && !L->wscale)
         return w;
-    uint64_t h = hash_floats(w, n);
-    wentry *victim = &cx->cache[0];
+    uint64_t h = weights_hash(L);
     for (int i = 0; i < WCACHE; i++) {
         wentry *e = &cx->cache[i];
-        if (e->w && e->key == L->w && e->n == n && e->hash == h && e->sig == sig &&
-            e->absval == absval && !memcmp(e->csig, csig, sizeof csig)) {
+        if (e->w && e->n == n && e->hash == h && e->sig == sig && e->absval == absval &&
+            !memcmp(e->csig, csig, sizeof csig)) {
             e->stamp = ++cx->clock;
             return e->w;
         }
-        if (!e->w || e->stamp < victim->stamp)
-            victim = e;
     }
-    float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof *f);
+    float *f = fb_floats(cx, n);
     if (!f)
         return NULL;
-    for (int64_t i = 0; i < n; i++) {
-        float acc = 0.0f;
-        for (int k = 0; k < m; k++) {
-            const lrp_term *tt = &t[idx[k]];
-            float v = wmod_value(tt->w, w[i]);
-            if (absval)
-                v = fabsf(v) * fabsf(tt->c);
-            else if (tt->c != 1.0f)
-                v = tt->c * v;
-            acc = k == 0 ? v : acc + v;
+    fuse_job fj = {f, w, L->wscale, L->fanin, t, idx, m, absval};
+    par_range(cx->nthreads, n, fuse_range, &fj);
+    size_t bytes = (size_t)n * sizeof(float);
+    /* make room: least recently used first */
+    for (;;) {
+        wentry *victim = NULL, *empty = NULL;
+        for (int i = 0; i < WCACHE; i++) {
+            wentry *e = &cx->cache[i];
+            if (!e->w) {
+                if (!empty)
+                    empty = e;
+            } else if (!victim || e->stamp < victim->stamp) {
+                victim = e;
+            }
         }
-        f[i] = acc;
+        if (empty && cx->cache_bytes + bytes <= WCACHE_BYTES) {
+            empty->n = n;
+            empty->hash = h;
+            empty->sig = sig;
+            memcpy(empty->csig, csig, sizeof csig);
+            empty->absval = absval;
+            empty->w = f;
+            empty->stamp = ++cx->clock;
+            cx->cache_bytes += bytes;
+            return f;
+        }
+        if (!victim) {
+            /* larger than the whole cache: keep it as the only entry */
+            empty->n = n;
+            empty->hash = h;
+            empty->sig = sig;
+            memcpy(empty->csig, csig, sizeof csig);
+            empty->absval = absval;
+            empty->w = f;
+            empty->stamp = ++cx->clock;
+            cx->cache_bytes += bytes;
+            return f;
+        }
+        cache_evict(cx, victim);
     }
-    free(victim->w);
-    victim->key = L->w;
-    victim->n = n;
-    victim->hash = h;
-    victim->sig = sig;
-    memcpy(victim->csig, csig, sizeof csig);
-    victim->absval = absval;
-    victim->w = f;
-    victim->stamp = ++cx->clock;
-    return f;
 }
 
-/* Modified input of a group for the whole batch (NULL if none needed). */
-static float *mod_input(const lrp_lin *L, const float *x, int mod, int absval, int64_t batch)
+/* Modified input of a group for the whole batch.  *owned says whether the
+ * result must be freed (it is x itself when the modifier changes nothing). */
+static const float *mod_input(lrp_f32_ctx *cx, const lrp_lin *L, const float *x, int mod, int absval,
+                              int64_t batch, int *owned)
 {
     int64_t n = L->n_in;
-    float *y = malloc((size_t)(batch * n > 0 ? batch * n : 1) * sizeof *y);
+    *owned = 0;
+    if ((mod == LRP_IM_POS || (mod == LRP_IM_ID && absval)) && sign_clear(x, batch * n))
+        return x;
+    float *y = fb_floats(cx, batch * n);
     if (!y)
         return NULL;
+    *owned = 1;
     for (int64_t b = 0; b < batch; b++)
         for (int64_t i = 0; i < n; i++) {
             float v;
@@ -232,17 +604,18 @@ static int group_terms(int groups[][LRP_PIPE_MAX_TERMS], int *gsize, const lrp_t
 
 /* ---- vtable ---- */
 
+static void memo_forget(lrp_f32_ctx *cx, const void *t, int64_t n);
+
 static void *t_new(void *ctx, int64_t n)
 {
-    (void)ctx;
-    return calloc((size_t)(n > 0 ? n : 1), sizeof(float));
+    return fb_floats(ctx, n);
 }
 
 static void t_free(void *ctx, void *t, int64_t n)
 {
-    (void)ctx;
-    (void)n;
-    free(t);
+    if (t)
+        memo_forget(ctx, t, n);
+    fb_release(ctx, t);
 }
 
 static void *t_at(void *ctx, const void *t, int64_t i)
@@ -377,12 +750,107 @@ static void t_sum_n(void *ctx, void *out, const void *const *ins, int k, int64_t
     }
 }
 
+/* The gauge of these terms equals their denominator bit for bit: a single
+ * term whose input and weight modifiers only produce sign-clear values
+ * (pos() maps -0 and NaN to +0; ones) with a positive coefficient, and bias
+ * terms pos(b) with positive coefficients: |c v| = c v = v c for every
+ * product and bias value, the kernel sums the same values in the same
+ * order. */
+static int abs_invariant(const lrp_term *t, int nt, const lrp_bterm *bt, int nb)
+{
+    if (nt != 1 || !(t[0].c > 0.0f))
+        return 0;
+    if (t[0].in != LRP_IM_POS && t[0].in != LRP_IM_ONES)
+        return 0;
+    if (t[0].w != LRP_WM_POS && t[0].w != LRP_WM_ONES)
+        return 0;
+    for (int u = 0; u < nb; u++)
+        if (bt[u].mod != LRP_BM_POS || !(bt[u].c > 0.0f))
+            return 0;
+    return 1;
+}
+
+static void memo_hashes(const lrp_lin *L, const void *out, const void *x, int64_t batch,
+                        uint64_t h[4])
+{
+    int64_t units = L->conv ? L->O : L->n_out;
+    h[0] = hash_bits(out, batch * L->n_out);
+    h[1] = hash_bits(x, batch * L->n_in);
+    h[2] = weights_hash(L);
+    h[3] = L->b ? hash_bits(L->b, units) : 0;
+}
+
+static int memo_same_call(const den_memo *m, const lrp_lin *L, const void *x,
+                          const lrp_term *t, int nt, const lrp_bterm *bt, int nb,
+                          int64_t batch)
+{
+    return m->valid && m->x == x && m->batch == batch && m->nt == nt && m->nb == nb &&
+           !memcmp(&m->L, L, sizeof *L) && !memcmp(m->t, t, sizeof *t * (size_t)nt) &&
+           !memcmp(m->bt, bt, sizeof *bt * (size_t)nb);
+}
+
+/* A freed tensor can no longer be the memo's source. */
+static void memo_forget(lrp_f32_ctx *cx, const void *t, int64_t n)
+{
+    den_memo *m = &cx->memo;
+    if (!m->valid)
+        return;
+    const char *lo = t, *hi = lo + (size_t)(n > 0 ? n : 1) * sizeof(float);
+    const char *o = m->out, *xx = m->x;
+    if ((o >= lo && o < hi) || (xx >= lo && xx < hi))
+        m->valid = 0;
+}
+
+typedef struct {
+    float *y;
+    const float *bias;
+    int64_t units, hw, nout;
+} fill_job;
+
+static void fill_range(void *arg, int64_t lo, int64_t hi)
+{
+    const fill_job *j = arg;
+    for (int64_t r = lo; r < hi; r++) { /* r = (sample, unit) */
+        float v = j->bias ? j->bias[r % j->units] : 0.0f;
+        float *d = j->y + r * j->hw;
+        for (int64_t k = 0; k < j->hw; k++)
+            d[k] = v;
+    }
+}
+
+typedef struct {
+    float *y;
+    const float *a;
+} add_job;
+
+static void add_range(void *arg, int64_t lo, int64_t hi)
+{
+    const add_job *j = arg;
+    for (int64_t i = lo; i < hi; i++)
+        j->y[i] += j->a[i];
+}
+
 static void t_lin_fwd(void *ctx, void *out, const lrp_lin *L, const void *x, const lrp_term *t,
                       int nt, const lrp_bterm *bt, int nb, int absval, int64_t batch)
 {
     lrp_f32_ctx *cx = ctx;
     float *y = out;
     int64_t nout = L->n_out, units = L->conv ? L->O : L->n_out;
+    int nbias = L->b ? nb : 0;
+    /* the gauge of sign-clear terms is the denominator just computed */
+    int inv = nt > 0 && abs_invariant(t, nt, bt, nbias);
+    if (absval && inv && memo_same_call(&cx->memo, L, x, t, nt, bt, nb, batch)) {
+        uint64_t h[4];
+        memo_hashes(L, cx->memo.out, x, batch, h);
+        if (h[0] == cx->memo.h_out && h[1] == cx->memo.h_x && h[2] == cx->memo.h_w &&
+            h[3] == cx->memo.h_b) {
+            if (y != cx->memo.out)
+                memmove(y, cx->memo.out, (size_t)(batch * nout) * sizeof *y);
+            return;
+        }
+    }
+    if (!absval)
+        cx->memo.valid = 0;
     /* combined bias sum_u c_u bmod_u(b_j), binary32, in term order */
     float *bias = NULL;
     if (L->b && nb > 0) {
@@ -407,46 +875,73 @@ static void t_lin_fwd(void *ctx, void *out, const lrp_lin *L, const void *x, con
         }
     }
     if (nt == 0) {
-        int64_t hw = nout / units;
-        for (int64_t b = 0; b < batch; b++)
-            for (int64_t j = 0; j < nout; j++)
-                y[b * nout + j] = bias ? bias[j / hw] : 0.0f;
+        fill_job fj = {y, bias, units, nout / units, nout};
+        par_range(cx->nthreads, batch * units, fill_range, &fj);
         free(bias);
         return;
     }
     int groups[LRP_PIPE_MAX_TERMS][LRP_PIPE_MAX_TERMS], gsize[LRP_PIPE_MAX_TERMS];
     int ng = group_terms(groups, gsize, t, nt, absval);
-    float *tmp = ng > 1 ? malloc((size_t)(batch * nout) * sizeof *tmp) : NULL;
+    float *tmp = ng > 1 ? fb_floats(cx, batch * nout) : NULL;
     if (ng > 1 && !tmp)
         goto oom;
     for (int g = 0; g < ng; g++) {
-        int mod = t[groups[g][0]].in;
-        const float *W = fused_weights(cx, L, t, groups[g], gsize[g], absval);
-        float *xin = NULL;
-        const float *xi = x;
-        if (mod != LRP_IM_ID || absval) {
-            xin = mod_input(L, x, mod, absval, batch);
-            xi = xin;
-        }
-        if (!W || !xi) {
-            free(xin);
-            free(tmp);
-            goto oom;
-        }
+        const lrp_term *t0 = &t[groups[g][0]];
+        int mod = t0->in;
         /* the bias enters with the last group, like a single fused layer */
         const float *bb = g == ng - 1 ? bias : NULL;
-        int rc = linear_fwd(cx, g == 0 ? y : tmp, L, xi, W, bb, batch);
-        free(xin);
+        float *dst = g == 0 ? y : tmp;
+        int rc;
+        if (!L->conv && absval && !L->wscale && gsize[g] == 1 && mod == LRP_IM_ID &&
+            t0->w == LRP_WM_ID && fabsf(t0->c) == 1.0f) {
+            /* Dense gauge: |x| |w| taken inside the kernel */
+            rc = lrp_fp_dense_fwd_abs(dst, x, L->w, bb, (int)batch, (int)L->n_in,
+                                      (int)L->n_out, cx->nthreads);
+        } else {
+            const float *W = fused_weights(cx, L, t, groups[g], gsize[g], absval);
+            int owned = 0;
+            const float *xi = x;
+            if (mod != LRP_IM_ID || absval)
+                xi = mod_input(cx, L, x, mod, absval, batch, &owned);
+            if (!W || !xi) {
+                if (owned)
+                    fb_release(cx, (void *)(uintptr_t)xi);
+                fb_release(cx, tmp);
+                goto oom;
+            }
+            rc = linear_fwd(cx, dst, L, xi, W, bb, batch);
+            if (owned)
+                fb_release(cx, (void *)(uintptr_t)xi);
+        }
         if (rc) {
-            free(tmp);
+            fb_release(cx, tmp);
             goto oom;
         }
-        if (g > 0)
-            for (int64_t i = 0; i < batch * nout; i++)
-                y[i] += tmp[i];
+        if (g > 0) {
+            add_job aj = {y, tmp};
+            par_range(cx->nthreads, batch * nout, add_range, &aj);
+        }
     }
-    free(tmp);
+    fb_release(cx, tmp);
     free(bias);
+    if (!absval && inv) {
+        den_memo *m = &cx->memo;
+        m->L = *L;
+        m->out = y;
+        m->x = x;
+        m->batch = batch;
+        m->nt = nt;
+        m->nb = nb;
+        memcpy(m->t, t, sizeof *t * (size_t)nt);
+        memcpy(m->bt, bt, sizeof *bt * (size_t)nb);
+        uint64_t h[4];
+        memo_hashes(L, y, x, batch, h);
+        m->h_out = h[0];
+        m->h_x = h[1];
+        m->h_w = h[2];
+        m->h_b = h[3];
+        m->valid = 1;
+    }
     return;
 oom:
     free(bias);
@@ -456,16 +951,52 @@ oom:
         y[i] = NAN;
 }
 
+/* r (+)= coef * (a_i * g_i), a_i = inmod(x)_i; first: r = +0 + v (the sum
+ * starts from +0 as before). g may alias r. */
+typedef struct {
+    float *r;
+    const float *x, *g;
+    const lrp_lin *L;
+    int64_t nin;
+    int mod, first;
+    float coef;
+} rin_job;
+
+static void rin_range(void *arg, int64_t lo, int64_t hi)
+{
+    const rin_job *j = arg;
+    float *r = j->r;
+    const float *x = j->x, *g = j->g;
+    float c = j->coef;
+    int first = j->first;
+#define RIN_LOOP(AEXPR)                                       \
+    for (int64_t i = lo; i < hi; i++) {                       \
+        float a = (AEXPR);                                    \
+        float v = a * g[i];                                   \
+        if (c != 1.0f)                                        \
+            v = c * v;                                        \
+        r[i] = first ? 0.0f + v : r[i] + v;                   \
+    }
+    switch (j->mod) {
+    case LRP_IM_ID: RIN_LOOP(x[i]) break;
+    case LRP_IM_POS: RIN_LOOP(x[i] > 0.0f ? x[i] : 0.0f) break;
+    case LRP_IM_NEG: RIN_LOOP(x[i] < 0.0f ? x[i] : 0.0f) break;
+    case LRP_IM_ONES: RIN_LOOP(1.0f) break;
+    case LRP_IM_LOW: RIN_LOOP(j->L->low ? j->L->low[i % j->nin] : j->L->low_s) break;
+    case LRP_IM_HIGH: RIN_LOOP(j->L->high ? j->L->high[i % j->nin] : j->L->high_s) break;
+    default: RIN_LOOP(imod_value(j->mod, x[i])) break;
+    }
+#undef RIN_LOOP
+}
+
 static void t_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
                       const lrp_bwd_part *parts, int np, int64_t batch)
 {
     lrp_f32_ctx *cx = ctx;
     float *r = out;
     int64_t nin = L->n_in;
-    memset(r, 0, (size_t)(batch * nin) * sizeof *r);
-    float *gin = malloc((size_t)(batch * nin > 0 ? batch * nin : 1) * sizeof *gin);
-    if (!gin)
-        goto oom;
+    float *gin = NULL;
+    int first = 1;
     for (int k = 0; k < np; k++) {
         const lrp_bwd_part *p = &parts[k];
         int groups[LRP_PIPE_MAX_TERMS][LRP_PIPE_MAX_TERMS], gsize[LRP_PIPE_MAX_TERMS];
@@ -473,29 +1004,25 @@ static void t_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
         for (int g = 0; g < ng; g++) {
             int mod = p->t[groups[g][0]].in;
             const float *W = fused_weights(cx, L, p->t, groups[g], gsize[g], 0);
-            if (!W || linear_bwd(cx, gin, L, p->s, W, batch))
+            /* the first contribution is computed in place in r */
+            float *dst = r;
+            if (!first && !gin && !(gin = fb_floats(cx, batch * nin)))
                 goto oom;
-            const float *xs = x;
-            for (int64_t b = 0; b < batch; b++)
-                for (int64_t i = 0; i < nin; i++) {
-                    float a;
-                    switch (mod) {
-                    case LRP_IM_ONES: a = 1.0f; break;
-                    case LRP_IM_LOW: a = L->low ? L->low[i] : L->low_s; break;
-                    case LRP_IM_HIGH: a = L->high ? L->high[i] : L->high_s; break;
-                    default: a = imod_value(mod, xs[b * nin + i]); break;
-                    }
-                    float v = a * gin[b * nin + i];
-                    if (p->coef != 1.0f)
-                        v = p->coef * v;
-                    r[b * nin + i] += v;
-                }
+            if (!first)
+                dst = gin;
+            if (!W || linear_bwd(cx, dst, L, p->s, W, batch))
+                goto oom;
+            rin_job rj = {r, x, dst, L, nin, mod, first, p->coef};
+            par_range(cx->nthreads, batch * nin, rin_range, &rj);
+            first = 0;
         }
     }
-    free(gin);
+    if (first)
+        memset(r, 0, (size_t)(batch * nin) * sizeof *r);
+    fb_release(cx, gin);
     return;
 oom:
-    free(gin);
+    fb_release(cx, gin);
     for (int64_t i = 0; i < batch * nin; i++)
         r[i] = NAN;
 }
@@ -787,7 +1314,8 @@ void lrp_f32_ctx_free(lrp_f32_ctx *c)
     if (!c)
         return;
     for (int i = 0; i < WCACHE; i++)
-        free(c->cache[i].w);
+        fb_free(NULL, c->cache[i].w);
+    fb_pool_clear(&c->pool);
     free(c);
 }
 

@@ -18,12 +18,22 @@
 #define NB 8    /* batch rows per pass over a W block */
 #define JB 1024 /* gx chunk per item */
 
+#include <math.h>
+
 typedef struct {
     const fp_isa_ops *ops;
     float *y;
     const float *x, *W, *bias;
     int batch, in, out;
+    int absval; /* forward of |x| and |W| (the gauge) */
 } dense_ctx;
+
+/* Declared for backend_f32.c: y[b][o] = chain over i increasing of
+ * fma(|x[b][i]|, |W[o][i]|, .) from +0, then + bias[o] -- the forward of
+ * the absolute values, without materialising |W|. */
+int lrp_fp_dense_fwd_abs(float *y, const float *x, const float *W,
+                         const float *bias, int batch, int in, int out,
+                         int nthreads);
 
 static void dense_fwd_item(void *vctx, int64_t item)
 {
@@ -38,6 +48,19 @@ static void dense_fwd_item(void *vctx, int64_t item)
         for (int i0 = 0; i0 < c->in; i0 += IB) {
             int cnt = c->in - i0 < IB ? c->in - i0 : IB;
             c->ops->pack16(buf, c->W + (size_t)o0 * c->in + i0, (size_t)c->in, no, cnt);
+            if (c->absval) {
+                /* |.| is exact: the same values as a materialised |W| */
+                float xa[IB];
+                for (int k = 0; k < cnt * 16; k++)
+                    buf[k] = fabsf(buf[k]);
+                for (int b = 0; b < nb; b++) {
+                    const float *xr = c->x + (size_t)(b0 + b) * c->in + i0;
+                    for (int k = 0; k < cnt; k++)
+                        xa[k] = fabsf(xr[k]);
+                    c->ops->dot16(acc[b], buf, xa, cnt);
+                }
+                continue;
+            }
             for (int b = 0; b < nb; b++)
                 c->ops->dot16(acc[b], buf, c->x + (size_t)(b0 + b) * c->in + i0, cnt);
         }
@@ -54,7 +77,18 @@ int lrp_fp_dense_fwd(float *y, const float *x, const float *W,
 {
     if (batch < 1 || in < 0 || out < 1)
         return -1;
-    dense_ctx c = {fp_ops(), y, x, W, bias, batch, in, out};
+    dense_ctx c = {fp_ops(), y, x, W, bias, batch, in, out, 0};
+    fp_parallel_for(nthreads, (out + 15) / 16, dense_fwd_item, &c);
+    return 0;
+}
+
+int lrp_fp_dense_fwd_abs(float *y, const float *x, const float *W,
+                         const float *bias, int batch, int in, int out,
+                         int nthreads)
+{
+    if (batch < 1 || in < 0 || out < 1)
+        return -1;
+    dense_ctx c = {fp_ops(), y, x, W, bias, batch, in, out, 1};
     fp_parallel_for(nthreads, (out + 15) / 16, dense_fwd_item, &c);
     return 0;
 }
@@ -84,7 +118,7 @@ int lrp_fp_dense_bwd_data(float *gx, const float *g, const float *W,
 {
     if (batch < 1 || in < 1 || out < 0)
         return -1;
-    dense_ctx c = {fp_ops(), gx, g, W, NULL, batch, in, out};
+    dense_ctx c = {fp_ops(), gx, g, W, NULL, batch, in, out, 0};
     fp_parallel_for(nthreads, (in + JB - 1) / JB, dense_bwd_item, &c);
     return 0;
 }
