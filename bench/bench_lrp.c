@@ -5,7 +5,7 @@
  * (torchvision layer shapes, builder weights from a fixed seed) under the
  * EpsilonPlusFlat composite.
  *
- *   bench_lrp [--quick] [--reps N] [--threads T] [--case NAME] [--no-det]
+ *   bench_lrp [--quick] [--reps N] [--threads T] [--case NAME] [--no-det | --det-only]
  *
  * Cases: vgg16_224_b1, vgg16_112_b1, vgg16_224_b8, resnet50_224_b1 (--quick:
  * the first and the last).  Each case runs in a forked child (so the peak
@@ -204,13 +204,13 @@ static void apply_composite(lrp_net *net)
 
 enum {
     C_CONV_FWD, C_CONV_BWD, C_DENSE_FWD, C_DENSE_BWD, C_DIV, C_EW, C_POOL, C_BN,
-    C_CLASSIFY, C_RESID, C_MEM, C_NCAT
+    C_CLASSIFY, C_RESID, C_MEM, C_FREE, C_SET, C_NCAT
 };
 static const char *const cat_name[C_NCAT] = {
     "conv fwd (plain, den, gauge)", "conv bwd-data + a*g", "dense fwd (plain, den, gauge)",
     "dense bwd-data + a*g", "stab_div + absorb", "elementwise / row / sum",
     "pools", "batchnorm coef / fwd", "classify / argmax", "residual",
-    "tensor new / free / set"};
+    "tensor_new", "tensor_free", "set_f32 (weight copies)"};
 
 typedef struct {
     lrp_backend in;
@@ -234,9 +234,9 @@ static void *w_new(void *c, int64_t n)
     TIMED(C_MEM, r = TW.in.tensor_new(c, n));
     return r;
 }
-static void w_free(void *c, void *t, int64_t n) { TIMED(C_MEM, TW.in.tensor_free(c, t, n)); }
+static void w_free(void *c, void *t, int64_t n) { TIMED(C_FREE, TW.in.tensor_free(c, t, n)); }
 static void *w_at(void *c, const void *t, int64_t i) { return TW.in.at(c, t, i); }
-static void w_set(void *c, void *d, const float *s, int64_t n) { TIMED(C_MEM, TW.in.set_f32(c, d, s, n)); }
+static void w_set(void *c, void *d, const float *s, int64_t n) { TIMED(C_SET, TW.in.set_f32(c, d, s, n)); }
 static void w_classify(void *c, uint8_t *o, const void *t, int64_t n)
 {
     TIMED(C_CLASSIFY, TW.in.classify(c, o, t, n));
@@ -533,8 +533,54 @@ static int determinism_check(void)
     return diff != 0;
 }
 
+/* --digest NAME: a digest of every layer's relevance and activation (for
+ * comparing two builds bit for bit). */
+static void digest_case(const char *name)
+{
+    int hw = strstr(name, "_112_") ? 112 : strstr(name, "_64_") ? 64 : 224;
+    int batch = strstr(name, "_b8") ? 8 : strstr(name, "_b2") ? 2 : 1;
+    lrp_net *net = strncmp(name, "resnet", 6) == 0 ? build_resnet50(hw, batch)
+                                                  : build_vgg16(hw, batch);
+    apply_composite(net);
+    lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
+    lrp_backend be;
+    lrp_f32_backend(&be, cx);
+    double t;
+    lrp_pipe *p = run_once(&be, net, &t);
+    uint64_t h = 0xcbf29ce484222325u;
+    for (int i = 0; i < net->n_layers; i++) {
+        const lrp_pipe_layer *P = &p->L[i];
+        const void *ts[2 + 2 * LRP_PIPE_MAX_PARTS] = {P->rel, P->act};
+        int64_t ns[2 + 2 * LRP_PIPE_MAX_PARTS] = {P->n, P->n};
+        int nt = 2;
+        for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
+            if (P->den[k]) {
+                ts[nt] = P->den[k];
+                ns[nt++] = P->n_units;
+            }
+            if (P->gauge[k]) {
+                ts[nt] = P->gauge[k];
+                ns[nt++] = P->n_units;
+            }
+        }
+        for (int q = 0; q < nt; q++) {
+            const uint32_t *u = ts[q];
+            for (int64_t k = 0; k < ns[q] * net->batch; k++)
+                h = (h ^ u[k]) * 0x100000001b3u;
+        }
+    }
+    printf("DIGEST %s %016llx\n", name, (unsigned long long)h);
+    lrp_pipe_free(p);
+    lrp_f32_ctx_free(cx);
+    lrp_net_free(net);
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 3 && !strcmp(argv[1], "--digest")) {
+        digest_case(argv[2]);
+        return 0;
+    }
     int quick = 0, reps = 3, tmax = 2, det = 1;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
@@ -548,9 +594,11 @@ int main(int argc, char **argv)
             only = argv[++i];
         else if (!strcmp(argv[i], "--no-det"))
             det = 0;
+        else if (!strcmp(argv[i], "--det-only"))
+            only = "none", det = 2;
         else {
             fprintf(stderr, "usage: bench_lrp [--quick] [--reps N] [--threads T] [--case NAME] "
-                            "[--no-det]\n");
+                            "[--no-det | --det-only]\n");
             return 2;
         }
     }
@@ -599,7 +647,7 @@ int main(int argc, char **argv)
             rc = 1;
         }
     }
-    if (det && !only)
+    if ((det && !only) || det == 2)
         rc |= determinism_check();
     f = fopen("/proc/loadavg", "r");
     if (f) {

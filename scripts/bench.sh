@@ -1,14 +1,17 @@
 #!/bin/sh
-# bench.sh BUILD [--quick] -- runs the fast-path kernel benchmark and the
-# PyTorch baseline in the same session and prints a comparison table:
-# estimated EpsilonPlusFlat LRP pass of the fast path (convs: forward + z+
-# forward + backward-data; dense: forward + backward-data; 2 threads) against
-# PyTorch's autograd LRP pass (2 threads).  The per-layer tables of the fast
-# path are printed first.  The machine may be shared: numbers are noisy.
+# bench.sh BUILD [--quick] -- the end-to-end float32 LRP benchmark against
+# the PyTorch baseline, measured in the same session:
+#   bench_lrp (lrp_pipe_run + f32 backend: exactly what `lrp-oracle fast`
+#   runs) and bench/torch_baseline.py (autograd LRP, same composite, same
+#   shapes), both EpsilonPlusFlat, 2 threads, median of 3 after a warm-up.
+# The machine may be shared, so the two sides are interleaved case by case
+# (each pair runs within seconds of each other) and the load average is
+# printed; the RATIO is the meaningful number.  BENCH_KERNELS=1 also runs
+# the kernel-level bench_fastpath first.
 set -u
 build=${1:-build-bench}
 quick=${2:-}
-bin="$build/bench/bench_fastpath"
+bin="$build/bench/bench_lrp"
 py=/usr/bin/python3
 if [ ! -x "$bin" ]; then
     echo "bench.sh: $bin not built" >&2
@@ -18,27 +21,56 @@ out=$(mktemp)
 tout=$(mktemp)
 trap 'rm -f "$out" "$tout"' EXIT
 
-echo "== fast path kernels ($bin $quick)"
-"$bin" $quick | tee "$out"
+if [ "${BENCH_KERNELS:-0}" = 1 ] && [ -x "$build/bench/bench_fastpath" ]; then
+    echo "== fast path kernels ($build/bench/bench_fastpath $quick)"
+    "$build/bench/bench_fastpath" $quick
+    echo
+fi
 
-echo
+have_torch=0
 if "$py" -c "import torch" 2>/dev/null; then
-    echo "== PyTorch baseline (bench/torch_baseline.py $quick)"
-    "$py" bench/torch_baseline.py $quick | tee "$tout"
+    have_torch=1
 else
     echo "== PyTorch baseline skipped: $py cannot import torch (apt-get install python3-torch)"
 fi
 
+if [ -n "$quick" ]; then
+    cases="vgg16_224_b1 resnet50_224_b1"
+else
+    cases="vgg16_224_b1 vgg16_112_b1 vgg16_224_b8 resnet50_224_b1"
+fi
+echo "== load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+for c in $cases; do
+    echo "== $c: bench_lrp"
+    "$bin" --case "$c" | tee -a "$out"
+    if [ "$have_torch" = 1 ]; then
+        echo "== $c: PyTorch baseline"
+        "$py" bench/torch_baseline.py --case "$c" | tee -a "$tout"
+    fi
+done
+echo "== determinism"
+"$bin" --det-only | tee -a "$out"
+det=0
+grep -q "^RESULT determinism .* ok" "$out" || det=1
+
 echo
-echo "== EpsilonPlusFlat LRP pass, 2 threads"
-printf '%-18s %12s %14s %14s %10s\n' case "fast path s" "torch LRP s" "torch fwd s" "ratio"
-for c in vgg16_224_b1 vgg16_112_b1 vgg16_224_b8 resnet50_224_b1; do
-    f=$(sed -n "s/^RESULT $c .*est_lrp_s \([0-9.]*\).*/\1/p" "$out")
+echo "== EpsilonPlusFlat LRP end to end (forward + LRP backward), median of 3"
+printf '%-16s %10s %10s %8s %12s %12s %8s %9s %8s\n' case "ours 1t s" "ours 2t s" "1t/2t" \
+    "torch LRP s" "torch fwd s" "ratio" "conv GF/s" "RSS MB"
+for c in $cases; do
+    l=$(grep "^RESULT lrp $c " "$out")
+    t1=$(echo "$l" | sed -n 's/.* t1_s \([0-9.]*\).*/\1/p')
+    t2=$(echo "$l" | sed -n 's/.* t2_s \([0-9.]*\).*/\1/p')
+    sp=$(echo "$l" | sed -n 's/.* speedup \([0-9.]*\).*/\1/p')
+    gf=$(echo "$l" | sed -n 's/.* conv_gflops \([0-9.]*\).*/\1/p')
+    rss=$(echo "$l" | sed -n 's/.* peak_rss_mb \([0-9.]*\).*/\1/p')
     t=$(sed -n "s/^RESULT torch $c .*lrp_s \([0-9.]*\).*/\1/p" "$tout")
     tf=$(sed -n "s/^RESULT torch $c forward_s \([0-9.]*\).*/\1/p" "$tout")
-    [ -z "$f" ] && [ -z "$t" ] && continue
-    r=$(awk -v a="${f:-0}" -v b="${t:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.3f", a / b; else print "-" }')
-    printf '%-18s %12s %14s %14s %10s\n' "$c" "${f:--}" "${t:--}" "${tf:--}" "$r"
+    r=$(awk -v a="${t2:-0}" -v b="${t:-0}" 'BEGIN { if (a > 0 && b > 0) printf "%.3f", a / b; else print "-" }')
+    printf '%-16s %10s %10s %8s %12s %12s %8s %9s %8s\n' "$c" "${t1:--}" "${t2:--}" "x${sp:--}" \
+        "${t:--}" "${tf:--}" "$r" "${gf:--}" "${rss:--}"
 done
-sed -n 's/^RESULT peak_rss_mb \(.*\)/fast path benchmark peak RSS: \1 MB/p' "$out"
-echo "(ratio = fast path estimate / torch LRP; target <= 0.5)"
+sed -n 's/^RESULT peak gflops1 \([0-9.]*\) gflops2 \([0-9.]*\).*/measured FMA peak: \1 GFLOP\/s (1 thread), \2 (2 threads)/p' "$out" | head -1
+echo "ratio = ours (2 threads) / torch LRP (2 threads); target <= 0.5"
+echo "== load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+exit $det
