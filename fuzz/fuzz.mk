@@ -27,6 +27,8 @@ FUZZ_SECONDS ?= 300
 FUZZ_SMOKE_SECONDS ?= 30
 FUZZ_TARGETS := fixture keras
 FUZZ_PY ?= /usr/bin/python3
+FUZZ_TIMEOUT ?= 10
+export FUZZ_TIMEOUT
 FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g $(NUMFLAGS) $(WARN) -pthread \
                -Iinclude -Icore -Ifixtures -Ifuzz $(PKG_CFLAGS) $(FUZZ_SAN)
 # only what lrp_fixture_read / lrp_keras_import link against

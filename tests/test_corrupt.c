@@ -423,9 +423,9 @@ static void test_original_reads_back(void **state)
         fail_msg("the uncorrupted file classifies as %s", r_name[r]);
 }
 
-static void test_byte_flips(void **state)
+/* Flips bytes of g_bytes; fills cnt[R_COUNT]; returns the number tried. */
+static int64_t flip_run(int64_t *cnt, const char *label)
 {
-    (void)state;
     lrp_rng rng;
     lrp_rng_seed(&rng, g_seed);
     size_t n_off;
@@ -438,7 +438,6 @@ static void test_byte_flips(void **state)
     unsigned char *buf = malloc(g_len);
     assert_non_null(buf);
     memcpy(buf, g_bytes, g_len);
-    int64_t cnt[R_COUNT] = {0};
     int shown = 0;
     worker w = {0};
     double t0 = now_s();
@@ -456,14 +455,71 @@ static void test_byte_flips(void **state)
     worker_stop(&w, 0);
     free(buf);
     char what[96];
-    snprintf(what, sizeof what, "byte flips (%s, %zu-byte file)",
+    snprintf(what, sizeof what, "%s: byte flips (%s, %zu-byte file)", label,
              exhaustive ? "every byte" : "seeded sample", g_len);
     report(what, cnt, (int64_t)n_off, now_s() - t0);
+    return (int64_t)n_off;
+}
+
+static void test_byte_flips(void **state)
+{
+    (void)state;
+    int64_t cnt[R_COUNT] = {0};
+    int64_t n = flip_run(cnt, "conv-bn-dense, 7 layers");
     assert_int_equal(cnt[R_CRASH], 0);
     assert_int_equal(cnt[R_HANG], 0);
     assert_int_equal(cnt[R_SILENT], 0);
     assert_int_equal(cnt[R_BADMSG], 0);
-    assert_int_equal(cnt[R_CLEAN] + cnt[R_CORRECT], (int64_t)n_off);
+    assert_int_equal(cnt[R_CLEAN] + cnt[R_CORRECT], n);
+}
+
+/* The same on the suite's `cnn` (17 layers).  Groups with more than 8
+ * links (/network, /rules here) are stored by HDF5 in "dense" form: link
+ * names in a fractal heap whose direct blocks carry no checksum, and a
+ * single flipped byte there crashes libhdf5 (H5Lget_name_by_idx ->
+ * H5G__link_release_table frees a bad pointer; found by fuzz_fixture,
+ * tests/fuzz_regress/fixture/hdf5-link-table-badfree-v110.h5).  KNOWN BUG
+ * "writer-dense-links" (core/h5io.c, the writer): the fix is to keep links
+ * compact (H5Pset_link_phase_change on the group creation property list),
+ * so they live in the checksummed V110 object headers.  Until then this
+ * case prints its counts and is skipped when it finds a crash, hang or
+ * silent corruption. */
+static void test_byte_flips_dense_links(void **state)
+{
+    (void)state;
+    lrp_net *save_net = g_net;
+    unsigned char *save_bytes = g_bytes;
+    size_t save_len = g_len;
+    const lrp_fixture_def *d = lrp_fixture_lookup("cnn");
+    assert_non_null(d);
+    lrp_net *net = NULL;
+    lrp_err e = {0};
+    if (d->build(&net, LRP_FIXTURE_SEED, &e) != LRP_OK)
+        fail_msg("cnn: %s", e.msg);
+    char path[600];
+    tu_join(path, sizeof path, g_dir, "cnn.h5");
+    if (lrp_fixture_write(net, path, &e) != LRP_OK)
+        fail_msg("cnn: %s", e.msg);
+    g_net = net;
+    g_bytes = tu_read_file(path, &g_len);
+    assert_non_null(g_bytes);
+    int64_t cnt[R_COUNT] = {0};
+    int64_t n = flip_run(cnt, "suite cnn, 17 layers");
+    free(g_bytes);
+    lrp_net_free(net);
+    g_net = save_net;
+    g_bytes = save_bytes;
+    g_len = save_len;
+    assert_int_equal(cnt[R_BADMSG], 0);
+    if (cnt[R_CRASH] || cnt[R_HANG] || cnt[R_SILENT]) {
+        printf("[ corrupt  ] SKIP: known bug writer-dense-links (groups with more than 8 links "
+               "are stored in an unchecksummed fractal heap; libhdf5 crashes on a flipped byte "
+               "there): %lld crash, %lld hang, %lld silent of %lld\n",
+               (long long)cnt[R_CRASH], (long long)cnt[R_HANG], (long long)cnt[R_SILENT],
+               (long long)n);
+        skip();
+    }
+    assert_int_equal(cnt[R_CLEAN] + cnt[R_CORRECT], n);
 }
 
 static void test_truncations(void **state)
@@ -537,6 +593,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_original_reads_back),
         cmocka_unit_test(test_byte_flips),
+        cmocka_unit_test(test_byte_flips_dense_links),
         cmocka_unit_test(test_truncations),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
