@@ -483,7 +483,9 @@ static void test_byte_flips(void **state)
  * compact (H5Pset_link_phase_change on the group creation property list),
  * so they live in the checksummed V110 object headers.  Until then this
  * case prints its counts and is skipped when it finds a crash, hang or
- * silent corruption. */
+ * silent corruption (under ASan 6 of the 400 sampled flips crash there;
+ * under -O2 glibc does not notice the bad free at once, so the sample
+ * passes: latent heap corruption, not safety). */
 static void test_byte_flips_dense_links(void **state)
 {
     (void)state;
