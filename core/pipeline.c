@@ -28,6 +28,7 @@ typedef struct run {
     int64_t B;
     unsigned flags; /* LRP_PIPE_* */
     int *n_contrib; /* per layer: relevance contributions received */
+    const lrp_pipe_local *loc; /* or NULL */
 } run;
 
 #define NEW(n) be->tensor_new(cx, (n))
@@ -268,6 +269,10 @@ static lrp_status forward(run *r)
             break;
         case LRP_LAYER_COUNT: LRP_ASSERT(0);
         }
+        /* local mode: every layer downstream sees the given activations
+         * (the reference's, rounded to binary32) instead of this path's */
+        if (r->loc && r->loc->act && r->loc->act[li])
+            be->set_f32(cx, P->act, r->loc->act[li], n);
     }
     return LRP_OK;
 }
@@ -821,10 +826,17 @@ lrp_status lrp_pipe_run(lrp_pipe **out, const lrp_backend *be, const lrp_net *ne
 lrp_status lrp_pipe_run_ex(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                            unsigned flags, lrp_err *err)
 {
+    return lrp_pipe_run_local(out, be, net, flags, NULL, err);
+}
+
+lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                              unsigned flags, const lrp_pipe_local *loc, lrp_err *err)
+{
     *out = NULL;
     run r;
     memset(&r, 0, sizeof r);
     r.flags = flags;
+    r.loc = loc;
     r.be = be;
     r.cx = be->ctx;
     r.err = err;
@@ -848,9 +860,12 @@ lrp_status lrp_pipe_run_ex(lrp_pipe **out, const lrp_backend *be, const lrp_net 
         goto fail;
     start_relevance(&r);
     r.n_contrib[net->n_layers - 1] = 1;
-    for (int li = net->n_layers - 1; li >= 0; li--)
+    for (int li = net->n_layers - 1; li >= 0; li--) {
+        if (loc && loc->rel && loc->rel[li]) /* local mode: given R at the output */
+            be->set_f32(be->ctx, p->L[li].rel, loc->rel[li], p->L[li].n * net->batch);
         if ((st = back_layer(&r, li)))
             goto fail;
+    }
     free(r.n_contrib);
     *out = p;
     return LRP_OK;

@@ -429,6 +429,18 @@ void lrp_pipe_free(lrp_pipe *p);
 lrp_status lrp_pipe_run_ex(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                            unsigned flags, lrp_err *err);
 
+/* Local mode (the oracle's "this layer alone"): act[li] replaces layer li's
+ * forward output as soon as it is computed, and rel[li] replaces the
+ * relevance arriving at its output just before its backward step, so that
+ * every layer's rin[k] is its own result on the given inputs (binary32
+ * arrays, batch-major; NULL entries leave the path's own values). */
+typedef struct lrp_pipe_local {
+    float *const *act;
+    float *const *rel;
+} lrp_pipe_local;
+lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                              unsigned flags, const lrp_pipe_local *loc, lrp_err *err);
+
 /* Geometry helpers shared by both backends. */
 void lrp_pipe_lin_geom(lrp_lin *L, const lrp_net *net, int li);
 void lrp_pipe_pool_geom(lrp_pool *P, const lrp_net *net, int li);

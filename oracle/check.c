@@ -326,6 +326,76 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
              l->name, lrp_layer_kind_name(l->kind));
 }
 
+/* ---- local: each float32 layer on the reference's inputs ---- */
+
+/* Runs the float32 pipeline in local mode (every layer fed the reference's
+ * activations and output relevance, rounded to binary32) and compares each
+ * layer's own contribution rin[k] with the reference's, under the local
+ * gauge.  Per tensor the worst consumer is reported; introduced_at is the
+ * first tensor (backward order) whose local verdict is out of tolerance. */
+static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const lrp_pipe *ref,
+                                const rounded *R, int threads, const lrp_backend *subject,
+                                lrp_err *err)
+{
+    lrp_status st = LRP_OK;
+    lrp_f32_ctx *fcx = lrp_f32_ctx_new(threads);
+    lrp_backend fbe;
+    lrp_pipe *loc = NULL;
+    lrp_gauge GL = {0};
+    float *hi = NULL, *lo = NULL;
+    int64_t B = net->batch, maxn = 1;
+    for (int i = 0; i < net->n_layers; i++)
+        if (ref->L[i].n * B > maxn)
+            maxn = ref->L[i].n * B;
+    hi = malloc((size_t)maxn * sizeof *hi);
+    lo = malloc((size_t)maxn * sizeof *lo);
+    if (!fcx || !hi || !lo) {
+        st = lrp_err_set(err, LRP_E_NOMEM, "<check>: out of memory (local)");
+        goto done;
+    }
+    lrp_f32_backend(&fbe, fcx);
+    if (subject)
+        fbe = *subject;
+    lrp_pipe_local lm = {R->act, R->rel};
+    if ((st = lrp_pipe_run_local(&loc, &fbe, net, 0, &lm, err)) ||
+        (st = lrp_gauge_compute_ex(&GL, net, R->act, R->rel, 1, err)))
+        goto done;
+    for (int i = net->n_layers - 1; i >= 0; i--) {
+        lrp_layer_report *lr = &rep->layers[i];
+        int64_t n = ref->L[i].n * B;
+        for (int c = i + 1; c < net->n_layers; c++)
+            for (int k = 0; k < net->layers[c].n_in; k++) {
+                if (net->layers[c].in[k] != i || !ref->L[c].rin[k] || !loc->L[c].rin[k])
+                    continue;
+                round_mpfr(hi, lo, ref->be, ref->L[c].rin[k], n);
+                lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], NULL};
+                const lrp_tolerance *tol =
+                    lrp_tolerance_for(net->layers[c].rule.rule, net->layers[c].kind);
+                lrp_layer_cmp cmp;
+                lrp_verdict v = lrp_compare_cells(&cmp, loc->L[c].rin[k], &cr, n, tol);
+                if (!lr->has_local || v > lr->local_verdict) {
+                    lr->local = cmp;
+                    lr->local_verdict = v;
+                }
+                lr->has_local = 1;
+            }
+        if (lr->has_local && rep->introduced_at < 0 && lr->local_verdict != LRP_V_PASS &&
+            lr->local_verdict != LRP_V_ILL_CONDITIONED)
+            rep->introduced_at = i;
+        /* a layer wrong on its own is wrong, even where the loose end-to-end
+         * bound of the layers below still covers what it passes on */
+        if (lr->has_local && lr->local_verdict > rep->verdict)
+            rep->verdict = lr->local_verdict;
+    }
+done:
+    free(hi);
+    free(lo);
+    lrp_gauge_free(&GL);
+    lrp_pipe_free(loc);
+    lrp_f32_ctx_free(fcx);
+    return st;
+}
+
 /* ---- the run ---- */
 
 lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o, lrp_err *err)
@@ -396,6 +466,8 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         if (!fcx)
             goto oom;
         lrp_f32_backend(&fbe, fcx);
+        if (o->subject)
+            fbe = *o->subject;
         if ((st = lrp_pipe_run(&f32, &fbe, net, err)))
             goto done;
         for (int i = 0; i < nl; i++)
@@ -572,6 +644,9 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             }
         }
     }
+    /* local comparison: our float32 layers fed the reference's inputs */
+    if (o->local && f32 && (st = local_compare(rep, net, ref, &R, o->threads, o->subject, err)))
+        goto done;
     /* run-level figures: input relevance, blow-up, negative z+ dens */
     rep->sum_input_ref = sum_mpfr_d(&rbe, ref->L[0].rel, ref->L[0].n * B);
     rep->sum_output_ref = sum_mpfr_d(&rbe, ref->L[nl - 1].rel, ref->L[nl - 1].n * B);

@@ -17,6 +17,11 @@ typedef struct lrp_check_opts {
     int local;         /* also judge each float32 layer on reference inputs */
     const char *label; /* fixture name for the report */
     const char *ruleset; /* text for the report */
+    /* The float32 engine judged when source is NULL: NULL means our fast
+     * path; else any backend whose tensors are float arrays (a user's own
+     * implementation of the vtable of core/pipeline.h, or a fault-injecting
+     * wrapper in the tests).  Used for the end-to-end and the local runs. */
+    const lrp_backend *subject;
 } lrp_check_opts;
 
 void lrp_check_opts_default(lrp_check_opts *o);

@@ -138,6 +138,7 @@ typedef struct ctx {
     double **Bd;  /* backward bounds accumulated, per layer */
     double **cd;  /* cond accumulated (max), per layer */
     uint8_t **cf; /* cell flags, per layer */
+    int local;    /* bounds of each layer alone, on binary32-rounded inputs */
 } ctx;
 
 static int64_t numel(const lrp_net *n, int li)
@@ -513,6 +514,18 @@ static int backward_bounds(ctx *c)
         const lrp_layer *l = &net->layers[li];
         int64_t n = numel(net, li);
         const float *R = c->rel[li];
+        if (c->local) {
+            /* every consumer of li has contributed: what arrived is the
+             * local bound of li's relevance; then restart from the binary32
+             * rounding of the reference (0.5 u |R|), nothing propagated */
+            for (int64_t i = 0; i < B * n; i++) {
+                double bnd = c->Bd[li][i] + 2 * fabs((double)R[i]);
+                c->g->bound[li][i] = (float)fmin(bnd, 3.0e38);
+                c->g->cond[li][i] = (float)fmin(c->cd[li][i], 3.0e38);
+                c->Bd[li][i] = 0.5 * fabs((double)R[i]);
+                c->cd[li][i] = 0;
+            }
+        }
         const double *Rb = c->Bd[li];
         switch (l->kind) {
         case LRP_LAYER_DENSE:
@@ -674,9 +687,15 @@ static int backward_bounds(ctx *c)
 lrp_status lrp_gauge_compute(lrp_gauge *g, const lrp_net *net, float *const *act,
                              float *const *rel, lrp_err *err)
 {
+    return lrp_gauge_compute_ex(g, net, act, rel, 0, err);
+}
+
+lrp_status lrp_gauge_compute_ex(lrp_gauge *g, const lrp_net *net, float *const *act,
+                                float *const *rel, int local, lrp_err *err)
+{
     memset(g, 0, sizeof *g);
     int nl = net->n_layers;
-    ctx c = {net, act, rel, g, net->batch, NULL, NULL, NULL, NULL};
+    ctx c = {net, act, rel, g, net->batch, NULL, NULL, NULL, NULL, local};
     g->n_layers = nl;
     g->bound = calloc((size_t)nl, sizeof *g->bound);
     g->cond = calloc((size_t)nl, sizeof *g->cond);
@@ -702,15 +721,23 @@ lrp_status lrp_gauge_compute(lrp_gauge *g, const lrp_net *net, float *const *act
             !g->fwd[i])
             goto oom;
     }
-    if (forward_bounds(&c) || backward_bounds(&c))
+    if (forward_bounds(&c))
+        goto oom;
+    if (local) /* inputs are the reference rounded to binary32: 0.5 u |a| */
+        for (int i = 0; i < nl; i++)
+            for (int64_t k = 0; k < net->batch * numel(net, i); k++)
+                c.A[i][k] = 0.5 * fabs((double)act[i][k]);
+    if (backward_bounds(&c))
         goto oom;
     for (int i = 0; i < nl; i++) {
         int64_t n = net->batch * numel(net, i);
         for (int64_t k = 0; k < n; k++) {
-            /* the cell's own final rounding (sum of consumers, product) */
-            double bnd = c.Bd[i][k] + 2 * fabs((double)rel[i][k]);
-            g->bound[i][k] = (float)fmin(bnd, 3.0e38);
-            g->cond[i][k] = (float)fmin(c.cd[i][k], 3.0e38);
+            if (!local) {
+                /* the cell's own final rounding (sum of consumers, product) */
+                double bnd = c.Bd[i][k] + 2 * fabs((double)rel[i][k]);
+                g->bound[i][k] = (float)fmin(bnd, 3.0e38);
+                g->cond[i][k] = (float)fmin(c.cd[i][k], 3.0e38);
+            }
             g->fwd[i][k] = (float)fmin(c.A[i][k], 3.0e38);
         }
     }

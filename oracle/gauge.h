@@ -22,6 +22,11 @@ typedef struct lrp_gauge {
  * i's output, rounded to binary32, batch-major. */
 lrp_status lrp_gauge_compute(lrp_gauge *g, const lrp_net *net, float *const *act,
                              float *const *rel, lrp_err *err);
+/* local: the bound of each layer's own relevance computed on the reference's
+ * inputs rounded to binary32 (the oracle's local comparison): nothing is
+ * propagated from the layers above or below. */
+lrp_status lrp_gauge_compute_ex(lrp_gauge *g, const lrp_net *net, float *const *act,
+                                float *const *rel, int local, lrp_err *err);
 void lrp_gauge_free(lrp_gauge *g);
 
 #endif

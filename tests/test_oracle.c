@@ -212,6 +212,59 @@ static void test_sign0_zero_dead_unit_is_nonfinite(void **state)
     lrp_net_free(net);
 }
 
+/* ---- local vs propagated: where was the discrepancy introduced? ---- */
+
+/* A fault-injecting float32 engine: our fast path, except that the
+ * backward of the Dense layer with 32 inputs and 32 outputs (mlp's fc2)
+ * scales its result by 1 + 2^-8 -- a bug in one layer's arithmetic. */
+static lrp_backend faulty;
+static void (*real_lin_bwd)(void *, void *, const lrp_lin *, const void *,
+                            const lrp_bwd_part *, int, int64_t);
+
+static void faulty_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
+                           const lrp_bwd_part *parts, int np, int64_t batch)
+{
+    real_lin_bwd(ctx, out, L, x, parts, np, batch);
+    if (!L->conv && L->n_in == 32 && L->n_out == 32)
+        for (int64_t i = 0; i < batch * L->n_in; i++)
+            ((float *)out)[i] *= 1.00390625f;
+}
+
+static void test_local_names_the_faulty_layer(void **state)
+{
+    (void)state;
+    lrp_net *net = build("mlp");
+    lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
+    lrp_f32_backend(&faulty, cx);
+    real_lin_bwd = faulty.lin_bwd;
+    faulty.lin_bwd = faulty_lin_bwd;
+    lrp_check_opts o;
+    lrp_check_opts_default(&o);
+    o.subject = &faulty;
+    o.label = "test";
+    lrp_run_report rep;
+    lrp_err e = {0};
+    if (lrp_check(&rep, net, &o, &e) != LRP_OK)
+        fail_msg("%s", e.msg);
+    /* fc2's relevance at its input (relu1's output) is 2^-8 off: far more
+     * than its gauge; the layers below inherit it end to end, but locally
+     * only fc2 is wrong, so it is named as where the error was introduced */
+    int relu1 = lrp_net_find(net, "relu1"), fc1 = lrp_net_find(net, "fc1");
+    assert_true(rep.verdict >= LRP_V_SUSPECT);
+    assert_false(lrp_run_ok(&rep));
+    assert_int_equal(rep.introduced_at, relu1);
+    assert_true(rep.layers[relu1].local_verdict >= LRP_V_SUSPECT);
+    /* propagated: the input relevance is thousands of ULPs off end to end
+     * (within the loose worst-case bound of three layers), but fc1 fed the
+     * reference's inputs is fine */
+    assert_true(rep.layers[0].e2e.max_ulp > 1000);
+    assert_int_equal(rep.layers[0].local_verdict, LRP_V_PASS);
+    assert_int_equal(rep.layers[fc1].local_verdict, LRP_V_PASS);
+    lrp_run_report_free(&rep);
+    lrp_f32_ctx_free(cx);
+    lrp_net_free(net);
+}
+
 /* ---- reports parsed back ---- */
 
 static char tmpdir[256];
@@ -353,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_near_cancellation_is_ill_conditioned),
         cmocka_unit_test(test_tiny_precision_is_unresolved),
         cmocka_unit_test(test_sign0_zero_dead_unit_is_nonfinite),
+        cmocka_unit_test(test_local_names_the_faulty_layer),
         cmocka_unit_test(test_reports_parse_back),
     };
     return cmocka_run_group_tests_name("oracle", tests, setup, teardown);
