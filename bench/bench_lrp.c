@@ -203,11 +203,12 @@ static void apply_composite(lrp_net *net)
 /* ---- timing wrapper of the backend vtable ---- */
 
 enum {
-    C_CONV_FWD, C_CONV_BWD, C_DENSE_FWD, C_DENSE_BWD, C_DIV, C_EW, C_POOL, C_BN,
+    C_CONV_FWD, C_GAUGE, C_CONV_BWD, C_DENSE_FWD, C_DENSE_BWD, C_DIV, C_EW, C_POOL, C_BN,
     C_CLASSIFY, C_RESID, C_MEM, C_FREE, C_SET, C_NCAT
 };
 static const char *const cat_name[C_NCAT] = {
-    "conv fwd (plain, den, gauge)", "conv bwd-data + a*g", "dense fwd (plain, den, gauge)",
+    "conv fwd (plain, den)", "gauges |z| (conv + dense)", "conv bwd-data + a*g",
+    "dense fwd (plain, den)",
     "dense bwd-data + a*g", "stab_div + absorb", "elementwise / row / sum",
     "pools", "batchnorm coef / fwd", "classify / argmax", "residual",
     "tensor_new", "tensor_free", "set_f32 (weight copies)"};
@@ -279,8 +280,9 @@ static int n_maps(const lrp_term *t, int nt, int absval)
 static void w_lin_fwd(void *c, void *o, const lrp_lin *L, const void *x, const lrp_term *t,
                       int nt, const lrp_bterm *bt, int nb, int absval, int64_t batch)
 {
-    int cat = L->conv ? C_CONV_FWD : C_DENSE_FWD;
-    TW.macs[cat] += (double)batch * L->n_out * L->fanin * n_maps(t, nt, absval);
+    int cat = absval ? C_GAUGE : L->conv ? C_CONV_FWD : C_DENSE_FWD;
+    if (!absval) /* gauges: time only (the backend may copy the denominator) */
+        TW.macs[cat] += (double)batch * L->n_out * L->fanin * n_maps(t, nt, absval);
     TIMED(cat, TW.in.lin_fwd(c, o, L, x, t, nt, bt, nb, absval, batch));
 }
 static void w_lin_bwd(void *c, void *o, const lrp_lin *L, const void *x,

@@ -68,9 +68,9 @@ int lrp_fp_dense_fwd_abs(float *y, const float *x, const float *W, const float *
 #endif
 
 #define FB_HDR 64
-#define FB_MAP ((size_t)1 << 18)  /* from here: own mapping, pooled */
+#define FB_MAP ((size_t)1 << 16)  /* from here: own mapping, pooled */
 #define FB_HUGE ((size_t)1 << 21) /* from here: on transparent huge pages */
-#define POOL_MAX 1024
+#define POOL_MAX 8192
 #define POOL_BYTES ((size_t)3 << 30)
 
 typedef struct {
@@ -83,6 +83,7 @@ typedef struct {
  * mapping costs one fault per page, every time). */
 typedef struct fb_pool {
     void *blk[POOL_MAX];
+    size_t cap[POOL_MAX]; /* the blocks' capacities (no header reads) */
     size_t bytes;
     int n;
 } fb_pool;
@@ -128,11 +129,12 @@ typedef struct {
 
 static void zero_range(void *arg, int64_t lo, int64_t hi)
 {
-    const zero_job *z = arg;
-    size_t a = (size_t)lo << 16, b = (size_t)hi << 16;
+    const zero_job *z = arg; /* lo, hi: floats */
+    size_t a = (size_t)lo * sizeof(float), b = (size_t)hi * sizeof(float);
     if (b > z->n)
         b = z->n;
-    memset(z->p + a, 0, b - a);
+    if (a < b)
+        memset(z->p + a, 0, b - a);
 }
 
 static void par_range(int nthreads, int64_t n, void (*fn)(void *, int64_t, int64_t),
@@ -148,18 +150,25 @@ static void *fb_alloc(fb_pool *pool, int nthreads, size_t bytes)
     if (FB_MMAP && bytes >= FB_MAP) {
         /* best fit among the pooled mappings, at most twice the size */
         int best = -1;
+        size_t bc = 0;
         for (int i = 0; pool && i < pool->n; i++) {
-            size_t c = fb_header(pool->blk[i])->cap;
-            if (c >= bytes && c / 2 <= bytes &&
-                (best < 0 || c < fb_header(pool->blk[best])->cap))
+            size_t c = pool->cap[i];
+            if (c >= bytes && c / 2 <= bytes && (best < 0 || c < bc)) {
                 best = i;
+                bc = c;
+                if (c == bytes)
+                    break;
+            }
         }
         if (best >= 0) {
             char *d = pool->blk[best];
             pool->bytes -= fb_header(d)->len;
-            pool->blk[best] = pool->blk[--pool->n];
+            pool->n--;
+            pool->blk[best] = pool->blk[pool->n];
+            pool->cap[best] = pool->cap[pool->n];
             zero_job z = {d, bytes};
-            par_range(nthreads, (int64_t)((bytes + 65535) >> 16), zero_range, &z);
+            par_range(nthreads, (int64_t)((bytes + sizeof(float) - 1) / sizeof(float)),
+                      zero_range, &z);
             return d;
         }
         return fb_map(bytes);
@@ -185,6 +194,7 @@ static void fb_free(fb_pool *pool, void *p)
         return;
     }
     if (pool && pool->n < POOL_MAX && pool->bytes + h->len <= POOL_BYTES) {
+        pool->cap[pool->n] = h->cap;
         pool->blk[pool->n++] = p;
         pool->bytes += h->len;
         return;
@@ -624,41 +634,68 @@ static void *t_at(void *ctx, const void *t, int64_t i)
     return (float *)(uintptr_t)t + i;
 }
 
+typedef struct {
+    float *d;
+    const float *s;
+} copy_job;
+
+static void copy_range(void *arg, int64_t lo, int64_t hi)
+{
+    const copy_job *j = arg;
+    memcpy(j->d + lo, j->s + lo, (size_t)(hi - lo) * sizeof(float));
+}
+
 static void t_set_f32(void *ctx, void *dst, const float *src, int64_t n)
 {
-    (void)ctx;
-    memcpy(dst, src, (size_t)n * sizeof(float));
+    lrp_f32_ctx *cx = ctx;
+    copy_job j = {dst, src};
+    int disjoint = (const float *)dst + n <= src || src + n <= (const float *)dst;
+    par_range(disjoint ? cx->nthreads : 1, n, copy_range, &j);
+}
+
+typedef struct {
+    uint8_t *out;
+    const float *x;
+} cls_job;
+
+/* Branch-free (vectorisable) form of: NaN -> NAN; else INF if +-inf, NEG if
+ * < 0, ZERO if +-0; and SIGNBIT whenever the sign bit is set. */
+static void classify_range(void *arg, int64_t lo, int64_t hi)
+{
+    const cls_job *j = arg;
+    const uint32_t *u = (const uint32_t *)(const void *)j->x;
+    for (int64_t i = lo; i < hi; i++) {
+        uint32_t m = u[i] & 0x7fffffffu, sg = u[i] >> 31;
+        unsigned nan = m > 0x7f800000u;
+        unsigned c = (m == 0x7f800000u ? LRP_V_INF : 0u) | (sg && m != 0 ? LRP_V_NEG : 0u) |
+                     (m == 0 ? LRP_V_ZERO : 0u);
+        c = nan ? LRP_V_NAN : c;
+        j->out[i] = (uint8_t)(c | (sg ? LRP_V_SIGNBIT : 0u));
+    }
 }
 
 static void t_classify(void *ctx, uint8_t *out, const void *t, int64_t n)
 {
-    (void)ctx;
-    const float *x = t;
-    for (int64_t i = 0; i < n; i++) {
-        uint8_t c = 0;
-        float v = x[i];
-        if (isnan(v))
-            c |= LRP_V_NAN;
-        else {
-            if (isinf(v))
-                c |= LRP_V_INF;
-            if (v < 0.0f)
-                c |= LRP_V_NEG;
-            if (v == 0.0f)
-                c |= LRP_V_ZERO;
-        }
-        if (signbit(v))
-            c |= LRP_V_SIGNBIT;
-        out[i] = c;
-    }
+    lrp_f32_ctx *cx = ctx;
+    cls_job j = {out, t};
+    par_range(cx->nthreads, n, classify_range, &j);
 }
 
-static void t_ew(void *ctx, lrp_ew_op op, void *out, const void *a, const void *b, float c1,
-                 float c2, int64_t n)
+typedef struct {
+    lrp_ew_op op;
+    float *y;
+    const float *p, *q;
+    float c1, c2;
+} ew_job;
+
+static void ew_range(void *arg, int64_t lo, int64_t hi)
 {
-    (void)ctx;
-    float *y = out;
-    const float *p = a, *q = b;
+    const ew_job *j = arg;
+    lrp_ew_op op = j->op;
+    float *y = j->y + lo;
+    const float *p = j->p ? j->p + lo : NULL, *q = j->q ? j->q + lo : NULL;
+    float c1 = j->c1, c2 = j->c2;
+    int64_t n = hi - lo;
     switch (op) {
     case LRP_EW_ZERO: memset(y, 0, (size_t)n * sizeof *y); break;
     case LRP_EW_COPY: memmove(y, p, (size_t)n * sizeof *y); break;
@@ -698,6 +735,25 @@ static void t_ew(void *ctx, lrp_ew_op op, void *out, const void *a, const void *
          * silently untouched output */
         LRP_ASSERT(!"unknown elementwise op");
     }
+}
+
+/* Elementwise ops split over threads only when every output depends on
+ * the same index of the inputs alone: out equal to an input or disjoint
+ * from it (a partial overlap keeps the sequential order). */
+static int ew_splittable(const float *y, const float *p, int64_t n)
+{
+    if (!p || p == y)
+        return 1;
+    return p + n <= y || y + n <= p;
+}
+
+static void t_ew(void *ctx, lrp_ew_op op, void *out, const void *a, const void *b, float c1,
+                 float c2, int64_t n)
+{
+    lrp_f32_ctx *cx = ctx;
+    ew_job j = {op, out, a, b, c1, c2};
+    int nt = ew_splittable(j.y, j.p, n) && ew_splittable(j.y, j.q, n) ? cx->nthreads : 1;
+    par_range(nt, n, ew_range, &j);
 }
 
 static int64_t t_argmax(void *ctx, const void *t, int64_t n)
@@ -1041,14 +1097,27 @@ static float stab_sign(lrp_stab_id c, float d)
     }
 }
 
-static void t_stab_div(void *ctx, void *s_, uint8_t *cls, const void *R_, const void *den_,
-                       const uint8_t *mask, lrp_stab_id stab, float eps, int empty_lost,
-                       int64_t n)
+typedef struct {
+    float *s;
+    uint8_t *cls;
+    const float *R, *den;
+    const uint8_t *mask;
+    lrp_stab_id stab;
+    float eps;
+    int empty_lost;
+} div_job;
+
+static void stab_div_range(void *arg, int64_t lo, int64_t hi)
 {
-    (void)ctx;
-    float *s = s_;
-    const float *R = R_, *den = den_;
-    for (int64_t j = 0; j < n; j++) {
+    const div_job *q = arg;
+    float *s = q->s;
+    uint8_t *cls = q->cls;
+    const float *R = q->R, *den = q->den;
+    const uint8_t *mask = q->mask;
+    lrp_stab_id stab = q->stab;
+    float eps = q->eps;
+    int empty_lost = q->empty_lost;
+    for (int64_t j = lo; j < hi; j++) {
         if (mask && !mask[j]) {
             s[j] = 0.0f;
             cls[j] = LRP_K_UNSEL;
@@ -1085,12 +1154,30 @@ static void t_stab_div(void *ctx, void *s_, uint8_t *cls, const void *R_, const 
     }
 }
 
-static void t_absorb(void *ctx, void *const *absd, const void *R_, const void *s_,
-                     const void *bden_, const uint8_t *cls, float coef, float eps, int64_t n)
+static void t_stab_div(void *ctx, void *s_, uint8_t *cls, const void *R_, const void *den_,
+                       const uint8_t *mask, lrp_stab_id stab, float eps, int empty_lost,
+                       int64_t n)
 {
-    (void)ctx;
-    const float *R = R_, *s = s_, *bden = bden_;
-    for (int64_t j = 0; j < n; j++) {
+    lrp_f32_ctx *cx = ctx;
+    div_job q = {s_, cls, R_, den_, mask, stab, eps, empty_lost};
+    par_range(cx->nthreads, n, stab_div_range, &q);
+}
+
+typedef struct {
+    void *const *absd;
+    const float *R, *s, *bden;
+    const uint8_t *cls;
+    float coef, eps;
+} absorb_job;
+
+static void absorb_range(void *arg, int64_t lo, int64_t hi)
+{
+    const absorb_job *q = arg;
+    void *const *absd = q->absd;
+    const float *R = q->R, *s = q->s, *bden = q->bden;
+    const uint8_t *cls = q->cls;
+    float coef = q->coef, eps = q->eps;
+    for (int64_t j = lo; j < hi; j++) {
         unsigned kind = cls[j] & LRP_CLS_KIND;
         float *a;
         switch (kind) {
@@ -1125,6 +1212,14 @@ static void t_absorb(void *ctx, void *const *absd, const void *R_, const void *s
     }
 }
 
+static void t_absorb(void *ctx, void *const *absd, const void *R_, const void *s_,
+                     const void *bden_, const uint8_t *cls, float coef, float eps, int64_t n)
+{
+    lrp_f32_ctx *cx = ctx;
+    absorb_job q = {absd, R_, s_, bden_, cls, coef, eps};
+    par_range(cx->nthreads, n, absorb_range, &q);
+}
+
 static lrp_fp_pool_geom pool_geom(const lrp_pool *P, int64_t batch)
 {
     lrp_fp_pool_geom g;
@@ -1148,24 +1243,51 @@ static lrp_fp_pool_geom pool_geom(const lrp_pool *P, int64_t batch)
     return g;
 }
 
+typedef struct {
+    float *out;
+    const float *x;
+    const lrp_pool *P;
+    int64_t batch;
+    int bad;
+} maxf_job;
+
+static void maxf_item(void *arg, int64_t pl)
+{
+    maxf_job *q = arg;
+    lrp_fp_pool_geom g = pool_geom(q->P, 1);
+    g.c = 1; /* one plane */
+    if (lrp_fp_maxpool_fwd(q->out + pl * q->P->Ho * q->P->Wo, NULL,
+                           q->x + pl * q->P->H * q->P->W, &g))
+        q->bad = 1;
+}
+
 static void t_max_fwd(void *ctx, void *out, const void *x, const lrp_pool *P, int64_t batch)
 {
-    (void)ctx;
-    lrp_fp_pool_geom g = pool_geom(P, batch);
-    if (lrp_fp_maxpool_fwd(out, NULL, x, &g))
+    lrp_f32_ctx *cx = ctx;
+    maxf_job q = {out, x, P, batch, 0};
+    int64_t planes = batch * P->C;
+    int nt = planes * P->H * P->W >= PAR_MIN ? cx->nthreads : 1;
+    fp_parallel_for(nt, planes, maxf_item, &q);
+    if (q.bad)
         for (int64_t i = 0; i < batch * P->C * P->Ho * P->Wo; i++)
             ((float *)out)[i] = NAN;
 }
 
-static void t_max_bwd(void *ctx, void *out, const void *x_, const void *R_, const lrp_pool *P,
-                      int64_t batch)
+typedef struct {
+    float *r;
+    const float *x, *R;
+    const lrp_pool *P;
+} maxb_job;
+
+static void max_bwd_range(void *vq, int64_t lo, int64_t hi)
 {
-    (void)ctx;
-    float *r = out;
-    const float *x = x_, *R = R_;
-    int64_t planes = batch * P->C, hw = P->H * P->W, ohw = P->Ho * P->Wo;
-    memset(r, 0, (size_t)(planes * hw) * sizeof *r);
-    for (int64_t pl = 0; pl < planes; pl++) {
+    const maxb_job *q = vq;
+    float *r = q->r;
+    const float *x = q->x, *R = q->R;
+    const lrp_pool *P = q->P;
+    int64_t hw = P->H * P->W, ohw = P->Ho * P->Wo;
+    memset(r + lo * hw, 0, (size_t)((hi - lo) * hw) * sizeof *r);
+    for (int64_t pl = lo; pl < hi; pl++) {
         const float *xp = x + pl * hw;
         float *rp = r + pl * hw;
         for (int64_t oy = 0; oy < P->Ho; oy++)
@@ -1204,6 +1326,22 @@ static void t_max_bwd(void *ctx, void *out, const void *x_, const void *R_, cons
                     }
             }
     }
+}
+
+static void maxb_item(void *arg, int64_t pl)
+{
+    max_bwd_range(arg, pl, pl + 1);
+}
+
+/* planes are independent: whole planes per thread */
+static void t_max_bwd(void *ctx, void *out, const void *x_, const void *R_, const lrp_pool *P,
+                      int64_t batch)
+{
+    lrp_f32_ctx *cx = ctx;
+    maxb_job q = {out, x_, R_, P};
+    int64_t planes = batch * P->C;
+    int nt = planes * P->H * P->W >= PAR_MIN ? cx->nthreads : 1;
+    fp_parallel_for(nt, planes, maxb_item, &q);
 }
 
 static void t_avg_fwd(void *ctx, void *out, const void *x, const lrp_pool *P, int64_t batch)
@@ -1274,10 +1412,10 @@ typedef struct {
 static void kadd(ksum *k, double v)
 {
     double t = k->s + v;
-    if (fabs(k->s) >= fabs(v))
-        k->c += (k->s - t) + v;
-    else
-        k->c += (v - t) + k->s;
+    /* both candidates, one chosen: the same value as the branch, without
+     * its mispredictions */
+    double ca = (k->s - t) + v, cb = (v - t) + k->s;
+    k->c += fabs(k->s) >= fabs(v) ? ca : cb;
     k->s = t;
     k->scale += fabs(v);
 }
