@@ -1956,8 +1956,12 @@ static lrp_status parse_config(ctx *c)
                            "%s: model_config: missing root attribute (not a Keras model file, or a "
                            "weights-only file)",
                            c->path);
-    if ((st = read_strings(c, c->file, "model_config", "model_config", KJ_MAX_JSON, &s)))
+    if ((st = read_strings(c, c->file, "model_config", "model_config", KJ_MAX_JSON, &s))) {
+        /* read_strings may have grown the list before failing (fuzz_keras,
+         * tests/fuzz_regress/keras/ours-kerasimport-config-leak*) */
+        strlist_free(&s);
         return st;
+    }
     if (s.n != 1) {
         strlist_free(&s);
         return lrp_err_set(c->err, LRP_E_FORMAT, "%s: model_config: not a single string",
