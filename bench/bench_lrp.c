@@ -384,8 +384,9 @@ static lrp_pipe *run_once(const lrp_backend *be, const lrp_net *net, double *sec
     return p;
 }
 
-/* median of reps runs after one warm-up */
-static double time_runs(const lrp_net *net, int nthreads, int reps)
+/* median of reps runs after one warm-up; *cold: the warm-up (a fresh
+ * context: empty weight cache and tensor pool, like one `lrp-oracle fast`) */
+static double time_runs(const lrp_net *net, int nthreads, int reps, double *cold)
 {
     lrp_f32_ctx *cx = lrp_f32_ctx_new(nthreads);
     lrp_backend be;
@@ -395,6 +396,7 @@ static double time_runs(const lrp_net *net, int nthreads, int reps)
         reps = 64;
     double tw;
     lrp_pipe_free(run_once(&be, net, &tw));
+    *cold = tw;
     for (int r = 0; r < reps; r++)
         lrp_pipe_free(run_once(&be, net, &t[r]));
     lrp_f32_ctx_free(cx);
@@ -444,10 +446,12 @@ static void run_case(const char *name, int reps, int tmax, double peak1, double 
            name, net->n_layers, batch, hw, hw, conv_gmacs(net), tbuild);
     if (batch > 1 && reps > 3)
         reps = 3;
-    double t1 = time_runs(net, 1, reps);
-    printf("  1 thread : %.4f s (median of %d)\n", t1, reps);
-    double tT = time_runs(net, tmax, reps);
-    printf("  %d threads: %.4f s (median of %d), speed-up x%.2f\n", tmax, tT, reps, t1 / tT);
+    double c1, cT;
+    double t1 = time_runs(net, 1, reps, &c1);
+    printf("  1 thread : %.4f s (median of %d; cold first run %.4f s)\n", t1, reps, c1);
+    double tT = time_runs(net, tmax, reps, &cT);
+    printf("  %d threads: %.4f s (median of %d; cold first run %.4f s), speed-up x%.2f\n", tmax,
+           tT, reps, cT, t1 / tT);
 
     /* breakdown run through the timing wrapper, tmax threads */
     lrp_f32_ctx *cx = lrp_f32_ctx_new(tmax);
@@ -489,9 +493,9 @@ static void run_case(const char *name, int reps, int tmax, double peak1, double 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("  peak RSS %.1f MB\n", ru.ru_maxrss / 1024.0);
-    printf("RESULT lrp %s t1_s %.4f t%d_s %.4f speedup %.2f conv_gflops %.1f peak_pct %.0f "
-           "peak_rss_mb %.1f finite %d\n",
-           name, t1, tmax, tT, t1 / tT, 2e-9 * cm / ct, 100 * 2e-9 * cm / ct / peakT,
+    printf("RESULT lrp %s t1_s %.4f t%d_s %.4f speedup %.2f cold%d_s %.4f conv_gflops %.1f "
+           "peak_pct %.0f peak_rss_mb %.1f finite %d\n",
+           name, t1, tmax, tT, t1 / tT, tmax, cT, 2e-9 * cm / ct, 100 * 2e-9 * cm / ct / peakT,
            ru.ru_maxrss / 1024.0, finite);
     fflush(stdout);
 }
