@@ -44,12 +44,18 @@ for t in "$@"; do
     ooms=$(echo "$otc" | cut -d/ -f1)
     tos=$(echo "$otc" | cut -d/ -f2)
     crashes=$(echo "$otc" | cut -d/ -f3)
+    # the status line misses jobs that died without libFuzzer's handler
+    # (-handle_abrt=0): count the artifacts written during this run instead
+    nc=$(find "$art" -newer "$stamp" \( -name 'crash-*' -o -name 'leak-*' \) | wc -l)
+    nt=$(find "$art" -newer "$stamp" -name 'timeout-*' | wc -l)
+    [ "$nc" -gt "${crashes:-0}" ] && crashes=$nc
+    [ "$nt" -gt "${tos:-0}" ] && tos=$nt
     printf '%-10s %8s %12s %9s %8s %8s %6s %8s\n' "$t" "$SECS" "${execs:-0}" "${rate:-0}" \
         "${crashes:-?}" "${tos:-?}" "${ooms:-?}" "${corpn:-?}"
     ours=0; known=0; lib=0
     for f in $(find "$art" -newer "$stamp" \( -name 'crash-*' -o -name 'leak-*' -o -name 'oom-*' \) 2>/dev/null); do
         out=$(timeout 60 "$B/fuzz_$t" -timeout=10 -rss_limit_mb=4096 "$f" 2>&1)
-        top=$(echo "$out" | grep -E '^ +#[0-9]+ ' | grep -vE '__interceptor|__sanitizer|__asan|__lsan|__ubsan|fuzzer::|PrintStack|libc\.so|libc-start|start_call_main| in (malloc|calloc|realloc|free|abort|raise) ' | head -1)
+        top=$(echo "$out" | grep -E '^ +#[0-9]+ ' | grep -vE '__interceptor|__sanitizer|__asan|__lsan|__ubsan|fuzzer::|PrintStack|libc\.so|libc-start|start_call_main| in (c?free|malloc|calloc|realloc|abort|raise|__libc_[a-z_]+|_int_[a-z_]+|malloc_printerr|__GI_[a-z_]+) |(malloc|sysdeps|string|nptl|stdlib|signal|libio)/' | head -1)
         if echo "$top" | grep -qE 'lib(hdf5|jansson)[^ ]*\.so|libz\.so|libsz|libaec'; then
             lib=$((lib + 1))
         elif grep -v '^#' fuzz/known.txt 2>/dev/null | grep -v '^$' | cut -f1 | while read -r pat; do
@@ -61,7 +67,7 @@ for t in "$@"; do
             echo "$top" | sed 's/^/    /'
         fi
     done
-    echo "  replayed new crash inputs: $lib in libhdf5/system libraries, $known known bugs of ours (fuzz/known.txt), $ours new in our code"
+    echo "  new crash/leak/OOM inputs: $((lib + known + ours)); replayed: $lib in libhdf5/system libraries, $known known bugs of ours (fuzz/known.txt), $ours new in our code"
     [ "$ours" -gt 0 ] && status=1
 done
 exit $status
