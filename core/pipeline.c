@@ -140,6 +140,8 @@ static void lin_params(run *r, lrp_lin *L, int li)
     }
 }
 
+static void flags_nan_inf(run *r, lrp_pipe_layer *P, const void *t, int64_t n, int64_t per);
+
 static lrp_status forward(run *r)
 {
     const lrp_backend *be = r->be;
@@ -273,6 +275,10 @@ static lrp_status forward(run *r)
          * (the reference's, rounded to binary32) instead of this path's */
         if (r->loc && r->loc->act && r->loc->act[li])
             be->set_f32(cx, P->act, r->loc->act[li], n);
+        /* NaN / inf in the forward pass: non-finite inputs, or float32
+         * overflow; a rule may filter them out later (pos(NaN) = +0, flat,
+         * w-square), so they are flagged where they appear */
+        flags_nan_inf(r, P, P->act, n, P->n);
     }
     return LRP_OK;
 }

@@ -15,6 +15,7 @@
 #include "cli.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -76,6 +77,13 @@ lrp_status cli_sandboxed(const char *path, lrp_status (*fn)(void *ctx, lrp_err *
         }
         rl.rlim_cur = rl.rlim_max = 0; /* no core dumps of a crashing parse */
         setrlimit(RLIMIT_CORE, &rl);
+        /* the child reports through the pipe; whatever a crashing parser
+         * (or a sanitizer) prints would break the one-line contract */
+        int devnull = open("/dev/null", O_WRONLY);
+        if (devnull >= 0) {
+            dup2(devnull, STDERR_FILENO);
+            close(devnull);
+        }
         lrp_err e = {0};
         lrp_status st = fn(ctx, &e);
         if (st != LRP_OK) {
