@@ -22,6 +22,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static const char *const verdict_tab[] = {
 #define X(e, s) s,
@@ -34,6 +35,16 @@ _Static_assert(sizeof verdict_tab / sizeof verdict_tab[0] == LRP_V_COUNT,
 const char *lrp_verdict_name(lrp_verdict v)
 {
     return (unsigned)v < LRP_V_COUNT ? verdict_tab[v] : "?";
+}
+
+int lrp_verdict_parse(const char *name, lrp_verdict *out)
+{
+    for (int i = 0; i < LRP_V_COUNT; i++)
+        if (!strcasecmp(name, verdict_tab[i])) {
+            *out = (lrp_verdict)i;
+            return 0;
+        }
+    return -1;
 }
 
 /* Maps binary32 to a signed integer monotone in the value: adjacent floats

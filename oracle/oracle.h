@@ -39,6 +39,8 @@ typedef enum lrp_verdict {
 } lrp_verdict;
 
 const char *lrp_verdict_name(lrp_verdict v);
+/* Parses a verdict name (case-insensitive); 0 or -1 if unknown. */
+int lrp_verdict_parse(const char *name, lrp_verdict *out);
 
 /* Per-cell reference flags. */
 enum {

@@ -46,16 +46,12 @@ static int setup(void **state)
     return access(dir, R_OK) == 0 ? 0 : -1;
 }
 
+/* The documented verdict of a fixture under its own rules, or -1. */
 static int expected_for(const char *fixture)
 {
-    for (int k = 0; k < lrp_suite_run_count; k++) {
-        const lrp_suite_run *r = &lrp_suite_runs[k];
-        if (!strcmp(r->fixture, fixture) && !r->args[0] && r->expect)
-            for (int v = 0; v < LRP_V_COUNT; v++)
-                if (!strcmp(r->expect, lrp_verdict_name((lrp_verdict)v)))
-                    return v;
-    }
-    return -1;
+    const char *e = lrp_suite_expect(fixture);
+    lrp_verdict v;
+    return e && lrp_verdict_parse(e, &v) == 0 ? (int)v : -1;
 }
 
 static void test_golden_traces(void **state)

@@ -53,16 +53,6 @@ static const struct option judge_long[] = {
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
 
-static int parse_verdict(const char *s, lrp_verdict *v)
-{
-    for (int i = 0; i < LRP_V_COUNT; i++)
-        if (!strcasecmp(s, lrp_verdict_name((lrp_verdict)i))) {
-            *v = (lrp_verdict)i;
-            return 0;
-        }
-    return -1;
-}
-
 /* Returns -1 to continue, else an exit code (help printed or error). */
 static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, const char *help)
 {
@@ -90,7 +80,7 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
         case OPT_OUT: o->out = optarg; break;
         case OPT_PROFILE: o->profile = optarg; break;
         case OPT_EXPECT:
-            if (parse_verdict(optarg, &o->expect))
+            if (lrp_verdict_parse(optarg, &o->expect))
                 return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
             o->has_expect = 1;
             break;

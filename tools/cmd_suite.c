@@ -45,16 +45,6 @@ static int parse_args(cli_rules *o, const char *args)
     return 0;
 }
 
-static int verdict_by_name(const char *s, lrp_verdict *v)
-{
-    for (int i = 0; i < LRP_V_COUNT; i++)
-        if (!strcmp(s, lrp_verdict_name((lrp_verdict)i))) {
-            *v = (lrp_verdict)i;
-            return 0;
-        }
-    return -1;
-}
-
 static int ensure_fixture(const char *dir, const char *name, char *path, size_t n)
 {
     snprintf(path, n, "%s/%s.h5", dir, name);
@@ -176,7 +166,7 @@ int cmd_suite(int argc, char **argv)
         lrp_run_report *r = &runs[n++];
         if (sr->expect) {
             lrp_verdict v;
-            if (verdict_by_name(sr->expect, &v)) {
+            if (lrp_verdict_parse(sr->expect, &v)) {
                 rc = cli_usage_error("suite", "bad expected verdict '%s'", sr->expect);
                 break;
             }
