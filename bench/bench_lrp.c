@@ -40,6 +40,7 @@
 #include "fp_kernels.h"
 #include "lrp.h"
 #include "pipeline.h"
+#include "reference.h"
 
 #define SEED UINT64_C(20261126)
 
@@ -581,12 +582,46 @@ static void digest_case(const char *name)
     lrp_net_free(net);
 }
 
+/* --reference HW: the MPFR reference (p = 128, 2 threads, lean mode) of an
+ * LRP-epsilon pass on ResNet-50 at HW x HW, batch 1 -- issue #3's "ResNet-50
+ * in <= 3 minutes" figure. */
+static int reference_case(int hw)
+{
+    lrp_net *net = build_resnet50(hw, 1);
+    lrp_rule_spec r = lrp_rule_default(LRP_RULE_EPSILON);
+    lrp_rule_apply_all(net, &r);
+    lrp_err e = {0};
+    if (lrp_net_infer(net, "resnet50", &e) != LRP_OK)
+        die("infer", &e);
+    int64_t macs = 0;
+    for (int i = 0; i < net->n_layers; i++)
+        macs += lrp_layer_macs(net, i);
+    lrp_ref_opts o = lrp_ref_opts_default();
+    o.lean = 1;
+    lrp_ref_result *res = NULL;
+    double t0 = now();
+    if (lrp_ref_run(&res, net, &o, &e) != LRP_OK)
+        die("reference", &e);
+    double t = now() - t0;
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("reference resnet50_%d_b1 epsilon p=%d threads=%d lean: %.1f s, %.2f GMAC forward, "
+           "%.1f ns per forward MAC (forward + LRP backward), peak RSS %.2f GB\n",
+           hw, o.prec, o.threads, t, (double)macs * 1e-9, t * 1e9 / (double)macs,
+           (double)ru.ru_maxrss / (1024.0 * 1024.0));
+    lrp_ref_free(res);
+    lrp_net_free(net);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "--digest")) {
         digest_case(argv[2]);
         return 0;
     }
+    if (argc == 3 && !strcmp(argv[1], "--reference"))
+        return reference_case(atoi(argv[2]));
     int quick = 0, reps = 3, tmax = 2, det = 1;
     const char *only = NULL;
     for (int i = 1; i < argc; i++) {
