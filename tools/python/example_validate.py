@@ -101,6 +101,7 @@ def main():
     path = os.path.join(out, "mymodel.h5")
 
     # 1. export: the fixture holds the network, its weights and one input
+    torch.manual_seed(1)  # a fixed input: the run is reproducible
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     lt.export_module(build_model(), x, path, cli=cli)
 
