@@ -43,16 +43,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
-#ifndef UNDER_ASAN
-#define UNDER_ASAN 0
-#endif
+#include "sanitizer.h"
+#define UNDER_ASAN LRP_UNDER_ASAN
 
 /* A read costs 1.5 to 3.5 ms here (45 KB file, -O2), so every byte of the
  * file takes 70 to 150 s: by default a seeded sample of SAMPLE offsets
