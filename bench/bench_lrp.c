@@ -1,9 +1,16 @@
-/* bench_lrp.c -- end-to-end benchmark of the float32 LRP engine: exactly
- * what `lrp-oracle fast` runs (lrp_pipe_run over the f32 backend: forward,
- * full LRP backward with denominators, gauges, classes, absorbed relevance,
- * conservation residuals) on VGG-16 and ResNet-50 shaped networks
- * (torchvision layer shapes, builder weights from a fixed seed) under the
- * EpsilonPlusFlat composite.
+/* bench_lrp.c -- end-to-end benchmark of the float32 LRP engine on VGG-16
+ * and ResNet-50 shaped networks (torchvision layer shapes, builder weights
+ * from a fixed seed) under the EpsilonPlusFlat composite.
+ *
+ * Two modes of lrp_pipe_run_ex over the f32 backend are timed:
+ *   engine: LRP_PIPE_RELEVANCE, exactly what `lrp-oracle fast` runs --
+ *           forward, LRP backward, every layer's activations and relevance
+ *           kept (the trace stores all of them), numerical flags (zero
+ *           denominators, NaN / inf with first location);
+ *   full:   flags 0, what `lrp-oracle check` runs on the float side -- the
+ *           same plus the audit data: gauges, classes, absorbed relevance
+ *           by kind, per-layer conservation residuals.
+ * Both give the same relevance bit for bit (tests/test_fastpath.c).
  *
  *   bench_lrp [--quick] [--reps N] [--threads T] [--case NAME] [--no-det | --det-only]
  *
@@ -147,8 +154,8 @@ static const char *const cat_name[C_NCAT] = {
     "conv fwd (plain, den)", "gauges |z| (conv + dense)", "conv bwd-data + a*g",
     "dense fwd (plain, den)",
     "dense bwd-data + a*g", "stab_div + absorb", "elementwise / row / sum",
-    "pools", "batchnorm coef / fwd", "classify / argmax", "residual",
-    "tensor_new", "tensor_free", "set_f32 (weight copies)"};
+    "pools", "batchnorm coef / fwd", "classify / argmax / scan", "residual",
+    "tensor_new / raw", "tensor_free", "set_f32 / wrap_f32 (weights)"};
 
 typedef struct {
     lrp_backend in;
@@ -171,6 +178,22 @@ static void *w_new(void *c, int64_t n)
     void *r;
     TIMED(C_MEM, r = TW.in.tensor_new(c, n));
     return r;
+}
+static void *w_raw(void *c, int64_t n)
+{
+    void *r;
+    TIMED(C_MEM, r = TW.in.tensor_raw(c, n));
+    return r;
+}
+static void *w_wrap(void *c, const float *s, int64_t n)
+{
+    void *r;
+    TIMED(C_SET, r = TW.in.wrap_f32(c, s, n));
+    return r;
+}
+static void w_scan(void *c, const void *t, int64_t n, int64_t cnt[2], int64_t first[2])
+{
+    TIMED(C_CLASSIFY, TW.in.scan_nonfinite(c, t, n, cnt, first));
 }
 static void w_free(void *c, void *t, int64_t n) { TIMED(C_FREE, TW.in.tensor_free(c, t, n)); }
 static void *w_at(void *c, const void *t, int64_t i) { return TW.in.at(c, t, i); }
@@ -281,6 +304,9 @@ static void wrap_backend(lrp_backend *w, const lrp_backend *in)
     TW.in = *in;
     *w = *in;
     w->tensor_new = w_new;
+    w->tensor_raw = in->tensor_raw ? w_raw : NULL;
+    w->wrap_f32 = in->wrap_f32 ? w_wrap : NULL;
+    w->scan_nonfinite = in->scan_nonfinite ? w_scan : NULL;
     w->tensor_free = w_free;
     w->at = w_at;
     w->set_f32 = w_set;
@@ -310,12 +336,14 @@ static int cmp_d(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static lrp_pipe *run_once(const lrp_backend *be, const lrp_net *net, double *secs)
+/* LRP_PIPE_RELEVANCE (engine) or 0 (full audit) */
+static lrp_pipe *run_once(const lrp_backend *be, const lrp_net *net, unsigned mode,
+                          double *secs)
 {
     lrp_err e = {0};
     lrp_pipe *p = NULL;
     double t0 = now();
-    if (lrp_pipe_run(&p, be, net, &e) != LRP_OK)
+    if (lrp_pipe_run_ex(&p, be, net, mode, &e) != LRP_OK)
         die("lrp_pipe_run", &e);
     *secs = now() - t0;
     return p;
@@ -323,7 +351,8 @@ static lrp_pipe *run_once(const lrp_backend *be, const lrp_net *net, double *sec
 
 /* median of reps runs after one warm-up; *cold: the warm-up (a fresh
  * context: empty weight cache and tensor pool, like one `lrp-oracle fast`) */
-static double time_runs(const lrp_net *net, int nthreads, int reps, double *cold)
+static double time_runs(const lrp_net *net, int nthreads, unsigned mode, int reps,
+                        double *cold)
 {
     lrp_f32_ctx *cx = lrp_f32_ctx_new(nthreads);
     lrp_backend be;
@@ -332,10 +361,10 @@ static double time_runs(const lrp_net *net, int nthreads, int reps, double *cold
     if (reps > 64)
         reps = 64;
     double tw;
-    lrp_pipe_free(run_once(&be, net, &tw));
+    lrp_pipe_free(run_once(&be, net, mode, &tw));
     *cold = tw;
     for (int r = 0; r < reps; r++)
-        lrp_pipe_free(run_once(&be, net, &t[r]));
+        lrp_pipe_free(run_once(&be, net, mode, &t[r]));
     lrp_f32_ctx_free(cx);
     qsort(t, (size_t)reps, sizeof t[0], cmp_d);
     return t[reps / 2];
@@ -383,12 +412,16 @@ static void run_case(const char *name, int reps, int tmax, double peak1, double 
            name, net->n_layers, batch, hw, hw, conv_gmacs(net), tbuild);
     if (batch > 1 && reps > 3)
         reps = 3;
-    double c1, cT;
-    double t1 = time_runs(net, 1, reps, &c1);
-    printf("  1 thread : %.4f s (median of %d; cold first run %.4f s)\n", t1, reps, c1);
-    double tT = time_runs(net, tmax, reps, &cT);
-    printf("  %d threads: %.4f s (median of %d; cold first run %.4f s), speed-up x%.2f\n", tmax,
-           tT, reps, cT, t1 / tT);
+    double c1, cT, cF;
+    double t1 = time_runs(net, 1, LRP_PIPE_RELEVANCE, reps, &c1);
+    printf("  engine (lrp-oracle fast), 1 thread : %.4f s (median of %d; cold first run %.4f s)\n",
+           t1, reps, c1);
+    double tT = time_runs(net, tmax, LRP_PIPE_RELEVANCE, reps, &cT);
+    printf("  engine (lrp-oracle fast), %d threads: %.4f s (median of %d; cold first run %.4f s), "
+           "speed-up x%.2f\n", tmax, tT, reps, cT, t1 / tT);
+    double tF = time_runs(net, tmax, 0, reps, &cF);
+    printf("  full audit run (check),   %d threads: %.4f s (median of %d; cold first run %.4f s)\n",
+           tmax, tF, reps, cF);
 
     /* breakdown run through the timing wrapper, tmax threads */
     lrp_f32_ctx *cx = lrp_f32_ctx_new(tmax);
@@ -396,11 +429,11 @@ static void run_case(const char *name, int reps, int tmax, double peak1, double 
     lrp_f32_backend(&be, cx);
     wrap_backend(&wb, &be);
     double tw;
-    lrp_pipe_free(run_once(&wb, net, &tw)); /* warm-up through the wrapper */
+    lrp_pipe_free(run_once(&wb, net, LRP_PIPE_RELEVANCE, &tw)); /* warm-up, wrapped */
     wrap_backend(&wb, &be);
-    lrp_pipe *p = run_once(&wb, net, &tw);
+    lrp_pipe *p = run_once(&wb, net, LRP_PIPE_RELEVANCE, &tw);
     double inside = 0;
-    printf("  breakdown (one run at %d threads, %.4f s):\n", tmax, tw);
+    printf("  breakdown (one engine run at %d threads, %.4f s):\n", tmax, tw);
     for (int c = 0; c < C_NCAT; c++) {
         inside += TW.t[c];
         if (TW.calls[c] == 0)
@@ -430,10 +463,10 @@ static void run_case(const char *name, int reps, int tmax, double peak1, double 
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     printf("  peak RSS %.1f MB\n", ru.ru_maxrss / 1024.0);
-    printf("RESULT lrp %s t1_s %.4f t%d_s %.4f speedup %.2f cold%d_s %.4f conv_gflops %.1f "
-           "peak_pct %.0f peak_rss_mb %.1f finite %d\n",
-           name, t1, tmax, tT, t1 / tT, tmax, cT, 2e-9 * cm / ct, 100 * 2e-9 * cm / ct / peakT,
-           ru.ru_maxrss / 1024.0, finite);
+    printf("RESULT lrp %s t1_s %.4f t%d_s %.4f speedup %.2f cold%d_s %.4f full%d_s %.4f "
+           "conv_gflops %.1f peak_pct %.0f peak_rss_mb %.1f finite %d\n",
+           name, t1, tmax, tT, t1 / tT, tmax, cT, tmax, tF, 2e-9 * cm / ct,
+           100 * 2e-9 * cm / ct / peakT, ru.ru_maxrss / 1024.0, finite);
     fflush(stdout);
 }
 
@@ -449,7 +482,7 @@ static int determinism_check(void)
         cx[k] = lrp_f32_ctx_new(k + 1);
         lrp_f32_backend(&be, cx[k]);
         double t;
-        p[k] = run_once(&be, net, &t);
+        p[k] = run_once(&be, net, LRP_PIPE_RELEVANCE, &t);
     }
     int64_t diff = 0, tot = 0, diff_in = 0;
     for (int i = 0; i < net->n_layers; i++) {
@@ -489,7 +522,7 @@ static void digest_case(const char *name)
     lrp_backend be;
     lrp_f32_backend(&be, cx);
     double t;
-    lrp_pipe *p = run_once(&be, net, &t);
+    lrp_pipe *p = run_once(&be, net, 0, &t);
     uint64_t h = 0xcbf29ce484222325u;
     for (int i = 0; i < net->n_layers; i++) {
         const lrp_pipe_layer *P = &p->L[i];

@@ -27,6 +27,8 @@ typedef struct run {
     lrp_err *err;
     int64_t B;
     unsigned flags; /* LRP_PIPE_* */
+    int lean;       /* LEAN or RELEVANCE: rin[k] not kept, no gauges */
+    int relonly;    /* RELEVANCE: no audit data (abs, residuals)   */
     int *n_contrib; /* per layer: relevance contributions received */
     const lrp_pipe_local *loc; /* or NULL */
 } run;
@@ -36,6 +38,30 @@ typedef struct run {
 static void *tnew(run *r, int64_t n)
 {
     void *t = r->be->tensor_new(r->be->ctx, n);
+    return t;
+}
+
+/* A tensor the caller overwrites entirely before anything reads it. */
+static void *traw(run *r, int64_t n)
+{
+    if (r->be->tensor_raw)
+        return r->be->tensor_raw(r->be->ctx, n);
+    return r->be->tensor_new(r->be->ctx, n);
+}
+
+/* The backend tensor of binary32 parameters: a view when the backend can
+ * show binary32 in place, else an exact copy.  *borrowed tells which. */
+static void *tparams(run *r, const float *src, int64_t n, int *borrowed)
+{
+    const lrp_backend *be = r->be;
+    if (be->wrap_f32) {
+        *borrowed = 1;
+        return be->wrap_f32(be->ctx, src, n);
+    }
+    *borrowed = 0;
+    void *t = be->tensor_new(be->ctx, n);
+    if (t)
+        be->set_f32(be->ctx, t, src, n);
     return t;
 }
 
@@ -155,9 +181,9 @@ static lrp_status forward(run *r)
         P->rule = l->rule;
         P->folded_into = -1;
         int64_t n = P->n * B;
-        P->act = NEW(n);
-        P->rel = NEW(n);
-        if (!P->act || !P->rel)
+        P->act = traw(r, n); /* every layer kind writes all of it */
+        /* rel is made when the first relevance arrives (back_layer) */
+        if (!P->act)
             return oom(r, "activations");
         const lrp_pipe_layer *I = l->n_in > 0 ? &r->p->L[l->in[0]] : NULL;
         switch (l->kind) {
@@ -170,15 +196,15 @@ static lrp_status forward(run *r)
             lrp_lin L;
             lrp_pipe_lin_geom(&L, net, li);
             int64_t nw = L.O * L.fanin;
-            P->bnp[0] = NEW(nw);
+            int borrowed = 0;
+            P->bnp[0] = tparams(r, l->w, nw, &borrowed);
+            P->params_borrowed = borrowed;
             if (!P->bnp[0])
                 return oom(r, "weights");
-            be->set_f32(cx, P->bnp[0], l->w, nw);
             if (l->has_bias) {
-                P->bnp[1] = NEW(L.O);
+                P->bnp[1] = tparams(r, l->b, L.O, &borrowed);
                 if (!P->bnp[1])
                     return oom(r, "bias");
-                be->set_f32(cx, P->bnp[1], l->b, L.O);
             }
             P->bn_C = L.O; /* element counts of bnp[0], bnp[1] below */
             L.w = P->bnp[0];
@@ -285,9 +311,38 @@ static lrp_status forward(run *r)
 
 /* ---- backward helpers ---- */
 
+/* 1 if no byte of cls[lo..hi) has a bit of mask (word-wise: fast on the
+ * common all-normal classes). */
+static int bytes_clear(const uint8_t *cls, int64_t lo, int64_t hi, uint8_t mask)
+{
+    uint64_t m8 = 0x0101010101010101u * mask;
+    int64_t j = lo;
+    for (; j + 8 <= hi; j += 8) {
+        uint64_t w;
+        memcpy(&w, cls + j, 8);
+        if (w & m8)
+            return 0;
+    }
+    for (; j < hi; j++)
+        if (cls[j] & mask)
+            return 0;
+    return 1;
+}
+
+#define CLS_BLOCK 4096
+
 static void flags_from_cls(lrp_pipe_layer *P, const uint8_t *cls, int64_t n, int64_t units)
 {
     for (int64_t j = 0; j < n; j++) {
+        if ((j & (CLS_BLOCK - 1)) == 0) {
+            int64_t e = j + CLS_BLOCK < n ? j + CLS_BLOCK : n;
+            /* a block of NORMAL units without zero denominators raises
+             * nothing: skip it */
+            if (bytes_clear(cls, j, e, LRP_CLS_ZERO | LRP_CLS_KIND)) {
+                j = e - 1;
+                continue;
+            }
+        }
         uint8_t c = cls[j];
         unsigned kind = c & LRP_CLS_KIND;
         int64_t b = j / units, u = j % units;
@@ -313,6 +368,15 @@ static void flags_from_cls(lrp_pipe_layer *P, const uint8_t *cls, int64_t n, int
 
 static void flags_nan_inf(run *r, lrp_pipe_layer *P, const void *t, int64_t n, int64_t per)
 {
+    if (r->be->scan_nonfinite) {
+        int64_t cnt[2], first[2];
+        r->be->scan_nonfinite(r->be->ctx, t, n, cnt, first);
+        if (cnt[0] > 0)
+            lrp_nflags_raise_n(&P->flags, LRP_NF_NAN, first[0] / per, first[0] % per, cnt[0]);
+        if (cnt[1] > 0)
+            lrp_nflags_raise_n(&P->flags, LRP_NF_INF, first[1] / per, first[1] % per, cnt[1]);
+        return;
+    }
     uint8_t *c = malloc((size_t)(n ? n : 1));
     if (!c)
         return; /* flags are best effort under memory pressure */
@@ -341,6 +405,10 @@ static lrp_status alloc_abs(run *r, lrp_pipe_layer *P, int64_t units, const int 
 static lrp_status ensure_lost(run *r, lrp_pipe_layer *P, const uint8_t *cls, int64_t n)
 {
     int need[3] = {0, 0, 0};
+    /* UNDEF, EMPTY and DROPPED are the kinds 1, 3, 5: all have bit 4
+     * (LRP_K_UNDEF), which no other kind has */
+    if (bytes_clear(cls, 0, n, LRP_K_UNDEF))
+        return LRP_OK;
     for (int64_t j = 0; j < n; j++) {
         unsigned k = cls[j] & LRP_CLS_KIND;
         need[0] |= k == LRP_K_UNDEF;
@@ -400,7 +468,8 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
     uint8_t *zcls = NULL, *dropcls = NULL;
     void *tmp = NULL;
     int kinds[] = {LRP_ABS_BIAS, LRP_ABS_STAB};
-    if ((st = alloc_abs(r, P, U, kinds, 2)))
+    P->n_units = U;
+    if (!r->relonly && (st = alloc_abs(r, P, U, kinds, 2)))
         return st;
 
     int need_sel = 0;
@@ -413,7 +482,7 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
             return oom(r, "selector");
         const void *z = P->act;
         if (folded || use_b != has_b) {
-            tmp = tnew(r, NU);
+            tmp = traw(r, NU);
             if (!tmp) {
                 free(zcls);
                 return oom(r, "selector");
@@ -473,23 +542,23 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
             P->den[k] = P->act;
             P->owns_den[k] = 0;
         } else {
-            if (!(P->den[k] = tnew(r, NU))) {
+            if (!(P->den[k] = traw(r, NU))) {
                 st = oom(r, "denominator");
                 goto done;
             }
             P->owns_den[k] = 1;
             be->lin_fwd(cx, P->den[k], &L, I->act, terms[k], nt, bt, nb, 0, r->B);
         }
-        if (!(r->flags & LRP_PIPE_LEAN)) {
-            if (!(P->gauge[k] = tnew(r, NU))) {
+        if (!r->lean) {
+            if (!(P->gauge[k] = traw(r, NU))) {
                 st = oom(r, "gauge");
                 goto done;
             }
             be->lin_fwd(cx, P->gauge[k], &L, I->act, terms[k], nt, bt, nb, 1, r->B);
         }
         void *bden = NULL;
-        if (nb > 0) {
-            if (!(bden = tnew(r, NU))) {
+        if (nb > 0 && !r->relonly) { /* only the absorbed bias needs it */
+            if (!(bden = traw(r, NU))) {
                 st = oom(r, "bias");
                 goto done;
             }
@@ -505,7 +574,7 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
             for (int64_t j = 0; j < NU; j++)
                 mask[j] = (uint8_t)sel_ok(pd->sel, zcls[j]);
         }
-        if (!(svec[k] = tnew(r, NU))) {
+        if (!(svec[k] = traw(r, NU))) {
             free(mask);
             if (bden)
                 be->tensor_free(cx, bden, NU);
@@ -514,13 +583,15 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
         }
         be->stab_div(cx, svec[k], P->cls[k], R, P->den[k], mask, rs.stab, rs.eps,
                      pd->empty_lost, NU);
-        if ((st = ensure_lost(r, P, P->cls[k], NU))) {
-            free(mask);
-            if (bden)
-                be->tensor_free(cx, bden, NU);
-            goto done;
+        if (!r->relonly) {
+            if ((st = ensure_lost(r, P, P->cls[k], NU))) {
+                free(mask);
+                if (bden)
+                    be->tensor_free(cx, bden, NU);
+                goto done;
+            }
+            be->absorb(cx, P->abs, R, svec[k], bden, P->cls[k], coef, rs.eps, NU);
         }
-        be->absorb(cx, P->abs, R, svec[k], bden, P->cls[k], coef, rs.eps, NU);
         flags_from_cls(P, P->cls[k], NU, U);
         free(mask);
         if (bden)
@@ -547,9 +618,11 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
             any |= !sel;
         }
         if (any) {
-            if ((st = ensure_lost(r, P, dropcls, NU)))
-                goto done;
-            be->absorb(cx, P->abs, R, R, NULL, dropcls, 1.0f, 0.0f, NU);
+            if (!r->relonly) {
+                if ((st = ensure_lost(r, P, dropcls, NU)))
+                    goto done;
+                be->absorb(cx, P->abs, R, R, NULL, dropcls, 1.0f, 0.0f, NU);
+            }
             flags_from_cls(P, dropcls, NU, U);
         }
     }
@@ -580,11 +653,12 @@ static lrp_status back_split(run *r, lrp_pipe_layer *P, const void *R, const voi
     void *tmp = NULL;
     memset(mod, 0, sizeof mod);
     int kinds[] = {LRP_ABS_STAB, akind[0], akind[1]};
-    if ((st = alloc_abs(r, P, U, kinds, 1 + (nv - n_in))))
+    P->n_units = U;
+    if (!r->relonly && (st = alloc_abs(r, P, U, kinds, 1 + (nv - n_in))))
         return st;
     int nparts = ab ? 2 : 1;
     P->n_parts = nparts;
-    if (!(tmp = tnew(r, NU)))
+    if (!(tmp = traw(r, NU)))
         return oom(r, "split");
     for (int k = 0; k < nparts; k++) {
         float coef = ab ? (k == 0 ? rs.alpha : -rs.beta) : 1.0f;
@@ -594,7 +668,7 @@ static lrp_status back_split(run *r, lrp_pipe_layer *P, const void *R, const voi
             memset(P->cls[k], LRP_K_UNSEL, (size_t)NU);
             continue;
         }
-        if (!(s[k] = tnew(r, NU))) {
+        if (!(s[k] = traw(r, NU))) {
             st = oom(r, "split");
             goto done;
         }
@@ -604,13 +678,13 @@ static lrp_status back_split(run *r, lrp_pipe_layer *P, const void *R, const voi
             mod[k][0] = NULL;
         } else {
             for (int t = 0; t < nv; t++) {
-                if (!(mod[k][t] = tnew(r, NU))) {
+                if (!(mod[k][t] = traw(r, NU))) {
                     st = oom(r, "split");
                     goto done;
                 }
                 be->ew(cx, k == 0 ? LRP_EW_POS : LRP_EW_NEG, mod[k][t], v[t], NULL, 0, 0, NU);
             }
-            if (!(P->den[k] = tnew(r, NU))) {
+            if (!(P->den[k] = traw(r, NU))) {
                 st = oom(r, "split");
                 goto done;
             }
@@ -618,18 +692,31 @@ static lrp_status back_split(run *r, lrp_pipe_layer *P, const void *R, const voi
             be->sum_n(cx, P->den[k], (const void *const *)mod[k], nv, NU);
         }
         be->stab_div(cx, s[k], P->cls[k], R, P->den[k], NULL, rs.stab, rs.eps, ab, NU);
-        if ((st = ensure_lost(r, P, P->cls[k], NU)))
-            goto done;
-        be->absorb(cx, P->abs, R, s[k], NULL, P->cls[k], coef, rs.eps, NU);
+        if (!r->relonly) {
+            if ((st = ensure_lost(r, P, P->cls[k], NU)))
+                goto done;
+            be->absorb(cx, P->abs, R, s[k], NULL, P->cls[k], coef, rs.eps, NU);
+        }
         flags_from_cls(P, P->cls[k], NU, U);
     }
-    /* shares: out = sum_k coef_k mod_k(v_t) s_k */
+    /* shares: out = sum_k coef_k mod_k(v_t) s_k (the absorbed ones only
+     * when audit data is kept) */
     for (int t = 0; t < nv; t++) {
         void *out = t < n_in ? rin[t] : P->abs[akind[t - n_in]];
         int first = t < n_in;
+        if (!out)
+            continue;
+        if (first && !s[0] && !s[1]) /* every part has coefficient 0 */
+            be->ew(cx, LRP_EW_ZERO, out, NULL, NULL, 0, 0, NU);
         for (int k = 0; k < nparts; k++) {
             if (!s[k])
                 continue;
+            if (first && P->coef[k] == 1.0f) {
+                /* 1 * (v s) is v s bit for bit: no second pass */
+                be->ew(cx, LRP_EW_MUL, out, ab ? mod[k][t] : v[t], s[k], 0, 0, NU);
+                first = 0;
+                continue;
+            }
             be->ew(cx, LRP_EW_MUL, tmp, ab ? mod[k][t] : v[t], s[k], 0, 0, NU);
             if (first) {
                 be->ew(cx, LRP_EW_SCALE, out, tmp, NULL, P->coef[k], 0.0f, NU);
@@ -660,14 +747,27 @@ static lrp_status back_layer(run *r, int li)
     lrp_pipe_layer *P = &r->p->L[li];
     int64_t B = r->B, n = P->n * B;
     lrp_status st = LRP_OK;
+    if (!P->rel) { /* no consumer sent relevance: zeros */
+        if (!(P->rel = tnew(r, n)))
+            return oom(r, "relevance");
+        P->rel_owned = 1;
+    }
     const void *R = P->rel;
     if (l->kind == LRP_LAYER_INPUT)
         return LRP_OK;
+    /* pass-through layers hand R on unchanged: rin[0] is R itself */
+    int through = l->kind == LRP_LAYER_RELU || l->kind == LRP_LAYER_FLATTEN ||
+                  l->kind == LRP_LAYER_RESHAPE || l->kind == LRP_LAYER_DROPOUT ||
+                  (l->kind == LRP_LAYER_BATCHNORM && (l->rule.flags & LRP_F_BN_CANONIZE));
     P->n_rin = l->n_in;
     for (int k = 0; k < l->n_in; k++) {
         P->n_rin_per[k] = r->p->L[l->in[k]].n;
-        if (!(P->rin[k] = tnew(r, P->n_rin_per[k] * B)))
+        if (through) {
+            P->rin[k] = P->rel;
+            P->rin_alias[k] = 1;
+        } else if (!(P->rin[k] = traw(r, P->n_rin_per[k] * B))) {
             return oom(r, "relevance");
+        }
     }
     switch (l->kind) {
     case LRP_LAYER_DENSE:
@@ -683,23 +783,26 @@ static lrp_status back_layer(run *r, int li)
         lrp_pool G;
         lrp_pipe_pool_geom(&G, net, li);
         int kinds[] = {LRP_ABS_STAB};
-        if ((st = alloc_abs(r, P, P->n, kinds, 1)))
+        P->n_units = P->n;
+        if (!r->relonly && (st = alloc_abs(r, P, P->n, kinds, 1)))
             break;
         P->n_parts = 1;
         if ((st = part_setup(r, P, 0, 1.0f, P->n)))
             break;
         P->den[0] = P->act;
-        void *s = tnew(r, n);
+        void *s = traw(r, n);
         if (!s) {
             st = oom(r, "pool");
             break;
         }
         be->stab_div(cx, s, P->cls[0], R, P->act, NULL, P->rule.stab, P->rule.eps, 0, n);
-        if ((st = ensure_lost(r, P, P->cls[0], n))) {
-            be->tensor_free(cx, s, n);
-            break;
+        if (!r->relonly) {
+            if ((st = ensure_lost(r, P, P->cls[0], n))) {
+                be->tensor_free(cx, s, n);
+                break;
+            }
+            be->absorb(cx, P->abs, R, s, NULL, P->cls[0], 1.0f, P->rule.eps, n);
         }
-        be->absorb(cx, P->abs, R, s, NULL, P->cls[0], 1.0f, P->rule.eps, n);
         flags_from_cls(P, P->cls[0], n, P->n);
         be->avg_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, s, &G, B);
         be->tensor_free(cx, s, n);
@@ -725,16 +828,14 @@ static lrp_status back_layer(run *r, int li)
         break;
     }
     case LRP_LAYER_BATCHNORM: {
-        if (l->rule.flags & LRP_F_BN_CANONIZE) {
-            be->ew(cx, LRP_EW_COPY, P->rin[0], R, NULL, 0, 0, n);
-            break;
-        }
+        if (l->rule.flags & LRP_F_BN_CANONIZE)
+            break; /* pass-through: rin[0] is R */
         int64_t C = P->bn_C, hw = P->n / C;
         int fine = (l->rule.flags & LRP_F_BN_FINE) != 0;
         void *v[3] = {NULL, NULL, NULL};
         int nv = fine ? 3 : 2;
         for (int t = 0; t < nv; t++)
-            if (!(v[t] = tnew(r, n))) {
+            if (!(v[t] = traw(r, n))) {
                 st = oom(r, "batchnorm");
                 goto bn_done;
             }
@@ -756,7 +857,7 @@ static lrp_status back_layer(run *r, int li)
     case LRP_LAYER_RELU:
     case LRP_LAYER_FLATTEN:
     case LRP_LAYER_RESHAPE:
-    case LRP_LAYER_DROPOUT: be->ew(cx, LRP_EW_COPY, P->rin[0], R, NULL, 0, 0, n); break;
+    case LRP_LAYER_DROPOUT: break; /* pass-through: rin[0] is R */
     default: LRP_ASSERT(0);
     }
     if (st)
@@ -767,7 +868,7 @@ static lrp_status back_layer(run *r, int li)
     /* conservation per sample */
     P->cons_resid = 0.0;
     P->cons_sample = 0;
-    for (int64_t b = 0; b < B; b++) {
+    for (int64_t b = 0; b < B && !r->relonly; b++) {
         const void *in[LRP_MAX_INPUTS], *ab[LRP_ABS_COUNT];
         int ka = 0;
         for (int k = 0; k < l->n_in; k++)
@@ -784,33 +885,66 @@ static lrp_status back_layer(run *r, int li)
             P->cons_sample = b;
         }
     }
-    /* pass relevance to the inputs */
+    /* pass relevance to the inputs.  The first contribution becomes the
+     * input's rel without a copy: moved when this layer does not keep it
+     * (lean modes), else shown as a view.  A second one is added into an
+     * owned tensor (a view is never written). */
     for (int k = 0; k < l->n_in; k++) {
         int in = l->in[k];
         lrp_pipe_layer *Q = &r->p->L[in];
         int64_t m = Q->n * B;
-        if (r->n_contrib[in]++ == 0)
-            be->ew(cx, LRP_EW_COPY, Q->rel, P->rin[k], NULL, 0, 0, m);
-        else
+        int drop = r->lean && !P->rin_alias[k]; /* rin[k] is ours to give */
+        if (r->n_contrib[in]++ == 0) {
+            Q->rel = P->rin[k];
+            Q->rel_owned = drop;
+        } else if (Q->rel_owned) {
             be->ew(cx, LRP_EW_ADD, Q->rel, Q->rel, P->rin[k], 0, 0, m);
-        if (r->flags & LRP_PIPE_LEAN) {
-            be->tensor_free(cx, P->rin[k], m);
+            if (drop)
+                be->tensor_free(cx, P->rin[k], m);
+        } else {
+            void *sum = traw(r, m);
+            if (!sum)
+                return oom(r, "relevance");
+            be->ew(cx, LRP_EW_ADD, sum, Q->rel, P->rin[k], 0, 0, m);
+            Q->rel = sum;
+            Q->rel_owned = 1;
+            if (drop)
+                be->tensor_free(cx, P->rin[k], m);
+        }
+        if (r->lean) {
             P->rin[k] = NULL;
+            P->rin_alias[k] = 0;
+        }
+    }
+    if (r->relonly) { /* the audit data of this layer is not kept */
+        int64_t nu = P->n_units * B;
+        for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
+            if (P->den[k] && P->owns_den[k])
+                be->tensor_free(cx, P->den[k], nu);
+            P->den[k] = NULL;
+            P->owns_den[k] = 0;
+            free(P->cls[k]);
+            P->cls[k] = NULL;
         }
     }
     return LRP_OK;
 }
 
-static void start_relevance(run *r)
+static lrp_status start_relevance(run *r)
 {
     const lrp_backend *be = r->be;
     void *cx = be->ctx;
     const lrp_net *net = r->p->net;
     lrp_pipe_layer *P = &r->p->L[net->n_layers - 1];
     int64_t n = P->n;
+    if (!P->rel) {
+        if (!(P->rel = tnew(r, n * r->B)))
+            return oom(r, "relevance");
+        P->rel_owned = 1;
+    }
     if (net->r_out) {
         be->set_f32(cx, P->rel, net->r_out, n * r->B);
-        return;
+        return LRP_OK;
     }
     for (int64_t b = 0; b < r->B; b++) {
         int64_t t = -1;
@@ -821,6 +955,7 @@ static void start_relevance(run *r)
         be->ew(cx, LRP_EW_COPY, be->at(cx, P->rel, b * n + t), be->at(cx, P->act, b * n + t),
                NULL, 0, 0, 1);
     }
+    return LRP_OK;
 }
 
 lrp_status lrp_pipe_run(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
@@ -842,6 +977,8 @@ lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_n
     run r;
     memset(&r, 0, sizeof r);
     r.flags = flags;
+    r.relonly = (flags & LRP_PIPE_RELEVANCE) != 0;
+    r.lean = r.relonly || (flags & LRP_PIPE_LEAN);
     r.loc = loc;
     r.be = be;
     r.cx = be->ctx;
@@ -862,20 +999,37 @@ lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_n
         st = lrp_err_set(err, LRP_E_NOMEM, "<network>: out of memory");
         goto fail;
     }
+    if (be->run_begin)
+        be->run_begin(be->ctx);
     if ((st = forward(&r)))
         goto fail;
-    start_relevance(&r);
+    if ((st = start_relevance(&r)))
+        goto fail;
     r.n_contrib[net->n_layers - 1] = 1;
     for (int li = net->n_layers - 1; li >= 0; li--) {
-        if (loc && loc->rel && loc->rel[li]) /* local mode: given R at the output */
-            be->set_f32(be->ctx, p->L[li].rel, loc->rel[li], p->L[li].n * net->batch);
+        if (loc && loc->rel && loc->rel[li]) { /* local mode: given R at the output */
+            lrp_pipe_layer *P = &p->L[li];
+            int64_t n = P->n * net->batch;
+            if (!P->rel_owned) { /* never write into a view */
+                if (!(P->rel = traw(&r, n))) {
+                    st = oom(&r, "relevance");
+                    goto fail;
+                }
+                P->rel_owned = 1;
+            }
+            be->set_f32(be->ctx, P->rel, loc->rel[li], n);
+        }
         if ((st = back_layer(&r, li)))
             goto fail;
     }
     free(r.n_contrib);
+    if (be->run_end)
+        be->run_end(be->ctx);
     *out = p;
     return LRP_OK;
 fail:
+    if (be->run_end)
+        be->run_end(be->ctx);
     free(r.n_contrib);
     lrp_pipe_free(p);
     return st;
@@ -903,7 +1057,7 @@ void lrp_pipe_free(lrp_pipe *p)
                 if (P->abs[k])
                     be->tensor_free(cx, P->abs[k], nu);
             for (int k = 0; k < P->n_rin; k++)
-                if (P->rin[k])
+                if (P->rin[k] && !P->rin_alias[k])
                     be->tensor_free(cx, P->rin[k], P->n_rin_per[k] * B);
             if (P->fold_b)
                 be->tensor_free(cx, P->fold_b, P->n_fold_b);
@@ -912,7 +1066,7 @@ void lrp_pipe_free(lrp_pipe *p)
                 for (int k = 0; k < 4; k++)
                     if (P->bnp[k])
                         be->tensor_free(cx, P->bnp[k], P->bn_C);
-            } else {
+            } else if (!P->params_borrowed) {
                 if (P->bnp[0]) {
                     lrp_lin L;
                     lrp_pipe_lin_geom(&L, p->net, i);
@@ -923,7 +1077,7 @@ void lrp_pipe_free(lrp_pipe *p)
             }
             if (P->act)
                 be->tensor_free(cx, P->act, n);
-            if (P->rel)
+            if (P->rel && P->rel_owned)
                 be->tensor_free(cx, P->rel, n);
         }
     }

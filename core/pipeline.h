@@ -243,6 +243,9 @@ typedef struct lrp_nflags {
     int64_t unit[LRP_NF_COUNT];     /* ... and unit within the sample */
 } lrp_nflags;
 void lrp_nflags_raise(lrp_nflags *f, lrp_nflag k, int64_t sample, int64_t unit);
+/* count occurrences at once, the first of them at (sample, unit). */
+void lrp_nflags_raise_n(lrp_nflags *f, lrp_nflag k, int64_t sample, int64_t unit,
+                        int64_t count);
 
 /* ------------------------------------------------------------------ */
 /* The backend vtable                                                  */
@@ -288,6 +291,25 @@ typedef struct lrp_backend {
     /* Memory.  new: n values, all +0.  at: the tensor at element offset i
      * (a view, not owned).  Sizes are element counts. */
     void *(*tensor_new)(void *ctx, int64_t n);
+    /* Optional (NULL: tensor_new is used).  n values of unspecified
+     * content, for tensors the pipeline overwrites entirely before reading;
+     * freed with tensor_free. */
+    void *(*tensor_raw)(void *ctx, int64_t n);
+    /* Optional (NULL: tensor_new + set_f32).  A read-only tensor showing n
+     * binary32 values in place (no copy), for backends whose number type is
+     * binary32; the pipeline never writes into it and never frees it. */
+    void *(*wrap_f32)(void *ctx, const float *src, int64_t n);
+    /* Optional (NULL: classify is used).  cnt[0] / first[0]: number of NaN
+     * values and the index of the first (-1 if none); cnt[1] / first[1]:
+     * the same for +-inf. */
+    void (*scan_nonfinite)(void *ctx, const void *t, int64_t n, int64_t cnt[2],
+                           int64_t first[2]);
+    /* Optional: called at the start and at the end of every run.  Between
+     * the two, the tensors the pipeline passes as parameters (lrp_lin.w, b,
+     * wscale) neither change nor move, so a backend may memoise work on
+     * them by address; such memos must not outlive run_end. */
+    void (*run_begin)(void *ctx);
+    void (*run_end)(void *ctx);
     void (*tensor_free)(void *ctx, void *t, int64_t n);
     void *(*at)(void *ctx, const void *t, int64_t i);
     /* Exact conversion in (binary32 into the backend type). */
@@ -395,6 +417,13 @@ typedef struct lrp_pipe_layer {
     void *rin[LRP_MAX_INPUTS];
     int64_t n_rin_per[LRP_MAX_INPUTS];
     int owns_den[LRP_PIPE_MAX_PARTS]; /* 0: den aliases act */
+    /* Ownership (lrp_pipe_free frees only what is owned): rel may be a view
+     * of the relevance a single pass-through consumer received (same
+     * values); rin[k] may be a view of rel (pass-through layers); bnp[0..1]
+     * of a Dense/Conv2D may be views of the net's binary32 weights. */
+    int rel_owned;
+    int rin_alias[LRP_MAX_INPUTS];
+    int params_borrowed;
     /* Folded bias of a Dense/Conv2D canonized with its BN consumer (the
      * folded weights are wscale * w, see lrp_lin.wscale). */
     void *fold_b;
@@ -424,8 +453,16 @@ lrp_status lrp_pipe_run(lrp_pipe **out, const lrp_backend *be, const lrp_net *ne
                         lrp_err *err);
 void lrp_pipe_free(lrp_pipe *p);
 /* LRP_PIPE_LEAN: keep less for big nets -- no gauges (kappa), and each
- * layer's rin[k] is freed once passed on (rel of the input keeps the sum). */
+ * layer's rin[k] is freed once passed on (rel of the input keeps the sum).
+ * LRP_PIPE_RELEVANCE (implies LEAN): the engine mode (`lrp-oracle fast`,
+ * a heat-map run): every layer's act and rel and the numerical flags
+ * (zero denominators, stabilizer at zero, NaN / inf with first location)
+ * are computed as always, bit for bit; the audit data is not -- no absorbed
+ * relevance (abs), no conservation residual (cons_resid = 0), and the
+ * denominators and classes are freed once the layer is done (den, cls NULL
+ * afterwards). */
 #define LRP_PIPE_LEAN 1u
+#define LRP_PIPE_RELEVANCE 2u
 lrp_status lrp_pipe_run_ex(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                            unsigned flags, lrp_err *err);
 

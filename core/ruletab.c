@@ -163,3 +163,12 @@ void lrp_nflags_raise(lrp_nflags *f, lrp_nflag k, int64_t sample, int64_t unit)
     }
     f->count[k]++;
 }
+
+void lrp_nflags_raise_n(lrp_nflags *f, lrp_nflag k, int64_t sample, int64_t unit,
+                        int64_t count)
+{
+    if (count <= 0)
+        return;
+    lrp_nflags_raise(f, k, sample, unit);
+    f->count[k] += count - 1;
+}

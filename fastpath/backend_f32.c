@@ -140,8 +140,9 @@ static void zero_range(void *arg, int64_t lo, int64_t hi)
 static void par_range(int nthreads, int64_t n, void (*fn)(void *, int64_t, int64_t),
                       void *arg);
 
-/* Zero-filled; NULL on failure.  pool may be NULL (no reuse). */
-static void *fb_alloc(fb_pool *pool, int nthreads, size_t bytes)
+/* Zero-filled (zero = 1) or of unspecified content; NULL on failure.
+ * pool may be NULL (no reuse). */
+static void *fb_alloc(fb_pool *pool, int nthreads, size_t bytes, int zero)
 {
     if (bytes == 0)
         bytes = sizeof(float);
@@ -166,14 +167,16 @@ static void *fb_alloc(fb_pool *pool, int nthreads, size_t bytes)
             pool->n--;
             pool->blk[best] = pool->blk[pool->n];
             pool->cap[best] = pool->cap[pool->n];
-            zero_job z = {d, bytes};
-            par_range(nthreads, (int64_t)((bytes + sizeof(float) - 1) / sizeof(float)),
-                      zero_range, &z);
+            if (zero) {
+                zero_job z = {d, bytes};
+                par_range(nthreads, (int64_t)((bytes + sizeof(float) - 1) / sizeof(float)),
+                          zero_range, &z);
+            }
             return d;
         }
         return fb_map(bytes);
     }
-    char *base = calloc(1, bytes + FB_HDR);
+    char *base = zero ? calloc(1, bytes + FB_HDR) : malloc(bytes + FB_HDR);
     if (!base)
         return NULL;
     char *data = base + FB_HDR;
@@ -256,6 +259,10 @@ typedef struct wentry {
     int absval;
     float *w;          /* fused weights */
     unsigned long stamp;
+    /* per-run address memo: within run `run` (see t_run_begin), the entry
+     * was made from the weights at wp (and scale at sp) */
+    const void *wp, *sp;
+    unsigned long run;
 } wentry;
 
 /* The last sign-clear denominator lin_fwd computed (for the gauge). */
@@ -277,11 +284,19 @@ struct lrp_f32_ctx {
     size_t cache_bytes;
     unsigned long clock;
     den_memo memo;
+    unsigned long run; /* nonzero between run_begin and run_end */
+    unsigned long runs;
 };
 
 static float *fb_floats(lrp_f32_ctx *cx, int64_t n)
 {
-    return fb_alloc(&cx->pool, cx->nthreads, (size_t)(n > 0 ? n : 1) * sizeof(float));
+    return fb_alloc(&cx->pool, cx->nthreads, (size_t)(n > 0 ? n : 1) * sizeof(float), 1);
+}
+
+/* Uninitialised: for tensors overwritten before any read. */
+static float *fb_floats_raw(lrp_f32_ctx *cx, int64_t n)
+{
+    return fb_alloc(&cx->pool, cx->nthreads, (size_t)(n > 0 ? n : 1) * sizeof(float), 0);
 }
 
 static void fb_release(lrp_f32_ctx *cx, void *p)
@@ -460,16 +475,31 @@ static const float *fused_weights(lrp_f32_ctx *cx, const lrp_lin *L, const lrp_t
     /* a single identity term with coefficient 1 needs no copy */
     if (m == 1 && t[idx[0]].w == LRP_WM_ID && t[idx[0]].c == 1.0f && !absval && !L->wscale)
         return w;
+    /* inside a pipeline run the parameters do not change: an entry made
+     * from the same addresses in this run needs no hashing */
+    if (cx->run)
+        for (int i = 0; i < WCACHE; i++) {
+            wentry *e = &cx->cache[i];
+            if (e->w && e->run == cx->run && e->wp == (const void *)w &&
+                e->sp == L->wscale && e->n == n && e->sig == sig && e->absval == absval &&
+                !memcmp(e->csig, csig, sizeof csig)) {
+                e->stamp = ++cx->clock;
+                return e->w;
+            }
+        }
     uint64_t h = weights_hash(L);
     for (int i = 0; i < WCACHE; i++) {
         wentry *e = &cx->cache[i];
         if (e->w && e->n == n && e->hash == h && e->sig == sig && e->absval == absval &&
             !memcmp(e->csig, csig, sizeof csig)) {
             e->stamp = ++cx->clock;
+            e->wp = w;
+            e->sp = L->wscale;
+            e->run = cx->run;
             return e->w;
         }
     }
-    float *f = fb_floats(cx, n);
+    float *f = fb_floats_raw(cx, n);
     if (!f)
         return NULL;
     fuse_job fj = {f, w, L->wscale, L->fanin, t, idx, m, absval};
@@ -495,6 +525,9 @@ static const float *fused_weights(lrp_f32_ctx *cx, const lrp_lin *L, const lrp_t
             empty->absval = absval;
             empty->w = f;
             empty->stamp = ++cx->clock;
+            empty->wp = w;
+            empty->sp = L->wscale;
+            empty->run = cx->run;
             cx->cache_bytes += bytes;
             return f;
         }
@@ -507,6 +540,9 @@ static const float *fused_weights(lrp_f32_ctx *cx, const lrp_lin *L, const lrp_t
             empty->absval = absval;
             empty->w = f;
             empty->stamp = ++cx->clock;
+            empty->wp = w;
+            empty->sp = L->wscale;
+            empty->run = cx->run;
             cx->cache_bytes += bytes;
             return f;
         }
@@ -523,7 +559,7 @@ static const float *mod_input(lrp_f32_ctx *cx, const lrp_lin *L, const float *x,
     *owned = 0;
     if ((mod == LRP_IM_POS || (mod == LRP_IM_ID && absval)) && sign_clear(x, batch * n))
         return x;
-    float *y = fb_floats(cx, batch * n);
+    float *y = fb_floats_raw(cx, batch * n);
     if (!y)
         return NULL;
     *owned = 1;
@@ -619,6 +655,87 @@ static void memo_forget(lrp_f32_ctx *cx, const void *t, int64_t n);
 static void *t_new(void *ctx, int64_t n)
 {
     return fb_floats(ctx, n);
+}
+
+static void *t_raw(void *ctx, int64_t n)
+{
+    return fb_floats_raw(ctx, n);
+}
+
+/* binary32 is this backend's number type: a view is the data itself */
+static void *t_wrap(void *ctx, const float *src, int64_t n)
+{
+    (void)ctx;
+    (void)n;
+    return (void *)(uintptr_t)src;
+}
+
+static void t_run_begin(void *ctx)
+{
+    lrp_f32_ctx *cx = ctx;
+    cx->run = ++cx->runs;
+    if (!cx->run) /* wrapped around: 0 means "not in a run" */
+        cx->run = cx->runs = 1;
+}
+
+static void t_run_end(void *ctx)
+{
+    lrp_f32_ctx *cx = ctx;
+    cx->run = 0;
+}
+
+/* NaN / inf census in blocks: a block is first tested with a branch-free
+ * OR over the exponent field (vectorised by the compiler); only blocks
+ * with a non-finite value are looked at one by one. */
+#define SCAN_BLOCK 4096
+_Static_assert(PAR_CHUNK % SCAN_BLOCK == 0, "scan blocks must not straddle chunks");
+
+typedef struct {
+    const uint32_t *u;
+    int64_t n;
+    uint8_t *hit; /* per block */
+} scan_job;
+
+/* lo, hi: values; par_range's chunks (PAR_CHUNK) are whole blocks */
+static void scan_range(void *arg, int64_t lo, int64_t hi)
+{
+    const scan_job *j = arg;
+    for (int64_t b = lo / SCAN_BLOCK; b < (hi + SCAN_BLOCK - 1) / SCAN_BLOCK; b++) {
+        int64_t s = b * SCAN_BLOCK, e = s + SCAN_BLOCK < j->n ? s + SCAN_BLOCK : j->n;
+        unsigned bad = 0;
+        for (int64_t i = s; i < e; i++)
+            bad |= (j->u[i] & 0x7f800000u) == 0x7f800000u;
+        j->hit[b] = (uint8_t)bad;
+    }
+}
+
+static void t_scan_nonfinite(void *ctx, const void *t, int64_t n, int64_t cnt[2],
+                             int64_t first[2])
+{
+    lrp_f32_ctx *cx = ctx;
+    cnt[0] = cnt[1] = 0;
+    first[0] = first[1] = -1;
+    int64_t nb = (n + SCAN_BLOCK - 1) / SCAN_BLOCK;
+    if (nb <= 0)
+        return;
+    uint8_t *hit = malloc((size_t)nb);
+    scan_job j = {t, n, hit};
+    if (hit)
+        par_range(cx->nthreads, n, scan_range, &j);
+    for (int64_t b = 0; b < nb; b++) {
+        if (hit && !hit[b])
+            continue;
+        int64_t s = b * SCAN_BLOCK, e = s + SCAN_BLOCK < n ? s + SCAN_BLOCK : n;
+        for (int64_t i = s; i < e; i++) {
+            uint32_t m = j.u[i] & 0x7fffffffu;
+            int k = m > 0x7f800000u ? 0 : (m == 0x7f800000u ? 1 : -1);
+            if (k < 0)
+                continue;
+            if (cnt[k]++ == 0)
+                first[k] = i;
+        }
+    }
+    free(hit);
 }
 
 static void t_free(void *ctx, void *t, int64_t n)
@@ -938,7 +1055,7 @@ static void t_lin_fwd(void *ctx, void *out, const lrp_lin *L, const void *x, con
     }
     int groups[LRP_PIPE_MAX_TERMS][LRP_PIPE_MAX_TERMS], gsize[LRP_PIPE_MAX_TERMS];
     int ng = group_terms(groups, gsize, t, nt, absval);
-    float *tmp = ng > 1 ? fb_floats(cx, batch * nout) : NULL;
+    float *tmp = ng > 1 ? fb_floats_raw(cx, batch * nout) : NULL;
     if (ng > 1 && !tmp)
         goto oom;
     for (int g = 0; g < ng; g++) {
@@ -1062,7 +1179,7 @@ static void t_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
             const float *W = fused_weights(cx, L, p->t, groups[g], gsize[g], 0);
             /* the first contribution is computed in place in r */
             float *dst = r;
-            if (!first && !gin && !(gin = fb_floats(cx, batch * nin)))
+            if (!first && !gin && !(gin = fb_floats_raw(cx, batch * nin)))
                 goto oom;
             if (!first)
                 dst = gin;
@@ -1463,6 +1580,11 @@ void lrp_f32_backend(lrp_backend *be, lrp_f32_ctx *ctx)
     be->name = "fastpath";
     be->ctx = ctx;
     be->tensor_new = t_new;
+    be->tensor_raw = t_raw;
+    be->wrap_f32 = t_wrap;
+    be->scan_nonfinite = t_scan_nonfinite;
+    be->run_begin = t_run_begin;
+    be->run_end = t_run_end;
     be->tensor_free = t_free;
     be->at = t_at;
     be->set_f32 = t_set_f32;

@@ -222,6 +222,80 @@ static void test_threads_bitwise(void **state)
     }
 }
 
+/* The engine modes (LRP_PIPE_LEAN, LRP_PIPE_RELEVANCE: what `lrp-oracle
+ * fast` runs) must compute the same numbers as the full run: every layer's
+ * activations and relevance bit for bit, and the same numerical flags with
+ * the same counts and first locations.  Only the audit data may be absent.
+ * Every fixture of the registry, under rules that exercise the bias, the
+ * stabilizer, zero denominators (sign0_zero, eps = 0: NaN/inf) and the
+ * split layers (Add, BN explicit). */
+static void same_run(const lrp_pipe *a, const lrp_pipe *b, const char *what)
+{
+    for (int i = 0; i < a->n_layers; i++) {
+        size_t n = (size_t)(a->L[i].n * a->batch) * sizeof(float);
+        if (memcmp(a->L[i].act, b->L[i].act, n))
+            fail_msg("%s: layer %d activations differ", what, i);
+        if (memcmp(a->L[i].rel, b->L[i].rel, n))
+            fail_msg("%s: layer %d relevance differs", what, i);
+        const lrp_nflags *fa = &a->L[i].flags, *fb = &b->L[i].flags;
+        if (fa->bits != fb->bits)
+            fail_msg("%s: layer %d flags %#x vs %#x", what, i, fa->bits, fb->bits);
+        for (int k = 0; k < LRP_NF_COUNT; k++)
+            if (fa->count[k] != fb->count[k] ||
+                ((fa->bits >> k) & 1u && (fa->sample[k] != fb->sample[k] ||
+                                           fa->unit[k] != fb->unit[k])))
+                fail_msg("%s: layer %d flag %s: count %lld vs %lld", what, i,
+                         lrp_nflag_name((lrp_nflag)k), (long long)fa->count[k],
+                         (long long)fb->count[k]);
+    }
+}
+
+static void test_modes_bitwise(void **state)
+{
+    (void)state;
+    static const struct {
+        int rc;
+        lrp_stab_id stab;
+        float eps;
+    } cases[] = {
+        {1, LRP_STAB_SIGN0_POS, 0x1.0c6f7ap-20f}, /* epsilon */
+        {1, LRP_STAB_SIGN0_ZERO, 0.0f},           /* NaN / inf where den = 0 */
+        {7, LRP_STAB_SIGN0_POS, 0x1.0c6f7ap-20f}, /* alpha2beta1 innvestigate */
+        {4, LRP_STAB_SKIP_ZERO, 0x1.0c6f7ap-20f}, /* zennit gamma, dropped units */
+        {9, LRP_STAB_SIGNBIT, 0x1.0c6f7ap-20f},   /* zplus */
+    };
+    int runs = 0;
+    for (int f = 0; f < lrp_fixture_count; f++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            lrp_net *net = build(lrp_fixture_defs[f].name);
+            assign(net, &rules[cases[c].rc], cases[c].stab, cases[c].eps);
+            lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
+            lrp_backend be;
+            lrp_f32_backend(&be, cx);
+            lrp_pipe *p[3];
+            const unsigned mode[3] = {0, LRP_PIPE_LEAN, LRP_PIPE_RELEVANCE};
+            lrp_err e = {0};
+            for (int m = 0; m < 3; m++)
+                if (lrp_pipe_run_ex(&p[m], &be, net, mode[m], &e) != LRP_OK)
+                    fail_msg("%s: %s", lrp_fixture_defs[f].name, e.msg);
+            char what[160];
+            snprintf(what, sizeof what, "%s / %s / %s", lrp_fixture_defs[f].name,
+                     rules[cases[c].rc].label, lrp_stab_name(cases[c].stab));
+            same_run(p[0], p[1], what);
+            same_run(p[0], p[2], what);
+            for (int i = 0; i < net->n_layers; i++)
+                for (int k = 0; k < LRP_ABS_COUNT; k++)
+                    assert_null(p[2]->L[i].abs[k]); /* no audit data kept */
+            for (int m = 0; m < 3; m++)
+                lrp_pipe_free(p[m]);
+            lrp_f32_ctx_free(cx);
+            lrp_net_free(net);
+            runs++;
+        }
+    print_message("    %d fixture x rule runs: full, lean and relevance modes bitwise equal\n",
+                  runs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +303,7 @@ int main(void)
         cmocka_unit_test(test_conv_all_rules_conventions),
         cmocka_unit_test(test_sign0_zero_nan_exact),
         cmocka_unit_test(test_threads_bitwise),
+        cmocka_unit_test(test_modes_bitwise),
     };
     return cmocka_run_group_tests_name("fastpath", tests, NULL, NULL);
 }

@@ -335,7 +335,9 @@ static int write_trace(int argc, char **argv, int reference)
         fcx = lrp_f32_ctx_new(o.rules.threads);
         lrp_f32_backend(&be, fcx);
     }
-    lrp_status st = lrp_pipe_run(&p, &be, net, &e);
+    /* only the relevance of every layer is stored: the engine mode skips
+     * the audit data (same relevance bit for bit, tests/test_fastpath.c) */
+    lrp_status st = lrp_pipe_run_ex(&p, &be, net, LRP_PIPE_RELEVANCE, &e);
     lrp_trace *t = st ? NULL : lrp_net_trace_add(net, reference ? "reference" : "fastpath", &e);
     if (!t) {
         lrp_pipe_free(p);
