@@ -834,13 +834,18 @@ static lrp_status back_layer(run *r, int li)
         int fine = (l->rule.flags & LRP_F_BN_FINE) != 0;
         void *v[3] = {NULL, NULL, NULL};
         int nv = fine ? 3 : 2;
-        for (int t = 0; t < nv; t++)
+        /* the shift / mean / beta summands only enter the absorbed shares
+         * and the alpha-beta denominators */
+        int nmat = r->relonly && l->rule.rule != LRP_RULE_ALPHABETA ? 1 : nv;
+        for (int t = 0; t < nmat; t++)
             if (!(v[t] = traw(r, n))) {
                 st = oom(r, "batchnorm");
                 goto bn_done;
             }
         be->row(cx, LRP_ROW_MUL, v[0], r->p->L[l->in[0]].act, P->bnp[0], B * C, hw, C);
-        if (fine) {
+        if (nmat == 1) {
+            /* v[1..] stay NULL: back_split skips the absorbed shares */
+        } else if (fine) {
             be->row(cx, LRP_ROW_SET, v[1], NULL, P->bnp[1], B * C, hw, C);
             be->row(cx, LRP_ROW_SET, v[2], NULL, P->bnp[2], B * C, hw, C);
         } else {

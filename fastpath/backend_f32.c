@@ -49,6 +49,14 @@
 
 #include "fp_kernels.h"
 #include "fp_kernels_int.h"
+#include "fp_vec.h"
+
+/* The AVX-512 forms of the elementwise passes (fp_vec.c) follow the
+ * kernels' dispatch, so forcing LRP_FP_ISA=portable runs the scalar loops. */
+static int vec512(void)
+{
+    return lrp_fp_get_isa() == LRP_FP_ISA_AVX512;
+}
 
 /* fp_dense.c: the Dense forward of |x| and |W| (the gauge), same chain. */
 int lrp_fp_dense_fwd_abs(float *y, const float *x, const float *W, const float *bias,
@@ -215,8 +223,8 @@ static void fb_pool_clear(fb_pool *pool)
 
 /* ---- threads for elementwise passes ---- */
 
-#define PAR_MIN (1 << 18) /* below this many values: one thread */
-#define PAR_CHUNK (1 << 16)
+#define PAR_MIN (1 << 16) /* below this many values: one thread */
+#define PAR_CHUNK (1 << 14)
 
 typedef void (*range_fn)(void *arg, int64_t lo, int64_t hi);
 typedef struct {
@@ -700,8 +708,14 @@ typedef struct {
 static void scan_range(void *arg, int64_t lo, int64_t hi)
 {
     const scan_job *j = arg;
+    int v = vec512();
     for (int64_t b = lo / SCAN_BLOCK; b < (hi + SCAN_BLOCK - 1) / SCAN_BLOCK; b++) {
         int64_t s = b * SCAN_BLOCK, e = s + SCAN_BLOCK < j->n ? s + SCAN_BLOCK : j->n;
+        if (v) {
+            j->hit[b] = (uint8_t)fp_vec_any_nonfinite((const float *)(const void *)j->u + s,
+                                                      e - s);
+            continue;
+        }
         unsigned bad = 0;
         for (int64_t i = s; i < e; i++)
             bad |= (j->u[i] & 0x7f800000u) == 0x7f800000u;
@@ -884,13 +898,22 @@ static int64_t t_argmax(void *ctx, const void *t, int64_t n)
     return best < 0 ? 0 : best;
 }
 
-static void t_row(void *ctx, lrp_row_op op, void *out, const void *a, const void *v,
-                  int64_t rows, int64_t cols, int64_t vmod)
+typedef struct {
+    lrp_row_op op;
+    float *y;
+    const float *p, *w;
+    int64_t cols, vmod;
+} row_job;
+
+/* lo, hi: rows */
+static void row_range(void *arg, int64_t lo, int64_t hi)
 {
-    (void)ctx;
-    float *y = out;
-    const float *p = a, *w = v;
-    for (int64_t r = 0; r < rows; r++) {
+    const row_job *j = arg;
+    lrp_row_op op = j->op;
+    float *y = j->y;
+    const float *p = j->p, *w = j->w;
+    int64_t cols = j->cols, vmod = j->vmod;
+    for (int64_t r = lo; r < hi; r++) {
         float c = w[r % vmod];
         float *yr = y + r * cols;
         const float *pr = p ? p + r * cols : NULL;
@@ -911,16 +934,51 @@ static void t_row(void *ctx, lrp_row_op op, void *out, const void *a, const void
     }
 }
 
+/* Rows are independent (each value one rounded op): split by rows when
+ * the output is disjoint from the input or the same array. */
+static void t_row(void *ctx, lrp_row_op op, void *out, const void *a, const void *v,
+                  int64_t rows, int64_t cols, int64_t vmod)
+{
+    lrp_f32_ctx *cx = ctx;
+    row_job j = {op, out, a, v, cols, vmod};
+    int nt = ew_splittable(j.y, j.p, rows * cols) ? cx->nthreads : 1;
+    if (rows * cols < PAR_MIN || cols <= 0)
+        nt = 1;
+    int64_t per = (PAR_CHUNK + cols - 1) / (cols > 0 ? cols : 1); /* rows per chunk */
+    if (nt <= 1) {
+        row_range(&j, 0, rows);
+        return;
+    }
+    range_job rj = {row_range, &j, rows, per};
+    fp_parallel_for(nt, (rows + per - 1) / per, range_item, &rj);
+}
+
+typedef struct {
+    float *y;
+    const void *const *ins;
+    int k;
+} sum_job;
+
+static void sum_range(void *arg, int64_t lo, int64_t hi)
+{
+    const sum_job *j = arg;
+    for (int64_t i = lo; i < hi; i++) {
+        float s = ((const float *)j->ins[0])[i];
+        for (int q = 1; q < j->k; q++)
+            s += ((const float *)j->ins[q])[i];
+        j->y[i] = s;
+    }
+}
+
 static void t_sum_n(void *ctx, void *out, const void *const *ins, int k, int64_t n)
 {
-    (void)ctx;
-    float *y = out;
-    for (int64_t i = 0; i < n; i++) {
-        float s = ((const float *)ins[0])[i];
-        for (int q = 1; q < k; q++)
-            s += ((const float *)ins[q])[i];
-        y[i] = s;
-    }
+    lrp_f32_ctx *cx = ctx;
+    sum_job j = {out, ins, k};
+    int nt = cx->nthreads;
+    for (int q = 0; q < k; q++)
+        if (!ew_splittable(j.y, ins[q], n))
+            nt = 1;
+    par_range(nt, n, sum_range, &j);
 }
 
 /* The gauge of these terms equals their denominator bit for bit: a single
@@ -1234,6 +1292,10 @@ static void stab_div_range(void *arg, int64_t lo, int64_t hi)
     lrp_stab_id stab = q->stab;
     float eps = q->eps;
     int empty_lost = q->empty_lost;
+    if (!mask && vec512()) {
+        fp_vec_stab_div(s + lo, cls + lo, R + lo, den + lo, (int)stab, eps, empty_lost, hi - lo);
+        return;
+    }
     for (int64_t j = lo; j < hi; j++) {
         if (mask && !mask[j]) {
             s[j] = 0.0f;
@@ -1506,18 +1568,34 @@ static void t_bn_coef(void *ctx, void *wc_, void *negwmu_, void *beta_, void *sh
     }
 }
 
+typedef struct {
+    float *y;
+    const float *x, *wc, *sh;
+    int64_t C, hw;
+} bnf_job;
+
+/* lo, hi: values; y = wc x + shift, two roundings, per value */
+static void bnf_range(void *arg, int64_t lo, int64_t hi)
+{
+    const bnf_job *j = arg;
+    int64_t i = lo;
+    while (i < hi) {
+        int64_t c = (i / j->hw) % j->C, e = (i / j->hw + 1) * j->hw;
+        if (e > hi)
+            e = hi;
+        float w = j->wc[c], b = j->sh[c];
+        for (; i < e; i++)
+            j->y[i] = w * j->x[i] + b;
+    }
+}
+
 static void t_bn_fwd(void *ctx, void *y_, const void *x_, const void *wc_, const void *shift_,
                      int64_t batch, int64_t C, int64_t hw)
 {
-    (void)ctx;
-    float *y = y_;
-    const float *x = x_, *wc = wc_, *sh = shift_;
-    for (int64_t b = 0; b < batch; b++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t k = 0; k < hw; k++) {
-                int64_t i = (b * C + c) * hw + k;
-                y[i] = wc[c] * x[i] + sh[c];
-            }
+    lrp_f32_ctx *cx = ctx;
+    bnf_job j = {y_, x_, wc_, shift_, C, hw > 0 ? hw : 1};
+    int64_t n = batch * C * hw;
+    par_range(ew_splittable(j.y, j.x, n) ? cx->nthreads : 1, n, bnf_range, &j);
 }
 
 /* Neumaier-compensated binary64 sum: the float path's own conservation

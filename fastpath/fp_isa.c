@@ -348,44 +348,7 @@ int fp_threads(int nthreads)
     return nthreads > 64 ? 64 : nthreads;
 }
 
-typedef struct {
-    fp_item_fn fn;
-    void *ctx;
-    int64_t n;
-    _Atomic int64_t next;
-} pf_state;
-
-static void *pf_worker(void *arg)
-{
-    pf_state *st = arg;
-    for (;;) {
-        int64_t i = atomic_fetch_add(&st->next, 1);
-        if (i >= st->n)
-            break;
-        st->fn(st->ctx, i);
-    }
-    return NULL;
-}
-
-void fp_parallel_for(int nthreads, int64_t n, fp_item_fn fn, void *ctx)
-{
-    nthreads = fp_threads(nthreads);
-    if (n <= 0)
-        return;
-    if (nthreads > n)
-        nthreads = (int)n;
-    pf_state st = {fn, ctx, n, 0};
-    pthread_t tid[64];
-    int started = 0;
-    for (int t = 1; t < nthreads; t++) {
-        if (pthread_create(&tid[started], NULL, pf_worker, &st) != 0)
-            break; /* fewer threads: same results, only slower */
-        started++;
-    }
-    pf_worker(&st);
-    for (int t = 0; t < started; t++)
-        pthread_join(tid[t], NULL);
-}
+/* fp_parallel_for: fp_pool.c */
 
 void *fp_alloc(size_t bytes)
 {

@@ -28,6 +28,7 @@
 #include "backend_f32.h"
 #include "check.h"
 #include "fixtures.h"
+#include "fp_kernels.h"
 
 typedef struct rulecase {
     const char *label;
@@ -296,6 +297,79 @@ static void test_modes_bitwise(void **state)
                   runs);
 }
 
+/* Every dispatch path (portable C, AVX2, AVX-512: kernels and the
+ * vectorised elementwise passes of fp_vec.c) gives the same bits for
+ * everything the full run keeps: activations, relevance, denominators,
+ * classes, absorbed relevance, flags. */
+static void test_isa_paths_bitwise(void **state)
+{
+    (void)state;
+    lrp_fp_isa saved = lrp_fp_get_isa();
+    static const struct {
+        int rc;
+        lrp_stab_id stab;
+        float eps;
+    } cases[] = {
+        {1, LRP_STAB_SIGN0_POS, 0x1.0c6f7ap-20f}, {1, LRP_STAB_SIGN0_ZERO, 0.0f},
+        {6, LRP_STAB_SIGNBIT, 0x1.0c6f7ap-20f},   {4, LRP_STAB_SKIP_ZERO, 0x1.0c6f7ap-20f},
+        {9, LRP_STAB_ZERO_ONLY, 0x1.0c6f7ap-20f}, {12, LRP_STAB_POSITIVE, 0x1.0c6f7ap-20f},
+    };
+    int compared = 0;
+    for (int f = 0; f < lrp_fixture_count; f++)
+        for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+            lrp_net *net = build(lrp_fixture_defs[f].name);
+            assign(net, &rules[cases[c].rc], cases[c].stab, cases[c].eps);
+            lrp_pipe *p[LRP_FP_ISA_COUNT] = {NULL};
+            lrp_f32_ctx *cx[LRP_FP_ISA_COUNT] = {NULL};
+            int first = -1;
+            for (int isa = 0; isa < LRP_FP_ISA_COUNT; isa++) {
+                if (!lrp_fp_isa_supported((lrp_fp_isa)isa))
+                    continue;
+                assert_int_equal(lrp_fp_set_isa((lrp_fp_isa)isa), 0);
+                lrp_backend be;
+                cx[isa] = lrp_f32_ctx_new(2);
+                lrp_f32_backend(&be, cx[isa]);
+                lrp_err e = {0};
+                if (lrp_pipe_run(&p[isa], &be, net, &e) != LRP_OK)
+                    fail_msg("%s: %s", lrp_fixture_defs[f].name, e.msg);
+                if (first < 0) {
+                    first = isa;
+                    continue;
+                }
+                char what[160];
+                snprintf(what, sizeof what, "%s / %s / %s: %s vs %s", lrp_fixture_defs[f].name,
+                         rules[cases[c].rc].label, lrp_stab_name(cases[c].stab),
+                         lrp_fp_isa_name((lrp_fp_isa)first), lrp_fp_isa_name((lrp_fp_isa)isa));
+                same_run(p[first], p[isa], what);
+                for (int i = 0; i < net->n_layers; i++) {
+                    const lrp_pipe_layer *A = &p[first]->L[i], *B = &p[isa]->L[i];
+                    size_t nu = (size_t)(A->n_units * net->batch);
+                    for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
+                        assert_true(!A->den[k] == !B->den[k] && !A->cls[k] == !B->cls[k]);
+                        if (A->den[k] && memcmp(A->den[k], B->den[k], nu * sizeof(float)))
+                            fail_msg("%s: layer %d denominators differ", what, i);
+                        if (A->cls[k] && memcmp(A->cls[k], B->cls[k], nu))
+                            fail_msg("%s: layer %d classes differ", what, i);
+                    }
+                    for (int k = 0; k < LRP_ABS_COUNT; k++) {
+                        assert_true(!A->abs[k] == !B->abs[k]);
+                        if (A->abs[k] && memcmp(A->abs[k], B->abs[k], nu * sizeof(float)))
+                            fail_msg("%s: layer %d absorbed %s differs", what, i,
+                                     lrp_abs_name((lrp_abs_kind)k));
+                    }
+                }
+                compared++;
+            }
+            for (int isa = 0; isa < LRP_FP_ISA_COUNT; isa++) {
+                lrp_pipe_free(p[isa]);
+                lrp_f32_ctx_free(cx[isa]);
+            }
+            lrp_net_free(net);
+        }
+    lrp_fp_set_isa(saved);
+    print_message("    %d cross-path comparisons, all bitwise equal\n", compared);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -304,6 +378,7 @@ int main(void)
         cmocka_unit_test(test_sign0_zero_nan_exact),
         cmocka_unit_test(test_threads_bitwise),
         cmocka_unit_test(test_modes_bitwise),
+        cmocka_unit_test(test_isa_paths_bitwise),
     };
     return cmocka_run_group_tests_name("fastpath", tests, NULL, NULL);
 }
