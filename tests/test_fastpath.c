@@ -300,7 +300,7 @@ static void test_modes_bitwise(void **state)
 /* Every dispatch path (portable C, AVX2, AVX-512: kernels and the
  * vectorised elementwise passes of fp_vec.c) gives the same bits for
  * everything the full run keeps: activations, relevance, denominators,
- * classes, absorbed relevance, flags. */
+ * gauges, classes, absorbed relevance, flags. */
 static void test_isa_paths_bitwise(void **state)
 {
     (void)state;
@@ -350,6 +350,9 @@ static void test_isa_paths_bitwise(void **state)
                             fail_msg("%s: layer %d denominators differ", what, i);
                         if (A->cls[k] && memcmp(A->cls[k], B->cls[k], nu))
                             fail_msg("%s: layer %d classes differ", what, i);
+                        assert_true(!A->gauge[k] == !B->gauge[k]);
+                        if (A->gauge[k] && memcmp(A->gauge[k], B->gauge[k], nu * sizeof(float)))
+                            fail_msg("%s: layer %d gauges differ", what, i);
                     }
                     for (int k = 0; k < LRP_ABS_COUNT; k++) {
                         assert_true(!A->abs[k] == !B->abs[k]);
