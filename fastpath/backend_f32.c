@@ -1430,9 +1430,76 @@ typedef struct {
     int bad;
 } maxf_job;
 
+/* 2 x 2 windows with stride 2 and no padding, all inside the image (the
+ * VGG / ResNet pools): windows do not overlap, so the generic loops reduce
+ * to these -- the same comparisons in the same order (ky, then kx; the
+ * first maximum wins, the first NaN wins over numbers), and the backward
+ * writes 0 + R_j (what += into a zeroed cell gives) or +0. */
+static int pool_is_2x2(const lrp_pool *P)
+{
+    return P->kh == 2 && P->kw == 2 && P->sh == 2 && P->sw == 2 && P->pt == 0 &&
+           P->pl == 0 && 2 * P->Ho <= P->H && 2 * P->Wo <= P->W;
+}
+
+static inline int mp_take(float v, float best)
+{
+    return v > best || (v != v && best == best);
+}
+
+/* index (0..3: a b / c d) of the winning cell */
+static inline int mp_win4(float a, float b, float c, float d, float *best)
+{
+    float m = a;
+    int k = 0;
+    if (mp_take(b, m)) { m = b; k = 1; }
+    if (mp_take(c, m)) { m = c; k = 2; }
+    if (mp_take(d, m)) { m = d; k = 3; }
+    *best = m;
+    return k;
+}
+
+static void max2_fwd_plane(float *o, const float *x, const lrp_pool *P)
+{
+    int64_t W = P->W, Wo = P->Wo;
+    for (int64_t oy = 0; oy < P->Ho; oy++) {
+        const float *r0 = x + 2 * oy * W, *r1 = r0 + W;
+        float *op = o + oy * Wo;
+        for (int64_t ox = 0; ox < Wo; ox++) {
+            float m;
+            mp_win4(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1], &m);
+            op[ox] = m;
+        }
+    }
+}
+
+static void max2_bwd_plane(float *r, const float *x, const float *R, const lrp_pool *P)
+{
+    int64_t H = P->H, W = P->W, Wo = P->Wo;
+    if (2 * P->Ho < H || 2 * P->Wo < W) /* cells no window covers stay 0 */
+        memset(r, 0, (size_t)(H * W) * sizeof *r);
+    for (int64_t oy = 0; oy < P->Ho; oy++) {
+        const float *x0 = x + 2 * oy * W, *x1 = x0 + W;
+        float *q0 = r + 2 * oy * W, *q1 = q0 + W;
+        const float *Rr = R + oy * Wo;
+        for (int64_t ox = 0; ox < Wo; ox++) {
+            float m;
+            int k = mp_win4(x0[2 * ox], x0[2 * ox + 1], x1[2 * ox], x1[2 * ox + 1], &m);
+            float v = 0.0f + Rr[ox];
+            q0[2 * ox] = k == 0 ? v : 0.0f;
+            q0[2 * ox + 1] = k == 1 ? v : 0.0f;
+            q1[2 * ox] = k == 2 ? v : 0.0f;
+            q1[2 * ox + 1] = k == 3 ? v : 0.0f;
+        }
+    }
+}
+
 static void maxf_item(void *arg, int64_t pl)
 {
     maxf_job *q = arg;
+    if (pool_is_2x2(q->P)) {
+        max2_fwd_plane(q->out + pl * q->P->Ho * q->P->Wo, q->x + pl * q->P->H * q->P->W, q->P);
+        return;
+    }
     lrp_fp_pool_geom g = pool_geom(q->P, 1);
     g.c = 1; /* one plane */
     if (lrp_fp_maxpool_fwd(q->out + pl * q->P->Ho * q->P->Wo, NULL,
@@ -1509,6 +1576,12 @@ static void max_bwd_range(void *vq, int64_t lo, int64_t hi)
 
 static void maxb_item(void *arg, int64_t pl)
 {
+    const maxb_job *q = arg;
+    if (pool_is_2x2(q->P) && !q->P->split_ties) {
+        int64_t hw = q->P->H * q->P->W;
+        max2_bwd_plane(q->r + pl * hw, q->x + pl * hw, q->R + pl * q->P->Ho * q->P->Wo, q->P);
+        return;
+    }
     max_bwd_range(arg, pl, pl + 1);
 }
 

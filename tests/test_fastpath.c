@@ -373,6 +373,81 @@ static void test_isa_paths_bitwise(void **state)
     print_message("    %d cross-path comparisons, all bitwise equal\n", compared);
 }
 
+/* Max pool through the backend vtable against a direct transcription of
+ * the contract (core/pipeline.h: the first maximum in row-major window
+ * order wins, a NaN beats every number, padded cells never win; backward
+ * sends R_j to the winner): 2 x 2 / stride 2 windows (the backend's fast
+ * form), on even and odd planes, with planted ties, NaN, -0 and +-inf, and
+ * a 3 x 3 / stride 2 padded pool (the generic form) for contrast. */
+static void maxpool_case(int H, int W, int k, int s, int pad, uint64_t seed)
+{
+    lrp_pool P;
+    memset(&P, 0, sizeof P);
+    P.C = 3;
+    P.H = H;
+    P.W = W;
+    P.kh = P.kw = k;
+    P.sh = P.sw = s;
+    P.pt = P.pl = pad;
+    P.Ho = (H + 2 * pad - k) / s + 1;
+    P.Wo = (W + 2 * pad - k) / s + 1;
+    int64_t B = 2, n = B * P.C * H * W, no = B * P.C * P.Ho * P.Wo;
+    float *x = malloc(sizeof(float) * n), *R = malloc(sizeof(float) * no);
+    float *y = malloc(sizeof(float) * no), *r = malloc(sizeof(float) * n);
+    float *ey = malloc(sizeof(float) * no), *er = calloc((size_t)n, sizeof(float));
+    assert_true(x && R && y && r && ey && er);
+    uint64_t st = seed;
+    for (int64_t i = 0; i < n; i++) {
+        st = st * 6364136223846793005u + 1442695040888963407u;
+        unsigned v = (unsigned)(st >> 33) % 16;
+        /* few distinct values: many ties */
+        static const float vals[16] = {0.0f, -0.0f, 1.0f, 1.0f, 2.0f, -1.0f, 0.5f, 2.0f,
+                                       NAN, INFINITY, -INFINITY, 3.0f, 3.0f, -2.0f, 1.0f, 0.25f};
+        x[i] = vals[v];
+    }
+    for (int64_t j = 0; j < no; j++)
+        R[j] = (j % 7 == 3) ? -0.0f : (float)(j % 5) - 1.5f;
+    for (int64_t pl = 0; pl < B * P.C; pl++)
+        for (int64_t oy = 0; oy < P.Ho; oy++)
+            for (int64_t ox = 0; ox < P.Wo; ox++) {
+                int64_t arg = -1;
+                float best = 0;
+                for (int ky = 0; ky < k; ky++)
+                    for (int kx = 0; kx < k; kx++) {
+                        int64_t iy = oy * s - pad + ky, ix = ox * s - pad + kx;
+                        if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                            continue;
+                        float v = x[pl * H * W + iy * W + ix];
+                        if (arg < 0 || v > best || (isnan(v) && !isnan(best))) {
+                            best = v;
+                            arg = iy * W + ix;
+                        }
+                    }
+                int64_t j = pl * P.Ho * P.Wo + oy * P.Wo + ox;
+                ey[j] = best;
+                er[pl * H * W + arg] += R[j];
+            }
+    lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
+    lrp_backend be;
+    lrp_f32_backend(&be, cx);
+    be.max_fwd(be.ctx, y, x, &P, B);
+    be.max_bwd(be.ctx, r, x, R, &P, B);
+    assert_memory_equal(y, ey, sizeof(float) * (size_t)no);
+    assert_memory_equal(r, er, sizeof(float) * (size_t)n);
+    lrp_f32_ctx_free(cx);
+    free(x); free(R); free(y); free(r); free(ey); free(er);
+}
+
+static void test_maxpool_contract(void **state)
+{
+    (void)state;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        maxpool_case(8, 6, 2, 2, 0, seed);
+        maxpool_case(7, 9, 2, 2, 0, seed);  /* last row / column in no window */
+        maxpool_case(9, 8, 3, 2, 1, seed);  /* generic form */
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -382,6 +457,7 @@ int main(void)
         cmocka_unit_test(test_threads_bitwise),
         cmocka_unit_test(test_modes_bitwise),
         cmocka_unit_test(test_isa_paths_bitwise),
+        cmocka_unit_test(test_maxpool_contract),
     };
     return cmocka_run_group_tests_name("fastpath", tests, NULL, NULL);
 }
