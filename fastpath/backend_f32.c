@@ -817,6 +817,7 @@ typedef struct {
     float *y;
     const float *p, *q;
     float c1, c2;
+    int vec; /* no partial overlap: the AVX-512 form may run */
 } ew_job;
 
 static void ew_range(void *arg, int64_t lo, int64_t hi)
@@ -827,6 +828,10 @@ static void ew_range(void *arg, int64_t lo, int64_t hi)
     const float *p = j->p ? j->p + lo : NULL, *q = j->q ? j->q + lo : NULL;
     float c1 = j->c1, c2 = j->c2;
     int64_t n = hi - lo;
+    /* in place (y == p) is lane-wise safe; a partial overlap keeps the
+     * scalar order */
+    if (j->vec && vec512() && fp_vec_ew((int)op, y, p, q, c1, n))
+        return;
     switch (op) {
     case LRP_EW_ZERO: memset(y, 0, (size_t)n * sizeof *y); break;
     case LRP_EW_COPY: memmove(y, p, (size_t)n * sizeof *y); break;
@@ -882,8 +887,9 @@ static void t_ew(void *ctx, lrp_ew_op op, void *out, const void *a, const void *
                  float c2, int64_t n)
 {
     lrp_f32_ctx *cx = ctx;
-    ew_job j = {op, out, a, b, c1, c2};
-    int nt = ew_splittable(j.y, j.p, n) && ew_splittable(j.y, j.q, n) ? cx->nthreads : 1;
+    ew_job j = {op, out, a, b, c1, c2, 0};
+    j.vec = ew_splittable(j.y, j.p, n) && ew_splittable(j.y, j.q, n);
+    int nt = j.vec ? cx->nthreads : 1;
     par_range(nt, n, ew_range, &j);
 }
 
@@ -1200,6 +1206,11 @@ static void rin_range(void *arg, int64_t lo, int64_t hi)
     const float *x = j->x, *g = j->g;
     float c = j->coef;
     int first = j->first;
+    if (vec512() && (j->mod == LRP_IM_ID || j->mod == LRP_IM_POS || j->mod == LRP_IM_NEG)) {
+        fp_vec_rin(r + lo, x + lo, g + lo,
+                   j->mod == LRP_IM_ID ? 0 : j->mod == LRP_IM_POS ? 1 : 2, c, first, hi - lo);
+        return;
+    }
 #define RIN_LOOP(AEXPR)                                       \
     for (int64_t i = lo; i < hi; i++) {                       \
         float a = (AEXPR);                                    \

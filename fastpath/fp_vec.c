@@ -86,3 +86,59 @@ TGT int fp_vec_any_nonfinite(const float *x, int64_t n)
     }
     return bad != 0;
 }
+
+/* Elementwise ops of backend_f32.c's ew_range (op: lrp_ew_op): POS, NEG,
+ * ABS, ADD, MUL, SCALE.  Returns 0 (nothing done) for other ops. */
+TGT int fp_vec_ew(int op, float *y, const float *p, const float *q, float c1, int64_t n)
+{
+    const __m512 z = _mm512_setzero_ps(), vc = _mm512_set1_ps(c1);
+    const __m512i absm = _mm512_set1_epi32(0x7fffffff);
+    switch (op) {
+    case LRP_EW_POS: case LRP_EW_NEG: case LRP_EW_ABS: case LRP_EW_ADD: case LRP_EW_MUL:
+    case LRP_EW_SCALE: break;
+    default: return 0;
+    }
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 a = _mm512_maskz_loadu_ps(m, p + j), v;
+        switch (op) {
+        case LRP_EW_POS: /* x > 0 or NaN: x; else +0 */
+            v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, z, _CMP_GT_OQ) |
+                                        _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a);
+            break;
+        case LRP_EW_NEG:
+            v = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, z, _CMP_LT_OQ) |
+                                        _mm512_cmp_ps_mask(a, a, _CMP_UNORD_Q), a);
+            break;
+        case LRP_EW_ABS:
+            v = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(a), absm));
+            break;
+        case LRP_EW_ADD: v = _mm512_add_ps(a, _mm512_maskz_loadu_ps(m, q + j)); break;
+        case LRP_EW_MUL: v = _mm512_mul_ps(a, _mm512_maskz_loadu_ps(m, q + j)); break;
+        default: v = _mm512_mul_ps(vc, a); break; /* SCALE: c1 * a */
+        }
+        _mm512_mask_storeu_ps(y + j, m, v);
+    }
+    return 1;
+}
+
+/* r (+)= c * (a * g), a = mod(x) with mod 0: x, 1: x > 0 ? x : +0 (NaN ->
+ * +0), 2: x < 0 ? x : +0; first: r = +0 + v.  backend_f32.c rin_range. */
+TGT void fp_vec_rin(float *r, const float *x, const float *g, int mod, float c, int first,
+                    int64_t n)
+{
+    const __m512 z = _mm512_setzero_ps(), vc = _mm512_set1_ps(c);
+    for (int64_t j = 0; j < n; j += 16) {
+        __mmask16 m = tail_mask(n - j);
+        __m512 a = _mm512_maskz_loadu_ps(m, x + j);
+        if (mod == 1)
+            a = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, z, _CMP_GT_OQ), a);
+        else if (mod == 2)
+            a = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(a, z, _CMP_LT_OQ), a);
+        __m512 v = _mm512_mul_ps(a, _mm512_maskz_loadu_ps(m, g + j));
+        if (c != 1.0f)
+            v = _mm512_mul_ps(vc, v);
+        __m512 base = first ? z : _mm512_maskz_loadu_ps(m, r + j);
+        _mm512_mask_storeu_ps(r + j, m, _mm512_add_ps(base, v));
+    }
+}

@@ -12,4 +12,11 @@ void fp_vec_stab_div(float *s, uint8_t *cls, const float *R, const float *den, i
 /* 1 if x[0..n) holds a NaN or an infinity. */
 int fp_vec_any_nonfinite(const float *x, int64_t n);
 
+/* backend_f32.c ew_range for POS, NEG, ABS, ADD, MUL, SCALE (op: an
+ * lrp_ew_op); returns 0 and does nothing for other ops. */
+int fp_vec_ew(int op, float *y, const float *p, const float *q, float c1, int64_t n);
+/* backend_f32.c rin_range for the input modifiers ID (0), POS (1), NEG (2). */
+void fp_vec_rin(float *r, const float *x, const float *g, int mod, float c, int first,
+                int64_t n);
+
 #endif
