@@ -7,7 +7,11 @@ input * gradient -- on the same network shapes as bench_lrp.c:
   conv (not first):  z+ : z = conv(a, W.clamp(min=0), b.clamp(min=0));
                      s = R / stab(z); R_in = a * autograd.grad(z, a, s)
                      (a >= 0 after ReLU / max-pool, so Zennit's a- term is 0
-                     and is not computed -- as our engine drops it too)
+                     and is not computed -- as our engine drops it too).
+                     --form zennit: Zennit's ZPlus as Zennit runs it (it does
+                     not know a >= 0): z1 = conv(a+, W+, b+), z2 = conv(a-, W-),
+                     s = R / stab(z1 + z2), R_in = a+ grad(z1) + a- grad(z2):
+                     two modified forwards and two gradients per layer.
   first conv:        flat: z = conv(1, 1) ; R_in = grad(z, 1, R / stab(z))
   dense:             epsilon: z = a W^T + b ; R_in = a * grad(z, a, R / stab(z))
   batch norm:        epsilon, explicit (no canonizer): z = bn(a) (eval mode);
@@ -51,6 +55,27 @@ def lrp_conv_zplus(a, R, conv):
                  conv.dilation, conv.groups)
     (g,) = torch.autograd.grad(z, a, R / stab(z))
     return a.detach() * g
+
+
+def lrp_conv_zplus_zennit(a, R, conv):
+    ap = a.detach().clamp(min=0).requires_grad_(True)
+    an = a.detach().clamp(max=0).requires_grad_(True)
+    b = conv.bias.clamp(min=0) if conv.bias is not None else None
+    z1 = F.conv2d(ap, conv.weight.clamp(min=0), b, conv.stride, conv.padding,
+                  conv.dilation, conv.groups)
+    z2 = F.conv2d(an, conv.weight.clamp(max=0), None, conv.stride, conv.padding,
+                  conv.dilation, conv.groups)
+    s = R / stab(z1 + z2)
+    g1, g2 = torch.autograd.grad((z1, z2), (ap, an), (s, s))
+    return ap.detach() * g1 + an.detach() * g2
+
+
+ZPLUS = {"lean": lrp_conv_zplus, "zennit": lrp_conv_zplus_zennit}
+FORM = "lean"
+
+
+def lrp_conv_zplus_form(a, R, conv):
+    return ZPLUS[FORM](a, R, conv)
 
 
 def lrp_conv_flat(a, R, conv):
@@ -136,7 +161,7 @@ def vgg_lrp(net, x):
     for i in reversed(range(len(feats))):
         m, ai = feats[i], acts[i]
         if isinstance(m, nn.Conv2d):
-            R = lrp_conv_flat(ai, R, m) if i == 0 else lrp_conv_zplus(ai, R, m)
+            R = lrp_conv_flat(ai, R, m) if i == 0 else lrp_conv_zplus_form(ai, R, m)
         elif isinstance(m, nn.MaxPool2d):
             R = lrp_maxpool(ai, R, m)
     return R
@@ -187,14 +212,14 @@ class Bottleneck(nn.Module):
             s = R / stab(h3 + sk)
             Rm, Rs = h3 * s, sk * s
         Rm = lrp_bn_eps(y3, Rm, self.b3)
-        Rm = lrp_conv_zplus(h2, Rm, self.c3)
+        Rm = lrp_conv_zplus_form(h2, Rm, self.c3)
         Rm = lrp_bn_eps(y2, Rm, self.b2)
-        Rm = lrp_conv_zplus(h1, Rm, self.c2)
+        Rm = lrp_conv_zplus_form(h1, Rm, self.c2)
         Rm = lrp_bn_eps(y1, Rm, self.b1)
-        Rm = lrp_conv_zplus(x, Rm, self.c1)
+        Rm = lrp_conv_zplus_form(x, Rm, self.c1)
         if self.down is not None:
             Rs = lrp_bn_eps(yd, Rs, self.bd)
-            Rs = lrp_conv_zplus(x, Rs, self.down)
+            Rs = lrp_conv_zplus_form(x, Rs, self.down)
         return Rm + Rs
 
 
@@ -255,7 +280,11 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--case", default=None, help="run only this case")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--form", choices=sorted(ZPLUS), default="lean",
+                    help="z+ as the lean form (a >= 0 known) or as Zennit runs it")
     args = ap.parse_args()
+    global FORM
+    FORM = args.form
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     with open("/proc/loadavg") as f:
@@ -285,7 +314,8 @@ def main():
         R = lrp(net, x)
         print(f"#   {name}: input relevance finite {bool(torch.isfinite(R).all())}, "
               f"sum {float(R.sum()):.6g}")
-        print(f"RESULT torch {name} forward_s {tf:.4f} lrp_s {tl:.4f}", flush=True)
+        tag = "torch" if FORM == "lean" else "torch_" + FORM
+        print(f"RESULT {tag} {name} forward_s {tf:.4f} lrp_s {tl:.4f}", flush=True)
 
 
 if __name__ == "__main__":
