@@ -321,16 +321,16 @@ static void test_isa_paths_bitwise(void **state)
             assign(net, &rules[cases[c].rc], cases[c].stab, cases[c].eps);
             lrp_pipe *p[LRP_FP_ISA_COUNT] = {NULL};
             lrp_f32_ctx *cx[LRP_FP_ISA_COUNT] = {NULL};
+            lrp_backend be[LRP_FP_ISA_COUNT]; /* each pipe points at its own */
             int first = -1;
             for (int isa = 0; isa < LRP_FP_ISA_COUNT; isa++) {
                 if (!lrp_fp_isa_supported((lrp_fp_isa)isa))
                     continue;
                 assert_int_equal(lrp_fp_set_isa((lrp_fp_isa)isa), 0);
-                lrp_backend be;
                 cx[isa] = lrp_f32_ctx_new(2);
-                lrp_f32_backend(&be, cx[isa]);
+                lrp_f32_backend(&be[isa], cx[isa]);
                 lrp_err e = {0};
-                if (lrp_pipe_run(&p[isa], &be, net, &e) != LRP_OK)
+                if (lrp_pipe_run(&p[isa], &be[isa], net, &e) != LRP_OK)
                     fail_msg("%s: %s", lrp_fixture_defs[f].name, e.msg);
                 if (first < 0) {
                     first = isa;
