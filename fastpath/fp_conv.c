@@ -53,11 +53,12 @@ int lrp_fp_conv_out_hw(const lrp_fp_conv_geom *g, int *oh, int *ow)
 /* One flat correlation problem (one stride phase of the output). */
 typedef struct {
     int K;
-    int32_t *koff; /* [K] */
-    float *ap;     /* [groups][npanel][K][mr] */
+    int32_t *koff; /* [K] src offsets */
+    int32_t *aoff; /* [K] weight offsets (see fp_conv_kern_fn) */
     int rows, cols; /* valid outputs of the phase */
     int wq;         /* flat row width */
-    int ntiles;
+    int ntiles;     /* nfull tiles of tw, then possibly one narrower tail */
+    int nfull, tailw;
     int oy0, ox0;   /* destination of phase pixel (0,0) */
 } phase_t;
 
@@ -86,8 +87,13 @@ typedef struct {
     int fwd;
     int sh, sw, pt, pl; /* fwd: stride and padding; bwd: pt/pl = PT/PL shift */
     int hq, wq;         /* fwd: sub-plane size; bwd: padded plane size */
-    /* A packing */
+    /* weights, read in place: W viewed as [groups][A][Mp][B] (forward A = 1,
+     * B = K; backward A = co per group, B = kh*kw); Mp = m, or m rounded up
+     * to mr in a zero-padded copy when mr does not divide m */
     const float *w;
+    const float *wsrc;
+    size_t gstride;     /* floats per group in wsrc */
+    ptrdiff_t lda;      /* = B */
     int kh, kw, kk;     /* kk = kh*kw */
     int *taps[64];      /* per phase: tap ids (ky*kw + kx), count in ntap */
     int ntap[64];
@@ -136,57 +142,31 @@ static void build_src_item(void *vctx, int64_t item)
     }
 }
 
-/* ---- packing the weights into [group][panel][k][mr] --------------------- */
+/* ---- weights ------------------------------------------------------------ */
 
-static void pack_item(void *vctx, int64_t item)
+/* The zero-padded copy when mr does not divide m (odd channel counts,
+ * depthwise): wp[g][a][mp][b] = w[g][a][m][b] for m < M, 0 beyond.  Pure
+ * data movement; the padded lanes' outputs are never stored. */
+static float *pad_weights(const float *w, int groups, int A, int M, int Mp, int B)
 {
-    job_t *j = vctx;
-    int panel = (int)(item % j->npanel);
-    int rest = (int)(item / j->npanel);
-    int g = rest % j->groups;
-    int ph = rest / j->groups;
-    phase_t *P = &j->ph[ph];
-    int K = P->K, mr = j->mr;
-    float *ap = P->ap + ((size_t)g * j->npanel + panel) * (size_t)K * mr;
-    int cin_g = j->cin_g;
-    if (j->fwd) {
-        for (int mm = 0; mm < mr; mm++) {
-            int m = panel * mr + mm;
-            if (m >= j->m) {
-                for (int k = 0; k < K; k++)
-                    ap[(size_t)k * mr + mm] = 0.0f;
-                continue;
-            }
-            /* w[co][ci][ky][kx], k = ci*kk + tap: the row of co as is */
-            const float *wr = j->w + (size_t)(g * j->m + m) * cin_g * j->kk;
-            for (int k = 0; k < K; k++)
-                ap[(size_t)k * mr + mm] = wr[k];
+    float *wp = fp_alloc(sizeof(float) * (size_t)groups * A * Mp * B);
+    if (!wp)
+        return NULL;
+    for (int g = 0; g < groups; g++)
+        for (int a = 0; a < A; a++) {
+            const float *src = w + ((size_t)g * A + a) * M * B;
+            float *dst = wp + ((size_t)g * A + a) * Mp * B;
+            memcpy(dst, src, sizeof(float) * M * B);
+            memset(dst + (size_t)M * B, 0, sizeof(float) * (Mp - M) * B);
         }
-    } else {
-        /* output channel m is ci; k = (co, tap) over the phase's taps.  The
-         * loop runs along mm innermost: consecutive ci of one co are
-         * kk floats apart in w (a transpose read in order). */
-        int nt = j->ntap[ph];
-        const int *tp = j->taps[ph];
-        for (int co = 0; co < cin_g; co++) {
-            const float *wc = j->w + (size_t)(g * cin_g + co) * j->m * j->kk;
-            for (int t = 0; t < nt; t++) {
-                float *dst = ap + ((size_t)co * nt + t) * mr;
-                for (int mm = 0; mm < mr; mm++) {
-                    int m = panel * mr + mm;
-                    dst[mm] = m < j->m ? wc[(size_t)m * j->kk + tp[t]] : 0.0f;
-                }
-            }
-        }
-    }
+    return wp;
 }
 
 /* ---- compute ----------------------------------------------------------- */
 
 static void store_tile(const job_t *j, const phase_t *P, const float *tile,
-                       int n, int g, int panel, int q0)
+                       int n, int g, int panel, int q0, int tw)
 {
-    int tw = j->tw;
     size_t plane = (size_t)j->dh_ * j->dw_;
     for (int mm = 0; mm < j->mr; mm++) {
         int m = panel * j->mr + mm;
@@ -235,17 +215,29 @@ static void compute_item(void *vctx, int64_t item)
     const phase_t *P = &j->ph[it->ph];
     float tile[16 * 64] __attribute__((aligned(64)));
     const float *sb = j->src + ((size_t)it->n * j->csrc + (size_t)it->g * j->cin_g) * j->cs;
+    const float *wg = j->wsrc + (size_t)it->g * j->gstride;
     for (int p = it->p0; p < it->p1; p++) {
-        const float *ap = P->ap + ((size_t)it->g * j->npanel + p) * (size_t)P->K * j->mr;
+        const float *wb = wg + (size_t)p * j->mr * j->lda;
         for (int t = it->t0; t < it->t1; t++) {
             int q0 = t * j->tw;
+            int tw = t < P->nfull ? j->tw : P->tailw;
             if (P->K > 0)
-                j->ops->conv(tile, sb + q0, P->koff, P->K, ap);
+                j->ops->conv(tile, tw, sb + q0, P->koff, P->K, wb, P->aoff, j->lda);
             else
-                memset(tile, 0, sizeof(float) * j->mr * j->tw);
-            store_tile(j, P, tile, it->n, it->g, p, q0);
+                memset(tile, 0, sizeof(float) * j->mr * tw);
+            store_tile(j, P, tile, it->n, it->g, p, q0, tw);
         }
     }
+}
+
+/* tiles of a phase with flat length L: full tiles of tw, then one tail
+ * rounded up to the path's unit */
+static void set_tiles(phase_t *P, int64_t L, int tw, int tu)
+{
+    P->nfull = (int)(L / tw);
+    int rem = (int)(L % tw);
+    P->tailw = rem ? (rem + tu - 1) / tu * tu : tw;
+    P->ntiles = P->nfull + (rem > 0);
 }
 
 /* Tiles per item along pixels: the item's src rows (all its channels) and
@@ -312,7 +304,7 @@ int lrp_fp_conv2d_fwd(float *out, const float *in, const float *w,
     memset(&j, 0, sizeof j);
     phase_t P;
     memset(&P, 0, sizeof P);
-    float *src = NULL, *ws = NULL;
+    float *src = NULL, *ws = NULL, *wpad = NULL;
     int wsc = 0;
     j.ops = fp_ops();
     j.mr = j.ops->mr;
@@ -355,14 +347,26 @@ int lrp_fp_conv2d_fwd(float *out, const float *in, const float *w,
     P.rows = oh;
     P.cols = ow;
     P.wq = j.wq;
-    P.ntiles = (int)cdiv64((int64_t)oh * j.wq, j.tw);
+    set_tiles(&P, (int64_t)oh * j.wq, j.tw, j.ops->tu);
     P.koff = malloc(sizeof(int32_t) * (size_t)(K > 0 ? K : 1));
-    size_t apn = ((size_t)g->groups * j.npanel * (size_t)K * j.mr + 15) & ~(size_t)15;
-    ws = fp_ws_acquire(sizeof(float) * (apn + (size_t)g->n * g->c * j.cs), &wsc);
-    if (!P.koff || !ws)
+    P.aoff = malloc(sizeof(int32_t) * (size_t)(K > 0 ? K : 1));
+    ws = fp_ws_acquire(sizeof(float) * ((size_t)g->n * g->c * j.cs), &wsc);
+    if (!P.koff || !P.aoff || !ws)
         goto cleanup;
-    P.ap = ws;
-    src = ws + apn;
+    src = ws;
+    /* weights in place: row m of group g is w + (g*m + m)*K, k = ci*kk + tap */
+    int Mp = j.npanel * j.mr;
+    j.wsrc = w;
+    if (Mp != j.m) {
+        wpad = pad_weights(w, g->groups, 1, j.m, Mp, (int)K);
+        if (!wpad)
+            goto cleanup;
+        j.wsrc = wpad;
+    }
+    j.gstride = (size_t)Mp * (size_t)K;
+    j.lda = (ptrdiff_t)K;
+    for (int k = 0; k < (int)K; k++)
+        P.aoff[k] = k;
     for (int ci = 0; ci < j.cin_g; ci++)
         for (int ky = 0; ky < g->kh; ky++)
             for (int kx = 0; kx < g->kw; kx++) {
@@ -375,11 +379,12 @@ int lrp_fp_conv2d_fwd(float *out, const float *in, const float *w,
     j.ph = &P;
     j.nph = 1;
     int nt = fp_threads(nthreads);
-    fp_parallel_for(nt, (int64_t)g->groups * j.npanel, pack_item, &j);
     fp_parallel_for(nt, (int64_t)g->n * g->c, build_src_item, &j);
     rc = run_job(&j, nt, g->n);
 cleanup:
     free(P.koff);
+    free(P.aoff);
+    fp_free(wpad);
     if (ws)
         fp_ws_release(ws, wsc);
     return rc;
@@ -402,9 +407,8 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
     memset(&j, 0, sizeof j);
     phase_t P[64];
     memset(P, 0, sizeof P);
-    float *src = NULL, *ws = NULL;
+    float *src = NULL, *ws = NULL, *wpad = NULL;
     int wsc = 0;
-    size_t apoff[64], aptot = 0;
     j.ops = fp_ops();
     j.mr = j.ops->mr;
     j.tw = j.ops->tw;
@@ -476,7 +480,9 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
         }
     int64_t cs = hg * wg + wg + 2 * j.tw + 64;
     cs = (cs + 15) & ~(int64_t)15;
-    if (cs * j.cin_g > INT32_MAX || hg > INT32_MAX || wg > INT32_MAX)
+    int Mp = j.npanel * j.mr;
+    if (cs * j.cin_g > INT32_MAX || hg > INT32_MAX || wg > INT32_MAX ||
+        (int64_t)j.cin_g * Mp * j.kk > INT32_MAX)
         goto cleanup;
     j.cs = (size_t)cs;
     j.hq = (int)hg;
@@ -488,12 +494,11 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
         int64_t K = (int64_t)j.cin_g * nt;
         P[ph].K = (int)K;
         P[ph].wq = (int)wg;
-        P[ph].ntiles = (int)cdiv64((int64_t)P[ph].rows * wg, j.tw);
+        set_tiles(&P[ph], (int64_t)P[ph].rows * wg, j.tw, j.ops->tu);
         P[ph].koff = malloc(sizeof(int32_t) * (size_t)(K > 0 ? K : 1));
-        if (!P[ph].koff)
+        P[ph].aoff = malloc(sizeof(int32_t) * (size_t)(K > 0 ? K : 1));
+        if (!P[ph].koff || !P[ph].aoff)
             goto cleanup;
-        apoff[ph] = aptot;
-        aptot += ((size_t)g->groups * j.npanel * (size_t)K * j.mr + 15) & ~(size_t)15;
         for (int co = 0; co < j.cin_g; co++)
             for (int t = 0; t < nt; t++) {
                 int ky = j.taps[ph][t] / g->kw, kx = j.taps[ph][t] % g->kw;
@@ -501,23 +506,36 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
                 int dx = fdiv(P[ph].ox0 + g->pl - kx * g->dw, sw);
                 P[ph].koff[co * nt + t] =
                     (int32_t)(co * cs + (int64_t)(dy + PT) * wg + (dx + PL));
+                /* weight of (co, tap) for ci = panel*mr + m: w[co][ci][tap],
+                 * lanes m are kk floats apart */
+                P[ph].aoff[co * nt + t] = (int32_t)((int64_t)co * Mp * j.kk + j.taps[ph][t]);
             }
     }
-    ws = fp_ws_acquire(sizeof(float) * (aptot + (size_t)g->n * g->co * j.cs), &wsc);
+    /* weights in place: w viewed as [groups][co per group][ci per group][kk] */
+    j.wsrc = w;
+    if (Mp != j.m) {
+        wpad = pad_weights(w, g->groups, j.cin_g, j.m, Mp, j.kk);
+        if (!wpad)
+            goto cleanup;
+        j.wsrc = wpad;
+    }
+    j.gstride = (size_t)j.cin_g * Mp * j.kk;
+    j.lda = j.kk;
+    ws = fp_ws_acquire(sizeof(float) * ((size_t)g->n * g->co * j.cs), &wsc);
     if (!ws)
         goto cleanup;
-    for (int ph = 0; ph < nph; ph++)
-        P[ph].ap = ws + apoff[ph];
-    src = ws + aptot;
+    src = ws;
     j.src = src;
     j.ph = P;
     int nt = fp_threads(nthreads);
-    fp_parallel_for(nt, (int64_t)nph * g->groups * j.npanel, pack_item, &j);
     fp_parallel_for(nt, (int64_t)g->n * g->co, build_src_item, &j);
     rc = run_job(&j, nt, g->n);
 cleanup:
-    for (int ph = 0; ph < nph; ph++)
+    for (int ph = 0; ph < nph; ph++) {
         free(P[ph].koff);
+        free(P[ph].aoff);
+    }
+    fp_free(wpad);
     free(heap_taps);
     if (ws)
         fp_ws_release(ws, wsc);

@@ -25,19 +25,22 @@
 #define P_MR 4
 #define P_TW 16
 
-static void conv_portable(float *tile, const float *src, const int32_t *koff,
-                          int K, const float *ap)
+static void conv_portable(float *tile, int tw, const float *src, const int32_t *koff,
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
 {
     float acc[P_MR][P_TW];
     memset(acc, 0, sizeof acc); /* +0 */
     for (int k = 0; k < K; k++) {
         const float *s = src + koff[k];
-        const float *a = ap + (size_t)k * P_MR;
-        for (int m = 0; m < P_MR; m++)
-            for (int j = 0; j < P_TW; j++)
-                acc[m][j] = fmaf(s[j], a[m], acc[m][j]);
+        const float *a = wb + aoff[k];
+        for (int m = 0; m < P_MR; m++) {
+            float am = a[m * lda];
+            for (int j = 0; j < tw; j++)
+                acc[m][j] = fmaf(s[j], am, acc[m][j]);
+        }
     }
-    memcpy(tile, acc, sizeof acc);
+    for (int m = 0; m < P_MR; m++)
+        memcpy(tile + (size_t)m * tw, acc[m], sizeof(float) * tw);
 }
 
 static void axpy_portable(float *acc, const float *w, float s, int len)
@@ -74,45 +77,45 @@ static void pack16_portable(float *buf, const float *W, size_t ld, int no, int c
 #define A2_MR 4
 #define A2_TW 24
 
-__attribute__((target("avx2,fma")))
-static void conv_avx2(float *tile, const float *src, const int32_t *koff,
-                      int K, const float *ap)
+/* NV = 3, 2, 1 vectors of 8 pixels (tail tiles use the narrower ones) */
+#define A2_KERNEL(NAME, NV)                                                  \
+__attribute__((target("avx2,fma")))                                          \
+static void NAME(float *tile, const float *src, const int32_t *koff, int K,  \
+                 const float *wb, const int32_t *aoff, ptrdiff_t lda)        \
+{                                                                            \
+    __m256 c[A2_MR][NV];                                                     \
+    for (int m = 0; m < A2_MR; m++)                                          \
+        for (int v = 0; v < NV; v++)                                         \
+            c[m][v] = _mm256_setzero_ps();                                   \
+    for (int k = 0; k < K; k++) {                                            \
+        const float *s = src + koff[k];                                      \
+        const float *a = wb + aoff[k];                                       \
+        __m256 b[NV];                                                        \
+        for (int v = 0; v < NV; v++)                                         \
+            b[v] = _mm256_loadu_ps(s + 8 * v);                               \
+        for (int m = 0; m < A2_MR; m++) {                                    \
+            __m256 w = _mm256_broadcast_ss(a + m * lda);                     \
+            for (int v = 0; v < NV; v++)                                     \
+                c[m][v] = _mm256_fmadd_ps(b[v], w, c[m][v]);                 \
+        }                                                                    \
+    }                                                                        \
+    for (int m = 0; m < A2_MR; m++)                                          \
+        for (int v = 0; v < NV; v++)                                         \
+            _mm256_storeu_ps(tile + m * (8 * NV) + 8 * v, c[m][v]);          \
+}
+A2_KERNEL(conv_avx2_3, 3)
+A2_KERNEL(conv_avx2_2, 2)
+A2_KERNEL(conv_avx2_1, 1)
+
+static void conv_avx2(float *tile, int tw, const float *src, const int32_t *koff,
+                      int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
 {
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00;
-    __m256 c10 = c00, c11 = c00, c12 = c00;
-    __m256 c20 = c00, c21 = c00, c22 = c00;
-    __m256 c30 = c00, c31 = c00, c32 = c00;
-    for (int k = 0; k < K; k++) {
-        const float *s = src + koff[k];
-        const float *a = ap + (size_t)k * A2_MR;
-        __m256 b0 = _mm256_loadu_ps(s), b1 = _mm256_loadu_ps(s + 8),
-               b2 = _mm256_loadu_ps(s + 16);
-        __m256 w;
-        w = _mm256_broadcast_ss(a + 0);
-        c00 = _mm256_fmadd_ps(b0, w, c00); c01 = _mm256_fmadd_ps(b1, w, c01);
-        c02 = _mm256_fmadd_ps(b2, w, c02);
-        w = _mm256_broadcast_ss(a + 1);
-        c10 = _mm256_fmadd_ps(b0, w, c10); c11 = _mm256_fmadd_ps(b1, w, c11);
-        c12 = _mm256_fmadd_ps(b2, w, c12);
-        w = _mm256_broadcast_ss(a + 2);
-        c20 = _mm256_fmadd_ps(b0, w, c20); c21 = _mm256_fmadd_ps(b1, w, c21);
-        c22 = _mm256_fmadd_ps(b2, w, c22);
-        w = _mm256_broadcast_ss(a + 3);
-        c30 = _mm256_fmadd_ps(b0, w, c30); c31 = _mm256_fmadd_ps(b1, w, c31);
-        c32 = _mm256_fmadd_ps(b2, w, c32);
-    }
-    _mm256_storeu_ps(tile + 0 * A2_TW + 0, c00);
-    _mm256_storeu_ps(tile + 0 * A2_TW + 8, c01);
-    _mm256_storeu_ps(tile + 0 * A2_TW + 16, c02);
-    _mm256_storeu_ps(tile + 1 * A2_TW + 0, c10);
-    _mm256_storeu_ps(tile + 1 * A2_TW + 8, c11);
-    _mm256_storeu_ps(tile + 1 * A2_TW + 16, c12);
-    _mm256_storeu_ps(tile + 2 * A2_TW + 0, c20);
-    _mm256_storeu_ps(tile + 2 * A2_TW + 8, c21);
-    _mm256_storeu_ps(tile + 2 * A2_TW + 16, c22);
-    _mm256_storeu_ps(tile + 3 * A2_TW + 0, c30);
-    _mm256_storeu_ps(tile + 3 * A2_TW + 8, c31);
-    _mm256_storeu_ps(tile + 3 * A2_TW + 16, c32);
+    if (tw > 16)
+        conv_avx2_3(tile, src, koff, K, wb, aoff, lda);
+    else if (tw > 8)
+        conv_avx2_2(tile, src, koff, K, wb, aoff, lda);
+    else
+        conv_avx2_1(tile, src, koff, K, wb, aoff, lda);
 }
 
 __attribute__((target("avx2,fma")))
@@ -148,19 +151,40 @@ static void dot16_avx2(float *acc, const float *buf, const float *x, int cnt)
 #define A5_MR 8
 #define A5_TW 48
 
-#define A5_ROW(m)                                                     \
-    w = _mm512_set1_ps(a[m]);                                         \
+
+#define A5_ROW3(m)                                                    \
+    w = _mm512_set1_ps(a[(m) * lda]);                                 \
     c##m##0 = _mm512_fmadd_ps(b0, w, c##m##0);                        \
     c##m##1 = _mm512_fmadd_ps(b1, w, c##m##1);                        \
     c##m##2 = _mm512_fmadd_ps(b2, w, c##m##2);
-#define A5_STORE(m)                                                   \
-    _mm512_storeu_ps(tile + (m) * A5_TW + 0, c##m##0);                \
-    _mm512_storeu_ps(tile + (m) * A5_TW + 16, c##m##1);               \
-    _mm512_storeu_ps(tile + (m) * A5_TW + 32, c##m##2);
+#define A5_STORE3(m)                                                  \
+    _mm512_storeu_ps(tile + (m) * 48 + 0, c##m##0);                   \
+    _mm512_storeu_ps(tile + (m) * 48 + 16, c##m##1);                  \
+    _mm512_storeu_ps(tile + (m) * 48 + 32, c##m##2);
+#define A5_ROW2(m)                                                    \
+    w = _mm512_set1_ps(a[(m) * lda]);                                 \
+    c##m##0 = _mm512_fmadd_ps(b0, w, c##m##0);                        \
+    c##m##1 = _mm512_fmadd_ps(b1, w, c##m##1);
+#define A5_STORE2(m)                                                  \
+    _mm512_storeu_ps(tile + (m) * 32 + 0, c##m##0);                   \
+    _mm512_storeu_ps(tile + (m) * 32 + 16, c##m##1);
+#define A5_ROW1(m)                                                    \
+    w = _mm512_set1_ps(a[(m) * lda]);                                 \
+    c##m##0 = _mm512_fmadd_ps(b0, w, c##m##0);
+#define A5_STORE1(m) _mm512_storeu_ps(tile + (m) * 16, c##m##0);
 
+#define A5_PREFETCH(NL)                                               \
+    if (PF_DIST > 0 && k + PF_DIST < K) {                             \
+        const char *pf = (const char *)(src + koff[k + PF_DIST]);     \
+        for (int l = 0; l < (NL); l++)                                \
+            _mm_prefetch(pf + 64 * l, _MM_HINT_T0);                   \
+        _mm_prefetch(pf + 64 * (NL) - 1, _MM_HINT_T0);                \
+    }
+
+/* 48 pixels: 24 accumulators */
 __attribute__((target("avx512f")))
-static void conv_avx512(float *tile, const float *src, const int32_t *koff,
-                        int K, const float *ap)
+static void conv_avx512_3(float *tile, const float *src, const int32_t *koff,
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
 {
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00;
     __m512 c10 = c00, c11 = c00, c12 = c00;
@@ -172,22 +196,69 @@ static void conv_avx512(float *tile, const float *src, const int32_t *koff,
     __m512 c70 = c00, c71 = c00, c72 = c00;
     for (int k = 0; k < K; k++) {
         const float *s = src + koff[k];
-        const float *a = ap + (size_t)k * A5_MR;
-        if (PF_DIST > 0 && k + PF_DIST < K) {
-            const char *pf = (const char *)(src + koff[k + PF_DIST]);
-            _mm_prefetch(pf, _MM_HINT_T0);
-            _mm_prefetch(pf + 64, _MM_HINT_T0);
-            _mm_prefetch(pf + 128, _MM_HINT_T0);
-            _mm_prefetch(pf + 191, _MM_HINT_T0);
-        }
+        const float *a = wb + aoff[k];
+        A5_PREFETCH(3)
         __m512 b0 = _mm512_loadu_ps(s), b1 = _mm512_loadu_ps(s + 16),
                b2 = _mm512_loadu_ps(s + 32);
         __m512 w;
-        A5_ROW(0) A5_ROW(1) A5_ROW(2) A5_ROW(3)
-        A5_ROW(4) A5_ROW(5) A5_ROW(6) A5_ROW(7)
+        A5_ROW3(0) A5_ROW3(1) A5_ROW3(2) A5_ROW3(3)
+        A5_ROW3(4) A5_ROW3(5) A5_ROW3(6) A5_ROW3(7)
     }
-    A5_STORE(0) A5_STORE(1) A5_STORE(2) A5_STORE(3)
-    A5_STORE(4) A5_STORE(5) A5_STORE(6) A5_STORE(7)
+    A5_STORE3(0) A5_STORE3(1) A5_STORE3(2) A5_STORE3(3)
+    A5_STORE3(4) A5_STORE3(5) A5_STORE3(6) A5_STORE3(7)
+}
+
+/* 32 pixels (tail tiles) */
+__attribute__((target("avx512f")))
+static void conv_avx512_2(float *tile, const float *src, const int32_t *koff,
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
+{
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00;
+    __m512 c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+    __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00;
+    __m512 c70 = c00, c71 = c00;
+    for (int k = 0; k < K; k++) {
+        const float *s = src + koff[k];
+        const float *a = wb + aoff[k];
+        A5_PREFETCH(2)
+        __m512 b0 = _mm512_loadu_ps(s), b1 = _mm512_loadu_ps(s + 16);
+        __m512 w;
+        A5_ROW2(0) A5_ROW2(1) A5_ROW2(2) A5_ROW2(3)
+        A5_ROW2(4) A5_ROW2(5) A5_ROW2(6) A5_ROW2(7)
+    }
+    A5_STORE2(0) A5_STORE2(1) A5_STORE2(2) A5_STORE2(3)
+    A5_STORE2(4) A5_STORE2(5) A5_STORE2(6) A5_STORE2(7)
+}
+
+/* 16 pixels (tail tiles) */
+__attribute__((target("avx512f")))
+static void conv_avx512_1(float *tile, const float *src, const int32_t *koff,
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
+{
+    __m512 c00 = _mm512_setzero_ps(), c10 = c00, c20 = c00, c30 = c00;
+    __m512 c40 = c00, c50 = c00, c60 = c00, c70 = c00;
+    for (int k = 0; k < K; k++) {
+        const float *s = src + koff[k];
+        const float *a = wb + aoff[k];
+        A5_PREFETCH(1)
+        __m512 b0 = _mm512_loadu_ps(s);
+        __m512 w;
+        A5_ROW1(0) A5_ROW1(1) A5_ROW1(2) A5_ROW1(3)
+        A5_ROW1(4) A5_ROW1(5) A5_ROW1(6) A5_ROW1(7)
+    }
+    A5_STORE1(0) A5_STORE1(1) A5_STORE1(2) A5_STORE1(3)
+    A5_STORE1(4) A5_STORE1(5) A5_STORE1(6) A5_STORE1(7)
+}
+
+static void conv_avx512(float *tile, int tw, const float *src, const int32_t *koff,
+                        int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
+{
+    if (tw > 32)
+        conv_avx512_3(tile, src, koff, K, wb, aoff, lda);
+    else if (tw > 16)
+        conv_avx512_2(tile, src, koff, K, wb, aoff, lda);
+    else
+        conv_avx512_1(tile, src, koff, K, wb, aoff, lda);
 }
 
 __attribute__((target("avx512f")))
@@ -261,10 +332,10 @@ static void pack16_avx512(float *buf, const float *W, size_t ld, int no, int cnt
 /* ---- dispatch ---------------------------------------------------------- */
 
 static const fp_isa_ops ops_table[LRP_FP_ISA_COUNT] = {
-    {LRP_FP_ISA_PORTABLE, P_MR, P_TW, conv_portable, axpy_portable, dot16_portable,
+    {LRP_FP_ISA_PORTABLE, P_MR, P_TW, 16, conv_portable, axpy_portable, dot16_portable,
      pack16_portable},
-    {LRP_FP_ISA_AVX2, A2_MR, A2_TW, conv_avx2, axpy_avx2, dot16_avx2, pack16_portable},
-    {LRP_FP_ISA_AVX512, A5_MR, A5_TW, conv_avx512, axpy_avx512, dot16_avx512,
+    {LRP_FP_ISA_AVX2, A2_MR, A2_TW, 8, conv_avx2, axpy_avx2, dot16_avx2, pack16_portable},
+    {LRP_FP_ISA_AVX512, A5_MR, A5_TW, 16, conv_avx512, axpy_avx512, dot16_avx512,
      pack16_avx512},
 };
 
