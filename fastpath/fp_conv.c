@@ -95,17 +95,38 @@ typedef struct {
     size_t gstride;     /* floats per group in wsrc */
     ptrdiff_t lda;      /* = B */
     int kh, kw, kk;     /* kk = kh*kw */
+    int64_t src_planes, src_chunk;
     int *taps[64];      /* per phase: tap ids (ky*kw + kx), count in ntap */
     int ntap[64];
 } job_t;
 
 /* ---- building the padded source ---------------------------------------- */
 
-static void build_src_item(void *vctx, int64_t item)
+/* one row of the source: row[c] = in[c*step + off] where 0 <= c*step + off
+ * < rw, else 0 (pure data movement) */
+static void build_row(float *row, int wq, const float *irow, int rw, int step, int off)
 {
-    job_t *j = vctx;
-    const float *in = j->raw + (size_t)item * j->rh * j->rw;
-    float *dst = (float *)j->src + (size_t)item * j->cs;
+    /* c_lo = first c with c*step + off >= 0, c_hi = first c with >= rw */
+    int c_lo = off >= 0 ? 0 : (-off + step - 1) / step;
+    int c_hi = rw - off <= 0 ? 0 : (rw - off + step - 1) / step;
+    if (c_hi > wq)
+        c_hi = wq;
+    if (c_lo > c_hi)
+        c_lo = c_hi;
+    memset(row, 0, sizeof(float) * c_lo);
+    if (step == 1)
+        memcpy(row + c_lo, irow + c_lo + off, sizeof(float) * (c_hi - c_lo));
+    else
+        for (int c = c_lo; c < c_hi; c++)
+            row[c] = irow[c * step + off];
+    memset(row + c_hi, 0, sizeof(float) * (wq - c_hi));
+}
+
+static void build_src_plane(const job_t *j, int64_t ch)
+{
+    const float *in = j->raw + (size_t)ch * j->rh * j->rw;
+    float *dst = (float *)j->src + (size_t)ch * j->cs;
+    size_t used;
     if (j->fwd) {
         size_t plane = (size_t)j->hq * j->wq;
         for (int py = 0; py < j->sh; py++)
@@ -114,32 +135,50 @@ static void build_src_item(void *vctx, int64_t item)
                 for (int r = 0; r < j->hq; r++) {
                     float *row = sp + (size_t)r * j->wq;
                     int iy = r * j->sh + py - j->pt;
-                    if (iy < 0 || iy >= j->rh) {
+                    if (iy < 0 || iy >= j->rh)
                         memset(row, 0, sizeof(float) * j->wq);
-                        continue;
-                    }
-                    const float *irow = in + (size_t)iy * j->rw;
-                    for (int c = 0; c < j->wq; c++) {
-                        int ix = c * j->sw + px - j->pl;
-                        row[c] = (ix >= 0 && ix < j->rw) ? irow[ix] : 0.0f;
-                    }
+                    else
+                        build_row(row, j->wq, in + (size_t)iy * j->rw, j->rw, j->sw,
+                                  px - j->pl);
                 }
             }
-        size_t used = (size_t)j->sh * j->sw * plane;
-        memset(dst + used, 0, sizeof(float) * (j->cs - used));
+        used = (size_t)j->sh * j->sw * plane;
     } else {
         /* padded gout: gp[r][c] = gout[r - PT][c - PL] */
         for (int r = 0; r < j->hq; r++) {
             float *row = dst + (size_t)r * j->wq;
             int y = r - j->pt;
-            memset(row, 0, sizeof(float) * j->wq);
             if (y < 0 || y >= j->rh)
-                continue;
-            memcpy(row + j->pl, in + (size_t)y * j->rw, sizeof(float) * j->rw);
+                memset(row, 0, sizeof(float) * j->wq);
+            else
+                build_row(row, j->wq, in + (size_t)y * j->rw, j->rw, 1, -j->pl);
         }
-        size_t used = (size_t)j->hq * j->wq;
-        memset(dst + used, 0, sizeof(float) * (j->cs - used));
+        used = (size_t)j->hq * j->wq;
     }
+    /* slack read by the last tiles (their outputs are discarded) */
+    memset(dst + used, 0, sizeof(float) * (j->cs - used));
+}
+
+/* item = a block of src_chunk channel planes (few large items: a shared
+ * counter claimed per plane costs more than the copy on small layers) */
+static void build_src_item(void *vctx, int64_t item)
+{
+    job_t *j = vctx;
+    int64_t c0 = item * j->src_chunk, c1 = c0 + j->src_chunk;
+    if (c1 > j->src_planes)
+        c1 = j->src_planes;
+    for (int64_t ch = c0; ch < c1; ch++)
+        build_src_plane(j, ch);
+}
+
+static void build_src(job_t *j, int nthreads, int64_t planes)
+{
+    int64_t nit = 4 * (int64_t)nthreads;
+    if (nit > planes)
+        nit = planes;
+    j->src_planes = planes;
+    j->src_chunk = (planes + nit - 1) / nit;
+    fp_parallel_for(nthreads, (planes + j->src_chunk - 1) / j->src_chunk, build_src_item, j);
 }
 
 /* ---- weights ------------------------------------------------------------ */
@@ -379,7 +418,7 @@ int lrp_fp_conv2d_fwd(float *out, const float *in, const float *w,
     j.ph = &P;
     j.nph = 1;
     int nt = fp_threads(nthreads);
-    fp_parallel_for(nt, (int64_t)g->n * g->c, build_src_item, &j);
+    build_src(&j, nt, (int64_t)g->n * g->c);
     rc = run_job(&j, nt, g->n);
 cleanup:
     free(P.koff);
@@ -528,7 +567,7 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
     j.src = src;
     j.ph = P;
     int nt = fp_threads(nthreads);
-    fp_parallel_for(nt, (int64_t)g->n * g->co, build_src_item, &j);
+    build_src(&j, nt, (int64_t)g->n * g->co);
     rc = run_job(&j, nt, g->n);
 cleanup:
     for (int ph = 0; ph < nph; ph++) {
