@@ -481,7 +481,9 @@ static struct {
     int want;             /* workers 0..want-1 take part */
     _Atomic int active;   /* participants not yet done */
     uint64_t gen0[POOL_MAX];
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, 0, 0, {0}};
+    pthread_t tid[POOL_MAX];
+    int excl[POOL_MAX];   /* CPU the worker is kept off, -1 none */
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, 0, 0, {0}, {0}, {0}};
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 
@@ -510,18 +512,24 @@ static long ns_since(const struct timespec *t0)
 /* Keep the workers off the CPU the caller runs on when there is another:
  * this guest's scheduler packs threads onto one vCPU (sched_vcpu_pack) and
  * a worker woken next to the caller just takes turns with it (measured:
- * no speed-up at all on 0.5-2 ms layers).  Only a placement hint: the
- * caller stays free to migrate and results do not depend on it. */
-static void pool_affinity(pthread_attr_t *at)
+ * no speed-up at all on 0.5-2 ms layers).  Checked at every job (the caller
+ * may have moved); only a placement hint, results do not depend on it. */
+static void pool_place(int want)
 {
-    cpu_set_t cs;
-    if (sched_getaffinity(0, sizeof cs, &cs) != 0 || CPU_COUNT(&cs) < 2)
-        return;
     int me = sched_getcpu();
-    if (me < 0 || !CPU_ISSET(me, &cs))
+    if (me < 0)
         return;
-    CPU_CLR(me, &cs);
-    pthread_attr_setaffinity_np(at, sizeof cs, &cs);
+    for (int i = 0; i < want; i++) {
+        if (pool.excl[i] == me)
+            continue;
+        cpu_set_t cs;
+        if (sched_getaffinity(0, sizeof cs, &cs) != 0 || CPU_COUNT(&cs) < 2 ||
+            !CPU_ISSET(me, &cs))
+            return;
+        CPU_CLR(me, &cs);
+        pthread_setaffinity_np(pool.tid[i], sizeof cs, &cs);
+        pool.excl[i] = me;
+    }
 }
 
 static void *pool_worker(void *arg)
@@ -584,15 +592,17 @@ void fp_parallel_for(int nthreads, int64_t n, fp_item_fn fn, void *ctx)
         pool.gen0[pool.nworkers] = atomic_load(&pool.gen);
         pthread_attr_init(&at);
         pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pool_affinity(&at);
         int rc = pthread_create(&t, &at, pool_worker, (void *)(intptr_t)pool.nworkers);
         pthread_attr_destroy(&at);
         if (rc != 0)
             break; /* fewer threads: same results, only slower */
+        pool.tid[pool.nworkers] = t;
+        pool.excl[pool.nworkers] = -1;
         pool.nworkers++;
     }
     pf_state st = {fn, ctx, n, 0};
     int want = nthreads - 1 < pool.nworkers ? nthreads - 1 : pool.nworkers;
+    pool_place(want);
     pool.busy = 1;
     pool.st = &st;
     pool.want = want;
