@@ -28,10 +28,14 @@
 #define P_TW 16
 
 static void conv_portable(float *tile, int tw, const float *src, const int32_t *koff,
-                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                          int cont)
 {
     float acc[P_MR][P_TW];
     memset(acc, 0, sizeof acc); /* +0 */
+    if (cont)
+        for (int m = 0; m < P_MR; m++)
+            memcpy(acc[m], tile + (size_t)m * tw, sizeof(float) * tw);
     for (int k = 0; k < K; k++) {
         const float *s = src + koff[k];
         const float *a = wb + aoff[k];
@@ -83,12 +87,14 @@ static void pack16_portable(float *buf, const float *W, size_t ld, int no, int c
 #define A2_KERNEL(NAME, NV)                                                  \
 __attribute__((target("avx2,fma")))                                          \
 static void NAME(float *tile, const float *src, const int32_t *koff, int K,  \
-                 const float *wb, const int32_t *aoff, ptrdiff_t lda)        \
+                 const float *wb, const int32_t *aoff, ptrdiff_t lda,        \
+                 int cont)                                                   \
 {                                                                            \
     __m256 c[A2_MR][NV];                                                     \
     for (int m = 0; m < A2_MR; m++)                                          \
         for (int v = 0; v < NV; v++)                                         \
-            c[m][v] = _mm256_setzero_ps();                                   \
+            c[m][v] = cont ? _mm256_loadu_ps(tile + m * (8 * NV) + 8 * v)    \
+                           : _mm256_setzero_ps();                            \
     for (int k = 0; k < K; k++) {                                            \
         const float *s = src + koff[k];                                      \
         const float *a = wb + aoff[k];                                       \
@@ -110,14 +116,15 @@ A2_KERNEL(conv_avx2_2, 2)
 A2_KERNEL(conv_avx2_1, 1)
 
 static void conv_avx2(float *tile, int tw, const float *src, const int32_t *koff,
-                      int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
+                      int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                      int cont)
 {
     if (tw > 16)
-        conv_avx2_3(tile, src, koff, K, wb, aoff, lda);
+        conv_avx2_3(tile, src, koff, K, wb, aoff, lda, cont);
     else if (tw > 8)
-        conv_avx2_2(tile, src, koff, K, wb, aoff, lda);
+        conv_avx2_2(tile, src, koff, K, wb, aoff, lda, cont);
     else
-        conv_avx2_1(tile, src, koff, K, wb, aoff, lda);
+        conv_avx2_1(tile, src, koff, K, wb, aoff, lda, cont);
 }
 
 __attribute__((target("avx2,fma")))
@@ -186,16 +193,61 @@ static void dot16_avx2(float *acc, const float *buf, const float *x, int cnt)
 /* 48 pixels: 24 accumulators */
 __attribute__((target("avx512f")))
 static void conv_avx512_3(float *tile, const float *src, const int32_t *koff,
-                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                          int cont)
 {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00;
-    __m512 c10 = c00, c11 = c00, c12 = c00;
-    __m512 c20 = c00, c21 = c00, c22 = c00;
-    __m512 c30 = c00, c31 = c00, c32 = c00;
-    __m512 c40 = c00, c41 = c00, c42 = c00;
-    __m512 c50 = c00, c51 = c00, c52 = c00;
-    __m512 c60 = c00, c61 = c00, c62 = c00;
-    __m512 c70 = c00, c71 = c00, c72 = c00;
+    __m512 c00, c01, c02, c10, c11, c12, c20, c21, c22, c30, c31, c32, c40, c41, c42, c50, c51, c52, c60, c61, c62, c70, c71, c72;
+    if (cont) {
+        c00 = _mm512_loadu_ps(tile + 0);
+        c01 = _mm512_loadu_ps(tile + 16);
+        c02 = _mm512_loadu_ps(tile + 32);
+        c10 = _mm512_loadu_ps(tile + 48);
+        c11 = _mm512_loadu_ps(tile + 64);
+        c12 = _mm512_loadu_ps(tile + 80);
+        c20 = _mm512_loadu_ps(tile + 96);
+        c21 = _mm512_loadu_ps(tile + 112);
+        c22 = _mm512_loadu_ps(tile + 128);
+        c30 = _mm512_loadu_ps(tile + 144);
+        c31 = _mm512_loadu_ps(tile + 160);
+        c32 = _mm512_loadu_ps(tile + 176);
+        c40 = _mm512_loadu_ps(tile + 192);
+        c41 = _mm512_loadu_ps(tile + 208);
+        c42 = _mm512_loadu_ps(tile + 224);
+        c50 = _mm512_loadu_ps(tile + 240);
+        c51 = _mm512_loadu_ps(tile + 256);
+        c52 = _mm512_loadu_ps(tile + 272);
+        c60 = _mm512_loadu_ps(tile + 288);
+        c61 = _mm512_loadu_ps(tile + 304);
+        c62 = _mm512_loadu_ps(tile + 320);
+        c70 = _mm512_loadu_ps(tile + 336);
+        c71 = _mm512_loadu_ps(tile + 352);
+        c72 = _mm512_loadu_ps(tile + 368);
+    } else {
+        c00 = _mm512_setzero_ps();
+        c01 = c00;
+        c02 = c00;
+        c10 = c00;
+        c11 = c00;
+        c12 = c00;
+        c20 = c00;
+        c21 = c00;
+        c22 = c00;
+        c30 = c00;
+        c31 = c00;
+        c32 = c00;
+        c40 = c00;
+        c41 = c00;
+        c42 = c00;
+        c50 = c00;
+        c51 = c00;
+        c52 = c00;
+        c60 = c00;
+        c61 = c00;
+        c62 = c00;
+        c70 = c00;
+        c71 = c00;
+        c72 = c00;
+    }
     for (int k = 0; k < K; k++) {
         const float *s = src + koff[k];
         const float *a = wb + aoff[k];
@@ -213,12 +265,45 @@ static void conv_avx512_3(float *tile, const float *src, const int32_t *koff,
 /* 32 pixels (tail tiles) */
 __attribute__((target("avx512f")))
 static void conv_avx512_2(float *tile, const float *src, const int32_t *koff,
-                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                          int cont)
 {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00;
-    __m512 c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
-    __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00;
-    __m512 c70 = c00, c71 = c00;
+    __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+    if (cont) {
+        c00 = _mm512_loadu_ps(tile + 0);
+        c01 = _mm512_loadu_ps(tile + 16);
+        c10 = _mm512_loadu_ps(tile + 32);
+        c11 = _mm512_loadu_ps(tile + 48);
+        c20 = _mm512_loadu_ps(tile + 64);
+        c21 = _mm512_loadu_ps(tile + 80);
+        c30 = _mm512_loadu_ps(tile + 96);
+        c31 = _mm512_loadu_ps(tile + 112);
+        c40 = _mm512_loadu_ps(tile + 128);
+        c41 = _mm512_loadu_ps(tile + 144);
+        c50 = _mm512_loadu_ps(tile + 160);
+        c51 = _mm512_loadu_ps(tile + 176);
+        c60 = _mm512_loadu_ps(tile + 192);
+        c61 = _mm512_loadu_ps(tile + 208);
+        c70 = _mm512_loadu_ps(tile + 224);
+        c71 = _mm512_loadu_ps(tile + 240);
+    } else {
+        c00 = _mm512_setzero_ps();
+        c01 = c00;
+        c10 = c00;
+        c11 = c00;
+        c20 = c00;
+        c21 = c00;
+        c30 = c00;
+        c31 = c00;
+        c40 = c00;
+        c41 = c00;
+        c50 = c00;
+        c51 = c00;
+        c60 = c00;
+        c61 = c00;
+        c70 = c00;
+        c71 = c00;
+    }
     for (int k = 0; k < K; k++) {
         const float *s = src + koff[k];
         const float *a = wb + aoff[k];
@@ -235,10 +320,29 @@ static void conv_avx512_2(float *tile, const float *src, const int32_t *koff,
 /* 16 pixels (tail tiles) */
 __attribute__((target("avx512f")))
 static void conv_avx512_1(float *tile, const float *src, const int32_t *koff,
-                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                          int cont)
 {
-    __m512 c00 = _mm512_setzero_ps(), c10 = c00, c20 = c00, c30 = c00;
-    __m512 c40 = c00, c50 = c00, c60 = c00, c70 = c00;
+    __m512 c00, c10, c20, c30, c40, c50, c60, c70;
+    if (cont) {
+        c00 = _mm512_loadu_ps(tile + 0);
+        c10 = _mm512_loadu_ps(tile + 16);
+        c20 = _mm512_loadu_ps(tile + 32);
+        c30 = _mm512_loadu_ps(tile + 48);
+        c40 = _mm512_loadu_ps(tile + 64);
+        c50 = _mm512_loadu_ps(tile + 80);
+        c60 = _mm512_loadu_ps(tile + 96);
+        c70 = _mm512_loadu_ps(tile + 112);
+    } else {
+        c00 = _mm512_setzero_ps();
+        c10 = c00;
+        c20 = c00;
+        c30 = c00;
+        c40 = c00;
+        c50 = c00;
+        c60 = c00;
+        c70 = c00;
+    }
     for (int k = 0; k < K; k++) {
         const float *s = src + koff[k];
         const float *a = wb + aoff[k];
@@ -253,14 +357,15 @@ static void conv_avx512_1(float *tile, const float *src, const int32_t *koff,
 }
 
 static void conv_avx512(float *tile, int tw, const float *src, const int32_t *koff,
-                        int K, const float *wb, const int32_t *aoff, ptrdiff_t lda)
+                        int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                        int cont)
 {
     if (tw > 32)
-        conv_avx512_3(tile, src, koff, K, wb, aoff, lda);
+        conv_avx512_3(tile, src, koff, K, wb, aoff, lda, cont);
     else if (tw > 16)
-        conv_avx512_2(tile, src, koff, K, wb, aoff, lda);
+        conv_avx512_2(tile, src, koff, K, wb, aoff, lda, cont);
     else
-        conv_avx512_1(tile, src, koff, K, wb, aoff, lda);
+        conv_avx512_1(tile, src, koff, K, wb, aoff, lda, cont);
 }
 
 __attribute__((target("avx512f")))

@@ -9,13 +9,15 @@
 /* Convolution microkernel: for m < mr, j < tw
  *   tile[m*tw + j] = chain over k = 0..K-1 of
  *                    fma(src[koff[k] + j], wb[aoff[k] + m*lda], .)
- * from +0.  Every path computes exactly this chain.  tw is a multiple of
+ * from +0, or (cont != 0) continuing from the float already in tile[m*tw+j]:
+ * a chain split into K-blocks with the accumulator stored and reloaded
+ * between them is the same chain, bit for bit.  Every path computes exactly this chain.  tw is a multiple of
  * the path's unit tu, at most its maximum width; the weights are read in
  * place (no packed panels): forward lda = K, aoff[k] = k (row m of the
  * weight matrix); backward lda = kh*kw, aoff = co*(ci stride) + tap. */
 typedef void (*fp_conv_kern_fn)(float *tile, int tw, const float *src,
                                 const int32_t *koff, int K, const float *wb,
-                                const int32_t *aoff, ptrdiff_t lda);
+                                const int32_t *aoff, ptrdiff_t lda, int cont);
 /* acc[j] = fma(w[j], s, acc[j]) for j < len. */
 typedef void (*fp_axpy_fn)(float *acc, const float *w, float s, int len);
 /* acc[j] (j < 16) = chain over i < cnt of fma(x[i], buf[i*16 + j], .),
