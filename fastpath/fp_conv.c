@@ -75,6 +75,7 @@ typedef struct {
 
 typedef struct {
     const fp_isa_ops *ops;
+    fp_conv_kern_fn conv; /* ops->conv, or ops->conv_s for few channels */
     int mr, tw;
     int groups, m;    /* output channels per group */
     int csrc, cin_g;  /* src channels total / per group */
@@ -106,6 +107,17 @@ typedef struct {
     int *taps[64];      /* per phase: tap ids (ky*kw + kx), count in ntap */
     int ntap[64];
 } job_t;
+
+/* the microkernel and its tile for j->m output channels per group */
+static void pick_kernel(job_t *j)
+{
+    j->conv = j->ops->conv;
+    if (j->ops->conv_s && j->m <= j->ops->mr_s) {
+        j->conv = j->ops->conv_s;
+        j->mr = j->ops->mr_s;
+        j->tw = j->ops->tw_s;
+    }
+}
 
 /* ---- building the padded source ---------------------------------------- */
 
@@ -370,7 +382,7 @@ static void compute_item(void *vctx, int64_t item)
                 const int32_t *ko;
                 const float *sq = tile_src(j, P, it, t, &ko);
                 if (K > 0)
-                    j->ops->conv(tile, tw, sq, ko, K, wb, P->aoff, j->lda, 0);
+                    j->conv(tile, tw, sq, ko, K, wb, P->aoff, j->lda, 0);
                 else
                     memset(tile, 0, sizeof(float) * j->mr * tw);
                 store_tile(j, P, tile, it->n, it->g, p, q0, tw);
@@ -388,7 +400,7 @@ static void compute_item(void *vctx, int64_t item)
             for (int p = it->p0; p < it->p1; p++) {
                 const float *wb = wg + (size_t)p * j->mr * j->lda;
                 float *tb = buf + tsz * ((size_t)(p - it->p0) * (it->t1 - it->t0) + (t - it->t0));
-                j->ops->conv(tb, tw, sq, ko + k0, k1 - k0, wb, P->aoff + k0,
+                j->conv(tb, tw, sq, ko + k0, k1 - k0, wb, P->aoff + k0,
                              j->lda, kb > 0);
                 if (kb == nkb - 1)
                     store_tile(j, P, tb, it->n, it->g, p, q0, tw);
@@ -435,11 +447,19 @@ static int run_job(job_t *j, int nthreads, int nbatch)
     if (!j->items)
         goto cleanup;
     int64_t ni = 0;
+    /* phases innermost but one: the stride phases of backward-data read the
+     * same source rows, so their items run close together (L2/L3 reuse) */
+    int ntmax = 0;
+    for (int ph = 0; ph < j->nph; ph++)
+        if (j->ph[ph].ntiles > ntmax)
+            ntmax = j->ph[ph].ntiles;
     for (int n = 0; n < nbatch; n++)
         for (int g = 0; g < j->groups; g++)
-            for (int ph = 0; ph < j->nph; ph++) {
-                int nt = j->ph[ph].ntiles;
-                for (int t0 = 0; t0 < nt; t0 += TILES_PER_CHUNK)
+            for (int t0 = 0; t0 < ntmax; t0 += TILES_PER_CHUNK)
+                for (int ph = 0; ph < j->nph; ph++) {
+                    int nt = j->ph[ph].ntiles;
+                    if (t0 >= nt)
+                        continue;
                     for (int c = 0; c < mch; c++) {
                         item_t *it = &j->items[ni++];
                         it->n = n;
@@ -479,6 +499,7 @@ int lrp_fp_conv2d_fwd(float *out, const float *in, const float *w,
     j.tw = j.ops->tw;
     j.groups = g->groups;
     j.m = g->co / g->groups;
+    pick_kernel(&j);
     j.cin_g = g->c / g->groups;
     j.csrc = g->c;
     j.kh = g->kh;
@@ -595,6 +616,7 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
     j.tw = j.ops->tw;
     j.groups = g->groups;
     j.m = g->c / g->groups;       /* gin channels per group */
+    pick_kernel(&j);
     j.cin_g = g->co / g->groups;  /* gout channels per group */
     j.csrc = g->co;
     j.kh = g->kh;

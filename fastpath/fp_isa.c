@@ -356,6 +356,67 @@ static void conv_avx512_1(float *tile, const float *src, const int32_t *koff,
     A5_STORE1(4) A5_STORE1(5) A5_STORE1(6) A5_STORE1(7)
 }
 
+/* Few output channels (the 3 RGB planes of a first layer's backward-data,
+ * m <= 3 per group): 3 channels x up to 128 pixels (24 accumulators), where
+ * the 8-channel tile would compute 5/8 padding lanes. */
+#define A5S_MR 3
+#define A5S_TW 128
+#define A5S_KERNEL(NAME, NV)                                                 \
+__attribute__((target("avx512f")))                                          \
+static void NAME(float *tile, const float *src, const int32_t *koff, int K,  \
+                 const float *wb, const int32_t *aoff, ptrdiff_t lda,        \
+                 int cont)                                                   \
+{                                                                            \
+    __m512 c[A5S_MR][NV];                                                    \
+    _Pragma("GCC unroll 8")                                                  \
+    for (int v = 0; v < NV; v++) {                                           \
+        c[0][v] = cont ? _mm512_loadu_ps(tile + 0 * 16 * NV + 16 * v)        \
+                       : _mm512_setzero_ps();                                \
+        c[1][v] = cont ? _mm512_loadu_ps(tile + 1 * 16 * NV + 16 * v)        \
+                       : _mm512_setzero_ps();                                \
+        c[2][v] = cont ? _mm512_loadu_ps(tile + 2 * 16 * NV + 16 * v)        \
+                       : _mm512_setzero_ps();                                \
+    }                                                                        \
+    for (int k = 0; k < K; k++) {                                            \
+        const float *s = src + koff[k];                                      \
+        const float *a = wb + aoff[k];                                       \
+        __m512 w0 = _mm512_set1_ps(a[0]), w1 = _mm512_set1_ps(a[lda]),       \
+               w2 = _mm512_set1_ps(a[2 * lda]);                              \
+        _Pragma("GCC unroll 8")                                              \
+        for (int v = 0; v < NV; v++) {                                       \
+            __m512 b = _mm512_loadu_ps(s + 16 * v);                          \
+            c[0][v] = _mm512_fmadd_ps(b, w0, c[0][v]);                       \
+            c[1][v] = _mm512_fmadd_ps(b, w1, c[1][v]);                       \
+            c[2][v] = _mm512_fmadd_ps(b, w2, c[2][v]);                       \
+        }                                                                    \
+    }                                                                        \
+    _Pragma("GCC unroll 8")                                                  \
+    for (int v = 0; v < NV; v++) {                                           \
+        _mm512_storeu_ps(tile + 0 * 16 * NV + 16 * v, c[0][v]);              \
+        _mm512_storeu_ps(tile + 1 * 16 * NV + 16 * v, c[1][v]);              \
+        _mm512_storeu_ps(tile + 2 * 16 * NV + 16 * v, c[2][v]);              \
+    }                                                                        \
+}
+A5S_KERNEL(conv3_avx512_1, 1)
+A5S_KERNEL(conv3_avx512_2, 2)
+A5S_KERNEL(conv3_avx512_3, 3)
+A5S_KERNEL(conv3_avx512_4, 4)
+A5S_KERNEL(conv3_avx512_5, 5)
+A5S_KERNEL(conv3_avx512_6, 6)
+A5S_KERNEL(conv3_avx512_7, 7)
+A5S_KERNEL(conv3_avx512_8, 8)
+
+static void conv3_avx512(float *tile, int tw, const float *src, const int32_t *koff,
+                         int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                         int cont)
+{
+    static void (*const f[8])(float *, const float *, const int32_t *, int,
+                              const float *, const int32_t *, ptrdiff_t, int) = {
+        conv3_avx512_1, conv3_avx512_2, conv3_avx512_3, conv3_avx512_4,
+        conv3_avx512_5, conv3_avx512_6, conv3_avx512_7, conv3_avx512_8};
+    f[(tw + 15) / 16 - 1](tile, src, koff, K, wb, aoff, lda, cont);
+}
+
 static void conv_avx512(float *tile, int tw, const float *src, const int32_t *koff,
                         int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
                         int cont)
@@ -439,10 +500,10 @@ static void pack16_avx512(float *buf, const float *W, size_t ld, int no, int cnt
 /* ---- dispatch ---------------------------------------------------------- */
 
 static const fp_isa_ops ops_table[LRP_FP_ISA_COUNT] = {
-    {LRP_FP_ISA_PORTABLE, P_MR, P_TW, 16, conv_portable, axpy_portable, dot16_portable,
+    {LRP_FP_ISA_PORTABLE, P_MR, P_TW, 16, 0, 0, NULL, conv_portable, axpy_portable, dot16_portable,
      pack16_portable},
-    {LRP_FP_ISA_AVX2, A2_MR, A2_TW, 8, conv_avx2, axpy_avx2, dot16_avx2, pack16_portable},
-    {LRP_FP_ISA_AVX512, A5_MR, A5_TW, 16, conv_avx512, axpy_avx512, dot16_avx512,
+    {LRP_FP_ISA_AVX2, A2_MR, A2_TW, 8, 0, 0, NULL, conv_avx2, axpy_avx2, dot16_avx2, pack16_portable},
+    {LRP_FP_ISA_AVX512, A5_MR, A5_TW, 16, A5S_MR, A5S_TW, conv3_avx512, conv_avx512, axpy_avx512, dot16_avx512,
      pack16_avx512},
 };
 

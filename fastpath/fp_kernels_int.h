@@ -31,6 +31,10 @@ typedef struct fp_isa_ops {
     lrp_fp_isa isa;
     int mr, tw; /* microkernel tile: mr output channels x tw flat pixels */
     int tu;     /* tail tiles may be any multiple of tu up to tw wide */
+    /* optional kernel for m <= mr_s output channels per group: mr_s x tw_s
+     * tiles (same unit tu; mr_s*tw_s <= 1024); conv_s NULL if none */
+    int mr_s, tw_s;
+    fp_conv_kern_fn conv_s;
     fp_conv_kern_fn conv;
     fp_axpy_fn axpy;
     fp_dot16_fn dot16;
