@@ -311,8 +311,7 @@ static void store_tile(const job_t *j, const phase_t *P, const float *tile,
                            (size_t)b * j->sx;
                 if (j->sx == 1) {
                     if (hb)
-                        for (int i = 0; i < valid; i++)
-                            d[i] = tp[i] + bv;
+                        j->ops->addrow(d, tp, bv, valid);
                     else
                         memcpy(d, tp, sizeof(float) * valid);
                 } else {
@@ -423,7 +422,9 @@ static void set_tiles(phase_t *P, int64_t L, int tw, int tu)
 /* Tiles per item along pixels: the item's src rows (all its channels) and
  * one packed weight panel stay in L2 while the panel sweeps the tiles
  * (measured: 2-4 best on VGG shapes; 8 spills L2 at 512 channels). */
+#ifndef TILES_PER_CHUNK
 #define TILES_PER_CHUNK 4
+#endif
 
 static int run_job(job_t *j, int nthreads, int nbatch)
 {

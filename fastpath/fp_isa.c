@@ -49,6 +49,12 @@ static void conv_portable(float *tile, int tw, const float *src, const int32_t *
         memcpy(tile + (size_t)m * tw, acc[m], sizeof(float) * tw);
 }
 
+static void addrow_portable(float *d, const float *s, float b, int n)
+{
+    for (int i = 0; i < n; i++)
+        d[i] = s[i] + b;
+}
+
 static void axpy_portable(float *acc, const float *w, float s, int len)
 {
     for (int j = 0; j < len; j++)
@@ -125,6 +131,17 @@ static void conv_avx2(float *tile, int tw, const float *src, const int32_t *koff
         conv_avx2_2(tile, src, koff, K, wb, aoff, lda, cont);
     else
         conv_avx2_1(tile, src, koff, K, wb, aoff, lda, cont);
+}
+
+__attribute__((target("avx2,fma")))
+static void addrow_avx2(float *d, const float *s, float b, int n)
+{
+    __m256 vb = _mm256_set1_ps(b);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(s + i), vb));
+    for (; i < n; i++)
+        d[i] = s[i] + b;
 }
 
 __attribute__((target("avx2,fma")))
@@ -429,6 +446,20 @@ static void conv_avx512(float *tile, int tw, const float *src, const int32_t *ko
         conv_avx512_1(tile, src, koff, K, wb, aoff, lda, cont);
 }
 
+/* d = s + b, one rounding per element as in C: same bits on every path */
+__attribute__((target("avx512f")))
+static void addrow_avx512(float *d, const float *s, float b, int n)
+{
+    __m512 vb = _mm512_set1_ps(b);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, _mm512_add_ps(_mm512_loadu_ps(s + i), vb));
+    if (i < n) {
+        __mmask16 msk = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(d + i, msk, _mm512_add_ps(_mm512_maskz_loadu_ps(msk, s + i), vb));
+    }
+}
+
 __attribute__((target("avx512f")))
 static void axpy_avx512(float *acc, const float *w, float s, int len)
 {
@@ -499,12 +530,14 @@ static void pack16_avx512(float *buf, const float *W, size_t ld, int no, int cnt
 
 /* ---- dispatch ---------------------------------------------------------- */
 
+/* isa, mr, tw, tu, mr_s, tw_s, conv_s, conv, addrow, axpy, dot16, pack16 */
 static const fp_isa_ops ops_table[LRP_FP_ISA_COUNT] = {
-    {LRP_FP_ISA_PORTABLE, P_MR, P_TW, 16, 0, 0, NULL, conv_portable, axpy_portable, dot16_portable,
-     pack16_portable},
-    {LRP_FP_ISA_AVX2, A2_MR, A2_TW, 8, 0, 0, NULL, conv_avx2, axpy_avx2, dot16_avx2, pack16_portable},
-    {LRP_FP_ISA_AVX512, A5_MR, A5_TW, 16, A5S_MR, A5S_TW, conv3_avx512, conv_avx512, axpy_avx512, dot16_avx512,
-     pack16_avx512},
+    {LRP_FP_ISA_PORTABLE, P_MR, P_TW, 16, 0, 0, NULL, conv_portable, addrow_portable,
+     axpy_portable, dot16_portable, pack16_portable},
+    {LRP_FP_ISA_AVX2, A2_MR, A2_TW, 8, 0, 0, NULL, conv_avx2, addrow_avx2, axpy_avx2,
+     dot16_avx2, pack16_portable},
+    {LRP_FP_ISA_AVX512, A5_MR, A5_TW, 16, A5S_MR, A5S_TW, conv3_avx512, conv_avx512,
+     addrow_avx512, axpy_avx512, dot16_avx512, pack16_avx512},
 };
 
 static _Atomic int active_isa = -1;

@@ -18,6 +18,8 @@
 typedef void (*fp_conv_kern_fn)(float *tile, int tw, const float *src,
                                 const int32_t *koff, int K, const float *wb,
                                 const int32_t *aoff, ptrdiff_t lda, int cont);
+/* d[i] = s[i] + b for i < n (the bias add: one rounding, any path). */
+typedef void (*fp_addrow_fn)(float *d, const float *s, float b, int n);
 /* acc[j] = fma(w[j], s, acc[j]) for j < len. */
 typedef void (*fp_axpy_fn)(float *acc, const float *w, float s, int len);
 /* acc[j] (j < 16) = chain over i < cnt of fma(x[i], buf[i*16 + j], .),
@@ -36,6 +38,7 @@ typedef struct fp_isa_ops {
     int mr_s, tw_s;
     fp_conv_kern_fn conv_s;
     fp_conv_kern_fn conv;
+    fp_addrow_fn addrow;
     fp_axpy_fn axpy;
     fp_dot16_fn dot16;
     fp_pack16_fn pack16;
