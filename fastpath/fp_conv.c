@@ -2,30 +2,58 @@
  *
  * Both directions run one engine, a "flat correlation":
  *
- *   out_flat[m][q] = chain over k = 0..K-1 of fma(src[koff[k] + q], A[m][k], .)
+ *   out_flat[m][q] = chain over k = 0..K-1 of
+ *                    fma(src[koff[k] + q], W[aoff[k] + m*lda], .)   from +0
  *
- * src is a zero-padded copy of the input (forward) or of the output gradient
- * (backward), one plane per channel, rows of a common width Wq, so that every
+ * src holds one plane per channel, rows of a common width Wq, so that every
  * (channel, tap) pair k becomes one constant offset koff[k] and the pixels q
  * of a row-major flat index are contiguous: the microkernel loads tw
  * consecutive pixels per k with plain vector loads and broadcasts mr weights
- * (implicit GEMM without an im2col buffer; the copy is the size of the input).
- * Flat positions whose column is >= the valid width are computed and
- * discarded.
+ * (implicit GEMM without an im2col buffer).  Flat positions whose column is
+ * >= the valid width are computed and discarded.
  *
- *  - Forward, stride s: the padded input is split into s_h*s_w phase
- *    sub-planes (sub-plane (py,px) holds padded[r*sh+py][c*sw+px]), which
- *    turns every stride into a stride-1 flat correlation.  k = (ci, ky, kx).
+ *  - Forward, stride s: src is a zero-padded copy of the input split into
+ *    s_h*s_w phase sub-planes (sub-plane (py,px) holds
+ *    padded[r*sh+py][c*sw+px]), which turns every stride into a stride-1
+ *    flat correlation.  k = (ci, ky, kx); output channel m's weights are row
+ *    m of w: aoff[k] = k, lda = K.
  *  - Backward-data, stride s: gin is split into output phases (ry, rx) with
  *    iy = ry + sh*a, ix = rx + sw*b; in a phase only the taps with
  *    (ry + pt - ky*dh) % sh == 0 (same for x) contribute, and each reads
  *    gout[a + dy][b + dx] at a constant shift: again a stride-1 flat
  *    correlation over a zero-padded copy of gout.  k = (co, ky, kx) over the
- *    contributing taps.
+ *    contributing taps; the weight of (k, ci) is w[co][ci][tap]:
+ *    aoff[k] = co*(ci per group)*kh*kw + tap, lda = kh*kw.
  *
- * The order of the chain is fixed by koff/A alone (see fp_kernels.h); the
- * tiling (mr, tw), the thread count and the ISA only decide who computes
- * which outputs.
+ * THE SUMMATION ORDER IS THE ONE DOCUMENTED IN fp_kernels.h and it has not
+ * changed with the speed work below: every output is one sequential fma
+ * chain from +0 over k in exactly that order, padding terms included, the
+ * bias added once after; tests/test_fp_kernels.c checks every path bit for
+ * bit against a frozen copy of the previous engine (tests/fp_conv_old.inc).
+ * The order is fixed by koff/aoff alone; the tiling (mr, tw), K-blocking,
+ * the thread count and the ISA only decide who computes which outputs and
+ * where a chain's float accumulator waits between K-blocks.
+ *
+ * Design (measured on a 2-vCPU AVX-512 guest, see bench/bench_fastpath.c):
+ *  - Weights are read in place (the kernel broadcasts W[aoff[k] + m*lda]);
+ *    nothing is packed per call.  Only when mr does not divide the channels
+ *    per group is a zero-padded copy of w made (odd shapes, depthwise).
+ *  - Tiles: full tiles of tw pixels, then one tail tile rounded up to the
+ *    ISA's unit tu (16 on AVX-512) instead of a whole tw.  AVX-512: 8
+ *    channels x 48 pixels, or 3 x 128 when a group has <= 3 output planes
+ *    (the RGB input of a first layer's backward-data).
+ *  - Work items: (image, group, chunk of TILES_PER_CHUNK tiles, stride
+ *    phase, range of <= PANELS_PER_ITEM panels of mr channels), enough of
+ *    them to keep every thread busy.  Inside an item K runs in blocks of
+ *    ~KC_TARGET; the tile accumulators are stored between blocks and
+ *    reloaded (exact), so a tile's source block and a panel's weight block
+ *    stay in cache while the other side sweeps them.
+ *  - Direct source: 1x1 kernels over unpadded stride-1 planes (forward) or
+ *    whose padded gout is gout (backward) read the caller's planes in place;
+ *    only the tail tile, which would read past the last plane, reads a small
+ *    compact copy.  Otherwise the padded copy is built in parallel, a few
+ *    large blocks of planes per thread.
+ *  - Threads come from the persistent pool of fp_isa.c (fp_parallel_for).
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -419,9 +447,10 @@ static void set_tiles(phase_t *P, int64_t L, int tw, int tu)
     P->ntiles = P->nfull + (rem > 0);
 }
 
-/* Tiles per item along pixels: the item's src rows (all its channels) and
- * one packed weight panel stay in L2 while the panel sweeps the tiles
- * (measured: 2-4 best on VGG shapes; 8 spills L2 at 512 channels). */
+/* Tiles per item along pixels: with K-blocking, the item's source block
+ * (its tiles' rows over one K block) and its panels' weight block stay in
+ * L2 (measured: 2, 4 and 8 within noise of each other on VGG-16 and
+ * ResNet-50 shapes). */
 #ifndef TILES_PER_CHUNK
 #define TILES_PER_CHUNK 4
 #endif
