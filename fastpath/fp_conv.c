@@ -714,6 +714,15 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
     /* 1x1 whose padded gout is gout itself: gout planes are the source */
     int direct = g->kh == 1 && g->kw == 1 && PT == 0 && PL == 0 && hg == oh && wg == ow &&
                  disjoint(gin, (size_t)g->n * g->c * g->h * g->w, gout, (size_t)g->n * g->co * oh * ow);
+    /* ... and every tap at shift (0, 0): a shifted tap's flat rows would run
+     * past the end of its plane (into the next one, or past the array) */
+    for (int ph = 0; ph < nph && direct; ph++)
+        for (int t = 0; t < j.ntap[ph]; t++) {
+            int ky = j.taps[ph][t] / g->kw, kx = j.taps[ph][t] % g->kw;
+            if (fdiv(P[ph].oy0 + g->pt - ky * g->dh, sh) != 0 ||
+                fdiv(P[ph].ox0 + g->pl - kx * g->dw, sw) != 0)
+                direct = 0;
+        }
     int64_t cs = direct ? hg * wg : hg * wg + wg + 2 * j.tw + 64;
     if (!direct)
         cs = (cs + 15) & ~(int64_t)15;

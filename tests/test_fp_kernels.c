@@ -437,6 +437,8 @@ static void test_conv_gate_old(void **state)
         {1, 200, 16, 15, 140, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, /* many panels+blocks */
         {3, 12, 5, 7, 18, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 3},     /* 1x1 direct, groups */
         {2, 9, 8, 8, 30, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1},      /* 1x1/2, batch */
+        {1, 4, 6, 6, 5, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1},       /* 1x1/2 padded: shifted taps */
+        {1, 3, 7, 6, 20, 1, 1, 3, 2, 1, 1, 2, 0, 1, 1, 1},      /* 1x1 odd strides/pads */
     };
     for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
         gate_case(&fixed[i], 0);
