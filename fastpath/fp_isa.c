@@ -673,6 +673,7 @@ static struct {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int busy;
+    int quit;
     int nworkers;
     _Atomic uint64_t gen; /* job generation, bumped under mu */
     /* the current job (written under mu before gen is bumped) */
@@ -682,7 +683,7 @@ static struct {
     uint64_t gen0[POOL_MAX];
     pthread_t tid[POOL_MAX];
     int excl[POOL_MAX];   /* CPU the worker is kept off, -1 none */
-} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, NULL, 0, 0, {0}, {0}, {0}};
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL, 0, 0, {0}, {0}, {0}};
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
 
@@ -692,13 +693,38 @@ static void pool_atfork_child(void)
     pthread_mutex_init(&pool.mu, NULL);
     pthread_cond_init(&pool.cv, NULL);
     pool.busy = 0;
+    pool.quit = 0;
     pool.nworkers = 0;
     atomic_store(&pool.active, 0);
+}
+
+/* At exit the workers are told to quit and joined, so that nothing of them
+ * is left behind (valgrind counted the live workers' thread-local blocks
+ * as "possibly lost"). */
+static void pool_shutdown(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    if (pool.busy || pool.nworkers == 0) {
+        pthread_mutex_unlock(&pool.mu);
+        return;
+    }
+    pool.quit = 1;
+    atomic_fetch_add(&pool.gen, 1);
+    pthread_cond_broadcast(&pool.cv);
+    int nw = pool.nworkers;
+    pool.nworkers = 0;
+    pthread_mutex_unlock(&pool.mu);
+    for (int i = 0; i < nw; i++)
+        pthread_join(pool.tid[i], NULL);
+    pthread_mutex_lock(&pool.mu);
+    pool.quit = 0;
+    pthread_mutex_unlock(&pool.mu);
 }
 
 static void pool_init_once(void)
 {
     pthread_atfork(NULL, NULL, pool_atfork_child);
+    atexit(pool_shutdown);
 }
 
 static long ns_since(const struct timespec *t0)
@@ -755,6 +781,10 @@ static void *pool_worker(void *arg)
         while (atomic_load(&pool.gen) == seen)
             pthread_cond_wait(&pool.cv, &pool.mu);
         seen = atomic_load(&pool.gen);
+        if (pool.quit) {
+            pthread_mutex_unlock(&pool.mu);
+            return NULL;
+        }
         pf_state *st = pool.st;
         int mine = idx < pool.want;
         pthread_mutex_unlock(&pool.mu);
@@ -787,12 +817,8 @@ void fp_parallel_for(int nthreads, int64_t n, fp_item_fn fn, void *ctx)
     }
     while (pool.nworkers < nthreads - 1 && pool.nworkers < POOL_MAX) {
         pthread_t t;
-        pthread_attr_t at;
         pool.gen0[pool.nworkers] = atomic_load(&pool.gen);
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        int rc = pthread_create(&t, &at, pool_worker, (void *)(intptr_t)pool.nworkers);
-        pthread_attr_destroy(&at);
+        int rc = pthread_create(&t, NULL, pool_worker, (void *)(intptr_t)pool.nworkers);
         if (rc != 0)
             break; /* fewer threads: same results, only slower */
         pool.tid[pool.nworkers] = t;
