@@ -117,13 +117,13 @@ typedef struct {
  * threads summed over the list. */
 static double run_list(const char *title, const conv_shape *L, int nl,
                        int hdiv, int batch, int tmin, int tmax, double peak1,
-                       double *macs_out)
+                       double peak2, double *macs_out)
 {
     printf("\n## %s (input %dx%d, batch %d; left columns at %d thread(s))\n", title,
            224 / hdiv, 224 / hdiv, batch, tmin);
     printf("%-24s %5s %9s | %8s %8s %6s | %8s %8s %6s | %s\n", "layer", "count",
            "GMAC", "fwd1 ms", "GF/s", "%pk", "bwd1 ms", "GF/s", "%pk",
-           "2-thread fwd/bwd ms (speed-up)");
+           "2-thread fwd/bwd ms (speed-up), GF/s, % of 2-thread peak");
     double est = 0.0, macs_tot = 0.0;
     for (int i = 0; i < nl; i++) {
         const conv_shape *s = &L[i];
@@ -150,9 +150,10 @@ static double run_list(const char *title, const conv_shape *L, int nl,
                100 * gf / r.t_fwd[t1] / (peak1 * t1), r.t_bwd[t1] * 1e3,
                gf / r.t_bwd[t1], 100 * gf / r.t_bwd[t1] / (peak1 * t1));
         if (tmax > tmin)
-            printf(" %7.2f %7.2f (x%.2f x%.2f) %6.1f/%6.1f GF/s", r.t_fwd[tmax] * 1e3,
-                   r.t_bwd[tmax] * 1e3, r.t_fwd[tmin] / r.t_fwd[tmax],
-                   r.t_bwd[tmin] / r.t_bwd[tmax], gf / r.t_fwd[tmax], gf / r.t_bwd[tmax]);
+            printf(" %7.2f %7.2f (x%.2f x%.2f) %6.1f/%6.1f GF/s %3.0f%%/%3.0f%%",
+                   r.t_fwd[tmax] * 1e3, r.t_bwd[tmax] * 1e3, r.t_fwd[tmin] / r.t_fwd[tmax],
+                   r.t_bwd[tmin] / r.t_bwd[tmax], gf / r.t_fwd[tmax], gf / r.t_bwd[tmax],
+                   100 * gf / r.t_fwd[tmax] / peak2, 100 * gf / r.t_bwd[tmax] / peak2);
         printf("\n");
         est += s->count * (2 * r.t_fwd[tmax] + r.t_bwd[tmax]);
         macs_tot += s->count * macs;
@@ -201,10 +202,12 @@ int main(int argc, char **argv)
            p1, p2);
     if (p1 <= 0)
         p1 = 1;
+    if (p2 <= 0)
+        p2 = 2 * p1;
     int nv = (int)(sizeof vgg / sizeof vgg[0]), nr = (int)(sizeof resnet / sizeof resnet[0]);
     double macs;
     if (!strcmp(net, "vgg") || !strcmp(net, "all")) {
-        double est = run_list("VGG-16 conv layers", vgg, nv, 1, 1, 1, 2, p1, &macs);
+        double est = run_list("VGG-16 conv layers", vgg, nv, 1, 1, 1, 2, p1, p2, &macs);
         double tdb[3], tdf[3], dmac = 0;
         int din[3] = {25088, 4096, 4096}, dout[3] = {4096, 4096, 1000};
         double dense = 0;
@@ -219,9 +222,9 @@ int main(int argc, char **argv)
         printf("RESULT vgg16_224_b1 conv_gmac %.2f est_lrp_s %.4f (convs %.4f + dense %.4f)\n",
                (macs + dmac) * 1e-9, est + dense, est, dense);
         if (!quick) {
-            double e112 = run_list("VGG-16 conv layers", vgg, nv, 2, 1, 2, 2, p1, &macs);
+            double e112 = run_list("VGG-16 conv layers", vgg, nv, 2, 1, 2, 2, p1, p2, &macs);
             printf("RESULT vgg16_112_b1 est_lrp_s %.4f (+ dense as above)\n", e112 + dense);
-            double e8 = run_list("VGG-16 conv layers", vgg, nv, 1, 8, 2, 2, p1, &macs);
+            double e8 = run_list("VGG-16 conv layers", vgg, nv, 1, 8, 2, 2, p1, p2, &macs);
             double d8 = 0;
             for (int i = 0; i < 3; i++) {
                 double tb, tf = time_dense(8, din[i], dout[i], 2, &tb);
@@ -232,7 +235,7 @@ int main(int argc, char **argv)
         }
     }
     if (!strcmp(net, "resnet") || !strcmp(net, "all")) {
-        double est = run_list("ResNet-50 conv layers", resnet, nr, 1, 1, 1, 2, p1, &macs);
+        double est = run_list("ResNet-50 conv layers", resnet, nr, 1, 1, 1, 2, p1, p2, &macs);
         double tb, tf = time_dense(1, 2048, 1000, 2, &tb);
         printf("RESULT resnet50_224_b1 conv_gmac %.2f est_lrp_s %.4f (convs %.4f + fc %.4f)\n",
                macs * 1e-9, est + tf + tb, est, tf + tb);

@@ -8,9 +8,11 @@
  * SIMD functions carry target attributes and are only called after
  * __builtin_cpu_supports() said yes.
  */
-#define _DEFAULT_SOURCE 1 /* madvise */
+#define _GNU_SOURCE 1 /* madvise, sched_getcpu, pthread_attr_setaffinity_np */
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -25,19 +27,32 @@
 #define P_MR 4
 #define P_TW 16
 
-static void conv_portable(float *tile, const float *src, const int32_t *koff,
-                          int K, const float *ap)
+static void conv_portable(float *tile, int tw, const float *src, const int32_t *koff,
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                          int cont)
 {
     float acc[P_MR][P_TW];
     memset(acc, 0, sizeof acc); /* +0 */
+    if (cont)
+        for (int m = 0; m < P_MR; m++)
+            memcpy(acc[m], tile + (size_t)m * tw, sizeof(float) * tw);
     for (int k = 0; k < K; k++) {
         const float *s = src + koff[k];
-        const float *a = ap + (size_t)k * P_MR;
-        for (int m = 0; m < P_MR; m++)
-            for (int j = 0; j < P_TW; j++)
-                acc[m][j] = fmaf(s[j], a[m], acc[m][j]);
+        const float *a = wb + aoff[k];
+        for (int m = 0; m < P_MR; m++) {
+            float am = a[m * lda];
+            for (int j = 0; j < tw; j++)
+                acc[m][j] = fmaf(s[j], am, acc[m][j]);
+        }
     }
-    memcpy(tile, acc, sizeof acc);
+    for (int m = 0; m < P_MR; m++)
+        memcpy(tile + (size_t)m * tw, acc[m], sizeof(float) * tw);
+}
+
+static void addrow_portable(float *d, const float *s, float b, int n)
+{
+    for (int i = 0; i < n; i++)
+        d[i] = s[i] + b;
 }
 
 static void axpy_portable(float *acc, const float *w, float s, int len)
@@ -74,45 +89,59 @@ static void pack16_portable(float *buf, const float *W, size_t ld, int no, int c
 #define A2_MR 4
 #define A2_TW 24
 
-__attribute__((target("avx2,fma")))
-static void conv_avx2(float *tile, const float *src, const int32_t *koff,
-                      int K, const float *ap)
+/* NV = 3, 2, 1 vectors of 8 pixels (tail tiles use the narrower ones) */
+#define A2_KERNEL(NAME, NV)                                                  \
+__attribute__((target("avx2,fma")))                                          \
+static void NAME(float *tile, const float *src, const int32_t *koff, int K,  \
+                 const float *wb, const int32_t *aoff, ptrdiff_t lda,        \
+                 int cont)                                                   \
+{                                                                            \
+    __m256 c[A2_MR][NV];                                                     \
+    for (int m = 0; m < A2_MR; m++)                                          \
+        for (int v = 0; v < NV; v++)                                         \
+            c[m][v] = cont ? _mm256_loadu_ps(tile + m * (8 * NV) + 8 * v)    \
+                           : _mm256_setzero_ps();                            \
+    for (int k = 0; k < K; k++) {                                            \
+        const float *s = src + koff[k];                                      \
+        const float *a = wb + aoff[k];                                       \
+        __m256 b[NV];                                                        \
+        for (int v = 0; v < NV; v++)                                         \
+            b[v] = _mm256_loadu_ps(s + 8 * v);                               \
+        for (int m = 0; m < A2_MR; m++) {                                    \
+            __m256 w = _mm256_broadcast_ss(a + m * lda);                     \
+            for (int v = 0; v < NV; v++)                                     \
+                c[m][v] = _mm256_fmadd_ps(b[v], w, c[m][v]);                 \
+        }                                                                    \
+    }                                                                        \
+    for (int m = 0; m < A2_MR; m++)                                          \
+        for (int v = 0; v < NV; v++)                                         \
+            _mm256_storeu_ps(tile + m * (8 * NV) + 8 * v, c[m][v]);          \
+}
+A2_KERNEL(conv_avx2_3, 3)
+A2_KERNEL(conv_avx2_2, 2)
+A2_KERNEL(conv_avx2_1, 1)
+
+static void conv_avx2(float *tile, int tw, const float *src, const int32_t *koff,
+                      int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                      int cont)
 {
-    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c02 = c00;
-    __m256 c10 = c00, c11 = c00, c12 = c00;
-    __m256 c20 = c00, c21 = c00, c22 = c00;
-    __m256 c30 = c00, c31 = c00, c32 = c00;
-    for (int k = 0; k < K; k++) {
-        const float *s = src + koff[k];
-        const float *a = ap + (size_t)k * A2_MR;
-        __m256 b0 = _mm256_loadu_ps(s), b1 = _mm256_loadu_ps(s + 8),
-               b2 = _mm256_loadu_ps(s + 16);
-        __m256 w;
-        w = _mm256_broadcast_ss(a + 0);
-        c00 = _mm256_fmadd_ps(b0, w, c00); c01 = _mm256_fmadd_ps(b1, w, c01);
-        c02 = _mm256_fmadd_ps(b2, w, c02);
-        w = _mm256_broadcast_ss(a + 1);
-        c10 = _mm256_fmadd_ps(b0, w, c10); c11 = _mm256_fmadd_ps(b1, w, c11);
-        c12 = _mm256_fmadd_ps(b2, w, c12);
-        w = _mm256_broadcast_ss(a + 2);
-        c20 = _mm256_fmadd_ps(b0, w, c20); c21 = _mm256_fmadd_ps(b1, w, c21);
-        c22 = _mm256_fmadd_ps(b2, w, c22);
-        w = _mm256_broadcast_ss(a + 3);
-        c30 = _mm256_fmadd_ps(b0, w, c30); c31 = _mm256_fmadd_ps(b1, w, c31);
-        c32 = _mm256_fmadd_ps(b2, w, c32);
-    }
-    _mm256_storeu_ps(tile + 0 * A2_TW + 0, c00);
-    _mm256_storeu_ps(tile + 0 * A2_TW + 8, c01);
-    _mm256_storeu_ps(tile + 0 * A2_TW + 16, c02);
-    _mm256_storeu_ps(tile + 1 * A2_TW + 0, c10);
-    _mm256_storeu_ps(tile + 1 * A2_TW + 8, c11);
-    _mm256_storeu_ps(tile + 1 * A2_TW + 16, c12);
-    _mm256_storeu_ps(tile + 2 * A2_TW + 0, c20);
-    _mm256_storeu_ps(tile + 2 * A2_TW + 8, c21);
-    _mm256_storeu_ps(tile + 2 * A2_TW + 16, c22);
-    _mm256_storeu_ps(tile + 3 * A2_TW + 0, c30);
-    _mm256_storeu_ps(tile + 3 * A2_TW + 8, c31);
-    _mm256_storeu_ps(tile + 3 * A2_TW + 16, c32);
+    if (tw > 16)
+        conv_avx2_3(tile, src, koff, K, wb, aoff, lda, cont);
+    else if (tw > 8)
+        conv_avx2_2(tile, src, koff, K, wb, aoff, lda, cont);
+    else
+        conv_avx2_1(tile, src, koff, K, wb, aoff, lda, cont);
+}
+
+__attribute__((target("avx2,fma")))
+static void addrow_avx2(float *d, const float *s, float b, int n)
+{
+    __m256 vb = _mm256_set1_ps(b);
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(d + i, _mm256_add_ps(_mm256_loadu_ps(s + i), vb));
+    for (; i < n; i++)
+        d[i] = s[i] + b;
 }
 
 __attribute__((target("avx2,fma")))
@@ -148,46 +177,287 @@ static void dot16_avx2(float *acc, const float *buf, const float *x, int cnt)
 #define A5_MR 8
 #define A5_TW 48
 
-#define A5_ROW(m)                                                     \
-    w = _mm512_set1_ps(a[m]);                                         \
+
+#define A5_ROW3(m)                                                    \
+    w = _mm512_set1_ps(a[(m) * lda]);                                 \
     c##m##0 = _mm512_fmadd_ps(b0, w, c##m##0);                        \
     c##m##1 = _mm512_fmadd_ps(b1, w, c##m##1);                        \
     c##m##2 = _mm512_fmadd_ps(b2, w, c##m##2);
-#define A5_STORE(m)                                                   \
-    _mm512_storeu_ps(tile + (m) * A5_TW + 0, c##m##0);                \
-    _mm512_storeu_ps(tile + (m) * A5_TW + 16, c##m##1);               \
-    _mm512_storeu_ps(tile + (m) * A5_TW + 32, c##m##2);
+#define A5_STORE3(m)                                                  \
+    _mm512_storeu_ps(tile + (m) * 48 + 0, c##m##0);                   \
+    _mm512_storeu_ps(tile + (m) * 48 + 16, c##m##1);                  \
+    _mm512_storeu_ps(tile + (m) * 48 + 32, c##m##2);
+#define A5_ROW2(m)                                                    \
+    w = _mm512_set1_ps(a[(m) * lda]);                                 \
+    c##m##0 = _mm512_fmadd_ps(b0, w, c##m##0);                        \
+    c##m##1 = _mm512_fmadd_ps(b1, w, c##m##1);
+#define A5_STORE2(m)                                                  \
+    _mm512_storeu_ps(tile + (m) * 32 + 0, c##m##0);                   \
+    _mm512_storeu_ps(tile + (m) * 32 + 16, c##m##1);
+#define A5_ROW1(m)                                                    \
+    w = _mm512_set1_ps(a[(m) * lda]);                                 \
+    c##m##0 = _mm512_fmadd_ps(b0, w, c##m##0);
+#define A5_STORE1(m) _mm512_storeu_ps(tile + (m) * 16, c##m##0);
 
+#define A5_PREFETCH(NL)                                               \
+    if (PF_DIST > 0 && k + PF_DIST < K) {                             \
+        const char *pf = (const char *)(src + koff[k + PF_DIST]);     \
+        for (int l = 0; l < (NL); l++)                                \
+            _mm_prefetch(pf + 64 * l, _MM_HINT_T0);                   \
+        _mm_prefetch(pf + 64 * (NL) - 1, _MM_HINT_T0);                \
+    }
+
+/* 48 pixels: 24 accumulators */
 __attribute__((target("avx512f")))
-static void conv_avx512(float *tile, const float *src, const int32_t *koff,
-                        int K, const float *ap)
+static void conv_avx512_3(float *tile, const float *src, const int32_t *koff,
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                          int cont)
 {
-    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c02 = c00;
-    __m512 c10 = c00, c11 = c00, c12 = c00;
-    __m512 c20 = c00, c21 = c00, c22 = c00;
-    __m512 c30 = c00, c31 = c00, c32 = c00;
-    __m512 c40 = c00, c41 = c00, c42 = c00;
-    __m512 c50 = c00, c51 = c00, c52 = c00;
-    __m512 c60 = c00, c61 = c00, c62 = c00;
-    __m512 c70 = c00, c71 = c00, c72 = c00;
+    __m512 c00, c01, c02, c10, c11, c12, c20, c21, c22, c30, c31, c32, c40, c41, c42, c50, c51, c52, c60, c61, c62, c70, c71, c72;
+    if (cont) {
+        c00 = _mm512_loadu_ps(tile + 0);
+        c01 = _mm512_loadu_ps(tile + 16);
+        c02 = _mm512_loadu_ps(tile + 32);
+        c10 = _mm512_loadu_ps(tile + 48);
+        c11 = _mm512_loadu_ps(tile + 64);
+        c12 = _mm512_loadu_ps(tile + 80);
+        c20 = _mm512_loadu_ps(tile + 96);
+        c21 = _mm512_loadu_ps(tile + 112);
+        c22 = _mm512_loadu_ps(tile + 128);
+        c30 = _mm512_loadu_ps(tile + 144);
+        c31 = _mm512_loadu_ps(tile + 160);
+        c32 = _mm512_loadu_ps(tile + 176);
+        c40 = _mm512_loadu_ps(tile + 192);
+        c41 = _mm512_loadu_ps(tile + 208);
+        c42 = _mm512_loadu_ps(tile + 224);
+        c50 = _mm512_loadu_ps(tile + 240);
+        c51 = _mm512_loadu_ps(tile + 256);
+        c52 = _mm512_loadu_ps(tile + 272);
+        c60 = _mm512_loadu_ps(tile + 288);
+        c61 = _mm512_loadu_ps(tile + 304);
+        c62 = _mm512_loadu_ps(tile + 320);
+        c70 = _mm512_loadu_ps(tile + 336);
+        c71 = _mm512_loadu_ps(tile + 352);
+        c72 = _mm512_loadu_ps(tile + 368);
+    } else {
+        c00 = _mm512_setzero_ps();
+        c01 = c00;
+        c02 = c00;
+        c10 = c00;
+        c11 = c00;
+        c12 = c00;
+        c20 = c00;
+        c21 = c00;
+        c22 = c00;
+        c30 = c00;
+        c31 = c00;
+        c32 = c00;
+        c40 = c00;
+        c41 = c00;
+        c42 = c00;
+        c50 = c00;
+        c51 = c00;
+        c52 = c00;
+        c60 = c00;
+        c61 = c00;
+        c62 = c00;
+        c70 = c00;
+        c71 = c00;
+        c72 = c00;
+    }
     for (int k = 0; k < K; k++) {
         const float *s = src + koff[k];
-        const float *a = ap + (size_t)k * A5_MR;
-        if (PF_DIST > 0 && k + PF_DIST < K) {
-            const char *pf = (const char *)(src + koff[k + PF_DIST]);
-            _mm_prefetch(pf, _MM_HINT_T0);
-            _mm_prefetch(pf + 64, _MM_HINT_T0);
-            _mm_prefetch(pf + 128, _MM_HINT_T0);
-            _mm_prefetch(pf + 191, _MM_HINT_T0);
-        }
+        const float *a = wb + aoff[k];
+        A5_PREFETCH(3)
         __m512 b0 = _mm512_loadu_ps(s), b1 = _mm512_loadu_ps(s + 16),
                b2 = _mm512_loadu_ps(s + 32);
         __m512 w;
-        A5_ROW(0) A5_ROW(1) A5_ROW(2) A5_ROW(3)
-        A5_ROW(4) A5_ROW(5) A5_ROW(6) A5_ROW(7)
+        A5_ROW3(0) A5_ROW3(1) A5_ROW3(2) A5_ROW3(3)
+        A5_ROW3(4) A5_ROW3(5) A5_ROW3(6) A5_ROW3(7)
     }
-    A5_STORE(0) A5_STORE(1) A5_STORE(2) A5_STORE(3)
-    A5_STORE(4) A5_STORE(5) A5_STORE(6) A5_STORE(7)
+    A5_STORE3(0) A5_STORE3(1) A5_STORE3(2) A5_STORE3(3)
+    A5_STORE3(4) A5_STORE3(5) A5_STORE3(6) A5_STORE3(7)
+}
+
+/* 32 pixels (tail tiles) */
+__attribute__((target("avx512f")))
+static void conv_avx512_2(float *tile, const float *src, const int32_t *koff,
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                          int cont)
+{
+    __m512 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51, c60, c61, c70, c71;
+    if (cont) {
+        c00 = _mm512_loadu_ps(tile + 0);
+        c01 = _mm512_loadu_ps(tile + 16);
+        c10 = _mm512_loadu_ps(tile + 32);
+        c11 = _mm512_loadu_ps(tile + 48);
+        c20 = _mm512_loadu_ps(tile + 64);
+        c21 = _mm512_loadu_ps(tile + 80);
+        c30 = _mm512_loadu_ps(tile + 96);
+        c31 = _mm512_loadu_ps(tile + 112);
+        c40 = _mm512_loadu_ps(tile + 128);
+        c41 = _mm512_loadu_ps(tile + 144);
+        c50 = _mm512_loadu_ps(tile + 160);
+        c51 = _mm512_loadu_ps(tile + 176);
+        c60 = _mm512_loadu_ps(tile + 192);
+        c61 = _mm512_loadu_ps(tile + 208);
+        c70 = _mm512_loadu_ps(tile + 224);
+        c71 = _mm512_loadu_ps(tile + 240);
+    } else {
+        c00 = _mm512_setzero_ps();
+        c01 = c00;
+        c10 = c00;
+        c11 = c00;
+        c20 = c00;
+        c21 = c00;
+        c30 = c00;
+        c31 = c00;
+        c40 = c00;
+        c41 = c00;
+        c50 = c00;
+        c51 = c00;
+        c60 = c00;
+        c61 = c00;
+        c70 = c00;
+        c71 = c00;
+    }
+    for (int k = 0; k < K; k++) {
+        const float *s = src + koff[k];
+        const float *a = wb + aoff[k];
+        A5_PREFETCH(2)
+        __m512 b0 = _mm512_loadu_ps(s), b1 = _mm512_loadu_ps(s + 16);
+        __m512 w;
+        A5_ROW2(0) A5_ROW2(1) A5_ROW2(2) A5_ROW2(3)
+        A5_ROW2(4) A5_ROW2(5) A5_ROW2(6) A5_ROW2(7)
+    }
+    A5_STORE2(0) A5_STORE2(1) A5_STORE2(2) A5_STORE2(3)
+    A5_STORE2(4) A5_STORE2(5) A5_STORE2(6) A5_STORE2(7)
+}
+
+/* 16 pixels (tail tiles) */
+__attribute__((target("avx512f")))
+static void conv_avx512_1(float *tile, const float *src, const int32_t *koff,
+                          int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                          int cont)
+{
+    __m512 c00, c10, c20, c30, c40, c50, c60, c70;
+    if (cont) {
+        c00 = _mm512_loadu_ps(tile + 0);
+        c10 = _mm512_loadu_ps(tile + 16);
+        c20 = _mm512_loadu_ps(tile + 32);
+        c30 = _mm512_loadu_ps(tile + 48);
+        c40 = _mm512_loadu_ps(tile + 64);
+        c50 = _mm512_loadu_ps(tile + 80);
+        c60 = _mm512_loadu_ps(tile + 96);
+        c70 = _mm512_loadu_ps(tile + 112);
+    } else {
+        c00 = _mm512_setzero_ps();
+        c10 = c00;
+        c20 = c00;
+        c30 = c00;
+        c40 = c00;
+        c50 = c00;
+        c60 = c00;
+        c70 = c00;
+    }
+    for (int k = 0; k < K; k++) {
+        const float *s = src + koff[k];
+        const float *a = wb + aoff[k];
+        A5_PREFETCH(1)
+        __m512 b0 = _mm512_loadu_ps(s);
+        __m512 w;
+        A5_ROW1(0) A5_ROW1(1) A5_ROW1(2) A5_ROW1(3)
+        A5_ROW1(4) A5_ROW1(5) A5_ROW1(6) A5_ROW1(7)
+    }
+    A5_STORE1(0) A5_STORE1(1) A5_STORE1(2) A5_STORE1(3)
+    A5_STORE1(4) A5_STORE1(5) A5_STORE1(6) A5_STORE1(7)
+}
+
+/* Few output channels (the 3 RGB planes of a first layer's backward-data,
+ * m <= 3 per group): 3 channels x up to 128 pixels (24 accumulators), where
+ * the 8-channel tile would compute 5/8 padding lanes. */
+#define A5S_MR 3
+#define A5S_TW 128
+#define A5S_KERNEL(NAME, NV)                                                 \
+__attribute__((target("avx512f")))                                          \
+static void NAME(float *tile, const float *src, const int32_t *koff, int K,  \
+                 const float *wb, const int32_t *aoff, ptrdiff_t lda,        \
+                 int cont)                                                   \
+{                                                                            \
+    __m512 c[A5S_MR][NV];                                                    \
+    _Pragma("GCC unroll 8")                                                  \
+    for (int v = 0; v < NV; v++) {                                           \
+        c[0][v] = cont ? _mm512_loadu_ps(tile + 0 * 16 * NV + 16 * v)        \
+                       : _mm512_setzero_ps();                                \
+        c[1][v] = cont ? _mm512_loadu_ps(tile + 1 * 16 * NV + 16 * v)        \
+                       : _mm512_setzero_ps();                                \
+        c[2][v] = cont ? _mm512_loadu_ps(tile + 2 * 16 * NV + 16 * v)        \
+                       : _mm512_setzero_ps();                                \
+    }                                                                        \
+    for (int k = 0; k < K; k++) {                                            \
+        const float *s = src + koff[k];                                      \
+        const float *a = wb + aoff[k];                                       \
+        __m512 w0 = _mm512_set1_ps(a[0]), w1 = _mm512_set1_ps(a[lda]),       \
+               w2 = _mm512_set1_ps(a[2 * lda]);                              \
+        _Pragma("GCC unroll 8")                                              \
+        for (int v = 0; v < NV; v++) {                                       \
+            __m512 b = _mm512_loadu_ps(s + 16 * v);                          \
+            c[0][v] = _mm512_fmadd_ps(b, w0, c[0][v]);                       \
+            c[1][v] = _mm512_fmadd_ps(b, w1, c[1][v]);                       \
+            c[2][v] = _mm512_fmadd_ps(b, w2, c[2][v]);                       \
+        }                                                                    \
+    }                                                                        \
+    _Pragma("GCC unroll 8")                                                  \
+    for (int v = 0; v < NV; v++) {                                           \
+        _mm512_storeu_ps(tile + 0 * 16 * NV + 16 * v, c[0][v]);              \
+        _mm512_storeu_ps(tile + 1 * 16 * NV + 16 * v, c[1][v]);              \
+        _mm512_storeu_ps(tile + 2 * 16 * NV + 16 * v, c[2][v]);              \
+    }                                                                        \
+}
+A5S_KERNEL(conv3_avx512_1, 1)
+A5S_KERNEL(conv3_avx512_2, 2)
+A5S_KERNEL(conv3_avx512_3, 3)
+A5S_KERNEL(conv3_avx512_4, 4)
+A5S_KERNEL(conv3_avx512_5, 5)
+A5S_KERNEL(conv3_avx512_6, 6)
+A5S_KERNEL(conv3_avx512_7, 7)
+A5S_KERNEL(conv3_avx512_8, 8)
+
+static void conv3_avx512(float *tile, int tw, const float *src, const int32_t *koff,
+                         int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                         int cont)
+{
+    static void (*const f[8])(float *, const float *, const int32_t *, int,
+                              const float *, const int32_t *, ptrdiff_t, int) = {
+        conv3_avx512_1, conv3_avx512_2, conv3_avx512_3, conv3_avx512_4,
+        conv3_avx512_5, conv3_avx512_6, conv3_avx512_7, conv3_avx512_8};
+    f[(tw + 15) / 16 - 1](tile, src, koff, K, wb, aoff, lda, cont);
+}
+
+static void conv_avx512(float *tile, int tw, const float *src, const int32_t *koff,
+                        int K, const float *wb, const int32_t *aoff, ptrdiff_t lda,
+                        int cont)
+{
+    if (tw > 32)
+        conv_avx512_3(tile, src, koff, K, wb, aoff, lda, cont);
+    else if (tw > 16)
+        conv_avx512_2(tile, src, koff, K, wb, aoff, lda, cont);
+    else
+        conv_avx512_1(tile, src, koff, K, wb, aoff, lda, cont);
+}
+
+/* d = s + b, one rounding per element as in C: same bits on every path */
+__attribute__((target("avx512f")))
+static void addrow_avx512(float *d, const float *s, float b, int n)
+{
+    __m512 vb = _mm512_set1_ps(b);
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(d + i, _mm512_add_ps(_mm512_loadu_ps(s + i), vb));
+    if (i < n) {
+        __mmask16 msk = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(d + i, msk, _mm512_add_ps(_mm512_maskz_loadu_ps(msk, s + i), vb));
+    }
 }
 
 __attribute__((target("avx512f")))
@@ -260,12 +530,14 @@ static void pack16_avx512(float *buf, const float *W, size_t ld, int no, int cnt
 
 /* ---- dispatch ---------------------------------------------------------- */
 
+/* isa, mr, tw, tu, mr_s, tw_s, conv_s, conv, addrow, axpy, dot16, pack16 */
 static const fp_isa_ops ops_table[LRP_FP_ISA_COUNT] = {
-    {LRP_FP_ISA_PORTABLE, P_MR, P_TW, conv_portable, axpy_portable, dot16_portable,
-     pack16_portable},
-    {LRP_FP_ISA_AVX2, A2_MR, A2_TW, conv_avx2, axpy_avx2, dot16_avx2, pack16_portable},
-    {LRP_FP_ISA_AVX512, A5_MR, A5_TW, conv_avx512, axpy_avx512, dot16_avx512,
-     pack16_avx512},
+    {LRP_FP_ISA_PORTABLE, P_MR, P_TW, 16, 0, 0, NULL, conv_portable, addrow_portable,
+     axpy_portable, dot16_portable, pack16_portable},
+    {LRP_FP_ISA_AVX2, A2_MR, A2_TW, 8, 0, 0, NULL, conv_avx2, addrow_avx2, axpy_avx2,
+     dot16_avx2, pack16_portable},
+    {LRP_FP_ISA_AVX512, A5_MR, A5_TW, 16, A5S_MR, A5S_TW, conv3_avx512, conv_avx512,
+     addrow_avx512, axpy_avx512, dot16_avx512, pack16_avx512},
 };
 
 static _Atomic int active_isa = -1;
@@ -348,7 +620,229 @@ int fp_threads(int nthreads)
     return nthreads > 64 ? 64 : nthreads;
 }
 
-/* fp_parallel_for: fp_pool.c */
+typedef struct {
+    fp_item_fn fn;
+    void *ctx;
+    int64_t n;
+    _Atomic int64_t next;
+} pf_state;
+
+static void *pf_worker(void *arg)
+{
+    pf_state *st = arg;
+    for (;;) {
+        int64_t i = atomic_fetch_add(&st->next, 1);
+        if (i >= st->n)
+            break;
+        st->fn(st->ctx, i);
+    }
+    return NULL;
+}
+
+/* Fallback when the pool is busy (a concurrent or nested call) or cannot
+ * start: threads created for this call only. */
+static void pf_spawn(int nthreads, int64_t n, fp_item_fn fn, void *ctx)
+{
+    pf_state st = {fn, ctx, n, 0};
+    pthread_t tid[64];
+    int started = 0;
+    for (int t = 1; t < nthreads; t++) {
+        if (pthread_create(&tid[started], NULL, pf_worker, &st) != 0)
+            break; /* fewer threads: same results, only slower */
+        started++;
+    }
+    pf_worker(&st);
+    for (int t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+}
+
+/* ---- persistent worker pool ----
+ * Creating threads per call cost 25-300 us on this (virtualised) machine,
+ * and waking a sleeping vCPU about as much, against 0.3-2 ms for a whole
+ * ResNet conv layer, which makes two parallel phases per call (source copy,
+ * compute) slower on 2 threads than on 1 (measured).  So the workers live
+ * across calls and spin for a short while (POOL_SPIN_NS) after a job before
+ * sleeping on a condition variable: back-to-back calls find them awake.
+ * Work is still claimed item by item from a shared counter and every item
+ * writes its own outputs, so the pool changes no bit.  A child after fork()
+ * starts with an empty pool (pthread_atfork). */
+#define POOL_MAX 63
+#define POOL_SPIN_NS 400000L
+
+static struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int busy;
+    int quit;
+    int nworkers;
+    _Atomic uint64_t gen; /* job generation, bumped under mu */
+    /* the current job (written under mu before gen is bumped) */
+    pf_state *st;
+    int want;             /* workers 0..want-1 take part */
+    _Atomic int active;   /* participants not yet done */
+    uint64_t gen0[POOL_MAX];
+    pthread_t tid[POOL_MAX];
+    int excl[POOL_MAX];   /* CPU the worker is kept off, -1 none */
+} pool = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0, 0, NULL, 0, 0, {0}, {0}, {0}};
+
+static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+
+static void pool_atfork_child(void)
+{
+    /* only the forking thread exists in the child */
+    pthread_mutex_init(&pool.mu, NULL);
+    pthread_cond_init(&pool.cv, NULL);
+    pool.busy = 0;
+    pool.quit = 0;
+    pool.nworkers = 0;
+    atomic_store(&pool.active, 0);
+}
+
+/* At exit the workers are told to quit and joined, so that nothing of them
+ * is left behind (valgrind counted the live workers' thread-local blocks
+ * as "possibly lost"). */
+static void pool_shutdown(void)
+{
+    pthread_mutex_lock(&pool.mu);
+    if (pool.busy || pool.nworkers == 0) {
+        pthread_mutex_unlock(&pool.mu);
+        return;
+    }
+    pool.quit = 1;
+    atomic_fetch_add(&pool.gen, 1);
+    pthread_cond_broadcast(&pool.cv);
+    int nw = pool.nworkers;
+    pool.nworkers = 0;
+    pthread_mutex_unlock(&pool.mu);
+    for (int i = 0; i < nw; i++)
+        pthread_join(pool.tid[i], NULL);
+    pthread_mutex_lock(&pool.mu);
+    pool.quit = 0;
+    pthread_mutex_unlock(&pool.mu);
+}
+
+static void pool_init_once(void)
+{
+    pthread_atfork(NULL, NULL, pool_atfork_child);
+    atexit(pool_shutdown);
+}
+
+static long ns_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)(t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
+}
+
+/* Keep the workers off the CPU the caller runs on when there is another:
+ * this guest's scheduler packs threads onto one vCPU (sched_vcpu_pack) and
+ * a worker woken next to the caller just takes turns with it (measured:
+ * no speed-up at all on 0.5-2 ms layers).  Checked at every job (the caller
+ * may have moved); only a placement hint, results do not depend on it. */
+static void pool_place(int want)
+{
+    int me = sched_getcpu();
+    if (me < 0)
+        return;
+    for (int i = 0; i < want; i++) {
+        if (pool.excl[i] == me)
+            continue;
+        cpu_set_t cs;
+        if (sched_getaffinity(0, sizeof cs, &cs) != 0 || CPU_COUNT(&cs) < 2 ||
+            !CPU_ISSET(me, &cs))
+            return;
+        CPU_CLR(me, &cs);
+        pthread_setaffinity_np(pool.tid[i], sizeof cs, &cs);
+        pool.excl[i] = me;
+    }
+}
+
+static void *pool_worker(void *arg)
+{
+    int idx = (int)(intptr_t)arg;
+    /* the generation current when this worker was created (under mu, before
+     * the job that created it was published) */
+    pthread_mutex_lock(&pool.mu);
+    uint64_t seen = pool.gen0[idx];
+    pthread_mutex_unlock(&pool.mu);
+    for (;;) {
+        /* spin a little, then sleep */
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (int i = 0; atomic_load_explicit(&pool.gen, memory_order_relaxed) == seen; i++) {
+            /* yield, not a PAUSE spin: this guest's scheduler packs threads
+             * onto one vCPU (sched_vcpu_pack), where a busy spin starves
+             * the caller (measured: +400 us per job) */
+            sched_yield();
+            if ((i & 15) == 15 && ns_since(&t0) > POOL_SPIN_NS)
+                break;
+        }
+        pthread_mutex_lock(&pool.mu);
+        while (atomic_load(&pool.gen) == seen)
+            pthread_cond_wait(&pool.cv, &pool.mu);
+        seen = atomic_load(&pool.gen);
+        if (pool.quit) {
+            pthread_mutex_unlock(&pool.mu);
+            return NULL;
+        }
+        pf_state *st = pool.st;
+        int mine = idx < pool.want;
+        pthread_mutex_unlock(&pool.mu);
+        if (mine) {
+            pf_worker(st);
+            atomic_fetch_sub(&pool.active, 1);
+        }
+    }
+    return NULL;
+}
+
+void fp_parallel_for(int nthreads, int64_t n, fp_item_fn fn, void *ctx)
+{
+    nthreads = fp_threads(nthreads);
+    if (n <= 0)
+        return;
+    if (nthreads > n)
+        nthreads = (int)n;
+    if (nthreads <= 1) {
+        for (int64_t i = 0; i < n; i++)
+            fn(ctx, i);
+        return;
+    }
+    pthread_once(&pool_once, pool_init_once);
+    pthread_mutex_lock(&pool.mu);
+    if (pool.busy) {
+        pthread_mutex_unlock(&pool.mu);
+        pf_spawn(nthreads, n, fn, ctx);
+        return;
+    }
+    while (pool.nworkers < nthreads - 1 && pool.nworkers < POOL_MAX) {
+        pthread_t t;
+        pool.gen0[pool.nworkers] = atomic_load(&pool.gen);
+        int rc = pthread_create(&t, NULL, pool_worker, (void *)(intptr_t)pool.nworkers);
+        if (rc != 0)
+            break; /* fewer threads: same results, only slower */
+        pool.tid[pool.nworkers] = t;
+        pool.excl[pool.nworkers] = -1;
+        pool.nworkers++;
+    }
+    pf_state st = {fn, ctx, n, 0};
+    int want = nthreads - 1 < pool.nworkers ? nthreads - 1 : pool.nworkers;
+    pool_place(want);
+    pool.busy = 1;
+    pool.st = &st;
+    pool.want = want;
+    atomic_store(&pool.active, want);
+    atomic_fetch_add(&pool.gen, 1);
+    pthread_cond_broadcast(&pool.cv);
+    pthread_mutex_unlock(&pool.mu);
+    pf_worker(&st);
+    while (atomic_load(&pool.active) > 0)
+        sched_yield(); /* see pool_worker */
+    pthread_mutex_lock(&pool.mu);
+    pool.busy = 0;
+    pool.st = NULL;
+    pthread_mutex_unlock(&pool.mu);
+}
 
 void *fp_alloc(size_t bytes)
 {

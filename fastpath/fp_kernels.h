@@ -52,7 +52,9 @@ int lrp_fp_set_isa(lrp_fp_isa isa);
 lrp_fp_isa lrp_fp_get_isa(void);
 const char *lrp_fp_isa_name(lrp_fp_isa isa);
 /* The conv kernels keep one scratch buffer (about the size of the largest
- * padded input plus packed weights seen so far) across calls; this frees it. */
+ * padded input seen so far; weights are read in place) across calls; this
+ * frees it.  The worker threads of the pool (see fp_isa.c) also live across
+ * calls; they sleep when idle. */
 void lrp_fp_release_workspace(void);
 /* LRP_THREADS env (clamped to 1..64), default 2. */
 int lrp_fp_default_threads(void);
@@ -73,7 +75,15 @@ typedef struct lrp_fp_conv_geom {
 /* Output size; -1 in both if the geometry is invalid. */
 int lrp_fp_conv_out_hw(const lrp_fp_conv_geom *g, int *oh, int *ow);
 
-/* Forward.  For output (n, co, y, x), group gr = co / (co/groups):
+/* Implementation (fastpath/fp_conv.c): an implicit GEMM over a padded,
+ * stride-phase-split copy of the source (or the caller's planes themselves
+ * for unpadded stride-1 1x1 convs) with the weights read in place, AVX-512
+ * tiles of 8 output channels x 48 pixels (3 x 128 for <= 3 channels per
+ * group), K-blocked with the accumulators stored and reloaded between blocks.
+ * None of this changes the chains below: the order of the terms of every
+ * output is exactly the documented one on every path and thread count.
+ *
+ * Forward.  For output (n, co, y, x), group gr = co / (co/groups):
  *   acc = +0
  *   for ci in 0..c/groups-1, ky in 0..kh-1, kx in 0..kw-1 (this order,
  *       i.e. k = (ci*kh + ky)*kw + kx increasing):

@@ -7,10 +7,19 @@
 #include "fp_kernels.h"
 
 /* Convolution microkernel: for m < mr, j < tw
- *   tile[m*tw + j] = chain over k = 0..K-1 of fma(src[koff[k] + j], ap[k*mr + m], .)
- * from +0.  Every path computes exactly this chain. */
-typedef void (*fp_conv_kern_fn)(float *tile, const float *src,
-                                const int32_t *koff, int K, const float *ap);
+ *   tile[m*tw + j] = chain over k = 0..K-1 of
+ *                    fma(src[koff[k] + j], wb[aoff[k] + m*lda], .)
+ * from +0, or (cont != 0) continuing from the float already in tile[m*tw+j]:
+ * a chain split into K-blocks with the accumulator stored and reloaded
+ * between them is the same chain, bit for bit.  Every path computes exactly this chain.  tw is a multiple of
+ * the path's unit tu, at most its maximum width; the weights are read in
+ * place (no packed panels): forward lda = K, aoff[k] = k (row m of the
+ * weight matrix); backward lda = kh*kw, aoff = co*(ci stride) + tap. */
+typedef void (*fp_conv_kern_fn)(float *tile, int tw, const float *src,
+                                const int32_t *koff, int K, const float *wb,
+                                const int32_t *aoff, ptrdiff_t lda, int cont);
+/* d[i] = s[i] + b for i < n (the bias add: one rounding, any path). */
+typedef void (*fp_addrow_fn)(float *d, const float *s, float b, int n);
 /* acc[j] = fma(w[j], s, acc[j]) for j < len. */
 typedef void (*fp_axpy_fn)(float *acc, const float *w, float s, int len);
 /* acc[j] (j < 16) = chain over i < cnt of fma(x[i], buf[i*16 + j], .),
@@ -23,7 +32,13 @@ typedef void (*fp_pack16_fn)(float *buf, const float *W, size_t ld, int no, int 
 typedef struct fp_isa_ops {
     lrp_fp_isa isa;
     int mr, tw; /* microkernel tile: mr output channels x tw flat pixels */
+    int tu;     /* tail tiles may be any multiple of tu up to tw wide */
+    /* optional kernel for m <= mr_s output channels per group: mr_s x tw_s
+     * tiles (same unit tu; mr_s*tw_s <= 1024); conv_s NULL if none */
+    int mr_s, tw_s;
+    fp_conv_kern_fn conv_s;
     fp_conv_kern_fn conv;
+    fp_addrow_fn addrow;
     fp_axpy_fn axpy;
     fp_dot16_fn dot16;
     fp_pack16_fn pack16;

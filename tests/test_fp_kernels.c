@@ -28,6 +28,9 @@
 
 #include "fp_kernels.h"
 
+/* the frozen pre-rewrite conv engine: the bitwise gate below */
+#include "fp_conv_old.inc"
+
 /* ---- helpers ---- */
 
 static uint64_t rng_state;
@@ -332,6 +335,140 @@ static void test_conv_nonfinite_paths_agree(void **state)
     free(in); free(w); free(gout); free(a); free(b); free(ga); free(gb);
 }
 
+
+/* ---- bitwise gate against the frozen old engine (fp_conv_old.inc) ---- */
+
+/* exact bits, NaN payloads included */
+static void check_identical(const float *a, const float *b, size_t cnt, const char *what,
+                            const lrp_fp_conv_geom *g)
+{
+    if (memcmp(a, b, sizeof(float) * cnt) == 0)
+        return;
+    for (size_t i = 0; i < cnt; i++) {
+        uint32_t ua, ub;
+        memcpy(&ua, &a[i], 4);
+        memcpy(&ub, &b[i], 4);
+        if (ua != ub)
+            fail_msg("%s: element %zu differs: %08x vs %08x (geom n%d c%d %dx%d co%d "
+                     "k%dx%d s%d,%d d%d,%d p%d,%d,%d,%d g%d)",
+                     what, i, ua, ub, g->n, g->c, g->h, g->w, g->co, g->kh, g->kw, g->sh,
+                     g->sw, g->dh, g->dw, g->pt, g->pb, g->pl, g->pr, g->groups);
+    }
+}
+
+/* random values with exact zeros of both signs; nonfinite > 0 sprinkles
+ * that many +-inf / NaN */
+static float *gate_buf(size_t n, int nonfinite)
+{
+    float *p = rand_buf(n);
+    for (size_t i = 0; i < n; i++) {
+        uint64_t r = splitmix() % 16;
+        if (r == 0)
+            p[i] = 0.0f;
+        else if (r == 1)
+            p[i] = -0.0f;
+    }
+    for (int i = 0; i < nonfinite && n > 0; i++) {
+        size_t at = (size_t)(splitmix() % n);
+        uint64_t r = splitmix() % 3;
+        p[at] = r == 0 ? INFINITY : r == 1 ? -INFINITY : NAN;
+    }
+    return p;
+}
+
+static void gate_case(const lrp_fp_conv_geom *g, int nonfinite)
+{
+    int oh, ow;
+    assert_int_equal(lrp_fp_conv_out_hw(g, &oh, &ow), 0);
+    size_t nin = (size_t)g->n * g->c * g->h * g->w;
+    size_t nout = (size_t)g->n * g->co * oh * ow;
+    size_t nw = (size_t)g->co * (g->c / g->groups) * g->kh * g->kw;
+    int nfi = nonfinite ? 1 + (int)(splitmix() % 3) : 0;
+    int nfw = nonfinite ? (int)(splitmix() % 3) : 0;
+    float *in = gate_buf(nin, nfi), *w = gate_buf(nw, nfw), *b = gate_buf(g->co, 0);
+    float *gout = gate_buf(nout, nfi);
+    float *fo = malloc(sizeof(float) * nout), *fn = malloc(sizeof(float) * nout);
+    float *bo = malloc(sizeof(float) * nin), *bn = malloc(sizeof(float) * nin);
+    assert_true(fo && fn && bo && bn);
+    const float *bias = (splitmix() % 2) ? b : NULL;
+    lrp_fp_isa saved = lrp_fp_get_isa();
+    for (int isa = 0; isa < LRP_FP_ISA_COUNT; isa++) {
+        if (lrp_fp_set_isa((lrp_fp_isa)isa) != 0)
+            continue;
+        assert_int_equal(old_conv2d_fwd(fo, in, w, bias, g, 1), 0);
+        assert_int_equal(old_conv2d_bwd_data(bo, gout, w, g, 1), 0);
+        for (int nt = 1; nt <= 3; nt++) {
+            char what[64];
+            memset(fn, 0xff, sizeof(float) * nout);
+            memset(bn, 0xff, sizeof(float) * nin);
+            assert_int_equal(lrp_fp_conv2d_fwd(fn, in, w, bias, g, nt), 0);
+            snprintf(what, sizeof what, "gate fwd %s t%d", lrp_fp_isa_name((lrp_fp_isa)isa), nt);
+            check_identical(fo, fn, nout, what, g);
+            assert_int_equal(lrp_fp_conv2d_bwd_data(bn, gout, w, g, nt), 0);
+            snprintf(what, sizeof what, "gate bwd %s t%d", lrp_fp_isa_name((lrp_fp_isa)isa), nt);
+            check_identical(bo, bn, nin, what, g);
+        }
+    }
+    lrp_fp_set_isa(saved);
+    free(in); free(w); free(b); free(gout);
+    free(fo); free(fn); free(bo); free(bn);
+}
+
+static void test_conv_gate_old(void **state)
+{
+    (void)state;
+    /* n, c, h, w, co, kh, kw, sh, sw, dh, dw, pt, pb, pl, pr, groups */
+    static const lrp_fp_conv_geom fixed[] = {
+        {1, 3, 40, 38, 16, 7, 7, 2, 2, 1, 1, 3, 3, 3, 3, 1},    /* stem 7x7/2 */
+        {2, 64, 14, 14, 40, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},   /* 1x1 14x14 */
+        {1, 96, 7, 7, 72, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},     /* 1x1 7x7 */
+        {1, 48, 7, 7, 37, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     /* 3x3 7x7 */
+        {2, 32, 14, 14, 24, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},   /* 3x3/2 */
+        {1, 40, 14, 14, 80, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1},   /* 1x1/2 ds */
+        {1, 16, 28, 28, 33, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},
+        {3, 20, 13, 11, 12, 3, 3, 1, 1, 2, 2, 2, 2, 2, 2, 4},   /* groups, dilation */
+        {1, 24, 9, 9, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 24},    /* depthwise */
+        {1, 8, 56, 57, 9, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},     /* wide rows */
+        {1, 12, 17, 19, 21, 5, 3, 3, 2, 1, 2, 2, 0, 1, 3, 3},   /* mixed */
+        {1, 160, 7, 7, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* fwd K > 1 block */
+        {1, 24, 7, 7, 180, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1},    /* bwd K > 1 block */
+        {2, 16, 9, 9, 200, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1},    /* bwd blocks, phases */
+        {1, 1100, 5, 6, 17, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 1},   /* 1x1, 3 blocks */
+        {1, 200, 16, 15, 140, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1, 1}, /* many panels+blocks */
+        {3, 12, 5, 7, 18, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 3},     /* 1x1 direct, groups */
+        {2, 9, 8, 8, 30, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0, 1},      /* 1x1/2, batch */
+        {1, 4, 6, 6, 5, 1, 1, 2, 2, 1, 1, 1, 1, 1, 1, 1},       /* 1x1/2 padded: shifted taps */
+        {1, 3, 7, 6, 20, 1, 1, 3, 2, 1, 1, 2, 0, 1, 1, 1},      /* 1x1 odd strides/pads */
+    };
+    for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++) {
+        gate_case(&fixed[i], 0);
+        gate_case(&fixed[i], 1);
+    }
+    for (int r = 0; r < 60; r++) {
+        lrp_fp_conv_geom g;
+        int oh, ow;
+        do {
+            g.groups = 1 + (int)(splitmix() % 3);
+            g.n = 1 + (int)(splitmix() % 3);
+            g.c = g.groups * (1 + (int)(splitmix() % 24));
+            g.co = g.groups * (1 + (int)(splitmix() % 40));
+            g.h = 1 + (int)(splitmix() % 30);
+            g.w = 1 + (int)(splitmix() % 30);
+            g.kh = 1 + (int)(splitmix() % 7);
+            g.kw = 1 + (int)(splitmix() % 7);
+            g.sh = 1 + (int)(splitmix() % 3);
+            g.sw = 1 + (int)(splitmix() % 3);
+            g.dh = 1 + (int)(splitmix() % 2);
+            g.dw = 1 + (int)(splitmix() % 2);
+            g.pt = (int)(splitmix() % 4);
+            g.pb = (int)(splitmix() % 4);
+            g.pl = (int)(splitmix() % 4);
+            g.pr = (int)(splitmix() % 4);
+        } while (lrp_fp_conv_out_hw(&g, &oh, &ow) != 0);
+        gate_case(&g, r % 3 == 0);
+    }
+}
+
 static void test_conv_bad_geometry(void **state)
 {
     (void)state;
@@ -567,6 +704,7 @@ int main(void)
         cmocka_unit_test(test_conv_larger),
         cmocka_unit_test(test_conv_zero_sign),
         cmocka_unit_test(test_conv_nonfinite_paths_agree),
+        cmocka_unit_test(test_conv_gate_old),
         cmocka_unit_test(test_conv_bad_geometry),
         cmocka_unit_test(test_dense),
         cmocka_unit_test(test_elementwise),
