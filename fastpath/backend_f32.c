@@ -35,7 +35,16 @@
  *     (same chain order) instead of materialising |W|;
  *   - big tensors are mmap'ed with transparent huge pages (fewer page
  *     faults), and elementwise passes over big tensors are split over the
- *     threads by disjoint output ranges (no order changes).
+ *     threads by disjoint output ranges (no order changes);
+ *   - the optional pipeline hooks are implemented: tensor_raw (no zero fill
+ *     of tensors the pipeline overwrites), wrap_f32 (the net's weights used
+ *     in place), scan_nonfinite (NaN/inf census without a class array),
+ *     run_begin/run_end (fused weights found by address within a run,
+ *     without hashing);
+ *   - stab_div, the NaN/inf census, the elementwise ops and the a*g product
+ *     have AVX-512 forms (fp_vec.c) with the scalar loops' exact operations,
+ *     used when the kernels' dispatch is AVX-512; max pool 2x2/2 has a
+ *     straight-line form of the generic window loops.
  */
 #define _DEFAULT_SOURCE 1 /* MAP_ANONYMOUS, madvise */
 #include "backend_f32.h"
