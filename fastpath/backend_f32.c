@@ -534,22 +534,9 @@ static const float *fused_weights(lrp_f32_ctx *cx, const lrp_lin *L, const lrp_t
                 victim = e;
             }
         }
-        if (empty && cx->cache_bytes + bytes <= WCACHE_BYTES) {
-            empty->n = n;
-            empty->hash = h;
-            empty->sig = sig;
-            memcpy(empty->csig, csig, sizeof csig);
-            empty->absval = absval;
-            empty->w = f;
-            empty->stamp = ++cx->clock;
-            empty->wp = w;
-            empty->sp = L->wscale;
-            empty->run = cx->run;
-            cx->cache_bytes += bytes;
-            return f;
-        }
-        if (!victim) {
-            /* larger than the whole cache: keep it as the only entry */
+        /* an empty slot within the budget; or, larger than the whole
+         * cache, the only entry */
+        if ((empty && cx->cache_bytes + bytes <= WCACHE_BYTES) || !victim) {
             empty->n = n;
             empty->hash = h;
             empty->sig = sig;
