@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "util/testutil.h"
+
 static char cli[4200];
 static char tmpdir[4096];
 
@@ -46,14 +48,8 @@ static int setup(void **state)
 {
     (void)state;
     char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0)
+    if (tu_exe_dir(self, sizeof self, 2) != 0) /* BUILD */
         return -1;
-    self[n] = '\0';
-    char *slash = strrchr(self, '/');
-    *slash = '\0'; /* BUILD/tests */
-    slash = strrchr(self, '/');
-    *slash = '\0'; /* BUILD */
     snprintf(cli, sizeof cli, "%s/lrp-oracle", self);
     if (access(cli, X_OK) != 0) {
         fprintf(stderr, "test_cli: %s not built\n", cli);

@@ -21,6 +21,8 @@
 #include <stddef.h>
 #include <cmocka.h>
 
+#include "util/testutil.h"
+
 #include "keras_import.h"
 #include "lrp.h"
 
@@ -235,20 +237,14 @@ static int setup(void **state)
 {
     (void)state;
     char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0)
+    if (tu_exe_dir(self, sizeof self, 2) != 0) /* BUILD */
         return -1;
-    self[n] = '\0';
-    char *s = strrchr(self, '/');
-    *s = '\0'; /* BUILD/tests */
-    s = strrchr(self, '/');
-    *s = '\0'; /* BUILD */
     snprintf(g_cli, sizeof g_cli, "%s/lrp-oracle", self);
     if (access(g_cli, X_OK) != 0) {
         printf("[ regress  ] %s not built: sandboxed-CLI checks skipped\n", g_cli);
         g_cli[0] = '\0';
     }
-    s = strrchr(self, '/');
+    char *s = strrchr(self, '/');
     if (s)
         *s = '\0'; /* the repository */
     snprintf(g_dir, sizeof g_dir, "%s/tests/fuzz_regress", s ? self : ".");

@@ -21,6 +21,8 @@
 
 #include <cmocka.h>
 
+#include "util/testutil.h"
+
 #include "backend_f32.h"
 #include "fixtures.h"
 #include "golden.h"
@@ -36,12 +38,8 @@ static int setup(void **state)
         return 0;
     }
     char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0)
+    if (tu_exe_dir(self, sizeof self, 3) != 0) /* BUILD's parent */
         return -1;
-    self[n] = '\0';
-    for (int up = 0; up < 3; up++)
-        *strrchr(self, '/') = '\0';
     snprintf(dir, sizeof dir, "%.4000s/fixtures/golden", self);
     return access(dir, R_OK) == 0 ? 0 : -1;
 }

@@ -22,6 +22,8 @@
 
 #include <cmocka.h>
 
+#include "util/testutil.h"
+
 #define PYTHON "/usr/bin/python3"
 
 static char build[4096];
@@ -38,16 +40,8 @@ static int setup(void **state)
 {
     (void)state;
     char self[4096];
-    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-    if (n <= 0)
+    if (tu_exe_dir(self, sizeof self, 2) != 0) /* BUILD */
         return -1;
-    self[n] = '\0';
-    for (int up = 0; up < 2; up++) { /* BUILD/tests/test_python -> BUILD */
-        char *slash = strrchr(self, '/');
-        if (!slash)
-            return -1;
-        *slash = '\0';
-    }
     snprintf(build, sizeof build, "%s", self);
     /* The sources: the current directory (make check runs from the top),
      * else BUILD's parent (BUILD is normally a subdirectory of the tree). */

@@ -37,6 +37,28 @@ char *tu_join(char *buf, size_t n, const char *dir, const char *name)
     return buf;
 }
 
+int tu_exe_dir(char *buf, size_t n, int up)
+{
+    char self[4096];
+    if (n > 0)
+        buf[0] = '\0';
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0)
+        return -1;
+    self[len] = '\0';
+    for (int k = 0; k < up; k++) {
+        char *slash = strrchr(self, '/');
+        if (!slash)
+            return -1;
+        *slash = '\0';
+    }
+    if ((size_t)snprintf(buf, n, "%s", self) >= n) {
+        buf[0] = '\0';
+        return -1;
+    }
+    return 0;
+}
+
 int tu_rmtree(const char *dir)
 {
     DIR *d = opendir(dir);

@@ -21,6 +21,12 @@ char *tu_join(char *buf, size_t n, const char *dir, const char *name);
 /* Number of entries of dir whose name contains `needle`. */
 int tu_count_entries(const char *dir, const char *needle);
 
+/* The directory `up` levels above this test binary (/proc/self/exe):
+ * up = 2 gives BUILD for BUILD/tests/test_x, up = 3 its parent (normally
+ * the source tree).  Returns 0, or -1 when the path cannot be read or has
+ * fewer levels (buf then holds ""). */
+int tu_exe_dir(char *buf, size_t n, int up);
+
 /* Whole file into a malloc'ed buffer (*len bytes); NULL on failure. */
 unsigned char *tu_read_file(const char *path, size_t *len);
 int tu_write_file(const char *path, const void *data, size_t len);
