@@ -299,8 +299,14 @@ static lrp_status forward(run *r)
         }
         /* local mode: every layer downstream sees the given activations
          * (the reference's, rounded to binary32) instead of this path's */
-        if (r->loc && r->loc->act && r->loc->act[li])
+        if (r->loc && r->loc->act && r->loc->act[li]) {
+            if (r->loc->keep_fwd && li > 0) {
+                if (!(P->act_fwd = tnew(r, n)))
+                    return oom(r, "activations");
+                be->ew(cx, LRP_EW_COPY, P->act_fwd, P->act, NULL, 0, 0, n);
+            }
             be->set_f32(cx, P->act, r->loc->act[li], n);
+        }
         /* NaN / inf in the forward pass: non-finite inputs, or float32
          * overflow; a rule may filter them out later (pos(NaN) = +0, flat,
          * w-square), so they are flagged where they appear */
@@ -1082,6 +1088,8 @@ void lrp_pipe_free(lrp_pipe *p)
             }
             if (P->act)
                 be->tensor_free(cx, P->act, n);
+            if (P->act_fwd)
+                be->tensor_free(cx, P->act_fwd, n);
             if (P->rel && P->rel_owned)
                 be->tensor_free(cx, P->rel, n);
         }

@@ -432,6 +432,9 @@ typedef struct lrp_pipe_layer {
     void *bnp[4];
     int64_t bn_C;
     int folded_into;        /* index of the BN consumer or -1 */
+    void *act_fwd;          /* local mode with keep_fwd: the output this
+                               layer computed before act[li] replaced it
+                               (batch * n), else NULL */
     double cons_resid;      /* max over samples |residual| / scale, or 0 */
     int64_t cons_sample;    /* argmax */
     lrp_nflags flags;
@@ -474,6 +477,10 @@ lrp_status lrp_pipe_run_ex(lrp_pipe **out, const lrp_backend *be, const lrp_net 
 typedef struct lrp_pipe_local {
     float *const *act;
     float *const *rel;
+    /* keep_fwd: before act[li] replaces layer li's output, keep what the
+     * layer computed from the given inputs in lrp_pipe_layer.act_fwd (the
+     * oracle's local judgement of a trace's forward activations) */
+    int keep_fwd;
 } lrp_pipe_local;
 lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                               unsigned flags, const lrp_pipe_local *loc, lrp_err *err);

@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <mpfr.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +31,8 @@ void lrp_check_opts_default(lrp_check_opts *o)
     o->proof_extra = 64;
     o->threads = 2;
     o->local = 1;
+    o->tlocal = 1;
+    o->max_ill = 0.01;
 }
 
 /* ---- reference values rounded to binary32 ---- */
@@ -356,7 +359,7 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
     lrp_f32_backend(&fbe, fcx);
     if (subject)
         fbe = *subject;
-    lrp_pipe_local lm = {R->act, R->rel};
+    lrp_pipe_local lm = {R->act, R->rel, 0};
     if ((st = lrp_pipe_run_local(&loc, &fbe, net, 0, &lm, err)) ||
         (st = lrp_gauge_compute_ex(&GL, net, R->act, R->rel, 1, err)))
         goto done;
@@ -368,7 +371,7 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
                 if (net->layers[c].in[k] != i || !ref->L[c].rin[k] || !loc->L[c].rin[k])
                     continue;
                 round_mpfr(hi, lo, ref->be, ref->L[c].rin[k], n);
-                lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], NULL};
+                lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], NULL, NULL, NULL};
                 const lrp_tolerance *tol =
                     lrp_tolerance_for(net->layers[c].rule.rule, net->layers[c].kind);
                 lrp_layer_cmp cmp;
@@ -393,6 +396,257 @@ done:
     lrp_gauge_free(&GL);
     lrp_pipe_free(loc);
     lrp_f32_ctx_free(fcx);
+    return st;
+}
+
+/* ---- trace-local: the reference's step of each layer on the trace ---- */
+
+/* hi/lo of a sum of backend values (the consumers' contributions), exact
+ * enough: each addition at p + 64 bits. */
+static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
+                      int64_t n, int prec)
+{
+    mpfr_t acc, d;
+    mpfr_init2(acc, prec + 64);
+    mpfr_init2(d, 32768);
+    for (int64_t i = 0; i < n; i++) {
+        mpfr_set(acc, be->at(be->ctx, t[0], i), MPFR_RNDN);
+        for (int k = 1; k < nt; k++)
+            mpfr_add(acc, acc, be->at(be->ctx, t[k], i), MPFR_RNDN);
+        float h = mpfr_get_flt(acc, MPFR_RNDN);
+        hi[i] = h;
+        if (!isfinite(h)) {
+            lo[i] = 0.0f;
+            continue;
+        }
+        mpfr_set_prec(d, mpfr_get_prec(acc) + 300);
+        mpfr_sub_d(d, acc, (double)h, MPFR_RNDN);
+        lo[i] = mpfr_get_flt(d, MPFR_RNDN);
+    }
+    mpfr_clear(acc);
+    mpfr_clear(d);
+}
+
+static void append(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void append(char *buf, size_t n, const char *fmt, ...)
+{
+    size_t len = strlen(buf);
+    if (len + 1 >= n)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + len, n - len, fmt, ap);
+    va_end(ap);
+}
+
+static int ok_verdict(lrp_verdict v) { return v == LRP_V_PASS || v == LRP_V_ILL_CONDITIONED; }
+
+/* Judges every tensor of a trace locally (docs/ORACLE.md "Trace-local
+ * judgement"): the reference runs each layer's LRP step on the trace's own
+ * relevance at that layer's output (and the trace's activations where it
+ * carries them for every layer, else the reference forward), so the
+ * expected relevance at each tensor is what that one step gives exactly;
+ * the trace's value there may differ by that step's float32 rounding only,
+ * bounded by the local sharp gauge, which does not grow with depth. */
+static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *const *got,
+                              float *const *got_act, const rounded *R, const lrp_check_opts *o,
+                              lrp_err *err)
+{
+    lrp_status st = LRP_OK;
+    int nl = net->n_layers;
+    int64_t B = net->batch;
+    ref_ctx cx;
+    lrp_backend be;
+    lrp_pipe *loc = NULL;
+    lrp_gauge GL = {0};
+    float *hi = NULL, *lo = NULL;
+    float **relv = calloc((size_t)nl, sizeof *relv);
+    const void **terms = calloc((size_t)nl + LRP_MAX_INPUTS, sizeof *terms);
+    int64_t maxn = 1;
+    for (int i = 0; i < nl; i++)
+        if (lrp_shape_numel(&net->layers[i].shape) * B > maxn)
+            maxn = lrp_shape_numel(&net->layers[i].shape) * B;
+    hi = malloc((size_t)maxn * sizeof *hi);
+    lo = malloc((size_t)maxn * sizeof *lo);
+    if (!relv || !terms || !hi || !lo) {
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
+        goto done;
+    }
+    int exact_act = got_act != NULL;
+    for (int i = 0; got_act && i < nl; i++)
+        exact_act &= got_act[i] != NULL;
+    rep->tlocal_exact_act = exact_act;
+    for (int i = 0; i < nl; i++)
+        relv[i] = got[i] ? got[i] : R->rel[i];
+    lrp_pipe_local lm = {exact_act ? got_act : NULL, got, exact_act};
+    memset(&cx, 0, sizeof cx);
+    cx.prec = o->prec;
+    cx.threads = o->threads;
+    lrp_ref_backend_init(&be, &cx);
+    if ((st = lrp_pipe_run_local(&loc, &be, net, 0, &lm, err)))
+        goto done;
+    lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA};
+    if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err)))
+        goto done;
+
+    /* forward: each layer's trace activations against the reference's step
+     * on the trace's own inputs (forward order: the first failure is where
+     * the trace's forward pass went wrong) */
+    rep->fwd_origin = -1;
+    if (exact_act) {
+        for (int li = 0; li < nl; li++) {
+            lrp_layer_report *lr = &rep->layers[li];
+            int64_t n = loc->L[li].n * B;
+            if (li == 0) {
+                /* the input itself: the fixture's data, bit for bit */
+                lrp_cell_ref cr = {net->input, NULL, NULL, NULL, NULL, NULL, NULL};
+                const lrp_tolerance *tol = lrp_tolerance_for(LRP_RULE_PASS, LRP_LAYER_INPUT);
+                lr->fwd_verdict = lrp_compare_cells(&lr->fwd, got_act[0], &cr, n, tol);
+                if (lr->fwd.bitwise_equal + lr->fwd.zero_sign_differs < n)
+                    lr->fwd_verdict = LRP_V_FAIL;
+                lr->has_fwd = 1;
+            } else if (loc->L[li].act_fwd) {
+                round_mpfr(hi, lo, &be, loc->L[li].act_fwd, n);
+                lrp_cell_ref cr = {hi, lo, GL.fwd[li], NULL, NULL, GL.fwd_sharp[li], NULL};
+                const lrp_tolerance *tol =
+                    lrp_tolerance_for(net->layers[li].rule.rule, net->layers[li].kind);
+                lr->fwd_verdict = lrp_compare_cells(&lr->fwd, got_act[li], &cr, n, tol);
+                lr->has_fwd = 1;
+            }
+            if (lr->has_fwd && !ok_verdict(lr->fwd_verdict) && rep->fwd_origin < 0)
+                rep->fwd_origin = li;
+        }
+    }
+
+    /* backward: each tensor's relevance against the sum of its consumers'
+     * reference steps */
+    rep->origin_layer = -1;
+    rep->tlocal_verdict = LRP_V_PASS;
+    for (int i = nl - 1; i >= 0; i--) {
+        lrp_layer_report *lr = &rep->layers[i];
+        int64_t n = loc->L[i].n * B;
+        if (!got[i]) {
+            rep->n_unjudged++;
+            append(rep->unjudged, sizeof rep->unjudged, "%s%s", rep->n_unjudged > 1 ? ", " : "",
+                   net->layers[i].name);
+            continue;
+        }
+        int nt = 0, complete = 1, rule_layer = i;
+        lr->by[0] = '\0';
+        for (int c = i + 1; c < nl; c++)
+            for (int k = 0; k < net->layers[c].n_in; k++) {
+                if (net->layers[c].in[k] != i)
+                    continue;
+                if (!got[c])
+                    complete = 0;
+                if (loc->L[c].rin[k])
+                    terms[nt++] = loc->L[c].rin[k];
+                else
+                    complete = 0;
+                if (!strstr(lr->by, net->layers[c].name) || !lr->by[0])
+                    append(lr->by, sizeof lr->by, "%s'%s'", lr->by[0] ? " + " : "",
+                           net->layers[c].name);
+                if (rule_layer == i)
+                    rule_layer = c;
+            }
+        if (i == nl - 1) {
+            /* the start: R_out from the (trace's) logits */
+            terms[nt++] = loc->L[i].rel;
+            snprintf(lr->by, sizeof lr->by, "the start (output relevance)");
+        }
+        if (!complete || nt == 0) {
+            rep->n_unjudged++;
+            append(rep->unjudged, sizeof rep->unjudged, "%s%s (a consumer has no relevance)",
+                   rep->n_unjudged > 1 ? ", " : "", net->layers[i].name);
+            continue;
+        }
+        round_sum(hi, lo, &be, terms, nt, n, o->prec);
+        lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], GL.cflags[i], GL.sharp[i], GL.scond[i]};
+        const lrp_tolerance *tol =
+            lrp_tolerance_for(net->layers[rule_layer].rule.rule, net->layers[rule_layer].kind);
+        lrp_verdict v = lrp_compare_cells(&lr->tlocal, got[i], &cr, n, tol);
+        lr->has_tlocal = 1;
+        rep->n_judged++;
+        const lrp_layer_cmp *m = &lr->tlocal;
+        /* gross errors over a layer: no ill-conditioning excuses them */
+        if (m->defined > 0 && (double)m->gross > tol->gross_frac * (double)m->defined) {
+            append(lr->why, sizeof lr->why,
+                   "%s%lld of %lld defined cells grossly wrong (sign, zero or factor >= 2; first: "
+                   "cell %lld, got %.9g, reference %.9g)",
+                   lr->why[0] ? "; " : "", (long long)m->gross, (long long)m->defined,
+                   (long long)m->first_gross, (double)got[i][m->first_gross],
+                   (double)hi[m->first_gross] + (double)lo[m->first_gross]);
+            if (v < LRP_V_FAIL)
+                v = LRP_V_FAIL;
+        }
+        /* the layer total: what the step hands down, summed, may differ from
+         * the reference by the cells' rigorous bounds plus the relevance of
+         * units whose float32 denominator is undetermined (at most all of
+         * it moves) */
+        lrp_xsum *xs = lrp_xsum_new(), *xr = lrp_xsum_new();
+        if (!xs || !xr) {
+            lrp_xsum_free(xs);
+            lrp_xsum_free(xr);
+            st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
+            goto done;
+        }
+        lrp_xsum_add(xs, got[i], n, 1);
+        lrp_xsum_add(xr, hi, n, 1);
+        lrp_xsum_add(xr, lo, n, 1);
+        double tg = lrp_xsum_value(xs), tr = lrp_xsum_value(xr);
+        lrp_xsum_free(xs);
+        lrp_xsum_free(xr);
+        double budget = GL.ill_mass[i];
+        for (int64_t k = 0; k < n; k++)
+            budget += 0x1p-24 * (double)GL.bound[i][k];
+        lr->total_got = tg;
+        lr->total_ref = tr;
+        lr->total_budget = budget;
+        if (isfinite(tg) && fabs(tg - tr) > budget) {
+            append(lr->why, sizeof lr->why,
+                   "%slayer total %.9g, reference %.9g: differs by %.3g, beyond the budget %.3g "
+                   "(rigorous cell bounds + relevance of ill-conditioned units)",
+                   lr->why[0] ? "; " : "", tg, tr, fabs(tg - tr), budget);
+            if (v < LRP_V_FAIL)
+                v = LRP_V_FAIL;
+        }
+        if (o->strict && m->n > 0 && (double)m->ill > o->max_ill * (double)m->n) {
+            append(lr->why, sizeof lr->why, "%s%.3g%% of the cells ill-conditioned (--strict %g%%)",
+                   lr->why[0] ? "; " : "", 100.0 * (double)m->ill / (double)m->n,
+                   100.0 * o->max_ill);
+            if (v < LRP_V_FAIL)
+                v = LRP_V_FAIL;
+        }
+        lr->tlocal_verdict = v;
+        if (v > rep->tlocal_verdict)
+            rep->tlocal_verdict = v;
+        double mx = m->ratio_pctl[3];
+        if (isfinite(mx) && mx > rep->max_tlocal_ratio)
+            rep->max_tlocal_ratio = mx;
+        if (!ok_verdict(v) && rep->origin_layer < 0) {
+            rep->origin_layer = i;
+            snprintf(rep->origin, sizeof rep->origin, "relevance at the input of %s (tensor '%s'): %s",
+                     lr->by, net->layers[i].name, lrp_verdict_name(v));
+            if (lr->why[0])
+                append(rep->origin, sizeof rep->origin, ": %s", lr->why);
+            if (!lr->why[0] && m->worst >= 0)
+                append(rep->origin, sizeof rep->origin,
+                       " (worst cell %lld: got %.9g, reference %.9g, %.3g sharp bounds)",
+                       (long long)m->worst, (double)m->worst_got, (double)m->worst_ref,
+                       m->worst_ratio);
+        }
+    }
+    /* the forward verdicts count like the relevance's */
+    for (int li = 0; li < nl; li++)
+        if (rep->layers[li].has_fwd && rep->layers[li].fwd_verdict > rep->tlocal_verdict)
+            rep->tlocal_verdict = rep->layers[li].fwd_verdict;
+done:
+    free(hi);
+    free(lo);
+    free(relv);
+    free(terms);
+    lrp_gauge_free(&GL);
+    lrp_pipe_free(loc);
     return st;
 }
 
@@ -477,9 +731,12 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             got[i] = tr->relevance[i];
     }
 
-    /* 3. gauge */
-    if ((st = lrp_gauge_compute(&G, net, R.act, R.rel, err)))
-        goto done;
+    /* 3. gauge: the rigorous first-order bound and the sharp tier */
+    {
+        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA};
+        if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
+            goto done;
+    }
 
     /* 4. per layer */
     rep->verdict = LRP_V_PASS;
@@ -518,7 +775,8 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         }
         if (got[i]) {
             lr->compared = 1;
-            lrp_cell_ref cr = {R.rel[i], R.rel_lo[i], G.bound[i], G.cond[i], cf};
+            lrp_cell_ref cr = {R.rel[i], R.rel_lo[i], G.bound[i], G.cond[i], cf,
+                               G.sharp[i],  G.scond[i]};
             const lrp_tolerance *tol = lrp_tolerance_for(rs.rule, net->layers[prod].kind);
             lr->verdict = lrp_compare_cells(&lr->e2e, got[i], &cr, n, tol);
             lrp_minmax mf;
@@ -527,11 +785,31 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             lr->f32_max = mf.max;
             lr->f32_nan = mf.nan;
             lr->f32_inf = mf.inf;
+            /* gross errors over a layer, end to end: a wrong sign, a zero or
+             * a factor of 2 beyond the sharp bound on more than gross_frac
+             * of the defined cells is FAIL whatever the condition numbers */
+            if (lr->e2e.defined > 0 &&
+                (double)lr->e2e.gross > tol->gross_frac * (double)lr->e2e.defined) {
+                append(lr->why, sizeof lr->why,
+                       "end to end: %lld of %lld defined cells grossly wrong (first: cell %lld)",
+                       (long long)lr->e2e.gross, (long long)lr->e2e.defined,
+                       (long long)lr->e2e.first_gross);
+                if (lr->verdict < LRP_V_FAIL)
+                    lr->verdict = LRP_V_FAIL;
+            }
             if (lr->verdict > rep->verdict)
                 rep->verdict = lr->verdict;
             double mx = lr->e2e.ratio_pctl[3];
-            if (isfinite(mx) && mx > rep->max_ratio)
-                rep->max_ratio = mx;
+            if (isfinite(mx) && mx > rep->max_sharp_ratio)
+                rep->max_sharp_ratio = mx;
+            /* the rigorous tier's ratio, reported beside the sharp one */
+            for (int64_t k = 0; k < n; k++) {
+                float g = got[i][k];
+                double r = (double)R.rel[i][k] + (double)R.rel_lo[i][k];
+                double e = fabs((double)g - r), b = 0x1p-24 * (double)G.bound[i][k];
+                if (isfinite(g) && e > 0 && b > 0 && e / b > rep->max_ratio)
+                    rep->max_ratio = e / b;
+            }
             if (lr->e2e.first_nonfinite >= 0 && rep->nf_layer < 0) {
                 rep->nf_layer = i;
                 rep->nf_index = lr->e2e.first_nonfinite;
@@ -644,9 +922,29 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             }
         }
     }
+    rep->e2e_verdict = rep->verdict;
     /* local comparison: our float32 layers fed the reference's inputs */
     if (o->local && f32 && (st = local_compare(rep, net, ref, &R, o->threads, o->subject, err)))
         goto done;
+    /* trace-local judgement of the subject's own values, every source */
+    rep->origin_layer = -1;
+    rep->fwd_origin = -1;
+    if (o->tlocal) {
+        float **gact = NULL;
+        if (f32) {
+            gact = calloc((size_t)nl, sizeof *gact);
+            if (!gact)
+                goto oom;
+            for (int i = 0; i < nl; i++)
+                gact[i] = f32->L[i].act;
+        }
+        st = trace_local(rep, net, got, f32 ? gact : tr->activation, &R, o, err);
+        free(gact);
+        if (st)
+            goto done;
+        if (rep->tlocal_verdict > rep->verdict)
+            rep->verdict = rep->tlocal_verdict;
+    }
     /* run-level figures: input relevance, blow-up, negative z+ dens */
     rep->sum_input_ref = sum_mpfr_d(&rbe, ref->L[0].rel, ref->L[0].n * B);
     rep->sum_output_ref = sum_mpfr_d(&rbe, ref->L[nl - 1].rel, ref->L[nl - 1].n * B);

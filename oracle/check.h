@@ -22,6 +22,11 @@ typedef struct lrp_check_opts {
      * implementation of the vtable of core/pipeline.h, or a fault-injecting
      * wrapper in the tests).  Used for the end-to-end and the local runs. */
     const lrp_backend *subject;
+    /* trace-local judgement (on by default); strict: a layer whose fraction
+     * of ill-conditioned cells exceeds max_ill fails */
+    int tlocal;
+    int strict;
+    double max_ill;
 } lrp_check_opts;
 
 void lrp_check_opts_default(lrp_check_opts *o);

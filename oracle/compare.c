@@ -101,7 +101,26 @@ lrp_verdict lrp_classify_cell(double *ratio_out, float got, const lrp_cell_ref *
          * can stay below fail_ratio) */
         int wrong_sign = ((double)got < 0 && r > 0) || ((double)got > 0 && r < 0);
         double babs = ref->bound ? (double)ref->bound[i] * U32 : 0.0;
-        if (ref->cond && (double)ref->cond[i] > tol->ill_cond)
+        if (ref->sharp) {
+            /* two tiers: judged on the sharp bound; beyond it, the rigorous
+             * worst case decides between SUSPECT (only correlated roundings
+             * could explain it) and FAIL (nothing explains it) */
+            double bs = (double)ref->sharp[i] * U32;
+            double rs = err == 0.0 ? 0.0 : (bs > 0.0 ? err / bs : INFINITY);
+            if (ref->scond && (double)ref->scond[i] > tol->ill_cond)
+                /* first-order bounds are no bounds where the float32
+                 * denominator is undetermined even in the sharp model */
+                v = err <= tol->ill_agree * fabs(r) ? LRP_V_PASS : LRP_V_ILL_CONDITIONED;
+            else if (rs <= tol->sharp_pass)
+                v = LRP_V_PASS;
+            else if (wrong_sign && babs < fabs(r))
+                v = LRP_V_FAIL;
+            else if (ratio < tol->pass_ratio)
+                v = LRP_V_SUSPECT;
+            else
+                v = LRP_V_FAIL;
+            ratio = rs;
+        } else if (ref->cond && (double)ref->cond[i] > tol->ill_cond)
             v = err <= tol->ill_agree * fabs(r) ? LRP_V_PASS : LRP_V_ILL_CONDITIONED;
         else if (wrong_sign && babs < fabs(r))
             v = LRP_V_FAIL;
@@ -130,6 +149,8 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
     out->n = n;
     out->worst = -1;
     out->first_nonfinite = -1;
+    out->first_gross = -1;
+    out->sharp = ref->sharp != NULL;
     out->worst_verdict = LRP_V_PASS;
     double *ratios = malloc((size_t)(n > 0 ? n : 1) * sizeof *ratios);
     int64_t nr = 0;
@@ -138,6 +159,33 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
         float g = got[i], h = ref->hi[i];
         lrp_verdict v = lrp_classify_cell(&ratio, g, ref, i, tol);
         out->count[v]++;
+        if (v == LRP_V_ILL_CONDITIONED)
+            out->ill++;
+        {
+            /* gross: what no rounding and no ill-conditioning of a few
+             * cells explains once it covers a layer -- a wrong sign, a zero
+             * or a factor of 2 where the reference exceeds the sharp (else
+             * the rigorous) bound */
+            double r = (double)h + (ref->lo ? (double)ref->lo[i] : 0.0);
+            int undef = ref->cflags && (ref->cflags[i] & LRP_CELL_UNDEFINED);
+            if (isfinite(r) && !undef) {
+                out->defined++;
+                const float *bb = ref->sharp ? ref->sharp : ref->bound;
+                double floor = bb ? (double)bb[i] * U32 : 0.0;
+                double gd = (double)g;
+                int gross = 0;
+                if (fabs(r) > floor && r != 0.0) {
+                    if (!isfinite(gd) || (gd < 0) != (r < 0) || gd == 0.0 ||
+                        fabs(gd - r) >= 0.5 * fabs(r))
+                        gross = 1;
+                }
+                if (gross) {
+                    out->gross++;
+                    if (out->first_gross < 0)
+                        out->first_gross = i;
+                }
+            }
+        }
         if (same_bits(g, h))
             out->bitwise_equal++;
         else if (g == 0.0f && h == 0.0f)

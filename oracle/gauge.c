@@ -120,11 +120,21 @@ void lrp_gauge_free(lrp_gauge *g)
         free(g->cond[i]);
         free(g->cflags[i]);
         free(g->fwd[i]);
+        if (g->sharp)
+            free(g->sharp[i]);
+        if (g->scond)
+            free(g->scond[i]);
+        if (g->fwd_sharp)
+            free(g->fwd_sharp[i]);
     }
     free(g->bound);
     free(g->cond);
     free(g->cflags);
     free(g->fwd);
+    free(g->sharp);
+    free(g->scond);
+    free(g->fwd_sharp);
+    free(g->ill_mass);
     memset(g, 0, sizeof *g);
 }
 
@@ -139,7 +149,19 @@ typedef struct ctx {
     double **cd;  /* cond accumulated (max), per layer */
     uint8_t **cf; /* cell flags, per layer */
     int local;    /* bounds of each layer alone, on binary32-rounded inputs */
+    int inputs;   /* lrp_gauge_inputs */
+    /* sharp tier (lam > 0): forward bounds, and per relevance cell a linear
+     * part (errors handed on), a sum of squares (independent roundings of
+     * the layers that wrote the cell), the magnitude of the contributions
+     * (for the merge of several consumers), the cond, and Fs: the finished
+     * sharp bound of a layer's output relevance once all its consumers
+     * have contributed (what its own backward step propagates) */
+    double lam;
+    double **As, **Ls, **Qs, **Ss, **cs, **Fs;
+    int *n_cons;  /* consumers per layer */
 } ctx;
+
+
 
 static int64_t numel(const lrp_net *n, int li)
 {
@@ -187,18 +209,25 @@ static int forward_bounds(ctx *c)
             double *G = calloc((size_t)n, sizeof *G);
             if (!G)
                 return -1;
+            const double *Asi = c->As[in0];
+            double *As = c->As[li];
             for (int64_t b = 0; b < B; b++) {
                 memset(G, 0, (size_t)n * sizeof *G);
-                double *Ab = A + b * n;
+                double *Ab = A + b * n, *Asb = As + b * n;
                 FOR_CONN(&L, j, i, k, {
                     double w = fabs((double)l->w[k]);
                     G[j] += fabs((double)xi[b * nin + i]) * w;
                     Ab[j] += w * Ai[b * nin + i];
+                    Asb[j] += (w * Asi[b * nin + i]) * (w * Asi[b * nin + i]);
                 });
                 for (int64_t j = 0; j < n; j++) {
                     int64_t unit = L.conv ? j / (L.Ho * L.Wo) : j;
                     double bj = l->has_bias ? fabs((double)l->b[unit]) : 0;
                     Ab[j] += (double)(L.fanin + 1) * (G[j] + bj);
+                    /* sharp: the inputs' errors and the roundings added as
+                     * independent errors (root of the sum of squares) */
+                    double r2 = c->lam * c->lam * (double)(L.fanin + 1) * (G[j] + bj) * (G[j] + bj);
+                    Asb[j] = fmin(sqrt(Asb[j] + r2), Ab[j]);
                 }
             }
             free(G);
@@ -212,8 +241,14 @@ static int forward_bounds(ctx *c)
                     bn_affine(l, ch, &w, &sh);
                     for (int64_t k = 0; k < hw; k++) {
                         int64_t i = b * n + ch * hw + k;
-                        /* coefficient (sqrt, div: ~3u relative), product, sum */
-                        A[i] = fabs(w) * Ai[i] + 4 * fabs(w * xi[i]) + 2 * fabs(sh);
+                        /* coefficient (sqrt, div: ~3u relative), product, sum;
+                         * the shift beta - w mu is computed in float32 too and
+                         * may cancel: its error is relative to its terms */
+                        double shg = fabs((double)l->bn_beta[ch]) +
+                                     fabs(w * (double)l->bn_mean[ch]);
+                        A[i] = fabs(w) * Ai[i] + 4 * fabs(w * xi[i]) + 4 * shg;
+                        c->As[li][i] = fmin(hypot(fabs(w) * c->As[in0][i],
+                                                  4 * fabs(w * xi[i]) + 4 * shg), A[i]);
                     }
                 }
             break;
@@ -227,7 +262,7 @@ static int forward_bounds(ctx *c)
                 for (int64_t ch = 0; ch < P.C; ch++)
                     for (int64_t y = 0; y < P.Ho; y++)
                         for (int64_t x = 0; x < P.Wo; x++) {
-                            double m = 0, s = 0, sa = 0;
+                            double m = 0, s = 0, sa = 0, ms = 0, ss = 0;
                             int cnt = 0;
                             for (int ky = 0; ky < P.kh; ky++)
                                 for (int kx = 0; kx < P.kw; kx++) {
@@ -237,34 +272,45 @@ static int forward_bounds(ctx *c)
                                     int64_t i = b * nin + (ch * P.H + iy) * P.W + ix;
                                     m = fmax(m, Ai[i]);
                                     s += Ai[i];
+                                    ms = fmax(ms, c->As[in0][i]);
+                                    ss += c->As[in0][i] * c->As[in0][i];
                                     sa += fabs((double)xi[i]);
                                     cnt++;
                                 }
                             int64_t j = b * n + (ch * P.Ho + y) * P.Wo + x;
                             int k = P.count_include_pad ? P.kh * P.kw : cnt;
-                            if (l->kind == LRP_LAYER_MAXPOOL2D)
+                            if (l->kind == LRP_LAYER_MAXPOOL2D) {
                                 A[j] = m;
-                            else
+                                c->As[li][j] = ms;
+                            } else {
                                 A[j] = (s + (double)(cnt + 1) * sa) / (k > 0 ? k : 1);
+                                c->As[li][j] = fmin(sqrt(ss + c->lam * c->lam * (cnt + 1) * sa * sa) /
+                                                        (k > 0 ? k : 1), A[j]);
+                            }
                         }
             break;
         }
         case LRP_LAYER_ADD:
             for (int64_t i = 0; i < B * n; i++) {
-                double s = 0, sa = 0;
+                double s = 0, sa = 0, ss = 0;
                 for (int q = 0; q < l->n_in; q++) {
                     s += c->A[l->in[q]][i];
+                    ss += c->As[l->in[q]][i] * c->As[l->in[q]][i];
                     sa += fabs((double)c->act[l->in[q]][i]);
                 }
                 A[i] = s + (double)(l->n_in - 1) * sa;
+                c->As[li][i] = fmin(sqrt(ss + c->lam * c->lam * (l->n_in - 1) * sa * sa), A[i]);
             }
             break;
         case LRP_LAYER_CONCAT: {
             int64_t off = 0;
             for (int q = 0; q < l->n_in; q++) {
                 int64_t nq = numel(net, l->in[q]);
-                for (int64_t b = 0; b < B; b++)
+                for (int64_t b = 0; b < B; b++) {
                     memcpy(A + b * n + off, c->A[l->in[q]] + b * nq, (size_t)nq * sizeof *A);
+                    memcpy(c->As[li] + b * n + off, c->As[l->in[q]] + b * nq,
+                           (size_t)nq * sizeof *A);
+                }
                 off += nq;
             }
             break;
@@ -272,12 +318,30 @@ static int forward_bounds(ctx *c)
         case LRP_LAYER_RELU:
             /* 1-Lipschitz; and where the input is certainly negative
              * (|z| beyond its error bound) float32 returns exactly 0 */
-            for (int64_t i = 0; i < B * n; i++)
-                A[i] = (xi[i] < 0.0f && fabs((double)xi[i]) > U32 * Ai[i]) ? 0.0 : Ai[i];
+            for (int64_t i = 0; i < B * n; i++) {
+                int dead = xi[i] < 0.0f && fabs((double)xi[i]) > U32 * Ai[i];
+                A[i] = dead ? 0.0 : Ai[i];
+                /* the sharp tier decides on its own bound (a unit certainly
+                 * negative in the model is exactly 0 in float32) */
+                int dead_s = xi[i] < 0.0f && fabs((double)xi[i]) > U32 * c->As[in0][i];
+                c->As[li][i] = dead_s ? 0.0 : c->As[in0][i];
+            }
             break;
         default: /* Flatten, Reshape, Dropout: no arithmetic */
             memcpy(A, Ai, (size_t)(B * n) * sizeof *A);
+            memcpy(c->As[li], c->As[in0], (size_t)(B * n) * sizeof *A);
             break;
+        }
+        if (c->local && c->inputs == LRP_GI_EXACT) {
+            /* the subject's own activations feed every layer: the bound of
+             * this layer's output is its own rounding; its consumers see
+             * exact inputs */
+            for (int64_t i = 0; i < B * n; i++) {
+                c->g->fwd[li][i] = (float)fmin(A[i], 3.0e38);
+                if (c->g->fwd_sharp)
+                    c->g->fwd_sharp[li][i] = (float)fmin(c->As[li][i], 3.0e38);
+                A[i] = c->As[li][i] = 0;
+            }
         }
     }
     return 0;
@@ -314,9 +378,18 @@ static int linear_backward(ctx *c, int li)
     double *v1 = malloc((size_t)n * sizeof *v1), *v2 = malloc((size_t)n * sizeof *v2);
     double *kap = malloc((size_t)n * sizeof *kap);
     uint8_t *und = malloc((size_t)n);
-    if (!w || !bias || !den || !G || !D || !z || !v1 || !v2 || !kap || !und) {
+    /* sharp tier, per unit: q (squared independent part per unit weight),
+     * lin (linear part per unit weight), ks (sharp cond), DAs (the sharp
+     * forward error part of the denominator); per input: S (magnitude of
+     * this layer's contribution, for its backward-sum rounding) */
+    double *qv = calloc((size_t)n, sizeof *qv), *lin = calloc((size_t)n, sizeof *lin);
+    double *ks = calloc((size_t)n, sizeof *ks), *DAs = calloc((size_t)n, sizeof *DAs);
+    double *DAv = calloc((size_t)n, sizeof *DAv);
+    double *S = calloc((size_t)nin, sizeof *S);
+    if (!w || !bias || !den || !G || !D || !z || !v1 || !v2 || !kap || !und || !qv || !lin ||
+        !ks || !DAs || !S || !DAv) {
         free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
-        free(und);
+        free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
         return -1;
     }
     /* Canonization folds in float32 too: each folded weight w*W carries
@@ -327,7 +400,7 @@ static int linear_backward(ctx *c, int li)
     double fold_err = bn >= 0 ? 3.0 : 0.0;
     if (!bgauge) {
         free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
-        free(und);
+        free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
         return -1;
     }
     for (int64_t u = 0; u < units; u++) {
@@ -351,8 +424,13 @@ static int linear_backward(ctx *c, int li)
     const double *Rb = c->Bd[top], *Ax = c->A[in0], *Rc = c->cd[top];
     double *Bi = c->Bd[in0], *ci = c->cd[in0];
     uint8_t *fi = c->cf[in0];
+    const int sharp = c->lam > 0;
+    const double *Rbs = sharp ? c->Fs[top] : NULL, *Axs = sharp ? c->As[in0] : NULL;
+    const double *Rcs = sharp ? c->cs[top] : NULL;
     for (int64_t b = 0; b < B; b++) {
         const float *xb = x + b * nin;
+        if (sharp)
+            memset(S, 0, (size_t)nin * sizeof *S);
         /* plain z for the part selectors */
         for (int64_t j = 0; j < n; j++)
             z[j] = (has_bias && rs->bias) ? bias[j / hw] : 0;
@@ -379,6 +457,8 @@ static int linear_backward(ctx *c, int li)
                 den[j] = bd;
                 G[j] = bg;
                 D[j] = (has_bias && rs->bias) ? bgauge[j / hw] : 0;
+                DAs[j] = D[j];
+                DAv[j] = 0;
             }
             FOR_CONN(&L, j, i, k, {
                 for (int t = 0; t < nt; t++) {
@@ -387,8 +467,12 @@ static int linear_backward(ctx *c, int li)
                     den[j] += a * wm;
                     G[j] += fabs(a * wm);
                     D[j] += fold_err * fabs(a * wm);
-                    if (inmod_uses_input(pd->t[t].in))
+                    DAs[j] += fold_err * fabs(a * wm);
+                    if (inmod_uses_input(pd->t[t].in)) {
                         D[j] += fabs(wm) * Ax[b * nin + i];
+                        if (sharp)
+                            DAv[j] += (wm * Axs[b * nin + i]) * (wm * Axs[b * nin + i]);
+                    }
                 }
             });
             int64_t nterms = L.fanin * nt + pd->n_bias + 1;
@@ -405,10 +489,13 @@ static int linear_backward(ctx *c, int li)
                 double sg = stab_sign(rs->stab, den[j]);
                 double st = den[j];
                 und[j] = 0;
+                qv[j] = lin[j] = ks[j] = 0;
                 if (sg == 2) { /* skip_zero at 0: s = R */
                     v1[j] = Rb[b * n + j] + fabs((double)R[b * n + j]);
                     v2[j] = fabs((double)R[b * n + j]);
                     kap[j] = 0;
+                    if (sharp)
+                        lin[j] = Rbs[b * n + j] + fabs((double)R[b * n + j]);
                     continue;
                 }
                 if (rs->eps != 0 && sg != 0)
@@ -421,6 +508,7 @@ static int linear_backward(ctx *c, int li)
                     und[j] = 1;
                     v1[j] = v2[j] = 0;
                     kap[j] = INFINITY;
+                    ks[j] = INFINITY;
                     continue;
                 }
                 double s = fabs((double)R[b * n + j] / st);
@@ -436,6 +524,18 @@ static int linear_backward(ctx *c, int li)
                 v1[j] = s * (1 + D[j] / fabs(st) + (double)(fanout + 2) + fold_err) +
                         Rb[b * n + j] / fabs(st);
                 v2[j] = s;
+                if (sharp) {
+                    /* independent roundings: the den's (n of them, partial
+                     * sums <= G), the stabilizer add and the division; the
+                     * den's forward-error part and the relevance handed in
+                     * are linear */
+                    qv[j] = s * s * ((double)nterms * G[j] * G[j] / (st * st) + 2);
+                    lin[j] = s * ((DAs[j] + sqrt(DAv[j])) / fabs(st) + fold_err) +
+                             Rbs[b * n + j] / fabs(st);
+                    ks[j] = kap[j] == 0 ? 0 : c->lam * sqrt((double)nterms) * G[j] / fabs(st);
+                    if (U32 * ks[j] > LRP_ILL_COND_SHARP)
+                        c->g->ill_mass[in0] += fabs(coef) * fabs((double)R[b * n + j]);
+                }
             }
             /* scatter to the inputs */
             FOR_CONN(&L, j, i, k, {
@@ -457,11 +557,33 @@ static int linear_backward(ctx *c, int li)
                     fi[b * nin + i] |= LRP_CELL_UNDEFINED | LRP_CELL_ZERO_DEN;
                 else if (den[j] == 0)
                     fi[b * nin + i] |= LRP_CELL_ZERO_DEN;
+                if (sharp) {
+                    int64_t bi = b * nin + i;
+                    for (int t = 0; t < nt; t++) {
+                        double wm = fabs(tc[t] * wmod(pd->t[t].w, w[k]));
+                        double aw = fabs(imod(pd->t[t].in, xb[i], &L, i)) * wm * fabs(coef);
+                        c->Qs[in0][bi] += aw * aw * qv[j];
+                        c->Ls[in0][bi] += aw * lin[j];
+                        S[i] += aw * v2[j];
+                        if (inmod_uses_input(pd->t[t].in))
+                            c->Ls[in0][bi] += Axs[bi] * wm * fabs(coef) * v2[j];
+                    }
+                    double cs = fmax(U32 * ks[j], Rcs[b * n + j]);
+                    if (cs > c->cs[in0][bi])
+                        c->cs[in0][bi] = cs;
+                }
             });
         }
+        if (sharp)
+            /* the backward sum of this layer (fanout terms) and the final
+             * product, each rounding of a partial sum bounded by S */
+            for (int64_t i = 0; i < nin; i++) {
+                c->Qs[in0][b * nin + i] += (double)(fanout + 2) * S[i] * S[i];
+                c->Ss[in0][b * nin + i] += S[i];
+            }
     }
     free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
-    free(und);
+    free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
     free(bgauge);
     return 0;
 }
@@ -469,16 +591,30 @@ static int linear_backward(ctx *c, int li)
 /* Proportional-type split R_k = x_k / stab(y) R (Add, BN explicit on its
  * input part, AvgPool per window).  Adds into the input bounds. */
 /* Dy: error bound of the float32 y (units of u); Gy: its cond part (n sum |terms|). */
+/* The sharp tier takes, in sh: the sharp forward error of x_k and the
+ * sharp forward-error part of y, the magnitude of y's sum and its number
+ * of roundings ny, the sharp bound and cond of R (j = the output cell). */
+typedef struct prop_sharp {
+    double Axk, DyA, mag, ny, Rb, Rc;
+} prop_sharp;
+
 static void prop_cell(ctx *c, int in_layer, int64_t i, double xk, double Axk, double y, double Dy,
                       double Gy, double R, double Rb, double Rc, const lrp_rule_spec *rs,
-                      double scale)
+                      double scale, const prop_sharp *sh)
 {
     if (Rc > c->cd[in_layer][i])
         c->cd[in_layer][i] = Rc;
+    const int sharp = c->lam > 0;
+    if (sharp && sh->Rc > c->cs[in_layer][i])
+        c->cs[in_layer][i] = sh->Rc;
     double sg = stab_sign(rs->stab, y);
     double st = y;
     if (sg == 2) {
         c->Bd[in_layer][i] += scale * (Rb + 2 * fabs(R));
+        if (sharp) {
+            c->Ls[in_layer][i] += scale * (sh->Rb + 2 * fabs(R));
+            c->Ss[in_layer][i] += scale * fabs(R);
+        }
         return;
     }
     if (rs->eps != 0 && sg != 0)
@@ -487,6 +623,8 @@ static void prop_cell(ctx *c, int in_layer, int64_t i, double xk, double Axk, do
         c->cf[in_layer][i] |= LRP_CELL_UNDEFINED | LRP_CELL_ZERO_DEN;
         if (c->cd[in_layer][i] < 1)
             c->cd[in_layer][i] = 1;
+        if (sharp && c->cs[in_layer][i] < 1)
+            c->cs[in_layer][i] = 1;
         return;
     }
     double s = fabs(R / st), kap = (R == 0 && Rb == 0) ? 0.0 : Gy / fabs(st);
@@ -495,6 +633,21 @@ static void prop_cell(ctx *c, int in_layer, int64_t i, double xk, double Axk, do
         c->cd[in_layer][i] = U32 * kap;
     if (y == 0)
         c->cf[in_layer][i] |= LRP_CELL_ZERO_DEN;
+    if (sharp) {
+        /* independent: y's roundings (partial sums <= mag), the stabilizer
+         * add, the division, the product; linear: forward errors of y and
+         * x_k, and the bound of R handed in */
+        double xs = scale * fabs(xk);
+        c->Qs[in_layer][i] += xs * xs * s * s * (sh->ny * sh->mag * sh->mag / (st * st) + 3);
+        c->Ls[in_layer][i] += xs * (s * sh->DyA / fabs(st) + sh->Rb / fabs(st)) +
+                              scale * sh->Axk * s;
+        c->Ss[in_layer][i] += xs * s;
+        double ks = kap == 0 ? 0 : c->lam * sqrt(sh->ny) * sh->mag / fabs(st);
+        if (U32 * ks > c->cs[in_layer][i])
+            c->cs[in_layer][i] = U32 * ks;
+        if (U32 * ks > LRP_ILL_COND_SHARP)
+            c->g->ill_mass[in_layer] += fabs(R) * (sh->mag > 0 ? fabs(xk) * scale / sh->mag : 1);
+    }
 }
 
 static int backward_bounds(ctx *c)
@@ -507,26 +660,52 @@ static int backward_bounds(ctx *c)
     {
         int64_t n = numel(net, last);
         for (int64_t i = 0; i < B * n; i++)
-            if (c->rel[last][i] != 0)
+            if (c->rel[last][i] != 0) {
                 c->Bd[last][i] = net->r_out ? 0 : c->A[last][i];
+                if (c->lam > 0)
+                    c->Ls[last][i] = net->r_out ? 0 : c->As[last][i];
+            }
     }
     for (int li = last; li >= 0; li--) {
         const lrp_layer *l = &net->layers[li];
         int64_t n = numel(net, li);
         const float *R = c->rel[li];
+        if (c->lam > 0) {
+            /* every consumer of li has contributed: finish the sharp bound
+             * (consumers' contributions merged by nc - 1 additions) */
+            double merge = c->n_cons[li] > 1 ? (double)(c->n_cons[li] - 1) : 0;
+            for (int64_t i = 0; i < B * n; i++) {
+                double Q = c->Qs[li][i] + merge * c->Ss[li][i] * c->Ss[li][i];
+                c->Fs[li][i] = c->lam * sqrt(Q) + c->Ls[li][i];
+            }
+        }
         if (c->local) {
             /* every consumer of li has contributed: what arrived is the
-             * local bound of li's relevance; then restart from the binary32
-             * rounding of the reference (0.5 u |R|), nothing propagated */
+             * local bound of li's relevance; then restart from the error of
+             * the given relevance: its binary32 rounding (0.5 u |R|) when
+             * it is the reference's, none when it is the subject's own */
+            double rin = c->inputs == LRP_GI_ROUNDED ? 0.5 : 0.0;
+            double merge = c->n_cons[li] > 1 ? (double)(c->n_cons[li] - 1) : 0;
             for (int64_t i = 0; i < B * n; i++) {
-                double bnd = c->Bd[li][i] + 2 * fabs((double)R[i]);
+                /* the cell's own final rounding, and the nc - 1 additions
+                 * merging its consumers' contributions (which may cancel) */
+                double bnd = c->Bd[li][i] + 2 * fabs((double)R[i]) + merge * c->Ss[li][i];
                 c->g->bound[li][i] = (float)fmin(bnd, 3.0e38);
                 c->g->cond[li][i] = (float)fmin(c->cd[li][i], 3.0e38);
-                c->Bd[li][i] = 0.5 * fabs((double)R[i]);
+                c->Bd[li][i] = rin * fabs((double)R[i]);
                 c->cd[li][i] = 0;
+                if (c->lam > 0) {
+                    c->g->sharp[li][i] = (float)fmin(fmin(c->Fs[li][i], bnd), 3.0e38);
+                    c->g->scond[li][i] = (float)fmin(c->cs[li][i], 3.0e38);
+                    c->Fs[li][i] = rin * fabs((double)R[i]);
+                    c->cs[li][i] = 0;
+                }
             }
         }
         const double *Rb = c->Bd[li];
+        const double *Rbs = c->lam > 0 ? c->Fs[li] : NULL;
+        const double *Rcs = c->lam > 0 ? c->cs[li] : NULL;
+#define SH(f) (Rbs ? (f) : 0.0)
         switch (l->kind) {
         case LRP_LAYER_DENSE:
         case LRP_LAYER_CONV2D:
@@ -550,25 +729,34 @@ static int backward_bounds(ctx *c)
                         int64_t i = b * n + ch * hw + k;
                         double xk = w * (double)c->act[in0][i];
                         double y = (double)c->act[li][i];
-                        double Gy = 4 * (fabs(xk) + fabs(sh));
+                        double shg = fabs((double)l->bn_beta[ch]) +
+                                     fabs(w * (double)l->bn_mean[ch]);
+                        double Gy = 4 * (fabs(xk) + shg);
                         double Dy = Gy + fabs(w) * c->A[in0][i];
+                        prop_sharp ps = {SH(fabs(w) * c->As[in0][i]), SH(fabs(w) * c->As[in0][i]),
+                                         fabs(xk) + shg, 4, SH(Rbs[i]), SH(Rcs[i])};
                         prop_cell(c, in0, i, xk, fabs(w) * c->A[in0][i], y, Dy, Gy, R[i], Rb[i],
-                                  c->cd[li][i], &l->rule, 1);
+                                  c->cd[li][i], &l->rule, 1, &ps);
                     }
                 }
             break;
         }
         case LRP_LAYER_ADD:
             for (int64_t i = 0; i < B * n; i++) {
-                double y = (double)c->act[li][i], sa = 0, sA = 0;
+                double y = (double)c->act[li][i], sa = 0, sA = 0, sAs = 0;
                 for (int q = 0; q < l->n_in; q++) {
                     sa += fabs((double)c->act[l->in[q]][i]);
                     sA += c->A[l->in[q]][i];
+                    sAs += SH(c->As[l->in[q]][i] * c->As[l->in[q]][i]);
                 }
+                sAs = sqrt(sAs);
                 double Gy = (double)l->n_in * sa, Dy = Gy + sA;
-                for (int q = 0; q < l->n_in; q++)
+                for (int q = 0; q < l->n_in; q++) {
+                    prop_sharp ps = {SH(c->As[l->in[q]][i]), sAs, sa, (double)l->n_in,
+                                     SH(Rbs[i]), SH(Rcs[i])};
                     prop_cell(c, l->in[q], i, (double)c->act[l->in[q]][i], c->A[l->in[q]][i], y,
-                              Dy, Gy, R[i], Rb[i], c->cd[li][i], &l->rule, 1);
+                              Dy, Gy, R[i], Rb[i], c->cd[li][i], &l->rule, 1, &ps);
+                }
             }
             break;
         case LRP_LAYER_CONCAT: {
@@ -582,6 +770,12 @@ static int backward_bounds(ctx *c)
                         if (c->cd[li][b * n + off + i] > c->cd[in][b * nq + i])
                             c->cd[in][b * nq + i] = c->cd[li][b * n + off + i];
                         c->cf[in][b * nq + i] |= c->cf[li][b * n + off + i];
+                        if (Rbs) {
+                            c->Ls[in][b * nq + i] += Rbs[b * n + off + i];
+                            c->Ss[in][b * nq + i] += fabs((double)R[b * n + off + i]);
+                            c->cs[in][b * nq + i] =
+                                fmax(c->cs[in][b * nq + i], Rcs[b * n + off + i]);
+                        }
                     }
                 off += nq;
             }
@@ -602,7 +796,7 @@ static int backward_bounds(ctx *c)
                             double yj = (double)c->act[li][j], best = -INFINITY, second = -INFINITY;
                             int64_t win = -1, sec = -1;
                             int cnt = 0;
-                            double sa = 0, sA = 0;
+                            double sa = 0, sA = 0, sAs = 0;
                             for (int ky = 0; ky < P.kh; ky++)
                                 for (int kx = 0; kx < P.kw; kx++) {
                                     int64_t iy = y * P.sh - P.pt + ky, ix = x * P.sw - P.pl + kx;
@@ -621,16 +815,23 @@ static int backward_bounds(ctx *c)
                                     }
                                     sa += fabs(v);
                                     sA += c->A[in0][i];
+                                    sAs += SH(c->As[in0][i] * c->As[in0][i]);
                                     cnt++;
                                 }
                             if (win < 0)
                                 continue;
+                            sAs = sqrt(sAs);
                             if (l->kind == LRP_LAYER_MAXPOOL2D) {
                                 /* winner-take-all routes R and its bound; a
                                  * runner-up within the forward error bounds
                                  * means float32 may pick another winner */
                                 c->Bd[in0][win] += Rb[j];
                                 c->cd[in0][win] = fmax(c->cd[in0][win], c->cd[li][j]);
+                                if (Rbs) {
+                                    c->Ls[in0][win] += Rbs[j];
+                                    c->Ss[in0][win] += fabs((double)R[j]);
+                                    c->cs[in0][win] = fmax(c->cs[in0][win], Rcs[j]);
+                                }
                                 if (sec >= 0) {
                                     double slack = U32 * (c->A[in0][win] + c->A[in0][sec]);
                                     /* exact ties of exact values are no
@@ -638,6 +839,11 @@ static int backward_bounds(ctx *c)
                                     if (best - second <= slack && slack > 0) {
                                         c->cd[in0][win] = fmax(c->cd[in0][win], 1.0);
                                         c->cd[in0][sec] = fmax(c->cd[in0][sec], 1.0);
+                                    }
+                                    double slk = Rbs ? U32 * (c->As[in0][win] + c->As[in0][sec]) : 0;
+                                    if (Rbs && best - second <= slk && slk > 0) {
+                                        c->cs[in0][win] = fmax(c->cs[in0][win], 1.0);
+                                        c->cs[in0][sec] = fmax(c->cs[in0][sec], 1.0);
                                     }
                                 }
                                 continue;
@@ -651,9 +857,12 @@ static int backward_bounds(ctx *c)
                                     if (iy < 0 || iy >= P.H || ix < 0 || ix >= P.W)
                                         continue;
                                     int64_t i = b * nin + (ch * P.H + iy) * P.W + ix;
+                                    prop_sharp ps = {SH(c->As[in0][i] / k), SH(sAs / k),
+                                                     sa / (k ? k : 1), (double)(cnt + 1),
+                                                     SH(Rbs[j]), SH(Rcs[j])};
                                     prop_cell(c, in0, i, (double)c->act[in0][i] / k,
                                               c->A[in0][i] / k, yj, Dy, Gy, (double)c->rel[li][j],
-                                              Rb[j], c->cd[li][j], &l->rule, 1);
+                                              Rb[j], c->cd[li][j], &l->rule, 1, &ps);
                                 }
                         }
             break;
@@ -666,10 +875,16 @@ static int backward_bounds(ctx *c)
                 if (c->cd[li][i] > c->cd[in0][i])
                     c->cd[in0][i] = c->cd[li][i];
                 c->cf[in0][i] |= c->cf[li][i];
+                if (Rbs) {
+                    c->Ls[in0][i] += Rbs[i];
+                    c->Ss[in0][i] += fabs((double)R[i]);
+                    c->cs[in0][i] = fmax(c->cs[in0][i], Rcs[i]);
+                }
             }
             break;
         }
         }
+#undef SH
         /* a canonized BN's input (the folded conv's output) carries the
          * BN output's relevance: copy bounds down so the conv sees them */
         if (l->kind == LRP_LAYER_BATCHNORM && (l->rule.flags & LRP_F_BN_CANONIZE)) {
@@ -678,6 +893,11 @@ static int backward_bounds(ctx *c)
                 c->Bd[in0][i] += c->Bd[li][i];
                 c->cd[in0][i] = fmax(c->cd[in0][i], c->cd[li][i]);
                 c->cf[in0][i] |= c->cf[li][i];
+                if (Rbs) {
+                    c->Ls[in0][i] += Rbs[i];
+                    c->Ss[in0][i] += fabs((double)R[i]);
+                    c->cs[in0][i] = fmax(c->cs[in0][i], Rcs[i]);
+                }
             }
         }
     }
@@ -693,52 +913,133 @@ lrp_status lrp_gauge_compute(lrp_gauge *g, const lrp_net *net, float *const *act
 lrp_status lrp_gauge_compute_ex(lrp_gauge *g, const lrp_net *net, float *const *act,
                                 float *const *rel, int local, lrp_err *err)
 {
+    /* the sharp tier is always computed: the merge of several consumers'
+     * contributions needs their magnitudes (Ss) in the rigorous tier too */
+    lrp_gauge_opts o = {local, local ? LRP_GI_ROUNDED : LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA};
+    return lrp_gauge_compute_opts(g, net, act, rel, &o, err);
+}
+
+static void free_rows(double **r, int nl)
+{
+    if (!r)
+        return;
+    for (int i = 0; i < nl; i++)
+        free(r[i]);
+    free(r);
+}
+
+lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const *act,
+                                  float *const *rel, const lrp_gauge_opts *o, lrp_err *err)
+{
     memset(g, 0, sizeof *g);
     int nl = net->n_layers;
-    ctx c = {net, act, rel, g, net->batch, NULL, NULL, NULL, NULL, local};
+    int local = o->local;
+    double lam = o->lambda > 0 ? o->lambda : LRP_SHARP_LAMBDA;
+    ctx c;
+    memset(&c, 0, sizeof c);
+    c.net = net;
+    c.act = act;
+    c.rel = rel;
+    c.g = g;
+    c.B = net->batch;
+    c.local = local;
+    c.inputs = local ? (int)o->inputs : LRP_GI_PROPAGATED;
+    c.lam = lam;
     g->n_layers = nl;
+    g->lambda = lam;
     g->bound = calloc((size_t)nl, sizeof *g->bound);
     g->cond = calloc((size_t)nl, sizeof *g->cond);
     g->cflags = calloc((size_t)nl, sizeof *g->cflags);
     g->fwd = calloc((size_t)nl, sizeof *g->fwd);
+    g->ill_mass = calloc((size_t)nl, sizeof *g->ill_mass);
     c.A = calloc((size_t)nl, sizeof *c.A);
     c.Bd = calloc((size_t)nl, sizeof *c.Bd);
     c.cd = calloc((size_t)nl, sizeof *c.cd);
+    c.As = calloc((size_t)nl, sizeof *c.As);
+    c.n_cons = calloc((size_t)nl, sizeof *c.n_cons);
     c.cf = g->cflags;
     lrp_status st = LRP_OK;
-    if (!g->bound || !g->cond || !g->cflags || !g->fwd || !c.A || !c.Bd || !c.cd)
+    if (!g->bound || !g->cond || !g->cflags || !g->fwd || !g->ill_mass || !c.A || !c.Bd ||
+        !c.cd || !c.As || !c.n_cons)
         goto oom;
+    if (lam > 0) {
+        g->sharp = calloc((size_t)nl, sizeof *g->sharp);
+        g->scond = calloc((size_t)nl, sizeof *g->scond);
+        g->fwd_sharp = calloc((size_t)nl, sizeof *g->fwd_sharp);
+        c.Ls = calloc((size_t)nl, sizeof *c.Ls);
+        c.Qs = calloc((size_t)nl, sizeof *c.Qs);
+        c.Ss = calloc((size_t)nl, sizeof *c.Ss);
+        c.cs = calloc((size_t)nl, sizeof *c.cs);
+        c.Fs = calloc((size_t)nl, sizeof *c.Fs);
+        if (!g->sharp || !g->scond || !g->fwd_sharp || !c.Ls || !c.Qs || !c.Ss || !c.cs || !c.Fs)
+            goto oom;
+    }
+    for (int i = 0; i < nl; i++)
+        for (int k = 0; k < net->layers[i].n_in; k++)
+            c.n_cons[net->layers[i].in[k]]++;
     for (int i = 0; i < nl; i++) {
         int64_t n = net->batch * numel(net, i);
-        c.A[i] = calloc((size_t)n, sizeof **c.A);
-        c.Bd[i] = calloc((size_t)n, sizeof **c.Bd);
-        c.cd[i] = calloc((size_t)n, sizeof **c.cd);
-        g->cflags[i] = calloc((size_t)n, 1);
-        g->bound[i] = malloc((size_t)n * sizeof **g->bound);
-        g->cond[i] = malloc((size_t)n * sizeof **g->cond);
-        g->fwd[i] = malloc((size_t)n * sizeof **g->fwd);
-        if (!c.A[i] || !c.Bd[i] || !c.cd[i] || !g->cflags[i] || !g->bound[i] || !g->cond[i] ||
-            !g->fwd[i])
+        size_t nb = (size_t)(n ? n : 1);
+        c.A[i] = calloc(nb, sizeof **c.A);
+        c.As[i] = calloc(nb, sizeof **c.As);
+        c.Bd[i] = calloc(nb, sizeof **c.Bd);
+        c.cd[i] = calloc(nb, sizeof **c.cd);
+        g->cflags[i] = calloc(nb, 1);
+        g->bound[i] = malloc(nb * sizeof **g->bound);
+        g->cond[i] = malloc(nb * sizeof **g->cond);
+        g->fwd[i] = malloc(nb * sizeof **g->fwd);
+        if (!c.A[i] || !c.As[i] || !c.Bd[i] || !c.cd[i] || !g->cflags[i] || !g->bound[i] ||
+            !g->cond[i] || !g->fwd[i])
             goto oom;
+        if (lam > 0) {
+            c.Ls[i] = calloc(nb, sizeof **c.Ls);
+            c.Qs[i] = calloc(nb, sizeof **c.Qs);
+            c.Ss[i] = calloc(nb, sizeof **c.Ss);
+            c.cs[i] = calloc(nb, sizeof **c.cs);
+            c.Fs[i] = calloc(nb, sizeof **c.Fs);
+            g->sharp[i] = malloc(nb * sizeof **g->sharp);
+            g->scond[i] = malloc(nb * sizeof **g->scond);
+            g->fwd_sharp[i] = malloc(nb * sizeof **g->fwd_sharp);
+            if (!c.Ls[i] || !c.Qs[i] || !c.Ss[i] || !c.cs[i] || !c.Fs[i] || !g->sharp[i] ||
+                !g->scond[i] || !g->fwd_sharp[i])
+                goto oom;
+        }
     }
     if (forward_bounds(&c))
         goto oom;
-    if (local) /* inputs are the reference rounded to binary32: 0.5 u |a| */
+    if (c.inputs == LRP_GI_ROUNDED || c.inputs == LRP_GI_EXACT) {
+        /* inputs are the reference rounded to binary32 (0.5 u |a|), or the
+         * subject's own activations fed to both (no error) */
+        double f = c.inputs == LRP_GI_ROUNDED ? 0.5 : 0.0;
         for (int i = 0; i < nl; i++)
-            for (int64_t k = 0; k < net->batch * numel(net, i); k++)
-                c.A[i][k] = 0.5 * fabs((double)act[i][k]);
+            for (int64_t k = 0; k < net->batch * numel(net, i); k++) {
+                c.A[i][k] = f * fabs((double)act[i][k]);
+                c.As[i][k] = c.A[i][k];
+            }
+    }
     if (backward_bounds(&c))
         goto oom;
     for (int i = 0; i < nl; i++) {
         int64_t n = net->batch * numel(net, i);
+        double merge = c.n_cons[i] > 1 ? (double)(c.n_cons[i] - 1) : 0;
         for (int64_t k = 0; k < n; k++) {
             if (!local) {
                 /* the cell's own final rounding (sum of consumers, product) */
-                double bnd = c.Bd[i][k] + 2 * fabs((double)rel[i][k]);
+                double bnd = c.Bd[i][k] + 2 * fabs((double)rel[i][k]) + merge * c.Ss[i][k];
                 g->bound[i][k] = (float)fmin(bnd, 3.0e38);
                 g->cond[i][k] = (float)fmin(c.cd[i][k], 3.0e38);
+                if (lam > 0) {
+                    double Q = c.Qs[i][k] + merge * c.Ss[i][k] * c.Ss[i][k];
+                    double sb = lam * sqrt(Q) + c.Ls[i][k] + fabs((double)rel[i][k]);
+                    g->sharp[i][k] = (float)fmin(fmin(sb, bnd), 3.0e38);
+                    g->scond[i][k] = (float)fmin(c.cs[i][k], 3.0e38);
+                }
             }
-            g->fwd[i][k] = (float)fmin(c.A[i][k], 3.0e38);
+            if (c.inputs != LRP_GI_EXACT) {
+                g->fwd[i][k] = (float)fmin(c.A[i][k], 3.0e38);
+                if (g->fwd_sharp)
+                    g->fwd_sharp[i][k] = (float)fmin(c.As[i][k], 3.0e38);
+            }
         }
     }
     goto done;
@@ -746,14 +1047,15 @@ oom:
     st = lrp_err_set(err, LRP_E_NOMEM, "<network>: out of memory computing the gauge");
     lrp_gauge_free(g);
 done:
-    if (c.A)
-        for (int i = 0; i < nl; i++) {
-            free(c.A[i]);
-            free(c.Bd[i]);
-            free(c.cd[i]);
-        }
-    free(c.A);
-    free(c.Bd);
-    free(c.cd);
+    free_rows(c.A, c.A ? nl : 0);
+    free_rows(c.As, c.As ? nl : 0);
+    free_rows(c.Bd, c.Bd ? nl : 0);
+    free_rows(c.cd, c.cd ? nl : 0);
+    free_rows(c.Ls, c.Ls ? nl : 0);
+    free_rows(c.Qs, c.Qs ? nl : 0);
+    free_rows(c.Ss, c.Ss ? nl : 0);
+    free_rows(c.cs, c.cs ? nl : 0);
+    free_rows(c.Fs, c.Fs ? nl : 0);
+    free(c.n_cons);
     return st;
 }

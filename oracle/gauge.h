@@ -12,11 +12,57 @@
 
 typedef struct lrp_gauge {
     int n_layers;
-    float **bound;    /* per layer, batch*numel: backward bound of R (units of u) */
+    float **bound;    /* per layer, batch*numel: backward bound of R (units of u),
+                         rigorous first-order worst case (the upper tier) */
     float **cond;     /* per layer: u * max D_j/|den_j| over units drawn from */
     uint8_t **cflags; /* per layer: LRP_CELL_* */
-    float **fwd;      /* per layer: forward bound of the activation (units of u) */
+    float **fwd;      /* per layer: forward bound of the activation (units of u);
+                         with LRP_GI_EXACT: the layer's own rounding alone */
+    float **fwd_sharp;/* per layer: the same in the sharp tier (NULL: none) */
+    /* The sharp tier (docs/ORACLE.md "The sharp bound"): every rounding is
+     * an independent mean-zero error of size <= u (the model of Higham and
+     * Mary's probabilistic rounding error analysis); a sum of n such errors
+     * is bounded by lambda * sqrt(sum of squared sizes) (Hoeffding), which
+     * fails with probability <= 2 exp(-lambda^2 / 2) per cell.  Errors
+     * handed on from other layers are propagated linearly (no independence
+     * is assumed between them). */
+    double lambda;    /* 0: no sharp tier computed */
+    float **sharp;    /* per layer: sharp bound of R (units of u) */
+    float **scond;    /* per layer: lambda sqrt(n) u G_j/|den_j|, max over units
+                         drawn from: where this is not small the float32
+                         denominator is truly undetermined */
+    double *ill_mass; /* per layer: sum of |R_j| over the consumers' units j
+                         whose sharp cond exceeds LRP_ILL_COND_SHARP: the most
+                         relevance ill-conditioning can move into or out of
+                         this layer's total */
 } lrp_gauge;
+
+/* The threshold on the sharp cond above which a unit is ill-conditioned. */
+#define LRP_ILL_COND_SHARP 0x1p-4
+
+/* How the inputs of each layer relate to the subject's (local mode). */
+typedef enum lrp_gauge_inputs {
+    LRP_GI_PROPAGATED = 0, /* end to end: errors propagate from the input */
+    LRP_GI_ROUNDED,        /* local: the reference's values rounded to binary32
+                              (our float32 layer fed them: 0.5 u |x|) */
+    LRP_GI_EXACT,          /* local: the subject's own activations and relevance,
+                              fed exactly to the reference too: no input error */
+    LRP_GI_EXACT_REL       /* local: the subject's own relevance (exact), the
+                              reference's activations (the subject's differ by
+                              the propagated forward error) */
+} lrp_gauge_inputs;
+
+typedef struct lrp_gauge_opts {
+    int local;              /* each layer alone (1) or end to end (0) */
+    lrp_gauge_inputs inputs;
+    double lambda;          /* sharp tier; 0 = none */
+} lrp_gauge_opts;
+
+/* lambda of the sharp tier: 2 exp(-32) ~ 2.5e-14 per cell. */
+#define LRP_SHARP_LAMBDA 8.0
+
+lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const *act,
+                                  float *const *rel, const lrp_gauge_opts *o, lrp_err *err);
 
 /* act[i], rel[i]: the reference's forward activation and relevance at layer
  * i's output, rounded to binary32, batch-major. */

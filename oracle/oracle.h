@@ -56,6 +56,13 @@ typedef struct lrp_tolerance {
     double fail_ratio;  /* at or above: FAIL; in between: SUSPECT (1/sqrt(u)) */
     double ill_cond;    /* cond above this: ILL-CONDITIONED ...          */
     double ill_agree;   /* ... unless |got - ref| <= ill_agree * |ref|   */
+    double sharp_pass;  /* sharp tier: ratio to the sharp bound below this: PASS;
+                           above it, SUSPECT while the rigorous ratio stays below
+                           pass_ratio, else FAIL */
+    double gross_frac;  /* a layer whose grossly wrong cells (sign, zero, factor
+                           >= 2 or <= 1/2, beyond the sharp bound) exceed this
+                           fraction of its defined cells is FAIL, whatever the
+                           condition numbers say */
 } lrp_tolerance;
 
 /* The tolerance promised for a rule on a layer kind. */
@@ -67,6 +74,11 @@ typedef struct lrp_cell_ref {
     const float *bound;    /* may be NULL (then no gauge: ratio from ULPs) */
     const float *cond;     /* may be NULL (then never ill-conditioned) */
     const uint8_t *cflags; /* may be NULL */
+    /* The sharp tier (may be NULL: judged on the rigorous bound alone):
+     * the probabilistic bound (units of u) and its cond.  With it the
+     * verdict uses the sharp ratio, the rigorous bound only as upper tier. */
+    const float *sharp;
+    const float *scond;
 } lrp_cell_ref;
 
 #define LRP_PCTL_N 4 /* 50, 90, 99, 100 */
@@ -85,6 +97,13 @@ typedef struct lrp_layer_cmp {
     double worst_ratio;
     float worst_got, worst_ref;
     int64_t first_nonfinite;       /* first NaN/inf cell index, -1 if none */
+    /* layer-level figures (all cells, whatever their condition) */
+    int sharp;                     /* ratios are to the sharp bound */
+    int64_t defined;               /* cells whose reference is defined and finite */
+    int64_t gross;                 /* of those: wrong sign, zero or factor >= 2 where
+                                      |ref| exceeds the sharp bound */
+    int64_t ill;                   /* cells excused as ill-conditioned */
+    int64_t first_gross;           /* index of the first gross cell, -1 */
 } lrp_layer_cmp;
 
 /* ULP distance between two finite binary32 values (+0 and -0 are 0 apart).

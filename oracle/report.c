@@ -59,36 +59,52 @@ void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
     const char *reset = color ? "\033[0m" : "";
     fprintf(f, "%s  [%s, %s, source %s, reference p=%d]\n", r->fixture, r->ruleset,
             r->convention, r->source, r->precision);
-    fprintf(f, "  %-16s %-14s %-16s %9s %9s %9s %9s %10s %10s  %s\n", "layer", "kind", "verdict",
-            "bitwise", "max ulp", "ratio p99", "ratio max", "cons f32", "cons ref", "local");
+    /* end to end: against the reference of the whole network; local: this
+     * relevance against the reference's step of the layer that computed it
+     * on the trace's own inputs; ratios are to the sharp bound (docs) */
+    fprintf(f, "  %-16s %-13s %-15s %11s %9s  %-15s %9s %6s\n", "layer", "kind", "end-to-end",
+            "bitwise", "ratio", "local", "ratio", "ill%");
     for (int i = 0; i < r->n_layers; i++) {
         const lrp_layer_report *l = &r->layers[i];
-        if (!l->compared && !verbose)
+        if (!l->compared && !l->has_tlocal && !verbose)
             continue;
-        char p99[32], pmax[32], cf[32], cr[32], loc[40];
-        fmt_ratio(p99, sizeof p99, l->e2e.ratio_pctl[2]);
-        fmt_ratio(pmax, sizeof pmax, l->e2e.ratio_pctl[3]);
-        if (l->has_conservation) {
-            if (isnan(l->cons_f32))
-                snprintf(cf, sizeof cf, "-");
-            else
-                snprintf(cf, sizeof cf, "%.2e", l->cons_f32);
-            snprintf(cr, sizeof cr, "%.2e", l->cons_ref);
-        } else {
-            snprintf(cf, sizeof cf, "-");
-            snprintf(cr, sizeof cr, "-");
-        }
-        snprintf(loc, sizeof loc, "%s", l->has_local ? lrp_verdict_name(l->local_verdict) : "-");
+        char pmax[32], lmax[32], ill[32];
+        fmt_ratio(pmax, sizeof pmax, l->compared ? l->e2e.ratio_pctl[3] : NAN);
+        fmt_ratio(lmax, sizeof lmax, l->has_tlocal ? l->tlocal.ratio_pctl[3] : NAN);
+        if (l->has_tlocal && l->tlocal.n > 0)
+            snprintf(ill, sizeof ill, "%.1f", 100.0 * (double)l->tlocal.ill / (double)l->tlocal.n);
+        else
+            snprintf(ill, sizeof ill, "-");
         char bw[40];
         snprintf(bw, sizeof bw, "%lld/%lld", (long long)l->e2e.bitwise_equal, (long long)l->e2e.n);
-        fprintf(f, "  %-16s %-14s %s%-16s%s %9s %9.0f %9s %9s %10s %10s  %s\n", l->name,
+        fprintf(f, "  %-16s %-13s %s%-15s%s %11s %9s  %s%-15s%s %9s %6s\n", l->name,
                 lrp_layer_kind_name(l->kind), color ? vcolor(l->verdict) : "",
-                l->compared ? lrp_verdict_name(l->verdict) : "(not traced)", reset, bw,
-                l->e2e.max_ulp, p99, pmax, cf, cr, loc);
+                l->compared ? lrp_verdict_name(l->verdict) : "(not traced)", reset, bw, pmax,
+                color && l->has_tlocal ? vcolor(l->tlocal_verdict) : "",
+                l->has_tlocal ? lrp_verdict_name(l->tlocal_verdict) : "-",
+                color && l->has_tlocal ? reset : "", lmax, ill);
         if (l->compared && l->verdict != LRP_V_PASS && l->e2e.worst >= 0)
-            fprintf(f, "  %16s worst cell %lld: got %.9g, reference %.9g (%s)\n", "",
+            fprintf(f, "  %16s end to end, worst cell %lld: got %.9g, reference %.9g (%s)\n", "",
                     (long long)l->e2e.worst, (double)l->e2e.worst_got, (double)l->e2e.worst_ref,
                     l->rule);
+        if (l->why[0])
+            fprintf(f, "  %16s layer-level (local: by %s): %s\n", "", l->by, l->why);
+        if (l->has_tlocal && l->tlocal_verdict != LRP_V_PASS) {
+            if (l->tlocal.worst >= 0)
+                fprintf(f, "  %16s local (by %s), worst cell %lld: got %.9g, reference %.9g\n", "",
+                        l->by, (long long)l->tlocal.worst, (double)l->tlocal.worst_got,
+                        (double)l->tlocal.worst_ref);
+        }
+        if (l->has_fwd && (verbose || l->fwd_verdict != LRP_V_PASS))
+            fprintf(f, "  %16s forward activations: %s (worst cell %lld: got %.9g, reference %.9g)\n",
+                    "", lrp_verdict_name(l->fwd_verdict), (long long)l->fwd.worst,
+                    (double)l->fwd.worst_got, (double)l->fwd.worst_ref);
+        if (l->has_local && (verbose || l->local_verdict != LRP_V_PASS))
+            fprintf(f, "  %16s our float32 layer fed the reference's inputs: %s\n", "",
+                    lrp_verdict_name(l->local_verdict));
+        if (l->has_conservation && (verbose || l->verdict != LRP_V_PASS))
+            fprintf(f, "  %16s conservation residual: float32 %.2e, reference %.2e\n", "",
+                    l->cons_f32, l->cons_ref);
         if (l->ref_flags[0] && (verbose || l->verdict != LRP_V_PASS))
             fprintf(f, "  %16s reference flags: %s\n", "", l->ref_flags);
         if (l->note[0])
@@ -97,13 +113,27 @@ void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
     if (r->nf_layer >= 0)
         fprintf(f, "  first NaN/inf: relevance at the output of '%s', cell %lld, %s\n", r->layers[r->nf_layer].name,
                 (long long)r->nf_index, r->nf_cause);
+    if (r->fwd_origin >= 0)
+        fprintf(f, "  forward pass: the trace's activations first go wrong at layer '%s'\n",
+                r->layers[r->fwd_origin].name);
+    if (r->origin_layer >= 0)
+        fprintf(f, "  discrepancy introduced at %s\n", r->origin);
     if (r->introduced_at >= 0)
-        fprintf(f, "  discrepancy introduced at layer '%s' (its own error, fed reference inputs)\n",
+        fprintf(f, "  our float32 layers fed the reference's inputs: first out of tolerance at '%s'\n",
                 r->layers[r->introduced_at].name);
-    char mr[32];
+    if (r->n_unjudged > 0)
+        fprintf(f, "  not judged locally (%d): %s\n", r->n_unjudged, r->unjudged);
+    char mr[32], ms[32], ml[32];
     fmt_ratio(mr, sizeof mr, r->max_ratio);
-    fprintf(f, "  verdict: %s%s%s (max gauge ratio %s, max conservation residual f32 %.2e, ref %.2e)",
-            color ? vcolor(r->verdict) : "", lrp_verdict_name(r->verdict), reset, mr,
+    fmt_ratio(ms, sizeof ms, r->max_sharp_ratio);
+    fmt_ratio(ml, sizeof ml, r->max_tlocal_ratio);
+    fprintf(f, "  end to end: %s (max ratio %s to the sharp bound, %s to the rigorous one); "
+               "local: %s (%d tensors, max ratio %s, activations %s)\n",
+            lrp_verdict_name(r->e2e_verdict), ms, mr,
+            r->n_judged ? lrp_verdict_name(r->tlocal_verdict) : "not run", r->n_judged, ml,
+            r->tlocal_exact_act ? "of the trace" : "of the reference");
+    fprintf(f, "  verdict: %s%s%s (max conservation residual f32 %.2e, ref %.2e)",
+            color ? vcolor(r->verdict) : "", lrp_verdict_name(r->verdict), reset,
             r->max_cons_f32, r->max_cons_ref);
     if (r->has_expect)
         fprintf(f, "; expected %s: %s", lrp_verdict_name(r->expect),

@@ -25,6 +25,22 @@ typedef struct lrp_layer_report {
     lrp_layer_cmp local;       /* this layer alone, fed reference inputs */
     lrp_verdict verdict;       /* e2e verdict */
     lrp_verdict local_verdict;
+    /* Trace-local judgement (every trace, ours or another library's): the
+     * reference's own step of the layer(s) that computed this relevance,
+     * fed the trace's relevance at their outputs and the trace's
+     * activations (or the reference forward where the trace has none),
+     * against the sharp bound of that one step. */
+    int has_tlocal;
+    lrp_layer_cmp tlocal;
+    lrp_verdict tlocal_verdict;
+    char by[160];              /* the layer(s) that computed this relevance */
+    char why[320];             /* layer-level reasons (gross, total, strict) */
+    double total_got, total_ref, total_budget; /* layer totals (local) */
+    /* forward: this layer's activations in the trace against the
+     * reference's step on the trace's own inputs (traces with activations) */
+    int has_fwd;
+    lrp_layer_cmp fwd;
+    lrp_verdict fwd_verdict;
     /* conservation, relative to sum |R_out|: |sum R_in + absorbed - sum R_out| */
     int has_conservation;
     double cons_ref, cons_f32;
@@ -50,6 +66,19 @@ typedef struct lrp_run_report {
     double max_cons_f32;       /* worst float32 conservation residual */
     double max_cons_ref;
     int introduced_at;         /* layer whose LOCAL verdict is worst first, -1 */
+    /* trace-local: the first tensor (backward order) whose relevance fails
+     * locally, and its text (by which layer, why); the first layer (forward
+     * order) whose trace activations fail */
+    int origin_layer;
+    char origin[512];
+    int fwd_origin;
+    lrp_verdict e2e_verdict;   /* worst end-to-end layer verdict */
+    lrp_verdict tlocal_verdict;/* worst trace-local verdict (layer-level included) */
+    int tlocal_exact_act;      /* 1: the trace's own activations were used */
+    int n_judged, n_unjudged;  /* tensors judged locally / not (no relevance) */
+    char unjudged[256];        /* names of the first tensors not judged */
+    double max_sharp_ratio;    /* worst end-to-end ratio to the sharp bound */
+    double max_tlocal_ratio;   /* worst trace-local ratio to the sharp bound */
     double sum_input_ref;      /* sum of the reference input relevance */
     double sum_output_ref;     /* sum of the output relevance (the start) */
     double growth;             /* max over layers of max|R| / max|R_out| (reference) */

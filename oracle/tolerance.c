@@ -19,7 +19,7 @@
  */
 #include "oracle.h"
 
-static const lrp_tolerance t_default = {30.0, 4096.0, 0x1p-4, 0x1p-12};
+static const lrp_tolerance t_default = {30.0, 4096.0, 0x1p-4, 0x1p-12, 1.0, 0x1p-6};
 
 /* Pass-through and winner-take-all layers add no error of their own, but
  * the relevance they hand on carries the propagated error of the layers

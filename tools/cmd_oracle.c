@@ -380,6 +380,19 @@ static int write_trace(int argc, char **argv, int reference)
         } else {
             memcpy(t->relevance[i], p->L[i].rel, (size_t)n * sizeof(float));
         }
+        /* the forward activations the relevance was computed from: with
+         * them `compare` judges every layer's step on exactly its inputs
+         * (docs/ORACLE.md, trace-local judgement) */
+        t->activation[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
+        if (!t->activation[i]) {
+            ok = 0;
+            break;
+        }
+        if (reference)
+            for (int64_t k = 0; k < n; k++)
+                t->activation[i][k] = mpfr_get_flt(be.at(be.ctx, p->L[i].act, k), MPFR_RNDN);
+        else
+            memcpy(t->activation[i], p->L[i].act, (size_t)n * sizeof(float));
     }
     lrp_pipe_free(p);
     lrp_f32_ctx_free(fcx);
