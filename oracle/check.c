@@ -269,6 +269,39 @@ static int64_t zero_sign_check(const lrp_pipe *p, int li, int64_t *pz, int64_t *
     return bad;
 }
 
+/* Units where both paths have an exactly zero denominator but the zero's
+ * sign or the stabilizer's sign differ between them.  Under a convention
+ * whose s(z) reads the sign bit (signbit), a -0 turned +0 flips the
+ * stabilizer; under any convention a stabilizer of the other sign is wrong.
+ * Returns the count; *first gets the first unit (batch-major), -1 if none. */
+static int64_t zero_sign_mismatch(const lrp_pipe *ref, const lrp_pipe *f32, int li, int64_t *first)
+{
+    const lrp_pipe_layer *A = &ref->L[li], *F = &f32->L[li];
+    int64_t bad = 0, n = A->n_units * ref->batch;
+    *first = -1;
+    if (F->n_units != A->n_units)
+        return 0;
+    for (int k = 0; k < A->n_parts && k < F->n_parts; k++) {
+        if (!A->cls[k] || !F->cls[k])
+            continue;
+        for (int64_t j = 0; j < n; j++) {
+            uint8_t a = A->cls[k][j], f = F->cls[k][j];
+            if (!(a & LRP_CLS_ZERO) || !(f & LRP_CLS_ZERO))
+                continue;
+            unsigned ka = a & LRP_CLS_KIND;
+            if (ka == LRP_K_UNSEL || ka == LRP_K_EMPTY || ka == LRP_K_DROPPED)
+                continue;
+            int sign_matters = A->rule.stab == LRP_STAB_SIGNBIT;
+            unsigned add = LRP_CLS_ADD_POS | LRP_CLS_ADD_NEG;
+            if ((sign_matters && ((a ^ f) & LRP_CLS_ZNEG)) || ((a ^ f) & add)) {
+                if (bad++ == 0)
+                    *first = j;
+            }
+        }
+    }
+    return bad;
+}
+
 /* Cause of a NaN/inf first seen in the relevance produced by layer c. */
 static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *ref,
                       const lrp_pipe *f32, int c)
@@ -512,6 +545,23 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                     lrp_tolerance_for(net->layers[li].rule.rule, net->layers[li].kind);
                 lr->fwd_verdict = lrp_compare_cells(&lr->fwd, got_act[li], &cr, n, tol);
                 lr->has_fwd = 1;
+                /* where this output is the denominator and the convention
+                 * reads the sign bit, a zero of the wrong sign is a wrong
+                 * stabilizer: no rounding explains it */
+                const lrp_layer *l = &net->layers[li];
+                int den_is_out = l->kind == LRP_LAYER_ADD || l->kind == LRP_LAYER_AVGPOOL2D ||
+                                 l->kind == LRP_LAYER_GLOBALAVGPOOL ||
+                                 (l->kind == LRP_LAYER_BATCHNORM &&
+                                  !(l->rule.flags & LRP_F_BN_CANONIZE)) ||
+                                 ((l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) &&
+                                  (l->rule.rule == LRP_RULE_EPSILON || l->rule.rule == LRP_RULE_ZERO) &&
+                                  l->rule.bias);
+                if (den_is_out && l->rule.stab == LRP_STAB_SIGNBIT && lr->fwd.zero_sign_differs) {
+                    append(lr->why, sizeof lr->why,
+                           "%s%lld outputs (denominators under signbit) are zeros of the wrong sign",
+                           lr->why[0] ? "; " : "", (long long)lr->fwd.zero_sign_differs);
+                    lr->fwd_verdict = LRP_V_FAIL;
+                }
             }
             if (lr->has_fwd && !ok_verdict(lr->fwd_verdict) && rep->fwd_origin < 0)
                 rep->fwd_origin = li;
@@ -911,6 +961,22 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
                          (long long)pz, (long long)nz, (long long)pz2, (long long)nz2,
                          lrp_stab_name(ref->L[i].rule.stab), bad_ref ? "NO" : "yes",
                          f32 ? (bad_f32 ? "NO" : "yes") : "n/a");
+            int64_t first = -1;
+            int64_t mism = f32 ? zero_sign_mismatch(ref, f32, i, &first) : 0;
+            if (mism) {
+                int64_t nu = ref->L[i].n_units;
+                append(lr->why, sizeof lr->why,
+                       "%s%lld zero denominators with the wrong sign of zero or of the stabilizer "
+                       "under %s (first: sample %lld unit %lld)",
+                       lr->why[0] ? "; " : "", (long long)mism, lrp_stab_name(ref->L[i].rule.stab),
+                       (long long)(first / nu), (long long)(first % nu));
+                bad_f32 += mism;
+                /* the note must not say the float32 path handled it */
+                if (strstr(lr->note, "float32 yes"))
+                    snprintf(strstr(lr->note, "float32 yes") + 8,
+                             sizeof lr->note - (size_t)(strstr(lr->note, "float32 yes") + 8 - lr->note),
+                             "NO (wrong sign of zero at %lld units)", (long long)mism);
+            }
             if (bad_ref || bad_f32) {
                 /* a convention not applied as defined is a bug, whatever
                  * the values say */

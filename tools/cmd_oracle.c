@@ -24,6 +24,8 @@ typedef struct judge_opts {
     int color, verbose, proof, local;
     int has_expect;
     lrp_verdict expect;
+    int strict, require_all;
+    double max_ill;
 } judge_opts;
 
 enum {
@@ -36,6 +38,8 @@ enum {
     OPT_EXPECT,
     OPT_OUT,
     OPT_PROFILE,
+    OPT_STRICT,
+    OPT_REQUIRE_ALL,
     OPT_HELP
 };
 
@@ -50,6 +54,8 @@ static const struct option judge_long[] = {
     {"expect", required_argument, 0, OPT_EXPECT},
     {"out", required_argument, 0, OPT_OUT},
     {"profile", required_argument, 0, OPT_PROFILE},
+    {"strict", optional_argument, 0, OPT_STRICT},
+    {"require-all", no_argument, 0, OPT_REQUIRE_ALL},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
 
@@ -79,6 +85,20 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
         case OPT_NOPROOF: o->proof = 0; break;
         case OPT_OUT: o->out = optarg; break;
         case OPT_PROFILE: o->profile = optarg; break;
+        case OPT_STRICT: {
+            o->strict = 1;
+            o->max_ill = 0.01;
+            if (optarg) {
+                char *end = NULL;
+                double v = strtod(optarg, &end);
+                if (!end || *end || !(v >= 0 && v <= 1))
+                    return cli_usage_error(cmd, "--strict wants a fraction in [0, 1], got '%s'",
+                                           optarg);
+                o->max_ill = v;
+            }
+            break;
+        }
+        case OPT_REQUIRE_ALL: o->require_all = 1; break;
         case OPT_EXPECT:
             if (lrp_verdict_parse(optarg, &o->expect))
                 return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
@@ -139,7 +159,19 @@ static int judge(int argc, char **argv, int compare)
                                    "                             rules: zennit, captum, innvestigate,\n"
                                    "                             innvestigate-2018, rpjl, lrp-toolbox,\n"
                                    "                             lrp-toolbox-caffe\n"
-                                   "  --verbose --no-color\n"
+                                   "  --strict[=F]               a layer with more than F (default 0.01)\n"
+                                   "                             of its cells ill-conditioned fails\n"
+                                   "  --require-all              a trace that misses a layer fails\n"
+                                   "                             (a trace with no judged layer is an error)\n"
+                                   "  --verbose --no-color\n\n"
+                                   "Every tensor of the trace is judged locally: the reference runs the\n"
+                                   "step of the layer that computed it on the trace's own relevance at that\n"
+                                   "layer's output (and the trace's activations, if it stores them), and the\n"
+                                   "trace must agree within that one step's float32 rounding (sharp bound,\n"
+                                   "docs/ORACLE.md); the origin of a discrepancy is named by that layer.\n"
+                                   "End to end, every tensor is judged against the reference of the whole\n"
+                                   "network.  Gross errors (sign, zero, factor 2) over a layer and layer\n"
+                                   "totals are FAIL whatever the condition numbers say.\n"
                                  : "usage: lrp-oracle check [options] FILE...\n\n"
                                    "Computes the MPFR reference and our float32 fast path for each\n"
                                    "fixture and judges the float32 relevance layer by layer\n"
@@ -149,6 +181,8 @@ static int judge(int argc, char **argv, int compare)
                                    "  --no-proof                 skip the reference's self-proof at p+64\n"
                                    "  --expect VERDICT           the documented outcome (exit 0 iff met)\n"
                                    "  --profile NAME             compute the way library NAME does\n"
+                                   "  --strict[=F]               a layer with more than F (default 0.01)\n"
+                                   "                             of its cells ill-conditioned fails\n"
                                    "  --verbose --no-color\n");
     if (rc >= 0)
         return rc;
@@ -206,6 +240,9 @@ static int judge(int argc, char **argv, int compare)
         co.threads = o.rules.threads;
         co.proof_extra = o.proof ? 64 : 0;
         co.source = compare ? o.source : NULL;
+        co.strict = o.strict;
+        if (o.strict)
+            co.max_ill = o.max_ill;
         co.label = path;
         char rs[128];
         cli_rules_describe(rs, sizeof rs, net, &o.rules);
@@ -224,6 +261,22 @@ static int judge(int argc, char **argv, int compare)
         if (st != LRP_OK) {
             exit_code = cli_fail(&e);
             break;
+        }
+        if (compare && runs[a].n_judged == 0) {
+            fprintf(stderr,
+                    "lrp-oracle: %s: /traces/%s: no layer could be judged (the trace holds no "
+                    "relevance for any layer whose consumers it also covers)\n",
+                    path, o.source);
+            exit_code = EXIT_USAGE;
+            break;
+        }
+        if (compare && o.require_all && runs[a].n_unjudged > 0 && runs[a].verdict < LRP_V_FAIL) {
+            /* --require-all: a partial trace fails */
+            runs[a].verdict = LRP_V_FAIL;
+            snprintf(runs[a].origin, sizeof runs[a].origin,
+                     "--require-all: %d tensors not judged (%s)", runs[a].n_unjudged,
+                     runs[a].unjudged);
+            runs[a].origin_layer = runs[a].origin_layer >= 0 ? runs[a].origin_layer : 0;
         }
         if (o.has_expect) {
             runs[a].has_expect = 1;
