@@ -222,6 +222,10 @@ static json_t *cmp_json(const lrp_layer_cmp *c)
     json_object_set_new(o, "worst_got", jnum(c->worst_got));
     json_object_set_new(o, "worst_ref", jnum(c->worst_ref));
     json_object_set_new(o, "first_nonfinite", json_integer(c->first_nonfinite));
+    json_object_set_new(o, "ratio_to", json_string(c->sharp ? "sharp" : "rigorous"));
+    json_object_set_new(o, "defined", json_integer(c->defined));
+    json_object_set_new(o, "gross", json_integer(c->gross));
+    json_object_set_new(o, "ill_conditioned", json_integer(c->ill));
     return o;
 }
 
@@ -251,6 +255,26 @@ static json_t *run_json(const lrp_run_report *r)
     }
     if (r->introduced_at >= 0)
         json_object_set_new(o, "introduced_at", json_string(r->layers[r->introduced_at].name));
+    json_object_set_new(o, "end_to_end_verdict", json_string(lrp_verdict_name(r->e2e_verdict)));
+    json_object_set_new(o, "max_sharp_ratio", jnum(r->max_sharp_ratio));
+    {
+        json_t *tl = json_object();
+        json_object_set_new(tl, "verdict", json_string(lrp_verdict_name(r->tlocal_verdict)));
+        json_object_set_new(tl, "judged", json_integer(r->n_judged));
+        json_object_set_new(tl, "not_judged", json_integer(r->n_unjudged));
+        if (r->n_unjudged)
+            json_object_set_new(tl, "not_judged_names", json_string(r->unjudged));
+        json_object_set_new(tl, "max_ratio", jnum(r->max_tlocal_ratio));
+        json_object_set_new(tl, "activations", json_string(r->tlocal_exact_act ? "trace" : "reference"));
+        if (r->origin_layer >= 0) {
+            json_object_set_new(tl, "origin_tensor", json_string(r->layers[r->origin_layer].name));
+            json_object_set_new(tl, "origin_by", json_string(r->layers[r->origin_layer].by));
+            json_object_set_new(tl, "origin", json_string(r->origin));
+        }
+        if (r->fwd_origin >= 0)
+            json_object_set_new(tl, "forward_origin", json_string(r->layers[r->fwd_origin].name));
+        json_object_set_new(o, "trace_local", tl);
+    }
     json_t *layers = json_array();
     for (int i = 0; i < r->n_layers; i++) {
         const lrp_layer_report *l = &r->layers[i];
@@ -267,6 +291,22 @@ static json_t *run_json(const lrp_run_report *r)
             json_object_set_new(lo, "local_verdict", json_string(lrp_verdict_name(l->local_verdict)));
             json_object_set_new(lo, "local", cmp_json(&l->local));
         }
+        if (l->has_tlocal) {
+            json_t *t = cmp_json(&l->tlocal);
+            json_object_set_new(t, "verdict", json_string(lrp_verdict_name(l->tlocal_verdict)));
+            json_object_set_new(t, "by", json_string(l->by));
+            json_object_set_new(t, "total_got", jnum(l->total_got));
+            json_object_set_new(t, "total_ref", jnum(l->total_ref));
+            json_object_set_new(t, "total_budget", jnum(l->total_budget));
+            json_object_set_new(lo, "trace_local", t);
+        }
+        if (l->has_fwd) {
+            json_t *t = cmp_json(&l->fwd);
+            json_object_set_new(t, "verdict", json_string(lrp_verdict_name(l->fwd_verdict)));
+            json_object_set_new(lo, "forward", t);
+        }
+        if (l->why[0])
+            json_object_set_new(lo, "layer_level", json_string(l->why));
         if (l->has_conservation) {
             json_t *c = json_object();
             json_object_set_new(c, "residual_f32", jnum(l->cons_f32));

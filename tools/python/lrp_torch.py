@@ -1137,13 +1137,18 @@ def _layer_shapes(fx):
 
 
 def write_trace(path, source, relevances, producer, profile="", composite="", rules=None,
-                notes="", precision=24, relevance_lo=None, overwrite=False, cli=None):
+                notes="", precision=24, relevance_lo=None, overwrite=False, cli=None,
+                activations=None):
     """Adds trace `source` to the fixture at `path`: /traces/<source> with
     provenance attributes (producer, precision, notes, profile, composite),
     optional rules ({layer: rule dict}, see epsilon_rules; layers without
     one mean "as /rules"), and relevance datasets (batch, *layer shape)
     float32 keyed by layer name (missing layers = not traced).
-    relevance_lo: optional low parts (value = hi + lo).  The file is
+    relevance_lo: optional low parts (value = hi + lo).
+    activations: optional forward activations your code computed, float32
+    keyed by layer name (e.g. module.forward_all(x) of fixture_to_module):
+    with them, `compare` judges every layer's step on exactly the inputs
+    your code used (the sharpest verdict, docs/ORACLE.md).  The file is
     copied, changed, checked (`lrp-oracle info` when cli= or $LRP_ORACLE is
     given) and renamed back; an existing trace of that source is an error
     unless overwrite=True."""
@@ -1182,6 +1187,7 @@ def write_trace(path, source, relevances, producer, profile="", composite="", ru
 
     rel = checked(relevances, "relevance")
     lo = checked(relevance_lo or {}, "relevance_lo")
+    act = checked(activations or {}, "activation")
     for n in lo:
         if n not in rel:
             raise ValueError("relevance_lo for %r without relevance" % n)
@@ -1204,7 +1210,7 @@ def write_trace(path, source, relevances, producer, profile="", composite="", ru
             g.attrs["composite"] = composite
             if rules:
                 _write_rules(g, fx["layers"], rules)
-            for grp, dd in (("relevance", rel), ("relevance_lo", lo)):
+            for grp, dd in (("relevance", rel), ("relevance_lo", lo), ("activation", act)):
                 if dd:
                     rg = g.create_group(grp)
                     for n, a in dd.items():
