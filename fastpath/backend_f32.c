@@ -1184,8 +1184,21 @@ oom:
         y[i] = NAN;
 }
 
-/* r (+)= coef * (a_i * g_i), a_i = inmod(x)_i; first: r = +0 + v (the sum
- * starts from +0 as before). g may alias r. */
+/* r (+)= coef * (a_i * g_i), a_i = inmod(x)_i; first: r = +0 + v.  g may
+ * alias r.
+ *
+ * This sum deliberately starts from +0, unlike the kernels' chains (which
+ * start from -0 so that an exact zero has the IEEE sign of the sum).  The
+ * contract's R_i is ONE sum of the products coef_k c_t a_i w_ij s_kj, -0
+ * iff every product is -0; here a_i is factored out of the sum over j.  In
+ * the common case a_i = +0 (a ReLU zero) with g_i != 0, the products
+ * +0 * w_ij s_kj have the signs of the w_ij s_kj, mixed in practice, so the
+ * exact sum is +0 -- but a_i * g_i is -0 whenever g_i < 0.  The +0 start
+ * maps that -0 to +0 and agrees with the reference there; a -0 start was
+ * tried and moved 34,542 zero cells of the golden relevance traces AWAY
+ * from the reference's signs (937 disagreements before, 34,542 after).
+ * What +0 gets wrong: R_i whose every product is -0 (rare: a_i and all
+ * w_ij s_kj of uniform signs). */
 typedef struct {
     float *r;
     const float *x, *g;
@@ -1441,7 +1454,7 @@ typedef struct {
  * VGG / ResNet pools): windows do not overlap, so the generic loops reduce
  * to these -- the same comparisons in the same order (ky, then kx; the
  * first maximum wins, the first NaN wins over numbers), and the backward
- * writes 0 + R_j (what += into a zeroed cell gives) or +0. */
+ * writes R_j (the one-term sum -0 + R_j of the generic loop) or +0. */
 static int pool_is_2x2(const lrp_pool *P)
 {
     return P->kh == 2 && P->kw == 2 && P->sh == 2 && P->sw == 2 && P->pt == 0 &&
@@ -1491,7 +1504,7 @@ static void max2_bwd_plane(float *r, const float *x, const float *R, const lrp_p
         for (int64_t ox = 0; ox < Wo; ox++) {
             float m;
             int k = mp_win4(x0[2 * ox], x0[2 * ox + 1], x1[2 * ox], x1[2 * ox + 1], &m);
-            float v = 0.0f + Rr[ox];
+            float v = Rr[ox]; /* -0 + R_j: the winner's one-term sum */
             q0[2 * ox] = k == 0 ? v : 0.0f;
             q0[2 * ox + 1] = k == 1 ? v : 0.0f;
             q1[2 * ox] = k == 2 ? v : 0.0f;
@@ -1540,9 +1553,19 @@ static void max_bwd_range(void *vq, int64_t lo, int64_t hi)
     const lrp_pool *P = q->P;
     int64_t hw = P->H * P->W, ohw = P->Ho * P->Wo;
     memset(r + lo * hw, 0, (size_t)((hi - lo) * hw) * sizeof *r);
+    /* R_i is a sum over the windows i wins: from -0 (its first term, so an
+     * exact zero keeps the IEEE sign), +0 when i wins none (empty sum).
+     * hit[i]: i has received a term. */
+    unsigned char *hit = malloc((size_t)hw + 1);
+    if (!hit) {
+        for (int64_t i = lo * hw; i < hi * hw; i++)
+            r[i] = NAN;
+        return;
+    }
     for (int64_t pl = lo; pl < hi; pl++) {
         const float *xp = x + pl * hw;
         float *rp = r + pl * hw;
+        memset(hit, 0, (size_t)hw);
         for (int64_t oy = 0; oy < P->Ho; oy++)
             for (int64_t ox = 0; ox < P->Wo; ox++) {
                 float best = -INFINITY;
@@ -1565,7 +1588,8 @@ static void max_bwd_range(void *vq, int64_t lo, int64_t hi)
                     continue;
                 float rj = R[pl * ohw + oy * P->Wo + ox];
                 if (!P->split_ties || ties == 1) {
-                    rp[arg] += rj;
+                    rp[arg] = hit[arg] ? rp[arg] + rj : rj;
+                    hit[arg] = 1;
                     continue;
                 }
                 float share = rj / (float)ties;
@@ -1574,11 +1598,15 @@ static void max_bwd_range(void *vq, int64_t lo, int64_t hi)
                         int64_t iy = oy * P->sh - P->pt + ky, ix = ox * P->sw - P->pl + kx;
                         if (iy < 0 || iy >= P->H || ix < 0 || ix >= P->W)
                             continue;
-                        if (xp[iy * P->W + ix] == best)
-                            rp[iy * P->W + ix] += share;
+                        int64_t i = iy * P->W + ix;
+                        if (xp[i] == best) {
+                            rp[i] = hit[i] ? rp[i] + share : share;
+                            hit[i] = 1;
+                        }
                     }
             }
     }
+    free(hit);
 }
 
 static void maxb_item(void *arg, int64_t pl)

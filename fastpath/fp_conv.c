@@ -3,7 +3,7 @@
  * Both directions run one engine, a "flat correlation":
  *
  *   out_flat[m][q] = chain over k = 0..K-1 of
- *                    fma(src[koff[k] + q], W[aoff[k] + m*lda], .)   from +0
+ *                    fma(src[koff[k] + q], W[aoff[k] + m*lda], .)   from -0
  *
  * src holds one plane per channel, rows of a common width Wq, so that every
  * (channel, tap) pair k becomes one constant offset koff[k] and the pixels q
@@ -27,8 +27,10 @@
  *
  * THE SUMMATION ORDER IS THE ONE DOCUMENTED IN fp_kernels.h and it has not
  * changed with the speed work below: every output is one sequential fma
- * chain from +0 over k in exactly that order, padding terms included, the
- * bias added once after; tests/test_fp_kernels.c checks every path bit for
+ * chain from -0 over k in exactly that order, padding terms included, the
+ * bias added once after (an exact-zero output whose window holds padding is
+ * then given the sign the chain over the in-range terms alone has: see
+ * "the sign of an exact zero" below); tests/test_fp_kernels.c checks every path bit for
  * bit against a frozen copy of the previous engine (tests/fp_conv_old.inc).
  * The order is fixed by koff/aoff alone; the tiling (mr, tw), K-blocking,
  * the thread count and the ISA only decide who computes which outputs and
@@ -56,6 +58,7 @@
  *  - Threads come from the persistent pool of fp_isa.c (fp_parallel_for).
  */
 #include <limits.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -509,6 +512,146 @@ cleanup:
     return rc;
 }
 
+/* ---- the sign of an exact zero at the borders ------------------------- */
+
+/* The chains start from -0, so a chain's value is that of its first term and
+ * an exact zero is -0 only when every product is -0 (IEEE's rule for a sum).
+ * Padding terms (input cells outside the image in the forward, gout cells
+ * outside the output in the backward) are evaluated by the kernels, but they
+ * are not summands of the sum being computed (the reference never sees
+ * them): a padding product +0 * w is +0 for w > 0 and would turn a -0 chain
+ * into +0.  It cannot change anything else -- adding a zero to a nonzero
+ * accumulator is exact, and once the chain is nonzero again the padding
+ * product made no difference -- so only an exact-zero output whose window
+ * holds padding can be wrong, and only in its sign.  Such outputs (few:
+ * zero, and on the border) are recomputed here by the same chain over the
+ * in-range terms only, in the documented order with fmaf (one rounding per
+ * step, as every path).  A sum with no term and no bias is the empty sum,
+ * +0; with a bias it is -0 + bias = bias. */
+
+static float fwd_chain_inrange(const float *in, const float *w, const float *bias,
+                               const lrp_fp_conv_geom *g, int n, int co, int y, int x)
+{
+    int cig = g->c / g->groups, gr = co / (g->co / g->groups);
+    float acc = -0.0f;
+    int any = 0;
+    for (int ci = 0; ci < cig; ci++)
+        for (int ky = 0; ky < g->kh; ky++) {
+            int iy = y * g->sh - g->pt + ky * g->dh;
+            if (iy < 0 || iy >= g->h)
+                continue;
+            for (int kx = 0; kx < g->kw; kx++) {
+                int ix = x * g->sw - g->pl + kx * g->dw;
+                if (ix < 0 || ix >= g->w)
+                    continue;
+                acc = fmaf(in[(((size_t)n * g->c + (size_t)gr * cig + ci) * g->h + iy) * g->w + ix],
+                           w[(((size_t)co * cig + ci) * g->kh + ky) * g->kw + kx], acc);
+                any = 1;
+            }
+        }
+    if (!any && !bias)
+        acc = 0.0f;
+    return bias ? acc + bias[co] : acc;
+}
+
+static void fwd_border_zero_signs(float *out, const float *in, const float *w,
+                                  const float *bias, const lrp_fp_conv_geom *g, int oh,
+                                  int ow)
+{
+    if (!(g->pt | g->pb | g->pl | g->pr))
+        return;
+    /* window of output x: columns x*sw - pl + [0, (kw-1)*dw]; all inside
+     * for x in [xlo, xhi] */
+    int ext_w = (g->kw - 1) * g->dw, ext_h = (g->kh - 1) * g->dh;
+    int xlo = (g->pl + g->sw - 1) / g->sw, ylo = (g->pt + g->sh - 1) / g->sh;
+    int xhi = g->w - 1 - ext_w + g->pl < 0 ? -1 : (g->w - 1 - ext_w + g->pl) / g->sw;
+    int yhi = g->h - 1 - ext_h + g->pt < 0 ? -1 : (g->h - 1 - ext_h + g->pt) / g->sh;
+    for (int n = 0; n < g->n; n++)
+        for (int co = 0; co < g->co; co++) {
+            float *op = out + ((size_t)n * g->co + co) * oh * ow;
+            for (int y = 0; y < oh; y++) {
+                int row_in = y >= ylo && y <= yhi;
+                for (int x = 0; x < ow; x++) {
+                    if (row_in && x == xlo && xhi >= xlo)
+                        x = xhi + 1; /* skip the interior of the row */
+                    if (x >= ow)
+                        break;
+                    if (op[(size_t)y * ow + x] != 0.0f)
+                        continue;
+                    op[(size_t)y * ow + x] = fwd_chain_inrange(in, w, bias, g, n, co, y, x);
+                }
+            }
+        }
+}
+
+/* 1 if input row (column) i of the backward has a tap of its stride phase
+ * that reads outside the output (a padding term) */
+static int bwd_axis_pads(int i, int p, int k, int d, int s, int on)
+{
+    for (int kk = 0; kk < k; kk++) {
+        int e = i + p - kk * d;
+        if (e % s)
+            continue;
+        int o = e >= 0 ? e / s : -1;
+        if (e < 0 || o >= on)
+            return 1;
+    }
+    return 0;
+}
+
+static float bwd_chain_inrange(const float *gout, const float *w, const lrp_fp_conv_geom *g,
+                               int oh, int ow, int n, int ci, int iy, int ix)
+{
+    int cig = g->c / g->groups, cog = g->co / g->groups, gr = ci / cig;
+    float acc = -0.0f;
+    int any = 0;
+    for (int co = gr * cog; co < (gr + 1) * cog; co++)
+        for (int ky = 0; ky < g->kh; ky++) {
+            int ey = iy + g->pt - ky * g->dh;
+            if (ey < 0 || ey % g->sh || ey / g->sh >= oh)
+                continue;
+            for (int kx = 0; kx < g->kw; kx++) {
+                int ex = ix + g->pl - kx * g->dw;
+                if (ex < 0 || ex % g->sw || ex / g->sw >= ow)
+                    continue;
+                acc = fmaf(gout[(((size_t)n * g->co + co) * oh + ey / g->sh) * ow + ex / g->sw],
+                           w[(((size_t)co * cig + (ci - gr * cig)) * g->kh + ky) * g->kw + kx],
+                           acc);
+                any = 1;
+            }
+        }
+    return any ? acc : 0.0f;
+}
+
+static int bwd_border_zero_signs(float *gin, const float *gout, const float *w,
+                                 const lrp_fp_conv_geom *g, int oh, int ow)
+{
+    unsigned char *rp = malloc((size_t)g->h + (size_t)g->w);
+    if (!rp)
+        return -1;
+    unsigned char *cp = rp + g->h;
+    int any = 0;
+    for (int i = 0; i < g->h; i++)
+        any |= rp[i] = (unsigned char)bwd_axis_pads(i, g->pt, g->kh, g->dh, g->sh, oh);
+    for (int i = 0; i < g->w; i++)
+        any |= cp[i] = (unsigned char)bwd_axis_pads(i, g->pl, g->kw, g->dw, g->sw, ow);
+    for (int n = 0; n < g->n && any; n++)
+        for (int ci = 0; ci < g->c; ci++) {
+            float *gp = gin + ((size_t)n * g->c + ci) * g->h * g->w;
+            for (int iy = 0; iy < g->h; iy++)
+                for (int ix = 0; ix < g->w; ix++) {
+                    if (!rp[iy] && !cp[ix])
+                        continue;
+                    if (gp[(size_t)iy * g->w + ix] != 0.0f)
+                        continue;
+                    gp[(size_t)iy * g->w + ix] =
+                        bwd_chain_inrange(gout, w, g, oh, ow, n, ci, iy, ix);
+                }
+        }
+    free(rp);
+    return 0;
+}
+
 static int64_t cdiv64(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 int lrp_fp_conv2d_fwd(float *out, const float *in, const float *w,
@@ -612,6 +755,8 @@ int lrp_fp_conv2d_fwd(float *out, const float *in, const float *w,
         build_src(&j, nt, (int64_t)g->n * g->c);
     }
     rc = run_job(&j, nt, g->n);
+    if (rc == 0)
+        fwd_border_zero_signs(out, in, w, bias, g, oh, ow);
 cleanup:
     free(P.koff);
     free(P.aoff);
@@ -783,6 +928,8 @@ int lrp_fp_conv2d_bwd_data(float *gin, const float *gout, const float *w,
         build_src(&j, nt, (int64_t)g->n * g->co);
     }
     rc = run_job(&j, nt, g->n);
+    if (rc == 0)
+        rc = bwd_border_zero_signs(gin, gout, w, g, oh, ow);
 cleanup:
     for (int ph = 0; ph < nph; ph++) {
         free(P[ph].koff);

@@ -1,12 +1,15 @@
 /* fp_dense.c -- Dense forward and backward-data, float32, deterministic.
  *
  * Forward y[b][o] = chain over i increasing of fma(x[b][i], W[o][i], .) from
- * +0, then + bias[o].  Vectorised over 16 consecutive outputs: a 16 x IB
+ * -0, then + bias[o]: the sum's value is its first term (-0 + v == v for
+ * every v, +0 included), so an exact zero keeps the IEEE sign, -0 iff every
+ * product (and the bias) is -0; a sum of nothing (in == 0, no bias) is +0.
+ * Vectorised over 16 consecutive outputs: a 16 x IB
  * block of W is transposed into a buffer (pure data movement), then each lane
  * runs its own output's chain (fp_dot16_fn), carried across i-blocks in acc.
  *
  * Backward gx[b][i] = chain over o increasing of fma(g[b][o], W[o][i], .) from
- * +0: vectorised over i (rows of W are contiguous), an axpy per o.
+ * -0 (same rule): vectorised over i (rows of W are contiguous), an axpy per o.
  * Threads own disjoint output blocks.
  *
  * AVX-512 forms (same chains, same bits; the paths are compared in
@@ -47,7 +50,7 @@ typedef struct {
 } dense_ctx;
 
 /* Declared for backend_f32.c: y[b][o] = chain over i increasing of
- * fma(|x[b][i]|, |W[o][i]|, .) from +0, then + bias[o] -- the forward of
+ * fma(|x[b][i]|, |W[o][i]|, .) from -0, then + bias[o] -- the forward of
  * the absolute values, without materialising |W|. */
 int lrp_fp_dense_fwd_abs(float *y, const float *x, const float *W,
                          const float *bias, int batch, int in, int out,
@@ -62,7 +65,11 @@ static void dense_fwd_item(void *vctx, int64_t item)
     int no = c->out - o0 < 16 ? c->out - o0 : 16;
     for (int b0 = 0; b0 < c->batch; b0 += NB) {
         int nb = c->batch - b0 < NB ? c->batch - b0 : NB;
-        memset(acc, 0, sizeof acc);
+        /* -0: the chain's value is its first term (-0 + v == v for every v);
+         * no products and no bias: the empty sum, +0 */
+        for (int b = 0; b < NB; b++)
+            for (int jj = 0; jj < 16; jj++)
+                acc[b][jj] = c->in > 0 || c->bias ? -0.0f : 0.0f;
         for (int i0 = 0; i0 < c->in; i0 += IB) {
             int cnt = c->in - i0 < IB ? c->in - i0 : IB;
             c->ops->pack16(buf, c->W + (size_t)o0 * c->in + i0, (size_t)c->in, no, cnt);
@@ -130,8 +137,8 @@ TGT512 static void dense_fwd_item512(void *vctx, int64_t item)
     __m512 acc[NB];
     for (int b0 = 0; b0 < c->batch; b0 += NB) {
         int nb = c->batch - b0 < NB ? c->batch - b0 : NB;
-        for (int b = 0; b < NB; b++)
-            acc[b] = _mm512_setzero_ps();
+        for (int b = 0; b < NB; b++) /* -0 start; empty chain +0 (see above) */
+            acc[b] = _mm512_set1_ps(c->in > 0 || c->bias ? -0.0f : 0.0f);
         for (int i0 = 0; i0 < c->in; i0 += 16) {
             int cnt = c->in - i0 < 16 ? c->in - i0 : 16;
             __mmask16 m = (__mmask16)(cnt == 16 ? 0xffffu : (1u << cnt) - 1u);
@@ -197,8 +204,9 @@ static void dense_bwd_item(void *vctx, int64_t item)
     float acc[NB][JB] __attribute__((aligned(64)));
     for (int b0 = 0; b0 < c->batch; b0 += NB) {
         int nb = c->batch - b0 < NB ? c->batch - b0 : NB;
-        for (int b = 0; b < nb; b++)
-            memset(acc[b], 0, sizeof(float) * len);
+        for (int b = 0; b < nb; b++) /* -0 start; empty chain (out == 0) +0 */
+            for (int i = 0; i < len; i++)
+                acc[b][i] = c->out > 0 ? -0.0f : 0.0f;
         for (int o = 0; o < c->out; o++) {
             const float *wr = c->W + (size_t)o * c->in + i0;
             for (int b = 0; b < nb; b++)
@@ -223,8 +231,8 @@ static void dense_bwd_item(void *vctx, int64_t item)
         for (int v = 0; v < V; v++) {                                                     \
             int left = c->in - i0 - 16 * v;                                               \
             mk[v] = (__mmask16)(left >= 16 ? 0xffffu : left <= 0 ? 0u : (1u << left) - 1u); \
-            for (int b = 0; b < NBR; b++)                                                 \
-                a[b][v] = _mm512_setzero_ps();                                            \
+            for (int b = 0; b < NBR; b++) /* -0 start; empty chain +0 */                  \
+                a[b][v] = _mm512_set1_ps(c->out > 0 ? -0.0f : 0.0f);                      \
         }                                                                                 \
         for (int o = 0; o < c->out; o++) {                                                \
             const float *wr = c->W + (size_t)o * c->in + i0;                              \

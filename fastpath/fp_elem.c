@@ -6,6 +6,7 @@
  * same bits on every CPU; no ISA dispatch is needed.
  */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "fp_kernels_int.h"
@@ -100,6 +101,15 @@ int lrp_fp_maxpool_bwd(float *gin, const float *gout, const int32_t *argmax,
         return -1;
     size_t ip = (size_t)g->h * g->w, op = (size_t)oh * ow;
     memset(gin, 0, sizeof(float) * ip * g->n * g->c);
+    /* a cell that wins some window holds a sum starting from -0 (so its
+     * value is its first term and an exact zero keeps the IEEE sign); a cell
+     * that wins none is the empty sum, +0 */
+    for (size_t pc = 0; pc < (size_t)g->n * g->c; pc++)
+        for (size_t o = 0; o < op; o++) {
+            int32_t a = argmax[pc * op + o];
+            if (a >= 0)
+                gin[pc * ip + (size_t)a] = -0.0f;
+        }
     for (size_t pc = 0; pc < (size_t)g->n * g->c; pc++)
         for (size_t o = 0; o < op; o++) {
             int32_t a = argmax[pc * op + o];
@@ -126,7 +136,8 @@ int lrp_fp_avgpool_fwd(float *out, const float *in, const lrp_fp_pool_geom *g)
             for (int ox = 0; ox < ow; ox++) {
                 int y0, y1, x0, x1;
                 window(g, oy, ox, &y0, &y1, &x0, &x1);
-                float s = 0.0f;
+                /* from -0: the sum is its first term; no in-image cell: +0 */
+                float s = y1 > y0 && x1 > x0 ? -0.0f : 0.0f;
                 for (int y = y0; y < y1; y++)
                     for (int x = x0; x < x1; x++)
                         s += src[(size_t)y * g->w + x];
@@ -143,7 +154,29 @@ int lrp_fp_avgpool_bwd(float *gin, const float *gout, const lrp_fp_pool_geom *g)
     if (lrp_fp_pool_out_hw(g, &oh, &ow) != 0)
         return -1;
     size_t ip = (size_t)g->h * g->w, op = (size_t)oh * ow;
-    memset(gin, 0, sizeof(float) * ip * g->n * g->c);
+    /* a cell inside some window holds a sum from -0 (its first term); a
+     * cell no window covers is the empty sum, +0.  Windows form a grid, so
+     * cell (y, x) is covered iff row y and column x are. */
+    unsigned char *cov = malloc((size_t)g->h + (size_t)g->w);
+    if (!cov)
+        return -1;
+    memset(cov, 0, (size_t)g->h + (size_t)g->w);
+    for (int oy = 0; oy < oh; oy++)
+        for (int ox = 0; ox < ow; ox++) {
+            int y0, y1, x0, x1;
+            window(g, oy, ox, &y0, &y1, &x0, &x1);
+            if (y1 <= y0 || x1 <= x0)
+                continue;
+            for (int y = y0; y < y1; y++)
+                cov[y] = 1;
+            for (int x = x0; x < x1; x++)
+                cov[g->h + x] = 1;
+        }
+    for (size_t pc = 0; pc < (size_t)g->n * g->c; pc++)
+        for (int y = 0; y < g->h; y++)
+            for (int x = 0; x < g->w; x++)
+                gin[pc * ip + (size_t)y * g->w + x] = cov[y] && cov[g->h + x] ? -0.0f : 0.0f;
+    free(cov);
     for (size_t pc = 0; pc < (size_t)g->n * g->c; pc++) {
         float *dst = gin + pc * ip;
         for (int oy = 0; oy < oh; oy++)
@@ -166,7 +199,7 @@ void lrp_fp_gap_fwd(float *out, const float *in, int n, int c, int h, int w)
 {
     size_t ip = (size_t)h * w;
     for (size_t pc = 0; pc < (size_t)n * c; pc++) {
-        float s = 0.0f;
+        float s = -0.0f; /* the sum is its first term (ip >= 1) */
         for (size_t i = 0; i < ip; i++)
             s += in[pc * ip + i];
         out[pc] = s / (float)ip;

@@ -1,7 +1,10 @@
 /* fp_isa.c -- runtime ISA dispatch, the per-ISA microkernels, threads.
  *
  * Each microkernel computes, for every output it owns, one sequential chain
- * of fused multiply-adds over k = 0..K-1 starting from +0: the SIMD paths use
+ * of fused multiply-adds over k = 0..K-1 starting from -0 (-0 + x == x for
+ * every x, +0 included, so the chain's value is that of its first term and
+ * an exact zero result is -0 only if every product was -0, the IEEE sign of
+ * the sum; starting from +0 made such a sum +0): the SIMD paths use
  * the FMA intrinsic lane-wise (each lane is a different output, never a part
  * of one sum), the portable path calls fmaf().  Both round once per step, so
  * all paths give the same bits.  The project is built without -march, so the
@@ -32,7 +35,9 @@ static void conv_portable(float *tile, int tw, const float *src, const int32_t *
                           int cont)
 {
     float acc[P_MR][P_TW];
-    memset(acc, 0, sizeof acc); /* +0 */
+    for (int m = 0; m < P_MR; m++) /* -0: see the top of the file */
+        for (int j = 0; j < P_TW; j++)
+            acc[m][j] = -0.0f;
     if (cont)
         for (int m = 0; m < P_MR; m++)
             memcpy(acc[m], tile + (size_t)m * tw, sizeof(float) * tw);
@@ -100,7 +105,7 @@ static void NAME(float *tile, const float *src, const int32_t *koff, int K,  \
     for (int m = 0; m < A2_MR; m++)                                          \
         for (int v = 0; v < NV; v++)                                         \
             c[m][v] = cont ? _mm256_loadu_ps(tile + m * (8 * NV) + 8 * v)    \
-                           : _mm256_setzero_ps();                            \
+                           : _mm256_set1_ps(-0.0f);                          \
     for (int k = 0; k < K; k++) {                                            \
         const float *s = src + koff[k];                                      \
         const float *a = wb + aoff[k];                                       \
@@ -240,7 +245,7 @@ static void conv_avx512_3(float *tile, const float *src, const int32_t *koff,
         c71 = _mm512_loadu_ps(tile + 352);
         c72 = _mm512_loadu_ps(tile + 368);
     } else {
-        c00 = _mm512_setzero_ps();
+        c00 = _mm512_set1_ps(-0.0f);
         c01 = c00;
         c02 = c00;
         c10 = c00;
@@ -304,7 +309,7 @@ static void conv_avx512_2(float *tile, const float *src, const int32_t *koff,
         c70 = _mm512_loadu_ps(tile + 224);
         c71 = _mm512_loadu_ps(tile + 240);
     } else {
-        c00 = _mm512_setzero_ps();
+        c00 = _mm512_set1_ps(-0.0f);
         c01 = c00;
         c10 = c00;
         c11 = c00;
@@ -351,7 +356,7 @@ static void conv_avx512_1(float *tile, const float *src, const int32_t *koff,
         c60 = _mm512_loadu_ps(tile + 96);
         c70 = _mm512_loadu_ps(tile + 112);
     } else {
-        c00 = _mm512_setzero_ps();
+        c00 = _mm512_set1_ps(-0.0f);
         c10 = c00;
         c20 = c00;
         c30 = c00;
@@ -388,11 +393,11 @@ static void NAME(float *tile, const float *src, const int32_t *koff, int K,  \
     _Pragma("GCC unroll 8")                                                  \
     for (int v = 0; v < NV; v++) {                                           \
         c[0][v] = cont ? _mm512_loadu_ps(tile + 0 * 16 * NV + 16 * v)        \
-                       : _mm512_setzero_ps();                                \
+                       : _mm512_set1_ps(-0.0f);                              \
         c[1][v] = cont ? _mm512_loadu_ps(tile + 1 * 16 * NV + 16 * v)        \
-                       : _mm512_setzero_ps();                                \
+                       : _mm512_set1_ps(-0.0f);                              \
         c[2][v] = cont ? _mm512_loadu_ps(tile + 2 * 16 * NV + 16 * v)        \
-                       : _mm512_setzero_ps();                                \
+                       : _mm512_set1_ps(-0.0f);                              \
     }                                                                        \
     for (int k = 0; k < K; k++) {                                            \
         const float *s = src + koff[k];                                      \

@@ -123,7 +123,8 @@ TGT int fp_vec_ew(int op, float *y, const float *p, const float *q, float c1, in
 }
 
 /* r (+)= c * (a * g), a = mod(x) with mod 0: x, 1: x > 0 ? x : +0 (NaN ->
- * +0), 2: x < 0 ? x : +0; first: r = +0 + v.  backend_f32.c rin_range. */
+ * +0), 2: x < 0 ? x : +0; first: r = +0 + v (backend_f32.c rin_range says why
+ * this sum starts from +0). */
 TGT void fp_vec_rin(float *r, const float *x, const float *g, int mod, float c, int first,
                     int64_t n)
 {

@@ -376,7 +376,8 @@ static void test_isa_paths_bitwise(void **state)
 /* Max pool through the backend vtable against a direct transcription of
  * the contract (core/pipeline.h: the first maximum in row-major window
  * order wins, a NaN beats every number, padded cells never win; backward
- * sends R_j to the winner): 2 x 2 / stride 2 windows (the backend's fast
+ * sends R_j to the winner, the winner's sum keeping the IEEE sign of an
+ * exact zero): 2 x 2 / stride 2 windows (the backend's fast
  * form), on even and odd planes, with planted ties, NaN, -0 and +-inf, and
  * a 3 x 3 / stride 2 padded pool (the generic form) for contrast. */
 static void maxpool_case(int H, int W, int k, int s, int pad, uint64_t seed)
@@ -395,7 +396,8 @@ static void maxpool_case(int H, int W, int k, int s, int pad, uint64_t seed)
     float *x = malloc(sizeof(float) * n), *R = malloc(sizeof(float) * no);
     float *y = malloc(sizeof(float) * no), *r = malloc(sizeof(float) * n);
     float *ey = malloc(sizeof(float) * no), *er = calloc((size_t)n, sizeof(float));
-    assert_true(x && R && y && r && ey && er);
+    unsigned char *hit = calloc((size_t)n, 1);
+    assert_true(x && R && y && r && ey && er && hit);
     uint64_t st = seed;
     for (int64_t i = 0; i < n; i++) {
         st = st * 6364136223846793005u + 1442695040888963407u;
@@ -425,7 +427,12 @@ static void maxpool_case(int H, int W, int k, int s, int pad, uint64_t seed)
                     }
                 int64_t j = pl * P.Ho * P.Wo + oy * P.Wo + ox;
                 ey[j] = best;
-                er[pl * H * W + arg] += R[j];
+                /* R_i = the sum of the R_j of the windows i wins: its first
+                 * term, then +=, so -0 iff every term is -0; +0 (calloc)
+                 * when i wins none */
+                int64_t i = pl * H * W + arg;
+                er[i] = hit[i] ? er[i] + R[j] : R[j];
+                hit[i] = 1;
             }
     lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
     lrp_backend be;
@@ -435,7 +442,7 @@ static void maxpool_case(int H, int W, int k, int s, int pad, uint64_t seed)
     assert_memory_equal(y, ey, sizeof(float) * (size_t)no);
     assert_memory_equal(r, er, sizeof(float) * (size_t)n);
     lrp_f32_ctx_free(cx);
-    free(x); free(R); free(y); free(r); free(ey); free(er);
+    free(x); free(R); free(y); free(r); free(ey); free(er); free(hit);
 }
 
 static void test_maxpool_contract(void **state)
