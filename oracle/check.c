@@ -618,6 +618,27 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
         lr->has_tlocal = 1;
         rep->n_judged++;
         const lrp_layer_cmp *m = &lr->tlocal;
+        /* the sign of a zero that only a zero denominator's stabilizer
+         * decides: under signbit, a relevance cell that is exactly zero in
+         * both, draws on a zero denominator and differs in its sign
+         * reveals a stabilizer of the wrong sign (the iNNvestigate class of
+         * bug); elsewhere zero signs are not judged */
+        if (net->layers[rule_layer].rule.stab == LRP_STAB_SIGNBIT) {
+            int64_t zs = 0, first = -1;
+            for (int64_t k = 0; k < n; k++)
+                if (got[i][k] == 0.0f && hi[k] == 0.0f && lo[k] == 0.0f &&
+                    signbit(got[i][k]) != signbit(hi[k]) && GL.cflags[i] &&
+                    (GL.cflags[i][k] & LRP_CELL_ZERO_DEN) && zs++ == 0)
+                    first = k;
+            if (zs) {
+                append(lr->why, sizeof lr->why,
+                       "%s%lld zero cells drawing on a zero denominator have the wrong sign of zero "
+                       "under signbit (first: cell %lld): the stabilizer's sign is wrong",
+                       lr->why[0] ? "; " : "", (long long)zs, (long long)first);
+                if (v < LRP_V_FAIL)
+                    v = LRP_V_FAIL;
+            }
+        }
         /* gross errors over a layer: no ill-conditioning excuses them */
         if (m->defined > 0 && (double)m->gross > tol->gross_frac * (double)m->defined) {
             append(lr->why, sizeof lr->why,
