@@ -4,7 +4,7 @@
  *
  * Two halves:
  *
- *  1. Rule descriptors (core/ruletab.c): every linear rule of LRP-SPEC
+ *  1. Rule descriptors (core/ruletab.c): every linear rule of docs/SPEC.md
  *     section 2 is a row of data.  A rule is 1 or 2 *parts*; part k has a
  *     coefficient (1, alpha, -beta), a unit selector (generalized gamma picks
  *     a part by the sign of z_j), a list of *terms* and a list of *bias
@@ -194,7 +194,7 @@ enum {
     LRP_V_INF = 1u << 4
 };
 
-/* Absorbed relevance kinds (LRP-SPEC section 4). */
+/* Absorbed relevance kinds (docs/SPEC.md section 4). */
 #define LRP_ABS_LIST(X)              \
     X(BIAS, "bias")                  \
     X(STAB, "stabilizer")            \

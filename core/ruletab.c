@@ -1,5 +1,5 @@
 /*
- * ruletab.c -- the linear LRP rules as data (LRP-SPEC section 2).
+ * ruletab.c -- the linear LRP rules as data (docs/SPEC.md section 2).
  *
  * Every row is R_i = sum_k coef_k sum_j num_kij / stab(den_kj) R_j with
  * num_kij = sum_t c_t inmod_t(a)_i wmod_t(w)_ij and

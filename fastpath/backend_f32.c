@@ -1278,7 +1278,7 @@ oom:
         r[i] = NAN;
 }
 
-/* s(z) of the convention: +1, -1 or 0 (LRP-SPEC section 5). */
+/* s(z) of the convention: +1, -1 or 0 (docs/SPEC.md section 5). */
 static float stab_sign(lrp_stab_id c, float d)
 {
     switch (c) {

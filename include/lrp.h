@@ -97,7 +97,7 @@ int lrp_layer_kind_min_inputs(lrp_layer_kind k);
 int lrp_layer_kind_max_inputs(lrp_layer_kind k);
 
 /* ------------------------------------------------------------------ */
-/* Rules (LRP-SPEC.md section 2 and 3)                                 */
+/* Rules (docs/SPEC.md section 2 and 3)                                 */
 /* X(ENUM, "name")                                                     */
 /* ------------------------------------------------------------------ */
 
@@ -123,7 +123,7 @@ typedef enum lrp_rule_id {
 const char *lrp_rule_name(lrp_rule_id r);
 int lrp_rule_parse(const char *name, lrp_rule_id *out);
 
-/* Stabilizer conventions (LRP-SPEC.md section 5): stab(z) = z + s(z) eps. */
+/* Stabilizer conventions (docs/SPEC.md section 5): stab(z) = z + s(z) eps. */
 #define LRP_STAB_LIST(X)           \
     X(SIGN0_POS, "sign0_pos")      \
     X(SIGNBIT, "signbit")          \

@@ -1,7 +1,7 @@
 /*
  * compare.c -- per-cell classification and per-layer statistics.
  *
- * Order of checks for one cell (LRP-SPEC.md section 7):
+ * Order of checks for one cell (docs/SPEC.md section 7):
  *   1. categories: a NaN or inf under test is NONFINITE (the reference is
  *      never NaN; where the mathematics is undefined it says so in cflags,
  *      and the cause is reported with the verdict);

@@ -97,7 +97,7 @@ static int inmod_uses_input(int mod)
     return mod == LRP_IM_ID || mod == LRP_IM_POS || mod == LRP_IM_NEG;
 }
 
-/* Effective stabilizer sign s(d) (LRP-SPEC section 5); 2 means skip. */
+/* Effective stabilizer sign s(d) (docs/SPEC.md section 5); 2 means skip. */
 static double stab_sign(lrp_stab_id c, double d)
 {
     switch (c) {
@@ -515,7 +515,7 @@ static int linear_backward(ctx *c, int li)
                 /* a unit carrying exactly no relevance (R_j = 0 with no error)
                  * gives s_j = 0 in float32 too, however ill-determined its
                  * denominator: it spreads no ill-conditioning */
-                /* cond (LRP-SPEC 7): the worst relative error of the float32
+                /* cond (docs/SPEC.md section 7): the worst relative error of the float32
                  * den, n kappa u, kappa = G / |den|; the propagated input
                  * error (the A terms of D) enters the bound, not cond */
                 kap[j] = (R[b * n + j] == 0.0f && Rb[b * n + j] == 0.0)

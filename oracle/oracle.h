@@ -1,6 +1,6 @@
 /*
  * oracle.h -- judging a float32 relevance trace against the reference
- * (LRP-SPEC.md section 7; docs/ORACLE.md says exactly how).
+ * (docs/SPEC.md section 7; docs/ORACLE.md says exactly how).
  *
  * Per cell the oracle sees:
  *   got      the float32 value under test;

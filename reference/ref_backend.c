@@ -162,7 +162,7 @@ static void b_sum_n(void *c, void *out, const void *const *ins, int k, int64_t n
     }
 }
 
-/* ---- stabilizer (LRP-SPEC section 5) ---- */
+/* ---- stabilizer (docs/SPEC.md section 5) ---- */
 
 static void b_stab_div(void *c, void *s, uint8_t *cls, const void *R, const void *den,
                        const uint8_t *mask, lrp_stab_id stab, float eps, int empty_lost,

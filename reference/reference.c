@@ -2,7 +2,7 @@
  * reference.c -- running the MPFR reference, condition numbers, binary32
  * range flags, the self-proof at higher precision, and trace output.
  *
- * Self-proof (LRP-SPEC section 7): the whole net is recomputed at
+ * Self-proof (docs/SPEC.md section 7): the whole net is recomputed at
  * p + proof_extra; a relevance value is *resolved* when both runs round to
  * the same binary32 (bitwise, so +0 and -0 differ).  A layer with
  * unresolved values gets the sticky flag unresolved_at_p with the count

@@ -1,6 +1,6 @@
 /*
  * reference.h -- the MPFR reference: LRP computed in real arithmetic rounded
- * to p bits (LRP-SPEC.md; default p = 128) through the shared pipeline
+ * to p bits (docs/SPEC.md; default p = 128) through the shared pipeline
  * (core/pipeline.h) with the MPFR backend (reference/ref_backend.c).
  *
  *   lrp_ref_result *r;

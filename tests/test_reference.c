@@ -190,7 +190,7 @@ static rcase mk(const char *name, lrp_rule_id id, int nvrule)
 
 static void sync_naive(rcase *c)
 {
-    c->nr.stab = (int)c->spec.stab; /* same table order (LRP-SPEC section 5) */
+    c->nr.stab = (int)c->spec.stab; /* same table order (docs/SPEC.md section 5) */
     c->nr.eps = c->spec.eps;
     c->nr.gamma = c->spec.gamma;
     c->nr.alpha = c->spec.rule == LRP_RULE_ZPLUS ? 1.0f : c->spec.alpha;

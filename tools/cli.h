@@ -84,7 +84,7 @@ void cli_rules_describe(char *buf, size_t n, const lrp_net *net, const cli_rules
     "  --rule NAME        one rule on every Dense/Conv2D: lrp0 epsilon gamma alphabeta\n" \
     "                     alpha1beta0 alpha2beta1 zplus wsquare flat zbox\n" \
     "  --convention NAME  stabilizer: sign0_pos signbit sign0_zero zero_only skip_zero\n" \
-    "                     positive (LRP-SPEC.md section 5)\n" \
+    "                     positive (docs/SPEC.md section 5)\n" \
     "  --eps X --gamma X --alpha X --beta X --box LOW,HIGH --no-bias\n" \
     "  --flag NAME        gamma_generalized zennit_gamma_drop0 innvestigate_ab_fullbias\n" \
     "                     captum_a1b0 wta_split_ties\n" \

@@ -1,6 +1,6 @@
 /*
  * profiles.c -- convention profiles: how each peer library computes LRP
- * (LRP-SPEC.md section 5 and the libraries' documentation), so that a
+ * (docs/SPEC.md section 5 and the libraries' documentation), so that a
  * trace from that library is judged against the reference computed ITS
  * way.  A profile rewrites the stabilizer convention, default epsilon and
  * variant flags of an existing rule assignment; it does not choose rules.

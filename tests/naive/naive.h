@@ -23,7 +23,7 @@ int naive_out_h(const naive_geom *g);
 int naive_out_w(const naive_geom *g);
 
 enum { NV_LRP0, NV_EPS, NV_GAMMA, NV_AB, NV_ZPLUS, NV_WSQUARE, NV_FLAT, NV_ZBOX };
-/* stabilizer conventions, in LRP-SPEC section 5 table order */
+/* stabilizer conventions, in docs/SPEC.md section 5 table order */
 enum { NV_SIGN0_POS, NV_SIGNBIT, NV_SIGN0_ZERO, NV_ZERO_ONLY, NV_SKIP_ZERO, NV_POSITIVE };
 
 typedef struct naive_rule {
