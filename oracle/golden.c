@@ -51,7 +51,7 @@ lrp_status lrp_golden_judge(lrp_golden_result *res, const lrp_net *net, const lr
     for (int i = nl - 1; i >= 0; i--) {
         int64_t n = net->batch * lrp_shape_numel(&net->layers[i].shape);
         lrp_cell_ref cr = {ref->relevance[i], ref->relevance_lo ? ref->relevance_lo[i] : NULL,
-                           g.bound[i], g.cond[i], g.cflags[i]};
+                           g.bound[i], g.cond[i], g.cflags[i], g.sharp[i], g.scond[i]};
         res->verdict[i] = lrp_compare_cells(&res->cmp[i], got[i], &cr, n, tol);
         if (res->verdict[i] > res->worst) {
             res->worst = res->verdict[i];

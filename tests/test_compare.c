@@ -16,7 +16,8 @@
 
 #include "oracle.h"
 
-static const lrp_tolerance tol = {30.0, 4096.0, 0x1p-4, 0x1p-12};
+/* the rigorous tier alone (no sharp bound given below) */
+static const lrp_tolerance tol = {30.0, 4096.0, 0x1p-4, 0x1p-12, 1.0, 0x1p-6};
 
 static void test_ulp_distance(void **state)
 {
@@ -35,7 +36,7 @@ static void test_ulp_distance(void **state)
 static lrp_verdict one(float got, float hi, float lo, float bound, float cond, uint8_t cf,
                        double *ratio)
 {
-    lrp_cell_ref r = {&hi, &lo, &bound, &cond, &cf};
+    lrp_cell_ref r = {&hi, &lo, &bound, &cond, &cf, NULL, NULL};
     return lrp_classify_cell(ratio, got, &r, 0, &tol);
 }
 
@@ -132,7 +133,7 @@ static void test_layer_stats(void **state)
     got[120] = NAN;
     got[121] = INFINITY;
     got[130] = -hi[130];              /* wrong sign */
-    lrp_cell_ref r = {hi, lo, bound, cond, cf};
+    lrp_cell_ref r = {hi, lo, bound, cond, cf, NULL, NULL};
     lrp_layer_cmp c;
     lrp_verdict v = lrp_compare_cells(&c, got, &r, N, &tol);
     assert_int_equal(v, LRP_V_NONFINITE);
