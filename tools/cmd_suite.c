@@ -120,8 +120,9 @@ int cmd_suite(int argc, char **argv)
         return cli_usage_error("suite", "%s", "out of memory");
     int n = 0, bad = 0, n_pass = 0, n_ill = 0, n_expected = 0, rc = -1;
     const char *reset = color ? "\033[0m" : "";
-    printf("%-13s %-58s %-10s %-16s %-16s %8s %9s %11s %9s  %s\n", "fixture", "rules", "conv",
-           "verdict", "documented", "ratio", "cons f32", "sum R_in", "growth", "notes");
+    /* ratio: end to end to the sharp bound; local: the trace-local one */
+    printf("%-13s %-58s %-10s %-16s %-16s %8s %8s %9s %11s %9s  %s\n", "fixture", "rules", "conv",
+           "verdict", "documented", "ratio", "local", "cons f32", "sum R_in", "growth", "notes");
     for (int k = 0; k < lrp_suite_run_count; k++) {
         const lrp_suite_run *sr = &lrp_suite_runs[k];
         if (only && strcmp(only, sr->fixture))
@@ -182,8 +183,9 @@ int cmd_suite(int argc, char **argv)
             n_ill++;
         else if (ok)
             n_pass++;
-        char ratio[32], cons[32], sin[32], gr[32], notes[700];
-        fmt_g(ratio, sizeof ratio, r->max_ratio);
+        char ratio[32], lratio[32], cons[32], sin[32], gr[32], notes[700];
+        fmt_g(ratio, sizeof ratio, r->max_sharp_ratio);
+        fmt_g(lratio, sizeof lratio, r->max_tlocal_ratio);
         fmt_g(cons, sizeof cons, r->max_cons_f32);
         snprintf(sin, sizeof sin, "%.6g", r->sum_input_ref);
         fmt_g(gr, sizeof gr, r->growth);
@@ -202,9 +204,9 @@ int cmd_suite(int argc, char **argv)
             vc = ok ? "\033[32m" : "\033[31m";
         char rules[60];
         snprintf(rules, sizeof rules, "%.59s", rs);
-        printf("%-13s %-58s %-10s %s%-16s%s %-16s %8s %9s %11s %9s  %s\n", sr->fixture, rules,
+        printf("%-13s %-58s %-10s %s%-16s%s %-16s %8s %8s %9s %11s %9s  %s\n", sr->fixture, rules,
                r->convention, vc, lrp_verdict_name(r->verdict), reset,
-               sr->expect ? sr->expect : "within tol.", ratio, cons, sin, gr, notes);
+               sr->expect ? sr->expect : "within tol.", ratio, lratio, cons, sin, gr, notes);
         if (verbose || !ok) {
             lrp_report_text(stdout, r, color, 0);
             printf("\n");
