@@ -85,6 +85,7 @@ DAMAGES = ["sign", "sign-all", "zero", "zero-input", "scale2", "scale-layer", "s
            "shift", "noise-1e-2", "noise-1e-3", "noise-1e-4", "noise-layer", "swap-sample"]
 MUTANTS = ["stab-signbit", "stab-zero_only", "stab-sign0_zero", "no-bias", "bn-eps0",
            "ab-swap", "gamma-wneg", "zplus-drop-aneg", "ties-last", "add-equal"]
+BIG_CLASSES = ["sign", "scale2", "noise-1e-3", "noise-layer"]
 MACROS = {"EPSPLUS": "", "GAMMABOX": "--composite EpsilonGammaBox --box -1,1"}
 
 
@@ -119,20 +120,25 @@ def suite_runs(path):
     return runs
 
 
-def pick_runs(runs, fixtures):
-    """Per fixture: its own rules ("") and the first other rule set of the
-    suite (a composite preferred), reproductions and documented failures
-    other than ILL-CONDITIONED skipped (their clean run does not pass)."""
-    out = []
+def pick_runs(runs, fixtures, quick=False):
+    """Per fixture: every rule set the suite runs it with, reproductions left
+    out (they document other implementations' conventions), and runs whose
+    documented outcome is a failure (their clean trace does not pass: a
+    damage cannot be told from it) listed as skipped.  quick: the fixture's
+    own rules ("") and the first other rule set (a composite preferred)."""
+    out, skipped = [], []
     for fx in fixtures:
         mine = [r for r in runs if r[0] == fx and not r[3]]
-        own = [r for r in mine if r[1] == ""]
-        other = [r for r in mine if r[1] != ""]
-        comp = [r for r in other if "--composite" in r[1]]
-        sel = own[:1] + (comp[:1] or other[:1])
-        for r in sel:
+        ok = [r for r in mine if r[2] in (None, "ILL-CONDITIONED")]
+        skipped += [{"fixture": fx, "args": r[1], "expect": r[2]} for r in mine if r not in ok]
+        if quick:
+            own = [r for r in ok if r[1] == ""]
+            other = [r for r in ok if r[1] != ""]
+            comp = [r for r in other if "--composite" in r[1]]
+            ok = own[:1] + (comp[:1] or other[:1])
+        for r in ok:
             out.append({"fixture": fx, "args": r[1], "expect": r[2]})
-    return out
+    return out, skipped
 
 
 # ---------------------------------------------------------------------------
@@ -386,9 +392,15 @@ INTRO_RE = re.compile(r"(?:introduced|originat\w*|starts?)\s+(?:at|in)\s+(?:laye
                       re.I)
 
 
-def judge(cli, path, source, jpath):
-    p = subprocess.run([cli, "compare", path, "--source", source, "--json", jpath],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def judge(cli, path, source, jpath, measure=False):
+    cmd = [cli, "compare", path, "--source", source, "--json", jpath]
+    if measure and os.path.exists("/usr/bin/time"):
+        cmd = ["/usr/bin/time", "-f", "MUTANTS-TIME %e s %M KB"] + cmd
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    cost = None
+    mm = re.search(r"MUTANTS-TIME ([\d.]+) s (\d+) KB", p.stderr)
+    if mm:
+        cost = {"seconds": float(mm.group(1)), "peak_rss_gb": int(mm.group(2)) / 1024.0 ** 2}
     named, raw, how = None, None, None
     for line in p.stdout.splitlines():
         mm = INTRO_RE.search(line)
@@ -418,7 +430,8 @@ def judge(cli, path, source, jpath):
         mm = re.search(r"verdict:\s*([A-Z-]+)", p.stdout)
         verdict = mm.group(1) if mm else None
     return {"rc": p.returncode, "verdict": verdict, "named": named, "named_raw": raw,
-            "named_how": how, "stderr": p.stderr.strip()[-300:] if p.returncode == 2 else ""}
+            "named_how": how, "stderr": p.stderr.strip()[-300:] if p.returncode == 2 else "",
+            "cost": cost}
 
 
 # ---------------------------------------------------------------------------
@@ -461,12 +474,22 @@ def run_one(cli, fxdir, work, run, results):
                stderr=j["stderr"])
 
     # clean: must pass
-    j = judge(cli, T, "fastpath", jpath)
+    j = judge(cli, T, "fastpath", jpath, measure=bool(run.get("big")))
     results["clean"].append({"run": tag, "source": "fastpath", "rc": j["rc"],
-                             "verdict": j["verdict"], "false_alarm": j["rc"] != 0})
+                             "verdict": j["verdict"], "false_alarm": j["rc"] != 0,
+                             "compare_cost": j["cost"]})
+    if j["cost"]:
+        log("  one compare: %.1f s, peak RSS %.2f GB" % (j["cost"]["seconds"], j["cost"]["peak_rss_gb"]))
     # a. damages
     dam, m = damages(clean, kinds, inputs, batch)
-    for cls in DAMAGES:
+    big = run.get("big")
+    if big:
+        # one compare of a 224 net takes minutes (the MPFR reference is
+        # recomputed for every source): a few classes only
+        for cls in DAMAGES + MUTANTS:
+            if cls not in BIG_CLASSES:
+                record(cls, "n/a", note="big net: not run (time)")
+    for cls in (BIG_CLASSES if big else DAMAGES):
         if cls == "swap-sample" and cls not in dam:
             continue
         d, note = dam[cls]
@@ -476,6 +499,10 @@ def run_one(cli, fxdir, work, run, results):
             continue
         add_trace(T, "d_" + cls, d, notes="damage " + cls)
         judge_expect(cls, "d_" + cls, fd, note)
+    if big:
+        results["runs"].append({"run": tag, "fixture": fx, "args": args, "batch": batch,
+                                "middle_layer": order[m], "rows": rows})
+        return
     if "swap-sample" not in dam:
         # batch-1 fixture: a batch-2 copy, second sample mirrored left-right
         src2 = os.path.join(rdir, "b2.h5")
@@ -577,21 +604,52 @@ def run_one(cli, fxdir, work, run, results):
             mutant_from("bn-eps0", mrel, "bn_eps = 0 in a fixture copy")
     else:
         record("bn-eps0", "n/a", note="no BatchNorm")
-    # alpha-beta swap on one layer, by linearity
-    abl = [i for i in divides if trules[i].get("rule") == "alphabeta"
-           and float(trules[i].get("alpha", 1)) != float(trules[i].get("beta", 0)) + 0.0]
-    if abl:
-        L = abl[len(abl) // 2]
+    # alpha-beta swap on one layer L, by linearity.  alpha - beta = 1 is
+    # enforced, so the swapped rule (beta P - alpha N) is no rule spec; two
+    # references differing only in L's (alpha, beta) give, on every tensor
+    # that receives relevance only through L, R1 = P (a1b0) and
+    # R2 = 2P - N (a2b1), so N = 2 R1 - R2 and the mutant is
+    # beta R1 - alpha (2 R1 - R2).  Tensors above L are left as they are
+    # (R1 == R2 there).  A tensor that also receives relevance from another
+    # path cannot be split that way: such L are skipped.
+    abl = [i for i in divides if trules[i].get("rule") == "alphabeta"]
+    consumers = [[c for c in range(len(order)) if i in inputs[c]] for i in range(len(order))]
+
+    def pure_below(L):
+        dep = set()
+        for i in inputs[L]:
+            dep |= ancestors(inputs, i)
+        memo = {}
+
+        def pure(i):
+            if i not in memo:
+                memo[i] = all(c == L or (c in dep and pure(c)) for c in consumers[i])
+            return memo[i]
+        return all(pure(i) for i in dep), dep
+
+    abl.sort(key=lambda i: abs(i - len(order) // 2))
+    pick = None
+    for L in abl:
+        ok, dep = pure_below(L)
+        if ok:
+            pick = (L, dep)
+            break
+    if not abl:
+        record("ab-swap", "n/a", note="no alpha-beta layer in this rule set")
+    elif pick is None:
+        record("ab-swap", "n/a", note="every alpha-beta layer has tensors below it that also "
+               "receive relevance from another path (linearity emulation not possible)")
+    else:
+        L, dep = pick
         al, be = float(trules[L]["alpha"]), float(trules[L]["beta"])
-        # R = al P - be N with P, N from two runs: (a1,b0) gives P; (a2,b1) gives 2P - N
         rs = []
         for (x, y) in ((1.0, 0.0), (2.0, 1.0)):
             cp = os.path.join(rdir, "ab%g.h5" % x)
             shutil.copy(src, cp)
-            with h5py.File(cp, "a") as f:
+            with h5py.File(cp, "a") as f, h5py.File(T, "r") as ft:
                 if "rules" in f:
                     del f["rules"]
-                f.copy(h5py.File(T, "r")["traces/fastpath/rules"], "rules")
+                f.copy(ft["traces/fastpath/rules"], "rules")
                 g = f["rules"][entry(L, order[L])]
                 g.attrs["alpha"] = np.float32(x)
                 g.attrs["beta"] = np.float32(y)
@@ -600,64 +658,72 @@ def run_one(cli, fxdir, work, run, results):
         if rs[0] is None or rs[1] is None:
             record("ab-swap", "n/a", note="reference refused the edited rules")
         else:
-            P = [None if v is None else v.astype(np.float64) for v in rs[0]]
-            N = [None if v is None else 2 * p - w.astype(np.float64)
-                 for p, w in zip(P, rs[1])]
-            mrel = [None if p is None else (be * p - al * nn).astype(np.float32)
-                    for p, nn in zip(P, N)]
+            mrel = [v.copy() for v in ref]
+            for i in dep:
+                r1, r2 = rs[0][i].astype(np.float64), rs[1][i].astype(np.float64)
+                mrel[i] = (be * r1 - al * (2 * r1 - r2)).astype(np.float32)
             mutant_from("ab-swap", mrel, "layer %s alpha %g beta %g swapped (emulated by "
-                        "linearity: beta P - alpha N)" % (order[L], al, be))
-    else:
-        record("ab-swap", "n/a", note="no alpha-beta layer in this rule set")
-    # first-layer emulations in float64 torch
-    first = [i for i in range(1, len(order)) if inputs[i] == [0] and kinds[i] in ("Conv2D", "Dense")]
-    need = {"gamma-wneg": "gamma", "zplus-drop-aneg": "zplus"}
+                        "linearity from two references: beta P - alpha N)" % (order[L], al, be))
+    # one-layer emulations in float64 torch: z+ without a- (first layer, the
+    # only one with signed inputs in these nets), gamma on w- (first gamma
+    # layer).  The layer's contribution to its input tensor is replaced
+    # (R_I - good + mutant); the emulation of the correct rule is checked
+    # against the reference first and the mutant dropped if they disagree.
+    import torch
+    pos = lambda t: torch.clamp(t, min=0)
+    neg = lambda t: torch.clamp(t, max=0)
     fxd = acts = None
-    for cls, rule in need.items():
-        cand = [i for i in first if trules.get(i, {}).get("rule") == rule]
+    for cls, rule in (("gamma-wneg", "gamma"), ("zplus-drop-aneg", "zplus")):
+        cand = [i for i in range(1, len(order)) if kinds[i] in ("Conv2D", "Dense")
+                and len(inputs[i]) == 1 and trules.get(i, {}).get("rule") == rule]
+        if rule == "zplus":
+            cand = [i for i in cand if inputs[i] == [0]]
         if not cand:
-            record(cls, "n/a", note="no %s layer fed by the Input in this rule set" % rule)
+            record(cls, "n/a", note="no %s layer%s in this rule set" % (
+                rule, " fed by the Input" if rule == "zplus" else ""))
             continue
         L = cand[0]
+        I = inputs[L][0]
         r = trules[L]
         if r.get("stabilizer") not in ("sign0_pos", "signbit") or set(rule_flags(r)) & RULE_FLAGS:
-            record(cls, "n/a", note="layer %s: convention / flags not emulated" % order[L])
+            record(cls, "n/a", note="layer %s: convention %s / flags %s not emulated" % (
+                order[L], r.get("stabilizer"), rule_flags(r)))
             continue
         if fxd is None:
             fxd, acts = forward_acts(src)
-        import torch
-        x = acts[order[0]].astype(np.float64)
+        x = acts[order[I]].astype(np.float64)
         if rule == "zplus" and not np.any(x < 0):
             record(cls, "n/a", note="the input is nonnegative: a- is empty, nothing to drop")
             continue
         Ld = fxd["layers"][L]
         eps, conv, bias = float(r["eps"]), r["stabilizer"], int(r.get("bias", 1))
         g = float(r.get("gamma", 0.25))
-        pos = lambda t: torch.clamp(t, min=0)
-        neg = lambda t: torch.clamp(t, max=0)
         if rule == "zplus":
-            ok_terms = [(pos, pos), (neg, neg)]
-            mt_terms = [(pos, pos)]
-            bm = pos if bias else None
-            mbm = bm
+            ok_terms, mt_terms = [(pos, pos), (neg, neg)], [(pos, pos)]
+            bm = mbm = pos if bias else None
         else:
             ok_terms = [(lambda t: t, lambda w: w + g * pos(w))]
             mt_terms = [(lambda t: t, lambda w: w + g * neg(w))]
             bm = (lambda b: b + g * pos(b)) if bias else None
             mbm = (lambda b: b + g * neg(b)) if bias else None
         Rl = ref[L].astype(np.float64)
-        good = layer_rule_backward(Ld, x, Rl, ok_terms, bm, eps, conv)
-        # the emulation must reproduce the reference under the right rule
-        err = np.max(np.abs(good - ref[0])) / max(np.max(np.abs(ref[0])), 1e-300)
-        if err > 1e-4:
-            record(cls, "n/a", note="emulation of the correct rule disagrees with the reference "
-                   "(rel %.2g): not trusted" % err)
-            continue
-        mut = layer_rule_backward(Ld, x, Rl, mt_terms, mbm, eps, conv)
+        good = layer_rule_backward(Ld, x, Rl, ok_terms, bm, eps, conv).reshape(ref[I].shape)
+        sole = sum(1 for c in range(len(order)) if I in inputs[c]) == 1
+        if sole:
+            err = np.max(np.abs(good - ref[I])) / max(np.max(np.abs(ref[I])), 1e-300)
+            if err > 1e-4:
+                record(cls, "n/a", note="emulation of the correct rule disagrees with the "
+                       "reference (rel %.2g): not trusted" % err)
+                continue
+            chk = "correct-rule emulation matches the reference to %.1e" % err
+        else:
+            chk = "input tensor has other consumers: correct-rule emulation not checked"
+        mut = layer_rule_backward(Ld, x, Rl, mt_terms, mbm, eps, conv).reshape(ref[I].shape)
         mrel = [v.copy() for v in ref]
-        mrel[0] = mut.astype(np.float32).reshape(ref[0].shape)
-        mutant_from(cls, mrel, "layer %s emulated in float64 torch (input relevance; "
-                    "correct-rule emulation matches the reference to %.1e)" % (order[L], err))
+        mrel[I] = (ref[I].astype(np.float64) - good + mut).astype(np.float32)
+        below = "" if I == 0 else "; the layers below %s left as the reference has them" % order[I]
+        mutant_from(cls, mrel, "layer %s emulated in float64 torch on its input tensor %s (%s)%s"
+                    % (order[L], order[I], chk, below))
     # ties to the last maximum
     pools = [i for i, k in enumerate(kinds) if k == "MaxPool2D" and trules.get(i, {}).get("rule") == "wta"
              and "wta_split_ties" not in rule_flags(trules[i])]
@@ -701,7 +767,6 @@ def run_one(cli, fxdir, work, run, results):
             J = K
         K = inputs[J][0] if inputs[J] else None
         if K == 0 and kinds[J] in ("Conv2D", "Dense") and trules[J].get("rule") == "zplus":
-            import torch
             pos = lambda t: torch.clamp(t, min=0)
             neg = lambda t: torch.clamp(t, max=0)
             r = trules[J]
@@ -790,6 +855,10 @@ def print_table(results):
     print("of %d caught: %d name the right layer, %d right by our reading of the table only, "
           "%d wrong layer, %d no layer" % (len(cells), cells.count("caught"), cells.count("caught~"),
                                            cells.count("caught*"), cells.count("caught?")))
+    for c in results["clean"]:
+        if c.get("compare_cost"):
+            print("one compare of %s: %.1f s, peak RSS %.2f GB" % (
+                c["run"], c["compare_cost"]["seconds"], c["compare_cost"]["peak_rss_gb"]))
     fa = [c for c in results["clean"] if c["false_alarm"]]
     print("false alarms on clean traces: %d of %d" % (len(fa), len(results["clean"])))
     for c in fa:
@@ -806,6 +875,8 @@ def main():
     ap.add_argument("--work", default=os.path.join(ROOT, "build", "mutants"))
     ap.add_argument("--json", default=os.path.join(ROOT, "build", "mutants.json"))
     ap.add_argument("--only", default="", help="comma-separated fixture names")
+    ap.add_argument("--quick", action="store_true",
+                    help="per fixture only its own rules and one other rule set")
     ap.add_argument("--big", action="store_true", help="also the 224 nets (MUTANTS_BIG=1)")
     ap.add_argument("--big-fixtures", default="", help="comma-separated fixture files (big nets)")
     o = ap.parse_args()
@@ -820,13 +891,14 @@ def main():
     fixtures = [l.split()[0] for l in listing if l.strip()]
     if o.only:
         fixtures = [f for f in fixtures if f in o.only.split(",")]
-    runs = pick_runs(suite_runs(os.path.join(ROOT, "fixtures", "runs.c")), fixtures)
+    runs, skipped = pick_runs(suite_runs(os.path.join(ROOT, "fixtures", "runs.c")), fixtures,
+                              quick=o.quick)
     if o.big and o.big_fixtures:
         for p in o.big_fixtures.split(","):
             name = os.path.splitext(os.path.basename(p))[0]
             shutil.copy(p, os.path.join(fxdir, name + ".h5"))
-            runs.append({"fixture": name, "args": "", "expect": None})
-    results = {"runs": [], "clean": [], "cli": cli}
+            runs.append({"fixture": name, "args": "", "expect": None, "big": True})
+    results = {"runs": [], "clean": [], "cli": cli, "skipped_runs": skipped}
     for run in runs:
         t1 = time.time()
         log("mutants: %s %s" % (run["fixture"], run["args"]))
@@ -840,6 +912,9 @@ def main():
         log("  %.1f s" % (time.time() - t1))
     results["seconds"] = time.time() - t0
     print_table(results)
+    for r in results["skipped_runs"]:
+        print("run skipped: %s [%s]: its clean trace is documented as %s (fixtures/runs.c)"
+              % (r["fixture"], r["args"], r["expect"]))
     print("time: %.0f s" % results["seconds"])
     os.makedirs(os.path.dirname(os.path.abspath(o.json)), exist_ok=True)
     with open(o.json, "w") as f:
