@@ -80,6 +80,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "tools", "python"))
+sys.path.insert(0, HERE)
 
 DAMAGES = ["sign", "sign-all", "zero", "zero-input", "scale2", "scale-layer", "shuffle",
            "shift", "noise-1e-2", "noise-1e-3", "noise-1e-4", "noise-layer", "swap-sample"]
@@ -803,8 +804,42 @@ def run_one(cli, fxdir, work, run, results):
     else:
         record("add-equal", "n/a", note="emulated on the 'resnet' fixture only")
 
+    torch_baseline(cli, T, src, tag, order, trules, ref, jpath, results)
     results["runs"].append({"run": tag, "fixture": fx, "args": args, "batch": batch,
                             "middle_layer": order[m], "rows": rows})
+
+
+def torch_baseline(cli, T, src, tag, order, trules, ref, jpath, results):
+    """g. An independent float32 PyTorch autograd LRP (bench/torch_lrp.py)
+    of the run's rules, added as trace 'torch' and judged: it must pass
+    (a false alarm otherwise).  Its float64 twin is checked against the
+    reference first: if they disagree, the baseline has a bug (or a
+    convention it does not model) and is not judged."""
+    import torch
+    import torch_lrp
+    try:
+        r64 = torch_lrp.lrp(src, trules, torch.float64)
+        worst, wl = 0.0, None
+        for i, (a, b) in enumerate(zip(r64, ref)):
+            sc = max(float(np.max(np.abs(b))) if b.size else 0.0, 1e-300)
+            e = float(np.max(np.abs(a - b.astype(np.float64)))) / sc if b.size else 0.0
+            if not np.isfinite(e) or e > worst:
+                worst, wl = (e if np.isfinite(e) else np.inf), order[i]
+        if worst > 1e-5:
+            results["torch_skipped"].append({"run": tag, "reason": "float64 baseline differs from the "
+                                             "reference by %.2g (layer %s): not judged" % (worst, wl)})
+            return
+        r32 = torch_lrp.lrp(src, trules, torch.float32)
+    except torch_lrp.Unsupported as e:
+        results["torch_skipped"].append({"run": tag, "reason": "not supported: %s" % e})
+        return
+    add_trace(T, "torch", r32, notes="float32 PyTorch autograd LRP (bench/torch_lrp.py)")
+    with h5py.File(T, "a") as f:
+        f["traces/torch"].attrs["producer"] = np.bytes_(b"torch %s autograd (bench/torch_lrp.py)"
+                                                        % torch.__version__.encode())
+    j = judge(cli, T, "torch", jpath)
+    results["clean"].append({"run": tag, "source": "torch", "rc": j["rc"], "verdict": j["verdict"],
+                             "false_alarm": j["rc"] != 0, "float64_vs_reference": worst})
 
 
 # ---------------------------------------------------------------------------
@@ -859,6 +894,15 @@ def print_table(results):
         if c.get("compare_cost"):
             print("one compare of %s: %.1f s, peak RSS %.2f GB" % (
                 c["run"], c["compare_cost"]["seconds"], c["compare_cost"]["peak_rss_gb"]))
+    srcs = {}
+    for c in results["clean"]:
+        srcs.setdefault(c["source"], [0, 0])
+        srcs[c["source"]][0] += 1
+        srcs[c["source"]][1] += c["false_alarm"]
+    print("clean traces judged: " + ", ".join("%s %d (false alarms %d)" % (k, v[0], v[1])
+                                             for k, v in sorted(srcs.items())))
+    for t in results.get("torch_skipped", []):
+        print("  torch baseline not judged on %s: %s" % (t["run"], t["reason"]))
     fa = [c for c in results["clean"] if c["false_alarm"]]
     print("false alarms on clean traces: %d of %d" % (len(fa), len(results["clean"])))
     for c in fa:
@@ -898,7 +942,7 @@ def main():
             name = os.path.splitext(os.path.basename(p))[0]
             shutil.copy(p, os.path.join(fxdir, name + ".h5"))
             runs.append({"fixture": name, "args": "", "expect": None, "big": True})
-    results = {"runs": [], "clean": [], "cli": cli, "skipped_runs": skipped}
+    results = {"runs": [], "clean": [], "cli": cli, "skipped_runs": skipped, "torch_skipped": []}
     for run in runs:
         t1 = time.time()
         log("mutants: %s %s" % (run["fixture"], run["args"]))
