@@ -3,36 +3,44 @@
 
 Run with Debian's Python (h5py, numpy, torch):  `make mutants`, or
     /usr/bin/python3 bench/mutants.py [--cli build/lrp-oracle] [--work DIR]
-                                       [--json build/mutants.json] [--big]
-                                       [--only FIXTURE,...]
+        [--json build/mutants.json] [--only FIXTURE,...] [--quick]
+        [--big --big-fixtures F.h5,...]
 
-For every fixture of the suite, under its own rules and one other rule set
-the suite runs it with (fixtures/runs.c), it writes the clean fast-path
-trace, adds damaged copies and rule mutants as extra trace sources, judges
-each with `lrp-oracle compare T.h5 --source NAME` and prints a kill table:
-  caught      compare exited 1
+For every fixture of the suite, under every rule set the suite runs it with
+(fixtures/runs.c; reproductions of other libraries' conventions left out,
+runs documented to fail listed as skipped; --quick: own rules and one other
+rule set), it writes the clean fast-path trace, adds damaged copies and rule
+mutants as extra trace sources, judges each with
+`lrp-oracle compare T.h5 --source NAME` and prints a kill table:
+  caught      compare exited 1 (caught / caught~ / caught* / caught?: see the
+              legend printed with the table for the named layer)
   MISSED      compare exited 0 on a damaged / mutant trace
-  no effect   the damage or mutant changes nothing on this net (bit-identical,
-              or within float rounding of the clean trace on every layer):
-              passing it is right, it is not a miss
-  n/a         the class does not apply (reason given)
+  noeff       the damage or mutant changes nothing on this net (bit-identical,
+              or within float rounding (2^-18 of the layer's max) of the clean
+              trace on every layer): passing it is right, it is not a miss
+  n/a         the class does not apply (reason in the JSON)
   ERROR       compare exited 2 (or another failure)
-and the false alarms: the clean fast-path trace must exit 0.
+and the false alarms: the clean fast-path trace must exit 0, and so must an
+independent float32 PyTorch autograd LRP of the same rules
+(bench/torch_lrp.py, trace 'torch') where it supports the layers and rules
+and its float64 twin agrees with the reference to 1e-5.
 
-Every damage records the first damaged tensor in backward order (the layer
-whose output relevance is wrong first, walking from the output down): the
-layer the oracle should name ("discrepancy introduced at ...").  The named
-layer is parsed from the report, tolerantly; the raw line is kept in JSON.
+Every damage records the first damaged tensor in backward order (the
+highest layer index whose relevance changed): the layer the oracle should
+name ("discrepancy introduced at ...").  The named layer is parsed from the
+text report (any "introduced / originates at [layer] 'X'" line), else from
+the JSON's introduced_at, else (marked caught~) read off the table as the
+first out-of-tolerance layer in backward order; the raw line is kept.
 
-Damage classes (on the fast path's own trace, rules kept):
+Damage classes (on the fast path's own trace, its rules kept):
   sign         negate the input layer's relevance
   sign-all     negate every layer below the output
   zero         every layer below the output set to 0
   zero-input   the input relevance set to 0
   scale2       input relevance x2
-  scale-layer  one middle layer x2 and everything it is computed from x2
-               (consistent: LRP is linear in the relevance from above for
-               fixed activations)
+  scale-layer  one middle layer x2 and every layer it is computed from x2
+               (consistent on chains: LRP is linear in the relevance from
+               above for fixed activations)
   shuffle      permute one middle layer's cells (per sample)
   shift        roll one middle layer's cells by one (per sample)
   noise-1e-2, noise-1e-3, noise-1e-4   x (1 + r N(0,1)) on every layer below
@@ -41,29 +49,37 @@ Damage classes (on the fast path's own trace, rules kept):
   swap-sample  one middle layer's relevance taken from the other sample
                (batch-1 fixtures: the trace of a batch-2 copy whose second
                sample is the input mirrored left-right)
+The middle layer is the middle Conv2D / Dense with nonzero relevance.
 
 Rule mutants (the reference computed under a wrong rule, its hi part stored
-as a trace that claims the correct rules):
+as a trace whose rules are the correct ones):
   stab-signbit, stab-zero_only, stab-sign0_zero   --convention X
   no-bias          --no-bias
   bn-eps0          every BatchNorm's bn_eps set to 0 in a copy of the fixture
-  ab-swap          alpha and beta swapped on one alpha-beta layer; alpha -
-                   beta = 1 is enforced by the file format, so it is emulated
-                   by linearity: R = 2 R[L: a2b1] - 3 R[L: a1b0] (P - 2N for
-                   a2b1, or with the roles of the run's alpha, beta), both
-                   computed by the reference with only layer L changed
+  ab-swap          alpha and beta swapped on one alpha-beta layer L.  alpha -
+                   beta = 1 is enforced, so it is emulated by linearity from
+                   two references that differ only in L's rule: R1 (a1b0) = P,
+                   R2 (a2b1) = 2P - N on every tensor that gets relevance only
+                   through L; mutant = beta P - alpha N there.  L with merging
+                   paths below it: n/a
   gamma-wneg       gamma on the negative weights (w + g w-, b + g b-) of the
-                   first gamma layer fed by the Input: emulated in float64
-                   torch (no rule expresses it), input relevance only
-  zplus-drop-aneg  z+ without the a- w- term (and its denominator) on the
-                   first z+ layer fed by a signed Input: emulated in float64
-                   torch, input relevance only
-  ties-last        max-pool ties to the last maximum (the 'ties' fixture):
-                   emulated: the pool input's relevance rerouted, then passed
-                   through the ReLU and the first z+ conv by linearity
-  add-equal        the last Add split equally instead of proportionally:
-                   emulated on its input tensors only (the layers below them
-                   are left as the reference has them: inconsistent below)
+                   first gamma layer: emulated in float64 torch (no rule
+                   expresses it) on that layer's input tensor; layers below
+                   left as the reference has them
+  zplus-drop-aneg  z+ without the a- w- term (and its share of the
+                   denominator) on the z+ layer fed by a signed Input (the
+                   fast path's lean form, applied where it is wrong):
+                   emulated in float64 torch, input relevance
+  ties-last        max-pool ties to the last maximum (the 'ties' fixture; no
+                   CLI option): emulated in numpy, the pool input's relevance
+                   rerouted, then through the ReLU and the z+ conv below by
+                   linearity (consistent)
+  add-equal        the last Add split equally instead of proportionally
+                   (the 'resnet' fixture): emulated in numpy on its input
+                   tensors only (the layers below are inconsistent with them)
+Every float64 emulation of a rule is first checked against the reference
+under the correct rule (where the tensor has one consumer); a mismatch
+drops the mutant as n/a rather than judging a bug of this script.
 """
 import argparse
 import json
