@@ -897,6 +897,12 @@ def print_table(results):
         for r in runs:
             line += "%-*s" % (cw, cell(r["rows"].get(c)))
         print(line)
+    print("per class over all runs:")
+    for c in classes:
+        st = [r["rows"][c]["status"] for r in runs if c in r["rows"]]
+        print("  %-*s caught %3d  MISSED %3d  no effect %3d  n/a %3d  error %d" % (
+            w, c, st.count("caught"), st.count("MISSED"), st.count("no effect"), st.count("n/a"),
+            st.count("ERROR")))
     tot = {}
     for r in runs:
         for c, row in r["rows"].items():
@@ -939,7 +945,13 @@ def main():
                     help="per fixture only its own rules and one other rule set")
     ap.add_argument("--big", action="store_true", help="also the 224 nets (MUTANTS_BIG=1)")
     ap.add_argument("--big-fixtures", default="", help="comma-separated fixture files (big nets)")
+    ap.add_argument("--print", metavar="JSON", help="print the table of an earlier run's JSON")
     o = ap.parse_args()
+    if o.print:
+        with open(o.print) as f:
+            results = json.load(f)
+        print_table(results)
+        return 0
     t0 = time.time()
     cli = os.path.abspath(o.cli)
     fxdir = os.path.join(o.work, "fixtures")
