@@ -106,7 +106,9 @@ bench: deps
 MUTANTS_PY ?= /usr/bin/python3
 MUTANTS_BIG ?= 0
 # One compare of ResNet-50 224 was stopped at 19.0 GB RSS after 22 min
-# without finishing (bench/mutants.py refuses big nets below 24 GB available,
+# without finishing; at 64x64 one compare takes 80 s and 4.0 GB, and memory
+# grows with the activations (12x more pixels at 224: expect tens of GB)
+# (bench/mutants.py refuses big nets below 24 GB available,
 # MUTANTS_BIG_MEM_GB overrides); VGG-16 224 has ~4x larger activations and is
 # left out by default: MUTANTS_BIG_CASES="resnet50_224_b1 vgg16_224_b1" only
 # on a machine with the memory to spare.
