@@ -502,6 +502,101 @@ static void test_mutant_stab_zero_only(void **state)
     add_and_expect_fail(&VGG, "mutant-zero_only", d);
 }
 
+/* z+ of a Conv2D fed by the Input (groups 1), evaluated in double from the
+ * float32 input and the relevance R at the conv's output: the full rule
+ * (a+ w+ + a- w-) / (z+ + b+) when with_neg, else the lean form a+ w+ /
+ * (sum a+ w+ + b+), which equals it only where the input is >= 0. */
+static void zplus_input_relevance(const lrp_net *net, int li, const float *R, int with_neg,
+                                  double *out)
+{
+    const lrp_layer *l = &net->layers[li];
+    const lrp_shape *si = &net->layers[0].shape, *so = &l->shape;
+    int64_t C = si->d[0], H = si->d[1], W = si->d[2];
+    int64_t O = so->d[0], OH = so->d[1], OW = so->d[2];
+    double eps = l->rule.eps;
+    int use_b = l->has_bias && l->rule.bias;
+    for (int64_t b = 0; b < net->batch; b++) {
+        const float *a = net->input + b * C * H * W;
+        double *r = out + b * C * H * W;
+        for (int64_t k = 0; k < C * H * W; k++)
+            r[k] = 0;
+        for (int64_t o = 0; o < O; o++)
+            for (int64_t y = 0; y < OH; y++)
+                for (int64_t x = 0; x < OW; x++) {
+                    double den = use_b && l->b[o] > 0 ? l->b[o] : 0;
+                    for (int pass = 0; pass < 2; pass++) {
+                        double s = 0;
+                        if (pass == 1) {
+                            if (den == 0) /* empty part: nothing passes */
+                                break;
+                            s = R[((b * O + o) * OH + y) * OW + x] / (den + (den >= 0 ? eps : -eps));
+                        }
+                        for (int64_t c = 0; c < C; c++)
+                            for (int ky = 0; ky < l->kh; ky++)
+                                for (int kx = 0; kx < l->kw; kx++) {
+                                    int64_t iy = y * l->sh - l->pt + ky * l->dh;
+                                    int64_t ix = x * l->sw - l->pl + kx * l->dw;
+                                    if (iy < 0 || iy >= H || ix < 0 || ix >= W)
+                                        continue;
+                                    double av = a[(c * H + iy) * W + ix];
+                                    double wv = l->w[((o * C + c) * l->kh + ky) * l->kw + kx];
+                                    double t = 0;
+                                    if (av > 0 && wv > 0)
+                                        t = av * wv;
+                                    else if (with_neg && av < 0 && wv < 0)
+                                        t = av * wv;
+                                    if (pass == 0)
+                                        den += t;
+                                    else
+                                        r[(c * H + iy) * W + ix] += t * s;
+                                }
+                    }
+                }
+    }
+}
+
+/* The fast path drops the a- w- term of z+ when it knows the layer's input
+ * is >= 0 (core/pipeline.c, "no x- pass").  Applied to vgg16s's conv1_1,
+ * whose input (the image, in [-1, 1)) is signed, that drops about half of
+ * every numerator and of every denominator: a different rule.  The trace
+ * claims z+ and differs at the input relevance by far more than rounding
+ * (checked below: the full-rule emulation matches the fast path to 1e-4 of
+ * the layer's largest value, the lean one is more than 1e-2 away). */
+static void test_mutant_zplus_drops_aneg_on_signed_input(void **state)
+{
+    (void)state;
+    lrp_net *net = VGG.net;
+    int li = 1;
+    assert_int_equal(net->layers[li].kind, LRP_LAYER_CONV2D);
+    assert_int_equal(net->layers[li].rule.rule, LRP_RULE_ZPLUS);
+    assert_int_equal(net->layers[li].groups, 1);
+    assert_int_equal(net->layers[li].in[0], 0);
+    int64_t n = cells(net, 0);
+    int signed_input = 0;
+    for (int64_t k = 0; k < n; k++)
+        signed_input |= net->input[k] < 0;
+    assert_true(signed_input);
+    double *full = malloc((size_t)n * sizeof *full), *lean = malloc((size_t)n * sizeof *lean);
+    assert_non_null(full);
+    assert_non_null(lean);
+    zplus_input_relevance(net, li, VGG.clean[li], 1, full);
+    zplus_input_relevance(net, li, VGG.clean[li], 0, lean);
+    double mx = 0, dfull = 0, dlean = 0;
+    for (int64_t k = 0; k < n; k++) {
+        mx = fmax(mx, fabs(VGG.clean[0][k]));
+        dfull = fmax(dfull, fabs(full[k] - VGG.clean[0][k]));
+        dlean = fmax(dlean, fabs(lean[k] - VGG.clean[0][k]));
+    }
+    assert_true(dfull <= 1e-4 * mx); /* the emulation is the rule the net claims */
+    assert_true(dlean > 1e-2 * mx);  /* the mutant is another one */
+    float **d = copy_clean(&VGG);
+    for (int64_t k = 0; k < n; k++)
+        d[0][k] = (float)lean[k];
+    free(full);
+    free(lean);
+    add_and_expect_fail(&VGG, "mutant-zplus-lean", d);
+}
+
 /* ---- must fail: resnet ---- */
 
 /* The last Add split equally between its inputs instead of in proportion
@@ -580,6 +675,7 @@ int main(void)
         cmocka_unit_test(test_swap_sample_middle_layer),
         cmocka_unit_test(test_mutant_no_bias),
         cmocka_unit_test(test_mutant_stab_zero_only),
+        cmocka_unit_test(test_mutant_zplus_drops_aneg_on_signed_input),
         cmocka_unit_test(test_add_split_equally),
         cmocka_unit_test(test_resnet_sign_input),
         cmocka_unit_test(test_resnet_noise_middle_layer),
