@@ -13,6 +13,7 @@
  * Both give the same relevance bit for bit (tests/test_fastpath.c).
  *
  *   bench_lrp [--quick] [--reps N] [--threads T] [--case NAME] [--no-det | --det-only]
+ *   bench_lrp --write-fixture PATH CASE     (the case's net as a fixture file)
  *
  * Cases: vgg16_224_b1, vgg16_112_b1, vgg16_224_b8, resnet50_224_b1 (--quick:
  * the first and the last).  Each case runs in a forked child (so the peak
@@ -583,8 +584,37 @@ static int reference_case(int hw)
     return 0;
 }
 
+/* --write-fixture PATH CASE: the case's network (builder weights, input and
+ * target from the fixed seed, EpsilonPlusFlat rules) as a fixture file, for
+ * the mutation benchmark's big nets (`make mutants MUTANTS_BIG=1`).  CASE as
+ * for --digest: vgg16_224_b1, resnet50_224_b1, ..._112_, ..._64_, _b2, _b8. */
+static int write_fixture_case(const char *path, const char *name)
+{
+    int hw = strstr(name, "_112_") ? 112 : strstr(name, "_64_") ? 64 : 224;
+    int batch = strstr(name, "_b8") ? 8 : strstr(name, "_b2") ? 2 : 1;
+    int resnet = strncmp(name, "resnet", 6) == 0;
+    if (!resnet && strncmp(name, "vgg16", 5) != 0) {
+        fprintf(stderr, "bench_lrp: --write-fixture: unknown case '%s' (vgg16_*, resnet50_*)\n",
+                name);
+        return 2;
+    }
+    lrp_net *net = resnet ? build_resnet50(hw, batch) : build_vgg16(hw, batch);
+    apply_composite(net);
+    net->seed = SEED;
+    snprintf(net->description, sizeof net->description, "bench_lrp %s (%s %dx%d, batch %d)", name,
+             resnet ? "ResNet-50" : "VGG-16", hw, hw, batch);
+    lrp_err e = {0};
+    if (lrp_fixture_write(net, path, &e) != LRP_OK)
+        die("writing the fixture", &e);
+    printf("wrote %s (%s, %d layers)\n", path, name, net->n_layers);
+    lrp_net_free(net);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 4 && !strcmp(argv[1], "--write-fixture"))
+        return write_fixture_case(argv[2], argv[3]);
     if (argc == 3 && !strcmp(argv[1], "--digest")) {
         digest_case(argv[2]);
         return 0;
