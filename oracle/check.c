@@ -673,13 +673,27 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
         lr->total_got = tg;
         lr->total_ref = tr;
         lr->total_budget = budget;
+        /* the sharp budget: independent roundings of different units and
+         * cells add as a root of a sum of squares, so a bias shared by
+         * every cell (a wrong constant, a dropped stabilizer) shows in the
+         * total long before it leaves any one cell's bound */
+        double sbudget = fmin(GL.ill_mass[i] + 0x1p-24 * GL.total_sharp[i], budget);
+        lr->total_budget = sbudget;
         if (isfinite(tg) && fabs(tg - tr) > budget) {
             append(lr->why, sizeof lr->why,
-                   "%slayer total %.9g, reference %.9g: differs by %.3g, beyond the budget %.3g "
-                   "(rigorous cell bounds + relevance of ill-conditioned units)",
+                   "%slayer total %.9g, reference %.9g: differs by %.3g, beyond the rigorous "
+                   "budget %.3g (cell bounds + relevance of ill-conditioned units)",
                    lr->why[0] ? "; " : "", tg, tr, fabs(tg - tr), budget);
             if (v < LRP_V_FAIL)
                 v = LRP_V_FAIL;
+        } else if (isfinite(tg) && fabs(tg - tr) > sbudget) {
+            append(lr->why, sizeof lr->why,
+                   "%slayer total %.9g, reference %.9g: differs by %.3g, beyond the sharp budget "
+                   "%.3g (a bias shared by the cells that rounding does not produce; rigorous "
+                   "budget %.3g)",
+                   lr->why[0] ? "; " : "", tg, tr, fabs(tg - tr), sbudget, budget);
+            if (v < LRP_V_SUSPECT)
+                v = LRP_V_SUSPECT;
         }
         if (o->strict && m->n > 0 && (double)m->ill > o->max_ill * (double)m->n) {
             append(lr->why, sizeof lr->why, "%s%.3g%% of the cells ill-conditioned (--strict %g%%)",

@@ -135,6 +135,7 @@ void lrp_gauge_free(lrp_gauge *g)
     free(g->scond);
     free(g->fwd_sharp);
     free(g->ill_mass);
+    free(g->total_sharp);
     memset(g, 0, sizeof *g);
 }
 
@@ -158,6 +159,8 @@ typedef struct ctx {
      * have contributed (what its own backward step propagates) */
     double lam;
     double **As, **Ls, **Qs, **Ss, **cs, **Fs;
+    double *tq, *tl; /* per layer: the total's squared independent part and
+                        linear part (units of u) */
     int *n_cons;  /* consumers per layer */
 } ctx;
 
@@ -533,6 +536,11 @@ static int linear_backward(ctx *c, int li)
                     lin[j] = s * ((DAs[j] + sqrt(DAv[j])) / fabs(st) + fold_err) +
                              Rbs[b * n + j] / fabs(st);
                     ks[j] = kap[j] == 0 ? 0 : c->lam * sqrt((double)nterms) * G[j] / fabs(st);
+                    /* the total: unit j's share sum_i a w s_j moves with the
+                     * relative error of s_j, independently of other units */
+                    double ej = sqrt((double)nterms) * G[j] / fabs(st) + 2;
+                    double tj = fabs(coef) * s * G[j] * ej;
+                    c->tq[in0] += tj * tj;
                     if (U32 * ks[j] > LRP_ILL_COND_SHARP)
                         c->g->ill_mass[in0] += fabs(coef) * fabs((double)R[b * n + j]);
                 }
@@ -564,9 +572,12 @@ static int linear_backward(ctx *c, int li)
                         double aw = fabs(imod(pd->t[t].in, xb[i], &L, i)) * wm * fabs(coef);
                         c->Qs[in0][bi] += aw * aw * qv[j];
                         c->Ls[in0][bi] += aw * lin[j];
+                        c->tl[in0] += aw * lin[j];
                         S[i] += aw * v2[j];
-                        if (inmod_uses_input(pd->t[t].in))
+                        if (inmod_uses_input(pd->t[t].in)) {
                             c->Ls[in0][bi] += Axs[bi] * wm * fabs(coef) * v2[j];
+                            c->tl[in0] += Axs[bi] * wm * fabs(coef) * v2[j];
+                        }
                     }
                     double cs = fmax(U32 * ks[j], Rcs[b * n + j]);
                     if (cs > c->cs[in0][bi])
@@ -580,6 +591,7 @@ static int linear_backward(ctx *c, int li)
             for (int64_t i = 0; i < nin; i++) {
                 c->Qs[in0][b * nin + i] += (double)(fanout + 2) * S[i] * S[i];
                 c->Ss[in0][b * nin + i] += S[i];
+                c->tq[in0] += (double)(fanout + 2) * S[i] * S[i];
             }
     }
     free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
@@ -614,6 +626,7 @@ static void prop_cell(ctx *c, int in_layer, int64_t i, double xk, double Axk, do
         if (sharp) {
             c->Ls[in_layer][i] += scale * (sh->Rb + 2 * fabs(R));
             c->Ss[in_layer][i] += scale * fabs(R);
+            c->tl[in_layer] += scale * (sh->Rb + 2 * fabs(R));
         }
         return;
     }
@@ -638,9 +651,12 @@ static void prop_cell(ctx *c, int in_layer, int64_t i, double xk, double Axk, do
          * add, the division, the product; linear: forward errors of y and
          * x_k, and the bound of R handed in */
         double xs = scale * fabs(xk);
-        c->Qs[in_layer][i] += xs * xs * s * s * (sh->ny * sh->mag * sh->mag / (st * st) + 3);
-        c->Ls[in_layer][i] += xs * (s * sh->DyA / fabs(st) + sh->Rb / fabs(st)) +
-                              scale * sh->Axk * s;
+        double q1 = xs * xs * s * s * (sh->ny * sh->mag * sh->mag / (st * st) + 3);
+        double l1 = xs * (s * sh->DyA / fabs(st) + sh->Rb / fabs(st)) + scale * sh->Axk * s;
+        c->Qs[in_layer][i] += q1;
+        c->Ls[in_layer][i] += l1;
+        c->tq[in_layer] += q1;
+        c->tl[in_layer] += l1;
         c->Ss[in_layer][i] += xs * s;
         double ks = kap == 0 ? 0 : c->lam * sqrt(sh->ny) * sh->mag / fabs(st);
         if (U32 * ks > c->cs[in_layer][i])
@@ -670,10 +686,10 @@ static int backward_bounds(ctx *c)
         const lrp_layer *l = &net->layers[li];
         int64_t n = numel(net, li);
         const float *R = c->rel[li];
+        double merge = c->n_cons[li] > 1 ? (double)(c->n_cons[li] - 1) : 0;
         if (c->lam > 0) {
             /* every consumer of li has contributed: finish the sharp bound
              * (consumers' contributions merged by nc - 1 additions) */
-            double merge = c->n_cons[li] > 1 ? (double)(c->n_cons[li] - 1) : 0;
             for (int64_t i = 0; i < B * n; i++) {
                 double Q = c->Qs[li][i] + merge * c->Ss[li][i] * c->Ss[li][i];
                 c->Fs[li][i] = c->lam * sqrt(Q) + c->Ls[li][i];
@@ -685,7 +701,14 @@ static int backward_bounds(ctx *c)
              * the given relevance: its binary32 rounding (0.5 u |R|) when
              * it is the reference's, none when it is the subject's own */
             double rin = c->inputs == LRP_GI_ROUNDED ? 0.5 : 0.0;
-            double merge = c->n_cons[li] > 1 ? (double)(c->n_cons[li] - 1) : 0;
+            if (c->lam > 0) {
+                /* the total of this tensor: the merge of its consumers adds
+                 * nc - 1 roundings per cell */
+                double tq = c->tq[li];
+                for (int64_t i = 0; i < B * n; i++)
+                    tq += merge * c->Ss[li][i] * c->Ss[li][i];
+                c->g->total_sharp[li] = c->lam * sqrt(tq) + c->tl[li];
+            }
             for (int64_t i = 0; i < B * n; i++) {
                 /* the cell's own final rounding, and the nc - 1 additions
                  * merging its consumers' contributions (which may cancel) */
@@ -771,6 +794,7 @@ static int backward_bounds(ctx *c)
                             c->cd[in][b * nq + i] = c->cd[li][b * n + off + i];
                         c->cf[in][b * nq + i] |= c->cf[li][b * n + off + i];
                         if (Rbs) {
+                            c->tl[in] += Rbs[b * n + off + i];
                             c->Ls[in][b * nq + i] += Rbs[b * n + off + i];
                             c->Ss[in][b * nq + i] += fabs((double)R[b * n + off + i]);
                             c->cs[in][b * nq + i] =
@@ -828,6 +852,7 @@ static int backward_bounds(ctx *c)
                                 c->Bd[in0][win] += Rb[j];
                                 c->cd[in0][win] = fmax(c->cd[in0][win], c->cd[li][j]);
                                 if (Rbs) {
+                                    c->tl[in0] += Rbs[j];
                                     c->Ls[in0][win] += Rbs[j];
                                     c->Ss[in0][win] += fabs((double)R[j]);
                                     c->cs[in0][win] = fmax(c->cs[in0][win], Rcs[j]);
@@ -876,6 +901,7 @@ static int backward_bounds(ctx *c)
                     c->cd[in0][i] = c->cd[li][i];
                 c->cf[in0][i] |= c->cf[li][i];
                 if (Rbs) {
+                    c->tl[in0] += Rbs[i];
                     c->Ls[in0][i] += Rbs[i];
                     c->Ss[in0][i] += fabs((double)R[i]);
                     c->cs[in0][i] = fmax(c->cs[in0][i], Rcs[i]);
@@ -952,6 +978,9 @@ lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const
     g->cflags = calloc((size_t)nl, sizeof *g->cflags);
     g->fwd = calloc((size_t)nl, sizeof *g->fwd);
     g->ill_mass = calloc((size_t)nl, sizeof *g->ill_mass);
+    g->total_sharp = calloc((size_t)nl, sizeof *g->total_sharp);
+    c.tq = calloc((size_t)nl, sizeof *c.tq);
+    c.tl = calloc((size_t)nl, sizeof *c.tl);
     c.A = calloc((size_t)nl, sizeof *c.A);
     c.Bd = calloc((size_t)nl, sizeof *c.Bd);
     c.cd = calloc((size_t)nl, sizeof *c.cd);
@@ -959,7 +988,8 @@ lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const
     c.n_cons = calloc((size_t)nl, sizeof *c.n_cons);
     c.cf = g->cflags;
     lrp_status st = LRP_OK;
-    if (!g->bound || !g->cond || !g->cflags || !g->fwd || !g->ill_mass || !c.A || !c.Bd ||
+    if (!g->bound || !g->cond || !g->cflags || !g->fwd || !g->ill_mass || !g->total_sharp ||
+        !c.tq || !c.tl || !c.A || !c.Bd ||
         !c.cd || !c.As || !c.n_cons)
         goto oom;
     if (lam > 0) {
@@ -1057,5 +1087,7 @@ done:
     free_rows(c.cs, c.cs ? nl : 0);
     free_rows(c.Fs, c.Fs ? nl : 0);
     free(c.n_cons);
+    free(c.tq);
+    free(c.tl);
     return st;
 }

@@ -35,6 +35,11 @@ typedef struct lrp_gauge {
                          whose sharp cond exceeds LRP_ILL_COND_SHARP: the most
                          relevance ill-conditioning can move into or out of
                          this layer's total */
+    /* per layer: the sharp bound of the error of the tensor's total (the sum
+     * of its relevance) in units of u: independent roundings of different
+     * units and cells add as a root of a sum of squares, so a systematic
+     * bias over a layer shows long before any single cell does */
+    double *total_sharp;
 } lrp_gauge;
 
 /* The threshold on the sharp cond above which a unit is ill-conditioned. */
