@@ -926,6 +926,29 @@ def print_table(results):
         for r in runs:
             line += "%-*s" % (cw, cell(r["rows"].get(c)))
         print(line)
+    # the same, one column per fixture (all its runs): C<n> caught in all n,
+    # M<n> missed in all n, <k>C<m>M mixed, ne no effect, - not applicable
+    fxs = []
+    for r in runs:
+        if r["fixture"] not in fxs:
+            fxs.append(r["fixture"])
+    print("by fixture (C caught, M MISSED, ne no effect, - n/a; counts are runs):")
+    print("%-*s" % (w, "class") + "".join("%-12s" % f[:11] for f in fxs))
+    for c in classes:
+        line = "%-*s" % (w, c)
+        for f in fxs:
+            st = [r["rows"][c]["status"] for r in runs if r["fixture"] == f and c in r["rows"]]
+            k, m, ne = st.count("caught"), st.count("MISSED"), st.count("no effect")
+            if not k and not m:
+                cellv = "ne" if ne else "-"
+            elif not m:
+                cellv = "C%d" % k
+            elif not k:
+                cellv = "M%d" % m
+            else:
+                cellv = "%dC%dM" % (k, m)
+            line += "%-12s" % cellv
+        print(line)
     print("per class over all runs:")
     for c in classes:
         st = [r["rows"][c]["status"] for r in runs if c in r["rows"]]
