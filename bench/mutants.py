@@ -22,8 +22,10 @@ mutants as extra trace sources, judges each with
   ERROR       compare exited 2 (or another failure)
 and the false alarms: the clean fast-path trace must exit 0, and so must an
 independent float32 PyTorch autograd LRP of the same rules
-(bench/torch_lrp.py, trace 'torch') where it supports the layers and rules
-and its float64 twin agrees with the reference to 1e-5.
+(bench/torch_lrp.py) where it supports the layers and rules and its float64
+twin agrees with the reference to 1e-5, judged twice: trace 'torch' holds
+its relevance only (what most libraries export), 'torch-acts' also the
+float32 forward activations it computed them from.
 
 Every damage records the first damaged tensor in backward order (the
 highest layer index whose relevance changed): the layer the oracle should
@@ -206,9 +208,13 @@ def read_trace_rules(path, source, order):
         return res
 
 
-def add_trace(path, name, rel, base="fastpath", notes=""):
-    """Copies /traces/<base> (attributes, rules) to /traces/<name> and puts
-    the relevance arrays `rel` (list per layer) in it; relevance_lo dropped."""
+def add_trace(path, name, rel, base="fastpath", notes="", keep_acts=True):
+    """Copies /traces/<base> (attributes, rules, activations if the base has
+    them) to /traces/<name> and puts the relevance arrays `rel` (list per
+    layer) in it; relevance_lo dropped.  keep_acts=False drops the
+    activations too: for relevance that was not computed from them (the
+    reference's, another implementation's), which must not be judged on the
+    fast path's forward pass."""
     with h5py.File(path, "a") as f:
         t = f["traces"]
         if name in t:
@@ -217,6 +223,8 @@ def add_trace(path, name, rel, base="fastpath", notes=""):
         g = t[name]
         if "relevance_lo" in g:
             del g["relevance_lo"]
+        if not keep_acts and "activation" in g:
+            del g["activation"]
         g.attrs["producer"] = np.bytes_(b"mutants.py damage of " + base.encode())
         g.attrs["precision"] = np.int32(24)
         g.attrs["notes"] = np.bytes_(notes.encode()[:255])
@@ -270,7 +278,7 @@ def middle_layer(kinds, rel):
 
 
 def first_damaged(clean, dam):
-    """Highest layer index whose array changed (bitwise): the first damaged
+    """Highest layer index whose array changed (by value): the first damaged
     tensor in backward order; None if nothing changed."""
     for i in range(len(clean) - 1, -1, -1):
         a, b = clean[i], dam[i]
@@ -278,7 +286,9 @@ def first_damaged(clean, dam):
             return i
         if a is None:
             continue
-        if a.shape != b.shape or a.tobytes() != b.tobytes():
+        # by value: a sign flip of an exact zero is no damage (the relevance
+        # is the same number; the oracle's zero-sign rules are not tested here)
+        if a.shape != b.shape or not np.array_equal(a, b):
             return i
     return None
 
@@ -422,7 +432,12 @@ def judge(cli, path, source, jpath, measure=False):
     for line in p.stdout.splitlines():
         mm = INTRO_RE.search(line)
         if mm:
-            named, raw, how = mm.group(1), line.strip(), "report"
+            # "introduced at layer 'X'", or "introduced at relevance at the
+            # input of 'C' (tensor 'X')": the tensor is the layer named
+            mt = re.search(r"tensor\s+'([^']+)'", line)
+            mq = re.search(r"(?:introduced|originat\w*|starts?)\s+(?:at|in)\b[^']*'([^']+)'", line)
+            named = mt.group(1) if mt else mq.group(1) if mq else mm.group(1)
+            raw, how = line.strip(), "report"
             break
     verdict = None
     try:
@@ -431,8 +446,11 @@ def judge(cli, path, source, jpath, measure=False):
         runs = js if isinstance(js, list) else js.get("runs", [js])
         run = runs[0] if runs else {}
         verdict = run.get("verdict")
-        if named is None and run.get("introduced_at"):
-            named, raw, how = run["introduced_at"], "json introduced_at", "json"
+        ia = run.get("introduced_at")
+        if named is None and ia:
+            if isinstance(ia, dict):
+                ia = ia.get("tensor") or ia.get("layer") or ia.get("name")
+            named, raw, how = ia, "json introduced_at", "json"
         if named is None:
             # fallback: the first layer in backward order that is out of tolerance
             for lay in reversed(run.get("layers", [])):
@@ -576,7 +594,7 @@ def run_one(cli, fxdir, work, run, results):
             if not within_rounding([ref[i]], [mrel[i]]):
                 fd = i
                 break
-        add_trace(T, "m_" + cls, mrel, notes="mutant " + cls)
+        add_trace(T, "m_" + cls, mrel, notes="mutant " + cls, keep_acts=False)
         judge_expect(cls, "m_" + cls, fd, note)
 
     def ref_under(extra, fixture=None, tagname="M"):
@@ -845,17 +863,28 @@ def torch_baseline(cli, T, src, tag, order, trules, ref, jpath, results):
             results["torch_skipped"].append({"run": tag, "reason": "float64 baseline differs from the "
                                              "reference by %.2g (layer %s): not judged" % (worst, wl)})
             return
-        r32 = torch_lrp.lrp(src, trules, torch.float32)
+        r32, r32acts = torch_lrp.lrp(src, trules, torch.float32, with_acts=True)
     except torch_lrp.Unsupported as e:
         results["torch_skipped"].append({"run": tag, "reason": "not supported: %s" % e})
         return
-    add_trace(T, "torch", r32, notes="float32 PyTorch autograd LRP (bench/torch_lrp.py)")
-    with h5py.File(T, "a") as f:
-        f["traces/torch"].attrs["producer"] = np.bytes_(b"torch %s autograd (bench/torch_lrp.py)"
-                                                        % torch.__version__.encode())
-    j = judge(cli, T, "torch", jpath)
-    results["clean"].append({"run": tag, "source": "torch", "rc": j["rc"], "verdict": j["verdict"],
-                             "false_alarm": j["rc"] != 0, "float64_vs_reference": worst})
+    # twice: relevance only (what most libraries can export), and with the
+    # float32 forward activations it computed them from (/traces/s/activation)
+    for name, acts in (("torch", None), ("torch-acts", r32acts)):
+        add_trace(T, name, r32, notes="float32 PyTorch autograd LRP (bench/torch_lrp.py)",
+                  keep_acts=False)
+        with h5py.File(T, "a") as f:
+            g = f["traces"][name]
+            g.attrs["producer"] = np.bytes_(b"torch %s autograd (bench/torch_lrp.py)"
+                                            % torch.__version__.encode())
+            if "activation" in g:
+                del g["activation"]
+            if acts is not None:
+                ga = g.create_group("activation")
+                for i, nm in enumerate(order):
+                    ga.create_dataset(entry(i, nm), data=np.ascontiguousarray(acts[i], np.float32))
+        j = judge(cli, T, name, jpath)
+        results["clean"].append({"run": tag, "source": name, "rc": j["rc"], "verdict": j["verdict"],
+                                 "false_alarm": j["rc"] != 0, "float64_vs_reference": worst})
 
 
 # ---------------------------------------------------------------------------
@@ -896,6 +925,29 @@ def print_table(results):
         line = "%-*s" % (w, c)
         for r in runs:
             line += "%-*s" % (cw, cell(r["rows"].get(c)))
+        print(line)
+    # the same, one column per fixture (all its runs): C<n> caught in all n,
+    # M<n> missed in all n, <k>C<m>M mixed, ne no effect, - not applicable
+    fxs = []
+    for r in runs:
+        if r["fixture"] not in fxs:
+            fxs.append(r["fixture"])
+    print("by fixture (C caught, M MISSED, ne no effect, - n/a; counts are runs):")
+    print("%-*s" % (w, "class") + "".join("%-12s" % f[:11] for f in fxs))
+    for c in classes:
+        line = "%-*s" % (w, c)
+        for f in fxs:
+            st = [r["rows"][c]["status"] for r in runs if r["fixture"] == f and c in r["rows"]]
+            k, m, ne = st.count("caught"), st.count("MISSED"), st.count("no effect")
+            if not k and not m:
+                cellv = "ne" if ne else "-"
+            elif not m:
+                cellv = "C%d" % k
+            elif not k:
+                cellv = "M%d" % m
+            else:
+                cellv = "%dC%dM" % (k, m)
+            line += "%-12s" % cellv
         print(line)
     print("per class over all runs:")
     for c in classes:

@@ -6,8 +6,8 @@ FixtureModule) forward in `dtype` and the LRP backward layer by layer with
 the rules given ({layer index: rule attrs as in /traces/<s>/rules}), the way
 PyTorch LRP libraries do it: each linear layer's relevance is
 a * grad(z, a, R / stab(z)) with the rule's modified inputs and weights.
-Returns [relevance per layer] (numpy, dtype) or raises Unsupported with the
-reason.  Written from LRP-SPEC's rule table as docs/ORACLE.md and
+Returns [relevance per layer] (numpy, dtype), with with_acts also the forward
+activations it used, or raises Unsupported with the reason.  Written from LRP-SPEC's rule table as docs/ORACLE.md and
 core/ruletab.c state it; not derived from the C code.
 
 Supported: Input, ReLU, Flatten, Dropout, Reshape (pass); MaxPool2D (wta,
@@ -99,7 +99,7 @@ def _linear_rule(L, r, a, R, dt):
     raise Unsupported("rule %s on %s" % (rule, L["kind"]))
 
 
-def lrp(path, rules, dtype=torch.float32):
+def lrp(path, rules, dtype=torch.float32, with_acts=False):
     fx = lt.read_fixture(path)
     layers = fx["layers"]
     names = [L["name"] for L in layers]
@@ -168,5 +168,8 @@ def lrp(path, rules, dtype=torch.float32):
             acc[ins[0]] = acc[ins[0]] + xa.detach() * g
         else:
             raise Unsupported("%s with rule %s" % (k, rule))
-    return [t.detach().numpy().astype(np.float32 if dtype == torch.float32 else np.float64)
-            for t in rel]
+    npdt = np.float32 if dtype == torch.float32 else np.float64
+    rel = [t.detach().numpy().astype(npdt) for t in rel]
+    if with_acts:
+        return rel, [a.detach().numpy().astype(npdt) for a in acts]
+    return rel
