@@ -328,6 +328,8 @@ void lrp_out_abort(lrp_out *o)
     o->target = NULL;
 }
 
+int lrp_out_is_stdout(const char *path) { return path && fd_name(path) == STDOUT_FILENO; }
+
 int lrp_same_file(const char *a, const char *b)
 {
     struct stat sa, sb;

@@ -48,6 +48,10 @@ lrp_status lrp_out_commit(lrp_out *o, lrp_err *err);
 /* Discards a temporary file (no-op after commit). */
 void lrp_out_abort(lrp_out *o);
 
+/* 1 when path names the process's stdout ("-", /dev/stdout, /dev/fd/1):
+ * the caller then keeps its own messages off stdout. */
+int lrp_out_is_stdout(const char *path);
+
 /* 1 when both paths name the same existing file (device and inode, symlinks
  * followed), else 0. */
 int lrp_same_file(const char *a, const char *b);

@@ -83,6 +83,6 @@ int cmd_import_keras(int argc, char **argv)
     lrp_err e = {0};
     if (cli_sandboxed(ctx.in, import_child, &ctx, &e) != LRP_OK)
         return cli_fail(&e);
-    printf("wrote %s\n", ctx.out);
+    fprintf(lrp_out_is_stdout(ctx.out) ? stderr : stdout, "wrote %s\n", ctx.out);
     return EXIT_OK;
 }

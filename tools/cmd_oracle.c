@@ -128,7 +128,8 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
  * -1 when every option given is in `allowed`, else EXIT_USAGE naming it. */
 static int refuse_unused(const judge_opts *o, unsigned allowed, const char *cmd)
 {
-    unsigned bad = o->seen & ~allowed & ~SEEN(OPT_HELP);
+    /* --no-color is true of every plain-text output: accepted everywhere */
+    unsigned bad = o->seen & ~allowed & ~SEEN(OPT_HELP) & ~SEEN(OPT_NOCOLOR);
     if (!bad)
         return -1;
     for (const struct option *op = judge_long; op->name; op++)
@@ -514,7 +515,9 @@ static int write_trace(int argc, char **argv, int reference)
     lrp_net_free(net);
     if (st)
         return cli_fail(&e);
-    printf("wrote trace '%s' to %s\n", reference ? "reference" : "fastpath", dst);
+    /* the file itself may be on stdout: the note then goes to stderr */
+    fprintf(lrp_out_is_stdout(dst) ? stderr : stdout, "wrote trace '%s' to %s\n",
+            reference ? "reference" : "fastpath", dst);
     return EXIT_OK;
 }
 
