@@ -442,6 +442,14 @@ static void test_unused_rule_options_refused(void **state)
                  "--box nan,nan", "--box", NULL);
     want_refused(run("check --no-color --composite EpsilonGammaBox --box 1,-1 fx/mlp.h5"),
                  "--box 1,-1", "--box", NULL);
+    want_refused(run("check --no-color --rule epsilon --flag gamma_generalized fx/mlp.h5"),
+                 "a gamma flag with epsilon", "--flag", NULL);
+    want_refused(run("check --no-color --rule epsilon --flag captum_a1b0 fx/mlp.h5"),
+                 "an alpha-beta flag with epsilon", "--flag", NULL);
+    want_refused(run("check --no-color --flag bn_fine fx/mlp.h5"), "--flag bn_fine", "--bn",
+                 NULL);
+    want_refused(run("check --no-color --bn fine fx/mlp.h5"), "--bn without BatchNorm", "--bn",
+                 NULL);
     /* applied ones still work */
     assert_int_equal(run("check --no-color --rule alphabeta --alpha 3 --beta 2 fx/mlp.h5"), 0);
     assert_non_null(strstr(out, "alpha3beta2"));

@@ -100,6 +100,9 @@ int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char 
         unsigned f;
         if (lrp_flag_parse(arg, &f))
             return cli_usage_error(cmd, "unknown flag '%s'", arg);
+        if (f & (LRP_F_BN_CANONIZE | LRP_F_BN_FINE))
+            return cli_usage_error(cmd, "--flag %s: BatchNorm treatment is set with --bn "
+                                        "(explicit, fine, canonize)", arg);
         o->flags |= f;
         return 0;
     }
@@ -239,6 +242,10 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
         unused = "--box",
         why = "no layer has the z^B rule with scalar bounds (per-pixel /data/zbox_low, "
               "zbox_high take precedence)";
+    else if ((o->flags & (LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0)) && !n_gamma)
+        unused = "--flag", why = "a gamma flag but no layer has the gamma rule";
+    else if ((o->flags & (LRP_F_INNV_AB_FULLBIAS | LRP_F_CAPTUM_A1B0)) && !n_ab)
+        unused = "--flag", why = "an alpha-beta flag but no layer has the alpha-beta rule";
     else if (o->bn_mode && !n_bn)
         unused = "--bn", why = "the network has no BatchNorm layer";
     else if (!n_div && (o->has_eps || o->has_stab || o->no_bias || o->flags))
