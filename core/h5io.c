@@ -21,6 +21,7 @@
  */
 #include "lrp.h"
 #include "h5io_int.h"
+#include "safeout.h"
 
 #include <hdf5.h>
 
@@ -1855,6 +1856,79 @@ static lrp_status check_writable(ctx *c, const lrp_net *net, const lrp_net *inf)
     return LRP_OK;
 }
 
+/* The writer builds the file in memory (HDF5's core driver without backing
+ * store); these callbacks keep the driver's buffer when the file is closed,
+ * so the image is the file exactly as H5Fclose finished it. */
+typedef struct img {
+    unsigned char *buf; /* the closed file's buffer, owned here */
+    size_t cap;         /* its allocated size (>= the file's end) */
+} img;
+
+static void *img_malloc(size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    (void)op;
+    img *m = udata;
+    void *p = malloc(size ? size : 1);
+    if (p && op == H5FD_FILE_IMAGE_OP_FILE_OPEN)
+        m->cap = size;
+    return p;
+}
+
+static void *img_memcpy(void *dest, const void *src, size_t size, H5FD_file_image_op_t op,
+                        void *udata)
+{
+    (void)op;
+    (void)udata;
+    return memcpy(dest, src, size);
+}
+
+static void *img_realloc(void *ptr, size_t size, H5FD_file_image_op_t op, void *udata)
+{
+    img *m = udata;
+    void *p = realloc(ptr, size ? size : 1);
+    if (p && op == H5FD_FILE_IMAGE_OP_FILE_RESIZE)
+        m->cap = size;
+    return p;
+}
+
+static herr_t img_free(void *ptr, H5FD_file_image_op_t op, void *udata)
+{
+    img *m = udata;
+    if (op == H5FD_FILE_IMAGE_OP_FILE_CLOSE && ptr) {
+        free(m->buf); /* the last file closed is the one written */
+        m->buf = ptr; /* kept: the finished file */
+        return 0;
+    }
+    free(ptr);
+    return 0;
+}
+
+static void *img_udata_copy(void *udata) { return udata; }
+static herr_t img_udata_free(void *udata)
+{
+    (void)udata;
+    return 0;
+}
+
+/* The file's length: the end-of-file address of the version 2/3 superblock
+ * the writer makes (offset 28, 8-byte little-endian, base address 0); 0 when
+ * the image is not such a file or the address exceeds the buffer. */
+static size_t img_length(const img *m)
+{
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    const unsigned char *b = m->buf;
+    if (!b || m->cap < 48 || memcmp(b, sig, 8) || (b[8] != 2 && b[8] != 3) || b[9] != 8)
+        return 0;
+    uint64_t base = 0, eof = 0;
+    for (int k = 7; k >= 0; k--) {
+        base = base << 8 | b[12 + k];
+        eof = eof << 8 | b[28 + k];
+    }
+    if (base != 0 || eof < 48 || eof > m->cap)
+        return 0;
+    return (size_t)eof;
+}
+
 lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
 {
     wr w = {{path ? path : "<no path>", err}, H5I_INVALID_HID, H5I_INVALID_HID};
@@ -1862,9 +1936,12 @@ lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
     quiet q;
     lrp_net inf;
     lrp_layer *copy = NULL;
-    char *tmp = NULL;
     const char **order = NULL;
-    int fd = -1, tmp_made = 0;
+    img image = {NULL, 0};
+    H5FD_file_image_callbacks_t image_cb = {img_malloc, img_memcpy, img_realloc, img_free,
+                                            img_udata_copy, img_udata_free, &image};
+    lrp_out out;
+    int out_open = 0;
     hid_t fcpl = H5I_INVALID_HID, fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
     hid_t ng = H5I_INVALID_HID;
     lrp_status st = LRP_OK;
@@ -1888,33 +1965,20 @@ lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
     if ((st = lrp_net_infer(&inf, path, err)) || (st = check_writable(c, net, &inf)))
         goto cleanup;
 
-    size_t pl = strlen(path);
-    if (!(tmp = malloc(pl + 16)) || !(order = malloc((size_t)inf.n_layers * sizeof *order))) {
+    if (!(order = malloc((size_t)(inf.n_layers ? inf.n_layers : 1) * sizeof *order))) {
         st = fail(c, LRP_E_NOMEM, "/", "out of memory");
         goto cleanup;
     }
-    /* Same directory as the target, so rename() is atomic. */
-    memcpy(tmp, path, pl);
-    memcpy(tmp + pl, ".tmp.XXXXXX", 12);
-    if ((fd = mkstemp(tmp)) < 0) {
-        st = fail(c, LRP_E_IO, "/", "cannot create temporary file %s: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    tmp_made = 1;
-    /* mkstemp makes the file 0600; give it the mode a plain create would. */
-    mode_t um = umask(0);
-    umask(um);
-    if (fchmod(fd, 0666 & ~um) != 0 || close(fd) != 0) {
-        fd = -1;
-        st = fail(c, LRP_E_IO, "/", "cannot prepare temporary file %s: %s", tmp, strerror(errno));
-        goto cleanup;
-    }
-    fd = -1;
-
+    /* The file is built in memory (HDF5's core driver, no backing store) and
+     * its image written by core/safeout.c: libhdf5 never sees an I/O error
+     * (a failed H5Fclose on a full disk left it to crash in its exit
+     * handler), and stdout, FIFOs, symlinks and modes are handled there. */
     if ((fcpl = H5Pcreate(H5P_FILE_CREATE)) < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
         (fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
         H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
         H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
+        H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0 ||
+        H5Pset_file_image_callbacks(fapl, &image_cb) < 0 ||
         (w.gcpl = H5Pcreate(H5P_GROUP_CREATE)) < 0 || H5Pset_obj_track_times(w.gcpl, 0) < 0 ||
         /* links stay "compact" (in the checksummed object header) however
          * many a group has: past 8 links HDF5 would move them to a fractal
@@ -1926,7 +1990,10 @@ lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
         st = h5fail(c, LRP_E_NOMEM, "/", "cannot set up HDF5 properties");
         goto cleanup;
     }
-    if ((file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl)) < 0) {
+    /* A name no file can have (nothing can be below the device /dev/null):
+     * libhdf5 first tries to open an existing file of the name, and the core
+     * driver would read the target (or block on a FIFO or a terminal). */
+    if ((file = H5Fcreate("/dev/null/lrp-oracle-image.h5", H5F_ACC_TRUNC, fcpl, fapl)) < 0) {
         st = h5fail(c, LRP_E_IO, "/", "cannot create HDF5 file");
         goto cleanup;
     }
@@ -1959,28 +2026,27 @@ lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
         st = h5fail(c, LRP_E_IO, "/", "cannot finish writing");
         goto cleanup;
     }
-    /* Data on disk before the name points at it. */
-    if ((fd = open(tmp, O_RDONLY)) < 0 || fsync(fd) != 0) {
-        st = fail(c, LRP_E_IO, "/", "cannot sync %s: %s", tmp, strerror(errno));
+    size_t isz = img_length(&image);
+    if (isz == 0) {
+        st = fail(c, LRP_E_IO, "/", "cannot finish writing (no file image)");
         goto cleanup;
     }
-    if (rename(tmp, path) != 0) {
-        st = fail(c, LRP_E_IO, "/", "cannot rename %s to the target: %s", tmp, strerror(errno));
+    if ((st = lrp_out_open(&out, path, err)))
         goto cleanup;
-    }
-    tmp_made = 0;
+    out_open = 1;
+    if ((st = lrp_out_write(&out, image.buf, isz, err)) || (st = lrp_out_commit(&out, err)))
+        goto cleanup;
+    out_open = 0;
 cleanup:
-    if (fd >= 0)
-        close(fd);
+    if (out_open)
+        lrp_out_abort(&out);
     close_id(&ng);
     close_id(&file);
+    free(image.buf);
     close_id(&w.str);
     close_id(&w.gcpl);
     close_id(&fapl);
     close_id(&fcpl);
-    if (tmp_made)
-        unlink(tmp);
-    free(tmp);
     free(order);
     free(copy);
     quiet_end(&q);

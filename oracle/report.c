@@ -5,6 +5,7 @@
  * failed write leaves the previous file intact.
  */
 #include "report.h"
+#include "safeout.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -144,7 +145,7 @@ void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
 /* ---- atomic file output ---- */
 
 typedef struct {
-    char tmp[4200];
+    lrp_out o; /* core/safeout.c: stdout, FIFOs, symlinks, modes, links */
     const char *path;
     FILE *f;
 } atomic_out;
@@ -153,17 +154,16 @@ static lrp_status atomic_open(atomic_out *a, const char *path, lrp_err *err)
 {
     a->path = path;
     a->f = NULL;
-    if (snprintf(a->tmp, sizeof a->tmp, "%s.tmp.XXXXXX", path) >= (int)sizeof a->tmp)
-        return lrp_err_set(err, LRP_E_USAGE, "%s: path too long", path);
-    int fd = mkstemp(a->tmp);
-    if (fd < 0)
-        return lrp_err_set(err, LRP_E_IO, "%s: cannot create temporary file: %s", path,
-                           strerror(errno));
-    a->f = fdopen(fd, "w");
-    if (!a->f) {
-        close(fd);
-        unlink(a->tmp);
-        return lrp_err_set(err, LRP_E_IO, "%s: %s", path, strerror(errno));
+    lrp_status st = lrp_out_open(&a->o, path, err);
+    if (st)
+        return st;
+    int fd = dup(a->o.fd);
+    if (fd < 0 || !(a->f = fdopen(fd, "w"))) {
+        int e = errno;
+        if (fd >= 0)
+            close(fd);
+        lrp_out_abort(&a->o);
+        return lrp_err_set(err, LRP_E_IO, "%s: %s", path, strerror(e));
     }
     return LRP_OK;
 }
@@ -171,19 +171,18 @@ static lrp_status atomic_open(atomic_out *a, const char *path, lrp_err *err)
 static lrp_status atomic_close(atomic_out *a, int ok, lrp_err *err)
 {
     int bad = ferror(a->f);
-    if (fclose(a->f) != 0)
+    int e = 0;
+    if (fclose(a->f) != 0) {
         bad = 1;
+        e = errno;
+    }
     if (!ok || bad) {
-        unlink(a->tmp);
-        return ok ? lrp_err_set(err, LRP_E_IO, "%s: write failed", a->path) : LRP_E_IO;
+        lrp_out_abort(&a->o);
+        return ok ? lrp_err_set(err, LRP_E_IO, "%s: write failed%s%s", a->path, e ? ": " : "",
+                                e ? strerror(e) : "")
+                  : LRP_E_IO;
     }
-    if (rename(a->tmp, a->path) != 0) {
-        int e = errno;
-        unlink(a->tmp);
-        return lrp_err_set(err, LRP_E_IO, "%s: cannot rename into place: %s", a->path,
-                           strerror(e));
-    }
-    return LRP_OK;
+    return lrp_out_commit(&a->o, err);
 }
 
 /* ---- JSON ---- */

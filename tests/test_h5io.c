@@ -571,7 +571,7 @@ static void test_byte_identical(void **state)
     write_ok(a, path_of("same1.h5"));
     assert_true(tu_files_equal(path_of("same1.h5"), path_of("same2.h5")));
     lrp_net_free(a);
-    assert_int_equal(tu_count_entries(g_dir, ".tmp."), 0);
+    assert_int_equal(tu_count_entries(g_dir, "lrp-tmp"), 0);
 }
 
 static void test_write_refuses_invalid_net(void **state)
@@ -601,7 +601,7 @@ static void test_write_refuses_invalid_net(void **state)
     unsigned char *after = tu_read_file(p, &n1);
     assert_non_null(after);
     assert_true(n0 == n1 && memcmp(before, after, n0) == 0);
-    assert_int_equal(tu_count_entries(g_dir, ".tmp."), 0);
+    assert_int_equal(tu_count_entries(g_dir, "lrp-tmp"), 0);
     free(before);
     free(after);
     lrp_net_free(a);
@@ -612,15 +612,16 @@ static void test_write_failure_keeps_target(void **state)
     (void)state;
     lrp_net *a = make_mlp();
     lrp_err e;
-    /* A target that cannot be replaced (a non-empty directory): the write
-     * completes in the temp file, rename fails, the temp file goes. */
+    /* A target that cannot be replaced (a non-empty directory): refused
+     * before anything is written, no temporary file left. */
     const char *d = path_of("adir.h5");
     char inner[600];
     assert_int_equal(mkdir(d, 0700), 0);
     assert_int_equal(tu_write_file(tu_join(inner, sizeof inner, d, "x"), "x", 1), 0);
-    assert_int_equal(lrp_fixture_write(a, d, &e), LRP_E_IO);
+    assert_int_equal(lrp_fixture_write(a, d, &e), LRP_E_USAGE);
     assert_non_null(strstr(e.msg, d));
-    assert_int_equal(tu_count_entries(g_dir, ".tmp."), 0);
+    assert_non_null(strstr(e.msg, "directory"));
+    assert_int_equal(tu_count_entries(g_dir, "lrp-tmp"), 0);
     assert_int_equal(access(inner, F_OK), 0);
 
     /* A directory that does not exist. */

@@ -18,13 +18,20 @@ void cli_rules_init(cli_rules *o)
     o->threads = 2;
 }
 
+static int bad_number(const char *cmd, const char *opt, const char *arg)
+{
+    char fmt[160];
+    snprintf(fmt, sizeof fmt, "--%s: bad number '%%s' (wants a finite binary32 value)", opt);
+    return cli_usage_error(cmd, fmt, arg);
+}
+
 int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char *cmd)
 {
     float v;
 #define FLOATOPT(field, flagfield)                                                          \
     do {                                                                                    \
         if (cli_parse_float(arg, &v))                                                       \
-            return cli_usage_error(cmd, "bad number '%s'", arg);                            \
+            return bad_number(cmd, opt, arg);                                               \
         o->field = v;                                                                       \
         o->flagfield = 1;                                                                   \
         return 0;                                                                           \
@@ -79,7 +86,9 @@ int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char 
             return cli_usage_error(cmd, "--box wants LOW,HIGH, got '%s'", arg);
         *comma = '\0';
         if (cli_parse_float(buf, &o->low) || cli_parse_float(comma + 1, &o->high))
-            return cli_usage_error(cmd, "--box wants two numbers, got '%s'", arg);
+            return cli_usage_error(cmd, "--box wants two finite numbers, got '%s'", arg);
+        if (o->low > o->high)
+            return cli_usage_error(cmd, "--box wants LOW <= HIGH, got '%s'", arg);
         o->has_box = 1;
         return 0;
     }
@@ -91,6 +100,9 @@ int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char 
         unsigned f;
         if (lrp_flag_parse(arg, &f))
             return cli_usage_error(cmd, "unknown flag '%s'", arg);
+        if (f & (LRP_F_BN_CANONIZE | LRP_F_BN_FINE))
+            return cli_usage_error(cmd, "--flag %s: BatchNorm treatment is set with --bn "
+                                        "(explicit, fine, canonize)", arg);
         o->flags |= f;
         return 0;
     }
@@ -141,6 +153,15 @@ static void override_all(lrp_net *net, const cli_rules *o)
         }
         if (o->has_gamma && r->rule == LRP_RULE_GAMMA)
             r->gamma = o->gamma;
+        if (!o->has_rule && r->rule == LRP_RULE_ALPHABETA && (o->has_alpha || o->has_beta)) {
+            /* the file's own alpha-beta layers (a composite is refused) */
+            if (o->has_alpha)
+                r->alpha = o->alpha;
+            if (o->has_beta)
+                r->beta = o->beta;
+            else
+                r->beta = o->alpha - 1.0f;
+        }
         if (o->has_box && r->rule == LRP_RULE_ZBOX) {
             r->low = o->low;
             r->high = o->high;
@@ -186,7 +207,54 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
             r.beta = o->alpha - 1.0f;
         lrp_rule_apply_all(net, &r);
     }
+    const char *ab = o->has_alpha ? "--alpha" : "--beta";
+    if ((o->has_alpha || o->has_beta) && !o->has_rule &&
+        (o->has_composite || net->composite[0]))
+        return lrp_err_set(err, LRP_E_USAGE,
+                           "%s: %s: composite %s fixes alpha and beta (use --rule alphabeta "
+                           "--alpha A --beta B)",
+                           where, ab,
+                           o->has_composite ? lrp_composite_name(o->composite) : net->composite);
+    if ((o->has_alpha || o->has_beta) && o->has_rule && o->rule != LRP_RULE_ALPHABETA)
+        return lrp_err_set(err, LRP_E_USAGE, "%s: %s: rule %s has no alpha or beta", where, ab,
+                           lrp_rule_name(o->rule));
     override_all(net, o);
+    /* every option given must reach some layer: an option no layer uses is
+     * refused, never silently ignored */
+    int n_div = 0, n_gamma = 0, n_ab = 0, n_box = 0, n_bn = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const lrp_layer *l = &net->layers[i];
+        lrp_rule_id r = l->rule.rule;
+        n_div += r != LRP_RULE_PASS && r != LRP_RULE_WTA;
+        n_gamma += r == LRP_RULE_GAMMA;
+        n_ab += r == LRP_RULE_ALPHABETA;
+        /* per-pixel bounds in /data take precedence on a layer fed by the input */
+        n_box += r == LRP_RULE_ZBOX &&
+                 !(l->n_in > 0 && l->in[0] == 0 && net->zbox_low && net->zbox_high);
+        n_bn += l->kind == LRP_LAYER_BATCHNORM;
+    }
+    const char *unused = NULL, *why = NULL;
+    if (o->has_gamma && !n_gamma)
+        unused = "--gamma", why = "no layer has the gamma rule";
+    else if ((o->has_alpha || o->has_beta) && !n_ab)
+        unused = ab, why = "no layer has the alpha-beta rule";
+    else if (o->has_box && !n_box)
+        unused = "--box",
+        why = "no layer has the z^B rule with scalar bounds (per-pixel /data/zbox_low, "
+              "zbox_high take precedence)";
+    else if ((o->flags & (LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0)) && !n_gamma)
+        unused = "--flag", why = "a gamma flag but no layer has the gamma rule";
+    else if ((o->flags & (LRP_F_INNV_AB_FULLBIAS | LRP_F_CAPTUM_A1B0)) && !n_ab)
+        unused = "--flag", why = "an alpha-beta flag but no layer has the alpha-beta rule";
+    else if (o->bn_mode && !n_bn)
+        unused = "--bn", why = "the network has no BatchNorm layer";
+    else if (!n_div && (o->has_eps || o->has_stab || o->no_bias || o->flags))
+        unused = o->has_eps ? "--eps" : o->has_stab ? "--convention" : o->no_bias ? "--no-bias"
+                                                                                  : "--flag",
+        why = "no layer has a rule it applies to";
+    if (unused)
+        return lrp_err_set(err, LRP_E_USAGE, "%s: %s: %s with these rules; not applied", where,
+                           unused, why);
     /* re-validate: an override can make a rule invalid (eps < 0, ...) */
     return lrp_net_infer(net, where, err);
 }

@@ -145,7 +145,7 @@ int cmd_golden(int argc, char **argv)
     int update = 0, c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': dir = optarg; break;
         case 'u': update = 1; break;

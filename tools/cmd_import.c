@@ -17,6 +17,7 @@
 
 #include "fixtures.h"
 #include "keras_import.h"
+#include "safeout.h"
 
 struct import_ctx {
     const char *in, *out;
@@ -73,11 +74,15 @@ int cmd_import_keras(int argc, char **argv)
     if (argc - optind != 2)
         return cli_usage_error("import-keras", "%s", "wants MODEL.h5 OUT.h5");
     struct import_ctx ctx = {argv[optind], argv[optind + 1], 0};
-    if (!strcmp(ctx.in, ctx.out))
-        return cli_usage_error("import-keras", "%s", "OUT must differ from MODEL (never overwritten)");
+    /* the same file under any spelling (./m.h5, a symlink, a hard link) */
+    if (!strcmp(ctx.in, ctx.out) || lrp_same_file(ctx.in, ctx.out)) {
+        fprintf(stderr, "lrp-oracle import-keras: OUT %s is the model file %s; not overwritten\n",
+                ctx.out, ctx.in);
+        return EXIT_USAGE;
+    }
     lrp_err e = {0};
     if (cli_sandboxed(ctx.in, import_child, &ctx, &e) != LRP_OK)
         return cli_fail(&e);
-    printf("wrote %s\n", ctx.out);
+    fprintf(lrp_out_is_stdout(ctx.out) ? stderr : stdout, "wrote %s\n", ctx.out);
     return EXIT_OK;
 }

@@ -16,6 +16,7 @@
 #include "backend_f32.h"
 #include "check.h"
 #include "ref_int.h"
+#include "safeout.h"
 
 /* Options common to the judging commands. */
 typedef struct judge_opts {
@@ -26,6 +27,7 @@ typedef struct judge_opts {
     lrp_verdict expect;
     int strict, require_all;
     double max_ill;
+    unsigned seen; /* bit (c - OPT_JSON) for each option of the enum given */
 } judge_opts;
 
 enum {
@@ -70,7 +72,11 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
     int c, idx;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", judge_long, &idx)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", judge_long, &idx)) != -1) {
+        if (c >= OPT_JSON && c <= OPT_HELP)
+            o->seen |= 1u << (c - OPT_JSON);
+        if (c == 'h')
+            c = OPT_HELP;
         if (c >= 1000 && c < 1100) {
             if (cli_rules_option(&o->rules, judge_long[c - 1000].name, optarg, cmd))
                 return EXIT_USAGE;
@@ -113,6 +119,39 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
     }
     if (optind >= argc)
         return cli_usage_error(cmd, "%s", "missing FILE");
+    return -1;
+}
+
+#define SEEN(opt) (1u << ((opt) - OPT_JSON))
+
+/* An option the command has no use for is refused, never ignored: returns
+ * -1 when every option given is in `allowed`, else EXIT_USAGE naming it. */
+static int refuse_unused(const judge_opts *o, unsigned allowed, const char *cmd)
+{
+    /* --no-color is true of every plain-text output: accepted everywhere */
+    unsigned bad = o->seen & ~allowed & ~SEEN(OPT_HELP) & ~SEEN(OPT_NOCOLOR);
+    if (!bad)
+        return -1;
+    for (const struct option *op = judge_long; op->name; op++)
+        if (op->val >= OPT_JSON && op->val <= OPT_HELP && (bad & SEEN(op->val))) {
+            char fmt[128];
+            snprintf(fmt, sizeof fmt, "--%s has no effect on '%%s'; not accepted", op->name);
+            return cli_usage_error(cmd, fmt, cmd);
+        }
+    return EXIT_USAGE;
+}
+
+/* An output that is one of the inputs (same device and inode, whatever
+ * the spelling) is refused: -1 when none is, else EXIT_USAGE. */
+static int refuse_output_is_input(const char *cmd, const char *what, const char *outp, int argc,
+                                  char **argv)
+{
+    for (int a = optind; outp && a < argc; a++)
+        if (lrp_same_file(outp, argv[a])) {
+            fprintf(stderr, "lrp-oracle %s: %s %s is the input file %s; not overwritten\n", cmd,
+                    what, outp, argv[a]);
+            return EXIT_USAGE;
+        }
     return -1;
 }
 
@@ -185,6 +224,15 @@ static int judge(int argc, char **argv, int compare)
                                    "                             of its cells ill-conditioned fails\n"
                                    "  --verbose --no-color\n");
     if (rc >= 0)
+        return rc;
+    if ((rc = refuse_unused(&o,
+                            SEEN(OPT_JSON) | SEEN(OPT_JUNIT) | SEEN(OPT_NOCOLOR) |
+                                SEEN(OPT_VERBOSE) | SEEN(OPT_NOPROOF) | SEEN(OPT_EXPECT) |
+                                SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) |
+                                (compare ? SEEN(OPT_SOURCE) | SEEN(OPT_REQUIRE_ALL) : 0),
+                            cmd)) >= 0 ||
+        (rc = refuse_output_is_input(cmd, "--json", o.json, argc, argv)) >= 0 ||
+        (rc = refuse_output_is_input(cmd, "--junit", o.junit, argc, argv)) >= 0)
         return rc;
     if (compare && !o.source)
         return cli_usage_error(cmd, "%s", "needs --source NAME (see 'lrp-oracle info FILE')");
@@ -312,7 +360,7 @@ int cmd_trace(int argc, char **argv)
                          "Per layer, for the reference and the float32 fast path side by side:\n"
                          "min and max relevance, NaN and inf counts, zero denominators (the table\n"
                          "iNNvestigate's reverse_check_min_max_values printed).\n");
-    if (rc >= 0)
+    if (rc >= 0 || (rc = refuse_unused(&o, 0, "trace")) >= 0)
         return rc;
     for (int a = optind; a < argc; a++) {
         lrp_net *net = NULL;
@@ -360,17 +408,26 @@ static int write_trace(int argc, char **argv, int reference)
     const char *cmd = reference ? "reference" : "fast";
     judge_opts o;
     int rc = parse_judge(&o, argc, argv, cmd,
-                         reference ? "usage: lrp-oracle reference [rule options] FILE [--out OUT]\n\n"
+                         reference ? "usage: lrp-oracle reference [rule options] FILE --out OUT\n\n"
                                      "Computes the MPFR reference relevance and stores it as trace\n"
-                                     "'reference' (binary32 hi + lo parts, precision recorded) in FILE,\n"
-                                     "or in a copy OUT; the file is replaced atomically.\n"
-                                   : "usage: lrp-oracle fast [rule options] FILE [--out OUT]\n\n"
+                                     "'reference' (binary32 hi + lo parts, precision recorded) in a\n"
+                                     "copy OUT of FILE, written atomically; FILE is never rewritten\n"
+                                     "(OUT holds what the format models, docs/FORMAT.md).\n"
+                                   : "usage: lrp-oracle fast [rule options] FILE --out OUT\n\n"
                                      "Runs the float32 fast path and stores its relevance as trace\n"
-                                     "'fastpath' in FILE (or in a copy OUT), replaced atomically.\n");
-    if (rc >= 0)
+                                     "'fastpath' in a copy OUT of FILE, written atomically; FILE is\n"
+                                     "never rewritten.\n");
+    if (rc >= 0 || (rc = refuse_unused(&o, SEEN(OPT_OUT), cmd)) >= 0)
         return rc;
     if (argc - optind != 1)
         return cli_usage_error(cmd, "%s", "takes exactly one FILE");
+    /* never rewrite the input: it would lose what the format does not model
+     * (and two runs at once would lose a trace) */
+    if (!o.out)
+        return cli_usage_error(cmd, "%s",
+                               "writes a copy: pass --out OUT (FILE itself is never rewritten)");
+    if ((rc = refuse_output_is_input(cmd, "--out", o.out, argc, argv)) >= 0)
+        return rc;
     const char *path = argv[optind];
     lrp_net *net = NULL;
     if ((rc = load_apply(&net, path, &o)) >= 0)
@@ -453,12 +510,14 @@ static int write_trace(int argc, char **argv, int reference)
         lrp_net_free(net);
         return cli_usage_error(cmd, "%s", "out of memory");
     }
-    const char *dst = o.out ? o.out : path;
+    const char *dst = o.out;
     st = lrp_fixture_write(net, dst, &e);
     lrp_net_free(net);
     if (st)
         return cli_fail(&e);
-    printf("wrote trace '%s' to %s\n", reference ? "reference" : "fastpath", dst);
+    /* the file itself may be on stdout: the note then goes to stderr */
+    fprintf(lrp_out_is_stdout(dst) ? stderr : stdout, "wrote trace '%s' to %s\n",
+            reference ? "reference" : "fastpath", dst);
     return EXIT_OK;
 }
 

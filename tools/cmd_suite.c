@@ -90,7 +90,7 @@ int cmd_suite(int argc, char **argv)
     int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR"), verbose = 0, c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_DIR: dir = optarg; break;
         case O_JSON: json = optarg; break;
@@ -99,6 +99,7 @@ int cmd_suite(int argc, char **argv)
         case O_ONLY: only = optarg; break;
         case O_VERBOSE: verbose = 1; break;
         case O_HELP:
+        case 'h':
             printf("usage: lrp-oracle suite [--dir DIR] [--only FIXTURE] [--json F] [--junit F]\n"
                    "                        [--verbose] [--no-color]\n\n"
                    "Runs `check` over every fixture of the suite under its rule sets and the\n"

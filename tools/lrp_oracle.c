@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,13 +37,18 @@ int cli_usage_error(const char *cmd, const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
-/* Parses a binary32 parameter: decimal or hex-float, finite. */
+/* Parses a binary32 parameter: decimal or hex-float, finite.  A value in
+ * the subnormal range is accepted (rounded like any decimal: strtof reports
+ * ERANGE for it, which is not an error); one that rounds to zero from a
+ * nonzero text, or overflows, is refused. */
 int cli_parse_float(const char *s, float *out)
 {
     char *end;
     errno = 0;
     float v = strtof(s, &end);
-    if (end == s || *end || errno == ERANGE)
+    if (end == s || *end || !isfinite(v))
+        return -1;
+    if (errno == ERANGE && v == 0.0f && strtod(s, NULL) != 0.0)
         return -1;
     *out = v;
     return 0;
@@ -291,6 +297,17 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "help") && argc > 2) {
+        /* `help CMD` is `CMD --help` */
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+            if (!strcmp(argv[2], commands[i].name)) {
+                char *hargv[] = {argv[2], "--help", NULL};
+                return commands[i].fn(2, hargv);
+            }
+        fprintf(stderr, "lrp-oracle: help: unknown command '%s' (see 'lrp-oracle --help')\n",
+                argv[2]);
         return EXIT_USAGE;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
