@@ -688,8 +688,9 @@ def run_one(cli, fxdir, work, run, results):
                 g = f["rules"][entry(L, order[L])]
                 g.attrs["alpha"] = np.float32(x)
                 g.attrs["beta"] = np.float32(y)
-            p = sh([cli, "reference", cp, "--out", cp], check=False)
-            rs.append(read_rel(cp, "reference", order) if p.returncode == 0 else None)
+            cpr = cp[:-3] + ".ref.h5"
+            p = sh([cli, "reference", cp, "--out", cpr], check=False)
+            rs.append(read_rel(cpr, "reference", order) if p.returncode == 0 else None)
         if rs[0] is None or rs[1] is None:
             record("ab-swap", "n/a", note="reference refused the edited rules")
         else:
