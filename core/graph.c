@@ -237,6 +237,15 @@ lrp_status lrp_rule_validate(const lrp_rule_spec *r, lrp_layer_kind k, const cha
     if (r->bias != 0 && r->bias != 1)
         return lrp_err_set(err, LRP_E_INVALID, "%s: rule of layer '%s': bias flag %d not 0 or 1",
                            f, lname, r->bias);
+    /* the bias switch is the linear rules' (docs/SPEC.md 2.3): an explicit
+     * BatchNorm always keeps its shift, a canonized one follows the switch
+     * of the layer it is folded into; bias = 0 here would be recorded but
+     * not computed */
+    if (r->bias == 0 && k == LRP_LAYER_BATCHNORM)
+        return lrp_err_set(err, LRP_E_INVALID,
+                           "%s: rule of layer '%s': bias switch 0 on a BatchNorm (its shift is "
+                           "always kept; the bias switch acts on Dense/Conv2D)",
+                           f, lname);
     return LRP_OK;
 }
 
@@ -649,10 +658,13 @@ void lrp_composite_apply(lrp_net *net, lrp_composite_id c, const lrp_composite_p
     base.flags = p->flags & ~(LRP_F_BN_CANONIZE | LRP_F_BN_FINE);
     set_norm_layers(net, &base, p->eps);
 
-    int first = -1;
+    int first = -1, first_conv = -1;
     for (int i = 0; i < net->n_layers && first < 0; i++)
         if (is_linear(&net->layers[i]))
             first = i;
+    for (int i = 0; i < net->n_layers && first_conv < 0; i++)
+        if (net->layers[i].kind == LRP_LAYER_CONV2D)
+            first_conv = i;
 
     for (int i = 0; i < net->n_layers; i++) {
         lrp_layer *l = &net->layers[i];
@@ -687,13 +699,19 @@ void lrp_composite_apply(lrp_net *net, lrp_composite_id c, const lrp_composite_p
             }
             break;
         case LRP_COMPOSITE_EPSILON_GAMMA_BOX:
-            if (i == first) {
+            /* Zennit's composite of this name: ZBox on the first
+             * *convolution* only (a Dense before it keeps epsilon), and
+             * Zennit's Gamma (>= 0.5: the generalized a+/a- rule, which
+             * selects by the layer's output and loses R_j where that
+             * output is exactly 0) on the other convolutions. */
+            if (i == first_conv) {
                 r.rule = LRP_RULE_ZBOX;
                 r.low = p->low;
                 r.high = p->high;
             } else if (conv) {
                 r.rule = LRP_RULE_GAMMA;
                 r.gamma = p->gamma;
+                r.flags |= LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0;
             }
             break;
         case LRP_COMPOSITE_COUNT: LRP_ASSERT(0);
