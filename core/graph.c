@@ -249,6 +249,71 @@ lrp_status lrp_rule_validate(const lrp_rule_spec *r, lrp_layer_kind k, const cha
     return LRP_OK;
 }
 
+static const char *value_problem(float v)
+{
+    return isnan(v) ? "is NaN" : isinf(v) ? "is infinite" : NULL;
+}
+
+/* First non-finite element of a[0..n), or -1. */
+static int64_t first_nonfinite(const float *a, int64_t n)
+{
+    for (int64_t i = 0; a && i < n; i++)
+        if (!isfinite(a[i]))
+            return i;
+    return -1;
+}
+
+lrp_status lrp_net_check_values(const lrp_net *net, const char *where, lrp_err *err)
+{
+    const char *f = W(where);
+    static const char *const pname[6] = {"weight", "bias", "gamma", "beta", "mean", "var"};
+    for (int li = 0; li < net->n_layers; li++) {
+        const lrp_layer *l = &net->layers[li];
+        const float *arr[6] = {l->w, l->b, l->bn_gamma, l->bn_beta, l->bn_mean, l->bn_var};
+        for (int k = 0; k < 6; k++) {
+            lrp_shape s;
+            if (!arr[k] || !lrp_layer_param_shape(net, li, k, &s))
+                continue;
+            int64_t n = lrp_shape_numel(&s);
+            int64_t i = first_nonfinite(arr[k], n);
+            if (i >= 0)
+                return lrp_err_set(err, LRP_E_INVALID,
+                                   "%s: layer '%s': parameter %s[%lld] %s (parameters must be "
+                                   "finite: no relevance could be judged through this layer)",
+                                   f, l->name, pname[k], (long long)i, value_problem(arr[k][i]));
+            if (k != 5)
+                continue;
+            for (i = 0; i < n; i++) {
+                float v = arr[k][i];
+                if (v < 0.0f)
+                    return lrp_err_set(err, LRP_E_INVALID,
+                                       "%s: layer '%s': BatchNorm var[%lld] = %g is negative "
+                                       "(sqrt(var + eps) is undefined or meaningless)",
+                                       f, l->name, (long long)i, (double)v);
+                /* both are >= 0 here: the sum is 0 only when both are */
+                if (v == 0.0f && l->bn_eps == 0.0f)
+                    return lrp_err_set(err, LRP_E_INVALID,
+                                       "%s: layer '%s': BatchNorm var[%lld] + eps = 0 (both 0): "
+                                       "the BatchNorm divides by zero",
+                                       f, l->name, (long long)i);
+            }
+        }
+    }
+    int64_t nout = net->n_layers > 0 ? lrp_shape_numel(&net->layers[net->n_layers - 1].shape) : 0;
+    int64_t nin = net->n_layers > 0 ? lrp_shape_numel(&net->layers[0].shape) : 0;
+    int64_t i;
+    if ((i = first_nonfinite(net->r_out, nout * net->batch)) >= 0)
+        return lrp_err_set(err, LRP_E_INVALID, "%s: data/relevance_out[%lld] %s (must be finite)",
+                           f, (long long)i, value_problem(net->r_out[i]));
+    if ((i = first_nonfinite(net->zbox_low, nin)) >= 0)
+        return lrp_err_set(err, LRP_E_INVALID, "%s: data/zbox_low[%lld] %s (must be finite)", f,
+                           (long long)i, value_problem(net->zbox_low[i]));
+    if ((i = first_nonfinite(net->zbox_high, nin)) >= 0)
+        return lrp_err_set(err, LRP_E_INVALID, "%s: data/zbox_high[%lld] %s (must be finite)", f,
+                           (long long)i, value_problem(net->zbox_high[i]));
+    return LRP_OK;
+}
+
 /* Output extent of a window op along one axis, or -1 if empty/invalid. */
 static int64_t window_out(int64_t in, int pad0, int pad1, int k, int dil, int stride)
 {

@@ -42,6 +42,24 @@ lrp_status cli_sandboxed(const char *path, lrp_status (*fn)(void *ctx, lrp_err *
 /* Reads a fixture after a sandboxed trial parse. */
 lrp_status cli_load(lrp_net **out, const char *path, lrp_err *err);
 
+/* Resource limits (tools/limits.c, docs/RELIABILITY.md section 3): the
+ * work a command is about to do is estimated from the graph and refused
+ * above LRP_SANDBOX_MEM_MB / LRP_LIMIT_CPU; cli_limits_apply puts this
+ * process under the same limits (first call wins; cli_load calls it). */
+typedef enum cli_work { CLI_WORK_JUDGE, CLI_WORK_REFERENCE, CLI_WORK_FAST } cli_work;
+typedef struct cli_estimate_t {
+    double params, cells, macs; /* cells and MACs include the batch */
+    double mem_mb, cpu_s;
+} cli_estimate_t;
+long cli_limit_mem_mb(void);
+long cli_limit_cpu_s(void);
+void cli_estimate(cli_estimate_t *e, const lrp_net *net, cli_work work, int prec, int proof);
+lrp_status cli_limits_check(const lrp_net *net, const char *path, const char *cmd,
+                            cli_work work, int prec, int proof, lrp_err *err);
+void cli_limits_apply(int threads);
+/* The next cli_load's sandboxed parse also checks the limits for this work. */
+void cli_load_expect(const char *cmd, cli_work work, int prec, int proof);
+
 /* Rule-selection options shared by reference/fast/check/compare/trace. */
 typedef struct cli_rules {
     int has_composite, has_rule, has_stab, has_eps, has_gamma, has_alpha, has_beta, has_box;
