@@ -204,6 +204,13 @@ static void test_split_ties_reach_maxpool(void **state)
     assert_true(recompute_diff(net, r, t) > 0);
     free(r);
     lrp_net_free(net);
+    /* and the oracle judges the fast path's split ties within its bounds:
+     * the shares R_j / t round in float32 (t = 3 is inexact), which the
+     * gauge must count (before, the pool's layer total was SUSPECT against
+     * a sharp budget of 0) */
+    assert_int_equal(run("check --no-color fx/ties.h5 --composite EpsilonPlus "
+                         "--flag wta_split_ties"),
+                     0);
     /* on a net without max-pool the flag is refused, not ignored */
     assert_int_equal(run("check --no-color --flag wta_split_ties fx/mlp.h5"), 2);
     assert_non_null(strstr(err, "wta_split_ties"));

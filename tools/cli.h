@@ -103,9 +103,11 @@ void cli_rules_describe(char *buf, size_t n, const lrp_net *net, const cli_rules
     "                     alpha1beta0 alpha2beta1 zplus wsquare flat zbox\n" \
     "  --convention NAME  stabilizer: sign0_pos signbit sign0_zero zero_only skip_zero\n" \
     "                     positive (docs/SPEC.md section 5)\n" \
-    "  --eps X --gamma X --alpha X --beta X --box LOW,HIGH --no-bias\n" \
-    "  --flag NAME        gamma_generalized zennit_gamma_drop0 innvestigate_ab_fullbias\n" \
-    "                     captum_a1b0 wta_split_ties\n" \
+    "  --eps X --gamma X --alpha X --beta X --box LOW,HIGH\n" \
+    "  --no-bias          no bias in the Dense/Conv2D denominators (a BatchNorm keeps\n" \
+    "                     its shift)\n" \
+    "  --flag NAME        Dense/Conv2D: gamma_generalized zennit_gamma_drop0\n" \
+    "                     innvestigate_ab_fullbias captum_a1b0; MaxPool2D: wta_split_ties\n" \
     "  --bn MODE          explicit | fine (R_x + R_mu + R_beta) | canonize\n" \
     "  --prec P           reference precision in bits (default 128)\n" \
     "  --threads N        threads (default 2)\n"
