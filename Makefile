@@ -113,6 +113,9 @@ MUTANTS_BIG ?= 0
 # left out by default: MUTANTS_BIG_CASES="resnet50_224_b1 vgg16_224_b1" only
 # on a machine with the memory to spare.
 MUTANTS_BIG_CASES ?= resnet50_224_b1
+# the CLI refuses work estimated above LRP_SANDBOX_MEM_MB (8 GiB by default,
+# docs/RELIABILITY.md section 3); mutants.py has its own memory guard
+MUTANTS_BIG_LIMIT_MB ?= 1048576
 BIG_CASES := $(MUTANTS_BIG_CASES)
 comma := ,
 empty :=
@@ -122,6 +125,7 @@ mutants: deps
 ifeq ($(MUTANTS_BIG),1)
 	@mkdir -p $(BUILD)/bigfx
 	@for c in $(BIG_CASES); do $(BUILD)/bench/bench_lrp --write-fixture $(BUILD)/bigfx/$$c.h5 $$c || exit 1; done
+	LRP_SANDBOX_MEM_MB=$(MUTANTS_BIG_LIMIT_MB) LRP_LIMIT_CPU=86400 \
 	$(MUTANTS_PY) bench/mutants.py --cli $(CLI) --work $(BUILD)/mutants --json $(BUILD)/mutants.json \
 	    --big --big-fixtures $(subst $(space),$(comma),$(BIG_CASES:%=$(BUILD)/bigfx/%.h5))
 else

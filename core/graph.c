@@ -237,6 +237,80 @@ lrp_status lrp_rule_validate(const lrp_rule_spec *r, lrp_layer_kind k, const cha
     if (r->bias != 0 && r->bias != 1)
         return lrp_err_set(err, LRP_E_INVALID, "%s: rule of layer '%s': bias flag %d not 0 or 1",
                            f, lname, r->bias);
+    /* the bias switch is the linear rules' (docs/SPEC.md 2.3): an explicit
+     * BatchNorm always keeps its shift, a canonized one follows the switch
+     * of the layer it is folded into; bias = 0 here would be recorded but
+     * not computed */
+    if (r->bias == 0 && k == LRP_LAYER_BATCHNORM)
+        return lrp_err_set(err, LRP_E_INVALID,
+                           "%s: rule of layer '%s': bias switch 0 on a BatchNorm (its shift is "
+                           "always kept; the bias switch acts on Dense/Conv2D)",
+                           f, lname);
+    return LRP_OK;
+}
+
+static const char *value_problem(float v)
+{
+    return isnan(v) ? "is NaN" : isinf(v) ? "is infinite" : NULL;
+}
+
+/* First non-finite element of a[0..n), or -1. */
+static int64_t first_nonfinite(const float *a, int64_t n)
+{
+    for (int64_t i = 0; a && i < n; i++)
+        if (!isfinite(a[i]))
+            return i;
+    return -1;
+}
+
+lrp_status lrp_net_check_values(const lrp_net *net, const char *where, lrp_err *err)
+{
+    const char *f = W(where);
+    static const char *const pname[6] = {"weight", "bias", "gamma", "beta", "mean", "var"};
+    for (int li = 0; li < net->n_layers; li++) {
+        const lrp_layer *l = &net->layers[li];
+        const float *arr[6] = {l->w, l->b, l->bn_gamma, l->bn_beta, l->bn_mean, l->bn_var};
+        for (int k = 0; k < 6; k++) {
+            lrp_shape s;
+            if (!arr[k] || !lrp_layer_param_shape(net, li, k, &s))
+                continue;
+            int64_t n = lrp_shape_numel(&s);
+            int64_t i = first_nonfinite(arr[k], n);
+            if (i >= 0)
+                return lrp_err_set(err, LRP_E_INVALID,
+                                   "%s: layer '%s': parameter %s[%lld] %s (parameters must be "
+                                   "finite: no relevance could be judged through this layer)",
+                                   f, l->name, pname[k], (long long)i, value_problem(arr[k][i]));
+            if (k != 5)
+                continue;
+            for (i = 0; i < n; i++) {
+                float v = arr[k][i];
+                if (v < 0.0f)
+                    return lrp_err_set(err, LRP_E_INVALID,
+                                       "%s: layer '%s': BatchNorm var[%lld] = %g is negative "
+                                       "(sqrt(var + eps) is undefined or meaningless)",
+                                       f, l->name, (long long)i, (double)v);
+                /* both are >= 0 here: the sum is 0 only when both are */
+                if (v == 0.0f && l->bn_eps == 0.0f)
+                    return lrp_err_set(err, LRP_E_INVALID,
+                                       "%s: layer '%s': BatchNorm var[%lld] + eps = 0 (both 0): "
+                                       "the BatchNorm divides by zero",
+                                       f, l->name, (long long)i);
+            }
+        }
+    }
+    int64_t nout = net->n_layers > 0 ? lrp_shape_numel(&net->layers[net->n_layers - 1].shape) : 0;
+    int64_t nin = net->n_layers > 0 ? lrp_shape_numel(&net->layers[0].shape) : 0;
+    int64_t i;
+    if ((i = first_nonfinite(net->r_out, nout * net->batch)) >= 0)
+        return lrp_err_set(err, LRP_E_INVALID, "%s: data/relevance_out[%lld] %s (must be finite)",
+                           f, (long long)i, value_problem(net->r_out[i]));
+    if ((i = first_nonfinite(net->zbox_low, nin)) >= 0)
+        return lrp_err_set(err, LRP_E_INVALID, "%s: data/zbox_low[%lld] %s (must be finite)", f,
+                           (long long)i, value_problem(net->zbox_low[i]));
+    if ((i = first_nonfinite(net->zbox_high, nin)) >= 0)
+        return lrp_err_set(err, LRP_E_INVALID, "%s: data/zbox_high[%lld] %s (must be finite)", f,
+                           (long long)i, value_problem(net->zbox_high[i]));
     return LRP_OK;
 }
 
@@ -649,10 +723,13 @@ void lrp_composite_apply(lrp_net *net, lrp_composite_id c, const lrp_composite_p
     base.flags = p->flags & ~(LRP_F_BN_CANONIZE | LRP_F_BN_FINE);
     set_norm_layers(net, &base, p->eps);
 
-    int first = -1;
+    int first = -1, first_conv = -1;
     for (int i = 0; i < net->n_layers && first < 0; i++)
         if (is_linear(&net->layers[i]))
             first = i;
+    for (int i = 0; i < net->n_layers && first_conv < 0; i++)
+        if (net->layers[i].kind == LRP_LAYER_CONV2D)
+            first_conv = i;
 
     for (int i = 0; i < net->n_layers; i++) {
         lrp_layer *l = &net->layers[i];
@@ -687,13 +764,19 @@ void lrp_composite_apply(lrp_net *net, lrp_composite_id c, const lrp_composite_p
             }
             break;
         case LRP_COMPOSITE_EPSILON_GAMMA_BOX:
-            if (i == first) {
+            /* Zennit's composite of this name: ZBox on the first
+             * *convolution* only (a Dense before it keeps epsilon), and
+             * Zennit's Gamma (>= 0.5: the generalized a+/a- rule, which
+             * selects by the layer's output and loses R_j where that
+             * output is exactly 0) on the other convolutions. */
+            if (i == first_conv) {
                 r.rule = LRP_RULE_ZBOX;
                 r.low = p->low;
                 r.high = p->high;
             } else if (conv) {
                 r.rule = LRP_RULE_GAMMA;
                 r.gamma = p->gamma;
+                r.flags |= LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0;
             }
             break;
         case LRP_COMPOSITE_COUNT: LRP_ASSERT(0);

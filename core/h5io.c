@@ -413,6 +413,30 @@ static lrp_status attr_strings(ctx *c, hid_t obj, const char *opath, const char 
             st = fail(c, LRP_E_NOMEM, opath, "out of memory reading attribute '%s'", name);
             goto cleanup;
         }
+        /* The raw bytes first (the file's own type, no conversion: a
+         * conversion stops at the first NUL and would hide what follows):
+         * a NUL inside a fixed-length string, followed by more text, would
+         * silently cut the name; refused. */
+        hid_t rt = H5Tcopy(ft);
+        if (rt < 0 || H5Aread(a, rt, fx) < 0) {
+            close_id(&rt);
+            st = h5fail(c, LRP_E_FORMAT, opath, "cannot read string attribute");
+            goto cleanup;
+        }
+        close_id(&rt);
+        for (hsize_t i = 0; i < n; i++) {
+            const char *s = fx + i * fsize;
+            size_t len = strnlen(s, fsize);
+            for (size_t k = len; k < fsize; k++)
+                if (s[k] != '\0') {
+                    st = fail(c, LRP_E_INVALID, opath,
+                              "attribute '%s': string %llu has a NUL byte at offset %zu followed "
+                              "by more text (a name cut short)",
+                              name, (unsigned long long)i, len);
+                    goto cleanup;
+                }
+        }
+        memset(fx, 0, (size_t)n * (fsize + 1));
         if (H5Tset_size(mt, fsize + 1) < 0 || H5Tset_strpad(mt, H5T_STR_NULLTERM) < 0 ||
             H5Aread(a, mt, fx) < 0) {
             st = h5fail(c, LRP_E_FORMAT, opath, "cannot read string attribute");
@@ -1437,7 +1461,8 @@ lrp_status lrp_fixture_read(lrp_net **out, const char *path, lrp_err *err)
     for (int i = 0; i < net->n_layers; i++)
         net->layers[i].rule = rules[i];
     if ((st = lrp_net_infer(net, path, err)) || (st = read_params(&c, file, net)) ||
-        (st = read_data(&c, file, net)) || (st = read_traces(&c, file, net)))
+        (st = read_data(&c, file, net)) || (st = read_traces(&c, file, net)) ||
+        (st = lrp_net_check_values(net, path, err)))
         goto cleanup;
     *out = net;
     net = NULL;

@@ -10,17 +10,73 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Length of the well-formed UTF-8 sequence at s (2 to 4 bytes, no
+ * overlongs, no surrogates, at most U+10FFFF), or 0. */
+static int utf8_len(const unsigned char *s)
+{
+    unsigned c = s[0];
+    int n = c >= 0xf0 && c <= 0xf4 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 && c < 0xe0 ? 2 : 0;
+    if (!n || c > 0xf4)
+        return 0;
+    for (int k = 1; k < n; k++)
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+    if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] >= 0xa0) ||
+        (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] >= 0x90))
+        return 0;
+    return n;
+}
+
+const char *lrp_str_esc(char *buf, size_t n, const char *s)
+{
+    size_t o = 0;
+    const unsigned char *p = (const unsigned char *)(s ? s : "");
+    if (!n)
+        return buf;
+    while (*p) {
+        char tmp[8];
+        size_t len;
+        int u = utf8_len(p);
+        if (*p >= 0x20 && *p != 0x7f && *p < 0x80) {
+            tmp[0] = (char)*p;
+            len = 1;
+            p++;
+        } else if (u == 2 && p[0] == 0xc2 && p[1] < 0xa0) {
+            /* C1 controls U+0080..U+009F: U+009B is a CSI to a terminal */
+            len = (size_t)snprintf(tmp, sizeof tmp, "\\u%04x", p[1]);
+            p += 2;
+        } else if (u > 0) {
+            memcpy(tmp, p, (size_t)u);
+            len = (size_t)u;
+            p += u;
+        } else {
+            len = (size_t)snprintf(tmp, sizeof tmp, "\\x%02x", *p);
+            p++;
+        }
+        if (o + len >= n)
+            break;
+        memcpy(buf + o, tmp, len);
+        o += len;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
 lrp_status lrp_err_set(lrp_err *err, lrp_status code, const char *fmt, ...)
 {
     if (err) {
+        char raw[sizeof err->msg];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(raw, sizeof raw, fmt, ap);
         va_end(ap);
-        /* One line: newlines from library messages become spaces. */
-        for (char *p = err->msg; *p; p++)
+        /* One line: newlines from library messages become spaces; other
+         * control characters (names read from files may carry terminal
+         * escape sequences) are written as \xNN. */
+        for (char *p = raw; *p; p++)
             if (*p == '\n' || *p == '\r')
                 *p = ' ';
+        lrp_str_esc(err->msg, sizeof err->msg, raw);
         err->code = code;
     }
     return code;

@@ -482,12 +482,15 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
     for (int k = 0; k < d->n_parts; k++)
         need_sel |= d->p[k].sel != LRP_SEL_ALL;
     if (need_sel) {
-        /* plain z_j with the rule's bias choice */
+        /* the layer's real output z_j (with its bias, whatever the rule's
+         * bias switch: Zennit's Gamma selects on the module's output also
+         * under zero_params=['bias']); a BatchNorm folded into this layer
+         * makes the real output the folded map W' a + b' */
         zcls = malloc((size_t)NU);
         if (!zcls)
             return oom(r, "selector");
         const void *z = P->act;
-        if (folded || use_b != has_b) {
+        if (folded) {
             tmp = traw(r, NU);
             if (!tmp) {
                 free(zcls);
@@ -495,7 +498,7 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
             }
             lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
             lrp_bterm bt = {LRP_BM_ID, 1.0f};
-            be->lin_fwd(cx, tmp, &L, I->act, &t, 1, &bt, use_b, 0, r->B);
+            be->lin_fwd(cx, tmp, &L, I->act, &t, 1, &bt, has_b, 0, r->B);
             z = tmp;
         }
         be->classify(cx, zcls, z, NU);

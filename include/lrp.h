@@ -55,6 +55,10 @@ lrp_status lrp_err_set(lrp_err *err, lrp_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* s made safe for a terminal, into buf (n bytes, truncated): control
+ * characters (C0, DEL, and the C1 range U+0080..U+009F) and bytes that
+ * are not well-formed UTF-8 are written as \xNN / \u00NN; returns buf. */
+const char *lrp_str_esc(char *buf, size_t n, const char *s);
 const char *lrp_status_name(lrp_status s);
 
 /* Programmer errors: abort with file and line. Never used for bad input. */
@@ -277,6 +281,13 @@ int lrp_net_find(const lrp_net *net, const char *name);
  * Reshape element count), rule validity for each layer, single sink.
  * `where` names the file for messages (may be NULL). */
 lrp_status lrp_net_infer(lrp_net *net, const char *where, lrp_err *err);
+/* The values a computation cannot judge anything on, checked once the
+ * parameters and data are in: every parameter finite, BatchNorm variances
+ * >= 0 with var + bn_eps > 0 (else the BatchNorm divides by zero or takes
+ * the root of a negative number, the reference is NaN there and any trace
+ * would "agree"), the given output relevance and z^B bounds finite.  The
+ * first offender is named (file, layer, parameter, index, value). */
+lrp_status lrp_net_check_values(const lrp_net *net, const char *where, lrp_err *err);
 
 /* Expected parameter shapes, for loaders to check before allocating.
  * which: 0 weight, 1 bias, 2 gamma, 3 beta, 4 mean, 5 var. Returns 0 when

@@ -434,9 +434,10 @@ static int linear_backward(ctx *c, int li)
         const float *xb = x + b * nin;
         if (sharp)
             memset(S, 0, (size_t)nin * sizeof *S);
-        /* plain z for the part selectors */
+        /* the layer's real output for the part selectors: with its bias
+         * whatever the bias switch (core/pipeline.c back_linear) */
         for (int64_t j = 0; j < n; j++)
-            z[j] = (has_bias && rs->bias) ? bias[j / hw] : 0;
+            z[j] = has_bias ? bias[j / hw] : 0;
         FOR_CONN(&L, j, i, k, { z[j] += (double)xb[i] * w[k]; });
         for (int p = 0; p < d->n_parts; p++) {
             const lrp_part_desc *pd = &d->p[p];
@@ -598,6 +599,61 @@ static int linear_backward(ctx *c, int li)
     free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
     free(bgauge);
     return 0;
+}
+
+/* Max-pool with wta_split_ties, one window j: the t inputs equal to the
+ * window's maximum (in the float32 activations) each get R_j / t.  The
+ * propagated bound of R_j is split the same way; the division adds one
+ * rounding per share (at most u |R_j| / t, counted as 2 |R_j| / t like
+ * prop_cell's final rounding), independent between cells for the sharp
+ * total.  A cell within the forward error bounds of the maximum without
+ * being equal to it (or a tie of inexact values) means float32 and the
+ * reference may count different ties: condition 1 on those cells. */
+static void split_ties_cell(ctx *c, int li, int in0, const lrp_pool *P, int64_t b, int64_t ch,
+                            int64_t y, int64_t x, int64_t j, double best, const float *R,
+                            const double *Rb, const double *Rbs, const double *Rcs)
+{
+    int64_t nin = (int64_t)P->C * P->H * P->W;
+    int t = 0, amb = 0;
+    double abest = 0;
+    for (int pass = 0; pass < 3; pass++)
+        for (int ky = 0; ky < P->kh; ky++)
+            for (int kx = 0; kx < P->kw; kx++) {
+                int64_t iy = y * P->sh - P->pt + ky, ix = x * P->sw - P->pl + kx;
+                if (iy < 0 || iy >= P->H || ix < 0 || ix >= P->W)
+                    continue;
+                int64_t i = b * nin + (ch * P->H + iy) * P->W + ix;
+                double v = (double)c->act[in0][i];
+                double slack = U32 * (abest + c->A[in0][i]);
+                if (pass == 0) { /* the ties and the largest bound among them */
+                    if (v == best) {
+                        t++;
+                        abest = fmax(abest, c->A[in0][i]);
+                    }
+                    continue;
+                }
+                if (pass == 1) { /* a cell that may or may not tie */
+                    amb |= slack > 0 && best - v <= slack;
+                    continue;
+                }
+                if (amb && best - v <= slack) {
+                    c->cd[in0][i] = fmax(c->cd[in0][i], 1.0);
+                    if (Rbs)
+                        c->cs[in0][i] = fmax(c->cs[in0][i], 1.0);
+                }
+                if (v != best)
+                    continue;
+                double share = fabs((double)R[j]) / t;
+                c->Bd[in0][i] += Rb[j] / t + 2 * share;
+                c->cd[in0][i] = fmax(c->cd[in0][i], c->cd[li][j]);
+                if (Rbs) {
+                    c->tl[in0] += Rbs[j] / t;
+                    c->Ls[in0][i] += Rbs[j] / t;
+                    c->Ss[in0][i] += share;
+                    c->tq[in0] += share * share;
+                    c->cs[in0][i] = fmax(c->cs[in0][i], Rcs[j]);
+                }
+            }
 }
 
 /* Proportional-type split R_k = x_k / stab(y) R (Add, BN explicit on its
@@ -845,6 +901,12 @@ static int backward_bounds(ctx *c)
                             if (win < 0)
                                 continue;
                             sAs = sqrt(sAs);
+                            if (l->kind == LRP_LAYER_MAXPOOL2D &&
+                                (l->rule.flags & LRP_F_WTA_SPLIT_TIES)) {
+                                split_ties_cell(c, li, in0, &P, b, ch, y, x, j, best, R, Rb, Rbs,
+                                                Rcs);
+                                continue;
+                            }
                             if (l->kind == LRP_LAYER_MAXPOOL2D) {
                                 /* winner-take-all routes R and its bound; a
                                  * runner-up within the forward error bounds

@@ -55,11 +55,22 @@ static void fmt_ratio(char *b, size_t n, double x)
         snprintf(b, n, "%.3g", x);
 }
 
+/* Strings of a report come from files (layer names, descriptions) and may
+ * carry terminal escape sequences: printed through lrp_str_esc.  Rotating
+ * buffers, enough for one fprintf's arguments. */
+static const char *E(const char *s)
+{
+    static char buf[8][2048];
+    static int k;
+    k = (k + 1) % 8;
+    return lrp_str_esc(buf[k], sizeof buf[k], s);
+}
+
 void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
 {
     const char *reset = color ? "\033[0m" : "";
-    fprintf(f, "%s  [%s, %s, source %s, reference p=%d]\n", r->fixture, r->ruleset,
-            r->convention, r->source, r->precision);
+    fprintf(f, "%s  [%s, %s, source %s, reference p=%d]\n", E(r->fixture), E(r->ruleset),
+            E(r->convention), E(r->source), r->precision);
     /* end to end: against the reference of the whole network; local: this
      * relevance against the reference's step of the layer that computed it
      * on the trace's own inputs; ratios are to the sharp bound (docs) */
@@ -78,7 +89,7 @@ void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
             snprintf(ill, sizeof ill, "-");
         char bw[40];
         snprintf(bw, sizeof bw, "%lld/%lld", (long long)l->e2e.bitwise_equal, (long long)l->e2e.n);
-        fprintf(f, "  %-16s %-13s %s%-15s%s %11s %9s  %s%-15s%s %9s %6s\n", l->name,
+        fprintf(f, "  %-16s %-13s %s%-15s%s %11s %9s  %s%-15s%s %9s %6s\n", E(l->name),
                 lrp_layer_kind_name(l->kind), color ? vcolor(l->verdict) : "",
                 l->compared ? lrp_verdict_name(l->verdict) : "(not traced)", reset, bw, pmax,
                 color && l->has_tlocal ? vcolor(l->tlocal_verdict) : "",
@@ -87,13 +98,13 @@ void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
         if (l->compared && l->verdict != LRP_V_PASS && l->e2e.worst >= 0)
             fprintf(f, "  %16s end to end, worst cell %lld: got %.9g, reference %.9g (%s)\n", "",
                     (long long)l->e2e.worst, (double)l->e2e.worst_got, (double)l->e2e.worst_ref,
-                    l->rule);
+                    E(l->rule));
         if (l->why[0])
-            fprintf(f, "  %16s layer-level (local: by %s): %s\n", "", l->by, l->why);
+            fprintf(f, "  %16s layer-level (local: by %s): %s\n", "", E(l->by), E(l->why));
         if (l->has_tlocal && l->tlocal_verdict != LRP_V_PASS) {
             if (l->tlocal.worst >= 0)
                 fprintf(f, "  %16s local (by %s), worst cell %lld: got %.9g, reference %.9g\n", "",
-                        l->by, (long long)l->tlocal.worst, (double)l->tlocal.worst_got,
+                        E(l->by), (long long)l->tlocal.worst, (double)l->tlocal.worst_got,
                         (double)l->tlocal.worst_ref);
         }
         if (l->has_fwd && (verbose || l->fwd_verdict != LRP_V_PASS))
@@ -107,23 +118,23 @@ void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
             fprintf(f, "  %16s conservation residual: float32 %.2e, reference %.2e\n", "",
                     l->cons_f32, l->cons_ref);
         if (l->ref_flags[0] && (verbose || l->verdict != LRP_V_PASS))
-            fprintf(f, "  %16s reference flags: %s\n", "", l->ref_flags);
+            fprintf(f, "  %16s reference flags: %s\n", "", E(l->ref_flags));
         if (l->note[0])
-            fprintf(f, "  %16s %s\n", "", l->note);
+            fprintf(f, "  %16s %s\n", "", E(l->note));
     }
     if (r->nf_layer >= 0)
-        fprintf(f, "  first NaN/inf: relevance at the output of '%s', cell %lld, %s\n", r->layers[r->nf_layer].name,
-                (long long)r->nf_index, r->nf_cause);
+        fprintf(f, "  first NaN/inf: relevance at the output of '%s', cell %lld, %s\n", E(r->layers[r->nf_layer].name),
+                (long long)r->nf_index, E(r->nf_cause));
     if (r->fwd_origin >= 0)
         fprintf(f, "  forward pass: the trace's activations first go wrong at layer '%s'\n",
-                r->layers[r->fwd_origin].name);
+                E(r->layers[r->fwd_origin].name));
     if (r->origin_layer >= 0)
-        fprintf(f, "  discrepancy introduced at %s\n", r->origin);
+        fprintf(f, "  discrepancy introduced at %s\n", E(r->origin));
     if (r->introduced_at >= 0)
         fprintf(f, "  our float32 layers fed the reference's inputs: first out of tolerance at '%s'\n",
-                r->layers[r->introduced_at].name);
+                E(r->layers[r->introduced_at].name));
     if (r->n_unjudged > 0)
-        fprintf(f, "  not judged locally (%d): %s\n", r->n_unjudged, r->unjudged);
+        fprintf(f, "  not judged locally (%d): %s\n", r->n_unjudged, E(r->unjudged));
     char mr[32], ms[32], ml[32];
     fmt_ratio(mr, sizeof mr, r->max_ratio);
     fmt_ratio(ms, sizeof ms, r->max_sharp_ratio);

@@ -454,7 +454,11 @@ static void test_unused_rule_options_refused(void **state)
     assert_int_equal(run("check --no-color --rule alphabeta --alpha 3 --beta 2 fx/mlp.h5"), 0);
     assert_non_null(strstr(out, "alpha3beta2"));
     assert_int_equal(run("check --no-color --rule gamma --gamma 0.5 fx/mlp.h5"), 0);
-    assert_int_equal(run("check --no-color --composite EpsilonGammaBox --box -2,2 fx/mlp.h5"), 0);
+    /* z^B goes to the first convolution (Zennit's EpsilonGammaBox): the
+     * MLP has none, so the box is refused there and applied on vgg */
+    want_refused(run("check --no-color --composite EpsilonGammaBox --box -2,2 fx/mlp.h5"),
+                 "--box on a net without convolution", "--box", NULL);
+    assert_int_equal(run("check --no-color --composite EpsilonGammaBox --box -2,2 fx/vgg.h5"), 0);
 }
 
 static void test_options_without_effect_refused(void **state)

@@ -42,6 +42,24 @@ lrp_status cli_sandboxed(const char *path, lrp_status (*fn)(void *ctx, lrp_err *
 /* Reads a fixture after a sandboxed trial parse. */
 lrp_status cli_load(lrp_net **out, const char *path, lrp_err *err);
 
+/* Resource limits (tools/limits.c, docs/RELIABILITY.md section 3): the
+ * work a command is about to do is estimated from the graph and refused
+ * above LRP_SANDBOX_MEM_MB / LRP_LIMIT_CPU; cli_limits_apply puts this
+ * process under the same limits (first call wins; cli_load calls it). */
+typedef enum cli_work { CLI_WORK_JUDGE, CLI_WORK_REFERENCE, CLI_WORK_FAST } cli_work;
+typedef struct cli_estimate_t {
+    double params, cells, macs; /* cells and MACs include the batch */
+    double mem_mb, cpu_s;
+} cli_estimate_t;
+long cli_limit_mem_mb(void);
+long cli_limit_cpu_s(void);
+void cli_estimate(cli_estimate_t *e, const lrp_net *net, cli_work work, int prec, int proof);
+lrp_status cli_limits_check(const lrp_net *net, const char *path, const char *cmd,
+                            cli_work work, int prec, int proof, lrp_err *err);
+void cli_limits_apply(int threads);
+/* The next cli_load's sandboxed parse also checks the limits for this work. */
+void cli_load_expect(const char *cmd, cli_work work, int prec, int proof);
+
 /* Rule-selection options shared by reference/fast/check/compare/trace. */
 typedef struct cli_rules {
     int has_composite, has_rule, has_stab, has_eps, has_gamma, has_alpha, has_beta, has_box;
@@ -85,9 +103,11 @@ void cli_rules_describe(char *buf, size_t n, const lrp_net *net, const cli_rules
     "                     alpha1beta0 alpha2beta1 zplus wsquare flat zbox\n" \
     "  --convention NAME  stabilizer: sign0_pos signbit sign0_zero zero_only skip_zero\n" \
     "                     positive (docs/SPEC.md section 5)\n" \
-    "  --eps X --gamma X --alpha X --beta X --box LOW,HIGH --no-bias\n" \
-    "  --flag NAME        gamma_generalized zennit_gamma_drop0 innvestigate_ab_fullbias\n" \
-    "                     captum_a1b0 wta_split_ties\n" \
+    "  --eps X --gamma X --alpha X --beta X --box LOW,HIGH\n" \
+    "  --no-bias          no bias in the Dense/Conv2D denominators (a BatchNorm keeps\n" \
+    "                     its shift)\n" \
+    "  --flag NAME        Dense/Conv2D: gamma_generalized zennit_gamma_drop0\n" \
+    "                     innvestigate_ab_fullbias captum_a1b0; MaxPool2D: wta_split_ties\n" \
     "  --bn MODE          explicit | fine (R_x + R_mu + R_beta) | canonize\n" \
     "  --prec P           reference precision in bits (default 128)\n" \
     "  --threads N        threads (default 2)\n"

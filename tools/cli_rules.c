@@ -142,6 +142,10 @@ static void override_all(lrp_net *net, const cli_rules *o)
 {
     for (int i = 0; i < net->n_layers; i++) {
         lrp_rule_spec *r = &net->layers[i].rule;
+        lrp_layer_kind kind = net->layers[i].kind;
+        int linear = kind == LRP_LAYER_DENSE || kind == LRP_LAYER_CONV2D;
+        if (r->rule == LRP_RULE_WTA) /* max-pool: only the tie flag means anything */
+            r->flags |= o->flags & LRP_F_WTA_SPLIT_TIES;
         if (r->rule == LRP_RULE_PASS || r->rule == LRP_RULE_WTA)
             continue;
         if (o->has_stab)
@@ -166,9 +170,13 @@ static void override_all(lrp_net *net, const cli_rules *o)
             r->low = o->low;
             r->high = o->high;
         }
-        if (o->no_bias)
+        /* the bias switch and the rule-variant flags belong to the linear
+         * rules (docs/SPEC.md 2.3): an explicit BatchNorm keeps its shift,
+         * so its recorded rule keeps bias = 1 */
+        if (o->no_bias && linear)
             r->bias = 0;
-        r->flags |= o->flags & ~(LRP_F_BN_CANONIZE | LRP_F_BN_FINE);
+        if (linear)
+            r->flags |= o->flags & ~(LRP_F_BN_CANONIZE | LRP_F_BN_FINE | LRP_F_WTA_SPLIT_TIES);
     }
     for (int i = 0; i < net->n_layers; i++) {
         lrp_layer *l = &net->layers[i];
@@ -221,7 +229,7 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
     override_all(net, o);
     /* every option given must reach some layer: an option no layer uses is
      * refused, never silently ignored */
-    int n_div = 0, n_gamma = 0, n_ab = 0, n_box = 0, n_bn = 0;
+    int n_div = 0, n_gamma = 0, n_ab = 0, n_box = 0, n_bn = 0, n_wta = 0, n_lin = 0;
     for (int i = 0; i < net->n_layers; i++) {
         const lrp_layer *l = &net->layers[i];
         lrp_rule_id r = l->rule.rule;
@@ -232,6 +240,9 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
         n_box += r == LRP_RULE_ZBOX &&
                  !(l->n_in > 0 && l->in[0] == 0 && net->zbox_low && net->zbox_high);
         n_bn += l->kind == LRP_LAYER_BATCHNORM;
+        n_wta += r == LRP_RULE_WTA;
+        n_lin += (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) &&
+                 r != LRP_RULE_PASS && r != LRP_RULE_WTA;
     }
     const char *unused = NULL, *why = NULL;
     if (o->has_gamma && !n_gamma)
@@ -246,11 +257,16 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
         unused = "--flag", why = "a gamma flag but no layer has the gamma rule";
     else if ((o->flags & (LRP_F_INNV_AB_FULLBIAS | LRP_F_CAPTUM_A1B0)) && !n_ab)
         unused = "--flag", why = "an alpha-beta flag but no layer has the alpha-beta rule";
+    else if ((o->flags & LRP_F_WTA_SPLIT_TIES) && !n_wta)
+        unused = "--flag", why = "wta_split_ties but no layer is a max-pool with the wta rule";
+    else if (o->no_bias && !n_lin)
+        unused = "--no-bias", why = "no Dense or Conv2D layer (an explicit BatchNorm keeps its "
+                                    "shift)";
     else if (o->bn_mode && !n_bn)
         unused = "--bn", why = "the network has no BatchNorm layer";
-    else if (!n_div && (o->has_eps || o->has_stab || o->no_bias || o->flags))
-        unused = o->has_eps ? "--eps" : o->has_stab ? "--convention" : o->no_bias ? "--no-bias"
-                                                                                  : "--flag",
+    else if (!n_div && (o->has_eps || o->has_stab ||
+                        (o->flags & ~(unsigned)LRP_F_WTA_SPLIT_TIES)))
+        unused = o->has_eps ? "--eps" : o->has_stab ? "--convention" : "--flag",
         why = "no layer has a rule it applies to";
     if (unused)
         return lrp_err_set(err, LRP_E_USAGE, "%s: %s: %s with these rules; not applied", where,

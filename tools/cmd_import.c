@@ -43,6 +43,10 @@ static lrp_status import_child(void *vctx, lrp_err *err)
             net->input[i] = lrp_rng_sym(&r);
         net->seed = LRP_FIXTURE_SEED;
     }
+    /* a model with NaN weights or an impossible BatchNorm variance would
+     * give a fixture no command reads: refused here, naming the layer */
+    if (st == LRP_OK)
+        st = lrp_net_check_values(net, c->in, err);
     if (st == LRP_OK) {
         lrp_composite_params p = lrp_composite_params_default();
         lrp_composite_apply(net, LRP_COMPOSITE_EPSILON_PLUS, &p);

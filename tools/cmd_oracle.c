@@ -155,13 +155,18 @@ static int refuse_output_is_input(const char *cmd, const char *what, const char 
     return -1;
 }
 
-/* Loads a fixture and applies the rule options. */
-static int load_apply(lrp_net **net, const char *path, const judge_opts *o)
+/* Loads a fixture, applies the rule options and refuses work beyond the
+ * resource limits (estimated from the graph, before any of it is done). */
+static int load_apply(lrp_net **net, const char *path, const judge_opts *o, const char *cmd,
+                      cli_work work)
 {
     lrp_err e = {0};
+    cli_limits_apply(o->rules.threads);
+    cli_load_expect(cmd, work, o->rules.prec, o->proof);
     if (cli_load(net, path, &e) != LRP_OK)
         return cli_fail(&e);
-    if (cli_rules_apply(*net, &o->rules, path, &e) != LRP_OK) {
+    if (cli_rules_apply(*net, &o->rules, path, &e) != LRP_OK ||
+        cli_limits_check(*net, path, cmd, work, o->rules.prec, o->proof, &e) != LRP_OK) {
         lrp_net_free(*net);
         *net = NULL;
         return cli_fail(&e);
@@ -244,7 +249,7 @@ static int judge(int argc, char **argv, int compare)
     for (int a = 0; a < nfiles; a++) {
         const char *path = argv[optind + a];
         lrp_net *net = NULL;
-        if ((rc = load_apply(&net, path, &o)) >= 0) {
+        if ((rc = load_apply(&net, path, &o, cmd, CLI_WORK_JUDGE)) >= 0) {
             exit_code = rc;
             break;
         }
@@ -364,7 +369,7 @@ int cmd_trace(int argc, char **argv)
         return rc;
     for (int a = optind; a < argc; a++) {
         lrp_net *net = NULL;
-        if ((rc = load_apply(&net, argv[a], &o)) >= 0)
+        if ((rc = load_apply(&net, argv[a], &o, "trace", CLI_WORK_JUDGE)) >= 0)
             return rc;
         ref_ctx rcx = {0};
         rcx.prec = o.rules.prec;
@@ -430,7 +435,7 @@ static int write_trace(int argc, char **argv, int reference)
         return rc;
     const char *path = argv[optind];
     lrp_net *net = NULL;
-    if ((rc = load_apply(&net, path, &o)) >= 0)
+    if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0)
         return rc;
     lrp_err e = {0};
     ref_ctx rcx = {0};

@@ -133,6 +133,7 @@ int cmd_suite(int argc, char **argv)
             break;
         lrp_net *net = NULL;
         lrp_err e = {0};
+        cli_load_expect("check", CLI_WORK_JUDGE, 128, 1);
         if (cli_load(&net, path, &e) != LRP_OK) {
             rc = cli_fail(&e);
             break;
@@ -144,7 +145,8 @@ int cmd_suite(int argc, char **argv)
             break;
         }
         rc = -1;
-        if (cli_rules_apply(net, &o, path, &e) != LRP_OK) {
+        if (cli_rules_apply(net, &o, path, &e) != LRP_OK ||
+            cli_limits_check(net, path, "check", CLI_WORK_JUDGE, o.prec, 1, &e) != LRP_OK) {
             lrp_net_free(net);
             rc = cli_fail(&e);
             break;

@@ -128,11 +128,13 @@ static int cmd_info(int argc, char **argv)
         lrp_err e = {0};
         if (cli_load(&net, argv[a], &e) != LRP_OK)
             return cli_fail(&e);
-        printf("%s\n", argv[a]);
+        char eb[4][1024]; /* names from the file, made safe for a terminal */
+        printf("%s\n", lrp_str_esc(eb[0], sizeof eb[0], argv[a]));
         if (net->description[0])
-            printf("  %s\n", net->description);
+            printf("  %s\n", lrp_str_esc(eb[0], sizeof eb[0], net->description));
         printf("  layout NCHW (flatten order C,H,W), batch %d, seed %" PRIu64 ", composite %s\n\n",
-               net->batch, net->seed, net->composite[0] ? net->composite : "(per-layer)");
+               net->batch, net->seed,
+               net->composite[0] ? lrp_str_esc(eb[0], sizeof eb[0], net->composite) : "(per-layer)");
         printf("  %3s  %-14s %-13s %-36s %-16s %10s %12s  %s\n", "#", "layer", "kind", "geometry",
                "output", "params", "MACs", "rule");
         int64_t tp = 0, tm = 0;
@@ -149,9 +151,10 @@ static int cmd_info(int argc, char **argv)
             for (int k = 0; k < l->n_in; k++) {
                 size_t len = strlen(ins);
                 snprintf(ins + len, sizeof ins - len, "%s%s", k ? "," : "<- ",
-                         net->layers[l->in[k]].name);
+                         lrp_str_esc(eb[1], sizeof eb[1], net->layers[l->in[k]].name));
             }
-            printf("  %3d  %-14s %-13s %-36s %-16s %10" PRId64 " %12" PRId64 "  %s\n", i, l->name,
+            printf("  %3d  %-14s %-13s %-36s %-16s %10" PRId64 " %12" PRId64 "  %s\n", i,
+                   lrp_str_esc(eb[0], sizeof eb[0], l->name),
                    lrp_layer_kind_name(l->kind), geo, shp, p, m, rule);
             if (l->n_in > 1 || (l->n_in == 1 && l->in[0] != i - 1))
                 printf("  %3s  %-14s %s\n", "", "", ins);
@@ -168,10 +171,12 @@ static int cmd_info(int argc, char **argv)
             int have = 0;
             for (int i = 0; i < tr->n_layers; i++)
                 have += tr->relevance[i] != NULL;
-            printf("  trace '%s': %d/%d layers, precision %d, producer '%s'%s%s%s%s\n", tr->source,
-                   have, tr->n_layers, tr->precision, tr->producer,
-                   tr->profile[0] ? ", profile " : "", tr->profile,
-                   tr->composite[0] ? ", composite " : "", tr->composite);
+            printf("  trace '%s': %d/%d layers, precision %d, producer '%s'%s%s%s%s\n",
+                   lrp_str_esc(eb[0], sizeof eb[0], tr->source), have, tr->n_layers,
+                   tr->precision, lrp_str_esc(eb[1], sizeof eb[1], tr->producer),
+                   tr->profile[0] ? ", profile " : "", lrp_str_esc(eb[2], sizeof eb[2], tr->profile),
+                   tr->composite[0] ? ", composite " : "",
+                   lrp_str_esc(eb[3], sizeof eb[3], tr->composite));
         }
         if (a + 1 < argc)
             printf("\n");

@@ -255,10 +255,12 @@ void naive_lrp(mpq_t *R_in, mpq_t *gauge, mpq_t *absorbed, mpq_t *ugauge, int *s
                             widx[m] = ((o * Cg + cc) * g->kh + ky) * g->kw + kx;
                             m++;
                         }
-                /* plain z_j for the gamma selectors (bias per the rule) */
+                /* the gamma selectors look at the layer's real output
+                 * z_j = sum x w + b, with the bias whatever the rule's bias
+                 * switch (Zennit's Gamma under zero_params=['bias']) */
                 int sel_pos = 1, dropped = 0;
                 if (r->rule == NV_GAMMA && (r->generalized || r->drop0)) {
-                    mpq_set_d(zplain, (b && r->bias) ? b[o] : 0.0);
+                    mpq_set_d(zplain, b ? b[o] : 0.0);
                     for (int q = 0; q < m; q++) {
                         mpq_set_d(t, x[idx[q]]);
                         mpq_set_d(s, w[widx[q]]);
