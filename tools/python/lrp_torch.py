@@ -338,7 +338,9 @@ def _make_node(L, in_shape, peer):
     input has per-sample shape in_shape."""
     k = L["kind"]
     if k == "Input":
-        return _Node(L, lambda x: x), []
+        # a view, bitwise the input: a gradient hook on a leaf does not fire
+        # under torch.autograd.grad (Zennit's attributors), on a view it does
+        return _Node(L, lambda x: x.view_as(x)), []
     if k == "Dense":
         w = L["weight"]
         m = _set_params(nn.Linear(w.shape[1], w.shape[0], bias=bool(L.get("has_bias", 0))),
@@ -572,8 +574,10 @@ def _rule_allowed(rule, kind):
         return rule not in ("pass", "wta")
     if kind in ("AvgPool2D", "GlobalAvgPool"):
         return rule in ("lrp0", "epsilon")
-    if kind in ("Add", "BatchNorm"):
+    if kind == "Add":
         return rule in ("lrp0", "epsilon", "alphabeta")
+    if kind == "BatchNorm":  # pass: Zennit without canonizer, Captum's IdentityRule
+        return rule in ("lrp0", "epsilon", "alphabeta", "pass")
     if kind == "MaxPool2D":
         return rule == "wta"
     return rule == "pass"
@@ -1229,7 +1233,10 @@ class _ModelTap:
 
     def pre(self, model, args):
         self.out = collections.OrderedDict()
-        self.out[self.input_name] = args[0]
+        # the input as a view (bitwise equal): a hook on a leaf tensor does
+        # not fire under torch.autograd.grad, on a view it does
+        x = args[0].view_as(args[0])
+        self.out[self.input_name] = x
         self.calls = collections.Counter()
         self.ops = collections.Counter()
         self.depth = 0
@@ -1250,6 +1257,7 @@ class _ModelTap:
                 return out
         self.mode = _Ops()
         self.mode.__enter__()
+        return (x,) + tuple(args[1:])
 
     def event(self, origin, out):
         name = self.by_origin.get(origin)
