@@ -1329,6 +1329,7 @@ def capture_relevance(module, input, lrp_fn, formulation="grad", layers=None, se
     x = torch.as_tensor(input, dtype=torch.float32).detach().clone().requires_grad_(True)
     tap = _GradTap()
     user = None
+    shapes = None
     if isinstance(module, FixtureModule):
         order = list(module.layer_names)
         module._tap = tap.arm
@@ -1341,6 +1342,8 @@ def capture_relevance(module, input, lrp_fn, formulation="grad", layers=None, se
         finally:
             module.train(was_training)
         order = [L["name"] for L in lays]
+        # the fixture's per-sample shapes (a global pool is (C), not (C, 1, 1))
+        shapes = FixtureModule(lays).layer_shapes
         user = _ModelTap(module, lays, ex.origins, tap)
     try:
         lrp_fn(module, x)
@@ -1368,6 +1371,8 @@ def capture_relevance(module, input, lrp_fn, formulation="grad", layers=None, se
         r = g if formulation == "grad" else tap.tensors[name].detach() * g
         if scale is not None:
             r = r * scale.reshape((-1,) + (1,) * (r.dim() - 1))
+        if shapes is not None:
+            r = r.reshape((r.shape[0],) + tuple(shapes[name]))
         res[name] = r.detach().cpu().numpy().astype(np.float32, copy=True)
     return res
 
