@@ -30,7 +30,10 @@ int cmd_golden(int argc, char **argv);
 
 /* Convention profiles (tools/profiles.c): rewrites the conventions of the
  * net's rule assignment the way library NAME computes; -1 if unknown. */
-int cli_profile_apply(lrp_net *net, const char *name);
+/* stated: the rules were stated by the trace itself (compare without rule
+ * options): then the profile only adds its quirk flags and never changes a
+ * stated rule's eps, convention or BatchNorm treatment. */
+int cli_profile_apply(lrp_net *net, const char *name, int stated);
 const char *cli_profile_names(void);
 
 /* Runs fn(ctx) in a forked child with CPU/memory/wall limits (env

@@ -4,6 +4,8 @@
  * trace from that library is judged against the reference computed ITS
  * way.  A profile rewrites the stabilizer convention, default epsilon and
  * variant flags of an existing rule assignment; it does not choose rules.
+ * A trace's own /rules state what the peer did (its eps, convention and
+ * BatchNorm treatment): on those the profile only adds its quirk flags.
  *
  *   zennit        stabilize(): z + eps * (z >= 0 ? 1 : -1)      -> sign0_pos,
  *                 eps 1e-6 everywhere; Gamma is the generalized a+/a- rule
@@ -59,7 +61,7 @@ const char *cli_profile_names(void)
     return "zennit, captum, innvestigate, innvestigate-2018, rpjl, lrp-toolbox, lrp-toolbox-caffe";
 }
 
-int cli_profile_apply(lrp_net *net, const char *name)
+int cli_profile_apply(lrp_net *net, const char *name, int stated)
 {
     const profile *p = NULL;
     for (size_t i = 0; i < sizeof profiles / sizeof profiles[0]; i++)
@@ -73,9 +75,11 @@ int cli_profile_apply(lrp_net *net, const char *name)
         if (r->rule == LRP_RULE_PASS || r->rule == LRP_RULE_WTA)
             continue;
         int eps_like = r->rule == LRP_RULE_EPSILON;
-        r->stab = eps_like ? p->stab_eps : p->stab_other;
-        if (r->eps != 0.0f || eps_like)
-            r->eps = p->eps;
+        if (!stated) {
+            r->stab = eps_like ? p->stab_eps : p->stab_other;
+            if (r->eps != 0.0f || eps_like)
+                r->eps = p->eps;
+        }
         unsigned f = p->set_flags;
         /* the alpha-beta quirks apply to alpha-beta / z+ rules only */
         if (r->rule != LRP_RULE_ALPHABETA && r->rule != LRP_RULE_ZPLUS)
@@ -88,7 +92,7 @@ int cli_profile_apply(lrp_net *net, const char *name)
         if (l->kind != LRP_LAYER_DENSE && l->kind != LRP_LAYER_CONV2D)
             f = 0;
         r->flags |= f;
-        if (l->kind == LRP_LAYER_BATCHNORM && p->bn) {
+        if (l->kind == LRP_LAYER_BATCHNORM && p->bn && !stated) {
             r->flags &= ~(LRP_F_BN_CANONIZE | LRP_F_BN_FINE);
             if (p->bn == 3) {
                 /* canonize only where the graph allows it */
