@@ -214,6 +214,80 @@ class TestPeerCapture(unittest.TestCase):
             self.assertTrue(np.array_equal(Ru[n].view(np.uint32), Rf[n].view(np.uint32)), n)
 
 
+class _BNPass(torch.autograd.Function):
+    """BatchNorm forward, relevance crossing unchanged (Zennit's Pass without
+    a canonizer, Captum's IdentityRule)."""
+
+    @staticmethod
+    def forward(ctx, fn, x):
+        return fn(x)
+
+    @staticmethod
+    def backward(ctx, R):
+        return None, R
+
+
+class TestTraceRules(unittest.TestCase):
+    """The trace states what the peer did; --profile never overwrites it."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="peer_rules.")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def compare(self, path, source, *opts):
+        return subprocess.run([CLI, "compare", path, "--source", source, "--no-color"] +
+                              list(opts), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True)
+
+    def lrp_trace(self, eps, bn_pass):
+        path = os.path.join(self.tmp, "cnn.h5")
+        shutil.copyfile(os.path.join(FIXDIR, "cnn.h5"), path)
+        m = lt.fixture_to_module(path)
+        saved = []
+        if bn_pass:
+            for name, node in m.named_layers():
+                if node.kind == "BatchNorm":
+                    node.forward = (lambda x, _f=node.forward: _BNPass.apply(_f, x))
+                    node.kind = "BatchNormPass"  # keeps torch_lrp_epsilon off it
+                    saved.append(node)
+        try:
+            R = ta.torch_lrp_epsilon(m, m.input_data, eps)
+        finally:
+            for node in saved:
+                del node.forward
+                node.kind = "BatchNorm"
+        rules = lt.epsilon_rules(path, eps=np.float32(eps))
+        if bn_pass:
+            for L in lt.read_fixture(path)["layers"]:
+                if L["kind"] == "BatchNorm":
+                    rules[L["name"]] = {"rule": "pass"}
+        lt.write_trace(path, "peer", R, producer="plain torch", rules=rules)
+        return path
+
+    def test_profile_keeps_stated_eps(self):
+        """An epsilon 0.01 run (Zennit's Epsilon(0.01)) stays PASS under
+        --profile zennit: the profile's 1e-6 and its BatchNorm canonization
+        do not replace what the trace states.  Without the trace's rules
+        (--rule epsilon, i.e. library defaults) the same trace fails, which
+        shows the run is sensitive to the eps at all."""
+        path = self.lrp_trace(0.01, bn_pass=False)
+        r = self.compare(path, "peer", "--profile", "zennit")
+        self.assertEqual(r.returncode, 0, r.stdout[-1500:] + r.stderr)
+        r = self.compare(path, "peer", "--rule", "epsilon", "--profile", "zennit")
+        self.assertEqual(r.returncode, 1, r.stdout[-800:] + r.stderr)
+
+    def test_bn_pass_trace(self):
+        """A BatchNorm that passes relevance unchanged is stated as rule
+        'pass' and judged PASS; judged as explicit BatchNorm it fails."""
+        path = self.lrp_trace(1e-6, bn_pass=True)
+        r = self.compare(path, "peer")
+        self.assertEqual(r.returncode, 0, r.stdout[-1500:] + r.stderr)
+        r = self.compare(path, "peer", "--rule", "epsilon")
+        self.assertEqual(r.returncode, 1, r.stdout[-800:] + r.stderr)
+
+
 def main():
     global CLI, FIXDIR
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
