@@ -12,6 +12,10 @@ file to OUTDIR, runs
                 on Linear/Conv2d, Norm on Sum and average pools, Pass on
                 BatchNorm and activations (no canonizer)
   zennit-plus   zennit's EpsilonPlus composite (ZPlus on convolutions)
+  zennit-canon  the same with zennit's SequentialMergeBatchNorm canonizer; the
+                trace states bn_canonize where the format allows the merge
+                (the BN's input is a conv/dense read by nothing else) and
+                pass on the other BatchNorms (Zennit's map for them)
   captum        captum.attr.LRP with its default rules (EpsilonRule(1e-9) on
                 Linear, Conv2d, BatchNorm2d, pools, Addition_Module)
 
@@ -72,8 +76,26 @@ def _onehot_out(m):
     return seed
 
 
+def canon_bn_rules(layers, rules):
+    """bn_canonize where the format allows it, pass elsewhere."""
+    users = {}
+    for L in layers:
+        for n in L["inputs"]:
+            users[n] = users.get(n, 0) + 1
+    kinds = {L["name"]: L["kind"] for L in layers}
+    for L in layers:
+        if L["kind"] == "BatchNorm":
+            src = L["inputs"][0]
+            if kinds[src] in ("Conv2D", "Dense") and users[src] == 1:
+                rules[L["name"]] = {"rule": "lrp0", "flags": ["bn_canonize"]}
+            else:
+                rules[L["name"]] = {"rule": "pass"}
+    return rules
+
+
 def run_zennit(path, composite_name):
     from zennit.attribution import Gradient
+    from zennit.canonizers import SequentialMergeBatchNorm
     from zennit.composites import LayerMapComposite, EpsilonPlus
     from zennit.layer import Sum
     from zennit.rules import Epsilon, Norm, Pass
@@ -88,10 +110,13 @@ def run_zennit(path, composite_name):
         rules = rules_for(fx["layers"], {"rule": "epsilon", "eps": np.float32(eps)},
                           {"rule": "epsilon", "eps": np.float32(eps)}, {"rule": "pass"})
     else:
-        comp = EpsilonPlus(epsilon=eps)
+        canon = [SequentialMergeBatchNorm()] if composite_name == "zennit-canon" else []
+        comp = EpsilonPlus(epsilon=eps, canonizers=canon)
         rules = rules_for(fx["layers"], {"rule": "epsilon", "eps": np.float32(eps)},
                           {"rule": "epsilon", "eps": np.float32(eps)}, {"rule": "pass"},
                           conv={"rule": "zplus", "eps": np.float32(eps)})
+        if canon:
+            rules = canon_bn_rules(fx["layers"], rules)
     own = {}
 
     def lrp(mod, x):
@@ -154,7 +179,7 @@ def main():
     print("%-16s %-12s %-16s %-8s %s" % ("fixture", "peer", "verdict", "own==cap", "non-PASS layers"))
     for src in files:
         base = os.path.basename(src)
-        for peer in ("zennit-eps", "zennit-plus", "captum"):
+        for peer in ("zennit-eps", "zennit-plus", "zennit-canon", "captum"):
             path = os.path.join(outdir, "%s.%s.h5" % (base[:-3], peer))
             shutil.copyfile(src, path)
             try:
