@@ -288,6 +288,34 @@ class TestTraceRules(unittest.TestCase):
         self.assertEqual(r.returncode, 1, r.stdout[-800:] + r.stderr)
 
 
+class TestPackage(unittest.TestCase):
+    def test_pip_install_offline(self):
+        """tools/python installs with pip into a venv that sees Debian's
+        packages, with no index (no network), and its modules import there."""
+        tmp = tempfile.mkdtemp(prefix="peer_pkg.")
+        try:
+            src = os.path.join(tmp, "src")
+            shutil.copytree(os.path.join(HERE, "..", "..", "tools", "python"), src,
+                            ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+            venv = os.path.join(tmp, "venv")
+            r = subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if r.returncode != 0:
+                self.skipTest("python3-venv not installed")
+            py = os.path.join(venv, "bin", "python")
+            r = subprocess.run([py, "-m", "pip", "install", "--no-index", "--no-deps", src],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True, cwd=tmp)
+            self.assertEqual(r.returncode, 0, r.stdout[-2000:])
+            r = subprocess.run([py, "-c", "import lrp_torch, lrp_peers; print(lrp_torch.__file__)"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True, cwd=tmp)
+            self.assertEqual(r.returncode, 0, r.stdout)
+            self.assertIn(os.path.join(venv, "lib"), r.stdout)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main():
     global CLI, FIXDIR
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
