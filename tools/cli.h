@@ -91,7 +91,7 @@ void cli_rules_describe(char *buf, size_t n, const lrp_net *net, const cli_rules
     "  --eps X --gamma X --alpha X --beta X --box LOW,HIGH --no-bias\n" \
     "  --flag NAME        gamma_generalized zennit_gamma_drop0 innvestigate_ab_fullbias\n" \
     "                     captum_a1b0 wta_split_ties\n" \
-    "  --bn MODE          explicit | fine (R_x + R_mu + R_beta) | canonize\n" \
+    "  --bn MODE          explicit | fine (R_x + R_mu + R_beta) | canonize | pass (R unchanged)\n" \
     "  --prec P           reference precision in bits (default 128)\n" \
     "  --threads N        threads (default 2)\n"
 

@@ -102,7 +102,7 @@ int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char 
             return cli_usage_error(cmd, "unknown flag '%s'", arg);
         if (f & (LRP_F_BN_CANONIZE | LRP_F_BN_FINE))
             return cli_usage_error(cmd, "--flag %s: BatchNorm treatment is set with --bn "
-                                        "(explicit, fine, canonize)", arg);
+                                        "(explicit, fine, canonize, pass)", arg);
         o->flags |= f;
         return 0;
     }
