@@ -201,7 +201,7 @@ static void sync_naive(rcase *c)
     c->nr.generalized = (c->spec.flags & LRP_F_GAMMA_GENERALIZED) != 0;
     c->nr.drop0 = (c->spec.flags & LRP_F_ZENNIT_GAMMA_DROP0) != 0;
     c->nr.fullbias = (c->spec.flags & LRP_F_INNV_AB_FULLBIAS) != 0;
-    c->nr.captum = (c->spec.flags & LRP_F_CAPTUM_A1B0) != 0;
+    c->nr.captum = (c->spec.flags & (LRP_F_CAPTUM_A1B0 | LRP_F_CAPTUM_GAMMA_FULLBIAS)) != 0;
     if (c->nr.rule == NV_AB && c->nr.beta == 0)
         c->nr.rule = NV_AB;
 }
@@ -480,6 +480,14 @@ static void t_alphabeta_peers(void **s)
     c.spec.alpha = 1.0f;
     c.spec.beta = 0.0f;
     c.spec.flags = LRP_F_CAPTUM_A1B0;
+    run_rule(c);
+}
+/* Captum's GammaRule: weights a (w + g w+), bias b unmodified */
+static void t_gamma_captum(void **s)
+{
+    (void)s;
+    rcase c = mk("gamma/captum_fullbias", LRP_RULE_GAMMA, NV_GAMMA);
+    c.spec.flags = LRP_F_CAPTUM_GAMMA_FULLBIAS;
     run_rule(c);
 }
 static void t_zplus(void **s) { (void)s; run_rule(mk("zplus", LRP_RULE_ZPLUS, NV_AB)); }
@@ -1161,6 +1169,7 @@ int main(void)
         cmocka_unit_test(t_multi_layer),
         cmocka_unit_test(t_threads_bitwise),
         cmocka_unit_test(t_canonize_kernels),
+        cmocka_unit_test(t_gamma_captum),
         cmocka_unit_test(t_bn_pass),
         cmocka_unit_test(t_pools_and_range_flags),
         cmocka_unit_test(t_selfproof),

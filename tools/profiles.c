@@ -14,7 +14,9 @@
  *                 the linear layer before it); max-pool routes by gradient
  *                 (first maximum).
  *   captum        sign0_pos, eps 1e-9; its alpha1beta0 clips weights only
- *                 (captum_a1b0, full bias); BatchNorm explicit.
+ *                 (captum_a1b0, full bias), its GammaRule too
+ *                 (captum_gamma_fullbias: bias b in the denominator);
+ *                 BatchNorm explicit (EpsilonRule, Captum 0.8's default).
  *   innvestigate  epsilon: sign0_pos with eps 1e-7 (the fixed K.sign rule);
  *                 every other rule divides with safe_divide, which only
  *                 stabilizes an exact zero -> zero_only, eps 1e-7; alpha-beta
@@ -47,7 +49,8 @@ typedef struct profile {
 static const profile profiles[] = {
     {"zennit", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6,
      LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0, 3},
-    {"captum", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS9, LRP_F_CAPTUM_A1B0, 1},
+    {"captum", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS9,
+     LRP_F_CAPTUM_A1B0 | LRP_F_CAPTUM_GAMMA_FULLBIAS, 1},
     {"innvestigate", LRP_STAB_SIGN0_POS, LRP_STAB_ZERO_ONLY, EPS7, LRP_F_INNV_AB_FULLBIAS, 1},
     {"innvestigate-2018", LRP_STAB_SIGN0_ZERO, LRP_STAB_ZERO_ONLY, EPS7, LRP_F_INNV_AB_FULLBIAS,
      1},
@@ -85,7 +88,8 @@ int cli_profile_apply(lrp_net *net, const char *name, int stated)
         if (r->rule != LRP_RULE_ALPHABETA && r->rule != LRP_RULE_ZPLUS)
             f &= ~(LRP_F_CAPTUM_A1B0 | LRP_F_INNV_AB_FULLBIAS);
         if (r->rule != LRP_RULE_GAMMA)
-            f &= ~(LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0);
+            f &= ~(LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0 |
+                   LRP_F_CAPTUM_GAMMA_FULLBIAS);
         /* Captum's quirk is its alpha1beta0 only */
         if (r->rule == LRP_RULE_ALPHABETA && !(r->alpha == 1.0f && r->beta == 0.0f))
             f &= ~LRP_F_CAPTUM_A1B0;

@@ -183,9 +183,8 @@ def _captum_rule(rule, kind, where):
     if getattr(rule, "set_bias_to_zero", False):
         r["bias"] = 0
     if name == "GammaRule":
-        # Captum keeps the full bias b in the denominator (not b + gamma b+):
-        # no flag states it yet, so this is judged as the textbook gamma
-        r.update(rule="gamma", gamma=np.float32(rule.gamma))
+        # Captum keeps the full bias b in the denominator (not b + gamma b+)
+        r.update(rule="gamma", gamma=np.float32(rule.gamma), flags=["captum_gamma_fullbias"])
     elif name == "Alpha1_Beta0_Rule":
         r.update(rule="alphabeta", alpha=np.float32(1), beta=np.float32(0), flags=["captum_a1b0"])
     else:

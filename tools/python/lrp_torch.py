@@ -57,7 +57,7 @@ RULES = ("lrp0", "epsilon", "gamma", "alphabeta", "zplus", "wsquare", "flat", "z
          "pass", "wta")
 STABILIZERS = ("sign0_pos", "signbit", "sign0_zero", "zero_only", "skip_zero", "positive")
 FLAGS = ("gamma_generalized", "zennit_gamma_drop0", "innvestigate_ab_fullbias",
-         "captum_a1b0", "wta_split_ties", "bn_canonize", "bn_fine")
+         "captum_a1b0", "wta_split_ties", "bn_canonize", "bn_fine", "captum_gamma_fullbias")
 COMPOSITES = ("EpsilonPlus", "EpsilonPlusFlat", "EpsilonAlpha2Beta1",
               "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "SequentialPresetA",
               "SequentialPresetB")
