@@ -278,6 +278,19 @@ class TestTraceRules(unittest.TestCase):
         r = self.compare(path, "peer", "--rule", "epsilon", "--profile", "zennit")
         self.assertEqual(r.returncode, 1, r.stdout[-800:] + r.stderr)
 
+    def test_composite_label_needs_rules(self):
+        """write_trace(composite=...) without rules= is refused: the label
+        alone never reaches the reference, which would silently be the
+        fixture's own rules."""
+        path = os.path.join(self.tmp, "mlp.h5")
+        shutil.copyfile(os.path.join(FIXDIR, "mlp.h5"), path)
+        m = lt.fixture_to_module(path)
+        R = ta.torch_lrp_epsilon(m, m.input_data, 1e-6)
+        with self.assertRaisesRegex(ValueError, "only a label"):
+            lt.write_trace(path, "peer", R, producer="x", composite="EpsilonPlus")
+        lt.write_trace(path, "peer", R, producer="x", composite="EpsilonPlus",
+                       rules=lt.epsilon_rules(path))
+
     def test_bn_pass_trace(self):
         """A BatchNorm that passes relevance unchanged is stated as rule
         'pass' and judged PASS; judged as explicit BatchNorm it fails."""

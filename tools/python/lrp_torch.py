@@ -1427,6 +1427,13 @@ def write_trace(path, source, relevances, producer, profile="", composite="", ru
     if composite and composite not in COMPOSITES:
         raise ValueError("unknown composite %r (known: %s; '' for an explicit rule list)"
                          % (composite, ", ".join(COMPOSITES)))
+    if composite and not rules:
+        # the attribute is provenance only: the reference is computed from
+        # the trace's rules, so a composite without them would be judged
+        # against the fixture's /rules (LRP-0 where it has none)
+        raise ValueError("composite=%r is only a label; pass rules= with what your library "
+                         "applied per layer (lrp_peers.zennit_rules / captum_rules read them "
+                         "from a Zennit composite or a Captum model)" % composite)
     fx = read_fixture(path)
     names = [L["name"] for L in fx["layers"]]
     index = {n: i for i, n in enumerate(names)}
