@@ -73,6 +73,8 @@ def _freevars(hook):
 
 def _zennit_rule(hook, where):
     name = type(hook).__name__
+    if name == "Pass":
+        return {"rule": "pass"}
     v = _freevars(hook)
     st = v.get("stabilizer_fn")
     eps = getattr(st, "epsilon", st)
