@@ -7,7 +7,7 @@ the rules given ({layer index: rule attrs as in /traces/<s>/rules}), the way
 PyTorch LRP libraries do it: each linear layer's relevance is
 a * grad(z, a, R / stab(z)) with the rule's modified inputs and weights.
 Returns [relevance per layer] (numpy, dtype), with with_acts also the forward
-activations it used, or raises Unsupported with the reason.  Written from LRP-SPEC's rule table as docs/ORACLE.md and
+activations it used, or raises Unsupported with the reason.  Written from docs/SPEC.md's rule table as docs/ORACLE.md and
 core/ruletab.c state it; not derived from the C code.
 
 Supported: Input, ReLU, Flatten, Dropout, Reshape (pass); MaxPool2D (wta,

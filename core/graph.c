@@ -179,8 +179,12 @@ static int rule_allowed(lrp_rule_id r, lrp_layer_kind k)
     case LRP_LAYER_GLOBALAVGPOOL:
         return r == LRP_RULE_ZERO || r == LRP_RULE_EPSILON;
     case LRP_LAYER_ADD:
-    case LRP_LAYER_BATCHNORM:
         return r == LRP_RULE_ZERO || r == LRP_RULE_EPSILON || r == LRP_RULE_ALPHABETA;
+    case LRP_LAYER_BATCHNORM:
+        /* pass: relevance crosses unchanged (Zennit without a canonizer,
+         * Captum's IdentityRule) */
+        return r == LRP_RULE_ZERO || r == LRP_RULE_EPSILON || r == LRP_RULE_ALPHABETA ||
+               r == LRP_RULE_PASS;
     case LRP_LAYER_MAXPOOL2D:
         return r == LRP_RULE_WTA;
     default:

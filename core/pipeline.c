@@ -767,7 +767,8 @@ static lrp_status back_layer(run *r, int li)
     /* pass-through layers hand R on unchanged: rin[0] is R itself */
     int through = l->kind == LRP_LAYER_RELU || l->kind == LRP_LAYER_FLATTEN ||
                   l->kind == LRP_LAYER_RESHAPE || l->kind == LRP_LAYER_DROPOUT ||
-                  (l->kind == LRP_LAYER_BATCHNORM && (l->rule.flags & LRP_F_BN_CANONIZE));
+                  (l->kind == LRP_LAYER_BATCHNORM &&
+                   ((l->rule.flags & LRP_F_BN_CANONIZE) || l->rule.rule == LRP_RULE_PASS));
     P->n_rin = l->n_in;
     for (int k = 0; k < l->n_in; k++) {
         P->n_rin_per[k] = r->p->L[l->in[k]].n;
@@ -837,7 +838,7 @@ static lrp_status back_layer(run *r, int li)
         break;
     }
     case LRP_LAYER_BATCHNORM: {
-        if (l->rule.flags & LRP_F_BN_CANONIZE)
+        if ((l->rule.flags & LRP_F_BN_CANONIZE) || l->rule.rule == LRP_RULE_PASS)
             break; /* pass-through: rin[0] is R */
         int64_t C = P->bn_C, hw = P->n / C;
         int fine = (l->rule.flags & LRP_F_BN_FINE) != 0;

@@ -16,6 +16,9 @@
  *                 bias b + g b+;  z_j < 0: a+ (w + g w-) + a- (w + g w+),
  *                 bias b + g b-.   Plain gamma with ZENNIT_GAMMA_DROP0: the
  *                 unit is dropped (R_j absorbed as "dropped") when z_j == 0.
+ *                 CAPTUM_GAMMA_FULLBIAS (takes precedence over the two
+ *                 above): a (w + g w+), bias b unmodified (Captum's
+ *                 GammaRule changes the weights only).
  *  alphabeta      alpha (a+w+ + a-w-) / (z+ + b+)  -  beta (a+w- + a-w+) / (z- + b-);
  *                 den == 0 of a part = empty part (numerators all 0).
  *                 INNV_AB_FULLBIAS: b in both denominators (no longer empty);
@@ -37,6 +40,7 @@ enum {
     D_GAMMA_DROP0,
     D_GAMMA_GEN,
     D_GAMMA_GEN_DROP0,
+    D_GAMMA_CAPTUM,
     D_AB,
     D_AB_FULLBIAS,
     D_AB_CAPTUM,
@@ -54,6 +58,11 @@ static const lrp_rule_desc tab[D_COUNT] = {
     [D_GAMMA_DROP0] = {"gamma/zennit_drop0", 1,
                        {{LRP_C_ONE, LRP_SEL_ZNONZERO, 0, 2, 2,
                          {T(ID, ID, ONE), T(ID, POS, GAMMA)}, {B(ID, ONE), B(POS, GAMMA)}}}},
+    /* Captum's GammaRule modifies the weights only: the bias stays b in
+     * the denominator (not b + g b+), inputs are not split */
+    [D_GAMMA_CAPTUM] = {"gamma/captum_fullbias", 1,
+                        {{LRP_C_ONE, LRP_SEL_ALL, 0, 2, 1, {T(ID, ID, ONE), T(ID, POS, GAMMA)},
+                          {B(ID, ONE)}}}},
     [D_GAMMA_GEN] = {"gamma/generalized", 2,
                      {{LRP_C_ONE, LRP_SEL_ZNONNEG, 0, 4, 2,
                        {T(POS, ID, ONE), T(POS, POS, GAMMA), T(NEG, ID, ONE), T(NEG, NEG, GAMMA)},
@@ -99,6 +108,8 @@ const lrp_rule_desc *lrp_rule_describe(const lrp_rule_spec *r)
     case LRP_RULE_EPSILON: return &tab[D_EPS];
     case LRP_RULE_GAMMA: {
         int drop0 = (r->flags & LRP_F_ZENNIT_GAMMA_DROP0) != 0;
+        if (r->flags & LRP_F_CAPTUM_GAMMA_FULLBIAS)
+            return &tab[D_GAMMA_CAPTUM];
         if (r->flags & LRP_F_GAMMA_GENERALIZED)
             return &tab[drop0 ? D_GAMMA_GEN_DROP0 : D_GAMMA_GEN];
         return &tab[drop0 ? D_GAMMA_DROP0 : D_GAMMA];

@@ -154,14 +154,15 @@ int lrp_stab_parse(const char *name, lrp_stab_id *out);
     X(CAPTUM_A1B0, 3, "captum_a1b0") /* clip weights only, full bias */    \
     X(WTA_SPLIT_TIES, 4, "wta_split_ties") /* maxpool ties split evenly */  \
     X(BN_CANONIZE, 5, "bn_canonize") /* fold BN into preceding layer */     \
-    X(BN_FINE, 6, "bn_fine") /* report R_mu and R_beta separately */
+    X(BN_FINE, 6, "bn_fine") /* report R_mu and R_beta separately */      \
+    X(CAPTUM_GAMMA_FULLBIAS, 7, "captum_gamma_fullbias") /* gamma den: b */
 
 enum {
 #define X(e, bit, s) LRP_F_##e = 1u << (bit),
     LRP_FLAG_LIST(X)
 #undef X
 };
-#define LRP_F_ALL_MASK 0x7fu
+#define LRP_F_ALL_MASK 0xffu
 
 const char *lrp_flag_name(unsigned single_flag);
 int lrp_flag_parse(const char *name, unsigned *out_flag);

@@ -552,7 +552,8 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                 int den_is_out = l->kind == LRP_LAYER_ADD || l->kind == LRP_LAYER_AVGPOOL2D ||
                                  l->kind == LRP_LAYER_GLOBALAVGPOOL ||
                                  (l->kind == LRP_LAYER_BATCHNORM &&
-                                  !(l->rule.flags & LRP_F_BN_CANONIZE)) ||
+                                  !(l->rule.flags & LRP_F_BN_CANONIZE) &&
+                                  l->rule.rule != LRP_RULE_PASS) ||
                                  ((l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) &&
                                   (l->rule.rule == LRP_RULE_EPSILON || l->rule.rule == LRP_RULE_ZERO) &&
                                   l->rule.bias);
@@ -968,7 +969,8 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
                 if (!(lr->cons_f32 <= rep->max_cons_f32))
                     rep->max_cons_f32 = lr->cons_f32;
             }
-            if (l->kind == LRP_LAYER_BATCHNORM && !(l->rule.flags & LRP_F_BN_CANONIZE)) {
+            if (l->kind == LRP_LAYER_BATCHNORM && !(l->rule.flags & LRP_F_BN_CANONIZE) &&
+                l->rule.rule != LRP_RULE_PASS) {
                 if (l->rule.flags & LRP_F_BN_FINE)
                     snprintf(lr->note, sizeof lr->note,
                              "BN identity R_x + R_mu + R_beta = R: %.9g + %.9g + %.9g = %.9g "

@@ -793,8 +793,9 @@ static int backward_bounds(ctx *c)
             break;
         case LRP_LAYER_BATCHNORM: {
             int in0 = l->in[0];
-            if (l->rule.flags & LRP_F_BN_CANONIZE) {
-                /* passes to the folded layer, which reads R at this output:
+            if ((l->rule.flags & LRP_F_BN_CANONIZE) || l->rule.rule == LRP_RULE_PASS) {
+                /* rule pass: R crosses unchanged (bounds copied below);
+                 * canonized: passes to the folded layer, which reads R at this output:
                  * handled in linear_backward via canon_bn(); the conv's own
                  * output relevance is this one */
                 break;
@@ -973,9 +974,11 @@ static int backward_bounds(ctx *c)
         }
         }
 #undef SH
-        /* a canonized BN's input (the folded conv's output) carries the
-         * BN output's relevance: copy bounds down so the conv sees them */
-        if (l->kind == LRP_LAYER_BATCHNORM && (l->rule.flags & LRP_F_BN_CANONIZE)) {
+        /* a canonized BN's input (the folded conv's output), and the input
+         * of a BN under rule pass, carry the BN output's relevance
+         * unchanged (no rounding): copy bounds down */
+        if (l->kind == LRP_LAYER_BATCHNORM &&
+            ((l->rule.flags & LRP_F_BN_CANONIZE) || l->rule.rule == LRP_RULE_PASS)) {
             int in0 = l->in[0];
             for (int64_t i = 0; i < B * n; i++) {
                 c->Bd[in0][i] += c->Bd[li][i];

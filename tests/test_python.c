@@ -100,6 +100,13 @@ static void test_torch_adapter(void **state)
     run_file("tests/python/test_torch_adapter.py");
 }
 
+/* the real peers' capture conventions on plain-torch stand-ins (issue 13) */
+static void test_peer_capture(void **state)
+{
+    (void)state;
+    run_file("tests/python/test_peer_capture.py");
+}
+
 /* docs/VALIDATING.md's walkthrough, run as written: export, LRP, trace,
  * compare (exit 0). */
 static void test_validating_example(void **state)
@@ -136,6 +143,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_python_modules_present),
         cmocka_unit_test(test_torch_adapter),
+        cmocka_unit_test(test_peer_capture),
         cmocka_unit_test(test_validating_example),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -201,7 +201,7 @@ static void sync_naive(rcase *c)
     c->nr.generalized = (c->spec.flags & LRP_F_GAMMA_GENERALIZED) != 0;
     c->nr.drop0 = (c->spec.flags & LRP_F_ZENNIT_GAMMA_DROP0) != 0;
     c->nr.fullbias = (c->spec.flags & LRP_F_INNV_AB_FULLBIAS) != 0;
-    c->nr.captum = (c->spec.flags & LRP_F_CAPTUM_A1B0) != 0;
+    c->nr.captum = (c->spec.flags & (LRP_F_CAPTUM_A1B0 | LRP_F_CAPTUM_GAMMA_FULLBIAS)) != 0;
     if (c->nr.rule == NV_AB && c->nr.beta == 0)
         c->nr.rule = NV_AB;
 }
@@ -480,6 +480,14 @@ static void t_alphabeta_peers(void **s)
     c.spec.alpha = 1.0f;
     c.spec.beta = 0.0f;
     c.spec.flags = LRP_F_CAPTUM_A1B0;
+    run_rule(c);
+}
+/* Captum's GammaRule: weights a (w + g w+), bias b unmodified */
+static void t_gamma_captum(void **s)
+{
+    (void)s;
+    rcase c = mk("gamma/captum_fullbias", LRP_RULE_GAMMA, NV_GAMMA);
+    c.spec.flags = LRP_F_CAPTUM_GAMMA_FULLBIAS;
     run_rule(c);
 }
 static void t_zplus(void **s) { (void)s; run_rule(mk("zplus", LRP_RULE_ZPLUS, NV_AB)); }
@@ -1055,6 +1063,35 @@ static void t_canonize_kernels(void **s)
         }
 }
 
+/* BatchNorm under rule pass (Zennit without a canonizer, Captum's
+ * IdentityRule): accepted by validation, and the relevance at the BN's input
+ * is its output relevance bit for bit (no division, nothing absorbed). */
+static void t_bn_pass(void **s)
+{
+    (void)s;
+    lrp_net *net = multi_net(0, LRP_RULE_EPSILON, LRP_RULE_EPSILON);
+    int bn = lrp_net_find(net, "bn");
+    net->layers[bn].rule = lrp_rule_default(LRP_RULE_PASS);
+    lrp_err err = {0};
+    if (lrp_net_infer(net, "bn_pass", &err) != LRP_OK)
+        fail_msg("BatchNorm with rule pass refused: %s", err.msg);
+    lrp_ref_result *R;
+    assert_int_equal(lrp_ref_run(&R, net, NULL, &err), LRP_OK);
+    check_conservation(R, "bn pass");
+    const lrp_pipe_layer *O = &R->pipe->L[bn], *I = &R->pipe->L[net->layers[bn].in[0]];
+    assert_int_equal(O->n, I->n);
+    int64_t nonzero = 0;
+    for (int64_t i = 0; i < O->n * net->batch; i++) {
+        if (!mpfr_same((mpfr_srcptr)O->rel + i, (mpfr_srcptr)I->rel + i))
+            fail_msg("bn pass: cell %lld: %s in, %s out", (long long)i,
+                     dbl((mpfr_srcptr)I->rel + i), dbl((mpfr_srcptr)O->rel + i));
+        nonzero += !mpfr_zero_p((mpfr_srcptr)O->rel + i);
+    }
+    assert_true(nonzero > 0); /* relevance did reach the BN */
+    lrp_ref_free(R);
+    lrp_net_free(net);
+}
+
 static void t_selfproof(void **s)
 {
     (void)s;
@@ -1132,6 +1169,8 @@ int main(void)
         cmocka_unit_test(t_multi_layer),
         cmocka_unit_test(t_threads_bitwise),
         cmocka_unit_test(t_canonize_kernels),
+        cmocka_unit_test(t_gamma_captum),
+        cmocka_unit_test(t_bn_pass),
         cmocka_unit_test(t_pools_and_range_flags),
         cmocka_unit_test(t_selfproof),
     };

@@ -30,7 +30,10 @@ int cmd_golden(int argc, char **argv);
 
 /* Convention profiles (tools/profiles.c): rewrites the conventions of the
  * net's rule assignment the way library NAME computes; -1 if unknown. */
-int cli_profile_apply(lrp_net *net, const char *name);
+/* stated: the rules were stated by the trace itself (compare without rule
+ * options): then the profile only adds its quirk flags and never changes a
+ * stated rule's eps, convention or BatchNorm treatment. */
+int cli_profile_apply(lrp_net *net, const char *name, int stated);
 const char *cli_profile_names(void);
 
 /* Runs fn(ctx) in a forked child with CPU/memory/wall limits (env
@@ -107,8 +110,9 @@ void cli_rules_describe(char *buf, size_t n, const lrp_net *net, const cli_rules
     "  --no-bias          no bias in the Dense/Conv2D denominators (a BatchNorm keeps\n" \
     "                     its shift)\n" \
     "  --flag NAME        Dense/Conv2D: gamma_generalized zennit_gamma_drop0\n" \
-    "                     innvestigate_ab_fullbias captum_a1b0; MaxPool2D: wta_split_ties\n" \
-    "  --bn MODE          explicit | fine (R_x + R_mu + R_beta) | canonize\n" \
+    "                     innvestigate_ab_fullbias captum_a1b0 captum_gamma_fullbias;\n" \
+    "                     MaxPool2D: wta_split_ties\n" \
+    "  --bn MODE          explicit | fine (R_x + R_mu + R_beta) | canonize | pass (R unchanged)\n" \
     "  --prec P           reference precision in bits (default 128)\n" \
     "  --threads N        threads (default 2)\n"
 

@@ -102,7 +102,7 @@ int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char 
             return cli_usage_error(cmd, "unknown flag '%s'", arg);
         if (f & (LRP_F_BN_CANONIZE | LRP_F_BN_FINE))
             return cli_usage_error(cmd, "--flag %s: BatchNorm treatment is set with --bn "
-                                        "(explicit, fine, canonize)", arg);
+                                        "(explicit, fine, canonize, pass)", arg);
         o->flags |= f;
         return 0;
     }
@@ -113,8 +113,11 @@ int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char 
             o->bn_mode = 2;
         else if (!strcmp(arg, "canonize"))
             o->bn_mode = 3;
+        else if (!strcmp(arg, "pass"))
+            o->bn_mode = 4; /* Zennit without a canonizer, Captum's IdentityRule */
         else
-            return cli_usage_error(cmd, "--bn wants explicit, fine or canonize, got '%s'", arg);
+            return cli_usage_error(cmd, "--bn wants explicit, fine, canonize or pass, got '%s'",
+                                   arg);
         return 0;
     }
     if (!strcmp(opt, "prec")) {
@@ -187,6 +190,18 @@ static void override_all(lrp_net *net, const cli_rules *o)
             l->rule.flags |= LRP_F_BN_FINE;
         if (o->bn_mode == 3)
             l->rule.flags |= LRP_F_BN_CANONIZE;
+        if (o->bn_mode == 4) {
+            l->rule = lrp_rule_default(LRP_RULE_PASS);
+        } else if (l->rule.rule == LRP_RULE_PASS) {
+            /* leaving pass: the rule the composites give BatchNorm */
+            float eps = l->rule.eps;
+            l->rule = lrp_rule_default(eps > 0.0f ? LRP_RULE_EPSILON : LRP_RULE_ZERO);
+            l->rule.eps = eps;
+            if (o->bn_mode == 2)
+                l->rule.flags |= LRP_F_BN_FINE;
+            if (o->bn_mode == 3)
+                l->rule.flags |= LRP_F_BN_CANONIZE;
+        }
     }
 }
 

@@ -274,7 +274,9 @@ static int judge(int argc, char **argv, int compare)
         const char *prof = o.profile;
         if (prof) {
             lrp_err pe = {0};
-            if (cli_profile_apply(net, prof)) {
+            int stated = compare && !o.rules.has_rule && !o.rules.has_composite &&
+                         net->traces[lrp_net_trace_find(net, o.source)].rules;
+            if (cli_profile_apply(net, prof, stated)) {
                 fprintf(stderr, "lrp-oracle %s: unknown profile '%s' (%s)\n", cmd, prof,
                         cli_profile_names());
                 lrp_net_free(net);

@@ -4,6 +4,8 @@
  * trace from that library is judged against the reference computed ITS
  * way.  A profile rewrites the stabilizer convention, default epsilon and
  * variant flags of an existing rule assignment; it does not choose rules.
+ * A trace's own /rules state what the peer did (its eps, convention and
+ * BatchNorm treatment): on those the profile only adds its quirk flags.
  *
  *   zennit        stabilize(): z + eps * (z >= 0 ? 1 : -1)      -> sign0_pos,
  *                 eps 1e-6 everywhere; Gamma is the generalized a+/a- rule
@@ -12,7 +14,9 @@
  *                 the linear layer before it); max-pool routes by gradient
  *                 (first maximum).
  *   captum        sign0_pos, eps 1e-9; its alpha1beta0 clips weights only
- *                 (captum_a1b0, full bias); BatchNorm explicit.
+ *                 (captum_a1b0, full bias), its GammaRule too
+ *                 (captum_gamma_fullbias: bias b in the denominator);
+ *                 BatchNorm explicit (EpsilonRule, Captum 0.8's default).
  *   innvestigate  epsilon: sign0_pos with eps 1e-7 (the fixed K.sign rule);
  *                 every other rule divides with safe_divide, which only
  *                 stabilizes an exact zero -> zero_only, eps 1e-7; alpha-beta
@@ -45,7 +49,8 @@ typedef struct profile {
 static const profile profiles[] = {
     {"zennit", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6,
      LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0, 3},
-    {"captum", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS9, LRP_F_CAPTUM_A1B0, 1},
+    {"captum", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS9,
+     LRP_F_CAPTUM_A1B0 | LRP_F_CAPTUM_GAMMA_FULLBIAS, 1},
     {"innvestigate", LRP_STAB_SIGN0_POS, LRP_STAB_ZERO_ONLY, EPS7, LRP_F_INNV_AB_FULLBIAS, 1},
     {"innvestigate-2018", LRP_STAB_SIGN0_ZERO, LRP_STAB_ZERO_ONLY, EPS7, LRP_F_INNV_AB_FULLBIAS,
      1},
@@ -59,7 +64,7 @@ const char *cli_profile_names(void)
     return "zennit, captum, innvestigate, innvestigate-2018, rpjl, lrp-toolbox, lrp-toolbox-caffe";
 }
 
-int cli_profile_apply(lrp_net *net, const char *name)
+int cli_profile_apply(lrp_net *net, const char *name, int stated)
 {
     const profile *p = NULL;
     for (size_t i = 0; i < sizeof profiles / sizeof profiles[0]; i++)
@@ -73,22 +78,25 @@ int cli_profile_apply(lrp_net *net, const char *name)
         if (r->rule == LRP_RULE_PASS || r->rule == LRP_RULE_WTA)
             continue;
         int eps_like = r->rule == LRP_RULE_EPSILON;
-        r->stab = eps_like ? p->stab_eps : p->stab_other;
-        if (r->eps != 0.0f || eps_like)
-            r->eps = p->eps;
+        if (!stated) {
+            r->stab = eps_like ? p->stab_eps : p->stab_other;
+            if (r->eps != 0.0f || eps_like)
+                r->eps = p->eps;
+        }
         unsigned f = p->set_flags;
         /* the alpha-beta quirks apply to alpha-beta / z+ rules only */
         if (r->rule != LRP_RULE_ALPHABETA && r->rule != LRP_RULE_ZPLUS)
             f &= ~(LRP_F_CAPTUM_A1B0 | LRP_F_INNV_AB_FULLBIAS);
         if (r->rule != LRP_RULE_GAMMA)
-            f &= ~(LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0);
+            f &= ~(LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0 |
+                   LRP_F_CAPTUM_GAMMA_FULLBIAS);
         /* Captum's quirk is its alpha1beta0 only */
         if (r->rule == LRP_RULE_ALPHABETA && !(r->alpha == 1.0f && r->beta == 0.0f))
             f &= ~LRP_F_CAPTUM_A1B0;
         if (l->kind != LRP_LAYER_DENSE && l->kind != LRP_LAYER_CONV2D)
             f = 0;
         r->flags |= f;
-        if (l->kind == LRP_LAYER_BATCHNORM && p->bn) {
+        if (l->kind == LRP_LAYER_BATCHNORM && p->bn && !stated) {
             r->flags &= ~(LRP_F_BN_CANONIZE | LRP_F_BN_FINE);
             if (p->bn == 3) {
                 /* canonize only where the graph allows it */

@@ -156,7 +156,8 @@ static void bias_term(mpq_t out, int *negzero, const naive_rule *r, int part, in
         *negzero = b == 0 && signbit(b);
         break;
     case NV_GAMMA: {
-        float bm = r->generalized && !sel_pos ? fneg(b) : fpos(b);
+        /* Captum's GammaRule: the bias stays b (the g b+ term is 0) */
+        float bm = r->captum ? 0.0f : r->generalized && !sel_pos ? fneg(b) : fpos(b);
         mpq_set_d(t, bm);
         mpq_set_d(u, r->gamma);
         mpq_mul(t, t, u);

@@ -32,7 +32,7 @@ typedef struct naive_rule {
     const float *lowv, *highv; /* per input or NULL */
     int bias;                  /* bias in the denominator */
     int generalized, drop0;    /* gamma variants (Zennit) */
-    int fullbias, captum;      /* alpha-beta peer variants */
+    int fullbias, captum;      /* alpha-beta peer variants; captum on gamma: bias b only */
 } naive_rule;
 
 /* unit status */

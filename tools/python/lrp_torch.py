@@ -57,7 +57,7 @@ RULES = ("lrp0", "epsilon", "gamma", "alphabeta", "zplus", "wsquare", "flat", "z
          "pass", "wta")
 STABILIZERS = ("sign0_pos", "signbit", "sign0_zero", "zero_only", "skip_zero", "positive")
 FLAGS = ("gamma_generalized", "zennit_gamma_drop0", "innvestigate_ab_fullbias",
-         "captum_a1b0", "wta_split_ties", "bn_canonize", "bn_fine")
+         "captum_a1b0", "wta_split_ties", "bn_canonize", "bn_fine", "captum_gamma_fullbias")
 COMPOSITES = ("EpsilonPlus", "EpsilonPlusFlat", "EpsilonAlpha2Beta1",
               "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "SequentialPresetA",
               "SequentialPresetB")
@@ -222,38 +222,35 @@ def read_trace(path, source):
 # ---------------------------------------------------------------------------
 # The fixture network as a torch module
 # ---------------------------------------------------------------------------
+#
+# Every layer that an LRP library attaches a rule to is a *standard*
+# torch.nn module (nn.Linear, nn.Conv2d, nn.BatchNorm1d/2d, nn.ReLU,
+# nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Dropout, nn.Flatten),
+# because Zennit maps rules with isinstance() on these classes and Captum
+# with type(m) in its table: a custom class silently gets the plain
+# gradient (Zennit) or raises TypeError (Captum).  Operations no peer
+# attaches a rule to (the input, explicit asymmetric padding, concatenation,
+# reshape, the flatten after a global pool) are plain functions, not
+# modules, so Captum's leaf-module walk never meets a class it refuses.
+# Add is the module the chosen peer knows (peer="zennit": zennit.layer.Sum
+# over the stacked inputs, the module Zennit's ResNet canonizer inserts;
+# peer="captum": captum's Addition_Module, chained for more than two
+# inputs; default: a plain left-to-right `+`).
+#
+# Each layer is a _Node (not an nn.Module): it holds the standard module,
+# is callable, accepts forward hooks, and its `forward` may be replaced
+# per instance (what tests/python and example_validate.py do).
 
 def _param(a):
     return nn.Parameter(torch.from_numpy(np.array(a, dtype=np.float32, copy=True)),
                         requires_grad=False)
 
 
-class _Layer(nn.Module):
-    """One fixture layer.  `kind`, `lname` and `inputs` mirror the file."""
-
-    def __init__(self, spec):
-        super().__init__()
-        self.kind = spec["kind"]
-        self.lname = spec["name"]
-        self.inputs = list(spec.get("inputs", []))
-
-    def extra_repr(self):
-        return "%s %r" % (self.kind, self.lname)
-
-
-class InputLayer(_Layer):
-    def forward(self, x):
-        return x
-
-
-class DenseLayer(_Layer):
-    def __init__(self, spec):
-        super().__init__(spec)
-        self.weight = _param(spec["weight"])
-        self.bias = _param(spec["bias"]) if spec.get("has_bias", 0) else None
-
-    def forward(self, x):
-        return F.linear(x, self.weight, self.bias)
+def _set_params(mod, weight, bias):
+    mod.weight = _param(weight)
+    if bias is not None:
+        mod.bias = _param(bias)
+    return mod
 
 
 def _sym(pad):
@@ -262,168 +259,229 @@ def _sym(pad):
     return (t, l) if t == b and l == r else None
 
 
-class Conv2DLayer(_Layer):
-    def __init__(self, spec):
-        super().__init__(spec)
-        self.weight = _param(spec["weight"])
-        self.bias = _param(spec["bias"]) if spec.get("has_bias", 0) else None
-        self.stride = tuple(spec["stride"])
-        self.padding = tuple(spec["padding"])  # top, bottom, left, right
-        self.dilation = tuple(spec["dilation"])
-        self.groups = int(spec["groups"])
-
-    def forward(self, x):
-        # Symmetric padding goes to conv2d itself (the op a PyTorch model
-        # runs, so an exported model re-imports bitwise); asymmetric padding
-        # is explicit zero padding first.  F.pad's order is (l, r, t, b).
-        s = _sym(self.padding)
-        if s is None:
-            t, b, l, r = self.padding
-            x = F.pad(x, (l, r, t, b))
-            s = (0, 0)
-        return F.conv2d(x, self.weight, self.bias, self.stride, s, self.dilation, self.groups)
+PEERS = (None, "zennit", "captum")
 
 
-class MaxPool2DLayer(_Layer):
-    def __init__(self, spec):
-        super().__init__(spec)
-        self.kernel = tuple(spec["kernel"])
-        self.stride = tuple(spec["stride"])
-        self.padding = tuple(spec["padding"])
+class _Handle:
+    def __init__(self, hooks, key):
+        self.hooks, self.key = hooks, key
 
-    def forward(self, x):
-        s = _sym(self.padding)
-        if s is None:
-            t, b, l, r = self.padding
-            x = F.pad(x, (l, r, t, b), value=float("-inf"))
-            s = (0, 0)
-        return F.max_pool2d(x, self.kernel, self.stride, s)
+    def remove(self):
+        self.hooks.pop(self.key, None)
 
 
-class AvgPool2DLayer(_Layer):
-    def __init__(self, spec):
-        super().__init__(spec)
-        self.kernel = tuple(spec["kernel"])
-        self.stride = tuple(spec["stride"])
-        self.padding = tuple(spec["padding"])
-        self.count_include_pad = bool(spec["count_include_pad"])
+class _Node:
+    """One fixture layer: `kind`, `lname`, `inputs` mirror the file;
+    `module` is the standard torch module a peer hooks (None for layers no
+    peer attaches a rule to).  Calling it runs `forward` (replaceable per
+    instance) and then its forward hooks, like a module."""
 
-    def forward(self, x):
-        s = _sym(self.padding)
-        if s is not None:
-            return F.avg_pool2d(x, self.kernel, self.stride, s, False, self.count_include_pad)
-        t, b, l, r = self.padding
-        xp = F.pad(x, (l, r, t, b))
-        if self.count_include_pad:
-            return F.avg_pool2d(xp, self.kernel, self.stride, 0)
-        # Divisor = real (unpadded) cells of each window: the window sum of
-        # a zero-padded ones mask, an exact small integer.
-        ssum = F.avg_pool2d(xp, self.kernel, self.stride, 0, divisor_override=1)
-        ones = F.pad(torch.ones_like(x[:1, :1]), (l, r, t, b))
-        cnt = F.avg_pool2d(ones, self.kernel, self.stride, 0, divisor_override=1)
-        return ssum / cnt
+    def __init__(self, spec, fn, module=None):
+        self.kind = spec["kind"]
+        self.lname = spec["name"]
+        self.inputs = list(spec.get("inputs", []))
+        self.module = module
+        self._fn = fn
+        self._hooks = collections.OrderedDict()
+        self._next = 0
 
-
-class GlobalAvgPoolLayer(_Layer):
-    def forward(self, x):
-        # adaptive_avg_pool2d is what torchvision models run; output rank 1.
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-
-class AddLayer(_Layer):
     def forward(self, *xs):
-        y = xs[0]
-        for t in xs[1:]:  # left to right, in the order of `inputs`
-            y = y + t
+        return self._fn(*xs)
+
+    def __call__(self, *xs):
+        y = self.forward(*xs)
+        for h in list(self._hooks.values()):
+            r = h(self, xs, y)
+            if r is not None:
+                y = r
         return y
 
+    def register_forward_hook(self, hook):
+        self._next += 1
+        self._hooks[self._next] = hook
+        return _Handle(self._hooks, self._next)
 
-class ConcatenateLayer(_Layer):
-    def forward(self, *xs):
-        return torch.cat(xs, dim=1)
+    def __repr__(self):
+        return "%s %r (%s)" % (self.kind, self.lname,
+                               type(self.module).__name__ if self.module is not None
+                               else "function")
 
 
-class BatchNormLayer(_Layer):
-    def __init__(self, spec):
-        super().__init__(spec)
-        self.gamma = _param(spec["gamma"])
-        self.beta = _param(spec["beta"])
-        self.register_buffer("mean", torch.from_numpy(np.array(spec["mean"], np.float32)))
-        self.register_buffer("var", torch.from_numpy(np.array(spec["var"], np.float32)))
-        self.bn_eps = float(np.float32(spec["bn_eps"]))  # a binary32 value, exact
+def _add_modules(n, peer):
+    """The Add layer's modules and function for `n` inputs under `peer`."""
+    if peer == "zennit":
+        from zennit.layer import Sum  # the class Zennit's rule maps match
+        s = Sum(dim=-1)
+        # two inputs: stack + sum is one IEEE addition, bitwise a + b
+        return [s], lambda *xs: s(torch.stack(xs, dim=-1))
+    if peer == "captum":
+        from captum.attr._utils.custom_modules import Addition_Module
+        mods = [Addition_Module() for _ in range(n - 1)]
 
-    def forward(self, x):
+        def chain(*xs):
+            y = xs[0]
+            for m, t in zip(mods, xs[1:]):  # left to right, as the format adds
+                y = m(y, t)
+            return y
+        return mods, chain
+
+    def plain(*xs):
+        y = xs[0]
+        for t in xs[1:]:
+            y = y + t
+        return y
+    return [], plain
+
+
+def _make_node(L, in_shape, peer):
+    """(node, [modules in execution order]) for layer dict L whose (first)
+    input has per-sample shape in_shape."""
+    k = L["kind"]
+    if k == "Input":
+        # a view, bitwise the input: a gradient hook on a leaf does not fire
+        # under torch.autograd.grad (Zennit's attributors), on a view it does
+        return _Node(L, lambda x: x.view_as(x)), []
+    if k == "Dense":
+        w = L["weight"]
+        m = _set_params(nn.Linear(w.shape[1], w.shape[0], bias=bool(L.get("has_bias", 0))),
+                        w, L["bias"] if L.get("has_bias", 0) else None)
+        return _Node(L, m, m), [m]
+    if k == "Conv2D":
+        w = L["weight"]
+        G = int(L["groups"])
+        s = _sym(L["padding"])
+        m = nn.Conv2d(w.shape[1] * G, w.shape[0], tuple(w.shape[2:]), stride=tuple(L["stride"]),
+                      padding=s if s is not None else 0, dilation=tuple(L["dilation"]),
+                      groups=G, bias=bool(L.get("has_bias", 0)))
+        _set_params(m, w, L["bias"] if L.get("has_bias", 0) else None)
+        if s is not None:
+            return _Node(L, m, m), [m]
+        # Asymmetric padding: explicit zero padding first (F.pad's order is
+        # l, r, t, b).  A rule that reads the module's input (Flat, ZBox)
+        # then sees the padded zeros as inputs: see docs/PEERS.md.
+        t, b, l, r = L["padding"]
+        return _Node(L, lambda x: m(F.pad(x, (l, r, t, b))), m), [m]
+    if k == "MaxPool2D":
+        s = _sym(L["padding"])
+        m = nn.MaxPool2d(tuple(L["kernel"]), tuple(L["stride"]), s if s is not None else 0)
+        if s is not None:
+            return _Node(L, m, m), [m]
+        t, b, l, r = L["padding"]
+        return _Node(L, lambda x: m(F.pad(x, (l, r, t, b), value=float("-inf"))), m), [m]
+    if k == "AvgPool2D":
+        s = _sym(L["padding"])
+        cip = bool(L["count_include_pad"])
+        if s is not None:
+            m = nn.AvgPool2d(tuple(L["kernel"]), tuple(L["stride"]), s, False, cip)
+            return _Node(L, m, m), [m]
+        t, b, l, r = L["padding"]
+        if cip:
+            m = nn.AvgPool2d(tuple(L["kernel"]), tuple(L["stride"]), 0)
+            return _Node(L, lambda x: m(F.pad(x, (l, r, t, b))), m), [m]
+        kern, strd = tuple(L["kernel"]), tuple(L["stride"])
+
+        # No torch module divides each window by its count of real cells
+        # under asymmetric padding: a function (no peer rule attaches).
+        def avg(x):
+            xp = F.pad(x, (l, r, t, b))
+            ssum = F.avg_pool2d(xp, kern, strd, 0, divisor_override=1)
+            ones = F.pad(torch.ones_like(x[:1, :1]), (l, r, t, b))
+            cnt = F.avg_pool2d(ones, kern, strd, 0, divisor_override=1)
+            return ssum / cnt
+        return _Node(L, avg), []
+    if k == "GlobalAvgPool":
+        # adaptive_avg_pool2d is what torchvision models run; output rank 1.
+        m = nn.AdaptiveAvgPool2d(1)
+        return _Node(L, lambda x: m(x).flatten(1), m), [m]
+    if k == "Add":
+        mods, fn = _add_modules(len(L["inputs"]), peer)
+        return _Node(L, fn, mods[0] if len(mods) == 1 else None), mods
+    if k == "Concatenate":
+        return _Node(L, lambda *xs: torch.cat(xs, dim=1)), []
+    if k == "BatchNorm":
+        C = len(L["gamma"])
+        cls = nn.BatchNorm1d if len(in_shape) == 1 else nn.BatchNorm2d
         # Inference BN with the stored epsilon (never PyTorch's default):
-        # gamma * (x - mean) / sqrt(var + eps) + beta.
-        return F.batch_norm(x, self.mean, self.var, self.gamma, self.beta,
-                            training=False, momentum=0.0, eps=self.bn_eps)
-
-
-class ReLULayer(_Layer):
-    def forward(self, x):
-        return F.relu(x)
-
-
-class FlattenLayer(_Layer):
-    def forward(self, x):
-        return x.flatten(1)  # C, H, W order
-
-
-class ReshapeLayer(_Layer):
-    def __init__(self, spec):
-        super().__init__(spec)
-        self.target_shape = tuple(spec["target_shape"])
-
-    def forward(self, x):
-        return x.reshape((x.shape[0],) + self.target_shape)
-
-
-class DropoutLayer(_Layer):
-    def forward(self, x):
-        return x  # inference: identity
-
-
-_LAYER_CLASSES = {
-    "Input": InputLayer, "Dense": DenseLayer, "Conv2D": Conv2DLayer,
-    "MaxPool2D": MaxPool2DLayer, "AvgPool2D": AvgPool2DLayer,
-    "GlobalAvgPool": GlobalAvgPoolLayer, "Add": AddLayer, "Concatenate": ConcatenateLayer,
-    "BatchNorm": BatchNormLayer, "ReLU": ReLULayer, "Flatten": FlattenLayer,
-    "Reshape": ReshapeLayer, "Dropout": DropoutLayer,
-}
+        # nn.BatchNorm in eval mode calls F.batch_norm(training=False).
+        m = cls(C, eps=float(np.float32(L["bn_eps"])), momentum=0.0)
+        _set_params(m, L["gamma"], L["beta"])
+        m.running_mean.copy_(torch.from_numpy(np.array(L["mean"], np.float32)))
+        m.running_var.copy_(torch.from_numpy(np.array(L["var"], np.float32)))
+        m.eval()
+        return _Node(L, m, m), [m]
+    if k == "ReLU":
+        m = nn.ReLU()
+        return _Node(L, m, m), [m]
+    if k == "Flatten":
+        if peer == "captum":  # Captum raises TypeError on an nn.Flatten leaf
+            return _Node(L, lambda x: torch.flatten(x, 1)), []
+        m = nn.Flatten()  # C, H, W order
+        return _Node(L, m, m), [m]
+    if k == "Reshape":
+        ts = tuple(L["target_shape"])
+        return _Node(L, lambda x: x.reshape((x.shape[0],) + ts)), []
+    if k == "Dropout":
+        m = nn.Dropout()  # eval mode: the identity, bit for bit
+        return _Node(L, m, m), [m]
+    raise FixtureError("layer %r: unknown kind %r" % (L["name"], k))
 
 
 class FixtureModule(nn.Module):
     """The fixture's network.  forward(x) returns the output (last layer);
     forward(x, return_all=True) returns an OrderedDict layer name -> output
     in execution order.  `layer_names`, `layer_kinds` are in execution
-    order; `layer(name)` is the submodule of a layer (hook it to see its
-    output).  Always float32, always in eval mode semantics."""
+    order; `layer(name)` is the layer's _Node (its `.module` the standard
+    torch module, hookable).  `peer` ("zennit", "captum" or None) picks the
+    Add module that library knows.  The standard modules are children in
+    execution order (Zennit's SequentialMergeBatchNorm pairs a linear layer
+    with the BatchNorm that follows it in this order, as on a user's
+    nn.Sequential).  Always float32, always in eval mode."""
 
-    def __init__(self, layers, input_data=None, target=None, path=None):
+    def __init__(self, layers, input_data=None, target=None, path=None, peer=None):
         super().__init__()
+        if peer not in PEERS:
+            raise ValueError("peer must be one of %s" % (PEERS,))
+        where = path or "network"
         if not layers or layers[0]["kind"] != "Input":
-            raise FixtureError("%s: the first layer must be the Input" % (path or "network"))
+            raise FixtureError("%s: the first layer must be the Input" % where)
         self.layer_names = [L["name"] for L in layers]
         self.layer_kinds = [L["kind"] for L in layers]
         self.layer_inputs = [list(L.get("inputs", [])) for L in layers]
         self.input_shape = tuple(layers[0]["shape"])
-        self.layers = nn.ModuleList([_LAYER_CLASSES[L["kind"]](L) for L in layers])
         self._index = {n: i for i, n in enumerate(self.layer_names)}
         for i, ins in enumerate(self.layer_inputs):
             for n in ins:
                 if self._index.get(n, i) >= i:
                     raise FixtureError("%s: layer %r: input %r is not an earlier layer"
-                                       % (path or "network", self.layer_names[i], n))
+                                       % (where, self.layer_names[i], n))
+        self.peer = peer
+        self.nodes = []
+        mods = []
+        # per-sample shapes, from a zero sample, to pick BatchNorm1d / 2d
+        shapes = {}
+        with torch.no_grad():
+            z = {}
+            for L, ins in zip(layers, self.layer_inputs):
+                node, ms = _make_node(L, shapes[ins[0]] if ins else None, peer)
+                self.nodes.append(node)
+                mods.extend(ms)
+                y = node(torch.zeros((1,) + self.input_shape)) if not ins else \
+                    node(*[z[n] for n in ins])
+                z[L["name"]] = y
+                shapes[L["name"]] = tuple(y.shape[1:])
+        self.layer_shapes = shapes
+        self.layers = nn.ModuleList(mods)
         self.path = path
         self.input_data = input_data  # numpy (batch, *input_shape) or None
         self.target = target
+        self._tap = None  # set by capture_relevance
         self.eval()
 
     def layer(self, name):
-        return self.layers[self._index[name]]
+        return self.nodes[self._index[name]]
 
     def named_layers(self):
-        return list(zip(self.layer_names, self.layers))
+        return list(zip(self.layer_names, self.nodes))
 
     def forward(self, x, return_all=False):
         if tuple(x.shape[1:]) != self.input_shape:
@@ -431,19 +489,22 @@ class FixtureModule(nn.Module):
                              % (tuple(x.shape), self.layer_names[0],
                                 ", ".join(map(str, self.input_shape))))
         outs = collections.OrderedDict()
-        for name, ins, layer in zip(self.layer_names, self.layer_inputs, self.layers):
-            outs[name] = layer(x) if not ins else layer(*[outs[n] for n in ins])
+        for name, ins, node in zip(self.layer_names, self.layer_inputs, self.nodes):
+            outs[name] = node(x) if not ins else node(*[outs[n] for n in ins])
+        if self._tap is not None:
+            self._tap(outs)
         return outs if return_all else outs[self.layer_names[-1]]
 
     def forward_all(self, x):
         return self.forward(x, return_all=True)
 
 
-def fixture_to_module(path):
+def fixture_to_module(path, peer=None):
     """Loads a fixture file as a FixtureModule (its /data/input is kept as
-    `.input_data`, the targets as `.target`)."""
+    `.input_data`, the targets as `.target`).  peer="zennit" / "captum"
+    makes the Add layers the module that library attaches its rule to."""
     fx = read_fixture(path)
-    return FixtureModule(fx["layers"], fx["input"], fx["target"], path=path)
+    return FixtureModule(fx["layers"], fx["input"], fx["target"], path=path, peer=peer)
 
 
 # ---------------------------------------------------------------------------
@@ -513,8 +574,10 @@ def _rule_allowed(rule, kind):
         return rule not in ("pass", "wta")
     if kind in ("AvgPool2D", "GlobalAvgPool"):
         return rule in ("lrp0", "epsilon")
-    if kind in ("Add", "BatchNorm"):
+    if kind == "Add":
         return rule in ("lrp0", "epsilon", "alphabeta")
+    if kind == "BatchNorm":  # pass: Zennit without canonizer, Captum's IdentityRule
+        return rule in ("lrp0", "epsilon", "alphabeta", "pass")
     if kind == "MaxPool2D":
         return rule == "wta"
     return rule == "pass"
@@ -675,7 +738,8 @@ def _conv_out(n, p0, p1, k, d, s):
 
 class _Exporter:
     SUPPORTED = ("Linear, Conv2d, BatchNorm1d/2d, ReLU, MaxPool2d, AvgPool2d, "
-                 "AdaptiveAvgPool2d(1), Flatten, Dropout, Identity, ZeroPad2d (before Conv2d), "
+                 "AdaptiveAvgPool2d (1, or dividing the input), Flatten, Dropout, Identity, "
+                 "ZeroPad2d (before Conv2d), "
                  "+ / torch.add, torch.cat(dim=1), torch.flatten(x, 1), x.view(x.size(0), -1), "
                  "F.relu")
 
@@ -685,6 +749,13 @@ class _Exporter:
         self.names = set()
         self.input_name = input_name
         self.uses = collections.Counter()
+        # origins[i]: how layer i shows at run time, for capture_relevance
+        # on the user's model: ("module", path, call index), ("op", kind,
+        # index among tensor operations of that kind), or None (a layer the
+        # export adds: the Input, the (C,1,1) view of a global pool)
+        self.origins = []
+        self._origin = None
+        self._ops = collections.Counter()
 
     # -- helpers --
     def unique(self, base):
@@ -703,6 +774,12 @@ class _Exporter:
         L = {"name": self.unique(base), "kind": kind, "inputs": [t.layer for t in inputs]}
         L.update(kw)
         self.layers.append(L)
+        o = self._origin
+        if o == "op":
+            k = {"Flatten": "shape", "Reshape": "shape"}.get(kind, kind)
+            o = ("op", k, self._ops[k])
+            self._ops[k] += 1
+        self.origins.append(o)
         return _T(L["name"], shape)
 
     def rank3(self, t, where):
@@ -711,8 +788,10 @@ class _Exporter:
             return t
         if t.gap:
             if not hasattr(t, "chw"):
+                saved, self._origin = self._origin, None
                 t.chw = self.add(t.layer + "_chw", "Reshape", [t], (t.shape[0], 1, 1),
                                  target_shape=[t.shape[0], 1, 1])
+                self._origin = saved
             return t.chw
         raise UnsupportedModuleError("%s needs a (C, H, W) input, got per-sample shape %s"
                                      % (where, t.shape))
@@ -831,9 +910,20 @@ class _Exporter:
                             count_include_pad=int(mod.count_include_pad), **L)
         if isinstance(mod, nn.AdaptiveAvgPool2d):
             x = self.rank3(x, what)
-            if _pair(mod.output_size) != (1, 1):
-                raise UnsupportedModuleError("%s: output_size %s; only 1 (global average pool)"
-                                             % (what, mod.output_size))
+            C, H, W = x.shape
+            oh, ow = _pair(mod.output_size)
+            oh, ow = (H if oh is None else oh), (W if ow is None else ow)
+            if (oh, ow) != (1, 1):
+                # torchvision's VGG pools to (7, 7): with an input of H x W
+                # divisible by the output, adaptive pooling has uniform
+                # windows, i.e. an AvgPool2D (at 224 it is the identity, x/1)
+                if H % oh or W % ow:
+                    raise UnsupportedModuleError(
+                        "%s: output_size %s does not divide the input %dx%d (adaptive windows "
+                        "of unequal size have no fixture layer)" % (what, mod.output_size, H, W))
+                kh, kw = H // oh, W // ow
+                return self.add(base, "AvgPool2D", [x], (C, oh, ow), kernel=[kh, kw],
+                                stride=[kh, kw], padding=[0, 0, 0, 0], count_include_pad=1)
             t = self.add(base, "GlobalAvgPool", [x], (x.shape[0],))
             t.gap = True
             return t
@@ -946,6 +1036,7 @@ class _Exporter:
                                          "(C, H, W)" % (shape,))
         self.layers.append({"name": self.input_name, "kind": "Input", "inputs": [],
                             "shape": list(shape)})
+        self.origins.append(None)
         out_t = None
         for node in gm.graph.nodes:
             def val(a):
@@ -970,10 +1061,13 @@ class _Exporter:
                     pad_of[users[0]] = [t, b, l, r]
                     env[node] = self.rank3(args[0], "ZeroPad2d")
                     continue
+                self._origin = ("module", node.target, self.uses[node.target])
                 env[node] = self.module(node, mod, args, pad_of.get(node, [0, 0, 0, 0]))
             elif node.op == "call_function":
+                self._origin = "op"
                 env[node] = self.function(node, node.target, val(node.args), val(node.kwargs))
             elif node.op == "call_method":
+                self._origin = "op"
                 env[node] = self.method(node, node.target, val(node.args), val(node.kwargs))
             elif node.op == "output":
                 out_t = val(node.args[0])
@@ -1061,52 +1155,224 @@ def export_module(model, example_input, path, target=None, input_name="input",
 # ---------------------------------------------------------------------------
 # Relevance capture and traces
 # ---------------------------------------------------------------------------
+#
+# Where the relevance of a tensor is, for each peer:
+#   Zennit  relevance *is* the gradient: rule hooks on each module replace
+#           the gradient by the relevance, so the gradient arriving at a
+#           layer's output is its relevance (seeded with what the user passes
+#           as attr_output: the output value at the target gives ours, a
+#           one-hot gives ours / output).
+#   Captum  rule layers turn the gradient into relevance in a hook on their
+#           *input* tensor (grad * input) and back in a hook on their output
+#           (grad / (output + eps)); ReLU/Dropout pass it unchanged.  So the
+#           gradient of a tensor after every consumer's hooks ran is its
+#           relevance, seeded 1 at the target (Captum multiplies only the
+#           final attribution by the output).
+# Both are read by one mechanism: a gradient hook on each layer's output
+# tensor, registered when the model's forward has *finished*, i.e. after
+# every hook a peer registered during that forward, so it sees the gradient
+# as it leaves the last consumer's hook.  seed="one" multiplies by the
+# output value at the target (per sample: sum(output * output gradient)).
 
-def capture_relevance(module, input, lrp_fn, formulation="grad", layers=None):
-    """Runs a user-supplied LRP function and collects per-layer relevance.
+_OP_KINDS = {"add": "Add", "add_": "Add", "__add__": "Add", "__iadd__": "Add",
+             "__radd__": "Add", "cat": "Concatenate", "concat": "Concatenate",
+             "flatten": "shape", "view": "shape", "reshape": "shape",
+             "relu": "ReLU", "relu_": "ReLU", "dropout": "Dropout"}
+_ADDER_CLASSES = ("Sum", "Addition_Module")  # zennit.layer.Sum, captum's Addition_Module
 
-    `lrp_fn(module, x)` must run the forward pass through `module` on the
-    tensor x (a leaf that requires grad) and then the backward pass of its
-    LRP (e.g. `out.backward(seed)` with rule hooks installed).  Forward
-    hooks on every layer retain each layer's output tensor; afterwards the
-    relevance at a layer's output is
-      formulation="grad":         output.grad  (the gradient *is* the
-                                  relevance: Zennit's convention)
-      formulation="grad_x_input": output * output.grad (gradient x input)
-    layers: {name: submodule}; default module.named_layers() (FixtureModule).
-    Returns {layer name: float32 numpy array (batch, *layer output shape)};
-    the Input layer's entry is the input relevance.  Layers whose output got
-    no gradient are left out (a trace may omit layers)."""
+
+class _GradTap:
+    """Gradient hooks on a set of named tensors, registered last."""
+
+    def __init__(self):
+        self.grads = {}
+        self.tensors = {}
+        self.handles = []
+        self.gen = 0
+
+    def arm(self, named):
+        """named: {layer: tensor} of the forward that just finished."""
+        self.gen += 1
+        gen = self.gen
+        self.grads = {}
+        self.tensors = collections.OrderedDict(named)
+        for name, t in named.items():
+            if isinstance(t, torch.Tensor) and t.requires_grad:
+                if t.is_leaf:
+                    t.retain_grad()
+
+                def hook(g, _n=name, _gen=gen):
+                    if _gen == self.gen:  # a later forward replaced this one
+                        self.grads[_n] = self.grads[_n] + g if _n in self.grads else g
+                    return None
+                self.handles.append(t.register_hook(hook))
+
+    def remove(self):
+        for h in self.handles:
+            h.remove()
+        self.handles = []
+
+
+class _ModelTap:
+    """Runs on a user's own model: maps module calls (by module path and
+    call count, so a ReLU module called twice is two layers) and tensor
+    operations (+, torch.cat, flatten/view/reshape, F.relu, by kind and
+    order) to the layers export_module made of it, during every forward of
+    the model, and arms a _GradTap at the end of that forward."""
+
+    def __init__(self, model, layers, origins, tap):
+        self.model = model
+        self.names = {id(m): p for p, m in model.named_modules()}
+        self.by_origin = {o: L["name"] for L, o in zip(layers, origins) if o is not None}
+        self.input_name = layers[0]["name"]
+        self.tap = tap
+        self.handles = [model.register_forward_pre_hook(self.pre),
+                        model.register_forward_hook(self.post)]
+        self.inner = []
+        self.mode = None
+
+    def pre(self, model, args):
+        self.out = collections.OrderedDict()
+        # the input as a view (bitwise equal): a hook on a leaf tensor does
+        # not fire under torch.autograd.grad, on a view it does
+        x = args[0].view_as(args[0])
+        self.out[self.input_name] = x
+        self.calls = collections.Counter()
+        self.ops = collections.Counter()
+        self.depth = 0
+        # registered now, i.e. after the peer's hooks: they see its outputs
+        for m in self.model.modules():
+            if m is not self.model and not list(m.children()):
+                self.inner.append(m.register_forward_pre_hook(self.mpre))
+                self.inner.append(m.register_forward_hook(self.mpost))
+        tapper = self
+
+        class _Ops(torch.overrides.TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                out = func(*args, **(kwargs or {}))
+                kind = _OP_KINDS.get(getattr(func, "__name__", ""))
+                if kind and tapper.depth == 0 and isinstance(out, torch.Tensor):
+                    tapper.event(("op", kind, tapper.ops[kind]), out)
+                    tapper.ops[kind] += 1
+                return out
+        self.mode = _Ops()
+        self.mode.__enter__()
+        return (x,) + tuple(args[1:])
+
+    def event(self, origin, out):
+        name = self.by_origin.get(origin)
+        if name is not None:
+            self.out[name] = out
+
+    def mpre(self, m, args):
+        self.depth += 1
+
+    def mpost(self, m, args, out):
+        self.depth -= 1
+        if self.depth:
+            return None
+        if type(m).__name__ in _ADDER_CLASSES:
+            self.event(("op", "Add", self.ops["Add"]), out)
+            self.ops["Add"] += 1
+            return None
+        path = self.names.get(id(m), "")
+        self.event(("module", path, self.calls[path]), out)
+        self.calls[path] += 1
+        return None
+
+    def post(self, model, args, out):
+        self.close()
+        self.tap.arm(self.out)
+
+    def close(self):
+        if self.mode is not None:
+            self.mode.__exit__(None, None, None)
+            self.mode = None
+        for h in self.inner:
+            h.remove()
+        self.inner = []
+
+    def remove(self):
+        self.close()
+        for h in self.handles:
+            h.remove()
+
+
+def capture_relevance(module, input, lrp_fn, formulation="grad", layers=None, seed="output",
+                      input_name="input"):
+    """Runs an LRP and collects the relevance at every layer's output.
+
+    module: a FixtureModule (fixture_to_module) or the user's own model (the
+      one export_module wrote the fixture from: its layers are found again
+      by module path and call, and by the order of +, torch.cat, flatten,
+      view and F.relu, so functional adds, modules called twice and the
+      input are all captured; input_name as given to export_module).
+    lrp_fn(module, x): runs the forward through `module` on x (a leaf that
+      requires grad) and the backward of the LRP (a Zennit attributor, a
+      Captum LRP(module).attribute(x, target), or your own hooks).
+    formulation: "grad"          relevance = the gradient at the tensor after
+                                 all hooks (Zennit, Captum, relevance-as-gradient
+                                 code in general)
+                 "grad_x_input"  relevance = tensor * gradient
+    seed: "output"  the LRP started from the output value at the target (ours)
+          "one"     it started from 1 at the target (Captum always; Zennit with
+                    a one-hot attr_output): every layer is multiplied by the
+                    output value at the target, per sample
+    layers: deprecated, ignored for a FixtureModule.
+    Returns {layer name: float32 numpy array (batch, *layer output shape)} in
+    execution order; the Input layer's entry is the input relevance.  Layers
+    whose output got no gradient are left out (a trace may omit layers)."""
     if formulation not in ("grad", "grad_x_input"):
         raise ValueError("formulation must be 'grad' or 'grad_x_input'")
-    if layers is None:
-        if not hasattr(module, "named_layers"):
-            raise ValueError("pass layers={name: submodule} for a module that is not a "
-                             "FixtureModule")
-        layers = collections.OrderedDict(module.named_layers())
+    if seed not in ("output", "one"):
+        raise ValueError("seed must be 'output' or 'one'")
     x = torch.as_tensor(input, dtype=torch.float32).detach().clone().requires_grad_(True)
-    outs = collections.OrderedDict()
-
-    def hook_for(name):
-        def hook(mod, inp, out):
-            if isinstance(out, torch.Tensor) and out.requires_grad:
-                if not out.is_leaf:
-                    out.retain_grad()
-                outs[name] = out
-        return hook
-
-    handles = [m.register_forward_hook(hook_for(n)) for n, m in layers.items()]
+    tap = _GradTap()
+    user = None
+    shapes = None
+    if isinstance(module, FixtureModule):
+        order = list(module.layer_names)
+        module._tap = tap.arm
+    else:
+        ex = _Exporter(module, input_name)
+        was_training = module.training
+        module.eval()
+        try:
+            lays = ex.run(x.detach())
+        finally:
+            module.train(was_training)
+        order = [L["name"] for L in lays]
+        # the fixture's per-sample shapes (a global pool is (C), not (C, 1, 1))
+        shapes = FixtureModule(lays).layer_shapes
+        user = _ModelTap(module, lays, ex.origins, tap)
     try:
         lrp_fn(module, x)
     finally:
-        for h in handles:
-            h.remove()
+        if user is not None:
+            user.remove()
+        else:
+            module._tap = None
+        tap.remove()
+    grads = tap.grads
+    if x.grad is not None and order[0] not in grads:
+        grads[order[0]] = x.grad
+    scale = None
+    if seed == "one":
+        last = order[-1]
+        if last not in grads:
+            raise ValueError("seed='one': the output layer got no gradient")
+        y, g = tap.tensors[last].detach(), grads[last]
+        scale = (y * g).reshape(y.shape[0], -1).sum(1)
     res = collections.OrderedDict()
-    for name in layers:
-        t = outs.get(name)
-        if t is None or t.grad is None:
+    for name in order:
+        g = grads.get(name)
+        if g is None:
             continue
-        r = t.grad if formulation == "grad" else t.detach() * t.grad
+        r = g if formulation == "grad" else tap.tensors[name].detach() * g
+        if scale is not None:
+            r = r * scale.reshape((-1,) + (1,) * (r.dim() - 1))
+        if shapes is not None:
+            r = r.reshape((r.shape[0],) + tuple(shapes[name]))
         res[name] = r.detach().cpu().numpy().astype(np.float32, copy=True)
     return res
 
@@ -1161,6 +1427,13 @@ def write_trace(path, source, relevances, producer, profile="", composite="", ru
     if composite and composite not in COMPOSITES:
         raise ValueError("unknown composite %r (known: %s; '' for an explicit rule list)"
                          % (composite, ", ".join(COMPOSITES)))
+    if composite and not rules:
+        # the attribute is provenance only: the reference is computed from
+        # the trace's rules, so a composite without them would be judged
+        # against the fixture's /rules (LRP-0 where it has none)
+        raise ValueError("composite=%r is only a label; pass rules= with what your library "
+                         "applied per layer (lrp_peers.zennit_rules / captum_rules read them "
+                         "from a Zennit composite or a Captum model)" % composite)
     fx = read_fixture(path)
     names = [L["name"] for L in fx["layers"]]
     index = {n: i for i, n in enumerate(names)}

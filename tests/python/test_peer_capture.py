@@ -1,0 +1,355 @@
+"""Capture conventions of the real LRP peers, checked on plain-torch
+implementations of the same conventions (CI cannot reach Zennit / Captum;
+tools/python/peers/run_peers.py runs the real ones).
+
+    /usr/bin/python3 tests/python/test_peer_capture.py BUILD_DIR
+
+  * standard modules: the peers attach rules by class (Zennit isinstance,
+    Captum type(m) in its table), so the fixture network must be built from
+    torch.nn classes, with no leaf module Captum refuses;
+  * Captum's bookkeeping: rule layers turn the gradient into relevance in a
+    hook on their input (grad * input) and back in a hook on their output,
+    seeded with 1: capture_relevance(seed="one") must give every layer's
+    relevance on our scale, and the input entry bitwise Captum's own
+    attribution (grad * input * output);
+  * the user's original model: functional +, a ReLU module called twice,
+    torch.flatten and the input are captured, bitwise equal to the same
+    tensors on the exported fixture's module.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "python"))
+sys.path.insert(0, HERE)
+import lrp_torch as lt  # noqa: E402
+import test_torch_adapter as ta  # noqa: E402  (float64 numpy forward and LRP)
+
+CLI = None
+FIXDIR = None
+# float32 peer LRP-epsilon against the float64 numpy LRP: see LRP_RTOL in
+# test_torch_adapter.py (per-layer fan-in * u times a modest condition
+# number, measured 8e-6 of the layer's max |R|; 2^-13 leaves a 15x margin,
+# far below a wrong bookkeeping, which is O(1): gradient instead of
+# relevance, or relevance divided by the output once more).
+LRP_RTOL = 2.0 ** -13
+CAPTUM_EPS = 1e-9
+
+
+class CaptumLikeLRP:
+    """Captum 0.8's LRP bookkeeping (captum/attr/_core/lrp.py and
+    _utils/lrp_rules.py), epsilon rule everywhere, written from its
+    description: a forward hook on each rule layer registers a hook on its
+    input (grad -> grad * input, the relevance) and on its output
+    (grad -> grad / (output + sign0_pos eps)) and returns a clone; ReLU
+    passes relevance (its gradient hook returns the incoming gradient)."""
+    RULE = (nn.Linear, nn.Conv2d, nn.BatchNorm2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+            nn.MaxPool2d)
+
+    def __init__(self, model):
+        self.model = model
+
+    def attribute(self, x, target):
+        hs = []
+
+        def fwd(mod, inp, out):
+            a = inp[0]
+            if not hasattr(a, "hook_registered"):
+                ad = a.data
+                hs.append(a.register_hook(lambda g: g * ad))
+                a.hook_registered = True
+            od = out.data
+
+            def out_hook(g):
+                sign = torch.sign(od)
+                sign[sign == 0] = 1
+                return g / (od + sign * CAPTUM_EPS)
+            hs.append(out.register_hook(out_hook))
+            return out.clone()
+
+        def relu_fwd(mod, inp, out):  # the gradient at a ReLU input is relevance
+            return _PassGrad.apply(out, inp[0])
+
+        for m in self.model.modules():
+            if type(m) in self.RULE:
+                hs.append(m.register_forward_hook(fwd))
+            elif type(m) is nn.ReLU:
+                hs.append(m.register_forward_hook(relu_fwd))
+        try:
+            xin = x + 0
+            y = self.model(xin)
+            sel = y[torch.arange(y.shape[0]), target]
+            g, = torch.autograd.grad(sel.sum(), x)
+            return g * sel.detach().reshape((-1,) + (1,) * (x.dim() - 1))
+        finally:
+            for h in hs:
+                h.remove()
+
+
+class _PassGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, out, inp):
+        return out.clone()
+
+    @staticmethod
+    def backward(ctx, g):
+        return None, g
+
+
+class TestPeerCapture(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="peer_capture.")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def copy_fixture(self, name):
+        p = os.path.join(self.tmp, name + ".h5")
+        shutil.copyfile(os.path.join(FIXDIR, name + ".h5"), p)
+        return p
+
+    def test_standard_modules(self):
+        """Each rule-bearing layer is the torch.nn class a peer matches, and
+        every leaf module is one Captum knows (it raises TypeError on others)."""
+        m = lt.fixture_to_module(self.copy_fixture("cnn"))
+        want = {"Conv2D": nn.Conv2d, "Dense": nn.Linear, "BatchNorm": nn.BatchNorm2d,
+                "ReLU": nn.ReLU, "MaxPool2D": nn.MaxPool2d, "AvgPool2D": nn.AvgPool2d,
+                "Dropout": nn.Dropout, "Flatten": nn.Flatten}
+        for name, node in m.named_layers():
+            if node.kind in want:
+                self.assertIs(type(node.module), want[node.kind], name)
+        captum_known = (nn.Linear, nn.Conv2d, nn.BatchNorm2d, nn.AvgPool2d, nn.MaxPool2d,
+                        nn.AdaptiveAvgPool2d, nn.ReLU, nn.Dropout)
+        mc = lt.fixture_to_module(self.copy_fixture("densenet"), peer=None)
+        leaves = [type(x) for x in mc.modules() if not list(x.children())]
+        self.assertTrue(leaves)
+        for t in leaves:
+            self.assertIn(t, captum_known + (nn.Flatten,))
+
+    def test_captum_bookkeeping(self):
+        """seed='one' capture of a Captum-style LRP equals the float64 LRP
+        (epsilon 1e-9 everywhere, BN explicit) at every layer, and its input
+        entry is bitwise the attribution the peer returns."""
+        # fixtures without Add: Captum needs its Addition_Module there (peer="captum")
+        for name in ("mlp", "vgg"):
+            path = self.copy_fixture(name)
+            fx = lt.read_fixture(path)
+            m = lt.fixture_to_module(path)
+            own = {}
+
+            def lrp(mod, x):
+                own["a"] = CaptumLikeLRP(mod).attribute(x, torch.as_tensor(mod.target))
+
+            R = lt.capture_relevance(m, m.input_data, lrp, formulation="grad", seed="one")
+            self.assertEqual(list(R), m.layer_names, name)
+            self.assertTrue(np.array_equal(R["input"].view(np.uint32),
+                                           own["a"].detach().numpy().view(np.uint32)), name)
+            ref = ta.np_lrp_epsilon(fx["layers"], fx["input"], fx["target"], CAPTUM_EPS)
+            for n in m.layer_names:
+                got, want = np.asarray(R[n], np.float64), ref[n]
+                scale = max(float(np.abs(want).max()), 1e-30)
+                self.assertLessEqual(float(np.abs(got - want).max()), LRP_RTOL * scale,
+                                     "%s: relevance at %s" % (name, n))
+
+    def test_user_model_capture(self):
+        """On the user's own model (functional +, one ReLU module called
+        twice, torch.flatten), every exported layer is captured, bitwise
+        equal to the same layer on the fixture's module under the same LRP
+        (plain gradient here, the input included)."""
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.conv1 = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+                self.bn1 = nn.BatchNorm2d(4)
+                self.relu = nn.ReLU()
+                self.conv2 = nn.Conv2d(4, 4, 3, padding=1)
+
+            def forward(self, x):
+                out = self.relu(self.bn1(self.conv1(x)))
+                out = self.conv2(out)
+                out += x
+                return self.relu(out)
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.stem = nn.Conv2d(3, 4, 3, padding=1)
+                self.block = Block()
+                self.pool = nn.AdaptiveAvgPool2d(1)
+                self.fc = nn.Linear(4, 5)
+
+            def forward(self, x):
+                x = self.block(self.stem(x))
+                return self.fc(torch.flatten(self.pool(x), 1))
+
+        torch.manual_seed(3)
+        net = Net().eval()
+        with torch.no_grad():
+            net.block.bn1.running_mean.uniform_(-0.2, 0.2)
+            net.block.bn1.running_var.uniform_(0.5, 1.5)
+        x = torch.rand(2, 3, 8, 8)
+        path = os.path.join(self.tmp, "net.h5")
+        layers = lt.export_module(net, x, path)
+
+        def grad_lrp(mod, xx):
+            y = mod(xx)
+            y[:, 0].sum().backward()
+
+        Ru = lt.capture_relevance(net, x, grad_lrp, formulation="grad")
+        Rf = lt.capture_relevance(lt.fixture_to_module(path), x, grad_lrp, formulation="grad")
+        names = [L["name"] for L in layers]
+        self.assertIn("block.relu_1", names)  # the second call of the ReLU module
+        self.assertEqual(list(Rf), names)
+        self.assertEqual(list(Ru), names)
+        for n in names:
+            self.assertTrue(np.array_equal(Ru[n].view(np.uint32), Rf[n].view(np.uint32)), n)
+
+
+class _BNPass(torch.autograd.Function):
+    """BatchNorm forward, relevance crossing unchanged (Zennit's Pass without
+    a canonizer, Captum's IdentityRule)."""
+
+    @staticmethod
+    def forward(ctx, fn, x):
+        return fn(x)
+
+    @staticmethod
+    def backward(ctx, R):
+        return None, R
+
+
+class TestTraceRules(unittest.TestCase):
+    """The trace states what the peer did; --profile never overwrites it."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="peer_rules.")
+
+    def tearDown(self):
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def compare(self, path, source, *opts):
+        return subprocess.run([CLI, "compare", path, "--source", source, "--no-color"] +
+                              list(opts), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              universal_newlines=True)
+
+    def lrp_trace(self, eps, bn_pass):
+        path = os.path.join(self.tmp, "cnn.h5")
+        shutil.copyfile(os.path.join(FIXDIR, "cnn.h5"), path)
+        m = lt.fixture_to_module(path)
+        saved = []
+        if bn_pass:
+            for name, node in m.named_layers():
+                if node.kind == "BatchNorm":
+                    node.forward = (lambda x, _f=node.forward: _BNPass.apply(_f, x))
+                    node.kind = "BatchNormPass"  # keeps torch_lrp_epsilon off it
+                    saved.append(node)
+        try:
+            R = ta.torch_lrp_epsilon(m, m.input_data, eps)
+        finally:
+            for node in saved:
+                del node.forward
+                node.kind = "BatchNorm"
+        rules = lt.epsilon_rules(path, eps=np.float32(eps))
+        if bn_pass:
+            for L in lt.read_fixture(path)["layers"]:
+                if L["kind"] == "BatchNorm":
+                    rules[L["name"]] = {"rule": "pass"}
+        lt.write_trace(path, "peer", R, producer="plain torch", rules=rules)
+        return path
+
+    def test_profile_keeps_stated_eps(self):
+        """An epsilon 0.01 run (Zennit's Epsilon(0.01)) stays PASS under
+        --profile zennit: the profile's 1e-6 and its BatchNorm canonization
+        do not replace what the trace states.  Without the trace's rules
+        (--rule epsilon, i.e. library defaults) the same trace fails, which
+        shows the run is sensitive to the eps at all."""
+        path = self.lrp_trace(0.01, bn_pass=False)
+        r = self.compare(path, "peer", "--profile", "zennit")
+        self.assertEqual(r.returncode, 0, r.stdout[-1500:] + r.stderr)
+        r = self.compare(path, "peer", "--rule", "epsilon", "--profile", "zennit")
+        self.assertEqual(r.returncode, 1, r.stdout[-800:] + r.stderr)
+
+    def test_composite_label_needs_rules(self):
+        """write_trace(composite=...) without rules= is refused: the label
+        alone never reaches the reference, which would silently be the
+        fixture's own rules."""
+        path = os.path.join(self.tmp, "mlp.h5")
+        shutil.copyfile(os.path.join(FIXDIR, "mlp.h5"), path)
+        m = lt.fixture_to_module(path)
+        R = ta.torch_lrp_epsilon(m, m.input_data, 1e-6)
+        with self.assertRaisesRegex(ValueError, "only a label"):
+            lt.write_trace(path, "peer", R, producer="x", composite="EpsilonPlus")
+        lt.write_trace(path, "peer", R, producer="x", composite="EpsilonPlus",
+                       rules=lt.epsilon_rules(path))
+
+    def test_bn_pass_trace(self):
+        """A BatchNorm that passes relevance unchanged is stated as rule
+        'pass' and judged PASS; judged as explicit BatchNorm it fails."""
+        path = self.lrp_trace(1e-6, bn_pass=True)
+        r = self.compare(path, "peer")
+        self.assertEqual(r.returncode, 0, r.stdout[-1500:] + r.stderr)
+        r = self.compare(path, "peer", "--rule", "epsilon")
+        self.assertEqual(r.returncode, 1, r.stdout[-800:] + r.stderr)
+
+
+class TestPackage(unittest.TestCase):
+    def test_pip_install_offline(self):
+        """tools/python installs with pip into a venv that sees Debian's
+        packages, with no index (no network), and its modules import there."""
+        tmp = tempfile.mkdtemp(prefix="peer_pkg.")
+        try:
+            src = os.path.join(tmp, "src")
+            shutil.copytree(os.path.join(HERE, "..", "..", "tools", "python"), src,
+                            ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+            venv = os.path.join(tmp, "venv")
+            r = subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", venv],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            if r.returncode != 0:
+                self.skipTest("python3-venv not installed")
+            py = os.path.join(venv, "bin", "python")
+            r = subprocess.run([py, "-m", "pip", "install", "--no-index", "--no-deps", src],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True, cwd=tmp)
+            self.assertEqual(r.returncode, 0, r.stdout[-2000:])
+            r = subprocess.run([py, "-c", "import lrp_torch, lrp_peers; print(lrp_torch.__file__)"],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               universal_newlines=True, cwd=tmp)
+            self.assertEqual(r.returncode, 0, r.stdout)
+            self.assertIn(os.path.join(venv, "lib"), r.stdout)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main():
+    global CLI, FIXDIR
+    if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
+        sys.stderr.write("usage: %s BUILD_DIR [unittest args]\n" % sys.argv[0])
+        return 2
+    build = sys.argv.pop(1)
+    CLI = os.path.join(os.path.abspath(build), "lrp-oracle")
+    tmp = tempfile.mkdtemp(prefix="peer_capture_fixtures.")
+    try:
+        FIXDIR = tmp
+        p = subprocess.run([CLI, "gen", "--out", tmp], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        if p.returncode != 0:
+            sys.stderr.write("lrp-oracle gen failed\n")
+            return 2
+        torch.set_num_threads(1)
+        prog = unittest.main(exit=False, verbosity=2)
+        return 0 if prog.result.wasSuccessful() else 1
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
