@@ -29,6 +29,7 @@ typedef struct run {
     unsigned flags; /* LRP_PIPE_* */
     int lean;       /* LEAN or RELEVANCE: rin[k] not kept, no gauges */
     int relonly;    /* RELEVANCE: no audit data (abs, residuals)   */
+    int gauges;     /* gauge[k] tensors are computed               */
     int *n_contrib; /* per layer: relevance contributions received */
     const lrp_pipe_local *loc; /* or NULL */
 } run;
@@ -197,10 +198,12 @@ static lrp_status forward(run *r)
             lrp_pipe_lin_geom(&L, net, li);
             int64_t nw = L.O * L.fanin;
             int borrowed = 0;
-            P->bnp[0] = tparams(r, l->w, nw, &borrowed);
-            P->params_borrowed = borrowed;
-            if (!P->bnp[0])
-                return oom(r, "weights");
+            if (!be->weights_in_place) {
+                P->bnp[0] = tparams(r, l->w, nw, &borrowed);
+                P->params_borrowed = borrowed;
+                if (!P->bnp[0])
+                    return oom(r, "weights");
+            }
             if (l->has_bias) {
                 P->bnp[1] = tparams(r, l->b, L.O, &borrowed);
                 if (!P->bnp[1])
@@ -555,7 +558,7 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
             P->owns_den[k] = 1;
             be->lin_fwd(cx, P->den[k], &L, I->act, terms[k], nt, bt, nb, 0, r->B);
         }
-        if (!r->lean) {
+        if (r->gauges) {
             if (!(P->gauge[k] = traw(r, NU))) {
                 st = oom(r, "gauge");
                 goto done;
@@ -989,7 +992,8 @@ lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_n
     memset(&r, 0, sizeof r);
     r.flags = flags;
     r.relonly = (flags & LRP_PIPE_RELEVANCE) != 0;
-    r.lean = r.relonly || (flags & LRP_PIPE_LEAN);
+    r.lean = (r.relonly && !(flags & LRP_PIPE_KEEP_RIN)) || (flags & LRP_PIPE_LEAN);
+    r.gauges = !r.lean && !r.relonly && !(flags & LRP_PIPE_NO_GAUGE);
     r.loc = loc;
     r.be = be;
     r.cx = be->ctx;

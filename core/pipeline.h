@@ -299,6 +299,11 @@ typedef struct lrp_backend {
      * binary32 values in place (no copy), for backends whose number type is
      * binary32; the pipeline never writes into it and never frees it. */
     void *(*wrap_f32)(void *ctx, const float *src, int64_t n);
+    /* Nonzero: the backend's lin_fwd / lin_bwd read Dense / Conv2D weights
+     * from lrp_lin.w32 (the net's binary32 array, in place) and lrp_lin.w is
+     * NULL -- no per-run copy of the weights in the backend's type (for
+     * MPFR at 128 bits a copy is 48 bytes per weight: 6.6 GB for VGG-16). */
+    int weights_in_place;
     /* Optional (NULL: classify is used).  cnt[0] / first[0]: number of NaN
      * values and the index of the first (-1 if none); cnt[1] / first[1]:
      * the same for +-inf. */
@@ -466,6 +471,13 @@ void lrp_pipe_free(lrp_pipe *p);
  * afterwards). */
 #define LRP_PIPE_LEAN 1u
 #define LRP_PIPE_RELEVANCE 2u
+/* LRP_PIPE_NO_GAUGE: no gauge[k] tensors (sum |z_ij|, an extra linear pass
+ * per part) -- the oracle computes its own gauge (oracle/gauge.c) and never
+ * reads them.  LRP_PIPE_KEEP_RIN (with RELEVANCE): every layer's rin[k] is
+ * kept as in the full mode (the oracle's local runs read them), the rest
+ * of the audit data is not.  Neither changes any value that is kept. */
+#define LRP_PIPE_NO_GAUGE 4u
+#define LRP_PIPE_KEEP_RIN 8u
 lrp_status lrp_pipe_run_ex(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                            unsigned flags, lrp_err *err);
 

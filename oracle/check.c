@@ -79,7 +79,9 @@ static void round_mpfr(float *hi, float *lo, const lrp_backend *be, const void *
     mpfr_clear(d);
 }
 
-static int round_pipe(rounded *r, const lrp_pipe *p, int want_lo)
+/* want_lo: also the low parts of the relevance; act: also the activations
+ * (the self-proof run needs neither: only its relevance rounded). */
+static int round_pipe_ex(rounded *r, const lrp_pipe *p, int want_lo, int want_act)
 {
     int nl = p->n_layers;
     r->n_layers = nl;
@@ -90,25 +92,31 @@ static int round_pipe(rounded *r, const lrp_pipe *p, int want_lo)
         return -1;
     for (int i = 0; i < nl; i++) {
         int64_t n = p->L[i].n * p->batch;
-        r->act[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
+        r->act[i] = want_act ? malloc((size_t)(n ? n : 1) * sizeof(float)) : NULL;
         r->rel[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
         r->rel_lo[i] = want_lo ? malloc((size_t)(n ? n : 1) * sizeof(float)) : NULL;
-        if (!r->act[i] || !r->rel[i] || (want_lo && !r->rel_lo[i]))
+        if ((want_act && !r->act[i]) || !r->rel[i] || (want_lo && !r->rel_lo[i]))
             return -1;
-        round_mpfr(r->act[i], NULL, p->be, p->L[i].act, n);
+        if (want_act)
+            round_mpfr(r->act[i], NULL, p->be, p->L[i].act, n);
         round_mpfr(r->rel[i], r->rel_lo[i], p->be, p->L[i].rel, n);
     }
     return 0;
 }
 
+static int round_pipe(rounded *r, const lrp_pipe *p, int want_lo)
+{
+    return round_pipe_ex(r, p, want_lo, 1);
+}
+
 static lrp_status run_reference(lrp_pipe **out, ref_ctx *cx, lrp_backend *be, const lrp_net *net,
-                                int prec, int threads, lrp_err *err)
+                                int prec, int threads, unsigned flags, lrp_err *err)
 {
     memset(cx, 0, sizeof *cx);
     cx->prec = prec;
     cx->threads = threads;
     lrp_ref_backend_init(be, cx);
-    return lrp_pipe_run(out, be, net, err);
+    return lrp_pipe_run_ex(out, be, net, flags, err);
 }
 
 /* ---- min/max tables ---- */
@@ -364,6 +372,10 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
 
 /* ---- local: each float32 layer on the reference's inputs ---- */
 
+/* The local runs read each layer's contributions rin[k] (and act_fwd):
+ * the rest of the audit data is not kept (core/pipeline.h). */
+#define LOCAL_FLAGS (LRP_PIPE_RELEVANCE | LRP_PIPE_KEEP_RIN)
+
 /* Runs the float32 pipeline in local mode (every layer fed the reference's
  * activations and output relevance, rounded to binary32) and compares each
  * layer's own contribution rin[k] with the reference's, under the local
@@ -393,7 +405,7 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
     if (subject)
         fbe = *subject;
     lrp_pipe_local lm = {R->act, R->rel, 0};
-    if ((st = lrp_pipe_run_local(&loc, &fbe, net, 0, &lm, err)) ||
+    if ((st = lrp_pipe_run_local(&loc, &fbe, net, LOCAL_FLAGS, &lm, err)) ||
         (st = lrp_gauge_compute_ex(&GL, net, R->act, R->rel, 1, err)))
         goto done;
     for (int i = net->n_layers - 1; i >= 0; i--) {
@@ -516,7 +528,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     cx.prec = o->prec;
     cx.threads = o->threads;
     lrp_ref_backend_init(&be, &cx);
-    if ((st = lrp_pipe_run_local(&loc, &be, net, 0, &lm, err)))
+    if ((st = lrp_pipe_run_local(&loc, &be, net, LOCAL_FLAGS, &lm, err)))
         goto done;
     lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA};
     if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err)))
@@ -780,22 +792,28 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             break;
         }
 
-    /* 1. reference and its self-proof */
-    if ((st = run_reference(&ref, &rcx, &rbe, net, o->prec, o->threads, err)))
+    /* 1. reference and its self-proof (the proof first: only its rounded
+     * relevance outlives it, so the two MPFR runs never coexist) */
+    if (o->proof_extra > 0) {
+        /* the self-proof needs only its relevance rounded to binary32: the
+         * engine mode computes that bit for bit (core/pipeline.h) without
+         * the audit data, and the MPFR run is freed at once */
+        if ((st = run_reference(&ref2, &rcx2, &rbe2, net, o->prec + o->proof_extra, o->threads,
+                                LRP_PIPE_RELEVANCE, err)))
+            goto done;
+        if (round_pipe_ex(&R2, ref2, 0, 0))
+            goto oom;
+        lrp_pipe_free(ref2);
+        ref2 = NULL;
+    }
+
+    if ((st = run_reference(&ref, &rcx, &rbe, net, o->prec, o->threads, LRP_PIPE_NO_GAUGE, err)))
         goto done;
     if (round_pipe(&R, ref, 1))
         goto oom;
     cflags = calloc((size_t)nl, sizeof *cflags);
     if (!cflags)
         goto oom;
-    if (o->proof_extra > 0) {
-        if ((st = run_reference(&ref2, &rcx2, &rbe2, net, o->prec + o->proof_extra, o->threads,
-                                err)))
-            goto done;
-        if (round_pipe(&R2, ref2, 0))
-            goto oom;
-    }
-
     /* 2. the subject */
     got = calloc((size_t)nl, sizeof *got);
     if (!got)
@@ -807,7 +825,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         lrp_f32_backend(&fbe, fcx);
         if (o->subject)
             fbe = *o->subject;
-        if ((st = lrp_pipe_run(&f32, &fbe, net, err)))
+        if ((st = lrp_pipe_run_ex(&f32, &fbe, net, LRP_PIPE_NO_GAUGE, err)))
             goto done;
         for (int i = 0; i < nl; i++)
             got[i] = f32->L[i].rel;
@@ -1027,25 +1045,6 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     /* local comparison: our float32 layers fed the reference's inputs */
     if (o->local && f32 && (st = local_compare(rep, net, ref, &R, o->threads, o->subject, err)))
         goto done;
-    /* trace-local judgement of the subject's own values, every source */
-    rep->origin_layer = -1;
-    rep->fwd_origin = -1;
-    if (o->tlocal) {
-        float **gact = NULL;
-        if (f32) {
-            gact = calloc((size_t)nl, sizeof *gact);
-            if (!gact)
-                goto oom;
-            for (int i = 0; i < nl; i++)
-                gact[i] = f32->L[i].act;
-        }
-        st = trace_local(rep, net, got, f32 ? gact : tr->activation, &R, o, err);
-        free(gact);
-        if (st)
-            goto done;
-        if (rep->tlocal_verdict > rep->verdict)
-            rep->verdict = rep->tlocal_verdict;
-    }
     /* run-level figures: input relevance, blow-up, negative z+ dens */
     rep->sum_input_ref = sum_mpfr_d(&rbe, ref->L[0].rel, ref->L[0].n * B);
     rep->sum_output_ref = sum_mpfr_d(&rbe, ref->L[nl - 1].rel, ref->L[nl - 1].n * B);
@@ -1070,6 +1069,31 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
                 rep->neg_den_layer = i;
             rep->neg_den += cnt;
         }
+    }
+    /* the MPFR run is not needed any more: the trace-local judgement
+     * makes its own, and only one lives at a time */
+    lrp_pipe_free(ref);
+    ref = NULL;
+    lrp_gauge_free(&G); /* the end-to-end gauge and the proof are judged */
+    rounded_free(&R2);
+    /* trace-local judgement of the subject's own values, every source */
+    rep->origin_layer = -1;
+    rep->fwd_origin = -1;
+    if (o->tlocal) {
+        float **gact = NULL;
+        if (f32) {
+            gact = calloc((size_t)nl, sizeof *gact);
+            if (!gact)
+                goto oom;
+            for (int i = 0; i < nl; i++)
+                gact[i] = f32->L[i].act;
+        }
+        st = trace_local(rep, net, got, f32 ? gact : tr->activation, &R, o, err);
+        free(gact);
+        if (st)
+            goto done;
+        if (rep->tlocal_verdict > rep->verdict)
+            rep->verdict = rep->tlocal_verdict;
     }
     goto done;
 oom:
