@@ -36,6 +36,21 @@ typedef struct run {
 
 #define NEW(n) be->tensor_new(cx, (n))
 
+static lrp_pipe_progress_fn progress_fn;
+static void *progress_ctx;
+
+void lrp_pipe_set_progress(lrp_pipe_progress_fn fn, void *ctx)
+{
+    progress_fn = fn;
+    progress_ctx = ctx;
+}
+
+static void progress(const lrp_net *net, int li, int bwd)
+{
+    if (progress_fn)
+        progress_fn(progress_ctx, net, li, bwd);
+}
+
 static void *tnew(run *r, int64_t n)
 {
     void *t = r->be->tensor_new(r->be->ctx, n);
@@ -178,6 +193,7 @@ static lrp_status forward(run *r)
     for (int li = 0; li < net->n_layers; li++) {
         const lrp_layer *l = &net->layers[li];
         lrp_pipe_layer *P = &r->p->L[li];
+        progress(net, li, 0);
         P->n = lrp_shape_numel(&l->shape);
         P->rule = l->rule;
         P->folded_into = -1;
@@ -1022,6 +1038,7 @@ lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_n
         goto fail;
     r.n_contrib[net->n_layers - 1] = 1;
     for (int li = net->n_layers - 1; li >= 0; li--) {
+        progress(net, li, 1);
         if (loc && loc->rel && loc->rel[li]) { /* local mode: given R at the output */
             lrp_pipe_layer *P = &p->L[li];
             int64_t n = P->n * net->batch;

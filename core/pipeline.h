@@ -497,6 +497,13 @@ typedef struct lrp_pipe_local {
 lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                               unsigned flags, const lrp_pipe_local *loc, lrp_err *err);
 
+/* Progress (the CLI's per-layer display): when set, fn is called before
+ * each layer's forward step (bwd 0) and backward step (bwd 1) of every run
+ * in this process.  NULL (the default) turns it off.  Not thread-safe: set
+ * it before runs start. */
+typedef void (*lrp_pipe_progress_fn)(void *ctx, const lrp_net *net, int li, int bwd);
+void lrp_pipe_set_progress(lrp_pipe_progress_fn fn, void *ctx);
+
 /* Geometry helpers shared by both backends. */
 void lrp_pipe_lin_geom(lrp_lin *L, const lrp_net *net, int li);
 void lrp_pipe_pool_geom(lrp_pool *P, const lrp_net *net, int li);

@@ -749,6 +749,18 @@ done:
 
 /* ---- the run ---- */
 
+typedef struct phases {
+    const lrp_check_opts *o;
+    int k, n;
+} phases;
+
+static void phase_start(phases *ph, int which)
+{
+    if (ph->o->phase)
+        ph->o->phase(ph->o->phase_ctx, which, ph->k, ph->n);
+    ph->k++;
+}
+
 lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o, lrp_err *err)
 {
     lrp_status st = LRP_OK;
@@ -792,9 +804,13 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             break;
         }
 
+    phases ph = {o, 0, 0};
+    ph.n = (o->proof_extra > 0) + 1 + !tr + 1 + (o->local && !tr) + (o->tlocal != 0);
+
     /* 1. reference and its self-proof (the proof first: only its rounded
      * relevance outlives it, so the two MPFR runs never coexist) */
     if (o->proof_extra > 0) {
+        phase_start(&ph, LRP_PHASE_PROOF);
         /* the self-proof needs only its relevance rounded to binary32: the
          * engine mode computes that bit for bit (core/pipeline.h) without
          * the audit data, and the MPFR run is freed at once */
@@ -807,6 +823,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         ref2 = NULL;
     }
 
+    phase_start(&ph, LRP_PHASE_REFERENCE);
     if ((st = run_reference(&ref, &rcx, &rbe, net, o->prec, o->threads, LRP_PIPE_NO_GAUGE, err)))
         goto done;
     if (round_pipe(&R, ref, 1))
@@ -819,6 +836,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     if (!got)
         goto oom;
     if (!tr) {
+        phase_start(&ph, LRP_PHASE_SUBJECT);
         fcx = lrp_f32_ctx_new(o->threads);
         if (!fcx)
             goto oom;
@@ -835,6 +853,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     }
 
     /* 3. gauge: the rigorous first-order bound and the sharp tier */
+    phase_start(&ph, LRP_PHASE_JUDGE);
     {
         lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA};
         if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
@@ -1043,8 +1062,11 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     }
     rep->e2e_verdict = rep->verdict;
     /* local comparison: our float32 layers fed the reference's inputs */
-    if (o->local && f32 && (st = local_compare(rep, net, ref, &R, o->threads, o->subject, err)))
-        goto done;
+    if (o->local && f32) {
+        phase_start(&ph, LRP_PHASE_LOCAL);
+        if ((st = local_compare(rep, net, ref, &R, o->threads, o->subject, err)))
+            goto done;
+    }
     /* run-level figures: input relevance, blow-up, negative z+ dens */
     rep->sum_input_ref = sum_mpfr_d(&rbe, ref->L[0].rel, ref->L[0].n * B);
     rep->sum_output_ref = sum_mpfr_d(&rbe, ref->L[nl - 1].rel, ref->L[nl - 1].n * B);
@@ -1080,6 +1102,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     rep->origin_layer = -1;
     rep->fwd_origin = -1;
     if (o->tlocal) {
+        phase_start(&ph, LRP_PHASE_TLOCAL);
         float **gact = NULL;
         if (f32) {
             gact = calloc((size_t)nl, sizeof *gact);
@@ -1095,6 +1118,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         if (rep->tlocal_verdict > rep->verdict)
             rep->verdict = rep->tlocal_verdict;
     }
+    phase_start(&ph, LRP_PHASE_COUNT);
     goto done;
 oom:
     st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory in the oracle", rep->fixture);

@@ -25,7 +25,7 @@ typedef struct judge_opts {
     int color, verbose, proof, local;
     int has_expect;
     lrp_verdict expect;
-    int strict, require_all;
+    int strict, require_all, progress;
     double max_ill;
     unsigned seen; /* bit (c - OPT_JSON) for each option of the enum given */
 } judge_opts;
@@ -42,6 +42,7 @@ enum {
     OPT_PROFILE,
     OPT_STRICT,
     OPT_REQUIRE_ALL,
+    OPT_PROGRESS,
     OPT_HELP
 };
 
@@ -58,6 +59,7 @@ static const struct option judge_long[] = {
     {"profile", required_argument, 0, OPT_PROFILE},
     {"strict", optional_argument, 0, OPT_STRICT},
     {"require-all", no_argument, 0, OPT_REQUIRE_ALL},
+    {"progress", no_argument, 0, OPT_PROGRESS},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
 
@@ -105,6 +107,7 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
             break;
         }
         case OPT_REQUIRE_ALL: o->require_all = 1; break;
+        case OPT_PROGRESS: o->progress = 1; break;
         case OPT_EXPECT:
             if (lrp_verdict_parse(optarg, &o->expect))
                 return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
@@ -181,6 +184,14 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n)
 
 /* ---- check / compare ---- */
 
+#define JUDGE_MEMORY_HELP \
+    "Memory: one MPFR run of the network is held at a time (every layer's\n" \
+    "activations, relevance and the audit data the verdicts read, about 48\n" \
+    "bytes a value at p=128; weights are read in place, never copied), plus\n" \
+    "binary32 copies of the reference values and the per-cell gauge.  The\n" \
+    "self-proof at p+64 keeps only its rounded relevance; --no-proof skips\n" \
+    "it.  Figures for VGG-16 and ResNet-50 at 224: docs/SCALING.md.\n"
+
 static int judge(int argc, char **argv, int compare)
 {
     const char *cmd = compare ? "compare" : "check";
@@ -202,6 +213,9 @@ static int judge(int argc, char **argv, int compare)
                                    "                             of its cells ill-conditioned fails\n"
                                    "  --require-all              a trace that misses a layer fails\n"
                                    "                             (a trace with no judged layer is an error)\n"
+                                   "  --progress                 per-layer progress on stderr even when it is\n"
+                                   "                             not a terminal (on a terminal it is shown\n"
+                                   "                             for runs longer than 2 s)\n"
                                    "  --verbose --no-color\n\n"
                                    "Every tensor of the trace is judged locally: the reference runs the\n"
                                    "step of the layer that computed it on the trace's own relevance at that\n"
@@ -210,7 +224,8 @@ static int judge(int argc, char **argv, int compare)
                                    "docs/ORACLE.md); the origin of a discrepancy is named by that layer.\n"
                                    "End to end, every tensor is judged against the reference of the whole\n"
                                    "network.  Gross errors (sign, zero, factor 2) over a layer and layer\n"
-                                   "totals are FAIL whatever the condition numbers say.\n"
+                                   "totals are FAIL whatever the condition numbers say.\n\n"
+                                   JUDGE_MEMORY_HELP
                                  : "usage: lrp-oracle check [options] FILE...\n\n"
                                    "Computes the MPFR reference and our float32 fast path for each\n"
                                    "fixture and judges the float32 relevance layer by layer\n"
@@ -222,13 +237,17 @@ static int judge(int argc, char **argv, int compare)
                                    "  --profile NAME             compute the way library NAME does\n"
                                    "  --strict[=F]               a layer with more than F (default 0.01)\n"
                                    "                             of its cells ill-conditioned fails\n"
-                                   "  --verbose --no-color\n");
+                                   "  --progress                 per-layer progress on stderr even when it is\n"
+                                   "                             not a terminal (on a terminal it is shown\n"
+                                   "                             for runs longer than 2 s)\n"
+                                   "  --verbose --no-color\n\n"
+                                   JUDGE_MEMORY_HELP);
     if (rc >= 0)
         return rc;
     if ((rc = refuse_unused(&o,
                             SEEN(OPT_JSON) | SEEN(OPT_JUNIT) | SEEN(OPT_NOCOLOR) |
                                 SEEN(OPT_VERBOSE) | SEEN(OPT_NOPROOF) | SEEN(OPT_EXPECT) |
-                                SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) |
+                                SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) | SEEN(OPT_PROGRESS) |
                                 (compare ? SEEN(OPT_SOURCE) | SEEN(OPT_REQUIRE_ALL) : 0),
                             cmd)) >= 0 ||
         (rc = refuse_output_is_input(cmd, "--json", o.json, argc, argv)) >= 0 ||
@@ -241,6 +260,8 @@ static int judge(int argc, char **argv, int compare)
     if (!runs)
         return cli_usage_error(cmd, "%s", "out of memory");
     int all_ok = 1, exit_code = -1;
+    cli_progress prog;
+    cli_progress_init(&prog, o.progress);
     for (int a = 0; a < nfiles; a++) {
         const char *path = argv[optind + a];
         lrp_net *net = NULL;
@@ -298,13 +319,10 @@ static int judge(int argc, char **argv, int compare)
             snprintf(rs, sizeof rs, "rules of trace '%s'%s%s", o.source, o.profile ? ", profile " : "",
                      o.profile ? o.profile : "");
         co.ruleset = rs;
-        if (isatty(STDERR_FILENO))
-            fprintf(stderr, "\r[%d/%d] %s: reference at p=%d%s ...", a + 1, nfiles, path, co.prec,
-                    co.proof_extra ? " and p+64" : "");
+        cli_progress_begin(&prog, &co, path, a + 1, nfiles, compare);
         lrp_err e = {0};
         lrp_status st = lrp_check(&runs[a], net, &co, &e);
-        if (isatty(STDERR_FILENO))
-            fprintf(stderr, "\r\033[K");
+        cli_progress_clear(&prog);
         lrp_net_free(net);
         if (st != LRP_OK) {
             exit_code = cli_fail(&e);
