@@ -32,6 +32,9 @@ typedef struct run {
     int gauges;     /* gauge[k] tensors are computed               */
     int *n_contrib; /* per layer: relevance contributions received */
     const lrp_pipe_local *loc; /* or NULL */
+    int stream;     /* STREAM: a layer's tensors are freed once the hook saw them */
+    lrp_pipe_hook hook;
+    void *hook_ctx;
 } run;
 
 #define NEW(n) be->tensor_new(cx, (n))
@@ -763,6 +766,44 @@ done:
     return st;
 }
 
+/* STREAM: after the hook saw layer li's finished values, its activations,
+ * relevance (where it still owns it), absorbed relevance and denominators
+ * are freed: no later step reads them (a step reads its own layer and its
+ * inputs, which come earlier).  The classes stay (one byte a unit). */
+static void stream_release(run *r, int li)
+{
+    if (!r->stream)
+        return;
+    const lrp_backend *be = r->be;
+    void *cx = be->ctx;
+    lrp_pipe_layer *P = &r->p->L[li];
+    int64_t n = P->n * r->B, nu = P->n_units * r->B;
+    for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
+        if (P->den[k] && P->owns_den[k])
+            be->tensor_free(cx, P->den[k], nu);
+        P->den[k] = NULL;
+        P->owns_den[k] = 0;
+        if (P->gauge[k])
+            be->tensor_free(cx, P->gauge[k], nu);
+        P->gauge[k] = NULL;
+    }
+    for (int k = 0; k < LRP_ABS_COUNT; k++) {
+        if (P->abs[k])
+            be->tensor_free(cx, P->abs[k], nu);
+        P->abs[k] = NULL;
+    }
+    if (P->act)
+        be->tensor_free(cx, P->act, n);
+    P->act = NULL;
+    if (P->act_fwd)
+        be->tensor_free(cx, P->act_fwd, n);
+    P->act_fwd = NULL;
+    if (P->rel && P->rel_owned)
+        be->tensor_free(cx, P->rel, n);
+    P->rel = NULL;
+    P->rel_owned = 0;
+}
+
 static lrp_status back_layer(run *r, int li)
 {
     const lrp_backend *be = r->be;
@@ -778,8 +819,12 @@ static lrp_status back_layer(run *r, int li)
         P->rel_owned = 1;
     }
     const void *R = P->rel;
-    if (l->kind == LRP_LAYER_INPUT)
+    if (l->kind == LRP_LAYER_INPUT) {
+        if (r->hook)
+            r->hook(r->hook_ctx, r->p, li);
+        stream_release(r, li);
         return LRP_OK;
+    }
     /* pass-through layers hand R on unchanged: rin[0] is R itself */
     int through = l->kind == LRP_LAYER_RELU || l->kind == LRP_LAYER_FLATTEN ||
                   l->kind == LRP_LAYER_RESHAPE || l->kind == LRP_LAYER_DROPOUT ||
@@ -915,6 +960,8 @@ static lrp_status back_layer(run *r, int li)
             P->cons_sample = b;
         }
     }
+    if (r->hook)
+        r->hook(r->hook_ctx, r->p, li);
     /* pass relevance to the inputs.  The first contribution becomes the
      * input's rel without a copy: moved when this layer does not keep it
      * (lean modes), else shown as a view.  A second one is added into an
@@ -927,6 +974,12 @@ static lrp_status back_layer(run *r, int li)
         if (r->n_contrib[in]++ == 0) {
             Q->rel = P->rin[k];
             Q->rel_owned = drop;
+            if (r->stream && P->rin_alias[k] && P->rel_owned) {
+                /* R itself goes on: its owner is now the input, since this
+                 * layer's tensors are released below */
+                Q->rel_owned = 1;
+                P->rel_owned = 0;
+            }
         } else if (Q->rel_owned) {
             be->ew(cx, LRP_EW_ADD, Q->rel, Q->rel, P->rin[k], 0, 0, m);
             if (drop)
@@ -957,6 +1010,7 @@ static lrp_status back_layer(run *r, int li)
             P->cls[k] = NULL;
         }
     }
+    stream_release(r, li);
     return LRP_OK;
 }
 
@@ -1003,12 +1057,22 @@ lrp_status lrp_pipe_run_ex(lrp_pipe **out, const lrp_backend *be, const lrp_net 
 lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                               unsigned flags, const lrp_pipe_local *loc, lrp_err *err)
 {
+    return lrp_pipe_run_hooked(out, be, net, flags, loc, NULL, NULL, err);
+}
+
+lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                               unsigned flags, const lrp_pipe_local *loc, lrp_pipe_hook hook,
+                               void *hook_ctx, lrp_err *err)
+{
     *out = NULL;
     run r;
     memset(&r, 0, sizeof r);
+    r.hook = hook;
+    r.hook_ctx = hook_ctx;
+    r.stream = hook && (flags & LRP_PIPE_STREAM);
     r.flags = flags;
     r.relonly = (flags & LRP_PIPE_RELEVANCE) != 0;
-    r.lean = (r.relonly && !(flags & LRP_PIPE_KEEP_RIN)) || (flags & LRP_PIPE_LEAN);
+    r.lean = (r.relonly && !(flags & LRP_PIPE_KEEP_RIN)) || (flags & LRP_PIPE_LEAN) || r.stream;
     r.gauges = !r.lean && !r.relonly && !(flags & LRP_PIPE_NO_GAUGE);
     r.loc = loc;
     r.be = be;

@@ -504,6 +504,21 @@ lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_n
 typedef void (*lrp_pipe_progress_fn)(void *ctx, const lrp_net *net, int li, int bwd);
 void lrp_pipe_set_progress(lrp_pipe_progress_fn fn, void *ctx);
 
+/* A hook called after each layer's backward step (backward order, the
+ * input layer last), when the layer's relevance R at its output, its
+ * activations, its contributions rin[k], absorbed relevance, denominators,
+ * classes, flags and residual are final and before rin[k] is passed on.
+ * With LRP_PIPE_STREAM (implies LEAN: rin[k] is not kept) the layer's
+ * activations, relevance, absorbed relevance and denominators are freed
+ * after the hook returns, so a run holds the forward activations and the
+ * relevance in flight, not every intermediate: what the caller needs it
+ * takes in the hook.  Values are the same bit for bit as without it. */
+#define LRP_PIPE_STREAM 16u
+typedef void (*lrp_pipe_hook)(void *ctx, const lrp_pipe *p, int li);
+lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                               unsigned flags, const lrp_pipe_local *loc, lrp_pipe_hook hook,
+                               void *hook_ctx, lrp_err *err);
+
 /* Geometry helpers shared by both backends. */
 void lrp_pipe_lin_geom(lrp_lin *L, const lrp_net *net, int li);
 void lrp_pipe_pool_geom(lrp_pool *P, const lrp_net *net, int li);

@@ -104,6 +104,17 @@ static int round_pipe_ex(rounded *r, const lrp_pipe *p, int want_lo, int want_ac
     return 0;
 }
 
+/* lrp_pipe_hook: layer li's relevance rounded into r->rel[li] (NULL when
+ * out of memory, which the caller sees) */
+static void take_rel(void *ctx, const lrp_pipe *p, int li)
+{
+    rounded *r = ctx;
+    int64_t n = p->L[li].n * p->batch;
+    r->rel[li] = malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (r->rel[li])
+        round_mpfr(r->rel[li], NULL, p->be, p->L[li].rel, n);
+}
+
 static int round_pipe(rounded *r, const lrp_pipe *p, int want_lo)
 {
     return round_pipe_ex(r, p, want_lo, 1);
@@ -814,11 +825,24 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         /* the self-proof needs only its relevance rounded to binary32: the
          * engine mode computes that bit for bit (core/pipeline.h) without
          * the audit data, and the MPFR run is freed at once */
-        if ((st = run_reference(&ref2, &rcx2, &rbe2, net, o->prec + o->proof_extra, o->threads,
-                                LRP_PIPE_RELEVANCE, err)))
-            goto done;
-        if (round_pipe_ex(&R2, ref2, 0, 0))
+        R2.n_layers = nl;
+        R2.act = calloc((size_t)nl, sizeof *R2.act);
+        R2.rel = calloc((size_t)nl, sizeof *R2.rel);
+        R2.rel_lo = calloc((size_t)nl, sizeof *R2.rel_lo);
+        if (!R2.act || !R2.rel || !R2.rel_lo)
             goto oom;
+        memset(&rcx2, 0, sizeof rcx2);
+        rcx2.prec = o->prec + o->proof_extra;
+        rcx2.threads = o->threads;
+        lrp_ref_backend_init(&rbe2, &rcx2);
+        /* streamed: each layer's relevance is rounded as soon as it is
+         * final and its MPFR values freed (core/pipeline.h) */
+        if ((st = lrp_pipe_run_hooked(&ref2, &rbe2, net, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
+                                      take_rel, &R2, err)))
+            goto done;
+        for (int i = 0; i < nl; i++)
+            if (!R2.rel[i])
+                goto oom;
         lrp_pipe_free(ref2);
         ref2 = NULL;
     }
