@@ -79,31 +79,6 @@ static void round_mpfr(float *hi, float *lo, const lrp_backend *be, const void *
     mpfr_clear(d);
 }
 
-/* want_lo: also the low parts of the relevance; act: also the activations
- * (the self-proof run needs neither: only its relevance rounded). */
-static int round_pipe_ex(rounded *r, const lrp_pipe *p, int want_lo, int want_act)
-{
-    int nl = p->n_layers;
-    r->n_layers = nl;
-    r->act = calloc((size_t)nl, sizeof *r->act);
-    r->rel = calloc((size_t)nl, sizeof *r->rel);
-    r->rel_lo = calloc((size_t)nl, sizeof *r->rel_lo);
-    if (!r->act || !r->rel || !r->rel_lo)
-        return -1;
-    for (int i = 0; i < nl; i++) {
-        int64_t n = p->L[i].n * p->batch;
-        r->act[i] = want_act ? malloc((size_t)(n ? n : 1) * sizeof(float)) : NULL;
-        r->rel[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
-        r->rel_lo[i] = want_lo ? malloc((size_t)(n ? n : 1) * sizeof(float)) : NULL;
-        if ((want_act && !r->act[i]) || !r->rel[i] || (want_lo && !r->rel_lo[i]))
-            return -1;
-        if (want_act)
-            round_mpfr(r->act[i], NULL, p->be, p->L[i].act, n);
-        round_mpfr(r->rel[i], r->rel_lo[i], p->be, p->L[i].rel, n);
-    }
-    return 0;
-}
-
 /* lrp_pipe_hook: layer li's relevance rounded into r->rel[li] (NULL when
  * out of memory, which the caller sees) */
 static void take_rel(void *ctx, const lrp_pipe *p, int li)
@@ -113,21 +88,6 @@ static void take_rel(void *ctx, const lrp_pipe *p, int li)
     r->rel[li] = malloc((size_t)(n ? n : 1) * sizeof(float));
     if (r->rel[li])
         round_mpfr(r->rel[li], NULL, p->be, p->L[li].rel, n);
-}
-
-static int round_pipe(rounded *r, const lrp_pipe *p, int want_lo)
-{
-    return round_pipe_ex(r, p, want_lo, 1);
-}
-
-static lrp_status run_reference(lrp_pipe **out, ref_ctx *cx, lrp_backend *be, const lrp_net *net,
-                                int prec, int threads, unsigned flags, lrp_err *err)
-{
-    memset(cx, 0, sizeof *cx);
-    cx->prec = prec;
-    cx->threads = threads;
-    lrp_ref_backend_init(be, cx);
-    return lrp_pipe_run_ex(out, be, net, flags, err);
 }
 
 /* ---- min/max tables ---- */
@@ -381,6 +341,109 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
              l->name, lrp_layer_kind_name(l->kind));
 }
 
+/* ---- the reference, streamed: what the verdicts read, layer by layer ---- */
+
+/* Taken from the reference run in its hook (lrp_pipe_hook) while each
+ * layer's MPFR values exist; the run frees them afterwards, so it holds
+ * the forward activations and the relevance in flight, never every
+ * intermediate at once.  Each figure is computed exactly as it was from
+ * the kept pipeline, in the same order. */
+typedef struct ref_take {
+    rounded *R;          /* act, rel, rel_lo rounded to binary32 */
+    lrp_minmax *mm;      /* lrp_pipe_minmax_ref of each layer */
+    double *sum_rel;     /* binary64 sum of the relevance (report value) */
+    double *sum_rin;     /* the same over the layer's contributions */
+    double (*absorbed)[LRP_ABS_COUNT];
+    int64_t *neg_den;    /* negative z+ / alpha-beta denominators */
+    int want_rin;        /* local comparison: contributions rounded */
+    float *(*rin_hi)[LRP_MAX_INPUTS], *(*rin_lo)[LRP_MAX_INPUTS];
+    int oom;
+} ref_take;
+
+static void ref_take_free(ref_take *T, int nl)
+{
+    for (int i = 0; T->rin_hi && i < nl; i++)
+        for (int k = 0; k < LRP_MAX_INPUTS; k++) {
+            free(T->rin_hi[i][k]);
+            free(T->rin_lo[i][k]);
+        }
+    free(T->rin_hi);
+    free(T->rin_lo);
+    free(T->mm);
+    free(T->sum_rel);
+    free(T->sum_rin);
+    free(T->absorbed);
+    free(T->neg_den);
+    memset(T, 0, sizeof *T);
+}
+
+static int ref_take_init(ref_take *T, rounded *R, int nl, int want_rin)
+{
+    memset(T, 0, sizeof *T);
+    T->R = R;
+    T->want_rin = want_rin;
+    R->n_layers = nl;
+    R->act = calloc((size_t)nl, sizeof *R->act);
+    R->rel = calloc((size_t)nl, sizeof *R->rel);
+    R->rel_lo = calloc((size_t)nl, sizeof *R->rel_lo);
+    T->mm = calloc((size_t)nl, sizeof *T->mm);
+    T->sum_rel = calloc((size_t)nl, sizeof *T->sum_rel);
+    T->sum_rin = calloc((size_t)nl, sizeof *T->sum_rin);
+    T->absorbed = calloc((size_t)nl, sizeof *T->absorbed);
+    T->neg_den = calloc((size_t)nl, sizeof *T->neg_den);
+    T->rin_hi = calloc((size_t)nl, sizeof *T->rin_hi);
+    T->rin_lo = calloc((size_t)nl, sizeof *T->rin_lo);
+    return R->act && R->rel && R->rel_lo && T->mm && T->sum_rel && T->sum_rin && T->absorbed &&
+                   T->neg_den && T->rin_hi && T->rin_lo
+               ? 0
+               : -1;
+}
+
+static double sum_mpfr_d(const lrp_backend *be, const void *t, int64_t n);
+
+static void take_ref(void *ctx, const lrp_pipe *p, int li)
+{
+    ref_take *T = ctx;
+    const lrp_pipe_layer *P = &p->L[li];
+    const lrp_backend *be = p->be;
+    int64_t B = p->batch, n = P->n * B;
+    rounded *R = T->R;
+    size_t sz = (size_t)(n ? n : 1) * sizeof(float);
+    if (!(R->act[li] = malloc(sz)) || !(R->rel[li] = malloc(sz)) || !(R->rel_lo[li] = malloc(sz))) {
+        T->oom = 1;
+        return;
+    }
+    round_mpfr(R->act[li], NULL, be, P->act, n);
+    round_mpfr(R->rel[li], R->rel_lo[li], be, P->rel, n);
+    lrp_pipe_minmax_ref(&T->mm[li], p, li);
+    T->sum_rel[li] = sum_mpfr_d(be, P->rel, n);
+    double sin = 0;
+    for (int k = 0; k < P->n_rin; k++)
+        if (P->rin[k])
+            sin += sum_mpfr_d(be, P->rin[k], P->n_rin_per[k] * B);
+    T->sum_rin[li] = sin;
+    for (int k = 0; k < LRP_ABS_COUNT; k++)
+        T->absorbed[li][k] = P->abs[k] ? sum_mpfr_d(be, P->abs[k], P->n_units * B) : 0;
+    if ((P->rule.rule == LRP_RULE_ALPHABETA || P->rule.rule == LRP_RULE_ZPLUS) && P->den[0] &&
+        P->n_parts >= 1) {
+        int64_t cnt = 0, m = P->n_units * B;
+        for (int64_t j = 0; j < m; j++)
+            cnt += mpfr_sgn((mpfr_srcptr)be->at(be->ctx, P->den[0], j)) < 0;
+        T->neg_den[li] = cnt;
+    }
+    for (int k = 0; T->want_rin && k < P->n_rin; k++) {
+        if (!P->rin[k])
+            continue;
+        int64_t m = P->n_rin_per[k] * B;
+        size_t zs = (size_t)(m ? m : 1) * sizeof(float);
+        if (!(T->rin_hi[li][k] = malloc(zs)) || !(T->rin_lo[li][k] = malloc(zs))) {
+            T->oom = 1;
+            return;
+        }
+        round_mpfr(T->rin_hi[li][k], T->rin_lo[li][k], be, P->rin[k], m);
+    }
+}
+
 /* ---- local: each float32 layer on the reference's inputs ---- */
 
 /* The local runs read each layer's contributions rin[k] (and act_fwd):
@@ -393,7 +456,7 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
  * gauge.  Per tensor the worst consumer is reported; introduced_at is the
  * first tensor (backward order) whose local verdict is out of tolerance. */
 static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const lrp_pipe *ref,
-                                const rounded *R, int threads, const lrp_backend *subject,
+                                const ref_take *T, int threads, const lrp_backend *subject,
                                 lrp_err *err)
 {
     lrp_status st = LRP_OK;
@@ -415,6 +478,7 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
     lrp_f32_backend(&fbe, fcx);
     if (subject)
         fbe = *subject;
+    const rounded *R = T->R;
     lrp_pipe_local lm = {R->act, R->rel, 0};
     if ((st = lrp_pipe_run_local(&loc, &fbe, net, LOCAL_FLAGS, &lm, err)) ||
         (st = lrp_gauge_compute_ex(&GL, net, R->act, R->rel, 1, err)))
@@ -424,10 +488,10 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
         int64_t n = ref->L[i].n * B;
         for (int c = i + 1; c < net->n_layers; c++)
             for (int k = 0; k < net->layers[c].n_in; k++) {
-                if (net->layers[c].in[k] != i || !ref->L[c].rin[k] || !loc->L[c].rin[k])
+                if (net->layers[c].in[k] != i || !T->rin_hi[c][k] || !loc->L[c].rin[k])
                     continue;
-                round_mpfr(hi, lo, ref->be, ref->L[c].rin[k], n);
-                lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], NULL, NULL, NULL};
+                lrp_cell_ref cr = {T->rin_hi[c][k], T->rin_lo[c][k], GL.bound[i], GL.cond[i],
+                                   NULL, NULL, NULL};
                 const lrp_tolerance *tol =
                     lrp_tolerance_for(net->layers[c].rule.rule, net->layers[c].kind);
                 lrp_layer_cmp cmp;
@@ -780,6 +844,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     lrp_backend rbe, rbe2, fbe;
     lrp_f32_ctx *fcx = NULL;
     rounded R = {0}, R2 = {0};
+    ref_take T = {0};
     lrp_gauge G = {0};
     uint8_t **cflags = NULL;
     float **got = NULL;
@@ -848,9 +913,16 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     }
 
     phase_start(&ph, LRP_PHASE_REFERENCE);
-    if ((st = run_reference(&ref, &rcx, &rbe, net, o->prec, o->threads, LRP_PIPE_NO_GAUGE, err)))
+    if (ref_take_init(&T, &R, nl, o->local && !tr))
+        goto oom;
+    memset(&rcx, 0, sizeof rcx);
+    rcx.prec = o->prec;
+    rcx.threads = o->threads;
+    lrp_ref_backend_init(&rbe, &rcx);
+    if ((st = lrp_pipe_run_hooked(&ref, &rbe, net, LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL,
+                                  take_ref, &T, err)))
         goto done;
-    if (round_pipe(&R, ref, 1))
+    if (T.oom)
         goto oom;
     cflags = calloc((size_t)nl, sizeof *cflags);
     if (!cflags)
@@ -908,8 +980,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
                     cf[k] |= LRP_CELL_UNRESOLVED;
                     unresolved++;
                 }
-        lrp_minmax mr;
-        lrp_pipe_minmax_ref(&mr, ref, i);
+        lrp_minmax mr = T.mm[i];
         lr->ref_min = mr.min;
         lr->ref_max = mr.max;
         flags_text(lr->ref_flags, sizeof lr->ref_flags, &ref->L[i].flags);
@@ -967,14 +1038,10 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         if (l->kind != LRP_LAYER_INPUT && P->n_rin > 0) {
             lr->has_conservation = 1;
             lr->cons_ref = P->cons_resid;
-            lr->sum_out_ref = sum_mpfr_d(&rbe, P->rel, n);
-            double sin = 0;
-            for (int k = 0; k < P->n_rin; k++)
-                if (P->rin[k])
-                    sin += sum_mpfr_d(&rbe, P->rin[k], P->n_rin_per[k] * B);
-            lr->sum_in_ref = sin;
+            lr->sum_out_ref = T.sum_rel[i];
+            lr->sum_in_ref = T.sum_rin[i];
             for (int k = 0; k < LRP_ABS_COUNT; k++)
-                lr->absorbed[k] = P->abs[k] ? sum_mpfr_d(&rbe, P->abs[k], P->n_units * B) : 0;
+                lr->absorbed[k] = T.absorbed[i][k];
             if (rep->max_cons_ref < lr->cons_ref)
                 rep->max_cons_ref = lr->cons_ref;
             if (!f32) {
@@ -1088,12 +1155,12 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     /* local comparison: our float32 layers fed the reference's inputs */
     if (o->local && f32) {
         phase_start(&ph, LRP_PHASE_LOCAL);
-        if ((st = local_compare(rep, net, ref, &R, o->threads, o->subject, err)))
+        if ((st = local_compare(rep, net, ref, &T, o->threads, o->subject, err)))
             goto done;
     }
     /* run-level figures: input relevance, blow-up, negative z+ dens */
-    rep->sum_input_ref = sum_mpfr_d(&rbe, ref->L[0].rel, ref->L[0].n * B);
-    rep->sum_output_ref = sum_mpfr_d(&rbe, ref->L[nl - 1].rel, ref->L[nl - 1].n * B);
+    rep->sum_input_ref = T.sum_rel[0];
+    rep->sum_output_ref = T.sum_rel[nl - 1];
     {
         double out_max = fmax(fabs(rep->layers[nl - 1].ref_min), fabs(rep->layers[nl - 1].ref_max));
         rep->growth = 0;
@@ -1104,13 +1171,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         }
         rep->neg_den_layer = -1;
         for (int i = nl - 1; i >= 0; i--) {
-            const lrp_pipe_layer *P = &ref->L[i];
-            if ((P->rule.rule != LRP_RULE_ALPHABETA && P->rule.rule != LRP_RULE_ZPLUS) ||
-                !P->den[0] || P->n_parts < 1)
-                continue;
-            int64_t cnt = 0, m = P->n_units * B;
-            for (int64_t j = 0; j < m; j++)
-                cnt += mpfr_sgn((mpfr_srcptr)rbe.at(rbe.ctx, P->den[0], j)) < 0;
+            int64_t cnt = T.neg_den[i];
             if (cnt && rep->neg_den_layer < 0)
                 rep->neg_den_layer = i;
             rep->neg_den += cnt;
@@ -1148,6 +1209,7 @@ oom:
     st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory in the oracle", rep->fixture);
 done:
     lrp_gauge_free(&G);
+    ref_take_free(&T, nl);
     rounded_free(&R);
     rounded_free(&R2);
     free(cflags);
