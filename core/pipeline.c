@@ -798,6 +798,11 @@ static void stream_release(run *r, int li)
     if (P->act_fwd)
         be->tensor_free(cx, P->act_fwd, n);
     P->act_fwd = NULL;
+    int kept = 0; /* KEEP_RIN: a pass-through layer's rin[0] is its R */
+    for (int k = 0; k < P->n_rin; k++)
+        kept |= P->rin_alias[k] && P->rin[k];
+    if (kept)
+        return;
     if (P->rel && P->rel_owned)
         be->tensor_free(cx, P->rel, n);
     P->rel = NULL;
@@ -974,7 +979,7 @@ static lrp_status back_layer(run *r, int li)
         if (r->n_contrib[in]++ == 0) {
             Q->rel = P->rin[k];
             Q->rel_owned = drop;
-            if (r->stream && P->rin_alias[k] && P->rel_owned) {
+            if (r->stream && r->lean && P->rin_alias[k] && P->rel_owned) {
                 /* R itself goes on: its owner is now the input, since this
                  * layer's tensors are released below */
                 Q->rel_owned = 1;
@@ -1072,7 +1077,7 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
     r.stream = hook && (flags & LRP_PIPE_STREAM);
     r.flags = flags;
     r.relonly = (flags & LRP_PIPE_RELEVANCE) != 0;
-    r.lean = (r.relonly && !(flags & LRP_PIPE_KEEP_RIN)) || (flags & LRP_PIPE_LEAN) || r.stream;
+    r.lean = ((r.relonly || r.stream) && !(flags & LRP_PIPE_KEEP_RIN)) || (flags & LRP_PIPE_LEAN);
     r.gauges = !r.lean && !r.relonly && !(flags & LRP_PIPE_NO_GAUGE);
     r.loc = loc;
     r.be = be;

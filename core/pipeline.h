@@ -510,10 +510,11 @@ void lrp_pipe_set_progress(lrp_pipe_progress_fn fn, void *ctx);
  * classes, flags and residual are final and before rin[k] is passed on.
  * With LRP_PIPE_STREAM (implies LEAN: rin[k] is not kept) the layer's
  * activations, relevance, absorbed relevance and denominators are freed
- * after the hook returns, so a run holds the forward activations and the
+ * after the hook returns (with KEEP_RIN too, rin[k] is kept and so is R
+ * where a pass-through layer's rin[0] is R), so a run holds the forward activations and the
  * relevance in flight, not every intermediate: what the caller needs it
  * takes in the hook.  Values are the same bit for bit as without it. */
-#define LRP_PIPE_STREAM 16u
+#define LRP_PIPE_STREAM 16u /* with a hook; implies LEAN unless KEEP_RIN */
 typedef void (*lrp_pipe_hook)(void *ctx, const lrp_pipe *p, int li);
 lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                                unsigned flags, const lrp_pipe_local *loc, lrp_pipe_hook hook,

@@ -561,6 +561,42 @@ static void append(char *buf, size_t n, const char *fmt, ...)
 
 static int ok_verdict(lrp_verdict v) { return v == LRP_V_PASS || v == LRP_V_ILL_CONDITIONED; }
 
+/* Taken from the trace-local run in its hook: the forward outputs each
+ * layer computed from the trace's inputs, and the start (the relevance at
+ * the output), rounded; the run frees its activations as it goes. */
+typedef struct tl_take {
+    float **fwd_hi, **fwd_lo;
+    float *last_hi, *last_lo;
+    int prec;
+    int oom;
+} tl_take;
+
+static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
+                      int64_t n, int prec);
+
+static void take_tl(void *ctx, const lrp_pipe *p, int li)
+{
+    tl_take *T = ctx;
+    const lrp_pipe_layer *P = &p->L[li];
+    int64_t n = P->n * p->batch;
+    size_t sz = (size_t)(n ? n : 1) * sizeof(float);
+    if (P->act_fwd) {
+        if (!(T->fwd_hi[li] = malloc(sz)) || !(T->fwd_lo[li] = malloc(sz))) {
+            T->oom = 1;
+            return;
+        }
+        round_mpfr(T->fwd_hi[li], T->fwd_lo[li], p->be, P->act_fwd, n);
+    }
+    if (li == p->n_layers - 1) {
+        if (!(T->last_hi = malloc(sz)) || !(T->last_lo = malloc(sz))) {
+            T->oom = 1;
+            return;
+        }
+        const void *t[1] = {P->rel};
+        round_sum(T->last_hi, T->last_lo, p->be, t, 1, n, T->prec);
+    }
+}
+
 /* Judges every tensor of a trace locally (docs/ORACLE.md "Trace-local
  * judgement"): the reference runs each layer's LRP step on the trace's own
  * relevance at that layer's output (and the trace's activations where it
@@ -579,6 +615,8 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     lrp_backend be;
     lrp_pipe *loc = NULL;
     lrp_gauge GL = {0};
+    tl_take TT;
+    memset(&TT, 0, sizeof TT);
     float *hi = NULL, *lo = NULL;
     float **relv = calloc((size_t)nl, sizeof *relv);
     const void **terms = calloc((size_t)nl + LRP_MAX_INPUTS, sizeof *terms);
@@ -603,8 +641,22 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     cx.prec = o->prec;
     cx.threads = o->threads;
     lrp_ref_backend_init(&be, &cx);
-    if ((st = lrp_pipe_run_local(&loc, &be, net, LOCAL_FLAGS, &lm, err)))
+    TT.prec = o->prec;
+    TT.fwd_hi = calloc((size_t)nl, sizeof *TT.fwd_hi);
+    TT.fwd_lo = calloc((size_t)nl, sizeof *TT.fwd_lo);
+    if (!TT.fwd_hi || !TT.fwd_lo) {
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
         goto done;
+    }
+    /* streamed: the contributions rin[k] stay (each tensor sums its
+     * consumers'), activations are freed layer by layer */
+    if ((st = lrp_pipe_run_hooked(&loc, &be, net, LOCAL_FLAGS | LRP_PIPE_STREAM, &lm, take_tl, &TT,
+                                  err)))
+        goto done;
+    if (TT.oom) {
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
+        goto done;
+    }
     lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA};
     if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err)))
         goto done;
@@ -625,9 +677,9 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                 if (lr->fwd.bitwise_equal + lr->fwd.zero_sign_differs < n)
                     lr->fwd_verdict = LRP_V_FAIL;
                 lr->has_fwd = 1;
-            } else if (loc->L[li].act_fwd) {
-                round_mpfr(hi, lo, &be, loc->L[li].act_fwd, n);
-                lrp_cell_ref cr = {hi, lo, GL.fwd[li], NULL, NULL, GL.fwd_sharp[li], NULL};
+            } else if (TT.fwd_hi[li]) {
+                lrp_cell_ref cr = {TT.fwd_hi[li], TT.fwd_lo[li], GL.fwd[li], NULL, NULL,
+                                   GL.fwd_sharp[li], NULL};
                 const lrp_tolerance *tol =
                     lrp_tolerance_for(net->layers[li].rule.rule, net->layers[li].kind);
                 lr->fwd_verdict = lrp_compare_cells(&lr->fwd, got_act[li], &cr, n, tol);
@@ -686,9 +738,12 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                 if (rule_layer == i)
                     rule_layer = c;
             }
+        int start = 0;
         if (i == nl - 1) {
-            /* the start: R_out from the (trace's) logits */
-            terms[nt++] = loc->L[i].rel;
+            /* the start: R_out from the (trace's) logits, rounded in the
+             * hook (the run does not keep it) */
+            start = 1;
+            nt++;
             snprintf(lr->by, sizeof lr->by, "the start (output relevance)");
         }
         if (!complete || nt == 0) {
@@ -697,7 +752,13 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                    rep->n_unjudged > 1 ? ", " : "", net->layers[i].name);
             continue;
         }
-        round_sum(hi, lo, &be, terms, nt, n, o->prec);
+        if (start) {
+            LRP_ASSERT(nt == 1); /* the output layer has no consumer */
+            memcpy(hi, TT.last_hi, (size_t)n * sizeof *hi);
+            memcpy(lo, TT.last_lo, (size_t)n * sizeof *lo);
+        } else {
+            round_sum(hi, lo, &be, terms, nt, n, o->prec);
+        }
         lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], GL.cflags[i], GL.sharp[i], GL.scond[i]};
         const lrp_tolerance *tol =
             lrp_tolerance_for(net->layers[rule_layer].rule.rule, net->layers[rule_layer].kind);
@@ -817,6 +878,14 @@ done:
     free(lo);
     free(relv);
     free(terms);
+    for (int i = 0; TT.fwd_hi && i < nl; i++) {
+        free(TT.fwd_hi[i]);
+        free(TT.fwd_lo[i]);
+    }
+    free(TT.fwd_hi);
+    free(TT.fwd_lo);
+    free(TT.last_hi);
+    free(TT.last_lo);
     lrp_gauge_free(&GL);
     lrp_pipe_free(loc);
     return st;
