@@ -1548,7 +1548,130 @@ static lrp_status read_root(ctx *c, hid_t file, lrp_net *net)
     return LRP_OK;
 }
 
+/* The digest of a fixture file recorded in a trace file: the bytes read as
+ * little-endian 64-bit words w_i (the last one zero-padded),
+ *   sum_i w_i (2i + 1) K  mod 2^64,   K = 0x9E3779B97F4A7C15,
+ * a linear hash (every single changed word changes it; not a defence
+ * against forgery) that numpy computes the same way (tools/python). */
+lrp_status lrp_file_digest(uint64_t *digest, int64_t *size, const char *path, lrp_err *err)
+{
+    int fd = open(path, O_RDONLY);
+    if (fd < 0)
+        return lrp_err_set(err, LRP_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    uint64_t h = 0, i = 0;
+    int64_t total = 0;
+    size_t cap = (size_t)1 << 22;
+    unsigned char *buf = malloc(cap + 8);
+    lrp_status st = LRP_OK;
+    if (!buf) {
+        close(fd);
+        return lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory", path);
+    }
+    size_t have = 0; /* bytes in buf not yet hashed (< 8 between reads) */
+    for (;;) {
+        ssize_t r = read(fd, buf + have, cap);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            st = lrp_err_set(err, LRP_E_IO, "%s: cannot read: %s", path, strerror(errno));
+            break;
+        }
+        total += r;
+        have += (size_t)r;
+        if (r == 0 && have) { /* the tail, zero-padded */
+            memset(buf + have, 0, 8 - have % 8);
+            have += 8 - have % 8;
+        }
+        size_t words = have / 8;
+        for (size_t k = 0; k < words; k++, i++) {
+            uint64_t wv = 0;
+            for (int b = 7; b >= 0; b--)
+                wv = wv << 8 | buf[8 * k + (size_t)b];
+            h += wv * (2 * i + 1);
+        }
+        memmove(buf, buf + 8 * words, have - 8 * words);
+        have -= 8 * words;
+        if (r == 0)
+            break;
+    }
+    free(buf);
+    close(fd);
+    *digest = h * UINT64_C(0x9E3779B97F4A7C15);
+    *size = total;
+    return st;
+}
+
+static lrp_status fixture_read_depth(lrp_net **out, const char *path, int depth, lrp_err *err);
+
 lrp_status lrp_fixture_read(lrp_net **out, const char *path, lrp_err *err)
+{
+    return fixture_read_depth(out, path, 0, err);
+}
+
+/* A trace file (docs/FORMAT.md "Trace files"): the fixture it names,
+ * checked by size and digest, then the trace file's own traces. */
+static lrp_status read_trace_file(ctx *c, hid_t file, const char *path, int depth, lrp_net **out)
+{
+    char ref[4096], full[8192];
+    int64_t v, size;
+    uint64_t want;
+    lrp_status st;
+    lrp_net *net = NULL;
+    if ((st = attr_ints(c, file, "/", "format_version", 1, 1, &v, NULL)))
+        return st;
+    if (v != LRP_FORMAT_VERSION)
+        return fail(c, LRP_E_UNSUPPORTED, "/",
+                    "format_version %lld not supported (this reader reads version %d)",
+                    (long long)v, LRP_FORMAT_VERSION);
+    if ((st = attr_string(c, file, "/", "fixture", ref, sizeof ref, NULL)) ||
+        (st = attr_ints(c, file, "/", "fixture_size", 1, 1, &size, NULL)) ||
+        (st = attr_u64(c, file, "/", "fixture_digest", &want)))
+        return st;
+    if (!ref[0])
+        return fail(c, LRP_E_INVALID, "/", "attribute 'fixture' is empty");
+    if (depth > 0)
+        return fail(c, LRP_E_INVALID, "/", "a trace file's fixture is itself a trace file");
+    if (ref[0] == '/') {
+        snprintf(full, sizeof full, "%s", ref);
+    } else { /* relative to the trace file's directory */
+        const char *slash = strrchr(path, '/');
+        if (slash)
+            snprintf(full, sizeof full, "%.*s/%s", (int)(slash - path), path, ref);
+        else
+            snprintf(full, sizeof full, "%s", ref);
+    }
+    uint64_t got;
+    int64_t gsize;
+    lrp_err e2 = {0};
+    if (lrp_file_digest(&got, &gsize, full, &e2) != LRP_OK)
+        return fail(c, LRP_E_IO, "/", "its fixture %s: %s", full, e2.msg);
+    if (gsize != size || got != want)
+        return fail(c, LRP_E_INVALID, "/",
+                    "its fixture %s changed since the trace was written (%lld bytes, digest "
+                    "%016llx; the trace file recorded %lld bytes, %016llx)",
+                    full, (long long)gsize, (unsigned long long)got, (long long)size,
+                    (unsigned long long)want);
+    if ((st = fixture_read_depth(&net, full, depth + 1, &e2)) != LRP_OK)
+        return fail(c, st, "/", "its fixture: %s", e2.msg);
+    int before = net->n_traces;
+    if ((st = read_traces(c, file, net))) {
+        lrp_net_free(net);
+        return st;
+    }
+    /* a source in both files is ambiguous */
+    for (int k = before; k < net->n_traces; k++)
+        for (int j = 0; j < before; j++)
+            if (!strcmp(net->traces[k].source, net->traces[j].source)) {
+                st = fail(c, LRP_E_INVALID, "/traces", "trace '%s' is also in the fixture %s",
+                          net->traces[k].source, full);
+                lrp_net_free(net);
+                return st;
+            }
+    *out = net;
+    return LRP_OK;
+}
+
+static lrp_status fixture_read_depth(lrp_net **out, const char *path, int depth, lrp_err *err)
 {
     ctx c = {.path = path ? path : "<no path>", .err = err};
     quiet q;
@@ -1586,6 +1709,16 @@ lrp_status lrp_fixture_read(lrp_net **out, const char *path, lrp_err *err)
     if ((file = H5Fopen(path, H5F_ACC_RDONLY, fapl)) < 0) {
         st = h5fail(&c, LRP_E_FORMAT, "/", "cannot open HDF5 file (truncated or corrupt)");
         goto cleanup;
+    }
+    {
+        char fmt[LRP_NAME_MAX];
+        int yes = 0;
+        if (!has_attr(&c, file, "/", "format", &yes) && yes &&
+            !attr_string(&c, file, "/", "format", fmt, sizeof fmt, NULL) &&
+            !strcmp(fmt, LRP_TRACE_MAGIC)) {
+            st = read_trace_file(&c, file, path, depth, out);
+            goto cleanup;
+        }
     }
     if (!(net = lrp_net_new())) {
         st = fail(&c, LRP_E_NOMEM, "/", "out of memory");
@@ -1924,13 +2057,15 @@ static lrp_status w_relevance(wr *w, hid_t tg, const char *tp, const char *gname
     return st;
 }
 
-static lrp_status w_traces(wr *w, hid_t file, const lrp_net *net)
+static lrp_status w_traces(wr *w, hid_t file, const lrp_net *net, const char *only)
 {
     hid_t g, tg = H5I_INVALID_HID;
     char tp[OBJ_MAX];
     lrp_status st = w_group(w, file, "/", "traces", &g);
     for (int k = 0; !st && k < net->n_traces; k++) {
         const lrp_trace *t = &net->traces[k];
+        if (only && strcmp(only, t->source) != 0)
+            continue;
         join(tp, sizeof tp, "/traces", t->source);
         if ((st = w_group(w, g, "/traces", t->source, &tg)))
             break;
@@ -2098,6 +2233,12 @@ static size_t img_length(const img *m)
 
 lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
 {
+    return lrp_fixture_write_ex(net, path, NULL, err);
+}
+
+lrp_status lrp_fixture_write_ex(const lrp_net *net, const char *path, const lrp_trace_ref *tref,
+                                lrp_err *err)
+{
     wr w = {.c = {.path = path ? path : "<no path>", .err = err}, .str = H5I_INVALID_HID, .gcpl = H5I_INVALID_HID};
     ctx *c = &w.c;
     quiet q;
@@ -2167,6 +2308,18 @@ lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
 
     for (int i = 0; i < inf.n_layers; i++)
         order[i] = inf.layers[i].name;
+    if (tref) {
+        /* a trace file: the traces and the fixture they belong to */
+        if ((st = w_str(&w, file, "/", "format", LRP_TRACE_MAGIC)) ||
+            (st = w_i32(&w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
+            (st = w_str(&w, file, "/", "fixture", tref->fixture)) ||
+            (st = w_i64(&w, file, "/", "fixture_size", tref->size)) ||
+            (st = w_attr(&w, file, "/", "fixture_digest", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, 1,
+                         &tref->digest)) ||
+            (st = w_traces(&w, file, &inf, tref->source)))
+            goto cleanup;
+        goto image;
+    }
     if ((st = w_str(&w, file, "/", "format", LRP_FIXTURE_MAGIC)) ||
         (st = w_i32(&w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
         (st = w_str(&w, file, "/", "layout", "NCHW")) ||
@@ -2184,9 +2337,10 @@ lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
             goto cleanup;
     close_id(&ng);
     if ((st = w_rules(&w, file, "/", &inf, NULL, 1)) || (st = w_data(&w, file, &inf)) ||
-        (st = w_traces(&w, file, &inf)))
+        (st = w_traces(&w, file, &inf, NULL)))
         goto cleanup;
 
+image:;
     herr_t cl = H5Fclose(file);
     file = H5I_INVALID_HID;
     if (cl < 0) {

@@ -255,6 +255,74 @@ static void test_progress_when_asked(void **state)
         fail_msg("compare --progress: want 4 phases, no float32 run:\n%s", err);
 }
 
+/* fast --trace-only: OUT holds the trace alone and names the fixture; it
+ * is much smaller than the fixture, compare reads it as the fixture with
+ * the trace and gives the same report as on a full copy, a changed
+ * fixture is refused with one line naming both files, and the fixture is
+ * never written. */
+static void test_trace_file(void **state)
+{
+    (void)state;
+    char plain[1200], tfile[1200], full[1200];
+    snprintf(plain, sizeof plain, "%s/small_plain.h5", dir);
+    snprintf(tfile, sizeof tfile, "%s/small_trace.h5", dir);
+    snprintf(full, sizeof full, "%s/small.h5", dir);
+    struct stat before, after, ts, fs;
+    assert_int_equal(stat(plain, &before), 0);
+    const char *fa[] = {"fast", plain, "--out", tfile, "--trace-only", NULL};
+    int rc = run_cli(NULL, fa);
+    if (rc != 0)
+        fail_msg("fast --trace-only: exit %d: %s", rc, err);
+    assert_int_equal(stat(plain, &after), 0);
+    assert_true(before.st_mtime == after.st_mtime && before.st_size == after.st_size &&
+                before.st_ino == after.st_ino);
+    assert_int_equal(stat(tfile, &ts), 0);
+    assert_int_equal(stat(full, &fs), 0);
+    /* the full copy holds the fixture and the trace: the trace file must be
+     * smaller than the full copy by at least the fixture's size minus a
+     * few kilobytes of attributes and group headers */
+    if (ts.st_size > fs.st_size - before.st_size + 8192)
+        fail_msg("trace file %lld bytes; full copy %lld, fixture %lld: the fixture was copied",
+                 (long long)ts.st_size, (long long)fs.st_size, (long long)before.st_size);
+    /* the same report from the trace file and from the full copy */
+    char j1[1200], j2[1200];
+    snprintf(j1, sizeof j1, "%s/r_full.json", dir);
+    snprintf(j2, sizeof j2, "%s/r_trace.json", dir);
+    const char *c1[] = {"compare", full, "--source", "fastpath", "--json", j1, NULL};
+    const char *c2[] = {"compare", tfile, "--source", "fastpath", "--json", j2, NULL};
+    int r1 = run_cli(NULL, c1), r2 = run_cli(NULL, c2);
+    if (r2 != r1)
+        fail_msg("compare: exit %d on the full copy, %d on the trace file: %s", r1, r2, err);
+    size_t n1 = 0, n2 = 0;
+    unsigned char *b1 = tu_read_file(j1, &n1), *b2 = tu_read_file(j2, &n2);
+    assert_non_null(b1);
+    assert_non_null(b2);
+    /* the reports differ only in the file name they carry */
+    char *s1 = strstr((char *)b1, "\"verdict\""), *s2 = strstr((char *)b2, "\"verdict\"");
+    assert_non_null(s1);
+    assert_non_null(s2);
+    assert_string_equal(s1, s2);
+    free(b1);
+    free(b2);
+    /* a fixture changed after the trace was written is refused */
+    char moved[1200];
+    snprintf(moved, sizeof moved, "%s/small_plain.orig", dir);
+    assert_int_equal(rename(plain, moved), 0);
+    unsigned char *img;
+    size_t len = 0;
+    img = tu_read_file(moved, &len);
+    assert_non_null(img);
+    img[len - 1] ^= 1; /* one byte at the end: HDF5 still reads it */
+    assert_int_equal(tu_write_file(plain, img, len), 0);
+    free(img);
+    const char *c3[] = {"compare", tfile, "--source", "fastpath", NULL};
+    rc = run_cli(NULL, c3);
+    if (rc != 2 || !strstr(err, "changed since the trace was written") || !strstr(err, "small_trace.h5") ||
+        !strstr(err, "small_plain.h5") || strchr(err, '\n') != err + strlen(err) - 1)
+        fail_msg("changed fixture: exit %d, want 2 and one line naming both files: '%s'", rc, err);
+    assert_int_equal(rename(moved, plain), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +330,7 @@ int main(void)
         cmocka_unit_test(test_progress_when_asked),
         cmocka_unit_test(test_check_memory_bounded),
         cmocka_unit_test(test_compare_memory_bounded),
+        cmocka_unit_test(test_trace_file),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <mpfr.h>
 #include <stdio.h>
@@ -25,7 +26,7 @@ typedef struct judge_opts {
     int color, verbose, proof, local;
     int has_expect;
     lrp_verdict expect;
-    int strict, require_all, progress;
+    int strict, require_all, progress, trace_only;
     double max_ill;
     unsigned seen; /* bit (c - OPT_JSON) for each option of the enum given */
 } judge_opts;
@@ -43,6 +44,7 @@ enum {
     OPT_STRICT,
     OPT_REQUIRE_ALL,
     OPT_PROGRESS,
+    OPT_TRACE_ONLY,
     OPT_HELP
 };
 
@@ -60,6 +62,7 @@ static const struct option judge_long[] = {
     {"strict", optional_argument, 0, OPT_STRICT},
     {"require-all", no_argument, 0, OPT_REQUIRE_ALL},
     {"progress", no_argument, 0, OPT_PROGRESS},
+    {"trace-only", no_argument, 0, OPT_TRACE_ONLY},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
 
@@ -108,6 +111,7 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
         }
         case OPT_REQUIRE_ALL: o->require_all = 1; break;
         case OPT_PROGRESS: o->progress = 1; break;
+        case OPT_TRACE_ONLY: o->trace_only = 1; break;
         case OPT_EXPECT:
             if (lrp_verdict_parse(optarg, &o->expect))
                 return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
@@ -421,6 +425,12 @@ int cmd_trace(int argc, char **argv)
 
 /* ---- reference / fast: write a trace into the fixture ---- */
 
+#define TRACE_ONLY_HELP \
+    "  --trace-only   OUT holds only the trace and names FILE (a trace file,\n" \
+    "                 docs/FORMAT.md): nothing of FILE is copied; compare,\n" \
+    "                 info and check read OUT as FILE with the trace added, and\n" \
+    "                 refuse it if FILE has changed since (size and digest).\n"
+
 static int write_trace(int argc, char **argv, int reference)
 {
     const char *cmd = reference ? "reference" : "fast";
@@ -430,12 +440,14 @@ static int write_trace(int argc, char **argv, int reference)
                                      "Computes the MPFR reference relevance and stores it as trace\n"
                                      "'reference' (binary32 hi + lo parts, precision recorded) in a\n"
                                      "copy OUT of FILE, written atomically; FILE is never rewritten\n"
-                                     "(OUT holds what the format models, docs/FORMAT.md).\n"
+                                     "(OUT holds what the format models, docs/FORMAT.md).\n\n"
+                                     TRACE_ONLY_HELP
                                    : "usage: lrp-oracle fast [rule options] FILE --out OUT\n\n"
                                      "Runs the float32 fast path and stores its relevance as trace\n"
                                      "'fastpath' in a copy OUT of FILE, written atomically; FILE is\n"
-                                     "never rewritten.\n");
-    if (rc >= 0 || (rc = refuse_unused(&o, SEEN(OPT_OUT), cmd)) >= 0)
+                                     "never rewritten.\n\n"
+                                     TRACE_ONLY_HELP);
+    if (rc >= 0 || (rc = refuse_unused(&o, SEEN(OPT_OUT) | SEEN(OPT_TRACE_ONLY), cmd)) >= 0)
         return rc;
     if (argc - optind != 1)
         return cli_usage_error(cmd, "%s", "takes exactly one FILE");
@@ -466,7 +478,18 @@ static int write_trace(int argc, char **argv, int reference)
     /* only the relevance of every layer is stored: the engine mode skips
      * the audit data (same relevance bit for bit, tests/test_fastpath.c) */
     lrp_status st = lrp_pipe_run_ex(&p, &be, net, LRP_PIPE_RELEVANCE, &e);
-    lrp_trace *t = st ? NULL : lrp_net_trace_add(net, reference ? "reference" : "fastpath", &e);
+    const char *source = reference ? "reference" : "fastpath";
+    if (!st && o.trace_only && lrp_net_trace_find(net, source) >= 0) {
+        lrp_pipe_free(p);
+        lrp_f32_ctx_free(fcx);
+        lrp_net_free(net);
+        fprintf(stderr,
+                "lrp-oracle %s: %s already holds a trace '%s'; a trace file beside it would be "
+                "ambiguous (write a copy without --trace-only)\n",
+                cmd, path, source);
+        return EXIT_USAGE;
+    }
+    lrp_trace *t = st ? NULL : lrp_net_trace_add(net, source, &e);
     if (!t) {
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
@@ -529,7 +552,31 @@ static int write_trace(int argc, char **argv, int reference)
         return cli_usage_error(cmd, "%s", "out of memory");
     }
     const char *dst = o.out;
-    st = lrp_fixture_write(net, dst, &e);
+    if (o.trace_only) {
+        /* only the trace, naming the fixture: by its name when both are in
+         * one directory (the pair can move together), else by its full path */
+        char fref[PATH_MAX], fdir[PATH_MAX], odir[PATH_MAX], tmp[PATH_MAX];
+        lrp_trace_ref tref = {fref, 0, 0, source};
+        int same = 0;
+        if (!realpath(path, fref)) {
+            snprintf(fref, sizeof fref, "%s", path);
+        } else if (strcmp(dst, "-") != 0) {
+            snprintf(tmp, sizeof tmp, "%s", dst);
+            char *sl = strrchr(tmp, '/');
+            if (sl)
+                *sl = '\0';
+            snprintf(fdir, sizeof fdir, "%s", fref);
+            *strrchr(fdir, '/') = '\0';
+            same = realpath(sl ? tmp : ".", odir) && strcmp(odir, fdir[0] ? fdir : "/") == 0;
+        }
+        if (same)
+            memmove(fref, strrchr(fref, '/') + 1, strlen(strrchr(fref, '/') + 1) + 1);
+        st = lrp_file_digest(&tref.digest, &tref.size, path, &e);
+        if (!st)
+            st = lrp_fixture_write_ex(net, dst, &tref, &e);
+    } else {
+        st = lrp_fixture_write(net, dst, &e);
+    }
     lrp_net_free(net);
     if (st)
         return cli_fail(&e);
