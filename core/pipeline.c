@@ -333,6 +333,12 @@ static lrp_status forward(run *r)
          * overflow; a rule may filter them out later (pos(NaN) = +0, flat,
          * w-square), so they are flagged where they appear */
         flags_nan_inf(r, P, P->act, n, P->n);
+        if (r->hook)
+            r->hook(r->hook_ctx, r->p, li, 0);
+        if (r->stream && P->act_fwd) { /* the hook took what it needed */
+            be->tensor_free(cx, P->act_fwd, n);
+            P->act_fwd = NULL;
+        }
     }
     return LRP_OK;
 }
@@ -826,7 +832,7 @@ static lrp_status back_layer(run *r, int li)
     const void *R = P->rel;
     if (l->kind == LRP_LAYER_INPUT) {
         if (r->hook)
-            r->hook(r->hook_ctx, r->p, li);
+            r->hook(r->hook_ctx, r->p, li, 1);
         stream_release(r, li);
         return LRP_OK;
     }
@@ -966,7 +972,7 @@ static lrp_status back_layer(run *r, int li)
         }
     }
     if (r->hook)
-        r->hook(r->hook_ctx, r->p, li);
+        r->hook(r->hook_ctx, r->p, li, 1);
     /* pass relevance to the inputs.  The first contribution becomes the
      * input's rel without a copy: moved when this layer does not keep it
      * (lean modes), else shown as a view.  A second one is added into an

@@ -504,7 +504,9 @@ lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_n
 typedef void (*lrp_pipe_progress_fn)(void *ctx, const lrp_net *net, int li, int bwd);
 void lrp_pipe_set_progress(lrp_pipe_progress_fn fn, void *ctx);
 
-/* A hook called after each layer's backward step (backward order, the
+/* A hook called after each layer's forward step (bwd 0: its output and,
+ * in local mode with keep_fwd, act_fwd are final; STREAM frees act_fwd
+ * after it) and after each layer's backward step (bwd 1: backward order, the
  * input layer last), when the layer's relevance R at its output, its
  * activations, its contributions rin[k], absorbed relevance, denominators,
  * classes, flags and residual are final and before rin[k] is passed on.
@@ -515,7 +517,7 @@ void lrp_pipe_set_progress(lrp_pipe_progress_fn fn, void *ctx);
  * relevance in flight, not every intermediate: what the caller needs it
  * takes in the hook.  Values are the same bit for bit as without it. */
 #define LRP_PIPE_STREAM 16u /* with a hook; implies LEAN unless KEEP_RIN */
-typedef void (*lrp_pipe_hook)(void *ctx, const lrp_pipe *p, int li);
+typedef void (*lrp_pipe_hook)(void *ctx, const lrp_pipe *p, int li, int bwd);
 lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                                unsigned flags, const lrp_pipe_local *loc, lrp_pipe_hook hook,
                                void *hook_ctx, lrp_err *err);

@@ -81,9 +81,11 @@ static void round_mpfr(float *hi, float *lo, const lrp_backend *be, const void *
 
 /* lrp_pipe_hook: layer li's relevance rounded into r->rel[li] (NULL when
  * out of memory, which the caller sees) */
-static void take_rel(void *ctx, const lrp_pipe *p, int li)
+static void take_rel(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
     rounded *r = ctx;
+    if (!bwd)
+        return;
     int64_t n = p->L[li].n * p->batch;
     r->rel[li] = malloc((size_t)(n ? n : 1) * sizeof(float));
     if (r->rel[li])
@@ -401,9 +403,11 @@ static int ref_take_init(ref_take *T, rounded *R, int nl, int want_rin)
 
 static double sum_mpfr_d(const lrp_backend *be, const void *t, int64_t n);
 
-static void take_ref(void *ctx, const lrp_pipe *p, int li)
+static void take_ref(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
     ref_take *T = ctx;
+    if (!bwd)
+        return;
     const lrp_pipe_layer *P = &p->L[li];
     const lrp_backend *be = p->be;
     int64_t B = p->batch, n = P->n * B;
@@ -574,18 +578,23 @@ typedef struct tl_take {
 static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
                       int64_t n, int prec);
 
-static void take_tl(void *ctx, const lrp_pipe *p, int li)
+static void take_tl(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
     tl_take *T = ctx;
     const lrp_pipe_layer *P = &p->L[li];
     int64_t n = P->n * p->batch;
     size_t sz = (size_t)(n ? n : 1) * sizeof(float);
-    if (P->act_fwd) {
-        if (!(T->fwd_hi[li] = malloc(sz)) || !(T->fwd_lo[li] = malloc(sz))) {
-            T->oom = 1;
-            return;
+    if (!bwd) {
+        /* the output this layer computed from the trace's inputs: rounded
+         * now, freed by the run */
+        if (P->act_fwd) {
+            if (!(T->fwd_hi[li] = malloc(sz)) || !(T->fwd_lo[li] = malloc(sz))) {
+                T->oom = 1;
+                return;
+            }
+            round_mpfr(T->fwd_hi[li], T->fwd_lo[li], p->be, P->act_fwd, n);
         }
-        round_mpfr(T->fwd_hi[li], T->fwd_lo[li], p->be, P->act_fwd, n);
+        return;
     }
     if (li == p->n_layers - 1) {
         if (!(T->last_hi = malloc(sz)) || !(T->last_lo = malloc(sz))) {
