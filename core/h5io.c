@@ -1555,7 +1555,13 @@ static lrp_status read_root(ctx *c, hid_t file, lrp_net *net)
  * against forgery) that numpy computes the same way (tools/python). */
 lrp_status lrp_file_digest(uint64_t *digest, int64_t *size, const char *path, lrp_err *err)
 {
-    int fd = open(path, O_RDONLY);
+    struct stat sb;
+    /* a FIFO or a device could block or never end */
+    if (stat(path, &sb) != 0)
+        return lrp_err_set(err, LRP_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return lrp_err_set(err, LRP_E_IO, "%s: cannot open: not a regular file", path);
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
     if (fd < 0)
         return lrp_err_set(err, LRP_E_IO, "%s: cannot open: %s", path, strerror(errno));
     uint64_t h = 0, i = 0;
