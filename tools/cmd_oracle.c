@@ -189,12 +189,13 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n)
 /* ---- check / compare ---- */
 
 #define JUDGE_MEMORY_HELP \
-    "Memory: one MPFR run of the network is held at a time (every layer's\n" \
-    "activations, relevance and the audit data the verdicts read, about 48\n" \
-    "bytes a value at p=128; weights are read in place, never copied), plus\n" \
-    "binary32 copies of the reference values and the per-cell gauge.  The\n" \
-    "self-proof at p+64 keeps only its rounded relevance; --no-proof skips\n" \
-    "it.  Figures for VGG-16 and ResNet-50 at 224: docs/SCALING.md.\n"
+    "Memory: one MPFR run at a time, streamed: it holds the forward\n" \
+    "activations (48 bytes a value at p=128) and the relevance in flight,\n" \
+    "and hands each layer's results, rounded to binary32, to the verdicts;\n" \
+    "weights are read in place.  Kept for the whole run: binary32 copies of\n" \
+    "the reference values, the per-cell gauges and the trace-local run's\n" \
+    "contributions.  Nothing is spilled to disk.  --no-proof skips the run\n" \
+    "at p+64.  Figures for VGG-16 and ResNet-50: docs/SCALING.md.\n"
 
 static int judge(int argc, char **argv, int compare)
 {
