@@ -76,10 +76,36 @@ static void h5_last_error(char *buf, size_t n)
     snprintf(buf, n, "%s", m.desc[0] ? m.desc : "unknown HDF5 error");
 }
 
+/* A member index of one large group: every link's name, type and address
+ * from one iteration (name order), so that opening each of n members costs
+ * a binary search instead of a scan of the group's links.  Our writer keeps
+ * links compact (in the object header, see lrp_fixture_write), where libhdf5
+ * finds a name by walking every link message and a by-index name by
+ * building and sorting the whole link table: per member O(n) and
+ * O(n log n), quadratic over a group (56 s for `info` of 4096 layers).
+ * Only an accelerator: when the iteration fails the per-name lookups run as
+ * before, so errors are reported the same way. */
+typedef struct gmember {
+    char *name;
+    H5L_type_t type;
+    haddr_t addr;
+} gmember;
+
+typedef struct gindex {
+    hid_t g;         /* the group (0: slot free) */
+    int state;       /* 0 not built yet, 1 built, -1 iteration failed */
+    size_t n, cap;
+    gmember *m;      /* in iteration (name) order */
+    size_t *sorted;  /* indices into m, by strcmp of the names */
+} gindex;
+
+#define GINDEX_SLOTS 4
+
 /* Shared by reader and writer: the file name users know and the error. */
 typedef struct ctx {
     const char *path;
     lrp_err *err;
+    gindex gix[GINDEX_SLOTS]; /* zero-initialised: g == 0 is no group id */
 } ctx;
 
 static lrp_status fail(ctx *c, lrp_status code, const char *obj, const char *fmt, ...)
@@ -179,6 +205,105 @@ static void join(char *buf, size_t n, const char *parent, const char *name)
 /* Reader: objects                                                     */
 /* ------------------------------------------------------------------ */
 
+static herr_t gindex_cb(hid_t g, const char *name, const H5L_info_t *info, void *data)
+{
+    gindex *x = data;
+    (void)g;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? 2 * x->cap : 64;
+        gmember *m = realloc(x->m, cap * sizeof *m);
+        if (!m)
+            return -1;
+        x->m = m;
+        x->cap = cap;
+    }
+    gmember *e = &x->m[x->n];
+    if (!(e->name = strdup(name)))
+        return -1;
+    e->type = info->type;
+    e->addr = info->type == H5L_TYPE_HARD ? info->u.address : HADDR_UNDEF;
+    x->n++;
+    return 0;
+}
+
+static const gmember *sort_base;
+static int cmp_member(const void *a, const void *b)
+{
+    return strcmp(sort_base[*(const size_t *)a].name, sort_base[*(const size_t *)b].name);
+}
+
+static void gindex_clear(gindex *x)
+{
+    for (size_t i = 0; i < x->n; i++)
+        free(x->m[i].name);
+    free(x->m);
+    free(x->sorted);
+    memset(x, 0, sizeof *x);
+}
+
+/* Marks group g (just opened, large) for indexing on first use. */
+static void gindex_enable(ctx *c, hid_t g)
+{
+    for (int k = 0; k < GINDEX_SLOTS; k++)
+        if (c->gix[k].g <= 0) {
+            gindex_clear(&c->gix[k]);
+            c->gix[k].g = g;
+            return;
+        }
+}
+
+static void gindex_drop(ctx *c, hid_t g)
+{
+    for (int k = 0; k < GINDEX_SLOTS; k++)
+        if (g > 0 && c->gix[k].g == g)
+            gindex_clear(&c->gix[k]);
+}
+
+/* The built index of group loc, or NULL (not enabled, or not buildable). */
+static gindex *gindex_get(ctx *c, hid_t loc)
+{
+    gindex *x = NULL;
+    for (int k = 0; k < GINDEX_SLOTS && !x; k++)
+        if (loc > 0 && c->gix[k].g == loc)
+            x = &c->gix[k];
+    if (!x || x->state < 0)
+        return NULL;
+    if (x->state == 0) {
+        hsize_t idx = 0;
+        hid_t g = x->g;
+        herr_t r = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, gindex_cb, x);
+        if (r >= 0 && (x->sorted = malloc((x->n ? x->n : 1) * sizeof *x->sorted))) {
+            for (size_t i = 0; i < x->n; i++)
+                x->sorted[i] = i;
+            sort_base = x->m;
+            qsort(x->sorted, x->n, sizeof *x->sorted, cmp_member);
+            x->state = 1;
+        } else {
+            gindex_clear(x);
+            x->g = g;
+            x->state = -1;
+            H5Eclear2(H5E_DEFAULT);
+        }
+    }
+    return x->state == 1 ? x : NULL;
+}
+
+static const gmember *gindex_find(const gindex *x, const char *name)
+{
+    size_t lo = 0, hi = x->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int d = strcmp(x->m[x->sorted[mid]].name, name);
+        if (d == 0)
+            return &x->m[x->sorted[mid]];
+        if (d < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return NULL;
+}
+
 /* Opens the member `name` of group `loc` (path `lpath`) and checks it is a
  * hard link to an object of type `want`.  When `required` is 0 a missing
  * member gives LRP_OK with *out = H5I_INVALID_HID. */
@@ -192,6 +317,21 @@ static lrp_status open_member(ctx *c, hid_t loc, const char *lpath, const char *
     *out = H5I_INVALID_HID;
     join(opath, sizeof opath, lpath, name);
 
+    gindex *gx = gindex_get(c, loc);
+    if (gx) {
+        /* the same checks in the same order, from the index */
+        const gmember *e = gindex_find(gx, name);
+        if (!e) {
+            if (required)
+                st = fail(c, LRP_E_FORMAT, opath, "missing %s",
+                          want == H5I_GROUP ? "group" : "dataset");
+            goto cleanup;
+        }
+        li.type = e->type;
+        if (li.type == H5L_TYPE_HARD)
+            id = H5Oopen_by_addr(loc, e->addr);
+        goto opened;
+    }
     htri_t ex = H5Lexists(loc, name, H5P_DEFAULT);
     if (ex < 0) {
         st = h5fail(c, LRP_E_FORMAT, opath, "cannot look up");
@@ -214,6 +354,13 @@ static lrp_status open_member(ctx *c, hid_t loc, const char *lpath, const char *
         goto cleanup;
     }
     id = H5Oopen(loc, name, H5P_DEFAULT);
+opened:
+    if (li.type != H5L_TYPE_HARD) {
+        st = fail(c, LRP_E_FORMAT, opath, "is a %s link; only hard links are accepted",
+                  li.type == H5L_TYPE_SOFT ? "soft" : li.type == H5L_TYPE_EXTERNAL ? "external"
+                                                                                    : "user-defined");
+        goto cleanup;
+    }
     if (id < 0) {
         st = h5fail(c, LRP_E_FORMAT, opath, "cannot open");
         goto cleanup;
@@ -283,9 +430,21 @@ static lrp_status check_entries(ctx *c, hid_t g, const char *gpath, const lrp_ne
     hsize_t n;
     char name[OBJ_MAX], opath[OBJ_MAX];
     lrp_status st = count_links(c, g, gpath, (hsize_t)net->n_layers, &n);
+    const gindex *gx = st ? NULL : gindex_get(c, g);
+    if (gx && gx->n != n)
+        gx = NULL; /* not what the group says it holds: the slow way */
     for (hsize_t k = 0; !st && k < n; k++) {
-        if ((st = link_name(c, g, gpath, k, name, sizeof name)))
+        if (gx) {
+            size_t len = strlen(gx->m[k].name);
+            if (len >= sizeof name) {
+                st = fail(c, LRP_E_INVALID, gpath, "member name of %zd bytes, at most %zu allowed",
+                          (ssize_t)len, sizeof name - 1);
+                break;
+            }
+            memcpy(name, gx->m[k].name, len + 1);
+        } else if ((st = link_name(c, g, gpath, k, name, sizeof name))) {
             break;
+        }
         if (entry_layer(net, name) < 0) {
             join(opath, sizeof opath, gpath, name);
             st = fail(c, LRP_E_FORMAT, opath,
@@ -908,6 +1067,7 @@ static lrp_status read_network(ctx *c, hid_t file, lrp_net *net)
 
     if ((st = open_member(c, file, "/", "network", H5I_GROUP, 1, &g)))
         goto cleanup;
+    gindex_enable(c, g);
     if ((st = attr_strings(c, g, "/network", "order", LRP_MAX_LAYERS, LRP_NAME_MAX, &order, &n)))
         goto cleanup;
     if (!(ix = malloc((size_t)(n ? n : 1) * sizeof *ix))) {
@@ -1020,6 +1180,7 @@ cleanup:
     free(inn);
     free(ix);
     close_id(&lg);
+    gindex_drop(c, g);
     close_id(&g);
     return st;
 }
@@ -1091,6 +1252,7 @@ static lrp_status read_rules(ctx *c, hid_t parent, const char *ppath, const lrp_
     join(gp, sizeof gp, ppath, "rules");
     if ((st = open_member(c, parent, ppath, "rules", H5I_GROUP, 0, &g)) || g < 0)
         goto cleanup;
+    gindex_enable(c, g);
     if ((st = check_entries(c, g, gp, net)))
         goto cleanup;
     for (int i = 0; i < net->n_layers; i++) {
@@ -1106,6 +1268,7 @@ static lrp_status read_rules(ctx *c, hid_t parent, const char *ppath, const lrp_
     }
 cleanup:
     close_id(&rg);
+    gindex_drop(c, g);
     close_id(&g);
     return st;
 }
@@ -1118,6 +1281,7 @@ static lrp_status read_params(ctx *c, hid_t file, lrp_net *net)
     lrp_status st;
     if ((st = open_member(c, file, "/", "network", H5I_GROUP, 1, &g)))
         goto cleanup;
+    gindex_enable(c, g);
     for (int i = 0; i < net->n_layers; i++) {
         lrp_layer *l = &net->layers[i];
         float **dst[6] = {&l->w, &l->b, &l->bn_gamma, &l->bn_beta, &l->bn_mean, &l->bn_var};
@@ -1163,6 +1327,7 @@ static lrp_status read_params(ctx *c, hid_t file, lrp_net *net)
     }
 cleanup:
     close_id(&lg);
+    gindex_drop(c, g);
     close_id(&g);
     return st;
 }
@@ -1258,6 +1423,7 @@ static lrp_status read_relevance(ctx *c, hid_t tg, const char *tp, const char *g
     join(gp, sizeof gp, tp, gname);
     if ((st = open_member(c, tg, tp, gname, H5I_GROUP, 0, &g)) || g < 0)
         goto cleanup;
+    gindex_enable(c, g);
     if ((st = check_entries(c, g, gp, net)))
         goto cleanup;
     for (int i = 0; i < net->n_layers; i++) {
@@ -1267,6 +1433,7 @@ static lrp_status read_relevance(ctx *c, hid_t tg, const char *tp, const char *g
             goto cleanup;
     }
 cleanup:
+    gindex_drop(c, g);
     close_id(&g);
     return st;
 }
@@ -1405,9 +1572,138 @@ static lrp_status read_root(ctx *c, hid_t file, lrp_net *net)
     return LRP_OK;
 }
 
+/* The digest of a fixture file recorded in a trace file: the bytes read as
+ * little-endian 64-bit words w_i (the last one zero-padded),
+ *   sum_i w_i (2i + 1) K  mod 2^64,   K = 0x9E3779B97F4A7C15,
+ * a linear hash (every single changed word changes it; not a defence
+ * against forgery) that numpy computes the same way (tools/python). */
+lrp_status lrp_file_digest(uint64_t *digest, int64_t *size, const char *path, lrp_err *err)
+{
+    struct stat sb;
+    /* a FIFO or a device could block or never end */
+    if (stat(path, &sb) != 0)
+        return lrp_err_set(err, LRP_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(sb.st_mode))
+        return lrp_err_set(err, LRP_E_IO, "%s: cannot open: not a regular file", path);
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0)
+        return lrp_err_set(err, LRP_E_IO, "%s: cannot open: %s", path, strerror(errno));
+    uint64_t h = 0, i = 0;
+    int64_t total = 0;
+    size_t cap = (size_t)1 << 22;
+    unsigned char *buf = malloc(cap + 8);
+    lrp_status st = LRP_OK;
+    if (!buf) {
+        close(fd);
+        return lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory", path);
+    }
+    size_t have = 0; /* bytes in buf not yet hashed (< 8 between reads) */
+    for (;;) {
+        ssize_t r = read(fd, buf + have, cap);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            st = lrp_err_set(err, LRP_E_IO, "%s: cannot read: %s", path, strerror(errno));
+            break;
+        }
+        total += r;
+        have += (size_t)r;
+        if (r == 0 && have) { /* the tail, zero-padded */
+            memset(buf + have, 0, 8 - have % 8);
+            have += 8 - have % 8;
+        }
+        size_t words = have / 8;
+        for (size_t k = 0; k < words; k++, i++) {
+            uint64_t wv = 0;
+            for (int b = 7; b >= 0; b--)
+                wv = wv << 8 | buf[8 * k + (size_t)b];
+            h += wv * (2 * i + 1);
+        }
+        memmove(buf, buf + 8 * words, have - 8 * words);
+        have -= 8 * words;
+        if (r == 0)
+            break;
+    }
+    free(buf);
+    close(fd);
+    *digest = h * UINT64_C(0x9E3779B97F4A7C15);
+    *size = total;
+    return st;
+}
+
+static lrp_status fixture_read_depth(lrp_net **out, const char *path, int depth, lrp_err *err);
+
 lrp_status lrp_fixture_read(lrp_net **out, const char *path, lrp_err *err)
 {
-    ctx c = {path ? path : "<no path>", err};
+    return fixture_read_depth(out, path, 0, err);
+}
+
+/* A trace file (docs/FORMAT.md "Trace files"): the fixture it names,
+ * checked by size and digest, then the trace file's own traces. */
+static lrp_status read_trace_file(ctx *c, hid_t file, const char *path, int depth, lrp_net **out)
+{
+    char ref[4096], full[8192];
+    int64_t v, size;
+    uint64_t want;
+    lrp_status st;
+    lrp_net *net = NULL;
+    if ((st = attr_ints(c, file, "/", "format_version", 1, 1, &v, NULL)))
+        return st;
+    if (v != LRP_FORMAT_VERSION)
+        return fail(c, LRP_E_UNSUPPORTED, "/",
+                    "format_version %lld not supported (this reader reads version %d)",
+                    (long long)v, LRP_FORMAT_VERSION);
+    if ((st = attr_string(c, file, "/", "fixture", ref, sizeof ref, NULL)) ||
+        (st = attr_ints(c, file, "/", "fixture_size", 1, 1, &size, NULL)) ||
+        (st = attr_u64(c, file, "/", "fixture_digest", &want)))
+        return st;
+    if (!ref[0])
+        return fail(c, LRP_E_INVALID, "/", "attribute 'fixture' is empty");
+    if (depth > 0)
+        return fail(c, LRP_E_INVALID, "/", "a trace file's fixture is itself a trace file");
+    if (ref[0] == '/') {
+        snprintf(full, sizeof full, "%s", ref);
+    } else { /* relative to the trace file's directory */
+        const char *slash = strrchr(path, '/');
+        if (slash)
+            snprintf(full, sizeof full, "%.*s/%s", (int)(slash - path), path, ref);
+        else
+            snprintf(full, sizeof full, "%s", ref);
+    }
+    uint64_t got;
+    int64_t gsize;
+    lrp_err e2 = {0};
+    if (lrp_file_digest(&got, &gsize, full, &e2) != LRP_OK)
+        return fail(c, LRP_E_IO, "/", "its fixture %s: %s", full, e2.msg);
+    if (gsize != size || got != want)
+        return fail(c, LRP_E_INVALID, "/",
+                    "its fixture %s changed since the trace was written (%lld bytes, digest "
+                    "%016llx; the trace file recorded %lld bytes, %016llx)",
+                    full, (long long)gsize, (unsigned long long)got, (long long)size,
+                    (unsigned long long)want);
+    if ((st = fixture_read_depth(&net, full, depth + 1, &e2)) != LRP_OK)
+        return fail(c, st, "/", "its fixture: %s", e2.msg);
+    int before = net->n_traces;
+    if ((st = read_traces(c, file, net))) {
+        lrp_net_free(net);
+        return st;
+    }
+    /* a source in both files is ambiguous */
+    for (int k = before; k < net->n_traces; k++)
+        for (int j = 0; j < before; j++)
+            if (!strcmp(net->traces[k].source, net->traces[j].source)) {
+                st = fail(c, LRP_E_INVALID, "/traces", "trace '%s' is also in the fixture %s",
+                          net->traces[k].source, full);
+                lrp_net_free(net);
+                return st;
+            }
+    *out = net;
+    return LRP_OK;
+}
+
+static lrp_status fixture_read_depth(lrp_net **out, const char *path, int depth, lrp_err *err)
+{
+    ctx c = {.path = path ? path : "<no path>", .err = err};
     quiet q;
     hid_t fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
     lrp_net *net = NULL;
@@ -1443,6 +1739,16 @@ lrp_status lrp_fixture_read(lrp_net **out, const char *path, lrp_err *err)
     if ((file = H5Fopen(path, H5F_ACC_RDONLY, fapl)) < 0) {
         st = h5fail(&c, LRP_E_FORMAT, "/", "cannot open HDF5 file (truncated or corrupt)");
         goto cleanup;
+    }
+    {
+        char fmt[LRP_NAME_MAX];
+        int yes = 0;
+        if (!has_attr(&c, file, "/", "format", &yes) && yes &&
+            !attr_string(&c, file, "/", "format", fmt, sizeof fmt, NULL) &&
+            !strcmp(fmt, LRP_TRACE_MAGIC)) {
+            st = read_trace_file(&c, file, path, depth, out);
+            goto cleanup;
+        }
     }
     if (!(net = lrp_net_new())) {
         st = fail(&c, LRP_E_NOMEM, "/", "out of memory");
@@ -1782,13 +2088,15 @@ static lrp_status w_relevance(wr *w, hid_t tg, const char *tp, const char *gname
     return st;
 }
 
-static lrp_status w_traces(wr *w, hid_t file, const lrp_net *net)
+static lrp_status w_traces(wr *w, hid_t file, const lrp_net *net, const char *only)
 {
     hid_t g, tg = H5I_INVALID_HID;
     char tp[OBJ_MAX];
     lrp_status st = w_group(w, file, "/", "traces", &g);
     for (int k = 0; !st && k < net->n_traces; k++) {
         const lrp_trace *t = &net->traces[k];
+        if (only && strcmp(only, t->source) != 0)
+            continue;
         join(tp, sizeof tp, "/traces", t->source);
         if ((st = w_group(w, g, "/traces", t->source, &tg)))
             break;
@@ -1956,7 +2264,13 @@ static size_t img_length(const img *m)
 
 lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
 {
-    wr w = {{path ? path : "<no path>", err}, H5I_INVALID_HID, H5I_INVALID_HID};
+    return lrp_fixture_write_ex(net, path, NULL, err);
+}
+
+lrp_status lrp_fixture_write_ex(const lrp_net *net, const char *path, const lrp_trace_ref *tref,
+                                lrp_err *err)
+{
+    wr w = {.c = {.path = path ? path : "<no path>", .err = err}, .str = H5I_INVALID_HID, .gcpl = H5I_INVALID_HID};
     ctx *c = &w.c;
     quiet q;
     lrp_net inf;
@@ -2025,6 +2339,18 @@ lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
 
     for (int i = 0; i < inf.n_layers; i++)
         order[i] = inf.layers[i].name;
+    if (tref) {
+        /* a trace file: the traces and the fixture they belong to */
+        if ((st = w_str(&w, file, "/", "format", LRP_TRACE_MAGIC)) ||
+            (st = w_i32(&w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
+            (st = w_str(&w, file, "/", "fixture", tref->fixture)) ||
+            (st = w_i64(&w, file, "/", "fixture_size", tref->size)) ||
+            (st = w_attr(&w, file, "/", "fixture_digest", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, 1,
+                         &tref->digest)) ||
+            (st = w_traces(&w, file, &inf, tref->source)))
+            goto cleanup;
+        goto image;
+    }
     if ((st = w_str(&w, file, "/", "format", LRP_FIXTURE_MAGIC)) ||
         (st = w_i32(&w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
         (st = w_str(&w, file, "/", "layout", "NCHW")) ||
@@ -2042,9 +2368,10 @@ lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
             goto cleanup;
     close_id(&ng);
     if ((st = w_rules(&w, file, "/", &inf, NULL, 1)) || (st = w_data(&w, file, &inf)) ||
-        (st = w_traces(&w, file, &inf)))
+        (st = w_traces(&w, file, &inf, NULL)))
         goto cleanup;
 
+image:;
     herr_t cl = H5Fclose(file);
     file = H5I_INVALID_HID;
     if (cl < 0) {

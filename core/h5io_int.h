@@ -11,6 +11,7 @@
 
 /* Root attribute `format`. */
 #define LRP_FIXTURE_MAGIC "lrp-oracle-fixture"
+#define LRP_TRACE_MAGIC "lrp-oracle-trace" /* a trace file referring to a fixture */
 
 /* Member name of layer li under /network, /rules, .../relevance: the index
  * zero-padded to (at least) 3 digits, '_', the layer name, e.g. "003_conv1".

@@ -29,11 +29,30 @@ typedef struct run {
     unsigned flags; /* LRP_PIPE_* */
     int lean;       /* LEAN or RELEVANCE: rin[k] not kept, no gauges */
     int relonly;    /* RELEVANCE: no audit data (abs, residuals)   */
+    int gauges;     /* gauge[k] tensors are computed               */
     int *n_contrib; /* per layer: relevance contributions received */
     const lrp_pipe_local *loc; /* or NULL */
+    int stream;     /* STREAM: a layer's tensors are freed once the hook saw them */
+    lrp_pipe_hook hook;
+    void *hook_ctx;
 } run;
 
 #define NEW(n) be->tensor_new(cx, (n))
+
+static lrp_pipe_progress_fn progress_fn;
+static void *progress_ctx;
+
+void lrp_pipe_set_progress(lrp_pipe_progress_fn fn, void *ctx)
+{
+    progress_fn = fn;
+    progress_ctx = ctx;
+}
+
+static void progress(const lrp_net *net, int li, int bwd)
+{
+    if (progress_fn)
+        progress_fn(progress_ctx, net, li, bwd);
+}
 
 static void *tnew(run *r, int64_t n)
 {
@@ -177,6 +196,7 @@ static lrp_status forward(run *r)
     for (int li = 0; li < net->n_layers; li++) {
         const lrp_layer *l = &net->layers[li];
         lrp_pipe_layer *P = &r->p->L[li];
+        progress(net, li, 0);
         P->n = lrp_shape_numel(&l->shape);
         P->rule = l->rule;
         P->folded_into = -1;
@@ -197,10 +217,12 @@ static lrp_status forward(run *r)
             lrp_pipe_lin_geom(&L, net, li);
             int64_t nw = L.O * L.fanin;
             int borrowed = 0;
-            P->bnp[0] = tparams(r, l->w, nw, &borrowed);
-            P->params_borrowed = borrowed;
-            if (!P->bnp[0])
-                return oom(r, "weights");
+            if (!be->weights_in_place) {
+                P->bnp[0] = tparams(r, l->w, nw, &borrowed);
+                P->params_borrowed = borrowed;
+                if (!P->bnp[0])
+                    return oom(r, "weights");
+            }
             if (l->has_bias) {
                 P->bnp[1] = tparams(r, l->b, L.O, &borrowed);
                 if (!P->bnp[1])
@@ -311,6 +333,12 @@ static lrp_status forward(run *r)
          * overflow; a rule may filter them out later (pos(NaN) = +0, flat,
          * w-square), so they are flagged where they appear */
         flags_nan_inf(r, P, P->act, n, P->n);
+        if (r->hook)
+            r->hook(r->hook_ctx, r->p, li, 0);
+        if (r->stream && P->act_fwd) { /* the hook took what it needed */
+            be->tensor_free(cx, P->act_fwd, n);
+            P->act_fwd = NULL;
+        }
     }
     return LRP_OK;
 }
@@ -558,7 +586,7 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
             P->owns_den[k] = 1;
             be->lin_fwd(cx, P->den[k], &L, I->act, terms[k], nt, bt, nb, 0, r->B);
         }
-        if (!r->lean) {
+        if (r->gauges) {
             if (!(P->gauge[k] = traw(r, NU))) {
                 st = oom(r, "gauge");
                 goto done;
@@ -747,6 +775,49 @@ done:
     return st;
 }
 
+/* STREAM: after the hook saw layer li's finished values, its activations,
+ * relevance (where it still owns it), absorbed relevance and denominators
+ * are freed: no later step reads them (a step reads its own layer and its
+ * inputs, which come earlier).  The classes stay (one byte a unit). */
+static void stream_release(run *r, int li)
+{
+    if (!r->stream)
+        return;
+    const lrp_backend *be = r->be;
+    void *cx = be->ctx;
+    lrp_pipe_layer *P = &r->p->L[li];
+    int64_t n = P->n * r->B, nu = P->n_units * r->B;
+    for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
+        if (P->den[k] && P->owns_den[k])
+            be->tensor_free(cx, P->den[k], nu);
+        P->den[k] = NULL;
+        P->owns_den[k] = 0;
+        if (P->gauge[k])
+            be->tensor_free(cx, P->gauge[k], nu);
+        P->gauge[k] = NULL;
+    }
+    for (int k = 0; k < LRP_ABS_COUNT; k++) {
+        if (P->abs[k])
+            be->tensor_free(cx, P->abs[k], nu);
+        P->abs[k] = NULL;
+    }
+    if (P->act)
+        be->tensor_free(cx, P->act, n);
+    P->act = NULL;
+    if (P->act_fwd)
+        be->tensor_free(cx, P->act_fwd, n);
+    P->act_fwd = NULL;
+    int kept = 0; /* KEEP_RIN: a pass-through layer's rin[0] is its R */
+    for (int k = 0; k < P->n_rin; k++)
+        kept |= P->rin_alias[k] && P->rin[k];
+    if (kept)
+        return;
+    if (P->rel && P->rel_owned)
+        be->tensor_free(cx, P->rel, n);
+    P->rel = NULL;
+    P->rel_owned = 0;
+}
+
 static lrp_status back_layer(run *r, int li)
 {
     const lrp_backend *be = r->be;
@@ -762,8 +833,12 @@ static lrp_status back_layer(run *r, int li)
         P->rel_owned = 1;
     }
     const void *R = P->rel;
-    if (l->kind == LRP_LAYER_INPUT)
+    if (l->kind == LRP_LAYER_INPUT) {
+        if (r->hook)
+            r->hook(r->hook_ctx, r->p, li, 1);
+        stream_release(r, li);
         return LRP_OK;
+    }
     /* pass-through layers hand R on unchanged: rin[0] is R itself */
     int through = l->kind == LRP_LAYER_RELU || l->kind == LRP_LAYER_FLATTEN ||
                   l->kind == LRP_LAYER_RESHAPE || l->kind == LRP_LAYER_DROPOUT ||
@@ -900,6 +975,8 @@ static lrp_status back_layer(run *r, int li)
             P->cons_sample = b;
         }
     }
+    if (r->hook)
+        r->hook(r->hook_ctx, r->p, li, 1);
     /* pass relevance to the inputs.  The first contribution becomes the
      * input's rel without a copy: moved when this layer does not keep it
      * (lean modes), else shown as a view.  A second one is added into an
@@ -912,6 +989,12 @@ static lrp_status back_layer(run *r, int li)
         if (r->n_contrib[in]++ == 0) {
             Q->rel = P->rin[k];
             Q->rel_owned = drop;
+            if (r->stream && r->lean && P->rin_alias[k] && P->rel_owned) {
+                /* R itself goes on: its owner is now the input, since this
+                 * layer's tensors are released below */
+                Q->rel_owned = 1;
+                P->rel_owned = 0;
+            }
         } else if (Q->rel_owned) {
             be->ew(cx, LRP_EW_ADD, Q->rel, Q->rel, P->rin[k], 0, 0, m);
             if (drop)
@@ -942,6 +1025,7 @@ static lrp_status back_layer(run *r, int li)
             P->cls[k] = NULL;
         }
     }
+    stream_release(r, li);
     return LRP_OK;
 }
 
@@ -988,12 +1072,23 @@ lrp_status lrp_pipe_run_ex(lrp_pipe **out, const lrp_backend *be, const lrp_net 
 lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                               unsigned flags, const lrp_pipe_local *loc, lrp_err *err)
 {
+    return lrp_pipe_run_hooked(out, be, net, flags, loc, NULL, NULL, err);
+}
+
+lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                               unsigned flags, const lrp_pipe_local *loc, lrp_pipe_hook hook,
+                               void *hook_ctx, lrp_err *err)
+{
     *out = NULL;
     run r;
     memset(&r, 0, sizeof r);
+    r.hook = hook;
+    r.hook_ctx = hook_ctx;
+    r.stream = hook && (flags & LRP_PIPE_STREAM);
     r.flags = flags;
     r.relonly = (flags & LRP_PIPE_RELEVANCE) != 0;
-    r.lean = r.relonly || (flags & LRP_PIPE_LEAN);
+    r.lean = ((r.relonly || r.stream) && !(flags & LRP_PIPE_KEEP_RIN)) || (flags & LRP_PIPE_LEAN);
+    r.gauges = !r.lean && !r.relonly && !(flags & LRP_PIPE_NO_GAUGE);
     r.loc = loc;
     r.be = be;
     r.cx = be->ctx;
@@ -1022,6 +1117,7 @@ lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_n
         goto fail;
     r.n_contrib[net->n_layers - 1] = 1;
     for (int li = net->n_layers - 1; li >= 0; li--) {
+        progress(net, li, 1);
         if (loc && loc->rel && loc->rel[li]) { /* local mode: given R at the output */
             lrp_pipe_layer *P = &p->L[li];
             int64_t n = P->n * net->batch;

@@ -299,6 +299,11 @@ typedef struct lrp_backend {
      * binary32 values in place (no copy), for backends whose number type is
      * binary32; the pipeline never writes into it and never frees it. */
     void *(*wrap_f32)(void *ctx, const float *src, int64_t n);
+    /* Nonzero: the backend's lin_fwd / lin_bwd read Dense / Conv2D weights
+     * from lrp_lin.w32 (the net's binary32 array, in place) and lrp_lin.w is
+     * NULL -- no per-run copy of the weights in the backend's type (for
+     * MPFR at 128 bits a copy is 48 bytes per weight: 6.6 GB for VGG-16). */
+    int weights_in_place;
     /* Optional (NULL: classify is used).  cnt[0] / first[0]: number of NaN
      * values and the index of the first (-1 if none); cnt[1] / first[1]:
      * the same for +-inf. */
@@ -466,6 +471,13 @@ void lrp_pipe_free(lrp_pipe *p);
  * afterwards). */
 #define LRP_PIPE_LEAN 1u
 #define LRP_PIPE_RELEVANCE 2u
+/* LRP_PIPE_NO_GAUGE: no gauge[k] tensors (sum |z_ij|, an extra linear pass
+ * per part) -- the oracle computes its own gauge (oracle/gauge.c) and never
+ * reads them.  LRP_PIPE_KEEP_RIN (with RELEVANCE): every layer's rin[k] is
+ * kept as in the full mode (the oracle's local runs read them), the rest
+ * of the audit data is not.  Neither changes any value that is kept. */
+#define LRP_PIPE_NO_GAUGE 4u
+#define LRP_PIPE_KEEP_RIN 8u
 lrp_status lrp_pipe_run_ex(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                            unsigned flags, lrp_err *err);
 
@@ -484,6 +496,31 @@ typedef struct lrp_pipe_local {
 } lrp_pipe_local;
 lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                               unsigned flags, const lrp_pipe_local *loc, lrp_err *err);
+
+/* Progress (the CLI's per-layer display): when set, fn is called before
+ * each layer's forward step (bwd 0) and backward step (bwd 1) of every run
+ * in this process.  NULL (the default) turns it off.  Not thread-safe: set
+ * it before runs start. */
+typedef void (*lrp_pipe_progress_fn)(void *ctx, const lrp_net *net, int li, int bwd);
+void lrp_pipe_set_progress(lrp_pipe_progress_fn fn, void *ctx);
+
+/* A hook called after each layer's forward step (bwd 0: its output and,
+ * in local mode with keep_fwd, act_fwd are final; STREAM frees act_fwd
+ * after it) and after each layer's backward step (bwd 1: backward order, the
+ * input layer last), when the layer's relevance R at its output, its
+ * activations, its contributions rin[k], absorbed relevance, denominators,
+ * classes, flags and residual are final and before rin[k] is passed on.
+ * With LRP_PIPE_STREAM (implies LEAN: rin[k] is not kept) the layer's
+ * activations, relevance, absorbed relevance and denominators are freed
+ * after the hook returns (with KEEP_RIN too, rin[k] is kept and so is R
+ * where a pass-through layer's rin[0] is R), so a run holds the forward activations and the
+ * relevance in flight, not every intermediate: what the caller needs it
+ * takes in the hook.  Values are the same bit for bit as without it. */
+#define LRP_PIPE_STREAM 16u /* with a hook; implies LEAN unless KEEP_RIN */
+typedef void (*lrp_pipe_hook)(void *ctx, const lrp_pipe *p, int li, int bwd);
+lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                               unsigned flags, const lrp_pipe_local *loc, lrp_pipe_hook hook,
+                               void *hook_ctx, lrp_err *err);
 
 /* Geometry helpers shared by both backends. */
 void lrp_pipe_lin_geom(lrp_lin *L, const lrp_net *net, int li);

@@ -357,6 +357,20 @@ lrp_status lrp_fixture_read(lrp_net **out, const char *path, lrp_err *err);
 /* Writes the whole net (and its traces) to path atomically (temp file in
  * the same directory, then rename).  Output is byte-reproducible. */
 lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err);
+/* A trace file (docs/FORMAT.md "Trace files"): instead of a whole fixture,
+ * only trace `source` of net, with a reference to the fixture file it
+ * belongs to (path as stored: relative to the trace file's directory, or
+ * absolute) and that file's size and digest (lrp_file_digest).  Reading a
+ * trace file (lrp_fixture_read) gives the fixture with the trace added. */
+typedef struct lrp_trace_ref {
+    const char *fixture;
+    int64_t size;
+    uint64_t digest;
+    const char *source;
+} lrp_trace_ref;
+lrp_status lrp_fixture_write_ex(const lrp_net *net, const char *path, const lrp_trace_ref *tref,
+                                lrp_err *err);
+lrp_status lrp_file_digest(uint64_t *digest, int64_t *size, const char *path, lrp_err *err);
 
 /* Trace helpers. */
 lrp_trace *lrp_net_trace_add(lrp_net *net, const char *source, lrp_err *err);

@@ -79,36 +79,17 @@ static void round_mpfr(float *hi, float *lo, const lrp_backend *be, const void *
     mpfr_clear(d);
 }
 
-static int round_pipe(rounded *r, const lrp_pipe *p, int want_lo)
+/* lrp_pipe_hook: layer li's relevance rounded into r->rel[li] (NULL when
+ * out of memory, which the caller sees) */
+static void take_rel(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
-    int nl = p->n_layers;
-    r->n_layers = nl;
-    r->act = calloc((size_t)nl, sizeof *r->act);
-    r->rel = calloc((size_t)nl, sizeof *r->rel);
-    r->rel_lo = calloc((size_t)nl, sizeof *r->rel_lo);
-    if (!r->act || !r->rel || !r->rel_lo)
-        return -1;
-    for (int i = 0; i < nl; i++) {
-        int64_t n = p->L[i].n * p->batch;
-        r->act[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
-        r->rel[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
-        r->rel_lo[i] = want_lo ? malloc((size_t)(n ? n : 1) * sizeof(float)) : NULL;
-        if (!r->act[i] || !r->rel[i] || (want_lo && !r->rel_lo[i]))
-            return -1;
-        round_mpfr(r->act[i], NULL, p->be, p->L[i].act, n);
-        round_mpfr(r->rel[i], r->rel_lo[i], p->be, p->L[i].rel, n);
-    }
-    return 0;
-}
-
-static lrp_status run_reference(lrp_pipe **out, ref_ctx *cx, lrp_backend *be, const lrp_net *net,
-                                int prec, int threads, lrp_err *err)
-{
-    memset(cx, 0, sizeof *cx);
-    cx->prec = prec;
-    cx->threads = threads;
-    lrp_ref_backend_init(be, cx);
-    return lrp_pipe_run(out, be, net, err);
+    rounded *r = ctx;
+    if (!bwd)
+        return;
+    int64_t n = p->L[li].n * p->batch;
+    r->rel[li] = malloc((size_t)(n ? n : 1) * sizeof(float));
+    if (r->rel[li])
+        round_mpfr(r->rel[li], NULL, p->be, p->L[li].rel, n);
 }
 
 /* ---- min/max tables ---- */
@@ -362,7 +343,116 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
              l->name, lrp_layer_kind_name(l->kind));
 }
 
+/* ---- the reference, streamed: what the verdicts read, layer by layer ---- */
+
+/* Taken from the reference run in its hook (lrp_pipe_hook) while each
+ * layer's MPFR values exist; the run frees them afterwards, so it holds
+ * the forward activations and the relevance in flight, never every
+ * intermediate at once.  Each figure is computed exactly as it was from
+ * the kept pipeline, in the same order. */
+typedef struct ref_take {
+    rounded *R;          /* act, rel, rel_lo rounded to binary32 */
+    lrp_minmax *mm;      /* lrp_pipe_minmax_ref of each layer */
+    double *sum_rel;     /* binary64 sum of the relevance (report value) */
+    double *sum_rin;     /* the same over the layer's contributions */
+    double (*absorbed)[LRP_ABS_COUNT];
+    int64_t *neg_den;    /* negative z+ / alpha-beta denominators */
+    int want_rin;        /* local comparison: contributions rounded */
+    float *(*rin_hi)[LRP_MAX_INPUTS], *(*rin_lo)[LRP_MAX_INPUTS];
+    int oom;
+} ref_take;
+
+static void ref_take_free(ref_take *T, int nl)
+{
+    for (int i = 0; T->rin_hi && i < nl; i++)
+        for (int k = 0; k < LRP_MAX_INPUTS; k++) {
+            free(T->rin_hi[i][k]);
+            free(T->rin_lo[i][k]);
+        }
+    free(T->rin_hi);
+    free(T->rin_lo);
+    free(T->mm);
+    free(T->sum_rel);
+    free(T->sum_rin);
+    free(T->absorbed);
+    free(T->neg_den);
+    memset(T, 0, sizeof *T);
+}
+
+static int ref_take_init(ref_take *T, rounded *R, int nl, int want_rin)
+{
+    memset(T, 0, sizeof *T);
+    T->R = R;
+    T->want_rin = want_rin;
+    R->n_layers = nl;
+    R->act = calloc((size_t)nl, sizeof *R->act);
+    R->rel = calloc((size_t)nl, sizeof *R->rel);
+    R->rel_lo = calloc((size_t)nl, sizeof *R->rel_lo);
+    T->mm = calloc((size_t)nl, sizeof *T->mm);
+    T->sum_rel = calloc((size_t)nl, sizeof *T->sum_rel);
+    T->sum_rin = calloc((size_t)nl, sizeof *T->sum_rin);
+    T->absorbed = calloc((size_t)nl, sizeof *T->absorbed);
+    T->neg_den = calloc((size_t)nl, sizeof *T->neg_den);
+    T->rin_hi = calloc((size_t)nl, sizeof *T->rin_hi);
+    T->rin_lo = calloc((size_t)nl, sizeof *T->rin_lo);
+    return R->act && R->rel && R->rel_lo && T->mm && T->sum_rel && T->sum_rin && T->absorbed &&
+                   T->neg_den && T->rin_hi && T->rin_lo
+               ? 0
+               : -1;
+}
+
+static double sum_mpfr_d(const lrp_backend *be, const void *t, int64_t n);
+
+static void take_ref(void *ctx, const lrp_pipe *p, int li, int bwd)
+{
+    ref_take *T = ctx;
+    if (!bwd)
+        return;
+    const lrp_pipe_layer *P = &p->L[li];
+    const lrp_backend *be = p->be;
+    int64_t B = p->batch, n = P->n * B;
+    rounded *R = T->R;
+    size_t sz = (size_t)(n ? n : 1) * sizeof(float);
+    if (!(R->act[li] = malloc(sz)) || !(R->rel[li] = malloc(sz)) || !(R->rel_lo[li] = malloc(sz))) {
+        T->oom = 1;
+        return;
+    }
+    round_mpfr(R->act[li], NULL, be, P->act, n);
+    round_mpfr(R->rel[li], R->rel_lo[li], be, P->rel, n);
+    lrp_pipe_minmax_ref(&T->mm[li], p, li);
+    T->sum_rel[li] = sum_mpfr_d(be, P->rel, n);
+    double sin = 0;
+    for (int k = 0; k < P->n_rin; k++)
+        if (P->rin[k])
+            sin += sum_mpfr_d(be, P->rin[k], P->n_rin_per[k] * B);
+    T->sum_rin[li] = sin;
+    for (int k = 0; k < LRP_ABS_COUNT; k++)
+        T->absorbed[li][k] = P->abs[k] ? sum_mpfr_d(be, P->abs[k], P->n_units * B) : 0;
+    if ((P->rule.rule == LRP_RULE_ALPHABETA || P->rule.rule == LRP_RULE_ZPLUS) && P->den[0] &&
+        P->n_parts >= 1) {
+        int64_t cnt = 0, m = P->n_units * B;
+        for (int64_t j = 0; j < m; j++)
+            cnt += mpfr_sgn((mpfr_srcptr)be->at(be->ctx, P->den[0], j)) < 0;
+        T->neg_den[li] = cnt;
+    }
+    for (int k = 0; T->want_rin && k < P->n_rin; k++) {
+        if (!P->rin[k])
+            continue;
+        int64_t m = P->n_rin_per[k] * B;
+        size_t zs = (size_t)(m ? m : 1) * sizeof(float);
+        if (!(T->rin_hi[li][k] = malloc(zs)) || !(T->rin_lo[li][k] = malloc(zs))) {
+            T->oom = 1;
+            return;
+        }
+        round_mpfr(T->rin_hi[li][k], T->rin_lo[li][k], be, P->rin[k], m);
+    }
+}
+
 /* ---- local: each float32 layer on the reference's inputs ---- */
+
+/* The local runs read each layer's contributions rin[k] (and act_fwd):
+ * the rest of the audit data is not kept (core/pipeline.h). */
+#define LOCAL_FLAGS (LRP_PIPE_RELEVANCE | LRP_PIPE_KEEP_RIN)
 
 /* Runs the float32 pipeline in local mode (every layer fed the reference's
  * activations and output relevance, rounded to binary32) and compares each
@@ -370,7 +460,7 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
  * gauge.  Per tensor the worst consumer is reported; introduced_at is the
  * first tensor (backward order) whose local verdict is out of tolerance. */
 static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const lrp_pipe *ref,
-                                const rounded *R, int threads, const lrp_backend *subject,
+                                const ref_take *T, int threads, const lrp_backend *subject,
                                 lrp_err *err)
 {
     lrp_status st = LRP_OK;
@@ -392,8 +482,9 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
     lrp_f32_backend(&fbe, fcx);
     if (subject)
         fbe = *subject;
+    const rounded *R = T->R;
     lrp_pipe_local lm = {R->act, R->rel, 0};
-    if ((st = lrp_pipe_run_local(&loc, &fbe, net, 0, &lm, err)) ||
+    if ((st = lrp_pipe_run_local(&loc, &fbe, net, LOCAL_FLAGS, &lm, err)) ||
         (st = lrp_gauge_compute_ex(&GL, net, R->act, R->rel, 1, err)))
         goto done;
     for (int i = net->n_layers - 1; i >= 0; i--) {
@@ -401,10 +492,10 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
         int64_t n = ref->L[i].n * B;
         for (int c = i + 1; c < net->n_layers; c++)
             for (int k = 0; k < net->layers[c].n_in; k++) {
-                if (net->layers[c].in[k] != i || !ref->L[c].rin[k] || !loc->L[c].rin[k])
+                if (net->layers[c].in[k] != i || !T->rin_hi[c][k] || !loc->L[c].rin[k])
                     continue;
-                round_mpfr(hi, lo, ref->be, ref->L[c].rin[k], n);
-                lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], NULL, NULL, NULL};
+                lrp_cell_ref cr = {T->rin_hi[c][k], T->rin_lo[c][k], GL.bound[i], GL.cond[i],
+                                   NULL, NULL, NULL};
                 const lrp_tolerance *tol =
                     lrp_tolerance_for(net->layers[c].rule.rule, net->layers[c].kind);
                 lrp_layer_cmp cmp;
@@ -474,6 +565,47 @@ static void append(char *buf, size_t n, const char *fmt, ...)
 
 static int ok_verdict(lrp_verdict v) { return v == LRP_V_PASS || v == LRP_V_ILL_CONDITIONED; }
 
+/* Taken from the trace-local run in its hook: the forward outputs each
+ * layer computed from the trace's inputs, and the start (the relevance at
+ * the output), rounded; the run frees its activations as it goes. */
+typedef struct tl_take {
+    float **fwd_hi, **fwd_lo;
+    float *last_hi, *last_lo;
+    int prec;
+    int oom;
+} tl_take;
+
+static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
+                      int64_t n, int prec);
+
+static void take_tl(void *ctx, const lrp_pipe *p, int li, int bwd)
+{
+    tl_take *T = ctx;
+    const lrp_pipe_layer *P = &p->L[li];
+    int64_t n = P->n * p->batch;
+    size_t sz = (size_t)(n ? n : 1) * sizeof(float);
+    if (!bwd) {
+        /* the output this layer computed from the trace's inputs: rounded
+         * now, freed by the run */
+        if (P->act_fwd) {
+            if (!(T->fwd_hi[li] = malloc(sz)) || !(T->fwd_lo[li] = malloc(sz))) {
+                T->oom = 1;
+                return;
+            }
+            round_mpfr(T->fwd_hi[li], T->fwd_lo[li], p->be, P->act_fwd, n);
+        }
+        return;
+    }
+    if (li == p->n_layers - 1) {
+        if (!(T->last_hi = malloc(sz)) || !(T->last_lo = malloc(sz))) {
+            T->oom = 1;
+            return;
+        }
+        const void *t[1] = {P->rel};
+        round_sum(T->last_hi, T->last_lo, p->be, t, 1, n, T->prec);
+    }
+}
+
 /* Judges every tensor of a trace locally (docs/ORACLE.md "Trace-local
  * judgement"): the reference runs each layer's LRP step on the trace's own
  * relevance at that layer's output (and the trace's activations where it
@@ -492,6 +624,8 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     lrp_backend be;
     lrp_pipe *loc = NULL;
     lrp_gauge GL = {0};
+    tl_take TT;
+    memset(&TT, 0, sizeof TT);
     float *hi = NULL, *lo = NULL;
     float **relv = calloc((size_t)nl, sizeof *relv);
     const void **terms = calloc((size_t)nl + LRP_MAX_INPUTS, sizeof *terms);
@@ -516,8 +650,22 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     cx.prec = o->prec;
     cx.threads = o->threads;
     lrp_ref_backend_init(&be, &cx);
-    if ((st = lrp_pipe_run_local(&loc, &be, net, 0, &lm, err)))
+    TT.prec = o->prec;
+    TT.fwd_hi = calloc((size_t)nl, sizeof *TT.fwd_hi);
+    TT.fwd_lo = calloc((size_t)nl, sizeof *TT.fwd_lo);
+    if (!TT.fwd_hi || !TT.fwd_lo) {
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
         goto done;
+    }
+    /* streamed: the contributions rin[k] stay (each tensor sums its
+     * consumers'), activations are freed layer by layer */
+    if ((st = lrp_pipe_run_hooked(&loc, &be, net, LOCAL_FLAGS | LRP_PIPE_STREAM, &lm, take_tl, &TT,
+                                  err)))
+        goto done;
+    if (TT.oom) {
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
+        goto done;
+    }
     lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA};
     if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err)))
         goto done;
@@ -538,9 +686,9 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                 if (lr->fwd.bitwise_equal + lr->fwd.zero_sign_differs < n)
                     lr->fwd_verdict = LRP_V_FAIL;
                 lr->has_fwd = 1;
-            } else if (loc->L[li].act_fwd) {
-                round_mpfr(hi, lo, &be, loc->L[li].act_fwd, n);
-                lrp_cell_ref cr = {hi, lo, GL.fwd[li], NULL, NULL, GL.fwd_sharp[li], NULL};
+            } else if (TT.fwd_hi[li]) {
+                lrp_cell_ref cr = {TT.fwd_hi[li], TT.fwd_lo[li], GL.fwd[li], NULL, NULL,
+                                   GL.fwd_sharp[li], NULL};
                 const lrp_tolerance *tol =
                     lrp_tolerance_for(net->layers[li].rule.rule, net->layers[li].kind);
                 lr->fwd_verdict = lrp_compare_cells(&lr->fwd, got_act[li], &cr, n, tol);
@@ -600,9 +748,12 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                 if (rule_layer == i)
                     rule_layer = c;
             }
+        int start = 0;
         if (i == nl - 1) {
-            /* the start: R_out from the (trace's) logits */
-            terms[nt++] = loc->L[i].rel;
+            /* the start: R_out from the (trace's) logits, rounded in the
+             * hook (the run does not keep it) */
+            start = 1;
+            nt++;
             snprintf(lr->by, sizeof lr->by, "the start (output relevance)");
         }
         if (!complete || nt == 0) {
@@ -611,7 +762,13 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                    rep->n_unjudged > 1 ? ", " : "", net->layers[i].name);
             continue;
         }
-        round_sum(hi, lo, &be, terms, nt, n, o->prec);
+        if (start) {
+            LRP_ASSERT(nt == 1); /* the output layer has no consumer */
+            memcpy(hi, TT.last_hi, (size_t)n * sizeof *hi);
+            memcpy(lo, TT.last_lo, (size_t)n * sizeof *lo);
+        } else {
+            round_sum(hi, lo, &be, terms, nt, n, o->prec);
+        }
         lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], GL.cflags[i], GL.sharp[i], GL.scond[i]};
         const lrp_tolerance *tol =
             lrp_tolerance_for(net->layers[rule_layer].rule.rule, net->layers[rule_layer].kind);
@@ -731,12 +888,32 @@ done:
     free(lo);
     free(relv);
     free(terms);
+    for (int i = 0; TT.fwd_hi && i < nl; i++) {
+        free(TT.fwd_hi[i]);
+        free(TT.fwd_lo[i]);
+    }
+    free(TT.fwd_hi);
+    free(TT.fwd_lo);
+    free(TT.last_hi);
+    free(TT.last_lo);
     lrp_gauge_free(&GL);
     lrp_pipe_free(loc);
     return st;
 }
 
 /* ---- the run ---- */
+
+typedef struct phases {
+    const lrp_check_opts *o;
+    int k, n;
+} phases;
+
+static void phase_start(phases *ph, int which)
+{
+    if (ph->o->phase)
+        ph->o->phase(ph->o->phase_ctx, which, ph->k, ph->n);
+    ph->k++;
+}
 
 lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o, lrp_err *err)
 {
@@ -746,6 +923,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     lrp_backend rbe, rbe2, fbe;
     lrp_f32_ctx *fcx = NULL;
     rounded R = {0}, R2 = {0};
+    ref_take T = {0};
     lrp_gauge G = {0};
     uint8_t **cflags = NULL;
     float **got = NULL;
@@ -781,34 +959,66 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             break;
         }
 
-    /* 1. reference and its self-proof */
-    if ((st = run_reference(&ref, &rcx, &rbe, net, o->prec, o->threads, err)))
+    phases ph = {o, 0, 0};
+    ph.n = (o->proof_extra > 0) + 1 + !tr + 1 + (o->local && !tr) + (o->tlocal != 0);
+
+    /* 1. reference and its self-proof (the proof first: only its rounded
+     * relevance outlives it, so the two MPFR runs never coexist) */
+    if (o->proof_extra > 0) {
+        phase_start(&ph, LRP_PHASE_PROOF);
+        /* the self-proof needs only its relevance rounded to binary32: the
+         * engine mode computes that bit for bit (core/pipeline.h) without
+         * the audit data, and the MPFR run is freed at once */
+        R2.n_layers = nl;
+        R2.act = calloc((size_t)nl, sizeof *R2.act);
+        R2.rel = calloc((size_t)nl, sizeof *R2.rel);
+        R2.rel_lo = calloc((size_t)nl, sizeof *R2.rel_lo);
+        if (!R2.act || !R2.rel || !R2.rel_lo)
+            goto oom;
+        memset(&rcx2, 0, sizeof rcx2);
+        rcx2.prec = o->prec + o->proof_extra;
+        rcx2.threads = o->threads;
+        lrp_ref_backend_init(&rbe2, &rcx2);
+        /* streamed: each layer's relevance is rounded as soon as it is
+         * final and its MPFR values freed (core/pipeline.h) */
+        if ((st = lrp_pipe_run_hooked(&ref2, &rbe2, net, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
+                                      take_rel, &R2, err)))
+            goto done;
+        for (int i = 0; i < nl; i++)
+            if (!R2.rel[i])
+                goto oom;
+        lrp_pipe_free(ref2);
+        ref2 = NULL;
+    }
+
+    phase_start(&ph, LRP_PHASE_REFERENCE);
+    if (ref_take_init(&T, &R, nl, o->local && !tr))
+        goto oom;
+    memset(&rcx, 0, sizeof rcx);
+    rcx.prec = o->prec;
+    rcx.threads = o->threads;
+    lrp_ref_backend_init(&rbe, &rcx);
+    if ((st = lrp_pipe_run_hooked(&ref, &rbe, net, LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL,
+                                  take_ref, &T, err)))
         goto done;
-    if (round_pipe(&R, ref, 1))
+    if (T.oom)
         goto oom;
     cflags = calloc((size_t)nl, sizeof *cflags);
     if (!cflags)
         goto oom;
-    if (o->proof_extra > 0) {
-        if ((st = run_reference(&ref2, &rcx2, &rbe2, net, o->prec + o->proof_extra, o->threads,
-                                err)))
-            goto done;
-        if (round_pipe(&R2, ref2, 0))
-            goto oom;
-    }
-
     /* 2. the subject */
     got = calloc((size_t)nl, sizeof *got);
     if (!got)
         goto oom;
     if (!tr) {
+        phase_start(&ph, LRP_PHASE_SUBJECT);
         fcx = lrp_f32_ctx_new(o->threads);
         if (!fcx)
             goto oom;
         lrp_f32_backend(&fbe, fcx);
         if (o->subject)
             fbe = *o->subject;
-        if ((st = lrp_pipe_run(&f32, &fbe, net, err)))
+        if ((st = lrp_pipe_run_ex(&f32, &fbe, net, LRP_PIPE_NO_GAUGE, err)))
             goto done;
         for (int i = 0; i < nl; i++)
             got[i] = f32->L[i].rel;
@@ -818,6 +1028,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     }
 
     /* 3. gauge: the rigorous first-order bound and the sharp tier */
+    phase_start(&ph, LRP_PHASE_JUDGE);
     {
         lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA};
         if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
@@ -848,8 +1059,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
                     cf[k] |= LRP_CELL_UNRESOLVED;
                     unresolved++;
                 }
-        lrp_minmax mr;
-        lrp_pipe_minmax_ref(&mr, ref, i);
+        lrp_minmax mr = T.mm[i];
         lr->ref_min = mr.min;
         lr->ref_max = mr.max;
         flags_text(lr->ref_flags, sizeof lr->ref_flags, &ref->L[i].flags);
@@ -907,14 +1117,10 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         if (l->kind != LRP_LAYER_INPUT && P->n_rin > 0) {
             lr->has_conservation = 1;
             lr->cons_ref = P->cons_resid;
-            lr->sum_out_ref = sum_mpfr_d(&rbe, P->rel, n);
-            double sin = 0;
-            for (int k = 0; k < P->n_rin; k++)
-                if (P->rin[k])
-                    sin += sum_mpfr_d(&rbe, P->rin[k], P->n_rin_per[k] * B);
-            lr->sum_in_ref = sin;
+            lr->sum_out_ref = T.sum_rel[i];
+            lr->sum_in_ref = T.sum_rin[i];
             for (int k = 0; k < LRP_ABS_COUNT; k++)
-                lr->absorbed[k] = P->abs[k] ? sum_mpfr_d(&rbe, P->abs[k], P->n_units * B) : 0;
+                lr->absorbed[k] = T.absorbed[i][k];
             if (rep->max_cons_ref < lr->cons_ref)
                 rep->max_cons_ref = lr->cons_ref;
             if (!f32) {
@@ -1027,12 +1233,41 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     }
     rep->e2e_verdict = rep->verdict;
     /* local comparison: our float32 layers fed the reference's inputs */
-    if (o->local && f32 && (st = local_compare(rep, net, ref, &R, o->threads, o->subject, err)))
-        goto done;
+    if (o->local && f32) {
+        phase_start(&ph, LRP_PHASE_LOCAL);
+        if ((st = local_compare(rep, net, ref, &T, o->threads, o->subject, err)))
+            goto done;
+    }
+    /* run-level figures: input relevance, blow-up, negative z+ dens */
+    rep->sum_input_ref = T.sum_rel[0];
+    rep->sum_output_ref = T.sum_rel[nl - 1];
+    {
+        double out_max = fmax(fabs(rep->layers[nl - 1].ref_min), fabs(rep->layers[nl - 1].ref_max));
+        rep->growth = 0;
+        for (int i = 0; i < nl; i++) {
+            double m = fmax(fabs(rep->layers[i].ref_min), fabs(rep->layers[i].ref_max));
+            if (out_max > 0 && isfinite(m) && m / out_max > rep->growth)
+                rep->growth = m / out_max;
+        }
+        rep->neg_den_layer = -1;
+        for (int i = nl - 1; i >= 0; i--) {
+            int64_t cnt = T.neg_den[i];
+            if (cnt && rep->neg_den_layer < 0)
+                rep->neg_den_layer = i;
+            rep->neg_den += cnt;
+        }
+    }
+    /* the MPFR run is not needed any more: the trace-local judgement
+     * makes its own, and only one lives at a time */
+    lrp_pipe_free(ref);
+    ref = NULL;
+    lrp_gauge_free(&G); /* the end-to-end gauge and the proof are judged */
+    rounded_free(&R2);
     /* trace-local judgement of the subject's own values, every source */
     rep->origin_layer = -1;
     rep->fwd_origin = -1;
     if (o->tlocal) {
+        phase_start(&ph, LRP_PHASE_TLOCAL);
         float **gact = NULL;
         if (f32) {
             gact = calloc((size_t)nl, sizeof *gact);
@@ -1048,36 +1283,13 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         if (rep->tlocal_verdict > rep->verdict)
             rep->verdict = rep->tlocal_verdict;
     }
-    /* run-level figures: input relevance, blow-up, negative z+ dens */
-    rep->sum_input_ref = sum_mpfr_d(&rbe, ref->L[0].rel, ref->L[0].n * B);
-    rep->sum_output_ref = sum_mpfr_d(&rbe, ref->L[nl - 1].rel, ref->L[nl - 1].n * B);
-    {
-        double out_max = fmax(fabs(rep->layers[nl - 1].ref_min), fabs(rep->layers[nl - 1].ref_max));
-        rep->growth = 0;
-        for (int i = 0; i < nl; i++) {
-            double m = fmax(fabs(rep->layers[i].ref_min), fabs(rep->layers[i].ref_max));
-            if (out_max > 0 && isfinite(m) && m / out_max > rep->growth)
-                rep->growth = m / out_max;
-        }
-        rep->neg_den_layer = -1;
-        for (int i = nl - 1; i >= 0; i--) {
-            const lrp_pipe_layer *P = &ref->L[i];
-            if ((P->rule.rule != LRP_RULE_ALPHABETA && P->rule.rule != LRP_RULE_ZPLUS) ||
-                !P->den[0] || P->n_parts < 1)
-                continue;
-            int64_t cnt = 0, m = P->n_units * B;
-            for (int64_t j = 0; j < m; j++)
-                cnt += mpfr_sgn((mpfr_srcptr)rbe.at(rbe.ctx, P->den[0], j)) < 0;
-            if (cnt && rep->neg_den_layer < 0)
-                rep->neg_den_layer = i;
-            rep->neg_den += cnt;
-        }
-    }
+    phase_start(&ph, LRP_PHASE_COUNT);
     goto done;
 oom:
     st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory in the oracle", rep->fixture);
 done:
     lrp_gauge_free(&G);
+    ref_take_free(&T, nl);
     rounded_free(&R);
     rounded_free(&R2);
     free(cflags);

@@ -9,6 +9,17 @@
 #include "pipeline.h"
 #include "report.h"
 
+/* Phases of lrp_check, in order (the progress display's names). */
+typedef enum lrp_check_phase {
+    LRP_PHASE_PROOF,     /* reference at p + proof_extra (relevance only) */
+    LRP_PHASE_REFERENCE, /* reference at p with its audit data */
+    LRP_PHASE_SUBJECT,   /* our float32 fast path (check only) */
+    LRP_PHASE_JUDGE,     /* end-to-end gauge and per-layer verdicts */
+    LRP_PHASE_LOCAL,     /* float32 layers on the reference's inputs (check) */
+    LRP_PHASE_TLOCAL,    /* the reference's step on the subject's values */
+    LRP_PHASE_COUNT
+} lrp_check_phase;
+
 typedef struct lrp_check_opts {
     int prec;          /* reference precision p (bits), default 128 */
     int proof_extra;   /* self-proof at p + proof_extra; 0 disables */
@@ -27,7 +38,14 @@ typedef struct lrp_check_opts {
     int tlocal;
     int strict;
     double max_ill;
+    /* Optional: called as each phase of the run starts (an lrp_check_phase
+     * below; LRP_PHASE_COUNT when the run is over), with its place k of the
+     * n phases this run has; the pipeline's per-layer progress
+     * (core/pipeline.h) runs within them. */
+    void (*phase)(void *ctx, int phase, int k, int n);
+    void *phase_ctx;
 } lrp_check_opts;
+
 
 void lrp_check_opts_default(lrp_check_opts *o);
 

@@ -643,4 +643,5 @@ void lrp_ref_backend_init(lrp_backend *be, ref_ctx *cx)
     be->bn_coef = b_bn_coef;
     be->bn_fwd = b_bn_fwd;
     be->residual = b_residual;
+    be->weights_in_place = 1; /* ref_linear.c reads lrp_lin.w32 */
 }

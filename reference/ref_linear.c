@@ -259,11 +259,16 @@ static void scratch_free(scratch *S)
 /* the effective weight (wscale[o] * w when BN-canonized), modified */
 static mpfr_srcptr w_eff(scratch *S, const lrp_lin *L, int mod, int64_t widx, int64_t o)
 {
-    mpfr_srcptr w = TC(L->w) + widx;
-    if (L->wscale) {
+    mpfr_srcptr w;
+    if (L->wscale || !L->w) {
+        /* the weights are read in place from their binary32 originals (the
+         * pipeline makes no MPFR copy for this backend): exact at p + 32 */
         mpfr_set_flt(S->tws, L->w32[widx], MPFR_RNDN);
-        mpfr_mul(S->tws, S->tws, TC(L->wscale) + o, MPFR_RNDN); /* exact */
+        if (L->wscale)
+            mpfr_mul(S->tws, S->tws, TC(L->wscale) + o, MPFR_RNDN); /* exact */
         w = S->tws;
+    } else {
+        w = TC(L->w) + widx;
     }
     return w_val(S->tw, mod, w);
 }

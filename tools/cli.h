@@ -82,6 +82,28 @@ int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char 
 lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, lrp_err *err);
 void cli_rules_describe(char *buf, size_t n, const lrp_net *net, const cli_rules *o);
 
+/* ---- progress of check / compare (tools/progress.c) ---- */
+struct lrp_check_opts;
+typedef struct cli_progress {
+    int mode;   /* 0 silent, 1 a line rewritten on the terminal, 2 log lines */
+    int asked;  /* --progress given */
+    const char *file;
+    int file_k, n_files, prec;
+    double t0, last;
+    int seq[8], n_phases, k, phase;
+    const lrp_net *net;
+    double *cum;  /* per-layer cost, cumulative (n_layers + 1) */
+    int li, bwd, in_layers, shown;
+} cli_progress;
+/* asked: --progress.  Silent unless stderr is a terminal or asked. */
+void cli_progress_init(cli_progress *p, int asked);
+/* Installs the callbacks in co (and the pipeline's per-layer hook) for one
+ * file's run; compare: the run judges a trace (no float32 phases). */
+void cli_progress_begin(cli_progress *p, struct lrp_check_opts *co, const char *file, int file_k,
+                        int n_files, int compare);
+/* Erases the line (terminal) or notes the end (log); removes the hook. */
+void cli_progress_clear(cli_progress *p);
+
 /* getopt_long entries for the shared options; val = 1000 + index. */
 #define CLI_RULE_OPTIONS \
     {"composite", required_argument, 0, 1000}, \

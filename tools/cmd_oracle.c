@@ -6,6 +6,7 @@
 #include "cli.h"
 
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <mpfr.h>
 #include <stdio.h>
@@ -25,7 +26,7 @@ typedef struct judge_opts {
     int color, verbose, proof, local;
     int has_expect;
     lrp_verdict expect;
-    int strict, require_all;
+    int strict, require_all, progress, trace_only;
     double max_ill;
     unsigned seen; /* bit (c - OPT_JSON) for each option of the enum given */
 } judge_opts;
@@ -42,6 +43,8 @@ enum {
     OPT_PROFILE,
     OPT_STRICT,
     OPT_REQUIRE_ALL,
+    OPT_PROGRESS,
+    OPT_TRACE_ONLY,
     OPT_HELP
 };
 
@@ -58,6 +61,8 @@ static const struct option judge_long[] = {
     {"profile", required_argument, 0, OPT_PROFILE},
     {"strict", optional_argument, 0, OPT_STRICT},
     {"require-all", no_argument, 0, OPT_REQUIRE_ALL},
+    {"progress", no_argument, 0, OPT_PROGRESS},
+    {"trace-only", no_argument, 0, OPT_TRACE_ONLY},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
 
@@ -105,6 +110,8 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
             break;
         }
         case OPT_REQUIRE_ALL: o->require_all = 1; break;
+        case OPT_PROGRESS: o->progress = 1; break;
+        case OPT_TRACE_ONLY: o->trace_only = 1; break;
         case OPT_EXPECT:
             if (lrp_verdict_parse(optarg, &o->expect))
                 return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
@@ -186,6 +193,15 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n)
 
 /* ---- check / compare ---- */
 
+#define JUDGE_MEMORY_HELP \
+    "Memory: one MPFR run at a time, streamed: it holds the forward\n" \
+    "activations (48 bytes a value at p=128) and the relevance in flight,\n" \
+    "and hands each layer's results, rounded to binary32, to the verdicts;\n" \
+    "weights are read in place.  Kept for the whole run: binary32 copies of\n" \
+    "the reference values, the per-cell gauges and the trace-local run's\n" \
+    "contributions.  Nothing is spilled to disk.  --no-proof skips the run\n" \
+    "at p+64.  Figures for VGG-16 and ResNet-50: docs/SCALING.md.\n"
+
 static int judge(int argc, char **argv, int compare)
 {
     const char *cmd = compare ? "compare" : "check";
@@ -207,6 +223,9 @@ static int judge(int argc, char **argv, int compare)
                                    "                             of its cells ill-conditioned fails\n"
                                    "  --require-all              a trace that misses a layer fails\n"
                                    "                             (a trace with no judged layer is an error)\n"
+                                   "  --progress                 per-layer progress on stderr even when it is\n"
+                                   "                             not a terminal (on a terminal it is shown\n"
+                                   "                             for runs longer than 2 s)\n"
                                    "  --verbose --no-color\n\n"
                                    "Every tensor of the trace is judged locally: the reference runs the\n"
                                    "step of the layer that computed it on the trace's own relevance at that\n"
@@ -215,7 +234,8 @@ static int judge(int argc, char **argv, int compare)
                                    "docs/ORACLE.md); the origin of a discrepancy is named by that layer.\n"
                                    "End to end, every tensor is judged against the reference of the whole\n"
                                    "network.  Gross errors (sign, zero, factor 2) over a layer and layer\n"
-                                   "totals are FAIL whatever the condition numbers say.\n"
+                                   "totals are FAIL whatever the condition numbers say.\n\n"
+                                   JUDGE_MEMORY_HELP
                                  : "usage: lrp-oracle check [options] FILE...\n\n"
                                    "Computes the MPFR reference and our float32 fast path for each\n"
                                    "fixture and judges the float32 relevance layer by layer\n"
@@ -227,13 +247,17 @@ static int judge(int argc, char **argv, int compare)
                                    "  --profile NAME             compute the way library NAME does\n"
                                    "  --strict[=F]               a layer with more than F (default 0.01)\n"
                                    "                             of its cells ill-conditioned fails\n"
-                                   "  --verbose --no-color\n");
+                                   "  --progress                 per-layer progress on stderr even when it is\n"
+                                   "                             not a terminal (on a terminal it is shown\n"
+                                   "                             for runs longer than 2 s)\n"
+                                   "  --verbose --no-color\n\n"
+                                   JUDGE_MEMORY_HELP);
     if (rc >= 0)
         return rc;
     if ((rc = refuse_unused(&o,
                             SEEN(OPT_JSON) | SEEN(OPT_JUNIT) | SEEN(OPT_NOCOLOR) |
                                 SEEN(OPT_VERBOSE) | SEEN(OPT_NOPROOF) | SEEN(OPT_EXPECT) |
-                                SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) |
+                                SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) | SEEN(OPT_PROGRESS) |
                                 (compare ? SEEN(OPT_SOURCE) | SEEN(OPT_REQUIRE_ALL) : 0),
                             cmd)) >= 0 ||
         (rc = refuse_output_is_input(cmd, "--json", o.json, argc, argv)) >= 0 ||
@@ -246,6 +270,8 @@ static int judge(int argc, char **argv, int compare)
     if (!runs)
         return cli_usage_error(cmd, "%s", "out of memory");
     int all_ok = 1, exit_code = -1;
+    cli_progress prog;
+    cli_progress_init(&prog, o.progress);
     for (int a = 0; a < nfiles; a++) {
         const char *path = argv[optind + a];
         lrp_net *net = NULL;
@@ -305,13 +331,10 @@ static int judge(int argc, char **argv, int compare)
             snprintf(rs, sizeof rs, "rules of trace '%s'%s%s", o.source, o.profile ? ", profile " : "",
                      o.profile ? o.profile : "");
         co.ruleset = rs;
-        if (isatty(STDERR_FILENO))
-            fprintf(stderr, "\r[%d/%d] %s: reference at p=%d%s ...", a + 1, nfiles, path, co.prec,
-                    co.proof_extra ? " and p+64" : "");
+        cli_progress_begin(&prog, &co, path, a + 1, nfiles, compare);
         lrp_err e = {0};
         lrp_status st = lrp_check(&runs[a], net, &co, &e);
-        if (isatty(STDERR_FILENO))
-            fprintf(stderr, "\r\033[K");
+        cli_progress_clear(&prog);
         lrp_net_free(net);
         if (st != LRP_OK) {
             exit_code = cli_fail(&e);
@@ -410,6 +433,12 @@ int cmd_trace(int argc, char **argv)
 
 /* ---- reference / fast: write a trace into the fixture ---- */
 
+#define TRACE_ONLY_HELP \
+    "  --trace-only   OUT holds only the trace and names FILE (a trace file,\n" \
+    "                 docs/FORMAT.md): nothing of FILE is copied; compare,\n" \
+    "                 info and check read OUT as FILE with the trace added, and\n" \
+    "                 refuse it if FILE has changed since (size and digest).\n"
+
 static int write_trace(int argc, char **argv, int reference)
 {
     const char *cmd = reference ? "reference" : "fast";
@@ -419,12 +448,14 @@ static int write_trace(int argc, char **argv, int reference)
                                      "Computes the MPFR reference relevance and stores it as trace\n"
                                      "'reference' (binary32 hi + lo parts, precision recorded) in a\n"
                                      "copy OUT of FILE, written atomically; FILE is never rewritten\n"
-                                     "(OUT holds what the format models, docs/FORMAT.md).\n"
+                                     "(OUT holds what the format models, docs/FORMAT.md).\n\n"
+                                     TRACE_ONLY_HELP
                                    : "usage: lrp-oracle fast [rule options] FILE --out OUT\n\n"
                                      "Runs the float32 fast path and stores its relevance as trace\n"
                                      "'fastpath' in a copy OUT of FILE, written atomically; FILE is\n"
-                                     "never rewritten.\n");
-    if (rc >= 0 || (rc = refuse_unused(&o, SEEN(OPT_OUT), cmd)) >= 0)
+                                     "never rewritten.\n\n"
+                                     TRACE_ONLY_HELP);
+    if (rc >= 0 || (rc = refuse_unused(&o, SEEN(OPT_OUT) | SEEN(OPT_TRACE_ONLY), cmd)) >= 0)
         return rc;
     if (argc - optind != 1)
         return cli_usage_error(cmd, "%s", "takes exactly one FILE");
@@ -455,7 +486,18 @@ static int write_trace(int argc, char **argv, int reference)
     /* only the relevance of every layer is stored: the engine mode skips
      * the audit data (same relevance bit for bit, tests/test_fastpath.c) */
     lrp_status st = lrp_pipe_run_ex(&p, &be, net, LRP_PIPE_RELEVANCE, &e);
-    lrp_trace *t = st ? NULL : lrp_net_trace_add(net, reference ? "reference" : "fastpath", &e);
+    const char *source = reference ? "reference" : "fastpath";
+    if (!st && o.trace_only && lrp_net_trace_find(net, source) >= 0) {
+        lrp_pipe_free(p);
+        lrp_f32_ctx_free(fcx);
+        lrp_net_free(net);
+        fprintf(stderr,
+                "lrp-oracle %s: %s already holds a trace '%s'; a trace file beside it would be "
+                "ambiguous (write a copy without --trace-only)\n",
+                cmd, path, source);
+        return EXIT_USAGE;
+    }
+    lrp_trace *t = st ? NULL : lrp_net_trace_add(net, source, &e);
     if (!t) {
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
@@ -518,7 +560,31 @@ static int write_trace(int argc, char **argv, int reference)
         return cli_usage_error(cmd, "%s", "out of memory");
     }
     const char *dst = o.out;
-    st = lrp_fixture_write(net, dst, &e);
+    if (o.trace_only) {
+        /* only the trace, naming the fixture: by its name when both are in
+         * one directory (the pair can move together), else by its full path */
+        char fref[PATH_MAX], fdir[PATH_MAX], odir[PATH_MAX], tmp[PATH_MAX];
+        lrp_trace_ref tref = {fref, 0, 0, source};
+        int same = 0;
+        if (!realpath(path, fref)) {
+            snprintf(fref, sizeof fref, "%s", path);
+        } else if (strcmp(dst, "-") != 0) {
+            snprintf(tmp, sizeof tmp, "%s", dst);
+            char *sl = strrchr(tmp, '/');
+            if (sl)
+                *sl = '\0';
+            snprintf(fdir, sizeof fdir, "%s", fref);
+            *strrchr(fdir, '/') = '\0';
+            same = realpath(sl ? tmp : ".", odir) && strcmp(odir, fdir[0] ? fdir : "/") == 0;
+        }
+        if (same)
+            memmove(fref, strrchr(fref, '/') + 1, strlen(strrchr(fref, '/') + 1) + 1);
+        st = lrp_file_digest(&tref.digest, &tref.size, path, &e);
+        if (!st)
+            st = lrp_fixture_write_ex(net, dst, &tref, &e);
+    } else {
+        st = lrp_fixture_write(net, dst, &e);
+    }
     lrp_net_free(net);
     if (st)
         return cli_fail(&e);

@@ -766,6 +766,48 @@ class TestTraces(Base):
         self.assertIn("trace 'mylib'", out)
         self.assertIn("trace 'other': 1/17 layers", out)
 
+    def test_write_trace_file(self):
+        # out=: a trace file beside the fixture; the fixture is not copied
+        # or touched, the C reader sees the fixture with the trace, the same
+        # values as a trace written into a copy, and a changed fixture is
+        # refused by name
+        path = self.copy_fixture("cnn")
+        with open(path, "rb") as f:
+            before = f.read()
+        m = lt.fixture_to_module(path)
+        with torch.no_grad():
+            outs = m(torch.from_numpy(m.input_data), return_all=True)
+        rng = np.random.default_rng(6)
+        rel = {n: rng.standard_normal(tuple(t.shape)).astype(np.float32) for n, t in outs.items()}
+        tpath = os.path.join(os.path.dirname(path), "cnn_mylib.trace.h5")
+        self.assertEqual(lt.write_trace(path, "mylib", rel, producer="mylib 1", cli=CLI, out=tpath),
+                         tpath)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), before)
+        out = self.assertInfoOK(tpath)
+        self.assertIn("trace 'mylib': %d/%d layers" % (len(rel), len(outs)), out)
+        with h5py.File(tpath, "r") as f:
+            self.assertEqual(f.attrs["format"], "lrp-oracle-trace")
+            self.assertEqual(f.attrs["fixture"], os.path.basename(path))
+            self.assertEqual(list(f.keys()), ["traces"])  # nothing of the fixture
+        # the digest numpy computes is the one the C reader checks: one
+        # changed byte of the fixture and the trace file is refused
+        with open(path, "r+b") as f:
+            f.seek(len(before) - 1)
+            f.write(bytes([before[-1] ^ 1]))
+        p = subprocess.run([CLI, "info", tpath], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("changed since the trace was written", p.stderr)
+        with open(path, "wb") as f:
+            f.write(before)
+        self.assertInfoOK(tpath)
+        # a source the fixture already has would be ambiguous
+        lt.write_trace(path, "mylib", rel, producer="mylib 1", cli=CLI)
+        with self.assertRaises(lt.FixtureError):
+            lt.write_trace(path, "mylib", rel, producer="x", cli=CLI,
+                           out=os.path.join(os.path.dirname(path), "again.h5"))
+
     def test_write_trace_bad_inputs(self):
         path = self.copy_fixture("mlp")
         with open(path, "rb") as f:

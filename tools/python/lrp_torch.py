@@ -1402,9 +1402,43 @@ def _layer_shapes(fx):
     return {n: tuple(t.shape) for n, t in outs.items()}
 
 
+_DIGEST_K = 0x9E3779B97F4A7C15
+
+
+def fixture_digest(path, chunk_words=1 << 22):
+    """(size, digest) of a fixture file as a trace file records them
+    (docs/FORMAT.md "Trace files"): the bytes as little-endian 64-bit words
+    w_i, the last zero-padded; digest = sum_i w_i (2i + 1) K mod 2^64."""
+    size = os.path.getsize(path)
+    h = np.uint64(0)
+    i0 = 0
+    with open(path, "rb") as f, np.errstate(over="ignore"):
+        while True:
+            b = f.read(8 * chunk_words)
+            if not b:
+                break
+            if len(b) % 8:
+                b += bytes(8 - len(b) % 8)
+            w = np.frombuffer(b, dtype="<u8").astype(np.uint64)
+            k = np.arange(i0, i0 + len(w), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+            h = np.uint64(h + np.sum(w * k, dtype=np.uint64))
+            i0 += len(w)
+    with np.errstate(over="ignore"):
+        return size, int(np.uint64(h) * np.uint64(_DIGEST_K))
+
+
+def _fixture_ref(fixture, out):
+    """The fixture's name as a trace file at `out` stores it: its base name
+    when both are in one directory (the pair can move together), else its
+    absolute path."""
+    fa = os.path.realpath(fixture)
+    od = os.path.realpath(os.path.dirname(os.path.abspath(out)))
+    return os.path.basename(fa) if os.path.dirname(fa) == od else fa
+
+
 def write_trace(path, source, relevances, producer, profile="", composite="", rules=None,
                 notes="", precision=24, relevance_lo=None, overwrite=False, cli=None,
-                activations=None):
+                activations=None, out=None):
     """Adds trace `source` to the fixture at `path`: /traces/<source> with
     provenance attributes (producer, precision, notes, profile, composite),
     optional rules ({layer: rule dict}, see epsilon_rules; layers without
@@ -1417,7 +1451,14 @@ def write_trace(path, source, relevances, producer, profile="", composite="", ru
     your code used (the sharpest verdict, docs/ORACLE.md).  The file is
     copied, changed, checked (`lrp-oracle info` when cli= or $LRP_ORACLE is
     given) and renamed back; an existing trace of that source is an error
-    unless overwrite=True."""
+    unless overwrite=True.
+    out: write a trace file OUT instead (docs/FORMAT.md "Trace files"): the
+    trace alone, naming the fixture at `path` by name, size and digest;
+    nothing of the fixture is copied or changed (for big models: adding a
+    trace to a 528 MB VGG-16 fixture copied it whole).  `lrp-oracle compare
+    OUT --source NAME` reads it as the fixture with the trace; a fixture
+    changed afterwards is refused.  The fixture must not hold a trace of
+    the same source.  Returns the path written."""
     _check_name(source, "trace source")
     if len(producer.encode()) > 127:
         raise ValueError("producer: at most 127 bytes")
@@ -1438,9 +1479,10 @@ def write_trace(path, source, relevances, producer, profile="", composite="", ru
     names = [L["name"] for L in fx["layers"]]
     index = {n: i for i, n in enumerate(names)}
     shapes = _layer_shapes(fx)
-    if source in fx["traces"] and not overwrite:
-        raise FixtureError("%s: /traces/%s: trace exists (pass overwrite=True to replace it)"
-                           % (path, source))
+    if source in fx["traces"] and (out is not None or not overwrite):
+        raise FixtureError("%s: /traces/%s: trace exists (%s)"
+                           % (path, source, "a trace file beside it would be ambiguous"
+                              if out is not None else "pass overwrite=True to replace it"))
 
     def checked(rel, what):
         out = {}
@@ -1464,13 +1506,25 @@ def write_trace(path, source, relevances, producer, profile="", composite="", ru
     for n in lo:
         if n not in rel:
             raise ValueError("relevance_lo for %r without relevance" % n)
-    tmp = _tmp_beside(path)
+    dest = path if out is None else out
+    if out is not None and os.path.exists(out) and os.path.samefile(out, path):
+        raise ValueError("out is the fixture itself: %s" % out)
+    tmp = _tmp_beside(dest)
     try:
-        shutil.copyfile(path, tmp)
-        try:
-            f = h5py.File(tmp, "a", libver=("v110", "v110"))
-        except (OSError, ValueError):
-            f = h5py.File(tmp, "a")
+        if out is None:
+            shutil.copyfile(path, tmp)
+            try:
+                f = h5py.File(tmp, "a", libver=("v110", "v110"))
+            except (OSError, ValueError):
+                f = h5py.File(tmp, "a")
+        else:
+            size, digest = fixture_digest(path)
+            f = h5py.File(tmp, "w", libver=("v110", "v110"))
+            f.attrs["format"] = "lrp-oracle-trace"
+            f.attrs["format_version"] = np.int32(1)
+            f.attrs["fixture"] = _fixture_ref(path, out)
+            f.attrs["fixture_size"] = np.int64(size)
+            f.attrs["fixture_digest"] = np.uint64(digest)
         with f:
             tr = f.require_group("traces")
             if source in tr:
@@ -1491,5 +1545,5 @@ def write_trace(path, source, relevances, producer, profile="", composite="", ru
     except BaseException:
         os.unlink(tmp)
         raise
-    _finish(tmp, path, cli)
-    return path
+    _finish(tmp, dest, cli)
+    return dest
