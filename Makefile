@@ -2,7 +2,9 @@
 #
 #   make            build library, CLI and tests
 #   make run        set up, build, run the oracle over the fixture suite
-#   make check      set up, build, run every cmocka test binary
+#   make check      set up, build, run every cmocka test binary; the torch
+#                   and chromium tests are counted as skipped when those are
+#                   absent, FULL=1 installs them and makes them required
 #   make sanitize   the tests under ASan + UBSan (build-asan/)
 #   make bench      benchmarks (bench/)
 #   make mutants    mutation benchmark of the oracle (bench/mutants.py);
@@ -55,11 +57,20 @@ TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps run check sanitize bench clean fixtures golden mutants
+.PHONY: all deps deps-check deps-full run check sanitize bench clean fixtures golden mutants
 all: $(LIB) $(CLI) $(TEST_BIN)
 
+# Dependency tiers (scripts/deps.sh): `make run` needs only the C libraries;
+# the tests add cmocka, xmllint, numpy and h5py; FULL=1 (CI), the benchmarks
+# and the mutation benchmark add torch and chromium.
+FULL ?= 0
+CHECK_TIER := $(if $(filter 1,$(FULL)),full,check)
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh build
+deps-check:
+	@sh scripts/deps.sh $(CHECK_TIER)
+deps-full:
+	@sh scripts/deps.sh full
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -87,15 +98,15 @@ run: deps
 	@$(MAKE) --no-print-directory $(CLI)
 	@sh scripts/run.sh $(BUILD)
 
-check: deps
+check: deps-check
 	@$(MAKE) --no-print-directory all
-	@sh scripts/check.sh tests $(BUILD) $(TEST_BIN)
+	@LRP_REQUIRE_FULL=$(FULL) sh scripts/check.sh tests $(BUILD) $(TEST_BIN)
 
-sanitize: deps
+sanitize: deps-check
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 all
-	@sh scripts/check.sh sanitized build-asan $(TEST_BIN:$(BUILD)/%=build-asan/%)
+	@LRP_REQUIRE_FULL=$(FULL) sh scripts/check.sh sanitized build-asan $(TEST_BIN:$(BUILD)/%=build-asan/%)
 
-bench: deps
+bench: deps-full
 	@$(MAKE) --no-print-directory BUILD=build-bench \
 	    build-bench/lrp-oracle $(BENCH_BIN:$(BUILD)/%=build-bench/%)
 	@sh scripts/bench.sh build-bench
@@ -117,7 +128,7 @@ BIG_CASES := $(MUTANTS_BIG_CASES)
 comma := ,
 empty :=
 space := $(empty) $(empty)
-mutants: deps
+mutants: deps-full
 	@$(MAKE) --no-print-directory $(CLI) $(if $(filter 1,$(MUTANTS_BIG)),$(BUILD)/bench/bench_lrp)
 ifeq ($(MUTANTS_BIG),1)
 	@mkdir -p $(BUILD)/bigfx
