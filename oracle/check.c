@@ -737,6 +737,40 @@ done:
 
 /* ---- the run ---- */
 
+/* Per-cell copies for pictures: reference, value, signed error in units
+ * of the bound the verdict used (sharp tier where present, else the
+ * rigorous one), and marks.  Returns -1 when out of memory. */
+static int keep_cells(lrp_layer_report *lr, const float *got, const lrp_cell_ref *cr, int64_t n,
+                      const lrp_tolerance *tol)
+{
+    size_t m = (size_t)(n ? n : 1);
+    lr->cell_ref = malloc(m * sizeof(float));
+    lr->cell_got = malloc(m * sizeof(float));
+    lr->cell_units = malloc(m * sizeof(float));
+    lr->cell_mark = calloc(m, 1);
+    if (!lr->cell_ref || !lr->cell_got || !lr->cell_units || !lr->cell_mark)
+        return -1;
+    for (int64_t k = 0; k < n; k++) {
+        double r = (double)cr->hi[k] + (cr->lo ? (double)cr->lo[k] : 0.0);
+        float b = cr->sharp ? cr->sharp[k] : cr->bound ? cr->bound[k] : 0.0f;
+        uint8_t f = cr->cflags ? cr->cflags[k] : 0, mk = 0;
+        lr->cell_ref[k] = cr->hi[k];
+        lr->cell_got[k] = got[k];
+        lr->cell_units[k] = b > 0 ? (float)(((double)got[k] - r) / (0x1p-24 * (double)b))
+                                  : (got[k] == cr->hi[k] ? 0.0f : NAN);
+        if (!isfinite(got[k]))
+            mk |= LRP_MARK_NONFINITE;
+        if (f & LRP_CELL_UNDEFINED)
+            mk |= LRP_MARK_UNDEFINED;
+        if (f & LRP_CELL_UNRESOLVED)
+            mk |= LRP_MARK_UNRESOLVED;
+        if (lrp_classify_cell(NULL, got[k], cr, k, tol) == LRP_V_ILL_CONDITIONED)
+            mk |= LRP_MARK_ILL;
+        lr->cell_mark[k] = mk;
+    }
+    return 0;
+}
+
 lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o, lrp_err *err)
 {
     lrp_status st = LRP_OK;
@@ -760,6 +794,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     snprintf(rep->source, sizeof rep->source, "%s", o->source ? o->source : "fastpath");
     snprintf(rep->ruleset, sizeof rep->ruleset, "%s", o->ruleset ? o->ruleset : "");
     rep->precision = o->prec;
+    rep->batch = net->batch;
     rep->n_layers = nl;
     rep->layers = calloc((size_t)nl, sizeof *rep->layers);
     if (!rep->layers)
@@ -833,6 +868,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         lr->layer = i;
         snprintf(lr->name, sizeof lr->name, "%s", l->name);
         lr->kind = l->kind;
+        lr->shape = l->shape;
         int prod = first_consumer(net, i);
         char rt[160];
         lrp_rule_spec rs = net->layers[prod].rule;
@@ -864,6 +900,8 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
                                G.sharp[i],  G.scond[i]};
             const lrp_tolerance *tol = lrp_tolerance_for(rs.rule, net->layers[prod].kind);
             lr->verdict = lrp_compare_cells(&lr->e2e, got[i], &cr, n, tol);
+            if (o->keep_cells >= (i == 0 ? 1 : 2) && keep_cells(lr, got[i], &cr, n, tol))
+                goto oom;
             lrp_minmax mf;
             minmax_f32(&mf, got[i], n);
             lr->f32_min = mf.min;

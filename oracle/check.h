@@ -27,6 +27,9 @@ typedef struct lrp_check_opts {
     int tlocal;
     int strict;
     double max_ill;
+    /* keep per-cell copies of the compared layers in the report (heatmaps,
+     * HTML); 1: the input layer only, 2: every layer */
+    int keep_cells;
 } lrp_check_opts;
 
 void lrp_check_opts_default(lrp_check_opts *o);

@@ -18,6 +18,12 @@ void lrp_run_report_free(lrp_run_report *r)
 {
     if (!r)
         return;
+    for (int i = 0; r->layers && i < r->n_layers; i++) {
+        free(r->layers[i].cell_ref);
+        free(r->layers[i].cell_got);
+        free(r->layers[i].cell_units);
+        free(r->layers[i].cell_mark);
+    }
     free(r->layers);
     r->layers = NULL;
     r->n_layers = 0;

@@ -51,7 +51,22 @@ typedef struct lrp_layer_report {
     int64_t f32_nan, f32_inf;
     char ref_flags[160];       /* reference numerical flags, text */
     char note[384];            /* e.g. BN identities, sign-of-zero findings */
+    /* per-cell copies, only when lrp_check_opts.keep_cells asked for them
+     * (heatmaps, HTML report); batch * numel(shape) each, else NULL */
+    lrp_shape shape;           /* per-sample shape of this tensor */
+    float *cell_ref;           /* reference rounded to binary32 */
+    float *cell_got;           /* the trace's / fast path's value */
+    float *cell_units;         /* signed (got - ref) / bound: in units of the
+                                  oracle's bound (sharp tier where present) */
+    uint8_t *cell_mark;        /* LRP_MARK_* */
 } lrp_layer_report;
+
+enum {
+    LRP_MARK_NONFINITE = 1u << 0, /* got is NaN or inf */
+    LRP_MARK_UNDEFINED = 1u << 1, /* the reference is undefined there */
+    LRP_MARK_ILL = 1u << 2,       /* excused as ill-conditioned */
+    LRP_MARK_UNRESOLVED = 1u << 3 /* the reference is unresolved at p */
+};
 
 typedef struct lrp_run_report {
     char fixture[256];         /* file path */
@@ -59,6 +74,7 @@ typedef struct lrp_run_report {
     char ruleset[128];         /* composite or rule text */
     char convention[LRP_NAME_MAX];
     int precision;
+    int batch;                 /* samples */
     int n_layers;
     lrp_layer_report *layers;
     lrp_verdict verdict;       /* worst e2e layer verdict */
