@@ -7,6 +7,10 @@
 #                   absent, FULL=1 installs them and makes them required
 #   make sanitize   the tests under ASan + UBSan (build-asan/)
 #   make bench      benchmarks (bench/)
+#   make install    PREFIX=/usr/local DESTDIR=: program, liblrp.so (SONAME
+#                   liblrp.so.0) and liblrp.a, lrp.h, lrp.pc, golden traces
+#                   and fixtures (PREFIX/share/lrp-oracle), man page, bash
+#                   completion; make uninstall removes exactly those
 #   make mutants    mutation benchmark of the oracle (bench/mutants.py);
 #                   MUTANTS_BIG=1 adds ResNet-50 at 224 (slow, > 19 GB RSS)
 #
@@ -41,6 +45,22 @@ LIB_DIRS ?= core reference fastpath oracle fixtures
 LIB_SRC := $(wildcard $(LIB_DIRS:%=%/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/liblrp.a
+# The shared library: the same objects, position-independent (no effect on
+# the arithmetic), exporting only include/lrp.h's functions (include/lrp.map).
+VERSION := 0.1.0
+SOVERSION := 0
+SHLIB := $(BUILD)/liblrp.so.$(VERSION)
+$(LIB_OBJ): CFLAGS += -fPIC
+# Objects built with other flags (an older tree without -fPIC, another SAN or
+# OPT in the same BUILD) are rebuilt: the stamp changes with the flags.
+FLAGS_STAMP := $(BUILD)/cflags.stamp
+FLAGS_NOW := $(CC) $(CFLAGS) -fPIC
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(FLAGS_NOW)' | cmp -s - $@ || echo '$(FLAGS_NOW)' >$@
+$(LIB_OBJ): $(FLAGS_STAMP)
+.PHONY: FORCE
+FORCE:
 
 CLI_SRC := $(wildcard tools/*.c)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -57,7 +77,7 @@ TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps deps-check deps-full run check sanitize bench clean fixtures golden mutants
+.PHONY: all shared install uninstall deps deps-check deps-full run check sanitize bench clean fixtures golden mutants
 all: $(LIB) $(CLI) $(TEST_BIN)
 
 # Dependency tiers (scripts/deps.sh): `make run` needs only the C libraries;
@@ -81,8 +101,18 @@ $(LIB): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+$(SHLIB): $(LIB_OBJ) include/lrp.map
+	$(CC) $(CFLAGS) -shared -Wl,-soname,liblrp.so.$(SOVERSION) \
+	    -Wl,--version-script=include/lrp.map -Wl,--no-undefined -o $@ $(LIB_OBJ) $(LDLIBS)
+	ln -sf liblrp.so.$(VERSION) $(BUILD)/liblrp.so.$(SOVERSION)
+	ln -sf liblrp.so.$(SOVERSION) $(BUILD)/liblrp.so
+
+shared: $(SHLIB)
+
+# libpng: the heatmaps of the CLI only (the library does not draw)
+PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng16 -lz)
 $(CLI): $(CLI_OBJ) $(LIB)
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(PNG_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(NAIVE_OBJ) $(TESTUTIL_OBJ) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(NAIVE_OBJ) $(TESTUTIL_OBJ) $(LIB) $(TEST_LIBS) $(LDLIBS)
@@ -144,6 +174,44 @@ endif
 golden: deps
 	@$(MAKE) --no-print-directory $(CLI)
 	@$(CLI) golden --dir fixtures/golden --update
+
+# ---- install (GNU conventions: PREFIX, DESTDIR, the *DIR variables) ----
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATAROOTDIR ?= $(PREFIX)/share
+PKGDATADIR := $(DATAROOTDIR)/lrp-oracle
+MANDIR ?= $(DATAROOTDIR)/man
+BASHCOMPDIR ?= $(DATAROOTDIR)/bash-completion/completions
+D := $(DESTDIR)
+
+install: $(CLI) $(LIB) $(SHLIB)
+	@rm -rf $(BUILD)/install-fixtures
+	@$(CLI) gen --out $(BUILD)/install-fixtures >/dev/null
+	install -d $(D)$(BINDIR) $(D)$(LIBDIR)/pkgconfig $(D)$(INCLUDEDIR) \
+	    $(D)$(PKGDATADIR)/golden $(D)$(PKGDATADIR)/fixtures $(D)$(MANDIR)/man1 $(D)$(BASHCOMPDIR)
+	install -m 755 $(CLI) $(D)$(BINDIR)/lrp-oracle
+	install -m 644 $(LIB) $(D)$(LIBDIR)/liblrp.a
+	install -m 755 $(SHLIB) $(D)$(LIBDIR)/liblrp.so.$(VERSION)
+	ln -sf liblrp.so.$(VERSION) $(D)$(LIBDIR)/liblrp.so.$(SOVERSION)
+	ln -sf liblrp.so.$(SOVERSION) $(D)$(LIBDIR)/liblrp.so
+	install -m 644 include/lrp.h $(D)$(INCLUDEDIR)/lrp.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    scripts/lrp.pc.in >$(D)$(LIBDIR)/pkgconfig/lrp.pc
+	install -m 644 fixtures/golden/*.h5 $(D)$(PKGDATADIR)/golden/
+	install -m 644 $(BUILD)/install-fixtures/*.h5 $(D)$(PKGDATADIR)/fixtures/
+	install -m 644 man/lrp-oracle.1 $(D)$(MANDIR)/man1/lrp-oracle.1
+	install -m 644 completion/lrp-oracle.bash $(D)$(BASHCOMPDIR)/lrp-oracle
+
+uninstall:
+	rm -f $(D)$(BINDIR)/lrp-oracle $(D)$(LIBDIR)/liblrp.a \
+	    $(D)$(LIBDIR)/liblrp.so.$(VERSION) $(D)$(LIBDIR)/liblrp.so.$(SOVERSION) \
+	    $(D)$(LIBDIR)/liblrp.so $(D)$(INCLUDEDIR)/lrp.h $(D)$(LIBDIR)/pkgconfig/lrp.pc \
+	    $(D)$(MANDIR)/man1/lrp-oracle.1 $(D)$(BASHCOMPDIR)/lrp-oracle
+	rm -rf $(D)$(PKGDATADIR)
 
 clean:
 	rm -rf build build-asan build-bench

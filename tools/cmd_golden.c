@@ -141,7 +141,9 @@ int cmd_golden(int argc, char **argv)
                                          {"update", no_argument, 0, 'u'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *dir = "fixtures/golden";
+    static char datadir[2048];
+    const char *dir =
+        cli_data_path(datadir, sizeof datadir, "golden") ? datadir : "fixtures/golden";
     int update = 0, c;
     optind = 1;
     opterr = 0;
@@ -152,8 +154,9 @@ int cmd_golden(int argc, char **argv)
         case 'h':
             printf("usage: lrp-oracle golden [--dir DIR] [--update]\n\n"
                    "Without --update: runs the float32 fast path on every golden file in DIR\n"
-                   "(default fixtures/golden) and judges it against the stored MPFR reference\n"
-                   "(no MPFR needed), and bitwise against the stored fast-path bits.  Exit 1 if\n"
+                   "(default: the installed golden traces, or fixtures/golden in the source\n"
+                   "tree) and judges it against the stored MPFR reference (no MPFR needed),\n"
+                   "and bitwise against the stored fast-path bits.  Exit 1 if\n"
                    "any bit changed or any verdict is out of tolerance.\n"
                    "With --update: recomputes reference and fast path for every fixture,\n"
                    "prints what changed against the files in DIR, and replaces them.\n");

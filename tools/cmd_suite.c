@@ -86,7 +86,10 @@ int cmd_suite(int argc, char **argv)
                                          {"verbose", no_argument, 0, O_VERBOSE},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
-    const char *dir = "build/fixtures", *json = NULL, *junit = NULL, *only = NULL;
+    static char datadir[2048];
+    const char *dir = cli_data_path(datadir, sizeof datadir, "fixtures") ? datadir
+                                                                          : "build/fixtures";
+    const char *json = NULL, *junit = NULL, *only = NULL;
     int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR"), verbose = 0, c;
     optind = 1;
     opterr = 0;
@@ -104,7 +107,8 @@ int cmd_suite(int argc, char **argv)
                    "                        [--verbose] [--no-color]\n\n"
                    "Runs `check` over every fixture of the suite under its rule sets and the\n"
                    "reproductions of real reports (docs/REPRODUCTIONS.md), generating missing\n"
-                   "fixtures into DIR (default build/fixtures).  Prints one table and exits 0\n"
+                   "fixtures into DIR (default: the installed fixtures, or build/fixtures in\n"
+                   "the source tree).  Prints one table and exits 0\n"
                    "only when every run behaves as documented: within the tolerance table, or\n"
                    "exactly the documented outcome of a reproduction.  --verbose prints each\n"
                    "run's full per-layer report as well.\n");

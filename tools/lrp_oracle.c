@@ -275,6 +275,7 @@ static const command commands[] = {
     {"golden", cmd_golden, "judge the fast path against committed golden traces (no MPFR)"},
     {"check", cmd_check, "reference + fast path + verdicts, layer by layer"},
     {"compare", cmd_compare, "judge another implementation's trace against the reference"},
+    {"heatmap", cmd_heatmap, "PNG heatmaps: reference, trace and error in units of the bound"},
     {"trace", cmd_trace, "min/max/NaN/inf per layer, reference and float32 side by side"},
     {"reference", cmd_reference, "store the MPFR reference relevance as a trace"},
     {"fast", cmd_fast, "store the float32 fast-path relevance as a trace"},
