@@ -737,6 +737,33 @@ done:
 
 /* ---- the run ---- */
 
+/* BatchNorm identities per channel: reference relevance at the input,
+ * absorbed (every kind), at the output, each summed over the batch and the
+ * positions of the channel (values rounded to double, summed in double:
+ * for display; the layer's own residual is exact).  -1: out of memory. */
+static int bn_channels(lrp_layer_report *lr, const lrp_backend *be, const lrp_pipe_layer *P,
+                       int64_t B)
+{
+    int64_t C = P->bn_C, hw = P->n / C;
+    lr->bn_C = C;
+    lr->bn_in = calloc((size_t)C, sizeof(double));
+    lr->bn_abs = calloc((size_t)C, sizeof(double));
+    lr->bn_out = calloc((size_t)C, sizeof(double));
+    if (!lr->bn_in || !lr->bn_abs || !lr->bn_out)
+        return -1;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t q = 0; q < hw; q++) {
+                int64_t k = b * P->n + c * hw + q;
+                lr->bn_in[c] += mpfr_get_d(be->at(be->ctx, P->rin[0], k), MPFR_RNDN);
+                lr->bn_out[c] += mpfr_get_d(be->at(be->ctx, P->rel, k), MPFR_RNDN);
+                for (int a = 0; a < LRP_ABS_COUNT; a++)
+                    if (P->abs[a] && P->n_units == P->n)
+                        lr->bn_abs[c] += mpfr_get_d(be->at(be->ctx, P->abs[a], k), MPFR_RNDN);
+            }
+    return 0;
+}
+
 /* Per-cell copies for pictures: reference, value, signed error in units
  * of the bound the verdict used (sharp tier where present, else the
  * rigorous one), and marks.  Returns -1 when out of memory. */
@@ -946,10 +973,28 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             lr->cons_ref = P->cons_resid;
             lr->sum_out_ref = sum_mpfr_d(&rbe, P->rel, n);
             double sin = 0;
-            for (int k = 0; k < P->n_rin; k++)
-                if (P->rin[k])
-                    sin += sum_mpfr_d(&rbe, P->rin[k], P->n_rin_per[k] * B);
+            lr->n_branch = P->n_rin < LRP_MAX_INPUTS ? P->n_rin : LRP_MAX_INPUTS;
+            for (int k = 0; k < P->n_rin; k++) {
+                double bs = P->rin[k] ? sum_mpfr_d(&rbe, P->rin[k], P->n_rin_per[k] * B) : 0;
+                sin += bs;
+                if (k < LRP_MAX_INPUTS) {
+                    lr->branch_in[k] = k < l->n_in ? l->in[k] : -1;
+                    lr->branch_ref[k] = bs;
+                    lr->branch_f32[k] = NAN;
+                    if (f32 && f32->L[i].rin[k]) {
+                        lrp_xsum *bx = lrp_xsum_new();
+                        if (!bx)
+                            goto oom;
+                        lrp_xsum_add(bx, f32->L[i].rin[k], f32->L[i].n_rin_per[k] * B, 1);
+                        lr->branch_f32[k] = lrp_xsum_value(bx);
+                        lrp_xsum_free(bx);
+                    }
+                }
+            }
             lr->sum_in_ref = sin;
+            if (l->kind == LRP_LAYER_BATCHNORM && P->bn_C > 0 && P->rin[0] &&
+                bn_channels(lr, &rbe, P, B))
+                goto oom;
             for (int k = 0; k < LRP_ABS_COUNT; k++)
                 lr->absorbed[k] = P->abs[k] ? sum_mpfr_d(&rbe, P->abs[k], P->n_units * B) : 0;
             if (rep->max_cons_ref < lr->cons_ref)

@@ -23,6 +23,9 @@ void lrp_run_report_free(lrp_run_report *r)
         free(r->layers[i].cell_got);
         free(r->layers[i].cell_units);
         free(r->layers[i].cell_mark);
+        free(r->layers[i].bn_in);
+        free(r->layers[i].bn_abs);
+        free(r->layers[i].bn_out);
     }
     free(r->layers);
     r->layers = NULL;
@@ -286,6 +289,9 @@ static json_t *run_json(const lrp_run_report *r)
         json_t *lo = json_object();
         json_object_set_new(lo, "name", json_string(l->name));
         json_object_set_new(lo, "kind", json_string(lrp_layer_kind_name(l->kind)));
+        /* the relevance at this tensor was computed by the backward step of
+         * its consumer(s): the layer a discrepancy is attributed to */
+        json_object_set_new(lo, "computed_by", json_string(l->by));
         json_object_set_new(lo, "rule", json_string(l->rule));
         json_object_set_new(lo, "compared", json_boolean(l->compared));
         if (l->compared) {
@@ -322,6 +328,33 @@ static json_t *run_json(const lrp_run_report *r)
             for (int k = 0; k < LRP_ABS_COUNT; k++)
                 json_object_set_new(ab, lrp_abs_name((lrp_abs_kind)k), jnum(l->absorbed[k]));
             json_object_set_new(c, "absorbed", ab);
+            /* what the layer passes to each of its inputs (the branches of
+             * an Add or Concatenate) */
+            json_t *br = json_array();
+            for (int k = 0; k < l->n_branch; k++) {
+                json_t *b = json_object();
+                int in = l->branch_in[k];
+                json_object_set_new(b, "input", json_string(in >= 0 && in < r->n_layers
+                                                                ? r->layers[in].name : "?"));
+                json_object_set_new(b, "sum_ref", jnum(l->branch_ref[k]));
+                json_object_set_new(b, "sum_f32", jnum(l->branch_f32[k]));
+                json_array_append_new(br, b);
+            }
+            json_object_set_new(c, "branches", br);
+            if (l->bn_in) {
+                json_t *ch = json_array();
+                for (int64_t k = 0; k < l->bn_C; k++) {
+                    json_t *b = json_object();
+                    json_object_set_new(b, "channel", json_integer(k));
+                    json_object_set_new(b, "sum_in_ref", jnum(l->bn_in[k]));
+                    json_object_set_new(b, "absorbed_ref", jnum(l->bn_abs[k]));
+                    json_object_set_new(b, "sum_out_ref", jnum(l->bn_out[k]));
+                    json_object_set_new(b, "residual_ref",
+                                        jnum(l->bn_in[k] + l->bn_abs[k] - l->bn_out[k]));
+                    json_array_append_new(ch, b);
+                }
+                json_object_set_new(c, "bn_channels", ch);
+            }
             json_object_set_new(lo, "conservation", c);
         }
         json_t *mm = json_object();

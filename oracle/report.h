@@ -53,6 +53,16 @@ typedef struct lrp_layer_report {
     char note[384];            /* e.g. BN identities, sign-of-zero findings */
     /* per-cell copies, only when lrp_check_opts.keep_cells asked for them
      * (heatmaps, HTML report); batch * numel(shape) each, else NULL */
+    /* per input of the layer (Add / Concatenate branches, every layer):
+     * the relevance it passes to each input, summed (reference; float32
+     * of our fast path, NaN for an external trace) */
+    int n_branch;
+    int branch_in[LRP_MAX_INPUTS];      /* index of the input layer */
+    double branch_ref[LRP_MAX_INPUTS], branch_f32[LRP_MAX_INPUTS];
+    /* BatchNorm (not canonized): per channel, reference sums over batch
+     * and positions: R_x + absorbed (shift or mean + beta, stabilizer) = R */
+    int64_t bn_C;
+    double *bn_in, *bn_abs, *bn_out;   /* bn_C each, or NULL */
     lrp_shape shape;           /* per-sample shape of this tensor */
     float *cell_ref;           /* reference rounded to binary32 */
     float *cell_got;           /* the trace's / fast path's value */

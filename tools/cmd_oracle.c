@@ -352,6 +352,64 @@ int cmd_compare(int argc, char **argv) { return judge(argc, argv, 1); }
 
 /* ---- trace: min/max/NaN per layer, both paths ---- */
 
+/* Sum of n reference values (each rounded to double; for display). */
+static double ref_sum(const lrp_backend *be, const void *t, int64_t off, int64_t n)
+{
+    double s = 0;
+    for (int64_t k = 0; k < n; k++)
+        s += mpfr_get_d(be->at(be->ctx, t, off + k), MPFR_RNDN);
+    return s;
+}
+
+static double f32_sum(const float *x, int64_t n)
+{
+    double s = 0;
+    for (int64_t k = 0; k < n; k++)
+        s += (double)x[k];
+    return s;
+}
+
+/* Below an Add / Concatenate row: the relevance it passes to each input
+ * (branch), both paths.  Below a BatchNorm row: per channel, R_x +
+ * absorbed (shift or mean + beta, stabilizer) = R, reference. */
+static void trace_identities(const lrp_net *net, int i, const lrp_backend *rbe,
+                             const lrp_pipe *ref, const lrp_pipe *f32)
+{
+    const lrp_layer *l = &net->layers[i];
+    const lrp_pipe_layer *P = &ref->L[i], *F = &f32->L[i];
+    int64_t B = net->batch;
+    if (l->kind == LRP_LAYER_ADD || l->kind == LRP_LAYER_CONCAT) {
+        for (int k = 0; k < P->n_rin && k < l->n_in; k++) {
+            if (!P->rin[k])
+                continue;
+            int64_t n = P->n_rin_per[k] * B;
+            printf("  %16s branch to '%s': sum R ref %.9g | f32 %.9g\n", "",
+                   net->layers[l->in[k]].name, ref_sum(rbe, P->rin[k], 0, n),
+                   F->rin[k] ? f32_sum(F->rin[k], n) : NAN);
+        }
+        printf("  %16s output: sum R ref %.9g | f32 %.9g\n", "", ref_sum(rbe, P->rel, 0, P->n * B),
+               f32_sum(F->rel, P->n * B));
+    }
+    if (l->kind == LRP_LAYER_BATCHNORM && P->bn_C > 0 && P->rin[0] && P->n_units == P->n) {
+        int64_t C = P->bn_C, hw = P->n / C;
+        printf("  %16s per channel (reference, summed over batch and positions):\n"
+               "  %16s %5s %15s %15s %15s %10s\n", "", "", "ch", "R_x", "absorbed", "R", "residual");
+        for (int64_t c = 0; c < C; c++) {
+            double in = 0, ab = 0, out = 0;
+            for (int64_t b = 0; b < B; b++) {
+                int64_t off = b * P->n + c * hw;
+                in += ref_sum(rbe, P->rin[0], off, hw);
+                out += ref_sum(rbe, P->rel, off, hw);
+                for (int a = 0; a < LRP_ABS_COUNT; a++)
+                    if (P->abs[a])
+                        ab += ref_sum(rbe, P->abs[a], off, hw);
+            }
+            printf("  %16s %5lld %15.9g %15.9g %15.9g %10.2e\n", "", (long long)c, in, ab, out,
+                   in + ab - out);
+        }
+    }
+}
+
 int cmd_trace(int argc, char **argv)
 {
     judge_opts o;
@@ -359,7 +417,9 @@ int cmd_trace(int argc, char **argv)
                          "usage: lrp-oracle trace [rule options] FILE...\n\n"
                          "Per layer, for the reference and the float32 fast path side by side:\n"
                          "min and max relevance, NaN and inf counts, zero denominators (the table\n"
-                         "iNNvestigate's reverse_check_min_max_values printed).\n");
+                         "iNNvestigate's reverse_check_min_max_values printed).  Below each\n"
+                         "Add / Concatenate: the relevance it passes to each branch, both paths;\n"
+                         "below each BatchNorm: per channel, R_x + absorbed = R (reference).\n");
     if (rc >= 0 || (rc = refuse_unused(&o, 0, "trace")) >= 0)
         return rc;
     for (int a = optind; a < argc; a++) {
@@ -392,6 +452,7 @@ int cmd_trace(int argc, char **argv)
             printf("  %-16s %12.4g %12.4g %5lld | %12.4g %12.4g %6lld %6lld %8lld\n",
                    net->layers[i].name, mr.min, mr.max, (long long)mr.zero_den, mf.min, mf.max,
                    (long long)mf.nan, (long long)mf.inf, (long long)mf.zero_den);
+            trace_identities(net, i, &rbe, ref, f32);
         }
         lrp_pipe_free(ref);
         lrp_pipe_free(f32);
