@@ -15,13 +15,14 @@
 
 #include "backend_f32.h"
 #include "check.h"
+#include "html.h"
 #include "ref_int.h"
 #include "safeout.h"
 
 /* Options common to the judging commands. */
 typedef struct judge_opts {
     cli_rules rules;
-    const char *json, *junit, *source, *out, *profile;
+    const char *json, *junit, *source, *out, *profile, *html;
     int color, verbose, proof, local;
     int has_expect;
     lrp_verdict expect;
@@ -42,6 +43,7 @@ enum {
     OPT_PROFILE,
     OPT_STRICT,
     OPT_REQUIRE_ALL,
+    OPT_HTML,
     OPT_HELP
 };
 
@@ -58,6 +60,7 @@ static const struct option judge_long[] = {
     {"profile", required_argument, 0, OPT_PROFILE},
     {"strict", optional_argument, 0, OPT_STRICT},
     {"require-all", no_argument, 0, OPT_REQUIRE_ALL},
+    {"html", required_argument, 0, OPT_HTML},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
 
@@ -105,6 +108,7 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
             break;
         }
         case OPT_REQUIRE_ALL: o->require_all = 1; break;
+        case OPT_HTML: o->html = optarg; break;
         case OPT_EXPECT:
             if (lrp_verdict_parse(optarg, &o->expect))
                 return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
@@ -176,6 +180,17 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n)
         return cli_fail(&e);
     if (o->junit && lrp_report_junit(o->junit, runs, n, &e) != LRP_OK)
         return cli_fail(&e);
+    if (o->html) {
+        cli_html *h = cli_html_new();
+        if (!h)
+            return cli_usage_error("html", "%s", "out of memory");
+        for (int a = 0; a < n; a++)
+            cli_html_run(h, &runs[a], NULL);
+        int rc = cli_html_write(h, o->html, "lrp-oracle report");
+        cli_html_free(h);
+        if (rc >= 0)
+            return rc;
+    }
     return -1;
 }
 
@@ -191,6 +206,7 @@ static int judge(int argc, char **argv, int compare)
                                    "implementation, see docs/FORMAT.md) against the reference computed\n"
                                    "under the trace's own rule assignment and conventions.\n\n"
                                    "  --json FILE --junit FILE   machine-readable reports\n"
+                                   "  --html DIR                 self-contained HTML report DIR/index.html\n"
                                    "  --no-proof                 skip the reference's self-proof at p+64\n"
                                    "  --expect VERDICT           the documented outcome (exit 0 iff met)\n"
                                    "  --profile NAME             recompute the reference with the conventions\n"
@@ -217,6 +233,7 @@ static int judge(int argc, char **argv, int compare)
                                    "(docs/ORACLE.md): PASS, ILL-CONDITIONED, UNRESOLVED, SUSPECT, FAIL,\n"
                                    "NONFINITE; conservation; the first NaN/inf and its cause.\n\n"
                                    "  --json FILE --junit FILE   machine-readable reports\n"
+                                   "  --html DIR                 self-contained HTML report DIR/index.html\n"
                                    "  --no-proof                 skip the reference's self-proof at p+64\n"
                                    "  --expect VERDICT           the documented outcome (exit 0 iff met)\n"
                                    "  --profile NAME             compute the way library NAME does\n"
@@ -226,7 +243,7 @@ static int judge(int argc, char **argv, int compare)
     if (rc >= 0)
         return rc;
     if ((rc = refuse_unused(&o,
-                            SEEN(OPT_JSON) | SEEN(OPT_JUNIT) | SEEN(OPT_NOCOLOR) |
+                            SEEN(OPT_JSON) | SEEN(OPT_JUNIT) | SEEN(OPT_NOCOLOR) | SEEN(OPT_HTML) |
                                 SEEN(OPT_VERBOSE) | SEEN(OPT_NOPROOF) | SEEN(OPT_EXPECT) |
                                 SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) |
                                 (compare ? SEEN(OPT_SOURCE) | SEEN(OPT_REQUIRE_ALL) : 0),
@@ -292,6 +309,7 @@ static int judge(int argc, char **argv, int compare)
         if (o.strict)
             co.max_ill = o.max_ill;
         co.label = path;
+        co.keep_cells = o.html ? 1 : 0; /* the heatmaps of the HTML report */
         char rs[128];
         cli_rules_describe(rs, sizeof rs, net, &o.rules);
         if (compare && !o.rules.has_rule && !o.rules.has_composite)

@@ -18,6 +18,7 @@
 
 #include "check.h"
 #include "fixtures.h"
+#include "html.h"
 
 static const struct option rule_opts[] = {CLI_RULE_OPTIONS, {0, 0, 0, 0}};
 
@@ -77,19 +78,20 @@ static void fmt_g(char *b, size_t n, double x)
 
 int cmd_suite(int argc, char **argv)
 {
-    enum { O_DIR = 3000, O_JSON, O_JUNIT, O_NOCOLOR, O_ONLY, O_VERBOSE, O_HELP };
+    enum { O_DIR = 3000, O_JSON, O_JUNIT, O_NOCOLOR, O_ONLY, O_VERBOSE, O_HTML, O_HELP };
     static const struct option opts[] = {{"dir", required_argument, 0, O_DIR},
                                          {"json", required_argument, 0, O_JSON},
                                          {"junit", required_argument, 0, O_JUNIT},
                                          {"no-color", no_argument, 0, O_NOCOLOR},
                                          {"only", required_argument, 0, O_ONLY},
                                          {"verbose", no_argument, 0, O_VERBOSE},
+                                         {"html", required_argument, 0, O_HTML},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
     static char datadir[2048];
     const char *dir = cli_data_path(datadir, sizeof datadir, "fixtures") ? datadir
                                                                           : "build/fixtures";
-    const char *json = NULL, *junit = NULL, *only = NULL;
+    const char *json = NULL, *junit = NULL, *only = NULL, *html = NULL;
     int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR"), verbose = 0, c;
     optind = 1;
     opterr = 0;
@@ -101,10 +103,11 @@ int cmd_suite(int argc, char **argv)
         case O_NOCOLOR: color = 0; break;
         case O_ONLY: only = optarg; break;
         case O_VERBOSE: verbose = 1; break;
+        case O_HTML: html = optarg; break;
         case O_HELP:
         case 'h':
             printf("usage: lrp-oracle suite [--dir DIR] [--only FIXTURE] [--json F] [--junit F]\n"
-                   "                        [--verbose] [--no-color]\n\n"
+                   "                        [--html DIR] [--verbose] [--no-color]\n\n"
                    "Runs `check` over every fixture of the suite under its rule sets and the\n"
                    "reproductions of real reports (docs/REPRODUCTIONS.md), generating missing\n"
                    "fixtures into DIR (default: the installed fixtures, or build/fixtures in\n"
@@ -156,6 +159,7 @@ int cmd_suite(int argc, char **argv)
         lrp_check_opts co;
         lrp_check_opts_default(&co);
         co.label = path;
+        co.keep_cells = html ? 1 : 0; /* input heatmaps of the HTML report */
         char rs[160];
         snprintf(rs, sizeof rs, "%s", sr->args[0] ? sr->args : "EpsilonPlus (fixture's)");
         co.ruleset = rs;
@@ -225,6 +229,16 @@ int cmd_suite(int argc, char **argv)
             rc = cli_fail(&e);
         else if (junit && lrp_report_junit(junit, runs, n, &e) != LRP_OK)
             rc = cli_fail(&e);
+        if (rc < 0 && html) {
+            cli_html *h = cli_html_new();
+            if (!h)
+                rc = cli_usage_error("suite", "%s", "out of memory");
+            for (int i = 0; h && i < n; i++)
+                cli_html_run(h, &runs[i], NULL);
+            if (h)
+                rc = cli_html_write(h, html, "lrp-oracle suite");
+            cli_html_free(h);
+        }
     }
     if (rc < 0) {
         printf("\nsuite: %d runs in %.1f s: %d pass, %d ill-conditioned, %d documented failures "
