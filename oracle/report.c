@@ -245,6 +245,7 @@ static json_t *run_json(const lrp_run_report *r)
     json_object_set_new(o, "ruleset", json_string(r->ruleset));
     json_object_set_new(o, "convention", json_string(r->convention));
     json_object_set_new(o, "precision", json_integer(r->precision));
+    json_object_set_new(o, "seconds", jnum(r->seconds));
     json_object_set_new(o, "verdict", json_string(lrp_verdict_name(r->verdict)));
     json_object_set_new(o, "ok", json_boolean(lrp_run_ok(r)));
     json_object_set_new(o, "max_gauge_ratio", jnum(r->max_ratio));
@@ -377,6 +378,12 @@ static json_t *run_json(const lrp_run_report *r)
 
 lrp_status lrp_report_json(const char *path, const lrp_run_report *runs, int n, lrp_err *err)
 {
+    return lrp_report_json_ex(path, runs, n, NULL, 0, err);
+}
+
+lrp_status lrp_report_json_ex(const char *path, const lrp_run_report *runs, int n,
+                              const lrp_file_error *errs, int n_errs, lrp_err *err)
+{
     json_t *root = json_object();
     json_object_set_new(root, "tool", json_string("lrp-oracle " LRP_VERSION_STRING));
     json_t *arr = json_array();
@@ -386,7 +393,15 @@ lrp_status lrp_report_json(const char *path, const lrp_run_report *runs, int n, 
         ok &= lrp_run_ok(&runs[i]);
     }
     json_object_set_new(root, "runs", arr);
-    json_object_set_new(root, "ok", json_boolean(ok));
+    json_t *ea = json_array();
+    for (int i = 0; i < n_errs; i++) {
+        json_t *eo = json_object();
+        json_object_set_new(eo, "file", json_string(errs[i].file));
+        json_object_set_new(eo, "message", json_string(errs[i].message));
+        json_array_append_new(ea, eo);
+    }
+    json_object_set_new(root, "errors", ea);
+    json_object_set_new(root, "ok", json_boolean(ok && n_errs == 0));
     atomic_out a;
     lrp_status st = atomic_open(&a, path, err);
     if (st == LRP_OK) {
@@ -429,7 +444,46 @@ static int layer_ok(const lrp_run_report *r, const lrp_layer_report *l)
     return l->verdict == LRP_V_PASS || l->verdict == LRP_V_ILL_CONDITIONED;
 }
 
+/* A JUnit classname without dots: Jenkins reads dots as package
+ * separators, so "cnn.h5" would become package "cnn", class "h5". */
+static void xml_class(FILE *f, const char *s)
+{
+    char buf[512];
+    size_t k = 0;
+    const char *b = strrchr(s, '/');
+    b = b ? b + 1 : s;
+    size_t l = strlen(b);
+    if (l > 3 && !strcmp(b + l - 3, ".h5"))
+        l -= 3;
+    for (size_t i = 0; i < l && k + 1 < sizeof buf; i++)
+        buf[k++] = b[i] == '.' ? '_' : b[i];
+    buf[k] = '\0';
+    xml_esc(f, buf);
+}
+
+/* The testcase name: the layer whose backward step computed the relevance,
+ * then the tensor ("by 'conv1': input"). */
+static void xml_case_name(FILE *f, const lrp_layer_report *l)
+{
+    fputs("by ", f);
+    xml_esc(f, l->by[0] ? l->by : "?");
+    fputs(": ", f);
+    xml_esc(f, l->name);
+}
+
 lrp_status lrp_report_junit(const char *path, const lrp_run_report *runs, int n, lrp_err *err)
+{
+    return lrp_report_junit_ex(path, runs, n, NULL, 0, err);
+}
+
+/* Valid against the Jenkins JUnit schema (tests/junit-jenkins.xsd, checked
+ * with xmllint in tests/test_report.c): testsuites > testsuite (name,
+ * tests, failures, errors, skipped, time) > testcase (name, classname,
+ * time) > failure | error (message, type).  Times are seconds; a run's
+ * layers are judged together, so each layer check gets an equal share of
+ * the run's time. */
+lrp_status lrp_report_junit_ex(const char *path, const lrp_run_report *runs, int n,
+                               const lrp_file_error *errs, int n_errs, lrp_err *err)
 {
     atomic_out a;
     lrp_status st = atomic_open(&a, path, err);
@@ -437,14 +491,19 @@ lrp_status lrp_report_junit(const char *path, const lrp_run_report *runs, int n,
         return st;
     FILE *f = a.f;
     int tests = 0, failures = 0;
-    for (int i = 0; i < n; i++)
+    double total = 0;
+    for (int i = 0; i < n; i++) {
+        total += runs[i].seconds;
         for (int k = 0; k < runs[i].n_layers; k++)
             if (runs[i].layers[k].compared) {
                 tests++;
                 failures += !layer_ok(&runs[i], &runs[i].layers[k]);
             }
+    }
     fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    fprintf(f, "<testsuites name=\"lrp-oracle\" tests=\"%d\" failures=\"%d\">\n", tests, failures);
+    fprintf(f, "<testsuites name=\"lrp-oracle\" tests=\"%d\" failures=\"%d\" errors=\"%d\" "
+               "time=\"%.3f\">\n",
+            tests + n_errs, failures, n_errs, total);
     for (int i = 0; i < n; i++) {
         const lrp_run_report *r = &runs[i];
         int t = 0, fl = 0;
@@ -453,24 +512,26 @@ lrp_status lrp_report_junit(const char *path, const lrp_run_report *runs, int n,
                 t++;
                 fl += !layer_ok(r, &r->layers[k]);
             }
+        double share = t > 0 ? r->seconds / t : 0;
         fprintf(f, "  <testsuite name=\"");
         xml_esc(f, r->fixture);
         fprintf(f, " [");
         xml_esc(f, r->ruleset);
         fprintf(f, ", ");
         xml_esc(f, r->convention);
-        fprintf(f, "]\" tests=\"%d\" failures=\"%d\">\n", t, fl);
+        fprintf(f, "]\" tests=\"%d\" failures=\"%d\" errors=\"0\" skipped=\"0\" time=\"%.3f\">\n",
+                t, fl, r->seconds);
         for (int k = 0; k < r->n_layers; k++) {
             const lrp_layer_report *l = &r->layers[k];
             if (!l->compared)
                 continue;
             fprintf(f, "    <testcase classname=\"");
-            xml_esc(f, r->fixture);
-            fprintf(f, ".");
+            xml_class(f, r->fixture);
+            fprintf(f, " ");
             xml_esc(f, r->ruleset);
             fprintf(f, "\" name=\"");
-            xml_esc(f, l->name);
-            fprintf(f, "\">");
+            xml_case_name(f, l);
+            fprintf(f, "\" time=\"%.3f\">", share);
             if (!layer_ok(r, l)) {
                 char msg[512];
                 snprintf(msg, sizeof msg, "%s: worst cell %lld got %.9g reference %.9g, gauge ratio %g",
@@ -487,6 +548,16 @@ lrp_status lrp_report_junit(const char *path, const lrp_run_report *runs, int n,
             fprintf(f, "</testcase>\n");
         }
         fprintf(f, "  </testsuite>\n");
+    }
+    for (int i = 0; i < n_errs; i++) {
+        fprintf(f, "  <testsuite name=\"");
+        xml_esc(f, errs[i].file);
+        fprintf(f, "\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"0\">\n"
+                   "    <testcase classname=\"");
+        xml_class(f, errs[i].file);
+        fprintf(f, "\" name=\"read\" time=\"0\"><error type=\"bad input\" message=\"");
+        xml_esc(f, errs[i].message);
+        fprintf(f, "\"/></testcase>\n  </testsuite>\n");
     }
     fprintf(f, "</testsuites>\n");
     return atomic_close(&a, 1, err);

@@ -114,6 +114,7 @@ typedef struct lrp_run_report {
     int nf_layer;
     int64_t nf_index;
     char nf_cause[512];
+    double seconds;            /* wall time of the run (set by the caller) */
     /* expectation (reproductions of buggy conventions) */
     int has_expect;
     lrp_verdict expect;        /* the documented outcome */
@@ -126,8 +127,21 @@ void lrp_run_report_free(lrp_run_report *r);
 int lrp_run_ok(const lrp_run_report *r);
 
 void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose);
+/* A file that could not be judged (unreadable, malformed, no such trace):
+ * reported as an error beside the runs of the good files. */
+typedef struct lrp_file_error {
+    char file[256];
+    char message[LRP_ERR_MSG_MAX];
+} lrp_file_error;
+
 /* Writes all runs as JSON / JUnit XML atomically (temp file + rename). */
 lrp_status lrp_report_json(const char *path, const lrp_run_report *runs, int n, lrp_err *err);
 lrp_status lrp_report_junit(const char *path, const lrp_run_report *runs, int n, lrp_err *err);
+/* The same with the files that could not be judged: JSON "errors", JUnit
+ * one testsuite per file with an <error> testcase (errors="1"). */
+lrp_status lrp_report_json_ex(const char *path, const lrp_run_report *runs, int n,
+                              const lrp_file_error *errs, int n_errs, lrp_err *err);
+lrp_status lrp_report_junit_ex(const char *path, const lrp_run_report *runs, int n,
+                               const lrp_file_error *errs, int n_errs, lrp_err *err);
 
 #endif

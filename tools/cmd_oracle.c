@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend_f32.h"
@@ -173,12 +174,13 @@ static int load_apply(lrp_net **net, const char *path, const judge_opts *o)
     return -1;
 }
 
-static int write_reports(const judge_opts *o, lrp_run_report *runs, int n)
+static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
+                         const lrp_file_error *errs, int n_errs)
 {
     lrp_err e = {0};
-    if (o->json && lrp_report_json(o->json, runs, n, &e) != LRP_OK)
+    if (o->json && lrp_report_json_ex(o->json, runs, n, errs, n_errs, &e) != LRP_OK)
         return cli_fail(&e);
-    if (o->junit && lrp_report_junit(o->junit, runs, n, &e) != LRP_OK)
+    if (o->junit && lrp_report_junit_ex(o->junit, runs, n, errs, n_errs, &e) != LRP_OK)
         return cli_fail(&e);
     if (o->html) {
         cli_html *h = cli_html_new();
@@ -186,6 +188,17 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n)
             return cli_usage_error("html", "%s", "out of memory");
         for (int a = 0; a < n; a++)
             cli_html_run(h, &runs[a], NULL);
+        if (n_errs) {
+            static const char *head[2] = {"file", "error"};
+            const char **cells = calloc((size_t)n_errs * 2, sizeof *cells);
+            for (int a = 0; cells && a < n_errs; a++) {
+                cells[2 * a] = errs[a].file;
+                cells[2 * a + 1] = errs[a].message;
+            }
+            if (cells)
+                cli_html_table(h, "files that could not be judged", 2, head, cells, n_errs);
+            free(cells);
+        }
         int rc = cli_html_write(h, o->html, "lrp-oracle report");
         cli_html_free(h);
         if (rc >= 0)
@@ -257,21 +270,38 @@ static int judge(int argc, char **argv, int compare)
     lrp_run_report *runs = calloc((size_t)nfiles, sizeof *runs);
     if (!runs)
         return cli_usage_error(cmd, "%s", "out of memory");
-    int all_ok = 1, exit_code = -1;
+    /* A file that cannot be judged is reported (stderr, and as an error in
+     * JSON / JUnit / HTML) and the others are still judged and reported;
+     * the exit code is then 2.  Only running out of memory stops the loop. */
+    lrp_file_error *errs = calloc((size_t)nfiles, sizeof *errs);
+    if (!errs) {
+        free(runs);
+        return cli_usage_error(cmd, "%s", "out of memory");
+    }
+    int all_ok = 1, exit_code = -1, n_runs = 0, n_errs = 0;
+#define FILE_ERROR(...)                                                                     \
+    do {                                                                                    \
+        snprintf(errs[n_errs].file, sizeof errs[n_errs].file, "%s", path);                  \
+        snprintf(errs[n_errs].message, sizeof errs[n_errs].message, __VA_ARGS__);           \
+        fprintf(stderr, "lrp-oracle: %s\n", errs[n_errs].message);                          \
+        n_errs++;                                                                           \
+    } while (0)
     for (int a = 0; a < nfiles; a++) {
         const char *path = argv[optind + a];
         lrp_net *net = NULL;
-        if ((rc = load_apply(&net, path, &o)) >= 0) {
-            exit_code = rc;
-            break;
+        lrp_err e = {0};
+        if (cli_load(&net, path, &e) != LRP_OK ||
+            cli_rules_apply(net, &o.rules, path, &e) != LRP_OK) {
+            lrp_net_free(net);
+            FILE_ERROR("%s", e.msg);
+            continue;
         }
         if (compare) {
             int t = lrp_net_trace_find(net, o.source);
             if (t < 0) {
-                fprintf(stderr, "lrp-oracle: %s: /traces/%s: no such trace\n", path, o.source);
+                FILE_ERROR("%s: /traces/%s: no such trace", path, o.source);
                 lrp_net_free(net);
-                exit_code = EXIT_USAGE;
-                break;
+                continue;
             }
             /* the reference is computed under the trace's own assignment,
              * unless rule options override it explicitly */
@@ -295,8 +325,8 @@ static int judge(int argc, char **argv, int compare)
             }
             if (lrp_net_infer(net, path, &pe) != LRP_OK) {
                 lrp_net_free(net);
-                exit_code = cli_fail(&pe);
-                break;
+                FILE_ERROR("%s", pe.msg);
+                continue;
             }
         }
         lrp_check_opts co;
@@ -319,49 +349,58 @@ static int judge(int argc, char **argv, int compare)
         if (isatty(STDERR_FILENO))
             fprintf(stderr, "\r[%d/%d] %s: reference at p=%d%s ...", a + 1, nfiles, path, co.prec,
                     co.proof_extra ? " and p+64" : "");
-        lrp_err e = {0};
-        lrp_status st = lrp_check(&runs[a], net, &co, &e);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        lrp_run_report *r = &runs[n_runs];
+        lrp_status st = lrp_check(r, net, &co, &e);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         if (isatty(STDERR_FILENO))
             fprintf(stderr, "\r\033[K");
         lrp_net_free(net);
         if (st != LRP_OK) {
-            exit_code = cli_fail(&e);
-            break;
+            lrp_run_report_free(r);
+            if (st == LRP_E_NOMEM) {
+                exit_code = cli_fail(&e);
+                break;
+            }
+            FILE_ERROR("%s", e.msg);
+            continue;
         }
-        if (compare && runs[a].n_judged == 0) {
-            fprintf(stderr,
-                    "lrp-oracle: %s: /traces/%s: no layer could be judged (the trace holds no "
-                    "relevance for any layer whose consumers it also covers)\n",
-                    path, o.source);
-            exit_code = EXIT_USAGE;
-            break;
+        if (compare && r->n_judged == 0) {
+            FILE_ERROR("%s: /traces/%s: no layer could be judged (the trace holds no "
+                       "relevance for any layer whose consumers it also covers)",
+                       path, o.source);
+            lrp_run_report_free(r);
+            continue;
         }
-        if (compare && o.require_all && runs[a].n_unjudged > 0 && runs[a].verdict < LRP_V_FAIL) {
+        n_runs++;
+        if (compare && o.require_all && r->n_unjudged > 0 && r->verdict < LRP_V_FAIL) {
             /* --require-all: a partial trace fails */
-            runs[a].verdict = LRP_V_FAIL;
-            snprintf(runs[a].origin, sizeof runs[a].origin,
-                     "--require-all: %d tensors not judged (%s)", runs[a].n_unjudged,
-                     runs[a].unjudged);
-            runs[a].origin_layer = runs[a].origin_layer >= 0 ? runs[a].origin_layer : 0;
+            r->verdict = LRP_V_FAIL;
+            snprintf(r->origin, sizeof r->origin, "--require-all: %d tensors not judged (%s)",
+                     r->n_unjudged, r->unjudged);
+            r->origin_layer = r->origin_layer >= 0 ? r->origin_layer : 0;
         }
         if (o.has_expect) {
-            runs[a].has_expect = 1;
-            runs[a].expect = o.expect;
-            runs[a].expected_ok = runs[a].verdict == o.expect;
+            r->has_expect = 1;
+            r->expect = o.expect;
+            r->expected_ok = r->verdict == o.expect;
         }
-        lrp_report_text(stdout, &runs[a], o.color, o.verbose);
-        if (a + 1 < nfiles)
+        if (n_runs > 1)
             printf("\n");
-        all_ok &= lrp_run_ok(&runs[a]);
+        lrp_report_text(stdout, r, o.color, o.verbose);
+        all_ok &= lrp_run_ok(r);
     }
+#undef FILE_ERROR
     if (exit_code < 0) {
-        int n_done = nfiles;
-        rc = write_reports(&o, runs, n_done);
-        exit_code = rc >= 0 ? rc : (all_ok ? EXIT_OK : EXIT_CHECK_FAILED);
+        rc = write_reports(&o, runs, n_runs, errs, n_errs);
+        exit_code = rc >= 0 ? rc : n_errs ? EXIT_USAGE : (all_ok ? EXIT_OK : EXIT_CHECK_FAILED);
     }
-    for (int a = 0; a < nfiles; a++)
+    for (int a = 0; a < n_runs; a++)
         lrp_run_report_free(&runs[a]);
     free(runs);
+    free(errs);
     return exit_code;
 }
 

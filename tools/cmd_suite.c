@@ -165,7 +165,12 @@ int cmd_suite(int argc, char **argv)
         co.ruleset = rs;
         if (isatty(STDERR_FILENO))
             fprintf(stderr, "\r[%d/%d] %s %s ...", k + 1, lrp_suite_run_count, sr->fixture, sr->args);
+        struct timespec r0, r1;
+        clock_gettime(CLOCK_MONOTONIC, &r0);
         lrp_status st = lrp_check(&runs[n], net, &co, &e);
+        clock_gettime(CLOCK_MONOTONIC, &r1);
+        runs[n].seconds =
+            (double)(r1.tv_sec - r0.tv_sec) + 1e-9 * (double)(r1.tv_nsec - r0.tv_nsec);
         if (isatty(STDERR_FILENO))
             fprintf(stderr, "\r\033[K");
         lrp_net_free(net);
