@@ -78,7 +78,7 @@ BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all shared install uninstall deps deps-check deps-full run check sanitize bench clean fixtures golden mutants
-all: $(LIB) $(CLI) $(TEST_BIN)
+all: $(LIB) $(SHLIB) $(CLI) $(TEST_BIN)
 
 # Dependency tiers (scripts/deps.sh): `make run` needs only the C libraries;
 # the tests add cmocka, xmllint, numpy and h5py; FULL=1 (CI), the benchmarks
@@ -115,7 +115,7 @@ $(CLI): $(CLI_OBJ) $(LIB)
 	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(PNG_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(NAIVE_OBJ) $(TESTUTIL_OBJ) $(LIB)
-	$(CC) $(CFLAGS) -o $@ $< $(NAIVE_OBJ) $(TESTUTIL_OBJ) $(LIB) $(TEST_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(NAIVE_OBJ) $(TESTUTIL_OBJ) $(LIB) $(TEST_LIBS) $(PNG_LIBS) $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
