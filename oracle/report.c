@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -64,21 +65,170 @@ static void fmt_ratio(char *b, size_t n, double x)
         snprintf(b, n, "%.3g", x);
 }
 
+/* The layer(s) that computed a relevance, compact: "conv2+add", "(output)". */
+static void by_short(char *d, size_t n, const lrp_layer_report *l)
+{
+    const char *src = l->by;
+    char tmp[160];
+    if (!src[0] && !strncmp(l->rule, "from '", 6)) {
+        /* the trace-local judgement did not run: the first consumer */
+        snprintf(tmp, sizeof tmp, "%s", l->rule + 5);
+        char *c = strchr(tmp + 1, '\'');
+        if (c)
+            c[1] = '\0';
+        src = tmp;
+    }
+    if (!strncmp(src, "the start", 9)) {
+        snprintf(d, n, "(output)");
+        return;
+    }
+    size_t k = 0;
+    for (const char *p = src; *p && k + 1 < n; p++) {
+        if (*p == '\'')
+            continue;
+        if (!strncmp(p, " + ", 3)) {
+            d[k++] = '+';
+            p += 2;
+            continue;
+        }
+        d[k++] = *p;
+    }
+    d[k] = '\0';
+}
+
+/* A cell of at most w columns: longer text ends in '~'. */
+static const char *fit(char *d, size_t n, const char *s, int w)
+{
+    if ((int)strlen(s) <= w || w < 2) {
+        snprintf(d, n, "%s", s);
+        return d;
+    }
+    snprintf(d, n, "%.*s~", w - 1, s);
+    return d;
+}
+
+/* Prose under a row, indented, wrapped at `width` columns (0: no wrap).
+ * The first `keep` bytes are never broken (scripts read a name there). */
+static void prose_keep(FILE *f, int indent, int width, const char *text, size_t keep);
+static void prose(FILE *f, int indent, int width, const char *text)
+{
+    prose_keep(f, indent, width, text, 0);
+}
+
+static void prose_keep(FILE *f, int indent, int width, const char *text, size_t keep)
+{
+    int col = 0;
+    const char *p = text;
+    fprintf(f, "%*s", indent, "");
+    col = indent;
+    while (*p) {
+        const char *e = strchr(p, ' ');
+        while (e && (size_t)(e - text) < keep)
+            e = strchr(e + 1, ' ');
+        int wl = e ? (int)(e - p) : (int)strlen(p);
+        if (width > 0 && col > indent && col + 1 + wl > width) {
+            fprintf(f, "\n%*s", indent + 2, "");
+            col = indent + 2;
+        } else if (col > indent) {
+            fputc(' ', f);
+            col++;
+        }
+        fwrite(p, 1, (size_t)wl, f);
+        col += wl;
+        p += wl;
+        while (*p == ' ')
+            p++;
+    }
+    fputc('\n', f);
+}
+
+static void prosef(FILE *f, int indent, int width, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void prosef(FILE *f, int indent, int width, const char *fmt, ...)
+{
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    prose(f, indent, width, buf);
+}
+
+void lrp_report_legend(FILE *f)
+{
+    static const char *const items[][2] = {
+        {"computed by", "the layer(s) whose backward step computed the row's relevance (the "
+                        "relevance at the output of 'tensor'); a discrepancy is attributed to "
+                        "it. (output): the output relevance the run starts from."},
+        {"end-to-end", "verdict of the trace against the MPFR reference of the whole network."},
+        {"bitwise", "cells equal to the reference rounded to binary32 / cells."},
+        {"ratio", "largest |got - reference| over the sharp (probabilistic) float32 error bound "
+                  "of the cell; below 1 is the normal float32 case, the rigorous worst-case "
+                  "bound is an upper tier (the 'gauge')."},
+        {"local", "verdict of the trace-local judgement: the reference's own step of the "
+                  "computing layer, fed the trace's relevance at that layer's output and the "
+                  "trace's activations, against the trace (one step's rounding: a bound that "
+                  "does not grow with depth)."},
+        {"ill%", "share of the cells excused as ill-conditioned (float32 cannot determine "
+                 "their denominator)."},
+        {"cons", "conservation residual |sum R_in + absorbed - sum R_out| / sum |R| of a "
+                 "layer's own rule; absorbed = bias, stabilizer, BatchNorm shift."},
+        {"verdicts", "PASS; ILL-CONDITIONED (excused); UNRESOLVED (reference at p and p+64 "
+                     "disagree); SUSPECT (beyond the sharp bound, within the rigorous one); "
+                     "FAIL (beyond both, gross errors, or a layer total beyond its budget); "
+                     "NONFINITE (NaN/inf where the reference is finite)."},
+        {"growth", "largest max|R| of a layer over max|R| of the output (reference)."},
+        {"first NaN/inf", "the first non-finite cell in backward order, the layer and unit that "
+                          "produced it, and why."},
+    };
+    fprintf(f, "legend (docs/ORACLE.md):\n");
+    for (size_t i = 0; i < sizeof items / sizeof items[0]; i++) {
+        char b[1024];
+        snprintf(b, sizeof b, "%-13s %s", items[i][0], items[i][1]);
+        prose(f, 2, 100, b);
+    }
+}
+
 void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
 {
+    lrp_text_opts o = {color, verbose, 0};
+    lrp_report_text_ex(f, r, &o);
+}
+
+void lrp_report_text_ex(FILE *f, const lrp_run_report *r, const lrp_text_opts *o)
+{
+    const int color = o->color, verbose = o->verbose, wide = o->wide;
+    const int W = wide ? 0 : 100; /* wrap width of the prose lines */
     const char *reset = color ? "\033[0m" : "";
     fprintf(f, "%s  [%s, %s, source %s, reference p=%d]\n", r->fixture, r->ruleset,
             r->convention, r->source, r->precision);
-    /* end to end: against the reference of the whole network; local: this
-     * relevance against the reference's step of the layer that computed it
-     * on the trace's own inputs; ratios are to the sharp bound (docs) */
-    fprintf(f, "  %-16s %-13s %-15s %11s %9s  %-15s %9s %6s\n", "layer", "kind", "end-to-end",
-            "bitwise", "ratio", "local", "ratio", "ill%");
+    /* rows: the relevance at each tensor, named first by the layer whose
+     * backward step computed it; end to end: against the reference of the
+     * whole network; local: against the reference's step of that layer on
+     * the trace's own inputs; ratios are to the sharp bound (--explain) */
+    int nw = 14; /* name columns: 99 columns in all by default */
+    if (wide) {
+        nw = 10;
+        for (int i = 0; i < r->n_layers; i++) {
+            char b[160];
+            by_short(b, sizeof b, &r->layers[i]);
+            if ((int)strlen(b) > nw)
+                nw = (int)strlen(b);
+            if ((int)strlen(r->layers[i].name) > nw)
+                nw = (int)strlen(r->layers[i].name);
+        }
+        fprintf(f, "  %-*s %-*s %-13s %-15s %11s %8s %-15s %8s %5s\n", nw, "computed by", nw,
+                "tensor", "kind", "end-to-end", "bitwise", "ratio", "local", "ratio", "ill%");
+    } else {
+        fprintf(f, "  %-*s %-*s %-15s %11s %8s %-15s %8s %5s\n", nw, "computed by", nw, "tensor",
+                "end-to-end", "bitwise", "ratio", "local", "ratio", "ill%");
+    }
+    const int ind = 4;
     for (int i = 0; i < r->n_layers; i++) {
         const lrp_layer_report *l = &r->layers[i];
         if (!l->compared && !l->has_tlocal && !verbose)
             continue;
-        char pmax[32], lmax[32], ill[32];
+        char pmax[32], lmax[32], ill[32], byb[160], c1[160], c2[160];
         fmt_ratio(pmax, sizeof pmax, l->compared ? l->e2e.ratio_pctl[3] : NAN);
         fmt_ratio(lmax, sizeof lmax, l->has_tlocal ? l->tlocal.ratio_pctl[3] : NAN);
         if (l->has_tlocal && l->tlocal.n > 0)
@@ -86,62 +236,86 @@ void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose)
         else
             snprintf(ill, sizeof ill, "-");
         char bw[40];
-        snprintf(bw, sizeof bw, "%lld/%lld", (long long)l->e2e.bitwise_equal, (long long)l->e2e.n);
-        fprintf(f, "  %-16s %-13s %s%-15s%s %11s %9s  %s%-15s%s %9s %6s\n", l->name,
-                lrp_layer_kind_name(l->kind), color ? vcolor(l->verdict) : "",
+        if (wide || l->e2e.n < 100000)
+            snprintf(bw, sizeof bw, "%lld/%lld", (long long)l->e2e.bitwise_equal,
+                     (long long)l->e2e.n);
+        else
+            snprintf(bw, sizeof bw, "%.1f%%",
+                     100.0 * (double)l->e2e.bitwise_equal / (double)l->e2e.n);
+        by_short(byb, sizeof byb, l);
+        fprintf(f, "  %-*s %-*s ", nw, fit(c1, sizeof c1, byb, nw), nw,
+                fit(c2, sizeof c2, l->name, nw));
+        if (wide)
+            fprintf(f, "%-13s ", lrp_layer_kind_name(l->kind));
+        fprintf(f, "%s%-15s%s %11s %8s %s%-15s%s %8s %5s\n", color ? vcolor(l->verdict) : "",
                 l->compared ? lrp_verdict_name(l->verdict) : "(not traced)", reset, bw, pmax,
                 color && l->has_tlocal ? vcolor(l->tlocal_verdict) : "",
                 l->has_tlocal ? lrp_verdict_name(l->tlocal_verdict) : "-",
                 color && l->has_tlocal ? reset : "", lmax, ill);
         if (l->compared && l->verdict != LRP_V_PASS && l->e2e.worst >= 0)
-            fprintf(f, "  %16s end to end, worst cell %lld: got %.9g, reference %.9g (%s)\n", "",
-                    (long long)l->e2e.worst, (double)l->e2e.worst_got, (double)l->e2e.worst_ref,
-                    l->rule);
+            prosef(f, ind, W, "end to end, worst cell %lld: got %.9g, reference %.9g (%s)",
+                   (long long)l->e2e.worst, (double)l->e2e.worst_got, (double)l->e2e.worst_ref,
+                   l->rule);
         if (l->why[0])
-            fprintf(f, "  %16s layer-level (local: by %s): %s\n", "", l->by, l->why);
+            prosef(f, ind, W, "layer-level (local: by %s): %s", l->by, l->why);
         if (l->has_tlocal && l->tlocal_verdict != LRP_V_PASS) {
             if (l->tlocal.worst >= 0)
-                fprintf(f, "  %16s local (by %s), worst cell %lld: got %.9g, reference %.9g\n", "",
-                        l->by, (long long)l->tlocal.worst, (double)l->tlocal.worst_got,
-                        (double)l->tlocal.worst_ref);
+                prosef(f, ind, W, "local (by %s), worst cell %lld: got %.9g, reference %.9g",
+                       l->by, (long long)l->tlocal.worst, (double)l->tlocal.worst_got,
+                       (double)l->tlocal.worst_ref);
         }
         if (l->has_fwd && (verbose || l->fwd_verdict != LRP_V_PASS))
-            fprintf(f, "  %16s forward activations: %s (worst cell %lld: got %.9g, reference %.9g)\n",
-                    "", lrp_verdict_name(l->fwd_verdict), (long long)l->fwd.worst,
-                    (double)l->fwd.worst_got, (double)l->fwd.worst_ref);
+            prosef(f, ind, W, "forward activations: %s (worst cell %lld: got %.9g, reference %.9g)",
+                   lrp_verdict_name(l->fwd_verdict), (long long)l->fwd.worst,
+                   (double)l->fwd.worst_got, (double)l->fwd.worst_ref);
         if (l->has_local && (verbose || l->local_verdict != LRP_V_PASS))
-            fprintf(f, "  %16s our float32 layer fed the reference's inputs: %s\n", "",
-                    lrp_verdict_name(l->local_verdict));
+            prosef(f, ind, W, "our float32 layer fed the reference's inputs: %s",
+                   lrp_verdict_name(l->local_verdict));
         if (l->has_conservation && (verbose || l->verdict != LRP_V_PASS))
-            fprintf(f, "  %16s conservation residual: float32 %.2e, reference %.2e\n", "",
-                    l->cons_f32, l->cons_ref);
+            prosef(f, ind, W, "layer '%s', its own step: conservation residual: float32 %.2e, "
+                   "reference %.2e", l->name, l->cons_f32, l->cons_ref);
+        if (l->n_branch > 1 && (verbose || wide))
+            for (int k = 0; k < l->n_branch; k++) {
+                int in = l->branch_in[k];
+                prosef(f, ind, W, "layer '%s' passes to branch '%s': sum R reference %.9g, "
+                       "float32 %.9g", l->name, in >= 0 && in < r->n_layers ? r->layers[in].name : "?", l->branch_ref[k],
+                       l->branch_f32[k]);
+            }
         if (l->ref_flags[0] && (verbose || l->verdict != LRP_V_PASS))
-            fprintf(f, "  %16s reference flags: %s\n", "", l->ref_flags);
+            prosef(f, ind, W, "reference flags: %s", l->ref_flags);
         if (l->note[0])
-            fprintf(f, "  %16s %s\n", "", l->note);
+            prosef(f, ind, W, "layer '%s', its own step: %s", l->name, l->note);
     }
+    /* the origin lines: wrapped, but never before "(tensor 'X')", which
+     * scripts read off the first line (bench/mutants.py) */
     if (r->nf_layer >= 0)
-        fprintf(f, "  first NaN/inf: relevance at the output of '%s', cell %lld, %s\n", r->layers[r->nf_layer].name,
-                (long long)r->nf_index, r->nf_cause);
+        prosef(f, 2, W, "first NaN/inf: relevance at the output of '%s', cell %lld, %s",
+               r->layers[r->nf_layer].name, (long long)r->nf_index, r->nf_cause);
     if (r->fwd_origin >= 0)
         fprintf(f, "  forward pass: the trace's activations first go wrong at layer '%s'\n",
                 r->layers[r->fwd_origin].name);
-    if (r->origin_layer >= 0)
-        fprintf(f, "  discrepancy introduced at %s\n", r->origin);
+    if (r->origin_layer >= 0) {
+        char line[1024];
+        snprintf(line, sizeof line, "discrepancy introduced at %s", r->origin);
+        const char *t = strstr(line, "(tensor '");
+        const char *q = t ? strstr(t + 9, "')") : NULL;
+        prose_keep(f, 2, W, line, q ? (size_t)(q + 2 - line) : 0);
+    }
     if (r->introduced_at >= 0)
         fprintf(f, "  our float32 layers fed the reference's inputs: first out of tolerance at '%s'\n",
                 r->layers[r->introduced_at].name);
     if (r->n_unjudged > 0)
-        fprintf(f, "  not judged locally (%d): %s\n", r->n_unjudged, r->unjudged);
+        prosef(f, 2, W, "not judged locally (%d): %s", r->n_unjudged, r->unjudged);
     char mr[32], ms[32], ml[32];
     fmt_ratio(mr, sizeof mr, r->max_ratio);
     fmt_ratio(ms, sizeof ms, r->max_sharp_ratio);
     fmt_ratio(ml, sizeof ml, r->max_tlocal_ratio);
-    fprintf(f, "  end to end: %s (max ratio %s to the sharp bound, %s to the rigorous one); "
-               "local: %s (%d tensors, max ratio %s, activations %s)\n",
-            lrp_verdict_name(r->e2e_verdict), ms, mr,
-            r->n_judged ? lrp_verdict_name(r->tlocal_verdict) : "not run", r->n_judged, ml,
-            r->tlocal_exact_act ? "of the trace" : "of the reference");
+    prosef(f, 2, W,
+           "end to end: %s (max ratio %s to the sharp bound, %s to the rigorous one); "
+           "local: %s (%d tensors, max ratio %s, activations %s)",
+           lrp_verdict_name(r->e2e_verdict), ms, mr,
+           r->n_judged ? lrp_verdict_name(r->tlocal_verdict) : "not run", r->n_judged, ml,
+           r->tlocal_exact_act ? "of the trace" : "of the reference");
     fprintf(f, "  verdict: %s%s%s (max conservation residual f32 %.2e, ref %.2e)",
             color ? vcolor(r->verdict) : "", lrp_verdict_name(r->verdict), reset,
             r->max_cons_f32, r->max_cons_ref);

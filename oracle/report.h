@@ -127,6 +127,16 @@ void lrp_run_report_free(lrp_run_report *r);
 int lrp_run_ok(const lrp_run_report *r);
 
 void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose);
+/* The text report: rows named by the layer that computed each relevance;
+ * within 100 columns (names shortened with '~', notes wrapped) unless wide,
+ * which prints every column and whole names and adds Add/Concatenate
+ * branch sums. */
+typedef struct lrp_text_opts {
+    int color, verbose, wide;
+} lrp_text_opts;
+void lrp_report_text_ex(FILE *f, const lrp_run_report *r, const lrp_text_opts *o);
+/* The legend of every number of the text report (--explain). */
+void lrp_report_legend(FILE *f);
 /* A file that could not be judged (unreadable, malformed, no such trace):
  * reported as an error beside the runs of the good files. */
 typedef struct lrp_file_error {

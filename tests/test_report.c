@@ -199,6 +199,78 @@ static void test_junit_schema_and_errors(void **state)
     json_decref(root);
 }
 
+/* ---- text reports: widths, row names, legend ---- */
+
+/* The widest line of a file, in bytes (the reports are ASCII without
+ * colour when not on a terminal). */
+static int widest(const char *name)
+{
+    char p[4300];
+    snprintf(p, sizeof p, "%s/%s", tmp, name);
+    char *t = slurp(p);
+    assert_non_null(t);
+    int w = 0, cur = 0;
+    for (const char *q = t; *q; q++) {
+        if (*q == '\n') {
+            w = cur > w ? cur : w;
+            cur = 0;
+        } else {
+            cur++;
+        }
+    }
+    free(t);
+    return cur > w ? cur : w;
+}
+
+static void test_text_reports(void **state)
+{
+    (void)state;
+    gen("cnn");
+    gen("vgg_dead");
+    assert_int_equal(sh("cd '%s' && '%s' check cnn.h5 --rule epsilon --eps 1e-7 --convention "
+                        "sign0_zero vgg_dead.h5 >c.txt 2>&1",
+                        tmp, cli),
+                     1);
+    assert_true(widest("c.txt") <= 100);
+    assert_int_equal(sh("cd '%s' && '%s' suite --dir . --only vgg_dead --no-color >s.txt 2>&1", tmp,
+                        cli),
+                     0);
+    assert_true(widest("s.txt") <= 100);
+    assert_int_equal(sh("cd '%s' && '%s' info cnn.h5 vgg_dead.h5 >i.txt 2>&1", tmp, cli), 0);
+    assert_true(widest("i.txt") <= 100);
+    char p[4300];
+    snprintf(p, sizeof p, "%s/c.txt", tmp);
+    char *c = slurp(p);
+    assert_non_null(c);
+    /* rows are named by the layer that computed the relevance first: the
+     * input's relevance by conv1, the output's is where the run starts */
+    assert_non_null(strstr(c, "  computed by    tensor "));
+    assert_non_null(strstr(c, "\n  conv1          input "));
+    assert_non_null(strstr(c, "\n  (output)       fc "));
+    assert_null(strstr(c, "legend"));
+    free(c);
+    /* --wide: the kind column and the Add's branches; --explain: legend */
+    assert_int_equal(sh("cd '%s' && '%s' check cnn.h5 --wide --explain >w.txt 2>&1", tmp, cli), 0);
+    snprintf(p, sizeof p, "%s/w.txt", tmp);
+    char *w = slurp(p);
+    assert_non_null(w);
+    assert_non_null(strstr(w, " kind "));
+    assert_non_null(strstr(w, "Conv2D"));
+    assert_non_null(strstr(w, "layer 'add' passes to branch 'conv3'"));
+    assert_non_null(strstr(w, "legend"));
+    assert_non_null(strstr(w, "ill%"));
+    free(w);
+    /* trace: per-branch sums and per-channel BatchNorm identities */
+    assert_int_equal(sh("cd '%s' && '%s' trace cnn.h5 >t.txt 2>&1", tmp, cli), 0);
+    snprintf(p, sizeof p, "%s/t.txt", tmp);
+    char *t = slurp(p);
+    assert_non_null(t);
+    assert_non_null(strstr(t, "branch to 'conv3': sum R ref "));
+    assert_non_null(strstr(t, "branch to 'relu1': sum R ref "));
+    assert_non_null(strstr(t, "per channel (reference"));
+    free(t);
+}
+
 /* ---- heatmaps ---- */
 
 typedef struct pixels {
@@ -408,6 +480,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_junit_schema_and_errors),
+        cmocka_unit_test(test_text_reports),
         cmocka_unit_test(test_heatmaps),
         cmocka_unit_test(test_html_in_chromium),
     };

@@ -24,7 +24,7 @@
 typedef struct judge_opts {
     cli_rules rules;
     const char *json, *junit, *source, *out, *profile, *html;
-    int color, verbose, proof, local;
+    int color, verbose, proof, local, wide, explain;
     int has_expect;
     lrp_verdict expect;
     int strict, require_all;
@@ -45,6 +45,8 @@ enum {
     OPT_STRICT,
     OPT_REQUIRE_ALL,
     OPT_HTML,
+    OPT_WIDE,
+    OPT_EXPLAIN,
     OPT_HELP
 };
 
@@ -62,6 +64,8 @@ static const struct option judge_long[] = {
     {"strict", optional_argument, 0, OPT_STRICT},
     {"require-all", no_argument, 0, OPT_REQUIRE_ALL},
     {"html", required_argument, 0, OPT_HTML},
+    {"wide", no_argument, 0, OPT_WIDE},
+    {"explain", no_argument, 0, OPT_EXPLAIN},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
 
@@ -110,6 +114,8 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
         }
         case OPT_REQUIRE_ALL: o->require_all = 1; break;
         case OPT_HTML: o->html = optarg; break;
+        case OPT_WIDE: o->wide = 1; break;
+        case OPT_EXPLAIN: o->explain = 1; break;
         case OPT_EXPECT:
             if (lrp_verdict_parse(optarg, &o->expect))
                 return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
@@ -220,6 +226,8 @@ static int judge(int argc, char **argv, int compare)
                                    "under the trace's own rule assignment and conventions.\n\n"
                                    "  --json FILE --junit FILE   machine-readable reports\n"
                                    "  --html DIR                 self-contained HTML report DIR/index.html\n"
+                                   "  --wide                     every column, whole names (default: 100 columns)\n"
+                                   "  --explain                  print the legend of every number\n"
                                    "  --no-proof                 skip the reference's self-proof at p+64\n"
                                    "  --expect VERDICT           the documented outcome (exit 0 iff met)\n"
                                    "  --profile NAME             recompute the reference with the conventions\n"
@@ -247,6 +255,8 @@ static int judge(int argc, char **argv, int compare)
                                    "NONFINITE; conservation; the first NaN/inf and its cause.\n\n"
                                    "  --json FILE --junit FILE   machine-readable reports\n"
                                    "  --html DIR                 self-contained HTML report DIR/index.html\n"
+                                   "  --wide                     every column, whole names (default: 100 columns)\n"
+                                   "  --explain                  print the legend of every number\n"
                                    "  --no-proof                 skip the reference's self-proof at p+64\n"
                                    "  --expect VERDICT           the documented outcome (exit 0 iff met)\n"
                                    "  --profile NAME             compute the way library NAME does\n"
@@ -256,7 +266,7 @@ static int judge(int argc, char **argv, int compare)
     if (rc >= 0)
         return rc;
     if ((rc = refuse_unused(&o,
-                            SEEN(OPT_JSON) | SEEN(OPT_JUNIT) | SEEN(OPT_NOCOLOR) | SEEN(OPT_HTML) |
+                            SEEN(OPT_JSON) | SEEN(OPT_JUNIT) | SEEN(OPT_NOCOLOR) | SEEN(OPT_HTML) | SEEN(OPT_WIDE) | SEEN(OPT_EXPLAIN) |
                                 SEEN(OPT_VERBOSE) | SEEN(OPT_NOPROOF) | SEEN(OPT_EXPECT) |
                                 SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) |
                                 (compare ? SEEN(OPT_SOURCE) | SEEN(OPT_REQUIRE_ALL) : 0),
@@ -389,10 +399,15 @@ static int judge(int argc, char **argv, int compare)
         }
         if (n_runs > 1)
             printf("\n");
-        lrp_report_text(stdout, r, o.color, o.verbose);
+        lrp_text_opts to = {o.color, o.verbose, o.wide};
+        lrp_report_text_ex(stdout, r, &to);
         all_ok &= lrp_run_ok(r);
     }
 #undef FILE_ERROR
+    if (o.explain) {
+        printf("\n");
+        lrp_report_legend(stdout);
+    }
     if (exit_code < 0) {
         rc = write_reports(&o, runs, n_runs, errs, n_errs);
         exit_code = rc >= 0 ? rc : n_errs ? EXIT_USAGE : (all_ok ? EXIT_OK : EXIT_CHECK_FAILED);

@@ -76,9 +76,64 @@ static void fmt_g(char *b, size_t n, double x)
         snprintf(b, n, "%.3g", x);
 }
 
+/* "--composite EpsilonPlusFlat --convention signbit" -> "EpsilonPlusFlat
+ * conv=signbit", cut to w columns with '~'. */
+static void short_rules(char *d, size_t n, const char *rs, int w)
+{
+    static const char *const from[] = {"--composite ", "--rule ", "--convention ", "--flag ",
+                                       "--eps ", "--gamma ", "--alpha ", "--beta ", "--bn ",
+                                       "--box ", "--profile ", "--"};
+    static const char *const to[] = {"", "", "conv=", "+", "eps=", "gamma=", "alpha=", "beta=",
+                                     "bn=", "box=", "profile=", ""};
+    char buf[256];
+    size_t k = 0;
+    for (const char *p = rs; *p && k + 1 < sizeof buf;) {
+        size_t i;
+        for (i = 0; i < sizeof from / sizeof from[0]; i++)
+            if (!strncmp(p, from[i], strlen(from[i])) && (p == rs || p[-1] == ' '))
+                break;
+        if (i < sizeof from / sizeof from[0]) {
+            for (const char *t = to[i]; *t && k + 1 < sizeof buf; t++)
+                buf[k++] = *t;
+            p += strlen(from[i]);
+        } else {
+            buf[k++] = *p++;
+        }
+    }
+    buf[k] = '\0';
+    if ((int)k > w)
+        snprintf(d, n, "%.*s~", w - 1, buf);
+    else
+        snprintf(d, n, "%s", buf);
+}
+
+/* A note under a row: indented 4, wrapped at 100 columns. */
+static void wrap_note(const char *text)
+{
+    int col = 4;
+    printf("    ");
+    for (const char *p = text; *p;) {
+        const char *e = strchr(p, ' ');
+        int wl = e ? (int)(e - p) : (int)strlen(p);
+        if (col > 4 && col + 1 + wl > 100) {
+            printf("\n      ");
+            col = 6;
+        } else if (col > 4) {
+            putchar(' ');
+            col++;
+        }
+        printf("%.*s", wl, p);
+        col += wl;
+        p += wl;
+        while (*p == ' ')
+            p++;
+    }
+    putchar('\n');
+}
+
 int cmd_suite(int argc, char **argv)
 {
-    enum { O_DIR = 3000, O_JSON, O_JUNIT, O_NOCOLOR, O_ONLY, O_VERBOSE, O_HTML, O_HELP };
+    enum { O_DIR = 3000, O_JSON, O_JUNIT, O_NOCOLOR, O_ONLY, O_VERBOSE, O_HTML, O_WIDE, O_EXPLAIN, O_HELP };
     static const struct option opts[] = {{"dir", required_argument, 0, O_DIR},
                                          {"json", required_argument, 0, O_JSON},
                                          {"junit", required_argument, 0, O_JUNIT},
@@ -86,13 +141,15 @@ int cmd_suite(int argc, char **argv)
                                          {"only", required_argument, 0, O_ONLY},
                                          {"verbose", no_argument, 0, O_VERBOSE},
                                          {"html", required_argument, 0, O_HTML},
+                                         {"wide", no_argument, 0, O_WIDE},
+                                         {"explain", no_argument, 0, O_EXPLAIN},
                                          {"help", no_argument, 0, O_HELP},
                                          {0, 0, 0, 0}};
     static char datadir[2048];
     const char *dir = cli_data_path(datadir, sizeof datadir, "fixtures") ? datadir
                                                                           : "build/fixtures";
     const char *json = NULL, *junit = NULL, *only = NULL, *html = NULL;
-    int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR"), verbose = 0, c;
+    int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR"), verbose = 0, wide = 0, explain = 0, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -104,17 +161,22 @@ int cmd_suite(int argc, char **argv)
         case O_ONLY: only = optarg; break;
         case O_VERBOSE: verbose = 1; break;
         case O_HTML: html = optarg; break;
+        case O_WIDE: wide = 1; break;
+        case O_EXPLAIN: explain = 1; break;
         case O_HELP:
         case 'h':
             printf("usage: lrp-oracle suite [--dir DIR] [--only FIXTURE] [--json F] [--junit F]\n"
-                   "                        [--html DIR] [--verbose] [--no-color]\n\n"
+                   "                        [--html DIR] [--wide] [--explain] [--verbose]\n"
+                   "                        [--no-color]\n\n"
                    "Runs `check` over every fixture of the suite under its rule sets and the\n"
                    "reproductions of real reports (docs/REPRODUCTIONS.md), generating missing\n"
                    "fixtures into DIR (default: the installed fixtures, or build/fixtures in\n"
                    "the source tree).  Prints one table and exits 0\n"
                    "only when every run behaves as documented: within the tolerance table, or\n"
                    "exactly the documented outcome of a reproduction.  --verbose prints each\n"
-                   "run's full per-layer report as well.\n");
+                   "run's full per-layer report as well.  The table fits 100 columns; --wide\n"
+                   "adds the convention, input relevance and growth columns and keeps notes on\n"
+                   "the row; --explain prints the legend of every number.\n");
             return EXIT_OK;
         default: return cli_usage_error("suite", "unknown option '%s'", argv[optind - 1]);
         }
@@ -129,8 +191,13 @@ int cmd_suite(int argc, char **argv)
     int n = 0, bad = 0, n_pass = 0, n_ill = 0, n_expected = 0, rc = -1;
     const char *reset = color ? "\033[0m" : "";
     /* ratio: end to end to the sharp bound; local: the trace-local one */
-    printf("%-13s %-58s %-10s %-16s %-16s %8s %8s %9s %11s %9s  %s\n", "fixture", "rules", "conv",
-           "verdict", "documented", "ratio", "local", "cons f32", "sum R_in", "growth", "notes");
+    if (wide)
+        printf("%-13s %-58s %-10s %-16s %-16s %8s %8s %9s %11s %9s  %s\n", "fixture", "rules",
+               "conv", "verdict", "documented", "ratio", "local", "cons f32", "sum R_in", "growth",
+               "notes");
+    else
+        printf("%-12s %-28s %-15s %-15s %8s %8s %8s\n", "fixture", "rules", "verdict",
+               "documented", "ratio", "local", "cons f32");
     for (int k = 0; k < lrp_suite_run_count; k++) {
         const lrp_suite_run *sr = &lrp_suite_runs[k];
         if (only && strcmp(only, sr->fixture))
@@ -218,11 +285,24 @@ int cmd_suite(int argc, char **argv)
             vc = ok ? "\033[32m" : "\033[31m";
         char rules[60];
         snprintf(rules, sizeof rules, "%.59s", rs);
-        printf("%-13s %-58s %-10s %s%-16s%s %-16s %8s %8s %9s %11s %9s  %s\n", sr->fixture, rules,
-               r->convention, vc, lrp_verdict_name(r->verdict), reset,
-               sr->expect ? sr->expect : "within tol.", ratio, lratio, cons, sin, gr, notes);
+        if (wide) {
+            printf("%-13s %-58s %-10s %s%-16s%s %-16s %8s %8s %9s %11s %9s  %s\n", sr->fixture,
+                   rules, r->convention, vc, lrp_verdict_name(r->verdict), reset,
+                   sr->expect ? sr->expect : "within tol.", ratio, lratio, cons, sin, gr, notes);
+        } else {
+            /* 100 columns: the rule text without option dashes, a longer
+             * one ends in '~' (--wide: all of it) */
+            char rshort[40];
+            short_rules(rshort, sizeof rshort, rs, 28);
+            printf("%-12.12s %-28s %s%-15s%s %-15s %8s %8s %8s\n", sr->fixture, rshort, vc,
+                   lrp_verdict_name(r->verdict), reset, sr->expect ? sr->expect : "within tol.",
+                   ratio, lratio, cons);
+            if (notes[0])
+                wrap_note(notes);
+        }
         if (verbose || !ok) {
-            lrp_report_text(stdout, r, color, 0);
+            lrp_text_opts to = {color, 0, wide};
+            lrp_report_text_ex(stdout, r, &to);
             printf("\n");
         }
     }
@@ -246,8 +326,12 @@ int cmd_suite(int argc, char **argv)
         }
     }
     if (rc < 0) {
-        printf("\nsuite: %d runs in %.1f s: %d pass, %d ill-conditioned, %d documented failures "
-               "reproduced, %d not as documented\n",
+        if (explain) {
+            printf("\n");
+            lrp_report_legend(stdout);
+        }
+        printf("\nsuite: %d runs in %.1f s: %d pass, %d ill-conditioned, %d documented failures, "
+               "%d not as documented\n",
                n, secs, n_pass, n_ill, n_expected, bad);
         rc = bad ? EXIT_CHECK_FAILED : EXIT_OK;
     }
