@@ -11,7 +11,7 @@ _lrp_oracle()
     cmd=${COMP_WORDS[1]}
     local commands="info gen suite golden check compare heatmap trace reference fast import-keras help"
     local rules="--composite --rule --convention --eps --gamma --alpha --beta --box --no-bias --flag --bn --prec --threads"
-    local report="--json --junit --html --no-proof --expect --profile --strict --verbose --no-color --help"
+    local report="--json --junit --html --wide --explain --no-proof --expect --profile --strict --verbose --no-color --help"
 
     if [ "$COMP_CWORD" -eq 1 ]; then
         COMPREPLY=($(compgen -W "$commands --help --version" -- "$cur"))
@@ -56,10 +56,11 @@ _lrp_oracle()
     trace) opts="$rules --no-color --help" ;;
     reference|fast) opts="$rules --out --help" ;;
     heatmap) opts="$rules --out --source --layers --samples --no-proof --help" ;;
-    suite) opts="--dir --only --json --junit --html --verbose --no-color --help" ;;
+    suite) opts="--dir --only --json --junit --html --wide --explain --verbose --no-color --help" ;;
     golden) opts="--dir --update --html --help" ;;
     gen) opts="--out --seed --list --help" ;;
-    info|import-keras) opts="--help" ;;
+    info) opts="--wide --help" ;;
+    import-keras) opts="--help" ;;
     esac
     if [[ "$cur" == -* ]]; then
         COMPREPLY=($(compgen -W "$opts" -- "$cur"))
