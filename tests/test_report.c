@@ -197,6 +197,29 @@ static void test_junit_schema_and_errors(void **state)
     }
     assert_true(saw_add && saw_bn);
     json_decref(root);
+
+    /* the suite the same way: a damaged fixture file in DIR is one error
+     * entry, the runs of the other fixtures are made and reported */
+    assert_int_equal(sh("mkdir -p '%s/sdir' && cp '%s/bad.h5' '%s/sdir/cnn.h5'", tmp, tmp, tmp),
+                     0);
+    rc = sh("cd '%s' && '%s' suite --dir sdir --only mlp,cnn --junit s.xml --json s.json "
+            ">s.txt 2>s.err",
+            tmp, cli);
+    assert_int_equal(rc, 2);
+    assert_int_equal(sh("xmllint --noout --schema '%s/tests/junit-jenkins.xsd' '%s/s.xml' "
+                        "2>/dev/null",
+                        srcdir, tmp),
+                     0);
+    snprintf(p, sizeof p, "%s/s.json", tmp);
+    root = json_load_file(p, 0, &je);
+    assert_non_null(root);
+    json_t *sr = json_object_get(root, "runs");
+    assert_true(json_array_size(sr) >= 2); /* mlp's runs */
+    for (size_t i = 0; i < json_array_size(sr); i++)
+        assert_non_null(strstr(json_string_value(json_object_get(json_array_get(sr, i), "fixture")),
+                               "mlp.h5"));
+    assert_int_equal(json_array_size(json_object_get(root, "errors")), 1);
+    json_decref(root);
 }
 
 /* ---- text reports: widths, row names, legend ---- */

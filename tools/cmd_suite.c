@@ -107,6 +107,33 @@ static void short_rules(char *d, size_t n, const char *rs, int w)
         snprintf(d, n, "%s", buf);
 }
 
+/* 1 when name is one of the comma-separated list. */
+static int in_csv(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == n && !strncmp(p, name, n))
+            return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
+/* A run whose fixture cannot be read or judged: stderr now, an error
+ * entry in JSON / JUnit, exit 2 at the end; the other runs go on. */
+static void suite_error(lrp_file_error *errs, int *n, const char *path, const char *msg)
+{
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(errs[i].file, path))
+            return; /* one entry per file, however many runs use it */
+    snprintf(errs[*n].file, sizeof errs[*n].file, "%s", path);
+    snprintf(errs[*n].message, sizeof errs[*n].message, "%s", msg);
+    fprintf(stderr, "lrp-oracle: %s\n", msg);
+    (*n)++;
+}
+
 /* A note under a row: indented 4, wrapped at 100 columns. */
 static void wrap_note(const char *text)
 {
@@ -165,7 +192,7 @@ int cmd_suite(int argc, char **argv)
         case O_EXPLAIN: explain = 1; break;
         case O_HELP:
         case 'h':
-            printf("usage: lrp-oracle suite [--dir DIR] [--only FIXTURE] [--json F] [--junit F]\n"
+            printf("usage: lrp-oracle suite [--dir DIR] [--only F1,F2] [--json F] [--junit F]\n"
                    "                        [--html DIR] [--wide] [--explain] [--verbose]\n"
                    "                        [--no-color]\n\n"
                    "Runs `check` over every fixture of the suite under its rule sets and the\n"
@@ -174,9 +201,12 @@ int cmd_suite(int argc, char **argv)
                    "the source tree).  Prints one table and exits 0\n"
                    "only when every run behaves as documented: within the tolerance table, or\n"
                    "exactly the documented outcome of a reproduction.  --verbose prints each\n"
-                   "run's full per-layer report as well.  The table fits 100 columns; --wide\n"
-                   "adds the convention, input relevance and growth columns and keeps notes on\n"
-                   "the row; --explain prints the legend of every number.\n");
+                   "run's full per-layer report as well; --only keeps the runs of the listed\n"
+                   "fixtures.  A fixture file that cannot be read is reported (stderr, and as an\n"
+                   "error in JSON / JUnit / HTML), the other runs go on, and the exit code is 2.\n"
+                   "The table fits 100 columns; --wide adds the convention, input relevance and\n"
+                   "growth columns and keeps notes on the row; --explain prints the legend of\n"
+                   "every number.\n");
             return EXIT_OK;
         default: return cli_usage_error("suite", "unknown option '%s'", argv[optind - 1]);
         }
@@ -186,8 +216,13 @@ int cmd_suite(int argc, char **argv)
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     lrp_run_report *runs = calloc((size_t)lrp_suite_run_count, sizeof *runs);
-    if (!runs)
+    lrp_file_error *errs = calloc((size_t)lrp_suite_run_count, sizeof *errs);
+    int n_errs = 0, n_skipped = 0;
+    if (!runs || !errs) {
+        free(runs);
+        free(errs);
         return cli_usage_error("suite", "%s", "out of memory");
+    }
     int n = 0, bad = 0, n_pass = 0, n_ill = 0, n_expected = 0, rc = -1;
     const char *reset = color ? "\033[0m" : "";
     /* ratio: end to end to the sharp bound; local: the trace-local one */
@@ -200,7 +235,7 @@ int cmd_suite(int argc, char **argv)
                "documented", "ratio", "local", "cons f32");
     for (int k = 0; k < lrp_suite_run_count; k++) {
         const lrp_suite_run *sr = &lrp_suite_runs[k];
-        if (only && strcmp(only, sr->fixture))
+        if (only && !in_csv(only, sr->fixture))
             continue;
         char path[4096];
         if ((rc = ensure_fixture(dir, sr->fixture, path, sizeof path)) >= 0)
@@ -208,8 +243,10 @@ int cmd_suite(int argc, char **argv)
         lrp_net *net = NULL;
         lrp_err e = {0};
         if (cli_load(&net, path, &e) != LRP_OK) {
-            rc = cli_fail(&e);
-            break;
+            /* a damaged fixture in DIR: an error entry, the other runs go on */
+            suite_error(errs, &n_errs, path, e.msg);
+            n_skipped++;
+            continue;
         }
         cli_rules o;
         cli_rules_init(&o);
@@ -220,8 +257,9 @@ int cmd_suite(int argc, char **argv)
         rc = -1;
         if (cli_rules_apply(net, &o, path, &e) != LRP_OK) {
             lrp_net_free(net);
-            rc = cli_fail(&e);
-            break;
+            suite_error(errs, &n_errs, path, e.msg);
+            n_skipped++;
+            continue;
         }
         lrp_check_opts co;
         lrp_check_opts_default(&co);
@@ -242,8 +280,14 @@ int cmd_suite(int argc, char **argv)
             fprintf(stderr, "\r\033[K");
         lrp_net_free(net);
         if (st != LRP_OK) {
-            rc = cli_fail(&e);
-            break;
+            lrp_run_report_free(&runs[n]);
+            if (st == LRP_E_NOMEM) {
+                rc = cli_fail(&e);
+                break;
+            }
+            suite_error(errs, &n_errs, path, e.msg);
+            n_skipped++;
+            continue;
         }
         lrp_run_report *r = &runs[n++];
         if (sr->expect) {
@@ -310,9 +354,9 @@ int cmd_suite(int argc, char **argv)
     double secs = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     if (rc < 0) {
         lrp_err e = {0};
-        if (json && lrp_report_json(json, runs, n, &e) != LRP_OK)
+        if (json && lrp_report_json_ex(json, runs, n, errs, n_errs, &e) != LRP_OK)
             rc = cli_fail(&e);
-        else if (junit && lrp_report_junit(junit, runs, n, &e) != LRP_OK)
+        else if (junit && lrp_report_junit_ex(junit, runs, n, errs, n_errs, &e) != LRP_OK)
             rc = cli_fail(&e);
         if (rc < 0 && html) {
             cli_html *h = cli_html_new();
@@ -320,6 +364,16 @@ int cmd_suite(int argc, char **argv)
                 rc = cli_usage_error("suite", "%s", "out of memory");
             for (int i = 0; h && i < n; i++)
                 cli_html_run(h, &runs[i], NULL);
+            if (h && n_errs) {
+                static const char *head[2] = {"file", "error"};
+                const char *cells[2 * 64];
+                int ne = n_errs < 64 ? n_errs : 64;
+                for (int i = 0; i < ne; i++) {
+                    cells[2 * i] = errs[i].file;
+                    cells[2 * i + 1] = errs[i].message;
+                }
+                cli_html_table(h, "fixtures that could not be judged", 2, head, cells, ne);
+            }
             if (h)
                 rc = cli_html_write(h, html, "lrp-oracle suite");
             cli_html_free(h);
@@ -333,10 +387,14 @@ int cmd_suite(int argc, char **argv)
         printf("\nsuite: %d runs in %.1f s: %d pass, %d ill-conditioned, %d documented failures, "
                "%d not as documented\n",
                n, secs, n_pass, n_ill, n_expected, bad);
-        rc = bad ? EXIT_CHECK_FAILED : EXIT_OK;
+        if (n_errs)
+            printf("suite: %d runs not made: %d fixture files could not be read (exit 2)\n",
+                   n_skipped, n_errs);
+        rc = n_errs ? EXIT_USAGE : bad ? EXIT_CHECK_FAILED : EXIT_OK;
     }
     for (int i = 0; i < n; i++)
         lrp_run_report_free(&runs[i]);
     free(runs);
+    free(errs);
     return rc;
 }
