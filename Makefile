@@ -77,20 +77,20 @@ TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all shared install uninstall deps deps-check deps-full run check sanitize bench clean fixtures golden mutants
+.PHONY: all shared install uninstall deps deps-check deps-torch run check sanitize bench clean fixtures golden mutants
 all: $(LIB) $(SHLIB) $(CLI) $(TEST_BIN)
 
 # Dependency tiers (scripts/deps.sh): `make run` needs only the C libraries;
-# the tests add cmocka, xmllint, numpy and h5py; FULL=1 (CI), the benchmarks
-# and the mutation benchmark add torch and chromium.
+# the tests add cmocka, xmllint, numpy and h5py; the benchmarks and the
+# mutation benchmark add torch; FULL=1 (CI) adds torch and chromium.
 FULL ?= 0
 CHECK_TIER := $(if $(filter 1,$(FULL)),full,check)
 deps:
 	@sh scripts/deps.sh build
 deps-check:
 	@sh scripts/deps.sh $(CHECK_TIER)
-deps-full:
-	@sh scripts/deps.sh full
+deps-torch:
+	@sh scripts/deps.sh torch
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -136,7 +136,7 @@ sanitize: deps-check
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 all
 	@LRP_REQUIRE_FULL=$(FULL) sh scripts/check.sh sanitized build-asan $(TEST_BIN:$(BUILD)/%=build-asan/%)
 
-bench: deps-full
+bench: deps-torch
 	@$(MAKE) --no-print-directory BUILD=build-bench \
 	    build-bench/lrp-oracle $(BENCH_BIN:$(BUILD)/%=build-bench/%)
 	@sh scripts/bench.sh build-bench
@@ -158,7 +158,7 @@ BIG_CASES := $(MUTANTS_BIG_CASES)
 comma := ,
 empty :=
 space := $(empty) $(empty)
-mutants: deps-full
+mutants: deps-torch
 	@$(MAKE) --no-print-directory $(CLI) $(if $(filter 1,$(MUTANTS_BIG)),$(BUILD)/bench/bench_lrp)
 ifeq ($(MUTANTS_BIG),1)
 	@mkdir -p $(BUILD)/bigfx

@@ -7,11 +7,11 @@
 #   check   `make check`, `make sanitize`: build + cmocka, xmllint, and
 #           Debian's python3 with numpy and h5py (the Keras-layout models,
 #           the golden-trace helpers).
-#   full    `make check FULL=1`, `make bench`, `make mutants`, CI: check +
-#           python3-torch (the PyTorch adapter tests and baselines; on Debian
-#           it pulls in about 200 packages) and chromium (the HTML report
-#           rendered headless).  Without them `make check` counts those tests
-#           as skipped, not passed.
+#   torch   `make bench`, `make mutants`: check + python3-torch (the PyTorch
+#           baselines; on Debian it pulls in about 200 packages)
+#   full    `make check FULL=1`, CI: torch + chromium (the HTML report
+#           rendered headless).  Without them `make check` counts the adapter
+#           and browser tests as skipped, not passed.
 #
 #   deps.sh --list TIER    prints the packages of TIER, installs nothing
 #   LRP_DEPS_EXTRA="pkg ..."   extra packages
@@ -19,7 +19,8 @@ set -eu
 
 BUILD_PKGS="make gcc libc6-dev pkg-config libmpfr-dev libgmp-dev libhdf5-dev libjansson-dev libpng-dev"
 CHECK_PKGS="libcmocka-dev libxml2-utils python3 python3-numpy python3-h5py"
-FULL_PKGS="python3-torch chromium"
+TORCH_PKGS="python3-torch"
+FULL_PKGS="chromium"
 
 list=0
 if [ "${1:-}" = "--list" ]; then
@@ -30,9 +31,10 @@ tier=${1:-build}
 case "$tier" in
 build) PKGS="$BUILD_PKGS" ;;
 check) PKGS="$BUILD_PKGS $CHECK_PKGS" ;;
-full) PKGS="$BUILD_PKGS $CHECK_PKGS $FULL_PKGS" ;;
+torch) PKGS="$BUILD_PKGS $CHECK_PKGS $TORCH_PKGS" ;;
+full) PKGS="$BUILD_PKGS $CHECK_PKGS $TORCH_PKGS $FULL_PKGS" ;;
 *)
-    echo "deps: unknown tier '$tier' (build, check or full)" >&2
+    echo "deps: unknown tier '$tier' (build, check, torch or full)" >&2
     exit 2
     ;;
 esac

@@ -136,9 +136,9 @@ static int listed(const char *list, const char *pkg)
 static void test_deps_tiers(void **state)
 {
     (void)state;
-    const char *tiers[3] = {"build", "check", "full"};
-    char *l[3];
-    for (int t = 0; t < 3; t++) {
+    const char *tiers[4] = {"build", "check", "full", "torch"};
+    char *l[4];
+    for (int t = 0; t < 4; t++) {
         assert_int_equal(sh("cd '%s' && sh scripts/deps.sh --list %s >'%s/%s.txt'", srcdir,
                             tiers[t], tmp, tiers[t]),
                          0);
@@ -158,6 +158,8 @@ static void test_deps_tiers(void **state)
                 listed(l[1], "python3-h5py") && listed(l[1], "libxml2-utils"));
     assert_false(listed(l[1], "python3-torch"));
     assert_true(listed(l[2], "python3-torch") && listed(l[2], "chromium"));
+    /* the benchmarks' tier: torch without the browser */
+    assert_true(listed(l[3], "python3-torch") && !listed(l[3], "chromium"));
     /* the targets call the right tier (make -n prints, runs nothing but the
      * recursive make of an up-to-date CLI) */
     assert_int_equal(sh("cd '%s' && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -n "
@@ -173,7 +175,7 @@ static void test_deps_tiers(void **state)
                         srcdir),
                      0);
     free(n);
-    for (int t = 0; t < 3; t++)
+    for (int t = 0; t < 4; t++)
         free(l[t]);
 }
 
