@@ -398,7 +398,7 @@ typedef enum lrp_engine {
 } lrp_engine;
 
 typedef struct lrp_run_opts {
-    int prec;    /* reference precision in bits; 0: 128 */
+    int prec;    /* reference precision in bits, up to 2^20; 0: 128 */
     int threads; /* 0: 2 */
 } lrp_run_opts;
 
@@ -431,7 +431,9 @@ typedef struct lrp_judge_opts {
 /* Judges trace `source` of net against the MPFR reference computed under
  * the trace's own rule assignment (lrp-oracle compare); source NULL runs
  * and judges the float32 fast path (lrp-oracle check).  opts may be NULL.
- * The net is not modified.  Free *out with lrp_judgement_free. */
+ * The net is left as it was (its rules are swapped for the trace's during
+ * the call and restored: do not judge the same net from two threads at
+ * once).  Free *out with lrp_judgement_free. */
 lrp_status lrp_judge(lrp_judgement **out, const lrp_net *net, const char *source,
                      const lrp_judge_opts *opts, lrp_err *err);
 void lrp_judgement_free(lrp_judgement *j);
