@@ -620,7 +620,7 @@ static int layer_ok(const lrp_run_report *r, const lrp_layer_report *l)
 
 /* A JUnit classname without dots: Jenkins reads dots as package
  * separators, so "cnn.h5" would become package "cnn", class "h5". */
-static void xml_class(FILE *f, const char *s)
+static void xml_class(FILE *f, const char *s, const char *rules)
 {
     char buf[512];
     size_t k = 0;
@@ -631,6 +631,14 @@ static void xml_class(FILE *f, const char *s)
         l -= 3;
     for (size_t i = 0; i < l && k + 1 < sizeof buf; i++)
         buf[k++] = b[i] == '.' ? '_' : b[i];
+    /* the rule set too: "--gamma 0.25" must not start a package */
+    if (rules && *rules && k + 2 < sizeof buf) {
+        buf[k++] = ' ';
+        for (const char *p = rules; *p && k + 1 < sizeof buf; p++)
+            buf[k++] = *p == '.' ? '_' : *p;
+    }
+    if (k == 0)
+        buf[k++] = '_'; /* the schema wants a non-empty classname */
     buf[k] = '\0';
     xml_esc(f, buf);
 }
@@ -700,9 +708,7 @@ lrp_status lrp_report_junit_ex(const char *path, const lrp_run_report *runs, int
             if (!l->compared)
                 continue;
             fprintf(f, "    <testcase classname=\"");
-            xml_class(f, r->fixture);
-            fprintf(f, " ");
-            xml_esc(f, r->ruleset);
+            xml_class(f, r->fixture, r->ruleset);
             fprintf(f, "\" name=\"");
             xml_case_name(f, l);
             fprintf(f, "\" time=\"%.3f\">", share);
@@ -728,7 +734,7 @@ lrp_status lrp_report_junit_ex(const char *path, const lrp_run_report *runs, int
         xml_esc(f, errs[i].file);
         fprintf(f, "\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\" time=\"0\">\n"
                    "    <testcase classname=\"");
-        xml_class(f, errs[i].file);
+        xml_class(f, errs[i].file, NULL);
         fprintf(f, "\" name=\"read\" time=\"0\"><error type=\"bad input\" message=\"");
         xml_esc(f, errs[i].message);
         fprintf(f, "\"/></testcase>\n  </testsuite>\n");

@@ -105,6 +105,7 @@ static int teardown(void **state)
 static void test_junit_schema_and_errors(void **state)
 {
     (void)state;
+    lrp_err e2 = {0};
     gen("cnn");
     char bad[4300];
     snprintf(bad, sizeof bad, "%s/bad.h5", tmp);
@@ -197,6 +198,29 @@ static void test_junit_schema_and_errors(void **state)
     }
     assert_true(saw_add && saw_bn);
     json_decref(root);
+
+    /* a trace whose name has dots (a library version): the classname must
+     * still have none (Jenkins would read packages into it) */
+    {
+        lrp_net *net = NULL;
+        char fx[4300], fo[4300];
+        snprintf(fx, sizeof fx, "%s/cnn.h5", tmp);
+        snprintf(fo, sizeof fo, "%s/cnn_v.h5", tmp);
+        assert_int_equal(lrp_fixture_read(&net, fx, &e2), LRP_OK);
+        assert_int_equal(lrp_run(NULL, net, LRP_ENGINE_FAST, NULL, &e2), LRP_OK);
+        snprintf(net->traces[lrp_net_trace_find(net, "fastpath")].source, LRP_NAME_MAX,
+                 "mylib.v1.2");
+        assert_int_equal(lrp_fixture_write(net, fo, &e2), LRP_OK);
+        lrp_net_free(net);
+        assert_int_equal(sh("cd '%s' && '%s' compare cnn_v.h5 --source mylib.v1.2 --junit v.xml "
+                            ">/dev/null",
+                            tmp, cli),
+                         0);
+        assert_int_equal(sh("xmllint --noout --schema '%s/tests/junit-jenkins.xsd' '%s/v.xml' "
+                            "2>/dev/null",
+                            srcdir, tmp),
+                         0);
+    }
 
     /* the suite the same way: a damaged fixture file in DIR is one error
      * entry, the runs of the other fixtures are made and reported */
