@@ -307,6 +307,16 @@ static void test_text_reports(void **state)
     assert_non_null(strstr(w, "legend"));
     assert_non_null(strstr(w, "ill%"));
     free(w);
+    /* golden --html: its table as a page */
+    assert_int_equal(sh("cd '%s' && '%s' golden --dir '%s/fixtures/golden' --html gold >/dev/null",
+                        tmp, cli, srcdir),
+                     0);
+    snprintf(p, sizeof p, "%s/gold/index.html", tmp);
+    char *g = slurp(p);
+    assert_non_null(g);
+    assert_non_null(strstr(g, "0 not as committed"));
+    assert_non_null(strstr(g, "<td class=\"pass\">PASS</td>"));
+    free(g);
     /* trace: per-branch sums and per-channel BatchNorm identities */
     assert_int_equal(sh("cd '%s' && '%s' trace cnn.h5 >t.txt 2>&1", tmp, cli), 0);
     snprintf(p, sizeof p, "%s/t.txt", tmp);
