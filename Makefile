@@ -2,9 +2,15 @@
 #
 #   make            build library, CLI and tests
 #   make run        set up, build, run the oracle over the fixture suite
-#   make check      set up, build, run every cmocka test binary
+#   make check      set up, build, run every cmocka test binary; the torch
+#                   and chromium tests are counted as skipped when those are
+#                   absent, FULL=1 installs them and makes them required
 #   make sanitize   the tests under ASan + UBSan (build-asan/)
 #   make bench      benchmarks (bench/)
+#   make install    PREFIX=/usr/local DESTDIR=: program, liblrp.so (SONAME
+#                   liblrp.so.0) and liblrp.a, lrp.h, lrp.pc, golden traces
+#                   and fixtures (PREFIX/share/lrp-oracle), man page, bash
+#                   completion; make uninstall removes exactly those
 #   make mutants    mutation benchmark of the oracle (bench/mutants.py);
 #                   MUTANTS_BIG=1 adds ResNet-50 at 224 (slow, > 19 GB RSS)
 #
@@ -39,6 +45,22 @@ LIB_DIRS ?= core reference fastpath oracle fixtures
 LIB_SRC := $(wildcard $(LIB_DIRS:%=%/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/liblrp.a
+# The shared library: the same objects, position-independent (no effect on
+# the arithmetic), exporting only include/lrp.h's functions (include/lrp.map).
+VERSION := 0.1.0
+SOVERSION := 0
+SHLIB := $(BUILD)/liblrp.so.$(VERSION)
+$(LIB_OBJ): CFLAGS += -fPIC
+# Objects built with other flags (an older tree without -fPIC, another SAN or
+# OPT in the same BUILD) are rebuilt: the stamp changes with the flags.
+FLAGS_STAMP := $(BUILD)/cflags.stamp
+FLAGS_NOW := $(CC) $(CFLAGS) -fPIC
+$(FLAGS_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@echo '$(FLAGS_NOW)' | cmp -s - $@ || echo '$(FLAGS_NOW)' >$@
+$(LIB_OBJ): $(FLAGS_STAMP)
+.PHONY: FORCE
+FORCE:
 
 CLI_SRC := $(wildcard tools/*.c)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
@@ -55,11 +77,20 @@ TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps run check sanitize bench clean fixtures golden mutants
-all: $(LIB) $(CLI) $(TEST_BIN)
+.PHONY: all shared install uninstall deps deps-check deps-torch run check sanitize bench clean fixtures golden mutants
+all: $(LIB) $(SHLIB) $(CLI) $(TEST_BIN)
 
+# Dependency tiers (scripts/deps.sh): `make run` needs only the C libraries;
+# the tests add cmocka, xmllint, numpy and h5py; the benchmarks and the
+# mutation benchmark add torch; FULL=1 (CI) adds torch and chromium.
+FULL ?= 0
+CHECK_TIER := $(if $(filter 1,$(FULL)),full,check)
 deps:
-	@sh scripts/deps.sh
+	@sh scripts/deps.sh build
+deps-check:
+	@sh scripts/deps.sh $(CHECK_TIER)
+deps-torch:
+	@sh scripts/deps.sh torch
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -70,11 +101,21 @@ $(LIB): $(LIB_OBJ)
 	rm -f $@
 	ar rcs $@ $^
 
+$(SHLIB): $(LIB_OBJ) include/lrp.map
+	$(CC) $(CFLAGS) -shared -Wl,-soname,liblrp.so.$(SOVERSION) \
+	    -Wl,--version-script=include/lrp.map -Wl,--no-undefined -o $@ $(LIB_OBJ) $(LDLIBS)
+	ln -sf liblrp.so.$(VERSION) $(BUILD)/liblrp.so.$(SOVERSION)
+	ln -sf liblrp.so.$(SOVERSION) $(BUILD)/liblrp.so
+
+shared: $(SHLIB)
+
+# libpng: the heatmaps of the CLI only (the library does not draw)
+PNG_LIBS := $(shell pkg-config --libs libpng 2>/dev/null || echo -lpng16 -lz)
 $(CLI): $(CLI_OBJ) $(LIB)
-	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(CLI_OBJ) $(LIB) $(PNG_LIBS) $(LDLIBS)
 
 $(BUILD)/tests/%: $(BUILD)/tests/%.o $(NAIVE_OBJ) $(TESTUTIL_OBJ) $(LIB)
-	$(CC) $(CFLAGS) -o $@ $< $(NAIVE_OBJ) $(TESTUTIL_OBJ) $(LIB) $(TEST_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $< $(NAIVE_OBJ) $(TESTUTIL_OBJ) $(LIB) $(TEST_LIBS) $(PNG_LIBS) $(LDLIBS)
 
 $(BUILD)/bench/%: $(BUILD)/bench/%.o $(LIB)
 	$(CC) $(CFLAGS) -o $@ $< $(LIB) $(LDLIBS)
@@ -87,15 +128,15 @@ run: deps
 	@$(MAKE) --no-print-directory $(CLI)
 	@sh scripts/run.sh $(BUILD)
 
-check: deps
+check: deps-check
 	@$(MAKE) --no-print-directory all
-	@sh scripts/check.sh tests $(BUILD) $(TEST_BIN)
+	@LRP_REQUIRE_FULL=$(FULL) sh scripts/check.sh tests $(BUILD) $(TEST_BIN)
 
-sanitize: deps
+sanitize: deps-check
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 all
-	@sh scripts/check.sh sanitized build-asan $(TEST_BIN:$(BUILD)/%=build-asan/%)
+	@LRP_REQUIRE_FULL=$(FULL) sh scripts/check.sh sanitized build-asan $(TEST_BIN:$(BUILD)/%=build-asan/%)
 
-bench: deps
+bench: deps-torch
 	@$(MAKE) --no-print-directory BUILD=build-bench \
 	    build-bench/lrp-oracle $(BENCH_BIN:$(BUILD)/%=build-bench/%)
 	@sh scripts/bench.sh build-bench
@@ -120,7 +161,7 @@ BIG_CASES := $(MUTANTS_BIG_CASES)
 comma := ,
 empty :=
 space := $(empty) $(empty)
-mutants: deps
+mutants: deps-torch
 	@$(MAKE) --no-print-directory $(CLI) $(if $(filter 1,$(MUTANTS_BIG)),$(BUILD)/bench/bench_lrp)
 ifeq ($(MUTANTS_BIG),1)
 	@mkdir -p $(BUILD)/bigfx
@@ -137,6 +178,44 @@ endif
 golden: deps
 	@$(MAKE) --no-print-directory $(CLI)
 	@$(CLI) golden --dir fixtures/golden --update
+
+# ---- install (GNU conventions: PREFIX, DESTDIR, the *DIR variables) ----
+PREFIX ?= /usr/local
+DESTDIR ?=
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+DATAROOTDIR ?= $(PREFIX)/share
+PKGDATADIR := $(DATAROOTDIR)/lrp-oracle
+MANDIR ?= $(DATAROOTDIR)/man
+BASHCOMPDIR ?= $(DATAROOTDIR)/bash-completion/completions
+D := $(DESTDIR)
+
+install: $(CLI) $(LIB) $(SHLIB)
+	@rm -rf $(BUILD)/install-fixtures
+	@$(CLI) gen --out $(BUILD)/install-fixtures >/dev/null
+	install -d $(D)$(BINDIR) $(D)$(LIBDIR)/pkgconfig $(D)$(INCLUDEDIR) \
+	    $(D)$(PKGDATADIR)/golden $(D)$(PKGDATADIR)/fixtures $(D)$(MANDIR)/man1 $(D)$(BASHCOMPDIR)
+	install -m 755 $(CLI) $(D)$(BINDIR)/lrp-oracle
+	install -m 644 $(LIB) $(D)$(LIBDIR)/liblrp.a
+	install -m 755 $(SHLIB) $(D)$(LIBDIR)/liblrp.so.$(VERSION)
+	ln -sf liblrp.so.$(VERSION) $(D)$(LIBDIR)/liblrp.so.$(SOVERSION)
+	ln -sf liblrp.so.$(SOVERSION) $(D)$(LIBDIR)/liblrp.so
+	install -m 644 include/lrp.h $(D)$(INCLUDEDIR)/lrp.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
+	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' \
+	    scripts/lrp.pc.in >$(D)$(LIBDIR)/pkgconfig/lrp.pc
+	install -m 644 fixtures/golden/*.h5 $(D)$(PKGDATADIR)/golden/
+	install -m 644 $(BUILD)/install-fixtures/*.h5 $(D)$(PKGDATADIR)/fixtures/
+	install -m 644 man/lrp-oracle.1 $(D)$(MANDIR)/man1/lrp-oracle.1
+	install -m 644 completion/lrp-oracle.bash $(D)$(BASHCOMPDIR)/lrp-oracle
+
+uninstall:
+	rm -f $(D)$(BINDIR)/lrp-oracle $(D)$(LIBDIR)/liblrp.a \
+	    $(D)$(LIBDIR)/liblrp.so.$(VERSION) $(D)$(LIBDIR)/liblrp.so.$(SOVERSION) \
+	    $(D)$(LIBDIR)/liblrp.so $(D)$(INCLUDEDIR)/lrp.h $(D)$(LIBDIR)/pkgconfig/lrp.pc \
+	    $(D)$(MANDIR)/man1/lrp-oracle.1 $(D)$(BASHCOMPDIR)/lrp-oracle
+	rm -rf $(D)$(PKGDATADIR)
 
 clean:
 	rm -rf build build-asan build-bench

@@ -346,6 +346,30 @@ void lrp_composite_apply(lrp_net *net, lrp_composite_id c,
 void lrp_rule_apply_all(lrp_net *net, const lrp_rule_spec *r);
 
 /* ------------------------------------------------------------------ */
+/* Verdicts of the oracle (docs/ORACLE.md)                             */
+/* ------------------------------------------------------------------ */
+
+/* Verdicts in increasing severity. X(ENUM, "name") */
+#define LRP_VERDICT_LIST(X)                 \
+    X(PASS, "PASS")                         \
+    X(ILL_CONDITIONED, "ILL-CONDITIONED")   \
+    X(UNRESOLVED, "UNRESOLVED")             \
+    X(SUSPECT, "SUSPECT")                   \
+    X(FAIL, "FAIL")                         \
+    X(NONFINITE, "NONFINITE")
+
+typedef enum lrp_verdict {
+#define X(e, s) LRP_V_##e,
+    LRP_VERDICT_LIST(X)
+#undef X
+    LRP_V_COUNT
+} lrp_verdict;
+
+const char *lrp_verdict_name(lrp_verdict v);
+/* Parses a verdict name (case-insensitive); 0 or -1 if unknown. */
+int lrp_verdict_parse(const char *name, lrp_verdict *out);
+
+/* ------------------------------------------------------------------ */
 /* Fixture files (HDF5, docs/FORMAT.md)                                */
 /* ------------------------------------------------------------------ */
 
@@ -376,6 +400,96 @@ lrp_status lrp_file_digest(uint64_t *digest, int64_t *size, const char *path, lr
 lrp_trace *lrp_net_trace_add(lrp_net *net, const char *source, lrp_err *err);
 int lrp_net_trace_find(const lrp_net *net, const char *source);
 void lrp_trace_clear(lrp_trace *t);
+
+/* ------------------------------------------------------------------ */
+/* Running LRP and judging a trace (oracle/api.c)                      */
+/*                                                                    */
+/*   lrp_net *net; lrp_err e;                                          */
+/*   lrp_fixture_read(&net, "cnn.h5", &e);          load               */
+/*   lrp_composite_apply(net, LRP_COMPOSITE_EPSILON_PLUS, &params);    */
+/*   lrp_run(net, LRP_ENGINE_REFERENCE, NULL, &e);  trace "reference"  */
+/*   lrp_run(net, LRP_ENGINE_FAST, NULL, &e);       trace "fastpath"   */
+/*   lrp_judgement *j; lrp_judge(&j, net, "fastpath", NULL, &e);       */
+/*   lrp_judgement_verdict(j), lrp_judgement_layer_verdict(j, i), ...  */
+/*   lrp_judgement_free(j); lrp_net_free(net);                         */
+/*                                                                    */
+/* A complete program: docs/example.c.  Every function returns LRP_OK  */
+/* or fills err with one line "FILE: OBJECT: problem"; none aborts on  */
+/* bad input.                                                          */
+/* ------------------------------------------------------------------ */
+
+typedef enum lrp_engine {
+    LRP_ENGINE_REFERENCE = 0, /* MPFR at opts->prec bits (default 128) */
+    LRP_ENGINE_FAST = 1       /* the float32 fast path */
+} lrp_engine;
+
+typedef struct lrp_run_opts {
+    int prec;    /* reference precision in bits, up to 2^20; 0: 128 */
+    int threads; /* 0: 2 */
+} lrp_run_opts;
+
+/* Runs LRP on every sample of net under the rules its layers carry (set
+ * them with lrp_composite_apply / lrp_rule_apply_all, or keep the
+ * fixture's) and stores the relevance at every layer's output, and the
+ * forward activations, as a trace of net named "reference" or "fastpath"
+ * (replacing one of that name).  The relevance of the input is
+ * trace->relevance[0], batch-major, numel(net->layers[0].shape) per
+ * sample; the reference trace also holds the binary32 low parts
+ * (relevance_lo: value = hi + lo).  opts may be NULL.  *out (may be
+ * NULL) points into net->traces and is valid until the next trace is
+ * added.  Numerical events (NaN, zero denominators) are not errors: they
+ * are in the values, and lrp_judge explains them. */
+lrp_status lrp_run(lrp_trace **out, lrp_net *net, lrp_engine engine, const lrp_run_opts *opts,
+                   lrp_err *err);
+
+/* The verdict of a judged trace: what the oracle found, layer by layer. */
+typedef struct lrp_judgement lrp_judgement;
+
+typedef struct lrp_judge_opts {
+    int prec;        /* reference precision; 0: 128 */
+    int threads;     /* 0: 2 */
+    int no_proof;    /* 1: skip the reference's self-proof at prec + 64 */
+    int strict;      /* 1: a layer with more than max_ill ill-conditioned
+                        cells fails */
+    double max_ill;  /* 0: 0.01 */
+} lrp_judge_opts;
+
+/* Judges trace `source` of net against the MPFR reference computed under
+ * the trace's own rule assignment (lrp-oracle compare); source NULL runs
+ * and judges the float32 fast path (lrp-oracle check).  opts may be NULL.
+ * The net is left as it was (its rules are swapped for the trace's during
+ * the call and restored: do not judge the same net from two threads at
+ * once).  Free *out with lrp_judgement_free. */
+lrp_status lrp_judge(lrp_judgement **out, const lrp_net *net, const char *source,
+                     const lrp_judge_opts *opts, lrp_err *err);
+void lrp_judgement_free(lrp_judgement *j);
+
+/* The overall verdict (worst of end-to-end and trace-local), and 1 when it
+ * is within tolerance (PASS or ILL-CONDITIONED). */
+lrp_verdict lrp_judgement_verdict(const lrp_judgement *j);
+int lrp_judgement_ok(const lrp_judgement *j);
+/* Largest error over all layers in units of the sharp float32 bound. */
+double lrp_judgement_max_ratio(const lrp_judgement *j);
+/* Per tensor (index i of net->layers: the relevance at that layer's
+ * output): its name, end-to-end verdict (LRP_V_PASS when the trace has no
+ * values there: see lrp_judgement_layer_judged), largest ratio to the
+ * sharp bound, and the name of the layer whose backward step computed it. */
+int lrp_judgement_n_layers(const lrp_judgement *j);
+const char *lrp_judgement_layer_name(const lrp_judgement *j, int i);
+int lrp_judgement_layer_judged(const lrp_judgement *j, int i);
+lrp_verdict lrp_judgement_layer_verdict(const lrp_judgement *j, int i);
+double lrp_judgement_layer_ratio(const lrp_judgement *j, int i);
+const char *lrp_judgement_layer_by(const lrp_judgement *j, int i);
+/* Where a discrepancy was introduced (the first tensor, in backward order,
+ * whose relevance fails the trace-local check, and why); "" when none. */
+const char *lrp_judgement_origin(const lrp_judgement *j);
+/* The first NaN/inf of the judged trace in backward order: returns 1 and
+ * sets *layer, *cell (batch-major index into that tensor) and *cause (the
+ * layer, unit and reason that produced it; may be NULL args), or 0. */
+int lrp_judgement_first_nonfinite(const lrp_judgement *j, int *layer, int64_t *cell,
+                                  const char **cause);
+/* Writes the judgement as the JSON report of lrp-oracle check --json. */
+lrp_status lrp_judgement_write_json(const lrp_judgement *j, const char *path, lrp_err *err);
 
 #ifdef __cplusplus
 }

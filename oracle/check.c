@@ -355,6 +355,9 @@ typedef struct ref_take {
     lrp_minmax *mm;      /* lrp_pipe_minmax_ref of each layer */
     double *sum_rel;     /* binary64 sum of the relevance (report value) */
     double *sum_rin;     /* the same over the layer's contributions */
+    double (*branch)[LRP_MAX_INPUTS]; /* each contribution's own sum (per branch) */
+    int64_t *bn_C;       /* BatchNorm identities per channel (bn_channels) */
+    double **bn_in, **bn_abs, **bn_out;
     double (*absorbed)[LRP_ABS_COUNT];
     int64_t *neg_den;    /* negative z+ / alpha-beta denominators */
     int want_rin;        /* local comparison: contributions rounded */
@@ -374,6 +377,16 @@ static void ref_take_free(ref_take *T, int nl)
     free(T->mm);
     free(T->sum_rel);
     free(T->sum_rin);
+    for (int i = 0; T->bn_in && i < nl; i++) {
+        free(T->bn_in[i]);
+        free(T->bn_abs[i]);
+        free(T->bn_out[i]);
+    }
+    free(T->branch);
+    free(T->bn_C);
+    free(T->bn_in);
+    free(T->bn_abs);
+    free(T->bn_out);
     free(T->absorbed);
     free(T->neg_den);
     memset(T, 0, sizeof *T);
@@ -391,17 +404,50 @@ static int ref_take_init(ref_take *T, rounded *R, int nl, int want_rin)
     T->mm = calloc((size_t)nl, sizeof *T->mm);
     T->sum_rel = calloc((size_t)nl, sizeof *T->sum_rel);
     T->sum_rin = calloc((size_t)nl, sizeof *T->sum_rin);
+    T->branch = calloc((size_t)nl, sizeof *T->branch);
+    T->bn_C = calloc((size_t)nl, sizeof *T->bn_C);
+    T->bn_in = calloc((size_t)nl, sizeof *T->bn_in);
+    T->bn_abs = calloc((size_t)nl, sizeof *T->bn_abs);
+    T->bn_out = calloc((size_t)nl, sizeof *T->bn_out);
     T->absorbed = calloc((size_t)nl, sizeof *T->absorbed);
     T->neg_den = calloc((size_t)nl, sizeof *T->neg_den);
     T->rin_hi = calloc((size_t)nl, sizeof *T->rin_hi);
     T->rin_lo = calloc((size_t)nl, sizeof *T->rin_lo);
     return R->act && R->rel && R->rel_lo && T->mm && T->sum_rel && T->sum_rin && T->absorbed &&
+                   T->branch && T->bn_C && T->bn_in && T->bn_abs && T->bn_out &&
                    T->neg_den && T->rin_hi && T->rin_lo
                ? 0
                : -1;
 }
 
 static double sum_mpfr_d(const lrp_backend *be, const void *t, int64_t n);
+
+/* BatchNorm identities per channel: reference relevance at the input,
+ * absorbed (every kind), at the output, each summed over the batch and the
+ * positions of the channel (values rounded to double, summed in double:
+ * for display; the layer's own residual is exact).  -1: out of memory. */
+static int bn_channels(ref_take *T, int li, const lrp_backend *be, const lrp_pipe_layer *P,
+                       int64_t B)
+{
+    int64_t C = P->bn_C, hw = P->n / C;
+    T->bn_C[li] = C;
+    double *in = T->bn_in[li] = calloc((size_t)C, sizeof(double));
+    double *ab = T->bn_abs[li] = calloc((size_t)C, sizeof(double));
+    double *out = T->bn_out[li] = calloc((size_t)C, sizeof(double));
+    if (!in || !ab || !out)
+        return -1;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t q = 0; q < hw; q++) {
+                int64_t k = b * P->n + c * hw + q;
+                in[c] += mpfr_get_d(be->at(be->ctx, P->rin[0], k), MPFR_RNDN);
+                out[c] += mpfr_get_d(be->at(be->ctx, P->rel, k), MPFR_RNDN);
+                for (int a = 0; a < LRP_ABS_COUNT; a++)
+                    if (P->abs[a] && P->n_units == P->n)
+                        ab[c] += mpfr_get_d(be->at(be->ctx, P->abs[a], k), MPFR_RNDN);
+            }
+    return 0;
+}
 
 static void take_ref(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
@@ -422,10 +468,18 @@ static void take_ref(void *ctx, const lrp_pipe *p, int li, int bwd)
     lrp_pipe_minmax_ref(&T->mm[li], p, li);
     T->sum_rel[li] = sum_mpfr_d(be, P->rel, n);
     double sin = 0;
-    for (int k = 0; k < P->n_rin; k++)
-        if (P->rin[k])
-            sin += sum_mpfr_d(be, P->rin[k], P->n_rin_per[k] * B);
+    for (int k = 0; k < P->n_rin; k++) {
+        double bs = P->rin[k] ? sum_mpfr_d(be, P->rin[k], P->n_rin_per[k] * B) : 0;
+        sin += bs;
+        if (k < LRP_MAX_INPUTS)
+            T->branch[li][k] = bs;
+    }
     T->sum_rin[li] = sin;
+    if (p->net->layers[li].kind == LRP_LAYER_BATCHNORM && P->bn_C > 0 && P->rin[0] &&
+        bn_channels(T, li, be, P, B)) {
+        T->oom = 1;
+        return;
+    }
     for (int k = 0; k < LRP_ABS_COUNT; k++)
         T->absorbed[li][k] = P->abs[k] ? sum_mpfr_d(be, P->abs[k], P->n_units * B) : 0;
     if ((P->rule.rule == LRP_RULE_ALPHABETA || P->rule.rule == LRP_RULE_ZPLUS) && P->den[0] &&
@@ -915,6 +969,40 @@ static void phase_start(phases *ph, int which)
     ph->k++;
 }
 
+/* Per-cell copies for pictures: reference, value, signed error in units
+ * of the bound the verdict used (sharp tier where present, else the
+ * rigorous one), and marks.  Returns -1 when out of memory. */
+static int keep_cells(lrp_layer_report *lr, const float *got, const lrp_cell_ref *cr, int64_t n,
+                      const lrp_tolerance *tol)
+{
+    size_t m = (size_t)(n ? n : 1);
+    lr->cell_ref = malloc(m * sizeof(float));
+    lr->cell_got = malloc(m * sizeof(float));
+    lr->cell_units = malloc(m * sizeof(float));
+    lr->cell_mark = calloc(m, 1);
+    if (!lr->cell_ref || !lr->cell_got || !lr->cell_units || !lr->cell_mark)
+        return -1;
+    for (int64_t k = 0; k < n; k++) {
+        double r = (double)cr->hi[k] + (cr->lo ? (double)cr->lo[k] : 0.0);
+        float b = cr->sharp ? cr->sharp[k] : cr->bound ? cr->bound[k] : 0.0f;
+        uint8_t f = cr->cflags ? cr->cflags[k] : 0, mk = 0;
+        lr->cell_ref[k] = cr->hi[k];
+        lr->cell_got[k] = got[k];
+        lr->cell_units[k] = b > 0 ? (float)(((double)got[k] - r) / (0x1p-24 * (double)b))
+                                  : (got[k] == cr->hi[k] ? 0.0f : NAN);
+        if (!isfinite(got[k]))
+            mk |= LRP_MARK_NONFINITE;
+        if (f & LRP_CELL_UNDEFINED)
+            mk |= LRP_MARK_UNDEFINED;
+        if (f & LRP_CELL_UNRESOLVED)
+            mk |= LRP_MARK_UNRESOLVED;
+        if (lrp_classify_cell(NULL, got[k], cr, k, tol) == LRP_V_ILL_CONDITIONED)
+            mk |= LRP_MARK_ILL;
+        lr->cell_mark[k] = mk;
+    }
+    return 0;
+}
+
 lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o, lrp_err *err)
 {
     lrp_status st = LRP_OK;
@@ -939,6 +1027,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     snprintf(rep->source, sizeof rep->source, "%s", o->source ? o->source : "fastpath");
     snprintf(rep->ruleset, sizeof rep->ruleset, "%s", o->ruleset ? o->ruleset : "");
     rep->precision = o->prec;
+    rep->batch = net->batch;
     rep->n_layers = nl;
     rep->layers = calloc((size_t)nl, sizeof *rep->layers);
     if (!rep->layers)
@@ -1045,6 +1134,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         lr->layer = i;
         snprintf(lr->name, sizeof lr->name, "%s", l->name);
         lr->kind = l->kind;
+        lr->shape = l->shape;
         int prod = first_consumer(net, i);
         char rt[160];
         lrp_rule_spec rs = net->layers[prod].rule;
@@ -1075,6 +1165,8 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
                                G.sharp[i],  G.scond[i]};
             const lrp_tolerance *tol = lrp_tolerance_for(rs.rule, net->layers[prod].kind);
             lr->verdict = lrp_compare_cells(&lr->e2e, got[i], &cr, n, tol);
+            if (o->keep_cells >= (i == 0 ? 1 : 2) && keep_cells(lr, got[i], &cr, n, tol))
+                goto oom;
             lrp_minmax mf;
             minmax_f32(&mf, got[i], n);
             lr->f32_min = mf.min;
@@ -1119,6 +1211,28 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             lr->cons_ref = P->cons_resid;
             lr->sum_out_ref = T.sum_rel[i];
             lr->sum_in_ref = T.sum_rin[i];
+            lr->n_branch = P->n_rin < LRP_MAX_INPUTS ? P->n_rin : LRP_MAX_INPUTS;
+            for (int k = 0; k < lr->n_branch; k++) {
+                lr->branch_in[k] = k < l->n_in ? l->in[k] : -1;
+                lr->branch_ref[k] = T.branch[i][k];
+                lr->branch_f32[k] = NAN;
+                if (f32 && f32->L[i].rin[k]) {
+                    lrp_xsum *bx = lrp_xsum_new();
+                    if (!bx)
+                        goto oom;
+                    lrp_xsum_add(bx, f32->L[i].rin[k], f32->L[i].n_rin_per[k] * B, 1);
+                    lr->branch_f32[k] = lrp_xsum_value(bx);
+                    lrp_xsum_free(bx);
+                }
+            }
+            if (T.bn_in[i]) {
+                /* taken over from the streamed take */
+                lr->bn_C = T.bn_C[i];
+                lr->bn_in = T.bn_in[i];
+                lr->bn_abs = T.bn_abs[i];
+                lr->bn_out = T.bn_out[i];
+                T.bn_in[i] = T.bn_abs[i] = T.bn_out[i] = NULL;
+            }
             for (int k = 0; k < LRP_ABS_COUNT; k++)
                 lr->absorbed[k] = T.absorbed[i][k];
             if (rep->max_cons_ref < lr->cons_ref)

@@ -44,6 +44,9 @@ typedef struct lrp_check_opts {
      * (core/pipeline.h) runs within them. */
     void (*phase)(void *ctx, int phase, int k, int n);
     void *phase_ctx;
+    /* keep per-cell copies of the compared layers in the report (heatmaps,
+     * HTML); 1: the input layer only, 2: every layer */
+    int keep_cells;
 } lrp_check_opts;
 
 

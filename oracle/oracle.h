@@ -22,25 +22,7 @@
 
 #include "lrp.h"
 
-/* Verdicts in increasing severity. X(ENUM, "name") */
-#define LRP_VERDICT_LIST(X)                 \
-    X(PASS, "PASS")                         \
-    X(ILL_CONDITIONED, "ILL-CONDITIONED")   \
-    X(UNRESOLVED, "UNRESOLVED")             \
-    X(SUSPECT, "SUSPECT")                   \
-    X(FAIL, "FAIL")                         \
-    X(NONFINITE, "NONFINITE")
-
-typedef enum lrp_verdict {
-#define X(e, s) LRP_V_##e,
-    LRP_VERDICT_LIST(X)
-#undef X
-    LRP_V_COUNT
-} lrp_verdict;
-
-const char *lrp_verdict_name(lrp_verdict v);
-/* Parses a verdict name (case-insensitive); 0 or -1 if unknown. */
-int lrp_verdict_parse(const char *name, lrp_verdict *out);
+/* Verdicts (lrp_verdict, LRP_V_*) are public: include/lrp.h. */
 
 /* Per-cell reference flags. */
 enum {

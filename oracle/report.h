@@ -51,7 +51,32 @@ typedef struct lrp_layer_report {
     int64_t f32_nan, f32_inf;
     char ref_flags[160];       /* reference numerical flags, text */
     char note[384];            /* e.g. BN identities, sign-of-zero findings */
+    /* per-cell copies, only when lrp_check_opts.keep_cells asked for them
+     * (heatmaps, HTML report); batch * numel(shape) each, else NULL */
+    /* per input of the layer (Add / Concatenate branches, every layer):
+     * the relevance it passes to each input, summed (reference; float32
+     * of our fast path, NaN for an external trace) */
+    int n_branch;
+    int branch_in[LRP_MAX_INPUTS];      /* index of the input layer */
+    double branch_ref[LRP_MAX_INPUTS], branch_f32[LRP_MAX_INPUTS];
+    /* BatchNorm (not canonized): per channel, reference sums over batch
+     * and positions: R_x + absorbed (shift or mean + beta, stabilizer) = R */
+    int64_t bn_C;
+    double *bn_in, *bn_abs, *bn_out;   /* bn_C each, or NULL */
+    lrp_shape shape;           /* per-sample shape of this tensor */
+    float *cell_ref;           /* reference rounded to binary32 */
+    float *cell_got;           /* the trace's / fast path's value */
+    float *cell_units;         /* signed (got - ref) / bound: in units of the
+                                  oracle's bound (sharp tier where present) */
+    uint8_t *cell_mark;        /* LRP_MARK_* */
 } lrp_layer_report;
+
+enum {
+    LRP_MARK_NONFINITE = 1u << 0, /* got is NaN or inf */
+    LRP_MARK_UNDEFINED = 1u << 1, /* the reference is undefined there */
+    LRP_MARK_ILL = 1u << 2,       /* excused as ill-conditioned */
+    LRP_MARK_UNRESOLVED = 1u << 3 /* the reference is unresolved at p */
+};
 
 typedef struct lrp_run_report {
     char fixture[256];         /* file path */
@@ -59,6 +84,7 @@ typedef struct lrp_run_report {
     char ruleset[128];         /* composite or rule text */
     char convention[LRP_NAME_MAX];
     int precision;
+    int batch;                 /* samples */
     int n_layers;
     lrp_layer_report *layers;
     lrp_verdict verdict;       /* worst e2e layer verdict */
@@ -88,6 +114,7 @@ typedef struct lrp_run_report {
     int nf_layer;
     int64_t nf_index;
     char nf_cause[512];
+    double seconds;            /* wall time of the run (set by the caller) */
     /* expectation (reproductions of buggy conventions) */
     int has_expect;
     lrp_verdict expect;        /* the documented outcome */
@@ -100,8 +127,31 @@ void lrp_run_report_free(lrp_run_report *r);
 int lrp_run_ok(const lrp_run_report *r);
 
 void lrp_report_text(FILE *f, const lrp_run_report *r, int color, int verbose);
+/* The text report: rows named by the layer that computed each relevance;
+ * within 100 columns (names shortened with '~', notes wrapped) unless wide,
+ * which prints every column and whole names and adds Add/Concatenate
+ * branch sums. */
+typedef struct lrp_text_opts {
+    int color, verbose, wide;
+} lrp_text_opts;
+void lrp_report_text_ex(FILE *f, const lrp_run_report *r, const lrp_text_opts *o);
+/* The legend of every number of the text report (--explain). */
+void lrp_report_legend(FILE *f);
+/* A file that could not be judged (unreadable, malformed, no such trace):
+ * reported as an error beside the runs of the good files. */
+typedef struct lrp_file_error {
+    char file[256];
+    char message[LRP_ERR_MSG_MAX];
+} lrp_file_error;
+
 /* Writes all runs as JSON / JUnit XML atomically (temp file + rename). */
 lrp_status lrp_report_json(const char *path, const lrp_run_report *runs, int n, lrp_err *err);
 lrp_status lrp_report_junit(const char *path, const lrp_run_report *runs, int n, lrp_err *err);
+/* The same with the files that could not be judged: JSON "errors", JUnit
+ * one testsuite per file with an <error> testcase (errors="1"). */
+lrp_status lrp_report_json_ex(const char *path, const lrp_run_report *runs, int n,
+                              const lrp_file_error *errs, int n_errs, lrp_err *err);
+lrp_status lrp_report_junit_ex(const char *path, const lrp_run_report *runs, int n,
+                               const lrp_file_error *errs, int n_errs, lrp_err *err);
 
 #endif

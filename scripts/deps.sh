@@ -1,14 +1,50 @@
 #!/bin/sh
-# deps.sh -- installs the Debian packages lrp-oracle needs, and only those
-# that are missing.  Called first by `make run` and `make check`, so the two
-# README commands are the whole set-up on a fresh Debian 12 machine.
+# deps.sh [TIER] -- installs the Debian packages a make target needs, and only
+# those that are missing.  The tiers nest:
 #
-#   LRP_DEPS_EXTRA="pkg ..."   extra packages (e.g. for the Python adapter)
+#   build   `make`, `make run`, `make install`: the C toolchain and the C
+#           libraries (MPFR, GMP, HDF5, jansson, libpng).  No Python.
+#   check   `make check`, `make sanitize`: build + cmocka, xmllint, and
+#           Debian's python3 with numpy and h5py (the Keras-layout models,
+#           the golden-trace helpers).
+#   torch   `make bench`, `make mutants`: check + python3-torch (the PyTorch
+#           baselines; on Debian it pulls in about 200 packages)
+#   full    `make check FULL=1`, CI: torch + chromium (the HTML report
+#           rendered headless).  Without them `make check` counts the adapter
+#           and browser tests as skipped, not passed.
+#
+#   deps.sh --list TIER    prints the packages of TIER, installs nothing
+#   LRP_DEPS_EXTRA="pkg ..."   extra packages
 set -eu
 
-# python3-*: the PyTorch adapter and the Keras-layout test models (tests/keras,
-# tools/python) run on Debian's /usr/bin/python3.
-PKGS="make gcc libc6-dev pkg-config libmpfr-dev libgmp-dev libhdf5-dev libcmocka-dev libjansson-dev python3 python3-numpy python3-h5py python3-torch ${LRP_DEPS_EXTRA:-}"
+BUILD_PKGS="make gcc libc6-dev pkg-config libmpfr-dev libgmp-dev libhdf5-dev libjansson-dev libpng-dev"
+CHECK_PKGS="libcmocka-dev libxml2-utils python3 python3-numpy python3-h5py"
+TORCH_PKGS="python3-torch"
+FULL_PKGS="chromium"
+
+list=0
+if [ "${1:-}" = "--list" ]; then
+    list=1
+    shift
+fi
+tier=${1:-build}
+case "$tier" in
+build) PKGS="$BUILD_PKGS" ;;
+check) PKGS="$BUILD_PKGS $CHECK_PKGS" ;;
+torch) PKGS="$BUILD_PKGS $CHECK_PKGS $TORCH_PKGS" ;;
+full) PKGS="$BUILD_PKGS $CHECK_PKGS $TORCH_PKGS $FULL_PKGS" ;;
+*)
+    echo "deps: unknown tier '$tier' (build, check, torch or full)" >&2
+    exit 2
+    ;;
+esac
+PKGS="$PKGS ${LRP_DEPS_EXTRA:-}"
+
+if [ "$list" -eq 1 ]; then
+    # shellcheck disable=SC2086
+    printf '%s\n' $PKGS
+    exit 0
+fi
 
 missing=""
 for p in $PKGS; do
@@ -21,7 +57,7 @@ if [ -z "$missing" ]; then
     exit 0
 fi
 
-echo "deps: missing Debian packages:$missing"
+echo "deps ($tier): missing Debian packages:$missing"
 if [ "$(id -u)" -eq 0 ]; then
     SUDO=""
 elif command -v sudo >/dev/null 2>&1; then

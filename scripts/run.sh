@@ -4,8 +4,8 @@
 # every fixture under its rule sets and the reproductions of real reports
 # (docs/REPRODUCTIONS.md), prints one table, and exits 0 only when every run
 # behaves as documented.  Machine-readable copies: BUILD/suite.json and
-# BUILD/suite.xml (JUnit).
+# BUILD/suite.xml (JUnit); the HTML report BUILD/report/index.html.
 set -eu
 build=$1
 exec "$build/lrp-oracle" suite --dir "$build/fixtures" --json "$build/suite.json" \
-    --junit "$build/suite.xml"
+    --junit "$build/suite.xml" --html "$build/report"

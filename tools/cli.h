@@ -18,6 +18,12 @@ int cli_parse_float(const char *s, float *out);
 /* "epsilon eps=1e-06 sign0_pos" etc. */
 void cli_rule_str(char *buf, size_t n, const lrp_rule_spec *r);
 
+/* The installed data directory's SUB ("golden", "fixtures") into buf:
+ * LRP_DATADIR/SUB when set, else EXE/../../share/lrp-oracle/SUB when it
+ * exists (tools/datadir.c).  Returns 1 when buf holds a path, else 0 (use
+ * the source-tree default). */
+int cli_data_path(char *buf, size_t n, const char *sub);
+
 /* Subcommands (tools/cmd_*.c). */
 int cmd_check(int argc, char **argv);
 int cmd_compare(int argc, char **argv);
@@ -27,6 +33,18 @@ int cmd_fast(int argc, char **argv);
 int cmd_import_keras(int argc, char **argv);
 int cmd_suite(int argc, char **argv);
 int cmd_golden(int argc, char **argv);
+int cmd_heatmap(int argc, char **argv);
+
+/* Writes n bytes to path through core/safeout.c; -1 on success, else the
+ * exit code (message printed). */
+int cli_write_bytes(const char *path, const void *data, size_t n);
+/* Heatmap PNGs of run r (its layer reports hold cells) into dir, for the
+ * input (layers NULL), every tensor ("all") or the named ones, the first
+ * max_samples samples.  With written != NULL the paths are collected there
+ * (malloc'ed) instead of printed.  -1 on success, else the exit code. */
+struct lrp_run_report;
+int cli_heatmaps(const char *dir, const char *fixture_path, const struct lrp_run_report *r,
+                 const char *layers, int max_samples, char ***written, int *n_written);
 
 /* Convention profiles (tools/profiles.c): rewrites the conventions of the
  * net's rule assignment the way library NAME computes; -1 if unknown. */

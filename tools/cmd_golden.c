@@ -18,6 +18,7 @@
 #include "backend_f32.h"
 #include "fixtures.h"
 #include "golden.h"
+#include "html.h"
 #include "ref_int.h"
 
 /* The documented outcome of a fixture under its own rules (suite runs with
@@ -135,25 +136,48 @@ static int64_t trace_diffs(const lrp_net *a, const lrp_trace *ta, const lrp_trac
     return d;
 }
 
+enum { NCOL = 5 };
+
+static int golden_main(int argc, char **argv, char (*cells)[160]);
+
+/* cells: the table for --html (fixture, verdict, documented, bits, change),
+ * owned here so that every early return of golden_main frees it */
 int cmd_golden(int argc, char **argv)
+{
+    char(*cells)[160] = calloc((size_t)lrp_fixture_count * NCOL, sizeof *cells);
+    if (!cells)
+        return cli_usage_error("golden", "%s", "out of memory");
+    int rc = golden_main(argc, argv, cells);
+    free(cells);
+    return rc;
+}
+
+static int golden_main(int argc, char **argv, char (*cells)[160])
 {
     static const struct option opts[] = {{"dir", required_argument, 0, 'd'},
                                          {"update", no_argument, 0, 'u'},
+                                         {"html", required_argument, 0, 'H'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
-    const char *dir = "fixtures/golden";
+    static char datadir[2048];
+    const char *dir =
+        cli_data_path(datadir, sizeof datadir, "golden") ? datadir : "fixtures/golden";
     int update = 0, c;
+    const char *html = NULL;
+    int nrows = 0;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case 'd': dir = optarg; break;
         case 'u': update = 1; break;
+        case 'H': html = optarg; break;
         case 'h':
-            printf("usage: lrp-oracle golden [--dir DIR] [--update]\n\n"
+            printf("usage: lrp-oracle golden [--dir DIR] [--update] [--html DIR]\n\n"
                    "Without --update: runs the float32 fast path on every golden file in DIR\n"
-                   "(default fixtures/golden) and judges it against the stored MPFR reference\n"
-                   "(no MPFR needed), and bitwise against the stored fast-path bits.  Exit 1 if\n"
+                   "(default: the installed golden traces, or fixtures/golden in the source\n"
+                   "tree) and judges it against the stored MPFR reference (no MPFR needed),\n"
+                   "and bitwise against the stored fast-path bits.  Exit 1 if\n"
                    "any bit changed or any verdict is out of tolerance.\n"
                    "With --update: recomputes reference and fast path for every fixture,\n"
                    "prints what changed against the files in DIR, and replaces them.\n");
@@ -245,6 +269,13 @@ int cmd_golden(int argc, char **argv)
         printf("%-14s %-16s %-12s %14lld  %s\n", d->name, lrp_verdict_name(gr.worst),
                expect >= 0 ? lrp_verdict_name((lrp_verdict)expect) : "within tol.",
                (long long)diffs, changed);
+        snprintf(cells[nrows * NCOL + 0], 160, "%s", d->name);
+        snprintf(cells[nrows * NCOL + 1], 160, "%s", lrp_verdict_name(gr.worst));
+        snprintf(cells[nrows * NCOL + 2], 160, "%s",
+                 expect >= 0 ? lrp_verdict_name((lrp_verdict)expect) : "within tol.");
+        snprintf(cells[nrows * NCOL + 3], 160, "%lld", (long long)diffs);
+        snprintf(cells[nrows * NCOL + 4], 160, "%s", changed);
+        nrows++;
         if (!ok_v || (!update && gr.total_diffs))
             bad++;
         lrp_golden_result_free(&gr);
@@ -260,5 +291,28 @@ int cmd_golden(int argc, char **argv)
         lrp_net_free(net);
     }
     printf("golden: %d fixtures, %d not as committed\n", lrp_fixture_count, bad);
+    if (html) {
+        static const char *head[NCOL] = {"fixture", "verdict", "documented", "bits changed",
+                                         "first changed layer"};
+        const char **cp = malloc((size_t)(nrows ? nrows : 1) * NCOL * sizeof *cp);
+        cli_html *h = cli_html_new();
+        int rc = -1;
+        if (!cp || !h)
+            rc = cli_usage_error("golden", "%s", "out of memory");
+        for (int k = 0; rc < 0 && k < nrows * NCOL; k++)
+            cp[k] = cells[k];
+        if (rc < 0) {
+            char cap[128];
+            snprintf(cap, sizeof cap, "golden traces: %d fixtures, %d not as committed",
+                     lrp_fixture_count, bad);
+            cli_html_table(h, cap, NCOL, head, cp, nrows);
+            rc = cli_html_write(h, html, "lrp-oracle golden");
+        }
+        free(cp);
+        cli_html_free(h);
+        if (rc >= 0)
+            return rc;
+        return bad ? EXIT_CHECK_FAILED : EXIT_OK;
+    }
     return bad ? EXIT_CHECK_FAILED : EXIT_OK;
 }

@@ -12,18 +12,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "backend_f32.h"
 #include "check.h"
+#include "html.h"
 #include "ref_int.h"
 #include "safeout.h"
 
 /* Options common to the judging commands. */
 typedef struct judge_opts {
     cli_rules rules;
-    const char *json, *junit, *source, *out, *profile;
-    int color, verbose, proof, local;
+    const char *json, *junit, *source, *out, *profile, *html;
+    int color, verbose, proof, local, wide, explain;
     int has_expect;
     lrp_verdict expect;
     int strict, require_all, progress, trace_only;
@@ -45,6 +47,9 @@ enum {
     OPT_REQUIRE_ALL,
     OPT_PROGRESS,
     OPT_TRACE_ONLY,
+    OPT_HTML,
+    OPT_WIDE,
+    OPT_EXPLAIN,
     OPT_HELP
 };
 
@@ -63,6 +68,9 @@ static const struct option judge_long[] = {
     {"require-all", no_argument, 0, OPT_REQUIRE_ALL},
     {"progress", no_argument, 0, OPT_PROGRESS},
     {"trace-only", no_argument, 0, OPT_TRACE_ONLY},
+    {"html", required_argument, 0, OPT_HTML},
+    {"wide", no_argument, 0, OPT_WIDE},
+    {"explain", no_argument, 0, OPT_EXPLAIN},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
 
@@ -112,6 +120,9 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
         case OPT_REQUIRE_ALL: o->require_all = 1; break;
         case OPT_PROGRESS: o->progress = 1; break;
         case OPT_TRACE_ONLY: o->trace_only = 1; break;
+        case OPT_HTML: o->html = optarg; break;
+        case OPT_WIDE: o->wide = 1; break;
+        case OPT_EXPLAIN: o->explain = 1; break;
         case OPT_EXPECT:
             if (lrp_verdict_parse(optarg, &o->expect))
                 return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
@@ -164,30 +175,62 @@ static int refuse_output_is_input(const char *cmd, const char *what, const char 
 
 /* Loads a fixture, applies the rule options and refuses work beyond the
  * resource limits (estimated from the graph, before any of it is done). */
+static lrp_status load_apply_e(lrp_net **net, const char *path, const judge_opts *o,
+                               const char *cmd, cli_work work, lrp_err *e)
+{
+    cli_limits_apply(o->rules.threads);
+    cli_load_expect(cmd, work, o->rules.prec, o->proof);
+    lrp_status st = cli_load(net, path, e);
+    if (st != LRP_OK)
+        return st;
+    if ((st = cli_rules_apply(*net, &o->rules, path, e)) != LRP_OK ||
+        (st = cli_limits_check(*net, path, cmd, work, o->rules.prec, o->proof, e)) != LRP_OK) {
+        lrp_net_free(*net);
+        *net = NULL;
+    }
+    return st;
+}
+
+/* The same, printing the error: the exit code, or -1 when loaded. */
 static int load_apply(lrp_net **net, const char *path, const judge_opts *o, const char *cmd,
                       cli_work work)
 {
     lrp_err e = {0};
-    cli_limits_apply(o->rules.threads);
-    cli_load_expect(cmd, work, o->rules.prec, o->proof);
-    if (cli_load(net, path, &e) != LRP_OK)
+    if (load_apply_e(net, path, o, cmd, work, &e) != LRP_OK)
         return cli_fail(&e);
-    if (cli_rules_apply(*net, &o->rules, path, &e) != LRP_OK ||
-        cli_limits_check(*net, path, cmd, work, o->rules.prec, o->proof, &e) != LRP_OK) {
-        lrp_net_free(*net);
-        *net = NULL;
-        return cli_fail(&e);
-    }
     return -1;
 }
 
-static int write_reports(const judge_opts *o, lrp_run_report *runs, int n)
+static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
+                         const lrp_file_error *errs, int n_errs)
 {
     lrp_err e = {0};
-    if (o->json && lrp_report_json(o->json, runs, n, &e) != LRP_OK)
+    if (o->json && lrp_report_json_ex(o->json, runs, n, errs, n_errs, &e) != LRP_OK)
         return cli_fail(&e);
-    if (o->junit && lrp_report_junit(o->junit, runs, n, &e) != LRP_OK)
+    if (o->junit && lrp_report_junit_ex(o->junit, runs, n, errs, n_errs, &e) != LRP_OK)
         return cli_fail(&e);
+    if (o->html) {
+        cli_html *h = cli_html_new();
+        if (!h)
+            return cli_usage_error("html", "%s", "out of memory");
+        for (int a = 0; a < n; a++)
+            cli_html_run(h, &runs[a], NULL);
+        if (n_errs) {
+            static const char *head[2] = {"file", "error"};
+            const char **cells = calloc((size_t)n_errs * 2, sizeof *cells);
+            for (int a = 0; cells && a < n_errs; a++) {
+                cells[2 * a] = errs[a].file;
+                cells[2 * a + 1] = errs[a].message;
+            }
+            if (cells)
+                cli_html_table(h, "files that could not be judged", 2, head, cells, n_errs);
+            free(cells);
+        }
+        int rc = cli_html_write(h, o->html, "lrp-oracle report");
+        cli_html_free(h);
+        if (rc >= 0)
+            return rc;
+    }
     return -1;
 }
 
@@ -212,6 +255,9 @@ static int judge(int argc, char **argv, int compare)
                                    "implementation, see docs/FORMAT.md) against the reference computed\n"
                                    "under the trace's own rule assignment and conventions.\n\n"
                                    "  --json FILE --junit FILE   machine-readable reports\n"
+                                   "  --html DIR                 self-contained HTML report DIR/index.html\n"
+                                   "  --wide                     every column, whole names (default: 100 columns)\n"
+                                   "  --explain                  print the legend of every number\n"
                                    "  --no-proof                 skip the reference's self-proof at p+64\n"
                                    "  --expect VERDICT           the documented outcome (exit 0 iff met)\n"
                                    "  --profile NAME             recompute the reference with the conventions\n"
@@ -242,6 +288,9 @@ static int judge(int argc, char **argv, int compare)
                                    "(docs/ORACLE.md): PASS, ILL-CONDITIONED, UNRESOLVED, SUSPECT, FAIL,\n"
                                    "NONFINITE; conservation; the first NaN/inf and its cause.\n\n"
                                    "  --json FILE --junit FILE   machine-readable reports\n"
+                                   "  --html DIR                 self-contained HTML report DIR/index.html\n"
+                                   "  --wide                     every column, whole names (default: 100 columns)\n"
+                                   "  --explain                  print the legend of every number\n"
                                    "  --no-proof                 skip the reference's self-proof at p+64\n"
                                    "  --expect VERDICT           the documented outcome (exit 0 iff met)\n"
                                    "  --profile NAME             compute the way library NAME does\n"
@@ -255,7 +304,7 @@ static int judge(int argc, char **argv, int compare)
     if (rc >= 0)
         return rc;
     if ((rc = refuse_unused(&o,
-                            SEEN(OPT_JSON) | SEEN(OPT_JUNIT) | SEEN(OPT_NOCOLOR) |
+                            SEEN(OPT_JSON) | SEEN(OPT_JUNIT) | SEEN(OPT_NOCOLOR) | SEEN(OPT_HTML) | SEEN(OPT_WIDE) | SEEN(OPT_EXPLAIN) |
                                 SEEN(OPT_VERBOSE) | SEEN(OPT_NOPROOF) | SEEN(OPT_EXPECT) |
                                 SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) | SEEN(OPT_PROGRESS) |
                                 (compare ? SEEN(OPT_SOURCE) | SEEN(OPT_REQUIRE_ALL) : 0),
@@ -269,23 +318,38 @@ static int judge(int argc, char **argv, int compare)
     lrp_run_report *runs = calloc((size_t)nfiles, sizeof *runs);
     if (!runs)
         return cli_usage_error(cmd, "%s", "out of memory");
-    int all_ok = 1, exit_code = -1;
+    /* A file that cannot be judged is reported (stderr, and as an error in
+     * JSON / JUnit / HTML) and the others are still judged and reported;
+     * the exit code is then 2.  Only running out of memory stops the loop. */
+    lrp_file_error *errs = calloc((size_t)nfiles, sizeof *errs);
+    if (!errs) {
+        free(runs);
+        return cli_usage_error(cmd, "%s", "out of memory");
+    }
+    int all_ok = 1, exit_code = -1, n_runs = 0, n_errs = 0;
     cli_progress prog;
     cli_progress_init(&prog, o.progress);
+#define FILE_ERROR(...)                                                                     \
+    do {                                                                                    \
+        snprintf(errs[n_errs].file, sizeof errs[n_errs].file, "%s", path);                  \
+        snprintf(errs[n_errs].message, sizeof errs[n_errs].message, __VA_ARGS__);           \
+        fprintf(stderr, "lrp-oracle: %s\n", errs[n_errs].message);                          \
+        n_errs++;                                                                           \
+    } while (0)
     for (int a = 0; a < nfiles; a++) {
         const char *path = argv[optind + a];
         lrp_net *net = NULL;
-        if ((rc = load_apply(&net, path, &o, cmd, CLI_WORK_JUDGE)) >= 0) {
-            exit_code = rc;
-            break;
+        lrp_err e = {0};
+        if (load_apply_e(&net, path, &o, cmd, CLI_WORK_JUDGE, &e) != LRP_OK) {
+            FILE_ERROR("%s", e.msg);
+            continue;
         }
         if (compare) {
             int t = lrp_net_trace_find(net, o.source);
             if (t < 0) {
-                fprintf(stderr, "lrp-oracle: %s: /traces/%s: no such trace\n", path, o.source);
+                FILE_ERROR("%s: /traces/%s: no such trace", path, o.source);
                 lrp_net_free(net);
-                exit_code = EXIT_USAGE;
-                break;
+                continue;
             }
             /* the reference is computed under the trace's own assignment,
              * unless rule options override it explicitly */
@@ -311,8 +375,8 @@ static int judge(int argc, char **argv, int compare)
             }
             if (lrp_net_infer(net, path, &pe) != LRP_OK) {
                 lrp_net_free(net);
-                exit_code = cli_fail(&pe);
-                break;
+                FILE_ERROR("%s", pe.msg);
+                continue;
             }
         }
         lrp_check_opts co;
@@ -325,6 +389,7 @@ static int judge(int argc, char **argv, int compare)
         if (o.strict)
             co.max_ill = o.max_ill;
         co.label = path;
+        co.keep_cells = o.html ? 1 : 0; /* the heatmaps of the HTML report */
         char rs[128];
         cli_rules_describe(rs, sizeof rs, net, &o.rules);
         if (compare && !o.rules.has_rule && !o.rules.has_composite)
@@ -332,48 +397,62 @@ static int judge(int argc, char **argv, int compare)
                      o.profile ? o.profile : "");
         co.ruleset = rs;
         cli_progress_begin(&prog, &co, path, a + 1, nfiles, compare);
-        lrp_err e = {0};
-        lrp_status st = lrp_check(&runs[a], net, &co, &e);
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        lrp_run_report *r = &runs[n_runs];
+        lrp_status st = lrp_check(r, net, &co, &e);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         cli_progress_clear(&prog);
         lrp_net_free(net);
         if (st != LRP_OK) {
-            exit_code = cli_fail(&e);
-            break;
+            lrp_run_report_free(r);
+            if (st == LRP_E_NOMEM) {
+                exit_code = cli_fail(&e);
+                break;
+            }
+            FILE_ERROR("%s", e.msg);
+            continue;
         }
-        if (compare && runs[a].n_judged == 0) {
-            fprintf(stderr,
-                    "lrp-oracle: %s: /traces/%s: no layer could be judged (the trace holds no "
-                    "relevance for any layer whose consumers it also covers)\n",
-                    path, o.source);
-            exit_code = EXIT_USAGE;
-            break;
+        if (compare && r->n_judged == 0) {
+            FILE_ERROR("%s: /traces/%s: no layer could be judged (the trace holds no "
+                       "relevance for any layer whose consumers it also covers)",
+                       path, o.source);
+            lrp_run_report_free(r);
+            continue;
         }
-        if (compare && o.require_all && runs[a].n_unjudged > 0 && runs[a].verdict < LRP_V_FAIL) {
+        n_runs++;
+        if (compare && o.require_all && r->n_unjudged > 0 && r->verdict < LRP_V_FAIL) {
             /* --require-all: a partial trace fails */
-            runs[a].verdict = LRP_V_FAIL;
-            snprintf(runs[a].origin, sizeof runs[a].origin,
-                     "--require-all: %d tensors not judged (%s)", runs[a].n_unjudged,
-                     runs[a].unjudged);
-            runs[a].origin_layer = runs[a].origin_layer >= 0 ? runs[a].origin_layer : 0;
+            r->verdict = LRP_V_FAIL;
+            snprintf(r->origin, sizeof r->origin, "--require-all: %d tensors not judged (%s)",
+                     r->n_unjudged, r->unjudged);
+            r->origin_layer = r->origin_layer >= 0 ? r->origin_layer : 0;
         }
         if (o.has_expect) {
-            runs[a].has_expect = 1;
-            runs[a].expect = o.expect;
-            runs[a].expected_ok = runs[a].verdict == o.expect;
+            r->has_expect = 1;
+            r->expect = o.expect;
+            r->expected_ok = r->verdict == o.expect;
         }
-        lrp_report_text(stdout, &runs[a], o.color, o.verbose);
-        if (a + 1 < nfiles)
+        if (n_runs > 1)
             printf("\n");
-        all_ok &= lrp_run_ok(&runs[a]);
+        lrp_text_opts to = {o.color, o.verbose, o.wide};
+        lrp_report_text_ex(stdout, r, &to);
+        all_ok &= lrp_run_ok(r);
+    }
+#undef FILE_ERROR
+    if (o.explain) {
+        printf("\n");
+        lrp_report_legend(stdout);
     }
     if (exit_code < 0) {
-        int n_done = nfiles;
-        rc = write_reports(&o, runs, n_done);
-        exit_code = rc >= 0 ? rc : (all_ok ? EXIT_OK : EXIT_CHECK_FAILED);
+        rc = write_reports(&o, runs, n_runs, errs, n_errs);
+        exit_code = rc >= 0 ? rc : n_errs ? EXIT_USAGE : (all_ok ? EXIT_OK : EXIT_CHECK_FAILED);
     }
-    for (int a = 0; a < nfiles; a++)
+    for (int a = 0; a < n_runs; a++)
         lrp_run_report_free(&runs[a]);
     free(runs);
+    free(errs);
     return exit_code;
 }
 
@@ -382,6 +461,64 @@ int cmd_compare(int argc, char **argv) { return judge(argc, argv, 1); }
 
 /* ---- trace: min/max/NaN per layer, both paths ---- */
 
+/* Sum of n reference values (each rounded to double; for display). */
+static double ref_sum(const lrp_backend *be, const void *t, int64_t off, int64_t n)
+{
+    double s = 0;
+    for (int64_t k = 0; k < n; k++)
+        s += mpfr_get_d(be->at(be->ctx, t, off + k), MPFR_RNDN);
+    return s;
+}
+
+static double f32_sum(const float *x, int64_t n)
+{
+    double s = 0;
+    for (int64_t k = 0; k < n; k++)
+        s += (double)x[k];
+    return s;
+}
+
+/* Below an Add / Concatenate row: the relevance it passes to each input
+ * (branch), both paths.  Below a BatchNorm row: per channel, R_x +
+ * absorbed (shift or mean + beta, stabilizer) = R, reference. */
+static void trace_identities(const lrp_net *net, int i, const lrp_backend *rbe,
+                             const lrp_pipe *ref, const lrp_pipe *f32)
+{
+    const lrp_layer *l = &net->layers[i];
+    const lrp_pipe_layer *P = &ref->L[i], *F = &f32->L[i];
+    int64_t B = net->batch;
+    if (l->kind == LRP_LAYER_ADD || l->kind == LRP_LAYER_CONCAT) {
+        for (int k = 0; k < P->n_rin && k < l->n_in; k++) {
+            if (!P->rin[k])
+                continue;
+            int64_t n = P->n_rin_per[k] * B;
+            printf("  %16s branch to '%s': sum R ref %.9g | f32 %.9g\n", "",
+                   net->layers[l->in[k]].name, ref_sum(rbe, P->rin[k], 0, n),
+                   F->rin[k] ? f32_sum(F->rin[k], n) : NAN);
+        }
+        printf("  %16s output: sum R ref %.9g | f32 %.9g\n", "", ref_sum(rbe, P->rel, 0, P->n * B),
+               f32_sum(F->rel, P->n * B));
+    }
+    if (l->kind == LRP_LAYER_BATCHNORM && P->bn_C > 0 && P->rin[0] && P->n_units == P->n) {
+        int64_t C = P->bn_C, hw = P->n / C;
+        printf("  %16s per channel (reference, summed over batch and positions):\n"
+               "  %16s %5s %15s %15s %15s %10s\n", "", "", "ch", "R_x", "absorbed", "R", "residual");
+        for (int64_t c = 0; c < C; c++) {
+            double in = 0, ab = 0, out = 0;
+            for (int64_t b = 0; b < B; b++) {
+                int64_t off = b * P->n + c * hw;
+                in += ref_sum(rbe, P->rin[0], off, hw);
+                out += ref_sum(rbe, P->rel, off, hw);
+                for (int a = 0; a < LRP_ABS_COUNT; a++)
+                    if (P->abs[a])
+                        ab += ref_sum(rbe, P->abs[a], off, hw);
+            }
+            printf("  %16s %5lld %15.9g %15.9g %15.9g %10.2e\n", "", (long long)c, in, ab, out,
+                   in + ab - out);
+        }
+    }
+}
+
 int cmd_trace(int argc, char **argv)
 {
     judge_opts o;
@@ -389,7 +526,9 @@ int cmd_trace(int argc, char **argv)
                          "usage: lrp-oracle trace [rule options] FILE...\n\n"
                          "Per layer, for the reference and the float32 fast path side by side:\n"
                          "min and max relevance, NaN and inf counts, zero denominators (the table\n"
-                         "iNNvestigate's reverse_check_min_max_values printed).\n");
+                         "iNNvestigate's reverse_check_min_max_values printed).  Below each\n"
+                         "Add / Concatenate: the relevance it passes to each branch, both paths;\n"
+                         "below each BatchNorm: per channel, R_x + absorbed = R (reference).\n");
     if (rc >= 0 || (rc = refuse_unused(&o, 0, "trace")) >= 0)
         return rc;
     for (int a = optind; a < argc; a++) {
@@ -422,6 +561,7 @@ int cmd_trace(int argc, char **argv)
             printf("  %-16s %12.4g %12.4g %5lld | %12.4g %12.4g %6lld %6lld %8lld\n",
                    net->layers[i].name, mr.min, mr.max, (long long)mr.zero_den, mf.min, mf.max,
                    (long long)mf.nan, (long long)mf.inf, (long long)mf.zero_den);
+            trace_identities(net, i, &rbe, ref, f32);
         }
         lrp_pipe_free(ref);
         lrp_pipe_free(f32);

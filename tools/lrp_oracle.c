@@ -108,15 +108,21 @@ static void layer_geometry(char *buf, size_t n, const lrp_net *net, const lrp_la
 
 static int cmd_info(int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    int c;
+    static const struct option opts[] = {
+        {"help", no_argument, 0, 'h'}, {"wide", no_argument, 0, 'w'}, {0, 0, 0, 0}};
+    int c, wide = 0;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (c == 'w') {
+            wide = 1;
+            continue;
+        }
         if (c == 'h') {
-            printf("usage: lrp-oracle info FILE...\n\n"
+            printf("usage: lrp-oracle info [--wide] FILE...\n\n"
                    "Prints each fixture's network (layers, inputs, output shapes, parameter\n"
                    "counts, multiply-accumulates per sample), its rule assignment, its data and\n"
-                   "the relevance traces it holds.\n");
+                   "the relevance traces it holds.  The table fits 100 columns (geometry and\n"
+                   "rule on a line of their own); --wide prints one line per layer.\n");
             return EXIT_OK;
         }
         return EXIT_USAGE;
@@ -135,8 +141,12 @@ static int cmd_info(int argc, char **argv)
         printf("  layout NCHW (flatten order C,H,W), batch %d, seed %" PRIu64 ", composite %s\n\n",
                net->batch, net->seed,
                net->composite[0] ? lrp_str_esc(eb[0], sizeof eb[0], net->composite) : "(per-layer)");
-        printf("  %3s  %-14s %-13s %-36s %-16s %10s %12s  %s\n", "#", "layer", "kind", "geometry",
-               "output", "params", "MACs", "rule");
+        if (wide)
+            printf("  %3s  %-14s %-13s %-36s %-16s %10s %12s  %s\n", "#", "layer", "kind",
+                   "geometry", "output", "params", "MACs", "rule");
+        else
+            printf("  %3s  %-14s %-13s %-16s %12s %14s\n", "#", "layer", "kind", "output", "params",
+                   "MACs");
         int64_t tp = 0, tm = 0;
         for (int i = 0; i < net->n_layers; i++) {
             const lrp_layer *l = &net->layers[i];
@@ -153,9 +163,19 @@ static int cmd_info(int argc, char **argv)
                 snprintf(ins + len, sizeof ins - len, "%s%s", k ? "," : "<- ",
                          lrp_str_esc(eb[1], sizeof eb[1], net->layers[l->in[k]].name));
             }
-            printf("  %3d  %-14s %-13s %-36s %-16s %10" PRId64 " %12" PRId64 "  %s\n", i,
-                   lrp_str_esc(eb[0], sizeof eb[0], l->name),
-                   lrp_layer_kind_name(l->kind), geo, shp, p, m, rule);
+            if (wide) {
+                printf("  %3d  %-14s %-13s %-36s %-16s %10" PRId64 " %12" PRId64 "  %s\n", i,
+                       lrp_str_esc(eb[0], sizeof eb[0], l->name), lrp_layer_kind_name(l->kind),
+                       geo, shp, p, m, rule);
+            } else {
+                printf("  %3d  %-14s %-13s %-16s %12" PRId64 " %14" PRId64 "\n", i,
+                       lrp_str_esc(eb[0], sizeof eb[0], l->name), lrp_layer_kind_name(l->kind),
+                       shp, p, m);
+                /* geometry and rule below, cut to the 100 columns */
+                char sub[300];
+                snprintf(sub, sizeof sub, "%s%s%s", geo, geo[0] ? "; " : "", rule);
+                printf("  %3s  %.93s\n", "", sub);
+            }
             if (l->n_in > 1 || (l->n_in == 1 && l->in[0] != i - 1))
                 printf("  %3s  %-14s %s\n", "", "", ins);
         }
@@ -280,6 +300,7 @@ static const command commands[] = {
     {"golden", cmd_golden, "judge the fast path against committed golden traces (no MPFR)"},
     {"check", cmd_check, "reference + fast path + verdicts, layer by layer"},
     {"compare", cmd_compare, "judge another implementation's trace against the reference"},
+    {"heatmap", cmd_heatmap, "PNG heatmaps: reference, trace and error in units of the bound"},
     {"trace", cmd_trace, "min/max/NaN/inf per layer, reference and float32 side by side"},
     {"reference", cmd_reference, "store the MPFR reference relevance as a trace"},
     {"fast", cmd_fast, "store the float32 fast-path relevance as a trace"},
