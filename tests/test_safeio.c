@@ -498,9 +498,35 @@ static void test_subnormal_eps(void **state)
 static void test_help_everywhere(void **state)
 {
     (void)state;
-    static const char *const cmds[] = {"info", "gen", "suite", "golden", "check", "compare",
-                                       "trace", "reference", "fast", "import-keras"};
-    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+    /* every command the top-level help lists (so a new command is covered
+     * without editing this test), and the ones it must list */
+    static const char *const must[] = {"info",  "gen",       "suite", "golden",       "check",
+                                       "compare", "trace", "reference", "fast", "import-keras",
+                                       "heatmap"};
+    assert_int_equal(run("--help"), 0);
+    char cmds[32][32];
+    int nc = 0;
+    const char *p = strstr(out, "\ncommands:\n");
+    assert_non_null(p);
+    for (p = strchr(p + 1, '\n') + 1; *p == ' ' && nc < 32;) {
+        const char *q = p + strspn(p, " ");
+        size_t w = strcspn(q, " \n");
+        assert_true(w > 0 && w < sizeof cmds[0]);
+        memcpy(cmds[nc], q, w);
+        cmds[nc++][w] = '\0';
+        p = strchr(p, '\n');
+        if (!p)
+            break;
+        p++;
+    }
+    for (size_t m = 0; m < sizeof must / sizeof must[0]; m++) {
+        int found = 0;
+        for (int i = 0; i < nc; i++)
+            found |= !strcmp(cmds[i], must[m]);
+        if (!found)
+            fail_msg("'lrp-oracle --help' does not list the command '%s'", must[m]);
+    }
+    for (int i = 0; i < nc; i++) {
         if (run("%s --help", cmds[i]) != 0 || !strstr(out, "usage: lrp-oracle"))
             fail_msg("'%s --help': no usage on stdout (stderr: %s)", cmds[i], err);
         if (run("%s -h", cmds[i]) != 0 || !strstr(out, "usage: lrp-oracle"))
