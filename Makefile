@@ -41,6 +41,8 @@ LDLIBS := $(PKG_LIBS) -ljansson -lmpfr -lgmp -lm -pthread $(LDSAN)
 
 # LIB_DIRS can be narrowed while a module is under construction, e.g.
 #   make BUILD=build-ref LIB_DIRS="core reference" build-ref/tests/test_reference
+.DEFAULT_GOAL := all
+
 LIB_DIRS ?= core reference fastpath oracle fixtures
 LIB_SRC := $(wildcard $(LIB_DIRS:%=%/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -337,13 +337,20 @@ static int forward_bounds(ctx *c)
         }
         if (c->local && c->inputs == LRP_GI_EXACT) {
             /* the subject's own activations feed every layer: the bound of
-             * this layer's output is its own rounding; its consumers see
-             * exact inputs */
+             * this layer's output is its own rounding.  Its consumers see
+             * the stored activation, which may be the binary32 rounding of
+             * a value the subject held more precisely (a float64 or MPFR
+             * implementation, or our own reference written as a trace): at
+             * most u |x| from what the subject computed with.  Without this
+             * term a correctly rounded sum of two unrounded addends was
+             * SUSPECT against the sum of their roundings (docs/ORACLE.md,
+             * "Trace-local judgement"). */
+            double f = l->kind == LRP_LAYER_INPUT ? 0.0 : 1.0;
             for (int64_t i = 0; i < B * n; i++) {
                 c->g->fwd[li][i] = (float)fmin(A[i], 3.0e38);
                 if (c->g->fwd_sharp)
                     c->g->fwd_sharp[li][i] = (float)fmin(c->As[li][i], 3.0e38);
-                A[i] = c->As[li][i] = 0;
+                A[i] = c->As[li][i] = f * fabs((double)c->act[li][i]);
             }
         }
     }
@@ -1103,9 +1110,10 @@ lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const
     if (forward_bounds(&c))
         goto oom;
     if (c.inputs == LRP_GI_ROUNDED || c.inputs == LRP_GI_EXACT) {
-        /* inputs are the reference rounded to binary32 (0.5 u |a|), or the
-         * subject's own activations fed to both (no error) */
-        double f = c.inputs == LRP_GI_ROUNDED ? 0.5 : 0.0;
+        /* inputs are the reference rounded to binary32 (round to nearest:
+         * at most u |a| away, u = 2^-24), or the subject's own activations
+         * fed to both (no error) */
+        double f = c.inputs == LRP_GI_ROUNDED ? 1.0 : 0.0;
         for (int i = 0; i < nl; i++)
             for (int64_t k = 0; k < net->batch * numel(net, i); k++) {
                 c.A[i][k] = f * fabs((double)act[i][k]);
