@@ -2,9 +2,11 @@
 # check.sh LABEL BUILD TEST_BIN... -- runs every cmocka test binary, shows its
 # output, and closes with one summary line "N passed, N failed, N skipped"
 # over all binaries.  Exit status 1 if any test failed or any binary crashed.
-# A test skips (cmocka skip()) only when an optional tool of the full tier
-# (torch, chromium) is absent and LRP_REQUIRE_FULL is not 1; each skip
-# prints its reason, and the count is never folded into "passed".
+# A test skips (cmocka skip()) when an optional tool of the full tier
+# (torch, chromium) is absent and LRP_REQUIRE_FULL is not 1, or when it
+# cannot mean anything in this build (the memory-bound tests under ASan,
+# whose shadow memory is counted in RSS); each skip prints its reason, and
+# the count is never folded into "passed".
 set -u
 label=$1
 build=$2
@@ -35,5 +37,5 @@ done
 [ -n "$bad_bins" ] && echo "binaries that exited abnormally:$bad_bins"
 echo "($build)"
 echo "$label: $passed passed, $failed failed, $skipped skipped"
-[ "$skipped" -gt 0 ] && echo "($skipped skipped: optional tools of the full tier are absent; make check FULL=1 installs and requires them)"
+[ "$skipped" -gt 0 ] && echo "($skipped skipped, each with its reason above: an optional tool of the full tier absent (make check FULL=1 installs and requires them), or a test that means nothing in this build)"
 [ "$failed" -eq 0 ]
