@@ -41,38 +41,11 @@
 static char build[4096], srcdir[4096];
 static char *tmp;
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[16384];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-}
-
-static char *slurp(const char *path)
-{
-    size_t n = 0;
-    unsigned char *b = tu_read_file(path, &n);
-    if (!b)
-        return NULL;
-    char *s = realloc(b, n + 1);
-    if (!s) {
-        free(b);
-        return NULL;
-    }
-    s[n] = '\0';
-    return s;
-}
-
 static char *slurp_in(const char *name)
 {
     char p[4300];
     snprintf(p, sizeof p, "%s/%s", tmp, name);
-    return slurp(p);
+    return tu_slurp(p);
 }
 
 static int exists(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -91,7 +64,7 @@ static int exists(const char *fmt, ...)
  * (its jobserver) must not leak in. */
 static int make(const char *args)
 {
-    return sh("cd '%s' && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory "
+    return tu_sh("cd '%s' && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make --no-print-directory "
               "BUILD='%s' %s %s >>'%s/make.log' 2>&1",
               srcdir, build, SANITIZED ? "SAN=1 OPT=-O1" : "", args, tmp);
 }
@@ -117,7 +90,7 @@ static int teardown(void **state)
 {
     (void)state;
     if (tmp)
-        sh("rm -rf '%s'", tmp);
+        tu_sh("rm -rf '%s'", tmp);
     free(tmp);
     return 0;
 }
@@ -139,7 +112,7 @@ static void test_deps_tiers(void **state)
     const char *tiers[4] = {"build", "check", "full", "torch"};
     char *l[4];
     for (int t = 0; t < 4; t++) {
-        assert_int_equal(sh("cd '%s' && sh scripts/deps.sh --list %s >'%s/%s.txt'", srcdir,
+        assert_int_equal(tu_sh("cd '%s' && sh scripts/deps.sh --list %s >'%s/%s.txt'", srcdir,
                             tiers[t], tmp, tiers[t]),
                          0);
         char name[32];
@@ -163,7 +136,7 @@ static void test_deps_tiers(void **state)
     /* the targets call the right tier (make -n prints, runs nothing but the
      * recursive make of an up-to-date CLI); FULL=0 as a user types it, since
      * `make check FULL=1` (CI) passes FULL down to this test */
-    assert_int_equal(sh("cd '%s' && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -n "
+    assert_int_equal(tu_sh("cd '%s' && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -n "
                         "--no-print-directory FULL=0 deps deps-check >'%s/n.txt' 2>&1",
                         srcdir, tmp),
                      0);
@@ -171,7 +144,7 @@ static void test_deps_tiers(void **state)
     assert_non_null(n);
     assert_non_null(strstr(n, "deps.sh build"));
     assert_non_null(strstr(n, "deps.sh check"));
-    assert_int_equal(sh("cd '%s' && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -n "
+    assert_int_equal(tu_sh("cd '%s' && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -n "
                         "--no-print-directory -p run 2>/dev/null | grep -q '^run: deps$'",
                         srcdir),
                      0);
@@ -188,7 +161,7 @@ static int header_functions(char names[][64], int max)
 {
     char p[4300];
     snprintf(p, sizeof p, "%s/include/lrp.h", srcdir);
-    char *h = slurp(p);
+    char *h = tu_slurp(p);
     assert_non_null(h);
     int n = 0;
     for (char *q = h; (q = strstr(q, "lrp_")); q++) {
@@ -241,17 +214,17 @@ static void test_install_link_uninstall(void **state)
         if (!exists("%s/%s", prefix, files[i]))
             fail_msg("not installed: %s", files[i]);
     /* every golden trace of the source tree is installed */
-    assert_int_equal(sh("cd '%s/fixtures/golden' && for f in *.h5; do cmp -s \"$f\" "
+    assert_int_equal(tu_sh("cd '%s/fixtures/golden' && for f in *.h5; do cmp -s \"$f\" "
                         "'%s/share/lrp-oracle/golden/'\"$f\" || exit 1; done",
                         srcdir, prefix),
                      0);
 
     /* SONAME, and exactly the public functions exported */
-    assert_int_equal(sh("readelf -d '%s/lib/liblrp.so.0.1.0' | grep -q 'Library soname: "
+    assert_int_equal(tu_sh("readelf -d '%s/lib/liblrp.so.0.1.0' | grep -q 'Library soname: "
                         "\\[liblrp.so.0\\]'",
                         prefix),
                      0);
-    assert_int_equal(sh("nm -D --defined-only '%s/lib/liblrp.so.0.1.0' | awk '$2 ~ /^[TDBRVWi]$/ "
+    assert_int_equal(tu_sh("nm -D --defined-only '%s/lib/liblrp.so.0.1.0' | awk '$2 ~ /^[TDBRVWi]$/ "
                         "{print $3}' | sed 's/@.*//' | sort -u >'%s/exported.txt'",
                         prefix, tmp),
                      0);
@@ -273,12 +246,12 @@ static void test_install_link_uninstall(void **state)
     if (nex != nd) {
         /* some declared function is not exported: name it */
         for (int i = 0; i < nd; i++)
-            if (sh("grep -qx '%s' '%s/exported.txt'", decl[i], tmp) != 0)
+            if (tu_sh("grep -qx '%s' '%s/exported.txt'", decl[i], tmp) != 0)
                 fail_msg("include/lrp.h declares %s, which liblrp.so does not export", decl[i]);
     }
 
     /* the example program with pkg-config alone, against the shared library */
-    assert_int_equal(sh("PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --cflags --libs lrp "
+    assert_int_equal(tu_sh("PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --cflags --libs lrp "
                         ">'%s/pc.txt'",
                         prefix, tmp),
                      0);
@@ -289,7 +262,7 @@ static void test_install_link_uninstall(void **state)
     assert_non_null(strstr(pc, inc));
     assert_non_null(strstr(pc, "-llrp"));
     free(pc);
-    int rc = sh("cd '%s' && cc -std=c11 -Wall -Wextra -Werror %s '%s/docs/example.c' -o example "
+    int rc = tu_sh("cd '%s' && cc -std=c11 -Wall -Wextra -Werror %s '%s/docs/example.c' -o example "
                 "$(PKG_CONFIG_PATH='%s/lib/pkgconfig' pkg-config --cflags --libs lrp) "
                 "-Wl,-rpath,'%s/lib' >cc.txt 2>&1",
                 tmp, SANITIZED ? "-fsanitize=address,undefined" : "", srcdir, prefix, prefix);
@@ -297,10 +270,10 @@ static void test_install_link_uninstall(void **state)
         char *m = slurp_in("cc.txt");
         fail_msg("docs/example.c does not build against the installed tree:\n%s", m ? m : "?");
     }
-    assert_int_equal(sh("readelf -d '%s/example' | grep -q 'NEEDED.*liblrp.so.0'", tmp), 0);
+    assert_int_equal(tu_sh("readelf -d '%s/example' | grep -q 'NEEDED.*liblrp.so.0'", tmp), 0);
     /* fewer than 40 lines, as the issue asks */
-    assert_int_equal(sh("test $(wc -l <'%s/docs/example.c') -lt 40", srcdir), 0);
-    rc = sh("cd '%s' && ./example '%s/share/lrp-oracle/fixtures/cnn.h5' >ex.txt 2>&1", tmp, prefix);
+    assert_int_equal(tu_sh("test $(wc -l <'%s/docs/example.c') -lt 40", srcdir), 0);
+    rc = tu_sh("cd '%s' && ./example '%s/share/lrp-oracle/fixtures/cnn.h5' >ex.txt 2>&1", tmp, prefix);
     char *o = slurp_in("ex.txt");
     assert_non_null(o);
     if (rc != 0 || !strstr(o, "verdict: PASS"))
@@ -308,30 +281,30 @@ static void test_install_link_uninstall(void **state)
     assert_non_null(strstr(o, "input relevance of sample 0, cell 0: "));
     free(o);
     /* a missing file is a clean error through the API (exit 2, no crash) */
-    rc = sh("cd '%s' && ./example /nonexistent.h5 >bad.txt 2>&1", tmp);
+    rc = tu_sh("cd '%s' && ./example /nonexistent.h5 >bad.txt 2>&1", tmp);
     assert_int_equal(rc, 2);
 
     /* the installed program finds its data outside the source tree */
-    rc = sh("cd '%s' && '%s/bin/lrp-oracle' golden >golden.txt 2>&1", tmp, prefix);
+    rc = tu_sh("cd '%s' && '%s/bin/lrp-oracle' golden >golden.txt 2>&1", tmp, prefix);
     char *g = slurp_in("golden.txt");
     assert_non_null(g);
     if (rc != 0 || !strstr(g, "0 not as committed"))
         fail_msg("installed 'golden' from %s (exit %d):\n%s", tmp, rc, g);
     free(g);
-    rc = sh("cd '%s' && '%s/bin/lrp-oracle' suite --only mlp --no-color >suite.txt 2>&1", tmp,
+    rc = tu_sh("cd '%s' && '%s/bin/lrp-oracle' suite --only mlp --no-color >suite.txt 2>&1", tmp,
             prefix);
     assert_int_equal(rc, 0);
     assert_false(exists("%s/build", tmp)); /* nothing generated into the cwd */
 
     /* man page: every command of --help has an entry */
-    assert_int_equal(sh("'%s/bin/lrp-oracle' --help | sed -n 's/^  \\([a-z-]*\\) .*/\\1/p' "
+    assert_int_equal(tu_sh("'%s/bin/lrp-oracle' --help | sed -n 's/^  \\([a-z-]*\\) .*/\\1/p' "
                         ">'%s/cmds.txt'",
                         prefix, tmp),
                      0);
     char *cmds = slurp_in("cmds.txt");
     char mp[4400];
     snprintf(mp, sizeof mp, "%s/share/man/man1/lrp-oracle.1", prefix);
-    char *man = slurp(mp);
+    char *man = tu_slurp(mp);
     assert_non_null(cmds);
     assert_non_null(man);
     int ncmd = 0;
@@ -346,7 +319,7 @@ static void test_install_link_uninstall(void **state)
     free(cmds);
     free(man);
     /* bash completion: commands and option values complete */
-    rc = sh("bash -c \"source '%s/share/bash-completion/completions/lrp-oracle'; "
+    rc = tu_sh("bash -c \"source '%s/share/bash-completion/completions/lrp-oracle'; "
             "COMP_WORDS=(lrp-oracle hea); COMP_CWORD=1; _lrp_oracle; echo \\${COMPREPLY[@]}; "
             "COMP_WORDS=(lrp-oracle check --convention sign0); COMP_CWORD=3; _lrp_oracle; "
             "echo \\${COMPREPLY[@]}\" >'%s/comp.txt' 2>&1",
@@ -361,7 +334,7 @@ static void test_install_link_uninstall(void **state)
     /* uninstall removes every installed file */
     snprintf(args, sizeof args, "uninstall PREFIX='%s'", prefix);
     assert_int_equal(make(args), 0);
-    assert_int_equal(sh("test -z \"$(find '%s' -type f -o -type l)\"", prefix), 0);
+    assert_int_equal(tu_sh("test -z \"$(find '%s' -type f -o -type l)\"", prefix), 0);
 
     /* DESTDIR stages under DESTDIR, the .pc file names PREFIX alone */
     snprintf(args, sizeof args, "install PREFIX=/opt/lrp DESTDIR='%s/stage'", tmp);
@@ -369,14 +342,14 @@ static void test_install_link_uninstall(void **state)
     assert_true(exists("%s/stage/opt/lrp/bin/lrp-oracle", tmp));
     char pcp[4400];
     snprintf(pcp, sizeof pcp, "%s/stage/opt/lrp/lib/pkgconfig/lrp.pc", tmp);
-    char *pcf = slurp(pcp);
+    char *pcf = tu_slurp(pcp);
     assert_non_null(pcf);
     assert_non_null(strstr(pcf, "prefix=/opt/lrp\n"));
     assert_null(strstr(pcf, "stage"));
     free(pcf);
     snprintf(args, sizeof args, "uninstall PREFIX=/opt/lrp DESTDIR='%s/stage'", tmp);
     assert_int_equal(make(args), 0);
-    assert_int_equal(sh("test -z \"$(find '%s/stage' -type f -o -type l)\"", tmp), 0);
+    assert_int_equal(tu_sh("test -z \"$(find '%s/stage' -type f -o -type l)\"", tmp), 0);
 }
 
 int main(void)

@@ -32,33 +32,6 @@
 static char cli[4200], srcdir[4096];
 static char *tmp;
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-    char cmd[16384];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int st = system(cmd);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-}
-
-static char *slurp(const char *path)
-{
-    size_t n = 0;
-    unsigned char *b = tu_read_file(path, &n);
-    if (!b)
-        return NULL;
-    char *s = realloc(b, n + 1);
-    if (!s) {
-        free(b);
-        return NULL;
-    }
-    s[n] = '\0';
-    return s;
-}
-
 static void gen(const char *name)
 {
     const lrp_fixture_def *d = lrp_fixture_lookup(name);
@@ -95,7 +68,7 @@ static int teardown(void **state)
 {
     (void)state;
     if (tmp)
-        sh("rm -rf '%s'", tmp);
+        tu_sh("rm -rf '%s'", tmp);
     free(tmp);
     return 0;
 }
@@ -112,20 +85,20 @@ static void test_junit_schema_and_errors(void **state)
     assert_int_equal(tu_write_file(bad, "not hdf5\n", 9), 0);
     /* a bad file among good ones: exit 2, and the good one is still
      * judged and reported */
-    int rc = sh("cd '%s' && '%s' check cnn.h5 bad.h5 --junit r.xml --json r.json >out.txt 2>err.txt",
+    int rc = tu_sh("cd '%s' && '%s' check cnn.h5 bad.h5 --junit r.xml --json r.json >out.txt 2>err.txt",
                 tmp, cli);
     assert_int_equal(rc, 2);
-    rc = sh("xmllint --noout --schema '%s/tests/junit-jenkins.xsd' '%s/r.xml' 2>'%s/xmllint.txt'",
+    rc = tu_sh("xmllint --noout --schema '%s/tests/junit-jenkins.xsd' '%s/r.xml' 2>'%s/xmllint.txt'",
             srcdir, tmp, tmp);
     if (rc != 0) {
         char p[4300];
         snprintf(p, sizeof p, "%s/xmllint.txt", tmp);
-        char *m = slurp(p);
+        char *m = tu_slurp(p);
         fail_msg("JUnit output is not valid against the Jenkins schema: %s", m ? m : "?");
     }
     char p[4300];
     snprintf(p, sizeof p, "%s/r.xml", tmp);
-    char *x = slurp(p);
+    char *x = tu_slurp(p);
     assert_non_null(x);
     assert_non_null(strstr(x, "errors=\"1\""));
     assert_non_null(strstr(x, "<error "));
@@ -212,11 +185,11 @@ static void test_junit_schema_and_errors(void **state)
                  "mylib.v1.2");
         assert_int_equal(lrp_fixture_write(net, fo, &e2), LRP_OK);
         lrp_net_free(net);
-        assert_int_equal(sh("cd '%s' && '%s' compare cnn_v.h5 --source mylib.v1.2 --junit v.xml "
+        assert_int_equal(tu_sh("cd '%s' && '%s' compare cnn_v.h5 --source mylib.v1.2 --junit v.xml "
                             ">/dev/null",
                             tmp, cli),
                          0);
-        assert_int_equal(sh("xmllint --noout --schema '%s/tests/junit-jenkins.xsd' '%s/v.xml' "
+        assert_int_equal(tu_sh("xmllint --noout --schema '%s/tests/junit-jenkins.xsd' '%s/v.xml' "
                             "2>/dev/null",
                             srcdir, tmp),
                          0);
@@ -224,13 +197,13 @@ static void test_junit_schema_and_errors(void **state)
 
     /* the suite the same way: a damaged fixture file in DIR is one error
      * entry, the runs of the other fixtures are made and reported */
-    assert_int_equal(sh("mkdir -p '%s/sdir' && cp '%s/bad.h5' '%s/sdir/cnn.h5'", tmp, tmp, tmp),
+    assert_int_equal(tu_sh("mkdir -p '%s/sdir' && cp '%s/bad.h5' '%s/sdir/cnn.h5'", tmp, tmp, tmp),
                      0);
-    rc = sh("cd '%s' && '%s' suite --dir sdir --only mlp,cnn --junit s.xml --json s.json "
+    rc = tu_sh("cd '%s' && '%s' suite --dir sdir --only mlp,cnn --junit s.xml --json s.json "
             ">s.txt 2>s.err",
             tmp, cli);
     assert_int_equal(rc, 2);
-    assert_int_equal(sh("xmllint --noout --schema '%s/tests/junit-jenkins.xsd' '%s/s.xml' "
+    assert_int_equal(tu_sh("xmllint --noout --schema '%s/tests/junit-jenkins.xsd' '%s/s.xml' "
                         "2>/dev/null",
                         srcdir, tmp),
                      0);
@@ -254,7 +227,7 @@ static int widest(const char *name)
 {
     char p[4300];
     snprintf(p, sizeof p, "%s/%s", tmp, name);
-    char *t = slurp(p);
+    char *t = tu_slurp(p);
     assert_non_null(t);
     int w = 0, cur = 0;
     for (const char *q = t; *q; q++) {
@@ -274,20 +247,20 @@ static void test_text_reports(void **state)
     (void)state;
     gen("cnn");
     gen("vgg_dead");
-    assert_int_equal(sh("cd '%s' && '%s' check cnn.h5 --rule epsilon --eps 1e-7 --convention "
+    assert_int_equal(tu_sh("cd '%s' && '%s' check cnn.h5 --rule epsilon --eps 1e-7 --convention "
                         "sign0_zero vgg_dead.h5 >c.txt 2>&1",
                         tmp, cli),
                      1);
     assert_true(widest("c.txt") <= 100);
-    assert_int_equal(sh("cd '%s' && '%s' suite --dir . --only vgg_dead --no-color >s.txt 2>&1", tmp,
+    assert_int_equal(tu_sh("cd '%s' && '%s' suite --dir . --only vgg_dead --no-color >s.txt 2>&1", tmp,
                         cli),
                      0);
     assert_true(widest("s.txt") <= 100);
-    assert_int_equal(sh("cd '%s' && '%s' info cnn.h5 vgg_dead.h5 >i.txt 2>&1", tmp, cli), 0);
+    assert_int_equal(tu_sh("cd '%s' && '%s' info cnn.h5 vgg_dead.h5 >i.txt 2>&1", tmp, cli), 0);
     assert_true(widest("i.txt") <= 100);
     char p[4300];
     snprintf(p, sizeof p, "%s/c.txt", tmp);
-    char *c = slurp(p);
+    char *c = tu_slurp(p);
     assert_non_null(c);
     /* rows are named by the layer that computed the relevance first: the
      * input's relevance by conv1, the output's is where the run starts */
@@ -297,9 +270,9 @@ static void test_text_reports(void **state)
     assert_null(strstr(c, "legend"));
     free(c);
     /* --wide: the kind column and the Add's branches; --explain: legend */
-    assert_int_equal(sh("cd '%s' && '%s' check cnn.h5 --wide --explain >w.txt 2>&1", tmp, cli), 0);
+    assert_int_equal(tu_sh("cd '%s' && '%s' check cnn.h5 --wide --explain >w.txt 2>&1", tmp, cli), 0);
     snprintf(p, sizeof p, "%s/w.txt", tmp);
-    char *w = slurp(p);
+    char *w = tu_slurp(p);
     assert_non_null(w);
     assert_non_null(strstr(w, " kind "));
     assert_non_null(strstr(w, "Conv2D"));
@@ -308,19 +281,19 @@ static void test_text_reports(void **state)
     assert_non_null(strstr(w, "ill%"));
     free(w);
     /* golden --html: its table as a page */
-    assert_int_equal(sh("cd '%s' && '%s' golden --dir '%s/fixtures/golden' --html gold >/dev/null",
+    assert_int_equal(tu_sh("cd '%s' && '%s' golden --dir '%s/fixtures/golden' --html gold >/dev/null",
                         tmp, cli, srcdir),
                      0);
     snprintf(p, sizeof p, "%s/gold/index.html", tmp);
-    char *g = slurp(p);
+    char *g = tu_slurp(p);
     assert_non_null(g);
     assert_non_null(strstr(g, "0 not as committed"));
     assert_non_null(strstr(g, "<td class=\"pass\">PASS</td>"));
     free(g);
     /* trace: per-branch sums and per-channel BatchNorm identities */
-    assert_int_equal(sh("cd '%s' && '%s' trace cnn.h5 >t.txt 2>&1", tmp, cli), 0);
+    assert_int_equal(tu_sh("cd '%s' && '%s' trace cnn.h5 >t.txt 2>&1", tmp, cli), 0);
     snprintf(p, sizeof p, "%s/t.txt", tmp);
-    char *t = slurp(p);
+    char *t = tu_slurp(p);
     assert_non_null(t);
     assert_non_null(strstr(t, "branch to 'conv3': sum R ref "));
     assert_non_null(strstr(t, "branch to 'relu1': sum R ref "));
@@ -409,13 +382,13 @@ static void test_heatmaps(void **state)
         fail_msg("%s", e.msg);
     lrp_net_free(net);
 
-    assert_int_equal(sh("cd '%s' && '%s' heatmap cnn.h5 --out hm --samples 1 >/dev/null", tmp, cli),
+    assert_int_equal(tu_sh("cd '%s' && '%s' heatmap cnn.h5 --out hm --samples 1 >/dev/null", tmp, cli),
                      0);
-    assert_int_equal(sh("cd '%s' && '%s' heatmap cnn_flip.h5 --source flipped --out hm --samples 1 "
+    assert_int_equal(tu_sh("cd '%s' && '%s' heatmap cnn_flip.h5 --source flipped --out hm --samples 1 "
                         ">/dev/null",
                         tmp, cli),
                      1); /* the damaged trace fails */
-    assert_int_equal(sh("cd '%s' && '%s' heatmap --rule epsilon --eps 1e-7 --convention sign0_zero "
+    assert_int_equal(tu_sh("cd '%s' && '%s' heatmap --rule epsilon --eps 1e-7 --convention sign0_zero "
                         "vgg_dead.h5 --out hm --samples 1 --layers flatten,input >/dev/null",
                         tmp, cli),
                      1); /* NONFINITE */
@@ -455,7 +428,7 @@ static void test_heatmaps(void **state)
     free(deadin.rgb);
 
     /* bad input: a typo in --layers is an error, not an empty directory */
-    assert_int_equal(sh("cd '%s' && '%s' heatmap cnn.h5 --out hm --layers nosuch >/dev/null "
+    assert_int_equal(tu_sh("cd '%s' && '%s' heatmap cnn.h5 --out hm --layers nosuch >/dev/null "
                         "2>/dev/null",
                         tmp, cli),
                      2);
@@ -463,7 +436,7 @@ static void test_heatmaps(void **state)
 
 /* ---- the HTML report in a real browser ---- */
 
-static int have_chromium(void) { return sh("command -v chromium >/dev/null 2>&1") == 0; }
+static int have_chromium(void) { return tu_sh("command -v chromium >/dev/null 2>&1") == 0; }
 
 static void test_html_in_chromium(void **state)
 {
@@ -478,13 +451,13 @@ static void test_html_in_chromium(void **state)
     }
     gen("cnn");
     gen("vgg_dead");
-    int rc = sh("cd '%s' && '%s' check cnn.h5 --rule epsilon --eps 1e-7 --convention sign0_zero "
+    int rc = tu_sh("cd '%s' && '%s' check cnn.h5 --rule epsilon --eps 1e-7 --convention sign0_zero "
                 "vgg_dead.h5 --html html >/dev/null",
                 tmp, cli);
     assert_int_equal(rc, 1); /* the NaN run fails */
     char p[4300];
     snprintf(p, sizeof p, "%s/html/index.html", tmp);
-    char *page = slurp(p);
+    char *page = tu_slurp(p);
     assert_non_null(page);
     /* self-contained: no scripts, no stylesheets or images from elsewhere */
     assert_null(strstr(page, "<script"));
@@ -493,13 +466,13 @@ static void test_html_in_chromium(void **state)
     assert_null(strstr(page, "url("));
     free(page);
     /* the DOM as Chromium built it */
-    rc = sh("cd '%s' && timeout 120 chromium --headless --no-sandbox --disable-gpu "
+    rc = tu_sh("cd '%s' && timeout 120 chromium --headless --no-sandbox --disable-gpu "
             "--user-data-dir='%s/chrome' --dump-dom 'file://%s/html/index.html' >dom.html "
             "2>chrome.log",
             tmp, tmp, tmp);
     assert_int_equal(rc, 0);
     snprintf(p, sizeof p, "%s/dom.html", tmp);
-    char *dom = slurp(p);
+    char *dom = tu_slurp(p);
     assert_non_null(dom);
     assert_non_null(strstr(dom, "<table id=\"verdicts\">"));
     int rows = 0;
@@ -519,9 +492,9 @@ static void test_html_in_chromium(void **state)
      * verdict cells (backgrounds: NONFINITE #f8d0d0, PASS #d8f5d8,
      * ILL-CONDITIONED #d8eef5) and a heatmap's saturated colours are on
      * the first screen */
-    rc = sh("cd '%s' && '%s' suite --dir . --only vgg_dead --html suite >/dev/null", tmp, cli);
+    rc = tu_sh("cd '%s' && '%s' suite --dir . --only vgg_dead --html suite >/dev/null", tmp, cli);
     assert_int_equal(rc, 0); /* both runs as documented */
-    rc = sh("cd '%s' && timeout 120 chromium --headless --no-sandbox --disable-gpu "
+    rc = tu_sh("cd '%s' && timeout 120 chromium --headless --no-sandbox --disable-gpu "
             "--user-data-dir='%s/chrome' --hide-scrollbars --window-size=1200,1000 "
             "--screenshot='%s/shot.png' 'file://%s/suite/index.html' >/dev/null 2>>chrome.log",
             tmp, tmp, tmp, tmp);

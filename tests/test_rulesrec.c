@@ -55,22 +55,12 @@ static char err[1 << 14];
 
 static int run(const char *fmt, ...)
 {
-    char args[8000], cmd[16000];
+    char args[8000];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s >/dev/null 2>'%s/.stderr' </dev/null", dir, cli,
-             args, dir);
-    int st = system(cmd);
-    char fe[1200];
-    snprintf(fe, sizeof fe, "%s/.stderr", dir);
-    FILE *f = fopen(fe, "r");
-    size_t n = f ? fread(err, 1, sizeof err - 1, f) : 0;
-    err[n] = '\0';
-    if (f)
-        fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return tu_run_cli(dir, NULL, cli, args, NULL, 0, err, sizeof err);
 }
 
 static char *P(const char *name)
@@ -85,16 +75,7 @@ static char *P(const char *name)
 static int setup(void **state)
 {
     (void)state;
-    const char *env = getenv("LRP_TEST_CLI");
-    if (env && *env) {
-        snprintf(cli, sizeof cli, "%s", env);
-    } else {
-        char self[4096];
-        if (tu_exe_dir(self, sizeof self, 2) != 0)
-            return -1;
-        snprintf(cli, sizeof cli, "%s/lrp-oracle", self);
-    }
-    if (access(cli, X_OK) != 0) {
+    if (tu_cli_path(cli, sizeof cli) != 0) {
         fprintf(stderr, "test_rulesrec: %s not built\n", cli);
         return -1;
     }

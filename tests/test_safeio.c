@@ -36,28 +36,12 @@ static char out[1 << 16], err[1 << 14];
 /* Runs "cd DIR && [pre] CLI args" through sh; captures stdout/stderr. */
 static int runx(const char *pre, const char *fmt, ...)
 {
-    char args[12000], cmd[24000], fo[1100], fe[1100];
+    char args[12000];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(fo, sizeof fo, "%s/.stdout", dir);
-    snprintf(fe, sizeof fe, "%s/.stderr", dir);
-    snprintf(cmd, sizeof cmd, "cd '%s' && %s '%s' %s >'%s' 2>'%s' </dev/null", dir, pre ? pre : "",
-             cli, args, fo, fe);
-    int st = system(cmd);
-    int rc = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    FILE *f = fopen(fo, "r");
-    size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
-    out[n] = '\0';
-    if (f)
-        fclose(f);
-    f = fopen(fe, "r");
-    n = f ? fread(err, 1, sizeof err - 1, f) : 0;
-    err[n] = '\0';
-    if (f)
-        fclose(f);
-    return rc;
+    return tu_run_cli(dir, pre, cli, args, out, sizeof out, err, sizeof err);
 }
 #define run(...) runx(NULL, __VA_ARGS__)
 
@@ -110,16 +94,7 @@ static int is_json_report(const char *path)
 static int setup(void **state)
 {
     (void)state;
-    const char *env = getenv("LRP_TEST_CLI");
-    if (env && *env) {
-        snprintf(cli, sizeof cli, "%s", env);
-    } else {
-        char self[4096];
-        if (tu_exe_dir(self, sizeof self, 2) != 0)
-            return -1;
-        snprintf(cli, sizeof cli, "%s/lrp-oracle", self);
-    }
-    if (access(cli, X_OK) != 0) {
+    if (tu_cli_path(cli, sizeof cli) != 0) {
         fprintf(stderr, "test_safeio: %s not built\n", cli);
         return -1;
     }

@@ -84,14 +84,9 @@ static void die(const char *what, const lrp_err *e)
 static int setup(void **state)
 {
     (void)state;
-    const char *env = getenv("LRP_TEST_CLI");
-    if (env && *env) {
-        snprintf(cli, sizeof cli, "%s", env);
-    } else {
-        char self[4096];
-        if (tu_exe_dir(self, sizeof self, 2))
-            return -1;
-        snprintf(cli, sizeof cli, "%s/lrp-oracle", self);
+    if (tu_cli_path(cli, sizeof cli) != 0) {
+        fprintf(stderr, "test_scale: %s not built\n", cli);
+        return -1;
     }
     char *d = tu_mkdtemp("scale");
     if (!d)

@@ -49,29 +49,12 @@ static int have_py;
 
 static int runx(const char *env, const char *fmt, ...)
 {
-    char args[8000], cmd[16000];
+    char args[8000];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(args, sizeof args, fmt, ap);
     va_end(ap);
-    snprintf(cmd, sizeof cmd,
-             "cd '%s' && %s '%s' %s >'%s/.stdout' 2>'%s/.stderr' </dev/null", dir,
-             env ? env : "", cli, args, dir, dir);
-    int st = system(cmd);
-    char fo[1200], fe[1200];
-    snprintf(fo, sizeof fo, "%s/.stdout", dir);
-    snprintf(fe, sizeof fe, "%s/.stderr", dir);
-    FILE *f = fopen(fo, "r");
-    size_t n = f ? fread(out, 1, sizeof out - 1, f) : 0;
-    out[n] = '\0';
-    if (f)
-        fclose(f);
-    f = fopen(fe, "r");
-    n = f ? fread(err, 1, sizeof err - 1, f) : 0;
-    err[n] = '\0';
-    if (f)
-        fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return tu_run_cli(dir, env, cli, args, out, sizeof out, err, sizeof err);
 }
 #define run(...) runx(NULL, __VA_ARGS__)
 
@@ -99,15 +82,7 @@ static int setup(void **state)
 {
     (void)state;
     char src[4096];
-    const char *env = getenv("LRP_TEST_CLI");
-    if (env && *env) {
-        snprintf(cli, sizeof cli, "%s", env);
-    } else {
-        if (tu_exe_dir(src, sizeof src, 2) != 0)
-            return -1;
-        snprintf(cli, sizeof cli, "%s/lrp-oracle", src);
-    }
-    if (access(cli, X_OK) != 0) {
+    if (tu_cli_path(cli, sizeof cli) != 0) {
         fprintf(stderr, "test_untrusted: %s not built\n", cli);
         return -1;
     }

@@ -72,6 +72,10 @@ typedef struct cli_estimate_t {
     double params, cells, macs; /* cells and MACs include the batch */
     double mem_mb, cpu_s;
 } cli_estimate_t;
+/* A positive whole number from the environment variable, else dflt. */
+long cli_env_long(const char *name, long dflt);
+/* 1 when name is one of the comma-separated list. */
+int cli_in_list(const char *list, const char *name);
 long cli_limit_mem_mb(void);
 long cli_limit_cpu_s(void);
 void cli_estimate(cli_estimate_t *e, const lrp_net *net, cli_work work, int prec, int proof);

@@ -60,19 +60,6 @@ static void stem(char *dst, size_t n, const char *path)
     sanitize_name(dst, n, tmp);
 }
 
-static int in_list(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; p && *p;) {
-        const char *e = strchr(p, ',');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == n && !strncmp(p, name, n))
-            return 1;
-        p = e ? e + 1 : NULL;
-    }
-    return 0;
-}
-
 int cli_write_bytes(const char *path, const void *data, size_t n)
 {
     lrp_out o;
@@ -94,7 +81,7 @@ int cli_heatmaps(const char *dir, const char *fixture_path, const lrp_run_report
     int any = 0;
     for (int i = 0; i < r->n_layers; i++) {
         const lrp_layer_report *l = &r->layers[i];
-        if (!(layers ? (!strcmp(layers, "all") || in_list(layers, l->name)) : i == 0))
+        if (!(layers ? (!strcmp(layers, "all") || cli_in_list(layers, l->name)) : i == 0))
             continue;
         if (!l->cell_ref)
             continue;

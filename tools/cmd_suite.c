@@ -107,20 +107,6 @@ static void short_rules(char *d, size_t n, const char *rs, int w)
         snprintf(d, n, "%s", buf);
 }
 
-/* 1 when name is one of the comma-separated list. */
-static int in_csv(const char *list, const char *name)
-{
-    size_t n = strlen(name);
-    for (const char *p = list; p;) {
-        const char *e = strchr(p, ',');
-        size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == n && !strncmp(p, name, n))
-            return 1;
-        p = e ? e + 1 : NULL;
-    }
-    return 0;
-}
-
 /* A run whose fixture cannot be read or judged: stderr now, an error
  * entry in JSON / JUnit, exit 2 at the end; the other runs go on. */
 static void suite_error(lrp_file_error *errs, int *n, const char *path, const char *msg)
@@ -235,7 +221,7 @@ int cmd_suite(int argc, char **argv)
                "documented", "ratio", "local", "cons f32");
     for (int k = 0; k < lrp_suite_run_count; k++) {
         const lrp_suite_run *sr = &lrp_suite_runs[k];
-        if (only && !in_csv(only, sr->fixture))
+        if (only && !cli_in_list(only, sr->fixture))
             continue;
         char path[4096];
         if ((rc = ensure_fixture(dir, sr->fixture, path, sizeof path)) >= 0)

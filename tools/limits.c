@@ -46,7 +46,7 @@
 #define MEM_MB_DEFAULT 8192
 #define CPU_S_DEFAULT 3600
 
-static long limit_env(const char *name, long dflt)
+long cli_env_long(const char *name, long dflt)
 {
     const char *s = getenv(name);
     if (!s || !*s)
@@ -56,8 +56,8 @@ static long limit_env(const char *name, long dflt)
     return (*end || v <= 0) ? dflt : v;
 }
 
-long cli_limit_mem_mb(void) { return limit_env("LRP_SANDBOX_MEM_MB", MEM_MB_DEFAULT); }
-long cli_limit_cpu_s(void) { return limit_env("LRP_LIMIT_CPU", CPU_S_DEFAULT); }
+long cli_limit_mem_mb(void) { return cli_env_long("LRP_SANDBOX_MEM_MB", MEM_MB_DEFAULT); }
+long cli_limit_cpu_s(void) { return cli_env_long("LRP_LIMIT_CPU", CPU_S_DEFAULT); }
 
 /* bytes of one MPFR number of p bits (a 32-byte header and the limbs) */
 static double mpfr_scale(int prec)

@@ -23,6 +23,20 @@
 
 /* ---- shared helpers ---- */
 
+/* 1 when name is one of the comma-separated list. */
+int cli_in_list(const char *list, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = list; p;) {
+        const char *e = strchr(p, ',');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        if (l == n && !strncmp(p, name, n))
+            return 1;
+        p = e ? e + 1 : NULL;
+    }
+    return 0;
+}
+
 int cli_fail(const lrp_err *e)
 {
     fprintf(stderr, "lrp-oracle: %s\n", e->msg);

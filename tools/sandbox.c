@@ -29,24 +29,14 @@
 #include "sanitizer.h"
 #define UNDER_ASAN LRP_UNDER_ASAN
 
-static long env_long(const char *name, long dflt)
-{
-    const char *s = getenv(name);
-    if (!s || !*s)
-        return dflt;
-    char *end;
-    long v = strtol(s, &end, 10);
-    return (*end || v <= 0) ? dflt : v;
-}
-
 lrp_status cli_sandboxed(const char *path, lrp_status (*fn)(void *ctx, lrp_err *err), void *ctx,
                          lrp_err *err)
 {
     if (getenv("LRP_NO_SANDBOX"))
         return fn(ctx, err);
-    long cpu_s = env_long("LRP_SANDBOX_CPU", 60);
-    long wall_s = env_long("LRP_SANDBOX_WALL", 120);
-    long mem_mb = env_long("LRP_SANDBOX_MEM_MB", 8192);
+    long cpu_s = cli_env_long("LRP_SANDBOX_CPU", 60);
+    long wall_s = cli_env_long("LRP_SANDBOX_WALL", 120);
+    long mem_mb = cli_env_long("LRP_SANDBOX_MEM_MB", 8192);
     int fds[2];
     if (pipe(fds) != 0)
         return lrp_err_set(err, LRP_E_IO, "%s: cannot create pipe: %s", path, strerror(errno));

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 char *tu_mkdtemp(const char *tag)
@@ -194,4 +195,68 @@ void tu_assert_f32_bits(const float *a, const float *b, size_t n, const char *wh
             fail_msg("%s[%zu]: bits 0x%08x (%a) vs 0x%08x (%a)", what, i, (unsigned)x,
                      (double)a[i], (unsigned)y, (double)b[i]);
         }
+}
+
+int tu_sh(const char *fmt, ...)
+{
+    char cmd[16384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int st = system(cmd);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+}
+
+char *tu_slurp(const char *path)
+{
+    size_t n = 0;
+    unsigned char *b = tu_read_file(path, &n);
+    if (!b)
+        return NULL;
+    char *s = realloc(b, n + 1);
+    if (!s) {
+        free(b);
+        return NULL;
+    }
+    s[n] = '\0';
+    return s;
+}
+
+int tu_cli_path(char *buf, size_t n)
+{
+    const char *env = getenv("LRP_TEST_CLI");
+    if (env && *env) {
+        snprintf(buf, n, "%s", env);
+    } else {
+        char self[4096];
+        if (tu_exe_dir(self, sizeof self, 2) != 0)
+            return -1;
+        snprintf(buf, n, "%s/lrp-oracle", self);
+    }
+    return access(buf, X_OK) == 0 ? 0 : -1;
+}
+
+static void read_into(const char *path, char *buf, size_t n)
+{
+    if (!buf || !n)
+        return;
+    FILE *f = fopen(path, "r");
+    size_t m = f ? fread(buf, 1, n - 1, f) : 0;
+    buf[m] = '\0';
+    if (f)
+        fclose(f);
+}
+
+int tu_run_cli(const char *dir, const char *pre, const char *cli, const char *args, char *out,
+               size_t on, char *err, size_t en)
+{
+    char fo[4200], fe[4200];
+    snprintf(fo, sizeof fo, "%s/.stdout", dir);
+    snprintf(fe, sizeof fe, "%s/.stderr", dir);
+    int rc = tu_sh("cd '%s' && %s '%s' %s >'%s' 2>'%s' </dev/null", dir, pre ? pre : "", cli, args,
+                   fo, fe);
+    read_into(fo, out, on);
+    read_into(fe, err, en);
+    return rc;
 }

@@ -33,6 +33,21 @@ int tu_write_file(const char *path, const void *data, size_t len);
 /* 1 when both files exist and have identical bytes. */
 int tu_files_equal(const char *a, const char *b);
 
+/* system(cmd) of the formatted command; the exit code, or 128 + signal. */
+int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Whole file as a NUL-terminated malloc'ed string; NULL on failure. */
+char *tu_slurp(const char *path);
+/* The CLI the tests run into buf: $LRP_TEST_CLI when set (to show a test
+ * failing on an older build), else BUILD/lrp-oracle next to this test
+ * binary.  Returns 0 when it is an executable file. */
+int tu_cli_path(char *buf, size_t n);
+/* Runs "cd DIR && PRE 'CLI' ARGS" through sh with stdin /dev/null, stdout
+ * and stderr into DIR/.stdout and DIR/.stderr, copied into out / err (up
+ * to on-1 / en-1 bytes, NUL-terminated; either may be NULL).  Returns the
+ * exit code, or 128 + signal. */
+int tu_run_cli(const char *dir, const char *pre, const char *cli, const char *args, char *out,
+               size_t on, char *err, size_t en);
+
 /* Redirects stderr (fd 2) into a temporary file until tu_stderr_end, which
  * restores it and returns the number of bytes written meanwhile (and copies
  * up to n-1 of them into buf when buf != NULL). */
