@@ -138,7 +138,7 @@ def lrp(path, rules, dtype=torch.float32, with_acts=False):
             if "wta_split_ties" in _flags(r):
                 raise Unsupported("wta_split_ties")
             xa = a.detach().clone().requires_grad_(True)
-            z = m.layers[i](xa)
+            z = m.nodes[i](xa)
             (g,) = torch.autograd.grad(z, xa, R)
             acc[ins[0]] = acc[ins[0]] + g
         elif k in ("Dense", "Conv2D"):
@@ -163,7 +163,7 @@ def lrp(path, rules, dtype=torch.float32, with_acts=False):
                 acc[ins[0]] = acc[ins[0]] + wz * (R / _stab(z, eps, conv))
                 continue
             xa = a.detach().clone().requires_grad_(True)
-            z = m.layers[i](xa)
+            z = m.nodes[i](xa)
             (g,) = torch.autograd.grad(z, xa, R.reshape(z.shape) / _stab(z.detach(), eps, conv))
             acc[ins[0]] = acc[ins[0]] + xa.detach() * g
         else:
