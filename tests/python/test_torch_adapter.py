@@ -942,6 +942,43 @@ class TestTraces(Base):
         self.assertEqual(R["flatten"].tobytes(), R["pool2"].reshape(2, -1).tobytes())
 
 
+class TestBenchTorchLRP(Base):
+    """bench/torch_lrp.py (the float32 PyTorch LRP that `make mutants` judges
+    as a peer must pass) agrees in float64 with the MPFR reference.  It
+    addresses the adapter's per-layer modules; when the adapter changed its
+    module list this broke on every net with a pool and nothing noticed."""
+
+    def test_float64_twin_matches_reference(self):
+        sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
+        import torch_lrp
+        # densenet: torch_lrp has no Concatenate (mutants.py skips it too)
+        for name in ("cnn", "vgg", "resnet", "mobilenet"):
+            src = os.path.join(FIXDIR, name + ".h5")
+            out = os.path.join(self.tmp, name + ".ref.h5")
+            p = cli("reference", src, "--out", out)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            with h5py.File(out, "r") as f:
+                t = f["traces"]["reference"]
+                keys = sorted(t["relevance"].keys())
+                # hi + lo: the reference to about 2^-48, not its binary32 rounding
+                ref = [np.asarray(t["relevance"][k], np.float64) +
+                       np.asarray(t["relevance_lo"][k], np.float64) for k in keys]
+                # the rules the reference ran, as mutants.py reads them
+                rules = {}
+                for i, k in enumerate(keys):
+                    if k in t["rules"]:
+                        rules[i] = {a: (v.decode() if isinstance(v, bytes) else v)
+                                    for a, v in t["rules"][k].attrs.items()}
+            got = torch_lrp.lrp(src, rules, torch.float64)
+            self.assertEqual(len(got), len(ref), name)
+            for k, (a, b) in enumerate(zip(got, ref)):
+                # float64 against 128-bit MPFR: each layer adds ~fan-in * 2^-53
+                # relative error times modest condition numbers; 1e-9 of the
+                # layer's max |R| is ~10^5 ulps of margin, and a wrong layer
+                # (the bug this guards: another layer's module) is O(1) off
+                self.assertClose(a.reshape(b.shape), b, 1e-9, "%s %s" % (name, keys[k]))
+
+
 def main():
     global BUILD, CLI, FIXDIR
     if len(sys.argv) < 2 or sys.argv[1].startswith("-"):
