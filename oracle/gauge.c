@@ -729,6 +729,59 @@ static void prop_cell(ctx *c, int in_layer, int64_t i, double xk, double Axk, do
     }
 }
 
+/* Max-pool under lrp0 / epsilon (Captum's EpsilonRule on a max-pool), one
+ * window j won by `win`: R_win += a_win s_j, s_j = R_j / stab(y_j), where
+ * y_j is a_win copied exactly.  The share is prop_cell's proportional split
+ * with x_k = y = a_win: the forward error of a_win enters the numerator and
+ * the denominator (Axk = Dy = A(a_win); the true sensitivity s_j eps /
+ * stab(y_j) is at most half of that sum), y_j adds no rounding of its own
+ * (ny = 0), and the cond is u A(a_win) / |stab(y_j)| (Gy = A(a_win)), where
+ * the first-order analysis would stop holding.  Where windows overlap (stride
+ * < kernel), float32 sums the m <= mmax windows a cell wins: m - 1 roundings
+ * of partial sums bounded by |a_win| sum_j |s_j|, counted per window as
+ * (mmax - 1) |a_win s_j| (rigorous) and mmax (mmax - 1) (a_win s_j)^2 (sharp,
+ * by Cauchy-Schwarz).  A runner-up within the forward bounds: cond 1 on
+ * both cells, as under wta (float32 may route s_j to the other cell). */
+static void maxeps_cell(ctx *c, int li, int in0, const lrp_pool *P, int64_t j, int64_t win,
+                        int64_t sec, double best, double second, const double *Rb,
+                        const double *Rbs, const double *Rcs)
+{
+    const int sharp = Rbs != NULL;
+    double a = (double)c->act[in0][win], yj = (double)c->act[li][j];
+    double Aw = c->A[in0][win], Asw = sharp ? c->As[in0][win] : 0;
+    double R = (double)c->rel[li][j];
+    prop_sharp ps = {Asw, Asw, fabs(a), 0, sharp ? Rbs[j] : 0, sharp ? Rcs[j] : 0};
+    prop_cell(c, in0, win, a, Aw, yj, Aw, Aw, R, Rb[j], c->cd[li][j], &c->net->layers[li].rule,
+              1, &ps);
+    double mmax = (double)((P->kh + P->sh - 1) / P->sh) * (double)((P->kw + P->sw - 1) / P->sw);
+    const lrp_rule_spec *rs = &c->net->layers[li].rule;
+    double sg = stab_sign(rs->stab, yj), st = yj;
+    if (sg != 2 && rs->eps != 0 && sg != 0)
+        st = yj + sg * (double)rs->eps;
+    if (mmax > 1 && st != 0 && sg != 2) {
+        double t = fabs(a * R / st);
+        c->Bd[in0][win] += (mmax - 1) * t;
+        if (sharp) {
+            c->Qs[in0][win] += mmax * (mmax - 1) * t * t;
+            c->tq[in0] += mmax * (mmax - 1) * t * t;
+        }
+    }
+    if (sharp && st != 0 && sg != 2 && U32 * Asw / fabs(st) > c->cs[in0][win])
+        c->cs[in0][win] = U32 * Asw / fabs(st);
+    if (sec >= 0) {
+        double slack = U32 * (Aw + c->A[in0][sec]);
+        if (best - second <= slack && slack > 0) {
+            c->cd[in0][win] = fmax(c->cd[in0][win], 1.0);
+            c->cd[in0][sec] = fmax(c->cd[in0][sec], 1.0);
+        }
+        double slk = sharp ? U32 * (Asw + c->As[in0][sec]) : 0;
+        if (sharp && best - second <= slk && slk > 0) {
+            c->cs[in0][win] = fmax(c->cs[in0][win], 1.0);
+            c->cs[in0][sec] = fmax(c->cs[in0][sec], 1.0);
+        }
+    }
+}
+
 static int backward_bounds(ctx *c)
 {
     const lrp_net *net = c->net;
@@ -909,6 +962,11 @@ static int backward_bounds(ctx *c)
                             if (win < 0)
                                 continue;
                             sAs = sqrt(sAs);
+                            if (l->kind == LRP_LAYER_MAXPOOL2D && l->rule.rule != LRP_RULE_WTA) {
+                                maxeps_cell(c, li, in0, &P, j, win, sec, best, second, Rb, Rbs,
+                                            Rcs);
+                                continue;
+                            }
                             if (l->kind == LRP_LAYER_MAXPOOL2D &&
                                 (l->rule.flags & LRP_F_WTA_SPLIT_TIES)) {
                                 split_ties_cell(c, li, in0, &P, b, ch, y, x, j, best, R, Rb, Rbs,
