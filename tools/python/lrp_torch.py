@@ -578,8 +578,8 @@ def _rule_allowed(rule, kind):
         return rule in ("lrp0", "epsilon", "alphabeta")
     if kind == "BatchNorm":  # pass: Zennit without canonizer, Captum's IdentityRule
         return rule in ("lrp0", "epsilon", "alphabeta", "pass")
-    if kind == "MaxPool2D":
-        return rule == "wta"
+    if kind == "MaxPool2D":  # lrp0 / epsilon: Captum's EpsilonRule on a max-pool
+        return rule in ("wta", "lrp0", "epsilon")
     return rule == "pass"
 
 
