@@ -186,7 +186,10 @@ static int rule_allowed(lrp_rule_id r, lrp_layer_kind k)
         return r == LRP_RULE_ZERO || r == LRP_RULE_EPSILON || r == LRP_RULE_ALPHABETA ||
                r == LRP_RULE_PASS;
     case LRP_LAYER_MAXPOOL2D:
-        return r == LRP_RULE_WTA;
+        /* lrp0 / epsilon: the z-rule on the max as the linear map of its
+         * winner, R_i = a_i sum_j R_j / stab(y_j) (Captum's EpsilonRule on
+         * nn.MaxPool2d; docs/SPEC.md 3.1) */
+        return r == LRP_RULE_WTA || r == LRP_RULE_ZERO || r == LRP_RULE_EPSILON;
     default:
         return r == LRP_RULE_PASS;
     }
@@ -238,6 +241,13 @@ lrp_status lrp_rule_validate(const lrp_rule_spec *r, lrp_layer_kind k, const cha
         return lrp_err_set(err, LRP_E_INVALID,
                            "%s: rule of layer '%s': box bounds [%g, %g] must be finite, low <= high",
                            f, lname, (double)r->low, (double)r->high);
+    /* ties are split by winner-take-all only: the epsilon max-pool routes
+     * through the gradient of the max (first maximum), as Captum does */
+    if ((r->flags & LRP_F_WTA_SPLIT_TIES) && k == LRP_LAYER_MAXPOOL2D && r->rule != LRP_RULE_WTA)
+        return lrp_err_set(err, LRP_E_INVALID,
+                           "%s: rule of layer '%s': flag wta_split_ties with rule '%s' (it "
+                           "belongs to rule wta; the %s max-pool routes to the first maximum)",
+                           f, lname, lrp_rule_name(r->rule), lrp_rule_name(r->rule));
     if (r->bias != 0 && r->bias != 1)
         return lrp_err_set(err, LRP_E_INVALID, "%s: rule of layer '%s': bias flag %d not 0 or 1",
                            f, lname, r->bias);

@@ -857,16 +857,25 @@ static lrp_status back_layer(run *r, int li)
     switch (l->kind) {
     case LRP_LAYER_DENSE:
     case LRP_LAYER_CONV2D: st = back_linear(r, li, R, P->rin[0]); break;
-    case LRP_LAYER_MAXPOOL2D: {
-        lrp_pool G;
-        lrp_pipe_pool_geom(&G, net, li);
-        be->max_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, R, &G, B);
-        break;
-    }
+    case LRP_LAYER_MAXPOOL2D:
+        if (P->rule.rule == LRP_RULE_WTA) {
+            lrp_pool G;
+            lrp_pipe_pool_geom(&G, net, li);
+            be->max_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, R, &G, B);
+            break;
+        }
+        /* lrp0 / epsilon on a max-pool (Captum's EpsilonRule): the z-rule
+         * on the max as the linear map of its winner, in Captum's order --
+         * s_j = R_j / stab(y_j), routed to the first maximum by the
+         * gradient of the max (summed where windows overlap), times the
+         * input: R_i = a_i sum_{j won by i} s_j; a cell that wins nothing
+         * gets a_i * (+0), a signed zero.  Bookkeeping as the avg-pools. */
+        /* fall through */
     case LRP_LAYER_AVGPOOL2D:
     case LRP_LAYER_GLOBALAVGPOOL: {
         lrp_pool G;
         lrp_pipe_pool_geom(&G, net, li);
+        G.split_ties = 0; /* only wta splits ties (lrp_rule_validate) */
         int kinds[] = {LRP_ABS_STAB};
         P->n_units = P->n;
         if (!r->relonly && (st = alloc_abs(r, P, P->n, kinds, 1)))
@@ -889,7 +898,13 @@ static lrp_status back_layer(run *r, int li)
             be->absorb(cx, P->abs, R, s, NULL, P->cls[0], 1.0f, P->rule.eps, n);
         }
         flags_from_cls(P, P->cls[0], n, P->n);
-        be->avg_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, s, &G, B);
+        if (l->kind == LRP_LAYER_MAXPOOL2D) {
+            const void *x = r->p->L[l->in[0]].act;
+            be->max_bwd(cx, P->rin[0], x, s, &G, B);
+            be->ew(cx, LRP_EW_MUL, P->rin[0], P->rin[0], x, 0, 0, P->n_rin_per[0] * B);
+        } else {
+            be->avg_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, s, &G, B);
+        }
         be->tensor_free(cx, s, n);
         break;
     }

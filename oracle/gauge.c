@@ -729,6 +729,84 @@ static void prop_cell(ctx *c, int in_layer, int64_t i, double xk, double Axk, do
     }
 }
 
+/* Max-pool under lrp0 / epsilon (Captum's EpsilonRule on a max-pool), one
+ * window j won by `win`: R_win += a s_j, s_j = R_j / stab(y_j), where y_j
+ * is a = a_win copied exactly.  Numerator and denominator hold the same a,
+ * so the forward error of a (u A) moves the share a R / (a + e) by only
+ * |R| e / stab^2 per unit (e the stabilizer added; 0 when nothing is added:
+ * then the share is R whatever a), four times that where a is within its
+ * forward bound of 0 (float32 may add the stabilizer of the other sign:
+ * |f(a') - f(a)| <= 2 (|a| + u A) |R| / e); the bound of R enters as
+ * |a / stab| B(R_j); three roundings (stabilizer add, division, product) of
+ * |a s_j|.  Where windows overlap (stride < kernel), float32 sums the
+ * m <= mmax windows a cell wins: m - 1 roundings of partial sums bounded by
+ * |a| sum_j |s_j|, counted per window as (mmax - 1) |a s_j| (rigorous) and
+ * mmax (mmax - 1) (a s_j)^2 (sharp, by Cauchy-Schwarz).  cond: u A / |stab|
+ * (beyond it the first-order analysis stops holding), and a runner-up within
+ * the forward bounds gives cond 1 on both cells, as under wta (float32 may
+ * route s_j to the other cell).  skip_zero at a zero maximum and an
+ * undefined unit are prop_cell's (x = y = a). */
+static void maxeps_cell(ctx *c, int li, int in0, const lrp_pool *P, int64_t j, int64_t win,
+                        int64_t sec, double best, double second, const double *Rb,
+                        const double *Rbs, const double *Rcs)
+{
+    const int sharp = Rbs != NULL;
+    const lrp_rule_spec *rs = &c->net->layers[li].rule;
+    double a = (double)c->act[in0][win], yj = (double)c->act[li][j];
+    double Aw = c->A[in0][win], Asw = sharp ? c->As[in0][win] : 0;
+    double R = (double)c->rel[li][j];
+    double sg = stab_sign(rs->stab, yj), st = yj;
+    if (sg != 2 && rs->eps != 0 && sg != 0)
+        st = yj + sg * (double)rs->eps;
+    if (sg == 2 || st == 0) {
+        prop_sharp ps = {Asw, Asw, fabs(a), 0, sharp ? Rbs[j] : 0, sharp ? Rcs[j] : 0};
+        prop_cell(c, in0, win, a, Aw, yj, Aw, Aw, R, Rb[j], c->cd[li][j], rs, 1, &ps);
+    } else {
+        double e = fabs(st - yj), s = fabs(R / st), t = fabs(a) * s, q = fabs(a / st);
+        double flip = (e > 0 && fabs(yj) <= U32 * Aw) ? 4 : 1;
+        double sens = fabs(R) * e / (st * st);
+        c->Bd[in0][win] += flip * Aw * sens + q * Rb[j] + 3 * t;
+        c->cd[in0][win] = fmax(c->cd[in0][win], fmax(c->cd[li][j], U32 * Aw / fabs(st)));
+        if (yj == 0)
+            c->cf[in0][win] |= LRP_CELL_ZERO_DEN;
+        if (sharp) {
+            double fls = (e > 0 && fabs(yj) <= U32 * Asw) ? 4 : 1;
+            double l1 = fls * Asw * sens + q * Rbs[j];
+            c->Qs[in0][win] += 3 * t * t;
+            c->tq[in0] += 3 * t * t;
+            c->Ls[in0][win] += l1;
+            c->tl[in0] += l1;
+            c->Ss[in0][win] += t;
+            c->cs[in0][win] = fmax(c->cs[in0][win], fmax(Rcs[j], U32 * Asw / fabs(st)));
+            /* an ill-conditioned unit may move all of R_j (the layer total's
+             * allowance, as prop_cell's) */
+            if (U32 * Asw / fabs(st) > LRP_ILL_COND_SHARP)
+                c->g->ill_mass[in0] += fabs(R);
+        }
+        double mmax =
+            (double)((P->kh + P->sh - 1) / P->sh) * (double)((P->kw + P->sw - 1) / P->sw);
+        if (mmax > 1) {
+            c->Bd[in0][win] += (mmax - 1) * t;
+            if (sharp) {
+                c->Qs[in0][win] += mmax * (mmax - 1) * t * t;
+                c->tq[in0] += mmax * (mmax - 1) * t * t;
+            }
+        }
+    }
+    if (sec >= 0) {
+        double slack = U32 * (Aw + c->A[in0][sec]);
+        if (best - second <= slack && slack > 0) {
+            c->cd[in0][win] = fmax(c->cd[in0][win], 1.0);
+            c->cd[in0][sec] = fmax(c->cd[in0][sec], 1.0);
+        }
+        double slk = sharp ? U32 * (Asw + c->As[in0][sec]) : 0;
+        if (sharp && best - second <= slk && slk > 0) {
+            c->cs[in0][win] = fmax(c->cs[in0][win], 1.0);
+            c->cs[in0][sec] = fmax(c->cs[in0][sec], 1.0);
+        }
+    }
+}
+
 static int backward_bounds(ctx *c)
 {
     const lrp_net *net = c->net;
@@ -909,6 +987,11 @@ static int backward_bounds(ctx *c)
                             if (win < 0)
                                 continue;
                             sAs = sqrt(sAs);
+                            if (l->kind == LRP_LAYER_MAXPOOL2D && l->rule.rule != LRP_RULE_WTA) {
+                                maxeps_cell(c, li, in0, &P, j, win, sec, best, second, Rb, Rbs,
+                                            Rcs);
+                                continue;
+                            }
                             if (l->kind == LRP_LAYER_MAXPOOL2D &&
                                 (l->rule.flags & LRP_F_WTA_SPLIT_TIES)) {
                                 split_ties_cell(c, li, in0, &P, b, ch, y, x, j, best, R, Rb, Rbs,

@@ -16,7 +16,10 @@
  *     independent rational implementation (tests/naive/) from the recorded
  *     rule;
  *   - `--no-bias` acts on Dense/Conv2D only: an explicit BatchNorm keeps its
- *     shift and its recorded rule says so (bias 0 on a BatchNorm is refused).
+ *     shift and its recorded rule says so (bias 0 on a BatchNorm is refused);
+ *   - `--flag captum_maxpool_eps` gives the max-pools rule epsilon (Captum's
+ *     EpsilonRule there), recorded as such, and the captum profile does so
+ *     where the rules are not stated.
  *
  * "Recompute" is the MPFR pipeline run on the file's network with the
  * trace's recorded rules, compared bit for bit with the trace's binary32
@@ -391,6 +394,70 @@ static void test_no_bias_keeps_bn_shift(void **state)
         fail_msg("bias 0 on BatchNorm '%s': exit %d, stderr '%s'", name, rc, err);
 }
 
+/* ---- captum_maxpool_eps ---- */
+
+static void test_captum_maxpool_eps(void **state)
+{
+    (void)state;
+    /* the switch gives every max-pool rule epsilon with the command's eps
+     * and convention; the trace records the rule, not a flag */
+    assert_int_equal(run("reference fx/cnn.h5 --rule epsilon --eps 1e-9 --flag captum_maxpool_eps "
+                         "--out cm.h5"),
+                     0);
+    lrp_trace *t;
+    lrp_net *net = read_trace(P("cm.h5"), &t);
+    int pools = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        if (net->layers[i].kind != LRP_LAYER_MAXPOOL2D)
+            continue;
+        pools++;
+        const lrp_rule_spec *r = &t->rules[i];
+        if (r->rule != LRP_RULE_EPSILON || r->eps != 0x1.12e0bep-30f ||
+            r->stab != LRP_STAB_SIGN0_POS || r->flags)
+            fail_msg("max-pool '%s': recorded %s eps %g %s flags 0x%x, want epsilon 1e-9 "
+                     "sign0_pos", net->layers[i].name, lrp_rule_name(r->rule), (double)r->eps,
+                     lrp_stab_name(r->stab), r->flags);
+    }
+    assert_true(pools > 0);
+    assert_recomputes(net, t, "captum max-pool");
+    /* and the rule matters on this fixture: wta gives another relevance */
+    lrp_rule_spec *r = malloc((size_t)net->n_layers * sizeof *r);
+    assert_non_null(r);
+    memcpy(r, t->rules, (size_t)net->n_layers * sizeof *r);
+    for (int i = 0; i < net->n_layers; i++)
+        if (net->layers[i].kind == LRP_LAYER_MAXPOOL2D)
+            r[i] = lrp_rule_default(LRP_RULE_WTA);
+    assert_true(recompute_diff(net, r, t) > 0);
+    free(r);
+    lrp_net_free(net);
+    /* the fast path's epsilon max-pools are within the gauge's bounds */
+    assert_int_equal(run("check --no-color fx/cnn.h5 --rule epsilon --eps 1e-9 "
+                         "--flag captum_maxpool_eps"),
+                     0);
+    /* applied or refused: no max-pool, or ties split as well */
+    assert_int_equal(run("check --no-color --rule epsilon --flag captum_maxpool_eps fx/mlp.h5"), 2);
+    assert_non_null(strstr(err, "captum_maxpool_eps"));
+    assert_int_equal(run("check --no-color --rule epsilon --flag captum_maxpool_eps "
+                         "--flag wta_split_ties fx/cnn.h5"),
+                     2);
+    assert_non_null(strstr(err, "wta_split_ties"));
+    /* must-fail: a trace with Captum's max-pools judged under wta is
+     * SUSPECT (the wta copy is exact, its layer total has a sharp budget of
+     * 0: how every real Captum run on a max-pool net was judged before) */
+    assert_int_equal(run("fast fx/cnn.h5 --rule epsilon --eps 1e-9 --flag captum_maxpool_eps "
+                         "--out ce.h5"),
+                     0);
+    assert_int_equal(run("compare --no-color ce.h5 --source fastpath --rule epsilon --eps 1e-9"), 1);
+    /* the captum profile gives unstated max-pools Captum's rule ... */
+    assert_int_equal(run("compare --no-color ce.h5 --source fastpath --rule epsilon "
+                         "--profile captum"),
+                     0);
+    /* ... and leaves a trace's stated wta as it is */
+    assert_int_equal(run("fast fx/cnn.h5 --rule epsilon --eps 1e-9 --out cw.h5"), 0);
+    assert_int_equal(run("compare --no-color cw.h5 --source fastpath --profile captum"), 0);
+    assert_int_equal(run("compare --no-color ce.h5 --source fastpath --profile captum"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -398,6 +465,7 @@ int main(void)
         cmocka_unit_test(test_gammabox_is_zennits),
         cmocka_unit_test(test_gamma_selects_on_real_output),
         cmocka_unit_test(test_no_bias_keeps_bn_shift),
+        cmocka_unit_test(test_captum_maxpool_eps),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -94,6 +94,7 @@ typedef struct cli_rules {
     float eps, gamma, alpha, beta, low, high;
     int no_bias;
     unsigned flags;
+    int maxpool_eps; /* --flag captum_maxpool_eps: wta max-pools -> epsilon */
     int bn_mode; /* 0 file's, 1 explicit, 2 fine, 3 canonize */
     int prec, threads;
 } cli_rules;
@@ -155,7 +156,8 @@ void cli_progress_clear(cli_progress *p);
     "                     its shift)\n" \
     "  --flag NAME        Dense/Conv2D: gamma_generalized zennit_gamma_drop0\n" \
     "                     innvestigate_ab_fullbias captum_a1b0 captum_gamma_fullbias;\n" \
-    "                     MaxPool2D: wta_split_ties\n" \
+    "                     MaxPool2D: wta_split_ties, or captum_maxpool_eps (rule epsilon\n" \
+    "                     on every max-pool, as Captum: R_i = a_i R_j / stab(a_i))\n" \
     "  --bn MODE          explicit | fine (R_x + R_mu + R_beta) | canonize | pass (R unchanged)\n" \
     "  --prec P           reference precision in bits (default 128)\n" \
     "  --threads N        threads (default 2)\n"

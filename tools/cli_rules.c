@@ -98,6 +98,12 @@ int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char 
     }
     if (!strcmp(opt, "flag")) {
         unsigned f;
+        /* not a stored flag: it gives the max-pools rule epsilon, which is
+         * what a file or trace records (docs/SPEC.md 2.4, 3.1) */
+        if (!strcmp(arg, "captum_maxpool_eps")) {
+            o->maxpool_eps = 1;
+            return 0;
+        }
         if (lrp_flag_parse(arg, &f))
             return cli_usage_error(cmd, "unknown flag '%s'", arg);
         if (f & (LRP_F_BN_CANONIZE | LRP_F_BN_FINE))
@@ -147,6 +153,10 @@ static void override_all(lrp_net *net, const cli_rules *o)
         lrp_rule_spec *r = &net->layers[i].rule;
         lrp_layer_kind kind = net->layers[i].kind;
         int linear = kind == LRP_LAYER_DENSE || kind == LRP_LAYER_CONV2D;
+        /* --flag captum_maxpool_eps: Captum's EpsilonRule on the max-pools,
+         * then stabilized like every dividing layer (--eps, --convention) */
+        if (o->maxpool_eps && kind == LRP_LAYER_MAXPOOL2D && r->rule == LRP_RULE_WTA)
+            *r = lrp_rule_default(LRP_RULE_EPSILON);
         if (r->rule == LRP_RULE_WTA) /* max-pool: only the tie flag means anything */
             r->flags |= o->flags & LRP_F_WTA_SPLIT_TIES;
         if (r->rule == LRP_RULE_PASS || r->rule == LRP_RULE_WTA)
@@ -241,10 +251,15 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
     if ((o->has_alpha || o->has_beta) && o->has_rule && o->rule != LRP_RULE_ALPHABETA)
         return lrp_err_set(err, LRP_E_USAGE, "%s: %s: rule %s has no alpha or beta", where, ab,
                            lrp_rule_name(o->rule));
+    if (o->maxpool_eps && (o->flags & LRP_F_WTA_SPLIT_TIES))
+        return lrp_err_set(err, LRP_E_USAGE,
+                           "%s: --flag captum_maxpool_eps and --flag wta_split_ties: the epsilon "
+                           "max-pool routes to the first maximum (ties are split by wta only)",
+                           where);
     override_all(net, o);
     /* every option given must reach some layer: an option no layer uses is
      * refused, never silently ignored */
-    int n_div = 0, n_gamma = 0, n_ab = 0, n_box = 0, n_bn = 0, n_wta = 0, n_lin = 0;
+    int n_div = 0, n_gamma = 0, n_ab = 0, n_box = 0, n_bn = 0, n_wta = 0, n_lin = 0, n_max = 0;
     for (int i = 0; i < net->n_layers; i++) {
         const lrp_layer *l = &net->layers[i];
         lrp_rule_id r = l->rule.rule;
@@ -256,6 +271,7 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
                  !(l->n_in > 0 && l->in[0] == 0 && net->zbox_low && net->zbox_high);
         n_bn += l->kind == LRP_LAYER_BATCHNORM;
         n_wta += r == LRP_RULE_WTA;
+        n_max += l->kind == LRP_LAYER_MAXPOOL2D;
         n_lin += (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) &&
                  r != LRP_RULE_PASS && r != LRP_RULE_WTA;
     }
@@ -274,6 +290,8 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
         unused = "--flag", why = "an alpha-beta flag but no layer has the alpha-beta rule";
     else if ((o->flags & LRP_F_WTA_SPLIT_TIES) && !n_wta)
         unused = "--flag", why = "wta_split_ties but no layer is a max-pool with the wta rule";
+    else if (o->maxpool_eps && !n_max)
+        unused = "--flag", why = "captum_maxpool_eps but the network has no max-pool";
     else if (o->no_bias && !n_lin)
         unused = "--no-bias", why = "no Dense or Conv2D layer (an explicit BatchNorm keeps its "
                                     "shift)";

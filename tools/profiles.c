@@ -16,7 +16,9 @@
  *   captum        sign0_pos, eps 1e-9; its alpha1beta0 clips weights only
  *                 (captum_a1b0, full bias), its GammaRule too
  *                 (captum_gamma_fullbias: bias b in the denominator);
- *                 BatchNorm explicit (EpsilonRule, Captum 0.8's default).
+ *                 BatchNorm explicit (EpsilonRule, Captum 0.8's default);
+ *                 max-pools: EpsilonRule too (R_i = a_i R_j / stab(a_i) at
+ *                 the first maximum), so wta max-pools become epsilon.
  *   innvestigate  epsilon: sign0_pos with eps 1e-7 (the fixed K.sign rule);
  *                 every other rule divides with safe_divide, which only
  *                 stabilizes an exact zero -> zero_only, eps 1e-7; alpha-beta
@@ -44,19 +46,20 @@ typedef struct profile {
     float eps;              /* the library's epsilon */
     unsigned set_flags;     /* variant flags added to every dividing layer */
     int bn;                 /* 0 keep, 1 explicit, 3 canonize */
+    int maxpool_eps;        /* 1: wta max-pools get the epsilon rule */
 } profile;
 
 static const profile profiles[] = {
     {"zennit", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6,
-     LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0, 3},
+     LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0, 3, 0},
     {"captum", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS9,
-     LRP_F_CAPTUM_A1B0 | LRP_F_CAPTUM_GAMMA_FULLBIAS, 1},
-    {"innvestigate", LRP_STAB_SIGN0_POS, LRP_STAB_ZERO_ONLY, EPS7, LRP_F_INNV_AB_FULLBIAS, 1},
+     LRP_F_CAPTUM_A1B0 | LRP_F_CAPTUM_GAMMA_FULLBIAS, 1, 1},
+    {"innvestigate", LRP_STAB_SIGN0_POS, LRP_STAB_ZERO_ONLY, EPS7, LRP_F_INNV_AB_FULLBIAS, 1, 0},
     {"innvestigate-2018", LRP_STAB_SIGN0_ZERO, LRP_STAB_ZERO_ONLY, EPS7, LRP_F_INNV_AB_FULLBIAS,
-     1},
-    {"rpjl", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6, 0, 3},
-    {"lrp-toolbox", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6, 0, 1},
-    {"lrp-toolbox-caffe", LRP_STAB_SKIP_ZERO, LRP_STAB_SKIP_ZERO, EPS6, 0, 1},
+     1, 0},
+    {"rpjl", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6, 0, 3, 0},
+    {"lrp-toolbox", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6, 0, 1, 0},
+    {"lrp-toolbox-caffe", LRP_STAB_SKIP_ZERO, LRP_STAB_SKIP_ZERO, EPS6, 0, 1, 0},
 };
 
 const char *cli_profile_names(void)
@@ -75,6 +78,12 @@ int cli_profile_apply(lrp_net *net, const char *name, int stated)
     for (int i = 0; i < net->n_layers; i++) {
         lrp_layer *l = &net->layers[i];
         lrp_rule_spec *r = &l->rule;
+        /* Captum's max-pools have one rule, its EpsilonRule; a rule
+         * assignment that does not state them gets it (a trace's stated
+         * wta is what the peer said it did, and stays) */
+        if (p->maxpool_eps && !stated && l->kind == LRP_LAYER_MAXPOOL2D &&
+            r->rule == LRP_RULE_WTA)
+            *r = lrp_rule_default(LRP_RULE_EPSILON);
         if (r->rule == LRP_RULE_PASS || r->rule == LRP_RULE_WTA)
             continue;
         int eps_like = r->rule == LRP_RULE_EPSILON;

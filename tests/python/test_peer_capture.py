@@ -300,6 +300,47 @@ class TestTraceRules(unittest.TestCase):
         r = self.compare(path, "peer", "--rule", "epsilon")
         self.assertEqual(r.returncode, 1, r.stdout[-800:] + r.stderr)
 
+    def test_captum_maxpool_trace(self):
+        """Captum's bookkeeping on a net with max-pools (CaptumLikeLRP: its
+        EpsilonRule on nn.MaxPool2d too) is PASS when the trace states
+        epsilon 1e-9 on the max-pools, and SUSPECT when it states wta: the
+        winner's share a R / (a + 1e-9) is not the exact copy wta means."""
+        path = os.path.join(self.tmp, "vgg.h5")
+        shutil.copyfile(os.path.join(FIXDIR, "vgg.h5"), path)
+        m = lt.fixture_to_module(path, peer="captum")
+
+        def lrp(mod, x):
+            CaptumLikeLRP(mod).attribute(x, torch.as_tensor(mod.target))
+
+        R = lt.capture_relevance(m, m.input_data, lrp, formulation="grad", seed="one")
+        for mp, want in (("epsilon", 0), ("wta", 1)):
+            rules = lt.epsilon_rules(path, eps=np.float32(CAPTUM_EPS), maxpool=mp)
+            lt.write_trace(path, "captum_" + mp, R, producer="captum-like", rules=rules)
+            r = self.compare(path, "captum_" + mp)
+            self.assertEqual(r.returncode, want, mp + ": " + r.stdout[-1500:] + r.stderr)
+            if mp == "wta":
+                self.assertIn("SUSPECT", r.stdout)
+
+    def test_captum_rule_on_maxpool(self):
+        """lrp_peers states every Captum rule on a max-pool as epsilon with
+        the rule's STABILITY_FACTOR (a max-pool has no weights for Gamma or
+        Alpha1_Beta0 to change)."""
+        import lrp_peers
+
+        class EpsilonRule:
+            def __init__(self, epsilon=1e-9):
+                self.STABILITY_FACTOR = epsilon
+
+        class GammaRule:
+            STABILITY_FACTOR = 1e-9
+            gamma = 0.25
+
+        for rule, eps in ((EpsilonRule(), 1e-9), (EpsilonRule(1e-3), 1e-3), (GammaRule(), 1e-9)):
+            r = lrp_peers._captum_rule(rule, "MaxPool2D", "pool")
+            self.assertEqual(r, {"rule": "epsilon", "eps": np.float32(eps)})
+        r = lrp_peers._captum_rule(GammaRule(), "Conv2D", "conv")
+        self.assertEqual(r["rule"], "gamma")
+
 
 class TestPackage(unittest.TestCase):
     def test_pip_install_offline(self):

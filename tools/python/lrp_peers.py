@@ -177,9 +177,13 @@ def _captum_rule(rule, kind, where):
     name = type(rule).__name__
     if name == "IdentityRule":
         return {"rule": "pass"}
+    if kind == "MaxPool2D":
+        # Every Captum rule on a max-pool is its epsilon rule: the hooks of
+        # PropagationRule divide by y + sign0_pos eps at the output and
+        # multiply by the input at the input, and _manipulate_weights finds
+        # no weight or bias there (GammaRule, Alpha1_Beta0_Rule included)
+        return {"rule": "epsilon", "eps": np.float32(getattr(rule, "STABILITY_FACTOR", 1e-9))}
     if name == "EpsilonRule":
-        if kind == "MaxPool2D":  # Captum's epsilon max-pool: not stated yet (PEERS.md)
-            return {"rule": "wta"}
         return {"rule": "epsilon", "eps": np.float32(rule.STABILITY_FACTOR)}
     r = {"eps": np.float32(getattr(rule, "STABILITY_FACTOR", 1e-9))}
     if getattr(rule, "set_bias_to_zero", False):

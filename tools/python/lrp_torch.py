@@ -578,8 +578,8 @@ def _rule_allowed(rule, kind):
         return rule in ("lrp0", "epsilon", "alphabeta")
     if kind == "BatchNorm":  # pass: Zennit without canonizer, Captum's IdentityRule
         return rule in ("lrp0", "epsilon", "alphabeta", "pass")
-    if kind == "MaxPool2D":
-        return rule == "wta"
+    if kind == "MaxPool2D":  # lrp0 / epsilon: Captum's EpsilonRule on a max-pool
+        return rule in ("wta", "lrp0", "epsilon")
     return rule == "pass"
 
 
@@ -1380,13 +1380,16 @@ def capture_relevance(module, input, lrp_fn, formulation="grad", layers=None, se
 def epsilon_rules(path_or_layers, eps=EPS_DEFAULT, stabilizer="sign0_pos", maxpool="wta"):
     """Rules {layer name: rule dict} for 'epsilon everywhere it applies':
     Dense, Conv2D, BatchNorm, Add, AvgPool2D, GlobalAvgPool get epsilon
-    (eps, stabilizer), MaxPool2D winner-take-all, the rest pass."""
+    (eps, stabilizer), MaxPool2D winner-take-all (maxpool="epsilon": the
+    epsilon rule there too, as Captum does), the rest pass."""
     layers = (read_fixture(path_or_layers)["layers"] if isinstance(path_or_layers, str)
               else path_or_layers)
     res = {}
     for L in layers:
         k = L["kind"]
         if k in ("Dense", "Conv2D", "BatchNorm", "Add", "AvgPool2D", "GlobalAvgPool"):
+            res[L["name"]] = {"rule": "epsilon", "eps": np.float32(eps), "stabilizer": stabilizer}
+        elif k == "MaxPool2D" and maxpool == "epsilon":
             res[L["name"]] = {"rule": "epsilon", "eps": np.float32(eps), "stabilizer": stabilizer}
         elif k == "MaxPool2D":
             res[L["name"]] = {"rule": maxpool}

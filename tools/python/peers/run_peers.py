@@ -17,7 +17,10 @@ file to OUTDIR, runs
                 (the BN's input is a conv/dense read by nothing else) and
                 pass on the other BatchNorms (Zennit's map for them)
   captum        captum.attr.LRP with its default rules (EpsilonRule(1e-9) on
-                Linear, Conv2d, BatchNorm2d, pools, Addition_Module)
+                Linear, Conv2d, BatchNorm2d, pools, Addition_Module; the trace
+                states epsilon 1e-9 on the max-pools too)
+
+RUN_PEERS=captum,zennit-eps (say) runs only those peers.
 
 on the fixture's standard-module network (lrp_torch.fixture_to_module with
 peer=...), captures every layer's relevance, writes a trace whose /rules
@@ -43,10 +46,10 @@ RATIO_KINDS = ("Dense", "Conv2D")
 NORM_KINDS = ("Add", "AvgPool2D", "GlobalAvgPool")
 
 
-def rules_for(layers, linear, norm, bn, conv=None):
+def rules_for(layers, linear, norm, bn, conv=None, maxpool=None):
     """{layer: rule dict}: `linear` on Dense (and Conv2D unless conv is
-    given), `norm` on Add / average pools, `bn` on BatchNorm, wta on
-    max-pools, pass elsewhere."""
+    given), `norm` on Add / average pools, `bn` on BatchNorm, `maxpool`
+    (default wta) on max-pools, pass elsewhere."""
     res = {}
     for L in layers:
         k = L["kind"]
@@ -59,7 +62,7 @@ def rules_for(layers, linear, norm, bn, conv=None):
         elif k == "BatchNorm":
             res[L["name"]] = dict(bn)
         elif k == "MaxPool2D":
-            res[L["name"]] = {"rule": "wta"}
+            res[L["name"]] = dict(maxpool or {"rule": "wta"})
         else:
             res[L["name"]] = {"rule": "pass"}
     return res
@@ -133,7 +136,9 @@ def run_captum(path):
     m = lt.fixture_to_module(path, peer="captum")
     fx = lt.read_fixture(path)
     e = {"rule": "epsilon", "eps": np.float32(1e-9)}
-    rules = rules_for(fx["layers"], e, e, e)
+    # max-pools too: Captum's EpsilonRule there gives the winner a R / (a + eps)
+    # (captum/attr/_core/lrp.py SUPPORTED_LAYERS_WITH_RULES; docs/PEERS.md)
+    rules = rules_for(fx["layers"], e, e, e, maxpool=e)
     own = {}
 
     def lrp(mod, x):
@@ -176,10 +181,19 @@ def main():
         os.makedirs(gen, exist_ok=True)
         subprocess.run([cli, "gen", "--out", gen], check=True, stdout=subprocess.DEVNULL)
         files = sorted(os.path.join(gen, f) for f in os.listdir(gen) if f.endswith(".h5"))
+    peers = ("zennit-eps", "zennit-plus", "zennit-canon", "captum")
+    if os.environ.get("RUN_PEERS"):
+        want = os.environ["RUN_PEERS"].split(",")
+        bad = sorted(set(want) - set(peers))
+        if bad:
+            sys.stderr.write("RUN_PEERS: unknown peer(s) %s (known: %s)\n"
+                             % (", ".join(bad), ", ".join(peers)))
+            return 2
+        peers = tuple(p for p in peers if p in want)
     print("%-16s %-12s %-16s %-8s %s" % ("fixture", "peer", "verdict", "own==cap", "non-PASS layers"))
     for src in files:
         base = os.path.basename(src)
-        for peer in ("zennit-eps", "zennit-plus", "zennit-canon", "captum"):
+        for peer in peers:
             path = os.path.join(outdir, "%s.%s.h5" % (base[:-3], peer))
             shutil.copyfile(src, path)
             try:
