@@ -720,7 +720,8 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
         st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
         goto done;
     }
-    lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA};
+    lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA,
+                         o->threads, NULL, NULL};
     if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err)))
         goto done;
 
@@ -1119,7 +1120,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     /* 3. gauge: the rigorous first-order bound and the sharp tier */
     phase_start(&ph, LRP_PHASE_JUDGE);
     {
-        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA};
+        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, o->threads, NULL, NULL};
         if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
             goto done;
     }
