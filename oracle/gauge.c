@@ -133,7 +133,7 @@ static void par_range(int64_t n, int64_t items, int64_t it, int64_t *lo, int64_t
     *hi = n * (it + 1) / items;
 }
 
-static double imod(int mod, double a, const lrp_lin *L, int64_t i)
+static inline double imod(int mod, double a, const lrp_lin *L, int64_t i)
 {
     switch (mod) {
     case LRP_IM_POS: return a > 0 ? a : 0;
@@ -145,7 +145,7 @@ static double imod(int mod, double a, const lrp_lin *L, int64_t i)
     }
 }
 
-static double wmod(int mod, double w)
+static inline double wmod(int mod, double w)
 {
     switch (mod) {
     case LRP_WM_POS: return w > 0 ? w : 0;
@@ -166,7 +166,7 @@ static double bmod(int mod, double b)
     }
 }
 
-static int inmod_uses_input(int mod)
+static inline int inmod_uses_input(int mod)
 {
     return mod == LRP_IM_ID || mod == LRP_IM_POS || mod == LRP_IM_NEG;
 }
@@ -402,9 +402,9 @@ typedef struct lin_fwd_job {
 static void lin_fwd_item(void *arg, int64_t it)
 {
     const lin_fwd_job *J = arg;
-    const float *xi = J->x;
-    const double *Ai = J->Ai, *Asi = J->Asi;
-    double *G = J->G, *Ab = J->Ab, *Asb = J->Asb;
+    const float *restrict xi = J->x;
+    const double *restrict Ai = J->Ai, *restrict Asi = J->Asi;
+    double *restrict G = J->G, *restrict Ab = J->Ab, *restrict Asb = J->Asb;
     int64_t o0, o1;
     par_range(lin_outs(J->L), J->items, it, &o0, &o1);
     FOR_CONN_R(J->L, o0, o1, 0, lin_ins(J->L), j, i, k, {
@@ -631,16 +631,35 @@ typedef struct lin_bwd_job {
     double *Bi, *ci, *Qs, *Ls, *csi, *S;
     uint8_t *fi;
     double *tl; /* the total's linear part (local mode only), or NULL */
+    /* per part, the modified inputs imod(x_i) (nt rows of nin) and, when
+     * they fit (wmv non-NULL), the modified weights tc_t wmod(w_k) (nt rows
+     * of nw): computed once instead of at every connection; the same
+     * binary64 values either way */
+    const double *am, *wmv;
+    int64_t nin, nw;
+    int uses[LRP_PIPE_MAX_TERMS]; /* inmod_uses_input of each term */
+    /* per output unit, what every connection of the scatter reads: the
+     * cond handed on (fmax(u kap_j, cond of R_j)), its sharp twin, and
+     * the cell flags (undefined / zero denominator) */
+    double *cjv, *csv;
+    uint8_t *flv;
 } lin_bwd_job;
 
 #define WK(J, k) ((J)->wd ? (J)->wd[k] : (double)(J)->wf[k])
+#define AM(J, t, i) ((J)->am[(int64_t)(t) * (J)->nin + (i)])
+#define WMV(J, t, k)                                                                           \
+    ((J)->wmv ? (J)->wmv[(int64_t)(t) * (J)->nw + (k)]                                          \
+              : (J)->tc[t] * wmod((J)->pd->t[t].w, WK(J, k)))
+
+/* the modified weights are kept for layers up to this many (weights x terms) */
+#define WMV_MAX ((int64_t)1 << 24)
 
 /* z (the layer's real output), over a range of output units */
 static void lin_z_item(void *arg, int64_t it)
 {
     const lin_bwd_job *J = arg;
-    const float *xb = J->xb;
-    double *z = J->z;
+    const float *restrict xb = J->xb;
+    double *restrict z = J->z;
     int64_t o0, o1;
     par_range(lin_outs(J->L), J->items, it, &o0, &o1);
     FOR_CONN_R(J->L, o0, o1, 0, lin_ins(J->L), j, i, k, { z[j] += (double)xb[i] * WK(J, k); });
@@ -651,23 +670,22 @@ static void lin_den_item(void *arg, int64_t it)
 {
     const lin_bwd_job *J = arg;
     const lrp_lin *L = J->L;
-    const lrp_part_desc *pd = J->pd;
-    const float *xb = J->xb;
-    const double *tc = J->tc, *Ax = J->Ax, *Axs = J->Axs;
-    double *den = J->den, *G = J->G, *D = J->D, *DAs = J->DAs, *DAv = J->DAv;
+    const double *restrict Ax = J->Ax, *restrict Axs = J->Axs;
+    double *restrict den = J->den, *restrict G = J->G, *restrict D = J->D;
+    double *restrict DAs = J->DAs, *restrict DAv = J->DAv;
     const double fold_err = J->fold_err;
     const int nt = J->nt, sharp = J->sharp;
     int64_t o0, o1;
     par_range(lin_outs(L), J->items, it, &o0, &o1);
     FOR_CONN_R(L, o0, o1, 0, lin_ins(L), j, i, k, {
         for (int t = 0; t < nt; t++) {
-            double a = imod(pd->t[t].in, xb[i], L, i);
-            double wm = tc[t] * wmod(pd->t[t].w, WK(J, k));
+            double a = AM(J, t, i);
+            double wm = WMV(J, t, k);
             den[j] += a * wm;
             G[j] += fabs(a * wm);
             D[j] += fold_err * fabs(a * wm);
             DAs[j] += fold_err * fabs(a * wm);
-            if (inmod_uses_input(pd->t[t].in)) {
+            if (J->uses[t]) {
                 D[j] += fabs(wm) * Ax[i];
                 if (sharp)
                     DAv[j] += (wm * Axs[i]) * (wm * Axs[i]);
@@ -681,18 +699,16 @@ static void lin_den_item(void *arg, int64_t it)
 static void lin_tl_sweep(const lin_bwd_job *J)
 {
     const lrp_lin *L = J->L;
-    const lrp_part_desc *pd = J->pd;
-    const float *xb = J->xb;
-    const double *tc = J->tc, *Axs = J->Axs, *lin = J->lin, *v2 = J->v2;
+    const double *Axs = J->Axs, *lin = J->lin, *v2 = J->v2;
     const double coef = J->coef;
     const int nt = J->nt;
     double tl = *J->tl;
     FOR_CONN(L, j, i, k, {
         for (int t = 0; t < nt; t++) {
-            double wm = fabs(tc[t] * wmod(pd->t[t].w, WK(J, k)));
-            double aw = fabs(imod(pd->t[t].in, xb[i], L, i)) * wm * fabs(coef);
+            double wm = fabs(WMV(J, t, k));
+            double aw = fabs(AM(J, t, i)) * wm * fabs(coef);
             tl += aw * lin[j];
-            if (inmod_uses_input(pd->t[t].in))
+            if (J->uses[t])
                 tl += Axs[i] * wm * fabs(coef) * v2[j];
         }
     });
@@ -712,14 +728,14 @@ static void lin_scatter_item(void *arg, int64_t it)
         it--;
     }
     const lrp_lin *L = J->L;
-    const lrp_part_desc *pd = J->pd;
-    const float *xb = J->xb;
-    const double *tc = J->tc, *Ax = J->Ax, *Axs = J->Axs;
-    const double *v1 = J->v1, *v2 = J->v2, *kap = J->kap, *qv = J->qv, *lin = J->lin;
-    const double *ks = J->ks, *Rc = J->Rc, *Rcs = J->Rcs, *den = J->den;
-    const uint8_t *und = J->und;
-    double *Bi = J->Bi, *ci = J->ci, *Qs = J->Qs, *Ls = J->Ls, *csi = J->csi, *S = J->S;
-    uint8_t *fi = J->fi;
+    const double *restrict Ax = J->Ax, *restrict Axs = J->Axs;
+    const double *restrict v1 = J->v1, *restrict v2 = J->v2;
+    const double *restrict qv = J->qv, *restrict lin = J->lin;
+    const double *restrict cjv = J->cjv, *restrict csv = J->csv;
+    const uint8_t *restrict flv = J->flv;
+    double *restrict Bi = J->Bi, *restrict ci = J->ci, *restrict Qs = J->Qs;
+    double *restrict Ls = J->Ls, *restrict csi = J->csi, *restrict S = J->S;
+    uint8_t *restrict fi = J->fi;
     const double coef = J->coef;
     const int nt = J->nt, sharp = J->sharp;
     int64_t c0, c1;
@@ -727,37 +743,43 @@ static void lin_scatter_item(void *arg, int64_t it)
     FOR_CONN_R(L, 0, lin_outs(L), c0, c1, j, i, k, {
         double add = 0;
         for (int t = 0; t < nt; t++) {
-            double wm = fabs(tc[t] * wmod(pd->t[t].w, WK(J, k)));
-            double a = fabs(imod(pd->t[t].in, xb[i], L, i));
+            double wm = fabs(WMV(J, t, k));
+            double a = fabs(AM(J, t, i));
             add += a * wm * v1[j];
-            if (inmod_uses_input(pd->t[t].in))
+            if (J->uses[t])
                 add += Ax[i] * wm * v2[j];
         }
         Bi[i] += fabs(coef) * add;
         /* ill-conditioning propagates toward the input: a cell is as
          * undetermined as the relevance it is made of */
-        double cj = fmax(U32 * kap[j], Rc[j]);
-        if (cj > ci[i])
-            ci[i] = cj;
-        if (und[j])
-            fi[i] |= LRP_CELL_UNDEFINED | LRP_CELL_ZERO_DEN;
-        else if (den[j] == 0)
-            fi[i] |= LRP_CELL_ZERO_DEN;
+        if (cjv[j] > ci[i])
+            ci[i] = cjv[j];
+        fi[i] |= flv[j];
         if (sharp) {
             for (int t = 0; t < nt; t++) {
-                double wm = fabs(tc[t] * wmod(pd->t[t].w, WK(J, k)));
-                double aw = fabs(imod(pd->t[t].in, xb[i], L, i)) * wm * fabs(coef);
+                double wm = fabs(WMV(J, t, k));
+                double aw = fabs(AM(J, t, i)) * wm * fabs(coef);
                 Qs[i] += aw * aw * qv[j];
                 Ls[i] += aw * lin[j];
                 S[i] += aw * v2[j];
-                if (inmod_uses_input(pd->t[t].in))
+                if (J->uses[t])
                     Ls[i] += Axs[i] * wm * fabs(coef) * v2[j];
             }
-            double cs = fmax(U32 * ks[j], Rcs[j]);
-            if (cs > csi[i])
-                csi[i] = cs;
+            if (csv[j] > csi[i])
+                csi[i] = csv[j];
         }
     });
+}
+
+/* the scatter's items: blocks of about 4096 input cells (their seven
+ * accumulators stay in cache while every output unit passes over them),
+ * at least a few per thread */
+static int64_t scatter_items(int nt, const lrp_lin *L)
+{
+    int64_t ins = lin_ins(L), plane = L->conv ? L->H * L->W : 1;
+    int64_t per = plane >= 4096 ? 1 : 4096 / plane;
+    int64_t it = (ins + per - 1) / per, least = par_items(nt, ins);
+    return it > least ? it : least;
 }
 
 static int linear_backward(ctx *c, int li)
@@ -795,10 +817,26 @@ static int linear_backward(ctx *c, int li)
     double *ks = calloc((size_t)n, sizeof *ks), *DAs = calloc((size_t)n, sizeof *DAs);
     double *DAv = calloc((size_t)n, sizeof *DAv);
     double *S = calloc((size_t)nin, sizeof *S);
+    double *cjv = malloc((size_t)n * sizeof *cjv), *csv = malloc((size_t)n * sizeof *csv);
+    uint8_t *flv = malloc((size_t)n);
+    int maxt = 0;
+    for (int p = 0; p < d->n_parts; p++)
+        if (d->p[p].n_terms > maxt)
+            maxt = d->p[p].n_terms;
+    double *am = cjv && csv && flv ? malloc((size_t)(maxt * nin + 1) * sizeof *am) : NULL;
+    double *wmv = (int64_t)maxt * nw <= WMV_MAX ? malloc((size_t)(maxt * nw + 1) * sizeof *wmv)
+                                                : NULL;
+    if (!am) {
+        free(wmv), free(cjv), free(csv), free(flv);
+        free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
+        free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
+        return -1;
+    }
     if ((bn >= 0 && !w) || !bias || !den || !G || !D || !z || !v1 || !v2 || !kap || !und || !qv ||
         !lin || !ks || !DAs || !S || !DAv) {
         free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
         free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
+        free(am), free(wmv), free(cjv), free(csv), free(flv);
         return -1;
     }
     /* Canonization folds in float32 too: each folded weight w*W carries
@@ -810,6 +848,7 @@ static int linear_backward(ctx *c, int li)
     if (!bgauge) {
         free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
         free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
+        free(am), free(wmv), free(cjv), free(csv), free(flv);
         return -1;
     }
     for (int64_t u = 0; u < units; u++) {
@@ -847,6 +886,10 @@ static int linear_backward(ctx *c, int li)
     J.z = z, J.den = den, J.G = G, J.D = D, J.DAs = DAs, J.DAv = DAv;
     J.v1 = v1, J.v2 = v2, J.kap = kap, J.qv = qv, J.lin = lin, J.ks = ks, J.und = und;
     J.S = S;
+    J.am = am;
+    J.cjv = cjv, J.csv = csv, J.flv = flv;
+    J.nin = nin;
+    J.nw = nw;
     for (int64_t b = 0; b < B; b++) {
         const float *xb = x + b * nin;
         J.xb = xb;
@@ -881,6 +924,14 @@ static int linear_backward(ctx *c, int li)
             J.tc = tc;
             J.nt = nt;
             J.coef = coef;
+            for (int t = 0; t < nt; t++) {
+                J.uses[t] = inmod_uses_input(pd->t[t].in);
+                for (int64_t i = 0; i < nin; i++)
+                    am[t * nin + i] = imod(pd->t[t].in, xb[i], &L, i);
+                for (int64_t k = 0; wmv && k < nw; k++)
+                    wmv[t * nw + k] = tc[t] * wmod(pd->t[t].w, w ? w[k] : (double)l->w[k]);
+            }
+            J.wmv = wmv;
             /* den, its gauge G and the error bound D of the float32 den */
             for (int64_t j = 0; j < n; j++) {
                 double bd = 0, bg = 0;
@@ -966,12 +1017,19 @@ static int linear_backward(ctx *c, int li)
                         c->g->ill_mass[in0] += fabs(coef) * fabs((double)R[b * n + j]);
                 }
             }
+            for (int64_t j = 0; j < n; j++) {
+                cjv[j] = fmax(U32 * kap[j], Rc[b * n + j]);
+                flv[j] = und[j] ? LRP_CELL_UNDEFINED | LRP_CELL_ZERO_DEN
+                                : (den[j] == 0 ? LRP_CELL_ZERO_DEN : 0);
+                if (sharp)
+                    csv[j] = fmax(U32 * ks[j], Rcs[b * n + j]);
+            }
             /* scatter to the inputs: per input cell in FOR_CONN's order,
              * split over the inputs; the total's linear part (read only
              * in local mode) is one sum in FOR_CONN's order, swept whole
              * by one thread meanwhile */
             J.tl = sharp && c->local ? &c->tl[in0] : NULL;
-            J.items = par_items(c->threads, lin_ins(&L));
+            J.items = scatter_items(c->threads, &L);
             par_run(c->threads, J.items + (J.tl != NULL), lin_scatter_item, &J);
         }
         if (sharp)
@@ -986,6 +1044,9 @@ static int linear_backward(ctx *c, int li)
     free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
     free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
     free(bgauge);
+    free(am);
+    free(wmv);
+    free(cjv), free(csv), free(flv);
     return 0;
 }
 
