@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <mpfr.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ void lrp_check_opts_default(lrp_check_opts *o)
 
 typedef struct rounded {
     int n_layers;
+    int threads; /* for the rounding */
     float **act, **rel, **rel_lo;
 } rounded;
 
@@ -57,12 +59,62 @@ static void rounded_free(rounded *r)
     memset(r, 0, sizeof *r);
 }
 
-/* hi = RN32(x), lo = RN32(x - hi) with x - hi computed exactly. */
-static void round_mpfr(float *hi, float *lo, const lrp_backend *be, const void *t, int64_t n)
+/* ---- MPFR values rounded to binary32, on threads ----
+ * Every cell is rounded on its own: splitting the cells between threads
+ * gives the same bits. */
+
+typedef struct round_job {
+    void (*fn)(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
+               int prec, int64_t i0, int64_t i1);
+    float *hi, *lo;
+    const lrp_backend *be;
+    const void *const *t;
+    int nt, prec;
+    int64_t i0, i1;
+} round_job;
+
+static void *round_worker(void *arg)
 {
+    round_job *J = arg;
+    J->fn(J->hi, J->lo, J->be, J->t, J->nt, J->prec, J->i0, J->i1);
+    return NULL;
+}
+
+#define ROUND_MAX_THREADS 16
+
+static void round_par(const round_job *proto, int threads, int64_t n)
+{
+    round_job J[ROUND_MAX_THREADS];
+    pthread_t tid[ROUND_MAX_THREADS];
+    int nt = threads < 1 ? 1 : (threads > ROUND_MAX_THREADS ? ROUND_MAX_THREADS : threads);
+    if (n < 4096)
+        nt = 1;
+    int started = 0;
+    for (int k = 0; k < nt; k++) {
+        J[k] = *proto;
+        J[k].i0 = n * k / nt;
+        J[k].i1 = n * (k + 1) / nt;
+    }
+    for (int k = 1; k < nt; k++) {
+        if (pthread_create(&tid[k], NULL, round_worker, &J[k]) != 0)
+            break;
+        started = k;
+    }
+    round_worker(&J[0]);
+    for (int k = 1; k <= started; k++)
+        pthread_join(tid[k], NULL);
+    for (int k = started + 1; k < nt; k++) /* threads that did not start */
+        round_worker(&J[k]);
+}
+
+/* hi = RN32(x), lo = RN32(x - hi) with x - hi computed exactly. */
+static void round_mpfr_seq(float *hi, float *lo, const lrp_backend *be, const void *const *tt,
+                           int nt_unused, int prec_unused, int64_t i0, int64_t i1)
+{
+    const void *t = tt[0];
     mpfr_t d;
     mpfr_init2(d, 32768); /* wide enough for x - hi exactly at any sane p */
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         mpfr_srcptr x = be->at(be->ctx, t, i);
         float h = mpfr_get_flt(x, MPFR_RNDN);
         hi[i] = h;
@@ -79,6 +131,14 @@ static void round_mpfr(float *hi, float *lo, const lrp_backend *be, const void *
     mpfr_clear(d);
 }
 
+static void round_mpfr(float *hi, float *lo, const lrp_backend *be, const void *t, int64_t n,
+                       int threads)
+{
+    const void *tt[1] = {t};
+    round_job J = {round_mpfr_seq, hi, lo, be, tt, 1, 0, 0, 0};
+    round_par(&J, threads, n);
+}
+
 /* lrp_pipe_hook: layer li's relevance rounded into r->rel[li] (NULL when
  * out of memory, which the caller sees) */
 static void take_rel(void *ctx, const lrp_pipe *p, int li, int bwd)
@@ -89,7 +149,7 @@ static void take_rel(void *ctx, const lrp_pipe *p, int li, int bwd)
     int64_t n = p->L[li].n * p->batch;
     r->rel[li] = malloc((size_t)(n ? n : 1) * sizeof(float));
     if (r->rel[li])
-        round_mpfr(r->rel[li], NULL, p->be, p->L[li].rel, n);
+        round_mpfr(r->rel[li], NULL, p->be, p->L[li].rel, n, r->threads);
 }
 
 /* ---- min/max tables ---- */
@@ -463,8 +523,8 @@ static void take_ref(void *ctx, const lrp_pipe *p, int li, int bwd)
         T->oom = 1;
         return;
     }
-    round_mpfr(R->act[li], NULL, be, P->act, n);
-    round_mpfr(R->rel[li], R->rel_lo[li], be, P->rel, n);
+    round_mpfr(R->act[li], NULL, be, P->act, n, R->threads);
+    round_mpfr(R->rel[li], R->rel_lo[li], be, P->rel, n, R->threads);
     lrp_pipe_minmax_ref(&T->mm[li], p, li);
     T->sum_rel[li] = sum_mpfr_d(be, P->rel, n);
     double sin = 0;
@@ -498,7 +558,7 @@ static void take_ref(void *ctx, const lrp_pipe *p, int li, int bwd)
             T->oom = 1;
             return;
         }
-        round_mpfr(T->rin_hi[li][k], T->rin_lo[li][k], be, P->rin[k], m);
+        round_mpfr(T->rin_hi[li][k], T->rin_lo[li][k], be, P->rin[k], m, T->R->threads);
     }
 }
 
@@ -581,13 +641,13 @@ done:
 
 /* hi/lo of a sum of backend values (the consumers' contributions), exact
  * enough: each addition at p + 64 bits. */
-static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
-                      int64_t n, int prec)
+static void round_sum_seq(float *hi, float *lo, const lrp_backend *be, const void *const *t,
+                          int nt, int prec, int64_t i0, int64_t i1)
 {
     mpfr_t acc, d;
     mpfr_init2(acc, prec + 64);
     mpfr_init2(d, 32768);
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         mpfr_set(acc, be->at(be->ctx, t[0], i), MPFR_RNDN);
         for (int k = 1; k < nt; k++)
             mpfr_add(acc, acc, be->at(be->ctx, t[k], i), MPFR_RNDN);
@@ -603,6 +663,13 @@ static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *c
     }
     mpfr_clear(acc);
     mpfr_clear(d);
+}
+
+static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
+                      int64_t n, int prec, int threads)
+{
+    round_job J = {round_sum_seq, hi, lo, be, t, nt, prec, 0, 0};
+    round_par(&J, threads, n);
 }
 
 static void append(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -625,12 +692,12 @@ static int ok_verdict(lrp_verdict v) { return v == LRP_V_PASS || v == LRP_V_ILL_
 typedef struct tl_take {
     float **fwd_hi, **fwd_lo;
     float *last_hi, *last_lo;
-    int prec;
+    int prec, threads;
     int oom;
 } tl_take;
 
 static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
-                      int64_t n, int prec);
+                      int64_t n, int prec, int threads);
 
 static void take_tl(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
@@ -646,7 +713,7 @@ static void take_tl(void *ctx, const lrp_pipe *p, int li, int bwd)
                 T->oom = 1;
                 return;
             }
-            round_mpfr(T->fwd_hi[li], T->fwd_lo[li], p->be, P->act_fwd, n);
+            round_mpfr(T->fwd_hi[li], T->fwd_lo[li], p->be, P->act_fwd, n, T->threads);
         }
         return;
     }
@@ -656,7 +723,7 @@ static void take_tl(void *ctx, const lrp_pipe *p, int li, int bwd)
             return;
         }
         const void *t[1] = {P->rel};
-        round_sum(T->last_hi, T->last_lo, p->be, t, 1, n, T->prec);
+        round_sum(T->last_hi, T->last_lo, p->be, t, 1, n, T->prec, T->threads);
     }
 }
 
@@ -799,7 +866,7 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
         memcpy(hi, TT.last_hi, (size_t)n * sizeof *hi);
         memcpy(lo, TT.last_lo, (size_t)n * sizeof *lo);
     } else {
-        round_sum(hi, lo, bep, terms, nt, n, o->prec);
+        round_sum(hi, lo, bep, terms, nt, n, o->prec, o->threads);
     }
     lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], GL.cflags[i], GL.sharp[i], GL.scond[i]};
     const lrp_tolerance *tol =
@@ -958,6 +1025,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     cx.threads = o->threads;
     lrp_ref_backend_init(&be, &cx);
     TT.prec = o->prec;
+    TT.threads = o->threads;
     TT.fwd_hi = calloc((size_t)nl, sizeof *TT.fwd_hi);
     TT.fwd_lo = calloc((size_t)nl, sizeof *TT.fwd_lo);
     if (!TT.fwd_hi || !TT.fwd_lo) {
@@ -1367,6 +1435,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
          * engine mode computes that bit for bit (core/pipeline.h) without
          * the audit data, and the MPFR run is freed at once */
         R2.n_layers = nl;
+        R2.threads = o->threads;
         R2.act = calloc((size_t)nl, sizeof *R2.act);
         R2.rel = calloc((size_t)nl, sizeof *R2.rel);
         R2.rel_lo = calloc((size_t)nl, sizeof *R2.rel_lo);
@@ -1391,6 +1460,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     phase_start(&ph, LRP_PHASE_REFERENCE);
     if (ref_take_init(&T, &R, nl, o->local && !tr))
         goto oom;
+    R.threads = o->threads;
     memset(&rcx, 0, sizeof rcx);
     rcx.prec = o->prec;
     rcx.threads = o->threads;
@@ -1469,6 +1539,36 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     ref = NULL;
     lrp_gauge_free(&G); /* the end-to-end gauge and the proof are judged */
     rounded_free(&R2);
+    /* the local comparison's rounded contributions are judged too */
+    for (int i = 0; T.rin_hi && i < nl; i++)
+        for (int k = 0; k < LRP_MAX_INPUTS; k++) {
+            free(T.rin_hi[i][k]);
+            free(T.rin_lo[i][k]);
+            T.rin_hi[i][k] = T.rin_lo[i][k] = NULL;
+        }
+    /* of the reference rounded, the trace-local judgement reads only the
+     * relevance where the subject has none and the activations where it
+     * has not all of its own: drop the rest before its MPFR run */
+    {
+        float *const *ga = f32 ? NULL : (tr ? tr->activation : NULL);
+        int own_act = f32 != NULL || ga != NULL, own_rel = 1;
+        for (int i = 0; i < nl; i++) {
+            own_act &= f32 ? f32->L[i].act != NULL : (ga && ga[i] != NULL);
+            own_rel &= got[i] != NULL;
+        }
+        for (int i = 0; R.act && i < nl; i++) {
+            free(R.rel_lo[i]);
+            R.rel_lo[i] = NULL;
+            if (own_rel || !o->tlocal) {
+                free(R.rel[i]);
+                R.rel[i] = NULL;
+            }
+            if (own_act || !o->tlocal) {
+                free(R.act[i]);
+                R.act[i] = NULL;
+            }
+        }
+    }
     /* trace-local judgement of the subject's own values, every source */
     rep->origin_layer = -1;
     rep->fwd_origin = -1;
