@@ -14,6 +14,7 @@
 
 #include <math.h>
 #include <mpfr.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ void lrp_check_opts_default(lrp_check_opts *o)
 
 typedef struct rounded {
     int n_layers;
+    int threads; /* for the rounding */
     float **act, **rel, **rel_lo;
 } rounded;
 
@@ -57,12 +59,62 @@ static void rounded_free(rounded *r)
     memset(r, 0, sizeof *r);
 }
 
-/* hi = RN32(x), lo = RN32(x - hi) with x - hi computed exactly. */
-static void round_mpfr(float *hi, float *lo, const lrp_backend *be, const void *t, int64_t n)
+/* ---- MPFR values rounded to binary32, on threads ----
+ * Every cell is rounded on its own: splitting the cells between threads
+ * gives the same bits. */
+
+typedef struct round_job {
+    void (*fn)(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
+               int prec, int64_t i0, int64_t i1);
+    float *hi, *lo;
+    const lrp_backend *be;
+    const void *const *t;
+    int nt, prec;
+    int64_t i0, i1;
+} round_job;
+
+static void *round_worker(void *arg)
 {
+    round_job *J = arg;
+    J->fn(J->hi, J->lo, J->be, J->t, J->nt, J->prec, J->i0, J->i1);
+    return NULL;
+}
+
+#define ROUND_MAX_THREADS 16
+
+static void round_par(const round_job *proto, int threads, int64_t n)
+{
+    round_job J[ROUND_MAX_THREADS];
+    pthread_t tid[ROUND_MAX_THREADS];
+    int nt = threads < 1 ? 1 : (threads > ROUND_MAX_THREADS ? ROUND_MAX_THREADS : threads);
+    if (n < 4096)
+        nt = 1;
+    int started = 0;
+    for (int k = 0; k < nt; k++) {
+        J[k] = *proto;
+        J[k].i0 = n * k / nt;
+        J[k].i1 = n * (k + 1) / nt;
+    }
+    for (int k = 1; k < nt; k++) {
+        if (pthread_create(&tid[k], NULL, round_worker, &J[k]) != 0)
+            break;
+        started = k;
+    }
+    round_worker(&J[0]);
+    for (int k = 1; k <= started; k++)
+        pthread_join(tid[k], NULL);
+    for (int k = started + 1; k < nt; k++) /* threads that did not start */
+        round_worker(&J[k]);
+}
+
+/* hi = RN32(x), lo = RN32(x - hi) with x - hi computed exactly. */
+static void round_mpfr_seq(float *hi, float *lo, const lrp_backend *be, const void *const *tt,
+                           int nt_unused, int prec_unused, int64_t i0, int64_t i1)
+{
+    const void *t = tt[0];
     mpfr_t d;
     mpfr_init2(d, 32768); /* wide enough for x - hi exactly at any sane p */
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         mpfr_srcptr x = be->at(be->ctx, t, i);
         float h = mpfr_get_flt(x, MPFR_RNDN);
         hi[i] = h;
@@ -79,6 +131,14 @@ static void round_mpfr(float *hi, float *lo, const lrp_backend *be, const void *
     mpfr_clear(d);
 }
 
+static void round_mpfr(float *hi, float *lo, const lrp_backend *be, const void *t, int64_t n,
+                       int threads)
+{
+    const void *tt[1] = {t};
+    round_job J = {round_mpfr_seq, hi, lo, be, tt, 1, 0, 0, 0};
+    round_par(&J, threads, n);
+}
+
 /* lrp_pipe_hook: layer li's relevance rounded into r->rel[li] (NULL when
  * out of memory, which the caller sees) */
 static void take_rel(void *ctx, const lrp_pipe *p, int li, int bwd)
@@ -89,7 +149,7 @@ static void take_rel(void *ctx, const lrp_pipe *p, int li, int bwd)
     int64_t n = p->L[li].n * p->batch;
     r->rel[li] = malloc((size_t)(n ? n : 1) * sizeof(float));
     if (r->rel[li])
-        round_mpfr(r->rel[li], NULL, p->be, p->L[li].rel, n);
+        round_mpfr(r->rel[li], NULL, p->be, p->L[li].rel, n, r->threads);
 }
 
 /* ---- min/max tables ---- */
@@ -463,8 +523,8 @@ static void take_ref(void *ctx, const lrp_pipe *p, int li, int bwd)
         T->oom = 1;
         return;
     }
-    round_mpfr(R->act[li], NULL, be, P->act, n);
-    round_mpfr(R->rel[li], R->rel_lo[li], be, P->rel, n);
+    round_mpfr(R->act[li], NULL, be, P->act, n, R->threads);
+    round_mpfr(R->rel[li], R->rel_lo[li], be, P->rel, n, R->threads);
     lrp_pipe_minmax_ref(&T->mm[li], p, li);
     T->sum_rel[li] = sum_mpfr_d(be, P->rel, n);
     double sin = 0;
@@ -498,7 +558,7 @@ static void take_ref(void *ctx, const lrp_pipe *p, int li, int bwd)
             T->oom = 1;
             return;
         }
-        round_mpfr(T->rin_hi[li][k], T->rin_lo[li][k], be, P->rin[k], m);
+        round_mpfr(T->rin_hi[li][k], T->rin_lo[li][k], be, P->rin[k], m, T->R->threads);
     }
 }
 
@@ -581,13 +641,13 @@ done:
 
 /* hi/lo of a sum of backend values (the consumers' contributions), exact
  * enough: each addition at p + 64 bits. */
-static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
-                      int64_t n, int prec)
+static void round_sum_seq(float *hi, float *lo, const lrp_backend *be, const void *const *t,
+                          int nt, int prec, int64_t i0, int64_t i1)
 {
     mpfr_t acc, d;
     mpfr_init2(acc, prec + 64);
     mpfr_init2(d, 32768);
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         mpfr_set(acc, be->at(be->ctx, t[0], i), MPFR_RNDN);
         for (int k = 1; k < nt; k++)
             mpfr_add(acc, acc, be->at(be->ctx, t[k], i), MPFR_RNDN);
@@ -603,6 +663,13 @@ static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *c
     }
     mpfr_clear(acc);
     mpfr_clear(d);
+}
+
+static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
+                      int64_t n, int prec, int threads)
+{
+    round_job J = {round_sum_seq, hi, lo, be, t, nt, prec, 0, 0};
+    round_par(&J, threads, n);
 }
 
 static void append(char *buf, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -625,12 +692,12 @@ static int ok_verdict(lrp_verdict v) { return v == LRP_V_PASS || v == LRP_V_ILL_
 typedef struct tl_take {
     float **fwd_hi, **fwd_lo;
     float *last_hi, *last_lo;
-    int prec;
+    int prec, threads;
     int oom;
 } tl_take;
 
 static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
-                      int64_t n, int prec);
+                      int64_t n, int prec, int threads);
 
 static void take_tl(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
@@ -646,7 +713,7 @@ static void take_tl(void *ctx, const lrp_pipe *p, int li, int bwd)
                 T->oom = 1;
                 return;
             }
-            round_mpfr(T->fwd_hi[li], T->fwd_lo[li], p->be, P->act_fwd, n);
+            round_mpfr(T->fwd_hi[li], T->fwd_lo[li], p->be, P->act_fwd, n, T->threads);
         }
         return;
     }
@@ -656,8 +723,261 @@ static void take_tl(void *ctx, const lrp_pipe *p, int li, int bwd)
             return;
         }
         const void *t[1] = {P->rel};
-        round_sum(T->last_hi, T->last_lo, p->be, t, 1, n, T->prec);
+        round_sum(T->last_hi, T->last_lo, p->be, t, 1, n, T->prec, T->threads);
     }
+}
+
+/* trace-local, forward: layer li's trace activations against the
+ * reference's step on the trace's own inputs */
+static void tl_forward(lrp_run_report *rep, const lrp_net *net, float *const *got_act,
+                       const lrp_pipe *loc, const tl_take *Tp, const lrp_gauge *G, int li,
+                       int64_t B)
+{
+    const tl_take TT = *Tp;
+    const lrp_gauge GL = *G;
+    lrp_layer_report *lr = &rep->layers[li];
+    int64_t n = loc->L[li].n * B;
+    if (li == 0) {
+        /* the input itself: the fixture's data, bit for bit */
+        lrp_cell_ref cr = {net->input, NULL, NULL, NULL, NULL, NULL, NULL};
+        const lrp_tolerance *tol = lrp_tolerance_for(LRP_RULE_PASS, LRP_LAYER_INPUT);
+        lr->fwd_verdict = lrp_compare_cells(&lr->fwd, got_act[0], &cr, n, tol);
+        if (lr->fwd.bitwise_equal + lr->fwd.zero_sign_differs < n)
+            lr->fwd_verdict = LRP_V_FAIL;
+        lr->has_fwd = 1;
+    } else if (TT.fwd_hi[li]) {
+        lrp_cell_ref cr = {TT.fwd_hi[li], TT.fwd_lo[li], GL.fwd[li], NULL, NULL,
+                           GL.fwd_sharp[li], NULL};
+        const lrp_tolerance *tol =
+            lrp_tolerance_for(net->layers[li].rule.rule, net->layers[li].kind);
+        lr->fwd_verdict = lrp_compare_cells(&lr->fwd, got_act[li], &cr, n, tol);
+        lr->has_fwd = 1;
+        /* where this output is the denominator and the convention
+         * reads the sign bit, a zero of the wrong sign is a wrong
+         * stabilizer: no rounding explains it */
+        const lrp_layer *l = &net->layers[li];
+        int den_is_out = l->kind == LRP_LAYER_ADD || l->kind == LRP_LAYER_AVGPOOL2D ||
+                         l->kind == LRP_LAYER_GLOBALAVGPOOL ||
+                         (l->kind == LRP_LAYER_BATCHNORM &&
+                          !(l->rule.flags & LRP_F_BN_CANONIZE) &&
+                          l->rule.rule != LRP_RULE_PASS) ||
+                         ((l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) &&
+                          (l->rule.rule == LRP_RULE_EPSILON || l->rule.rule == LRP_RULE_ZERO) &&
+                          l->rule.bias);
+        if (den_is_out && l->rule.stab == LRP_STAB_SIGNBIT && lr->fwd.zero_sign_differs) {
+            append(lr->why, sizeof lr->why,
+                   "%s%lld outputs (denominators under signbit) are zeros of the wrong sign",
+                   lr->why[0] ? "; " : "", (long long)lr->fwd.zero_sign_differs);
+            lr->fwd_verdict = LRP_V_FAIL;
+        }
+    }
+    if (lr->has_fwd && !ok_verdict(lr->fwd_verdict) && rep->fwd_origin < 0)
+        rep->fwd_origin = li;
+}
+
+/* What the trace-local judgement of one layer reads (trace_local's state). */
+typedef struct tl_judge {
+    lrp_run_report *rep;
+    const lrp_net *net;
+    const lrp_check_opts *o;
+    float *const *got, *const *got_act;
+    const lrp_pipe *loc;
+    const lrp_backend *be;
+    tl_take *TT;
+    float *hi, *lo;
+    const void **terms;
+    int exact_act;
+    lrp_err *err;
+} tl_judge;
+
+/* lrp_gauge_emit_fn of the trace-local gauge: bwd 0, forward order: layer
+ * li's activations against the reference's step on the trace's own inputs
+ * (the first failure is where the trace's forward pass went wrong); bwd 1,
+ * backward order: tensor li's relevance against the sum of its consumers'
+ * reference steps.  The local bounds are freed when this returns. */
+static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
+{
+    tl_judge *J = ctx;
+    lrp_run_report *rep = J->rep;
+    const lrp_net *net = J->net;
+    int64_t B = net->batch;
+    if (!bwd) {
+        if (!J->exact_act)
+            return LRP_OK;
+        tl_forward(rep, net, J->got_act, J->loc, J->TT, Gp, li, B);
+        /* the reference's forward output of this layer is judged */
+        free(J->TT->fwd_hi[li]);
+        free(J->TT->fwd_lo[li]);
+        J->TT->fwd_hi[li] = J->TT->fwd_lo[li] = NULL;
+        return LRP_OK;
+    }
+    const lrp_check_opts *o = J->o;
+    float *const *got = J->got;
+    const lrp_pipe *loc = J->loc;
+    const tl_take TT = *J->TT;
+    float *hi = J->hi, *lo = J->lo;
+    const void **terms = J->terms;
+    const lrp_gauge GL = *Gp;
+    const lrp_backend *bep = J->be;
+    int nl = net->n_layers;
+    int i = li;
+    lrp_layer_report *lr = &rep->layers[i];
+    int64_t n = loc->L[i].n * B;
+    if (!got[i]) {
+        rep->n_unjudged++;
+        append(rep->unjudged, sizeof rep->unjudged, "%s%s", rep->n_unjudged > 1 ? ", " : "",
+               net->layers[i].name);
+        return LRP_OK;
+    }
+    int nt = 0, complete = 1, rule_layer = i;
+    lr->by[0] = '\0';
+    for (int c = i + 1; c < nl; c++)
+        for (int k = 0; k < net->layers[c].n_in; k++) {
+            if (net->layers[c].in[k] != i)
+                continue;
+            if (!got[c])
+                complete = 0;
+            if (loc->L[c].rin[k])
+                terms[nt++] = loc->L[c].rin[k];
+            else
+                complete = 0;
+            if (!strstr(lr->by, net->layers[c].name) || !lr->by[0])
+                append(lr->by, sizeof lr->by, "%s'%s'", lr->by[0] ? " + " : "",
+                       net->layers[c].name);
+            if (rule_layer == i)
+                rule_layer = c;
+        }
+    int start = 0;
+    if (i == nl - 1) {
+        /* the start: R_out from the (trace's) logits, rounded in the
+         * hook (the run does not keep it) */
+        start = 1;
+        nt++;
+        snprintf(lr->by, sizeof lr->by, "the start (output relevance)");
+    }
+    if (!complete || nt == 0) {
+        rep->n_unjudged++;
+        append(rep->unjudged, sizeof rep->unjudged, "%s%s (a consumer has no relevance)",
+               rep->n_unjudged > 1 ? ", " : "", net->layers[i].name);
+        return LRP_OK;
+    }
+    if (start) {
+        LRP_ASSERT(nt == 1); /* the output layer has no consumer */
+        memcpy(hi, TT.last_hi, (size_t)n * sizeof *hi);
+        memcpy(lo, TT.last_lo, (size_t)n * sizeof *lo);
+    } else {
+        round_sum(hi, lo, bep, terms, nt, n, o->prec, o->threads);
+    }
+    lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], GL.cflags[i], GL.sharp[i], GL.scond[i]};
+    const lrp_tolerance *tol =
+        lrp_tolerance_for(net->layers[rule_layer].rule.rule, net->layers[rule_layer].kind);
+    lrp_verdict v = lrp_compare_cells(&lr->tlocal, got[i], &cr, n, tol);
+    lr->has_tlocal = 1;
+    rep->n_judged++;
+    const lrp_layer_cmp *m = &lr->tlocal;
+    /* the sign of a zero that only a zero denominator's stabilizer
+     * decides: under signbit, a relevance cell that is exactly zero in
+     * both, draws on a zero denominator and differs in its sign
+     * reveals a stabilizer of the wrong sign (the iNNvestigate class of
+     * bug); elsewhere zero signs are not judged */
+    if (net->layers[rule_layer].rule.stab == LRP_STAB_SIGNBIT) {
+        int64_t zs = 0, first = -1;
+        for (int64_t k = 0; k < n; k++)
+            if (got[i][k] == 0.0f && hi[k] == 0.0f && lo[k] == 0.0f &&
+                signbit(got[i][k]) != signbit(hi[k]) && GL.cflags[i] &&
+                (GL.cflags[i][k] & LRP_CELL_ZERO_DEN) && zs++ == 0)
+                first = k;
+        if (zs) {
+            append(lr->why, sizeof lr->why,
+                   "%s%lld zero cells drawing on a zero denominator have the wrong sign of zero "
+                   "under signbit (first: cell %lld): the stabilizer's sign is wrong",
+                   lr->why[0] ? "; " : "", (long long)zs, (long long)first);
+            if (v < LRP_V_FAIL)
+                v = LRP_V_FAIL;
+        }
+    }
+    /* gross errors over a layer: no ill-conditioning excuses them */
+    if (m->defined > 0 && (double)m->gross > tol->gross_frac * (double)m->defined) {
+        append(lr->why, sizeof lr->why,
+               "%s%lld of %lld defined cells grossly wrong (sign, zero or factor >= 2; first: "
+               "cell %lld, got %.9g, reference %.9g)",
+               lr->why[0] ? "; " : "", (long long)m->gross, (long long)m->defined,
+               (long long)m->first_gross, (double)got[i][m->first_gross],
+               (double)hi[m->first_gross] + (double)lo[m->first_gross]);
+        if (v < LRP_V_FAIL)
+            v = LRP_V_FAIL;
+    }
+    /* the layer total: what the step hands down, summed, may differ from
+     * the reference by the cells' rigorous bounds plus the relevance of
+     * units whose float32 denominator is undetermined (at most all of
+     * it moves) */
+    lrp_xsum *xs = lrp_xsum_new(), *xr = lrp_xsum_new();
+    if (!xs || !xr) {
+        lrp_xsum_free(xs);
+        lrp_xsum_free(xr);
+        return lrp_err_set(J->err, LRP_E_NOMEM, "%s: out of memory (trace-local)",
+                           rep->fixture);
+    }
+    lrp_xsum_add(xs, got[i], n, 1);
+    lrp_xsum_add(xr, hi, n, 1);
+    lrp_xsum_add(xr, lo, n, 1);
+    double tg = lrp_xsum_value(xs), tr = lrp_xsum_value(xr);
+    lrp_xsum_free(xs);
+    lrp_xsum_free(xr);
+    double budget = GL.ill_mass[i];
+    for (int64_t k = 0; k < n; k++)
+        budget += 0x1p-24 * (double)GL.bound[i][k];
+    lr->total_got = tg;
+    lr->total_ref = tr;
+    lr->total_budget = budget;
+    /* the sharp budget: independent roundings of different units and
+     * cells add as a root of a sum of squares, so a bias shared by
+     * every cell (a wrong constant, a dropped stabilizer) shows in the
+     * total long before it leaves any one cell's bound */
+    double sbudget = fmin(GL.ill_mass[i] + 0x1p-24 * GL.total_sharp[i], budget);
+    lr->total_budget = sbudget;
+    if (isfinite(tg) && fabs(tg - tr) > budget) {
+        append(lr->why, sizeof lr->why,
+               "%slayer total %.9g, reference %.9g: differs by %.3g, beyond the rigorous "
+               "budget %.3g (cell bounds + relevance of ill-conditioned units)",
+               lr->why[0] ? "; " : "", tg, tr, fabs(tg - tr), budget);
+        if (v < LRP_V_FAIL)
+            v = LRP_V_FAIL;
+    } else if (isfinite(tg) && fabs(tg - tr) > sbudget) {
+        append(lr->why, sizeof lr->why,
+               "%slayer total %.9g, reference %.9g: differs by %.3g, beyond the sharp budget "
+               "%.3g (a bias shared by the cells that rounding does not produce; rigorous "
+               "budget %.3g)",
+               lr->why[0] ? "; " : "", tg, tr, fabs(tg - tr), sbudget, budget);
+        if (v < LRP_V_SUSPECT)
+            v = LRP_V_SUSPECT;
+    }
+    if (o->strict && m->n > 0 && (double)m->ill > o->max_ill * (double)m->n) {
+        append(lr->why, sizeof lr->why, "%s%.3g%% of the cells ill-conditioned (--strict %g%%)",
+               lr->why[0] ? "; " : "", 100.0 * (double)m->ill / (double)m->n,
+               100.0 * o->max_ill);
+        if (v < LRP_V_FAIL)
+            v = LRP_V_FAIL;
+    }
+    lr->tlocal_verdict = v;
+    if (v > rep->tlocal_verdict)
+        rep->tlocal_verdict = v;
+    double mx = m->ratio_pctl[3];
+    if (isfinite(mx) && mx > rep->max_tlocal_ratio)
+        rep->max_tlocal_ratio = mx;
+    if (!ok_verdict(v) && rep->origin_layer < 0) {
+        rep->origin_layer = i;
+        snprintf(rep->origin, sizeof rep->origin, "relevance at the input of %s (tensor '%s'): %s",
+                 lr->by, net->layers[i].name, lrp_verdict_name(v));
+        if (lr->why[0])
+            append(rep->origin, sizeof rep->origin, ": %s", lr->why);
+        if (!lr->why[0] && m->worst >= 0)
+            append(rep->origin, sizeof rep->origin,
+                   " (worst cell %lld: got %.9g, reference %.9g, %.3g sharp bounds)",
+                   (long long)m->worst, (double)m->worst_got, (double)m->worst_ref,
+                   m->worst_ratio);
+    }
+    return LRP_OK;
 }
 
 /* Judges every tensor of a trace locally (docs/ORACLE.md "Trace-local
@@ -705,6 +1025,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     cx.threads = o->threads;
     lrp_ref_backend_init(&be, &cx);
     TT.prec = o->prec;
+    TT.threads = o->threads;
     TT.fwd_hi = calloc((size_t)nl, sizeof *TT.fwd_hi);
     TT.fwd_lo = calloc((size_t)nl, sizeof *TT.fwd_lo);
     if (!TT.fwd_hi || !TT.fwd_lo) {
@@ -720,219 +1041,19 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
         st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
         goto done;
     }
-    lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA};
-    if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err)))
-        goto done;
-
-    /* forward: each layer's trace activations against the reference's step
-     * on the trace's own inputs (forward order: the first failure is where
-     * the trace's forward pass went wrong) */
+    /* judged as the local gauge finishes each layer (forward order, then
+     * backward order), and its bounds dropped */
     rep->fwd_origin = -1;
-    if (exact_act) {
-        for (int li = 0; li < nl; li++) {
-            lrp_layer_report *lr = &rep->layers[li];
-            int64_t n = loc->L[li].n * B;
-            if (li == 0) {
-                /* the input itself: the fixture's data, bit for bit */
-                lrp_cell_ref cr = {net->input, NULL, NULL, NULL, NULL, NULL, NULL};
-                const lrp_tolerance *tol = lrp_tolerance_for(LRP_RULE_PASS, LRP_LAYER_INPUT);
-                lr->fwd_verdict = lrp_compare_cells(&lr->fwd, got_act[0], &cr, n, tol);
-                if (lr->fwd.bitwise_equal + lr->fwd.zero_sign_differs < n)
-                    lr->fwd_verdict = LRP_V_FAIL;
-                lr->has_fwd = 1;
-            } else if (TT.fwd_hi[li]) {
-                lrp_cell_ref cr = {TT.fwd_hi[li], TT.fwd_lo[li], GL.fwd[li], NULL, NULL,
-                                   GL.fwd_sharp[li], NULL};
-                const lrp_tolerance *tol =
-                    lrp_tolerance_for(net->layers[li].rule.rule, net->layers[li].kind);
-                lr->fwd_verdict = lrp_compare_cells(&lr->fwd, got_act[li], &cr, n, tol);
-                lr->has_fwd = 1;
-                /* where this output is the denominator and the convention
-                 * reads the sign bit, a zero of the wrong sign is a wrong
-                 * stabilizer: no rounding explains it */
-                const lrp_layer *l = &net->layers[li];
-                int den_is_out = l->kind == LRP_LAYER_ADD || l->kind == LRP_LAYER_AVGPOOL2D ||
-                                 l->kind == LRP_LAYER_GLOBALAVGPOOL ||
-                                 (l->kind == LRP_LAYER_BATCHNORM &&
-                                  !(l->rule.flags & LRP_F_BN_CANONIZE) &&
-                                  l->rule.rule != LRP_RULE_PASS) ||
-                                 ((l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) &&
-                                  (l->rule.rule == LRP_RULE_EPSILON || l->rule.rule == LRP_RULE_ZERO) &&
-                                  l->rule.bias);
-                if (den_is_out && l->rule.stab == LRP_STAB_SIGNBIT && lr->fwd.zero_sign_differs) {
-                    append(lr->why, sizeof lr->why,
-                           "%s%lld outputs (denominators under signbit) are zeros of the wrong sign",
-                           lr->why[0] ? "; " : "", (long long)lr->fwd.zero_sign_differs);
-                    lr->fwd_verdict = LRP_V_FAIL;
-                }
-            }
-            if (lr->has_fwd && !ok_verdict(lr->fwd_verdict) && rep->fwd_origin < 0)
-                rep->fwd_origin = li;
-        }
-    }
-
-    /* backward: each tensor's relevance against the sum of its consumers'
-     * reference steps */
     rep->origin_layer = -1;
     rep->tlocal_verdict = LRP_V_PASS;
-    for (int i = nl - 1; i >= 0; i--) {
-        lrp_layer_report *lr = &rep->layers[i];
-        int64_t n = loc->L[i].n * B;
-        if (!got[i]) {
-            rep->n_unjudged++;
-            append(rep->unjudged, sizeof rep->unjudged, "%s%s", rep->n_unjudged > 1 ? ", " : "",
-                   net->layers[i].name);
-            continue;
-        }
-        int nt = 0, complete = 1, rule_layer = i;
-        lr->by[0] = '\0';
-        for (int c = i + 1; c < nl; c++)
-            for (int k = 0; k < net->layers[c].n_in; k++) {
-                if (net->layers[c].in[k] != i)
-                    continue;
-                if (!got[c])
-                    complete = 0;
-                if (loc->L[c].rin[k])
-                    terms[nt++] = loc->L[c].rin[k];
-                else
-                    complete = 0;
-                if (!strstr(lr->by, net->layers[c].name) || !lr->by[0])
-                    append(lr->by, sizeof lr->by, "%s'%s'", lr->by[0] ? " + " : "",
-                           net->layers[c].name);
-                if (rule_layer == i)
-                    rule_layer = c;
-            }
-        int start = 0;
-        if (i == nl - 1) {
-            /* the start: R_out from the (trace's) logits, rounded in the
-             * hook (the run does not keep it) */
-            start = 1;
-            nt++;
-            snprintf(lr->by, sizeof lr->by, "the start (output relevance)");
-        }
-        if (!complete || nt == 0) {
-            rep->n_unjudged++;
-            append(rep->unjudged, sizeof rep->unjudged, "%s%s (a consumer has no relevance)",
-                   rep->n_unjudged > 1 ? ", " : "", net->layers[i].name);
-            continue;
-        }
-        if (start) {
-            LRP_ASSERT(nt == 1); /* the output layer has no consumer */
-            memcpy(hi, TT.last_hi, (size_t)n * sizeof *hi);
-            memcpy(lo, TT.last_lo, (size_t)n * sizeof *lo);
-        } else {
-            round_sum(hi, lo, &be, terms, nt, n, o->prec);
-        }
-        lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], GL.cflags[i], GL.sharp[i], GL.scond[i]};
-        const lrp_tolerance *tol =
-            lrp_tolerance_for(net->layers[rule_layer].rule.rule, net->layers[rule_layer].kind);
-        lrp_verdict v = lrp_compare_cells(&lr->tlocal, got[i], &cr, n, tol);
-        lr->has_tlocal = 1;
-        rep->n_judged++;
-        const lrp_layer_cmp *m = &lr->tlocal;
-        /* the sign of a zero that only a zero denominator's stabilizer
-         * decides: under signbit, a relevance cell that is exactly zero in
-         * both, draws on a zero denominator and differs in its sign
-         * reveals a stabilizer of the wrong sign (the iNNvestigate class of
-         * bug); elsewhere zero signs are not judged */
-        if (net->layers[rule_layer].rule.stab == LRP_STAB_SIGNBIT) {
-            int64_t zs = 0, first = -1;
-            for (int64_t k = 0; k < n; k++)
-                if (got[i][k] == 0.0f && hi[k] == 0.0f && lo[k] == 0.0f &&
-                    signbit(got[i][k]) != signbit(hi[k]) && GL.cflags[i] &&
-                    (GL.cflags[i][k] & LRP_CELL_ZERO_DEN) && zs++ == 0)
-                    first = k;
-            if (zs) {
-                append(lr->why, sizeof lr->why,
-                       "%s%lld zero cells drawing on a zero denominator have the wrong sign of zero "
-                       "under signbit (first: cell %lld): the stabilizer's sign is wrong",
-                       lr->why[0] ? "; " : "", (long long)zs, (long long)first);
-                if (v < LRP_V_FAIL)
-                    v = LRP_V_FAIL;
-            }
-        }
-        /* gross errors over a layer: no ill-conditioning excuses them */
-        if (m->defined > 0 && (double)m->gross > tol->gross_frac * (double)m->defined) {
-            append(lr->why, sizeof lr->why,
-                   "%s%lld of %lld defined cells grossly wrong (sign, zero or factor >= 2; first: "
-                   "cell %lld, got %.9g, reference %.9g)",
-                   lr->why[0] ? "; " : "", (long long)m->gross, (long long)m->defined,
-                   (long long)m->first_gross, (double)got[i][m->first_gross],
-                   (double)hi[m->first_gross] + (double)lo[m->first_gross]);
-            if (v < LRP_V_FAIL)
-                v = LRP_V_FAIL;
-        }
-        /* the layer total: what the step hands down, summed, may differ from
-         * the reference by the cells' rigorous bounds plus the relevance of
-         * units whose float32 denominator is undetermined (at most all of
-         * it moves) */
-        lrp_xsum *xs = lrp_xsum_new(), *xr = lrp_xsum_new();
-        if (!xs || !xr) {
-            lrp_xsum_free(xs);
-            lrp_xsum_free(xr);
-            st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
+    {
+        tl_judge J = {rep, net, o, got, got_act, loc, &be, &TT, hi, lo, terms, exact_act, err};
+        lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA,
+                             o->threads, tl_layer, &J};
+        if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err)))
             goto done;
-        }
-        lrp_xsum_add(xs, got[i], n, 1);
-        lrp_xsum_add(xr, hi, n, 1);
-        lrp_xsum_add(xr, lo, n, 1);
-        double tg = lrp_xsum_value(xs), tr = lrp_xsum_value(xr);
-        lrp_xsum_free(xs);
-        lrp_xsum_free(xr);
-        double budget = GL.ill_mass[i];
-        for (int64_t k = 0; k < n; k++)
-            budget += 0x1p-24 * (double)GL.bound[i][k];
-        lr->total_got = tg;
-        lr->total_ref = tr;
-        lr->total_budget = budget;
-        /* the sharp budget: independent roundings of different units and
-         * cells add as a root of a sum of squares, so a bias shared by
-         * every cell (a wrong constant, a dropped stabilizer) shows in the
-         * total long before it leaves any one cell's bound */
-        double sbudget = fmin(GL.ill_mass[i] + 0x1p-24 * GL.total_sharp[i], budget);
-        lr->total_budget = sbudget;
-        if (isfinite(tg) && fabs(tg - tr) > budget) {
-            append(lr->why, sizeof lr->why,
-                   "%slayer total %.9g, reference %.9g: differs by %.3g, beyond the rigorous "
-                   "budget %.3g (cell bounds + relevance of ill-conditioned units)",
-                   lr->why[0] ? "; " : "", tg, tr, fabs(tg - tr), budget);
-            if (v < LRP_V_FAIL)
-                v = LRP_V_FAIL;
-        } else if (isfinite(tg) && fabs(tg - tr) > sbudget) {
-            append(lr->why, sizeof lr->why,
-                   "%slayer total %.9g, reference %.9g: differs by %.3g, beyond the sharp budget "
-                   "%.3g (a bias shared by the cells that rounding does not produce; rigorous "
-                   "budget %.3g)",
-                   lr->why[0] ? "; " : "", tg, tr, fabs(tg - tr), sbudget, budget);
-            if (v < LRP_V_SUSPECT)
-                v = LRP_V_SUSPECT;
-        }
-        if (o->strict && m->n > 0 && (double)m->ill > o->max_ill * (double)m->n) {
-            append(lr->why, sizeof lr->why, "%s%.3g%% of the cells ill-conditioned (--strict %g%%)",
-                   lr->why[0] ? "; " : "", 100.0 * (double)m->ill / (double)m->n,
-                   100.0 * o->max_ill);
-            if (v < LRP_V_FAIL)
-                v = LRP_V_FAIL;
-        }
-        lr->tlocal_verdict = v;
-        if (v > rep->tlocal_verdict)
-            rep->tlocal_verdict = v;
-        double mx = m->ratio_pctl[3];
-        if (isfinite(mx) && mx > rep->max_tlocal_ratio)
-            rep->max_tlocal_ratio = mx;
-        if (!ok_verdict(v) && rep->origin_layer < 0) {
-            rep->origin_layer = i;
-            snprintf(rep->origin, sizeof rep->origin, "relevance at the input of %s (tensor '%s'): %s",
-                     lr->by, net->layers[i].name, lrp_verdict_name(v));
-            if (lr->why[0])
-                append(rep->origin, sizeof rep->origin, ": %s", lr->why);
-            if (!lr->why[0] && m->worst >= 0)
-                append(rep->origin, sizeof rep->origin,
-                       " (worst cell %lld: got %.9g, reference %.9g, %.3g sharp bounds)",
-                       (long long)m->worst, (double)m->worst_got, (double)m->worst_ref,
-                       m->worst_ratio);
-        }
     }
+
     /* the forward verdicts count like the relevance's */
     for (int li = 0; li < nl; li++)
         if (rep->layers[li].has_fwd && rep->layers[li].fwd_verdict > rep->tlocal_verdict)
@@ -1003,6 +1124,262 @@ static int keep_cells(lrp_layer_report *lr, const float *got, const lrp_cell_ref
     return 0;
 }
 
+/* ---- end to end: per layer, as soon as the gauge has its bounds ---- */
+
+/* What the end-to-end judgement of one layer reads (lrp_check's state). */
+typedef struct e2e_judge {
+    lrp_run_report *rep;
+    const lrp_net *net;
+    const lrp_check_opts *o;
+    const lrp_pipe *ref, *f32;
+    const rounded *R, *R2;
+    ref_take *T;
+    float **got;
+    lrp_err *err;
+} e2e_judge;
+
+static lrp_status e2e_oom(e2e_judge *J)
+{
+    return lrp_err_set(J->err, LRP_E_NOMEM, "%s: out of memory in the oracle", J->rep->fixture);
+}
+
+/* lrp_gauge_emit_fn: layer i's end-to-end verdict, from its bounds (freed
+ * when this returns); called in backward order, the last layer first, as
+ * the loop over i = nl - 1 .. 0 it replaces */
+static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
+{
+    e2e_judge *J = ctx;
+    if (!bwd)
+        return LRP_OK;
+    lrp_run_report *rep = J->rep;
+    const lrp_net *net = J->net;
+    const lrp_check_opts *o = J->o;
+    const lrp_pipe *ref = J->ref, *f32 = J->f32;
+    const rounded R = *J->R, R2 = *J->R2;
+    ref_take T = *J->T;
+    float **got = J->got;
+    const lrp_gauge G = *Gp;
+    int nl = net->n_layers;
+    int64_t B = net->batch;
+    lrp_layer_report *lr = &rep->layers[i];
+    const lrp_layer *l = &net->layers[i];
+    int64_t n = ref->L[i].n * B;
+    lr->layer = i;
+    snprintf(lr->name, sizeof lr->name, "%s", l->name);
+    lr->kind = l->kind;
+    lr->shape = l->shape;
+    int prod = first_consumer(net, i);
+    char rt[160];
+    lrp_rule_spec rs = net->layers[prod].rule;
+    snprintf(rt, sizeof rt, "from '%s': %s", net->layers[prod].name, lrp_rule_name(rs.rule));
+    snprintf(lr->rule, sizeof lr->rule, "%s", rt);
+    /* cell flags: gauge's + unresolved */
+    uint8_t *cf = G.cflags[i];
+    int64_t unresolved = 0;
+    if (R2.rel)
+        for (int64_t k = 0; k < n; k++)
+            if (memcmp(&R.rel[i][k], &R2.rel[i][k], sizeof(float)) != 0) {
+                cf[k] |= LRP_CELL_UNRESOLVED;
+                unresolved++;
+            }
+    lrp_minmax mr = T.mm[i];
+    lr->ref_min = mr.min;
+    lr->ref_max = mr.max;
+    flags_text(lr->ref_flags, sizeof lr->ref_flags, &ref->L[i].flags);
+    if (unresolved) {
+        size_t len = strlen(lr->ref_flags);
+        snprintf(lr->ref_flags + len, sizeof lr->ref_flags - len,
+                 "%sunresolved at p=%d: %lld cells", len ? ", " : "", o->prec,
+                 (long long)unresolved);
+    }
+    if (got[i]) {
+        lr->compared = 1;
+        lrp_cell_ref cr = {R.rel[i], R.rel_lo[i], G.bound[i], G.cond[i], cf,
+                           G.sharp[i],  G.scond[i]};
+        const lrp_tolerance *tol = lrp_tolerance_for(rs.rule, net->layers[prod].kind);
+        lr->verdict = lrp_compare_cells(&lr->e2e, got[i], &cr, n, tol);
+        if (o->keep_cells >= (i == 0 ? 1 : 2) && keep_cells(lr, got[i], &cr, n, tol))
+            return e2e_oom(J);
+        lrp_minmax mf;
+        minmax_f32(&mf, got[i], n);
+        lr->f32_min = mf.min;
+        lr->f32_max = mf.max;
+        lr->f32_nan = mf.nan;
+        lr->f32_inf = mf.inf;
+        /* gross errors over a layer, end to end: a wrong sign, a zero or
+         * a factor of 2 beyond the sharp bound on more than gross_frac
+         * of the defined cells is FAIL whatever the condition numbers */
+        if (lr->e2e.defined > 0 &&
+            (double)lr->e2e.gross > tol->gross_frac * (double)lr->e2e.defined) {
+            append(lr->why, sizeof lr->why,
+                   "end to end: %lld of %lld defined cells grossly wrong (first: cell %lld)",
+                   (long long)lr->e2e.gross, (long long)lr->e2e.defined,
+                   (long long)lr->e2e.first_gross);
+            if (lr->verdict < LRP_V_FAIL)
+                lr->verdict = LRP_V_FAIL;
+        }
+        if (lr->verdict > rep->verdict)
+            rep->verdict = lr->verdict;
+        double mx = lr->e2e.ratio_pctl[3];
+        if (isfinite(mx) && mx > rep->max_sharp_ratio)
+            rep->max_sharp_ratio = mx;
+        /* the rigorous tier's ratio, reported beside the sharp one */
+        for (int64_t k = 0; k < n; k++) {
+            float g = got[i][k];
+            double r = (double)R.rel[i][k] + (double)R.rel_lo[i][k];
+            double e = fabs((double)g - r), b = 0x1p-24 * (double)G.bound[i][k];
+            if (isfinite(g) && e > 0 && b > 0 && e / b > rep->max_ratio)
+                rep->max_ratio = e / b;
+        }
+        if (lr->e2e.first_nonfinite >= 0 && rep->nf_layer < 0) {
+            rep->nf_layer = i;
+            rep->nf_index = lr->e2e.first_nonfinite;
+            nan_cause(rep->nf_cause, sizeof rep->nf_cause, net, ref, f32, prod);
+        }
+    }
+    /* conservation of the layer's own rule (its inputs' contributions) */
+    const lrp_pipe_layer *P = &ref->L[i];
+    if (l->kind != LRP_LAYER_INPUT && P->n_rin > 0) {
+        lr->has_conservation = 1;
+        lr->cons_ref = P->cons_resid;
+        lr->sum_out_ref = T.sum_rel[i];
+        lr->sum_in_ref = T.sum_rin[i];
+        lr->n_branch = P->n_rin < LRP_MAX_INPUTS ? P->n_rin : LRP_MAX_INPUTS;
+        for (int k = 0; k < lr->n_branch; k++) {
+            lr->branch_in[k] = k < l->n_in ? l->in[k] : -1;
+            lr->branch_ref[k] = T.branch[i][k];
+            lr->branch_f32[k] = NAN;
+            if (f32 && f32->L[i].rin[k]) {
+                lrp_xsum *bx = lrp_xsum_new();
+                if (!bx)
+                    return e2e_oom(J);
+                lrp_xsum_add(bx, f32->L[i].rin[k], f32->L[i].n_rin_per[k] * B, 1);
+                lr->branch_f32[k] = lrp_xsum_value(bx);
+                lrp_xsum_free(bx);
+            }
+        }
+        if (T.bn_in[i]) {
+            /* taken over from the streamed take */
+            lr->bn_C = T.bn_C[i];
+            lr->bn_in = T.bn_in[i];
+            lr->bn_abs = T.bn_abs[i];
+            lr->bn_out = T.bn_out[i];
+            T.bn_in[i] = T.bn_abs[i] = T.bn_out[i] = NULL;
+        }
+        for (int k = 0; k < LRP_ABS_COUNT; k++)
+            lr->absorbed[k] = T.absorbed[i][k];
+        if (rep->max_cons_ref < lr->cons_ref)
+            rep->max_cons_ref = lr->cons_ref;
+        if (!f32) {
+            /* an external trace holds relevance per tensor, not per
+             * consumer: the layer's own share is known only where each
+             * of its inputs feeds this layer alone.  Absorbed amounts
+             * are the reference's (the trace carries none). */
+            int alone = 1;
+            for (int k = 0; k < l->n_in && alone; k++)
+                for (int j = 0; j < nl; j++)
+                    for (int q = 0; q < net->layers[j].n_in; q++)
+                        if (j != i && net->layers[j].in[q] == l->in[k])
+                            alone = 0;
+            lr->cons_f32 = NAN;
+            if (alone && got[i]) {
+                int have = 1;
+                for (int k = 0; k < l->n_in; k++)
+                    have &= got[l->in[k]] != NULL;
+                lrp_xsum *xs = have ? lrp_xsum_new() : NULL;
+                if (have && !xs)
+                    return e2e_oom(J);
+                if (xs) {
+                    for (int k = 0; k < l->n_in; k++)
+                        lrp_xsum_add(xs, got[l->in[k]], ref->L[l->in[k]].n * B, 1);
+                    lrp_xsum_add(xs, got[i], n, -1);
+                    double r = lrp_xsum_value(xs), sc = lrp_xsum_abs(xs);
+                    double absorbed = 0;
+                    for (int k = 0; k < LRP_ABS_COUNT; k++)
+                        absorbed += lr->absorbed[k];
+                    lrp_xsum_free(xs);
+                    lr->cons_f32 = isnan(r) ? NAN : (sc > 0 ? fabs(r + absorbed) / sc : 0);
+                    if (lr->cons_f32 > rep->max_cons_f32)
+                        rep->max_cons_f32 = lr->cons_f32;
+                }
+            }
+        }
+        if (f32) {
+            const lrp_pipe_layer *F = &f32->L[i];
+            lrp_xsum *xs = lrp_xsum_new();
+            if (!xs)
+                return e2e_oom(J);
+            for (int k = 0; k < F->n_rin; k++)
+                if (F->rin[k])
+                    lrp_xsum_add(xs, F->rin[k], F->n_rin_per[k] * B, 1);
+            for (int k = 0; k < LRP_ABS_COUNT; k++)
+                if (F->abs[k])
+                    lrp_xsum_add(xs, F->abs[k], F->n_units * B, 1);
+            lrp_xsum_add(xs, F->rel, n, -1);
+            double r = lrp_xsum_value(xs), sc = lrp_xsum_abs(xs);
+            lrp_xsum_free(xs);
+            lr->cons_f32 = isnan(r) ? NAN : (sc > 0 ? fabs(r) / sc : 0);
+            if (!(lr->cons_f32 <= rep->max_cons_f32))
+                rep->max_cons_f32 = lr->cons_f32;
+        }
+        if (l->kind == LRP_LAYER_BATCHNORM && !(l->rule.flags & LRP_F_BN_CANONIZE) &&
+            l->rule.rule != LRP_RULE_PASS) {
+            if (l->rule.flags & LRP_F_BN_FINE)
+                snprintf(lr->note, sizeof lr->note,
+                         "BN identity R_x + R_mu + R_beta = R: %.9g + %.9g + %.9g = %.9g "
+                         "(+ stabilizer %.3g), residual %.2e",
+                         lr->sum_in_ref, lr->absorbed[LRP_ABS_BN_MU],
+                         lr->absorbed[LRP_ABS_BN_BETA], lr->sum_out_ref,
+                         lr->absorbed[LRP_ABS_STAB], lr->cons_ref);
+            else
+                snprintf(lr->note, sizeof lr->note,
+                         "BN identity R_x + R_b = R: %.9g + %.9g = %.9g (+ stabilizer %.3g), "
+                         "residual %.2e",
+                         lr->sum_in_ref, lr->absorbed[LRP_ABS_BN_SHIFT], lr->sum_out_ref,
+                         lr->absorbed[LRP_ABS_STAB], lr->cons_ref);
+        }
+    }
+    /* sign of zero at zero denominators, both paths */
+    if (ref->L[i].n_parts > 0) {
+        int64_t pz = 0, nz = 0, pz2 = 0, nz2 = 0;
+        int64_t bad_ref = zero_sign_check(ref, i, &pz, &nz);
+        int64_t bad_f32 = f32 ? zero_sign_check(f32, i, &pz2, &nz2) : 0;
+        if (pz + nz + pz2 + nz2 > 0 && !lr->note[0])
+            snprintf(lr->note, sizeof lr->note,
+                     "zero denominators: reference +0 x%lld, -0 x%lld; float32 +0 x%lld, -0 "
+                     "x%lld; handled per %s: reference %s, float32 %s",
+                     (long long)pz, (long long)nz, (long long)pz2, (long long)nz2,
+                     lrp_stab_name(ref->L[i].rule.stab), bad_ref ? "NO" : "yes",
+                     f32 ? (bad_f32 ? "NO" : "yes") : "n/a");
+        int64_t first = -1;
+        int64_t mism = f32 ? zero_sign_mismatch(ref, f32, i, &first) : 0;
+        if (mism) {
+            int64_t nu = ref->L[i].n_units;
+            append(lr->why, sizeof lr->why,
+                   "%s%lld zero denominators with the wrong sign of zero or of the stabilizer "
+                   "under %s (first: sample %lld unit %lld)",
+                   lr->why[0] ? "; " : "", (long long)mism, lrp_stab_name(ref->L[i].rule.stab),
+                   (long long)(first / nu), (long long)(first % nu));
+            bad_f32 += mism;
+            /* the note must not say the float32 path handled it */
+            if (strstr(lr->note, "float32 yes"))
+                snprintf(strstr(lr->note, "float32 yes") + 8,
+                         sizeof lr->note - (size_t)(strstr(lr->note, "float32 yes") + 8 - lr->note),
+                         "NO (wrong sign of zero at %lld units)", (long long)mism);
+        }
+        if (bad_ref || bad_f32) {
+            /* a convention not applied as defined is a bug, whatever
+             * the values say */
+            lrp_layer_report *tgt = lr;
+            if (tgt->compared && tgt->verdict < LRP_V_FAIL)
+                tgt->verdict = LRP_V_FAIL;
+            if (rep->verdict < LRP_V_FAIL)
+                rep->verdict = LRP_V_FAIL;
+        }
+    }
+    return LRP_OK;
+}
+
 lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o, lrp_err *err)
 {
     lrp_status st = LRP_OK;
@@ -1016,7 +1393,6 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     uint8_t **cflags = NULL;
     float **got = NULL;
     int nl = net->n_layers;
-    int64_t B = net->batch;
     const lrp_trace *tr = NULL;
 
     memset(rep, 0, sizeof *rep);
@@ -1059,6 +1435,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
          * engine mode computes that bit for bit (core/pipeline.h) without
          * the audit data, and the MPFR run is freed at once */
         R2.n_layers = nl;
+        R2.threads = o->threads;
         R2.act = calloc((size_t)nl, sizeof *R2.act);
         R2.rel = calloc((size_t)nl, sizeof *R2.rel);
         R2.rel_lo = calloc((size_t)nl, sizeof *R2.rel_lo);
@@ -1083,6 +1460,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     phase_start(&ph, LRP_PHASE_REFERENCE);
     if (ref_take_init(&T, &R, nl, o->local && !tr))
         goto oom;
+    R.threads = o->threads;
     memset(&rcx, 0, sizeof rcx);
     rcx.prec = o->prec;
     rcx.threads = o->threads;
@@ -1116,234 +1494,18 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             got[i] = tr->relevance[i];
     }
 
-    /* 3. gauge: the rigorous first-order bound and the sharp tier */
+    /* 3. gauge: the rigorous first-order bound and the sharp tier, and
+     * 4. per layer: each layer judged as soon as its bounds are final
+     * (backward order) and the bounds dropped, so the whole-network gauge
+     * is never held */
     phase_start(&ph, LRP_PHASE_JUDGE);
-    {
-        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA};
-        if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
-            goto done;
-    }
-
-    /* 4. per layer */
     rep->verdict = LRP_V_PASS;
     rep->max_ratio = 0;
-    for (int i = nl - 1; i >= 0; i--) {
-        lrp_layer_report *lr = &rep->layers[i];
-        const lrp_layer *l = &net->layers[i];
-        int64_t n = ref->L[i].n * B;
-        lr->layer = i;
-        snprintf(lr->name, sizeof lr->name, "%s", l->name);
-        lr->kind = l->kind;
-        lr->shape = l->shape;
-        int prod = first_consumer(net, i);
-        char rt[160];
-        lrp_rule_spec rs = net->layers[prod].rule;
-        snprintf(rt, sizeof rt, "from '%s': %s", net->layers[prod].name, lrp_rule_name(rs.rule));
-        snprintf(lr->rule, sizeof lr->rule, "%s", rt);
-        /* cell flags: gauge's + unresolved */
-        uint8_t *cf = G.cflags[i];
-        int64_t unresolved = 0;
-        if (R2.rel)
-            for (int64_t k = 0; k < n; k++)
-                if (memcmp(&R.rel[i][k], &R2.rel[i][k], sizeof(float)) != 0) {
-                    cf[k] |= LRP_CELL_UNRESOLVED;
-                    unresolved++;
-                }
-        lrp_minmax mr = T.mm[i];
-        lr->ref_min = mr.min;
-        lr->ref_max = mr.max;
-        flags_text(lr->ref_flags, sizeof lr->ref_flags, &ref->L[i].flags);
-        if (unresolved) {
-            size_t len = strlen(lr->ref_flags);
-            snprintf(lr->ref_flags + len, sizeof lr->ref_flags - len,
-                     "%sunresolved at p=%d: %lld cells", len ? ", " : "", o->prec,
-                     (long long)unresolved);
-        }
-        if (got[i]) {
-            lr->compared = 1;
-            lrp_cell_ref cr = {R.rel[i], R.rel_lo[i], G.bound[i], G.cond[i], cf,
-                               G.sharp[i],  G.scond[i]};
-            const lrp_tolerance *tol = lrp_tolerance_for(rs.rule, net->layers[prod].kind);
-            lr->verdict = lrp_compare_cells(&lr->e2e, got[i], &cr, n, tol);
-            if (o->keep_cells >= (i == 0 ? 1 : 2) && keep_cells(lr, got[i], &cr, n, tol))
-                goto oom;
-            lrp_minmax mf;
-            minmax_f32(&mf, got[i], n);
-            lr->f32_min = mf.min;
-            lr->f32_max = mf.max;
-            lr->f32_nan = mf.nan;
-            lr->f32_inf = mf.inf;
-            /* gross errors over a layer, end to end: a wrong sign, a zero or
-             * a factor of 2 beyond the sharp bound on more than gross_frac
-             * of the defined cells is FAIL whatever the condition numbers */
-            if (lr->e2e.defined > 0 &&
-                (double)lr->e2e.gross > tol->gross_frac * (double)lr->e2e.defined) {
-                append(lr->why, sizeof lr->why,
-                       "end to end: %lld of %lld defined cells grossly wrong (first: cell %lld)",
-                       (long long)lr->e2e.gross, (long long)lr->e2e.defined,
-                       (long long)lr->e2e.first_gross);
-                if (lr->verdict < LRP_V_FAIL)
-                    lr->verdict = LRP_V_FAIL;
-            }
-            if (lr->verdict > rep->verdict)
-                rep->verdict = lr->verdict;
-            double mx = lr->e2e.ratio_pctl[3];
-            if (isfinite(mx) && mx > rep->max_sharp_ratio)
-                rep->max_sharp_ratio = mx;
-            /* the rigorous tier's ratio, reported beside the sharp one */
-            for (int64_t k = 0; k < n; k++) {
-                float g = got[i][k];
-                double r = (double)R.rel[i][k] + (double)R.rel_lo[i][k];
-                double e = fabs((double)g - r), b = 0x1p-24 * (double)G.bound[i][k];
-                if (isfinite(g) && e > 0 && b > 0 && e / b > rep->max_ratio)
-                    rep->max_ratio = e / b;
-            }
-            if (lr->e2e.first_nonfinite >= 0 && rep->nf_layer < 0) {
-                rep->nf_layer = i;
-                rep->nf_index = lr->e2e.first_nonfinite;
-                nan_cause(rep->nf_cause, sizeof rep->nf_cause, net, ref, f32, prod);
-            }
-        }
-        /* conservation of the layer's own rule (its inputs' contributions) */
-        const lrp_pipe_layer *P = &ref->L[i];
-        if (l->kind != LRP_LAYER_INPUT && P->n_rin > 0) {
-            lr->has_conservation = 1;
-            lr->cons_ref = P->cons_resid;
-            lr->sum_out_ref = T.sum_rel[i];
-            lr->sum_in_ref = T.sum_rin[i];
-            lr->n_branch = P->n_rin < LRP_MAX_INPUTS ? P->n_rin : LRP_MAX_INPUTS;
-            for (int k = 0; k < lr->n_branch; k++) {
-                lr->branch_in[k] = k < l->n_in ? l->in[k] : -1;
-                lr->branch_ref[k] = T.branch[i][k];
-                lr->branch_f32[k] = NAN;
-                if (f32 && f32->L[i].rin[k]) {
-                    lrp_xsum *bx = lrp_xsum_new();
-                    if (!bx)
-                        goto oom;
-                    lrp_xsum_add(bx, f32->L[i].rin[k], f32->L[i].n_rin_per[k] * B, 1);
-                    lr->branch_f32[k] = lrp_xsum_value(bx);
-                    lrp_xsum_free(bx);
-                }
-            }
-            if (T.bn_in[i]) {
-                /* taken over from the streamed take */
-                lr->bn_C = T.bn_C[i];
-                lr->bn_in = T.bn_in[i];
-                lr->bn_abs = T.bn_abs[i];
-                lr->bn_out = T.bn_out[i];
-                T.bn_in[i] = T.bn_abs[i] = T.bn_out[i] = NULL;
-            }
-            for (int k = 0; k < LRP_ABS_COUNT; k++)
-                lr->absorbed[k] = T.absorbed[i][k];
-            if (rep->max_cons_ref < lr->cons_ref)
-                rep->max_cons_ref = lr->cons_ref;
-            if (!f32) {
-                /* an external trace holds relevance per tensor, not per
-                 * consumer: the layer's own share is known only where each
-                 * of its inputs feeds this layer alone.  Absorbed amounts
-                 * are the reference's (the trace carries none). */
-                int alone = 1;
-                for (int k = 0; k < l->n_in && alone; k++)
-                    for (int j = 0; j < nl; j++)
-                        for (int q = 0; q < net->layers[j].n_in; q++)
-                            if (j != i && net->layers[j].in[q] == l->in[k])
-                                alone = 0;
-                lr->cons_f32 = NAN;
-                if (alone && got[i]) {
-                    int have = 1;
-                    for (int k = 0; k < l->n_in; k++)
-                        have &= got[l->in[k]] != NULL;
-                    lrp_xsum *xs = have ? lrp_xsum_new() : NULL;
-                    if (have && !xs)
-                        goto oom;
-                    if (xs) {
-                        for (int k = 0; k < l->n_in; k++)
-                            lrp_xsum_add(xs, got[l->in[k]], ref->L[l->in[k]].n * B, 1);
-                        lrp_xsum_add(xs, got[i], n, -1);
-                        double r = lrp_xsum_value(xs), sc = lrp_xsum_abs(xs);
-                        double absorbed = 0;
-                        for (int k = 0; k < LRP_ABS_COUNT; k++)
-                            absorbed += lr->absorbed[k];
-                        lrp_xsum_free(xs);
-                        lr->cons_f32 = isnan(r) ? NAN : (sc > 0 ? fabs(r + absorbed) / sc : 0);
-                        if (lr->cons_f32 > rep->max_cons_f32)
-                            rep->max_cons_f32 = lr->cons_f32;
-                    }
-                }
-            }
-            if (f32) {
-                const lrp_pipe_layer *F = &f32->L[i];
-                lrp_xsum *xs = lrp_xsum_new();
-                if (!xs)
-                    goto oom;
-                for (int k = 0; k < F->n_rin; k++)
-                    if (F->rin[k])
-                        lrp_xsum_add(xs, F->rin[k], F->n_rin_per[k] * B, 1);
-                for (int k = 0; k < LRP_ABS_COUNT; k++)
-                    if (F->abs[k])
-                        lrp_xsum_add(xs, F->abs[k], F->n_units * B, 1);
-                lrp_xsum_add(xs, F->rel, n, -1);
-                double r = lrp_xsum_value(xs), sc = lrp_xsum_abs(xs);
-                lrp_xsum_free(xs);
-                lr->cons_f32 = isnan(r) ? NAN : (sc > 0 ? fabs(r) / sc : 0);
-                if (!(lr->cons_f32 <= rep->max_cons_f32))
-                    rep->max_cons_f32 = lr->cons_f32;
-            }
-            if (l->kind == LRP_LAYER_BATCHNORM && !(l->rule.flags & LRP_F_BN_CANONIZE) &&
-                l->rule.rule != LRP_RULE_PASS) {
-                if (l->rule.flags & LRP_F_BN_FINE)
-                    snprintf(lr->note, sizeof lr->note,
-                             "BN identity R_x + R_mu + R_beta = R: %.9g + %.9g + %.9g = %.9g "
-                             "(+ stabilizer %.3g), residual %.2e",
-                             lr->sum_in_ref, lr->absorbed[LRP_ABS_BN_MU],
-                             lr->absorbed[LRP_ABS_BN_BETA], lr->sum_out_ref,
-                             lr->absorbed[LRP_ABS_STAB], lr->cons_ref);
-                else
-                    snprintf(lr->note, sizeof lr->note,
-                             "BN identity R_x + R_b = R: %.9g + %.9g = %.9g (+ stabilizer %.3g), "
-                             "residual %.2e",
-                             lr->sum_in_ref, lr->absorbed[LRP_ABS_BN_SHIFT], lr->sum_out_ref,
-                             lr->absorbed[LRP_ABS_STAB], lr->cons_ref);
-            }
-        }
-        /* sign of zero at zero denominators, both paths */
-        if (ref->L[i].n_parts > 0) {
-            int64_t pz = 0, nz = 0, pz2 = 0, nz2 = 0;
-            int64_t bad_ref = zero_sign_check(ref, i, &pz, &nz);
-            int64_t bad_f32 = f32 ? zero_sign_check(f32, i, &pz2, &nz2) : 0;
-            if (pz + nz + pz2 + nz2 > 0 && !lr->note[0])
-                snprintf(lr->note, sizeof lr->note,
-                         "zero denominators: reference +0 x%lld, -0 x%lld; float32 +0 x%lld, -0 "
-                         "x%lld; handled per %s: reference %s, float32 %s",
-                         (long long)pz, (long long)nz, (long long)pz2, (long long)nz2,
-                         lrp_stab_name(ref->L[i].rule.stab), bad_ref ? "NO" : "yes",
-                         f32 ? (bad_f32 ? "NO" : "yes") : "n/a");
-            int64_t first = -1;
-            int64_t mism = f32 ? zero_sign_mismatch(ref, f32, i, &first) : 0;
-            if (mism) {
-                int64_t nu = ref->L[i].n_units;
-                append(lr->why, sizeof lr->why,
-                       "%s%lld zero denominators with the wrong sign of zero or of the stabilizer "
-                       "under %s (first: sample %lld unit %lld)",
-                       lr->why[0] ? "; " : "", (long long)mism, lrp_stab_name(ref->L[i].rule.stab),
-                       (long long)(first / nu), (long long)(first % nu));
-                bad_f32 += mism;
-                /* the note must not say the float32 path handled it */
-                if (strstr(lr->note, "float32 yes"))
-                    snprintf(strstr(lr->note, "float32 yes") + 8,
-                             sizeof lr->note - (size_t)(strstr(lr->note, "float32 yes") + 8 - lr->note),
-                             "NO (wrong sign of zero at %lld units)", (long long)mism);
-            }
-            if (bad_ref || bad_f32) {
-                /* a convention not applied as defined is a bug, whatever
-                 * the values say */
-                lrp_layer_report *tgt = lr;
-                if (tgt->compared && tgt->verdict < LRP_V_FAIL)
-                    tgt->verdict = LRP_V_FAIL;
-                if (rep->verdict < LRP_V_FAIL)
-                    rep->verdict = LRP_V_FAIL;
-            }
-        }
+    {
+        e2e_judge J = {rep, net, o, ref, f32, &R, &R2, &T, got, err};
+        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, o->threads, e2e_layer, &J};
+        if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
+            goto done;
     }
     rep->e2e_verdict = rep->verdict;
     /* local comparison: our float32 layers fed the reference's inputs */
@@ -1377,6 +1539,36 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     ref = NULL;
     lrp_gauge_free(&G); /* the end-to-end gauge and the proof are judged */
     rounded_free(&R2);
+    /* the local comparison's rounded contributions are judged too */
+    for (int i = 0; T.rin_hi && i < nl; i++)
+        for (int k = 0; k < LRP_MAX_INPUTS; k++) {
+            free(T.rin_hi[i][k]);
+            free(T.rin_lo[i][k]);
+            T.rin_hi[i][k] = T.rin_lo[i][k] = NULL;
+        }
+    /* of the reference rounded, the trace-local judgement reads only the
+     * relevance where the subject has none and the activations where it
+     * has not all of its own: drop the rest before its MPFR run */
+    {
+        float *const *ga = f32 ? NULL : (tr ? tr->activation : NULL);
+        int own_act = f32 != NULL || ga != NULL, own_rel = 1;
+        for (int i = 0; i < nl; i++) {
+            own_act &= f32 ? f32->L[i].act != NULL : (ga && ga[i] != NULL);
+            own_rel &= got[i] != NULL;
+        }
+        for (int i = 0; R.act && i < nl; i++) {
+            free(R.rel_lo[i]);
+            R.rel_lo[i] = NULL;
+            if (own_rel || !o->tlocal) {
+                free(R.rel[i]);
+                R.rel[i] = NULL;
+            }
+            if (own_act || !o->tlocal) {
+                free(R.act[i]);
+                R.act[i] = NULL;
+            }
+        }
+    }
     /* trace-local judgement of the subject's own values, every source */
     rep->origin_layer = -1;
     rep->fwd_origin = -1;

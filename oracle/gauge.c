@@ -12,6 +12,8 @@
 #include "gauge.h"
 
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,24 +25,32 @@
  * Iterates over all (sample-free) connections j <- i with weight index k:
  * unit j of the output (o, y, x), input i (c, iy, ix), weight (o, c', ky, kx).
  * Padding connections (input outside the image) are skipped: they carry
- * an exact zero. */
-#define FOR_CONN(Lp, J, I, K, BODY)                                                            \
+ * an exact zero.
+ *
+ * FOR_CONN_R visits the same connections in the same order restricted to
+ * the output units [O0, O1) (Dense: j; Conv2D: output channels o) and the
+ * inputs [C0, C1) (Dense: i; Conv2D: the channel within its group): a sum
+ * into one output cell (or one input cell) sees its terms in exactly the
+ * order of the whole loop, so splitting either range across threads gives
+ * the same bits. */
+#define FOR_CONN_R(Lp, O0, O1, C0, C1, J, I, K, BODY)                                          \
     do {                                                                                       \
         const lrp_lin *L_ = (Lp);                                                              \
+        const int64_t o0_ = (O0), o1_ = (O1), c0_ = (C0), c1_ = (C1);                          \
         if (!L_->conv) {                                                                       \
-            for (int64_t J = 0; J < L_->n_out; J++)                                            \
-                for (int64_t I = 0; I < L_->n_in; I++) {                                       \
+            for (int64_t J = o0_; J < o1_; J++)                                                \
+                for (int64_t I = c0_; I < c1_; I++) {                                          \
                     int64_t K = J * L_->n_in + I;                                              \
                     BODY;                                                                      \
                 }                                                                              \
         } else {                                                                               \
             int64_t cg_ = L_->C / L_->groups, og_ = L_->O / L_->groups;                        \
-            for (int64_t o_ = 0; o_ < L_->O; o_++) {                                           \
+            for (int64_t o_ = o0_; o_ < o1_; o_++) {                                           \
                 int64_t g_ = o_ / og_;                                                         \
                 for (int64_t y_ = 0; y_ < L_->Ho; y_++)                                        \
                     for (int64_t x_ = 0; x_ < L_->Wo; x_++) {                                  \
                         int64_t J = (o_ * L_->Ho + y_) * L_->Wo + x_;                          \
-                        for (int64_t c_ = 0; c_ < cg_; c_++)                                   \
+                        for (int64_t c_ = c0_; c_ < c1_; c_++)                                 \
                             for (int ky_ = 0; ky_ < L_->kh; ky_++) {                           \
                                 int64_t iy_ = y_ * L_->sh - L_->pt + (int64_t)ky_ * L_->dh;    \
                                 if (iy_ < 0 || iy_ >= L_->H)                                   \
@@ -59,7 +69,71 @@
         }                                                                                      \
     } while (0)
 
-static double imod(int mod, double a, const lrp_lin *L, int64_t i)
+/* output units and input units of FOR_CONN_R's two ranges */
+static int64_t lin_outs(const lrp_lin *L) { return L->conv ? L->O : L->n_out; }
+static int64_t lin_ins(const lrp_lin *L) { return L->conv ? L->C / L->groups : L->n_in; }
+
+#define FOR_CONN(Lp, J, I, K, BODY)                                                            \
+    FOR_CONN_R(Lp, 0, lin_outs(Lp), 0, lin_ins(Lp), J, I, K, BODY)
+
+/* ---- threads ----
+ * par_run(nt, items, fn, arg) calls fn(arg, it) once for every item
+ * 0 <= it < items, on up to nt threads (the caller's included), taking
+ * items in turn from a shared counter.  Each item writes only cells no
+ * other item writes, and visits them in the order of the sequential
+ * loop, so the result does not depend on the threads. */
+typedef struct par_job {
+    void (*fn)(void *arg, int64_t it);
+    void *arg;
+    int64_t items;
+    atomic_llong next;
+} par_job;
+
+static void *par_worker(void *p)
+{
+    par_job *J = p;
+    for (;;) {
+        long long it = atomic_fetch_add(&J->next, 1);
+        if (it >= J->items)
+            break;
+        J->fn(J->arg, (int64_t)it);
+    }
+    return NULL;
+}
+
+#define PAR_MAX 64
+
+static void par_run(int nt, int64_t items, void (*fn)(void *, int64_t), void *arg)
+{
+    par_job J = {fn, arg, items, 0};
+    pthread_t tid[PAR_MAX];
+    int started = 0;
+    if (nt > PAR_MAX)
+        nt = PAR_MAX;
+    for (int t = 1; t < nt && (int64_t)t < items; t++) {
+        if (pthread_create(&tid[started], NULL, par_worker, &J) != 0)
+            break; /* fewer threads: the caller does the rest */
+        started++;
+    }
+    par_worker(&J);
+    for (int t = 0; t < started; t++)
+        pthread_join(tid[t], NULL);
+}
+
+/* items for a range of n units: a few per thread, for balance */
+static int64_t par_items(int nt, int64_t n)
+{
+    int64_t it = nt > 1 ? (int64_t)nt * 8 : 1;
+    return it < n ? it : (n > 0 ? n : 1);
+}
+
+static void par_range(int64_t n, int64_t items, int64_t it, int64_t *lo, int64_t *hi)
+{
+    *lo = n * it / items;
+    *hi = n * (it + 1) / items;
+}
+
+static inline double imod(int mod, double a, const lrp_lin *L, int64_t i)
 {
     switch (mod) {
     case LRP_IM_POS: return a > 0 ? a : 0;
@@ -71,7 +145,7 @@ static double imod(int mod, double a, const lrp_lin *L, int64_t i)
     }
 }
 
-static double wmod(int mod, double w)
+static inline double wmod(int mod, double w)
 {
     switch (mod) {
     case LRP_WM_POS: return w > 0 ? w : 0;
@@ -92,7 +166,7 @@ static double bmod(int mod, double b)
     }
 }
 
-static int inmod_uses_input(int mod)
+static inline int inmod_uses_input(int mod)
 {
     return mod == LRP_IM_ID || mod == LRP_IM_POS || mod == LRP_IM_NEG;
 }
@@ -162,6 +236,16 @@ typedef struct ctx {
     double *tq, *tl; /* per layer: the total's squared independent part and
                         linear part (units of u) */
     int *n_cons;  /* consumers per layer */
+    int threads;  /* par_run */
+    /* row lifetimes (rows are allocated when first needed and freed once
+     * no later step reads them): the smallest and largest consumer of each
+     * layer, and the last backward step (in backward order) that reads a
+     * layer's backward rows (its own, or the conv it canonizes) */
+    int *c_min, *c_max, *last_reader;
+    int fwd_local; /* ROUNDED / EXACT: after the forward pass every forward
+                      bound is f |act| (f = 1 / 0), rebuilt when needed */
+    const lrp_gauge_opts *o;
+    lrp_status emit_st; /* what the caller's emit returned (not LRP_OK: stop) */
 } ctx;
 
 
@@ -190,7 +274,146 @@ static void bn_affine(const lrp_layer *l, int64_t c, double *w, double *shift)
     *shift = (double)l->bn_beta[c] - wc * (double)l->bn_mean[c];
 }
 
+/* ---- rows: allocated when first needed, freed when no later step reads
+ * them ---- */
+
+static int64_t cells(const ctx *c, int li)
+{
+    return c->B * numel(c->net, li);
+}
+
+static size_t row_n(const ctx *c, int li)
+{
+    int64_t n = cells(c, li);
+    return (size_t)(n ? n : 1);
+}
+
+static int row0(double **r, size_t nb)
+{
+    if (!*r)
+        *r = calloc(nb, sizeof **r);
+    return *r ? 0 : -1;
+}
+
+static void row_drop(double **r)
+{
+    free(*r);
+    *r = NULL;
+}
+
+/* the rows a layer's consumers add into, and its own backward step reads */
+static int ensure_bwd(ctx *c, int x)
+{
+    size_t nb = row_n(c, x);
+    if (row0(&c->Bd[x], nb) || row0(&c->cd[x], nb))
+        return -1;
+    if (!c->cf[x] && !(c->cf[x] = calloc(nb, 1)))
+        return -1;
+    if (c->lam > 0 && (row0(&c->Ls[x], nb) || row0(&c->Qs[x], nb) || row0(&c->Ss[x], nb) ||
+                       row0(&c->cs[x], nb) || row0(&c->Fs[x], nb)))
+        return -1;
+    return 0;
+}
+
+static void drop_bwd(ctx *c, int x)
+{
+    row_drop(&c->Bd[x]);
+    row_drop(&c->cd[x]);
+    if (c->lam > 0) {
+        row_drop(&c->Ls[x]);
+        row_drop(&c->Qs[x]);
+        row_drop(&c->Ss[x]);
+        row_drop(&c->cs[x]);
+        row_drop(&c->Fs[x]);
+    }
+}
+
+/* the forward bounds of layer x as the backward pass reads them: kept
+ * from the forward pass, or (fwd_local) f |act| as the local modes
+ * define them, rebuilt */
+static int ensure_fwd(ctx *c, int x)
+{
+    if (c->A[x])
+        return 0;
+    LRP_ASSERT(c->fwd_local);
+    size_t nb = row_n(c, x);
+    if (row0(&c->A[x], nb) || row0(&c->As[x], nb))
+        return -1;
+    /* inputs are the reference rounded to binary32 (round to nearest:
+     * at most u |a| away, u = 2^-24), or the subject's own activations
+     * fed to both (no error) */
+    double f = c->inputs == LRP_GI_ROUNDED ? 1.0 : 0.0;
+    if (f != 0.0)
+        for (int64_t k = 0; k < cells(c, x); k++) {
+            c->A[x][k] = f * fabs((double)c->act[x][k]);
+            c->As[x][k] = c->A[x][k];
+        }
+    return 0;
+}
+
+static void drop_fwd(ctx *c, int x)
+{
+    row_drop(&c->A[x]);
+    row_drop(&c->As[x]);
+}
+
+/* Hands layer li's finished rows to the caller's emit (streaming), then
+ * frees them; without emit they stay in the gauge. */
+static int emit_rows(ctx *c, int li, int bwd)
+{
+    lrp_gauge *g = c->g;
+    if (!c->o->emit)
+        return 0;
+    lrp_status st = c->o->emit(c->o->emit_ctx, g, li, bwd);
+    if (bwd) {
+        free(g->bound[li]);
+        free(g->cond[li]);
+        g->bound[li] = g->cond[li] = NULL;
+        if (g->sharp) {
+            free(g->sharp[li]);
+            free(g->scond[li]);
+            g->sharp[li] = g->scond[li] = NULL;
+        }
+    } else {
+        free(g->fwd[li]);
+        g->fwd[li] = NULL;
+        if (g->fwd_sharp) {
+            free(g->fwd_sharp[li]);
+            g->fwd_sharp[li] = NULL;
+        }
+    }
+    if (st != LRP_OK) {
+        c->emit_st = st;
+        return -1;
+    }
+    return 0;
+}
+
 /* ---- forward bounds ---- */
+
+typedef struct lin_fwd_job {
+    const lrp_lin *L;
+    const float *w, *x;
+    const double *Ai, *Asi;
+    double *G, *Ab, *Asb;
+    int64_t items;
+} lin_fwd_job;
+
+static void lin_fwd_item(void *arg, int64_t it)
+{
+    const lin_fwd_job *J = arg;
+    const float *restrict xi = J->x;
+    const double *restrict Ai = J->Ai, *restrict Asi = J->Asi;
+    double *restrict G = J->G, *restrict Ab = J->Ab, *restrict Asb = J->Asb;
+    int64_t o0, o1;
+    par_range(lin_outs(J->L), J->items, it, &o0, &o1);
+    FOR_CONN_R(J->L, o0, o1, 0, lin_ins(J->L), j, i, k, {
+        double w = fabs((double)J->w[k]);
+        G[j] += fabs((double)xi[i]) * w;
+        Ab[j] += w * Ai[i];
+        Asb[j] += (w * Asi[i]) * (w * Asi[i]);
+    });
+}
 
 static int forward_bounds(ctx *c)
 {
@@ -198,6 +421,11 @@ static int forward_bounds(ctx *c)
     for (int li = 0; li < net->n_layers; li++) {
         const lrp_layer *l = &net->layers[li];
         int64_t n = numel(net, li), B = c->B;
+        size_t nb = row_n(c, li);
+        if (row0(&c->A[li], nb) || row0(&c->As[li], nb) ||
+            !(c->g->fwd[li] = malloc(nb * sizeof **c->g->fwd)) ||
+            (c->g->fwd_sharp && !(c->g->fwd_sharp[li] = malloc(nb * sizeof **c->g->fwd_sharp))))
+            return -1;
         double *A = c->A[li];
         const int in0 = l->n_in ? l->in[0] : -1;
         const double *Ai = in0 >= 0 ? c->A[in0] : NULL;
@@ -217,12 +445,11 @@ static int forward_bounds(ctx *c)
             for (int64_t b = 0; b < B; b++) {
                 memset(G, 0, (size_t)n * sizeof *G);
                 double *Ab = A + b * n, *Asb = As + b * n;
-                FOR_CONN(&L, j, i, k, {
-                    double w = fabs((double)l->w[k]);
-                    G[j] += fabs((double)xi[b * nin + i]) * w;
-                    Ab[j] += w * Ai[b * nin + i];
-                    Asb[j] += (w * Asi[b * nin + i]) * (w * Asi[b * nin + i]);
-                });
+                /* per output unit, its terms in FOR_CONN's order: split
+                 * over the output units */
+                lin_fwd_job fj = {&L, l->w, xi + b * nin, Ai + b * nin, Asi + b * nin, G, Ab, Asb,
+                                  par_items(c->threads, lin_outs(&L))};
+                par_run(c->threads, fj.items, lin_fwd_item, &fj);
                 for (int64_t j = 0; j < n; j++) {
                     int64_t unit = L.conv ? j / (L.Ho * L.Wo) : j;
                     double bj = l->has_bias ? fabs((double)l->b[unit]) : 0;
@@ -352,7 +579,27 @@ static int forward_bounds(ctx *c)
                     c->g->fwd_sharp[li][i] = (float)fmin(c->As[li][i], 3.0e38);
                 A[i] = c->As[li][i] = f * fabs((double)c->act[li][i]);
             }
+        } else {
+            /* the forward bound as it stands after the forward pass (the
+             * local mode on rounded inputs reports |act| there) */
+            int rounded = c->inputs == LRP_GI_ROUNDED;
+            for (int64_t i = 0; i < B * n; i++) {
+                double a = rounded ? 1.0 * fabs((double)c->act[li][i]) : A[i];
+                double as = rounded ? a : c->As[li][i];
+                c->g->fwd[li][i] = (float)fmin(a, 3.0e38);
+                if (c->g->fwd_sharp)
+                    c->g->fwd_sharp[li][i] = (float)fmin(as, 3.0e38);
+            }
         }
+        if (emit_rows(c, li, 0))
+            return -1;
+        /* the local modes rebuild every forward bound after the forward
+         * pass: a layer's propagated bound is needed only until its last
+         * consumer's forward step */
+        if (c->fwd_local)
+            for (int k = 0; k < l->n_in; k++)
+                if (c->c_max[l->in[k]] == li)
+                    drop_fwd(c, l->in[k]);
     }
     return 0;
 }
@@ -362,6 +609,178 @@ static int forward_bounds(ctx *c)
 /* The relevance bound and condition flowing into input cell i of a layer
  * are added (several consumers sum their relevance: one more rounding each,
  * accounted by the |R| term added in merge()). */
+
+/* One linear layer, one sample, one part: what the connection loops of
+ * linear_backward read and write (arrays offset to the sample). */
+typedef struct lin_bwd_job {
+    const lrp_lin *L;
+    const double *wd; /* folded weights (canonized), or NULL: */
+    const float *wf;  /* the layer's binary32 weights, exact in binary64 */
+    const float *xb;
+    const lrp_part_desc *pd;
+    const double *tc;
+    int nt, sharp;
+    double coef, fold_err;
+    int64_t items;
+    /* per output unit */
+    double *z, *den, *G, *D, *DAs, *DAv;
+    const double *v1, *v2, *kap, *qv, *lin, *ks, *Rc, *Rcs;
+    const uint8_t *und;
+    /* per input */
+    const double *Ax, *Axs;
+    double *Bi, *ci, *Qs, *Ls, *csi, *S;
+    uint8_t *fi;
+    double *tl; /* the total's linear part (local mode only), or NULL */
+    /* per part, the modified inputs imod(x_i) (nt rows of nin) and, when
+     * they fit (wmv non-NULL), the modified weights tc_t wmod(w_k) (nt rows
+     * of nw): computed once instead of at every connection; the same
+     * binary64 values either way */
+    const double *am, *wmv;
+    int64_t nin, nw;
+    int uses[LRP_PIPE_MAX_TERMS]; /* inmod_uses_input of each term */
+    /* per output unit, what every connection of the scatter reads: the
+     * cond handed on (fmax(u kap_j, cond of R_j)), its sharp twin, and
+     * the cell flags (undefined / zero denominator) */
+    double *cjv, *csv;
+    uint8_t *flv;
+} lin_bwd_job;
+
+#define WK(J, k) ((J)->wd ? (J)->wd[k] : (double)(J)->wf[k])
+#define AM(J, t, i) ((J)->am[(int64_t)(t) * (J)->nin + (i)])
+#define WMV(J, t, k)                                                                           \
+    ((J)->wmv ? (J)->wmv[(int64_t)(t) * (J)->nw + (k)]                                          \
+              : (J)->tc[t] * wmod((J)->pd->t[t].w, WK(J, k)))
+
+/* the modified weights are kept for layers up to this many (weights x terms) */
+#define WMV_MAX ((int64_t)1 << 24)
+
+/* z (the layer's real output), over a range of output units */
+static void lin_z_item(void *arg, int64_t it)
+{
+    const lin_bwd_job *J = arg;
+    const float *restrict xb = J->xb;
+    double *restrict z = J->z;
+    int64_t o0, o1;
+    par_range(lin_outs(J->L), J->items, it, &o0, &o1);
+    FOR_CONN_R(J->L, o0, o1, 0, lin_ins(J->L), j, i, k, { z[j] += (double)xb[i] * WK(J, k); });
+}
+
+/* den, its gauge G and the error bound D of the float32 den */
+static void lin_den_item(void *arg, int64_t it)
+{
+    const lin_bwd_job *J = arg;
+    const lrp_lin *L = J->L;
+    const double *restrict Ax = J->Ax, *restrict Axs = J->Axs;
+    double *restrict den = J->den, *restrict G = J->G, *restrict D = J->D;
+    double *restrict DAs = J->DAs, *restrict DAv = J->DAv;
+    const double fold_err = J->fold_err;
+    const int nt = J->nt, sharp = J->sharp;
+    int64_t o0, o1;
+    par_range(lin_outs(L), J->items, it, &o0, &o1);
+    FOR_CONN_R(L, o0, o1, 0, lin_ins(L), j, i, k, {
+        for (int t = 0; t < nt; t++) {
+            double a = AM(J, t, i);
+            double wm = WMV(J, t, k);
+            den[j] += a * wm;
+            G[j] += fabs(a * wm);
+            D[j] += fold_err * fabs(a * wm);
+            DAs[j] += fold_err * fabs(a * wm);
+            if (J->uses[t]) {
+                D[j] += fabs(wm) * Ax[i];
+                if (sharp)
+                    DAv[j] += (wm * Axs[i]) * (wm * Axs[i]);
+            }
+        }
+    });
+}
+
+/* the total's linear part, one sum in FOR_CONN's order (kept whole: its
+ * rounding depends on the order of every term) */
+static void lin_tl_sweep(const lin_bwd_job *J)
+{
+    const lrp_lin *L = J->L;
+    const double *Axs = J->Axs, *lin = J->lin, *v2 = J->v2;
+    const double coef = J->coef;
+    const int nt = J->nt;
+    double tl = *J->tl;
+    FOR_CONN(L, j, i, k, {
+        for (int t = 0; t < nt; t++) {
+            double wm = fabs(WMV(J, t, k));
+            double aw = fabs(AM(J, t, i)) * wm * fabs(coef);
+            tl += aw * lin[j];
+            if (J->uses[t])
+                tl += Axs[i] * wm * fabs(coef) * v2[j];
+        }
+    });
+    *J->tl = tl;
+}
+
+/* scatter to the inputs, over a range of inputs (item 0 is the total's
+ * sweep when there is one) */
+static void lin_scatter_item(void *arg, int64_t it)
+{
+    const lin_bwd_job *J = arg;
+    if (J->tl) {
+        if (it == 0) {
+            lin_tl_sweep(J);
+            return;
+        }
+        it--;
+    }
+    const lrp_lin *L = J->L;
+    const double *restrict Ax = J->Ax, *restrict Axs = J->Axs;
+    const double *restrict v1 = J->v1, *restrict v2 = J->v2;
+    const double *restrict qv = J->qv, *restrict lin = J->lin;
+    const double *restrict cjv = J->cjv, *restrict csv = J->csv;
+    const uint8_t *restrict flv = J->flv;
+    double *restrict Bi = J->Bi, *restrict ci = J->ci, *restrict Qs = J->Qs;
+    double *restrict Ls = J->Ls, *restrict csi = J->csi, *restrict S = J->S;
+    uint8_t *restrict fi = J->fi;
+    const double coef = J->coef;
+    const int nt = J->nt, sharp = J->sharp;
+    int64_t c0, c1;
+    par_range(lin_ins(L), J->items, it, &c0, &c1);
+    FOR_CONN_R(L, 0, lin_outs(L), c0, c1, j, i, k, {
+        double add = 0;
+        for (int t = 0; t < nt; t++) {
+            double wm = fabs(WMV(J, t, k));
+            double a = fabs(AM(J, t, i));
+            add += a * wm * v1[j];
+            if (J->uses[t])
+                add += Ax[i] * wm * v2[j];
+        }
+        Bi[i] += fabs(coef) * add;
+        /* ill-conditioning propagates toward the input: a cell is as
+         * undetermined as the relevance it is made of */
+        if (cjv[j] > ci[i])
+            ci[i] = cjv[j];
+        fi[i] |= flv[j];
+        if (sharp) {
+            for (int t = 0; t < nt; t++) {
+                double wm = fabs(WMV(J, t, k));
+                double aw = fabs(AM(J, t, i)) * wm * fabs(coef);
+                Qs[i] += aw * aw * qv[j];
+                Ls[i] += aw * lin[j];
+                S[i] += aw * v2[j];
+                if (J->uses[t])
+                    Ls[i] += Axs[i] * wm * fabs(coef) * v2[j];
+            }
+            if (csv[j] > csi[i])
+                csi[i] = csv[j];
+        }
+    });
+}
+
+/* the scatter's items: blocks of about 4096 input cells (their seven
+ * accumulators stay in cache while every output unit passes over them),
+ * at least a few per thread */
+static int64_t scatter_items(int nt, const lrp_lin *L)
+{
+    int64_t ins = lin_ins(L), plane = L->conv ? L->H * L->W : 1;
+    int64_t per = plane >= 4096 ? 1 : 4096 / plane;
+    int64_t it = (ins + per - 1) / per, least = par_items(nt, ins);
+    return it > least ? it : least;
+}
 
 static int linear_backward(ctx *c, int li)
 {
@@ -381,8 +800,10 @@ static int linear_backward(ctx *c, int li)
     int64_t n = numel(net, li), nin = numel(net, in0), B = c->B;
     int64_t units = L.conv ? L.O : L.n_out, hw = n / units;
     int64_t nw = units * L.fanin;
-    /* weights and bias in binary64, folded if canonized */
-    double *w = malloc((size_t)nw * sizeof *w), *bias = calloc((size_t)units, sizeof *bias);
+    /* weights and bias in binary64, folded if canonized (unfolded, the
+     * binary32 weights are read in place: w = 1 * w exactly) */
+    double *w = bn >= 0 ? malloc((size_t)(nw ? nw : 1) * sizeof *w) : NULL;
+    double *bias = calloc((size_t)units, sizeof *bias);
     double *den = malloc((size_t)n * sizeof *den), *G = malloc((size_t)n * sizeof *G);
     double *D = malloc((size_t)n * sizeof *D), *z = malloc((size_t)n * sizeof *z);
     double *v1 = malloc((size_t)n * sizeof *v1), *v2 = malloc((size_t)n * sizeof *v2);
@@ -396,10 +817,26 @@ static int linear_backward(ctx *c, int li)
     double *ks = calloc((size_t)n, sizeof *ks), *DAs = calloc((size_t)n, sizeof *DAs);
     double *DAv = calloc((size_t)n, sizeof *DAv);
     double *S = calloc((size_t)nin, sizeof *S);
-    if (!w || !bias || !den || !G || !D || !z || !v1 || !v2 || !kap || !und || !qv || !lin ||
-        !ks || !DAs || !S || !DAv) {
+    double *cjv = malloc((size_t)n * sizeof *cjv), *csv = malloc((size_t)n * sizeof *csv);
+    uint8_t *flv = malloc((size_t)n);
+    int maxt = 0;
+    for (int p = 0; p < d->n_parts; p++)
+        if (d->p[p].n_terms > maxt)
+            maxt = d->p[p].n_terms;
+    double *am = cjv && csv && flv ? malloc((size_t)(maxt * nin + 1) * sizeof *am) : NULL;
+    double *wmv = (int64_t)maxt * nw <= WMV_MAX ? malloc((size_t)(maxt * nw + 1) * sizeof *wmv)
+                                                : NULL;
+    if (!am) {
+        free(wmv), free(cjv), free(csv), free(flv);
         free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
         free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
+        return -1;
+    }
+    if ((bn >= 0 && !w) || !bias || !den || !G || !D || !z || !v1 || !v2 || !kap || !und || !qv ||
+        !lin || !ks || !DAs || !S || !DAv) {
+        free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
+        free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
+        free(am), free(wmv), free(cjv), free(csv), free(flv);
         return -1;
     }
     /* Canonization folds in float32 too: each folded weight w*W carries
@@ -411,14 +848,16 @@ static int linear_backward(ctx *c, int li)
     if (!bgauge) {
         free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
         free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
+        free(am), free(wmv), free(cjv), free(csv), free(flv);
         return -1;
     }
     for (int64_t u = 0; u < units; u++) {
         double fw = 1, fb = 0;
-        if (bn >= 0)
+        if (bn >= 0) {
             bn_affine(&net->layers[bn], u, &fw, &fb);
-        for (int64_t k = 0; k < L.fanin; k++)
-            w[u * L.fanin + k] = fw * (double)l->w[u * L.fanin + k];
+            for (int64_t k = 0; k < L.fanin; k++)
+                w[u * L.fanin + k] = fw * (double)l->w[u * L.fanin + k];
+        }
         double b0 = l->has_bias ? (double)l->b[u] : 0;
         bias[u] = bn >= 0 ? fw * b0 + fb : b0;
         if (bn >= 0) {
@@ -437,15 +876,41 @@ static int linear_backward(ctx *c, int li)
     const int sharp = c->lam > 0;
     const double *Rbs = sharp ? c->Fs[top] : NULL, *Axs = sharp ? c->As[in0] : NULL;
     const double *Rcs = sharp ? c->cs[top] : NULL;
+    lin_bwd_job J;
+    memset(&J, 0, sizeof J);
+    J.L = &L;
+    J.wd = w;
+    J.wf = l->w;
+    J.fold_err = fold_err;
+    J.sharp = sharp;
+    J.z = z, J.den = den, J.G = G, J.D = D, J.DAs = DAs, J.DAv = DAv;
+    J.v1 = v1, J.v2 = v2, J.kap = kap, J.qv = qv, J.lin = lin, J.ks = ks, J.und = und;
+    J.S = S;
+    J.am = am;
+    J.cjv = cjv, J.csv = csv, J.flv = flv;
+    J.nin = nin;
+    J.nw = nw;
     for (int64_t b = 0; b < B; b++) {
         const float *xb = x + b * nin;
+        J.xb = xb;
+        J.Ax = Ax + b * nin;
+        J.Axs = sharp ? Axs + b * nin : NULL;
+        J.Rc = Rc + b * n;
+        J.Rcs = sharp ? Rcs + b * n : NULL;
+        J.Bi = Bi + b * nin;
+        J.ci = ci + b * nin;
+        J.fi = fi + b * nin;
+        J.Qs = sharp ? c->Qs[in0] + b * nin : NULL;
+        J.Ls = sharp ? c->Ls[in0] + b * nin : NULL;
+        J.csi = sharp ? c->cs[in0] + b * nin : NULL;
         if (sharp)
             memset(S, 0, (size_t)nin * sizeof *S);
         /* the layer's real output for the part selectors: with its bias
          * whatever the bias switch (core/pipeline.c back_linear) */
         for (int64_t j = 0; j < n; j++)
             z[j] = has_bias ? bias[j / hw] : 0;
-        FOR_CONN(&L, j, i, k, { z[j] += (double)xb[i] * w[k]; });
+        J.items = par_items(c->threads, lin_outs(&L));
+        par_run(c->threads, J.items, lin_z_item, &J);
         for (int p = 0; p < d->n_parts; p++) {
             const lrp_part_desc *pd = &d->p[p];
             double coef = lrp_coef_value((lrp_coefsrc)pd->coef, rs);
@@ -455,6 +920,18 @@ static int linear_backward(ctx *c, int li)
             double tc[LRP_PIPE_MAX_TERMS];
             for (int t = 0; t < nt; t++)
                 tc[t] = lrp_coef_value((lrp_coefsrc)pd->t[t].coef, rs);
+            J.pd = pd;
+            J.tc = tc;
+            J.nt = nt;
+            J.coef = coef;
+            for (int t = 0; t < nt; t++) {
+                J.uses[t] = inmod_uses_input(pd->t[t].in);
+                for (int64_t i = 0; i < nin; i++)
+                    am[t * nin + i] = imod(pd->t[t].in, xb[i], &L, i);
+                for (int64_t k = 0; wmv && k < nw; k++)
+                    wmv[t * nw + k] = tc[t] * wmod(pd->t[t].w, w ? w[k] : (double)l->w[k]);
+            }
+            J.wmv = wmv;
             /* den, its gauge G and the error bound D of the float32 den */
             for (int64_t j = 0; j < n; j++) {
                 double bd = 0, bg = 0;
@@ -471,21 +948,8 @@ static int linear_backward(ctx *c, int li)
                 DAs[j] = D[j];
                 DAv[j] = 0;
             }
-            FOR_CONN(&L, j, i, k, {
-                for (int t = 0; t < nt; t++) {
-                    double a = imod(pd->t[t].in, xb[i], &L, i);
-                    double wm = tc[t] * wmod(pd->t[t].w, w[k]);
-                    den[j] += a * wm;
-                    G[j] += fabs(a * wm);
-                    D[j] += fold_err * fabs(a * wm);
-                    DAs[j] += fold_err * fabs(a * wm);
-                    if (inmod_uses_input(pd->t[t].in)) {
-                        D[j] += fabs(wm) * Ax[b * nin + i];
-                        if (sharp)
-                            DAv[j] += (wm * Axs[b * nin + i]) * (wm * Axs[b * nin + i]);
-                    }
-                }
-            });
+            J.items = par_items(c->threads, lin_outs(&L));
+            par_run(c->threads, J.items, lin_den_item, &J);
             int64_t nterms = L.fanin * nt + pd->n_bias + 1;
             for (int64_t j = 0; j < n; j++) {
                 int sel = 1;
@@ -553,45 +1017,20 @@ static int linear_backward(ctx *c, int li)
                         c->g->ill_mass[in0] += fabs(coef) * fabs((double)R[b * n + j]);
                 }
             }
-            /* scatter to the inputs */
-            FOR_CONN(&L, j, i, k, {
-                double add = 0;
-                for (int t = 0; t < nt; t++) {
-                    double wm = fabs(tc[t] * wmod(pd->t[t].w, w[k]));
-                    double a = fabs(imod(pd->t[t].in, xb[i], &L, i));
-                    add += a * wm * v1[j];
-                    if (inmod_uses_input(pd->t[t].in))
-                        add += Ax[b * nin + i] * wm * v2[j];
-                }
-                Bi[b * nin + i] += fabs(coef) * add;
-                /* ill-conditioning propagates toward the input: a cell is as
-                 * undetermined as the relevance it is made of */
-                double cj = fmax(U32 * kap[j], Rc[b * n + j]);
-                if (cj > ci[b * nin + i])
-                    ci[b * nin + i] = cj;
-                if (und[j])
-                    fi[b * nin + i] |= LRP_CELL_UNDEFINED | LRP_CELL_ZERO_DEN;
-                else if (den[j] == 0)
-                    fi[b * nin + i] |= LRP_CELL_ZERO_DEN;
-                if (sharp) {
-                    int64_t bi = b * nin + i;
-                    for (int t = 0; t < nt; t++) {
-                        double wm = fabs(tc[t] * wmod(pd->t[t].w, w[k]));
-                        double aw = fabs(imod(pd->t[t].in, xb[i], &L, i)) * wm * fabs(coef);
-                        c->Qs[in0][bi] += aw * aw * qv[j];
-                        c->Ls[in0][bi] += aw * lin[j];
-                        c->tl[in0] += aw * lin[j];
-                        S[i] += aw * v2[j];
-                        if (inmod_uses_input(pd->t[t].in)) {
-                            c->Ls[in0][bi] += Axs[bi] * wm * fabs(coef) * v2[j];
-                            c->tl[in0] += Axs[bi] * wm * fabs(coef) * v2[j];
-                        }
-                    }
-                    double cs = fmax(U32 * ks[j], Rcs[b * n + j]);
-                    if (cs > c->cs[in0][bi])
-                        c->cs[in0][bi] = cs;
-                }
-            });
+            for (int64_t j = 0; j < n; j++) {
+                cjv[j] = fmax(U32 * kap[j], Rc[b * n + j]);
+                flv[j] = und[j] ? LRP_CELL_UNDEFINED | LRP_CELL_ZERO_DEN
+                                : (den[j] == 0 ? LRP_CELL_ZERO_DEN : 0);
+                if (sharp)
+                    csv[j] = fmax(U32 * ks[j], Rcs[b * n + j]);
+            }
+            /* scatter to the inputs: per input cell in FOR_CONN's order,
+             * split over the inputs; the total's linear part (read only
+             * in local mode) is one sum in FOR_CONN's order, swept whole
+             * by one thread meanwhile */
+            J.tl = sharp && c->local ? &c->tl[in0] : NULL;
+            J.items = scatter_items(c->threads, &L);
+            par_run(c->threads, J.items + (J.tl != NULL), lin_scatter_item, &J);
         }
         if (sharp)
             /* the backward sum of this layer (fanout terms) and the final
@@ -605,6 +1044,9 @@ static int linear_backward(ctx *c, int li)
     free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
     free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
     free(bgauge);
+    free(am);
+    free(wmv);
+    free(cjv), free(csv), free(flv);
     return 0;
 }
 
@@ -812,6 +1254,9 @@ static int backward_bounds(ctx *c)
     const lrp_net *net = c->net;
     int64_t B = c->B;
     int last = net->n_layers - 1;
+    lrp_gauge *g = c->g;
+    if (ensure_bwd(c, last) || ensure_fwd(c, last))
+        return -1;
     /* start: the one-hot logit (or given R_out) carries the forward error of
      * the logit it copies */
     {
@@ -828,6 +1273,16 @@ static int backward_bounds(ctx *c)
         int64_t n = numel(net, li);
         const float *R = c->rel[li];
         double merge = c->n_cons[li] > 1 ? (double)(c->n_cons[li] - 1) : 0;
+        size_t nb = row_n(c, li);
+        /* a layer no consumer reached has zero rows */
+        if (ensure_bwd(c, li))
+            return -1;
+        if (!(g->bound[li] = malloc(nb * sizeof **g->bound)) ||
+            !(g->cond[li] = malloc(nb * sizeof **g->cond)))
+            return -1;
+        if (c->lam > 0 && (!(g->sharp[li] = malloc(nb * sizeof **g->sharp)) ||
+                           !(g->scond[li] = malloc(nb * sizeof **g->scond))))
+            return -1;
         if (c->lam > 0) {
             /* every consumer of li has contributed: finish the sharp bound
              * (consumers' contributions merged by nc - 1 additions) */
@@ -865,7 +1320,29 @@ static int backward_bounds(ctx *c)
                     c->cs[li][i] = 0;
                 }
             }
+        } else {
+            /* end to end: every consumer of li has contributed, and no
+             * later step (earlier layers) writes li's rows: its bounds are
+             * final */
+            for (int64_t k = 0; k < B * n; k++) {
+                /* the cell's own final rounding (sum of consumers, product) */
+                double bnd = c->Bd[li][k] + 2 * fabs((double)R[k]) + merge * c->Ss[li][k];
+                g->bound[li][k] = (float)fmin(bnd, 3.0e38);
+                g->cond[li][k] = (float)fmin(c->cd[li][k], 3.0e38);
+                if (c->lam > 0) {
+                    double Q = c->Qs[li][k] + merge * c->Ss[li][k] * c->Ss[li][k];
+                    double sb = c->lam * sqrt(Q) + c->Ls[li][k] + fabs((double)R[k]);
+                    g->sharp[li][k] = (float)fmin(fmin(sb, bnd), 3.0e38);
+                    g->scond[li][k] = (float)fmin(c->cs[li][k], 3.0e38);
+                }
+            }
         }
+        if (emit_rows(c, li, 1))
+            return -1;
+        /* what this layer's step reads and adds into */
+        for (int k = 0; k < l->n_in; k++)
+            if (ensure_bwd(c, l->in[k]) || ensure_fwd(c, l->in[k]))
+                return -1;
         const double *Rb = c->Bd[li];
         const double *Rbs = c->lam > 0 ? c->Fs[li] : NULL;
         const double *Rcs = c->lam > 0 ? c->cs[li] : NULL;
@@ -1081,6 +1558,23 @@ static int backward_bounds(ctx *c)
                 }
             }
         }
+        /* rows no later step reads: the forward bounds of inputs whose
+         * last consumer (backward order) this was, the backward rows of
+         * this layer (and of the BN it folds, read by this step) */
+        for (int k = 0; k < l->n_in; k++)
+            if (c->c_min[l->in[k]] == li)
+                drop_fwd(c, l->in[k]);
+        if (li == last || c->n_cons[li] == 0)
+            drop_fwd(c, li);
+        if (c->last_reader[li] == li)
+            drop_bwd(c, li);
+        int bn = (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) ? canon_bn(net, li) : -1;
+        if (bn >= 0 && c->last_reader[bn] == li)
+            drop_bwd(c, bn);
+        if (c->o->emit) {
+            free(c->cf[li]);
+            c->cf[li] = NULL;
+        }
     }
     return 0;
 }
@@ -1096,7 +1590,8 @@ lrp_status lrp_gauge_compute_ex(lrp_gauge *g, const lrp_net *net, float *const *
 {
     /* the sharp tier is always computed: the merge of several consumers'
      * contributions needs their magnitudes (Ss) in the rigorous tier too */
-    lrp_gauge_opts o = {local, local ? LRP_GI_ROUNDED : LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA};
+    lrp_gauge_opts o = {local, local ? LRP_GI_ROUNDED : LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, 0,
+                        NULL, NULL};
     return lrp_gauge_compute_opts(g, net, act, rel, &o, err);
 }
 
@@ -1126,6 +1621,9 @@ lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const
     c.local = local;
     c.inputs = local ? (int)o->inputs : LRP_GI_PROPAGATED;
     c.lam = lam;
+    c.o = o;
+    c.threads = o->threads > 0 ? o->threads : LRP_GAUGE_THREADS;
+    c.fwd_local = c.inputs == LRP_GI_ROUNDED || c.inputs == LRP_GI_EXACT;
     g->n_layers = nl;
     g->lambda = lam;
     g->bound = calloc((size_t)nl, sizeof *g->bound);
@@ -1141,11 +1639,14 @@ lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const
     c.cd = calloc((size_t)nl, sizeof *c.cd);
     c.As = calloc((size_t)nl, sizeof *c.As);
     c.n_cons = calloc((size_t)nl, sizeof *c.n_cons);
+    c.c_min = calloc((size_t)nl, sizeof *c.c_min);
+    c.c_max = calloc((size_t)nl, sizeof *c.c_max);
+    c.last_reader = calloc((size_t)nl, sizeof *c.last_reader);
     c.cf = g->cflags;
     lrp_status st = LRP_OK;
     if (!g->bound || !g->cond || !g->cflags || !g->fwd || !g->ill_mass || !g->total_sharp ||
-        !c.tq || !c.tl || !c.A || !c.Bd ||
-        !c.cd || !c.As || !c.n_cons)
+        !c.tq || !c.tl || !c.A || !c.Bd || !c.cd || !c.As || !c.n_cons || !c.c_min || !c.c_max ||
+        !c.last_reader)
         goto oom;
     if (lam > 0) {
         g->sharp = calloc((size_t)nl, sizeof *g->sharp);
@@ -1159,76 +1660,41 @@ lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const
         if (!g->sharp || !g->scond || !g->fwd_sharp || !c.Ls || !c.Qs || !c.Ss || !c.cs || !c.Fs)
             goto oom;
     }
-    for (int i = 0; i < nl; i++)
-        for (int k = 0; k < net->layers[i].n_in; k++)
-            c.n_cons[net->layers[i].in[k]]++;
     for (int i = 0; i < nl; i++) {
-        int64_t n = net->batch * numel(net, i);
-        size_t nb = (size_t)(n ? n : 1);
-        c.A[i] = calloc(nb, sizeof **c.A);
-        c.As[i] = calloc(nb, sizeof **c.As);
-        c.Bd[i] = calloc(nb, sizeof **c.Bd);
-        c.cd[i] = calloc(nb, sizeof **c.cd);
-        g->cflags[i] = calloc(nb, 1);
-        g->bound[i] = malloc(nb * sizeof **g->bound);
-        g->cond[i] = malloc(nb * sizeof **g->cond);
-        g->fwd[i] = malloc(nb * sizeof **g->fwd);
-        if (!c.A[i] || !c.As[i] || !c.Bd[i] || !c.cd[i] || !g->cflags[i] || !g->bound[i] ||
-            !g->cond[i] || !g->fwd[i])
-            goto oom;
-        if (lam > 0) {
-            c.Ls[i] = calloc(nb, sizeof **c.Ls);
-            c.Qs[i] = calloc(nb, sizeof **c.Qs);
-            c.Ss[i] = calloc(nb, sizeof **c.Ss);
-            c.cs[i] = calloc(nb, sizeof **c.cs);
-            c.Fs[i] = calloc(nb, sizeof **c.Fs);
-            g->sharp[i] = malloc(nb * sizeof **g->sharp);
-            g->scond[i] = malloc(nb * sizeof **g->scond);
-            g->fwd_sharp[i] = malloc(nb * sizeof **g->fwd_sharp);
-            if (!c.Ls[i] || !c.Qs[i] || !c.Ss[i] || !c.cs[i] || !c.Fs[i] || !g->sharp[i] ||
-                !g->scond[i] || !g->fwd_sharp[i])
-                goto oom;
+        c.c_min[i] = c.c_max[i] = -1;
+        c.last_reader[i] = i;
+    }
+    for (int i = 0; i < nl; i++)
+        for (int k = 0; k < net->layers[i].n_in; k++) {
+            int x = net->layers[i].in[k];
+            c.n_cons[x]++;
+            if (c.c_min[x] < 0 || i < c.c_min[x])
+                c.c_min[x] = i;
+            if (i > c.c_max[x])
+                c.c_max[x] = i;
         }
+    for (int i = 0; i < nl; i++) {
+        const lrp_layer *l = &net->layers[i];
+        int bn = (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) ? canon_bn(net, i) : -1;
+        if (bn >= 0 && i < c.last_reader[bn])
+            c.last_reader[bn] = i;
     }
     if (forward_bounds(&c))
-        goto oom;
-    if (c.inputs == LRP_GI_ROUNDED || c.inputs == LRP_GI_EXACT) {
-        /* inputs are the reference rounded to binary32 (round to nearest:
-         * at most u |a| away, u = 2^-24), or the subject's own activations
-         * fed to both (no error) */
-        double f = c.inputs == LRP_GI_ROUNDED ? 1.0 : 0.0;
+        goto fail;
+    if (c.fwd_local)
+        /* every forward bound is rebuilt as f |act| where the backward
+         * pass reads it (ensure_fwd) */
         for (int i = 0; i < nl; i++)
-            for (int64_t k = 0; k < net->batch * numel(net, i); k++) {
-                c.A[i][k] = f * fabs((double)act[i][k]);
-                c.As[i][k] = c.A[i][k];
-            }
-    }
+            drop_fwd(&c, i);
     if (backward_bounds(&c))
-        goto oom;
-    for (int i = 0; i < nl; i++) {
-        int64_t n = net->batch * numel(net, i);
-        double merge = c.n_cons[i] > 1 ? (double)(c.n_cons[i] - 1) : 0;
-        for (int64_t k = 0; k < n; k++) {
-            if (!local) {
-                /* the cell's own final rounding (sum of consumers, product) */
-                double bnd = c.Bd[i][k] + 2 * fabs((double)rel[i][k]) + merge * c.Ss[i][k];
-                g->bound[i][k] = (float)fmin(bnd, 3.0e38);
-                g->cond[i][k] = (float)fmin(c.cd[i][k], 3.0e38);
-                if (lam > 0) {
-                    double Q = c.Qs[i][k] + merge * c.Ss[i][k] * c.Ss[i][k];
-                    double sb = lam * sqrt(Q) + c.Ls[i][k] + fabs((double)rel[i][k]);
-                    g->sharp[i][k] = (float)fmin(fmin(sb, bnd), 3.0e38);
-                    g->scond[i][k] = (float)fmin(c.cs[i][k], 3.0e38);
-                }
-            }
-            if (c.inputs != LRP_GI_EXACT) {
-                g->fwd[i][k] = (float)fmin(c.A[i][k], 3.0e38);
-                if (g->fwd_sharp)
-                    g->fwd_sharp[i][k] = (float)fmin(c.As[i][k], 3.0e38);
-            }
-        }
-    }
+        goto fail;
     goto done;
+fail:
+    if (c.emit_st != LRP_OK) {
+        st = c.emit_st; /* the caller's emit stopped the run (its err) */
+        lrp_gauge_free(g);
+        goto done;
+    }
 oom:
     st = lrp_err_set(err, LRP_E_NOMEM, "<network>: out of memory computing the gauge");
     lrp_gauge_free(g);
@@ -1242,7 +1708,17 @@ done:
     free_rows(c.Ss, c.Ss ? nl : 0);
     free_rows(c.cs, c.cs ? nl : 0);
     free_rows(c.Fs, c.Fs ? nl : 0);
+    if (st == LRP_OK && o->emit && g->cflags) {
+        /* streaming: every row was handed over and freed */
+        for (int i = 0; i < nl; i++) {
+            free(g->cflags[i]);
+            g->cflags[i] = NULL;
+        }
+    }
     free(c.n_cons);
+    free(c.c_min);
+    free(c.c_max);
+    free(c.last_reader);
     free(c.tq);
     free(c.tl);
     return st;

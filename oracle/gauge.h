@@ -57,11 +57,27 @@ typedef enum lrp_gauge_inputs {
                               the propagated forward error) */
 } lrp_gauge_inputs;
 
+/* Streaming (lrp_gauge_opts.emit): called once per layer as soon as its
+ * rows are final -- bwd 0 in forward order (fwd[li], fwd_sharp[li]), then
+ * bwd 1 in backward order, the last layer first (bound[li], cond[li],
+ * cflags[li], sharp[li], scond[li], ill_mass[li], total_sharp[li]).  The
+ * rows exist only during the call (the callee may modify them; they are
+ * freed when it returns), so a whole-network gauge is never held.  A
+ * status other than LRP_OK stops the computation, which returns it (the
+ * callee sets err). */
+typedef lrp_status (*lrp_gauge_emit_fn)(void *ctx, lrp_gauge *g, int li, int bwd);
+
 typedef struct lrp_gauge_opts {
     int local;              /* each layer alone (1) or end to end (0) */
     lrp_gauge_inputs inputs;
     double lambda;          /* sharp tier; 0 = none */
+    int threads;            /* 0: LRP_GAUGE_THREADS; results do not depend on it */
+    lrp_gauge_emit_fn emit; /* NULL: every row is kept in the gauge */
+    void *emit_ctx;
 } lrp_gauge_opts;
+
+/* threads of a gauge whose options do not say */
+#define LRP_GAUGE_THREADS 2
 
 /* lambda of the sharp tier: 2 exp(-32) ~ 2.5e-14 per cell. */
 #define LRP_SHARP_LAMBDA 8.0
