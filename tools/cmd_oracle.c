@@ -625,7 +625,9 @@ static int write_trace(int argc, char **argv, int reference)
     }
     /* only the relevance of every layer is stored: the engine mode skips
      * the audit data (same relevance bit for bit, tests/test_fastpath.c) */
+    cli_phase("engine setup");
     lrp_status st = lrp_pipe_run_ex(&p, &be, net, LRP_PIPE_RELEVANCE, &e);
+    cli_phase("engine");
     const char *source = reference ? "reference" : "fastpath";
     if (!st && o.trace_only && lrp_net_trace_find(net, source) >= 0) {
         lrp_pipe_free(p);
@@ -693,8 +695,10 @@ static int write_trace(int argc, char **argv, int reference)
         else
             memcpy(t->activation[i], p->L[i].act, (size_t)n * sizeof(float));
     }
+    cli_phase("trace copy");
     lrp_pipe_free(p);
     lrp_f32_ctx_free(fcx);
+    cli_phase("engine free");
     if (!ok) {
         lrp_net_free(net);
         return cli_usage_error(cmd, "%s", "out of memory");
@@ -720,12 +724,15 @@ static int write_trace(int argc, char **argv, int reference)
         if (same)
             memmove(fref, strrchr(fref, '/') + 1, strlen(strrchr(fref, '/') + 1) + 1);
         st = lrp_file_digest(&tref.digest, &tref.size, path, &e);
+        cli_phase("fixture digest");
         if (!st)
             st = lrp_fixture_write_ex(net, dst, &tref, &e);
     } else {
         st = lrp_fixture_write(net, dst, &e);
     }
+    cli_phase("write");
     lrp_net_free(net);
+    cli_phase("free");
     if (st)
         return cli_fail(&e);
     /* the file itself may be on stdout: the note then goes to stderr */
