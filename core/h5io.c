@@ -19,6 +19,7 @@
  * HDF5 on Debian maps unversioned API names to the 1.8 API; every call with
  * a versioned variant uses its explicit name (H5Gcreate2, H5Dopen2, ...).
  */
+#define _GNU_SOURCE /* sync_file_range */
 #include "lrp.h"
 #include "h5io_int.h"
 #include "safeout.h"
@@ -1785,10 +1786,27 @@ cleanup:
 /* Writer                                                              */
 /* ------------------------------------------------------------------ */
 
+/* A range of the file already written to the output (a chunk). */
+typedef struct wspan {
+    uint64_t addr, size;
+} wspan;
+
 typedef struct wr {
     ctx c;
     hid_t str;  /* variable-length UTF-8 string type, file and memory */
     hid_t gcpl; /* group creation: no timestamps */
+    /* Streaming (a regular output file): each chunk goes to the output at
+     * its address in the file as soon as it is made, and the disk starts on
+     * it while the rest is built; at the end only the ranges between the
+     * chunks (superblock, object headers, chunk indices: HDF5's metadata,
+     * final only when the file is closed) are written from the image.  A
+     * chunk's bytes never change once written (HDF5 rewrites metadata, not
+     * raw data), so the file is the image byte for byte. */
+    int fd;           /* the output, or -1: the whole image at the end */
+    int stream_off;   /* a write failed: the whole image at the end */
+    wspan *span;
+    size_t n_span, cap_span;
+    uint64_t kick_lo, kick_hi; /* written since the last sync_file_range */
 } wr;
 
 static lrp_status w_attr(wr *w, hid_t obj, const char *opath, const char *name, hid_t ftype,
@@ -1889,9 +1907,194 @@ static lrp_status w_group(wr *w, hid_t parent, const char *ppath, const char *na
     return LRP_OK;
 }
 
+/* HDF5's Fletcher32 (H5_checksum_fletcher32: big-endian 16-bit words,
+ * blocks of 360 words each followed by the end-around-carry folds, an odd
+ * last byte as the high half of a word), bit for bit: a block's two sums
+ * are the loop's integers (s1 += w; s2 += s1 over the block gives
+ * s2 + n s1 + sum (n - i) w_i), computed in 64 bits, so the folds see the
+ * same values.  About 1.6 times the speed of libhdf5's byte loop. */
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("O3"))) /* integer sums: vectorized, same integers */
+#endif
+uint32_t lrp_h5_fletcher32(const void *data, size_t nbytes)
+{
+    const unsigned char *d = data;
+    size_t len = nbytes / 2;
+    uint64_t sum1 = 0, sum2 = 0;
+    while (len) {
+        /* s <= 360 * 65535 and t <= (360 * 361 / 2) * 65535 < 2^32 */
+        uint32_t n = len > 360 ? 360 : (uint32_t)len, s = 0, t = 0;
+        for (uint32_t i = 0; i < n; i++) {
+            uint32_t w = (uint32_t)d[2 * i] << 8 | d[2 * i + 1];
+            s += w;
+            t += (n - i) * w;
+        }
+        sum2 += (uint64_t)n * sum1 + t;
+        sum1 += s;
+        d += 2 * (size_t)n;
+        len -= n;
+        sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+        sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    }
+    if (nbytes % 2) {
+        sum1 += (uint64_t)*d << 8;
+        sum2 += sum1;
+        sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+        sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    }
+    sum1 = (sum1 & 0xffff) + (sum1 >> 16);
+    sum2 = (sum2 & 0xffff) + (sum2 >> 16);
+    return (uint32_t)(sum2 << 16 | sum1);
+}
+
+/* One chunk as the Fletcher32 filter stores it: the chunk's values (those
+ * beyond the dataset's edge 0, as libhdf5 fills them), then the checksum,
+ * little-endian.  buf holds chunk bytes + 4. */
+static size_t pack_chunk(unsigned char *buf, const unsigned char *src, size_t esize, int rank,
+                         const hsize_t *dims, const hsize_t *chunk, const hsize_t *off)
+{
+    size_t cbytes = esize;
+    for (int i = 0; i < rank; i++)
+        cbytes *= (size_t)chunk[i];
+    /* rows along the last dimension: the part inside the dataset is copied */
+    hsize_t idx[LRP_MAX_RANK + 1] = {0};
+    size_t row = (size_t)chunk[rank - 1] * esize;
+    hsize_t last_in = dims[rank - 1] - off[rank - 1];
+    size_t keep = (size_t)(last_in < chunk[rank - 1] ? last_in : chunk[rank - 1]) * esize;
+    unsigned char *dst = buf;
+    for (;;) {
+        int inside = 1;
+        size_t so = 0;
+        for (int i = 0; i < rank - 1; i++) {
+            if (off[i] + idx[i] >= dims[i])
+                inside = 0;
+            so = so * (size_t)dims[i] + (size_t)(off[i] + idx[i]);
+        }
+        if (inside) {
+            so = (so * (size_t)dims[rank - 1] + (size_t)off[rank - 1]) * esize;
+            memcpy(dst, src + so, keep);
+            memset(dst + keep, 0, row - keep);
+        } else {
+            memset(dst, 0, row);
+        }
+        dst += row;
+        int i = rank - 2;
+        for (; i >= 0; i--) {
+            if (++idx[i] < chunk[i])
+                break;
+            idx[i] = 0;
+        }
+        if (i < 0)
+            break;
+    }
+    uint32_t f = lrp_h5_fletcher32(buf, cbytes);
+    buf[cbytes] = (unsigned char)f;
+    buf[cbytes + 1] = (unsigned char)(f >> 8);
+    buf[cbytes + 2] = (unsigned char)(f >> 16);
+    buf[cbytes + 3] = (unsigned char)(f >> 24);
+    return cbytes + 4;
+}
+
+/* Writes a chunk just stored by H5Dwrite_chunk to the output at its
+ * address (see wr); any failure only turns streaming off. */
+static void stream_chunk(wr *w, hid_t ds, const hsize_t *off, const unsigned char *cbuf, size_t n)
+{
+    unsigned mask = 0;
+    haddr_t addr = HADDR_UNDEF;
+    hsize_t size = 0;
+    if (w->fd < 0 || w->stream_off)
+        return;
+    if (H5Dget_chunk_info_by_coord(ds, off, &mask, &addr, &size) < 0 || addr == HADDR_UNDEF ||
+        size != n || addr > (haddr_t)INT64_MAX - n) {
+        w->stream_off = 1;
+        return;
+    }
+    if (w->n_span == w->cap_span) {
+        size_t cap = w->cap_span ? 2 * w->cap_span : 256;
+        wspan *p = realloc(w->span, cap * sizeof *p);
+        if (!p) {
+            w->stream_off = 1;
+            return;
+        }
+        w->span = p;
+        w->cap_span = cap;
+    }
+    const unsigned char *b = cbuf;
+    size_t left = n;
+    off_t at = (off_t)addr;
+    while (left > 0) {
+        ssize_t r = pwrite(w->fd, b, left, at);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            w->stream_off = 1;
+            return;
+        }
+        b += r;
+        left -= (size_t)r;
+        at += r;
+    }
+    w->span[w->n_span++] = (wspan){addr, n};
+    if (w->kick_hi == 0 || addr < w->kick_lo)
+        w->kick_lo = addr;
+    if (addr + n > w->kick_hi)
+        w->kick_hi = addr + n;
+    if (w->kick_hi - w->kick_lo >= ((uint64_t)32 << 20)) {
+        /* start the disk on it: the final fsync then waits for little */
+        (void)sync_file_range(w->fd, (off_t)w->kick_lo, (off_t)(w->kick_hi - w->kick_lo),
+                              SYNC_FILE_RANGE_WRITE);
+        w->kick_lo = w->kick_hi = 0;
+    }
+}
+
+static int cmp_span(const void *a, const void *b)
+{
+    const wspan *x = a, *y = b;
+    return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* The rest of the file: every range of the image no chunk covered (the
+ * whole image when streaming was off or the chunks do not fit it). */
+static lrp_status write_rest(wr *w, lrp_out *out, const unsigned char *image, size_t isz,
+                             lrp_err *err)
+{
+    uint64_t at = 0;
+    if (!w->stream_off) {
+        qsort(w->span, w->n_span, sizeof *w->span, cmp_span);
+        for (size_t k = 0; k < w->n_span; k++)
+            if (w->span[k].addr < at || w->span[k].addr + w->span[k].size > isz)
+                w->stream_off = 1;
+    }
+    if (w->stream_off)
+        return lrp_out_write(out, image, isz, err);
+    for (size_t k = 0; k <= w->n_span; k++) {
+        uint64_t end = k < w->n_span ? w->span[k].addr : isz;
+        while (at < end) {
+            ssize_t r = pwrite(w->fd, image + at, (size_t)(end - at), (off_t)at);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                return lrp_err_set(err, LRP_E_IO, "%s: cannot write: %s", out->name,
+                                   r < 0 ? strerror(errno) : "no progress");
+            at += (uint64_t)r;
+        }
+        if (k < w->n_span)
+            at = w->span[k].addr + w->span[k].size;
+    }
+    /* a target that existed was longer: cut (the temporary file is new,
+     * so this only guards the length) */
+    if (ftruncate(w->fd, (off_t)isz) != 0)
+        return lrp_err_set(err, LRP_E_IO, "%s: cannot write: %s", out->name, strerror(errno));
+    return LRP_OK;
+}
+
 /* A chunked, Fletcher32-checksummed dataset.  Chunks are the whole array
  * halved along its largest dimensions until at most CHUNK_BYTES, so small
- * arrays are one chunk and the layout depends only on the shape. */
+ * arrays are one chunk and the layout depends only on the shape.  The
+ * chunks are written directly (H5Dwrite_chunk, in row-major chunk order,
+ * as libhdf5's own write of the whole array stores them), checksummed
+ * here: libhdf5's filter path copied every chunk twice more and summed it
+ * byte by byte.  The file is the same, byte for byte. */
 static lrp_status w_ds(wr *w, hid_t g, const char *gpath, const char *name, hid_t ftype,
                        hid_t mtype, int rank, const int64_t *d, const void *buf)
 {
@@ -1899,8 +2102,10 @@ static lrp_status w_ds(wr *w, hid_t g, const char *gpath, const char *name, hid_
     hid_t dcpl = H5I_INVALID_HID, sp = H5I_INVALID_HID, ds = H5I_INVALID_HID;
     hsize_t dims[LRP_MAX_RANK + 1], chunk[LRP_MAX_RANK + 1];
     lrp_status st = LRP_OK;
-    size_t bytes = H5Tget_size(ftype);
+    size_t esize = H5Tget_size(ftype), bytes = esize;
+    unsigned char *cbuf = NULL;
     LRP_ASSERT(rank >= 1 && rank <= LRP_MAX_RANK + 1);
+    LRP_ASSERT(H5Tget_size(mtype) == esize);
     for (int i = 0; i < rank; i++) {
         dims[i] = chunk[i] = (hsize_t)d[i];
         bytes *= (size_t)d[i];
@@ -1915,14 +2120,50 @@ static lrp_status w_ds(wr *w, hid_t g, const char *gpath, const char *name, hid_
         bytes = bytes / chunk[big] * ((chunk[big] + 1) / 2);
         chunk[big] = (chunk[big] + 1) / 2;
     }
+    /* the memory and file types are the same little-endian types here:
+     * the values are stored as they are */
+    int direct = H5Tequal(ftype, mtype) > 0 || (esize == 4 && H5Tget_order(mtype) == H5T_ORDER_LE &&
+                                               H5Tget_class(mtype) == H5Tget_class(ftype) &&
+                                               H5Tget_order(ftype) == H5T_ORDER_LE &&
+                                               (H5Tget_class(ftype) != H5T_INTEGER ||
+                                                H5Tget_sign(ftype) == H5Tget_sign(mtype)));
     if ((dcpl = H5Pcreate(H5P_DATASET_CREATE)) < 0 || H5Pset_obj_track_times(dcpl, 0) < 0 ||
         H5Pset_chunk(dcpl, rank, chunk) < 0 || H5Pset_fletcher32(dcpl) < 0 ||
         (sp = H5Screate_simple(rank, dims, NULL)) < 0 ||
-        (ds = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0 ||
-        H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) {
-        join(opath, sizeof opath, gpath, name);
-        st = h5fail(&w->c, LRP_E_IO, opath, "cannot write dataset");
+        (ds = H5Dcreate2(g, name, ftype, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT)) < 0)
+        goto fail;
+    if (!direct) {
+        if (H5Dwrite(ds, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0)
+            goto fail;
+        goto cleanup;
     }
+    if (!(cbuf = malloc(bytes + 4))) {
+        join(opath, sizeof opath, gpath, name);
+        st = fail(&w->c, LRP_E_NOMEM, opath, "out of memory");
+        goto cleanup;
+    }
+    hsize_t off[LRP_MAX_RANK + 1] = {0};
+    for (;;) {
+        size_t n = pack_chunk(cbuf, buf, esize, rank, dims, chunk, off);
+        if (H5Dwrite_chunk(ds, H5P_DEFAULT, 0, off, n, cbuf) < 0)
+            goto fail;
+        stream_chunk(w, ds, off, cbuf, n);
+        int i = rank - 1;
+        for (; i >= 0; i--) {
+            off[i] += chunk[i];
+            if (off[i] < dims[i])
+                break;
+            off[i] = 0;
+        }
+        if (i < 0)
+            break;
+    }
+    goto cleanup;
+fail:
+    join(opath, sizeof opath, gpath, name);
+    st = h5fail(&w->c, LRP_E_IO, opath, "cannot write dataset");
+cleanup:
+    free(cbuf);
     close_id(&ds);
     close_id(&sp);
     close_id(&dcpl);
@@ -2270,7 +2511,8 @@ lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
 lrp_status lrp_fixture_write_ex(const lrp_net *net, const char *path, const lrp_trace_ref *tref,
                                 lrp_err *err)
 {
-    wr w = {.c = {.path = path ? path : "<no path>", .err = err}, .str = H5I_INVALID_HID, .gcpl = H5I_INVALID_HID};
+    wr w = {.c = {.path = path ? path : "<no path>", .err = err}, .str = H5I_INVALID_HID,
+            .gcpl = H5I_INVALID_HID, .fd = -1};
     ctx *c = &w.c;
     quiet q;
     lrp_net inf;
@@ -2329,6 +2571,12 @@ lrp_status lrp_fixture_write_ex(const lrp_net *net, const char *path, const lrp_
         st = h5fail(c, LRP_E_NOMEM, "/", "cannot set up HDF5 properties");
         goto cleanup;
     }
+    /* The output is opened before the file is built: the chunks of a
+     * regular file are written to it as they are made (w_ds) */
+    if ((st = lrp_out_open(&out, path, err)))
+        goto cleanup;
+    out_open = 1;
+    w.fd = out.through ? -1 : out.fd;
     /* A name no file can have (nothing can be below the device /dev/null):
      * libhdf5 first tries to open an existing file of the name, and the core
      * driver would read the target (or block on a FIFO or a terminal). */
@@ -2383,10 +2631,9 @@ image:;
         st = fail(c, LRP_E_IO, "/", "cannot finish writing (no file image)");
         goto cleanup;
     }
-    if ((st = lrp_out_open(&out, path, err)))
-        goto cleanup;
-    out_open = 1;
-    if ((st = lrp_out_write(&out, image.buf, isz, err)) || (st = lrp_out_commit(&out, err)))
+    if ((st = w.fd >= 0 ? write_rest(&w, &out, image.buf, isz, err)
+                        : lrp_out_write(&out, image.buf, isz, err)) ||
+        (st = lrp_out_commit(&out, err)))
         goto cleanup;
     out_open = 0;
 cleanup:
@@ -2395,6 +2642,7 @@ cleanup:
     close_id(&ng);
     close_id(&file);
     free(image.buf);
+    free(w.span);
     close_id(&w.str);
     close_id(&w.gcpl);
     close_id(&fapl);

@@ -22,4 +22,9 @@ int lrp_h5_entry_name(char *buf, size_t n, int li, const char *layer_name);
  * anyone should reach). */
 #define LRP_H5_MAX_TRACES 1024
 
+/* HDF5's Fletcher32 checksum of a chunk (the value H5_checksum_fletcher32
+ * computes), as the writer stores it after each chunk. */
+#include <stdint.h>
+uint32_t lrp_h5_fletcher32(const void *data, size_t nbytes);
+
 #endif
