@@ -9,6 +9,8 @@
 #include <limits.h>
 #include <math.h>
 #include <mpfr.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -579,6 +581,21 @@ int cmd_trace(int argc, char **argv)
     "                 info and check read OUT as FILE with the trace added, and\n" \
     "                 refuse it if FILE has changed since (size and digest).\n"
 
+typedef struct digest_job {
+    const char *path;
+    uint64_t digest;
+    int64_t size;
+    lrp_status st;
+    lrp_err err;
+} digest_job;
+
+static void *digest_run(void *arg)
+{
+    digest_job *j = arg;
+    j->st = lrp_file_digest(&j->digest, &j->size, j->path, &j->err);
+    return NULL;
+}
+
 static int write_trace(int argc, char **argv, int reference)
 {
     const char *cmd = reference ? "reference" : "fast";
@@ -608,8 +625,21 @@ static int write_trace(int argc, char **argv, int reference)
         return rc;
     const char *path = argv[optind];
     lrp_net *net = NULL;
-    if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0)
+    /* the fixture's digest (a trace file records it) is a read of the
+     * whole file: done on the other core while the sandboxed child parses */
+    digest_job dj = {path, 0, 0, LRP_OK, {0}};
+    pthread_t dth;
+    int dth_on = o.trace_only && pthread_create(&dth, NULL, digest_run, &dj) == 0;
+    if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0) {
+        if (dth_on)
+            pthread_join(dth, NULL);
         return rc;
+    }
+    if (dth_on)
+        pthread_join(dth, NULL);
+    else if (o.trace_only)
+        digest_run(&dj);
+    cli_phase("fixture digest (joined)");
     lrp_err e = {0};
     ref_ctx rcx = {0};
     lrp_backend be;
@@ -723,8 +753,11 @@ static int write_trace(int argc, char **argv, int reference)
         }
         if (same)
             memmove(fref, strrchr(fref, '/') + 1, strlen(strrchr(fref, '/') + 1) + 1);
-        st = lrp_file_digest(&tref.digest, &tref.size, path, &e);
-        cli_phase("fixture digest");
+        st = dj.st;
+        tref.digest = dj.digest;
+        tref.size = dj.size;
+        if (st)
+            e = dj.err;
         if (!st)
             st = lrp_fixture_write_ex(net, dst, &tref, &e);
     } else {

@@ -549,6 +549,22 @@ lrp_status cli_wire_recv(int fd, const struct timespec *deadline, int *timed_out
     if (expect.cmd && (st = cli_limits_check(net, path, expect.cmd, expect.work, expect.prec,
                                              expect.proof, err)))
         goto done;
+    {
+        /* and the arrays fit where the child held them (its address space
+         * was LRP_SANDBOX_MEM_MB): nothing larger is allocated here */
+        double total = 2.0 * (double)lrp_shape_numel(&net->layers[0].shape);
+        for (int i = 0; i < net->n_layers; i++) {
+            double cells = (double)lrp_shape_numel(&net->layers[i].shape) * net->batch;
+            total += (double)lrp_layer_param_count(net, i);
+            for (int k = 0; k < h.n_traces; k++)
+                total += cells * (double)__builtin_popcount(pres[(size_t)k * (size_t)net->n_layers +
+                                                                 (size_t)i]);
+            if (i == 0 || i == net->n_layers - 1)
+                total += cells;
+        }
+        if (total * sizeof(float) > (double)cli_limit_mem_mb() * 1048576.0)
+            BAD("%.3g values, more than the parser's memory limit holds", total);
+    }
     const lrp_shape *outs = &net->layers[net->n_layers - 1].shape;
     if ((h.present & 1) && (st = wire_floats(fd, deadline, timed_out, &net->r_out,
                                              wire_numel(outs, net->batch), "relevance_out", err)))
