@@ -2329,35 +2329,30 @@ static lrp_status w_relevance(wr *w, hid_t tg, const char *tp, const char *gname
     return st;
 }
 
-static lrp_status w_traces(wr *w, hid_t file, const lrp_net *net, const char *only)
+/* One trace, into the open /traces group g. */
+static lrp_status w_trace(wr *w, hid_t g, const lrp_trace *t, const lrp_net *net)
 {
-    hid_t g, tg = H5I_INVALID_HID;
+    hid_t tg = H5I_INVALID_HID;
     char tp[OBJ_MAX];
-    lrp_status st = w_group(w, file, "/", "traces", &g);
-    for (int k = 0; !st && k < net->n_traces; k++) {
-        const lrp_trace *t = &net->traces[k];
-        if (only && strcmp(only, t->source) != 0)
-            continue;
-        join(tp, sizeof tp, "/traces", t->source);
-        if ((st = w_group(w, g, "/traces", t->source, &tg)))
-            break;
-        if (!(st = w_str(w, tg, tp, "producer", t->producer)) &&
-            !(st = w_str(w, tg, tp, "notes", t->notes)) &&
-            !(st = w_str(w, tg, tp, "profile", t->profile)) &&
-            !(st = w_str(w, tg, tp, "composite", t->composite)) &&
-            !(st = w_i32(w, tg, tp, "precision", t->precision)) &&
-            !(st = w_rules(w, tg, tp, net, t->rules, 0)) &&
-            !(st = w_relevance(w, tg, tp, "relevance", net, t->relevance)) &&
-            !(st = w_relevance(w, tg, tp, "relevance_lo", net, t->relevance_lo))) {
-            int any = 0;
-            for (int i = 0; t->activation && i < net->n_layers; i++)
-                any |= t->activation[i] != NULL;
-            if (any) /* the group only when there is something in it */
-                st = w_relevance(w, tg, tp, "activation", net, t->activation);
-        }
-        close_id(&tg);
+    lrp_status st;
+    join(tp, sizeof tp, "/traces", t->source);
+    if ((st = w_group(w, g, "/traces", t->source, &tg)))
+        return st;
+    if (!(st = w_str(w, tg, tp, "producer", t->producer)) &&
+        !(st = w_str(w, tg, tp, "notes", t->notes)) &&
+        !(st = w_str(w, tg, tp, "profile", t->profile)) &&
+        !(st = w_str(w, tg, tp, "composite", t->composite)) &&
+        !(st = w_i32(w, tg, tp, "precision", t->precision)) &&
+        !(st = w_rules(w, tg, tp, net, t->rules, 0)) &&
+        !(st = w_relevance(w, tg, tp, "relevance", net, t->relevance)) &&
+        !(st = w_relevance(w, tg, tp, "relevance_lo", net, t->relevance_lo))) {
+        int any = 0;
+        for (int i = 0; t->activation && i < net->n_layers; i++)
+            any |= t->activation[i] != NULL;
+        if (any) /* the group only when there is something in it */
+            st = w_relevance(w, tg, tp, "activation", net, t->activation);
     }
-    close_id(&g);
+    close_id(&tg);
     return st;
 }
 
@@ -2508,147 +2503,230 @@ lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
     return lrp_fixture_write_ex(net, path, NULL, err);
 }
 
-lrp_status lrp_fixture_write_ex(const lrp_net *net, const char *path, const lrp_trace_ref *tref,
-                                lrp_err *err)
-{
-    wr w = {.c = {.path = path ? path : "<no path>", .err = err}, .str = H5I_INVALID_HID,
-            .gcpl = H5I_INVALID_HID, .fd = -1};
-    ctx *c = &w.c;
-    quiet q;
-    lrp_net inf;
-    lrp_layer *copy = NULL;
-    const char **order = NULL;
-    img image = {NULL, 0};
-    H5FD_file_image_callbacks_t image_cb = {img_malloc, img_memcpy, img_realloc, img_free,
-                                            img_udata_copy, img_udata_free, &image};
+/* A write in two steps (h5io_int.h): everything but the deferred traces,
+ * then those, the close and the commit.  One write is begin + finish, so
+ * the calls to libhdf5 and the file are the same either way. */
+struct lrp_h5_writer {
+    wr w;
+    lrp_net inf;       /* shallow copy of the net, layers inferred (copy) */
+    lrp_layer *copy;
+    const char **order;
+    img image;
+    H5FD_file_image_callbacks_t image_cb;
     lrp_out out;
-    int out_open = 0;
-    hid_t fcpl = H5I_INVALID_HID, fapl = H5I_INVALID_HID, file = H5I_INVALID_HID;
-    hid_t ng = H5I_INVALID_HID;
-    lrp_status st = LRP_OK;
+    int out_open;
+    hid_t fcpl, fapl, file, ng, tg;
+    char *defer;       /* the source written by finish, or NULL */
+    const lrp_trace_ref *tref;
+};
 
+void lrp_h5_write_abort(lrp_h5_writer *h)
+{
+    if (!h)
+        return;
+    quiet q;
+    quiet_begin(&q);
+    if (h->out_open)
+        lrp_out_abort(&h->out);
+    close_id(&h->tg);
+    close_id(&h->ng);
+    close_id(&h->file);
+    free(h->image.buf);
+    free(h->w.span);
+    close_id(&h->w.str);
+    close_id(&h->w.gcpl);
+    close_id(&h->fapl);
+    close_id(&h->fcpl);
+    free(h->order);
+    free(h->copy);
+    free(h->defer);
+    free(h);
+    quiet_end(&q);
+}
+
+lrp_status lrp_h5_write_begin(lrp_h5_writer **out, const lrp_net *net, const char *path,
+                              const lrp_trace_ref *tref, const char *defer, lrp_err *err)
+{
+    lrp_h5_writer *h = calloc(1, sizeof *h);
+    quiet q;
+    lrp_status st = LRP_OK;
+    *out = NULL;
+    if (!h)
+        return lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory", path ? path : "<no path>");
+    h->w = (wr){.c = {.path = path ? path : "<no path>", .err = err}, .str = H5I_INVALID_HID,
+                .gcpl = H5I_INVALID_HID, .fd = -1};
+    h->fcpl = h->fapl = h->file = h->ng = h->tg = H5I_INVALID_HID;
+    h->image_cb = (H5FD_file_image_callbacks_t){img_malloc,     img_memcpy,     img_realloc, img_free,
+                                                img_udata_copy, img_udata_free, &h->image};
+    h->tref = tref;
+    wr *w = &h->w;
+    ctx *c = &w->c;
     quiet_begin(&q);
     if (!path || !net) {
         st = fail(c, LRP_E_USAGE, "/", "no file name or no network given");
-        goto cleanup;
+        goto done;
+    }
+    if (defer && !(h->defer = strdup(defer))) {
+        st = fail(c, LRP_E_NOMEM, "network", "out of memory");
+        goto done;
     }
     /* Validate on a shallow copy: lrp_net_infer writes shapes, and the
      * caller's net is const.  Parameters stay shared (read only). */
-    inf = *net;
+    h->inf = *net;
     if (net->n_layers > 0) {
-        if (!(copy = malloc((size_t)net->n_layers * sizeof *copy))) {
+        if (!(h->copy = malloc((size_t)net->n_layers * sizeof *h->copy))) {
             st = fail(c, LRP_E_NOMEM, "network", "out of memory");
-            goto cleanup;
+            goto done;
         }
-        memcpy(copy, net->layers, (size_t)net->n_layers * sizeof *copy);
+        memcpy(h->copy, net->layers, (size_t)net->n_layers * sizeof *h->copy);
     }
-    inf.layers = copy;
-    if ((st = lrp_net_infer(&inf, path, err)) || (st = check_writable(c, net, &inf)))
-        goto cleanup;
+    h->inf.layers = h->copy;
+    if ((st = lrp_net_infer(&h->inf, path, err)) || (st = check_writable(c, net, &h->inf)))
+        goto done;
+    lrp_net *inf = &h->inf;
 
-    if (!(order = malloc((size_t)(inf.n_layers ? inf.n_layers : 1) * sizeof *order))) {
+    if (!(h->order = malloc((size_t)(inf->n_layers ? inf->n_layers : 1) * sizeof *h->order))) {
         st = fail(c, LRP_E_NOMEM, "/", "out of memory");
-        goto cleanup;
+        goto done;
     }
     /* The file is built in memory (HDF5's core driver, no backing store) and
      * its image written by core/safeout.c: libhdf5 never sees an I/O error
      * (a failed H5Fclose on a full disk left it to crash in its exit
      * handler), and stdout, FIFOs, symlinks and modes are handled there. */
-    if ((fcpl = H5Pcreate(H5P_FILE_CREATE)) < 0 || H5Pset_obj_track_times(fcpl, 0) < 0 ||
-        (fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
-        H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
-        H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG) < 0 ||
-        H5Pset_fapl_core(fapl, (size_t)1 << 20, 0) < 0 ||
-        H5Pset_file_image_callbacks(fapl, &image_cb) < 0 ||
-        (w.gcpl = H5Pcreate(H5P_GROUP_CREATE)) < 0 || H5Pset_obj_track_times(w.gcpl, 0) < 0 ||
+    if ((h->fcpl = H5Pcreate(H5P_FILE_CREATE)) < 0 || H5Pset_obj_track_times(h->fcpl, 0) < 0 ||
+        (h->fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
+        H5Pset_libver_bounds(h->fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
+        H5Pset_fclose_degree(h->fapl, H5F_CLOSE_STRONG) < 0 ||
+        H5Pset_fapl_core(h->fapl, (size_t)1 << 20, 0) < 0 ||
+        H5Pset_file_image_callbacks(h->fapl, &h->image_cb) < 0 ||
+        (w->gcpl = H5Pcreate(H5P_GROUP_CREATE)) < 0 || H5Pset_obj_track_times(w->gcpl, 0) < 0 ||
         /* links stay "compact" (in the checksummed object header) however
          * many a group has: past 8 links HDF5 would move them to a fractal
          * heap without checksum, where one flipped byte made libhdf5 free a
          * bad pointer (fuzz_fixture, tests/fuzz_regress) */
-        H5Pset_link_phase_change(w.gcpl, 65535, 65534) < 0 ||
-        (w.str = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(w.str, H5T_VARIABLE) < 0 ||
-        H5Tset_cset(w.str, H5T_CSET_UTF8) < 0) {
+        H5Pset_link_phase_change(w->gcpl, 65535, 65534) < 0 ||
+        (w->str = H5Tcopy(H5T_C_S1)) < 0 || H5Tset_size(w->str, H5T_VARIABLE) < 0 ||
+        H5Tset_cset(w->str, H5T_CSET_UTF8) < 0) {
         st = h5fail(c, LRP_E_NOMEM, "/", "cannot set up HDF5 properties");
-        goto cleanup;
+        goto done;
     }
     /* The output is opened before the file is built: the chunks of a
      * regular file are written to it as they are made (w_ds) */
-    if ((st = lrp_out_open(&out, path, err)))
-        goto cleanup;
-    out_open = 1;
-    w.fd = out.through ? -1 : out.fd;
+    if ((st = lrp_out_open(&h->out, path, err)))
+        goto done;
+    h->out_open = 1;
+    w->fd = h->out.through ? -1 : h->out.fd;
     /* A name no file can have (nothing can be below the device /dev/null):
      * libhdf5 first tries to open an existing file of the name, and the core
      * driver would read the target (or block on a FIFO or a terminal). */
-    if ((file = H5Fcreate("/dev/null/lrp-oracle-image.h5", H5F_ACC_TRUNC, fcpl, fapl)) < 0) {
+    if ((h->file = H5Fcreate("/dev/null/lrp-oracle-image.h5", H5F_ACC_TRUNC, h->fcpl, h->fapl)) < 0) {
         st = h5fail(c, LRP_E_IO, "/", "cannot create HDF5 file");
-        goto cleanup;
+        goto done;
     }
-
-    for (int i = 0; i < inf.n_layers; i++)
-        order[i] = inf.layers[i].name;
+    hid_t file = h->file;
+    for (int i = 0; i < inf->n_layers; i++)
+        h->order[i] = inf->layers[i].name;
     if (tref) {
         /* a trace file: the traces and the fixture they belong to */
-        if ((st = w_str(&w, file, "/", "format", LRP_TRACE_MAGIC)) ||
-            (st = w_i32(&w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
-            (st = w_str(&w, file, "/", "fixture", tref->fixture)) ||
-            (st = w_i64(&w, file, "/", "fixture_size", tref->size)) ||
-            (st = w_attr(&w, file, "/", "fixture_digest", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, 1,
-                         &tref->digest)) ||
-            (st = w_traces(&w, file, &inf, tref->source)))
-            goto cleanup;
-        goto image;
+        if ((st = w_str(w, file, "/", "format", LRP_TRACE_MAGIC)) ||
+            (st = w_i32(w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
+            (st = w_str(w, file, "/", "fixture", tref->fixture)) ||
+            (st = w_i64(w, file, "/", "fixture_size", tref->size)) ||
+            (st = w_attr(w, file, "/", "fixture_digest", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, 1,
+                         &tref->digest)))
+            goto done;
+    } else {
+        if ((st = w_str(w, file, "/", "format", LRP_FIXTURE_MAGIC)) ||
+            (st = w_i32(w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
+            (st = w_str(w, file, "/", "layout", "NCHW")) ||
+            (st = w_str(w, file, "/", "flatten_order", "CHW")) ||
+            (st = w_i32(w, file, "/", "batch", net->batch)) ||
+            (st = w_attr(w, file, "/", "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, 1,
+                         &net->seed)) ||
+            (st = w_str(w, file, "/", "description", net->description)) ||
+            (st = w_str(w, file, "/", "composite", net->composite)))
+            goto done;
+        if ((st = w_group(w, file, "/", "network", &h->ng)) ||
+            (st = w_strs(w, h->ng, "/network", "order", h->order, inf->n_layers)))
+            goto done;
+        for (int i = 0; i < inf->n_layers; i++)
+            if ((st = w_layer(w, h->ng, inf, i)))
+                goto done;
+        close_id(&h->ng);
+        if ((st = w_rules(w, file, "/", inf, NULL, 1)) || (st = w_data(w, file, inf)))
+            goto done;
     }
-    if ((st = w_str(&w, file, "/", "format", LRP_FIXTURE_MAGIC)) ||
-        (st = w_i32(&w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
-        (st = w_str(&w, file, "/", "layout", "NCHW")) ||
-        (st = w_str(&w, file, "/", "flatten_order", "CHW")) ||
-        (st = w_i32(&w, file, "/", "batch", net->batch)) ||
-        (st = w_attr(&w, file, "/", "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, 1, &net->seed)) ||
-        (st = w_str(&w, file, "/", "description", net->description)) ||
-        (st = w_str(&w, file, "/", "composite", net->composite)))
-        goto cleanup;
-    if ((st = w_group(&w, file, "/", "network", &ng)) ||
-        (st = w_strs(&w, ng, "/network", "order", order, inf.n_layers)))
-        goto cleanup;
-    for (int i = 0; i < inf.n_layers; i++)
-        if ((st = w_layer(&w, ng, &inf, i)))
-            goto cleanup;
-    close_id(&ng);
-    if ((st = w_rules(&w, file, "/", &inf, NULL, 1)) || (st = w_data(&w, file, &inf)) ||
-        (st = w_traces(&w, file, &inf, NULL)))
-        goto cleanup;
+    if ((st = w_group(w, file, "/", "traces", &h->tg)))
+        goto done;
+    for (int k = 0; k < net->n_traces; k++) {
+        const lrp_trace *t = &net->traces[k];
+        if ((tref && strcmp(tref->source, t->source) != 0) ||
+            (h->defer && !strcmp(h->defer, t->source)))
+            continue;
+        if ((st = w_trace(w, h->tg, t, inf)))
+            goto done;
+    }
+done:
+    quiet_end(&q);
+    if (st) {
+        lrp_h5_write_abort(h);
+        return st;
+    }
+    *out = h;
+    return LRP_OK;
+}
 
-image:;
-    herr_t cl = H5Fclose(file);
-    file = H5I_INVALID_HID;
+lrp_status lrp_h5_write_finish(lrp_h5_writer *h, const lrp_net *net, lrp_err *err)
+{
+    quiet q;
+    lrp_status st = LRP_OK;
+    wr *w = &h->w;
+    ctx *c = &w->c;
+    c->err = err;
+    quiet_begin(&q);
+    if (h->defer) {
+        /* the net may have gained the deferred trace: checked like the rest
+         * (the layers must be those of begin) */
+        if (net->n_layers != h->inf.n_layers) {
+            st = fail(c, LRP_E_USAGE, "network", "the network changed during the write");
+            goto done;
+        }
+        h->inf.traces = net->traces;
+        h->inf.n_traces = net->n_traces;
+        if ((st = check_writable(c, net, &h->inf)))
+            goto done;
+        for (int k = 0; k < net->n_traces; k++)
+            if (!strcmp(h->defer, net->traces[k].source) &&
+                (st = w_trace(w, h->tg, &net->traces[k], &h->inf)))
+                goto done;
+    }
+    close_id(&h->tg);
+    herr_t cl = H5Fclose(h->file);
+    h->file = H5I_INVALID_HID;
     if (cl < 0) {
         st = h5fail(c, LRP_E_IO, "/", "cannot finish writing");
-        goto cleanup;
+        goto done;
     }
-    size_t isz = img_length(&image);
+    size_t isz = img_length(&h->image);
     if (isz == 0) {
         st = fail(c, LRP_E_IO, "/", "cannot finish writing (no file image)");
-        goto cleanup;
+        goto done;
     }
-    if ((st = w.fd >= 0 ? write_rest(&w, &out, image.buf, isz, err)
-                        : lrp_out_write(&out, image.buf, isz, err)) ||
-        (st = lrp_out_commit(&out, err)))
-        goto cleanup;
-    out_open = 0;
-cleanup:
-    if (out_open)
-        lrp_out_abort(&out);
-    close_id(&ng);
-    close_id(&file);
-    free(image.buf);
-    free(w.span);
-    close_id(&w.str);
-    close_id(&w.gcpl);
-    close_id(&fapl);
-    close_id(&fcpl);
-    free(order);
-    free(copy);
+    if ((st = w->fd >= 0 ? write_rest(w, &h->out, h->image.buf, isz, err)
+                         : lrp_out_write(&h->out, h->image.buf, isz, err)) ||
+        (st = lrp_out_commit(&h->out, err)))
+        goto done;
+    h->out_open = 0;
+done:
     quiet_end(&q);
+    lrp_h5_write_abort(h);
     return st;
+}
+
+lrp_status lrp_fixture_write_ex(const lrp_net *net, const char *path, const lrp_trace_ref *tref,
+                                lrp_err *err)
+{
+    lrp_h5_writer *h = NULL;
+    lrp_status st = lrp_h5_write_begin(&h, net, path, tref, NULL, err);
+    return st ? st : lrp_h5_write_finish(h, net, err);
 }

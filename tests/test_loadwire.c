@@ -14,6 +14,8 @@
  *     network that passes lrp_net_infer -- never a crash (ASan build) and
  *     never an allocation beyond LRP_SANDBOX_MEM_MB;
  *   - a silent writer is given up at the deadline;
+ *   - the writer in two steps (begin, the trace added, finish) writes the
+ *     same file as one write of the final net;
  *   - lrp_h5_fletcher32 equals libhdf5's H5_checksum_fletcher32 on every
  *     length 0..4096 and on large buffers of random, all-0xff and zero
  *     bytes (the folds' representatives of 0 differ: 0 and 0xffff).
@@ -38,6 +40,7 @@
 
 #include "fixtures.h"
 #include "h5io_int.h"
+#include "safeout.h"
 #include "util/testutil.h"
 
 #include "../tools/limits.c"
@@ -248,6 +251,40 @@ static void test_round_trip(void **state)
     }
 }
 
+/* The writer in two steps (lrp-oracle fast: the copy is built while the
+ * trace is computed) writes the same bytes as one write of the final net. */
+static void test_split_write_same_file(void **state)
+{
+    (void)state;
+    for (int k = 0; k < lrp_fixture_count; k++) {
+        char path[4200], one[4200], two[4200];
+        lrp_net *net = fixture_with_trace(k, path, sizeof path);
+        snprintf(one, sizeof one, "%s/one.h5", dir);
+        snprintf(two, sizeof two, "%s/two.h5", dir);
+        lrp_err e = {0};
+        lrp_h5_writer *h = NULL;
+        assert_int_equal(lrp_h5_write_begin(&h, net, two, NULL, "late", &e), LRP_OK);
+        lrp_trace *t = lrp_net_trace_add(net, "late", &e);
+        assert_non_null(t);
+        snprintf(t->producer, sizeof t->producer, "test");
+        t->precision = 24;
+        int64_t c = lrp_shape_numel(&net->layers[0].shape) * net->batch;
+        t->relevance[0] = calloc((size_t)c, sizeof(float));
+        assert_non_null(t->relevance[0]);
+        if (lrp_h5_write_finish(h, net, &e) != LRP_OK)
+            fail_msg("%s", e.msg);
+        assert_int_equal(lrp_fixture_write(net, one, &e), LRP_OK);
+        if (!tu_files_equal(one, two))
+            fail_msg("%s: the two-step write differs from the one-step write",
+                     lrp_fixture_defs[k].name);
+        /* an abort leaves nothing behind */
+        assert_int_equal(lrp_h5_write_begin(&h, net, two, NULL, NULL, &e), LRP_OK);
+        lrp_h5_write_abort(h);
+        assert_int_equal(tu_count_entries(dir, LRP_TMP_MARK), 0);
+        lrp_net_free(net);
+    }
+}
+
 static void check_outcome(lrp_status st, lrp_net *got, const lrp_err *e, const char *what)
 {
     if (st != LRP_OK) {
@@ -393,6 +430,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fletcher32),
         cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_split_write_same_file),
         cmocka_unit_test(test_hostile_stream),
         cmocka_unit_test(test_silent_writer_times_out),
     };

@@ -19,6 +19,7 @@
 
 #include "backend_f32.h"
 #include "check.h"
+#include "h5io_int.h"
 #include "html.h"
 #include "ref_int.h"
 #include "safeout.h"
@@ -596,6 +597,21 @@ static void *digest_run(void *arg)
     return NULL;
 }
 
+typedef struct copy_job {
+    const lrp_net *net;
+    const char *out, *source;
+    lrp_h5_writer *h;
+    lrp_status st;
+    lrp_err err;
+} copy_job;
+
+static void *copy_begin(void *arg)
+{
+    copy_job *j = arg;
+    j->st = lrp_h5_write_begin(&j->h, j->net, j->out, NULL, j->source, &j->err);
+    return NULL;
+}
+
 static int write_trace(int argc, char **argv, int reference)
 {
     const char *cmd = reference ? "reference" : "fast";
@@ -635,16 +651,26 @@ static int write_trace(int argc, char **argv, int reference)
             pthread_join(dth, NULL);
         return rc;
     }
-    if (dth_on)
+    if (dth_on) {
         pthread_join(dth, NULL);
-    else if (o.trace_only)
+        cli_phase("fixture digest (joined)");
+    } else if (o.trace_only) {
         digest_run(&dj);
-    cli_phase("fixture digest (joined)");
+    }
     lrp_err e = {0};
     ref_ctx rcx = {0};
     lrp_backend be;
     lrp_f32_ctx *fcx = NULL;
     lrp_pipe *p = NULL;
+    const char *source = reference ? "reference" : "fastpath";
+    /* A copy is built and written on another thread while the relevance is
+     * computed: everything of FILE first, the new trace last (the file is
+     * the same as one write after the run; tests/test_h5io.c).  Not when
+     * FILE holds a trace of that name: it is replaced where it stands. */
+    copy_job cj = {net, o.out, source, NULL, LRP_OK, {0}};
+    pthread_t cth;
+    int cth_on = !o.trace_only && lrp_net_trace_find(net, source) < 0 &&
+                 pthread_create(&cth, NULL, copy_begin, &cj) == 0;
     if (reference) {
         rcx.prec = o.rules.prec;
         rcx.threads = o.rules.threads;
@@ -658,7 +684,17 @@ static int write_trace(int argc, char **argv, int reference)
     cli_phase("engine setup");
     lrp_status st = lrp_pipe_run_ex(&p, &be, net, LRP_PIPE_RELEVANCE, &e);
     cli_phase("engine");
-    const char *source = reference ? "reference" : "fastpath";
+    if (cth_on) {
+        /* the net is read by the writer until here; then it gains the trace */
+        pthread_join(cth, NULL);
+        cli_phase("copy written (joined)");
+        if (!st && cj.st) {
+            lrp_pipe_free(p);
+            lrp_f32_ctx_free(fcx);
+            lrp_net_free(net);
+            return cli_fail(&cj.err);
+        }
+    }
     if (!st && o.trace_only && lrp_net_trace_find(net, source) >= 0) {
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
@@ -671,6 +707,7 @@ static int write_trace(int argc, char **argv, int reference)
     }
     lrp_trace *t = st ? NULL : lrp_net_trace_add(net, source, &e);
     if (!t) {
+        lrp_h5_write_abort(cj.h);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
         lrp_net_free(net);
@@ -730,6 +767,7 @@ static int write_trace(int argc, char **argv, int reference)
     lrp_f32_ctx_free(fcx);
     cli_phase("engine free");
     if (!ok) {
+        lrp_h5_write_abort(cj.h);
         lrp_net_free(net);
         return cli_usage_error(cmd, "%s", "out of memory");
     }
@@ -760,6 +798,8 @@ static int write_trace(int argc, char **argv, int reference)
             e = dj.err;
         if (!st)
             st = lrp_fixture_write_ex(net, dst, &tref, &e);
+    } else if (cj.h) {
+        st = lrp_h5_write_finish(cj.h, net, &e);
     } else {
         st = lrp_fixture_write(net, dst, &e);
     }
