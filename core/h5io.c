@@ -890,6 +890,15 @@ cleanup:
     return st;
 }
 
+static void (*array_hook)(void *hctx, const float *a, int64_t n);
+static void *array_hook_ctx;
+
+void lrp_h5_set_array_hook(void (*fn)(void *hctx, const float *a, int64_t n), void *hctx)
+{
+    array_hook = fn;
+    array_hook_ctx = hctx;
+}
+
 static int64_t numel(int rank, const int64_t *d)
 {
     int64_t n = 1;
@@ -923,6 +932,8 @@ static lrp_status read_floats(ctx *c, hid_t g, const char *gpath, const char *na
         st = h5fail(c, LRP_E_FORMAT, opath, "cannot read data (corrupt file?)");
         goto cleanup;
     }
+    if (array_hook)
+        array_hook(array_hook_ctx, buf, n);
     *out = buf;
     buf = NULL;
 cleanup:

@@ -27,6 +27,13 @@ int lrp_h5_entry_name(char *buf, size_t n, int li, const char *layer_name);
 #include <stdint.h>
 uint32_t lrp_h5_fletcher32(const void *data, size_t nbytes);
 
+/* Called by the reader with every float32 array it has read, in the order
+ * read (parameters layer by layer, input, relevance_out, zbox_low,
+ * zbox_high, then per trace relevance, relevance_lo, activation layer by
+ * layer): the sandboxed child streams them to the parent while it parses
+ * (tools/sandbox.c).  Process-wide; NULL switches it off. */
+void lrp_h5_set_array_hook(void (*fn)(void *ctx, const float *a, int64_t n), void *ctx);
+
 /* A fixture write in two steps, so that the file can be built while the
  * caller computes the one trace it will hold last (lrp-oracle fast, on
  * another thread): begin checks the net, opens the output and writes

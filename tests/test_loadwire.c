@@ -209,7 +209,7 @@ static lrp_status wire_recv_bytes(const unsigned char *bytes, size_t n, unsigned
     assert_int_equal(write(fd, bytes, n), (ssize_t)n);
     assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
     int timed_out = 0;
-    lrp_status st = cli_wire_recv(fd, NULL, &timed_out, what, "x.h5", out, counts, e);
+    lrp_status st = cli_wire_recv(fd, -1, NULL, &timed_out, what, "x.h5", out, counts, NULL, 0, e);
     close(fd);
     assert_int_equal(timed_out, 0);
     return st;
@@ -356,8 +356,8 @@ static void test_silent_writer_times_out(void **state)
     (void)state;
     int fds[2];
     assert_int_equal(pipe(fds), 0);
-    /* a header, then nothing, the write end kept open */
-    char part[16] = "LRPWIRE\x01";
+    /* the start of the structure, then nothing, the write end kept open */
+    char part[16] = "NLRPWIRE\x01";
     assert_int_equal(write(fds[1], part, 12), 12);
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
@@ -369,8 +369,8 @@ static void test_silent_writer_times_out(void **state)
     lrp_net *got = NULL;
     lrp_err e = {0};
     int timed_out = 0;
-    lrp_status st = cli_wire_recv(fds[0], &deadline, &timed_out, CLI_LOAD_ARRAYS, "x.h5", &got,
-                                  NULL, &e);
+    lrp_status st = cli_wire_recv(fds[0], -1, &deadline, &timed_out, CLI_LOAD_ARRAYS, "x.h5",
+                                  &got, NULL, NULL, 0, &e);
     assert_int_not_equal(st, LRP_OK);
     assert_int_equal(timed_out, 1);
     assert_null(got);

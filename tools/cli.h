@@ -73,13 +73,17 @@ lrp_status cli_load(lrp_net **out, const char *path, lrp_err *err);
 #define CLI_LOAD_ARRAYS 1u
 lrp_status cli_load_ex(lrp_net **out, const char *path, unsigned what, int **trace_layers,
                        lrp_err *err);
-/* The stream itself (tests): the child's net to fd (free_sent: its arrays
- * are freed as they are sent), and the parent's side, with a wall-clock
- * deadline (NULL: none; *timed_out set when it passed). */
+/* The stream itself (tests): the child's net to fd -- its arrays (the
+ * real child sends them while it parses), then the structure; free_sent:
+ * the arrays are freed as they are sent -- and the parent's side, with a
+ * wall-clock deadline (NULL: none; *timed_out set when it passed).  first:
+ * the stream's first byte when already read, else -1.  An error report of
+ * the child inside the stream goes to msg (NULL: none expected). */
 lrp_status cli_wire_send(int fd, lrp_net *net, unsigned what, int free_sent, lrp_err *err);
 struct timespec;
-lrp_status cli_wire_recv(int fd, const struct timespec *deadline, int *timed_out, unsigned what,
-                         const char *path, lrp_net **out, int **trace_layers, lrp_err *err);
+lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int *timed_out,
+                         unsigned what, const char *path, lrp_net **out, int **trace_layers,
+                         char *msg, size_t msgcap, lrp_err *err);
 
 /* Phase timing for benchmarks (bench/bench_process.sh): with LRP_TIMING set
  * in the environment, prints "lrp-oracle: timing: WHAT S s (T s)" on stderr,

@@ -38,6 +38,7 @@
  * (then it exits 10 + status) or a payload (then it exits 0). */
 #define FRAME_ERROR 'E'
 #define FRAME_PAYLOAD 'N'
+#define FRAME_ARRAY 'A' /* an array read, streamed while the child parses */
 
 static double remaining_ms(const struct timespec *deadline)
 {
@@ -77,6 +78,18 @@ static int read_full(int fd, void *buf, size_t n, const struct timespec *deadlin
     return 0;
 }
 
+/* The child's error message: the rest of the stream, at most cap - 1 bytes. */
+static void read_message(int fd, char *msg, size_t cap, const struct timespec *deadline,
+                         int *timed_out)
+{
+    size_t n = 0;
+    while (n + 1 < cap && read_full(fd, msg + n, 1, deadline) == 0)
+        n++;
+    msg[n] = '\0';
+    if (deadline && remaining_ms(deadline) <= 0)
+        *timed_out = 1;
+}
+
 static int write_full(int fd, const void *buf, size_t n)
 {
     const unsigned char *p = buf;
@@ -95,10 +108,13 @@ static int write_full(int fd, const void *buf, size_t n)
 /* What the parent does with a payload: reads it from fd before the
  * deadline; *timed_out set when the deadline passed.  Errors are
  * LRP_E_FORMAT with a message saying what was wrong with the payload. */
-typedef lrp_status (*recv_fn)(void *ctx, int fd, const struct timespec *deadline, int *timed_out,
-                              lrp_err *err);
+typedef lrp_status (*recv_fn)(void *ctx, int fd, int first, const struct timespec *deadline,
+                              int *timed_out, char *msg, size_t msgcap, lrp_err *err);
 /* What the child sends after fn succeeded. */
 typedef lrp_status (*send_fn)(void *ctx, int fd, lrp_err *err);
+
+/* In the sandboxed child, the pipe to the parent (else -1). */
+static int sandbox_child_fd = -1;
 
 static lrp_status sandbox_run(const char *path, lrp_status (*fn)(void *ctx, lrp_err *err),
                               send_fn send, recv_fn recv, void *ctx, lrp_err *err)
@@ -149,13 +165,14 @@ static lrp_status sandbox_run(const char *path, lrp_status (*fn)(void *ctx, lrp_
             }
         }
         lrp_err e = {0};
+        if (send)
+            sandbox_child_fd = fds[1]; /* fn may stream arrays as it reads them */
         lrp_status st = fn(ctx, &e);
         if (st != LRP_OK) {
             char frame = FRAME_ERROR;
             (void)(write_full(fds[1], &frame, 1) || write_full(fds[1], e.msg, strlen(e.msg)));
         } else if (send) {
-            char frame = FRAME_PAYLOAD;
-            st = write_full(fds[1], &frame, 1) ? LRP_E_IO : send(ctx, fds[1], &e);
+            st = send(ctx, fds[1], &e);
         }
         close(fds[1]);
         _exit(st == LRP_OK ? 0 : 10 + (int)st);
@@ -177,15 +194,12 @@ static lrp_status sandbox_run(const char *path, lrp_status (*fn)(void *ctx, lrp_
     if (r == -2) {
         timed_out = 1;
     } else if (r == 0 && frame == FRAME_ERROR) {
-        size_t n = 0;
-        while (n + 1 < sizeof msg && read_full(fds[0], msg + n, 1, &deadline) == 0)
-            n++;
-        msg[n] = '\0';
-        if (remaining_ms(&deadline) <= 0)
-            timed_out = 1;
-    } else if (r == 0 && frame == FRAME_PAYLOAD && recv) {
+        read_message(fds[0], msg, sizeof msg, &deadline, &timed_out);
+    } else if (r == 0 && (frame == FRAME_PAYLOAD || frame == FRAME_ARRAY) && recv) {
         payload = 1;
-        pst = recv(ctx, fds[0], &deadline, &timed_out, &pe);
+        pst = recv(ctx, fds[0], frame, &deadline, &timed_out, msg, sizeof msg, &pe);
+        if (msg[0]) /* the child failed after streaming arrays: its message */
+            payload = 0, pst = LRP_OK;
     } else if (r == 0) {
         payload = 1;
         pst = lrp_err_set(&pe, LRP_E_FORMAT, "unexpected report");
@@ -321,11 +335,15 @@ static int64_t wire_numel(const lrp_shape *s, int batch)
     return lrp_shape_numel(s) * batch;
 }
 
-/* Sends an array and frees it (the child's copy is not needed again: its
- * peak stays near one network). */
-static int send_floats(int fd, float **a, int64_t n, int free_sent)
+/* One array as a frame: 'A', its byte count (uint64), the values.  Frees
+ * it when free_sent (the child's copy is not needed again). */
+static int send_array(int fd, float **a, int64_t n, int free_sent)
 {
-    int r = write_full(fd, *a, (size_t)n * sizeof(float));
+    unsigned char head[9];
+    uint64_t bytes = (uint64_t)n * sizeof(float);
+    head[0] = FRAME_ARRAY;
+    memcpy(head + 1, &bytes, 8);
+    int r = write_full(fd, head, 9) || write_full(fd, *a, (size_t)bytes);
     if (free_sent) {
         free(*a);
         *a = NULL;
@@ -333,7 +351,45 @@ static int send_floats(int fd, float **a, int64_t n, int free_sent)
     return r;
 }
 
-lrp_status cli_wire_send(int fd, lrp_net *net, unsigned what, int free_sent, lrp_err *err)
+/* The arrays in the reader's order (lrp_h5_set_array_hook): parameters
+ * layer by layer, input, relevance_out, zbox_low, zbox_high, then per
+ * trace its relevance, relevance_lo and activation, each layer by layer. */
+static int send_arrays(int fd, lrp_net *net, int free_sent)
+{
+    int bad = 0;
+    for (int i = 0; !bad && i < net->n_layers; i++) {
+        lrp_layer *l = &net->layers[i];
+        float **pv[6] = {&l->w, &l->b, &l->bn_gamma, &l->bn_beta, &l->bn_mean, &l->bn_var};
+        for (int w = 0; !bad && w < 6; w++) {
+            lrp_shape ps;
+            if (lrp_layer_param_shape(net, i, w, &ps))
+                bad = send_array(fd, pv[w], lrp_shape_numel(&ps), free_sent);
+        }
+    }
+    const lrp_shape *ins = &net->layers[0].shape, *outs = &net->layers[net->n_layers - 1].shape;
+    if (!bad)
+        bad = send_array(fd, &net->input, wire_numel(ins, net->batch), free_sent);
+    if (!bad && net->r_out)
+        bad = send_array(fd, &net->r_out, wire_numel(outs, net->batch), free_sent);
+    if (!bad && net->zbox_low)
+        bad = send_array(fd, &net->zbox_low, lrp_shape_numel(ins), free_sent) ||
+              send_array(fd, &net->zbox_high, lrp_shape_numel(ins), free_sent);
+    for (int k = 0; !bad && k < net->n_traces; k++) {
+        lrp_trace *t = &net->traces[k];
+        float **g[3] = {t->relevance, t->relevance_lo, t->activation};
+        for (int q = 0; q < 3; q++)
+            for (int i = 0; !bad && g[q] && i < net->n_layers; i++)
+                if (g[q][i])
+                    bad = send_array(fd, &g[q][i], wire_numel(&net->layers[i].shape, net->batch),
+                                     free_sent);
+    }
+    return bad;
+}
+
+/* The structure: 'N', the header, layers, traces (fields, rules, which
+ * arrays each layer has), the target, relevance_out when the arrays are not
+ * streamed, the end mark. */
+static lrp_status send_structure(int fd, lrp_net *net, unsigned what, lrp_err *err)
 {
     wire_head h;
     memset(&h, 0, sizeof h);
@@ -346,7 +402,8 @@ lrp_status cli_wire_send(int fd, lrp_net *net, unsigned what, int free_sent, lrp
     h.seed = net->seed;
     memcpy(h.description, net->description, sizeof h.description);
     memcpy(h.composite, net->composite, sizeof h.composite);
-    int bad = write_full(fd, &h, sizeof h);
+    char frame = FRAME_PAYLOAD;
+    int bad = write_full(fd, &frame, 1) || write_full(fd, &h, sizeof h);
     for (int i = 0; !bad && i < net->n_layers; i++)
         bad = write_full(fd, &net->layers[i], sizeof net->layers[i]);
     unsigned char *pres = malloc((size_t)net->n_layers);
@@ -371,45 +428,22 @@ lrp_status cli_wire_send(int fd, lrp_net *net, unsigned what, int free_sent, lrp
               write_full(fd, pres, (size_t)net->n_layers);
     }
     free(pres);
-    /* what is explained: small, and always sent */
-    const lrp_shape *outs = &net->layers[net->n_layers - 1].shape;
-    if (!bad && net->r_out)
-        bad = send_floats(fd, &net->r_out, wire_numel(outs, net->batch), free_sent);
     if (!bad && net->target)
         bad = write_full(fd, net->target, (size_t)net->batch * sizeof *net->target);
-    if (what & CLI_LOAD_ARRAYS) {
-        for (int i = 0; !bad && i < net->n_layers; i++) {
-            lrp_layer *l = &net->layers[i];
-            float **pv[6] = {&l->w, &l->b, &l->bn_gamma, &l->bn_beta, &l->bn_mean, &l->bn_var};
-            for (int w = 0; !bad && w < 6; w++) {
-                lrp_shape ps;
-                if (lrp_layer_param_shape(net, i, w, &ps))
-                    bad = send_floats(fd, pv[w], lrp_shape_numel(&ps), free_sent);
-            }
-        }
-        const lrp_shape *ins = &net->layers[0].shape;
-        if (!bad)
-            bad = send_floats(fd, &net->input, wire_numel(ins, net->batch), free_sent);
-        if (!bad && net->zbox_low)
-            bad = send_floats(fd, &net->zbox_low, lrp_shape_numel(ins), free_sent) ||
-                  send_floats(fd, &net->zbox_high, lrp_shape_numel(ins), free_sent);
-        for (int k = 0; !bad && k < net->n_traces; k++) {
-            lrp_trace *t = &net->traces[k];
-            for (int i = 0; !bad && i < net->n_layers; i++) {
-                int64_t n = wire_numel(&net->layers[i].shape, net->batch);
-                if (t->relevance[i])
-                    bad = send_floats(fd, &t->relevance[i], n, free_sent);
-                if (!bad && t->relevance_lo[i])
-                    bad = send_floats(fd, &t->relevance_lo[i], n, free_sent);
-                if (!bad && t->activation && t->activation[i])
-                    bad = send_floats(fd, &t->activation[i], n, free_sent);
-            }
-        }
-    }
+    const lrp_shape *outs = &net->layers[net->n_layers - 1].shape;
+    if (!bad && net->r_out && !(what & CLI_LOAD_ARRAYS))
+        bad = write_full(fd, net->r_out, (size_t)wire_numel(outs, net->batch) * sizeof(float));
     if (!bad)
         bad = write_full(fd, WIRE_END, 8);
     return bad ? lrp_err_set(err, LRP_E_IO, "cannot send the parsed network: %s", strerror(errno))
                : LRP_OK;
+}
+
+lrp_status cli_wire_send(int fd, lrp_net *net, unsigned what, int free_sent, lrp_err *err)
+{
+    if ((what & CLI_LOAD_ARRAYS) && send_arrays(fd, net, free_sent))
+        return lrp_err_set(err, LRP_E_IO, "cannot send the parsed network: %s", strerror(errno));
+    return send_structure(fd, net, what, err);
 }
 
 static int terminated(const char *s, size_t cap) { return memchr(s, '\0', cap) != NULL; }
@@ -456,8 +490,27 @@ static int composite_ok(const char *name)
     return !name[0] || lrp_composite_parse(name, &id) == 0;
 }
 
-lrp_status cli_wire_recv(int fd, const struct timespec *deadline, int *timed_out, unsigned what,
-                         const char *path, lrp_net **out, int **trace_layers, lrp_err *err)
+/* The arrays received before the structure, taken in the reader's order. */
+typedef struct wire_arrays {
+    float **a;
+    int64_t *n;
+    size_t count, cap, next;
+    double bytes;
+} wire_arrays;
+
+static lrp_status take(wire_arrays *A, float **dst, int64_t n, lrp_err *err)
+{
+    if (A->next >= A->count || A->n[A->next] != n)
+        return lrp_err_set(err, LRP_E_FORMAT, "arrays: array %zu does not fit the network",
+                           A->next);
+    *dst = A->a[A->next];
+    A->a[A->next++] = NULL;
+    return LRP_OK;
+}
+
+lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int *timed_out,
+                         unsigned what, const char *path, lrp_net **out, int **trace_layers,
+                         char *msg, size_t msgcap, lrp_err *err)
 {
     wire_head h;
     lrp_status st;
@@ -465,6 +518,7 @@ lrp_status cli_wire_recv(int fd, const struct timespec *deadline, int *timed_out
     const char **names = NULL;
     unsigned char *pres = NULL;
     int *counts = NULL;
+    wire_arrays A = {0};
     *out = NULL;
     if (trace_layers)
         *trace_layers = NULL;
@@ -472,6 +526,48 @@ lrp_status cli_wire_recv(int fd, const struct timespec *deadline, int *timed_out
     if ((st = wire_read(fd, deadline, timed_out, buf, n, what_, err))) goto done
 #define BAD(...) \
     do { st = lrp_err_set(err, LRP_E_FORMAT, __VA_ARGS__); goto done; } while (0)
+    /* the arrays as the child reads them, then the structure */
+    for (;;) {
+        char frame;
+        if (first >= 0) {
+            frame = (char)first;
+            first = -1;
+        } else {
+            RD(&frame, 1, "frame");
+        }
+        if (frame == FRAME_PAYLOAD)
+            break;
+        if (frame == FRAME_ERROR && msg) {
+            read_message(fd, msg, msgcap, deadline, timed_out);
+            BAD("the parser failed");
+        }
+        if (frame != FRAME_ARRAY || !(what & CLI_LOAD_ARRAYS))
+            BAD("frame: unexpected");
+        uint64_t bytes;
+        RD(&bytes, 8, "array");
+        A.bytes += (double)bytes;
+        if (bytes == 0 || bytes % sizeof(float) ||
+            A.bytes > (double)cli_limit_mem_mb() * 1048576.0)
+            BAD("array: %llu bytes, beyond the parser's memory limit", (unsigned long long)bytes);
+        if (A.count == A.cap) {
+            size_t cap = A.cap ? 2 * A.cap : 64;
+            float **na = realloc(A.a, cap * sizeof *na);
+            if (na)
+                A.a = na;
+            int64_t *nn = na ? realloc(A.n, cap * sizeof *nn) : NULL;
+            if (!nn) {
+                st = lrp_err_set(err, LRP_E_NOMEM, "out of memory");
+                goto done;
+            }
+            A.n = nn;
+            A.cap = cap;
+        }
+        A.a[A.count] = NULL;
+        A.n[A.count] = (int64_t)(bytes / sizeof(float));
+        if ((st = wire_floats(fd, deadline, timed_out, &A.a[A.count++], (int64_t)(bytes / 4),
+                              "array", err)))
+            goto done;
+    }
     RD(&h, sizeof h, "header");
     if (memcmp(h.magic, WIRE_MAGIC, 8) || h.what != what)
         BAD("header: not a network");
@@ -566,9 +662,6 @@ lrp_status cli_wire_recv(int fd, const struct timespec *deadline, int *timed_out
             BAD("%.3g values, more than the parser's memory limit holds", total);
     }
     const lrp_shape *outs = &net->layers[net->n_layers - 1].shape;
-    if ((h.present & 1) && (st = wire_floats(fd, deadline, timed_out, &net->r_out,
-                                             wire_numel(outs, net->batch), "relevance_out", err)))
-        goto done;
     if (h.present & 2) {
         if (!(net->target = malloc((size_t)net->batch * sizeof *net->target))) {
             st = lrp_err_set(err, LRP_E_NOMEM, "out of memory");
@@ -580,42 +673,42 @@ lrp_status cli_wire_recv(int fd, const struct timespec *deadline, int *timed_out
             if (net->target[b] < 0 || net->target[b] >= nout)
                 BAD("target out of range");
     }
+    if ((h.present & 1) && !(what & CLI_LOAD_ARRAYS) &&
+        (st = wire_floats(fd, deadline, timed_out, &net->r_out, wire_numel(outs, net->batch),
+                          "relevance_out", err)))
+        goto done;
     if (what & CLI_LOAD_ARRAYS) {
+        /* in the reader's order (send_arrays, lrp_h5_set_array_hook) */
         for (int i = 0; i < net->n_layers; i++) {
             lrp_layer *l = &net->layers[i];
             float **pv[6] = {&l->w, &l->b, &l->bn_gamma, &l->bn_beta, &l->bn_mean, &l->bn_var};
             for (int w = 0; w < 6; w++) {
                 lrp_shape ps;
                 if (lrp_layer_param_shape(net, i, w, &ps) &&
-                    (st = wire_floats(fd, deadline, timed_out, pv[w], lrp_shape_numel(&ps),
-                                      "parameters", err)))
+                    (st = take(&A, pv[w], lrp_shape_numel(&ps), err)))
                     goto done;
             }
         }
         const lrp_shape *ins = &net->layers[0].shape;
-        if ((st = wire_floats(fd, deadline, timed_out, &net->input, wire_numel(ins, net->batch),
-                              "input", err)))
-            goto done;
-        if ((h.present & 4) &&
-            ((st = wire_floats(fd, deadline, timed_out, &net->zbox_low, lrp_shape_numel(ins),
-                               "zbox", err)) ||
-             (st = wire_floats(fd, deadline, timed_out, &net->zbox_high, lrp_shape_numel(ins),
-                               "zbox", err))))
+        if ((st = take(&A, &net->input, wire_numel(ins, net->batch), err)) ||
+            ((h.present & 1) && (st = take(&A, &net->r_out, wire_numel(outs, net->batch), err))) ||
+            ((h.present & 4) && ((st = take(&A, &net->zbox_low, lrp_shape_numel(ins), err)) ||
+                                 (st = take(&A, &net->zbox_high, lrp_shape_numel(ins), err)))))
             goto done;
         for (int k = 0; k < net->n_traces; k++) {
             lrp_trace *t = &net->traces[k];
             const unsigned char *p = pres + (size_t)k * (size_t)net->n_layers;
-            for (int i = 0; i < net->n_layers; i++) {
-                int64_t n = wire_numel(&net->layers[i].shape, net->batch);
-                if (((p[i] & WIRE_REL) &&
-                     (st = wire_floats(fd, deadline, timed_out, &t->relevance[i], n, "trace", err))) ||
-                    ((p[i] & WIRE_LO) && (st = wire_floats(fd, deadline, timed_out,
-                                                           &t->relevance_lo[i], n, "trace", err))) ||
-                    ((p[i] & WIRE_ACT) && (st = wire_floats(fd, deadline, timed_out,
-                                                            &t->activation[i], n, "trace", err))))
-                    goto done;
-            }
+            float **g[3] = {t->relevance, t->relevance_lo, t->activation};
+            static const unsigned bit[3] = {WIRE_REL, WIRE_LO, WIRE_ACT};
+            for (int q = 0; q < 3; q++)
+                for (int i = 0; i < net->n_layers; i++)
+                    if ((p[i] & bit[q]) &&
+                        (st = take(&A, &g[q][i], wire_numel(&net->layers[i].shape, net->batch),
+                                   err)))
+                        goto done;
         }
+        if (A.next != A.count)
+            BAD("arrays: %zu more than the network has", A.count - A.next);
     }
     char end[8];
     RD(end, 8, "end");
@@ -630,6 +723,10 @@ lrp_status cli_wire_recv(int fd, const struct timespec *deadline, int *timed_out
 done:
 #undef RD
 #undef BAD
+    for (size_t k = 0; k < A.count; k++)
+        free(A.a[k]);
+    free(A.a);
+    free(A.n);
     lrp_net_free(net);
     free(names);
     free(pres);
@@ -645,12 +742,29 @@ struct load_ctx {
     lrp_net *net;      /* the child's parse */
     lrp_net **out;     /* the parent's copy */
     int **trace_layers;
+    int stream_bad;    /* the child could not send an array */
 };
+
+/* The child sends every array as soon as the reader has it: the parent
+ * copies it into its own buffer on the other core while the parse goes on */
+static void stream_array(void *vctx, const float *a, int64_t n)
+{
+    struct load_ctx *c = vctx;
+    float *p = (float *)a;
+    if (!c->stream_bad && send_array(sandbox_child_fd, &p, n, 0))
+        c->stream_bad = 1;
+}
 
 static lrp_status load_child(void *vctx, lrp_err *err)
 {
     struct load_ctx *c = vctx;
+    if (sandbox_child_fd >= 0 && (c->what & CLI_LOAD_ARRAYS))
+        lrp_h5_set_array_hook(stream_array, c);
     lrp_status st = lrp_fixture_read(&c->net, c->path, err);
+    lrp_h5_set_array_hook(NULL, NULL);
+    if (st == LRP_OK && c->stream_bad)
+        st = lrp_err_set(err, LRP_E_IO, "%s: cannot send the parsed network: %s", c->path,
+                         strerror(errno));
     if (st == LRP_OK && expect.cmd)
         st = cli_limits_check(c->net, c->path, expect.cmd, expect.work, expect.prec, expect.proof,
                               err);
@@ -660,20 +774,22 @@ static lrp_status load_child(void *vctx, lrp_err *err)
 static lrp_status load_send(void *vctx, int fd, lrp_err *err)
 {
     struct load_ctx *c = vctx;
-    return cli_wire_send(fd, c->net, c->what, 1, err);
+    /* the arrays went while the file was read: the structure follows */
+    return send_structure(fd, c->net, c->what, err);
 }
 
-static lrp_status load_recv(void *vctx, int fd, const struct timespec *deadline, int *timed_out,
-                            lrp_err *err)
+static lrp_status load_recv(void *vctx, int fd, int first, const struct timespec *deadline,
+                            int *timed_out, char *msg, size_t msgcap, lrp_err *err)
 {
     struct load_ctx *c = vctx;
-    return cli_wire_recv(fd, deadline, timed_out, c->what, c->path, c->out, c->trace_layers, err);
+    return cli_wire_recv(fd, first, deadline, timed_out, c->what, c->path, c->out,
+                         c->trace_layers, msg, msgcap, err);
 }
 
 lrp_status cli_load_ex(lrp_net **out, const char *path, unsigned what, int **trace_layers,
                        lrp_err *err)
 {
-    struct load_ctx c = {path, what, NULL, out, trace_layers};
+    struct load_ctx c = {path, what, NULL, out, trace_layers, 0};
     lrp_status st;
     *out = NULL;
     if (trace_layers)
