@@ -8,8 +8,11 @@
  * CPU-time limit, an address-space limit and a wall-clock deadline; a crash,
  * a kill or a timeout there becomes one line "FILE: file is corrupt or
  * unsupported (...)" and exit code 2, instead of taking the CLI down.  A
- * file the child parsed cleanly is then parsed again in-process (parsing is
- * deterministic, so it parses the same way).
+ * file the child parsed cleanly is not parsed again: the child streams each
+ * array to the parent as it reads it, then the network's structure
+ * (cli_wire_send / cli_wire_recv below), and the parent checks that stream
+ * as it would a file.  libhdf5 never runs on an untrusted file in the
+ * parent.
  */
 #define _GNU_SOURCE
 #include "cli.h"
