@@ -60,8 +60,35 @@ const char *cli_profile_names(void);
  * unsupported"; the child's own error message is passed through. */
 lrp_status cli_sandboxed(const char *path, lrp_status (*fn)(void *ctx, lrp_err *err), void *ctx,
                          lrp_err *err);
-/* Reads a fixture after a sandboxed trial parse. */
+/* Reads a fixture: parsed and validated in the sandboxed child, which
+ * hands the network to this process through a pipe (checked again here:
+ * the stream is as untrusted as the file).  LRP_NO_SANDBOX=1 parses
+ * in-process. */
 lrp_status cli_load(lrp_net **out, const char *path, lrp_err *err);
+/* What cli_load_ex hands over: the structure, relevance_out and target
+ * always; with CLI_LOAD_ARRAYS also the parameters, the input, the z^B
+ * bounds and the traces' arrays (without: those pointers NULL, for
+ * `info`).  Each trace's number of relevance layers goes to *trace_layers
+ * (malloc'ed, n_traces entries; NULL: not wanted). */
+#define CLI_LOAD_ARRAYS 1u
+lrp_status cli_load_ex(lrp_net **out, const char *path, unsigned what, int **trace_layers,
+                       lrp_err *err);
+/* The stream itself (tests): the child's net to fd -- its arrays (the
+ * real child sends them while it parses), then the structure; free_sent:
+ * the arrays are freed as they are sent -- and the parent's side, with a
+ * wall-clock deadline (NULL: none; *timed_out set when it passed).  first:
+ * the stream's first byte when already read, else -1.  An error report of
+ * the child inside the stream goes to msg (NULL: none expected). */
+lrp_status cli_wire_send(int fd, lrp_net *net, unsigned what, int free_sent, lrp_err *err);
+struct timespec;
+lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int *timed_out,
+                         unsigned what, const char *path, lrp_net **out, int **trace_layers,
+                         char *msg, size_t msgcap, lrp_err *err);
+
+/* Phase timing for benchmarks (bench/bench_process.sh): with LRP_TIMING set
+ * in the environment, prints "lrp-oracle: timing: WHAT S s (T s)" on stderr,
+ * S the wall time since the previous call, T since the first; else nothing. */
+void cli_phase(const char *what);
 
 /* Resource limits (tools/limits.c, docs/RELIABILITY.md section 3): the
  * work a command is about to do is estimated from the graph and refused

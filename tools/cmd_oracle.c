@@ -9,6 +9,8 @@
 #include <limits.h>
 #include <math.h>
 #include <mpfr.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +19,7 @@
 
 #include "backend_f32.h"
 #include "check.h"
+#include "h5io_int.h"
 #include "html.h"
 #include "ref_int.h"
 #include "safeout.h"
@@ -579,6 +582,36 @@ int cmd_trace(int argc, char **argv)
     "                 info and check read OUT as FILE with the trace added, and\n" \
     "                 refuse it if FILE has changed since (size and digest).\n"
 
+typedef struct digest_job {
+    const char *path;
+    uint64_t digest;
+    int64_t size;
+    lrp_status st;
+    lrp_err err;
+} digest_job;
+
+static void *digest_run(void *arg)
+{
+    digest_job *j = arg;
+    j->st = lrp_file_digest(&j->digest, &j->size, j->path, &j->err);
+    return NULL;
+}
+
+typedef struct copy_job {
+    const lrp_net *net;
+    const char *out, *source;
+    lrp_h5_writer *h;
+    lrp_status st;
+    lrp_err err;
+} copy_job;
+
+static void *copy_begin(void *arg)
+{
+    copy_job *j = arg;
+    j->st = lrp_h5_write_begin(&j->h, j->net, j->out, NULL, j->source, &j->err);
+    return NULL;
+}
+
 static int write_trace(int argc, char **argv, int reference)
 {
     const char *cmd = reference ? "reference" : "fast";
@@ -608,13 +641,36 @@ static int write_trace(int argc, char **argv, int reference)
         return rc;
     const char *path = argv[optind];
     lrp_net *net = NULL;
-    if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0)
+    /* the fixture's digest (a trace file records it) is a read of the
+     * whole file: done on the other core while the sandboxed child parses */
+    digest_job dj = {path, 0, 0, LRP_OK, {0}};
+    pthread_t dth;
+    int dth_on = o.trace_only && pthread_create(&dth, NULL, digest_run, &dj) == 0;
+    if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0) {
+        if (dth_on)
+            pthread_join(dth, NULL);
         return rc;
+    }
+    if (dth_on) {
+        pthread_join(dth, NULL);
+        cli_phase("fixture digest (joined)");
+    } else if (o.trace_only) {
+        digest_run(&dj);
+    }
     lrp_err e = {0};
     ref_ctx rcx = {0};
     lrp_backend be;
     lrp_f32_ctx *fcx = NULL;
     lrp_pipe *p = NULL;
+    const char *source = reference ? "reference" : "fastpath";
+    /* A copy is built and written on another thread while the relevance is
+     * computed: everything of FILE first, the new trace last (the file is
+     * the same as one write after the run; tests/test_h5io.c).  Not when
+     * FILE holds a trace of that name: it is replaced where it stands. */
+    copy_job cj = {net, o.out, source, NULL, LRP_OK, {0}};
+    pthread_t cth;
+    int cth_on = !o.trace_only && lrp_net_trace_find(net, source) < 0 &&
+                 pthread_create(&cth, NULL, copy_begin, &cj) == 0;
     if (reference) {
         rcx.prec = o.rules.prec;
         rcx.threads = o.rules.threads;
@@ -625,8 +681,20 @@ static int write_trace(int argc, char **argv, int reference)
     }
     /* only the relevance of every layer is stored: the engine mode skips
      * the audit data (same relevance bit for bit, tests/test_fastpath.c) */
+    cli_phase("engine setup");
     lrp_status st = lrp_pipe_run_ex(&p, &be, net, LRP_PIPE_RELEVANCE, &e);
-    const char *source = reference ? "reference" : "fastpath";
+    cli_phase("engine");
+    if (cth_on) {
+        /* the net is read by the writer until here; then it gains the trace */
+        pthread_join(cth, NULL);
+        cli_phase("copy written (joined)");
+        if (!st && cj.st) {
+            lrp_pipe_free(p);
+            lrp_f32_ctx_free(fcx);
+            lrp_net_free(net);
+            return cli_fail(&cj.err);
+        }
+    }
     if (!st && o.trace_only && lrp_net_trace_find(net, source) >= 0) {
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
@@ -639,6 +707,7 @@ static int write_trace(int argc, char **argv, int reference)
     }
     lrp_trace *t = st ? NULL : lrp_net_trace_add(net, source, &e);
     if (!t) {
+        lrp_h5_write_abort(cj.h);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
         lrp_net_free(net);
@@ -693,9 +762,12 @@ static int write_trace(int argc, char **argv, int reference)
         else
             memcpy(t->activation[i], p->L[i].act, (size_t)n * sizeof(float));
     }
+    cli_phase("trace copy");
     lrp_pipe_free(p);
     lrp_f32_ctx_free(fcx);
+    cli_phase("engine free");
     if (!ok) {
+        lrp_h5_write_abort(cj.h);
         lrp_net_free(net);
         return cli_usage_error(cmd, "%s", "out of memory");
     }
@@ -719,13 +791,21 @@ static int write_trace(int argc, char **argv, int reference)
         }
         if (same)
             memmove(fref, strrchr(fref, '/') + 1, strlen(strrchr(fref, '/') + 1) + 1);
-        st = lrp_file_digest(&tref.digest, &tref.size, path, &e);
+        st = dj.st;
+        tref.digest = dj.digest;
+        tref.size = dj.size;
+        if (st)
+            e = dj.err;
         if (!st)
             st = lrp_fixture_write_ex(net, dst, &tref, &e);
+    } else if (cj.h) {
+        st = lrp_h5_write_finish(cj.h, net, &e);
     } else {
         st = lrp_fixture_write(net, dst, &e);
     }
+    cli_phase("write");
     lrp_net_free(net);
+    cli_phase("free");
     if (st)
         return cli_fail(&e);
     /* the file itself may be on stdout: the note then goes to stderr */

@@ -146,7 +146,10 @@ static int cmd_info(int argc, char **argv)
     for (int a = optind; a < argc; a++) {
         lrp_net *net = NULL;
         lrp_err e = {0};
-        if (cli_load(&net, argv[a], &e) != LRP_OK)
+        int *trace_layers = NULL;
+        /* the structure alone: every array is checked in the sandboxed
+         * child, none is printed, so none is handed over */
+        if (cli_load_ex(&net, argv[a], 0, &trace_layers, &e) != LRP_OK)
             return cli_fail(&e);
         char eb[4][1024]; /* names from the file, made safe for a terminal */
         printf("%s\n", lrp_str_esc(eb[0], sizeof eb[0], argv[a]));
@@ -202,9 +205,7 @@ static int cmd_info(int argc, char **argv)
             printf("  traces: none\n");
         for (int t = 0; t < net->n_traces; t++) {
             const lrp_trace *tr = &net->traces[t];
-            int have = 0;
-            for (int i = 0; i < tr->n_layers; i++)
-                have += tr->relevance[i] != NULL;
+            int have = trace_layers[t];
             printf("  trace '%s': %d/%d layers, precision %d, producer '%s'%s%s%s%s\n",
                    lrp_str_esc(eb[0], sizeof eb[0], tr->source), have, tr->n_layers,
                    tr->precision, lrp_str_esc(eb[1], sizeof eb[1], tr->producer),
@@ -214,6 +215,7 @@ static int cmd_info(int argc, char **argv)
         }
         if (a + 1 < argc)
             printf("\n");
+        free(trace_layers);
         lrp_net_free(net);
     }
     return EXIT_OK;

@@ -1,0 +1,438 @@
+/*
+ * test_loadwire.c -- the parsed network as the sandboxed child hands it to
+ * the parent (tools/sandbox.c, cli_wire_send / cli_wire_recv), and the
+ * writer's own Fletcher32 (core/h5io.c).
+ *
+ *   - every suite fixture (with a trace added: relevance, low parts,
+ *     activations) read by lrp_fixture_read, sent and received, is the same
+ *     network bit for bit; the structure-only form (`info`) has no arrays
+ *     and the right trace counts; cli_load (the real fork) gives the same
+ *     network as lrp_fixture_read;
+ *   - the stream is untrusted (a child taken over by a hostile file can
+ *     write anything): every truncation and a seeded sample of byte flips
+ *     and random bytes must give an error with a one-line message or a
+ *     network that passes lrp_net_infer -- never a crash (ASan build) and
+ *     never an allocation beyond LRP_SANDBOX_MEM_MB;
+ *   - a silent writer is given up at the deadline;
+ *   - the writer in two steps (begin, the trace added, finish) writes the
+ *     same file as one write of the final net;
+ *   - lrp_h5_fletcher32 equals libhdf5's H5_checksum_fletcher32 on every
+ *     length 0..4096 and on large buffers of random, all-0xff and zero
+ *     bytes (the folds' representatives of 0 differ: 0 and 0xffff).
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fixtures.h"
+#include "h5io_int.h"
+#include "safeout.h"
+#include "util/testutil.h"
+
+#include "../tools/limits.c"
+#include "../tools/sandbox.c"
+
+/* libhdf5's own (exported, not in its public headers) */
+extern uint32_t H5_checksum_fletcher32(const void *data, size_t len);
+
+static char *dir;
+
+static int setup(void **state)
+{
+    (void)state;
+    dir = tu_mkdtemp("loadwire");
+    setenv("LRP_SANDBOX_MEM_MB", "256", 1);
+    unsetenv("LRP_NO_SANDBOX");
+    return dir ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    tu_rmtree(dir);
+    free(dir);
+    return 0;
+}
+
+static uint64_t rng = 0x9E3779B97F4A7C15u;
+static uint64_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* A suite fixture with a full trace, written and read back. */
+static lrp_net *fixture_with_trace(int k, char *path, size_t n)
+{
+    lrp_net *net = NULL;
+    lrp_err e = {0};
+    assert_int_equal(lrp_fixture_defs[k].build(&net, LRP_FIXTURE_SEED, &e), LRP_OK);
+    lrp_trace *t = lrp_net_trace_add(net, "wiretest", &e);
+    assert_non_null(t);
+    snprintf(t->producer, sizeof t->producer, "test_loadwire");
+    t->precision = 24;
+    for (int i = 0; i < net->n_layers; i++) {
+        int64_t c = lrp_shape_numel(&net->layers[i].shape) * net->batch;
+        if (i % 3 == 2)
+            continue; /* some layers not traced */
+        t->relevance[i] = malloc((size_t)c * sizeof(float));
+        t->activation[i] = malloc((size_t)c * sizeof(float));
+        if (i % 2)
+            t->relevance_lo[i] = malloc((size_t)c * sizeof(float));
+        for (int64_t j = 0; j < c; j++) {
+            t->relevance[i][j] = (float)(int32_t)next() * 0x1p-31f;
+            t->activation[i][j] = (float)j;
+            if (t->relevance_lo[i])
+                t->relevance_lo[i][j] = 0x1p-40f * (float)(j % 7);
+        }
+    }
+    snprintf(path, n, "%s/%s.h5", dir, lrp_fixture_defs[k].name);
+    assert_int_equal(lrp_fixture_write(net, path, &e), LRP_OK);
+    lrp_net_free(net);
+    net = NULL;
+    if (lrp_fixture_read(&net, path, &e) != LRP_OK)
+        fail_msg("%s", e.msg);
+    return net;
+}
+
+static void same_floats(const float *a, const float *b, int64_t n, const char *what)
+{
+    if (!a || !b) {
+        if (a != b)
+            fail_msg("%s: present on one side only", what);
+        return;
+    }
+    if (memcmp(a, b, (size_t)n * sizeof(float)))
+        fail_msg("%s: values differ", what);
+}
+
+static void same_net(const lrp_net *a, const lrp_net *b, int arrays)
+{
+    assert_int_equal(a->n_layers, b->n_layers);
+    assert_int_equal(a->batch, b->batch);
+    assert_true(a->seed == b->seed);
+    assert_string_equal(a->description, b->description);
+    assert_string_equal(a->composite, b->composite);
+    for (int i = 0; i < a->n_layers; i++) {
+        const lrp_layer *x = &a->layers[i], *y = &b->layers[i];
+        lrp_layer xc = *x, yc = *y;
+        xc.w = xc.b = xc.bn_gamma = xc.bn_beta = xc.bn_mean = xc.bn_var = NULL;
+        yc.w = yc.b = yc.bn_gamma = yc.bn_beta = yc.bn_mean = yc.bn_var = NULL;
+        assert_memory_equal(&xc, &yc, sizeof xc);
+        const float *px[6] = {x->w, x->b, x->bn_gamma, x->bn_beta, x->bn_mean, x->bn_var};
+        const float *py[6] = {y->w, y->b, y->bn_gamma, y->bn_beta, y->bn_mean, y->bn_var};
+        for (int w = 0; w < 6; w++) {
+            lrp_shape s;
+            if (!lrp_layer_param_shape(a, i, w, &s))
+                continue;
+            if (arrays)
+                same_floats(px[w], py[w], lrp_shape_numel(&s), x->name);
+            else
+                assert_null(py[w]);
+        }
+    }
+    int64_t nin = lrp_shape_numel(&a->layers[0].shape);
+    int64_t nout = lrp_shape_numel(&a->layers[a->n_layers - 1].shape);
+    same_floats(a->r_out, b->r_out, nout * a->batch, "r_out");
+    assert_true(!a->target == !b->target);
+    if (a->target)
+        assert_memory_equal(a->target, b->target, (size_t)a->batch * sizeof *a->target);
+    if (arrays) {
+        same_floats(a->input, b->input, nin * a->batch, "input");
+        same_floats(a->zbox_low, b->zbox_low, nin, "zbox_low");
+        same_floats(a->zbox_high, b->zbox_high, nin, "zbox_high");
+    } else {
+        assert_null(b->input);
+        assert_null(b->zbox_low);
+    }
+    assert_int_equal(a->n_traces, b->n_traces);
+    for (int k = 0; k < a->n_traces; k++) {
+        const lrp_trace *s = &a->traces[k], *t = &b->traces[k];
+        assert_string_equal(s->source, t->source);
+        assert_string_equal(s->producer, t->producer);
+        assert_string_equal(s->notes, t->notes);
+        assert_string_equal(s->profile, t->profile);
+        assert_string_equal(s->composite, t->composite);
+        assert_int_equal(s->precision, t->precision);
+        assert_memory_equal(s->rules, t->rules, (size_t)a->n_layers * sizeof *s->rules);
+        for (int i = 0; i < a->n_layers; i++) {
+            int64_t c = lrp_shape_numel(&a->layers[i].shape) * a->batch;
+            if (arrays) {
+                same_floats(s->relevance[i], t->relevance[i], c, "relevance");
+                same_floats(s->relevance_lo[i], t->relevance_lo[i], c, "relevance_lo");
+                same_floats(s->activation[i], t->activation[i], c, "activation");
+            } else {
+                assert_null(t->relevance[i]);
+            }
+        }
+    }
+}
+
+/* The stream of net (what) as bytes (in memory: thousands of cases). */
+static unsigned char *wire_bytes(lrp_net *net, unsigned what, size_t *len)
+{
+    lrp_err e = {0};
+    int fd = memfd_create("wire", 0);
+    assert_true(fd >= 0);
+    assert_int_equal(cli_wire_send(fd, net, what, 0, &e), LRP_OK);
+    off_t n = lseek(fd, 0, SEEK_END);
+    unsigned char *b = malloc((size_t)n + 1);
+    assert_non_null(b);
+    assert_int_equal(pread(fd, b, (size_t)n, 0), n);
+    close(fd);
+    *len = (size_t)n;
+    return b;
+}
+
+/* Receives bytes[0..n) as a stream. */
+static lrp_status wire_recv_bytes(const unsigned char *bytes, size_t n, unsigned what,
+                                  lrp_net **out, int **counts, lrp_err *e)
+{
+    int fd = memfd_create("wire", 0);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, bytes, n), (ssize_t)n);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    int timed_out = 0;
+    lrp_status st = cli_wire_recv(fd, -1, NULL, &timed_out, what, "x.h5", out, counts, NULL, 0, e);
+    close(fd);
+    assert_int_equal(timed_out, 0);
+    return st;
+}
+
+static void test_round_trip(void **state)
+{
+    (void)state;
+    for (int k = 0; k < lrp_fixture_count; k++) {
+        char path[4200];
+        lrp_net *net = fixture_with_trace(k, path, sizeof path);
+        for (unsigned what = 0; what <= CLI_LOAD_ARRAYS; what++) {
+            size_t n;
+            unsigned char *bytes = wire_bytes(net, what, &n);
+            lrp_net *got = NULL;
+            int *counts = NULL;
+            lrp_err e = {0};
+            if (wire_recv_bytes(bytes, n, what, &got, &counts, &e) != LRP_OK)
+                fail_msg("%s: %s", lrp_fixture_defs[k].name, e.msg);
+            same_net(net, got, what & CLI_LOAD_ARRAYS);
+            for (int t = 0; t < net->n_traces; t++) {
+                int have = 0;
+                for (int i = 0; i < net->n_layers; i++)
+                    have += net->traces[t].relevance[i] != NULL;
+                assert_int_equal(counts[t], have);
+            }
+            free(counts);
+            lrp_net_free(got);
+            free(bytes);
+        }
+        /* through the real sandbox (fork, pipe, deadline) */
+        lrp_net *viafork = NULL;
+        lrp_err e = {0};
+        if (cli_load(&viafork, path, &e) != LRP_OK)
+            fail_msg("%s: %s", lrp_fixture_defs[k].name, e.msg);
+        same_net(net, viafork, 1);
+        lrp_net_free(viafork);
+        lrp_net_free(net);
+    }
+}
+
+/* The writer in two steps (lrp-oracle fast: the copy is built while the
+ * trace is computed) writes the same bytes as one write of the final net. */
+static void test_split_write_same_file(void **state)
+{
+    (void)state;
+    for (int k = 0; k < lrp_fixture_count; k++) {
+        char path[4200], one[4200], two[4200];
+        lrp_net *net = fixture_with_trace(k, path, sizeof path);
+        snprintf(one, sizeof one, "%s/one.h5", dir);
+        snprintf(two, sizeof two, "%s/two.h5", dir);
+        lrp_err e = {0};
+        lrp_h5_writer *h = NULL;
+        assert_int_equal(lrp_h5_write_begin(&h, net, two, NULL, "late", &e), LRP_OK);
+        lrp_trace *t = lrp_net_trace_add(net, "late", &e);
+        assert_non_null(t);
+        snprintf(t->producer, sizeof t->producer, "test");
+        t->precision = 24;
+        int64_t c = lrp_shape_numel(&net->layers[0].shape) * net->batch;
+        t->relevance[0] = calloc((size_t)c, sizeof(float));
+        assert_non_null(t->relevance[0]);
+        if (lrp_h5_write_finish(h, net, &e) != LRP_OK)
+            fail_msg("%s", e.msg);
+        assert_int_equal(lrp_fixture_write(net, one, &e), LRP_OK);
+        if (!tu_files_equal(one, two))
+            fail_msg("%s: the two-step write differs from the one-step write",
+                     lrp_fixture_defs[k].name);
+        /* an abort leaves nothing behind */
+        assert_int_equal(lrp_h5_write_begin(&h, net, two, NULL, NULL, &e), LRP_OK);
+        lrp_h5_write_abort(h);
+        assert_int_equal(tu_count_entries(dir, LRP_TMP_MARK), 0);
+        lrp_net_free(net);
+    }
+}
+
+static void check_outcome(lrp_status st, lrp_net *got, const lrp_err *e, const char *what)
+{
+    if (st != LRP_OK) {
+        size_t len = strlen(e->msg);
+        if (!len || strchr(e->msg, '\n'))
+            fail_msg("%s: bad message '%s'", what, e->msg);
+        assert_null(got);
+        return;
+    }
+    /* accepted: a network the graph accepts */
+    lrp_err e2 = {0};
+    assert_non_null(got);
+    assert_int_equal(lrp_net_infer(got, "x", &e2), LRP_OK);
+}
+
+static void test_hostile_stream(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"cnn", "resnet", "mlp", "captum_cat"};
+    for (size_t f = 0; f < sizeof names / sizeof *names; f++) {
+        const lrp_fixture_def *d = lrp_fixture_lookup(names[f]);
+        if (!d)
+            continue;
+        char path[4200];
+        lrp_net *net = fixture_with_trace((int)(d - lrp_fixture_defs), path, sizeof path);
+        size_t n;
+        unsigned char *bytes = wire_bytes(net, CLI_LOAD_ARRAYS, &n);
+        unsigned char *copy = malloc(n);
+        assert_non_null(copy);
+        int accepted = 0, refused = 0;
+        /* every cut inside the header and the layers; then every 97th */
+        for (size_t cut = 0; cut < n; cut += cut < 8192 ? 1 : 97) {
+            lrp_net *got = NULL;
+            lrp_err e = {0};
+            lrp_status st = wire_recv_bytes(bytes, cut, CLI_LOAD_ARRAYS, &got, NULL, &e);
+            assert_int_not_equal(st, LRP_OK); /* a cut stream is never complete */
+            check_outcome(st, got, &e, "cut");
+            refused++;
+        }
+        /* flips and random bytes, mostly in the structure */
+        for (int r = 0; r < 3000; r++) {
+            memcpy(copy, bytes, n);
+            int k = 1 + (int)(next() % 4);
+            for (int j = 0; j < k; j++) {
+                size_t at = (next() % 4 == 0) ? next() % n : next() % (n < 16384 ? n : 16384);
+                copy[at] = (r % 2) ? (unsigned char)(copy[at] ^ (1u << (next() % 8)))
+                                   : (unsigned char)next();
+            }
+            lrp_net *got = NULL;
+            lrp_err e = {0};
+            lrp_status st = wire_recv_bytes(copy, n, CLI_LOAD_ARRAYS, &got, NULL, &e);
+            check_outcome(st, got, &e, "flip");
+            if (st == LRP_OK)
+                accepted++;
+            else
+                refused++;
+            lrp_net_free(got);
+        }
+        printf("  %s: %zu-byte stream, %d refused, %d accepted (values or padding changed)\n",
+               names[f], n, refused, accepted);
+        free(copy);
+        free(bytes);
+        lrp_net_free(net);
+    }
+}
+
+static void test_silent_writer_times_out(void **state)
+{
+    (void)state;
+    int fds[2];
+    assert_int_equal(pipe(fds), 0);
+    /* the start of the structure, then nothing, the write end kept open */
+    char part[16] = "NLRPWIRE\x01";
+    assert_int_equal(write(fds[1], part, 12), 12);
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_nsec += 200000000L;
+    if (deadline.tv_nsec >= 1000000000L) {
+        deadline.tv_sec++;
+        deadline.tv_nsec -= 1000000000L;
+    }
+    lrp_net *got = NULL;
+    lrp_err e = {0};
+    int timed_out = 0;
+    lrp_status st = cli_wire_recv(fds[0], -1, &deadline, &timed_out, CLI_LOAD_ARRAYS, "x.h5",
+                                  &got, NULL, NULL, 0, &e);
+    assert_int_not_equal(st, LRP_OK);
+    assert_int_equal(timed_out, 1);
+    assert_null(got);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+static uint32_t naive_fletcher32(const unsigned char *d, size_t n)
+{
+    /* the textbook loop, as libhdf5 writes it */
+    size_t len = n / 2;
+    uint32_t s1 = 0, s2 = 0;
+    while (len) {
+        size_t t = len > 360 ? 360 : len;
+        len -= t;
+        do {
+            s1 += (uint32_t)d[0] << 8 | d[1];
+            d += 2;
+            s2 += s1;
+        } while (--t);
+        s1 = (s1 & 0xffff) + (s1 >> 16);
+        s2 = (s2 & 0xffff) + (s2 >> 16);
+    }
+    if (n % 2) {
+        s1 += (uint32_t)*d << 8;
+        s2 += s1;
+        s1 = (s1 & 0xffff) + (s1 >> 16);
+        s2 = (s2 & 0xffff) + (s2 >> 16);
+    }
+    s1 = (s1 & 0xffff) + (s1 >> 16);
+    s2 = (s2 & 0xffff) + (s2 >> 16);
+    return s2 << 16 | s1;
+}
+
+static void test_fletcher32(void **state)
+{
+    (void)state;
+    size_t big = (size_t)3 << 20;
+    unsigned char *b = malloc(big + 1);
+    assert_non_null(b);
+    for (int fill = 0; fill < 3; fill++) {
+        for (size_t i = 0; i <= big; i++)
+            b[i] = fill == 0 ? (unsigned char)next() : fill == 1 ? 0xff : 0;
+        for (size_t n = 0; n <= 4096; n++) {
+            uint32_t want = H5_checksum_fletcher32(b, n);
+            assert_int_equal(lrp_h5_fletcher32(b, n), want);
+            assert_int_equal(naive_fletcher32(b, n), want);
+        }
+        for (size_t n = big - 5; n <= big; n++)
+            assert_int_equal(lrp_h5_fletcher32(b, n), H5_checksum_fletcher32(b, n));
+    }
+    free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fletcher32),
+        cmocka_unit_test(test_round_trip),
+        cmocka_unit_test(test_split_write_same_file),
+        cmocka_unit_test(test_hostile_stream),
+        cmocka_unit_test(test_silent_writer_times_out),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
