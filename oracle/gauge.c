@@ -1294,9 +1294,9 @@ static int backward_bounds(ctx *c)
         if (c->local) {
             /* every consumer of li has contributed: what arrived is the
              * local bound of li's relevance; then restart from the error of
-             * the given relevance: its binary32 rounding (0.5 u |R|) when
+             * the given relevance: its binary32 rounding (at most u |R|, round to nearest) when
              * it is the reference's, none when it is the subject's own */
-            double rin = c->inputs == LRP_GI_ROUNDED ? 0.5 : 0.0;
+            double rin = c->inputs == LRP_GI_ROUNDED ? 1.0 : 0.0;
             if (c->lam > 0) {
                 /* the total of this tensor: the merge of its consumers adds
                  * nc - 1 roundings per cell */
