@@ -28,10 +28,10 @@ _lrp_oracle()
         COMPREPLY=($(compgen -W "sign0_pos signbit sign0_zero zero_only skip_zero positive" -- "$cur"))
         return 0 ;;
     --flag)
-        COMPREPLY=($(compgen -W "gamma_generalized zennit_gamma_drop0 innvestigate_ab_fullbias captum_a1b0 wta_split_ties" -- "$cur"))
+        COMPREPLY=($(compgen -W "gamma_generalized zennit_gamma_drop0 innvestigate_ab_fullbias captum_a1b0 captum_gamma_fullbias wta_split_ties captum_maxpool_eps" -- "$cur"))
         return 0 ;;
     --bn)
-        COMPREPLY=($(compgen -W "explicit fine canonize" -- "$cur"))
+        COMPREPLY=($(compgen -W "explicit fine canonize pass" -- "$cur"))
         return 0 ;;
     --profile)
         COMPREPLY=($(compgen -W "zennit captum innvestigate innvestigate-2018 rpjl lrp-toolbox lrp-toolbox-caffe" -- "$cur"))

@@ -456,6 +456,15 @@ static void test_options_without_effect_refused(void **state)
         want_refused(run("%s", cases[i][0]), cases[i][0], cases[i][1], NULL);
     assert_int_equal(access(P("t.json"), F_OK), -1);
     assert_int_equal(access(P("t.xml"), F_OK), -1);
+    /* compare: a trace that states its rules replaces the rule options;
+     * a parameter without --rule/--composite was silently ignored */
+    assert_int_equal(run("fast fx/mlp.h5 --out tr.h5"), 0);
+    want_refused(run("compare --no-color --source fastpath --eps 0.1 tr.h5"), "compare --eps",
+                 "--rule or --composite", NULL);
+    want_refused(run("compare --no-color --source fastpath --convention signbit tr.h5"),
+                 "compare --convention", "--rule or --composite", NULL);
+    assert_int_equal(run("compare --no-color --source fastpath --rule epsilon --eps 0.1 tr.h5"), 1);
+    assert_int_equal(run("compare --no-color --source fastpath tr.h5"), 0);
 }
 
 static void test_subnormal_eps(void **state)

@@ -355,8 +355,21 @@ static int judge(int argc, char **argv, int compare)
                 continue;
             }
             /* the reference is computed under the trace's own assignment,
-             * unless rule options override it explicitly */
-            if (!o.rules.has_rule && !o.rules.has_composite && net->traces[t].rules)
+             * unless rule options override it explicitly; a rule parameter
+             * alone would be replaced by the trace's rules: refused, not
+             * ignored */
+            const cli_rules *ro = &o.rules;
+            if (!ro->has_rule && !ro->has_composite && net->traces[t].rules &&
+                (ro->has_stab || ro->has_eps || ro->has_gamma || ro->has_alpha || ro->has_beta ||
+                 ro->has_box || ro->no_bias || ro->flags || ro->maxpool_eps || ro->bn_mode)) {
+                lrp_net_free(net);
+                exit_code = cli_usage_error(cmd, "%s",
+                                            "rule options without --rule or --composite would "
+                                            "be replaced by the rules the trace states: give "
+                                            "--rule or --composite to override them");
+                break;
+            }
+            if (!ro->has_rule && !ro->has_composite && net->traces[t].rules)
                 for (int i = 0; i < net->n_layers; i++)
                     net->layers[i].rule = net->traces[t].rules[i];
         }
