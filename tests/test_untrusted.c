@@ -162,16 +162,18 @@ static void test_huge_declared_tensors_refused(void **state)
     free(b);
     assert_true(n < 256 * 1024); /* tens of KB on disk ... */
     double t0 = now_s();
-    int rc = run("check --no-color fill.h5");
+    /* the streamed oracle reads weights in place: the honest estimate of
+     * this check is ~2.4 GiB, under the default 8 GiB, so the limit is set
+     * below it here (the mechanism under test is the same) */
+    int rc = runx("LRP_SANDBOX_MEM_MB=2048", "check --no-color fill.h5");
     double dt = now_s() - t0;
     struct rusage ru;
     getrusage(RUSAGE_CHILDREN, &ru);
-    /* ... 201M parameters: the check would take ~30 GiB (tools/limits.c);
-     * refused from the estimate, before the work */
+    /* ... 201M parameters: refused from the estimate, before the work */
     want_refused(rc, "fill-value Dense 8192^2 x 3", "LRP_SANDBOX_MEM_MB", "fill.h5");
     assert_non_null(strstr(err, "not started"));
     /* the parse (in the sandboxed child) holds the 0.8 GB of weights once;
-     * 2 GiB leaves room for the allocator, far below the ~30 GiB; the
+     * 2 GiB leaves room for the allocator; the
      * time limit is generous for a loaded 2-core machine (measured 1.4 s) */
     printf("    refused in %.1f s, largest child RSS %ld MiB\n", dt, ru.ru_maxrss / 1024);
     assert_true(ru.ru_maxrss < 2L * 1024 * 1024);
