@@ -81,19 +81,8 @@ def _onehot_out(m):
 
 def canon_bn_rules(layers, rules):
     """bn_canonize where the format allows it, pass elsewhere."""
-    users = {}
-    for L in layers:
-        for n in L["inputs"]:
-            users[n] = users.get(n, 0) + 1
-    kinds = {L["name"]: L["kind"] for L in layers}
-    for L in layers:
-        if L["kind"] == "BatchNorm":
-            src = L["inputs"][0]
-            if kinds[src] in ("Conv2D", "Dense") and users[src] == 1:
-                rules[L["name"]] = {"rule": "lrp0", "flags": ["bn_canonize"]}
-            else:
-                rules[L["name"]] = {"rule": "pass"}
-    return rules
+    import lrp_peers
+    return lrp_peers._bn_rules(layers, rules, lambda name: {"rule": "pass"})
 
 
 def run_zennit(path, composite_name):
