@@ -655,21 +655,14 @@ static int write_trace(int argc, char **argv, int reference)
     const char *path = argv[optind];
     lrp_net *net = NULL;
     /* the fixture's digest (a trace file records it) is a read of the
-     * whole file: done on the other core while the sandboxed child parses */
+     * whole file, made after the load: a thread running while the sandbox
+     * forks its child can leave a lock (malloc's, ASan's) held in the child,
+     * which then hangs (seen under ASan: "parsing did not finish") */
     digest_job dj = {path, 0, 0, LRP_OK, {0}};
-    pthread_t dth;
-    int dth_on = o.trace_only && pthread_create(&dth, NULL, digest_run, &dj) == 0;
-    if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0) {
-        if (dth_on)
-            pthread_join(dth, NULL);
+    if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0)
         return rc;
-    }
-    if (dth_on) {
-        pthread_join(dth, NULL);
-        cli_phase("fixture digest (joined)");
-    } else if (o.trace_only) {
+    if (o.trace_only)
         digest_run(&dj);
-    }
     lrp_err e = {0};
     ref_ctx rcx = {0};
     lrp_backend be;
