@@ -1,4 +1,4 @@
-# lrp-oracle -- one non-recursive Makefile (STYLE.md "Build").
+# lrp-oracle -- one non-recursive Makefile (docs/DESIGN.md "Build").
 #
 #   make            build library, CLI and tests
 #   make run        set up, build, run the oracle over the fixture suite

@@ -10,7 +10,7 @@
  * error stack is turned into one line "PATH: OBJECT: problem".
  *
  * The writer only writes networks that pass lrp_net_infer, uses the 1.10
- * file format with chunked, Fletcher32-checksummed datasets (FORMATS.md: the
+ * file format with chunked, Fletcher32-checksummed datasets (docs/RELIABILITY.md section 0: the
  * combination that corrupt files cannot crash or hang), switches off object
  * timestamps so two writes of one net are byte-identical, and goes through a
  * temporary file in the target directory plus rename(), so a failed or killed

@@ -2,7 +2,7 @@
  * keras_import.c -- Keras .h5 model files (tf.keras 2.x, Keras <= 2.2.2,
  * Keras 3 legacy .h5) to an lrp_net.  docs/KERAS.md is the user view.
  *
- * Conventions bridged (FORMATS.md "Layouts"):
+ * Conventions bridged (docs/KERAS.md "Layout"):
  *  - activations NHWC -> NCHW: Input (N,H,W,C) -> (C,H,W); channel axes of
  *    BatchNormalization / Concatenate are checked to be the channel axis;
  *  - Dense kernel (in, out) -> (out, in); Conv2D kernel (kh, kw, in/g, out)

@@ -1,6 +1,6 @@
 /*
  * pipeline.h -- the per-layer LRP algorithm, written once over a backend
- * vtable (STYLE.md: "the algorithm is written once, the arithmetic twice").
+ * vtable (docs/DESIGN.md: "the algorithm is written once, the arithmetic twice").
  *
  * Two halves:
  *

@@ -10,7 +10,7 @@
  * Flatten of (C, H, W) yields index c*H*W + h*W + w (PyTorch's order).
  * Dense weight is (out, in); Conv2D weight is (out, in/groups, kH, kW).
  *
- * Three kinds of failure (STYLE.md): programmer errors abort (LRP_ASSERT),
+ * Three kinds of failure (docs/DESIGN.md): programmer errors abort (LRP_ASSERT),
  * recoverable errors return an lrp_status and fill an lrp_err with one line
  * "FILE: OBJECT: problem", numerical events are sticky flags in traces.
  */

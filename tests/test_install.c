@@ -151,6 +151,12 @@ static void test_deps_tiers(void **state)
     free(n);
     for (int t = 0; t < 4; t++)
         free(l[t]);
+    /* the project stands alone: nothing points at documents outside it
+     * (the pattern is written so that it does not match this line) */
+    if (tu_sh("cd '%s' && grep -rIlE 'STYLE[.]md|FORMATS[.]md|LRP-SPEC[.]md|[.][.]/shared' "
+              "--exclude-dir='build*' --exclude-dir=.git . >'%s/outside.txt'",
+              srcdir, tmp) == 0)
+        fail_msg("files point outside the project: %s", slurp_in("outside.txt"));
 }
 
 /* ---- 2 and 3. install, link, run ---- */

@@ -2,7 +2,7 @@
  * sandbox.c -- parsing untrusted files in a forked child.
  *
  * libhdf5 can crash or loop on corrupted files written with the default
- * ("earliest") format (FORMATS.md: 10 segfaults and 8 hangs in 10,322
+ * ("earliest") format (docs/RELIABILITY.md section 0: 10 segfaults and 8 hangs in 10,322
  * single-byte flips), and Keras models or traces from other tools are such
  * files.  So the first parse of any file happens in a child process with a
  * CPU-time limit, an address-space limit and a wall-clock deadline; a crash,
