@@ -764,11 +764,31 @@ static void tl_forward(lrp_run_report *rep, const lrp_net *net, float *const *go
                          ((l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) &&
                           (l->rule.rule == LRP_RULE_EPSILON || l->rule.rule == LRP_RULE_ZERO) &&
                           l->rule.bias);
-        if (den_is_out && l->rule.stab == LRP_STAB_SIGNBIT && lr->fwd.zero_sign_differs) {
+        /* Except one direction: the reference's -0 is a sum whose every
+         * summand is -0 (mpfr_sum's rule, docs/SPEC.md), and a float32 sum
+         * that starts from +0 (BLAS's C = 0 + A B, PyTorch's addmm) gives +0
+         * there: both are IEEE evaluations of the layer, so +0 for -0 is
+         * the implementation's choice, reported and ILL-CONDITIONED (what
+         * the choice does to the relevance is judged there). A -0 where
+         * the reference has +0 has no float32 evaluation behind it (a sum
+         * with a +0 summand or an exact cancellation is +0 in round to
+         * nearest): FAIL. Measured: PyTorch's nn.Linear activations on the
+         * negzero fixture, two units. */
+        int64_t zsd = lr->fwd.zero_sign_differs, zpn = lr->fwd.zero_pos_for_neg;
+        if (den_is_out && l->rule.stab == LRP_STAB_SIGNBIT && zsd > zpn) {
             append(lr->why, sizeof lr->why,
-                   "%s%lld outputs (denominators under signbit) are zeros of the wrong sign",
-                   lr->why[0] ? "; " : "", (long long)lr->fwd.zero_sign_differs);
+                   "%s%lld outputs (denominators under signbit) are -0 where the exact sum is +0",
+                   lr->why[0] ? "; " : "", (long long)(zsd - zpn));
             lr->fwd_verdict = LRP_V_FAIL;
+        }
+        if (den_is_out && l->rule.stab == LRP_STAB_SIGNBIT && zpn > 0) {
+            append(lr->why, sizeof lr->why,
+                   "%s%lld outputs (denominators under signbit) are +0 where the exact sum of "
+                   "negative zeros is -0 (a float32 sum started from +0 gives +0: the stabilizer's "
+                   "direction there is the implementation's choice)",
+                   lr->why[0] ? "; " : "", (long long)zpn);
+            if (lr->fwd_verdict < LRP_V_ILL_CONDITIONED)
+                lr->fwd_verdict = LRP_V_ILL_CONDITIONED;
         }
     }
     if (lr->has_fwd && !ok_verdict(lr->fwd_verdict) && rep->fwd_origin < 0)

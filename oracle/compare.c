@@ -188,8 +188,11 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
         }
         if (same_bits(g, h))
             out->bitwise_equal++;
-        else if (g == 0.0f && h == 0.0f)
+        else if (g == 0.0f && h == 0.0f) {
             out->zero_sign_differs++;
+            if (!signbit(g))
+                out->zero_pos_for_neg++;
+        }
         if (isnan(g))
             out->got_nan++;
         else if (isinf(g))

@@ -70,6 +70,7 @@ typedef struct lrp_layer_cmp {
     int64_t count[LRP_V_COUNT];    /* cells per verdict */
     int64_t bitwise_equal;
     int64_t zero_sign_differs;     /* +0 vs -0 */
+    int64_t zero_pos_for_neg;      /* of those: got +0 where the reference is -0 */
     int64_t got_nan, got_inf, ref_undefined;
     double max_ulp;                /* over finite pairs */
     double max_rel;                /* relative to |ref|, finite pairs, ref != 0 */

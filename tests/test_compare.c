@@ -146,6 +146,7 @@ static void test_layer_stats(void **state)
     assert_int_equal(c.count[LRP_V_PASS], N - 3);
     assert_int_equal(c.bitwise_equal, N - 5);
     assert_int_equal(c.zero_sign_differs, 1);
+    assert_int_equal(c.zero_pos_for_neg, 0); /* got -0 for +0: the other direction */
     assert_true(c.max_ulp >= 1.0);
     assert_true(fabs(c.max_rel - 2.0) < 1e-12); /* the sign flip: |(-h) - h| / h */
     /* percentiles are sorted and the max is infinite (the NaN cell) */

@@ -682,6 +682,65 @@ static void reference_trace_passes(const char *name)
     lrp_net_free(net);
 }
 
+/* A trace whose activations carry zeros of the other sign at a signbit
+ * denominator (the negzero fixture's fc1 has exact +0 and -0 outputs).
+ * +0 where the reference has -0 (every summand -0) is what a float32 sum
+ * started from +0 gives (BLAS, PyTorch's addmm): ILL-CONDITIONED, not a
+ * false alarm. -0 where the reference has +0 has no float32 evaluation
+ * behind it: FAIL. */
+static void negzero_flipped_zero(int to_pos)
+{
+    lrp_net *net = build("negzero");
+    lrp_rule_spec r = lrp_rule_default(LRP_RULE_EPSILON);
+    r.stab = LRP_STAB_SIGNBIT;
+    lrp_rule_apply_all(net, &r);
+    float **acts = NULL, **rel = fast_relevance(net, &acts);
+    int li = -1;
+    for (int i = 0; i < net->n_layers; i++)
+        if (!strcmp(net->layers[i].name, "fc1"))
+            li = i;
+    assert_true(li > 0);
+    int64_t flipped = 0;
+    for (int64_t k = 0; k < cells(net, li); k++)
+        if (acts[li][k] == 0.0f && (signbit(acts[li][k]) != 0) == to_pos) {
+            acts[li][k] = to_pos ? 0.0f : -0.0f;
+            flipped++;
+        }
+    assert_true(flipped > 0); /* the fixture has both signs of zero there */
+    add_trace(net, "flipped", rel);
+    lrp_trace *t = &net->traces[net->n_traces - 1];
+    for (int i = 0; i < net->n_layers; i++) {
+        t->activation[i] = acts[i];
+        acts[i] = NULL;
+    }
+    lrp_run_report rep = judge(net, "flipped");
+    lrp_verdict fv = rep.layers[li].fwd_verdict;
+    int ok = lrp_run_ok(&rep);
+    lrp_run_report_free(&rep);
+    if (to_pos) {
+        assert_int_equal(fv, LRP_V_ILL_CONDITIONED);
+        assert_true(ok);
+    } else {
+        assert_int_equal(fv, LRP_V_FAIL);
+        assert_false(ok);
+    }
+    free_layers(rel, net->n_layers);
+    free_layers(acts, net->n_layers);
+    lrp_net_free(net);
+}
+
+static void test_negzero_pos_for_neg_is_ill_conditioned(void **state)
+{
+    (void)state;
+    negzero_flipped_zero(1);
+}
+
+static void test_negzero_neg_for_pos_fails(void **state)
+{
+    (void)state;
+    negzero_flipped_zero(0);
+}
+
 static void test_reference_trace_resnet_passes(void **state)
 {
     (void)state;
@@ -702,6 +761,8 @@ int main(void)
         cmocka_unit_test(test_clean_vgg16s_batch2_passes),
         cmocka_unit_test(test_reference_trace_resnet_passes),
         cmocka_unit_test(test_reference_trace_cnn_passes),
+        cmocka_unit_test(test_negzero_pos_for_neg_is_ill_conditioned),
+        cmocka_unit_test(test_negzero_neg_for_pos_fails),
         cmocka_unit_test(test_sign_input),
         cmocka_unit_test(test_sign_all),
         cmocka_unit_test(test_zero_below_output),
