@@ -560,6 +560,51 @@ static void test_roundtrip_cnn(void **state)
     lrp_net_free(b);
 }
 
+/* A chain deeper than the writer's link-estimate threshold (256 layers):
+ * its per-layer groups are created with sized object headers; the file
+ * must read back to the same net and trace, and rewrite to the same bytes. */
+static void test_roundtrip_deep_chain(void **state)
+{
+    (void)state;
+    lrp_net *a = lrp_net_new();
+    assert_non_null(a);
+    g_lcg = 777u;
+    int prev = add(a, LRP_LAYER_INPUT, "in", -1, -1);
+    a->layers[prev].shape.rank = 1;
+    a->layers[prev].shape.d[0] = 4;
+    char name[32];
+    for (int k = 0; k < 200; k++) {
+        snprintf(name, sizeof name, "fc%d", k);
+        prev = add(a, LRP_LAYER_DENSE, name, prev, -1);
+        a->layers[prev].units = 4;
+        a->layers[prev].has_bias = 1;
+        snprintf(name, sizeof name, "relu%d", k);
+        prev = add(a, LRP_LAYER_RELU, name, prev, -1);
+    }
+    assert_true(a->n_layers > 256);
+    infer_ok(a);
+    fill_params(a);
+    fill_input(a, 1);
+    a->target = calloc(1, sizeof *a->target);
+    lrp_rule_spec eps = lrp_rule_default(LRP_RULE_EPSILON);
+    lrp_rule_apply_all(a, &eps);
+    lrp_err e;
+    lrp_trace *t = lrp_net_trace_add(a, "deep", &e);
+    assert_non_null(t);
+    t->precision = 24;
+    for (int i = 0; i < a->n_layers; i++) {
+        t->relevance[i] = vals(4);
+        t->activation[i] = vals(4);
+    }
+    write_ok(a, path_of("deep.h5"));
+    lrp_net *b = read_ok(path_of("deep.h5"));
+    assert_nets_equal(a, b);
+    write_ok(b, path_of("deep2.h5"));
+    assert_true(tu_files_equal(path_of("deep.h5"), path_of("deep2.h5")));
+    lrp_net_free(a);
+    lrp_net_free(b);
+}
+
 static void test_byte_identical(void **state)
 {
     (void)state;
@@ -1193,6 +1238,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_roundtrip_mlp),
         cmocka_unit_test(test_roundtrip_cnn),
+        cmocka_unit_test(test_roundtrip_deep_chain),
         cmocka_unit_test(test_byte_identical),
         cmocka_unit_test(test_write_refuses_invalid_net),
         cmocka_unit_test(test_write_failure_keeps_target),
