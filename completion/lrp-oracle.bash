@@ -42,7 +42,7 @@ _lrp_oracle()
     --out|--dir|--html)
         COMPREPLY=($(compgen -d -- "$cur"))
         return 0 ;;
-    --json|--junit)
+    --json|--junit|--keep)
         COMPREPLY=($(compgen -f -- "$cur"))
         return 0 ;;
     --eps|--gamma|--alpha|--beta|--box|--prec|--threads|--seed|--source|--only|--layers|--samples)
@@ -51,8 +51,8 @@ _lrp_oracle()
     local opts=""
     case "$cmd" in
     help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return 0 ;;
-    check) opts="$rules $report" ;;
-    compare) opts="$rules $report --source --require-all" ;;
+    check) opts="$rules $report --keep --progress" ;;
+    compare) opts="$rules $report --source --require-all --keep --progress" ;;
     trace) opts="$rules --no-color --help" ;;
     reference|fast) opts="$rules --out --help" ;;
     heatmap) opts="$rules --out --source --layers --samples --no-proof --help" ;;

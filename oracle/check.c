@@ -731,7 +731,7 @@ static void take_tl(void *ctx, const lrp_pipe *p, int li, int bwd)
  * reference's step on the trace's own inputs */
 static void tl_forward(lrp_run_report *rep, const lrp_net *net, float *const *got_act,
                        const lrp_pipe *loc, const tl_take *Tp, const lrp_gauge *G, int li,
-                       int64_t B)
+                       int64_t B, lrp_keep *keep)
 {
     const tl_take TT = *Tp;
     const lrp_gauge GL = *G;
@@ -751,6 +751,7 @@ static void tl_forward(lrp_run_report *rep, const lrp_net *net, float *const *go
         const lrp_tolerance *tol =
             lrp_tolerance_for(net->layers[li].rule.rule, net->layers[li].kind);
         lr->fwd_verdict = lrp_compare_cells(&lr->fwd, got_act[li], &cr, n, tol);
+        lrp_keep_layer(keep, LRP_KEEP_LOCAL_FWD, net, li, got_act[li], &cr, lr->fwd_verdict);
         lr->has_fwd = 1;
         /* where this output is the denominator and the convention
          * reads the sign bit, a zero of the wrong sign is a wrong
@@ -824,7 +825,7 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
     if (!bwd) {
         if (!J->exact_act)
             return LRP_OK;
-        tl_forward(rep, net, J->got_act, J->loc, J->TT, Gp, li, B);
+        tl_forward(rep, net, J->got_act, J->loc, J->TT, Gp, li, B, J->o->keep);
         /* the reference's forward output of this layer is judged */
         free(J->TT->fwd_hi[li]);
         free(J->TT->fwd_lo[li]);
@@ -892,6 +893,7 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
     const lrp_tolerance *tol =
         lrp_tolerance_for(net->layers[rule_layer].rule.rule, net->layers[rule_layer].kind);
     lrp_verdict v = lrp_compare_cells(&lr->tlocal, got[i], &cr, n, tol);
+    lrp_keep_layer(o->keep, LRP_KEEP_LOCAL, net, i, got[i], &cr, v);
     lr->has_tlocal = 1;
     rep->n_judged++;
     const lrp_layer_cmp *m = &lr->tlocal;
@@ -1218,6 +1220,7 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
                            G.sharp[i],  G.scond[i]};
         const lrp_tolerance *tol = lrp_tolerance_for(rs.rule, net->layers[prod].kind);
         lr->verdict = lrp_compare_cells(&lr->e2e, got[i], &cr, n, tol);
+        lrp_keep_layer(o->keep, LRP_KEEP_E2E, net, i, got[i], &cr, lr->verdict);
         if (o->keep_cells >= (i == 0 ? 1 : 2) && keep_cells(lr, got[i], &cr, n, tol))
             return e2e_oom(J);
         lrp_minmax mf;

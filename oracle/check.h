@@ -47,7 +47,28 @@ typedef struct lrp_check_opts {
     /* keep per-cell copies of the compared layers in the report (heatmaps,
      * HTML); 1: the input layer only, 2: every layer */
     int keep_cells;
+    /* --keep FILE (oracle/keep.c): every judged layer's per-cell arrays
+     * written to FILE as the layer is judged; NULL: nothing kept */
+    struct lrp_keep *keep;
 } lrp_check_opts;
+
+/* Keep files (oracle/keep.c, docs/FORMAT.md "Keep files"). */
+typedef struct lrp_keep lrp_keep;
+typedef enum lrp_keep_kind {
+    LRP_KEEP_E2E = 0,   /* /end_to_end */
+    LRP_KEEP_LOCAL,     /* /local */
+    LRP_KEEP_LOCAL_FWD  /* /local_forward */
+} lrp_keep_kind;
+/* Opens FILE (a temporary beside it until the commit). */
+lrp_status lrp_keep_open(lrp_keep **k, const char *path, lrp_err *err);
+/* Writes one judged tensor; a failure is remembered and reported by the
+ * commit (the run goes on). */
+void lrp_keep_layer(lrp_keep *k, lrp_keep_kind kind, const lrp_net *net, int li,
+                    const float *subject, const lrp_cell_ref *ref, lrp_verdict v);
+/* Finishes and renames into place, or reports the first failure; frees k. */
+lrp_status lrp_keep_commit(lrp_keep *k, const char *label, const char *source, lrp_err *err);
+/* Discards the temporary file; frees k. */
+void lrp_keep_abort(lrp_keep *k);
 
 
 void lrp_check_opts_default(lrp_check_opts *o);

@@ -15,7 +15,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <hdf5.h>
+#include <math.h>
 
+#include "h5io_int.h"
+#include "lrp.h"
 #include "util/testutil.h"
 
 static char cli[4200];
@@ -183,6 +187,103 @@ static void test_bad_files(void **state)
     expect_bad(args, p, NULL);
 }
 
+/* Reads a float dataset of a keep file whole; returns its element count. */
+static int64_t keep_read(hid_t f, const char *path, float **v)
+{
+    hid_t d = H5Dopen2(f, path, H5P_DEFAULT);
+    if (d < 0)
+        fail_msg("keep file: no dataset %s", path);
+    hid_t sp = H5Dget_space(d);
+    int64_t n = (int64_t)H5Sget_simple_extent_npoints(sp);
+    *v = malloc((size_t)n * sizeof **v);
+    assert_non_null(*v);
+    assert_true(H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, *v) >= 0);
+    H5Sclose(sp);
+    H5Dclose(d);
+    return n;
+}
+
+/* compare --keep: the kept arrays are the ones judged: the subject is the
+ * trace's relevance bit for bit, and on a run that passes every cell lies
+ * within its kept sharp bound of the kept reference; an existing file is
+ * replaced, a run that cannot start leaves it as it was. */
+static void test_keep(void **state)
+{
+    (void)state;
+    char out[32768], err[8192], args[16000], fx[4200], tr[4200], kp[4200];
+    snprintf(args, sizeof args, "gen --out %s/k resnet", tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    snprintf(fx, sizeof fx, "%s/k/resnet.h5", tmpdir);
+    snprintf(tr, sizeof tr, "%s/k/T.h5", tmpdir);
+    snprintf(kp, sizeof kp, "%s/k/keep.h5", tmpdir);
+    snprintf(args, sizeof args, "fast %s --out %s", fx, tr);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    write_file(kp, "user data", 9); /* replaced by a run that ends well */
+    snprintf(args, sizeof args, "compare %s --source fastpath --keep %s", tr, kp);
+    if (run(out, sizeof out, err, sizeof err, args) != 0)
+        fail_msg("compare --keep: %s%s", out, err);
+    lrp_net *net = NULL;
+    lrp_err e = {0};
+    if (lrp_fixture_read(&net, tr, &e) != LRP_OK)
+        fail_msg("%s", e.msg);
+    int ti = lrp_net_trace_find(net, "fastpath");
+    assert_true(ti >= 0);
+    hid_t f = H5Fopen(kp, H5F_ACC_RDONLY, H5P_DEFAULT);
+    assert_true(f >= 0);
+    int judged = 0;
+    for (int li = 0; li < net->n_layers; li++) {
+        char ename[300], p[400];
+        lrp_h5_entry_name(ename, sizeof ename, li, net->layers[li].name);
+        const float *rel = net->traces[ti].relevance[li];
+        if (!rel)
+            continue;
+        for (int g = 0; g < 2; g++) {
+            const char *grp = g ? "local" : "end_to_end";
+            float *sub, *hi, *lo, *sh;
+            snprintf(p, sizeof p, "/%s/%s/subject", grp, ename);
+            int64_t n = keep_read(f, p, &sub);
+            assert_int_equal(n, net->batch * lrp_shape_numel(&net->layers[li].shape));
+            tu_assert_f32_bits(sub, rel, (size_t)n, p);
+            snprintf(p, sizeof p, "/%s/%s/reference_hi", grp, ename);
+            keep_read(f, p, &hi);
+            snprintf(p, sizeof p, "/%s/%s/reference_lo", grp, ename);
+            keep_read(f, p, &lo);
+            snprintf(p, sizeof p, "/%s/%s/sharp", grp, ename);
+            keep_read(f, p, &sh);
+            for (int64_t k = 0; k < n; k++) {
+                /* the run passed: each cell within its sharp bound (units
+                 * of u = 2^-24; the bound is what the verdict used) */
+                double d = fabs((double)sub[k] - ((double)hi[k] + (double)lo[k]));
+                if (d > 0x1p-24 * (double)sh[k])
+                    fail_msg("%s cell %lld: |%g - %g| beyond the kept bound %g u", p,
+                             (long long)k, (double)sub[k], (double)hi[k], (double)sh[k]);
+            }
+            free(sub);
+            free(hi);
+            free(lo);
+            free(sh);
+            judged++;
+        }
+    }
+    H5Fclose(f);
+    lrp_net_free(net);
+    assert_true(judged >= 20);
+    /* a run that cannot start: the existing keep file is left as it was */
+    size_t before = 0, after = 0;
+    unsigned char *a = tu_read_file(kp, &before);
+    snprintf(args, sizeof args, "compare %s --source nosuch --keep %s", tr, kp);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 2);
+    unsigned char *b = tu_read_file(kp, &after);
+    assert_true(a && b && before == after && memcmp(a, b, before) == 0);
+    free(a);
+    free(b);
+    assert_int_equal(tu_count_entries(tmpdir, "lrp-tmp"), 0);
+    snprintf(args, sizeof args, "check %s %s --keep %s", fx, fx, kp);
+    expect_bad(args, NULL, "one fixture");
+    snprintf(args, sizeof args, "compare %s --source fastpath --keep -", tr);
+    expect_bad(args, NULL, "regular file");
+}
+
 static void test_profiles(void **state)
 {
     (void)state;
@@ -216,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_info_prints_graph),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_profiles),
+        cmocka_unit_test(test_keep),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -27,7 +27,7 @@
 /* Options common to the judging commands. */
 typedef struct judge_opts {
     cli_rules rules;
-    const char *json, *junit, *source, *out, *profile, *html;
+    const char *json, *junit, *source, *out, *profile, *html, *keep;
     int color, verbose, proof, local, wide, explain;
     int has_expect;
     lrp_verdict expect;
@@ -53,6 +53,7 @@ enum {
     OPT_HTML,
     OPT_WIDE,
     OPT_EXPLAIN,
+    OPT_KEEP,
     OPT_HELP
 };
 
@@ -74,6 +75,7 @@ static const struct option judge_long[] = {
     {"html", required_argument, 0, OPT_HTML},
     {"wide", no_argument, 0, OPT_WIDE},
     {"explain", no_argument, 0, OPT_EXPLAIN},
+    {"keep", required_argument, 0, OPT_KEEP},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
 
@@ -126,6 +128,7 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
         case OPT_HTML: o->html = optarg; break;
         case OPT_WIDE: o->wide = 1; break;
         case OPT_EXPLAIN: o->explain = 1; break;
+        case OPT_KEEP: o->keep = optarg; break;
         case OPT_EXPECT:
             if (lrp_verdict_parse(optarg, &o->expect))
                 return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
@@ -245,8 +248,11 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
     "and hands each layer's results, rounded to binary32, to the verdicts;\n" \
     "weights are read in place.  Kept for the whole run: binary32 copies of\n" \
     "the reference values, the per-cell gauges and the trace-local run's\n" \
-    "contributions.  Nothing is spilled to disk.  --no-proof skips the run\n" \
-    "at p+64.  Figures for VGG-16 and ResNet-50: docs/SCALING.md.\n"
+    "contributions.  --keep FILE spills every judged tensor's per-cell\n" \
+    "arrays (subject, reference hi+lo, bounds, conds, flags) to the HDF5\n" \
+    "file FILE as it is judged, so keeping costs disk, not memory.\n" \
+    "--no-proof skips the run at p+64.  Figures for VGG-16 and ResNet-50:\n" \
+    "docs/SCALING.md.\n"
 
 static int judge(int argc, char **argv, int compare)
 {
@@ -275,6 +281,8 @@ static int judge(int argc, char **argv, int compare)
                                    "  --progress                 per-layer progress on stderr even when it is\n"
                                    "                             not a terminal (on a terminal it is shown\n"
                                    "                             for runs longer than 2 s)\n"
+                                   "  --keep FILE                every judged tensor's per-cell arrays, written\n"
+                                   "                             to the HDF5 file FILE (docs/FORMAT.md)\n"
                                    "  --verbose --no-color\n\n"
                                    "Every tensor of the trace is judged locally: the reference runs the\n"
                                    "step of the layer that computed it on the trace's own relevance at that\n"
@@ -302,6 +310,9 @@ static int judge(int argc, char **argv, int compare)
                                    "  --progress                 per-layer progress on stderr even when it is\n"
                                    "                             not a terminal (on a terminal it is shown\n"
                                    "                             for runs longer than 2 s)\n"
+                                   "  --keep FILE                every judged tensor's per-cell arrays, written\n"
+                                   "                             to the HDF5 file FILE (one fixture only;\n"
+                                   "                             docs/FORMAT.md)\n"
                                    "  --verbose --no-color\n\n"
                                    JUDGE_MEMORY_HELP);
     if (rc >= 0)
@@ -310,14 +321,18 @@ static int judge(int argc, char **argv, int compare)
                             SEEN(OPT_JSON) | SEEN(OPT_JUNIT) | SEEN(OPT_NOCOLOR) | SEEN(OPT_HTML) | SEEN(OPT_WIDE) | SEEN(OPT_EXPLAIN) |
                                 SEEN(OPT_VERBOSE) | SEEN(OPT_NOPROOF) | SEEN(OPT_EXPECT) |
                                 SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) | SEEN(OPT_PROGRESS) |
+                                SEEN(OPT_KEEP) |
                                 (compare ? SEEN(OPT_SOURCE) | SEEN(OPT_REQUIRE_ALL) : 0),
                             cmd)) >= 0 ||
         (rc = refuse_output_is_input(cmd, "--json", o.json, argc, argv)) >= 0 ||
+        (rc = refuse_output_is_input(cmd, "--keep", o.keep, argc, argv)) >= 0 ||
         (rc = refuse_output_is_input(cmd, "--junit", o.junit, argc, argv)) >= 0)
         return rc;
     if (compare && !o.source)
         return cli_usage_error(cmd, "%s", "needs --source NAME (see 'lrp-oracle info FILE')");
     int nfiles = argc - optind;
+    if (o.keep && nfiles != 1)
+        return cli_usage_error(cmd, "%s", "--keep FILE takes one fixture");
     lrp_run_report *runs = calloc((size_t)nfiles, sizeof *runs);
     if (!runs)
         return cli_usage_error(cmd, "%s", "out of memory");
@@ -416,7 +431,25 @@ static int judge(int argc, char **argv, int compare)
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         lrp_run_report *r = &runs[n_runs];
+        lrp_keep *keep = NULL;
+        if (o.keep && lrp_keep_open(&keep, o.keep, &e) != LRP_OK) {
+            lrp_net_free(net);
+            exit_code = cli_fail(&e);
+            break;
+        }
+        co.keep = keep;
         lrp_status st = lrp_check(r, net, &co, &e);
+        if (keep) {
+            lrp_err ke = {0};
+            if (st != LRP_OK)
+                lrp_keep_abort(keep);
+            else if (lrp_keep_commit(keep, path, compare ? o.source : NULL, &ke) != LRP_OK) {
+                lrp_run_report_free(r);
+                lrp_net_free(net);
+                exit_code = cli_fail(&ke);
+                break;
+            }
+        }
         clock_gettime(CLOCK_MONOTONIC, &t1);
         r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         cli_progress_clear(&prog);
