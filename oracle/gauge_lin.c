@@ -193,7 +193,12 @@ static void macro_portable(int64_t mc, int64_t ncols, int64_t kc, const double *
     MACRO_BODY
 }
 
-static int use_avx = -1;
+static int use_avx = -1, force_portable;
+
+void lrp_gl_force_portable(int on)
+{
+    __atomic_store_n(&force_portable, on, __ATOMIC_RELAXED);
+}
 
 static void macro(int64_t mc, int64_t ncols, int64_t kc, const double *Ap, const double *Bp,
                   double *C, int64_t ldc)
@@ -202,11 +207,9 @@ static void macro(int64_t mc, int64_t ncols, int64_t kc, const double *Ap, const
     if (a < 0) {
         __builtin_cpu_init();
         a = __builtin_cpu_supports("avx") ? 1 : 0;
-        if (getenv("LRP_GAUGE_PORTABLE")) /* tests: the portable kernel's bits */
-            a = 0;
         __atomic_store_n(&use_avx, a, __ATOMIC_RELAXED);
     }
-    if (a)
+    if (a && !__atomic_load_n(&force_portable, __ATOMIC_RELAXED))
         macro_avx(mc, ncols, kc, Ap, Bp, C, ldc);
     else
         macro_portable(mc, ncols, kc, Ap, Bp, C, ldc);

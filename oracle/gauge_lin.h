@@ -28,6 +28,9 @@
  * counter.  Each item must write only what no other item writes. */
 void lrp_gl_par_run(int nt, int64_t items, void (*fn)(void *, int64_t), void *arg);
 
+/* tests: 1 makes every later GEMM use the portable kernel (same bits) */
+void lrp_gl_force_portable(int on);
+
 /* what is done to the modified weight tc_t wmod_t(w) */
 enum { LRP_GL_ID = 0, LRP_GL_ABS, LRP_GL_SQUARE };
 
