@@ -5,9 +5,10 @@
  *
  * Everything is binary64, computed from the reference's activations and
  * relevance rounded to binary32: a bound needs no more accuracy than that.
- * Bounds are in units of u = 2^-24 (first order).  The loops are plain and
- * independent of the float32 kernels on purpose: the gauge must not share
- * code with the thing it measures.
+ * Bounds are in units of u = 2^-24 (first order).  The code is independent
+ * of the float32 kernels on purpose (the linear layers' sums are a GEMM of
+ * the gauge's own, oracle/gauge_lin.c): the gauge must not share code with
+ * the thing it measures.
  */
 #include "gauge.h"
 
