@@ -13,15 +13,35 @@
 # number (issue 14: the gauge and trace-local phases made parallel and
 # streamed).
 #
-#   sh bench/identical_reports.sh OLD_BINARY NEW_BINARY [DIR] [WORK]
+#   sh bench/identical_reports.sh [OPTIONS] OLD_BINARY NEW_BINARY [DIR] [WORK]
+#
+#   --rel TOL        instead of byte for byte, compare with
+#                    bench/compare_reports.py: everything but numbers exactly
+#                    (verdicts, exit codes, layer names), numbers to a
+#                    relative TOL (for changes that move binary64 sums by a
+#                    rounding: the GEMM gauge)
+#   --args "A"       options for check and fast of both (e.g. a composite)
+#   --old-args "A"   options for check and compare of OLD only (and
+#   --new-args "A"   of NEW): e.g. --threads 1 against --threads 2
 #
 # Prints one line per fixture and a summary; exits 0 only when every
-# report is identical.
+# report is identical (or, with --rel, equivalent).
 set -u
+REL="" ARGS="" OLDARGS="" NEWARGS=""
+while [ $# -gt 0 ]; do
+    case $1 in
+    --rel) REL=$2; shift 2 ;;
+    --args) ARGS=$2; shift 2 ;;
+    --old-args) OLDARGS=$2; shift 2 ;;
+    --new-args) NEWARGS=$2; shift 2 ;;
+    *) break ;;
+    esac
+done
 if [ $# -lt 2 ]; then
-    echo "usage: $0 OLD_BINARY NEW_BINARY [FIXTURE_DIR] [WORK_DIR]" >&2
+    echo "usage: $0 [--rel TOL] [--args A] [--old-args A] [--new-args A] OLD_BINARY NEW_BINARY [FIXTURE_DIR] [WORK_DIR]" >&2
     exit 2
 fi
+HERE=$(dirname "$0")
 OLD=$1
 NEW=$2
 DIR=${3:-build/fixtures}
@@ -32,17 +52,21 @@ done
 ls "$DIR"/*.h5 >/dev/null 2>&1 || { echo "$0: no fixtures in $DIR (make fixtures)" >&2; exit 2; }
 mkdir -p "$WORK/old" "$WORK/new" "$WORK/trace" || exit 2
 
-# run WHICH BIN FIX: the two reports of one binary into $WORK/WHICH/NAME.*
+# run WHICH BIN FIX EXTRA: the two reports of one binary into $WORK/WHICH/NAME.*
+# (ARGS and EXTRA are split into words on purpose)
 run() {
-    which=$1 bin=$2 fix=$3
+    which=$1 bin=$2 fix=$3 extra=$4
     name=$(basename "$fix" .h5)
     out=$WORK/$which/$name
-    "$bin" check "$fix" --no-color --json "$out.check.json" >"$out.check.out" 2>"$out.check.err"
+    # shellcheck disable=SC2086
+    "$bin" check "$fix" $ARGS $extra --no-color --json "$out.check.json" >"$out.check.out" 2>"$out.check.err"
     echo "exit $?" >>"$out.check.out"
     t=$WORK/trace/$name.h5
     rm -f "$t"
-    if "$bin" fast "$fix" --out "$t" >"$out.fast.out" 2>&1; then
-        "$bin" compare "$t" --source fastpath --no-color --json "$out.compare.json" \
+    # shellcheck disable=SC2086
+    if "$bin" fast "$fix" $ARGS --out "$t" >"$out.fast.out" 2>&1; then
+        # shellcheck disable=SC2086
+        "$bin" compare "$t" --source fastpath $extra --no-color --json "$out.compare.json" \
             >"$out.compare.out" 2>"$out.compare.err"
         echo "exit $?" >>"$out.compare.out"
     else
@@ -54,12 +78,16 @@ same=0
 differ=0
 for fix in "$DIR"/*.h5; do
     name=$(basename "$fix" .h5)
-    run old "$OLD" "$fix"
-    run new "$NEW" "$fix"
-    bad=""
+    run old "$OLD" "$fix" "$OLDARGS"
+    run new "$NEW" "$fix" "$NEWARGS"
+    bad="" notes=""
     for f in check.out check.json compare.out compare.json; do
         a=$WORK/old/$name.$f b=$WORK/new/$name.$f
-        if [ -e "$a" ] || [ -e "$b" ]; then
+        if [ -n "$REL" ] && { [ -e "$a" ] || [ -e "$b" ]; }; then
+            /usr/bin/python3 "$HERE/compare_reports.py" --rel "$REL" "$a" "$b" >"$b.diff" 2>&1 ||
+                bad="$bad $f"
+            grep -q 'last digit' "$b.diff" && notes="$notes $f"
+        elif [ -e "$a" ] || [ -e "$b" ]; then
             case $f in
             *.json) # the run's own wall time is the one field allowed to differ
                 sed 's/"seconds": *[-+.0-9eE]*/"seconds": T/' "$a" >"$a.cmp" 2>/dev/null
@@ -71,11 +99,18 @@ for fix in "$DIR"/*.h5; do
     done
     if [ -z "$bad" ]; then
         same=$((same + 1))
-        printf '%-20s identical (%s)\n' "$name" "$(tail -n 1 "$WORK/new/$name.check.out"), compare $(tail -n 1 "$WORK/new/$name.compare.out")"
+        word=identical
+        [ -n "$REL" ] && word=equivalent
+        printf '%-20s %s (%s)%s\n' "$name" "$word" "$(tail -n 1 "$WORK/new/$name.check.out"), compare $(tail -n 1 "$WORK/new/$name.compare.out")" \
+            "${notes:+; last printed digit differs in:$notes}"
     else
         differ=$((differ + 1))
         printf '%-20s DIFFERS:%s\n' "$name" "$bad"
     fi
 done
-echo "identical_reports: $same identical, $differ differ (reports in $WORK)"
+if [ -n "$REL" ]; then
+    echo "identical_reports: $same equivalent (numbers to $REL relative), $differ differ (reports in $WORK)"
+else
+    echo "identical_reports: $same identical, $differ differ (reports in $WORK)"
+fi
 [ "$differ" -eq 0 ]

@@ -5,133 +5,30 @@
  *
  * Everything is binary64, computed from the reference's activations and
  * relevance rounded to binary32: a bound needs no more accuracy than that.
- * Bounds are in units of u = 2^-24 (first order).  The loops are plain and
- * independent of the float32 kernels on purpose: the gauge must not share
- * code with the thing it measures.
+ * Bounds are in units of u = 2^-24 (first order).  The code is independent
+ * of the float32 kernels on purpose (the linear layers' sums are a GEMM of
+ * the gauge's own, oracle/gauge_lin.c): the gauge must not share code with
+ * the thing it measures.
  */
 #include "gauge.h"
 
 #include <math.h>
-#include <pthread.h>
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "gauge_lin.h"
 #include "pipeline.h"
 
 #define U32 0x1p-24
 
-/* ---- linear connectivity (Dense, Conv2D) ----
- * Iterates over all (sample-free) connections j <- i with weight index k:
- * unit j of the output (o, y, x), input i (c, iy, ix), weight (o, c', ky, kx).
- * Padding connections (input outside the image) are skipped: they carry
- * an exact zero.
- *
- * FOR_CONN_R visits the same connections in the same order restricted to
- * the output units [O0, O1) (Dense: j; Conv2D: output channels o) and the
- * inputs [C0, C1) (Dense: i; Conv2D: the channel within its group): a sum
- * into one output cell (or one input cell) sees its terms in exactly the
- * order of the whole loop, so splitting either range across threads gives
- * the same bits. */
-#define FOR_CONN_R(Lp, O0, O1, C0, C1, J, I, K, BODY)                                          \
-    do {                                                                                       \
-        const lrp_lin *L_ = (Lp);                                                              \
-        const int64_t o0_ = (O0), o1_ = (O1), c0_ = (C0), c1_ = (C1);                          \
-        if (!L_->conv) {                                                                       \
-            for (int64_t J = o0_; J < o1_; J++)                                                \
-                for (int64_t I = c0_; I < c1_; I++) {                                          \
-                    int64_t K = J * L_->n_in + I;                                              \
-                    BODY;                                                                      \
-                }                                                                              \
-        } else {                                                                               \
-            int64_t cg_ = L_->C / L_->groups, og_ = L_->O / L_->groups;                        \
-            for (int64_t o_ = o0_; o_ < o1_; o_++) {                                           \
-                int64_t g_ = o_ / og_;                                                         \
-                for (int64_t y_ = 0; y_ < L_->Ho; y_++)                                        \
-                    for (int64_t x_ = 0; x_ < L_->Wo; x_++) {                                  \
-                        int64_t J = (o_ * L_->Ho + y_) * L_->Wo + x_;                          \
-                        for (int64_t c_ = c0_; c_ < c1_; c_++)                                 \
-                            for (int ky_ = 0; ky_ < L_->kh; ky_++) {                           \
-                                int64_t iy_ = y_ * L_->sh - L_->pt + (int64_t)ky_ * L_->dh;    \
-                                if (iy_ < 0 || iy_ >= L_->H)                                   \
-                                    continue;                                                  \
-                                for (int kx_ = 0; kx_ < L_->kw; kx_++) {                       \
-                                    int64_t ix_ = x_ * L_->sw - L_->pl + (int64_t)kx_ * L_->dw; \
-                                    if (ix_ < 0 || ix_ >= L_->W)                               \
-                                        continue;                                              \
-                                    int64_t I = ((g_ * cg_ + c_) * L_->H + iy_) * L_->W + ix_; \
-                                    int64_t K = ((o_ * cg_ + c_) * L_->kh + ky_) * L_->kw + kx_; \
-                                    BODY;                                                      \
-                                }                                                              \
-                            }                                                                  \
-                    }                                                                          \
-            }                                                                                  \
-        }                                                                                      \
-    } while (0)
-
-/* output units and input units of FOR_CONN_R's two ranges */
-static int64_t lin_outs(const lrp_lin *L) { return L->conv ? L->O : L->n_out; }
-static int64_t lin_ins(const lrp_lin *L) { return L->conv ? L->C / L->groups : L->n_in; }
-
-#define FOR_CONN(Lp, J, I, K, BODY)                                                            \
-    FOR_CONN_R(Lp, 0, lin_outs(Lp), 0, lin_ins(Lp), J, I, K, BODY)
-
-/* ---- threads ----
- * par_run(nt, items, fn, arg) calls fn(arg, it) once for every item
- * 0 <= it < items, on up to nt threads (the caller's included), taking
- * items in turn from a shared counter.  Each item writes only cells no
- * other item writes, and visits them in the order of the sequential
- * loop, so the result does not depend on the threads. */
-typedef struct par_job {
-    void (*fn)(void *arg, int64_t it);
-    void *arg;
-    int64_t items;
-    atomic_llong next;
-} par_job;
-
-static void *par_worker(void *p)
-{
-    par_job *J = p;
-    for (;;) {
-        long long it = atomic_fetch_add(&J->next, 1);
-        if (it >= J->items)
-            break;
-        J->fn(J->arg, (int64_t)it);
-    }
-    return NULL;
-}
-
-#define PAR_MAX 64
-
-static void par_run(int nt, int64_t items, void (*fn)(void *, int64_t), void *arg)
-{
-    par_job J = {fn, arg, items, 0};
-    pthread_t tid[PAR_MAX];
-    int started = 0;
-    if (nt > PAR_MAX)
-        nt = PAR_MAX;
-    for (int t = 1; t < nt && (int64_t)t < items; t++) {
-        if (pthread_create(&tid[started], NULL, par_worker, &J) != 0)
-            break; /* fewer threads: the caller does the rest */
-        started++;
-    }
-    par_worker(&J);
-    for (int t = 0; t < started; t++)
-        pthread_join(tid[t], NULL);
-}
-
-/* items for a range of n units: a few per thread, for balance */
-static int64_t par_items(int nt, int64_t n)
-{
-    int64_t it = nt > 1 ? (int64_t)nt * 8 : 1;
-    return it < n ? it : (n > 0 ? n : 1);
-}
-
-static void par_range(int64_t n, int64_t items, int64_t it, int64_t *lo, int64_t *hi)
-{
-    *lo = n * it / items;
-    *hi = n * (it + 1) / items;
-}
+/* ---- linear layers (Dense, Conv2D) ----
+ * Every connection sum of a linear layer is computed by oracle/gauge_lin.c
+ * (im2col / col2im around a blocked GEMM, split over threads by output
+ * blocks; each sum in an order fixed by the layer's shape, so the bits do
+ * not depend on the threads).  What stays here is one output cell's sum in
+ * the order of the plain connection loop (inputs c, then ky, kx; padding
+ * skipped), for the few cells whose sign or zero-ness the GEMM's order
+ * could change (lin_cell_sum). */
 
 static inline double imod(int mod, double a, const lrp_lin *L, int64_t i)
 {
@@ -391,28 +288,13 @@ static int emit_rows(ctx *c, int li, int bwd)
 
 /* ---- forward bounds ---- */
 
-typedef struct lin_fwd_job {
-    const lrp_lin *L;
-    const float *w, *x;
-    const double *Ai, *Asi;
-    double *G, *Ab, *Asb;
-    int64_t items;
-} lin_fwd_job;
-
-static void lin_fwd_item(void *arg, int64_t it)
+/* is every value of v[0 .. n-1] zero?  (a zero source is skipped) */
+static int all_zero(const double *v, int64_t n)
 {
-    const lin_fwd_job *J = arg;
-    const float *restrict xi = J->x;
-    const double *restrict Ai = J->Ai, *restrict Asi = J->Asi;
-    double *restrict G = J->G, *restrict Ab = J->Ab, *restrict Asb = J->Asb;
-    int64_t o0, o1;
-    par_range(lin_outs(J->L), J->items, it, &o0, &o1);
-    FOR_CONN_R(J->L, o0, o1, 0, lin_ins(J->L), j, i, k, {
-        double w = fabs((double)J->w[k]);
-        G[j] += fabs((double)xi[i]) * w;
-        Ab[j] += w * Ai[i];
-        Asb[j] += (w * Asi[i]) * (w * Asi[i]);
-    });
+    for (int64_t i = 0; i < n; i++)
+        if (v[i] != 0)
+            return 0;
+    return 1;
 }
 
 static int forward_bounds(ctx *c)
@@ -437,19 +319,39 @@ static int forward_bounds(ctx *c)
         case LRP_LAYER_CONV2D: {
             lrp_lin L;
             lrp_pipe_lin_geom(&L, net, li);
-            double *G = calloc((size_t)n, sizeof *G);
-            if (!G)
+            /* per sample: G = |W| . |x|, the propagated part |W| . A and
+             * the sharp one W^2 . As^2, as (GEMM) convolutions */
+            double *G = malloc((size_t)(n ? n : 1) * sizeof *G);
+            double *W2 = malloc((size_t)(n ? n : 1) * sizeof *W2);
+            double *xa = malloc((size_t)(nin ? nin : 1) * sizeof *xa);
+            double *as2 = malloc((size_t)(nin ? nin : 1) * sizeof *as2);
+            if (!G || !W2 || !xa || !as2) {
+                free(G), free(W2), free(xa), free(as2);
                 return -1;
+            }
             const double *Asi = c->As[in0];
             double *As = c->As[li];
-            for (int64_t b = 0; b < B; b++) {
-                memset(G, 0, (size_t)n * sizeof *G);
+            lrp_gl_w wa = {.wf = l->w, .nt = 1, .wm = {LRP_WM_ID}, .tc = {1.0}, .op = LRP_GL_ABS};
+            lrp_gl_w w2 = wa;
+            w2.op = LRP_GL_SQUARE;
+            int fail = 0;
+            for (int64_t b = 0; b < B && !fail; b++) {
                 double *Ab = A + b * n, *Asb = As + b * n;
-                /* per output unit, its terms in FOR_CONN's order: split
-                 * over the output units */
-                lin_fwd_job fj = {&L, l->w, xi + b * nin, Ai + b * nin, Asi + b * nin, G, Ab, Asb,
-                                  par_items(c->threads, lin_outs(&L))};
-                par_run(c->threads, fj.items, lin_fwd_item, &fj);
+                const double *Aib = Ai + b * nin, *Asib = Asi + b * nin;
+                for (int64_t i = 0; i < nin; i++) {
+                    xa[i] = fabs((double)xi[b * nin + i]);
+                    as2[i] = Asib[i] * Asib[i];
+                }
+                const double *s1[2] = {all_zero(xa, nin) ? NULL : xa,
+                                       all_zero(Aib, nin) ? NULL : Aib};
+                double *o1[2] = {G, Ab};
+                const double *s2[1] = {all_zero(as2, nin) ? NULL : as2};
+                double *o2[1] = {W2};
+                if (lrp_gl_conv(&L, &wa, 2, s1, o1, c->threads) ||
+                    lrp_gl_conv(&L, &w2, 1, s2, o2, c->threads)) {
+                    fail = 1;
+                    break;
+                }
                 for (int64_t j = 0; j < n; j++) {
                     int64_t unit = L.conv ? j / (L.Ho * L.Wo) : j;
                     double bj = l->has_bias ? fabs((double)l->b[unit]) : 0;
@@ -457,8 +359,13 @@ static int forward_bounds(ctx *c)
                     /* sharp: the inputs' errors and the roundings added as
                      * independent errors (root of the sum of squares) */
                     double r2 = c->lam * c->lam * (double)(L.fanin + 1) * (G[j] + bj) * (G[j] + bj);
-                    Asb[j] = fmin(sqrt(Asb[j] + r2), Ab[j]);
+                    Asb[j] = fmin(sqrt(W2[j] + r2), Ab[j]);
                 }
+            }
+            free(W2), free(xa), free(as2);
+            if (fail) {
+                free(G);
+                return -1;
             }
             free(G);
             break;
@@ -610,177 +517,74 @@ static int forward_bounds(ctx *c)
  * are added (several consumers sum their relevance: one more rounding each,
  * accounted by the |R| term added in merge()). */
 
-/* One linear layer, one sample, one part: what the connection loops of
- * linear_backward read and write (arrays offset to the sample). */
-typedef struct lin_bwd_job {
+/* One output cell's sum of a linear layer (one sample), from start, in the
+ * order of the plain connection loop (inputs c, then ky, kx; padding
+ * skipped; per connection the terms in turn): z (den == 0: sum x_i w_k) or
+ * the part's denominator (sum_t am_t(i) tc_t wmod_t(w_k)).  The GEMM sums
+ * the same products in another order; where the result is within its own
+ * rounding of zero that order could decide its sign or whether it is zero
+ * (the part selectors, the stabilizer's sign, zero denominators), so those
+ * cells are summed again here: the decisions are the plain loop's. */
+typedef struct lin_cell {
     const lrp_lin *L;
-    const double *wd; /* folded weights (canonized), or NULL: */
-    const float *wf;  /* the layer's binary32 weights, exact in binary64 */
+    const double *wd; /* folded weights, or NULL: */
+    const float *wf;  /* the binary32 weights */
     const float *xb;
-    const lrp_part_desc *pd;
+    const double *am; /* nt rows of nin */
+    int64_t nin;
     const double *tc;
-    int nt, sharp;
-    double coef, fold_err;
-    int64_t items;
-    /* per output unit */
-    double *z, *den, *G, *D, *DAs, *DAv;
-    const double *v1, *v2, *kap, *qv, *lin, *ks, *Rc, *Rcs;
-    const uint8_t *und;
-    /* per input */
-    const double *Ax, *Axs;
-    double *Bi, *ci, *Qs, *Ls, *csi, *S;
-    uint8_t *fi;
-    double *tl; /* the total's linear part (local mode only), or NULL */
-    /* per part, the modified inputs imod(x_i) (nt rows of nin) and, when
-     * they fit (wmv non-NULL), the modified weights tc_t wmod(w_k) (nt rows
-     * of nw): computed once instead of at every connection; the same
-     * binary64 values either way */
-    const double *am, *wmv;
-    int64_t nin, nw;
-    int uses[LRP_PIPE_MAX_TERMS]; /* inmod_uses_input of each term */
-    /* per output unit, what every connection of the scatter reads: the
-     * cond handed on (fmax(u kap_j, cond of R_j)), its sharp twin, and
-     * the cell flags (undefined / zero denominator) */
-    double *cjv, *csv;
-    uint8_t *flv;
-} lin_bwd_job;
+    const lrp_part_desc *pd;
+    int nt;
+} lin_cell;
 
 #define WK(J, k) ((J)->wd ? (J)->wd[k] : (double)(J)->wf[k])
-#define AM(J, t, i) ((J)->am[(int64_t)(t) * (J)->nin + (i)])
-#define WMV(J, t, k)                                                                           \
-    ((J)->wmv ? (J)->wmv[(int64_t)(t) * (J)->nw + (k)]                                          \
-              : (J)->tc[t] * wmod((J)->pd->t[t].w, WK(J, k)))
 
-/* the modified weights are kept for layers up to this many (weights x terms) */
-#define WMV_MAX ((int64_t)1 << 24)
-
-/* z (the layer's real output), over a range of output units */
-static void lin_z_item(void *arg, int64_t it)
+static double lin_cell_sum(const lin_cell *J, int64_t j, double start, int den)
 {
-    const lin_bwd_job *J = arg;
-    const float *restrict xb = J->xb;
-    double *restrict z = J->z;
-    int64_t o0, o1;
-    par_range(lin_outs(J->L), J->items, it, &o0, &o1);
-    FOR_CONN_R(J->L, o0, o1, 0, lin_ins(J->L), j, i, k, { z[j] += (double)xb[i] * WK(J, k); });
-}
-
-/* den, its gauge G and the error bound D of the float32 den */
-static void lin_den_item(void *arg, int64_t it)
-{
-    const lin_bwd_job *J = arg;
     const lrp_lin *L = J->L;
-    const double *restrict Ax = J->Ax, *restrict Axs = J->Axs;
-    double *restrict den = J->den, *restrict G = J->G, *restrict D = J->D;
-    double *restrict DAs = J->DAs, *restrict DAv = J->DAv;
-    const double fold_err = J->fold_err;
-    const int nt = J->nt, sharp = J->sharp;
-    int64_t o0, o1;
-    par_range(lin_outs(L), J->items, it, &o0, &o1);
-    FOR_CONN_R(L, o0, o1, 0, lin_ins(L), j, i, k, {
-        for (int t = 0; t < nt; t++) {
-            double a = AM(J, t, i);
-            double wm = WMV(J, t, k);
-            den[j] += a * wm;
-            G[j] += fabs(a * wm);
-            D[j] += fold_err * fabs(a * wm);
-            DAs[j] += fold_err * fabs(a * wm);
-            if (J->uses[t]) {
-                D[j] += fabs(wm) * Ax[i];
-                if (sharp)
-                    DAv[j] += (wm * Axs[i]) * (wm * Axs[i]);
+    int64_t cg = L->C / L->groups, og = L->O / L->groups, howo = L->Ho * L->Wo;
+    int64_t o = j / howo, p = j % howo, y = p / L->Wo, x = p % L->Wo, g = o / og;
+    double s = start;
+    for (int64_t ch = 0; ch < cg; ch++)
+        for (int ky = 0; ky < L->kh; ky++) {
+            int64_t iy = y * L->sh - L->pt + (int64_t)ky * L->dh;
+            if (iy < 0 || iy >= L->H)
+                continue;
+            for (int kx = 0; kx < L->kw; kx++) {
+                int64_t ix = x * L->sw - L->pl + (int64_t)kx * L->dw;
+                if (ix < 0 || ix >= L->W)
+                    continue;
+                int64_t i = ((g * cg + ch) * L->H + iy) * L->W + ix;
+                int64_t k = ((o * cg + ch) * L->kh + ky) * L->kw + kx;
+                if (!den)
+                    s += (double)J->xb[i] * WK(J, k);
+                else
+                    for (int t = 0; t < J->nt; t++)
+                        s += J->am[(int64_t)t * J->nin + i] *
+                             (J->tc[t] * wmod(J->pd->t[t].w, WK(J, k)));
             }
         }
-    });
+    return s;
 }
 
-/* the total's linear part, one sum in FOR_CONN's order (kept whole: its
- * rounding depends on the order of every term) */
-static void lin_tl_sweep(const lin_bwd_job *J)
+/* is a binary64 sum of nterms products, of magnitudes summing to gauge,
+ * certainly of the sign (and non-zero) that any order of summation gives?
+ * Two orders differ by at most 2 gamma_nterms gauge (2^-53 per rounding);
+ * twice that margin */
+static int sum_decided(double v, int64_t nterms, double gauge)
 {
-    const lrp_lin *L = J->L;
-    const double *Axs = J->Axs, *lin = J->lin, *v2 = J->v2;
-    const double coef = J->coef;
-    const int nt = J->nt;
-    double tl = *J->tl;
-    FOR_CONN(L, j, i, k, {
-        for (int t = 0; t < nt; t++) {
-            double wm = fabs(WMV(J, t, k));
-            double aw = fabs(AM(J, t, i)) * wm * fabs(coef);
-            tl += aw * lin[j];
-            if (J->uses[t])
-                tl += Axs[i] * wm * fabs(coef) * v2[j];
-        }
-    });
-    *J->tl = tl;
+    return fabs(v) > 4.0 * (double)(nterms + 2) * 0x1p-53 * gauge;
 }
 
-/* scatter to the inputs, over a range of inputs (item 0 is the total's
- * sweep when there is one) */
-static void lin_scatter_item(void *arg, int64_t it)
+static int all_finite(const double *v, int64_t n)
 {
-    const lin_bwd_job *J = arg;
-    if (J->tl) {
-        if (it == 0) {
-            lin_tl_sweep(J);
-            return;
-        }
-        it--;
-    }
-    const lrp_lin *L = J->L;
-    const double *restrict Ax = J->Ax, *restrict Axs = J->Axs;
-    const double *restrict v1 = J->v1, *restrict v2 = J->v2;
-    const double *restrict qv = J->qv, *restrict lin = J->lin;
-    const double *restrict cjv = J->cjv, *restrict csv = J->csv;
-    const uint8_t *restrict flv = J->flv;
-    double *restrict Bi = J->Bi, *restrict ci = J->ci, *restrict Qs = J->Qs;
-    double *restrict Ls = J->Ls, *restrict csi = J->csi, *restrict S = J->S;
-    uint8_t *restrict fi = J->fi;
-    const double coef = J->coef;
-    const int nt = J->nt, sharp = J->sharp;
-    int64_t c0, c1;
-    par_range(lin_ins(L), J->items, it, &c0, &c1);
-    FOR_CONN_R(L, 0, lin_outs(L), c0, c1, j, i, k, {
-        double add = 0;
-        for (int t = 0; t < nt; t++) {
-            double wm = fabs(WMV(J, t, k));
-            double a = fabs(AM(J, t, i));
-            add += a * wm * v1[j];
-            if (J->uses[t])
-                add += Ax[i] * wm * v2[j];
-        }
-        Bi[i] += fabs(coef) * add;
-        /* ill-conditioning propagates toward the input: a cell is as
-         * undetermined as the relevance it is made of */
-        if (cjv[j] > ci[i])
-            ci[i] = cjv[j];
-        fi[i] |= flv[j];
-        if (sharp) {
-            for (int t = 0; t < nt; t++) {
-                double wm = fabs(WMV(J, t, k));
-                double aw = fabs(AM(J, t, i)) * wm * fabs(coef);
-                Qs[i] += aw * aw * qv[j];
-                Ls[i] += aw * lin[j];
-                S[i] += aw * v2[j];
-                if (J->uses[t])
-                    Ls[i] += Axs[i] * wm * fabs(coef) * v2[j];
-            }
-            if (csv[j] > csi[i])
-                csi[i] = csv[j];
-        }
-    });
+    for (int64_t i = 0; i < n; i++)
+        if (!isfinite(v[i]))
+            return 0;
+    return 1;
 }
 
-/* the scatter's items: blocks of about 4096 input cells (their seven
- * accumulators stay in cache while every output unit passes over them),
- * at least a few per thread */
-static int64_t scatter_items(int nt, const lrp_lin *L)
-{
-    int64_t ins = lin_ins(L), plane = L->conv ? L->H * L->W : 1;
-    int64_t per = plane >= 4096 ? 1 : 4096 / plane;
-    int64_t it = (ins + per - 1) / per, least = par_items(nt, ins);
-    return it > least ? it : least;
-}
+#define LB_MAX_NT LRP_PIPE_MAX_TERMS
 
 static int linear_backward(ctx *c, int li)
 {
@@ -800,57 +604,55 @@ static int linear_backward(ctx *c, int li)
     int64_t n = numel(net, li), nin = numel(net, in0), B = c->B;
     int64_t units = L.conv ? L.O : L.n_out, hw = n / units;
     int64_t nw = units * L.fanin;
-    /* weights and bias in binary64, folded if canonized (unfolded, the
-     * binary32 weights are read in place: w = 1 * w exactly) */
+    int maxt = 0, need_sel = 0;
+    for (int p = 0; p < d->n_parts; p++) {
+        if (d->p[p].n_terms > maxt)
+            maxt = d->p[p].n_terms;
+        need_sel |= d->p[p].sel != LRP_SEL_ALL;
+    }
+    /* per output cell (n), per input cell (nin), the folded weights (nw) */
+    enum { O_BIAS, O_BG, O_DEN, O_G, O_D, O_Z, O_V1, O_V2, O_KAP, O_QV, O_LIN, O_KS, O_DAS,
+           O_DAV, O_CJV, O_CSV, O_T1, O_T2, O_T3, O_N };
+    enum { I_S, I_XD, I_XA, I_AXS2, I_T1, I_T2, I_T3, I_T4, I_N };
+    double *ov[O_N], *iv[I_N];
+    memset(ov, 0, sizeof ov);
+    memset(iv, 0, sizeof iv);
+    int fail = 0;
+    for (int k = 0; k < O_N; k++)
+        fail |= !(ov[k] = calloc((size_t)(n ? n : 1), sizeof(double)));
+    for (int k = 0; k < I_N; k++)
+        fail |= !(iv[k] = calloc((size_t)(nin ? nin : 1), sizeof(double)));
     double *w = bn >= 0 ? malloc((size_t)(nw ? nw : 1) * sizeof *w) : NULL;
-    double *bias = calloc((size_t)units, sizeof *bias);
-    double *den = malloc((size_t)n * sizeof *den), *G = malloc((size_t)n * sizeof *G);
-    double *D = malloc((size_t)n * sizeof *D), *z = malloc((size_t)n * sizeof *z);
-    double *v1 = malloc((size_t)n * sizeof *v1), *v2 = malloc((size_t)n * sizeof *v2);
-    double *kap = malloc((size_t)n * sizeof *kap);
-    uint8_t *und = malloc((size_t)n);
+    /* per term t: the modified inputs imod(x_i) and their magnitudes */
+    double *am = malloc((size_t)(maxt * nin + 1) * sizeof *am);
+    double *aa = malloc((size_t)(maxt * nin + 1) * sizeof *aa);
+    uint8_t *und = malloc((size_t)(n ? n : 1)), *flv = malloc((size_t)(n ? n : 1));
+    fail |= (bn >= 0 && !w) || !am || !aa || !und || !flv;
+    if (fail) {
+        for (int k = 0; k < O_N; k++)
+            free(ov[k]);
+        for (int k = 0; k < I_N; k++)
+            free(iv[k]);
+        free(w), free(am), free(aa), free(und), free(flv);
+        return -1;
+    }
+    double *bias = ov[O_BIAS], *bgauge = ov[O_BG], *den = ov[O_DEN], *G = ov[O_G];
+    double *D = ov[O_D], *z = ov[O_Z], *v1 = ov[O_V1], *v2 = ov[O_V2], *kap = ov[O_KAP];
+    double *qv = ov[O_QV], *lin = ov[O_LIN], *ks = ov[O_KS], *DAs = ov[O_DAS];
+    double *DAv = ov[O_DAV], *cjv = ov[O_CJV], *csv = ov[O_CSV];
+    /* the GEMMs' results per output cell */
+    double *r1 = ov[O_T1], *r2 = ov[O_T2], *r3 = ov[O_T3];
     /* sharp tier, per unit: q (squared independent part per unit weight),
      * lin (linear part per unit weight), ks (sharp cond), DAs (the sharp
      * forward error part of the denominator); per input: S (magnitude of
      * this layer's contribution, for its backward-sum rounding) */
-    double *qv = calloc((size_t)n, sizeof *qv), *lin = calloc((size_t)n, sizeof *lin);
-    double *ks = calloc((size_t)n, sizeof *ks), *DAs = calloc((size_t)n, sizeof *DAs);
-    double *DAv = calloc((size_t)n, sizeof *DAv);
-    double *S = calloc((size_t)nin, sizeof *S);
-    double *cjv = malloc((size_t)n * sizeof *cjv), *csv = malloc((size_t)n * sizeof *csv);
-    uint8_t *flv = malloc((size_t)n);
-    int maxt = 0;
-    for (int p = 0; p < d->n_parts; p++)
-        if (d->p[p].n_terms > maxt)
-            maxt = d->p[p].n_terms;
-    double *am = cjv && csv && flv ? malloc((size_t)(maxt * nin + 1) * sizeof *am) : NULL;
-    double *wmv = (int64_t)maxt * nw <= WMV_MAX ? malloc((size_t)(maxt * nw + 1) * sizeof *wmv)
-                                                : NULL;
-    if (!am) {
-        free(wmv), free(cjv), free(csv), free(flv);
-        free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
-        free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
-        return -1;
-    }
-    if ((bn >= 0 && !w) || !bias || !den || !G || !D || !z || !v1 || !v2 || !kap || !und || !qv ||
-        !lin || !ks || !DAs || !S || !DAv) {
-        free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
-        free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
-        free(am), free(wmv), free(cjv), free(csv), free(flv);
-        return -1;
-    }
+    double *S = iv[I_S], *xd = iv[I_XD], *xa = iv[I_XA], *axs2 = iv[I_AXS2];
+    double *T1 = iv[I_T1], *T2 = iv[I_T2], *T3 = iv[I_T3], *T4 = iv[I_T4];
     /* Canonization folds in float32 too: each folded weight w*W carries
      * ~3u (sqrt, division, product) and the folded bias w (b - mu) + beta
      * ~4u of the sizes of its terms, which may cancel: bgauge holds those
      * sizes so that the error terms below do not underestimate them. */
-    double *bgauge = calloc((size_t)units, sizeof *bgauge);
     double fold_err = bn >= 0 ? 3.0 : 0.0;
-    if (!bgauge) {
-        free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
-        free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
-        free(am), free(wmv), free(cjv), free(csv), free(flv);
-        return -1;
-    }
     for (int64_t u = 0; u < units; u++) {
         double fw = 1, fb = 0;
         if (bn >= 0) {
@@ -876,63 +678,113 @@ static int linear_backward(ctx *c, int li)
     const int sharp = c->lam > 0;
     const double *Rbs = sharp ? c->Fs[top] : NULL, *Axs = sharp ? c->As[in0] : NULL;
     const double *Rcs = sharp ? c->cs[top] : NULL;
-    lin_bwd_job J;
-    memset(&J, 0, sizeof J);
-    J.L = &L;
-    J.wd = w;
-    J.wf = l->w;
-    J.fold_err = fold_err;
-    J.sharp = sharp;
-    J.z = z, J.den = den, J.G = G, J.D = D, J.DAs = DAs, J.DAv = DAv;
-    J.v1 = v1, J.v2 = v2, J.kap = kap, J.qv = qv, J.lin = lin, J.ks = ks, J.und = und;
-    J.S = S;
-    J.am = am;
-    J.cjv = cjv, J.csv = csv, J.flv = flv;
-    J.nin = nin;
-    J.nw = nw;
-    for (int64_t b = 0; b < B; b++) {
+    const int nth = c->threads;
+    lin_cell J = {&L, w, l->w, NULL, am, nin, NULL, NULL, 0};
+    /* the weights as the GEMM reads them (terms filled per part) */
+    lrp_gl_w wg;
+    memset(&wg, 0, sizeof wg);
+    wg.wf = l->w;
+    wg.wd = w;
+    for (int64_t b = 0; b < B && !fail; b++) {
         const float *xb = x + b * nin;
+        const double *Axb = Ax + b * nin, *Axsb = sharp ? Axs + b * nin : NULL;
+        double *Bib = Bi + b * nin, *cib = ci + b * nin;
+        uint8_t *fib = fi + b * nin;
+        double *Qsb = sharp ? c->Qs[in0] + b * nin : NULL;
+        double *Lsb = sharp ? c->Ls[in0] + b * nin : NULL;
+        double *csib = sharp ? c->cs[in0] + b * nin : NULL;
         J.xb = xb;
-        J.Ax = Ax + b * nin;
-        J.Axs = sharp ? Axs + b * nin : NULL;
-        J.Rc = Rc + b * n;
-        J.Rcs = sharp ? Rcs + b * n : NULL;
-        J.Bi = Bi + b * nin;
-        J.ci = ci + b * nin;
-        J.fi = fi + b * nin;
-        J.Qs = sharp ? c->Qs[in0] + b * nin : NULL;
-        J.Ls = sharp ? c->Ls[in0] + b * nin : NULL;
-        J.csi = sharp ? c->cs[in0] + b * nin : NULL;
         if (sharp)
             memset(S, 0, (size_t)nin * sizeof *S);
-        /* the layer's real output for the part selectors: with its bias
-         * whatever the bias switch (core/pipeline.c back_linear) */
-        for (int64_t j = 0; j < n; j++)
-            z[j] = has_bias ? bias[j / hw] : 0;
-        J.items = par_items(c->threads, lin_outs(&L));
-        par_run(c->threads, J.items, lin_z_item, &J);
-        for (int p = 0; p < d->n_parts; p++) {
+        for (int64_t i = 0; i < nin; i++) {
+            xd[i] = (double)xb[i];
+            xa[i] = fabs(xd[i]);
+            if (sharp)
+                axs2[i] = Axsb[i] * Axsb[i];
+        }
+        const int ax_zero = all_zero(Axb, nin);
+        const int axs_zero = !sharp || all_zero(Axsb, nin);
+        const int axs2_zero = !sharp || all_zero(axs2, nin);
+        if (need_sel) {
+            /* the layer's real output for the part selectors: with its bias
+             * whatever the bias switch (core/pipeline.c back_linear); z and
+             * the gauge of its sum */
+            lrp_gl_w wz = {.wf = l->w, .wd = w, .nt = 1, .wm = {LRP_WM_ID}, .tc = {1.0},
+                           .op = LRP_GL_ID};
+            lrp_gl_w wza = wz;
+            wza.op = LRP_GL_ABS;
+            const double *sz[1] = {xd}, *sza[1] = {xa};
+            double *oz[1] = {r1}, *oza[1] = {r2};
+            if (lrp_gl_conv(&L, &wz, 1, sz, oz, nth) || lrp_gl_conv(&L, &wza, 1, sza, oza, nth)) {
+                fail = 1;
+                break;
+            }
+            for (int64_t j = 0; j < n; j++) {
+                double z0 = has_bias ? bias[j / hw] : 0;
+                z[j] = z0 + r1[j];
+                if (!sum_decided(z[j], L.fanin + 1, r2[j] + fabs(z0)))
+                    z[j] = lin_cell_sum(&J, j, z0, 0);
+            }
+        }
+        for (int p = 0; p < d->n_parts && !fail; p++) {
             const lrp_part_desc *pd = &d->p[p];
             double coef = lrp_coef_value((lrp_coefsrc)pd->coef, rs);
             if (coef == 0)
                 continue;
             int nt = pd->n_terms;
             double tc[LRP_PIPE_MAX_TERMS];
+            int uses[LRP_PIPE_MAX_TERMS], amz[LRP_PIPE_MAX_TERMS];
             for (int t = 0; t < nt; t++)
                 tc[t] = lrp_coef_value((lrp_coefsrc)pd->t[t].coef, rs);
             J.pd = pd;
             J.tc = tc;
             J.nt = nt;
-            J.coef = coef;
+            wg.nt = nt;
             for (int t = 0; t < nt; t++) {
-                J.uses[t] = inmod_uses_input(pd->t[t].in);
-                for (int64_t i = 0; i < nin; i++)
-                    am[t * nin + i] = imod(pd->t[t].in, xb[i], &L, i);
-                for (int64_t k = 0; wmv && k < nw; k++)
-                    wmv[t * nw + k] = tc[t] * wmod(pd->t[t].w, w ? w[k] : (double)l->w[k]);
+                wg.wm[t] = pd->t[t].w;
+                wg.tc[t] = tc[t];
+                uses[t] = inmod_uses_input(pd->t[t].in);
+                double *amt = am + (int64_t)t * nin, *aat = aa + (int64_t)t * nin;
+                for (int64_t i = 0; i < nin; i++) {
+                    amt[i] = imod(pd->t[t].in, xd[i], &L, i);
+                    aat[i] = fabs(amt[i]);
+                }
+                /* a term whose modified inputs are all zero adds nothing
+                 * but its forward-error part (e.g. x- after a ReLU) */
+                amz[t] = all_zero(amt, nin);
             }
-            J.wmv = wmv;
-            /* den, its gauge G and the error bound D of the float32 den */
+            /* den, its gauge G and the error bound D of the float32 den:
+             * den = sum_t W_t . am_t; G = sum_t |W_t| . |am_t|; the
+             * forward-error parts sum_t |W_t| . A and sum_t W_t^2 . As^2
+             * over the terms that use the input (W_t = tc_t wmod_t(W)) */
+            {
+                const double *sd[LB_MAX_NT], *sg[2 * LB_MAX_NT], *sv[LB_MAX_NT];
+                for (int t = 0; t < nt; t++) {
+                    sd[t] = amz[t] ? NULL : am + (int64_t)t * nin;
+                    sg[2 * t] = amz[t] ? NULL : aa + (int64_t)t * nin;
+                    sg[2 * t + 1] = uses[t] && !ax_zero ? Axb : NULL;
+                    sv[t] = uses[t] && !axs2_zero ? axs2 : NULL;
+                }
+                double *od[1] = {r1}, *og[2] = {r2, r3}, *ovv[1] = {DAv};
+                wg.op = LRP_GL_ID;
+                if (lrp_gl_conv(&L, &wg, 1, sd, od, nth)) {
+                    fail = 1;
+                    break;
+                }
+                wg.op = LRP_GL_ABS;
+                if (lrp_gl_conv(&L, &wg, 2, sg, og, nth)) {
+                    fail = 1;
+                    break;
+                }
+                wg.op = LRP_GL_SQUARE;
+                if (sharp && lrp_gl_conv(&L, &wg, 1, sv, ovv, nth)) {
+                    fail = 1;
+                    break;
+                }
+                if (!sharp)
+                    memset(DAv, 0, (size_t)n * sizeof *DAv);
+            }
+            int64_t nterms = L.fanin * nt + pd->n_bias + 1;
             for (int64_t j = 0; j < n; j++) {
                 double bd = 0, bg = 0;
                 if (has_bias && rs->bias)
@@ -942,15 +794,14 @@ static int linear_backward(ctx *c, int li)
                         bd += v;
                         bg += fabs(v);
                     }
-                den[j] = bd;
-                G[j] = bg;
-                D[j] = (has_bias && rs->bias) ? bgauge[j / hw] : 0;
-                DAs[j] = D[j];
-                DAv[j] = 0;
+                double D0 = (has_bias && rs->bias) ? bgauge[j / hw] : 0;
+                den[j] = bd + r1[j];
+                G[j] = bg + r2[j];
+                D[j] = D0 + fold_err * r2[j] + r3[j];
+                DAs[j] = D0 + fold_err * r2[j];
+                if (!sum_decided(den[j], nterms, G[j]))
+                    den[j] = lin_cell_sum(&J, j, bd, 1);
             }
-            J.items = par_items(c->threads, lin_outs(&L));
-            par_run(c->threads, J.items, lin_den_item, &J);
-            int64_t nterms = L.fanin * nt + pd->n_bias + 1;
             for (int64_t j = 0; j < n; j++) {
                 int sel = 1;
                 switch (pd->sel) {
@@ -1024,14 +875,84 @@ static int linear_backward(ctx *c, int li)
                 if (sharp)
                     csv[j] = fmax(U32 * ks[j], Rcs[b * n + j]);
             }
-            /* scatter to the inputs: per input cell in FOR_CONN's order,
-             * split over the inputs; the total's linear part (read only
-             * in local mode) is one sum in FOR_CONN's order, swept whole
-             * by one thread meanwhile */
-            J.tl = sharp && c->local ? &c->tl[in0] : NULL;
-            J.items = scatter_items(c->threads, &L);
-            par_run(c->threads, J.items + (J.tl != NULL), lin_scatter_item, &J);
+            /* scatter to the inputs, per term t, as transposed convolutions
+             * of |W_t| with v1, v2, lin and of W_t^2 with qv, then the
+             * input cell's own factors:
+             *   B_i  += |coef| (|am_t(i)| T1_i + A_i T2_i)
+             *   Qs_i += coef^2 am_t(i)^2 T3_i
+             *   Ls_i += |coef| (|am_t(i)| T4_i + As_i T2_i)   (A, As: terms
+             *   S_i  += |coef| |am_t(i)| T2_i                  that use x)
+             * and the total's linear part (local mode) adds the Ls terms,
+             * input cell by input cell */
+            double *tlp = sharp && c->local ? &c->tl[in0] : NULL;
+            double tl = tlp ? *tlp : 0;
+            const double acoef = fabs(coef), c2 = coef * coef;
+            /* a non-finite factor must reach the cells as the plain loop
+             * carried it (0 * inf): no term is skipped then */
+            int skip_ok = all_finite(v1, n) && all_finite(v2, n) &&
+                          (!sharp || (all_finite(lin, n) && all_finite(qv, n)));
+            for (int t = 0; t < nt; t++) {
+                int az = amz[t] && skip_ok;
+                int ux = uses[t] && !(ax_zero && axs_zero && skip_ok);
+                if (az && !ux)
+                    continue;
+                lrp_gl_w w1 = wg;
+                w1.nt = 1;
+                w1.wm[0] = pd->t[t].w;
+                w1.tc[0] = tc[t];
+                w1.op = LRP_GL_ABS;
+                const double *vs[3] = {az ? NULL : v1, uses[t] || (sharp && !az) ? v2 : NULL,
+                                       sharp && !az ? lin : NULL};
+                double *os[3] = {T1, T2, T4};
+                if (lrp_gl_conv_t(&L, &w1, 3, vs, os, nth)) {
+                    fail = 1;
+                    break;
+                }
+                if (sharp && !az) {
+                    w1.op = LRP_GL_SQUARE;
+                    const double *vq[1] = {qv};
+                    double *oq[1] = {T3};
+                    if (lrp_gl_conv_t(&L, &w1, 1, vq, oq, nth)) {
+                        fail = 1;
+                        break;
+                    }
+                }
+                const double *aat = aa + (int64_t)t * nin;
+                for (int64_t i = 0; i < nin; i++) {
+                    double ab = az ? 0 : aat[i];
+                    double add = az ? 0 : ab * T1[i];
+                    if (uses[t])
+                        add += Axb[i] * T2[i];
+                    Bib[i] += acoef * add;
+                    if (sharp) {
+                        double lv = az ? 0 : ab * T4[i];
+                        if (uses[t])
+                            lv += Axsb[i] * T2[i];
+                        lv *= acoef;
+                        if (!az) {
+                            Qsb[i] += c2 * (ab * ab * T3[i]);
+                            S[i] += acoef * (ab * T2[i]);
+                        }
+                        Lsb[i] += lv;
+                        tl += lv;
+                    }
+                }
+            }
+            if (fail)
+                break;
+            if (tlp)
+                *tlp = tl;
+            /* ill-conditioning propagates toward the input: a cell is as
+             * undetermined as the relevance it is made of (connectivity
+             * alone, whatever the weights) */
+            if (lrp_gl_maxprop(&L, cjv, cib, flv, fib) ||
+                (sharp && lrp_gl_maxprop(&L, csv, csib, NULL, NULL))) {
+                fail = 1;
+                break;
+            }
         }
+        if (fail)
+            break;
         if (sharp)
             /* the backward sum of this layer (fanout terms) and the final
              * product, each rounding of a partial sum bounded by S */
@@ -1041,13 +962,12 @@ static int linear_backward(ctx *c, int li)
                 c->tq[in0] += (double)(fanout + 2) * S[i] * S[i];
             }
     }
-    free(w), free(bias), free(den), free(G), free(D), free(z), free(v1), free(v2), free(kap);
-    free(und), free(qv), free(lin), free(ks), free(DAs), free(S), free(DAv);
-    free(bgauge);
-    free(am);
-    free(wmv);
-    free(cjv), free(csv), free(flv);
-    return 0;
+    for (int k = 0; k < O_N; k++)
+        free(ov[k]);
+    for (int k = 0; k < I_N; k++)
+        free(iv[k]);
+    free(w), free(am), free(aa), free(und), free(flv);
+    return fail ? -1 : 0;
 }
 
 /* Max-pool with wta_split_ties, one window j: the t inputs equal to the
