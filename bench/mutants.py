@@ -104,7 +104,9 @@ DAMAGES = ["sign", "sign-all", "zero", "zero-input", "scale2", "scale-layer", "s
            "shift", "noise-1e-2", "noise-1e-3", "noise-1e-4", "noise-layer", "swap-sample"]
 MUTANTS = ["stab-signbit", "stab-zero_only", "stab-sign0_zero", "no-bias", "bn-eps0",
            "ab-swap", "gamma-wneg", "zplus-drop-aneg", "ties-last", "add-equal"]
-BIG_CLASSES = ["sign", "scale2", "noise-1e-3", "noise-layer"]
+# the issue's gross damages (sign, zero, factor 2, shuffle, 1 % noise); one
+# 224 compare takes minutes, so the big nets get these only
+BIG_CLASSES = ["sign", "zero", "scale2", "shuffle", "noise-1e-2"]
 MACROS = {"EPSPLUS": "", "GAMMABOX": "--composite EpsilonGammaBox --box -1,1"}
 
 
@@ -419,8 +421,8 @@ INTRO_RE = re.compile(r"(?:introduced|originat\w*|starts?)\s+(?:at|in)\s+(?:laye
                       re.I)
 
 
-def judge(cli, path, source, jpath, measure=False):
-    cmd = [cli, "compare", path, "--source", source, "--json", jpath]
+def judge(cli, path, source, jpath, measure=False, extra=()):
+    cmd = [cli, "compare", path, "--source", source, "--json", jpath] + list(extra)
     if measure and os.path.exists("/usr/bin/time"):
         cmd = ["/usr/bin/time", "-f", "MUTANTS-TIME %e s %M KB"] + cmd
     p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -493,7 +495,11 @@ def run_one(cli, fxdir, work, run, results):
         rows[cls] = r
 
     def judge_expect(cls, name, expected_layer, note):
-        j = judge(cli, T, name, jpath)
+        # big nets: damaged traces judged without the self-proof at p+64 (a
+        # third of the time; it only marks cells whose binary32 rounding
+        # p bits do not settle, which a gross damage does not need); the
+        # clean trace keeps it
+        j = judge(cli, T, name, jpath, extra=["--no-proof"] if run.get("big") else [])
         if j["rc"] == 1:
             st = "caught"
         elif j["rc"] == 0:
@@ -1019,18 +1025,19 @@ def main():
     runs, skipped = pick_runs(suite_runs(os.path.join(ROOT, "fixtures", "runs.c")), fixtures,
                               quick=o.quick)
     if o.big and o.big_fixtures:
-        # One compare of ResNet-50 224 (batch 1) was stopped at 19.0 GB RSS
-        # after 22 min without finishing (2 cores, shared): refuse to start
-        # where the memory is not there rather than push the machine into OOM.
-        need = float(os.environ.get("MUTANTS_BIG_MEM_GB", "24"))
+        # One compare of ResNet-50 224 (batch 1) peaks at 3.1 GB (December
+        # 2026; it once needed more than 19 GB): refuse to start where the
+        # memory is not there rather than push the machine into OOM.
+        need = float(os.environ.get("MUTANTS_BIG_MEM_GB", "6"))
         avail = 0.0
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
                     avail = int(line.split()[1]) / 1024.0 ** 2
         if avail < need:
-            log("mutants: big nets skipped: %.1f GB available, a 224 compare needs more than "
-                "19 GB (set MUTANTS_BIG_MEM_GB to override the %.0f GB guard)" % (avail, need))
+            log("mutants: big nets skipped: %.1f GB available, a 224 compare needs about "
+                "3.1 GB (ResNet-50; set MUTANTS_BIG_MEM_GB to override the %.0f GB guard)"
+                % (avail, need))
             o.big_fixtures = ""
     if o.big and o.big_fixtures:
         for p in o.big_fixtures.split(","):
