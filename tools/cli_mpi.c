@@ -11,7 +11,11 @@
 
 #include "cli.h"
 
+#include <unistd.h>
+
 #ifndef LRP_MPI
+
+int cli_isatty(int fd) { return isatty(fd); }
 
 void cli_mpi_init(int *argc, char ***argv) { (void)argc, (void)argv; }
 int cli_mpi_finish(int rc) { return rc; }
@@ -44,7 +48,7 @@ void cli_mpi_block(int64_t n, int64_t *first, int64_t *count)
 #include <time.h>
 #include <unistd.h>
 
-static int g_on, g_rank, g_size = 1, g_local = 1;
+static int g_on, g_launched, g_rank, g_size = 1, g_local = 1;
 static int g_err_fd = -1; /* this rank's real stderr (ranks > 0) */
 static FILE *g_cap;       /* where stderr goes meanwhile (ranks > 0) */
 
@@ -69,6 +73,9 @@ static void lazy_wait(MPI_Request *rq)
 void cli_mpi_init(int *argc, char ***argv)
 {
     int prov;
+    /* started by a launcher, not as a singleton (then as the default build) */
+    g_launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
+                 getenv("PMI_SIZE");
     /* only the main thread calls MPI; the compute threads never do */
     if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &prov) != MPI_SUCCESS)
         return; /* MPI_Init aborts on failure by default; not reached */
@@ -100,6 +107,7 @@ void cli_mpi_init(int *argc, char ***argv)
 }
 
 int cli_mpi_rank(void) { return g_rank; }
+int cli_isatty(int fd) { return !g_launched && isatty(fd); }
 int cli_mpi_size(void) { return g_size; }
 int cli_mpi_local_size(void) { return g_local; }
 
@@ -138,10 +146,29 @@ static void clear_capture(void)
         lseek(STDERR_FILENO, 0, SEEK_SET);
 }
 
+/* LRP_MPI_TEST_FAIL=R (scripts/check_mpi.sh): rank R fails at its first
+ * agreement with one line and exit 2, as a rank that met bad input would;
+ * R:exit makes it leave at once without MPI_Finalize, as a crash would. */
+static int test_fail(int rc)
+{
+    static int done;
+    const char *s = getenv("LRP_MPI_TEST_FAIL");
+    if (done || !s || atoi(s) != g_rank || rc >= 0)
+        return rc;
+    done = 1;
+    fprintf(stderr, "lrp-oracle: mpi test: rank %d fails here (LRP_MPI_TEST_FAIL)\n", g_rank);
+    if (strstr(s, ":exit")) {
+        replay_last_line();
+        _exit(EXIT_USAGE);
+    }
+    return EXIT_USAGE;
+}
+
 int cli_mpi_agree(int rc)
 {
     if (!g_on || g_size == 1)
         return rc;
+    rc = test_fail(rc);
     int mine = rc >= 0 ? g_rank : g_size, first = g_size;
     MPI_Request rq;
     MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &rq);

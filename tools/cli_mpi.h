@@ -37,6 +37,12 @@ int cli_mpi_size(void);
 /* Ranks sharing this node (threads default to cores / local ranks). */
 int cli_mpi_local_size(void);
 
+/* isatty(fd), except under an MPI launcher (mpirun, srun): there the
+ * streams are the launcher's forwarding (Open MPI gives rank 0 a pty even
+ * when mpirun's own output is a file), so no colours and no progress line
+ * rewritten in place, whatever isatty says. */
+int cli_isatty(int fd);
+
 /* Collective: rc is this rank's state, -1 fine or an exit code.  Returns
  * -1 when every rank is fine, else the exit code of the lowest failing
  * rank (same value on every rank); that rank's error line reaches stderr

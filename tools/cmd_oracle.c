@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "cli_mpi.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -82,7 +83,7 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
 {
     memset(o, 0, sizeof *o);
     cli_rules_init(&o->rules);
-    o->color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    o->color = cli_isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
     o->proof = 1;
     o->local = 1;
     int c, idx;
