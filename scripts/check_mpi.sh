@@ -76,6 +76,45 @@ for n in $RANKS; do
     same "-n $n: HTML (input heatmaps: per-cell arrays gathered)" one.html/index.html "n$n.html/index.html"
 done
 
+echo "== reference / fast: the samples of a batch over the ranks"
+# resnet (BatchNorm, Add, strides) made a batch of 5 with h5py: 5 samples
+# split 3+2 and 2+2+1; cnn as written (batch 2): under -n 3 one rank has
+# no sample
+/usr/bin/python3 - "$FX/resnet.h5" "$W/resnet5.h5" <<'PY' || bad "batch copy (h5py)"
+import shutil, sys
+import h5py, numpy as np
+shutil.copy(sys.argv[1], sys.argv[2])
+f = h5py.File(sys.argv[2], "r+")
+B = 5
+x, t = f["data/input"][...], f["data/target"][...]
+xs = np.stack([x[k % len(x)] * np.float32(1 + k / 8) for k in range(B)]).astype(np.float32)
+ts = np.array([t[k % len(t)] for k in range(B)], dtype=np.int32)
+del f["data/input"], f["data/target"]
+f["data/input"], f["data/target"] = xs, ts
+f.attrs["batch"] = B
+f.close()
+PY
+for fx in "$W/resnet5.h5" "$FX/cnn.h5"; do
+    b=$(basename "$fx" .h5)
+    for c in fast reference; do
+        for only in "" --trace-only; do
+            rm -f "$W/one.t.h5"
+            "$ONE" $c "$fx" --out "$W/one.t.h5" $only >/dev/null || bad "$c $b: one process failed"
+            for n in $RANKS; do
+                rm -f "$W/n.t.h5"
+                run $LRP_MPIRUN -n "$n" "$MPI" $c "$fx" --out "$W/n.t.h5" $only >"$W/n.out" 2>&1
+                rc=$?
+                if [ "$rc" -eq 0 ] && cmp -s "$W/one.t.h5" "$W/n.t.h5" &&
+                    [ "$(grep -c "wrote trace" "$W/n.out")" -eq 1 ]; then
+                    ok "$c $b $only -n $n: the same file"
+                else
+                    bad "$c $b $only -n $n: exit $rc, files differ or not one line"
+                fi
+            done
+        done
+    done
+done
+
 echo "== a failing rank: one line, its exit code, no hang"
 for n in 2 3; do
     last=$((n - 1))
@@ -100,6 +139,14 @@ for n in 2 3; do
         cat f.err
     fi
 done
+# fast: rank 1 fails after its share; rank 0 writes nothing
+rm -f "$W/f.t.h5"
+LRP_MPI_TEST_FAIL=1 run $LRP_MPIRUN -x LRP_MPI_TEST_FAIL -n 2 "$MPI" fast "$W/resnet5.h5" \
+    --out "$W/f.t.h5" >f.out 2>f.err
+rc=$?
+[ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && [ ! -e "$W/f.t.h5" ] &&
+    ok "fast -n 2, rank 1 fails: exit 2, one line, no file" ||
+    bad "fast -n 2, rank 1 fails: exit $rc, $(wc -l <f.err) lines, file: $(ls "$W/f.t.h5" 2>&1)"
 # a usage error every rank meets: one line, not one per rank
 run $LRP_MPIRUN -n 3 "$MPI" suite --no-such-option >f.out 2>f.err
 rc=$?

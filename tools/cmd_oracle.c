@@ -626,6 +626,86 @@ static void *copy_begin(void *arg)
     return NULL;
 }
 
+/* One layer's relevance (and, for the reference, its low parts) and
+ * activations of the pipeline's n cells into rel / lo / act. */
+static void fill_layer(float *rel, float *lo, float *act, const lrp_backend *be, const lrp_pipe *p,
+                       int i, int64_t n, int reference, int prec)
+{
+    if (reference) {
+        mpfr_t d;
+        mpfr_init2(d, prec + 300);
+        for (int64_t k = 0; k < n; k++) {
+            mpfr_srcptr x = be->at(be->ctx, p->L[i].rel, k);
+            float h = mpfr_get_flt(x, MPFR_RNDN);
+            rel[k] = h;
+            if (isfinite(h)) {
+                mpfr_sub_d(d, x, (double)h, MPFR_RNDN);
+                lo[k] = mpfr_get_flt(d, MPFR_RNDN);
+            } else {
+                lo[k] = 0.0f;
+            }
+        }
+        mpfr_clear(d);
+        for (int64_t k = 0; k < n; k++)
+            act[k] = mpfr_get_flt(be->at(be->ctx, p->L[i].act, k), MPFR_RNDN);
+    } else {
+        memcpy(rel, p->L[i].rel, (size_t)n * sizeof(float));
+        memcpy(act, p->L[i].act, (size_t)n * sizeof(float));
+    }
+}
+
+/* Under MPI (tools/cli_mpi.h): every rank converts its samples' share of
+ * each layer and rank 0 gathers them, layer by layer, into the trace t
+ * (rank 0's; NULL elsewhere).  The samples are split in contiguous blocks
+ * in rank order, so the gathered bytes are the batch-major arrays of one
+ * process.  Returns -1 or the agreed exit code. */
+static int gather_trace(lrp_trace *t, const lrp_net *net, const lrp_backend *be,
+                        const lrp_pipe *p, int64_t count, int reference, int prec)
+{
+    int rank = cli_mpi_rank(), size = cli_mpi_size(), parts = reference ? 3 : 2;
+    int64_t B = net->batch;
+    for (int i = 0; i < net->n_layers; i++) {
+        int64_t n1 = lrp_shape_numel(&net->layers[i].shape), n = n1 * count;
+        float *share = malloc((size_t)(n ? n : 1) * (size_t)parts * sizeof(float));
+        int rc = share ? -1 : cli_usage_error(reference ? "reference" : "fast", "%s", "out of memory");
+        if (rank == 0 && rc < 0) {
+            size_t m = (size_t)(n1 * B > 0 ? n1 * B : 1) * sizeof(float);
+            if (!(t->relevance[i] = malloc(m)) || !(t->activation[i] = malloc(m)) ||
+                (reference && !(t->relevance_lo[i] = malloc(m))))
+                rc = cli_usage_error(reference ? "reference" : "fast", "%s", "out of memory");
+        }
+        if ((rc = cli_mpi_agree(rc)) >= 0) {
+            free(share);
+            return rc;
+        }
+        if (n)
+            fill_layer(share, share + (reference ? 2 * n : 0), share + n, be, p, i, n, reference,
+                       prec);
+        void *all = NULL;
+        size_t total = 0;
+        rc = cli_mpi_gather(share, (size_t)n * (size_t)parts * sizeof(float), &all, &total);
+        free(share);
+        if (rc >= 0)
+            return rc;
+        if (rank == 0) {
+            /* rank r's block: [rel | act | lo] of its count_r samples */
+            const float *q = all;
+            int64_t at = 0;
+            for (int r = 0; r < size; r++) {
+                int64_t cr = B / size + (r < B % size), m = n1 * cr;
+                memcpy(t->relevance[i] + at, q, (size_t)m * sizeof(float));
+                memcpy(t->activation[i] + at, q + m, (size_t)m * sizeof(float));
+                if (reference)
+                    memcpy(t->relevance_lo[i] + at, q + 2 * m, (size_t)m * sizeof(float));
+                q += parts * m;
+                at += m;
+            }
+        }
+        free(all);
+    }
+    return -1;
+}
+
 static int write_trace(int argc, char **argv, int reference)
 {
     const char *cmd = reference ? "reference" : "fast";
@@ -662,7 +742,7 @@ static int write_trace(int argc, char **argv, int reference)
     digest_job dj = {path, 0, 0, LRP_OK, {0}};
     if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0)
         return rc;
-    if (o.trace_only)
+    if (o.trace_only && cli_mpi_rank() == 0) /* rank 0 writes the trace file */
         digest_run(&dj);
     lrp_err e = {0};
     ref_ctx rcx = {0};
@@ -676,8 +756,25 @@ static int write_trace(int argc, char **argv, int reference)
      * FILE holds a trace of that name: it is replaced where it stands. */
     copy_job cj = {net, o.out, source, NULL, LRP_OK, {0}};
     pthread_t cth;
-    int cth_on = !o.trace_only && lrp_net_trace_find(net, source) < 0 &&
+    int mpi = cli_mpi_size() > 1, rank = cli_mpi_rank();
+    int cth_on = rank == 0 && !o.trace_only && lrp_net_trace_find(net, source) < 0 &&
                  pthread_create(&cth, NULL, copy_begin, &cj) == 0;
+    /* Under MPI each rank computes a contiguous block of the samples: a
+     * view of the net with that block's data (the layers and weights are
+     * shared, read-only; rank 0's writer thread reads the whole net) */
+    lrp_net sub = *net;
+    int64_t first = 0, count = net->batch;
+    if (mpi) {
+        cli_mpi_block(net->batch, &first, &count);
+        int64_t nin = lrp_shape_numel(&net->layers[0].shape);
+        int64_t nout = lrp_shape_numel(&net->layers[net->n_layers - 1].shape);
+        sub.batch = (int)count;
+        sub.input = net->input + first * nin;
+        sub.r_out = net->r_out ? net->r_out + first * nout : NULL;
+        sub.target = net->target ? net->target + first : NULL;
+        sub.n_traces = 0;
+        sub.traces = NULL;
+    }
     if (reference) {
         rcx.prec = o.rules.prec;
         rcx.threads = o.rules.threads;
@@ -689,18 +786,34 @@ static int write_trace(int argc, char **argv, int reference)
     /* only the relevance of every layer is stored: the engine mode skips
      * the audit data (same relevance bit for bit, tests/test_fastpath.c) */
     cli_phase("engine setup");
-    lrp_status st = lrp_pipe_run_ex(&p, &be, net, LRP_PIPE_RELEVANCE, &e);
+    /* a rank with no samples (more ranks than samples) computes nothing */
+    lrp_status st = count > 0 ? lrp_pipe_run_ex(&p, &be, &sub, LRP_PIPE_RELEVANCE, &e) : LRP_OK;
     cli_phase("engine");
+    if (mpi && (rc = cli_mpi_agree(st ? cli_fail(&e) : -1)) >= 0) {
+        if (cth_on)
+            pthread_join(cth, NULL);
+        lrp_h5_write_abort(cj.h);
+        lrp_pipe_free(p);
+        lrp_f32_ctx_free(fcx);
+        lrp_net_free(net);
+        return rc;
+    }
     if (cth_on) {
         /* the net is read by the writer until here; then it gains the trace */
         pthread_join(cth, NULL);
         cli_phase("copy written (joined)");
-        if (!st && cj.st) {
+        if (!st && cj.st && !mpi) {
             lrp_pipe_free(p);
             lrp_f32_ctx_free(fcx);
             lrp_net_free(net);
             return cli_fail(&cj.err);
         }
+    }
+    if (mpi && (rc = cli_mpi_agree(cth_on && cj.st ? cli_fail(&cj.err) : -1)) >= 0) {
+        lrp_pipe_free(p);
+        lrp_f32_ctx_free(fcx);
+        lrp_net_free(net);
+        return rc;
     }
     if (!st && o.trace_only && lrp_net_trace_find(net, source) >= 0) {
         lrp_pipe_free(p);
@@ -712,8 +825,22 @@ static int write_trace(int argc, char **argv, int reference)
                 cmd, path, source);
         return EXIT_USAGE;
     }
-    lrp_trace *t = st ? NULL : lrp_net_trace_add(net, source, &e);
-    if (!t) {
+    lrp_trace *t = st || (mpi && rank > 0) ? NULL : lrp_net_trace_add(net, source, &e);
+    if (mpi) {
+        if ((rc = cli_mpi_agree(rank == 0 && !t ? cli_fail(&e) : -1)) < 0)
+            rc = gather_trace(t, net, &be, p, count, reference, o.rules.prec);
+        lrp_pipe_free(p);
+        lrp_f32_ctx_free(fcx);
+        if (rc >= 0 || rank > 0) {
+            /* ranks > 0 are done: rank 0 writes */
+            if (rank == 0)
+                lrp_h5_write_abort(cj.h);
+            lrp_net_free(net);
+            return rc >= 0 ? rc : EXIT_OK;
+        }
+        p = NULL;
+        fcx = NULL;
+    } else if (!t) {
         lrp_h5_write_abort(cj.h);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
@@ -725,7 +852,7 @@ static int write_trace(int argc, char **argv, int reference)
     t->precision = reference ? o.rules.prec : 24;
     snprintf(t->composite, sizeof t->composite, "%s", net->composite);
     int ok = 1;
-    for (int i = 0; i < net->n_layers && ok; i++) {
+    for (int i = 0; i < net->n_layers && ok && !mpi; i++) {
         int64_t n = p->L[i].n * net->batch;
         t->relevance[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
         if (!t->relevance[i]) {
