@@ -115,6 +115,35 @@ for fx in "$W/resnet5.h5" "$FX/cnn.h5"; do
     done
 done
 
+echo "== check / compare: the files over the ranks"
+# four files (one missing: an error entry), then compare with a fatal
+# usage error found on a file (rule options the trace's rules replace)
+"$ONE" fast "$FX/cnn.h5" --out "$W/cnnT.h5" >/dev/null || bad "fast cnn"
+for args in "check $FX/cnn.h5 $FX/mlp.h5 $W/missing.h5 $FX/vgg_dead.h5" \
+    "compare $W/cnnT.h5 $FX/mlp.h5 $W/cnnT.h5 --source fastpath" \
+    "compare $W/cnnT.h5 $W/cnnT.h5 --source fastpath --eps 0.1"; do
+    c=${args%% *}
+    # shellcheck disable=SC2086
+    "$ONE" $args --json one.json --junit one.xml --html one.html >one.out 2>one.err
+    one_rc=$?
+    for n in $RANKS; do
+        rm -rf "n$n.html"
+        # shellcheck disable=SC2086
+        run $LRP_MPIRUN -n "$n" "$MPI" $args --json "n$n.json" --junit "n$n.xml" \
+            --html "n$n.html" >"n$n.out" 2>"n$n.err"
+        rc=$?
+        [ "$rc" -eq "$one_rc" ] && ok "$c -n $n: exit $rc" || bad "$c -n $n: exit $rc, one process $one_rc"
+        same "$c -n $n: stdout" one.out "n$n.out"
+        same "$c -n $n: stderr" one.err "n$n.err"
+        if [ -f one.json ]; then
+            same "$c -n $n: JSON" one.json "n$n.json"
+            same "$c -n $n: JUnit" one.xml "n$n.xml"
+            same "$c -n $n: HTML" one.html/index.html "n$n.html/index.html"
+        fi
+    done
+    rm -rf one.json one.xml one.html
+done
+
 echo "== a failing rank: one line, its exit code, no hang"
 for n in 2 3; do
     last=$((n - 1))

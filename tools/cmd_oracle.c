@@ -249,7 +249,184 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
     "contributions.  Nothing is spilled to disk.  --no-proof skips the run\n" \
     "at p+64.  Figures for VGG-16 and ResNet-50: docs/SCALING.md.\n"
 
+/* What became of one file of check / compare, computed on some rank and
+ * replayed on rank 0 in file order (tools/cli_mpi.h): kind 1 a report, 2
+ * a file that could not be judged (msg: its error line without the
+ * "lrp-oracle: " prefix), 3 a fatal error (msg: the whole line; rc: the
+ * exit code; the files after it are not reported). */
+typedef struct judge_outcome {
+    int32_t a, kind, rc;
+    char msg[LRP_ERR_MSG_MAX + 128];
+} judge_outcome;
+
+/* One file's run on this rank. */
+static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *po,
+                       const char *path, int compare, const char *cmd, cli_progress *prog, int a,
+                       int nfiles)
+{
+    const judge_opts o = *po;
+    lrp_net *net = NULL;
+    lrp_err e = {0};
+    memset(oc, 0, sizeof *oc);
+    oc->a = a;
+#define OC_ERROR(...)                                                                       \
+    do {                                                                                    \
+        oc->kind = 2;                                                                       \
+        snprintf(oc->msg, sizeof oc->msg, __VA_ARGS__);                                     \
+    } while (0)
+    if (load_apply_e(&net, path, &o, cmd, CLI_WORK_JUDGE, &e) != LRP_OK) {
+        OC_ERROR("%s", e.msg);
+        return;
+    }
+    if (compare) {
+        int t = lrp_net_trace_find(net, o.source);
+        if (t < 0) {
+            OC_ERROR("%s: /traces/%s: no such trace", path, o.source);
+            lrp_net_free(net);
+            return;
+        }
+        /* the reference is computed under the trace's own assignment,
+         * unless rule options override it explicitly; a rule parameter
+         * alone would be replaced by the trace's rules: refused, not
+         * ignored */
+        const cli_rules *ro = &o.rules;
+        if (!ro->has_rule && !ro->has_composite && net->traces[t].rules &&
+            (ro->has_stab || ro->has_eps || ro->has_gamma || ro->has_alpha || ro->has_beta ||
+             ro->has_box || ro->no_bias || ro->flags || ro->maxpool_eps || ro->bn_mode)) {
+            lrp_net_free(net);
+            oc->kind = 3;
+            oc->rc = EXIT_USAGE;
+            snprintf(oc->msg, sizeof oc->msg, "lrp-oracle %s: %s (see 'lrp-oracle %s --help')",
+                     cmd,
+                     "rule options without --rule or --composite would be replaced by the rules "
+                     "the trace states: give --rule or --composite to override them",
+                     cmd);
+            return;
+        }
+        if (!ro->has_rule && !ro->has_composite && net->traces[t].rules)
+            for (int i = 0; i < net->n_layers; i++)
+                net->layers[i].rule = net->traces[t].rules[i];
+    }
+    /* --profile rewrites the conventions the way that library computes.
+     * A trace's own rule assignment is authoritative otherwise: its
+     * declared profile is provenance, not an instruction (a trace may
+     * deviate from its library's defaults and says so in its rules). */
+    const char *prof = o.profile;
+    if (prof) {
+        lrp_err pe = {0};
+        int stated = compare && !o.rules.has_rule && !o.rules.has_composite &&
+                     net->traces[lrp_net_trace_find(net, o.source)].rules;
+        if (cli_profile_apply(net, prof, stated)) {
+            oc->kind = 3;
+            oc->rc = EXIT_USAGE;
+            snprintf(oc->msg, sizeof oc->msg, "lrp-oracle %s: unknown profile '%s' (%s)", cmd,
+                     prof, cli_profile_names());
+            lrp_net_free(net);
+            return;
+        }
+        if (lrp_net_infer(net, path, &pe) != LRP_OK) {
+            lrp_net_free(net);
+            OC_ERROR("%s", pe.msg);
+            return;
+        }
+    }
+    lrp_check_opts co;
+    lrp_check_opts_default(&co);
+    co.prec = o.rules.prec;
+    co.threads = o.rules.threads;
+    co.proof_extra = o.proof ? 64 : 0;
+    co.source = compare ? o.source : NULL;
+    co.strict = o.strict;
+    if (o.strict)
+        co.max_ill = o.max_ill;
+    co.label = path;
+    co.keep_cells = o.html ? 1 : 0; /* the heatmaps of the HTML report */
+    char rs[128];
+    cli_rules_describe(rs, sizeof rs, net, &o.rules);
+    if (compare && !o.rules.has_rule && !o.rules.has_composite)
+        snprintf(rs, sizeof rs, "rules of trace '%s'%s%s", o.source, o.profile ? ", profile " : "",
+                 o.profile ? o.profile : "");
+    co.ruleset = rs;
+    cli_progress_begin(prog, &co, path, a + 1, nfiles, compare);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    lrp_status st = lrp_check(r, net, &co, &e);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    cli_progress_clear(prog);
+    lrp_net_free(net);
+    if (st != LRP_OK) {
+        lrp_run_report_free(r);
+        memset(r, 0, sizeof *r);
+        if (st == LRP_E_NOMEM) {
+            oc->kind = 3;
+            oc->rc = EXIT_USAGE;
+            snprintf(oc->msg, sizeof oc->msg, "lrp-oracle: %s", e.msg);
+            return;
+        }
+        OC_ERROR("%s", e.msg);
+        return;
+    }
+    if (compare && r->n_judged == 0) {
+        OC_ERROR("%s: /traces/%s: no layer could be judged (the trace holds no "
+                 "relevance for any layer whose consumers it also covers)",
+                 path, o.source);
+        lrp_run_report_free(r);
+        memset(r, 0, sizeof *r);
+        return;
+    }
+#undef OC_ERROR
+    oc->kind = 1;
+}
+
+/* Rank 0: one file's outcome, printed and recorded as one process does
+ * (the report is taken over from src).  Returns 1 after a fatal error. */
+static int judge_replay(const judge_outcome *oc, lrp_run_report *src, const judge_opts *o,
+                        int compare, lrp_run_report *runs, int *n_runs, lrp_file_error *errs,
+                        int *n_errs, int *all_ok, int *exit_code, const char *path)
+{
+    if (oc->kind == 2) {
+        snprintf(errs[*n_errs].file, sizeof errs[*n_errs].file, "%.*s",
+                 (int)sizeof errs[*n_errs].file - 1, path);
+        snprintf(errs[*n_errs].message, sizeof errs[*n_errs].message, "%.*s",
+                 (int)sizeof errs[*n_errs].message - 1, oc->msg);
+        fprintf(stderr, "lrp-oracle: %s\n", errs[*n_errs].message);
+        (*n_errs)++;
+        return 0;
+    }
+    if (oc->kind == 3) {
+        fprintf(stderr, "%s\n", oc->msg);
+        *exit_code = oc->rc;
+        return 1;
+    }
+    if (oc->kind != 1)
+        return 0;
+    lrp_run_report *r = &runs[*n_runs];
+    *r = *src; /* taken over */
+    memset(src, 0, sizeof *src);
+    (*n_runs)++;
+    if (compare && o->require_all && r->n_unjudged > 0 && r->verdict < LRP_V_FAIL) {
+        /* --require-all: a partial trace fails */
+        r->verdict = LRP_V_FAIL;
+        snprintf(r->origin, sizeof r->origin, "--require-all: %d tensors not judged (%s)",
+                 r->n_unjudged, r->unjudged);
+        r->origin_layer = r->origin_layer >= 0 ? r->origin_layer : 0;
+    }
+    if (o->has_expect) {
+        r->has_expect = 1;
+        r->expect = o->expect;
+        r->expected_ok = r->verdict == o->expect;
+    }
+    if (*n_runs > 1)
+        printf("\n");
+    lrp_text_opts to = {o->color, o->verbose, o->wide};
+    lrp_report_text_ex(stdout, r, &to);
+    *all_ok &= lrp_run_ok(r);
+    return 0;
+}
+
 static int judge(int argc, char **argv, int compare)
+
 {
     const char *cmd = compare ? "compare" : "check";
     judge_opts o;
@@ -333,131 +510,83 @@ static int judge(int argc, char **argv, int compare)
     int all_ok = 1, exit_code = -1, n_runs = 0, n_errs = 0;
     cli_progress prog;
     cli_progress_init(&prog, o.progress);
-#define FILE_ERROR(...)                                                                     \
-    do {                                                                                    \
-        snprintf(errs[n_errs].file, sizeof errs[n_errs].file, "%s", path);                  \
-        snprintf(errs[n_errs].message, sizeof errs[n_errs].message, __VA_ARGS__);           \
-        fprintf(stderr, "lrp-oracle: %s\n", errs[n_errs].message);                          \
-        n_errs++;                                                                           \
-    } while (0)
-    for (int a = 0; a < nfiles; a++) {
-        const char *path = argv[optind + a];
-        lrp_net *net = NULL;
-        lrp_err e = {0};
-        if (load_apply_e(&net, path, &o, cmd, CLI_WORK_JUDGE, &e) != LRP_OK) {
-            FILE_ERROR("%s", e.msg);
-            continue;
-        }
-        if (compare) {
-            int t = lrp_net_trace_find(net, o.source);
-            if (t < 0) {
-                FILE_ERROR("%s: /traces/%s: no such trace", path, o.source);
-                lrp_net_free(net);
-                continue;
-            }
-            /* the reference is computed under the trace's own assignment,
-             * unless rule options override it explicitly; a rule parameter
-             * alone would be replaced by the trace's rules: refused, not
-             * ignored */
-            const cli_rules *ro = &o.rules;
-            if (!ro->has_rule && !ro->has_composite && net->traces[t].rules &&
-                (ro->has_stab || ro->has_eps || ro->has_gamma || ro->has_alpha || ro->has_beta ||
-                 ro->has_box || ro->no_bias || ro->flags || ro->maxpool_eps || ro->bn_mode)) {
-                lrp_net_free(net);
-                exit_code = cli_usage_error(cmd, "%s",
-                                            "rule options without --rule or --composite would "
-                                            "be replaced by the rules the trace states: give "
-                                            "--rule or --composite to override them");
-                break;
-            }
-            if (!ro->has_rule && !ro->has_composite && net->traces[t].rules)
-                for (int i = 0; i < net->n_layers; i++)
-                    net->layers[i].rule = net->traces[t].rules[i];
-        }
-        /* --profile rewrites the conventions the way that library computes.
-         * A trace's own rule assignment is authoritative otherwise: its
-         * declared profile is provenance, not an instruction (a trace may
-         * deviate from its library's defaults and says so in its rules). */
-        const char *prof = o.profile;
-        if (prof) {
-            lrp_err pe = {0};
-            int stated = compare && !o.rules.has_rule && !o.rules.has_composite &&
-                         net->traces[lrp_net_trace_find(net, o.source)].rules;
-            if (cli_profile_apply(net, prof, stated)) {
-                fprintf(stderr, "lrp-oracle %s: unknown profile '%s' (%s)\n", cmd, prof,
-                        cli_profile_names());
-                lrp_net_free(net);
-                exit_code = EXIT_USAGE;
-                break;
-            }
-            if (lrp_net_infer(net, path, &pe) != LRP_OK) {
-                lrp_net_free(net);
-                FILE_ERROR("%s", pe.msg);
-                continue;
-            }
-        }
-        lrp_check_opts co;
-        lrp_check_opts_default(&co);
-        co.prec = o.rules.prec;
-        co.threads = o.rules.threads;
-        co.proof_extra = o.proof ? 64 : 0;
-        co.source = compare ? o.source : NULL;
-        co.strict = o.strict;
-        if (o.strict)
-            co.max_ill = o.max_ill;
-        co.label = path;
-        co.keep_cells = o.html ? 1 : 0; /* the heatmaps of the HTML report */
-        char rs[128];
-        cli_rules_describe(rs, sizeof rs, net, &o.rules);
-        if (compare && !o.rules.has_rule && !o.rules.has_composite)
-            snprintf(rs, sizeof rs, "rules of trace '%s'%s%s", o.source, o.profile ? ", profile " : "",
-                     o.profile ? o.profile : "");
-        co.ruleset = rs;
-        cli_progress_begin(&prog, &co, path, a + 1, nfiles, compare);
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        lrp_run_report *r = &runs[n_runs];
-        lrp_status st = lrp_check(r, net, &co, &e);
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        cli_progress_clear(&prog);
-        lrp_net_free(net);
-        if (st != LRP_OK) {
-            lrp_run_report_free(r);
-            if (st == LRP_E_NOMEM) {
-                exit_code = cli_fail(&e);
-                break;
-            }
-            FILE_ERROR("%s", e.msg);
-            continue;
-        }
-        if (compare && r->n_judged == 0) {
-            FILE_ERROR("%s: /traces/%s: no layer could be judged (the trace holds no "
-                       "relevance for any layer whose consumers it also covers)",
-                       path, o.source);
-            lrp_run_report_free(r);
-            continue;
-        }
-        n_runs++;
-        if (compare && o.require_all && r->n_unjudged > 0 && r->verdict < LRP_V_FAIL) {
-            /* --require-all: a partial trace fails */
-            r->verdict = LRP_V_FAIL;
-            snprintf(r->origin, sizeof r->origin, "--require-all: %d tensors not judged (%s)",
-                     r->n_unjudged, r->unjudged);
-            r->origin_layer = r->origin_layer >= 0 ? r->origin_layer : 0;
-        }
-        if (o.has_expect) {
-            r->has_expect = 1;
-            r->expect = o.expect;
-            r->expected_ok = r->verdict == o.expect;
-        }
-        if (n_runs > 1)
-            printf("\n");
-        lrp_text_opts to = {o.color, o.verbose, o.wide};
-        lrp_report_text_ex(stdout, r, &to);
-        all_ok &= lrp_run_ok(r);
+    /* Under MPI the files are spread over the ranks (each file's run
+     * whole on one rank: file a on rank a % R) and rank 0 prints and
+     * writes every outcome in file order; one process replays each file
+     * as soon as it is judged, as before. */
+    int rank = cli_mpi_rank(), size = cli_mpi_size();
+    judge_outcome *ocs = calloc((size_t)nfiles, sizeof *ocs);
+    lrp_run_report *got = calloc((size_t)nfiles, sizeof *got);
+    if (!ocs || !got)
+        exit_code = cli_usage_error(cmd, "%s", "out of memory");
+    if ((exit_code = cli_mpi_agree(exit_code)) >= 0) {
+        free(ocs);
+        free(got);
+        free(runs);
+        free(errs);
+        return exit_code;
     }
-#undef FILE_ERROR
+    cli_bytes mine = {0};
+    for (int a = 0; a < nfiles; a++) {
+        if (a % size != rank)
+            continue;
+        judge_file(&ocs[a], &got[a], &o, argv[optind + a], compare, cmd, &prog, a, nfiles);
+        if (size > 1) {
+            cli_bytes_put(&mine, &ocs[a], sizeof ocs[a]);
+            if (ocs[a].kind == 1)
+                cli_report_pack(&mine, &got[a]);
+            lrp_run_report_free(&got[a]);
+            continue;
+        }
+        /* one process: replay at once, stop after a fatal error */
+        if (judge_replay(&ocs[a], &got[a], &o, compare, runs, &n_runs, errs, &n_errs, &all_ok,
+                         &exit_code, argv[optind + a]))
+            break;
+    }
+    if (size > 1) {
+        void *all = NULL;
+        size_t total = 0;
+        int mrc = mine.oom ? cli_usage_error(cmd, "%s", "out of memory") : -1;
+        if ((mrc = cli_mpi_agree(mrc)) < 0)
+            mrc = cli_mpi_gather(mine.p, mine.n, &all, &total);
+        cli_bytes_free(&mine);
+        for (size_t pos = 0; mrc < 0 && rank == 0 && pos < total;) {
+            judge_outcome oc;
+            lrp_run_report rep;
+            memset(&rep, 0, sizeof rep);
+            if (total - pos < sizeof oc) {
+                mrc = cli_usage_error(cmd, "%s", "damaged results from a rank");
+                break;
+            }
+            memcpy(&oc, (char *)all + pos, sizeof oc);
+            pos += sizeof oc;
+            if (oc.a < 0 || oc.a >= nfiles ||
+                (oc.kind == 1 && cli_report_unpack(&rep, all, total, &pos))) {
+                mrc = cli_usage_error(cmd, "%s", "damaged results from a rank");
+                break;
+            }
+            ocs[oc.a] = oc;
+            got[oc.a] = rep;
+        }
+        free(all);
+        if (rank > 0 || mrc >= 0) {
+            for (int a = 0; a < nfiles; a++)
+                lrp_run_report_free(&got[a]);
+            free(ocs);
+            free(got);
+            free(runs);
+            free(errs);
+            return mrc < 0 ? EXIT_OK : mrc;
+        }
+        for (int a = 0; a < nfiles; a++)
+            if (judge_replay(&ocs[a], &got[a], &o, compare, runs, &n_runs, errs, &n_errs, &all_ok,
+                             &exit_code, argv[optind + a]))
+                break;
+    }
+    for (int a = 0; a < nfiles; a++) /* reports not taken over (after a fatal error) */
+        lrp_run_report_free(&got[a]);
+    free(ocs);
+    free(got);
     if (o.explain) {
         printf("\n");
         lrp_report_legend(stdout);

@@ -340,7 +340,7 @@ static void usage(FILE *f)
  * other runs on rank 0 alone while the others wait. */
 static int distributed(const char *name)
 {
-    return cli_in_list("suite,reference,fast", name);
+    return cli_in_list("suite,reference,fast,check,compare", name);
 }
 
 static int run_command(int argc, char **argv)
