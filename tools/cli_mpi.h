@@ -62,7 +62,6 @@ void cli_mpi_bcast(void *buf, size_t n);
  * n % size ranks get one more.  A rank may get none. */
 void cli_mpi_block(int64_t n, int64_t *first, int64_t *count);
 
-#endif
 
 /* ---- results as bytes (tools/runwire.c; no MPI in it) ---- */
 
@@ -82,3 +81,5 @@ void cli_bytes_free(cli_bytes *b);
 struct lrp_run_report;
 void cli_report_pack(cli_bytes *b, const struct lrp_run_report *r);
 int cli_report_unpack(struct lrp_run_report *r, const unsigned char *buf, size_t n, size_t *pos);
+
+#endif
