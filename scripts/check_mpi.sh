@@ -76,6 +76,11 @@ for n in $RANKS; do
     same "-n $n: HTML (input heatmaps: per-cell arrays gathered)" one.html/index.html "n$n.html/index.html"
 done
 
+# more ranks than runs: rank 2 has none
+"$ONE" suite --dir "$SUITE_DIR" --only ties >one.out 2>one.err
+run $LRP_MPIRUN -n 3 "$MPI" suite --dir "$SUITE_DIR" --only ties >n3.out 2>n3.err
+same "-n 3, two runs: stdout" one.out n3.out
+
 echo "== reference / fast: the samples of a batch over the ranks"
 # resnet (BatchNorm, Add, strides) made a batch of 5 with h5py: 5 samples
 # split 3+2 and 2+2+1; cnn as written (batch 2): under -n 3 one rank has
