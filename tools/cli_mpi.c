@@ -33,7 +33,6 @@ int cli_mpi_gather(const void *buf, size_t n, void **all, size_t *total)
         memcpy(*all, buf, n);
     return -1;
 }
-void cli_mpi_bcast(void *buf, size_t n) { (void)buf, (void)n; }
 void cli_mpi_block(int64_t n, int64_t *first, int64_t *count)
 {
     *first = 0;
@@ -258,19 +257,6 @@ int cli_mpi_gather(const void *buf, size_t n, void **all, size_t *total)
     free(displs);
     *total = sum;
     return -1;
-}
-
-void cli_mpi_bcast(void *buf, size_t n)
-{
-    if (!g_on || g_size == 1)
-        return;
-    MPI_Request rq;
-    for (size_t off = 0; off < n;) {
-        int c = n - off > (size_t)INT_MAX ? INT_MAX : (int)(n - off);
-        MPI_Ibcast((char *)buf + off, c, MPI_BYTE, 0, MPI_COMM_WORLD, &rq);
-        lazy_wait(&rq);
-        off += (size_t)c;
-    }
 }
 
 void cli_mpi_block(int64_t n, int64_t *first, int64_t *count)

@@ -55,8 +55,6 @@ int cli_mpi_agree(int rc);
  * out of memory or a share exceeds the MPI count range; the status is
  * agreed, so every rank returns the same. */
 int cli_mpi_gather(const void *buf, size_t n, void **all, size_t *total);
-/* Collective: n bytes of rank 0's buf to every rank. */
-void cli_mpi_bcast(void *buf, size_t n);
 
 /* The contiguous block of n items (samples) of this rank: the first
  * n % size ranks get one more.  A rank may get none. */
