@@ -14,8 +14,21 @@
 #   make mutants    mutation benchmark of the oracle (bench/mutants.py);
 #                   MUTANTS_BIG=1 adds ResNet-50 at 224 (about 1 h, 3.1 GB RSS)
 #
+#   make MPI=1      the CLI with MPI (mpicc, -DLRP_MPI) in build-mpi/: under
+#                   mpirun / srun one suite, reference or fast run is spread
+#                   over the ranks (docs/SCALING.md "MPI"); the default
+#                   build has no MPI in it
+#   make check-mpi  the MPI build's outputs under mpirun -n 1, 2 and 3 against
+#                   the default build's, byte for byte (scripts/check_mpi.sh)
+#
 # BUILD selects the object directory; SAN=1 builds with sanitizers.
 
+MPI ?= 0
+ifeq ($(MPI),1)
+BUILD ?= build-mpi
+CC := mpicc
+MPI_CFLAGS := -DLRP_MPI
+endif
 BUILD ?= build
 CC ?= cc
 PKGS := mpfr hdf5 cmocka
@@ -30,7 +43,7 @@ OPT ?= -O2
 NUMFLAGS := -ffp-contract=off -fno-math-errno
 CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(NUMFLAGS) \
                $(WARN) -pthread -Iinclude -Icore -Ireference -Ifastpath \
-               -Ioracle -Ifixtures -Itools $(PKG_CFLAGS)
+               -Ioracle -Ifixtures -Itools $(PKG_CFLAGS) $(MPI_CFLAGS)
 ifeq ($(SAN),1)
 CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer \
                -fno-sanitize-recover=undefined
@@ -79,8 +92,14 @@ TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all shared install uninstall deps deps-check deps-torch run check sanitize bench clean fixtures golden mutants
+.PHONY: all shared install uninstall deps deps-check deps-torch deps-mpi run check check-mpi sanitize bench clean fixtures golden mutants
+ifeq ($(MPI),1)
+# the MPI build is the CLI alone (the library and its tests have no MPI)
+all: deps-mpi
+	@$(MAKE) --no-print-directory $(CLI)
+else
 all: $(LIB) $(SHLIB) $(CLI) $(TEST_BIN)
+endif
 
 # Dependency tiers (scripts/deps.sh): `make run` needs only the C libraries;
 # the tests add cmocka, xmllint, numpy and h5py; the benchmarks and the
@@ -93,6 +112,8 @@ deps-check:
 	@sh scripts/deps.sh $(CHECK_TIER)
 deps-torch:
 	@sh scripts/deps.sh torch
+deps-mpi:
+	@sh scripts/deps.sh mpi
 
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -133,6 +154,13 @@ run: deps
 check: deps-check
 	@$(MAKE) --no-print-directory all
 	@LRP_REQUIRE_FULL=$(FULL) sh scripts/check.sh tests $(BUILD) $(TEST_BIN)
+
+# The MPI tests (docs/SCALING.md "MPI"): the default build and the MPI
+# build under mpirun -n 1, 2 and 3 give the same bytes.
+check-mpi: deps-mpi
+	@$(MAKE) --no-print-directory BUILD=build build/lrp-oracle
+	@$(MAKE) --no-print-directory MPI=1 BUILD=build-mpi build-mpi/lrp-oracle
+	@sh scripts/check_mpi.sh build/lrp-oracle build-mpi/lrp-oracle
 
 sanitize: deps-check
 	@$(MAKE) --no-print-directory BUILD=build-asan SAN=1 OPT=-O1 all
@@ -218,7 +246,7 @@ uninstall:
 	rm -rf $(D)$(PKGDATADIR)
 
 clean:
-	rm -rf build build-asan build-bench
+	rm -rf build build-asan build-bench build-mpi
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(NAIVE_OBJ:.o=.d) \
          $(TESTUTIL_OBJ:.o=.d) $(TEST_BIN:=.d) $(BENCH_BIN:=.d)

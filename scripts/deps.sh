@@ -12,6 +12,8 @@
 #   full    `make check FULL=1`, CI: torch + chromium (the HTML report
 #           rendered headless).  Without them `make check` counts the adapter
 #           and browser tests as skipped, not passed.
+#   mpi     `make MPI=1`, `make check-mpi`: check + Open MPI (mpicc, mpirun;
+#           the default build has no MPI).  CI installs full and mpi.
 #
 #   deps.sh --list TIER    prints the packages of TIER, installs nothing
 #   LRP_DEPS_EXTRA="pkg ..."   extra packages
@@ -21,6 +23,7 @@ BUILD_PKGS="make gcc libc6-dev pkg-config libmpfr-dev libgmp-dev libhdf5-dev lib
 CHECK_PKGS="libcmocka-dev libxml2-utils python3 python3-numpy python3-h5py"
 TORCH_PKGS="python3-torch"
 FULL_PKGS="chromium"
+MPI_PKGS="libopenmpi-dev openmpi-bin"
 
 list=0
 if [ "${1:-}" = "--list" ]; then
@@ -33,8 +36,9 @@ build) PKGS="$BUILD_PKGS" ;;
 check) PKGS="$BUILD_PKGS $CHECK_PKGS" ;;
 torch) PKGS="$BUILD_PKGS $CHECK_PKGS $TORCH_PKGS" ;;
 full) PKGS="$BUILD_PKGS $CHECK_PKGS $TORCH_PKGS $FULL_PKGS" ;;
+mpi) PKGS="$BUILD_PKGS $CHECK_PKGS $MPI_PKGS" ;;
 *)
-    echo "deps: unknown tier '$tier' (build, check, torch or full)" >&2
+    echo "deps: unknown tier '$tier' (build, check, torch, full or mpi)" >&2
     exit 2
     ;;
 esac

@@ -109,6 +109,9 @@ void cli_estimate(cli_estimate_t *e, const lrp_net *net, cli_work work, int prec
 lrp_status cli_limits_check(const lrp_net *net, const char *path, const char *cmd,
                             cli_work work, int prec, int proof, lrp_err *err);
 void cli_limits_apply(int threads);
+/* The fd the limits' signal handlers write their line to (stderr; an MPI
+ * rank > 0 sets its real stderr, tools/cli_mpi.c). */
+extern int cli_err_fd;
 /* The next cli_load's sandboxed parse also checks the limits for this work. */
 void cli_load_expect(const char *cmd, cli_work work, int prec, int proof);
 

@@ -6,6 +6,7 @@
  */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "cli_mpi.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +16,8 @@ void cli_rules_init(cli_rules *o)
 {
     memset(o, 0, sizeof *o);
     o->prec = 128;
-    o->threads = 2;
+    /* two cores shared by the MPI ranks of a node (tools/cli_mpi.h) */
+    o->threads = cli_mpi_local_size() > 1 ? 1 : 2;
 }
 
 static int bad_number(const char *cmd, const char *opt, const char *arg)

@@ -4,6 +4,7 @@
  */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "cli_mpi.h"
 
 #include <getopt.h>
 #include <limits.h>
@@ -84,7 +85,7 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
 {
     memset(o, 0, sizeof *o);
     cli_rules_init(&o->rules);
-    o->color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
+    o->color = cli_isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
     o->proof = 1;
     o->local = 1;
     int c, idx;
@@ -254,7 +255,211 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
     "--no-proof skips the run at p+64.  Figures for VGG-16 and ResNet-50:\n" \
     "docs/SCALING.md.\n"
 
+/* What became of one file of check / compare, computed on some rank and
+ * replayed on rank 0 in file order (tools/cli_mpi.h): kind 1 a report, 2
+ * a file that could not be judged (msg: its error line without the
+ * "lrp-oracle: " prefix), 3 a fatal error (msg: the whole line; rc: the
+ * exit code; the files after it are not reported). */
+typedef struct judge_outcome {
+    int32_t a, kind, rc;
+    char msg[LRP_ERR_MSG_MAX + 128];
+} judge_outcome;
+
+/* One file's run on this rank. */
+static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *po,
+                       const char *path, int compare, const char *cmd, cli_progress *prog, int a,
+                       int nfiles)
+{
+    const judge_opts o = *po;
+    lrp_net *net = NULL;
+    lrp_err e = {0};
+    memset(oc, 0, sizeof *oc);
+    oc->a = a;
+#define OC_ERROR(...)                                                                       \
+    do {                                                                                    \
+        oc->kind = 2;                                                                       \
+        snprintf(oc->msg, sizeof oc->msg, __VA_ARGS__);                                     \
+    } while (0)
+    if (load_apply_e(&net, path, &o, cmd, CLI_WORK_JUDGE, &e) != LRP_OK) {
+        OC_ERROR("%s", e.msg);
+        return;
+    }
+    if (compare) {
+        int t = lrp_net_trace_find(net, o.source);
+        if (t < 0) {
+            OC_ERROR("%s: /traces/%s: no such trace", path, o.source);
+            lrp_net_free(net);
+            return;
+        }
+        /* the reference is computed under the trace's own assignment,
+         * unless rule options override it explicitly; a rule parameter
+         * alone would be replaced by the trace's rules: refused, not
+         * ignored */
+        const cli_rules *ro = &o.rules;
+        if (!ro->has_rule && !ro->has_composite && net->traces[t].rules &&
+            (ro->has_stab || ro->has_eps || ro->has_gamma || ro->has_alpha || ro->has_beta ||
+             ro->has_box || ro->no_bias || ro->flags || ro->maxpool_eps || ro->bn_mode)) {
+            lrp_net_free(net);
+            oc->kind = 3;
+            oc->rc = EXIT_USAGE;
+            snprintf(oc->msg, sizeof oc->msg, "lrp-oracle %s: %s (see 'lrp-oracle %s --help')",
+                     cmd,
+                     "rule options without --rule or --composite would be replaced by the rules "
+                     "the trace states: give --rule or --composite to override them",
+                     cmd);
+            return;
+        }
+        if (!ro->has_rule && !ro->has_composite && net->traces[t].rules)
+            for (int i = 0; i < net->n_layers; i++)
+                net->layers[i].rule = net->traces[t].rules[i];
+    }
+    /* --profile rewrites the conventions the way that library computes.
+     * A trace's own rule assignment is authoritative otherwise: its
+     * declared profile is provenance, not an instruction (a trace may
+     * deviate from its library's defaults and says so in its rules). */
+    const char *prof = o.profile;
+    if (prof) {
+        lrp_err pe = {0};
+        int stated = compare && !o.rules.has_rule && !o.rules.has_composite &&
+                     net->traces[lrp_net_trace_find(net, o.source)].rules;
+        if (cli_profile_apply(net, prof, stated)) {
+            oc->kind = 3;
+            oc->rc = EXIT_USAGE;
+            snprintf(oc->msg, sizeof oc->msg, "lrp-oracle %s: unknown profile '%s' (%s)", cmd,
+                     prof, cli_profile_names());
+            lrp_net_free(net);
+            return;
+        }
+        if (lrp_net_infer(net, path, &pe) != LRP_OK) {
+            lrp_net_free(net);
+            OC_ERROR("%s", pe.msg);
+            return;
+        }
+    }
+    lrp_check_opts co;
+    lrp_check_opts_default(&co);
+    co.prec = o.rules.prec;
+    co.threads = o.rules.threads;
+    co.proof_extra = o.proof ? 64 : 0;
+    co.source = compare ? o.source : NULL;
+    co.strict = o.strict;
+    if (o.strict)
+        co.max_ill = o.max_ill;
+    co.label = path;
+    co.keep_cells = o.html ? 1 : 0; /* the heatmaps of the HTML report */
+    char rs[128];
+    cli_rules_describe(rs, sizeof rs, net, &o.rules);
+    if (compare && !o.rules.has_rule && !o.rules.has_composite)
+        snprintf(rs, sizeof rs, "rules of trace '%s'%s%s", o.source, o.profile ? ", profile " : "",
+                 o.profile ? o.profile : "");
+    co.ruleset = rs;
+    cli_progress_begin(prog, &co, path, a + 1, nfiles, compare);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    /* --keep (one file: on rank 0): opened before the run, renamed into
+     * place after it; a keep file that cannot be written is fatal */
+    lrp_keep *keep = NULL;
+    if (o.keep && lrp_keep_open(&keep, o.keep, &e) != LRP_OK) {
+        cli_progress_clear(prog);
+        lrp_net_free(net);
+        oc->kind = 3;
+        oc->rc = EXIT_USAGE;
+        snprintf(oc->msg, sizeof oc->msg, "lrp-oracle: %s", e.msg);
+        return;
+    }
+    co.keep = keep;
+    lrp_status st = lrp_check(r, net, &co, &e);
+    if (keep) {
+        lrp_err ke = {0};
+        if (st != LRP_OK) {
+            lrp_keep_abort(keep);
+        } else if (lrp_keep_commit(keep, path, compare ? o.source : NULL, &ke) != LRP_OK) {
+            cli_progress_clear(prog);
+            lrp_net_free(net);
+            lrp_run_report_free(r);
+            memset(r, 0, sizeof *r);
+            oc->kind = 3;
+            oc->rc = EXIT_USAGE;
+            snprintf(oc->msg, sizeof oc->msg, "lrp-oracle: %s", ke.msg);
+            return;
+        }
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    cli_progress_clear(prog);
+    lrp_net_free(net);
+    if (st != LRP_OK) {
+        lrp_run_report_free(r);
+        memset(r, 0, sizeof *r);
+        if (st == LRP_E_NOMEM) {
+            oc->kind = 3;
+            oc->rc = EXIT_USAGE;
+            snprintf(oc->msg, sizeof oc->msg, "lrp-oracle: %s", e.msg);
+            return;
+        }
+        OC_ERROR("%s", e.msg);
+        return;
+    }
+    if (compare && r->n_judged == 0) {
+        OC_ERROR("%s: /traces/%s: no layer could be judged (the trace holds no "
+                 "relevance for any layer whose consumers it also covers)",
+                 path, o.source);
+        lrp_run_report_free(r);
+        memset(r, 0, sizeof *r);
+        return;
+    }
+#undef OC_ERROR
+    oc->kind = 1;
+}
+
+/* Rank 0: one file's outcome, printed and recorded as one process does
+ * (the report is taken over from src).  Returns 1 after a fatal error. */
+static int judge_replay(const judge_outcome *oc, lrp_run_report *src, const judge_opts *o,
+                        int compare, lrp_run_report *runs, int *n_runs, lrp_file_error *errs,
+                        int *n_errs, int *all_ok, int *exit_code, const char *path)
+{
+    if (oc->kind == 2) {
+        snprintf(errs[*n_errs].file, sizeof errs[*n_errs].file, "%.*s",
+                 (int)sizeof errs[*n_errs].file - 1, path);
+        snprintf(errs[*n_errs].message, sizeof errs[*n_errs].message, "%.*s",
+                 (int)sizeof errs[*n_errs].message - 1, oc->msg);
+        fprintf(stderr, "lrp-oracle: %s\n", errs[*n_errs].message);
+        (*n_errs)++;
+        return 0;
+    }
+    if (oc->kind == 3) {
+        fprintf(stderr, "%s\n", oc->msg);
+        *exit_code = oc->rc;
+        return 1;
+    }
+    if (oc->kind != 1)
+        return 0;
+    lrp_run_report *r = &runs[*n_runs];
+    *r = *src; /* taken over */
+    memset(src, 0, sizeof *src);
+    (*n_runs)++;
+    if (compare && o->require_all && r->n_unjudged > 0 && r->verdict < LRP_V_FAIL) {
+        /* --require-all: a partial trace fails */
+        r->verdict = LRP_V_FAIL;
+        snprintf(r->origin, sizeof r->origin, "--require-all: %d tensors not judged (%s)",
+                 r->n_unjudged, r->unjudged);
+        r->origin_layer = r->origin_layer >= 0 ? r->origin_layer : 0;
+    }
+    if (o->has_expect) {
+        r->has_expect = 1;
+        r->expect = o->expect;
+        r->expected_ok = r->verdict == o->expect;
+    }
+    if (*n_runs > 1)
+        printf("\n");
+    lrp_text_opts to = {o->color, o->verbose, o->wide};
+    lrp_report_text_ex(stdout, r, &to);
+    *all_ok &= lrp_run_ok(r);
+    return 0;
+}
+
 static int judge(int argc, char **argv, int compare)
+
 {
     const char *cmd = compare ? "compare" : "check";
     judge_opts o;
@@ -347,149 +552,83 @@ static int judge(int argc, char **argv, int compare)
     int all_ok = 1, exit_code = -1, n_runs = 0, n_errs = 0;
     cli_progress prog;
     cli_progress_init(&prog, o.progress);
-#define FILE_ERROR(...)                                                                     \
-    do {                                                                                    \
-        snprintf(errs[n_errs].file, sizeof errs[n_errs].file, "%s", path);                  \
-        snprintf(errs[n_errs].message, sizeof errs[n_errs].message, __VA_ARGS__);           \
-        fprintf(stderr, "lrp-oracle: %s\n", errs[n_errs].message);                          \
-        n_errs++;                                                                           \
-    } while (0)
-    for (int a = 0; a < nfiles; a++) {
-        const char *path = argv[optind + a];
-        lrp_net *net = NULL;
-        lrp_err e = {0};
-        if (load_apply_e(&net, path, &o, cmd, CLI_WORK_JUDGE, &e) != LRP_OK) {
-            FILE_ERROR("%s", e.msg);
-            continue;
-        }
-        if (compare) {
-            int t = lrp_net_trace_find(net, o.source);
-            if (t < 0) {
-                FILE_ERROR("%s: /traces/%s: no such trace", path, o.source);
-                lrp_net_free(net);
-                continue;
-            }
-            /* the reference is computed under the trace's own assignment,
-             * unless rule options override it explicitly; a rule parameter
-             * alone would be replaced by the trace's rules: refused, not
-             * ignored */
-            const cli_rules *ro = &o.rules;
-            if (!ro->has_rule && !ro->has_composite && net->traces[t].rules &&
-                (ro->has_stab || ro->has_eps || ro->has_gamma || ro->has_alpha || ro->has_beta ||
-                 ro->has_box || ro->no_bias || ro->flags || ro->maxpool_eps || ro->bn_mode)) {
-                lrp_net_free(net);
-                exit_code = cli_usage_error(cmd, "%s",
-                                            "rule options without --rule or --composite would "
-                                            "be replaced by the rules the trace states: give "
-                                            "--rule or --composite to override them");
-                break;
-            }
-            if (!ro->has_rule && !ro->has_composite && net->traces[t].rules)
-                for (int i = 0; i < net->n_layers; i++)
-                    net->layers[i].rule = net->traces[t].rules[i];
-        }
-        /* --profile rewrites the conventions the way that library computes.
-         * A trace's own rule assignment is authoritative otherwise: its
-         * declared profile is provenance, not an instruction (a trace may
-         * deviate from its library's defaults and says so in its rules). */
-        const char *prof = o.profile;
-        if (prof) {
-            lrp_err pe = {0};
-            int stated = compare && !o.rules.has_rule && !o.rules.has_composite &&
-                         net->traces[lrp_net_trace_find(net, o.source)].rules;
-            if (cli_profile_apply(net, prof, stated)) {
-                fprintf(stderr, "lrp-oracle %s: unknown profile '%s' (%s)\n", cmd, prof,
-                        cli_profile_names());
-                lrp_net_free(net);
-                exit_code = EXIT_USAGE;
-                break;
-            }
-            if (lrp_net_infer(net, path, &pe) != LRP_OK) {
-                lrp_net_free(net);
-                FILE_ERROR("%s", pe.msg);
-                continue;
-            }
-        }
-        lrp_check_opts co;
-        lrp_check_opts_default(&co);
-        co.prec = o.rules.prec;
-        co.threads = o.rules.threads;
-        co.proof_extra = o.proof ? 64 : 0;
-        co.source = compare ? o.source : NULL;
-        co.strict = o.strict;
-        if (o.strict)
-            co.max_ill = o.max_ill;
-        co.label = path;
-        co.keep_cells = o.html ? 1 : 0; /* the heatmaps of the HTML report */
-        char rs[128];
-        cli_rules_describe(rs, sizeof rs, net, &o.rules);
-        if (compare && !o.rules.has_rule && !o.rules.has_composite)
-            snprintf(rs, sizeof rs, "rules of trace '%s'%s%s", o.source, o.profile ? ", profile " : "",
-                     o.profile ? o.profile : "");
-        co.ruleset = rs;
-        cli_progress_begin(&prog, &co, path, a + 1, nfiles, compare);
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
-        lrp_run_report *r = &runs[n_runs];
-        lrp_keep *keep = NULL;
-        if (o.keep && lrp_keep_open(&keep, o.keep, &e) != LRP_OK) {
-            lrp_net_free(net);
-            exit_code = cli_fail(&e);
-            break;
-        }
-        co.keep = keep;
-        lrp_status st = lrp_check(r, net, &co, &e);
-        if (keep) {
-            lrp_err ke = {0};
-            if (st != LRP_OK)
-                lrp_keep_abort(keep);
-            else if (lrp_keep_commit(keep, path, compare ? o.source : NULL, &ke) != LRP_OK) {
-                lrp_run_report_free(r);
-                lrp_net_free(net);
-                exit_code = cli_fail(&ke);
-                break;
-            }
-        }
-        clock_gettime(CLOCK_MONOTONIC, &t1);
-        r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
-        cli_progress_clear(&prog);
-        lrp_net_free(net);
-        if (st != LRP_OK) {
-            lrp_run_report_free(r);
-            if (st == LRP_E_NOMEM) {
-                exit_code = cli_fail(&e);
-                break;
-            }
-            FILE_ERROR("%s", e.msg);
-            continue;
-        }
-        if (compare && r->n_judged == 0) {
-            FILE_ERROR("%s: /traces/%s: no layer could be judged (the trace holds no "
-                       "relevance for any layer whose consumers it also covers)",
-                       path, o.source);
-            lrp_run_report_free(r);
-            continue;
-        }
-        n_runs++;
-        if (compare && o.require_all && r->n_unjudged > 0 && r->verdict < LRP_V_FAIL) {
-            /* --require-all: a partial trace fails */
-            r->verdict = LRP_V_FAIL;
-            snprintf(r->origin, sizeof r->origin, "--require-all: %d tensors not judged (%s)",
-                     r->n_unjudged, r->unjudged);
-            r->origin_layer = r->origin_layer >= 0 ? r->origin_layer : 0;
-        }
-        if (o.has_expect) {
-            r->has_expect = 1;
-            r->expect = o.expect;
-            r->expected_ok = r->verdict == o.expect;
-        }
-        if (n_runs > 1)
-            printf("\n");
-        lrp_text_opts to = {o.color, o.verbose, o.wide};
-        lrp_report_text_ex(stdout, r, &to);
-        all_ok &= lrp_run_ok(r);
+    /* Under MPI the files are spread over the ranks (each file's run
+     * whole on one rank: file a on rank a % R) and rank 0 prints and
+     * writes every outcome in file order; one process replays each file
+     * as soon as it is judged, as before. */
+    int rank = cli_mpi_rank(), size = cli_mpi_size();
+    judge_outcome *ocs = calloc((size_t)nfiles, sizeof *ocs);
+    lrp_run_report *got = calloc((size_t)nfiles, sizeof *got);
+    if (!ocs || !got)
+        exit_code = cli_usage_error(cmd, "%s", "out of memory");
+    if ((exit_code = cli_mpi_agree(exit_code)) >= 0) {
+        free(ocs);
+        free(got);
+        free(runs);
+        free(errs);
+        return exit_code;
     }
-#undef FILE_ERROR
+    cli_bytes mine = {0};
+    for (int a = 0; a < nfiles; a++) {
+        if (a % size != rank)
+            continue;
+        judge_file(&ocs[a], &got[a], &o, argv[optind + a], compare, cmd, &prog, a, nfiles);
+        if (size > 1) {
+            cli_bytes_put(&mine, &ocs[a], sizeof ocs[a]);
+            if (ocs[a].kind == 1)
+                cli_report_pack(&mine, &got[a]);
+            lrp_run_report_free(&got[a]);
+            continue;
+        }
+        /* one process: replay at once, stop after a fatal error */
+        if (judge_replay(&ocs[a], &got[a], &o, compare, runs, &n_runs, errs, &n_errs, &all_ok,
+                         &exit_code, argv[optind + a]))
+            break;
+    }
+    if (size > 1) {
+        void *all = NULL;
+        size_t total = 0;
+        int mrc = mine.oom ? cli_usage_error(cmd, "%s", "out of memory") : -1;
+        if ((mrc = cli_mpi_agree(mrc)) < 0)
+            mrc = cli_mpi_gather(mine.p, mine.n, &all, &total);
+        cli_bytes_free(&mine);
+        for (size_t pos = 0; mrc < 0 && rank == 0 && pos < total;) {
+            judge_outcome oc;
+            lrp_run_report rep;
+            memset(&rep, 0, sizeof rep);
+            if (total - pos < sizeof oc) {
+                mrc = cli_usage_error(cmd, "%s", "damaged results from a rank");
+                break;
+            }
+            memcpy(&oc, (char *)all + pos, sizeof oc);
+            pos += sizeof oc;
+            if (oc.a < 0 || oc.a >= nfiles ||
+                (oc.kind == 1 && cli_report_unpack(&rep, all, total, &pos))) {
+                mrc = cli_usage_error(cmd, "%s", "damaged results from a rank");
+                break;
+            }
+            ocs[oc.a] = oc;
+            got[oc.a] = rep;
+        }
+        free(all);
+        if (rank > 0 || mrc >= 0) {
+            for (int a = 0; a < nfiles; a++)
+                lrp_run_report_free(&got[a]);
+            free(ocs);
+            free(got);
+            free(runs);
+            free(errs);
+            return mrc < 0 ? EXIT_OK : mrc;
+        }
+        for (int a = 0; a < nfiles; a++)
+            if (judge_replay(&ocs[a], &got[a], &o, compare, runs, &n_runs, errs, &n_errs, &all_ok,
+                             &exit_code, argv[optind + a]))
+                break;
+    }
+    for (int a = 0; a < nfiles; a++) /* reports not taken over (after a fatal error) */
+        lrp_run_report_free(&got[a]);
+    free(ocs);
+    free(got);
     if (o.explain) {
         printf("\n");
         lrp_report_legend(stdout);
@@ -658,6 +797,86 @@ static void *copy_begin(void *arg)
     return NULL;
 }
 
+/* One layer's relevance (and, for the reference, its low parts) and
+ * activations of the pipeline's n cells into rel / lo / act. */
+static void fill_layer(float *rel, float *lo, float *act, const lrp_backend *be, const lrp_pipe *p,
+                       int i, int64_t n, int reference, int prec)
+{
+    if (reference) {
+        mpfr_t d;
+        mpfr_init2(d, prec + 300);
+        for (int64_t k = 0; k < n; k++) {
+            mpfr_srcptr x = be->at(be->ctx, p->L[i].rel, k);
+            float h = mpfr_get_flt(x, MPFR_RNDN);
+            rel[k] = h;
+            if (isfinite(h)) {
+                mpfr_sub_d(d, x, (double)h, MPFR_RNDN);
+                lo[k] = mpfr_get_flt(d, MPFR_RNDN);
+            } else {
+                lo[k] = 0.0f;
+            }
+        }
+        mpfr_clear(d);
+        for (int64_t k = 0; k < n; k++)
+            act[k] = mpfr_get_flt(be->at(be->ctx, p->L[i].act, k), MPFR_RNDN);
+    } else {
+        memcpy(rel, p->L[i].rel, (size_t)n * sizeof(float));
+        memcpy(act, p->L[i].act, (size_t)n * sizeof(float));
+    }
+}
+
+/* Under MPI (tools/cli_mpi.h): every rank converts its samples' share of
+ * each layer and rank 0 gathers them, layer by layer, into the trace t
+ * (rank 0's; NULL elsewhere).  The samples are split in contiguous blocks
+ * in rank order, so the gathered bytes are the batch-major arrays of one
+ * process.  Returns -1 or the agreed exit code. */
+static int gather_trace(lrp_trace *t, const lrp_net *net, const lrp_backend *be,
+                        const lrp_pipe *p, int64_t count, int reference, int prec)
+{
+    int rank = cli_mpi_rank(), size = cli_mpi_size(), parts = reference ? 3 : 2;
+    int64_t B = net->batch;
+    for (int i = 0; i < net->n_layers; i++) {
+        int64_t n1 = lrp_shape_numel(&net->layers[i].shape), n = n1 * count;
+        float *share = malloc((size_t)(n ? n : 1) * (size_t)parts * sizeof(float));
+        int rc = share ? -1 : cli_usage_error(reference ? "reference" : "fast", "%s", "out of memory");
+        if (rank == 0 && rc < 0) {
+            size_t m = (size_t)(n1 * B > 0 ? n1 * B : 1) * sizeof(float);
+            if (!(t->relevance[i] = malloc(m)) || !(t->activation[i] = malloc(m)) ||
+                (reference && !(t->relevance_lo[i] = malloc(m))))
+                rc = cli_usage_error(reference ? "reference" : "fast", "%s", "out of memory");
+        }
+        if ((rc = cli_mpi_agree(rc)) >= 0) {
+            free(share);
+            return rc;
+        }
+        if (n)
+            fill_layer(share, share + (reference ? 2 * n : 0), share + n, be, p, i, n, reference,
+                       prec);
+        void *all = NULL;
+        size_t total = 0;
+        rc = cli_mpi_gather(share, (size_t)n * (size_t)parts * sizeof(float), &all, &total);
+        free(share);
+        if (rc >= 0)
+            return rc;
+        if (rank == 0) {
+            /* rank r's block: [rel | act | lo] of its count_r samples */
+            const float *q = all;
+            int64_t at = 0;
+            for (int r = 0; r < size; r++) {
+                int64_t cr = B / size + (r < B % size), m = n1 * cr;
+                memcpy(t->relevance[i] + at, q, (size_t)m * sizeof(float));
+                memcpy(t->activation[i] + at, q + m, (size_t)m * sizeof(float));
+                if (reference)
+                    memcpy(t->relevance_lo[i] + at, q + 2 * m, (size_t)m * sizeof(float));
+                q += parts * m;
+                at += m;
+            }
+        }
+        free(all);
+    }
+    return -1;
+}
+
 static int write_trace(int argc, char **argv, int reference)
 {
     const char *cmd = reference ? "reference" : "fast";
@@ -694,7 +913,7 @@ static int write_trace(int argc, char **argv, int reference)
     digest_job dj = {path, 0, 0, LRP_OK, {0}};
     if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0)
         return rc;
-    if (o.trace_only)
+    if (o.trace_only && cli_mpi_rank() == 0) /* rank 0 writes the trace file */
         digest_run(&dj);
     lrp_err e = {0};
     ref_ctx rcx = {0};
@@ -708,8 +927,25 @@ static int write_trace(int argc, char **argv, int reference)
      * FILE holds a trace of that name: it is replaced where it stands. */
     copy_job cj = {net, o.out, source, NULL, LRP_OK, {0}};
     pthread_t cth;
-    int cth_on = !o.trace_only && lrp_net_trace_find(net, source) < 0 &&
+    int mpi = cli_mpi_size() > 1, rank = cli_mpi_rank();
+    int cth_on = rank == 0 && !o.trace_only && lrp_net_trace_find(net, source) < 0 &&
                  pthread_create(&cth, NULL, copy_begin, &cj) == 0;
+    /* Under MPI each rank computes a contiguous block of the samples: a
+     * view of the net with that block's data (the layers and weights are
+     * shared, read-only; rank 0's writer thread reads the whole net) */
+    lrp_net sub = *net;
+    int64_t first = 0, count = net->batch;
+    if (mpi) {
+        cli_mpi_block(net->batch, &first, &count);
+        int64_t nin = lrp_shape_numel(&net->layers[0].shape);
+        int64_t nout = lrp_shape_numel(&net->layers[net->n_layers - 1].shape);
+        sub.batch = (int)count;
+        sub.input = net->input + first * nin;
+        sub.r_out = net->r_out ? net->r_out + first * nout : NULL;
+        sub.target = net->target ? net->target + first : NULL;
+        sub.n_traces = 0;
+        sub.traces = NULL;
+    }
     if (reference) {
         rcx.prec = o.rules.prec;
         rcx.threads = o.rules.threads;
@@ -721,18 +957,34 @@ static int write_trace(int argc, char **argv, int reference)
     /* only the relevance of every layer is stored: the engine mode skips
      * the audit data (same relevance bit for bit, tests/test_fastpath.c) */
     cli_phase("engine setup");
-    lrp_status st = lrp_pipe_run_ex(&p, &be, net, LRP_PIPE_RELEVANCE, &e);
+    /* a rank with no samples (more ranks than samples) computes nothing */
+    lrp_status st = count > 0 ? lrp_pipe_run_ex(&p, &be, &sub, LRP_PIPE_RELEVANCE, &e) : LRP_OK;
     cli_phase("engine");
+    if (mpi && (rc = cli_mpi_agree(st ? cli_fail(&e) : -1)) >= 0) {
+        if (cth_on)
+            pthread_join(cth, NULL);
+        lrp_h5_write_abort(cj.h);
+        lrp_pipe_free(p);
+        lrp_f32_ctx_free(fcx);
+        lrp_net_free(net);
+        return rc;
+    }
     if (cth_on) {
         /* the net is read by the writer until here; then it gains the trace */
         pthread_join(cth, NULL);
         cli_phase("copy written (joined)");
-        if (!st && cj.st) {
+        if (!st && cj.st && !mpi) {
             lrp_pipe_free(p);
             lrp_f32_ctx_free(fcx);
             lrp_net_free(net);
             return cli_fail(&cj.err);
         }
+    }
+    if (mpi && (rc = cli_mpi_agree(cth_on && cj.st ? cli_fail(&cj.err) : -1)) >= 0) {
+        lrp_pipe_free(p);
+        lrp_f32_ctx_free(fcx);
+        lrp_net_free(net);
+        return rc;
     }
     if (!st && o.trace_only && lrp_net_trace_find(net, source) >= 0) {
         lrp_pipe_free(p);
@@ -744,8 +996,22 @@ static int write_trace(int argc, char **argv, int reference)
                 cmd, path, source);
         return EXIT_USAGE;
     }
-    lrp_trace *t = st ? NULL : lrp_net_trace_add(net, source, &e);
-    if (!t) {
+    lrp_trace *t = st || (mpi && rank > 0) ? NULL : lrp_net_trace_add(net, source, &e);
+    if (mpi) {
+        if ((rc = cli_mpi_agree(rank == 0 && !t ? cli_fail(&e) : -1)) < 0)
+            rc = gather_trace(t, net, &be, p, count, reference, o.rules.prec);
+        lrp_pipe_free(p);
+        lrp_f32_ctx_free(fcx);
+        if (rc >= 0 || rank > 0) {
+            /* ranks > 0 are done: rank 0 writes */
+            if (rank == 0)
+                lrp_h5_write_abort(cj.h);
+            lrp_net_free(net);
+            return rc >= 0 ? rc : EXIT_OK;
+        }
+        p = NULL;
+        fcx = NULL;
+    } else if (!t) {
         lrp_h5_write_abort(cj.h);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
@@ -757,7 +1023,7 @@ static int write_trace(int argc, char **argv, int reference)
     t->precision = reference ? o.rules.prec : 24;
     snprintf(t->composite, sizeof t->composite, "%s", net->composite);
     int ok = 1;
-    for (int i = 0; i < net->n_layers && ok; i++) {
+    for (int i = 0; i < net->n_layers && ok && !mpi; i++) {
         int64_t n = p->L[i].n * net->batch;
         t->relevance[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
         if (!t->relevance[i]) {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "cli_mpi.h"
 #include "fixtures.h"
 #include "html.h"
 
@@ -114,7 +115,7 @@ static void suite_error(lrp_file_error *errs, int *n, const char *path, const ch
     for (int i = 0; i < *n; i++)
         if (!strcmp(errs[i].file, path))
             return; /* one entry per file, however many runs use it */
-    snprintf(errs[*n].file, sizeof errs[*n].file, "%s", path);
+    snprintf(errs[*n].file, sizeof errs[*n].file, "%.*s", (int)sizeof errs[*n].file - 1, path);
     snprintf(errs[*n].message, sizeof errs[*n].message, "%s", msg);
     fprintf(stderr, "lrp-oracle: %s\n", msg);
     (*n)++;
@@ -144,6 +145,137 @@ static void wrap_note(const char *text)
     putchar('\n');
 }
 
+/* What became of one run of the table: computed on some rank, replayed in
+ * table order on rank 0 (tools/cli_mpi.h).  kind: 0 not run here, 1 a
+ * report, 2 a file that could not be judged (msg), 3 a fatal error (msg,
+ * rc: the loop stops there). */
+typedef struct suite_outcome {
+    int32_t k, kind, rc;
+    char msg[LRP_ERR_MSG_MAX];
+} suite_outcome;
+
+/* Which rank runs each run of the table: the runs sorted by their
+ * estimated CPU time (tools/limits.c, from the fixture as the registry
+ * builds it), the longest first, each to the rank with the least work so
+ * far (lowest rank on ties).  The same on every rank; with one rank,
+ * everything is rank 0's and nothing is estimated. */
+static int *suite_assign(const char *only, int size)
+{
+    int nr = lrp_suite_run_count;
+    int *owner = calloc((size_t)nr, sizeof *owner);
+    double *cost = calloc((size_t)nr, sizeof *cost), *load = calloc((size_t)size, sizeof *load);
+    int *order = calloc((size_t)nr, sizeof *order);
+    if (!owner || !cost || !load || !order) {
+        free(owner);
+        owner = NULL;
+        goto out;
+    }
+    if (size == 1)
+        goto out;
+    for (int k = 0; k < nr; k++) {
+        const lrp_suite_run *sr = &lrp_suite_runs[k];
+        order[k] = k;
+        cost[k] = -1; /* not selected */
+        if (only && !cli_in_list(only, sr->fixture))
+            continue;
+        for (int j = 0; j < k; j++) /* the same fixture costs the same */
+            if (!strcmp(lrp_suite_runs[j].fixture, sr->fixture) && cost[j] >= 0) {
+                cost[k] = cost[j];
+                break;
+            }
+        if (cost[k] >= 0)
+            continue;
+        cost[k] = 0;
+        const lrp_fixture_def *d = lrp_fixture_lookup(sr->fixture);
+        lrp_net *net = NULL;
+        lrp_err e = {0};
+        if (d && d->build(&net, LRP_FIXTURE_SEED, &e) == LRP_OK) {
+            cli_estimate_t est;
+            cli_estimate(&est, net, CLI_WORK_JUDGE, 128, 1);
+            cost[k] = est.cpu_s;
+        }
+        lrp_net_free(net);
+    }
+    /* insertion sort, longest first, table order on ties: deterministic */
+    for (int i = 1; i < nr; i++)
+        for (int j = i; j > 0 && cost[order[j]] > cost[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    for (int i = 0; i < nr; i++) {
+        int k = order[i], best = 0;
+        if (cost[k] < 0)
+            continue;
+        for (int r = 1; r < size; r++)
+            if (load[r] < load[best])
+                best = r;
+        owner[k] = best;
+        load[best] += cost[k] + 1e-3; /* a run costs something */
+    }
+out:
+    free(cost);
+    free(load);
+    free(order);
+    return owner;
+}
+
+/* One run of the table on this rank: the outcome into oc, the report (kind
+ * 1) into *rep.  The same steps as a one-process run, in the same order. */
+static void suite_compute(suite_outcome *oc, lrp_run_report *rep, const char *dir, int k,
+                          const char *html)
+{
+    const lrp_suite_run *sr = &lrp_suite_runs[k];
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.h5", dir, sr->fixture);
+    lrp_net *net = NULL;
+    lrp_err e = {0};
+    oc->k = k;
+    cli_load_expect("check", CLI_WORK_JUDGE, 128, 1);
+    if (cli_load(&net, path, &e) != LRP_OK) {
+        /* a damaged fixture in DIR: an error entry, the other runs go on */
+        oc->kind = 2;
+        snprintf(oc->msg, sizeof oc->msg, "%s", e.msg);
+        return;
+    }
+    cli_rules o;
+    cli_rules_init(&o);
+    parse_args(&o, sr->args); /* checked by every rank before any run */
+    if (cli_rules_apply(net, &o, path, &e) != LRP_OK ||
+        cli_limits_check(net, path, "check", CLI_WORK_JUDGE, o.prec, 1, &e) != LRP_OK) {
+        lrp_net_free(net);
+        oc->kind = 2;
+        snprintf(oc->msg, sizeof oc->msg, "%s", e.msg);
+        return;
+    }
+    lrp_check_opts co;
+    lrp_check_opts_default(&co);
+    co.label = path;
+    co.keep_cells = html ? 1 : 0; /* input heatmaps of the HTML report */
+    char rs[160];
+    snprintf(rs, sizeof rs, "%s", sr->args[0] ? sr->args : "EpsilonPlus (fixture's)");
+    co.ruleset = rs;
+    if (cli_isatty(STDERR_FILENO))
+        fprintf(stderr, "\r[%d/%d] %s %s ...", k + 1, lrp_suite_run_count, sr->fixture, sr->args);
+    struct timespec r0, r1;
+    clock_gettime(CLOCK_MONOTONIC, &r0);
+    lrp_status st = lrp_check(rep, net, &co, &e);
+    clock_gettime(CLOCK_MONOTONIC, &r1);
+    rep->seconds = (double)(r1.tv_sec - r0.tv_sec) + 1e-9 * (double)(r1.tv_nsec - r0.tv_nsec);
+    if (cli_isatty(STDERR_FILENO))
+        fprintf(stderr, "\r\033[K");
+    lrp_net_free(net);
+    if (st != LRP_OK) {
+        lrp_run_report_free(rep);
+        memset(rep, 0, sizeof *rep);
+        oc->kind = st == LRP_E_NOMEM ? 3 : 2;
+        oc->rc = EXIT_USAGE;
+        snprintf(oc->msg, sizeof oc->msg, "%s", e.msg);
+        return;
+    }
+    oc->kind = 1;
+}
+
 int cmd_suite(int argc, char **argv)
 {
     enum { O_DIR = 3000, O_JSON, O_JUNIT, O_NOCOLOR, O_ONLY, O_VERBOSE, O_HTML, O_WIDE, O_EXPLAIN, O_HELP };
@@ -162,7 +294,7 @@ int cmd_suite(int argc, char **argv)
     const char *dir = cli_data_path(datadir, sizeof datadir, "fixtures") ? datadir
                                                                           : "build/fixtures";
     const char *json = NULL, *junit = NULL, *only = NULL, *html = NULL;
-    int color = isatty(STDOUT_FILENO) && !getenv("NO_COLOR"), verbose = 0, wide = 0, explain = 0, c;
+    int color = cli_isatty(STDOUT_FILENO) && !getenv("NO_COLOR"), verbose = 0, wide = 0, explain = 0, c;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -197,19 +329,111 @@ int cmd_suite(int argc, char **argv)
         default: return cli_usage_error("suite", "unknown option '%s'", argv[optind - 1]);
         }
     }
-    if (mkdir(dir, 0777) && errno != EEXIST)
-        return cli_usage_error("suite", "cannot create '%s'", dir);
+    int rank = cli_mpi_rank(), size = cli_mpi_size();
+    int rc = -1;
+    /* rank 0 alone writes into DIR: the missing fixtures first, then the
+     * runs (spread over the ranks under MPI) */
+    if (rank == 0 && mkdir(dir, 0777) && errno != EEXIST)
+        rc = cli_usage_error("suite", "cannot create '%s'", dir);
+    for (int k = 0; rc < 0 && rank == 0 && k < lrp_suite_run_count; k++) {
+        const lrp_suite_run *sr = &lrp_suite_runs[k];
+        char path[4096];
+        if (!only || cli_in_list(only, sr->fixture))
+            rc = ensure_fixture(dir, sr->fixture, path, sizeof path);
+    }
+    /* the table's own arguments and documented outcomes, once, before any
+     * run (every rank parses the same table) */
+    for (int k = 0; rc < 0 && k < lrp_suite_run_count; k++) {
+        const lrp_suite_run *sr = &lrp_suite_runs[k];
+        cli_rules o;
+        lrp_verdict v;
+        cli_rules_init(&o);
+        if (only && !cli_in_list(only, sr->fixture))
+            continue;
+        if ((rc = parse_args(&o, sr->args)) != 0)
+            break;
+        rc = -1;
+        if (sr->expect && lrp_verdict_parse(sr->expect, &v))
+            rc = cli_usage_error("suite", "bad expected verdict '%s'", sr->expect);
+    }
+    if ((rc = cli_mpi_agree(rc)) >= 0)
+        return rc;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    lrp_run_report *runs = calloc((size_t)lrp_suite_run_count, sizeof *runs);
-    lrp_file_error *errs = calloc((size_t)lrp_suite_run_count, sizeof *errs);
+    int nr = lrp_suite_run_count;
+    lrp_run_report *runs = calloc((size_t)nr, sizeof *runs);
+    lrp_file_error *errs = calloc((size_t)nr, sizeof *errs);
+    suite_outcome *ocs = calloc((size_t)nr, sizeof *ocs);
+    int *owner = suite_assign(only, size);
     int n_errs = 0, n_skipped = 0;
-    if (!runs || !errs) {
+    if (!runs || !errs || !ocs || !owner)
+        rc = cli_usage_error("suite", "%s", "out of memory");
+    if ((rc = cli_mpi_agree(rc)) >= 0) {
         free(runs);
         free(errs);
-        return cli_usage_error("suite", "%s", "out of memory");
+        free(ocs);
+        free(owner);
+        return rc;
     }
-    int n = 0, bad = 0, n_pass = 0, n_ill = 0, n_expected = 0, rc = -1;
+    /* this rank's runs, in table order; each outcome indexed by its run */
+    cli_bytes mine = {0};
+    for (int k = 0; k < nr; k++) {
+        if (owner[k] != rank || (only && !cli_in_list(only, lrp_suite_runs[k].fixture)))
+            continue;
+        lrp_run_report rep;
+        memset(&rep, 0, sizeof rep);
+        suite_outcome oc;
+        memset(&oc, 0, sizeof oc);
+        suite_compute(&oc, &rep, dir, k, html);
+        if (size == 1) {
+            ocs[k] = oc;
+            runs[k] = rep;
+            continue;
+        }
+        cli_bytes_put(&mine, &oc, sizeof oc);
+        if (oc.kind == 1)
+            cli_report_pack(&mine, &rep);
+        lrp_run_report_free(&rep);
+    }
+    if (size > 1) {
+        void *all = NULL;
+        size_t total = 0;
+        rc = mine.oom ? cli_usage_error("suite", "%s", "out of memory") : -1;
+        if ((rc = cli_mpi_agree(rc)) < 0)
+            rc = cli_mpi_gather(mine.p, mine.n, &all, &total);
+        cli_bytes_free(&mine);
+        for (size_t pos = 0; rc < 0 && rank == 0 && pos < total;) {
+            suite_outcome oc;
+            lrp_run_report rep;
+            memset(&rep, 0, sizeof rep);
+            if (total - pos < sizeof oc) {
+                rc = cli_usage_error("suite", "%s", "damaged results from a rank");
+                break;
+            }
+            memcpy(&oc, (char *)all + pos, sizeof oc);
+            pos += sizeof oc;
+            if (oc.k < 0 || oc.k >= nr ||
+                (oc.kind == 1 && cli_report_unpack(&rep, all, total, &pos))) {
+                rc = cli_usage_error("suite", "%s", "damaged results from a rank");
+                break;
+            }
+            ocs[oc.k] = oc;
+            runs[oc.k] = rep;
+        }
+        free(all);
+        if (rank > 0 || rc >= 0) {
+            for (int k = 0; k < nr; k++)
+                lrp_run_report_free(&runs[k]);
+            free(runs);
+            free(errs);
+            free(ocs);
+            free(owner);
+            return rc < 0 ? EXIT_OK : rc;
+        }
+    }
+    free(owner);
+    /* rank 0: the table, in table order, as one process prints it */
+    int n = 0, bad = 0, n_pass = 0, n_ill = 0, n_expected = 0;
     const char *reset = color ? "\033[0m" : "";
     /* ratio: end to end to the sharp bound; local: the trace-local one */
     if (wide)
@@ -219,71 +443,35 @@ int cmd_suite(int argc, char **argv)
     else
         printf("%-12s %-28s %-15s %-15s %8s %8s %8s\n", "fixture", "rules", "verdict",
                "documented", "ratio", "local", "cons f32");
-    for (int k = 0; k < lrp_suite_run_count; k++) {
+    for (int k = 0; k < nr; k++) {
         const lrp_suite_run *sr = &lrp_suite_runs[k];
         if (only && !cli_in_list(only, sr->fixture))
             continue;
         char path[4096];
-        if ((rc = ensure_fixture(dir, sr->fixture, path, sizeof path)) >= 0)
-            break;
-        lrp_net *net = NULL;
-        lrp_err e = {0};
-        cli_load_expect("check", CLI_WORK_JUDGE, 128, 1);
-        if (cli_load(&net, path, &e) != LRP_OK) {
-            /* a damaged fixture in DIR: an error entry, the other runs go on */
-            suite_error(errs, &n_errs, path, e.msg);
+        snprintf(path, sizeof path, "%s/%s.h5", dir, sr->fixture);
+        suite_outcome *oc = &ocs[k];
+        if (oc->kind == 2) {
+            suite_error(errs, &n_errs, path, oc->msg);
             n_skipped++;
             continue;
         }
-        cli_rules o;
-        cli_rules_init(&o);
-        if ((rc = parse_args(&o, sr->args)) != 0) {
-            lrp_net_free(net);
+        if (oc->kind == 3) {
+            fprintf(stderr, "lrp-oracle: %s\n", oc->msg);
+            rc = oc->rc;
             break;
         }
-        rc = -1;
-        if (cli_rules_apply(net, &o, path, &e) != LRP_OK ||
-            cli_limits_check(net, path, "check", CLI_WORK_JUDGE, o.prec, 1, &e) != LRP_OK) {
-            lrp_net_free(net);
-            suite_error(errs, &n_errs, path, e.msg);
-            n_skipped++;
+        if (oc->kind != 1)
             continue;
-        }
-        lrp_check_opts co;
-        lrp_check_opts_default(&co);
-        co.label = path;
-        co.keep_cells = html ? 1 : 0; /* input heatmaps of the HTML report */
+        if (n != k)
+            runs[n] = runs[k]; /* the reports of the runs made, packed */
+        if (n != k)
+            memset(&runs[k], 0, sizeof runs[k]);
+        lrp_run_report *r = &runs[n++];
         char rs[160];
         snprintf(rs, sizeof rs, "%s", sr->args[0] ? sr->args : "EpsilonPlus (fixture's)");
-        co.ruleset = rs;
-        if (isatty(STDERR_FILENO))
-            fprintf(stderr, "\r[%d/%d] %s %s ...", k + 1, lrp_suite_run_count, sr->fixture, sr->args);
-        struct timespec r0, r1;
-        clock_gettime(CLOCK_MONOTONIC, &r0);
-        lrp_status st = lrp_check(&runs[n], net, &co, &e);
-        clock_gettime(CLOCK_MONOTONIC, &r1);
-        runs[n].seconds =
-            (double)(r1.tv_sec - r0.tv_sec) + 1e-9 * (double)(r1.tv_nsec - r0.tv_nsec);
-        if (isatty(STDERR_FILENO))
-            fprintf(stderr, "\r\033[K");
-        lrp_net_free(net);
-        if (st != LRP_OK) {
-            lrp_run_report_free(&runs[n]);
-            if (st == LRP_E_NOMEM) {
-                rc = cli_fail(&e);
-                break;
-            }
-            suite_error(errs, &n_errs, path, e.msg);
-            n_skipped++;
-            continue;
-        }
-        lrp_run_report *r = &runs[n++];
         if (sr->expect) {
             lrp_verdict v;
-            if (lrp_verdict_parse(sr->expect, &v)) {
-                rc = cli_usage_error("suite", "bad expected verdict '%s'", sr->expect);
-                break;
-            }
+            lrp_verdict_parse(sr->expect, &v); /* checked above */
             r->has_expect = 1;
             r->expect = v;
             r->expected_ok = r->verdict == v;
@@ -380,9 +568,10 @@ int cmd_suite(int argc, char **argv)
                    n_skipped, n_errs);
         rc = n_errs ? EXIT_USAGE : bad ? EXIT_CHECK_FAILED : EXIT_OK;
     }
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < nr; i++) /* packed ones, and any after a fatal error */
         lrp_run_report_free(&runs[i]);
     free(runs);
     free(errs);
+    free(ocs);
     return rc;
 }

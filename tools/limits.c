@@ -133,12 +133,16 @@ lrp_status cli_limits_check(const lrp_net *net, const char *path, const char *cm
 
 /* ---- the limits on this process ---- */
 
+/* where the handlers' last line goes (an MPI rank > 0 holds its stderr
+ * back otherwise: tools/cli_mpi.c) */
+int cli_err_fd = STDERR_FILENO;
+
 static void on_xcpu(int sig)
 {
     (void)sig;
     static const char msg[] = "lrp-oracle: stopped: the run exceeded its CPU-time limit "
                               "(LRP_LIMIT_CPU seconds)\n";
-    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    ssize_t w = write(cli_err_fd, msg, sizeof msg - 1);
     (void)w;
     _exit(EXIT_USAGE);
 }
@@ -147,7 +151,7 @@ static void oom_exit(void)
 {
     static const char msg[] = "lrp-oracle: stopped: out of memory (the limit is "
                               "LRP_SANDBOX_MEM_MB MiB of address space)\n";
-    ssize_t w = write(STDERR_FILENO, msg, sizeof msg - 1);
+    ssize_t w = write(cli_err_fd, msg, sizeof msg - 1);
     (void)w;
     _exit(EXIT_USAGE);
 }

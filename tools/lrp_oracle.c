@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 
 #include "fixtures.h"
+#include "cli_mpi.h"
 
 /* ---- shared helpers ---- */
 
@@ -335,8 +336,17 @@ static void usage(FILE *f)
                "exit codes: 0 success; 1 a check failed; 2 usage error or bad input file\n");
 }
 
-int main(int argc, char **argv)
+/* Commands that spread their work over MPI ranks (tools/cli_mpi.h); any
+ * other runs on rank 0 alone while the others wait. */
+static int distributed(const char *name)
 {
+    return cli_in_list("suite,reference,fast,check,compare", name);
+}
+
+static int run_command(int argc, char **argv)
+{
+    if (cli_mpi_rank() > 0 && (argc < 2 || !distributed(argv[1])))
+        return EXIT_OK;
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
@@ -365,4 +375,10 @@ int main(int argc, char **argv)
             return commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "lrp-oracle: unknown command '%s' (see 'lrp-oracle --help')\n", argv[1]);
     return EXIT_USAGE;
+}
+
+int main(int argc, char **argv)
+{
+    cli_mpi_init(&argc, &argv);
+    return cli_mpi_finish(run_command(argc, argv));
 }

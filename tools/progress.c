@@ -19,6 +19,7 @@
  */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "cli_mpi.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,7 +48,7 @@ static const char *const phase_name[LRP_PHASE_COUNT] = {
 void cli_progress_init(cli_progress *p, int asked)
 {
     memset(p, 0, sizeof *p);
-    int tty = isatty(STDERR_FILENO);
+    int tty = cli_isatty(STDERR_FILENO);
     p->mode = tty ? 1 : asked ? 2 : 0;
     p->asked = asked;
 }

@@ -1,0 +1,191 @@
+#!/bin/sh
+# check_mpi.sh DEFAULT_CLI MPI_CLI -- the MPI build's tests (make check-mpi,
+# docs/SCALING.md "MPI"): outputs of the MPI build under mpirun -n 1, 2 and
+# 3 against the default build's, byte for byte; a failing rank ends the
+# job with one line and its exit code, without a hang.
+#
+#   LRP_MPI_RANKS="1 2 3"   rank counts to run (default)
+#   LRP_MPIRUN="mpirun ..." the launcher (default: mpirun -q --oversubscribe,
+#                           plus --allow-run-as-root as root)
+set -u
+ONE=$(realpath "$1")
+MPI=$(realpath "$2")
+RANKS=${LRP_MPI_RANKS:-1 2 3}
+if [ -z "${LRP_MPIRUN:-}" ]; then
+    LRP_MPIRUN="mpirun -q --oversubscribe"
+    [ "$(id -u)" -eq 0 ] && LRP_MPIRUN="$LRP_MPIRUN --allow-run-as-root"
+fi
+W=$(mktemp -d)
+trap 'rm -rf "$W"' EXIT
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "  ok: $*"; }
+bad() { fail=$((fail + 1)); echo "  FAIL: $*"; }
+# timing fields differ between any two runs: the suite's closing line, the
+# JSON "seconds" and the JUnit time attributes
+mask() {
+    sed -e 's/ runs in [0-9.]* s:/ runs in T s:/' \
+        -e 's/"seconds": *[0-9.eE+-]*/"seconds": T/g' \
+        -e 's/time="[0-9.]*"/time="T"/g' "$1"
+}
+same() { # what, file1, file2
+    if [ ! -f "$2" ] || [ ! -f "$3" ]; then
+        bad "$1: $2 or $3 missing"
+        return
+    fi
+    mask "$2" >"$2.m"
+    mask "$3" >"$3.m"
+    if cmp -s "$2.m" "$3.m"; then
+        ok "$1"
+    else
+        bad "$1 differs"
+        diff "$2.m" "$3.m" | head -5
+    fi
+}
+run() { # timeout-guarded launcher: a hang is a failure
+    timeout 300 "$@"
+}
+
+FX=$W/fx
+mkdir -p "$FX"
+"$ONE" gen --out "$FX" >/dev/null || { echo "check_mpi: gen failed"; exit 1; }
+
+echo "== suite (fixtures x rule sets over the ranks)"
+# a subset that covers passes, documented failures, ill-conditioned runs
+# and the reproductions; with an unreadable fixture (an error entry)
+ONLY=cnn,mlp,negzero,vgg_dead,zero_input,abempty,bnzero,resnet
+# negzero truncated: its runs become one error entry, the others go on
+SUITE_DIR=$W/sdir
+mkdir -p "$SUITE_DIR"
+cp "$FX"/*.h5 "$SUITE_DIR/"
+head -c 3000 "$FX/negzero.h5" >"$SUITE_DIR/negzero.h5"
+cd "$W" || exit 1
+"$ONE" suite --dir "$SUITE_DIR" --only "$ONLY" --json one.json --junit one.xml --html one.html \
+    >one.out 2>one.err
+one_rc=$?
+[ "$one_rc" -eq 2 ] && ok "one process: exit 2 (a damaged fixture)" || bad "one process: exit $one_rc, not 2"
+for n in $RANKS; do
+    run $LRP_MPIRUN -n "$n" "$MPI" suite --dir "$SUITE_DIR" --only "$ONLY" --json "n$n.json" \
+        --junit "n$n.xml" --html "n$n.html" >"n$n.out" 2>"n$n.err"
+    rc=$?
+    [ "$rc" -eq "$one_rc" ] && ok "-n $n: exit $rc" || bad "-n $n: exit $rc, one process $one_rc"
+    same "-n $n: stdout" one.out "n$n.out"
+    same "-n $n: JSON" one.json "n$n.json"
+    same "-n $n: JUnit" one.xml "n$n.xml"
+    same "-n $n: stderr" one.err "n$n.err"
+    same "-n $n: HTML (input heatmaps: per-cell arrays gathered)" one.html/index.html "n$n.html/index.html"
+done
+
+# more ranks than runs: rank 2 has none
+"$ONE" suite --dir "$SUITE_DIR" --only ties >one.out 2>one.err
+run $LRP_MPIRUN -n 3 "$MPI" suite --dir "$SUITE_DIR" --only ties >n3.out 2>n3.err
+same "-n 3, two runs: stdout" one.out n3.out
+
+echo "== reference / fast: the samples of a batch over the ranks"
+# resnet (BatchNorm, Add, strides) made a batch of 5 with h5py: 5 samples
+# split 3+2 and 2+2+1; cnn as written (batch 2): under -n 3 one rank has
+# no sample
+/usr/bin/python3 - "$FX/resnet.h5" "$W/resnet5.h5" <<'PY' || bad "batch copy (h5py)"
+import shutil, sys
+import h5py, numpy as np
+shutil.copy(sys.argv[1], sys.argv[2])
+f = h5py.File(sys.argv[2], "r+")
+B = 5
+x, t = f["data/input"][...], f["data/target"][...]
+xs = np.stack([x[k % len(x)] * np.float32(1 + k / 8) for k in range(B)]).astype(np.float32)
+ts = np.array([t[k % len(t)] for k in range(B)], dtype=np.int32)
+del f["data/input"], f["data/target"]
+f["data/input"], f["data/target"] = xs, ts
+f.attrs["batch"] = B
+f.close()
+PY
+for fx in "$W/resnet5.h5" "$FX/cnn.h5"; do
+    b=$(basename "$fx" .h5)
+    for c in fast reference; do
+        for only in "" --trace-only; do
+            rm -f "$W/one.t.h5"
+            "$ONE" $c "$fx" --out "$W/one.t.h5" $only >/dev/null || bad "$c $b: one process failed"
+            for n in $RANKS; do
+                rm -f "$W/n.t.h5"
+                run $LRP_MPIRUN -n "$n" "$MPI" $c "$fx" --out "$W/n.t.h5" $only >"$W/n.out" 2>&1
+                rc=$?
+                if [ "$rc" -eq 0 ] && cmp -s "$W/one.t.h5" "$W/n.t.h5" &&
+                    [ "$(grep -c "wrote trace" "$W/n.out")" -eq 1 ]; then
+                    ok "$c $b $only -n $n: the same file"
+                else
+                    bad "$c $b $only -n $n: exit $rc, files differ or not one line"
+                fi
+            done
+        done
+    done
+done
+
+echo "== check / compare: the files over the ranks"
+# four files (one missing: an error entry), then compare with a fatal
+# usage error found on a file (rule options the trace's rules replace)
+"$ONE" fast "$FX/cnn.h5" --out "$W/cnnT.h5" >/dev/null || bad "fast cnn"
+for args in "check $FX/cnn.h5 $FX/mlp.h5 $W/missing.h5 $FX/vgg_dead.h5" \
+    "compare $W/cnnT.h5 $FX/mlp.h5 $W/cnnT.h5 --source fastpath" \
+    "compare $W/cnnT.h5 $W/cnnT.h5 --source fastpath --eps 0.1"; do
+    c=${args%% *}
+    # shellcheck disable=SC2086
+    "$ONE" $args --json one.json --junit one.xml --html one.html >one.out 2>one.err
+    one_rc=$?
+    for n in $RANKS; do
+        rm -rf "n$n.html"
+        # shellcheck disable=SC2086
+        run $LRP_MPIRUN -n "$n" "$MPI" $args --json "n$n.json" --junit "n$n.xml" \
+            --html "n$n.html" >"n$n.out" 2>"n$n.err"
+        rc=$?
+        [ "$rc" -eq "$one_rc" ] && ok "$c -n $n: exit $rc" || bad "$c -n $n: exit $rc, one process $one_rc"
+        same "$c -n $n: stdout" one.out "n$n.out"
+        same "$c -n $n: stderr" one.err "n$n.err"
+        if [ -f one.json ]; then
+            same "$c -n $n: JSON" one.json "n$n.json"
+            same "$c -n $n: JUnit" one.xml "n$n.xml"
+            same "$c -n $n: HTML" one.html/index.html "n$n.html/index.html"
+        fi
+    done
+    rm -rf one.json one.xml one.html
+done
+
+echo "== a failing rank: one line, its exit code, no hang"
+for n in 2 3; do
+    last=$((n - 1))
+    LRP_MPI_TEST_FAIL=$last run $LRP_MPIRUN -x LRP_MPI_TEST_FAIL -n "$n" "$MPI" suite \
+        --dir "$SUITE_DIR" --only mlp >f.out 2>f.err
+    rc=$?
+    lines=$(wc -l <f.err)
+    if [ "$rc" -eq 2 ] && [ "$lines" -eq 1 ] && grep -q "rank $last fails here" f.err &&
+        [ ! -s f.out ]; then
+        ok "-n $n, rank $last fails: exit 2, one line, no report"
+    else
+        bad "-n $n, rank $last fails: exit $rc, $lines stderr lines, $(wc -c <f.out) stdout bytes"
+        cat f.err
+    fi
+    LRP_MPI_TEST_FAIL="$last:exit" run $LRP_MPIRUN -x LRP_MPI_TEST_FAIL -n "$n" "$MPI" suite \
+        --dir "$SUITE_DIR" --only mlp >f.out 2>f.err
+    rc=$?
+    if [ "$rc" -ne 0 ] && [ "$rc" -ne 124 ] && grep -q "rank $last fails here" f.err; then
+        ok "-n $n, rank $last leaves without finalizing: exit $rc, no hang"
+    else
+        bad "-n $n, rank $last leaves without finalizing: exit $rc"
+        cat f.err
+    fi
+done
+# fast: rank 1 fails after its share; rank 0 writes nothing
+rm -f "$W/f.t.h5"
+LRP_MPI_TEST_FAIL=1 run $LRP_MPIRUN -x LRP_MPI_TEST_FAIL -n 2 "$MPI" fast "$W/resnet5.h5" \
+    --out "$W/f.t.h5" >f.out 2>f.err
+rc=$?
+[ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && [ ! -e "$W/f.t.h5" ] &&
+    ok "fast -n 2, rank 1 fails: exit 2, one line, no file" ||
+    bad "fast -n 2, rank 1 fails: exit $rc, $(wc -l <f.err) lines, file: $(ls "$W/f.t.h5" 2>&1)"
+# a usage error every rank meets: one line, not one per rank
+run $LRP_MPIRUN -n 3 "$MPI" suite --no-such-option >f.out 2>f.err
+rc=$?
+[ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && ok "-n 3, usage error: exit 2, one line" ||
+    bad "-n 3, usage error: exit $rc, $(wc -l <f.err) lines"
+
+echo "check_mpi: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]

@@ -1,0 +1,269 @@
+/*
+ * cli_mpi.c -- the optional MPI layer of the CLI (tools/cli_mpi.h).  Without
+ * LRP_MPI (the default build) one rank and no MPI symbol.
+ */
+#define _GNU_SOURCE
+#include "cli_mpi.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+
+#include <unistd.h>
+
+#ifndef LRP_MPI
+
+int cli_isatty(int fd) { return isatty(fd); }
+
+void cli_mpi_init(int *argc, char ***argv) { (void)argc, (void)argv; }
+int cli_mpi_finish(int rc) { return rc; }
+int cli_mpi_rank(void) { return 0; }
+int cli_mpi_size(void) { return 1; }
+int cli_mpi_local_size(void) { return 1; }
+int cli_mpi_agree(int rc) { return rc; }
+int cli_mpi_gather(const void *buf, size_t n, void **all, size_t *total)
+{
+    *all = malloc(n ? n : 1);
+    *total = n;
+    if (!*all)
+        return cli_usage_error("mpi", "%s", "out of memory gathering results");
+    if (n)
+        memcpy(*all, buf, n);
+    return -1;
+}
+void cli_mpi_block(int64_t n, int64_t *first, int64_t *count)
+{
+    *first = 0;
+    *count = n;
+}
+
+#else /* LRP_MPI */
+
+#include <fcntl.h>
+#include <limits.h>
+#include <mpi.h>
+#include <time.h>
+#include <unistd.h>
+
+static int g_on, g_launched, g_rank, g_size = 1, g_local = 1;
+static int g_err_fd = -1; /* this rank's real stderr (ranks > 0) */
+static FILE *g_cap;       /* where stderr goes meanwhile (ranks > 0) */
+
+/* Waits for a non-blocking collective, sleeping between polls: a blocking
+ * Open MPI collective spins at full speed, taking a core from the ranks
+ * (and threads) that still compute. */
+static void lazy_wait(MPI_Request *rq)
+{
+    int done = 0;
+    long ns = 20000;
+    for (;;) {
+        MPI_Test(rq, &done, MPI_STATUS_IGNORE);
+        if (done)
+            return;
+        struct timespec ts = {0, ns};
+        nanosleep(&ts, NULL);
+        if (ns < 2000000)
+            ns += ns / 4; /* up to 2 ms between polls */
+    }
+}
+
+void cli_mpi_init(int *argc, char ***argv)
+{
+    int prov;
+    /* started by a launcher, not as a singleton (then as the default build) */
+    g_launched = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMIX_RANK") || getenv("PMI_RANK") ||
+                 getenv("PMI_SIZE");
+    /* only the main thread calls MPI; the compute threads never do */
+    if (MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &prov) != MPI_SUCCESS)
+        return; /* MPI_Init aborts on failure by default; not reached */
+    g_on = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &g_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &g_size);
+    MPI_Comm node;
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
+        MPI_SUCCESS) {
+        MPI_Comm_size(node, &g_local);
+        MPI_Comm_free(&node);
+    }
+    if (g_rank > 0) {
+        /* no stdout reports from ranks > 0; their stderr is held back */
+        fflush(stdout);
+        int dn = open("/dev/null", O_WRONLY);
+        if (dn >= 0) {
+            dup2(dn, STDOUT_FILENO);
+            close(dn);
+        }
+        fflush(stderr);
+        g_cap = tmpfile();
+        g_err_fd = dup(STDERR_FILENO);
+        if (g_cap && g_err_fd >= 0) {
+            dup2(fileno(g_cap), STDERR_FILENO);
+            cli_err_fd = g_err_fd;
+        }
+    }
+}
+
+int cli_mpi_rank(void) { return g_rank; }
+int cli_isatty(int fd) { return !g_launched && isatty(fd); }
+int cli_mpi_size(void) { return g_size; }
+int cli_mpi_local_size(void) { return g_local; }
+
+/* Rank > 0 that failed first: its last captured stderr line, once. */
+static void replay_last_line(void)
+{
+    fflush(stderr);
+    if (!g_cap || g_err_fd < 0)
+        return;
+    long end = lseek(STDERR_FILENO, 0, SEEK_END);
+    if (end <= 0)
+        return;
+    long from = end > 4096 ? end - 4096 : 0;
+    char buf[4097];
+    ssize_t got = pread(STDERR_FILENO, buf, (size_t)(end - from), from);
+    if (got <= 0)
+        return;
+    buf[got] = '\0';
+    while (got > 0 && buf[got - 1] == '\n')
+        buf[--got] = '\0';
+    char *line = strrchr(buf, '\n');
+    line = line ? line + 1 : buf;
+    /* progress lines rewritten with '\r': the last piece */
+    char *cr = strrchr(line, '\r');
+    if (cr)
+        line = cr + 1;
+    dprintf(g_err_fd, "%s\n", line);
+}
+
+static void clear_capture(void)
+{
+    if (!g_cap)
+        return;
+    fflush(stderr);
+    if (ftruncate(STDERR_FILENO, 0) == 0)
+        lseek(STDERR_FILENO, 0, SEEK_SET);
+}
+
+/* LRP_MPI_TEST_FAIL=R (scripts/check_mpi.sh): rank R fails at its first
+ * agreement with one line and exit 2, as a rank that met bad input would;
+ * R:exit makes it leave at once without MPI_Finalize, as a crash would. */
+static int test_fail(int rc)
+{
+    static int done;
+    const char *s = getenv("LRP_MPI_TEST_FAIL");
+    if (done || !s || atoi(s) != g_rank || rc >= 0)
+        return rc;
+    done = 1;
+    fprintf(stderr, "lrp-oracle: mpi test: rank %d fails here (LRP_MPI_TEST_FAIL)\n", g_rank);
+    if (strstr(s, ":exit")) {
+        replay_last_line();
+        _exit(EXIT_USAGE);
+    }
+    return EXIT_USAGE;
+}
+
+int cli_mpi_agree(int rc)
+{
+    if (!g_on || g_size == 1)
+        return rc;
+    rc = test_fail(rc);
+    int mine = rc >= 0 ? g_rank : g_size, first = g_size;
+    MPI_Request rq;
+    MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &rq);
+    lazy_wait(&rq);
+    if (first == g_size) {
+        clear_capture();
+        return -1;
+    }
+    int code = rc;
+    MPI_Ibcast(&code, 1, MPI_INT, first, MPI_COMM_WORLD, &rq);
+    lazy_wait(&rq);
+    if (first == g_rank && g_rank > 0)
+        replay_last_line();
+    clear_capture();
+    return code;
+}
+
+int cli_mpi_finish(int rc)
+{
+    if (!g_on)
+        return rc;
+    fflush(stdout);
+    int code = cli_mpi_agree(rc < 0 || rc == EXIT_OK ? -1 : rc);
+    /* a rank's nonzero code that is a verdict, not an error (exit 1 of a
+     * failed check), is rank 0's to give: only rank 0 judges */
+    MPI_Finalize();
+    g_on = 0;
+    return code < 0 ? EXIT_OK : code;
+}
+
+int cli_mpi_gather(const void *buf, size_t n, void **all, size_t *total)
+{
+    *all = NULL;
+    *total = 0;
+    if (!g_on || g_size == 1) {
+        *all = malloc(n ? n : 1);
+        if (!*all)
+            return cli_usage_error("mpi", "%s", "out of memory gathering results");
+        if (n)
+            memcpy(*all, buf, n);
+        *total = n;
+        return -1;
+    }
+    int rc = -1;
+    if (n > INT_MAX) {
+        fprintf(stderr, "lrp-oracle: mpi: a rank's share of %zu bytes exceeds MPI's count range\n",
+                n);
+        rc = EXIT_USAGE;
+    }
+    int cnt = rc < 0 ? (int)n : 0;
+    int *counts = NULL, *displs = NULL;
+    MPI_Request rq;
+    if (g_rank == 0 && !(counts = calloc((size_t)g_size, sizeof *counts)))
+        rc = cli_usage_error("mpi", "%s", "out of memory gathering results");
+    if ((rc = cli_mpi_agree(rc)) >= 0) {
+        free(counts);
+        return rc;
+    }
+    MPI_Igather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, 0, MPI_COMM_WORLD, &rq);
+    lazy_wait(&rq);
+    size_t sum = 0;
+    if (g_rank == 0) {
+        displs = calloc((size_t)g_size, sizeof *displs);
+        for (int r = 0; r < g_size; r++) {
+            if (sum > INT_MAX)
+                rc = EXIT_USAGE;
+            if (displs)
+                displs[r] = (int)sum;
+            sum += (size_t)counts[r];
+        }
+        if (rc >= 0 || sum > INT_MAX)
+            rc = (fprintf(stderr, "lrp-oracle: mpi: %zu bytes gathered on rank 0 exceed MPI's "
+                                  "count range\n", sum), EXIT_USAGE);
+        else if (!displs || !(*all = malloc(sum ? sum : 1)))
+            rc = cli_usage_error("mpi", "%s", "out of memory gathering results");
+    }
+    if ((rc = cli_mpi_agree(rc)) >= 0) {
+        free(counts);
+        free(displs);
+        free(*all);
+        *all = NULL;
+        return rc;
+    }
+    MPI_Igatherv(buf, cnt, MPI_BYTE, *all, counts, displs, MPI_BYTE, 0, MPI_COMM_WORLD, &rq);
+    lazy_wait(&rq);
+    free(counts);
+    free(displs);
+    *total = sum;
+    return -1;
+}
+
+void cli_mpi_block(int64_t n, int64_t *first, int64_t *count)
+{
+    int64_t q = n / g_size, m = n % g_size, r = g_rank;
+    *count = q + (r < m);
+    *first = r * q + (r < m ? r : m);
+}
+
+#endif /* LRP_MPI */
