@@ -1169,6 +1169,42 @@ static void maxeps_cell(ctx *c, int li, int in0, const lrp_pool *P, int64_t j, i
     }
 }
 
+/* Winner-take-all: float32 may route R to any cell of the window whose
+ * value can reach the winner's within the two forward error bounds, not
+ * only to the runner-up by value: a window of exact zeros (dead units)
+ * with one unit whose negative pre-activation lies within its rounding of
+ * zero is a tie for the reference and a win for that unit in float32.
+ * Measured: Zennit on a torchvision VGG-16 at 224, features.7 unit with
+ * exact -1.2e-7 and float32 +1.9e-8 (sum |x w| 2.85), was FAIL when only
+ * the runner-up (a certainly dead unit, bound 0) was looked at. Every such
+ * cell and the winner get cond 1 (ILL-CONDITIONED); exact ties of exact
+ * values stay unambiguous (every path keeps the first). */
+static void wta_ambiguity(ctx *c, int in0, const lrp_pool *P, int64_t b, int64_t ch, int64_t y,
+                          int64_t x, int64_t win, double best, int sharp)
+{
+    int64_t nin = (int64_t)P->C * P->H * P->W;
+    for (int ky = 0; ky < P->kh; ky++)
+        for (int kx = 0; kx < P->kw; kx++) {
+            int64_t iy = y * P->sh - P->pt + ky, ix = x * P->sw - P->pl + kx;
+            if (iy < 0 || iy >= P->H || ix < 0 || ix >= P->W)
+                continue;
+            int64_t i = b * nin + (ch * P->H + iy) * P->W + ix;
+            if (i == win)
+                continue;
+            double gap = best - (double)c->act[in0][i];
+            double slack = U32 * (c->A[in0][win] + c->A[in0][i]);
+            if (gap <= slack && slack > 0) {
+                c->cd[in0][win] = fmax(c->cd[in0][win], 1.0);
+                c->cd[in0][i] = fmax(c->cd[in0][i], 1.0);
+            }
+            double slk = sharp ? U32 * (c->As[in0][win] + c->As[in0][i]) : 0;
+            if (sharp && gap <= slk && slk > 0) {
+                c->cs[in0][win] = fmax(c->cs[in0][win], 1.0);
+                c->cs[in0][i] = fmax(c->cs[in0][i], 1.0);
+            }
+        }
+}
+
 static int backward_bounds(ctx *c)
 {
     const lrp_net *net = c->net;
@@ -1451,20 +1487,7 @@ static int backward_bounds(ctx *c)
                                     c->Ss[in0][win] += fabs((double)R[j]);
                                     c->cs[in0][win] = fmax(c->cs[in0][win], Rcs[j]);
                                 }
-                                if (sec >= 0) {
-                                    double slack = U32 * (c->A[in0][win] + c->A[in0][sec]);
-                                    /* exact ties of exact values are no
-                                     * ambiguity: every path keeps the first */
-                                    if (best - second <= slack && slack > 0) {
-                                        c->cd[in0][win] = fmax(c->cd[in0][win], 1.0);
-                                        c->cd[in0][sec] = fmax(c->cd[in0][sec], 1.0);
-                                    }
-                                    double slk = Rbs ? U32 * (c->As[in0][win] + c->As[in0][sec]) : 0;
-                                    if (Rbs && best - second <= slk && slk > 0) {
-                                        c->cs[in0][win] = fmax(c->cs[in0][win], 1.0);
-                                        c->cs[in0][sec] = fmax(c->cs[in0][sec], 1.0);
-                                    }
-                                }
+                                wta_ambiguity(c, in0, &P, b, ch, y, x, win, best, Rbs != NULL);
                                 continue;
                             }
                             int k = P.count_include_pad ? P.kh * P.kw : cnt;

@@ -353,11 +353,102 @@ static void t_validation(void **s)
     assert_int_equal(lrp_rule_validate(&spec, LRP_LAYER_MAXPOOL2D, "v", "pool", &e), LRP_OK);
 }
 
+/* Winner-take-all over a window of dead units, one of them only within
+ * its rounding of zero: in -> Conv 1x1 (weights 1, 1, no bias) -> ReLU ->
+ * MaxPool 2x2 over 16x16. Every conv output is -2 (certainly dead) but the
+ * last cell of window 0, 1 - (1 + 2^-23) = -2^-23, whose float32 sum may
+ * round to >= 0 in another summation (bound 3 u * 2, about 3.6e-7). The
+ * reference routes window 0's relevance to its first cell (a tie of
+ * zeros); a float32 implementation may route it to the uncertain cell, as
+ * PyTorch did on VGG-16 (features.7/8). With all_dead, that cell is -2
+ * too: routing there is wrong (exact ties keep the first). */
+static lrp_verdict wta_dead_window(int all_dead)
+{
+    lrp_err err;
+    lrp_net *net = lrp_net_new();
+    assert_non_null(net);
+    int i0 = lrp_net_add(net, LRP_LAYER_INPUT, "in", &err);
+    net->layers[i0].shape.rank = 3;
+    net->layers[i0].shape.d[0] = 2;
+    net->layers[i0].shape.d[1] = 16;
+    net->layers[i0].shape.d[2] = 16;
+    int cv = lrp_net_add(net, LRP_LAYER_CONV2D, "conv", &err);
+    lrp_layer *l = &net->layers[cv];
+    l->n_in = 1;
+    l->in[0] = i0;
+    l->units = 1;
+    l->kh = l->kw = 1;
+    l->sh = l->sw = 1;
+    l->dh = l->dw = 1;
+    l->groups = 1;
+    l->has_bias = 0;
+    l->w = malloc(2 * sizeof *l->w);
+    assert_non_null(l->w);
+    l->w[0] = l->w[1] = 1.0f;
+    int rl = lrp_net_add(net, LRP_LAYER_RELU, "relu", &err);
+    net->layers[rl].n_in = 1;
+    net->layers[rl].in[0] = cv;
+    int p = lrp_net_add(net, LRP_LAYER_MAXPOOL2D, "pool", &err);
+    l = &net->layers[p];
+    l->n_in = 1;
+    l->in[0] = rl;
+    l->kh = l->kw = 2;
+    l->sh = l->sw = 2;
+    l->rule = lrp_rule_default(LRP_RULE_WTA);
+    if (lrp_net_infer(net, "wta", &err))
+        fail_msg("%s", err.msg);
+    net->input = malloc(2 * 256 * sizeof *net->input);
+    net->r_out = malloc(64 * sizeof *net->r_out);
+    assert_true(net->input && net->r_out);
+    for (int k = 0; k < 256; k++) {
+        net->input[k] = 1.0f;
+        net->input[256 + k] = -3.0f;
+    }
+    if (!all_dead)
+        net->input[256 + 1 * 16 + 1] = -0x1.000002p0f; /* -(1 + 2^-23) */
+    for (int k = 0; k < 64; k++)
+        net->r_out[k] = 1.0f;
+    lrp_trace *t = lrp_net_trace_add(net, "wta", &err);
+    assert_non_null(t);
+    for (int li = cv; li <= p; li++) {
+        int64_t n = li == p ? 64 : 256;
+        t->relevance[li] = calloc((size_t)n, sizeof(float));
+        assert_non_null(t->relevance[li]);
+    }
+    memcpy(t->relevance[p], net->r_out, 64 * sizeof(float));
+    for (int wy = 0; wy < 8; wy++)
+        for (int wx = 0; wx < 8; wx++) {
+            /* the first cell of each window; window 0: its last cell */
+            int y = 2 * wy, x = 2 * wx;
+            if (wy == 0 && wx == 0)
+                y = x = 1;
+            t->relevance[rl][y * 16 + x] = 1.0f;
+            t->relevance[cv][y * 16 + x] = 1.0f;
+        }
+    lrp_verdict v = judge(net, "wta");
+    lrp_net_free(net);
+    return v;
+}
+
+static void t_wta_uncertain_dead_unit(void **s)
+{
+    (void)s;
+    lrp_verdict v = wta_dead_window(0);
+    if (v != LRP_V_ILL_CONDITIONED)
+        fail_msg("float32 may pick the unit within its rounding of zero: %s, want "
+                 "ILL-CONDITIONED", lrp_verdict_name(v));
+    v = wta_dead_window(1);
+    if (v != LRP_V_FAIL)
+        fail_msg("a tie of exact zeros routed to the last cell: %s, want FAIL",
+                 lrp_verdict_name(v));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_hand_reference),
         cmocka_unit_test(t_fast_vs_reference),
+        cmocka_unit_test(t_wta_uncertain_dead_unit),
         cmocka_unit_test(t_must_fail),
         cmocka_unit_test(t_validation),
     };
