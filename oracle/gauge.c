@@ -1091,6 +1091,42 @@ static void prop_cell(ctx *c, int in_layer, int64_t i, double xk, double Axk, do
     }
 }
 
+/* Winner-take-all: float32 may route R to any cell of the window whose
+ * value can reach the winner's within the two forward error bounds, not
+ * only to the runner-up by value: a window of exact zeros (dead units)
+ * with one unit whose negative pre-activation lies within its rounding of
+ * zero is a tie for the reference and a win for that unit in float32.
+ * Measured: Zennit on a torchvision VGG-16 at 224, features.7 unit with
+ * exact -1.2e-7 and float32 +1.9e-8 (sum |x w| 2.85), was FAIL when only
+ * the runner-up (a certainly dead unit, bound 0) was looked at. Every such
+ * cell and the winner get cond 1 (ILL-CONDITIONED); exact ties of exact
+ * values stay unambiguous (every path keeps the first). */
+static void wta_ambiguity(ctx *c, int in0, const lrp_pool *P, int64_t b, int64_t ch, int64_t y,
+                          int64_t x, int64_t win, double best, int sharp)
+{
+    int64_t nin = (int64_t)P->C * P->H * P->W;
+    for (int ky = 0; ky < P->kh; ky++)
+        for (int kx = 0; kx < P->kw; kx++) {
+            int64_t iy = y * P->sh - P->pt + ky, ix = x * P->sw - P->pl + kx;
+            if (iy < 0 || iy >= P->H || ix < 0 || ix >= P->W)
+                continue;
+            int64_t i = b * nin + (ch * P->H + iy) * P->W + ix;
+            if (i == win)
+                continue;
+            double gap = best - (double)c->act[in0][i];
+            double slack = U32 * (c->A[in0][win] + c->A[in0][i]);
+            if (gap <= slack && slack > 0) {
+                c->cd[in0][win] = fmax(c->cd[in0][win], 1.0);
+                c->cd[in0][i] = fmax(c->cd[in0][i], 1.0);
+            }
+            double slk = sharp ? U32 * (c->As[in0][win] + c->As[in0][i]) : 0;
+            if (sharp && gap <= slk && slk > 0) {
+                c->cs[in0][win] = fmax(c->cs[in0][win], 1.0);
+                c->cs[in0][i] = fmax(c->cs[in0][i], 1.0);
+            }
+        }
+}
+
 /* Max-pool under lrp0 / epsilon (Captum's EpsilonRule on a max-pool), one
  * window j won by `win`: R_win += a s_j, s_j = R_j / stab(y_j), where y_j
  * is a = a_win copied exactly.  Numerator and denominator hold the same a,
@@ -1109,8 +1145,7 @@ static void prop_cell(ctx *c, int in_layer, int64_t i, double xk, double Axk, do
  * route s_j to the other cell).  skip_zero at a zero maximum and an
  * undefined unit are prop_cell's (x = y = a). */
 static void maxeps_cell(ctx *c, int li, int in0, const lrp_pool *P, int64_t j, int64_t win,
-                        int64_t sec, double best, double second, const double *Rb,
-                        const double *Rbs, const double *Rcs)
+                        double best, const double *Rb, const double *Rbs, const double *Rcs)
 {
     const int sharp = Rbs != NULL;
     const lrp_rule_spec *rs = &c->net->layers[li].rule;
@@ -1155,54 +1190,10 @@ static void maxeps_cell(ctx *c, int li, int in0, const lrp_pool *P, int64_t j, i
             }
         }
     }
-    if (sec >= 0) {
-        double slack = U32 * (Aw + c->A[in0][sec]);
-        if (best - second <= slack && slack > 0) {
-            c->cd[in0][win] = fmax(c->cd[in0][win], 1.0);
-            c->cd[in0][sec] = fmax(c->cd[in0][sec], 1.0);
-        }
-        double slk = sharp ? U32 * (Asw + c->As[in0][sec]) : 0;
-        if (sharp && best - second <= slk && slk > 0) {
-            c->cs[in0][win] = fmax(c->cs[in0][win], 1.0);
-            c->cs[in0][sec] = fmax(c->cs[in0][sec], 1.0);
-        }
-    }
-}
-
-/* Winner-take-all: float32 may route R to any cell of the window whose
- * value can reach the winner's within the two forward error bounds, not
- * only to the runner-up by value: a window of exact zeros (dead units)
- * with one unit whose negative pre-activation lies within its rounding of
- * zero is a tie for the reference and a win for that unit in float32.
- * Measured: Zennit on a torchvision VGG-16 at 224, features.7 unit with
- * exact -1.2e-7 and float32 +1.9e-8 (sum |x w| 2.85), was FAIL when only
- * the runner-up (a certainly dead unit, bound 0) was looked at. Every such
- * cell and the winner get cond 1 (ILL-CONDITIONED); exact ties of exact
- * values stay unambiguous (every path keeps the first). */
-static void wta_ambiguity(ctx *c, int in0, const lrp_pool *P, int64_t b, int64_t ch, int64_t y,
-                          int64_t x, int64_t win, double best, int sharp)
-{
-    int64_t nin = (int64_t)P->C * P->H * P->W;
-    for (int ky = 0; ky < P->kh; ky++)
-        for (int kx = 0; kx < P->kw; kx++) {
-            int64_t iy = y * P->sh - P->pt + ky, ix = x * P->sw - P->pl + kx;
-            if (iy < 0 || iy >= P->H || ix < 0 || ix >= P->W)
-                continue;
-            int64_t i = b * nin + (ch * P->H + iy) * P->W + ix;
-            if (i == win)
-                continue;
-            double gap = best - (double)c->act[in0][i];
-            double slack = U32 * (c->A[in0][win] + c->A[in0][i]);
-            if (gap <= slack && slack > 0) {
-                c->cd[in0][win] = fmax(c->cd[in0][win], 1.0);
-                c->cd[in0][i] = fmax(c->cd[in0][i], 1.0);
-            }
-            double slk = sharp ? U32 * (c->As[in0][win] + c->As[in0][i]) : 0;
-            if (sharp && gap <= slk && slk > 0) {
-                c->cs[in0][win] = fmax(c->cs[in0][win], 1.0);
-                c->cs[in0][i] = fmax(c->cs[in0][i], 1.0);
-            }
-        }
+    /* which cell float32 takes as the maximum: as winner-take-all */
+    int64_t n = (int64_t)P->C * P->Ho * P->Wo, jj = j % n;
+    wta_ambiguity(c, in0, P, j / n, jj / (P->Ho * P->Wo), (jj / P->Wo) % P->Ho, jj % P->Wo, win,
+                  best, sharp);
 }
 
 static int backward_bounds(ctx *c)
@@ -1453,8 +1444,7 @@ static int backward_bounds(ctx *c)
                                 continue;
                             sAs = sqrt(sAs);
                             if (l->kind == LRP_LAYER_MAXPOOL2D && l->rule.rule != LRP_RULE_WTA) {
-                                maxeps_cell(c, li, in0, &P, j, win, sec, best, second, Rb, Rbs,
-                                            Rcs);
+                                maxeps_cell(c, li, in0, &P, j, win, best, Rb, Rbs, Rcs);
                                 continue;
                             }
                             if (l->kind == LRP_LAYER_MAXPOOL2D &&
