@@ -58,6 +58,7 @@ int lrp_h5_entry_name(char *buf, size_t n, int li, const char *layer_name)
  * failed"), the outer entries only repeat which API call failed. */
 typedef struct h5msg {
     char desc[200];
+    int nomem; /* some entry is a resource (allocation) failure */
 } h5msg;
 
 static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
@@ -66,15 +67,21 @@ static herr_t walk_cb(unsigned n, const H5E_error2_t *e, void *data)
     (void)n;
     if (e && e->desc && e->desc[0])
         snprintf(m->desc, sizeof m->desc, "%s", e->desc);
+    if (e && e->maj_num == H5E_RESOURCE && (e->min_num == H5E_CANTALLOC || e->min_num == H5E_NOSPACE))
+        m->nomem = 1;
     return 0;
 }
 
-static void h5_last_error(char *buf, size_t n)
+/* returns 1 when the failure was libhdf5 running out of memory (under
+ * LRP_SANDBOX_MEM_MB a read can fail so): that is not the file's fault */
+static int h5_last_error(char *buf, size_t n)
 {
     h5msg m;
     m.desc[0] = '\0';
+    m.nomem = 0;
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_DOWNWARD, walk_cb, &m);
     snprintf(buf, n, "%s", m.desc[0] ? m.desc : "unknown HDF5 error");
+    return m.nomem;
 }
 
 /* A member index of one large group: every link's name, type and address
@@ -125,11 +132,14 @@ static lrp_status fail(ctx *c, lrp_status code, const char *obj, const char *fmt
     return lrp_err_set(c->err, code, "%s: %s: %s", c->path, obj, problem);
 }
 
-/* A failed HDF5 call: our words plus HDF5's innermost description. */
+/* A failed HDF5 call: our words plus HDF5's innermost description; an
+ * allocation failure inside libhdf5 is reported as out of memory, not as a
+ * problem of the file. */
 static lrp_status h5fail(ctx *c, lrp_status code, const char *obj, const char *what)
 {
     char h5[200];
-    h5_last_error(h5, sizeof h5);
+    if (h5_last_error(h5, sizeof h5))
+        return fail(c, LRP_E_NOMEM, obj, "out of memory in libhdf5 (HDF5: %s)", h5);
     return fail(c, code, obj, "%s (HDF5: %s)", what, h5);
 }
 
@@ -1739,7 +1749,13 @@ static lrp_status fixture_read_depth(lrp_net **out, const char *path, int depth,
         goto cleanup;
     }
     htri_t is = sb.st_size > 0 ? H5Fis_hdf5(path) : 0;
-    if (is <= 0) {
+    if (is < 0) {
+        /* the check itself failed (not "no signature"): out of memory, I/O */
+        st = h5fail(&c, LRP_E_FORMAT, "/", "cannot check the HDF5 signature (out of memory or "
+                                                  "a read error)");
+        goto cleanup;
+    }
+    if (is == 0) {
         st = fail(&c, LRP_E_FORMAT, "/", "not an HDF5 file (%s)",
                   sb.st_size == 0 ? "empty file" : "no HDF5 signature");
         goto cleanup;

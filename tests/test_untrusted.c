@@ -188,6 +188,40 @@ static void test_huge_declared_tensors_refused(void **state)
     assert_int_equal(run("check --no-color fx/cnn.h5"), 0);
 }
 
+/* A limit too small for the file is the user's setting, not the file's
+ * fault: every run refused for memory says so (out of memory, naming
+ * LRP_SANDBOX_MEM_MB), never "corrupt", "truncated" or "not an HDF5 file";
+ * a limit below what the parser needs to start is refused as such.  Before
+ * this test, libhdf5 allocation failures inside a read were reported as a
+ * corrupt file and a failed signature check as "no HDF5 signature". */
+static void test_small_memory_limit_not_blamed_on_file(void **state)
+{
+    (void)state;
+    if (!have_py)
+        skip();
+    if (LRP_UNDER_ASAN)
+        skip(); /* the sandbox sets no address-space limit under ASan */
+    /* an 84 MB Dense weight: the parse needs ~128 MiB */
+    assert_int_equal(py("conv big.h5 256"), 0);
+    int refused = 0;
+    for (int mb = 64; mb <= 192; mb += 4) {
+        char env[64];
+        snprintf(env, sizeof env, "LRP_SANDBOX_MEM_MB=%d", mb);
+        int rc = runx(env, "info big.h5");
+        if (rc == 0)
+            continue;
+        refused++;
+        want_refused(rc, env, "out of memory", "LRP_SANDBOX_MEM_MB");
+        if (strstr(err, "corrupt") || strstr(err, "truncated") || strstr(err, "HDF5 file") ||
+            strstr(err, "signature"))
+            fail_msg("%s: a memory limit blamed on the file: %s", env, err);
+    }
+    assert_true(refused > 0); /* 64 MiB cannot hold the 84 MB weight */
+    want_refused(runx("LRP_SANDBOX_MEM_MB=16", "info big.h5"), "16 MiB", "LRP_SANDBOX_MEM_MB=16",
+                 "needs to start");
+    assert_int_equal(run("info big.h5"), 0);
+}
+
 /* ---- names ---- */
 
 static void no_escape_bytes(const char *what, const char *s)
@@ -265,6 +299,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unjudgeable_values_refused),
         cmocka_unit_test(test_huge_declared_tensors_refused),
+        cmocka_unit_test(test_small_memory_limit_not_blamed_on_file),
         cmocka_unit_test(test_terminal_escapes_escaped),
         cmocka_unit_test(test_nul_in_name_refused),
         cmocka_unit_test(test_sandbox_child_stderr),

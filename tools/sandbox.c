@@ -119,12 +119,22 @@ typedef lrp_status (*send_fn)(void *ctx, int fd, lrp_err *err);
 /* In the sandboxed child, the pipe to the parent (else -1). */
 static int sandbox_child_fd = -1;
 
+#define SANDBOX_MEM_MIN_MB 64
+
 static lrp_status sandbox_run(const char *path, lrp_status (*fn)(void *ctx, lrp_err *err),
                               send_fn send, recv_fn recv, void *ctx, lrp_err *err)
 {
     long cpu_s = cli_env_long("LRP_SANDBOX_CPU", 60);
     long wall_s = cli_env_long("LRP_SANDBOX_WALL", 120);
     long mem_mb = cli_env_long("LRP_SANDBOX_MEM_MB", 8192);
+    if (mem_mb < SANDBOX_MEM_MIN_MB && !UNDER_ASAN)
+        /* libhdf5 and the loader need ~30 MiB of address space to start:
+         * below that every file would fail in some allocation, reported as
+         * whatever libhdf5 happened to be doing */
+        return lrp_err_set(err, LRP_E_USAGE,
+                           "%s: LRP_SANDBOX_MEM_MB=%ld is below the %d MiB the file parser needs "
+                           "to start",
+                           path, mem_mb, SANDBOX_MEM_MIN_MB);
     int fds[2];
     if (pipe(fds) != 0)
         return lrp_err_set(err, LRP_E_IO, "%s: cannot create pipe: %s", path, strerror(errno));
@@ -246,6 +256,9 @@ static lrp_status sandbox_run(const char *path, lrp_status (*fn)(void *ctx, lrp_
                            strsignal(sig));
     }
     int code = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+    if (code > 10 && msg[0] && code - 10 == (int)LRP_E_NOMEM && !UNDER_ASAN)
+        return lrp_err_set(err, LRP_E_NOMEM, "%s (the parse's limit: LRP_SANDBOX_MEM_MB=%ld MiB)",
+                           msg, mem_mb);
     if (code > 10 && msg[0])
         return lrp_err_set(err, (lrp_status)(code - 10), "%s", msg);
     if (code != 0 && pst == LRP_OK)
