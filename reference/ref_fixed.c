@@ -165,10 +165,86 @@ void lrp_ref_fx_weights(int64_t *wd, uint8_t *wb, const float *w32, int64_t n)
     }
 }
 
+/* The common cases (inputs as they are, signed products; weights as they
+ * are or only the positive / negative ones): every array in a local the
+ * compiler can keep in a register, one test for a zero input or weight, the
+ * digit loop unrolled by the digit count.  Same sums as the general loop
+ * below (integer adds: order does not matter). */
+static inline __attribute__((always_inline)) void
+dot_plain(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *restrict ii,
+          const int64_t *restrict ww, int64_t cnt, const int64_t *restrict wd,
+          const uint8_t *restrict wbk, const int wsel, const uint8_t *restrict flip)
+{
+    const uint8_t *restrict fc = f->cnt, *restrict fn = f->neg;
+    const int32_t *restrict fl = f->lev;
+    const uint32_t *restrict fd = f->dig;
+    const int64_t nd = f->nd;
+    __int128 *const b0 = A->bin, *const b1 = A->bin + A->nk;
+    int lo = A->lo, hi = A->hi;
+    for (int64_t q = 0; q < cnt; q++) {
+        const int64_t i = off + ii[q], k = ww[q];
+        const int c = fc[i];
+        int64_t W = wd[k];
+        if ((c == 0) | (W == 0))
+            continue;
+        if (wsel) {
+            /* the effective weight's sign (flip: wscale < 0 for this v) */
+            const int wneg = (W < 0) ^ (flip ? flip[i] : 0);
+            if ((wsel > 0) == wneg)
+                continue;
+        }
+        const int64_t sg = -(int64_t)fn[i];
+        W = (W ^ sg) - sg;
+        const int key = fl[i] + wbk[k];
+        __int128 *restrict bin = ((q & 1) ? b1 : b0) + key;
+        const uint32_t *restrict dg = fd + i * nd;
+        const __int128 Wl = W;
+        switch (c) {
+        default:
+            for (int d = c - 1; d >= 5; d--)
+                bin[d] += Wl * dg[d];
+            /* fall through */
+        case 5:
+            bin[4] += Wl * dg[4];
+            /* fall through */
+        case 4:
+            bin[3] += Wl * dg[3];
+            /* fall through */
+        case 3:
+            bin[2] += Wl * dg[2];
+            /* fall through */
+        case 2:
+            bin[1] += Wl * dg[1];
+            /* fall through */
+        case 1:
+            bin[0] += Wl * dg[0];
+        }
+        lo = key < lo ? key : lo;
+        hi = key + c - 1 > hi ? key + c - 1 : hi;
+    }
+    A->lo = lo;
+    A->hi = hi;
+}
+
 void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
                        const int64_t *ww, int64_t cnt, const int64_t *wd, const uint8_t *wbk,
                        int wmod, int xsel, int absval, const uint8_t *flip)
 {
+    _Static_assert(BANKS == 2, "dot_plain alternates two banks");
+    if (!xsel && !absval) {
+        if (wmod == LRP_WM_ID)
+            dot_plain(A, f, off, ii, ww, cnt, wd, wbk, 0, NULL);
+        else if (wmod == LRP_WM_POS && flip)
+            dot_plain(A, f, off, ii, ww, cnt, wd, wbk, 1, flip);
+        else if (wmod == LRP_WM_POS)
+            dot_plain(A, f, off, ii, ww, cnt, wd, wbk, 1, NULL);
+        else if (wmod == LRP_WM_NEG)
+            dot_plain(A, f, off, ii, ww, cnt, wd, wbk, -1, flip);
+        else
+            goto general;
+        return;
+    }
+general:;
     int lo = A->lo, hi = A->hi, nd = f->nd;
     for (int64_t q = 0; q < cnt; q++) {
         int64_t i = off + ii[q];
