@@ -308,6 +308,41 @@ def within_rounding(clean, mut, rel_tol=2.0 ** -18):
     return True
 
 
+def clean_distance_ratio(ref, clean, mut, batch):
+    """How far a mutant is from the reference, against how far the clean
+    float32 trace is, tensor by tensor: the worst cell in float32 ulps of the
+    reference, and each sample's layer total.  Returns (ratio, where), the
+    largest ratio over tensors and measures.  Informative only: the clean
+    trace is one float32 evaluation order; another order may legitimately
+    land much farther (up to the oracle's bound), so a mutant far beyond the
+    clean trace but within the bound is not provably wrong."""
+    worst, where = 0.0, None
+    for i, (r, c, m) in enumerate(zip(ref, clean, mut)):
+        if r is None or c is None or m is None or r.size == 0:
+            continue
+        r64, c64, m64 = r.astype(np.float64), c.astype(np.float64), m.astype(np.float64)
+        ok = np.isfinite(r64)
+        if not ok.any():
+            continue
+        ulp = np.spacing(np.abs(r[ok])).astype(np.float64)
+        dm = float(np.max(np.abs(m64[ok] - r64[ok]) / ulp))
+        dc = float(np.max(np.abs(c64[ok] - r64[ok]) / ulp))
+        if not np.isfinite(dm) or not np.isfinite(dc):
+            return float("inf"), i
+        rc = dm / dc if dc > 0 else (0.0 if dm == 0 else float("inf"))
+        if rc > worst:
+            worst, where = rc, i
+        b = batch if r.shape and r.shape[0] == batch else 1
+        rs = np.where(ok, r64, 0).reshape(b, -1).sum(1)
+        tm = np.abs(np.where(ok, m64, 0).reshape(b, -1).sum(1) - rs)
+        tc = np.abs(np.where(ok, c64, 0).reshape(b, -1).sum(1) - rs)
+        for a, bb in zip(tm, tc):
+            rt = a / bb if bb > 0 else (0.0 if a == 0 else float("inf"))
+            if rt > worst:
+                worst, where = rt, i
+    return worst, where
+
+
 def damages(clean, kinds, inputs, batch, seed=12):
     """{class: (damaged list, note)}; swap-sample handled by the caller when
     batch < 2."""
@@ -602,6 +637,10 @@ def run_one(cli, fxdir, work, run, results):
                 break
         add_trace(T, "m_" + cls, mrel, notes="mutant " + cls, keep_acts=False)
         judge_expect(cls, "m_" + cls, fd, note)
+        # for a missed one: how far it is, against the clean float32 trace
+        ratio, at = clean_distance_ratio(ref, clean, mrel, batch)
+        rows[cls]["vs_clean"] = ratio
+        rows[cls]["vs_clean_at"] = None if at is None else order[at]
 
     def ref_under(extra, fixture=None, tagname="M"):
         Mp = os.path.join(rdir, tagname + ".h5")
@@ -988,10 +1027,23 @@ def print_table(results):
     print("false alarms on clean traces: %d of %d" % (len(fa), len(results["clean"])))
     for c in fa:
         print("  FALSE ALARM %s source %s: exit %d %s" % (c["run"], c["source"], c["rc"], c["verdict"]))
-    missed = [(r["run"], c) for r in runs for c, row in r["rows"].items() if row["status"] == "MISSED"]
+    missed = [(r["run"], c, row) for r in runs for c, row in r["rows"].items()
+              if row["status"] == "MISSED"]
     print("missed: %d" % len(missed))
-    for run, c in missed:
-        print("  MISSED %-16s %s" % (c, run))
+    for run, c, row in missed:
+        nr = row.get("vs_clean")
+        why = ""
+        if nr is not None:
+            why = ("  [%.3g x as far from the reference as the clean float32 trace, at %s; "
+                   "within the oracle's float32 bound: %s]" % (nr, row.get("vs_clean_at"),
+                                                               row.get("verdict")))
+        print("  MISSED %-16s %s%s" % (c, run, why))
+    mrows = [row for r in runs for c, row in r["rows"].items() if c in MUTANTS]
+    kc = sum(1 for row in mrows if row["status"] == "caught")
+    km = sum(1 for row in mrows if row["status"] == "MISSED")
+    if kc + km:
+        print("rule mutants that change the result: %d caught of %d (%.1f %%)"
+              % (kc, kc + km, 100.0 * kc / (kc + km)))
 
 
 def main():
