@@ -204,7 +204,7 @@ static void test_small_memory_limit_not_blamed_on_file(void **state)
     /* an 84 MB Dense weight: the parse needs ~128 MiB */
     assert_int_equal(py("conv big.h5 256"), 0);
     int refused = 0;
-    for (int mb = 64; mb <= 192; mb += 4) {
+    for (int mb = 64; mb <= 160; mb += 8) {
         char env[64];
         snprintf(env, sizeof env, "LRP_SANDBOX_MEM_MB=%d", mb);
         int rc = runx(env, "info big.h5");
