@@ -11,7 +11,7 @@ states the mathematics this file implements).
        operation                 attnlrp                      cplrp
        LayerNorm / RMSNorm       1/sigma detached             1/sigma detached
        GELU, SiLU, tanh          identity rule: grad * f(x)/x  same
-       S = scale * Q K^T         gradient at S halved          Q, K detached
+       S = scale * Q K^T         gradient at S halved          (no gradient arrives)
        A = softmax(S + mask)     plain gradient (Taylor rule)  A detached
        O = A V                   gradient at O halved          plain (A constant)
        Linear, Conv2d, +, embed  plain gradient (LRP-0; biases absorb)
@@ -239,14 +239,14 @@ class SelfAttention(nn.Module):
         k = lin(self.k_proj, x, tag + "k")
         v = lin(self.v_proj, x, tag + "v")
         qh, kh, vh = self.split(q), self.split(k), self.split(v)
-        if rule == "cplrp":
-            qh, kh = qh.detach(), kh.detach()
         S = torch.matmul(qh, kh.transpose(-1, -2)) * (1.0 / math.sqrt(self.d // self.h))
         if rule == "attnlrp":
             S = divide_gradient(S, 2)
         _rec(tape, tag + "scores", S)
         A = masked_softmax(S, mask, mask_value, safe_softmax)
         if rule == "cplrp":
+            # attention weights are constants; LXT detaches the query and key
+            # inputs instead, which sends the same (zero) gradient to Q and K
             A = A.detach()
         _rec(tape, tag + "probs", A)
         O = torch.matmul(A, vh)
