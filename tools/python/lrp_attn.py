@@ -314,7 +314,7 @@ class TinyTransformer(nn.Module):
 
         if self.kind == "text":
             B, T = x.shape
-            e = self.embed(x)
+            e = _leaf(self.embed(x), tape)
             _rec(tape, "embed", e)
             p = self.pos(torch.arange(T, device=x.device))[None].expand(B, T, -1)
         else:
@@ -327,6 +327,7 @@ class TinyTransformer(nn.Module):
             p = self.pos(torch.arange(T, device=x.device))[None].expand(B, T, -1)
             if key_padding_mask is not None and key_padding_mask.shape[1] == T - 1:
                 key_padding_mask = F.pad(key_padding_mask, (1, 0))
+        p = _leaf(p, tape)
         _rec(tape, "position", p)
         h = _rec(tape, "h0", e + p)
         mask = build_mask(B, T, key_padding_mask, causal, x.device)
@@ -355,8 +356,24 @@ class TinyTransformer(nn.Module):
         return lin(self.head, c, "logits")
 
 
+def _leaf(t, tape):
+    """With a tape and parameters frozen (explain), an embedding output is a
+    leaf that needs a gradient: the relevance is read there."""
+    if tape is not None and not t.requires_grad:
+        return t.detach().requires_grad_(True)
+    return t
+
+
+class Tape(dict):
+    """Named intermediate tensors; keep: the names to record (None: all)."""
+
+    def __init__(self, keep=None):
+        super().__init__()
+        self.keep = keep
+
+
 def _rec(tape, name, t):
-    if tape is not None and t.requires_grad:
+    if tape is not None and t.requires_grad and (getattr(tape, "keep", None) is None or name in tape.keep):
         t.retain_grad()
         tape[name] = t
     return t
@@ -383,26 +400,36 @@ def make_model(seed=0, dtype=torch.float64, **kw):
 # Autograd relevance
 
 def explain(model, x, target=None, rule="attnlrp", key_padding_mask=None, causal=False, lin_eps=0.0,
-            act_eps=None, mask_value=float("-inf"), safe_softmax=True):
+            act_eps=None, mask_value=float("-inf"), safe_softmax=True, record=True):
     """Gradient x input relevance under `rule`.  Returns a dict:
     'logits' (B, classes) numpy, 'target', 'R' {tensor name: h * grad h}
     numpy, 'grad' {name: grad} numpy, and for text models 'tokens'
     (B, T): the relevance per token (embedding relevance summed over
     features; the positional share is not a token's).  The seed is the
-    target logit itself (gradient 1), as lrp-oracle seeds relevance."""
-    tape = {}
-    dt = next(model.parameters()).dtype
+    target logit itself (gradient 1), as lrp-oracle seeds relevance.
+    record=False keeps only the input's relevance (embed / pixels): no
+    retained intermediate gradients, for timing."""
+    tape = Tape(None if record else {"embed", "pixels", "logits"})
+    params = list(model.parameters())
+    dt = params[0].dtype
     if torch.is_floating_point(x):
         x = x.to(dt).detach().requires_grad_(True)
-    logits = model(x, key_padding_mask=key_padding_mask, causal=causal, rule=rule, tape=tape,
-                   lin_eps=lin_eps, act_eps=act_eps, mask_value=mask_value, safe_softmax=safe_softmax)
-    B = logits.shape[0]
-    if target is None:
-        target = logits.detach().argmax(1)
-    target = torch.as_tensor(target).reshape(-1).expand(B)
-    seed = torch.zeros_like(logits)
-    seed[torch.arange(B), target] = 1.0
-    logits.backward(seed)
+    frozen = [p.requires_grad for p in params]
+    try:
+        for p in params:                 # no parameter gradients: relevance only
+            p.requires_grad_(False)
+        logits = model(x, key_padding_mask=key_padding_mask, causal=causal, rule=rule, tape=tape,
+                       lin_eps=lin_eps, act_eps=act_eps, mask_value=mask_value, safe_softmax=safe_softmax)
+        B = logits.shape[0]
+        if target is None:
+            target = logits.detach().argmax(1)
+        target = torch.as_tensor(target).reshape(-1).expand(B)
+        seed = torch.zeros_like(logits)
+        seed[torch.arange(B), target] = 1.0
+        logits.backward(seed)
+    finally:
+        for p, r in zip(params, frozen):
+            p.requires_grad_(r)
     R = {k: (t * t.grad).detach().numpy() for k, t in tape.items() if t.grad is not None}
     G = {k: t.grad.detach().numpy() for k, t in tape.items() if t.grad is not None}
     out = {"logits": logits.detach().numpy(), "target": target.numpy(), "R": R, "grad": G}
