@@ -8,7 +8,7 @@ Model: tools/python/lrp_attn.TinyTransformer with BERT-base sizes (12
 post-LN layers, width 768, 12 heads, FFN 3072, GELU, pooler Linear + tanh,
 vocabulary 30522, 2 classes), deterministic random weights (seed 0),
 float32, batch 1, random deterministic token ids.  Timed, each the median of
---runs runs after one warm-up run:
+--runs runs after one warm-up run, the rows interleaved round robin:
 
   forward              plain forward under torch.no_grad()
   forward+gradient     forward with the graph, then the plain backward of the
@@ -33,14 +33,20 @@ import torch  # noqa: E402
 import lrp_attn as la  # noqa: E402
 
 
-def timed(fn, runs):
-    fn()                                   # warm-up (allocator, lazy init)
-    ts = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
+def timed(rows, runs):
+    """Round robin: one warm-up of each, then `runs` rounds timing every row
+    once per round, so that a change of the machine's load during the run
+    falls on all rows alike (the first version timed the rows one after the
+    other and the load drift made the relative figures meaningless)."""
+    for _, fn in rows:
         fn()
-        ts.append(time.perf_counter() - t0)
-    return statistics.median(ts), min(ts), max(ts)
+    ts = {name: [] for name, _ in rows}
+    for _ in range(runs):
+        for name, fn in rows:
+            t0 = time.perf_counter()
+            fn()
+            ts[name].append(time.perf_counter() - t0)
+    return {k: (statistics.median(v), min(v), max(v)) for k, v in ts.items()}
 
 
 def main():
@@ -88,8 +94,7 @@ def main():
     print("load average before: %.2f %.2f %.2f" % load0)
     print("%-18s %10s %10s %10s   (seconds, %d runs)" % ("", "median", "min", "max", args.runs))
     res = {}
-    for name, fn in rows:
-        med, lo, hi = timed(fn, args.runs)
+    for name, (med, lo, hi) in timed(rows, args.runs).items():
         res[name] = med
         print("%-18s %10.3f %10.3f %10.3f" % (name, med, lo, hi), flush=True)
     r = attnlrp()
