@@ -131,6 +131,16 @@ static void test_peer_capture(void **state)
     run_file("tests/python/test_peer_capture.py");
 }
 
+/* the transformer rules (docs/TRANSFORMERS.md): AttnLRP and CP-LRP by
+ * autograd as LXT computes them against an explicit float64 implementation,
+ * conservation and absorbed shares, -inf masks, zero-variance rows (issue 17) */
+static void test_attn_rules(void **state)
+{
+    (void)state;
+    need_torch();
+    run_file("tests/python/test_attn.py");
+}
+
 /* docs/VALIDATING.md's walkthrough, run as written: export, LRP, trace,
  * compare (exit 0). */
 static void test_validating_example(void **state)
@@ -169,6 +179,7 @@ int main(void)
         cmocka_unit_test(test_python_modules_present),
         cmocka_unit_test(test_torch_adapter),
         cmocka_unit_test(test_peer_capture),
+        cmocka_unit_test(test_attn_rules),
         cmocka_unit_test(test_validating_example),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
