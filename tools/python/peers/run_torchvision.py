@@ -86,7 +86,11 @@ def main():
             else:
                 from captum.attr import LRP
                 e = {"rule": "epsilon", "eps": np.float32(1e-9)}
-                rules = rp.rules_for(layers, e, e, e)
+                # max-pools too (as run_peers.run_captum): Captum's EpsilonRule
+                # gives the winner a R / (a + eps); stated as wta, the exact
+                # copy has a layer-total budget of 0 and a correct Captum run
+                # FAILs there (VGG-16 224, December 2026: docs/PEERS.md)
+                rules = rp.rules_for(layers, e, e, e, maxpool=e)
 
                 def lrp(mod, xx):
                     LRP(mod).attribute(xx, target=tgt)
