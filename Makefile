@@ -13,6 +13,8 @@
 #                   completion; make uninstall removes exactly those
 #   make mutants    mutation benchmark of the oracle (bench/mutants.py);
 #                   MUTANTS_BIG=1 adds ResNet-50 at 224 (about 1 h, 3.1 GB RSS)
+#   make false-alarms  every fixture's clean fast-path trace under every
+#                   composite x convention, judged (bench/false_alarms.py)
 #
 #   make MPI=1      the CLI with MPI (mpicc, -DLRP_MPI) in build-mpi/: under
 #                   mpirun / srun one suite, reference or fast run is spread
@@ -92,7 +94,7 @@ TEST_LIBS := $(shell pkg-config --libs cmocka 2>/dev/null || echo -lcmocka)
 BENCH_SRC := $(wildcard bench/*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all shared install uninstall deps deps-check deps-torch deps-mpi run check check-mpi sanitize bench clean fixtures golden mutants
+.PHONY: all shared install uninstall deps deps-check deps-torch deps-mpi run check check-mpi sanitize bench clean fixtures golden mutants false-alarms
 ifeq ($(MPI),1)
 # the MPI build is the CLI alone (the library and its tests have no MPI)
 all: deps-mpi
@@ -200,6 +202,16 @@ ifeq ($(MUTANTS_BIG),1)
 else
 	$(MUTANTS_PY) bench/mutants.py --cli $(CLI) --work $(BUILD)/mutants --json $(BUILD)/mutants.json
 endif
+
+# False-alarm sweep (issue 12): the fast path's clean trace of every fixture
+# under every composite x convention, judged by `compare`; exit 1 when one
+# FAILs without a NaN/inf to show for it (bench/false_alarms.py; h5py not
+# needed). FALSE_ALARMS_ARGS=--quick: the composites and the conventions
+# apart (252 runs, 2 minutes) instead of their product (882).
+FALSE_ALARMS_ARGS ?=
+false-alarms: $(CLI)
+	$(MUTANTS_PY) bench/false_alarms.py --cli $(CLI) --work $(BUILD)/false_alarms \
+	    --json $(BUILD)/false_alarms.json $(FALSE_ALARMS_ARGS)
 
 # Regenerates the committed golden traces (fixtures/golden/) -- only on
 # explicit request; prints what changed against the committed files.
