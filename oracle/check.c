@@ -567,6 +567,8 @@ static void take_ref(void *ctx, const lrp_pipe *p, int li, int bwd)
 /* The local runs read each layer's contributions rin[k] (and act_fwd):
  * the rest of the audit data is not kept (core/pipeline.h). */
 #define LOCAL_FLAGS (LRP_PIPE_RELEVANCE | LRP_PIPE_KEEP_RIN)
+/* The trace-local run takes its contributions in the hook (take_tl) */
+#define TL_FLAGS LRP_PIPE_RELEVANCE
 
 /* Runs the float32 pipeline in local mode (every layer fed the reference's
  * activations and output relevance, rounded to binary32) and compares each
@@ -694,6 +696,16 @@ typedef struct tl_take {
     float *last_hi, *last_lo;
     int prec, threads;
     int oom;
+    /* Each tensor's relevance expected from its consumers' reference steps,
+     * rounded (hi/lo) as soon as the last consumer's contribution is there:
+     * the run does not keep its MPFR contributions (48 bytes a value for
+     * p = 128) to the end.  nslot[i]: consumer inputs reading tensor i;
+     * ord[c * LRP_MAX_INPUTS + k]: the rank of (c, k) among them, ascending
+     * (the order of the sum, as before); part[i]: copies of the terms that
+     * arrived while others are awaited (tensors with several consumers). */
+    int *nslot, *narr, *ord, *missing;
+    void ***part;
+    float **rin_hi, **rin_lo;
 } tl_take;
 
 static void round_sum(float *hi, float *lo, const lrp_backend *be, const void *const *t, int nt,
@@ -724,6 +736,59 @@ static void take_tl(void *ctx, const lrp_pipe *p, int li, int bwd)
         }
         const void *t[1] = {P->rel};
         round_sum(T->last_hi, T->last_lo, p->be, t, 1, n, T->prec, T->threads);
+    }
+    /* this layer's contributions to its inputs: rounded when the input's
+     * last one arrives (sum in ascending consumer order, at p + 64 bits:
+     * the same numbers as summing them at the end) */
+    const lrp_net *net = p->net;
+    const lrp_backend *be = p->be;
+    for (int k = 0; k < net->layers[li].n_in; k++) {
+        int i = net->layers[li].in[k];
+        int64_t m = p->L[i].n * p->batch;
+        int ns = T->nslot[i], o = T->ord[li * LRP_MAX_INPUTS + k];
+        T->narr[i]++;
+        if (!P->rin[k])
+            T->missing[i] = 1;
+        if (T->missing[i]) {
+            if (T->narr[i] == ns)
+                for (int q = 0; T->part[i] && q < ns; q++)
+                    if (T->part[i][q]) {
+                        be->tensor_free(be->ctx, T->part[i][q], m);
+                        T->part[i][q] = NULL;
+                    }
+            continue;
+        }
+        if (T->narr[i] < ns) { /* others to come: keep a copy of this term */
+            void *c = be->tensor_new(be->ctx, m ? m : 1);
+            if (!c) {
+                T->oom = 1;
+                return;
+            }
+            be->ew(be->ctx, LRP_EW_COPY, c, P->rin[k], NULL, 0, 0, m);
+            T->part[i][o] = c;
+            continue;
+        }
+        size_t zi = (size_t)(m ? m : 1) * sizeof(float);
+        if (!(T->rin_hi[i] = malloc(zi)) || !(T->rin_lo[i] = malloc(zi))) {
+            T->oom = 1;
+            return;
+        }
+        const void *terms[LRP_MAX_INPUTS * 64];
+        const void **tt = ns <= LRP_MAX_INPUTS * 64 ? terms : malloc((size_t)ns * sizeof *tt);
+        if (!tt) {
+            T->oom = 1;
+            return;
+        }
+        for (int q = 0; q < ns; q++)
+            tt[q] = q == o ? P->rin[k] : T->part[i][q];
+        round_sum(T->rin_hi[i], T->rin_lo[i], be, tt, ns, m, T->prec, T->threads);
+        if (tt != terms)
+            free(tt);
+        for (int q = 0; T->part[i] && q < ns; q++)
+            if (T->part[i][q]) {
+                be->tensor_free(be->ctx, T->part[i][q], m);
+                T->part[i][q] = NULL;
+            }
     }
 }
 
@@ -838,9 +903,7 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
     const lrp_pipe *loc = J->loc;
     const tl_take TT = *J->TT;
     float *hi = J->hi, *lo = J->lo;
-    const void **terms = J->terms;
     const lrp_gauge GL = *Gp;
-    const lrp_backend *bep = J->be;
     int nl = net->n_layers;
     int i = li;
     lrp_layer_report *lr = &rep->layers[i];
@@ -859,10 +922,7 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
                 continue;
             if (!got[c])
                 complete = 0;
-            if (loc->L[c].rin[k])
-                terms[nt++] = loc->L[c].rin[k];
-            else
-                complete = 0;
+            nt++;
             if (!strstr(lr->by, net->layers[c].name) || !lr->by[0])
                 append(lr->by, sizeof lr->by, "%s'%s'", lr->by[0] ? " + " : "",
                        net->layers[c].name);
@@ -877,6 +937,8 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
         nt++;
         snprintf(lr->by, sizeof lr->by, "the start (output relevance)");
     }
+    if (!start && (TT.missing[i] || !TT.rin_hi[i]))
+        complete = 0;
     if (!complete || nt == 0) {
         rep->n_unjudged++;
         append(rep->unjudged, sizeof rep->unjudged, "%s%s (a consumer has no relevance)",
@@ -888,7 +950,12 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
         memcpy(hi, TT.last_hi, (size_t)n * sizeof *hi);
         memcpy(lo, TT.last_lo, (size_t)n * sizeof *lo);
     } else {
-        round_sum(hi, lo, bep, terms, nt, n, o->prec, o->threads);
+        /* rounded in the run's hook (take_tl) */
+        memcpy(hi, TT.rin_hi[i], (size_t)n * sizeof *hi);
+        memcpy(lo, TT.rin_lo[i], (size_t)n * sizeof *lo);
+        free(J->TT->rin_hi[i]);
+        free(J->TT->rin_lo[i]);
+        J->TT->rin_hi[i] = J->TT->rin_lo[i] = NULL;
     }
     lrp_cell_ref cr = {hi, lo, GL.bound[i], GL.cond[i], GL.cflags[i], GL.sharp[i], GL.scond[i]};
     const lrp_tolerance *tol =
@@ -1088,13 +1155,30 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     TT.threads = o->threads;
     TT.fwd_hi = calloc((size_t)nl, sizeof *TT.fwd_hi);
     TT.fwd_lo = calloc((size_t)nl, sizeof *TT.fwd_lo);
-    if (!TT.fwd_hi || !TT.fwd_lo) {
+    TT.nslot = calloc((size_t)nl, sizeof *TT.nslot);
+    TT.narr = calloc((size_t)nl, sizeof *TT.narr);
+    TT.missing = calloc((size_t)nl, sizeof *TT.missing);
+    TT.ord = calloc((size_t)nl * LRP_MAX_INPUTS, sizeof *TT.ord);
+    TT.part = calloc((size_t)nl, sizeof *TT.part);
+    TT.rin_hi = calloc((size_t)nl, sizeof *TT.rin_hi);
+    TT.rin_lo = calloc((size_t)nl, sizeof *TT.rin_lo);
+    if (!TT.fwd_hi || !TT.fwd_lo || !TT.nslot || !TT.narr || !TT.missing || !TT.ord || !TT.part ||
+        !TT.rin_hi || !TT.rin_lo) {
         st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
         goto done;
     }
-    /* streamed: the contributions rin[k] stay (each tensor sums its
-     * consumers'), activations are freed layer by layer */
-    if ((st = lrp_pipe_run_hooked(&loc, &be, net, LOCAL_FLAGS | LRP_PIPE_STREAM, &lm, take_tl, &TT,
+    for (int c = 0; c < nl; c++)
+        for (int k = 0; k < net->layers[c].n_in; k++)
+            TT.ord[c * LRP_MAX_INPUTS + k] = TT.nslot[net->layers[c].in[k]]++;
+    for (int i = 0; i < nl; i++)
+        if (TT.nslot[i] > 1 && !(TT.part[i] = calloc((size_t)TT.nslot[i], sizeof *TT.part[i]))) {
+            st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
+            goto done;
+        }
+    /* streamed: each tensor's expected relevance is rounded in the hook as
+     * soon as its consumers' contributions are there; activations are
+     * freed layer by layer */
+    if ((st = lrp_pipe_run_hooked(&loc, &be, net, TL_FLAGS | LRP_PIPE_STREAM, &lm, take_tl, &TT,
                                   err)))
         goto done;
     if (TT.oom) {
@@ -1133,6 +1217,26 @@ done:
     free(TT.fwd_lo);
     free(TT.last_hi);
     free(TT.last_lo);
+    for (int i = 0; i < nl; i++) {
+        if (TT.rin_hi)
+            free(TT.rin_hi[i]);
+        if (TT.rin_lo)
+            free(TT.rin_lo[i]);
+        if (TT.part && TT.part[i]) {
+            int64_t m = lrp_shape_numel(&net->layers[i].shape) * B;
+            for (int q = 0; q < TT.nslot[i]; q++)
+                if (TT.part[i][q])
+                    be.tensor_free(be.ctx, TT.part[i][q], m);
+            free(TT.part[i]);
+        }
+    }
+    free(TT.rin_hi);
+    free(TT.rin_lo);
+    free(TT.part);
+    free(TT.nslot);
+    free(TT.narr);
+    free(TT.missing);
+    free(TT.ord);
     lrp_gauge_free(&GL);
     lrp_pipe_free(loc);
     return st;
