@@ -42,6 +42,7 @@
 #ifndef LRP_PIPELINE_H
 #define LRP_PIPELINE_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "lrp.h"
@@ -184,6 +185,48 @@ enum {
     LRP_K_DROPPED = 5u << 4,   /* selected by no part (Zennit gamma at z = 0) */
     LRP_K_NAN = 6u << 4        /* den or R NaN (float backends only)   */
 };
+
+/* ------------------------------------------------------------------ */
+/* Stabilizer conventions as data (docs/SPEC.md section 5)             */
+/* ------------------------------------------------------------------ */
+
+/* stab(z) = z + s(z) eps.  The one table of s(z) (core/ruletab.c): every
+ * backend (MPFR, float32 scalar and AVX-512), the gauge and the oracle's
+ * sign-of-zero check read it, by the class of z below; only tests/naive
+ * keeps its own formulas, as the independent witness.  A NaN z has the
+ * class of its sign bit (the reference never asks: it classifies NaN
+ * first).  LRP_S_SKIP: skip_zero's "pass R_j through" (s_j = R_j). */
+typedef enum lrp_zclass {
+    LRP_ZC_NEG,     /* z < 0   */
+    LRP_ZC_NEGZERO, /* -0      */
+    LRP_ZC_POSZERO, /* +0      */
+    LRP_ZC_POS,     /* z > 0   */
+    LRP_ZC_NEGNAN,  /* NaN, sign bit set */
+    LRP_ZC_POSNAN,  /* NaN, sign bit clear */
+    LRP_ZC_COUNT
+} lrp_zclass;
+#define LRP_S_SKIP 2
+/* s(z) in {-1, 0, +1, LRP_S_SKIP} for convention c and class k */
+extern const signed char lrp_stab_sign_tab[LRP_STAB_COUNT][LRP_ZC_COUNT];
+
+static inline lrp_zclass lrp_zclass_of(double z)
+{
+    int neg = signbit(z) != 0;
+    if (isnan(z))
+        return neg ? LRP_ZC_NEGNAN : LRP_ZC_POSNAN;
+    if (z == 0)
+        return neg ? LRP_ZC_NEGZERO : LRP_ZC_POSZERO;
+    return z < 0 ? LRP_ZC_NEG : LRP_ZC_POS;
+}
+static inline int lrp_stab_sign(lrp_stab_id c, lrp_zclass k)
+{
+    return lrp_stab_sign_tab[c][k];
+}
+/* 1 when the convention treats -0 and +0 differently (signbit) */
+static inline int lrp_stab_zero_signed(lrp_stab_id c)
+{
+    return lrp_stab_sign_tab[c][LRP_ZC_NEGZERO] != lrp_stab_sign_tab[c][LRP_ZC_POSZERO];
+}
 
 /* classify(): per value */
 enum {

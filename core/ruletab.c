@@ -101,6 +101,26 @@ static const lrp_rule_desc tab[D_COUNT] = {
                   {{0, 0}}}}},
 };
 
+/* s(z) of each stabilizer convention (docs/SPEC.md section 5), by the class
+ * of z: z < 0, -0, +0, z > 0, NaN with the sign bit, NaN without (the float
+ * code meets NaN denominators; the NaN columns repeat what the float32 code
+ * has always done: s(NaN) changes only the "eps added" bits of a unit whose
+ * quotient is NaN anyway).  The table is generated from LRP_STAB_LIST: a
+ * convention without its SR_ row below does not compile. */
+#define SK LRP_S_SKIP
+#define SR_SIGN0_POS {-1, +1, +1, +1, +1, +1}  /* z < 0 ? -1 : +1 */
+#define SR_SIGNBIT {-1, -1, +1, +1, -1, +1}    /* the sign bit, also of 0 */
+#define SR_SIGN0_ZERO {-1, 0, 0, +1, 0, 0}     /* sign(z), sign(0) = 0 */
+#define SR_ZERO_ONLY {0, +1, +1, 0, 0, 0}      /* eps only where z = 0 */
+#define SR_SKIP_ZERO {-1, SK, SK, +1, 0, 0}    /* z = 0: s_j = R_j */
+#define SR_POSITIVE {+1, +1, +1, +1, +1, +1}   /* always + eps */
+const signed char lrp_stab_sign_tab[LRP_STAB_COUNT][LRP_ZC_COUNT] = {
+#define X(e, s) [LRP_STAB_##e] = SR_##e,
+    LRP_STAB_LIST(X)
+#undef X
+};
+#undef SK
+
 const lrp_rule_desc *lrp_rule_describe(const lrp_rule_spec *r)
 {
     switch (r->rule) {

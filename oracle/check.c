@@ -259,17 +259,14 @@ static void flags_text(char *buf, size_t n, const lrp_nflags *f)
  * for +0 and -0 ("add" bits, or SKIP / UNDEF kind). */
 static unsigned expect_at_zero(lrp_stab_id c, int negzero, float eps)
 {
-    if (eps == 0.0f && c != LRP_STAB_SKIP_ZERO)
+    if ((unsigned)c >= LRP_STAB_COUNT)
+        return 0;
+    int sg = lrp_stab_sign(c, negzero ? LRP_ZC_NEGZERO : LRP_ZC_POSZERO);
+    if (sg == LRP_S_SKIP)
+        return LRP_K_SKIP;
+    if (eps == 0.0f || sg == 0)
         return LRP_K_UNDEF;
-    switch (c) {
-    case LRP_STAB_SIGN0_POS: return LRP_CLS_ADD_POS;
-    case LRP_STAB_SIGNBIT: return negzero ? LRP_CLS_ADD_NEG : LRP_CLS_ADD_POS;
-    case LRP_STAB_SIGN0_ZERO: return LRP_K_UNDEF;
-    case LRP_STAB_ZERO_ONLY: return LRP_CLS_ADD_POS;
-    case LRP_STAB_SKIP_ZERO: return LRP_K_SKIP;
-    case LRP_STAB_POSITIVE: return LRP_CLS_ADD_POS;
-    default: return 0;
-    }
+    return sg > 0 ? LRP_CLS_ADD_POS : LRP_CLS_ADD_NEG;
 }
 
 static unsigned observed_at_zero(uint8_t cls)
@@ -332,7 +329,7 @@ static int64_t zero_sign_mismatch(const lrp_pipe *ref, const lrp_pipe *f32, int 
             unsigned ka = a & LRP_CLS_KIND;
             if (ka == LRP_K_UNSEL || ka == LRP_K_EMPTY || ka == LRP_K_DROPPED)
                 continue;
-            int sign_matters = A->rule.stab == LRP_STAB_SIGNBIT;
+            int sign_matters = lrp_stab_zero_signed(A->rule.stab);
             unsigned add = LRP_CLS_ADD_POS | LRP_CLS_ADD_NEG;
             if ((sign_matters && ((a ^ f) & LRP_CLS_ZNEG)) || ((a ^ f) & add)) {
                 if (bad++ == 0)
@@ -776,18 +773,18 @@ static void tl_forward(lrp_run_report *rep, const lrp_net *net, float *const *go
          * nearest): FAIL. Measured: PyTorch's nn.Linear activations on the
          * negzero fixture, two units. */
         int64_t zsd = lr->fwd.zero_sign_differs, zpn = lr->fwd.zero_pos_for_neg;
-        if (den_is_out && l->rule.stab == LRP_STAB_SIGNBIT && zsd > zpn) {
+        if (den_is_out && lrp_stab_zero_signed(l->rule.stab) && zsd > zpn) {
             append(lr->why, sizeof lr->why,
-                   "%s%lld outputs (denominators under signbit) are -0 where the exact sum is +0",
-                   lr->why[0] ? "; " : "", (long long)(zsd - zpn));
+                   "%s%lld outputs (denominators under %s) are -0 where the exact sum is +0",
+                   lr->why[0] ? "; " : "", (long long)(zsd - zpn), lrp_stab_name(l->rule.stab));
             lr->fwd_verdict = LRP_V_FAIL;
         }
-        if (den_is_out && l->rule.stab == LRP_STAB_SIGNBIT && zpn > 0) {
+        if (den_is_out && lrp_stab_zero_signed(l->rule.stab) && zpn > 0) {
             append(lr->why, sizeof lr->why,
-                   "%s%lld outputs (denominators under signbit) are +0 where the exact sum of "
+                   "%s%lld outputs (denominators under %s) are +0 where the exact sum of "
                    "negative zeros is -0 (a float32 sum started from +0 gives +0: the stabilizer's "
                    "direction there is the implementation's choice)",
-                   lr->why[0] ? "; " : "", (long long)zpn);
+                   lr->why[0] ? "; " : "", (long long)zpn, lrp_stab_name(l->rule.stab));
             if (lr->fwd_verdict < LRP_V_ILL_CONDITIONED)
                 lr->fwd_verdict = LRP_V_ILL_CONDITIONED;
         }
@@ -902,7 +899,7 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
      * both, draws on a zero denominator and differs in its sign
      * reveals a stabilizer of the wrong sign (the iNNvestigate class of
      * bug); elsewhere zero signs are not judged */
-    if (net->layers[rule_layer].rule.stab == LRP_STAB_SIGNBIT) {
+    if (lrp_stab_zero_signed(net->layers[rule_layer].rule.stab)) {
         int64_t zs = 0, first = -1;
         for (int64_t k = 0; k < n; k++)
             if (got[i][k] == 0.0f && hi[k] == 0.0f && lo[k] == 0.0f &&

@@ -68,18 +68,11 @@ static inline int inmod_uses_input(int mod)
     return mod == LRP_IM_ID || mod == LRP_IM_POS || mod == LRP_IM_NEG;
 }
 
-/* Effective stabilizer sign s(d) (docs/SPEC.md section 5); 2 means skip. */
+/* Effective stabilizer sign s(d) (docs/SPEC.md section 5, the sign table of
+ * core/ruletab.c); 2 (LRP_S_SKIP) means skip. */
 static double stab_sign(lrp_stab_id c, double d)
 {
-    switch (c) {
-    case LRP_STAB_SIGN0_POS: return d < 0 ? -1 : 1;
-    case LRP_STAB_SIGNBIT: return signbit(d) ? -1 : 1;
-    case LRP_STAB_SIGN0_ZERO: return d > 0 ? 1 : (d < 0 ? -1 : 0);
-    case LRP_STAB_ZERO_ONLY: return d == 0 ? 1 : 0;
-    case LRP_STAB_SKIP_ZERO: return d == 0 ? 2 : (d > 0 ? 1 : -1);
-    case LRP_STAB_POSITIVE: return 1;
-    default: return 0;
-    }
+    return lrp_stab_sign(c, lrp_zclass_of(d));
 }
 
 void lrp_gauge_free(lrp_gauge *g)
