@@ -23,7 +23,7 @@
 #include "backend_f32.h"
 #include "gauge.h"
 #include "oracle_int.h"
-#include "ref_int.h"
+#include "reference.h"
 
 void lrp_check_opts_default(lrp_check_opts *o)
 {
@@ -1013,7 +1013,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     lrp_status st = LRP_OK;
     int nl = net->n_layers;
     int64_t B = net->batch;
-    ref_ctx cx;
+    lrp_ref_ctx cx;
     lrp_backend be;
     lrp_pipe *loc = NULL;
     lrp_gauge GL = {0};
@@ -1039,10 +1039,8 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     for (int i = 0; i < nl; i++)
         relv[i] = got[i] ? got[i] : R->rel[i];
     lrp_pipe_local lm = {exact_act ? got_act : NULL, got, exact_act};
-    memset(&cx, 0, sizeof cx);
-    cx.prec = o->prec;
-    cx.threads = o->threads;
-    lrp_ref_backend_init(&be, &cx);
+    lrp_ref_ctx_init(&cx, o->prec, o->threads);
+    lrp_ref_backend(&be, &cx);
     TT.prec = o->prec;
     TT.threads = o->threads;
     TT.fwd_hi = calloc((size_t)nl, sizeof *TT.fwd_hi);
@@ -1404,7 +1402,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
 {
     lrp_status st = LRP_OK;
     lrp_pipe *ref = NULL, *ref2 = NULL, *f32 = NULL;
-    ref_ctx rcx, rcx2;
+    lrp_ref_ctx rcx, rcx2;
     lrp_backend rbe, rbe2, fbe;
     lrp_f32_ctx *fcx = NULL;
     rounded R = {0}, R2 = {0};
@@ -1461,10 +1459,8 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         R2.rel_lo = calloc((size_t)nl, sizeof *R2.rel_lo);
         if (!R2.act || !R2.rel || !R2.rel_lo)
             goto oom;
-        memset(&rcx2, 0, sizeof rcx2);
-        rcx2.prec = o->prec + o->proof_extra;
-        rcx2.threads = o->threads;
-        lrp_ref_backend_init(&rbe2, &rcx2);
+        lrp_ref_ctx_init(&rcx2, o->prec + o->proof_extra, o->threads);
+        lrp_ref_backend(&rbe2, &rcx2);
         /* streamed: each layer's relevance is rounded as soon as it is
          * final and its MPFR values freed (core/pipeline.h) */
         if ((st = lrp_pipe_run_hooked(&ref2, &rbe2, net, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
@@ -1481,10 +1477,8 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     if (ref_take_init(&T, &R, nl, o->local && !tr))
         goto oom;
     R.threads = o->threads;
-    memset(&rcx, 0, sizeof rcx);
-    rcx.prec = o->prec;
-    rcx.threads = o->threads;
-    lrp_ref_backend_init(&rbe, &rcx);
+    lrp_ref_ctx_init(&rcx, o->prec, o->threads);
+    lrp_ref_backend(&rbe, &rcx);
     if ((st = lrp_pipe_run_hooked(&ref, &rbe, net, LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL,
                                   take_ref, &T, err)))
         goto done;

@@ -614,7 +614,14 @@ static void b_residual(void *c, double *r, double *scale, const void *const *in,
 }
 
 
-void lrp_ref_backend_init(lrp_backend *be, ref_ctx *cx)
+void lrp_ref_ctx_init(lrp_ref_ctx *cx, int prec, int threads)
+{
+    memset(cx, 0, sizeof *cx);
+    cx->prec = prec;
+    cx->threads = threads;
+}
+
+void lrp_ref_backend(lrp_backend *be, lrp_ref_ctx *cx)
 {
     memset(be, 0, sizeof *be);
     be->name = "mpfr";
