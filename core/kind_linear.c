@@ -8,6 +8,7 @@
  * padding per side, stride, dilation, groups (depthwise: groups = C).
  */
 #include "kinds.h"
+#include "pipeline_int.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -43,6 +44,47 @@ static int linear_param_shape(const lrp_net *net, int li, int which, lrp_shape *
         return 1;
     }
     return 0;
+}
+
+/* y = W x + b over the backend (lrp_backend.lin_fwd); the parameters as
+ * backend tensors for the LRP step (a view when the backend shows binary32
+ * in place). */
+static lrp_status linear_forward(lrp_pipe_state *r, int li)
+{
+    const lrp_backend *be = r->be;
+    void *cx = be->ctx;
+    const lrp_net *net = r->p->net;
+    const lrp_layer *l = &net->layers[li];
+    lrp_pipe_layer *P = &r->p->L[li];
+    const lrp_pipe_layer *I = &r->p->L[l->in[0]];
+    lrp_lin L;
+    lrp_pipe_lin_geom(&L, net, li);
+    int64_t nw = L.O * L.fanin;
+    int borrowed = 0;
+    if (!be->weights_in_place) {
+        P->bnp[0] = lrp_pipe_tparams(r, l->w, nw, &borrowed);
+        P->params_borrowed = borrowed;
+        if (!P->bnp[0])
+            return lrp_pipe_oom(r, "weights");
+    }
+    if (l->has_bias) {
+        P->bnp[1] = lrp_pipe_tparams(r, l->b, L.O, &borrowed);
+        if (!P->bnp[1])
+            return lrp_pipe_oom(r, "bias");
+    }
+    P->bn_C = L.O; /* element counts of bnp[0], bnp[1] below */
+    L.w = P->bnp[0];
+    L.b = P->bnp[1];
+    lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
+    lrp_bterm bt = {LRP_BM_ID, 1.0f};
+    be->lin_fwd(cx, P->act, &L, I->act, &t, 1, &bt, l->has_bias, 0, r->B);
+    return LRP_OK;
+}
+
+/* the rule's descriptor row (core/ruletab.c) applied by the pipeline */
+static lrp_status linear_lrp(lrp_pipe_state *r, int li, const void *R)
+{
+    return lrp_pipe_back_linear(r, li, R, r->p->L[li].rin[0]);
 }
 
 /* ---- Dense ---- */
@@ -96,6 +138,8 @@ const lrp_kind_desc lrp_kind_DENSE = {
     .infer = dense_infer,
     .macs = dense_macs,
     .geometry = dense_geometry,
+    .forward = linear_forward,
+    .lrp_step = linear_lrp,
 };
 
 /* ---- Conv2D ---- */
@@ -175,4 +219,6 @@ const lrp_kind_desc lrp_kind_CONV2D = {
     .infer = conv_infer,
     .macs = conv_macs,
     .geometry = conv_geometry,
+    .forward = linear_forward,
+    .lrp_step = linear_lrp,
 };

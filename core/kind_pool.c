@@ -9,6 +9,7 @@
  * the proportional split on the averages (lrp0 / epsilon).
  */
 #include "kinds.h"
+#include "pipeline_int.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -57,6 +58,79 @@ static void window_geometry(char *buf, size_t n, const lrp_layer *l)
              l->kind == LRP_LAYER_AVGPOOL2D && l->count_include_pad ? " incl-pad" : "");
 }
 
+static lrp_status pool_forward(lrp_pipe_state *r, int li)
+{
+    const lrp_backend *be = r->be;
+    void *cx = be->ctx;
+    const lrp_net *net = r->p->net;
+    const lrp_layer *l = &net->layers[li];
+    lrp_pipe_layer *P = &r->p->L[li];
+    const lrp_pipe_layer *I = &r->p->L[l->in[0]];
+    lrp_pool G;
+    lrp_pipe_pool_geom(&G, net, li);
+    if (l->kind == LRP_LAYER_MAXPOOL2D)
+        be->max_fwd(cx, P->act, I->act, &G, r->B);
+    else
+        be->avg_fwd(cx, P->act, I->act, &G, r->B);
+    P->nonneg = I->nonneg;
+    return LRP_OK;
+}
+
+static lrp_status pool_lrp(lrp_pipe_state *r, int li, const void *R)
+{
+    const lrp_backend *be = r->be;
+    void *cx = be->ctx;
+    const lrp_net *net = r->p->net;
+    const lrp_layer *l = &net->layers[li];
+    lrp_pipe_layer *P = &r->p->L[li];
+    int64_t B = r->B, n = P->n * B;
+    lrp_status st;
+    if (l->kind == LRP_LAYER_MAXPOOL2D && P->rule.rule == LRP_RULE_WTA) {
+        lrp_pool G;
+        lrp_pipe_pool_geom(&G, net, li);
+        be->max_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, R, &G, B);
+        return LRP_OK;
+    }
+    /* lrp0 / epsilon on a max-pool (Captum's EpsilonRule): the z-rule
+     * on the max as the linear map of its winner, in Captum's order --
+     * s_j = R_j / stab(y_j), routed to the first maximum by the
+     * gradient of the max (summed where windows overlap), times the
+     * input: R_i = a_i sum_{j won by i} s_j; a cell that wins nothing
+     * gets a_i * (+0), a signed zero.  Bookkeeping as the avg-pools. */
+    lrp_pool G;
+    lrp_pipe_pool_geom(&G, net, li);
+    G.split_ties = 0; /* only wta splits ties (lrp_rule_validate) */
+    int kinds[] = {LRP_ABS_STAB};
+    P->n_units = P->n;
+    if (!r->relonly && (st = lrp_pipe_alloc_abs(r, P, P->n, kinds, 1)))
+        return st;
+    P->n_parts = 1;
+    if ((st = lrp_pipe_part_setup(r, P, 0, 1.0f, P->n)))
+        return st;
+    P->den[0] = P->act;
+    void *s = lrp_pipe_traw(r, n);
+    if (!s)
+        return lrp_pipe_oom(r, "pool");
+    be->stab_div(cx, s, P->cls[0], R, P->act, NULL, P->rule.stab, P->rule.eps, 0, n);
+    if (!r->relonly) {
+        if ((st = lrp_pipe_ensure_lost(r, P, P->cls[0], n))) {
+            be->tensor_free(cx, s, n);
+            return st;
+        }
+        be->absorb(cx, P->abs, R, s, NULL, P->cls[0], 1.0f, P->rule.eps, n);
+    }
+    lrp_pipe_flags_from_cls(P, P->cls[0], n, P->n);
+    if (l->kind == LRP_LAYER_MAXPOOL2D) {
+        const void *x = r->p->L[l->in[0]].act;
+        be->max_bwd(cx, P->rin[0], x, s, &G, B);
+        be->ew(cx, LRP_EW_MUL, P->rin[0], P->rin[0], x, 0, 0, P->n_rin_per[0] * B);
+    } else {
+        be->avg_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, s, &G, B);
+    }
+    be->tensor_free(cx, s, n);
+    return LRP_OK;
+}
+
 /* ---- MaxPool2D ---- */
 
 static const lrp_kind_attr maxpool_attrs[] = {WINDOW_ATTRS};
@@ -74,6 +148,8 @@ const lrp_kind_desc lrp_kind_MAXPOOL2D = {
     .n_attrs = sizeof maxpool_attrs / sizeof maxpool_attrs[0],
     .infer = window_infer,
     .geometry = window_geometry,
+    .forward = pool_forward,
+    .lrp_step = pool_lrp,
 };
 
 /* ---- AvgPool2D ---- */
@@ -100,6 +176,8 @@ const lrp_kind_desc lrp_kind_AVGPOOL2D = {
     .infer = window_infer,
     .macs = avgpool_macs,
     .geometry = window_geometry,
+    .forward = pool_forward,
+    .lrp_step = pool_lrp,
 };
 
 /* ---- GlobalAvgPool: (C, H, W) -> (C) ---- */
@@ -131,4 +209,6 @@ const lrp_kind_desc lrp_kind_GLOBALAVGPOOL = {
     .rules = LRP_RULE_BIT(ZERO) | LRP_RULE_BIT(EPSILON),
     .infer = gap_infer,
     .macs = gap_macs,
+    .forward = pool_forward,
+    .lrp_step = pool_lrp,
 };

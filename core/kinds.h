@@ -5,15 +5,17 @@
  * A record says what the rest of the code needs to know about a kind: its
  * role under composites, its default and admissible rules, the attributes
  * and parameters of its group in a fixture file (one schema, read by
- * h5io.c's reader and writer alike), its shape inference, its MAC count
- * and the line `lrp-oracle info` prints for it.  The records live one file
+ * h5io.c's reader and writer alike), its shape inference, its MAC count,
+ * the line `lrp-oracle info` prints for it, its forward and LRP steps.  The records live one file
  * per family (core/kind_linear.c, kind_pool.c, kind_norm.c, kind_shape.c);
  * core/kinds.c builds the table from LRP_LAYER_LIST, so a kind of the list
  * without a record `lrp_kind_<ENUM>` does not link.
  *
- * What stays outside the records: the LRP step and the forward pass
- * (core/pipeline.c, over the backends), and the gauge (oracle/gauge.c),
- * which keeps its own code on purpose (an independent error model).
+ * A record also holds the kind's forward and LRP steps over the backend
+ * vtable (core/pipeline_int.h); core/pipeline.c runs them over the graph
+ * and keeps the bookkeeping common to all kinds.  The gauge
+ * (oracle/gauge.c) keeps its own code per kind on purpose (an independent
+ * error model), as tests/naive does.
  */
 #ifndef LRP_KINDS_H
 #define LRP_KINDS_H
@@ -67,6 +69,8 @@ typedef struct lrp_kind_attr {
 
 #define LRP_KA(name, type, field) {name, type, 1, {offsetof(lrp_layer, field)}}
 
+struct lrp_pipe_state; /* core/pipeline_int.h */
+
 /* What composites and uniform rules do with a kind (graph.c). */
 typedef enum lrp_kind_role {
     LRP_ROLE_PASS,   /* relevance crosses unchanged (rule pass)               */
@@ -102,6 +106,17 @@ typedef struct lrp_kind_desc {
     int64_t (*macs)(const lrp_net *net, int li);
     /* The geometry `lrp-oracle info` prints ("" when none); NULL: none. */
     void (*geometry)(char *buf, size_t n, const lrp_layer *l);
+    /* The forward step over the backend (core/pipeline_int.h): the layer's
+     * activations P->act (allocated, batch * numel) from its inputs', and
+     * what the LRP step keeps of the forward (parameters as tensors). */
+    lrp_status (*forward)(struct lrp_pipe_state *r, int li);
+    /* The LRP step: relevance R at the output to P->rin[k] at each input,
+     * with the bookkeeping (parts, classes, absorbed relevance, flags);
+     * NULL: the kind only ever passes relevance through. */
+    lrp_status (*lrp_step)(struct lrp_pipe_state *r, int li, const void *R);
+    /* 1: relevance crosses this layer unchanged (rin[0] is R itself, no
+     * copy); NULL: never. */
+    int (*through)(const lrp_layer *l);
 } lrp_kind_desc;
 
 #define LRP_RULE_BIT(r) (1u << LRP_RULE_##r)

@@ -20,7 +20,8 @@
 /* The table itself is complete by construction (a kind without a record
  * does not link); this checks what the compiler cannot: each record sits
  * at its own index and is coherent (its default rule is admissible, its
- * schema well formed: attribute names unique, vectors within 4 fields). */
+ * schema well formed: attribute names unique, vectors within 4 fields; a
+ * forward step, and an LRP step or pass-through for a kind with inputs). */
 static void test_kind_records(void **state)
 {
     (void)state;
@@ -30,6 +31,10 @@ static void test_kind_records(void **state)
         assert_int_equal(kd->kind, i);
         assert_non_null(kd->family);
         assert_non_null(kd->infer);
+        assert_non_null(kd->forward);
+        /* a kind with inputs sends relevance back: a step, or through */
+        if (lrp_layer_kind_max_inputs((lrp_layer_kind)i) > 0)
+            assert_true(kd->lrp_step != NULL || kd->through != NULL);
         assert_true((kd->rules >> kd->default_rule) & 1u);
         assert_true(kd->n_attrs == 0 || kd->attrs != NULL);
         for (int a = 0; a < kd->n_attrs; a++) {
