@@ -561,7 +561,10 @@ lrp_status lrp_pipe_back_split(run *r, lrp_pipe_layer *P, const void *R, const v
     void *cx = be->ctx;
     lrp_rule_spec rs = P->rule;
     lrp_status st = LRP_OK;
-    int ab = rs.rule == LRP_RULE_ALPHABETA;
+    /* the rule's row, read as a split (core/ruletab.c) */
+    const lrp_rule_desc *d = lrp_rule_split_describe(&rs);
+    LRP_ASSERT(d && d->n_parts <= 2);
+    int im[2] = {LRP_IM_ID, LRP_IM_ID};
     void *s[2] = {NULL, NULL}, *mod[2][LRP_MAX_INPUTS + 2];
     void *tmp = NULL;
     memset(mod, 0, sizeof mod);
@@ -569,12 +572,14 @@ lrp_status lrp_pipe_back_split(run *r, lrp_pipe_layer *P, const void *R, const v
     P->n_units = U;
     if (!r->relonly && (st = lrp_pipe_alloc_abs(r, P, U, kinds, 1 + (nv - n_in))))
         return st;
-    int nparts = ab ? 2 : 1;
+    int nparts = d->n_parts;
     P->n_parts = nparts;
     if (!(tmp = lrp_pipe_traw(r, NU)))
         return lrp_pipe_oom(r, "split");
     for (int k = 0; k < nparts; k++) {
-        float coef = ab ? (k == 0 ? rs.alpha : -rs.beta) : 1.0f;
+        const lrp_part_desc *pd = &d->p[k];
+        float coef = lrp_coef_value((lrp_coefsrc)pd->coef, &rs);
+        im[k] = lrp_part_split_inmod(pd);
         if ((st = lrp_pipe_part_setup(r, P, k, coef, U)))
             goto done;
         if (coef == 0.0f) {
@@ -585,7 +590,7 @@ lrp_status lrp_pipe_back_split(run *r, lrp_pipe_layer *P, const void *R, const v
             st = lrp_pipe_oom(r, "split");
             goto done;
         }
-        if (!ab) {
+        if (im[k] == LRP_IM_ID) { /* every summand: den = y */
             P->den[k] = (void *)y;
             P->owns_den[k] = 0;
             mod[k][0] = NULL;
@@ -595,7 +600,8 @@ lrp_status lrp_pipe_back_split(run *r, lrp_pipe_layer *P, const void *R, const v
                     st = lrp_pipe_oom(r, "split");
                     goto done;
                 }
-                be->ew(cx, k == 0 ? LRP_EW_POS : LRP_EW_NEG, mod[k][t], v[t], NULL, 0, 0, NU);
+                be->ew(cx, im[k] == LRP_IM_POS ? LRP_EW_POS : LRP_EW_NEG, mod[k][t], v[t], NULL, 0,
+                       0, NU);
             }
             if (!(P->den[k] = lrp_pipe_traw(r, NU))) {
                 st = lrp_pipe_oom(r, "split");
@@ -604,7 +610,7 @@ lrp_status lrp_pipe_back_split(run *r, lrp_pipe_layer *P, const void *R, const v
             P->owns_den[k] = 1;
             be->sum_n(cx, P->den[k], (const void *const *)mod[k], nv, NU);
         }
-        be->stab_div(cx, s[k], P->cls[k], R, P->den[k], NULL, rs.stab, rs.eps, ab, NU);
+        be->stab_div(cx, s[k], P->cls[k], R, P->den[k], NULL, rs.stab, rs.eps, pd->empty_lost, NU);
         if (!r->relonly) {
             if ((st = lrp_pipe_ensure_lost(r, P, P->cls[k], NU)))
                 goto done;
@@ -626,11 +632,11 @@ lrp_status lrp_pipe_back_split(run *r, lrp_pipe_layer *P, const void *R, const v
                 continue;
             if (first && P->coef[k] == 1.0f) {
                 /* 1 * (v s) is v s bit for bit: no second pass */
-                be->ew(cx, LRP_EW_MUL, out, ab ? mod[k][t] : v[t], s[k], 0, 0, NU);
+                be->ew(cx, LRP_EW_MUL, out, im[k] != LRP_IM_ID ? mod[k][t] : v[t], s[k], 0, 0, NU);
                 first = 0;
                 continue;
             }
-            be->ew(cx, LRP_EW_MUL, tmp, ab ? mod[k][t] : v[t], s[k], 0, 0, NU);
+            be->ew(cx, LRP_EW_MUL, tmp, im[k] != LRP_IM_ID ? mod[k][t] : v[t], s[k], 0, 0, NU);
             if (first) {
                 be->ew(cx, LRP_EW_SCALE, out, tmp, NULL, P->coef[k], 0.0f, NU);
                 first = 0;

@@ -123,6 +123,12 @@ typedef struct lrp_rule_desc {
 /* The descriptor row for a rule spec on a Dense/Conv2D layer (flags pick the
  * peer variants).  Never NULL for a linear rule; NULL for pass/wta. */
 const lrp_rule_desc *lrp_rule_describe(const lrp_rule_spec *r);
+/* The row a norm layer's proportional split reads (lrp0 / epsilon /
+ * alpha-beta on y = sum_t v_t, core/ruletab.c), NULL for other rules; and
+ * the summand modifier of one of its parts with every weight 1 (LRP_IM_ID:
+ * all summands, den = y; LRP_IM_POS / NEG: the positive / negative ones). */
+const lrp_rule_desc *lrp_rule_split_describe(const lrp_rule_spec *r);
+int lrp_part_split_inmod(const lrp_part_desc *pd);
 /* The value of a coefficient under a rule spec (binary32, exact). */
 float lrp_coef_value(lrp_coefsrc c, const lrp_rule_spec *r);
 

@@ -148,6 +148,38 @@ const lrp_rule_desc *lrp_rule_describe(const lrp_rule_spec *r)
     }
 }
 
+/* The norm layers (Add, explicit BatchNorm) split a sum y = sum_t v_t: the
+ * same rows read with every weight 1, so there is one encoding of each
+ * rule.  lrp0 / epsilon: the D_EPS row, den = y.  Alpha-beta: the D_AB row;
+ * with w = 1, pos(w) = 1 and neg(w) = 0, so its alpha part keeps the
+ * positive summands and its beta part the negative ones, each part's
+ * denominator their sum (the shift summands included, as the bias b+ / b-
+ * of the linear row), an empty part absorbed.  The peers' alpha-beta
+ * variants (flags) are linear-layer quirks and do not apply here. */
+const lrp_rule_desc *lrp_rule_split_describe(const lrp_rule_spec *r)
+{
+    switch (r->rule) {
+    case LRP_RULE_ZERO:
+    case LRP_RULE_EPSILON: return &tab[D_EPS];
+    case LRP_RULE_ALPHABETA: return &tab[D_AB];
+    default: return NULL;
+    }
+}
+
+int lrp_part_split_inmod(const lrp_part_desc *pd)
+{
+    int im = -1;
+    for (int t = 0; t < pd->n_terms; t++) {
+        int w = pd->t[t].w;
+        if (w == LRP_WM_NEG)
+            continue; /* neg(1) = 0: the term vanishes */
+        LRP_ASSERT(im < 0 && (w == LRP_WM_ID || w == LRP_WM_POS) && pd->t[t].coef == LRP_C_ONE);
+        im = pd->t[t].in;
+    }
+    LRP_ASSERT(im == LRP_IM_ID || im == LRP_IM_POS || im == LRP_IM_NEG);
+    return im;
+}
+
 float lrp_coef_value(lrp_coefsrc c, const lrp_rule_spec *r)
 {
     int zplus = r->rule == LRP_RULE_ZPLUS;
