@@ -9,6 +9,7 @@
 #include "lrp.h"
 #include "graph_int.h"
 #include "kinds.h"
+#include "pipeline.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -469,56 +470,30 @@ void lrp_composite_apply(lrp_net *net, lrp_composite_id c, const lrp_composite_p
         if (net->layers[i].kind == LRP_LAYER_CONV2D)
             first_conv = i;
 
+    /* the composite's row (core/ruletab.c) */
+    const lrp_composite_desc *cd = lrp_composite_describe(c);
     for (int i = 0; i < net->n_layers; i++) {
         lrp_layer *l = &net->layers[i];
         if (!is_linear(l))
             continue;
         lrp_rule_spec r = base; /* dense: epsilon */
         int conv = l->kind == LRP_LAYER_CONV2D;
-        switch (c) {
-        case LRP_COMPOSITE_EPSILON_PLUS:
-        case LRP_COMPOSITE_EPSILON_PLUS_FLAT:
-            if (conv)
-                r.rule = LRP_RULE_ZPLUS;
-            if (c == LRP_COMPOSITE_EPSILON_PLUS_FLAT && i == first)
-                r.rule = LRP_RULE_FLAT;
-            break;
-        case LRP_COMPOSITE_EPSILON_ALPHA2_BETA1:
-        case LRP_COMPOSITE_EPSILON_ALPHA2_BETA1_FLAT:
-        case LRP_COMPOSITE_SEQUENTIAL_PRESET_B:
-            if (conv) {
-                r.rule = LRP_RULE_ALPHABETA;
-                r.alpha = 2.0f;
-                r.beta = 1.0f;
-            }
-            if (c == LRP_COMPOSITE_EPSILON_ALPHA2_BETA1_FLAT && i == first)
-                r.rule = LRP_RULE_FLAT;
-            break;
-        case LRP_COMPOSITE_SEQUENTIAL_PRESET_A:
-            if (conv) {
-                r.rule = LRP_RULE_ALPHABETA;
-                r.alpha = 1.0f;
-                r.beta = 0.0f;
-            }
-            break;
-        case LRP_COMPOSITE_EPSILON_GAMMA_BOX:
-            /* Zennit's composite of this name: ZBox on the first
-             * *convolution* only (a Dense before it keeps epsilon), and
-             * Zennit's Gamma (>= 0.5: the generalized a+/a- rule, which
-             * selects by the layer's output and loses R_j where that
-             * output is exactly 0) on the other convolutions. */
-            if (i == first_conv) {
-                r.rule = LRP_RULE_ZBOX;
-                r.low = p->low;
-                r.high = p->high;
-            } else if (conv) {
-                r.rule = LRP_RULE_GAMMA;
+        if (cd->first_conv != LRP_RULE_COUNT && i == first_conv) {
+            r.rule = cd->first_conv; /* z^B */
+            r.low = p->low;
+            r.high = p->high;
+        } else if (conv && cd->conv != LRP_RULE_COUNT) {
+            r.rule = cd->conv;
+            if (cd->conv == LRP_RULE_ALPHABETA) {
+                r.alpha = cd->alpha;
+                r.beta = cd->beta;
+            } else if (cd->conv == LRP_RULE_GAMMA) {
                 r.gamma = p->gamma;
                 r.flags |= LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0;
             }
-            break;
-        case LRP_COMPOSITE_COUNT: LRP_ASSERT(0);
         }
+        if (cd->first != LRP_RULE_COUNT && i == first)
+            r.rule = cd->first;
         l->rule = r;
     }
     snprintf(net->composite, sizeof net->composite, "%s", lrp_composite_name(c));

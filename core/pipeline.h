@@ -123,6 +123,21 @@ typedef struct lrp_rule_desc {
 /* The descriptor row for a rule spec on a Dense/Conv2D layer (flags pick the
  * peer variants).  Never NULL for a linear rule; NULL for pass/wta. */
 const lrp_rule_desc *lrp_rule_describe(const lrp_rule_spec *r);
+/* A composite as data (core/ruletab.c): the rule of each linear layer by
+ * its place; the norm layers get the composite's epsilon, the max-pools
+ * winner-take-all (lrp_composite_apply).  LRP_RULE_COUNT: no change from
+ * the base rule (epsilon with the composite's parameters). */
+typedef struct lrp_composite_desc {
+    lrp_rule_id conv;       /* every Conv2D (alpha, beta below for alpha-beta;
+                               gamma: the parameters' gamma, Zennit's
+                               generalized rule that drops z = 0) */
+    float alpha, beta;
+    lrp_rule_id first;      /* then the first linear layer: its rule only */
+    lrp_rule_id first_conv; /* the first Conv2D instead of the conv rule
+                               (z^B: the parameters' box) */
+} lrp_composite_desc;
+const lrp_composite_desc *lrp_composite_describe(lrp_composite_id c);
+
 /* The row a norm layer's proportional split reads (lrp0 / epsilon /
  * alpha-beta on y = sum_t v_t, core/ruletab.c), NULL for other rules; and
  * the summand modifier of one of its parts with every weight 1 (LRP_IM_ID:

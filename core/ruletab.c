@@ -148,6 +148,34 @@ const lrp_rule_desc *lrp_rule_describe(const lrp_rule_spec *r)
     }
 }
 
+/* The composites (Zennit's names), one row each, generated from
+ * LRP_COMPOSITE_LIST: a composite without its CR_ row does not compile.
+ * Dense layers keep the base rule (epsilon) unless first. */
+#define NONE LRP_RULE_COUNT
+#define CR_EPSILON_PLUS {LRP_RULE_ZPLUS, 1.0f, 0.0f, NONE, NONE}
+#define CR_EPSILON_PLUS_FLAT {LRP_RULE_ZPLUS, 1.0f, 0.0f, LRP_RULE_FLAT, NONE}
+#define CR_EPSILON_ALPHA2_BETA1 {LRP_RULE_ALPHABETA, 2.0f, 1.0f, NONE, NONE}
+#define CR_EPSILON_ALPHA2_BETA1_FLAT {LRP_RULE_ALPHABETA, 2.0f, 1.0f, LRP_RULE_FLAT, NONE}
+/* Zennit's composite of this name: ZBox on the first *convolution* only
+ * (a Dense before it keeps epsilon), and Zennit's Gamma (>= 0.5: the
+ * generalized a+/a- rule, which selects by the layer's output and loses
+ * R_j where that output is exactly 0) on the other convolutions. */
+#define CR_EPSILON_GAMMA_BOX {LRP_RULE_GAMMA, 1.0f, 0.0f, NONE, LRP_RULE_ZBOX}
+#define CR_SEQUENTIAL_PRESET_A {LRP_RULE_ALPHABETA, 1.0f, 0.0f, NONE, NONE}
+#define CR_SEQUENTIAL_PRESET_B {LRP_RULE_ALPHABETA, 2.0f, 1.0f, NONE, NONE}
+static const lrp_composite_desc composite_rows[LRP_COMPOSITE_COUNT] = {
+#define X(e, s) [LRP_COMPOSITE_##e] = CR_##e,
+    LRP_COMPOSITE_LIST(X)
+#undef X
+};
+#undef NONE
+
+const lrp_composite_desc *lrp_composite_describe(lrp_composite_id c)
+{
+    LRP_ASSERT((unsigned)c < LRP_COMPOSITE_COUNT);
+    return &composite_rows[c];
+}
+
 /* The norm layers (Add, explicit BatchNorm) split a sum y = sum_t v_t: the
  * same rows read with every weight 1, so there is one encoding of each
  * rule.  lrp0 / epsilon: the D_EPS row, den = y.  Alpha-beta: the D_AB row;
