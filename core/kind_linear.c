@@ -73,6 +73,8 @@ static lrp_status linear_forward(lrp_pipe_state *r, int li)
             return lrp_pipe_oom(r, "bias");
     }
     P->bn_C = L.O; /* element counts of bnp[0], bnp[1] below */
+    P->n_bnp[0] = nw;
+    P->n_bnp[1] = L.O;
     L.w = P->bnp[0];
     L.b = P->bnp[1];
     lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};

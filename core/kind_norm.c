@@ -72,9 +72,11 @@ static lrp_status bn_forward(lrp_pipe_state *r, int li)
         hw = I->n / C;
     }
     P->bn_C = C;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < 4; k++) {
+        P->n_bnp[k] = C;
         if (!(P->bnp[k] = be->tensor_new(cx, C)))
             return lrp_pipe_oom(r, "batchnorm");
+    }
     be->bn_coef(cx, P->bnp[0], P->bnp[1], P->bnp[2], P->bnp[3], l, C);
     be->bn_fwd(cx, P->act, I->act, P->bnp[0], P->bnp[3], B, C, hw);
     if (l->rule.flags & LRP_F_BN_CANONIZE) {

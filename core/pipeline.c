@@ -961,20 +961,10 @@ void lrp_pipe_free(lrp_pipe *p)
                     be->tensor_free(cx, P->rin[k], P->n_rin_per[k] * B);
             if (P->fold_b)
                 be->tensor_free(cx, P->fold_b, P->n_fold_b);
-            const lrp_layer *l = &p->net->layers[i];
-            if (l->kind == LRP_LAYER_BATCHNORM) {
-                for (int k = 0; k < 4; k++)
-                    if (P->bnp[k])
-                        be->tensor_free(cx, P->bnp[k], P->bn_C);
-            } else if (!P->params_borrowed) {
-                if (P->bnp[0]) {
-                    lrp_lin L;
-                    lrp_pipe_lin_geom(&L, p->net, i);
-                    be->tensor_free(cx, P->bnp[0], L.O * L.fanin);
-                }
-                if (P->bnp[1])
-                    be->tensor_free(cx, P->bnp[1], P->bn_C);
-            }
+            /* the kind's parameter tensors, as its forward step made them */
+            for (int k = 0; k < 4 && !P->params_borrowed; k++)
+                if (P->bnp[k])
+                    be->tensor_free(cx, P->bnp[k], P->n_bnp[k]);
             if (P->act)
                 be->tensor_free(cx, P->act, n);
             if (P->act_fwd)

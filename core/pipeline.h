@@ -497,8 +497,11 @@ typedef struct lrp_pipe_layer {
      * folded weights are wscale * w, see lrp_lin.wscale). */
     void *fold_b;
     int64_t n_fold_b;
-    /* BatchNorm per-channel values: wc, negwmu, beta, shift (C each). */
+    /* BatchNorm per-channel values: wc, negwmu, beta, shift (C each);
+     * Dense/Conv2D: weights and bias as backend tensors.  n_bnp: their
+     * element counts (set by the kind's forward step, for lrp_pipe_free). */
     void *bnp[4];
+    int64_t n_bnp[4];
     int64_t bn_C;
     int folded_into;        /* index of the BN consumer or -1 */
     void *act_fwd;          /* local mode with keep_fwd: the output this
