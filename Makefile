@@ -45,7 +45,7 @@ OPT ?= -O2
 NUMFLAGS := -ffp-contract=off -fno-math-errno
 CFLAGS_BASE := -std=c11 -D_POSIX_C_SOURCE=200809L $(OPT) -g $(NUMFLAGS) \
                $(WARN) -pthread -Iinclude -Icore -Ireference -Ifastpath \
-               -Ioracle -Ifixtures -Itools $(PKG_CFLAGS) $(MPI_CFLAGS)
+               -Ioracle -Ifixtures -Iimporters -Itools $(PKG_CFLAGS) $(MPI_CFLAGS)
 ifeq ($(SAN),1)
 CFLAGS_BASE += -fsanitize=address,undefined -fno-omit-frame-pointer \
                -fno-sanitize-recover=undefined
@@ -58,7 +58,7 @@ LDLIBS := $(PKG_LIBS) -ljansson -lmpfr -lgmp -lm -pthread $(LDSAN)
 #   make BUILD=build-ref LIB_DIRS="core reference" build-ref/tests/test_reference
 .DEFAULT_GOAL := all
 
-LIB_DIRS ?= core reference fastpath oracle fixtures
+LIB_DIRS ?= core reference fastpath oracle fixtures importers
 LIB_SRC := $(wildcard $(LIB_DIRS:%=%/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 LIB := $(BUILD)/liblrp.a

@@ -6,6 +6,9 @@
  * mpfr_add loop measured in the same run, and the peak memory.
  *
  *   build-ref/bench/bench_reference [C] [HW] [prec]
+ *
+ * The kernels are reached through the backend's vtable (reference.h), as
+ * the pipeline reaches them.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +16,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "ref_int.h"
+#include "reference.h"
 
 static double now(void)
 {
@@ -53,9 +56,13 @@ int main(int argc, char **argv)
         w[i] = rsym() * 0.1f;
     for (int i = 0; i < C; i++)
         b[i] = rsym() * 0.01f;
-    mpfr_ptr W = lrp_ref_tensor_new(prec, nw), B = lrp_ref_tensor_new(prec, C);
-    mpfr_ptr x = lrp_ref_tensor_new(prec, L.n_in), y = lrp_ref_tensor_new(prec, L.n_out);
-    mpfr_ptr s = lrp_ref_tensor_new(prec, L.n_out), r = lrp_ref_tensor_new(prec, L.n_in);
+    lrp_ref_ctx tcx;
+    lrp_backend tbe; /* allocates the tensors (p bits) */
+    lrp_ref_ctx_init(&tcx, prec, 1);
+    lrp_ref_backend(&tbe, &tcx);
+    mpfr_ptr W = tbe.tensor_new(&tcx, nw), B = tbe.tensor_new(&tcx, C);
+    mpfr_ptr x = tbe.tensor_new(&tcx, L.n_in), y = tbe.tensor_new(&tcx, L.n_out);
+    mpfr_ptr s = tbe.tensor_new(&tcx, L.n_out), r = tbe.tensor_new(&tcx, L.n_in);
     for (int64_t i = 0; i < nw; i++)
         mpfr_set_flt(W + i, w[i], MPFR_RNDN);
     for (int i = 0; i < C; i++)
@@ -125,14 +132,14 @@ int main(int argc, char **argv)
     lrp_bterm bt = {LRP_BM_ID, 1.0f};
     lrp_bwd_part part = {1.0f, s, &term, 1};
     for (int th = 1; th <= 2; th++) {
-        ref_ctx cx;
-        memset(&cx, 0, sizeof cx);
-        cx.prec = prec;
-        cx.threads = th;
+        lrp_ref_ctx cx;
+        lrp_backend be;
+        lrp_ref_ctx_init(&cx, prec, th);
+        lrp_ref_backend(&be, &cx);
         double t0 = now();
-        lrp_ref_lin_fwd(&cx, y, &L, x, &term, 1, &bt, 1, 0, 1);
+        be.lin_fwd(&cx, y, &L, x, &term, 1, &bt, 1, 0, 1);
         double t1 = now();
-        lrp_ref_lin_bwd(&cx, r, &L, x, &part, 1, 1);
+        be.lin_bwd(&cx, r, &L, x, &part, 1, 1);
         double t2 = now();
         printf("  exact (correctly rounded), %d thread%s: forward %6.2f ns/MAC (%.2f s), "
                "epsilon backward %6.2f ns/MAC (%.2f s)  [fast kernel calls %lld]\n",
@@ -141,18 +148,18 @@ int main(int argc, char **argv)
     }
     {
         /* the exact slow kernel (exact products + mpfr_sum), on a smaller layer */
-        ref_ctx cx;
-        memset(&cx, 0, sizeof cx);
-        cx.prec = prec;
-        cx.threads = 1;
+        lrp_ref_ctx cx;
+        lrp_backend be;
+        lrp_ref_ctx_init(&cx, prec, 1);
         cx.slow = 1;
+        lrp_ref_backend(&be, &cx);
         lrp_lin L2 = L;
         int64_t keep = L.n_out / 16;
         double t0 = now();
         /* forward on the first `keep` outputs only: use n_out as the range */
         L2.n_out = L.n_out; /* geometry unchanged */
         (void)L2;
-        lrp_ref_lin_fwd(&cx, y, &L, x, &term, 1, &bt, 1, 0, 1);
+        be.lin_fwd(&cx, y, &L, x, &term, 1, &bt, 1, 0, 1);
         double t1 = now();
         printf("  exact slow kernel (mpfr_mul exact + mpfr_sum), 1 thread: forward %6.2f ns/MAC\n",
                1e9 * (t1 - t0) / real);
@@ -162,12 +169,12 @@ int main(int argc, char **argv)
     getrusage(RUSAGE_SELF, &ru);
     printf("  peak memory (ru_maxrss): %ld MiB\n", ru.ru_maxrss / 1024);
     gmp_randclear(gr);
-    lrp_ref_tensor_free(W);
-    lrp_ref_tensor_free(B);
-    lrp_ref_tensor_free(x);
-    lrp_ref_tensor_free(y);
-    lrp_ref_tensor_free(s);
-    lrp_ref_tensor_free(r);
+    tbe.tensor_free(&tcx, W, nw);
+    tbe.tensor_free(&tcx, B, C);
+    tbe.tensor_free(&tcx, x, L.n_in);
+    tbe.tensor_free(&tcx, y, L.n_out);
+    tbe.tensor_free(&tcx, s, L.n_out);
+    tbe.tensor_free(&tcx, r, L.n_in);
     free(w);
     free(b);
     return 0;

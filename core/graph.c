@@ -8,6 +8,8 @@
  */
 #include "lrp.h"
 #include "graph_int.h"
+#include "kinds.h"
+#include "pipeline.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -139,60 +141,18 @@ void lrp_shape_str(char *buf, size_t n, const lrp_shape *s)
     }
 }
 
-/* Checks rank and dims within limits; product within LRP_MAX_ELEMS. */
-static int shape_ok(const lrp_shape *s)
-{
-    if (s->rank < 1 || s->rank > LRP_MAX_RANK)
-        return 0;
-    int64_t n = 1;
-    for (int i = 0; i < s->rank; i++) {
-        if (s->d[i] < 1 || s->d[i] > LRP_MAX_DIM)
-            return 0;
-        n *= s->d[i];
-        if (n > LRP_MAX_ELEMS)
-            return 0;
-    }
-    return 1;
-}
-
 lrp_rule_spec lrp_rule_default_for(lrp_layer_kind k)
 {
-    switch (k) {
-    case LRP_LAYER_DENSE:
-    case LRP_LAYER_CONV2D:
-    case LRP_LAYER_AVGPOOL2D:
-    case LRP_LAYER_GLOBALAVGPOOL:
-    case LRP_LAYER_ADD:
-    case LRP_LAYER_BATCHNORM: return lrp_rule_default(LRP_RULE_ZERO);
-    case LRP_LAYER_MAXPOOL2D: return lrp_rule_default(LRP_RULE_WTA);
-    default: return lrp_rule_default(LRP_RULE_PASS);
-    }
+    if ((unsigned)k >= LRP_LAYER_COUNT)
+        return lrp_rule_default(LRP_RULE_PASS);
+    return lrp_rule_default(lrp_kind(k)->default_rule);
 }
 
 static int rule_allowed(lrp_rule_id r, lrp_layer_kind k)
 {
-    switch (k) {
-    case LRP_LAYER_DENSE:
-    case LRP_LAYER_CONV2D:
-        return r != LRP_RULE_PASS && r != LRP_RULE_WTA;
-    case LRP_LAYER_AVGPOOL2D:
-    case LRP_LAYER_GLOBALAVGPOOL:
-        return r == LRP_RULE_ZERO || r == LRP_RULE_EPSILON;
-    case LRP_LAYER_ADD:
-        return r == LRP_RULE_ZERO || r == LRP_RULE_EPSILON || r == LRP_RULE_ALPHABETA;
-    case LRP_LAYER_BATCHNORM:
-        /* pass: relevance crosses unchanged (Zennit without a canonizer,
-         * Captum's IdentityRule) */
-        return r == LRP_RULE_ZERO || r == LRP_RULE_EPSILON || r == LRP_RULE_ALPHABETA ||
-               r == LRP_RULE_PASS;
-    case LRP_LAYER_MAXPOOL2D:
-        /* lrp0 / epsilon: the z-rule on the max as the linear map of its
-         * winner, R_i = a_i sum_j R_j / stab(y_j) (Captum's EpsilonRule on
-         * nn.MaxPool2d; docs/SPEC.md 3.1) */
-        return r == LRP_RULE_WTA || r == LRP_RULE_ZERO || r == LRP_RULE_EPSILON;
-    default:
+    if ((unsigned)k >= LRP_LAYER_COUNT)
         return r == LRP_RULE_PASS;
-    }
+    return (lrp_kind(k)->rules >> r) & 1u;
 }
 
 lrp_status lrp_rule_validate(const lrp_rule_spec *r, lrp_layer_kind k, const char *where,
@@ -328,36 +288,6 @@ lrp_status lrp_net_check_values(const lrp_net *net, const char *where, lrp_err *
     return LRP_OK;
 }
 
-/* Output extent of a window op along one axis, or -1 if empty/invalid. */
-static int64_t window_out(int64_t in, int pad0, int pad1, int k, int dil, int stride)
-{
-    int64_t span = (int64_t)dil * (k - 1) + 1;
-    int64_t padded = in + pad0 + pad1;
-    if (padded < span)
-        return -1;
-    return (padded - span) / stride + 1;
-}
-
-static lrp_status check_window(const lrp_layer *l, const char *f, lrp_err *err, int dilated)
-{
-    if (l->kh < 1 || l->kw < 1 || l->kh > 4096 || l->kw > 4096)
-        return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': kernel %dx%d out of range [1, 4096]",
-                           f, l->name, l->kh, l->kw);
-    if (l->sh < 1 || l->sw < 1 || l->sh > 4096 || l->sw > 4096)
-        return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': stride %dx%d out of range [1, 4096]",
-                           f, l->name, l->sh, l->sw);
-    if (dilated && (l->dh < 1 || l->dw < 1 || l->dh > 4096 || l->dw > 4096))
-        return lrp_err_set(err, LRP_E_INVALID,
-                           "%s: layer '%s': dilation %dx%d out of range [1, 4096]", f, l->name,
-                           l->dh, l->dw);
-    if (l->pt < 0 || l->pb < 0 || l->pl < 0 || l->pr < 0 || l->pt > 4096 || l->pb > 4096 ||
-        l->pl > 4096 || l->pr > 4096)
-        return lrp_err_set(err, LRP_E_INVALID,
-                           "%s: layer '%s': padding (%d, %d, %d, %d) out of range [0, 4096]", f,
-                           l->name, l->pt, l->pb, l->pl, l->pr);
-    return LRP_OK;
-}
-
 static lrp_status infer_one(lrp_net *net, int li, const char *f, lrp_err *err);
 
 lrp_status lrp_layer_infer(lrp_net *net, int li, const char *where, lrp_err *err)
@@ -368,162 +298,11 @@ lrp_status lrp_layer_infer(lrp_net *net, int li, const char *where, lrp_err *err
 static lrp_status infer_one(lrp_net *net, int li, const char *f, lrp_err *err)
 {
     lrp_layer *l = &net->layers[li];
-    const lrp_shape *in = l->n_in > 0 ? &net->layers[l->in[0]].shape : NULL;
     lrp_shape o;
-    char b1[64], b2[64];
     lrp_status st;
     memset(&o, 0, sizeof o);
-
-    switch (l->kind) {
-    case LRP_LAYER_INPUT:
-        o = l->shape;
-        if (!shape_ok(&o))
-            return lrp_err_set(err, LRP_E_INVALID,
-                               "%s: layer '%s': input shape has rank %d or a dimension out of range",
-                               f, l->name, o.rank);
-        break;
-    case LRP_LAYER_DENSE:
-        if (in->rank != 1)
-            return lrp_err_set(err, LRP_E_INVALID,
-                               "%s: layer '%s': Dense needs a flat input, got rank %d (add a Flatten)",
-                               f, l->name, in->rank);
-        if (l->units < 1 || l->units > LRP_MAX_DIM)
-            return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': units %lld out of range", f,
-                               l->name, (long long)l->units);
-        if (in->d[0] * l->units > LRP_MAX_ELEMS)
-            return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': weight too large (%lld x %lld)",
-                               f, l->name, (long long)l->units, (long long)in->d[0]);
-        o.rank = 1;
-        o.d[0] = l->units;
-        break;
-    case LRP_LAYER_CONV2D: {
-        if (in->rank != 3)
-            return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': Conv2D needs (C, H, W), got rank %d",
-                               f, l->name, in->rank);
-        if ((st = check_window(l, f, err, 1)))
-            return st;
-        if (l->units < 1 || l->units > LRP_MAX_DIM)
-            return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': out channels %lld out of range",
-                               f, l->name, (long long)l->units);
-        if (l->groups < 1 || in->d[0] % l->groups || l->units % l->groups)
-            return lrp_err_set(err, LRP_E_INVALID,
-                               "%s: layer '%s': groups %d must divide in channels %lld and out channels %lld",
-                               f, l->name, l->groups, (long long)in->d[0], (long long)l->units);
-        int64_t ho = window_out(in->d[1], l->pt, l->pb, l->kh, l->dh, l->sh);
-        int64_t wo = window_out(in->d[2], l->pl, l->pr, l->kw, l->dw, l->sw);
-        if (ho < 1 || wo < 1)
-            return lrp_err_set(err, LRP_E_INVALID,
-                               "%s: layer '%s': kernel %dx%d (dilation %dx%d) larger than padded input %lldx%lld",
-                               f, l->name, l->kh, l->kw, l->dh, l->dw,
-                               (long long)(in->d[1] + l->pt + l->pb), (long long)(in->d[2] + l->pl + l->pr));
-        int64_t wn = l->units * (in->d[0] / l->groups) * l->kh * l->kw;
-        if (wn > LRP_MAX_ELEMS)
-            return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': weight too large", f, l->name);
-        o.rank = 3;
-        o.d[0] = l->units;
-        o.d[1] = ho;
-        o.d[2] = wo;
-        break;
-    }
-    case LRP_LAYER_MAXPOOL2D:
-    case LRP_LAYER_AVGPOOL2D: {
-        if (in->rank != 3)
-            return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': %s needs (C, H, W), got rank %d",
-                               f, l->name, lrp_layer_kind_name(l->kind), in->rank);
-        if ((st = check_window(l, f, err, 0)))
-            return st;
-        /* PyTorch's rule: padding at most half the kernel, so every window
-         * holds at least one real cell (max-pool never sees only -inf). */
-        if (2 * l->pt > l->kh || 2 * l->pb > l->kh || 2 * l->pl > l->kw || 2 * l->pr > l->kw)
-            return lrp_err_set(err, LRP_E_INVALID,
-                               "%s: layer '%s': pool padding must be at most half the kernel", f,
-                               l->name);
-        int64_t ho = window_out(in->d[1], l->pt, l->pb, l->kh, 1, l->sh);
-        int64_t wo = window_out(in->d[2], l->pl, l->pr, l->kw, 1, l->sw);
-        if (ho < 1 || wo < 1)
-            return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': pool window larger than input",
-                               f, l->name);
-        o.rank = 3;
-        o.d[0] = in->d[0];
-        o.d[1] = ho;
-        o.d[2] = wo;
-        break;
-    }
-    case LRP_LAYER_GLOBALAVGPOOL:
-        if (in->rank != 3)
-            return lrp_err_set(err, LRP_E_INVALID,
-                               "%s: layer '%s': GlobalAvgPool needs (C, H, W), got rank %d", f,
-                               l->name, in->rank);
-        o.rank = 1;
-        o.d[0] = in->d[0];
-        break;
-    case LRP_LAYER_ADD:
-        for (int k = 1; k < l->n_in; k++) {
-            const lrp_shape *s = &net->layers[l->in[k]].shape;
-            if (s->rank != in->rank || memcmp(s->d, in->d, sizeof(int64_t) * (size_t)in->rank)) {
-                lrp_shape_str(b1, sizeof b1, in);
-                lrp_shape_str(b2, sizeof b2, s);
-                return lrp_err_set(err, LRP_E_INVALID,
-                                   "%s: layer '%s': Add inputs differ in shape: '%s' %s vs '%s' %s",
-                                   f, l->name, net->layers[l->in[0]].name, b1,
-                                   net->layers[l->in[k]].name, b2);
-            }
-        }
-        o = *in;
-        break;
-    case LRP_LAYER_CONCAT: {
-        o = *in;
-        for (int k = 1; k < l->n_in; k++) {
-            const lrp_shape *s = &net->layers[l->in[k]].shape;
-            int same = s->rank == in->rank;
-            for (int d = 1; same && d < in->rank; d++)
-                same = s->d[d] == in->d[d];
-            if (!same) {
-                lrp_shape_str(b1, sizeof b1, in);
-                lrp_shape_str(b2, sizeof b2, s);
-                return lrp_err_set(err, LRP_E_INVALID,
-                                   "%s: layer '%s': Concatenate inputs differ beyond channels: '%s' %s vs '%s' %s",
-                                   f, l->name, net->layers[l->in[0]].name, b1,
-                                   net->layers[l->in[k]].name, b2);
-            }
-            o.d[0] += s->d[0];
-        }
-        if (!shape_ok(&o))
-            return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': concatenated shape too large", f,
-                               l->name);
-        break;
-    }
-    case LRP_LAYER_BATCHNORM:
-        if (!isfinite(l->bn_eps) || l->bn_eps < 0.0f)
-            return lrp_err_set(err, LRP_E_INVALID,
-                               "%s: layer '%s': BatchNorm epsilon %g must be finite and >= 0", f,
-                               l->name, (double)l->bn_eps);
-        o = *in;
-        break;
-    case LRP_LAYER_RELU:
-    case LRP_LAYER_DROPOUT:
-        o = *in;
-        break;
-    case LRP_LAYER_FLATTEN:
-        o.rank = 1;
-        o.d[0] = lrp_shape_numel(in);
-        break;
-    case LRP_LAYER_RESHAPE:
-        if (!shape_ok(&l->target))
-            return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': Reshape target shape invalid", f,
-                               l->name);
-        if (lrp_shape_numel(&l->target) != lrp_shape_numel(in)) {
-            lrp_shape_str(b1, sizeof b1, in);
-            lrp_shape_str(b2, sizeof b2, &l->target);
-            return lrp_err_set(err, LRP_E_INVALID,
-                               "%s: layer '%s': Reshape changes the element count: %s to %s", f,
-                               l->name, b1, b2);
-        }
-        o = l->target;
-        break;
-    case LRP_LAYER_COUNT:
-        LRP_ASSERT(0);
-    }
+    if ((st = lrp_kind(l->kind)->infer(net, li, f, err, &o)))
+        return st;
     l->shape = o;
     return LRP_OK;
 }
@@ -589,7 +368,7 @@ lrp_status lrp_net_infer(lrp_net *net, const char *where, lrp_err *err)
         for (int j = 0; j < net->n_layers; j++)
             for (int k = 0; k < net->layers[j].n_in; k++)
                 consumers += net->layers[j].in[k] == l->in[0];
-        if ((p->kind != LRP_LAYER_DENSE && p->kind != LRP_LAYER_CONV2D) || consumers != 1)
+        if (lrp_kind(p->kind)->role != LRP_ROLE_LINEAR || consumers != 1)
             return lrp_err_set(err, LRP_E_INVALID,
                                "%s: layer '%s': bn_canonize needs a Dense/Conv2D input used only by this BatchNorm",
                                f, l->name);
@@ -599,56 +378,18 @@ lrp_status lrp_net_infer(lrp_net *net, const char *where, lrp_err *err)
 
 int lrp_layer_param_shape(const lrp_net *net, int li, int which, lrp_shape *out)
 {
-    const lrp_layer *l = &net->layers[li];
+    const lrp_kind_desc *kd = lrp_kind(net->layers[li].kind);
     memset(out, 0, sizeof *out);
-    const lrp_shape *in = l->n_in > 0 ? &net->layers[l->in[0]].shape : NULL;
-    switch (l->kind) {
-    case LRP_LAYER_DENSE:
-        if (which == 0) {
-            out->rank = 2;
-            out->d[0] = l->units;
-            out->d[1] = in->d[0];
-            return 1;
-        }
-        if (which == 1 && l->has_bias) {
-            out->rank = 1;
-            out->d[0] = l->units;
-            return 1;
-        }
+    if (!kd->param_shape || which < 0 || which >= LRP_P_COUNT)
         return 0;
-    case LRP_LAYER_CONV2D:
-        if (which == 0) {
-            /* Rank-4 weight flattened to (units, C/g * kh * kw) by callers
-             * that need rank <= 3; loaders check the 4 dims themselves. */
-            out->rank = 3;
-            out->d[0] = l->units;
-            out->d[1] = in->d[0] / l->groups;
-            out->d[2] = (int64_t)l->kh * l->kw;
-            return 1;
-        }
-        if (which == 1 && l->has_bias) {
-            out->rank = 1;
-            out->d[0] = l->units;
-            return 1;
-        }
-        return 0;
-    case LRP_LAYER_BATCHNORM:
-        if (which >= 2 && which <= 5) {
-            out->rank = 1;
-            out->d[0] = in->d[0];
-            return 1;
-        }
-        return 0;
-    default:
-        return 0;
-    }
+    return kd->param_shape(net, li, which, out);
 }
 
 int64_t lrp_layer_param_count(const lrp_net *net, int li)
 {
     int64_t n = 0;
     lrp_shape s;
-    for (int w = 0; w < 6; w++)
+    for (int w = 0; w < LRP_P_COUNT; w++)
         if (lrp_layer_param_shape(net, li, w, &s))
             n += lrp_shape_numel(&s);
     return n;
@@ -656,21 +397,9 @@ int64_t lrp_layer_param_count(const lrp_net *net, int li)
 
 int64_t lrp_layer_macs(const lrp_net *net, int li)
 {
-    const lrp_layer *l = &net->layers[li];
-    const lrp_shape *in = l->n_in > 0 ? &net->layers[l->in[0]].shape : NULL;
-    switch (l->kind) {
-    case LRP_LAYER_DENSE: return l->units * in->d[0];
-    case LRP_LAYER_CONV2D:
-        return lrp_shape_numel(&l->shape) * (in->d[0] / l->groups) * l->kh * l->kw;
-    case LRP_LAYER_AVGPOOL2D: return lrp_shape_numel(&l->shape) * l->kh * l->kw;
-    case LRP_LAYER_GLOBALAVGPOOL: return lrp_shape_numel(in);
-    case LRP_LAYER_BATCHNORM: return lrp_shape_numel(&l->shape);
-    case LRP_LAYER_ADD: return lrp_shape_numel(&l->shape) * (l->n_in - 1);
-    default: return 0;
-    }
+    const lrp_kind_desc *kd = lrp_kind(net->layers[li].kind);
+    return kd->macs ? kd->macs(net, li) : 0;
 }
-
-/* ---- composites ---- */
 
 lrp_composite_params lrp_composite_params_default(void)
 {
@@ -687,7 +416,7 @@ lrp_composite_params lrp_composite_params_default(void)
 
 static int is_linear(const lrp_layer *l)
 {
-    return l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D;
+    return lrp_kind(l->kind)->role == LRP_ROLE_LINEAR;
 }
 
 /* The rule of the "norm" layers (Add, pools, explicit BN) under a composite
@@ -697,23 +426,19 @@ static void set_norm_layers(lrp_net *net, const lrp_rule_spec *base, float eps)
     for (int i = 0; i < net->n_layers; i++) {
         lrp_layer *l = &net->layers[i];
         unsigned keep = l->rule.flags & (LRP_F_BN_CANONIZE | LRP_F_BN_FINE);
-        switch (l->kind) {
-        case LRP_LAYER_ADD:
-        case LRP_LAYER_AVGPOOL2D:
-        case LRP_LAYER_GLOBALAVGPOOL:
-        case LRP_LAYER_BATCHNORM:
+        switch (lrp_kind(l->kind)->role) {
+        case LRP_ROLE_NORM:
             l->rule = lrp_rule_default(eps > 0.0f ? LRP_RULE_EPSILON : LRP_RULE_ZERO);
             l->rule.eps = eps;
             l->rule.stab = base->stab;
             l->rule.flags = keep;
             break;
-        case LRP_LAYER_MAXPOOL2D:
+        case LRP_ROLE_MAX:
             l->rule = lrp_rule_default(LRP_RULE_WTA);
             l->rule.flags = base->flags & LRP_F_WTA_SPLIT_TIES;
             break;
-        case LRP_LAYER_DENSE:
-        case LRP_LAYER_CONV2D: break;
-        default: l->rule = lrp_rule_default(LRP_RULE_PASS); break;
+        case LRP_ROLE_LINEAR: break;
+        case LRP_ROLE_PASS: l->rule = lrp_rule_default(LRP_RULE_PASS); break;
         }
     }
 }
@@ -745,56 +470,30 @@ void lrp_composite_apply(lrp_net *net, lrp_composite_id c, const lrp_composite_p
         if (net->layers[i].kind == LRP_LAYER_CONV2D)
             first_conv = i;
 
+    /* the composite's row (core/ruletab.c) */
+    const lrp_composite_desc *cd = lrp_composite_describe(c);
     for (int i = 0; i < net->n_layers; i++) {
         lrp_layer *l = &net->layers[i];
         if (!is_linear(l))
             continue;
         lrp_rule_spec r = base; /* dense: epsilon */
         int conv = l->kind == LRP_LAYER_CONV2D;
-        switch (c) {
-        case LRP_COMPOSITE_EPSILON_PLUS:
-        case LRP_COMPOSITE_EPSILON_PLUS_FLAT:
-            if (conv)
-                r.rule = LRP_RULE_ZPLUS;
-            if (c == LRP_COMPOSITE_EPSILON_PLUS_FLAT && i == first)
-                r.rule = LRP_RULE_FLAT;
-            break;
-        case LRP_COMPOSITE_EPSILON_ALPHA2_BETA1:
-        case LRP_COMPOSITE_EPSILON_ALPHA2_BETA1_FLAT:
-        case LRP_COMPOSITE_SEQUENTIAL_PRESET_B:
-            if (conv) {
-                r.rule = LRP_RULE_ALPHABETA;
-                r.alpha = 2.0f;
-                r.beta = 1.0f;
-            }
-            if (c == LRP_COMPOSITE_EPSILON_ALPHA2_BETA1_FLAT && i == first)
-                r.rule = LRP_RULE_FLAT;
-            break;
-        case LRP_COMPOSITE_SEQUENTIAL_PRESET_A:
-            if (conv) {
-                r.rule = LRP_RULE_ALPHABETA;
-                r.alpha = 1.0f;
-                r.beta = 0.0f;
-            }
-            break;
-        case LRP_COMPOSITE_EPSILON_GAMMA_BOX:
-            /* Zennit's composite of this name: ZBox on the first
-             * *convolution* only (a Dense before it keeps epsilon), and
-             * Zennit's Gamma (>= 0.5: the generalized a+/a- rule, which
-             * selects by the layer's output and loses R_j where that
-             * output is exactly 0) on the other convolutions. */
-            if (i == first_conv) {
-                r.rule = LRP_RULE_ZBOX;
-                r.low = p->low;
-                r.high = p->high;
-            } else if (conv) {
-                r.rule = LRP_RULE_GAMMA;
+        if (cd->first_conv != LRP_RULE_COUNT && i == first_conv) {
+            r.rule = cd->first_conv; /* z^B */
+            r.low = p->low;
+            r.high = p->high;
+        } else if (conv && cd->conv != LRP_RULE_COUNT) {
+            r.rule = cd->conv;
+            if (cd->conv == LRP_RULE_ALPHABETA) {
+                r.alpha = cd->alpha;
+                r.beta = cd->beta;
+            } else if (cd->conv == LRP_RULE_GAMMA) {
                 r.gamma = p->gamma;
                 r.flags |= LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0;
             }
-            break;
-        case LRP_COMPOSITE_COUNT: LRP_ASSERT(0);
         }
+        if (cd->first != LRP_RULE_COUNT && i == first)
+            r.rule = cd->first;
         l->rule = r;
     }
     snprintf(net->composite, sizeof net->composite, "%s", lrp_composite_name(c));

@@ -22,6 +22,7 @@
 #define _GNU_SOURCE /* sync_file_range */
 #include "lrp.h"
 #include "h5io_int.h"
+#include "kinds.h"
 #include "safeout.h"
 
 #include <hdf5.h>
@@ -41,8 +42,6 @@
 #define MAX_FLAGS 32    /* flag names in one rule */
 #define MAX_FIXED_STR 65536 /* fixed-length string element size we accept */
 #define CHUNK_BYTES ((size_t)1 << 20)
-
-static const char *const param_names[6] = {"weight", "bias", "gamma", "beta", "mean", "var"};
 
 int lrp_h5_entry_name(char *buf, size_t n, int li, const char *layer_name)
 {
@@ -966,56 +965,58 @@ static int cmp_name_ix(const void *a, const void *b)
     return strcmp(((const name_ix *)a)->name, ((const name_ix *)b)->name);
 }
 
-/* Geometry attributes of one layer; which ones apply is the kind's. */
+/* Geometry attributes of one layer: its kind's schema (core/kinds.h), the
+ * one the writer (w_layer) follows too. */
 static lrp_status read_geometry(ctx *c, hid_t g, const char *gp, lrp_layer *l)
 {
     lrp_status st = LRP_OK;
-    int64_t v[LRP_MAX_RANK];
-    int n = 0;
-    int k = l->kind;
-    int conv = k == LRP_LAYER_CONV2D, pool = k == LRP_LAYER_MAXPOOL2D || k == LRP_LAYER_AVGPOOL2D;
-    if (k == LRP_LAYER_INPUT || k == LRP_LAYER_RESHAPE) {
-        const char *an = k == LRP_LAYER_INPUT ? "shape" : "target_shape";
-        lrp_shape *s = k == LRP_LAYER_INPUT ? &l->shape : &l->target;
-        if ((st = attr_ints(c, g, gp, an, 1, LRP_MAX_RANK, v, &n)))
-            return st;
-        s->rank = n;
-        for (int i = 0; i < n; i++) {
-            if (v[i] < 1 || v[i] > LRP_MAX_DIM)
-                return fail(c, LRP_E_INVALID, gp, "attribute '%s': dimension %lld out of range [1, %lld]",
-                            an, (long long)v[i], (long long)LRP_MAX_DIM);
-            s->d[i] = v[i];
+    const lrp_kind_desc *kd = lrp_kind(l->kind);
+    char *base = (char *)l;
+    for (int a = 0; a < kd->n_attrs; a++) {
+        const lrp_kind_attr *at = &kd->attrs[a];
+        const char *an = at->name;
+        int64_t v[LRP_MAX_RANK];
+        int n = 0;
+        switch ((lrp_attr_type)at->type) {
+        case LRP_A_SHAPE: {
+            lrp_shape *s = (lrp_shape *)(base + at->off[0]);
+            if ((st = attr_ints(c, g, gp, an, 1, LRP_MAX_RANK, v, &n)))
+                return st;
+            s->rank = n;
+            for (int i = 0; i < n; i++) {
+                if (v[i] < 1 || v[i] > LRP_MAX_DIM)
+                    return fail(c, LRP_E_INVALID, gp, "attribute '%s': dimension %lld out of range [1, %lld]",
+                                an, (long long)v[i], (long long)LRP_MAX_DIM);
+                s->d[i] = v[i];
+            }
+            break;
+        }
+        case LRP_A_I64:
+            /* Only guards the int64 field; lrp_net_infer applies LRP_MAX_DIM. */
+            if ((st = attr_ints(c, g, gp, an, 1, 1, (int64_t *)(base + at->off[0]), NULL)))
+                return st;
+            break;
+        case LRP_A_BOOL:
+            if ((st = attr_int_range(c, g, gp, an, 0, 1, v)))
+                return st;
+            *(int *)(base + at->off[0]) = (int)v[0];
+            break;
+        case LRP_A_I32:
+        case LRP_A_I32V: {
+            int *dst[4];
+            LRP_ASSERT(at->n >= 1 && at->n <= 4);
+            for (int i = 0; i < at->n; i++)
+                dst[i] = (int *)(base + at->off[i]);
+            if ((st = attr_int_vec(c, g, gp, an, at->n, dst)))
+                return st;
+            break;
+        }
+        case LRP_A_F32:
+            if ((st = attr_float(c, g, gp, an, (float *)(base + at->off[0]))))
+                return st;
+            break;
         }
     }
-    if (k == LRP_LAYER_DENSE || conv) {
-        /* Only guards the int64 field; lrp_net_infer applies LRP_MAX_DIM. */
-        if ((st = attr_ints(c, g, gp, "units", 1, 1, &l->units, NULL)))
-            return st;
-        if ((st = attr_int_range(c, g, gp, "has_bias", 0, 1, v)))
-            return st;
-        l->has_bias = (int)v[0];
-    }
-    if (conv || pool) {
-        int *kern[2] = {&l->kh, &l->kw}, *strd[2] = {&l->sh, &l->sw};
-        int *pad[4] = {&l->pt, &l->pb, &l->pl, &l->pr};
-        if ((st = attr_int_vec(c, g, gp, "kernel", 2, kern)) ||
-            (st = attr_int_vec(c, g, gp, "stride", 2, strd)) ||
-            (st = attr_int_vec(c, g, gp, "padding", 4, pad)))
-            return st;
-    }
-    if (conv) {
-        int *dil[2] = {&l->dh, &l->dw}, *grp[1] = {&l->groups};
-        if ((st = attr_int_vec(c, g, gp, "dilation", 2, dil)) ||
-            (st = attr_int_vec(c, g, gp, "groups", 1, grp)))
-            return st;
-    }
-    if (k == LRP_LAYER_AVGPOOL2D) {
-        if ((st = attr_int_range(c, g, gp, "count_include_pad", 0, 1, v)))
-            return st;
-        l->count_include_pad = (int)v[0];
-    }
-    if (k == LRP_LAYER_BATCHNORM && (st = attr_float(c, g, gp, "bn_eps", &l->bn_eps)))
-        return st;
     return LRP_OK;
 }
 
@@ -1145,7 +1146,7 @@ static lrp_status read_network(ctx *c, hid_t file, lrp_net *net)
         /* An Input may omit `inputs`; every other layer must list them. */
         if ((st = has_attr(c, lg, gp, "inputs", &yes)))
             goto cleanup;
-        if (yes || k != LRP_LAYER_INPUT) {
+        if (yes || lrp_layer_kind_min_inputs(k) > 0) {
             if ((st = attr_strings(c, lg, gp, "inputs", LRP_MAX_INPUTS, LRP_NAME_MAX, &inn, &nin)))
                 goto cleanup;
             for (int q = 0; q < nin; q++) {
@@ -1306,18 +1307,18 @@ static lrp_status read_params(ctx *c, hid_t file, lrp_net *net)
     gindex_enable(c, g);
     for (int i = 0; i < net->n_layers; i++) {
         lrp_layer *l = &net->layers[i];
-        float **dst[6] = {&l->w, &l->b, &l->bn_gamma, &l->bn_beta, &l->bn_mean, &l->bn_var};
+        const lrp_kind_desc *kd = lrp_kind(l->kind);
         lrp_h5_entry_name(ename, sizeof ename, i, l->name);
         join(gp, sizeof gp, "/network", ename);
         if ((st = open_member(c, g, "/network", ename, H5I_GROUP, 1, &lg)))
             goto cleanup;
-        for (int w = 0; w < 6; w++) {
+        for (int w = 0; w < LRP_P_COUNT; w++) {
             lrp_shape s;
             int64_t d[4];
             int rank, gdim;
             if (!lrp_layer_param_shape(net, i, w, &s)) {
                 int yes = 0;
-                if (w == 1 && (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D)) {
+                if (w == LRP_P_BIAS && kd->bias_optional) {
                     htri_t ex = H5Lexists(lg, "bias", H5P_DEFAULT);
                     yes = ex != 0;
                 }
@@ -1327,7 +1328,7 @@ static lrp_status read_params(ctx *c, hid_t file, lrp_net *net)
                 }
                 continue;
             }
-            if (l->kind == LRP_LAYER_CONV2D && w == 0) {
+            if (kd->weight_rank4 && w == LRP_P_WEIGHT) {
                 /* Files keep PyTorch's rank-4 (out, in/groups, kh, kw). */
                 rank = 4;
                 d[0] = l->units;
@@ -1339,10 +1340,10 @@ static lrp_status read_params(ctx *c, hid_t file, lrp_net *net)
                 rank = s.rank;
                 memcpy(d, s.d, sizeof(int64_t) * (size_t)rank);
                 /* Dense fan-in and BatchNorm channels come from the input. */
-                gdim = w == 0 ? 1 : l->kind == LRP_LAYER_BATCHNORM ? 0 : -1;
+                gdim = kd->param_in_dim[w];
             }
-            if ((st = read_floats(c, lg, gp, param_names[w], 1, rank, d, gdim,
-                                  net->layers[l->in[0]].name, dst[w])))
+            if ((st = read_floats(c, lg, gp, lrp_param_names[w], 1, rank, d, gdim,
+                                  net->layers[l->in[0]].name, lrp_layer_param_slot(l, w))))
                 goto cleanup;
         }
         close_id(&lg);
@@ -2282,11 +2283,10 @@ static lrp_status w_layer(wr *w, hid_t ng, const lrp_net *net, int i)
     const lrp_layer *l = &net->layers[i];
     char ename[OBJ_MAX], gp[OBJ_MAX];
     const char *inputs[LRP_MAX_INPUTS];
-    const float *pv[6] = {l->w, l->b, l->bn_gamma, l->bn_beta, l->bn_mean, l->bn_var};
+    const lrp_kind_desc *kd = lrp_kind(l->kind);
+    const char *base = (const char *)l;
     hid_t g;
     lrp_status st;
-    int k = l->kind, conv = k == LRP_LAYER_CONV2D;
-    int pool = k == LRP_LAYER_MAXPOOL2D || k == LRP_LAYER_AVGPOOL2D;
     lrp_h5_entry_name(ename, sizeof ename, i, l->name);
     join(gp, sizeof gp, "/network", ename);
     if ((st = w_group(w, ng, "/network", ename, &g)))
@@ -2297,30 +2297,29 @@ static lrp_status w_layer(wr *w, hid_t ng, const lrp_net *net, int i)
         (st = w_str(w, g, gp, "kind", lrp_layer_kind_name(l->kind))) ||
         (st = w_strs(w, g, gp, "inputs", inputs, l->n_in)))
         goto cleanup;
-    if (k == LRP_LAYER_INPUT && (st = w_shape(w, g, gp, "shape", &l->shape)))
-        goto cleanup;
-    if (k == LRP_LAYER_RESHAPE && (st = w_shape(w, g, gp, "target_shape", &l->target)))
-        goto cleanup;
-    if ((k == LRP_LAYER_DENSE || conv) &&
-        ((st = w_i64(w, g, gp, "units", l->units)) || (st = w_i32(w, g, gp, "has_bias", l->has_bias))))
-        goto cleanup;
-    if (conv || pool) {
-        int32_t kern[2] = {l->kh, l->kw}, strd[2] = {l->sh, l->sw};
-        int32_t pad[4] = {l->pt, l->pb, l->pl, l->pr};
-        if ((st = w_i32v(w, g, gp, "kernel", kern, 2)) || (st = w_i32v(w, g, gp, "stride", strd, 2)) ||
-            (st = w_i32v(w, g, gp, "padding", pad, 4)))
+    /* the kind's schema (core/kinds.h), in the order the reader reads it */
+    for (int a = 0; a < kd->n_attrs; a++) {
+        const lrp_kind_attr *at = &kd->attrs[a];
+        const void *f = base + at->off[0];
+        switch ((lrp_attr_type)at->type) {
+        case LRP_A_SHAPE: st = w_shape(w, g, gp, at->name, f); break;
+        case LRP_A_I64: st = w_i64(w, g, gp, at->name, *(const int64_t *)f); break;
+        case LRP_A_BOOL:
+        case LRP_A_I32: st = w_i32(w, g, gp, at->name, *(const int *)f); break;
+        case LRP_A_I32V: {
+            int32_t v[4];
+            LRP_ASSERT(at->n >= 1 && at->n <= 4);
+            for (int q = 0; q < at->n; q++)
+                v[q] = *(const int *)(base + at->off[q]);
+            st = w_i32v(w, g, gp, at->name, v, at->n);
+            break;
+        }
+        case LRP_A_F32: st = w_f32(w, g, gp, at->name, *(const float *)f); break;
+        }
+        if (st)
             goto cleanup;
     }
-    if (conv) {
-        int32_t dil[2] = {l->dh, l->dw};
-        if ((st = w_i32v(w, g, gp, "dilation", dil, 2)) || (st = w_i32(w, g, gp, "groups", l->groups)))
-            goto cleanup;
-    }
-    if (k == LRP_LAYER_AVGPOOL2D && (st = w_i32(w, g, gp, "count_include_pad", l->count_include_pad)))
-        goto cleanup;
-    if (k == LRP_LAYER_BATCHNORM && (st = w_f32(w, g, gp, "bn_eps", l->bn_eps)))
-        goto cleanup;
-    for (int p = 0; p < 6; p++) {
+    for (int p = 0; p < LRP_P_COUNT; p++) {
         lrp_shape s;
         int64_t d[4];
         int rank;
@@ -2328,12 +2327,12 @@ static lrp_status w_layer(wr *w, hid_t ng, const lrp_net *net, int i)
             continue;
         rank = s.rank;
         memcpy(d, s.d, sizeof(int64_t) * (size_t)rank);
-        if (conv && p == 0) {
+        if (kd->weight_rank4 && p == LRP_P_WEIGHT) {
             rank = 4;
             d[2] = l->kh;
             d[3] = l->kw;
         }
-        if ((st = w_floats(w, g, gp, param_names[p], rank, d, pv[p])))
+        if ((st = w_floats(w, g, gp, lrp_param_names[p], rank, d, lrp_layer_param(l, p))))
             goto cleanup;
     }
 cleanup:

@@ -16,28 +16,14 @@
  * bit for bit, including -0).
  */
 #include "pipeline.h"
+#include "pipeline_int.h"
+
+#include "kinds.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct run {
-    lrp_pipe *p;
-    const lrp_backend *be;
-    void *cx;
-    lrp_err *err;
-    int64_t B;
-    unsigned flags; /* LRP_PIPE_* */
-    int lean;       /* LEAN or RELEVANCE: rin[k] not kept, no gauges */
-    int relonly;    /* RELEVANCE: no audit data (abs, residuals)   */
-    int gauges;     /* gauge[k] tensors are computed               */
-    int *n_contrib; /* per layer: relevance contributions received */
-    const lrp_pipe_local *loc; /* or NULL */
-    int stream;     /* STREAM: a layer's tensors are freed once the hook saw them */
-    lrp_pipe_hook hook;
-    void *hook_ctx;
-} run;
-
-#define NEW(n) be->tensor_new(cx, (n))
+typedef lrp_pipe_state run;
 
 static lrp_pipe_progress_fn progress_fn;
 static void *progress_ctx;
@@ -54,14 +40,14 @@ static void progress(const lrp_net *net, int li, int bwd)
         progress_fn(progress_ctx, net, li, bwd);
 }
 
-static void *tnew(run *r, int64_t n)
+void *lrp_pipe_tnew(run *r, int64_t n)
 {
     void *t = r->be->tensor_new(r->be->ctx, n);
     return t;
 }
 
 /* A tensor the caller overwrites entirely before anything reads it. */
-static void *traw(run *r, int64_t n)
+void *lrp_pipe_traw(run *r, int64_t n)
 {
     if (r->be->tensor_raw)
         return r->be->tensor_raw(r->be->ctx, n);
@@ -70,7 +56,7 @@ static void *traw(run *r, int64_t n)
 
 /* The backend tensor of binary32 parameters: a view when the backend can
  * show binary32 in place, else an exact copy.  *borrowed tells which. */
-static void *tparams(run *r, const float *src, int64_t n, int *borrowed)
+void *lrp_pipe_tparams(run *r, const float *src, int64_t n, int *borrowed)
 {
     const lrp_backend *be = r->be;
     if (be->wrap_f32) {
@@ -157,7 +143,7 @@ void lrp_pipe_pool_geom(lrp_pool *P, const lrp_net *net, int li)
 
 /* ---- forward ---- */
 
-static int all_nonneg_f32(const float *x, int64_t n)
+int lrp_pipe_nonneg_f32(const float *x, int64_t n)
 {
     for (int64_t i = 0; i < n; i++)
         if (!(x[i] >= 0.0f))
@@ -165,7 +151,7 @@ static int all_nonneg_f32(const float *x, int64_t n)
     return 1;
 }
 
-static lrp_status oom(run *r, const char *what)
+lrp_status lrp_pipe_oom(run *r, const char *what)
 {
     return lrp_err_set(r->err, LRP_E_NOMEM, "<network>: out of memory (%s)", what);
 }
@@ -201,130 +187,20 @@ static lrp_status forward(run *r)
         P->rule = l->rule;
         P->folded_into = -1;
         int64_t n = P->n * B;
-        P->act = traw(r, n); /* every layer kind writes all of it */
+        P->act = lrp_pipe_traw(r, n); /* every layer kind writes all of it */
         /* rel is made when the first relevance arrives (back_layer) */
         if (!P->act)
-            return oom(r, "activations");
-        const lrp_pipe_layer *I = l->n_in > 0 ? &r->p->L[l->in[0]] : NULL;
-        switch (l->kind) {
-        case LRP_LAYER_INPUT:
-            be->set_f32(cx, P->act, net->input, n);
-            P->nonneg = all_nonneg_f32(net->input, n);
-            break;
-        case LRP_LAYER_DENSE:
-        case LRP_LAYER_CONV2D: {
-            lrp_lin L;
-            lrp_pipe_lin_geom(&L, net, li);
-            int64_t nw = L.O * L.fanin;
-            int borrowed = 0;
-            if (!be->weights_in_place) {
-                P->bnp[0] = tparams(r, l->w, nw, &borrowed);
-                P->params_borrowed = borrowed;
-                if (!P->bnp[0])
-                    return oom(r, "weights");
-            }
-            if (l->has_bias) {
-                P->bnp[1] = tparams(r, l->b, L.O, &borrowed);
-                if (!P->bnp[1])
-                    return oom(r, "bias");
-            }
-            P->bn_C = L.O; /* element counts of bnp[0], bnp[1] below */
-            L.w = P->bnp[0];
-            L.b = P->bnp[1];
-            lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
-            lrp_bterm bt = {LRP_BM_ID, 1.0f};
-            be->lin_fwd(cx, P->act, &L, I->act, &t, 1, &bt, l->has_bias, 0, B);
-            break;
-        }
-        case LRP_LAYER_MAXPOOL2D:
-        case LRP_LAYER_AVGPOOL2D:
-        case LRP_LAYER_GLOBALAVGPOOL: {
-            lrp_pool G;
-            lrp_pipe_pool_geom(&G, net, li);
-            if (l->kind == LRP_LAYER_MAXPOOL2D)
-                be->max_fwd(cx, P->act, I->act, &G, B);
-            else
-                be->avg_fwd(cx, P->act, I->act, &G, B);
-            P->nonneg = I->nonneg;
-            break;
-        }
-        case LRP_LAYER_ADD: {
-            const void *ins[LRP_MAX_INPUTS];
-            P->nonneg = 1;
-            for (int k = 0; k < l->n_in; k++) {
-                ins[k] = r->p->L[l->in[k]].act;
-                P->nonneg &= r->p->L[l->in[k]].nonneg;
-            }
-            be->sum_n(cx, P->act, ins, l->n_in, n);
-            break;
-        }
-        case LRP_LAYER_CONCAT: {
-            int64_t off = 0;
-            P->nonneg = 1;
-            for (int k = 0; k < l->n_in; k++) {
-                const lrp_pipe_layer *K = &r->p->L[l->in[k]];
-                P->nonneg &= K->nonneg;
-                for (int64_t b = 0; b < B; b++)
-                    be->ew(cx, LRP_EW_COPY, be->at(cx, P->act, b * P->n + off),
-                           be->at(cx, K->act, b * K->n), NULL, 0, 0, K->n);
-                off += K->n;
-            }
-            break;
-        }
-        case LRP_LAYER_BATCHNORM: {
-            int64_t C = I->n; /* rank-1 input: C = F, hw = 1 */
-            int64_t hw = 1;
-            const lrp_shape *s = &net->layers[l->in[0]].shape;
-            if (s->rank >= 2) {
-                C = s->d[0];
-                hw = I->n / C;
-            }
-            P->bn_C = C;
-            for (int k = 0; k < 4; k++)
-                if (!(P->bnp[k] = NEW(C)))
-                    return oom(r, "batchnorm");
-            be->bn_coef(cx, P->bnp[0], P->bnp[1], P->bnp[2], P->bnp[3], l, C);
-            be->bn_fwd(cx, P->act, I->act, P->bnp[0], P->bnp[3], B, C, hw);
-            if (l->rule.flags & LRP_F_BN_CANONIZE) {
-                /* Fold into the preceding linear layer: W' = wc W (kept as
-                 * the exact product: lrp_lin.wscale = wc), b' = wc b + shift
-                 * = wc (b - mu) + beta (rounded twice). */
-                int pi = l->in[0];
-                lrp_pipe_layer *Q = &r->p->L[pi];
-                lrp_lin L;
-                lrp_pipe_lin_geom(&L, net, pi);
-                Q->n_fold_b = L.O;
-                Q->fold_b = NEW(L.O);
-                if (!Q->fold_b)
-                    return oom(r, "folding");
-                if (Q->bnp[1]) {
-                    be->ew(cx, LRP_EW_MUL, Q->fold_b, Q->bnp[1], P->bnp[0], 0, 0, L.O);
-                    be->ew(cx, LRP_EW_ADD, Q->fold_b, Q->fold_b, P->bnp[3], 0, 0, L.O);
-                } else {
-                    be->ew(cx, LRP_EW_COPY, Q->fold_b, P->bnp[3], NULL, 0, 0, L.O);
-                }
-                Q->folded_into = li;
-            }
-            break;
-        }
-        case LRP_LAYER_RELU:
-            be->ew(cx, LRP_EW_POS, P->act, I->act, NULL, 0, 0, n);
-            P->nonneg = 1;
-            break;
-        case LRP_LAYER_FLATTEN:
-        case LRP_LAYER_RESHAPE:
-        case LRP_LAYER_DROPOUT:
-            be->ew(cx, LRP_EW_COPY, P->act, I->act, NULL, 0, 0, n);
-            P->nonneg = I->nonneg;
-            break;
-        case LRP_LAYER_COUNT: LRP_ASSERT(0);
-        }
+            return lrp_pipe_oom(r, "activations");
+        /* the kind's forward step (core/kind_*.c) */
+        lrp_status st = lrp_kind(l->kind)->forward(r, li);
+        if (st)
+            return st;
         /* local mode: every layer downstream sees the given activations
          * (the reference's, rounded to binary32) instead of this path's */
         if (r->loc && r->loc->act && r->loc->act[li]) {
             if (r->loc->keep_fwd && li > 0) {
-                if (!(P->act_fwd = tnew(r, n)))
-                    return oom(r, "activations");
+                if (!(P->act_fwd = lrp_pipe_tnew(r, n)))
+                    return lrp_pipe_oom(r, "activations");
                 be->ew(cx, LRP_EW_COPY, P->act_fwd, P->act, NULL, 0, 0, n);
             }
             be->set_f32(cx, P->act, r->loc->act[li], n);
@@ -365,7 +241,7 @@ static int bytes_clear(const uint8_t *cls, int64_t lo, int64_t hi, uint8_t mask)
 
 #define CLS_BLOCK 4096
 
-static void flags_from_cls(lrp_pipe_layer *P, const uint8_t *cls, int64_t n, int64_t units)
+void lrp_pipe_flags_from_cls(lrp_pipe_layer *P, const uint8_t *cls, int64_t n, int64_t units)
 {
     for (int64_t j = 0; j < n; j++) {
         if ((j & (CLS_BLOCK - 1)) == 0) {
@@ -424,19 +300,19 @@ static void flags_nan_inf(run *r, lrp_pipe_layer *P, const void *t, int64_t n, i
     free(c);
 }
 
-static lrp_status alloc_abs(run *r, lrp_pipe_layer *P, int64_t units, const int *kinds, int nk)
+lrp_status lrp_pipe_alloc_abs(run *r, lrp_pipe_layer *P, int64_t units, const int *kinds, int nk)
 {
     P->n_units = units;
     for (int k = 0; k < nk; k++)
-        if (!(P->abs[kinds[k]] = tnew(r, units * r->B)))
-            return oom(r, "absorbed");
+        if (!(P->abs[kinds[k]] = lrp_pipe_tnew(r, units * r->B)))
+            return lrp_pipe_oom(r, "absorbed");
     return LRP_OK;
 }
 
 /* The "lost relevance" kinds are allocated only when a unit of that kind
  * occurs (most layers have none): memory stays proportional to what is
  * reported. */
-static lrp_status ensure_lost(run *r, lrp_pipe_layer *P, const uint8_t *cls, int64_t n)
+lrp_status lrp_pipe_ensure_lost(run *r, lrp_pipe_layer *P, const uint8_t *cls, int64_t n)
 {
     int need[3] = {0, 0, 0};
     /* UNDEF, EMPTY and DROPPED are the kinds 1, 3, 5: all have bit 4
@@ -451,17 +327,17 @@ static lrp_status ensure_lost(run *r, lrp_pipe_layer *P, const uint8_t *cls, int
     }
     const int kind[3] = {LRP_ABS_UNDEF, LRP_ABS_EMPTY, LRP_ABS_DROPPED};
     for (int q = 0; q < 3; q++)
-        if (need[q] && !P->abs[kind[q]] && !(P->abs[kind[q]] = tnew(r, n)))
-            return oom(r, "absorbed");
+        if (need[q] && !P->abs[kind[q]] && !(P->abs[kind[q]] = lrp_pipe_tnew(r, n)))
+            return lrp_pipe_oom(r, "absorbed");
     return LRP_OK;
 }
 
-static lrp_status part_setup(run *r, lrp_pipe_layer *P, int k, float coef, int64_t units)
+lrp_status lrp_pipe_part_setup(run *r, lrp_pipe_layer *P, int k, float coef, int64_t units)
 {
     P->coef[k] = coef;
     P->cls[k] = calloc((size_t)(units * r->B), 1);
     if (!P->cls[k])
-        return oom(r, "classes");
+        return lrp_pipe_oom(r, "classes");
     return LRP_OK;
 }
 
@@ -480,7 +356,7 @@ static int sel_ok(int sel, uint8_t v)
     return 0;
 }
 
-static lrp_status back_linear(run *r, int li, const void *R, void *rin)
+lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
 {
     const lrp_backend *be = r->be;
     void *cx = be->ctx;
@@ -503,7 +379,7 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
     void *tmp = NULL;
     int kinds[] = {LRP_ABS_BIAS, LRP_ABS_STAB};
     P->n_units = U;
-    if (!r->relonly && (st = alloc_abs(r, P, U, kinds, 2)))
+    if (!r->relonly && (st = lrp_pipe_alloc_abs(r, P, U, kinds, 2)))
         return st;
 
     int need_sel = 0;
@@ -516,13 +392,13 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
          * makes the real output the folded map W' a + b' */
         zcls = malloc((size_t)NU);
         if (!zcls)
-            return oom(r, "selector");
+            return lrp_pipe_oom(r, "selector");
         const void *z = P->act;
         if (folded) {
-            tmp = traw(r, NU);
+            tmp = lrp_pipe_traw(r, NU);
             if (!tmp) {
                 free(zcls);
-                return oom(r, "selector");
+                return lrp_pipe_oom(r, "selector");
             }
             lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
             lrp_bterm bt = {LRP_BM_ID, 1.0f};
@@ -543,7 +419,7 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
     for (int k = 0; k < d->n_parts; k++) {
         const lrp_part_desc *pd = &d->p[k];
         float coef = lrp_coef_value((lrp_coefsrc)pd->coef, &rs);
-        if ((st = part_setup(r, P, k, coef, U)))
+        if ((st = lrp_pipe_part_setup(r, P, k, coef, U)))
             goto done;
         if (coef == 0.0f) {
             memset(P->cls[k], LRP_K_UNSEL, (size_t)NU);
@@ -579,24 +455,24 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
             P->den[k] = P->act;
             P->owns_den[k] = 0;
         } else {
-            if (!(P->den[k] = traw(r, NU))) {
-                st = oom(r, "denominator");
+            if (!(P->den[k] = lrp_pipe_traw(r, NU))) {
+                st = lrp_pipe_oom(r, "denominator");
                 goto done;
             }
             P->owns_den[k] = 1;
             be->lin_fwd(cx, P->den[k], &L, I->act, terms[k], nt, bt, nb, 0, r->B);
         }
         if (r->gauges) {
-            if (!(P->gauge[k] = traw(r, NU))) {
-                st = oom(r, "gauge");
+            if (!(P->gauge[k] = lrp_pipe_traw(r, NU))) {
+                st = lrp_pipe_oom(r, "gauge");
                 goto done;
             }
             be->lin_fwd(cx, P->gauge[k], &L, I->act, terms[k], nt, bt, nb, 1, r->B);
         }
         void *bden = NULL;
         if (nb > 0 && !r->relonly) { /* only the absorbed bias needs it */
-            if (!(bden = traw(r, NU))) {
-                st = oom(r, "bias");
+            if (!(bden = lrp_pipe_traw(r, NU))) {
+                st = lrp_pipe_oom(r, "bias");
                 goto done;
             }
             be->lin_fwd(cx, bden, &L, I->act, NULL, 0, bt, nb, 0, r->B);
@@ -605,23 +481,23 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
         if (pd->sel != LRP_SEL_ALL) {
             mask = malloc((size_t)NU);
             if (!mask) {
-                st = oom(r, "mask");
+                st = lrp_pipe_oom(r, "mask");
                 goto done;
             }
             for (int64_t j = 0; j < NU; j++)
                 mask[j] = (uint8_t)sel_ok(pd->sel, zcls[j]);
         }
-        if (!(svec[k] = traw(r, NU))) {
+        if (!(svec[k] = lrp_pipe_traw(r, NU))) {
             free(mask);
             if (bden)
                 be->tensor_free(cx, bden, NU);
-            st = oom(r, "quotients");
+            st = lrp_pipe_oom(r, "quotients");
             goto done;
         }
         be->stab_div(cx, svec[k], P->cls[k], R, P->den[k], mask, rs.stab, rs.eps,
                      pd->empty_lost, NU);
         if (!r->relonly) {
-            if ((st = ensure_lost(r, P, P->cls[k], NU))) {
+            if ((st = lrp_pipe_ensure_lost(r, P, P->cls[k], NU))) {
                 free(mask);
                 if (bden)
                     be->tensor_free(cx, bden, NU);
@@ -629,7 +505,7 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
             }
             be->absorb(cx, P->abs, R, svec[k], bden, P->cls[k], coef, rs.eps, NU);
         }
-        flags_from_cls(P, P->cls[k], NU, U);
+        lrp_pipe_flags_from_cls(P, P->cls[k], NU, U);
         free(mask);
         if (bden)
             be->tensor_free(cx, bden, NU);
@@ -643,7 +519,7 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
         /* units no part selected (Zennit's gamma at z_j == 0): dropped */
         dropcls = malloc((size_t)NU);
         if (!dropcls) {
-            st = oom(r, "selector");
+            st = lrp_pipe_oom(r, "selector");
             goto done;
         }
         int any = 0;
@@ -656,11 +532,11 @@ static lrp_status back_linear(run *r, int li, const void *R, void *rin)
         }
         if (any) {
             if (!r->relonly) {
-                if ((st = ensure_lost(r, P, dropcls, NU)))
+                if ((st = lrp_pipe_ensure_lost(r, P, dropcls, NU)))
                     goto done;
                 be->absorb(cx, P->abs, R, R, NULL, dropcls, 1.0f, 0.0f, NU);
             }
-            flags_from_cls(P, dropcls, NU, U);
+            lrp_pipe_flags_from_cls(P, dropcls, NU, U);
         }
     }
     be->lin_bwd(cx, rin, &L, I->act, bp, np, r->B);
@@ -677,7 +553,7 @@ done:
  * terms)).  The first n_in summands are inputs (their shares go to rin[k]),
  * the rest are absorbed into abs kinds akind[k].  rule: lrp0 / epsilon on
  * den = y (given), or alpha-beta on the positive / negative summands. */
-static lrp_status back_split(run *r, lrp_pipe_layer *P, const void *R, const void *y,
+lrp_status lrp_pipe_back_split(run *r, lrp_pipe_layer *P, const void *R, const void *y,
                              const void *const *v, int nv, int n_in, void *const *rin,
                              const int *akind, int64_t NU, int64_t U)
 {
@@ -685,56 +561,62 @@ static lrp_status back_split(run *r, lrp_pipe_layer *P, const void *R, const voi
     void *cx = be->ctx;
     lrp_rule_spec rs = P->rule;
     lrp_status st = LRP_OK;
-    int ab = rs.rule == LRP_RULE_ALPHABETA;
+    /* the rule's row, read as a split (core/ruletab.c) */
+    const lrp_rule_desc *d = lrp_rule_split_describe(&rs);
+    LRP_ASSERT(d && d->n_parts <= 2);
+    int im[2] = {LRP_IM_ID, LRP_IM_ID};
     void *s[2] = {NULL, NULL}, *mod[2][LRP_MAX_INPUTS + 2];
     void *tmp = NULL;
     memset(mod, 0, sizeof mod);
     int kinds[] = {LRP_ABS_STAB, akind[0], akind[1]};
     P->n_units = U;
-    if (!r->relonly && (st = alloc_abs(r, P, U, kinds, 1 + (nv - n_in))))
+    if (!r->relonly && (st = lrp_pipe_alloc_abs(r, P, U, kinds, 1 + (nv - n_in))))
         return st;
-    int nparts = ab ? 2 : 1;
+    int nparts = d->n_parts;
     P->n_parts = nparts;
-    if (!(tmp = traw(r, NU)))
-        return oom(r, "split");
+    if (!(tmp = lrp_pipe_traw(r, NU)))
+        return lrp_pipe_oom(r, "split");
     for (int k = 0; k < nparts; k++) {
-        float coef = ab ? (k == 0 ? rs.alpha : -rs.beta) : 1.0f;
-        if ((st = part_setup(r, P, k, coef, U)))
+        const lrp_part_desc *pd = &d->p[k];
+        float coef = lrp_coef_value((lrp_coefsrc)pd->coef, &rs);
+        im[k] = lrp_part_split_inmod(pd);
+        if ((st = lrp_pipe_part_setup(r, P, k, coef, U)))
             goto done;
         if (coef == 0.0f) {
             memset(P->cls[k], LRP_K_UNSEL, (size_t)NU);
             continue;
         }
-        if (!(s[k] = traw(r, NU))) {
-            st = oom(r, "split");
+        if (!(s[k] = lrp_pipe_traw(r, NU))) {
+            st = lrp_pipe_oom(r, "split");
             goto done;
         }
-        if (!ab) {
+        if (im[k] == LRP_IM_ID) { /* every summand: den = y */
             P->den[k] = (void *)y;
             P->owns_den[k] = 0;
             mod[k][0] = NULL;
         } else {
             for (int t = 0; t < nv; t++) {
-                if (!(mod[k][t] = traw(r, NU))) {
-                    st = oom(r, "split");
+                if (!(mod[k][t] = lrp_pipe_traw(r, NU))) {
+                    st = lrp_pipe_oom(r, "split");
                     goto done;
                 }
-                be->ew(cx, k == 0 ? LRP_EW_POS : LRP_EW_NEG, mod[k][t], v[t], NULL, 0, 0, NU);
+                be->ew(cx, im[k] == LRP_IM_POS ? LRP_EW_POS : LRP_EW_NEG, mod[k][t], v[t], NULL, 0,
+                       0, NU);
             }
-            if (!(P->den[k] = traw(r, NU))) {
-                st = oom(r, "split");
+            if (!(P->den[k] = lrp_pipe_traw(r, NU))) {
+                st = lrp_pipe_oom(r, "split");
                 goto done;
             }
             P->owns_den[k] = 1;
             be->sum_n(cx, P->den[k], (const void *const *)mod[k], nv, NU);
         }
-        be->stab_div(cx, s[k], P->cls[k], R, P->den[k], NULL, rs.stab, rs.eps, ab, NU);
+        be->stab_div(cx, s[k], P->cls[k], R, P->den[k], NULL, rs.stab, rs.eps, pd->empty_lost, NU);
         if (!r->relonly) {
-            if ((st = ensure_lost(r, P, P->cls[k], NU)))
+            if ((st = lrp_pipe_ensure_lost(r, P, P->cls[k], NU)))
                 goto done;
             be->absorb(cx, P->abs, R, s[k], NULL, P->cls[k], coef, rs.eps, NU);
         }
-        flags_from_cls(P, P->cls[k], NU, U);
+        lrp_pipe_flags_from_cls(P, P->cls[k], NU, U);
     }
     /* shares: out = sum_k coef_k mod_k(v_t) s_k (the absorbed ones only
      * when audit data is kept) */
@@ -750,11 +632,11 @@ static lrp_status back_split(run *r, lrp_pipe_layer *P, const void *R, const voi
                 continue;
             if (first && P->coef[k] == 1.0f) {
                 /* 1 * (v s) is v s bit for bit: no second pass */
-                be->ew(cx, LRP_EW_MUL, out, ab ? mod[k][t] : v[t], s[k], 0, 0, NU);
+                be->ew(cx, LRP_EW_MUL, out, im[k] != LRP_IM_ID ? mod[k][t] : v[t], s[k], 0, 0, NU);
                 first = 0;
                 continue;
             }
-            be->ew(cx, LRP_EW_MUL, tmp, ab ? mod[k][t] : v[t], s[k], 0, 0, NU);
+            be->ew(cx, LRP_EW_MUL, tmp, im[k] != LRP_IM_ID ? mod[k][t] : v[t], s[k], 0, 0, NU);
             if (first) {
                 be->ew(cx, LRP_EW_SCALE, out, tmp, NULL, P->coef[k], 0.0f, NU);
                 first = 0;
@@ -828,8 +710,8 @@ static lrp_status back_layer(run *r, int li)
     int64_t B = r->B, n = P->n * B;
     lrp_status st = LRP_OK;
     if (!P->rel) { /* no consumer sent relevance: zeros */
-        if (!(P->rel = tnew(r, n)))
-            return oom(r, "relevance");
+        if (!(P->rel = lrp_pipe_tnew(r, n)))
+            return lrp_pipe_oom(r, "relevance");
         P->rel_owned = 1;
     }
     const void *R = P->rel;
@@ -840,131 +722,23 @@ static lrp_status back_layer(run *r, int li)
         return LRP_OK;
     }
     /* pass-through layers hand R on unchanged: rin[0] is R itself */
-    int through = l->kind == LRP_LAYER_RELU || l->kind == LRP_LAYER_FLATTEN ||
-                  l->kind == LRP_LAYER_RESHAPE || l->kind == LRP_LAYER_DROPOUT ||
-                  (l->kind == LRP_LAYER_BATCHNORM &&
-                   ((l->rule.flags & LRP_F_BN_CANONIZE) || l->rule.rule == LRP_RULE_PASS));
+    const lrp_kind_desc *kd = lrp_kind(l->kind);
+    int through = kd->through && kd->through(l);
     P->n_rin = l->n_in;
     for (int k = 0; k < l->n_in; k++) {
         P->n_rin_per[k] = r->p->L[l->in[k]].n;
         if (through) {
             P->rin[k] = P->rel;
             P->rin_alias[k] = 1;
-        } else if (!(P->rin[k] = traw(r, P->n_rin_per[k] * B))) {
-            return oom(r, "relevance");
+        } else if (!(P->rin[k] = lrp_pipe_traw(r, P->n_rin_per[k] * B))) {
+            return lrp_pipe_oom(r, "relevance");
         }
     }
-    switch (l->kind) {
-    case LRP_LAYER_DENSE:
-    case LRP_LAYER_CONV2D: st = back_linear(r, li, R, P->rin[0]); break;
-    case LRP_LAYER_MAXPOOL2D:
-        if (P->rule.rule == LRP_RULE_WTA) {
-            lrp_pool G;
-            lrp_pipe_pool_geom(&G, net, li);
-            be->max_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, R, &G, B);
-            break;
-        }
-        /* lrp0 / epsilon on a max-pool (Captum's EpsilonRule): the z-rule
-         * on the max as the linear map of its winner, in Captum's order --
-         * s_j = R_j / stab(y_j), routed to the first maximum by the
-         * gradient of the max (summed where windows overlap), times the
-         * input: R_i = a_i sum_{j won by i} s_j; a cell that wins nothing
-         * gets a_i * (+0), a signed zero.  Bookkeeping as the avg-pools. */
-        /* fall through */
-    case LRP_LAYER_AVGPOOL2D:
-    case LRP_LAYER_GLOBALAVGPOOL: {
-        lrp_pool G;
-        lrp_pipe_pool_geom(&G, net, li);
-        G.split_ties = 0; /* only wta splits ties (lrp_rule_validate) */
-        int kinds[] = {LRP_ABS_STAB};
-        P->n_units = P->n;
-        if (!r->relonly && (st = alloc_abs(r, P, P->n, kinds, 1)))
-            break;
-        P->n_parts = 1;
-        if ((st = part_setup(r, P, 0, 1.0f, P->n)))
-            break;
-        P->den[0] = P->act;
-        void *s = traw(r, n);
-        if (!s) {
-            st = oom(r, "pool");
-            break;
-        }
-        be->stab_div(cx, s, P->cls[0], R, P->act, NULL, P->rule.stab, P->rule.eps, 0, n);
-        if (!r->relonly) {
-            if ((st = ensure_lost(r, P, P->cls[0], n))) {
-                be->tensor_free(cx, s, n);
-                break;
-            }
-            be->absorb(cx, P->abs, R, s, NULL, P->cls[0], 1.0f, P->rule.eps, n);
-        }
-        flags_from_cls(P, P->cls[0], n, P->n);
-        if (l->kind == LRP_LAYER_MAXPOOL2D) {
-            const void *x = r->p->L[l->in[0]].act;
-            be->max_bwd(cx, P->rin[0], x, s, &G, B);
-            be->ew(cx, LRP_EW_MUL, P->rin[0], P->rin[0], x, 0, 0, P->n_rin_per[0] * B);
-        } else {
-            be->avg_bwd(cx, P->rin[0], r->p->L[l->in[0]].act, s, &G, B);
-        }
-        be->tensor_free(cx, s, n);
-        break;
-    }
-    case LRP_LAYER_ADD: {
-        const void *v[LRP_MAX_INPUTS];
-        for (int k = 0; k < l->n_in; k++)
-            v[k] = r->p->L[l->in[k]].act;
-        int ak[2] = {LRP_ABS_BIAS, LRP_ABS_BIAS};
-        st = back_split(r, P, R, P->act, v, l->n_in, l->n_in, P->rin, ak, n, P->n);
-        break;
-    }
-    case LRP_LAYER_CONCAT: {
-        int64_t off = 0;
-        for (int k = 0; k < l->n_in; k++) {
-            int64_t nk = P->n_rin_per[k];
-            for (int64_t b = 0; b < B; b++)
-                be->ew(cx, LRP_EW_COPY, be->at(cx, P->rin[k], b * nk),
-                       be->at(cx, R, b * P->n + off), NULL, 0, 0, nk);
-            off += nk;
-        }
-        break;
-    }
-    case LRP_LAYER_BATCHNORM: {
-        if ((l->rule.flags & LRP_F_BN_CANONIZE) || l->rule.rule == LRP_RULE_PASS)
-            break; /* pass-through: rin[0] is R */
-        int64_t C = P->bn_C, hw = P->n / C;
-        int fine = (l->rule.flags & LRP_F_BN_FINE) != 0;
-        void *v[3] = {NULL, NULL, NULL};
-        int nv = fine ? 3 : 2;
-        /* the shift / mean / beta summands only enter the absorbed shares
-         * and the alpha-beta denominators */
-        int nmat = r->relonly && l->rule.rule != LRP_RULE_ALPHABETA ? 1 : nv;
-        for (int t = 0; t < nmat; t++)
-            if (!(v[t] = traw(r, n))) {
-                st = oom(r, "batchnorm");
-                goto bn_done;
-            }
-        be->row(cx, LRP_ROW_MUL, v[0], r->p->L[l->in[0]].act, P->bnp[0], B * C, hw, C);
-        if (nmat == 1) {
-            /* v[1..] stay NULL: back_split skips the absorbed shares */
-        } else if (fine) {
-            be->row(cx, LRP_ROW_SET, v[1], NULL, P->bnp[1], B * C, hw, C);
-            be->row(cx, LRP_ROW_SET, v[2], NULL, P->bnp[2], B * C, hw, C);
-        } else {
-            be->row(cx, LRP_ROW_SET, v[1], NULL, P->bnp[3], B * C, hw, C);
-        }
-        int ak[2] = {fine ? LRP_ABS_BN_MU : LRP_ABS_BN_SHIFT, LRP_ABS_BN_BETA};
-        st = back_split(r, P, R, P->act, (const void *const *)v, nv, 1, P->rin, ak, n, P->n);
-    bn_done:
-        for (int t = 0; t < 3; t++)
-            if (v[t])
-                be->tensor_free(cx, v[t], n);
-        break;
-    }
-    case LRP_LAYER_RELU:
-    case LRP_LAYER_FLATTEN:
-    case LRP_LAYER_RESHAPE:
-    case LRP_LAYER_DROPOUT: break; /* pass-through: rin[0] is R */
-    default: LRP_ASSERT(0);
-    }
+    /* the kind's LRP step (core/kind_*.c); none: pass-through */
+    if (kd->lrp_step)
+        st = kd->lrp_step(r, li, R);
+    else
+        LRP_ASSERT(through);
     if (st)
         return st;
     /* NaN / inf in what this layer sends back */
@@ -1015,9 +789,9 @@ static lrp_status back_layer(run *r, int li)
             if (drop)
                 be->tensor_free(cx, P->rin[k], m);
         } else {
-            void *sum = traw(r, m);
+            void *sum = lrp_pipe_traw(r, m);
             if (!sum)
-                return oom(r, "relevance");
+                return lrp_pipe_oom(r, "relevance");
             be->ew(cx, LRP_EW_ADD, sum, Q->rel, P->rin[k], 0, 0, m);
             Q->rel = sum;
             Q->rel_owned = 1;
@@ -1052,8 +826,8 @@ static lrp_status start_relevance(run *r)
     lrp_pipe_layer *P = &r->p->L[net->n_layers - 1];
     int64_t n = P->n;
     if (!P->rel) {
-        if (!(P->rel = tnew(r, n * r->B)))
-            return oom(r, "relevance");
+        if (!(P->rel = lrp_pipe_tnew(r, n * r->B)))
+            return lrp_pipe_oom(r, "relevance");
         P->rel_owned = 1;
     }
     if (net->r_out) {
@@ -1137,8 +911,8 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
             lrp_pipe_layer *P = &p->L[li];
             int64_t n = P->n * net->batch;
             if (!P->rel_owned) { /* never write into a view */
-                if (!(P->rel = traw(&r, n))) {
-                    st = oom(&r, "relevance");
+                if (!(P->rel = lrp_pipe_traw(&r, n))) {
+                    st = lrp_pipe_oom(&r, "relevance");
                     goto fail;
                 }
                 P->rel_owned = 1;
@@ -1187,20 +961,10 @@ void lrp_pipe_free(lrp_pipe *p)
                     be->tensor_free(cx, P->rin[k], P->n_rin_per[k] * B);
             if (P->fold_b)
                 be->tensor_free(cx, P->fold_b, P->n_fold_b);
-            const lrp_layer *l = &p->net->layers[i];
-            if (l->kind == LRP_LAYER_BATCHNORM) {
-                for (int k = 0; k < 4; k++)
-                    if (P->bnp[k])
-                        be->tensor_free(cx, P->bnp[k], P->bn_C);
-            } else if (!P->params_borrowed) {
-                if (P->bnp[0]) {
-                    lrp_lin L;
-                    lrp_pipe_lin_geom(&L, p->net, i);
-                    be->tensor_free(cx, P->bnp[0], L.O * L.fanin);
-                }
-                if (P->bnp[1])
-                    be->tensor_free(cx, P->bnp[1], P->bn_C);
-            }
+            /* the kind's parameter tensors, as its forward step made them */
+            for (int k = 0; k < 4 && !P->params_borrowed; k++)
+                if (P->bnp[k])
+                    be->tensor_free(cx, P->bnp[k], P->n_bnp[k]);
             if (P->act)
                 be->tensor_free(cx, P->act, n);
             if (P->act_fwd)

@@ -42,6 +42,7 @@
 #ifndef LRP_PIPELINE_H
 #define LRP_PIPELINE_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "lrp.h"
@@ -122,6 +123,27 @@ typedef struct lrp_rule_desc {
 /* The descriptor row for a rule spec on a Dense/Conv2D layer (flags pick the
  * peer variants).  Never NULL for a linear rule; NULL for pass/wta. */
 const lrp_rule_desc *lrp_rule_describe(const lrp_rule_spec *r);
+/* A composite as data (core/ruletab.c): the rule of each linear layer by
+ * its place; the norm layers get the composite's epsilon, the max-pools
+ * winner-take-all (lrp_composite_apply).  LRP_RULE_COUNT: no change from
+ * the base rule (epsilon with the composite's parameters). */
+typedef struct lrp_composite_desc {
+    lrp_rule_id conv;       /* every Conv2D (alpha, beta below for alpha-beta;
+                               gamma: the parameters' gamma, Zennit's
+                               generalized rule that drops z = 0) */
+    float alpha, beta;
+    lrp_rule_id first;      /* then the first linear layer: its rule only */
+    lrp_rule_id first_conv; /* the first Conv2D instead of the conv rule
+                               (z^B: the parameters' box) */
+} lrp_composite_desc;
+const lrp_composite_desc *lrp_composite_describe(lrp_composite_id c);
+
+/* The row a norm layer's proportional split reads (lrp0 / epsilon /
+ * alpha-beta on y = sum_t v_t, core/ruletab.c), NULL for other rules; and
+ * the summand modifier of one of its parts with every weight 1 (LRP_IM_ID:
+ * all summands, den = y; LRP_IM_POS / NEG: the positive / negative ones). */
+const lrp_rule_desc *lrp_rule_split_describe(const lrp_rule_spec *r);
+int lrp_part_split_inmod(const lrp_part_desc *pd);
 /* The value of a coefficient under a rule spec (binary32, exact). */
 float lrp_coef_value(lrp_coefsrc c, const lrp_rule_spec *r);
 
@@ -184,6 +206,48 @@ enum {
     LRP_K_DROPPED = 5u << 4,   /* selected by no part (Zennit gamma at z = 0) */
     LRP_K_NAN = 6u << 4        /* den or R NaN (float backends only)   */
 };
+
+/* ------------------------------------------------------------------ */
+/* Stabilizer conventions as data (docs/SPEC.md section 5)             */
+/* ------------------------------------------------------------------ */
+
+/* stab(z) = z + s(z) eps.  The one table of s(z) (core/ruletab.c): every
+ * backend (MPFR, float32 scalar and AVX-512), the gauge and the oracle's
+ * sign-of-zero check read it, by the class of z below; only tests/naive
+ * keeps its own formulas, as the independent witness.  A NaN z has the
+ * class of its sign bit (the reference never asks: it classifies NaN
+ * first).  LRP_S_SKIP: skip_zero's "pass R_j through" (s_j = R_j). */
+typedef enum lrp_zclass {
+    LRP_ZC_NEG,     /* z < 0   */
+    LRP_ZC_NEGZERO, /* -0      */
+    LRP_ZC_POSZERO, /* +0      */
+    LRP_ZC_POS,     /* z > 0   */
+    LRP_ZC_NEGNAN,  /* NaN, sign bit set */
+    LRP_ZC_POSNAN,  /* NaN, sign bit clear */
+    LRP_ZC_COUNT
+} lrp_zclass;
+#define LRP_S_SKIP 2
+/* s(z) in {-1, 0, +1, LRP_S_SKIP} for convention c and class k */
+extern const signed char lrp_stab_sign_tab[LRP_STAB_COUNT][LRP_ZC_COUNT];
+
+static inline lrp_zclass lrp_zclass_of(double z)
+{
+    int neg = signbit(z) != 0;
+    if (isnan(z))
+        return neg ? LRP_ZC_NEGNAN : LRP_ZC_POSNAN;
+    if (z == 0)
+        return neg ? LRP_ZC_NEGZERO : LRP_ZC_POSZERO;
+    return z < 0 ? LRP_ZC_NEG : LRP_ZC_POS;
+}
+static inline int lrp_stab_sign(lrp_stab_id c, lrp_zclass k)
+{
+    return lrp_stab_sign_tab[c][k];
+}
+/* 1 when the convention treats -0 and +0 differently (signbit) */
+static inline int lrp_stab_zero_signed(lrp_stab_id c)
+{
+    return lrp_stab_sign_tab[c][LRP_ZC_NEGZERO] != lrp_stab_sign_tab[c][LRP_ZC_POSZERO];
+}
 
 /* classify(): per value */
 enum {
@@ -433,8 +497,11 @@ typedef struct lrp_pipe_layer {
      * folded weights are wscale * w, see lrp_lin.wscale). */
     void *fold_b;
     int64_t n_fold_b;
-    /* BatchNorm per-channel values: wc, negwmu, beta, shift (C each). */
+    /* BatchNorm per-channel values: wc, negwmu, beta, shift (C each);
+     * Dense/Conv2D: weights and bias as backend tensors.  n_bnp: their
+     * element counts (set by the kind's forward step, for lrp_pipe_free). */
     void *bnp[4];
+    int64_t n_bnp[4];
     int64_t bn_C;
     int folded_into;        /* index of the BN consumer or -1 */
     void *act_fwd;          /* local mode with keep_fwd: the output this

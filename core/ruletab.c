@@ -101,6 +101,26 @@ static const lrp_rule_desc tab[D_COUNT] = {
                   {{0, 0}}}}},
 };
 
+/* s(z) of each stabilizer convention (docs/SPEC.md section 5), by the class
+ * of z: z < 0, -0, +0, z > 0, NaN with the sign bit, NaN without (the float
+ * code meets NaN denominators; the NaN columns repeat what the float32 code
+ * has always done: s(NaN) changes only the "eps added" bits of a unit whose
+ * quotient is NaN anyway).  The table is generated from LRP_STAB_LIST: a
+ * convention without its SR_ row below does not compile. */
+#define SK LRP_S_SKIP
+#define SR_SIGN0_POS {-1, +1, +1, +1, +1, +1}  /* z < 0 ? -1 : +1 */
+#define SR_SIGNBIT {-1, -1, +1, +1, -1, +1}    /* the sign bit, also of 0 */
+#define SR_SIGN0_ZERO {-1, 0, 0, +1, 0, 0}     /* sign(z), sign(0) = 0 */
+#define SR_ZERO_ONLY {0, +1, +1, 0, 0, 0}      /* eps only where z = 0 */
+#define SR_SKIP_ZERO {-1, SK, SK, +1, 0, 0}    /* z = 0: s_j = R_j */
+#define SR_POSITIVE {+1, +1, +1, +1, +1, +1}   /* always + eps */
+const signed char lrp_stab_sign_tab[LRP_STAB_COUNT][LRP_ZC_COUNT] = {
+#define X(e, s) [LRP_STAB_##e] = SR_##e,
+    LRP_STAB_LIST(X)
+#undef X
+};
+#undef SK
+
 const lrp_rule_desc *lrp_rule_describe(const lrp_rule_spec *r)
 {
     switch (r->rule) {
@@ -126,6 +146,66 @@ const lrp_rule_desc *lrp_rule_describe(const lrp_rule_spec *r)
     case LRP_RULE_ZBOX: return &tab[D_ZBOX];
     default: return NULL;
     }
+}
+
+/* The composites (Zennit's names), one row each, generated from
+ * LRP_COMPOSITE_LIST: a composite without its CR_ row does not compile.
+ * Dense layers keep the base rule (epsilon) unless first. */
+#define NONE LRP_RULE_COUNT
+#define CR_EPSILON_PLUS {LRP_RULE_ZPLUS, 1.0f, 0.0f, NONE, NONE}
+#define CR_EPSILON_PLUS_FLAT {LRP_RULE_ZPLUS, 1.0f, 0.0f, LRP_RULE_FLAT, NONE}
+#define CR_EPSILON_ALPHA2_BETA1 {LRP_RULE_ALPHABETA, 2.0f, 1.0f, NONE, NONE}
+#define CR_EPSILON_ALPHA2_BETA1_FLAT {LRP_RULE_ALPHABETA, 2.0f, 1.0f, LRP_RULE_FLAT, NONE}
+/* Zennit's composite of this name: ZBox on the first *convolution* only
+ * (a Dense before it keeps epsilon), and Zennit's Gamma (>= 0.5: the
+ * generalized a+/a- rule, which selects by the layer's output and loses
+ * R_j where that output is exactly 0) on the other convolutions. */
+#define CR_EPSILON_GAMMA_BOX {LRP_RULE_GAMMA, 1.0f, 0.0f, NONE, LRP_RULE_ZBOX}
+#define CR_SEQUENTIAL_PRESET_A {LRP_RULE_ALPHABETA, 1.0f, 0.0f, NONE, NONE}
+#define CR_SEQUENTIAL_PRESET_B {LRP_RULE_ALPHABETA, 2.0f, 1.0f, NONE, NONE}
+static const lrp_composite_desc composite_rows[LRP_COMPOSITE_COUNT] = {
+#define X(e, s) [LRP_COMPOSITE_##e] = CR_##e,
+    LRP_COMPOSITE_LIST(X)
+#undef X
+};
+#undef NONE
+
+const lrp_composite_desc *lrp_composite_describe(lrp_composite_id c)
+{
+    LRP_ASSERT((unsigned)c < LRP_COMPOSITE_COUNT);
+    return &composite_rows[c];
+}
+
+/* The norm layers (Add, explicit BatchNorm) split a sum y = sum_t v_t: the
+ * same rows read with every weight 1, so there is one encoding of each
+ * rule.  lrp0 / epsilon: the D_EPS row, den = y.  Alpha-beta: the D_AB row;
+ * with w = 1, pos(w) = 1 and neg(w) = 0, so its alpha part keeps the
+ * positive summands and its beta part the negative ones, each part's
+ * denominator their sum (the shift summands included, as the bias b+ / b-
+ * of the linear row), an empty part absorbed.  The peers' alpha-beta
+ * variants (flags) are linear-layer quirks and do not apply here. */
+const lrp_rule_desc *lrp_rule_split_describe(const lrp_rule_spec *r)
+{
+    switch (r->rule) {
+    case LRP_RULE_ZERO:
+    case LRP_RULE_EPSILON: return &tab[D_EPS];
+    case LRP_RULE_ALPHABETA: return &tab[D_AB];
+    default: return NULL;
+    }
+}
+
+int lrp_part_split_inmod(const lrp_part_desc *pd)
+{
+    int im = -1;
+    for (int t = 0; t < pd->n_terms; t++) {
+        int w = pd->t[t].w;
+        if (w == LRP_WM_NEG)
+            continue; /* neg(1) = 0: the term vanishes */
+        LRP_ASSERT(im < 0 && (w == LRP_WM_ID || w == LRP_WM_POS) && pd->t[t].coef == LRP_C_ONE);
+        im = pd->t[t].in;
+    }
+    LRP_ASSERT(im == LRP_IM_ID || im == LRP_IM_POS || im == LRP_IM_NEG);
+    return im;
 }
 
 float lrp_coef_value(lrp_coefsrc c, const lrp_rule_spec *r)

@@ -1278,20 +1278,6 @@ oom:
         r[i] = NAN;
 }
 
-/* s(z) of the convention: +1, -1 or 0 (docs/SPEC.md section 5). */
-static float stab_sign(lrp_stab_id c, float d)
-{
-    switch (c) {
-    case LRP_STAB_SIGN0_POS: return d < 0.0f ? -1.0f : 1.0f;
-    case LRP_STAB_SIGNBIT: return signbit(d) ? -1.0f : 1.0f;
-    case LRP_STAB_SIGN0_ZERO: return d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f);
-    case LRP_STAB_ZERO_ONLY: return d == 0.0f ? 1.0f : 0.0f;
-    case LRP_STAB_SKIP_ZERO: return d > 0.0f ? 1.0f : (d < 0.0f ? -1.0f : 0.0f);
-    case LRP_STAB_POSITIVE: return 1.0f;
-    default: return 0.0f;
-    }
-}
-
 typedef struct {
     float *s;
     uint8_t *cls;
@@ -1329,12 +1315,14 @@ static void stab_div_range(void *arg, int64_t lo, int64_t hi)
             if (signbit(d))
                 c |= LRP_CLS_ZNEG;
         }
-        if (stab == LRP_STAB_SKIP_ZERO && d == 0.0f) {
+        /* s(d) of the convention: core/ruletab.c's sign table */
+        int sgi = lrp_stab_sign(stab, lrp_zclass_of(d));
+        if (sgi == LRP_S_SKIP) {
             s[j] = r;
             cls[j] = c | LRP_K_SKIP;
             continue;
         }
-        float sg = stab_sign(stab, d);
+        float sg = (float)sgi;
         float st = d;
         if (eps != 0.0f && sg != 0.0f) {
             st = d + sg * eps;

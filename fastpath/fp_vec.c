@@ -30,6 +30,7 @@ TGT void fp_vec_stab_div(float *s, uint8_t *cls, const float *R, const float *de
                   b_aneg = _mm512_set1_epi32(LRP_CLS_ADD_NEG);
     const __m512i k_nan = _mm512_set1_epi32(LRP_K_NAN), k_empty = _mm512_set1_epi32(LRP_K_EMPTY),
                   k_undef = _mm512_set1_epi32(LRP_K_UNDEF), k_skip = _mm512_set1_epi32(LRP_K_SKIP);
+    const signed char *row = lrp_stab_sign_tab[stab];
     for (int64_t j = 0; j < n; j += 16) {
         __mmask16 m = tail_mask(n - j);
         __m512 d = _mm512_maskz_loadu_ps(m, den + j), r = _mm512_maskz_loadu_ps(m, R + j);
@@ -38,16 +39,18 @@ TGT void fp_vec_stab_div(float *s, uint8_t *cls, const float *R, const float *de
         __mmask16 lt = _mm512_cmp_ps_mask(d, z, _CMP_LT_OQ);
         __mmask16 gt = _mm512_cmp_ps_mask(d, z, _CMP_GT_OQ);
         __mmask16 nan = _mm512_cmp_ps_mask(d, r, _CMP_UNORD_Q);
-        /* s(d) = +1 on pos, -1 on neg, 0 elsewhere (backend_f32.c stab_sign) */
-        __mmask16 pos, neg;
-        switch (stab) {
-        case LRP_STAB_SIGN0_POS: neg = lt; pos = (__mmask16)~lt; break;
-        case LRP_STAB_SIGNBIT: neg = sgn; pos = (__mmask16)~sgn; break;
-        case LRP_STAB_SIGN0_ZERO:
-        case LRP_STAB_SKIP_ZERO: neg = lt; pos = gt; break;
-        case LRP_STAB_ZERO_ONLY: neg = 0; pos = zero; break;
-        case LRP_STAB_POSITIVE: neg = 0; pos = 0xffff; break;
-        default: neg = pos = 0; break;
+        __mmask16 dnan = _mm512_cmp_ps_mask(d, d, _CMP_UNORD_Q);
+        /* s(d) = +1 on pos, -1 on neg, 0 elsewhere, R passed on skip: the
+         * lanes of each class of d (lrp_zclass order) gathered by the sign
+         * table's row of the convention (core/ruletab.c) */
+        const __mmask16 cm[LRP_ZC_COUNT] = {lt, zero & sgn, zero & (__mmask16)~sgn, gt,
+                                            dnan & sgn, dnan & (__mmask16)~sgn};
+        __mmask16 pos = 0, neg = 0, skip = 0;
+        for (int k = 0; k < LRP_ZC_COUNT; k++) {
+            int sv = row[k];
+            pos |= sv == 1 ? cm[k] : 0;
+            neg |= sv == -1 ? cm[k] : 0;
+            skip |= sv == LRP_S_SKIP ? cm[k] : 0;
         }
         if (eps == 0.0f)
             neg = pos = 0;
@@ -66,9 +69,9 @@ TGT void fp_vec_stab_div(float *s, uint8_t *cls, const float *R, const float *de
         c = _mm512_mask_or_epi32(c, stz & ~emp & ~nan, c, k_undef);
         c = _mm512_mask_or_epi32(c, emp & ~nan, c, k_empty);
         c = _mm512_mask_or_epi32(c, nan, c, k_nan);
-        if (stab == LRP_STAB_SKIP_ZERO) {
-            q = _mm512_mask_mov_ps(q, zero, r);
-            c = _mm512_mask_or_epi32(c, zero, zc, k_skip);
+        if (skip) {
+            q = _mm512_mask_mov_ps(q, skip, r);
+            c = _mm512_mask_or_epi32(c, skip, zc, k_skip);
         }
         _mm512_mask_storeu_ps(s + j, m, q);
         _mm512_mask_cvtepi32_storeu_epi8(cls + j, m, c);

@@ -30,11 +30,11 @@ FUZZ_PY ?= /usr/bin/python3
 FUZZ_TIMEOUT ?= 10
 export FUZZ_TIMEOUT
 FUZZ_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -O1 -g $(NUMFLAGS) $(WARN) -pthread \
-               -Iinclude -Icore -Ifixtures -Ifuzz $(PKG_CFLAGS) $(FUZZ_SAN)
-# what lrp_fixture_read / lrp_keras_import link against: all of core/ (a
-# hand-kept list broke `make fuzz` when h5io.c started writing through
-# core/safeout.c)
-FUZZ_LIB_SRC := $(wildcard core/*.c)
+               -Iinclude -Icore -Iimporters -Ifixtures -Ifuzz $(PKG_CFLAGS) $(FUZZ_SAN)
+# what lrp_fixture_read / lrp_keras_import link against: all of core/ and
+# importers/ (a hand-kept list broke `make fuzz` when h5io.c started
+# writing through core/safeout.c)
+FUZZ_LIB_SRC := $(wildcard core/*.c importers/*.c)
 FUZZ_LIB_OBJ := $(FUZZ_LIB_SRC:%.c=$(FUZZ_BUILD)/%.o)
 FUZZ_BIN := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
 FUZZ_CORPUS := $(FUZZ_BUILD)/seeds

@@ -14,7 +14,7 @@
 
 #include "backend_f32.h"
 #include "check.h"
-#include "ref_int.h"
+#include "reference.h"
 
 struct lrp_judgement {
     lrp_run_report rep;
@@ -49,14 +49,13 @@ lrp_status lrp_run(lrp_trace **out, lrp_net *net, lrp_engine engine, const lrp_r
     lrp_status st = lrp_net_infer(net, NULL, err);
     if (st)
         return st;
-    ref_ctx rcx = {0};
+    lrp_ref_ctx rcx;
     lrp_backend be;
     lrp_f32_ctx *fcx = NULL;
     lrp_pipe *p = NULL;
     if (ref) {
-        rcx.prec = prec;
-        rcx.threads = threads;
-        lrp_ref_backend_init(&be, &rcx);
+        lrp_ref_ctx_init(&rcx, prec, threads);
+        lrp_ref_backend(&be, &rcx);
     } else {
         if (!(fcx = lrp_f32_ctx_new(threads)))
             return lrp_err_set(err, LRP_E_NOMEM, "lrp_run: out of memory");

@@ -23,7 +23,7 @@
 #include "backend_f32.h"
 #include "gauge.h"
 #include "oracle_int.h"
-#include "ref_int.h"
+#include "reference.h"
 
 void lrp_check_opts_default(lrp_check_opts *o)
 {
@@ -259,17 +259,14 @@ static void flags_text(char *buf, size_t n, const lrp_nflags *f)
  * for +0 and -0 ("add" bits, or SKIP / UNDEF kind). */
 static unsigned expect_at_zero(lrp_stab_id c, int negzero, float eps)
 {
-    if (eps == 0.0f && c != LRP_STAB_SKIP_ZERO)
+    if ((unsigned)c >= LRP_STAB_COUNT)
+        return 0;
+    int sg = lrp_stab_sign(c, negzero ? LRP_ZC_NEGZERO : LRP_ZC_POSZERO);
+    if (sg == LRP_S_SKIP)
+        return LRP_K_SKIP;
+    if (eps == 0.0f || sg == 0)
         return LRP_K_UNDEF;
-    switch (c) {
-    case LRP_STAB_SIGN0_POS: return LRP_CLS_ADD_POS;
-    case LRP_STAB_SIGNBIT: return negzero ? LRP_CLS_ADD_NEG : LRP_CLS_ADD_POS;
-    case LRP_STAB_SIGN0_ZERO: return LRP_K_UNDEF;
-    case LRP_STAB_ZERO_ONLY: return LRP_CLS_ADD_POS;
-    case LRP_STAB_SKIP_ZERO: return LRP_K_SKIP;
-    case LRP_STAB_POSITIVE: return LRP_CLS_ADD_POS;
-    default: return 0;
-    }
+    return sg > 0 ? LRP_CLS_ADD_POS : LRP_CLS_ADD_NEG;
 }
 
 static unsigned observed_at_zero(uint8_t cls)
@@ -332,7 +329,7 @@ static int64_t zero_sign_mismatch(const lrp_pipe *ref, const lrp_pipe *f32, int 
             unsigned ka = a & LRP_CLS_KIND;
             if (ka == LRP_K_UNSEL || ka == LRP_K_EMPTY || ka == LRP_K_DROPPED)
                 continue;
-            int sign_matters = A->rule.stab == LRP_STAB_SIGNBIT;
+            int sign_matters = lrp_stab_zero_signed(A->rule.stab);
             unsigned add = LRP_CLS_ADD_POS | LRP_CLS_ADD_NEG;
             if ((sign_matters && ((a ^ f) & LRP_CLS_ZNEG)) || ((a ^ f) & add)) {
                 if (bad++ == 0)
@@ -841,18 +838,18 @@ static void tl_forward(lrp_run_report *rep, const lrp_net *net, float *const *go
          * nearest): FAIL. Measured: PyTorch's nn.Linear activations on the
          * negzero fixture, two units. */
         int64_t zsd = lr->fwd.zero_sign_differs, zpn = lr->fwd.zero_pos_for_neg;
-        if (den_is_out && l->rule.stab == LRP_STAB_SIGNBIT && zsd > zpn) {
+        if (den_is_out && lrp_stab_zero_signed(l->rule.stab) && zsd > zpn) {
             append(lr->why, sizeof lr->why,
-                   "%s%lld outputs (denominators under signbit) are -0 where the exact sum is +0",
-                   lr->why[0] ? "; " : "", (long long)(zsd - zpn));
+                   "%s%lld outputs (denominators under %s) are -0 where the exact sum is +0",
+                   lr->why[0] ? "; " : "", (long long)(zsd - zpn), lrp_stab_name(l->rule.stab));
             lr->fwd_verdict = LRP_V_FAIL;
         }
-        if (den_is_out && l->rule.stab == LRP_STAB_SIGNBIT && zpn > 0) {
+        if (den_is_out && lrp_stab_zero_signed(l->rule.stab) && zpn > 0) {
             append(lr->why, sizeof lr->why,
-                   "%s%lld outputs (denominators under signbit) are +0 where the exact sum of "
+                   "%s%lld outputs (denominators under %s) are +0 where the exact sum of "
                    "negative zeros is -0 (a float32 sum started from +0 gives +0: the stabilizer's "
                    "direction there is the implementation's choice)",
-                   lr->why[0] ? "; " : "", (long long)zpn);
+                   lr->why[0] ? "; " : "", (long long)zpn, lrp_stab_name(l->rule.stab));
             if (lr->fwd_verdict < LRP_V_ILL_CONDITIONED)
                 lr->fwd_verdict = LRP_V_ILL_CONDITIONED;
         }
@@ -970,7 +967,7 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
      * both, draws on a zero denominator and differs in its sign
      * reveals a stabilizer of the wrong sign (the iNNvestigate class of
      * bug); elsewhere zero signs are not judged */
-    if (net->layers[rule_layer].rule.stab == LRP_STAB_SIGNBIT) {
+    if (lrp_stab_zero_signed(net->layers[rule_layer].rule.stab)) {
         /* Except where the zero is a sum of zeros whose sign a valid float32
          * evaluation may give as +0 (a sum started from +0) while the
          * reference's exact sum of negative zeros is -0 (as for the forward
@@ -1121,7 +1118,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     lrp_status st = LRP_OK;
     int nl = net->n_layers;
     int64_t B = net->batch;
-    ref_ctx cx;
+    lrp_ref_ctx cx;
     lrp_backend be;
     lrp_pipe *loc = NULL;
     lrp_gauge GL = {0};
@@ -1147,10 +1144,8 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     for (int i = 0; i < nl; i++)
         relv[i] = got[i] ? got[i] : R->rel[i];
     lrp_pipe_local lm = {exact_act ? got_act : NULL, got, exact_act};
-    memset(&cx, 0, sizeof cx);
-    cx.prec = o->prec;
-    cx.threads = o->threads;
-    lrp_ref_backend_init(&be, &cx);
+    lrp_ref_ctx_init(&cx, o->prec, o->threads);
+    lrp_ref_backend(&be, &cx);
     TT.prec = o->prec;
     TT.threads = o->threads;
     TT.fwd_hi = calloc((size_t)nl, sizeof *TT.fwd_hi);
@@ -1551,7 +1546,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
 {
     lrp_status st = LRP_OK;
     lrp_pipe *ref = NULL, *ref2 = NULL, *f32 = NULL;
-    ref_ctx rcx, rcx2;
+    lrp_ref_ctx rcx, rcx2;
     lrp_backend rbe, rbe2, fbe;
     lrp_f32_ctx *fcx = NULL;
     rounded R = {0}, R2 = {0};
@@ -1608,10 +1603,8 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         R2.rel_lo = calloc((size_t)nl, sizeof *R2.rel_lo);
         if (!R2.act || !R2.rel || !R2.rel_lo)
             goto oom;
-        memset(&rcx2, 0, sizeof rcx2);
-        rcx2.prec = o->prec + o->proof_extra;
-        rcx2.threads = o->threads;
-        lrp_ref_backend_init(&rbe2, &rcx2);
+        lrp_ref_ctx_init(&rcx2, o->prec + o->proof_extra, o->threads);
+        lrp_ref_backend(&rbe2, &rcx2);
         /* streamed: each layer's relevance is rounded as soon as it is
          * final and its MPFR values freed (core/pipeline.h) */
         if ((st = lrp_pipe_run_hooked(&ref2, &rbe2, net, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
@@ -1628,10 +1621,8 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     if (ref_take_init(&T, &R, nl, o->local && !tr))
         goto oom;
     R.threads = o->threads;
-    memset(&rcx, 0, sizeof rcx);
-    rcx.prec = o->prec;
-    rcx.threads = o->threads;
-    lrp_ref_backend_init(&rbe, &rcx);
+    lrp_ref_ctx_init(&rcx, o->prec, o->threads);
+    lrp_ref_backend(&rbe, &rcx);
     if ((st = lrp_pipe_run_hooked(&ref, &rbe, net, LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL,
                                   take_ref, &T, err)))
         goto done;

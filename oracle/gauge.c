@@ -21,6 +21,32 @@
 
 #define U32 0x1p-24
 
+/* The gauge's own treatment of each layer kind (its forward and backward
+ * switches below), independent of the kinds' records in core/ on purpose.
+ * Indexed by the one list of kinds: a kind of LRP_LAYER_LIST without its
+ * GK_ line here does not compile, and the switches' defaults assert that
+ * only the pass-through kinds reach them. */
+enum { G_EXACT, G_LINEAR, G_BN, G_POOL, G_ADD, G_CONCAT, G_RELU, G_PASS };
+#define GK_INPUT G_EXACT
+#define GK_DENSE G_LINEAR
+#define GK_CONV2D G_LINEAR
+#define GK_MAXPOOL2D G_POOL
+#define GK_AVGPOOL2D G_POOL
+#define GK_GLOBALAVGPOOL G_POOL
+#define GK_ADD G_ADD
+#define GK_CONCAT G_CONCAT
+#define GK_BATCHNORM G_BN
+#define GK_RELU G_RELU
+#define GK_FLATTEN G_PASS
+#define GK_RESHAPE G_PASS
+#define GK_DROPOUT G_PASS
+static const unsigned char gauge_kind[] = {
+#define X(e, s, mn, mx) [LRP_LAYER_##e] = GK_##e,
+    LRP_LAYER_LIST(X)
+#undef X
+};
+_Static_assert(sizeof gauge_kind == LRP_LAYER_COUNT, "a gauge entry per layer kind");
+
 /* ---- linear layers (Dense, Conv2D) ----
  * Every connection sum of a linear layer is computed by oracle/gauge_lin.c
  * (im2col / col2im around a blocked GEMM, split over threads by output
@@ -68,18 +94,11 @@ static inline int inmod_uses_input(int mod)
     return mod == LRP_IM_ID || mod == LRP_IM_POS || mod == LRP_IM_NEG;
 }
 
-/* Effective stabilizer sign s(d) (docs/SPEC.md section 5); 2 means skip. */
+/* Effective stabilizer sign s(d) (docs/SPEC.md section 5, the sign table of
+ * core/ruletab.c); 2 (LRP_S_SKIP) means skip. */
 static double stab_sign(lrp_stab_id c, double d)
 {
-    switch (c) {
-    case LRP_STAB_SIGN0_POS: return d < 0 ? -1 : 1;
-    case LRP_STAB_SIGNBIT: return signbit(d) ? -1 : 1;
-    case LRP_STAB_SIGN0_ZERO: return d > 0 ? 1 : (d < 0 ? -1 : 0);
-    case LRP_STAB_ZERO_ONLY: return d == 0 ? 1 : 0;
-    case LRP_STAB_SKIP_ZERO: return d == 0 ? 2 : (d > 0 ? 1 : -1);
-    case LRP_STAB_POSITIVE: return 1;
-    default: return 0;
-    }
+    return lrp_stab_sign(c, lrp_zclass_of(d));
 }
 
 void lrp_gauge_free(lrp_gauge *g)
@@ -465,6 +484,7 @@ static int forward_bounds(ctx *c)
             }
             break;
         default: /* Flatten, Reshape, Dropout: no arithmetic */
+            LRP_ASSERT(gauge_kind[l->kind] == G_PASS);
             memcpy(A, Ai, (size_t)(B * n) * sizeof *A);
             memcpy(c->As[li], c->As[in0], (size_t)(B * n) * sizeof *A);
             break;
@@ -1501,6 +1521,7 @@ static int backward_bounds(ctx *c)
         }
         case LRP_LAYER_INPUT: break;
         default: { /* pass: ReLU, Flatten, Reshape, Dropout */
+            LRP_ASSERT(gauge_kind[l->kind] == G_PASS || gauge_kind[l->kind] == G_RELU);
             int in0 = l->in[0];
             for (int64_t i = 0; i < B * n; i++) {
                 c->Bd[in0][i] += Rb[i];

@@ -197,16 +197,12 @@ static void b_stab_div(void *c, void *s, uint8_t *cls, const void *R, const void
             cls[j] = k | LRP_K_EMPTY;
             continue;
         }
-        int sg = zero ? 0 : mpfr_sgn(d) > 0 ? 1 : -1, skip = 0;
-        switch (stab) {
-        case LRP_STAB_SIGN0_POS: sg = zero ? 1 : sg; break;
-        case LRP_STAB_SIGNBIT: sg = zero ? (mpfr_signbit(d) ? -1 : 1) : sg; break;
-        case LRP_STAB_SIGN0_ZERO: break;
-        case LRP_STAB_ZERO_ONLY: sg = zero ? 1 : 0; break;
-        case LRP_STAB_SKIP_ZERO: skip = zero; break;
-        case LRP_STAB_POSITIVE: sg = 1; break;
-        case LRP_STAB_COUNT: LRP_ASSERT(0);
-        }
+        /* s(d) of the convention: core/ruletab.c's sign table (NaN was
+         * handled above) */
+        LRP_ASSERT((unsigned)stab < LRP_STAB_COUNT);
+        lrp_zclass zc = zero ? (mpfr_signbit(d) ? LRP_ZC_NEGZERO : LRP_ZC_POSZERO)
+                             : (mpfr_sgn(d) > 0 ? LRP_ZC_POS : LRP_ZC_NEG);
+        int sg = lrp_stab_sign(stab, zc), skip = sg == LRP_S_SKIP;
         if (skip) {
             mpfr_set(sj, r, MPFR_RNDN);
             cls[j] = k | LRP_K_SKIP;
@@ -618,7 +614,14 @@ static void b_residual(void *c, double *r, double *scale, const void *const *in,
 }
 
 
-void lrp_ref_backend_init(lrp_backend *be, ref_ctx *cx)
+void lrp_ref_ctx_init(lrp_ref_ctx *cx, int prec, int threads)
+{
+    memset(cx, 0, sizeof *cx);
+    cx->prec = prec;
+    cx->threads = threads;
+}
+
+void lrp_ref_backend(lrp_backend *be, lrp_ref_ctx *cx)
 {
     memset(be, 0, sizeof *be);
     be->name = "mpfr";

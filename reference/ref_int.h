@@ -1,5 +1,6 @@
 /*
- * ref_int.h -- internals of the MPFR reference backend.
+ * ref_int.h -- internals of the MPFR reference backend: for reference/ and
+ * the tests of its kernels only (everyone else: reference.h).
  */
 #ifndef LRP_REF_INT_H
 #define LRP_REF_INT_H
@@ -9,17 +10,11 @@
 #include <string.h>
 
 #include "pipeline.h"
+#include "reference.h"
 
-typedef struct ref_ctx {
-    mpfr_prec_t prec; /* p: every stored value has p bits */
-    int threads;      /* >= 1; heavy loops split by output element */
-    int slow;         /* 1: force the mpfr_mul + mpfr_sum exact kernels;
-                         2: binary64-piece accumulator only (no digits) */
-    int64_t fast_calls, slow_calls; /* which kernel ran (tests check) */
-} ref_ctx;
-
-/* Fills a vtable whose ctx is cx. */
-void lrp_ref_backend_init(lrp_backend *be, ref_ctx *cx);
+/* The backend context (public in reference.h: lrp_ref_ctx_init and
+ * lrp_ref_backend); the short name inside reference/. */
+typedef lrp_ref_ctx ref_ctx;
 
 /* The linear-map ops (ref_linear.c), see lrp_backend.lin_fwd / lin_bwd. */
 void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const lrp_term *t,

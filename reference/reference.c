@@ -29,11 +29,9 @@ lrp_ref_opts lrp_ref_opts_default(void)
 static lrp_status run_at(lrp_ref_result *r, const lrp_net *net, int prec, int threads,
                          int slow, int lean, lrp_err *err)
 {
-    memset(&r->ctx, 0, sizeof r->ctx);
-    r->ctx.prec = prec;
-    r->ctx.threads = threads;
+    lrp_ref_ctx_init(&r->ctx, prec, threads);
     r->ctx.slow = slow;
-    lrp_ref_backend_init(&r->be, &r->ctx);
+    lrp_ref_backend(&r->be, &r->ctx);
     return lrp_pipe_run_ex(&r->pipe, &r->be, net, lean ? LRP_PIPE_LEAN : 0, err);
 }
 

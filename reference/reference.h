@@ -25,11 +25,36 @@
 
 #include "lrp.h"
 #include "pipeline.h"
-#include "ref_int.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/* The MPFR backend of core/pipeline.h, for callers that drive the pipeline
+ * themselves (the oracle, the CLI), as lrp_f32_backend is the float32 one:
+ *
+ *   lrp_ref_ctx cx;  lrp_backend be;
+ *   lrp_ref_ctx_init(&cx, prec, threads);
+ *   lrp_ref_backend(&be, &cx);
+ *   lrp_pipe_run_ex(&p, &be, net, flags, &err);
+ *
+ * The context is a complete type so that it lives where the caller keeps
+ * it (no allocation, nothing to free, like an mpfr_t); outside reference/
+ * only lrp_ref_ctx_init writes it.  The reference's internals (kernels,
+ * accumulators) are in reference/ref_int.h, for reference/ alone. */
+typedef struct lrp_ref_ctx {
+    mpfr_prec_t prec; /* p: every stored value has p bits */
+    int threads;      /* >= 1; heavy loops split by output element */
+    int slow;         /* 1: force the mpfr_mul + mpfr_sum exact kernels;
+                         2: binary64-piece accumulator only (no digits);
+                         all bit-identical (lrp_ref_opts.slow) */
+    int64_t fast_calls, slow_calls; /* which kernel ran (tests check) */
+} lrp_ref_ctx;
+
+/* p bits (>= MPFR_PREC_MIN), threads >= 1, kernel choice 0 (auto). */
+void lrp_ref_ctx_init(lrp_ref_ctx *cx, int prec, int threads);
+/* Fills the vtable; the context must outlive every use of it. */
+void lrp_ref_backend(lrp_backend *be, lrp_ref_ctx *cx);
 
 typedef struct lrp_ref_opts {
     int prec;        /* p in bits (>= 2; 24+ makes binary32 data exact) */
@@ -60,7 +85,7 @@ typedef struct lrp_ref_result {
     int prec, threads, proof_prec;    /* proof_prec 0: no self-proof */
     int n_layers;
     int64_t batch;
-    ref_ctx ctx;
+    lrp_ref_ctx ctx;
     lrp_backend be;
     lrp_pipe *pipe;
     lrp_ref_layer *L;

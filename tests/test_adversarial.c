@@ -32,7 +32,7 @@
 #include "fixtures.h"
 #include "lrp.h"
 #include "pipeline.h"
-#include "ref_int.h"
+#include "reference.h"
 #include "report.h"
 
 #include <float.h>
@@ -252,11 +252,10 @@ static const char *g_case; /* description of the case being run */
 /* Reference checks; returns 1 when the reference ran. */
 static int check_reference(const lrp_net *net, int finite)
 {
-    ref_ctx cx = {0};
-    cx.prec = 128;
-    cx.threads = 1;
+    lrp_ref_ctx cx;
+    lrp_ref_ctx_init(&cx, 128, 1);
     lrp_backend be;
-    lrp_ref_backend_init(&be, &cx);
+    lrp_ref_backend(&be, &cx);
     lrp_pipe *p = NULL;
     lrp_err e = {0};
     lrp_status st = lrp_pipe_run(&p, &be, net, &e);

@@ -12,7 +12,46 @@
 #include <cmocka.h>
 
 #include "fixtures.h"
+#include "kinds.h"
 #include "lrp.h"
+
+/* ---- the kind records (core/kinds.h) ---- */
+
+/* The table itself is complete by construction (a kind without a record
+ * does not link); this checks what the compiler cannot: each record sits
+ * at its own index and is coherent (its default rule is admissible, its
+ * schema well formed: attribute names unique, vectors within 4 fields; a
+ * forward step, and an LRP step or pass-through for a kind with inputs). */
+static void test_kind_records(void **state)
+{
+    (void)state;
+    for (int i = 0; i < LRP_LAYER_COUNT; i++) {
+        const lrp_kind_desc *kd = lrp_kind((lrp_layer_kind)i);
+        assert_non_null(kd);
+        assert_int_equal(kd->kind, i);
+        assert_non_null(kd->family);
+        assert_non_null(kd->infer);
+        assert_non_null(kd->forward);
+        /* a kind with inputs sends relevance back: a step, or through */
+        if (lrp_layer_kind_max_inputs((lrp_layer_kind)i) > 0)
+            assert_true(kd->lrp_step != NULL || kd->through != NULL);
+        assert_true((kd->rules >> kd->default_rule) & 1u);
+        assert_true(kd->n_attrs == 0 || kd->attrs != NULL);
+        for (int a = 0; a < kd->n_attrs; a++) {
+            const lrp_kind_attr *at = &kd->attrs[a];
+            assert_non_null(at->name);
+            assert_true(at->n >= 1 && at->n <= 4);
+            assert_true(at->type == LRP_A_I32V || at->n == 1);
+            for (int b = 0; b < a; b++)
+                assert_true(strcmp(kd->attrs[b].name, at->name) != 0);
+        }
+        /* a linear kind takes the composites' rules, a pass kind only pass */
+        if (kd->role == LRP_ROLE_PASS)
+            assert_int_equal(kd->rules, 1u << LRP_RULE_PASS);
+        if (kd->role == LRP_ROLE_LINEAR)
+            assert_non_null(kd->param_shape);
+    }
+}
 
 /* ---- name tables ---- */
 
@@ -433,6 +472,7 @@ int main(void)
         cmocka_unit_test(test_batch_range),
         cmocka_unit_test(test_composites),
         cmocka_unit_test(test_default_eps_is_binary32_1e6),
+        cmocka_unit_test(test_kind_records),
     };
     return cmocka_run_group_tests_name("graph", tests, NULL, NULL);
 }

@@ -49,7 +49,7 @@
 #include "lrp.h"
 #include "naive/naive.h"
 #include "pipeline.h"
-#include "ref_int.h"
+#include "reference.h"
 #include "util/testutil.h"
 
 static char cli[4200];
@@ -126,11 +126,10 @@ static int64_t recompute_diff(lrp_net *net, const lrp_rule_spec *rules, const lr
     lrp_err e = {0};
     if (lrp_net_infer(net, "recompute", &e) != LRP_OK)
         fail_msg("recorded rules do not validate: %s", e.msg);
-    ref_ctx rcx = {0};
-    rcx.prec = t->precision;
-    rcx.threads = 1;
+    lrp_ref_ctx rcx;
+    lrp_ref_ctx_init(&rcx, t->precision, 1);
     lrp_backend be;
-    lrp_ref_backend_init(&be, &rcx);
+    lrp_ref_backend(&be, &rcx);
     lrp_pipe *p = NULL;
     if (lrp_pipe_run_ex(&p, &be, net, LRP_PIPE_RELEVANCE, &e) != LRP_OK)
         fail_msg("recompute: %s", e.msg);

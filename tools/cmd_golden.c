@@ -19,7 +19,7 @@
 #include "fixtures.h"
 #include "golden.h"
 #include "html.h"
-#include "ref_int.h"
+#include "reference.h"
 
 /* The documented outcome of a fixture under its own rules (suite runs with
  * empty arguments), or -1 for "within tolerance". */
@@ -49,14 +49,13 @@ static lrp_status make_golden(lrp_net **out, const lrp_fixture_def *d, lrp_err *
     lrp_net *net = NULL;
     lrp_pipe *rp = NULL, *fp = NULL;
     lrp_f32_ctx *fcx = NULL;
-    ref_ctx rcx = {0};
+    lrp_ref_ctx rcx;
     lrp_backend rbe, fbe;
     lrp_status st = d->build(&net, LRP_FIXTURE_SEED, err);
     if (st)
         return st;
-    rcx.prec = 128;
-    rcx.threads = 2;
-    lrp_ref_backend_init(&rbe, &rcx);
+    lrp_ref_ctx_init(&rcx, 128, 2);
+    lrp_ref_backend(&rbe, &rcx);
     if ((st = lrp_pipe_run(&rp, &rbe, net, err)) || (st = run_fast(&fp, &fbe, &fcx, net, err)))
         goto done;
     lrp_trace *tr = lrp_net_trace_add(net, "reference", err);

@@ -22,7 +22,7 @@
 #include "check.h"
 #include "h5io_int.h"
 #include "html.h"
-#include "ref_int.h"
+#include "reference.h"
 #include "safeout.h"
 
 /* Options common to the judging commands. */
@@ -723,11 +723,10 @@ int cmd_trace(int argc, char **argv)
         lrp_net *net = NULL;
         if ((rc = load_apply(&net, argv[a], &o, "trace", CLI_WORK_JUDGE)) >= 0)
             return rc;
-        ref_ctx rcx = {0};
-        rcx.prec = o.rules.prec;
-        rcx.threads = o.rules.threads;
+        lrp_ref_ctx rcx;
+        lrp_ref_ctx_init(&rcx, o.rules.prec, o.rules.threads);
         lrp_backend rbe, fbe;
-        lrp_ref_backend_init(&rbe, &rcx);
+        lrp_ref_backend(&rbe, &rcx);
         lrp_f32_ctx *fcx = lrp_f32_ctx_new(o.rules.threads);
         lrp_f32_backend(&fbe, fcx);
         lrp_pipe *ref = NULL, *f32 = NULL;
@@ -916,7 +915,7 @@ static int write_trace(int argc, char **argv, int reference)
     if (o.trace_only && cli_mpi_rank() == 0) /* rank 0 writes the trace file */
         digest_run(&dj);
     lrp_err e = {0};
-    ref_ctx rcx = {0};
+    lrp_ref_ctx rcx;
     lrp_backend be;
     lrp_f32_ctx *fcx = NULL;
     lrp_pipe *p = NULL;
@@ -947,9 +946,8 @@ static int write_trace(int argc, char **argv, int reference)
         sub.traces = NULL;
     }
     if (reference) {
-        rcx.prec = o.rules.prec;
-        rcx.threads = o.rules.threads;
-        lrp_ref_backend_init(&be, &rcx);
+        lrp_ref_ctx_init(&rcx, o.rules.prec, o.rules.threads);
+        lrp_ref_backend(&be, &rcx);
     } else {
         fcx = lrp_f32_ctx_new(o.rules.threads);
         lrp_f32_backend(&be, fcx);

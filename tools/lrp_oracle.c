@@ -21,6 +21,7 @@
 
 #include "fixtures.h"
 #include "cli_mpi.h"
+#include "kinds.h"
 
 /* ---- shared helpers ---- */
 
@@ -100,24 +101,10 @@ void cli_rule_str(char *buf, size_t n, const lrp_rule_spec *r)
 
 static void layer_geometry(char *buf, size_t n, const lrp_net *net, const lrp_layer *l)
 {
-    switch (l->kind) {
-    case LRP_LAYER_DENSE:
-        snprintf(buf, n, "%" PRId64 " units%s", l->units, l->has_bias ? " +bias" : "");
-        break;
-    case LRP_LAYER_CONV2D:
-        snprintf(buf, n, "%" PRId64 "ch %dx%d s%dx%d p%d,%d,%d,%d d%dx%d g%d%s", l->units, l->kh,
-                 l->kw, l->sh, l->sw, l->pt, l->pb, l->pl, l->pr, l->dh, l->dw, l->groups,
-                 l->has_bias ? " +bias" : "");
-        break;
-    case LRP_LAYER_MAXPOOL2D:
-    case LRP_LAYER_AVGPOOL2D:
-        snprintf(buf, n, "%dx%d s%dx%d p%d,%d,%d,%d%s", l->kh, l->kw, l->sh, l->sw, l->pt, l->pb,
-                 l->pl, l->pr,
-                 l->kind == LRP_LAYER_AVGPOOL2D && l->count_include_pad ? " incl-pad" : "");
-        break;
-    case LRP_LAYER_BATCHNORM: snprintf(buf, n, "eps=%g", (double)l->bn_eps); break;
-    default: buf[0] = '\0'; break;
-    }
+    const lrp_kind_desc *kd = lrp_kind(l->kind);
+    buf[0] = '\0';
+    if (kd->geometry)
+        kd->geometry(buf, n, l);
     (void)net;
 }
 

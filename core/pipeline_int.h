@@ -1,0 +1,59 @@
+/*
+ * pipeline_int.h -- the state of one pipeline run and the helpers the
+ * layer kinds' forward and LRP steps (core/kind_*.c, core/kinds.h) share
+ * with core/pipeline.c.  Inside core/ only.
+ */
+#ifndef LRP_PIPELINE_INT_H
+#define LRP_PIPELINE_INT_H
+
+#include <stdint.h>
+
+#include "pipeline.h"
+
+typedef struct lrp_pipe_state {
+    lrp_pipe *p;
+    const lrp_backend *be;
+    void *cx;
+    lrp_err *err;
+    int64_t B;
+    unsigned flags; /* LRP_PIPE_* */
+    int lean;       /* LEAN or RELEVANCE: rin[k] not kept, no gauges */
+    int relonly;    /* RELEVANCE: no audit data (abs, residuals)   */
+    int gauges;     /* gauge[k] tensors are computed               */
+    int *n_contrib; /* per layer: relevance contributions received */
+    const lrp_pipe_local *loc; /* or NULL */
+    int stream;     /* STREAM: a layer's tensors are freed once the hook saw them */
+    lrp_pipe_hook hook;
+    void *hook_ctx;
+} lrp_pipe_state;
+
+/* A tensor of n values of the backend's type (zeros). */
+void *lrp_pipe_tnew(lrp_pipe_state *r, int64_t n);
+/* A tensor the caller overwrites entirely before anything reads it. */
+void *lrp_pipe_traw(lrp_pipe_state *r, int64_t n);
+/* The backend tensor of binary32 parameters: a view when the backend can
+ * show binary32 in place, else an exact copy.  *borrowed tells which. */
+void *lrp_pipe_tparams(lrp_pipe_state *r, const float *src, int64_t n, int *borrowed);
+/* Sets the error: out of memory (what). */
+lrp_status lrp_pipe_oom(lrp_pipe_state *r, const char *what);
+/* 1 when every value is >= 0 (no NaN) */
+int lrp_pipe_nonneg_f32(const float *x, int64_t n);
+
+/* ---- the backward's bookkeeping (core/pipeline.c) ---- */
+/* sticky flags of a layer from the classes of its units */
+void lrp_pipe_flags_from_cls(lrp_pipe_layer *P, const uint8_t *cls, int64_t n, int64_t units);
+lrp_status lrp_pipe_alloc_abs(lrp_pipe_state *r, lrp_pipe_layer *P, int64_t units, const int *kinds,
+                              int nk);
+lrp_status lrp_pipe_ensure_lost(lrp_pipe_state *r, lrp_pipe_layer *P, const uint8_t *cls, int64_t n);
+lrp_status lrp_pipe_part_setup(lrp_pipe_state *r, lrp_pipe_layer *P, int k, float coef,
+                               int64_t units);
+/* The LRP step of a linear layer under its rule's descriptor row. */
+lrp_status lrp_pipe_back_linear(lrp_pipe_state *r, int li, const void *R, void *rin);
+/* Proportional split of y = sum_k v_k (Add; BN explicit with v = (w x,
+ * shift terms)): the first n_in summands are inputs (their shares go to
+ * rin[k]), the rest are absorbed into abs kinds akind[k]. */
+lrp_status lrp_pipe_back_split(lrp_pipe_state *r, lrp_pipe_layer *P, const void *R, const void *y,
+                               const void *const *v, int nv, int n_in, void *const *rin,
+                               const int *akind, int64_t NU, int64_t U);
+
+#endif
