@@ -778,6 +778,63 @@ static void test_clean_mobilenet_ab_signbit_passes(void **state)
     lrp_net_free(net);
 }
 
+/* Alpha-beta (2, 1) on resnet's Add and BatchNorm layers (a file may assign
+ * it; docs/SPEC.md 3.3, 3.5).  The gauge bounded these layers as a split
+ * in proportion to y, which alpha-beta does not divide by: the clean fast
+ * path was SUSPECT, locally 31.8 bounds beyond it at block2_add.  Must pass
+ * now; and a trace that computed those layers with the proportional split
+ * (lrp0) while claiming alpha-beta must still FAIL, locally at one of them. */
+static void set_ab_on_add_bn(lrp_net *net, lrp_rule_id r)
+{
+    for (int i = 0; i < net->n_layers; i++) {
+        lrp_layer *l = &net->layers[i];
+        if (l->kind != LRP_LAYER_ADD && l->kind != LRP_LAYER_BATCHNORM)
+            continue;
+        lrp_rule_spec rs = lrp_rule_default(r);
+        if (r == LRP_RULE_ALPHABETA) {
+            rs.alpha = 2.0f;
+            rs.beta = 1.0f;
+        }
+        l->rule = rs;
+    }
+}
+
+static void test_resnet_alphabeta_on_add_bn(void **state)
+{
+    (void)state;
+    lrp_net *net = build("resnet");
+    set_ab_on_add_bn(net, LRP_RULE_ZERO);
+    float **wrong = fast_relevance(net, NULL);
+    set_ab_on_add_bn(net, LRP_RULE_ALPHABETA);
+    float **acts = NULL, **rel = fast_relevance(net, &acts);
+    add_trace(net, "clean", rel);
+    add_trace(net, "lrp0-as-ab", wrong);
+    for (int s = 0; s < 2; s++) {
+        lrp_trace *t = &net->traces[net->n_traces - 2 + s];
+        for (int i = 0; i < net->n_layers; i++) {
+            size_t n = (size_t)cells(net, i) * sizeof(float);
+            t->activation[i] = malloc(n);
+            assert_non_null(t->activation[i]);
+            memcpy(t->activation[i], acts[i], n);
+        }
+    }
+    expect_pass(net, "clean");
+    lrp_run_report rep = judge(net, "lrp0-as-ab");
+    int ok = lrp_run_ok(&rep);
+    char origin[512];
+    snprintf(origin, sizeof origin, "%s", rep.origin);
+    lrp_run_report_free(&rep);
+    if (ok)
+        fail_msg("lrp0 on Add/BatchNorm judged as alpha-beta passed: the oracle was fooled");
+    /* named by the layer that computed it: an Add or a BatchNorm */
+    assert_true(strstr(origin, "_add'") || strstr(origin, "_bn") || strstr(origin, "bn1'") ||
+                strstr(origin, "bn2'"));
+    free_layers(rel, net->n_layers);
+    free_layers(wrong, net->n_layers);
+    free_layers(acts, net->n_layers);
+    lrp_net_free(net);
+}
+
 static void test_reference_trace_resnet_passes(void **state)
 {
     (void)state;
@@ -800,6 +857,7 @@ int main(void)
         cmocka_unit_test(test_reference_trace_cnn_passes),
         cmocka_unit_test(test_negzero_pos_for_neg_is_ill_conditioned),
         cmocka_unit_test(test_clean_mobilenet_ab_signbit_passes),
+        cmocka_unit_test(test_resnet_alphabeta_on_add_bn),
         cmocka_unit_test(test_negzero_neg_for_pos_fails),
         cmocka_unit_test(test_sign_input),
         cmocka_unit_test(test_sign_all),
