@@ -34,6 +34,7 @@ void lrp_check_opts_default(lrp_check_opts *o)
     o->local = 1;
     o->tlocal = 1;
     o->max_ill = 0.01;
+    o->identify = -1;
 }
 
 /* ---- reference values rounded to binary32 ---- */
@@ -1542,6 +1543,152 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
     return LRP_OK;
 }
 
+/* ---- convention identification ----
+ *
+ * The stabilizer convention is where LRP implementations differ silently
+ * (docs/SPEC.md section 5), and a convention's effect can be smaller than
+ * what a sound float32 bound must allow: dropping eps = 1e-6 from every
+ * nonzero denominator (zero_only instead of sign0_pos) moves mlp's input
+ * relevance 209x farther from the reference than the fast path's rounding
+ * does, yet inside the gauge.  So the reference is run again under each
+ * other convention (every layer's, rounded to binary32), and each cell
+ * where that reference and the stated one are apart by more than 4 ulps
+ * votes: for the alternative when the subject is within a quarter of
+ * that distance of it, for the stated one when it is within a quarter of
+ * the stated reference, not at all otherwise.  A subject that is what it
+ * claims to be sits on the stated reference wherever the two differ by
+ * more than its rounding, and votes at random where they do not: it gets
+ * at most a few alternative votes from ill-conditioned cells.  It is
+ * SUSPECT when one alternative gets at least 90 % of the decisive votes,
+ * and at least 16 votes and 1 % of the cells it could vote on: then the
+ * subject was computed under that convention, not the stated one.
+ * Non-finite cells (either reference or subject) do not vote. */
+#define IDENT_ULPS 4.0
+#define IDENT_SHARE 0.9
+#define IDENT_MIN_VOTES 16
+#define IDENT_MIN_FRAC 0.01
+
+static double ulp_of(float x)
+{
+    float a = fabsf(x);
+    if (!(a < INFINITY))
+        return INFINITY;
+    float nx = nextafterf(a, INFINITY);
+    return (double)nx - (double)a;
+}
+
+static lrp_status identify_convention(lrp_run_report *rep, lrp_net *net, float *const *got,
+                                      float *const *ref_s, const lrp_check_opts *o, lrp_err *err)
+{
+    int nl = net->n_layers;
+    lrp_stab_id stated = LRP_STAB_SIGN0_POS;
+    int have = 0;
+    for (int i = 0; i < nl && !have; i++)
+        if (net->layers[i].rule.rule != LRP_RULE_PASS && net->layers[i].rule.rule != LRP_RULE_WTA) {
+            stated = net->layers[i].rule.stab;
+            have = 1;
+        }
+    if (!have)
+        return LRP_OK; /* nothing divides: no convention to tell */
+    lrp_stab_id *save = malloc((size_t)nl * sizeof *save);
+    if (!save)
+        return lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (identification)", rep->fixture);
+    for (int i = 0; i < nl; i++)
+        save[i] = net->layers[i].rule.stab;
+    lrp_status st = LRP_OK;
+    int64_t best_v = -1, best_s = 0, best_n = 0;
+    lrp_stab_id best = stated;
+    for (int a = 0; a < LRP_STAB_COUNT; a++) {
+        if ((lrp_stab_id)a == stated)
+            continue;
+        for (int i = 0; i < nl; i++)
+            net->layers[i].rule.stab = (lrp_stab_id)a;
+        rounded Ra = {0};
+        Ra.n_layers = nl;
+        Ra.threads = o->threads;
+        Ra.act = calloc((size_t)nl, sizeof *Ra.act);
+        Ra.rel = calloc((size_t)nl, sizeof *Ra.rel);
+        Ra.rel_lo = calloc((size_t)nl, sizeof *Ra.rel_lo);
+        lrp_pipe *pa = NULL;
+        if (!Ra.act || !Ra.rel || !Ra.rel_lo) {
+            st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (identification)", rep->fixture);
+        } else {
+            lrp_ref_ctx rc;
+            lrp_backend rb;
+            lrp_ref_ctx_init(&rc, o->prec, o->threads);
+            lrp_ref_backend(&rb, &rc);
+            st = lrp_pipe_run_hooked(&pa, &rb, net, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
+                                     take_rel, &Ra, err);
+            lrp_pipe_free(pa);
+        }
+        for (int i = 0; i < nl; i++)
+            net->layers[i].rule.stab = save[i];
+        int64_t vs = 0, va = 0, nv = 0;
+        for (int i = 0; !st && i < nl; i++) {
+            if (!Ra.rel[i]) {
+                st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (identification)",
+                                 rep->fixture);
+                break;
+            }
+        }
+        if (!st)
+            for (int i = 0; i < nl; i++) {
+                if (!got[i] || !ref_s[i])
+                    continue;
+                int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch;
+                for (int64_t k = 0; k < n; k++) {
+                    float g = got[i][k], s = ref_s[i][k], r = Ra.rel[i][k];
+                    if (!isfinite(g) || !isfinite(s) || !isfinite(r))
+                        continue;
+                    double apart = fabs((double)r - (double)s);
+                    if (!(apart > IDENT_ULPS * fmax(ulp_of(s), ulp_of(r))))
+                        continue;
+                    nv++;
+                    if (fabs((double)g - (double)r) <= 0.25 * apart)
+                        va++;
+                    else if (fabs((double)g - (double)s) <= 0.25 * apart)
+                        vs++;
+                }
+            }
+        rounded_free(&Ra);
+        if (st)
+            break;
+        if (va > best_v || (va == best_v && nv > best_n)) {
+            best_v = va;
+            best_s = vs;
+            best_n = nv;
+            best = (lrp_stab_id)a;
+        }
+    }
+    free(save);
+    if (st)
+        return st;
+    rep->ident_ran = 1;
+    snprintf(rep->ident_best, sizeof rep->ident_best, "%s", lrp_stab_name(best));
+    rep->ident_votes_best = best_v < 0 ? 0 : best_v;
+    rep->ident_votes_stated = best_s;
+    int64_t dec = rep->ident_votes_best + best_s;
+    if (best_v >= IDENT_MIN_VOTES && (double)best_v >= IDENT_SHARE * (double)dec &&
+        (double)best_v >= IDENT_MIN_FRAC * (double)best_n) {
+        rep->ident_flagged = 1;
+        snprintf(rep->ident, sizeof rep->ident,
+                 "convention: the subject matches '%s', not the stated '%s': of the %lld cells "
+                 "where the two references differ by more than %g ulps, %lld sit on '%s' and %lld "
+                 "on '%s'",
+                 lrp_stab_name(best), lrp_stab_name(stated), (long long)best_n, IDENT_ULPS,
+                 (long long)best_v, lrp_stab_name(best), (long long)best_s, lrp_stab_name(stated));
+        if (rep->verdict < LRP_V_SUSPECT)
+            rep->verdict = LRP_V_SUSPECT;
+    } else {
+        snprintf(rep->ident, sizeof rep->ident,
+                 "convention: consistent with the stated '%s' (closest other: '%s', %lld of %lld "
+                 "cells that tell them apart sit on it, %lld on '%s')",
+                 lrp_stab_name(stated), lrp_stab_name(best), (long long)rep->ident_votes_best,
+                 (long long)best_n, (long long)best_s, lrp_stab_name(stated));
+    }
+    return LRP_OK;
+}
+
 lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o, lrp_err *err)
 {
     lrp_status st = LRP_OK;
@@ -1587,7 +1734,12 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         }
 
     phases ph = {o, 0, 0};
-    ph.n = (o->proof_extra > 0) + 1 + !tr + 1 + (o->local && !tr) + (o->tlocal != 0);
+    int64_t ident_macs = 0;
+    for (int i = 0; i < nl; i++)
+        ident_macs += lrp_layer_macs(net, i);
+    const int ident_on =
+        o->identify > 0 || (o->identify < 0 && ident_macs * net->batch <= LRP_IDENT_AUTO_MACS);
+    ph.n = (o->proof_extra > 0) + 1 + !tr + 1 + (o->local && !tr) + (o->tlocal != 0) + ident_on;
 
     /* 1. reference and its self-proof (the proof first: only its rounded
      * relevance outlives it, so the two MPFR runs never coexist) */
@@ -1697,6 +1849,12 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     ref = NULL;
     lrp_gauge_free(&G); /* the end-to-end gauge and the proof are judged */
     rounded_free(&R2);
+    /* the other conventions' references, one at a time */
+    if (ident_on) {
+        phase_start(&ph, LRP_PHASE_IDENTIFY);
+        if ((st = identify_convention(rep, net, got, R.rel, o, err)))
+            goto done;
+    }
     /* the local comparison's rounded contributions are judged too */
     for (int i = 0; T.rin_hi && i < nl; i++)
         for (int k = 0; k < LRP_MAX_INPUTS; k++) {

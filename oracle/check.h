@@ -17,6 +17,7 @@ typedef enum lrp_check_phase {
     LRP_PHASE_JUDGE,     /* end-to-end gauge and per-layer verdicts */
     LRP_PHASE_LOCAL,     /* float32 layers on the reference's inputs (check) */
     LRP_PHASE_TLOCAL,    /* the reference's step on the subject's values */
+    LRP_PHASE_IDENTIFY,  /* the reference under the other conventions */
     LRP_PHASE_COUNT
 } lrp_check_phase;
 
@@ -50,7 +51,15 @@ typedef struct lrp_check_opts {
     /* --keep FILE (oracle/keep.c): every judged layer's per-cell arrays
      * written to FILE as the layer is judged; NULL: nothing kept */
     struct lrp_keep *keep;
+    /* Convention identification (docs/ORACLE.md): the reference is also
+     * run under every other stabilizer convention, and a subject that
+     * matches one of them cell by cell rather than its stated one is
+     * SUSPECT.  -1 (default): on when the network is small enough
+     * (LRP_IDENT_AUTO_MACS multiply-accumulates for the batch); 0 off; 1 on. */
+    int identify;
 } lrp_check_opts;
+
+#define LRP_IDENT_AUTO_MACS ((int64_t)20000000)
 
 /* Keep files (oracle/keep.c, docs/FORMAT.md "Keep files"). */
 typedef struct lrp_keep lrp_keep;

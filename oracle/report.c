@@ -318,6 +318,8 @@ void lrp_report_text_ex(FILE *f, const lrp_run_report *r, const lrp_text_opts *o
                 E(r->layers[r->introduced_at].name));
     if (r->n_unjudged > 0)
         prosef(f, 2, W, "not judged locally (%d): %s", r->n_unjudged, r->unjudged);
+    if (r->ident_ran && (r->ident_flagged || verbose))
+        prosef(f, 2, W, "%s%s", r->ident_flagged ? "SUSPECT: " : "", r->ident);
     char mr[32], ms[32], ml[32];
     fmt_ratio(mr, sizeof mr, r->max_ratio);
     fmt_ratio(ms, sizeof ms, r->max_sharp_ratio);
@@ -450,6 +452,15 @@ static json_t *run_json(const lrp_run_report *r)
     }
     if (r->introduced_at >= 0)
         json_object_set_new(o, "introduced_at", json_string(r->layers[r->introduced_at].name));
+    if (r->ident_ran) {
+        json_t *id = json_object();
+        json_object_set_new(id, "flagged", json_boolean(r->ident_flagged));
+        json_object_set_new(id, "closest_other", json_string(r->ident_best));
+        json_object_set_new(id, "votes_other", json_integer(r->ident_votes_best));
+        json_object_set_new(id, "votes_stated", json_integer(r->ident_votes_stated));
+        json_object_set_new(id, "text", json_string(r->ident));
+        json_object_set_new(o, "convention_identification", id);
+    }
     json_object_set_new(o, "end_to_end_verdict", json_string(lrp_verdict_name(r->e2e_verdict)));
     json_object_set_new(o, "max_sharp_ratio", jnum(r->max_sharp_ratio));
     {

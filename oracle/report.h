@@ -97,6 +97,13 @@ typedef struct lrp_run_report {
      * order) whose trace activations fail */
     int origin_layer;
     char origin[512];
+    /* convention identification (lrp_check_opts.identify): ran, the
+     * convention the subject matches best, the decisive cells voting for
+     * it and for the stated one, and the text of the finding */
+    int ident_ran, ident_flagged;
+    char ident_best[LRP_NAME_MAX];
+    int64_t ident_votes_best, ident_votes_stated;
+    char ident[384];
     int fwd_origin;
     lrp_verdict e2e_verdict;   /* worst end-to-end layer verdict */
     lrp_verdict tlocal_verdict;/* worst trace-local verdict (layer-level included) */

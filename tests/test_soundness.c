@@ -835,6 +835,72 @@ static void test_resnet_alphabeta_on_add_bn(void **state)
     lrp_net_free(net);
 }
 
+/* The zero_only mutant on mlp is inside every sound float32 bound (its
+ * input relevance is 209x as far from the reference as the fast path's,
+ * but fc1's smallest denominator, z = 0.0036 with sum |x w| = 2.75, may
+ * legitimately move by about the eps = 1e-6 the mutant drops): the gauge
+ * alone passes it, which is asserted below with identification off.  The
+ * convention identification (docs/ORACLE.md) runs the reference under every
+ * other convention and finds the trace sitting on zero_only's cell by cell:
+ * SUSPECT, naming zero_only.  The fast path's own clean trace of the same
+ * net is identified as its stated convention. */
+static lrp_run_report judge_ident(lrp_net *net, const char *source, int identify)
+{
+    lrp_check_opts o;
+    lrp_check_opts_default(&o);
+    o.source = source;
+    o.label = "soundness";
+    o.proof_extra = 0;
+    o.identify = identify;
+    lrp_run_report rep;
+    lrp_err e = {0};
+    if (lrp_check(&rep, net, &o, &e) != LRP_OK)
+        fail_msg("%s", e.msg);
+    return rep;
+}
+
+static void test_mutant_stab_zero_only_mlp_identified(void **state)
+{
+    (void)state;
+    lrp_net *net = build("mlp");
+    lrp_composite_params cp = lrp_composite_params_default();
+    lrp_composite_apply(net, LRP_COMPOSITE_EPSILON_PLUS, &cp);
+    float **clean = fast_relevance(net, NULL);
+    for (int i = 0; i < net->n_layers; i++)
+        net->layers[i].rule.stab = LRP_STAB_ZERO_ONLY;
+    float **mut = fast_relevance(net, NULL);
+    for (int i = 0; i < net->n_layers; i++)
+        net->layers[i].rule.stab = LRP_STAB_SIGN0_POS;
+    add_trace(net, "clean", clean);
+    add_trace(net, "float32-zero_only", mut);
+
+    lrp_run_report rep = judge_ident(net, "float32-zero_only", 0);
+    int ok_without = lrp_run_ok(&rep);
+    lrp_run_report_free(&rep);
+    assert_true(ok_without); /* the limit of the bounds, stated in the README */
+
+    rep = judge_ident(net, "float32-zero_only", -1); /* automatic: mlp is small */
+    int ok = lrp_run_ok(&rep), flagged = rep.ident_flagged;
+    char best[LRP_NAME_MAX];
+    snprintf(best, sizeof best, "%s", rep.ident_best);
+    lrp_run_report_free(&rep);
+    if (ok || !flagged)
+        fail_msg("float32 under zero_only claiming sign0_pos passed (identified: %s)", best);
+    assert_string_equal(best, "zero_only");
+
+    rep = judge_ident(net, "clean", -1);
+    ok = lrp_run_ok(&rep);
+    int ran = rep.ident_ran;
+    flagged = rep.ident_flagged;
+    lrp_run_report_free(&rep);
+    assert_true(ran);
+    if (!ok || flagged)
+        fail_msg("the clean mlp trace was not identified as its own convention: a false alarm");
+    free_layers(clean, net->n_layers);
+    free_layers(mut, net->n_layers);
+    lrp_net_free(net);
+}
+
 static void test_reference_trace_resnet_passes(void **state)
 {
     (void)state;
@@ -874,6 +940,7 @@ int main(void)
         cmocka_unit_test(test_swap_sample_middle_layer),
         cmocka_unit_test(test_mutant_no_bias),
         cmocka_unit_test(test_mutant_stab_zero_only),
+        cmocka_unit_test(test_mutant_stab_zero_only_mlp_identified),
         cmocka_unit_test(test_mutant_zplus_drops_aneg_on_signed_input),
         cmocka_unit_test(test_add_split_equally),
         cmocka_unit_test(test_resnet_sign_input),

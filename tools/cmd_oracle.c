@@ -33,6 +33,7 @@ typedef struct judge_opts {
     int has_expect;
     lrp_verdict expect;
     int strict, require_all, progress, trace_only;
+    int identify; /* -1 automatic, 0 off, 1 on */
     double max_ill;
     unsigned seen; /* bit (c - OPT_JSON) for each option of the enum given */
 } judge_opts;
@@ -55,6 +56,8 @@ enum {
     OPT_WIDE,
     OPT_EXPLAIN,
     OPT_KEEP,
+    OPT_IDENTIFY,
+    OPT_NO_IDENTIFY,
     OPT_HELP
 };
 
@@ -77,6 +80,8 @@ static const struct option judge_long[] = {
     {"wide", no_argument, 0, OPT_WIDE},
     {"explain", no_argument, 0, OPT_EXPLAIN},
     {"keep", required_argument, 0, OPT_KEEP},
+    {"identify", no_argument, 0, OPT_IDENTIFY},
+    {"no-identify", no_argument, 0, OPT_NO_IDENTIFY},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
 
@@ -88,6 +93,7 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
     o->color = cli_isatty(STDOUT_FILENO) && !getenv("NO_COLOR");
     o->proof = 1;
     o->local = 1;
+    o->identify = -1;
     int c, idx;
     optind = 1;
     opterr = 0;
@@ -130,6 +136,8 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
         case OPT_WIDE: o->wide = 1; break;
         case OPT_EXPLAIN: o->explain = 1; break;
         case OPT_KEEP: o->keep = optarg; break;
+        case OPT_IDENTIFY: o->identify = 1; break;
+        case OPT_NO_IDENTIFY: o->identify = 0; break;
         case OPT_EXPECT:
             if (lrp_verdict_parse(optarg, &o->expect))
                 return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
@@ -343,6 +351,7 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
     co.proof_extra = o.proof ? 64 : 0;
     co.source = compare ? o.source : NULL;
     co.strict = o.strict;
+    co.identify = o.identify;
     if (o.strict)
         co.max_ill = o.max_ill;
     co.label = path;
@@ -488,6 +497,11 @@ static int judge(int argc, char **argv, int compare)
                                    "                             for runs longer than 2 s)\n"
                                    "  --keep FILE                every judged tensor's per-cell arrays, written\n"
                                    "                             to the HDF5 file FILE (docs/FORMAT.md)\n"
+                                   "  --identify, --no-identify  also run the reference under every other\n"
+                                   "                             stabilizer convention and say which one the\n"
+                                   "                             relevance matches; SUSPECT when it is not the\n"
+                                   "                             stated one (default: on for networks of at\n"
+                                   "                             most 2e7 multiply-accumulates a batch)\n"
                                    "  --verbose --no-color\n\n"
                                    "Every tensor of the trace is judged locally: the reference runs the\n"
                                    "step of the layer that computed it on the trace's own relevance at that\n"
@@ -518,6 +532,11 @@ static int judge(int argc, char **argv, int compare)
                                    "  --keep FILE                every judged tensor's per-cell arrays, written\n"
                                    "                             to the HDF5 file FILE (one fixture only;\n"
                                    "                             docs/FORMAT.md)\n"
+                                   "  --identify, --no-identify  also run the reference under every other\n"
+                                   "                             stabilizer convention and say which one the\n"
+                                   "                             relevance matches; SUSPECT when it is not the\n"
+                                   "                             stated one (default: on for networks of at\n"
+                                   "                             most 2e7 multiply-accumulates a batch)\n"
                                    "  --verbose --no-color\n\n"
                                    JUDGE_MEMORY_HELP);
     if (rc >= 0)
@@ -526,7 +545,7 @@ static int judge(int argc, char **argv, int compare)
                             SEEN(OPT_JSON) | SEEN(OPT_JUNIT) | SEEN(OPT_NOCOLOR) | SEEN(OPT_HTML) | SEEN(OPT_WIDE) | SEEN(OPT_EXPLAIN) |
                                 SEEN(OPT_VERBOSE) | SEEN(OPT_NOPROOF) | SEEN(OPT_EXPECT) |
                                 SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) | SEEN(OPT_PROGRESS) |
-                                SEEN(OPT_KEEP) |
+                                SEEN(OPT_KEEP) | SEEN(OPT_IDENTIFY) | SEEN(OPT_NO_IDENTIFY) |
                                 (compare ? SEEN(OPT_SOURCE) | SEEN(OPT_REQUIRE_ALL) : 0),
                             cmd)) >= 0 ||
         (rc = refuse_output_is_input(cmd, "--json", o.json, argc, argv)) >= 0 ||

@@ -40,10 +40,10 @@ static double now_s(void)
 /* Relative cost of each phase (lrp_check_phase order): measured on
  * ResNet-50 and VGG-16 at 224 (docs/SCALING.md); the proof runs at p + 64
  * bits and carries no audit data. */
-static const double phase_weight[LRP_PHASE_COUNT] = {1.0, 1.1, 0.02, 0.15, 0.03, 1.0};
+static const double phase_weight[LRP_PHASE_COUNT] = {1.0, 1.1, 0.02, 0.15, 0.03, 1.0, 2.5};
 static const char *const phase_name[LRP_PHASE_COUNT] = {
     "self-proof p+64", "reference", "float32 fast path", "gauge and verdicts",
-    "float32 layers alone", "trace-local reference"};
+    "float32 layers alone", "trace-local reference", "other conventions' references"};
 
 void cli_progress_init(cli_progress *p, int asked)
 {
@@ -152,7 +152,10 @@ static void on_phase(void *ctx, int phase, int k, int n)
     p->in_layers = 0;
     if (k < (int)(sizeof p->seq / sizeof p->seq[0]))
         p->seq[k] = phase;
-    (void)n;
+    /* lrp_check's own count (an automatic identification phase is known
+     * only once the network is) */
+    if (n > p->n_phases && n <= (int)(sizeof p->seq / sizeof p->seq[0]))
+        p->n_phases = n;
     show(p, 1);
 }
 
@@ -179,6 +182,8 @@ void cli_progress_begin(cli_progress *p, lrp_check_opts *co, const char *file, i
     p->seq[m++] = LRP_PHASE_JUDGE;
     if (!compare && co->local)
         p->seq[m++] = LRP_PHASE_LOCAL;
+    if (co->identify > 0)
+        p->seq[m++] = LRP_PHASE_IDENTIFY;
     if (co->tlocal)
         p->seq[m++] = LRP_PHASE_TLOCAL;
     p->n_phases = m;
