@@ -51,8 +51,8 @@ _lrp_oracle()
     local opts=""
     case "$cmd" in
     help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return 0 ;;
-    check) opts="$rules $report --keep --progress" ;;
-    compare) opts="$rules $report --source --require-all --keep --progress" ;;
+    check) opts="$rules $report --keep --progress --identify --no-identify" ;;
+    compare) opts="$rules $report --source --require-all --keep --progress --identify --no-identify" ;;
     trace) opts="$rules --no-color --help" ;;
     reference|fast) opts="$rules --out --help" ;;
     heatmap) opts="$rules --out --source --layers --samples --no-proof --help" ;;

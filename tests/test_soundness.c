@@ -886,7 +886,7 @@ static void test_mutant_stab_zero_only_mlp_identified(void **state)
     lrp_run_report_free(&rep);
     if (ok || !flagged)
         fail_msg("float32 under zero_only claiming sign0_pos passed (identified: %s)", best);
-    assert_string_equal(best, "zero_only");
+    assert_string_equal(best, "convention 'zero_only'");
 
     rep = judge_ident(net, "clean", -1);
     ok = lrp_run_ok(&rep);
