@@ -309,6 +309,42 @@ static void test_profiles(void **state)
     expect_bad(args, NULL, "profile");
 }
 
+/* Rule identification from the command line: mlp's relevance computed
+ * under zero_only (eps dropped from every nonzero denominator) and judged
+ * as sign0_pos is inside every sound float32 bound (docs/ORACLE.md "Rule
+ * identification"), so only --no-identify passes it; by default (mlp is
+ * small) the reference under zero_only is found to fit it: SUSPECT, exit 1,
+ * naming zero_only.  The trace judged under its own convention passes. */
+static void test_identify(void **state)
+{
+    (void)state;
+    char out[65536], err[8192], args[12800];
+    snprintf(args, sizeof args, "gen --out %s/id mlp", tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    snprintf(args, sizeof args,
+             "fast --composite EpsilonPlus --convention zero_only %s/id/mlp.h5 --out %s/id/z.h5",
+             tmpdir, tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    snprintf(args, sizeof args,
+             "compare --no-color --no-proof --source fastpath --composite EpsilonPlus "
+             "--convention sign0_pos %s/id/z.h5",
+             tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 1);
+    assert_non_null(strstr(out, "SUSPECT"));
+    assert_non_null(strstr(out, "zero_only"));
+    snprintf(args, sizeof args,
+             "compare --no-color --no-proof --no-identify --source fastpath --composite "
+             "EpsilonPlus --convention sign0_pos %s/id/z.h5",
+             tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    snprintf(args, sizeof args, "compare --no-color --no-proof --identify --source fastpath %s/id/z.h5",
+             tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    /* not an option of the commands that do not judge */
+    snprintf(args, sizeof args, "fast --identify %s/id/mlp.h5 --out %s/id/y.h5", tmpdir, tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -318,6 +354,7 @@ int main(void)
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_profiles),
         cmocka_unit_test(test_keep),
+        cmocka_unit_test(test_identify),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }
