@@ -184,6 +184,11 @@ typedef struct lrp_lin {
      * then the scalars are used. */
     const float *low, *high;
     float low_s, high_s;
+    /* Dense on a token sequence (T, F) (docs/TRANSFORMERS.md section 1):
+     * the map acts on the last axis, row by row: n_in = F, n_out = units
+     * per row, and the backend ops run over batch * rows rows (a Dense over
+     * T rows is one matrix product).  1 for flat inputs and Conv2D. */
+    int64_t rows;
 } lrp_lin;
 
 /* ------------------------------------------------------------------ */

@@ -338,6 +338,10 @@ static int forward_bounds(ctx *c)
         case LRP_LAYER_CONV2D: {
             lrp_lin L;
             lrp_pipe_lin_geom(&L, net, li);
+            /* a token Dense (T, F): every row is a "sample" of F -> units */
+            B *= L.rows;
+            n = L.n_out;
+            nin = L.n_in;
             /* per sample: G = |W| . |x|, the propagated part |W| . A and
              * the sharp one W^2 . As^2, as (GEMM) convolutions */
             double *G = malloc((size_t)(n ? n : 1) * sizeof *G);
@@ -621,7 +625,8 @@ static int linear_backward(ctx *c, int li)
     lrp_lin L;
     lrp_pipe_lin_geom(&L, net, li);
     int in0 = l->in[0];
-    int64_t n = numel(net, li), nin = numel(net, in0), B = c->B;
+    /* a token Dense (T, F): every row is a "sample" of F -> units */
+    int64_t n = L.n_out, nin = L.n_in, B = c->B * L.rows;
     int64_t units = L.conv ? L.O : L.n_out, hw = n / units;
     int64_t nw = units * L.fanin;
     int maxt = 0, need_sel = 0;
