@@ -18,8 +18,10 @@
  *               (1 + erff cancels for x << 0: the error follows |x|, not |y|)
  *   GELU tanh   L = 1.13, 2 |x| (|x| + 0.045 |x|^3) sech^2(z) + 4 (|x| + |y|)
  *               (the rounded constants of z = sqrt(2/pi)(x + 0.044715 x^3))
- *   SiLU        L = 1.1,  4 |y| + 2^-126 / u (expf's overflow to 0 for x << 0)
+ *   SiLU        L = 1.1,  4 |y|, or 2 |y| / u for x < -88 (expf(-x) overflows:
+ *               float32 gives -0)
  *   Tanh        L = 1,    3 |y|
+ * and every one 2^-149 absolute (a subnormal result).
  * (the glibc erff / expf / tanhf are within 2 ulp: 2u relative.)
  *
  * LayerNorm backward (ln_linear, ln_fine), per row, with s_k = R_k /
@@ -109,8 +111,16 @@ int lrp_gauge_token_fwd(const lrp_net *net, int li, int64_t B, const float *x, c
         }
         return 0;
     }
+    (void)y;
     for (int64_t i = 0; i < B * n; i++) {
-        double v = fabs((double)x[i]), yy = fabs((double)y[i]), L = 1.0, e = 0;
+        /* |y| from x in binary64 (not the stored output, which may be the
+         * subject's own: a float32 -0 where the value is 7e-38) */
+        double xd = (double)x[i], v = fabs(xd), yy, L = 1.0, e = 0;
+        switch (l->kind) {
+        case LRP_LAYER_GELU: yy = fabs(0.5 * xd * erfc(-xd / sqrt(2.0))); break;
+        case LRP_LAYER_SILU: yy = fabs(xd / (1 + exp(-xd))); break;
+        default: yy = fabs(tanh(xd)); break;
+        }
         switch (l->kind) {
         case LRP_LAYER_GELU:
             L = 1.13;
@@ -125,12 +135,14 @@ int lrp_gauge_token_fwd(const lrp_net *net, int li, int64_t B, const float *x, c
             break;
         case LRP_LAYER_SILU:
             L = 1.1;
-            e = 4 * yy + 0x1p-126 / U32;
+            /* expf(-x) overflows to inf for x < -88.7: y = -0, all of |y| lost */
+            e = (double)x[i] < -88.0 ? 2 * yy / U32 : 4 * yy;
             break;
         default: /* Tanh */
             e = 3 * yy;
             break;
         }
+        e += 0x1p-149 / U32; /* a subnormal result's absolute rounding */
         A[i] = L * Ai[i] + e;
         As[i] = fmin(L * Asi[i] + e, A[i]);
     }

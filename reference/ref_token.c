@@ -16,8 +16,11 @@
  *             |M|).  The stored (mu, sigma) are p-bit roundings of the
  *             forward's wp values: the 2^-p difference is far below the
  *             float32 bounds the oracle works with.
- *   act_map   f(x) at wp (mpfr_erf, mpfr_tanh, mpfr_exp, each correctly
- *             rounded at wp), a few wp roundings, then rounded to p.
+ *   act_map   f(x) at wp (mpfr_erfc, mpfr_tanh, mpfr_exp, each correctly
+ *             rounded at wp), a few wp roundings, then rounded to p; GELU
+ *             as x erfc(-x / sqrt 2) / 2 and its tanh form as
+ *             x / (1 + exp(-2 z)), so that x << 0 does not cancel (1 +
+ *             erf(-21) is 0 at 192 bits; the value is 1e-197).
  */
 #include "ref_int.h"
 
@@ -160,22 +163,25 @@ void lrp_ref_act_map(void *c, void *y, const void *x, int op, int64_t n)
         mpfr_ptr yi = T(y) + i;
         switch ((lrp_act_op)op) {
         case LRP_ACT_GELU:
+            /* 1 + erf(t) = erfc(-t): no cancellation for x << 0 (where
+             * 1 + erf(t) at any fixed precision is 0) */
             mpfr_mul(t, xi, k1, MPFR_RNDN);
-            mpfr_erf(t, t, MPFR_RNDN);
-            mpfr_add_ui(t, t, 1, MPFR_RNDN);
+            mpfr_neg(t, t, MPFR_RNDN);
+            mpfr_erfc(t, t, MPFR_RNDN);
             mpfr_mul(t, t, xi, MPFR_RNDN);
             mpfr_div_2ui(yi, t, 1, MPFR_RNDN);
             break;
         case LRP_ACT_GELU_TANH:
+            /* (1 + tanh z) / 2 = 1 / (1 + exp(-2 z)): no cancellation */
             mpfr_sqr(t, xi, MPFR_RNDN);
             mpfr_mul(t, t, xi, MPFR_RNDN);
             mpfr_mul(t, t, k2, MPFR_RNDN);
             mpfr_add(t, t, xi, MPFR_RNDN);
             mpfr_mul(t, t, k1, MPFR_RNDN);
-            mpfr_tanh(t, t, MPFR_RNDN);
+            mpfr_mul_si(t, t, -2, MPFR_RNDN);
+            mpfr_exp(t, t, MPFR_RNDN);
             mpfr_add_ui(t, t, 1, MPFR_RNDN);
-            mpfr_mul(t, t, xi, MPFR_RNDN);
-            mpfr_div_2ui(yi, t, 1, MPFR_RNDN);
+            mpfr_div(yi, xi, t, MPFR_RNDN);
             break;
         case LRP_ACT_SILU:
             mpfr_neg(t, xi, MPFR_RNDN);

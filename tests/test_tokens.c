@@ -8,6 +8,12 @@
  * fast path judged by the oracle (PASS or ILL-CONDITIONED, the gauge's
  * own bound); shape errors named.
  *
+ * LayerNorm (ln_linear, ln_fine), RMSNorm, GELU, SiLU, Tanh: the reference
+ * against tests/naive/naive_token.c (MPFR at 256 bits, the textbook
+ * per-contribution form), conservation with the absorbed kinds, the fast
+ * path within the gauge under every composite, must-fail mutants of a
+ * trace, and the errors of bad files and shapes (format_version 2).
+ *
  * Seed: LRP_TEST_SEED (printed).
  */
 #include <setjmp.h>
@@ -24,10 +30,13 @@
 #include <math.h>
 #include <mpfr.h>
 
+#include "fixtures.h"
 #include "lrp.h"
 #include "naive/naive.h"
+#include "naive/naive_token.h"
 #include "pipeline.h"
 #include "reference.h"
+#include "util/testutil.h"
 
 static uint64_t g_seed;
 static uint64_t g_rng;
@@ -269,6 +278,568 @@ static void t_dense_shapes(void **s)
     lrp_net_free(net);
 }
 
+
+/* ---- LayerNorm against the naive textbook form ---- */
+
+static int sg_pos(mpfr_srcptr y) { return mpfr_sgn(y) < 0 ? -1 : 1; }
+static int sg_bit(mpfr_srcptr y) { return mpfr_signbit(y) ? -1 : 1; }
+static int sg_posit(mpfr_srcptr y) { (void)y; return 1; }
+static int sg_none(mpfr_srcptr y) { (void)y; return 0; }
+
+/* Input (T, F) -> LayerNorm, r_out given */
+static lrp_net *ln_net(int B, int T, int F, const float *x, const float *w, const float *b,
+                       float eps, const float *rout, const lrp_rule_spec *rs)
+{
+    lrp_err err;
+    lrp_net *net = lrp_net_new();
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_INPUT, "tokens", &err), 0);
+    net->layers[0].shape.rank = 2;
+    net->layers[0].shape.d[0] = T;
+    net->layers[0].shape.d[1] = F;
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_LAYERNORM, "ln", &err), 1);
+    lrp_layer *l = &net->layers[1];
+    l->n_in = 1;
+    l->in[0] = 0;
+    l->bn_eps = eps;
+    l->has_weight = w != NULL;
+    l->has_bias = b != NULL;
+    l->rule = *rs;
+    net->batch = B;
+    if (lrp_net_infer(net, "test", &err))
+        fail_msg("infer: %s", err.msg);
+    if (w)
+        l->w = fdup(w, F);
+    if (b)
+        l->b = fdup(b, F);
+    net->input = fdup(x, (int64_t)B * T * F);
+    net->r_out = fdup(rout, (int64_t)B * T * F);
+    return net;
+}
+
+/* |a - b| <= 2^-k (|scale|) */
+static int near_mpfr(mpfr_srcptr a, mpfr_srcptr b, double scale, int k)
+{
+    mpfr_t d;
+    mpfr_init2(d, 300);
+    mpfr_sub(d, a, b, MPFR_RNDN);
+    int ok = fabs(mpfr_get_d(d, MPFR_RNDN)) <= ldexp(scale, -k);
+    mpfr_clear(d);
+    return ok;
+}
+
+static void t_ln_naive(void **s)
+{
+    (void)s;
+    enum { B = 2, T = 3, F = 8 };
+    float x[B * T * F], w[F], b[F], rout[B * T * F];
+    const lrp_stab_id stabs[] = {LRP_STAB_SIGN0_POS, LRP_STAB_SIGNBIT, LRP_STAB_POSITIVE};
+    int (*const sgf[])(mpfr_srcptr) = {sg_pos, sg_bit, sg_posit};
+    int runs = 0;
+    for (int fine = 0; fine < 2; fine++)
+        for (int si = 0; si < 3; si++)
+            for (int affine = 0; affine < 2; affine++)
+                for (int e = 0; e < 2; e++) {
+                    for (int i = 0; i < B * T * F; i++) {
+                        x[i] = rsym24() * 2.0f;
+                        rout[i] = rsym24();
+                    }
+                    for (int i = 0; i < F; i++) {
+                        w[i] = 1.0f + rsym() * 0.5f;
+                        b[i] = rsym() * 0.25f;
+                    }
+                    /* a constant row (var 0) and, with eps 0 for the
+                     * norm, every row varies (the 0/0 is t_ln_eps0's) */
+                    float neps = e ? 0.0f : 0x1.4f8b58p-17f;
+                    if (!e)
+                        for (int i = 0; i < F; i++)
+                            x[F + i] = 0.75f;
+                    lrp_rule_spec rs = lrp_rule_default(fine ? LRP_RULE_LN_FINE : LRP_RULE_LN_LINEAR);
+                    rs.stab = stabs[si];
+                    rs.eps = e ? 0x1p-10f : 0x1.0c6f7ap-20f;
+                    lrp_net *net = ln_net(B, T, F, x, affine ? w : NULL, affine ? b : NULL, neps,
+                                          rout, &rs);
+                    lrp_err err;
+                    lrp_ref_result *R = NULL;
+                    if (lrp_ref_run(&R, net, NULL, &err))
+                        fail_msg("ref: %s", err.msg);
+                    mpfr_t y[F], rin[F], bias, stab, mean, tb, ts, tm;
+                    for (int i = 0; i < F; i++)
+                        mpfr_inits2(256, y[i], rin[i], (mpfr_ptr)0);
+                    mpfr_inits2(256, bias, stab, mean, tb, ts, tm, (mpfr_ptr)0);
+                    const lrp_pipe_layer *P = &R->pipe->L[1];
+                    for (int bb = 0; bb < B; bb++) {
+                        mpfr_set_zero(tb, 1);
+                        mpfr_set_zero(ts, 1);
+                        mpfr_set_zero(tm, 1);
+                        double scale = 0;
+                        for (int t = 0; t < T; t++) {
+                            int q = bb * T + t;
+                            if (naive_ln_row(y, rin, bias, stab, mean, x + q * F, affine ? w : NULL,
+                                             affine ? b : NULL, neps, F, rout + q * F, rs.eps,
+                                             sgf[si], fine))
+                                fail_msg("naive: a zero denominator (seed %llu)",
+                                         (unsigned long long)g_seed);
+                            mpfr_add(tb, tb, bias, MPFR_RNDN);
+                            mpfr_add(ts, ts, stab, MPFR_RNDN);
+                            mpfr_add(tm, tm, mean, MPFR_RNDN);
+                            /* the row's magnitudes: the cells cancel (the
+                             * mean's share), the contributions do not */
+                            double rs_ = 0, ys = 0;
+                            for (int k = 0; k < F; k++) {
+                                rs_ += fabs(mpfr_get_d(rin[k], MPFR_RNDN));
+                                ys += fabs((double)rout[q * F + k]) /
+                                      fabs(mpfr_get_d(y[k], MPFR_RNDN) + 1e-30);
+                            }
+                            double rowscale = rs_ + ys * 1e3;
+                            scale += rowscale;
+                            for (int k = 0; k < F; k++) {
+                                if (!near_mpfr(lrp_ref_act(R, 1) + q * F + k, y[k],
+                                               fabs(mpfr_get_d(y[k], MPFR_RNDN)) + 1, R->prec - 8))
+                                    fail_msg("forward differs: row %d cell %d: %.17g vs %.17g", q, k,
+                                             mpfr_get_d(lrp_ref_act(R, 1) + q * F + k, MPFR_RNDN),
+                                             mpfr_get_d(y[k], MPFR_RNDN));
+                                /* reference p = 128 against 256 bits: a few
+                                 * roundings of 2^-128 relative to the row's
+                                 * contributions (2^-(p - 16) leaves room) */
+                                if (!near_mpfr(lrp_ref_rel(R, 0) + q * F + k, rin[k], rowscale,
+                                               R->prec - 16))
+                                    fail_msg("%s stab %s affine %d eps %d seed %llu: row %d R_in[%d] "
+                                             "= %.17g, naive %.17g",
+                                             lrp_rule_name(rs.rule), lrp_stab_name(rs.stab), affine,
+                                             e, (unsigned long long)g_seed, q, k,
+                                             mpfr_get_d(lrp_ref_rel(R, 0) + q * F + k, MPFR_RNDN),
+                                             mpfr_get_d(rin[k], MPFR_RNDN));
+                            }
+                        }
+                        /* absorbed per sample: bias, stabilizer, ln_mean */
+                        mpfr_t a;
+                        mpfr_init2(a, 300);
+                        const int kinds[3] = {LRP_ABS_BIAS, LRP_ABS_STAB, LRP_ABS_LN_MEAN};
+                        mpfr_ptr want[3] = {tb, ts, tm};
+                        for (int kk = 0; kk < 3; kk++) {
+                            mpfr_set_zero(a, 1);
+                            if (P->abs[kinds[kk]])
+                                for (int c = 0; c < T * F; c++)
+                                    mpfr_add(a, a, (mpfr_srcptr)P->abs[kinds[kk]] + bb * T * F + c,
+                                             MPFR_RNDN);
+                            else if (kk == 2)
+                                assert_false(fine); /* ln_fine must record ln_mean */
+                            if (!near_mpfr(a, want[kk], scale, R->prec - 16))
+                                fail_msg("%s: absorbed %s = %.17g, naive %.17g",
+                                         lrp_rule_name(rs.rule), lrp_abs_name((lrp_abs_kind)kinds[kk]),
+                                         mpfr_get_d(a, MPFR_RNDN), mpfr_get_d(want[kk], MPFR_RNDN));
+                        }
+                        mpfr_clear(a);
+                    }
+                    if (fine)
+                        assert_non_null(P->abs[LRP_ABS_LN_MEAN]);
+                    else
+                        assert_null(P->abs[LRP_ABS_LN_MEAN]);
+                    /* sum R_in + absorbed = sum R_out, per sample */
+                    if (!(P->cons_resid <= ldexp(1.0, -(R->prec - 10))))
+                        fail_msg("%s: conservation residual %g", lrp_rule_name(rs.rule),
+                                 P->cons_resid);
+                    for (int i = 0; i < F; i++)
+                        mpfr_clears(y[i], rin[i], (mpfr_ptr)0);
+                    mpfr_clears(bias, stab, mean, tb, ts, tm, (mpfr_ptr)0);
+                    lrp_ref_free(R);
+                    /* the fast path within the gauge */
+                    lrp_judgement *J = NULL;
+                    lrp_judge_opts jo;
+                    memset(&jo, 0, sizeof jo);
+                    jo.no_proof = 1;
+                    if (lrp_judge(&J, net, NULL, &jo, &err))
+                        fail_msg("judge: %s", err.msg);
+                    if (!lrp_judgement_ok(J))
+                        fail_msg("%s stab %s affine %d: fast path %s (%s)", lrp_rule_name(rs.rule),
+                                 lrp_stab_name(rs.stab), affine,
+                                 lrp_verdict_name(lrp_judgement_verdict(J)), lrp_judgement_origin(J));
+                    lrp_judgement_free(J);
+                    lrp_net_free(net);
+                    runs++;
+                }
+    (void)sg_none;
+    printf("    LayerNorm: %d runs against the naive form\n", runs);
+}
+
+/* ---- activations and RMSNorm: forward against naive, relevance passes ---- */
+
+static void t_act_naive(void **s)
+{
+    (void)s;
+    enum { T = 2, F = 8 };
+    const float xs[T * F] = {0.0f,   -0.0f, 1.0f,     -1.0f,   0x1p-20f, -0x1p-20f, 3.5f,  -3.5f,
+                             -30.0f, 30.0f, -0.125f,  0.375f, -7.25f,   7.25f,     -90.f, 1e-30f};
+    const lrp_layer_kind kinds[] = {LRP_LAYER_GELU, LRP_LAYER_GELU, LRP_LAYER_SILU, LRP_LAYER_TANH,
+                                    LRP_LAYER_RMSNORM};
+    float rout[T * F];
+    for (int i = 0; i < T * F; i++)
+        rout[i] = rsym24();
+    for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++) {
+        lrp_err err;
+        lrp_net *net = lrp_net_new();
+        assert_int_equal(lrp_net_add(net, LRP_LAYER_INPUT, "tokens", &err), 0);
+        net->layers[0].shape.rank = 2;
+        net->layers[0].shape.d[0] = T;
+        net->layers[0].shape.d[1] = F;
+        assert_int_equal(lrp_net_add(net, kinds[ki], "act", &err), 1);
+        lrp_layer *l = &net->layers[1];
+        l->n_in = 1;
+        l->in[0] = 0;
+        l->approximate = ki == 1;
+        l->bn_eps = 0x1.0c6f7ap-20f;
+        if (lrp_net_infer(net, "test", &err))
+            fail_msg("infer: %s", err.msg);
+        net->input = fdup(xs, T * F);
+        net->r_out = fdup(rout, T * F);
+        lrp_ref_result *R = NULL;
+        if (lrp_ref_run(&R, net, NULL, &err))
+            fail_msg("ref: %s", err.msg);
+        mpfr_t y;
+        mpfr_init2(y, 256);
+        for (int i = 0; i < T * F; i++) {
+            if (kinds[ki] == LRP_LAYER_RMSNORM) {
+                /* y = x / sqrt(mean x^2 + eps) of its row */
+                double ss = 0;
+                int q = i / F;
+                mpfr_t m;
+                mpfr_init2(m, 256);
+                mpfr_set_zero(m, 1);
+                for (int k = 0; k < F; k++) {
+                    mpfr_set_d(y, (double)xs[q * F + k], MPFR_RNDN);
+                    mpfr_sqr(y, y, MPFR_RNDN);
+                    mpfr_add(m, m, y, MPFR_RNDN);
+                }
+                (void)ss;
+                mpfr_div_ui(m, m, F, MPFR_RNDN);
+                mpfr_add_d(m, m, (double)0x1.0c6f7ap-20f, MPFR_RNDN);
+                mpfr_sqrt(m, m, MPFR_RNDN);
+                mpfr_d_div(y, (double)xs[i], m, MPFR_RNDN);
+                mpfr_clear(m);
+            } else if (kinds[ki] == LRP_LAYER_GELU) {
+                naive_gelu(y, xs[i], ki == 1);
+            } else if (kinds[ki] == LRP_LAYER_SILU) {
+                naive_silu(y, xs[i]);
+            } else {
+                naive_tanh(y, xs[i]);
+            }
+            /* relative to |y| (and exact zeros stay zeros) */
+            if (!near_mpfr(lrp_ref_act(R, 1) + i, y, fabs(mpfr_get_d(y, MPFR_RNDN)), R->prec - 6))
+                fail_msg("%s approximate %d: f(%a) = %.17g, naive %.17g",
+                         lrp_layer_kind_name(kinds[ki]), l->approximate, (double)xs[i],
+                         mpfr_get_d(lrp_ref_act(R, 1) + i, MPFR_RNDN), mpfr_get_d(y, MPFR_RNDN));
+            /* identity: R_x = R_y bit for bit */
+            if (mpfr_cmp_d(lrp_ref_rel(R, 0) + i, (double)rout[i]) != 0)
+                fail_msg("%s: relevance not passed unchanged at %d", lrp_layer_kind_name(kinds[ki]), i);
+        }
+        mpfr_clear(y);
+        lrp_ref_free(R);
+        /* the fast path: the same relevance bits, forward within the gauge */
+        lrp_trace *tr = NULL;
+        if (lrp_run(&tr, net, LRP_ENGINE_FAST, NULL, &err))
+            fail_msg("fast: %s", err.msg);
+        assert_memory_equal(tr->relevance[0], rout, sizeof rout);
+        lrp_judgement *J = NULL;
+        lrp_judge_opts jo;
+        memset(&jo, 0, sizeof jo);
+        jo.no_proof = 1;
+        if (lrp_judge(&J, net, NULL, &jo, &err))
+            fail_msg("judge: %s", err.msg);
+        if (!lrp_judgement_ok(J))
+            fail_msg("%s: fast path %s (%s)", lrp_layer_kind_name(kinds[ki]),
+                     lrp_verdict_name(lrp_judgement_verdict(J)), lrp_judgement_origin(J));
+        lrp_judgement_free(J);
+        lrp_net_free(net);
+    }
+}
+
+/* ---- the token fixtures under every composite ---- */
+
+static lrp_net *fixture(const char *name)
+{
+    lrp_net *net = NULL;
+    lrp_err err;
+    const lrp_fixture_def *d = lrp_fixture_lookup(name);
+    assert_non_null(d);
+    if (d->build(&net, LRP_FIXTURE_SEED, &err))
+        fail_msg("%s: %s", name, err.msg);
+    return net;
+}
+
+static int find(const lrp_net *net, const char *name)
+{
+    int i = lrp_net_find(net, name);
+    assert_true(i >= 0);
+    return i;
+}
+
+static void t_composites(void **s)
+{
+    (void)s;
+    const char *fx[] = {"tokmlp", "ln_constrow"};
+    for (int f = 0; f < 2; f++)
+        for (int c = 0; c < LRP_COMPOSITE_COUNT; c++)
+            for (int fine = 0; fine < 2; fine++) {
+                lrp_net *net = fixture(fx[f]);
+                lrp_composite_params p = lrp_composite_params_default();
+                p.low = -1.0f;
+                p.high = 1.0f;
+                net->layers[find(net, "ln")].rule.rule = fine ? LRP_RULE_LN_FINE : LRP_RULE_LN_LINEAR;
+                lrp_composite_apply(net, (lrp_composite_id)c, &p);
+                /* the composite keeps the file's LayerNorm rule, with its eps */
+                const lrp_layer *ln = &net->layers[find(net, "ln")];
+                assert_int_equal(ln->rule.rule, fine ? LRP_RULE_LN_FINE : LRP_RULE_LN_LINEAR);
+                assert_true(ln->rule.eps == p.eps);
+                assert_int_equal(net->layers[find(net, "gelu")].rule.rule, LRP_RULE_IDENTITY);
+                lrp_err err;
+                lrp_judgement *J = NULL;
+                lrp_judge_opts jo;
+                memset(&jo, 0, sizeof jo);
+                if (lrp_judge(&J, net, NULL, &jo, &err))
+                    fail_msg("judge: %s", err.msg);
+                if (!lrp_judgement_ok(J))
+                    fail_msg("%s %s ln_fine %d: %s (%s)", fx[f], lrp_composite_name((lrp_composite_id)c),
+                             fine, lrp_verdict_name(lrp_judgement_verdict(J)), lrp_judgement_origin(J));
+                lrp_judgement_free(J);
+                /* the reference's own LayerNorm step conserves */
+                lrp_ref_result *R = NULL;
+                if (lrp_ref_run(&R, net, NULL, &err))
+                    fail_msg("ref: %s", err.msg);
+                assert_true(R->pipe->L[find(net, "ln")].cons_resid <= ldexp(1.0, -(R->prec - 10)));
+                lrp_ref_free(R);
+                lrp_net_free(net);
+            }
+}
+
+/* ---- must-fail mutants of a trace ---- */
+
+/* a copy of trace `from` of net named `to`, every tensor */
+static lrp_trace *copy_trace(lrp_net *net, const char *from, const char *to)
+{
+    lrp_err err;
+    int k = lrp_net_trace_find(net, from);
+    assert_true(k >= 0);
+    lrp_trace *t = lrp_net_trace_add(net, to, &err);
+    assert_non_null(t);
+    const lrp_trace *f = &net->traces[lrp_net_trace_find(net, from)];
+    t->precision = f->precision;
+    t->rules = malloc((size_t)net->n_layers * sizeof *t->rules);
+    memcpy(t->rules, f->rules, (size_t)net->n_layers * sizeof *t->rules);
+    for (int i = 0; i < net->n_layers; i++) {
+        int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch;
+        if (f->relevance[i])
+            t->relevance[i] = fdup(f->relevance[i], n);
+        if (f->activation && f->activation[i])
+            t->activation[i] = fdup(f->activation[i], n);
+    }
+    return t;
+}
+
+static lrp_verdict judge_source(lrp_net *net, const char *src, char *origin, size_t on)
+{
+    lrp_err err;
+    lrp_judgement *J = NULL;
+    lrp_judge_opts jo;
+    memset(&jo, 0, sizeof jo);
+    jo.no_proof = 1;
+    if (lrp_judge(&J, net, src, &jo, &err))
+        fail_msg("judge %s: %s", src, err.msg);
+    lrp_verdict v = lrp_judgement_verdict(J);
+    snprintf(origin, on, "%s", lrp_judgement_origin(J));
+    lrp_judgement_free(J);
+    return v;
+}
+
+static void t_mutants(void **s)
+{
+    (void)s;
+    lrp_net *net = fixture("tokmlp");
+    lrp_err err;
+    int ln = find(net, "ln"), proj = find(net, "proj"), gelu = find(net, "gelu");
+    int64_t n = lrp_shape_numel(&net->layers[proj].shape) * net->batch;
+    char origin[LRP_ERR_MSG_MAX];
+    /* ln_linear's relevance at the LayerNorm input (the mean's share sent
+     * back to the inputs) ... */
+    if (lrp_run(NULL, net, LRP_ENGINE_FAST, NULL, &err))
+        fail_msg("fast: %s", err.msg);
+    float *lin = fdup(net->traces[lrp_net_trace_find(net, "fastpath")].relevance[proj], n);
+    /* ... and the clean ln_fine trace */
+    net->layers[ln].rule = lrp_rule_default(LRP_RULE_LN_FINE);
+    if (lrp_run(NULL, net, LRP_ENGINE_FAST, NULL, &err))
+        fail_msg("fast: %s", err.msg);
+    lrp_verdict v = judge_source(net, "fastpath", origin, sizeof origin);
+    if (v > LRP_V_ILL_CONDITIONED)
+        fail_msg("clean ln_fine trace: %s (%s)", lrp_verdict_name(v), origin);
+    /* mutant 1: ln_fine claimed, but ln_mean not absorbed (passed on) */
+    lrp_trace *m = copy_trace(net, "fastpath", "no_ln_mean");
+    memcpy(m->relevance[proj], lin, (size_t)n * sizeof *lin);
+    v = judge_source(net, "no_ln_mean", origin, sizeof origin);
+    if (v != LRP_V_FAIL || !strstr(origin, "'ln'"))
+        fail_msg("ln_mean dropped: %s (%s)", lrp_verdict_name(v), origin);
+    /* mutant 2: the LayerNorm's input relevance with its sign flipped */
+    m = copy_trace(net, "fastpath", "flipped");
+    for (int64_t i = 0; i < n; i++)
+        m->relevance[proj][i] = -m->relevance[proj][i];
+    v = judge_source(net, "flipped", origin, sizeof origin);
+    if (v != LRP_V_FAIL || !strstr(origin, "'ln'"))
+        fail_msg("sign flipped: %s (%s)", lrp_verdict_name(v), origin);
+    /* mutant 3: GELU by the plain gradient (R_x = x f'(x) R_y / f(x)
+     * scaled): the identity rule not applied */
+    m = copy_trace(net, "fastpath", "gelu_grad");
+    int64_t ng = lrp_shape_numel(&net->layers[gelu].shape) * net->batch;
+    const float *xa = net->traces[lrp_net_trace_find(net, "fastpath")].activation[ln];
+    for (int64_t i = 0; i < ng; i++) {
+        double xv = xa ? (double)xa[i] : 1.0;
+        double phi = 0.5 * erfc(-xv / sqrt(2.0)), dens = exp(-0.5 * xv * xv) * 0.3989422804014327 /* 1 / sqrt(2 pi) */;
+        m->relevance[ln][i] = (float)((double)m->relevance[ln][i] * (phi + xv * dens) / phi);
+    }
+    v = judge_source(net, "gelu_grad", origin, sizeof origin);
+    if (v != LRP_V_FAIL || !strstr(origin, "'gelu'"))
+        fail_msg("GELU gradient: %s (%s)", lrp_verdict_name(v), origin);
+    free(lin);
+    lrp_net_free(net);
+}
+
+/* ---- eps 0 and a constant row: the first NaN's origin ---- */
+
+static void t_ln_eps0(void **s)
+{
+    (void)s;
+    lrp_net *net = fixture("ln_eps0");
+    lrp_err err;
+    lrp_judgement *J = NULL;
+    lrp_judge_opts jo;
+    memset(&jo, 0, sizeof jo);
+    jo.no_proof = 1;
+    if (lrp_judge(&J, net, NULL, &jo, &err))
+        fail_msg("judge: %s", err.msg);
+    assert_int_equal(lrp_judgement_verdict(J), LRP_V_NONFINITE);
+    int layer;
+    int64_t cell;
+    const char *cause = NULL;
+    assert_int_equal(lrp_judgement_first_nonfinite(J, &layer, &cell, &cause), 1);
+    assert_non_null(cause);
+    if (!strstr(cause, "layer 'ln'") || !strstr(cause, "token 1") || !strstr(cause, "sigma = 0"))
+        fail_msg("cause: %s", cause);
+    lrp_judgement_free(J);
+    lrp_net_free(net);
+}
+
+/* ---- bad shapes, attributes and files: one line naming file and layer ---- */
+
+static void expect_infer(lrp_net *net, const char *needle)
+{
+    lrp_err err;
+    lrp_status st = lrp_net_infer(net, "f.h5", &err);
+    assert_int_equal(st, LRP_E_INVALID);
+    if (!strstr(err.msg, "f.h5: ") || !strstr(err.msg, "layer 'n'") || !strstr(err.msg, needle))
+        fail_msg("message: %s", err.msg);
+    assert_null(strchr(err.msg, '\n'));
+    lrp_net_free(net);
+}
+
+static lrp_net *one(lrp_layer_kind k, int rank)
+{
+    lrp_err err;
+    lrp_net *net = lrp_net_new();
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_INPUT, "x", &err), 0);
+    net->layers[0].shape.rank = rank;
+    for (int d = 0; d < rank; d++)
+        net->layers[0].shape.d[d] = 4;
+    assert_int_equal(lrp_net_add(net, k, "n", &err), 1);
+    net->layers[1].n_in = 1;
+    net->layers[1].in[0] = 0;
+    return net;
+}
+
+static void read_fails(const char *path, lrp_status want, const char *n1, const char *n2)
+{
+    lrp_net *net = NULL;
+    lrp_err err;
+    lrp_status st = lrp_fixture_read(&net, path, &err);
+    if (st != want)
+        fail_msg("status %s, want %s: %s", lrp_status_name(st), lrp_status_name(want), err.msg);
+    if (!strstr(err.msg, path) || !strstr(err.msg, n1) || (n2 && !strstr(err.msg, n2)))
+        fail_msg("message lacks '%s' / '%s': %s", n1, n2 ? n2 : "", err.msg);
+    assert_null(strchr(err.msg, '\n'));
+    assert_null(net);
+}
+
+static void t_errors(void **s)
+{
+    (void)s;
+    lrp_net *net = one(LRP_LAYER_LAYERNORM, 3);
+    expect_infer(net, "rank 3");
+    net = one(LRP_LAYER_LAYERNORM, 2);
+    net->layers[1].bn_eps = -1.0f;
+    expect_infer(net, "eps -1");
+    net = one(LRP_LAYER_RMSNORM, 2);
+    net->layers[1].bn_eps = NAN;
+    expect_infer(net, "finite");
+    net = one(LRP_LAYER_RMSNORM, 2);
+    net->layers[1].has_bias = 1;
+    expect_infer(net, "no bias");
+    net = one(LRP_LAYER_GELU, 2);
+    net->layers[1].approximate = 3;
+    expect_infer(net, "approximate 3");
+    net = one(LRP_LAYER_TANH, 3);
+    expect_infer(net, "Tanh needs a token sequence");
+    /* a rule the kind does not take */
+    net = one(LRP_LAYER_SILU, 2);
+    net->layers[1].rule = lrp_rule_default(LRP_RULE_EPSILON);
+    expect_infer(net, "does not apply to a SiLU layer");
+
+    /* files: version 2 only when needed, and every edit of a v2 file refused */
+    char *dir = tu_mkdtemp("tokens");
+    assert_non_null(dir);
+    char tok[512], mlp[512], bad[512];
+    tu_join(tok, sizeof tok, dir, "tokmlp.h5");
+    tu_join(mlp, sizeof mlp, dir, "mlp.h5");
+    tu_join(bad, sizeof bad, dir, "bad.h5");
+    lrp_err err;
+    net = fixture("tokmlp");
+    if (lrp_fixture_write(net, tok, &err))
+        fail_msg("write: %s", err.msg);
+    lrp_net_free(net);
+    net = fixture("mlp");
+    if (lrp_fixture_write(net, mlp, &err))
+        fail_msg("write: %s", err.msg);
+    lrp_net_free(net);
+    /* round trip */
+    if (lrp_fixture_read(&net, tok, &err))
+        fail_msg("read: %s", err.msg);
+    const lrp_layer *gl = &net->layers[find(net, "ln")];
+    assert_true(gl->has_weight && gl->has_bias && gl->bn_eps == 0x1.4f8b58p-17f);
+    lrp_net_free(net);
+#define PY "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r+'); "
+    assert_int_equal(tu_sh(PY "assert f.attrs['format_version']==2 and f.attrs['token_layout']==b'TF'\" '%s'", tok), 0);
+    assert_int_equal(tu_sh(PY "assert f.attrs['format_version']==1 and 'token_layout' not in f.attrs\" '%s'", mlp), 0);
+    /* a version-1 file with a version-2 kind */
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "f.attrs['format_version']=1\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_FORMAT, "/network/002_ln", "needs format_version 2");
+    /* version 2 without token_layout, or another one */
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "del f.attrs['token_layout']\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_FORMAT, "token_layout", NULL);
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "f.attrs['token_layout']=b'FT'\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_UNSUPPORTED, "token_layout 'FT'", NULL);
+    /* version 3 */
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "f.attrs['format_version']=3\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_UNSUPPORTED, "format_version 3", NULL);
+    /* an unknown GELU approximation */
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "f['network/003_gelu'].attrs['approximate']=b'exact'\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_INVALID, "/network/003_gelu", "'none', 'tanh'");
+    /* a weight without has_weight, a wrong weight length, no eps */
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "f['network/002_ln'].attrs['has_weight']=0\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_INVALID, "/network/002_ln", "'weight' present but has_weight is 0");
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "g=f['network/006_rms']; w=g['weight'][:8]; del g['weight']; g['weight']=w\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_INVALID, "/network/006_rms/weight", "expected shape (16)");
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "del f['network/002_ln'].attrs['eps']\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_FORMAT, "/network/002_ln", "eps");
+#undef PY
+    tu_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const char *e = getenv("LRP_TEST_SEED");
@@ -278,6 +849,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_dense_rows),
         cmocka_unit_test(t_dense_shapes),
+        cmocka_unit_test(t_ln_naive),
+        cmocka_unit_test(t_act_naive),
+        cmocka_unit_test(t_composites),
+        cmocka_unit_test(t_mutants),
+        cmocka_unit_test(t_ln_eps0),
+        cmocka_unit_test(t_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
