@@ -836,6 +836,28 @@ static void t_errors(void **s)
     assert_int_equal(tu_sh("cp '%s' '%s' && " PY "del f['network/002_ln'].attrs['eps']\" '%s'", tok, bad, bad), 0);
     read_fails(bad, LRP_E_FORMAT, "/network/002_ln", "eps");
 #undef PY
+    /* the command line: --ln picks the LayerNorm rule; a bad value or a
+     * network without LayerNorm is refused (exit 2, one line) */
+    char cliv[512], out[4096], errb[1024];
+    assert_int_equal(tu_cli_path(cliv, sizeof cliv), 0);
+    assert_int_equal(tu_run_cli(dir, "", cliv, "check tokmlp.h5 --ln fine", out, sizeof out, errb,
+                                sizeof errb),
+                     0);
+    assert_non_null(strstr(out, "verdict: PASS"));
+    assert_int_equal(tu_run_cli(dir, "", cliv, "reference tokmlp.h5 --ln fine --out r.h5", NULL, 0,
+                                NULL, 0),
+                     0);
+    assert_int_equal(tu_sh("/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r'); "
+                           "assert f['traces/reference/rules/002_ln'].attrs['rule']==b'ln_fine'\" "
+                           "'%s/r.h5'", dir),
+                     0);
+    assert_int_equal(tu_run_cli(dir, "", cliv, "check tokmlp.h5 --ln bogus", NULL, 0, errb,
+                                sizeof errb),
+                     2);
+    assert_non_null(strstr(errb, "--ln wants linear, fine or identity"));
+    assert_int_equal(tu_run_cli(dir, "", cliv, "check mlp.h5 --ln fine", NULL, 0, errb, sizeof errb),
+                     2);
+    assert_non_null(strstr(errb, "no LayerNorm"));
     tu_rmtree(dir);
     free(dir);
 }
