@@ -129,14 +129,15 @@ static lrp_status norm_forward(lrp_pipe_state *r, int li)
     be->norm_fwd(cx, P->act, P->bnp[0], I->act, l->has_weight ? l->w : NULL,
                  l->has_bias ? l->b : NULL, l->bn_eps, l->kind == LRP_LAYER_RMSNORM, rows, F);
     /* sigma = 0: the row's forward is 0/0 (eps 0); flagged at (sample,
-     * first cell of the row) so that the oracle can name the origin */
+     * first cell of the row) so that the oracle can name the origin (a NaN
+     * sigma comes from a NaN input: not this layer's doing) */
     uint8_t *c = malloc((size_t)(2 * rows));
     if (!c)
         return lrp_pipe_oom(r, "norm statistics");
     be->classify(cx, c, P->bnp[0], 2 * rows);
     int64_t per = rows / r->B; /* rows per sample */
     for (int64_t q = 0; q < rows; q++)
-        if (c[2 * q + 1] & (LRP_V_ZERO | LRP_V_NAN))
+        if (c[2 * q + 1] & LRP_V_ZERO)
             lrp_nflags_raise(&P->flags, LRP_NF_FWD_UNDEF, q / per, (q % per) * F);
     free(c);
     return LRP_OK;

@@ -378,11 +378,12 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
             int64_t F = net->layers[ql->in[0]].shape.d[net->layers[ql->in[0]].shape.rank - 1];
             snprintf(buf, n,
                      "originates in the forward of layer '%s' (%s, eps %g): sample %lld token %lld "
-                     "has sigma = 0 (a constant row with eps 0), so its output is 0/0 -- the "
+                     "has sigma = 0 (eps 0 and a %s row), so its output is 0/0 -- the "
                      "reference marks it undefined (undefined_forward, %lld rows)",
                      ql->name, lrp_layer_kind_name(ql->kind), (double)ql->bn_eps,
                      (long long)qf->sample[LRP_NF_FWD_UNDEF],
                      (long long)(qf->unit[LRP_NF_FWD_UNDEF] / (F > 0 ? F : 1)),
+                     ql->kind == LRP_LAYER_RMSNORM ? "zero" : "constant",
                      (long long)qf->count[LRP_NF_FWD_UNDEF]);
             return;
         }

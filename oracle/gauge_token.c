@@ -212,7 +212,6 @@ int lrp_gauge_token_bwd(const lrp_net *net, int li, int64_t B, const lrp_gtok_bw
                 rowc = fmax(rowc, cond);
                 rowcs = fmax(rowcs, cs);
             }
-            und[k] |= 2 * (cond > LRP_ILL_COND_SHARP); /* for ln_fine's own-unit cond */
             dt[k] = isfinite(dt[k]) ? dt[k] : INFINITY;
             /* ln_fine: the cell's cond is its unit's */
             if (!centre) {
