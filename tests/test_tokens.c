@@ -623,7 +623,8 @@ static lrp_trace *copy_trace(lrp_net *net, const char *from, const char *to)
     assert_non_null(t);
     const lrp_trace *f = &net->traces[lrp_net_trace_find(net, from)];
     t->precision = f->precision;
-    t->rules = malloc((size_t)net->n_layers * sizeof *t->rules);
+    if (!t->rules) /* lrp_net_trace_add allocates it */
+        t->rules = malloc((size_t)net->n_layers * sizeof *t->rules);
     memcpy(t->rules, f->rules, (size_t)net->n_layers * sizeof *t->rules);
     for (int i = 0; i < net->n_layers; i++) {
         int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch;
