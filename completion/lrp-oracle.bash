@@ -10,7 +10,7 @@ _lrp_oracle()
     prev=${COMP_WORDS[COMP_CWORD-1]}
     cmd=${COMP_WORDS[1]}
     local commands="info gen suite golden check compare heatmap trace reference fast import-keras help"
-    local rules="--composite --rule --convention --eps --gamma --alpha --beta --box --no-bias --flag --bn --prec --threads"
+    local rules="--composite --rule --convention --eps --gamma --alpha --beta --box --no-bias --flag --bn --ln --prec --threads"
     local report="--json --junit --html --wide --explain --no-proof --expect --profile --strict --verbose --no-color --help"
 
     if [ "$COMP_CWORD" -eq 1 ]; then
@@ -32,6 +32,9 @@ _lrp_oracle()
         return 0 ;;
     --bn)
         COMPREPLY=($(compgen -W "explicit fine canonize pass" -- "$cur"))
+        return 0 ;;
+    --ln)
+        COMPREPLY=($(compgen -W "linear fine identity" -- "$cur"))
         return 0 ;;
     --profile)
         COMPREPLY=($(compgen -W "zennit captum innvestigate innvestigate-2018 rpjl lrp-toolbox lrp-toolbox-caffe" -- "$cur"))

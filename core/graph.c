@@ -285,6 +285,13 @@ lrp_status lrp_net_check_values(const lrp_net *net, const char *where, lrp_err *
     if ((i = first_nonfinite(net->zbox_high, nin)) >= 0)
         return lrp_err_set(err, LRP_E_INVALID, "%s: data/zbox_high[%lld] %s (must be finite)", f,
                            (long long)i, value_problem(net->zbox_high[i]));
+    /* a Dense on a token sequence runs its rows as one batch (lrp_lin.rows):
+     * per-input bounds would be read per row, not per token; not supported */
+    if ((net->zbox_low || net->zbox_high) && net->n_layers > 0 && net->layers[0].shape.rank == 2)
+        return lrp_err_set(err, LRP_E_UNSUPPORTED,
+                           "%s: data/zbox_low: per-input z^B bounds on a token input (T, F) are "
+                           "not supported (use the rule's scalar low/high)",
+                           f);
     return LRP_OK;
 }
 
@@ -368,7 +375,10 @@ lrp_status lrp_net_infer(lrp_net *net, const char *where, lrp_err *err)
         for (int j = 0; j < net->n_layers; j++)
             for (int k = 0; k < net->layers[j].n_in; k++)
                 consumers += net->layers[j].in[k] == l->in[0];
-        if (lrp_kind(p->kind)->role != LRP_ROLE_LINEAR || consumers != 1)
+        /* a token Dense's output (T, units) has T BatchNorm channels, not
+         * units: nothing to fold per unit */
+        if (lrp_kind(p->kind)->role != LRP_ROLE_LINEAR || consumers != 1 ||
+            p->shape.rank == 2)
             return lrp_err_set(err, LRP_E_INVALID,
                                "%s: layer '%s': bn_canonize needs a Dense/Conv2D input used only by this BatchNorm",
                                f, l->name);
@@ -439,6 +449,20 @@ static void set_norm_layers(lrp_net *net, const lrp_rule_spec *base, float eps)
             break;
         case LRP_ROLE_LINEAR: break;
         case LRP_ROLE_PASS: l->rule = lrp_rule_default(LRP_RULE_PASS); break;
+        case LRP_ROLE_OWN: {
+            /* the kind's own rule (a file's ln_fine or identity is kept);
+             * the rules that divide take the composite's eps and
+             * stabilizer, as the norm layers do */
+            lrp_rule_id id = l->rule.rule;
+            if (!((lrp_kind(l->kind)->rules >> id) & 1u))
+                id = lrp_kind(l->kind)->default_rule;
+            l->rule = lrp_rule_default(id);
+            if (id == LRP_RULE_LN_LINEAR || id == LRP_RULE_LN_FINE) {
+                l->rule.eps = eps;
+                l->rule.stab = base->stab;
+            }
+            break;
+        }
         }
     }
 }

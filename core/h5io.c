@@ -113,6 +113,7 @@ typedef struct ctx {
     const char *path;
     lrp_err *err;
     gindex gix[GINDEX_SLOTS]; /* zero-initialised: g == 0 is no group id */
+    int version;              /* the file's format_version (reader) */
 } ctx;
 
 static lrp_status fail(ctx *c, lrp_status code, const char *obj, const char *fmt, ...)
@@ -1015,6 +1016,27 @@ static lrp_status read_geometry(ctx *c, hid_t g, const char *gp, lrp_layer *l)
             if ((st = attr_float(c, g, gp, an, (float *)(base + at->off[0]))))
                 return st;
             break;
+        case LRP_A_ENUM: {
+            char s[LRP_NAME_MAX], list[256];
+            size_t used = 0;
+            if ((st = attr_string(c, g, gp, an, s, sizeof s, NULL)))
+                return st;
+            const char *const *names = lrp_attr_enums[at->n];
+            int k = 0;
+            while (names[k] && strcmp(names[k], s) != 0)
+                k++;
+            if (!names[k]) {
+                list[0] = '\0';
+                for (int q = 0; names[q] && used < sizeof list; q++)
+                    used += (size_t)snprintf(list + used, sizeof list - used, "%s'%s'",
+                                             q ? ", " : "", names[q]);
+                char esc[3 * LRP_NAME_MAX];
+                return fail(c, LRP_E_INVALID, gp, "attribute '%s' is '%s', expected one of %s", an,
+                            lrp_str_esc(esc, sizeof esc, s), list);
+            }
+            *(int *)(base + at->off[0]) = k;
+            break;
+        }
         }
     }
     return LRP_OK;
@@ -1133,6 +1155,11 @@ static lrp_status read_network(ctx *c, hid_t file, lrp_net *net)
             goto cleanup;
         if (lrp_layer_kind_parse(kind, &k) != 0) {
             st = fail(c, LRP_E_UNSUPPORTED, gp, "unknown layer kind '%s'", kind);
+            goto cleanup;
+        }
+        if (lrp_kind(k)->format_version > c->version) {
+            st = fail(c, LRP_E_FORMAT, gp, "layer kind '%s' needs format_version %d (the file says %d)",
+                      kind, lrp_kind(k)->format_version, c->version);
             goto cleanup;
         }
         int li = lrp_net_add(net, k, lname, &e2);
@@ -1318,12 +1345,17 @@ static lrp_status read_params(ctx *c, hid_t file, lrp_net *net)
             int rank, gdim;
             if (!lrp_layer_param_shape(net, i, w, &s)) {
                 int yes = 0;
-                if (w == LRP_P_BIAS && kd->bias_optional) {
-                    htri_t ex = H5Lexists(lg, "bias", H5P_DEFAULT);
+                /* an optional bias (and LayerNorm's / RMSNorm's optional
+                 * weight, has_weight): a dataset without its flag is an
+                 * error, not ignored */
+                if ((w == LRP_P_BIAS || (w == LRP_P_WEIGHT && !kd->weight_rank4)) &&
+                    kd->bias_optional) {
+                    htri_t ex = H5Lexists(lg, lrp_param_names[w], H5P_DEFAULT);
                     yes = ex != 0;
                 }
                 if (yes) {
-                    st = fail(c, LRP_E_INVALID, gp, "dataset 'bias' present but has_bias is 0");
+                    st = fail(c, LRP_E_INVALID, gp, "dataset '%s' present but %s is 0",
+                              lrp_param_names[w], w == LRP_P_BIAS ? "has_bias" : "has_weight");
                     goto cleanup;
                 }
                 continue;
@@ -1555,6 +1587,20 @@ cleanup:
     return st;
 }
 
+/* format_version: 1, or 2 (the kinds of docs/FORMAT.md that need it) */
+static lrp_status read_version(ctx *c, hid_t file, int64_t *v)
+{
+    lrp_status st;
+    if ((st = attr_ints(c, file, "/", "format_version", 1, 1, v, NULL)))
+        return st;
+    if (*v < LRP_FORMAT_VERSION || *v > LRP_FORMAT_VERSION_MAX)
+        return fail(c, LRP_E_UNSUPPORTED, "/",
+                    "format_version %lld not supported (this reader reads versions %d to %d)",
+                    (long long)*v, LRP_FORMAT_VERSION, LRP_FORMAT_VERSION_MAX);
+    c->version = (int)*v;
+    return LRP_OK;
+}
+
 static lrp_status read_root(ctx *c, hid_t file, lrp_net *net)
 {
     char s[LRP_NAME_MAX];
@@ -1570,16 +1616,21 @@ static lrp_status read_root(ctx *c, hid_t file, lrp_net *net)
     if (strcmp(s, LRP_FIXTURE_MAGIC) != 0)
         return fail(c, LRP_E_FORMAT, "/", "attribute 'format' is '%s', expected '%s'", s,
                     LRP_FIXTURE_MAGIC);
-    if ((st = attr_ints(c, file, "/", "format_version", 1, 1, &v, NULL)))
+    if ((st = read_version(c, file, &v)))
         return st;
-    if (v != LRP_FORMAT_VERSION)
-        return fail(c, LRP_E_UNSUPPORTED, "/",
-                    "format_version %lld not supported (this reader reads version %d)",
-                    (long long)v, LRP_FORMAT_VERSION);
     if ((st = attr_string(c, file, "/", "layout", s, sizeof s, NULL)))
         return st;
     if (strcmp(s, "NCHW") != 0)
         return fail(c, LRP_E_UNSUPPORTED, "/", "layout '%s' not supported (only NCHW)", s);
+    if (v >= 2) {
+        /* token sequences (T, F), features fastest (docs/TRANSFORMERS.md
+         * section 1): required, so that a file converted from an (F, T)
+         * framework cannot pass */
+        if ((st = attr_string(c, file, "/", "token_layout", s, sizeof s, NULL)))
+            return st;
+        if (strcmp(s, "TF") != 0)
+            return fail(c, LRP_E_UNSUPPORTED, "/", "token_layout '%s' not supported (only TF)", s);
+    }
     if ((st = attr_string(c, file, "/", "flatten_order", s, sizeof s, NULL)))
         return st;
     if (strcmp(s, "CHW") != 0)
@@ -1670,12 +1721,8 @@ static lrp_status read_trace_file(ctx *c, hid_t file, const char *path, int dept
     uint64_t want;
     lrp_status st;
     lrp_net *net = NULL;
-    if ((st = attr_ints(c, file, "/", "format_version", 1, 1, &v, NULL)))
+    if ((st = read_version(c, file, &v)))
         return st;
-    if (v != LRP_FORMAT_VERSION)
-        return fail(c, LRP_E_UNSUPPORTED, "/",
-                    "format_version %lld not supported (this reader reads version %d)",
-                    (long long)v, LRP_FORMAT_VERSION);
     if ((st = attr_string(c, file, "/", "fixture", ref, sizeof ref, NULL)) ||
         (st = attr_ints(c, file, "/", "fixture_size", 1, 1, &size, NULL)) ||
         (st = attr_u64(c, file, "/", "fixture_digest", &want)))
@@ -2315,6 +2362,12 @@ static lrp_status w_layer(wr *w, hid_t ng, const lrp_net *net, int i)
             break;
         }
         case LRP_A_F32: st = w_f32(w, g, gp, at->name, *(const float *)f); break;
+        case LRP_A_ENUM: {
+            /* the inference checked the index against the names */
+            int k = *(const int *)f;
+            st = w_str(w, g, gp, at->name, lrp_attr_enums[at->n][k]);
+            break;
+        }
         }
         if (st)
             goto cleanup;
@@ -2556,6 +2609,18 @@ static size_t img_length(const img *m)
     return (size_t)eof;
 }
 
+/* The format version a net is written as: 2 when one of its layers' kinds
+ * needs it (core/kinds.h), else 1, so that files without those kinds stay
+ * byte-identical to version 1's. */
+static int file_version(const lrp_net *net)
+{
+    int v = LRP_FORMAT_VERSION;
+    for (int i = 0; i < net->n_layers; i++)
+        if (lrp_kind(net->layers[i].kind)->format_version > v)
+            v = lrp_kind(net->layers[i].kind)->format_version;
+    return v;
+}
+
 lrp_status lrp_fixture_write(const lrp_net *net, const char *path, lrp_err *err)
 {
     return lrp_fixture_write_ex(net, path, NULL, err);
@@ -2687,7 +2752,7 @@ lrp_status lrp_h5_write_begin(lrp_h5_writer **out, const lrp_net *net, const cha
     if (tref) {
         /* a trace file: the traces and the fixture they belong to */
         if ((st = w_str(w, file, "/", "format", LRP_TRACE_MAGIC)) ||
-            (st = w_i32(w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
+            (st = w_i32(w, file, "/", "format_version", file_version(inf))) ||
             (st = w_str(w, file, "/", "fixture", tref->fixture)) ||
             (st = w_i64(w, file, "/", "fixture_size", tref->size)) ||
             (st = w_attr(w, file, "/", "fixture_digest", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, 1,
@@ -2695,9 +2760,10 @@ lrp_status lrp_h5_write_begin(lrp_h5_writer **out, const lrp_net *net, const cha
             goto done;
     } else {
         if ((st = w_str(w, file, "/", "format", LRP_FIXTURE_MAGIC)) ||
-            (st = w_i32(w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
+            (st = w_i32(w, file, "/", "format_version", file_version(inf))) ||
             (st = w_str(w, file, "/", "layout", "NCHW")) ||
             (st = w_str(w, file, "/", "flatten_order", "CHW")) ||
+            (file_version(inf) >= 2 && (st = w_str(w, file, "/", "token_layout", "TF"))) ||
             (st = w_i32(w, file, "/", "batch", net->batch)) ||
             (st = w_attr(w, file, "/", "seed", H5T_STD_U64LE, H5T_NATIVE_UINT64, 0, 1,
                          &net->seed)) ||

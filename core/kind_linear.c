@@ -3,7 +3,8 @@
  * file schema, parameters, shape inference, cost.  Their LRP rules are the
  * rows of core/ruletab.c, applied by core/pipeline.c.
  *
- * Dense: y = W x + b, W (units, in), x flat.
+ * Dense: y = W x + b, W (units, in), x flat; on a token sequence (T, F)
+ * the same map on every row (output (T, units); lrp_lin.rows = T).
  * Conv2D: weight (out, in/groups, kh, kw) as PyTorch stores it, zero
  * padding per side, stride, dilation, groups (depthwise: groups = C).
  */
@@ -15,8 +16,10 @@
 #include <string.h>
 
 /* every linear rule; pass and wta are not linear rules */
-#define LINEAR_RULES \
-    (((1u << LRP_RULE_COUNT) - 1u) & ~(LRP_RULE_BIT(PASS) | LRP_RULE_BIT(WTA)))
+#define LINEAR_RULES                                                                      \
+    (LRP_RULE_BIT(ZERO) | LRP_RULE_BIT(EPSILON) | LRP_RULE_BIT(GAMMA) |                    \
+     LRP_RULE_BIT(ALPHABETA) | LRP_RULE_BIT(ZPLUS) | LRP_RULE_BIT(WSQUARE) |               \
+     LRP_RULE_BIT(FLAT) | LRP_RULE_BIT(ZBOX))
 
 static int linear_param_shape(const lrp_net *net, int li, int which, lrp_shape *out)
 {
@@ -25,9 +28,10 @@ static int linear_param_shape(const lrp_net *net, int li, int which, lrp_shape *
     const lrp_shape *in = &net->layers[l->in[0]].shape;
     if (which == LRP_P_WEIGHT) {
         if (l->kind == LRP_LAYER_DENSE) {
+            /* (units, F): a token sequence (T, F) is mapped row by row */
             out->rank = 2;
             out->d[0] = l->units;
-            out->d[1] = in->d[0];
+            out->d[1] = in->d[in->rank - 1];
             return 1;
         }
         /* Rank-4 weight flattened to (units, C/g * kh * kw) by callers
@@ -79,7 +83,7 @@ static lrp_status linear_forward(lrp_pipe_state *r, int li)
     L.b = P->bnp[1];
     lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
     lrp_bterm bt = {LRP_BM_ID, 1.0f};
-    be->lin_fwd(cx, P->act, &L, I->act, &t, 1, &bt, l->has_bias, 0, r->B);
+    be->lin_fwd(cx, P->act, &L, I->act, &t, 1, &bt, l->has_bias, 0, r->B * L.rows);
     return LRP_OK;
 }
 
@@ -100,25 +104,34 @@ static lrp_status dense_infer(lrp_net *net, int li, const char *f, lrp_err *err,
 {
     lrp_layer *l = &net->layers[li];
     const lrp_shape *in = &net->layers[l->in[0]].shape;
-    if (in->rank != 1)
+    /* flat (F), or a token sequence (T, F) mapped on its last axis
+     * (docs/TRANSFORMERS.md section 1) */
+    if (in->rank != 1 && in->rank != 2)
         return lrp_err_set(err, LRP_E_INVALID,
-                           "%s: layer '%s': Dense needs a flat input, got rank %d (add a Flatten)",
+                           "%s: layer '%s': Dense needs a flat input (F) or a token sequence (T, F), got rank %d (add a Flatten)",
                            f, l->name, in->rank);
+    int64_t F = in->d[in->rank - 1], T = in->rank == 2 ? in->d[0] : 1;
     if (l->units < 1 || l->units > LRP_MAX_DIM)
         return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': units %lld out of range", f,
                            l->name, (long long)l->units);
-    if (in->d[0] * l->units > LRP_MAX_ELEMS)
+    if (F * l->units > LRP_MAX_ELEMS)
         return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': weight too large (%lld x %lld)",
-                           f, l->name, (long long)l->units, (long long)in->d[0]);
-    o->rank = 1;
-    o->d[0] = l->units;
+                           f, l->name, (long long)l->units, (long long)F);
+    if (T * l->units > LRP_MAX_ELEMS)
+        return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': output too large (%lld x %lld)",
+                           f, l->name, (long long)T, (long long)l->units);
+    o->rank = in->rank;
+    if (in->rank == 2)
+        o->d[0] = T;
+    o->d[in->rank - 1] = l->units;
     return LRP_OK;
 }
 
 static int64_t dense_macs(const lrp_net *net, int li)
 {
     const lrp_layer *l = &net->layers[li];
-    return l->units * net->layers[l->in[0]].shape.d[0];
+    const lrp_shape *in = &net->layers[l->in[0]].shape;
+    return l->units * lrp_shape_numel(in);
 }
 
 static void dense_geometry(char *buf, size_t n, const lrp_layer *l)

@@ -22,6 +22,11 @@ const lrp_kind_desc *lrp_kind(lrp_layer_kind k)
     return kind_tab[k];
 }
 
+static const char *const gelu_approximate[] = {"none", "tanh", NULL};
+const char *const *const lrp_attr_enums[] = {
+    [LRP_ENUM_GELU_APPROXIMATE] = gelu_approximate,
+};
+
 const char *const lrp_param_names[LRP_P_COUNT] = {
 #define X(e, s, f) [LRP_P_##e] = s,
     LRP_PARAM_LIST(X)

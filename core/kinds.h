@@ -7,7 +7,8 @@
  * and parameters of its group in a fixture file (one schema, read by
  * h5io.c's reader and writer alike), its shape inference, its MAC count,
  * the line `lrp-oracle info` prints for it, its forward and LRP steps.  The records live one file
- * per family (core/kind_linear.c, kind_pool.c, kind_norm.c, kind_shape.c);
+ * per family (core/kind_linear.c, kind_pool.c, kind_norm.c, kind_shape.c,
+ * kind_token.c);
  * core/kinds.c builds the table from LRP_LAYER_LIST, so a kind of the list
  * without a record `lrp_kind_<ENUM>` does not link.
  *
@@ -57,7 +58,8 @@ typedef enum lrp_attr_type {
     LRP_A_BOOL,  /* int32 scalar, 0 or 1: int */
     LRP_A_I32,   /* int32 scalar: int */
     LRP_A_I32V,  /* int32 vector of n values: n ints */
-    LRP_A_F32    /* binary32 scalar: float */
+    LRP_A_F32,   /* binary32 scalar: float */
+    LRP_A_ENUM   /* string, one of lrp_attr_enums[n]: its index as int */
 } lrp_attr_type;
 
 typedef struct lrp_kind_attr {
@@ -66,6 +68,11 @@ typedef struct lrp_kind_attr {
     uint8_t n;    /* LRP_A_I32V: values; else 1 */
     uint16_t off[4];
 } lrp_kind_attr;
+
+/* LRP_A_ENUM attributes: n is the index of their list of values
+ * (NULL-terminated) in lrp_attr_enums (core/kinds.c). */
+enum { LRP_ENUM_GELU_APPROXIMATE };
+extern const char *const *const lrp_attr_enums[];
 
 #define LRP_KA(name, type, field) {name, type, 1, {offsetof(lrp_layer, field)}}
 
@@ -77,7 +84,10 @@ typedef enum lrp_kind_role {
     LRP_ROLE_LINEAR, /* the composite's rules (Dense, Conv2D)                 */
     LRP_ROLE_NORM,   /* the stabilized proportional split (Zennit's Norm):
                         lrp0, or epsilon with the composite's eps              */
-    LRP_ROLE_MAX     /* winner-take-all                                       */
+    LRP_ROLE_MAX,    /* winner-take-all                                       */
+    LRP_ROLE_OWN     /* its own rule (default_rule; a file's choice is kept):
+                        a composite sets only its eps and stabilizer, for
+                        the rules that divide (LayerNorm's ln_linear)       */
 } lrp_kind_role;
 
 typedef struct lrp_kind_desc {
@@ -117,6 +127,7 @@ typedef struct lrp_kind_desc {
     /* 1: relevance crosses this layer unchanged (rin[0] is R itself, no
      * copy); NULL: never. */
     int (*through)(const lrp_layer *l);
+    int format_version; /* 2: the kind needs format_version 2 (docs/FORMAT.md) */
 } lrp_kind_desc;
 
 #define LRP_RULE_BIT(r) (1u << LRP_RULE_##r)

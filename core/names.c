@@ -249,7 +249,8 @@ lrp_rule_spec lrp_rule_default(lrp_rule_id r)
     s.stab = LRP_STAB_SIGN0_POS;
     /* LRP-0 has no stabilizer by definition (a zero denominator is
      * reported); every other dividing rule gets Zennit's 1e-6. */
-    s.eps = (r == LRP_RULE_ZERO || r == LRP_RULE_PASS || r == LRP_RULE_WTA)
+    s.eps = (r == LRP_RULE_ZERO || r == LRP_RULE_PASS || r == LRP_RULE_WTA ||
+             r == LRP_RULE_IDENTITY)
                 ? 0.0f : 0x1.0c6f7ap-20f;
     s.gamma = 0.25f;
     s.alpha = 1.0f;

@@ -77,6 +77,13 @@ void lrp_pipe_lin_geom(lrp_lin *L, const lrp_net *net, int li)
     memset(L, 0, sizeof *L);
     L->n_in = lrp_shape_numel(in);
     L->n_out = lrp_shape_numel(&l->shape);
+    L->rows = 1;
+    if (l->kind == LRP_LAYER_DENSE && in->rank == 2) {
+        /* token sequence (T, F) -> (T, units): per row */
+        L->rows = in->d[0];
+        L->n_in = in->d[1];
+        L->n_out = l->units;
+    }
     L->w32 = l->w;
     L->b32 = l->has_bias ? l->b : NULL;
     if (l->kind == LRP_LAYER_CONV2D) {
@@ -371,7 +378,9 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
     const lrp_rule_desc *d = lrp_rule_describe(&rs);
     LRP_ASSERT(d);
     P->desc = d;
-    int64_t U = L.n_out, NU = U * r->B;
+    /* units per sample (a token Dense: rows * units); the backend's
+     * linear ops run over LB rows of n_in -> n_out */
+    int64_t U = L.n_out * L.rows, NU = U * r->B, LB = r->B * L.rows;
     int has_b = L.b != NULL;
     int use_b = has_b && rs.bias;
     int folded = P->folded_into >= 0;
@@ -402,7 +411,7 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
             }
             lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
             lrp_bterm bt = {LRP_BM_ID, 1.0f};
-            be->lin_fwd(cx, tmp, &L, I->act, &t, 1, &bt, has_b, 0, r->B);
+            be->lin_fwd(cx, tmp, &L, I->act, &t, 1, &bt, has_b, 0, LB);
             z = tmp;
         }
         be->classify(cx, zcls, z, NU);
@@ -460,14 +469,14 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
                 goto done;
             }
             P->owns_den[k] = 1;
-            be->lin_fwd(cx, P->den[k], &L, I->act, terms[k], nt, bt, nb, 0, r->B);
+            be->lin_fwd(cx, P->den[k], &L, I->act, terms[k], nt, bt, nb, 0, LB);
         }
         if (r->gauges) {
             if (!(P->gauge[k] = lrp_pipe_traw(r, NU))) {
                 st = lrp_pipe_oom(r, "gauge");
                 goto done;
             }
-            be->lin_fwd(cx, P->gauge[k], &L, I->act, terms[k], nt, bt, nb, 1, r->B);
+            be->lin_fwd(cx, P->gauge[k], &L, I->act, terms[k], nt, bt, nb, 1, LB);
         }
         void *bden = NULL;
         if (nb > 0 && !r->relonly) { /* only the absorbed bias needs it */
@@ -475,7 +484,7 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
                 st = lrp_pipe_oom(r, "bias");
                 goto done;
             }
-            be->lin_fwd(cx, bden, &L, I->act, NULL, 0, bt, nb, 0, r->B);
+            be->lin_fwd(cx, bden, &L, I->act, NULL, 0, bt, nb, 0, LB);
         }
         uint8_t *mask = NULL;
         if (pd->sel != LRP_SEL_ALL) {
@@ -539,7 +548,7 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
             lrp_pipe_flags_from_cls(P, dropcls, NU, U);
         }
     }
-    be->lin_bwd(cx, rin, &L, I->act, bp, np, r->B);
+    be->lin_bwd(cx, rin, &L, I->act, bp, np, LB);
 done:
     for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
         if (svec[k])

@@ -184,6 +184,11 @@ typedef struct lrp_lin {
      * then the scalars are used. */
     const float *low, *high;
     float low_s, high_s;
+    /* Dense on a token sequence (T, F) (docs/TRANSFORMERS.md section 1):
+     * the map acts on the last axis, row by row: n_in = F, n_out = units
+     * per row, and the backend ops run over batch * rows rows (a Dense over
+     * T rows is one matrix product).  1 for flat inputs and Conv2D. */
+    int64_t rows;
 } lrp_lin;
 
 /* ------------------------------------------------------------------ */
@@ -267,7 +272,8 @@ enum {
     X(BN_BETA, "bn_beta")            \
     X(EMPTY, "empty_part")           \
     X(UNDEF, "undefined")            \
-    X(DROPPED, "dropped_zero")
+    X(DROPPED, "dropped_zero")       \
+    X(LN_MEAN, "ln_mean")
 
 typedef enum lrp_abs_kind {
 #define X(e, s) LRP_ABS_##e,
@@ -290,7 +296,8 @@ const char *lrp_abs_name(lrp_abs_kind k);
     X(INF, "inf")                                                             \
     X(UNDERFLOW32, "underflow_binary32")                                      \
     X(OVERFLOW32, "overflow_binary32")                                        \
-    X(UNRESOLVED, "unresolved_at_p")
+    X(UNRESOLVED, "unresolved_at_p")                                          \
+    X(FWD_UNDEF, "undefined_forward") /* a norm's 0/0: sigma = 0 (eps 0) */
 
 typedef enum lrp_nflag {
 #define X(e, s) LRP_NF_##e,
@@ -456,7 +463,37 @@ typedef struct lrp_backend {
     void (*residual)(void *ctx, double *r, double *scale, const void *const *in,
                      const int64_t *n_in, int k_in, const void *const *absd, int k_abs,
                      int64_t n_abs, const void *out, int64_t n_out);
+
+    /* ---- token layers (docs/TRANSFORMERS.md sections 2, 3; core/kind_token.c) ----
+     * norm_fwd: LayerNorm (rms 0) or RMSNorm (rms 1) of each of `rows` rows
+     * of F values (the last axis):
+     *   LayerNorm  mu = sum_i x_i / F,  var = sum_i (x_i - mu)^2 / F (two
+     *              passes),  sigma = sqrt(var + eps),  y = w (x - mu) / sigma + b
+     *   RMSNorm    mu = 0,  sigma = sqrt(sum_i x_i^2 / F + eps),  y = w x / sigma
+     * w, b: binary32 arrays of F, or NULL (weight 1, bias 0).  stat gets
+     * (mu, sigma) per row (2 * rows values).  sigma = 0 (eps 0 and a
+     * constant or zero row) is 0/0: y is NaN there, in every backend. */
+    void (*norm_fwd)(void *ctx, void *y, void *stat, const void *x, const float *w,
+                     const float *b, float eps, int rms, int64_t rows, int64_t F);
+    /* The frozen-sigma LayerNorm's input relevance, with s = R / stab(y):
+     *   c_i = w_i / sigma,  rin_i = x_i c_i s_i - (centre ? (x_i / F) sum_k c_k s_k : 0)
+     * (centre 1: ln_linear, the mean's share back to the inputs; 0: ln_fine)
+     * and absmean_k = -c_k mu s_k when absmean is not NULL (ln_fine's
+     * absorbed mean share).  A row with sigma = 0 gives NaN. */
+    void (*norm_bwd)(void *ctx, void *rin, void *absmean, const void *x, const void *stat,
+                     const float *w, const void *s, int centre, int64_t rows, int64_t F);
+    /* y = f(x) elementwise, f: lrp_act_op. */
+    void (*act_map)(void *ctx, void *y, const void *x, int op, int64_t n);
 } lrp_backend;
+
+/* The elementwise activations of act_map. */
+typedef enum lrp_act_op {
+    LRP_ACT_GELU,      /* x Phi(x) = x (1 + erf(x / sqrt 2)) / 2                    */
+    LRP_ACT_GELU_TANH, /* x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3))) / 2 (PyTorch
+                          approximate='tanh')                                       */
+    LRP_ACT_SILU,      /* x / (1 + exp(-x))                                         */
+    LRP_ACT_TANH       /* tanh(x)                                                   */
+} lrp_act_op;
 
 /* ------------------------------------------------------------------ */
 /* The driver                                                          */

@@ -1778,4 +1778,7 @@ void lrp_f32_backend(lrp_backend *be, lrp_f32_ctx *ctx)
     be->bn_coef = t_bn_coef;
     be->bn_fwd = t_bn_fwd;
     be->residual = t_residual;
+    be->norm_fwd = lrp_fp_norm_fwd;
+    be->norm_bwd = lrp_fp_norm_bwd;
+    be->act_map = lrp_fp_act_map;
 }

@@ -14,4 +14,12 @@ void lrp_f32_ctx_free(lrp_f32_ctx *c);
 /* Fills the vtable; the context must outlive every use of it. */
 void lrp_f32_backend(lrp_backend *be, lrp_f32_ctx *ctx);
 
+/* The token layers' ops (fp_token.c; core/pipeline.h norm_fwd, norm_bwd,
+ * act_map); the context is unused. */
+void lrp_fp_norm_fwd(void *c, void *y, void *stat, const void *x, const float *w,
+                     const float *b, float eps, int rms, int64_t rows, int64_t F);
+void lrp_fp_norm_bwd(void *c, void *rin, void *absmean, const void *x, const void *stat,
+                     const float *w, const void *s, int centre, int64_t rows, int64_t F);
+void lrp_fp_act_map(void *c, void *y, const void *x, int op, int64_t n);
+
 #endif

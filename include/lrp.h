@@ -26,6 +26,11 @@ extern "C" {
 
 #define LRP_VERSION_STRING "0.1.0"
 #define LRP_FORMAT_VERSION 1
+/* The newest format version read and written: a file is written as
+ * version 2 (with root attribute token_layout = "TF") only when one of its
+ * layers' kinds needs it (docs/FORMAT.md); every other file stays version 1,
+ * byte for byte. */
+#define LRP_FORMAT_VERSION_MAX 2
 
 /* ------------------------------------------------------------------ */
 /* Status codes and the error record                                   */
@@ -85,7 +90,12 @@ void lrp_assert_fail(const char *expr, const char *file, int line);
     X(RELU, "ReLU", 1, 1)                         \
     X(FLATTEN, "Flatten", 1, 1)                   \
     X(RESHAPE, "Reshape", 1, 1)                   \
-    X(DROPOUT, "Dropout", 1, 1)
+    X(DROPOUT, "Dropout", 1, 1)                   \
+    X(LAYERNORM, "LayerNorm", 1, 1)               \
+    X(RMSNORM, "RMSNorm", 1, 1)                   \
+    X(GELU, "GELU", 1, 1)                         \
+    X(SILU, "SiLU", 1, 1)                         \
+    X(TANH, "Tanh", 1, 1)
 
 typedef enum lrp_layer_kind {
 #define X(e, s, mn, mx) LRP_LAYER_##e,
@@ -115,7 +125,10 @@ int lrp_layer_kind_max_inputs(lrp_layer_kind k);
     X(FLAT, "flat")               \
     X(ZBOX, "zbox")               \
     X(PASS, "pass")               \
-    X(WTA, "wta")
+    X(WTA, "wta")                 \
+    X(LN_LINEAR, "ln_linear")     \
+    X(LN_FINE, "ln_fine")         \
+    X(IDENTITY, "identity")
 
 typedef enum lrp_rule_id {
 #define X(e, s) LRP_RULE_##e,
@@ -197,7 +210,8 @@ lrp_rule_spec lrp_rule_default(lrp_rule_id r);
 #define LRP_MAX_BATCH 4096
 
 typedef struct lrp_shape {
-    int rank;                   /* 1 (F) or 3 (C, H, W); Reshape may give 2 */
+    int rank;                   /* 1 (F), 2 (T, F): a token sequence
+                                   (docs/TRANSFORMERS.md), or 3 (C, H, W) */
     int64_t d[LRP_MAX_RANK];
 } lrp_shape;
 
@@ -223,11 +237,14 @@ typedef struct lrp_layer {
     int has_bias;             /* Dense, Conv2D */
     int count_include_pad;    /* AvgPool2D: padded cells count in the area */
     lrp_shape target;         /* Reshape */
-    float bn_eps;             /* BatchNorm */
+    float bn_eps;             /* BatchNorm; LayerNorm, RMSNorm: their eps */
+    int has_weight;           /* LayerNorm, RMSNorm: affine weight present */
+    int approximate;          /* GELU: 0 erf ("none"), 1 "tanh" */
 
     /* Parameters (owned by the layer, malloc'ed). */
-    float *w;                 /* Dense (units, in), Conv2D (units, C/g, kh, kw) */
-    float *b;                 /* (units) when has_bias */
+    float *w;                 /* Dense (units, in), Conv2D (units, C/g, kh, kw);
+                                 LayerNorm, RMSNorm (F) when has_weight */
+    float *b;                 /* (units) when has_bias; LayerNorm (F) */
     float *bn_gamma, *bn_beta, *bn_mean, *bn_var; /* (C) each */
 
     lrp_rule_spec rule;       /* rule assignment */

@@ -369,6 +369,26 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
                  lrp_stab_name(r->stab), (double)r->eps);
         return;
     }
+    /* a forward that is itself undefined (a LayerNorm / RMSNorm row with
+     * sigma = 0: eps 0 and a constant row), the first in forward order:
+     * every NaN after it comes from there */
+    for (int q = 0; q <= c; q++) {
+        const lrp_nflags *qf = &ref->L[q].flags;
+        if (qf->bits & (1u << LRP_NF_FWD_UNDEF)) {
+            const lrp_layer *ql = &net->layers[q];
+            int64_t F = net->layers[ql->in[0]].shape.d[net->layers[ql->in[0]].shape.rank - 1];
+            snprintf(buf, n,
+                     "originates in the forward of layer '%s' (%s, eps %g): sample %lld token %lld "
+                     "has sigma = 0 (eps 0 and a %s row), so its output is 0/0 -- the "
+                     "reference marks it undefined (undefined_forward, %lld rows)",
+                     ql->name, lrp_layer_kind_name(ql->kind), (double)ql->bn_eps,
+                     (long long)qf->sample[LRP_NF_FWD_UNDEF],
+                     (long long)(qf->unit[LRP_NF_FWD_UNDEF] / (F > 0 ? F : 1)),
+                     ql->kind == LRP_LAYER_RMSNORM ? "zero" : "constant",
+                     (long long)qf->count[LRP_NF_FWD_UNDEF]);
+            return;
+        }
+    }
     if (f32) {
         /* non-finite forward activations feeding this layer */
         for (int k = 0; k < l->n_in; k++) {

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "gauge_lin.h"
+#include "gauge_token.h"
 #include "pipeline.h"
 
 #define U32 0x1p-24
@@ -26,7 +27,7 @@
  * Indexed by the one list of kinds: a kind of LRP_LAYER_LIST without its
  * GK_ line here does not compile, and the switches' defaults assert that
  * only the pass-through kinds reach them. */
-enum { G_EXACT, G_LINEAR, G_BN, G_POOL, G_ADD, G_CONCAT, G_RELU, G_PASS };
+enum { G_EXACT, G_LINEAR, G_BN, G_POOL, G_ADD, G_CONCAT, G_RELU, G_PASS, G_TOKEN };
 #define GK_INPUT G_EXACT
 #define GK_DENSE G_LINEAR
 #define GK_CONV2D G_LINEAR
@@ -40,6 +41,12 @@ enum { G_EXACT, G_LINEAR, G_BN, G_POOL, G_ADD, G_CONCAT, G_RELU, G_PASS };
 #define GK_FLATTEN G_PASS
 #define GK_RESHAPE G_PASS
 #define GK_DROPOUT G_PASS
+/* the token layers: oracle/gauge_token.c */
+#define GK_LAYERNORM G_TOKEN
+#define GK_RMSNORM G_TOKEN
+#define GK_GELU G_TOKEN
+#define GK_SILU G_TOKEN
+#define GK_TANH G_TOKEN
 static const unsigned char gauge_kind[] = {
 #define X(e, s, mn, mx) [LRP_LAYER_##e] = GK_##e,
     LRP_LAYER_LIST(X)
@@ -338,6 +345,10 @@ static int forward_bounds(ctx *c)
         case LRP_LAYER_CONV2D: {
             lrp_lin L;
             lrp_pipe_lin_geom(&L, net, li);
+            /* a token Dense (T, F): every row is a "sample" of F -> units */
+            B *= L.rows;
+            n = L.n_out;
+            nin = L.n_in;
             /* per sample: G = |W| . |x|, the propagated part |W| . A and
              * the sharp one W^2 . As^2, as (GEMM) convolutions */
             double *G = malloc((size_t)(n ? n : 1) * sizeof *G);
@@ -483,6 +494,14 @@ static int forward_bounds(ctx *c)
                 c->As[li][i] = dead_s ? 0.0 : c->As[in0][i];
             }
             break;
+        case LRP_LAYER_LAYERNORM:
+        case LRP_LAYER_RMSNORM:
+        case LRP_LAYER_GELU:
+        case LRP_LAYER_SILU:
+        case LRP_LAYER_TANH:
+            if (lrp_gauge_token_fwd(net, li, B, xi, c->act[li], Ai, c->As[in0], A, c->As[li]))
+                return -1;
+            break;
         default: /* Flatten, Reshape, Dropout: no arithmetic */
             LRP_ASSERT(gauge_kind[l->kind] == G_PASS);
             memcpy(A, Ai, (size_t)(B * n) * sizeof *A);
@@ -621,7 +640,8 @@ static int linear_backward(ctx *c, int li)
     lrp_lin L;
     lrp_pipe_lin_geom(&L, net, li);
     int in0 = l->in[0];
-    int64_t n = numel(net, li), nin = numel(net, in0), B = c->B;
+    /* a token Dense (T, F): every row is a "sample" of F -> units */
+    int64_t n = L.n_out, nin = L.n_in, B = c->B * L.rows;
     int64_t units = L.conv ? L.O : L.n_out, hw = n / units;
     int64_t nw = units * L.fanin;
     int maxt = 0, need_sel = 0;
@@ -1296,6 +1316,25 @@ static void maxeps_cell(ctx *c, int li, int in0, const lrp_pool *P, int64_t j, i
                   best, sharp);
 }
 
+/* R crosses unchanged: its bounds, cond and flags copied to the input */
+static void pass_back(ctx *c, int li, int64_t n, const double *Rb, const double *Rbs,
+                      const double *Rcs, const float *R)
+{
+    int in0 = c->net->layers[li].in[0];
+    for (int64_t i = 0; i < c->B * n; i++) {
+        c->Bd[in0][i] += Rb[i];
+        if (c->cd[li][i] > c->cd[in0][i])
+            c->cd[in0][i] = c->cd[li][i];
+        c->cf[in0][i] |= c->cf[li][i];
+        if (Rbs) {
+            c->tl[in0] += Rbs[i];
+            c->Ls[in0][i] += Rbs[i];
+            c->Ss[in0][i] += fabs((double)R[i]);
+            c->cs[in0][i] = fmax(c->cs[in0][i], Rcs[i]);
+        }
+    }
+}
+
 static int backward_bounds(ctx *c)
 {
     const lrp_net *net = c->net;
@@ -1646,23 +1685,25 @@ static int backward_bounds(ctx *c)
             break;
         }
         case LRP_LAYER_INPUT: break;
-        default: { /* pass: ReLU, Flatten, Reshape, Dropout */
-            LRP_ASSERT(gauge_kind[l->kind] == G_PASS || gauge_kind[l->kind] == G_RELU);
-            int in0 = l->in[0];
-            for (int64_t i = 0; i < B * n; i++) {
-                c->Bd[in0][i] += Rb[i];
-                if (c->cd[li][i] > c->cd[in0][i])
-                    c->cd[in0][i] = c->cd[li][i];
-                c->cf[in0][i] |= c->cf[li][i];
-                if (Rbs) {
-                    c->tl[in0] += Rbs[i];
-                    c->Ls[in0][i] += Rbs[i];
-                    c->Ss[in0][i] += fabs((double)R[i]);
-                    c->cs[in0][i] = fmax(c->cs[in0][i], Rcs[i]);
-                }
+        case LRP_LAYER_LAYERNORM:
+            if (l->rule.rule == LRP_RULE_LN_LINEAR || l->rule.rule == LRP_RULE_LN_FINE) {
+                int in0 = l->in[0];
+                lrp_gtok_bwd io = {c->act[in0], c->act[li], R, c->A[in0], Rb, c->cd[li], Rbs,
+                                   Rcs, c->Bd[in0], c->cd[in0], c->cf[in0],
+                                   Rbs ? c->Ls[in0] : NULL, Rbs ? c->Ss[in0] : NULL,
+                                   Rbs ? c->cs[in0] : NULL, &c->tl[in0], &c->g->ill_mass[in0]};
+                if (lrp_gauge_token_bwd(net, li, B, &io))
+                    return -1;
+                break;
             }
+            pass_back(c, li, n, Rb, Rbs, Rcs, R); /* identity */
             break;
-        }
+        default: /* pass: ReLU, Flatten, Reshape, Dropout; the token layers'
+                  * identity rule */
+            LRP_ASSERT(gauge_kind[l->kind] == G_PASS || gauge_kind[l->kind] == G_RELU ||
+                       gauge_kind[l->kind] == G_TOKEN);
+            pass_back(c, li, n, Rb, Rbs, Rcs, R);
+            break;
         }
 #undef SH
         /* a canonized BN's input (the folded conv's output), and the input

@@ -646,5 +646,8 @@ void lrp_ref_backend(lrp_backend *be, lrp_ref_ctx *cx)
     be->bn_coef = b_bn_coef;
     be->bn_fwd = b_bn_fwd;
     be->residual = b_residual;
+    be->norm_fwd = lrp_ref_norm_fwd;
+    be->norm_bwd = lrp_ref_norm_bwd;
+    be->act_map = lrp_ref_act_map;
     be->weights_in_place = 1; /* ref_linear.c reads lrp_lin.w32 */
 }

@@ -118,4 +118,12 @@ void lrp_ref_fxacc_get_z(mpz_ptr z, long *e, ref_fxacc *A, const ref_fx *f);
  * would leave the binary64 range: caller falls back). */
 int lrp_ref_split29(double *d, mpfr_srcptr x, long scale);
 
+/* The token layers' ops (ref_token.c; core/pipeline.h norm_fwd, norm_bwd,
+ * act_map). */
+void lrp_ref_norm_fwd(void *c, void *y, void *stat, const void *x, const float *w,
+                      const float *b, float eps, int rms, int64_t rows, int64_t F);
+void lrp_ref_norm_bwd(void *c, void *rin, void *absmean, const void *x, const void *stat,
+                      const float *w, const void *s, int centre, int64_t rows, int64_t F);
+void lrp_ref_act_map(void *c, void *y, const void *x, int op, int64_t n);
+
 #endif

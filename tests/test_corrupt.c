@@ -163,12 +163,15 @@ static const char *net_diff(const lrp_net *a, const lrp_net *b)
             x->kw != y->kw || x->sh != y->sh || x->sw != y->sw || x->dh != y->dh ||
             x->dw != y->dw || x->pt != y->pt || x->pb != y->pb || x->pl != y->pl ||
             x->pr != y->pr || x->groups != y->groups || x->has_bias != y->has_bias ||
-            x->count_include_pad != y->count_include_pad)
+            x->count_include_pad != y->count_include_pad || x->has_weight != y->has_weight ||
+            x->approximate != y->approximate)
             return "layer geometry";
         if (x->kind == LRP_LAYER_RESHAPE && !same_shape(&x->target, &y->target))
             return "reshape target";
-        if (x->kind == LRP_LAYER_BATCHNORM && !same_f32(&x->bn_eps, &y->bn_eps, 1))
-            return "bn_eps";
+        if ((x->kind == LRP_LAYER_BATCHNORM || x->kind == LRP_LAYER_LAYERNORM ||
+             x->kind == LRP_LAYER_RMSNORM) &&
+            !same_f32(&x->bn_eps, &y->bn_eps, 1))
+            return "bn_eps / eps";
         if (!same_rule(&x->rule, &y->rule))
             return "rule";
         float *const px[6] = {x->w, x->b, x->bn_gamma, x->bn_beta, x->bn_mean, x->bn_var};
@@ -516,6 +519,43 @@ static void test_byte_flips_dense_links(void **state)
     assert_int_equal(cnt[R_CLEAN] + cnt[R_CORRECT], n);
 }
 
+/* The same on a format-version-2 file: the suite's ln_constrow (5 layers:
+ * Input (4, 12) -> LayerNorm -> GELU -> Flatten -> Dense; the version,
+ * token_layout, eps, has_weight and approximate attributes, the norm's
+ * datasets) -- few enough links to stay compact (see above). */
+static void test_byte_flips_tokens(void **state)
+{
+    (void)state;
+    lrp_net *save_net = g_net;
+    unsigned char *save_bytes = g_bytes;
+    size_t save_len = g_len;
+    const lrp_fixture_def *d = lrp_fixture_lookup("ln_constrow");
+    assert_non_null(d);
+    lrp_net *net = NULL;
+    lrp_err e = {0};
+    if (d->build(&net, LRP_FIXTURE_SEED, &e) != LRP_OK)
+        fail_msg("ln_constrow: %s", e.msg);
+    char path[600];
+    tu_join(path, sizeof path, g_dir, "ln_constrow.h5");
+    if (lrp_fixture_write(net, path, &e) != LRP_OK)
+        fail_msg("ln_constrow: %s", e.msg);
+    g_net = net;
+    g_bytes = tu_read_file(path, &g_len);
+    assert_non_null(g_bytes);
+    int64_t cnt[R_COUNT] = {0};
+    int64_t n = flip_run(cnt, "suite ln_constrow (format 2), 5 layers");
+    free(g_bytes);
+    lrp_net_free(net);
+    g_net = save_net;
+    g_bytes = save_bytes;
+    g_len = save_len;
+    assert_int_equal(cnt[R_CRASH], 0);
+    assert_int_equal(cnt[R_HANG], 0);
+    assert_int_equal(cnt[R_SILENT], 0);
+    assert_int_equal(cnt[R_BADMSG], 0);
+    assert_int_equal(cnt[R_CLEAN] + cnt[R_CORRECT], n);
+}
+
 static void test_truncations(void **state)
 {
     (void)state;
@@ -588,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_original_reads_back),
         cmocka_unit_test(test_byte_flips),
         cmocka_unit_test(test_byte_flips_dense_links),
+        cmocka_unit_test(test_byte_flips_tokens),
         cmocka_unit_test(test_truncations),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -40,6 +40,11 @@ static void test_kind_records(void **state)
         for (int a = 0; a < kd->n_attrs; a++) {
             const lrp_kind_attr *at = &kd->attrs[a];
             assert_non_null(at->name);
+            if (at->type == LRP_A_ENUM) { /* n: its list of values */
+                assert_non_null(lrp_attr_enums[at->n]);
+                assert_non_null(lrp_attr_enums[at->n][0]);
+                continue;
+            }
             assert_true(at->n >= 1 && at->n <= 4);
             assert_true(at->type == LRP_A_I32V || at->n == 1);
             for (int b = 0; b < a; b++)

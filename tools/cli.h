@@ -126,6 +126,7 @@ typedef struct cli_rules {
     unsigned flags;
     int maxpool_eps; /* --flag captum_maxpool_eps: wta max-pools -> epsilon */
     int bn_mode; /* 0 file's, 1 explicit, 2 fine, 3 canonize */
+    int ln_mode; /* LayerNorm: 0 file's, 1 ln_linear, 2 ln_fine, 3 identity */
     int prec, threads;
 } cli_rules;
 
@@ -171,7 +172,8 @@ void cli_progress_clear(cli_progress *p);
     {"flag", required_argument, 0, 1009}, \
     {"bn", required_argument, 0, 1010}, \
     {"prec", required_argument, 0, 1011}, \
-    {"threads", required_argument, 0, 1012}
+    {"threads", required_argument, 0, 1012}, \
+    {"ln", required_argument, 0, 1013}
 
 #define CLI_RULE_HELP \
     "rule selection (default: the fixture's own assignment):\n" \
@@ -189,6 +191,8 @@ void cli_progress_clear(cli_progress *p);
     "                     MaxPool2D: wta_split_ties, or captum_maxpool_eps (rule epsilon\n" \
     "                     on every max-pool, as Captum: R_i = a_i R_j / stab(a_i))\n" \
     "  --bn MODE          explicit | fine (R_x + R_mu + R_beta) | canonize | pass (R unchanged)\n" \
+    "  --ln MODE          LayerNorm: linear (ln_linear) | fine (ln_fine: R_x + ln_mean) |\n" \
+    "                     identity (R unchanged)\n" \
     "  --prec P           reference precision in bits (default 128)\n" \
     "  --threads N        threads (default 2)\n"
 

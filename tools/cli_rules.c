@@ -128,6 +128,17 @@ int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char 
                                    arg);
         return 0;
     }
+    if (!strcmp(opt, "ln")) {
+        if (!strcmp(arg, "linear"))
+            o->ln_mode = 1;
+        else if (!strcmp(arg, "fine"))
+            o->ln_mode = 2;
+        else if (!strcmp(arg, "identity"))
+            o->ln_mode = 3;
+        else
+            return cli_usage_error(cmd, "--ln wants linear, fine or identity, got '%s'", arg);
+        return 0;
+    }
     if (!strcmp(opt, "prec")) {
         char *end;
         long p = strtol(arg, &end, 10);
@@ -151,6 +162,22 @@ int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char 
 /* Every layer whose rule divides gets the override. */
 static void override_all(lrp_net *net, const cli_rules *o)
 {
+    /* --ln first: the LayerNorm rule then takes --eps / --convention */
+    for (int i = 0; i < net->n_layers && o->ln_mode; i++) {
+        lrp_layer *l = &net->layers[i];
+        if (l->kind != LRP_LAYER_LAYERNORM)
+            continue;
+        static const lrp_rule_id ln_rule[4] = {LRP_RULE_COUNT, LRP_RULE_LN_LINEAR,
+                                               LRP_RULE_LN_FINE, LRP_RULE_IDENTITY};
+        lrp_rule_spec was = l->rule;
+        l->rule = lrp_rule_default(ln_rule[o->ln_mode]);
+        if (was.rule == LRP_RULE_LN_LINEAR || was.rule == LRP_RULE_LN_FINE) {
+            if (o->ln_mode != 3) { /* keep the eps and convention it had */
+                l->rule.eps = was.eps;
+                l->rule.stab = was.stab;
+            }
+        }
+    }
     for (int i = 0; i < net->n_layers; i++) {
         lrp_rule_spec *r = &net->layers[i].rule;
         lrp_layer_kind kind = net->layers[i].kind;
@@ -161,7 +188,8 @@ static void override_all(lrp_net *net, const cli_rules *o)
             *r = lrp_rule_default(LRP_RULE_EPSILON);
         if (r->rule == LRP_RULE_WTA) /* max-pool: only the tie flag means anything */
             r->flags |= o->flags & LRP_F_WTA_SPLIT_TIES;
-        if (r->rule == LRP_RULE_PASS || r->rule == LRP_RULE_WTA)
+        /* rules that do not divide (the token layers' identity too) */
+        if (r->rule == LRP_RULE_PASS || r->rule == LRP_RULE_WTA || r->rule == LRP_RULE_IDENTITY)
             continue;
         if (o->has_stab)
             r->stab = o->stab;
@@ -261,17 +289,19 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
     override_all(net, o);
     /* every option given must reach some layer: an option no layer uses is
      * refused, never silently ignored */
-    int n_div = 0, n_gamma = 0, n_ab = 0, n_box = 0, n_bn = 0, n_wta = 0, n_lin = 0, n_max = 0;
+    int n_div = 0, n_gamma = 0, n_ab = 0, n_box = 0, n_bn = 0, n_wta = 0, n_lin = 0, n_max = 0,
+        n_ln = 0;
     for (int i = 0; i < net->n_layers; i++) {
         const lrp_layer *l = &net->layers[i];
         lrp_rule_id r = l->rule.rule;
-        n_div += r != LRP_RULE_PASS && r != LRP_RULE_WTA;
+        n_div += r != LRP_RULE_PASS && r != LRP_RULE_WTA && r != LRP_RULE_IDENTITY;
         n_gamma += r == LRP_RULE_GAMMA;
         n_ab += r == LRP_RULE_ALPHABETA;
         /* per-pixel bounds in /data take precedence on a layer fed by the input */
         n_box += r == LRP_RULE_ZBOX &&
                  !(l->n_in > 0 && l->in[0] == 0 && net->zbox_low && net->zbox_high);
         n_bn += l->kind == LRP_LAYER_BATCHNORM;
+        n_ln += l->kind == LRP_LAYER_LAYERNORM;
         n_wta += r == LRP_RULE_WTA;
         n_max += l->kind == LRP_LAYER_MAXPOOL2D;
         n_lin += (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) &&
@@ -299,6 +329,8 @@ lrp_status cli_rules_apply(lrp_net *net, const cli_rules *o, const char *where, 
                                     "shift)";
     else if (o->bn_mode && !n_bn)
         unused = "--bn", why = "the network has no BatchNorm layer";
+    else if (o->ln_mode && !n_ln)
+        unused = "--ln", why = "the network has no LayerNorm layer";
     else if (!n_div && (o->has_eps || o->has_stab ||
                         (o->flags & ~(unsigned)LRP_F_WTA_SPLIT_TIES)))
         unused = o->has_eps ? "--eps" : o->has_stab ? "--convention" : "--flag",

@@ -83,9 +83,9 @@ static void short_rules(char *d, size_t n, const char *rs, int w)
 {
     static const char *const from[] = {"--composite ", "--rule ", "--convention ", "--flag ",
                                        "--eps ", "--gamma ", "--alpha ", "--beta ", "--bn ",
-                                       "--box ", "--profile ", "--"};
+                                       "--box ", "--profile ", "--ln ", "--"};
     static const char *const to[] = {"", "", "conv=", "+", "eps=", "gamma=", "alpha=", "beta=",
-                                     "bn=", "box=", "profile=", ""};
+                                     "bn=", "box=", "profile=", "ln=", ""};
     char buf[256];
     size_t k = 0;
     for (const char *p = rs; *p && k + 1 < sizeof buf;) {

@@ -84,7 +84,7 @@ int cli_profile_apply(lrp_net *net, const char *name, int stated)
         if (p->maxpool_eps && !stated && l->kind == LRP_LAYER_MAXPOOL2D &&
             r->rule == LRP_RULE_WTA)
             *r = lrp_rule_default(LRP_RULE_EPSILON);
-        if (r->rule == LRP_RULE_PASS || r->rule == LRP_RULE_WTA)
+        if (r->rule == LRP_RULE_PASS || r->rule == LRP_RULE_WTA || r->rule == LRP_RULE_IDENTITY)
             continue;
         int eps_like = r->rule == LRP_RULE_EPSILON;
         if (!stated) {

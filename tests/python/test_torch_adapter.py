@@ -676,6 +676,67 @@ class TestExport(Base):
         ref = np_forward(fx["layers"], fx["input"])
         self.assertClose(outs[m.layer_names[-1]].numpy(), ref[m.layer_names[-1]], FWD_RTOL, "seq")
 
+    def test_token_block(self):
+        """A token MLP block on (B, T, F): nn.Linear on the last axis,
+        nn.LayerNorm, nn.GELU (both approximations), a residual +, an
+        RMSNorm class, nn.SiLU, nn.Tanh, flatten, a classifier.  The file is
+        format_version 2 with token_layout TF, loads back bit for bit, and
+        the MPFR reference's forward (its activations rounded to binary32)
+        equals torch's float32 forward within FWD_RTOL of each layer's
+        scale: the float32 rounding of a few sums of 16 terms, a LayerNorm
+        (1 / sigma <= 3 here) and libm's erf / exp / tanh (a few ulp)."""
+        gen = torch.Generator().manual_seed(7)
+        torch.manual_seed(7)
+
+        class Block(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.proj = nn.Linear(16, 16)
+                self.ln = nn.LayerNorm(16, eps=1e-5)
+                self.act = nn.GELU()
+                self.ff = nn.Linear(16, 16)
+                self.rms = lt.RMSNorm(16, eps=1e-6)
+                self.silu = nn.SiLU()
+                self.fc = nn.Linear(16, 16)
+                self.act2 = nn.GELU(approximate="tanh")
+                self.tanh = nn.Tanh()
+                self.head = nn.Linear(8 * 16, 10)
+
+            def forward(self, x):
+                h = self.proj(x)
+                y = self.ff(self.act(self.ln(h))) + h
+                y = self.tanh(self.act2(self.fc(self.silu(self.rms(y)))))
+                return self.head(torch.flatten(y, 1))
+
+        model = Block()
+        with torch.no_grad():
+            model.ln.weight.uniform_(0.5, 1.5, generator=gen)
+            model.ln.bias.uniform_(-0.2, 0.2, generator=gen)
+            model.rms.weight.uniform_(0.5, 1.5, generator=gen)
+        x = torch.from_numpy(_rand((2, 8, 16), gen))
+        path, layers, m, outs = self.roundtrip(model, x, "tokens")
+        kinds = [L["kind"] for L in layers]
+        self.assertEqual(kinds, ["Input", "Dense", "LayerNorm", "GELU", "Dense", "Add",
+                                 "RMSNorm", "SiLU", "Dense", "GELU", "Tanh", "Flatten", "Dense"])
+        self.assertEqual(layers[9]["approximate"], "tanh")
+        with h5py.File(path, "r") as f:
+            self.assertEqual(int(f.attrs["format_version"]), 2)
+            self.assertEqual(lt._str(f.attrs["token_layout"]), "TF")
+        fx = lt.read_fixture(path)
+        self.assertEqual(fx["layers"][2]["eps"], np.float32(1e-5))
+        out = os.path.join(self.tmp, "tokens_ref.h5")
+        p = cli("reference", path, "--out", out)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with h5py.File(out, "r") as f:
+            act = f["traces"]["reference"]["activation"]
+            for i, L in enumerate(layers):
+                ref = act[lt.entry_name(i, L["name"])][()]
+                self.assertClose(outs[L["name"]].numpy(), ref.astype(np.float64), FWD_RTOL,
+                                 "reference forward, layer %s" % L["name"])
+        # the fast path's own trace of the exported file is judged clean
+        p = cli("check", path, "--composite", "EpsilonPlus")
+        self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+
     def test_unsupported_module(self):
         model = nn.Sequential(nn.Flatten(), nn.Linear(8, 4),
                               nn.Sequential(nn.Sigmoid()), nn.Linear(4, 2))

@@ -40,7 +40,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
-    "FixtureError", "UnsupportedModuleError", "ExportError",
+    "RMSNorm", "FixtureError", "UnsupportedModuleError", "ExportError",
     "read_fixture", "write_fixture", "fixture_to_module", "FixtureModule",
     "export_module", "module_to_layers", "capture_relevance", "write_trace",
     "read_trace", "epsilon_rules", "entry_name", "verify_with_cli",
@@ -48,13 +48,18 @@ __all__ = [
 
 FORMAT_MAGIC = "lrp-oracle-fixture"
 FORMAT_VERSION = 1
+# The token layers (docs/TRANSFORMERS.md) need format_version 2, with root
+# attribute token_layout = "TF"; a file without them stays version 1.
+FORMAT_VERSION_MAX = 2
+V2_KINDS = ("LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh")
 NAME_MAX = 63  # bytes, LRP_NAME_MAX - 1
 
 # Name tables of include/lrp.h (LRP_*_LIST); matched case-sensitively.
 LAYER_KINDS = ("Input", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool",
-               "Add", "Concatenate", "BatchNorm", "ReLU", "Flatten", "Reshape", "Dropout")
+               "Add", "Concatenate", "BatchNorm", "ReLU", "Flatten", "Reshape", "Dropout",
+               "LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh")
 RULES = ("lrp0", "epsilon", "gamma", "alphabeta", "zplus", "wsquare", "flat", "zbox",
-         "pass", "wta")
+         "pass", "wta", "ln_linear", "ln_fine", "identity")
 STABILIZERS = ("sign0_pos", "signbit", "sign0_zero", "zero_only", "skip_zero", "positive")
 FLAGS = ("gamma_generalized", "zennit_gamma_drop0", "innvestigate_ab_fullbias",
          "captum_a1b0", "wta_split_ties", "bn_canonize", "bn_fine", "captum_gamma_fullbias")
@@ -105,7 +110,7 @@ def _ints(v):
 # Reading
 # ---------------------------------------------------------------------------
 
-_GEOM_INTS = ("units", "has_bias", "groups", "count_include_pad")
+_GEOM_INTS = ("units", "has_bias", "groups", "count_include_pad", "has_weight")
 _GEOM_VECS = ("shape", "kernel", "stride", "padding", "dilation", "target_shape")
 _PARAMS = ("weight", "bias", "gamma", "beta", "mean", "var")
 
@@ -126,9 +131,13 @@ def read_fixture(path):
         if attrs.get("format") != FORMAT_MAGIC:
             raise FixtureError("%s: /: attribute 'format' is %r, expected %r"
                                % (path, attrs.get("format"), FORMAT_MAGIC))
-        if int(attrs.get("format_version", -1)) != FORMAT_VERSION:
+        version = int(attrs.get("format_version", -1))
+        if not FORMAT_VERSION <= version <= FORMAT_VERSION_MAX:
             raise FixtureError("%s: /: format_version %r not supported"
                                % (path, attrs.get("format_version")))
+        if version >= 2 and attrs.get("token_layout") != "TF":
+            raise FixtureError("%s: /: token_layout %r: version 2 needs 'TF'"
+                               % (path, attrs.get("token_layout")))
         if attrs.get("layout") != "NCHW" or attrs.get("flatten_order") != "CHW":
             raise FixtureError("%s: /: layout %r / flatten_order %r: only NCHW / CHW"
                                % (path, attrs.get("layout"), attrs.get("flatten_order")))
@@ -153,6 +162,13 @@ def read_fixture(path):
                     L[k] = _ints(g.attrs[k])
             if "bn_eps" in g.attrs:
                 L["bn_eps"] = np.float32(np.asarray(g.attrs["bn_eps"]).reshape(-1)[0])
+            if "eps" in g.attrs:  # LayerNorm, RMSNorm
+                L["eps"] = np.float32(np.asarray(g.attrs["eps"]).reshape(-1)[0])
+            if "approximate" in g.attrs:  # GELU
+                L["approximate"] = _str(g.attrs["approximate"])
+            if kind in V2_KINDS and version < 2:
+                raise FixtureError("%s: /network/%s: layer kind %r needs format_version 2"
+                                   % (path, en, kind))
             for p in _PARAMS:
                 if p in g:
                     L[p] = np.asarray(g[p][()], dtype=np.float32)
@@ -240,6 +256,23 @@ def read_trace(path, source):
 # Each layer is a _Node (not an nn.Module): it holds the standard module,
 # is callable, accepts forward hooks, and its `forward` may be replaced
 # per instance (what tests/python and example_validate.py do).
+
+class RMSNorm(nn.Module):
+    """y = w * x / sqrt(mean(x^2, last axis) + eps) (LLaMA / Qwen's RMSNorm;
+    torch 1.13 has none built in).  export_module maps any module of a class
+    named RMSNorm with a `weight` (or None) and an `eps` attribute to the
+    fixture's RMSNorm."""
+
+    def __init__(self, dim, eps=1e-6, weight=None):
+        super().__init__()
+        self.eps = eps
+        self.weight = (nn.Parameter(torch.ones(dim)) if weight is None
+                       else nn.Parameter(torch.from_numpy(np.array(weight, np.float32))))
+
+    def forward(self, x):
+        r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)
+        return x * r * self.weight
+
 
 def _param(a):
     return nn.Parameter(torch.from_numpy(np.array(a, dtype=np.float32, copy=True)),
@@ -422,6 +455,32 @@ def _make_node(L, in_shape, peer):
         return _Node(L, lambda x: x.reshape((x.shape[0],) + ts)), []
     if k == "Dropout":
         m = nn.Dropout()  # eval mode: the identity, bit for bit
+        return _Node(L, m, m), [m]
+    if k == "LayerNorm":
+        Fd = int(in_shape[-1])
+        aff = bool(L.get("has_weight", 0)) or bool(L.get("has_bias", 0))
+        m = nn.LayerNorm(Fd, eps=float(np.float32(L["eps"])), elementwise_affine=aff)
+        if aff:
+            with torch.no_grad():
+                m.weight.copy_(torch.from_numpy(np.array(L["weight"], np.float32))
+                               if L.get("has_weight", 0) else torch.ones(Fd))
+                m.bias.copy_(torch.from_numpy(np.array(L["bias"], np.float32))
+                             if L.get("has_bias", 0) else torch.zeros(Fd))
+            m.weight.requires_grad_(False)
+            m.bias.requires_grad_(False)
+        return _Node(L, m, m), [m]
+    if k == "RMSNorm":
+        m = RMSNorm(int(in_shape[-1]), eps=float(np.float32(L["eps"])),
+                    weight=L.get("weight") if L.get("has_weight", 0) else None)
+        return _Node(L, m, m), [m]
+    if k == "GELU":
+        m = nn.GELU(approximate=L.get("approximate", "none"))
+        return _Node(L, m, m), [m]
+    if k == "SiLU":
+        m = nn.SiLU()
+        return _Node(L, m, m), [m]
+    if k == "Tanh":
+        m = nn.Tanh()
         return _Node(L, m, m), [m]
     raise FixtureError("layer %r: unknown kind %r" % (L["name"], k))
 
@@ -660,13 +719,16 @@ def write_fixture(path, layers, input, target=None, relevance_out=None, rules=No
         seen.add(L["name"])
         if L["kind"] not in LAYER_KINDS:
             raise ValueError("layer %r: unknown kind %r" % (L["name"], L["kind"]))
+    version = 2 if any(L["kind"] in V2_KINDS for L in layers) else FORMAT_VERSION
     tmp = _tmp_beside(path)
     try:
         with _open_new(tmp) as f:
             f.attrs["format"] = FORMAT_MAGIC
-            f.attrs["format_version"] = np.int32(FORMAT_VERSION)
+            f.attrs["format_version"] = np.int32(version)
             f.attrs["layout"] = "NCHW"
             f.attrs["flatten_order"] = "CHW"
+            if version >= 2:
+                f.attrs["token_layout"] = "TF"
             f.attrs["batch"] = np.int32(x.shape[0])
             f.attrs["seed"] = np.uint64(seed)
             f.attrs["description"] = description
@@ -682,11 +744,15 @@ def write_fixture(path, layers, input, target=None, relevance_out=None, rules=No
                     if k in L:
                         g.attrs[k] = np.asarray(L[k], np.int64)
                 for k in ("has_bias", "kernel", "stride", "padding", "dilation", "groups",
-                          "count_include_pad"):
+                          "count_include_pad", "has_weight"):
                     if k in L:
                         g.attrs[k] = np.asarray(L[k], np.int32)
                 if "bn_eps" in L:
                     g.attrs["bn_eps"] = np.float32(L["bn_eps"])
+                if "eps" in L:
+                    g.attrs["eps"] = np.float32(L["eps"])
+                if "approximate" in L:
+                    g.attrs["approximate"] = L["approximate"]
                 for p in _PARAMS:
                     if p in L and L[p] is not None:
                         a = np.asarray(L[p])
@@ -737,7 +803,8 @@ def _conv_out(n, p0, p1, k, d, s):
 
 
 class _Exporter:
-    SUPPORTED = ("Linear, Conv2d, BatchNorm1d/2d, ReLU, MaxPool2d, AvgPool2d, "
+    SUPPORTED = ("Linear (on (F) or (T, F)), LayerNorm, RMSNorm (a class of that name), GELU, "
+                 "SiLU, Tanh, Conv2d, BatchNorm1d/2d, ReLU, MaxPool2d, AvgPool2d, "
                  "AdaptiveAvgPool2d (1, or dividing the input), Flatten, Dropout, Identity, "
                  "ZeroPad2d (before Conv2d), "
                  "+ / torch.add, torch.cat(dim=1), torch.flatten(x, 1), x.view(x.size(0), -1), "
@@ -820,15 +887,46 @@ class _Exporter:
         if not isinstance(x, _T):
             self.unsupported(node, what + " with a non-tensor input")
         if isinstance(mod, nn.Linear):
-            if len(x.shape) != 1:
+            if len(x.shape) not in (1, 2):
                 raise UnsupportedModuleError(
                     "%s: Linear applied to per-sample shape %s; the fixture's Dense takes a "
-                    "flat (F) input (add nn.Flatten before it)" % (what, x.shape))
+                    "flat (F) input or a token sequence (T, F) (add nn.Flatten before it)"
+                    % (what, x.shape))
             L = {"units": mod.out_features, "has_bias": int(mod.bias is not None),
                  "weight": self.params32(path, "weight", mod.weight)}
             if mod.bias is not None:
                 L["bias"] = self.params32(path, "bias", mod.bias)
-            return self.add(base, "Dense", [x], (mod.out_features,), **L)
+            # on (T, F): the last axis, row by row (docs/TRANSFORMERS.md)
+            return self.add(base, "Dense", [x], tuple(x.shape[:-1]) + (mod.out_features,), **L)
+        if isinstance(mod, nn.LayerNorm) or type(mod).__name__ == "RMSNorm":
+            if len(x.shape) not in (1, 2):
+                raise UnsupportedModuleError("%s: per-sample shape %s (a norm over the last "
+                                             "axis of (F) or (T, F))" % (what, x.shape))
+            Fd = x.shape[-1]
+            if isinstance(mod, nn.LayerNorm):
+                if tuple(mod.normalized_shape) != (Fd,):
+                    raise UnsupportedModuleError("%s: normalized_shape %s (only the last axis, %d)"
+                                                 % (what, tuple(mod.normalized_shape), Fd))
+                aff = mod.elementwise_affine
+                L = {"eps": np.float32(mod.eps), "has_weight": int(aff), "has_bias": int(aff)}
+                if aff:
+                    L["weight"] = self.params32(path, "weight", mod.weight)
+                    L["bias"] = self.params32(path, "bias", mod.bias)
+                return self.add(base, "LayerNorm", [x], x.shape, **L)
+            w = getattr(mod, "weight", None)
+            if not hasattr(mod, "eps") or (w is not None and tuple(w.shape) != (Fd,)):
+                raise UnsupportedModuleError("%s: an RMSNorm needs `eps` and a `weight` of %d "
+                                             "(or None)" % (what, Fd))
+            L = {"eps": np.float32(mod.eps), "has_weight": int(w is not None)}
+            if w is not None:
+                L["weight"] = self.params32(path, "weight", w)
+            return self.add(base, "RMSNorm", [x], x.shape, **L)
+        if isinstance(mod, nn.GELU):
+            return self.add(base, "GELU", [x], x.shape, approximate=mod.approximate)
+        if isinstance(mod, nn.SiLU):
+            return self.add(base, "SiLU", [x], x.shape)
+        if isinstance(mod, nn.Tanh):
+            return self.add(base, "Tanh", [x], x.shape)
         if isinstance(mod, nn.Conv2d):
             x = self.rank3(x, what)
             if mod.padding_mode != "zeros":
@@ -1014,8 +1112,15 @@ class _Exporter:
 
     def run(self, example_input):
         import torch.fx
+
+        class Tracer(torch.fx.Tracer):
+            # an RMSNorm (any class of that name: torch 1.13 has none) is
+            # one layer, not traced into its pow / mean / rsqrt
+            def is_leaf_module(self, m, qualname):
+                return type(m).__name__ == "RMSNorm" or super().is_leaf_module(m, qualname)
+
         try:
-            gm = torch.fx.symbolic_trace(self.model)
+            gm = torch.fx.GraphModule(self.model, Tracer().trace(self.model))
         except Exception as e:  # data-dependent control flow, ...
             raise UnsupportedModuleError(
                 "torch.fx cannot trace the model (%s: %s); export supports models whose "
@@ -1031,9 +1136,9 @@ class _Exporter:
         x = example_input
         self.names.add(self.input_name)
         shape = tuple(x.shape[1:])
-        if len(shape) not in (1, 3):
-            raise UnsupportedModuleError("input of per-sample shape %s: fixtures take (F) or "
-                                         "(C, H, W)" % (shape,))
+        if len(shape) not in (1, 2, 3):
+            raise UnsupportedModuleError("input of per-sample shape %s: fixtures take (F), "
+                                         "(T, F) or (C, H, W)" % (shape,))
         self.layers.append({"name": self.input_name, "kind": "Input", "inputs": [],
                             "shape": list(shape)})
         self.origins.append(None)

@@ -1,0 +1,883 @@
+/*
+ * test_tokens.c -- token sequences (docs/TRANSFORMERS.md section 1): per-
+ * sample tensors (T, F), the layers that act on their last axis.
+ *
+ * Dense on (T, F): the reference, row by row, against tests/naive's exact
+ * rational Dense (an independent witness: it knows nothing of rows; the
+ * test hands it one row at a time) under every Dense rule; the float32
+ * fast path judged by the oracle (PASS or ILL-CONDITIONED, the gauge's
+ * own bound); shape errors named.
+ *
+ * LayerNorm (ln_linear, ln_fine), RMSNorm, GELU, SiLU, Tanh: the reference
+ * against tests/naive/naive_token.c (MPFR at 256 bits, the textbook
+ * per-contribution form), conservation with the absorbed kinds, the fast
+ * path within the gauge under every composite, must-fail mutants of a
+ * trace, and the errors of bad files and shapes (format_version 2).
+ *
+ * Seed: LRP_TEST_SEED (printed).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <gmp.h>
+#include <math.h>
+#include <mpfr.h>
+
+#include "fixtures.h"
+#include "lrp.h"
+#include "naive/naive.h"
+#include "naive/naive_token.h"
+#include "pipeline.h"
+#include "reference.h"
+#include "util/testutil.h"
+
+static uint64_t g_seed;
+static uint64_t g_rng;
+
+static uint64_t rnd(void)
+{
+    uint64_t z = (g_rng += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+/* k / 1024 in [-1, 1]: short mantissas, so sums are often exact */
+static float rsym(void) { return (float)((int64_t)(rnd() % 2049) - 1024) / 1024.0f; }
+/* 24-bit mantissas */
+static float rsym24(void) { return (float)((int64_t)(rnd() >> 40) - (1 << 23)) / (float)(1 << 23); }
+
+static float *fdup(const float *v, int64_t n)
+{
+    float *p = malloc((size_t)n * sizeof *p);
+    assert_non_null(p);
+    memcpy(p, v, (size_t)n * sizeof *p);
+    return p;
+}
+
+/* Input (T, F) -> Dense units, batch B, relevance r_out given. */
+static lrp_net *token_dense_net(int B, int T, int F, int units, const float *x, const float *w,
+                                const float *b, const float *rout, const lrp_rule_spec *rs)
+{
+    lrp_err err;
+    lrp_net *net = lrp_net_new();
+    assert_non_null(net);
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_INPUT, "tokens", &err), 0);
+    net->layers[0].shape.rank = 2;
+    net->layers[0].shape.d[0] = T;
+    net->layers[0].shape.d[1] = F;
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_DENSE, "proj", &err), 1);
+    lrp_layer *l = &net->layers[1];
+    l->n_in = 1;
+    l->in[0] = 0;
+    l->units = units;
+    l->has_bias = b != NULL;
+    l->rule = *rs;
+    net->batch = B;
+    if (lrp_net_infer(net, "test", &err))
+        fail_msg("infer: %s", err.msg);
+    assert_int_equal(l->shape.rank, 2);
+    assert_int_equal(l->shape.d[0], T);
+    assert_int_equal(l->shape.d[1], units);
+    l->w = fdup(w, (int64_t)units * F);
+    if (b)
+        l->b = fdup(b, units);
+    net->input = fdup(x, (int64_t)B * T * F);
+    net->r_out = fdup(rout, (int64_t)B * T * units);
+    return net;
+}
+
+/* |ref - exact| <= 2^-(p-10) * scale */
+static int close_q(mpfr_srcptr ref, const mpq_t exact, const mpq_t scale, int p)
+{
+    mpq_t r, t;
+    mpq_inits(r, t, NULL);
+    mpfr_get_q(r, ref);
+    mpq_sub(r, r, exact);
+    mpq_abs(r, r);
+    mpq_div_2exp(t, scale, (mp_bitcnt_t)(p - 10));
+    int ok = mpq_cmp(r, t) <= 0;
+    mpq_clears(r, t, NULL);
+    return ok;
+}
+
+typedef struct drule {
+    lrp_rule_id id;
+    int nv;
+} drule;
+
+static naive_rule to_naive(const lrp_rule_spec *s, int nv)
+{
+    naive_rule r;
+    memset(&r, 0, sizeof r);
+    r.rule = nv;
+    r.stab = (int)s->stab; /* same table order (docs/SPEC.md section 5) */
+    r.eps = s->eps;
+    r.gamma = s->gamma;
+    r.alpha = s->rule == LRP_RULE_ZPLUS ? 1.0f : s->alpha;
+    r.beta = s->rule == LRP_RULE_ZPLUS ? 0.0f : s->beta;
+    r.low = s->low;
+    r.high = s->high;
+    r.bias = s->bias;
+    return r;
+}
+
+/* Every Dense rule on a (T, F) input: each row of the reference's input
+ * relevance equals the naive exact Dense of that row (within the
+ * reference's own rounding, 2^-(p-10) of the row's magnitudes: close_q),
+ * the conservation residual closes, and the fast path's trace is within
+ * the gauge. */
+static void t_dense_rows(void **s)
+{
+    (void)s;
+    static const drule rules[] = {
+        {LRP_RULE_ZERO, NV_LRP0},   {LRP_RULE_EPSILON, NV_EPS}, {LRP_RULE_GAMMA, NV_GAMMA},
+        {LRP_RULE_ALPHABETA, NV_AB}, {LRP_RULE_ZPLUS, NV_AB},   {LRP_RULE_WSQUARE, NV_WSQUARE},
+        {LRP_RULE_FLAT, NV_FLAT},   {LRP_RULE_ZBOX, NV_ZBOX},
+    };
+    const int B = 2, T = 3, F = 5, U = 4;
+    float x[2 * 3 * 5], w[4 * 5], b[4], rout[2 * 3 * 4];
+    int runs = 0;
+    for (size_t ri = 0; ri < sizeof rules / sizeof rules[0]; ri++)
+        for (int bias = 0; bias < 2; bias++)
+            for (int stab = 0; stab < 2; stab++) {
+                for (int i = 0; i < B * T * F; i++)
+                    x[i] = rsym24();
+                for (int i = 0; i < U * F; i++)
+                    w[i] = rsym();
+                for (int i = 0; i < U; i++)
+                    b[i] = rsym() * 0.25f;
+                for (int i = 0; i < B * T * U; i++)
+                    rout[i] = rsym24();
+                /* a row of zeros: every unit's z is its bias (or 0); not
+                 * under lrp0 (eps 0), where the fast path divides 0 by 0 as
+                 * any float32 implementation does (NONFINITE, by design),
+                 * nor under signbit, where a unit whose weights are all
+                 * negative has z = -0 exactly and the fast path's +0 flips
+                 * the stabilizer: the oracle reports that FAIL for a flat
+                 * Dense as well (not a token matter) */
+                if (rules[ri].id != LRP_RULE_ZERO && !stab)
+                    for (int i = 0; i < F; i++)
+                        x[T * F + i] = 0.0f;
+                lrp_rule_spec rs = lrp_rule_default(rules[ri].id);
+                if (rules[ri].id == LRP_RULE_ALPHABETA) {
+                    rs.alpha = 2.0f;
+                    rs.beta = 1.0f;
+                }
+                if (rules[ri].id == LRP_RULE_ZERO)
+                    rs.eps = 0.0f;
+                rs.bias = bias;
+                rs.stab = stab ? LRP_STAB_SIGNBIT : LRP_STAB_SIGN0_POS;
+                lrp_net *net = token_dense_net(B, T, F, U, x, w, bias ? b : NULL, rout, &rs);
+                lrp_err err;
+                lrp_ref_result *R = NULL;
+                if (lrp_ref_run(&R, net, NULL, &err))
+                    fail_msg("ref: %s", err.msg);
+                naive_rule nr = to_naive(&rs, rules[ri].nv);
+                naive_geom ng;
+                memset(&ng, 0, sizeof ng);
+                ng.C = F;
+                ng.H = ng.W = 1;
+                ng.O = U;
+                ng.kh = ng.kw = ng.sh = ng.sw = ng.dh = ng.dw = ng.groups = 1;
+                mpq_t Rin[5], gau[5], ab[4], ug[4], sc;
+                int st[4];
+                mpq_init(sc);
+                for (int i = 0; i < F; i++)
+                    mpq_inits(Rin[i], gau[i], NULL);
+                for (int j = 0; j < U; j++)
+                    mpq_inits(ab[j], ug[j], NULL);
+                mpfr_srcptr rel = lrp_ref_rel(R, 0);
+                for (int bt = 0; bt < B * T; bt++) {
+                    for (int i = 0; i < F; i++)
+                        mpq_set_ui(Rin[i], 0, 1), mpq_set_ui(gau[i], 0, 1);
+                    naive_lrp(Rin, gau, ab, ug, st, &ng, x + bt * F, w, bias ? b : NULL,
+                              rout + bt * U, &nr);
+                    for (int i = 0; i < F; i++) {
+                        mpq_abs(sc, Rin[i]);
+                        mpq_add(sc, sc, gau[i]);
+                        if (!close_q(rel + bt * F + i, Rin[i], sc, R->prec))
+                            fail_msg("rule %s bias %d stab %d seed %llu: row %d R_in[%d] = %.17g, "
+                                     "exact %.17g",
+                                     lrp_rule_name(rs.rule), bias, stab,
+                                     (unsigned long long)g_seed, bt, i,
+                                     mpfr_get_d(rel + bt * F + i, MPFR_RNDN), mpq_get_d(Rin[i]));
+                    }
+                }
+                /* the conservation audit (sum R_in + absorbed = sum R_out per
+                 * sample, correctly rounded) closes to the reference's own
+                 * rounding */
+                if (!(R->pipe->L[1].cons_resid <= ldexp(1.0, -(R->prec - 10))))
+                    fail_msg("rule %s: conservation residual %g", lrp_rule_name(rs.rule),
+                             R->pipe->L[1].cons_resid);
+                for (int i = 0; i < F; i++)
+                    mpq_clears(Rin[i], gau[i], NULL);
+                for (int j = 0; j < U; j++)
+                    mpq_clears(ab[j], ug[j], NULL);
+                mpq_clear(sc);
+                lrp_ref_free(R);
+                /* the fast path within the oracle's bound */
+                lrp_judgement *J = NULL;
+                lrp_judge_opts jo;
+                memset(&jo, 0, sizeof jo);
+                jo.no_proof = 1;
+                if (lrp_judge(&J, net, NULL, &jo, &err))
+                    fail_msg("judge: %s", err.msg);
+                if (!lrp_judgement_ok(J))
+                    fail_msg("rule %s bias %d stab %d: fast path judged %s (%s)",
+                             lrp_rule_name(rs.rule), bias, stab,
+                             lrp_verdict_name(lrp_judgement_verdict(J)), lrp_judgement_origin(J));
+                lrp_judgement_free(J);
+                lrp_net_free(net);
+                runs++;
+            }
+    printf("    token Dense: %d runs, every rule\n", runs);
+}
+
+/* Flatten of (T, F) is T*F; a Dense on rank 3 is refused with the layer
+ * named. */
+static void t_dense_shapes(void **s)
+{
+    (void)s;
+    lrp_err err;
+    lrp_net *net = lrp_net_new();
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_INPUT, "tokens", &err), 0);
+    net->layers[0].shape.rank = 2;
+    net->layers[0].shape.d[0] = 6;
+    net->layers[0].shape.d[1] = 7;
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_FLATTEN, "flat", &err), 1);
+    net->layers[1].n_in = 1;
+    net->layers[1].in[0] = 0;
+    net->batch = 1;
+    if (lrp_net_infer(net, "test", &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(net->layers[1].shape.rank, 1);
+    assert_int_equal(net->layers[1].shape.d[0], 42);
+    lrp_net_free(net);
+
+    net = lrp_net_new();
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_INPUT, "img", &err), 0);
+    net->layers[0].shape.rank = 3;
+    net->layers[0].shape.d[0] = 2;
+    net->layers[0].shape.d[1] = 3;
+    net->layers[0].shape.d[2] = 4;
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_DENSE, "fc", &err), 1);
+    net->layers[1].n_in = 1;
+    net->layers[1].in[0] = 0;
+    net->layers[1].units = 3;
+    net->batch = 1;
+    assert_int_equal(lrp_net_infer(net, "f.h5", &err), LRP_E_INVALID);
+    assert_non_null(strstr(err.msg, "f.h5: layer 'fc'"));
+    assert_null(strchr(err.msg, '\n'));
+    lrp_net_free(net);
+}
+
+
+/* ---- LayerNorm against the naive textbook form ---- */
+
+static int sg_pos(mpfr_srcptr y) { return mpfr_sgn(y) < 0 ? -1 : 1; }
+static int sg_bit(mpfr_srcptr y) { return mpfr_signbit(y) ? -1 : 1; }
+static int sg_posit(mpfr_srcptr y) { (void)y; return 1; }
+static int sg_none(mpfr_srcptr y) { (void)y; return 0; }
+
+/* Input (T, F) -> LayerNorm, r_out given */
+static lrp_net *ln_net(int B, int T, int F, const float *x, const float *w, const float *b,
+                       float eps, const float *rout, const lrp_rule_spec *rs)
+{
+    lrp_err err;
+    lrp_net *net = lrp_net_new();
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_INPUT, "tokens", &err), 0);
+    net->layers[0].shape.rank = 2;
+    net->layers[0].shape.d[0] = T;
+    net->layers[0].shape.d[1] = F;
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_LAYERNORM, "ln", &err), 1);
+    lrp_layer *l = &net->layers[1];
+    l->n_in = 1;
+    l->in[0] = 0;
+    l->bn_eps = eps;
+    l->has_weight = w != NULL;
+    l->has_bias = b != NULL;
+    l->rule = *rs;
+    net->batch = B;
+    if (lrp_net_infer(net, "test", &err))
+        fail_msg("infer: %s", err.msg);
+    if (w)
+        l->w = fdup(w, F);
+    if (b)
+        l->b = fdup(b, F);
+    net->input = fdup(x, (int64_t)B * T * F);
+    net->r_out = fdup(rout, (int64_t)B * T * F);
+    return net;
+}
+
+/* |a - b| <= 2^-k (|scale|) */
+static int near_mpfr(mpfr_srcptr a, mpfr_srcptr b, double scale, int k)
+{
+    mpfr_t d;
+    mpfr_init2(d, 300);
+    mpfr_sub(d, a, b, MPFR_RNDN);
+    int ok = fabs(mpfr_get_d(d, MPFR_RNDN)) <= ldexp(scale, -k);
+    mpfr_clear(d);
+    return ok;
+}
+
+static void t_ln_naive(void **s)
+{
+    (void)s;
+    enum { B = 2, T = 3, F = 8 };
+    float x[B * T * F], w[F], b[F], rout[B * T * F];
+    const lrp_stab_id stabs[] = {LRP_STAB_SIGN0_POS, LRP_STAB_SIGNBIT, LRP_STAB_POSITIVE};
+    int (*const sgf[])(mpfr_srcptr) = {sg_pos, sg_bit, sg_posit};
+    int runs = 0;
+    for (int fine = 0; fine < 2; fine++)
+        for (int si = 0; si < 3; si++)
+            for (int affine = 0; affine < 2; affine++)
+                for (int e = 0; e < 2; e++) {
+                    for (int i = 0; i < B * T * F; i++) {
+                        x[i] = rsym24() * 2.0f;
+                        rout[i] = rsym24();
+                    }
+                    for (int i = 0; i < F; i++) {
+                        w[i] = 1.0f + rsym() * 0.5f;
+                        b[i] = rsym() * 0.25f;
+                    }
+                    /* a constant row (var 0) and, with eps 0 for the
+                     * norm, every row varies (the 0/0 is t_ln_eps0's) */
+                    float neps = e ? 0.0f : 0x1.4f8b58p-17f;
+                    if (!e)
+                        for (int i = 0; i < F; i++)
+                            x[F + i] = 0.75f;
+                    lrp_rule_spec rs = lrp_rule_default(fine ? LRP_RULE_LN_FINE : LRP_RULE_LN_LINEAR);
+                    rs.stab = stabs[si];
+                    rs.eps = e ? 0x1p-10f : 0x1.0c6f7ap-20f;
+                    lrp_net *net = ln_net(B, T, F, x, affine ? w : NULL, affine ? b : NULL, neps,
+                                          rout, &rs);
+                    lrp_err err;
+                    lrp_ref_result *R = NULL;
+                    if (lrp_ref_run(&R, net, NULL, &err))
+                        fail_msg("ref: %s", err.msg);
+                    mpfr_t y[F], rin[F], bias, stab, mean, tb, ts, tm;
+                    for (int i = 0; i < F; i++)
+                        mpfr_inits2(256, y[i], rin[i], (mpfr_ptr)0);
+                    mpfr_inits2(256, bias, stab, mean, tb, ts, tm, (mpfr_ptr)0);
+                    const lrp_pipe_layer *P = &R->pipe->L[1];
+                    for (int bb = 0; bb < B; bb++) {
+                        mpfr_set_zero(tb, 1);
+                        mpfr_set_zero(ts, 1);
+                        mpfr_set_zero(tm, 1);
+                        double scale = 0;
+                        for (int t = 0; t < T; t++) {
+                            int q = bb * T + t;
+                            if (naive_ln_row(y, rin, bias, stab, mean, x + q * F, affine ? w : NULL,
+                                             affine ? b : NULL, neps, F, rout + q * F, rs.eps,
+                                             sgf[si], fine))
+                                fail_msg("naive: a zero denominator (seed %llu)",
+                                         (unsigned long long)g_seed);
+                            mpfr_add(tb, tb, bias, MPFR_RNDN);
+                            mpfr_add(ts, ts, stab, MPFR_RNDN);
+                            mpfr_add(tm, tm, mean, MPFR_RNDN);
+                            /* the row's magnitudes: the cells cancel (the
+                             * mean's share), the contributions do not */
+                            double rs_ = 0, ys = 0;
+                            for (int k = 0; k < F; k++) {
+                                rs_ += fabs(mpfr_get_d(rin[k], MPFR_RNDN));
+                                ys += fabs((double)rout[q * F + k]) /
+                                      fabs(mpfr_get_d(y[k], MPFR_RNDN) + 1e-30);
+                            }
+                            double rowscale = rs_ + ys * 1e3;
+                            scale += rowscale;
+                            for (int k = 0; k < F; k++) {
+                                if (!near_mpfr(lrp_ref_act(R, 1) + q * F + k, y[k],
+                                               fabs(mpfr_get_d(y[k], MPFR_RNDN)) + 1, R->prec - 8))
+                                    fail_msg("forward differs: row %d cell %d: %.17g vs %.17g", q, k,
+                                             mpfr_get_d(lrp_ref_act(R, 1) + q * F + k, MPFR_RNDN),
+                                             mpfr_get_d(y[k], MPFR_RNDN));
+                                /* reference p = 128 against 256 bits: a few
+                                 * roundings of 2^-128 relative to the row's
+                                 * contributions (2^-(p - 16) leaves room) */
+                                if (!near_mpfr(lrp_ref_rel(R, 0) + q * F + k, rin[k], rowscale,
+                                               R->prec - 16))
+                                    fail_msg("%s stab %s affine %d eps %d seed %llu: row %d R_in[%d] "
+                                             "= %.17g, naive %.17g",
+                                             lrp_rule_name(rs.rule), lrp_stab_name(rs.stab), affine,
+                                             e, (unsigned long long)g_seed, q, k,
+                                             mpfr_get_d(lrp_ref_rel(R, 0) + q * F + k, MPFR_RNDN),
+                                             mpfr_get_d(rin[k], MPFR_RNDN));
+                            }
+                        }
+                        /* absorbed per sample: bias, stabilizer, ln_mean */
+                        mpfr_t a;
+                        mpfr_init2(a, 300);
+                        const int kinds[3] = {LRP_ABS_BIAS, LRP_ABS_STAB, LRP_ABS_LN_MEAN};
+                        mpfr_ptr want[3] = {tb, ts, tm};
+                        for (int kk = 0; kk < 3; kk++) {
+                            mpfr_set_zero(a, 1);
+                            if (P->abs[kinds[kk]])
+                                for (int c = 0; c < T * F; c++)
+                                    mpfr_add(a, a, (mpfr_srcptr)P->abs[kinds[kk]] + bb * T * F + c,
+                                             MPFR_RNDN);
+                            else if (kk == 2)
+                                assert_false(fine); /* ln_fine must record ln_mean */
+                            if (!near_mpfr(a, want[kk], scale, R->prec - 16))
+                                fail_msg("%s: absorbed %s = %.17g, naive %.17g",
+                                         lrp_rule_name(rs.rule), lrp_abs_name((lrp_abs_kind)kinds[kk]),
+                                         mpfr_get_d(a, MPFR_RNDN), mpfr_get_d(want[kk], MPFR_RNDN));
+                        }
+                        mpfr_clear(a);
+                    }
+                    if (fine)
+                        assert_non_null(P->abs[LRP_ABS_LN_MEAN]);
+                    else
+                        assert_null(P->abs[LRP_ABS_LN_MEAN]);
+                    /* sum R_in + absorbed = sum R_out, per sample */
+                    if (!(P->cons_resid <= ldexp(1.0, -(R->prec - 10))))
+                        fail_msg("%s: conservation residual %g", lrp_rule_name(rs.rule),
+                                 P->cons_resid);
+                    for (int i = 0; i < F; i++)
+                        mpfr_clears(y[i], rin[i], (mpfr_ptr)0);
+                    mpfr_clears(bias, stab, mean, tb, ts, tm, (mpfr_ptr)0);
+                    lrp_ref_free(R);
+                    /* the fast path within the gauge */
+                    lrp_judgement *J = NULL;
+                    lrp_judge_opts jo;
+                    memset(&jo, 0, sizeof jo);
+                    jo.no_proof = 1;
+                    if (lrp_judge(&J, net, NULL, &jo, &err))
+                        fail_msg("judge: %s", err.msg);
+                    if (!lrp_judgement_ok(J))
+                        fail_msg("%s stab %s affine %d: fast path %s (%s)", lrp_rule_name(rs.rule),
+                                 lrp_stab_name(rs.stab), affine,
+                                 lrp_verdict_name(lrp_judgement_verdict(J)), lrp_judgement_origin(J));
+                    lrp_judgement_free(J);
+                    lrp_net_free(net);
+                    runs++;
+                }
+    (void)sg_none;
+    printf("    LayerNorm: %d runs against the naive form\n", runs);
+}
+
+/* ---- activations and RMSNorm: forward against naive, relevance passes ---- */
+
+static void t_act_naive(void **s)
+{
+    (void)s;
+    enum { T = 2, F = 8 };
+    const float xs[T * F] = {0.0f,   -0.0f, 1.0f,     -1.0f,   0x1p-20f, -0x1p-20f, 3.5f,  -3.5f,
+                             -30.0f, 30.0f, -0.125f,  0.375f, -7.25f,   7.25f,     -90.f, 1e-30f};
+    const lrp_layer_kind kinds[] = {LRP_LAYER_GELU, LRP_LAYER_GELU, LRP_LAYER_SILU, LRP_LAYER_TANH,
+                                    LRP_LAYER_RMSNORM};
+    float rout[T * F];
+    for (int i = 0; i < T * F; i++)
+        rout[i] = rsym24();
+    for (size_t ki = 0; ki < sizeof kinds / sizeof kinds[0]; ki++) {
+        lrp_err err;
+        lrp_net *net = lrp_net_new();
+        assert_int_equal(lrp_net_add(net, LRP_LAYER_INPUT, "tokens", &err), 0);
+        net->layers[0].shape.rank = 2;
+        net->layers[0].shape.d[0] = T;
+        net->layers[0].shape.d[1] = F;
+        assert_int_equal(lrp_net_add(net, kinds[ki], "act", &err), 1);
+        lrp_layer *l = &net->layers[1];
+        l->n_in = 1;
+        l->in[0] = 0;
+        l->approximate = ki == 1;
+        l->bn_eps = 0x1.0c6f7ap-20f;
+        if (lrp_net_infer(net, "test", &err))
+            fail_msg("infer: %s", err.msg);
+        net->input = fdup(xs, T * F);
+        net->r_out = fdup(rout, T * F);
+        lrp_ref_result *R = NULL;
+        if (lrp_ref_run(&R, net, NULL, &err))
+            fail_msg("ref: %s", err.msg);
+        mpfr_t y;
+        mpfr_init2(y, 256);
+        for (int i = 0; i < T * F; i++) {
+            if (kinds[ki] == LRP_LAYER_RMSNORM) {
+                /* y = x / sqrt(mean x^2 + eps) of its row */
+                double ss = 0;
+                int q = i / F;
+                mpfr_t m;
+                mpfr_init2(m, 256);
+                mpfr_set_zero(m, 1);
+                for (int k = 0; k < F; k++) {
+                    mpfr_set_d(y, (double)xs[q * F + k], MPFR_RNDN);
+                    mpfr_sqr(y, y, MPFR_RNDN);
+                    mpfr_add(m, m, y, MPFR_RNDN);
+                }
+                (void)ss;
+                mpfr_div_ui(m, m, F, MPFR_RNDN);
+                mpfr_add_d(m, m, (double)0x1.0c6f7ap-20f, MPFR_RNDN);
+                mpfr_sqrt(m, m, MPFR_RNDN);
+                mpfr_d_div(y, (double)xs[i], m, MPFR_RNDN);
+                mpfr_clear(m);
+            } else if (kinds[ki] == LRP_LAYER_GELU) {
+                naive_gelu(y, xs[i], ki == 1);
+            } else if (kinds[ki] == LRP_LAYER_SILU) {
+                naive_silu(y, xs[i]);
+            } else {
+                naive_tanh(y, xs[i]);
+            }
+            /* relative to |y| (and exact zeros stay zeros) */
+            if (!near_mpfr(lrp_ref_act(R, 1) + i, y, fabs(mpfr_get_d(y, MPFR_RNDN)), R->prec - 6))
+                fail_msg("%s approximate %d: f(%a) = %.17g, naive %.17g",
+                         lrp_layer_kind_name(kinds[ki]), l->approximate, (double)xs[i],
+                         mpfr_get_d(lrp_ref_act(R, 1) + i, MPFR_RNDN), mpfr_get_d(y, MPFR_RNDN));
+            /* identity: R_x = R_y bit for bit */
+            if (mpfr_cmp_d(lrp_ref_rel(R, 0) + i, (double)rout[i]) != 0)
+                fail_msg("%s: relevance not passed unchanged at %d", lrp_layer_kind_name(kinds[ki]), i);
+        }
+        mpfr_clear(y);
+        lrp_ref_free(R);
+        /* the fast path: the same relevance bits, forward within the gauge */
+        lrp_trace *tr = NULL;
+        if (lrp_run(&tr, net, LRP_ENGINE_FAST, NULL, &err))
+            fail_msg("fast: %s", err.msg);
+        assert_memory_equal(tr->relevance[0], rout, sizeof rout);
+        lrp_judgement *J = NULL;
+        lrp_judge_opts jo;
+        memset(&jo, 0, sizeof jo);
+        jo.no_proof = 1;
+        if (lrp_judge(&J, net, NULL, &jo, &err))
+            fail_msg("judge: %s", err.msg);
+        if (!lrp_judgement_ok(J))
+            fail_msg("%s: fast path %s (%s)", lrp_layer_kind_name(kinds[ki]),
+                     lrp_verdict_name(lrp_judgement_verdict(J)), lrp_judgement_origin(J));
+        lrp_judgement_free(J);
+        lrp_net_free(net);
+    }
+}
+
+/* ---- the token fixtures under every composite ---- */
+
+static lrp_net *fixture(const char *name)
+{
+    lrp_net *net = NULL;
+    lrp_err err;
+    const lrp_fixture_def *d = lrp_fixture_lookup(name);
+    assert_non_null(d);
+    if (d->build(&net, LRP_FIXTURE_SEED, &err))
+        fail_msg("%s: %s", name, err.msg);
+    return net;
+}
+
+static int find(const lrp_net *net, const char *name)
+{
+    int i = lrp_net_find(net, name);
+    assert_true(i >= 0);
+    return i;
+}
+
+static void t_composites(void **s)
+{
+    (void)s;
+    const char *fx[] = {"tokmlp", "ln_constrow"};
+    for (int f = 0; f < 2; f++)
+        for (int c = 0; c < LRP_COMPOSITE_COUNT; c++)
+            for (int fine = 0; fine < 2; fine++) {
+                lrp_net *net = fixture(fx[f]);
+                lrp_composite_params p = lrp_composite_params_default();
+                p.low = -1.0f;
+                p.high = 1.0f;
+                net->layers[find(net, "ln")].rule.rule = fine ? LRP_RULE_LN_FINE : LRP_RULE_LN_LINEAR;
+                lrp_composite_apply(net, (lrp_composite_id)c, &p);
+                /* the composite keeps the file's LayerNorm rule, with its eps */
+                const lrp_layer *ln = &net->layers[find(net, "ln")];
+                assert_int_equal(ln->rule.rule, fine ? LRP_RULE_LN_FINE : LRP_RULE_LN_LINEAR);
+                assert_true(ln->rule.eps == p.eps);
+                assert_int_equal(net->layers[find(net, "gelu")].rule.rule, LRP_RULE_IDENTITY);
+                lrp_err err;
+                lrp_judgement *J = NULL;
+                lrp_judge_opts jo;
+                memset(&jo, 0, sizeof jo);
+                if (lrp_judge(&J, net, NULL, &jo, &err))
+                    fail_msg("judge: %s", err.msg);
+                if (!lrp_judgement_ok(J))
+                    fail_msg("%s %s ln_fine %d: %s (%s)", fx[f], lrp_composite_name((lrp_composite_id)c),
+                             fine, lrp_verdict_name(lrp_judgement_verdict(J)), lrp_judgement_origin(J));
+                lrp_judgement_free(J);
+                /* the reference's own LayerNorm step conserves */
+                lrp_ref_result *R = NULL;
+                if (lrp_ref_run(&R, net, NULL, &err))
+                    fail_msg("ref: %s", err.msg);
+                assert_true(R->pipe->L[find(net, "ln")].cons_resid <= ldexp(1.0, -(R->prec - 10)));
+                lrp_ref_free(R);
+                lrp_net_free(net);
+            }
+}
+
+/* ---- must-fail mutants of a trace ---- */
+
+/* a copy of trace `from` of net named `to`, every tensor */
+static lrp_trace *copy_trace(lrp_net *net, const char *from, const char *to)
+{
+    lrp_err err;
+    int k = lrp_net_trace_find(net, from);
+    assert_true(k >= 0);
+    lrp_trace *t = lrp_net_trace_add(net, to, &err);
+    assert_non_null(t);
+    const lrp_trace *f = &net->traces[lrp_net_trace_find(net, from)];
+    t->precision = f->precision;
+    if (!t->rules) /* lrp_net_trace_add allocates it */
+        t->rules = malloc((size_t)net->n_layers * sizeof *t->rules);
+    memcpy(t->rules, f->rules, (size_t)net->n_layers * sizeof *t->rules);
+    for (int i = 0; i < net->n_layers; i++) {
+        int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch;
+        if (f->relevance[i])
+            t->relevance[i] = fdup(f->relevance[i], n);
+        if (f->activation && f->activation[i])
+            t->activation[i] = fdup(f->activation[i], n);
+    }
+    return t;
+}
+
+static lrp_verdict judge_source(lrp_net *net, const char *src, char *origin, size_t on)
+{
+    lrp_err err;
+    lrp_judgement *J = NULL;
+    lrp_judge_opts jo;
+    memset(&jo, 0, sizeof jo);
+    jo.no_proof = 1;
+    if (lrp_judge(&J, net, src, &jo, &err))
+        fail_msg("judge %s: %s", src, err.msg);
+    lrp_verdict v = lrp_judgement_verdict(J);
+    snprintf(origin, on, "%s", lrp_judgement_origin(J));
+    lrp_judgement_free(J);
+    return v;
+}
+
+static void t_mutants(void **s)
+{
+    (void)s;
+    lrp_net *net = fixture("tokmlp");
+    lrp_err err;
+    int ln = find(net, "ln"), proj = find(net, "proj"), gelu = find(net, "gelu");
+    int64_t n = lrp_shape_numel(&net->layers[proj].shape) * net->batch;
+    char origin[LRP_ERR_MSG_MAX];
+    /* ln_linear's relevance at the LayerNorm input (the mean's share sent
+     * back to the inputs) ... */
+    if (lrp_run(NULL, net, LRP_ENGINE_FAST, NULL, &err))
+        fail_msg("fast: %s", err.msg);
+    float *lin = fdup(net->traces[lrp_net_trace_find(net, "fastpath")].relevance[proj], n);
+    /* ... and the clean ln_fine trace */
+    net->layers[ln].rule = lrp_rule_default(LRP_RULE_LN_FINE);
+    if (lrp_run(NULL, net, LRP_ENGINE_FAST, NULL, &err))
+        fail_msg("fast: %s", err.msg);
+    lrp_verdict v = judge_source(net, "fastpath", origin, sizeof origin);
+    if (v > LRP_V_ILL_CONDITIONED)
+        fail_msg("clean ln_fine trace: %s (%s)", lrp_verdict_name(v), origin);
+    /* mutant 1: ln_fine claimed, but ln_mean not absorbed (passed on) */
+    lrp_trace *m = copy_trace(net, "fastpath", "no_ln_mean");
+    memcpy(m->relevance[proj], lin, (size_t)n * sizeof *lin);
+    v = judge_source(net, "no_ln_mean", origin, sizeof origin);
+    if (v != LRP_V_FAIL || !strstr(origin, "'ln'"))
+        fail_msg("ln_mean dropped: %s (%s)", lrp_verdict_name(v), origin);
+    /* mutant 2: the LayerNorm's input relevance with its sign flipped */
+    m = copy_trace(net, "fastpath", "flipped");
+    for (int64_t i = 0; i < n; i++)
+        m->relevance[proj][i] = -m->relevance[proj][i];
+    v = judge_source(net, "flipped", origin, sizeof origin);
+    if (v != LRP_V_FAIL || !strstr(origin, "'ln'"))
+        fail_msg("sign flipped: %s (%s)", lrp_verdict_name(v), origin);
+    /* mutant 3: GELU by the plain gradient (R_x = x f'(x) R_y / f(x)
+     * scaled): the identity rule not applied */
+    m = copy_trace(net, "fastpath", "gelu_grad");
+    int64_t ng = lrp_shape_numel(&net->layers[gelu].shape) * net->batch;
+    const float *xa = net->traces[lrp_net_trace_find(net, "fastpath")].activation[ln];
+    for (int64_t i = 0; i < ng; i++) {
+        double xv = xa ? (double)xa[i] : 1.0;
+        double phi = 0.5 * erfc(-xv / sqrt(2.0)), dens = exp(-0.5 * xv * xv) * 0.3989422804014327 /* 1 / sqrt(2 pi) */;
+        m->relevance[ln][i] = (float)((double)m->relevance[ln][i] * (phi + xv * dens) / phi);
+    }
+    v = judge_source(net, "gelu_grad", origin, sizeof origin);
+    if (v != LRP_V_FAIL || !strstr(origin, "'gelu'"))
+        fail_msg("GELU gradient: %s (%s)", lrp_verdict_name(v), origin);
+    free(lin);
+    lrp_net_free(net);
+}
+
+/* ---- eps 0 and a constant row: the first NaN's origin ---- */
+
+static void t_ln_eps0(void **s)
+{
+    (void)s;
+    lrp_net *net = fixture("ln_eps0");
+    lrp_err err;
+    lrp_judgement *J = NULL;
+    lrp_judge_opts jo;
+    memset(&jo, 0, sizeof jo);
+    jo.no_proof = 1;
+    if (lrp_judge(&J, net, NULL, &jo, &err))
+        fail_msg("judge: %s", err.msg);
+    assert_int_equal(lrp_judgement_verdict(J), LRP_V_NONFINITE);
+    int layer;
+    int64_t cell;
+    const char *cause = NULL;
+    assert_int_equal(lrp_judgement_first_nonfinite(J, &layer, &cell, &cause), 1);
+    assert_non_null(cause);
+    if (!strstr(cause, "layer 'ln'") || !strstr(cause, "token 1") || !strstr(cause, "sigma = 0"))
+        fail_msg("cause: %s", cause);
+    lrp_judgement_free(J);
+    lrp_net_free(net);
+}
+
+/* ---- bad shapes, attributes and files: one line naming file and layer ---- */
+
+static void expect_infer(lrp_net *net, const char *needle)
+{
+    lrp_err err;
+    lrp_status st = lrp_net_infer(net, "f.h5", &err);
+    assert_int_equal(st, LRP_E_INVALID);
+    if (!strstr(err.msg, "f.h5: ") || !strstr(err.msg, "layer 'n'") || !strstr(err.msg, needle))
+        fail_msg("message: %s", err.msg);
+    assert_null(strchr(err.msg, '\n'));
+    lrp_net_free(net);
+}
+
+static lrp_net *one(lrp_layer_kind k, int rank)
+{
+    lrp_err err;
+    lrp_net *net = lrp_net_new();
+    assert_int_equal(lrp_net_add(net, LRP_LAYER_INPUT, "x", &err), 0);
+    net->layers[0].shape.rank = rank;
+    for (int d = 0; d < rank; d++)
+        net->layers[0].shape.d[d] = 4;
+    assert_int_equal(lrp_net_add(net, k, "n", &err), 1);
+    net->layers[1].n_in = 1;
+    net->layers[1].in[0] = 0;
+    return net;
+}
+
+static void read_fails(const char *path, lrp_status want, const char *n1, const char *n2)
+{
+    lrp_net *net = NULL;
+    lrp_err err;
+    lrp_status st = lrp_fixture_read(&net, path, &err);
+    if (st != want)
+        fail_msg("status %s, want %s: %s", lrp_status_name(st), lrp_status_name(want), err.msg);
+    if (!strstr(err.msg, path) || !strstr(err.msg, n1) || (n2 && !strstr(err.msg, n2)))
+        fail_msg("message lacks '%s' / '%s': %s", n1, n2 ? n2 : "", err.msg);
+    assert_null(strchr(err.msg, '\n'));
+    assert_null(net);
+}
+
+static void t_errors(void **s)
+{
+    (void)s;
+    lrp_net *net = one(LRP_LAYER_LAYERNORM, 3);
+    expect_infer(net, "rank 3");
+    net = one(LRP_LAYER_LAYERNORM, 2);
+    net->layers[1].bn_eps = -1.0f;
+    expect_infer(net, "eps -1");
+    net = one(LRP_LAYER_RMSNORM, 2);
+    net->layers[1].bn_eps = NAN;
+    expect_infer(net, "finite");
+    net = one(LRP_LAYER_RMSNORM, 2);
+    net->layers[1].has_bias = 1;
+    expect_infer(net, "no bias");
+    net = one(LRP_LAYER_GELU, 2);
+    net->layers[1].approximate = 3;
+    expect_infer(net, "approximate 3");
+    net = one(LRP_LAYER_TANH, 3);
+    expect_infer(net, "Tanh needs a token sequence");
+    /* a rule the kind does not take */
+    net = one(LRP_LAYER_SILU, 2);
+    net->layers[1].rule = lrp_rule_default(LRP_RULE_EPSILON);
+    expect_infer(net, "does not apply to a SiLU layer");
+
+    /* files: version 2 only when needed, and every edit of a v2 file refused */
+    char *dir = tu_mkdtemp("tokens");
+    assert_non_null(dir);
+    char tok[512], mlp[512], bad[512];
+    tu_join(tok, sizeof tok, dir, "tokmlp.h5");
+    tu_join(mlp, sizeof mlp, dir, "mlp.h5");
+    tu_join(bad, sizeof bad, dir, "bad.h5");
+    lrp_err err;
+    net = fixture("tokmlp");
+    if (lrp_fixture_write(net, tok, &err))
+        fail_msg("write: %s", err.msg);
+    lrp_net_free(net);
+    net = fixture("mlp");
+    if (lrp_fixture_write(net, mlp, &err))
+        fail_msg("write: %s", err.msg);
+    lrp_net_free(net);
+    /* round trip */
+    if (lrp_fixture_read(&net, tok, &err))
+        fail_msg("read: %s", err.msg);
+    const lrp_layer *gl = &net->layers[find(net, "ln")];
+    assert_true(gl->has_weight && gl->has_bias && gl->bn_eps == 0x1.4f8b58p-17f);
+    lrp_net_free(net);
+#define PY "/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r+'); "
+    assert_int_equal(tu_sh(PY "assert f.attrs['format_version']==2 and f.attrs['token_layout']==b'TF'\" '%s'", tok), 0);
+    assert_int_equal(tu_sh(PY "assert f.attrs['format_version']==1 and 'token_layout' not in f.attrs\" '%s'", mlp), 0);
+    /* a version-1 file with a version-2 kind */
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "f.attrs['format_version']=1\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_FORMAT, "/network/002_ln", "needs format_version 2");
+    /* version 2 without token_layout, or another one */
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "del f.attrs['token_layout']\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_FORMAT, "token_layout", NULL);
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "f.attrs['token_layout']=b'FT'\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_UNSUPPORTED, "token_layout 'FT'", NULL);
+    /* version 3 */
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "f.attrs['format_version']=3\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_UNSUPPORTED, "format_version 3", NULL);
+    /* an unknown GELU approximation */
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "f['network/003_gelu'].attrs['approximate']=b'exact'\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_INVALID, "/network/003_gelu", "'none', 'tanh'");
+    /* a weight without has_weight, a wrong weight length, no eps */
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "f['network/002_ln'].attrs['has_weight']=0\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_INVALID, "/network/002_ln", "'weight' present but has_weight is 0");
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "g=f['network/006_rms']; w=g['weight'][:8]; del g['weight']; g['weight']=w\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_INVALID, "/network/006_rms/weight", "expected shape (16)");
+    assert_int_equal(tu_sh("cp '%s' '%s' && " PY "del f['network/002_ln'].attrs['eps']\" '%s'", tok, bad, bad), 0);
+    read_fails(bad, LRP_E_FORMAT, "/network/002_ln", "eps");
+#undef PY
+    /* the command line: --ln picks the LayerNorm rule; a bad value or a
+     * network without LayerNorm is refused (exit 2, one line) */
+    char cliv[512], out[4096], errb[1024];
+    assert_int_equal(tu_cli_path(cliv, sizeof cliv), 0);
+    assert_int_equal(tu_run_cli(dir, "", cliv, "check tokmlp.h5 --ln fine", out, sizeof out, errb,
+                                sizeof errb),
+                     0);
+    assert_non_null(strstr(out, "verdict: PASS"));
+    assert_int_equal(tu_run_cli(dir, "", cliv, "reference tokmlp.h5 --ln fine --out r.h5", NULL, 0,
+                                NULL, 0),
+                     0);
+    assert_int_equal(tu_sh("/usr/bin/python3 -c \"import h5py,sys; f=h5py.File(sys.argv[1],'r'); "
+                           "assert f['traces/reference/rules/002_ln'].attrs['rule']==b'ln_fine'\" "
+                           "'%s/r.h5'", dir),
+                     0);
+    assert_int_equal(tu_run_cli(dir, "", cliv, "check tokmlp.h5 --ln bogus", NULL, 0, errb,
+                                sizeof errb),
+                     2);
+    assert_non_null(strstr(errb, "--ln wants linear, fine or identity"));
+    assert_int_equal(tu_run_cli(dir, "", cliv, "check mlp.h5 --ln fine", NULL, 0, errb, sizeof errb),
+                     2);
+    assert_non_null(strstr(errb, "no LayerNorm"));
+    tu_rmtree(dir);
+    free(dir);
+}
+
+int main(void)
+{
+    const char *e = getenv("LRP_TEST_SEED");
+    g_seed = e ? strtoull(e, NULL, 0) : (uint64_t)time(NULL);
+    g_rng = g_seed;
+    printf("test_tokens: seed %llu (LRP_TEST_SEED)\n", (unsigned long long)g_seed);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_dense_rows),
+        cmocka_unit_test(t_dense_shapes),
+        cmocka_unit_test(t_ln_naive),
+        cmocka_unit_test(t_act_naive),
+        cmocka_unit_test(t_composites),
+        cmocka_unit_test(t_mutants),
+        cmocka_unit_test(t_ln_eps0),
+        cmocka_unit_test(t_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
