@@ -112,6 +112,7 @@ typedef struct gindex {
 typedef struct ctx {
     const char *path;
     lrp_err *err;
+    int version; /* the file's format_version */
     gindex gix[GINDEX_SLOTS]; /* zero-initialised: g == 0 is no group id */
 } ctx;
 
@@ -1143,6 +1144,28 @@ static lrp_status read_network(ctx *c, hid_t file, lrp_net *net)
         lrp_layer *l = &net->layers[li];
         if ((st = read_geometry(c, lg, gp, l)))
             goto cleanup;
+        if (lrp_kind(k)->format_version > c->version) {
+            st = fail(c, LRP_E_UNSUPPORTED, gp,
+                      "layer kind '%s' needs format_version %d (the file says %d)",
+                      lrp_layer_kind_name(k), lrp_kind(k)->format_version, c->version);
+            goto cleanup;
+        }
+        if (k == LRP_LAYER_INPUT) {
+            /* dtype 'token' (version 2): the input is /data/tokens */
+            if ((st = has_attr(c, lg, gp, "dtype", &yes)))
+                goto cleanup;
+            if (yes) {
+                char dt[LRP_NAME_MAX];
+                if ((st = attr_string(c, lg, gp, "dtype", dt, sizeof dt, NULL)))
+                    goto cleanup;
+                if (strcmp(dt, "token") != 0 || c->version < 2) {
+                    st = fail(c, LRP_E_UNSUPPORTED, gp,
+                              "attribute 'dtype' is '%s' (only 'token', format_version 2)", dt);
+                    goto cleanup;
+                }
+                l->tokens = 1;
+            }
+        }
         /* An Input may omit `inputs`; every other layer must list them. */
         if ((st = has_attr(c, lg, gp, "inputs", &yes)))
             goto cleanup;
@@ -1375,7 +1398,35 @@ static lrp_status read_data(ctx *c, hid_t file, lrp_net *net)
     if ((st = open_member(c, file, "/", "data", H5I_GROUP, 1, &g)))
         goto cleanup;
     r = batch_dims(d, net->batch, ins);
-    if ((st = read_floats(c, g, "/data", "input", 1, r, d, -1, NULL, &net->input)))
+    if (net->layers[0].tokens) {
+        /* token ids (any integer type), held as exact binary32 integers;
+         * the range against the vocabulary is lrp_net_check_values' */
+        if ((st = open_checked(c, g, "/data", "tokens", 1, 0, r, d, -1, NULL, &ds)))
+            goto cleanup;
+        int64_t nt = nin * net->batch;
+        if (!(tbuf = malloc((size_t)(nt ? nt : 1) * sizeof *tbuf)) ||
+            !(net->input = malloc((size_t)(nt ? nt : 1) * sizeof *net->input))) {
+            st = fail(c, LRP_E_NOMEM, "/data/tokens", "out of memory");
+            goto cleanup;
+        }
+        if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tbuf) < 0) {
+            st = h5fail(c, LRP_E_FORMAT, "/data/tokens", "cannot read data (corrupt file?)");
+            goto cleanup;
+        }
+        for (int64_t i = 0; i < nt; i++) {
+            if (tbuf[i] < 0 || tbuf[i] > LRP_MAX_DIM) {
+                st = fail(c, LRP_E_INVALID, "/data/tokens", "token[%lld] = %lld out of range",
+                          (long long)i, (long long)tbuf[i]);
+                goto cleanup;
+            }
+            net->input[i] = (float)tbuf[i]; /* exact: < 2^24 */
+        }
+        if (array_hook) /* the sandbox's wire carries them as the input */
+            array_hook(array_hook_ctx, net->input, nt);
+        free(tbuf);
+        tbuf = NULL;
+        close_id(&ds);
+    } else if ((st = read_floats(c, g, "/data", "input", 1, r, d, -1, NULL, &net->input)))
         goto cleanup;
     r = batch_dims(d, net->batch, outs);
     if ((st = read_floats(c, g, "/data", "relevance_out", 0, r, d, -1, NULL, &net->r_out)))
@@ -1572,10 +1623,24 @@ static lrp_status read_root(ctx *c, hid_t file, lrp_net *net)
                     LRP_FIXTURE_MAGIC);
     if ((st = attr_ints(c, file, "/", "format_version", 1, 1, &v, NULL)))
         return st;
-    if (v != LRP_FORMAT_VERSION)
+    if (v != LRP_FORMAT_VERSION && v != 2)
         return fail(c, LRP_E_UNSUPPORTED, "/",
-                    "format_version %lld not supported (this reader reads version %d)",
+                    "format_version %lld not supported (this reader reads versions %d and 2)",
                     (long long)v, LRP_FORMAT_VERSION);
+    c->version = (int)v;
+    if (v == 2) {
+        /* token sequences are (T, F), features fastest (TRANSFORMERS 1) */
+        int tl = 0;
+        if ((st = has_attr(c, file, "/", "token_layout", &tl)))
+            return st;
+        if (tl) {
+            if ((st = attr_string(c, file, "/", "token_layout", s, sizeof s, NULL)))
+                return st;
+            if (strcmp(s, "TF") != 0)
+                return fail(c, LRP_E_UNSUPPORTED, "/", "token_layout '%s' not supported (only TF)",
+                            s);
+        }
+    }
     if ((st = attr_string(c, file, "/", "layout", s, sizeof s, NULL)))
         return st;
     if (strcmp(s, "NCHW") != 0)
@@ -2278,6 +2343,17 @@ static lrp_status w_rules(wr *w, hid_t parent, const char *ppath, const lrp_net 
     return st;
 }
 
+/* 2 when a layer's kind needs format version 2 (docs/FORMAT.md), else 1:
+ * every version-1 file stays byte for byte what it was */
+static int net_version(const lrp_net *net)
+{
+    int v = LRP_FORMAT_VERSION;
+    for (int i = 0; i < net->n_layers; i++)
+        if (lrp_kind(net->layers[i].kind)->format_version > v)
+            v = lrp_kind(net->layers[i].kind)->format_version;
+    return v;
+}
+
 static lrp_status w_layer(wr *w, hid_t ng, const lrp_net *net, int i)
 {
     const lrp_layer *l = &net->layers[i];
@@ -2296,6 +2372,8 @@ static lrp_status w_layer(wr *w, hid_t ng, const lrp_net *net, int i)
     if ((st = w_str(w, g, gp, "name", l->name)) ||
         (st = w_str(w, g, gp, "kind", lrp_layer_kind_name(l->kind))) ||
         (st = w_strs(w, g, gp, "inputs", inputs, l->n_in)))
+        goto cleanup;
+    if (l->kind == LRP_LAYER_INPUT && l->tokens && (st = w_str(w, g, gp, "dtype", "token")))
         goto cleanup;
     /* the kind's schema (core/kinds.h), in the order the reader reads it */
     for (int a = 0; a < kd->n_attrs; a++) {
@@ -2350,7 +2428,20 @@ static lrp_status w_data(wr *w, hid_t file, const lrp_net *net)
     if (st)
         return st;
     r = batch_dims(d, net->batch, ins);
-    if ((st = w_floats(w, g, "/data", "input", r, d, net->input)))
+    if (net->layers[0].tokens) {
+        int64_t nt = lrp_shape_numel(ins) * net->batch;
+        int64_t *tk = malloc((size_t)(nt ? nt : 1) * sizeof *tk);
+        if (!tk) {
+            st = fail(&w->c, LRP_E_NOMEM, "/data/tokens", "out of memory");
+            goto cleanup;
+        }
+        for (int64_t i = 0; i < nt; i++)
+            tk[i] = (int64_t)net->input[i];
+        st = w_ds(w, g, "/data", "tokens", H5T_STD_I64LE, H5T_NATIVE_INT64, r, d, tk);
+        free(tk);
+        if (st)
+            goto cleanup;
+    } else if ((st = w_floats(w, g, "/data", "input", r, d, net->input)))
         goto cleanup;
     r = batch_dims(d, net->batch, outs);
     if (net->r_out && (st = w_floats(w, g, "/data", "relevance_out", r, d, net->r_out)))
@@ -2695,7 +2786,8 @@ lrp_status lrp_h5_write_begin(lrp_h5_writer **out, const lrp_net *net, const cha
             goto done;
     } else {
         if ((st = w_str(w, file, "/", "format", LRP_FIXTURE_MAGIC)) ||
-            (st = w_i32(w, file, "/", "format_version", LRP_FORMAT_VERSION)) ||
+            (st = w_i32(w, file, "/", "format_version", net_version(inf))) ||
+            (net_version(inf) >= 2 && (st = w_str(w, file, "/", "token_layout", "TF"))) ||
             (st = w_str(w, file, "/", "layout", "NCHW")) ||
             (st = w_str(w, file, "/", "flatten_order", "CHW")) ||
             (st = w_i32(w, file, "/", "batch", net->batch)) ||

@@ -14,9 +14,11 @@
 #include <stdio.h>
 #include <string.h>
 
-/* every linear rule; pass and wta are not linear rules */
-#define LINEAR_RULES \
-    (((1u << LRP_RULE_COUNT) - 1u) & ~(LRP_RULE_BIT(PASS) | LRP_RULE_BIT(WTA)))
+/* every linear rule (pass, wta and the attention kinds' rules are not) */
+#define LINEAR_RULES                                                                     \
+    (LRP_RULE_BIT(ZERO) | LRP_RULE_BIT(EPSILON) | LRP_RULE_BIT(GAMMA) |                     \
+     LRP_RULE_BIT(ALPHABETA) | LRP_RULE_BIT(ZPLUS) | LRP_RULE_BIT(WSQUARE) |                \
+     LRP_RULE_BIT(FLAT) | LRP_RULE_BIT(ZBOX))
 
 static int linear_param_shape(const lrp_net *net, int li, int which, lrp_shape *out)
 {

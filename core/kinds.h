@@ -33,7 +33,12 @@
     X(GAMMA, "gamma", bn_gamma)    \
     X(BETA, "beta", bn_beta)       \
     X(MEAN, "mean", bn_mean)       \
-    X(VAR, "var", bn_var)
+    X(VAR, "var", bn_var)                              \
+    X(IN_PROJ_WEIGHT, "in_proj_weight", w)             \
+    X(IN_PROJ_BIAS, "in_proj_bias", b)                 \
+    X(OUT_PROJ_WEIGHT, "out_proj_weight", w2)          \
+    X(OUT_PROJ_BIAS, "out_proj_bias", b2)              \
+    X(TABLE, "table", w)
 
 enum {
 #define X(e, s, f) LRP_P_##e,
@@ -77,7 +82,9 @@ typedef enum lrp_kind_role {
     LRP_ROLE_LINEAR, /* the composite's rules (Dense, Conv2D)                 */
     LRP_ROLE_NORM,   /* the stabilized proportional split (Zennit's Norm):
                         lrp0, or epsilon with the composite's eps              */
-    LRP_ROLE_MAX     /* winner-take-all                                       */
+    LRP_ROLE_MAX,    /* winner-take-all                                       */
+    LRP_ROLE_OWN     /* keeps its kind's default rule (Softmax taylor, Mul
+                        uniform, ...); composites that name it set it     */
 } lrp_kind_role;
 
 typedef struct lrp_kind_desc {
@@ -117,6 +124,7 @@ typedef struct lrp_kind_desc {
     /* 1: relevance crosses this layer unchanged (rin[0] is R itself, no
      * copy); NULL: never. */
     int (*through)(const lrp_layer *l);
+    int format_version; /* 2: the kind needs format_version 2 (docs/FORMAT.md) */
 } lrp_kind_desc;
 
 #define LRP_RULE_BIT(r) (1u << LRP_RULE_##r)

@@ -85,7 +85,13 @@ void lrp_assert_fail(const char *expr, const char *file, int line);
     X(RELU, "ReLU", 1, 1)                         \
     X(FLATTEN, "Flatten", 1, 1)                   \
     X(RESHAPE, "Reshape", 1, 1)                   \
-    X(DROPOUT, "Dropout", 1, 1)
+    X(DROPOUT, "Dropout", 1, 1)                   \
+    X(SOFTMAX, "Softmax", 1, 1)                   \
+    X(MUL, "Mul", 2, 2)                           \
+    X(MHA, "MultiHeadAttention", 1, 1)            \
+    X(EMBEDDING, "Embedding", 1, 1)               \
+    X(POSITION, "Position", 1, 1)                 \
+    X(SELECTTOKEN, "SelectToken", 1, 1)
 
 typedef enum lrp_layer_kind {
 #define X(e, s, mn, mx) LRP_LAYER_##e,
@@ -115,7 +121,11 @@ int lrp_layer_kind_max_inputs(lrp_layer_kind k);
     X(FLAT, "flat")               \
     X(ZBOX, "zbox")               \
     X(PASS, "pass")               \
-    X(WTA, "wta")
+    X(WTA, "wta")                 \
+    X(TAYLOR, "taylor")           \
+    X(UNIFORM, "uniform")         \
+    X(ATTNLRP, "attnlrp")         \
+    X(CPLRP, "cplrp")
 
 typedef enum lrp_rule_id {
 #define X(e, s) LRP_RULE_##e,
@@ -224,11 +234,26 @@ typedef struct lrp_layer {
     int count_include_pad;    /* AvgPool2D: padded cells count in the area */
     lrp_shape target;         /* Reshape */
     float bn_eps;             /* BatchNorm */
+    /* attention kinds (docs/FORMAT.md, version 2): MultiHeadAttention
+     * heads, scale c of S = c Q K^T, causal 0/1, mask_value (-inf or a
+     * finite binary32 added to masked scores); Embedding vocab; Position
+     * max_len; SelectToken index; Input: tokens 1 when it reads
+     * /data/tokens (token ids held as exact binary32 integers) */
+    int heads;
+    float scale;
+    int causal;
+    float mask_value;
+    int64_t vocab, max_len, index;
+    int tokens;
 
     /* Parameters (owned by the layer, malloc'ed). */
     float *w;                 /* Dense (units, in), Conv2D (units, C/g, kh, kw) */
     float *b;                 /* (units) when has_bias */
     float *bn_gamma, *bn_beta, *bn_mean, *bn_var; /* (C) each */
+    /* MultiHeadAttention: w = in_proj_weight (3F, F), b = in_proj_bias
+     * (3F), w2 = out_proj_weight (F, F), b2 = out_proj_bias (F);
+     * Embedding: w = weight (vocab, F); Position: w = table (max_len, F) */
+    float *w2, *b2;
 
     lrp_rule_spec rule;       /* rule assignment */
 } lrp_layer;
@@ -314,7 +339,9 @@ lrp_rule_spec lrp_rule_default_for(lrp_layer_kind k);
     X(EPSILON_ALPHA2_BETA1_FLAT, "EpsilonAlpha2Beta1Flat")    \
     X(EPSILON_GAMMA_BOX, "EpsilonGammaBox")                   \
     X(SEQUENTIAL_PRESET_A, "SequentialPresetA")               \
-    X(SEQUENTIAL_PRESET_B, "SequentialPresetB")
+    X(SEQUENTIAL_PRESET_B, "SequentialPresetB")               \
+    X(ATTN_LRP, "AttnLRP")                                    \
+    X(CP_LRP, "CPLRP")
 
 typedef enum lrp_composite_id {
 #define X(e, s) LRP_COMPOSITE_##e,

@@ -646,5 +646,9 @@ void lrp_ref_backend(lrp_backend *be, lrp_ref_ctx *cx)
     be->bn_coef = b_bn_coef;
     be->bn_fwd = b_bn_fwd;
     be->residual = b_residual;
+    be->softmax_fwd = lrp_ref_softmax_fwd;
+    be->softmax_taylor = lrp_ref_softmax_taylor;
+    be->rowsum = lrp_ref_rowsum;
+    be->bmm = lrp_ref_bmm;
     be->weights_in_place = 1; /* ref_linear.c reads lrp_lin.w32 */
 }

@@ -228,7 +228,7 @@ static double *forward(const lrp_net *net, const double *x)
         case LRP_LAYER_FLATTEN:
         case LRP_LAYER_RESHAPE:
         case LRP_LAYER_DROPOUT: memcpy(y, in, (size_t)n * sizeof *y); break;
-        case LRP_LAYER_COUNT: fail_msg("bad kind");
+        default: fail_msg("kind %s: no Keras importer maps to it", lrp_layer_kind_name(l->kind));
         }
     }
     double *out = a[net->n_layers - 1];
