@@ -69,6 +69,7 @@ void lrp_net_free(lrp_net *net)
     free(net->target);
     free(net->zbox_low);
     free(net->zbox_high);
+    free(net->key_padding_mask);
     free(net);
 }
 
@@ -289,6 +290,21 @@ lrp_status lrp_net_check_values(const lrp_net *net, const char *where, lrp_err *
             }
         }
     }
+    int64_t pT = lrp_padding_T(net);
+    if (pT < 0)
+        return lrp_err_set(err, LRP_E_INVALID,
+                           "%s: MultiHeadAttention layers with use_padding_mask differ in T (one "
+                           "key_padding_mask serves them all)",
+                           f);
+    if (pT > 0 && !net->key_padding_mask)
+        return lrp_err_set(err, LRP_E_INVALID,
+                           "%s: data/key_padding_mask missing (a MultiHeadAttention layer has "
+                           "use_padding_mask 1)",
+                           f);
+    for (int64_t i = 0; pT > 0 && i < pT * net->batch; i++)
+        if (net->key_padding_mask[i] != 0.0f && net->key_padding_mask[i] != 1.0f)
+            return lrp_err_set(err, LRP_E_INVALID, "%s: data/key_padding_mask[%lld] = %g not 0 or 1",
+                               f, (long long)i, (double)net->key_padding_mask[i]);
     int64_t nout = net->n_layers > 0 ? lrp_shape_numel(&net->layers[net->n_layers - 1].shape) : 0;
     int64_t nin = net->n_layers > 0 ? lrp_shape_numel(&net->layers[0].shape) : 0;
     int64_t i;

@@ -1428,6 +1428,35 @@ static lrp_status read_data(ctx *c, hid_t file, lrp_net *net)
         close_id(&ds);
     } else if ((st = read_floats(c, g, "/data", "input", 1, r, d, -1, NULL, &net->input)))
         goto cleanup;
+    int64_t pT = lrp_padding_T(net);
+    if (pT > 0) {
+        /* (batch, T) integers 0 / 1 (1: the key is masked), held as 0.0 / 1.0 */
+        int64_t pd[2] = {net->batch, pT}, np = net->batch * pT;
+        if ((st = open_checked(c, g, "/data", "key_padding_mask", 1, 0, 2, pd, -1, NULL, &ds)))
+            goto cleanup;
+        if (!(tbuf = malloc((size_t)np * sizeof *tbuf)) ||
+            !(net->key_padding_mask = malloc((size_t)np * sizeof *net->key_padding_mask))) {
+            st = fail(c, LRP_E_NOMEM, "/data/key_padding_mask", "out of memory");
+            goto cleanup;
+        }
+        if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tbuf) < 0) {
+            st = h5fail(c, LRP_E_FORMAT, "/data/key_padding_mask", "cannot read data (corrupt file?)");
+            goto cleanup;
+        }
+        for (int64_t i = 0; i < np; i++) {
+            if (tbuf[i] != 0 && tbuf[i] != 1) {
+                st = fail(c, LRP_E_INVALID, "/data/key_padding_mask", "value [%lld] = %lld not 0 or 1",
+                          (long long)i, (long long)tbuf[i]);
+                goto cleanup;
+            }
+            net->key_padding_mask[i] = (float)tbuf[i];
+        }
+        if (array_hook) /* the sandbox's wire carries it as floats */
+            array_hook(array_hook_ctx, net->key_padding_mask, np);
+        free(tbuf);
+        tbuf = NULL;
+        close_id(&ds);
+    }
     r = batch_dims(d, net->batch, outs);
     if ((st = read_floats(c, g, "/data", "relevance_out", 0, r, d, -1, NULL, &net->r_out)))
         goto cleanup;
@@ -2443,6 +2472,21 @@ static lrp_status w_data(wr *w, hid_t file, const lrp_net *net)
             goto cleanup;
     } else if ((st = w_floats(w, g, "/data", "input", r, d, net->input)))
         goto cleanup;
+    int64_t pT = lrp_padding_T(net);
+    if (pT > 0 && net->key_padding_mask) {
+        int64_t pd[2] = {net->batch, pT}, np = net->batch * pT;
+        uint8_t *km = malloc((size_t)np);
+        if (!km) {
+            st = fail(&w->c, LRP_E_NOMEM, "/data/key_padding_mask", "out of memory");
+            goto cleanup;
+        }
+        for (int64_t i = 0; i < np; i++)
+            km[i] = net->key_padding_mask[i] != 0.0f;
+        st = w_ds(w, g, "/data", "key_padding_mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, pd, km);
+        free(km);
+        if (st)
+            goto cleanup;
+    }
     r = batch_dims(d, net->batch, outs);
     if (net->r_out && (st = w_floats(w, g, "/data", "relevance_out", r, d, net->r_out)))
         goto cleanup;

@@ -426,7 +426,9 @@ const lrp_kind_desc lrp_kind_EMBEDDING = {
 /* ---- MultiHeadAttention ----
  *
  * Self-attention on x (T, F), h heads of d = F / h features (feature
- * f = head * d + j), PyTorch's packing:
+ * f = head * d + j), PyTorch's packing (masks: causal, key > query; and
+ * with use_padding_mask the keys /data/key_padding_mask marks; a query
+ * whose every key is masked with -inf has A = 0, O = 0, relevance 0):
  *     [q k v] = x Win^T + bin            (Win (3F, F), bin (3F))
  *     S = c q_h k_h^T                    (h, T, T), c = `scale`
  *     X = S + M                          M: the mask (causal: key > query),
@@ -455,10 +457,25 @@ const lrp_kind_desc lrp_kind_EMBEDDING = {
  * TRANSFORMERS section 10 are not implemented): the layer is judged whole.
  */
 
+int64_t lrp_padding_T(const lrp_net *net)
+{
+    int64_t T = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const lrp_layer *l = &net->layers[i];
+        if (l->kind != LRP_LAYER_MHA || !l->use_padding_mask)
+            continue;
+        if (T && l->shape.d[0] != T)
+            return -1;
+        T = l->shape.d[0];
+    }
+    return T;
+}
+
 static const lrp_kind_attr mha_attrs[] = {
     LRP_KA("heads", LRP_A_I32, heads),
     LRP_KA("scale", LRP_A_F32, scale),
     LRP_KA("causal", LRP_A_BOOL, causal),
+    LRP_KA("use_padding_mask", LRP_A_BOOL, use_padding_mask),
     LRP_KA("mask_value", LRP_A_F32, mask_value),
     LRP_KA("has_bias", LRP_A_BOOL, has_bias),
 };
@@ -508,6 +525,9 @@ static lrp_status mha_infer(lrp_net *net, int li, const char *f, lrp_err *err, l
     if (l->causal != 0 && l->causal != 1)
         return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': causal %d not 0 or 1", f,
                            l->name, l->causal);
+    if (l->use_padding_mask != 0 && l->use_padding_mask != 1)
+        return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': use_padding_mask %d not 0 or 1",
+                           f, l->name, l->use_padding_mask);
     if (3 * F * F > LRP_MAX_ELEMS || (int64_t)l->heads * T * T > LRP_MAX_ELEMS)
         return lrp_err_set(err, LRP_E_INVALID, "%s: layer '%s': attention too large", f, l->name);
     *o = *in;
@@ -523,8 +543,9 @@ static int64_t mha_macs(const lrp_net *net, int li)
 
 static void mha_geometry(char *buf, size_t n, const lrp_layer *l)
 {
-    snprintf(buf, n, "heads=%d scale=%a%s mask=%g%s", l->heads, (double)l->scale,
-             l->causal ? " causal" : "", (double)l->mask_value, l->has_bias ? " +bias" : "");
+    snprintf(buf, n, "heads=%d scale=%a%s%s mask=%g%s", l->heads, (double)l->scale,
+             l->causal ? " causal" : "", l->use_padding_mask ? " padding" : "",
+             (double)l->mask_value, l->has_bias ? " +bias" : "");
 }
 
 /* everything the forward computes, for the LRP step */
@@ -532,7 +553,9 @@ typedef struct mha_t {
     int64_t B, T, F, H, d;
     lrp_lin Lin, Lout;
     void *qkv, *S, *X, *A, *O; /* X: NULL unless a finite mask is added */
-    uint8_t *mask;              /* (T, T) causal pattern with -inf, or NULL */
+    uint8_t *mask;              /* excluded entries (-inf mask): mrows rows of T,
+                                   row r of the scores uses row r % mrows; or NULL */
+    int64_t mrows;
     void *bin, *bout;           /* bias tensors (or NULL) */
     int bin_own, bout_own;
 } mha_t;
@@ -636,30 +659,42 @@ static lrp_status mha_compute(lrp_pipe_state *r, int li, mha_t *m)
     lrp_bmm G = bmm_scores(m, l->scale);
     be->bmm(cx, m->S, m->qkv, be->at(cx, m->qkv, F), &G);
     const void *X = m->S;
-    if (l->causal && isinf(l->mask_value)) {
-        if (!(m->mask = calloc((size_t)(T * T), 1)))
+    /* masked (query i, key j) of sample b: causal (j > i) or a padded key */
+    const float *kpm = l->use_padding_mask ? net->key_padding_mask : NULL;
+    int any_mask = l->causal || kpm;
+    if (any_mask && isinf(l->mask_value)) {
+        /* excluded entries: a (T, T) pattern, or per sample, head and query
+         * with a padding mask */
+        m->mrows = kpm ? B * H * T : T;
+        if (!(m->mask = calloc((size_t)(m->mrows * T), 1)))
             return lrp_pipe_oom(r, "attention");
-        for (int64_t i = 0; i < T; i++)
-            for (int64_t j = i + 1; j < T; j++)
-                m->mask[i * T + j] = 1;
-    } else if (l->causal) {
+        for (int64_t q = 0; q < m->mrows; q++) {
+            int64_t i = q % T, b = q / (H * T);
+            for (int64_t j = 0; j < T; j++)
+                m->mask[q * T + j] = (l->causal && j > i) || (kpm && kpm[b * T + j] != 0.0f);
+        }
+    } else if (any_mask) {
         /* a finite mask value added to the masked scores (rounded once) */
         float *mv = calloc((size_t)(H * T * T), sizeof *mv);
         if (!mv || !(m->X = lrp_pipe_traw(r, HTT))) {
             free(mv);
             return lrp_pipe_oom(r, "attention");
         }
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t i = 0; i < T; i++)
-                for (int64_t j = i + 1; j < T; j++)
-                    mv[(h * T + i) * T + j] = l->mask_value;
-        for (int64_t b = 0; b < B; b++)
+        for (int64_t b = 0; b < B; b++) {
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t i = 0; i < T; i++)
+                    for (int64_t j = 0; j < T; j++)
+                        mv[(h * T + i) * T + j] =
+                            (l->causal && j > i) || (kpm && kpm[b * T + j] != 0.0f)
+                                ? l->mask_value
+                                : 0.0f;
             be->set_f32(cx, be->at(cx, m->X, b * H * T * T), mv, H * T * T);
+        }
         free(mv);
         be->ew(cx, LRP_EW_ADD, m->X, m->S, m->X, 0, 0, HTT);
         X = m->X;
     }
-    be->softmax_fwd(cx, m->A, X, m->mask, T, B * H * T, T);
+    be->softmax_fwd(cx, m->A, X, m->mask, m->mrows ? m->mrows : 1, B * H * T, T);
     /* O (B, T, F), head h at features h d .. : A (T, T) times v (T, d) */
     lrp_bmm G2 = {B, H, T, m->d, T,
                   H * T * T, T * T, T, 1,
@@ -814,7 +849,8 @@ static lrp_status mha_lrp(lrp_pipe_state *r, int li, const void *R)
         be->ew(cx, LRP_EW_MUL, RA, m.A, gA, 0, 0, HTT);
         be->ew(cx, LRP_EW_SCALE, RA, RA, NULL, 0.5f, 0, HTT);
         /* softmax Taylor at X, read at S */
-        be->softmax_taylor(cx, RS, ab, am, m.X ? m.X : m.S, m.S, m.A, RA, m.mask, T, B * H * T, T);
+        be->softmax_taylor(cx, RS, ab, am, m.X ? m.X : m.S, m.S, m.A, RA, m.mask,
+                           m.mrows ? m.mrows : 1, B * H * T, T);
         if (!r->relonly) {
             be->rowsum(cx, row, ab, B, H * T);
             be->ew(cx, LRP_EW_ADD, P->abs[LRP_ABS_SOFTMAX_BIAS], P->abs[LRP_ABS_SOFTMAX_BIAS],

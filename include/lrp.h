@@ -242,6 +242,7 @@ typedef struct lrp_layer {
     int heads;
     float scale;
     int causal;
+    int use_padding_mask; /* MultiHeadAttention: keys masked by /data/key_padding_mask */
     float mask_value;
     int64_t vocab, max_len, index;
     int tokens;
@@ -285,6 +286,9 @@ typedef struct lrp_net {
     float *r_out;             /* batch * numel(output), or NULL */
     int32_t *target;          /* batch class indices (used if r_out NULL) */
     float *zbox_low, *zbox_high; /* optional per-input bounds, numel(input) */
+    float *key_padding_mask;  /* (batch, T) 0 / 1 (1: the key is masked), for the
+                                 MultiHeadAttention layers with use_padding_mask;
+                                 else NULL (docs/FORMAT.md, version 2) */
     uint64_t seed;            /* generator seed, 0 if not generated */
     char description[256];
     char composite[LRP_NAME_MAX]; /* name of composite that set rules, or "" */

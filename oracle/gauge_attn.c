@@ -113,8 +113,10 @@ static void mha64_free(mha64 *m)
     memset(m, 0, sizeof *m);
 }
 
-/* the forward of sample b in binary64 with its float32 bounds */
-static int mha64_fwd(mha64 *m, const lrp_layer *l, const float *x, const double *Ax)
+/* the forward of sample b in binary64 with its float32 bounds; pad: the
+ * sample's key padding mask (T) or NULL */
+static int mha64_fwd(mha64 *m, const lrp_layer *l, const float *x, const double *Ax,
+                     const float *pad)
 {
     int64_t T = m->T, F = m->F, H = m->H, d = m->d;
     size_t n3 = (size_t)(T * 3 * F), nh = (size_t)(H * T * T), nf = (size_t)(T * F);
@@ -126,13 +128,14 @@ static int mha64_fwd(mha64 *m, const lrp_layer *l, const float *x, const double 
     if (!m->qkv || !m->Eqkv || !m->S || !m->ES || !m->X || !m->EX || !m->A || !m->EA || !m->O ||
         !m->EO)
         return -1;
-    int inf_mask = l->causal && isinf(l->mask_value);
+#define MASKED(i, j) ((l->causal && (j) > (i)) || (pad && pad[j] != 0.0f))
+    int inf_mask = (l->causal || pad) && isinf(l->mask_value);
     if (inf_mask) {
         if (!(m->msk = calloc((size_t)(T * T), 1)))
             return -1;
         for (int64_t i = 0; i < T; i++)
-            for (int64_t j = i + 1; j < T; j++)
-                m->msk[i * T + j] = 1;
+            for (int64_t j = 0; j < T; j++)
+                m->msk[i * T + j] = MASKED(i, j);
     }
     for (int64_t t = 0; t < T; t++)
         for (int64_t o = 0; o < 3 * F; o++) {
@@ -162,7 +165,7 @@ static int mha64_fwd(mha64 *m, const lrp_layer *l, const float *x, const double 
                 m->ES[z] = fabs(c) * ((double)(d + 1) * g + e) + fabs(c * s);
                 m->X[z] = m->S[z];
                 m->EX[z] = m->ES[z];
-                if (l->causal && j > i && !inf_mask) {
+                if (MASKED(i, j) && !inf_mask) {
                     m->X[z] = m->S[z] + (double)l->mask_value;
                     m->EX[z] += fabs(m->X[z]);
                 }
@@ -177,10 +180,11 @@ static int mha64_fwd(mha64 *m, const lrp_layer *l, const float *x, const double 
                     mx = fmax(mx, m->X[z + j]);
             for (int64_t j = 0; j < T; j++)
                 sum += (mk && mk[j]) ? 0 : exp(m->X[z + j] - mx);
-            for (int64_t j = 0; j < T; j++)
-                m->A[z + j] = (mk && mk[j]) ? 0 : exp(m->X[z + j] - mx) / sum;
+            for (int64_t j = 0; j < T; j++) /* an all-masked row: 0 */
+                m->A[z + j] = (mk && mk[j]) || sum == 0 ? 0 : exp(m->X[z + j] - mx) / sum;
             sm_fwd_row(m->EA + z, m->X + z, m->A + z, m->EX + z, mk, T);
         }
+#undef MASKED
     for (int64_t t = 0; t < T; t++)
         for (int64_t h = 0; h < H; h++)
             for (int64_t p = 0; p < d; p++) {
@@ -441,7 +445,8 @@ int lrp_gauge_attn_fwd(const lrp_ga *g, double *Aout)
         m.T = l->shape.d[0], m.F = l->shape.d[1], m.H = l->heads, m.d = m.F / m.H;
         m.c = (double)l->scale;
         for (int64_t b = 0; b < B; b++) {
-            if (mha64_fwd(&m, l, x + b * nin, Ax + b * nin)) {
+            const float *pad = l->use_padding_mask ? net->key_padding_mask + b * m.T : NULL;
+            if (mha64_fwd(&m, l, x + b * nin, Ax + b * nin, pad)) {
                 mha64_free(&m);
                 return -1;
             }
@@ -538,7 +543,8 @@ int lrp_gauge_attn_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double 
             const double *Ax = g->A[in] + b * nin;
             /* the forward bound of y, recomputed */
             double *Ay = malloc((size_t)(T * F) * sizeof *Ay);
-            if (!Ay || mha64_fwd(&m, l, x, Ax)) {
+            const float *pad = l->use_padding_mask ? net->key_padding_mask + b * T : NULL;
+            if (!Ay || mha64_fwd(&m, l, x, Ax, pad)) {
                 free(Ay);
                 mha64_free(&m);
                 return -1;

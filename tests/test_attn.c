@@ -10,7 +10,8 @@
  *   - must-fail mutants: a sign-flipped softmax relevance, and a
  *     MultiHeadAttention trace computed under cplrp claiming attnlrp;
  *   - masks: masked weights exactly +0, an all-masked row +0 (never NaN),
- *     no NaN anywhere in either path on a causal -inf mask.
+ *     no NaN anywhere in either path on a causal -inf mask, and a query
+ *     whose every key is masked (padding + causal) gives a finite zero row.
  */
 #define _DEFAULT_SOURCE 1 /* mkstemps */
 #include <setjmp.h>
@@ -166,7 +167,8 @@ static void diff(double *d, double *m, double a, double b)
  * denominators it divides by (below 1e6 in these draws); the naive value
  * is computed at 256 bits.  1e-25 of the layer's largest value is a margin
  * of ~1e7 over that, and 1e-25 is 1e18 below a float32 ulp. */
-static void mha_vs_naive(int causal, float mask, lrp_rule_id rule, uint64_t seed)
+static void mha_vs_naive_pad(int causal, float mask, lrp_rule_id rule, uint64_t seed,
+                             const float *pad)
 {
     lrp_net *net = lrp_net_new();
     lrp_builder b;
@@ -176,6 +178,12 @@ static void mha_vs_naive(int causal, float mask, lrp_rule_id rule, uint64_t seed
     lrp_build_mha(&b, "attn", x, 2, 0.375f, causal, mask, 1);
     if (lrp_build_finish(&b, 1) != LRP_OK)
         fail_msg("%s", e.msg);
+    if (pad) {
+        net->layers[1].use_padding_mask = 1;
+        net->key_padding_mask = malloc(5 * sizeof(float));
+        memcpy(net->key_padding_mask, pad, 5 * sizeof(float));
+        assert_int_equal(lrp_net_check_values(net, "t", NULL), LRP_OK);
+    }
     net->layers[1].rule = lrp_rule_default(rule);
     net->r_out = malloc(40 * sizeof(float));
     for (int i = 0; i < 40; i++)
@@ -186,7 +194,7 @@ static void mha_vs_naive(int causal, float mask, lrp_rule_id rule, uint64_t seed
     const lrp_layer *l = &net->layers[1];
     double want[40], absb = 0, absm = 0;
     naive_mha(want, &absb, &absm, 5, 8, 2, l->scale, causal, mask, l->w, l->b, l->w2, l->b2,
-              net->input, net->r_out, rule == LRP_RULE_CPLRP, l->rule.eps);
+              net->input, net->r_out, rule == LRP_RULE_CPLRP, l->rule.eps, pad);
     double d = 0, m = 0;
     for (int i = 0; i < 40; i++)
         diff(&d, &m, dget(p, 1, i, 1), want[i]);
@@ -209,9 +217,19 @@ static void mha_vs_naive(int causal, float mask, lrp_rule_id rule, uint64_t seed
     lrp_net_free(net);
 }
 
+static void mha_vs_naive(int causal, float mask, lrp_rule_id rule, uint64_t seed)
+{
+    mha_vs_naive_pad(causal, mask, rule, seed, NULL);
+}
+
 static void test_mha_naive(void **state)
 {
     (void)state;
+    /* key 0 padded under the causal mask: query 0 sees no key */
+    const float pad[5] = {1, 0, 0, 1, 0};
+    mha_vs_naive_pad(1, -INFINITY, LRP_RULE_ATTNLRP, 16, pad);
+    mha_vs_naive_pad(0, -INFINITY, LRP_RULE_CPLRP, 17, pad);
+    mha_vs_naive_pad(1, -1e4f, LRP_RULE_ATTNLRP, 18, pad);
     mha_vs_naive(0, -INFINITY, LRP_RULE_ATTNLRP, 11);
     mha_vs_naive(1, -INFINITY, LRP_RULE_ATTNLRP, 12);
     mha_vs_naive(1, -1e4f, LRP_RULE_ATTNLRP, 13);
@@ -291,10 +309,10 @@ static lrp_run_report judge(lrp_net *net, const char *source)
 static void test_fast_path_clean(void **state)
 {
     (void)state;
-    const char *fx[] = {"attn1", "attn_saturated", "embed1", "gate1"};
+    const char *fx[] = {"attn1", "attn_saturated", "embed1", "gate1", "attn_padded"};
     const lrp_composite_id cs[] = {LRP_COMPOSITE_EPSILON_PLUS, LRP_COMPOSITE_ATTN_LRP,
                                    LRP_COMPOSITE_CP_LRP, LRP_COMPOSITE_EPSILON_ALPHA2_BETA1};
-    for (int f = 0; f < 4; f++)
+    for (int f = 0; f < 5; f++)
         for (int k = 0; k < 4; k++) {
             lrp_net *net = build(fx[f]);
             apply(net, cs[k]);
@@ -460,6 +478,47 @@ static void test_masks_never_nan(void **state)
     lrp_net_free(net);
 }
 
+/* attn_padded: sample 0's query 0 has every key masked (its key 0 is
+ * padded, the causal mask hides the rest): in the reference that row of
+ * the attention output is exactly the output bias (O = 0), and every
+ * relevance of the net is finite in both paths */
+static void test_fully_masked_row(void **state)
+{
+    (void)state;
+    lrp_net *net = build("attn_padded");
+    apply(net, LRP_COMPOSITE_ATTN_LRP);
+    assert_true(net->key_padding_mask[0] == 1.0f);
+    lrp_ref_ctx cx;
+    lrp_backend be;
+    lrp_pipe *p = ref_run(net, &cx, &be);
+    const lrp_layer *l = &net->layers[1];
+    for (int f = 0; f < 16; f++) { /* y = 0 Wout^T + bout, exactly */
+        double y = mpfr_get_d((mpfr_srcptr)p->L[1].act + f, MPFR_RNDN);
+        if (y != (double)l->b2[f])
+            fail_msg("fully masked row: y[%d] = %.17g, not the bias %.9g", f, y, (double)l->b2[f]);
+    }
+    for (int i = 0; i < net->n_layers; i++) {
+        assert_false(p->L[i].flags.bits & ((1u << LRP_NF_NAN) | (1u << LRP_NF_INF)));
+        for (int64_t c = 0; c < p->L[i].n * net->batch; c++)
+            assert_true(isfinite(dget(p, i, c, 0)));
+    }
+    lrp_pipe_free(p);
+    float **rel = fast_rel(net, 1, NULL);
+    for (int i = 0; i < net->n_layers; i++) {
+        for (int64_t c = 0; c < lrp_shape_numel(&net->layers[i].shape) * net->batch; c++)
+            assert_true(isfinite(rel[i][c]));
+        free(rel[i]);
+    }
+    free(rel);
+    /* a mask value other than 0 / 1 is refused, naming the cell */
+    lrp_err e = {0};
+    net->key_padding_mask[3] = 2.0f;
+    assert_int_equal(lrp_net_check_values(net, "f.h5", &e), LRP_E_INVALID);
+    if (!strstr(e.msg, "f.h5: data/key_padding_mask[3] = 2 not 0 or 1"))
+        fail_msg("message: %s", e.msg);
+    lrp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +530,7 @@ int main(void)
         cmocka_unit_test(test_mutant_softmax_sign),
         cmocka_unit_test(test_mutant_cplrp_as_attnlrp),
         cmocka_unit_test(test_masks_never_nan),
+        cmocka_unit_test(test_fully_masked_row),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -385,6 +385,8 @@ static int send_arrays(int fd, lrp_net *net, int free_sent)
     const lrp_shape *ins = &net->layers[0].shape, *outs = &net->layers[net->n_layers - 1].shape;
     if (!bad)
         bad = send_array(fd, &net->input, wire_numel(ins, net->batch), free_sent);
+    if (!bad && net->key_padding_mask) /* the reader's order: right after the input */
+        bad = send_array(fd, &net->key_padding_mask, lrp_padding_T(net) * net->batch, free_sent);
     if (!bad && net->r_out)
         bad = send_array(fd, &net->r_out, wire_numel(outs, net->batch), free_sent);
     if (!bad && net->zbox_low)
@@ -706,7 +708,9 @@ lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int
             }
         }
         const lrp_shape *ins = &net->layers[0].shape;
+        int64_t pT = lrp_padding_T(net);
         if ((st = take(&A, &net->input, wire_numel(ins, net->batch), err)) ||
+            (pT > 0 && (st = take(&A, &net->key_padding_mask, pT * net->batch, err))) ||
             ((h.present & 1) && (st = take(&A, &net->r_out, wire_numel(outs, net->batch), err))) ||
             ((h.present & 4) && ((st = take(&A, &net->zbox_low, lrp_shape_numel(ins), err)) ||
                                  (st = take(&A, &net->zbox_high, lrp_shape_numel(ins), err)))))

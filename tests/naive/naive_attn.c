@@ -48,7 +48,8 @@ static void quot(mpfr_t o, mpfr_srcptr R, mpfr_srcptr z, float eps)
 
 void naive_mha(double *out, double *absb, double *absm, int T, int F, int h, float scale,
                int causal, float mask, const float *Win, const float *bin, const float *Wout,
-               const float *bout, const float *x, const float *R, int cp, float eps)
+               const float *bout, const float *x, const float *R, int cp, float eps,
+               const float *pad)
 {
     int d = F / h;
     num *qkv = nums(T * 3 * F), *S = nums(h * T * T), *X = nums(h * T * T), *A = nums(h * T * T);
@@ -56,7 +57,8 @@ void naive_mha(double *out, double *absb, double *absm, int T, int F, int h, flo
     num *RS = nums(h * T * T), *Rq = nums(T * 3 * F), *Rx = nums(T * F);
     mpfr_t t, u, sum, mx;
     mpfr_inits2(P, t, u, sum, mx, (mpfr_ptr)0);
-#define EXCL(i, j) (causal && (j) > (i) && isinf(mask))
+#define MSK(i, j) ((causal && (j) > (i)) || (pad && pad[j] != 0.0f))
+#define EXCL(i, j) (MSK(i, j) && isinf(mask))
     /* forward */
     for (int a = 0; a < T; a++)
         for (int o = 0; o < 3 * F; o++) {
@@ -78,7 +80,7 @@ void naive_mha(double *out, double *absb, double *absm, int T, int F, int h, flo
                 }
                 mpfr_mul_d(s->v, s->v, (double)scale, MPFR_RNDN);
                 mpfr_set(X[(hh * T + i) * T + j].v, s->v, MPFR_RNDN);
-                if (causal && j > i && !isinf(mask))
+                if (MSK(i, j) && !isinf(mask))
                     mpfr_add_d(X[(hh * T + i) * T + j].v, s->v, (double)mask, MPFR_RNDN);
             }
             /* softmax over the visible keys */
@@ -97,7 +99,7 @@ void naive_mha(double *out, double *absb, double *absm, int T, int F, int h, flo
                 mpfr_exp(a->v, t, MPFR_RNDN);
                 mpfr_add(sum, sum, a->v, MPFR_RNDN);
             }
-            for (int j = 0; j < T; j++)
+            for (int j = 0; j < T; j++) /* a row with no visible key stays 0 */
                 if (!EXCL(i, j))
                     mpfr_div(A[(hh * T + i) * T + j].v, A[(hh * T + i) * T + j].v, sum, MPFR_RNDN);
         }
@@ -222,6 +224,7 @@ void naive_mha(double *out, double *absb, double *absm, int T, int F, int h, flo
     *absm = mpfr_get_d(tm, MPFR_RNDN);
     mpfr_clears(tb, tm, (mpfr_ptr)0);
 #undef EXCL
+#undef MSK
     mpfr_clears(t, u, sum, mx, (mpfr_ptr)0);
     nfree(qkv, T * 3 * F), nfree(S, h * T * T), nfree(X, h * T * T), nfree(A, h * T * T);
     nfree(O, T * F), nfree(y, T * F), nfree(RO, T * F), nfree(RA, h * T * T);
