@@ -266,7 +266,6 @@ static int mha64_bwd(const mha64 *m, const lrp_layer *l, const float *x, const d
     double *s4 = calloc(n3, 8), *e4 = calloc(n3, 8);
     int rc = -1;
     double cond = 0;
-    (void)cnd;
     if (!s1 || !e1 || !rO || !erO || !s2 || !e2 || !g || !eg || !RS || !eRS || !s3 || !e3 ||
         !RA || !eRA || !s4 || !e4)
         goto done;

@@ -185,15 +185,13 @@ static void bmm_range(void *arg, int64_t lo, int64_t hi)
         mpfr_srcptr b = J->b + i1 * G->b1 + i2 * G->b2;
         mpfr_ptr o = J->out + i1 * G->o1 + i2 * G->o2 + m * G->om;
         for (int64_t n = 0; n < G->N; n++) {
-            int neg_all = 1;
             for (int64_t k = 0; k < G->K; k++) {
                 mpfr_mul(tmp + k, a + k * G->ak, b + k * G->bk + n * G->bn, MPFR_RNDN);
                 mpfr_mul(tmp + k, tmp + k, cf, MPFR_RNDN); /* exact at 2p + 24 */
-                neg_all &= mpfr_zero_p(tmp + k) && mpfr_signbit(tmp + k);
                 pp[k] = tmp + k;
             }
+            /* an exact zero is -0 iff every product is -0 (mpfr_sum, IEEE) */
             mpfr_sum(o + n * G->on, pp, (unsigned long)G->K, MPFR_RNDN);
-            (void)neg_all; /* mpfr_sum's zero sign rule is the IEEE one */
         }
     }
     mpfr_clear(cf);
