@@ -19,7 +19,7 @@ _lrp_oracle()
     fi
     case "$prev" in
     --composite)
-        COMPREPLY=($(compgen -W "EpsilonPlus EpsilonPlusFlat EpsilonAlpha2Beta1 EpsilonAlpha2Beta1Flat EpsilonGammaBox SequentialPresetA SequentialPresetB" -- "$cur"))
+        COMPREPLY=($(compgen -W "EpsilonPlus EpsilonPlusFlat EpsilonAlpha2Beta1 EpsilonAlpha2Beta1Flat EpsilonGammaBox SequentialPresetA SequentialPresetB AttnLRP CPLRP" -- "$cur"))
         return 0 ;;
     --rule)
         COMPREPLY=($(compgen -W "lrp0 epsilon gamma alphabeta alpha1beta0 alpha2beta1 zplus wsquare flat zbox" -- "$cur"))

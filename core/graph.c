@@ -57,6 +57,8 @@ void lrp_net_free(lrp_net *net)
         free(l->bn_beta);
         free(l->bn_mean);
         free(l->bn_var);
+        free(l->w2);
+        free(l->b2);
     }
     free(net->layers);
     for (int i = 0; i < net->n_traces; i++)
@@ -67,6 +69,7 @@ void lrp_net_free(lrp_net *net)
     free(net->target);
     free(net->zbox_low);
     free(net->zbox_high);
+    free(net->key_padding_mask);
     free(net);
 }
 
@@ -240,12 +243,26 @@ static int64_t first_nonfinite(const float *a, int64_t n)
 lrp_status lrp_net_check_values(const lrp_net *net, const char *where, lrp_err *err)
 {
     const char *f = W(where);
-    static const char *const pname[6] = {"weight", "bias", "gamma", "beta", "mean", "var"};
+    const char *const *pname = lrp_param_names;
     for (int li = 0; li < net->n_layers; li++) {
         const lrp_layer *l = &net->layers[li];
-        const float *arr[6] = {l->w, l->b, l->bn_gamma, l->bn_beta, l->bn_mean, l->bn_var};
-        for (int k = 0; k < 6; k++) {
+        if (l->kind == LRP_LAYER_EMBEDDING && net->input) {
+            /* token ids: exact integers in [0, vocab) (docs/FORMAT.md) */
+            int64_t n = lrp_shape_numel(&net->layers[l->in[0]].shape) * net->batch;
+            for (int64_t i = 0; i < n; i++) {
+                float v = net->input[i];
+                if (!(v >= 0.0f && v < (float)l->vocab && v == (float)(int64_t)v))
+                    return lrp_err_set(err, LRP_E_INVALID,
+                                       "%s: data/tokens[%lld] = %g outside the vocabulary [0, "
+                                       "%lld) of Embedding '%s'",
+                                       f, (long long)i, (double)v, (long long)l->vocab, l->name);
+            }
+        }
+        for (int k = 0; k < LRP_P_COUNT; k++) {
             lrp_shape s;
+            const float *p = lrp_layer_param(l, k);
+            const float *arr[LRP_P_COUNT];
+            arr[k] = p;
             if (!arr[k] || !lrp_layer_param_shape(net, li, k, &s))
                 continue;
             int64_t n = lrp_shape_numel(&s);
@@ -255,7 +272,7 @@ lrp_status lrp_net_check_values(const lrp_net *net, const char *where, lrp_err *
                                    "%s: layer '%s': parameter %s[%lld] %s (parameters must be "
                                    "finite: no relevance could be judged through this layer)",
                                    f, l->name, pname[k], (long long)i, value_problem(arr[k][i]));
-            if (k != 5)
+            if (k != LRP_P_VAR)
                 continue;
             for (i = 0; i < n; i++) {
                 float v = arr[k][i];
@@ -273,6 +290,21 @@ lrp_status lrp_net_check_values(const lrp_net *net, const char *where, lrp_err *
             }
         }
     }
+    int64_t pT = lrp_padding_T(net);
+    if (pT < 0)
+        return lrp_err_set(err, LRP_E_INVALID,
+                           "%s: MultiHeadAttention layers with use_padding_mask differ in T (one "
+                           "key_padding_mask serves them all)",
+                           f);
+    if (pT > 0 && !net->key_padding_mask)
+        return lrp_err_set(err, LRP_E_INVALID,
+                           "%s: data/key_padding_mask missing (a MultiHeadAttention layer has "
+                           "use_padding_mask 1)",
+                           f);
+    for (int64_t i = 0; pT > 0 && i < pT * net->batch; i++)
+        if (net->key_padding_mask[i] != 0.0f && net->key_padding_mask[i] != 1.0f)
+            return lrp_err_set(err, LRP_E_INVALID, "%s: data/key_padding_mask[%lld] = %g not 0 or 1",
+                               f, (long long)i, (double)net->key_padding_mask[i]);
     int64_t nout = net->n_layers > 0 ? lrp_shape_numel(&net->layers[net->n_layers - 1].shape) : 0;
     int64_t nin = net->n_layers > 0 ? lrp_shape_numel(&net->layers[0].shape) : 0;
     int64_t i;
@@ -450,9 +482,23 @@ static void set_norm_layers(lrp_net *net, const lrp_rule_spec *base, float eps)
         case LRP_ROLE_LINEAR: break;
         case LRP_ROLE_PASS: l->rule = lrp_rule_default(LRP_RULE_PASS); break;
         case LRP_ROLE_OWN: {
-            /* the kind's own rule (a file's ln_fine or identity is kept);
-             * the rules that divide take the composite's eps and
-             * stabilizer, as the norm layers do */
+            if (l->kind == LRP_LAYER_SOFTMAX || l->kind == LRP_LAYER_MUL ||
+                l->kind == LRP_LAYER_MHA || l->kind == LRP_LAYER_EMBEDDING ||
+                l->kind == LRP_LAYER_POSITION || l->kind == LRP_LAYER_SELECTTOKEN) {
+                /* the attention kinds: their kind's default (Softmax taylor,
+                 * Mul uniform, MultiHeadAttention attnlrp with the
+                 * composite's eps and stabilizer on its denominators,
+                 * Embedding / Position lrp0) */
+                l->rule = lrp_rule_default_for(l->kind);
+                if (l->kind == LRP_LAYER_MHA) {
+                    l->rule.eps = eps > 0.0f ? eps : base->eps;
+                    l->rule.stab = base->stab;
+                }
+                break;
+            }
+            /* the token layers: the kind's own rule (a file's ln_fine or
+             * identity is kept); the rules that divide take the
+             * composite's eps and stabilizer, as the norm layers do */
             lrp_rule_id id = l->rule.rule;
             if (!((lrp_kind(l->kind)->rules >> id) & 1u))
                 id = lrp_kind(l->kind)->default_rule;
@@ -518,7 +564,22 @@ void lrp_composite_apply(lrp_net *net, lrp_composite_id c, const lrp_composite_p
         }
         if (cd->first != LRP_RULE_COUNT && i == first)
             r.rule = cd->first;
+        if (cd->dense != LRP_RULE_COUNT) {
+            /* AttnLRP / CPLRP: every linear layer LRP-0 (eps 0) */
+            r = lrp_rule_default(cd->dense);
+            r.stab = p->stab;
+        }
         l->rule = r;
+    }
+    for (int i = 0; i < net->n_layers; i++) {
+        lrp_layer *l = &net->layers[i];
+        if (cd->dense != LRP_RULE_COUNT && lrp_kind(l->kind)->role == LRP_ROLE_NORM &&
+            !(l->rule.flags & LRP_F_BN_CANONIZE)) {
+            l->rule = lrp_rule_default(LRP_RULE_ZERO); /* Add, BN: the plain split */
+            l->rule.stab = p->stab;
+        }
+        if (cd->mha != LRP_RULE_COUNT && l->kind == LRP_LAYER_MHA)
+            l->rule.rule = cd->mha;
     }
     snprintf(net->composite, sizeof net->composite, "%s", lrp_composite_name(c));
 }

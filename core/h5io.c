@@ -1170,6 +1170,22 @@ static lrp_status read_network(ctx *c, hid_t file, lrp_net *net)
         lrp_layer *l = &net->layers[li];
         if ((st = read_geometry(c, lg, gp, l)))
             goto cleanup;
+        if (k == LRP_LAYER_INPUT) {
+            /* dtype 'token' (version 2): the input is /data/tokens */
+            if ((st = has_attr(c, lg, gp, "dtype", &yes)))
+                goto cleanup;
+            if (yes) {
+                char dt[LRP_NAME_MAX];
+                if ((st = attr_string(c, lg, gp, "dtype", dt, sizeof dt, NULL)))
+                    goto cleanup;
+                if (strcmp(dt, "token") != 0 || c->version < 2) {
+                    st = fail(c, LRP_E_UNSUPPORTED, gp,
+                              "attribute 'dtype' is '%s' (only 'token', format_version 2)", dt);
+                    goto cleanup;
+                }
+                l->tokens = 1;
+            }
+        }
         /* An Input may omit `inputs`; every other layer must list them. */
         if ((st = has_attr(c, lg, gp, "inputs", &yes)))
             goto cleanup;
@@ -1407,8 +1423,65 @@ static lrp_status read_data(ctx *c, hid_t file, lrp_net *net)
     if ((st = open_member(c, file, "/", "data", H5I_GROUP, 1, &g)))
         goto cleanup;
     r = batch_dims(d, net->batch, ins);
-    if ((st = read_floats(c, g, "/data", "input", 1, r, d, -1, NULL, &net->input)))
+    if (net->layers[0].tokens) {
+        /* token ids (any integer type), held as exact binary32 integers;
+         * the range against the vocabulary is lrp_net_check_values' */
+        if ((st = open_checked(c, g, "/data", "tokens", 1, 0, r, d, -1, NULL, &ds)))
+            goto cleanup;
+        int64_t nt = nin * net->batch;
+        if (!(tbuf = malloc((size_t)(nt ? nt : 1) * sizeof *tbuf)) ||
+            !(net->input = malloc((size_t)(nt ? nt : 1) * sizeof *net->input))) {
+            st = fail(c, LRP_E_NOMEM, "/data/tokens", "out of memory");
+            goto cleanup;
+        }
+        if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tbuf) < 0) {
+            st = h5fail(c, LRP_E_FORMAT, "/data/tokens", "cannot read data (corrupt file?)");
+            goto cleanup;
+        }
+        for (int64_t i = 0; i < nt; i++) {
+            if (tbuf[i] < 0 || tbuf[i] > LRP_MAX_DIM) {
+                st = fail(c, LRP_E_INVALID, "/data/tokens", "token[%lld] = %lld out of range",
+                          (long long)i, (long long)tbuf[i]);
+                goto cleanup;
+            }
+            net->input[i] = (float)tbuf[i]; /* exact: < 2^24 */
+        }
+        if (array_hook) /* the sandbox's wire carries them as the input */
+            array_hook(array_hook_ctx, net->input, nt);
+        free(tbuf);
+        tbuf = NULL;
+        close_id(&ds);
+    } else if ((st = read_floats(c, g, "/data", "input", 1, r, d, -1, NULL, &net->input)))
         goto cleanup;
+    int64_t pT = lrp_padding_T(net);
+    if (pT > 0) {
+        /* (batch, T) integers 0 / 1 (1: the key is masked), held as 0.0 / 1.0 */
+        int64_t pd[2] = {net->batch, pT}, np = net->batch * pT;
+        if ((st = open_checked(c, g, "/data", "key_padding_mask", 1, 0, 2, pd, -1, NULL, &ds)))
+            goto cleanup;
+        if (!(tbuf = malloc((size_t)np * sizeof *tbuf)) ||
+            !(net->key_padding_mask = malloc((size_t)np * sizeof *net->key_padding_mask))) {
+            st = fail(c, LRP_E_NOMEM, "/data/key_padding_mask", "out of memory");
+            goto cleanup;
+        }
+        if (H5Dread(ds, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, tbuf) < 0) {
+            st = h5fail(c, LRP_E_FORMAT, "/data/key_padding_mask", "cannot read data (corrupt file?)");
+            goto cleanup;
+        }
+        for (int64_t i = 0; i < np; i++) {
+            if (tbuf[i] != 0 && tbuf[i] != 1) {
+                st = fail(c, LRP_E_INVALID, "/data/key_padding_mask", "value [%lld] = %lld not 0 or 1",
+                          (long long)i, (long long)tbuf[i]);
+                goto cleanup;
+            }
+            net->key_padding_mask[i] = (float)tbuf[i];
+        }
+        if (array_hook) /* the sandbox's wire carries it as floats */
+            array_hook(array_hook_ctx, net->key_padding_mask, np);
+        free(tbuf);
+        tbuf = NULL;
+        close_id(&ds);
+    }
     r = batch_dims(d, net->batch, outs);
     if ((st = read_floats(c, g, "/data", "relevance_out", 0, r, d, -1, NULL, &net->r_out)))
         goto cleanup;
@@ -2344,6 +2417,8 @@ static lrp_status w_layer(wr *w, hid_t ng, const lrp_net *net, int i)
         (st = w_str(w, g, gp, "kind", lrp_layer_kind_name(l->kind))) ||
         (st = w_strs(w, g, gp, "inputs", inputs, l->n_in)))
         goto cleanup;
+    if (l->kind == LRP_LAYER_INPUT && l->tokens && (st = w_str(w, g, gp, "dtype", "token")))
+        goto cleanup;
     /* the kind's schema (core/kinds.h), in the order the reader reads it */
     for (int a = 0; a < kd->n_attrs; a++) {
         const lrp_kind_attr *at = &kd->attrs[a];
@@ -2403,8 +2478,36 @@ static lrp_status w_data(wr *w, hid_t file, const lrp_net *net)
     if (st)
         return st;
     r = batch_dims(d, net->batch, ins);
-    if ((st = w_floats(w, g, "/data", "input", r, d, net->input)))
+    if (net->layers[0].tokens) {
+        int64_t nt = lrp_shape_numel(ins) * net->batch;
+        int64_t *tk = malloc((size_t)(nt ? nt : 1) * sizeof *tk);
+        if (!tk) {
+            st = fail(&w->c, LRP_E_NOMEM, "/data/tokens", "out of memory");
+            goto cleanup;
+        }
+        for (int64_t i = 0; i < nt; i++)
+            tk[i] = (int64_t)net->input[i];
+        st = w_ds(w, g, "/data", "tokens", H5T_STD_I64LE, H5T_NATIVE_INT64, r, d, tk);
+        free(tk);
+        if (st)
+            goto cleanup;
+    } else if ((st = w_floats(w, g, "/data", "input", r, d, net->input)))
         goto cleanup;
+    int64_t pT = lrp_padding_T(net);
+    if (pT > 0 && net->key_padding_mask) {
+        int64_t pd[2] = {net->batch, pT}, np = net->batch * pT;
+        uint8_t *km = malloc((size_t)np);
+        if (!km) {
+            st = fail(&w->c, LRP_E_NOMEM, "/data/key_padding_mask", "out of memory");
+            goto cleanup;
+        }
+        for (int64_t i = 0; i < np; i++)
+            km[i] = net->key_padding_mask[i] != 0.0f;
+        st = w_ds(w, g, "/data", "key_padding_mask", H5T_STD_U8LE, H5T_NATIVE_UINT8, 2, pd, km);
+        free(km);
+        if (st)
+            goto cleanup;
+    }
     r = batch_dims(d, net->batch, outs);
     if (net->r_out && (st = w_floats(w, g, "/data", "relevance_out", r, d, net->r_out)))
         goto cleanup;

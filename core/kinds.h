@@ -34,7 +34,12 @@
     X(GAMMA, "gamma", bn_gamma)    \
     X(BETA, "beta", bn_beta)       \
     X(MEAN, "mean", bn_mean)       \
-    X(VAR, "var", bn_var)
+    X(VAR, "var", bn_var)                              \
+    X(IN_PROJ_WEIGHT, "in_proj_weight", w)             \
+    X(IN_PROJ_BIAS, "in_proj_bias", b)                 \
+    X(OUT_PROJ_WEIGHT, "out_proj_weight", w2)          \
+    X(OUT_PROJ_BIAS, "out_proj_bias", b2)              \
+    X(TABLE, "table", w)
 
 enum {
 #define X(e, s, f) LRP_P_##e,
@@ -85,9 +90,12 @@ typedef enum lrp_kind_role {
     LRP_ROLE_NORM,   /* the stabilized proportional split (Zennit's Norm):
                         lrp0, or epsilon with the composite's eps              */
     LRP_ROLE_MAX,    /* winner-take-all                                       */
-    LRP_ROLE_OWN     /* its own rule (default_rule; a file's choice is kept):
-                        a composite sets only its eps and stabilizer, for
-                        the rules that divide (LayerNorm's ln_linear)       */
+    LRP_ROLE_OWN     /* its own rule: the token layers keep a file's choice
+                        (a composite sets only its eps and stabilizer, for
+                        the rules that divide: LayerNorm's ln_linear); the
+                        attention kinds get their kind's default (Softmax
+                        taylor, Mul uniform, ...), composites naming them
+                        set it                                              */
 } lrp_kind_role;
 
 typedef struct lrp_kind_desc {
@@ -135,6 +143,10 @@ typedef struct lrp_kind_desc {
 #define X(e, s, mn, mx) extern const lrp_kind_desc lrp_kind_##e;
 LRP_LAYER_LIST(X)
 #undef X
+
+/* T of the MultiHeadAttention layers with use_padding_mask (the second
+ * extent of /data/key_padding_mask), 0 when none, -1 when they differ. */
+int64_t lrp_padding_T(const lrp_net *net);
 
 /* The record of kind k (k < LRP_LAYER_COUNT). */
 const lrp_kind_desc *lrp_kind(lrp_layer_kind k);

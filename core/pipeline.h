@@ -135,6 +135,9 @@ typedef struct lrp_composite_desc {
     lrp_rule_id first;      /* then the first linear layer: its rule only */
     lrp_rule_id first_conv; /* the first Conv2D instead of the conv rule
                                (z^B: the parameters' box) */
+    lrp_rule_id dense;      /* every linear layer (and lrp0 on the norm
+                               layers) instead of the above, or none */
+    lrp_rule_id mha;        /* MultiHeadAttention's rule, or none (attnlrp) */
 } lrp_composite_desc;
 const lrp_composite_desc *lrp_composite_describe(lrp_composite_id c);
 
@@ -273,7 +276,10 @@ enum {
     X(EMPTY, "empty_part")           \
     X(UNDEF, "undefined")            \
     X(DROPPED, "dropped_zero")       \
-    X(LN_MEAN, "ln_mean")
+    X(LN_MEAN, "ln_mean")            \
+    X(SOFTMAX_BIAS, "softmax_bias")  \
+    X(MASK, "mask")                  \
+    X(POSITION, "position")
 
 typedef enum lrp_abs_kind {
 #define X(e, s) LRP_ABS_##e,
@@ -354,6 +360,8 @@ typedef struct lrp_bwd_part {
     const lrp_term *t;
     int nt;
 } lrp_bwd_part;
+
+struct lrp_bmm;
 
 typedef struct lrp_backend {
     const char *name;
@@ -484,6 +492,30 @@ typedef struct lrp_backend {
                      const float *w, const void *s, int centre, int64_t rows, int64_t F);
     /* y = f(x) elementwise, f: lrp_act_op. */
     void (*act_map)(void *ctx, void *y, const void *x, int op, int64_t n);
+    /* ---- the attention kinds (core/kind_attn.c; reference/ref_attn.c,
+     * fastpath/fp_attn.c; docs/TRANSFORMERS.md sections 4 and 5) ---- */
+    /* Row softmax: rows of `cols` values, out_i = exp(x_i - m) / sum_k
+     * exp(x_k - m), m the row's maximum (MPFR: exact exp and sum, one
+     * rounding each; float32: max-subtracted, sum in index order).  mask
+     * (may be NULL): entry c of row r is masked when mask[(r % mrows) *
+     * cols + c] != 0: its x is ignored (a -inf logit) and out is +0
+     * exactly; a row with every entry masked is all +0 (never NaN). */
+    void (*softmax_fwd)(void *ctx, void *out, const void *x, const uint8_t *mask, int64_t mrows,
+                        int64_t rows, int64_t cols);
+    /* AttnLRP's Taylor rule (TRANSFORMERS 4.1) per row, with sR = sum_j R_j:
+     *   d_i = R_i - s_i sR,  rin_i = xr_i d_i   (masked entries: +0)
+     *   absb[r] = sum_j R_j (1 - x_j + xbar), xbar = sum_i s_i x_i
+     *   absm[r] = sum_i (x_i - xr_i) d_i        (absm may be NULL)
+     * over the unmasked entries; x: the logits the softmax saw, xr: where
+     * the relevance is read (x itself, or the pre-mask scores). */
+    void (*softmax_taylor)(void *ctx, void *rin, void *absb, void *absm, const void *x,
+                           const void *xr, const void *s, const void *R, const uint8_t *mask,
+                           int64_t mrows, int64_t rows, int64_t cols);
+    /* out[r] = sum_c a[r * cols + c], one rounding (MPFR: exact sum). */
+    void (*rowsum)(void *ctx, void *out, const void *a, int64_t rows, int64_t cols);
+    /* Strided batched product (lrp_bmm): out = c * sum_k a b, one rounding
+     * of the exact value in MPFR; float32: the sum in k order, then c. */
+    void (*bmm)(void *ctx, void *out, const void *a, const void *b, const struct lrp_bmm *G);
 } lrp_backend;
 
 /* The elementwise activations of act_map. */
@@ -494,6 +526,18 @@ typedef enum lrp_act_op {
     LRP_ACT_SILU,      /* x / (1 + exp(-x))                                         */
     LRP_ACT_TANH       /* tanh(x)                                                   */
 } lrp_act_op;
+
+/* One batched product for lrp_backend.bmm: for i1 < n1, i2 < n2, m < M,
+ * n < N: out[i1 o1 + i2 o2 + m om + n on] =
+ *   c * sum_{k < K} a[i1 a1 + i2 a2 + m am + k ak] b[i1 b1 + i2 b2 + k bk + n bn]
+ * (element offsets from the tensors given). */
+typedef struct lrp_bmm {
+    int64_t n1, n2, M, N, K;
+    int64_t a1, a2, am, ak;
+    int64_t b1, b2, bk, bn;
+    int64_t o1, o2, om, on;
+    float c;
+} lrp_bmm;
 
 /* ------------------------------------------------------------------ */
 /* The driver                                                          */

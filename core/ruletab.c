@@ -152,17 +152,23 @@ const lrp_rule_desc *lrp_rule_describe(const lrp_rule_spec *r)
  * LRP_COMPOSITE_LIST: a composite without its CR_ row does not compile.
  * Dense layers keep the base rule (epsilon) unless first. */
 #define NONE LRP_RULE_COUNT
-#define CR_EPSILON_PLUS {LRP_RULE_ZPLUS, 1.0f, 0.0f, NONE, NONE}
-#define CR_EPSILON_PLUS_FLAT {LRP_RULE_ZPLUS, 1.0f, 0.0f, LRP_RULE_FLAT, NONE}
-#define CR_EPSILON_ALPHA2_BETA1 {LRP_RULE_ALPHABETA, 2.0f, 1.0f, NONE, NONE}
-#define CR_EPSILON_ALPHA2_BETA1_FLAT {LRP_RULE_ALPHABETA, 2.0f, 1.0f, LRP_RULE_FLAT, NONE}
+#define CR_EPSILON_PLUS {LRP_RULE_ZPLUS, 1.0f, 0.0f, NONE, NONE, NONE, NONE}
+#define CR_EPSILON_PLUS_FLAT {LRP_RULE_ZPLUS, 1.0f, 0.0f, LRP_RULE_FLAT, NONE, NONE, NONE}
+#define CR_EPSILON_ALPHA2_BETA1 {LRP_RULE_ALPHABETA, 2.0f, 1.0f, NONE, NONE, NONE, NONE}
+#define CR_EPSILON_ALPHA2_BETA1_FLAT {LRP_RULE_ALPHABETA, 2.0f, 1.0f, LRP_RULE_FLAT, NONE, NONE, NONE}
 /* Zennit's composite of this name: ZBox on the first *convolution* only
  * (a Dense before it keeps epsilon), and Zennit's Gamma (>= 0.5: the
  * generalized a+/a- rule, which selects by the layer's output and loses
  * R_j where that output is exactly 0) on the other convolutions. */
-#define CR_EPSILON_GAMMA_BOX {LRP_RULE_GAMMA, 1.0f, 0.0f, NONE, LRP_RULE_ZBOX}
-#define CR_SEQUENTIAL_PRESET_A {LRP_RULE_ALPHABETA, 1.0f, 0.0f, NONE, NONE}
-#define CR_SEQUENTIAL_PRESET_B {LRP_RULE_ALPHABETA, 2.0f, 1.0f, NONE, NONE}
+#define CR_EPSILON_GAMMA_BOX {LRP_RULE_GAMMA, 1.0f, 0.0f, NONE, LRP_RULE_ZBOX, NONE, NONE}
+#define CR_SEQUENTIAL_PRESET_A {LRP_RULE_ALPHABETA, 1.0f, 0.0f, NONE, NONE, NONE, NONE}
+#define CR_SEQUENTIAL_PRESET_B {LRP_RULE_ALPHABETA, 2.0f, 1.0f, NONE, NONE, NONE, NONE}
+/* AttnLRP (Achtibat et al. 2024, LXT's default for LLMs and BERT): every
+ * linear layer and residual LRP-0, attention attnlrp (uniform + Taylor);
+ * CP-LRP (Ali et al. 2022): the same with the attention weights constant
+ * (docs/TRANSFORMERS.md section 10) */
+#define CR_ATTN_LRP {NONE, 1.0f, 0.0f, NONE, NONE, LRP_RULE_ZERO, LRP_RULE_ATTNLRP}
+#define CR_CP_LRP {NONE, 1.0f, 0.0f, NONE, NONE, LRP_RULE_ZERO, LRP_RULE_CPLRP}
 static const lrp_composite_desc composite_rows[LRP_COMPOSITE_COUNT] = {
 #define X(e, s) [LRP_COMPOSITE_##e] = CR_##e,
     LRP_COMPOSITE_LIST(X)

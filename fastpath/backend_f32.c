@@ -1748,6 +1748,33 @@ void lrp_f32_ctx_free(lrp_f32_ctx *c)
     free(c);
 }
 
+/* ---- the attention kinds (fp_attn.c) ---- */
+
+static void t_softmax_fwd(void *ctx, void *out, const void *x, const uint8_t *mask, int64_t mrows,
+                          int64_t rows, int64_t cols)
+{
+    lrp_fp_softmax_fwd(((lrp_f32_ctx *)ctx)->nthreads, out, x, mask, mrows, rows, cols);
+}
+
+static void t_softmax_taylor(void *ctx, void *rin, void *absb, void *absm, const void *x,
+                             const void *xr, const void *s, const void *R, const uint8_t *mask,
+                             int64_t mrows, int64_t rows, int64_t cols)
+{
+    lrp_fp_softmax_taylor(((lrp_f32_ctx *)ctx)->nthreads, rin, absb, absm, x, xr, s, R, mask,
+                          mrows, rows, cols);
+}
+
+static void t_rowsum(void *ctx, void *out, const void *a, int64_t rows, int64_t cols)
+{
+    (void)ctx;
+    lrp_fp_rowsum(out, a, rows, cols);
+}
+
+static void t_bmm(void *ctx, void *out, const void *a, const void *b, const lrp_bmm *G)
+{
+    lrp_fp_bmm(((lrp_f32_ctx *)ctx)->nthreads, out, a, b, G);
+}
+
 void lrp_f32_backend(lrp_backend *be, lrp_f32_ctx *ctx)
 {
     memset(be, 0, sizeof *be);
@@ -1781,4 +1808,8 @@ void lrp_f32_backend(lrp_backend *be, lrp_f32_ctx *ctx)
     be->norm_fwd = lrp_fp_norm_fwd;
     be->norm_bwd = lrp_fp_norm_bwd;
     be->act_map = lrp_fp_act_map;
+    be->softmax_fwd = t_softmax_fwd;
+    be->softmax_taylor = t_softmax_taylor;
+    be->rowsum = t_rowsum;
+    be->bmm = t_bmm;
 }

@@ -59,4 +59,15 @@ void fp_free(void *p);
 void *fp_ws_acquire(size_t bytes, int *cached);
 void fp_ws_release(void *p, int cached);
 
+/* The attention kinds' ops (fp_attn.c): lrp_backend.softmax_fwd,
+ * softmax_taylor, rowsum, bmm on float arrays. */
+struct lrp_bmm;
+void lrp_fp_softmax_fwd(int nthreads, float *out, const float *x, const uint8_t *mask,
+                        int64_t mrows, int64_t rows, int64_t cols);
+void lrp_fp_softmax_taylor(int nthreads, float *rin, float *absb, float *absm, const float *x,
+                           const float *xr, const float *s, const float *R, const uint8_t *mask,
+                           int64_t mrows, int64_t rows, int64_t cols);
+void lrp_fp_rowsum(float *out, const float *a, int64_t rows, int64_t cols);
+void lrp_fp_bmm(int nthreads, float *out, const float *a, const float *b, const struct lrp_bmm *G);
+
 #endif

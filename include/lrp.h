@@ -95,7 +95,13 @@ void lrp_assert_fail(const char *expr, const char *file, int line);
     X(RMSNORM, "RMSNorm", 1, 1)                   \
     X(GELU, "GELU", 1, 1)                         \
     X(SILU, "SiLU", 1, 1)                         \
-    X(TANH, "Tanh", 1, 1)
+    X(TANH, "Tanh", 1, 1)                         \
+    X(SOFTMAX, "Softmax", 1, 1)                   \
+    X(MUL, "Mul", 2, 2)                           \
+    X(MHA, "MultiHeadAttention", 1, 1)            \
+    X(EMBEDDING, "Embedding", 1, 1)               \
+    X(POSITION, "Position", 1, 1)                 \
+    X(SELECTTOKEN, "SelectToken", 1, 1)
 
 typedef enum lrp_layer_kind {
 #define X(e, s, mn, mx) LRP_LAYER_##e,
@@ -128,7 +134,11 @@ int lrp_layer_kind_max_inputs(lrp_layer_kind k);
     X(WTA, "wta")                 \
     X(LN_LINEAR, "ln_linear")     \
     X(LN_FINE, "ln_fine")         \
-    X(IDENTITY, "identity")
+    X(IDENTITY, "identity")       \
+    X(TAYLOR, "taylor")           \
+    X(UNIFORM, "uniform")         \
+    X(ATTNLRP, "attnlrp")         \
+    X(CPLRP, "cplrp")
 
 typedef enum lrp_rule_id {
 #define X(e, s) LRP_RULE_##e,
@@ -240,12 +250,28 @@ typedef struct lrp_layer {
     float bn_eps;             /* BatchNorm; LayerNorm, RMSNorm: their eps */
     int has_weight;           /* LayerNorm, RMSNorm: affine weight present */
     int approximate;          /* GELU: 0 erf ("none"), 1 "tanh" */
+    /* attention kinds (docs/FORMAT.md, version 2): MultiHeadAttention
+     * heads, scale c of S = c Q K^T, causal 0/1, mask_value (-inf or a
+     * finite binary32 added to masked scores); Embedding vocab; Position
+     * max_len; SelectToken index; Input: tokens 1 when it reads
+     * /data/tokens (token ids held as exact binary32 integers) */
+    int heads;
+    float scale;
+    int causal;
+    int use_padding_mask; /* MultiHeadAttention: keys masked by /data/key_padding_mask */
+    float mask_value;
+    int64_t vocab, max_len, index;
+    int tokens;
 
     /* Parameters (owned by the layer, malloc'ed). */
     float *w;                 /* Dense (units, in), Conv2D (units, C/g, kh, kw);
                                  LayerNorm, RMSNorm (F) when has_weight */
     float *b;                 /* (units) when has_bias; LayerNorm (F) */
     float *bn_gamma, *bn_beta, *bn_mean, *bn_var; /* (C) each */
+    /* MultiHeadAttention: w = in_proj_weight (3F, F), b = in_proj_bias
+     * (3F), w2 = out_proj_weight (F, F), b2 = out_proj_bias (F);
+     * Embedding: w = weight (vocab, F); Position: w = table (max_len, F) */
+    float *w2, *b2;
 
     lrp_rule_spec rule;       /* rule assignment */
 } lrp_layer;
@@ -277,6 +303,9 @@ typedef struct lrp_net {
     float *r_out;             /* batch * numel(output), or NULL */
     int32_t *target;          /* batch class indices (used if r_out NULL) */
     float *zbox_low, *zbox_high; /* optional per-input bounds, numel(input) */
+    float *key_padding_mask;  /* (batch, T) 0 / 1 (1: the key is masked), for the
+                                 MultiHeadAttention layers with use_padding_mask;
+                                 else NULL (docs/FORMAT.md, version 2) */
     uint64_t seed;            /* generator seed, 0 if not generated */
     char description[256];
     char composite[LRP_NAME_MAX]; /* name of composite that set rules, or "" */
@@ -331,7 +360,9 @@ lrp_rule_spec lrp_rule_default_for(lrp_layer_kind k);
     X(EPSILON_ALPHA2_BETA1_FLAT, "EpsilonAlpha2Beta1Flat")    \
     X(EPSILON_GAMMA_BOX, "EpsilonGammaBox")                   \
     X(SEQUENTIAL_PRESET_A, "SequentialPresetA")               \
-    X(SEQUENTIAL_PRESET_B, "SequentialPresetB")
+    X(SEQUENTIAL_PRESET_B, "SequentialPresetB")               \
+    X(ATTN_LRP, "AttnLRP")                                    \
+    X(CP_LRP, "CPLRP")
 
 typedef enum lrp_composite_id {
 #define X(e, s) LRP_COMPOSITE_##e,

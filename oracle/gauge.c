@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gauge_attn.h"
 #include "gauge_lin.h"
 #include "gauge_token.h"
 #include "pipeline.h"
@@ -27,7 +28,7 @@
  * Indexed by the one list of kinds: a kind of LRP_LAYER_LIST without its
  * GK_ line here does not compile, and the switches' defaults assert that
  * only the pass-through kinds reach them. */
-enum { G_EXACT, G_LINEAR, G_BN, G_POOL, G_ADD, G_CONCAT, G_RELU, G_PASS, G_TOKEN };
+enum { G_EXACT, G_LINEAR, G_BN, G_POOL, G_ADD, G_CONCAT, G_RELU, G_PASS, G_TOKEN, G_ATTN, G_POS };
 #define GK_INPUT G_EXACT
 #define GK_DENSE G_LINEAR
 #define GK_CONV2D G_LINEAR
@@ -47,6 +48,14 @@ enum { G_EXACT, G_LINEAR, G_BN, G_POOL, G_ADD, G_CONCAT, G_RELU, G_PASS, G_TOKEN
 #define GK_GELU G_TOKEN
 #define GK_SILU G_TOKEN
 #define GK_TANH G_TOKEN
+/* the attention kinds: oracle/gauge_attn.c; Position (an Add of a
+ * constant) here */
+#define GK_SOFTMAX G_ATTN
+#define GK_MUL G_ATTN
+#define GK_MHA G_ATTN
+#define GK_EMBEDDING G_ATTN
+#define GK_SELECTTOKEN G_ATTN
+#define GK_POSITION G_POS
 static const unsigned char gauge_kind[] = {
 #define X(e, s, mn, mx) [LRP_LAYER_##e] = GK_##e,
     LRP_LAYER_LIST(X)
@@ -502,7 +511,24 @@ static int forward_bounds(ctx *c)
             if (lrp_gauge_token_fwd(net, li, B, xi, c->act[li], Ai, c->As[in0], A, c->As[li]))
                 return -1;
             break;
-        default: /* Flatten, Reshape, Dropout: no arithmetic */
+        case LRP_LAYER_POSITION:
+            /* y = x + p: one rounding, p exact */
+            for (int64_t i = 0; i < B * n; i++) {
+                double p = (double)l->w[i % n];
+                double r1 = fabs((double)xi[i]) + fabs(p);
+                A[i] = Ai[i] + r1;
+                c->As[li][i] = fmin(hypot(c->As[in0][i], c->lam * r1), A[i]);
+            }
+            break;
+        default:
+            if (gauge_kind[l->kind] == G_ATTN) {
+                lrp_ga ga = {net, li, B, c->act, c->rel, c->A, NULL};
+                if (lrp_gauge_attn_fwd(&ga, A))
+                    return -1;
+                memcpy(c->As[li], A, (size_t)(B * n) * sizeof *A);
+                break;
+            }
+            /* Flatten, Reshape, Dropout: no arithmetic */
             LRP_ASSERT(gauge_kind[l->kind] == G_PASS);
             memcpy(A, Ai, (size_t)(B * n) * sizeof *A);
             memcpy(c->As[li], c->As[in0], (size_t)(B * n) * sizeof *A);
@@ -1698,8 +1724,61 @@ static int backward_bounds(ctx *c)
             }
             pass_back(c, li, n, Rb, Rbs, Rcs, R); /* identity */
             break;
-        default: /* pass: ReLU, Flatten, Reshape, Dropout; the token layers'
-                  * identity rule */
+        case LRP_LAYER_POSITION: {
+            int in0 = l->in[0];
+            if (l->rule.rule == LRP_RULE_PASS) {
+                pass_back(c, li, n, Rb, Rbs, Rcs, R);
+                break;
+            }
+            for (int64_t i = 0; i < B * n; i++) {
+                double x = (double)c->act[in0][i], p = (double)l->w[i % n];
+                double sa = fabs(x) + fabs(p), Gy = 2 * sa, Dy = Gy + c->A[in0][i];
+                prop_sharp ps = {SH(c->As[in0][i]), SH(c->As[in0][i]), sa, 2, SH(Rbs[i]),
+                                 SH(Rcs[i])};
+                prop_cell(c, in0, i, x, c->A[in0][i], (double)c->act[li][i], Dy, Gy, R[i], Rb[i],
+                          c->cd[li][i], &l->rule, 1, &ps);
+            }
+            break;
+        }
+        default:
+            if (gauge_kind[l->kind] == G_ATTN) {
+                /* the cond of the layer's output, per sample, reaches
+                 * every input cell of that sample (the kinds mix cells) */
+                lrp_ga ga = {net, li, B, c->act, c->rel, c->A, Rb};
+                for (int k = 0; k < l->n_in; k++) {
+                    int in = l->in[k];
+                    int64_t nin = numel(net, in);
+                    double *bnd = calloc((size_t)(B * nin + 1), sizeof *bnd);
+                    double *cnd = calloc((size_t)(B * nin + 1), sizeof *cnd);
+                    double *mag = calloc((size_t)(B * nin + 1), sizeof *mag);
+                    if (!bnd || !cnd || !mag || lrp_gauge_attn_bwd(&ga, k, bnd, cnd, mag)) {
+                        free(bnd), free(cnd), free(mag);
+                        return -1;
+                    }
+                    for (int64_t b = 0; b < B; b++) {
+                        double cm = 0, csm = 0;
+                        for (int64_t i = 0; i < n; i++) {
+                            cm = fmax(cm, c->cd[li][b * n + i]);
+                            if (Rcs)
+                                csm = fmax(csm, Rcs[b * n + i]);
+                        }
+                        for (int64_t i = b * nin; i < (b + 1) * nin; i++) {
+                            c->Bd[in][i] += bnd[i];
+                            c->cd[in][i] = fmax(c->cd[in][i], fmax(cm, cnd[i]));
+                            if (Rbs) {
+                                c->Ls[in][i] += bnd[i];
+                                c->tl[in] += bnd[i];
+                                c->Ss[in][i] += mag[i];
+                                c->cs[in][i] = fmax(c->cs[in][i], fmax(csm, cnd[i]));
+                            }
+                        }
+                    }
+                    free(bnd), free(cnd), free(mag);
+                }
+                break;
+            }
+            /* pass: ReLU, Flatten, Reshape, Dropout; the token layers'
+             * identity rule */
             LRP_ASSERT(gauge_kind[l->kind] == G_PASS || gauge_kind[l->kind] == G_RELU ||
                        gauge_kind[l->kind] == G_TOKEN);
             pass_back(c, li, n, Rb, Rbs, Rcs, R);

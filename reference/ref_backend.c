@@ -649,5 +649,9 @@ void lrp_ref_backend(lrp_backend *be, lrp_ref_ctx *cx)
     be->norm_fwd = lrp_ref_norm_fwd;
     be->norm_bwd = lrp_ref_norm_bwd;
     be->act_map = lrp_ref_act_map;
+    be->softmax_fwd = lrp_ref_softmax_fwd;
+    be->softmax_taylor = lrp_ref_softmax_taylor;
+    be->rowsum = lrp_ref_rowsum;
+    be->bmm = lrp_ref_bmm;
     be->weights_in_place = 1; /* ref_linear.c reads lrp_lin.w32 */
 }

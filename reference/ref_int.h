@@ -22,6 +22,16 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
 void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
                      const lrp_bwd_part *parts, int np, int64_t batch);
 
+/* The attention kinds' ops (ref_attn.c), see lrp_backend.softmax_fwd,
+ * softmax_taylor, rowsum, bmm. */
+void lrp_ref_softmax_fwd(void *c, void *out, const void *x, const uint8_t *mask, int64_t mrows,
+                         int64_t rows, int64_t cols);
+void lrp_ref_softmax_taylor(void *c, void *rin, void *absb, void *absm, const void *x,
+                            const void *xr, const void *s, const void *R, const uint8_t *mask,
+                            int64_t mrows, int64_t rows, int64_t cols);
+void lrp_ref_rowsum(void *c, void *out, const void *a, int64_t rows, int64_t cols);
+void lrp_ref_bmm(void *c, void *out, const void *a, const void *b, const lrp_bmm *G);
+
 /* Tensor allocation used by the backend (one block, MPFR custom
  * interface: no per-value malloc). */
 mpfr_ptr lrp_ref_tensor_new(mpfr_prec_t p, int64_t n);

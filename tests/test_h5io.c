@@ -915,9 +915,9 @@ static void test_unknown_kind(void **state)
 {
     (void)state;
     hid_t f = mlp_file("kind.h5");
-    put_str(f, RELU1, "kind", "Softmax");
+    put_str(f, RELU1, "kind", "Softmux");
     close_file(f);
-    expect_fail(path_of("kind.h5"), LRP_E_UNSUPPORTED, RELU1, "unknown layer kind", "Softmax",
+    expect_fail(path_of("kind.h5"), LRP_E_UNSUPPORTED, RELU1, "unknown layer kind", "Softmux",
                 NULL);
 }
 

@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "fixtures.h"
+#include "kinds.h"
 #include "h5io_int.h"
 #include "safeout.h"
 #include "util/testutil.h"
@@ -134,17 +135,17 @@ static void same_net(const lrp_net *a, const lrp_net *b, int arrays)
         lrp_layer xc = *x, yc = *y;
         xc.w = xc.b = xc.bn_gamma = xc.bn_beta = xc.bn_mean = xc.bn_var = NULL;
         yc.w = yc.b = yc.bn_gamma = yc.bn_beta = yc.bn_mean = yc.bn_var = NULL;
+        xc.w2 = xc.b2 = yc.w2 = yc.b2 = NULL;
         assert_memory_equal(&xc, &yc, sizeof xc);
-        const float *px[6] = {x->w, x->b, x->bn_gamma, x->bn_beta, x->bn_mean, x->bn_var};
-        const float *py[6] = {y->w, y->b, y->bn_gamma, y->bn_beta, y->bn_mean, y->bn_var};
-        for (int w = 0; w < 6; w++) {
+        for (int w = 0; w < LRP_P_COUNT; w++) {
+            const float *px = lrp_layer_param(x, w), *py = lrp_layer_param(y, w);
             lrp_shape s;
             if (!lrp_layer_param_shape(a, i, w, &s))
                 continue;
             if (arrays)
-                same_floats(px[w], py[w], lrp_shape_numel(&s), x->name);
+                same_floats(px, py, lrp_shape_numel(&s), x->name);
             else
-                assert_null(py[w]);
+                assert_null(py);
         }
     }
     int64_t nin = lrp_shape_numel(&a->layers[0].shape);

@@ -42,7 +42,8 @@ int cli_rules_option(cli_rules *o, const char *opt, const char *arg, const char 
         if (lrp_composite_parse(arg, &o->composite))
             return cli_usage_error(cmd, "unknown composite '%s' (EpsilonPlus, EpsilonPlusFlat, "
                                         "EpsilonAlpha2Beta1, EpsilonAlpha2Beta1Flat, "
-                                        "EpsilonGammaBox, SequentialPresetA, SequentialPresetB)",
+                                        "EpsilonGammaBox, SequentialPresetA, SequentialPresetB, "
+                                        "AttnLRP, CPLRP)",
                                    arg);
         o->has_composite = 1;
         o->has_rule = 0;

@@ -16,6 +16,7 @@
  */
 #define _GNU_SOURCE
 #include "cli.h"
+#include "kinds.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -375,16 +376,17 @@ static int send_arrays(int fd, lrp_net *net, int free_sent)
     int bad = 0;
     for (int i = 0; !bad && i < net->n_layers; i++) {
         lrp_layer *l = &net->layers[i];
-        float **pv[6] = {&l->w, &l->b, &l->bn_gamma, &l->bn_beta, &l->bn_mean, &l->bn_var};
-        for (int w = 0; !bad && w < 6; w++) {
+        for (int w = 0; !bad && w < LRP_P_COUNT; w++) {
             lrp_shape ps;
             if (lrp_layer_param_shape(net, i, w, &ps))
-                bad = send_array(fd, pv[w], lrp_shape_numel(&ps), free_sent);
+                bad = send_array(fd, lrp_layer_param_slot(l, w), lrp_shape_numel(&ps), free_sent);
         }
     }
     const lrp_shape *ins = &net->layers[0].shape, *outs = &net->layers[net->n_layers - 1].shape;
     if (!bad)
         bad = send_array(fd, &net->input, wire_numel(ins, net->batch), free_sent);
+    if (!bad && net->key_padding_mask) /* the reader's order: right after the input */
+        bad = send_array(fd, &net->key_padding_mask, lrp_padding_T(net) * net->batch, free_sent);
     if (!bad && net->r_out)
         bad = send_array(fd, &net->r_out, wire_numel(outs, net->batch), free_sent);
     if (!bad && net->zbox_low)
@@ -610,6 +612,7 @@ lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int
         RD(l, sizeof *l, "layers");
         /* the child's pointers mean nothing here */
         l->w = l->b = l->bn_gamma = l->bn_beta = l->bn_mean = l->bn_var = NULL;
+        l->w2 = l->b2 = NULL;
         net->n_layers = net->cap_layers = i + 1;
         if (!terminated(l->name, sizeof l->name) || !l->name[0] || strchr(l->name, '/') ||
             (unsigned)l->kind >= LRP_LAYER_COUNT || l->n_in < 0 || l->n_in > LRP_MAX_INPUTS ||
@@ -697,16 +700,17 @@ lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int
         /* in the reader's order (send_arrays, lrp_h5_set_array_hook) */
         for (int i = 0; i < net->n_layers; i++) {
             lrp_layer *l = &net->layers[i];
-            float **pv[6] = {&l->w, &l->b, &l->bn_gamma, &l->bn_beta, &l->bn_mean, &l->bn_var};
-            for (int w = 0; w < 6; w++) {
+            for (int w = 0; w < LRP_P_COUNT; w++) {
                 lrp_shape ps;
                 if (lrp_layer_param_shape(net, i, w, &ps) &&
-                    (st = take(&A, pv[w], lrp_shape_numel(&ps), err)))
+                    (st = take(&A, lrp_layer_param_slot(l, w), lrp_shape_numel(&ps), err)))
                     goto done;
             }
         }
         const lrp_shape *ins = &net->layers[0].shape;
+        int64_t pT = lrp_padding_T(net);
         if ((st = take(&A, &net->input, wire_numel(ins, net->batch), err)) ||
+            (pT > 0 && (st = take(&A, &net->key_padding_mask, pT * net->batch, err))) ||
             ((h.present & 1) && (st = take(&A, &net->r_out, wire_numel(outs, net->batch), err))) ||
             ((h.present & 4) && ((st = take(&A, &net->zbox_low, lrp_shape_numel(ins), err)) ||
                                  (st = take(&A, &net->zbox_high, lrp_shape_numel(ins), err)))))

@@ -1,0 +1,573 @@
+/*
+ * gauge_attn.c -- a-priori float32 error bounds of the attention kinds
+ * (Softmax, Mul, MultiHeadAttention, Embedding, SelectToken; Position is an
+ * Add with a constant and stays in gauge.c), in units of u = 2^-24, first
+ * order, rigorous (worst case).  Everything is binary64 from the
+ * reference's activations and relevance rounded to binary32; the
+ * attention's internal tensors are recomputed here in binary64, with code
+ * of this file's own (docs/TRANSFORMERS.md section 9 is the analysis).
+ *
+ * Bounds are absolute, at the scale of the row or layer: a softmax weight
+ * that underflows to 0 in float32 is 100% wrong relative to the reference
+ * and still within 2^-148 absolutely (the term UF below).  Per cell, for an
+ * op out = f(in) the bound is  (own roundings) + (sensitivity) x (input
+ * bounds), every sum of n terms charged n u sum |terms| (the sequential
+ * float chain's worst case), every division by a stabilized denominator
+ * st charged (bound of the numerator + |quotient| bound of st) / |st|.
+ * The cond of a cell is u * (bound of a denominator) / |st| over the
+ * denominators it depends on: for MultiHeadAttention every denominator of
+ * the sample (the layer is judged whole, its stages are not traced).
+ */
+#include "gauge_attn.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline.h"
+
+#define U32 0x1p-24
+/* an underflowed exp / quotient: at most 2^-148 absolutely, in units of u */
+#define UF 0x1p-124
+
+int lrp_gauge_attn_kind(lrp_layer_kind k)
+{
+    return k == LRP_LAYER_SOFTMAX || k == LRP_LAYER_MUL || k == LRP_LAYER_MHA ||
+           k == LRP_LAYER_EMBEDDING || k == LRP_LAYER_SELECTTOKEN;
+}
+
+static int64_t numel(const lrp_net *n, int li)
+{
+    return lrp_shape_numel(&n->layers[li].shape);
+}
+
+/* ---- softmax rows (shared by Softmax and the attention) ----
+ * forward: s_k (1 + d_k), |d_k| <= (|x_k - m| + 2 + Ax_k + Ax_m) + D + cols + 2
+ * with D the largest of the first part over the row (the sum's terms), plus
+ * UF for underflow; Ax the input's bounds (absolute, units of u: an absolute
+ * error of x is a relative error of exp(x)). */
+static void sm_fwd_row(double *As, const double *x, const double *s, const double *Ax,
+                       const uint8_t *msk, int64_t cols)
+{
+    double m = -INFINITY, Am = 0, D = 0;
+    for (int64_t k = 0; k < cols; k++)
+        if (!(msk && msk[k]) && x[k] > m) {
+            m = x[k];
+            Am = Ax[k];
+        }
+    for (int64_t k = 0; k < cols; k++)
+        if (!(msk && msk[k]))
+            D = fmax(D, fabs(x[k] - m) + 2 + Ax[k] + Am);
+    for (int64_t k = 0; k < cols; k++)
+        As[k] = (msk && msk[k]) ? 0.0
+                                : s[k] * (fabs(x[k] - m) + 2 + Ax[k] + Am + D + (double)cols + 2) +
+                                      UF;
+}
+
+/* backward of the Taylor rule on one row: out_i = xr_i (R_i - s_i sR).
+ * Given R and its bounds Rb, s and its bounds As, xr and its bounds Axr:
+ * writes the bound of out into ob and |out| into om; returns sR. */
+static void sm_bwd_row(double *ob, double *om, const double *x, const double *xr,
+                       const double *Axr, const double *s, const double *As, const double *R,
+                       const double *Rb, const uint8_t *msk, int64_t cols)
+{
+    double sR = 0, sa = 0, sb = 0;
+    (void)x;
+    for (int64_t k = 0; k < cols; k++)
+        if (!(msk && msk[k])) {
+            sR += R[k];
+            sa += fabs(R[k]);
+            sb += Rb[k];
+        }
+    double esR = (double)cols * sa + sb;
+    for (int64_t k = 0; k < cols; k++) {
+        if (msk && msk[k]) {
+            ob[k] = 0;
+            om[k] = 0;
+            continue;
+        }
+        double d = R[k] - s[k] * sR;
+        double ed = Rb[k] + s[k] * esR + fabs(sR) * As[k] + fabs(s[k] * sR) + fabs(d);
+        ob[k] = fabs(xr[k]) * ed + fabs(d) * Axr[k] + fabs(xr[k] * d);
+        om[k] = fabs(xr[k] * d);
+    }
+}
+
+/* ---- MultiHeadAttention in binary64 ---- */
+
+typedef struct mha64 {
+    int64_t T, F, H, d;
+    double c;
+    double *qkv, *Eqkv; /* (T, 3F) values and bounds */
+    double *S, *ES;     /* (H, T, T) */
+    double *X, *EX;     /* softmax input */
+    double *A, *EA;
+    double *O, *EO;     /* (T, F) */
+    uint8_t *msk;       /* (T, T): excluded entries, or NULL */
+} mha64;
+
+static void mha64_free(mha64 *m)
+{
+    free(m->qkv), free(m->Eqkv), free(m->S), free(m->ES), free(m->X), free(m->EX);
+    free(m->A), free(m->EA), free(m->O), free(m->EO), free(m->msk);
+    memset(m, 0, sizeof *m);
+}
+
+/* the forward of sample b in binary64 with its float32 bounds; pad: the
+ * sample's key padding mask (T) or NULL */
+static int mha64_fwd(mha64 *m, const lrp_layer *l, const float *x, const double *Ax,
+                     const float *pad)
+{
+    int64_t T = m->T, F = m->F, H = m->H, d = m->d;
+    size_t n3 = (size_t)(T * 3 * F), nh = (size_t)(H * T * T), nf = (size_t)(T * F);
+    m->qkv = calloc(n3, sizeof(double)), m->Eqkv = calloc(n3, sizeof(double));
+    m->S = calloc(nh, sizeof(double)), m->ES = calloc(nh, sizeof(double));
+    m->X = calloc(nh, sizeof(double)), m->EX = calloc(nh, sizeof(double));
+    m->A = calloc(nh, sizeof(double)), m->EA = calloc(nh, sizeof(double));
+    m->O = calloc(nf, sizeof(double)), m->EO = calloc(nf, sizeof(double));
+    if (!m->qkv || !m->Eqkv || !m->S || !m->ES || !m->X || !m->EX || !m->A || !m->EA || !m->O ||
+        !m->EO)
+        return -1;
+#define MASKED(i, j) ((l->causal && (j) > (i)) || (pad && pad[j] != 0.0f))
+    int inf_mask = (l->causal || pad) && isinf(l->mask_value);
+    if (inf_mask) {
+        if (!(m->msk = calloc((size_t)(T * T), 1)))
+            return -1;
+        for (int64_t i = 0; i < T; i++)
+            for (int64_t j = 0; j < T; j++)
+                m->msk[i * T + j] = MASKED(i, j);
+    }
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t o = 0; o < 3 * F; o++) {
+            double s = 0, g = 0, e = 0, bj = l->has_bias ? (double)l->b[o] : 0;
+            for (int64_t i = 0; i < F; i++) {
+                double w = (double)l->w[o * F + i];
+                s += (double)x[t * F + i] * w;
+                g += fabs((double)x[t * F + i] * w);
+                e += fabs(w) * Ax[t * F + i];
+            }
+            m->qkv[t * 3 * F + o] = s + bj;
+            m->Eqkv[t * 3 * F + o] = (double)(F + 1) * (g + fabs(bj)) + e;
+        }
+    double c = m->c;
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t i = 0; i < T; i++)
+            for (int64_t j = 0; j < T; j++) {
+                double s = 0, g = 0, e = 0;
+                for (int64_t k = 0; k < d; k++) {
+                    int64_t qi = i * 3 * F + h * d + k, ki = j * 3 * F + F + h * d + k;
+                    s += m->qkv[qi] * m->qkv[ki];
+                    g += fabs(m->qkv[qi] * m->qkv[ki]);
+                    e += fabs(m->qkv[ki]) * m->Eqkv[qi] + fabs(m->qkv[qi]) * m->Eqkv[ki];
+                }
+                int64_t z = (h * T + i) * T + j;
+                m->S[z] = c * s;
+                m->ES[z] = fabs(c) * ((double)(d + 1) * g + e) + fabs(c * s);
+                m->X[z] = m->S[z];
+                m->EX[z] = m->ES[z];
+                if (MASKED(i, j) && !inf_mask) {
+                    m->X[z] = m->S[z] + (double)l->mask_value;
+                    m->EX[z] += fabs(m->X[z]);
+                }
+            }
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t i = 0; i < T; i++) {
+            int64_t z = (h * T + i) * T;
+            const uint8_t *mk = m->msk ? m->msk + i * T : NULL;
+            double mx = -INFINITY, sum = 0;
+            for (int64_t j = 0; j < T; j++)
+                if (!(mk && mk[j]))
+                    mx = fmax(mx, m->X[z + j]);
+            for (int64_t j = 0; j < T; j++)
+                sum += (mk && mk[j]) ? 0 : exp(m->X[z + j] - mx);
+            for (int64_t j = 0; j < T; j++) /* an all-masked row: 0 */
+                m->A[z + j] = (mk && mk[j]) || sum == 0 ? 0 : exp(m->X[z + j] - mx) / sum;
+            sm_fwd_row(m->EA + z, m->X + z, m->A + z, m->EX + z, mk, T);
+        }
+#undef MASKED
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t p = 0; p < d; p++) {
+                double s = 0, g = 0, e = 0;
+                for (int64_t j = 0; j < T; j++) {
+                    double a = m->A[(h * T + t) * T + j], v = m->qkv[j * 3 * F + 2 * F + h * d + p];
+                    s += a * v;
+                    g += fabs(a * v);
+                    e += fabs(v) * m->EA[(h * T + t) * T + j] + a * m->Eqkv[j * 3 * F + 2 * F + h * d + p];
+                }
+                m->O[t * F + h * d + p] = s;
+                m->EO[t * F + h * d + p] = (double)(T + 1) * g + e;
+            }
+    return 0;
+}
+
+/* stabilized division bound: q = R / st */
+static double st_of(const lrp_rule_spec *rs, double den)
+{
+    int sg = lrp_stab_sign(rs->stab, lrp_zclass_of(den));
+    if (sg == LRP_S_SKIP)
+        return 1.0; /* s = R: treated as division by 1 */
+    return rs->eps != 0 && sg != 0 ? den + sg * (double)rs->eps : den;
+}
+
+/* q, its bound; cond maxed into *cnd */
+static void divb(double *q, double *eq, double R, double Rb, double den, double Eden,
+                 const lrp_rule_spec *rs, double *cnd)
+{
+    double st = st_of(rs, den);
+    if (st == 0) {
+        *q = 0;
+        *eq = 0;
+        *cnd = fmax(*cnd, 1.0);
+        return;
+    }
+    *q = R / st;
+    *eq = (Rb + fabs(*q) * Eden) / fabs(st) + 2 * fabs(*q);
+    if (R != 0 || Rb != 0)
+        *cnd = fmax(*cnd, U32 * Eden / fabs(st));
+}
+
+/* q = h v g / stab(v), the quotient of a relevance that is itself
+ * proportional to the denominator (R_v = h v g): the same float32 v is in
+ * both, so only the stabilizer's share feels v's error:
+ * d q / d v = h g s(v) eps / stab(v)^2.  Roundings: the product, the
+ * stabilizer's add, the division (3 |q|), and an underflow. */
+static void divg(double *q, double *eq, double g, double eg, double v, double Ev, double h,
+                 const lrp_rule_spec *rs, double *cnd)
+{
+    double st = st_of(rs, v);
+    if (st == 0) {
+        *q = 0;
+        *eq = 0;
+        if (g != 0 || eg != 0)
+            *cnd = fmax(*cnd, 1.0);
+        return;
+    }
+    double se = fabs(st - v);
+    *q = h * v * g / st;
+    *eq = h * (fabs(v) * eg / fabs(st) + fabs(g) * se * Ev / (st * st)) + 3 * fabs(*q) + UF;
+    if (g != 0 && se != 0)
+        *cnd = fmax(*cnd, U32 * Ev * se / (st * st));
+}
+
+/* the bound of the relevance to x of one sample */
+static int mha64_bwd(const mha64 *m, const lrp_layer *l, const float *x, const double *Ax,
+                     const float *y, const double *Ay, const float *R32, const double *Rb,
+                     double *bnd, double *cnd, double *mag)
+{
+    int64_t T = m->T, F = m->F, H = m->H, d = m->d;
+    const lrp_rule_spec *rs = &l->rule;
+    int cp = rs->rule == LRP_RULE_CPLRP;
+    size_t nf = (size_t)(T * F), n3 = (size_t)(T * 3 * F), nh = (size_t)(H * T * T);
+    double *s1 = calloc(nf, 8), *e1 = calloc(nf, 8), *rO = calloc(nf, 8), *erO = calloc(nf, 8);
+    double *s2 = calloc(nf, 8), *e2 = calloc(nf, 8), *g = calloc(n3, 8), *eg = calloc(n3, 8);
+    double *RS = calloc(nh, 8), *eRS = calloc(nh, 8), *s3 = calloc(nh, 8), *e3 = calloc(nh, 8);
+    double *RA = calloc((size_t)T, 8), *eRA = calloc((size_t)T, 8);
+    double *s4 = calloc(n3, 8), *e4 = calloc(n3, 8);
+    int rc = -1;
+    double cond = 0;
+    if (!s1 || !e1 || !rO || !erO || !s2 || !e2 || !g || !eg || !RS || !eRS || !s3 || !e3 ||
+        !RA || !eRA || !s4 || !e4)
+        goto done;
+    for (int64_t i = 0; i < T * F; i++)
+        divb(&s1[i], &e1[i], (double)R32[i], Rb[i], (double)y[i], Ay[i], rs, &cond);
+    /* rO_p = O_p sum_j Wout_jp s1_j */
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t p = 0; p < F; p++) {
+            double s = 0, ga = 0, e = 0;
+            for (int64_t j = 0; j < F; j++) {
+                double w = (double)l->w2[j * F + p];
+                s += w * s1[t * F + j];
+                ga += fabs(w * s1[t * F + j]);
+                e += fabs(w) * e1[t * F + j];
+            }
+            rO[t * F + p] = s; /* the gradient at O: R_O = O g */
+            erO[t * F + p] = e + (double)(F + 1) * ga + UF;
+        }
+    for (int64_t i = 0; i < T * F; i++)
+        divg(&s2[i], &e2[i], rO[i], erO[i], m->O[i], m->EO[i], 1.0, rs, &cond);
+    /* g_v = A^T s2 */
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t j = 0; j < T; j++)
+            for (int64_t p = 0; p < d; p++) {
+                double s = 0, ga = 0, e = 0;
+                for (int64_t t = 0; t < T; t++) {
+                    double a = m->A[(h * T + t) * T + j], q = s2[t * F + h * d + p];
+                    s += a * q;
+                    ga += fabs(a * q);
+                    e += a * e2[t * F + h * d + p] + fabs(q) * m->EA[(h * T + t) * T + j];
+                }
+                g[j * 3 * F + 2 * F + h * d + p] = s;
+                eg[j * 3 * F + 2 * F + h * d + p] = e + (double)(T + 1) * ga;
+            }
+    if (!cp) {
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t t = 0; t < T; t++) {
+                int64_t z = (h * T + t) * T;
+                for (int64_t j = 0; j < T; j++) {
+                    double s = 0, ga = 0, e = 0;
+                    for (int64_t p = 0; p < d; p++) {
+                        double v = m->qkv[j * 3 * F + 2 * F + h * d + p], q = s2[t * F + h * d + p];
+                        s += q * v;
+                        ga += fabs(q * v);
+                        e += fabs(v) * e2[t * F + h * d + p] +
+                             fabs(q) * m->Eqkv[j * 3 * F + 2 * F + h * d + p];
+                    }
+                    double a = m->A[z + j];
+                    RA[j] = 0.5 * a * s;
+                    eRA[j] = 0.5 * (a * (e + (double)(d + 1) * ga) + fabs(s) * m->EA[z + j]) +
+                             fabs(RA[j]);
+                }
+                /* the Taylor rule's factor d = R_A - A sR (R_S = S d) */
+                const uint8_t *mk = m->msk ? m->msk + t * T : NULL;
+                double sR = 0, sa = 0, sb = 0;
+                for (int64_t j = 0; j < T; j++)
+                    if (!(mk && mk[j])) {
+                        sR += RA[j];
+                        sa += fabs(RA[j]);
+                        sb += eRA[j];
+                    }
+                double esR = (double)T * sa + sb;
+                for (int64_t j = 0; j < T; j++) {
+                    if (mk && mk[j]) {
+                        RS[z + j] = eRS[z + j] = 0;
+                        continue;
+                    }
+                    double dd = RA[j] - m->A[z + j] * sR;
+                    RS[z + j] = dd;
+                    eRS[z + j] = eRA[j] + m->A[z + j] * esR + fabs(sR) * m->EA[z + j] +
+                                 fabs(m->A[z + j] * sR) + fabs(dd) + UF;
+                }
+            }
+        /* s3 = S d / stab(S) */
+        for (int64_t i = 0; i < H * T * T; i++)
+            divg(&s3[i], &e3[i], RS[i], eRS[i], m->S[i], m->ES[i], 1.0, rs, &cond);
+        double c = m->c;
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t k = 0; k < d; k++) {
+                    /* g_q(t, k) = c sum_j s3(t, j) k(j, k); g_k(t, k) = c sum_j s3(j, t) q(j, k) */
+                    double sq = 0, gq = 0, eq = 0, sk = 0, gk = 0, ek = 0;
+                    for (int64_t j = 0; j < T; j++) {
+                        double a = s3[(h * T + t) * T + j], ea = e3[(h * T + t) * T + j];
+                        double kk = m->qkv[j * 3 * F + F + h * d + k];
+                        double ekk = m->Eqkv[j * 3 * F + F + h * d + k];
+                        sq += a * kk;
+                        gq += fabs(a * kk);
+                        eq += fabs(kk) * ea + fabs(a) * ekk;
+                        double b = s3[(h * T + j) * T + t], eb = e3[(h * T + j) * T + t];
+                        double qq = m->qkv[j * 3 * F + h * d + k];
+                        double eqq = m->Eqkv[j * 3 * F + h * d + k];
+                        sk += b * qq;
+                        gk += fabs(b * qq);
+                        ek += fabs(qq) * eb + fabs(b) * eqq;
+                    }
+                    g[t * 3 * F + h * d + k] = c * sq;
+                    eg[t * 3 * F + h * d + k] = fabs(c) * (eq + (double)(T + 1) * gq) + fabs(c * sq);
+                    g[t * 3 * F + F + h * d + k] = c * sk;
+                    eg[t * 3 * F + F + h * d + k] =
+                        fabs(c) * (ek + (double)(T + 1) * gk) + fabs(c * sk);
+                }
+    }
+    double half = cp ? 1.0 : 0.5;
+    for (int64_t i = 0; i < T * 3 * F; i++)
+        divg(&s4[i], &e4[i], g[i], eg[i] + UF, m->qkv[i], m->Eqkv[i], half, rs, &cond);
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t i = 0; i < F; i++) {
+            double s = 0, ga = 0, e = 0;
+            for (int64_t o = 0; o < 3 * F; o++) {
+                double w = (double)l->w[o * F + i];
+                s += w * s4[t * 3 * F + o];
+                ga += fabs(w * s4[t * 3 * F + o]);
+                e += fabs(w) * e4[t * 3 * F + o];
+            }
+            double xv = (double)x[t * F + i];
+            bnd[t * F + i] +=
+                fabs(xv) * (e + (double)(3 * F + 1) * ga) + Ax[t * F + i] * ga + fabs(xv * s);
+            mag[t * F + i] += fabs(xv * s);
+        }
+    for (int64_t i = 0; i < T * F; i++)
+        cnd[i] = fmax(cnd[i], cond);
+    rc = 0;
+done:
+    free(s1), free(e1), free(rO), free(erO), free(s2), free(e2), free(g), free(eg);
+    free(RS), free(eRS), free(s3), free(e3), free(RA), free(eRA), free(s4), free(e4);
+    return rc;
+}
+
+/* ---- the entry points ---- */
+
+int lrp_gauge_attn_fwd(const lrp_ga *g, double *Aout)
+{
+    const lrp_net *net = g->net;
+    const lrp_layer *l = &net->layers[g->li];
+    int in0 = l->in[0];
+    int64_t n = numel(net, g->li), nin = numel(net, in0), B = g->B;
+    const float *x = g->act[in0];
+    const double *Ax = g->A[in0];
+    switch (l->kind) {
+    case LRP_LAYER_SOFTMAX: {
+        int64_t cols = l->shape.d[l->shape.rank - 1];
+        double *xd = malloc((size_t)cols * sizeof *xd), *sd = malloc((size_t)cols * sizeof *sd);
+        if (!xd || !sd) {
+            free(xd), free(sd);
+            return -1;
+        }
+        for (int64_t r = 0; r < B * n / cols; r++) {
+            for (int64_t k = 0; k < cols; k++) {
+                xd[k] = (double)x[r * cols + k];
+                sd[k] = (double)g->act[g->li][r * cols + k];
+            }
+            sm_fwd_row(Aout + r * cols, xd, sd, Ax + r * cols, NULL, cols);
+        }
+        free(xd), free(sd);
+        return 0;
+    }
+    case LRP_LAYER_MUL: {
+        const float *y = g->act[l->in[1]];
+        const double *Ay = g->A[l->in[1]];
+        for (int64_t i = 0; i < B * n; i++)
+            Aout[i] = fabs((double)y[i]) * Ax[i] + fabs((double)x[i]) * Ay[i] +
+                      fabs((double)x[i] * y[i]) + UF;
+        return 0;
+    }
+    case LRP_LAYER_EMBEDDING: /* rows of binary32 weights, copied */
+        memset(Aout, 0, (size_t)(B * n) * sizeof *Aout);
+        return 0;
+    case LRP_LAYER_SELECTTOKEN:
+        for (int64_t b = 0; b < B; b++)
+            memcpy(Aout + b * n, Ax + b * nin + l->index * n, (size_t)n * sizeof *Aout);
+        return 0;
+    case LRP_LAYER_MHA: {
+        mha64 m;
+        memset(&m, 0, sizeof m);
+        m.T = l->shape.d[0], m.F = l->shape.d[1], m.H = l->heads, m.d = m.F / m.H;
+        m.c = (double)l->scale;
+        for (int64_t b = 0; b < B; b++) {
+            const float *pad = l->use_padding_mask ? net->key_padding_mask + b * m.T : NULL;
+            if (mha64_fwd(&m, l, x + b * nin, Ax + b * nin, pad)) {
+                mha64_free(&m);
+                return -1;
+            }
+            int64_t F = m.F;
+            for (int64_t t = 0; t < m.T; t++)
+                for (int64_t o = 0; o < F; o++) {
+                    double s = 0, ga = 0, e = 0, bj = l->has_bias ? (double)l->b2[o] : 0;
+                    for (int64_t i = 0; i < F; i++) {
+                        double w = (double)l->w2[o * F + i];
+                        s += m.O[t * F + i] * w;
+                        ga += fabs(m.O[t * F + i] * w);
+                        e += fabs(w) * m.EO[t * F + i];
+                    }
+                    Aout[b * n + t * F + o] = (double)(F + 1) * (ga + fabs(bj)) + e;
+                }
+            mha64_free(&m);
+            m.T = l->shape.d[0], m.F = l->shape.d[1], m.H = l->heads, m.d = m.F / m.H;
+            m.c = (double)l->scale;
+        }
+        return 0;
+    }
+    default: LRP_ASSERT(0);
+    }
+    return -1;
+}
+
+int lrp_gauge_attn_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double *mag)
+{
+    const lrp_net *net = g->net;
+    const lrp_layer *l = &net->layers[g->li];
+    int in = l->in[k];
+    int64_t n = numel(net, g->li), nin = numel(net, in), B = g->B;
+    const float *R = g->rel[g->li];
+    const double *Rb = g->Rb;
+    switch (l->kind) {
+    case LRP_LAYER_SOFTMAX: {
+        int64_t cols = l->shape.d[l->shape.rank - 1];
+        double *buf = malloc((size_t)(7 * cols) * sizeof *buf);
+        if (!buf)
+            return -1;
+        double *xd = buf, *sd = buf + cols, *Rd = buf + 2 * cols, *As = buf + 3 * cols,
+               *ob = buf + 4 * cols, *om = buf + 5 * cols, *Ax = buf + 6 * cols;
+        for (int64_t r = 0; r < B * n / cols; r++) {
+            for (int64_t q = 0; q < cols; q++) {
+                xd[q] = (double)g->act[in][r * cols + q];
+                sd[q] = (double)g->act[g->li][r * cols + q];
+                Rd[q] = (double)R[r * cols + q];
+                Ax[q] = g->A[in][r * cols + q];
+            }
+            sm_fwd_row(As, xd, sd, Ax, NULL, cols);
+            sm_bwd_row(ob, om, xd, xd, Ax, sd, As, Rd, Rb + r * cols, NULL, cols);
+            for (int64_t q = 0; q < cols; q++) {
+                bnd[r * cols + q] += ob[q];
+                mag[r * cols + q] += om[q];
+            }
+        }
+        free(buf);
+        return 0;
+    }
+    case LRP_LAYER_MUL:
+        for (int64_t i = 0; i < B * n; i++) {
+            bnd[i] += 0.5 * Rb[i] + UF; /* halving: exact unless subnormal */
+            mag[i] += 0.5 * fabs((double)R[i]);
+        }
+        return 0;
+    case LRP_LAYER_SELECTTOKEN:
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t i = 0; i < n; i++) {
+                bnd[b * nin + l->index * n + i] += Rb[b * n + i];
+                mag[b * nin + l->index * n + i] += fabs((double)R[b * n + i]);
+            }
+        return 0;
+    case LRP_LAYER_EMBEDDING: {
+        int64_t T = l->shape.d[0], F = l->shape.d[1];
+        for (int64_t bt = 0; bt < B * T; bt++) {
+            double s = 0, a = 0, e = 0;
+            for (int64_t f = 0; f < F; f++) {
+                s += (double)R[bt * F + f];
+                a += fabs((double)R[bt * F + f]);
+                e += Rb[bt * F + f];
+            }
+            bnd[bt] += e + (double)F * a;
+            mag[bt] += fabs(s);
+        }
+        return 0;
+    }
+    case LRP_LAYER_MHA: {
+        int64_t T = l->shape.d[0], F = l->shape.d[1];
+        for (int64_t b = 0; b < B; b++) {
+            mha64 m;
+            memset(&m, 0, sizeof m);
+            m.T = T, m.F = F, m.H = l->heads, m.d = F / l->heads, m.c = (double)l->scale;
+            const float *x = g->act[in] + b * nin;
+            const double *Ax = g->A[in] + b * nin;
+            /* the forward bound of y, recomputed */
+            double *Ay = malloc((size_t)(T * F) * sizeof *Ay);
+            const float *pad = l->use_padding_mask ? net->key_padding_mask + b * T : NULL;
+            if (!Ay || mha64_fwd(&m, l, x, Ax, pad)) {
+                free(Ay);
+                mha64_free(&m);
+                return -1;
+            }
+            for (int64_t t = 0; t < T; t++)
+                for (int64_t o = 0; o < F; o++) {
+                    double ga = 0, e = 0, bj = l->has_bias ? (double)l->b2[o] : 0;
+                    for (int64_t i = 0; i < F; i++) {
+                        double w = (double)l->w2[o * F + i];
+                        ga += fabs(m.O[t * F + i] * w);
+                        e += fabs(w) * m.EO[t * F + i];
+                    }
+                    Ay[t * F + o] = (double)(F + 1) * (ga + fabs(bj)) + e;
+                }
+            int rc = mha64_bwd(&m, l, x, Ax, g->act[g->li] + b * n, Ay, R + b * n, Rb + b * n,
+                               bnd + b * nin, cnd + b * nin, mag + b * nin);
+            free(Ay);
+            mha64_free(&m);
+            if (rc)
+                return -1;
+        }
+        return 0;
+    }
+    default: LRP_ASSERT(0);
+    }
+    return -1;
+}
