@@ -326,7 +326,8 @@ static void test_progress_silent_in_logs(void **state)
 }
 
 /* --progress: one line per phase with the file and the elapsed time, and a
- * closing line; check has six phases, compare four (no float32 runs). */
+ * closing line; check has seven phases, compare five (no float32 runs), with
+ * the rule identification a small net gets by default. */
 static void test_progress_when_asked(void **state)
 {
     (void)state;
@@ -334,19 +335,27 @@ static void test_progress_when_asked(void **state)
     int rc = run_cli(NULL, ca);
     if (rc != 0 && rc != 1)
         fail_msg("check --progress: exit %d: %s", rc, err);
+    /* the small net gets the rule identification by default: a 7th phase */
     const char *want[] = {"self-proof", "reference p=128", "float32 fast path", "gauge and verdicts",
-                          "float32 layers alone", "trace-local reference", "done in"};
+                          "float32 layers alone", "other conventions' references",
+                          "trace-local reference", "done in"};
     for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
         if (!strstr(err, want[k]))
             fail_msg("check --progress: no '%s' in stderr:\n%s", want[k], err);
-    if (!strstr(err, "small.h5") || !strstr(err, "elapsed") || !strstr(err, "(6/6)"))
+    if (!strstr(err, "small.h5") || !strstr(err, "elapsed") || !strstr(err, "(7/7)"))
         fail_msg("check --progress: file, elapsed time or phase count missing:\n%s", err);
+    const char *cn[] = {"check", "--progress", "--no-identify", small, NULL};
+    rc = run_cli(NULL, cn);
+    if (rc != 0 && rc != 1)
+        fail_msg("check --progress --no-identify: exit %d: %s", rc, err);
+    if (!strstr(err, "(6/6)") || strstr(err, "other conventions"))
+        fail_msg("check --progress --no-identify: want 6 phases:\n%s", err);
     const char *pa[] = {"compare", small, "--source", "fastpath", "--progress", NULL};
     rc = run_cli(NULL, pa);
     if (rc != 0 && rc != 1)
         fail_msg("compare --progress: exit %d: %s", rc, err);
-    if (!strstr(err, "(4/4)") || !strstr(err, "trace-local reference") || strstr(err, "float32"))
-        fail_msg("compare --progress: want 4 phases, no float32 run:\n%s", err);
+    if (!strstr(err, "(5/5)") || !strstr(err, "trace-local reference") || strstr(err, "float32"))
+        fail_msg("compare --progress: want 5 phases, no float32 run:\n%s", err);
 }
 
 /* fast --trace-only: OUT holds the trace alone and names the fixture; it

@@ -114,6 +114,8 @@ unsigned char *tu_read_file(const char *path, size_t *len)
         buf = NULL;
         goto done;
     }
+    if (buf)
+        buf[n] = 0; /* callers may read it as a string */
     *len = (size_t)n;
 done:
     fclose(f);
