@@ -1179,8 +1179,11 @@ typedef struct ab_term {
 } ab_term;
 
 static void ab_split(ctx *c, const ab_term *t, int nt, double R, double Rb, double Rc,
-                     double Rbs, double Rcs, const lrp_rule_spec *rs)
+                     double Rbs, double Rcs, const lrp_rule_spec *rs, double *share0)
 {
+    /* share0 (may be NULL): |share| summand 0 receives, over both parts */
+    if (share0)
+        *share0 = 0;
     const int sharp = c->lam > 0;
     const double coef[2] = {(double)rs->alpha, (double)rs->beta};
     for (int p = 0; p < 2; p++) {
@@ -1227,6 +1230,13 @@ static void ab_split(ctx *c, const ab_term *t, int nt, double R, double Rb, doub
             }
             prop_sharp ps = {t[k].As, sqrt(sAs2), mag, (double)ny, Rbs, Rcs};
             prop_cell(c, in, i, t[k].v, t[k].A, den, Dy, Gy, R, Rb, Rc, rs, coef[p], &ps);
+            if (share0 && k == 0) {
+                double sg = stab_sign(rs->stab, den), st = den;
+                if (sg != 2 && rs->eps != 0 && sg != 0)
+                    st = den + sg * (double)rs->eps;
+                if (sg != 2 && st != 0)
+                    *share0 += coef[p] * fabs(t[k].v * R / st);
+            }
             if (amb_max > 0) {
                 /* the ambiguous summands' errors against the part's size */
                 c->cd[in][i] = fmax(c->cd[in][i], U32 * Dy / mag);
@@ -1479,16 +1489,19 @@ static int backward_bounds(ctx *c)
                 /* summands: w x (coefficient ~2.5u, product: 4 |w x| beside
                  * the propagated |w| A), and the shift t = beta - w mu
                  * (float32, may cancel: 4 (|beta| + |w mu|)), or under
-                 * bn_fine -w mu (4 |w mu|) and beta (exact binary32); the
-                 * sharp tier counts the coefficient's rounding per cell as
-                 * the rigorous one does (shared by the channel: see below) */
+                 * bn_fine -w mu (4 |w mu|) and beta (exact binary32).  The
+                 * channel's float32 coefficient (relative error <= 2.5u) is
+                 * shared by its cells: as in the proportional case below,
+                 * its effect on the layer total adds linearly over the
+                 * channel (2.5u of each input share), counted in the sharp
+                 * total once per channel */
                 int fine = (l->rule.flags & LRP_F_BN_FINE) != 0;
                 for (int64_t b = 0; b < B; b++)
                     for (int64_t ch = 0; ch < C; ch++) {
                         double w, sh;
                         bn_affine(l, ch, &w, &sh);
                         double wmu = w * (double)l->bn_mean[ch], be = (double)l->bn_beta[ch];
-                        double shg = fabs(be) + fabs(wmu);
+                        double shg = fabs(be) + fabs(wmu), Lc = 0;
                         for (int64_t k = 0; k < hw; k++) {
                             int64_t i = b * n + ch * hw + k;
                             double xk = w * (double)c->act[in0][i];
@@ -1502,9 +1515,13 @@ static int backward_bounds(ctx *c)
                             } else {
                                 t[1] = (ab_term){sh, 4 * shg, SH(4 * shg), -1, 0};
                             }
+                            double sh0 = 0;
                             ab_split(c, t, fine ? 3 : 2, R[i], Rb[i], c->cd[li][i], SH(Rbs[i]),
-                                     SH(Rcs[i]), &l->rule);
+                                     SH(Rcs[i]), &l->rule, &sh0);
+                            Lc += 2.5 * sh0;
                         }
+                        if (c->lam > 0 && Rbs)
+                            c->tq[in0] += Lc * Lc;
                     }
                 break;
             }
@@ -1570,7 +1587,7 @@ static int backward_bounds(ctx *c)
                                          SH(c->As[in][i]), in, i};
                     }
                     ab_split(c, t, l->n_in, R[i], Rb[i], c->cd[li][i], SH(Rbs[i]), SH(Rcs[i]),
-                             &l->rule);
+                             &l->rule, NULL);
                 }
                 break;
             }
