@@ -1004,7 +1004,7 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
          * Measured: the fast path's own trace of mobilenet under
          * EpsilonAlpha2Beta1 with signbit (dw2's empty alpha-beta parts), 35
          * cells of pw1_relu, all +0 for -0, about half of each kind. */
-        int64_t zs = 0, first = -1, zp = 0;
+        int64_t zs = 0, first = -1, zp = 0, zl = 0;
         const float *ai = J->act ? J->act[i] : NULL;
         const lrp_rule_spec *rr = &net->layers[rule_layer].rule;
         int two_part = (rr->rule == LRP_RULE_ALPHABETA && rr->beta != 0) || nt >= 2;
@@ -1019,9 +1019,37 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
                     zp++;
                     continue;
                 }
+                /* a_i = 0 under a one-part rule: R_i is the reference's sum
+                 * over j of the zero products a_i w_ij s_j (-0 iff all are
+                 * -0), or a_i c_i with c_i = sum_j w_ij s_j as a gradient-form
+                 * implementation computes it (the sign of a_i times c_i's).
+                 * Where a unit with a nonzero denominator carries relevance
+                 * and no zero-denominator unit does, c_i is (in general) a
+                 * nonzero sum that no stabilizer's direction decided: both
+                 * signs are valid evaluations.  Where a zero-denominator unit
+                 * carries relevance, its s_j = R_j / (+-eps) dominates c_i and
+                 * the sign reveals the stabilizer's direction: FAIL stays;
+                 * so it does where every term is zero (the wrong-stabilizer
+                 * mutant of tests/test_verdicts.c). */
+                uint8_t cf = GL.cflags[i][k];
+                if (a == 0.0f && !two_part && (cf & LRP_CELL_LIVE_TERM) &&
+                    !(cf & LRP_CELL_ZDEN_LIVE)) {
+                    zl++;
+                    continue;
+                }
                 if (zs++ == 0)
                     first = k;
             }
+        if (zl) {
+            append(lr->why, sizeof lr->why,
+                   "%s%lld zero cells of a zero activation differ in sign from the reference's "
+                   "where no zero denominator carrying relevance decides it (the sign of a_i "
+                   "times a nonzero sum, or the reference's sum of zero products: the "
+                   "evaluation order's choice under signbit)",
+                   lr->why[0] ? "; " : "", (long long)zl);
+            if (v < LRP_V_ILL_CONDITIONED)
+                v = LRP_V_ILL_CONDITIONED;
+        }
         if (zp) {
             append(lr->why, sizeof lr->why,
                    "%s%lld zero cells drawing on a zero denominator differ in sign from the "

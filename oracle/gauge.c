@@ -938,6 +938,8 @@ static int linear_backward(ctx *c, int li)
                 cjv[j] = fmax(U32 * kap[j], Rc[b * n + j]);
                 flv[j] = und[j] ? LRP_CELL_UNDEFINED | LRP_CELL_ZERO_DEN
                                 : (den[j] == 0 ? LRP_CELL_ZERO_DEN : 0);
+                if (R[b * n + j] != 0.0f)
+                    flv[j] |= den[j] == 0 ? LRP_CELL_ZDEN_LIVE : LRP_CELL_LIVE_TERM;
                 if (sharp)
                     csv[j] = fmax(U32 * ks[j], Rcs[b * n + j]);
             }

@@ -30,6 +30,14 @@ enum {
     LRP_CELL_UNDEFINED = 1u << 1,  /* depends on a zero denominator with no
                                       stabilizer: mathematically undefined */
     LRP_CELL_ZERO_DEN = 1u << 2,   /* a contributing den_j is exactly zero */
+    /* linear layers (Dense/Conv2D), by connectivity: a contributing unit j
+     * carries relevance R_j != 0 (the gauge's R: the reference's end to
+     * end, the subject's locally) with den_j exactly zero (ZDEN_LIVE) or
+     * not (LIVE_TERM).  They tell the oracle whether a zero cell's sign
+     * could have been decided by a zero denominator's stabilizer
+     * (oracle/check.c, sign of zero). */
+    LRP_CELL_ZDEN_LIVE = 1u << 3,
+    LRP_CELL_LIVE_TERM = 1u << 4,
 };
 
 /* One row of the tolerance table (oracle/tolerance.c). */

@@ -188,6 +188,64 @@ static void test_wrong_stabilizer_sign_fails(void **state)
     lrp_net_free(net);
 }
 
+/* input (4) of +0 -> fc1 (3 units) -> fc2 (2 units), epsilon with signbit.
+ * fc1 unit 0 has negative weights only and bias +0: its denominator is an
+ * exact zero (-0 products plus +0) and it carries no relevance; units 1 and
+ * 2 live on their biases.  R_i at the input is a zero of the activation
+ * +0: the reference sums the zero products x_i w_ij s_j (-0 iff all are -0),
+ * our fast path forms x_i c_i with c_i = sum_j w_ij s_j (nonzero, from units
+ * 1 and 2).  Both are valid; their signs differ on 3 of the 4 cells. */
+static lrp_net *zero_row_net(void)
+{
+    lrp_net *net = lrp_net_new();
+    assert_non_null(net);
+    lrp_builder b;
+    lrp_err e = {0};
+    lrp_build_begin(&b, net, 18, &e);
+    int x = lrp_build_input(&b, "input", 1, 4, 0, 0);
+    int f1 = lrp_build_dense(&b, "fc1", x, 3, 1);
+    int f2 = lrp_build_dense(&b, "fc2", f1, 2, 1);
+    if (lrp_build_finish(&b, 1) != LRP_OK)
+        fail_msg("build: %s", e.msg);
+    static const float w1[12] = {-0.5f, -1.25f, -0.75f, -2.0f, 0.5f, -1.0f, 1.5f,
+                                 -0.25f, -1.5f, 0.75f, 1.0f, -0.5f};
+    static const float w2[6] = {1.0f, -0.5f, 0.75f, -1.25f, 0.5f, 1.0f};
+    for (int i = 0; i < 4; i++)
+        net->input[i] = 0.0f;
+    memcpy(net->layers[f1].w, w1, sizeof w1);
+    memcpy(net->layers[f2].w, w2, sizeof w2);
+    net->layers[f1].b[0] = 0.0f;
+    net->layers[f1].b[1] = 0.5f;
+    net->layers[f1].b[2] = -0.25f;
+    net->layers[f2].b[0] = 0.125f;
+    net->layers[f2].b[1] = -0.375f;
+    lrp_rule_spec r = lrp_rule_default(LRP_RULE_EPSILON);
+    r.eps = 0x1p-10f;
+    r.stab = LRP_STAB_SIGNBIT;
+    lrp_rule_apply_all(net, &r);
+    if (lrp_net_infer(net, "test_verdicts", &e) != LRP_OK)
+        fail_msg("infer: %s", e.msg);
+    return net;
+}
+
+static void test_zero_activation_sign_is_evaluation_choice(void **state)
+{
+    (void)state;
+    /* our own fast path's trace (a_i c_i) must not FAIL on the sign of the
+     * zero cells (a false alarm found by hand in December 2026: FAIL "the
+     * stabilizer's sign is wrong" though both stabilizers were +eps) */
+    lrp_net *net = zero_row_net();
+    lrp_run_report rep;
+    lrp_verdict v = judge(&rep, net, NULL);
+    assert_true(v == LRP_V_PASS || v == LRP_V_ILL_CONDITIONED);
+    lrp_run_report_free(&rep);
+    /* and the reference's own trace passes */
+    reference_trace(net, "right");
+    assert_int_equal(judge(&rep, net, "right"), LRP_V_PASS);
+    lrp_run_report_free(&rep);
+    lrp_net_free(net);
+}
+
 static lrp_net *fixture(const char *name)
 {
     lrp_net *net = NULL;
@@ -254,6 +312,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_two_tiers),
         cmocka_unit_test(test_wrong_stabilizer_sign_fails),
+        cmocka_unit_test(test_zero_activation_sign_is_evaluation_choice),
         cmocka_unit_test(test_wrong_forward_fails),
         cmocka_unit_test(test_partial_and_empty_traces),
     };
