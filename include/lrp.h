@@ -500,6 +500,9 @@ typedef struct lrp_judge_opts {
     int strict;      /* 1: a layer with more than max_ill ill-conditioned
                         cells fails */
     double max_ill;  /* 0: 0.01 */
+    int identify;    /* which rules computed the trace (lrp-oracle --identify):
+                        0: automatic (on up to 2e7 multiply-accumulates a
+                        batch), 1: on, -1: off */
 } lrp_judge_opts;
 
 /* Judges trace `source` of net against the MPFR reference computed under
@@ -536,6 +539,12 @@ const char *lrp_judgement_origin(const lrp_judgement *j);
  * layer, unit and reason that produced it; may be NULL args), or 0. */
 int lrp_judgement_first_nonfinite(const lrp_judgement *j, int *layer, int64_t *cell,
                                   const char **cause);
+/* Rule identification (lrp_judge_opts.identify): -1 when it did not run,
+ * 0 when the trace sits on the stated rules, 1 when it sits on another
+ * convention or variant (the judgement is then SUSPECT or worse).  *closest
+ * (may be NULL) names the closest alternative ("convention 'zero_only'",
+ * ...; "" when none told apart), *text (may be NULL) the report's line. */
+int lrp_judgement_identified(const lrp_judgement *j, const char **closest, const char **text);
 /* Writes the judgement as the JSON report of lrp-oracle check --json. */
 lrp_status lrp_judgement_write_json(const lrp_judgement *j, const char *path, lrp_err *err);
 

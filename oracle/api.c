@@ -133,6 +133,8 @@ lrp_status lrp_judge(lrp_judgement **out, const lrp_net *net, const char *source
         co.strict = opts->strict;
         if (opts->max_ill > 0)
             co.max_ill = opts->max_ill;
+        if (opts->identify)
+            co.identify = opts->identify > 0 ? 1 : 0;
     }
     if (co.prec < MPFR_PREC_MIN || co.prec > 1 << 20)
         return lrp_err_set(err, LRP_E_USAGE, "lrp_judge: precision %d out of range", co.prec);
@@ -167,6 +169,17 @@ lrp_status lrp_judge(lrp_judgement **out, const lrp_net *net, const char *source
     }
     *out = j;
     return LRP_OK;
+}
+
+int lrp_judgement_identified(const lrp_judgement *j, const char **closest, const char **text)
+{
+    if (closest)
+        *closest = j ? j->rep.ident_best : "";
+    if (text)
+        *text = j ? j->rep.ident : "";
+    if (!j || !j->rep.ident_ran)
+        return -1;
+    return j->rep.ident_flagged ? 1 : 0;
 }
 
 void lrp_judgement_free(lrp_judgement *j)

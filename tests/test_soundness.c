@@ -896,6 +896,30 @@ static void test_mutant_stab_zero_only_mlp_identified(void **state)
     assert_true(ran);
     if (!ok || flagged)
         fail_msg("the clean mlp trace was not identified as its own convention: a false alarm");
+
+    /* the same through the public API (lrp_judge_opts.identify) */
+    lrp_judge_opts jo = {0};
+    jo.no_proof = 1;
+    jo.identify = 1;
+    lrp_judgement *jm = NULL, *jc = NULL, *joff = NULL;
+    lrp_err e = {0};
+    assert_int_equal(lrp_judge(&jm, net, "float32-zero_only", &jo, &e), LRP_OK);
+    assert_int_equal(lrp_judge(&jc, net, "clean", &jo, &e), LRP_OK);
+    jo.identify = -1;
+    assert_int_equal(lrp_judge(&joff, net, "float32-zero_only", &jo, &e), LRP_OK);
+    const char *closest = NULL, *text = NULL;
+    assert_int_equal(lrp_judgement_identified(jm, &closest, &text), 1);
+    assert_string_equal(closest, "convention 'zero_only'");
+    assert_non_null(strstr(text, "zero_only"));
+    assert_false(lrp_judgement_ok(jm));
+    assert_int_equal(lrp_judgement_identified(jc, NULL, NULL), 0);
+    assert_true(lrp_judgement_ok(jc));
+    /* off: the bounds alone pass the mutant (the limit identification lifts) */
+    assert_int_equal(lrp_judgement_identified(joff, NULL, NULL), -1);
+    assert_true(lrp_judgement_ok(joff));
+    lrp_judgement_free(jm);
+    lrp_judgement_free(jc);
+    lrp_judgement_free(joff);
     free_layers(clean, net->n_layers);
     free_layers(mut, net->n_layers);
     lrp_net_free(net);
