@@ -3,18 +3,27 @@
  * times binary32 weights, accumulated exactly in 128-bit integer bins.
  *
  * A tensor of p-bit values is rewritten once (lrp_ref_fx_build) on a grid
- * of 32-bit digits shared by the whole tensor:
- *     v = sign * sum_d dig[d] * 2^(32 (lev + d)) * 2^base,   dig[d] < 2^32,
- * (p = 128: at most 5 digits).  A binary32 weight w = m * 2^(E - 150)
- * (m < 2^24, E the biased exponent, 1 for subnormals) is rewritten as
- *     w = W * 2^(32 bw - 160),  W = m << ((E + 10) mod 32) < 2^55,
- *     bw = (E + 10) / 32 in [0, 8].
- * So dig[d] * W (< 2^87, one 64x64->128 multiply) sits exactly at
- * 32-bit position lev + d + bw: it is added to the 128-bit bin of that key.
- * 2^40 such products fit a bin, far more than any fan-in.  At the end the
- * bins are split into 32-bit cells, carries propagated, and the exact
+ * of 16-bit units shared by the whole tensor, in 48-bit digits:
+ *     v = sign * sum_d dig[d] * 2^(16 (lev + 3 d)) * 2^base,  dig[d] < 2^48,
+ * (p = 128: at most 3 digits; p + 64 = 192: at most 5).  A binary32 weight
+ * w = m * 2^(E - 150) (m < 2^24, E the biased exponent, 1 for subnormals)
+ * is rewritten as
+ *     w = W * 2^(16 bw - 160),  W = m << ((E + 10) mod 16) < 2^39,
+ *     bw = (E + 10) / 16 in [0, 16].
+ * So dig[d] * W (|.| < 2^87, one signed 64x64->128 multiply) sits exactly
+ * at unit position lev + 3 d + bw: it is added to the 128-bit bin of that
+ * key.  A bin holds 2^40 such products; the accumulator folds its bins
+ * (each bin's bits above 48 carried three units up) before 2^30 adds
+ * (lrp_ref_fx_fold_at), more than any fan-in.  At the end the
+ * bins are split into 16-bit cells, carries propagated, and the exact
  * integer rounded once by MPFR.  Two banks of bins (alternating by tap)
  * keep consecutive adds to the same key from waiting on each other.
+ *
+ * Until December 2026 the grid was 32-bit digits with W < 2^55: 5 digits a
+ * p = 128 value and 7 at p + 64.  A finer weight grid (16 bits: W < 2^39)
+ * leaves room for 48-bit digits in the same product size.  (64-bit digits
+ * with an unsigned multiply and the sign applied after it measured slower:
+ * the sign of each product is unpredictable.)
  *
  * Everything is integer arithmetic, so the result is the exact sum
  * (checked against the exact-product + mpfr_sum kernel in the tests, bit
@@ -28,12 +37,25 @@
 _Static_assert(GMP_NUMB_BITS == 64 && sizeof(mp_limb_t) == 8, "64-bit GMP limbs");
 
 #define BANKS 2
+#define DSTEP 3     /* a 48-bit digit spans 3 units of 16 bits */
+#define DBITS 48
+/* a weight as one int64: W * 32 + bw (W signed, |W| < 2^39, bw <= 16) */
+#define WPACK(W, bw) ((int64_t)((uint64_t)(W) << 5) | (int64_t)(bw))
+#define WVAL(p) ((p) >> 5) /* arithmetic */
+#define WBW(p) ((int)((p) & 31))
+/* a value's metadata as one uint32: lev * 256 + neg * 128 + digit count */
+#define MPACK(lev, neg, cnt) (((uint32_t)(lev) << 8) | ((uint32_t)(neg) << 7) | (uint32_t)(cnt))
+#define BW_MAX 16   /* (254 + 10) / 16 */
+#define KEY_SLACK (BW_MAX + DSTEP + 4)
+
+/* adds between folds: products < 2^87 in bins of 2^127 */
+int lrp_ref_fx_fold_at = 1 << 30;
+/* a fold carries from the bins beyond +-2^lrp_ref_fx_fold_bits */
+int lrp_ref_fx_fold_bits = 100;
 
 void lrp_ref_fx_free(ref_fx *f)
 {
-    free(f->lev);
-    free(f->cnt);
-    free(f->neg);
+    free(f->meta);
     free(f->dig);
     memset(f, 0, sizeof *f);
 }
@@ -58,24 +80,23 @@ int lrp_ref_fx_build(ref_fx *f, mpfr_srcptr v, int64_t n)
             maxlsb = lsb;
         have = 1;
     }
-    if (2 * nl + 1 > 64)
-        return 0; /* p > 1984: digits buffer below; slow path */
-    long base = minlsb >= 0 ? minlsb / 32 * 32 : -((-minlsb + 31) / 32) * 32;
+    int ndig = (64 * nl + 15 + DBITS - 1) / DBITS;
+    if (ndig > 60)
+        return 0; /* p > 2800: digits buffer below; slow path */
+    long base = minlsb >= 0 ? minlsb / 16 * 16 : -((-minlsb + 15) / 16) * 16;
     f->n = n;
-    f->nd = 2 * nl + 1;
+    f->nd = ndig;
     f->base = base;
-    if (have && (maxlsb - base) / 32 + f->nd > (1 << 14))
+    if (have && (maxlsb - base) / 16 + DSTEP * f->nd > (1 << 15))
         return 0; /* values spread over > 2^19 bits: slow path */
-    f->nlev = have ? (int)((maxlsb - base) / 32) + f->nd : f->nd;
-    f->lev = calloc((size_t)n + 1, sizeof *f->lev);
-    f->cnt = calloc((size_t)n + 1, 1);
-    f->neg = calloc((size_t)n + 1, 1);
+    f->nlev = have ? (int)((maxlsb - base) / 16) + DSTEP * f->nd : DSTEP * f->nd;
+    f->meta = calloc((size_t)n + 1, sizeof *f->meta);
     f->dig = calloc((size_t)(n * f->nd + 1), sizeof *f->dig);
-    if (!f->lev || !f->cnt || !f->neg || !f->dig) {
+    if (!f->meta || !f->dig) {
         lrp_ref_fx_free(f);
         return 0;
     }
-    uint32_t tmp[64];
+    uint64_t sh[64], tmp[64];
     for (int64_t i = 0; i < n; i++) {
         mpfr_srcptr x = v + i;
         if (!mpfr_regular_p(x))
@@ -84,29 +105,31 @@ int lrp_ref_fx_build(ref_fx *f, mpfr_srcptr v, int64_t n)
         const mp_limb_t *M = mpfr_custom_get_significand(x);
         long lsb = (long)mpfr_get_exp(x) - 64L * l;
         long r = lsb - base;
-        int lev = (int)(r >> 5), s = (int)(r & 31);
-        /* M << s as 32-bit digits, little endian */
-        int nd = 2 * l + 1;
-        uint32_t carry = 0;
+        int lev = (int)(r >> 4), s = (int)(r & 15);
+        /* M << s as 64-bit words, then as 48-bit digits, little endian */
+        int nd = (64 * l + 15 + DBITS - 1) / DBITS;
+        uint64_t carry = 0;
         for (int k = 0; k < l; k++) {
             uint64_t limb = M[k];
-            uint32_t lo = (uint32_t)limb, hi = (uint32_t)(limb >> 32);
-            uint64_t a = ((uint64_t)lo << s) | carry;
-            tmp[2 * k] = (uint32_t)a;
-            uint64_t b = ((uint64_t)hi << s) | (a >> 32);
-            tmp[2 * k + 1] = (uint32_t)b;
-            carry = (uint32_t)(b >> 32);
+            sh[k] = (limb << s) | carry;
+            carry = s ? limb >> (64 - s) : 0;
         }
-        tmp[2 * l] = carry;
+        sh[l] = carry;
+        sh[l + 1] = 0;
+        for (int d = 0; d < nd; d++) {
+            int bit = DBITS * d, w = bit >> 6, o = bit & 63;
+            uint64_t lo64 = sh[w] >> o;
+            if (o > 64 - DBITS)
+                lo64 |= sh[w + 1] << (64 - o);
+            tmp[d] = lo64 & ((UINT64_C(1) << DBITS) - 1);
+        }
         int lo = 0, hi = nd - 1;
         while (lo < nd && tmp[lo] == 0)
             lo++;
         while (hi > lo && tmp[hi] == 0)
             hi--;
-        f->lev[i] = lev + lo;
-        f->cnt[i] = (uint8_t)(hi - lo + 1);
-        f->neg[i] = mpfr_signbit(x) != 0;
-        memcpy(f->dig + i * f->nd, tmp + lo, (size_t)(hi - lo + 1) * sizeof(uint32_t));
+        f->meta[i] = MPACK(lev + DSTEP * lo, mpfr_signbit(x) != 0, hi - lo + 1);
+        memcpy(f->dig + i * f->nd, tmp + lo, (size_t)(hi - lo + 1) * sizeof(uint64_t));
     }
     return 1;
 }
@@ -116,9 +139,9 @@ ref_fxacc *lrp_ref_fxacc_new(int nkeys)
     ref_fxacc *a = calloc(1, sizeof *a);
     if (!a)
         return NULL;
-    a->nk = nkeys + 9; /* + bw <= 8 */
+    a->nk = nkeys + KEY_SLACK;
     a->bin = calloc((size_t)a->nk * BANKS, sizeof *a->bin);
-    a->cell = calloc((size_t)a->nk + 8, sizeof *a->cell);
+    a->cell = calloc((size_t)a->nk + 16, sizeof *a->cell);
     if (!a->bin || !a->cell) {
         lrp_ref_fxacc_free(a);
         return NULL;
@@ -145,9 +168,36 @@ void lrp_ref_fxacc_clear(ref_fxacc *a)
                    (size_t)(a->hi - a->lo + 1) * sizeof *a->bin);
     a->lo = a->nk;
     a->hi = -1;
+    a->adds = 0;
 }
 
-void lrp_ref_fx_weights(int64_t *wd, uint8_t *wb, const float *w32, int64_t n)
+/* Keeps every bin's magnitude far below 2^127: a bin beyond +-2^100 (the
+ * tests lower it to 2^70 to exercise this on small nets) keeps its low 48
+ * bits (as a non-negative value) and hands the rest, an exact multiple of
+ * 2^48 = 3 units, to the bin three keys up.  Bins above the products' keys
+ * only ever receive such carries (< 2^79 each), so they never need folding
+ * themselves; KEY_SLACK leaves them room. */
+static void fold(ref_fxacc *A)
+{
+    const __int128 big = (__int128)1 << lrp_ref_fx_fold_bits;
+    int hi = A->hi;
+    for (int b = 0; b < BANKS; b++) {
+        __int128 *bin = A->bin + (size_t)b * A->nk;
+        for (int k = A->lo; k <= hi; k++) {
+            __int128 v = bin[k];
+            if (v > big || v < -big) {
+                __int128 low = (__int128)((uint64_t)v & ((UINT64_C(1) << DBITS) - 1));
+                bin[k] = low;
+                bin[k + DSTEP] += (v - low) / ((__int128)1 << DBITS); /* exact */
+                if (k + DSTEP > A->hi)
+                    A->hi = k + DSTEP;
+            }
+        }
+    }
+    A->adds = 0;
+}
+
+void lrp_ref_fx_weights(int64_t *wd, const float *w32, int64_t n)
 {
     for (int64_t k = 0; k < n; k++) {
         uint32_t u;
@@ -159,10 +209,20 @@ void lrp_ref_fx_weights(int64_t *wd, uint8_t *wb, const float *w32, int64_t n)
         else
             E = 1;
         unsigned t = E + 10;
-        int64_t W = (int64_t)(m << (t & 31));
-        wd[k] = (u >> 31) ? -W : W; /* +-0 gives 0 */
-        wb[k] = (uint8_t)(t >> 5);
+        int64_t W = (int64_t)(m << (t & 15));
+        if (!W)
+            wd[k] = 0; /* +-0: no product, whatever bw */
+        else
+            wd[k] = WPACK((u >> 31) ? -W : W, t >> 4);
     }
+}
+
+/* bin += W * d (W signed with the product's sign, |W| < 2^39; d < 2^48):
+ * one signed 64x64->128 multiply, no branch on the sign */
+static inline __attribute__((always_inline)) void madd(__int128 *restrict bin, int64_t W,
+                                                       uint64_t d)
+{
+    *bin += (__int128)W * (int64_t)d;
 }
 
 /* The common cases (inputs as they are, signed products; weights as they
@@ -173,18 +233,18 @@ void lrp_ref_fx_weights(int64_t *wd, uint8_t *wb, const float *w32, int64_t n)
 static inline __attribute__((always_inline)) void
 dot_plain(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *restrict ii,
           const int64_t *restrict ww, int64_t cnt, const int64_t *restrict wd,
-          const uint8_t *restrict wbk, const int wsel, const uint8_t *restrict flip)
+          const int wsel, const uint8_t *restrict flip)
 {
-    const uint8_t *restrict fc = f->cnt, *restrict fn = f->neg;
-    const int32_t *restrict fl = f->lev;
-    const uint32_t *restrict fd = f->dig;
+    const uint32_t *restrict fm = f->meta;
+    const uint64_t *restrict fd = f->dig;
     const int64_t nd = f->nd;
     __int128 *const b0 = A->bin, *const b1 = A->bin + A->nk;
     int lo = A->lo, hi = A->hi;
     for (int64_t q = 0; q < cnt; q++) {
         const int64_t i = off + ii[q], k = ww[q];
-        const int c = fc[i];
-        int64_t W = wd[k];
+        const uint32_t mt = fm[i];
+        const int c = (int)(mt & 127);
+        const int64_t Wp = wd[k], W = WVAL(Wp);
         if ((c == 0) | (W == 0))
             continue;
         if (wsel) {
@@ -193,66 +253,48 @@ dot_plain(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *restrict ii
             if ((wsel > 0) == wneg)
                 continue;
         }
-        const int64_t sg = -(int64_t)fn[i];
-        W = (W ^ sg) - sg;
-        const int key = fl[i] + wbk[k];
+        const int64_t sg = -(int64_t)((mt >> 7) & 1);
+        const int64_t Ws = (W ^ sg) - sg;
+        const int key = (int)(mt >> 8) + WBW(Wp);
         __int128 *restrict bin = ((q & 1) ? b1 : b0) + key;
-        const uint32_t *restrict dg = fd + i * nd;
-        const __int128 Wl = W;
+        const uint64_t *restrict dg = fd + i * nd;
         switch (c) {
         default:
-            for (int d = c - 1; d >= 5; d--)
-                bin[d] += Wl * dg[d];
-            /* fall through */
-        case 5:
-            bin[4] += Wl * dg[4];
+            for (int d = c - 1; d >= 4; d--)
+                madd(bin + DSTEP * d, Ws, dg[d]);
             /* fall through */
         case 4:
-            bin[3] += Wl * dg[3];
+            madd(bin + 3 * DSTEP, Ws, dg[3]);
             /* fall through */
         case 3:
-            bin[2] += Wl * dg[2];
+            madd(bin + 2 * DSTEP, Ws, dg[2]);
             /* fall through */
         case 2:
-            bin[1] += Wl * dg[1];
+            madd(bin + DSTEP, Ws, dg[1]);
             /* fall through */
         case 1:
-            bin[0] += Wl * dg[0];
+            madd(bin, Ws, dg[0]);
         }
         lo = key < lo ? key : lo;
-        hi = key + c - 1 > hi ? key + c - 1 : hi;
+        hi = key + DSTEP * (c - 1) > hi ? key + DSTEP * (c - 1) : hi;
     }
     A->lo = lo;
     A->hi = hi;
 }
 
-void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
-                       const int64_t *ww, int64_t cnt, const int64_t *wd, const uint8_t *wbk,
-                       int wmod, int xsel, int absval, const uint8_t *flip)
+static void dot_general(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
+                        const int64_t *ww, int64_t cnt, const int64_t *wd, int wmod, int xsel,
+                        int absval, const uint8_t *flip)
 {
-    _Static_assert(BANKS == 2, "dot_plain alternates two banks");
-    if (!xsel && !absval) {
-        if (wmod == LRP_WM_ID)
-            dot_plain(A, f, off, ii, ww, cnt, wd, wbk, 0, NULL);
-        else if (wmod == LRP_WM_POS && flip)
-            dot_plain(A, f, off, ii, ww, cnt, wd, wbk, 1, flip);
-        else if (wmod == LRP_WM_POS)
-            dot_plain(A, f, off, ii, ww, cnt, wd, wbk, 1, NULL);
-        else if (wmod == LRP_WM_NEG)
-            dot_plain(A, f, off, ii, ww, cnt, wd, wbk, -1, flip);
-        else
-            goto general;
-        return;
-    }
-general:;
     int lo = A->lo, hi = A->hi, nd = f->nd;
     for (int64_t q = 0; q < cnt; q++) {
         int64_t i = off + ii[q];
-        int c = f->cnt[i];
-        int64_t W = wd[ww[q]];
+        uint32_t mt = f->meta[i];
+        int c = (int)(mt & 127), xneg = (int)((mt >> 7) & 1);
+        int64_t Wp = wd[ww[q]], W = WVAL(Wp);
         if (!c || !W)
             continue;
-        if (xsel && (f->neg[i] != (xsel < 0)))
+        if (xsel && (xneg != (xsel < 0)))
             continue;
         if (wmod != LRP_WM_ID) {
             /* sign of the effective weight (flip: wscale < 0 for this v) */
@@ -260,18 +302,46 @@ general:;
             if ((wmod == LRP_WM_POS) == wneg)
                 continue;
         }
-        int64_t sg = absval ? -(int64_t)(W < 0) : -(int64_t)f->neg[i]; /* 0 or -1 */
-        W = (W ^ sg) - sg;
-        int key = f->lev[i] + wbk[ww[q]];
+        int64_t sg = absval ? -(int64_t)(W < 0) : -(int64_t)xneg; /* 0 or -1 */
+        int64_t Ws = (W ^ sg) - sg;
+        int key = (int)(mt >> 8) + WBW(Wp);
         __int128 *bin = A->bin + (size_t)(q & (BANKS - 1)) * A->nk + key;
-        const uint32_t *dg = f->dig + i * nd;
+        const uint64_t *dg = f->dig + i * nd;
         for (int d = 0; d < c; d++)
-            bin[d] += (__int128)W * dg[d];
+            madd(bin + DSTEP * d, Ws, dg[d]);
         lo = key < lo ? key : lo;
-        hi = key + c - 1 > hi ? key + c - 1 : hi;
+        hi = key + DSTEP * (c - 1) > hi ? key + DSTEP * (c - 1) : hi;
     }
     A->lo = lo;
     A->hi = hi;
+}
+
+void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
+                       const int64_t *ww, int64_t cnt, const int64_t *wd, int wmod, int xsel,
+                       int absval, const uint8_t *flip)
+{
+    _Static_assert(BANKS == 2, "dot_plain alternates two banks");
+    /* at most nd adds a tap; fold before the bins could come near 2^127 */
+    int64_t chunk = lrp_ref_fx_fold_at / f->nd;
+    if (chunk < 1)
+        chunk = 1;
+    for (int64_t q0 = 0; q0 < cnt; q0 += chunk) {
+        int64_t m = cnt - q0 < chunk ? cnt - q0 : chunk;
+        if (A->adds + m * f->nd > lrp_ref_fx_fold_at)
+            fold(A);
+        A->adds += m * f->nd;
+        const int64_t *iq = ii + q0, *wq = ww + q0;
+        if (!xsel && !absval && wmod == LRP_WM_ID)
+            dot_plain(A, f, off, iq, wq, m, wd, 0, NULL);
+        else if (!xsel && !absval && wmod == LRP_WM_POS && flip)
+            dot_plain(A, f, off, iq, wq, m, wd, 1, flip);
+        else if (!xsel && !absval && wmod == LRP_WM_POS)
+            dot_plain(A, f, off, iq, wq, m, wd, 1, NULL);
+        else if (!xsel && !absval && wmod == LRP_WM_NEG)
+            dot_plain(A, f, off, iq, wq, m, wd, -1, flip);
+        else
+            dot_general(A, f, off, iq, wq, m, wd, wmod, xsel, absval, flip);
+    }
 }
 
 void lrp_ref_fxacc_get_z(mpz_ptr z, long *e, ref_fxacc *A, const ref_fx *f)
@@ -281,34 +351,54 @@ void lrp_ref_fxacc_get_z(mpz_ptr z, long *e, ref_fxacc *A, const ref_fx *f)
         *e = 0;
         return;
     }
-    int lo = A->lo, n = A->hi - A->lo + 1, nc = n + 5;
+    /* cells of 16 bits.  The banks' sum of each bin is first normalized to
+     * 48 bits (the rest, an exact multiple of 2^48, carried to the bin
+     * three keys up, in key order), so a bin adds three unsigned 16-bit
+     * chunks to the cells from its key up; the last three bins, which keep
+     * what is carried into them, add seven and a signed remainder
+     * (|.| < 2^15). */
+    int lo = A->lo, n = A->hi - A->lo + 1, nc = n + 9;
     int64_t *c = A->cell;
     memset(c, 0, (size_t)nc * sizeof *c);
+    __int128 *b0 = A->bin + lo, *b1 = A->bin + A->nk + lo;
     for (int k = 0; k < n; k++) {
-        __int128 v = 0;
-        for (int b = 0; b < BANKS; b++)
-            v += A->bin[(size_t)b * A->nk + lo + k];
-        /* three unsigned 32-bit chunks and a signed remainder */
-        for (int d = 0; d < 3; d++) {
-            c[k + d] += (int64_t)(uint64_t)((unsigned __int128)v & 0xffffffffu);
-            v >>= 32; /* arithmetic: floor */
+        __int128 v = b0[k] + b1[k];
+        b0[k] = 0;
+        b1[k] = 0;
+        if (!v)
+            continue;
+        if (k + DSTEP < n) {
+            int64_t low = (int64_t)((uint64_t)v & ((UINT64_C(1) << DBITS) - 1));
+            b0[k + DSTEP] += (v - low) / ((__int128)1 << DBITS); /* exact */
+            c[k] += low & 0xffff;
+            c[k + 1] += (low >> 16) & 0xffff;
+            c[k + 2] += low >> 32;
+            continue;
         }
-        c[k + 3] += (int64_t)v;
+        for (int d = 0; d < 7; d++) {
+            c[k + d] += (int64_t)(uint64_t)((unsigned __int128)v & 0xffffu);
+            v >>= 16; /* arithmetic: floor */
+        }
+        c[k + 7] += (int64_t)v;
     }
+    /* the bins are zero again: clear has nothing left to do */
+    A->lo = A->nk;
+    A->hi = -1;
+    A->adds = 0;
     int64_t carry = 0;
     for (int k = 0; k < nc - 1; k++) {
         int64_t v = c[k] + carry;
-        carry = v >> 32;
-        c[k] = v - carry * ((int64_t)1 << 32);
+        carry = v >> 16;
+        c[k] = v - carry * ((int64_t)1 << 16);
     }
     c[nc - 1] += carry;
     int neg = c[nc - 1] < 0;
     if (neg) {
         int64_t cy = 1;
         for (int k = 0; k < nc - 1; k++) {
-            int64_t v = (int64_t)((~(uint64_t)c[k]) & 0xffffffffu) + cy;
-            cy = v >> 32;
-            c[k] = v & 0xffffffff;
+            int64_t v = (int64_t)((~(uint64_t)c[k]) & 0xffffu) + cy;
+            cy = v >> 16;
+            c[k] = v & 0xffff;
         }
         c[nc - 1] = -c[nc - 1] - 1 + cy;
     }
@@ -322,15 +412,15 @@ void lrp_ref_fxacc_get_z(mpz_ptr z, long *e, ref_fxacc *A, const ref_fx *f)
     }
     while (c[b] == 0)
         b--;
-    uint32_t wbuf[256];
-    uint32_t *w = (b - a + 1) <= 256 ? wbuf : malloc((size_t)(b - a + 1) * sizeof *w);
+    uint16_t wbuf[512];
+    uint16_t *w = (b - a + 1) <= 512 ? wbuf : malloc((size_t)(b - a + 1) * sizeof *w);
     LRP_ASSERT(w);
     for (int k = a; k <= b; k++)
-        w[k - a] = (uint32_t)c[k];
-    mpz_import(z, (size_t)(b - a + 1), -1, sizeof(uint32_t), 0, 0, w);
+        w[k - a] = (uint16_t)c[k];
+    mpz_import(z, (size_t)(b - a + 1), -1, sizeof(uint16_t), 0, 0, w);
     if (w != wbuf)
         free(w);
     if (neg)
         mpz_neg(z, z);
-    *e = f->base - 160 + 32L * (lo + a);
+    *e = f->base - 160 + 16L * (lo + a);
 }

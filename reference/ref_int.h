@@ -92,12 +92,10 @@ void lrp_ref_acc_get_z(mpz_ptr z, long *e, ref_acc *a);
 typedef struct ref_fx {
     int64_t n;
     int nd;         /* digit slots per value */
-    long base;      /* v = sign sum_d dig[d] 2^(32 (lev + d)) 2^base */
-    int nlev;       /* keys used: max lev + nd */
-    int32_t *lev;
-    uint8_t *cnt;   /* digits used; 0: the value is +-0 */
-    uint8_t *neg;
-    uint32_t *dig;  /* n * nd */
+    long base;      /* v = sign sum_d dig[d] 2^(16 (lev + 3 d)) 2^base */
+    int nlev;       /* keys used: max lev + 3 nd */
+    uint32_t *meta; /* lev << 8 | neg << 7 | digits used (0: the value is +-0) */
+    uint64_t *dig;  /* n * nd, each < 2^48 */
 } ref_fx;
 /* 0 when the tensor cannot be represented (NaN/inf, huge spread). */
 int lrp_ref_fx_build(ref_fx *f, mpfr_srcptr v, int64_t n);
@@ -105,9 +103,13 @@ void lrp_ref_fx_free(ref_fx *f);
 
 typedef struct ref_fxacc {
     int nk, lo, hi;
+    int64_t adds;   /* since the last fold */
     __int128 *bin;  /* banks * nk */
     int64_t *cell;
 } ref_fxacc;
+/* adds between two folds of the bins (tests lower it to exercise the fold) */
+extern int lrp_ref_fx_fold_at;
+extern int lrp_ref_fx_fold_bits; /* which bins a fold carries from */
 ref_fxacc *lrp_ref_fxacc_new(int nkeys);
 void lrp_ref_fxacc_free(ref_fxacc *a);
 void lrp_ref_fxacc_clear(ref_fxacc *a);
@@ -116,11 +118,12 @@ void lrp_ref_fxacc_clear(ref_fxacc *a);
  * NULL): per value of f, the weight modifier sees the weight's sign
  * flipped (v already carries a negative wscale factor). */
 void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
-                       const int64_t *ww, int64_t cnt, const int64_t *wd, const uint8_t *wbk,
-                       int wmod, int xsel, int absval, const uint8_t *flip);
-/* binary32 weights as W (signed, < 2^55) * 2^(32 wb - 160) */
-void lrp_ref_fx_weights(int64_t *wd, uint8_t *wb, const float *w32, int64_t n);
-/* the exact sum as z * 2^e */
+                       const int64_t *ww, int64_t cnt, const int64_t *wd, int wmod, int xsel,
+                       int absval, const uint8_t *flip);
+/* binary32 weights as W (signed, |W| < 2^39) * 2^(16 bw - 160), packed as
+ * one int64 W * 32 + bw (bw <= 16; 0 for +-0) */
+void lrp_ref_fx_weights(int64_t *wd, const float *w32, int64_t n);
+/* the exact sum as z * 2^e; leaves A cleared (its bins are consumed) */
 void lrp_ref_fxacc_get_z(mpz_ptr z, long *e, ref_fxacc *A, const ref_fx *f);
 
 /* Splits x (finite, nonzero) into pieces d[0..k) of <= 29 significant bits

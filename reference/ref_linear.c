@@ -239,7 +239,6 @@ typedef struct lin_job {
     const ref_fx *xfx;  /* integer digits (NULL: not built) */
     const int64_t *wd;  /* weights for the digit kernel */
     const uint8_t *sflip; /* bwd with wscale: sign of wscale per output */
-    const uint8_t *wb;
     const ref_fx *sfx[LRP_PIPE_MAX_PARTS];
     const double *sd[LRP_PIPE_MAX_PARTS];
     const uint8_t *snp[LRP_PIPE_MAX_PARTS];
@@ -557,7 +556,7 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
                     }
                 }
                 lrp_ref_fxacc_clear(FA);
-                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, S.ww, cnt, J->wd, J->wb, wm,
+                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, S.ww, cnt, J->wd, wm,
                                   tt->in == LRP_IM_POS ? 1 : tt->in == LRP_IM_NEG ? -1 : 0,
                                   J->absval, NULL);
                 lrp_ref_fxacc_get_z(z, &ez, FA, J->xfx);
@@ -698,7 +697,7 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
                     long ez;
                     lrp_ref_fxacc_clear(FA[k]);
                     lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S.ii, S.ww, cnt, J->wd,
-                                      J->wb, tt->w, 0, 0, J->sflip);
+                                      tt->w, 0, 0, J->sflip);
                     lrp_ref_fxacc_get_z(z, &ez, FA[k], J->sfx[k]);
                     mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
                     mpfr_mul_d(fcc, fcc, (double)tt->c, MPFR_RNDN); /* exact, 48 bits */
@@ -839,19 +838,13 @@ static int split_tensor(double **out, uint8_t **npo, int *Kp, long *scalep, mpfr
     return 1;
 }
 
-static int weights_fx(int64_t **wd, uint8_t **wb, const lrp_lin *L)
+static int weights_fx(int64_t **wd, const lrp_lin *L)
 {
     int64_t n = L->O * L->fanin;
     *wd = malloc((size_t)(n + 1) * sizeof **wd);
-    *wb = malloc((size_t)(n + 1));
-    if (!*wd || !*wb) {
-        free(*wd);
-        free(*wb);
-        *wd = NULL;
-        *wb = NULL;
+    if (!*wd)
         return 0;
-    }
-    lrp_ref_fx_weights(*wd, *wb, L->w32, n);
+    lrp_ref_fx_weights(*wd, L->w32, n);
     return 1;
 }
 
@@ -878,7 +871,6 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
         need_pieces |= (t[k].in == LRP_IM_ID || t[k].in == LRP_IM_POS || t[k].in == LRP_IM_NEG) &&
                        (t[k].w == LRP_WM_SQUARE || t[k].w == LRP_WM_ONES);
     int64_t *wd = NULL;
-    uint8_t *wb = NULL;
     /* BN-folded weights (wscale): only the digit kernel knows the scale,
      * and only for terms with inputs x / x+ / x- and weights w / w+ / w-. */
     int scaled_ok = 1;
@@ -888,10 +880,9 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
     if (L->wscale && cx->slow == 2)
         scaled_ok = 0;
     if (cx->slow != 1 && L->w32 && cx->prec >= 24 && scaled_ok) {
-        if (cx->slow != 2 && weights_fx(&wd, &wb, L))
+        if (cx->slow != 2 && weights_fx(&wd, L))
             have_fx = lrp_ref_fx_build(&fx, J.x, L->n_in * batch);
         J.wd = wd;
-        J.wb = wb;
         if (L->wscale && !have_fx)
             ok = 0;
         else if (!have_fx || need_pieces)
@@ -906,7 +897,6 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
         free(xd);
         free(np);
         free(wd);
-        free(wb);
         if (have_fx)
             lrp_ref_fx_free(&fx);
         if (ok)
@@ -959,10 +949,8 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     ref_fx fx[LRP_PIPE_MAX_PARTS];
     int have_fx[LRP_PIPE_MAX_PARTS] = {0, 0};
     int64_t *wd = NULL;
-    uint8_t *wb = NULL;
-    int wok = fast && cx->slow != 2 && weights_fx(&wd, &wb, L);
+    int wok = fast && cx->slow != 2 && weights_fx(&wd, L);
     J.wd = wd;
-    J.wb = wb;
     for (int k = 0; k < np && fast; k++) {
         int K, need_pieces = 0;
         for (int u = 0; u < parts[k].nt; u++)
@@ -1000,5 +988,4 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     }
     free(flip);
     free(wd);
-    free(wb);
 }
