@@ -1373,6 +1373,31 @@ static void pass_back(ctx *c, int li, int64_t n, const double *Rb, const double 
     }
 }
 
+/* The identity rule of the token layers (GELU, SiLU, Tanh, RMSNorm, a
+ * LayerNorm under `identity`): R crosses unchanged, plus the rounding of a
+ * valid float32 evaluation that re-forms it.  Gradient-times-input code
+ * (LXT) computes R_x = x g_x with g_x = (f(x) / x) g_y where R_y = f(x) g_y:
+ * the quotient, the two products and R_y's own product, with the
+ * stabilizer add of the quotient, are at most five independent roundings
+ * of R's size (found running LXT: 1 to 4 ulps per cell, SUSPECT against a
+ * budget of 0).  A copy stays exact; a wrong rule (the gradient, a sign)
+ * moves R by its own size and stays FAIL. */
+#define IDENTITY_REFORM 5.0
+static void identity_back(ctx *c, int li, int64_t n, const double *Rb, const double *Rbs,
+                          const double *Rcs, const float *R)
+{
+    pass_back(c, li, n, Rb, Rbs, Rcs, R);
+    int in0 = c->net->layers[li].in[0];
+    for (int64_t i = 0; i < c->B * n; i++) {
+        double r = fabs((double)R[i]);
+        c->Bd[in0][i] += IDENTITY_REFORM * r;
+        if (Rbs) {
+            c->Qs[in0][i] += IDENTITY_REFORM * r * r;
+            c->tq[in0] += IDENTITY_REFORM * r * r;
+        }
+    }
+}
+
 static int backward_bounds(ctx *c)
 {
     const lrp_net *net = c->net;
@@ -1741,7 +1766,7 @@ static int backward_bounds(ctx *c)
                     return -1;
                 break;
             }
-            pass_back(c, li, n, Rb, Rbs, Rcs, R); /* identity */
+            identity_back(c, li, n, Rb, Rbs, Rcs, R);
             break;
         case LRP_LAYER_POSITION: {
             int in0 = l->in[0];
@@ -1800,7 +1825,10 @@ static int backward_bounds(ctx *c)
              * identity rule */
             LRP_ASSERT(gauge_kind[l->kind] == G_PASS || gauge_kind[l->kind] == G_RELU ||
                        gauge_kind[l->kind] == G_TOKEN);
-            pass_back(c, li, n, Rb, Rbs, Rcs, R);
+            if (gauge_kind[l->kind] == G_TOKEN)
+                identity_back(c, li, n, Rb, Rbs, Rcs, R);
+            else
+                pass_back(c, li, n, Rb, Rbs, Rcs, R);
             break;
         }
 #undef SH

@@ -506,8 +506,12 @@ int lrp_gauge_attn_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double 
         return 0;
     }
     case LRP_LAYER_MUL:
+        /* halving: exact unless subnormal.  Plus the roundings of a valid
+         * evaluation that re-forms R (gradient-times-input code, LXT: R_a =
+         * a (b g / 2) with R = (a b) g): three of R / 2's size (as for the
+         * identity rule, oracle/gauge.c identity_back) */
         for (int64_t i = 0; i < B * n; i++) {
-            bnd[i] += 0.5 * Rb[i] + UF; /* halving: exact unless subnormal */
+            bnd[i] += 0.5 * Rb[i] + UF + 1.5 * fabs((double)R[i]);
             mag[i] += 0.5 * fabs((double)R[i]);
         }
         return 0;

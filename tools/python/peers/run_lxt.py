@@ -1,0 +1,331 @@
+"""run_lxt.py -- runs the real LXT (LRP-eXplains-Transformers) rules over
+lrp-oracle's transformer fixtures and judges the traces.
+
+    PYTHONPATH=LXT /usr/bin/python3 tools/python/peers/run_lxt.py \
+        build/lrp-oracle OUTDIR [fixture.h5 ...]
+
+LXT is a checkout of github.com/rachtibat/LRP-eXplains-Transformers (its
+root, the directory holding lxt/; LXT_COMMIT=... names the commit when the
+checkout has no .git).  Not run by CI (CI cannot reach LXT).
+
+LXT 2.x ("efficient" mode) computes LRP as gradient x input: it replaces the
+forward of a few module classes so that the plain gradient becomes the LRP
+relevance, and leaves Linear layers alone (plain gradient: LRP-0 with the
+bias absorbing).  Its package __init__ (lxt/efficient/__init__.py) imports
+the HuggingFace `transformers` models it patches, which Debian does not
+package; this script therefore loads LXT's own lxt/efficient/rules.py and
+lxt/efficient/patches.py by path, without that __init__, and runs them
+unchanged.  Two runs a fixture:
+
+  lxt-cp        LXT's map for torchvision's ViT (lxt/efficient/models/
+                vit_torch.py, cp_LRP): nn.GELU -> non_linear_forward
+                (identity rule), nn.LayerNorm -> layer_norm_forward (sigma
+                detached), nn.MultiheadAttention -> cp_multi_head_attention_
+                forward (query and key detached: CP-LRP).  Applied with LXT's
+                own patch_method to the torch classes, exactly as
+                monkey_patch(vision_transformer) does.  The fixture's
+                MultiHeadAttention layers run as nn.MultiheadAttention (with
+                the fixture's weights; its scale must be 1 / sqrt(d)).
+  lxt-attnlrp   AttnLRP as LXT's HuggingFace patches apply it, with LXT's
+                rule functions on the fixture's own layers: identity_rule_
+                implicit on GELU / SiLU / Tanh (mlp_forward, gated_mlp_forward),
+                divide_gradient(., 2) after a Mul (gated_mlp_forward),
+                rms_norm_forward's stop_gradient on RMSNorm, layer_norm_forward
+                on LayerNorm, and in the attention divide_gradient(q, 4),
+                divide_gradient(k, 4), divide_gradient(v, 2) before the scores
+                (wrap_attention_forward).
+
+Each trace states the rules LXT applied in our terms (docs/SPEC.md 3.7, 3.8):
+Dense, Conv2D, Add, Position lrp0 with eps 0; LayerNorm ln_linear eps 0;
+GELU / SiLU / Tanh identity; Softmax taylor; Mul uniform; MultiHeadAttention
+cplrp or attnlrp with eps 0; RMSNorm identity.  LXT's identity rule is not
+exactly the identity: it multiplies the output's gradient by f(x) / (x +
+1e-10), so R_x = R_y x / (x + 1e-10); the oracle sees that where |x| is small
+(docs/PEERS.md, "LXT").  Prints one line per run: verdict and the layers that
+are not PASS.
+"""
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import types
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, ".."))
+import lrp_torch as lt  # noqa: E402
+
+# the transformer fixtures of `lrp-oracle gen` (those that exist are run)
+DEFAULT = ("tokmlp", "attn1", "attn_saturated", "attn_padded", "embed1", "gate1",
+           "bert_tiny", "vit_tiny", "decoder1")
+
+
+def load_lxt():
+    """LXT's rules.py and patches.py as modules lxt.efficient.rules /
+    lxt.efficient.patches, without running lxt/efficient/__init__.py."""
+    root = None
+    for p in sys.path:
+        if os.path.isfile(os.path.join(p, "lxt", "efficient", "patches.py")):
+            root = p
+            break
+    if root is None:
+        raise SystemExit("run_lxt.py: LXT not found: put the root of a checkout of "
+                         "github.com/rachtibat/LRP-eXplains-Transformers on PYTHONPATH")
+    for name, rel in (("lxt", "lxt"), ("lxt.efficient", os.path.join("lxt", "efficient"))):
+        if name not in sys.modules:
+            m = types.ModuleType(name)
+            m.__path__ = [os.path.join(root, rel)]
+            sys.modules[name] = m
+    mods = {}
+    for name in ("rules", "patches"):
+        full = "lxt.efficient." + name
+        spec = importlib.util.spec_from_file_location(
+            full, os.path.join(root, "lxt", "efficient", name + ".py"))
+        m = importlib.util.module_from_spec(spec)
+        sys.modules[full] = m
+        spec.loader.exec_module(m)
+        mods[name] = m
+    rev = os.environ.get("LXT_COMMIT") or subprocess.run(
+        ["git", "-C", root, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, universal_newlines=True).stdout.strip()
+    return mods["rules"], mods["patches"], rev or "unknown"
+
+
+class TorchMHA(nn.Module):
+    """A fixture MultiHeadAttention as torch's nn.MultiheadAttention
+    (batch_first), the class LXT's cp_LRP map patches."""
+
+    def __init__(self, L, holder):
+        super().__init__()
+        W = L["in_proj_weight"]
+        Fd = W.shape[1]
+        h = int(L["heads"])
+        bias = bool(L.get("has_bias", 0))
+        d = Fd // h
+        if np.float32(L["scale"]) != np.float32(1.0 / np.sqrt(d)):
+            raise ValueError("layer %r: scale %r is not 1/sqrt(%d): nn.MultiheadAttention "
+                             "cannot compute it" % (L["name"], float(L["scale"]), d))
+        if np.float32(L.get("mask_value", np.float32("-inf"))) != np.float32("-inf"):
+            raise ValueError("layer %r: a finite mask value" % L["name"])
+        self.mha = nn.MultiheadAttention(Fd, h, bias=bias, batch_first=True)
+        with torch.no_grad():
+            self.mha.in_proj_weight.copy_(torch.as_tensor(W))
+            self.mha.out_proj.weight.copy_(torch.as_tensor(L["out_proj_weight"]))
+            if bias:
+                self.mha.in_proj_bias.copy_(torch.as_tensor(L["in_proj_bias"]))
+                self.mha.out_proj.bias.copy_(torch.as_tensor(L["out_proj_bias"]))
+        self.causal = bool(L.get("causal", 0))
+        self.padding = bool(L.get("use_padding_mask", 0))
+        self.holder = holder
+
+    def forward(self, x):
+        T = x.shape[1]
+        am = torch.triu(torch.ones(T, T, dtype=torch.bool), 1) if self.causal else None
+        kpm = None
+        if self.padding and self.holder.mask is not None:
+            kpm = torch.as_tensor(self.holder.mask).to(torch.bool)
+        return self.mha(x, x, x, attn_mask=am, key_padding_mask=kpm, need_weights=False)[0]
+
+
+def lxt_attention(rules, fa):
+    """The fixture's attention (lrp_torch.FixtureAttention) with LXT's
+    wrap_attention_forward factors on q, k, v."""
+    def fwd(x):
+        B, T, Fd = x.shape
+        q, k, v, _ = fa.scores(x)
+        q = rules.divide_gradient(q, 4)
+        k = rules.divide_gradient(k, 4)
+        v = rules.divide_gradient(v, 2)
+        S = torch.matmul(q, k.transpose(-1, -2)) * fa.scale
+        A = fa.probs(S, fa.mask(B, T, x.device))
+        O = torch.matmul(A, v).transpose(1, 2).reshape(B, T, Fd)
+        return fa.out_proj(O)
+    return fwd
+
+
+# kinds LXT's cp_LRP map leaves to the plain gradient, which none of our
+# rules is (the plain gradient through a SiLU, a tanh, a product or an
+# RMSNorm): a fixture with one of them is not run under lxt-cp
+CP_UNPATCHED = ("SiLU", "Tanh", "Mul", "RMSNorm")
+
+
+def cp_obstacle(layers):
+    """Why lxt-cp cannot run on these layers (None when it can)."""
+    kinds = [L["kind"] for L in layers]
+    bad = sorted(set(kinds) & set(CP_UNPATCHED))
+    if bad:
+        return "plain gradient on %s: no rule of ours" % ", ".join(bad)
+    for L in layers:
+        if L["kind"] != "MultiHeadAttention":
+            continue
+        d = L["in_proj_weight"].shape[1] // int(L["heads"])
+        if np.float32(L["scale"]) != np.float32(1.0 / np.sqrt(d)):
+            return "%s: scale %g, nn.MultiheadAttention has 1/sqrt(%d)" % (
+                L["name"], float(L["scale"]), d)
+        if np.float32(L.get("mask_value", np.float32("-inf"))) != np.float32("-inf"):
+            return "%s: a finite mask value, nn.MultiheadAttention has -inf" % L["name"]
+    return None
+
+
+def build(path, mode, rules, patches):
+    m = lt.fixture_to_module(path)
+    fx = lt.read_fixture(path)
+    for L in fx["layers"]:
+        node = m.layer(L["name"])
+        k = L["kind"]
+        if k == "Embedding":
+            # LXT's usage: the embeddings are the leaf that requires grad
+            # (model(inputs_embeds=embeds.requires_grad_()))
+            e = node.module or next(mm for mm in m.layers if isinstance(mm, nn.Embedding))
+            node._fn = (lambda e: lambda x: e(x.long()).detach().requires_grad_(True))(e)
+        elif k == "MultiHeadAttention":
+            if mode == "lxt-cp":
+                t = TorchMHA(L, m._kpm)
+                node._fn, node.module = t, t.mha
+            else:
+                node._fn = lxt_attention(rules, node.module)
+        elif mode == "lxt-attnlrp" and k in ("GELU", "SiLU", "Tanh"):
+            f = node.module
+            node._fn = (lambda f: lambda x: rules.identity_rule_implicit(f.forward, x))(f)
+        elif mode == "lxt-attnlrp" and k == "Mul":
+            node._fn = lambda a, b: rules.divide_gradient(a * b, 2)
+        elif mode == "lxt-attnlrp" and k == "RMSNorm":
+            mod = node.module
+            shim = types.SimpleNamespace(variance_epsilon=float(mod.eps), weight=mod.weight)
+            node._fn = (lambda s: lambda x: patches.rms_norm_forward(s, x))(shim)
+        elif mode == "lxt-attnlrp" and k == "LayerNorm":
+            node._fn = (lambda mod: lambda x: patches.layer_norm_forward(mod, x))(node.module)
+    return m, fx
+
+
+def stated_rules(layers, mode):
+    res = {}
+    for L in layers:
+        k = L["kind"]
+        if k in ("Dense", "Conv2D", "Add", "Position"):
+            res[L["name"]] = {"rule": "lrp0", "eps": np.float32(0)}
+        elif k == "LayerNorm":
+            res[L["name"]] = {"rule": "ln_linear", "eps": np.float32(0)}
+        elif k in ("GELU", "SiLU", "Tanh", "RMSNorm"):
+            res[L["name"]] = {"rule": "identity"}
+        elif k == "Softmax":
+            res[L["name"]] = {"rule": "taylor"}
+        elif k == "Mul":
+            res[L["name"]] = {"rule": "uniform"}
+        elif k == "MultiHeadAttention":
+            res[L["name"]] = {"rule": "cplrp" if mode == "lxt-cp" else "attnlrp",
+                              "eps": np.float32(0)}
+    return res
+
+
+def patch_cp(patches):
+    """monkey_patch(vision_transformer) with LXT's cp_LRP map, by hand: the
+    same three patch_method calls (lxt/efficient/models/vit_torch.py)."""
+    from functools import partial
+    cp = {
+        nn.GELU: partial(patches.patch_method, patches.non_linear_forward, keep_original=True),
+        nn.LayerNorm: partial(patches.patch_method, patches.layer_norm_forward),
+        nn.MultiheadAttention: partial(patches.patch_method,
+                                       patches.cp_multi_head_attention_forward,
+                                       keep_original=True),
+    }
+    saved = {c: c.forward for c in cp}
+    for c, p in cp.items():
+        p(c)
+    return saved
+
+
+def unpatch(saved):
+    for c, f in saved.items():
+        c.forward = f
+        if hasattr(c, "original_forward"):
+            del c.original_forward
+
+
+def judge(cli, path, source, outdir):
+    js = os.path.join(outdir, "%s.%s.json" % (os.path.basename(path)[:-3], source))
+    if os.path.exists(js):
+        os.unlink(js)
+    r = subprocess.run([cli, "compare", path, "--source", source, "--json", js, "--no-color"],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    if not os.path.exists(js):
+        return r.returncode, "ERROR: " + (r.stderr.strip().splitlines() or ["?"])[-1], ""
+    with open(js) as f:
+        j = json.load(f)
+    run = j["runs"][0] if "runs" in j else j
+    bad = [(L.get("name", "?"), L.get("verdict")) for L in run.get("layers", [])
+           if L.get("verdict") not in ("PASS", "ILL-CONDITIONED")]
+    return r.returncode, run.get("verdict", "?"), ", ".join("%s %s" % b for b in bad[:4])
+
+
+def main():
+    if len(sys.argv) < 3:
+        sys.stderr.write(__doc__)
+        return 2
+    cli, outdir = sys.argv[1], sys.argv[2]
+    os.makedirs(outdir, exist_ok=True)
+    files = sys.argv[3:]
+    if not files:
+        gen = os.path.join(outdir, "gen")
+        os.makedirs(gen, exist_ok=True)
+        subprocess.run([cli, "gen", "--out", gen], check=True, stdout=subprocess.DEVNULL)
+        files = [os.path.join(gen, n + ".h5") for n in DEFAULT
+                 if os.path.exists(os.path.join(gen, n + ".h5"))]
+    rules, patches, rev = load_lxt()
+    print("LXT %s, torch %s" % (rev, torch.__version__))
+    print("%-16s %-12s %-16s %s" % ("fixture", "run", "verdict", "non-PASS layers"))
+    for src in files:
+        base = os.path.basename(src)[:-3]
+        for mode in ("lxt-cp", "lxt-attnlrp"):
+            why = cp_obstacle(lt.read_fixture(src)["layers"]) if mode == "lxt-cp" else None
+            if why:
+                print("%-16s %-12s %-16s %s" % (base, mode, "not run", why))
+                continue
+            path = os.path.join(outdir, "%s.%s.h5" % (base, mode))
+            shutil.copyfile(src, path)
+            saved = patch_cp(patches) if mode == "lxt-cp" else {}
+            try:
+                m, fx = build(path, mode, rules, patches)
+                tgt = torch.as_tensor(np.asarray(m.target if m.target is not None else
+                                                 [0] * m.input_data.shape[0]))
+
+                def lrp(mod, x):
+                    y = mod(x)
+                    y[torch.arange(y.shape[0]), tgt].sum().backward()
+
+                R = lt.capture_relevance(m, m.input_data, lrp, formulation="grad_x_input",
+                                         seed="output")
+                emb = [L["name"] for L in fx["layers"] if L["kind"] == "Embedding"]
+                if emb and emb[0] in R:
+                    # relevance per token, as LXT reports it: the embedding's
+                    # relevance summed over the features, in float32
+                    inp = fx["layers"][0]["name"]
+                    R[inp] = R[emb[0]].sum(-1, dtype=np.float32)
+                    R.move_to_end(inp, last=False)
+                with torch.no_grad():
+                    acts = {k: v.detach().numpy().astype(np.float32)
+                            for k, v in m.forward_all(torch.as_tensor(m.input_data)).items()
+                            if torch.is_floating_point(v)}
+                src_name = mode.replace("-", "_")
+                lt.write_trace(path, src_name, R, producer="lxt " + rev,
+                               rules=stated_rules(fx["layers"], mode), activations=acts,
+                               notes="LXT efficient-mode rules (tools/python/peers/run_lxt.py)",
+                               overwrite=True)
+                rc, verdict, bad = judge(cli, path, src_name, outdir)
+            except Exception as e:  # a peer failure is a result, not a crash
+                rc, verdict, bad = -1, "PEER ERROR", "%s: %s" % (type(e).__name__, e)
+            finally:
+                unpatch(saved)
+            print("%-16s %-12s %-16s %s" % (base, mode, verdict, bad))
+            sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
