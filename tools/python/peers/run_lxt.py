@@ -34,6 +34,17 @@ unchanged.  Two runs a fixture:
                 on LayerNorm, and in the attention divide_gradient(q, 4),
                 divide_gradient(k, 4), divide_gradient(v, 2) before the scores
                 (wrap_attention_forward).
+  lxt-explicit  LXT's explicit mode (lxt/explicit/functional.py, relevance
+                passed as the gradient): linear_epsilon (eps 1e-6) on Dense,
+                add2 (eps 1e-8) on Add, layer_norm (eps 1e-6) on LayerNorm,
+                rms_norm_identity, softmax (Taylor), mul2 (uniform), every
+                denominator stabilized as d + eps (our convention
+                `positive`).  The identity rule on GELU / SiLU / tanh is a
+                three-line Function of ours: lxt/explicit/rules.py, which has
+                LXT's, imports torch.func (torch >= 2.0; Debian has 1.13).
+                Not run on fixtures with MultiHeadAttention (LXT's explicit
+                attention uses eps 1e-6 on the projections and 1e-8 on the
+                products; our attnlrp has one eps) or Position.
 
 Each trace states the rules LXT applied in our terms (docs/SPEC.md 3.7, 3.8):
 Dense, Conv2D, Add, Position lrp0 with eps 0; LayerNorm ln_linear eps 0;
@@ -82,11 +93,16 @@ def load_lxt():
             m = types.ModuleType(name)
             m.__path__ = [os.path.join(root, rel)]
             sys.modules[name] = m
+    if "lxt.explicit" not in sys.modules:
+        m = types.ModuleType("lxt.explicit")
+        m.__path__ = [os.path.join(root, "lxt", "explicit")]
+        sys.modules["lxt.explicit"] = m
     mods = {}
-    for name in ("rules", "patches"):
-        full = "lxt.efficient." + name
+    for pkg, name in (("efficient", "rules"), ("efficient", "patches"),
+                      ("explicit", "functional")):
+        full = "lxt.%s.%s" % (pkg, name)
         spec = importlib.util.spec_from_file_location(
-            full, os.path.join(root, "lxt", "efficient", name + ".py"))
+            full, os.path.join(root, "lxt", pkg, name + ".py"))
         m = importlib.util.module_from_spec(spec)
         sys.modules[full] = m
         spec.loader.exec_module(m)
@@ -94,7 +110,7 @@ def load_lxt():
     rev = os.environ.get("LXT_COMMIT") or subprocess.run(
         ["git", "-C", root, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, universal_newlines=True).stdout.strip()
-    return mods["rules"], mods["patches"], rev or "unknown"
+    return mods["rules"], mods["patches"], mods["functional"], rev or "unknown"
 
 
 class TorchMHA(nn.Module):
@@ -171,6 +187,76 @@ def cp_obstacle(layers):
         if np.float32(L.get("mask_value", np.float32("-inf"))) != np.float32("-inf"):
             return "%s: a finite mask value, nn.MultiheadAttention has -inf" % L["name"]
     return None
+
+
+class _Identity(torch.autograd.Function):
+    """LXT explicit's identity rule (relevance in, the same relevance out)."""
+
+    @staticmethod
+    def forward(ctx, f, x):
+        return f(x)
+
+    @staticmethod
+    def backward(ctx, r):
+        return None, r
+
+
+def explicit_obstacle(layers):
+    bad = sorted(set(L["kind"] for L in layers) & {"MultiHeadAttention", "Position"})
+    if bad:
+        return "%s: not expressible with one eps" % ", ".join(bad)
+    for L in layers:
+        if L["kind"] == "Add" and len(L.get("inputs", [])) != 2:
+            return "%s: add2 takes two inputs" % L["name"]
+    return None
+
+
+def build_explicit(path, lf):
+    m = lt.fixture_to_module(path)
+    fx = lt.read_fixture(path)
+    for L in fx["layers"]:
+        node, k, mod = m.layer(L["name"]), L["kind"], m.layer(L["name"]).module
+        if k == "Dense":
+            node._fn = (lambda mod: lambda x: lf.linear_epsilon(x, mod.weight, mod.bias,
+                                                                epsilon=1e-6))(mod)
+        elif k == "Add":
+            node._fn = lambda a, b: lf.add2(a, b, epsilon=1e-8)
+        elif k == "LayerNorm":
+            node._fn = (lambda mod: lambda x: lf.layer_norm(x, mod.weight, mod.bias,
+                                                            mod.eps))(mod)
+        elif k == "RMSNorm":
+            node._fn = (lambda mod: lambda x: lf.rms_norm_identity(x, mod.weight,
+                                                                   mod.eps))(mod)
+        elif k in ("GELU", "SiLU", "Tanh"):
+            node._fn = (lambda f: lambda x: _Identity.apply(f, x))(mod)
+        elif k == "Softmax":
+            node._fn = lambda x: lf.softmax(x, -1)
+        elif k == "Mul":
+            node._fn = lambda a, b: lf.mul2(a, b)
+        elif k == "Embedding":
+            e = mod or next(mm for mm in m.layers if isinstance(mm, nn.Embedding))
+            node._fn = (lambda e: lambda x: e(x.long()).detach().requires_grad_(True))(e)
+    return m, fx
+
+
+def explicit_rules(layers):
+    pos = {"stabilizer": "positive"}
+    res = {}
+    for L in layers:
+        k = L["kind"]
+        if k == "Dense":
+            res[L["name"]] = dict(pos, rule="epsilon", eps=np.float32(1e-6))
+        elif k == "Add":
+            res[L["name"]] = dict(pos, rule="epsilon", eps=np.float32(1e-8))
+        elif k == "LayerNorm":
+            res[L["name"]] = dict(pos, rule="ln_linear", eps=np.float32(1e-6))
+        elif k in ("GELU", "SiLU", "Tanh", "RMSNorm"):
+            res[L["name"]] = {"rule": "identity"}
+        elif k == "Softmax":
+            res[L["name"]] = {"rule": "taylor"}
+        elif k == "Mul":
+            res[L["name"]] = {"rule": "uniform"}
+    return res
 
 
 def build(path, mode, rules, patches):
@@ -277,13 +363,15 @@ def main():
         subprocess.run([cli, "gen", "--out", gen], check=True, stdout=subprocess.DEVNULL)
         files = [os.path.join(gen, n + ".h5") for n in DEFAULT
                  if os.path.exists(os.path.join(gen, n + ".h5"))]
-    rules, patches, rev = load_lxt()
+    rules, patches, lf, rev = load_lxt()
     print("LXT %s, torch %s" % (rev, torch.__version__))
     print("%-16s %-12s %-16s %s" % ("fixture", "run", "verdict", "non-PASS layers"))
     for src in files:
         base = os.path.basename(src)[:-3]
-        for mode in ("lxt-cp", "lxt-attnlrp"):
-            why = cp_obstacle(lt.read_fixture(src)["layers"]) if mode == "lxt-cp" else None
+        for mode in ("lxt-cp", "lxt-attnlrp", "lxt-explicit"):
+            lays = lt.read_fixture(src)["layers"]
+            why = (cp_obstacle(lays) if mode == "lxt-cp" else
+                   explicit_obstacle(lays) if mode == "lxt-explicit" else None)
             if why:
                 print("%-16s %-12s %-16s %s" % (base, mode, "not run", why))
                 continue
@@ -291,15 +379,26 @@ def main():
             shutil.copyfile(src, path)
             saved = patch_cp(patches) if mode == "lxt-cp" else {}
             try:
-                m, fx = build(path, mode, rules, patches)
+                if mode == "lxt-explicit":
+                    m, fx = build_explicit(path, lf)
+                    stated = explicit_rules(fx["layers"])
+                else:
+                    m, fx = build(path, mode, rules, patches)
+                    stated = stated_rules(fx["layers"], mode)
                 tgt = torch.as_tensor(np.asarray(m.target if m.target is not None else
                                                  [0] * m.input_data.shape[0]))
 
+                explicit = mode == "lxt-explicit"
+
                 def lrp(mod, x):
                     y = mod(x)
-                    y[torch.arange(y.shape[0]), tgt].sum().backward()
+                    sel = y[torch.arange(y.shape[0]), tgt]
+                    # explicit mode passes relevance: seeded with the output
+                    # value; efficient mode passes the gradient: seeded with 1
+                    sel.backward(sel.detach() if explicit else torch.ones_like(sel))
 
-                R = lt.capture_relevance(m, m.input_data, lrp, formulation="grad_x_input",
+                R = lt.capture_relevance(m, m.input_data, lrp,
+                                         formulation="grad" if explicit else "grad_x_input",
                                          seed="output")
                 emb = [L["name"] for L in fx["layers"] if L["kind"] == "Embedding"]
                 if emb and emb[0] in R:
@@ -314,8 +413,8 @@ def main():
                             if torch.is_floating_point(v)}
                 src_name = mode.replace("-", "_")
                 lt.write_trace(path, src_name, R, producer="lxt " + rev,
-                               rules=stated_rules(fx["layers"], mode), activations=acts,
-                               notes="LXT efficient-mode rules (tools/python/peers/run_lxt.py)",
+                               rules=stated, activations=acts,
+                               notes="LXT %s (tools/python/peers/run_lxt.py)" % mode,
                                overwrite=True)
                 rc, verdict, bad = judge(cli, path, src_name, outdir)
             except Exception as e:  # a peer failure is a result, not a crash
