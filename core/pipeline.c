@@ -180,6 +180,67 @@ static void lin_params(run *r, lrp_lin *L, int li)
 
 static void flags_nan_inf(run *r, lrp_pipe_layer *P, const void *t, int64_t n, int64_t per);
 
+/* Packing (streamed runs of a backend with pack/unpack: the MPFR
+ * reference).  Once every forward consumer of a tensor has run, only
+ * backward steps read its activation: its own layer's and its consumers'.
+ * It is kept packed (MPFR at p = 128: 24 bytes a value instead of 48) and
+ * unpacked for each of those steps alone (unpack_for / repack_after). */
+static void pack_act(run *r, int li)
+{
+    lrp_pipe_layer *P = &r->p->L[li];
+    if (!P->act || P->act_packed)
+        return;
+    void *pk = r->be->pack(r->cx, P->act, P->n * r->B);
+    if (pk) {
+        P->act_packed = pk;
+        P->act = NULL;
+    }
+}
+
+static lrp_status unpack_act(run *r, int li)
+{
+    lrp_pipe_layer *P = &r->p->L[li];
+    if (P->act || !P->act_packed)
+        return LRP_OK;
+    if (!(P->act = r->be->unpack(r->cx, P->act_packed, P->n * r->B)))
+        return lrp_pipe_oom(r, "activations");
+    return LRP_OK;
+}
+
+/* before layer li's backward step: its own and its inputs' activations */
+static lrp_status unpack_for(run *r, int li)
+{
+    if (!r->fwd_left)
+        return LRP_OK;
+    const lrp_layer *l = &r->p->net->layers[li];
+    lrp_status st = unpack_act(r, li);
+    for (int k = 0; k < l->n_in && !st; k++)
+        st = unpack_act(r, l->in[k]);
+    return st;
+}
+
+/* after it: the inputs' unpacked copies go (their packs stay for the
+ * steps to come); its own pack goes (no later step reads it) */
+static void repack_after(run *r, int li)
+{
+    if (!r->fwd_left)
+        return;
+    const lrp_backend *be = r->be;
+    const lrp_layer *l = &r->p->net->layers[li];
+    for (int k = 0; k < l->n_in; k++) {
+        lrp_pipe_layer *I = &r->p->L[l->in[k]];
+        if (I->act_packed && I->act) {
+            be->tensor_free(r->cx, I->act, I->n * r->B);
+            I->act = NULL;
+        }
+    }
+    lrp_pipe_layer *P = &r->p->L[li];
+    if (P->act_packed && !P->act) {
+        be->pack_free(r->cx, P->act_packed);
+        P->act_packed = NULL;
+    }
+}
+
 static lrp_status forward(run *r)
 {
     const lrp_backend *be = r->be;
@@ -222,6 +283,10 @@ static lrp_status forward(run *r)
             be->tensor_free(cx, P->act_fwd, n);
             P->act_fwd = NULL;
         }
+        if (r->fwd_left)
+            for (int k = 0; k < l->n_in; k++)
+                if (--r->fwd_left[l->in[k]] == 0)
+                    pack_act(r, l->in[k]);
     }
     return LRP_OK;
 }
@@ -909,6 +974,15 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
     }
     if (be->run_begin)
         be->run_begin(be->ctx);
+    if (r.stream && be->pack && be->unpack && be->pack_free) {
+        if (!(r.fwd_left = calloc((size_t)net->n_layers, sizeof *r.fwd_left))) {
+            st = lrp_err_set(err, LRP_E_NOMEM, "<network>: out of memory");
+            goto fail;
+        }
+        for (int li = 0; li < net->n_layers; li++)
+            for (int k = 0; k < net->layers[li].n_in; k++)
+                r.fwd_left[net->layers[li].in[k]]++;
+    }
     if ((st = forward(&r)))
         goto fail;
     if ((st = start_relevance(&r)))
@@ -928,10 +1002,12 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
             }
             be->set_f32(be->ctx, P->rel, loc->rel[li], n);
         }
-        if ((st = back_layer(&r, li)))
+        if ((st = unpack_for(&r, li)) || (st = back_layer(&r, li)))
             goto fail;
+        repack_after(&r, li);
     }
     free(r.n_contrib);
+    free(r.fwd_left);
     if (be->run_end)
         be->run_end(be->ctx);
     *out = p;
@@ -940,6 +1016,7 @@ fail:
     if (be->run_end)
         be->run_end(be->ctx);
     free(r.n_contrib);
+    free(r.fwd_left);
     lrp_pipe_free(p);
     return st;
 }
@@ -976,6 +1053,8 @@ void lrp_pipe_free(lrp_pipe *p)
                     be->tensor_free(cx, P->bnp[k], P->n_bnp[k]);
             if (P->act)
                 be->tensor_free(cx, P->act, n);
+            if (P->act_packed)
+                be->pack_free(cx, P->act_packed);
             if (P->act_fwd)
                 be->tensor_free(cx, P->act_fwd, n);
             if (P->rel && P->rel_owned)

@@ -516,6 +516,16 @@ typedef struct lrp_backend {
     /* Strided batched product (lrp_bmm): out = c * sum_k a b, one rounding
      * of the exact value in MPFR; float32: the sum in k order, then c. */
     void (*bmm)(void *ctx, void *out, const void *a, const void *b, const struct lrp_bmm *G);
+
+    /* Optional (NULL: activations stay as they are).  A streamed run keeps
+     * an activation that only backward steps still read in a compact,
+     * lossless form: pack consumes t (n values) and returns the packed form,
+     * or NULL when it cannot (t is then left as it was); unpack returns a
+     * new tensor with the same values (the packed form stays); pack_free
+     * frees a packed form. */
+    void *(*pack)(void *ctx, void *t, int64_t n);
+    void *(*unpack)(void *ctx, const void *pk, int64_t n);
+    void (*pack_free)(void *ctx, void *pk);
 } lrp_backend;
 
 /* The elementwise activations of act_map. */
@@ -545,7 +555,8 @@ typedef struct lrp_bmm {
 
 typedef struct lrp_pipe_layer {
     int64_t n;              /* values per sample of the output */
-    void *act;              /* forward output, batch * n */
+    void *act;              /* forward output, batch * n (NULL while packed) */
+    void *act_packed;       /* backend pack of act (streamed runs), or NULL */
     void *rel;              /* relevance at the output, batch * n */
     int nonneg;             /* output known >= 0 (ReLU, max of such, ...) */
     lrp_rule_spec rule;     /* the rule used (BN canonization moves rules) */

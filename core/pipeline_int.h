@@ -25,6 +25,7 @@ typedef struct lrp_pipe_state {
     int stream;     /* STREAM: a layer's tensors are freed once the hook saw them */
     lrp_pipe_hook hook;
     void *hook_ctx;
+    int *fwd_left;  /* STREAM with be->pack: forward consumers still to run */
 } lrp_pipe_state;
 
 /* A tensor of n values of the backend's type (zeros). */

@@ -281,8 +281,10 @@ static void test_compare_memory_bounded(void **state)
  * are then the largest term.  The old oracle held every layer's gauge
  * rows (about 100 bytes a value) beside the trace-local run's MPFR
  * contributions: 179 bytes a value beyond loading on ResNet-50 64x64, 176
- * on this net.  The bound, 120 bytes a value, sits between that and what
- * the streamed gauge takes (measured: 73). */
+ * on this net; with the gauges streamed, 73.  Since the MPFR runs keep an
+ * activation that only backward steps still read packed (25 bytes a value
+ * instead of 48, core/pipeline.c pack_act), 54.  The bound, 66 bytes a
+ * value, sits between the two (about 20 % above what is measured). */
 static void test_compare_memory_per_value(void **state)
 {
     (void)state;
@@ -298,11 +300,11 @@ static void test_compare_memory_per_value(void **state)
     if (rc != 0 && rc != 1)
         fail_msg("compare: exit %d: %s", rc, err);
     double per_value = (double)(run_kb - base_kb) * 1024.0 / (double)deep_values;
-    long limit_kb = base_kb + (long)(120.0 * (double)deep_values / 1024.0);
+    long limit_kb = base_kb + (long)(66.0 * (double)deep_values / 1024.0);
     print_message("info %ld KiB, compare %ld KiB: %.1f bytes a value beyond loading (%lld values)\n",
                   base_kb, run_kb, per_value, (long long)deep_values);
     if (run_kb > limit_kb)
-        fail_msg("compare peaked at %ld KiB, above %ld KiB (loading %ld KiB + 120 bytes x %lld "
+        fail_msg("compare peaked at %ld KiB, above %ld KiB (loading %ld KiB + 66 bytes x %lld "
                  "values): %.1f bytes a value",
                  run_kb, limit_kb, base_kb, (long long)deep_values, per_value);
 }
