@@ -51,15 +51,18 @@ FORMAT_VERSION = 1
 # The token layers (docs/TRANSFORMERS.md) need format_version 2, with root
 # attribute token_layout = "TF"; a file without them stays version 1.
 FORMAT_VERSION_MAX = 2
-V2_KINDS = ("LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh")
+V2_KINDS = ("LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh", "Softmax", "Mul",
+            "MultiHeadAttention", "Embedding", "Position", "SelectToken")
 NAME_MAX = 63  # bytes, LRP_NAME_MAX - 1
 
 # Name tables of include/lrp.h (LRP_*_LIST); matched case-sensitively.
 LAYER_KINDS = ("Input", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool",
                "Add", "Concatenate", "BatchNorm", "ReLU", "Flatten", "Reshape", "Dropout",
-               "LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh")
+               "LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh", "Softmax", "Mul",
+               "MultiHeadAttention", "Embedding", "Position", "SelectToken")
 RULES = ("lrp0", "epsilon", "gamma", "alphabeta", "zplus", "wsquare", "flat", "zbox",
-         "pass", "wta", "ln_linear", "ln_fine", "identity")
+         "pass", "wta", "ln_linear", "ln_fine", "identity", "taylor", "uniform", "attnlrp",
+         "cplrp")
 STABILIZERS = ("sign0_pos", "signbit", "sign0_zero", "zero_only", "skip_zero", "positive")
 FLAGS = ("gamma_generalized", "zennit_gamma_drop0", "innvestigate_ab_fullbias",
          "captum_a1b0", "wta_split_ties", "bn_canonize", "bn_fine", "captum_gamma_fullbias")
@@ -110,9 +113,17 @@ def _ints(v):
 # Reading
 # ---------------------------------------------------------------------------
 
-_GEOM_INTS = ("units", "has_bias", "groups", "count_include_pad", "has_weight")
+_GEOM_INTS = ("units", "has_bias", "groups", "count_include_pad", "has_weight",
+              # the attention kinds (docs/FORMAT.md "Format version 2")
+              "heads", "causal", "use_padding_mask", "vocab", "features", "max_len", "index")
 _GEOM_VECS = ("shape", "kernel", "stride", "padding", "dilation", "target_shape")
-_PARAMS = ("weight", "bias", "gamma", "beta", "mean", "var")
+_PARAMS = ("weight", "bias", "gamma", "beta", "mean", "var", "in_proj_weight", "in_proj_bias",
+           "out_proj_weight", "out_proj_bias", "table")
+# attribute -> numpy type the writer stores it as (the C reader's types:
+# LRP_A_I64 -> int64, LRP_A_I32 / LRP_A_BOOL -> int32, LRP_A_F32 -> float32)
+_V2_ATTRS = (("heads", np.int32), ("scale", np.float32), ("causal", np.int32),
+             ("use_padding_mask", np.int32), ("mask_value", np.float32), ("vocab", np.int64),
+             ("features", np.int64), ("max_len", np.int64), ("index", np.int64))
 
 
 def read_fixture(path):
@@ -166,6 +177,11 @@ def read_fixture(path):
                 L["eps"] = np.float32(np.asarray(g.attrs["eps"]).reshape(-1)[0])
             if "approximate" in g.attrs:  # GELU
                 L["approximate"] = _str(g.attrs["approximate"])
+            for k in ("scale", "mask_value"):  # MultiHeadAttention
+                if k in g.attrs:
+                    L[k] = np.float32(np.asarray(g.attrs[k]).reshape(-1)[0])
+            if kind == "Input" and "dtype" in g.attrs:  # "token": reads /data/tokens
+                L["dtype"] = _str(g.attrs["dtype"])
             if kind in V2_KINDS and version < 2:
                 raise FixtureError("%s: /network/%s: layer kind %r needs format_version 2"
                                    % (path, en, kind))
@@ -174,11 +190,28 @@ def read_fixture(path):
                     L[p] = np.asarray(g[p][()], dtype=np.float32)
             layers.append(L)
         d = f["data"]
+        tokens = layers and layers[0].get("dtype") == "token"
+        if tokens and "tokens" not in d:
+            raise FixtureError("%s: /data/tokens: missing (the Input %r reads token ids)"
+                               % (path, layers[0]["name"]))
+        if not tokens and "input" not in d:
+            raise FixtureError("%s: /data/input: missing dataset" % path)
+        kpm = None
+        if "key_padding_mask" in d:
+            kpm = np.asarray(d["key_padding_mask"][()])
+            if kpm.ndim != 2 or not np.isin(kpm, (0, 1)).all():
+                raise FixtureError("%s: /data/key_padding_mask: must be (batch, T) of 0 / 1"
+                                   % path)
+            kpm = kpm.astype(np.uint8)
         out = {
             "path": path,
             "attrs": attrs,
             "layers": layers,
-            "input": np.asarray(d["input"][()], dtype=np.float32),
+            # a token Input: the ids (int64), the same array as "tokens"
+            "input": (np.asarray(d["tokens"][()], dtype=np.int64) if tokens
+                      else np.asarray(d["input"][()], dtype=np.float32)),
+            "tokens": np.asarray(d["tokens"][()], dtype=np.int64) if tokens else None,
+            "key_padding_mask": kpm,
             "target": np.asarray(d["target"][()], dtype=np.int64) if "target" in d else None,
             "relevance_out": (np.asarray(d["relevance_out"][()], dtype=np.float32)
                               if "relevance_out" in d else None),
@@ -366,9 +399,9 @@ def _add_modules(n, peer):
     return [], plain
 
 
-def _make_node(L, in_shape, peer):
+def _make_node(L, in_shape, peer, kpm=None):
     """(node, [modules in execution order]) for layer dict L whose (first)
-    input has per-sample shape in_shape."""
+    input has per-sample shape in_shape; kpm: the module's _MaskHolder."""
     k = L["kind"]
     if k == "Input":
         # a view, bitwise the input: a gradient hook on a leaf does not fire
@@ -482,7 +515,120 @@ def _make_node(L, in_shape, peer):
     if k == "Tanh":
         m = nn.Tanh()
         return _Node(L, m, m), [m]
+    if k == "Softmax":
+        m = nn.Softmax(dim=-1)
+        return _Node(L, m, m), [m]
+    if k == "Mul":
+        return _Node(L, lambda a, b: a * b), []
+    if k == "SelectToken":
+        i = int(L["index"])
+        return _Node(L, lambda x: x[:, i]), []
+    if k == "Embedding":
+        w = L["weight"]
+        m = nn.Embedding(w.shape[0], w.shape[1])
+        m.weight = _param(w)
+        # ids held as float (torch_lrp, float traces) are exact integers
+        return _Node(L, lambda x: m(x.long())), [m]
+    if k == "Position":
+        m = FixturePosition(L["table"])
+        return _Node(L, m, m), [m]
+    if k == "MultiHeadAttention":
+        m = FixtureAttention.from_layer(L, kpm)
+        return _Node(L, m, m), [m]
     raise FixtureError("layer %r: unknown kind %r" % (L["name"], k))
+
+
+class FixturePosition(nn.Module):
+    """The Position kind: y = x + table[:T] (a learned or fixed table)."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = _param(table)
+
+    def forward(self, x):
+        return x + self.table[:x.shape[1]]
+
+
+class _MaskHolder:
+    """The key padding mask of a FixtureModule's current forward: one mask
+    serves every MultiHeadAttention with use_padding_mask (docs/FORMAT.md)."""
+
+    def __init__(self, mask=None):
+        self.mask = mask
+
+
+class FixtureAttention(nn.Module):
+    """The MultiHeadAttention kind as docs/FORMAT.md defines its forward
+    (self-attention on (T, F), PyTorch's q, k, v packing):
+        [q k v] = x Win^T + bin;  per head S = scale (q k^T);
+        X = S with masked keys excluded (mask_value -inf) or S + mask_value;
+        A = softmax(X) over the keys, a query with no visible key: A = 0;
+        O = A v (heads merged);  y = O Wout^T + bout.
+    Not nn.MultiheadAttention: torch 1.13's returns NaN for a fully masked
+    query row and scales q before the product, where the format scales S.
+    `key_padding_mask` (batch, T), 1 / True = masked, comes from the module's
+    holder (FixtureModule passes the fixture's /data/key_padding_mask)."""
+
+    def __init__(self, F, heads, scale, causal=False, use_padding_mask=False,
+                 mask_value=float("-inf"), bias=True, holder=None):
+        super().__init__()
+        self.F, self.heads, self.scale = F, heads, float(np.float32(scale))
+        self.causal, self.use_padding_mask = bool(causal), bool(use_padding_mask)
+        self.mask_value = float(np.float32(mask_value))
+        self.in_proj = nn.Linear(F, 3 * F, bias=bias)
+        self.out_proj = nn.Linear(F, F, bias=bias)
+        self.holder = holder or _MaskHolder()
+
+    @classmethod
+    def from_layer(cls, L, holder):
+        W = L["in_proj_weight"]
+        F = W.shape[1]
+        b = bool(L.get("has_bias", 0))
+        m = cls(F, int(L["heads"]), L["scale"], L.get("causal", 0), L.get("use_padding_mask", 0),
+                L.get("mask_value", np.float32("-inf")), b, holder)
+        _set_params(m.in_proj, W, L["in_proj_bias"] if b else None)
+        _set_params(m.out_proj, L["out_proj_weight"], L["out_proj_bias"] if b else None)
+        return m
+
+    def mask(self, B, T, device):
+        """(B, 1, T, T) bool, True = masked, or None."""
+        m = None
+        if self.use_padding_mask and self.holder.mask is not None:
+            kpm = torch.as_tensor(self.holder.mask, device=device).to(torch.bool)
+            if kpm.shape != (B, T):
+                raise ValueError("key padding mask of shape %s, the attention wants (%d, %d)"
+                                 % (tuple(kpm.shape), B, T))
+            m = kpm[:, None, None, :].expand(B, 1, T, T)
+        if self.causal:
+            c = torch.triu(torch.ones(T, T, dtype=torch.bool, device=device), 1)[None, None]
+            m = c.expand(B, 1, T, T) if m is None else (m | c)
+        return m
+
+    def scores(self, x):
+        """(q, k, v) split into heads (B, h, T, d) and S (B, h, T, T)."""
+        B, T, F = x.shape
+        d = F // self.heads
+        qkv = self.in_proj(x)
+        q, k, v = (qkv[..., i * F:(i + 1) * F].reshape(B, T, self.heads, d).transpose(1, 2)
+                   for i in range(3))
+        return q, k, v, torch.matmul(q, k.transpose(-1, -2)) * self.scale
+
+    def probs(self, S, mask):
+        if mask is None:
+            return torch.softmax(S, -1)
+        if self.mask_value != float("-inf"):
+            return torch.softmax(S + mask.to(S.dtype) * self.mask_value, -1)
+        # excluded keys: a row with no visible key gives A = 0, never NaN
+        full = mask.all(-1, keepdim=True)
+        X = S.masked_fill(mask, float("-inf")).masked_fill(full, 0.0)
+        return torch.softmax(X, -1).masked_fill(mask, 0.0)
+
+    def forward(self, x):
+        B, T, F = x.shape
+        q, k, v, S = self.scores(x)
+        A = self.probs(S, self.mask(B, T, x.device))
+        O = torch.matmul(A, v).transpose(1, 2).reshape(B, T, F)
+        return self.out_proj(O)
 
 
 class FixtureModule(nn.Module):
@@ -496,7 +642,8 @@ class FixtureModule(nn.Module):
     with the BatchNorm that follows it in this order, as on a user's
     nn.Sequential).  Always float32, always in eval mode."""
 
-    def __init__(self, layers, input_data=None, target=None, path=None, peer=None):
+    def __init__(self, layers, input_data=None, target=None, path=None, peer=None,
+                 key_padding_mask=None):
         super().__init__()
         if peer not in PEERS:
             raise ValueError("peer must be one of %s" % (PEERS,))
@@ -515,17 +662,25 @@ class FixtureModule(nn.Module):
                                        % (where, self.layer_names[i], n))
         self.peer = peer
         self.nodes = []
+        # a token Input (dtype "token"): forward takes (batch, T) integer ids
+        self.tokens = layers[0].get("dtype") == "token"
+        # /data/key_padding_mask (batch, T), 1 = masked, or None; forward
+        # takes another one as key_padding_mask=
+        self.key_padding_mask = key_padding_mask
+        self._kpm = _MaskHolder()
         mods = []
         # per-sample shapes, from a zero sample, to pick BatchNorm1d / 2d
+        # (no mask: the shapes do not depend on it)
         shapes = {}
         with torch.no_grad():
             z = {}
             for L, ins in zip(layers, self.layer_inputs):
-                node, ms = _make_node(L, shapes[ins[0]] if ins else None, peer)
+                node, ms = _make_node(L, shapes[ins[0]] if ins else None, peer, self._kpm)
                 self.nodes.append(node)
                 mods.extend(ms)
-                y = node(torch.zeros((1,) + self.input_shape)) if not ins else \
-                    node(*[z[n] for n in ins])
+                x0 = torch.zeros((1,) + self.input_shape,
+                                 dtype=torch.int64 if self.tokens else torch.float32)
+                y = node(x0) if not ins else node(*[z[n] for n in ins])
                 z[L["name"]] = y
                 shapes[L["name"]] = tuple(y.shape[1:])
         self.layer_shapes = shapes
@@ -542,11 +697,13 @@ class FixtureModule(nn.Module):
     def named_layers(self):
         return list(zip(self.layer_names, self.nodes))
 
-    def forward(self, x, return_all=False):
+    def forward(self, x, return_all=False, key_padding_mask=None):
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError("input of shape %s, the fixture's input layer %r wants (N, %s)"
                              % (tuple(x.shape), self.layer_names[0],
                                 ", ".join(map(str, self.input_shape))))
+        self._kpm.mask = (key_padding_mask if key_padding_mask is not None
+                          else self.key_padding_mask)
         outs = collections.OrderedDict()
         for name, ins, node in zip(self.layer_names, self.layer_inputs, self.nodes):
             outs[name] = node(x) if not ins else node(*[outs[n] for n in ins])
@@ -563,7 +720,8 @@ def fixture_to_module(path, peer=None):
     `.input_data`, the targets as `.target`).  peer="zennit" / "captum"
     makes the Add layers the module that library attaches its rule to."""
     fx = read_fixture(path)
-    return FixtureModule(fx["layers"], fx["input"], fx["target"], path=path, peer=peer)
+    return FixtureModule(fx["layers"], fx["input"], fx["target"], path=path, peer=peer,
+                         key_padding_mask=fx["key_padding_mask"])
 
 
 # ---------------------------------------------------------------------------
