@@ -68,7 +68,7 @@ FLAGS = ("gamma_generalized", "zennit_gamma_drop0", "innvestigate_ab_fullbias",
          "captum_a1b0", "wta_split_ties", "bn_canonize", "bn_fine", "captum_gamma_fullbias")
 COMPOSITES = ("EpsilonPlus", "EpsilonPlusFlat", "EpsilonAlpha2Beta1",
               "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "SequentialPresetA",
-              "SequentialPresetB")
+              "SequentialPresetB", "AttnLRP", "CPLRP")
 EPS_DEFAULT = np.float32(1e-6)  # 0x1.0c6f7ap-20, lrp_rule_default's eps
 
 
