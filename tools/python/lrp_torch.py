@@ -1371,9 +1371,6 @@ class _Exporter:
         a = dict(zip(names, args))
         a.update(kwargs)
         q, k, v = a.get("query"), a.get("key"), a.get("value")
-        if not (isinstance(q, _T) and q is k and k is v):
-            raise UnsupportedModuleError("%s: cross-attention (query, key, value not the same "
-                                         "tensor); only self-attention exports" % what)
         if not mod._qkv_same_embed_dim:
             raise UnsupportedModuleError("%s: kdim / vdim != embed_dim (separate q, k, v "
                                          "projections of other widths)" % what)
@@ -1381,6 +1378,9 @@ class _Exporter:
             raise UnsupportedModuleError("%s: add_bias_kv=True" % what)
         if mod.add_zero_attn:
             raise UnsupportedModuleError("%s: add_zero_attn=True" % what)
+        if not (isinstance(q, _T) and q is k and k is v):
+            raise UnsupportedModuleError("%s: cross-attention (query, key, value not the same "
+                                         "tensor); only self-attention exports" % what)
         if mod.dropout > 0 and self.was_training:
             raise UnsupportedModuleError("%s: dropout %g in training mode (the fixture is the "
                                          "inference forward: call model.eval())"
@@ -1789,6 +1789,9 @@ class _Exporter:
                 out_t = val(node.args[0])
         if isinstance(out_t, _Pair):
             out_t = out_t.t
+        if isinstance(out_t, _Unused):
+            raise UnsupportedModuleError("the model returns %s: the fixture has no such tensor"
+                                         % out_t.what)
         if not isinstance(out_t, _T) or out_t.tb:
             raise UnsupportedModuleError("the model must return one (batch-first) tensor")
         if self.with_kpm and not self.kpm_used:
@@ -1869,9 +1872,13 @@ def export_module(model, example_input, path, target=None, input_name="input",
                     % (mod_path, what, leaf, t.dtype))
     was_training = model.training
     model.eval()
+    # torch 1.13's inference fast path of nn.MultiheadAttention (eval, no
+    # grad) fails without biases (qkv_bias None); with the graph enabled
+    # it takes the plain path
+    mha = any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
     try:
-        with torch.no_grad():
-            y = model(*margs)
+        with (torch.enable_grad() if mha else torch.no_grad()):
+            y = model(*margs).detach()
         layers = module_to_layers(model, x, input_name, kpm, was_training)
     finally:
         model.train(was_training)
