@@ -1039,6 +1039,44 @@ class TestBenchTorchLRP(Base):
                 # (the bug this guards: another layer's module) is O(1) off
                 self.assertClose(a.reshape(b.shape), b, 1e-9, "%s %s" % (name, keys[k]))
 
+    def test_float64_twin_attention(self):
+        """The same for the attention and token fixtures under AttnLRP,
+        CP-LRP, EpsilonPlus and the LayerNorm variants: torch_lrp's LXT-style
+        gradient form (lrp_attn's modified backward functions) agrees with
+        the explicit relevance arithmetic of the reference.  Measured 2e-15
+        of the layer's max |R|; the tolerance is the CNN test's 1e-9 for the
+        same reasons (a rule off by a factor 2, an unhalved product, a
+        missing stabilizer or mask: O(1e-3) or more)."""
+        sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
+        import torch_lrp
+        runs = [("attn1", []), ("attn1", ["--composite", "AttnLRP"]),
+                ("attn1", ["--composite", "CPLRP"]), ("attn_saturated", ["--composite", "AttnLRP"]),
+                ("attn_padded", []), ("embed1", ["--composite", "CPLRP"]),
+                ("gate1", ["--composite", "AttnLRP"]), ("tokmlp", []),
+                ("tokmlp", ["--composite", "EpsilonPlus", "--ln", "fine"]),
+                ("tokmlp", ["--rule", "lrp0"])]
+        for name, args in runs:
+            with self.subTest(fixture=name, args=args):
+                src = os.path.join(FIXDIR, name + ".h5")
+                out = os.path.join(self.tmp, name + ".ref.h5")
+                if os.path.exists(out):
+                    os.unlink(out)
+                p = cli("reference", src, "--out", out, *args)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                with h5py.File(out, "r") as f:
+                    t = f["traces"]["reference"]
+                    keys = sorted(t["relevance"].keys())
+                    ref = [np.asarray(t["relevance"][k], np.float64) +
+                           np.asarray(t["relevance_lo"][k], np.float64) for k in keys]
+                    rules = {i: {a: (v.decode() if isinstance(v, bytes) else v)
+                                 for a, v in t["rules"][k].attrs.items()}
+                             for i, k in enumerate(keys) if k in t["rules"]}
+                got = torch_lrp.lrp(src, rules, torch.float64)
+                self.assertEqual(len(got), len(ref))
+                for k, (a, b) in enumerate(zip(got, ref)):
+                    self.assertTrue(np.isfinite(a).all(), keys[k])
+                    self.assertClose(a.reshape(b.shape), b, 1e-9, "%s %s" % (name, keys[k]))
+
 
 # ---------------------------------------------------------------------------
 # The attention kinds (format version 2, docs/FORMAT.md; issue 17)
