@@ -1243,6 +1243,48 @@ class TestAttentionFixtures(Base):
                         np.testing.assert_array_equal(ga[k][()], gb[k][()])
 
 
+    def test_torch_trace_judged(self):
+        """A float32 PyTorch AttnLRP / CP-LRP trace (bench/torch_lrp.py) of
+        attention fixtures, written with write_trace (a trace file, token ids
+        and masks read back from the fixture), is judged PASS by
+        `lrp-oracle compare`; the same trace with the attention's input
+        relevance halved (the uniform rule applied twice) is FAIL."""
+        sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
+        import torch_lrp
+        for name, comp in (("attn_padded", "AttnLRP"), ("embed1", "CPLRP")):
+            with self.subTest(fixture=name):
+                src = os.path.join(FIXDIR, name + ".h5")
+                fx = lt.read_fixture(src)
+                rules = {}
+                for L in fx["layers"]:
+                    k = L["kind"]
+                    rules[L["name"]] = (
+                        {"rule": comp.lower()} if k == "MultiHeadAttention" else
+                        {"rule": "lrp0"} if k in ("Dense", "Add", "Embedding", "Position") else
+                        {"rule": "pass"})
+                idx = {i: dict(rules[L["name"]], eps=(np.float32(1e-6) if
+                                                      L["kind"] == "MultiHeadAttention" else 0))
+                       for i, L in enumerate(fx["layers"])}
+                for i, L in enumerate(fx["layers"]):
+                    rules[L["name"]] = idx[i]
+                rel = torch_lrp.lrp(src, idx, torch.float32)
+                names = [L["name"] for L in fx["layers"]]
+                R = {n: r.astype(np.float32) for n, r in zip(names, rel)}
+                for tag, mut, want in (("ok", 1.0, 0), ("half", 0.5, 1)):
+                    out = os.path.join(self.tmp, "%s_%s.trace.h5" % (name, tag))
+                    Rm = dict(R)
+                    below = names[:names.index([L["name"] for L in fx["layers"]
+                                                if L["kind"] == "MultiHeadAttention"][0])]
+                    for n in below:
+                        Rm[n] = Rm[n] * np.float32(mut)
+                    lt.write_trace(src, "torch", Rm, "torch (test)", composite=comp, rules=rules,
+                                   out=out, cli=CLI)
+                    p = cli("compare", out, "--source", "torch")
+                    self.assertEqual(p.returncode, want, "%s %s: %s%s" % (name, tag,
+                                                                          p.stdout[-1500:],
+                                                                          p.stderr))
+
+
 class TestAttentionExport(Base):
     def roundtrip(self, model, x, name, kpm=None, composite="AttnLRP"):
         path = os.path.join(self.tmp, name + ".h5")
