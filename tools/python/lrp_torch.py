@@ -10,8 +10,11 @@ This module gives PyTorch users four things:
                                  count_include_pad, flatten order C,H,W)
   export_module(model, x, path)  a user's model (Sequential of supported
                                  layers, torchvision-style VGG / ResNet
-                                 BasicBlock, anything torch.fx can trace into
-                                 supported layers) -> a fixture file
+                                 BasicBlock, transformer encoders of
+                                 nn.MultiheadAttention / SelfAttention,
+                                 LayerNorm, GELU, Embedding, ..., anything
+                                 torch.fx can trace into supported layers)
+                                 -> a fixture file
   capture_relevance(...)         per-layer relevance of a user-supplied LRP
                                  function, collected with forward hooks
   write_trace(path, source, R)   adds a trace (per-layer relevance plus
@@ -40,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
-    "RMSNorm", "FixtureError", "UnsupportedModuleError", "ExportError",
+    "RMSNorm", "SelfAttention", "FixtureAttention", "FixturePosition", "FixtureError", "UnsupportedModuleError", "ExportError",
     "read_fixture", "write_fixture", "fixture_to_module", "FixtureModule",
     "export_module", "module_to_layers", "capture_relevance", "write_trace",
     "read_trace", "epsilon_rules", "entry_name", "verify_with_cli",
