@@ -27,9 +27,10 @@ the child, peak RSS of the child, from GNU time):
   torch      a fresh /usr/bin/python3 process: import torch, build the model,
              one lrp_attn.explain(rule="attnlrp") (the PyTorch autograd
              AttnLRP of bench/torch_attnlrp.py), i.e. what a user of the
-             PyTorch route waits for; plus, inside that process, the median of
-             --runs explain calls after a warm-up (the steady-state figure
-             bench/torch_attnlrp.py prints)
+             PyTorch route waits for (the model is built from random weights
+             where a user would load them); with --runs N, N more explain
+             calls in that process and their median (the steady-state figure
+             bench/torch_attnlrp.py prints; they add to the process time)
 all with --threads threads (torch.set_num_threads, lrp-oracle --threads).
 Ratios are against the PyTorch process of the same run.
 
@@ -161,7 +162,11 @@ def main():
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--runs", type=int, default=3, help="steady-state explain calls in the torch child")
+    ap.add_argument("--runs", type=int, default=0,
+                    help="extra explain calls in the torch child after the first (steady state; "
+                    "they add to its process time: keep 0 for the process figure)")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep an existing exported fixture in --work (same --layers, --tokens)")
     ap.add_argument("--skip-reference", action="store_true")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
@@ -180,14 +185,19 @@ def main():
     with torch.no_grad():
         y_tiny, y = tiny(ids), model(ids)
     res["mirror_max_abs_diff"] = float((y_tiny - y).abs().max())
-    if os.path.exists(fix):
-        os.unlink(fix)
-    lt.export_module(model, ids, fix, target=[0], cli=args.cli, composite="AttnLRP",
-                     description="BERT-base-sized encoder (bench/bench_bert.py), random weights")
+    if not (args.reuse and os.path.exists(fix)):
+        if os.path.exists(fix):
+            os.unlink(fix)
+        lt.export_module(model, ids, fix, target=[0], cli=args.cli, composite="AttnLRP",
+                         description="BERT-base-sized encoder (bench/bench_bert.py), random weights")
+        what = "exported"
+    else:
+        what = "reused"
     res["export_s"] = time.perf_counter() - t0
     res["fixture_mb"] = os.path.getsize(fix) / 2 ** 20
-    print("exported %s (%.0f MB) in %.1f s; mirror vs TinyTransformer max |diff| %.3g"
-          % (fix, res["fixture_mb"], res["export_s"], res["mirror_max_abs_diff"]), flush=True)
+    print("%s %s (%.0f MB; model built%s in %.1f s); mirror vs TinyTransformer max |diff| %.3g"
+          % (what, fix, res["fixture_mb"], " and exported" if what == "exported" else "",
+             res["export_s"], res["mirror_max_abs_diff"]), flush=True)
 
     rows = []
     tout = os.path.join(args.work, "fast_L%d.h5" % args.layers)
@@ -227,8 +237,10 @@ def main():
             print("  %s failed: %s" % (name, r["stderr"].strip()[-500:]))
     if res["torch_inner"]:
         ti = res["torch_inner"]
-        print("torch process inside: first explain %.2f s, median of %d more %.2f s"
-              % (ti["first_explain_s"], args.runs, ti["median_explain_s"] or float("nan")))
+        print("torch process inside: first explain %.2f s wall%s"
+              % (ti["first_explain_s"], ", median of %d more %.2f s" % (args.runs,
+                                                                         ti["median_explain_s"])
+                 if ti["median_explain_s"] else ""))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)
