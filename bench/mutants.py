@@ -920,7 +920,7 @@ def torch_baseline(cli, T, src, tag, order, trules, ref, jpath, results):
         results["torch_skipped"].append({"run": tag, "reason": "not supported: %s" % e})
         return
     except lrp_torch.FixtureError as e:
-        # a kind the Python reader does not know yet (the attention kinds)
+        # a kind or file the Python reader refuses
         results["torch_skipped"].append({"run": tag, "reason": "not readable by lrp_torch: %s" % e})
         return
     # twice: relevance only (what most libraries can export), and with the

@@ -11,15 +11,40 @@ activations it used, or raises Unsupported with the reason.  Written from docs/S
 core/ruletab.c state it; not derived from the C code.
 
 Supported: Input, ReLU, Flatten, Dropout, Reshape (pass); MaxPool2D (wta,
-first maximum: PyTorch's max_pool2d gradient); Dense, Conv2D with lrp0,
-epsilon, zplus, alphabeta, flat; AvgPool2D and GlobalAvgPool (epsilon);
-BatchNorm explicit (epsilon on y = w x + b'); Add (epsilon, proportional);
-stabilizers sign0_pos and signbit.  Everything else: Unsupported.
+first maximum: PyTorch's max_pool2d gradient); Dense (on (F) or (T, F)),
+Conv2D with lrp0, epsilon, zplus, alphabeta, flat; AvgPool2D and
+GlobalAvgPool (epsilon); BatchNorm explicit (epsilon on y = w x + b'); Add
+(epsilon, proportional); stabilizers sign0_pos and signbit.
+
+The transformer kinds (docs/SPEC.md 3.7, 3.8), AttnLRP and CP-LRP the way
+LXT computes them -- relevance = input x modified gradient -- with the
+modified-backward functions of tools/python/lrp_attn.py (_EpsScale: the
+epsilon rule at a tensor, divide_gradient: the uniform rule's halving at a
+bilinear product, masked_softmax / build_mask: the masks, A = 0 on a row
+with no visible key):
+  MultiHeadAttention  attnlrp: the input projection, S = c q k^T and O = A v
+                      each under _EpsScale (the layer rule's eps, sign0_pos)
+                      and halved at S and O; A's plain gradient is the Taylor
+                      rule read at the pre-mask scores; the output projection
+                      seeded with R / stab(y).  cplrp: A detached, O not
+                      halved.
+  Softmax (taylor)    R_x = x (R - s sum R), the closed form of x times the
+                      softmax's vector-Jacobian product at R / s (which would
+                      divide by an underflowed s)
+  Mul (uniform)       R / 2 to each factor
+  LayerNorm           ln_linear: sigma frozen, x * grad of the linear part at
+                      R / stab(y); ln_fine: (w / sigma) x R / stab(y);
+                      identity.  RMSNorm, GELU, SiLU, Tanh: identity
+  Embedding           relevance per token: the feature sum
+  Position            proportional split with the table (lrp0 / epsilon) or pass
+  SelectToken         R to the selected row
+Everything else: Unsupported.
 """
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+import lrp_attn as la
 import lrp_torch as lt
 
 
@@ -46,6 +71,8 @@ def _flags(r):
 
 def _lin(L, x, w, b):
     if L["kind"] == "Dense":
+        if x.dim() == 3:  # a token sequence (T, F): the last axis, row by row
+            return F.linear(x, w, b)
         return F.linear(x.reshape(x.shape[0], -1), w, b)
     t, bo, l, r = L["padding"]
     return F.conv2d(F.pad(x, (l, r, t, bo)), w, b, tuple(L["stride"]), 0, tuple(L["dilation"]),
@@ -99,13 +126,93 @@ def _linear_rule(L, r, a, R, dt):
     raise Unsupported("rule %s on %s" % (rule, L["kind"]))
 
 
+def _div(R, den):
+    """R / den with an exact-zero denominator passing nothing (the units
+    docs/SPEC.md section 4 absorbs as undefined)."""
+    zero = den == 0
+    return torch.where(zero, torch.zeros_like(R), R / torch.where(zero, torch.ones_like(den), den))
+
+
+def _eps_rule(r, what):
+    eps = float(np.float32(r.get("eps", 0)))
+    conv = r.get("stabilizer", "sign0_pos")
+    if _flags(r):
+        raise Unsupported("flags %s on %s" % (_flags(r), what))
+    return eps, conv
+
+
+def _layernorm(L, r, a, R, dt):
+    rule = r.get("rule")
+    if rule == "identity":
+        return R
+    if rule not in ("ln_linear", "ln_fine"):
+        raise Unsupported("rule %s on LayerNorm" % rule)
+    eps, conv = _eps_rule(r, "LayerNorm")
+    Fd = a.shape[-1]
+    w = torch.as_tensor(L["weight"], dtype=dt) if L.get("has_weight") else torch.ones(Fd, dtype=dt)
+    b = torch.as_tensor(L["bias"], dtype=dt) if L.get("has_bias") else None
+    mu = a.mean(-1, keepdim=True)
+    sigma = torch.sqrt(((a - mu) ** 2).mean(-1, keepdim=True) + float(np.float32(L["eps"])))
+    xa = a.detach().clone().requires_grad_(True)
+    lin = (xa - xa.mean(-1, keepdim=True)) / sigma * w     # sigma frozen: linear in x
+    y = lin.detach() + (b if (b is not None and int(r.get("bias", 1))) else 0)
+    s = _div(R, _stab(y, eps, conv))
+    if rule == "ln_fine":
+        return a * (w / sigma) * s
+    (g,) = torch.autograd.grad(lin, xa, s)
+    return a * g
+
+
+def _attention(L, r, a, R, dt, kpm):
+    """One MultiHeadAttention layer's input relevance under attnlrp / cplrp
+    (docs/SPEC.md 3.8) in LXT's gradient form, lrp_attn's functions."""
+    rule = r.get("rule")
+    if rule not in ("attnlrp", "cplrp"):
+        raise Unsupported("rule %s on MultiHeadAttention" % rule)
+    eps, conv = _eps_rule(r, "MultiHeadAttention")
+    if conv != "sign0_pos" or not eps > 0:
+        # _EpsScale is sign0_pos; without eps its z / z is 0/0 at z = 0
+        raise Unsupported("MultiHeadAttention with stabilizer %s, eps %g" % (conv, eps))
+    B, T, Fd = a.shape
+    H = int(L["heads"])
+    d = Fd // H
+    c = float(np.float32(L["scale"]))
+    bias = bool(L.get("has_bias")) and int(r.get("bias", 1))
+    t = lambda k: torch.as_tensor(L[k], dtype=dt)
+    Win, Wout = t("in_proj_weight"), t("out_proj_weight")
+    bin_, bout = (t("in_proj_bias"), t("out_proj_bias")) if L.get("has_bias") else (None, None)
+    mask = la.build_mask(B, T, torch.as_tensor(kpm) if L.get("use_padding_mask") else None,
+                         bool(L.get("causal")))
+    mval = float(np.float32(L.get("mask_value", np.float32("-inf"))))
+    x = a.detach().clone().requires_grad_(True)
+    qkv = la._EpsScale.apply(F.linear(x, Win, bin_), eps)
+    q, k, v = (qkv[..., i * Fd:(i + 1) * Fd].reshape(B, T, H, d).transpose(1, 2) for i in range(3))
+    S = la._EpsScale.apply(torch.matmul(q, k.transpose(-1, -2)) * c, eps)
+    if rule == "attnlrp":
+        S = la.divide_gradient(S, 2)
+    if mask is not None and mval != float("-inf"):
+        A = torch.softmax(S + mask.to(dt) * mval, -1)   # the finite mask: a constant summand
+    else:
+        A = la.masked_softmax(S, mask)
+    if rule == "cplrp":
+        A = A.detach()
+    O = la._EpsScale.apply(torch.matmul(A, v), eps)
+    if rule == "attnlrp":
+        O = la.divide_gradient(O, 2)
+    O = O.transpose(1, 2).reshape(B, T, Fd)
+    y = F.linear(O, Wout, bout if bias else None)
+    ys = F.linear(O.detach(), Wout, bout if bias else None)
+    (g,) = torch.autograd.grad(y, x, _div(R, _stab(ys, eps, conv)))
+    return a * g
+
+
 def lrp(path, rules, dtype=torch.float32, with_acts=False):
     fx = lt.read_fixture(path)
     layers = fx["layers"]
     names = [L["name"] for L in layers]
     idx = {n: i for i, n in enumerate(names)}
-    m = lt.FixtureModule(layers).to(dtype)
-    x = torch.as_tensor(fx["input"], dtype=dtype)
+    m = lt.FixtureModule(layers, key_padding_mask=fx["key_padding_mask"]).to(dtype)
+    x = torch.as_tensor(fx["input"], dtype=torch.int64 if fx["tokens"] is not None else dtype)
     with torch.no_grad():
         acts = list(m(x, return_all=True).values())
     n = len(layers)
@@ -119,7 +226,7 @@ def lrp(path, rules, dtype=torch.float32, with_acts=False):
         for s, t in enumerate(fx["target"]):
             R0.reshape(out.shape[0], -1)[s, int(t)] = out.reshape(out.shape[0], -1)[s, int(t)]
     rel = [None] * n
-    acc = [torch.zeros_like(a) for a in acts]
+    acc = [torch.zeros(a.shape, dtype=dtype) for a in acts]
     acc[-1] = R0
     for i in range(n - 1, -1, -1):
         L = layers[i]
@@ -166,6 +273,28 @@ def lrp(path, rules, dtype=torch.float32, with_acts=False):
             z = m.nodes[i](xa)
             (g,) = torch.autograd.grad(z, xa, R.reshape(z.shape) / _stab(z.detach(), eps, conv))
             acc[ins[0]] = acc[ins[0]] + xa.detach() * g
+        elif k in ("RMSNorm", "GELU", "SiLU", "Tanh") and rule == "identity":
+            acc[ins[0]] = acc[ins[0]] + R
+        elif k == "LayerNorm":
+            acc[ins[0]] = acc[ins[0]] + _layernorm(L, r, a, R, dtype)
+        elif k == "Softmax" and rule == "taylor":
+            s = acts[i]
+            acc[ins[0]] = acc[ins[0]] + a * (R - s * R.sum(-1, keepdim=True))
+        elif k == "Mul" and rule == "uniform":
+            for j in ins:
+                acc[j] = acc[j] + R / 2
+        elif k == "MultiHeadAttention":
+            acc[ins[0]] = acc[ins[0]] + _attention(L, r, a, R, dtype, fx["key_padding_mask"])
+        elif k == "Embedding" and rule in ("lrp0", "epsilon", "pass"):
+            acc[ins[0]] = acc[ins[0]] + R.sum(-1)
+        elif k == "Position" and rule == "pass":
+            acc[ins[0]] = acc[ins[0]] + R
+        elif k == "Position" and rule in ("lrp0", "epsilon"):
+            eps, conv = _eps_rule(r, k)
+            z = acts[i]
+            acc[ins[0]] = acc[ins[0]] + a * _div(R, _stab(z, eps, conv))
+        elif k == "SelectToken" and rule == "pass":
+            acc[ins[0]][:, int(L["index"])] += R
         else:
             raise Unsupported("%s with rule %s" % (k, rule))
     npdt = np.float32 if dtype == torch.float32 else np.float64

@@ -1039,6 +1039,427 @@ class TestBenchTorchLRP(Base):
                 # (the bug this guards: another layer's module) is O(1) off
                 self.assertClose(a.reshape(b.shape), b, 1e-9, "%s %s" % (name, keys[k]))
 
+    def test_float64_twin_attention(self):
+        """The same for the attention and token fixtures under AttnLRP,
+        CP-LRP, EpsilonPlus and the LayerNorm variants: torch_lrp's LXT-style
+        gradient form (lrp_attn's modified backward functions) agrees with
+        the explicit relevance arithmetic of the reference.  Measured 2e-15
+        of the layer's max |R|; the tolerance is the CNN test's 1e-9 for the
+        same reasons (a rule off by a factor 2, an unhalved product, a
+        missing stabilizer or mask: O(1e-3) or more)."""
+        sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
+        import torch_lrp
+        runs = [("attn1", []), ("attn1", ["--composite", "AttnLRP"]),
+                ("attn1", ["--composite", "CPLRP"]), ("attn_saturated", ["--composite", "AttnLRP"]),
+                ("attn_padded", []), ("embed1", ["--composite", "CPLRP"]),
+                ("gate1", ["--composite", "AttnLRP"]), ("tokmlp", []),
+                ("tokmlp", ["--composite", "EpsilonPlus", "--ln", "fine"]),
+                ("tokmlp", ["--rule", "lrp0"])]
+        for name, args in runs:
+            with self.subTest(fixture=name, args=args):
+                src = os.path.join(FIXDIR, name + ".h5")
+                out = os.path.join(self.tmp, name + ".ref.h5")
+                if os.path.exists(out):
+                    os.unlink(out)
+                p = cli("reference", src, "--out", out, *args)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                with h5py.File(out, "r") as f:
+                    t = f["traces"]["reference"]
+                    keys = sorted(t["relevance"].keys())
+                    ref = [np.asarray(t["relevance"][k], np.float64) +
+                           np.asarray(t["relevance_lo"][k], np.float64) for k in keys]
+                    rules = {i: {a: (v.decode() if isinstance(v, bytes) else v)
+                                 for a, v in t["rules"][k].attrs.items()}
+                             for i, k in enumerate(keys) if k in t["rules"]}
+                got = torch_lrp.lrp(src, rules, torch.float64)
+                self.assertEqual(len(got), len(ref))
+                for k, (a, b) in enumerate(zip(got, ref)):
+                    self.assertTrue(np.isfinite(a).all(), keys[k])
+                    self.assertClose(a.reshape(b.shape), b, 1e-9, "%s %s" % (name, keys[k]))
+
+
+# ---------------------------------------------------------------------------
+# The attention kinds (format version 2, docs/FORMAT.md; issue 17)
+# ---------------------------------------------------------------------------
+
+ATTN_FIXTURES = ("attn1", "attn_saturated", "attn_padded", "embed1", "gate1", "tokmlp",
+                 "ln_constrow", "ln_eps0")
+
+
+def fast_activations(path, tmp):
+    """The C fast path's forward of every layer (`lrp-oracle fast --out`)."""
+    out = os.path.join(tmp, os.path.basename(path) + ".fast.h5")
+    p = cli("fast", path, "--out", out)
+    if p.returncode != 0:
+        raise AssertionError("lrp-oracle fast %s: %s" % (path, p.stderr))
+    with h5py.File(out, "r") as f:
+        src = list(f["traces"])[0]
+        g = f["traces"][src]["activation"]
+        return {k: g[k][()] for k in g}
+
+
+def constant_rows(x):
+    """(batch, T) bool: token rows whose features are all equal."""
+    return (x == x[..., :1]).all(-1)
+
+
+class AttnEncoder(nn.Module):
+    """A small encoder as users write it, for the export round trips:
+    tokens -> Embedding + positional parameter -> nn.MultiheadAttention
+    (batch_first or not; a causal attn_mask; a key padding mask) ->
+    residual, LayerNorm -> x * softmax(Linear(x)) (Mul, Softmax) -> x[:, i]
+    -> tanh -> Linear."""
+
+    def __init__(self, batch_first=True, causal=None, bias=True, pool=0, T=8, F=16, heads=2):
+        super().__init__()
+        self.emb = nn.Embedding(50, F)
+        self.pos = nn.Parameter(torch.randn(T, F) * 0.3)
+        self.attn = nn.MultiheadAttention(F, heads, batch_first=batch_first, bias=bias)
+        self.ln = nn.LayerNorm(F)
+        self.ff = nn.Linear(F, F)
+        self.sm = nn.Softmax(dim=-1)
+        self.head = nn.Linear(F, 3)
+        self.batch_first, self.pool = batch_first, pool
+        if causal == "float":
+            causal = torch.triu(torch.full((T, T), float("-inf")), 1)
+        elif causal == "bool":
+            causal = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+        self.register_buffer("mask", causal)  # None: no attn_mask
+
+    def forward(self, x, key_padding_mask=None):
+        h = self.emb(x) + self.pos
+        if self.batch_first:
+            a, _ = self.attn(h, h, h, key_padding_mask=key_padding_mask, attn_mask=self.mask)
+        else:
+            t = h.transpose(0, 1)
+            a, _ = self.attn(t, t, t, key_padding_mask=key_padding_mask, attn_mask=self.mask)
+            a = a.transpose(0, 1)
+        h = self.ln(h + a)
+        g = h * self.sm(self.ff(h))
+        return self.head(torch.tanh(g[:, self.pool]))
+
+
+class PlainAttnNet(nn.Module):
+    """lrp_torch.SelfAttention on float tokens, F.softmax gate, x.softmax."""
+
+    def __init__(self, causal=False, bias=True):
+        super().__init__()
+        self.attn = lt.SelfAttention(16, 4, bias=bias, causal=causal)
+        self.ff = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 5)
+
+    def forward(self, x, key_padding_mask=None):
+        h = x + self.attn(x, key_padding_mask=key_padding_mask)
+        h = h * torch.nn.functional.softmax(self.ff(h), dim=-1)
+        return self.head(h.softmax(-1)[:, -1])
+
+
+class TestAttentionFixtures(Base):
+    def test_suite_forward_matches_fast_path(self):
+        """fixture_to_module runs every attention / token fixture of the
+        suite, and its float32 forward agrees with the C fast path's.
+        Tolerance FWD_RTOL (2^-16 of the layer's max |value|): the layers are
+        float32 dot products of fan-in <= 48 plus a softmax, whose output
+        moves by |x| u relative to its input's rounding; attn_saturated's
+        scores are scaled by 64 (|x| up to ~1e2), measured worst 2.6e-6,
+        6x inside the bound.  Excluded, as ill-conditioned by construction:
+        ln_constrow's constant rows (float32's x - mean is rounding noise
+        that 1/sqrt(1e-12) amplifies, differently per summation order) and
+        what mixes them (flatten's head); ln_eps0's constant rows are 0/0:
+        NaN in both, at the same cells."""
+        for name in ATTN_FIXTURES:
+            with self.subTest(fixture=name):
+                path = os.path.join(FIXDIR, name + ".h5")
+                fx = lt.read_fixture(path)
+                m = lt.fixture_to_module(path)
+                ref = fast_activations(path, self.tmp)
+                with torch.no_grad():
+                    outs = m(torch.from_numpy(fx["input"]), return_all=True)
+                self.assertEqual(list(outs), [L["name"] for L in fx["layers"]])
+                const = (constant_rows(fx["input"]) if name.startswith("ln_") else None)
+                for i, (n, t) in enumerate(outs.items()):
+                    got, want = t.numpy(), ref[lt.entry_name(i, n)]
+                    self.assertEqual(got.shape, want.shape, "%s %s" % (name, n))
+                    if i == 0 and fx["tokens"] is not None:
+                        self.assertTrue(np.array_equal(got, want.astype(np.int64)))
+                        continue
+                    if const is not None and got.ndim == 3:
+                        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+                        got, want = got[~const], want[~const]
+                    elif const is not None and i > 0 and name == "ln_constrow":
+                        self.assertTrue(np.isfinite(got).all(), n)
+                        continue
+                    elif const is not None and i > 0:  # ln_eps0's head: NaN per sample
+                        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+                        got, want = got[~np.isnan(want)], want[~np.isnan(want)]
+                        if not want.size:
+                            continue
+                    self.assertTrue(np.isfinite(got).all(), "%s %s" % (name, n))
+                    self.assertClose(got, want.astype(np.float64), FWD_RTOL,
+                                     "%s: layer %s" % (name, n))
+
+    def test_padded_row_is_zero_not_nan(self):
+        """attn_padded: sample 0 pads key 0 under a causal mask, so query 0
+        sees no key: A = 0, O = 0, the output row is the out-projection's
+        bias (docs/FORMAT.md), never NaN as nn.MultiheadAttention gives."""
+        path = os.path.join(FIXDIR, "attn_padded.h5")
+        fx = lt.read_fixture(path)
+        m = lt.fixture_to_module(path)
+        self.assertEqual(fx["key_padding_mask"][0, 0], 1)
+        with torch.no_grad():
+            y = m(torch.from_numpy(fx["input"]), return_all=True)["attn"]
+        L = [L for L in fx["layers"] if L["kind"] == "MultiHeadAttention"][0]
+        np.testing.assert_array_equal(y[0, 0].numpy(), L["out_proj_bias"])
+        # the same module without the mask: that row is not the bias
+        with torch.no_grad():
+            y2 = m(torch.from_numpy(fx["input"]), return_all=True,
+                   key_padding_mask=np.zeros_like(fx["key_padding_mask"]))["attn"]
+        self.assertFalse(np.array_equal(y2[0, 0].numpy(), L["out_proj_bias"]))
+
+    def test_rewrite_roundtrip(self):
+        """read_fixture -> write_fixture keeps every v2 attribute, dataset,
+        the token ids and the key padding mask: `lrp-oracle info` accepts
+        the copy and the fast path computes the same relevance bit for bit."""
+        for name in ("attn_padded", "embed1", "gate1"):
+            with self.subTest(fixture=name):
+                src = os.path.join(FIXDIR, name + ".h5")
+                fx = lt.read_fixture(src)
+                dst = os.path.join(self.tmp, name + ".copy.h5")
+                lt.write_fixture(dst, fx["layers"], fx["input"], target=fx["target"],
+                                 rules=fx["rules"], cli=CLI,
+                                 key_padding_mask=fx["key_padding_mask"])
+                self.assertInfoOK(dst)
+                a, b = (fast_activations(p, self.tmp) for p in (src, dst))
+                for k in a:
+                    np.testing.assert_array_equal(a[k], b[k], "%s %s" % (name, k))
+                ra, rb = (os.path.join(self.tmp, n + ".r.h5") for n in ("a", "b"))
+                for p, o in ((src, ra), (dst, rb)):
+                    if os.path.exists(o):
+                        os.unlink(o)
+                    self.assertEqual(cli("fast", p, "--out", o).returncode, 0)
+                with h5py.File(ra, "r") as fa, h5py.File(rb, "r") as fb:
+                    ga, gb = fa["traces"]["fastpath"]["relevance"], fb["traces"]["fastpath"]["relevance"]
+                    for k in ga:
+                        np.testing.assert_array_equal(ga[k][()], gb[k][()])
+
+
+    def test_torch_trace_judged(self):
+        """A float32 PyTorch AttnLRP / CP-LRP trace (bench/torch_lrp.py) of
+        attention fixtures, written with write_trace (a trace file, token ids
+        and masks read back from the fixture), is judged PASS by
+        `lrp-oracle compare`; the same trace with the attention's input
+        relevance halved (the uniform rule applied twice) is FAIL."""
+        sys.path.insert(0, os.path.join(HERE, "..", "..", "bench"))
+        import torch_lrp
+        for name, comp in (("attn_padded", "AttnLRP"), ("embed1", "CPLRP")):
+            with self.subTest(fixture=name):
+                src = os.path.join(FIXDIR, name + ".h5")
+                fx = lt.read_fixture(src)
+                rules = {}
+                for L in fx["layers"]:
+                    k = L["kind"]
+                    rules[L["name"]] = (
+                        {"rule": comp.lower()} if k == "MultiHeadAttention" else
+                        {"rule": "lrp0"} if k in ("Dense", "Add", "Embedding", "Position") else
+                        {"rule": "pass"})
+                idx = {i: dict(rules[L["name"]], eps=(np.float32(1e-6) if
+                                                      L["kind"] == "MultiHeadAttention" else 0))
+                       for i, L in enumerate(fx["layers"])}
+                for i, L in enumerate(fx["layers"]):
+                    rules[L["name"]] = idx[i]
+                rel = torch_lrp.lrp(src, idx, torch.float32)
+                names = [L["name"] for L in fx["layers"]]
+                R = {n: r.astype(np.float32) for n, r in zip(names, rel)}
+                for tag, mut, want in (("ok", 1.0, 0), ("half", 0.5, 1)):
+                    out = os.path.join(self.tmp, "%s_%s.trace.h5" % (name, tag))
+                    Rm = dict(R)
+                    below = names[:names.index([L["name"] for L in fx["layers"]
+                                                if L["kind"] == "MultiHeadAttention"][0])]
+                    for n in below:
+                        Rm[n] = Rm[n] * np.float32(mut)
+                    lt.write_trace(src, "torch", Rm, "torch (test)", composite=comp, rules=rules,
+                                   out=out, cli=CLI)
+                    p = cli("compare", out, "--source", "torch")
+                    self.assertEqual(p.returncode, want, "%s %s: %s%s" % (name, tag,
+                                                                          p.stdout[-1500:],
+                                                                          p.stderr))
+
+
+class TestAttentionExport(Base):
+    def roundtrip(self, model, x, name, kpm=None, composite="AttnLRP"):
+        path = os.path.join(self.tmp, name + ".h5")
+        model.eval()
+        layers = lt.export_module(model, x, path, cli=CLI, key_padding_mask=kpm)
+        self.assertInfoOK(path)
+        m = lt.fixture_to_module(path)
+        # with the graph: torch 1.13's no-grad fast path of a bias-free
+        # nn.MultiheadAttention fails (export_module does the same)
+        y = (model(x) if kpm is None else model(x, kpm)).detach()
+        with torch.no_grad():
+            outs = m(x, return_all=True)
+        # the model's float32 forward and the fixture's are the same
+        # operations up to summation order: FWD_RTOL as for the CNN layers
+        self.assertClose(list(outs.values())[-1].numpy(), y.numpy().astype(np.float64), FWD_RTOL,
+                         name)
+        # written from torch, judged by the oracle: its own fast path is clean
+        p = cli("check", path, "--composite", composite)
+        self.assertEqual(p.returncode, 0, "%s: %s%s" % (name, p.stdout[-2000:], p.stderr))
+        return path, layers
+
+    def test_multihead_attention_variants(self):
+        torch.manual_seed(3)
+        ids = torch.randint(0, 50, (2, 8))
+        kpm = torch.tensor([[0, 0, 0, 0, 0, 0, 1, 1], [0, 0, 0, 0, 0, 0, 0, 0]], dtype=torch.bool)
+        for bf in (True, False):
+            for causal in (None, "float", "bool"):
+                for bias in (True, False):
+                    for mask in (None, kpm):
+                        tag = "bf%d_%s_b%d_m%d" % (bf, causal, bias, mask is not None)
+                        with self.subTest(variant=tag):
+                            model = AttnEncoder(bf, causal, bias)
+                            path, layers = self.roundtrip(model, ids, tag, mask)
+                            kinds = [L["kind"] for L in layers]
+                            self.assertEqual(kinds, ["Input", "Embedding", "Position",
+                                                     "MultiHeadAttention", "Add", "LayerNorm",
+                                                     "Dense", "Softmax", "Mul", "SelectToken",
+                                                     "Tanh", "Dense"])
+                            A = layers[3]
+                            self.assertEqual(A["causal"], int(causal is not None))
+                            self.assertEqual(A["use_padding_mask"], int(mask is not None))
+                            self.assertEqual(A["has_bias"], int(bias))
+                            self.assertEqual(A["heads"], 2)
+                            self.assertEqual(A["scale"], np.float32(1 / np.sqrt(8)))
+                            fx = lt.read_fixture(path)
+                            self.assertEqual(fx["layers"][0].get("dtype"), "token")
+                            np.testing.assert_array_equal(fx["tokens"], ids.numpy())
+                            if mask is not None:
+                                np.testing.assert_array_equal(fx["key_padding_mask"],
+                                                              mask.numpy().astype(np.uint8))
+                            np.testing.assert_array_equal(
+                                fx["layers"][3]["in_proj_weight"],
+                                model.attn.in_proj_weight.detach().numpy())
+
+    def test_finite_causal_mask_value(self):
+        """A float causal mask of one finite value (-1e4, as Hugging Face's
+        finfo.min style masks) is mask_value, added to the masked scores."""
+        torch.manual_seed(4)
+        model = AttnEncoder(True, torch.triu(torch.full((8, 8), -1e4), 1))
+        path, layers = self.roundtrip(model, torch.randint(0, 50, (2, 8)), "finite")
+        self.assertEqual(layers[3]["causal"], 1)
+        self.assertEqual(layers[3]["mask_value"], np.float32(-1e4))
+
+    def test_self_attention_module(self):
+        """lrp_torch.SelfAttention (q/k/v/out Linear, packed into in_proj),
+        F.softmax, x.softmax, * and x[:, -1] on a float token input; the
+        reference's forward agrees too."""
+        torch.manual_seed(5)
+        x = torch.randn(2, 6, 16)
+        kpm = torch.tensor([[1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1]], dtype=torch.bool)
+        for causal, mask in ((False, None), (True, kpm)):
+            with self.subTest(causal=causal):
+                model = PlainAttnNet(causal)
+                path, layers = self.roundtrip(model, x, "sa%d" % causal, mask)
+                kinds = [L["kind"] for L in layers]
+                self.assertEqual(kinds, ["Input", "MultiHeadAttention", "Add", "Dense", "Softmax",
+                                         "Mul", "Softmax", "SelectToken", "Dense"])
+                A = layers[1]
+                a = model.attn
+                np.testing.assert_array_equal(A["in_proj_weight"], torch.cat(
+                    [a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach().numpy())
+                self.assertEqual(A["causal"], int(causal))
+                self.assertEqual(layers[7]["index"], 5)
+                out = os.path.join(self.tmp, "sa_ref.h5")
+                if os.path.exists(out):
+                    os.unlink(out)
+                p = cli("reference", path, "--out", out)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                m = lt.fixture_to_module(path)
+                with torch.no_grad():
+                    outs = m(x, return_all=True)
+                with h5py.File(out, "r") as f:
+                    act = f["traces"]["reference"]["activation"]
+                    for i, L in enumerate(layers):
+                        self.assertClose(outs[L["name"]].numpy(),
+                                         act[lt.entry_name(i, L["name"])][()].astype(np.float64),
+                                         FWD_RTOL, "reference forward, layer %s" % L["name"])
+
+    def test_lrp_attn_self_attention_maps(self):
+        """lrp_attn.SelfAttention (the class the AttnLRP statements use, `h`
+        for heads) is exported by class name as the same kind."""
+        sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "python"))
+        import lrp_attn
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.attn = lrp_attn.SelfAttention(16, 2)
+                self.head = nn.Linear(16, 3)
+
+            def forward(self, x):
+                return self.head(self.attn(x)[:, 0])
+
+        torch.manual_seed(6)
+        path, layers = self.roundtrip(Net(), torch.randn(2, 5, 16), "la")
+        self.assertEqual([L["kind"] for L in layers],
+                         ["Input", "MultiHeadAttention", "SelectToken", "Dense"])
+
+    def test_unsupported_attention_variants(self):
+        """One-line UnsupportedModuleError naming the module for what the
+        MultiHeadAttention kind cannot express; the user's file untouched."""
+        path = os.path.join(self.tmp, "keep.h5")
+        with open(path, "wb") as f:
+            f.write(b"precious")
+
+        class Wrap(nn.Module):
+            def __init__(self, attn, call):
+                super().__init__()
+                self.inner = attn
+                self.proj = nn.Linear(8, 4)
+                self.call = call
+
+            def forward(self, x):
+                return self.call(self.inner, x, self.proj)
+
+        x = torch.randn(2, 4, 8)
+        causal_bad = torch.triu(torch.ones(4, 4, dtype=torch.bool), 2)
+        cases = [
+            ("cross", nn.MultiheadAttention(8, 2, batch_first=True),
+             lambda a, x, p: a(x, x.relu(), x.relu())[0], "cross-attention"),
+            ("kdim", nn.MultiheadAttention(8, 2, batch_first=True, kdim=4, vdim=4),
+             lambda a, x, p: a(x, p(x), p(x))[0], "kdim"),
+            ("bias_kv", nn.MultiheadAttention(8, 2, batch_first=True, add_bias_kv=True),
+             lambda a, x, p: a(x, x, x)[0], "add_bias_kv"),
+            ("zero_attn", nn.MultiheadAttention(8, 2, batch_first=True, add_zero_attn=True),
+             lambda a, x, p: a(x, x, x)[0], "add_zero_attn"),
+            ("mask", nn.MultiheadAttention(8, 2, batch_first=True),
+             lambda a, x, p: a(x, x, x, attn_mask=causal_bad)[0], "causal pattern"),
+            ("layout", nn.MultiheadAttention(8, 2),
+             lambda a, x, p: a(x, x, x)[0], "batch_first"),
+            ("weights", nn.MultiheadAttention(8, 2, batch_first=True),
+             lambda a, x, p: a(x, x, x)[1], "weights"),
+            ("softmax_dim", nn.Softmax(dim=1), lambda a, x, p: a(x), "dim=-1"),
+        ]
+        for tag, mod, call, word in cases:
+            with self.subTest(case=tag):
+                with self.assertRaises(lt.UnsupportedModuleError) as cm:
+                    lt.export_module(Wrap(mod, call), x, path, cli=CLI)
+                msg = str(cm.exception)
+                self.assertNotIn("\n", msg)
+                self.assertIn(word, msg)
+                self.assertIn("inner", msg)          # the module path
+        # dropout > 0 in a model left in training mode
+        model = Wrap(nn.MultiheadAttention(8, 2, batch_first=True, dropout=0.1),
+                     lambda a, x, p: a(x, x, x)[0])
+        model.train()
+        with self.assertRaisesRegex(lt.UnsupportedModuleError, "inner.*dropout"):
+            lt.export_module(model, x, path, cli=CLI)
+        self.assertTrue(model.training)
+        model.eval()  # in eval mode the dropout is the identity: exports
+        lt.export_module(model, x, os.path.join(self.tmp, "ok.h5"), cli=CLI)
+        with open(path, "rb") as f:
+            self.assertEqual(f.read(), b"precious")
+        self.assertEqual(sorted(os.listdir(self.tmp)), ["keep.h5", "ok.h5"])
+
 
 def main():
     global BUILD, CLI, FIXDIR

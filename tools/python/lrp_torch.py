@@ -10,8 +10,11 @@ This module gives PyTorch users four things:
                                  count_include_pad, flatten order C,H,W)
   export_module(model, x, path)  a user's model (Sequential of supported
                                  layers, torchvision-style VGG / ResNet
-                                 BasicBlock, anything torch.fx can trace into
-                                 supported layers) -> a fixture file
+                                 BasicBlock, transformer encoders of
+                                 nn.MultiheadAttention / SelfAttention,
+                                 LayerNorm, GELU, Embedding, ..., anything
+                                 torch.fx can trace into supported layers)
+                                 -> a fixture file
   capture_relevance(...)         per-layer relevance of a user-supplied LRP
                                  function, collected with forward hooks
   write_trace(path, source, R)   adds a trace (per-layer relevance plus
@@ -40,7 +43,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 __all__ = [
-    "RMSNorm", "FixtureError", "UnsupportedModuleError", "ExportError",
+    "RMSNorm", "SelfAttention", "FixtureAttention", "FixturePosition", "FixtureError", "UnsupportedModuleError", "ExportError",
     "read_fixture", "write_fixture", "fixture_to_module", "FixtureModule",
     "export_module", "module_to_layers", "capture_relevance", "write_trace",
     "read_trace", "epsilon_rules", "entry_name", "verify_with_cli",
@@ -51,21 +54,24 @@ FORMAT_VERSION = 1
 # The token layers (docs/TRANSFORMERS.md) need format_version 2, with root
 # attribute token_layout = "TF"; a file without them stays version 1.
 FORMAT_VERSION_MAX = 2
-V2_KINDS = ("LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh")
+V2_KINDS = ("LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh", "Softmax", "Mul",
+            "MultiHeadAttention", "Embedding", "Position", "SelectToken")
 NAME_MAX = 63  # bytes, LRP_NAME_MAX - 1
 
 # Name tables of include/lrp.h (LRP_*_LIST); matched case-sensitively.
 LAYER_KINDS = ("Input", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool",
                "Add", "Concatenate", "BatchNorm", "ReLU", "Flatten", "Reshape", "Dropout",
-               "LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh")
+               "LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh", "Softmax", "Mul",
+               "MultiHeadAttention", "Embedding", "Position", "SelectToken")
 RULES = ("lrp0", "epsilon", "gamma", "alphabeta", "zplus", "wsquare", "flat", "zbox",
-         "pass", "wta", "ln_linear", "ln_fine", "identity")
+         "pass", "wta", "ln_linear", "ln_fine", "identity", "taylor", "uniform", "attnlrp",
+         "cplrp")
 STABILIZERS = ("sign0_pos", "signbit", "sign0_zero", "zero_only", "skip_zero", "positive")
 FLAGS = ("gamma_generalized", "zennit_gamma_drop0", "innvestigate_ab_fullbias",
          "captum_a1b0", "wta_split_ties", "bn_canonize", "bn_fine", "captum_gamma_fullbias")
 COMPOSITES = ("EpsilonPlus", "EpsilonPlusFlat", "EpsilonAlpha2Beta1",
               "EpsilonAlpha2Beta1Flat", "EpsilonGammaBox", "SequentialPresetA",
-              "SequentialPresetB")
+              "SequentialPresetB", "AttnLRP", "CPLRP")
 EPS_DEFAULT = np.float32(1e-6)  # 0x1.0c6f7ap-20, lrp_rule_default's eps
 
 
@@ -110,9 +116,17 @@ def _ints(v):
 # Reading
 # ---------------------------------------------------------------------------
 
-_GEOM_INTS = ("units", "has_bias", "groups", "count_include_pad", "has_weight")
+_GEOM_INTS = ("units", "has_bias", "groups", "count_include_pad", "has_weight",
+              # the attention kinds (docs/FORMAT.md "Format version 2")
+              "heads", "causal", "use_padding_mask", "vocab", "features", "max_len", "index")
 _GEOM_VECS = ("shape", "kernel", "stride", "padding", "dilation", "target_shape")
-_PARAMS = ("weight", "bias", "gamma", "beta", "mean", "var")
+_PARAMS = ("weight", "bias", "gamma", "beta", "mean", "var", "in_proj_weight", "in_proj_bias",
+           "out_proj_weight", "out_proj_bias", "table")
+# attribute -> numpy type the writer stores it as (the C reader's types:
+# LRP_A_I64 -> int64, LRP_A_I32 / LRP_A_BOOL -> int32, LRP_A_F32 -> float32)
+_V2_ATTRS = (("heads", np.int32), ("scale", np.float32), ("causal", np.int32),
+             ("use_padding_mask", np.int32), ("mask_value", np.float32), ("vocab", np.int64),
+             ("features", np.int64), ("max_len", np.int64), ("index", np.int64))
 
 
 def read_fixture(path):
@@ -166,6 +180,11 @@ def read_fixture(path):
                 L["eps"] = np.float32(np.asarray(g.attrs["eps"]).reshape(-1)[0])
             if "approximate" in g.attrs:  # GELU
                 L["approximate"] = _str(g.attrs["approximate"])
+            for k in ("scale", "mask_value"):  # MultiHeadAttention
+                if k in g.attrs:
+                    L[k] = np.float32(np.asarray(g.attrs[k]).reshape(-1)[0])
+            if kind == "Input" and "dtype" in g.attrs:  # "token": reads /data/tokens
+                L["dtype"] = _str(g.attrs["dtype"])
             if kind in V2_KINDS and version < 2:
                 raise FixtureError("%s: /network/%s: layer kind %r needs format_version 2"
                                    % (path, en, kind))
@@ -174,11 +193,28 @@ def read_fixture(path):
                     L[p] = np.asarray(g[p][()], dtype=np.float32)
             layers.append(L)
         d = f["data"]
+        tokens = layers and layers[0].get("dtype") == "token"
+        if tokens and "tokens" not in d:
+            raise FixtureError("%s: /data/tokens: missing (the Input %r reads token ids)"
+                               % (path, layers[0]["name"]))
+        if not tokens and "input" not in d:
+            raise FixtureError("%s: /data/input: missing dataset" % path)
+        kpm = None
+        if "key_padding_mask" in d:
+            kpm = np.asarray(d["key_padding_mask"][()])
+            if kpm.ndim != 2 or not np.isin(kpm, (0, 1)).all():
+                raise FixtureError("%s: /data/key_padding_mask: must be (batch, T) of 0 / 1"
+                                   % path)
+            kpm = kpm.astype(np.uint8)
         out = {
             "path": path,
             "attrs": attrs,
             "layers": layers,
-            "input": np.asarray(d["input"][()], dtype=np.float32),
+            # a token Input: the ids (int64), the same array as "tokens"
+            "input": (np.asarray(d["tokens"][()], dtype=np.int64) if tokens
+                      else np.asarray(d["input"][()], dtype=np.float32)),
+            "tokens": np.asarray(d["tokens"][()], dtype=np.int64) if tokens else None,
+            "key_padding_mask": kpm,
             "target": np.asarray(d["target"][()], dtype=np.int64) if "target" in d else None,
             "relevance_out": (np.asarray(d["relevance_out"][()], dtype=np.float32)
                               if "relevance_out" in d else None),
@@ -366,9 +402,9 @@ def _add_modules(n, peer):
     return [], plain
 
 
-def _make_node(L, in_shape, peer):
+def _make_node(L, in_shape, peer, kpm=None):
     """(node, [modules in execution order]) for layer dict L whose (first)
-    input has per-sample shape in_shape."""
+    input has per-sample shape in_shape; kpm: the module's _MaskHolder."""
     k = L["kind"]
     if k == "Input":
         # a view, bitwise the input: a gradient hook on a leaf does not fire
@@ -482,7 +518,120 @@ def _make_node(L, in_shape, peer):
     if k == "Tanh":
         m = nn.Tanh()
         return _Node(L, m, m), [m]
+    if k == "Softmax":
+        m = nn.Softmax(dim=-1)
+        return _Node(L, m, m), [m]
+    if k == "Mul":
+        return _Node(L, lambda a, b: a * b), []
+    if k == "SelectToken":
+        i = int(L["index"])
+        return _Node(L, lambda x: x[:, i]), []
+    if k == "Embedding":
+        w = L["weight"]
+        m = nn.Embedding(w.shape[0], w.shape[1])
+        m.weight = _param(w)
+        # ids held as float (torch_lrp, float traces) are exact integers
+        return _Node(L, lambda x: m(x.long())), [m]
+    if k == "Position":
+        m = FixturePosition(L["table"])
+        return _Node(L, m, m), [m]
+    if k == "MultiHeadAttention":
+        m = FixtureAttention.from_layer(L, kpm)
+        return _Node(L, m, m), [m]
     raise FixtureError("layer %r: unknown kind %r" % (L["name"], k))
+
+
+class FixturePosition(nn.Module):
+    """The Position kind: y = x + table[:T] (a learned or fixed table)."""
+
+    def __init__(self, table):
+        super().__init__()
+        self.table = _param(table)
+
+    def forward(self, x):
+        return x + self.table[:x.shape[1]]
+
+
+class _MaskHolder:
+    """The key padding mask of a FixtureModule's current forward: one mask
+    serves every MultiHeadAttention with use_padding_mask (docs/FORMAT.md)."""
+
+    def __init__(self, mask=None):
+        self.mask = mask
+
+
+class FixtureAttention(nn.Module):
+    """The MultiHeadAttention kind as docs/FORMAT.md defines its forward
+    (self-attention on (T, F), PyTorch's q, k, v packing):
+        [q k v] = x Win^T + bin;  per head S = scale (q k^T);
+        X = S with masked keys excluded (mask_value -inf) or S + mask_value;
+        A = softmax(X) over the keys, a query with no visible key: A = 0;
+        O = A v (heads merged);  y = O Wout^T + bout.
+    Not nn.MultiheadAttention: torch 1.13's returns NaN for a fully masked
+    query row and scales q before the product, where the format scales S.
+    `key_padding_mask` (batch, T), 1 / True = masked, comes from the module's
+    holder (FixtureModule passes the fixture's /data/key_padding_mask)."""
+
+    def __init__(self, F, heads, scale, causal=False, use_padding_mask=False,
+                 mask_value=float("-inf"), bias=True, holder=None):
+        super().__init__()
+        self.F, self.heads, self.scale = F, heads, float(np.float32(scale))
+        self.causal, self.use_padding_mask = bool(causal), bool(use_padding_mask)
+        self.mask_value = float(np.float32(mask_value))
+        self.in_proj = nn.Linear(F, 3 * F, bias=bias)
+        self.out_proj = nn.Linear(F, F, bias=bias)
+        self.holder = holder or _MaskHolder()
+
+    @classmethod
+    def from_layer(cls, L, holder):
+        W = L["in_proj_weight"]
+        F = W.shape[1]
+        b = bool(L.get("has_bias", 0))
+        m = cls(F, int(L["heads"]), L["scale"], L.get("causal", 0), L.get("use_padding_mask", 0),
+                L.get("mask_value", np.float32("-inf")), b, holder)
+        _set_params(m.in_proj, W, L["in_proj_bias"] if b else None)
+        _set_params(m.out_proj, L["out_proj_weight"], L["out_proj_bias"] if b else None)
+        return m
+
+    def mask(self, B, T, device):
+        """(B, 1, T, T) bool, True = masked, or None."""
+        m = None
+        if self.use_padding_mask and self.holder.mask is not None:
+            kpm = torch.as_tensor(self.holder.mask, device=device).to(torch.bool)
+            if kpm.shape != (B, T):
+                raise ValueError("key padding mask of shape %s, the attention wants (%d, %d)"
+                                 % (tuple(kpm.shape), B, T))
+            m = kpm[:, None, None, :].expand(B, 1, T, T)
+        if self.causal:
+            c = torch.triu(torch.ones(T, T, dtype=torch.bool, device=device), 1)[None, None]
+            m = c.expand(B, 1, T, T) if m is None else (m | c)
+        return m
+
+    def scores(self, x):
+        """(q, k, v) split into heads (B, h, T, d) and S (B, h, T, T)."""
+        B, T, F = x.shape
+        d = F // self.heads
+        qkv = self.in_proj(x)
+        q, k, v = (qkv[..., i * F:(i + 1) * F].reshape(B, T, self.heads, d).transpose(1, 2)
+                   for i in range(3))
+        return q, k, v, torch.matmul(q, k.transpose(-1, -2)) * self.scale
+
+    def probs(self, S, mask):
+        if mask is None:
+            return torch.softmax(S, -1)
+        if self.mask_value != float("-inf"):
+            return torch.softmax(S + mask.to(S.dtype) * self.mask_value, -1)
+        # excluded keys: a row with no visible key gives A = 0, never NaN
+        full = mask.all(-1, keepdim=True)
+        X = S.masked_fill(mask, float("-inf")).masked_fill(full, 0.0)
+        return torch.softmax(X, -1).masked_fill(mask, 0.0)
+
+    def forward(self, x):
+        B, T, F = x.shape
+        q, k, v, S = self.scores(x)
+        A = self.probs(S, self.mask(B, T, x.device))
+        O = torch.matmul(A, v).transpose(1, 2).reshape(B, T, F)
+        return self.out_proj(O)
 
 
 class FixtureModule(nn.Module):
@@ -496,7 +645,8 @@ class FixtureModule(nn.Module):
     with the BatchNorm that follows it in this order, as on a user's
     nn.Sequential).  Always float32, always in eval mode."""
 
-    def __init__(self, layers, input_data=None, target=None, path=None, peer=None):
+    def __init__(self, layers, input_data=None, target=None, path=None, peer=None,
+                 key_padding_mask=None):
         super().__init__()
         if peer not in PEERS:
             raise ValueError("peer must be one of %s" % (PEERS,))
@@ -515,17 +665,25 @@ class FixtureModule(nn.Module):
                                        % (where, self.layer_names[i], n))
         self.peer = peer
         self.nodes = []
+        # a token Input (dtype "token"): forward takes (batch, T) integer ids
+        self.tokens = layers[0].get("dtype") == "token"
+        # /data/key_padding_mask (batch, T), 1 = masked, or None; forward
+        # takes another one as key_padding_mask=
+        self.key_padding_mask = key_padding_mask
+        self._kpm = _MaskHolder()
         mods = []
         # per-sample shapes, from a zero sample, to pick BatchNorm1d / 2d
+        # (no mask: the shapes do not depend on it)
         shapes = {}
         with torch.no_grad():
             z = {}
             for L, ins in zip(layers, self.layer_inputs):
-                node, ms = _make_node(L, shapes[ins[0]] if ins else None, peer)
+                node, ms = _make_node(L, shapes[ins[0]] if ins else None, peer, self._kpm)
                 self.nodes.append(node)
                 mods.extend(ms)
-                y = node(torch.zeros((1,) + self.input_shape)) if not ins else \
-                    node(*[z[n] for n in ins])
+                x0 = torch.zeros((1,) + self.input_shape,
+                                 dtype=torch.int64 if self.tokens else torch.float32)
+                y = node(x0) if not ins else node(*[z[n] for n in ins])
                 z[L["name"]] = y
                 shapes[L["name"]] = tuple(y.shape[1:])
         self.layer_shapes = shapes
@@ -542,11 +700,13 @@ class FixtureModule(nn.Module):
     def named_layers(self):
         return list(zip(self.layer_names, self.nodes))
 
-    def forward(self, x, return_all=False):
+    def forward(self, x, return_all=False, key_padding_mask=None):
         if tuple(x.shape[1:]) != self.input_shape:
             raise ValueError("input of shape %s, the fixture's input layer %r wants (N, %s)"
                              % (tuple(x.shape), self.layer_names[0],
                                 ", ".join(map(str, self.input_shape))))
+        self._kpm.mask = (key_padding_mask if key_padding_mask is not None
+                          else self.key_padding_mask)
         outs = collections.OrderedDict()
         for name, ins, node in zip(self.layer_names, self.layer_inputs, self.nodes):
             outs[name] = node(x) if not ins else node(*[outs[n] for n in ins])
@@ -563,7 +723,8 @@ def fixture_to_module(path, peer=None):
     `.input_data`, the targets as `.target`).  peer="zennit" / "captum"
     makes the Add layers the module that library attaches its rule to."""
     fx = read_fixture(path)
-    return FixtureModule(fx["layers"], fx["input"], fx["target"], path=path, peer=peer)
+    return FixtureModule(fx["layers"], fx["input"], fx["target"], path=path, peer=peer,
+                         key_padding_mask=fx["key_padding_mask"])
 
 
 # ---------------------------------------------------------------------------
@@ -607,7 +768,7 @@ def _rule_attrs(g, r, kind=None, lname=""):
     if kind is not None and "bn_canonize" not in flags and not _rule_allowed(rule, kind):
         raise ValueError("rule of layer %r: rule %r does not apply to a %s layer"
                          % (lname, rule, kind))
-    dflt_eps = np.float32(0) if rule in ("lrp0", "pass", "wta") else EPS_DEFAULT
+    dflt_eps = np.float32(0) if rule in ("lrp0", "pass", "wta", "identity") else EPS_DEFAULT
     vals = {"eps": dflt_eps, "gamma": 0.25, "alpha": 1.0, "beta": 0.0, "low": 0.0, "high": 1.0}
     for k in list(vals):
         if k in r:
@@ -639,6 +800,18 @@ def _rule_allowed(rule, kind):
         return rule in ("lrp0", "epsilon", "alphabeta", "pass")
     if kind == "MaxPool2D":  # lrp0 / epsilon: Captum's EpsilonRule on a max-pool
         return rule in ("wta", "lrp0", "epsilon")
+    if kind == "LayerNorm":
+        return rule in ("ln_linear", "ln_fine", "identity")
+    if kind in ("RMSNorm", "GELU", "SiLU", "Tanh"):
+        return rule == "identity"
+    if kind in ("Embedding", "Position"):
+        return rule in ("lrp0", "epsilon", "pass")
+    if kind == "Softmax":
+        return rule == "taylor"
+    if kind == "Mul":
+        return rule == "uniform"
+    if kind == "MultiHeadAttention":
+        return rule in ("attnlrp", "cplrp")
     return rule == "pass"
 
 
@@ -698,17 +871,31 @@ def _finish(tmp, path, cli):
 
 
 def write_fixture(path, layers, input, target=None, relevance_out=None, rules=None,
-                  description="", composite="", seed=0, cli=None):
+                  description="", composite="", seed=0, cli=None, key_padding_mask=None):
     """Writes a fixture from layer dicts (the form read_fixture returns:
     name, kind, inputs, geometry attributes, float32 parameter arrays),
     input data (batch, *input_shape) and optional per-sample target class
     indices.  rules: {layer name: {"rule": ..., "eps": ..., ...}} or None
     (then the C defaults apply).  Atomic: temp file, optional `lrp-oracle
-    info` check (cli= or $LRP_ORACLE), rename."""
+    info` check (cli= or $LRP_ORACLE), rename.
+    A token Input (layer dict with "dtype": "token", shape [T]) takes
+    integer ids (batch, T) as `input` and writes them to /data/tokens;
+    key_padding_mask (batch, T), 1 / True = masked, goes to
+    /data/key_padding_mask (for MultiHeadAttention with use_padding_mask)."""
     x = np.asarray(input)
-    if x.dtype != np.float32:
+    tokens = bool(layers) and layers[0].get("dtype") == "token"
+    if tokens and not np.issubdtype(x.dtype, np.integer):
+        raise ValueError("a token Input takes integer ids (got %s)" % x.dtype)
+    if not tokens and x.dtype != np.float32:
         raise ValueError("input data must be float32 (got %s): values are never rounded "
                          "silently" % x.dtype)
+    kpm = None
+    if key_padding_mask is not None:
+        kpm = np.asarray(key_padding_mask)
+        if kpm.ndim != 2 or kpm.shape[0] != x.shape[0] or not np.isin(kpm, (0, 1)).all():
+            raise ValueError("key_padding_mask must be (batch, T) of 0 / 1 (True = masked), "
+                             "got shape %s" % (kpm.shape,))
+        kpm = kpm.astype(np.uint8)
     if composite and composite not in COMPOSITES:
         raise ValueError("unknown composite %r (known: %s)" % (composite, ", ".join(COMPOSITES)))
     seen = set()
@@ -753,6 +940,11 @@ def write_fixture(path, layers, input, target=None, relevance_out=None, rules=No
                     g.attrs["eps"] = np.float32(L["eps"])
                 if "approximate" in L:
                     g.attrs["approximate"] = L["approximate"]
+                for k, ty in _V2_ATTRS:
+                    if k in L:
+                        g.attrs[k] = ty(L[k])
+                if L.get("dtype"):
+                    g.attrs["dtype"] = L["dtype"]
                 for p in _PARAMS:
                     if p in L and L[p] is not None:
                         a = np.asarray(L[p])
@@ -763,7 +955,9 @@ def write_fixture(path, layers, input, target=None, relevance_out=None, rules=No
             if rules:
                 _write_rules(f, layers, rules)
             d = f.create_group("data")
-            _ds(d, "input", x)
+            _ds(d, "tokens" if tokens else "input", x.astype(np.int64) if tokens else x)
+            if kpm is not None:
+                _ds(d, "key_padding_mask", kpm)
             if relevance_out is not None:
                 _ds(d, "relevance_out", np.asarray(relevance_out, np.float32))
             if target is not None:
@@ -784,10 +978,86 @@ class _T:
     shape in the fixture's terms (GlobalAvgPool is rank 1 where PyTorch has
     (C, 1, 1))."""
 
-    def __init__(self, layer, shape, gap=False):
+    def __init__(self, layer, shape, gap=False, tb=False):
         self.layer = layer
         self.shape = tuple(shape)
         self.gap = gap  # rank-1 output of a GlobalAvgPool that PyTorch sees as (C, 1, 1)
+        # a token sequence PyTorch holds as (T, batch, F) (x.transpose(0, 1),
+        # for nn.MultiheadAttention(batch_first=False)); the fixture's is (T, F)
+        self.tb = tb
+
+
+class _Unused:
+    """A value the fixture does not have (MultiheadAttention's weights):
+    an error only when something uses it."""
+
+    def __init__(self, what):
+        self.what = what
+
+
+class _KPM:
+    """The model's key padding mask argument (export_module's
+    key_padding_mask=): becomes /data/key_padding_mask."""
+
+
+class _Pair:
+    """The (output, weights) tuple of an nn.MultiheadAttention: [0] only."""
+
+    def __init__(self, t, what):
+        self.t, self.what = t, what
+
+
+def _is_attention(m):
+    """An attention module export_module maps to MultiHeadAttention: a class
+    named SelfAttention with q_proj, k_proj, v_proj, out_proj nn.Linear of
+    F -> F (this module's SelfAttention, lrp_attn's, a user's own)."""
+    return (type(m).__name__ == "SelfAttention"
+            and all(isinstance(getattr(m, n, None), nn.Linear)
+                    for n in ("q_proj", "k_proj", "v_proj", "out_proj")))
+
+
+class SelfAttention(nn.Module):
+    """Multi-head scaled dot-product self-attention from four nn.Linear, as
+    users write it (q_proj, k_proj, v_proj, out_proj; softmax(q k^T /
+    sqrt(d)) v per head).  forward(x, key_padding_mask=None): x (batch, T,
+    F); key_padding_mask (batch, T), True = masked key.  causal=True masks
+    keys after the query.  A query with no visible key gets a zero row
+    (never NaN).  export_module maps it (and any module of a class named
+    SelfAttention with these four Linear and `heads` or `h`) to the
+    fixture's MultiHeadAttention, packing q, k, v as PyTorch's in_proj."""
+
+    def __init__(self, dim, heads, bias=True, causal=False):
+        super().__init__()
+        if dim % heads:
+            raise ValueError("heads %d must divide dim %d" % (heads, dim))
+        self.dim, self.heads, self.causal = dim, heads, causal
+        self.q_proj = nn.Linear(dim, dim, bias=bias)
+        self.k_proj = nn.Linear(dim, dim, bias=bias)
+        self.v_proj = nn.Linear(dim, dim, bias=bias)
+        self.out_proj = nn.Linear(dim, dim, bias=bias)
+
+    def forward(self, x, key_padding_mask=None):
+        B, T, Fd = x.shape
+        d = Fd // self.heads
+
+        def split(t):
+            return t.reshape(B, T, self.heads, d).transpose(1, 2)
+        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
+        S = torch.matmul(q, k.transpose(-1, -2)) * float(np.float32(1.0 / np.sqrt(d)))
+        mask = None
+        if key_padding_mask is not None:
+            mask = key_padding_mask.to(torch.bool)[:, None, None, :].expand(B, 1, T, T)
+        if self.causal:
+            c = torch.triu(torch.ones(T, T, dtype=torch.bool, device=x.device), 1)[None, None]
+            mask = c.expand(B, 1, T, T) if mask is None else (mask | c)
+        if mask is None:
+            A = torch.softmax(S, -1)
+        else:
+            full = mask.all(-1, keepdim=True)
+            A = torch.softmax(S.masked_fill(mask, float("-inf")).masked_fill(full, 0.0), -1)
+            A = A.masked_fill(mask, 0.0)
+        O = torch.matmul(A, v).transpose(1, 2).reshape(B, T, Fd)
+        return self.out_proj(O)
 
 
 class _BatchDim:
@@ -804,14 +1074,20 @@ def _conv_out(n, p0, p1, k, d, s):
 
 class _Exporter:
     SUPPORTED = ("Linear (on (F) or (T, F)), LayerNorm, RMSNorm (a class of that name), GELU, "
-                 "SiLU, Tanh, Conv2d, BatchNorm1d/2d, ReLU, MaxPool2d, AvgPool2d, "
+                 "SiLU, Tanh, MultiheadAttention (self-attention), SelfAttention (a class of "
+                 "that name with q/k/v/out_proj), Embedding (token ids), Softmax(dim=-1), "
+                 "x * y, x + parameter (positions), x[:, i] (token pooling), "
+                 "Conv2d, BatchNorm1d/2d, ReLU, MaxPool2d, AvgPool2d, "
                  "AdaptiveAvgPool2d (1, or dividing the input), Flatten, Dropout, Identity, "
                  "ZeroPad2d (before Conv2d), "
                  "+ / torch.add, torch.cat(dim=1), torch.flatten(x, 1), x.view(x.size(0), -1), "
                  "F.relu")
 
-    def __init__(self, model, input_name):
+    def __init__(self, model, input_name, was_training=False, with_kpm=False):
         self.model = model
+        self.was_training = was_training
+        self.with_kpm = with_kpm
+        self.kpm_used = False
         self.layers = []
         self.names = set()
         self.input_name = input_name
@@ -877,13 +1153,16 @@ class _Exporter:
         return t.detach().cpu().numpy().astype(np.float32, copy=True)
 
     # -- modules --
-    def module(self, node, mod, args, pads):
+    def module(self, node, mod, args, pads, kwargs=None):
+        kwargs = kwargs or {}
         path = node.target
         cls = type(mod)
         what = "module '%s' (%s.%s)" % (path, cls.__module__, cls.__name__)
         self.uses[path] += 1
         base = path if self.uses[path] == 1 else "%s_%d" % (path, self.uses[path] - 1)
         x = args[0] if args else None
+        if not self.traced(args) and not self.traced(kwargs):
+            return mod(*args, **kwargs)  # on constants only: a constant
         if not isinstance(x, _T):
             self.unsupported(node, what + " with a non-tensor input")
         if isinstance(mod, nn.Linear):
@@ -921,6 +1200,18 @@ class _Exporter:
             if w is not None:
                 L["weight"] = self.params32(path, "weight", w)
             return self.add(base, "RMSNorm", [x], x.shape, **L)
+        if isinstance(mod, nn.MultiheadAttention):
+            return _Pair(self.mha(node, mod, path, what, base, args, kwargs), what)
+        if _is_attention(mod):
+            return self.self_attention(node, mod, path, what, base, args, kwargs)
+        if isinstance(mod, nn.Embedding):
+            return self.embedding(mod, path, what, base, x)
+        if isinstance(x, _T) and x.tb:
+            raise UnsupportedModuleError("%s: applied to a (T, batch, F) tensor; only "
+                                         "MultiheadAttention(batch_first=False) takes one "
+                                         "(transpose back first)" % what)
+        if isinstance(mod, nn.Softmax):
+            return self.softmax(node, what, x, mod.dim, base=base)
         if isinstance(mod, nn.GELU):
             return self.add(base, "GELU", [x], x.shape, approximate=mod.approximate)
         if isinstance(mod, nn.SiLU):
@@ -1027,12 +1318,177 @@ class _Exporter:
             return t
         self.unsupported(node, what)
 
+    # -- the attention kinds --
+    def tokens_in(self, x, what):
+        if not isinstance(x, _T) or len(x.shape) != 2:
+            raise UnsupportedModuleError("%s: needs a token sequence (batch, T, F), got "
+                                         "per-sample shape %s" % (what, getattr(x, "shape", x)))
+
+    def mask_attrs(self, what, kpm, attn_mask, T, causal=False):
+        """causal, use_padding_mask, mask_value from PyTorch's mask arguments."""
+        attrs = {"causal": int(bool(causal)), "use_padding_mask": 0,
+                 "mask_value": np.float32("-inf")}
+        if kpm is not None:
+            if not isinstance(kpm, _KPM):
+                raise UnsupportedModuleError(
+                    "%s: key_padding_mask must be the model's own mask argument (pass it to "
+                    "export_module as key_padding_mask=), not a tensor computed in forward" % what)
+            attrs["use_padding_mask"] = 1
+            self.kpm_used = True
+        if attn_mask is None:
+            return attrs
+        if isinstance(attn_mask, (_T, _KPM)) or not torch.is_tensor(attn_mask):
+            raise UnsupportedModuleError("%s: attn_mask must be a constant (T, T) tensor" % what)
+        m = attn_mask.detach()
+        causal_pat = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+        if tuple(m.shape) != (T, T):
+            raise UnsupportedModuleError("%s: attn_mask of shape %s; only a (T, T) = (%d, %d) "
+                                         "causal mask is supported" % (what, tuple(m.shape), T, T))
+        if m.dtype == torch.bool:
+            masked, value = m, float("-inf")
+        elif m.is_floating_point():
+            masked = m != 0
+            vals = torch.unique(m[masked])
+            if vals.numel() > 1 or (vals.numel() == 1 and float(vals[0]) > 0):
+                raise UnsupportedModuleError("%s: a float attn_mask must be 0 (kept) and one "
+                                             "negative value or -inf (masked)" % what)
+            value = float(vals[0]) if vals.numel() else float("-inf")
+        else:
+            raise UnsupportedModuleError("%s: attn_mask of dtype %s (bool or float)"
+                                         % (what, m.dtype))
+        if not masked.any():
+            return attrs
+        if not torch.equal(masked, causal_pat):
+            raise UnsupportedModuleError("%s: attn_mask is not the causal pattern (key > query "
+                                         "masked); general masks have no fixture form" % what)
+        attrs["causal"] = 1
+        attrs["mask_value"] = np.float32(value)
+        if attrs["use_padding_mask"] and value != float("-inf"):
+            raise UnsupportedModuleError("%s: a finite causal mask with a key padding mask "
+                                         "(PyTorch would mix -inf and finite values)" % what)
+        return attrs
+
+    def mha(self, node, mod, path, what, base, args, kwargs):
+        names = ("query", "key", "value", "key_padding_mask", "need_weights", "attn_mask",
+                 "average_attn_weights")
+        a = dict(zip(names, args))
+        a.update(kwargs)
+        q, k, v = a.get("query"), a.get("key"), a.get("value")
+        if not mod._qkv_same_embed_dim:
+            raise UnsupportedModuleError("%s: kdim / vdim != embed_dim (separate q, k, v "
+                                         "projections of other widths)" % what)
+        if mod.bias_k is not None:
+            raise UnsupportedModuleError("%s: add_bias_kv=True" % what)
+        if mod.add_zero_attn:
+            raise UnsupportedModuleError("%s: add_zero_attn=True" % what)
+        if not (isinstance(q, _T) and q is k and k is v):
+            raise UnsupportedModuleError("%s: cross-attention (query, key, value not the same "
+                                         "tensor); only self-attention exports" % what)
+        if mod.dropout > 0 and self.was_training:
+            raise UnsupportedModuleError("%s: dropout %g in training mode (the fixture is the "
+                                         "inference forward: call model.eval())"
+                                         % (what, mod.dropout))
+        if q.tb != (not mod.batch_first):
+            raise UnsupportedModuleError(
+                "%s: batch_first=%s on a %s tensor" % (what, mod.batch_first,
+                                                       "(T, batch, F)" if q.tb else
+                                                       "(batch, T, F)"))
+        self.tokens_in(q, what)
+        T, Fd = q.shape
+        attrs = self.mask_attrs(what, a.get("key_padding_mask"), a.get("attn_mask"), T)
+        bias = mod.in_proj_bias is not None
+        if bias != (mod.out_proj.bias is not None):
+            raise UnsupportedModuleError("%s: bias on only one of in_proj / out_proj" % what)
+        L = {"heads": mod.num_heads, "scale": np.float32(1.0 / np.sqrt(Fd // mod.num_heads)),
+             "has_bias": int(bias),
+             "in_proj_weight": self.params32(path, "in_proj_weight", mod.in_proj_weight),
+             "out_proj_weight": self.params32(path, "out_proj.weight", mod.out_proj.weight)}
+        if bias:
+            L["in_proj_bias"] = self.params32(path, "in_proj_bias", mod.in_proj_bias)
+            L["out_proj_bias"] = self.params32(path, "out_proj.bias", mod.out_proj.bias)
+        L.update(attrs)
+        t = self.add(base, "MultiHeadAttention", [q], q.shape, **L)
+        t.tb = q.tb
+        return t
+
+    def self_attention(self, node, mod, path, what, base, args, kwargs):
+        x = args[0] if args else None
+        kpm = args[1] if len(args) > 1 else kwargs.get("key_padding_mask")
+        extra = set(kwargs) - {"key_padding_mask"}
+        if extra or len(args) > 2:
+            raise UnsupportedModuleError("%s: arguments %s (only x and key_padding_mask)"
+                                         % (what, sorted(extra) or "beyond the second"))
+        self.tokens_in(x, what)
+        if x.tb:
+            raise UnsupportedModuleError("%s: a (T, batch, F) input" % what)
+        T, Fd = x.shape
+        heads = getattr(mod, "heads", getattr(mod, "h", None))
+        if not isinstance(heads, int) or heads < 1 or Fd % heads:
+            raise UnsupportedModuleError("%s: needs an int attribute `heads` (or `h`) dividing "
+                                         "the width %d" % (what, Fd))
+        lins = [mod.q_proj, mod.k_proj, mod.v_proj, mod.out_proj]
+        if any((l.in_features, l.out_features) != (Fd, Fd) for l in lins):
+            raise UnsupportedModuleError("%s: q/k/v/out_proj must all be Linear(%d, %d)"
+                                         % (what, Fd, Fd))
+        nb = [l.bias is not None for l in lins]
+        if len(set(nb)) != 1:
+            raise UnsupportedModuleError("%s: bias on some projections only" % what)
+        attrs = self.mask_attrs(what, kpm, None, T, causal=bool(getattr(mod, "causal", False)))
+        w = [self.params32(path, n + ".weight", l.weight)
+             for n, l in zip(("q_proj", "k_proj", "v_proj", "out_proj"), lins)]
+        L = {"heads": heads, "scale": np.float32(1.0 / np.sqrt(Fd // heads)),
+             "has_bias": int(nb[0]), "in_proj_weight": np.concatenate(w[:3], 0),
+             "out_proj_weight": w[3]}
+        if nb[0]:
+            b = [self.params32(path, n + ".bias", l.bias)
+                 for n, l in zip(("q_proj", "k_proj", "v_proj", "out_proj"), lins)]
+            L["in_proj_bias"] = np.concatenate(b[:3], 0)
+            L["out_proj_bias"] = b[3]
+        L.update(attrs)
+        return self.add(base, "MultiHeadAttention", [x], x.shape, **L)
+
+    def embedding(self, mod, path, what, base, x):
+        inp = self.layers[0]
+        if not isinstance(x, _T) or x.layer != inp["name"] or inp.get("dtype") != "token":
+            raise UnsupportedModuleError("%s: an Embedding must read the model's input, given "
+                                         "as integer token ids (batch, T)" % what)
+        if mod.max_norm is not None:
+            raise UnsupportedModuleError("%s: max_norm (the lookup renormalises rows)" % what)
+        w = self.params32(path, "weight", mod.weight)
+        return self.add(base, "Embedding", [x], (x.shape[0], w.shape[1]), vocab=w.shape[0],
+                        features=w.shape[1], weight=w)
+
+    def softmax(self, node, what, x, dim, dtype=None, base=None):
+        if dtype is not None:
+            self.unsupported(node, what + " with dtype=")
+        r = len(x.shape)
+        if dim not in (-1, r):
+            raise UnsupportedModuleError("%s: softmax over dim %r; only the last axis (dim=-1)"
+                                         % (what, dim))
+        return self.add(base or node.name, "Softmax", [x], x.shape)
+
+    def select(self, node, x, idx):
+        """x[:, i] / x[:, i, :] on a token sequence: SelectToken."""
+        if not isinstance(idx, tuple):
+            idx = (idx,)
+        full = slice(None)
+        if (len(x.shape) == 2 and len(idx) in (2, 3) and idx[0] == full
+                and isinstance(idx[1], int) and all(i == full for i in idx[2:])):
+            T = x.shape[0]
+            i = idx[1] + T if idx[1] < 0 else idx[1]
+            if 0 <= i < T:
+                return self.add(node.name, "SelectToken", [x], (x.shape[1],), index=i)
+        self.unsupported(node, "indexing %r (only x[:, i] on a (batch, T, F) sequence)" % (idx,))
+
     def flatten(self, base, x):
         n = int(np.prod(x.shape))
         return self.add(base, "Flatten", [x], (n,))
 
     # -- functions and methods --
     def add_op(self, node, args):
+        cs = [a for a in args if torch.is_tensor(a)]
+        if len(args) == 2 and len(cs) == 1 and any(isinstance(a, _T) for a in args):
+            return self.position(node, [a for a in args if isinstance(a, _T)][0], cs[0])
         ts = [a for a in args if isinstance(a, _T)]
         if len(ts) != len(args) or len(ts) < 2:
             self.unsupported(node, "an addition with a constant")
@@ -1041,8 +1497,69 @@ class _Exporter:
         # A sum of sums is one Add layer per binary +, as PyTorch computes it.
         return self.add(node.name, "Add", ts, ts[0].shape)
 
+    def position(self, node, x, c):
+        """x + a constant (T, F) table (a learned positional parameter)."""
+        if x.tb or len(x.shape) != 2:
+            self.unsupported(node, "an addition of a constant (only a (T, F) table to a "
+                             "(batch, T, F) token sequence: positions)")
+        t = c.detach()
+        if t.dim() == 3 and t.shape[0] == 1:
+            t = t[0]
+        if tuple(t.shape) != tuple(x.shape):
+            self.unsupported(node, "an addition of a constant of shape %s to per-sample %s "
+                             "(positions: a (T, F) or (1, T, F) table)"
+                             % (tuple(c.shape), x.shape))
+        tab = self.params32(node.name, "position table", t)
+        return self.add(node.name, "Position", [x], x.shape, max_len=x.shape[0], table=tab)
+
+    def mul_op(self, node, args):
+        if len(args) != 2 or not all(isinstance(a, _T) for a in args):
+            self.unsupported(node, "a product with a constant (only x * y of two tensors)")
+        a, b = args
+        if a.shape != b.shape or a.tb or b.tb:
+            self.unsupported(node, "a product of shapes %s and %s (same shape only)"
+                             % (a.shape, b.shape))
+        return self.add(node.name, "Mul", [a, b], a.shape)
+
+    @staticmethod
+    def traced(v):
+        """Whether v (possibly nested) holds a traced value."""
+        if isinstance(v, (_T, _KPM, _BatchDim, _Pair, _Unused)):
+            return True
+        if isinstance(v, tuple) and v[:1] == ("shape",):
+            return True
+        if isinstance(v, (list, tuple)):
+            return any(_Exporter.traced(a) for a in v)
+        if isinstance(v, dict):
+            return any(_Exporter.traced(a) for a in v.values())
+        return False
+
     def function(self, node, fn, args, kwargs):
         name = getattr(fn, "__name__", repr(fn))
+        if not self.traced(args) and not self.traced(kwargs):
+            # constants built in forward (a causal mask: torch.triu(torch.full(..)))
+            return fn(*args, **kwargs)
+        if fn is operator.getitem and isinstance(args[0], _Pair):
+            if args[1] == 0:
+                return args[0].t
+            # the weights: fine while unused (`y, _ = attn(x, x, x)`)
+            return _Unused("the attention weights of %s" % args[0].what)
+        if fn is operator.getitem and isinstance(args[0], _T):
+            return self.select(node, args[0], args[1])
+        if fn in (operator.mul, torch.mul):
+            return self.mul_op(node, args)
+        if fn in (torch.softmax, F.softmax):
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            return self.softmax(node, "function %s" % name, args[0], dim, kwargs.get("dtype"))
+        if fn in (torch.tanh, F.tanh):
+            return self.add(node.name, "Tanh", [args[0]], args[0].shape)
+        if fn is F.gelu:
+            return self.add(node.name, "GELU", [args[0]], args[0].shape,
+                            approximate=kwargs.get("approximate", "none"))
+        if fn is F.silu:
+            return self.add(node.name, "SiLU", [args[0]], args[0].shape)
+        if fn is torch.transpose:
+            return self.transpose(node, args[0], list(args[1:]) + list(kwargs.values()))
         if fn in (operator.add, operator.iadd, torch.add):
             if kwargs.get("alpha", 1) != 1:
                 self.unsupported(node, "torch.add with alpha")
@@ -1067,21 +1584,58 @@ class _Exporter:
         if fn is getattr and isinstance(args[0], _T) and args[1] == "shape":
             return ("shape", args[0])
         if fn is operator.getitem and isinstance(args[0], tuple) and args[0][:1] == ("shape",):
-            if args[1] == 0:
-                return _BatchDim()
+            return self.dim_of(node, args[0][1], args[1])
         if fn is F.dropout:
             return self.add(node.name, "Dropout", [args[0]], args[0].shape)
         self.unsupported(node, "function %s" % name)
 
+    def dim_of(self, node, x, dim):
+        """x.shape[dim] / x.size(dim): the batch, else the per-sample size."""
+        full = ((x.shape[0], "batch") + tuple(x.shape[1:])) if x.tb else \
+            (("batch",) + tuple(x.shape))
+        if isinstance(dim, int) and -len(full) <= dim < len(full):
+            v = full[dim]
+            return _BatchDim() if v == "batch" else v
+        self.unsupported(node, "x.size(%r)" % (dim,))
+
+    def transpose(self, node, x, dims):
+        """x.transpose(0, 1) of a token sequence: PyTorch's (T, batch, F)."""
+        if (isinstance(x, _T) and len(x.shape) == 2 and len(dims) == 2
+                and sorted(d % 3 for d in dims) == [0, 1]):
+            return _T(x.layer, x.shape, tb=not x.tb)
+        self.unsupported(node, "transpose%s (only (batch, T, F) <-> (T, batch, F))"
+                         % (tuple(dims),))
+
     def method(self, node, meth, args, kwargs):
         x = args[0]
+        if not self.traced(args) and not self.traced(kwargs):
+            return getattr(x, meth)(*args[1:], **kwargs)
         if meth == "size" and isinstance(x, _T):
             dim = args[1] if len(args) > 1 else kwargs.get("dim")
-            if dim == 0:
-                return _BatchDim()
-            self.unsupported(node, "x.size(%r)" % (dim,))
+            if dim is None:
+                self.unsupported(node, "x.size() without a dim")
+            return self.dim_of(node, x, dim)
         if not isinstance(x, _T):
             self.unsupported(node, "method .%s on a non-tensor" % meth)
+        if meth in ("transpose", "swapaxes", "swapdims"):
+            return self.transpose(node, x, list(args[1:]) + list(kwargs.values()))
+        if meth == "permute":
+            dims = list(args[1:])
+            if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+                dims = list(dims[0])
+            if [d % 3 for d in dims] == [1, 0, 2]:
+                return self.transpose(node, x, [0, 1])
+            self.unsupported(node, "x.permute%s" % (tuple(dims),))
+        if x.tb:
+            self.unsupported(node, "method .%s on a (T, batch, F) tensor (transpose back "
+                             "first)" % meth)
+        if meth == "softmax":
+            dim = args[1] if len(args) > 1 else kwargs.get("dim")
+            return self.softmax(node, "x.softmax", x, dim, kwargs.get("dtype"))
+        if meth in ("mul", "__mul__"):
+            return self.mul_op(node, args)
+        if meth == "tanh":
+            return self.add(node.name, "Tanh", [x], x.shape)
         if meth in ("relu", "relu_"):
             return self.add(node.name, "ReLU", [x], x.shape)
         if meth in ("add", "add_", "__add__", "__iadd__"):
@@ -1113,14 +1667,54 @@ class _Exporter:
     def run(self, example_input):
         import torch.fx
 
+        class Proxy(torch.fx.Proxy):
+            # `a, b = proxy` (MultiheadAttention's tuple, `B, T, F =
+            # x.shape`): torch 1.13's Proxy.__iter__ finds the unpacking
+            # instruction at f_lasti // 2, which is wrong from Python 3.11
+            # on (inline caches); find it by its offset instead
+            def __iter__(self):
+                import dis
+                import inspect
+                frame = inspect.currentframe().f_back
+                for inst in dis.get_instructions(frame.f_code):
+                    if inst.offset == frame.f_lasti:
+                        if inst.opname == "UNPACK_SEQUENCE":
+                            return (self[i] for i in range(inst.argval))
+                        break
+                return super().__iter__()
+
         class Tracer(torch.fx.Tracer):
+            def proxy(self, node):
+                return Proxy(node, self)
+
             # an RMSNorm (any class of that name: torch 1.13 has none) is
             # one layer, not traced into its pow / mean / rsqrt
             def is_leaf_module(self, m, qualname):
-                return type(m).__name__ == "RMSNorm" or super().is_leaf_module(m, qualname)
+                return (type(m).__name__ == "RMSNorm" or _is_attention(m)
+                        or super().is_leaf_module(m, qualname))
 
+        # forward's parameters after the input: the key padding mask (when
+        # given) stays an argument, the others are fixed at their defaults
+        import inspect
+        concrete = {}
         try:
-            gm = torch.fx.GraphModule(self.model, Tracer().trace(self.model))
+            params = list(inspect.signature(self.model.forward).parameters.values())
+        except (TypeError, ValueError):
+            params = []
+        for i, prm in enumerate(params[1:], 1):
+            if i == 1 and self.with_kpm:
+                continue
+            if prm.kind in (prm.VAR_POSITIONAL, prm.VAR_KEYWORD):
+                continue
+            if prm.default is prm.empty:
+                raise UnsupportedModuleError(
+                    "the model's forward takes a required argument %r besides the input%s"
+                    % (prm.name, "" if self.with_kpm else " (a key padding mask: pass "
+                       "key_padding_mask= to export_module)"))
+            concrete[prm.name] = prm.default
+        try:
+            gm = torch.fx.GraphModule(self.model, Tracer().trace(self.model,
+                                                                 concrete_args=concrete or None))
         except Exception as e:  # data-dependent control flow, ...
             raise UnsupportedModuleError(
                 "torch.fx cannot trace the model (%s: %s); export supports models whose "
@@ -1130,26 +1724,45 @@ class _Exporter:
         # ZeroPad2d folds into the Conv2d that is its only user.
         pad_of = {}
         placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-        if len(placeholders) != 1:
-            raise UnsupportedModuleError("the model takes %d inputs; a fixture has one Input"
-                                         % len(placeholders))
+        nfixed = len(concrete)  # placeholders of arguments fixed at their defaults
+        if len(placeholders) - nfixed != (2 if self.with_kpm else 1):
+            raise UnsupportedModuleError(
+                "the model takes %d inputs; a fixture has one Input%s"
+                % (len(placeholders) - nfixed, " and the key padding mask" if self.with_kpm else
+                   " (a key padding mask as the second: pass key_padding_mask= to export)"))
         x = example_input
         self.names.add(self.input_name)
         shape = tuple(x.shape[1:])
+        tokens = not torch.is_floating_point(x)
+        if tokens and len(shape) != 1:
+            raise UnsupportedModuleError("integer input of per-sample shape %s: token ids are "
+                                         "(batch, T)" % (shape,))
         if len(shape) not in (1, 2, 3):
             raise UnsupportedModuleError("input of per-sample shape %s: fixtures take (F), "
                                          "(T, F) or (C, H, W)" % (shape,))
-        self.layers.append({"name": self.input_name, "kind": "Input", "inputs": [],
-                            "shape": list(shape)})
+        L0 = {"name": self.input_name, "kind": "Input", "inputs": [], "shape": list(shape)}
+        if tokens:
+            L0["dtype"] = "token"
+        self.layers.append(L0)
         self.origins.append(None)
         out_t = None
         for node in gm.graph.nodes:
             def val(a):
                 return torch.fx.node.map_arg(a, lambda n: env[n])
             if node.op == "placeholder":
-                env[node] = _T(self.input_name, shape)
+                if node is placeholders[0]:
+                    env[node] = _T(self.input_name, shape)
+                elif node is placeholders[1] and self.with_kpm:
+                    env[node] = _KPM()
+                else:  # an argument fixed at its default (concrete_args)
+                    env[node] = node.args[0] if node.args else None
             elif node.op == "get_attr":
-                self.unsupported(node, "a parameter used directly in forward (%s)" % node.target)
+                # a parameter or buffer used in forward: a constant (positions,
+                # a mask buffer); whether it may stand there is its user's call
+                t = gm
+                for part in node.target.split("."):
+                    t = getattr(t, part)
+                env[node] = t
             elif node.op == "call_module":
                 mod = mods[node.target]
                 args = val(node.args)
@@ -1167,7 +1780,8 @@ class _Exporter:
                     env[node] = self.rank3(args[0], "ZeroPad2d")
                     continue
                 self._origin = ("module", node.target, self.uses[node.target])
-                env[node] = self.module(node, mod, args, pad_of.get(node, [0, 0, 0, 0]))
+                env[node] = self.module(node, mod, args, pad_of.get(node, [0, 0, 0, 0]),
+                                        val(node.kwargs))
             elif node.op == "call_function":
                 self._origin = "op"
                 env[node] = self.function(node, node.target, val(node.args), val(node.kwargs))
@@ -1176,8 +1790,15 @@ class _Exporter:
                 env[node] = self.method(node, node.target, val(node.args), val(node.kwargs))
             elif node.op == "output":
                 out_t = val(node.args[0])
-        if not isinstance(out_t, _T):
-            raise UnsupportedModuleError("the model must return one tensor")
+        if isinstance(out_t, _Pair):
+            out_t = out_t.t
+        if isinstance(out_t, _Unused):
+            raise UnsupportedModuleError("the model returns %s: the fixture has no such tensor"
+                                         % out_t.what)
+        if not isinstance(out_t, _T) or out_t.tb:
+            raise UnsupportedModuleError("the model must return one (batch-first) tensor")
+        if self.with_kpm and not self.kpm_used:
+            raise UnsupportedModuleError("key_padding_mask given, but no attention uses it")
         if out_t.layer != self.layers[-1]["name"] or out_t.layer == self.input_name:
             # The format's output is the last layer: reorder is not ours to do.
             raise UnsupportedModuleError("the model's output (%r) is not its last operation"
@@ -1190,14 +1811,18 @@ class _Exporter:
         return self.layers
 
 
-def module_to_layers(model, example_input, input_name="input"):
-    """The fixture layer list (dicts as read_fixture returns) of a model."""
-    return _Exporter(model, input_name).run(example_input)
+def module_to_layers(model, example_input, input_name="input", key_padding_mask=None,
+                     was_training=False):
+    """The fixture layer list (dicts as read_fixture returns) of a model.
+    key_padding_mask: not None when the model takes one as its second
+    argument (its value is not used here)."""
+    return _Exporter(model, input_name, was_training,
+                     key_padding_mask is not None).run(example_input)
 
 
 def export_module(model, example_input, path, target=None, input_name="input",
                   description="", composite="", rules=None, relevance_out=None, cli=None,
-                  check=True, atol_scale=2 ** -16):
+                  check=True, atol_scale=2 ** -16, key_padding_mask=None):
     """Exports `model` (evaluated in eval mode) into a fixture at `path`,
     with `example_input` (float32, (batch, ...)) as /data/input and
     `target` (default: the arg-max class per sample) as /data/target.
@@ -1206,8 +1831,18 @@ def export_module(model, example_input, path, target=None, input_name="input",
     ReLU, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d(1), Flatten, Dropout,
     Identity, ZeroPad2d before a Conv2d, +, torch.cat(dim=1), flatten/view
     -- i.e. nn.Sequential stacks, torchvision-style VGG (features,
-    avgpool, classifier) and ResNet BasicBlocks.  Anything else raises
+    avgpool, classifier) and ResNet BasicBlocks -- and the transformer
+    layers: LayerNorm, RMSNorm, GELU, SiLU, Tanh, nn.MultiheadAttention
+    (self-attention; batch_first True, or False between x.transpose(0, 1)
+    and back; a causal attn_mask as a bool or 0 / -inf (or one finite
+    value) float tensor; key_padding_mask), SelfAttention (this module's, or
+    any class of that name with q/k/v/out_proj Linear), nn.Embedding on
+    integer token ids (example_input (batch, T) int: /data/tokens),
+    Softmax(dim=-1) / torch.softmax / F.softmax, x * y (Mul), x + a (T, F)
+    parameter (Position), x[:, i] (SelectToken).  Anything else raises
     UnsupportedModuleError naming the module path and class.
+    key_padding_mask: (batch, T), True = masked, passed to the model as its
+    second argument and written to /data/key_padding_mask.
 
     With check=True the written file is loaded back (fixture_to_module) and
     its output compared with the model's; a difference above
@@ -1215,8 +1850,22 @@ def export_module(model, example_input, path, target=None, input_name="input",
     With cli= (or $LRP_ORACLE) the file must also pass `lrp-oracle info`.
     Returns the layer list."""
     x = torch.as_tensor(example_input)
-    if x.dtype != torch.float32:
-        raise ValueError("example_input must be float32 (got %s)" % x.dtype)
+    if x.dtype != torch.float32 and x.is_floating_point():
+        raise ValueError("example_input must be float32, or integer token ids (got %s)"
+                         % x.dtype)
+    if x.dtype == torch.bool or x.is_complex():
+        raise ValueError("example_input must be float32, or integer token ids (got %s)"
+                         % x.dtype)
+    kpm = None
+    if key_padding_mask is not None:
+        kpm = torch.as_tensor(key_padding_mask)
+        if kpm.is_floating_point():
+            # PyTorch's float form: 0 kept, -inf masked
+            if not bool(((kpm == 0) | (kpm == float("-inf"))).all()):
+                raise ValueError("a float key_padding_mask must hold 0 (kept) and -inf (masked)")
+            kpm = kpm == float("-inf")
+        kpm = kpm.to(torch.bool)
+    margs = (x,) if kpm is None else (x, kpm)
     for what, named in (("parameter", model.named_parameters()), ("buffer", model.named_buffers())):
         for pname, t in named:
             if t.is_floating_point() and t.dtype != torch.float32:
@@ -1226,10 +1875,14 @@ def export_module(model, example_input, path, target=None, input_name="input",
                     % (mod_path, what, leaf, t.dtype))
     was_training = model.training
     model.eval()
+    # torch 1.13's inference fast path of nn.MultiheadAttention (eval, no
+    # grad) fails without biases (qkv_bias None); with the graph enabled
+    # it takes the plain path
+    mha = any(isinstance(m, nn.MultiheadAttention) for m in model.modules())
     try:
-        with torch.no_grad():
-            y = model(x)
-        layers = module_to_layers(model, x, input_name)
+        with (torch.enable_grad() if mha else torch.no_grad()):
+            y = model(*margs).detach()
+        layers = module_to_layers(model, x, input_name, kpm, was_training)
     finally:
         model.train(was_training)
     if target is None:
@@ -1238,7 +1891,8 @@ def export_module(model, example_input, path, target=None, input_name="input",
     try:
         write_fixture(tmp, layers, x.detach().numpy(), target=target, rules=rules,
                       relevance_out=relevance_out, description=description,
-                      composite=composite, cli=cli)
+                      composite=composite, cli=cli,
+                      key_padding_mask=None if kpm is None else kpm.numpy())
         if check:
             m = fixture_to_module(tmp)
             with torch.no_grad():
