@@ -321,6 +321,78 @@ class TestTraceRules(unittest.TestCase):
             if mp == "wta":
                 self.assertIn("SUSPECT", r.stdout)
 
+    def lxt_like_trace(self, patched):
+        """tokmlp by gradient x input, as LXT's efficient mode computes it
+        (lxt/efficient/rules.py and patches.py, written from their
+        description: tools/python/peers/run_lxt.py runs the real ones):
+        an activation's gradient is multiplied by f(x) / (x + 1e-10) (the
+        identity rule) when `patched`, else it is the plain gradient; a
+        LayerNorm's sigma and an RMSNorm's root are detached; Linear layers
+        keep the plain gradient (LRP-0, eps 0)."""
+        path = os.path.join(self.tmp, "tokmlp.h5")
+        shutil.copyfile(os.path.join(FIXDIR, "tokmlp.h5"), path)
+        m = lt.fixture_to_module(path)
+
+        class Ratio(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, f, x):
+                y = f(x)
+                ctx.save_for_backward(y / (x + 1e-10))
+                return y
+
+            @staticmethod
+            def backward(ctx, g):
+                return None, ctx.saved_tensors[0] * g
+
+        rules = {}
+        for name, node in m.named_layers():
+            k, mod = node.kind, node.module
+            if k in ("GELU", "SiLU", "Tanh"):
+                rules[name] = {"rule": "identity"}
+                if patched:
+                    node._fn = (lambda f: lambda x: Ratio.apply(f, x))(mod)
+            elif k == "LayerNorm":
+                rules[name] = {"rule": "ln_linear", "eps": np.float32(0)}
+
+                def ln(x, mod=mod):
+                    mu = x.mean(-1, keepdim=True)
+                    sd = (((x - mu) ** 2).mean(-1, keepdim=True) + mod.eps).sqrt()
+                    return (x - mu) / sd.detach() * mod.weight + mod.bias
+                node._fn = ln
+            elif k == "RMSNorm":
+                rules[name] = {"rule": "identity"}
+
+                def rms(x, mod=mod):
+                    r = torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + mod.eps)
+                    return mod.weight * (x * r.detach())
+                node._fn = rms
+            elif k in ("Dense", "Add"):
+                rules[name] = {"rule": "lrp0", "eps": np.float32(0)}
+        tgt = torch.as_tensor(m.target)
+
+        def lrp(mod, x):
+            y = mod(x)
+            y[torch.arange(y.shape[0]), tgt].sum().backward()
+
+        R = lt.capture_relevance(m, m.input_data, lrp, formulation="grad_x_input")
+        with torch.no_grad():
+            acts = {k: v.numpy() for k, v in
+                    m.forward_all(torch.as_tensor(m.input_data)).items()}
+        lt.write_trace(path, "lxtlike", R, producer="lxt-like", rules=rules, activations=acts)
+        return path
+
+    def test_lxt_like_identity_trace(self):
+        """Gradient x input re-forms R = x g at every tensor: across an
+        identity-rule layer the float32 R moves by a few roundings (1 to 4
+        ulps measured), which the oracle allows (oracle/gauge.c
+        identity_back); without the allowance this trace was SUSPECT.  The
+        same code without the identity patch (the plain gradient through
+        GELU, SiLU, tanh) is another rule and must not pass."""
+        r = self.compare(self.lxt_like_trace(True), "lxtlike")
+        self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr)
+        r = self.compare(self.lxt_like_trace(False), "lxtlike")
+        self.assertEqual(r.returncode, 1, r.stdout[-1500:] + r.stderr)
+
     def test_captum_rule_on_maxpool(self):
         """lrp_peers states every Captum rule on a max-pool as epsilon with
         the rule's STABILITY_FACTOR (a max-pool has no weights for Gamma or
