@@ -2007,6 +2007,33 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             goto done;
         if (rep->tlocal_verdict > rep->verdict)
             rep->verdict = rep->tlocal_verdict;
+        /* a trace whose own forward activations turn non-finite (where the
+         * reference's are finite) upstream of its first non-finite
+         * relevance: that is where the NaN comes from, not a division of
+         * the backward pass (found running LXT's CP-LRP on attn_padded:
+         * torch's nn.MultiheadAttention gives NaN for a query with no
+         * visible key) */
+        int fo = rep->fwd_origin;
+        if (fo >= 0 && rep->nf_layer >= 0 && fo <= rep->nf_layer &&
+            rep->layers[fo].has_fwd && rep->layers[fo].fwd_verdict == LRP_V_NONFINITE &&
+            strstr(rep->nf_cause, "float32 overflow or division by a tiny denominator")) {
+            char was[200], buf[1024];
+            snprintf(was, sizeof was, "%.180s", rep->nf_cause);
+            char *colon = strstr(was, ": float32 overflow");
+            if (colon)
+                *colon = 0;
+            snprintf(buf, sizeof buf,
+                     "%s: its input comes from the trace's forward pass, whose activations are "
+                     "first non-finite at layer '%s' (cell %lld) where the reference's are "
+                     "finite: the NaN originates in the forward of '%s'",
+                     was, net->layers[fo].name, (long long)rep->layers[fo].fwd.first_nonfinite,
+                     net->layers[fo].name);
+            size_t m = strlen(buf);
+            if (m >= sizeof rep->nf_cause)
+                m = sizeof rep->nf_cause - 1;
+            memcpy(rep->nf_cause, buf, m);
+            rep->nf_cause[m] = 0;
+        }
     }
     phase_start(&ph, LRP_PHASE_COUNT);
     goto done;

@@ -279,6 +279,29 @@ static void test_wrong_forward_fails(void **state)
     lrp_net_free(net);
 }
 
+static void test_forward_nan_named_as_origin(void **state)
+{
+    (void)state;
+    /* a trace whose own forward turned NaN at fc1 (a gradient-times-input
+     * peer's relevance is then NaN there too): the first NaN's cause names
+     * the forward of fc1, not a division of the backward pass (found
+     * running LXT's CP-LRP: torch's nn.MultiheadAttention is NaN for a
+     * query with no visible key) */
+    lrp_net *net = fixture("mlp");
+    lrp_trace *t = reference_trace(net, "fwdnan");
+    int f1 = lrp_net_find(net, "fc1");
+    t->activation[f1][0] = NAN;
+    t->relevance[f1][0] = NAN;
+    lrp_run_report rep;
+    assert_int_equal(judge(&rep, net, "fwdnan"), LRP_V_NONFINITE);
+    assert_int_equal(rep.fwd_origin, f1);
+    assert_int_equal(rep.nf_layer, f1);
+    if (!strstr(rep.nf_cause, "originates in the forward of 'fc1'"))
+        fail_msg("cause: %s", rep.nf_cause);
+    lrp_run_report_free(&rep);
+    lrp_net_free(net);
+}
+
 static void test_partial_and_empty_traces(void **state)
 {
     (void)state;
@@ -314,6 +337,7 @@ int main(void)
         cmocka_unit_test(test_wrong_stabilizer_sign_fails),
         cmocka_unit_test(test_zero_activation_sign_is_evaluation_choice),
         cmocka_unit_test(test_wrong_forward_fails),
+        cmocka_unit_test(test_forward_nan_named_as_origin),
         cmocka_unit_test(test_partial_and_empty_traces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
