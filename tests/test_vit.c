@@ -29,6 +29,7 @@
 #include "backend_f32.h"
 #include "check.h"
 #include "fixtures.h"
+#include "gauge.h"
 #include "naive/naive_vit.h"
 #include "pipeline.h"
 #include "reference.h"
@@ -181,8 +182,9 @@ static void test_file_errors(void **state)
 
 /* ---- the reference against the naive patch embedding ---- */
 
-/* Input (3, 8, 12) -> Conv2D 6, patch 4 -> ToTokens (6, 6) -> ClsToken
- * (7, 6), R_out given at the ClsToken.  The reference's pixel relevance
+/* Input (3, 8, 12) -> Conv2D 5, patch 4 -> ToTokens (6, 5) -> ClsToken
+ * (7, 5), R_out given at the ClsToken (T != F: a transpose is not its own
+ * inverse).  The reference's pixel relevance
  * against naive_vit_embed (a Dense per flattened patch).  Tolerance: the
  * reference rounds at 128 bits (2^-128 ~ 3e-39 relative per op), a
  * 48-term sum, a division and a product per contribution, amplified by
@@ -196,7 +198,7 @@ static void vit_vs_naive(lrp_rule_id rule, uint64_t seed)
     lrp_err e = {0};
     lrp_build_begin(&b, net, seed, &e);
     int x = lrp_build_input(&b, "x", 3, 3, 8, 12);
-    x = lrp_build_conv(&b, "patch", x, 6, 4, 4, 0, 1, 1);
+    x = lrp_build_conv(&b, "patch", x, 5, 4, 4, 0, 1, 1);
     x = lrp_build_totokens(&b, "tokens", x);
     lrp_build_clstoken(&b, "cls", x);
     if (lrp_build_finish(&b, 2) != LRP_OK)
@@ -204,7 +206,7 @@ static void vit_vs_naive(lrp_rule_id rule, uint64_t seed)
     net->layers[1].rule = lrp_rule_default(rule);
     if (rule == LRP_RULE_ZERO)
         net->layers[1].rule.eps = 0.0f;
-    int64_t nout = 7 * 6, nin = 3 * 8 * 12;
+    int64_t nout = 7 * 5, nin = 3 * 8 * 12;
     net->r_out = malloc((size_t)(2 * nout) * sizeof(float));
     for (int64_t i = 0; i < 2 * nout; i++)
         net->r_out[i] = lrp_rng_sym(&b.rng);
@@ -214,7 +216,7 @@ static void vit_vs_naive(lrp_rule_id rule, uint64_t seed)
     const lrp_layer *cv = &net->layers[1];
     for (int64_t s = 0; s < 2; s++) {
         double want[288], cls, absd;
-        naive_vit_embed(want, &cls, &absd, net->input + s * nin, 3, 8, 12, 4, 6, cv->w, cv->b,
+        naive_vit_embed(want, &cls, &absd, net->input + s * nin, 3, 8, 12, 4, 5, cv->w, cv->b,
                         net->r_out + s * nout, rule == LRP_RULE_ZERO ? 0.0f : cv->rule.eps);
         double d = 0, m = 0;
         for (int64_t i = 0; i < nin; i++) {
@@ -227,8 +229,8 @@ static void vit_vs_naive(lrp_rule_id rule, uint64_t seed)
                      lrp_rule_name(rule), (long long)s, d, m);
         /* the CLS row's relevance is absorbed as `cls`, exactly */
         double ac = 0;
-        for (int f = 0; f < 6; f++)
-            ac += dget((mpfr_srcptr)p->L[3].abs[LRP_ABS_CLS], s * 6 + f);
+        for (int f = 0; f < 5; f++)
+            ac += dget((mpfr_srcptr)p->L[3].abs[LRP_ABS_CLS], s * 5 + f);
         assert_true(fabs(ac - cls) <= 1e-30 * (fabs(cls) + 1));
     }
     /* the copies conserve exactly; the patch Dense up to its bias share */
@@ -283,6 +285,62 @@ static void test_conservation_cls(void **state)
         for (int64_t c = 0; c < F; c++)
             assert_true(mpfr_equal_p(R + t * F + c, Ri + c * 16 + t));
     lrp_pipe_free(p);
+    lrp_net_free(net);
+}
+
+/* ---- the gauge's own index map ----
+ * The gauge (oracle/gauge_vit.c) states where each copied cell comes from
+ * by itself; its bounds must move with the values: ToTokens' output cell
+ * (t, c) carries the forward bound of its input cell (c, t), the CLS row
+ * carries 0 (a binary32 constant), and backwards the bound of the patch
+ * conv's relevance at (c, t) is the one at ToTokens' output (t, c). */
+static void test_gauge_map(void **state)
+{
+    (void)state;
+    lrp_net *net = lrp_net_new();
+    lrp_builder b;
+    lrp_err e = {0};
+    lrp_build_begin(&b, net, 41, &e);
+    int x = lrp_build_input(&b, "x", 3, 3, 8, 12);
+    x = lrp_build_conv(&b, "patch", x, 5, 4, 4, 0, 1, 1);
+    x = lrp_build_totokens(&b, "tokens", x);
+    x = lrp_build_clstoken(&b, "cls", x);
+    x = lrp_build_select(&b, "pool", x, 2);
+    lrp_build_dense(&b, "head", x, 3, 1);
+    if (lrp_build_finish(&b, 2) != LRP_OK)
+        fail_msg("%s", e.msg);
+    lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
+    lrp_backend be;
+    lrp_f32_backend(&be, cx);
+    lrp_pipe *p = NULL;
+    if (lrp_pipe_run(&p, &be, net, &e) != LRP_OK)
+        fail_msg("%s", e.msg);
+    float *act[6], *rel[6];
+    for (int i = 0; i < 6; i++) {
+        act[i] = p->L[i].act;
+        rel[i] = p->L[i].rel;
+    }
+    lrp_gauge g;
+    lrp_gauge_opts o = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, 2, NULL, NULL};
+    assert_int_equal(lrp_gauge_compute_opts(&g, net, act, rel, &o, &e), LRP_OK);
+    const int64_t T = 6, C = 5, n = T * C, N = (T + 1) * C;
+    int checked = 0;
+    for (int64_t s = 0; s < 2; s++) {
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t c = 0; c < C; c++) {
+                int64_t it = s * n + t * C + c, ii = s * n + c * T + t;
+                assert_true(g.fwd[2][it] == g.fwd[1][ii]);
+                assert_true(g.fwd[3][s * N + C + t * C + c] == g.fwd[2][it]);
+                assert_true(g.bound[1][ii] == g.bound[2][it]);
+                checked += g.bound[1][ii] > 0 && g.fwd[1][ii] > 0;
+            }
+        for (int64_t c = 0; c < C; c++)
+            assert_true(g.fwd[3][s * N + c] == 0.0f);
+    }
+    assert_true(checked > 0); /* the map was tested on nonzero bounds */
+    lrp_gauge_free(&g);
+    lrp_pipe_free(p);
+    lrp_f32_ctx_free(cx);
     lrp_net_free(net);
 }
 
@@ -466,6 +524,7 @@ int main(void)
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_reference_naive),
         cmocka_unit_test(test_conservation_cls),
+        cmocka_unit_test(test_gauge_map),
         cmocka_unit_test(test_fast_path_clean),
         cmocka_unit_test(test_mutants),
         cmocka_unit_test(test_profiles),
