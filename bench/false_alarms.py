@@ -35,7 +35,10 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMPOSITES = ["EpsilonPlus", "EpsilonPlusFlat", "EpsilonAlpha2Beta1", "EpsilonAlpha2Beta1Flat",
-              "EpsilonGammaBox", "SequentialPresetA", "SequentialPresetB"]
+              "EpsilonGammaBox", "SequentialPresetA", "SequentialPresetB",
+              # the transformer composites (docs/TRANSFORMERS.md); on a
+              # network without attention kinds they are LRP-0 everywhere
+              "AttnLRP", "CPLRP"]
 CONVENTIONS = ["sign0_pos", "signbit", "sign0_zero", "zero_only", "skip_zero", "positive"]
 VERDICT_RE = re.compile(r"^\s*verdict: (\S+(?:-\S+)?)", re.M)
 

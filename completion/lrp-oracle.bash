@@ -37,7 +37,7 @@ _lrp_oracle()
         COMPREPLY=($(compgen -W "linear fine identity" -- "$cur"))
         return 0 ;;
     --profile)
-        COMPREPLY=($(compgen -W "zennit captum innvestigate innvestigate-2018 rpjl lrp-toolbox lrp-toolbox-caffe" -- "$cur"))
+        COMPREPLY=($(compgen -W "zennit captum innvestigate innvestigate-2018 rpjl lrp-toolbox lrp-toolbox-caffe lxt lxt-explicit" -- "$cur"))
         return 0 ;;
     --expect)
         COMPREPLY=($(compgen -W "PASS ILL-CONDITIONED UNRESOLVED SUSPECT FAIL NONFINITE" -- "$cur"))

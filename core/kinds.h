@@ -8,7 +8,7 @@
  * h5io.c's reader and writer alike), its shape inference, its MAC count,
  * the line `lrp-oracle info` prints for it, its forward and LRP steps.  The records live one file
  * per family (core/kind_linear.c, kind_pool.c, kind_norm.c, kind_shape.c,
- * kind_token.c);
+ * kind_token.c, kind_attn.c, kind_vit.c);
  * core/kinds.c builds the table from LRP_LAYER_LIST, so a kind of the list
  * without a record `lrp_kind_<ENUM>` does not link.
  *
@@ -39,7 +39,8 @@
     X(IN_PROJ_BIAS, "in_proj_bias", b)                 \
     X(OUT_PROJ_WEIGHT, "out_proj_weight", w2)          \
     X(OUT_PROJ_BIAS, "out_proj_bias", b2)              \
-    X(TABLE, "table", w)
+    X(TABLE, "table", w)                               \
+    X(CLS_TOKEN, "cls_token", w)
 
 enum {
 #define X(e, s, f) LRP_P_##e,

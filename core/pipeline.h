@@ -279,7 +279,8 @@ enum {
     X(LN_MEAN, "ln_mean")            \
     X(SOFTMAX_BIAS, "softmax_bias")  \
     X(MASK, "mask")                  \
-    X(POSITION, "position")
+    X(POSITION, "position")          \
+    X(CLS, "cls")
 
 typedef enum lrp_abs_kind {
 #define X(e, s) LRP_ABS_##e,

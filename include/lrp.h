@@ -101,7 +101,9 @@ void lrp_assert_fail(const char *expr, const char *file, int line);
     X(MHA, "MultiHeadAttention", 1, 1)            \
     X(EMBEDDING, "Embedding", 1, 1)               \
     X(POSITION, "Position", 1, 1)                 \
-    X(SELECTTOKEN, "SelectToken", 1, 1)
+    X(SELECTTOKEN, "SelectToken", 1, 1)           \
+    X(TOTOKENS, "ToTokens", 1, 1)                 \
+    X(CLSTOKEN, "ClsToken", 1, 1)
 
 typedef enum lrp_layer_kind {
 #define X(e, s, mn, mx) LRP_LAYER_##e,
@@ -254,7 +256,8 @@ typedef struct lrp_layer {
      * heads, scale c of S = c Q K^T, causal 0/1, mask_value (-inf or a
      * finite binary32 added to masked scores); Embedding vocab; Position
      * max_len; SelectToken index; Input: tokens 1 when it reads
-     * /data/tokens (token ids held as exact binary32 integers) */
+     * /data/tokens (token ids held as exact binary32 integers);
+     * ToTokens and ClsToken (the ViT patch embedding) have no attribute */
     int heads;
     float scale;
     int causal;
@@ -270,7 +273,8 @@ typedef struct lrp_layer {
     float *bn_gamma, *bn_beta, *bn_mean, *bn_var; /* (C) each */
     /* MultiHeadAttention: w = in_proj_weight (3F, F), b = in_proj_bias
      * (3F), w2 = out_proj_weight (F, F), b2 = out_proj_bias (F);
-     * Embedding: w = weight (vocab, F); Position: w = table (max_len, F) */
+     * Embedding: w = weight (vocab, F); Position: w = table (max_len, F);
+     * ClsToken: w = cls_token (F) */
     float *w2, *b2;
 
     lrp_rule_spec rule;       /* rule assignment */

@@ -19,6 +19,7 @@
 #include "gauge_attn.h"
 #include "gauge_lin.h"
 #include "gauge_token.h"
+#include "gauge_vit.h"
 #include "pipeline.h"
 
 #define U32 0x1p-24
@@ -28,7 +29,7 @@
  * Indexed by the one list of kinds: a kind of LRP_LAYER_LIST without its
  * GK_ line here does not compile, and the switches' defaults assert that
  * only the pass-through kinds reach them. */
-enum { G_EXACT, G_LINEAR, G_BN, G_POOL, G_ADD, G_CONCAT, G_RELU, G_PASS, G_TOKEN, G_ATTN, G_POS };
+enum { G_EXACT, G_LINEAR, G_BN, G_POOL, G_ADD, G_CONCAT, G_RELU, G_PASS, G_TOKEN, G_ATTN, G_POS, G_VIT };
 #define GK_INPUT G_EXACT
 #define GK_DENSE G_LINEAR
 #define GK_CONV2D G_LINEAR
@@ -56,6 +57,9 @@ enum { G_EXACT, G_LINEAR, G_BN, G_POOL, G_ADD, G_CONCAT, G_RELU, G_PASS, G_TOKEN
 #define GK_EMBEDDING G_ATTN
 #define GK_SELECTTOKEN G_ATTN
 #define GK_POSITION G_POS
+/* the ViT patch embedding's copies: oracle/gauge_vit.c (the index map) */
+#define GK_TOTOKENS G_VIT
+#define GK_CLSTOKEN G_VIT
 static const unsigned char gauge_kind[] = {
 #define X(e, s, mn, mx) [LRP_LAYER_##e] = GK_##e,
     LRP_LAYER_LIST(X)
@@ -521,6 +525,17 @@ static int forward_bounds(ctx *c)
             }
             break;
         default:
+            if (gauge_kind[l->kind] == G_VIT) {
+                /* copies: the bounds move with the values; the CLS row is
+                 * a binary32 constant (bound 0) */
+                for (int64_t b = 0; b < B; b++)
+                    for (int64_t i = 0; i < n; i++) {
+                        int64_t s = lrp_gauge_vit_src(net, li, i);
+                        A[b * n + i] = s < 0 ? 0.0 : Ai[b * nin + s];
+                        c->As[li][b * n + i] = s < 0 ? 0.0 : c->As[in0][b * nin + s];
+                    }
+                break;
+            }
             if (gauge_kind[l->kind] == G_ATTN) {
                 lrp_ga ga = {net, li, B, c->act, c->rel, c->A, NULL};
                 if (lrp_gauge_attn_fwd(&ga, A))
@@ -1785,6 +1800,30 @@ static int backward_bounds(ctx *c)
             break;
         }
         default:
+            if (gauge_kind[l->kind] == G_VIT) {
+                /* copies through the index map (pass_back's bookkeeping per
+                 * cell); the CLS row's relevance is absorbed: no bound
+                 * reaches the input from it */
+                int in0 = l->in[0];
+                int64_t nin = numel(net, in0);
+                for (int64_t b = 0; b < B; b++)
+                    for (int64_t i = 0; i < n; i++) {
+                        int64_t s = lrp_gauge_vit_src(net, li, i);
+                        if (s < 0)
+                            continue;
+                        int64_t o = b * n + i, t = b * nin + s;
+                        c->Bd[in0][t] += Rb[o];
+                        c->cd[in0][t] = fmax(c->cd[in0][t], c->cd[li][o]);
+                        c->cf[in0][t] |= c->cf[li][o];
+                        if (Rbs) {
+                            c->tl[in0] += Rbs[o];
+                            c->Ls[in0][t] += Rbs[o];
+                            c->Ss[in0][t] += fabs((double)R[o]);
+                            c->cs[in0][t] = fmax(c->cs[in0][t], Rcs[o]);
+                        }
+                    }
+                break;
+            }
             if (gauge_kind[l->kind] == G_ATTN) {
                 /* the cond of the layer's output, per sample, reaches
                  * every input cell of that sample (the kinds mix cells) */

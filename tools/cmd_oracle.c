@@ -487,7 +487,7 @@ static int judge(int argc, char **argv, int compare)
                                    "                             of a library instead of the trace's own\n"
                                    "                             rules: zennit, captum, innvestigate,\n"
                                    "                             innvestigate-2018, rpjl, lrp-toolbox,\n"
-                                   "                             lrp-toolbox-caffe\n"
+                                   "                             lrp-toolbox-caffe, lxt, lxt-explicit\n"
                                    "  --strict[=F]               a layer with more than F (default 0.01)\n"
                                    "                             of its cells ill-conditioned fails\n"
                                    "  --require-all              a trace that misses a layer fails\n"

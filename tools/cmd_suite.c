@@ -32,6 +32,16 @@ static int parse_args(cli_rules *o, const char *args)
     for (char *tok = strtok_r(buf, " ", &save); tok; tok = strtok_r(NULL, " ", &save)) {
         if (strncmp(tok, "--", 2) != 0)
             return cli_usage_error("suite", "bad run arguments '%s'", args);
+        if (!strcmp(tok, "--profile")) {
+            /* applied after the rule options (suite_compute), as check does */
+            const char *pv = strtok_r(NULL, " ", &save);
+            lrp_net *t = lrp_net_new();
+            int bad = !pv || !t || cli_profile_apply(t, pv, 0);
+            lrp_net_free(t);
+            if (bad)
+                return cli_usage_error("suite", "unknown profile in run arguments '%s'", args);
+            continue;
+        }
         const struct option *opt = NULL;
         for (const struct option *p = rule_opts; p->name; p++)
             if (!strcmp(p->name, tok + 2))
@@ -45,6 +55,18 @@ static int parse_args(cli_rules *o, const char *args)
             return EXIT_USAGE;
     }
     return 0;
+}
+
+/* The value of "--profile NAME" in a run's arguments, or NULL. */
+static const char *run_profile(const char *args, char *buf, size_t n)
+{
+    const char *p = strstr(args, "--profile ");
+    if (!p)
+        return NULL;
+    p += strlen("--profile ");
+    size_t k = strcspn(p, " ");
+    snprintf(buf, n, "%.*s", (int)k, p);
+    return buf;
 }
 
 static int ensure_fixture(const char *dir, const char *name, char *path, size_t n)
@@ -241,7 +263,10 @@ static void suite_compute(suite_outcome *oc, lrp_run_report *rep, const char *di
     cli_rules o;
     cli_rules_init(&o);
     parse_args(&o, sr->args); /* checked by every rank before any run */
+    char pbuf[LRP_NAME_MAX];
+    const char *prof = run_profile(sr->args, pbuf, sizeof pbuf);
     if (cli_rules_apply(net, &o, path, &e) != LRP_OK ||
+        (prof && (cli_profile_apply(net, prof, 0) || lrp_net_infer(net, path, &e) != LRP_OK)) ||
         cli_limits_check(net, path, "check", CLI_WORK_JUDGE, o.prec, 1, &e) != LRP_OK) {
         lrp_net_free(net);
         oc->kind = 2;

@@ -29,6 +29,27 @@
  *                 canonized.
  *   lrp-toolbox   the LRP Toolbox's Python implementation: sign0_pos.
  *   lrp-toolbox-caffe  its Caffe epsilon: no division at z = 0 -> skip_zero.
+ *
+ * Two profiles also choose the rules, because the library they describe
+ * has one fixed rule per layer type and no composites to choose from
+ * (LRP-eXplains-Transformers, docs/TRANSFORMERS.md 8.1, read at commit
+ * f043441); where the rules are stated (a trace's /rules under compare)
+ * they change nothing:
+ *   lxt           LXT 2.x efficient mode (gradient x input with modified
+ *                 backward passes): Dense/Conv2D lrp0 with eps 0 and the
+ *                 bias in the denominator (the bias absorbs); LayerNorm
+ *                 ln_linear eps 0 (sigma detached, plain gradient
+ *                 otherwise: 2.2); RMSNorm and GELU/SiLU/Tanh identity;
+ *                 Softmax taylor; Mul uniform; MultiHeadAttention attnlrp
+ *                 eps 0; Add, Position, pools, BatchNorm lrp0 (proportional);
+ *                 max-pools wta (the gradient of max).
+ *   lxt-explicit  LXT's explicit mode (lxt.explicit): Dense/Conv2D epsilon
+ *                 1e-6 `positive`; LayerNorm ln_linear 1e-6 `positive`;
+ *                 Add and Position epsilon 1e-8 `positive`;
+ *                 MultiHeadAttention attnlrp 1e-6 `positive`; the rest as
+ *                 lxt.  What our rules cannot express (the products' own
+ *                 2 O + 1e-8, the activations' f(x) / (x + 1e-10)) is
+ *                 listed in docs/SPEC.md section 6, not approximated.
  */
 #include "cli.h"
 
@@ -38,6 +59,7 @@
 #define EPS6 0x1.0c6f7ap-20f
 #define EPS7 0x1.ad7f2ap-24f
 #define EPS9 0x1.12e0bep-30f
+#define EPS8 0x1.5798eep-27f
 
 typedef struct profile {
     const char *name;
@@ -47,24 +69,75 @@ typedef struct profile {
     unsigned set_flags;     /* variant flags added to every dividing layer */
     int bn;                 /* 0 keep, 1 explicit, 3 canonize */
     int maxpool_eps;        /* 1: wta max-pools get the epsilon rule */
+    int lxt;                /* 1: LXT efficient, 2: LXT explicit (rules too) */
 } profile;
 
 static const profile profiles[] = {
     {"zennit", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6,
-     LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0, 3, 0},
+     LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0, 3, 0, 0},
     {"captum", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS9,
-     LRP_F_CAPTUM_A1B0 | LRP_F_CAPTUM_GAMMA_FULLBIAS, 1, 1},
-    {"innvestigate", LRP_STAB_SIGN0_POS, LRP_STAB_ZERO_ONLY, EPS7, LRP_F_INNV_AB_FULLBIAS, 1, 0},
+     LRP_F_CAPTUM_A1B0 | LRP_F_CAPTUM_GAMMA_FULLBIAS, 1, 1, 0},
+    {"innvestigate", LRP_STAB_SIGN0_POS, LRP_STAB_ZERO_ONLY, EPS7, LRP_F_INNV_AB_FULLBIAS, 1, 0, 0},
     {"innvestigate-2018", LRP_STAB_SIGN0_ZERO, LRP_STAB_ZERO_ONLY, EPS7, LRP_F_INNV_AB_FULLBIAS,
-     1, 0},
-    {"rpjl", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6, 0, 3, 0},
-    {"lrp-toolbox", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6, 0, 1, 0},
-    {"lrp-toolbox-caffe", LRP_STAB_SKIP_ZERO, LRP_STAB_SKIP_ZERO, EPS6, 0, 1, 0},
+     1, 0, 0},
+    {"rpjl", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6, 0, 3, 0, 0},
+    {"lrp-toolbox", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, EPS6, 0, 1, 0, 0},
+    {"lrp-toolbox-caffe", LRP_STAB_SKIP_ZERO, LRP_STAB_SKIP_ZERO, EPS6, 0, 1, 0, 0},
+    {"lxt", LRP_STAB_SIGN0_POS, LRP_STAB_SIGN0_POS, 0.0f, 0, 1, 0, 1},
+    {"lxt-explicit", LRP_STAB_POSITIVE, LRP_STAB_POSITIVE, EPS6, 0, 1, 0, 2},
 };
+
+/* a dividing rule with its eps and convention */
+static lrp_rule_spec spec(lrp_rule_id id, float eps, lrp_stab_id stab)
+{
+    lrp_rule_spec r = lrp_rule_default(id);
+    r.eps = eps;
+    r.stab = stab;
+    r.bias = 1;
+    r.flags = 0;
+    return r;
+}
+
+/* LXT's rule per layer kind (docs/TRANSFORMERS.md 8.1; SPEC section 6) */
+static void lxt_apply(lrp_net *net, int explicit_mode)
+{
+    const lrp_stab_id st = explicit_mode ? LRP_STAB_POSITIVE : LRP_STAB_SIGN0_POS;
+    const float e_lin = explicit_mode ? EPS6 : 0.0f; /* linear_epsilon, LayerNorm */
+    const float e_add = explicit_mode ? EPS8 : 0.0f; /* add2 */
+    for (int i = 0; i < net->n_layers; i++) {
+        lrp_layer *l = &net->layers[i];
+        switch (l->kind) {
+        case LRP_LAYER_DENSE:
+        case LRP_LAYER_CONV2D:
+            l->rule = spec(e_lin > 0.0f ? LRP_RULE_EPSILON : LRP_RULE_ZERO, e_lin, st);
+            break;
+        case LRP_LAYER_LAYERNORM: l->rule = spec(LRP_RULE_LN_LINEAR, e_lin, st); break;
+        case LRP_LAYER_MHA: l->rule = spec(LRP_RULE_ATTNLRP, e_lin, st); break;
+        case LRP_LAYER_ADD:
+        case LRP_LAYER_POSITION:
+            l->rule = spec(e_add > 0.0f ? LRP_RULE_EPSILON : LRP_RULE_ZERO, e_add, st);
+            break;
+        case LRP_LAYER_BATCHNORM:
+        case LRP_LAYER_AVGPOOL2D:
+        case LRP_LAYER_GLOBALAVGPOOL:
+            /* the plain gradient of a linear map: the proportional split
+             * (a BatchNorm explicit: LXT does not fold it) */
+            l->rule = spec(LRP_RULE_ZERO, 0.0f, st);
+            break;
+        default:
+            /* RMSNorm and the activations identity, Softmax taylor, Mul
+             * uniform, Embedding lrp0, max-pools wta, the shape kinds pass:
+             * the kinds' defaults */
+            l->rule = lrp_rule_default_for(l->kind);
+            break;
+        }
+    }
+}
 
 const char *cli_profile_names(void)
 {
-    return "zennit, captum, innvestigate, innvestigate-2018, rpjl, lrp-toolbox, lrp-toolbox-caffe";
+    return "zennit, captum, innvestigate, innvestigate-2018, rpjl, lrp-toolbox, lrp-toolbox-caffe, "
+           "lxt, lxt-explicit";
 }
 
 int cli_profile_apply(lrp_net *net, const char *name, int stated)
@@ -75,6 +148,11 @@ int cli_profile_apply(lrp_net *net, const char *name, int stated)
             p = &profiles[i];
     if (!p)
         return -1;
+    if (p->lxt) {
+        if (!stated)
+            lxt_apply(net, p->lxt == 2);
+        return 0;
+    }
     for (int i = 0; i < net->n_layers; i++) {
         lrp_layer *l = &net->layers[i];
         lrp_rule_spec *r = &l->rule;
