@@ -271,11 +271,11 @@ clean:
 # (docs/REPRODUCTIONS.md lxt-29, xai-tf-2; fixtures/traces/, read by `make
 # run`): regenerated only on explicit request, with Debian's Python (torch,
 # h5py).  A trace file pins its fixture by size and digest: regenerate when
-# dec_silu0 or vit_stack change.
+# dec_silu0 or vit_negbias change.
 .PHONY: repro-traces
 repro-traces: $(CLI)
 	@rm -rf $(BUILD)/repro-traces && mkdir -p $(BUILD)/repro-traces fixtures/traces
-	@$(CLI) gen --out $(BUILD)/repro-traces dec_silu0 vit_stack >/dev/null
+	@$(CLI) gen --out $(BUILD)/repro-traces dec_silu0 vit_negbias >/dev/null
 	$(MUTANTS_PY) tools/python/peers/repro_tf.py $(CLI) lxt29 $(BUILD)/repro-traces/dec_silu0.h5 $(BUILD)/repro-traces
-	$(MUTANTS_PY) tools/python/peers/repro_tf.py $(CLI) xaitf2 $(BUILD)/repro-traces/vit_stack.h5 $(BUILD)/repro-traces
-	cp $(BUILD)/repro-traces/dec_silu0.*.h5 $(BUILD)/repro-traces/vit_stack.*.h5 fixtures/traces/
+	$(MUTANTS_PY) tools/python/peers/repro_tf.py $(CLI) xaitf2 $(BUILD)/repro-traces/vit_negbias.h5 $(BUILD)/repro-traces
+	cp $(BUILD)/repro-traces/dec_silu0.*.h5 $(BUILD)/repro-traces/vit_negbias.*.h5 fixtures/traces/
