@@ -235,10 +235,6 @@ def lxt29(cli, fixture, outdir):
 # --------------------------------------------------------------------------
 # xaitf2
 
-class _Gamma(torch.autograd.Function):
-    pass
-
-
 def xai_forward(order, L, data, variant, gamma=0.02):
     out = {}
     x0 = torch.from_numpy(data["input"]).requires_grad_(True)
