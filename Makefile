@@ -247,6 +247,7 @@ install: $(CLI) $(LIB) $(SHLIB)
 	    scripts/lrp.pc.in >$(D)$(LIBDIR)/pkgconfig/lrp.pc
 	install -m 644 fixtures/golden/*.h5 $(D)$(PKGDATADIR)/golden/
 	install -m 644 $(BUILD)/install-fixtures/*.h5 $(D)$(PKGDATADIR)/fixtures/
+	install -m 644 fixtures/traces/*.h5 $(D)$(PKGDATADIR)/fixtures/
 	install -m 644 man/lrp-oracle.1 $(D)$(MANDIR)/man1/lrp-oracle.1
 	install -m 644 completion/lrp-oracle.bash $(D)$(BASHCOMPDIR)/lrp-oracle
 
@@ -265,3 +266,16 @@ clean:
 
 # Fuzzing targets (issue 8) live in their own fragment.
 -include fuzz/fuzz.mk
+
+# The committed subject traces of the transformer reproductions
+# (docs/REPRODUCTIONS.md lxt-29, xai-tf-2; fixtures/traces/, read by `make
+# run`): regenerated only on explicit request, with Debian's Python (torch,
+# h5py).  A trace file pins its fixture by size and digest: regenerate when
+# dec_silu0 or vit_negbias change.
+.PHONY: repro-traces
+repro-traces: $(CLI)
+	@rm -rf $(BUILD)/repro-traces && mkdir -p $(BUILD)/repro-traces fixtures/traces
+	@$(CLI) gen --out $(BUILD)/repro-traces dec_silu0 vit_negbias >/dev/null
+	$(MUTANTS_PY) tools/python/peers/repro_tf.py $(CLI) lxt29 $(BUILD)/repro-traces/dec_silu0.h5 $(BUILD)/repro-traces
+	$(MUTANTS_PY) tools/python/peers/repro_tf.py $(CLI) xaitf2 $(BUILD)/repro-traces/vit_negbias.h5 $(BUILD)/repro-traces
+	cp $(BUILD)/repro-traces/dec_silu0.*.h5 $(BUILD)/repro-traces/vit_negbias.*.h5 fixtures/traces/

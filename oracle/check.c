@@ -342,6 +342,51 @@ static int64_t zero_sign_mismatch(const lrp_pipe *ref, const lrp_pipe *f32, int 
 }
 
 /* Cause of a NaN/inf first seen in the relevance produced by layer c. */
+/* The subject (a trace: f32 is NULL) is non-finite at `cell` of the
+ * relevance at layer i's output, which layer c produced by an elementwise
+ * identity rule (GELU, SiLU, Tanh), where layer i's output x is exactly 0
+ * (xa: the trace's activations, else the reference's rounded) and the
+ * relevance arriving at c's output is finite (or not traced).  The rule's
+ * ratio f(x)/x is then its limit f'(0) -- the reference's R_in = R_out --
+ * and only a ratio formed as 0/0 gives NaN there: f(x)/(x + eps) once eps
+ * is lost in the subject's arithmetic.  Writes the cause, returns 1. */
+static int identity_zero_cause(char *buf, size_t n, const lrp_net *net, const lrp_trace *tr,
+                               int c, int i, int64_t cell, const float *xa)
+{
+    const lrp_layer *l = &net->layers[c];
+    if (!tr || cell < 0 || !xa || l->rule.rule != LRP_RULE_IDENTITY || l->in[0] != i ||
+        (l->kind != LRP_LAYER_GELU && l->kind != LRP_LAYER_SILU && l->kind != LRP_LAYER_TANH))
+        return 0;
+    if (xa[cell] != 0.0f || (tr->relevance[c] && !isfinite(tr->relevance[c][cell])))
+        return 0;
+    const lrp_shape *sh = &net->layers[i].shape;
+    int64_t per = 1;
+    for (int d = 0; d < sh->rank; d++)
+        per *= sh->d[d];
+    per = per > 0 ? per : 1;
+    int64_t k = cell % per;
+    char where[96];
+    if (sh->rank == 2 && sh->d[1] > 0) /* a token sequence (T, F) */
+        snprintf(where, sizeof where, "sample %lld token %lld unit %lld", (long long)(cell / per),
+                 (long long)(k / sh->d[1]), (long long)(k % sh->d[1]));
+    else
+        snprintf(where, sizeof where, "sample %lld cell %lld", (long long)(cell / per), (long long)k);
+    char prec[96];
+    if (tr->precision == 11)
+        snprintf(prec, sizeof prec, "in float16 (trace precision 11) an eps such as 1e-10 rounds to 0");
+    else
+        snprintf(prec, sizeof prec, "its eps must survive the trace's precision (%d bits)",
+                 tr->precision);
+    snprintf(buf, n,
+             "produced by layer '%s' (%s, rule identity): its input is exactly 0 at %s, with finite "
+             "relevance arriving: the ratio f(x)/x is its limit f'(0) = %s there (the reference "
+             "passes R unchanged) and the subject formed it as 0/0, as f(x)/(x + eps) does when "
+             "eps is lost: %s",
+             l->name, lrp_layer_kind_name(l->kind), where,
+             l->kind == LRP_LAYER_TANH ? "1" : "1/2", prec);
+    return 1;
+}
+
 static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *ref,
                       const lrp_pipe *f32, int c)
 {
@@ -1346,6 +1391,7 @@ typedef struct e2e_judge {
     ref_take *T;
     float **got;
     lrp_err *err;
+    const lrp_trace *tr; /* the subject's trace, NULL for our fast path */
 } e2e_judge;
 
 static lrp_status e2e_oom(e2e_judge *J)
@@ -1445,7 +1491,12 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
         if (lr->e2e.first_nonfinite >= 0 && rep->nf_layer < 0) {
             rep->nf_layer = i;
             rep->nf_index = lr->e2e.first_nonfinite;
-            nan_cause(rep->nf_cause, sizeof rep->nf_cause, net, ref, f32, prod);
+            const float *xa = J->tr && J->tr->activation && J->tr->activation[i]
+                                  ? J->tr->activation[i]
+                                  : R.act[i];
+            if (f32 || !identity_zero_cause(rep->nf_cause, sizeof rep->nf_cause, net, J->tr,
+                                            prod, i, rep->nf_index, xa))
+                nan_cause(rep->nf_cause, sizeof rep->nf_cause, net, ref, f32, prod);
         }
     }
     /* conservation of the layer's own rule (its inputs' contributions) */
@@ -1915,7 +1966,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     rep->verdict = LRP_V_PASS;
     rep->max_ratio = 0;
     {
-        e2e_judge J = {rep, net, o, ref, f32, &R, &R2, &T, got, err};
+        e2e_judge J = {rep, net, o, ref, f32, &R, &R2, &T, got, err, tr};
         lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, o->threads, e2e_layer, &J};
         if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
             goto done;

@@ -20,6 +20,7 @@
 #include "cli_mpi.h"
 #include "fixtures.h"
 #include "html.h"
+#include "safeout.h"
 
 static const struct option rule_opts[] = {CLI_RULE_OPTIONS, {0, 0, 0, 0}};
 
@@ -69,6 +70,62 @@ static const char *run_profile(const char *args, char *buf, size_t n)
     return buf;
 }
 
+/* A reproduction judged on a committed trace (docs/REPRODUCTIONS.md): run
+ * arguments "--trace FILE --source S [rule options]".  FILE is a trace
+ * file (docs/FORMAT.md) naming its fixture by base name; it is `compare`d
+ * as trace S, under the trace's own rules unless --rule / --composite are
+ * given.  Returns the rule options after it, or NULL for an ordinary run. */
+static const char *trace_run(const char *args, char *file, size_t fn, char *src, size_t sn)
+{
+    char f[256], so[64];
+    int used = 0;
+    if (strncmp(args, "--trace ", 8) != 0 ||
+        sscanf(args, "--trace %255s --source %63s%n", f, so, &used) != 2 || used <= 0)
+        return NULL;
+    snprintf(file, fn, "%s", f);
+    snprintf(src, sn, "%s", so);
+    return args + used + (args[used] == ' ');
+}
+
+/* The run's file in DIR: its fixture, or its trace file (copied into DIR
+ * from the source tree's fixtures/traces when DIR lacks it; `make install`
+ * puts the trace files beside the installed fixtures). */
+static int ensure_trace(const char *dir, const char *file)
+{
+    char path[4096], from[4096];
+    struct stat sb;
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    if (stat(path, &sb) == 0)
+        return -1;
+    snprintf(from, sizeof from, "fixtures/traces/%s", file);
+    FILE *in = fopen(from, "rb");
+    if (!in)
+        return cli_usage_error("suite", "trace file '%s' is missing (neither in DIR nor in "
+                               "fixtures/traces)", file);
+    lrp_err e = {0};
+    lrp_out out;
+    if (lrp_out_open(&out, path, &e) != LRP_OK) {
+        fclose(in);
+        return cli_fail(&e);
+    }
+    char buf[1 << 15];
+    size_t got;
+    lrp_status st = LRP_OK;
+    while (st == LRP_OK && (got = fread(buf, 1, sizeof buf, in)) > 0)
+        st = lrp_out_write(&out, buf, got, &e);
+    int bad = ferror(in);
+    fclose(in);
+    if (st == LRP_OK && bad) {
+        lrp_out_abort(&out);
+        return cli_usage_error("suite", "cannot read '%s'", from);
+    }
+    if (st != LRP_OK || (st = lrp_out_commit(&out, &e)) != LRP_OK) {
+        lrp_out_abort(&out);
+        return cli_fail(&e);
+    }
+    return -1;
+}
+
 static int ensure_fixture(const char *dir, const char *name, char *path, size_t n)
 {
     snprintf(path, n, "%s/%s.h5", dir, name);
@@ -105,9 +162,10 @@ static void short_rules(char *d, size_t n, const char *rs, int w)
 {
     static const char *const from[] = {"--composite ", "--rule ", "--convention ", "--flag ",
                                        "--eps ", "--gamma ", "--alpha ", "--beta ", "--bn ",
-                                       "--box ", "--profile ", "--ln ", "--"};
+                                       "--box ", "--profile ", "--ln ", "--trace ",
+                                       "--source ", "--"};
     static const char *const to[] = {"", "", "conv=", "+", "eps=", "gamma=", "alpha=", "beta=",
-                                     "bn=", "box=", "profile=", "ln=", ""};
+                                     "bn=", "box=", "profile=", "ln=", "trace=", "src=", ""};
     char buf[256];
     size_t k = 0;
     for (const char *p = rs; *p && k + 1 < sizeof buf;) {
@@ -248,8 +306,12 @@ static void suite_compute(suite_outcome *oc, lrp_run_report *rep, const char *di
                           const char *html)
 {
     const lrp_suite_run *sr = &lrp_suite_runs[k];
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s.h5", dir, sr->fixture);
+    char path[4096], tf[256], ts[64];
+    const char *ra = trace_run(sr->args, tf, sizeof tf, ts, sizeof ts);
+    if (ra)
+        snprintf(path, sizeof path, "%s/%s", dir, tf);
+    else
+        snprintf(path, sizeof path, "%s/%s.h5", dir, sr->fixture);
     lrp_net *net = NULL;
     lrp_err e = {0};
     oc->k = k;
@@ -262,7 +324,18 @@ static void suite_compute(suite_outcome *oc, lrp_run_report *rep, const char *di
     }
     cli_rules o;
     cli_rules_init(&o);
-    parse_args(&o, sr->args); /* checked by every rank before any run */
+    parse_args(&o, ra ? ra : sr->args); /* checked by every rank before any run */
+    int t = ra ? lrp_net_trace_find(net, ts) : -1;
+    if (ra && t < 0) {
+        lrp_net_free(net);
+        oc->kind = 2;
+        snprintf(oc->msg, sizeof oc->msg, "%.400s: /traces/%s: no such trace", path, ts);
+        return;
+    }
+    /* compare's rule: the trace's own assignment unless overridden */
+    if (t >= 0 && !o.has_rule && !o.has_composite && net->traces[t].rules)
+        for (int i = 0; i < net->n_layers; i++)
+            net->layers[i].rule = net->traces[t].rules[i];
     char pbuf[LRP_NAME_MAX];
     const char *prof = run_profile(sr->args, pbuf, sizeof pbuf);
     if (cli_rules_apply(net, &o, path, &e) != LRP_OK ||
@@ -276,6 +349,7 @@ static void suite_compute(suite_outcome *oc, lrp_run_report *rep, const char *di
     lrp_check_opts co;
     lrp_check_opts_default(&co);
     co.label = path;
+    co.source = t >= 0 ? net->traces[t].source : NULL;
     co.keep_cells = html ? 1 : 0; /* input heatmaps of the HTML report */
     char rs[160];
     snprintf(rs, sizeof rs, "%s", sr->args[0] ? sr->args : "EpsilonPlus (fixture's)");
@@ -345,7 +419,9 @@ int cmd_suite(int argc, char **argv)
                    "only when every run behaves as documented: within the tolerance table, or\n"
                    "exactly the documented outcome of a reproduction.  --verbose prints each\n"
                    "run's full per-layer report as well; --only keeps the runs of the listed\n"
-                   "fixtures.  A fixture file that cannot be read is reported (stderr, and as an\n"
+                   "fixtures.  A reproduction run \"--trace FILE --source S\" compares a\n"
+                   "committed trace file (fixtures/traces, copied into DIR) instead of checking\n"
+                   "our fast path.  A fixture file that cannot be read is reported (stderr, and as an\n"
                    "error in JSON / JUnit / HTML), the other runs go on, and the exit code is 2.\n"
                    "The table fits 100 columns; --wide adds the convention, input relevance and\n"
                    "growth columns and keeps notes on the row; --explain prints the legend of\n"
@@ -363,8 +439,12 @@ int cmd_suite(int argc, char **argv)
     for (int k = 0; rc < 0 && rank == 0 && k < lrp_suite_run_count; k++) {
         const lrp_suite_run *sr = &lrp_suite_runs[k];
         char path[4096];
+        char tf[256], ts[64];
         if (!only || cli_in_list(only, sr->fixture))
             rc = ensure_fixture(dir, sr->fixture, path, sizeof path);
+        if (rc < 0 && (!only || cli_in_list(only, sr->fixture)) &&
+            trace_run(sr->args, tf, sizeof tf, ts, sizeof ts))
+            rc = ensure_trace(dir, tf);
     }
     /* the table's own arguments and documented outcomes, once, before any
      * run (every rank parses the same table) */
@@ -375,7 +455,9 @@ int cmd_suite(int argc, char **argv)
         cli_rules_init(&o);
         if (only && !cli_in_list(only, sr->fixture))
             continue;
-        if ((rc = parse_args(&o, sr->args)) != 0)
+        char tf[256], ts[64];
+        const char *ra = trace_run(sr->args, tf, sizeof tf, ts, sizeof ts);
+        if ((rc = parse_args(&o, ra ? ra : sr->args)) != 0)
             break;
         rc = -1;
         if (sr->expect && lrp_verdict_parse(sr->expect, &v))
@@ -472,8 +554,11 @@ int cmd_suite(int argc, char **argv)
         const lrp_suite_run *sr = &lrp_suite_runs[k];
         if (only && !cli_in_list(only, sr->fixture))
             continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s.h5", dir, sr->fixture);
+        char path[4096], tf[256], ts[64];
+        if (trace_run(sr->args, tf, sizeof tf, ts, sizeof ts))
+            snprintf(path, sizeof path, "%s/%s", dir, tf);
+        else
+            snprintf(path, sizeof path, "%s/%s.h5", dir, sr->fixture);
         suite_outcome *oc = &ocs[k];
         if (oc->kind == 2) {
             suite_error(errs, &n_errs, path, oc->msg);
