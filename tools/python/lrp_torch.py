@@ -55,14 +55,16 @@ FORMAT_VERSION = 1
 # attribute token_layout = "TF"; a file without them stays version 1.
 FORMAT_VERSION_MAX = 2
 V2_KINDS = ("LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh", "Softmax", "Mul",
-            "MultiHeadAttention", "Embedding", "Position", "SelectToken")
+            "MultiHeadAttention", "Embedding", "Position", "SelectToken", "ToTokens",
+            "ClsToken")
 NAME_MAX = 63  # bytes, LRP_NAME_MAX - 1
 
 # Name tables of include/lrp.h (LRP_*_LIST); matched case-sensitively.
 LAYER_KINDS = ("Input", "Dense", "Conv2D", "MaxPool2D", "AvgPool2D", "GlobalAvgPool",
                "Add", "Concatenate", "BatchNorm", "ReLU", "Flatten", "Reshape", "Dropout",
                "LayerNorm", "RMSNorm", "GELU", "SiLU", "Tanh", "Softmax", "Mul",
-               "MultiHeadAttention", "Embedding", "Position", "SelectToken")
+               "MultiHeadAttention", "Embedding", "Position", "SelectToken", "ToTokens",
+               "ClsToken")
 RULES = ("lrp0", "epsilon", "gamma", "alphabeta", "zplus", "wsquare", "flat", "zbox",
          "pass", "wta", "ln_linear", "ln_fine", "identity", "taylor", "uniform", "attnlrp",
          "cplrp")
@@ -121,7 +123,7 @@ _GEOM_INTS = ("units", "has_bias", "groups", "count_include_pad", "has_weight",
               "heads", "causal", "use_padding_mask", "vocab", "features", "max_len", "index")
 _GEOM_VECS = ("shape", "kernel", "stride", "padding", "dilation", "target_shape")
 _PARAMS = ("weight", "bias", "gamma", "beta", "mean", "var", "in_proj_weight", "in_proj_bias",
-           "out_proj_weight", "out_proj_bias", "table")
+           "out_proj_weight", "out_proj_bias", "table", "cls_token")
 # attribute -> numpy type the writer stores it as (the C reader's types:
 # LRP_A_I64 -> int64, LRP_A_I32 / LRP_A_BOOL -> int32, LRP_A_F32 -> float32)
 _V2_ATTRS = (("heads", np.int32), ("scale", np.float32), ("causal", np.int32),
@@ -526,6 +528,11 @@ def _make_node(L, in_shape, peer, kpm=None):
     if k == "SelectToken":
         i = int(L["index"])
         return _Node(L, lambda x: x[:, i]), []
+    if k == "ToTokens":  # (C, H, W) -> (H W, C), token t = h W + w
+        return _Node(L, lambda x: x.flatten(2).transpose(1, 2)), []
+    if k == "ClsToken":
+        m = FixtureCls(L["cls_token"])
+        return _Node(L, m, m), [m]
     if k == "Embedding":
         w = L["weight"]
         m = nn.Embedding(w.shape[0], w.shape[1])
@@ -550,6 +557,19 @@ class FixturePosition(nn.Module):
 
     def forward(self, x):
         return x + self.table[:x.shape[1]]
+
+
+class FixtureCls(nn.Module):
+    """The ClsToken kind: the stored vector (F) as token 0 before the
+    input's (T, F) tokens."""
+
+    def __init__(self, cls_token):
+        super().__init__()
+        self.cls_token = _param(cls_token)
+
+    def forward(self, x):
+        c = self.cls_token.reshape(1, 1, -1).expand(x.shape[0], 1, x.shape[-1])
+        return torch.cat([c, x], 1)
 
 
 class _MaskHolder:

@@ -369,7 +369,11 @@ def main():
     for src in files:
         base = os.path.basename(src)[:-3]
         for mode in ("lxt-cp", "lxt-attnlrp", "lxt-explicit"):
-            lays = lt.read_fixture(src)["layers"]
+            try:
+                lays = lt.read_fixture(src)["layers"]
+            except lt.FixtureError as e:
+                print("%-16s %-12s %-16s %s" % (base, mode, "not run", e))
+                continue
             why = (cp_obstacle(lays) if mode == "lxt-cp" else
                    explicit_obstacle(lays) if mode == "lxt-explicit" else None)
             if why:
