@@ -189,6 +189,8 @@ for name in ("input", "target", "key_padding_mask"):
     xs = np.stack([x[k % len(x)] for k in range(B)]).astype(x.dtype)
     if name == "input":
         xs[len(x):] *= np.float32(1.25)
+    if name == "key_padding_mask":  # its own mask: another key masked
+        xs[len(x):] = np.roll(x[0], 3)
     del f["data/" + name]
     f["data/" + name] = xs
 f.attrs["batch"] = B
