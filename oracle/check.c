@@ -2009,7 +2009,8 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                       loc, &be,   S ? &TW : &TT,   hi,        lo,
                       terms, exact_act, err, exact_act ? got_act : R->act};
         lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA,
-                             o->threads, tl_layer, &J};
+                             S && S->s->root_threads > 0 ? S->s->root_threads : o->threads,
+                             tl_layer, &J};
         if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err)))
             goto done;
     }
@@ -2607,6 +2608,8 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     memset(&SH, 0, sizeof SH);
     float **gblk = NULL, **ablk = NULL; /* split: this rank's block of a trace */
     const int judges = !S || S->s->root;
+    /* the threads of what only the root runs (the others wait meanwhile) */
+    const int jt = S && S->s->root_threads > 0 ? S->s->root_threads : o->threads;
     lrp_ref_ctx rcx, rcx2;
     lrp_backend rbe, rbe2, fbe;
     lrp_f32_ctx *fcx = NULL;
@@ -2742,7 +2745,7 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         goto oom;
     if (!tr) {
         phase_start(&ph, LRP_PHASE_SUBJECT);
-        fcx = lrp_f32_ctx_new(o->threads);
+        fcx = lrp_f32_ctx_new(judges ? jt : o->threads);
         if (!fcx)
             goto oom;
         lrp_f32_backend(&fbe, fcx);
@@ -2771,7 +2774,7 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     rep->max_ratio = 0;
     {
         e2e_judge J = {rep, net, o, refv, f32, &R, &R2, &T, got, err};
-        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, o->threads, e2e_layer, &J};
+        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, jt, e2e_layer, &J};
         if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
             goto done;
     }
@@ -2779,7 +2782,7 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     /* local comparison: our float32 layers fed the reference's inputs */
     if (o->local && f32) {
         phase_start(&ph, LRP_PHASE_LOCAL);
-        if ((st = local_compare(rep, net, refv, &T, o->threads, o->subject, err)))
+        if ((st = local_compare(rep, net, refv, &T, jt, o->subject, err)))
             goto done;
     }
     /* run-level figures: input relevance, blow-up, negative z+ dens */

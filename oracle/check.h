@@ -32,6 +32,10 @@ typedef enum lrp_check_phase {
 typedef struct lrp_check_split {
     int64_t first, count; /* this rank's block of the batch (count may be 0) */
     int root;             /* this rank judges (first == 0) */
+    /* threads for what the root runs alone while the others wait (the
+     * gauges, the float32 path, the verdicts; the same bits whatever the
+     * number); 0: the options' */
+    int root_threads;
     /* Collective, called by every rank the same number of times in the
      * same order: this rank's n bytes at buf are concatenated in rank
      * order into *all (malloc'ed, root only; NULL elsewhere) of *total

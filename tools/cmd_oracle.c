@@ -602,7 +602,10 @@ static int judge(int argc, char **argv, int compare)
     }
     if (split) {
         cli_split sc = {-1, 0, 0};
-        lrp_check_split sp = {0, 0, 0, cli_split_gather, &sc};
+        /* while rank 0 judges, the ranks of its node wait: their cores
+         * are its threads */
+        lrp_check_split sp = {0, 0, 0, o.rules.threads * cli_mpi_local_size(), cli_split_gather,
+                              &sc};
         judge_opts os = o;
         if (rank > 0)
             os.keep = NULL; /* rank 0 writes */
