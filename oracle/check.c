@@ -22,6 +22,7 @@
 
 #include "backend_f32.h"
 #include "gauge.h"
+#include "kinds.h"
 #include "oracle_int.h"
 #include "reference.h"
 
@@ -625,6 +626,653 @@ static void take_ref(void *ctx, const lrp_pipe *p, int li, int bwd)
     }
 }
 
+/* ---- the sample split (lrp_check_split; docs/SCALING.md "MPI") ----
+ *
+ * Every rank runs each MPFR run on its block of the samples (a view of the
+ * net with that block's data: samples are independent in the pipeline, so
+ * a block computed alone has the bits it has in the batch).  In the run's
+ * hook each rank packs what the verdicts read of the layer -- rounded
+ * values, and the per-cell binary64 terms of the sums the report takes
+ * over the batch -- and the root gathers the blocks in rank order: the
+ * batch-major arrays of one process.  What is not per cell (minima and
+ * maxima, counts, flags with their first location, the conservation
+ * residual's maximum) is merged in rank order as the one-process scan
+ * would have met it; the binary64 sums are summed on the root from the
+ * gathered terms in the one-process order.  A rank with no sample makes
+ * the same exchanges with nothing in them.  Every exchange is collective:
+ * a rank that fails says so in its next one and makes no other; the
+ * others see it there and make none either (their run goes on without
+ * exchanging, then returns an error). */
+
+typedef struct xbuf {
+    unsigned char *p;
+    size_t n, cap;
+    int oom;
+} xbuf;
+
+/* n bytes appended (padded to 8, so every section stays aligned for its
+ * type); NULL when out of memory (remembered in b->oom) */
+static void *xb_reserve(xbuf *b, size_t n)
+{
+    size_t m = (n + 7) & ~(size_t)7;
+    if (b->oom)
+        return NULL;
+    if (b->n + m > b->cap) {
+        size_t c = b->cap ? b->cap : 4096;
+        while (c < b->n + m)
+            c *= 2;
+        unsigned char *q = realloc(b->p, c);
+        if (!q) {
+            b->oom = 1;
+            return NULL;
+        }
+        b->p = q;
+        b->cap = c;
+    }
+    unsigned char *r = b->p + b->n;
+    memset(r + n, 0, m - n);
+    b->n += m;
+    return r;
+}
+
+static void xb_put(xbuf *b, const void *d, size_t n)
+{
+    void *q = xb_reserve(b, n);
+    if (q && n)
+        memcpy(q, d, n);
+}
+
+static void xb_i64(xbuf *b, int64_t v) { xb_put(b, &v, sizeof v); }
+
+/* A reader over one rank's segment. */
+typedef struct xrd {
+    const unsigned char *p;
+    size_t n, pos;
+    int bad;
+} xrd;
+
+static const void *xr_get(xrd *r, size_t n)
+{
+    size_t m = (n + 7) & ~(size_t)7;
+    if (r->bad || m > r->n - r->pos) {
+        r->bad = 1;
+        return NULL;
+    }
+    const void *q = r->p + r->pos;
+    r->pos += m;
+    return q;
+}
+
+static int64_t xr_i64(xrd *r)
+{
+    const void *q = xr_get(r, sizeof(int64_t));
+    int64_t v = 0;
+    if (q)
+        memcpy(&v, q, sizeof v);
+    return v;
+}
+
+typedef struct splitter {
+    const lrp_check_split *s;
+    int dead;        /* an exchange reported a failure: no more exchanges */
+    lrp_net sub;     /* the net with this rank's block of the samples */
+    int64_t B;       /* the whole batch */
+    const char *label;
+} splitter;
+
+static void sp_init(splitter *S, const lrp_net *net, const lrp_check_split *s, const char *label)
+{
+    memset(S, 0, sizeof *S);
+    S->s = s;
+    S->B = net->batch;
+    S->label = label;
+    S->sub = *net;
+    int64_t nin = lrp_shape_numel(&net->layers[0].shape);
+    int64_t nout = lrp_shape_numel(&net->layers[net->n_layers - 1].shape);
+    S->sub.batch = (int)s->count;
+    S->sub.input = net->input ? net->input + s->first * nin : NULL;
+    S->sub.r_out = net->r_out ? net->r_out + s->first * nout : NULL;
+    S->sub.target = net->target ? net->target + s->first : NULL;
+    int64_t pT = lrp_padding_T(net); /* the attention's per-sample key mask */
+    S->sub.key_padding_mask =
+        net->key_padding_mask && pT > 0 ? net->key_padding_mask + s->first * pT : NULL;
+    S->sub.n_traces = 0;
+    S->sub.traces = NULL;
+}
+
+/* Segment header: this rank's sample count and its payload's bytes. */
+static void sp_begin(xbuf *b, int64_t count)
+{
+    xb_i64(b, count);
+    xb_i64(b, 0);
+}
+
+/* One exchange of b (fail: this rank's error).  Returns 0, or -1: dead. */
+static int sp_gather(splitter *S, xbuf *b, const char *fail, void **all, size_t *total)
+{
+    char msg[LRP_ERR_MSG_MAX];
+    *all = NULL;
+    *total = 0;
+    if (S->dead)
+        return -1;
+    if (!fail && b->oom) {
+        snprintf(msg, sizeof msg, "%s: out of memory in the oracle (sample split)", S->label);
+        fail = msg;
+    }
+    if (!fail && b->n >= 2 * sizeof(int64_t)) {
+        int64_t pay = (int64_t)(b->n - 2 * sizeof(int64_t));
+        memcpy(b->p + sizeof(int64_t), &pay, sizeof pay);
+    }
+    if (S->s->gather(S->s->ctx, b->p, fail ? 0 : b->n, fail, all, total)) {
+        S->dead = 1;
+        free(*all);
+        *all = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The root's view of the gathered segments, rank order: each rank's
+ * sample count, first sample and a reader over its payload. */
+typedef struct segs {
+    int n;
+    int64_t *count, *first;
+    xrd *r;
+} segs;
+
+static void segs_free(segs *G)
+{
+    free(G->count);
+    free(G->first);
+    free(G->r);
+    memset(G, 0, sizeof *G);
+}
+
+static int sp_segments(segs *G, const void *all, size_t total, int64_t B)
+{
+    const unsigned char *p = all;
+    size_t pos = 0, most = total / (2 * sizeof(int64_t)) + 1;
+    int64_t at = 0;
+    memset(G, 0, sizeof *G);
+    G->count = malloc(most * sizeof *G->count);
+    G->first = malloc(most * sizeof *G->first);
+    G->r = malloc(most * sizeof *G->r);
+    if (!G->count || !G->first || !G->r)
+        return -1;
+    while (pos < total) {
+        if (total - pos < 2 * sizeof(int64_t))
+            return -1;
+        int64_t c, pay;
+        memcpy(&c, p + pos, sizeof c);
+        memcpy(&pay, p + pos + sizeof c, sizeof pay);
+        pos += 2 * sizeof(int64_t);
+        if (c < 0 || pay < 0 || (uint64_t)pay > total - pos)
+            return -1;
+        xrd r = {p + pos, (size_t)pay, 0, 0};
+        G->count[G->n] = c;
+        G->first[G->n] = at;
+        G->r[G->n] = r;
+        G->n++;
+        at += c;
+        pos += (size_t)pay;
+    }
+    return at == B && G->n > 0 && G->count[0] > 0 ? 0 : -1;
+}
+
+/* Runs the pipeline on this rank's block with the hook, or, on a rank
+ * with no sample, calls the hook with p = NULL in the order a run calls it
+ * (every layer forward, then every layer backward, the last first). */
+static lrp_status sp_run(splitter *S, lrp_pipe **out, const lrp_backend *be, unsigned flags,
+                         const lrp_pipe_local *loc, lrp_pipe_hook hook, void *ctx, lrp_err *err)
+{
+    *out = NULL;
+    lrp_status st = LRP_OK;
+    if (S->sub.batch > 0) {
+        st = lrp_pipe_run_hooked(out, be, &S->sub, flags, loc, hook, ctx, err);
+    } else {
+        for (int li = 0; li < S->sub.n_layers; li++)
+            hook(ctx, NULL, li, 0);
+        for (int li = S->sub.n_layers - 1; li >= 0; li--)
+            hook(ctx, NULL, li, 1);
+    }
+    if (!st && S->dead)
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: stopped: a rank of the sample split failed",
+                         S->label);
+    return st;
+}
+
+/* A rounded of whose three arrays some may have failed to allocate. */
+static void sp_rounded_free(rounded *r)
+{
+    if (r->act && r->rel && r->rel_lo) {
+        rounded_free(r);
+        return;
+    }
+    free(r->act);
+    free(r->rel);
+    free(r->rel_lo);
+    memset(r, 0, sizeof *r);
+}
+
+/* Proof and identification runs: each layer's relevance rounded. */
+typedef struct sp_rel {
+    splitter *S;
+    rounded *blk;   /* this rank's block (freed as it is sent) */
+    rounded *whole; /* root: the batch */
+    int oom;
+} sp_rel;
+
+static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
+{
+    sp_rel *H = ctx;
+    splitter *S = H->S;
+    if (!bwd || S->dead)
+        return;
+    int64_t c = p ? S->sub.batch : 0, n1 = lrp_shape_numel(&S->sub.layers[li].shape);
+    xbuf b = {0};
+    char msg[LRP_ERR_MSG_MAX];
+    const char *fail = NULL;
+    sp_begin(&b, c);
+    if (p) {
+        take_rel(H->blk, p, li, 1);
+        if (!H->blk->rel[li])
+            H->oom = 1;
+        else
+            xb_put(&b, H->blk->rel[li], (size_t)(n1 * c) * sizeof(float));
+        free(H->blk->rel[li]);
+        H->blk->rel[li] = NULL;
+    }
+    if (H->oom) {
+        snprintf(msg, sizeof msg, "%s: out of memory in the oracle", S->label);
+        fail = msg;
+    }
+    void *all;
+    size_t total;
+    int rc = sp_gather(S, &b, fail, &all, &total);
+    free(b.p);
+    if (rc || !S->s->root)
+        return;
+    segs G;
+    float *w = malloc((size_t)(n1 * S->B > 0 ? n1 * S->B : 1) * sizeof(float));
+    if (!w || sp_segments(&G, all, total, S->B)) {
+        segs_free(&G);
+        free(w);
+        free(all);
+        H->oom = 1;
+        return;
+    }
+    for (int g = 0; g < G.n; g++) {
+        if (!G.count[g])
+            continue;
+        size_t m = (size_t)(n1 * G.count[g]) * sizeof(float);
+        const void *q = xr_get(&G.r[g], m);
+        if (!q) {
+            H->oom = 1;
+            break;
+        }
+        memcpy(w + n1 * G.first[g], q, m);
+    }
+    segs_free(&G);
+    free(all);
+    if (H->oom) {
+        free(w);
+        return;
+    }
+    H->whole->rel[li] = w;
+}
+
+/* The reference run: what take_ref keeps, for the batch, on the root; and
+ * the pipeline's per-layer data the verdicts read from the run (flags,
+ * conservation residual, classes), merged into a view of the batch. */
+typedef struct sp_ref {
+    splitter *S;
+    ref_take *T; /* root: filled for the batch */
+    int want_rin, threads;
+    lrp_nflags *flags;
+    double *cons;
+    int64_t *cons_sample;
+    uint8_t *(*cls)[LRP_PIPE_MAX_PARTS];
+    int oom;
+} sp_ref;
+
+static double *xb_doubles(xbuf *b, const lrp_backend *be, const void *t, int64_t n)
+{
+    double *d = xb_reserve(b, (size_t)n * sizeof(double));
+    for (int64_t k = 0; d && k < n; k++)
+        d[k] = mpfr_get_d(be->at(be->ctx, t, k), MPFR_RNDN);
+    return d;
+}
+
+/* One layer of this rank's block, in the order sp_ref_merge reads it. */
+static void sp_ref_pack(xbuf *b, const lrp_pipe *p, int li, int want_rin, int threads)
+{
+    const lrp_pipe_layer *P = &p->L[li];
+    const lrp_backend *be = p->be;
+    int64_t c = p->batch, n = P->n * c, nu = P->n_units * c;
+    float *q = xb_reserve(b, (size_t)n * sizeof(float));
+    if (q)
+        round_mpfr(q, NULL, be, P->act, n, threads);
+    if ((q = xb_reserve(b, (size_t)(2 * n) * sizeof(float))))
+        round_mpfr(q, q + n, be, P->rel, n, threads);
+    xb_doubles(b, be, P->rel, n);
+    xb_i64(b, P->n_rin);
+    for (int k = 0; k < P->n_rin; k++) {
+        xb_i64(b, P->rin[k] != NULL);
+        if (P->rin[k])
+            xb_doubles(b, be, P->rin[k], P->n_rin_per[k] * c);
+    }
+    for (int k = 0; k < LRP_ABS_COUNT; k++) {
+        xb_i64(b, P->abs[k] != NULL);
+        if (P->abs[k])
+            xb_doubles(b, be, P->abs[k], nu);
+    }
+    lrp_minmax mm;
+    lrp_pipe_minmax_ref(&mm, p, li);
+    xb_put(b, &mm, sizeof mm);
+    int64_t neg = 0;
+    if ((P->rule.rule == LRP_RULE_ALPHABETA || P->rule.rule == LRP_RULE_ZPLUS) && P->den[0] &&
+        P->n_parts >= 1)
+        for (int64_t j = 0; j < nu; j++)
+            neg += mpfr_sgn((mpfr_srcptr)be->at(be->ctx, P->den[0], j)) < 0;
+    xb_i64(b, neg);
+    for (int k = 0; k < P->n_rin; k++) {
+        int on = want_rin && P->rin[k];
+        xb_i64(b, on);
+        int64_t m = P->n_rin_per[k] * c;
+        if (on && (q = xb_reserve(b, (size_t)(2 * m) * sizeof(float))))
+            round_mpfr(q, q + m, be, P->rin[k], m, threads);
+    }
+    xb_put(b, &P->flags, sizeof P->flags);
+    xb_put(b, &P->cons_resid, sizeof P->cons_resid);
+    xb_i64(b, P->cons_sample);
+    for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
+        xb_i64(b, P->cls[k] != NULL);
+        if (P->cls[k])
+            xb_put(b, P->cls[k], (size_t)nu);
+    }
+}
+
+/* One rank's layer, as packed. */
+typedef struct ref_seg {
+    const float *act, *rel;      /* rel: hi then lo */
+    const double *relD;
+    int64_t n_rin;
+    const double *rinD[LRP_MAX_INPUTS];
+    const double *absD[LRP_ABS_COUNT];
+    lrp_minmax mm;
+    int64_t neg;
+    const float *rinHL[LRP_MAX_INPUTS];
+    lrp_nflags flags;
+    double cons;
+    int64_t cons_sample;
+    const uint8_t *cls[LRP_PIPE_MAX_PARTS];
+} ref_seg;
+
+static int ref_seg_read(ref_seg *s, xrd *r, const lrp_pipe_layer *P, int64_t c)
+{
+    int64_t n = P->n * c, nu = P->n_units * c;
+    memset(s, 0, sizeof *s);
+    s->act = xr_get(r, (size_t)n * sizeof(float));
+    s->rel = xr_get(r, (size_t)(2 * n) * sizeof(float));
+    s->relD = xr_get(r, (size_t)n * sizeof(double));
+    s->n_rin = xr_i64(r);
+    if (s->n_rin != P->n_rin)
+        return -1;
+    for (int k = 0; k < P->n_rin; k++) {
+        if (xr_i64(r) != (P->rin[k] != NULL))
+            return -1; /* the ranks' layers differ: never silently merged */
+        if (P->rin[k])
+            s->rinD[k] = xr_get(r, (size_t)(P->n_rin_per[k] * c) * sizeof(double));
+    }
+    for (int k = 0; k < LRP_ABS_COUNT; k++)
+        if (xr_i64(r)) /* a lost kind may occur in one block only */
+            s->absD[k] = xr_get(r, (size_t)nu * sizeof(double));
+    const void *q = xr_get(r, sizeof s->mm);
+    if (q)
+        memcpy(&s->mm, q, sizeof s->mm);
+    s->neg = xr_i64(r);
+    for (int k = 0; k < P->n_rin; k++)
+        if (xr_i64(r))
+            s->rinHL[k] = xr_get(r, (size_t)(2 * P->n_rin_per[k] * c) * sizeof(float));
+    if ((q = xr_get(r, sizeof s->flags)))
+        memcpy(&s->flags, q, sizeof s->flags);
+    if ((q = xr_get(r, sizeof s->cons)))
+        memcpy(&s->cons, q, sizeof s->cons);
+    s->cons_sample = xr_i64(r);
+    for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
+        if (xr_i64(r) != (P->cls[k] != NULL))
+            return -1;
+        if (P->cls[k])
+            s->cls[k] = xr_get(r, (size_t)nu);
+    }
+    return r->bad ? -1 : 0;
+}
+
+/* Root: the batch's figures of layer li from the ranks' blocks, each as
+ * take_ref computes it over the batch (same terms, same order). */
+static int sp_ref_merge(sp_ref *H, const lrp_pipe *p, int li, const void *all, size_t total)
+{
+    splitter *S = H->S;
+    ref_take *T = H->T;
+    rounded *R = T->R;
+    const lrp_pipe_layer *P = &p->L[li];
+    int64_t B = S->B, n1 = P->n, N = n1 * B, nu1 = P->n_units;
+    segs G;
+    ref_seg *sg = NULL;
+    int rc = -1;
+    if (sp_segments(&G, all, total, B) || !(sg = calloc((size_t)G.n, sizeof *sg)))
+        goto out;
+    for (int g = 0; g < G.n; g++)
+        if (G.count[g] && ref_seg_read(&sg[g], &G.r[g], P, G.count[g]))
+            goto out;
+    size_t sz = (size_t)(N ? N : 1) * sizeof(float);
+    if (!(R->act[li] = malloc(sz)) || !(R->rel[li] = malloc(sz)) || !(R->rel_lo[li] = malloc(sz)))
+        goto out;
+    lrp_minmax m = {INFINITY, -INFINITY, 0, 0, 0, 0};
+    long double srel = 0, sab[LRP_ABS_COUNT] = {0};
+    int have_abs[LRP_ABS_COUNT] = {0};
+    int64_t neg = 0;
+    lrp_nflags fl;
+    memset(&fl, 0, sizeof fl);
+    double cons = 0.0;
+    int64_t cons_s = 0;
+    for (int g = 0; g < G.n; g++) {
+        int64_t c = G.count[g], at = G.first[g] * n1, n = n1 * c;
+        const ref_seg *s = &sg[g];
+        if (!c)
+            continue;
+        memcpy(R->act[li] + at, s->act, (size_t)n * sizeof(float));
+        memcpy(R->rel[li] + at, s->rel, (size_t)n * sizeof(float));
+        memcpy(R->rel_lo[li] + at, s->rel + n, (size_t)n * sizeof(float));
+        /* lrp_pipe_minmax_ref's scan, block after block */
+        if (s->mm.min < m.min)
+            m.min = s->mm.min;
+        if (s->mm.max > m.max)
+            m.max = s->mm.max;
+        m.nan += s->mm.nan;
+        m.inf += s->mm.inf;
+        m.n += s->mm.n;
+        m.zero_den += s->mm.zero_den;
+        for (int64_t k = 0; k < n; k++)
+            srel += s->relD[k];
+        for (int a = 0; a < LRP_ABS_COUNT; a++)
+            if (s->absD[a]) {
+                /* absent in a block: zeros there, which add nothing */
+                have_abs[a] = 1;
+                for (int64_t k = 0; k < nu1 * c; k++)
+                    sab[a] += s->absD[a][k];
+            }
+        neg += s->neg;
+        for (int f = 0; f < LRP_NF_COUNT; f++) {
+            unsigned bit = 1u << f;
+            if (!(s->flags.bits & bit))
+                continue;
+            if (!(fl.bits & bit)) { /* first occurrence: the first block's */
+                fl.bits |= bit;
+                fl.sample[f] = s->flags.sample[f] + G.first[g];
+                fl.unit[f] = s->flags.unit[f];
+            }
+            fl.count[f] += s->flags.count[f];
+        }
+        if (s->cons > cons) {
+            cons = s->cons;
+            cons_s = s->cons_sample + G.first[g];
+        }
+    }
+    T->mm[li] = m;
+    T->sum_rel[li] = (double)srel;
+    double sin = 0;
+    for (int k = 0; k < P->n_rin; k++) {
+        double bs = 0;
+        if (P->rin[k]) {
+            long double t = 0;
+            for (int g = 0; g < G.n; g++)
+                for (int64_t j = 0; G.count[g] && j < P->n_rin_per[k] * G.count[g]; j++)
+                    t += sg[g].rinD[k][j];
+            bs = (double)t;
+        }
+        sin += bs;
+        if (k < LRP_MAX_INPUTS)
+            T->branch[li][k] = bs;
+    }
+    T->sum_rin[li] = sin;
+    if (p->net->layers[li].kind == LRP_LAYER_BATCHNORM && P->bn_C > 0 && P->rin[0]) {
+        /* bn_channels over the blocks in sample order */
+        int64_t C = P->bn_C, hw = P->n / C;
+        T->bn_C[li] = C;
+        double *in = T->bn_in[li] = calloc((size_t)C, sizeof(double));
+        double *ab = T->bn_abs[li] = calloc((size_t)C, sizeof(double));
+        double *out = T->bn_out[li] = calloc((size_t)C, sizeof(double));
+        if (!in || !ab || !out)
+            goto out;
+        for (int g = 0; g < G.n; g++)
+            for (int64_t b = 0; b < G.count[g]; b++)
+                for (int64_t cc = 0; cc < C; cc++)
+                    for (int64_t q = 0; q < hw; q++) {
+                        int64_t k = b * P->n + cc * hw + q;
+                        in[cc] += sg[g].rinD[0][k];
+                        out[cc] += sg[g].relD[k];
+                        for (int a = 0; a < LRP_ABS_COUNT; a++)
+                            if (sg[g].absD[a] && P->n_units == P->n)
+                                ab[cc] += sg[g].absD[a][k];
+                    }
+    }
+    for (int a = 0; a < LRP_ABS_COUNT; a++)
+        T->absorbed[li][a] = have_abs[a] ? (double)sab[a] : 0;
+    T->neg_den[li] = neg;
+    for (int k = 0; H->want_rin && k < P->n_rin; k++) {
+        if (!P->rin[k])
+            continue;
+        int64_t m1 = P->n_rin_per[k];
+        size_t zs = (size_t)(m1 * B > 0 ? m1 * B : 1) * sizeof(float);
+        if (!(T->rin_hi[li][k] = malloc(zs)) || !(T->rin_lo[li][k] = malloc(zs)))
+            goto out;
+        for (int g = 0; g < G.n; g++) {
+            int64_t mg = m1 * G.count[g];
+            if (!mg)
+                continue;
+            if (!sg[g].rinHL[k])
+                goto out;
+            memcpy(T->rin_hi[li][k] + m1 * G.first[g], sg[g].rinHL[k], (size_t)mg * sizeof(float));
+            memcpy(T->rin_lo[li][k] + m1 * G.first[g], sg[g].rinHL[k] + mg,
+                   (size_t)mg * sizeof(float));
+        }
+    }
+    H->flags[li] = fl;
+    H->cons[li] = cons;
+    H->cons_sample[li] = cons_s;
+    for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
+        if (!P->cls[k])
+            continue;
+        if (!(H->cls[li][k] = malloc((size_t)(nu1 * B > 0 ? nu1 * B : 1))))
+            goto out;
+        for (int g = 0; g < G.n; g++)
+            if (G.count[g])
+                memcpy(H->cls[li][k] + nu1 * G.first[g], sg[g].cls[k],
+                       (size_t)(nu1 * G.count[g]));
+    }
+    rc = 0;
+out:
+    free(sg);
+    segs_free(&G);
+    return rc;
+}
+
+static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
+{
+    sp_ref *H = ctx;
+    splitter *S = H->S;
+    if (!bwd || S->dead)
+        return;
+    xbuf b = {0};
+    char msg[LRP_ERR_MSG_MAX];
+    const char *fail = NULL;
+    sp_begin(&b, p ? S->sub.batch : 0);
+    if (p && !H->oom)
+        sp_ref_pack(&b, p, li, H->want_rin, H->threads);
+    if (H->oom) {
+        snprintf(msg, sizeof msg, "%s: out of memory in the oracle", S->label);
+        fail = msg;
+    }
+    void *all;
+    size_t total;
+    int rc = sp_gather(S, &b, fail, &all, &total);
+    free(b.p);
+    if (rc || !S->s->root)
+        return;
+    if (sp_ref_merge(H, p, li, all, total))
+        H->oom = 1;
+    free(all);
+}
+
+/* Root: the reference run as the verdicts read it for the batch: the
+ * root's block's pipe with the merged flags, residuals and classes (its
+ * own arrays; freed by sp_view_free, not lrp_pipe_free). */
+static lrp_pipe *sp_view(const lrp_pipe *p, sp_ref *H, int64_t B)
+{
+    lrp_pipe *v = malloc(sizeof *v);
+    lrp_pipe_layer *L = v ? calloc((size_t)p->n_layers, sizeof *L) : NULL;
+    if (!L) {
+        free(v);
+        return NULL;
+    }
+    *v = *p;
+    v->batch = B;
+    v->L = L;
+    for (int i = 0; i < p->n_layers; i++) {
+        lrp_pipe_layer *Q = &L[i];
+        *Q = p->L[i];
+        /* the block's tensors are not the batch's: not readable here */
+        Q->act = Q->rel = Q->act_fwd = Q->fold_b = NULL;
+        for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
+            Q->den[k] = Q->gauge[k] = NULL;
+            Q->cls[k] = H->cls[i][k];
+            H->cls[i][k] = NULL;
+        }
+        for (int k = 0; k < LRP_ABS_COUNT; k++)
+            Q->abs[k] = NULL;
+        for (int k = 0; k < LRP_MAX_INPUTS; k++)
+            Q->rin[k] = NULL;
+        for (int k = 0; k < 4; k++)
+            Q->bnp[k] = NULL;
+        Q->flags = H->flags[i];
+        Q->cons_resid = H->cons[i];
+        Q->cons_sample = H->cons_sample[i];
+    }
+    return v;
+}
+
+static void sp_view_free(lrp_pipe *v)
+{
+    if (!v)
+        return;
+    for (int i = 0; i < v->n_layers; i++)
+        for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
+            free(v->L[i].cls[k]);
+    free(v->L);
+    free(v);
+}
+
 /* ---- local: each float32 layer on the reference's inputs ---- */
 
 /* The local runs read each layer's contributions rin[k] (and act_fwd):
@@ -853,6 +1501,133 @@ static void take_tl(void *ctx, const lrp_pipe *p, int li, int bwd)
                 T->part[i][q] = NULL;
             }
     }
+}
+
+/* The trace-local run, split: each call's finished arrays (the forward
+ * outputs, the start, each tensor's expected relevance once its last
+ * consumer's contribution is in) are sent as (tag, hi, lo) and the root
+ * builds the batch's.  Tags: li forward output, nl + i tensor i, 2 nl the
+ * start.  Exchanged after every call (forward ones too, empty when the
+ * trace has no activations), so the ranks' exchanges never depend on the
+ * data. */
+typedef struct sp_tl {
+    splitter *S;
+    tl_take *blk;   /* this rank's run (its arrays freed as sent) */
+    tl_take *whole; /* root: the batch's arrays */
+    int oom;
+} sp_tl;
+
+static void sp_tl_emit(xbuf *b, int64_t tag, float **hi, float **lo, int64_t m)
+{
+    xb_i64(b, tag);
+    xb_put(b, *hi, (size_t)m * sizeof(float));
+    xb_put(b, *lo, (size_t)m * sizeof(float));
+    free(*hi);
+    free(*lo);
+    *hi = *lo = NULL;
+}
+
+static float **sp_tl_slot(tl_take *W, int64_t tag, int nl, float ***lo)
+{
+    if (tag >= 0 && tag < nl) {
+        *lo = &W->fwd_lo[tag];
+        return &W->fwd_hi[tag];
+    }
+    if (tag >= nl && tag < 2 * nl) {
+        *lo = &W->rin_lo[tag - nl];
+        return &W->rin_hi[tag - nl];
+    }
+    if (tag == 2 * nl) {
+        *lo = &W->last_lo;
+        return &W->last_hi;
+    }
+    return NULL;
+}
+
+static void sp_tl_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
+{
+    sp_tl *H = ctx;
+    splitter *S = H->S;
+    if (S->dead)
+        return;
+    const lrp_net *net = &S->sub;
+    int nl = net->n_layers;
+    int64_t c = p ? S->sub.batch : 0;
+    xbuf b = {0};
+    char msg[LRP_ERR_MSG_MAX];
+    const char *fail = NULL;
+    sp_begin(&b, c);
+    if (p && !H->oom) {
+        tl_take *Tb = H->blk;
+        take_tl(Tb, p, li, bwd);
+        if (Tb->oom)
+            H->oom = 1;
+        else if (!bwd) {
+            if (Tb->fwd_hi[li])
+                sp_tl_emit(&b, li, &Tb->fwd_hi[li], &Tb->fwd_lo[li], p->L[li].n * c);
+        } else {
+            if (li == nl - 1 && Tb->last_hi)
+                sp_tl_emit(&b, 2 * nl, &Tb->last_hi, &Tb->last_lo, p->L[li].n * c);
+            for (int k = 0; k < net->layers[li].n_in; k++) {
+                int i = net->layers[li].in[k];
+                if (Tb->rin_hi[i])
+                    sp_tl_emit(&b, nl + i, &Tb->rin_hi[i], &Tb->rin_lo[i], p->L[i].n * c);
+            }
+        }
+        xb_i64(&b, -1);
+    }
+    if (H->oom) {
+        snprintf(msg, sizeof msg, "%s: out of memory (trace-local)", S->label);
+        fail = msg;
+    }
+    void *all;
+    size_t total;
+    int rc = sp_gather(S, &b, fail, &all, &total);
+    free(b.p);
+    if (rc || !S->s->root)
+        return;
+    segs G;
+    if (sp_segments(&G, all, total, S->B)) {
+        H->oom = 1;
+        goto out;
+    }
+    for (;;) {
+        int64_t tag = xr_i64(&G.r[0]);
+        if (tag < 0 || G.r[0].bad)
+            break;
+        float **lo = NULL, **hi = sp_tl_slot(H->whole, tag, nl, &lo);
+        int li2 = (int)(tag < nl ? tag : tag < 2 * nl ? tag - nl : nl - 1);
+        int64_t n1 = lrp_shape_numel(&net->layers[li2].shape);
+        size_t sz = (size_t)(n1 * S->B > 0 ? n1 * S->B : 1) * sizeof(float);
+        if (!hi || *hi || !(*hi = malloc(sz)) || !(*lo = malloc(sz))) {
+            H->oom = 1;
+            goto out;
+        }
+        for (int g = 0; g < G.n; g++) {
+            int64_t m = n1 * G.count[g];
+            if (!G.count[g])
+                continue;
+            if (g > 0 && xr_i64(&G.r[g]) != tag) { /* the ranks' runs differ */
+                H->oom = 1;
+                goto out;
+            }
+            const float *qh = xr_get(&G.r[g], (size_t)m * sizeof(float));
+            const float *ql = xr_get(&G.r[g], (size_t)m * sizeof(float));
+            if (!qh || !ql) {
+                H->oom = 1;
+                goto out;
+            }
+            memcpy(*hi + n1 * G.first[g], qh, (size_t)m * sizeof(float));
+            memcpy(*lo + n1 * G.first[g], ql, (size_t)m * sizeof(float));
+        }
+        /* seg 0 was read by the tag loop itself */
+    }
+    for (int g = 1; g < G.n; g++)
+        if (G.count[g] && xr_i64(&G.r[g]) != -1)
+            H->oom = 1; /* a rank sent more than the root has */
+out:
+    segs_free(&G);
+    free(all);
 }
 
 /* trace-local, forward: layer li's trace activations against the
@@ -1207,7 +1982,7 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
  * bounded by the local sharp gauge, which does not grow with depth. */
 static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *const *got,
                               float *const *got_act, const rounded *R, const lrp_check_opts *o,
-                              lrp_err *err)
+                              splitter *S, lrp_err *err)
 {
     lrp_status st = LRP_OK;
     int nl = net->n_layers;
@@ -1216,8 +1991,9 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     lrp_backend be;
     lrp_pipe *loc = NULL;
     lrp_gauge GL = {0};
-    tl_take TT;
+    tl_take TT, TW; /* TW: the batch's arrays on the root of a split */
     memset(&TT, 0, sizeof TT);
+    memset(&TW, 0, sizeof TW);
     float *hi = NULL, *lo = NULL;
     float **relv = calloc((size_t)nl, sizeof *relv);
     const void **terms = calloc((size_t)nl + LRP_MAX_INPUTS, sizeof *terms);
@@ -1251,8 +2027,15 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     TT.part = calloc((size_t)nl, sizeof *TT.part);
     TT.rin_hi = calloc((size_t)nl, sizeof *TT.rin_hi);
     TT.rin_lo = calloc((size_t)nl, sizeof *TT.rin_lo);
+    if (S) {
+        TW.fwd_hi = calloc((size_t)nl, sizeof *TW.fwd_hi);
+        TW.fwd_lo = calloc((size_t)nl, sizeof *TW.fwd_lo);
+        TW.rin_hi = calloc((size_t)nl, sizeof *TW.rin_hi);
+        TW.rin_lo = calloc((size_t)nl, sizeof *TW.rin_lo);
+    }
     if (!TT.fwd_hi || !TT.fwd_lo || !TT.nslot || !TT.narr || !TT.missing || !TT.ord || !TT.part ||
-        !TT.rin_hi || !TT.rin_lo) {
+        !TT.rin_hi || !TT.rin_lo ||
+        (S && (!TW.fwd_hi || !TW.fwd_lo || !TW.rin_hi || !TW.rin_lo))) {
         st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
         goto done;
     }
@@ -1267,12 +2050,27 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     /* streamed: each tensor's expected relevance is rounded in the hook as
      * soon as its consumers' contributions are there; activations are
      * freed layer by layer */
-    if ((st = lrp_pipe_run_hooked(&loc, &be, net, TL_FLAGS | LRP_PIPE_STREAM, &lm, take_tl, &TT,
-                                  err)))
-        goto done;
-    if (TT.oom) {
-        st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
-        goto done;
+    if (S) {
+        /* each rank its block (got and got_act are this rank's arrays),
+         * the root gathers the batch's into TW */
+        sp_tl H = {S, &TT, &TW, 0};
+        if ((st = sp_run(S, &loc, &be, TL_FLAGS | LRP_PIPE_STREAM, &lm, sp_tl_hook, &H, err)))
+            goto done;
+        if (H.oom || TT.oom) {
+            st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
+            goto done;
+        }
+        if (!S->s->root)
+            goto done;
+        TW.missing = TT.missing; /* per tensor, the same in every block */
+    } else {
+        if ((st = lrp_pipe_run_hooked(&loc, &be, net, TL_FLAGS | LRP_PIPE_STREAM, &lm, take_tl,
+                                      &TT, err)))
+            goto done;
+        if (TT.oom) {
+            st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
+            goto done;
+        }
     }
     /* judged as the local gauge finishes each layer (forward order, then
      * backward order), and its bounds dropped */
@@ -1281,10 +2079,11 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     rep->tlocal_verdict = LRP_V_PASS;
     {
         tl_judge J = {rep, net,   o,     got,       got_act,
-                      loc, &be,   &TT,   hi,        lo,
+                      loc, &be,   S ? &TW : &TT,   hi,        lo,
                       terms, exact_act, err, exact_act ? got_act : R->act};
         lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA,
-                             o->threads, tl_layer, &J};
+                             S && S->s->root_threads > 0 ? S->s->root_threads : o->threads,
+                             tl_layer, &J};
         if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err)))
             goto done;
     }
@@ -1321,6 +2120,22 @@ done:
     }
     free(TT.rin_hi);
     free(TT.rin_lo);
+    for (int i = 0; S && i < nl; i++) {
+        if (TW.fwd_hi)
+            free(TW.fwd_hi[i]);
+        if (TW.fwd_lo)
+            free(TW.fwd_lo[i]);
+        if (TW.rin_hi)
+            free(TW.rin_hi[i]);
+        if (TW.rin_lo)
+            free(TW.rin_lo[i]);
+    }
+    free(TW.fwd_hi);
+    free(TW.fwd_lo);
+    free(TW.rin_hi);
+    free(TW.rin_lo);
+    free(TW.last_hi);
+    free(TW.last_lo);
     free(TT.part);
     free(TT.nslot);
     free(TT.narr);
@@ -1722,8 +2537,10 @@ static void hyp_name(char *buf, size_t n, int kind, lrp_stab_id stab)
 }
 
 static lrp_status identify_convention(lrp_run_report *rep, lrp_net *net, float *const *got,
-                                      float *const *ref_s, const lrp_check_opts *o, lrp_err *err)
+                                      float *const *ref_s, const lrp_check_opts *o, splitter *S,
+                                      lrp_err *err)
 {
+    int judges = !S || S->s->root; /* a split's other ranks only run */
     int nl = net->n_layers;
     lrp_stab_id stated = LRP_STAB_SIGN0_POS;
     int have = 0;
@@ -1768,8 +2585,25 @@ static lrp_status identify_convention(lrp_run_report *rep, lrp_net *net, float *
                 lrp_backend rb;
                 lrp_ref_ctx_init(&rc, o->prec, o->threads);
                 lrp_ref_backend(&rb, &rc);
-                st = lrp_pipe_run_hooked(&pa, &rb, net, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
-                                         take_rel, &Ra, err);
+                if (S) {
+                    rounded Rb = {nl, o->threads, calloc((size_t)nl, sizeof(float *)),
+                                  calloc((size_t)nl, sizeof(float *)),
+                                  calloc((size_t)nl, sizeof(float *))};
+                    sp_rel H = {S, &Rb, &Ra, 0};
+                    if (!Rb.act || !Rb.rel || !Rb.rel_lo)
+                        st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (identification)",
+                                         rep->fixture);
+                    else
+                        st = sp_run(S, &pa, &rb, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
+                                    sp_rel_hook, &H, err);
+                    if (!st && H.oom)
+                        st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (identification)",
+                                         rep->fixture);
+                    sp_rounded_free(&Rb);
+                } else {
+                    st = lrp_pipe_run_hooked(&pa, &rb, net, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM,
+                                             NULL, take_rel, &Ra, err);
+                }
                 lrp_pipe_free(pa);
             }
         }
@@ -1779,12 +2613,12 @@ static lrp_status identify_convention(lrp_run_report *rep, lrp_net *net, float *
         }
         if (!changed)
             continue;
-        for (int i = 0; !st && i < nl; i++)
+        for (int i = 0; !st && judges && i < nl; i++)
             if (!Ra.rel[i])
                 st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (identification)",
                                  rep->fixture);
         int64_t vs = 0, va = 0, nv = 0;
-        for (int i = 0; !st && i < nl; i++) {
+        for (int i = 0; !st && judges && i < nl; i++) {
             if (!got[i] || !ref_s[i])
                 continue;
             int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch;
@@ -1815,7 +2649,7 @@ static lrp_status identify_convention(lrp_run_report *rep, lrp_net *net, float *
     free(save);
     if (st)
         return st;
-    if (!tried)
+    if (!tried || !judges)
         return LRP_OK;
     rep->ident_ran = 1;
     snprintf(rep->ident_best, sizeof rep->ident_best, "%s", best);
@@ -1843,10 +2677,18 @@ static lrp_status identify_convention(lrp_run_report *rep, lrp_net *net, float *
     return LRP_OK;
 }
 
-lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o, lrp_err *err)
+static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
+                            splitter *S, lrp_err *err)
 {
     lrp_status st = LRP_OK;
     lrp_pipe *ref = NULL, *ref2 = NULL, *f32 = NULL;
+    lrp_pipe *refv = NULL;  /* split, root: the reference run as the batch's */
+    sp_ref SH;              /* split: the reference run's hook */
+    memset(&SH, 0, sizeof SH);
+    float **gblk = NULL, **ablk = NULL; /* split: this rank's block of a trace */
+    const int judges = !S || S->s->root;
+    /* the threads of what only the root runs (the others wait meanwhile) */
+    const int jt = S && S->s->root_threads > 0 ? S->s->root_threads : o->threads;
     lrp_ref_ctx rcx, rcx2;
     lrp_backend rbe, rbe2, fbe;
     lrp_f32_ctx *fcx = NULL;
@@ -1913,10 +2755,26 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         lrp_ref_backend(&rbe2, &rcx2);
         /* streamed: each layer's relevance is rounded as soon as it is
          * final and its MPFR values freed (core/pipeline.h) */
-        if ((st = lrp_pipe_run_hooked(&ref2, &rbe2, net, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
-                                      take_rel, &R2, err)))
+        if (S) {
+            rounded Rb = {nl, o->threads, calloc((size_t)nl, sizeof(float *)),
+                          calloc((size_t)nl, sizeof(float *)), calloc((size_t)nl, sizeof(float *))};
+            sp_rel H = {S, &Rb, &R2, 0};
+            if (!Rb.act || !Rb.rel || !Rb.rel_lo)
+                H.oom = 1;
+            else
+                st = sp_run(S, &ref2, &rbe2, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
+                            sp_rel_hook, &H, err);
+            sp_rounded_free(&Rb);
+            if (st)
+                goto done;
+            if (H.oom)
+                goto oom;
+        } else if ((st = lrp_pipe_run_hooked(&ref2, &rbe2, net,
+                                             LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL, take_rel,
+                                             &R2, err))) {
             goto done;
-        for (int i = 0; i < nl; i++)
+        }
+        for (int i = 0; judges && i < nl; i++)
             if (!R2.rel[i])
                 goto oom;
         lrp_pipe_free(ref2);
@@ -1929,11 +2787,34 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     R.threads = o->threads;
     lrp_ref_ctx_init(&rcx, o->prec, o->threads);
     lrp_ref_backend(&rbe, &rcx);
-    if ((st = lrp_pipe_run_hooked(&ref, &rbe, net, LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL,
-                                  take_ref, &T, err)))
-        goto done;
-    if (T.oom)
-        goto oom;
+    if (S) {
+        /* each rank its block; the root merges the batch's figures into T
+         * and a view of the run (flags, residuals, classes) */
+        SH.S = S;
+        SH.T = &T;
+        SH.want_rin = o->local && !tr;
+        SH.threads = o->threads;
+        SH.flags = calloc((size_t)nl, sizeof *SH.flags);
+        SH.cons = calloc((size_t)nl, sizeof *SH.cons);
+        SH.cons_sample = calloc((size_t)nl, sizeof *SH.cons_sample);
+        SH.cls = calloc((size_t)nl, sizeof *SH.cls);
+        if (!SH.flags || !SH.cons || !SH.cons_sample || !SH.cls)
+            goto oom;
+        if ((st = sp_run(S, &ref, &rbe, LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL, sp_ref_hook,
+                         &SH, err)))
+            goto done;
+        if (SH.oom)
+            goto oom;
+        if (judges && !(refv = sp_view(ref, &SH, net->batch)))
+            goto oom;
+    } else {
+        if ((st = lrp_pipe_run_hooked(&ref, &rbe, net, LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL,
+                                      take_ref, &T, err)))
+            goto done;
+        if (T.oom)
+            goto oom;
+        refv = ref;
+    }
     cflags = calloc((size_t)nl, sizeof *cflags);
     if (!cflags)
         goto oom;
@@ -1943,15 +2824,18 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         goto oom;
     if (!tr) {
         phase_start(&ph, LRP_PHASE_SUBJECT);
-        fcx = lrp_f32_ctx_new(o->threads);
+        fcx = lrp_f32_ctx_new(judges ? jt : o->threads);
         if (!fcx)
             goto oom;
         lrp_f32_backend(&fbe, fcx);
         if (o->subject)
             fbe = *o->subject;
-        if ((st = lrp_pipe_run_ex(&f32, &fbe, net, LRP_PIPE_NO_GAUGE, err)))
+        /* split: the root judges the batch; the other ranks need their
+         * block for the trace-local run (a rank with none, nothing) */
+        if ((judges || S->sub.batch > 0) &&
+            (st = lrp_pipe_run_ex(&f32, &fbe, judges ? net : &S->sub, LRP_PIPE_NO_GAUGE, err)))
             goto done;
-        for (int i = 0; i < nl; i++)
+        for (int i = 0; f32 && i < nl; i++)
             got[i] = f32->L[i].rel;
     } else {
         for (int i = 0; i < nl; i++)
@@ -1962,12 +2846,14 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
      * 4. per layer: each layer judged as soon as its bounds are final
      * (backward order) and the bounds dropped, so the whole-network gauge
      * is never held */
+    if (!judges)
+        goto judged;
     phase_start(&ph, LRP_PHASE_JUDGE);
     rep->verdict = LRP_V_PASS;
     rep->max_ratio = 0;
     {
-        e2e_judge J = {rep, net, o, ref, f32, &R, &R2, &T, got, err, tr};
-        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, o->threads, e2e_layer, &J};
+        e2e_judge J = {rep, net, o, refv, f32, &R, &R2, &T, got, err, tr};
+        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, jt, e2e_layer, &J};
         if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
             goto done;
     }
@@ -1975,7 +2861,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     /* local comparison: our float32 layers fed the reference's inputs */
     if (o->local && f32) {
         phase_start(&ph, LRP_PHASE_LOCAL);
-        if ((st = local_compare(rep, net, ref, &T, o->threads, o->subject, err)))
+        if ((st = local_compare(rep, net, refv, &T, jt, o->subject, err)))
             goto done;
     }
     /* run-level figures: input relevance, blow-up, negative z+ dens */
@@ -1997,8 +2883,12 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             rep->neg_den += cnt;
         }
     }
+judged:
     /* the MPFR run is not needed any more: the trace-local judgement
      * makes its own, and only one lives at a time */
+    if (refv != ref)
+        sp_view_free(refv);
+    refv = NULL;
     lrp_pipe_free(ref);
     ref = NULL;
     lrp_gauge_free(&G); /* the end-to-end gauge and the proof are judged */
@@ -2006,7 +2896,7 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     /* the other conventions' references, one at a time */
     if (ident_on) {
         phase_start(&ph, LRP_PHASE_IDENTIFY);
-        if ((st = identify_convention(rep, net, got, R.rel, o, err)))
+        if ((st = identify_convention(rep, net, got, R.rel, o, S, err)))
             goto done;
     }
     /* the local comparison's rounded contributions are judged too */
@@ -2052,7 +2942,25 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
             for (int i = 0; i < nl; i++)
                 gact[i] = f32->L[i].act;
         }
-        st = trace_local(rep, net, got, f32 ? gact : tr->activation, &R, o, err);
+        /* (a split's rank with no sample has neither: it runs nothing) */
+        float *const *tgot = got, *const *tact = f32 ? gact : tr ? tr->activation : NULL;
+        if (S && !judges && tr) {
+            /* this rank's block of the trace (the root's starts at 0) */
+            gblk = calloc((size_t)nl, sizeof *gblk);
+            ablk = calloc((size_t)nl, sizeof *ablk);
+            if (!gblk || !ablk) {
+                free(gact);
+                goto oom;
+            }
+            for (int i = 0; i < nl; i++) {
+                int64_t off = S->s->first * lrp_shape_numel(&net->layers[i].shape);
+                gblk[i] = got[i] ? got[i] + off : NULL;
+                ablk[i] = tact && tact[i] ? tact[i] + off : NULL;
+            }
+            tgot = gblk;
+            tact = tact ? ablk : NULL;
+        }
+        st = trace_local(rep, net, tgot, tact, &R, o, S, err);
         free(gact);
         if (st)
             goto done;
@@ -2091,6 +2999,17 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
 oom:
     st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory in the oracle", rep->fixture);
 done:
+    if (refv != ref)
+        sp_view_free(refv);
+    free(gblk);
+    free(ablk);
+    for (int i = 0; SH.cls && i < nl; i++)
+        for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
+            free(SH.cls[i][k]);
+    free(SH.cls);
+    free(SH.flags);
+    free(SH.cons);
+    free(SH.cons_sample);
     lrp_gauge_free(&G);
     ref_take_free(&T, nl);
     rounded_free(&R);
@@ -2101,5 +3020,34 @@ done:
     lrp_pipe_free(ref2);
     lrp_pipe_free(f32);
     lrp_f32_ctx_free(fcx);
+    return st;
+}
+
+lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o, lrp_err *err)
+{
+    if (!o->split)
+        return check_run(rep, net, o, NULL, err);
+    splitter S;
+    sp_init(&S, net, o->split, o->label ? o->label : "");
+    lrp_status st = LRP_OK;
+    if (net->batch < 1 || (o->split->root && o->split->first != 0) ||
+        o->split->first < 0 || o->split->count < 0 ||
+        o->split->first + o->split->count > net->batch)
+        st = lrp_err_set(err, LRP_E_USAGE, "%s: a sample split that does not fit the batch",
+                         S.label);
+    else
+        st = check_run(rep, net, o, &S, err);
+    /* the last exchange: success, or this rank's failure (unless an
+     * exchange already reported one); every rank makes it */
+    void *all = NULL;
+    size_t total = 0;
+    xbuf b = {0};
+    sp_begin(&b, 0);
+    if (!S.dead && sp_gather(&S, &b, st ? err->msg : NULL, &all, &total) == 0)
+        free(all);
+    free(b.p);
+    if (!st && S.dead)
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: stopped: a rank of the sample split failed",
+                         S.label);
     return st;
 }

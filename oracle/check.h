@@ -21,6 +21,33 @@ typedef enum lrp_check_phase {
     LRP_PHASE_COUNT
 } lrp_check_phase;
 
+/* The samples of one batch spread over several processes (ranks), each
+ * running the MPFR work of a contiguous block of them (docs/SCALING.md
+ * "MPI"); the oracle knows no MPI: the caller (tools/cli_mpi.c) supplies
+ * the exchange.  Every rank calls lrp_check with the same net and options
+ * and its own block; the root (the rank with the first block, which must
+ * hold at least one sample) gathers each layer's rounded results in rank
+ * order inside the runs' hooks and judges the whole batch, so its report
+ * is the one of one process.  The other ranks' reports are empty. */
+typedef struct lrp_check_split {
+    int64_t first, count; /* this rank's block of the batch (count may be 0) */
+    int root;             /* this rank judges (first == 0) */
+    /* threads for what the root runs alone while the others wait (the
+     * gauges, the float32 path, the verdicts; the same bits whatever the
+     * number); 0: the options' */
+    int root_threads;
+    /* Collective, called by every rank the same number of times in the
+     * same order: this rank's n bytes at buf are concatenated in rank
+     * order into *all (malloc'ed, root only; NULL elsewhere) of *total
+     * bytes.  fail non-NULL: this rank failed (fail is its error, without
+     * the "lrp-oracle: " prefix; buf is ignored).  Returns 0, or nonzero
+     * when a rank failed or the exchange itself did: then every rank has
+     * seen it and no call follows. */
+    int (*gather)(void *ctx, const void *buf, size_t n, const char *fail, void **all,
+                  size_t *total);
+    void *ctx;
+} lrp_check_split;
+
 typedef struct lrp_check_opts {
     int prec;          /* reference precision p (bits), default 128 */
     int proof_extra;   /* self-proof at p + proof_extra; 0 disables */
@@ -57,6 +84,9 @@ typedef struct lrp_check_opts {
      * SUSPECT.  -1 (default): on when the network is small enough
      * (LRP_IDENT_AUTO_MACS multiply-accumulates for the batch); 0 off; 1 on. */
     int identify;
+    /* NULL (default): one process runs everything.  Else the sample split
+     * above (keep, keep_cells and phase are the root's alone). */
+    const lrp_check_split *split;
 } lrp_check_opts;
 
 #define LRP_IDENT_AUTO_MACS ((int64_t)20000000)

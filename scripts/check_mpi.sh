@@ -149,6 +149,105 @@ for args in "check $FX/cnn.h5 $FX/mlp.h5 $W/missing.h5 $FX/vgg_dead.h5" \
     rm -rf one.json one.xml one.html
 done
 
+echo "== check / compare of one file: its samples over the ranks"
+# every MPFR run split by samples, the root judging the batch: the report
+# is one process's whatever the split (resnet5: 3+2 and 2+2+1; cnn, batch
+# 2, under -n 3: a rank with no sample)
+"$ONE" fast "$W/resnet5.h5" --out "$W/resnet5T.h5" >/dev/null || bad "fast resnet5"
+for args in "check $W/resnet5.h5" "compare $W/resnet5T.h5 --source fastpath" \
+    "check $FX/cnn.h5" "compare $W/cnnT.h5 --source fastpath"; do
+    c=${args%% *}
+    b=$(basename "$(echo "$args" | cut -d' ' -f2)" .h5)
+    rm -rf one.html
+    # shellcheck disable=SC2086
+    "$ONE" $args --json one.json --junit one.xml --html one.html >one.out 2>one.err
+    one_rc=$?
+    for n in $RANKS; do
+        rm -rf "n$n.html"
+        # shellcheck disable=SC2086
+        run $LRP_MPIRUN -n "$n" "$MPI" $args --json "n$n.json" --junit "n$n.xml" \
+            --html "n$n.html" >"n$n.out" 2>"n$n.err"
+        rc=$?
+        [ "$rc" -eq "$one_rc" ] && ok "$c $b -n $n: exit $rc" ||
+            bad "$c $b -n $n: exit $rc, one process $one_rc"
+        same "$c $b -n $n: stdout" one.out "n$n.out"
+        same "$c $b -n $n: stderr" one.err "n$n.err"
+        same "$c $b -n $n: JSON" one.json "n$n.json"
+        same "$c $b -n $n: JUnit" one.xml "n$n.xml"
+        same "$c $b -n $n: HTML" one.html/index.html "n$n.html/index.html"
+    done
+done
+# the attention's key mask is per sample: a batch of 3 of attn_padded
+/usr/bin/python3 - "$FX/attn_padded.h5" "$W/attnp3.h5" <<'PY' || bad "batch copy (h5py)"
+import shutil, sys
+import h5py, numpy as np
+shutil.copy(sys.argv[1], sys.argv[2])
+f = h5py.File(sys.argv[2], "r+")
+B = 3
+for name in ("input", "target", "key_padding_mask"):
+    x = f["data/" + name][...]
+    xs = np.stack([x[k % len(x)] for k in range(B)]).astype(x.dtype)
+    if name == "input":
+        xs[len(x):] *= np.float32(1.25)
+    if name == "key_padding_mask":  # its own mask: another key masked
+        xs[len(x):] = np.roll(x[0], 3)
+    del f["data/" + name]
+    f["data/" + name] = xs
+f.attrs["batch"] = B
+f.close()
+PY
+"$ONE" check "$W/attnp3.h5" --json one.json >one.out 2>one.err
+one_rc=$?
+rm -f "$W/one.t.h5"
+"$ONE" reference "$W/attnp3.h5" --out "$W/one.t.h5" --trace-only >/dev/null || bad "reference attnp3"
+for n in 2 3; do
+    run $LRP_MPIRUN -n "$n" "$MPI" check "$W/attnp3.h5" --json "n$n.json" >"n$n.out" 2>"n$n.err"
+    rc=$?
+    [ "$rc" -eq "$one_rc" ] && ok "check attnp3 -n $n: exit $rc" ||
+        bad "check attnp3 -n $n: exit $rc, one process $one_rc"
+    same "check attnp3 -n $n: stdout" one.out "n$n.out"
+    same "check attnp3 -n $n: JSON" one.json "n$n.json"
+    rm -f "$W/n.t.h5"
+    run $LRP_MPIRUN -n "$n" "$MPI" reference "$W/attnp3.h5" --out "$W/n.t.h5" --trace-only \
+        >/dev/null 2>&1
+    cmp -s "$W/one.t.h5" "$W/n.t.h5" && ok "reference attnp3 -n $n: the same file" ||
+        bad "reference attnp3 -n $n: files differ"
+done
+# a rank failing in the middle of the split run (its 40th agreement: the
+# reference run's exchanges): exit 2, its one line, no report, no hang
+for n in 2 3; do
+    last=$((n - 1))
+    for how in "" ":exit"; do
+        rm -f f.json
+        LRP_MPI_TEST_FAIL="$last@40$how" run $LRP_MPIRUN -x LRP_MPI_TEST_FAIL -n "$n" "$MPI" \
+            check "$W/resnet5.h5" --json f.json >f.out 2>f.err
+        rc=$?
+        if [ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && grep -q "rank $last fails here" f.err &&
+            [ ! -s f.out ] && [ ! -e f.json ]; then
+            ok "check -n $n, rank $last fails in the run$how: exit 2, one line, no report"
+        else
+            bad "check -n $n, rank $last fails in the run$how: exit $rc, $(wc -l <f.err) lines"
+            cat f.err
+        fi
+    done
+done
+# rank 0 failing there: the same
+LRP_MPI_TEST_FAIL="0@40" run $LRP_MPIRUN -x LRP_MPI_TEST_FAIL -n 2 "$MPI" \
+    compare "$W/resnet5T.h5" --source fastpath --json f.json >f.out 2>f.err
+rc=$?
+[ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && [ ! -s f.out ] && [ ! -e f.json ] &&
+    ok "compare -n 2, rank 0 fails in the run: exit 2, one line, no report" ||
+    bad "compare -n 2, rank 0 fails in the run: exit $rc, $(wc -l <f.err) lines"
+# a file every rank fails to read: the one-process error entry and exit
+"$ONE" check "$W/missing.h5" --json one.json >one.out 2>one.err
+one_rc=$?
+run $LRP_MPIRUN -n 2 "$MPI" check "$W/missing.h5" --json n2.json >n2.out 2>n2.err
+rc=$?
+[ "$rc" -eq "$one_rc" ] && ok "check of a missing file -n 2: exit $rc" ||
+    bad "check of a missing file -n 2: exit $rc, one process $one_rc"
+same "check of a missing file -n 2: stderr" one.err n2.err
+same "check of a missing file -n 2: JSON" one.json n2.json
+
 echo "== a failing rank: one line, its exit code, no hang"
 for n in 2 3; do
     last=$((n - 1))

@@ -23,8 +23,12 @@ int cli_mpi_rank(void) { return 0; }
 int cli_mpi_size(void) { return 1; }
 int cli_mpi_local_size(void) { return 1; }
 int cli_mpi_agree(int rc) { return rc; }
-int cli_mpi_gather(const void *buf, size_t n, void **all, size_t *total)
+static int gather_rc(int rc, const void *buf, size_t n, void **all, size_t *total)
 {
+    *all = NULL;
+    *total = 0;
+    if (rc >= 0)
+        return rc;
     *all = malloc(n ? n : 1);
     *total = n;
     if (!*all)
@@ -147,12 +151,17 @@ static void clear_capture(void)
 
 /* LRP_MPI_TEST_FAIL=R (scripts/check_mpi.sh): rank R fails at its first
  * agreement with one line and exit 2, as a rank that met bad input would;
- * R:exit makes it leave at once without MPI_Finalize, as a crash would. */
+ * R:exit makes it leave at once without MPI_Finalize, as a crash would;
+ * R@N (R@N:exit) at its N-th agreement instead of the first (a failure in
+ * the middle of a run: every exchange of data begins with one). */
 static int test_fail(int rc)
 {
-    static int done;
+    static int done, calls;
     const char *s = getenv("LRP_MPI_TEST_FAIL");
     if (done || !s || atoi(s) != g_rank || rc >= 0)
+        return rc;
+    const char *at = strchr(s, '@');
+    if (at && ++calls < atoi(at + 1))
         return rc;
     done = 1;
     fprintf(stderr, "lrp-oracle: mpi test: rank %d fails here (LRP_MPI_TEST_FAIL)\n", g_rank);
@@ -198,11 +207,13 @@ int cli_mpi_finish(int rc)
     return code < 0 ? EXIT_OK : code;
 }
 
-int cli_mpi_gather(const void *buf, size_t n, void **all, size_t *total)
+static int gather_rc(int rc0, const void *buf, size_t n, void **all, size_t *total)
 {
     *all = NULL;
     *total = 0;
     if (!g_on || g_size == 1) {
+        if (rc0 >= 0)
+            return rc0;
         *all = malloc(n ? n : 1);
         if (!*all)
             return cli_usage_error("mpi", "%s", "out of memory gathering results");
@@ -211,8 +222,8 @@ int cli_mpi_gather(const void *buf, size_t n, void **all, size_t *total)
         *total = n;
         return -1;
     }
-    int rc = -1;
-    if (n > INT_MAX) {
+    int rc = rc0;
+    if (rc < 0 && n > INT_MAX) {
         fprintf(stderr, "lrp-oracle: mpi: a rank's share of %zu bytes exceeds MPI's count range\n",
                 n);
         rc = EXIT_USAGE;
@@ -267,3 +278,30 @@ void cli_mpi_block(int64_t n, int64_t *first, int64_t *count)
 }
 
 #endif /* LRP_MPI */
+
+int cli_mpi_gather(const void *buf, size_t n, void **all, size_t *total)
+{
+    return gather_rc(-1, buf, n, all, total);
+}
+
+int cli_split_gather(void *ctx, const void *buf, size_t n, const char *fail, void **all,
+                     size_t *total)
+{
+    cli_split *c = ctx;
+    int rc = -1;
+    if (fail) {
+        /* this rank's error line: on ranks > 0 it is held back and replayed
+         * by the agreement when this rank is the first to fail; rank 0's
+         * own error is its report's (the one-process outcome) */
+        c->self = 1;
+        rc = EXIT_USAGE;
+        if (cli_mpi_rank() > 0 && fail[0])
+            fprintf(stderr, "lrp-oracle: %s\n", fail);
+    }
+    rc = gather_rc(rc, buf, fail ? 0 : n, all, total);
+    if (rc >= 0) {
+        c->code = rc;
+        return -1;
+    }
+    return 0;
+}

@@ -56,6 +56,19 @@ int cli_mpi_agree(int rc);
  * agreed, so every rank returns the same. */
 int cli_mpi_gather(const void *buf, size_t n, void **all, size_t *total);
 
+/* lrp_check's sample split (oracle/check.h lrp_check_split) over the
+ * ranks: cli_split_gather is its gather, ctx a cli_split (zeroed, code
+ * -1).  A failure reported by a rank (fail) is agreed like any other:
+ * code becomes the job's exit code on every rank, and self says whether
+ * this rank was one that failed. */
+typedef struct cli_split {
+    int code; /* -1, or the agreed exit code after a failure */
+    int self; /* this rank reported a failure of its own */
+    int entered; /* the caller's: lrp_check was called (it makes the exchanges) */
+} cli_split;
+int cli_split_gather(void *ctx, const void *buf, size_t n, const char *fail, void **all,
+                     size_t *total);
+
 /* The contiguous block of n items (samples) of this rank: the first
  * n % size ranks get one more.  A rank may get none. */
 void cli_mpi_block(int64_t n, int64_t *first, int64_t *count);

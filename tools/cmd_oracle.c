@@ -22,6 +22,7 @@
 #include "check.h"
 #include "h5io_int.h"
 #include "html.h"
+#include "kinds.h"
 #include "reference.h"
 #include "safeout.h"
 
@@ -276,7 +277,7 @@ typedef struct judge_outcome {
 /* One file's run on this rank. */
 static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *po,
                        const char *path, int compare, const char *cmd, cli_progress *prog, int a,
-                       int nfiles)
+                       int nfiles, lrp_check_split *split)
 {
     const judge_opts o = *po;
     lrp_net *net = NULL;
@@ -377,6 +378,13 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
         return;
     }
     co.keep = keep;
+    if (split) {
+        /* this rank's block of the samples */
+        cli_mpi_block(net->batch, &split->first, &split->count);
+        split->root = cli_mpi_rank() == 0;
+        ((cli_split *)split->ctx)->entered = 1;
+    }
+    co.split = split;
     lrp_status st = lrp_check(r, net, &co, &e);
     if (keep) {
         lrp_err ke = {0};
@@ -576,8 +584,11 @@ static int judge(int argc, char **argv, int compare)
     /* Under MPI the files are spread over the ranks (each file's run
      * whole on one rank: file a on rank a % R) and rank 0 prints and
      * writes every outcome in file order; one process replays each file
-     * as soon as it is judged, as before. */
+     * as soon as it is judged, as before.  One file: its samples are
+     * spread over the ranks instead (lrp_check_split), and rank 0 replays
+     * the outcome as one process. */
     int rank = cli_mpi_rank(), size = cli_mpi_size();
+    int split = size > 1 && nfiles == 1;
     judge_outcome *ocs = calloc((size_t)nfiles, sizeof *ocs);
     lrp_run_report *got = calloc((size_t)nfiles, sizeof *got);
     if (!ocs || !got)
@@ -589,11 +600,44 @@ static int judge(int argc, char **argv, int compare)
         free(errs);
         return exit_code;
     }
+    if (split) {
+        cli_split sc = {-1, 0, 0};
+        /* while rank 0 judges, the ranks of its node wait: their cores
+         * are its threads */
+        lrp_check_split sp = {0, 0, 0, o.rules.threads * cli_mpi_local_size(), cli_split_gather,
+                              &sc};
+        judge_opts os = o;
+        if (rank > 0)
+            os.keep = NULL; /* rank 0 writes */
+        judge_file(&ocs[0], &got[0], &os, argv[optind], compare, cmd, &prog, 0, 1, &sp);
+        if (!sc.entered) {
+            /* failed before the run (the same file on every rank: rank 0
+             * reports it as one process would): say so in the exchange
+             * the others' run makes first */
+            void *all = NULL;
+            size_t total = 0;
+            if (rank > 0)
+                fprintf(stderr, ocs[0].kind == 3 ? "%s\n" : "lrp-oracle: %s\n", ocs[0].msg);
+            if (cli_split_gather(&sc, NULL, 0, "", &all, &total) == 0)
+                free(all);
+        }
+        if (rank > 0 || (sc.code >= 0 && !sc.self)) {
+            /* done here; or a rank other than 0 failed: its line is out */
+            lrp_run_report_free(&got[0]);
+            free(ocs);
+            free(got);
+            free(runs);
+            free(errs);
+            return rank > 0 ? (sc.code >= 0 ? sc.code : EXIT_OK) : sc.code;
+        }
+        judge_replay(&ocs[0], &got[0], &o, compare, runs, &n_runs, errs, &n_errs, &all_ok,
+                     &exit_code, argv[optind]);
+    }
     cli_bytes mine = {0};
-    for (int a = 0; a < nfiles; a++) {
+    for (int a = 0; a < nfiles && !split; a++) {
         if (a % size != rank)
             continue;
-        judge_file(&ocs[a], &got[a], &o, argv[optind + a], compare, cmd, &prog, a, nfiles);
+        judge_file(&ocs[a], &got[a], &o, argv[optind + a], compare, cmd, &prog, a, nfiles, NULL);
         if (size > 1) {
             cli_bytes_put(&mine, &ocs[a], sizeof ocs[a]);
             if (ocs[a].kind == 1)
@@ -606,7 +650,7 @@ static int judge(int argc, char **argv, int compare)
                          &exit_code, argv[optind + a]))
             break;
     }
-    if (size > 1) {
+    if (size > 1 && !split) {
         void *all = NULL;
         size_t total = 0;
         int mrc = mine.oom ? cli_usage_error(cmd, "%s", "out of memory") : -1;
@@ -963,6 +1007,10 @@ static int write_trace(int argc, char **argv, int reference)
         sub.input = net->input + first * nin;
         sub.r_out = net->r_out ? net->r_out + first * nout : NULL;
         sub.target = net->target ? net->target + first : NULL;
+        /* the attention's key mask is per sample too */
+        int64_t pT = lrp_padding_T(net);
+        sub.key_padding_mask =
+            net->key_padding_mask && pT > 0 ? net->key_padding_mask + first * pT : NULL;
         sub.n_traces = 0;
         sub.traces = NULL;
     }
