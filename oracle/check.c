@@ -2652,7 +2652,7 @@ static lrp_status identify_convention(lrp_run_report *rep, lrp_net *net, float *
     if (!tried || !judges)
         return LRP_OK;
     rep->ident_ran = 1;
-    snprintf(rep->ident_best, sizeof rep->ident_best, "%s", best);
+    snprintf(rep->ident_best, sizeof rep->ident_best, "%.*s", (int)sizeof rep->ident_best - 1, best);
     rep->ident_votes_best = best_v < 0 ? 0 : best_v;
     rep->ident_votes_stated = best_s;
     int64_t dec = rep->ident_votes_best + best_s;
