@@ -772,6 +772,22 @@ static int sp_gather(splitter *S, xbuf *b, const char *fail, void **all, size_t 
     return 0;
 }
 
+/* A hook's exchange: this rank's failure (or its out-of-memory, `what`),
+ * the gather, the send buffer freed.  1: the caller returns (a rank is
+ * dead, or this rank is not the root); 0: *all holds every rank's part. */
+static int sp_exchange(splitter *S, xbuf *b, const char *fail, int oom, const char *what,
+                       void **all, size_t *total)
+{
+    char msg[LRP_ERR_MSG_MAX];
+    if (oom) {
+        snprintf(msg, sizeof msg, "%s: %s", S->label, what);
+        fail = msg;
+    }
+    int rc = sp_gather(S, b, fail, all, total);
+    free(b->p);
+    return rc || !S->s->root;
+}
+
 /* The root's view of the gathered segments, rank order: each rank's
  * sample count, first sample and a reader over its payload. */
 typedef struct segs {
@@ -870,7 +886,6 @@ static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
         return;
     int64_t c = p ? S->sub.batch : 0, n1 = lrp_shape_numel(&S->sub.layers[li].shape);
     xbuf b = {0};
-    char msg[LRP_ERR_MSG_MAX];
     const char *fail = NULL;
     sp_begin(&b, c);
     if (p) {
@@ -882,15 +897,9 @@ static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
         free(H->blk->rel[li]);
         H->blk->rel[li] = NULL;
     }
-    if (H->oom) {
-        snprintf(msg, sizeof msg, "%s: out of memory in the oracle", S->label);
-        fail = msg;
-    }
     void *all;
     size_t total;
-    int rc = sp_gather(S, &b, fail, &all, &total);
-    free(b.p);
-    if (rc || !S->s->root)
+    if (sp_exchange(S, &b, fail, H->oom, "out of memory in the oracle", &all, &total))
         return;
     segs G;
     float *w = malloc((size_t)(n1 * S->B > 0 ? n1 * S->B : 1) * sizeof(float));
@@ -1205,20 +1214,13 @@ static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
     if (!bwd || S->dead)
         return;
     xbuf b = {0};
-    char msg[LRP_ERR_MSG_MAX];
     const char *fail = NULL;
     sp_begin(&b, p ? S->sub.batch : 0);
     if (p && !H->oom)
         sp_ref_pack(&b, p, li, H->want_rin, H->threads);
-    if (H->oom) {
-        snprintf(msg, sizeof msg, "%s: out of memory in the oracle", S->label);
-        fail = msg;
-    }
     void *all;
     size_t total;
-    int rc = sp_gather(S, &b, fail, &all, &total);
-    free(b.p);
-    if (rc || !S->s->root)
+    if (sp_exchange(S, &b, fail, H->oom, "out of memory in the oracle", &all, &total))
         return;
     if (sp_ref_merge(H, p, li, all, total))
         H->oom = 1;
@@ -1554,7 +1556,6 @@ static void sp_tl_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
     int nl = net->n_layers;
     int64_t c = p ? S->sub.batch : 0;
     xbuf b = {0};
-    char msg[LRP_ERR_MSG_MAX];
     const char *fail = NULL;
     sp_begin(&b, c);
     if (p && !H->oom) {
@@ -1576,15 +1577,9 @@ static void sp_tl_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
         }
         xb_i64(&b, -1);
     }
-    if (H->oom) {
-        snprintf(msg, sizeof msg, "%s: out of memory (trace-local)", S->label);
-        fail = msg;
-    }
     void *all;
     size_t total;
-    int rc = sp_gather(S, &b, fail, &all, &total);
-    free(b.p);
-    if (rc || !S->s->root)
+    if (sp_exchange(S, &b, fail, H->oom, "out of memory (trace-local)", &all, &total))
         return;
     segs G;
     if (sp_segments(&G, all, total, S->B)) {

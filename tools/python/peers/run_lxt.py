@@ -56,7 +56,6 @@ exactly the identity: it multiplies the output's gradient by f(x) / (x +
 are not PASS.
 """
 import importlib.util
-import json
 import os
 import shutil
 import subprocess
@@ -66,11 +65,12 @@ import types
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 import lrp_torch as lt  # noqa: E402
+sys.path.insert(0, HERE)
+import run_peers  # noqa: E402  (its compare: verdict and the layers not PASS)
 
 # the transformer fixtures of `lrp-oracle gen` (those that exist are run)
 DEFAULT = ("tokmlp", "attn1", "attn_saturated", "attn_padded", "embed1", "gate1",
@@ -334,22 +334,6 @@ def unpatch(saved):
             del c.original_forward
 
 
-def judge(cli, path, source, outdir):
-    js = os.path.join(outdir, "%s.%s.json" % (os.path.basename(path)[:-3], source))
-    if os.path.exists(js):
-        os.unlink(js)
-    r = subprocess.run([cli, "compare", path, "--source", source, "--json", js, "--no-color"],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    if not os.path.exists(js):
-        return r.returncode, "ERROR: " + (r.stderr.strip().splitlines() or ["?"])[-1], ""
-    with open(js) as f:
-        j = json.load(f)
-    run = j["runs"][0] if "runs" in j else j
-    bad = [(L.get("name", "?"), L.get("verdict")) for L in run.get("layers", [])
-           if L.get("verdict") not in ("PASS", "ILL-CONDITIONED")]
-    return r.returncode, run.get("verdict", "?"), ", ".join("%s %s" % b for b in bad[:4])
-
-
 def main():
     if len(sys.argv) < 3:
         sys.stderr.write(__doc__)
@@ -420,9 +404,9 @@ def main():
                                rules=stated, activations=acts,
                                notes="LXT %s (tools/python/peers/run_lxt.py)" % mode,
                                overwrite=True)
-                rc, verdict, bad = judge(cli, path, src_name, outdir)
+                _, verdict, bad = run_peers.compare(cli, path, src_name, outdir)
             except Exception as e:  # a peer failure is a result, not a crash
-                rc, verdict, bad = -1, "PEER ERROR", "%s: %s" % (type(e).__name__, e)
+                verdict, bad = "PEER ERROR", "%s: %s" % (type(e).__name__, e)
             finally:
                 unpatch(saved)
             print("%-16s %-12s %-16s %s" % (base, mode, verdict, bad))
