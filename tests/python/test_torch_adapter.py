@@ -786,6 +786,29 @@ class TestTraces(Base):
         shutil.copyfile(os.path.join(FIXDIR, name + ".h5"), p)
         return p
 
+    def test_written_file_modes(self):
+        """A new file gets 0666 less the umask, an existing one keeps its
+        mode, as the C writer does (core/safeout.c); the temporary file's
+        0600 (mkstemp) used to stay on every fixture and trace written."""
+        um = os.umask(0o022)
+        try:
+            fx = lt.read_fixture(os.path.join(FIXDIR, "mlp.h5"))
+            new = os.path.join(self.tmp, "new.h5")
+            lt.write_fixture(new, fx["layers"], fx["input"], target=fx["target"], cli=CLI)
+            self.assertEqual(os.stat(new).st_mode & 0o777, 0o644)
+            os.chmod(new, 0o640)
+            m = lt.fixture_to_module(new)
+            with torch.no_grad():
+                outs = m(torch.from_numpy(m.input_data), return_all=True)
+            rel = {n: np.zeros(tuple(t.shape), np.float32) for n, t in outs.items()}
+            lt.write_trace(new, "modes", rel, producer="unit test", cli=CLI)
+            self.assertEqual(os.stat(new).st_mode & 0o777, 0o640)
+            out = os.path.join(self.tmp, "new.trace.h5")
+            lt.write_trace(new, "modes2", rel, producer="unit test", cli=CLI, out=out)
+            self.assertEqual(os.stat(out).st_mode & 0o777, 0o644)
+        finally:
+            os.umask(um)
+
     def test_write_trace_roundtrip(self):
         path = self.copy_fixture("cnn")
         m = lt.fixture_to_module(path)

@@ -878,11 +878,24 @@ def verify_with_cli(path, cli=None):
     return p.stdout
 
 
+def _file_mode(path):
+    """The mode a file written at path gets, as the C writer (core/safeout.c)
+    gives it: an existing file keeps its permission bits, a new one gets
+    0666 less the umask (mkstemp's temporary file is 0600)."""
+    try:
+        return os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        um = os.umask(0)
+        os.umask(um)
+        return 0o666 & ~um
+
+
 def _finish(tmp, path, cli):
     """Verifies tmp with the CLI (when one is known) and renames it over path."""
     try:
         if cli or find_cli():
             verify_with_cli(tmp, cli)
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -1923,6 +1936,7 @@ def export_module(model, example_input, path, target=None, input_name="input",
             if not err <= atol_scale * max(scale, 1e-30):
                 raise ExportError("re-imported fixture differs from the model: max |diff| %g "
                                   "at output scale %g" % (err, scale))
+        os.chmod(tmp, _file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
