@@ -17,7 +17,13 @@ swept too: every fixture with such layers is copied with alpha 2, beta 1 on
 them, and judged under its own rules with every convention (--quick: the
 default convention only).
 
-    /usr/bin/python3 bench/false_alarms.py [--cli build/lrp-oracle] [--quick] [--only a,b]
+    /usr/bin/python3 bench/false_alarms.py [--cli build/lrp-oracle] [--quick] [--no-act] [--only a,b]
+
+--no-act: the traces are judged without their forward activations (as a
+peer that writes relevance only): the local bounds then carry the forward
+error of the layers below, and an ill-conditioned tensor whose cells are
+grossly off the reference is SUSPECT; this sweep is where that rule must not
+fire on a clean trace.
 
 --quick: every fixture x every composite (default convention), and every
 fixture x every convention under EpsilonPlus, instead of the full product.
@@ -127,6 +133,8 @@ def main():
     ap.add_argument("--json", default=os.path.join(ROOT, "build", "false_alarms.json"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--only", default="")
+    ap.add_argument("--no-act", action="store_true",
+                    help="judge the traces without their activations")
     o = ap.parse_args()
     cli = os.path.abspath(o.cli)
     t0 = time.time()
@@ -169,6 +177,10 @@ def main():
                 row.update(status="refused", rc=f.returncode, why=f.stderr.strip()[-300:])
                 rows.append(row)
                 continue
+            if o.no_act:
+                import h5py
+                with h5py.File(T, "r+") as h:
+                    del h["traces/fastpath/activation"]
             J = os.path.join(o.work, "T.json")
             if os.path.exists(J):
                 os.remove(J)
@@ -193,8 +205,9 @@ def main():
             st.count("FALSE ALARM?")), flush=True)
     n = len(rows)
     fa = [r for r in rows if r["status"] == "FALSE ALARM?"]
-    print("%d clean traces judged (%s): %d ok, %d nonfinite, %d refused, %d false alarms; %.0f s" % (
-        n, "quick" if o.quick else "full product", sum(r["status"] == "ok" for r in rows),
+    print("%d clean traces judged (%s%s): %d ok, %d nonfinite, %d refused, %d false alarms; %.0f s" % (
+        n, "quick" if o.quick else "full product", ", without activations" if o.no_act else "",
+        sum(r["status"] == "ok" for r in rows),
         sum(r["status"] == "nonfinite" for r in rows), sum(r["status"] == "refused" for r in rows),
         len(fa), time.time() - t0))
     for r in rows:
@@ -206,7 +219,8 @@ def main():
         print("  FALSE ALARM? %s %s: exit %d, %s" % (r["fixture"], r["args"], r["rc"], r["verdict"]))
     os.makedirs(os.path.dirname(os.path.abspath(o.json)), exist_ok=True)
     with open(o.json, "w") as f:
-        json.dump({"rows": rows, "seconds": time.time() - t0, "quick": o.quick}, f, indent=1)
+        json.dump({"rows": rows, "seconds": time.time() - t0, "quick": o.quick,
+                   "no_act": o.no_act}, f, indent=1)
     return 1 if fa else 0
 
 

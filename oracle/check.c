@@ -1895,6 +1895,37 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
         if (v < LRP_V_FAIL)
             v = LRP_V_FAIL;
     }
+    /* a trace without activations: the local bounds carry the forward
+     * error of every layer below (the subject's own activations are
+     * unknown), which through attention and normalisation can exceed the
+     * activations themselves and leave whole tensors ILL-CONDITIONED.
+     * Cells excused that way that are nonetheless grossly wrong against
+     * the reference itself (sign, zero, factor 2, on cells not small for
+     * their layer) are what a wrong rule does and rounding rarely does:
+     * SUSPECT, not a silent exit 0 (measured: a CP-LRP trace claiming
+     * AttnLRP on vit_tiny; docs/ORACLE.md "Known gaps") */
+    int mha_step = 0; /* the MultiHeadAttention gauge folds its input's
+                         forward error into its condition numbers (the other
+                         kinds' gauges put it in the bound, and their
+                         ill-conditioned cells are their own denominators':
+                         nearcancel, ln_constrow) */
+    for (int c = i + 1; c < nl; c++)
+        for (int k = 0; k < net->layers[c].n_in; k++)
+            if (net->layers[c].in[k] == i && net->layers[c].kind == LRP_LAYER_MHA)
+                mha_step = 1;
+    if (!J->exact_act && mha_step && m->defined > 0 &&
+        (double)m->ill_gross > tol->gross_frac * (double)m->defined) {
+        append(lr->why, sizeof lr->why,
+               "%s%lld of %lld defined cells ill-conditioned and grossly different from the "
+               "reference (sign, zero or factor >= 2; first: cell %lld, got %.9g, reference "
+               "%.9g): the trace carries no activations, so the bounds hold the forward error "
+               "of the layers below and cannot decide; rerun with the trace's activations",
+               lr->why[0] ? "; " : "", (long long)m->ill_gross, (long long)m->defined,
+               (long long)m->first_ill_gross, (double)got[i][m->first_ill_gross],
+               (double)hi[m->first_ill_gross] + (double)lo[m->first_ill_gross]);
+        if (v < LRP_V_SUSPECT)
+            v = LRP_V_SUSPECT;
+    }
     /* the layer total: what the step hands down, summed, may differ from
      * the reference by the cells' rigorous bounds plus the relevance of
      * units whose float32 denominator is undetermined (at most all of

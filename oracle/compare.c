@@ -152,6 +152,21 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
     out->first_gross = -1;
     out->sharp = ref->sharp != NULL;
     out->worst_verdict = LRP_V_PASS;
+    out->first_ill_gross = -1;
+    /* the mean |ref| of the defined cells: the floor of ill_gross */
+    double mean_abs = 0;
+    {
+        double s = 0;
+        int64_t nd = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double r = (double)ref->hi[i] + (ref->lo ? (double)ref->lo[i] : 0.0);
+            if (isfinite(r) && !(ref->cflags && (ref->cflags[i] & LRP_CELL_UNDEFINED))) {
+                s += fabs(r);
+                nd++;
+            }
+        }
+        mean_abs = nd > 0 ? s / (double)nd : 0;
+    }
     double *ratios = malloc((size_t)(n > 0 ? n : 1) * sizeof *ratios);
     int64_t nr = 0;
     for (int64_t i = 0; i < n; i++) {
@@ -159,8 +174,16 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
         float g = got[i], h = ref->hi[i];
         lrp_verdict v = lrp_classify_cell(&ratio, g, ref, i, tol);
         out->count[v]++;
-        if (v == LRP_V_ILL_CONDITIONED)
+        if (v == LRP_V_ILL_CONDITIONED) {
             out->ill++;
+            double r = (double)h + (ref->lo ? (double)ref->lo[i] : 0.0), gd = (double)g;
+            if (isfinite(r) && r != 0.0 && fabs(r) >= LRP_ILL_GROSS_FLOOR * mean_abs &&
+                ((gd < 0) != (r < 0) || gd == 0.0 || fabs(gd - r) >= 0.5 * fabs(r))) {
+                out->ill_gross++;
+                if (out->first_ill_gross < 0)
+                    out->first_ill_gross = i;
+            }
+        }
         {
             /* gross: what no rounding and no ill-conditioning of a few
              * cells explains once it covers a layer -- a wrong sign, a zero

@@ -95,7 +95,19 @@ typedef struct lrp_layer_cmp {
                                       |ref| exceeds the sharp bound */
     int64_t ill;                   /* cells excused as ill-conditioned */
     int64_t first_gross;           /* index of the first gross cell, -1 */
+    /* of the ILL-CONDITIONED cells: wrong sign, zero or factor >= 2 against
+     * |ref| itself (no bound), where |ref| is at least LRP_ILL_GROSS_FLOOR
+     * times the mean |ref| of the defined cells -- what only a bound too wide
+     * to decide has excused (check.c: SUSPECT when the bounds carry the
+     * forward error of a trace without activations) */
+    int64_t ill_gross;
+    int64_t first_ill_gross;       /* index of the first such cell, -1 */
 } lrp_layer_cmp;
+
+/* The floor of ill_gross above, relative to the layer's mean |ref|: a cell
+ * that small may flip its sign under a forward error no bound resolves;
+ * larger ones flipping, vanishing or doubling are what a wrong rule does. */
+#define LRP_ILL_GROSS_FLOOR 0x1p-4
 
 /* ULP distance between two finite binary32 values (+0 and -0 are 0 apart).
  * Returns a double so that distances across the whole range fit. */

@@ -154,6 +154,41 @@ static void test_layer_stats(void **state)
     assert_true(isinf(c.ratio_pctl[3]));
 }
 
+/* ill_gross counts the ILL-CONDITIONED cells that are grossly off |ref|
+ * (sign, zero, factor 2) and not small for their layer; cells the bound
+ * resolves, cells that agree to ill_agree and cells under the floor do not
+ * count */
+static void test_ill_gross(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    float got[N], hi[N], lo[N], bound[N], cond[N];
+    uint8_t cf[N];
+    for (int i = 0; i < N; i++) {
+        hi[i] = 1.0f;
+        got[i] = 1.0f;
+        lo[i] = 0.0f;
+        bound[i] = 1e9f; /* u * bound ~ 60: no gross by the bound's floor */
+        cond[i] = 1.0f;  /* every cell ill-conditioned */
+        cf[i] = 0;
+    }
+    got[3] = -1.0f;                  /* sign: counts */
+    got[4] = 0.0f;                   /* zero: counts */
+    got[5] = 2.5f;                   /* factor 2.5: counts */
+    got[6] = 1.2f;                   /* 20 % off: ILL, not gross */
+    hi[7] = 1e-3f, got[7] = -1e-3f;  /* a flipped sign under the floor (1/16 of the mean) */
+    got[8] = 1.0f + 0x1p-14f;        /* agrees to ill_agree: PASS */
+    bound[9] = 0.0f, cond[9] = 0.0f; /* resolved by its bound: FAIL, not ill */
+    got[9] = -1.0f;
+    lrp_cell_ref r = {hi, lo, bound, cond, cf, NULL, NULL};
+    lrp_layer_cmp c;
+    lrp_compare_cells(&c, got, &r, N, &tol);
+    assert_int_equal(c.count[LRP_V_FAIL], 1);
+    assert_int_equal(c.ill, 5); /* 3, 4, 5, 6, 7 */
+    assert_int_equal(c.ill_gross, 3);
+    assert_int_equal(c.first_ill_gross, 3);
+}
+
 static void test_tolerance_table(void **state)
 {
     (void)state;
@@ -171,6 +206,7 @@ int main(void)
         cmocka_unit_test(test_ulp_distance),    cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_lo_part_counts),  cmocka_unit_test(test_zero_bound),
         cmocka_unit_test(test_layer_stats),     cmocka_unit_test(test_tolerance_table),
+        cmocka_unit_test(test_ill_gross),
     };
     return cmocka_run_group_tests_name("compare", tests, NULL, NULL);
 }

@@ -519,7 +519,11 @@ static int judge(int argc, char **argv, int compare)
                                    "docs/ORACLE.md); the origin of a discrepancy is named by that layer.\n"
                                    "End to end, every tensor is judged against the reference of the whole\n"
                                    "network.  Gross errors (sign, zero, factor 2) over a layer and layer\n"
-                                   "totals are FAIL whatever the condition numbers say.\n\n"
+                                   "totals are FAIL whatever the condition numbers say.  Without\n"
+                                   "activations the bounds carry the forward error of the layers below\n"
+                                   "(through attention, often wider than the values): a tensor whose\n"
+                                   "ill-conditioned cells are grossly off the reference is SUSPECT;\n"
+                                   "give transformer traces their activations.\n\n"
                                    JUDGE_MEMORY_HELP
                                  : "usage: lrp-oracle check [options] FILE...\n\n"
                                    "Computes the MPFR reference and our float32 fast path for each\n"
