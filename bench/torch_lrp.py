@@ -38,6 +38,8 @@ with no visible key):
   Embedding           relevance per token: the feature sum
   Position            proportional split with the table (lrp0 / epsilon) or pass
   SelectToken         R to the selected row
+  ToTokens            pass: R (T, C) back to (C, H, W), t = h W + w
+  ClsToken            pass: rows 1 ... T to the input, row 0 absorbed
 Everything else: Unsupported.
 """
 import numpy as np
@@ -293,6 +295,10 @@ def lrp(path, rules, dtype=torch.float32, with_acts=False):
             eps, conv = _eps_rule(r, k)
             z = acts[i]
             acc[ins[0]] = acc[ins[0]] + a * _div(R, _stab(z, eps, conv))
+        elif k == "ToTokens" and rule == "pass":
+            acc[ins[0]] = acc[ins[0]] + R.transpose(1, 2).reshape(a.shape)
+        elif k == "ClsToken" and rule == "pass":
+            acc[ins[0]] = acc[ins[0]] + R[:, 1:]
         elif k == "SelectToken" and rule == "pass":
             acc[ins[0]][:, int(L["index"])] += R
         else:
