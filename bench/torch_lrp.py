@@ -34,7 +34,8 @@ with no visible key):
   Mul (uniform)       R / 2 to each factor
   LayerNorm           ln_linear: sigma frozen, x * grad of the linear part at
                       R / stab(y); ln_fine: (w / sigma) x R / stab(y);
-                      identity.  RMSNorm, GELU, SiLU, Tanh: identity
+                      identity.  RMSNorm, GELU, SiLU, Tanh: identity (the
+                      activations with an eps: x R / stab(x), LXT's)
   Embedding           relevance per token: the feature sum
   Position            proportional split with the table (lrp0 / epsilon) or pass
   SelectToken         R to the selected row
@@ -59,6 +60,8 @@ def _stab(z, eps, conv):
         s = torch.where(z >= 0, torch.ones_like(z), -torch.ones_like(z))
     elif conv == "signbit":
         s = torch.where(torch.signbit(z), -torch.ones_like(z), torch.ones_like(z))
+    elif conv == "positive":
+        s = torch.ones_like(z)
     else:
         raise Unsupported("stabilizer %s" % conv)
     return z + eps * s
@@ -276,7 +279,12 @@ def lrp(path, rules, dtype=torch.float32, with_acts=False):
             (g,) = torch.autograd.grad(z, xa, R.reshape(z.shape) / _stab(z.detach(), eps, conv))
             acc[ins[0]] = acc[ins[0]] + xa.detach() * g
         elif k in ("RMSNorm", "GELU", "SiLU", "Tanh") and rule == "identity":
-            acc[ins[0]] = acc[ins[0]] + R
+            if float(np.float32(r.get("eps", 0))) != 0:
+                # LXT's implicit identity on an activation: R x / stab(x)
+                eps, conv = _eps_rule(r, k)
+                acc[ins[0]] = acc[ins[0]] + a * _div(R, _stab(a, eps, conv))
+            else:
+                acc[ins[0]] = acc[ins[0]] + R
         elif k == "LayerNorm":
             acc[ins[0]] = acc[ins[0]] + _layernorm(L, r, a, R, dtype)
         elif k == "Softmax" and rule == "taylor":

@@ -184,6 +184,14 @@ lrp_status lrp_rule_validate(const lrp_rule_spec *r, lrp_layer_kind k, const cha
         return lrp_err_set(err, LRP_E_INVALID,
                            "%s: rule of layer '%s': epsilon %g must be finite and >= 0", f, lname,
                            (double)r->eps);
+    /* an eps on identity is LXT's implicit identity of an activation
+     * (core/kind_token.c); elsewhere identity has nothing to stabilize */
+    if (r->rule == LRP_RULE_IDENTITY && r->eps != 0.0f && k != LRP_LAYER_GELU &&
+        k != LRP_LAYER_SILU && k != LRP_LAYER_TANH)
+        return lrp_err_set(err, LRP_E_INVALID,
+                           "%s: rule of layer '%s': identity with epsilon %g on a %s layer (only "
+                           "GELU, SiLU and Tanh take one: R_x = x R / stab(x))",
+                           f, lname, (double)r->eps, lrp_layer_kind_name(k));
     if (r->rule == LRP_RULE_GAMMA && (!isfinite(r->gamma) || r->gamma < 0.0f))
         return lrp_err_set(err, LRP_E_INVALID,
                            "%s: rule of layer '%s': gamma %g must be finite and >= 0", f, lname,

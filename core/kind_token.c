@@ -29,7 +29,12 @@
  *        frozen-r linear rule without a stabilizer is this identity,
  *        R_k y_k / y_k).
  * Activations: identity (AttnLRP's rule for elementwise maps: R_x = R_y),
- * nothing absorbed.
+ * nothing absorbed.  With eps > 0 the identity is LXT's implicit one
+ * (lxt/efficient/rules.py identity_rule_implicit: the output's gradient
+ * times f(x) / (x + eps), so R_x = R_y x / (x + eps)): R_x = x R_y /
+ * stab(x) with the rule's eps and convention (LXT: 1e-10, positive), the
+ * stabilizer's share absorbed -- the epsilon rule's split with the input
+ * as its own denominator.  Only the activations take an eps on identity.
  */
 #include "kinds.h"
 #include "pipeline_int.h"
@@ -285,8 +290,20 @@ static lrp_status act_forward(lrp_pipe_state *r, int li)
 
 static int act_through(const lrp_layer *l)
 {
-    (void)l;
-    return 1; /* identity: R_x = R_y */
+    return l->rule.eps == 0.0f; /* identity: R_x = R_y */
+}
+
+/* identity with eps > 0 (LXT's implicit identity): R_x = x R_y / stab(x) */
+static lrp_status act_lrp(lrp_pipe_state *r, int li, const void *R)
+{
+    const lrp_layer *l = &r->p->net->layers[li];
+    if (act_through(l))
+        return LRP_OK; /* rin[0] is R itself */
+    lrp_pipe_layer *P = &r->p->L[li];
+    const void *x = r->p->L[l->in[0]].act;
+    const void *v[1] = {x};
+    int ak[2] = {LRP_ABS_STAB, LRP_ABS_STAB};
+    return lrp_pipe_back_split(r, P, R, x, v, 1, 1, P->rin, ak, P->n * r->B, P->n);
 }
 
 #define ACT_KIND(E, ATTRS, NATTRS, GEOM)                                                     \
@@ -302,6 +319,7 @@ static int act_through(const lrp_layer *l)
         .macs = numel_macs,                                                                  \
         .geometry = GEOM,                                                                    \
         .forward = act_forward,                                                              \
+        .lrp_step = act_lrp,                                                                 \
         .through = act_through,                                                              \
         .format_version = 2,                                                                 \
     }

@@ -194,7 +194,10 @@ const lrp_rule_desc *lrp_rule_split_describe(const lrp_rule_spec *r)
 {
     switch (r->rule) {
     case LRP_RULE_ZERO:
-    case LRP_RULE_EPSILON: return &tab[D_EPS];
+    case LRP_RULE_EPSILON:
+    case LRP_RULE_IDENTITY: /* with eps > 0 (LXT's implicit identity on an
+                               activation): the epsilon split, den = x */
+        return &tab[D_EPS];
     case LRP_RULE_ALPHABETA: return &tab[D_AB];
     default: return NULL;
     }

@@ -1401,8 +1401,23 @@ static void pass_back(ctx *c, int li, int64_t n, const double *Rb, const double 
 static void identity_back(ctx *c, int li, int64_t n, const double *Rb, const double *Rbs,
                           const double *Rcs, const float *R)
 {
-    pass_back(c, li, n, Rb, Rbs, Rcs, R);
-    int in0 = c->net->layers[li].in[0];
+    const lrp_layer *l = &c->net->layers[li];
+    int in0 = l->in[0];
+    if (l->rule.eps != 0.0f) {
+        /* an activation's identity with eps (LXT's implicit identity):
+         * R_x = x R / stab(x), the proportional split with the input as its
+         * own denominator -- no sum, so no cond of its own; x's forward
+         * error enters the bound */
+        for (int64_t i = 0; i < c->B * n; i++) {
+            double x = (double)c->act[in0][i];
+            prop_sharp ps = {Rbs ? c->As[in0][i] : 0.0, Rbs ? c->As[in0][i] : 0.0, fabs(x), 0.0,
+                             Rbs ? Rbs[i] : 0.0, Rbs ? Rcs[i] : 0.0};
+            prop_cell(c, in0, i, x, c->A[in0][i], x, c->A[in0][i], 0.0, (double)R[i], Rb[i],
+                      c->cd[li][i], &l->rule, 1, &ps);
+            c->cf[in0][i] |= c->cf[li][i];
+        }
+    } else
+        pass_back(c, li, n, Rb, Rbs, Rcs, R);
     for (int64_t i = 0; i < c->B * n; i++) {
         double r = fabs((double)R[i]);
         c->Bd[in0][i] += IDENTITY_REFORM * r;

@@ -75,7 +75,13 @@ static void assign(lrp_net *net, const rulecase *rc, lrp_stab_id stab, float eps
     lrp_rule_apply_all(net, &r);
     for (int i = 0; i < net->n_layers; i++) {
         lrp_rule_spec *s = &net->layers[i].rule;
-        if (s->rule != LRP_RULE_PASS && s->rule != LRP_RULE_WTA) {
+        lrp_layer_kind k = net->layers[i].kind;
+        /* identity takes an eps only on the activations (LXT's implicit
+         * identity, x R / stab(x): exercised here too); on a norm it has
+         * nothing to divide */
+        int act = k == LRP_LAYER_GELU || k == LRP_LAYER_SILU || k == LRP_LAYER_TANH;
+        if (s->rule != LRP_RULE_PASS && s->rule != LRP_RULE_WTA &&
+            (s->rule != LRP_RULE_IDENTITY || act)) {
             s->stab = stab;
             s->eps = eps;
             /* the proportional layers (Add, pools, BN) get the stabilized

@@ -39,7 +39,9 @@
  *                 backward passes): Dense/Conv2D lrp0 with eps 0 and the
  *                 bias in the denominator (the bias absorbs); LayerNorm
  *                 ln_linear eps 0 (sigma detached, plain gradient
- *                 otherwise: 2.2); RMSNorm and GELU/SiLU/Tanh identity;
+ *                 otherwise: 2.2); RMSNorm identity; GELU/SiLU/Tanh
+ *                 identity with eps 1e-10 `positive` (identity_rule_implicit:
+ *                 R_x = R_y x / (x + 1e-10));
  *                 Softmax taylor; Mul uniform; MultiHeadAttention attnlrp
  *                 eps 0; Add, Position, pools, BatchNorm lrp0 (proportional);
  *                 max-pools wta (the gradient of max).
@@ -47,8 +49,8 @@
  *                 1e-6 `positive`; LayerNorm ln_linear 1e-6 `positive`;
  *                 Add and Position epsilon 1e-8 `positive`;
  *                 MultiHeadAttention attnlrp 1e-6 `positive`; the rest as
- *                 lxt.  What our rules cannot express (the products' own
- *                 2 O + 1e-8, the activations' f(x) / (x + 1e-10)) is
+ *                 lxt (the activations' f(x) / (x + 1e-10) too).  What our
+ *                 rules cannot express (the products' own 2 O + 1e-8) is
  *                 listed in docs/SPEC.md section 6, not approximated.
  */
 #include "cli.h"
@@ -60,6 +62,7 @@
 #define EPS7 0x1.ad7f2ap-24f
 #define EPS9 0x1.12e0bep-30f
 #define EPS8 0x1.5798eep-27f
+#define EPS10 0x1.b7cdfep-34f
 
 typedef struct profile {
     const char *name;
@@ -116,6 +119,13 @@ static void lxt_apply(lrp_net *net, int explicit_mode)
         case LRP_LAYER_ADD:
         case LRP_LAYER_POSITION:
             l->rule = spec(e_add > 0.0f ? LRP_RULE_EPSILON : LRP_RULE_ZERO, e_add, st);
+            break;
+        case LRP_LAYER_GELU:
+        case LRP_LAYER_SILU:
+        case LRP_LAYER_TANH:
+            /* identity_rule_implicit: the gradient times f(x) / (x + 1e-10),
+             * in both modes */
+            l->rule = spec(LRP_RULE_IDENTITY, EPS10, LRP_STAB_POSITIVE);
             break;
         case LRP_LAYER_BATCHNORM:
         case LRP_LAYER_AVGPOOL2D:

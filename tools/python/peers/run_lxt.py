@@ -48,12 +48,13 @@ unchanged.  Two runs a fixture:
 
 Each trace states the rules LXT applied in our terms (docs/SPEC.md 3.7, 3.8):
 Dense, Conv2D, Add, Position lrp0 with eps 0; LayerNorm ln_linear eps 0;
-GELU / SiLU / Tanh identity; Softmax taylor; Mul uniform; MultiHeadAttention
-cplrp or attnlrp with eps 0; RMSNorm identity.  LXT's identity rule is not
-exactly the identity: it multiplies the output's gradient by f(x) / (x +
-1e-10), so R_x = R_y x / (x + 1e-10); the oracle sees that where |x| is small
-(docs/PEERS.md, "LXT").  Prints one line per run: verdict and the layers that
-are not PASS.
+GELU / SiLU / Tanh identity with eps 1e-10 and the convention `positive`
+(LXT's identity multiplies the output's gradient by f(x) / (x + 1e-10), so
+R_x = R_y x / (x + 1e-10): what our identity with an eps computes; before it
+was stated as the plain identity and the oracle saw the difference where |x|
+is small, docs/PEERS.md "LXT"); Softmax taylor; Mul uniform;
+MultiHeadAttention cplrp or attnlrp with eps 0; RMSNorm identity.  Prints one
+line per run: verdict and the layers that are not PASS.
 """
 import importlib.util
 import os
@@ -298,7 +299,11 @@ def stated_rules(layers, mode):
             res[L["name"]] = {"rule": "lrp0", "eps": np.float32(0)}
         elif k == "LayerNorm":
             res[L["name"]] = {"rule": "ln_linear", "eps": np.float32(0)}
-        elif k in ("GELU", "SiLU", "Tanh", "RMSNorm"):
+        elif k in ("GELU", "SiLU", "Tanh"):
+            # identity_rule_implicit: the gradient times f(x) / (x + 1e-10)
+            res[L["name"]] = {"rule": "identity", "eps": np.float32(1e-10),
+                              "stabilizer": "positive"}
+        elif k == "RMSNorm":
             res[L["name"]] = {"rule": "identity"}
         elif k == "Softmax":
             res[L["name"]] = {"rule": "taylor"}
