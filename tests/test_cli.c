@@ -309,6 +309,44 @@ static void test_profiles(void **state)
     expect_bad(args, NULL, "profile");
 }
 
+/* Transparent huge pages (tools/hugepages.c): the command runs with glibc's
+ * malloc tunable set, by executing itself again, unless LRP_NO_HUGETLB is
+ * set or GLIBC_TUNABLES already names the tunable; LRP_TIMING's first
+ * line says which.  (glibc >= 2.35, as on Debian 12; not under LD_PRELOAD.) */
+static void test_hugepages(void **state)
+{
+    (void)state;
+    char out[8192], err[8192], args[4200];
+    snprintf(args, sizeof args, "gen --out %s/h mlp", tmpdir);
+    assert_int_equal(run(out, sizeof out, err, sizeof err, args), 0);
+    if (getenv("LD_PRELOAD") || getenv("GLIBC_TUNABLES"))
+        skip();
+    static const struct {
+        const char *env;
+        int on;
+    } cases[] = {
+        {"", 1},
+        {"LRP_NO_HUGETLB=1", 0},
+        {"GLIBC_TUNABLES=glibc.malloc.hugetlb=0", 0}, /* the user's own choice stands */
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        char cmd[16384], fe[4200];
+        snprintf(fe, sizeof fe, "%s/hp_stderr", tmpdir);
+        snprintf(cmd, sizeof cmd, "env %s LRP_TIMING=1 %s info %s/h/mlp.h5 >/dev/null 2>%s",
+                 cases[k].env, cli, tmpdir, fe);
+        assert_int_equal(system(cmd), 0);
+        FILE *f = fopen(fe, "r");
+        assert_non_null(f);
+        size_t n = fread(err, 1, sizeof err - 1, f);
+        err[n] = '\0';
+        fclose(f);
+        assert_non_null(strstr(err, "timing: start"));
+        if ((strstr(err, "start (huge pages)") != NULL) != cases[k].on)
+            fail_msg("env '%s': expected huge pages %s, stderr: %s", cases[k].env,
+                     cases[k].on ? "on" : "off", err);
+    }
+}
+
 /* Rule identification from the command line: mlp's relevance computed
  * under zero_only (eps dropped from every nonzero denominator) and judged
  * as sign0_pos is inside every sound float32 bound (docs/ORACLE.md "Rule
@@ -355,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_profiles),
         cmocka_unit_test(test_keep),
         cmocka_unit_test(test_identify),
+        cmocka_unit_test(test_hugepages),
     };
     return cmocka_run_group_tests_name("cli", tests, setup, teardown);
 }

@@ -90,6 +90,11 @@ lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int
  * S the wall time since the previous call, T since the first; else nothing. */
 void cli_phase(const char *what);
 
+/* Executes this command again with glibc's malloc tunable for transparent
+ * huge pages set, where that is safe (tools/hugepages.c); returns when it
+ * does not. */
+void cli_hugepages_reexec(char **argv);
+
 /* Resource limits (tools/limits.c, docs/RELIABILITY.md section 3): the
  * work a command is about to do is estimated from the graph and refused
  * above LRP_SANDBOX_MEM_MB / LRP_LIMIT_CPU; cli_limits_apply puts this

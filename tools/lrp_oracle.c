@@ -366,6 +366,7 @@ static int run_command(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    cli_hugepages_reexec(argv); /* tools/hugepages.c */
     cli_mpi_init(&argc, &argv);
     return cli_mpi_finish(run_command(argc, argv));
 }

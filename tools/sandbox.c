@@ -814,7 +814,10 @@ lrp_status cli_load_ex(lrp_net **out, const char *path, unsigned what, int **tra
     *out = NULL;
     if (trace_layers)
         *trace_layers = NULL;
-    cli_phase("start");
+    /* tools/hugepages.c sets the tunable (read here, not called: tests
+     * include this file alone) */
+    const char *tun = getenv("GLIBC_TUNABLES");
+    cli_phase(tun && strstr(tun, "glibc.malloc.hugetlb=1") ? "start (huge pages)" : "start");
     cli_limits_apply(2); /* this process and the work: the same limits */
     if (getenv("LRP_NO_SANDBOX")) {
         /* in-process: the parse is the net */
