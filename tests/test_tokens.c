@@ -128,6 +128,27 @@ static naive_rule to_naive(const lrp_rule_spec *s, int nv)
     return r;
 }
 
+/* Runs the fast path on net (its trace is kept in net) and requires its
+ * judgement (no self-proof) to be ok; returns the trace. */
+static lrp_trace *fast_path_passes(lrp_net *net, const char *what)
+{
+    lrp_err err;
+    lrp_trace *tr = NULL;
+    if (lrp_run(&tr, net, LRP_ENGINE_FAST, NULL, &err))
+        fail_msg("fast: %s", err.msg);
+    lrp_judgement *J = NULL;
+    lrp_judge_opts jo;
+    memset(&jo, 0, sizeof jo);
+    jo.no_proof = 1;
+    if (lrp_judge(&J, net, NULL, &jo, &err))
+        fail_msg("judge: %s", err.msg);
+    if (!lrp_judgement_ok(J))
+        fail_msg("%s: fast path %s (%s)", what, lrp_verdict_name(lrp_judgement_verdict(J)),
+                 lrp_judgement_origin(J));
+    lrp_judgement_free(J);
+    return tr;
+}
+
 /* Every Dense rule on a (T, F) input: each row of the reference's input
  * relevance equals the naive exact Dense of that row (within the
  * reference's own rounding, 2^-(p-10) of the row's magnitudes: close_q),
@@ -535,20 +556,8 @@ static void t_act_naive(void **s)
         mpfr_clear(y);
         lrp_ref_free(R);
         /* the fast path: the same relevance bits, forward within the gauge */
-        lrp_trace *tr = NULL;
-        if (lrp_run(&tr, net, LRP_ENGINE_FAST, NULL, &err))
-            fail_msg("fast: %s", err.msg);
+        lrp_trace *tr = fast_path_passes(net, lrp_layer_kind_name(kinds[ki]));
         assert_memory_equal(tr->relevance[0], rout, sizeof rout);
-        lrp_judgement *J = NULL;
-        lrp_judge_opts jo;
-        memset(&jo, 0, sizeof jo);
-        jo.no_proof = 1;
-        if (lrp_judge(&J, net, NULL, &jo, &err))
-            fail_msg("judge: %s", err.msg);
-        if (!lrp_judgement_ok(J))
-            fail_msg("%s: fast path %s (%s)", lrp_layer_kind_name(kinds[ki]),
-                     lrp_verdict_name(lrp_judgement_verdict(J)), lrp_judgement_origin(J));
-        lrp_judgement_free(J);
         lrp_net_free(net);
     }
 }
@@ -621,19 +630,11 @@ static void t_act_implicit_identity(void **s)
          * undefined unit named as its cause: docs/ORACLE.md); that cell
          * moves to 5e-10 for the rest */
         net->input[4] = 5e-10f;
-        lrp_trace *tr = NULL;
-        if (lrp_run(&tr, net, LRP_ENGINE_FAST, NULL, &err))
-            fail_msg("fast: %s", err.msg);
+        lrp_trace *tr = fast_path_passes(net, lrp_layer_kind_name(kinds[ki]));
         lrp_judgement *J = NULL;
         lrp_judge_opts jo;
         memset(&jo, 0, sizeof jo);
         jo.no_proof = 1;
-        if (lrp_judge(&J, net, NULL, &jo, &err))
-            fail_msg("judge: %s", err.msg);
-        if (!lrp_judgement_ok(J))
-            fail_msg("%s: fast path %s (%s)", lrp_layer_kind_name(kinds[ki]),
-                     lrp_verdict_name(lrp_judgement_verdict(J)), lrp_judgement_origin(J));
-        lrp_judgement_free(J);
         /* a trace of the plain identity (R copied) claimed as the implicit
          * one fails; so does the implicit one claimed as the plain */
         float *impl = fdup(tr->relevance[0], F); /* tr may move as traces are added */
