@@ -128,14 +128,11 @@ static naive_rule to_naive(const lrp_rule_spec *s, int nv)
     return r;
 }
 
-/* Runs the fast path on net (its trace is kept in net) and requires its
- * judgement (no self-proof) to be ok; returns the trace. */
-static lrp_trace *fast_path_passes(lrp_net *net, const char *what)
+/* The oracle's judgement of the fast path on net (no self-proof) must be
+ * ok; what names the case in the failure. */
+static void fast_judged_ok(const lrp_net *net, const char *what)
 {
     lrp_err err;
-    lrp_trace *tr = NULL;
-    if (lrp_run(&tr, net, LRP_ENGINE_FAST, NULL, &err))
-        fail_msg("fast: %s", err.msg);
     lrp_judgement *J = NULL;
     lrp_judge_opts jo;
     memset(&jo, 0, sizeof jo);
@@ -143,9 +140,20 @@ static lrp_trace *fast_path_passes(lrp_net *net, const char *what)
     if (lrp_judge(&J, net, NULL, &jo, &err))
         fail_msg("judge: %s", err.msg);
     if (!lrp_judgement_ok(J))
-        fail_msg("%s: fast path %s (%s)", what, lrp_verdict_name(lrp_judgement_verdict(J)),
+        fail_msg("%s: fast path judged %s (%s)", what, lrp_verdict_name(lrp_judgement_verdict(J)),
                  lrp_judgement_origin(J));
     lrp_judgement_free(J);
+}
+
+/* Runs the fast path on net (its trace is kept in net), requires its
+ * judgement to be ok; returns the trace. */
+static lrp_trace *fast_path_passes(lrp_net *net, const char *what)
+{
+    lrp_err err;
+    lrp_trace *tr = NULL;
+    if (lrp_run(&tr, net, LRP_ENGINE_FAST, NULL, &err))
+        fail_msg("fast: %s", err.msg);
+    fast_judged_ok(net, what);
     return tr;
 }
 
@@ -244,17 +252,10 @@ static void t_dense_rows(void **s)
                 mpq_clear(sc);
                 lrp_ref_free(R);
                 /* the fast path within the oracle's bound */
-                lrp_judgement *J = NULL;
-                lrp_judge_opts jo;
-                memset(&jo, 0, sizeof jo);
-                jo.no_proof = 1;
-                if (lrp_judge(&J, net, NULL, &jo, &err))
-                    fail_msg("judge: %s", err.msg);
-                if (!lrp_judgement_ok(J))
-                    fail_msg("rule %s bias %d stab %d: fast path judged %s (%s)",
-                             lrp_rule_name(rs.rule), bias, stab,
-                             lrp_verdict_name(lrp_judgement_verdict(J)), lrp_judgement_origin(J));
-                lrp_judgement_free(J);
+                char what[128];
+                snprintf(what, sizeof what, "rule %s bias %d stab %d", lrp_rule_name(rs.rule),
+                         bias, stab);
+                fast_judged_ok(net, what);
                 lrp_net_free(net);
                 runs++;
             }
@@ -465,17 +466,10 @@ static void t_ln_naive(void **s)
                     mpfr_clears(bias, stab, mean, tb, ts, tm, (mpfr_ptr)0);
                     lrp_ref_free(R);
                     /* the fast path within the gauge */
-                    lrp_judgement *J = NULL;
-                    lrp_judge_opts jo;
-                    memset(&jo, 0, sizeof jo);
-                    jo.no_proof = 1;
-                    if (lrp_judge(&J, net, NULL, &jo, &err))
-                        fail_msg("judge: %s", err.msg);
-                    if (!lrp_judgement_ok(J))
-                        fail_msg("%s stab %s affine %d: fast path %s (%s)", lrp_rule_name(rs.rule),
-                                 lrp_stab_name(rs.stab), affine,
-                                 lrp_verdict_name(lrp_judgement_verdict(J)), lrp_judgement_origin(J));
-                    lrp_judgement_free(J);
+                    char what[128];
+                    snprintf(what, sizeof what, "%s stab %s affine %d", lrp_rule_name(rs.rule),
+                             lrp_stab_name(rs.stab), affine);
+                    fast_judged_ok(net, what);
                     lrp_net_free(net);
                     runs++;
                 }
