@@ -128,21 +128,36 @@ static naive_rule to_naive(const lrp_rule_spec *s, int nv)
     return r;
 }
 
-/* The oracle's judgement of the fast path on net (no self-proof) must be
- * ok; what names the case in the failure. */
-static void fast_judged_ok(const lrp_net *net, const char *what)
+/* The oracle's judgement (no self-proof) of trace src of net (NULL: the
+ * fast path, computed): its verdict, the origin line, and in *ok (may be
+ * NULL) whether the run is ok. */
+static lrp_verdict judge_source(const lrp_net *net, const char *src, char *origin, size_t on,
+                                int *ok)
 {
     lrp_err err;
     lrp_judgement *J = NULL;
     lrp_judge_opts jo;
     memset(&jo, 0, sizeof jo);
     jo.no_proof = 1;
-    if (lrp_judge(&J, net, NULL, &jo, &err))
-        fail_msg("judge: %s", err.msg);
-    if (!lrp_judgement_ok(J))
-        fail_msg("%s: fast path judged %s (%s)", what, lrp_verdict_name(lrp_judgement_verdict(J)),
-                 lrp_judgement_origin(J));
+    if (lrp_judge(&J, net, src, &jo, &err))
+        fail_msg("judge %s: %s", src ? src : "(fast path)", err.msg);
+    lrp_verdict v = lrp_judgement_verdict(J);
+    snprintf(origin, on, "%s", lrp_judgement_origin(J));
+    if (ok)
+        *ok = lrp_judgement_ok(J);
     lrp_judgement_free(J);
+    return v;
+}
+
+/* The oracle's judgement of the fast path on net must be ok; what names
+ * the case in the failure. */
+static void fast_judged_ok(const lrp_net *net, const char *what)
+{
+    char origin[1024];
+    int ok = 0;
+    lrp_verdict v = judge_source(net, NULL, origin, sizeof origin, &ok);
+    if (!ok)
+        fail_msg("%s: fast path judged %s (%s)", what, lrp_verdict_name(v), origin);
 }
 
 /* Runs the fast path on net (its trace is kept in net), requires its
@@ -625,10 +640,6 @@ static void t_act_implicit_identity(void **s)
          * moves to 5e-10 for the rest */
         net->input[4] = 5e-10f;
         lrp_trace *tr = fast_path_passes(net, lrp_layer_kind_name(kinds[ki]));
-        lrp_judgement *J = NULL;
-        lrp_judge_opts jo;
-        memset(&jo, 0, sizeof jo);
-        jo.no_proof = 1;
         /* a trace of the plain identity (R copied) claimed as the implicit
          * one fails; so does the implicit one claimed as the plain */
         float *impl = fdup(tr->relevance[0], F); /* tr may move as traces are added */
@@ -649,13 +660,12 @@ static void t_act_implicit_identity(void **s)
             }
             l->rule.eps = k ? 0.0f : e10;
             l->rule.stab = k ? LRP_STAB_SIGN0_POS : LRP_STAB_POSITIVE;
-            if (lrp_judge(&J, net, k ? "implicit" : "plain", &jo, &err))
-                fail_msg("judge: %s", err.msg);
-            if (lrp_judgement_verdict(J) != LRP_V_FAIL)
-                fail_msg("%s: the %s identity's trace under the other rule: %s",
+            char origin[1024];
+            lrp_verdict v = judge_source(net, k ? "implicit" : "plain", origin, sizeof origin, NULL);
+            if (v != LRP_V_FAIL)
+                fail_msg("%s: the %s identity's trace under the other rule: %s (%s)",
                          lrp_layer_kind_name(kinds[ki]), k ? "implicit" : "plain",
-                         lrp_verdict_name(lrp_judgement_verdict(J)));
-            lrp_judgement_free(J);
+                         lrp_verdict_name(v), origin);
         }
         lrp_net_free(net);
     }
@@ -751,21 +761,6 @@ static lrp_trace *copy_trace(lrp_net *net, const char *from, const char *to)
     return t;
 }
 
-static lrp_verdict judge_source(lrp_net *net, const char *src, char *origin, size_t on)
-{
-    lrp_err err;
-    lrp_judgement *J = NULL;
-    lrp_judge_opts jo;
-    memset(&jo, 0, sizeof jo);
-    jo.no_proof = 1;
-    if (lrp_judge(&J, net, src, &jo, &err))
-        fail_msg("judge %s: %s", src, err.msg);
-    lrp_verdict v = lrp_judgement_verdict(J);
-    snprintf(origin, on, "%s", lrp_judgement_origin(J));
-    lrp_judgement_free(J);
-    return v;
-}
-
 static void t_mutants(void **s)
 {
     (void)s;
@@ -783,20 +778,20 @@ static void t_mutants(void **s)
     net->layers[ln].rule = lrp_rule_default(LRP_RULE_LN_FINE);
     if (lrp_run(NULL, net, LRP_ENGINE_FAST, NULL, &err))
         fail_msg("fast: %s", err.msg);
-    lrp_verdict v = judge_source(net, "fastpath", origin, sizeof origin);
+    lrp_verdict v = judge_source(net, "fastpath", origin, sizeof origin, NULL);
     if (v > LRP_V_ILL_CONDITIONED)
         fail_msg("clean ln_fine trace: %s (%s)", lrp_verdict_name(v), origin);
     /* mutant 1: ln_fine claimed, but ln_mean not absorbed (passed on) */
     lrp_trace *m = copy_trace(net, "fastpath", "no_ln_mean");
     memcpy(m->relevance[proj], lin, (size_t)n * sizeof *lin);
-    v = judge_source(net, "no_ln_mean", origin, sizeof origin);
+    v = judge_source(net, "no_ln_mean", origin, sizeof origin, NULL);
     if (v != LRP_V_FAIL || !strstr(origin, "'ln'"))
         fail_msg("ln_mean dropped: %s (%s)", lrp_verdict_name(v), origin);
     /* mutant 2: the LayerNorm's input relevance with its sign flipped */
     m = copy_trace(net, "fastpath", "flipped");
     for (int64_t i = 0; i < n; i++)
         m->relevance[proj][i] = -m->relevance[proj][i];
-    v = judge_source(net, "flipped", origin, sizeof origin);
+    v = judge_source(net, "flipped", origin, sizeof origin, NULL);
     if (v != LRP_V_FAIL || !strstr(origin, "'ln'"))
         fail_msg("sign flipped: %s (%s)", lrp_verdict_name(v), origin);
     /* mutant 3: GELU by the plain gradient (R_x = x f'(x) R_y / f(x)
@@ -809,7 +804,7 @@ static void t_mutants(void **s)
         double phi = 0.5 * erfc(-xv / sqrt(2.0)), dens = exp(-0.5 * xv * xv) * 0.3989422804014327 /* 1 / sqrt(2 pi) */;
         m->relevance[ln][i] = (float)((double)m->relevance[ln][i] * (phi + xv * dens) / phi);
     }
-    v = judge_source(net, "gelu_grad", origin, sizeof origin);
+    v = judge_source(net, "gelu_grad", origin, sizeof origin, NULL);
     if (v != LRP_V_FAIL || !strstr(origin, "'gelu'"))
         fail_msg("GELU gradient: %s (%s)", lrp_verdict_name(v), origin);
     free(lin);
