@@ -178,11 +178,12 @@ bench: deps-torch
 # Debian's Python: it has h5py, numpy and torch (scripts/deps.sh).
 MUTANTS_PY ?= /usr/bin/python3
 MUTANTS_BIG ?= 0
-# One compare of ResNet-50 224 takes 6-20 min (2 cores, by load) and 3.1 GB
-# (December 2026); the damaged traces are judged with --no-proof. VGG-16 224
-# has ~4x the MACs: MUTANTS_BIG_CASES="resnet50_224_b1 vgg16_224_b1" when
-# the hours are there (bench/mutants.py has its own memory guard,
-# MUTANTS_BIG_MEM_GB).
+# One compare of ResNet-50 224 takes 3.5-20 min (2 cores, by load: 3:23 on
+# an idle machine) and about 2 GB (December 2026, docs/SCALING.md); the
+# damaged traces are judged with --no-proof. VGG-16 224 has ~4x the MACs
+# (9-10 min a compare idle, 3.5 GB): MUTANTS_BIG_CASES="resnet50_224_b1
+# vgg16_224_b1" when the hours are there (bench/mutants.py has its own memory
+# guard, MUTANTS_BIG_MEM_GB).
 MUTANTS_BIG_CASES ?= resnet50_224_b1
 # the CLI refuses work estimated above LRP_SANDBOX_MEM_MB (8 GiB by default,
 # docs/RELIABILITY.md section 3); mutants.py has its own memory guard
