@@ -16,17 +16,9 @@
 #include <cmocka.h>
 
 #include "fixtures.h"
+#include "util/testutil.h"
 #include "lrp.h"
 
-static lrp_net *build(const char *name)
-{
-    const lrp_fixture_def *d = lrp_fixture_lookup(name);
-    assert_non_null(d);
-    lrp_net *net = NULL;
-    lrp_err e = {0};
-    assert_int_equal(d->build(&net, LRP_FIXTURE_SEED, &e), LRP_OK);
-    return net;
-}
 
 static int64_t cells(const lrp_net *net, int i)
 {
@@ -43,7 +35,7 @@ static int64_t cells(const lrp_net *net, int i)
 static void test_run_and_judge(void **state)
 {
     (void)state;
-    lrp_net *net = build("cnn");
+    lrp_net *net = tu_fixture("cnn");
     lrp_err e = {0};
     lrp_composite_params cp = lrp_composite_params_default();
     lrp_composite_apply(net, LRP_COMPOSITE_EPSILON_PLUS_FLAT, &cp);
@@ -101,7 +93,7 @@ static void test_run_and_judge(void **state)
 static void test_damaged_trace(void **state)
 {
     (void)state;
-    lrp_net *net = build("cnn");
+    lrp_net *net = tu_fixture("cnn");
     lrp_err e = {0};
     assert_int_equal(lrp_run(NULL, net, LRP_ENGINE_FAST, NULL, &e), LRP_OK);
     lrp_trace *b = lrp_net_trace_add(net, "buggy", &e);
@@ -135,7 +127,7 @@ static void test_damaged_trace(void **state)
 static void test_first_nonfinite(void **state)
 {
     (void)state;
-    lrp_net *net = build("vgg_dead");
+    lrp_net *net = tu_fixture("vgg_dead");
     lrp_err e = {0};
     lrp_rule_spec r = lrp_rule_default(LRP_RULE_EPSILON);
     r.eps = 1e-7f;
@@ -159,7 +151,7 @@ static void test_first_nonfinite(void **state)
 static void test_bad_arguments(void **state)
 {
     (void)state;
-    lrp_net *net = build("mlp");
+    lrp_net *net = tu_fixture("mlp");
     lrp_err e = {0};
     lrp_judgement *j = (lrp_judgement *)&e; /* must be reset to NULL */
     assert_int_equal(lrp_judge(&j, net, "nosuch", NULL, &e), LRP_E_USAGE);

@@ -33,17 +33,8 @@
 #include "naive/naive_attn.h"
 #include "pipeline.h"
 #include "reference.h"
+#include "util/testutil.h"
 
-static lrp_net *build(const char *name)
-{
-    lrp_net *net = NULL;
-    lrp_err e = {0};
-    const lrp_fixture_def *d = lrp_fixture_lookup(name);
-    assert_non_null(d);
-    if (d->build(&net, LRP_FIXTURE_SEED, &e) != LRP_OK)
-        fail_msg("%s: %s", name, e.msg);
-    return net;
-}
 
 static void apply(lrp_net *net, lrp_composite_id c)
 {
@@ -83,7 +74,7 @@ static void expect_infer_error(lrp_net *net, const char *want)
 static void test_attr_errors(void **state)
 {
     (void)state;
-    lrp_net *net = build("attn1");
+    lrp_net *net = tu_fixture("attn1");
     net->layers[1].heads = 3; /* 16 features */
     expect_infer_error(net, "layer 'attn': heads 3 must be >= 1 and divide the features 16");
     net->layers[1].heads = 2;
@@ -96,7 +87,7 @@ static void test_attr_errors(void **state)
     assert_int_equal(lrp_net_infer(net, "f.h5", NULL), LRP_OK);
     lrp_net_free(net);
 
-    net = build("embed1");
+    net = tu_fixture("embed1");
     lrp_err e = {0};
     net->input[3] = 50.0f; /* vocab 50 */
     assert_int_equal(lrp_net_check_values(net, "f.h5", &e), LRP_E_INVALID);
@@ -114,7 +105,7 @@ static void test_attr_errors(void **state)
 static void test_format_version(void **state)
 {
     (void)state;
-    lrp_net *net = build("embed1");
+    lrp_net *net = tu_fixture("embed1");
     char path[] = "/tmp/lrp_attn_XXXXXX.h5";
     int fd = mkstemps(path, 3);
     assert_true(fd >= 0);
@@ -292,20 +283,6 @@ static void test_softmax_mul_naive(void **state)
 
 /* ---- the fast path judged: no false alarm ---- */
 
-static lrp_run_report judge(lrp_net *net, const char *source)
-{
-    lrp_check_opts o;
-    lrp_check_opts_default(&o);
-    o.source = source;
-    o.label = "attn";
-    o.proof_extra = 0;
-    lrp_run_report rep;
-    lrp_err e = {0};
-    if (lrp_check(&rep, net, &o, &e) != LRP_OK)
-        fail_msg("%s", e.msg);
-    return rep;
-}
-
 static void test_fast_path_clean(void **state)
 {
     (void)state;
@@ -314,9 +291,9 @@ static void test_fast_path_clean(void **state)
                                    LRP_COMPOSITE_CP_LRP, LRP_COMPOSITE_EPSILON_ALPHA2_BETA1};
     for (int f = 0; f < 5; f++)
         for (int k = 0; k < 4; k++) {
-            lrp_net *net = build(fx[f]);
+            lrp_net *net = tu_fixture(fx[f]);
             apply(net, cs[k]);
-            lrp_run_report rep = judge(net, NULL);
+            lrp_run_report rep = tu_judge("attn", net, NULL);
             if (!lrp_run_ok(&rep))
                 fail_msg("%s under %s: the clean fast path judged %s (a false alarm)", fx[f],
                          lrp_composite_name(cs[k]), lrp_verdict_name(rep.verdict));
@@ -366,7 +343,7 @@ static void add_trace(lrp_net *net, const char *source, float **rel)
 
 static void expect_fail_at(lrp_net *net, const char *source, int tensor)
 {
-    lrp_run_report rep = judge(net, source);
+    lrp_run_report rep = tu_judge("attn", net, source);
     lrp_verdict v = rep.layers[tensor].verdict, lv = rep.layers[tensor].tlocal_verdict;
     int ok = lrp_run_ok(&rep);
     lrp_run_report_free(&rep);
@@ -380,7 +357,7 @@ static void expect_fail_at(lrp_net *net, const char *source, int tensor)
 static void test_mutant_softmax_sign(void **state)
 {
     (void)state;
-    lrp_net *net = build("gate1");
+    lrp_net *net = tu_fixture("gate1");
     float *rin = NULL;
     float **rel = fast_rel(net, 1, &rin);
     for (int64_t i = 0; i < 64; i++)
@@ -394,7 +371,7 @@ static void test_mutant_softmax_sign(void **state)
 /* attn1 / embed1: a trace computed under cplrp, claiming attnlrp */
 static void mutant_cplrp(const char *fx, int tensor)
 {
-    lrp_net *net = build(fx);
+    lrp_net *net = tu_fixture(fx);
     apply(net, LRP_COMPOSITE_ATTN_LRP);
     int li = lrp_net_find(net, "attn");
     net->layers[li].rule.rule = LRP_RULE_CPLRP;
@@ -460,7 +437,7 @@ static void test_masks_never_nan(void **state)
     }
     lrp_f32_ctx_free(fcx);
     /* a whole causal net: no NaN / inf flag in either path */
-    lrp_net *net = build("attn1");
+    lrp_net *net = tu_fixture("attn1");
     apply(net, LRP_COMPOSITE_ATTN_LRP);
     lrp_ref_ctx cx;
     lrp_backend be;
@@ -485,7 +462,7 @@ static void test_masks_never_nan(void **state)
 static void test_fully_masked_row(void **state)
 {
     (void)state;
-    lrp_net *net = build("attn_padded");
+    lrp_net *net = tu_fixture("attn_padded");
     apply(net, LRP_COMPOSITE_ATTN_LRP);
     assert_true(net->key_padding_mask[0] == 1.0f);
     lrp_ref_ctx cx;

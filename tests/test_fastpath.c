@@ -28,6 +28,7 @@
 #include "backend_f32.h"
 #include "check.h"
 #include "fixtures.h"
+#include "util/testutil.h"
 #include "fp_kernels.h"
 
 typedef struct rulecase {
@@ -53,14 +54,6 @@ static const rulecase rules[] = {
     {"zbox", LRP_RULE_ZBOX, 1, 0, 0},
 };
 
-static lrp_net *build(const char *name)
-{
-    lrp_net *net = NULL;
-    lrp_err e = {0};
-    if (lrp_fixture_lookup(name)->build(&net, LRP_FIXTURE_SEED, &e) != LRP_OK)
-        fail_msg("%s: %s", name, e.msg);
-    return net;
-}
 
 static void assign(lrp_net *net, const rulecase *rc, lrp_stab_id stab, float eps)
 {
@@ -119,7 +112,7 @@ static void sweep(const char *fixture)
     for (size_t k = 0; k < sizeof rules / sizeof rules[0]; k++)
         for (int c = 0; c < LRP_STAB_COUNT; c++)
             for (int ei = 0; ei < 2; ei++) {
-                lrp_net *net = build(fixture);
+                lrp_net *net = tu_fixture(fixture);
                 assign(net, &rules[k], (lrp_stab_id)c, eps_values[ei]);
                 lrp_check_opts o;
                 lrp_check_opts_default(&o);
@@ -179,7 +172,7 @@ static void test_sign0_zero_nan_exact(void **state)
 {
     (void)state;
     /* the IEEE outcome, not a quiet fix: 0/0 at a dead unit's relevance */
-    lrp_net *net = build("vgg_dead");
+    lrp_net *net = tu_fixture("vgg_dead");
     rulecase eps = {"epsilon", LRP_RULE_EPSILON, 1, 0, 0};
     assign(net, &eps, LRP_STAB_SIGN0_ZERO, 0x1.ad7f2ap-24f);
     lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
@@ -208,7 +201,7 @@ static void test_threads_bitwise(void **state)
     (void)state;
     const char *names[] = {"cnn", "resnet", "densenet", "mobilenet", "vgg16s"};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
-        lrp_net *net = build(names[k]);
+        lrp_net *net = tu_fixture(names[k]);
         lrp_pipe *p[2];
         lrp_f32_ctx *cx[2];
         lrp_backend be[2];
@@ -274,7 +267,7 @@ static void test_modes_bitwise(void **state)
     int runs = 0;
     for (int f = 0; f < lrp_fixture_count; f++)
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-            lrp_net *net = build(lrp_fixture_defs[f].name);
+            lrp_net *net = tu_fixture(lrp_fixture_defs[f].name);
             assign(net, &rules[cases[c].rc], cases[c].stab, cases[c].eps);
             lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
             lrp_backend be;
@@ -323,7 +316,7 @@ static void test_isa_paths_bitwise(void **state)
     int compared = 0;
     for (int f = 0; f < lrp_fixture_count; f++)
         for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-            lrp_net *net = build(lrp_fixture_defs[f].name);
+            lrp_net *net = tu_fixture(lrp_fixture_defs[f].name);
             assign(net, &rules[cases[c].rc], cases[c].stab, cases[c].eps);
             lrp_pipe *p[LRP_FP_ISA_COUNT] = {NULL};
             lrp_f32_ctx *cx[LRP_FP_ISA_COUNT] = {NULL};

@@ -24,17 +24,8 @@
 #include "backend_f32.h"
 #include "check.h"
 #include "fixtures.h"
+#include "util/testutil.h"
 
-static lrp_net *build(const char *name)
-{
-    lrp_net *net = NULL;
-    lrp_err e = {0};
-    const lrp_fixture_def *d = lrp_fixture_lookup(name);
-    assert_non_null(d);
-    if (d->build(&net, LRP_FIXTURE_SEED, &e) != LRP_OK)
-        fail_msg("%s: %s", name, e.msg);
-    return net;
-}
 
 static void set_rule(lrp_net *net, lrp_rule_id id, lrp_stab_id stab, float eps)
 {
@@ -99,7 +90,7 @@ static int64_t big_cell(const float *r, int64_t n)
 static void test_fast_path_passes(void **state)
 {
     (void)state;
-    lrp_net *net = build("mlp");
+    lrp_net *net = tu_fixture("mlp");
     lrp_run_report rep;
     run(&rep, net, NULL, 0);
     assert_int_equal(rep.verdict, LRP_V_PASS);
@@ -114,7 +105,7 @@ static void test_fast_path_passes(void **state)
 static void test_planted_one_ulp_passes(void **state)
 {
     (void)state;
-    lrp_net *net = build("mlp");
+    lrp_net *net = tu_fixture("mlp");
     lrp_trace *t = fast_trace(net, "planted");
     int li = lrp_net_find(net, "fc1"); /* relevance at fc1's output */
     int64_t n = 32 * net->batch;
@@ -137,7 +128,7 @@ static void test_planted_one_ulp_passes(void **state)
 static void test_planted_wrong_sign_fails(void **state)
 {
     (void)state;
-    lrp_net *net = build("mlp");
+    lrp_net *net = tu_fixture("mlp");
     lrp_trace *t = fast_trace(net, "planted");
     int li = lrp_net_find(net, "relu2");
     int64_t k = big_cell(t->relevance[li], 32 * net->batch);
@@ -155,7 +146,7 @@ static void test_planted_wrong_sign_fails(void **state)
 static void test_near_cancellation_is_ill_conditioned(void **state)
 {
     (void)state;
-    lrp_net *net = build("nearcancel");
+    lrp_net *net = tu_fixture("nearcancel");
     set_rule(net, LRP_RULE_EPSILON, LRP_STAB_SIGN0_POS, 0x1.0c6f7ap-20f);
     lrp_run_report rep;
     run(&rep, net, NULL, 0);
@@ -171,7 +162,7 @@ static void test_near_cancellation_is_ill_conditioned(void **state)
 static void test_tiny_precision_is_unresolved(void **state)
 {
     (void)state;
-    lrp_net *net = build("mlp");
+    lrp_net *net = tu_fixture("mlp");
     lrp_run_report rep;
     /* p = 20 < 24: the reference cannot even hold binary32 products; at p
      * and p + 64 cells round to different binary32 values */
@@ -193,7 +184,7 @@ static void test_tiny_precision_is_unresolved(void **state)
 static void test_sign0_zero_dead_unit_is_nonfinite(void **state)
 {
     (void)state;
-    lrp_net *net = build("vgg_dead");
+    lrp_net *net = tu_fixture("vgg_dead");
     set_rule(net, LRP_RULE_EPSILON, LRP_STAB_SIGN0_ZERO, 0x1.ad7f2ap-24f); /* 1e-7 */
     lrp_run_report rep;
     run(&rep, net, NULL, 0);
@@ -233,7 +224,7 @@ static void faulty_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x
 static void test_local_names_the_faulty_layer(void **state)
 {
     (void)state;
-    lrp_net *net = build("mlp");
+    lrp_net *net = tu_fixture("mlp");
     lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
     lrp_f32_backend(&faulty, cx);
     real_lin_bwd = faulty.lin_bwd;
@@ -326,7 +317,7 @@ static void test_reports_parse_back(void **state)
 {
     (void)state;
     lrp_run_report runs[2];
-    lrp_net *a = build("mlp"), *b = build("vgg_dead");
+    lrp_net *a = tu_fixture("mlp"), *b = tu_fixture("vgg_dead");
     run(&runs[0], a, NULL, 0);
     set_rule(b, LRP_RULE_EPSILON, LRP_STAB_SIGN0_ZERO, 0x1.ad7f2ap-24f);
     run(&runs[1], b, NULL, 0);

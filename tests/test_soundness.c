@@ -49,19 +49,10 @@
 #include "backend_f32.h"
 #include "check.h"
 #include "fixtures.h"
+#include "util/testutil.h"
 
 /* ---- nets and traces ---- */
 
-static lrp_net *build(const char *name)
-{
-    lrp_net *net = NULL;
-    lrp_err e = {0};
-    const lrp_fixture_def *d = lrp_fixture_lookup(name);
-    assert_non_null(d);
-    if (d->build(&net, LRP_FIXTURE_SEED, &e) != LRP_OK)
-        fail_msg("%s: %s", name, e.msg);
-    return net;
-}
 
 /* Our fast path on the net as it is (its rules); every layer's relevance
  * as float arrays (batch * n), and the activations when acts != NULL. */
@@ -125,23 +116,9 @@ static void add_trace(lrp_net *net, const char *source, float *const *rel)
     }
 }
 
-static lrp_run_report judge(lrp_net *net, const char *source)
-{
-    lrp_check_opts o;
-    lrp_check_opts_default(&o);
-    o.source = source;
-    o.label = "soundness";
-    o.proof_extra = 0;
-    lrp_run_report rep;
-    lrp_err e = {0};
-    if (lrp_check(&rep, net, &o, &e) != LRP_OK)
-        fail_msg("%s", e.msg);
-    return rep;
-}
-
 static void expect_pass(lrp_net *net, const char *source)
 {
-    lrp_run_report rep = judge(net, source);
+    lrp_run_report rep = tu_judge("soundness", net, source);
     if (!lrp_run_ok(&rep))
         fail_msg("clean trace '%s' judged %s: a false alarm", source,
                  lrp_verdict_name(rep.verdict));
@@ -150,7 +127,7 @@ static void expect_pass(lrp_net *net, const char *source)
 
 static void expect_fail(lrp_net *net, const char *source)
 {
-    lrp_run_report rep = judge(net, source);
+    lrp_run_report rep = tu_judge("soundness", net, source);
     int ok = lrp_run_ok(&rep);
     lrp_verdict v = rep.verdict;
     lrp_run_report_free(&rep);
@@ -212,19 +189,19 @@ static float **copy_clean(const world *w)
 static int setup(void **state)
 {
     (void)state;
-    VGG.net = build("vgg16s");
+    VGG.net = tu_fixture("vgg16s");
     VGG.clean = fast_relevance(VGG.net, NULL);
     VGG.mid = middle_conv(VGG.net);
     add_trace(VGG.net, "clean", VGG.clean);
 
-    RES.net = build("resnet");
+    RES.net = tu_fixture("resnet");
     RES.clean = fast_relevance(RES.net, &RES.act);
     RES.mid = middle_conv(RES.net);
     add_trace(RES.net, "clean", RES.clean);
 
     /* vgg16s has batch 1; swap-sample needs two samples: the same net with a
      * second sample, the input mirrored left-right (a different image) */
-    VGG2.net = build("vgg16s");
+    VGG2.net = tu_fixture("vgg16s");
     lrp_net *n2 = VGG2.net;
     const lrp_shape *s = &n2->layers[0].shape;
     int64_t C = s->d[0], H = s->d[1], W = s->d[2], per = C * H * W;
@@ -669,7 +646,7 @@ static void test_resnet_noise_middle_layer(void **state)
  * Found on the resnet and cnn fixtures (both SUSPECT before). */
 static void reference_trace_passes(const char *name)
 {
-    lrp_net *net = build(name);
+    lrp_net *net = tu_fixture(name);
     lrp_err e = {0};
     lrp_trace *t = NULL;
     lrp_run_opts ro = {0, 2};
@@ -690,7 +667,7 @@ static void reference_trace_passes(const char *name)
  * behind it: FAIL. */
 static void negzero_flipped_zero(int to_pos)
 {
-    lrp_net *net = build("negzero");
+    lrp_net *net = tu_fixture("negzero");
     lrp_rule_spec r = lrp_rule_default(LRP_RULE_EPSILON);
     r.stab = LRP_STAB_SIGNBIT;
     lrp_rule_apply_all(net, &r);
@@ -713,7 +690,7 @@ static void negzero_flipped_zero(int to_pos)
         t->activation[i] = acts[i];
         acts[i] = NULL;
     }
-    lrp_run_report rep = judge(net, "flipped");
+    lrp_run_report rep = tu_judge("soundness", net, "flipped");
     lrp_verdict fv = rep.layers[li].fwd_verdict;
     int ok = lrp_run_ok(&rep);
     lrp_run_report_free(&rep);
@@ -751,7 +728,7 @@ static void test_negzero_neg_for_pos_fails(void **state)
 static void test_clean_mobilenet_ab_signbit_passes(void **state)
 {
     (void)state;
-    lrp_net *net = build("mobilenet");
+    lrp_net *net = tu_fixture("mobilenet");
     lrp_composite_params cp = lrp_composite_params_default();
     lrp_composite_apply(net, LRP_COMPOSITE_EPSILON_ALPHA2_BETA1, &cp);
     for (int i = 0; i < net->n_layers; i++)
@@ -763,7 +740,7 @@ static void test_clean_mobilenet_ab_signbit_passes(void **state)
         t->activation[i] = acts[i];
         acts[i] = NULL;
     }
-    lrp_run_report rep = judge(net, "clean");
+    lrp_run_report rep = tu_judge("soundness", net, "clean");
     int ok = lrp_run_ok(&rep);
     int excused = 0;
     for (int i = 0; i < net->n_layers; i++)
@@ -802,7 +779,7 @@ static void set_ab_on_add_bn(lrp_net *net, lrp_rule_id r)
 static void test_resnet_alphabeta_on_add_bn(void **state)
 {
     (void)state;
-    lrp_net *net = build("resnet");
+    lrp_net *net = tu_fixture("resnet");
     set_ab_on_add_bn(net, LRP_RULE_ZERO);
     float **wrong = fast_relevance(net, NULL);
     set_ab_on_add_bn(net, LRP_RULE_ALPHABETA);
@@ -819,7 +796,7 @@ static void test_resnet_alphabeta_on_add_bn(void **state)
         }
     }
     expect_pass(net, "clean");
-    lrp_run_report rep = judge(net, "lrp0-as-ab");
+    lrp_run_report rep = tu_judge("soundness", net, "lrp0-as-ab");
     int ok = lrp_run_ok(&rep);
     char origin[512];
     snprintf(origin, sizeof origin, "%s", rep.origin);
@@ -862,7 +839,7 @@ static lrp_run_report judge_ident(lrp_net *net, const char *source, int identify
 static void test_mutant_stab_zero_only_mlp_identified(void **state)
 {
     (void)state;
-    lrp_net *net = build("mlp");
+    lrp_net *net = tu_fixture("mlp");
     lrp_composite_params cp = lrp_composite_params_default();
     lrp_composite_apply(net, LRP_COMPOSITE_EPSILON_PLUS, &cp);
     float **clean = fast_relevance(net, NULL);
@@ -934,7 +911,7 @@ static void test_mutant_stab_zero_only_mlp_identified(void **state)
  * far from 0; a permutation moves values between cells that differ. */
 static void transformer_damage(const char *name)
 {
-    lrp_net *net = build(name);
+    lrp_net *net = tu_fixture(name);
     lrp_composite_params cp = lrp_composite_params_default();
     lrp_composite_apply(net, LRP_COMPOSITE_ATTN_LRP, &cp);
     int mha = -1;
@@ -988,7 +965,7 @@ static void transformer_damage(const char *name)
     float **cpl = fast_relevance(net, &cacts);
     lrp_composite_apply(net, LRP_COMPOSITE_ATTN_LRP, &cp);
     add_trace(net, "cplrp-noact", cpl);
-    lrp_run_report rep = judge(net, "cplrp-noact");
+    lrp_run_report rep = tu_judge("soundness", net, "cplrp-noact");
     lrp_verdict v = rep.verdict;
     lrp_run_report_free(&rep);
     if (v == LRP_V_PASS || v == LRP_V_ILL_CONDITIONED)

@@ -30,6 +30,7 @@
 #include "check.h"
 #include "fixtures.h"
 #include "reference.h"
+#include "util/testutil.h"
 
 /* ---- the cell classification ---- */
 
@@ -246,16 +247,6 @@ static void test_zero_activation_sign_is_evaluation_choice(void **state)
     lrp_net_free(net);
 }
 
-static lrp_net *fixture(const char *name)
-{
-    lrp_net *net = NULL;
-    lrp_err e = {0};
-    const lrp_fixture_def *d = lrp_fixture_lookup(name);
-    assert_non_null(d);
-    if (d->build(&net, LRP_FIXTURE_SEED, &e) != LRP_OK)
-        fail_msg("%s: %s", name, e.msg);
-    return net;
-}
 
 static void test_wrong_forward_fails(void **state)
 {
@@ -263,7 +254,7 @@ static void test_wrong_forward_fails(void **state)
     /* a producer whose forward pass used another bias at fc1 computes a
      * relevance consistent with its own (wrong) activations: the relevance
      * steps pass locally, the forward step of fc1 does not */
-    lrp_net *net = fixture("mlp");
+    lrp_net *net = tu_fixture("mlp");
     int f1 = lrp_net_find(net, "fc1");
     assert_true(f1 > 0 && net->layers[f1].has_bias);
     float saved = net->layers[f1].b[0];
@@ -287,7 +278,7 @@ static void test_forward_nan_named_as_origin(void **state)
      * the forward of fc1, not a division of the backward pass (found
      * running LXT's CP-LRP: torch's nn.MultiheadAttention is NaN for a
      * query with no visible key) */
-    lrp_net *net = fixture("mlp");
+    lrp_net *net = tu_fixture("mlp");
     lrp_trace *t = reference_trace(net, "fwdnan");
     int f1 = lrp_net_find(net, "fc1");
     t->activation[f1][0] = NAN;
@@ -305,7 +296,7 @@ static void test_forward_nan_named_as_origin(void **state)
 static void test_partial_and_empty_traces(void **state)
 {
     (void)state;
-    lrp_net *net = fixture("mlp");
+    lrp_net *net = tu_fixture("mlp");
     lrp_trace *t = reference_trace(net, "partial");
     int f1 = lrp_net_find(net, "fc1");
     /* drop the relevance at fc1's output: fc1's own input is still judged

@@ -33,21 +33,12 @@
 #include "naive/naive_vit.h"
 #include "pipeline.h"
 #include "reference.h"
+#include "util/testutil.h"
 
 /* The profiles are the command line's code (tools/), not the library's:
  * the one file is compiled in here. */
 #include "profiles.c"
 
-static lrp_net *build(const char *name)
-{
-    lrp_net *net = NULL;
-    lrp_err e = {0};
-    const lrp_fixture_def *d = lrp_fixture_lookup(name);
-    assert_non_null(d);
-    if (d->build(&net, LRP_FIXTURE_SEED, &e) != LRP_OK)
-        fail_msg("%s: %s", name, e.msg);
-    return net;
-}
 
 static lrp_pipe *ref_run(const lrp_net *net, lrp_ref_ctx *cx, lrp_backend *be)
 {
@@ -79,7 +70,7 @@ static void expect_infer_error(lrp_net *net, const char *want)
 static void test_shape_errors(void **state)
 {
     (void)state;
-    lrp_net *net = build("vit_tiny");
+    lrp_net *net = tu_fixture("vit_tiny");
     int tok = lrp_net_find(net, "tokens"), cls = lrp_net_find(net, "cls_token");
     assert_true(tok > 0 && cls == tok + 1);
     /* ClsToken on the image-shaped patch grid (32, 4, 4) */
@@ -101,7 +92,7 @@ static void test_shape_errors(void **state)
     lrp_net_free(net);
 
     /* a non-finite CLS vector is named */
-    net = build("vit_tiny");
+    net = tu_fixture("vit_tiny");
     net->layers[cls].w[5] = NAN;
     assert_int_equal(lrp_net_check_values(net, "f.h5", &e), LRP_E_INVALID);
     if (!strstr(e.msg, "f.h5: layer 'cls_token': parameter cls_token[5] is NaN"))
@@ -125,7 +116,7 @@ static char *tmp_h5(void)
 static void test_file_errors(void **state)
 {
     (void)state;
-    lrp_net *net = build("vit_tiny");
+    lrp_net *net = tu_fixture("vit_tiny");
     char *path = tmp_h5();
     lrp_err e = {0};
     if (lrp_fixture_write(net, path, &e) != LRP_OK)
@@ -253,7 +244,7 @@ static void test_reference_naive(void **state)
 static void test_conservation_cls(void **state)
 {
     (void)state;
-    lrp_net *net = build("vit_tiny");
+    lrp_net *net = tu_fixture("vit_tiny");
     lrp_ref_ctx cx;
     lrp_backend be;
     lrp_pipe *p = ref_run(net, &cx, &be);
@@ -346,20 +337,6 @@ static void test_gauge_map(void **state)
 
 /* ---- the fast path judged: no false alarm ---- */
 
-static lrp_run_report judge(lrp_net *net, const char *source)
-{
-    lrp_check_opts o;
-    lrp_check_opts_default(&o);
-    o.source = source;
-    o.label = "vit";
-    o.proof_extra = 0;
-    lrp_run_report rep;
-    lrp_err e = {0};
-    if (lrp_check(&rep, net, &o, &e) != LRP_OK)
-        fail_msg("%s", e.msg);
-    return rep;
-}
-
 static void test_fast_path_clean(void **state)
 {
     (void)state;
@@ -370,10 +347,10 @@ static void test_fast_path_clean(void **state)
                                    LRP_COMPOSITE_EPSILON_PLUS};
     for (int f = 0; f < 2; f++)
         for (int k = 0; k < (f ? 1 : 3); k++) {
-            lrp_net *net = build(fx[f]);
+            lrp_net *net = tu_fixture(fx[f]);
             lrp_composite_params p = lrp_composite_params_default();
             lrp_composite_apply(net, cs[k], &p);
-            lrp_run_report rep = judge(net, NULL);
+            lrp_run_report rep = tu_judge("vit", net, NULL);
             if (!lrp_run_ok(&rep))
                 fail_msg("%s under %s: the clean fast path judged %s (a false alarm)", fx[f],
                          lrp_composite_name(cs[k]), lrp_verdict_name(rep.verdict));
@@ -410,7 +387,7 @@ static float **fast_rel(const lrp_net *net)
  * and expects FAIL at that tensor. */
 static void mutant(int tensor, void (*mutate)(float *rel, const float *above, int64_t B))
 {
-    lrp_net *net = build("vit_tiny");
+    lrp_net *net = tu_fixture("vit_tiny");
     float **rel = fast_rel(net);
     mutate(rel[tensor], rel[tensor + 1], net->batch);
     lrp_err e = {0};
@@ -420,7 +397,7 @@ static void mutant(int tensor, void (*mutate)(float *rel, const float *above, in
     for (int i = 0; i < net->n_layers; i++)
         t->relevance[i] = rel[i];
     free(rel);
-    lrp_run_report rep = judge(net, "mutant");
+    lrp_run_report rep = tu_judge("vit", net, "mutant");
     lrp_verdict v = rep.layers[tensor].verdict, lv = rep.layers[tensor].tlocal_verdict;
     int ok = lrp_run_ok(&rep);
     lrp_run_report_free(&rep);
@@ -481,7 +458,7 @@ static void test_profiles(void **state)
 {
     (void)state;
     for (int ex = 0; ex < 2; ex++) {
-        lrp_net *net = build("bert_tiny");
+        lrp_net *net = tu_fixture("bert_tiny");
         assert_int_equal(cli_profile_apply(net, ex ? "lxt-explicit" : "lxt", 0), 0);
         assert_int_equal(lrp_net_infer(net, "t", NULL), LRP_OK);
         lrp_stab_id st = ex ? LRP_STAB_POSITIVE : LRP_STAB_SIGN0_POS;
@@ -508,9 +485,9 @@ static void test_profiles(void **state)
     /* the profile names list them */
     assert_non_null(strstr(cli_profile_names(), "lxt, lxt-explicit"));
     /* and bert_tiny's clean fast path passes under lxt */
-    lrp_net *net = build("bert_tiny");
+    lrp_net *net = tu_fixture("bert_tiny");
     cli_profile_apply(net, "lxt", 0);
-    lrp_run_report rep = judge(net, NULL);
+    lrp_run_report rep = tu_judge("vit", net, NULL);
     if (!lrp_run_ok(&rep))
         fail_msg("bert_tiny under lxt: judged %s", lrp_verdict_name(rep.verdict));
     lrp_run_report_free(&rep);

@@ -84,7 +84,10 @@ void cli_rule_str(char *buf, size_t n, const lrp_rule_spec *r)
     case LRP_RULE_ZBOX: ADD(" box=[%g,%g]", (double)r->low, (double)r->high); break;
     default: break;
     }
-    if (r->rule != LRP_RULE_PASS && r->rule != LRP_RULE_WTA && r->rule != LRP_RULE_IDENTITY) {
+    /* identity divides only with an eps (LXT's implicit identity on an
+     * activation, x R / stab(x)): then its eps and convention are shown */
+    if (r->rule != LRP_RULE_PASS && r->rule != LRP_RULE_WTA &&
+        (r->rule != LRP_RULE_IDENTITY || r->eps != 0.0f)) {
         if (r->eps != 0.0f)
             ADD(" eps=%g", (double)r->eps);
         ADD(" %s", lrp_stab_name(r->stab));

@@ -8,6 +8,10 @@
 
 #include "testutil.h"
 
+#include "check.h"
+#include "fixtures.h"
+#include "lrp.h"
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -261,4 +265,30 @@ int tu_run_cli(const char *dir, const char *pre, const char *cli, const char *ar
     read_into(fo, out, on);
     read_into(fe, err, en);
     return rc;
+}
+
+struct lrp_net *tu_fixture(const char *name)
+{
+    lrp_net *net = NULL;
+    lrp_err e = {0};
+    const lrp_fixture_def *d = lrp_fixture_lookup(name);
+    if (!d)
+        fail_msg("no suite fixture '%s'", name);
+    if (d->build(&net, LRP_FIXTURE_SEED, &e) != LRP_OK)
+        fail_msg("%s: %s", name, e.msg);
+    return net;
+}
+
+lrp_run_report tu_judge(const char *label, lrp_net *net, const char *source)
+{
+    lrp_check_opts o;
+    lrp_check_opts_default(&o);
+    o.source = source;
+    o.label = label;
+    o.proof_extra = 0;
+    lrp_run_report rep;
+    lrp_err e = {0};
+    if (lrp_check(&rep, net, &o, &e) != LRP_OK)
+        fail_msg("%s", e.msg);
+    return rep;
 }

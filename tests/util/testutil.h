@@ -10,6 +10,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+struct lrp_net;
+/* The suite fixture `name` built with the suite's seed (fixtures/suite.c);
+ * a test failure (fail_msg) when it is unknown or does not build. */
+struct lrp_net *tu_fixture(const char *name);
+/* lrp_check of trace `source` of net (NULL: our fast path) with the default
+ * options, labelled `label`, without the self-proof at p + 64 (p = 128 is
+ * resolved on the suite's nets: test_oracle); a test failure when the
+ * check cannot run.  Free the report with lrp_run_report_free. */
+struct lrp_run_report tu_judge(const char *label, struct lrp_net *net, const char *source);
+
 /* Creates a fresh directory /tmp/lrp-<tag>-XXXXXX; returns a malloc'ed
  * path, or NULL (with a message on stderr) on failure. */
 char *tu_mkdtemp(const char *tag);

@@ -71,7 +71,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, ".."))
 import lrp_torch as lt  # noqa: E402
 sys.path.insert(0, HERE)
-import run_peers  # noqa: E402  (its compare: verdict and the layers not PASS)
+import run_peers  # noqa: E402  (its compare and fixture_files)
 
 # the transformer fixtures of `lrp-oracle gen` (those that exist are run)
 DEFAULT = ("tokmlp", "attn1", "attn_saturated", "attn_padded", "embed1", "gate1",
@@ -345,13 +345,7 @@ def main():
         return 2
     cli, outdir = sys.argv[1], sys.argv[2]
     os.makedirs(outdir, exist_ok=True)
-    files = sys.argv[3:]
-    if not files:
-        gen = os.path.join(outdir, "gen")
-        os.makedirs(gen, exist_ok=True)
-        subprocess.run([cli, "gen", "--out", gen], check=True, stdout=subprocess.DEVNULL)
-        files = [os.path.join(gen, n + ".h5") for n in DEFAULT
-                 if os.path.exists(os.path.join(gen, n + ".h5"))]
+    files = run_peers.fixture_files(cli, outdir, sys.argv[3:], DEFAULT)
     rules, patches, lf, rev = load_lxt()
     print("LXT %s, torch %s" % (rev, torch.__version__))
     print("%-16s %-12s %-16s %s" % ("fixture", "run", "verdict", "non-PASS layers"))

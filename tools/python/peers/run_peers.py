@@ -158,18 +158,27 @@ def compare(cli, path, source, outdir):
     return r.returncode, verdict, worst
 
 
+def fixture_files(cli, outdir, files, names=None):
+    """The files given, else the fixtures `lrp-oracle gen` writes into
+    OUTDIR/gen: every one, or those of `names` that exist (in that order)."""
+    if files:
+        return files
+    gen = os.path.join(outdir, "gen")
+    os.makedirs(gen, exist_ok=True)
+    subprocess.run([cli, "gen", "--out", gen], check=True, stdout=subprocess.DEVNULL)
+    if names is None:
+        return sorted(os.path.join(gen, f) for f in os.listdir(gen) if f.endswith(".h5"))
+    return [os.path.join(gen, n + ".h5") for n in names
+            if os.path.exists(os.path.join(gen, n + ".h5"))]
+
+
 def main():
     if len(sys.argv) < 3:
         sys.stderr.write(__doc__)
         return 2
     cli, outdir = sys.argv[1], sys.argv[2]
     os.makedirs(outdir, exist_ok=True)
-    files = sys.argv[3:]
-    if not files:
-        gen = os.path.join(outdir, "gen")
-        os.makedirs(gen, exist_ok=True)
-        subprocess.run([cli, "gen", "--out", gen], check=True, stdout=subprocess.DEVNULL)
-        files = sorted(os.path.join(gen, f) for f in os.listdir(gen) if f.endswith(".h5"))
+    files = fixture_files(cli, outdir, sys.argv[3:])
     peers = ("zennit-eps", "zennit-plus", "zennit-canon", "captum")
     if os.environ.get("RUN_PEERS"):
         want = os.environ["RUN_PEERS"].split(",")
