@@ -34,6 +34,35 @@ uint32_t lrp_h5_fletcher32(const void *data, size_t nbytes);
  * (tools/sandbox.c).  Process-wide; NULL switches it off. */
 void lrp_h5_set_array_hook(void (*fn)(void *ctx, const float *a, int64_t n), void *ctx);
 
+/* Where a float32 dataset's values lie in the file, for a reader that
+ * copies them itself (the sandbox's parent, tools/sandbox.c): either one
+ * contiguous run of little-endian binary32 values (n_chunks 1, chunk =
+ * dims), or a grid of chunks, each stored whole (values beyond the
+ * dataset's edge are padding), listed in row-major grid order, each
+ * followed by its Fletcher32 checksum when `fletcher` and bit 0 of its
+ * filter mask is clear. */
+#define LRP_H5_RAW_MAX_CHUNKS (1u << 20)
+typedef struct lrp_h5_raw {
+    const char *obj; /* the dataset's path in the file (for messages) */
+    int rank;        /* 1 .. LRP_MAX_RANK + 1 */
+    uint64_t dims[8], chunk[8];
+    int fletcher;
+    uint64_t n_chunks;
+    uint64_t *addr, *size; /* per chunk: its byte address and stored size */
+    uint32_t *mask;        /* per chunk: the filters skipped (bit i: filter i) */
+} lrp_h5_raw;
+
+/* With a raw hook set, a float32 dataset of the file whose (device,
+ * inode) are (dev, ino) that is stored plainly (contiguous, or chunked
+ * with no filter but Fletcher32; little-endian binary32; every chunk
+ * allocated) is not read: the hook gets its description, and when it
+ * returns 1 the reader's array is left as allocated, untouched, and the
+ * values are not checked (lrp_net_check_values is the caller's, after it
+ * filled the arrays).  Anything else is read as usual.  Process-wide;
+ * NULL switches it off. */
+void lrp_h5_set_raw_hook(int (*fn)(void *ctx, const lrp_h5_raw *r), void *ctx, uint64_t dev,
+                         uint64_t ino);
+
 /* A fixture write in two steps, so that the file can be built while the
  * caller computes the one trace it will hold last (lrp-oracle fast, on
  * another thread): begin checks the net, opens the output and writes

@@ -16,6 +16,12 @@
  *   - a silent writer is given up at the deadline;
  *   - the writer in two steps (begin, the trace added, finish) writes the
  *     same file as one write of the final net;
+ *   - arrays the parent reads from the file itself (cli_raw): datasets
+ *     stored in small uneven chunks with and without Fletcher32, contiguous
+ *     and gzip-compressed (not raw: read by the child) load as the
+ *     in-process reader reads them; a flipped byte in a checksummed chunk
+ *     is the file's error naming the dataset; hostile descriptions from
+ *     the child are refused;
  *   - lrp_h5_fletcher32 equals libhdf5's H5_checksum_fletcher32 on every
  *     length 0..4096 and on large buffers of random, all-0xff and zero
  *     bytes (the folds' representatives of 0 differ: 0 and 0xffff).
@@ -33,10 +39,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <hdf5.h>
 
 #include "fixtures.h"
 #include "kinds.h"
@@ -210,7 +221,7 @@ static lrp_status wire_recv_bytes(const unsigned char *bytes, size_t n, unsigned
     assert_int_equal(write(fd, bytes, n), (ssize_t)n);
     assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
     int timed_out = 0;
-    lrp_status st = cli_wire_recv(fd, -1, NULL, &timed_out, what, "x.h5", out, counts, NULL, 0, e);
+    lrp_status st = cli_wire_recv(fd, -1, NULL, &timed_out, what, "x.h5", out, counts, NULL, NULL, 0, e);
     close(fd);
     assert_int_equal(timed_out, 0);
     return st;
@@ -371,7 +382,7 @@ static void test_silent_writer_times_out(void **state)
     lrp_err e = {0};
     int timed_out = 0;
     lrp_status st = cli_wire_recv(fds[0], -1, &deadline, &timed_out, CLI_LOAD_ARRAYS, "x.h5",
-                                  &got, NULL, NULL, 0, &e);
+                                  &got, NULL, NULL, NULL, 0, &e);
     assert_int_not_equal(st, LRP_OK);
     assert_int_equal(timed_out, 1);
     assert_null(got);
@@ -426,6 +437,228 @@ static void test_fletcher32(void **state)
     free(b);
 }
 
+/* ---- raw arrays (cli_raw) ---- */
+
+typedef struct visit_ctx {
+    char (*names)[512];
+    int n, cap;
+} visit_ctx;
+
+static herr_t collect(hid_t o, const char *name, const H5O_info_t *info, void *op)
+{
+    (void)o;
+    visit_ctx *v = op;
+    if (info->type == H5O_TYPE_DATASET && v->n < v->cap)
+        snprintf(v->names[v->n++], 512, "/%s", name);
+    return 0;
+}
+
+/* Rewrites every float dataset of at least 2 dimensions and 12 values in
+ * one of four layouts, by turns: uneven small chunks with Fletcher32,
+ * contiguous, gzip (not raw), small chunks without a filter.  Returns the
+ * name of the first chunked Fletcher32 one in fl (for the corruption). */
+static void relayout(const char *path, char *fl, size_t fln)
+{
+    static char names[4096][512];
+    visit_ctx v = {names, 0, 4096};
+    hid_t f = H5Fopen(path, H5F_ACC_RDWR, H5P_DEFAULT);
+    assert_true(f >= 0);
+    assert_true(H5Ovisit(f, H5_INDEX_NAME, H5_ITER_NATIVE, collect, &v) >= 0);
+    int turn = 0;
+    fl[0] = '\0';
+    for (int k = 0; k < v.n; k++) {
+        hid_t ds = H5Dopen2(f, names[k], H5P_DEFAULT);
+        hid_t ft = H5Dget_type(ds), sp = H5Dget_space(ds);
+        hsize_t dims[8];
+        int rank = H5Sget_simple_extent_ndims(sp);
+        int isf = H5Tget_class(ft) == H5T_FLOAT && H5Tget_size(ft) == 4;
+        hssize_t n = H5Sget_simple_extent_npoints(sp);
+        if (!isf || rank < 2 || n < 12) {
+            H5Tclose(ft);
+            H5Sclose(sp);
+            H5Dclose(ds);
+            continue;
+        }
+        H5Sget_simple_extent_dims(sp, dims, NULL);
+        float *buf = malloc((size_t)n * sizeof(float));
+        assert_non_null(buf);
+        assert_true(H5Dread(ds, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+        H5Dclose(ds);
+        assert_true(H5Ldelete(f, names[k], H5P_DEFAULT) >= 0);
+        hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+        int lay = turn++ % 4;
+        if (lay != 1) {
+            /* chunks that do not divide the dimensions: edge chunks padded */
+            hsize_t ch[8];
+            for (int i = 0; i < rank; i++)
+                ch[i] = dims[i] > 2 ? dims[i] / 2 + 1 : dims[i];
+            H5Pset_chunk(dcpl, rank, ch);
+        }
+        if (lay == 0)
+            H5Pset_fletcher32(dcpl);
+        if (lay == 2)
+            H5Pset_deflate(dcpl, 1);
+        hid_t nd = H5Dcreate2(f, names[k], H5T_IEEE_F32LE, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+        assert_true(nd >= 0);
+        assert_true(H5Dwrite(nd, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) >= 0);
+        if (lay == 0 && !fl[0] && strlen(names[k]) < fln)
+            memcpy(fl, names[k], strlen(names[k]) + 1);
+        H5Dclose(nd);
+        H5Pclose(dcpl);
+        H5Tclose(ft);
+        H5Sclose(sp);
+        free(buf);
+    }
+    H5Fclose(f);
+    assert_true(turn >= 4); /* every layout used */
+}
+
+static void test_raw_layouts(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"cnn", "resnet", "mlp"};
+    for (size_t q = 0; q < sizeof names / sizeof *names; q++) {
+        const lrp_fixture_def *d = lrp_fixture_lookup(names[q]);
+        assert_non_null(d);
+        char path[4200], fl[512];
+        lrp_net *net = fixture_with_trace((int)(d - lrp_fixture_defs), path, sizeof path);
+        relayout(path, fl, sizeof fl);
+        lrp_net *ref = NULL, *viafork = NULL;
+        lrp_err e = {0};
+        assert_int_equal(lrp_fixture_read(&ref, path, &e), LRP_OK);
+        same_net(net, ref, 1);
+        if (cli_load(&viafork, path, &e) != LRP_OK)
+            fail_msg("%s: %s", names[q], e.msg);
+        same_net(ref, viafork, 1);
+        lrp_net_free(viafork);
+        lrp_net_free(ref);
+        lrp_net_free(net);
+
+        /* a flipped byte inside a checksummed chunk: the file's error,
+         * naming the dataset, as the in-process reader's is */
+        hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+        hid_t ds = H5Dopen2(f, fl, H5P_DEFAULT);
+        hsize_t off[8] = {0}, sz = 0;
+        haddr_t addr = HADDR_UNDEF;
+        unsigned mask = 0;
+        assert_true(H5Dget_chunk_info_by_coord(ds, off, &mask, &addr, &sz) >= 0);
+        H5Dclose(ds);
+        H5Fclose(f);
+        int fd = open(path, O_RDWR);
+        assert_true(fd >= 0);
+        unsigned char b;
+        assert_int_equal(pread(fd, &b, 1, (off_t)addr + 5), 1);
+        b ^= 0x10;
+        assert_int_equal(pwrite(fd, &b, 1, (off_t)addr + 5), 1);
+        close(fd);
+        assert_int_equal(cli_load(&viafork, path, &e), LRP_E_FORMAT);
+        assert_null(viafork);
+        assert_non_null(strstr(e.msg, fl));
+        assert_non_null(strstr(e.msg, "Fletcher32"));
+        assert_null(strchr(e.msg, '\n'));
+        assert_int_equal(lrp_fixture_read(&ref, path, &e), LRP_E_FORMAT);
+        assert_null(ref);
+    }
+}
+
+/* A description as the child would send it (after the frame byte). */
+static size_t raw_desc_bytes(unsigned char *b, uint32_t rank, uint32_t fl, uint64_t nc,
+                             const uint64_t *dims, const uint64_t *chunk, const uint64_t *addr,
+                             const uint64_t *size, const uint32_t *mask, const char *obj)
+{
+    raw_head h = {rank, fl, nc, (uint32_t)strlen(obj), 0};
+    size_t at = 0;
+    memcpy(b + at, &h, sizeof h);
+    at += sizeof h;
+    memcpy(b + at, dims, rank * 8);
+    at += rank * 8;
+    memcpy(b + at, chunk, rank * 8);
+    at += rank * 8;
+    for (uint64_t k = 0; k < nc; k++) {
+        memcpy(b + at, &addr[k], 8);
+        memcpy(b + at + 8, &size[k], 8);
+        memcpy(b + at + 16, &mask[k], 4);
+        at += 20;
+    }
+    memcpy(b + at, obj, strlen(obj));
+    return at + strlen(obj);
+}
+
+static lrp_status raw_try(const unsigned char *b, size_t n, const cli_raw *raw, int64_t *values,
+                          lrp_err *e)
+{
+    int fd = memfd_create("rawdesc", 0);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, b, n), (ssize_t)n);
+    assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
+    int timed_out = 0;
+    cli_raw_item *it = NULL;
+    lrp_status st = raw_recv(fd, NULL, &timed_out, raw, &it, values, e);
+    close(fd);
+    assert_true((st == LRP_OK) == (it != NULL));
+    if (st != LRP_OK && (!e->msg[0] || strchr(e->msg, '\n')))
+        fail_msg("bad message '%s'", e->msg);
+    raw_item_free(it);
+    return st;
+}
+
+/* The child may lie: every description that does not fit the file or
+ * its own grid is refused. */
+static void test_raw_hostile_descriptions(void **state)
+{
+    (void)state;
+    cli_raw raw = {3, 10000, NULL, 0, 0}; /* a 10000-byte file (fd unused here) */
+    unsigned char b[4096];
+    uint64_t dims[2] = {10, 7}, chunk[2] = {4, 7}, addr[3] = {0, 200, 400},
+             size[3] = {116, 116, 116};
+    uint32_t mask[3] = {0, 0, 0};
+    int64_t values = 0;
+    lrp_err e = {0};
+    /* the valid one: 3 chunks of 4 x 7 values with their checksums */
+    size_t n = raw_desc_bytes(b, 2, 1, 3, dims, chunk, addr, size, mask, "/network/fc/weight");
+    assert_int_equal(raw_try(b, n, &raw, &values, &e), LRP_OK);
+    assert_int_equal(values, 70);
+    /* every cut is refused */
+    for (size_t cut = 0; cut < n; cut++)
+        assert_int_not_equal(raw_try(b, cut, &raw, &values, &e), LRP_OK);
+    /* not asked for */
+    cli_raw none = {-1, 0, NULL, 0, 0};
+    assert_int_not_equal(raw_try(b, n, &none, &values, &e), LRP_OK);
+    assert_int_not_equal(raw_try(b, n, NULL, &values, &e), LRP_OK);
+    struct {
+        uint32_t rank, fl;
+        uint64_t nc, d0, c0, a2, s1;
+        uint32_t m0;
+    } bad[] = {
+        {0, 1, 3, 10, 4, 400, 116, 0},  /* rank 0 */
+        {5, 1, 3, 10, 4, 400, 116, 0},  /* rank beyond the format */
+        {2, 2, 3, 10, 4, 400, 116, 0},  /* fletcher neither 0 nor 1 */
+        {2, 1, 2, 10, 4, 400, 116, 0},  /* fewer chunks than the grid */
+        {2, 1, 3, 10, 11, 400, 116, 0}, /* a chunk larger than the array */
+        {2, 1, 3, 10, 0, 400, 116, 0},  /* an empty chunk */
+        {2, 1, 3, 10, 4, 9900, 116, 0}, /* a chunk past the file's end */
+        {2, 1, 3, 10, 4, UINT64_MAX - 50, 116, 0}, /* an address that wraps */
+        {2, 1, 3, 10, 4, 400, 112, 0},  /* a checksum missing */
+        {2, 0, 3, 10, 4, 400, 116, 0},  /* a checksum too many */
+        {2, 1, 3, 10, 4, 400, 116, 2},  /* a filter mask naming a filter it has not */
+        {2, 1, 3, 0, 4, 400, 116, 0},   /* a zero dimension */
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof *bad; k++) {
+        uint64_t d2[8] = {bad[k].d0, 7, 1, 1, 1}, c2[8] = {bad[k].c0, 7, 1, 1, 1};
+        uint64_t a3[3] = {0, 200, bad[k].a2}, s3[3] = {116, bad[k].s1, 116};
+        uint32_t m3[3] = {bad[k].m0, 0, 0};
+        uint64_t nc = bad[k].nc;
+        n = raw_desc_bytes(b, bad[k].rank <= 5 ? bad[k].rank : 2, bad[k].fl, nc, d2, c2, a3, s3,
+                           m3, "/x");
+        if (raw_try(b, n, &raw, &values, &e) == LRP_OK)
+            fail_msg("bad description %zu accepted", k);
+    }
+    /* a path longer than the frame allows */
+    raw_head h = {2, 1, 3, 300, 0};
+    memcpy(b, &h, sizeof h);
+    assert_int_not_equal(raw_try(b, sizeof h, &raw, &values, &e), LRP_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -434,6 +667,8 @@ int main(void)
         cmocka_unit_test(test_split_write_same_file),
         cmocka_unit_test(test_hostile_stream),
         cmocka_unit_test(test_silent_writer_times_out),
+        cmocka_unit_test(test_raw_layouts),
+        cmocka_unit_test(test_raw_hostile_descriptions),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -80,10 +80,26 @@ lrp_status cli_load_ex(lrp_net **out, const char *path, unsigned what, int **tra
  * the stream's first byte when already read, else -1.  An error report of
  * the child inside the stream goes to msg (NULL: none expected). */
 lrp_status cli_wire_send(int fd, lrp_net *net, unsigned what, int free_sent, lrp_err *err);
+/* Datasets stored plainly are not copied through the pipe: the child
+ * sends where their values lie in the file (lrp_h5_raw), and the parent
+ * reads them itself from `fd` (the file, opened here before the fork) once
+ * the child is gone -- libhdf5 still never runs in the parent; the bytes
+ * are checked against the checksums the file stores.  cli_wire_recv leaves
+ * those arrays NULL and lists them in a cli_raw; cli_raw_fill reads them
+ * into the net; cli_raw_free discards the list. */
+struct cli_raw_item;
+typedef struct cli_raw {
+    int fd;        /* the file the child parsed, or -1: no raw arrays accepted */
+    uint64_t size; /* its size when opened */
+    struct cli_raw_item *item;
+    size_t n, cap;
+} cli_raw;
+lrp_status cli_raw_fill(cli_raw *raw, const char *path, lrp_err *err);
+void cli_raw_free(cli_raw *raw);
 struct timespec;
 lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int *timed_out,
                          unsigned what, const char *path, lrp_net **out, int **trace_layers,
-                         char *msg, size_t msgcap, lrp_err *err);
+                         cli_raw *raw, char *msg, size_t msgcap, lrp_err *err);
 
 /* Phase timing for benchmarks (bench/bench_process.sh): with LRP_TIMING set
  * in the environment, prints "lrp-oracle: timing: WHAT S s (T s)" on stderr,

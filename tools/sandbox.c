@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -43,6 +44,7 @@
 #define FRAME_ERROR 'E'
 #define FRAME_PAYLOAD 'N'
 #define FRAME_ARRAY 'A' /* an array read, streamed while the child parses */
+#define FRAME_RAW 'R'   /* where an array's values lie in the file (cli_raw) */
 
 static double remaining_ms(const struct timespec *deadline)
 {
@@ -209,7 +211,8 @@ static lrp_status sandbox_run(const char *path, lrp_status (*fn)(void *ctx, lrp_
         timed_out = 1;
     } else if (r == 0 && frame == FRAME_ERROR) {
         read_message(fds[0], msg, sizeof msg, &deadline, &timed_out);
-    } else if (r == 0 && (frame == FRAME_PAYLOAD || frame == FRAME_ARRAY) && recv) {
+    } else if (r == 0 && (frame == FRAME_PAYLOAD || frame == FRAME_ARRAY || frame == FRAME_RAW) &&
+               recv) {
         payload = 1;
         pst = recv(ctx, fds[0], frame, &deadline, &timed_out, msg, sizeof msg, &pe);
         if (msg[0]) /* the child failed after streaming arrays: its message */
@@ -508,19 +511,305 @@ static int composite_ok(const char *name)
     return !name[0] || lrp_composite_parse(name, &id) == 0;
 }
 
+/* ---- arrays the parent reads from the file itself (FRAME_RAW) ---- */
+
+/* The frame: 'R', then raw_head, dims[rank], chunk[rank] (uint64), per
+ * chunk its address, stored size (uint64) and filter mask (uint32), then
+ * the dataset's path (obj_len bytes, for messages). */
+typedef struct raw_head {
+    uint32_t rank, fletcher;
+    uint64_t n_chunks;
+    uint32_t obj_len, pad;
+} raw_head;
+
+typedef struct cli_raw_item {
+    float **dst; /* the net's slot, filled by cli_raw_fill */
+    uint32_t rank, fletcher;
+    uint64_t n_chunks, cbytes; /* cbytes: one chunk's values, in bytes */
+    uint64_t dims[LRP_MAX_RANK + 1], chunk[LRP_MAX_RANK + 1];
+    uint64_t *addr, *size;
+    uint32_t *mask;
+    char obj[256];
+} cli_raw_item;
+
+static void raw_item_free(cli_raw_item *it)
+{
+    if (!it)
+        return;
+    free(it->addr);
+    free(it->size);
+    free(it->mask);
+    free(it);
+}
+
+void cli_raw_free(cli_raw *raw)
+{
+    if (!raw)
+        return;
+    for (size_t k = 0; k < raw->n; k++) {
+        free(raw->item[k].addr);
+        free(raw->item[k].size);
+        free(raw->item[k].mask);
+    }
+    free(raw->item);
+    raw->item = NULL;
+    raw->n = raw->cap = 0;
+}
+
+/* The child's side: the reader's hook (lrp_h5_set_raw_hook) sends the
+ * description instead of the values. */
+static int raw_send(int fd, const lrp_h5_raw *r)
+{
+    size_t ol = strlen(r->obj);
+    if (ol > 255)
+        ol = 255;
+    raw_head h = {(uint32_t)r->rank, (uint32_t)r->fletcher, r->n_chunks, (uint32_t)ol, 0};
+    char f = FRAME_RAW;
+    int bad = write_full(fd, &f, 1) || write_full(fd, &h, sizeof h) ||
+              write_full(fd, r->dims, (size_t)r->rank * 8) ||
+              write_full(fd, r->chunk, (size_t)r->rank * 8);
+    for (uint64_t k = 0; !bad && k < r->n_chunks; k++)
+        bad = write_full(fd, &r->addr[k], 8) || write_full(fd, &r->size[k], 8) ||
+              write_full(fd, &r->mask[k], 4);
+    return bad || write_full(fd, r->obj, ol);
+}
+
+static lrp_status wire_read(int fd, const struct timespec *deadline, int *timed_out, void *buf,
+                            size_t n, const char *what, lrp_err *err);
+
+/* The parent's side: reads and checks a description (the child may lie:
+ * every size is bounded, every chunk must lie inside the file). */
+static lrp_status raw_recv(int fd, const struct timespec *deadline, int *timed_out,
+                           const cli_raw *raw, cli_raw_item **out, int64_t *values, lrp_err *err)
+{
+    raw_head h;
+    lrp_status st;
+    cli_raw_item *it = NULL;
+    *out = NULL;
+#define RBAD(...)                                                                                \
+    do {                                                                                         \
+        st = lrp_err_set(err, LRP_E_FORMAT, __VA_ARGS__);                                        \
+        goto fail;                                                                               \
+    } while (0)
+    if ((st = wire_read(fd, deadline, timed_out, &h, sizeof h, "raw array", err)))
+        return st;
+    if (!raw || raw->fd < 0)
+        return lrp_err_set(err, LRP_E_FORMAT, "raw array: not asked for");
+    if (h.rank < 1 || h.rank > LRP_MAX_RANK + 1 || h.fletcher > 1 || h.n_chunks < 1 ||
+        h.n_chunks > LRP_H5_RAW_MAX_CHUNKS || h.obj_len > 255)
+        return lrp_err_set(err, LRP_E_FORMAT, "raw array: bad header");
+    if (!(it = calloc(1, sizeof *it)))
+        return lrp_err_set(err, LRP_E_NOMEM, "out of memory");
+    it->rank = h.rank;
+    it->fletcher = h.fletcher;
+    it->n_chunks = h.n_chunks;
+    if ((st = wire_read(fd, deadline, timed_out, it->dims, (size_t)h.rank * 8, "raw array", err)) ||
+        (st = wire_read(fd, deadline, timed_out, it->chunk, (size_t)h.rank * 8, "raw array", err)))
+        goto fail;
+    /* dimensions are bounded like the graph's (LRP_MAX_DIM each), so no
+     * product below overflows; the chunk grid must be the one described */
+    uint64_t grid = 1, total = 1, cvals = 1;
+    for (uint32_t i = 0; i < h.rank; i++) {
+        if (it->dims[i] < 1 || it->dims[i] > (uint64_t)LRP_MAX_DIM || it->chunk[i] < 1 ||
+            it->chunk[i] > it->dims[i])
+            RBAD("raw array: bad dimensions");
+        total *= it->dims[i];
+        cvals *= it->chunk[i];
+        grid *= (it->dims[i] + it->chunk[i] - 1) / it->chunk[i];
+        if (total > ((uint64_t)1 << 40) || cvals > ((uint64_t)1 << 28) ||
+            grid > LRP_H5_RAW_MAX_CHUNKS)
+            RBAD("raw array: too large");
+    }
+    if (grid != h.n_chunks)
+        RBAD("raw array: %llu chunks, the grid has %llu", (unsigned long long)h.n_chunks,
+             (unsigned long long)grid);
+    it->cbytes = cvals * sizeof(float);
+    if (!(it->addr = malloc(h.n_chunks * 8)) || !(it->size = malloc(h.n_chunks * 8)) ||
+        !(it->mask = malloc(h.n_chunks * 4))) {
+        st = lrp_err_set(err, LRP_E_NOMEM, "out of memory");
+        goto fail;
+    }
+    for (uint64_t k = 0; k < h.n_chunks; k++) {
+        if ((st = wire_read(fd, deadline, timed_out, &it->addr[k], 8, "raw array", err)) ||
+            (st = wire_read(fd, deadline, timed_out, &it->size[k], 8, "raw array", err)) ||
+            (st = wire_read(fd, deadline, timed_out, &it->mask[k], 4, "raw array", err)))
+            goto fail;
+        /* the stored size follows from the chunk and whether its checksum
+         * was applied; with one filter only bit 0 of the mask means anything */
+        uint64_t want = it->cbytes + (it->fletcher && !(it->mask[k] & 1u) ? 4 : 0);
+        if ((it->mask[k] & ~1u) || it->size[k] != want || it->addr[k] > raw->size ||
+            it->size[k] > raw->size - it->addr[k])
+            RBAD("raw array: chunk %llu is not where the file has room for it",
+                 (unsigned long long)k);
+    }
+    if ((st = wire_read(fd, deadline, timed_out, it->obj, h.obj_len, "raw array", err)))
+        goto fail;
+    it->obj[h.obj_len] = '\0';
+    *values = (int64_t)total;
+    *out = it;
+    return LRP_OK;
+fail:
+#undef RBAD
+    raw_item_free(it);
+    return st;
+}
+
+/* pread of exactly n bytes at off: 0, -1 an error (errno), 1 the file ends first */
+static int pread_full(int fd, void *buf, size_t n, uint64_t off)
+{
+    unsigned char *p = buf;
+    while (n > 0) {
+        ssize_t r = pread(fd, p, n > ((size_t)1 << 30) ? (size_t)1 << 30 : n, (off_t)off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            return 1;
+        p += r;
+        n -= (size_t)r;
+        off += (uint64_t)r;
+    }
+    return 0;
+}
+
+/* One array's values from the file into dst (values it->dims). */
+static lrp_status raw_read_item(const cli_raw *raw, const char *path, const cli_raw_item *it,
+                                float *dst, unsigned char *tmp, lrp_err *err)
+{
+    unsigned char *d = (unsigned char *)dst;
+    /* one chunk that is the whole array (contiguous storage, h5py's
+     * chunks=shape): read in place, its checksum beside */
+    int whole = it->n_chunks == 1;
+    for (uint32_t i = 0; whole && i < it->rank; i++)
+        whole = it->chunk[i] == it->dims[i];
+    uint64_t off[LRP_MAX_RANK + 1] = {0};
+    uint32_t R = it->rank;
+    for (uint64_t k = 0; k < it->n_chunks; k++) {
+        unsigned char *buf = whole ? d : tmp, sum[4];
+        int r = pread_full(raw->fd, buf, (size_t)it->cbytes, it->addr[k]);
+        if (r == 0 && it->size[k] == it->cbytes + 4)
+            r = pread_full(raw->fd, sum, 4, it->addr[k] + it->cbytes);
+        if (r < 0)
+            return lrp_err_set(err, LRP_E_IO, "%s: %s: cannot read data: %s", path, it->obj,
+                               strerror(errno));
+        if (r > 0)
+            return lrp_err_set(err, LRP_E_FORMAT,
+                               "%s: %s: cannot read data (corrupt file?): the file ends inside "
+                               "chunk %llu",
+                               path, it->obj, (unsigned long long)k);
+        if (it->size[k] == it->cbytes + 4) {
+            /* as libhdf5 checks it: the stored sum little-endian, or with
+             * the bytes of each half swapped (files of HDF5 1.6) */
+            uint32_t f = lrp_h5_fletcher32(buf, (size_t)it->cbytes), s;
+            const unsigned char *c = sum;
+            s = (uint32_t)c[0] | (uint32_t)c[1] << 8 | (uint32_t)c[2] << 16 | (uint32_t)c[3] << 24;
+            uint32_t fr = ((f & 0x00ff00ffu) << 8) | ((f >> 8) & 0x00ff00ffu);
+            if (s != f && s != fr)
+                return lrp_err_set(err, LRP_E_FORMAT,
+                                   "%s: %s: cannot read data (corrupt file?): chunk %llu fails "
+                                   "its Fletcher32 checksum",
+                                   path, it->obj, (unsigned long long)k);
+        }
+        if (whole)
+            return LRP_OK;
+        /* the chunk's rows along the last dimension, the part inside the
+         * dataset copied to its place (pack_chunk in core/h5io.c, reversed) */
+        uint64_t idx[LRP_MAX_RANK + 1] = {0};
+        uint64_t row = it->chunk[R - 1] * 4, last_in = it->dims[R - 1] - off[R - 1];
+        size_t keep = (size_t)((last_in < it->chunk[R - 1] ? last_in : it->chunk[R - 1]) * 4);
+        const unsigned char *src = tmp;
+        for (;;) {
+            int inside = 1;
+            uint64_t so = 0;
+            for (uint32_t i = 0; i + 1 < R; i++) {
+                if (off[i] + idx[i] >= it->dims[i])
+                    inside = 0;
+                so = so * it->dims[i] + off[i] + idx[i];
+            }
+            if (inside)
+                memcpy(d + (so * it->dims[R - 1] + off[R - 1]) * 4, src, keep);
+            src += row;
+            int i = (int)R - 2;
+            for (; i >= 0; i--) {
+                if (++idx[i] < it->chunk[i])
+                    break;
+                idx[i] = 0;
+            }
+            if (i < 0)
+                break;
+        }
+        for (int i = (int)R - 1; i >= 0; i--) {
+            off[i] += it->chunk[i];
+            if (off[i] < it->dims[i])
+                break;
+            off[i] = 0;
+        }
+    }
+    return LRP_OK;
+}
+
+lrp_status cli_raw_fill(cli_raw *raw, const char *path, lrp_err *err)
+{
+    uint64_t tcap = 0;
+    for (size_t k = 0; k < raw->n; k++)
+        if (raw->item[k].n_chunks > 1 && raw->item[k].cbytes > tcap)
+            tcap = raw->item[k].cbytes;
+    unsigned char *tmp = tcap ? malloc((size_t)tcap) : NULL;
+    if (tcap && !tmp)
+        return lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory", path);
+    lrp_status st = LRP_OK;
+    for (size_t k = 0; k < raw->n && !st; k++) {
+        cli_raw_item *it = &raw->item[k];
+        uint64_t n = 1;
+        for (uint32_t i = 0; i < it->rank; i++)
+            n *= it->dims[i];
+        float *a = malloc((size_t)n * sizeof(float));
+        if (!a) {
+            st = lrp_err_set(err, LRP_E_NOMEM, "%s: %s: out of memory for %llu values", path,
+                             it->obj, (unsigned long long)n);
+            break;
+        }
+        *it->dst = a; /* the net owns it from here, filled or not */
+        st = raw_read_item(raw, path, it, a, tmp, err);
+    }
+    free(tmp);
+    return st;
+}
+
 /* The arrays received before the structure, taken in the reader's order. */
 typedef struct wire_arrays {
     float **a;
     int64_t *n;
+    cli_raw_item **raw; /* an array the parent reads from the file, or NULL */
     size_t count, cap, next;
     double bytes;
 } wire_arrays;
 
-static lrp_status take(wire_arrays *A, float **dst, int64_t n, lrp_err *err)
+static lrp_status take(wire_arrays *A, cli_raw *raw, float **dst, int64_t n, lrp_err *err)
 {
     if (A->next >= A->count || A->n[A->next] != n)
         return lrp_err_set(err, LRP_E_FORMAT, "arrays: array %zu does not fit the network",
                            A->next);
+    if (A->raw[A->next]) {
+        /* filled by cli_raw_fill once the child is gone */
+        if (raw->n == raw->cap) {
+            size_t cap = raw->cap ? 2 * raw->cap : 64;
+            cli_raw_item *p = realloc(raw->item, cap * sizeof *p);
+            if (!p)
+                return lrp_err_set(err, LRP_E_NOMEM, "out of memory");
+            raw->item = p;
+            raw->cap = cap;
+        }
+        cli_raw_item *it = A->raw[A->next];
+        it->dst = dst;
+        raw->item[raw->n++] = *it;
+        free(it); /* its arrays moved to the list */
+        A->raw[A->next] = NULL;
+        *dst = NULL;
+        A->next++;
+        return LRP_OK;
+    }
     *dst = A->a[A->next];
     A->a[A->next++] = NULL;
     return LRP_OK;
@@ -528,7 +817,7 @@ static lrp_status take(wire_arrays *A, float **dst, int64_t n, lrp_err *err)
 
 lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int *timed_out,
                          unsigned what, const char *path, lrp_net **out, int **trace_layers,
-                         char *msg, size_t msgcap, lrp_err *err)
+                         cli_raw *raw, char *msg, size_t msgcap, lrp_err *err)
 {
     wire_head h;
     lrp_status st;
@@ -559,28 +848,43 @@ lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int
             read_message(fd, msg, msgcap, deadline, timed_out);
             BAD("the parser failed");
         }
-        if (frame != FRAME_ARRAY || !(what & CLI_LOAD_ARRAYS))
+        if ((frame != FRAME_ARRAY && frame != FRAME_RAW) || !(what & CLI_LOAD_ARRAYS))
             BAD("frame: unexpected");
-        uint64_t bytes;
-        RD(&bytes, 8, "array");
-        A.bytes += (double)bytes;
-        if (bytes == 0 || bytes % sizeof(float) ||
-            A.bytes > (double)cli_limit_mem_mb() * 1048576.0)
-            BAD("array: %llu bytes, beyond the parser's memory limit", (unsigned long long)bytes);
         if (A.count == A.cap) {
             size_t cap = A.cap ? 2 * A.cap : 64;
             float **na = realloc(A.a, cap * sizeof *na);
             if (na)
                 A.a = na;
             int64_t *nn = na ? realloc(A.n, cap * sizeof *nn) : NULL;
-            if (!nn) {
+            if (nn)
+                A.n = nn;
+            cli_raw_item **nr = nn ? realloc(A.raw, cap * sizeof *nr) : NULL;
+            if (!nr) {
                 st = lrp_err_set(err, LRP_E_NOMEM, "out of memory");
                 goto done;
             }
-            A.n = nn;
+            A.raw = nr;
             A.cap = cap;
         }
         A.a[A.count] = NULL;
+        A.raw[A.count] = NULL;
+        if (frame == FRAME_RAW) {
+            int64_t values = 0;
+            A.n[A.count] = 0;
+            if ((st = raw_recv(fd, deadline, timed_out, raw, &A.raw[A.count++], &values, err)))
+                goto done;
+            A.n[A.count - 1] = values;
+            A.bytes += (double)values * sizeof(float);
+            if (A.bytes > (double)cli_limit_mem_mb() * 1048576.0)
+                BAD("array: %lld values, beyond the parser's memory limit", (long long)values);
+            continue;
+        }
+        uint64_t bytes;
+        RD(&bytes, 8, "array");
+        A.bytes += (double)bytes;
+        if (bytes == 0 || bytes % sizeof(float) ||
+            A.bytes > (double)cli_limit_mem_mb() * 1048576.0)
+            BAD("array: %llu bytes, beyond the parser's memory limit", (unsigned long long)bytes);
         A.n[A.count] = (int64_t)(bytes / sizeof(float));
         if ((st = wire_floats(fd, deadline, timed_out, &A.a[A.count++], (int64_t)(bytes / 4),
                               "array", err)))
@@ -703,17 +1007,17 @@ lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int
             for (int w = 0; w < LRP_P_COUNT; w++) {
                 lrp_shape ps;
                 if (lrp_layer_param_shape(net, i, w, &ps) &&
-                    (st = take(&A, lrp_layer_param_slot(l, w), lrp_shape_numel(&ps), err)))
+                    (st = take(&A, raw, lrp_layer_param_slot(l, w), lrp_shape_numel(&ps), err)))
                     goto done;
             }
         }
         const lrp_shape *ins = &net->layers[0].shape;
         int64_t pT = lrp_padding_T(net);
-        if ((st = take(&A, &net->input, wire_numel(ins, net->batch), err)) ||
-            (pT > 0 && (st = take(&A, &net->key_padding_mask, pT * net->batch, err))) ||
-            ((h.present & 1) && (st = take(&A, &net->r_out, wire_numel(outs, net->batch), err))) ||
-            ((h.present & 4) && ((st = take(&A, &net->zbox_low, lrp_shape_numel(ins), err)) ||
-                                 (st = take(&A, &net->zbox_high, lrp_shape_numel(ins), err)))))
+        if ((st = take(&A, raw, &net->input, wire_numel(ins, net->batch), err)) ||
+            (pT > 0 && (st = take(&A, raw, &net->key_padding_mask, pT * net->batch, err))) ||
+            ((h.present & 1) && (st = take(&A, raw, &net->r_out, wire_numel(outs, net->batch), err))) ||
+            ((h.present & 4) && ((st = take(&A, raw, &net->zbox_low, lrp_shape_numel(ins), err)) ||
+                                 (st = take(&A, raw, &net->zbox_high, lrp_shape_numel(ins), err)))))
             goto done;
         for (int k = 0; k < net->n_traces; k++) {
             lrp_trace *t = &net->traces[k];
@@ -723,7 +1027,7 @@ lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int
             for (int q = 0; q < 3; q++)
                 for (int i = 0; i < net->n_layers; i++)
                     if ((p[i] & bit[q]) &&
-                        (st = take(&A, &g[q][i], wire_numel(&net->layers[i].shape, net->batch),
+                        (st = take(&A, raw, &g[q][i], wire_numel(&net->layers[i].shape, net->batch),
                                    err)))
                         goto done;
         }
@@ -743,10 +1047,15 @@ lrp_status cli_wire_recv(int fd, int first, const struct timespec *deadline, int
 done:
 #undef RD
 #undef BAD
-    for (size_t k = 0; k < A.count; k++)
+    for (size_t k = 0; k < A.count; k++) {
         free(A.a[k]);
+        raw_item_free(A.raw[k]);
+    }
     free(A.a);
     free(A.n);
+    free(A.raw);
+    if (st != LRP_OK)
+        cli_raw_free(raw); /* its slots were in the net just freed */
     lrp_net_free(net);
     free(names);
     free(pres);
@@ -763,6 +1072,7 @@ struct load_ctx {
     lrp_net **out;     /* the parent's copy */
     int **trace_layers;
     int stream_bad;    /* the child could not send an array */
+    cli_raw raw;       /* the file, opened before the fork; arrays read from it */
 };
 
 /* The child sends every array as soon as the reader has it: the parent
@@ -775,13 +1085,28 @@ static void stream_array(void *vctx, const float *a, int64_t n)
         c->stream_bad = 1;
 }
 
+/* ... or, for a dataset stored plainly, where its values lie: the parent
+ * reads them itself (cli_raw) */
+static int raw_array(void *vctx, const lrp_h5_raw *r)
+{
+    struct load_ctx *c = vctx;
+    if (!c->stream_bad && raw_send(sandbox_child_fd, r))
+        c->stream_bad = 1;
+    return 1;
+}
+
 static lrp_status load_child(void *vctx, lrp_err *err)
 {
     struct load_ctx *c = vctx;
-    if (sandbox_child_fd >= 0 && (c->what & CLI_LOAD_ARRAYS))
+    struct stat sb;
+    if (sandbox_child_fd >= 0 && (c->what & CLI_LOAD_ARRAYS)) {
         lrp_h5_set_array_hook(stream_array, c);
+        if (c->raw.fd >= 0 && fstat(c->raw.fd, &sb) == 0)
+            lrp_h5_set_raw_hook(raw_array, c, (uint64_t)sb.st_dev, (uint64_t)sb.st_ino);
+    }
     lrp_status st = lrp_fixture_read(&c->net, c->path, err);
     lrp_h5_set_array_hook(NULL, NULL);
+    lrp_h5_set_raw_hook(NULL, NULL, 0, 0);
     if (st == LRP_OK && c->stream_bad)
         st = lrp_err_set(err, LRP_E_IO, "%s: cannot send the parsed network: %s", c->path,
                          strerror(errno));
@@ -803,13 +1128,13 @@ static lrp_status load_recv(void *vctx, int fd, int first, const struct timespec
 {
     struct load_ctx *c = vctx;
     return cli_wire_recv(fd, first, deadline, timed_out, c->what, c->path, c->out,
-                         c->trace_layers, msg, msgcap, err);
+                         c->trace_layers, &c->raw, msg, msgcap, err);
 }
 
 lrp_status cli_load_ex(lrp_net **out, const char *path, unsigned what, int **trace_layers,
                        lrp_err *err)
 {
-    struct load_ctx c = {path, what, NULL, out, trace_layers, 0};
+    struct load_ctx c = {path, what, NULL, out, trace_layers, 0, {-1, 0, NULL, 0, 0}};
     lrp_status st;
     *out = NULL;
     if (trace_layers)
@@ -838,7 +1163,32 @@ lrp_status cli_load_ex(lrp_net **out, const char *path, unsigned what, int **tra
         cli_phase("parse");
         return st;
     }
+    if (what & CLI_LOAD_ARRAYS) {
+        /* opened before the fork: the child checks that it parses this
+         * file (device and inode); O_NONBLOCK: a FIFO must not block here */
+        struct stat sb;
+        c.raw.fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (c.raw.fd >= 0 && (fstat(c.raw.fd, &sb) != 0 || !S_ISREG(sb.st_mode))) {
+            close(c.raw.fd);
+            c.raw.fd = -1;
+        }
+        if (c.raw.fd >= 0)
+            c.raw.size = (uint64_t)sb.st_size;
+    }
     st = sandbox_run(path, load_child, load_send, load_recv, &c, err);
+    cli_phase("parse (sandboxed) and hand-over");
+    if (st == LRP_OK && c.raw.n > 0) {
+        /* the child is gone: the values it pointed at, read here */
+        st = cli_raw_fill(&c.raw, path, err);
+        cli_phase("arrays read from the file");
+    }
+    /* checked here whatever the child said (it skips the check when it did
+     * not read the values) */
+    if (st == LRP_OK && (what & CLI_LOAD_ARRAYS))
+        st = lrp_net_check_values(*out, path, err);
+    cli_raw_free(&c.raw);
+    if (c.raw.fd >= 0)
+        close(c.raw.fd);
     if (st != LRP_OK) {
         lrp_net_free(*out);
         *out = NULL;
@@ -847,7 +1197,6 @@ lrp_status cli_load_ex(lrp_net **out, const char *path, unsigned what, int **tra
             *trace_layers = NULL;
         }
     }
-    cli_phase("parse (sandboxed) and hand-over");
     return st;
 }
 
