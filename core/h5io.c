@@ -22,6 +22,7 @@
 #define _GNU_SOURCE /* sync_file_range */
 #include "lrp.h"
 #include "h5io_int.h"
+#include "h5sink.h"
 #include "kinds.h"
 #include "safeout.h"
 
@@ -2887,6 +2888,8 @@ struct lrp_h5_writer {
     const char **order;
     img image;
     H5FD_file_image_callbacks_t image_cb;
+    lrp_h5_sink sink; /* a regular output: written through core/h5sink.c */
+    int sinking;
     lrp_out out;
     int out_open;
     hid_t fcpl, fapl, file, ng, tg;
@@ -2971,8 +2974,6 @@ lrp_status lrp_h5_write_begin(lrp_h5_writer **out, const lrp_net *net, const cha
         (h->fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
         H5Pset_libver_bounds(h->fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
         H5Pset_fclose_degree(h->fapl, H5F_CLOSE_STRONG) < 0 ||
-        H5Pset_fapl_core(h->fapl, (size_t)1 << 20, 0) < 0 ||
-        H5Pset_file_image_callbacks(h->fapl, &h->image_cb) < 0 ||
         (w->gcpl = H5Pcreate(H5P_GROUP_CREATE)) < 0 || H5Pset_obj_track_times(w->gcpl, 0) < 0 ||
         /* links stay "compact" (in the checksummed object header) however
          * many a group has: past 8 links HDF5 would move them to a fractal
@@ -2989,7 +2990,18 @@ lrp_status lrp_h5_write_begin(lrp_h5_writer **out, const lrp_net *net, const cha
     if ((st = lrp_out_open(&h->out, path, err)))
         goto done;
     h->out_open = 1;
-    w->fd = h->out.through ? -1 : h->out.fd;
+    /* A regular output is written through core/h5sink.c (raw data at once,
+     * metadata at the close); anything else (stdout, a FIFO) gets the image
+     * built in memory by the core driver, written at the end. */
+    h->sinking = !h->out.through && !getenv("LRP_H5_CORE");
+    h->sink = (lrp_h5_sink){h->out.fd, 0, 0, 0};
+    if (h->sinking ? lrp_h5_sink_set(h->fapl, &h->sink) < 0
+                   : H5Pset_fapl_core(h->fapl, (size_t)1 << 20, 0) < 0 ||
+                         H5Pset_file_image_callbacks(h->fapl, &h->image_cb) < 0) {
+        st = h5fail(c, LRP_E_NOMEM, "/", "cannot set up HDF5 properties");
+        goto done;
+    }
+    w->fd = h->out.through || h->sinking ? -1 : h->out.fd;
     /* A name no file can have (nothing can be below the device /dev/null):
      * libhdf5 first tries to open an existing file of the name, and the core
      * driver would read the target (or block on a FIFO or a terminal). */
@@ -3080,6 +3092,17 @@ lrp_status lrp_h5_write_finish(lrp_h5_writer *h, const lrp_net *net, lrp_err *er
     h->file = H5I_INVALID_HID;
     if (cl < 0) {
         st = h5fail(c, LRP_E_IO, "/", "cannot finish writing");
+        goto done;
+    }
+    if (h->sinking) {
+        if (h->sink.err) {
+            st = lrp_err_set(err, LRP_E_IO, "%s: cannot write: %s", h->out.name,
+                             strerror(h->sink.err));
+            goto done;
+        }
+        if ((st = lrp_out_commit(&h->out, err)))
+            goto done;
+        h->out_open = 0;
         goto done;
     }
     size_t isz = img_length(&h->image);

@@ -22,6 +22,9 @@
  *     in-process reader reads them; a flipped byte in a checksummed chunk
  *     is the file's error naming the dataset; hostile descriptions from
  *     the child are refused;
+ *   - the writer's file driver (core/h5sink.c) writes what the core
+ *     driver's image holds, byte for byte, and a write the file system
+ *     refuses is one error with no file left behind;
  *   - lrp_h5_fletcher32 equals libhdf5's H5_checksum_fletcher32 on every
  *     length 0..4096 and on large buffers of random, all-0xff and zero
  *     bytes (the folds' representatives of 0 differ: 0 and 0xffff).
@@ -659,6 +662,63 @@ static void test_raw_hostile_descriptions(void **state)
     assert_int_not_equal(raw_try(b, sizeof h, &raw, &values, &e), LRP_OK);
 }
 
+/* ---- the writer's driver (core/h5sink.c) ---- */
+
+static void test_sink_same_as_core(void **state)
+{
+    (void)state;
+    for (int k = 0; k < lrp_fixture_count; k++) {
+        char path[4200], core[4200];
+        lrp_net *net = fixture_with_trace(k, path, sizeof path); /* written by the sink */
+        snprintf(core, sizeof core, "%s/core.h5", dir);
+        lrp_err e = {0};
+        setenv("LRP_H5_CORE", "1", 1);
+        lrp_status st = lrp_fixture_write(net, core, &e);
+        unsetenv("LRP_H5_CORE");
+        assert_int_equal(st, LRP_OK);
+        if (!tu_files_equal(path, core))
+            fail_msg("%s: the sink's file differs from the core driver's image",
+                     lrp_fixture_defs[k].name);
+        lrp_net_free(net);
+    }
+}
+
+/* A write the file system refuses part-way (RLIMIT_FSIZE: EFBIG, as a
+ * full disk gives ENOSPC): one error, no file left, no crash in libhdf5. */
+static void test_sink_write_error(void **state)
+{
+    (void)state;
+    const lrp_fixture_def *d = lrp_fixture_lookup("cnn");
+    assert_non_null(d);
+    char path[4200], out[4200];
+    lrp_net *net = fixture_with_trace((int)(d - lrp_fixture_defs), path, sizeof path);
+    struct stat sb;
+    assert_int_equal(stat(path, &sb), 0);
+    snprintf(out, sizeof out, "%s/toolarge.h5", dir);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        signal(SIGXFSZ, SIG_IGN);
+        struct rlimit rl = {(rlim_t)sb.st_size / 2, (rlim_t)sb.st_size / 2};
+        setrlimit(RLIMIT_FSIZE, &rl);
+        lrp_err e = {0};
+        lrp_status st = lrp_fixture_write(net, out, &e);
+        int ok = st == LRP_E_IO && strstr(e.msg, "cannot write") && strstr(e.msg, out) &&
+                 !strchr(e.msg, '\n');
+        if (!ok)
+            fprintf(stderr, "status %d: %s\n", (int)st, e.msg);
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    assert_int_equal(access(out, F_OK), -1);
+    assert_int_equal(tu_count_entries(dir, LRP_TMP_MARK), 0);
+    lrp_net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -669,6 +729,8 @@ int main(void)
         cmocka_unit_test(test_silent_writer_times_out),
         cmocka_unit_test(test_raw_layouts),
         cmocka_unit_test(test_raw_hostile_descriptions),
+        cmocka_unit_test(test_sink_same_as_core),
+        cmocka_unit_test(test_sink_write_error),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
