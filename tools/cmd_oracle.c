@@ -975,14 +975,20 @@ static int write_trace(int argc, char **argv, int reference)
     const char *path = argv[optind];
     lrp_net *net = NULL;
     /* the fixture's digest (a trace file records it) is a read of the
-     * whole file, made after the load: a thread running while the sandbox
-     * forks its child can leave a lock (malloc's, ASan's) held in the child,
-     * which then hangs (seen under ASan: "parsing did not finish") */
+     * whole file, made on a thread after the load, while the engine runs:
+     * a thread running while the sandbox forks its child can leave a lock
+     * (malloc's, ASan's) held in the child, which then hangs (seen under
+     * ASan: "parsing did not finish"); nothing forks after the load */
     digest_job dj = {path, 0, 0, LRP_OK, {0}};
     if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0)
         return rc;
-    if (o.trace_only && cli_mpi_rank() == 0) /* rank 0 writes the trace file */
-        digest_run(&dj);
+    pthread_t dth;
+    int dth_on = 0;
+    if (o.trace_only && cli_mpi_rank() == 0) { /* rank 0 writes the trace file */
+        dth_on = pthread_create(&dth, NULL, digest_run, &dj) == 0;
+        if (!dth_on)
+            digest_run(&dj);
+    }
     lrp_err e = {0};
     lrp_ref_ctx rcx;
     lrp_backend be;
@@ -1031,6 +1037,10 @@ static int write_trace(int argc, char **argv, int reference)
     /* a rank with no samples (more ranks than samples) computes nothing */
     lrp_status st = count > 0 ? lrp_pipe_run_ex(&p, &be, &sub, LRP_PIPE_RELEVANCE, &e) : LRP_OK;
     cli_phase("engine");
+    if (dth_on) {
+        pthread_join(dth, NULL);
+        cli_phase("digest (joined)");
+    }
     if (mpi && (rc = cli_mpi_agree(st ? cli_fail(&e) : -1)) >= 0) {
         if (cth_on)
             pthread_join(cth, NULL);
