@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
@@ -749,32 +750,86 @@ static lrp_status raw_read_item(const cli_raw *raw, const char *path, const cli_
     return LRP_OK;
 }
 
-lrp_status cli_raw_fill(cli_raw *raw, const char *path, lrp_err *err)
+/* One reader of cli_raw_fill: the items k with part[k] == who, in order;
+ * stops at its first failure (bad: that item's index). */
+typedef struct raw_worker {
+    cli_raw *raw;
+    const char *path;
+    const unsigned char *part;
+    unsigned char who;
+    size_t bad;
+    lrp_status st;
+    lrp_err err;
+} raw_worker;
+
+static void *raw_work(void *arg)
 {
+    raw_worker *w = arg;
+    cli_raw *raw = w->raw;
     uint64_t tcap = 0;
     for (size_t k = 0; k < raw->n; k++)
-        if (raw->item[k].n_chunks > 1 && raw->item[k].cbytes > tcap)
+        if (w->part[k] == w->who && raw->item[k].n_chunks > 1 && raw->item[k].cbytes > tcap)
             tcap = raw->item[k].cbytes;
     unsigned char *tmp = tcap ? malloc((size_t)tcap) : NULL;
-    if (tcap && !tmp)
-        return lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory", path);
-    lrp_status st = LRP_OK;
-    for (size_t k = 0; k < raw->n && !st; k++) {
+    if (tcap && !tmp) {
+        w->st = lrp_err_set(&w->err, LRP_E_NOMEM, "%s: out of memory", w->path);
+        w->bad = 0;
+        return NULL;
+    }
+    for (size_t k = 0; k < raw->n && !w->st; k++) {
         cli_raw_item *it = &raw->item[k];
+        if (w->part[k] != w->who)
+            continue;
         uint64_t n = 1;
         for (uint32_t i = 0; i < it->rank; i++)
             n *= it->dims[i];
         float *a = malloc((size_t)n * sizeof(float));
-        if (!a) {
-            st = lrp_err_set(err, LRP_E_NOMEM, "%s: %s: out of memory for %llu values", path,
-                             it->obj, (unsigned long long)n);
-            break;
-        }
-        *it->dst = a; /* the net owns it from here, filled or not */
-        st = raw_read_item(raw, path, it, a, tmp, err);
+        if (!a)
+            w->st = lrp_err_set(&w->err, LRP_E_NOMEM, "%s: %s: out of memory for %llu values",
+                                w->path, it->obj, (unsigned long long)n);
+        else
+            *it->dst = a; /* the net owns it from here, filled or not */
+        if (a)
+            w->st = raw_read_item(raw, w->path, it, a, tmp, &w->err);
+        if (w->st)
+            w->bad = k;
     }
     free(tmp);
-    return st;
+    return NULL;
+}
+
+lrp_status cli_raw_fill(cli_raw *raw, const char *path, lrp_err *err)
+{
+    /* Two readers when there is much to read (the page faults of the
+     * fresh buffers are most of the cost, and they go in parallel), each
+     * taking the next item while it holds fewer bytes; the error reported
+     * is that of the first failing item, as one reader would meet it. */
+    unsigned char *part = calloc(raw->n ? raw->n : 1, 1);
+    if (!part)
+        return lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory", path);
+    uint64_t load[2] = {0, 0};
+    for (size_t k = 0; k < raw->n; k++) {
+        uint64_t b = raw->item[k].n_chunks * raw->item[k].cbytes;
+        part[k] = load[1] < load[0];
+        load[part[k]] += b;
+    }
+    raw_worker w[2] = {{raw, path, part, 0, 0, LRP_OK, {0}}, {raw, path, part, 1, 0, LRP_OK, {0}}};
+    pthread_t th;
+    int two = load[0] + load[1] >= ((uint64_t)64 << 20) &&
+              pthread_create(&th, NULL, raw_work, &w[1]) == 0;
+    if (!two)
+        for (size_t k = 0; k < raw->n; k++)
+            part[k] = 0;
+    raw_work(&w[0]);
+    if (two)
+        pthread_join(th, NULL);
+    free(part);
+    int q = w[0].st && (!w[1].st || w[0].bad < w[1].bad) ? 0 : 1;
+    if (!w[q].st)
+        return LRP_OK;
+    if (err)
+        *err = w[q].err;
+    return w[q].st;
 }
 
 /* The arrays received before the structure, taken in the reader's order. */
