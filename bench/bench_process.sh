@@ -1,6 +1,7 @@
 #!/bin/sh
 # bench_process.sh -- what a user waits for: whole-process times of
 # `lrp-oracle info`, `fast FIXTURE --out T` and `fast --out T --trace-only`
+# (also with `--threads 1`, as the Zennit call is timed)
 # against the baseline of issue 14 (h5py reading every dataset of the
 # fixture + the float32 engine alone), all measured in one run, repetitions
 # interleaved so that the machine's load falls on every column alike.
@@ -109,6 +110,10 @@ for r in $(seq 1 "$reps"); do
         e=$(awk '$3 == "engine" && $4 ~ /^[0-9]/ { print $4 }' "$out/timing")
         [ -n "$e" ] && echo "${who}_engine $e" >>"$log"
         t "${who}_fast_trace_only" "$bin" fast "$fx" --out "$out/$who.trace.h5" --trace-only
+        # one thread, as Zennit's call below has
+        rm -f "$out/$who.trace1.h5"
+        t "${who}_fast_trace_only_1t" "$bin" fast "$fx" --out "$out/$who.trace1.h5" --trace-only \
+            --threads 1
     done
     if [ -n "$old" ]; then
         cmp -s "$out/old.T.h5" "$out/new.T.h5" || echo "# DIFFERENT: fast --out of old and new"
@@ -129,7 +134,7 @@ median() {
 h=$(median h5py_read)
 echo
 printf "%-28s %9s %9s\n" "median of $reps (s)" new old
-for k in engine info fast_out fast_trace_only; do
+for k in engine info fast_out fast_trace_only fast_trace_only_1t; do
     printf "%-28s %9s %9s\n" "$k" "$(median new_$k)" "$(median old_$k)"
 done
 printf "%-28s %9s\n" "h5py reads every dataset" "$h"
@@ -156,6 +161,9 @@ for who in new old; do
 done
 if [ -n "${ZENNIT:-}" ]; then
     z=$(median zennit_first_call)
-    printf "  Zennit first call %.3f s; fast --out (new) %.3f s: %s\n" "$z" "$(median new_fast_out)" \
-        "$(echo "$(median new_fast_out) < $z" | bc -l | sed 's/1/faster/;s/0/slower/')"
+    for k in fast_out fast_trace_only fast_trace_only_1t; do
+        printf "  Zennit first call (1 thread) %.3f s; %s (new) %.3f s: %s\n" "$z" "$k" \
+            "$(median new_$k)" \
+            "$(echo "$(median new_$k) < $z" | bc -l | sed 's/1/faster/;s/0/slower/')"
+    done
 fi
