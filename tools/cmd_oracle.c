@@ -1115,8 +1115,9 @@ static int write_trace(int argc, char **argv, int reference)
         if (!t->relevance[i] || !t->activation[i])
             lent = 0;
     }
-    for (int i = 0; i < net->n_layers && !lent; i++)
-        t->relevance[i] = t->activation[i] = NULL;
+    if (!reference && !mpi && !lent) /* a layer without its buffers: copied after all */
+        for (int i = 0; i < net->n_layers; i++)
+            t->relevance[i] = t->activation[i] = NULL;
     for (int i = 0; i < net->n_layers && ok && !mpi && !lent; i++) {
         int64_t n = p->L[i].n * net->batch;
         t->relevance[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
