@@ -116,8 +116,6 @@ struct lrp_split_net {
     const lrp_pipe_split *sp;
     int failed;          /* an exchange reported a failure: no more exchanges */
     int64_t *lo, *hi;    /* [li * size + q]: rank q's block of layer li */
-    float **wcols;       /* per Conv2D / Dense: the weights' block of columns
-                            of this rank's input block (the backward's) */
 };
 
 static int64_t inner_of(const lrp_shape *s) { return lrp_shape_numel(s) / s->d[0]; }
@@ -126,10 +124,6 @@ void lrp_split_net_free(lrp_split_net *s)
 {
     if (!s)
         return;
-    if (s->wcols)
-        for (int li = 0; li < s->full->n_layers; li++)
-            free(s->wcols[li]);
-    free(s->wcols);
     free(s->net.layers);
     free(s->net.input);
     free(s->net.r_out);
@@ -165,9 +159,8 @@ lrp_split_net *lrp_split_net_new(const lrp_net *full, const lrp_pipe_split *sp)
     s->net.traces = NULL;
     s->lo = malloc((size_t)nl * (size_t)R * sizeof *s->lo);
     s->hi = malloc((size_t)nl * (size_t)R * sizeof *s->hi);
-    s->wcols = calloc((size_t)nl, sizeof *s->wcols);
     s->net.layers = malloc((size_t)nl * sizeof *s->net.layers);
-    if (!s->lo || !s->hi || !s->wcols || !s->net.layers)
+    if (!s->lo || !s->hi || !s->net.layers)
         goto fail;
     memcpy(s->net.layers, full->layers, (size_t)nl * sizeof *s->net.layers);
     s->net.cap_layers = nl;
@@ -191,17 +184,6 @@ lrp_split_net *lrp_split_net_new(const lrp_net *full, const lrp_pipe_split *sp)
             l->units = hi - lo;
             l->w = f->w + lo * L.fanin;
             l->b = f->has_bias ? f->b + lo : NULL;
-            /* the backward's weights: every output unit's columns of the
-             * input block, (O, ci, kh, kw) with ci = the input's block */
-            int in = f->in[0];
-            int64_t ilo = s->lo[in * R + q], ihi = s->hi[in * R + q];
-            int64_t k = L.conv ? (int64_t)f->kh * f->kw : 1, cols = (ihi - ilo) * k;
-            float *w = malloc((size_t)(L.O * cols + 1) * sizeof *w);
-            if (!w)
-                goto fail;
-            for (int64_t o = 0; o < L.O; o++)
-                memcpy(w + o * cols, f->w + o * L.fanin + ilo * k, (size_t)cols * sizeof *w);
-            s->wcols[li] = w;
         }
     }
     int64_t B = full->batch;
@@ -318,10 +300,12 @@ void lrp_pipe_lin_geom_run(lrp_pipe_state *r, lrp_lin *L, int li)
     L->b32 = f->has_bias ? f->b + lo : NULL;
 }
 
-void lrp_pipe_lin_geom_bwd(lrp_pipe_state *r, lrp_lin *L, int li)
+float *lrp_pipe_lin_geom_bwd(lrp_pipe_state *r, lrp_lin *L, int li)
 {
     /* the whole output (its quotients gathered), this rank's block of
-     * input cells: the weights' columns of those channels */
+     * input cells: the weights' columns of those channels, (O, ci, kh, kw)
+     * with ci the input's block, copied for this step alone (a copy kept
+     * for the run would hold the weights once more, 1/R of them a rank) */
     const lrp_split_net *s = r->split;
     int R = s->sp->size, q = s->sp->rank;
     const lrp_layer *f = &s->full->layers[li];
@@ -329,7 +313,13 @@ void lrp_pipe_lin_geom_bwd(lrp_pipe_state *r, lrp_lin *L, int li)
     int64_t lo = s->lo[in * R + q], hi = s->hi[in * R + q];
     int64_t inner = inner_of(&s->full->layers[in].shape);
     lrp_pipe_lin_geom(L, s->full, li);
-    L->w32 = s->wcols[li];
+    int64_t k = L->conv ? (int64_t)f->kh * f->kw : 1, cols = (hi - lo) * k;
+    float *w = malloc((size_t)(L->O * cols + 1) * sizeof *w);
+    if (!w)
+        return NULL;
+    for (int64_t o = 0; o < L->O; o++)
+        memcpy(w + o * cols, f->w + o * L->fanin + lo * k, (size_t)cols * sizeof *w);
+    L->w32 = w;
     L->b32 = NULL; /* the backward reads no bias */
     L->C = hi - lo;
     if (L->conv) {
@@ -343,4 +333,5 @@ void lrp_pipe_lin_geom_bwd(lrp_pipe_state *r, lrp_lin *L, int li)
         L->low += lo * inner;
     if (L->high)
         L->high += lo * inner;
+    return w;
 }

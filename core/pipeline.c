@@ -651,10 +651,15 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
                 bp[k].s = sfull[k];
         if (!st) {
             lrp_lin Lb;
-            lrp_pipe_lin_geom_bwd(r, &Lb, li);
-            Lb.w = NULL;
-            Lb.b = NULL;
-            be->lin_bwd(cx, rin, &Lb, I->act, bp, np, LB);
+            float *wcols = lrp_pipe_lin_geom_bwd(r, &Lb, li);
+            if (!wcols) {
+                st = lrp_pipe_oom(r, "layer split");
+            } else {
+                Lb.w = NULL;
+                Lb.b = NULL;
+                be->lin_bwd(cx, rin, &Lb, I->act, bp, np, LB);
+                free(wcols);
+            }
         }
         for (int k = 0; k < np; k++)
             if (sfull[k])

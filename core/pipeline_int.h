@@ -69,8 +69,9 @@ const lrp_net *lrp_split_net_share(const lrp_split_net *s);
  * (else lrp_pipe_lin_geom of the run's net). */
 void lrp_pipe_lin_geom_run(lrp_pipe_state *r, lrp_lin *L, int li);
 /* Under the split, for lin_bwd: the whole output, this rank's block of
- * input cells (the weights' block of columns). */
-void lrp_pipe_lin_geom_bwd(lrp_pipe_state *r, lrp_lin *L, int li);
+ * input cells.  Returns the weights' block of columns L->w32 points to
+ * (the caller frees it after the step), or NULL: out of memory. */
+float *lrp_pipe_lin_geom_bwd(lrp_pipe_state *r, lrp_lin *L, int li);
 /* Under the split: layer li's tensor t (this rank's block, batch-major)
  * gathered whole from every rank's block (a new tensor of batch * numel
  * values), or NULL with the error set (the other ranks told). */
