@@ -83,7 +83,7 @@ static lrp_status linear_forward(lrp_pipe_state *r, int li)
     L.b = P->bnp[1];
     lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
     lrp_bterm bt = {LRP_BM_ID, 1.0f};
-    if (!r->split) {
+    if (!r->split || lrp_pipe_split_local(r, li)) {
         be->lin_fwd(cx, P->act, &L, I->act, &t, 1, &bt, l->has_bias, 0, r->B * L.rows);
         return LRP_OK;
     }

@@ -19,10 +19,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* A depthwise Conv2D with one filter a channel (groups = in channels =
+ * out channels): output channel c reads input channel c alone, so it runs
+ * on its input's block like the channel-local kinds, without exchanges. */
+static int depthwise(const lrp_net *net, const lrp_layer *l)
+{
+    if (l->kind != LRP_LAYER_CONV2D || l->groups == 1)
+        return 0;
+    int64_t C = net->layers[l->in[0]].shape.d[0];
+    return l->groups == C && l->units == C;
+}
+
 void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *lo, int64_t *hi)
 {
     const lrp_layer *l = &net->layers[li];
-    switch (l->kind) {
+    switch (depthwise(net, l) ? LRP_LAYER_RELU : l->kind) { /* depthwise: channel-local */
     case LRP_LAYER_INPUT:
     case LRP_LAYER_CONV2D:
     case LRP_LAYER_DENSE: {
@@ -58,8 +69,8 @@ static const char *refusal(const lrp_net *net, int li, int size)
             return "an input that is not (C, H, W) or flat is not split";
         break;
     case LRP_LAYER_CONV2D:
-        if (l->groups != 1)
-            return "Conv2D with groups is not split";
+        if (l->groups != 1 && !depthwise(net, l))
+            return "Conv2D with groups (other than depthwise with one filter a channel) is not split";
         break;
     case LRP_LAYER_DENSE:
         if (in->rank != 1)
@@ -282,18 +293,38 @@ const lrp_net *lrp_pipe_split_full(const lrp_pipe_state *r) { return r->split->f
 
 /* ---- the linear layers' geometry ---- */
 
+int lrp_pipe_split_local(const lrp_pipe_state *r, int li)
+{
+    return r->split && depthwise(r->split->full, &r->split->full->layers[li]);
+}
+
 void lrp_pipe_lin_geom_run(lrp_pipe_state *r, lrp_lin *L, int li)
 {
     if (!r->split) {
         lrp_pipe_lin_geom(L, r->p->net, li);
         return;
     }
-    /* the whole input, this rank's block of output units */
     const lrp_split_net *s = r->split;
     int R = s->sp->size, q = s->sp->rank;
     const lrp_layer *f = &s->full->layers[li];
     int64_t lo = s->lo[li * R + q], hi = s->hi[li * R + q];
     lrp_pipe_lin_geom(L, s->full, li);
+    if (depthwise(s->full, f)) {
+        /* our block of channels in and out, one group each (an empty
+         * block: no channel, one group, so that no count divides by 0) */
+        L->C = L->O = hi - lo;
+        L->groups = hi > lo ? (int)(hi - lo) : 1;
+        L->n_in = L->C * L->H * L->W;
+        L->n_out = L->O * L->Ho * L->Wo;
+        L->w32 = f->w + lo * L->fanin; /* fanin = kh kw */
+        L->b32 = f->has_bias ? f->b + lo : NULL;
+        if (L->low)
+            L->low += lo * L->H * L->W;
+        if (L->high)
+            L->high += lo * L->H * L->W;
+        return;
+    }
+    /* the whole input, this rank's block of output units */
     L->O = hi - lo;
     L->n_out = L->conv ? L->O * L->Ho * L->Wo : L->O;
     L->w32 = f->w + lo * L->fanin;

@@ -500,6 +500,7 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
      * block gathered (only when a part is not the forward's z) */
     const void *X = I->act;
     void *xfull = NULL;
+    int split = r->split && !lrp_pipe_split_local(r, li); /* exchanges */
     P->n_parts = d->n_parts;
     for (int k = 0; k < d->n_parts; k++) {
         const lrp_part_desc *pd = &d->p[k];
@@ -545,7 +546,7 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
                 goto done;
             }
             P->owns_den[k] = 1;
-            if (r->split && !xfull) {
+            if (split && !xfull) {
                 if (!(xfull = lrp_pipe_split_gather(r, l->in[0], I->act))) {
                     st = r->err->code;
                     goto done;
@@ -631,7 +632,7 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
             lrp_pipe_flags_from_cls(P, dropcls, NU, U);
         }
     }
-    if (!r->split) {
+    if (!split) {
         be->lin_bwd(cx, rin, &L, I->act, bp, np, LB);
     } else {
         /* the layer split: each part's quotients of every rank's output

@@ -703,9 +703,10 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
  * keeps is the block of the next layer's input it reads:
  *
  *   - Input, Conv2D (groups 1) and Dense (flat input) split their own
- *     output; ReLU, BatchNorm (explicit or pass), the pools, Dropout and
- *     Add (inputs split alike) keep their input's block and run on it
- *     alone; Flatten keeps its input's block of cells.
+ *     output; ReLU, BatchNorm (explicit or pass), the pools, Dropout, Add
+ *     (inputs split alike) and a depthwise Conv2D (one filter a channel)
+ *     keep their input's block and run on it alone; Flatten keeps its
+ *     input's block of cells.
  *   - Conv2D / Dense forward: the whole input is gathered (a transient
  *     tensor, freed after the step), the block of output channels is
  *     computed from the weights' block of rows.
@@ -722,7 +723,8 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
  *
  * What is not split is refused (lrp_pipe_split_check: one line naming the
  * layer): the token and attention kinds, Concatenate, Reshape, Conv2D
- * with groups, BatchNorm canonized into a Conv2D (--bn canonize).  A
+ * with groups other than depthwise, BatchNorm canonized into a Conv2D
+ * (--bn canonize).  A
  * layer with fewer channels than ranks leaves some ranks an empty block
  * (they still make every exchange).  Only LRP_PIPE_RELEVANCE runs (the
  * `reference` trace: activations and relevance) are supported; the

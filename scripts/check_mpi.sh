@@ -126,10 +126,12 @@ echo "== reference --split layer: every layer's channels over the ranks"
 # and uneven ones further on; vgg16s, mlp: Conv2D / Dense chains; negzero
 # and zero_input: signed zeros (zero_input has 2 input channels: under
 # -n 3 a rank holds none of them); huge_fanin: 1 input channel; resnet5:
-# a batch of 5 split by channels; resnet under rules with two parts
+# a batch of 5 split by channels; mobilenet and cnn: depthwise Conv2D
+# (each rank its own channels, no exchange); resnet under rules with two parts
 # (alpha-beta), selectors on z (Zennit's gamma) and z^B bounds (the box
 # of the first Conv2D)
 for case in "resnet" "vgg16s" "mlp" "negzero" "zero_input" "huge_fanin" "resnet5" \
+    "mobilenet" "cnn" \
     "resnet --rule alphabeta --convention sign0_zero" \
     "resnet --rule gamma --flag zennit_gamma_drop0" "resnet --composite EpsilonGammaBox"; do
     b=${case%% *}
@@ -165,9 +167,9 @@ for case in "resnet" "vgg16s" "mlp" "negzero" "zero_input" "huge_fanin" "resnet5
     done
 done
 # what is not split is refused by every rank with one line naming the
-# layer, and no file: Conv2D with groups (cnn), BatchNorm canonized into
-# its Conv2D, a token net; fast has no layer split
-for case in "$FX/cnn.h5:conv4" "$FX/resnet.h5 --bn canonize:stem_bn" "$FX/tokmlp.h5:tokens"; do
+# layer, and no file: Concatenate (densenet), BatchNorm canonized into its
+# Conv2D, a token net; fast has no layer split
+for case in "$FX/densenet.h5:d1_cat" "$FX/resnet.h5 --bn canonize:stem_bn" "$FX/tokmlp.h5:tokens"; do
     what=${case%%:*}
     layer=${case##*:}
     rm -f "$W/n.t.h5"

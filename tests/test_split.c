@@ -9,10 +9,10 @@
  * the same cells, sign of zero included: the split computes each value as
  * the one rounding of the same exact sum (it never adds partial sums).
  * Nets: suite fixtures of the kinds the split runs (BatchNorm, Add,
- * strides, pools, Flatten, Dense; fewer input channels than ranks, so some
- * ranks hold empty blocks), R = 1, 2, 3, 5; then a net the split refuses,
- * and an exchange that reports a failure in the middle of the run (every
- * rank must return an error, none may wait for another).
+ * strides, pools, Flatten, Dense, depthwise Conv2D; fewer channels than
+ * ranks, so some ranks hold empty blocks), R = 1, 2, 3, 5, 9; then a net
+ * the split refuses, and an exchange that reports a failure in the middle
+ * of the run (every rank must return an error, none may wait for another).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -33,7 +33,7 @@
 #include "reference.h"
 #include "util/testutil.h"
 
-#define MAXR 5
+#define MAXR 9
 
 /* the ranks' shared exchange */
 typedef struct sim {
@@ -166,8 +166,9 @@ static void split_equals_one_process(void **state)
 {
     (void)state;
     const char *fxs[] = {"resnet", "vgg16s", "mlp", "negzero", "zero_input", "huge_fanin",
-                         "bnzero", "resnet_gamma"};
-    const int Rs[] = {1, 2, 3, 5};
+                         "bnzero", "resnet_gamma", "mobilenet", "cnn"};
+    /* 9: more ranks than the depthwise layers' 8 channels (empty blocks) */
+    const int Rs[] = {1, 2, 3, 5, 9};
     for (size_t f = 0; f < sizeof fxs / sizeof fxs[0]; f++) {
         lrp_net *net = tu_fixture(fxs[f]);
         lrp_err e = {0};
@@ -203,20 +204,20 @@ static void split_equals_one_process(void **state)
     }
 }
 
-/* a kind the split does not run: refused, naming the layer */
-static void refuses_grouped_conv(void **state)
+/* a kind the split does not run (Concatenate): refused, naming the layer */
+static void refuses_concatenate(void **state)
 {
     (void)state;
-    lrp_net *net = tu_fixture("cnn");
-    int grouped = -1;
-    for (int li = 0; li < net->n_layers && grouped < 0; li++)
-        if (net->layers[li].kind == LRP_LAYER_CONV2D && net->layers[li].groups > 1)
-            grouped = li;
-    assert_true(grouped >= 0); /* the fixture has one (else the test proves nothing) */
+    lrp_net *net = tu_fixture("densenet");
+    int cat = -1;
+    for (int li = 0; li < net->n_layers && cat < 0; li++)
+        if (net->layers[li].kind == LRP_LAYER_CONCAT)
+            cat = li;
+    assert_true(cat >= 0); /* the fixture has one (else the test proves nothing) */
     lrp_err e = {0};
     assert_int_equal(lrp_pipe_split_check(net, 2, &e), LRP_E_UNSUPPORTED);
     char want[128];
-    snprintf(want, sizeof want, "layer '%s'", net->layers[grouped].name);
+    snprintf(want, sizeof want, "layer '%s'", net->layers[cat].name);
     if (!strstr(e.msg, want))
         fail_msg("message does not name %s: %s", want, e.msg);
     lrp_net_free(net);
@@ -255,7 +256,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(split_equals_one_process),
-        cmocka_unit_test(refuses_grouped_conv),
+        cmocka_unit_test(refuses_concatenate),
         cmocka_unit_test(failure_reaches_every_rank),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
