@@ -33,6 +33,9 @@ _lrp_oracle()
     --bn)
         COMPREPLY=($(compgen -W "explicit fine canonize pass" -- "$cur"))
         return 0 ;;
+    --split)
+        COMPREPLY=($(compgen -W "samples layer" -- "$cur"))
+        return 0 ;;
     --ln)
         COMPREPLY=($(compgen -W "linear fine identity" -- "$cur"))
         return 0 ;;
@@ -57,7 +60,8 @@ _lrp_oracle()
     check) opts="$rules $report --keep --progress --identify --no-identify" ;;
     compare) opts="$rules $report --source --require-all --keep --progress --identify --no-identify" ;;
     trace) opts="$rules --no-color --help" ;;
-    reference|fast) opts="$rules --out --help" ;;
+    reference) opts="$rules --out --trace-only --split --help" ;;
+    fast) opts="$rules --out --trace-only --help" ;;
     heatmap) opts="$rules --out --source --layers --samples --no-proof --help" ;;
     suite) opts="--dir --only --json --junit --html --wide --explain --verbose --no-color --help" ;;
     golden) opts="--dir --update --html --help" ;;

@@ -62,7 +62,7 @@ static lrp_status linear_forward(lrp_pipe_state *r, int li)
     lrp_pipe_layer *P = &r->p->L[li];
     const lrp_pipe_layer *I = &r->p->L[l->in[0]];
     lrp_lin L;
-    lrp_pipe_lin_geom(&L, net, li);
+    lrp_pipe_lin_geom_run(r, &L, li); /* under the layer split: our output block */
     int64_t nw = L.O * L.fanin;
     int borrowed = 0;
     if (!be->weights_in_place) {
@@ -83,7 +83,17 @@ static lrp_status linear_forward(lrp_pipe_state *r, int li)
     L.b = P->bnp[1];
     lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
     lrp_bterm bt = {LRP_BM_ID, 1.0f};
-    be->lin_fwd(cx, P->act, &L, I->act, &t, 1, &bt, l->has_bias, 0, r->B * L.rows);
+    if (!r->split || lrp_pipe_split_local(r, li)) {
+        be->lin_fwd(cx, P->act, &L, I->act, &t, 1, &bt, l->has_bias, 0, r->B * L.rows);
+        return LRP_OK;
+    }
+    /* the layer split: every rank's block of the input, for the moment of
+     * this step (the weights' rows of our output block need all of it) */
+    void *x = lrp_pipe_split_gather(r, l->in[0], I->act);
+    if (!x)
+        return r->err->code;
+    be->lin_fwd(cx, P->act, &L, x, &t, 1, &bt, l->has_bias, 0, r->B * L.rows);
+    be->tensor_free(cx, x, L.n_in * L.rows * r->B);
     return LRP_OK;
 }
 

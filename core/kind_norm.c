@@ -69,7 +69,7 @@ static lrp_status bn_forward(lrp_pipe_state *r, int li)
     const lrp_shape *s = &net->layers[l->in[0]].shape;
     if (s->rank >= 2) {
         C = s->d[0];
-        hw = I->n / C;
+        hw = C ? I->n / C : 0; /* C = 0: an empty block of the layer split */
     }
     P->bn_C = C;
     for (int k = 0; k < 4; k++) {
@@ -122,7 +122,7 @@ static lrp_status bn_lrp(lrp_pipe_state *r, int li, const void *R)
     lrp_status st = LRP_OK;
     if (bn_through(l))
         return LRP_OK; /* pass-through: rin[0] is R */
-    int64_t C = P->bn_C, hw = P->n / C;
+    int64_t C = P->bn_C, hw = C ? P->n / C : 0; /* C = 0: see bn_forward */
     int fine = (l->rule.flags & LRP_F_BN_FINE) != 0;
     void *v[3] = {NULL, NULL, NULL};
     int nv = fine ? 3 : 2;

@@ -168,7 +168,7 @@ lrp_status lrp_pipe_oom(run *r, const char *what)
 static void lin_params(run *r, lrp_lin *L, int li)
 {
     lrp_pipe_layer *P = &r->p->L[li];
-    lrp_pipe_lin_geom(L, r->p->net, li);
+    lrp_pipe_lin_geom_run(r, L, li);
     L->w = P->bnp[0];
     L->b = P->bnp[1];
     if (P->folded_into >= 0) {
@@ -263,6 +263,13 @@ static lrp_status forward(run *r)
         lrp_status st = lrp_kind(l->kind)->forward(r, li);
         if (st)
             return st;
+        if (r->split && l->kind == LRP_LAYER_INPUT) {
+            /* "known >= 0" decides which terms the linear steps pass (a
+             * neg() pass of a non-negative input is dropped): every rank
+             * decides it on the whole input, as one process does */
+            const lrp_net *full = lrp_pipe_split_full(r);
+            P->nonneg = lrp_pipe_nonneg_f32(full->input, lrp_pipe_split_numel(r, li) * B);
+        }
         /* local mode: every layer downstream sees the given activations
          * (the reference's, rounded to binary32) instead of this path's */
         if (r->loc && r->loc->act && r->loc->act[li]) {
@@ -489,6 +496,11 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
     lrp_term terms[LRP_PIPE_MAX_PARTS][LRP_PIPE_MAX_TERMS];
     void *svec[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
     int np = 0;
+    /* the input the denominators read: under the layer split every rank's
+     * block gathered (only when a part is not the forward's z) */
+    const void *X = I->act;
+    void *xfull = NULL;
+    int split = r->split && !lrp_pipe_split_local(r, li); /* exchanges */
     P->n_parts = d->n_parts;
     for (int k = 0; k < d->n_parts; k++) {
         const lrp_part_desc *pd = &d->p[k];
@@ -534,7 +546,14 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
                 goto done;
             }
             P->owns_den[k] = 1;
-            be->lin_fwd(cx, P->den[k], &L, I->act, terms[k], nt, bt, nb, 0, LB);
+            if (split && !xfull) {
+                if (!(xfull = lrp_pipe_split_gather(r, l->in[0], I->act))) {
+                    st = r->err->code;
+                    goto done;
+                }
+                X = xfull;
+            }
+            be->lin_fwd(cx, P->den[k], &L, X, terms[k], nt, bt, nb, 0, LB);
         }
         if (r->gauges) {
             if (!(P->gauge[k] = lrp_pipe_traw(r, NU))) {
@@ -613,8 +632,43 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
             lrp_pipe_flags_from_cls(P, dropcls, NU, U);
         }
     }
-    be->lin_bwd(cx, rin, &L, I->act, bp, np, LB);
+    if (!split) {
+        be->lin_bwd(cx, rin, &L, I->act, bp, np, LB);
+    } else {
+        /* the layer split: each part's quotients of every rank's output
+         * block, then R_i of our block of input cells from all of them --
+         * each R_i the one rounding of the same exact sum as in one
+         * process */
+        if (xfull) {
+            be->tensor_free(cx, xfull, L.n_in * LB);
+            xfull = NULL;
+        }
+        int64_t nfull = lrp_pipe_split_numel(r, li) * r->B;
+        void *sfull[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
+        for (int k = 0; k < np && !st; k++)
+            if (!(sfull[k] = lrp_pipe_split_gather(r, li, bp[k].s)))
+                st = r->err->code;
+            else
+                bp[k].s = sfull[k];
+        if (!st) {
+            lrp_lin Lb;
+            float *wcols = lrp_pipe_lin_geom_bwd(r, &Lb, li);
+            if (!wcols) {
+                st = lrp_pipe_oom(r, "layer split");
+            } else {
+                Lb.w = NULL;
+                Lb.b = NULL;
+                be->lin_bwd(cx, rin, &Lb, I->act, bp, np, LB);
+                free(wcols);
+            }
+        }
+        for (int k = 0; k < np; k++)
+            if (sfull[k])
+                be->tensor_free(cx, sfull[k], nfull);
+    }
 done:
+    if (xfull)
+        be->tensor_free(cx, xfull, L.n_in * LB);
     for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
         if (svec[k])
             be->tensor_free(cx, svec[k], NU);
@@ -904,8 +958,30 @@ static lrp_status start_relevance(run *r)
             return lrp_pipe_oom(r, "relevance");
         P->rel_owned = 1;
     }
-    if (net->r_out) {
+    if (net->r_out) { /* under the layer split: this rank's block of it */
         be->set_f32(cx, P->rel, net->r_out, n * r->B);
+        return LRP_OK;
+    }
+    if (r->split) {
+        /* the target or the first maximum of the whole output; its value
+         * goes where it is held */
+        int li = net->n_layers - 1;
+        int64_t nf = lrp_pipe_split_numel(r, li), lo, hi, inner;
+        lrp_pipe_split_range(r, li, &lo, &hi, &inner);
+        void *full = lrp_pipe_split_gather(r, li, P->act);
+        if (!full)
+            return r->err->code;
+        for (int64_t b = 0; b < r->B; b++) {
+            int64_t t = -1;
+            if (net->target && net->target[b] >= 0 && net->target[b] < nf)
+                t = net->target[b];
+            if (t < 0)
+                t = be->argmax(cx, be->at(cx, full, b * nf), nf);
+            if (t >= lo * inner && t < hi * inner)
+                be->ew(cx, LRP_EW_COPY, be->at(cx, P->rel, b * n + t - lo * inner),
+                       be->at(cx, P->act, b * n + t - lo * inner), NULL, 0, 0, 1);
+        }
+        be->tensor_free(cx, full, nf * r->B);
         return LRP_OK;
     }
     for (int64_t b = 0; b < r->B; b++) {
@@ -938,13 +1014,44 @@ lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_n
     return lrp_pipe_run_hooked(out, be, net, flags, loc, NULL, NULL, err);
 }
 
+static lrp_status run_all(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                          unsigned flags, const lrp_pipe_local *loc, lrp_pipe_hook hook,
+                          void *hook_ctx, lrp_split_net *split, lrp_err *err);
+
 lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                                unsigned flags, const lrp_pipe_local *loc, lrp_pipe_hook hook,
                                void *hook_ctx, lrp_err *err)
 {
+    return run_all(out, be, net, flags, loc, hook, hook_ctx, NULL, err);
+}
+
+lrp_status lrp_pipe_run_split(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                              unsigned flags, const lrp_pipe_split *sp, lrp_err *err)
+{
+    *out = NULL;
+    LRP_ASSERT((flags & LRP_PIPE_RELEVANCE) && be->to_wire);
+    lrp_split_net *s = lrp_split_net_new(net, sp);
+    if (!s) {
+        /* the others are told at their first exchange */
+        lrp_err_set(err, LRP_E_NOMEM, "<network>: out of memory (layer split)");
+        void *all = NULL;
+        size_t total = 0;
+        sp->exchange(sp->ctx, NULL, 0, err->msg, &all, &total);
+        free(all);
+        return LRP_E_NOMEM;
+    }
+    /* the run owns s from here (lrp_pipe_free) */
+    return run_all(out, be, lrp_split_net_share(s), flags, NULL, NULL, NULL, s, err);
+}
+
+static lrp_status run_all(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                          unsigned flags, const lrp_pipe_local *loc, lrp_pipe_hook hook,
+                          void *hook_ctx, lrp_split_net *split, lrp_err *err)
+{
     *out = NULL;
     run r;
     memset(&r, 0, sizeof r);
+    r.split = split;
     r.hook = hook;
     r.hook_ctx = hook_ctx;
     r.stream = hook && (flags & LRP_PIPE_STREAM);
@@ -958,8 +1065,13 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
     r.err = err;
     r.B = net->batch;
     lrp_pipe *p = calloc(1, sizeof *p);
-    if (!p)
-        return lrp_err_set(err, LRP_E_NOMEM, "<network>: out of memory");
+    if (!p) {
+        lrp_err_set(err, LRP_E_NOMEM, "<network>: out of memory");
+        lrp_pipe_split_fail(&r);
+        lrp_split_net_free(split);
+        return LRP_E_NOMEM;
+    }
+    p->split = split;
     p->be = be;
     p->net = net;
     p->n_layers = net->n_layers;
@@ -1013,6 +1125,7 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
     *out = p;
     return LRP_OK;
 fail:
+    lrp_pipe_split_fail(&r); /* no-op without the split, or when told */
     if (be->run_end)
         be->run_end(be->ctx);
     free(r.n_contrib);
@@ -1062,5 +1175,6 @@ void lrp_pipe_free(lrp_pipe *p)
         }
     }
     free(p->L);
+    lrp_split_net_free(p->split);
     free(p);
 }

@@ -527,6 +527,14 @@ typedef struct lrp_backend {
     void *(*pack)(void *ctx, void *t, int64_t n);
     void *(*unpack)(void *ctx, const void *pk, int64_t n);
     void (*pack_free)(void *ctx, void *pk);
+    /* Optional (NULL: the backend cannot run under the layer split,
+     * lrp_pipe_run_split).  Values as plain bytes for an exchange between
+     * processes, lossless: wire_size bytes hold n values; to_wire writes
+     * t[0..n) into buf; from_wire sets t[0..n) (a tensor_new tensor) from
+     * such bytes. */
+    size_t (*wire_size)(void *ctx, int64_t n);
+    void (*to_wire)(void *ctx, void *buf, const void *t, int64_t n);
+    void (*from_wire)(void *ctx, void *t, const void *buf, int64_t n);
 } lrp_backend;
 
 /* The elementwise activations of act_map. */
@@ -607,10 +615,12 @@ typedef struct lrp_pipe_layer {
 
 typedef struct lrp_pipe {
     const lrp_backend *be;
-    const lrp_net *net;
+    const lrp_net *net;     /* under the layer split: this rank's share of
+                               the net (lrp_pipe_run_split), else the net */
     int n_layers;
     int64_t batch;
     lrp_pipe_layer *L;
+    struct lrp_split_net *split; /* the layer split's own data, or NULL */
 } lrp_pipe;
 
 /* Runs forward and LRP backward over an inferred net with the rules in
@@ -681,6 +691,71 @@ typedef void (*lrp_pipe_hook)(void *ctx, const lrp_pipe *p, int li, int bwd);
 lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                                unsigned flags, const lrp_pipe_local *loc, lrp_pipe_hook hook,
                                void *hook_ctx, lrp_err *err);
+
+/* ---- The layer split (docs/SCALING.md "The layer split") ----
+ *
+ * One run of the pipeline spread over `size` processes (MPI ranks) that
+ * each hold a contiguous block of every tensor's first axis (the channels
+ * of (C, H, W), the features of a flat vector): rank q's block of an
+ * extent E is [q E/size + min(q, E % size), ...) with the first E % size
+ * ranks one longer (lrp_pipe_split_block).  The blocks of a tensor are
+ * the same wherever it appears, so the block of a layer's output a rank
+ * keeps is the block of the next layer's input it reads:
+ *
+ *   - Input, Conv2D (groups 1) and Dense (flat input) split their own
+ *     output; ReLU, BatchNorm (explicit or pass), the pools, Dropout, Add
+ *     (inputs split alike) and a depthwise Conv2D (one filter a channel)
+ *     keep their input's block and run on it alone; Flatten keeps its
+ *     input's block of cells.
+ *   - Conv2D / Dense forward: the whole input is gathered (a transient
+ *     tensor, freed after the step), the block of output channels is
+ *     computed from the weights' block of rows.
+ *   - Conv2D / Dense backward: each rule part's quotients s_j = R_j /
+ *     stab(z_j) of the rank's output block are gathered in full, and the
+ *     rank computes R_i of its block of INPUT cells from them (the weights'
+ *     block of columns, the input's block).  Every R_i is then one
+ *     rounding of the same exact sum as in one process (core/pipeline.h:
+ *     the MPFR lin_bwd), so the values are bit for bit those of one
+ *     process (never partial sums over output blocks added afterwards:
+ *     that would round twice).
+ *   - The output relevance: the last layer's activations are gathered to
+ *     find each sample's maximum (when no target or r_out says).
+ *
+ * What is not split is refused (lrp_pipe_split_check: one line naming the
+ * layer): the token and attention kinds, Concatenate, Reshape, Conv2D
+ * with groups other than depthwise, BatchNorm canonized into a Conv2D
+ * (--bn canonize).  A
+ * layer with fewer channels than ranks leaves some ranks an empty block
+ * (they still make every exchange).  Only LRP_PIPE_RELEVANCE runs (the
+ * `reference` trace: activations and relevance) are supported; the
+ * numerical flags each rank keeps are its block's (counts of its cells,
+ * first locations within its block): the trace does not hold them.
+ *
+ * exchange (collective, every rank in the same order): rank q's n bytes,
+ * concatenated in rank order, on every rank (*all malloc'ed, *total
+ * bytes); fail non-NULL: this rank failed (fail: its one-line message) and
+ * sends nothing.  Returns 0, or -1 when some rank failed (then no rank
+ * makes another exchange in this run). */
+typedef struct lrp_pipe_split {
+    int rank, size;
+    int (*exchange)(void *ctx, const void *buf, size_t n, const char *fail, void **all,
+                    size_t *total);
+    void *ctx;
+} lrp_pipe_split;
+
+/* The block [*lo, *hi) of layer li's first axis held by rank q of size
+ * under the layer split (the net as lrp_pipe_split_check accepted it). */
+void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *lo, int64_t *hi);
+/* LRP_OK when the net can run under the layer split over size ranks, else
+ * an LRP_E_UNSUPPORTED error naming the first layer that cannot. */
+lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err);
+/* The run of this rank (flags must include LRP_PIPE_RELEVANCE).  *out's
+ * net is this rank's share (its layers' shapes are the blocks; free with
+ * lrp_pipe_free); p->L[li].act and rel hold batch * (block of layer li)
+ * values, batch-major.  On an error every rank returns one (a failing
+ * rank tells the others through the exchange). */
+lrp_status lrp_pipe_run_split(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                              unsigned flags, const lrp_pipe_split *sp, lrp_err *err);
 
 /* Geometry helpers shared by both backends. */
 void lrp_pipe_lin_geom(lrp_lin *L, const lrp_net *net, int li);

@@ -26,6 +26,7 @@ typedef struct lrp_pipe_state {
     lrp_pipe_hook hook;
     void *hook_ctx;
     int *fwd_left;  /* STREAM with be->pack: forward consumers still to run */
+    struct lrp_split_net *split; /* the layer split (core/pipe_split.c), or NULL */
 } lrp_pipe_state;
 
 /* A tensor of n values of the backend's type (zeros). */
@@ -56,5 +57,36 @@ lrp_status lrp_pipe_back_linear(lrp_pipe_state *r, int li, const void *R, void *
 lrp_status lrp_pipe_back_split(lrp_pipe_state *r, lrp_pipe_layer *P, const void *R, const void *y,
                                const void *const *v, int nv, int n_in, void *const *rin,
                                const int *akind, int64_t NU, int64_t U);
+
+/* ---- the layer split (core/pipe_split.c; core/pipeline.h) ---- */
+typedef struct lrp_split_net lrp_split_net;
+/* this rank's share of the net, or NULL (out of memory) */
+lrp_split_net *lrp_split_net_new(const lrp_net *full, const lrp_pipe_split *sp);
+void lrp_split_net_free(lrp_split_net *s);
+const lrp_net *lrp_split_net_share(const lrp_split_net *s);
+/* The linear geometry of layer li for its forward and denominators: the
+ * whole input and, under the split, this rank's block of output units
+ * (else lrp_pipe_lin_geom of the run's net). */
+void lrp_pipe_lin_geom_run(lrp_pipe_state *r, lrp_lin *L, int li);
+/* 1 when layer li runs on this rank's block alone under the split (a
+ * depthwise Conv2D: lrp_pipe_lin_geom_run is then its whole geometry, for
+ * the backward too, and nothing is exchanged) */
+int lrp_pipe_split_local(const lrp_pipe_state *r, int li);
+/* Under the split, for lin_bwd: the whole output, this rank's block of
+ * input cells.  Returns the weights' block of columns L->w32 points to
+ * (the caller frees it after the step), or NULL: out of memory. */
+float *lrp_pipe_lin_geom_bwd(lrp_pipe_state *r, lrp_lin *L, int li);
+/* Under the split: layer li's tensor t (this rank's block, batch-major)
+ * gathered whole from every rank's block (a new tensor of batch * numel
+ * values), or NULL with the error set (the other ranks told). */
+void *lrp_pipe_split_gather(lrp_pipe_state *r, int li, const void *t);
+/* Tells the other ranks this one failed (its error set), once. */
+void lrp_pipe_split_fail(lrp_pipe_state *r);
+/* values per sample of layer li in the whole net; this rank's block
+ * [lo, hi) of its first axis and the values per index of that axis */
+int64_t lrp_pipe_split_numel(const lrp_pipe_state *r, int li);
+void lrp_pipe_split_range(const lrp_pipe_state *r, int li, int64_t *lo, int64_t *hi,
+                          int64_t *inner);
+const lrp_net *lrp_pipe_split_full(const lrp_pipe_state *r);
 
 #endif

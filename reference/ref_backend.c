@@ -695,6 +695,52 @@ static void *b_unpack(void *c, const void *pk, int64_t n)
     return v;
 }
 
+/* Values on the wire (core/pipeline.h to_wire; the layer split's
+ * exchanges between ranks): per value its kind (with the sign), its
+ * exponent and its limbs as they are, the packed form above laid out in
+ * one buffer of plain bytes.  Lossless: the receiver has the same bits. */
+static size_t wire_rec(const ref_ctx *cx)
+{
+    return 1 + sizeof(int64_t) + mpfr_custom_get_size(cx->prec);
+}
+
+static size_t b_wire_size(void *c, int64_t n) { return (size_t)n * wire_rec(CX(c)); }
+
+static void b_to_wire(void *c, void *buf, const void *t, int64_t n)
+{
+    size_t rec = wire_rec(CX(c)), limb = rec - 1 - sizeof(int64_t);
+    unsigned char *q = buf;
+    for (int64_t i = 0; i < n; i++, q += rec) {
+        mpfr_srcptr v = TC(t) + i;
+        LRP_ASSERT(mpfr_get_prec(v) == CX(c)->prec);
+        int k = mpfr_custom_get_kind(v);
+        int64_t e = (k == MPFR_REGULAR_KIND || k == -MPFR_REGULAR_KIND)
+                        ? (int64_t)mpfr_custom_get_exp(v) : 0;
+        q[0] = (unsigned char)(signed char)k;
+        memcpy(q + 1, &e, sizeof e);
+        if (k == MPFR_REGULAR_KIND || k == -MPFR_REGULAR_KIND)
+            memcpy(q + 1 + sizeof e, mpfr_custom_get_significand(v), limb);
+        else /* no limbs to speak of: fixed bytes, so the buffer is deterministic */
+            memset(q + 1 + sizeof e, 0, limb);
+    }
+}
+
+/* into t[0..n), a tensor of this context's precision (tensor_new's) */
+static void b_from_wire(void *c, void *t, const void *buf, int64_t n)
+{
+    size_t rec = wire_rec(CX(c)), limb = rec - 1 - sizeof(int64_t);
+    const unsigned char *q = buf;
+    for (int64_t i = 0; i < n; i++, q += rec) {
+        mpfr_ptr v = T(t) + i;
+        LRP_ASSERT(mpfr_get_prec(v) == CX(c)->prec);
+        int64_t e;
+        memcpy(&e, q + 1, sizeof e);
+        void *sig = mpfr_custom_get_significand(v);
+        memcpy(sig, q + 1 + sizeof e, limb);
+        mpfr_custom_init_set(v, (signed char)q[0], (mpfr_exp_t)e, CX(c)->prec, sig);
+    }
+}
+
 void lrp_ref_backend(lrp_backend *be, lrp_ref_ctx *cx)
 {
     memset(be, 0, sizeof *be);
@@ -731,4 +777,7 @@ void lrp_ref_backend(lrp_backend *be, lrp_ref_ctx *cx)
     be->pack = b_pack;
     be->unpack = b_unpack;
     be->pack_free = b_pack_free;
+    be->wire_size = b_wire_size;
+    be->to_wire = b_to_wire;
+    be->from_wire = b_from_wire;
 }

@@ -120,6 +120,97 @@ for fx in "$W/resnet5.h5" "$FX/cnn.h5"; do
     done
 done
 
+echo "== reference --split layer: every layer's channels over the ranks"
+# the one-process file (default build, no --split) is the reference.
+# resnet: BatchNorm, Add, strides, max-pool, channel blocks 3+3 / 2+2+2
+# and uneven ones further on; vgg16s, mlp: Conv2D / Dense chains; negzero
+# and zero_input: signed zeros (zero_input has 2 input channels: under
+# -n 3 a rank holds none of them); huge_fanin: 1 input channel; resnet5:
+# a batch of 5 split by channels; mobilenet and cnn: depthwise Conv2D
+# (each rank its own channels, no exchange); resnet under rules with two parts
+# (alpha-beta), selectors on z (Zennit's gamma) and z^B bounds (the box
+# of the first Conv2D)
+for case in "resnet" "vgg16s" "mlp" "negzero" "zero_input" "huge_fanin" "resnet5" \
+    "mobilenet" "cnn" \
+    "resnet --rule alphabeta --convention sign0_zero" \
+    "resnet --rule gamma --flag zennit_gamma_drop0" "resnet --composite EpsilonGammaBox"; do
+    b=${case%% *}
+    args=${case#"$b"}
+    fx=$FX/$b.h5
+    [ "$b" = resnet5 ] && fx=$W/resnet5.h5
+    for only in --trace-only ""; do
+        rm -f "$W/one.t.h5" "$W/one1.t.h5"
+        # shellcheck disable=SC2086
+        "$ONE" reference "$fx" --out "$W/one.t.h5" $only $args >/dev/null ||
+            bad "reference $b$args: one process failed"
+        # the default build with --split layer: one rank, one block
+        # shellcheck disable=SC2086
+        "$ONE" reference "$fx" --out "$W/one1.t.h5" $only --split layer $args >/dev/null 2>&1
+        cmp -s "$W/one.t.h5" "$W/one1.t.h5" && ok "reference --split layer $b$args $only, one process: the same file" ||
+            bad "reference --split layer $b$args $only, one process: files differ"
+        for n in $RANKS; do
+            # the copy once, under -n 2 (the trace itself is the same either way)
+            [ -z "$only" ] && [ "$n" -ne 2 ] && continue
+            rm -f "$W/n.t.h5"
+            # shellcheck disable=SC2086
+            run $LRP_MPIRUN -n "$n" "$MPI" reference "$fx" --out "$W/n.t.h5" $only --split layer \
+                $args >"$W/n.out" 2>&1
+            rc=$?
+            if [ "$rc" -eq 0 ] && cmp -s "$W/one.t.h5" "$W/n.t.h5" &&
+                [ "$(grep -c "wrote trace" "$W/n.out")" -eq 1 ]; then
+                ok "reference --split layer $b$args $only -n $n: the same file"
+            else
+                bad "reference --split layer $b$args $only -n $n: exit $rc, files differ or not one line"
+                head -3 "$W/n.out"
+            fi
+        done
+    done
+done
+# what is not split is refused by every rank with one line naming the
+# layer, and no file: Concatenate (densenet), BatchNorm canonized into its
+# Conv2D, a token net; fast has no layer split
+for case in "$FX/densenet.h5:d1_cat" "$FX/resnet.h5 --bn canonize:stem_bn" "$FX/tokmlp.h5:tokens"; do
+    what=${case%%:*}
+    layer=${case##*:}
+    rm -f "$W/n.t.h5"
+    # shellcheck disable=SC2086
+    run $LRP_MPIRUN -n 2 "$MPI" reference $what --out "$W/n.t.h5" --trace-only --split layer \
+        >f.out 2>f.err
+    rc=$?
+    if [ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && grep -q "layer '$layer'" f.err &&
+        grep -q "layer split" f.err && [ ! -s f.out ] && [ ! -e "$W/n.t.h5" ]; then
+        ok "reference --split layer -n 2 of $(basename "${what%% *}")$(echo "$what" | sed -n 's/^[^ ]*//p'): refused, one line naming '$layer'"
+    else
+        bad "reference --split layer -n 2 of $what: exit $rc, $(wc -l <f.err) lines"
+        cat f.err
+    fi
+done
+run $LRP_MPIRUN -n 2 "$MPI" fast "$FX/resnet.h5" --out "$W/n.t.h5" --split layer >f.out 2>f.err
+rc=$?
+[ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && grep -q -- "--split" f.err &&
+    ok "fast --split layer -n 2: refused, one line" ||
+    bad "fast --split layer -n 2: exit $rc, $(wc -l <f.err) lines"
+# a rank failing in the middle of the split run (resnet: 7 Conv2D / Dense
+# layers, two agreements an exchange: its 12th agreement is in the forward
+# pass, its 25th in the backward, its 60th in the gathering of the trace
+# after the run), rank 0 included, also leaving at once: exit 2, its one
+# line, no file, no hang
+for spec in 1@12 1@25 1@60 2@12 0@12 0@25 1@12:exit; do
+    n=2
+    [ "${spec%%@*}" -eq 2 ] && n=3
+    rm -f "$W/f.t.h5"
+    LRP_MPI_TEST_FAIL="$spec" run $LRP_MPIRUN -x LRP_MPI_TEST_FAIL -n "$n" "$MPI" reference \
+        "$FX/resnet.h5" --out "$W/f.t.h5" --trace-only --split layer >f.out 2>f.err
+    rc=$?
+    if [ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && grep -q "rank ${spec%%@*} fails here" f.err &&
+        [ ! -s f.out ] && [ ! -e "$W/f.t.h5" ]; then
+        ok "reference --split layer -n $n, rank ${spec%%@*} fails at agreement ${spec#*@}: exit 2, one line, no file"
+    else
+        bad "reference --split layer -n $n, LRP_MPI_TEST_FAIL=$spec: exit $rc, $(wc -l <f.err) lines"
+        cat f.err
+    fi
+done
+
 echo "== check / compare: the files over the ranks"
 # four files (one missing: an error entry), then compare with a fatal
 # usage error found on a file (rule options the trace's rules replace)

@@ -42,6 +42,10 @@ void cli_mpi_block(int64_t n, int64_t *first, int64_t *count)
     *first = 0;
     *count = n;
 }
+static int allgather_rc(int rc, const void *buf, size_t n, void **all, size_t *total)
+{
+    return gather_rc(rc, buf, n, all, total);
+}
 
 #else /* LRP_MPI */
 
@@ -270,6 +274,58 @@ static int gather_rc(int rc0, const void *buf, size_t n, void **all, size_t *tot
     return -1;
 }
 
+/* As gather_rc, with the concatenation on every rank (the layer split's
+ * exchanges: every rank computes from the whole tensor). */
+static int allgather_rc(int rc0, const void *buf, size_t n, void **all, size_t *total)
+{
+    *all = NULL;
+    *total = 0;
+    if (!g_on || g_size == 1)
+        return gather_rc(rc0, buf, n, all, total);
+    int rc = rc0;
+    if (rc < 0 && n > INT_MAX) {
+        fprintf(stderr, "lrp-oracle: mpi: a rank's share of %zu bytes exceeds MPI's count range\n",
+                n);
+        rc = EXIT_USAGE;
+    }
+    int cnt = rc < 0 ? (int)n : 0;
+    int *counts = calloc((size_t)g_size, sizeof *counts);
+    int *displs = calloc((size_t)g_size, sizeof *displs);
+    MPI_Request rq;
+    if (rc < 0 && (!counts || !displs))
+        rc = cli_usage_error("mpi", "%s", "out of memory exchanging values");
+    if ((rc = cli_mpi_agree(rc)) >= 0) {
+        free(counts);
+        free(displs);
+        return rc;
+    }
+    MPI_Iallgather(&cnt, 1, MPI_INT, counts, 1, MPI_INT, MPI_COMM_WORLD, &rq);
+    lazy_wait(&rq);
+    size_t sum = 0;
+    for (int r = 0; r < g_size; r++) {
+        displs[r] = sum <= INT_MAX ? (int)sum : 0;
+        sum += (size_t)counts[r];
+    }
+    if (sum > INT_MAX)
+        rc = (fprintf(stderr, "lrp-oracle: mpi: %zu bytes exchanged exceed MPI's count range\n",
+                      sum), EXIT_USAGE);
+    else if (!(*all = malloc(sum ? sum : 1)))
+        rc = cli_usage_error("mpi", "%s", "out of memory exchanging values");
+    if ((rc = cli_mpi_agree(rc)) >= 0) {
+        free(counts);
+        free(displs);
+        free(*all);
+        *all = NULL;
+        return rc;
+    }
+    MPI_Iallgatherv(buf, cnt, MPI_BYTE, *all, counts, displs, MPI_BYTE, MPI_COMM_WORLD, &rq);
+    lazy_wait(&rq);
+    free(counts);
+    free(displs);
+    *total = sum;
+    return -1;
+}
+
 void cli_mpi_block(int64_t n, int64_t *first, int64_t *count)
 {
     int64_t q = n / g_size, m = n % g_size, r = g_rank;
@@ -282,6 +338,32 @@ void cli_mpi_block(int64_t n, int64_t *first, int64_t *count)
 int cli_mpi_gather(const void *buf, size_t n, void **all, size_t *total)
 {
     return gather_rc(-1, buf, n, all, total);
+}
+
+/* this rank's failure (fail non-NULL) for an exchange: its line, its code */
+static int split_fail(cli_split *c, const char *fail)
+{
+    if (!fail)
+        return -1;
+    /* this rank's error line: on ranks > 0 it is held back and replayed
+     * by the agreement when this rank is the first to fail; rank 0's
+     * own error is its caller's to print (the one-process outcome) */
+    c->self = 1;
+    if (cli_mpi_rank() > 0 && fail[0])
+        fprintf(stderr, "lrp-oracle: %s\n", fail);
+    return EXIT_USAGE;
+}
+
+int cli_split_allgather(void *ctx, const void *buf, size_t n, const char *fail, void **all,
+                        size_t *total)
+{
+    cli_split *c = ctx;
+    int rc = allgather_rc(split_fail(c, fail), buf, fail ? 0 : n, all, total);
+    if (rc >= 0) {
+        c->code = rc;
+        return -1;
+    }
+    return 0;
 }
 
 int cli_split_gather(void *ctx, const void *buf, size_t n, const char *fail, void **all,

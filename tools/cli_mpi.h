@@ -69,6 +69,11 @@ typedef struct cli_split {
 int cli_split_gather(void *ctx, const void *buf, size_t n, const char *fail, void **all,
                      size_t *total);
 
+/* The layer split's exchange (core/pipeline.h lrp_pipe_split.exchange):
+ * as cli_split_gather, with the concatenation on every rank. */
+int cli_split_allgather(void *ctx, const void *buf, size_t n, const char *fail, void **all,
+                        size_t *total);
+
 /* The contiguous block of n items (samples) of this rank: the first
  * n % size ranks get one more.  A rank may get none. */
 void cli_mpi_block(int64_t n, int64_t *first, int64_t *count);

@@ -34,6 +34,7 @@ typedef struct judge_opts {
     int has_expect;
     lrp_verdict expect;
     int strict, require_all, progress, trace_only;
+    int split_layer; /* --split layer (reference) */
     int identify; /* -1 automatic, 0 off, 1 on */
     double max_ill;
     unsigned seen; /* bit (c - OPT_JSON) for each option of the enum given */
@@ -59,6 +60,7 @@ enum {
     OPT_KEEP,
     OPT_IDENTIFY,
     OPT_NO_IDENTIFY,
+    OPT_SPLIT,
     OPT_HELP
 };
 
@@ -83,6 +85,7 @@ static const struct option judge_long[] = {
     {"keep", required_argument, 0, OPT_KEEP},
     {"identify", no_argument, 0, OPT_IDENTIFY},
     {"no-identify", no_argument, 0, OPT_NO_IDENTIFY},
+    {"split", required_argument, 0, OPT_SPLIT},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
 
@@ -139,6 +142,11 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
         case OPT_KEEP: o->keep = optarg; break;
         case OPT_IDENTIFY: o->identify = 1; break;
         case OPT_NO_IDENTIFY: o->identify = 0; break;
+        case OPT_SPLIT:
+            if (strcmp(optarg, "layer") != 0 && strcmp(optarg, "samples") != 0)
+                return cli_usage_error(cmd, "--split wants 'samples' or 'layer', got '%s'", optarg);
+            o->split_layer = strcmp(optarg, "layer") == 0;
+            break;
         case OPT_EXPECT:
             if (lrp_verdict_parse(optarg, &o->expect))
                 return cli_usage_error(cmd, "--expect wants a verdict name, got '%s'", optarg);
@@ -945,6 +953,59 @@ static int gather_trace(lrp_trace *t, const lrp_net *net, const lrp_backend *be,
     return -1;
 }
 
+/* The layer split (core/pipeline.h lrp_pipe_run_split): every rank
+ * converts its block of each layer's channels, sample by sample, and rank
+ * 0 puts the blocks in their places: the batch-major arrays of one
+ * process.  Returns -1 or the agreed exit code. */
+static int gather_trace_layers(lrp_trace *t, const lrp_net *net, const lrp_backend *be,
+                               const lrp_pipe *p, int prec)
+{
+    int rank = cli_mpi_rank(), size = cli_mpi_size();
+    int64_t B = net->batch;
+    for (int i = 0; i < net->n_layers; i++) {
+        const lrp_shape *sh = &net->layers[i].shape;
+        int64_t n1 = lrp_shape_numel(sh), inner = n1 / sh->d[0], n = p->L[i].n * B;
+        float *share = malloc((size_t)(n ? n : 1) * 3 * sizeof(float));
+        int rc = share ? -1 : cli_usage_error("reference", "%s", "out of memory");
+        if (rank == 0 && rc < 0) {
+            size_t m = (size_t)(n1 * B > 0 ? n1 * B : 1) * sizeof(float);
+            if (!(t->relevance[i] = malloc(m)) || !(t->activation[i] = malloc(m)) ||
+                !(t->relevance_lo[i] = malloc(m)))
+                rc = cli_usage_error("reference", "%s", "out of memory");
+        }
+        if ((rc = cli_mpi_agree(rc)) >= 0) {
+            free(share);
+            return rc;
+        }
+        fill_layer(share, share + 2 * n, share + n, be, p, i, n, 1, prec);
+        void *all = NULL;
+        size_t total = 0;
+        rc = cli_mpi_gather(share, (size_t)n * 3 * sizeof(float), &all, &total);
+        free(share);
+        if (rc >= 0)
+            return rc;
+        if (rank == 0) {
+            /* rank r's share: [rel | act | lo] of its block of every sample */
+            const float *q = all;
+            for (int r = 0; r < size; r++) {
+                int64_t lo, hi;
+                lrp_pipe_split_block(net, i, r, size, &lo, &hi);
+                int64_t w = (hi - lo) * inner, m = w * B;
+                for (int64_t b = 0; b < B; b++) {
+                    int64_t at = b * n1 + lo * inner;
+                    memcpy(t->relevance[i] + at, q + b * w, (size_t)w * sizeof(float));
+                    memcpy(t->activation[i] + at, q + m + b * w, (size_t)w * sizeof(float));
+                    memcpy(t->relevance_lo[i] + at, q + 2 * m + b * w, (size_t)w * sizeof(float));
+                }
+                q += 3 * m;
+            }
+            LRP_ASSERT((size_t)((const char *)q - (const char *)all) == total);
+        }
+        free(all);
+    }
+    return -1;
+}
+
 static int write_trace(int argc, char **argv, int reference)
 {
     const char *cmd = reference ? "reference" : "fast";
@@ -956,12 +1017,23 @@ static int write_trace(int argc, char **argv, int reference)
                                      "copy OUT of FILE, written atomically; FILE is never rewritten\n"
                                      "(OUT holds what the format models, docs/FORMAT.md).\n\n"
                                      TRACE_ONLY_HELP
+                                     "  --split samples|layer\n"
+                                     "                 under mpirun, what the ranks share (docs/SCALING.md\n"
+                                     "                 \"MPI\"): samples (default), the batch in blocks of\n"
+                                     "                 samples; layer, every layer's channels in blocks,\n"
+                                     "                 for a batch smaller than the ranks (one image):\n"
+                                     "                 each rank holds its share of the MPFR values.  Nets\n"
+                                     "                 of Conv2D (groups 1 or depthwise), Dense, ReLU,\n"
+                                     "                 BatchNorm (not canonized), pools, Dropout, Flatten\n"
+                                     "                 and Add only.\n"
+                                     "                 The file is the one-process file, byte for byte.\n"
                                    : "usage: lrp-oracle fast [rule options] FILE --out OUT\n\n"
                                      "Runs the float32 fast path and stores its relevance as trace\n"
                                      "'fastpath' in a copy OUT of FILE, written atomically; FILE is\n"
                                      "never rewritten.\n\n"
                                      TRACE_ONLY_HELP);
-    if (rc >= 0 || (rc = refuse_unused(&o, SEEN(OPT_OUT) | SEEN(OPT_TRACE_ONLY), cmd)) >= 0)
+    if (rc >= 0 || (rc = refuse_unused(&o, SEEN(OPT_OUT) | SEEN(OPT_TRACE_ONLY) |
+                                               (reference ? SEEN(OPT_SPLIT) : 0), cmd)) >= 0)
         return rc;
     if (argc - optind != 1)
         return cli_usage_error(cmd, "%s", "takes exactly one FILE");
@@ -982,6 +1054,14 @@ static int write_trace(int argc, char **argv, int reference)
     digest_job dj = {path, 0, 0, LRP_OK, {0}};
     if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0)
         return rc;
+    lrp_err e = {0};
+    /* the layer split runs only the kinds it splits: every rank refuses
+     * the same net with the same line, printed once */
+    if (o.split_layer &&
+        (rc = cli_mpi_agree(lrp_pipe_split_check(net, cli_mpi_size(), &e) ? cli_fail(&e) : -1)) >= 0) {
+        lrp_net_free(net);
+        return rc;
+    }
     pthread_t dth;
     int dth_on = 0;
     if (o.trace_only && cli_mpi_rank() == 0) { /* rank 0 writes the trace file */
@@ -989,7 +1069,6 @@ static int write_trace(int argc, char **argv, int reference)
         if (!dth_on)
             digest_run(&dj);
     }
-    lrp_err e = {0};
     lrp_ref_ctx rcx;
     lrp_backend be;
     lrp_f32_ctx *fcx = NULL;
@@ -1002,6 +1081,8 @@ static int write_trace(int argc, char **argv, int reference)
     copy_job cj = {net, o.out, source, NULL, LRP_OK, {0}};
     pthread_t cth;
     int mpi = cli_mpi_size() > 1, rank = cli_mpi_rank();
+    int split = o.split_layer;     /* the layer split: also with one rank */
+    int gathered = mpi || split;   /* rank 0 gathers the trace from the ranks */
     int cth_on = rank == 0 && !o.trace_only && lrp_net_trace_find(net, source) < 0 &&
                  pthread_create(&cth, NULL, copy_begin, &cj) == 0;
     /* Under MPI each rank computes a contiguous block of the samples: a
@@ -1009,7 +1090,7 @@ static int write_trace(int argc, char **argv, int reference)
      * shared, read-only; rank 0's writer thread reads the whole net) */
     lrp_net sub = *net;
     int64_t first = 0, count = net->batch;
-    if (mpi) {
+    if (mpi && !split) {
         cli_mpi_block(net->batch, &first, &count);
         int64_t nin = lrp_shape_numel(&net->layers[0].shape);
         int64_t nout = lrp_shape_numel(&net->layers[net->n_layers - 1].shape);
@@ -1035,11 +1116,30 @@ static int write_trace(int argc, char **argv, int reference)
      * the audit data (same relevance bit for bit, tests/test_fastpath.c) */
     cli_phase("engine setup");
     /* a rank with no samples (more ranks than samples) computes nothing */
-    lrp_status st = count > 0 ? lrp_pipe_run_ex(&p, &be, &sub, LRP_PIPE_RELEVANCE, &e) : LRP_OK;
+    cli_split cs = {-1, 0, 0};
+    lrp_status st = LRP_OK;
+    if (split) {
+        /* every layer's channels in blocks over the ranks; a failure is
+         * agreed inside the run (its exchanges), cs.code then set */
+        lrp_pipe_split sp = {rank, cli_mpi_size(), cli_split_allgather, &cs};
+        st = lrp_pipe_run_split(&p, &be, net, LRP_PIPE_RELEVANCE, &sp, &e);
+    } else if (count > 0) {
+        st = lrp_pipe_run_ex(&p, &be, &sub, LRP_PIPE_RELEVANCE, &e);
+    }
     cli_phase("engine");
     if (dth_on) {
         pthread_join(dth, NULL);
         cli_phase("digest (joined)");
+    }
+    if (cs.code >= 0) {
+        if (cth_on)
+            pthread_join(cth, NULL);
+        lrp_h5_write_abort(cj.h);
+        lrp_pipe_free(p);
+        lrp_net_free(net);
+        /* rank 0's own failure is printed here; another rank's line was
+         * replayed by the agreement */
+        return rank == 0 && cs.self ? cli_fail(&e) : cs.code;
     }
     if (mpi && (rc = cli_mpi_agree(st ? cli_fail(&e) : -1)) >= 0) {
         if (cth_on)
@@ -1078,9 +1178,10 @@ static int write_trace(int argc, char **argv, int reference)
         return EXIT_USAGE;
     }
     lrp_trace *t = st || (mpi && rank > 0) ? NULL : lrp_net_trace_add(net, source, &e);
-    if (mpi) {
+    if (gathered) {
         if ((rc = cli_mpi_agree(rank == 0 && !t ? cli_fail(&e) : -1)) < 0)
-            rc = gather_trace(t, net, &be, p, count, reference, o.rules.prec);
+            rc = split ? gather_trace_layers(t, net, &be, p, o.rules.prec)
+                       : gather_trace(t, net, &be, p, count, reference, o.rules.prec);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
         if (rc >= 0 || rank > 0) {
@@ -1108,17 +1209,17 @@ static int write_trace(int argc, char **argv, int reference)
      * (a copy would be 8 bytes a cell of fresh memory, about 0.5 s on
      * VGG-16 224 on this machine's first-touch page cost), taken back
      * before the net is freed; the pipeline is freed after the write. */
-    int lent = !reference && !mpi;
+    int lent = !reference && !gathered;
     for (int i = 0; i < net->n_layers && lent; i++) {
         t->relevance[i] = (float *)p->L[i].rel;
         t->activation[i] = (float *)p->L[i].act;
         if (!t->relevance[i] || !t->activation[i])
             lent = 0;
     }
-    if (!reference && !mpi && !lent) /* a layer without its buffers: copied after all */
+    if (!reference && !gathered && !lent) /* a layer without its buffers: copied after all */
         for (int i = 0; i < net->n_layers; i++)
             t->relevance[i] = t->activation[i] = NULL;
-    for (int i = 0; i < net->n_layers && ok && !mpi && !lent; i++) {
+    for (int i = 0; i < net->n_layers && ok && !gathered && !lent; i++) {
         int64_t n = p->L[i].n * net->batch;
         t->relevance[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
         if (!t->relevance[i]) {
