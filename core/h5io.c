@@ -19,7 +19,7 @@
  * HDF5 on Debian maps unversioned API names to the 1.8 API; every call with
  * a versioned variant uses its explicit name (H5Gcreate2, H5Dopen2, ...).
  */
-#define _GNU_SOURCE /* sync_file_range */
+#define _GNU_SOURCE
 #include "lrp.h"
 #include "h5io_int.h"
 #include "h5sink.h"
@@ -2083,27 +2083,10 @@ cleanup:
 /* Writer                                                              */
 /* ------------------------------------------------------------------ */
 
-/* A range of the file already written to the output (a chunk). */
-typedef struct wspan {
-    uint64_t addr, size;
-} wspan;
-
 typedef struct wr {
     ctx c;
     hid_t str;  /* variable-length UTF-8 string type, file and memory */
     hid_t gcpl; /* group creation: no timestamps */
-    /* Streaming (a regular output file): each chunk goes to the output at
-     * its address in the file as soon as it is made, and the disk starts on
-     * it while the rest is built; at the end only the ranges between the
-     * chunks (superblock, object headers, chunk indices: HDF5's metadata,
-     * final only when the file is closed) are written from the image.  A
-     * chunk's bytes never change once written (HDF5 rewrites metadata, not
-     * raw data), so the file is the image byte for byte. */
-    int fd;           /* the output, or -1: the whole image at the end */
-    int stream_off;   /* a write failed: the whole image at the end */
-    wspan *span;
-    size_t n_span, cap_span;
-    uint64_t kick_lo, kick_hi; /* written since the last sync_file_range */
 } wr;
 
 static lrp_status w_attr(wr *w, hid_t obj, const char *opath, const char *name, hid_t ftype,
@@ -2324,99 +2307,6 @@ static size_t pack_chunk(unsigned char *buf, const unsigned char *src, size_t es
     return cbytes + 4;
 }
 
-/* Writes a chunk just stored by H5Dwrite_chunk to the output at its
- * address (see wr); any failure only turns streaming off. */
-static void stream_chunk(wr *w, hid_t ds, const hsize_t *off, const unsigned char *cbuf, size_t n)
-{
-    unsigned mask = 0;
-    haddr_t addr = HADDR_UNDEF;
-    hsize_t size = 0;
-    if (w->fd < 0 || w->stream_off)
-        return;
-    if (H5Dget_chunk_info_by_coord(ds, off, &mask, &addr, &size) < 0 || addr == HADDR_UNDEF ||
-        size != n || addr > (haddr_t)INT64_MAX - n) {
-        w->stream_off = 1;
-        return;
-    }
-    if (w->n_span == w->cap_span) {
-        size_t cap = w->cap_span ? 2 * w->cap_span : 256;
-        wspan *p = realloc(w->span, cap * sizeof *p);
-        if (!p) {
-            w->stream_off = 1;
-            return;
-        }
-        w->span = p;
-        w->cap_span = cap;
-    }
-    const unsigned char *b = cbuf;
-    size_t left = n;
-    off_t at = (off_t)addr;
-    while (left > 0) {
-        ssize_t r = pwrite(w->fd, b, left, at);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            w->stream_off = 1;
-            return;
-        }
-        b += r;
-        left -= (size_t)r;
-        at += r;
-    }
-    w->span[w->n_span++] = (wspan){addr, n};
-    if (w->kick_hi == 0 || addr < w->kick_lo)
-        w->kick_lo = addr;
-    if (addr + n > w->kick_hi)
-        w->kick_hi = addr + n;
-    if (w->kick_hi - w->kick_lo >= ((uint64_t)32 << 20)) {
-        /* start the disk on it: the final fsync then waits for little */
-        (void)sync_file_range(w->fd, (off_t)w->kick_lo, (off_t)(w->kick_hi - w->kick_lo),
-                              SYNC_FILE_RANGE_WRITE);
-        w->kick_lo = w->kick_hi = 0;
-    }
-}
-
-static int cmp_span(const void *a, const void *b)
-{
-    const wspan *x = a, *y = b;
-    return x->addr < y->addr ? -1 : x->addr > y->addr;
-}
-
-/* The rest of the file: every range of the image no chunk covered (the
- * whole image when streaming was off or the chunks do not fit it). */
-static lrp_status write_rest(wr *w, lrp_out *out, const unsigned char *image, size_t isz,
-                             lrp_err *err)
-{
-    uint64_t at = 0;
-    if (!w->stream_off) {
-        qsort(w->span, w->n_span, sizeof *w->span, cmp_span);
-        for (size_t k = 0; k < w->n_span; k++)
-            if (w->span[k].addr < at || w->span[k].addr + w->span[k].size > isz)
-                w->stream_off = 1;
-    }
-    if (w->stream_off)
-        return lrp_out_write(out, image, isz, err);
-    for (size_t k = 0; k <= w->n_span; k++) {
-        uint64_t end = k < w->n_span ? w->span[k].addr : isz;
-        while (at < end) {
-            ssize_t r = pwrite(w->fd, image + at, (size_t)(end - at), (off_t)at);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r <= 0)
-                return lrp_err_set(err, LRP_E_IO, "%s: cannot write: %s", out->name,
-                                   r < 0 ? strerror(errno) : "no progress");
-            at += (uint64_t)r;
-        }
-        if (k < w->n_span)
-            at = w->span[k].addr + w->span[k].size;
-    }
-    /* a target that existed was longer: cut (the temporary file is new,
-     * so this only guards the length) */
-    if (ftruncate(w->fd, (off_t)isz) != 0)
-        return lrp_err_set(err, LRP_E_IO, "%s: cannot write: %s", out->name, strerror(errno));
-    return LRP_OK;
-}
-
 /* A chunked, Fletcher32-checksummed dataset.  Chunks are the whole array
  * halved along its largest dimensions until at most CHUNK_BYTES, so small
  * arrays are one chunk and the layout depends only on the shape.  The
@@ -2476,7 +2366,6 @@ static lrp_status w_ds(wr *w, hid_t g, const char *gpath, const char *name, hid_
         size_t n = pack_chunk(cbuf, buf, esize, rank, dims, chunk, off);
         if (H5Dwrite_chunk(ds, H5P_DEFAULT, 0, off, n, cbuf) < 0)
             goto fail;
-        stream_chunk(w, ds, off, cbuf, n);
         int i = rank - 1;
         for (; i >= 0; i--) {
             off[i] += chunk[i];
@@ -2788,8 +2677,8 @@ static lrp_status check_writable(ctx *c, const lrp_net *net, const lrp_net *inf)
     return LRP_OK;
 }
 
-/* The writer builds the file in memory (HDF5's core driver without backing
- * store); these callbacks keep the driver's buffer when the file is closed,
+/* For stdout and FIFOs the writer builds the file in memory (HDF5's core
+ * driver without backing store); these callbacks keep the driver's buffer when the file is closed,
  * so the image is the file exactly as H5Fclose finished it. */
 typedef struct img {
     unsigned char *buf; /* the closed file's buffer, owned here */
@@ -2909,7 +2798,6 @@ void lrp_h5_write_abort(lrp_h5_writer *h)
     close_id(&h->ng);
     close_id(&h->file);
     free(h->image.buf);
-    free(h->w.span);
     close_id(&h->w.str);
     close_id(&h->w.gcpl);
     close_id(&h->fapl);
@@ -2931,7 +2819,7 @@ lrp_status lrp_h5_write_begin(lrp_h5_writer **out, const lrp_net *net, const cha
     if (!h)
         return lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory", path ? path : "<no path>");
     h->w = (wr){.c = {.path = path ? path : "<no path>", .err = err}, .str = H5I_INVALID_HID,
-                .gcpl = H5I_INVALID_HID, .fd = -1};
+                .gcpl = H5I_INVALID_HID};
     h->fcpl = h->fapl = h->file = h->ng = h->tg = H5I_INVALID_HID;
     h->image_cb = (H5FD_file_image_callbacks_t){img_malloc,     img_memcpy,     img_realloc, img_free,
                                                 img_udata_copy, img_udata_free, &h->image};
@@ -2966,10 +2854,10 @@ lrp_status lrp_h5_write_begin(lrp_h5_writer **out, const lrp_net *net, const cha
         st = fail(c, LRP_E_NOMEM, "/", "out of memory");
         goto done;
     }
-    /* The file is built in memory (HDF5's core driver, no backing store) and
-     * its image written by core/safeout.c: libhdf5 never sees an I/O error
-     * (a failed H5Fclose on a full disk left it to crash in its exit
-     * handler), and stdout, FIFOs, symlinks and modes are handled there. */
+    /* libhdf5 never sees an I/O error (a failed H5Fclose on a full disk
+     * left it to crash in its exit handler): the file goes through
+     * core/h5sink.c or is built in memory (below); stdout, FIFOs, symlinks
+     * and modes are core/safeout.c's. */
     if ((h->fcpl = H5Pcreate(H5P_FILE_CREATE)) < 0 || H5Pset_obj_track_times(h->fcpl, 0) < 0 ||
         (h->fapl = H5Pcreate(H5P_FILE_ACCESS)) < 0 ||
         H5Pset_libver_bounds(h->fapl, H5F_LIBVER_V110, H5F_LIBVER_V110) < 0 ||
@@ -2985,8 +2873,8 @@ lrp_status lrp_h5_write_begin(lrp_h5_writer **out, const lrp_net *net, const cha
         st = h5fail(c, LRP_E_NOMEM, "/", "cannot set up HDF5 properties");
         goto done;
     }
-    /* The output is opened before the file is built: the chunks of a
-     * regular file are written to it as they are made (w_ds) */
+    /* The output is opened before the file is built: a regular file gets
+     * the chunks as they are made */
     if ((st = lrp_out_open(&h->out, path, err)))
         goto done;
     h->out_open = 1;
@@ -3001,7 +2889,6 @@ lrp_status lrp_h5_write_begin(lrp_h5_writer **out, const lrp_net *net, const cha
         st = h5fail(c, LRP_E_NOMEM, "/", "cannot set up HDF5 properties");
         goto done;
     }
-    w->fd = h->out.through || h->sinking ? -1 : h->out.fd;
     /* A name no file can have (nothing can be below the device /dev/null):
      * libhdf5 first tries to open an existing file of the name, and the core
      * driver would read the target (or block on a FIFO or a terminal). */
@@ -3110,8 +2997,7 @@ lrp_status lrp_h5_write_finish(lrp_h5_writer *h, const lrp_net *net, lrp_err *er
         st = fail(c, LRP_E_IO, "/", "cannot finish writing (no file image)");
         goto done;
     }
-    if ((st = w->fd >= 0 ? write_rest(w, &h->out, h->image.buf, isz, err)
-                         : lrp_out_write(&h->out, h->image.buf, isz, err)) ||
+    if ((st = lrp_out_write(&h->out, h->image.buf, isz, err)) ||
         (st = lrp_out_commit(&h->out, err)))
         goto done;
     h->out_open = 0;
