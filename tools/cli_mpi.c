@@ -211,6 +211,17 @@ int cli_mpi_finish(int rc)
     return code < 0 ? EXIT_OK : code;
 }
 
+/* rc, or EXIT_USAGE (said) when this rank's n bytes exceed an MPI count */
+static int share_rc(int rc, size_t n)
+{
+    if (rc < 0 && n > INT_MAX) {
+        fprintf(stderr, "lrp-oracle: mpi: a rank's share of %zu bytes exceeds MPI's count range\n",
+                n);
+        rc = EXIT_USAGE;
+    }
+    return rc;
+}
+
 static int gather_rc(int rc0, const void *buf, size_t n, void **all, size_t *total)
 {
     *all = NULL;
@@ -226,12 +237,7 @@ static int gather_rc(int rc0, const void *buf, size_t n, void **all, size_t *tot
         *total = n;
         return -1;
     }
-    int rc = rc0;
-    if (rc < 0 && n > INT_MAX) {
-        fprintf(stderr, "lrp-oracle: mpi: a rank's share of %zu bytes exceeds MPI's count range\n",
-                n);
-        rc = EXIT_USAGE;
-    }
+    int rc = share_rc(rc0, n);
     int cnt = rc < 0 ? (int)n : 0;
     int *counts = NULL, *displs = NULL;
     MPI_Request rq;
@@ -282,12 +288,7 @@ static int allgather_rc(int rc0, const void *buf, size_t n, void **all, size_t *
     *total = 0;
     if (!g_on || g_size == 1)
         return gather_rc(rc0, buf, n, all, total);
-    int rc = rc0;
-    if (rc < 0 && n > INT_MAX) {
-        fprintf(stderr, "lrp-oracle: mpi: a rank's share of %zu bytes exceeds MPI's count range\n",
-                n);
-        rc = EXIT_USAGE;
-    }
+    int rc = share_rc(rc0, n);
     int cnt = rc < 0 ? (int)n : 0;
     int *counts = calloc((size_t)g_size, sizeof *counts);
     int *displs = calloc((size_t)g_size, sizeof *displs);
