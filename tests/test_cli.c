@@ -311,8 +311,8 @@ static void test_profiles(void **state)
 
 /* Transparent huge pages (tools/hugepages.c): the command runs with glibc's
  * malloc tunable set, by executing itself again, unless LRP_NO_HUGETLB is
- * set or GLIBC_TUNABLES already names the tunable; LRP_TIMING's first
- * line says which.  (glibc >= 2.35, as on Debian 12; not under LD_PRELOAD.) */
+ * set or GLIBC_TUNABLES already names the tunable, also as an MPI rank;
+ * LRP_TIMING's first line says which.  (glibc >= 2.35, as on Debian 12; not under LD_PRELOAD.) */
 static void test_hugepages(void **state)
 {
     (void)state;
@@ -328,6 +328,8 @@ static void test_hugepages(void **state)
         {"", 1},
         {"LRP_NO_HUGETLB=1", 0},
         {"GLIBC_TUNABLES=glibc.malloc.hugetlb=0", 0}, /* the user's own choice stands */
+        /* a launcher's rank gets them too (make check-mpi runs real ones) */
+        {"OMPI_COMM_WORLD_SIZE=2 OMPI_COMM_WORLD_RANK=1 PMIX_RANK=1", 1},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         char cmd[16384], fe[4200];
