@@ -933,6 +933,13 @@ static int describe_raw(hid_t ds, const char *opath, int64_t n, lrp_h5_raw *r)
     int ok = 0;
     memset(r, 0, sizeof *r);
     r->obj = opath;
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+    /* the hook's reader copies the file's little-endian bytes as floats:
+     * on another host libhdf5 converts them (H5Dread) */
+    (void)ds;
+    (void)n;
+    return 0;
+#endif
     /* the same file as the one the hook reads: not a fixture a trace file
      * names, not a file replaced since the hook's was opened */
     int *fdp = NULL;
