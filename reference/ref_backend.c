@@ -621,15 +621,22 @@ void lrp_ref_ctx_init(lrp_ref_ctx *cx, int prec, int threads)
     cx->threads = threads;
 }
 
-/* Packed activations (core/pipeline.h pack): the limbs as they are and
- * each value's kind (with its sign) and exponent, without the 32-byte
- * mpfr struct: 25 bytes a value at p = 128 instead of 48.  Lossless. */
+/* Packed activations (core/pipeline.h pack): one variable-length record a
+ * value, in order, without the 32-byte mpfr struct.  A record is a tag
+ * byte -- the kind with its sign (bits 0-2: kind + 3), a wide exponent
+ * (bit 3) and the number z of least significant limbs that are zero and
+ * not stored (bits 4-7) -- then, for a regular value alone, its exponent
+ * (int16, or int64 when wide) and its limbs z.. as they are.  A zero (half
+ * of a ReLU's outputs) takes 1 byte, a full p = 128 value 19 (25 with a
+ * fixed layout, 48 unpacked); 1 + 2 + 24 at p + 64.  Lossless: unpack
+ * gives the same kind, sign, exponent and significand; the limbs of a
+ * value that is not regular, which MPFR never reads, come back zero. */
 typedef struct packed {
     mpfr_prec_t prec;
-    int64_t *exp;
-    signed char *kind;
-    char *limbs;
+    unsigned char *rec;
 } packed;
+
+enum { PK_WIDE = 8, PK_ZSHIFT = 4, PK_ZMAX = 15 };
 
 static void b_pack_free(void *c, void *pk)
 {
@@ -637,10 +644,34 @@ static void b_pack_free(void *c, void *pk)
     packed *q = pk;
     if (!q)
         return;
-    free(q->exp);
-    free(q->kind);
-    free(q->limbs);
+    free(q->rec);
     free(q);
+}
+
+/* value v's tag (limbs nl of size mp_limb_t) */
+static unsigned pk_tag(mpfr_srcptr v, size_t nl)
+{
+    int k = mpfr_custom_get_kind(v);
+    unsigned t = (unsigned)(k + 3);
+    if (k != MPFR_REGULAR_KIND && k != -MPFR_REGULAR_KIND)
+        return t;
+    mpfr_exp_t e = mpfr_custom_get_exp(v);
+    if (e < INT16_MIN || e > INT16_MAX)
+        t |= PK_WIDE;
+    const mp_limb_t *m = mpfr_custom_get_significand(v);
+    size_t z = 0;
+    while (z + 1 < nl && z < PK_ZMAX && m[z] == 0)
+        z++;
+    return t | (unsigned)z << PK_ZSHIFT;
+}
+
+static size_t pk_size(unsigned t, size_t nl)
+{
+    int k = (int)(t & 7) - 3;
+    if (k != MPFR_REGULAR_KIND && k != -MPFR_REGULAR_KIND)
+        return 1;
+    size_t z = t >> PK_ZSHIFT;
+    return 1 + ((t & PK_WIDE) ? sizeof(int64_t) : sizeof(int16_t)) + (nl - z) * sizeof(mp_limb_t);
 }
 
 static void *b_pack(void *c, void *t, int64_t n)
@@ -650,31 +681,45 @@ static void *b_pack(void *c, void *t, int64_t n)
     if (n <= 0)
         return NULL;
     mpfr_prec_t p = mpfr_get_prec(v);
-    size_t limb = mpfr_custom_get_size(p);
+    size_t limb = mpfr_custom_get_size(p), nl = limb / sizeof(mp_limb_t);
     const char *base = (const char *)(v + n);
     /* only the layout lrp_ref_tensor_new made, every value at p */
     for (int64_t i = 0; i < n; i++)
         if (mpfr_get_prec(v + i) != p ||
             (const char *)mpfr_custom_get_significand(v + i) != base + (size_t)i * limb)
             return NULL;
+    size_t bytes = 0;
+    for (int64_t i = 0; i < n; i++)
+        bytes += pk_size(pk_tag(v + i, nl), nl);
     packed *q = calloc(1, sizeof *q);
     if (!q)
         return NULL;
     q->prec = p;
-    q->exp = malloc((size_t)n * sizeof *q->exp);
-    q->kind = malloc((size_t)n);
-    q->limbs = malloc((size_t)n * limb);
-    if (!q->exp || !q->kind || !q->limbs) {
+    if (!(q->rec = malloc(bytes))) {
         b_pack_free(c, q);
         return NULL;
     }
+    unsigned char *w = q->rec;
     for (int64_t i = 0; i < n; i++) {
-        int k = mpfr_custom_get_kind(v + i);
-        q->kind[i] = (signed char)k;
-        q->exp[i] = (k == MPFR_REGULAR_KIND || k == -MPFR_REGULAR_KIND)
-                        ? (int64_t)mpfr_custom_get_exp(v + i) : 0;
+        unsigned tg = pk_tag(v + i, nl);
+        *w++ = (unsigned char)tg;
+        if (pk_size(tg, nl) == 1)
+            continue;
+        int64_t e = (int64_t)mpfr_custom_get_exp(v + i);
+        if (tg & PK_WIDE) {
+            memcpy(w, &e, sizeof e);
+            w += sizeof e;
+        } else {
+            int16_t e16 = (int16_t)e;
+            memcpy(w, &e16, sizeof e16);
+            w += sizeof e16;
+        }
+        size_t z = tg >> PK_ZSHIFT;
+        const mp_limb_t *m = mpfr_custom_get_significand(v + i);
+        memcpy(w, m + z, (nl - z) * sizeof *m);
+        w += (nl - z) * sizeof *m;
     }
-    memcpy(q->limbs, base, (size_t)n * limb);
+    LRP_ASSERT((size_t)(w - q->rec) == bytes);
     lrp_ref_tensor_free(v);
     return q;
 }
@@ -686,12 +731,32 @@ static void *b_unpack(void *c, const void *pk, int64_t n)
     mpfr_ptr v = lrp_ref_tensor_new(q->prec, n);
     if (!v)
         return NULL;
-    size_t limb = mpfr_custom_get_size(q->prec);
+    size_t limb = mpfr_custom_get_size(q->prec), nl = limb / sizeof(mp_limb_t);
     char *base = (char *)(v + n);
-    memcpy(base, q->limbs, (size_t)n * limb);
-    for (int64_t i = 0; i < n; i++)
-        mpfr_custom_init_set(v + i, q->kind[i], (mpfr_exp_t)q->exp[i], q->prec,
-                             base + (size_t)i * limb);
+    const unsigned char *r = q->rec;
+    for (int64_t i = 0; i < n; i++) {
+        unsigned tg = *r++;
+        int k = (int)(tg & 7) - 3;
+        mp_limb_t *m = (mp_limb_t *)(void *)(base + (size_t)i * limb);
+        int64_t e = 0;
+        size_t z = nl;
+        if (pk_size(tg, nl) > 1) {
+            if (tg & PK_WIDE) {
+                memcpy(&e, r, sizeof e);
+                r += sizeof e;
+            } else {
+                int16_t e16;
+                memcpy(&e16, r, sizeof e16);
+                r += sizeof e16;
+                e = e16;
+            }
+            z = tg >> PK_ZSHIFT;
+            memcpy(m + z, r, (nl - z) * sizeof *m);
+            r += (nl - z) * sizeof *m;
+        }
+        memset(m, 0, z * sizeof *m);
+        mpfr_custom_init_set(v + i, k, (mpfr_exp_t)e, q->prec, m);
+    }
     return v;
 }
 
