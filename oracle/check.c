@@ -1288,6 +1288,57 @@ static void sp_view_free(lrp_pipe *v)
  * layer's own contribution rin[k] with the reference's, under the local
  * gauge.  Per tensor the worst consumer is reported; introduced_at is the
  * first tensor (backward order) whose local verdict is out of tolerance. */
+/* local_compare's judge of tensor i, called by the streamed local gauge
+ * as soon as its rows are final (backward order, the last layer first):
+ * each consumer's float32 rin of it against the reference's. */
+typedef struct local_judge {
+    lrp_run_report *rep;
+    const lrp_net *net;
+    const lrp_pipe *ref, *loc;
+    const ref_take *T;
+} local_judge;
+
+static lrp_status local_layer(void *ctx, lrp_gauge *GL, int i, int bwd)
+{
+    local_judge *J = ctx;
+    if (!bwd)
+        return LRP_OK;
+    const lrp_net *net = J->net;
+    const ref_take *T = J->T;
+    lrp_run_report *rep = J->rep;
+    lrp_layer_report *lr = &rep->layers[i];
+    int64_t n = J->ref->L[i].n * net->batch;
+    for (int c = i + 1; c < net->n_layers; c++)
+        for (int k = 0; k < net->layers[c].n_in; k++) {
+            if (net->layers[c].in[k] != i || !T->rin_hi[c][k] || !J->loc->L[c].rin[k])
+                continue;
+            lrp_cell_ref cr = {T->rin_hi[c][k], T->rin_lo[c][k], GL->bound[i], GL->cond[i],
+                               NULL, NULL, NULL};
+            const lrp_tolerance *tol =
+                lrp_tolerance_for(net->layers[c].rule.rule, net->layers[c].kind);
+            lrp_layer_cmp cmp;
+            lrp_verdict v = lrp_compare_cells(&cmp, J->loc->L[c].rin[k], &cr, n, tol);
+            if (!lr->has_local || v > lr->local_verdict) {
+                lr->local = cmp;
+                lr->local_verdict = v;
+            }
+            lr->has_local = 1;
+        }
+    if (lr->has_local && rep->introduced_at < 0 && lr->local_verdict != LRP_V_PASS &&
+        lr->local_verdict != LRP_V_ILL_CONDITIONED)
+        rep->introduced_at = i;
+    /* a layer wrong on its own is wrong, even where the loose end-to-end
+     * bound of the layers below still covers what it passes on */
+    if (lr->has_local && lr->local_verdict > rep->verdict)
+        rep->verdict = lr->local_verdict;
+    return LRP_OK;
+}
+
+/* Our float32 layers fed the reference's inputs, each judged against the
+ * reference's step with the local gauge.  The gauge is streamed (each
+ * tensor judged as its rows are final, in the order the whole-network
+ * gauge was read before: the last layer first), so its rows are never
+ * held for the whole network. */
 static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const lrp_pipe *ref,
                                 const ref_take *T, int threads, const lrp_backend *subject,
                                 lrp_err *err)
@@ -1297,14 +1348,7 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
     lrp_backend fbe;
     lrp_pipe *loc = NULL;
     lrp_gauge GL = {0};
-    float *hi = NULL, *lo = NULL;
-    int64_t B = net->batch, maxn = 1;
-    for (int i = 0; i < net->n_layers; i++)
-        if (ref->L[i].n * B > maxn)
-            maxn = ref->L[i].n * B;
-    hi = malloc((size_t)maxn * sizeof *hi);
-    lo = malloc((size_t)maxn * sizeof *lo);
-    if (!fcx || !hi || !lo) {
+    if (!fcx) {
         st = lrp_err_set(err, LRP_E_NOMEM, "<check>: out of memory (local)");
         goto done;
     }
@@ -1313,39 +1357,15 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
         fbe = *subject;
     const rounded *R = T->R;
     lrp_pipe_local lm = {R->act, R->rel, 0};
-    if ((st = lrp_pipe_run_local(&loc, &fbe, net, LOCAL_FLAGS, &lm, err)) ||
-        (st = lrp_gauge_compute_ex(&GL, net, R->act, R->rel, 1, err)))
+    if ((st = lrp_pipe_run_local(&loc, &fbe, net, LOCAL_FLAGS, &lm, err)))
         goto done;
-    for (int i = net->n_layers - 1; i >= 0; i--) {
-        lrp_layer_report *lr = &rep->layers[i];
-        int64_t n = ref->L[i].n * B;
-        for (int c = i + 1; c < net->n_layers; c++)
-            for (int k = 0; k < net->layers[c].n_in; k++) {
-                if (net->layers[c].in[k] != i || !T->rin_hi[c][k] || !loc->L[c].rin[k])
-                    continue;
-                lrp_cell_ref cr = {T->rin_hi[c][k], T->rin_lo[c][k], GL.bound[i], GL.cond[i],
-                                   NULL, NULL, NULL};
-                const lrp_tolerance *tol =
-                    lrp_tolerance_for(net->layers[c].rule.rule, net->layers[c].kind);
-                lrp_layer_cmp cmp;
-                lrp_verdict v = lrp_compare_cells(&cmp, loc->L[c].rin[k], &cr, n, tol);
-                if (!lr->has_local || v > lr->local_verdict) {
-                    lr->local = cmp;
-                    lr->local_verdict = v;
-                }
-                lr->has_local = 1;
-            }
-        if (lr->has_local && rep->introduced_at < 0 && lr->local_verdict != LRP_V_PASS &&
-            lr->local_verdict != LRP_V_ILL_CONDITIONED)
-            rep->introduced_at = i;
-        /* a layer wrong on its own is wrong, even where the loose end-to-end
-         * bound of the layers below still covers what it passes on */
-        if (lr->has_local && lr->local_verdict > rep->verdict)
-            rep->verdict = lr->local_verdict;
+    {
+        /* lrp_gauge_compute_ex(local = 1)'s options, streamed */
+        local_judge J = {rep, net, ref, loc, T};
+        lrp_gauge_opts go = {1, LRP_GI_ROUNDED, LRP_SHARP_LAMBDA, threads, local_layer, &J};
+        st = lrp_gauge_compute_opts(&GL, net, R->act, R->rel, &go, err);
     }
 done:
-    free(hi);
-    free(lo);
     lrp_gauge_free(&GL);
     lrp_pipe_free(loc);
     lrp_f32_ctx_free(fcx);
