@@ -746,6 +746,9 @@ typedef struct lrp_pipe_split {
 /* The block [*lo, *hi) of layer li's first axis held by rank q of size
  * under the layer split (the net as lrp_pipe_split_check accepted it). */
 void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *lo, int64_t *hi);
+/* 1 when layer li runs whole under the layer split over size ranks (the
+ * whole-layer fallback above). */
+int lrp_pipe_split_is_whole(const lrp_net *net, int li, int size);
 /* LRP_OK when the net can run under the layer split over size ranks, else
  * an LRP_E_UNSUPPORTED error naming the first layer that cannot. */
 lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err);
