@@ -14,10 +14,10 @@
  * on every rank (the whole-layer fallback: Concatenate in densenet,
  * zennit_bncat, captum_cat; the token and attention kinds), plus nets
  * built here with grouped Conv2D, Reshape, a Dense on a token sequence
- * and an Add of inputs split differently, R = 1, 2, 3, 5, 9; then a net
- * the split refuses (--bn canonize), and an exchange that reports a
- * failure in the middle of the run, also in a whole layer's exchanges
- * (every rank must return an error, none may wait for another).
+ * and an Add of inputs split differently, and BatchNorm canonized into
+ * its conv (run whole with it), R = 1, 2, 3, 5, 9; then an exchange that
+ * reports a failure in the middle of the run, also in a whole layer's
+ * exchanges (every rank must return an error, none may wait for another).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -349,26 +349,28 @@ static void whole_built_equal_one_process(void **state)
     }
 }
 
-/* what the split does not run (BatchNorm canonized into its conv):
- * refused, naming the layer, in one line */
-static void refuses_canonized_bn(void **state)
+/* BatchNorm canonized into the conv before it (--bn canonize): the pair
+ * runs whole (a depthwise one in mobilenet, a strided projection in
+ * resnet), the rest divided */
+static void canonized_bn_equal_one_process(void **state)
 {
     (void)state;
-    lrp_net *net = tu_fixture("cnn");
-    int bn = -1;
-    for (int li = 0; li < net->n_layers && bn < 0; li++)
-        if (net->layers[li].kind == LRP_LAYER_BATCHNORM)
-            bn = li;
-    assert_true(bn >= 0); /* the fixture has one (else the test proves nothing) */
-    lrp_err e = {0};
-    assert_int_equal(lrp_pipe_split_check(net, 2, &e), LRP_OK);
-    net->layers[bn].rule.flags |= LRP_F_BN_CANONIZE;
-    assert_int_equal(lrp_pipe_split_check(net, 2, &e), LRP_E_UNSUPPORTED);
-    char want[128];
-    snprintf(want, sizeof want, "layer '%s'", net->layers[bn].name);
-    if (!strstr(e.msg, want) || !strstr(e.msg, "layer split") || strchr(e.msg, '\n'))
-        fail_msg("message does not name %s in one line: %s", want, e.msg);
-    lrp_net_free(net);
+    const char *fxs[] = {"cnn", "resnet", "mobilenet"};
+    for (size_t f = 0; f < sizeof fxs / sizeof fxs[0]; f++) {
+        lrp_net *net = tu_fixture(fxs[f]);
+        int nbn = 0;
+        for (int li = 0; li < net->n_layers; li++)
+            if (net->layers[li].kind == LRP_LAYER_BATCHNORM) {
+                net->layers[li].rule.flags |= LRP_F_BN_CANONIZE;
+                nbn++;
+            }
+        assert_true(nbn > 0); /* else the test proves nothing */
+        assert_int_equal(n_whole(net, 2), 2 * nbn);
+        char name[64];
+        snprintf(name, sizeof name, "%s --bn canonize", fxs[f]);
+        split_equals(name, net);
+        lrp_net_free(net);
+    }
 }
 
 /* a rank failing at its k-th exchange (forward, start, backward): every
@@ -457,7 +459,7 @@ int main(void)
         cmocka_unit_test(split_equals_one_process),
         cmocka_unit_test(whole_fixtures_equal_one_process),
         cmocka_unit_test(whole_built_equal_one_process),
-        cmocka_unit_test(refuses_canonized_bn),
+        cmocka_unit_test(canonized_bn_equal_one_process),
         cmocka_unit_test(failure_reaches_every_rank),
         cmocka_unit_test(failure_in_whole_layer),
     };
