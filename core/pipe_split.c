@@ -9,7 +9,9 @@
  * blocks (first axis hi - lo) and whose per-channel parameters (BatchNorm)
  * and data (input, r_out) are the block's, so the kinds that work on a
  * block alone run unchanged; Conv2D and Dense take their geometry from
- * the whole net (lrp_pipe_lin_geom_run / _bwd below).
+ * the whole net (lrp_pipe_lin_geom_run / _bwd below).  A layer the split
+ * does not divide runs whole on every rank, its inputs gathered, and keeps
+ * its block of the output (lrp_pipe_split_whole_fwd / _bwd below).
  */
 #include "pipeline.h"
 #include "pipeline_int.h"
