@@ -130,6 +130,9 @@ static void *rank_main(void *arg)
     rank_job *j = arg;
     lrp_pipe_split sp = {j->q, j->s->R, sim_exchange, j};
     j->st = lrp_pipe_run_split(&j->p, &j->be, j->net, LRP_PIPE_RELEVANCE, &sp, &j->err);
+    /* MPFR's caches of this thread (the constants exp and log keep for the
+     * token and attention kinds): a thread that ends keeps them else */
+    mpfr_free_cache2(MPFR_FREE_LOCAL_CACHE);
     return NULL;
 }
 
