@@ -257,9 +257,9 @@ static void split_equals_one_process(void **state)
 static void whole_fixtures_equal_one_process(void **state)
 {
     (void)state;
-    const char *fxs[] = {"densenet", "zennit_bncat", "captum_cat", "tokmlp",   "attn1",
-                         "attn_padded", "embed1",   "gate1",      "decoder1", "vit_stack",
-                         "bert_tiny", "vit_tiny"};
+    const char *fxs[] = {"densenet", "zennit_bncat", "captum_cat", "tokmlp",
+                         "attn1",    "attn_padded",  "embed1",     "gate1",
+                         "decoder1", "vit_stack",    "bert_tiny",  "vit_tiny"};
     for (size_t f = 0; f < sizeof fxs / sizeof fxs[0]; f++) {
         lrp_net *net = tu_fixture(fxs[f]);
         if (n_whole(net, 2) == 0) /* else the test proves nothing */
@@ -328,8 +328,8 @@ static lrp_net *build_mixed(int rule_ab)
     if (lrp_build_finish(&b, 2))
         fail_msg("build: %s", e.msg);
     lrp_composite_params cp = lrp_composite_params_default();
-    lrp_composite_apply(net, rule_ab ? LRP_COMPOSITE_EPSILON_ALPHA2_BETA1 : LRP_COMPOSITE_EPSILON_PLUS,
-                        &cp);
+    lrp_composite_apply(
+        net, rule_ab ? LRP_COMPOSITE_EPSILON_ALPHA2_BETA1 : LRP_COMPOSITE_EPSILON_PLUS, &cp);
     return net;
 }
 
