@@ -584,25 +584,86 @@ static int reference_case(int hw)
     return 0;
 }
 
+/* torchvision densenet121 (growth 32, bottleneck 4 x 32, blocks of 6, 12,
+ * 24, 16 layers, transitions halving the channels), BatchNorm explicit,
+ * convs without bias.  Each layer's features are joined to the block's
+ * by a Concatenate of two inputs (the block so far, the new features):
+ * the same tensors as torchvision's one cat of every earlier feature map
+ * (a Concatenate takes at most LRP_MAX_INPUTS).  For the layer split's
+ * whole-layer fallback (docs/SCALING.md "The layer split"): not a case
+ * of the benchmark, a fixture (--write-fixture densenet121_64_b1). */
+static lrp_net *build_densenet121(int hw, int batch)
+{
+    lrp_err e = {0};
+    lrp_net *net = lrp_net_new();
+    lrp_builder b;
+    lrp_build_begin(&b, net, SEED, &e);
+    char nm[64];
+    int x = lrp_build_input(&b, "input", 3, 3, hw, hw);
+    x = lrp_build_conv(&b, "conv0", x, 64, 7, 2, 3, 1, 0);
+    x = lrp_build_bn(&b, "norm0", x);
+    x = lrp_build_relu(&b, "relu0", x);
+    x = lrp_build_maxpool(&b, "pool0", x, 3, 2, 1);
+    static const int counts[4] = {6, 12, 24, 16};
+    int64_t C = 64;
+    for (int s = 0; s < 4; s++) {
+        for (int i = 0; i < counts[s]; i++) {
+#define NM(fmt) (snprintf(nm, sizeof nm, "b%d_%d_" fmt, s + 1, i + 1), nm)
+            int h = lrp_build_bn(&b, NM("norm1"), x);
+            h = lrp_build_relu(&b, NM("relu1"), h);
+            h = lrp_build_conv(&b, NM("conv1"), h, 128, 1, 1, 0, 1, 0);
+            h = lrp_build_bn(&b, NM("norm2"), h);
+            h = lrp_build_relu(&b, NM("relu2"), h);
+            h = lrp_build_conv(&b, NM("conv2"), h, 32, 3, 1, 1, 1, 0);
+            int ins[2] = {x, h};
+            x = lrp_build_concat(&b, NM("cat"), 2, ins);
+            C += 32;
+#undef NM
+        }
+        if (s == 3)
+            break;
+#define NM(fmt) (snprintf(nm, sizeof nm, "t%d_" fmt, s + 1), nm)
+        x = lrp_build_bn(&b, NM("norm"), x);
+        x = lrp_build_relu(&b, NM("relu"), x);
+        C /= 2;
+        x = lrp_build_conv(&b, NM("conv"), x, C, 1, 1, 0, 1, 0);
+        x = lrp_build_avgpool(&b, NM("pool"), x, 2, 2, 0);
+#undef NM
+    }
+    x = lrp_build_bn(&b, "norm5", x);
+    x = lrp_build_relu(&b, "relu5", x);
+    x = lrp_build_gap(&b, "gap", x);
+    x = lrp_build_dense(&b, "classifier", x, 1000, 1);
+    if (x < 0 || lrp_build_finish(&b, batch) != LRP_OK)
+        die("building DenseNet-121", &e);
+    return net;
+}
+
 /* --write-fixture PATH CASE: the case's network (builder weights, input and
  * target from the fixed seed, EpsilonPlusFlat rules) as a fixture file, for
  * the mutation benchmark's big nets (`make mutants MUTANTS_BIG=1`).  CASE as
- * for --digest: vgg16_224_b1, resnet50_224_b1, ..._112_, ..._64_, _b2, _b8. */
+ * for --digest: vgg16_224_b1, resnet50_224_b1, ..._112_, ..._64_, _b2, _b8;
+ * also densenet121_* (the same sizes). */
 static int write_fixture_case(const char *path, const char *name)
 {
     int hw = strstr(name, "_112_") ? 112 : strstr(name, "_64_") ? 64 : 224;
     int batch = strstr(name, "_b8") ? 8 : strstr(name, "_b2") ? 2 : 1;
     int resnet = strncmp(name, "resnet", 6) == 0;
-    if (!resnet && strncmp(name, "vgg16", 5) != 0) {
-        fprintf(stderr, "bench_lrp: --write-fixture: unknown case '%s' (vgg16_*, resnet50_*)\n",
+    int densenet = strncmp(name, "densenet121", 11) == 0;
+    if (!resnet && !densenet && strncmp(name, "vgg16", 5) != 0) {
+        fprintf(stderr,
+                "bench_lrp: --write-fixture: unknown case '%s' (vgg16_*, resnet50_*, "
+                "densenet121_*)\n",
                 name);
         return 2;
     }
-    lrp_net *net = resnet ? build_resnet50(hw, batch) : build_vgg16(hw, batch);
+    lrp_net *net = densenet ? build_densenet121(hw, batch)
+                   : resnet ? build_resnet50(hw, batch)
+                            : build_vgg16(hw, batch);
     apply_composite(net);
     net->seed = SEED;
     snprintf(net->description, sizeof net->description, "bench_lrp %s (%s %dx%d, batch %d)", name,
-             resnet ? "ResNet-50" : "VGG-16", hw, hw, batch);
+             densenet ? "DenseNet-121" : resnet ? "ResNet-50" : "VGG-16", hw, hw, batch);
     lrp_err e = {0};
     if (lrp_fixture_write(net, path, &e) != LRP_OK)
         die("writing the fixture", &e);

@@ -9,7 +9,9 @@
  * blocks (first axis hi - lo) and whose per-channel parameters (BatchNorm)
  * and data (input, r_out) are the block's, so the kinds that work on a
  * block alone run unchanged; Conv2D and Dense take their geometry from
- * the whole net (lrp_pipe_lin_geom_run / _bwd below).
+ * the whole net (lrp_pipe_lin_geom_run / _bwd below).  A layer the split
+ * does not divide runs whole on every rank, its inputs gathered, and keeps
+ * its block of the output (lrp_pipe_split_whole_fwd / _bwd below).
  */
 #include "pipeline.h"
 #include "pipeline_int.h"
@@ -34,15 +36,16 @@ void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *
 {
     const lrp_layer *l = &net->layers[li];
     switch (depthwise(net, l) ? LRP_LAYER_RELU : l->kind) { /* depthwise: channel-local */
-    case LRP_LAYER_INPUT:
-    case LRP_LAYER_CONV2D:
-    case LRP_LAYER_DENSE: {
-        /* its own split: as cli_mpi_block, the first E % size one longer */
-        int64_t E = l->shape.d[0], b = E / size, m = E % size;
-        *lo = q * b + (q < m ? q : m);
-        *hi = *lo + b + (q < m);
+    case LRP_LAYER_RELU:
+    case LRP_LAYER_MAXPOOL2D:
+    case LRP_LAYER_AVGPOOL2D:
+    case LRP_LAYER_GLOBALAVGPOOL:
+    case LRP_LAYER_DROPOUT:
+    case LRP_LAYER_BATCHNORM:
+    case LRP_LAYER_ADD: /* its first input's block (whole or not: split_whole) */
+        /* channel-local: the input's block */
+        lrp_pipe_split_block(net, l->in[0], q, size, lo, hi);
         return;
-    }
     case LRP_LAYER_FLATTEN: {
         /* the input's block of channels, as cells */
         const lrp_shape *in = &net->layers[l->in[0]].shape;
@@ -52,41 +55,57 @@ void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *
         *hi *= inner;
         return;
     }
-    default: /* channel-local: the input's block */
-        lrp_pipe_split_block(net, l->in[0], q, size, lo, hi);
+    default: {
+        /* Input, Conv2D, Dense and the layers run whole (split_whole):
+         * its own split, as cli_mpi_block, the first E % size one longer */
+        int64_t E = l->shape.d[0], b = E / size, m = E % size;
+        *lo = q * b + (q < m ? q : m);
+        *hi = *lo + b + (q < m);
         return;
+    }
     }
 }
 
-/* why layer li cannot run split, or NULL */
-static const char *refusal(const lrp_net *net, int li, int size)
+/* 1 when a BatchNorm canonized into layer li (--bn canonize) reads it */
+static int canonized(const lrp_net *net, int li)
+{
+    for (int j = li + 1; j < net->n_layers; j++) {
+        const lrp_layer *l = &net->layers[j];
+        if (l->kind == LRP_LAYER_BATCHNORM && (l->rule.flags & LRP_F_BN_CANONIZE) &&
+            l->in[0] == li)
+            return 1;
+    }
+    return 0;
+}
+
+/* 1 when layer li runs whole under the layer split over size ranks (the
+ * whole-layer fallback): every rank gathers its inputs whole, runs the
+ * kind's step of one process and keeps its block of the output.  The
+ * kinds that run on a block (the channel-local ones, Flatten) or divide
+ * their output (Conv2D with groups 1, Dense on a flat vector) do not;
+ * an Add does when its inputs are split differently.  A BatchNorm
+ * canonized into its Conv2D / Dense runs whole with it: the folded
+ * backward of a divided layer would need every output channel's
+ * BatchNorm factor, its forward writes the folded bias into that layer. */
+static int split_whole(const lrp_net *net, int li, int size)
 {
     const lrp_layer *l = &net->layers[li];
-    const lrp_shape *in = l->n_in > 0 ? &net->layers[l->in[0]].shape : NULL;
     switch (l->kind) {
     case LRP_LAYER_INPUT:
-        if (l->shape.rank != 1 && l->shape.rank != 3)
-            return "an input that is not (C, H, W) or flat is not split";
-        break;
-    case LRP_LAYER_CONV2D:
-        if (l->groups != 1 && !depthwise(net, l))
-            return "Conv2D with groups (other than depthwise with one filter a channel) is not split";
-        break;
-    case LRP_LAYER_DENSE:
-        if (in->rank != 1)
-            return "Dense on a token sequence is not split";
-        break;
-    case LRP_LAYER_BATCHNORM:
-        if (l->rule.flags & LRP_F_BN_CANONIZE)
-            return "BatchNorm canonized into the layer before it (--bn canonize) is not split";
-        break;
     case LRP_LAYER_RELU:
     case LRP_LAYER_MAXPOOL2D:
     case LRP_LAYER_AVGPOOL2D:
     case LRP_LAYER_GLOBALAVGPOOL:
     case LRP_LAYER_DROPOUT:
     case LRP_LAYER_FLATTEN:
-        break;
+        return 0;
+    case LRP_LAYER_BATCHNORM:
+        return (l->rule.flags & LRP_F_BN_CANONIZE) != 0;
+    case LRP_LAYER_CONV2D:
+        return (l->groups != 1 && !depthwise(net, l)) || canonized(net, li);
+    case LRP_LAYER_DENSE:
+        /* a token sequence */
+        return net->layers[l->in[0]].shape.rank != 1 || canonized(net, li);
     case LRP_LAYER_ADD:
         for (int k = 1; k < l->n_in; k++)
             for (int q = 0; q < size; q++) {
@@ -94,31 +113,26 @@ static const char *refusal(const lrp_net *net, int li, int size)
                 lrp_pipe_split_block(net, l->in[0], q, size, &a0, &a1);
                 lrp_pipe_split_block(net, l->in[k], q, size, &b0, &b1);
                 if (a0 != b0 || a1 != b1)
-                    return "Add of inputs split differently is not split";
+                    return 1;
             }
-        break;
-    default:
-        return NULL; /* the caller names the kind */
+        return 0;
+    default: /* Concatenate, Reshape, the token and attention kinds */
+        return 1;
     }
-    return "";
 }
 
 lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err)
 {
-    for (int li = 0; li < net->n_layers; li++) {
-        const lrp_layer *l = &net->layers[li];
-        const char *why = refusal(net, li, size);
-        if (!why)
-            return lrp_err_set(err, LRP_E_UNSUPPORTED,
-                               "<network>: layer '%s': %s is not split by the layer split "
-                               "(split: Input, Conv2D, Dense, ReLU, BatchNorm, pools, Dropout, "
-                               "Flatten, Add)",
-                               l->name, lrp_layer_kind_name(l->kind));
-        if (why[0])
-            return lrp_err_set(err, LRP_E_UNSUPPORTED, "<network>: layer '%s': %s by the layer split",
-                               l->name, why);
-    }
+    /* every kind runs, divided or whole (split_whole): nothing is refused */
+    (void)net;
+    (void)size;
+    (void)err;
     return LRP_OK;
+}
+
+int lrp_pipe_split_is_whole(const lrp_net *net, int li, int size)
+{
+    return split_whole(net, li, size);
 }
 
 struct lrp_split_net {
@@ -127,6 +141,7 @@ struct lrp_split_net {
     const lrp_pipe_split *sp;
     int failed;          /* an exchange reported a failure: no more exchanges */
     int64_t *lo, *hi;    /* [li * size + q]: rank q's block of layer li */
+    uint8_t *whole;      /* [li]: layer li runs whole (split_whole) */
 };
 
 static int64_t inner_of(const lrp_shape *s) { return lrp_shape_numel(s) / s->d[0]; }
@@ -140,6 +155,7 @@ void lrp_split_net_free(lrp_split_net *s)
     free(s->net.r_out);
     free(s->lo);
     free(s->hi);
+    free(s->whole);
     free(s);
 }
 
@@ -170,14 +186,17 @@ lrp_split_net *lrp_split_net_new(const lrp_net *full, const lrp_pipe_split *sp)
     s->net.traces = NULL;
     s->lo = malloc((size_t)nl * (size_t)R * sizeof *s->lo);
     s->hi = malloc((size_t)nl * (size_t)R * sizeof *s->hi);
+    s->whole = malloc((size_t)nl);
     s->net.layers = malloc((size_t)nl * sizeof *s->net.layers);
-    if (!s->lo || !s->hi || !s->net.layers)
+    if (!s->lo || !s->hi || !s->whole || !s->net.layers)
         goto fail;
     memcpy(s->net.layers, full->layers, (size_t)nl * sizeof *s->net.layers);
     s->net.cap_layers = nl;
     for (int li = 0; li < nl; li++)
         for (int r = 0; r < R; r++)
             lrp_pipe_split_block(full, li, r, R, &s->lo[li * R + r], &s->hi[li * R + r]);
+    for (int li = 0; li < nl; li++)
+        s->whole[li] = (uint8_t)split_whole(full, li, R);
     for (int li = 0; li < nl; li++) {
         const lrp_layer *f = &full->layers[li];
         lrp_layer *l = &s->net.layers[li];
@@ -189,7 +208,8 @@ lrp_split_net *lrp_split_net_new(const lrp_net *full, const lrp_pipe_split *sp)
             l->bn_mean = f->bn_mean + lo;
             l->bn_var = f->bn_var + lo;
         }
-        if (f->kind == LRP_LAYER_CONV2D || f->kind == LRP_LAYER_DENSE) {
+        /* a layer run whole reads the whole net's (lrp_pipe_split_whole_fwd) */
+        if ((f->kind == LRP_LAYER_CONV2D || f->kind == LRP_LAYER_DENSE) && !s->whole[li]) {
             lrp_lin L;
             lrp_pipe_lin_geom(&L, full, li);
             l->units = hi - lo;
@@ -290,6 +310,171 @@ void lrp_pipe_split_range(const lrp_pipe_state *r, int li, int64_t *lo, int64_t 
 }
 
 const lrp_net *lrp_pipe_split_full(const lrp_pipe_state *r) { return r->split->full; }
+
+/* ---- the whole-layer fallback ---- */
+
+int lrp_pipe_split_whole(const lrp_pipe_state *r, int li)
+{
+    return r->split && r->split->whole[li];
+}
+
+/* this rank's block of layer li, sample by sample, from its whole tensor
+ * full (batch * numel) into block (batch * the block) */
+static void take_block(lrp_pipe_state *r, int li, void *block, const void *full)
+{
+    const lrp_split_net *s = r->split;
+    const lrp_backend *be = r->be;
+    int R = s->sp->size, q = s->sp->rank;
+    const lrp_shape *sh = &s->full->layers[li].shape;
+    int64_t n = lrp_shape_numel(sh), inner = inner_of(sh);
+    int64_t lo = s->lo[li * R + q] * inner, w = s->hi[li * R + q] * inner - lo;
+    for (int64_t b = 0; b < r->B && w > 0; b++)
+        be->ew(be->ctx, LRP_EW_COPY, be->at(be->ctx, block, b * w),
+               be->at(be->ctx, full, b * n + lo), NULL, 0, 0, w);
+}
+
+/* The layers whose whole activations a step run whole reads, gathered in
+ * place of their blocks (p->L[lj].act and .n), until view_end puts the
+ * blocks back and frees the whole tensors: held for the one step. */
+typedef struct whole_view {
+    int n;
+    int li[LRP_MAX_INPUTS + 1];
+    void *block[LRP_MAX_INPUTS + 1];
+    int64_t bn[LRP_MAX_INPUTS + 1];
+} whole_view;
+
+/* layer lj's activations whole in v (gathered; once per layer: an input
+ * may be named twice) */
+static lrp_status view_gathered(lrp_pipe_state *r, whole_view *v, int lj)
+{
+    for (int k = 0; k < v->n; k++)
+        if (v->li[k] == lj)
+            return LRP_OK;
+    lrp_pipe_layer *J = &r->p->L[lj];
+    void *full = lrp_pipe_split_gather(r, lj, J->act);
+    if (!full)
+        return r->err->code;
+    v->li[v->n] = lj;
+    v->block[v->n] = J->act;
+    v->bn[v->n] = J->n;
+    v->n++;
+    J->act = full;
+    J->n = lrp_pipe_split_numel(r, lj);
+    return LRP_OK;
+}
+
+static void view_end(lrp_pipe_state *r, whole_view *v)
+{
+    for (int k = v->n - 1; k >= 0; k--) {
+        lrp_pipe_layer *J = &r->p->L[v->li[k]];
+        r->be->tensor_free(r->be->ctx, J->act, J->n * r->B);
+        J->act = v->block[k];
+        J->n = v->bn[k];
+    }
+    v->n = 0;
+}
+
+/* the kind's step of one process: the whole net, no split, for the step */
+static lrp_status step_whole(lrp_pipe_state *r, int li, const void *R, int bwd)
+{
+    lrp_split_net *s = r->split;
+    const lrp_kind_desc *kd = lrp_kind(s->full->layers[li].kind);
+    r->p->net = s->full;
+    r->split = NULL;
+    lrp_status st = bwd ? kd->lrp_step(r, li, R) : kd->forward(r, li);
+    r->split = s;
+    r->p->net = &s->net;
+    return st;
+}
+
+lrp_status lrp_pipe_split_whole_fwd(lrp_pipe_state *r, int li)
+{
+    const lrp_layer *l = &r->split->full->layers[li];
+    lrp_pipe_layer *P = &r->p->L[li];
+    int64_t n = lrp_shape_numel(&l->shape);
+    whole_view v = {0};
+    lrp_status st = LRP_OK;
+    for (int k = 0; k < l->n_in && !st; k++)
+        st = view_gathered(r, &v, l->in[k]);
+    void *block = P->act, *full = NULL;
+    if (!st && !(full = lrp_pipe_traw(r, n * r->B)))
+        st = lrp_pipe_oom(r, "layer split");
+    if (!st) {
+        int64_t bn = P->n;
+        P->act = full;
+        P->n = n;
+        st = step_whole(r, li, NULL, 0);
+        P->act = block;
+        P->n = bn;
+        if (!st)
+            take_block(r, li, block, full);
+        r->be->tensor_free(r->be->ctx, full, n * r->B);
+    }
+    view_end(r, &v);
+    return st;
+}
+
+lrp_status lrp_pipe_split_whole_bwd(lrp_pipe_state *r, int li, const void *R)
+{
+    const lrp_backend *be = r->be;
+    const lrp_layer *l = &r->split->full->layers[li];
+    const lrp_kind_desc *kd = lrp_kind(l->kind);
+    lrp_pipe_layer *P = &r->p->L[li];
+    int64_t B = r->B, n = lrp_shape_numel(&l->shape);
+    void *Rf = lrp_pipe_split_gather(r, li, R);
+    if (!Rf)
+        return r->err->code;
+    lrp_status st = LRP_OK;
+    if (!kd->lrp_step || (kd->through && kd->through(l))) {
+        /* relevance crosses unchanged (Reshape): the input's block of it */
+        take_block(r, l->in[0], P->rin[0], Rf);
+        be->tensor_free(be->ctx, Rf, n * B);
+        return LRP_OK;
+    }
+    /* the activations the step reads (its inputs' and its own), gathered
+     * again rather than kept since the forward step: between the two
+     * steps a rank holds its blocks only */
+    whole_view v = {0};
+    if (l->kind != LRP_LAYER_CONCAT) /* Concatenate reads R alone */
+        for (int k = 0; k <= l->n_in && !st; k++)
+            st = view_gathered(r, &v, k < l->n_in ? l->in[k] : li);
+    void *block[LRP_MAX_INPUTS] = {NULL}, *full[LRP_MAX_INPUTS] = {NULL};
+    int64_t bper[LRP_MAX_INPUTS], nf[LRP_MAX_INPUTS];
+    for (int k = 0; k < l->n_in; k++) {
+        nf[k] = lrp_pipe_split_numel(r, l->in[k]);
+        if (!st && !(full[k] = lrp_pipe_traw(r, nf[k] * B)))
+            st = lrp_pipe_oom(r, "layer split");
+    }
+    if (!st) {
+        int64_t bn = P->n;
+        for (int k = 0; k < l->n_in; k++) {
+            block[k] = P->rin[k];
+            bper[k] = P->n_rin_per[k];
+            P->rin[k] = full[k];
+            P->n_rin_per[k] = nf[k];
+        }
+        P->n = n;
+        st = step_whole(r, li, Rf, 1);
+        P->n = bn;
+        for (int k = 0; k < l->n_in; k++) {
+            P->rin[k] = block[k];
+            P->n_rin_per[k] = bper[k];
+            if (!st)
+                take_block(r, l->in[k], block[k], full[k]);
+        }
+        /* a denominator that is the forward's z was the whole output
+         * (freed below); the audit data is not kept under the split */
+        for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
+            if (P->den[k] && !P->owns_den[k])
+                P->den[k] = NULL;
+    }
+    for (int k = 0; k < l->n_in; k++)
+        if (full[k])
+            be->tensor_free(be->ctx, full[k], nf[k] * B);
+    view_end(r, &v);
+    be->tensor_free(be->ctx, Rf, n * B);
+    return st;
+}
 
 /* ---- the linear layers' geometry ---- */
 

@@ -259,8 +259,10 @@ static lrp_status forward(run *r)
         /* rel is made when the first relevance arrives (back_layer) */
         if (!P->act)
             return lrp_pipe_oom(r, "activations");
-        /* the kind's forward step (core/kind_*.c) */
-        lrp_status st = lrp_kind(l->kind)->forward(r, li);
+        /* the kind's forward step (core/kind_*.c); under the layer split a
+         * layer it does not divide runs whole (core/pipe_split.c) */
+        lrp_status st = lrp_pipe_split_whole(r, li) ? lrp_pipe_split_whole_fwd(r, li)
+                                                    : lrp_kind(l->kind)->forward(r, li);
         if (st)
             return st;
         if (r->split && l->kind == LRP_LAYER_INPUT) {
@@ -849,9 +851,12 @@ static lrp_status back_layer(run *r, int li)
         stream_release(r, li);
         return LRP_OK;
     }
-    /* pass-through layers hand R on unchanged: rin[0] is R itself */
+    /* pass-through layers hand R on unchanged: rin[0] is R itself (not
+     * when run whole under the layer split: the blocks of its output and
+     * of its input differ) */
     const lrp_kind_desc *kd = lrp_kind(l->kind);
-    int through = kd->through && kd->through(l);
+    int whole = lrp_pipe_split_whole(r, li);
+    int through = !whole && kd->through && kd->through(l);
     P->n_rin = l->n_in;
     for (int k = 0; k < l->n_in; k++) {
         P->n_rin_per[k] = r->p->L[l->in[k]].n;
@@ -863,7 +868,9 @@ static lrp_status back_layer(run *r, int li)
         }
     }
     /* the kind's LRP step (core/kind_*.c); none: pass-through */
-    if (kd->lrp_step)
+    if (whole)
+        st = lrp_pipe_split_whole_bwd(r, li, R);
+    else if (kd->lrp_step)
         st = kd->lrp_step(r, li, R);
     else
         LRP_ASSERT(through);

@@ -696,17 +696,18 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
  *
  * One run of the pipeline spread over `size` processes (MPI ranks) that
  * each hold a contiguous block of every tensor's first axis (the channels
- * of (C, H, W), the features of a flat vector): rank q's block of an
- * extent E is [q E/size + min(q, E % size), ...) with the first E % size
- * ranks one longer (lrp_pipe_split_block).  The blocks of a tensor are
+ * of (C, H, W), the features of a flat vector, the tokens of (T, F)):
+ * rank q's block of an extent E is [q E/size + min(q, E % size), ...)
+ * with the first E % size ranks one longer (lrp_pipe_split_block).  The blocks of a tensor are
  * the same wherever it appears, so the block of a layer's output a rank
  * keeps is the block of the next layer's input it reads:
  *
  *   - Input, Conv2D (groups 1) and Dense (flat input) split their own
- *     output; ReLU, BatchNorm (explicit or pass), the pools, Dropout, Add
- *     (inputs split alike) and a depthwise Conv2D (one filter a channel)
- *     keep their input's block and run on it alone; Flatten keeps its
- *     input's block of cells.
+ *     output, and so do the layers run whole (below); ReLU, BatchNorm
+ *     (explicit or pass), the pools, Dropout, Add (inputs split alike)
+ *     and a depthwise Conv2D (one filter a channel) keep their input's
+ *     block and run on it alone; Flatten keeps its input's block of
+ *     cells.
  *   - Conv2D / Dense forward: the whole input is gathered (a transient
  *     tensor, freed after the step), the block of output channels is
  *     computed from the weights' block of rows.
@@ -721,10 +722,29 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
  *   - The output relevance: the last layer's activations are gathered to
  *     find each sample's maximum (when no target or r_out says).
  *
- * What is not split is refused (lrp_pipe_split_check: one line naming the
- * layer): the token and attention kinds, Concatenate, Reshape, Conv2D
- * with groups other than depthwise, BatchNorm canonized into a Conv2D
- * (--bn canonize).  A
+ * A layer the split does not divide runs whole on every rank (the
+ * whole-layer fallback, lrp_pipe_split_is_whole): Concatenate, Reshape,
+ * Conv2D with groups other than depthwise, Dense on a token sequence,
+ * the token and attention kinds, an Add of inputs split differently,
+ * BatchNorm canonized into its layer (below).
+ *   - forward: the inputs are gathered whole, the kind's forward step of
+ *     one process runs on the whole net, and the rank keeps its block of
+ *     the output: its own split of the first axis (an Add: its first
+ *     input's block, so that no block depends on which layers fall back).
+ *   - backward: R at the output and the activations the step reads (the
+ *     inputs' and its own; none for Concatenate) are gathered whole again,
+ *     not kept since the forward step; the kind's LRP step of one process
+ *     runs, and the rank keeps each input's block of rin[k].  A
+ *     pass-through kind (Reshape) hands on the input's block of R.
+ *   The same step on the same values: the blocks are one process's bit
+ *   for bit.  The whole tensors of the one layer are held transiently,
+ *   freed after its step; the parameters as backend tensors (a grouped
+ *   Conv2D's weights) are the whole layer's, kept for the run.
+ * A BatchNorm canonized into its Conv2D / Dense (--bn canonize) runs
+ * whole with that layer: its forward writes the folded bias into the
+ * layer, and the folded backward of a divided layer would need every
+ * output channel's factor; those Conv2D are computed whole by every rank.
+ * Nothing is refused (lrp_pipe_split_check).  A
  * layer with fewer channels than ranks leaves some ranks an empty block
  * (they still make every exchange).  Only LRP_PIPE_RELEVANCE runs (the
  * `reference` trace: activations and relevance) are supported; the
@@ -746,8 +766,12 @@ typedef struct lrp_pipe_split {
 /* The block [*lo, *hi) of layer li's first axis held by rank q of size
  * under the layer split (the net as lrp_pipe_split_check accepted it). */
 void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *lo, int64_t *hi);
+/* 1 when layer li runs whole under the layer split over size ranks (the
+ * whole-layer fallback above). */
+int lrp_pipe_split_is_whole(const lrp_net *net, int li, int size);
 /* LRP_OK when the net can run under the layer split over size ranks, else
- * an LRP_E_UNSUPPORTED error naming the first layer that cannot. */
+ * an LRP_E_UNSUPPORTED error naming the first layer that cannot (none
+ * today: what the split does not divide runs whole). */
 lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err);
 /* The run of this rank (flags must include LRP_PIPE_RELEVANCE).  *out's
  * net is this rank's share (its layers' shapes are the blocks; free with

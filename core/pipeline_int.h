@@ -88,5 +88,16 @@ int64_t lrp_pipe_split_numel(const lrp_pipe_state *r, int li);
 void lrp_pipe_split_range(const lrp_pipe_state *r, int li, int64_t *lo, int64_t *hi,
                           int64_t *inner);
 const lrp_net *lrp_pipe_split_full(const lrp_pipe_state *r);
+/* The whole-layer fallback: 1 when layer li runs whole under the split
+ * (core/pipeline.h, "The layer split").  Its forward step: the inputs
+ * gathered whole, the kind's forward of one process on the whole net,
+ * this rank's block of its output into p->L[li].act.  Its LRP step: R (this
+ * rank's block of the output's relevance) and the activations the kind
+ * reads gathered whole, the kind's step of one process, each input's block
+ * of rin[k] into p->L[li].rin[k] (allocated for the blocks).  The whole
+ * tensors are freed before they return; on an error, with it set. */
+int lrp_pipe_split_whole(const lrp_pipe_state *r, int li);
+lrp_status lrp_pipe_split_whole_fwd(lrp_pipe_state *r, int li);
+lrp_status lrp_pipe_split_whole_bwd(lrp_pipe_state *r, int li, const void *R);
 
 #endif

@@ -129,11 +129,19 @@ echo "== reference --split layer: every layer's channels over the ranks"
 # a batch of 5 split by channels; mobilenet and cnn: depthwise Conv2D
 # (each rank its own channels, no exchange); resnet under rules with two parts
 # (alpha-beta), selectors on z (Zennit's gamma) and z^B bounds (the box
-# of the first Conv2D)
+# of the first Conv2D).  The whole-layer fallback (layers the split does
+# not divide run whole on every rank): densenet (a dense block of
+# Concatenates, 8 + 4 + 4 + 4 channels: blocks of 10 / 7 / 7 ... under
+# -n 3), also under EpsilonPlusFlat; zennit_bncat and captum_cat (a
+# tensor read by a Concatenate and a BatchNorm / a conv); tokmlp and
+# attn_padded (token and attention kinds); resnet and mobilenet with
+# --bn canonize (each BatchNorm runs whole with its conv)
 for case in "resnet" "vgg16s" "mlp" "negzero" "zero_input" "huge_fanin" "resnet5" \
     "mobilenet" "cnn" \
     "resnet --rule alphabeta --convention sign0_zero" \
-    "resnet --rule gamma --flag zennit_gamma_drop0" "resnet --composite EpsilonGammaBox"; do
+    "resnet --rule gamma --flag zennit_gamma_drop0" "resnet --composite EpsilonGammaBox" \
+    "densenet" "densenet --composite EpsilonPlusFlat" "zennit_bncat" "captum_cat" "tokmlp" \
+    "attn_padded" "resnet --bn canonize" "mobilenet --bn canonize"; do
     b=${case%% *}
     args=${case#"$b"}
     fx=$FX/$b.h5
@@ -166,25 +174,7 @@ for case in "resnet" "vgg16s" "mlp" "negzero" "zero_input" "huge_fanin" "resnet5
         done
     done
 done
-# what is not split is refused by every rank with one line naming the
-# layer, and no file: Concatenate (densenet), BatchNorm canonized into its
-# Conv2D, a token net; fast has no layer split
-for case in "$FX/densenet.h5:d1_cat" "$FX/resnet.h5 --bn canonize:stem_bn" "$FX/tokmlp.h5:tokens"; do
-    what=${case%%:*}
-    layer=${case##*:}
-    rm -f "$W/n.t.h5"
-    # shellcheck disable=SC2086
-    run $LRP_MPIRUN -n 2 "$MPI" reference $what --out "$W/n.t.h5" --trace-only --split layer \
-        >f.out 2>f.err
-    rc=$?
-    if [ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && grep -q "layer '$layer'" f.err &&
-        grep -q "layer split" f.err && [ ! -s f.out ] && [ ! -e "$W/n.t.h5" ]; then
-        ok "reference --split layer -n 2 of $(basename "${what%% *}")$(echo "$what" | sed -n 's/^[^ ]*//p'): refused, one line naming '$layer'"
-    else
-        bad "reference --split layer -n 2 of $what: exit $rc, $(wc -l <f.err) lines"
-        cat f.err
-    fi
-done
+# fast has no layer split: refused by every rank with one line
 run $LRP_MPIRUN -n 2 "$MPI" fast "$FX/resnet.h5" --out "$W/n.t.h5" --split layer >f.out 2>f.err
 rc=$?
 [ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && grep -q -- "--split" f.err &&
@@ -207,6 +197,25 @@ for spec in 1@12 1@25 1@60 2@12 0@12 0@25 1@12:exit; do
         ok "reference --split layer -n $n, rank ${spec%%@*} fails at agreement ${spec#*@}: exit 2, one line, no file"
     else
         bad "reference --split layer -n $n, LRP_MPI_TEST_FAIL=$spec: exit $rc, $(wc -l <f.err) lines"
+        cat f.err
+    fi
+done
+# the same in the exchanges of a layer run whole (densenet: its first
+# agreement is the split's, then two an exchange; agreements 8-9 gather
+# d1_conv for d1_cat's forward, 20-21 the stem for d3_cat's, 40-41 the
+# relevance of d3_cat for its backward, 46-47 of d2_cat, 52-53 of d1_cat)
+for spec in 1@8 2@21 1@40 0@46 1@52:exit; do
+    n=2
+    [ "${spec%%@*}" -eq 2 ] && n=3
+    rm -f "$W/f.t.h5"
+    LRP_MPI_TEST_FAIL="$spec" run $LRP_MPIRUN -x LRP_MPI_TEST_FAIL -n "$n" "$MPI" reference \
+        "$FX/densenet.h5" --out "$W/f.t.h5" --trace-only --split layer >f.out 2>f.err
+    rc=$?
+    if [ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && grep -q "rank ${spec%%@*} fails here" f.err &&
+        [ ! -s f.out ] && [ ! -e "$W/f.t.h5" ]; then
+        ok "reference --split layer densenet -n $n, rank ${spec%%@*} fails at agreement ${spec#*@} (a Concatenate's exchange): exit 2, one line, no file"
+    else
+        bad "reference --split layer densenet -n $n, LRP_MPI_TEST_FAIL=$spec: exit $rc, $(wc -l <f.err) lines"
         cat f.err
     fi
 done

@@ -1022,10 +1022,10 @@ static int write_trace(int argc, char **argv, int reference)
                                      "                 \"MPI\"): samples (default), the batch in blocks of\n"
                                      "                 samples; layer, every layer's channels in blocks,\n"
                                      "                 for a batch smaller than the ranks (one image):\n"
-                                     "                 each rank holds its share of the MPFR values.  Nets\n"
-                                     "                 of Conv2D (groups 1 or depthwise), Dense, ReLU,\n"
-                                     "                 BatchNorm (not canonized), pools, Dropout, Flatten\n"
-                                     "                 and Add only.\n"
+                                     "                 each rank holds its share of the MPFR values.  The\n"
+                                     "                 layers it does not divide (Concatenate, Reshape,\n"
+                                     "                 grouped Conv2D, token and attention kinds) run\n"
+                                     "                 whole on every rank.\n"
                                      "                 The file is the one-process file, byte for byte.\n"
                                    : "usage: lrp-oracle fast [rule options] FILE --out OUT\n\n"
                                      "Runs the float32 fast path and stores its relevance as trace\n"
@@ -1055,8 +1055,9 @@ static int write_trace(int argc, char **argv, int reference)
     if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0)
         return rc;
     lrp_err e = {0};
-    /* the layer split runs only the kinds it splits: every rank refuses
-     * the same net with the same line, printed once */
+    /* a net the layer split cannot run (none today: what it does not
+     * divide runs whole) is refused by every rank with the same line,
+     * printed once */
     if (o.split_layer &&
         (rc = cli_mpi_agree(lrp_pipe_split_check(net, cli_mpi_size(), &e) ? cli_fail(&e) : -1)) >= 0) {
         lrp_net_free(net);
