@@ -120,12 +120,7 @@ static void add_damaged(lrp_net *net, const char *from, const char *to, const ch
     const lrp_trace *src = &net->traces[lrp_net_trace_find(net, from)]; /* after the add */
     int nl = net->n_layers;
     t->precision = src->precision;
-    t->n_layers = nl;
-    t->relevance = calloc((size_t)nl, sizeof *t->relevance);
-    t->activation = src->activation ? calloc((size_t)nl, sizeof *t->activation) : NULL;
-    t->rules = src->rules ? calloc((size_t)nl, sizeof *t->rules) : NULL;
-    assert_non_null(t->relevance);
-    if (src->rules)
+    if (src->rules) /* the arrays are the add's */
         memcpy(t->rules, src->rules, (size_t)nl * sizeof *t->rules);
     for (int i = 0; i < nl; i++) {
         int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch;
@@ -216,8 +211,7 @@ static void run_ranks(rank_job *jobs, sim *s, const char *fx, const char *source
 static void jobs_free(rank_job *jobs, int R)
 {
     for (int q = 0; q < R; q++) {
-        if (jobs[q].st == LRP_OK)
-            lrp_run_report_free(&jobs[q].rep);
+        lrp_run_report_free(&jobs[q].rep); /* a failed run's too */
         lrp_net_free(jobs[q].net);
     }
 }
