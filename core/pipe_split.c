@@ -123,10 +123,18 @@ static int split_whole(const lrp_net *net, int li, int size)
 
 lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err)
 {
-    /* every kind runs, divided or whole (split_whole): nothing is refused */
-    (void)net;
-    (void)size;
-    (void)err;
+    /* the oracle's runs under the split place every rank's block of each
+     * layer's audit data (oracle/check.c); a layer run whole has none of
+     * its own block, so check and compare need every layer divided */
+    for (int li = 0; li < net->n_layers; li++)
+        if (split_whole(net, li, size)) {
+            const lrp_layer *l = &net->layers[li];
+            return lrp_err_set(err, LRP_E_UNSUPPORTED,
+                               "<network>: layer '%s': %s is not divided by the layer split (it "
+                               "would run whole on every rank, which check and compare do not "
+                               "support; reference does)",
+                               l->name, lrp_layer_kind_name(l->kind));
+        }
     return LRP_OK;
 }
 

@@ -570,7 +570,12 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
                 st = lrp_pipe_oom(r, "bias");
                 goto done;
             }
-            be->lin_fwd(cx, bden, &L, I->act, NULL, 0, bt, nb, 0, LB);
+            /* no term reads the input, but a backend may scan it: under
+             * the layer split the rank's block stands in for it */
+            lrp_lin Lx = L;
+            if (split)
+                Lx.n_in = lrp_shape_numel(&net->layers[l->in[0]].shape);
+            be->lin_fwd(cx, bden, &Lx, I->act, NULL, 0, bt, nb, 0, LB);
         }
         uint8_t *mask = NULL;
         if (pd->sel != LRP_SEL_ALL) {
@@ -879,10 +884,12 @@ static lrp_status back_layer(run *r, int li)
     /* NaN / inf in what this layer sends back */
     for (int k = 0; k < l->n_in; k++)
         flags_nan_inf(r, P, P->rin[k], P->n_rin_per[k] * B, P->n_rin_per[k]);
-    /* conservation per sample */
+    /* conservation per sample (not under the layer split: a rank's block
+     * of the input and of the output are not each other's; the caller
+     * sums the blocks' terms itself) */
     P->cons_resid = 0.0;
     P->cons_sample = 0;
-    for (int64_t b = 0; b < B && !r->relonly; b++) {
+    for (int64_t b = 0; b < B && !r->relonly && !r->split; b++) {
         const void *in[LRP_MAX_INPUTS], *ab[LRP_ABS_COUNT];
         int ka = 0;
         for (int k = 0; k < l->n_in; k++)
@@ -1035,8 +1042,17 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
 lrp_status lrp_pipe_run_split(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                               unsigned flags, const lrp_pipe_split *sp, lrp_err *err)
 {
+    return lrp_pipe_run_split_hooked(out, be, net, flags, NULL, NULL, NULL, sp, err);
+}
+
+lrp_status lrp_pipe_run_split_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                                     unsigned flags, const lrp_pipe_local *loc,
+                                     lrp_pipe_hook hook, void *hook_ctx,
+                                     const lrp_pipe_split *sp, lrp_err *err)
+{
     *out = NULL;
-    LRP_ASSERT((flags & LRP_PIPE_RELEVANCE) && be->to_wire);
+    /* the gauge tensors (sum |z_ij|) read the whole input: not split */
+    LRP_ASSERT((flags & (LRP_PIPE_RELEVANCE | LRP_PIPE_NO_GAUGE | LRP_PIPE_LEAN)) && be->to_wire);
     lrp_split_net *s = lrp_split_net_new(net, sp);
     if (!s) {
         /* the others are told at their first exchange */
@@ -1048,7 +1064,7 @@ lrp_status lrp_pipe_run_split(lrp_pipe **out, const lrp_backend *be, const lrp_n
         return LRP_E_NOMEM;
     }
     /* the run owns s from here (lrp_pipe_free) */
-    return run_all(out, be, lrp_split_net_share(s), flags, NULL, NULL, NULL, s, err);
+    return run_all(out, be, lrp_split_net_share(s), flags, loc, hook, hook_ctx, s, err);
 }
 
 static lrp_status run_all(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,

@@ -321,6 +321,12 @@ typedef struct lrp_nflags {
     int64_t unit[LRP_NF_COUNT];     /* ... and unit within the sample */
 } lrp_nflags;
 void lrp_nflags_raise(lrp_nflags *f, lrp_nflag k, int64_t sample, int64_t unit);
+/* The flags the classes of n units (units a sample) raise into P->flags,
+ * as the pipeline raises them (the oracle's layer split re-derives a
+ * block's flags check by check with it, oracle/check.c). */
+struct lrp_pipe_layer;
+void lrp_pipe_flags_from_cls(struct lrp_pipe_layer *P, const uint8_t *cls, int64_t n,
+                             int64_t units);
 /* count occurrences at once, the first of them at (sample, unit). */
 void lrp_nflags_raise_n(lrp_nflags *f, lrp_nflag k, int64_t sample, int64_t unit,
                         int64_t count);
@@ -746,10 +752,11 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
  * output channel's factor; those Conv2D are computed whole by every rank.
  * Nothing is refused (lrp_pipe_split_check).  A
  * layer with fewer channels than ranks leaves some ranks an empty block
- * (they still make every exchange).  Only LRP_PIPE_RELEVANCE runs (the
- * `reference` trace: activations and relevance) are supported; the
- * numerical flags each rank keeps are its block's (counts of its cells,
- * first locations within its block): the trace does not hold them.
+ * (they still make every exchange).  lrp_pipe_run_split runs
+ * LRP_PIPE_RELEVANCE (the `reference` trace: activations and relevance);
+ * lrp_pipe_run_split_hooked below the oracle's runs.  The numerical flags
+ * each rank keeps are its block's (counts of its cells, first locations
+ * within its block): the trace does not hold them.
  *
  * exchange (collective, every rank in the same order): rank q's n bytes,
  * concatenated in rank order, on every rank (*all malloc'ed, *total
@@ -764,14 +771,15 @@ typedef struct lrp_pipe_split {
 } lrp_pipe_split;
 
 /* The block [*lo, *hi) of layer li's first axis held by rank q of size
- * under the layer split (the net as lrp_pipe_split_check accepted it). */
+ * under the layer split. */
 void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *lo, int64_t *hi);
 /* 1 when layer li runs whole under the layer split over size ranks (the
  * whole-layer fallback above). */
 int lrp_pipe_split_is_whole(const lrp_net *net, int li, int size);
-/* LRP_OK when the net can run under the layer split over size ranks, else
- * an LRP_E_UNSUPPORTED error naming the first layer that cannot (none
- * today: what the split does not divide runs whole). */
+/* LRP_OK when the layer split over size ranks divides every layer of the
+ * net (none runs whole), as the oracle's split runs (check, compare) need;
+ * else an LRP_E_UNSUPPORTED error naming the first layer that would run
+ * whole.  lrp_pipe_run_split itself runs every net. */
 lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err);
 /* The run of this rank (flags must include LRP_PIPE_RELEVANCE).  *out's
  * net is this rank's share (its layers' shapes are the blocks; free with
@@ -780,6 +788,20 @@ lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err);
  * rank tells the others through the exchange). */
 lrp_status lrp_pipe_run_split(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                               unsigned flags, const lrp_pipe_split *sp, lrp_err *err);
+/* The same with a hook and local mode (lrp_pipe_run_hooked), for the
+ * oracle's runs (oracle/check.c): flags other than RELEVANCE keep the
+ * audit data of this rank's block (absorbed relevance, denominators,
+ * classes, contributions: each of its own block of units and cells) but
+ * need LRP_PIPE_NO_GAUGE (the gauge tensors are not split), and leave
+ * cons_resid 0 (a rank's blocks of a layer's input and output do not
+ * conserve: the caller sums the blocks' terms); the numerical flags are
+ * the block's (first locations within it).  loc's arrays are this rank's
+ * blocks, batch-major (B x the block of each layer).  The hook sees this
+ * rank's share (p->net, p->L[li].n the block's). */
+lrp_status lrp_pipe_run_split_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
+                                     unsigned flags, const lrp_pipe_local *loc,
+                                     lrp_pipe_hook hook, void *hook_ctx,
+                                     const lrp_pipe_split *sp, lrp_err *err);
 
 /* Geometry helpers shared by both backends. */
 void lrp_pipe_lin_geom(lrp_lin *L, const lrp_net *net, int li);

@@ -715,18 +715,59 @@ static int64_t xr_i64(xrd *r)
 typedef struct splitter {
     const lrp_check_split *s;
     int dead;        /* an exchange reported a failure: no more exchanges */
-    lrp_net sub;     /* the net with this rank's block of the samples */
+    lrp_net sub;     /* the net with this rank's block of the samples (the
+                        layer split: the whole net) */
     int64_t B;       /* the whole batch */
     const char *label;
+    /* The layer split (lrp_check_split.layer): R ranks, rank q; rank g's
+     * block of layer li's first axis is [lo, hi)[li * R + g], inner[li]
+     * cells a unit of it; psp is the pipeline's exchange (sp_allx). */
+    int layer, R, q;
+    int64_t *lo, *hi, *inner;
+    lrp_pipe_split psp;
 } splitter;
 
-static void sp_init(splitter *S, const lrp_net *net, const lrp_check_split *s, const char *label)
+static int sp_allx(void *ctx, const void *buf, size_t n, const char *fail, void **all,
+                   size_t *total);
+
+static void sp_free(splitter *S)
+{
+    free(S->lo);
+    free(S->hi);
+    free(S->inner);
+    S->lo = S->hi = S->inner = NULL;
+}
+
+/* -1: out of memory (the layer split's blocks) */
+static int sp_init(splitter *S, const lrp_net *net, const lrp_check_split *s, const char *label)
 {
     memset(S, 0, sizeof *S);
     S->s = s;
     S->B = net->batch;
     S->label = label;
     S->sub = *net;
+    if (s->layer) {
+        int nl = net->n_layers, R = s->size > 0 ? s->size : 1;
+        S->layer = 1;
+        S->R = R;
+        S->q = s->rank;
+        S->sub.n_traces = 0;
+        S->sub.traces = NULL;
+        S->lo = malloc((size_t)nl * (size_t)R * sizeof *S->lo);
+        S->hi = malloc((size_t)nl * (size_t)R * sizeof *S->hi);
+        S->inner = malloc((size_t)nl * sizeof *S->inner);
+        if (!S->lo || !S->hi || !S->inner)
+            return -1;
+        for (int li = 0; li < nl; li++) {
+            const lrp_shape *sh = &net->layers[li].shape;
+            S->inner[li] = sh->d[0] > 0 ? lrp_shape_numel(sh) / sh->d[0] : 0;
+            for (int g = 0; g < R; g++)
+                lrp_pipe_split_block(net, li, g, R, &S->lo[li * R + g], &S->hi[li * R + g]);
+        }
+        lrp_pipe_split ps = {s->rank, R, sp_allx, S};
+        S->psp = ps;
+        return 0;
+    }
     int64_t nin = lrp_shape_numel(&net->layers[0].shape);
     int64_t nout = lrp_shape_numel(&net->layers[net->n_layers - 1].shape);
     S->sub.batch = (int)s->count;
@@ -738,6 +779,55 @@ static void sp_init(splitter *S, const lrp_net *net, const lrp_check_split *s, c
         net->key_padding_mask && pT > 0 ? net->key_padding_mask + s->first * pT : NULL;
     S->sub.n_traces = 0;
     S->sub.traces = NULL;
+    return 0;
+}
+
+/* The layer split's exchange for the pipeline: none once any exchange
+ * (the pipeline's or a hook's) saw a failure, so that every rank stops
+ * at the same one. */
+static int sp_allx(void *ctx, const void *buf, size_t n, const char *fail, void **all,
+                   size_t *total)
+{
+    splitter *S = ctx;
+    *all = NULL;
+    *total = 0;
+    if (S->dead)
+        return -1;
+    if (S->s->exchange(S->s->ctx, buf, n, fail, all, total)) {
+        S->dead = 1;
+        free(*all);
+        *all = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* Rank g's values of tensor li in a gathered part: the batch-major array
+ * of its samples, or (the layer split) of its block of every sample. */
+static int64_t sp_count(const splitter *S, int64_t count, int g, int li)
+{
+    if (!S->layer)
+        return lrp_shape_numel(&S->sub.layers[li].shape) * count;
+    int64_t k = (int64_t)li * S->R + g;
+    return (S->hi[k] - S->lo[k]) * S->inner[li] * S->B;
+}
+
+/* Root: rank g's part src (es bytes a value) into the batch's array dst:
+ * its samples (first: its first sample), or, under the layer split, per
+ * sample its block of cells in its place. */
+static void sp_place(const splitter *S, int64_t first, int64_t count, int g, int li, void *dst,
+                     const void *src, size_t es)
+{
+    int64_t n1 = lrp_shape_numel(&S->sub.layers[li].shape);
+    if (!S->layer) {
+        memcpy((char *)dst + (size_t)(n1 * first) * es, src, (size_t)(n1 * count) * es);
+        return;
+    }
+    int64_t k = (int64_t)li * S->R + g, w = (S->hi[k] - S->lo[k]) * S->inner[li];
+    int64_t off = S->lo[k] * S->inner[li];
+    for (int64_t b = 0; b < S->B && w > 0; b++)
+        memcpy((char *)dst + (size_t)(b * n1 + off) * es, (const char *)src + (size_t)(b * w) * es,
+               (size_t)w * es);
 }
 
 /* Segment header: this rank's sample count and its payload's bytes. */
@@ -835,6 +925,21 @@ static int sp_segments(segs *G, const void *all, size_t total, int64_t B)
     return at == B && G->n > 0 && G->count[0] > 0 ? 0 : -1;
 }
 
+/* The layer split's segments: every rank's part holds the whole batch. */
+static int sp_segs(segs *G, const splitter *S, const void *all, size_t total)
+{
+    if (!S->layer)
+        return sp_segments(G, all, total, S->B);
+    if (sp_segments(G, all, total, S->B * S->R) || G->n != S->R)
+        return -1;
+    for (int g = 0; g < G->n; g++) {
+        if (G->count[g] != S->B)
+            return -1;
+        G->first[g] = 0;
+    }
+    return 0;
+}
+
 /* Runs the pipeline on this rank's block with the hook, or, on a rank
  * with no sample, calls the hook with p = NULL in the order a run calls it
  * (every layer forward, then every layer backward, the last first). */
@@ -843,7 +948,9 @@ static lrp_status sp_run(splitter *S, lrp_pipe **out, const lrp_backend *be, uns
 {
     *out = NULL;
     lrp_status st = LRP_OK;
-    if (S->sub.batch > 0) {
+    if (S->layer) {
+        st = lrp_pipe_run_split_hooked(out, be, &S->sub, flags, loc, hook, ctx, &S->psp, err);
+    } else if (S->sub.batch > 0) {
         st = lrp_pipe_run_hooked(out, be, &S->sub, flags, loc, hook, ctx, err);
     } else {
         for (int li = 0; li < S->sub.n_layers; li++)
@@ -852,8 +959,8 @@ static lrp_status sp_run(splitter *S, lrp_pipe **out, const lrp_backend *be, uns
             hook(ctx, NULL, li, 1);
     }
     if (!st && S->dead)
-        st = lrp_err_set(err, LRP_E_NOMEM, "%s: stopped: a rank of the sample split failed",
-                         S->label);
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: stopped: a rank of the %s split failed",
+                         S->label, S->layer ? "layer" : "sample");
     return st;
 }
 
@@ -892,8 +999,8 @@ static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
         take_rel(H->blk, p, li, 1);
         if (!H->blk->rel[li])
             H->oom = 1;
-        else
-            xb_put(&b, H->blk->rel[li], (size_t)(n1 * c) * sizeof(float));
+        else /* p->L[li].n: the block's (the layer split) */
+            xb_put(&b, H->blk->rel[li], (size_t)(p->L[li].n * c) * sizeof(float));
         free(H->blk->rel[li]);
         H->blk->rel[li] = NULL;
     }
@@ -903,7 +1010,7 @@ static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
         return;
     segs G;
     float *w = malloc((size_t)(n1 * S->B > 0 ? n1 * S->B : 1) * sizeof(float));
-    if (!w || sp_segments(&G, all, total, S->B)) {
+    if (!w || sp_segs(&G, S, all, total)) {
         segs_free(&G);
         free(w);
         free(all);
@@ -913,13 +1020,13 @@ static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
     for (int g = 0; g < G.n; g++) {
         if (!G.count[g])
             continue;
-        size_t m = (size_t)(n1 * G.count[g]) * sizeof(float);
+        size_t m = (size_t)sp_count(S, G.count[g], g, li) * sizeof(float);
         const void *q = xr_get(&G.r[g], m);
         if (!q) {
             H->oom = 1;
             break;
         }
-        memcpy(w + n1 * G.first[g], q, m);
+        sp_place(S, G.first[g], G.count[g], g, li, w, q, sizeof(float));
     }
     segs_free(&G);
     free(all);
@@ -942,6 +1049,9 @@ typedef struct sp_ref {
     int64_t *cons_sample;
     uint8_t *(*cls)[LRP_PIPE_MAX_PARTS];
     int oom;
+    int prec;      /* the layer split: the run's precision (the residual) */
+    const lrp_net *net_full; /* the layer split: the net the view shows */
+    char why[LRP_ERR_MSG_MAX]; /* the layer split: what cannot be merged */
 } sp_ref;
 
 static double *xb_doubles(xbuf *b, const lrp_backend *be, const void *t, int64_t n)
@@ -1015,11 +1125,17 @@ typedef struct ref_seg {
     double cons;
     int64_t cons_sample;
     const uint8_t *cls[LRP_PIPE_MAX_PARTS];
+    /* the layer split: the flags of each check (SP_CHECKS) and the exact
+     * partial sums of the residual's terms, two a sample */
+    const lrp_nflags *chk;
+    xrd resid;
 } ref_seg;
 
-static int ref_seg_read(ref_seg *s, xrd *r, const lrp_pipe_layer *P, int64_t c)
+/* One rank's layer, as packed: n values a tensor of the layer, nu units,
+ * nrin[k] values of input k (its samples, or its blocks of the batch). */
+static int ref_seg_read_n(ref_seg *s, xrd *r, const lrp_pipe_layer *P, int64_t n, int64_t nu,
+                          const int64_t *nrin)
 {
-    int64_t n = P->n * c, nu = P->n_units * c;
     memset(s, 0, sizeof *s);
     s->act = xr_get(r, (size_t)n * sizeof(float));
     s->rel = xr_get(r, (size_t)(2 * n) * sizeof(float));
@@ -1031,7 +1147,7 @@ static int ref_seg_read(ref_seg *s, xrd *r, const lrp_pipe_layer *P, int64_t c)
         if (xr_i64(r) != (P->rin[k] != NULL))
             return -1; /* the ranks' layers differ: never silently merged */
         if (P->rin[k])
-            s->rinD[k] = xr_get(r, (size_t)(P->n_rin_per[k] * c) * sizeof(double));
+            s->rinD[k] = xr_get(r, (size_t)nrin[k] * sizeof(double));
     }
     for (int k = 0; k < LRP_ABS_COUNT; k++)
         if (xr_i64(r)) /* a lost kind may occur in one block only */
@@ -1042,7 +1158,7 @@ static int ref_seg_read(ref_seg *s, xrd *r, const lrp_pipe_layer *P, int64_t c)
     s->neg = xr_i64(r);
     for (int k = 0; k < P->n_rin; k++)
         if (xr_i64(r))
-            s->rinHL[k] = xr_get(r, (size_t)(2 * P->n_rin_per[k] * c) * sizeof(float));
+            s->rinHL[k] = xr_get(r, (size_t)(2 * nrin[k]) * sizeof(float));
     if ((q = xr_get(r, sizeof s->flags)))
         memcpy(&s->flags, q, sizeof s->flags);
     if ((q = xr_get(r, sizeof s->cons)))
@@ -1055,6 +1171,14 @@ static int ref_seg_read(ref_seg *s, xrd *r, const lrp_pipe_layer *P, int64_t c)
             s->cls[k] = xr_get(r, (size_t)nu);
     }
     return r->bad ? -1 : 0;
+}
+
+static int ref_seg_read(ref_seg *s, xrd *r, const lrp_pipe_layer *P, int64_t c)
+{
+    int64_t nrin[LRP_MAX_INPUTS];
+    for (int k = 0; k < P->n_rin && k < LRP_MAX_INPUTS; k++)
+        nrin[k] = P->n_rin_per[k] * c;
+    return ref_seg_read_n(s, r, P, P->n * c, P->n_units * c, nrin);
 }
 
 /* Root: the batch's figures of layer li from the ranks' blocks, each as
@@ -1207,6 +1331,501 @@ out:
     return rc;
 }
 
+/* ---- the reference run under the layer split ----
+ *
+ * Each rank's block of a layer is packed as sp_ref_pack packs a block of
+ * samples, and the root places the blocks (per sample, the ranks' blocks
+ * of cells in rank order).  What is not per cell is rebuilt on the root in
+ * the one-process order: the minimum and maximum and the binary64 sums
+ * from the placed binary64 terms; the numerical flags check by check (the
+ * pipeline raises them in a fixed order of scans -- the forward output,
+ * each part's classes, the units no part selected, each contribution --
+ * and one process's first occurrence of a flag is the first scan's that
+ * raises it, at its first cell in the batch's order: the least (sample,
+ * cell) over the ranks' firsts of that scan); and the conservation
+ * residual of each sample from the exact sums of every rank's terms
+ * (mpfr_sum of those exact partial sums rounds the same exact value the
+ * pipeline's mpfr_sum of every term rounds). */
+
+/* The scans of a layer whose flags are merged: the forward output, the
+ * parts' classes, the dropped units, the contributions to each input. */
+#define SP_CHK_ACT 0
+#define SP_CHK_PART(k) (1 + (k))
+#define SP_CHK_DROP (1 + LRP_PIPE_MAX_PARTS)
+#define SP_CHK_RIN(k) (2 + LRP_PIPE_MAX_PARTS + (k))
+#define SP_CHECKS (2 + LRP_PIPE_MAX_PARTS + LRP_MAX_INPUTS)
+
+/* NaN and inf of t (n values, per a sample) raised as the pipeline's
+ * forward and backward scans raise them */
+static int scan_nonfinite_flags(lrp_nflags *f, const lrp_backend *be, const void *t, int64_t n,
+                                int64_t per)
+{
+    uint8_t *c = malloc((size_t)(n ? n : 1));
+    if (!c)
+        return -1;
+    be->classify(be->ctx, c, t, n);
+    for (int64_t i = 0; i < n; i++) {
+        if (c[i] & LRP_V_NAN)
+            lrp_nflags_raise(f, LRP_NF_NAN, i / per, i % per);
+        if (c[i] & LRP_V_INF)
+            lrp_nflags_raise(f, LRP_NF_INF, i / per, i % per);
+    }
+    free(c);
+    return 0;
+}
+
+/* f, then each of chk[0..n) in order, as sticky flags raised one after
+ * the other: the first scan that raises a flag has its first location */
+static void flags_chain(lrp_nflags *f, const lrp_nflags *chk, int n)
+{
+    memset(f, 0, sizeof *f);
+    for (int c = 0; c < n; c++)
+        for (int k = 0; k < LRP_NF_COUNT; k++)
+            if (chk[c].bits & (1u << k))
+                lrp_nflags_raise_n(f, (lrp_nflag)k, chk[c].sample[k], chk[c].unit[k],
+                                   chk[c].count[k]);
+}
+
+/* This rank's block of layer li, scan by scan (local locations).  -1 when
+ * the scans do not give back the run's own flags (a flag raised where
+ * this code does not look): not merged. */
+static int sp_flag_checks(lrp_nflags *chk, const lrp_pipe *p, int li)
+{
+    const lrp_pipe_layer *P = &p->L[li];
+    const lrp_backend *be = p->be;
+    int64_t c = p->batch, nu = P->n_units * c;
+    memset(chk, 0, SP_CHECKS * sizeof *chk);
+    if (P->act && scan_nonfinite_flags(&chk[SP_CHK_ACT], be, P->act, P->n * c, P->n))
+        return -1;
+    int64_t dropped = P->flags.count[LRP_NF_DROPPED];
+    int part_drop = 0;
+    for (int k = 0; k < P->n_parts && k < LRP_PIPE_MAX_PARTS; k++) {
+        if (!P->cls[k] || nu == 0)
+            continue;
+        lrp_pipe_layer Q;
+        memset(&Q, 0, sizeof Q);
+        lrp_pipe_flags_from_cls(&Q, P->cls[k], nu, P->n_units);
+        chk[SP_CHK_PART(k)] = Q.flags;
+        dropped -= Q.flags.count[LRP_NF_DROPPED];
+        part_drop |= Q.flags.count[LRP_NF_DROPPED] > 0;
+    }
+    if (dropped > 0) { /* the units no part selected: only they remain */
+        if (part_drop)
+            return -1;
+        lrp_nflags_raise_n(&chk[SP_CHK_DROP], LRP_NF_DROPPED, P->flags.sample[LRP_NF_DROPPED],
+                           P->flags.unit[LRP_NF_DROPPED], dropped);
+    }
+    for (int k = 0; k < P->n_rin && k < LRP_MAX_INPUTS; k++)
+        if (P->rin[k] && scan_nonfinite_flags(&chk[SP_CHK_RIN(k)], be, P->rin[k],
+                                              P->n_rin_per[k] * c, P->n_rin_per[k]))
+            return -1;
+    lrp_nflags f;
+    flags_chain(&f, chk, SP_CHECKS);
+    if (f.bits != P->flags.bits)
+        return -1;
+    for (int k = 0; k < LRP_NF_COUNT; k++)
+        if ((f.bits & (1u << k)) &&
+            (f.count[k] != P->flags.count[k] || f.sample[k] != P->flags.sample[k] ||
+             f.unit[k] != P->flags.unit[k]))
+            return -1;
+    return 0;
+}
+
+/* A shallow copy of x with another sign (the limbs shared; read only) */
+static __mpfr_struct sp_signed(mpfr_srcptr x, int sign)
+{
+    __mpfr_struct v = *x;
+    v._mpfr_sign = sign;
+    return v;
+}
+
+/* An exact value as its precision and text (%Ra: exact in hexadecimal);
+ * NaN and the infinities as the text's kind. */
+static int xb_exact(xbuf *b, mpfr_srcptr x)
+{
+    char *t = NULL;
+    if (mpfr_asprintf(&t, "%Ra", x) < 0 || !t)
+        return -1;
+    xb_i64(b, (int64_t)mpfr_get_prec(x));
+    xb_i64(b, (int64_t)strlen(t));
+    xb_put(b, t, strlen(t));
+    mpfr_free_str(t);
+    return 0;
+}
+
+/* -1 on a damaged part */
+static int xr_exact(xrd *r, mpfr_t x)
+{
+    int64_t prec = xr_i64(r), len = xr_i64(r);
+    if (r->bad || prec < MPFR_PREC_MIN || prec > MPFR_PREC_MAX || len < 1 || len > (1 << 26))
+        return -1;
+    const char *q = xr_get(r, (size_t)len);
+    char *t = q ? malloc((size_t)len + 1) : NULL;
+    if (!t)
+        return -1;
+    memcpy(t, q, (size_t)len);
+    t[len] = 0;
+    mpfr_set_prec(x, (mpfr_prec_t)prec);
+    int rc = 0;
+    if (!strcmp(t, "nan") || !strcmp(t, "-nan"))
+        mpfr_set_nan(x);
+    else if (!strcmp(t, "inf") || !strcmp(t, "-inf"))
+        mpfr_set_inf(x, t[0] == '-' ? -1 : 1);
+    else
+        rc = mpfr_set_str(x, t, 0, MPFR_RNDN) == 0 ? 0 : -1;
+    free(t);
+    return rc;
+}
+
+/* Precision at which the sum of the n values at v is exact (its bits lie
+ * between the least significant bit of any term and the largest exponent
+ * plus the carries), or 0 when too wide to hold */
+#define SP_EXACT_MAX_PREC ((int64_t)1 << 22)
+static int64_t exact_prec(mpfr_ptr const *v, int64_t n)
+{
+    int64_t emax = 0, emin = 0;
+    int any = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (!mpfr_regular_p(v[i]))
+            continue;
+        int64_t e = mpfr_get_exp(v[i]), l = e - (int64_t)mpfr_get_prec(v[i]);
+        if (!any || e > emax)
+            emax = e;
+        if (!any || l < emin)
+            emin = l;
+        any = 1;
+    }
+    if (!any)
+        return MPFR_PREC_MIN;
+    int64_t p = emax - emin + 66; /* n < 2^64 terms: 64 carries, and a margin */
+    return p > SP_EXACT_MAX_PREC ? 0 : p;
+}
+
+/* Per sample of this rank's block of layer li: the exact sums of the
+ * residual's terms (its contributions, absorbed relevance, minus its
+ * relevance at the output) and of their magnitudes, as b_residual
+ * (reference/ref_backend.c) forms them.  -1: a sum too wide to be exact,
+ * or out of memory. */
+static int sp_resid_pack(xbuf *b, const lrp_pipe *p, int li)
+{
+    const lrp_pipe_layer *P = &p->L[li];
+    const lrp_backend *be = p->be;
+    int64_t m = P->n;
+    for (int k = 0; k < P->n_rin; k++)
+        m += P->rin[k] ? P->n_rin_per[k] : 0;
+    for (int a = 0; a < LRP_ABS_COUNT; a++)
+        m += P->abs[a] ? P->n_units : 0;
+    __mpfr_struct *sv = malloc((size_t)(m ? m : 1) * sizeof *sv);
+    __mpfr_struct *av = malloc((size_t)(m ? m : 1) * sizeof *av);
+    mpfr_ptr *pp = malloc((size_t)(m ? m : 1) * sizeof *pp);
+    mpfr_ptr *pa = malloc((size_t)(m ? m : 1) * sizeof *pa);
+    int rc = sv && av && pp && pa ? 0 : -1;
+    mpfr_t s;
+    mpfr_init2(s, MPFR_PREC_MIN);
+    for (int64_t smp = 0; !rc && smp < p->batch; smp++) {
+        int64_t j = 0;
+        for (int k = 0; k < P->n_rin; k++)
+            for (int64_t i = 0; P->rin[k] && i < P->n_rin_per[k]; i++, j++) {
+                mpfr_srcptr x = be->at(be->ctx, P->rin[k], smp * P->n_rin_per[k] + i);
+                sv[j] = *x;
+                av[j] = sp_signed(x, 1);
+            }
+        for (int a = 0; a < LRP_ABS_COUNT; a++)
+            for (int64_t i = 0; P->abs[a] && i < P->n_units; i++, j++) {
+                mpfr_srcptr x = be->at(be->ctx, P->abs[a], smp * P->n_units + i);
+                sv[j] = *x;
+                av[j] = sp_signed(x, 1);
+            }
+        for (int64_t i = 0; i < P->n; i++, j++) {
+            mpfr_srcptr x = be->at(be->ctx, P->rel, smp * P->n + i);
+            sv[j] = sp_signed(x, -x->_mpfr_sign);
+            av[j] = sp_signed(x, 1);
+        }
+        for (int64_t i = 0; i < m; i++) {
+            pp[i] = &sv[i];
+            pa[i] = &av[i];
+        }
+        for (int w = 0; w < 2 && !rc; w++) {
+            mpfr_ptr *q = w ? pa : pp;
+            int64_t prec = exact_prec(q, m);
+            if (!prec) {
+                rc = -1;
+                break;
+            }
+            mpfr_set_prec(s, (mpfr_prec_t)prec);
+            mpfr_sum(s, q, (unsigned long)m, MPFR_RNDN); /* exact at this precision */
+            rc = xb_exact(b, s);
+        }
+    }
+    mpfr_clear(s);
+    free(sv);
+    free(av);
+    free(pp);
+    free(pa);
+    return rc;
+}
+
+/* What sp_ref_pack adds under the layer split; -1 with why set when this
+ * block's flags or residual cannot be merged exactly. */
+static int sp_ref_pack_layer(xbuf *b, const lrp_pipe *p, int li, char *why, size_t nwhy)
+{
+    lrp_nflags chk[SP_CHECKS];
+    const char *name = p->net->layers[li].name;
+    if (sp_flag_checks(chk, p, li)) {
+        snprintf(why, nwhy,
+                 "layer '%s': its numerical flags cannot be merged exactly under the layer split",
+                 name);
+        return -1;
+    }
+    xb_put(b, chk, sizeof chk);
+    if (p->net->layers[li].kind != LRP_LAYER_INPUT &&
+        sp_resid_pack(b, p, li)) {
+        snprintf(why, nwhy,
+                 "layer '%s': its conservation residual cannot be summed exactly under the layer "
+                 "split (terms too far apart in magnitude)",
+                 name);
+        return -1;
+    }
+    return 0;
+}
+
+/* Root: layer li of the batch from the ranks' blocks (sp_ref_merge's
+ * figures, in the one-process order). */
+static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *all, size_t total)
+{
+    splitter *S = H->S;
+    ref_take *T = H->T;
+    rounded *R = T->R;
+    const lrp_pipe_layer *P = &p->L[li];
+    const lrp_net *net = &S->sub;
+    const lrp_layer *l = &net->layers[li];
+    int64_t B = S->B, n1 = lrp_shape_numel(&l->shape), N = n1 * B;
+    int umode = P->n_units == 0 ? 0 : P->n_units == P->n ? 1 : -1; /* units: the cells */
+    int nr = P->n_rin < LRP_MAX_INPUTS ? P->n_rin : LRP_MAX_INPUTS;
+    segs G;
+    ref_seg *sg = NULL;
+    double *relD = NULL, *rinD[LRP_MAX_INPUTS] = {NULL}, *absD[LRP_ABS_COUNT] = {NULL};
+    mpfr_t x, acc;
+    mpfr_ptr *parts = NULL;
+    mpfr_t *px = NULL;
+    int rc = -1;
+    mpfr_init2(x, MPFR_PREC_MIN);
+    mpfr_init2(acc, H->prec);
+    memset(&G, 0, sizeof G);
+    if (umode < 0 || P->n_rin > LRP_MAX_INPUTS) {
+        snprintf(H->why, sizeof H->why,
+                 "layer '%s': its units are not its cells: not merged under the layer split",
+                 l->name);
+        goto out;
+    }
+    if (sp_segs(&G, S, all, total) || !(sg = calloc((size_t)G.n, sizeof *sg)))
+        goto out;
+    for (int g = 0; g < G.n; g++) {
+        int64_t nrin[LRP_MAX_INPUTS];
+        for (int k = 0; k < nr; k++)
+            nrin[k] = sp_count(S, B, g, l->in[k]);
+        int64_t n = sp_count(S, B, g, li);
+        if (ref_seg_read_n(&sg[g], &G.r[g], P, n, umode ? n : 0, nrin))
+            goto out;
+        if (!(sg[g].chk = xr_get(&G.r[g], SP_CHECKS * sizeof(lrp_nflags))))
+            goto out;
+        sg[g].resid = G.r[g];
+    }
+    size_t sz = (size_t)(N ? N : 1) * sizeof(float);
+    if (!(R->act[li] = malloc(sz)) || !(R->rel[li] = malloc(sz)) || !(R->rel_lo[li] = malloc(sz)) ||
+        !(relD = malloc((size_t)(N ? N : 1) * sizeof *relD)))
+        goto out;
+    for (int k = 0; k < nr; k++)
+        if (P->rin[k]) {
+            int64_t m = lrp_shape_numel(&net->layers[l->in[k]].shape) * B;
+            if (!(rinD[k] = malloc((size_t)(m ? m : 1) * sizeof(double))))
+                goto out;
+        }
+    int have_abs[LRP_ABS_COUNT] = {0};
+    lrp_minmax m = {INFINITY, -INFINITY, 0, 0, 0, 0};
+    int64_t neg = 0;
+    for (int g = 0; g < G.n; g++) {
+        const ref_seg *s = &sg[g];
+        int64_t n = sp_count(S, B, g, li);
+        sp_place(S, 0, B, g, li, R->act[li], s->act, sizeof(float));
+        sp_place(S, 0, B, g, li, R->rel[li], s->rel, sizeof(float));
+        sp_place(S, 0, B, g, li, R->rel_lo[li], s->rel + n, sizeof(float));
+        sp_place(S, 0, B, g, li, relD, s->relD, sizeof(double));
+        for (int k = 0; k < nr; k++)
+            if (rinD[k])
+                sp_place(S, 0, B, g, l->in[k], rinD[k], s->rinD[k], sizeof(double));
+        for (int a = 0; a < LRP_ABS_COUNT; a++) {
+            if (!s->absD[a])
+                continue;
+            /* absent in a block: zeros there, as one process's tensor */
+            if (!absD[a] && !(absD[a] = calloc((size_t)(N ? N : 1), sizeof(double))))
+                goto out;
+            have_abs[a] = 1;
+            sp_place(S, 0, B, g, li, absD[a], s->absD[a], sizeof(double));
+        }
+        m.nan += s->mm.nan;
+        m.inf += s->mm.inf;
+        m.n += s->mm.n;
+        m.zero_den += s->mm.zero_den;
+        neg += s->neg;
+    }
+    /* lrp_pipe_minmax_ref's scan, in the batch's order */
+    long double srel = 0, sab[LRP_ABS_COUNT] = {0};
+    for (int64_t k = 0; k < N; k++) {
+        double v = relD[k];
+        srel += v;
+        if (isnan(v))
+            continue;
+        if (v < m.min)
+            m.min = v;
+        if (v > m.max)
+            m.max = v;
+    }
+    T->mm[li] = m;
+    T->sum_rel[li] = (double)srel;
+    double sin = 0;
+    for (int k = 0; k < P->n_rin; k++) {
+        double bs = 0;
+        if (rinD[k]) {
+            long double t = 0;
+            int64_t mk = lrp_shape_numel(&net->layers[l->in[k]].shape) * B;
+            for (int64_t j = 0; j < mk; j++)
+                t += rinD[k][j];
+            bs = (double)t;
+        }
+        sin += bs;
+        T->branch[li][k] = bs;
+    }
+    T->sum_rin[li] = sin;
+    for (int a = 0; a < LRP_ABS_COUNT; a++) {
+        for (int64_t k = 0; absD[a] && umode && k < N; k++)
+            sab[a] += absD[a][k];
+        T->absorbed[li][a] = have_abs[a] ? (double)sab[a] : 0;
+    }
+    if (l->kind == LRP_LAYER_BATCHNORM && P->bn_C > 0 && rinD[0]) {
+        /* bn_channels on the batch's binary64 terms */
+        int64_t C = l->shape.d[0], hw = n1 / C;
+        T->bn_C[li] = C;
+        double *in = T->bn_in[li] = calloc((size_t)C, sizeof(double));
+        double *ab = T->bn_abs[li] = calloc((size_t)C, sizeof(double));
+        double *out = T->bn_out[li] = calloc((size_t)C, sizeof(double));
+        if (!in || !ab || !out)
+            goto out;
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t cc = 0; cc < C; cc++)
+                for (int64_t q = 0; q < hw; q++) {
+                    int64_t k = b * n1 + cc * hw + q;
+                    in[cc] += rinD[0][k];
+                    out[cc] += relD[k];
+                    for (int a = 0; a < LRP_ABS_COUNT; a++)
+                        if (absD[a] && umode)
+                            ab[cc] += absD[a][k];
+                }
+    }
+    T->neg_den[li] = neg;
+    for (int k = 0; H->want_rin && k < nr; k++) {
+        if (!P->rin[k])
+            continue;
+        int in = l->in[k];
+        int64_t mk = lrp_shape_numel(&net->layers[in].shape) * B;
+        size_t zs = (size_t)(mk > 0 ? mk : 1) * sizeof(float);
+        if (!(T->rin_hi[li][k] = malloc(zs)) || !(T->rin_lo[li][k] = malloc(zs)))
+            goto out;
+        for (int g = 0; g < G.n; g++) {
+            int64_t mg = sp_count(S, B, g, in);
+            if (!sg[g].rinHL[k])
+                goto out;
+            sp_place(S, 0, B, g, in, T->rin_hi[li][k], sg[g].rinHL[k], sizeof(float));
+            sp_place(S, 0, B, g, in, T->rin_lo[li][k], sg[g].rinHL[k] + mg, sizeof(float));
+        }
+    }
+    for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
+        if (!P->cls[k])
+            continue;
+        if (!(H->cls[li][k] = malloc((size_t)(N > 0 ? N : 1))))
+            goto out;
+        for (int g = 0; g < G.n && umode; g++)
+            sp_place(S, 0, B, g, li, H->cls[li][k], sg[g].cls[k], 1);
+    }
+    /* the flags, scan after scan: the least (sample, cell) of the batch
+     * among the ranks' firsts */
+    lrp_nflags fl, chk[SP_CHECKS];
+    memset(chk, 0, sizeof chk);
+    for (int c = 0; c < SP_CHECKS; c++) {
+        int t = c >= SP_CHK_RIN(0) ? l->in[c - SP_CHK_RIN(0)] : li; /* the tensor scanned */
+        if (c >= SP_CHK_RIN(0) && c - SP_CHK_RIN(0) >= nr)
+            continue;
+        for (int g = 0; g < G.n; g++) {
+            const lrp_nflags *f = &sg[g].chk[c];
+            int64_t off = S->lo[(int64_t)t * S->R + g] * S->inner[t];
+            for (int k = 0; k < LRP_NF_COUNT; k++) {
+                unsigned bit = 1u << k;
+                if (!(f->bits & bit))
+                    continue;
+                int64_t su = f->sample[k], uu = f->unit[k] + off;
+                if (!(chk[c].bits & bit) || su < chk[c].sample[k] ||
+                    (su == chk[c].sample[k] && uu < chk[c].unit[k])) {
+                    chk[c].sample[k] = su;
+                    chk[c].unit[k] = uu;
+                }
+                chk[c].bits |= bit;
+                chk[c].count[k] += f->count[k];
+            }
+        }
+    }
+    flags_chain(&fl, chk, SP_CHECKS);
+    H->flags[li] = fl;
+    /* the residual: per sample, the exact partial sums of every rank
+     * summed and rounded at p as the pipeline's mpfr_sum rounds them */
+    double cons = 0.0;
+    int64_t cons_s = 0;
+    if (l->kind != LRP_LAYER_INPUT) {
+        parts = malloc((size_t)G.n * 2 * sizeof *parts);
+        px = malloc((size_t)G.n * 2 * sizeof *px);
+        if (!parts || !px)
+            goto out;
+        for (int g = 0; g < 2 * G.n; g++)
+            mpfr_init2(px[g], MPFR_PREC_MIN);
+        int bad = 0;
+        for (int64_t b = 0; b < B && !bad; b++) {
+            for (int g = 0; g < G.n && !bad; g++)
+                bad = xr_exact(&sg[g].resid, px[2 * g]) || xr_exact(&sg[g].resid, px[2 * g + 1]);
+            double res = 0, scale = 0;
+            for (int w = 0; w < 2 && !bad; w++) {
+                for (int g = 0; g < G.n; g++)
+                    parts[g] = px[2 * g + w];
+                mpfr_sum(acc, parts, (unsigned long)G.n, MPFR_RNDN);
+                *(w ? &scale : &res) = mpfr_get_d(acc, MPFR_RNDN);
+            }
+            double rel = scale > 0 ? (res < 0 ? -res : res) / scale : (res != 0 ? 1.0 : 0.0);
+            if (rel > cons) {
+                cons = rel;
+                cons_s = b;
+            }
+        }
+        for (int g = 0; g < 2 * G.n; g++)
+            mpfr_clear(px[g]);
+        if (bad)
+            goto out;
+    }
+    H->cons[li] = cons;
+    H->cons_sample[li] = cons_s;
+    rc = 0;
+out:
+    mpfr_clear(x);
+    mpfr_clear(acc);
+    free(parts);
+    free(px);
+    free(relD);
+    for (int k = 0; k < LRP_MAX_INPUTS; k++)
+        free(rinD[k]);
+    for (int a = 0; a < LRP_ABS_COUNT; a++)
+        free(absD[a]);
+    free(sg);
+    segs_free(&G);
+    return rc;
+}
+
 static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
     sp_ref *H = ctx;
@@ -1215,14 +1834,20 @@ static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
         return;
     xbuf b = {0};
     const char *fail = NULL;
+    char why[256];
     sp_begin(&b, p ? S->sub.batch : 0);
-    if (p && !H->oom)
+    if (p && !H->oom) {
         sp_ref_pack(&b, p, li, H->want_rin, H->threads);
+        if (S->layer && sp_ref_pack_layer(&b, p, li, why, sizeof why)) {
+            snprintf(H->why, sizeof H->why, "%s: %s", S->label, why);
+            fail = H->why;
+        }
+    }
     void *all;
     size_t total;
     if (sp_exchange(S, &b, fail, H->oom, "out of memory in the oracle", &all, &total))
         return;
-    if (sp_ref_merge(H, p, li, all, total))
+    if (S->layer ? sp_ref_merge_layer(H, p, li, all, total) : sp_ref_merge(H, p, li, all, total))
         H->oom = 1;
     free(all);
 }
@@ -1232,6 +1857,7 @@ static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
  * own arrays; freed by sp_view_free, not lrp_pipe_free). */
 static lrp_pipe *sp_view(const lrp_pipe *p, sp_ref *H, int64_t B)
 {
+    const splitter *S = H->S;
     lrp_pipe *v = malloc(sizeof *v);
     lrp_pipe_layer *L = v ? calloc((size_t)p->n_layers, sizeof *L) : NULL;
     if (!L) {
@@ -1260,7 +1886,20 @@ static lrp_pipe *sp_view(const lrp_pipe *p, sp_ref *H, int64_t B)
         Q->flags = H->flags[i];
         Q->cons_resid = H->cons[i];
         Q->cons_sample = H->cons_sample[i];
+        if (S->layer) {
+            /* the root's share held its blocks: the batch's sizes */
+            const lrp_layer *l = &S->sub.layers[i];
+            int64_t n1 = lrp_shape_numel(&l->shape);
+            Q->n_units = Q->n_units ? n1 : 0;
+            Q->n = n1;
+            for (int k = 0; k < Q->n_rin && k < LRP_MAX_INPUTS; k++)
+                Q->n_rin_per[k] = lrp_shape_numel(&S->sub.layers[l->in[k]].shape);
+            if (Q->bn_C)
+                Q->bn_C = l->shape.d[0];
+        }
     }
+    if (S->layer)
+        v->net = H->net_full;
     return v;
 }
 
@@ -1602,7 +2241,7 @@ static void sp_tl_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
     if (sp_exchange(S, &b, fail, H->oom, "out of memory (trace-local)", &all, &total))
         return;
     segs G;
-    if (sp_segments(&G, all, total, S->B)) {
+    if (sp_segs(&G, S, all, total)) {
         H->oom = 1;
         goto out;
     }
@@ -1619,7 +2258,7 @@ static void sp_tl_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
             goto out;
         }
         for (int g = 0; g < G.n; g++) {
-            int64_t m = n1 * G.count[g];
+            int64_t m = sp_count(S, G.count[g], g, li2);
             if (!G.count[g])
                 continue;
             if (g > 0 && xr_i64(&G.r[g]) != tag) { /* the ranks' runs differ */
@@ -1632,8 +2271,8 @@ static void sp_tl_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
                 H->oom = 1;
                 goto out;
             }
-            memcpy(*hi + n1 * G.first[g], qh, (size_t)m * sizeof(float));
-            memcpy(*lo + n1 * G.first[g], ql, (size_t)m * sizeof(float));
+            sp_place(S, G.first[g], G.count[g], g, li2, *hi, qh, sizeof(float));
+            sp_place(S, G.first[g], G.count[g], g, li2, *lo, ql, sizeof(float));
         }
         /* seg 0 was read by the tag loop itself */
     }
@@ -1654,7 +2293,7 @@ static void tl_forward(lrp_run_report *rep, const lrp_net *net, float *const *go
     const tl_take TT = *Tp;
     const lrp_gauge GL = *G;
     lrp_layer_report *lr = &rep->layers[li];
-    int64_t n = loc->L[li].n * B;
+    int64_t n = lrp_shape_numel(&net->layers[li].shape) * B; /* loc: a block under the layer split */
     if (li == 0) {
         /* the input itself: the fixture's data, bit for bit */
         lrp_cell_ref cr = {net->input, NULL, NULL, NULL, NULL, NULL, NULL};
@@ -1753,14 +2392,13 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
     }
     const lrp_check_opts *o = J->o;
     float *const *got = J->got;
-    const lrp_pipe *loc = J->loc;
     const tl_take TT = *J->TT;
     float *hi = J->hi, *lo = J->lo;
     const lrp_gauge GL = *Gp;
     int nl = net->n_layers;
     int i = li;
     lrp_layer_report *lr = &rep->layers[i];
-    int64_t n = loc->L[i].n * B;
+    int64_t n = lrp_shape_numel(&net->layers[i].shape) * B; /* loc: a block under the layer split */
     if (!got[i]) {
         rep->n_unjudged++;
         append(rep->unjudged, sizeof rep->unjudged, "%s%s", rep->n_unjudged > 1 ? ", " : "",
@@ -2038,6 +2676,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     lrp_pipe *loc = NULL;
     lrp_gauge GL = {0};
     tl_take TT, TW; /* TW: the batch's arrays on the root of a split */
+    float **gblk = NULL, **ablk = NULL; /* the layer split: this rank's blocks */
     memset(&TT, 0, sizeof TT);
     memset(&TW, 0, sizeof TW);
     float *hi = NULL, *lo = NULL;
@@ -2060,6 +2699,32 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     for (int i = 0; i < nl; i++)
         relv[i] = got[i] ? got[i] : R->rel[i];
     lrp_pipe_local lm = {exact_act ? got_act : NULL, got, exact_act};
+    if (S && S->layer) {
+        /* the run reads this rank's block of every layer of the trace */
+        if (!(gblk = calloc((size_t)nl, sizeof *gblk)) ||
+            !(ablk = calloc((size_t)nl, sizeof *ablk))) {
+            st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
+            goto done;
+        }
+        for (int i = 0; i < nl; i++) {
+            int64_t k = (int64_t)i * S->R + S->q, n1 = lrp_shape_numel(&net->layers[i].shape);
+            int64_t w = (S->hi[k] - S->lo[k]) * S->inner[i], off = S->lo[k] * S->inner[i];
+            for (int a = 0; a < 2; a++) {
+                const float *src = a ? (exact_act ? got_act[i] : NULL) : got[i];
+                float *d = src ? malloc((size_t)(B * w > 0 ? B * w : 1) * sizeof *d) : NULL;
+                if (src && !d) {
+                    st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)",
+                                     rep->fixture);
+                    goto done;
+                }
+                for (int64_t b = 0; d && b < B; b++)
+                    memcpy(d + b * w, src + b * n1 + off, (size_t)w * sizeof *d);
+                *(a ? &ablk[i] : &gblk[i]) = d;
+            }
+        }
+        lm.act = exact_act ? ablk : NULL;
+        lm.rel = gblk;
+    }
     lrp_ref_ctx_init(&cx, o->prec, o->threads);
     lrp_ref_backend(&be, &cx);
     TT.prec = o->prec;
@@ -2139,6 +2804,12 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
         if (rep->layers[li].has_fwd && rep->layers[li].fwd_verdict > rep->tlocal_verdict)
             rep->tlocal_verdict = rep->layers[li].fwd_verdict;
 done:
+    for (int i = 0; gblk && i < nl; i++) {
+        free(gblk[i]);
+        free(ablk ? ablk[i] : NULL);
+    }
+    free(gblk);
+    free(ablk);
     free(hi);
     free(lo);
     free(relv);
@@ -2840,14 +3511,21 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         SH.T = &T;
         SH.want_rin = o->local && !tr;
         SH.threads = o->threads;
+        SH.prec = o->prec;
+        SH.net_full = net;
         SH.flags = calloc((size_t)nl, sizeof *SH.flags);
         SH.cons = calloc((size_t)nl, sizeof *SH.cons);
         SH.cons_sample = calloc((size_t)nl, sizeof *SH.cons_sample);
         SH.cls = calloc((size_t)nl, sizeof *SH.cls);
         if (!SH.flags || !SH.cons || !SH.cons_sample || !SH.cls)
             goto oom;
-        if ((st = sp_run(S, &ref, &rbe, LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL, sp_ref_hook,
-                         &SH, err)))
+        st = sp_run(S, &ref, &rbe, LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL, sp_ref_hook, &SH,
+                    err);
+        if (SH.why[0]) { /* the layer split: a layer this rank cannot merge */
+            st = lrp_err_set(err, LRP_E_UNSUPPORTED, "%s", SH.why);
+            goto done;
+        }
+        if (st)
             goto done;
         if (SH.oom)
             goto oom;
@@ -2990,7 +3668,7 @@ judged:
         }
         /* (a split's rank with no sample has neither: it runs nothing) */
         float *const *tgot = got, *const *tact = f32 ? gact : tr ? tr->activation : NULL;
-        if (S && !judges && tr) {
+        if (S && !S->layer && !judges && tr) {
             /* this rank's block of the trace (the root's starts at 0) */
             gblk = calloc((size_t)nl, sizeof *gblk);
             ablk = calloc((size_t)nl, sizeof *ablk);
@@ -3074,9 +3752,15 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
     if (!o->split)
         return check_run(rep, net, o, NULL, err);
     splitter S;
-    sp_init(&S, net, o->split, o->label ? o->label : "");
     lrp_status st = LRP_OK;
-    if (net->batch < 1 || (o->split->root && o->split->first != 0) ||
+    if (sp_init(&S, net, o->split, o->label ? o->label : ""))
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory in the oracle (layer split)",
+                         S.label);
+    else if (o->split->layer && (o->split->first != 0 || o->split->count != net->batch ||
+                                 o->split->root != (o->split->rank == 0)))
+        st = lrp_err_set(err, LRP_E_USAGE, "%s: a layer split that does not hold the batch",
+                         S.label);
+    else if (net->batch < 1 || (o->split->root && o->split->first != 0) ||
         o->split->first < 0 || o->split->count < 0 ||
         o->split->first + o->split->count > net->batch)
         st = lrp_err_set(err, LRP_E_USAGE, "%s: a sample split that does not fit the batch",
@@ -3093,7 +3777,8 @@ lrp_status lrp_check(lrp_run_report *rep, lrp_net *net, const lrp_check_opts *o,
         free(all);
     free(b.p);
     if (!st && S.dead)
-        st = lrp_err_set(err, LRP_E_NOMEM, "%s: stopped: a rank of the sample split failed",
-                         S.label);
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: stopped: a rank of the %s split failed",
+                         S.label, S.layer ? "layer" : "sample");
+    sp_free(&S);
     return st;
 }

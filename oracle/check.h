@@ -46,6 +46,24 @@ typedef struct lrp_check_split {
     int (*gather)(void *ctx, const void *buf, size_t n, const char *fail, void **all,
                   size_t *total);
     void *ctx;
+    /* The layer split instead (docs/SCALING.md "The layer split"): layer
+     * non-zero, every rank holds the whole batch (first 0, count the
+     * batch) and runs each MPFR run with lrp_pipe_run_split_hooked as rank
+     * `rank` of `size`, holding its block of channels of every tensor;
+     * exchange is the pipeline's all-gather (lrp_pipe_split.exchange, on
+     * ctx too).  In each run's hook every rank packs what the verdicts
+     * read of its block (rounded values, the per-cell binary64 terms of
+     * the sums, classes; per check of the layer its numerical flags with
+     * their first location; per sample the exact sums of its terms of the
+     * conservation residual) and the root (rank 0) places the blocks
+     * (per sample, the blocks of channels in rank order), recomputes what
+     * is not per cell in the one-process order (minimum and maximum, the
+     * flags' first occurrences, the residual from the exact partial sums)
+     * and judges as one process.  A layer whose flags or residual cannot
+     * be merged exactly stops the run with one line. */
+    int layer, rank, size;
+    int (*exchange)(void *ctx, const void *buf, size_t n, const char *fail, void **all,
+                    size_t *total);
 } lrp_check_split;
 
 typedef struct lrp_check_opts {

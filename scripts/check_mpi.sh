@@ -348,6 +348,71 @@ rc=$?
 same "check of a missing file -n 2: stderr" one.err n2.err
 same "check of a missing file -n 2: JSON" one.json n2.json
 
+echo "== check / compare --split layer of one file: every layer's channels over the ranks"
+# every MPFR run over channel blocks, rank 0 placing the blocks and judging:
+# the one-process report (the default build, no split), failing verdicts
+# included: vgg_dead (a NaN origin), nearcancel (ill-conditioned cells),
+# negzero (signed zeros), a sign-flipped trace of resnet (FAIL)
+"$ONE" fast "$FX/resnet.h5" --out "$W/resnetT.h5" >/dev/null || bad "fast resnet"
+"$ONE" fast "$FX/negzero.h5" --out "$W/negzeroT.h5" >/dev/null || bad "fast negzero"
+/usr/bin/python3 - "$W/resnetT.h5" <<'PY' || bad "flipped trace (h5py)"
+import sys, h5py
+f = h5py.File(sys.argv[1], "r+")
+f.copy(f["traces/fastpath"], "traces/flipped")
+r = f["traces/flipped/relevance"]
+k = sorted(r)[0]
+r[k][...] = -r[k][...]
+f.close()
+PY
+for args in "check $FX/vgg_dead.h5" "check $FX/nearcancel.h5" "check $W/resnet5.h5" \
+    "compare $W/negzeroT.h5 --source fastpath" "compare $W/resnetT.h5 --source flipped" \
+    "compare $W/cnnT.h5 --source fastpath"; do
+    c=${args%% *}
+    b=$(basename "$(echo "$args" | cut -d' ' -f2)" .h5)
+    # shellcheck disable=SC2086
+    "$ONE" $args --json one.json >one.out 2>one.err
+    one_rc=$?
+    # shellcheck disable=SC2086
+    "$ONE" $args --split layer --json n1d.json >n1d.out 2>n1d.err
+    rc=$?
+    [ "$rc" -eq "$one_rc" ] && ok "$c $b --split layer, one process: exit $rc" ||
+        bad "$c $b --split layer, one process: exit $rc, without the split $one_rc"
+    same "$c $b --split layer, one process: stdout" one.out n1d.out
+    same "$c $b --split layer, one process: JSON" one.json n1d.json
+    for n in $RANKS; do
+        # shellcheck disable=SC2086
+        run $LRP_MPIRUN -n "$n" "$MPI" $args --split layer --threads 1 --json "n$n.json" \
+            >"n$n.out" 2>"n$n.err"
+        rc=$?
+        [ "$rc" -eq "$one_rc" ] && ok "$c $b --split layer -n $n: exit $rc" ||
+            bad "$c $b --split layer -n $n: exit $rc, one process $one_rc"
+        same "$c $b --split layer -n $n: stdout" one.out "n$n.out"
+        same "$c $b --split layer -n $n: stderr" one.err "n$n.err"
+        same "$c $b --split layer -n $n: JSON" one.json "n$n.json"
+    done
+done
+# a net the layer split refuses (Concatenate): one line naming the layer
+run $LRP_MPIRUN -n 2 "$MPI" check "$FX/densenet.h5" --split layer --json f.json >f.out 2>f.err
+rc=$?
+[ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && grep -q "by the layer split" f.err &&
+    [ ! -e f.json ] && ok "check densenet --split layer -n 2: refused, one line" ||
+    bad "check densenet --split layer -n 2: exit $rc, $(wc -l <f.err) lines"
+# a rank failing in the middle of the runs (its 40th agreement), rank 0
+# included, and one leaving without finalizing: exit 2, one line, no
+# report, no hang
+for spec in "1@40" "2@40" "0@40" "2@40:exit"; do
+    rm -f f.json
+    LRP_MPI_TEST_FAIL="$spec" run $LRP_MPIRUN -x LRP_MPI_TEST_FAIL -n 3 "$MPI" \
+        compare "$W/resnetT.h5" --source fastpath --split layer --json f.json >f.out 2>f.err
+    rc=$?
+    if [ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && [ ! -s f.out ] && [ ! -e f.json ]; then
+        ok "compare --split layer -n 3, LRP_MPI_TEST_FAIL=$spec: exit 2, one line, no report"
+    else
+        bad "compare --split layer -n 3, LRP_MPI_TEST_FAIL=$spec: exit $rc, $(wc -l <f.err) lines"
+        cat f.err
+    fi
+done
+
 echo "== a failing rank: one line, its exit code, no hang"
 for n in 2 3; do
     last=$((n - 1))

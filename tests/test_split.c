@@ -197,8 +197,6 @@ static void split_equals(const char *fx, const lrp_net *net)
 {
     const int Rs[] = {1, 2, 3, 5, 9};
     lrp_err e = {0};
-    if (lrp_pipe_split_check(net, MAXR, &e))
-        fail_msg("%s: refused by the split: %s", fx, e.msg);
     lrp_ref_ctx cx;
     lrp_ref_ctx_init(&cx, 128, 1);
     lrp_backend be;
@@ -243,8 +241,12 @@ static void split_equals_one_process(void **state)
                          "bnzero", "resnet_gamma", "mobilenet", "cnn"};
     for (size_t f = 0; f < sizeof fxs / sizeof fxs[0]; f++) {
         lrp_net *net = tu_fixture(fxs[f]);
-        /* every layer divided: nothing falls back */
+        /* every layer divided: nothing falls back, and check / compare
+         * (which need that) accept the net */
         assert_int_equal(n_whole(net, 2), 0);
+        lrp_err e = {0};
+        if (lrp_pipe_split_check(net, MAXR, &e))
+            fail_msg("%s: refused: %s", fxs[f], e.msg);
         split_equals(fxs[f], net);
         lrp_net_free(net);
     }
@@ -264,6 +266,17 @@ static void whole_fixtures_equal_one_process(void **state)
         lrp_net *net = tu_fixture(fxs[f]);
         if (n_whole(net, 2) == 0) /* else the test proves nothing */
             fail_msg("%s: no layer runs whole", fxs[f]);
+        /* check / compare refuse it, naming the first layer run whole */
+        int first = -1;
+        for (int li = net->n_layers - 1; li >= 0; li--)
+            if (lrp_pipe_split_is_whole(net, li, 2))
+                first = li;
+        lrp_err e = {0};
+        assert_int_equal(lrp_pipe_split_check(net, 2, &e), LRP_E_UNSUPPORTED);
+        char want[160];
+        snprintf(want, sizeof want, "layer '%s'", net->layers[first].name);
+        if (!strstr(e.msg, want))
+            fail_msg("%s: the refusal does not name %s: %s", fxs[f], want, e.msg);
         split_equals(fxs[f], net);
         lrp_net_free(net);
     }

@@ -34,7 +34,7 @@ typedef struct judge_opts {
     int has_expect;
     lrp_verdict expect;
     int strict, require_all, progress, trace_only;
-    int split_layer; /* --split layer (reference) */
+    int split_layer; /* --split layer (reference, check, compare) */
     int identify; /* -1 automatic, 0 off, 1 on */
     double max_ill;
     unsigned seen; /* bit (c - OPT_JSON) for each option of the enum given */
@@ -270,7 +270,14 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
     "arrays (subject, reference hi+lo, bounds, conds, flags) to the HDF5\n" \
     "file FILE as it is judged, so keeping costs disk, not memory.\n" \
     "--no-proof skips the run at p+64.  Figures for VGG-16 and ResNet-50:\n" \
-    "docs/SCALING.md.\n"
+    "docs/SCALING.md.\n\n" \
+    "Under mpirun (docs/SCALING.md \"MPI\"), several FILEs are shared out\n" \
+    "whole; one FILE's MPFR runs are split, by --split samples|layer:\n" \
+    "samples (default), the batch in blocks of samples; layer, every\n" \
+    "layer's channels in blocks (one image: each rank holds its share of\n" \
+    "the MPFR values; nets whose every layer the split divides: one with\n" \
+    "a Concatenate, Reshape, grouped Conv2D or token kind is refused).\n" \
+    "Rank 0 judges; the report is the one-process report, byte for byte.\n"
 
 /* What became of one file of check / compare, computed on some rank and
  * replayed on rank 0 in file order (tools/cli_mpi.h): kind 1 a report, 2
@@ -386,7 +393,25 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
         return;
     }
     co.keep = keep;
-    if (split) {
+    if (split && split->layer) {
+        /* the layer split runs only the kinds it splits: every rank
+         * refuses the same net with the same line (before any exchange) */
+        if (lrp_pipe_split_check(net, split->size, &e) != LRP_OK) {
+            cli_progress_clear(prog);
+            if (keep)
+                lrp_keep_abort(keep);
+            lrp_net_free(net);
+            oc->kind = 3;
+            oc->rc = EXIT_USAGE;
+            snprintf(oc->msg, sizeof oc->msg, "lrp-oracle: %s", e.msg);
+            return;
+        }
+        /* every rank the whole batch, its block of every layer */
+        split->first = 0;
+        split->count = net->batch;
+        split->root = cli_mpi_rank() == 0;
+        ((cli_split *)split->ctx)->entered = 1;
+    } else if (split) {
         /* this rank's block of the samples */
         cli_mpi_block(net->batch, &split->first, &split->count);
         split->root = cli_mpi_rank() == 0;
@@ -568,6 +593,7 @@ static int judge(int argc, char **argv, int compare)
                                 SEEN(OPT_VERBOSE) | SEEN(OPT_NOPROOF) | SEEN(OPT_EXPECT) |
                                 SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) | SEEN(OPT_PROGRESS) |
                                 SEEN(OPT_KEEP) | SEEN(OPT_IDENTIFY) | SEEN(OPT_NO_IDENTIFY) |
+                                SEEN(OPT_SPLIT) |
                                 (compare ? SEEN(OPT_SOURCE) | SEEN(OPT_REQUIRE_ALL) : 0),
                             cmd)) >= 0 ||
         (rc = refuse_output_is_input(cmd, "--json", o.json, argc, argv)) >= 0 ||
@@ -579,6 +605,8 @@ static int judge(int argc, char **argv, int compare)
     int nfiles = argc - optind;
     if (o.keep && nfiles != 1)
         return cli_usage_error(cmd, "%s", "--keep FILE takes one fixture");
+    if (o.split_layer && nfiles != 1)
+        return cli_usage_error(cmd, "%s", "--split layer takes one FILE");
     lrp_run_report *runs = calloc((size_t)nfiles, sizeof *runs);
     if (!runs)
         return cli_usage_error(cmd, "%s", "out of memory");
@@ -600,7 +628,7 @@ static int judge(int argc, char **argv, int compare)
      * spread over the ranks instead (lrp_check_split), and rank 0 replays
      * the outcome as one process. */
     int rank = cli_mpi_rank(), size = cli_mpi_size();
-    int split = size > 1 && nfiles == 1;
+    int split = (size > 1 && nfiles == 1) || o.split_layer; /* layer: also with one rank */
     judge_outcome *ocs = calloc((size_t)nfiles, sizeof *ocs);
     lrp_run_report *got = calloc((size_t)nfiles, sizeof *got);
     if (!ocs || !got)
@@ -617,7 +645,7 @@ static int judge(int argc, char **argv, int compare)
         /* while rank 0 judges, the ranks of its node wait: their cores
          * are its threads */
         lrp_check_split sp = {0, 0, 0, o.rules.threads * cli_mpi_local_size(), cli_split_gather,
-                              &sc};
+                              &sc, o.split_layer, rank, size, cli_split_allgather};
         judge_opts os = o;
         if (rank > 0)
             os.keep = NULL; /* rank 0 writes */
@@ -1055,14 +1083,6 @@ static int write_trace(int argc, char **argv, int reference)
     if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0)
         return rc;
     lrp_err e = {0};
-    /* a net the layer split cannot run (none today: what it does not
-     * divide runs whole) is refused by every rank with the same line,
-     * printed once */
-    if (o.split_layer &&
-        (rc = cli_mpi_agree(lrp_pipe_split_check(net, cli_mpi_size(), &e) ? cli_fail(&e) : -1)) >= 0) {
-        lrp_net_free(net);
-        return rc;
-    }
     pthread_t dth;
     int dth_on = 0;
     if (o.trace_only && cli_mpi_rank() == 0) { /* rank 0 writes the trace file */

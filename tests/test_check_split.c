@@ -1,0 +1,358 @@
+/*
+ * test_check_split.c -- `check` and `compare` under the layer split
+ * (oracle/check.h lrp_check_split.layer; docs/SCALING.md "The layer
+ * split") without MPI: R threads play the ranks, each calling lrp_check on
+ * its own copy of the net with the layer split, and their exchanges (the
+ * hooks' gather to the root, the pipeline's all-gather) go through shared
+ * memory between two barriers.
+ *
+ * Tolerance: bytes.  The root's report, as text (verbose) and as JSON,
+ * must be the one-process report's, for R = 1, 2, 3, 5 (more ranks than
+ * the input's 3 channels: empty blocks), on fixtures whose verdicts pass
+ * and on ones that do not: a NaN origin (vgg_dead), ill-conditioned cells
+ * (nearcancel), signed zeros (negzero), and damaged traces of the fast
+ * path (the input relevance sign-flipped, one layer doubled, a NaN
+ * injected).  Then a rank failing at its k-th exchange, rank 0 included:
+ * every rank returns an error with one line, and none exchanges after it.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "check.h"
+#include "report.h"
+#include "util/testutil.h"
+
+#define MAXR 5
+
+/* the ranks' shared exchange */
+typedef struct sim {
+    int R;
+    pthread_barrier_t bar;
+    const void *buf[MAXR];
+    size_t n[MAXR];
+    int failed[MAXR];
+    int calls[MAXR];
+    int fail_rank, fail_at; /* rank fail_rank fails at its call fail_at (0: never) */
+    int after_fail[MAXR];
+    int seen_fail[MAXR];
+} sim;
+
+typedef struct rank_job {
+    sim *s;
+    int q;
+    const char *fx, *source;
+    const char *damage;
+    lrp_net *net;
+    lrp_check_split sp;
+    lrp_run_report rep;
+    lrp_status st;
+    lrp_err err;
+} rank_job;
+
+/* one exchange: to the root (all 0) or to every rank (all 1) */
+static int sim_x(rank_job *j, const void *buf, size_t n, const char *fail, void **out,
+                 size_t *total, int every)
+{
+    sim *s = j->s;
+    int q = j->q;
+    if (s->seen_fail[q])
+        s->after_fail[q]++;
+    int call = ++s->calls[q];
+    s->failed[q] = fail != NULL || (q == s->fail_rank && call == s->fail_at);
+    s->buf[q] = s->failed[q] ? NULL : buf;
+    s->n[q] = s->failed[q] ? 0 : n;
+    pthread_barrier_wait(&s->bar);
+    int any = 0;
+    size_t sum = 0;
+    for (int r = 0; r < s->R; r++) {
+        any |= s->failed[r];
+        sum += s->n[r];
+    }
+    *out = NULL;
+    *total = 0;
+    if (!any && (every || q == 0)) {
+        unsigned char *d = malloc(sum ? sum : 1);
+        size_t at = 0;
+        for (int r = 0; d && r < s->R; r++) {
+            if (s->n[r])
+                memcpy(d + at, s->buf[r], s->n[r]);
+            at += s->n[r];
+        }
+        *out = d;
+        *total = sum;
+    }
+    pthread_barrier_wait(&s->bar);
+    if (any)
+        s->seen_fail[q] = 1;
+    return any ? -1 : 0;
+}
+
+static int sim_gather(void *ctx, const void *buf, size_t n, const char *fail, void **all,
+                      size_t *total)
+{
+    return sim_x(ctx, buf, n, fail, all, total, 0);
+}
+
+static int sim_allgather(void *ctx, const void *buf, size_t n, const char *fail, void **all,
+                         size_t *total)
+{
+    return sim_x(ctx, buf, n, fail, all, total, 1);
+}
+
+/* a copy of trace `from` named `to`, damaged as `how` says */
+static void add_damaged(lrp_net *net, const char *from, const char *to, const char *how)
+{
+    lrp_err e = {0};
+    int f = lrp_net_trace_find(net, from);
+    assert_true(f >= 0);
+    lrp_trace *t = lrp_net_trace_add(net, to, &e);
+    assert_non_null(t);
+    const lrp_trace *src = &net->traces[lrp_net_trace_find(net, from)]; /* after the add */
+    int nl = net->n_layers;
+    t->precision = src->precision;
+    if (src->rules) /* the arrays are the add's */
+        memcpy(t->rules, src->rules, (size_t)nl * sizeof *t->rules);
+    for (int i = 0; i < nl; i++) {
+        int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch;
+        for (int a = 0; a < 2; a++) {
+            float *const *s = a ? src->activation : src->relevance;
+            if (!s || !s[i])
+                continue;
+            float *d = malloc((size_t)n * sizeof *d);
+            assert_non_null(d);
+            memcpy(d, s[i], (size_t)n * sizeof *d);
+            *(a ? &t->activation[i] : &t->relevance[i]) = d;
+        }
+    }
+    float *r0 = t->relevance[0], *rm = t->relevance[nl / 2];
+    int64_t n0 = lrp_shape_numel(&net->layers[0].shape) * net->batch;
+    int64_t nm = lrp_shape_numel(&net->layers[nl / 2].shape) * net->batch;
+    if (!strcmp(how, "flip"))
+        for (int64_t k = 0; k < n0; k++)
+            r0[k] = -r0[k];
+    else if (!strcmp(how, "double"))
+        for (int64_t k = 0; k < nm; k++)
+            rm[k] *= 2.0f;
+    else if (!strcmp(how, "nan"))
+        rm[nm / 3] = NAN;
+}
+
+/* the net of a run: the fixture, with the fast path's trace and its
+ * damaged copy when the run is a compare */
+static lrp_net *job_net(const char *fx, const char *source, const char *damage)
+{
+    lrp_net *net = tu_fixture(fx);
+    if (source) {
+        lrp_err e = {0};
+        if (lrp_run(NULL, net, LRP_ENGINE_FAST, NULL, &e) != LRP_OK)
+            fail_msg("%s: %s", fx, e.msg);
+        if (damage)
+            add_damaged(net, "fastpath", source, damage);
+    }
+    return net;
+}
+
+static void opts(lrp_check_opts *o, const char *fx, const char *source)
+{
+    lrp_check_opts_default(o);
+    o->source = source;
+    o->label = fx;
+    o->threads = 1;
+}
+
+static void *rank_main(void *arg)
+{
+    rank_job *j = arg;
+    lrp_check_opts o;
+    opts(&o, j->fx, j->source);
+    o.split = &j->sp;
+    j->st = lrp_check(&j->rep, j->net, &o, &j->err);
+    return NULL;
+}
+
+static void run_ranks(rank_job *jobs, sim *s, const char *fx, const char *source,
+                      const char *damage, int R, int fail_rank, int fail_at)
+{
+    memset(s, 0, sizeof *s);
+    s->R = R;
+    s->fail_rank = fail_rank;
+    s->fail_at = fail_at;
+    assert_int_equal(pthread_barrier_init(&s->bar, NULL, (unsigned)R), 0);
+    pthread_t th[MAXR];
+    for (int q = 0; q < R; q++) {
+        rank_job *j = &jobs[q];
+        memset(j, 0, sizeof *j);
+        j->s = s;
+        j->q = q;
+        j->fx = fx;
+        j->source = source;
+        j->net = job_net(fx, source, damage);
+        lrp_check_split sp = {0, j->net->batch, q == 0, 0, sim_gather, j,
+                              1, q, R, sim_allgather};
+        j->sp = sp;
+    }
+    for (int q = 0; q < R; q++)
+        assert_int_equal(pthread_create(&th[q], NULL, rank_main, &jobs[q]), 0);
+    for (int q = 0; q < R; q++)
+        pthread_join(th[q], NULL);
+    pthread_barrier_destroy(&s->bar);
+}
+
+static void jobs_free(rank_job *jobs, int R)
+{
+    for (int q = 0; q < R; q++) {
+        lrp_run_report_free(&jobs[q].rep); /* a failed run's too */
+        lrp_net_free(jobs[q].net);
+    }
+}
+
+/* the report as the CLI writes it: verbose text, then JSON */
+static char *report_bytes(const lrp_run_report *r, size_t *len)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    assert_non_null(f);
+    lrp_report_text(f, r, 0, 1);
+    fclose(f);
+    char path[] = "/tmp/lrp-cs-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    lrp_err e = {0};
+    assert_int_equal(lrp_report_json(path, r, 1, &e), LRP_OK);
+    size_t jl = 0;
+    unsigned char *j = tu_read_file(path, &jl);
+    unlink(path);
+    assert_non_null(j);
+    char *all = malloc(n + jl + 1);
+    assert_non_null(all);
+    memcpy(all, buf, n);
+    memcpy(all + n, j, jl);
+    all[n + jl] = 0;
+    free(buf);
+    free(j);
+    *len = n + jl;
+    return all;
+}
+
+static void same_report(const char *what, int R, const lrp_run_report *one,
+                        const lrp_run_report *root)
+{
+    size_t a, b;
+    char *x = report_bytes(one, &a), *y = report_bytes(root, &b);
+    size_t k = 0;
+    while (k < a && k < b && x[k] == y[k])
+        k++;
+    if (a != b || k < a) {
+        size_t s = k > 200 ? k - 200 : 0;
+        fail_msg("%s R=%d: the root's report differs from one process's at byte %zu:\n"
+                 "one:  ...%.400s\nroot: ...%.400s",
+                 what, R, k, x + s, y + s);
+    }
+    free(x);
+    free(y);
+}
+
+typedef struct case_ {
+    const char *fx, *source, *damage;
+} case_;
+
+static void layer_split_equals_one_process(void **state)
+{
+    (void)state;
+    const case_ cases[] = {
+        {"cnn", NULL, NULL},          /* check: PASS */
+        {"vgg_dead", NULL, NULL},     /* a NaN origin (iNNvestigate #2) */
+        {"nearcancel", NULL, NULL},   /* ill-conditioned cells */
+        {"resnet", NULL, NULL},       /* BatchNorm, Add, uneven blocks */
+        {"negzero", "fastpath", NULL}, /* compare: signed zeros */
+        {"resnet", "flipped", "flip"}, /* a sign-flipped heatmap: FAIL */
+        {"cnn", "doubled", "double"}, /* one layer x 2 */
+        {"mlp", "nanned", "nan"},     /* a NaN injected */
+    };
+    const int Rs[] = {1, 2, 3, 5};
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const case_ *k = &cases[c];
+        char what[96];
+        snprintf(what, sizeof what, "%s %s", k->source ? "compare" : "check", k->fx);
+        if (k->source) {
+            snprintf(what, sizeof what, "compare %s --source %s", k->fx, k->source);
+        }
+        lrp_net *net = job_net(k->fx, k->source, k->damage);
+        lrp_err e = {0};
+        if (lrp_pipe_split_check(net, MAXR, &e))
+            fail_msg("%s: refused by the split: %s", k->fx, e.msg);
+        lrp_check_opts o;
+        opts(&o, k->fx, k->source);
+        lrp_run_report one;
+        if (lrp_check(&one, net, &o, &e) != LRP_OK)
+            fail_msg("%s: %s", what, e.msg);
+        for (size_t r = 0; r < sizeof Rs / sizeof Rs[0]; r++) {
+            int R = Rs[r];
+            sim s;
+            rank_job jobs[MAXR];
+            run_ranks(jobs, &s, k->fx, k->source, k->damage, R, -1, 0);
+            for (int q = 0; q < R; q++) {
+                if (jobs[q].st)
+                    fail_msg("%s R=%d rank %d: %s", what, R, q, jobs[q].err.msg);
+                assert_int_equal(s.calls[q], s.calls[0]);
+            }
+            same_report(what, R, &one, &jobs[0].rep);
+            jobs_free(jobs, R);
+        }
+        lrp_run_report_free(&one);
+        lrp_net_free(net);
+    }
+}
+
+/* a rank failing at its k-th exchange (the hooks' and the pipeline's),
+ * rank 0 included: every rank returns an error of one line, none makes
+ * an exchange after the failure, none waits for another */
+static void failure_reaches_every_rank(void **state)
+{
+    (void)state;
+    const int R = 3;
+    sim s;
+    rank_job jobs[MAXR];
+    run_ranks(jobs, &s, "resnet", "fastpath", NULL, R, -1, 0);
+    int total = s.calls[0];
+    jobs_free(jobs, R);
+    assert_true(total > 10);
+    for (int at = 1; at <= total; at += (total + 5) / 6) {
+        for (int fr = 0; fr < R; fr++) {
+            run_ranks(jobs, &s, "resnet", "fastpath", NULL, R, fr, at);
+            for (int q = 0; q < R; q++) {
+                if (jobs[q].st == LRP_OK)
+                    fail_msg("failure of rank %d at exchange %d: rank %d returned success", fr,
+                             at, q);
+                if (!jobs[q].err.msg[0] || strchr(jobs[q].err.msg, '\n'))
+                    fail_msg("failure of rank %d at exchange %d: rank %d's error is not one "
+                             "line: '%s'",
+                             fr, at, q, jobs[q].err.msg);
+                assert_int_equal(s.after_fail[q], 0);
+                assert_int_equal(s.calls[q], at);
+            }
+            jobs_free(jobs, R);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(layer_split_equals_one_process),
+        cmocka_unit_test(failure_reaches_every_rank),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
