@@ -34,18 +34,7 @@
 
 #define MAXR 5
 
-/* the ranks' shared exchange */
-typedef struct sim {
-    int R;
-    pthread_barrier_t bar;
-    const void *buf[MAXR];
-    size_t n[MAXR];
-    int failed[MAXR];
-    int calls[MAXR];
-    int fail_rank, fail_at; /* rank fail_rank fails at its call fail_at (0: never) */
-    int after_fail[MAXR];
-    int seen_fail[MAXR];
-} sim;
+typedef tu_sim sim; /* the ranks' shared exchange (tests/util) */
 
 typedef struct rank_job {
     sim *s;
@@ -63,38 +52,7 @@ typedef struct rank_job {
 static int sim_x(rank_job *j, const void *buf, size_t n, const char *fail, void **out,
                  size_t *total, int every)
 {
-    sim *s = j->s;
-    int q = j->q;
-    if (s->seen_fail[q])
-        s->after_fail[q]++;
-    int call = ++s->calls[q];
-    s->failed[q] = fail != NULL || (q == s->fail_rank && call == s->fail_at);
-    s->buf[q] = s->failed[q] ? NULL : buf;
-    s->n[q] = s->failed[q] ? 0 : n;
-    pthread_barrier_wait(&s->bar);
-    int any = 0;
-    size_t sum = 0;
-    for (int r = 0; r < s->R; r++) {
-        any |= s->failed[r];
-        sum += s->n[r];
-    }
-    *out = NULL;
-    *total = 0;
-    if (!any && (every || q == 0)) {
-        unsigned char *d = malloc(sum ? sum : 1);
-        size_t at = 0;
-        for (int r = 0; d && r < s->R; r++) {
-            if (s->n[r])
-                memcpy(d + at, s->buf[r], s->n[r]);
-            at += s->n[r];
-        }
-        *out = d;
-        *total = sum;
-    }
-    pthread_barrier_wait(&s->bar);
-    if (any)
-        s->seen_fail[q] = 1;
-    return any ? -1 : 0;
+    return tu_sim_exchange(j->s, j->q, buf, n, fail, out, total, every);
 }
 
 static int sim_gather(void *ctx, const void *buf, size_t n, const char *fail, void **all,
@@ -183,11 +141,7 @@ static void *rank_main(void *arg)
 static void run_ranks(rank_job *jobs, sim *s, const char *fx, const char *source,
                       const char *damage, int R, int fail_rank, int fail_at)
 {
-    memset(s, 0, sizeof *s);
-    s->R = R;
-    s->fail_rank = fail_rank;
-    s->fail_at = fail_at;
-    assert_int_equal(pthread_barrier_init(&s->bar, NULL, (unsigned)R), 0);
+    tu_sim_init(s, R, fail_rank, fail_at);
     pthread_t th[MAXR];
     for (int q = 0; q < R; q++) {
         rank_job *j = &jobs[q];
@@ -205,7 +159,7 @@ static void run_ranks(rank_job *jobs, sim *s, const char *fx, const char *source
         assert_int_equal(pthread_create(&th[q], NULL, rank_main, &jobs[q]), 0);
     for (int q = 0; q < R; q++)
         pthread_join(th[q], NULL);
-    pthread_barrier_destroy(&s->bar);
+    tu_sim_destroy(s);
 }
 
 static void jobs_free(rank_job *jobs, int R)

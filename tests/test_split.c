@@ -42,19 +42,7 @@
 
 #define MAXR 9
 
-/* the ranks' shared exchange */
-typedef struct sim {
-    int R;
-    pthread_barrier_t bar;
-    const void *buf[MAXR];
-    size_t n[MAXR];
-    int failed[MAXR];
-    int calls[MAXR];
-    int fail_rank, fail_at; /* rank fail_rank reports a failure at its call
-                               fail_at (0: never) */
-    int after_fail[MAXR];   /* exchanges a rank made after one failed */
-    int seen_fail[MAXR];
-} sim;
+typedef tu_sim sim; /* the ranks' shared exchange (tests/util) */
 
 typedef struct rank_job {
     sim *s;
@@ -91,38 +79,7 @@ static int sim_exchange(void *ctx, const void *buf, size_t n, const char *fail, 
         rec_li[s->calls[0]] = cur_li;
         rec_bwd[s->calls[0]] = cur_bwd;
     }
-    if (s->seen_fail[q])
-        s->after_fail[q]++;
-    int call = ++s->calls[q];
-    s->failed[q] = fail != NULL || (q == s->fail_rank && call == s->fail_at);
-    s->buf[q] = s->failed[q] ? NULL : buf;
-    s->n[q] = s->failed[q] ? 0 : n;
-    pthread_barrier_wait(&s->bar);
-    int any = 0;
-    size_t sum = 0;
-    for (int r = 0; r < s->R; r++) {
-        any |= s->failed[r];
-        sum += s->n[r];
-    }
-    *all = NULL;
-    *total = 0;
-    if (!any) {
-        unsigned char *d = malloc(sum ? sum : 1);
-        assert_non_null(d);
-        size_t at = 0;
-        for (int r = 0; r < s->R; r++) {
-            if (s->n[r])
-                memcpy(d + at, s->buf[r], s->n[r]);
-            at += s->n[r];
-        }
-        *all = d;
-        *total = sum;
-    }
-    /* every rank has copied before any buffer is reused */
-    pthread_barrier_wait(&s->bar);
-    if (any)
-        s->seen_fail[q] = 1;
-    return any ? -1 : 0;
+    return tu_sim_exchange(s, q, buf, n, fail, all, total, 1);
 }
 
 static void *rank_main(void *arg)
@@ -140,11 +97,7 @@ static void *rank_main(void *arg)
 static void run_ranks(rank_job *jobs, sim *s, const lrp_net *net, int R, int fail_rank,
                       int fail_at)
 {
-    memset(s, 0, sizeof *s);
-    s->R = R;
-    s->fail_rank = fail_rank;
-    s->fail_at = fail_at;
-    assert_int_equal(pthread_barrier_init(&s->bar, NULL, (unsigned)R), 0);
+    tu_sim_init(s, R, fail_rank, fail_at);
     pthread_t th[MAXR];
     for (int q = 0; q < R; q++) {
         memset(&jobs[q], 0, sizeof jobs[q]);
@@ -157,7 +110,7 @@ static void run_ranks(rank_job *jobs, sim *s, const lrp_net *net, int R, int fai
     }
     for (int q = 0; q < R; q++)
         pthread_join(th[q], NULL);
-    pthread_barrier_destroy(&s->bar);
+    tu_sim_destroy(s);
 }
 
 static int same_value(mpfr_srcptr a, mpfr_srcptr b)

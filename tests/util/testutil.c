@@ -292,3 +292,54 @@ lrp_run_report tu_judge(const char *label, lrp_net *net, const char *source)
         fail_msg("%s", e.msg);
     return rep;
 }
+
+void tu_sim_init(tu_sim *s, int R, int fail_rank, int fail_at)
+{
+    memset(s, 0, sizeof *s);
+    if (R < 1 || R > TU_SIM_MAXR)
+        fail_msg("tu_sim_init: %d ranks (1 to %d)", R, TU_SIM_MAXR);
+    s->R = R;
+    s->fail_rank = fail_rank;
+    s->fail_at = fail_at;
+    pthread_barrier_init(&s->bar, NULL, (unsigned)R);
+}
+
+void tu_sim_destroy(tu_sim *s) { pthread_barrier_destroy(&s->bar); }
+
+int tu_sim_exchange(tu_sim *s, int q, const void *buf, size_t n, const char *fail, void **out,
+                    size_t *total, int every)
+{
+    if (s->seen_fail[q])
+        s->after_fail[q]++;
+    int call = ++s->calls[q];
+    s->failed[q] = fail != NULL || (q == s->fail_rank && call == s->fail_at);
+    s->buf[q] = s->failed[q] ? NULL : buf;
+    s->n[q] = s->failed[q] ? 0 : n;
+    pthread_barrier_wait(&s->bar);
+    int any = 0;
+    size_t sum = 0;
+    for (int r = 0; r < s->R; r++) {
+        any |= s->failed[r];
+        sum += s->n[r];
+    }
+    *out = NULL;
+    *total = 0;
+    if (!any && (every || q == 0)) {
+        unsigned char *d = malloc(sum ? sum : 1);
+        if (!d)
+            fail_msg("tu_sim_exchange: out of memory for %zu bytes", sum);
+        size_t at = 0;
+        for (int r = 0; r < s->R; r++) {
+            if (s->n[r])
+                memcpy(d + at, s->buf[r], s->n[r]);
+            at += s->n[r];
+        }
+        *out = d;
+        *total = sum;
+    }
+    /* every rank has copied before any buffer is reused */
+    pthread_barrier_wait(&s->bar);
+    if (any)
+        s->seen_fail[q] = 1;
+    return any ? -1 : 0;
+}

@@ -7,6 +7,7 @@
 #ifndef LRP_TESTUTIL_H
 #define LRP_TESTUTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -73,5 +74,33 @@ int tu_f32_same(float a, float b);
 /* Fails the current cmocka test, naming `what` and the first index whose
  * bits differ. */
 void tu_assert_f32_bits(const float *a, const float *b, size_t n, const char *what);
+
+/* Simulated ranks (threads) for the tests of the MPI splits without MPI:
+ * the ranks' shared state of one exchange after another.  R ranks at most
+ * TU_SIM_MAXR; rank fail_rank reports a failure at its call fail_at (0:
+ * never); after_fail counts the exchanges a rank made after one failed (a
+ * split's rule: none).  Initialise with tu_sim_init, end with
+ * tu_sim_destroy. */
+#define TU_SIM_MAXR 16
+typedef struct tu_sim {
+    int R;
+    pthread_barrier_t bar;
+    const void *buf[TU_SIM_MAXR];
+    size_t n[TU_SIM_MAXR];
+    int failed[TU_SIM_MAXR];
+    int calls[TU_SIM_MAXR];
+    int fail_rank, fail_at;
+    int after_fail[TU_SIM_MAXR];
+    int seen_fail[TU_SIM_MAXR];
+} tu_sim;
+void tu_sim_init(tu_sim *s, int R, int fail_rank, int fail_at);
+void tu_sim_destroy(tu_sim *s);
+/* Rank q's part of one collective exchange (every rank calls it the same
+ * number of times): its n bytes at buf (fail non-NULL: it failed and sends
+ * nothing), concatenated in rank order into *out (malloc'ed) on every rank
+ * (every) or on rank 0 alone; 0, or -1 when some rank failed (then *out is
+ * NULL everywhere). */
+int tu_sim_exchange(tu_sim *s, int q, const void *buf, size_t n, const char *fail, void **out,
+                    size_t *total, int every);
 
 #endif
