@@ -394,8 +394,9 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
     }
     co.keep = keep;
     if (split && split->layer) {
-        /* the layer split runs only the kinds it splits: every rank
-         * refuses the same net with the same line (before any exchange) */
+        /* the oracle's layer split needs every layer divided (none run
+         * whole, lrp_pipe_split_check): every rank refuses the same net
+         * with the same line (before any exchange) */
         if (lrp_pipe_split_check(net, split->size, &e) != LRP_OK) {
             cli_progress_clear(prog);
             if (keep)
