@@ -46,6 +46,13 @@ typedef struct rounded {
     float **act, **rel, **rel_lo;
 } rounded;
 
+static void unresolved_free(int64_t **u, int nl)
+{
+    for (int i = 0; u && i < nl; i++)
+        free(u[i]);
+    free(u);
+}
+
 static void rounded_free(rounded *r)
 {
     if (!r->act)
@@ -59,6 +66,33 @@ static void rounded_free(rounded *r)
     free(r->rel);
     free(r->rel_lo);
     memset(r, 0, sizeof *r);
+}
+
+/* The cells of each layer's relevance whose binary32 roundings at p and
+ * at p + proof_extra differ bit for bit (the self-proof leaves them
+ * unresolved): per layer an ascending list ended by -1, NULL where R2 has
+ * no relevance.  NULL when out of memory. */
+static int64_t **unresolved_cells(const rounded *R, const rounded *R2, const lrp_net *net)
+{
+    int nl = net->n_layers;
+    int64_t **u = calloc((size_t)nl, sizeof *u);
+    for (int i = 0; u && i < nl; i++) {
+        if (!R2->rel[i] || !R->rel[i])
+            continue;
+        int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch, m = 0;
+        for (int64_t k = 0; k < n; k++)
+            m += memcmp(&R->rel[i][k], &R2->rel[i][k], sizeof(float)) != 0;
+        if (!(u[i] = malloc((size_t)(m + 1) * sizeof **u))) {
+            unresolved_free(u, nl);
+            return NULL;
+        }
+        m = 0;
+        for (int64_t k = 0; k < n; k++)
+            if (memcmp(&R->rel[i][k], &R2->rel[i][k], sizeof(float)) != 0)
+                u[i][m++] = k;
+        u[i][m] = -1;
+    }
+    return u;
 }
 
 /* ---- MPFR values rounded to binary32, on threads ----
@@ -388,8 +422,10 @@ static int identity_zero_cause(char *buf, size_t n, const lrp_net *net, const lr
     return 1;
 }
 
+/* act_nf: the first non-finite cell of each layer's forward output in our
+ * fast path (NULL for a trace), f32 its run (flags) */
 static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *ref,
-                      const lrp_pipe *f32, int c)
+                      const int64_t *act_nf, const lrp_pipe *f32, int c)
 {
     const lrp_layer *l = &net->layers[c];
     const lrp_nflags *rf = &ref->L[c].flags;
@@ -439,16 +475,13 @@ static void nan_cause(char *buf, size_t n, const lrp_net *net, const lrp_pipe *r
         /* non-finite forward activations feeding this layer */
         for (int k = 0; k < l->n_in; k++) {
             int in = l->in[k];
-            int64_t m = f32->L[in].n * f32->batch;
-            const float *a = f32->L[in].act;
-            for (int64_t i = 0; i < m; i++)
-                if (!isfinite(a[i])) {
-                    snprintf(buf, n,
-                             "produced by layer '%s': its float32 input '%s' is non-finite at cell %lld "
-                             "(forward overflow; the reference value is finite)",
-                             l->name, net->layers[in].name, (long long)i);
-                    return;
-                }
+            if (act_nf[in] >= 0) {
+                snprintf(buf, n,
+                         "produced by layer '%s': its float32 input '%s' is non-finite at cell %lld "
+                         "(forward overflow; the reference value is finite)",
+                         l->name, net->layers[in].name, (long long)act_nf[in]);
+                return;
+            }
         }
         const lrp_nflags *ff = &f32->L[c].flags;
         if (ff->bits & (1u << LRP_NF_ZERO_DEN)) {
@@ -1922,6 +1955,12 @@ static void sp_view_free(lrp_pipe *v)
 /* The trace-local run takes its contributions in the hook (take_tl) */
 #define TL_FLAGS LRP_PIPE_RELEVANCE
 
+/* a hook that takes nothing: the streamed run keeps what its flags say */
+static void take_nothing(void *ctx, const lrp_pipe *p, int li, int bwd)
+{
+    (void)ctx, (void)p, (void)li, (void)bwd;
+}
+
 /* Runs the float32 pipeline in local mode (every layer fed the reference's
  * activations and output relevance, rounded to binary32) and compares each
  * layer's own contribution rin[k] with the reference's, under the local
@@ -1996,7 +2035,10 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
         fbe = *subject;
     const rounded *R = T->R;
     lrp_pipe_local lm = {R->act, R->rel, 0};
-    if ((st = lrp_pipe_run_local(&loc, &fbe, net, LOCAL_FLAGS, &lm, err)))
+    /* streamed: each layer's activations and relevance are freed once its
+     * step is done; its contributions rin[k], all the judge reads, stay */
+    if ((st = lrp_pipe_run_hooked(&loc, &fbe, net, LOCAL_FLAGS | LRP_PIPE_STREAM, &lm,
+                                  take_nothing, NULL, err)))
         goto done;
     {
         /* lrp_gauge_compute_ex(local = 1)'s options, streamed */
@@ -2913,17 +2955,227 @@ static int keep_cells(lrp_layer_report *lr, const float *got, const lrp_cell_ref
 
 /* ---- end to end: per layer, as soon as the gauge has its bounds ---- */
 
+/* ---- the subject (our fast path), streamed ----
+ *
+ * The float32 run is streamed as the reference's is (core/pipeline.h,
+ * LRP_PIPE_STREAM): what the later phases read of it is taken in its hook
+ * while each layer's values exist, and the run frees the rest (the
+ * denominators, classes, absorbed relevance and contributions, about
+ * 12 of every 20 bytes a value it held).  Kept for every layer: its
+ * activations and relevance (the end-to-end verdicts, the convention
+ * identification and the trace-local judgement read them); taken per
+ * layer (when ref is set, the judging rank): the figures of e2e_layer
+ * below, computed from the same arrays in the same order as they were
+ * from the kept pipeline, so the report is the same byte for byte. */
+typedef struct f32_take {
+    const lrp_pipe *ref; /* the reference's run (its classes), NULL: take
+                            only act and rel (a rank that does not judge) */
+    float **act, **rel;  /* per layer, batch-major (the pipe's batch); act
+                            only with keep_act */
+    int keep_act;        /* the trace-local run's second pass (below) */
+    const float *const *same_rel; /* that pass: the first pass's relevance,
+                                     which it must reproduce bit for bit */
+    uint8_t *has_act;    /* the layer had forward values */
+    int64_t *act_nf;     /* first non-finite cell of them, -1 if none */
+    int differs;         /* the second pass did not reproduce the first */
+    double (*branch)[LRP_MAX_INPUTS]; /* each contribution's exact sum, NaN
+                                         where the layer has none */
+    double *cons;        /* |sum rin + absorbed - R| / scale, NaN if NaN */
+    int64_t *pz, *nz, *bad;     /* zero_sign_check of the float32 run */
+    int64_t *mism, *mism_first; /* zero_sign_mismatch against ref */
+    int oom;
+} f32_take;
+
+static void f32_take_free(f32_take *F, int nl)
+{
+    for (int i = 0; i < nl; i++) {
+        if (F->act)
+            free(F->act[i]);
+        if (F->rel)
+            free(F->rel[i]);
+    }
+    free(F->act);
+    free(F->rel);
+    free(F->has_act);
+    free(F->act_nf);
+    free(F->branch);
+    free(F->cons);
+    free(F->pz);
+    free(F->nz);
+    free(F->bad);
+    free(F->mism);
+    free(F->mism_first);
+    memset(F, 0, sizeof *F);
+}
+
+static int f32_take_init(f32_take *F, int nl, const lrp_pipe *ref, int keep_act)
+{
+    memset(F, 0, sizeof *F);
+    F->ref = ref;
+    F->keep_act = keep_act;
+    size_t n = (size_t)nl;
+    F->act = calloc(n, sizeof *F->act);
+    F->rel = calloc(n, sizeof *F->rel);
+    F->has_act = calloc(n, sizeof *F->has_act);
+    F->act_nf = malloc(n * sizeof *F->act_nf);
+    if (!F->act || !F->rel || !F->has_act || !F->act_nf)
+        return -1;
+    for (int i = 0; i < nl; i++)
+        F->act_nf[i] = -1;
+    if (!ref)
+        return 0;
+    F->branch = malloc(n * sizeof *F->branch);
+    F->cons = malloc(n * sizeof *F->cons);
+    F->pz = calloc(n, sizeof *F->pz);
+    F->nz = calloc(n, sizeof *F->nz);
+    F->bad = calloc(n, sizeof *F->bad);
+    F->mism = calloc(n, sizeof *F->mism);
+    F->mism_first = calloc(n, sizeof *F->mism_first);
+    if (!F->branch || !F->cons || !F->pz || !F->nz || !F->bad || !F->mism || !F->mism_first)
+        return -1;
+    for (int i = 0; i < nl; i++) {
+        F->cons[i] = NAN;
+        F->mism_first[i] = -1;
+        for (int k = 0; k < LRP_MAX_INPUTS; k++)
+            F->branch[i][k] = NAN;
+    }
+    return 0;
+}
+
+static float *copy_f32(const void *src, int64_t n)
+{
+    float *d = malloc((size_t)(n > 0 ? n : 1) * sizeof *d);
+    if (d && n > 0)
+        memcpy(d, src, (size_t)n * sizeof *d);
+    return d;
+}
+
+/* lrp_pipe_hook of the subject's run */
+static void take_f32(void *ctx, const lrp_pipe *p, int li, int bwd)
+{
+    f32_take *F = ctx;
+    const lrp_pipe_layer *L = &p->L[li];
+    int64_t B = p->batch, n = L->n * B;
+    if (F->oom)
+        return;
+    if (!bwd) { /* the forward output is final */
+        if (!L->act)
+            return;
+        F->has_act[li] = 1;
+        const float *a = L->act;
+        for (int64_t k = 0; k < n && F->act_nf[li] < 0; k++)
+            if (!isfinite(a[k]))
+                F->act_nf[li] = k;
+        if (F->keep_act && !(F->act[li] = copy_f32(L->act, n)))
+            F->oom = 1;
+        return;
+    }
+    if (F->same_rel) { /* the second pass: relevance compared, not kept */
+        const float *r0 = F->same_rel[li];
+        if (!L->rel != !r0 || (r0 && memcmp(r0, L->rel, (size_t)n * sizeof(float)) != 0))
+            F->differs = 1;
+        return;
+    }
+    if (L->rel && !(F->rel[li] = copy_f32(L->rel, n))) {
+        F->oom = 1;
+        return;
+    }
+    if (!F->ref)
+        return;
+    /* each contribution's own sum (the report's per-branch column) */
+    for (int k = 0; k < L->n_rin && k < LRP_MAX_INPUTS; k++) {
+        if (!L->rin[k])
+            continue;
+        lrp_xsum *bx = lrp_xsum_new();
+        if (!bx) {
+            F->oom = 1;
+            return;
+        }
+        lrp_xsum_add(bx, L->rin[k], L->n_rin_per[k] * B, 1);
+        F->branch[li][k] = lrp_xsum_value(bx);
+        lrp_xsum_free(bx);
+    }
+    /* the layer's conservation in float32: sum rin + absorbed - R (read
+     * only where the reference's layer has contributions) */
+    if (L->rel) {
+        lrp_xsum *xs = lrp_xsum_new();
+        if (!xs) {
+            F->oom = 1;
+            return;
+        }
+        for (int k = 0; k < L->n_rin; k++)
+            if (L->rin[k])
+                lrp_xsum_add(xs, L->rin[k], L->n_rin_per[k] * B, 1);
+        for (int k = 0; k < LRP_ABS_COUNT; k++)
+            if (L->abs[k])
+                lrp_xsum_add(xs, L->abs[k], L->n_units * B, 1);
+        lrp_xsum_add(xs, L->rel, n, -1);
+        double r = lrp_xsum_value(xs), sc = lrp_xsum_abs(xs);
+        lrp_xsum_free(xs);
+        F->cons[li] = isnan(r) ? NAN : (sc > 0 ? fabs(r) / sc : 0);
+    }
+    /* the sign of zero at zero denominators, and against the reference */
+    if (F->ref->L[li].n_parts > 0) {
+        F->bad[li] = zero_sign_check(p, li, &F->pz[li], &F->nz[li]);
+        F->mism[li] = zero_sign_mismatch(F->ref, p, li, &F->mism_first[li]);
+    }
+}
+
+/* The subject's activations for the trace-local run: the fast path run
+ * again (its second pass keeps them), which must give the relevance of
+ * the first bit for bit.  Moves them into F->act. */
+static lrp_status f32_activations(f32_take *F, const lrp_backend *fbe, const lrp_net *fnet,
+                                  const char *label, lrp_err *err)
+{
+    int nl = fnet->n_layers;
+    f32_take A;
+    lrp_pipe *again = NULL;
+    lrp_status st = LRP_OK;
+    if (f32_take_init(&A, nl, NULL, 1)) {
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory in the oracle", label);
+        goto done;
+    }
+    A.same_rel = (const float *const *)F->rel;
+    st = lrp_pipe_run_hooked(&again, fbe, fnet, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
+                             take_f32, &A, err);
+    if (st)
+        goto done;
+    if (A.oom) {
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory in the oracle", label);
+        goto done;
+    }
+    if (A.differs) {
+        st = lrp_err_set(err, LRP_E_NUMERIC,
+                         "%s: the float32 fast path gave other relevance when run again on the "
+                         "same input (it is not deterministic): no verdict",
+                         label);
+        goto done;
+    }
+    for (int i = 0; i < nl; i++) {
+        free(F->act[i]);
+        F->act[i] = A.act[i];
+        A.act[i] = NULL;
+    }
+done:
+    lrp_pipe_free(again);
+    f32_take_free(&A, nl);
+    return st;
+}
+
 /* What the end-to-end judgement of one layer reads (lrp_check's state). */
 typedef struct e2e_judge {
     lrp_run_report *rep;
     const lrp_net *net;
     const lrp_check_opts *o;
     const lrp_pipe *ref, *f32;
-    const rounded *R, *R2;
+    const rounded *R;
+    int64_t *const *unres; /* per layer: the cells the self-proof did not
+                              confirm (ascending, -1 ends), or NULL */
     ref_take *T;
     float **got;
     lrp_err *err;
     const lrp_trace *tr; /* the subject's trace, NULL for our fast path */
+    const f32_take *F;   /* what was taken of our fast path's run (f32 set) */
 } e2e_judge;
 
 static lrp_status e2e_oom(e2e_judge *J)
@@ -2943,7 +3195,7 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
     const lrp_net *net = J->net;
     const lrp_check_opts *o = J->o;
     const lrp_pipe *ref = J->ref, *f32 = J->f32;
-    const rounded R = *J->R, R2 = *J->R2;
+    const rounded R = *J->R;
     ref_take T = *J->T;
     float **got = J->got;
     const lrp_gauge G = *Gp;
@@ -2964,12 +3216,8 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
     /* cell flags: gauge's + unresolved */
     uint8_t *cf = G.cflags[i];
     int64_t unresolved = 0;
-    if (R2.rel)
-        for (int64_t k = 0; k < n; k++)
-            if (memcmp(&R.rel[i][k], &R2.rel[i][k], sizeof(float)) != 0) {
-                cf[k] |= LRP_CELL_UNRESOLVED;
-                unresolved++;
-            }
+    for (const int64_t *u = J->unres ? J->unres[i] : NULL; u && *u >= 0; u++, unresolved++)
+        cf[*u] |= LRP_CELL_UNRESOLVED;
     lrp_minmax mr = T.mm[i];
     lr->ref_min = mr.min;
     lr->ref_max = mr.max;
@@ -3028,7 +3276,8 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
                                   : R.act[i];
             if (f32 || !identity_zero_cause(rep->nf_cause, sizeof rep->nf_cause, net, J->tr,
                                             prod, i, rep->nf_index, xa))
-                nan_cause(rep->nf_cause, sizeof rep->nf_cause, net, ref, f32, prod);
+                nan_cause(rep->nf_cause, sizeof rep->nf_cause, net, ref,
+                          f32 ? J->F->act_nf : NULL, f32, prod);
         }
     }
     /* conservation of the layer's own rule (its inputs' contributions) */
@@ -3042,15 +3291,7 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
         for (int k = 0; k < lr->n_branch; k++) {
             lr->branch_in[k] = k < l->n_in ? l->in[k] : -1;
             lr->branch_ref[k] = T.branch[i][k];
-            lr->branch_f32[k] = NAN;
-            if (f32 && f32->L[i].rin[k]) {
-                lrp_xsum *bx = lrp_xsum_new();
-                if (!bx)
-                    return e2e_oom(J);
-                lrp_xsum_add(bx, f32->L[i].rin[k], f32->L[i].n_rin_per[k] * B, 1);
-                lr->branch_f32[k] = lrp_xsum_value(bx);
-                lrp_xsum_free(bx);
-            }
+            lr->branch_f32[k] = f32 ? J->F->branch[i][k] : NAN;
         }
         if (T.bn_in[i]) {
             /* taken over from the streamed take */
@@ -3099,20 +3340,7 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
             }
         }
         if (f32) {
-            const lrp_pipe_layer *F = &f32->L[i];
-            lrp_xsum *xs = lrp_xsum_new();
-            if (!xs)
-                return e2e_oom(J);
-            for (int k = 0; k < F->n_rin; k++)
-                if (F->rin[k])
-                    lrp_xsum_add(xs, F->rin[k], F->n_rin_per[k] * B, 1);
-            for (int k = 0; k < LRP_ABS_COUNT; k++)
-                if (F->abs[k])
-                    lrp_xsum_add(xs, F->abs[k], F->n_units * B, 1);
-            lrp_xsum_add(xs, F->rel, n, -1);
-            double r = lrp_xsum_value(xs), sc = lrp_xsum_abs(xs);
-            lrp_xsum_free(xs);
-            lr->cons_f32 = isnan(r) ? NAN : (sc > 0 ? fabs(r) / sc : 0);
+            lr->cons_f32 = J->F->cons[i];
             if (!(lr->cons_f32 <= rep->max_cons_f32))
                 rep->max_cons_f32 = lr->cons_f32;
         }
@@ -3137,7 +3365,12 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
     if (ref->L[i].n_parts > 0) {
         int64_t pz = 0, nz = 0, pz2 = 0, nz2 = 0;
         int64_t bad_ref = zero_sign_check(ref, i, &pz, &nz);
-        int64_t bad_f32 = f32 ? zero_sign_check(f32, i, &pz2, &nz2) : 0;
+        int64_t bad_f32 = 0;
+        if (f32) {
+            pz2 = J->F->pz[i];
+            nz2 = J->F->nz[i];
+            bad_f32 = J->F->bad[i];
+        }
         if (pz + nz + pz2 + nz2 > 0 && !lr->note[0])
             snprintf(lr->note, sizeof lr->note,
                      "zero denominators: reference +0 x%lld, -0 x%lld; float32 +0 x%lld, -0 "
@@ -3146,7 +3379,9 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
                      lrp_stab_name(ref->L[i].rule.stab), bad_ref ? "NO" : "yes",
                      f32 ? (bad_f32 ? "NO" : "yes") : "n/a");
         int64_t first = -1;
-        int64_t mism = f32 ? zero_sign_mismatch(ref, f32, i, &first) : 0;
+        int64_t mism = f32 ? J->F->mism[i] : 0;
+        if (mism)
+            first = J->F->mism_first[i];
         if (mism) {
             int64_t nu = ref->L[i].n_units;
             append(lr->why, sizeof lr->why,
@@ -3412,6 +3647,10 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     rounded R = {0}, R2 = {0};
     ref_take T = {0};
     lrp_gauge G = {0};
+    f32_take F = {0};
+    const lrp_net *fnet = NULL; /* the net our fast path runs on */
+    int64_t **unres = NULL; /* the self-proof's verdict per cell (unresolved_cells) */
+    lrp_verdict local_verdict = LRP_V_PASS; /* the local comparison's */
     uint8_t **cflags = NULL;
     float **got = NULL;
     int nl = net->n_layers;
@@ -3539,9 +3778,37 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
             goto oom;
         refv = ref;
     }
+    /* the self-proof's verdict, the cells where the two precisions round
+     * differently, is all the judgement reads of it: its relevance (4
+     * bytes a value) is not held through the next phases */
+    if (judges && R2.rel) {
+        if (!(unres = unresolved_cells(&R, &R2, net)))
+            goto oom;
+        rounded_free(&R2);
+    }
     cflags = calloc((size_t)nl, sizeof *cflags);
     if (!cflags)
         goto oom;
+    /* local comparison: our float32 layers fed the reference's inputs.
+     * It reads the reference rounded (R, and T's contributions), not the
+     * subject's run, so it comes first: T's contributions are freed
+     * before the subject's run and the end-to-end gauge, the phase that
+     * holds the most.  Its verdicts are folded into the run's after the
+     * end-to-end ones (local_verdict), which is what the order end to
+     * end, then local gave. */
+    if (judges && o->local && !tr) {
+        phase_start(&ph, LRP_PHASE_LOCAL);
+        rep->verdict = LRP_V_PASS;
+        if ((st = local_compare(rep, net, refv, &T, jt, o->subject, err)))
+            goto done;
+        local_verdict = rep->verdict;
+    }
+    for (int i = 0; T.rin_hi && i < nl; i++)
+        for (int k = 0; k < LRP_MAX_INPUTS; k++) {
+            free(T.rin_hi[i][k]);
+            free(T.rin_lo[i][k]);
+            T.rin_hi[i][k] = T.rin_lo[i][k] = NULL;
+        }
     /* 2. the subject */
     got = calloc((size_t)nl, sizeof *got);
     if (!got)
@@ -3555,12 +3822,24 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         if (o->subject)
             fbe = *o->subject;
         /* split: the root judges the batch; the other ranks need their
-         * block for the trace-local run (a rank with none, nothing) */
-        if ((judges || S->sub.batch > 0) &&
-            (st = lrp_pipe_run_ex(&f32, &fbe, judges ? net : &S->sub, LRP_PIPE_NO_GAUGE, err)))
-            goto done;
+         * block for the trace-local run (a rank with none, nothing).
+         * Streamed: f32 keeps the per-layer flags, F the rest (take_f32):
+         * the relevance and the judgement's figures, not the activations,
+         * which only the trace-local run reads (it runs the fast path
+         * again then, and checks that it gives the same relevance) */
+        fnet = judges ? net : &S->sub;
+        if (judges || S->sub.batch > 0) {
+            if (f32_take_init(&F, nl, judges ? refv : NULL, 0))
+                goto oom;
+            if ((st = lrp_pipe_run_hooked(&f32, &fbe, fnet,
+                                          LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL, take_f32,
+                                          &F, err)))
+                goto done;
+            if (F.oom)
+                goto oom;
+        }
         for (int i = 0; f32 && i < nl; i++)
-            got[i] = f32->L[i].rel;
+            got[i] = F.rel[i];
     } else {
         for (int i = 0; i < nl; i++)
             got[i] = tr->relevance[i];
@@ -3576,18 +3855,14 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     rep->verdict = LRP_V_PASS;
     rep->max_ratio = 0;
     {
-        e2e_judge J = {rep, net, o, refv, f32, &R, &R2, &T, got, err, tr};
+        e2e_judge J = {rep, net, o, refv, f32, &R, unres, &T, got, err, tr, &F};
         lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, jt, e2e_layer, &J};
         if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
             goto done;
     }
     rep->e2e_verdict = rep->verdict;
-    /* local comparison: our float32 layers fed the reference's inputs */
-    if (o->local && f32) {
-        phase_start(&ph, LRP_PHASE_LOCAL);
-        if ((st = local_compare(rep, net, refv, &T, jt, o->subject, err)))
-            goto done;
-    }
+    if (local_verdict > rep->verdict)
+        rep->verdict = local_verdict;
     /* run-level figures: input relevance, blow-up, negative z+ dens */
     rep->sum_input_ref = T.sum_rel[0];
     rep->sum_output_ref = T.sum_rel[nl - 1];
@@ -3623,13 +3898,6 @@ judged:
         if ((st = identify_convention(rep, net, got, R.rel, o, S, err)))
             goto done;
     }
-    /* the local comparison's rounded contributions are judged too */
-    for (int i = 0; T.rin_hi && i < nl; i++)
-        for (int k = 0; k < LRP_MAX_INPUTS; k++) {
-            free(T.rin_hi[i][k]);
-            free(T.rin_lo[i][k]);
-            T.rin_hi[i][k] = T.rin_lo[i][k] = NULL;
-        }
     /* of the reference rounded, the trace-local judgement reads only the
      * relevance where the subject has none and the activations where it
      * has not all of its own: drop the rest before its MPFR run */
@@ -3637,7 +3905,7 @@ judged:
         float *const *ga = f32 ? NULL : (tr ? tr->activation : NULL);
         int own_act = f32 != NULL || ga != NULL, own_rel = 1;
         for (int i = 0; i < nl; i++) {
-            own_act &= f32 ? f32->L[i].act != NULL : (ga && ga[i] != NULL);
+            own_act &= f32 ? F.has_act[i] != 0 : (ga && ga[i] != NULL);
             own_rel &= got[i] != NULL;
         }
         for (int i = 0; R.act && i < nl; i++) {
@@ -3658,24 +3926,17 @@ judged:
     rep->fwd_origin = -1;
     if (o->tlocal) {
         phase_start(&ph, LRP_PHASE_TLOCAL);
-        float **gact = NULL;
-        if (f32) {
-            gact = calloc((size_t)nl, sizeof *gact);
-            if (!gact)
-                goto oom;
-            for (int i = 0; i < nl; i++)
-                gact[i] = f32->L[i].act;
-        }
+        if (f32 && (st = f32_activations(&F, &fbe, fnet, rep->fixture, err)))
+            goto done;
+        float **gact = f32 ? F.act : NULL;
         /* (a split's rank with no sample has neither: it runs nothing) */
         float *const *tgot = got, *const *tact = f32 ? gact : tr ? tr->activation : NULL;
         if (S && !S->layer && !judges && tr) {
             /* this rank's block of the trace (the root's starts at 0) */
             gblk = calloc((size_t)nl, sizeof *gblk);
             ablk = calloc((size_t)nl, sizeof *ablk);
-            if (!gblk || !ablk) {
-                free(gact);
+            if (!gblk || !ablk)
                 goto oom;
-            }
             for (int i = 0; i < nl; i++) {
                 int64_t off = S->s->first * lrp_shape_numel(&net->layers[i].shape);
                 gblk[i] = got[i] ? got[i] + off : NULL;
@@ -3685,7 +3946,6 @@ judged:
             tact = tact ? ablk : NULL;
         }
         st = trace_local(rep, net, tgot, tact, &R, o, S, err);
-        free(gact);
         if (st)
             goto done;
         if (rep->tlocal_verdict > rep->verdict)
@@ -3740,9 +4000,11 @@ done:
     rounded_free(&R2);
     free(cflags);
     free(got);
+    unresolved_free(unres, nl);
     lrp_pipe_free(ref);
     lrp_pipe_free(ref2);
     lrp_pipe_free(f32);
+    f32_take_free(&F, nl);
     lrp_f32_ctx_free(fcx);
     return st;
 }

@@ -9,7 +9,9 @@
 #include "pipeline.h"
 #include "report.h"
 
-/* Phases of lrp_check, in order (the progress display's names). */
+/* Phases of lrp_check (the progress display's names).  They run in the
+ * order proof, reference, local, subject, judge, identify, tlocal (the
+ * ones a run has); the values index tables and do not follow it. */
 typedef enum lrp_check_phase {
     LRP_PHASE_PROOF,     /* reference at p + proof_extra (relevance only) */
     LRP_PHASE_REFERENCE, /* reference at p with its audit data */

@@ -177,11 +177,11 @@ void cli_progress_begin(cli_progress *p, lrp_check_opts *co, const char *file, i
     if (co->proof_extra > 0)
         p->seq[m++] = LRP_PHASE_PROOF;
     p->seq[m++] = LRP_PHASE_REFERENCE;
+    if (!compare && co->local)
+        p->seq[m++] = LRP_PHASE_LOCAL;
     if (!compare)
         p->seq[m++] = LRP_PHASE_SUBJECT;
     p->seq[m++] = LRP_PHASE_JUDGE;
-    if (!compare && co->local)
-        p->seq[m++] = LRP_PHASE_LOCAL;
     if (co->identify > 0)
         p->seq[m++] = LRP_PHASE_IDENTIFY;
     if (co->tlocal)
