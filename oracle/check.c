@@ -606,6 +606,38 @@ static int bn_channels(ref_take *T, int li, const lrp_backend *be, const lrp_pip
     return 0;
 }
 
+/* bn_channels on binary64 terms (the split runs' merged blocks): adds nb
+ * samples (batch-major, n cells each, C channels of n / C cells) of the
+ * layer's contributions in, relevance out and per-cell absorbed ab[a]
+ * (NULL: not per cell) to its channel sums, allocated at the first call;
+ * the order of the additions is bn_channels'.  -1 when out of memory. */
+static int bn_add_channels(ref_take *T, int li, int64_t C, int64_t n, int64_t nb,
+                           const double *in, const double *out, const double *const *ab)
+{
+    int64_t hw = n / C;
+    if (!T->bn_in[li]) {
+        T->bn_C[li] = C;
+        T->bn_in[li] = calloc((size_t)C, sizeof(double));
+        T->bn_abs[li] = calloc((size_t)C, sizeof(double));
+        T->bn_out[li] = calloc((size_t)C, sizeof(double));
+    }
+    double *si = T->bn_in[li], *sa = T->bn_abs[li], *so = T->bn_out[li];
+    if (!si || !sa || !so)
+        return -1;
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t c = 0; c < C; c++)
+            for (int64_t q = 0; q < hw; q++) {
+                int64_t k = b * n + c * hw + q;
+                si[c] += in[k];
+                so[c] += out[k];
+                for (int a = 0; a < LRP_ABS_COUNT; a++)
+                    if (ab[a])
+                        sa[c] += ab[a][k];
+            }
+    return 0;
+}
+
+
 static void take_ref(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
     ref_take *T = ctx;
@@ -1304,24 +1336,14 @@ static int sp_ref_merge(sp_ref *H, const lrp_pipe *p, int li, const void *all, s
     T->sum_rin[li] = sin;
     if (p->net->layers[li].kind == LRP_LAYER_BATCHNORM && P->bn_C > 0 && P->rin[0]) {
         /* bn_channels over the blocks in sample order */
-        int64_t C = P->bn_C, hw = P->n / C;
-        T->bn_C[li] = C;
-        double *in = T->bn_in[li] = calloc((size_t)C, sizeof(double));
-        double *ab = T->bn_abs[li] = calloc((size_t)C, sizeof(double));
-        double *out = T->bn_out[li] = calloc((size_t)C, sizeof(double));
-        if (!in || !ab || !out)
-            goto out;
-        for (int g = 0; g < G.n; g++)
-            for (int64_t b = 0; b < G.count[g]; b++)
-                for (int64_t cc = 0; cc < C; cc++)
-                    for (int64_t q = 0; q < hw; q++) {
-                        int64_t k = b * P->n + cc * hw + q;
-                        in[cc] += sg[g].rinD[0][k];
-                        out[cc] += sg[g].relD[k];
-                        for (int a = 0; a < LRP_ABS_COUNT; a++)
-                            if (sg[g].absD[a] && P->n_units == P->n)
-                                ab[cc] += sg[g].absD[a][k];
-                    }
+        for (int g = 0; g < G.n; g++) {
+            const double *ab[LRP_ABS_COUNT];
+            for (int a = 0; a < LRP_ABS_COUNT; a++)
+                ab[a] = P->n_units == P->n ? sg[g].absD[a] : NULL;
+            if (bn_add_channels(T, li, P->bn_C, P->n, G.count[g], sg[g].rinD[0], sg[g].relD,
+                                ab))
+                goto out;
+        }
     }
     for (int a = 0; a < LRP_ABS_COUNT; a++)
         T->absorbed[li][a] = have_abs[a] ? (double)sab[a] : 0;
@@ -1737,23 +1759,11 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
     }
     if (l->kind == LRP_LAYER_BATCHNORM && P->bn_C > 0 && rinD[0]) {
         /* bn_channels on the batch's binary64 terms */
-        int64_t C = l->shape.d[0], hw = n1 / C;
-        T->bn_C[li] = C;
-        double *in = T->bn_in[li] = calloc((size_t)C, sizeof(double));
-        double *ab = T->bn_abs[li] = calloc((size_t)C, sizeof(double));
-        double *out = T->bn_out[li] = calloc((size_t)C, sizeof(double));
-        if (!in || !ab || !out)
+        const double *ab[LRP_ABS_COUNT];
+        for (int a = 0; a < LRP_ABS_COUNT; a++)
+            ab[a] = umode ? absD[a] : NULL;
+        if (bn_add_channels(T, li, l->shape.d[0], n1, B, rinD[0], relD, ab))
             goto out;
-        for (int64_t b = 0; b < B; b++)
-            for (int64_t cc = 0; cc < C; cc++)
-                for (int64_t q = 0; q < hw; q++) {
-                    int64_t k = b * n1 + cc * hw + q;
-                    in[cc] += rinD[0][k];
-                    out[cc] += relD[k];
-                    for (int a = 0; a < LRP_ABS_COUNT; a++)
-                        if (absD[a] && umode)
-                            ab[cc] += absD[a][k];
-                }
     }
     T->neg_den[li] = neg;
     for (int k = 0; H->want_rin && k < nr; k++) {

@@ -256,6 +256,57 @@ static void test_local_names_the_faulty_layer(void **state)
     lrp_net_free(net);
 }
 
+/* A flaky engine: our fast path, except that every other run scales each
+ * Dense backward by 1 + 2^-8 (runs counted by their Dense steps).  check
+ * reads the subject's relevance from one run and its activations from a
+ * second (oracle/check.c f32_activations): the two must agree, or the
+ * verdicts would judge values the subject did not give. */
+static int flaky_dense, flaky_calls;
+
+static void flaky_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
+                          const lrp_bwd_part *parts, int np, int64_t batch)
+{
+    real_lin_bwd(ctx, out, L, x, parts, np, batch);
+    if ((flaky_calls++ / flaky_dense) % 2 == 1)
+        for (int64_t i = 0; i < batch * L->n_in; i++)
+            ((float *)out)[i] *= 1.00390625f;
+}
+
+static void test_nondeterministic_subject_is_refused(void **state)
+{
+    (void)state;
+    lrp_net *net = tu_fixture("mlp");
+    flaky_dense = 0;
+    for (int i = 0; i < net->n_layers; i++)
+        flaky_dense += net->layers[i].kind == LRP_LAYER_DENSE;
+    assert_true(flaky_dense > 0);
+    lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
+    lrp_f32_backend(&faulty, cx);
+    real_lin_bwd = faulty.lin_bwd;
+    faulty.lin_bwd = flaky_lin_bwd;
+    lrp_check_opts o;
+    lrp_check_opts_default(&o);
+    o.subject = &faulty;
+    o.label = "test";
+    lrp_run_report rep;
+    lrp_err e = {0};
+    flaky_calls = 0;
+    assert_int_equal(lrp_check(&rep, net, &o, &e), LRP_E_NUMERIC);
+    assert_non_null(strstr(e.msg, "not deterministic"));
+    assert_non_null(strstr(e.msg, "test: "));
+    lrp_run_report_free(&rep);
+    /* the same engine made steady (the flaw on every run) is judged: it
+     * is the fault, not the refusal, that the run then reports */
+    faulty.lin_bwd = faulty_lin_bwd;
+    lrp_err e2 = {0};
+    if (lrp_check(&rep, net, &o, &e2) != LRP_OK)
+        fail_msg("%s", e2.msg);
+    assert_false(lrp_run_ok(&rep));
+    lrp_run_report_free(&rep);
+    lrp_f32_ctx_free(cx);
+    lrp_net_free(net);
+}
+
 /* ---- reports parsed back ---- */
 
 static char tmpdir[256];
@@ -398,6 +449,7 @@ int main(void)
         cmocka_unit_test(test_tiny_precision_is_unresolved),
         cmocka_unit_test(test_sign0_zero_dead_unit_is_nonfinite),
         cmocka_unit_test(test_local_names_the_faulty_layer),
+        cmocka_unit_test(test_nondeterministic_subject_is_refused),
         cmocka_unit_test(test_reports_parse_back),
     };
     return cmocka_run_group_tests_name("oracle", tests, setup, teardown);

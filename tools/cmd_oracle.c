@@ -262,11 +262,15 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
 
 #define JUDGE_MEMORY_HELP \
     "Memory: one MPFR run at a time, streamed: it holds the forward\n" \
-    "activations (48 bytes a value at p=128) and the relevance in flight,\n" \
-    "and hands each layer's results, rounded to binary32, to the verdicts;\n" \
-    "weights are read in place.  Kept for the whole run: binary32 copies of\n" \
-    "the reference values, the per-cell gauges and the trace-local run's\n" \
-    "contributions.  --keep FILE spills every judged tensor's per-cell\n" \
+    "activations (packed, about 13 bytes a value at p=128) and the\n" \
+    "relevance in flight, and hands each layer's results, rounded to\n" \
+    "binary32, to the verdicts; weights are read in place.  Kept between\n" \
+    "phases: the reference's activations and relevance rounded (hi+lo, 12\n" \
+    "bytes a value), the subject's relevance (check: our fast path, run\n" \
+    "streamed; its activations are recomputed for the trace-local run),\n" \
+    "per layer the figures the verdicts read, and of the self-proof only\n" \
+    "the cells it leaves unresolved.  A gauge's rows live while their\n" \
+    "layer is judged.  --keep FILE spills every judged tensor's per-cell\n" \
     "arrays (subject, reference hi+lo, bounds, conds, flags) to the HDF5\n" \
     "file FILE as it is judged, so keeping costs disk, not memory.\n" \
     "--no-proof skips the run at p+64.  Figures for VGG-16 and ResNet-50:\n" \
