@@ -355,6 +355,23 @@ static void test_progress_when_asked(void **state)
         fail_msg("check --progress --no-identify: exit %d: %s", rc, err);
     if (!strstr(err, "(6/6)") || strstr(err, "other conventions"))
         fail_msg("check --progress --no-identify: want 6 phases:\n%s", err);
+    /* the phases in the order they run (docs/SCALING.md "What a run
+     * keeps": the layers-alone phase before the subject's) */
+    const char *order[] = {"self-proof", "reference p=128", "float32 layers alone",
+                           "float32 fast path", "gauge and verdicts", "trace-local reference"};
+    const char *at = err;
+    for (size_t k = 0; k < sizeof order / sizeof order[0]; k++)
+        if (!(at = strstr(at, order[k])))
+            fail_msg("check --progress: '%s' missing or out of order:\n%s", order[k], err);
+    /* under the layer split the runs' nets are shares, freed when each run
+     * ends: the progress line must not read them afterwards (it did, and
+     * crashed at the next phase) */
+    const char *cs[] = {"check", "--progress", "--split", "layer", small, NULL};
+    rc = run_cli(NULL, cs);
+    if (rc != 0 && rc != 1)
+        fail_msg("check --progress --split layer: exit %d: %s", rc, err);
+    if (!strstr(err, "(7/7)") || !strstr(err, "done in"))
+        fail_msg("check --progress --split layer: want 7 phases and the end:\n%s", err);
     const char *pa[] = {"compare", small, "--source", "fastpath", "--progress", NULL};
     rc = run_cli(NULL, pa);
     if (rc != 0 && rc != 1)

@@ -166,8 +166,13 @@ typedef struct cli_progress {
     int file_k, n_files, prec;
     double t0, last;
     int seq[8], n_phases, k, phase;
+    /* the net of the run last seen: compared, never read (under the layer
+     * split it is a run's share, freed when the run ends); what the line
+     * shows of it is copied: its layer count, costs and current name */
     const lrp_net *net;
-    double *cum;  /* per-layer cost, cumulative (n_layers + 1) */
+    int nl;
+    double *cum;  /* per-layer cost, cumulative (nl + 1) */
+    char lname[64];
     int li, bwd, in_layers, shown;
 } cli_progress;
 /* asked: --progress.  Silent unless stderr is a terminal or asked. */

@@ -84,8 +84,8 @@ static void show(cli_progress *p, int force)
             done += w;
     }
     double within = 0;
-    if (p->net && p->cum && p->cum[p->net->n_layers] > 0) {
-        double tot = p->cum[p->net->n_layers];
+    if (p->cum && p->cum[p->nl] > 0) {
+        double tot = p->cum[p->nl];
         double f = p->bwd ? (tot + 2 * (tot - p->cum[p->li + 1])) / (3 * tot)
                           : p->cum[p->li] / (3 * tot);
         within = f;
@@ -101,10 +101,10 @@ static void show(cli_progress *p, int force)
         len += snprintf(line + len, sizeof line - (size_t)len, " p=%d", p->prec);
     if (len < (int)sizeof line)
         len += snprintf(line + len, sizeof line - (size_t)len, " (%d/%d)", p->k + 1, p->n_phases);
-    if (p->net && p->in_layers && len < (int)sizeof line)
+    if (p->cum && p->in_layers && len < (int)sizeof line)
         len += snprintf(line + len, sizeof line - (size_t)len, " %s %d/%d '%s'",
-                        p->bwd ? "backward" : "forward", p->bwd ? p->net->n_layers - p->li : p->li + 1,
-                        p->net->n_layers, p->net->layers[p->li].name);
+                        p->bwd ? "backward" : "forward", p->bwd ? p->nl - p->li : p->li + 1,
+                        p->nl, p->lname);
     if (len < (int)sizeof line)
         len += snprintf(line + len, sizeof line - (size_t)len, ", %s elapsed", e1);
     if (frac > 0.02 && frac < 1 && el > 1.0 && len < (int)sizeof line) {
@@ -122,10 +122,13 @@ static void show(cli_progress *p, int force)
 static void on_layer(void *ctx, const lrp_net *net, int li, int bwd)
 {
     cli_progress *p = ctx;
-    if (net != p->net) {
-        /* costs of this net's layers, cumulative in forward order */
+    if (net != p->net || net->n_layers != p->nl || !p->cum) {
+        /* costs of this net's layers, cumulative in forward order (a net
+         * freed and another allocated at its address with as many layers
+         * keeps the old costs: an estimate, never out of bounds) */
         free(p->cum);
         p->net = net;
+        p->nl = net->n_layers;
         p->cum = malloc(((size_t)net->n_layers + 1) * sizeof *p->cum);
         if (p->cum) {
             p->cum[0] = 0;
@@ -134,9 +137,12 @@ static void on_layer(void *ctx, const lrp_net *net, int li, int bwd)
                                 (double)lrp_shape_numel(&net->layers[i].shape);
         }
     }
+    if (!p->cum)
+        p->net = NULL;
     p->li = li;
     p->bwd = bwd;
     p->in_layers = 1;
+    snprintf(p->lname, sizeof p->lname, "%s", net->layers[li].name);
     show(p, 0);
 }
 
@@ -171,7 +177,10 @@ void cli_progress_begin(cli_progress *p, lrp_check_opts *co, const char *file, i
     p->t0 = now_s();
     p->last = 0;
     p->k = 0;
+    free(p->cum);
+    p->cum = NULL;
     p->net = NULL;
+    p->nl = 0;
     /* the phases lrp_check will run, in its order */
     int m = 0;
     if (co->proof_extra > 0)
@@ -207,4 +216,5 @@ void cli_progress_clear(cli_progress *p)
     free(p->cum);
     p->cum = NULL;
     p->net = NULL;
+    p->nl = 0;
 }
