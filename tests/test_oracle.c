@@ -221,18 +221,31 @@ static void faulty_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x
             ((float *)out)[i] *= 1.00390625f;
 }
 
+typedef void (*lin_bwd_fn)(void *, void *, const lrp_lin *, const void *, const lrp_bwd_part *,
+                           int, int64_t);
+
+/* check's options with `faulty` as the subject: our fast path with its
+ * Dense/Conv2D backward replaced by fn (which calls real_lin_bwd).  The
+ * caller frees the returned context. */
+static lrp_f32_ctx *subject_opts(lrp_check_opts *o, lin_bwd_fn fn)
+{
+    lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
+    assert_non_null(cx);
+    lrp_f32_backend(&faulty, cx);
+    real_lin_bwd = faulty.lin_bwd;
+    faulty.lin_bwd = fn;
+    lrp_check_opts_default(o);
+    o->subject = &faulty;
+    o->label = "test";
+    return cx;
+}
+
 static void test_local_names_the_faulty_layer(void **state)
 {
     (void)state;
     lrp_net *net = tu_fixture("mlp");
-    lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
-    lrp_f32_backend(&faulty, cx);
-    real_lin_bwd = faulty.lin_bwd;
-    faulty.lin_bwd = faulty_lin_bwd;
     lrp_check_opts o;
-    lrp_check_opts_default(&o);
-    o.subject = &faulty;
-    o.label = "test";
+    lrp_f32_ctx *cx = subject_opts(&o, faulty_lin_bwd);
     lrp_run_report rep;
     lrp_err e = {0};
     if (lrp_check(&rep, net, &o, &e) != LRP_OK)
@@ -280,14 +293,8 @@ static void test_nondeterministic_subject_is_refused(void **state)
     for (int i = 0; i < net->n_layers; i++)
         flaky_dense += net->layers[i].kind == LRP_LAYER_DENSE;
     assert_true(flaky_dense > 0);
-    lrp_f32_ctx *cx = lrp_f32_ctx_new(2);
-    lrp_f32_backend(&faulty, cx);
-    real_lin_bwd = faulty.lin_bwd;
-    faulty.lin_bwd = flaky_lin_bwd;
     lrp_check_opts o;
-    lrp_check_opts_default(&o);
-    o.subject = &faulty;
-    o.label = "test";
+    lrp_f32_ctx *cx = subject_opts(&o, flaky_lin_bwd);
     lrp_run_report rep;
     lrp_err e = {0};
     flaky_calls = 0;
