@@ -197,33 +197,24 @@ static void fold(ref_fxacc *A)
     A->adds = 0;
 }
 
-static inline int64_t fx_weight(float w)
-{
-    uint32_t u;
-    memcpy(&u, &w, sizeof u);
-    unsigned E = (u >> 23) & 0xffu;
-    uint64_t m = u & 0x7fffffu;
-    if (E)
-        m |= 1u << 23;
-    else
-        E = 1;
-    unsigned t = E + 10;
-    int64_t W = (int64_t)(m << (t & 15));
-    if (!W)
-        return 0; /* +-0: no product, whatever bw */
-    return WPACK((u >> 31) ? -W : W, t >> 4);
-}
-
 void lrp_ref_fx_weights(int64_t *wd, const float *w32, int64_t n)
 {
-    for (int64_t k = 0; k < n; k++)
-        wd[k] = fx_weight(w32[k]);
-}
-
-void lrp_ref_fx_weights_at(int64_t *wd, const float *w32, const int64_t *idx, int64_t n)
-{
-    for (int64_t q = 0; q < n; q++)
-        wd[q] = fx_weight(w32[idx[q]]);
+    for (int64_t k = 0; k < n; k++) {
+        uint32_t u;
+        memcpy(&u, &w32[k], sizeof u);
+        unsigned E = (u >> 23) & 0xffu;
+        uint64_t m = u & 0x7fffffu;
+        if (E)
+            m |= 1u << 23;
+        else
+            E = 1;
+        unsigned t = E + 10;
+        int64_t W = (int64_t)(m << (t & 15));
+        if (!W)
+            wd[k] = 0; /* +-0: no product, whatever bw */
+        else
+            wd[k] = WPACK((u >> 31) ? -W : W, t >> 4);
+    }
 }
 
 /* bin += W * d (W signed with the product's sign, |W| < 2^39; d < 2^48):

@@ -123,10 +123,6 @@ void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t
 /* binary32 weights as W (signed, |W| < 2^39) * 2^(16 bw - 160), packed as
  * one int64 W * 32 + bw (bw <= 16; 0 for +-0) */
 void lrp_ref_fx_weights(int64_t *wd, const float *w32, int64_t n);
-/* The same for the n weights w32[idx[q]], in that order (wd[q]): the
- * digit kernel's weights of one output or input, converted per step when a
- * whole layer's table would be large (reference/ref_linear.c). */
-void lrp_ref_fx_weights_at(int64_t *wd, const float *w32, const int64_t *idx, int64_t n);
 /* the exact sum as z * 2^e; leaves A cleared (its bins are consumed) */
 void lrp_ref_fxacc_get_z(mpz_ptr z, long *e, ref_fxacc *A, const ref_fx *f);
 

@@ -237,9 +237,7 @@ typedef struct lin_job {
     long xscale;
     const uint8_t *xnp; /* pieces per value */
     const ref_fx *xfx;  /* integer digits (NULL: not built) */
-    const int64_t *wd;  /* weights for the digit kernel (the whole table) */
-    int wd_step;        /* no table: each job converts the weights it reads
-                           (step_weights) */
+    const int64_t *wd;  /* weights for the digit kernel */
     const uint8_t *sflip; /* bwd with wscale: sign of wscale per output */
     const ref_fx *sfx[LRP_PIPE_MAX_PARTS];
     const double *sd[LRP_PIPE_MAX_PARTS];
@@ -250,63 +248,6 @@ typedef struct lin_job {
 static void acc_dot(ref_acc *A, const double *xd, const uint8_t *np, int K,
                     const int64_t *ii, const int64_t *ww, int64_t cnt, const float *w32,
                     int wmod, int xsel);
-
-/* The digit kernel's weights for one call.  A layer's whole table takes 8
- * bytes a weight: VGG-16's fc6 (102.8 M weights) took 822 MB for the
- * moment of each step, the largest allocation of its reference run.  Above
- * WD_TABLE_MAX weights (32 MB) -- or always with slow = 3, the tests' way
- * to reach this path on small nets -- there is no table: each job
- * converts the weights of its output (forward) or input (backward) into
- * its own buffer in the order it reads them (step_weights), the same
- * conversion and the same order of additions, so the same bits.  Below
- * it the table is kept: a conv layer's weights serve every output cell,
- * and converting them per cell would cost more than the table. */
-#define WD_TABLE_MAX (INT64_C(1) << 22)
-static int wd_per_step(const ref_ctx *cx, const lrp_lin *L)
-{
-    return cx->slow == 3 || L->O * L->fanin > WD_TABLE_MAX;
-}
-
-typedef struct step_weights {
-    int64_t *wd, *iota; /* the job's converted weights; 0, 1, 2, ... */
-    int done;           /* converted for the current output / input */
-} step_weights;
-
-static void step_weights_init(step_weights *W, const lin_job *J, int64_t cap)
-{
-    memset(W, 0, sizeof *W);
-    if (!J->wd_step)
-        return;
-    W->wd = malloc((size_t)(cap + 1) * sizeof *W->wd);
-    W->iota = malloc((size_t)(cap + 1) * sizeof *W->iota);
-    LRP_ASSERT(W->wd && W->iota);
-    for (int64_t q = 0; q <= cap; q++)
-        W->iota[q] = q;
-}
-
-/* the weights and their indices the digit kernel reads for the current
- * job's cnt gathered weights ww */
-static void step_weights_get(step_weights *W, const lin_job *J, const int64_t *ww, int64_t cnt,
-                             const int64_t **wd, const int64_t **idx)
-{
-    if (!J->wd_step) {
-        *wd = J->wd;
-        *idx = ww;
-        return;
-    }
-    if (!W->done) {
-        lrp_ref_fx_weights_at(W->wd, J->L->w32, ww, cnt);
-        W->done = 1;
-    }
-    *wd = W->wd;
-    *idx = W->iota;
-}
-
-static void step_weights_free(step_weights *W)
-{
-    free(W->wd);
-    free(W->iota);
-}
 
 typedef struct scratch {
     int64_t cap;
@@ -593,12 +534,9 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
     const int K = J->K;
     LRP_ASSERT(!J->xfx || FA);
     int64_t *pat = fwd_pattern(L);
-    step_weights SW;
-    step_weights_init(&SW, J, L->fanin);
     for (int64_t e = lo; e < hi; e++) {
         int64_t b = e / L->n_out, j = e % L->n_out;
         int64_t cnt = gather_fwd_pat(L, pat, j, S.ii, S.ww), m = 0;
-        SW.done = 0;
         const double *xd = J->xd ? J->xd + b * L->n_in * K : NULL;
         for (int t = 0; t < J->nt; t++) {
             const lrp_term *tt = &J->t[t];
@@ -617,10 +555,8 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
                         scf = S.tsc;
                     }
                 }
-                const int64_t *wdp, *wwp;
-                step_weights_get(&SW, J, S.ww, cnt, &wdp, &wwp);
                 lrp_ref_fxacc_clear(FA);
-                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, wwp, cnt, wdp, wm,
+                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, S.ww, cnt, J->wd, wm,
                                   tt->in == LRP_IM_POS ? 1 : tt->in == LRP_IM_NEG ? -1 : 0,
                                   J->absval, NULL);
                 lrp_ref_fxacc_get_z(z, &ez, FA, J->xfx);
@@ -719,7 +655,6 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
     lrp_ref_acc_free(A);
     lrp_ref_fxacc_free(FA);
     scratch_free(&S);
-    step_weights_free(&SW);
     free(pat);
 }
 
@@ -746,13 +681,10 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
     mpfr_t fcc;
     mpfr_init2(fcc, 48);
     const int K = J->K;
-    step_weights SW;
-    step_weights_init(&SW, J, cap);
     for (int64_t e = lo; e < hi; e++) {
         int64_t b = e / L->n_in, i = e % L->n_in;
         int64_t cnt = gather_bwd(L, i, S.ii, S.ww), m = 0;
         mpfr_srcptr xi = J->x + b * L->n_in + i;
-        SW.done = 0;
         for (int k = 0; k < J->np; k++) {
             const lrp_bwd_part *P = &J->parts[k];
             const double *sd = J->sd[k] ? J->sd[k] + b * L->n_out * K : NULL;
@@ -763,10 +695,8 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
                     continue; /* zero factor: sign settled below if needed */
                 if (FA[k] && (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)) {
                     long ez;
-                    const int64_t *wdp, *wwp;
-                    step_weights_get(&SW, J, S.ww, cnt, &wdp, &wwp);
                     lrp_ref_fxacc_clear(FA[k]);
-                    lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S.ii, wwp, cnt, wdp,
+                    lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S.ii, S.ww, cnt, J->wd,
                                       tt->w, 0, 0, J->sflip);
                     lrp_ref_fxacc_get_z(z, &ez, FA[k], J->sfx[k]);
                     mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
@@ -814,7 +744,6 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
     for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
         lrp_ref_fxacc_free(FA[k]);
     scratch_free(&S);
-    step_weights_free(&SW);
 }
 
 /* The hot loop: A += sum_q v(ii[q]) * wmod(w32[ww[q]]) exactly, v given by
@@ -951,8 +880,7 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
     if (L->wscale && cx->slow == 2)
         scaled_ok = 0;
     if (cx->slow != 1 && L->w32 && cx->prec >= 24 && scaled_ok) {
-        J.wd_step = wd_per_step(cx, L);
-        if (cx->slow != 2 && (J.wd_step || weights_fx(&wd, L)))
+        if (cx->slow != 2 && weights_fx(&wd, L))
             have_fx = lrp_ref_fx_build(&fx, J.x, L->n_in * batch);
         J.wd = wd;
         if (L->wscale && !have_fx)
@@ -1021,8 +949,7 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     ref_fx fx[LRP_PIPE_MAX_PARTS];
     int have_fx[LRP_PIPE_MAX_PARTS] = {0, 0};
     int64_t *wd = NULL;
-    J.wd_step = wd_per_step(cx, L);
-    int wok = fast && cx->slow != 2 && (J.wd_step || weights_fx(&wd, L));
+    int wok = fast && cx->slow != 2 && weights_fx(&wd, L);
     J.wd = wd;
     for (int k = 0; k < np && fast; k++) {
         int K, need_pieces = 0;

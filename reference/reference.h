@@ -47,9 +47,6 @@ typedef struct lrp_ref_ctx {
     int threads;      /* >= 1; heavy loops split by output element */
     int slow;         /* 1: force the mpfr_mul + mpfr_sum exact kernels;
                          2: binary64-piece accumulator only (no digits);
-                         3: the digit kernel with every layer's weights
-                         converted per step, as layers above 4 M weights
-                         always are (reference/ref_linear.c);
                          all bit-identical (lrp_ref_opts.slow) */
     int64_t fast_calls, slow_calls; /* which kernel ran (tests check) */
 } lrp_ref_ctx;
@@ -67,8 +64,7 @@ typedef struct lrp_ref_opts {
     int slow;        /* kernel choice for the linear maps, all bit-identical:
                         0 auto (32-bit-digit integer kernel where weights are
                         binary32), 1 exact products + mpfr_sum, 2 binary64
-                        pieces + exponent bins, 3 the digit kernel without
-                        whole weight tables (tests and benchmarks) */
+                        pieces + exponent bins (tests and benchmarks) */
     int lean;        /* 1: LRP_PIPE_LEAN (no kappa / gauges, no rin kept) */
 } lrp_ref_opts;
 

@@ -297,9 +297,6 @@ static void run_case(const rcase *rc0, const geom *g, int bias, int stab, int in
     lrp_err err;
     lrp_ref_opts o = lrp_ref_opts_default();
     o.threads = 1 + (int)(rbelow(2));
-    /* every other case: the digit kernel with the weights converted per
-     * step instead of a whole table (slow = 3, bit-identical) */
-    o.slow = (S->runs / 3) % 2 ? 3 : 0;
     lrp_ref_result *R = NULL, *Rs = NULL;
     if (lrp_ref_run(&R, net, &o, &err))
         fail_msg("ref: %s", err.msg);
@@ -1070,8 +1067,6 @@ static void t_canonize_kernels(void **s)
             lrp_err err;
             lrp_ref_result *Rf, *Rs;
             lrp_ref_opts o = lrp_ref_opts_default();
-            /* the BN-folded digit kernel with and without a weight table */
-            o.slow = (a + gen) % 2 ? 3 : 0;
             assert_int_equal(lrp_ref_run(&Rf, net, &o, &err), LRP_OK);
             o.slow = 1;
             assert_int_equal(lrp_ref_run(&Rs, net, &o, &err), LRP_OK);
