@@ -1,7 +1,8 @@
 /*
  * bench_reference.c -- throughput of the MPFR reference's accurate kernels:
  * ns per multiply-accumulate at p = 128 for a conv forward (den = z) and
- * the LRP-epsilon backward (R_i = a_i sum_j w_ij s_j) on a 64 -> 64, 3x3,
+ * the LRP-epsilon backward (R_i = a_i sum_j w_ij s_j), and z+'s denominator
+ * (sum_i a_i w+_ij) and backward (sum_j w+_ij s_j, half of s zero), on a 64 -> 64, 3x3,
  * pad 1, 28x28 conv, with 1 and 2 threads, next to a naive mpfr_mul +
  * mpfr_add loop measured in the same run, and the peak memory.
  *
@@ -76,10 +77,15 @@ int main(int argc, char **argv)
         else
             mpfr_urandomb(x + i, gr);
     }
+    mpfr_ptr sz = tbe.tensor_new(&tcx, L.n_out);
     for (int64_t j = 0; j < L.n_out; j++) {
         mpfr_urandomb(s + j, gr);
         if (rnd() & 1)
             mpfr_neg(s + j, s + j, MPFR_RNDN);
+        if (rnd() & 1)
+            mpfr_set_zero(sz + j, 1);
+        else
+            mpfr_set(sz + j, s + j, MPFR_RNDN);
     }
     L.w = W;
     L.b = B;
@@ -141,10 +147,22 @@ int main(int argc, char **argv)
         double t1 = now();
         be.lin_bwd(&cx, r, &L, x, &part, 1, 1);
         double t2 = now();
+        /* z+ (ZPlus): the denominator sum x w+ and the backward sum w+ s,
+         * with s zero where half the outputs' relevance is (dead units) */
+        lrp_term tp = {LRP_IM_ID, LRP_WM_POS, 1.0f};
+        lrp_bwd_part pp = {1.0f, sz, &tp, 1};
+        double t3 = now();
+        be.lin_fwd(&cx, y, &L, x, &tp, 1, &bt, 0, 0, 1);
+        double t4 = now();
+        be.lin_bwd(&cx, r, &L, x, &pp, 1, 1);
+        double t5 = now();
         printf("  exact (correctly rounded), %d thread%s: forward %6.2f ns/MAC (%.2f s), "
-               "epsilon backward %6.2f ns/MAC (%.2f s)  [fast kernel calls %lld]\n",
+               "epsilon backward %6.2f ns/MAC (%.2f s)  [fast kernel calls %lld]\n"
+               "                                        z+ denominator %6.2f ns/MAC (%.2f s), "
+               "z+ backward, half of s zero %6.2f ns/MAC (%.2f s)\n",
                th, th > 1 ? "s" : " ", 1e9 * (t1 - t0) / real, t1 - t0, 1e9 * (t2 - t1) / real,
-               t2 - t1, (long long)cx.fast_calls);
+               t2 - t1, (long long)cx.fast_calls, 1e9 * (t4 - t3) / real, t4 - t3,
+               1e9 * (t5 - t4) / real, t5 - t4);
     }
     {
         /* the exact slow kernel (exact products + mpfr_sum), on a smaller layer */
@@ -174,6 +192,7 @@ int main(int argc, char **argv)
     tbe.tensor_free(&tcx, x, L.n_in);
     tbe.tensor_free(&tcx, y, L.n_out);
     tbe.tensor_free(&tcx, s, L.n_out);
+    tbe.tensor_free(&tcx, sz, L.n_out);
     tbe.tensor_free(&tcx, r, L.n_in);
     free(w);
     free(b);

@@ -89,7 +89,9 @@ int lrp_ref_fx_build(ref_fx *f, mpfr_srcptr v, int64_t n)
     f->base = base;
     if (have && (maxlsb - base) / 16 + DSTEP * f->nd > (1 << 15))
         return 0; /* values spread over > 2^19 bits: slow path */
-    f->nlev = have ? (int)((maxlsb - base) / 16) + DSTEP * f->nd : DSTEP * f->nd;
+    /* twice the digits' span: dot_plain runs cm digits from a value's first
+     * nonzero one, which may start up to nd - 1 digits up */
+    f->nlev = (have ? (int)((maxlsb - base) / 16) : 0) + 2 * DSTEP * f->nd;
     f->meta = calloc((size_t)n + 1, sizeof *f->meta);
     f->dig = calloc((size_t)(n * f->nd + 1), sizeof *f->dig);
     if (!f->meta || !f->dig) {
@@ -129,6 +131,8 @@ int lrp_ref_fx_build(ref_fx *f, mpfr_srcptr v, int64_t n)
         while (hi > lo && tmp[hi] == 0)
             hi--;
         f->meta[i] = MPACK(lev + DSTEP * lo, mpfr_signbit(x) != 0, hi - lo + 1);
+        if (hi - lo + 1 > f->cm)
+            f->cm = hi - lo + 1;
         memcpy(f->dig + i * f->nd, tmp + lo, (size_t)(hi - lo + 1) * sizeof(uint64_t));
     }
     return 1;
@@ -226,60 +230,87 @@ static inline __attribute__((always_inline)) void madd(__int128 *restrict bin, i
 }
 
 /* The common cases (inputs as they are, signed products; weights as they
- * are or only the positive / negative ones): every array in a local the
- * compiler can keep in a register, one test for a zero input or weight, the
- * digit loop unrolled by the digit count.  Same sums as the general loop
- * below (integer adds: order does not matter). */
+ * are or only the positive / negative ones), in two passes over blocks of
+ * taps.  The first keeps the taps with a nonzero value and a nonzero
+ * (selected) weight without a branch: a list written at every tap and
+ * advanced only for the kept ones.  (A branch per tap on ReLU zeros and on
+ * the weight's sign is a coin flip the predictor loses half the time, and
+ * cost as much as the products.)  The second multiplies the kept taps' CM
+ * digits, CM the tensor's most digits a value uses, a compile-time count
+ * (the digits past a value's own count are zero: they add nothing).  Same
+ * sums as the general loop below (integer adds: order does not matter). */
+#define TAPBLK 256
 static inline __attribute__((always_inline)) void
 dot_plain(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *restrict ii,
           const int64_t *restrict ww, int64_t cnt, const int64_t *restrict wd,
-          const int wsel, const uint8_t *restrict flip)
+          const int wsel, const uint8_t *restrict flip, const int CM)
 {
     const uint32_t *restrict fm = f->meta;
     const uint64_t *restrict fd = f->dig;
     const int64_t nd = f->nd;
     __int128 *const b0 = A->bin, *const b1 = A->bin + A->nk;
-    int lo = A->lo, hi = A->hi;
-    for (int64_t q = 0; q < cnt; q++) {
-        const int64_t i = off + ii[q], k = ww[q];
-        const uint32_t mt = fm[i];
-        const int c = (int)(mt & 127);
-        const int64_t Wp = wd[k], W = WVAL(Wp);
-        if ((c == 0) | (W == 0))
-            continue;
-        if (wsel) {
-            /* the effective weight's sign (flip: wscale < 0 for this v) */
-            const int wneg = (W < 0) ^ (flip ? flip[i] : 0);
-            if ((wsel > 0) == wneg)
-                continue;
+    int lo = A->lo, kmax = -1;
+    int64_t ki[TAPBLK], kw[TAPBLK];
+    int kk[TAPBLK];
+    for (int64_t q0 = 0; q0 < cnt; q0 += TAPBLK) {
+        const int64_t n = cnt - q0 < TAPBLK ? cnt - q0 : TAPBLK;
+        int m = 0;
+        for (int64_t q = q0; q < q0 + n; q++) {
+            const int64_t i = off + ii[q];
+            const uint32_t mt = fm[i];
+            const int64_t Wp = wd[ww[q]], W = WVAL(Wp);
+            int keep = ((mt & 127) != 0) & (W != 0);
+            if (wsel) {
+                /* the effective weight's sign (flip: wscale < 0 for this v) */
+                const int wneg = (W < 0) ^ (flip ? flip[i] : 0);
+                keep &= (wsel > 0) != wneg;
+            }
+            const int64_t sg = -(int64_t)((mt >> 7) & 1);
+            const int key = (int)(mt >> 8) + WBW(Wp);
+            ki[m] = i;
+            kw[m] = (W ^ sg) - sg;
+            kk[m] = key;
+            lo = keep && key < lo ? key : lo;
+            kmax = keep && key > kmax ? key : kmax;
+            m += keep;
         }
-        const int64_t sg = -(int64_t)((mt >> 7) & 1);
-        const int64_t Ws = (W ^ sg) - sg;
-        const int key = (int)(mt >> 8) + WBW(Wp);
-        __int128 *restrict bin = ((q & 1) ? b1 : b0) + key;
-        const uint64_t *restrict dg = fd + i * nd;
-        switch (c) {
-        default:
-            for (int d = c - 1; d >= 4; d--)
+        for (int t = 0; t < m; t++) {
+            __int128 *restrict bin = ((t & 1) ? b1 : b0) + kk[t];
+            const uint64_t *restrict dg = fd + ki[t] * nd;
+            const int64_t Ws = kw[t];
+            for (int d = 0; d < CM; d++)
                 madd(bin + DSTEP * d, Ws, dg[d]);
-            /* fall through */
-        case 4:
-            madd(bin + 3 * DSTEP, Ws, dg[3]);
-            /* fall through */
-        case 3:
-            madd(bin + 2 * DSTEP, Ws, dg[2]);
-            /* fall through */
-        case 2:
-            madd(bin + DSTEP, Ws, dg[1]);
-            /* fall through */
-        case 1:
-            madd(bin, Ws, dg[0]);
         }
-        lo = key < lo ? key : lo;
-        hi = key + DSTEP * (c - 1) > hi ? key + DSTEP * (c - 1) : hi;
     }
     A->lo = lo;
-    A->hi = hi;
+    if (kmax >= 0 && kmax + DSTEP * (CM - 1) > A->hi)
+        A->hi = kmax + DSTEP * (CM - 1);
+}
+
+/* dot_plain with its digit count as a constant */
+static void dot_plain_cm(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
+                         const int64_t *ww, int64_t cnt, const int64_t *wd, int wsel,
+                         const uint8_t *flip)
+{
+#define DP_CASE(c)                                                                    \
+    case c:                                                                           \
+        if (!wsel)                                                                    \
+            dot_plain(A, f, off, ii, ww, cnt, wd, 0, NULL, c);                        \
+        else if (flip)                                                                \
+            dot_plain(A, f, off, ii, ww, cnt, wd, wsel, flip, c);                     \
+        else                                                                          \
+            dot_plain(A, f, off, ii, ww, cnt, wd, wsel, NULL, c);                     \
+        return;
+    switch (f->cm) {
+    case 0: return; /* every value is +-0 */
+        DP_CASE(1)
+        DP_CASE(2)
+        DP_CASE(3)
+        DP_CASE(4)
+        DP_CASE(5)
+    default: dot_plain(A, f, off, ii, ww, cnt, wd, wsel, flip, f->cm); return;
+    }
+#undef DP_CASE
 }
 
 static void dot_general(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
@@ -332,13 +363,9 @@ void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t
         A->adds += m * f->nd;
         const int64_t *iq = ii + q0, *wq = ww + q0;
         if (!xsel && !absval && wmod == LRP_WM_ID)
-            dot_plain(A, f, off, iq, wq, m, wd, 0, NULL);
-        else if (!xsel && !absval && wmod == LRP_WM_POS && flip)
-            dot_plain(A, f, off, iq, wq, m, wd, 1, flip);
-        else if (!xsel && !absval && wmod == LRP_WM_POS)
-            dot_plain(A, f, off, iq, wq, m, wd, 1, NULL);
-        else if (!xsel && !absval && wmod == LRP_WM_NEG)
-            dot_plain(A, f, off, iq, wq, m, wd, -1, flip);
+            dot_plain_cm(A, f, off, iq, wq, m, wd, 0, NULL);
+        else if (!xsel && !absval && (wmod == LRP_WM_POS || wmod == LRP_WM_NEG))
+            dot_plain_cm(A, f, off, iq, wq, m, wd, wmod == LRP_WM_POS ? 1 : -1, flip);
         else
             dot_general(A, f, off, iq, wq, m, wd, wmod, xsel, absval, flip);
     }

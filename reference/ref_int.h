@@ -93,7 +93,9 @@ typedef struct ref_fx {
     int64_t n;
     int nd;         /* digit slots per value */
     long base;      /* v = sign sum_d dig[d] 2^(16 (lev + 3 d)) 2^base */
-    int nlev;       /* keys used: max lev + 3 nd */
+    int nlev;       /* keys used: max lev + 6 nd (the kernel's fixed-count
+                     * digit loop may run cm digits from a value's first) */
+    int cm;         /* most digits any value uses (0: all zero) */
     uint32_t *meta; /* lev << 8 | neg << 7 | digits used (0: the value is +-0) */
     uint64_t *dig;  /* n * nd, each < 2^48 */
 } ref_fx;

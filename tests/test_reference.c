@@ -862,6 +862,115 @@ static void t_multi_layer(void **s)
         }
 }
 
+/* The digit kernel on its own, against sums formed exactly in MPFR: the
+ * highest keys it can reach (values at the tensor's top level whose only
+ * nonzero digit is their last, next to values using every digit, times the
+ * largest binary32 weights, bw = 16: its fixed-count digit loop then runs
+ * 2 nd - 1 digits above the top level; ASan sees a bin past the end if the
+ * accumulator is short), ReLU zeros, +-0 weights and each weight selection
+ * (w, w+, w-), at p = 128 and p + 64.  The top value's power of two takes
+ * 16 exponents in turn, so its bit falls in the last digit for some of
+ * them whatever the tensor's grid.  The kernel's sum is an exact integer
+ * times a power of two, so it is compared for equality with the exact sum
+ * (MPFR at 4000 bits holds every partial sum here exactly: the terms span
+ * about 400 bits). */
+static void t_fx_keys_exact(void **s)
+{
+    (void)s;
+    enum { n = 97 };
+    int64_t ii[n], ww[n], wd[n];
+    float w[n];
+    for (int i = 0; i < n; i++) {
+        ii[i] = i;
+        ww[i] = i;
+        /* the largest exponents (bw = 16), +-0, and ordinary weights */
+        w[i] = i % 5 == 0   ? (i % 2 ? -0.0f : 0.0f)
+               : i % 4 == 0 ? ldexpf((float)(1 + rbelow(1u << 23)) / 8388608.0f + 1.0f,
+                                     120 + (int)rbelow(7))
+                            : ((float)rbelow(1u << 24) - 8388608.0f) / 8388608.0f;
+        if (i % 7 == 0)
+            w[i] = -w[i];
+    }
+    /* the top values' weights: the largest, of both signs */
+    w[1] = 1.5f * 0x1p126f;
+    w[2] = -1.25f * 0x1p126f;
+    lrp_ref_fx_weights(wd, w, n);
+    mpz_t z;
+    mpz_init(z);
+    mpfr_t ex, pr, got;
+    mpfr_inits2(4000, ex, pr, got, (mpfr_ptr)0);
+    for (int pi = 0; pi < 2; pi++) {
+        int last_only = 0; /* exponents with the top value in its last digit alone */
+        mpfr_prec_t p = pi ? 192 : 128;
+        mpfr_ptr x = malloc(n * sizeof(__mpfr_struct)); /* contiguous, as a tensor */
+        assert_non_null(x);
+        for (int i = 0; i < n; i++) {
+            mpfr_init2(x + i, p);
+            if (i % 3 == 0)
+                mpfr_set_zero(x + i, i % 2 ? -1 : 1); /* ReLU zeros */
+            else {
+                mpfr_set_ui(x + i, 0, MPFR_RNDN);
+                for (int k = 0; k < 4; k++) { /* a full mantissa of random bits */
+                    mpfr_mul_2ui(x + i, x + i, 48, MPFR_RNDN);
+                    mpfr_add_ui(x + i, x + i, (unsigned long)rbelow(1u << 30) * 262144u + rbelow(262144),
+                                MPFR_RNDN);
+                }
+                mpfr_mul_2si(x + i, x + i, -(long)rbelow(40) - 150, MPFR_RNDN);
+                if (i % 2)
+                    mpfr_neg(x + i, x + i, MPFR_RNDN);
+            }
+        }
+        for (int t = 0; t < 16; t++) {
+            /* x[1] and x[2], above every other value: the kept taps next to
+             * each other, so one of them is in the accumulator's last bank */
+            mpfr_set_ui_2exp(x + 1, 1, 60 + t, MPFR_RNDN);
+            mpfr_set_si_2exp(x + 2, -1, 60 + t, MPFR_RNDN);
+            ref_fx f;
+            assert_int_equal(lrp_ref_fx_build(&f, x, n), 1);
+            assert_int_equal(f.cm, f.nd); /* the fixed-count loop runs every digit */
+            {
+                /* the top value's bit on the tensor's 16-bit grid: digit
+                 * (64 l - 1 + s) / 48 of its nd, s its shift on the grid */
+                long l = (p + 63) / 64, lsb = (long)mpfr_get_exp(x + 1) - 64 * l;
+                long sh = (lsb - f.base) & 15;
+                last_only += (int)(f.meta[1] & 127) == 1 && (64 * l - 1 + sh) / 48 == f.nd - 1;
+            }
+            ref_fxacc *A = lrp_ref_fxacc_new(f.nlev);
+            assert_non_null(A);
+            for (int wm = 0; wm < 3; wm++) {
+                int mod = wm == 0 ? LRP_WM_ID : wm == 1 ? LRP_WM_POS : LRP_WM_NEG;
+                mpfr_set_zero(ex, 1);
+                for (int i = 0; i < n; i++) {
+                    if ((mod == LRP_WM_POS && !(w[i] > 0)) || (mod == LRP_WM_NEG && !(w[i] < 0)))
+                        continue;
+                    mpfr_set_flt(pr, w[i], MPFR_RNDN);
+                    mpfr_mul(pr, pr, x + i, MPFR_RNDN); /* exact at 4000 bits */
+                    mpfr_add(ex, ex, pr, MPFR_RNDN);    /* exact: see above */
+                }
+                assert_false(mpfr_zero_p(ex));
+                lrp_ref_fxacc_clear(A);
+                lrp_ref_fxacc_dot(A, &f, 0, ii, ww, n, wd, mod, 0, 0, NULL);
+                long e;
+                lrp_ref_fxacc_get_z(z, &e, A, &f);
+                mpfr_set_z_2exp(got, z, e, MPFR_RNDN); /* exact: z has < 4000 bits */
+                assert_true(mpfr_equal_p(got, ex));
+            }
+            lrp_ref_fxacc_free(A);
+            lrp_ref_fx_free(&f);
+        }
+        for (int i = 0; i < n; i++)
+            mpfr_clear(x + i);
+        free(x);
+        /* the edge is reached: at p = 128 the top bit of a shifted 128-bit
+         * mantissa (bit 127 + s, s < 16) is always in digit 2 of 0..2; at
+         * p + 64 (bit 191 + s) in digit 4 of 0..4 unless s = 0 */
+        print_message("t_fx_keys_exact: p = %d: %d of 16\n", (int)p, last_only);
+        assert_true(last_only >= 15);
+    }
+    mpfr_clears(ex, pr, got, (mpfr_ptr)0);
+    mpz_clear(z);
+}
+
 /* The digit kernel's fold (bins carried up before they could overflow: in
  * practice only for fan-ins beyond a million) run after every tap and on
  * every bin beyond 2^70: the same bits as the unfolded run, everywhere. */
@@ -1198,6 +1307,7 @@ int main(void)
         cmocka_unit_test(t_multi_layer),
         cmocka_unit_test(t_threads_bitwise),
         cmocka_unit_test(t_fold_bitwise),
+        cmocka_unit_test(t_fx_keys_exact),
         cmocka_unit_test(t_canonize_kernels),
         cmocka_unit_test(t_gamma_captum),
         cmocka_unit_test(t_bn_pass),
