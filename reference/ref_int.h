@@ -96,6 +96,7 @@ typedef struct ref_fx {
     int nlev;       /* keys used: max lev + 6 nd (the kernel's fixed-count
                      * digit loop may run cm digits from a value's first) */
     int cm;         /* most digits any value uses (0: all zero) */
+    int64_t nzero;  /* values that are +-0 */
     uint32_t *meta; /* lev << 8 | neg << 7 | digits used (0: the value is +-0) */
     uint64_t *dig;  /* n * nd, each < 2^48 */
 } ref_fx;
