@@ -34,7 +34,12 @@ endif
 BUILD ?= build
 CC ?= cc
 PKGS := mpfr hdf5 cmocka
-PKG_CFLAGS := $(shell pkg-config --cflags hdf5 cmocka 2>/dev/null)
+# One pkg-config call a package: pkg-config prints nothing at all when any
+# package it is asked for is missing, and cmocka is installed only for the
+# tests (scripts/deps.sh tiers), so `make run` on a fresh machine lost
+# HDF5's include directory when both were asked together.
+PKG_CFLAGS := $(shell pkg-config --cflags hdf5 2>/dev/null) \
+              $(shell pkg-config --cflags cmocka 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs hdf5 2>/dev/null)
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
