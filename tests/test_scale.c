@@ -332,6 +332,51 @@ static void test_progress_silent_in_logs(void **state)
         fail_msg("compare: exit %d: %s", rc, err);
     if (err[0])
         fail_msg("compare printed on a non-terminal stderr without --progress: '%s'", err);
+    char out[1300];
+    snprintf(out, sizeof out, "%s/silent.ref.h5", dir);
+    const char *ra[] = {"reference", small, "--out", out, "--trace-only", NULL};
+    rc = run_cli(NULL, ra);
+    if (rc != 0)
+        fail_msg("reference: exit %d: %s", rc, err);
+    if (err[0])
+        fail_msg("reference printed on a non-terminal stderr without --progress: '%s'", err);
+}
+
+/* reference and fast: the same line for their one engine run (issue 14:
+ * progress on any run longer than a couple of seconds; a VGG-16 or
+ * BERT-base reference runs for minutes), then the trace's writing */
+static void test_progress_reference_and_fast(void **state)
+{
+    (void)state;
+    char out[1300];
+    const char *cmds[] = {"reference", "fast"};
+    const char *label[] = {"reference p=128 (1/1)", "float32 fast path (1/1)"};
+    for (int c = 0; c < 2; c++) {
+        snprintf(out, sizeof out, "%s/progress.%s.h5", dir, cmds[c]);
+        /* (small holds a fastpath trace: fast writes a copy) */
+        const char *a[] = {cmds[c], small, "--out", out, "--progress", c ? NULL : "--trace-only",
+                           NULL};
+        int rc = run_cli(NULL, a);
+        if (rc != 0)
+            fail_msg("%s --progress: exit %d: %s", cmds[c], rc, err);
+        const char *want[] = {label[c], "small.h5", "elapsed", "writing ", out, "done in"};
+        for (size_t k = 0; k < sizeof want / sizeof want[0]; k++)
+            if (!strstr(err, want[k]))
+                fail_msg("%s --progress: no '%s' in stderr:\n%s", cmds[c], want[k], err);
+        /* the run's line comes first, then one line for the writing and
+         * one for the end */
+        const char *run = strstr(err, label[c]), *wr = strstr(err, "writing ");
+        if (!(run < wr) || strstr(wr + 1, "writing ") ||
+            strstr(strstr(err, "done in") + 1, "done in") || strstr(err, "done in") < wr)
+            fail_msg("%s --progress: lines out of order or repeated:\n%s", cmds[c], err);
+    }
+    /* an error after the run: its line after the progress lines */
+    const char *again[] = {"fast", small, "--out", out, "--trace-only", "--progress", NULL};
+    int rc = run_cli(NULL, again);
+    const char *why = strstr(err, "already holds a trace 'fastpath'");
+    if (rc != 2 || !why || why < strstr(err, "writing "))
+        fail_msg("fast --trace-only of a file with that trace: want exit 2 and its line last: "
+                 "%d\n%s", rc, err);
 }
 
 /* --progress: one line per phase with the file and the elapsed time, and a
@@ -457,6 +502,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_progress_silent_in_logs),
         cmocka_unit_test(test_progress_when_asked),
+        cmocka_unit_test(test_progress_reference_and_fast),
         cmocka_unit_test(test_check_memory_bounded),
         cmocka_unit_test(test_compare_memory_bounded),
         cmocka_unit_test(test_compare_memory_per_value),

@@ -174,6 +174,7 @@ typedef struct cli_progress {
     double *cum;  /* per-layer cost, cumulative (nl + 1) */
     char lname[64];
     int li, bwd, in_layers, shown;
+    char step[96]; /* what runs after the layers (cli_progress_step); "" none */
 } cli_progress;
 /* asked: --progress.  Silent unless stderr is a terminal or asked. */
 void cli_progress_init(cli_progress *p, int asked);
@@ -181,6 +182,14 @@ void cli_progress_init(cli_progress *p, int asked);
  * file's run; compare: the run judges a trace (no float32 phases). */
 void cli_progress_begin(cli_progress *p, struct lrp_check_opts *co, const char *file, int file_k,
                         int n_files, int compare);
+/* The same line for one engine run of `reference` (reference 1) or `fast`
+ * (0) on FILE: one phase, per layer; then cli_progress_step names what
+ * follows the run (the trace's gathering and writing). */
+void cli_progress_begin_run(cli_progress *p, const char *file, int reference, int prec);
+void cli_progress_step(cli_progress *p, const char *what);
+/* Erases the line on the terminal, if one shows, before an error line
+ * (cli_fail and cli_usage_error call it); the next update redraws it. */
+void cli_progress_erase(void);
 /* Erases the line (terminal) or notes the end (log); removes the hook. */
 void cli_progress_clear(cli_progress *p);
 

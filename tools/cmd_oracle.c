@@ -874,7 +874,10 @@ int cmd_trace(int argc, char **argv)
     "  --trace-only   OUT holds only the trace and names FILE (a trace file,\n" \
     "                 docs/FORMAT.md): nothing of FILE is copied; compare,\n" \
     "                 info and check read OUT as FILE with the trace added, and\n" \
-    "                 refuse it if FILE has changed since (size and digest).\n"
+    "                 refuse it if FILE has changed since (size and digest).\n" \
+    "  --progress     per-layer progress on stderr, with the time elapsed and\n" \
+    "                 an estimate of what is left, even when stderr is not a\n" \
+    "                 terminal (on a terminal it shows for runs over 2 s)\n"
 
 typedef struct digest_job {
     const char *path;
@@ -1066,6 +1069,7 @@ static int write_trace(int argc, char **argv, int reference)
                                      "never rewritten.\n\n"
                                      TRACE_ONLY_HELP);
     if (rc >= 0 || (rc = refuse_unused(&o, SEEN(OPT_OUT) | SEEN(OPT_TRACE_ONLY) |
+                                               SEEN(OPT_PROGRESS) |
                                                (reference ? SEEN(OPT_SPLIT) : 0), cmd)) >= 0)
         return rc;
     if (argc - optind != 1)
@@ -1141,6 +1145,14 @@ static int write_trace(int argc, char **argv, int reference)
     /* only the relevance of every layer is stored: the engine mode skips
      * the audit data (same relevance bit for bit, tests/test_fastpath.c) */
     cli_phase("engine setup");
+    /* per layer on a terminal (or with --progress), rank 0's; the layer
+     * hook is removed as soon as the run ends (cli_progress_step), and an
+     * error line erases the line first (cli_fail) */
+    cli_progress prog;
+    cli_progress_init(&prog, o.progress && rank == 0);
+    if (rank > 0)
+        prog.mode = 0;
+    cli_progress_begin_run(&prog, path, reference, o.rules.prec);
     /* a rank with no samples (more ranks than samples) computes nothing */
     cli_split cs = {-1, 0, 0};
     lrp_status st = LRP_OK;
@@ -1153,6 +1165,12 @@ static int write_trace(int argc, char **argv, int reference)
         st = lrp_pipe_run_ex(&p, &be, &sub, LRP_PIPE_RELEVANCE, &e);
     }
     cli_phase("engine");
+    {
+        char what[160];
+        snprintf(what, sizeof what, "%s%s", gathered ? "gathering and writing " : "writing ",
+                 lrp_out_is_stdout(o.out) ? "to stdout" : o.out);
+        cli_progress_step(&prog, what);
+    }
     if (dth_on) {
         pthread_join(dth, NULL);
         cli_phase("digest (joined)");
@@ -1194,6 +1212,7 @@ static int write_trace(int argc, char **argv, int reference)
         return rc;
     }
     if (!st && o.trace_only && lrp_net_trace_find(net, source) >= 0) {
+        cli_progress_erase();
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
         lrp_net_free(net);
@@ -1343,6 +1362,7 @@ static int write_trace(int argc, char **argv, int reference)
     cli_phase("free");
     if (st)
         return cli_fail(&e);
+    cli_progress_clear(&prog);
     /* the file itself may be on stdout: the note then goes to stderr */
     fprintf(lrp_out_is_stdout(dst) ? stderr : stdout, "wrote trace '%s' to %s\n",
             reference ? "reference" : "fastpath", dst);

@@ -41,12 +41,14 @@ int cli_in_list(const char *list, const char *name)
 
 int cli_fail(const lrp_err *e)
 {
+    cli_progress_erase();
     fprintf(stderr, "lrp-oracle: %s\n", e->msg);
     return e->code == LRP_OK ? 0 : EXIT_USAGE;
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, const char *arg)
 {
+    cli_progress_erase();
     fprintf(stderr, "lrp-oracle %s: ", cmd);
     fprintf(stderr, fmt, arg);
     fprintf(stderr, " (see 'lrp-oracle %s --help')\n", cmd);

@@ -6,6 +6,11 @@
  *
  *   [1/1] vgg16.h5: reference p=128 (2/5) backward 12/38 'conv4_3', 1:04 elapsed, ~2:30 left
  *
+ * `reference` and `fast` show the same line for their one engine run, then
+ * what follows it (gathering and writing the trace):
+ *
+ *   [1/1] vgg16.h5: reference p=128 (1/1) backward 3/38 'fc7', 2:10 elapsed, ~2:40 left
+ *
  * --progress asks for it whatever stderr is; when stderr is not a terminal
  * (a CI log) it prints plain lines instead: one as each phase starts and at
  * most one every 10 s within a phase.  Without --progress nothing is
@@ -62,6 +67,19 @@ static void fmt_time(char *buf, size_t n, double s)
         snprintf(buf, n, "%ld:%02ld", t / 60, t % 60);
 }
 
+/* the line on the terminal now, erased before an error line is printed
+ * (cli_progress_erase) */
+static cli_progress *g_live;
+
+void cli_progress_erase(void)
+{
+    if (g_live && g_live->mode == 1 && g_live->shown) {
+        fprintf(stderr, "\r\033[K");
+        fflush(stderr);
+        g_live->shown = 0;
+    }
+}
+
 static void show(cli_progress *p, int force)
 {
     double t = now_s();
@@ -101,18 +119,22 @@ static void show(cli_progress *p, int force)
         len += snprintf(line + len, sizeof line - (size_t)len, " p=%d", p->prec);
     if (len < (int)sizeof line)
         len += snprintf(line + len, sizeof line - (size_t)len, " (%d/%d)", p->k + 1, p->n_phases);
-    if (p->cum && p->in_layers && len < (int)sizeof line)
+    if (p->step[0] && len < (int)sizeof line)
+        len += snprintf(line + len, sizeof line - (size_t)len, " %s", p->step);
+    else if (p->cum && p->in_layers && len < (int)sizeof line)
         len += snprintf(line + len, sizeof line - (size_t)len, " %s %d/%d '%s'",
                         p->bwd ? "backward" : "forward", p->bwd ? p->nl - p->li : p->li + 1,
                         p->nl, p->lname);
     if (len < (int)sizeof line)
         len += snprintf(line + len, sizeof line - (size_t)len, ", %s elapsed", e1);
-    if (frac > 0.02 && frac < 1 && el > 1.0 && len < (int)sizeof line) {
+    if (!p->step[0] && frac > 0.02 && frac < 1 && el > 1.0 && len < (int)sizeof line) {
         fmt_time(e2, sizeof e2, el * (1 - frac) / frac);
         len += snprintf(line + len, sizeof line - (size_t)len, ", ~%s left", e2);
     }
-    if (p->mode == 1)
+    if (p->mode == 1) {
         fprintf(stderr, "\r%s\033[K", line);
+        g_live = p;
+    }
     else
         fprintf(stderr, "lrp-oracle: %s\n", line);
     fflush(stderr);
@@ -177,6 +199,7 @@ void cli_progress_begin(cli_progress *p, lrp_check_opts *co, const char *file, i
     p->t0 = now_s();
     p->last = 0;
     p->k = 0;
+    p->step[0] = 0;
     free(p->cum);
     p->cum = NULL;
     p->net = NULL;
@@ -201,9 +224,45 @@ void cli_progress_begin(cli_progress *p, lrp_check_opts *co, const char *file, i
     lrp_pipe_set_progress(on_layer, p);
 }
 
+void cli_progress_begin_run(cli_progress *p, const char *file, int reference, int prec)
+{
+    if (p->mode == 0)
+        return;
+    p->file = file;
+    p->file_k = p->n_files = 1;
+    p->prec = prec;
+    p->t0 = now_s();
+    p->last = 0;
+    p->k = 0;
+    p->step[0] = 0;
+    free(p->cum);
+    p->cum = NULL;
+    p->net = NULL;
+    p->nl = 0;
+    p->in_layers = 0;
+    p->phase = p->seq[0] = reference ? LRP_PHASE_REFERENCE : LRP_PHASE_SUBJECT;
+    p->n_phases = 1;
+    lrp_pipe_set_progress(on_layer, p);
+    show(p, 1);
+}
+
+void cli_progress_step(cli_progress *p, const char *what)
+{
+    if (p->mode == 0 || !p->file)
+        return;
+    lrp_pipe_set_progress(NULL, NULL);
+    free(p->cum); /* the layers are done */
+    p->cum = NULL;
+    p->net = NULL;
+    snprintf(p->step, sizeof p->step, "%s", what);
+    show(p, 1);
+}
+
 void cli_progress_clear(cli_progress *p)
 {
     lrp_pipe_set_progress(NULL, NULL);
+    if (g_live == p)
+        g_live = NULL;
     if (p->mode == 1 && p->shown)
         fprintf(stderr, "\r\033[K");
     else if (p->mode == 2 && p->file)
@@ -213,6 +272,7 @@ void cli_progress_clear(cli_progress *p)
         fflush(stderr);
     p->shown = 0;
     p->file = NULL;
+    p->step[0] = 0;
     free(p->cum);
     p->cum = NULL;
     p->net = NULL;
