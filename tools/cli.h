@@ -171,7 +171,8 @@ typedef struct cli_progress {
      * shows of it is copied: its layer count, costs and current name */
     const lrp_net *net;
     int nl;
-    double *cum;  /* per-layer cost, cumulative (nl + 1) */
+    double *cum;  /* per-layer forward cost, cumulative (nl + 1) */
+    double *cumb; /* the backward's, in the same allocation */
     char lname[64];
     int li, bwd, in_layers, shown;
     char step[96]; /* what runs after the layers (cli_progress_step); "" none */
