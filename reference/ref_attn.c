@@ -36,16 +36,31 @@ static int masked(const uint8_t *mask, int64_t mrows, int64_t r, int64_t cols, i
     return mpfr_inf_p(x) && mpfr_sgn(x) < 0;
 }
 
-void lrp_ref_softmax_fwd(void *c, void *out, const void *x, const uint8_t *mask, int64_t mrows,
-                         int64_t rows, int64_t cols)
+/* softmax_fwd, softmax_taylor and rowsum compute each row from its own
+ * inputs alone: the rows run in chunks on the context's threads
+ * (lrp_ref_par_values), with the bits of one thread. */
+typedef struct sm_job {
+    mpfr_prec_t prec;
+    mpfr_ptr out, absb, absm;
+    mpfr_srcptr x, xr, s, R;
+    const uint8_t *mask;
+    int64_t mrows, cols;
+} sm_job;
+
+static void smf_range(void *arg, int64_t lo, int64_t hi)
 {
-    mpfr_prec_t p = CX(c)->prec, q = p + 64;
+    const sm_job *J = arg;
+    const uint8_t *mask = J->mask;
+    const int64_t mrows = J->mrows, cols = J->cols;
+    const void *x = J->x;
+    void *out = J->out;
+    mpfr_prec_t p = J->prec, q = p + 64;
     mpfr_t m, t, sum;
     mpfr_ptr e = lrp_ref_tensor_new(q, cols);
     mpfr_ptr *pp = malloc((size_t)(cols ? cols : 1) * sizeof *pp);
     LRP_ASSERT(e && pp);
     mpfr_inits2(q, m, t, sum, (mpfr_ptr)0);
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = lo; r < hi; r++) {
         mpfr_srcptr xr = TC(x) + r * cols;
         mpfr_ptr o = T(out) + r * cols;
         int any = 0;
@@ -79,18 +94,28 @@ void lrp_ref_softmax_fwd(void *c, void *out, const void *x, const uint8_t *mask,
     free(pp);
 }
 
-void lrp_ref_softmax_taylor(void *c, void *rin, void *absb, void *absm, const void *x,
-                            const void *xr, const void *s, const void *R, const uint8_t *mask,
-                            int64_t mrows, int64_t rows, int64_t cols)
+void lrp_ref_softmax_fwd(void *c, void *out, const void *x, const uint8_t *mask, int64_t mrows,
+                         int64_t rows, int64_t cols)
 {
-    mpfr_prec_t p = CX(c)->prec, q = 2 * p + 64;
+    sm_job J = {CX(c)->prec, T(out), NULL, NULL, TC(x), NULL, NULL, NULL, mask, mrows, cols};
+    lrp_ref_par_values(CX(c), rows, cols, smf_range, &J);
+}
+
+static void smt_range(void *arg, int64_t lo, int64_t hi)
+{
+    const sm_job *J = arg;
+    const uint8_t *mask = J->mask;
+    const int64_t mrows = J->mrows, cols = J->cols;
+    const void *x = J->x, *xr = J->xr, *s = J->s, *R = J->R;
+    void *rin = J->out, *absb = J->absb, *absm = J->absm;
+    mpfr_prec_t p = J->prec, q = 2 * p + 64;
     mpfr_t sR, xbar, d, one, tb, tm;
     mpfr_ptr tmp = lrp_ref_tensor_new(q, 2 * cols + 1);
     mpfr_ptr *pp = malloc((size_t)(2 * cols + 1) * sizeof *pp);
     LRP_ASSERT(tmp && pp);
     mpfr_inits2(q, sR, xbar, d, one, tb, tm, (mpfr_ptr)0);
     mpfr_set_ui(one, 1, MPFR_RNDN);
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = lo; r < hi; r++) {
         mpfr_srcptr X = TC(x) + r * cols, XR = TC(xr) + r * cols, S = TC(s) + r * cols,
                     RR = TC(R) + r * cols;
         mpfr_ptr o = T(rin) + r * cols;
@@ -148,16 +173,33 @@ void lrp_ref_softmax_taylor(void *c, void *rin, void *absb, void *absm, const vo
     free(pp);
 }
 
-void lrp_ref_rowsum(void *c, void *out, const void *a, int64_t rows, int64_t cols)
+void lrp_ref_softmax_taylor(void *c, void *rin, void *absb, void *absm, const void *x,
+                            const void *xr, const void *s, const void *R, const uint8_t *mask,
+                            int64_t mrows, int64_t rows, int64_t cols)
 {
+    sm_job J = {CX(c)->prec, T(rin), T(absb), absm ? T(absm) : NULL, TC(x), TC(xr), TC(s), TC(R),
+                mask, mrows, cols};
+    lrp_ref_par_values(CX(c), rows, cols, smt_range, &J);
+}
+
+static void rowsum_range(void *arg, int64_t lo, int64_t hi)
+{
+    const sm_job *J = arg;
+    const int64_t cols = J->cols;
     mpfr_ptr *pp = malloc((size_t)(cols ? cols : 1) * sizeof *pp);
     LRP_ASSERT(pp);
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = lo; r < hi; r++) {
         for (int64_t k = 0; k < cols; k++)
-            pp[k] = (mpfr_ptr)(TC(a) + r * cols + k);
-        mpfr_sum(T(out) + r, pp, (unsigned long)cols, MPFR_RNDN);
+            pp[k] = (mpfr_ptr)(J->x + r * cols + k);
+        mpfr_sum(J->out + r, pp, (unsigned long)cols, MPFR_RNDN);
     }
     free(pp);
+}
+
+void lrp_ref_rowsum(void *c, void *out, const void *a, int64_t rows, int64_t cols)
+{
+    sm_job J = {CX(c)->prec, T(out), NULL, NULL, TC(a), NULL, NULL, NULL, NULL, 1, cols};
+    lrp_ref_par_values(CX(c), rows, cols, rowsum_range, &J);
 }
 
 typedef struct bmm_job {
@@ -179,6 +221,16 @@ static void bmm_range(void *arg, int64_t lo, int64_t hi)
     LRP_ASSERT(tmp && pp);
     mpfr_init2(cf, 24);
     mpfr_set_flt(cf, G->c, MPFR_RNDN);
+    /* c = 2^e > 0 (1 for A V, 1 / sqrt(d) = 2^-3 for Q K^T at d = 64):
+     * the rounded sum of the products is scaled after the sum instead of
+     * each product before it, one mpfr_mul a term fewer.  The same bits:
+     * a power of two commutes with rounding to p bits (MPFR's exponent
+     * range leaves no overflow or underflow here), and a positive one
+     * keeps every sign, a zero's included. */
+    long e2 = 0;
+    int pow2 = G->c > 0 && mpfr_regular_p(cf) && mpfr_cmp_ui_2exp(cf, 1, mpfr_get_exp(cf) - 1) == 0;
+    if (pow2)
+        e2 = (long)mpfr_get_exp(cf) - 1;
     for (int64_t row = lo; row < hi; row++) {
         int64_t m = row % G->M, i2 = row / G->M % G->n2, i1 = row / G->M / G->n2;
         mpfr_srcptr a = J->a + i1 * G->a1 + i2 * G->a2 + m * G->am;
@@ -187,11 +239,14 @@ static void bmm_range(void *arg, int64_t lo, int64_t hi)
         for (int64_t n = 0; n < G->N; n++) {
             for (int64_t k = 0; k < G->K; k++) {
                 mpfr_mul(tmp + k, a + k * G->ak, b + k * G->bk + n * G->bn, MPFR_RNDN);
-                mpfr_mul(tmp + k, tmp + k, cf, MPFR_RNDN); /* exact at 2p + 24 */
+                if (!pow2)
+                    mpfr_mul(tmp + k, tmp + k, cf, MPFR_RNDN); /* exact at 2p + 24 */
                 pp[k] = tmp + k;
             }
             /* an exact zero is -0 iff every product is -0 (mpfr_sum, IEEE) */
             mpfr_sum(o + n * G->on, pp, (unsigned long)G->K, MPFR_RNDN);
+            if (pow2 && e2)
+                mpfr_mul_2si(o + n * G->on, o + n * G->on, e2, MPFR_RNDN);
         }
     }
     mpfr_clear(cf);

@@ -111,18 +111,29 @@ static void set_neg(mpfr_ptr o, mpfr_srcptr a)
         mpfr_set_zero(o, 1);
 }
 
-static void b_ew(void *c, lrp_ew_op op, void *out, const void *a, const void *b, float c1,
-                 float c2, int64_t n)
+/* The element-wise and row-wise ops below each compute an element (or a
+ * row) from its own inputs alone, so they run in chunks on the threads
+ * (lrp_ref_par_values) with the bits of one thread: a BERT-base reference
+ * spent half its wall time in them on one core (docs/SCALING.md). */
+typedef struct ew_job {
+    lrp_ew_op op;
+    mpfr_ptr out;
+    mpfr_srcptr a, b;
+    float c1, c2;
+} ew_job;
+
+static void ew_range(void *arg, int64_t lo, int64_t hi)
 {
+    const ew_job *J = arg;
     mpfr_t f1, f2;
     mpfr_init2(f1, 24);
     mpfr_init2(f2, 24);
-    mpfr_set_flt(f1, c1, MPFR_RNDN);
-    mpfr_set_flt(f2, c2, MPFR_RNDN);
-    for (int64_t i = 0; i < n; i++) {
-        mpfr_ptr o = T(out) + i;
-        mpfr_srcptr x = a ? TC(a) + i : NULL, y = b ? TC(b) + i : NULL;
-        switch (op) {
+    mpfr_set_flt(f1, J->c1, MPFR_RNDN);
+    mpfr_set_flt(f2, J->c2, MPFR_RNDN);
+    for (int64_t i = lo; i < hi; i++) {
+        mpfr_ptr o = J->out + i;
+        mpfr_srcptr x = J->a ? J->a + i : NULL, y = J->b ? J->b + i : NULL;
+        switch (J->op) {
         case LRP_EW_ZERO: mpfr_set_zero(o, 1); break;
         case LRP_EW_COPY: mpfr_set(o, x, MPFR_RNDN); break;
         case LRP_EW_ADD: mpfr_add(o, x, y, MPFR_RNDN); break;
@@ -138,45 +149,94 @@ static void b_ew(void *c, lrp_ew_op op, void *out, const void *a, const void *b,
     mpfr_clear(f2);
 }
 
-static void b_row(void *c, lrp_row_op op, void *out, const void *a, const void *v, int64_t rows,
-                  int64_t cols, int64_t vmod)
+static void b_ew(void *c, lrp_ew_op op, void *out, const void *a, const void *b, float c1,
+                 float c2, int64_t n)
 {
-    for (int64_t r = 0; r < rows; r++) {
-        mpfr_srcptr s = TC(v) + r % vmod;
-        for (int64_t k = 0; k < cols; k++) {
-            int64_t i = r * cols + k;
-            switch (op) {
-            case LRP_ROW_MUL: mpfr_mul(T(out) + i, TC(a) + i, s, MPFR_RNDN); break;
-            case LRP_ROW_ADD: mpfr_add(T(out) + i, TC(a) + i, s, MPFR_RNDN); break;
-            case LRP_ROW_SET: mpfr_set(T(out) + i, s, MPFR_RNDN); break;
+    ew_job J = {op, T(out), a ? TC(a) : NULL, b ? TC(b) : NULL, c1, c2};
+    lrp_ref_par_values(CX(c), n, 1, ew_range, &J);
+}
+
+typedef struct row_job {
+    lrp_row_op op;
+    mpfr_ptr out;
+    mpfr_srcptr a, v;
+    int64_t cols, vmod;
+} row_job;
+
+static void row_range(void *arg, int64_t lo, int64_t hi)
+{
+    const row_job *J = arg;
+    for (int64_t r = lo; r < hi; r++) {
+        mpfr_srcptr s = J->v + r % J->vmod;
+        for (int64_t k = 0; k < J->cols; k++) {
+            int64_t i = r * J->cols + k;
+            switch (J->op) {
+            case LRP_ROW_MUL: mpfr_mul(J->out + i, J->a + i, s, MPFR_RNDN); break;
+            case LRP_ROW_ADD: mpfr_add(J->out + i, J->a + i, s, MPFR_RNDN); break;
+            case LRP_ROW_SET: mpfr_set(J->out + i, s, MPFR_RNDN); break;
             }
         }
     }
 }
 
+static void b_row(void *c, lrp_row_op op, void *out, const void *a, const void *v, int64_t rows,
+                  int64_t cols, int64_t vmod)
+{
+    row_job J = {op, T(out), a ? TC(a) : NULL, TC(v), cols, vmod};
+    lrp_ref_par_values(CX(c), rows, cols, row_range, &J);
+}
+
+typedef struct sum_job {
+    mpfr_ptr out;
+    const void *const *ins;
+    int k;
+} sum_job;
+
+static void sum_range(void *arg, int64_t lo, int64_t hi)
+{
+    const sum_job *J = arg;
+    mpfr_ptr p[LRP_MAX_INPUTS + 2];
+    for (int64_t i = lo; i < hi; i++) {
+        for (int q = 0; q < J->k; q++)
+            p[q] = T(J->ins[q]) + i;
+        mpfr_sum(J->out + i, p, (unsigned long)J->k, MPFR_RNDN);
+    }
+}
+
 static void b_sum_n(void *c, void *out, const void *const *ins, int k, int64_t n)
 {
-    mpfr_ptr p[LRP_MAX_INPUTS + 2];
-    for (int64_t i = 0; i < n; i++) {
-        for (int q = 0; q < k; q++)
-            p[q] = T(ins[q]) + i;
-        mpfr_sum(T(out) + i, p, (unsigned long)k, MPFR_RNDN);
-    }
+    sum_job J = {T(out), ins, k};
+    lrp_ref_par_values(CX(c), n, k, sum_range, &J);
 }
 
 /* ---- stabilizer (docs/SPEC.md section 5) ---- */
 
-static void b_stab_div(void *c, void *s, uint8_t *cls, const void *R, const void *den,
-                       const uint8_t *mask, lrp_stab_id stab, float eps, int empty_lost,
-                       int64_t n)
+typedef struct sd_job {
+    mpfr_prec_t prec;
+    mpfr_ptr s;
+    uint8_t *cls;
+    mpfr_srcptr R, den;
+    const uint8_t *mask;
+    lrp_stab_id stab;
+    float eps;
+    int empty_lost;
+} sd_job;
+
+static void sd_range(void *arg, int64_t lo, int64_t hi)
 {
+    const sd_job *J = arg;
+    uint8_t *cls = J->cls;
+    const uint8_t *mask = J->mask;
+    const lrp_stab_id stab = J->stab;
+    const float eps = J->eps;
+    const int empty_lost = J->empty_lost;
     mpfr_t st, fe;
-    mpfr_init2(st, CX(c)->prec);
+    mpfr_init2(st, J->prec);
     mpfr_init2(fe, 24);
     mpfr_set_flt(fe, eps, MPFR_RNDN);
-    for (int64_t j = 0; j < n; j++) {
-        mpfr_ptr sj = T(s) + j;
-        mpfr_srcptr d = TC(den) + j, r = TC(R) + j;
+    for (int64_t j = lo; j < hi; j++) {
+        mpfr_ptr sj = J->s + j;
+        mpfr_srcptr d = J->den + j, r = J->R + j;
         uint8_t k = 0;
         if (mask && !mask[j]) {
             mpfr_set_zero(sj, 1);
@@ -237,19 +297,38 @@ static void b_stab_div(void *c, void *s, uint8_t *cls, const void *R, const void
     mpfr_clear(fe);
 }
 
-static void b_absorb(void *c, void *const *abs, const void *R, const void *s, const void *bden,
-                     const uint8_t *cls, float coef, float eps, int64_t n)
+static void b_stab_div(void *c, void *s, uint8_t *cls, const void *R, const void *den,
+                       const uint8_t *mask, lrp_stab_id stab, float eps, int empty_lost,
+                       int64_t n)
 {
-    mpfr_prec_t p = CX(c)->prec;
+    sd_job J = {CX(c)->prec, T(s), cls, TC(R), TC(den), mask, stab, eps, empty_lost};
+    lrp_ref_par_values(CX(c), n, 1, sd_range, &J);
+}
+
+typedef struct ab_job {
+    mpfr_prec_t prec;
+    void *const *abs;
+    mpfr_srcptr R, s, bden;
+    const uint8_t *cls;
+    float coef, eps;
+} ab_job;
+
+static void ab_range(void *arg, int64_t lo, int64_t hi)
+{
+    const ab_job *J = arg;
+    void *const *abs = J->abs;
+    const void *bden = J->bden;
+    const uint8_t *cls = J->cls;
+    mpfr_prec_t p = J->prec;
     mpfr_t t, fc, fe;
     mpfr_init2(t, 2 * p + 64);
     mpfr_init2(fc, 24);
     mpfr_init2(fe, 24);
-    mpfr_set_flt(fc, coef, MPFR_RNDN);
-    mpfr_set_flt(fe, eps, MPFR_RNDN);
-    for (int64_t j = 0; j < n; j++) {
+    mpfr_set_flt(fc, J->coef, MPFR_RNDN);
+    mpfr_set_flt(fe, J->eps, MPFR_RNDN);
+    for (int64_t j = lo; j < hi; j++) {
         unsigned kind = cls[j] & LRP_CLS_KIND;
-        mpfr_srcptr sj = TC(s) + j, rj = TC(R) + j;
+        mpfr_srcptr sj = J->s + j, rj = J->R + j;
         mpfr_ptr a;
         switch (kind) {
         case LRP_K_NORMAL:
@@ -288,6 +367,13 @@ static void b_absorb(void *c, void *const *abs, const void *R, const void *s, co
     mpfr_clear(t);
     mpfr_clear(fc);
     mpfr_clear(fe);
+}
+
+static void b_absorb(void *c, void *const *abs, const void *R, const void *s, const void *bden,
+                     const uint8_t *cls, float coef, float eps, int64_t n)
+{
+    ab_job J = {CX(c)->prec, abs, TC(R), TC(s), bden ? TC(bden) : NULL, cls, coef, eps};
+    lrp_ref_par_values(CX(c), n, 1, ab_range, &J);
 }
 
 /* ---- threads ---- */
@@ -343,6 +429,17 @@ void lrp_ref_par_for(int threads, int64_t n, void (*fn)(void *, int64_t, int64_t
     for (int t = 1; t < threads; t++)
         if (started[t])
             pthread_join(th[t], NULL);
+}
+
+void lrp_ref_par_values(ref_ctx *cx, int64_t n, int64_t per,
+                        void (*fn)(void *, int64_t, int64_t), void *arg)
+{
+    int64_t min = cx->par_min > 0 ? cx->par_min : LRP_REF_PAR_MIN;
+    if (cx->threads > 1 && n > 1 && n * (per > 0 ? per : 1) >= min) {
+        cx->par_calls++;
+        lrp_ref_par_for(cx->threads, n, fn, arg);
+    } else
+        fn(arg, 0, n);
 }
 
 /* ---- pools ---- */

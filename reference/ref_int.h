@@ -32,6 +32,12 @@ void lrp_ref_softmax_taylor(void *c, void *rin, void *absb, void *absm, const vo
 void lrp_ref_rowsum(void *c, void *out, const void *a, int64_t rows, int64_t cols);
 void lrp_ref_bmm(void *c, void *out, const void *a, const void *b, const lrp_bmm *G);
 
+/* fn(arg, lo, hi) over [0, n): on the context's threads (lrp_ref_par_for)
+ * when the n items touch at least cx->par_min values in all (per values an
+ * item), else on the caller.  Each item must be computed on its own. */
+void lrp_ref_par_values(ref_ctx *cx, int64_t n, int64_t per,
+                        void (*fn)(void *, int64_t, int64_t), void *arg);
+
 /* Tensor allocation used by the backend (one block, MPFR custom
  * interface: no per-value malloc). */
 mpfr_ptr lrp_ref_tensor_new(mpfr_prec_t p, int64_t n);

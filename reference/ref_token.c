@@ -29,21 +29,39 @@
 #define T(t) ((mpfr_ptr)(t))
 #define TC(t) ((mpfr_srcptr)(t))
 
-void lrp_ref_norm_fwd(void *c, void *y, void *stat, const void *x, const float *w,
-                      const float *b, float eps, int rms, int64_t rows, int64_t F)
+/* Each op computes a row (norms) or a value (act_map) from its own inputs
+ * alone: the rows run in chunks on the context's threads
+ * (lrp_ref_par_values), with the bits of one thread. */
+typedef struct norm_job {
+    mpfr_prec_t prec;
+    mpfr_ptr y, stat, rin, absmean;
+    mpfr_srcptr x, s;
+    const float *w, *b;
+    float eps;
+    int rms, centre;
+    int64_t F;
+} norm_job;
+
+static void norm_fwd_range(void *arg, int64_t lo, int64_t hi)
 {
-    mpfr_prec_t p = ((ref_ctx *)c)->prec, wp = p + 64;
+    const norm_job *J = arg;
+    const float *w = J->w, *b = J->b;
+    const int rms = J->rms;
+    const int64_t F = J->F;
+    void *y = J->y, *stat = J->stat;
+    const void *x = J->x;
+    mpfr_prec_t p = J->prec, wp = p + 64;
     mpfr_t mu, var, sig, t, e, sq;
     mpfr_inits2(wp, mu, var, sig, t, NULL);
     mpfr_init2(e, 24);
     mpfr_init2(sq, 2 * wp);
-    mpfr_set_flt(e, eps, MPFR_RNDN);
+    mpfr_set_flt(e, J->eps, MPFR_RNDN);
     mpfr_ptr d = malloc((size_t)F * sizeof *d);
     mpfr_ptr *pp = malloc((size_t)F * sizeof *pp);
     LRP_ASSERT(d && pp);
     for (int64_t k = 0; k < F; k++)
         mpfr_init2(&d[k], wp);
-    for (int64_t q = 0; q < rows; q++) {
+    for (int64_t q = lo; q < hi; q++) {
         mpfr_srcptr xr = TC(x) + q * F;
         if (rms) {
             mpfr_set_zero(mu, 1);
@@ -94,10 +112,23 @@ void lrp_ref_norm_fwd(void *c, void *y, void *stat, const void *x, const float *
     mpfr_clears(mu, var, sig, t, e, sq, NULL);
 }
 
-void lrp_ref_norm_bwd(void *c, void *rin, void *absmean, const void *x, const void *stat,
-                      const float *w, const void *s, int centre, int64_t rows, int64_t F)
+void lrp_ref_norm_fwd(void *c, void *y, void *stat, const void *x, const float *w,
+                      const float *b, float eps, int rms, int64_t rows, int64_t F)
 {
-    mpfr_prec_t p = ((ref_ctx *)c)->prec, wp = p + 64;
+    norm_job J = {((ref_ctx *)c)->prec, T(y), T(stat), NULL, NULL, TC(x), NULL, w, b, eps, rms,
+                  0, F};
+    lrp_ref_par_values(c, rows, F, norm_fwd_range, &J);
+}
+
+static void norm_bwd_range(void *arg, int64_t lo, int64_t hi)
+{
+    const norm_job *J = arg;
+    const float *w = J->w;
+    const int centre = J->centre;
+    const int64_t F = J->F;
+    void *rin = J->rin, *absmean = J->absmean;
+    const void *x = J->x, *stat = J->stat, *s = J->s;
+    mpfr_prec_t p = J->prec, wp = p + 64;
     mpfr_t M, u, wk;
     mpfr_inits2(wp, M, u, NULL);
     mpfr_init2(wk, 24);
@@ -106,7 +137,7 @@ void lrp_ref_norm_bwd(void *c, void *rin, void *absmean, const void *x, const vo
     LRP_ASSERT(t && pp);
     for (int64_t k = 0; k < F; k++)
         mpfr_init2(&t[k], wp);
-    for (int64_t q = 0; q < rows; q++) {
+    for (int64_t q = lo; q < hi; q++) {
         mpfr_srcptr mu = TC(stat) + 2 * q, sig = TC(stat) + 2 * q + 1;
         /* t_k = (w_k / sigma) s_k */
         for (int64_t k = 0; k < F; k++) {
@@ -144,9 +175,28 @@ void lrp_ref_norm_bwd(void *c, void *rin, void *absmean, const void *x, const vo
     mpfr_clears(M, u, wk, NULL);
 }
 
-void lrp_ref_act_map(void *c, void *y, const void *x, int op, int64_t n)
+void lrp_ref_norm_bwd(void *c, void *rin, void *absmean, const void *x, const void *stat,
+                      const float *w, const void *s, int centre, int64_t rows, int64_t F)
 {
-    mpfr_prec_t p = ((ref_ctx *)c)->prec, wp = p + 64;
+    norm_job J = {((ref_ctx *)c)->prec, NULL, T(stat), T(rin), absmean ? T(absmean) : NULL,
+                  TC(x), TC(s), w, NULL, 0.0f, 0, centre, F};
+    lrp_ref_par_values(c, rows, F, norm_bwd_range, &J);
+}
+
+typedef struct act_job {
+    mpfr_prec_t prec;
+    mpfr_ptr y;
+    mpfr_srcptr x;
+    int op;
+} act_job;
+
+static void act_range(void *arg, int64_t lo, int64_t hi)
+{
+    const act_job *J = arg;
+    const int op = J->op;
+    void *y = J->y;
+    const void *x = J->x;
+    mpfr_prec_t p = J->prec, wp = p + 64;
     mpfr_t t, k1, k2;
     mpfr_inits2(wp, t, k1, k2, NULL);
     if (op == LRP_ACT_GELU) {
@@ -158,7 +208,7 @@ void lrp_ref_act_map(void *c, void *y, const void *x, int op, int64_t n)
         mpfr_sqrt(k1, k1, MPFR_RNDN);                   /* sqrt(2 / pi) */
         mpfr_set_str(k2, "0.044715", 10, MPFR_RNDN); /* the decimal constant */
     }
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = lo; i < hi; i++) {
         mpfr_srcptr xi = TC(x) + i;
         mpfr_ptr yi = T(y) + i;
         switch ((lrp_act_op)op) {
@@ -193,4 +243,10 @@ void lrp_ref_act_map(void *c, void *y, const void *x, int op, int64_t n)
         }
     }
     mpfr_clears(t, k1, k2, NULL);
+}
+
+void lrp_ref_act_map(void *c, void *y, const void *x, int op, int64_t n)
+{
+    act_job J = {((ref_ctx *)c)->prec, T(y), TC(x), op};
+    lrp_ref_par_values(c, n, 1, act_range, &J);
 }

@@ -23,14 +23,16 @@ lrp_ref_opts lrp_ref_opts_default(void)
     o.proof_extra = 0;
     o.slow = 0;
     o.lean = 0;
+    o.par_min = 0;
     return o;
 }
 
 static lrp_status run_at(lrp_ref_result *r, const lrp_net *net, int prec, int threads,
-                         int slow, int lean, lrp_err *err)
+                         int slow, int lean, int64_t par_min, lrp_err *err)
 {
     lrp_ref_ctx_init(&r->ctx, prec, threads);
     r->ctx.slow = slow;
+    r->ctx.par_min = par_min;
     lrp_ref_backend(&r->be, &r->ctx);
     return lrp_pipe_run_ex(&r->pipe, &r->be, net, lean ? LRP_PIPE_LEAN : 0, err);
 }
@@ -97,7 +99,7 @@ lrp_status lrp_ref_run(lrp_ref_result **out, const lrp_net *net, const lrp_ref_o
     r->threads = o->threads;
     r->n_layers = net->n_layers;
     r->batch = net->batch;
-    lrp_status st = run_at(r, net, o->prec, o->threads, o->slow, o->lean, err);
+    lrp_status st = run_at(r, net, o->prec, o->threads, o->slow, o->lean, o->par_min, err);
     if (st) {
         free(r);
         return st;
@@ -118,7 +120,7 @@ lrp_status lrp_ref_run(lrp_ref_result **out, const lrp_net *net, const lrp_ref_o
         lrp_ref_result hi;
         memset(&hi, 0, sizeof hi);
         r->proof_prec = o->prec + o->proof_extra;
-        if ((st = run_at(&hi, net, r->proof_prec, o->threads, o->slow, 1, err))) {
+        if ((st = run_at(&hi, net, r->proof_prec, o->threads, o->slow, 1, o->par_min, err))) {
             lrp_ref_free(r);
             return st;
         }

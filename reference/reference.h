@@ -49,7 +49,18 @@ typedef struct lrp_ref_ctx {
                          2: binary64-piece accumulator only (no digits);
                          all bit-identical (lrp_ref_opts.slow) */
     int64_t fast_calls, slow_calls; /* which kernel ran (tests check) */
+    /* the element-wise and row-wise ops (norms, activations, softmax,
+     * stabilizer, absorption, element-wise arithmetic) run on the threads
+     * when they touch at least this many values; 0: LRP_REF_PAR_MIN.
+     * Bit-identical whatever it is (tests set 1 to reach the threaded
+     * path on small nets). */
+    int64_t par_min;
+    int64_t par_calls; /* such ops that ran on the threads (tests check) */
 } lrp_ref_ctx;
+
+/* A thread costs tens of microseconds to start and join, the work of
+ * about a thousand MPFR operations: smaller ops stay on the caller. */
+#define LRP_REF_PAR_MIN 8192
 
 /* p bits (>= MPFR_PREC_MIN), threads >= 1, kernel choice 0 (auto). */
 void lrp_ref_ctx_init(lrp_ref_ctx *cx, int prec, int threads);
@@ -66,6 +77,7 @@ typedef struct lrp_ref_opts {
                         binary32), 1 exact products + mpfr_sum, 2 binary64
                         pieces + exponent bins (tests and benchmarks) */
     int lean;        /* 1: LRP_PIPE_LEAN (no kappa / gauges, no rin kept) */
+    int64_t par_min; /* lrp_ref_ctx.par_min (0: the default) */
 } lrp_ref_opts;
 
 /* p = 128, threads = 2, proof_extra = 0, slow = 0, lean = 0. */

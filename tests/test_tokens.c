@@ -734,6 +734,85 @@ static void t_composites(void **s)
             }
 }
 
+/* ---- the token and attention ops on the threads ---- */
+
+static int mpfr_same(mpfr_srcptr a, mpfr_srcptr b)
+{
+    if (mpfr_nan_p(a) || mpfr_nan_p(b))
+        return mpfr_nan_p(a) && mpfr_nan_p(b);
+    return mpfr_equal_p(a, b) && mpfr_signbit(a) == mpfr_signbit(b);
+}
+
+static void same_tensor(const void *a, const void *b, int64_t n, const char *fx, const char *what,
+                        const char *layer, int threads)
+{
+    if (!a && !b)
+        return;
+    if (!a || !b)
+        fail_msg("%s '%s' %s: kept by one run only (%d threads)", fx, layer, what, threads);
+    for (int64_t i = 0; i < n; i++)
+        if (!mpfr_same((mpfr_srcptr)a + i, (mpfr_srcptr)b + i))
+            fail_msg("%s '%s' %s[%lld] differs with %d threads", fx, layer, what, (long long)i,
+                     threads);
+}
+
+/* The element-wise and row-wise MPFR ops (LayerNorm, GELU / SiLU / Tanh,
+ * softmax and its Taylor step, the row sums, the stabilizer, the
+ * absorption, element-wise arithmetic) run on the threads above
+ * LRP_REF_PAR_MIN values (a BERT-base reference spent half its wall time
+ * in them on one core).  Every value must be one thread's bit for bit:
+ * with par_min 1 every such op of these small nets runs on 2 and 3
+ * threads, against 1 thread; exact comparison, since each value is
+ * computed by the same calls whichever thread makes them. */
+static void t_threads_bitwise(void **s)
+{
+    (void)s;
+    const char *fx[] = {"bert_tiny", "vit_tiny", "attn_padded", "decoder1", "gate1",
+                        "embed1",    "tokmlp",   "ln_constrow"};
+    const lrp_composite_id comp[] = {LRP_COMPOSITE_COUNT, LRP_COMPOSITE_ATTN_LRP,
+                                     LRP_COMPOSITE_CP_LRP};
+    for (size_t f = 0; f < sizeof fx / sizeof fx[0]; f++)
+        for (size_t c = 0; c < sizeof comp / sizeof comp[0]; c++) {
+            lrp_net *net = tu_fixture(fx[f]);
+            if (comp[c] != LRP_COMPOSITE_COUNT) {
+                lrp_composite_params p = lrp_composite_params_default();
+                lrp_composite_apply(net, comp[c], &p);
+            }
+            lrp_err err;
+            lrp_ref_opts o = lrp_ref_opts_default();
+            lrp_ref_result *R[3] = {NULL, NULL, NULL};
+            for (int t = 0; t < 3; t++) {
+                o.threads = t + 1;
+                o.par_min = t ? 1 : 0;
+                if (lrp_ref_run(&R[t], net, &o, &err))
+                    fail_msg("%s: ref with %d threads: %s", fx[f], t + 1, err.msg);
+            }
+            assert_int_equal(R[0]->ctx.par_calls, 0);
+            assert_true(R[1]->ctx.par_calls > 0 && R[2]->ctx.par_calls == R[1]->ctx.par_calls);
+            for (int t = 1; t < 3; t++)
+                for (int li = 0; li < net->n_layers; li++) {
+                    const lrp_pipe_layer *A = &R[0]->pipe->L[li], *B = &R[t]->pipe->L[li];
+                    const char *ln = net->layers[li].name;
+                    int64_t n = A->n * net->batch;
+                    same_tensor(A->act, B->act, n, fx[f], "act", ln, t + 1);
+                    same_tensor(A->rel, B->rel, n, fx[f], "rel", ln, t + 1);
+                    for (int k = 0; k < net->layers[li].n_in; k++) {
+                        int in = net->layers[li].in[k];
+                        int64_t m = lrp_shape_numel(&net->layers[in].shape) * net->batch;
+                        same_tensor(A->rin[k], B->rin[k], m, fx[f], "rin", ln, t + 1);
+                    }
+                    for (int k = 0; k < LRP_ABS_COUNT; k++)
+                        same_tensor(A->abs[k], B->abs[k], A->n_units * net->batch, fx[f], "abs",
+                                    ln, t + 1);
+                    assert_true(A->cons_resid == B->cons_resid ||
+                                (isnan(A->cons_resid) && isnan(B->cons_resid)));
+                }
+            for (int t = 0; t < 3; t++)
+                lrp_ref_free(R[t]);
+            lrp_net_free(net);
+        }
+}
+
 /* ---- must-fail mutants of a trace ---- */
 
 /* a copy of trace `from` of net named `to`, every tensor */
@@ -983,6 +1062,7 @@ int main(void)
         cmocka_unit_test(t_ln_naive),
         cmocka_unit_test(t_act_naive), cmocka_unit_test(t_act_implicit_identity),
         cmocka_unit_test(t_composites),
+        cmocka_unit_test(t_threads_bitwise),
         cmocka_unit_test(t_mutants),
         cmocka_unit_test(t_ln_eps0),
         cmocka_unit_test(t_errors),
