@@ -422,6 +422,9 @@ static json_t *cmp_json(const lrp_layer_cmp *c)
     json_object_set_new(o, "defined", json_integer(c->defined));
     json_object_set_new(o, "gross", json_integer(c->gross));
     json_object_set_new(o, "ill_conditioned", json_integer(c->ill));
+    /* of those, grossly off the reference (sign, zero, factor 2): how near
+     * a tensor is to the ill-but-gross rule (gross_frac of "defined") */
+    json_object_set_new(o, "ill_gross", json_integer(c->ill_gross));
     return o;
 }
 
