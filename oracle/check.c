@@ -2635,28 +2635,20 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
      * the run exited 0 as ILL-CONDITIONED.  Nearly every cell grossly off
      * is what a wrong rule or a flipped sign does, not a few cells'
      * cancellation: SUSPECT. */
-    if (J->exact_act && mha_step && m->defined > 0 &&
+    if (mha_step && m->defined > 0 &&
         (double)m->ill_gross > tol->gross_frac * (double)m->defined) {
         append(lr->why, sizeof lr->why,
                "%s%lld of %lld defined cells ill-conditioned and grossly different from the "
                "reference (sign, zero or factor >= 2; first: cell %lld, got %.9g, reference "
-               "%.9g): the attention's condition numbers cover its whole input, but a few "
-               "cells' cancellation does not move this many",
+               "%.9g): %s",
                lr->why[0] ? "; " : "", (long long)m->ill_gross, (long long)m->defined,
                (long long)m->first_ill_gross, (double)got[i][m->first_ill_gross],
-               (double)hi[m->first_ill_gross] + (double)lo[m->first_ill_gross]);
-        if (v < LRP_V_SUSPECT)
-            v = LRP_V_SUSPECT;
-    } else if (!J->exact_act && mha_step && m->defined > 0 &&
-               (double)m->ill_gross > tol->gross_frac * (double)m->defined) {
-        append(lr->why, sizeof lr->why,
-               "%s%lld of %lld defined cells ill-conditioned and grossly different from the "
-               "reference (sign, zero or factor >= 2; first: cell %lld, got %.9g, reference "
-               "%.9g): the trace carries no activations, so the bounds hold the forward error "
-               "of the layers below and cannot decide; rerun with the trace's activations",
-               lr->why[0] ? "; " : "", (long long)m->ill_gross, (long long)m->defined,
-               (long long)m->first_ill_gross, (double)got[i][m->first_ill_gross],
-               (double)hi[m->first_ill_gross] + (double)lo[m->first_ill_gross]);
+               (double)hi[m->first_ill_gross] + (double)lo[m->first_ill_gross],
+               J->exact_act ? "the attention's condition numbers cover its whole input, but a "
+                              "few cells' cancellation does not move this many"
+                            : "the trace carries no activations, so the bounds hold the forward "
+                              "error of the layers below and cannot decide; rerun with the "
+                              "trace's activations");
         if (v < LRP_V_SUSPECT)
             v = LRP_V_SUSPECT;
     }

@@ -214,15 +214,13 @@ static void on_phase(void *ctx, int phase, int k, int n)
     show(p, 1);
 }
 
-void cli_progress_begin(cli_progress *p, lrp_check_opts *co, const char *file, int file_k,
-                        int n_files, int compare)
+/* a new file's run: its name and clock, no phase or layer seen yet */
+static void start_file(cli_progress *p, const char *file, int file_k, int n_files, int prec)
 {
-    if (p->mode == 0)
-        return;
     p->file = file;
     p->file_k = file_k;
     p->n_files = n_files;
-    p->prec = co->prec;
+    p->prec = prec;
     p->t0 = now_s();
     p->last = 0;
     p->k = 0;
@@ -231,6 +229,15 @@ void cli_progress_begin(cli_progress *p, lrp_check_opts *co, const char *file, i
     p->cum = NULL;
     p->net = NULL;
     p->nl = 0;
+    p->in_layers = 0;
+}
+
+void cli_progress_begin(cli_progress *p, lrp_check_opts *co, const char *file, int file_k,
+                        int n_files, int compare)
+{
+    if (p->mode == 0)
+        return;
+    start_file(p, file, file_k, n_files, co->prec);
     /* the phases lrp_check will run, in its order */
     int m = 0;
     if (co->proof_extra > 0)
@@ -255,18 +262,7 @@ void cli_progress_begin_run(cli_progress *p, const char *file, int reference, in
 {
     if (p->mode == 0)
         return;
-    p->file = file;
-    p->file_k = p->n_files = 1;
-    p->prec = prec;
-    p->t0 = now_s();
-    p->last = 0;
-    p->k = 0;
-    p->step[0] = 0;
-    free(p->cum);
-    p->cum = NULL;
-    p->net = NULL;
-    p->nl = 0;
-    p->in_layers = 0;
+    start_file(p, file, 1, 1, prec);
     p->phase = p->seq[0] = reference ? LRP_PHASE_REFERENCE : LRP_PHASE_SUBJECT;
     p->n_phases = 1;
     lrp_pipe_set_progress(on_layer, p);
