@@ -283,7 +283,14 @@ void lrp_report_text_ex(FILE *f, const lrp_run_report *r, const lrp_text_opts *o
         if (l->has_local && (verbose || l->local_verdict != LRP_V_PASS))
             prosef(f, ind, W, "our float32 layer fed the reference's inputs: %s",
                    lrp_verdict_name(l->local_verdict));
-        if (l->has_conservation && (verbose || l->verdict != LRP_V_PASS))
+        /* a trace's residual is not known where an input of the layer
+         * feeds another layer too (the trace holds relevance per tensor,
+         * not per consumer): said so, not printed as "nan" */
+        if (l->has_conservation && (verbose || l->verdict != LRP_V_PASS) && isnan(l->cons_f32))
+            prosef(f, ind, W, "layer '%s', its own step: conservation residual: float32 not "
+                   "known (an input also feeds another layer), reference %.2e", l->name,
+                   l->cons_ref);
+        else if (l->has_conservation && (verbose || l->verdict != LRP_V_PASS))
             prosef(f, ind, W, "layer '%s', its own step: conservation residual: float32 %.2e, "
                    "reference %.2e", l->name, l->cons_f32, l->cons_ref);
         if (l->n_branch > 1 && (verbose || wide))
