@@ -317,7 +317,13 @@ static void fwd_item(void *arg, int64_t it)
         return;
     const int64_t rows = m1 - m0, ncols = (int64_t)J->nsa * nbb;
     const int64_t npan = (ncols + NR - 1) / NR;
-    double *Bp = dalloc(KC * npan * NR), *Ap = dalloc(MC * KC), *tmp = dalloc(KC);
+    /* the packed blocks as large as this item needs, not MC x KC: on small
+     * layers the full-size blocks (256 KB) were most of the gauge's time,
+     * in the allocator (under ASan: an mmap, its page faults and an munmap
+     * per item) */
+    const int64_t kcap = G->fanin < KC ? G->fanin : KC;
+    const int64_t mcap = (rows < MC ? (rows + MR - 1) / MR * MR : MC);
+    double *Bp = dalloc(kcap * npan * NR), *Ap = dalloc(mcap * kcap), *tmp = dalloc(kcap);
     double *C = dalloc(rows * ncols);
     if (!Bp || !Ap || !tmp || !C) {
         free(Bp), free(Ap), free(tmp), free(C);
@@ -425,7 +431,10 @@ static void bwd_item(void *arg, int64_t it)
         return;
     const int64_t rows = (c1 - c0) * G->khw, m0 = c0 * G->khw;
     const int64_t ncmax = (int64_t)J->nsa * J->nb, npmax = (ncmax + NR - 1) / NR;
-    double *Bp = dalloc(KC * npmax * NR), *Ap = dalloc(MC * KC), *tmp = dalloc(MC);
+    /* sized to the item, as in fwd_item */
+    const int64_t kcap = G->og < KC ? G->og : KC;
+    const int64_t mcap = (rows < MC ? (rows + MR - 1) / MR * MR : MC);
+    double *Bp = dalloc(kcap * npmax * NR), *Ap = dalloc(mcap * kcap), *tmp = dalloc(mcap);
     double *C = dalloc(rows * ncmax);
     if (!Bp || !Ap || !tmp || !C) {
         free(Bp), free(Ap), free(tmp), free(C);

@@ -23,20 +23,51 @@
 _Static_assert(2047 / 32 + 4 < LRP_REF_NCELL, "cells cover the binary64 range");
 
 #include <limits.h>
+#include <pthread.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* One spare accumulator per thread.  The dot-product kernels take an
+ * accumulator for every chunk of work they are handed (ref_backend.c
+ * lrp_ref_par_for: about 16 chunks a thread per op), and a fresh one is
+ * 130 KB of zeroed memory: on small layers the allocation cost more than
+ * the sums (under ASan it was a third of test_reference's time, in page
+ * faults and madvise).  A freed accumulator is cleared (only its touched
+ * bins) and kept for the thread's next chunk; the thread-specific key's
+ * destructor frees it when the thread ends. */
+static pthread_key_t acc_key;
+static pthread_once_t acc_once = PTHREAD_ONCE_INIT;
+static int acc_key_ok;
+
+static void acc_key_make(void) { acc_key_ok = pthread_key_create(&acc_key, free) == 0; }
+
 ref_acc *lrp_ref_acc_new(void)
 {
-    ref_acc *a = calloc(1, sizeof *a);
+    pthread_once(&acc_once, acc_key_make);
+    ref_acc *a = acc_key_ok ? pthread_getspecific(acc_key) : NULL;
+    if (a) {
+        pthread_setspecific(acc_key, NULL);
+        return a; /* cleared when it was freed */
+    }
+    a = calloc(1, sizeof *a);
     LRP_ASSERT(a);
     a->lo = 2048;
     a->hi = -1;
     return a;
 }
 
-void lrp_ref_acc_free(ref_acc *a) { free(a); }
+void lrp_ref_acc_free(ref_acc *a)
+{
+    if (!a)
+        return;
+    if (acc_key_ok && !pthread_getspecific(acc_key)) {
+        lrp_ref_acc_clear(a);
+        if (pthread_setspecific(acc_key, a) == 0)
+            return;
+    }
+    free(a);
+}
 
 static void lrp_ref_acc_normalize(ref_acc *a);
 
