@@ -336,6 +336,21 @@ static int all_zero(const double *v, int64_t n)
     return 1;
 }
 
+/* The linear sums of rb rows at once (a token Dense), or of one sample */
+static int gl_fwd(const lrp_lin *L, int64_t rb, const lrp_gl_w *A, int ns,
+                  const double *const *src, double *const *out, int threads)
+{
+    return rb > 1 ? lrp_gl_dense_rows(L, rb, A, ns, src, out, threads)
+                  : lrp_gl_conv(L, A, ns, src, out, threads);
+}
+
+static int gl_bwd(const lrp_lin *L, int64_t rb, const lrp_gl_w *A, int ns,
+                  const double *const *v, double *const *out, int threads)
+{
+    return rb > 1 ? lrp_gl_dense_rows_t(L, rb, A, ns, v, out, threads)
+                  : lrp_gl_conv_t(L, A, ns, v, out, threads);
+}
+
 static int forward_bounds(ctx *c)
 {
     const lrp_net *net = c->net;
@@ -358,16 +373,19 @@ static int forward_bounds(ctx *c)
         case LRP_LAYER_CONV2D: {
             lrp_lin L;
             lrp_pipe_lin_geom(&L, net, li);
-            /* a token Dense (T, F): every row is a "sample" of F -> units */
+            /* a token Dense (T, F): every row is a "sample" of F -> units,
+             * the rows of a sample summed at once (lrp_gl_dense_rows: the
+             * bits of one row at a time, the weights packed once) */
+            const int64_t rb = L.rows;
             B *= L.rows;
             n = L.n_out;
             nin = L.n_in;
             /* per sample: G = |W| . |x|, the propagated part |W| . A and
              * the sharp one W^2 . As^2, as (GEMM) convolutions */
-            double *G = malloc((size_t)(n ? n : 1) * sizeof *G);
-            double *W2 = malloc((size_t)(n ? n : 1) * sizeof *W2);
-            double *xa = malloc((size_t)(nin ? nin : 1) * sizeof *xa);
-            double *as2 = malloc((size_t)(nin ? nin : 1) * sizeof *as2);
+            const size_t rn = (size_t)(rb * n > 0 ? rb * n : 1);
+            const size_t rnin = (size_t)(rb * nin > 0 ? rb * nin : 1);
+            double *G = malloc(rn * sizeof *G), *W2 = malloc(rn * sizeof *W2);
+            double *xa = malloc(rnin * sizeof *xa), *as2 = malloc(rnin * sizeof *as2);
             if (!G || !W2 || !xa || !as2) {
                 free(G), free(W2), free(xa), free(as2);
                 return -1;
@@ -378,25 +396,27 @@ static int forward_bounds(ctx *c)
             lrp_gl_w w2 = wa;
             w2.op = LRP_GL_SQUARE;
             int fail = 0;
-            for (int64_t b = 0; b < B && !fail; b++) {
+            for (int64_t b = 0; b < B && !fail; b += rb) {
                 double *Ab = A + b * n, *Asb = As + b * n;
                 const double *Aib = Ai + b * nin, *Asib = Asi + b * nin;
-                for (int64_t i = 0; i < nin; i++) {
+                for (int64_t i = 0; i < rb * nin; i++) {
                     xa[i] = fabs((double)xi[b * nin + i]);
                     as2[i] = Asib[i] * Asib[i];
                 }
-                const double *s1[2] = {all_zero(xa, nin) ? NULL : xa,
-                                       all_zero(Aib, nin) ? NULL : Aib};
+                /* a zero source (all rows) is skipped; a zero row among
+                 * others sums to +0 as the skipped row did (|W|, W^2 >= 0) */
+                const double *s1[2] = {all_zero(xa, rb * nin) ? NULL : xa,
+                                       all_zero(Aib, rb * nin) ? NULL : Aib};
                 double *o1[2] = {G, Ab};
-                const double *s2[1] = {all_zero(as2, nin) ? NULL : as2};
+                const double *s2[1] = {all_zero(as2, rb * nin) ? NULL : as2};
                 double *o2[1] = {W2};
-                if (lrp_gl_conv(&L, &wa, 2, s1, o1, c->threads) ||
-                    lrp_gl_conv(&L, &w2, 1, s2, o2, c->threads)) {
+                if (gl_fwd(&L, rb, &wa, 2, s1, o1, c->threads) ||
+                    gl_fwd(&L, rb, &w2, 1, s2, o2, c->threads)) {
                     fail = 1;
                     break;
                 }
-                for (int64_t j = 0; j < n; j++) {
-                    int64_t unit = L.conv ? j / (L.Ho * L.Wo) : j;
+                for (int64_t j = 0; j < rb * n; j++) {
+                    int64_t unit = L.conv ? j / (L.Ho * L.Wo) : j % n;
                     double bj = l->has_bias ? fabs((double)l->b[unit]) : 0;
                     Ab[j] += (double)(L.fanin + 1) * (G[j] + bj);
                     /* sharp: the inputs' errors and the roundings added as
@@ -681,8 +701,10 @@ static int linear_backward(ctx *c, int li)
     lrp_lin L;
     lrp_pipe_lin_geom(&L, net, li);
     int in0 = l->in[0];
-    /* a token Dense (T, F): every row is a "sample" of F -> units */
-    int64_t n = L.n_out, nin = L.n_in, B = c->B * L.rows;
+    /* a token Dense (T, F): every row is a "sample" of F -> units, the
+     * rb = T rows of a sample taken at once (the loop below) */
+    int64_t n = L.n_out, nin = L.n_in, B = c->B * L.rows, rb = L.rows;
+    const int defer = rb > 1;
     int64_t units = L.conv ? L.O : L.n_out, hw = n / units;
     int64_t nw = units * L.fanin;
     int maxt = 0, need_sel = 0;
@@ -699,22 +721,47 @@ static int linear_backward(ctx *c, int li)
     memset(ov, 0, sizeof ov);
     memset(iv, 0, sizeof iv);
     int fail = 0;
+    const size_t rn = (size_t)(rb * n > 0 ? rb * n : 1);
+    const size_t rnin = (size_t)(rb * nin > 0 ? rb * nin : 1);
     for (int k = 0; k < O_N; k++)
-        fail |= !(ov[k] = calloc((size_t)(n ? n : 1), sizeof(double)));
+        fail |= !(ov[k] = calloc(rn, sizeof(double)));
     for (int k = 0; k < I_N; k++)
-        fail |= !(iv[k] = calloc((size_t)(nin ? nin : 1), sizeof(double)));
+        fail |= !(iv[k] = calloc(rnin, sizeof(double)));
     double *w = bn >= 0 ? malloc((size_t)(nw ? nw : 1) * sizeof *w) : NULL;
     /* per term t: the modified inputs imod(x_i) and their magnitudes */
-    double *am = malloc((size_t)(maxt * nin + 1) * sizeof *am);
-    double *aa = malloc((size_t)(maxt * nin + 1) * sizeof *aa);
-    uint8_t *und = malloc((size_t)(n ? n : 1)), *flv = malloc((size_t)(n ? n : 1));
-    fail |= (bn >= 0 && !w) || !am || !aa || !und || !flv;
+    double *am = malloc(((size_t)maxt * rnin + 1) * sizeof *am);
+    double *aa = malloc(((size_t)maxt * rnin + 1) * sizeof *aa);
+    uint8_t *und = malloc(rn), *flv = malloc(rn);
+    /* per row: its skips (see the loop); per term and row: a zero term */
+    int *rz = malloc((size_t)rb * sizeof *rz), *rzs = malloc((size_t)rb * sizeof *rzs);
+    int *rok = malloc((size_t)rb * sizeof *rok), *rskip = malloc((size_t)rb * sizeof *rskip);
+    int *amz = malloc((size_t)(maxt > 0 ? maxt : 1) * (size_t)rb * sizeof *amz);
+    /* rows taken at once: per part, the units' shares of tq and ill_mass,
+     * and per part and term the input cells' tl terms, replayed in the
+     * row-at-a-time order */
+    double *tqd[LRP_PIPE_MAX_PARTS] = {NULL}, *imd[LRP_PIPE_MAX_PARTS] = {NULL};
+    double *tld[LRP_PIPE_MAX_PARTS * LB_MAX_NT] = {NULL};
+    fail |= (bn >= 0 && !w) || !am || !aa || !und || !flv || !rz || !rzs || !rok || !rskip ||
+            !amz || d->n_parts > LRP_PIPE_MAX_PARTS;
+    if (defer && !fail && c->lam > 0)
+        for (int p = 0; p < d->n_parts; p++) {
+            fail |= !(tqd[p] = malloc(rn * sizeof(double)));
+            fail |= !(imd[p] = malloc(rn * sizeof(double)));
+            if (c->local)
+                for (int t = 0; t < d->p[p].n_terms; t++)
+                    fail |= !(tld[p * LB_MAX_NT + t] = malloc(rnin * sizeof(double)));
+        }
     if (fail) {
         for (int k = 0; k < O_N; k++)
             free(ov[k]);
         for (int k = 0; k < I_N; k++)
             free(iv[k]);
         free(w), free(am), free(aa), free(und), free(flv);
+        free(rz), free(rzs), free(rok), free(rskip), free(amz);
+        for (int p = 0; p < LRP_PIPE_MAX_PARTS; p++)
+            free(tqd[p]), free(imd[p]);
+        for (int k = 0; k < LRP_PIPE_MAX_PARTS * LB_MAX_NT; k++)
+            free(tld[k]);
         return -1;
     }
     double *bias = ov[O_BIAS], *bgauge = ov[O_BG], *den = ov[O_DEN], *G = ov[O_G];
@@ -760,13 +807,22 @@ static int linear_backward(ctx *c, int li)
     const double *Rbs = sharp ? c->Fs[top] : NULL, *Axs = sharp ? c->As[in0] : NULL;
     const double *Rcs = sharp ? c->cs[top] : NULL;
     const int nth = c->threads;
-    lin_cell J = {&L, w, l->w, NULL, am, nin, NULL, NULL, 0};
+    /* am holds each term's rb rows: the term stride is rb nin */
+    lin_cell J = {&L, w, l->w, NULL, am, rb * nin, NULL, NULL, 0};
     /* the weights as the GEMM reads them (terms filled per part) */
     lrp_gl_w wg;
     memset(&wg, 0, sizeof wg);
     wg.wf = l->w;
     wg.wd = w;
-    for (int64_t b = 0; b < B && !fail; b++) {
+    /* A token Dense's rows are taken rb at a time (all rows of a sample):
+     * its GEMMs then pack the weights once for all rows, where a row at a
+     * time packed them once a row (on BERT-base most of the gauge's time).
+     * Every cell gets the bits of the row-at-a-time loop: the sums are
+     * lrp_gl_dense_rows's (each row's bits alone), the per-cell updates
+     * are the same, a row's skips are decided per row, and the scalars
+     * summed over the cells (tq, ill_mass, tl) take their terms in the
+     * row-at-a-time order (kept per part and replayed row by row). */
+    for (int64_t b = 0; b < B && !fail; b += rb) {
         const float *xb = x + b * nin;
         const double *Axb = Ax + b * nin, *Axsb = sharp ? Axs + b * nin : NULL;
         double *Bib = Bi + b * nin, *cib = ci + b * nin;
@@ -774,18 +830,25 @@ static int linear_backward(ctx *c, int li)
         double *Qsb = sharp ? c->Qs[in0] + b * nin : NULL;
         double *Lsb = sharp ? c->Ls[in0] + b * nin : NULL;
         double *csib = sharp ? c->cs[in0] + b * nin : NULL;
-        J.xb = xb;
         if (sharp)
-            memset(S, 0, (size_t)nin * sizeof *S);
-        for (int64_t i = 0; i < nin; i++) {
+            memset(S, 0, (size_t)(rb * nin) * sizeof *S);
+        for (int64_t i = 0; i < rb * nin; i++) {
             xd[i] = (double)xb[i];
             xa[i] = fabs(xd[i]);
             if (sharp)
                 axs2[i] = Axsb[i] * Axsb[i];
         }
-        const int ax_zero = all_zero(Axb, nin);
-        const int axs_zero = !sharp || all_zero(Axsb, nin);
-        const int axs2_zero = !sharp || all_zero(axs2, nin);
+        /* per row: are its propagated input errors all zero (the skips of
+         * the row-at-a-time loop); a GEMM source is skipped when it is zero
+         * in every row (a zero row among others sums to +0 under |.| and
+         * squares, as the skipped one did) */
+        int ax_all = 1, axs2_all = 1;
+        for (int64_t r = 0; r < rb; r++) {
+            rz[r] = all_zero(Axb + r * nin, nin);
+            rzs[r] = !sharp || all_zero(Axsb + r * nin, nin);
+            ax_all &= rz[r];
+            axs2_all &= !sharp || all_zero(axs2 + r * nin, nin);
+        }
         if (need_sel) {
             /* the layer's real output for the part selectors: with its bias
              * whatever the bias switch (core/pipeline.c back_linear); z and
@@ -796,15 +859,17 @@ static int linear_backward(ctx *c, int li)
             wza.op = LRP_GL_ABS;
             const double *sz[1] = {xd}, *sza[1] = {xa};
             double *oz[1] = {r1}, *oza[1] = {r2};
-            if (lrp_gl_conv(&L, &wz, 1, sz, oz, nth) || lrp_gl_conv(&L, &wza, 1, sza, oza, nth)) {
+            if (gl_fwd(&L, rb, &wz, 1, sz, oz, nth) || gl_fwd(&L, rb, &wza, 1, sza, oza, nth)) {
                 fail = 1;
                 break;
             }
-            for (int64_t j = 0; j < n; j++) {
-                double z0 = has_bias ? bias[j / hw] : 0;
+            for (int64_t j = 0; j < rb * n; j++) {
+                double z0 = has_bias ? bias[(j % n) / hw] : 0;
                 z[j] = z0 + r1[j];
-                if (!sum_decided(z[j], L.fanin + 1, r2[j] + fabs(z0)))
-                    z[j] = lin_cell_sum(&J, j, z0, 0);
+                if (!sum_decided(z[j], L.fanin + 1, r2[j] + fabs(z0))) {
+                    J.xb = xb + (j / n) * nin;
+                    z[j] = lin_cell_sum(&J, j % n, z0, 0);
+                }
             }
         }
         for (int p = 0; p < d->n_parts && !fail; p++) {
@@ -814,7 +879,7 @@ static int linear_backward(ctx *c, int li)
                 continue;
             int nt = pd->n_terms;
             double tc[LRP_PIPE_MAX_TERMS];
-            int uses[LRP_PIPE_MAX_TERMS], amz[LRP_PIPE_MAX_TERMS];
+            int uses[LRP_PIPE_MAX_TERMS], amz_all[LRP_PIPE_MAX_TERMS];
             for (int t = 0; t < nt; t++)
                 tc[t] = lrp_coef_value((lrp_coefsrc)pd->t[t].coef, rs);
             J.pd = pd;
@@ -825,14 +890,19 @@ static int linear_backward(ctx *c, int li)
                 wg.wm[t] = pd->t[t].w;
                 wg.tc[t] = tc[t];
                 uses[t] = inmod_uses_input(pd->t[t].in);
-                double *amt = am + (int64_t)t * nin, *aat = aa + (int64_t)t * nin;
-                for (int64_t i = 0; i < nin; i++) {
-                    amt[i] = imod(pd->t[t].in, xd[i], &L, i);
-                    aat[i] = fabs(amt[i]);
+                double *amt = am + (int64_t)t * rb * nin, *aat = aa + (int64_t)t * rb * nin;
+                amz_all[t] = 1;
+                for (int64_t r = 0; r < rb; r++) {
+                    for (int64_t i = 0; i < nin; i++) {
+                        amt[r * nin + i] = imod(pd->t[t].in, xd[r * nin + i], &L, i);
+                        aat[r * nin + i] = fabs(amt[r * nin + i]);
+                    }
+                    /* a term whose modified inputs are all zero adds
+                     * nothing but its forward-error part (e.g. x- after a
+                     * ReLU) */
+                    amz[t * rb + r] = all_zero(amt + r * nin, nin);
+                    amz_all[t] &= amz[t * rb + r];
                 }
-                /* a term whose modified inputs are all zero adds nothing
-                 * but its forward-error part (e.g. x- after a ReLU) */
-                amz[t] = all_zero(amt, nin);
             }
             /* den, its gauge G and the error bound D of the float32 den:
              * den = sum_t W_t . am_t; G = sum_t |W_t| . |am_t|; the
@@ -841,49 +911,55 @@ static int linear_backward(ctx *c, int li)
             {
                 const double *sd[LB_MAX_NT], *sg[2 * LB_MAX_NT], *sv[LB_MAX_NT];
                 for (int t = 0; t < nt; t++) {
-                    sd[t] = amz[t] ? NULL : am + (int64_t)t * nin;
-                    sg[2 * t] = amz[t] ? NULL : aa + (int64_t)t * nin;
-                    sg[2 * t + 1] = uses[t] && !ax_zero ? Axb : NULL;
-                    sv[t] = uses[t] && !axs2_zero ? axs2 : NULL;
+                    sd[t] = amz_all[t] ? NULL : am + (int64_t)t * rb * nin;
+                    sg[2 * t] = amz_all[t] ? NULL : aa + (int64_t)t * rb * nin;
+                    sg[2 * t + 1] = uses[t] && !ax_all ? Axb : NULL;
+                    sv[t] = uses[t] && !axs2_all ? axs2 : NULL;
                 }
                 double *od[1] = {r1}, *og[2] = {r2, r3}, *ovv[1] = {DAv};
                 wg.op = LRP_GL_ID;
-                if (lrp_gl_conv(&L, &wg, 1, sd, od, nth)) {
+                if (gl_fwd(&L, rb, &wg, 1, sd, od, nth)) {
                     fail = 1;
                     break;
                 }
                 wg.op = LRP_GL_ABS;
-                if (lrp_gl_conv(&L, &wg, 2, sg, og, nth)) {
+                if (gl_fwd(&L, rb, &wg, 2, sg, og, nth)) {
                     fail = 1;
                     break;
                 }
                 wg.op = LRP_GL_SQUARE;
-                if (sharp && lrp_gl_conv(&L, &wg, 1, sv, ovv, nth)) {
+                if (sharp && gl_fwd(&L, rb, &wg, 1, sv, ovv, nth)) {
                     fail = 1;
                     break;
                 }
                 if (!sharp)
-                    memset(DAv, 0, (size_t)n * sizeof *DAv);
+                    memset(DAv, 0, (size_t)(rb * n) * sizeof *DAv);
             }
             int64_t nterms = L.fanin * nt + pd->n_bias + 1;
-            for (int64_t j = 0; j < n; j++) {
+            for (int64_t j = 0; j < rb * n; j++) {
                 double bd = 0, bg = 0;
                 if (has_bias && rs->bias)
                     for (int q = 0; q < pd->n_bias; q++) {
                         double v = lrp_coef_value((lrp_coefsrc)pd->b[q].coef, rs) *
-                                   bmod(pd->b[q].mod, bias[j / hw]);
+                                   bmod(pd->b[q].mod, bias[(j % n) / hw]);
                         bd += v;
                         bg += fabs(v);
                     }
-                double D0 = (has_bias && rs->bias) ? bgauge[j / hw] : 0;
+                double D0 = (has_bias && rs->bias) ? bgauge[(j % n) / hw] : 0;
                 den[j] = bd + r1[j];
                 G[j] = bg + r2[j];
                 D[j] = D0 + fold_err * r2[j] + r3[j];
                 DAs[j] = D0 + fold_err * r2[j];
-                if (!sum_decided(den[j], nterms, G[j]))
-                    den[j] = lin_cell_sum(&J, j, bd, 1);
+                if (!sum_decided(den[j], nterms, G[j])) {
+                    J.xb = xb + (j / n) * nin;
+                    J.am = am + (j / n) * nin;
+                    den[j] = lin_cell_sum(&J, j % n, bd, 1);
+                }
             }
-            for (int64_t j = 0; j < n; j++) {
+            /* rows taken at once: the units' shares of tq and ill_mass
+             * kept for the replay below; one row: summed here */
+            double *tqv = defer ? tqd[p] : NULL, *imv = defer ? imd[p] : NULL;
+            for (int64_t j = 0; j < rb * n; j++) {
                 int sel = 1;
                 switch (pd->sel) {
                 case LRP_SEL_ZPOS: sel = z[j] > 0; break;
@@ -892,6 +968,8 @@ static int linear_backward(ctx *c, int li)
                 case LRP_SEL_ZNONZERO: sel = z[j] != 0; break;
                 default: break;
                 }
+                if (tqv)
+                    tqv[j] = imv[j] = 0;
                 D[j] += (double)nterms * G[j];
                 double sg = stab_sign(rs->stab, den[j]);
                 double st = den[j];
@@ -944,12 +1022,19 @@ static int linear_backward(ctx *c, int li)
                      * relative error of s_j, independently of other units */
                     double ej = sqrt((double)nterms) * G[j] / fabs(st) + 2;
                     double tj = fabs(coef) * s * G[j] * ej;
-                    c->tq[in0] += tj * tj;
-                    if (U32 * ks[j] > LRP_ILL_COND_SHARP)
-                        c->g->ill_mass[in0] += fabs(coef) * fabs((double)R[b * n + j]);
+                    double im = U32 * ks[j] > LRP_ILL_COND_SHARP
+                                    ? fabs(coef) * fabs((double)R[b * n + j]) : 0;
+                    if (defer) {
+                        tqv[j] = tj * tj;
+                        imv[j] = im;
+                    } else {
+                        c->tq[in0] += tj * tj;
+                        if (U32 * ks[j] > LRP_ILL_COND_SHARP)
+                            c->g->ill_mass[in0] += im;
+                    }
                 }
             }
-            for (int64_t j = 0; j < n; j++) {
+            for (int64_t j = 0; j < rb * n; j++) {
                 cjv[j] = fmax(U32 * kap[j], Rc[b * n + j]);
                 flv[j] = und[j] ? LRP_CELL_UNDEFINED | LRP_CELL_ZERO_DEN
                                 : (den[j] == 0 ? LRP_CELL_ZERO_DEN : 0);
@@ -966,58 +1051,91 @@ static int linear_backward(ctx *c, int li)
              *   Ls_i += |coef| (|am_t(i)| T4_i + As_i T2_i)   (A, As: terms
              *   S_i  += |coef| |am_t(i)| T2_i                  that use x)
              * and the total's linear part (local mode) adds the Ls terms,
-             * input cell by input cell */
-            double *tlp = sharp && c->local ? &c->tl[in0] : NULL;
+             * input cell by input cell (kept in tlv, replayed below) */
+            const int keep_tl = sharp && c->local;
+            double *tlp = keep_tl && !defer ? &c->tl[in0] : NULL;
             double tl = tlp ? *tlp : 0;
             const double acoef = fabs(coef), c2 = coef * coef;
             /* a non-finite factor must reach the cells as the plain loop
-             * carried it (0 * inf): no term is skipped then */
-            int skip_ok = all_finite(v1, n) && all_finite(v2, n) &&
-                          (!sharp || (all_finite(lin, n) && all_finite(qv, n)));
+             * carried it (0 * inf): no term is skipped then (per row) */
+            for (int64_t r = 0; r < rb; r++) {
+                const int64_t o = r * n;
+                rok[r] = all_finite(v1 + o, n) && all_finite(v2 + o, n) &&
+                         (!sharp || (all_finite(lin + o, n) && all_finite(qv + o, n)));
+            }
             for (int t = 0; t < nt; t++) {
-                int az = amz[t] && skip_ok;
-                int ux = uses[t] && !(ax_zero && axs_zero && skip_ok);
-                if (az && !ux)
+                /* the row-at-a-time skips: az (no modified input), ux
+                 * (the term's input errors count); a row with az && !ux
+                 * took no part, and a source is summed when a row needs it */
+                int need_v1 = 0, need_v2 = 0, need_sh = 0, any = 0;
+                for (int64_t r = 0; r < rb; r++) {
+                    int az = amz[t * rb + r] && rok[r];
+                    int ux = uses[t] && !(rz[r] && rzs[r] && rok[r]);
+                    rskip[r] = az && !ux;
+                    if (rskip[r])
+                        continue;
+                    any = 1;
+                    need_v1 |= !az;
+                    need_v2 |= uses[t] || (sharp && !az);
+                    need_sh |= sharp && !az;
+                }
+                double *tlv = keep_tl && defer ? tld[p * LB_MAX_NT + t] : NULL;
+                if (!any) {
+                    if (tlv)
+                        memset(tlv, 0, (size_t)(rb * nin) * sizeof *tlv);
                     continue;
+                }
                 lrp_gl_w w1 = wg;
                 w1.nt = 1;
                 w1.wm[0] = pd->t[t].w;
                 w1.tc[0] = tc[t];
                 w1.op = LRP_GL_ABS;
-                const double *vs[3] = {az ? NULL : v1, uses[t] || (sharp && !az) ? v2 : NULL,
-                                       sharp && !az ? lin : NULL};
+                const double *vs[3] = {need_v1 ? v1 : NULL, need_v2 ? v2 : NULL,
+                                       need_sh ? lin : NULL};
                 double *os[3] = {T1, T2, T4};
-                if (lrp_gl_conv_t(&L, &w1, 3, vs, os, nth)) {
+                if (gl_bwd(&L, rb, &w1, 3, vs, os, nth)) {
                     fail = 1;
                     break;
                 }
-                if (sharp && !az) {
+                if (need_sh) {
                     w1.op = LRP_GL_SQUARE;
                     const double *vq[1] = {qv};
                     double *oq[1] = {T3};
-                    if (lrp_gl_conv_t(&L, &w1, 1, vq, oq, nth)) {
+                    if (gl_bwd(&L, rb, &w1, 1, vq, oq, nth)) {
                         fail = 1;
                         break;
                     }
                 }
-                const double *aat = aa + (int64_t)t * nin;
-                for (int64_t i = 0; i < nin; i++) {
-                    double ab = az ? 0 : aat[i];
-                    double add = az ? 0 : ab * T1[i];
-                    if (uses[t])
-                        add += Axb[i] * T2[i];
-                    Bib[i] += acoef * add;
-                    if (sharp) {
-                        double lv = az ? 0 : ab * T4[i];
+                const double *aat = aa + (int64_t)t * rb * nin;
+                for (int64_t r = 0; r < rb; r++) {
+                    const int64_t o = r * nin;
+                    if (rskip[r]) {
+                        if (tlv)
+                            memset(tlv + o, 0, (size_t)nin * sizeof *tlv);
+                        continue;
+                    }
+                    int az = amz[t * rb + r] && rok[r];
+                    for (int64_t i = o; i < o + nin; i++) {
+                        double ab = az ? 0 : aat[i];
+                        double add = az ? 0 : ab * T1[i];
                         if (uses[t])
-                            lv += Axsb[i] * T2[i];
-                        lv *= acoef;
-                        if (!az) {
-                            Qsb[i] += c2 * (ab * ab * T3[i]);
-                            S[i] += acoef * (ab * T2[i]);
+                            add += Axb[i] * T2[i];
+                        Bib[i] += acoef * add;
+                        if (sharp) {
+                            double lv = az ? 0 : ab * T4[i];
+                            if (uses[t])
+                                lv += Axsb[i] * T2[i];
+                            lv *= acoef;
+                            if (!az) {
+                                Qsb[i] += c2 * (ab * ab * T3[i]);
+                                S[i] += acoef * (ab * T2[i]);
+                            }
+                            Lsb[i] += lv;
+                            if (tlv)
+                                tlv[i] = lv;
+                            else if (tlp)
+                                tl += lv;
                         }
-                        Lsb[i] += lv;
-                        tl += lv;
                     }
                 }
             }
@@ -1028,28 +1146,51 @@ static int linear_backward(ctx *c, int li)
             /* ill-conditioning propagates toward the input: a cell is as
              * undetermined as the relevance it is made of (connectivity
              * alone, whatever the weights) */
-            if (lrp_gl_maxprop(&L, cjv, cib, flv, fib) ||
-                (sharp && lrp_gl_maxprop(&L, csv, csib, NULL, NULL))) {
-                fail = 1;
-                break;
-            }
+            for (int64_t r = 0; r < rb && !fail; r++)
+                if (lrp_gl_maxprop(&L, cjv + r * n, cib + r * nin, flv + r * n, fib + r * nin) ||
+                    (sharp && lrp_gl_maxprop(&L, csv + r * n, csib + r * nin, NULL, NULL)))
+                    fail = 1;
         }
         if (fail)
             break;
-        if (sharp)
-            /* the backward sum of this layer (fanout terms) and the final
-             * product, each rounding of a partial sum bounded by S */
-            for (int64_t i = 0; i < nin; i++) {
-                c->Qs[in0][b * nin + i] += (double)(fanout + 2) * S[i] * S[i];
-                c->Ss[in0][b * nin + i] += S[i];
-                c->tq[in0] += (double)(fanout + 2) * S[i] * S[i];
+        /* the sums over cells, row by row as the row-at-a-time loop took
+         * them: per part the units' shares of tq and ill_mass and the
+         * input cells' tl terms, then the row's backward-sum roundings */
+        for (int64_t r = 0; r < rb; r++) {
+            for (int p = 0; p < d->n_parts && defer; p++) {
+                const lrp_part_desc *pd = &d->p[p];
+                if (lrp_coef_value((lrp_coefsrc)pd->coef, rs) == 0)
+                    continue;
+                if (sharp)
+                    for (int64_t j = r * n; j < (r + 1) * n; j++) {
+                        c->tq[in0] += tqd[p][j];
+                        c->g->ill_mass[in0] += imd[p][j];
+                    }
+                if (sharp && c->local)
+                    for (int t = 0; t < pd->n_terms; t++)
+                        for (int64_t i = r * nin; i < (r + 1) * nin; i++)
+                            c->tl[in0] += tld[p * LB_MAX_NT + t][i];
             }
+            if (sharp)
+                /* the backward sum of this layer (fanout terms) and the final
+                 * product, each rounding of a partial sum bounded by S */
+                for (int64_t i = r * nin; i < (r + 1) * nin; i++) {
+                    c->Qs[in0][b * nin + i] += (double)(fanout + 2) * S[i] * S[i];
+                    c->Ss[in0][b * nin + i] += S[i];
+                    c->tq[in0] += (double)(fanout + 2) * S[i] * S[i];
+                }
+        }
     }
     for (int k = 0; k < O_N; k++)
         free(ov[k]);
     for (int k = 0; k < I_N; k++)
         free(iv[k]);
     free(w), free(am), free(aa), free(und), free(flv);
+    free(rz), free(rzs), free(rok), free(rskip), free(amz);
+    for (int p = 0; p < LRP_PIPE_MAX_PARTS; p++)
+        free(tqd[p]), free(imd[p]);
+    for (int k = 0; k < LRP_PIPE_MAX_PARTS * LB_MAX_NT; k++)
+        free(tld[k]);
     return fail ? -1 : 0;
 }
 

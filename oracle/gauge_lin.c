@@ -245,6 +245,10 @@ typedef struct fwd_job {
     const double *const *src;
     double *const *out;
     int64_t nb, nblk, mparts;
+    /* token rows (lrp_gl_dense_rows): a Dense over rows x C row-major
+     * sources and rows x O row-major outputs, taken as a 1x1 convolution
+     * over rows "pixels" (G.HW = G.HoWo = rows) */
+    int tok;
     atomic_int fail;
 } fwd_job;
 
@@ -260,6 +264,14 @@ static void pack_b_im2col(const fwd_job *J, double *restrict Bp, int t, int64_t 
         int64_t ky = r / L->kw, kx = r % L->kw;
         for (int s = 0; s < J->nsa; s++) {
             const double *src = J->src[t * J->ns + J->six[s]];
+            if (J->tok) {
+                for (int64_t q = 0; q < nbb; q++) {
+                    int64_t col = (int64_t)s * nbb + q;
+                    Bp[(col / NR) * kc * NR + kk * NR + col % NR] =
+                        src ? src[(p0 + q) * L->C + ch] : 0;
+                }
+                continue;
+            }
             const double *base = src ? src + ch * J->G.HW : NULL;
             int64_t y = p0 / L->Wo, x = p0 % L->Wo;
             for (int64_t q = 0; q < nbb; q++) {
@@ -345,6 +357,12 @@ static void fwd_item(void *arg, int64_t it)
     }
     for (int s = 0; s < J->nsa; s++) {
         double *o = J->out[J->six[s]];
+        if (J->tok) {
+            for (int64_t m = m0; m < m1; m++)
+                for (int64_t q = 0; q < nbb; q++)
+                    o[(p0 + q) * J->L->O + g * G->og + m] = C[(m - m0) * ncols + (int64_t)s * nbb + q];
+            continue;
+        }
         for (int64_t m = m0; m < m1; m++)
             memcpy(o + (g * G->og + m) * G->HoWo + p0, C + (m - m0) * ncols + (int64_t)s * nbb,
                    (size_t)nbb * sizeof *o);
@@ -352,11 +370,12 @@ static void fwd_item(void *arg, int64_t it)
     free(Bp), free(Ap), free(tmp), free(C);
 }
 
-int lrp_gl_conv(const lrp_lin *L, const lrp_gl_w *A, int ns, const double *const *src,
-                double *const *out, int threads)
+static int conv_run(const lrp_lin *L, int tok, const lrp_gl_w *A, int ns,
+                    const double *const *src, double *const *out, int threads)
 {
     fwd_job J;
     memset(&J, 0, sizeof J);
+    J.tok = tok;
     J.L = L;
     J.A = A;
     J.G = geom(L);
@@ -407,6 +426,32 @@ int lrp_gl_conv(const lrp_lin *L, const lrp_gl_w *A, int ns, const double *const
     return atomic_load(&J.fail) ? -1 : 0;
 }
 
+int lrp_gl_conv(const lrp_lin *L, const lrp_gl_w *A, int ns, const double *const *src,
+                double *const *out, int threads)
+{
+    return conv_run(L, 0, A, ns, src, out, threads);
+}
+
+/* a Dense's geometry as a 1x1 convolution over rows pixels */
+static int rows_geom(lrp_lin *R, const lrp_lin *L, int64_t rows)
+{
+    if (L->conv || rows < 1)
+        return -1;
+    *R = *L;
+    R->H = R->Ho = rows;
+    R->W = R->Wo = 1;
+    return 0;
+}
+
+int lrp_gl_dense_rows(const lrp_lin *L, int64_t rows, const lrp_gl_w *A, int ns,
+                      const double *const *src, double *const *out, int threads)
+{
+    lrp_lin R;
+    if (rows_geom(&R, L, rows))
+        return -1;
+    return conv_run(&R, rows > 1, A, ns, src, out, threads);
+}
+
 /* ---- transposed sums ---- */
 
 typedef struct bwd_job {
@@ -417,6 +462,7 @@ typedef struct bwd_job {
     const double *const *v;
     double *const *out;
     int64_t nb, cr, cparts; /* columns per block, channels per item */
+    int tok;                /* token rows, as in fwd_job */
     atomic_int fail;
 } bwd_job;
 
@@ -441,9 +487,16 @@ static void bwd_item(void *arg, int64_t it)
         atomic_store(&J->fail, 1);
         return;
     }
-    for (int s = 0; s < J->nsa; s++)
+    for (int s = 0; s < J->nsa; s++) {
+        if (J->tok) {
+            for (int64_t p = 0; p < G->HW; p++)
+                memset(J->out[J->six[s]] + p * L->C + g * G->cg + c0, 0,
+                       (size_t)(c1 - c0) * sizeof(double));
+            continue;
+        }
         memset(J->out[J->six[s]] + (g * G->cg + c0) * G->HW, 0,
                (size_t)((c1 - c0) * G->HW) * sizeof(double));
+    }
     for (int64_t p0 = 0; p0 < G->HoWo; p0 += J->nb) {
         int64_t nbb = G->HoWo - p0 < J->nb ? G->HoWo - p0 : J->nb;
         int64_t ncols = (int64_t)J->nsa * nbb, npan = (ncols + NR - 1) / NR;
@@ -453,6 +506,14 @@ static void bwd_item(void *arg, int64_t it)
             /* B: the output cells' values of output channels k0.. of group g */
             for (int64_t kk = 0; kk < kc; kk++) {
                 for (int s = 0; s < J->nsa; s++) {
+                    if (J->tok) {
+                        const double *vt = J->v[J->six[s]] + g * G->og + k0 + kk;
+                        for (int64_t q = 0; q < nbb; q++) {
+                            int64_t col = (int64_t)s * nbb + q;
+                            Bp[(col / NR) * kc * NR + kk * NR + col % NR] = vt[(p0 + q) * L->O];
+                        }
+                        continue;
+                    }
                     const double *vs = J->v[J->six[s]] + (g * G->og + k0 + kk) * G->HoWo + p0;
                     for (int64_t q = 0; q < nbb; q++) {
                         int64_t col = (int64_t)s * nbb + q;
@@ -477,6 +538,13 @@ static void bwd_item(void *arg, int64_t it)
         /* col2im: row (c, ky, kx), pixel (y, x) adds into input (c, iy, ix) */
         for (int s = 0; s < J->nsa; s++) {
             double *o = J->out[J->six[s]];
+            if (J->tok) { /* 1x1: one add per (row, channel) */
+                for (int64_t m = 0; m < rows; m++)
+                    for (int64_t q = 0; q < nbb; q++)
+                        o[(p0 + q) * L->C + g * G->cg + c0 + m] +=
+                            C[m * ncols + (int64_t)s * nbb + q];
+                continue;
+            }
             for (int64_t m = 0; m < rows; m++) {
                 int64_t ch = g * G->cg + c0 + m / G->khw, r = m % G->khw;
                 int64_t ky = r / L->kw, kx = r % L->kw;
@@ -499,11 +567,12 @@ static void bwd_item(void *arg, int64_t it)
     free(Bp), free(Ap), free(tmp), free(C);
 }
 
-int lrp_gl_conv_t(const lrp_lin *L, const lrp_gl_w *A, int ns, const double *const *v,
-                  double *const *out, int threads)
+static int conv_t_run(const lrp_lin *L, int tok, const lrp_gl_w *A, int ns,
+                      const double *const *v, double *const *out, int threads)
 {
     bwd_job J;
     memset(&J, 0, sizeof J);
+    J.tok = tok;
     J.L = L;
     J.A = A;
     J.G = geom(L);
@@ -544,6 +613,21 @@ int lrp_gl_conv_t(const lrp_lin *L, const lrp_gl_w *A, int ns, const double *con
     J.cparts = (J.G.cg + cr - 1) / cr;
     lrp_gl_par_run(threads, (int64_t)L->groups * J.cparts, bwd_item, &J);
     return atomic_load(&J.fail) ? -1 : 0;
+}
+
+int lrp_gl_conv_t(const lrp_lin *L, const lrp_gl_w *A, int ns, const double *const *v,
+                  double *const *out, int threads)
+{
+    return conv_t_run(L, 0, A, ns, v, out, threads);
+}
+
+int lrp_gl_dense_rows_t(const lrp_lin *L, int64_t rows, const lrp_gl_w *A, int ns,
+                        const double *const *v, double *const *out, int threads)
+{
+    lrp_lin R;
+    if (rows_geom(&R, L, rows))
+        return -1;
+    return conv_t_run(&R, rows > 1, A, ns, v, out, threads);
 }
 
 /* ---- connectivity ---- */

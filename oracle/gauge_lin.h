@@ -63,6 +63,17 @@ int lrp_gl_conv(const lrp_lin *L, const lrp_gl_w *A, int ns, const double *const
 int lrp_gl_conv_t(const lrp_lin *L, const lrp_gl_w *A, int ns, const double *const *v,
                   double *const *out, int threads);
 
+/* A Dense (L->conv == 0) on `rows` rows at once: src[.] and v[.] hold
+ * rows x n_in (resp. n_out) values row-major, out[.] likewise; each row's
+ * values are bit for bit those of lrp_gl_conv / lrp_gl_conv_t on that row
+ * alone (every sum runs over the same terms in the same blocks), with
+ * the weights packed once for all rows instead of once a row.  A NULL
+ * source is zero for every row.  -1 when L is not a Dense or on failure. */
+int lrp_gl_dense_rows(const lrp_lin *L, int64_t rows, const lrp_gl_w *A, int ns,
+                      const double *const *src, double *const *out, int threads);
+int lrp_gl_dense_rows_t(const lrp_lin *L, int64_t rows, const lrp_gl_w *A, int ns,
+                        const double *const *v, double *const *out, int threads);
+
 /* What propagates by connectivity alone, whatever the weights: for every
  * input cell i, m[i] = max(m[i], v[j]) and f[i] |= fl[j] over the output
  * cells j that i feeds (as `if (v[j] > m[i]) m[i] = v[j]`: a NaN v[j] is

@@ -10,6 +10,8 @@
  *     the plain loops' to the rounding of a binary64 sum (the bound below);
  *   - the bits do not depend on the threads (1, 2, 3) nor on the kernel
  *     (AVX or portable);
+ *   - a Dense on many token rows at once gives each row the bits of that
+ *     row alone (lrp_gl_dense_rows, lrp_gl_dense_rows_t);
  *   - the connectivity propagation (lrp_gl_maxprop) equals the plain loop
  *     exactly (max and or are exact), NaN handling included;
  *   - the whole gauge of a batch of 2 gives each sample the bits of that
@@ -316,6 +318,72 @@ static void t_transposed(void **state)
     }
 }
 
+/* A Dense on many token rows at once (lrp_gl_dense_rows / _t) gives every
+ * row the bits of lrp_gl_conv / lrp_gl_conv_t on that row alone, with NULL
+ * sources, row counts past the column blocks and threads 1 and 2. */
+static void t_dense_rows(void **state)
+{
+    (void)state;
+    for (int rep = 0; rep < 60; rep++) {
+        int big = rep % 4 == 1, nt = rint_(1, 3), op = rint_(LRP_GL_ID, LRP_GL_SQUARE);
+        int64_t rows = rep % 3 == 0 ? rint_(1, 4) : rint_(5, big ? 300 : 40);
+        int ns = rint_(1, 3), th = 1 + rep % 2;
+        layer_case lc;
+        make_case(&lc, 1, big, nt, op);
+        int64_t nin = lc.nin, nout = lc.nout;
+        /* forward: nt x ns sources of rows x nin */
+        const double *src[LRP_PIPE_MAX_TERMS * 3];
+        double *sm[LRP_PIPE_MAX_TERMS * 3], *out[3], *one[3];
+        for (int q = 0; q < nt * ns; q++) {
+            sm[q] = rint_(0, 6) == 0 ? NULL : rvec(rows * nin);
+            src[q] = sm[q];
+        }
+        for (int s = 0; s < ns; s++) {
+            out[s] = malloc((size_t)(rows * nout) * sizeof(double));
+            one[s] = malloc((size_t)nout * sizeof(double));
+            assert_true(out[s] && one[s]);
+        }
+        assert_int_equal(lrp_gl_dense_rows(&lc.L, rows, &lc.A, ns, src, out, th), 0);
+        for (int64_t r = 0; r < rows; r++) {
+            const double *sr[LRP_PIPE_MAX_TERMS * 3];
+            for (int q = 0; q < nt * ns; q++)
+                sr[q] = src[q] ? src[q] + r * nin : NULL;
+            assert_int_equal(lrp_gl_conv(&lc.L, &lc.A, ns, sr, one, th), 0);
+            for (int s = 0; s < ns; s++)
+                assert_true(same_bits(out[s] + r * nout, one[s], nout));
+        }
+        for (int s = 0; s < ns; s++)
+            free(out[s]), free(one[s]);
+        for (int q = 0; q < nt * ns; q++)
+            free(sm[q]);
+        /* transposed: one term, ns sources of rows x nout */
+        lc.A.nt = 1;
+        const double *v[3];
+        double *vm[3];
+        for (int s = 0; s < ns; s++) {
+            vm[s] = rint_(0, 6) == 0 ? NULL : rvec(rows * nout);
+            v[s] = vm[s];
+            out[s] = malloc((size_t)(rows * nin) * sizeof(double));
+            one[s] = malloc((size_t)nin * sizeof(double));
+            assert_true(out[s] && one[s]);
+            for (int64_t i = 0; i < rows * nin; i++)
+                out[s][i] = NAN; /* every value is written */
+        }
+        assert_int_equal(lrp_gl_dense_rows_t(&lc.L, rows, &lc.A, ns, v, out, th), 0);
+        for (int64_t r = 0; r < rows; r++) {
+            const double *vr[3];
+            for (int s = 0; s < ns; s++)
+                vr[s] = v[s] ? v[s] + r * nout : NULL;
+            assert_int_equal(lrp_gl_conv_t(&lc.L, &lc.A, ns, vr, one, th), 0);
+            for (int s = 0; s < ns; s++)
+                assert_true(same_bits(out[s] + r * nin, one[s], nin));
+        }
+        for (int s = 0; s < ns; s++)
+            free(out[s]), free(one[s]), free(vm[s]);
+        free_case(&lc);
+    }
+}
+
 /* the AVX kernel and the portable one: the same bits */
 static void t_kernels(void **state)
 {
@@ -464,6 +532,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_forward),
         cmocka_unit_test(t_transposed),
+        cmocka_unit_test(t_dense_rows),
         cmocka_unit_test(t_kernels),
         cmocka_unit_test(t_maxprop),
         cmocka_unit_test(t_batch),
