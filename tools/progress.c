@@ -108,7 +108,11 @@ static void show(cli_progress *p, int force)
             done += w;
     }
     double within = 0;
-    if (p->cum && p->cum[p->nl] + p->cumb[p->nl] > 0) {
+    /* only once this phase has reached a layer: at a phase's start the
+     * layer seen last is the previous phase's (its backward's last layer,
+     * which read as this phase done: "~0:00 left" at the start of the
+     * trace-local reference, minutes early on BERT-base) */
+    if (p->in_layers && p->cum && p->cum[p->nl] + p->cumb[p->nl] > 0) {
         /* the hook runs as a layer's step starts: the layers before it
          * (forward) or after it (backward) are done */
         double F = p->cum[p->nl], B = p->cumb[p->nl];
