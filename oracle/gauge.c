@@ -336,6 +336,28 @@ static int all_zero(const double *v, int64_t n)
     return 1;
 }
 
+/* How many rows of a token Dense the gauge takes at once: all rows of a
+ * sample, but at most ROW_BLOCK_VALUES input and output values (about 25
+ * binary64 arrays of that size live at once in linear_backward: a
+ * 4096-token sequence must not hold them for every row).  A block may
+ * straddle two samples (every row is summed on its own).  Tests set
+ * g_row_block to reach partial blocks (lrp_gauge_set_row_block). */
+#define ROW_BLOCK_VALUES ((int64_t)1 << 19)
+static int64_t g_row_block;
+
+void lrp_gauge_set_row_block(int64_t rows) { g_row_block = rows > 0 ? rows : 0; }
+
+static int64_t row_block(const lrp_lin *L)
+{
+    if (L->rows <= 1)
+        return 1;
+    int64_t per = L->n_in + L->n_out;
+    int64_t cap = g_row_block > 0 ? g_row_block : ROW_BLOCK_VALUES / (per > 0 ? per : 1);
+    if (cap < 1)
+        cap = 1;
+    return L->rows < cap ? L->rows : cap;
+}
+
 /* The linear sums of rb rows at once (a token Dense), or of one sample */
 static int gl_fwd(const lrp_lin *L, int64_t rb, const lrp_gl_w *A, int ns,
                   const double *const *src, double *const *out, int threads)
@@ -376,14 +398,14 @@ static int forward_bounds(ctx *c)
             /* a token Dense (T, F): every row is a "sample" of F -> units,
              * the rows of a sample summed at once (lrp_gl_dense_rows: the
              * bits of one row at a time, the weights packed once) */
-            const int64_t rb = L.rows;
+            const int64_t rbmax = row_block(&L);
             B *= L.rows;
             n = L.n_out;
             nin = L.n_in;
             /* per sample: G = |W| . |x|, the propagated part |W| . A and
              * the sharp one W^2 . As^2, as (GEMM) convolutions */
-            const size_t rn = (size_t)(rb * n > 0 ? rb * n : 1);
-            const size_t rnin = (size_t)(rb * nin > 0 ? rb * nin : 1);
+            const size_t rn = (size_t)(rbmax * n > 0 ? rbmax * n : 1);
+            const size_t rnin = (size_t)(rbmax * nin > 0 ? rbmax * nin : 1);
             double *G = malloc(rn * sizeof *G), *W2 = malloc(rn * sizeof *W2);
             double *xa = malloc(rnin * sizeof *xa), *as2 = malloc(rnin * sizeof *as2);
             if (!G || !W2 || !xa || !as2) {
@@ -396,7 +418,8 @@ static int forward_bounds(ctx *c)
             lrp_gl_w w2 = wa;
             w2.op = LRP_GL_SQUARE;
             int fail = 0;
-            for (int64_t b = 0; b < B && !fail; b += rb) {
+            for (int64_t b = 0; b < B && !fail; b += rbmax) {
+                const int64_t rb = B - b < rbmax ? B - b : rbmax;
                 double *Ab = A + b * n, *Asb = As + b * n;
                 const double *Aib = Ai + b * nin, *Asib = Asi + b * nin;
                 for (int64_t i = 0; i < rb * nin; i++) {
@@ -703,8 +726,8 @@ static int linear_backward(ctx *c, int li)
     int in0 = l->in[0];
     /* a token Dense (T, F): every row is a "sample" of F -> units, the
      * rb = T rows of a sample taken at once (the loop below) */
-    int64_t n = L.n_out, nin = L.n_in, B = c->B * L.rows, rb = L.rows;
-    const int defer = rb > 1;
+    int64_t n = L.n_out, nin = L.n_in, B = c->B * L.rows, rbmax = row_block(&L);
+    const int defer = L.rows > 1;
     int64_t units = L.conv ? L.O : L.n_out, hw = n / units;
     int64_t nw = units * L.fanin;
     int maxt = 0, need_sel = 0;
@@ -721,8 +744,8 @@ static int linear_backward(ctx *c, int li)
     memset(ov, 0, sizeof ov);
     memset(iv, 0, sizeof iv);
     int fail = 0;
-    const size_t rn = (size_t)(rb * n > 0 ? rb * n : 1);
-    const size_t rnin = (size_t)(rb * nin > 0 ? rb * nin : 1);
+    const size_t rn = (size_t)(rbmax * n > 0 ? rbmax * n : 1);
+    const size_t rnin = (size_t)(rbmax * nin > 0 ? rbmax * nin : 1);
     for (int k = 0; k < O_N; k++)
         fail |= !(ov[k] = calloc(rn, sizeof(double)));
     for (int k = 0; k < I_N; k++)
@@ -733,9 +756,10 @@ static int linear_backward(ctx *c, int li)
     double *aa = malloc(((size_t)maxt * rnin + 1) * sizeof *aa);
     uint8_t *und = malloc(rn), *flv = malloc(rn);
     /* per row: its skips (see the loop); per term and row: a zero term */
-    int *rz = malloc((size_t)rb * sizeof *rz), *rzs = malloc((size_t)rb * sizeof *rzs);
-    int *rok = malloc((size_t)rb * sizeof *rok), *rskip = malloc((size_t)rb * sizeof *rskip);
-    int *amz = malloc((size_t)(maxt > 0 ? maxt : 1) * (size_t)rb * sizeof *amz);
+    int *rz = malloc((size_t)rbmax * sizeof *rz), *rzs = malloc((size_t)rbmax * sizeof *rzs);
+    int *rok = malloc((size_t)rbmax * sizeof *rok);
+    int *rskip = malloc((size_t)rbmax * sizeof *rskip);
+    int *amz = malloc((size_t)(maxt > 0 ? maxt : 1) * (size_t)rbmax * sizeof *amz);
     /* rows taken at once: per part, the units' shares of tq and ill_mass,
      * and per part and term the input cells' tl terms, replayed in the
      * row-at-a-time order */
@@ -808,7 +832,7 @@ static int linear_backward(ctx *c, int li)
     const double *Rcs = sharp ? c->cs[top] : NULL;
     const int nth = c->threads;
     /* am holds each term's rb rows: the term stride is rb nin */
-    lin_cell J = {&L, w, l->w, NULL, am, rb * nin, NULL, NULL, 0};
+    lin_cell J = {&L, w, l->w, NULL, am, rbmax * nin, NULL, NULL, 0};
     /* the weights as the GEMM reads them (terms filled per part) */
     lrp_gl_w wg;
     memset(&wg, 0, sizeof wg);
@@ -822,7 +846,10 @@ static int linear_backward(ctx *c, int li)
      * are the same, a row's skips are decided per row, and the scalars
      * summed over the cells (tq, ill_mass, tl) take their terms in the
      * row-at-a-time order (kept per part and replayed row by row). */
-    for (int64_t b = 0; b < B && !fail; b += rb) {
+    for (int64_t b = 0; b < B && !fail; b += rbmax) {
+        /* this block's rows (the last may be fewer) */
+        const int64_t rb = B - b < rbmax ? B - b : rbmax;
+        J.nin = rb * nin;
         const float *xb = x + b * nin;
         const double *Axb = Ax + b * nin, *Axsb = sharp ? Axs + b * nin : NULL;
         double *Bib = Bi + b * nin, *cib = ci + b * nin;

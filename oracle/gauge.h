@@ -85,6 +85,12 @@ typedef struct lrp_gauge_opts {
 lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const *act,
                                   float *const *rel, const lrp_gauge_opts *o, lrp_err *err);
 
+/* Tests: rows > 0 makes a token Dense's gauge take at most that many rows
+ * at once (partial blocks, blocks across samples); 0 restores the default
+ * (all rows of a sample, within a memory cap).  The results are the same
+ * bits whatever it is.  Process-wide, not thread-safe: tests only. */
+void lrp_gauge_set_row_block(int64_t rows);
+
 /* act[i], rel[i]: the reference's forward activation and relevance at layer
  * i's output, rounded to binary32, batch-major. */
 lrp_status lrp_gauge_compute(lrp_gauge *g, const lrp_net *net, float *const *act,

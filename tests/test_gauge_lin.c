@@ -33,6 +33,7 @@
 #include "gauge_lin.h"
 #include "lrp.h"
 #include "pipeline.h"
+#include "util/testutil.h"
 
 /* ---- random numbers (xorshift64*) ---- */
 
@@ -450,6 +451,86 @@ static void t_maxprop(void **state)
     }
 }
 
+/* A token Dense's rows in blocks of any size (1, 2, 3 rows: partial blocks
+ * and blocks across samples) give the gauge of all rows at once, bit for
+ * bit: bounds, conds, sharp bounds, flags, the sharp totals and the
+ * ill-conditioned mass; propagated and local, under a one-part and a
+ * two-part rule. */
+static void t_row_blocks(void **state)
+{
+    (void)state;
+    static const char *const fx[] = {"tokmlp", "bert_tiny"};
+    static const lrp_rule_id rules[] = {LRP_RULE_EPSILON, LRP_RULE_ALPHABETA};
+    for (size_t f = 0; f < sizeof fx / sizeof fx[0]; f++)
+        for (int r = 0; r < 2; r++) {
+            lrp_net *net = tu_fixture(fx[f]);
+            lrp_rule_spec rs = lrp_rule_default(rules[r]);
+            if (rules[r] == LRP_RULE_ALPHABETA)
+                rs.alpha = 2.0f, rs.beta = 1.0f;
+            lrp_rule_apply_all(net, &rs);
+            lrp_err e = {0};
+            if (lrp_net_infer(net, "rules", &e))
+                fail_msg("%s: %s", fx[f], e.msg);
+            int nl = net->n_layers, tokd = 0;
+            for (int li = 0; li < nl; li++) {
+                lrp_lin L;
+                if (net->layers[li].kind == LRP_LAYER_DENSE) {
+                    lrp_pipe_lin_geom(&L, net, li);
+                    tokd += L.rows > 3;
+                }
+            }
+            assert_true(tokd > 0); /* a token Dense with more rows than a block */
+            float **act = calloc((size_t)nl, sizeof *act), **rel = calloc((size_t)nl, sizeof *rel);
+            assert_true(act && rel);
+            for (int li = 0; li < nl; li++) {
+                int64_t n = lrp_shape_numel(&net->layers[li].shape) * net->batch;
+                act[li] = malloc((size_t)n * sizeof(float));
+                rel[li] = malloc((size_t)n * sizeof(float));
+                assert_true(act[li] && rel[li]);
+                for (int64_t q = 0; q < n; q++) {
+                    act[li][q] = (float)runif();
+                    rel[li][q] = (float)runif();
+                }
+            }
+            for (int local = 0; local < 2; local++) {
+                lrp_gauge g0, g1;
+                lrp_gauge_opts o = {local, local ? LRP_GI_EXACT : LRP_GI_PROPAGATED,
+                                    LRP_SHARP_LAMBDA, 2, NULL, NULL};
+                lrp_gauge_set_row_block(0);
+                assert_int_equal(lrp_gauge_compute_opts(&g0, net, act, rel, &o, &e), LRP_OK);
+                for (int64_t blk = 1; blk <= 3; blk++) {
+                    lrp_gauge_set_row_block(blk);
+                    assert_int_equal(lrp_gauge_compute_opts(&g1, net, act, rel, &o, &e), LRP_OK);
+                    for (int li = 0; li < nl; li++) {
+                        int64_t n = lrp_shape_numel(&net->layers[li].shape) * net->batch;
+                        size_t nb = (size_t)n * sizeof(float);
+                        assert_memory_equal(g0.bound[li], g1.bound[li], nb);
+                        assert_memory_equal(g0.cond[li], g1.cond[li], nb);
+                        assert_memory_equal(g0.sharp[li], g1.sharp[li], nb);
+                        assert_memory_equal(g0.scond[li], g1.scond[li], nb);
+                        assert_memory_equal(g0.fwd[li], g1.fwd[li], nb);
+                        assert_memory_equal(g0.cflags[li], g1.cflags[li], (size_t)n);
+                        assert_true(!g0.total_sharp == !g1.total_sharp &&
+                                    !g0.ill_mass == !g1.ill_mass);
+                        if (g0.total_sharp)
+                            assert_memory_equal(&g0.total_sharp[li], &g1.total_sharp[li],
+                                                sizeof(double));
+                        if (g0.ill_mass)
+                            assert_memory_equal(&g0.ill_mass[li], &g1.ill_mass[li],
+                                                sizeof(double));
+                    }
+                    lrp_gauge_free(&g1);
+                }
+                lrp_gauge_set_row_block(0);
+                lrp_gauge_free(&g0);
+            }
+            for (int li = 0; li < nl; li++)
+                free(act[li]), free(rel[li]);
+            free(act), free(rel);
+            lrp_net_free(net);
+        }
+}
+
 /* ---- the whole gauge: a batch of two samples against each alone ---- */
 
 static lrp_net *batch_net(int batch, uint64_t seed)
@@ -533,6 +614,7 @@ int main(void)
         cmocka_unit_test(t_forward),
         cmocka_unit_test(t_transposed),
         cmocka_unit_test(t_dense_rows),
+        cmocka_unit_test(t_row_blocks),
         cmocka_unit_test(t_kernels),
         cmocka_unit_test(t_maxprop),
         cmocka_unit_test(t_batch),
