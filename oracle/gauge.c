@@ -396,8 +396,8 @@ static int forward_bounds(ctx *c)
             lrp_lin L;
             lrp_pipe_lin_geom(&L, net, li);
             /* a token Dense (T, F): every row is a "sample" of F -> units,
-             * the rows of a sample summed at once (lrp_gl_dense_rows: the
-             * bits of one row at a time, the weights packed once) */
+             * up to rbmax rows summed at once (row_block; lrp_gl_dense_rows:
+             * the bits of one row at a time, the weights packed once) */
             const int64_t rbmax = row_block(&L);
             B *= L.rows;
             n = L.n_out;
@@ -724,8 +724,8 @@ static int linear_backward(ctx *c, int li)
     lrp_lin L;
     lrp_pipe_lin_geom(&L, net, li);
     int in0 = l->in[0];
-    /* a token Dense (T, F): every row is a "sample" of F -> units, the
-     * rb = T rows of a sample taken at once (the loop below) */
+    /* a token Dense (T, F): every row is a "sample" of F -> units, taken
+     * up to rbmax rows at once (row_block; the loop below) */
     int64_t n = L.n_out, nin = L.n_in, B = c->B * L.rows, rbmax = row_block(&L);
     const int defer = L.rows > 1;
     int64_t units = L.conv ? L.O : L.n_out, hw = n / units;
@@ -838,7 +838,7 @@ static int linear_backward(ctx *c, int li)
     memset(&wg, 0, sizeof wg);
     wg.wf = l->w;
     wg.wd = w;
-    /* A token Dense's rows are taken rb at a time (all rows of a sample):
+    /* A token Dense's rows are taken rb at a time (row_block):
      * its GEMMs then pack the weights once for all rows, where a row at a
      * time packed them once a row (on BERT-base most of the gauge's time).
      * Every cell gets the bits of the row-at-a-time loop: the sums are

@@ -360,7 +360,8 @@ static void fwd_item(void *arg, int64_t it)
         if (J->tok) {
             for (int64_t m = m0; m < m1; m++)
                 for (int64_t q = 0; q < nbb; q++)
-                    o[(p0 + q) * J->L->O + g * G->og + m] = C[(m - m0) * ncols + (int64_t)s * nbb + q];
+                    o[(p0 + q) * J->L->O + g * G->og + m] =
+                        C[(m - m0) * ncols + (int64_t)s * nbb + q];
             continue;
         }
         for (int64_t m = m0; m < m1; m++)
