@@ -2623,29 +2623,34 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
         for (int k = 0; k < net->layers[c].n_in; k++)
             if (net->layers[c].in[k] == i && net->layers[c].kind == LRP_LAYER_MHA)
                 mha_step = 1;
-    /* With the trace's own activations as well: the MultiHeadAttention
-     * gauge gives every input cell of a sample the largest condition
-     * number of its output cells (the kind mixes cells), so one
-     * near-cancelling cell of the Add after it excuses the whole input
-     * tensor.  Measured on a BERT-base-sized encoder (128 tokens, width
-     * 768): the fast path's own trace had 0.2 - 0.5 % of each attention
-     * input ILL-CONDITIONED, but a trace whose relevance was negated
-     * from blocks.5's output down (a sign-flipped heatmap) had 100 % of
-     * blocks.6.attn's input excused, every one with the opposite sign, and
-     * the run exited 0 as ILL-CONDITIONED.  Nearly every cell grossly off
-     * is what a wrong rule or a flipped sign does, not a few cells'
-     * cancellation: SUSPECT. */
+    /* With the trace's own activations as well: at a real transformer's
+     * width the attention's rigorous (worst-case) bounds exceed most cells
+     * of its input, and its condition numbers may excuse the whole input.
+     * Measured on a BERT-base-sized encoder (128 tokens, width 768): a
+     * trace whose relevance was negated from blocks.5's output down (a
+     * sign-flipped heatmap) had 100 % of blocks.6.attn's input excused,
+     * every one with the opposite sign, no cell's bound below its
+     * |reference|, and the run exited 0 as ILL-CONDITIONED.  The gauge now
+     * gives each input cell its own cond (oracle/gauge_attn.c), so such
+     * cells may instead be judged on bounds wider than themselves, which
+     * no sign and no ratio can fail: the rule counts both kinds of
+     * undecided cell.  Nearly every cell grossly off is what a wrong rule
+     * or a flipped sign does, not rounding within a bound: SUSPECT. */
+    int64_t und_gross = m->ill_gross + m->undecided_gross;
     if (mha_step && m->defined > 0 &&
-        (double)m->ill_gross > tol->gross_frac * (double)m->defined) {
+        (double)und_gross > tol->gross_frac * (double)m->defined) {
+        int64_t first = m->first_ill_gross;
+        if (first < 0 || (m->first_undecided_gross >= 0 && m->first_undecided_gross < first))
+            first = m->first_undecided_gross;
         append(lr->why, sizeof lr->why,
-               "%s%lld of %lld defined cells ill-conditioned and grossly different from the "
-               "reference (sign, zero or factor >= 2; first: cell %lld, got %.9g, reference "
-               "%.9g): %s",
-               lr->why[0] ? "; " : "", (long long)m->ill_gross, (long long)m->defined,
-               (long long)m->first_ill_gross, (double)got[i][m->first_ill_gross],
-               (double)hi[m->first_ill_gross] + (double)lo[m->first_ill_gross],
-               J->exact_act ? "the attention's condition numbers cover its whole input, but a "
-                              "few cells' cancellation does not move this many"
+               "%s%lld of %lld defined cells grossly different from the reference where no "
+               "bound decides (%lld ill-conditioned, %lld with a bound at least |reference|; "
+               "sign, zero or factor >= 2; first: cell %lld, got %.9g, reference %.9g): %s",
+               lr->why[0] ? "; " : "", (long long)und_gross, (long long)m->defined,
+               (long long)m->ill_gross, (long long)m->undecided_gross, (long long)first,
+               (double)got[i][first], (double)hi[first] + (double)lo[first],
+               J->exact_act ? "the attention's bounds cannot resolve these cells, but rounding "
+                              "within them does not flip, zero or double this many"
                             : "the trace carries no activations, so the bounds hold the forward "
                               "error of the layers below and cannot decide; rerun with the "
                               "trace's activations");

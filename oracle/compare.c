@@ -153,6 +153,7 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
     out->sharp = ref->sharp != NULL;
     out->worst_verdict = LRP_V_PASS;
     out->first_ill_gross = -1;
+    out->first_undecided_gross = -1;
     /* the mean |ref| of the defined cells: the floor of ill_gross */
     double mean_abs = 0;
     {
@@ -206,6 +207,13 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
                     out->gross++;
                     if (out->first_gross < 0)
                         out->first_gross = i;
+                }
+                if (v != LRP_V_ILL_CONDITIONED && v != LRP_V_NONFINITE && r != 0.0 &&
+                    fabs(r) <= floor && fabs(r) >= LRP_ILL_GROSS_FLOOR * mean_abs &&
+                    ((gd < 0) != (r < 0) || gd == 0.0 || fabs(gd - r) >= 0.5 * fabs(r))) {
+                    out->undecided_gross++;
+                    if (out->first_undecided_gross < 0)
+                        out->first_undecided_gross = i;
                 }
             }
         }

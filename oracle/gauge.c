@@ -580,7 +580,7 @@ static int forward_bounds(ctx *c)
                 break;
             }
             if (gauge_kind[l->kind] == G_ATTN) {
-                lrp_ga ga = {net, li, B, c->act, c->rel, c->A, NULL};
+                lrp_ga ga = {net, li, B, c->act, c->rel, c->A, NULL, 0};
                 if (lrp_gauge_attn_fwd(&ga, A))
                     return -1;
                 memcpy(c->As[li], A, (size_t)(B * n) * sizeof *A);
@@ -2009,8 +2009,10 @@ static int backward_bounds(ctx *c)
             }
             if (gauge_kind[l->kind] == G_ATTN) {
                 /* the cond of the layer's output, per sample, reaches
-                 * every input cell of that sample (the kinds mix cells) */
-                lrp_ga ga = {net, li, B, c->act, c->rel, c->A, Rb};
+                 * every input cell of that sample (the kinds mix cells);
+                 * the kind's own conds come per cell (gauge_attn.c) */
+                lrp_ga ga = {net, li, B, c->act, c->rel, c->A, Rb,
+                             c->local && c->inputs == LRP_GI_EXACT};
                 for (int k = 0; k < l->n_in; k++) {
                     int in = l->in[k];
                     int64_t nin = numel(net, in);

@@ -15,8 +15,11 @@
  * float chain's worst case), every division by a stabilized denominator
  * st charged (bound of the numerator + |quotient| bound of st) / |st|.
  * The cond of a cell is u * (bound of a denominator) / |st| over the
- * denominators it depends on: for MultiHeadAttention every denominator of
- * the sample (the layer is judged whole, its stages are not traced).
+ * denominators it depends on.  MultiHeadAttention (judged whole: its stages
+ * are not traced) mixes every cell of a sample, so a first-order cond there
+ * covers the sample; its quotients whose denominator is ill-determined are
+ * bounded instead wherever the convention allows, and give each input cell
+ * a cond of its own (below, "quotients whose denominator is ill-determined").
  */
 #include "gauge_attn.h"
 
@@ -24,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gauge.h"
 #include "pipeline.h"
 
 #define U32 0x1p-24
@@ -210,11 +214,59 @@ static double st_of(const lrp_rule_spec *rs, double den)
     return rs->eps != 0 && sg != 0 ? den + sg * (double)rs->eps : den;
 }
 
-/* q, its bound; cond maxed into *cnd */
-static void divb(double *q, double *eq, double R, double Rb, double den, double Eden,
-                 const lrp_rule_spec *rs, double *cnd)
+/* ---- quotients whose denominator is ill-determined ----
+ * A first-order bound holds while a denominator's relative error c is small;
+ * above LRP_ILL_COND_SHARP the cell used to be ILL-CONDITIONED, and since
+ * the attention mixes every cell of a sample, one such denominator excused
+ * the sample's whole input.  Where the convention allows, the quotient gets
+ * a bound that holds at any c instead, and no cond:
+ * - c <= ILL_EXACT: |st_f| >= (1 - c) |st| (for R / stab(y) where y keeps
+ *   its sign; for v / stab(v) = |v| / (|v| + eps) whatever v's sign), so the
+ *   first-order terms divided by (1 - c) (squared for v / stab(v)) bound the
+ *   error exactly;
+ * - beyond: the quotient's magnitude alone, |R_f| / eps when |stab| >= eps
+ *   whatever the float32 denominator (den_floored), h |g_f| when v / stab(v)
+ *   lies in [0, 1] (ratio_bounded).
+ * What such a denominator's error may move (its whole share of the
+ * quotient's bound, in either case) is also carried on its own by the same
+ * linear steps (the n arrays of mha64_bwd), and an input cell it may move
+ * by more than LRP_ILL_COND_SHARP of itself (u N > 2^-4 |cell|) gets the
+ * cond u N / |cell|: ILL-CONDITIONED where the ill-determined denominators
+ * decide it, judged on its bound where they do not. */
+#define ILL_EXACT 0.9990234375 /* 1 - 2^-10 */
+/* the roundings of a quotient's magnitude bound (product, add, division) */
+#define NL_ROUND (1 + 0x1p-20)
+
+/* stab(v) = v + sign(v) eps, eps > 0: v / stab(v) = |v| / (|v| + eps) is
+ * continuous in v, with slope eps / (|v| + eps)^2 */
+static int sign_following(const lrp_rule_spec *rs)
+{
+    return rs->eps > 0 && lrp_stab_sign(rs->stab, LRP_ZC_NEG) == -1 &&
+           lrp_stab_sign(rs->stab, LRP_ZC_POS) == 1;
+}
+
+/* v / stab(v) in [0, 1] for every finite float32 v (at a zero stab(0) the
+ * quotient is not finite, which the non-finite checks judge) */
+static int ratio_bounded(const lrp_rule_spec *rs)
+{
+    int sn = lrp_stab_sign(rs->stab, LRP_ZC_NEG), sp = lrp_stab_sign(rs->stab, LRP_ZC_POS);
+    return rs->eps == 0 || ((sn == -1 || sn == 0) && (sp == 1 || sp == 0));
+}
+
+/* |stab(y)| >= eps > 0 for every finite float32 y, zeros included */
+static int den_floored(const lrp_rule_spec *rs)
+{
+    return sign_following(rs) && abs(lrp_stab_sign(rs->stab, LRP_ZC_NEGZERO)) == 1 &&
+           abs(lrp_stab_sign(rs->stab, LRP_ZC_POSZERO)) == 1;
+}
+
+/* q = R / stab(den), its bound eq and nonlinear part nq (units of u); the
+ * cond of a first-order bound maxed into *cnd */
+static void divb(double *q, double *eq, double *nq, double R, double Rb, double den,
+                 double Eden, const lrp_rule_spec *rs, double *cnd)
 {
     double st = st_of(rs, den);
+    *nq = 0;
     if (st == 0) {
         *q = 0;
         *eq = 0;
@@ -222,32 +274,75 @@ static void divb(double *q, double *eq, double R, double Rb, double den, double 
         return;
     }
     *q = R / st;
+    double c = U32 * Eden / fabs(st);
+    if ((R == 0 && Rb == 0) || !(c > LRP_ILL_COND_SHARP)) {
+        *eq = (Rb + fabs(*q) * Eden) / fabs(st) + 2 * fabs(*q);
+        if (R != 0 || Rb != 0)
+            *cnd = fmax(*cnd, c);
+        return;
+    }
+    if (c <= ILL_EXACT && fabs(den) > U32 * Eden) {
+        /* y_f keeps y's sign, so st_f = y_f + s eps with the same s and
+         * |st_f| >= (1 - c) |st|: |R_f / st_f - R / st| <= (u Rb + |q| u
+         * Eden) / |st_f|.  (A y_f of the other sign takes the other
+         * stabilizer: below.) */
+        *nq = fabs(*q) * Eden / (fabs(st) * (1 - c));
+        *eq = Rb / (fabs(st) * (1 - c)) + *nq + 2 * fabs(*q);
+        return;
+    }
+    if (den_floored(rs)) { /* |q_f| <= |R_f| / eps */
+        *eq = *nq = fabs(*q) / U32 + (fabs(R) / U32 + Rb) * NL_ROUND / (double)rs->eps;
+        return;
+    }
     *eq = (Rb + fabs(*q) * Eden) / fabs(st) + 2 * fabs(*q);
-    if (R != 0 || Rb != 0)
-        *cnd = fmax(*cnd, U32 * Eden / fabs(st));
+    *cnd = fmax(*cnd, c);
 }
 
 /* q = h v g / stab(v), the quotient of a relevance that is itself
  * proportional to the denominator (R_v = h v g): the same float32 v is in
  * both, so only the stabilizer's share feels v's error:
  * d q / d v = h g s(v) eps / stab(v)^2.  Roundings: the product, the
- * stabilizer's add, the division (3 |q|), and an underflow. */
-static void divg(double *q, double *eq, double g, double eg, double v, double Ev, double h,
-                 const lrp_rule_spec *rs, double *cnd)
+ * stabilizer's add, the division (3 |q|), and an underflow.  ng: the
+ * nonlinear part of eg, carried into nq. */
+static void divg(double *q, double *eq, double *nq, double g, double eg, double ng, double v,
+                 double Ev, double h, const lrp_rule_spec *rs, double *cnd)
 {
     double st = st_of(rs, v);
     if (st == 0) {
         *q = 0;
         *eq = 0;
+        *nq = 0;
         if (g != 0 || eg != 0)
             *cnd = fmax(*cnd, 1.0);
         return;
     }
     double se = fabs(st - v);
     *q = h * v * g / st;
+    *nq = h * fabs(v) * ng / fabs(st);
+    double c = U32 * Ev * se / (st * st);
+    if (g == 0 || se == 0 || !(c > LRP_ILL_COND_SHARP)) {
+        *eq = h * (fabs(v) * eg / fabs(st) + fabs(g) * se * Ev / (st * st)) + 3 * fabs(*q) + UF;
+        if (g != 0 && se != 0)
+            *cnd = fmax(*cnd, c);
+        return;
+    }
+    double r = U32 * Ev / fabs(st);
+    if (sign_following(rs) && r <= ILL_EXACT) {
+        /* ||v_f| - |v|| <= r |st|: the slope of |v| / (|v| + eps) is at
+         * most eps / ((1 - r) |st|)^2 between them */
+        double dv = h * fabs(g) * se * Ev / (st * st * (1 - r) * (1 - r));
+        /* g_f's error times v_f / stab(v_f), which is at most 1 */
+        double rf = fmin(1.0, fabs(v) / fabs(st) + U32 * dv / fmax(h * fabs(g), 0x1p-1022));
+        *eq = h * rf * eg + dv + 3 * fabs(*q) + UF;
+        *nq += dv;
+        return;
+    }
+    if (ratio_bounded(rs)) { /* |q_f| <= h |g_f| */
+        *eq = *nq = h * (fabs(g) / U32 + eg) * NL_ROUND + fabs(*q) / U32 + UF;
+        return;
+    }
     *eq = h * (fabs(v) * eg / fabs(st) + fabs(g) * se * Ev / (st * st)) + 3 * fabs(*q) + UF;
-    if (g != 0 && se != 0)
-        *cnd = fmax(*cnd, U32 * Ev * se / (st * st));
+    *cnd = fmax(*cnd, c);
 }
 
 /* the bound of the relevance to x of one sample */
@@ -264,90 +359,104 @@ static int mha64_bwd(const mha64 *m, const lrp_layer *l, const float *x, const d
     double *RS = calloc(nh, 8), *eRS = calloc(nh, 8), *s3 = calloc(nh, 8), *e3 = calloc(nh, 8);
     double *RA = calloc((size_t)T, 8), *eRA = calloc((size_t)T, 8);
     double *s4 = calloc(n3, 8), *e4 = calloc(n3, 8);
+    /* the nonlinear parts (above, "quotients whose denominator is
+     * ill-determined"), carried by the same linear steps as the e arrays */
+    double *n1 = calloc(nf, 8), *nrO = calloc(nf, 8), *n2 = calloc(nf, 8), *ng = calloc(n3, 8);
+    double *nRA = calloc((size_t)T, 8), *nRS = calloc(nh, 8), *n3a = calloc(nh, 8);
+    double *n4 = calloc(n3, 8);
     int rc = -1;
     double cond = 0;
     if (!s1 || !e1 || !rO || !erO || !s2 || !e2 || !g || !eg || !RS || !eRS || !s3 || !e3 ||
-        !RA || !eRA || !s4 || !e4)
+        !RA || !eRA || !s4 || !e4 || !n1 || !nrO || !n2 || !ng || !nRA || !nRS || !n3a || !n4)
         goto done;
     for (int64_t i = 0; i < T * F; i++)
-        divb(&s1[i], &e1[i], (double)R32[i], Rb[i], (double)y[i], Ay[i], rs, &cond);
+        divb(&s1[i], &e1[i], &n1[i], (double)R32[i], Rb[i], (double)y[i], Ay[i], rs, &cond);
     /* rO_p = O_p sum_j Wout_jp s1_j */
     for (int64_t t = 0; t < T; t++)
         for (int64_t p = 0; p < F; p++) {
-            double s = 0, ga = 0, e = 0;
+            double s = 0, ga = 0, e = 0, nn = 0;
             for (int64_t j = 0; j < F; j++) {
                 double w = (double)l->w2[j * F + p];
                 s += w * s1[t * F + j];
                 ga += fabs(w * s1[t * F + j]);
                 e += fabs(w) * e1[t * F + j];
+                nn += fabs(w) * n1[t * F + j];
             }
             rO[t * F + p] = s; /* the gradient at O: R_O = O g */
             erO[t * F + p] = e + (double)(F + 1) * ga + UF;
+            nrO[t * F + p] = nn;
         }
     for (int64_t i = 0; i < T * F; i++)
-        divg(&s2[i], &e2[i], rO[i], erO[i], m->O[i], m->EO[i], 1.0, rs, &cond);
+        divg(&s2[i], &e2[i], &n2[i], rO[i], erO[i], nrO[i], m->O[i], m->EO[i], 1.0, rs, &cond);
     /* g_v = A^T s2 */
     for (int64_t h = 0; h < H; h++)
         for (int64_t j = 0; j < T; j++)
             for (int64_t p = 0; p < d; p++) {
-                double s = 0, ga = 0, e = 0;
+                double s = 0, ga = 0, e = 0, nn = 0;
                 for (int64_t t = 0; t < T; t++) {
                     double a = m->A[(h * T + t) * T + j], q = s2[t * F + h * d + p];
                     s += a * q;
                     ga += fabs(a * q);
                     e += a * e2[t * F + h * d + p] + fabs(q) * m->EA[(h * T + t) * T + j];
+                    nn += a * n2[t * F + h * d + p];
                 }
                 g[j * 3 * F + 2 * F + h * d + p] = s;
                 eg[j * 3 * F + 2 * F + h * d + p] = e + (double)(T + 1) * ga;
+                ng[j * 3 * F + 2 * F + h * d + p] = nn;
             }
     if (!cp) {
         for (int64_t h = 0; h < H; h++)
             for (int64_t t = 0; t < T; t++) {
                 int64_t z = (h * T + t) * T;
                 for (int64_t j = 0; j < T; j++) {
-                    double s = 0, ga = 0, e = 0;
+                    double s = 0, ga = 0, e = 0, nn = 0;
                     for (int64_t p = 0; p < d; p++) {
                         double v = m->qkv[j * 3 * F + 2 * F + h * d + p], q = s2[t * F + h * d + p];
                         s += q * v;
                         ga += fabs(q * v);
                         e += fabs(v) * e2[t * F + h * d + p] +
                              fabs(q) * m->Eqkv[j * 3 * F + 2 * F + h * d + p];
+                        nn += fabs(v) * n2[t * F + h * d + p];
                     }
                     double a = m->A[z + j];
                     RA[j] = 0.5 * a * s;
                     eRA[j] = 0.5 * (a * (e + (double)(d + 1) * ga) + fabs(s) * m->EA[z + j]) +
                              fabs(RA[j]);
+                    nRA[j] = 0.5 * a * nn;
                 }
                 /* the Taylor rule's factor d = R_A - A sR (R_S = S d) */
                 const uint8_t *mk = m->msk ? m->msk + t * T : NULL;
-                double sR = 0, sa = 0, sb = 0;
+                double sR = 0, sa = 0, sb = 0, sn = 0;
                 for (int64_t j = 0; j < T; j++)
                     if (!(mk && mk[j])) {
                         sR += RA[j];
                         sa += fabs(RA[j]);
                         sb += eRA[j];
+                        sn += nRA[j];
                     }
                 double esR = (double)T * sa + sb;
                 for (int64_t j = 0; j < T; j++) {
                     if (mk && mk[j]) {
-                        RS[z + j] = eRS[z + j] = 0;
+                        RS[z + j] = eRS[z + j] = nRS[z + j] = 0;
                         continue;
                     }
                     double dd = RA[j] - m->A[z + j] * sR;
                     RS[z + j] = dd;
                     eRS[z + j] = eRA[j] + m->A[z + j] * esR + fabs(sR) * m->EA[z + j] +
                                  fabs(m->A[z + j] * sR) + fabs(dd) + UF;
+                    nRS[z + j] = nRA[j] + m->A[z + j] * sn;
                 }
             }
         /* s3 = S d / stab(S) */
         for (int64_t i = 0; i < H * T * T; i++)
-            divg(&s3[i], &e3[i], RS[i], eRS[i], m->S[i], m->ES[i], 1.0, rs, &cond);
+            divg(&s3[i], &e3[i], &n3a[i], RS[i], eRS[i], nRS[i], m->S[i], m->ES[i], 1.0, rs,
+                 &cond);
         double c = m->c;
         for (int64_t h = 0; h < H; h++)
             for (int64_t t = 0; t < T; t++)
                 for (int64_t k = 0; k < d; k++) {
                     /* g_q(t, k) = c sum_j s3(t, j) k(j, k); g_k(t, k) = c sum_j s3(j, t) q(j, k) */
-                    double sq = 0, gq = 0, eq = 0, sk = 0, gk = 0, ek = 0;
+                    double sq = 0, gq = 0, eq = 0, sk = 0, gk = 0, ek = 0, nq = 0, nk = 0;
                     for (int64_t j = 0; j < T; j++) {
                         double a = s3[(h * T + t) * T + j], ea = e3[(h * T + t) * T + j];
                         double kk = m->qkv[j * 3 * F + F + h * d + k];
@@ -355,36 +464,49 @@ static int mha64_bwd(const mha64 *m, const lrp_layer *l, const float *x, const d
                         sq += a * kk;
                         gq += fabs(a * kk);
                         eq += fabs(kk) * ea + fabs(a) * ekk;
+                        nq += fabs(kk) * n3a[(h * T + t) * T + j];
                         double b = s3[(h * T + j) * T + t], eb = e3[(h * T + j) * T + t];
                         double qq = m->qkv[j * 3 * F + h * d + k];
                         double eqq = m->Eqkv[j * 3 * F + h * d + k];
                         sk += b * qq;
                         gk += fabs(b * qq);
                         ek += fabs(qq) * eb + fabs(b) * eqq;
+                        nk += fabs(qq) * n3a[(h * T + j) * T + t];
                     }
                     g[t * 3 * F + h * d + k] = c * sq;
                     eg[t * 3 * F + h * d + k] = fabs(c) * (eq + (double)(T + 1) * gq) + fabs(c * sq);
+                    ng[t * 3 * F + h * d + k] = fabs(c) * nq;
                     g[t * 3 * F + F + h * d + k] = c * sk;
                     eg[t * 3 * F + F + h * d + k] =
                         fabs(c) * (ek + (double)(T + 1) * gk) + fabs(c * sk);
+                    ng[t * 3 * F + F + h * d + k] = fabs(c) * nk;
                 }
     }
     double half = cp ? 1.0 : 0.5;
     for (int64_t i = 0; i < T * 3 * F; i++)
-        divg(&s4[i], &e4[i], g[i], eg[i] + UF, m->qkv[i], m->Eqkv[i], half, rs, &cond);
+        divg(&s4[i], &e4[i], &n4[i], g[i], eg[i] + UF, ng[i], m->qkv[i], m->Eqkv[i], half, rs,
+             &cond);
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < F; i++) {
-            double s = 0, ga = 0, e = 0;
+            double s = 0, ga = 0, e = 0, nn = 0;
             for (int64_t o = 0; o < 3 * F; o++) {
                 double w = (double)l->w[o * F + i];
                 s += w * s4[t * 3 * F + o];
                 ga += fabs(w * s4[t * 3 * F + o]);
                 e += fabs(w) * e4[t * 3 * F + o];
+                nn += fabs(w) * n4[t * 3 * F + o];
             }
             double xv = (double)x[t * F + i];
             bnd[t * F + i] +=
                 fabs(xv) * (e + (double)(3 * F + 1) * ga) + Ax[t * F + i] * ga + fabs(xv * s);
             mag[t * F + i] += fabs(xv * s);
+            /* the cell's own cond: how much of it the ill-determined
+             * denominators may move (their nonlinear parts) */
+            double N = fabs(xv) * nn;
+            if (N > 0)
+                cnd[t * F + i] =
+                    fmax(cnd[t * F + i], fabs(xv * s) > 0 ? fmin(U32 * N / fabs(xv * s), 1.0e30)
+                                                          : 1.0);
         }
     for (int64_t i = 0; i < T * F; i++)
         cnd[i] = fmax(cnd[i], cond);
@@ -392,6 +514,7 @@ static int mha64_bwd(const mha64 *m, const lrp_layer *l, const float *x, const d
 done:
     free(s1), free(e1), free(rO), free(erO), free(s2), free(e2), free(g), free(eg);
     free(RS), free(eRS), free(s3), free(e3), free(RA), free(eRA), free(s4), free(e4);
+    free(n1), free(nrO), free(n2), free(ng), free(nRA), free(nRS), free(n3a), free(n4);
     return rc;
 }
 
@@ -552,15 +675,33 @@ int lrp_gauge_attn_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double 
                 mha64_free(&m);
                 return -1;
             }
+            const float *yt = g->act[g->li] + b * n;
             for (int64_t t = 0; t < T; t++)
                 for (int64_t o = 0; o < F; o++) {
-                    double ga = 0, e = 0, bj = l->has_bias ? (double)l->b2[o] : 0;
+                    double s = 0, ga = 0, e = 0, bj = l->has_bias ? (double)l->b2[o] : 0;
                     for (int64_t i = 0; i < F; i++) {
                         double w = (double)l->w2[o * F + i];
+                        s += m.O[t * F + i] * w;
                         ga += fabs(m.O[t * F + i] * w);
                         e += fabs(w) * m.EO[t * F + i];
                     }
-                    Ay[t * F + o] = (double)(F + 1) * (ga + fabs(bj)) + e;
+                    double a = (double)(F + 1) * (ga + fabs(bj)) + e;
+                    if (g->exact) {
+                        /* the subject's own output is in the trace: its
+                         * denominator is that y (or the binary32 rounding
+                         * of what it held: u |y|), or y computed again
+                         * from its own O (2 (F + 1) u sum |O w| apart,
+                         * with |O_f| <= |O| + u EO); ours is y64 = s + bj,
+                         * within 2^-29 Ay of the exact one.  The a-priori
+                         * chain bound a is vacuous at BERT's width (the
+                         * worst case of five sums of 64 to 769 terms) */
+                        double yv = (double)yt[t * F + o];
+                        double obs = fabs(yv - (s + bj)) / U32 + fabs(yv) +
+                                     2.0 * (double)(F + 1) * (ga + fabs(bj) + U32 * e) +
+                                     0x1p-29 * a;
+                        a = fmin(a, obs);
+                    }
+                    Ay[t * F + o] = a;
                 }
             int rc = mha64_bwd(&m, l, x, Ax, g->act[g->li] + b * n, Ay, R + b * n, Rb + b * n,
                                bnd + b * nin, cnd + b * nin, mag + b * nin);

@@ -18,6 +18,9 @@ typedef struct lrp_ga {
     float *const *act, *const *rel; /* per layer, batch-major */
     double *const *A;               /* forward bounds per layer (units of u) */
     const double *Rb;               /* the bound of R at li's output */
+    int exact;                      /* local, the subject's own activations
+                                       (LRP_GI_EXACT): li's output is what
+                                       the subject computed */
 } lrp_ga;
 
 /* 1 when the gauge of kind k is here */

@@ -102,6 +102,13 @@ typedef struct lrp_layer_cmp {
      * forward error of a trace without activations) */
     int64_t ill_gross;
     int64_t first_ill_gross;       /* index of the first such cell, -1 */
+    /* of the defined cells not ILL-CONDITIONED whose bound is at least |ref|
+     * (no rounding within it is excluded, so neither the sign check nor the
+     * gross count above can fail them): wrong sign, zero or factor >= 2,
+     * with the floor of ill_gross -- what a bound too wide to decide lets
+     * through, as ill_gross is for the cells excused by their cond */
+    int64_t undecided_gross;
+    int64_t first_undecided_gross; /* index of the first such cell, -1 */
 } lrp_layer_cmp;
 
 /* The floor of ill_gross above, relative to the layer's mean |ref|: a cell

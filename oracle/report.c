@@ -432,6 +432,8 @@ static json_t *cmp_json(const lrp_layer_cmp *c)
     /* of those, grossly off the reference (sign, zero, factor 2): how near
      * a tensor is to the ill-but-gross rule (gross_frac of "defined") */
     json_object_set_new(o, "ill_gross", json_integer(c->ill_gross));
+    /* the same, of the cells whose bound is at least |ref| */
+    json_object_set_new(o, "undecided_gross", json_integer(c->undecided_gross));
     return o;
 }
 

@@ -189,6 +189,42 @@ static void test_ill_gross(void **state)
     assert_int_equal(c.first_ill_gross, 3);
 }
 
+/* undecided_gross counts the cells not ILL-CONDITIONED whose bound is at
+ * least |ref| (neither the sign check nor gross can fail them) that are
+ * grossly off |ref| and not small for their layer; cells the bound
+ * resolves, ill-conditioned cells and cells under the floor do not count */
+static void test_undecided_gross(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    float got[N], hi[N], lo[N], bound[N], cond[N];
+    uint8_t cf[N];
+    for (int i = 0; i < N; i++) {
+        hi[i] = 1.0f;
+        got[i] = 1.0f;
+        lo[i] = 0.0f;
+        bound[i] = 0x1p26f; /* u * bound = 4 >= |ref|: no cell is resolved */
+        cond[i] = 0.0f;
+        cf[i] = 0;
+    }
+    got[2] = 1.2f;                   /* 20 % off: within its bound, not gross */
+    got[3] = -1.0f;                  /* sign: counts (ratio 0.5: PASS) */
+    got[4] = 0.0f;                   /* zero: counts */
+    got[5] = 2.5f;                   /* factor 2.5: counts */
+    hi[7] = 1e-3f, got[7] = -1e-3f;  /* a flipped sign under the floor */
+    cond[8] = 1.0f, got[8] = -1.0f;  /* ill-conditioned: ill_gross, not this */
+    bound[9] = 0.0f, got[9] = -1.0f; /* resolved by its bound: gross and FAIL */
+    lrp_cell_ref r = {hi, lo, bound, cond, cf, NULL, NULL};
+    lrp_layer_cmp c;
+    lrp_compare_cells(&c, got, &r, N, &tol);
+    assert_int_equal(c.undecided_gross, 3);
+    assert_int_equal(c.first_undecided_gross, 3);
+    assert_int_equal(c.ill_gross, 1);
+    assert_int_equal(c.gross, 1);
+    assert_int_equal(c.count[LRP_V_FAIL], 1);
+    assert_int_equal(c.count[LRP_V_PASS], N - 2);
+}
+
 static void test_tolerance_table(void **state)
 {
     (void)state;
@@ -206,7 +242,7 @@ int main(void)
         cmocka_unit_test(test_ulp_distance),    cmocka_unit_test(test_verdicts),
         cmocka_unit_test(test_lo_part_counts),  cmocka_unit_test(test_zero_bound),
         cmocka_unit_test(test_layer_stats),     cmocka_unit_test(test_tolerance_table),
-        cmocka_unit_test(test_ill_gross),
+        cmocka_unit_test(test_ill_gross),       cmocka_unit_test(test_undecided_gross),
     };
     return cmocka_run_group_tests_name("compare", tests, NULL, NULL);
 }
