@@ -158,20 +158,28 @@ static void test_layer_stats(void **state)
  * (sign, zero, factor 2) and not small for their layer; cells the bound
  * resolves, cells that agree to ill_agree and cells under the floor do not
  * count */
+/* n cells of reference 1 and value 1, each with bound b and cond c */
+static void gross_cells(int n, float *got, float *hi, float *lo, float *bound, float *cond,
+                        uint8_t *cf, float b, float c)
+{
+    for (int i = 0; i < n; i++) {
+        hi[i] = got[i] = 1.0f;
+        lo[i] = 0.0f;
+        bound[i] = b;
+        cond[i] = c;
+        cf[i] = 0;
+    }
+}
+
 static void test_ill_gross(void **state)
 {
     (void)state;
     enum { N = 100 };
     float got[N], hi[N], lo[N], bound[N], cond[N];
     uint8_t cf[N];
-    for (int i = 0; i < N; i++) {
-        hi[i] = 1.0f;
-        got[i] = 1.0f;
-        lo[i] = 0.0f;
-        bound[i] = 1e9f; /* u * bound ~ 60: no gross by the bound's floor */
-        cond[i] = 1.0f;  /* every cell ill-conditioned */
-        cf[i] = 0;
-    }
+    /* u * bound ~ 60: no gross by the bound's floor; every cell
+     * ill-conditioned */
+    gross_cells(N, got, hi, lo, bound, cond, cf, 1e9f, 1.0f);
     got[3] = -1.0f;                  /* sign: counts */
     got[4] = 0.0f;                   /* zero: counts */
     got[5] = 2.5f;                   /* factor 2.5: counts */
@@ -199,14 +207,8 @@ static void test_undecided_gross(void **state)
     enum { N = 100 };
     float got[N], hi[N], lo[N], bound[N], cond[N];
     uint8_t cf[N];
-    for (int i = 0; i < N; i++) {
-        hi[i] = 1.0f;
-        got[i] = 1.0f;
-        lo[i] = 0.0f;
-        bound[i] = 0x1p26f; /* u * bound = 4 >= |ref|: no cell is resolved */
-        cond[i] = 0.0f;
-        cf[i] = 0;
-    }
+    /* u * bound = 4 >= |ref|: no cell is resolved; none ill-conditioned */
+    gross_cells(N, got, hi, lo, bound, cond, cf, 0x1p26f, 0.0f);
     got[2] = 1.2f;                   /* 20 % off: within its bound, not gross */
     got[3] = -1.0f;                  /* sign: counts (ratio 0.5: PASS) */
     got[4] = 0.0f;                   /* zero: counts */
