@@ -2508,6 +2508,8 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
     lr->has_tlocal = 1;
     rep->n_judged++;
     const lrp_layer_cmp *m = &lr->tlocal;
+    rep->tl_defined += m->defined;
+    rep->tl_resolved += m->resolved;
     /* the sign of a zero that only a zero denominator's stabilizer
      * decides: under signbit, a relevance cell that is exactly zero in
      * both, draws on a zero denominator and differs in its sign

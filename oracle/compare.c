@@ -208,6 +208,11 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
                     if (out->first_gross < 0)
                         out->first_gross = i;
                 }
+                /* a zero reference with a zero bound: any value but 0
+                 * fails its ratio */
+                if (v != LRP_V_ILL_CONDITIONED &&
+                    ((fabs(r) > floor && r != 0.0) || (r == 0.0 && floor == 0.0)))
+                    out->resolved++;
                 if (v != LRP_V_ILL_CONDITIONED && v != LRP_V_NONFINITE && r != 0.0 &&
                     fabs(r) <= floor && fabs(r) >= LRP_ILL_GROSS_FLOOR * mean_abs &&
                     ((gd < 0) != (r < 0) || gd == 0.0 || fabs(gd - r) >= 0.5 * fabs(r))) {

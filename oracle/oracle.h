@@ -94,6 +94,11 @@ typedef struct lrp_layer_cmp {
     int64_t gross;                 /* of those: wrong sign, zero or factor >= 2 where
                                       |ref| exceeds the sharp bound */
     int64_t ill;                   /* cells excused as ill-conditioned */
+    int64_t resolved;              /* of the defined cells: not ILL-CONDITIONED and |ref|
+                                      above the bound that counts gross (sharp, else
+                                      rigorous) -- where a wrong sign, a zero or a factor
+                                      of 2 fails the cell's layer; elsewhere only the
+                                      rule for cells no bound decides sees it */
     int64_t first_gross;           /* index of the first gross cell, -1 */
     /* of the ILL-CONDITIONED cells: wrong sign, zero or factor >= 2 against
      * |ref| itself (no bound), where |ref| is at least LRP_ILL_GROSS_FLOOR

@@ -270,6 +270,14 @@ void lrp_report_text_ex(FILE *f, const lrp_run_report *r, const lrp_text_opts *o
                    l->rule);
         if (l->why[0])
             prosef(f, ind, W, "layer-level (local: by %s): %s", l->by, l->why);
+        if (l->has_tlocal && l->tlocal.defined > 0 &&
+            l->tlocal.resolved * 10 < l->tlocal.defined * 9)
+            prosef(f, ind, W,
+                   "local: %lld of %lld cells resolved by their bounds (not ill-conditioned, "
+                   "|reference| above the bound); a wrong sign or a factor of 2 on the others "
+                   "fails only by its ratio or, at an attention's input, by the rule for cells "
+                   "no bound decides",
+                   (long long)l->tlocal.resolved, (long long)l->tlocal.defined);
         if (l->has_tlocal && l->tlocal_verdict != LRP_V_PASS) {
             if (l->tlocal.worst >= 0)
                 prosef(f, ind, W, "local (by %s), worst cell %lld: got %.9g, reference %.9g",
@@ -333,10 +341,12 @@ void lrp_report_text_ex(FILE *f, const lrp_run_report *r, const lrp_text_opts *o
     fmt_ratio(ml, sizeof ml, r->max_tlocal_ratio);
     prosef(f, 2, W,
            "end to end: %s (max ratio %s to the sharp bound, %s to the rigorous one); "
-           "local: %s (%d tensors, max ratio %s, activations %s)",
+           "local: %s (%d tensors, max ratio %s, activations %s, %.1f %% of cells resolved by "
+           "their bounds)",
            lrp_verdict_name(r->e2e_verdict), ms, mr,
            r->n_judged ? lrp_verdict_name(r->tlocal_verdict) : "not run", r->n_judged, ml,
-           r->tlocal_exact_act ? "of the trace" : "of the reference");
+           r->tlocal_exact_act ? "of the trace" : "of the reference",
+           r->tl_defined > 0 ? 100.0 * (double)r->tl_resolved / (double)r->tl_defined : 0.0);
     fprintf(f, "  verdict: %s%s%s (max conservation residual f32 %.2e, ref %.2e)",
             color ? vcolor(r->verdict) : "", lrp_verdict_name(r->verdict), reset,
             r->max_cons_f32, r->max_cons_ref);
@@ -429,6 +439,7 @@ static json_t *cmp_json(const lrp_layer_cmp *c)
     json_object_set_new(o, "defined", json_integer(c->defined));
     json_object_set_new(o, "gross", json_integer(c->gross));
     json_object_set_new(o, "ill_conditioned", json_integer(c->ill));
+    json_object_set_new(o, "resolved", json_integer(c->resolved));
     /* of those, grossly off the reference (sign, zero, factor 2): how near
      * a tensor is to the ill-but-gross rule (gross_frac of "defined") */
     json_object_set_new(o, "ill_gross", json_integer(c->ill_gross));
@@ -483,6 +494,8 @@ static json_t *run_json(const lrp_run_report *r)
         if (r->n_unjudged)
             json_object_set_new(tl, "not_judged_names", json_string(r->unjudged));
         json_object_set_new(tl, "max_ratio", jnum(r->max_tlocal_ratio));
+        json_object_set_new(tl, "defined", json_integer(r->tl_defined));
+        json_object_set_new(tl, "resolved", json_integer(r->tl_resolved));
         json_object_set_new(tl, "activations", json_string(r->tlocal_exact_act ? "trace" : "reference"));
         if (r->origin_layer >= 0) {
             json_object_set_new(tl, "origin_tensor", json_string(r->layers[r->origin_layer].name));

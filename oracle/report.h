@@ -109,6 +109,8 @@ typedef struct lrp_run_report {
     lrp_verdict tlocal_verdict;/* worst trace-local verdict (layer-level included) */
     int tlocal_exact_act;      /* 1: the trace's own activations were used */
     int n_judged, n_unjudged;  /* tensors judged locally / not (no relevance) */
+    int64_t tl_defined, tl_resolved; /* their defined cells, and of those the cells
+                                        resolved by their bounds (lrp_layer_cmp) */
     char unjudged[256];        /* names of the first tensors not judged */
     double max_sharp_ratio;    /* worst end-to-end ratio to the sharp bound */
     double max_tlocal_ratio;   /* worst trace-local ratio to the sharp bound */

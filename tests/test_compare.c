@@ -200,7 +200,9 @@ static void test_ill_gross(void **state)
 /* undecided_gross counts the cells not ILL-CONDITIONED whose bound is at
  * least |ref| (neither the sign check nor gross can fail them) that are
  * grossly off |ref| and not small for their layer; cells the bound
- * resolves, ill-conditioned cells and cells under the floor do not count */
+ * resolves, ill-conditioned cells and cells under the floor do not count.
+ * resolved counts the cells the bound resolves (and zeros with a zero
+ * bound) */
 static void test_undecided_gross(void **state)
 {
     (void)state;
@@ -216,9 +218,11 @@ static void test_undecided_gross(void **state)
     hi[7] = 1e-3f, got[7] = -1e-3f;  /* a flipped sign under the floor */
     cond[8] = 1.0f, got[8] = -1.0f;  /* ill-conditioned: ill_gross, not this */
     bound[9] = 0.0f, got[9] = -1.0f; /* resolved by its bound: gross and FAIL */
+    hi[10] = got[10] = bound[10] = 0.0f; /* 0 with a zero bound: resolved */
     lrp_cell_ref r = {hi, lo, bound, cond, cf, NULL, NULL};
     lrp_layer_cmp c;
     lrp_compare_cells(&c, got, &r, N, &tol);
+    assert_int_equal(c.resolved, 2); /* 9 and 10 */
     assert_int_equal(c.undecided_gross, 3);
     assert_int_equal(c.first_undecided_gross, 3);
     assert_int_equal(c.ill_gross, 1);
