@@ -136,6 +136,13 @@ lrp_verdict lrp_classify_cell(double *ratio_out, float got, const lrp_cell_ref *
     return v;
 }
 
+/* a wrong sign, a zero, or a factor of 2 or 1/2 against r != 0 (got
+ * finite); the gross, ill_gross and undecided_gross counts share it */
+static int grossly_off(double gd, double r)
+{
+    return (gd < 0) != (r < 0) || gd == 0.0 || fabs(gd - r) >= 0.5 * fabs(r);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -179,7 +186,7 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
             out->ill++;
             double r = (double)h + (ref->lo ? (double)ref->lo[i] : 0.0), gd = (double)g;
             if (isfinite(r) && r != 0.0 && fabs(r) >= LRP_ILL_GROSS_FLOOR * mean_abs &&
-                ((gd < 0) != (r < 0) || gd == 0.0 || fabs(gd - r) >= 0.5 * fabs(r))) {
+                grossly_off(gd, r)) {
                 out->ill_gross++;
                 if (out->first_ill_gross < 0)
                     out->first_ill_gross = i;
@@ -199,8 +206,7 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
                 double gd = (double)g;
                 int gross = 0;
                 if (fabs(r) > floor && r != 0.0) {
-                    if (!isfinite(gd) || (gd < 0) != (r < 0) || gd == 0.0 ||
-                        fabs(gd - r) >= 0.5 * fabs(r))
+                    if (!isfinite(gd) || grossly_off(gd, r))
                         gross = 1;
                 }
                 if (gross) {
@@ -215,7 +221,7 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
                     out->resolved++;
                 if (v != LRP_V_ILL_CONDITIONED && v != LRP_V_NONFINITE && r != 0.0 &&
                     fabs(r) <= floor && fabs(r) >= LRP_ILL_GROSS_FLOOR * mean_abs &&
-                    ((gd < 0) != (r < 0) || gd == 0.0 || fabs(gd - r) >= 0.5 * fabs(r))) {
+                    grossly_off(gd, r)) {
                     out->undecided_gross++;
                     if (out->first_undecided_gross < 0)
                         out->first_undecided_gross = i;

@@ -275,8 +275,9 @@ static void divb(double *q, double *eq, double *nq, double R, double Rb, double 
     }
     *q = R / st;
     double c = U32 * Eden / fabs(st);
+    double first = (Rb + fabs(*q) * Eden) / fabs(st) + 2 * fabs(*q); /* first order */
     if ((R == 0 && Rb == 0) || !(c > LRP_ILL_COND_SHARP)) {
-        *eq = (Rb + fabs(*q) * Eden) / fabs(st) + 2 * fabs(*q);
+        *eq = first;
         if (R != 0 || Rb != 0)
             *cnd = fmax(*cnd, c);
         return;
@@ -294,7 +295,7 @@ static void divb(double *q, double *eq, double *nq, double R, double Rb, double 
         *eq = *nq = fabs(*q) / U32 + (fabs(R) / U32 + Rb) * NL_ROUND / (double)rs->eps;
         return;
     }
-    *eq = (Rb + fabs(*q) * Eden) / fabs(st) + 2 * fabs(*q);
+    *eq = first;
     *cnd = fmax(*cnd, c);
 }
 
@@ -320,8 +321,10 @@ static void divg(double *q, double *eq, double *nq, double g, double eg, double 
     *q = h * v * g / st;
     *nq = h * fabs(v) * ng / fabs(st);
     double c = U32 * Ev * se / (st * st);
+    double first =
+        h * (fabs(v) * eg / fabs(st) + fabs(g) * se * Ev / (st * st)) + 3 * fabs(*q) + UF;
     if (g == 0 || se == 0 || !(c > LRP_ILL_COND_SHARP)) {
-        *eq = h * (fabs(v) * eg / fabs(st) + fabs(g) * se * Ev / (st * st)) + 3 * fabs(*q) + UF;
+        *eq = first;
         if (g != 0 && se != 0)
             *cnd = fmax(*cnd, c);
         return;
@@ -341,7 +344,7 @@ static void divg(double *q, double *eq, double *nq, double g, double eg, double 
         *eq = *nq = h * (fabs(g) / U32 + eg) * NL_ROUND + fabs(*q) / U32 + UF;
         return;
     }
-    *eq = h * (fabs(v) * eg / fabs(st) + fabs(g) * se * Ev / (st * st)) + 3 * fabs(*q) + UF;
+    *eq = first;
     *cnd = fmax(*cnd, c);
 }
 
