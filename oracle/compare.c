@@ -214,10 +214,16 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
                     if (out->first_gross < 0)
                         out->first_gross = i;
                 }
-                /* a zero reference with a zero bound: any value but 0
-                 * fails its ratio */
-                if (v != LRP_V_ILL_CONDITIONED &&
-                    ((fabs(r) > floor && r != 0.0) || (r == 0.0 && floor == 0.0)))
+                /* resolved: the bound decides the cell whatever the value
+                 * under test -- its cond is within the tolerance (not the
+                 * verdict: an ill-conditioned cell that happens to agree
+                 * with the reference is PASS, and would not be resolved
+                 * for a value that does not), and |ref| is above its
+                 * bound, or a zero reference has a zero bound (any value
+                 * but 0 fails its ratio) */
+                const float *cc = ref->sharp ? ref->scond : ref->cond;
+                int ill_cell = cc && (double)cc[i] > tol->ill_cond;
+                if (!ill_cell && ((fabs(r) > floor && r != 0.0) || (r == 0.0 && floor == 0.0)))
                     out->resolved++;
                 if (v != LRP_V_ILL_CONDITIONED && v != LRP_V_NONFINITE && r != 0.0 &&
                     fabs(r) <= floor && fabs(r) >= LRP_ILL_GROSS_FLOOR * mean_abs &&
