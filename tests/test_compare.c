@@ -219,6 +219,9 @@ static void test_undecided_gross(void **state)
     cond[8] = 1.0f, got[8] = -1.0f;  /* ill-conditioned: ill_gross, not this */
     bound[9] = 0.0f, got[9] = -1.0f; /* resolved by its bound: gross and FAIL */
     hi[10] = got[10] = bound[10] = 0.0f; /* 0 with a zero bound: resolved */
+    /* ill-conditioned with a zero bound, and the value agrees (PASS): the
+     * bound decides nothing there, so not resolved whatever the value */
+    cond[11] = 1.0f, bound[11] = 0.0f;
     lrp_cell_ref r = {hi, lo, bound, cond, cf, NULL, NULL};
     lrp_layer_cmp c;
     lrp_compare_cells(&c, got, &r, N, &tol);
