@@ -301,7 +301,7 @@ lrp_status lrp_net_check_values(const lrp_net *net, const char *where, lrp_err *
     int64_t pT = lrp_padding_T(net);
     if (pT < 0)
         return lrp_err_set(err, LRP_E_INVALID,
-                           "%s: MultiHeadAttention layers with use_padding_mask differ in T (one "
+                           "%s: attention layers with use_padding_mask differ in T (one "
                            "key_padding_mask serves them all)",
                            f);
     if (pT > 0 && !net->key_padding_mask)
@@ -490,15 +490,18 @@ static void set_norm_layers(lrp_net *net, const lrp_rule_spec *base, float eps)
         case LRP_ROLE_LINEAR: break;
         case LRP_ROLE_PASS: l->rule = lrp_rule_default(LRP_RULE_PASS); break;
         case LRP_ROLE_OWN: {
+            int staged = l->kind == LRP_LAYER_ATTNSCORES || l->kind == LRP_LAYER_ATTNCONTEXT;
             if (l->kind == LRP_LAYER_SOFTMAX || l->kind == LRP_LAYER_MUL ||
                 l->kind == LRP_LAYER_MHA || l->kind == LRP_LAYER_EMBEDDING ||
-                l->kind == LRP_LAYER_POSITION || l->kind == LRP_LAYER_SELECTTOKEN) {
-                /* the attention kinds: their kind's default (Softmax taylor,
-                 * Mul uniform, MultiHeadAttention attnlrp with the
-                 * composite's eps and stabilizer on its denominators,
-                 * Embedding / Position lrp0) */
+                l->kind == LRP_LAYER_POSITION || l->kind == LRP_LAYER_SELECTTOKEN || staged ||
+                l->kind == LRP_LAYER_ATTNSOFTMAX) {
+                /* the attention kinds: their kind's default (Softmax and
+                 * AttnSoftmax taylor, Mul, AttnScores and AttnContext
+                 * uniform, MultiHeadAttention attnlrp, the ones that
+                 * divide with the composite's eps and stabilizer on their
+                 * denominators; Embedding / Position lrp0) */
                 l->rule = lrp_rule_default_for(l->kind);
-                if (l->kind == LRP_LAYER_MHA) {
+                if (l->kind == LRP_LAYER_MHA || staged) {
                     l->rule.eps = eps > 0.0f ? eps : base->eps;
                     l->rule.stab = base->stab;
                 }
@@ -588,6 +591,10 @@ void lrp_composite_apply(lrp_net *net, lrp_composite_id c, const lrp_composite_p
         }
         if (cd->mha != LRP_RULE_COUNT && l->kind == LRP_LAYER_MHA)
             l->rule.rule = cd->mha;
+        /* the attention as stages: CP-LRP holds the weights constant at
+         * the context product (nothing reaches the scores) */
+        if (cd->mha != LRP_RULE_COUNT && l->kind == LRP_LAYER_ATTNCONTEXT)
+            l->rule.rule = cd->mha == LRP_RULE_CPLRP ? LRP_RULE_CPLRP : LRP_RULE_UNIFORM;
     }
     snprintf(net->composite, sizeof net->composite, "%s", lrp_composite_name(c));
 }

@@ -462,11 +462,14 @@ int64_t lrp_padding_T(const lrp_net *net)
     int64_t T = 0;
     for (int i = 0; i < net->n_layers; i++) {
         const lrp_layer *l = &net->layers[i];
-        if (l->kind != LRP_LAYER_MHA || !l->use_padding_mask)
+        if ((l->kind != LRP_LAYER_MHA && l->kind != LRP_LAYER_ATTNSOFTMAX) ||
+            !l->use_padding_mask)
             continue;
-        if (T && l->shape.d[0] != T)
+        /* MultiHeadAttention (T, F); AttnSoftmax (heads, T, T) */
+        int64_t t = l->shape.d[l->kind == LRP_LAYER_MHA ? 0 : 1];
+        if (T && t != T)
             return -1;
-        T = l->shape.d[0];
+        T = t;
     }
     return T;
 }

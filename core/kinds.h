@@ -145,7 +145,7 @@ typedef struct lrp_kind_desc {
 LRP_LAYER_LIST(X)
 #undef X
 
-/* T of the MultiHeadAttention layers with use_padding_mask (the second
+/* T of the MultiHeadAttention and AttnSoftmax layers with use_padding_mask (the second
  * extent of /data/key_padding_mask), 0 when none, -1 when they differ. */
 int64_t lrp_padding_T(const lrp_net *net);
 

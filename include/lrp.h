@@ -103,7 +103,10 @@ void lrp_assert_fail(const char *expr, const char *file, int line);
     X(POSITION, "Position", 1, 1)                 \
     X(SELECTTOKEN, "SelectToken", 1, 1)           \
     X(TOTOKENS, "ToTokens", 1, 1)                 \
-    X(CLSTOKEN, "ClsToken", 1, 1)
+    X(CLSTOKEN, "ClsToken", 1, 1)                 \
+    X(ATTNSCORES, "AttnScores", 2, 2)             \
+    X(ATTNSOFTMAX, "AttnSoftmax", 1, 1)           \
+    X(ATTNCONTEXT, "AttnContext", 2, 2)
 
 typedef enum lrp_layer_kind {
 #define X(e, s, mn, mx) LRP_LAYER_##e,

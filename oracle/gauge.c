@@ -56,6 +56,9 @@ enum { G_EXACT, G_LINEAR, G_BN, G_POOL, G_ADD, G_CONCAT, G_RELU, G_PASS, G_TOKEN
 #define GK_MHA G_ATTN
 #define GK_EMBEDDING G_ATTN
 #define GK_SELECTTOKEN G_ATTN
+#define GK_ATTNSCORES G_ATTN
+#define GK_ATTNSOFTMAX G_ATTN
+#define GK_ATTNCONTEXT G_ATTN
 #define GK_POSITION G_POS
 /* the ViT patch embedding's copies: oracle/gauge_vit.c (the index map) */
 #define GK_TOTOKENS G_VIT

@@ -37,7 +37,9 @@
 int lrp_gauge_attn_kind(lrp_layer_kind k)
 {
     return k == LRP_LAYER_SOFTMAX || k == LRP_LAYER_MUL || k == LRP_LAYER_MHA ||
-           k == LRP_LAYER_EMBEDDING || k == LRP_LAYER_SELECTTOKEN;
+           k == LRP_LAYER_EMBEDDING || k == LRP_LAYER_SELECTTOKEN ||
+           k == LRP_LAYER_ATTNSCORES || k == LRP_LAYER_ATTNSOFTMAX ||
+           k == LRP_LAYER_ATTNCONTEXT;
 }
 
 static int64_t numel(const lrp_net *n, int li)
@@ -521,6 +523,277 @@ done:
     return rc;
 }
 
+/* ---- the attention as stages (core/kind_attnparts.c) ----
+ * Each stage is one sum per cell, judged on its own inputs: with the
+ * trace's activations those are the subject's q, k, S, A, v, exact, and
+ * the bounds are those of one product (as a Dense layer's), not of the
+ * whole attention's chain.  The quotient R / stab(out) divides the trace's
+ * relevance by the stage's output, recomputed here from the inputs with
+ * its forward bound (which covers the subject's stored output and any
+ * recomputation of it); divb treats an ill-determined one as above.  A
+ * cell's cond: the largest first-order cond of the quotients it draws
+ * from, and the share the ill-determined ones may move (u N / |cell|). */
+
+typedef struct stage_q {
+    double *s, *e, *nl, *cd; /* quotient, its bound, nonlinear part, cond */
+} stage_q;
+
+static void stage_q_free(stage_q *z)
+{
+    free(z->s), free(z->e), free(z->nl), free(z->cd);
+    memset(z, 0, sizeof *z);
+}
+
+static int stage_q_alloc(stage_q *z, int64_t n)
+{
+    z->s = calloc((size_t)n, 8), z->e = calloc((size_t)n, 8);
+    z->nl = calloc((size_t)n, 8), z->cd = calloc((size_t)n, 8);
+    return z->s && z->e && z->nl && z->cd ? 0 : -1;
+}
+
+/* S_hij = c sum_p q_i,hd+p k_j,hd+p of one sample and its forward bound */
+static void scores64(double *S, double *ES, const float *q, const double *Aq, const float *k,
+                     const double *Ak, int64_t H, int64_t T, int64_t F, double c)
+{
+    int64_t d = F / H;
+    for (int64_t h = 0; h < H; h++)
+        for (int64_t i = 0; i < T; i++)
+            for (int64_t j = 0; j < T; j++) {
+                double s = 0, g = 0, e = 0;
+                for (int64_t p = 0; p < d; p++) {
+                    int64_t qi = i * F + h * d + p, kj = j * F + h * d + p;
+                    s += (double)q[qi] * k[kj];
+                    g += fabs((double)q[qi] * k[kj]);
+                    e += fabs((double)k[kj]) * Aq[qi] + fabs((double)q[qi]) * Ak[kj];
+                }
+                int64_t z = (h * T + i) * T + j;
+                S[z] = c * s;
+                ES[z] = fabs(c) * ((double)(d + 1) * g + e) + fabs(c * s) + UF;
+            }
+}
+
+/* O_t,hd+p = sum_j A_htj v_j,hd+p of one sample and its forward bound */
+static void context64(double *O, double *EO, const float *A, const double *AA, const float *v,
+                      const double *Av, int64_t H, int64_t T, int64_t F)
+{
+    int64_t d = F / H;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t p = 0; p < d; p++) {
+                double s = 0, g = 0, e = 0;
+                for (int64_t j = 0; j < T; j++) {
+                    int64_t a = (h * T + t) * T + j, vj = j * F + h * d + p;
+                    s += (double)A[a] * v[vj];
+                    g += fabs((double)A[a] * v[vj]);
+                    e += fabs((double)v[vj]) * AA[a] + fabs((double)A[a]) * Av[vj];
+                }
+                O[t * F + h * d + p] = s;
+                EO[t * F + h * d + p] = (double)(T + 1) * g + e + UF;
+            }
+}
+
+/* the quotients R / stab(den) of n cells */
+static void stage_divide(stage_q *z, const float *R, const double *Rb, const double *den,
+                         const double *Eden, const lrp_rule_spec *rs, int64_t n)
+{
+    for (int64_t i = 0; i < n; i++) {
+        z->cd[i] = 0;
+        divb(&z->s[i], &z->e[i], &z->nl[i], (double)R[i], Rb[i], den[i], Eden[i], rs, &z->cd[i]);
+    }
+}
+
+/* one input cell x . (scale * sum of terms) times the factor h: the sums
+ * already taken (g the value, ga sum |terms|, e the propagated bound, nn
+ * the nonlinear part, cm the largest cond), n terms */
+static void stage_cell(double *bnd, double *cnd, double *mag, double x, double Ax, double h,
+                       double scale, double g, double ga, double e, double nn, double cm,
+                       int64_t n)
+{
+    double gv = scale * g;
+    double eg = fabs(scale) * (e + (double)(n + 1) * ga) + fabs(gv);
+    double v = h * x * gv;
+    /* every term exactly 0 (a relevance that is 0 where it comes from):
+     * the cell is an exact 0, nothing to underflow */
+    *bnd += h * (fabs(x) * eg + Ax * fabs(gv)) + fabs(v) + (ga > 0 || e > 0 ? UF : 0.0);
+    *mag += fabs(v);
+    double N = h * fabs(x) * fabs(scale) * nn, c = cm;
+    if (N > 0)
+        c = fmax(c, fabs(v) > 0 ? fmin(U32 * N / fabs(v), 1.0e30) : 1.0);
+    *cnd = fmax(*cnd, c);
+}
+
+static int scores_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double *mag)
+{
+    const lrp_net *net = g->net;
+    const lrp_layer *l = &net->layers[g->li];
+    int64_t H = l->shape.d[0], T = l->shape.d[1], F = net->layers[l->in[0]].shape.d[1];
+    int64_t d = F / H, n = H * T * T, nin = T * F;
+    double c = (double)l->scale;
+    double *S = malloc((size_t)n * 8), *ES = malloc((size_t)n * 8);
+    stage_q z = {0};
+    int rc = -1;
+    if (!S || !ES || stage_q_alloc(&z, n))
+        goto done;
+    for (int64_t b = 0; b < g->B; b++) {
+        const float *q = g->act[l->in[0]] + b * nin, *kk = g->act[l->in[1]] + b * nin;
+        const double *Aq = g->A[l->in[0]] + b * nin, *Ak = g->A[l->in[1]] + b * nin;
+        scores64(S, ES, q, Aq, kk, Ak, H, T, F, c);
+        stage_divide(&z, g->rel[g->li] + b * n, g->Rb + b * n, S, ES, &l->rule, n);
+        /* k = 0: cell (i, hd+p) sums s3_ij k_j over j; k = 1: cell (j,
+         * hd+p) sums s3_ij q_i over i */
+        const float *x = k == 0 ? q : kk, *o = k == 0 ? kk : q;
+        const double *Ax = k == 0 ? Aq : Ak, *Ao = k == 0 ? Ak : Aq;
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < T; i++)
+                for (int64_t p = 0; p < d; p++) {
+                    double s = 0, ga = 0, e = 0, nn = 0, cm = 0;
+                    for (int64_t j = 0; j < T; j++) {
+                        int64_t zz = k == 0 ? (h * T + i) * T + j : (h * T + j) * T + i;
+                        int64_t oj = j * F + h * d + p;
+                        double ov = (double)o[oj];
+                        s += z.s[zz] * ov;
+                        ga += fabs(z.s[zz] * ov);
+                        e += fabs(ov) * z.e[zz] + fabs(z.s[zz]) * Ao[oj];
+                        nn += fabs(ov) * z.nl[zz];
+                        cm = fmax(cm, z.cd[zz]);
+                    }
+                    int64_t xi = i * F + h * d + p;
+                    stage_cell(bnd + b * nin + xi, cnd + b * nin + xi, mag + b * nin + xi,
+                               (double)x[xi], Ax[xi], 0.5, c, s, ga, e, nn, cm, T);
+                }
+    }
+    rc = 0;
+done:
+    free(S), free(ES);
+    stage_q_free(&z);
+    return rc;
+}
+
+static int context_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double *mag)
+{
+    const lrp_net *net = g->net;
+    const lrp_layer *l = &net->layers[g->li];
+    int64_t H = net->layers[l->in[0]].shape.d[0], T = l->shape.d[0], F = l->shape.d[1];
+    int64_t d = F / H, n = T * F, na = H * T * T;
+    int cp = l->rule.rule == LRP_RULE_CPLRP;
+    if (cp && k == 0)
+        return 0; /* the weights are constants: R_A = +0, exactly */
+    double *O = malloc((size_t)n * 8), *EO = malloc((size_t)n * 8);
+    stage_q z = {0};
+    int rc = -1;
+    if (!O || !EO || stage_q_alloc(&z, n))
+        goto done;
+    for (int64_t b = 0; b < g->B; b++) {
+        const float *A = g->act[l->in[0]] + b * na, *v = g->act[l->in[1]] + b * n;
+        const double *AA = g->A[l->in[0]] + b * na, *Av = g->A[l->in[1]] + b * n;
+        context64(O, EO, A, AA, v, Av, H, T, F);
+        stage_divide(&z, g->rel[g->li] + b * n, g->Rb + b * n, O, EO, &l->rule, n);
+        if (k == 0) { /* cell (h, t, j): sum over p of s2_t,hd+p v_j,hd+p */
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t t = 0; t < T; t++)
+                    for (int64_t j = 0; j < T; j++) {
+                        double s = 0, ga = 0, e = 0, nn = 0, cm = 0;
+                        for (int64_t p = 0; p < d; p++) {
+                            int64_t zt = t * F + h * d + p, vj = j * F + h * d + p;
+                            double vv = (double)v[vj];
+                            s += z.s[zt] * vv;
+                            ga += fabs(z.s[zt] * vv);
+                            e += fabs(vv) * z.e[zt] + fabs(z.s[zt]) * Av[vj];
+                            nn += fabs(vv) * z.nl[zt];
+                            cm = fmax(cm, z.cd[zt]);
+                        }
+                        int64_t a = (h * T + t) * T + j;
+                        stage_cell(bnd + b * na + a, cnd + b * na + a, mag + b * na + a,
+                                   (double)A[a], AA[a], 0.5, 1.0, s, ga, e, nn, cm, d);
+                    }
+        } else { /* cell (j, hd+p): sum over t of A_htj s2_t,hd+p */
+            for (int64_t h = 0; h < H; h++)
+                for (int64_t j = 0; j < T; j++)
+                    for (int64_t p = 0; p < d; p++) {
+                        double s = 0, ga = 0, e = 0, nn = 0, cm = 0;
+                        for (int64_t t = 0; t < T; t++) {
+                            int64_t zt = t * F + h * d + p, a = (h * T + t) * T + j;
+                            double av = (double)A[a];
+                            s += av * z.s[zt];
+                            ga += fabs(av * z.s[zt]);
+                            e += fabs(av) * z.e[zt] + fabs(z.s[zt]) * AA[a];
+                            nn += fabs(av) * z.nl[zt];
+                            cm = fmax(cm, z.cd[zt]);
+                        }
+                        int64_t vj = j * F + h * d + p;
+                        stage_cell(bnd + b * n + vj, cnd + b * n + vj, mag + b * n + vj,
+                                   (double)v[vj], Av[vj], cp ? 1.0 : 0.5, 1.0, s, ga, e, nn, cm,
+                                   T);
+                    }
+        }
+    }
+    rc = 0;
+done:
+    free(O), free(EO);
+    stage_q_free(&z);
+    return rc;
+}
+
+/* the masks of AttnSoftmax row (sample b, query i): -inf entries excluded
+ * (mk, or NULL when none), finite ones added (madd) */
+static const uint8_t *asm_row_mask(const lrp_net *net, const lrp_layer *l, int64_t b, int64_t i,
+                                   int64_t T, uint8_t *mk, double *madd)
+{
+    const float *kpm = l->use_padding_mask ? net->key_padding_mask + b * T : NULL;
+    int any = 0;
+    for (int64_t j = 0; j < T; j++) {
+        int m = (l->causal && j > i) || (kpm && kpm[j] != 0.0f);
+        any |= m;
+        mk[j] = (uint8_t)m;
+        madd[j] = m && !isinf(l->mask_value) ? (double)l->mask_value : 0.0;
+    }
+    return any && isinf(l->mask_value) ? mk : NULL;
+}
+
+/* AttnSoftmax: forward (ob NULL: the bound of A into As) or the Taylor
+ * rule's bound at the input */
+static int asm_gauge(const lrp_ga *g, double *Aout, double *bnd, double *mag)
+{
+    const lrp_net *net = g->net;
+    const lrp_layer *l = &net->layers[g->li];
+    int64_t H = l->shape.d[0], T = l->shape.d[1], n = H * T * T;
+    double *buf = malloc((size_t)(9 * T) * sizeof *buf);
+    uint8_t *mk = malloc((size_t)T);
+    if (!buf || !mk) {
+        free(buf), free(mk);
+        return -1;
+    }
+    double *X = buf, *EX = buf + T, *sd = buf + 2 * T, *As = buf + 3 * T, *xr = buf + 4 * T,
+           *Rd = buf + 5 * T, *ob = buf + 6 * T, *om = buf + 7 * T, *madd = buf + 8 * T;
+    for (int64_t b = 0; b < g->B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < T; i++) {
+                int64_t r0 = b * n + (h * T + i) * T;
+                const float *S = g->act[l->in[0]] + r0;
+                const double *AS = g->A[l->in[0]] + r0;
+                const uint8_t *m = asm_row_mask(net, l, b, i, T, mk, madd);
+                for (int64_t j = 0; j < T; j++) {
+                    xr[j] = (double)S[j];
+                    X[j] = xr[j] + madd[j];
+                    /* a finite mask added: one rounding of X */
+                    EX[j] = AS[j] + (madd[j] != 0 ? fabs(X[j]) : 0.0);
+                    sd[j] = (double)g->act[g->li][r0 + j];
+                }
+                sm_fwd_row(Aout ? Aout + r0 : As, X, sd, EX, m, T);
+                if (Aout)
+                    continue;
+                for (int64_t j = 0; j < T; j++)
+                    Rd[j] = (double)g->rel[g->li][r0 + j];
+                sm_bwd_row(ob, om, X, xr, AS, sd, As, Rd, g->Rb + r0, m, T);
+                for (int64_t j = 0; j < T; j++) {
+                    bnd[r0 + j] += ob[j];
+                    mag[r0 + j] += om[j];
+                }
+            }
+    free(buf), free(mk);
+    return 0;
+}
+
 /* ---- the entry points ---- */
 
 int lrp_gauge_attn_fwd(const lrp_ga *g, double *Aout)
@@ -564,6 +837,29 @@ int lrp_gauge_attn_fwd(const lrp_ga *g, double *Aout)
         for (int64_t b = 0; b < B; b++)
             memcpy(Aout + b * n, Ax + b * nin + l->index * n, (size_t)n * sizeof *Aout);
         return 0;
+    case LRP_LAYER_ATTNSCORES:
+    case LRP_LAYER_ATTNCONTEXT: {
+        int sc = l->kind == LRP_LAYER_ATTNSCORES;
+        int64_t H = sc ? l->shape.d[0] : net->layers[in0].shape.d[0];
+        int64_t T = sc ? l->shape.d[1] : l->shape.d[0];
+        int64_t F = sc ? net->layers[in0].shape.d[1] : l->shape.d[1];
+        int64_t n0 = numel(net, in0), n1 = numel(net, l->in[1]);
+        double *val = malloc((size_t)n * sizeof *val);
+        if (!val)
+            return -1;
+        for (int64_t b = 0; b < B; b++) {
+            const float *y = g->act[l->in[1]] + b * n1;
+            const double *Ay = g->A[l->in[1]] + b * n1;
+            if (sc)
+                scores64(val, Aout + b * n, x + b * n0, Ax + b * n0, y, Ay, H, T, F,
+                         (double)l->scale);
+            else
+                context64(val, Aout + b * n, x + b * n0, Ax + b * n0, y, Ay, H, T, F);
+        }
+        free(val);
+        return 0;
+    }
+    case LRP_LAYER_ATTNSOFTMAX: return asm_gauge(g, Aout, NULL, NULL);
     case LRP_LAYER_MHA: {
         mha64 m;
         memset(&m, 0, sizeof m);
@@ -641,6 +937,9 @@ int lrp_gauge_attn_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double 
             mag[i] += 0.5 * fabs((double)R[i]);
         }
         return 0;
+    case LRP_LAYER_ATTNSCORES: return scores_bwd(g, k, bnd, cnd, mag);
+    case LRP_LAYER_ATTNCONTEXT: return context_bwd(g, k, bnd, cnd, mag);
+    case LRP_LAYER_ATTNSOFTMAX: return asm_gauge(g, NULL, bnd, mag);
     case LRP_LAYER_SELECTTOKEN:
         for (int64_t b = 0; b < B; b++)
             for (int64_t i = 0; i < n; i++) {

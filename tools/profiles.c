@@ -116,6 +116,8 @@ static void lxt_apply(lrp_net *net, int explicit_mode)
             break;
         case LRP_LAYER_LAYERNORM: l->rule = spec(LRP_RULE_LN_LINEAR, e_lin, st); break;
         case LRP_LAYER_MHA: l->rule = spec(LRP_RULE_ATTNLRP, e_lin, st); break;
+        case LRP_LAYER_ATTNSCORES:
+        case LRP_LAYER_ATTNCONTEXT: l->rule = spec(LRP_RULE_UNIFORM, e_lin, st); break;
         case LRP_LAYER_ADD:
         case LRP_LAYER_POSITION:
             l->rule = spec(e_add > 0.0f ? LRP_RULE_EPSILON : LRP_RULE_ZERO, e_add, st);

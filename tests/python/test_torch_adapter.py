@@ -1310,10 +1310,11 @@ class TestAttentionFixtures(Base):
 
 
 class TestAttentionExport(Base):
-    def roundtrip(self, model, x, name, kpm=None, composite="AttnLRP"):
+    def roundtrip(self, model, x, name, kpm=None, composite="AttnLRP", attention="layer"):
         path = os.path.join(self.tmp, name + ".h5")
         model.eval()
-        layers = lt.export_module(model, x, path, cli=CLI, key_padding_mask=kpm)
+        layers = lt.export_module(model, x, path, cli=CLI, key_padding_mask=kpm,
+                                  attention=attention)
         self.assertInfoOK(path)
         m = lt.fixture_to_module(path)
         # with the graph: torch 1.13's no-grad fast path of a bias-free
@@ -1406,6 +1407,52 @@ class TestAttentionExport(Base):
                         self.assertClose(outs[L["name"]].numpy(),
                                          act[lt.entry_name(i, L["name"])][()].astype(np.float64),
                                          FWD_RTOL, "reference forward, layer %s" % L["name"])
+
+    def test_attention_as_stages(self):
+        """attention="stages": the same attention as Dense q, k, v,
+        AttnScores, AttnSoftmax, AttnContext and the output Dense (the
+        weights split from in_proj row by row), with the masks on the
+        softmax; the fixture's forward is the model's and the reference's
+        (FWD_RTOL), and its relevance at the input is the single layer's
+        (both references at 128 bits: the same exact values up to the
+        order of their roundings, far below float32's 2^-24)."""
+        torch.manual_seed(5)
+        x = torch.randn(2, 6, 16)
+        kpm = torch.tensor([[1, 0, 0, 0, 0, 0], [0, 0, 0, 0, 1, 1]], dtype=torch.bool)
+        for causal, mask in ((False, None), (True, kpm)):
+            with self.subTest(causal=causal):
+                model = PlainAttnNet(causal)
+                path, layers = self.roundtrip(model, x, "st%d" % causal, mask, attention="stages")
+                kinds = [L["kind"] for L in layers]
+                self.assertEqual(kinds[:9], ["Input", "Dense", "Dense", "Dense", "AttnScores",
+                                             "AttnSoftmax", "AttnContext", "Dense", "Add"])
+                names = [L["name"] for L in layers[1:8]]
+                self.assertEqual(names, ["attn_q", "attn_k", "attn_v", "attn_scores",
+                                         "attn_probs", "attn_context", "attn"])
+                a = model.attn
+                np.testing.assert_array_equal(layers[2]["weight"], a.k_proj.weight.detach().numpy())
+                np.testing.assert_array_equal(layers[7]["weight"],
+                                              a.out_proj.weight.detach().numpy())
+                self.assertEqual((layers[4]["heads"], layers[5]["causal"],
+                                  layers[5]["use_padding_mask"]), (4, int(causal), int(causal)))
+                one = os.path.join(self.tmp, "st%d_one.h5" % causal)
+                lt.export_module(model, x, one, cli=CLI, key_padding_mask=mask)
+                rel = []
+                for f in (path, one):
+                    out = f[:-3] + "_ref.h5"
+                    if os.path.exists(out):
+                        os.unlink(out)
+                    # the same rule on every denominator: epsilon 1e-6 on
+                    # the projections as the single layer has it
+                    p = cli("reference", f, "--out", out, "--rule", "epsilon")
+                    self.assertEqual(p.returncode, 0, p.stderr)
+                    with h5py.File(out, "r") as h:
+                        t = h["traces/reference"]
+                        rel.append(t["relevance/000_input"][()].astype(np.float64) +
+                                   t["relevance_lo/000_input"][()].astype(np.float64))
+                # hi + lo holds about 48 bits of each reference value
+                np.testing.assert_allclose(rel[0], rel[1], rtol=0, atol=2.0 ** -40 *
+                                           float(np.abs(rel[1]).max()))
 
     def test_lrp_attn_self_attention_maps(self):
         """lrp_attn.SelfAttention (the class the AttnLRP statements use, `h`
