@@ -57,8 +57,8 @@ _lrp_oracle()
     local opts=""
     case "$cmd" in
     help) COMPREPLY=($(compgen -W "$commands" -- "$cur")); return 0 ;;
-    check) opts="$rules $report --keep --progress --identify --no-identify" ;;
-    compare) opts="$rules $report --source --require-all --keep --progress --identify --no-identify" ;;
+    check) opts="$rules $report --keep --progress --identify --no-identify --recomputed-denominators" ;;
+    compare) opts="$rules $report --source --require-all --keep --progress --identify --no-identify --recomputed-denominators" ;;
     trace) opts="$rules --no-color --help" ;;
     reference) opts="$rules --out --trace-only --split --help" ;;
     fast) opts="$rules --out --trace-only --help" ;;

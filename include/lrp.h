@@ -510,6 +510,9 @@ typedef struct lrp_judge_opts {
     int identify;    /* which rules computed the trace (lrp-oracle --identify):
                         0: automatic (on up to 2e7 multiply-accumulates a
                         batch), 1: on, -1: off */
+    int recomputed_den; /* 1: the subject may have divided by its layer
+                        outputs computed again, not by the stored ones
+                        (lrp-oracle --recomputed-denominators) */
 } lrp_judge_opts;
 
 /* Judges trace `source` of net against the MPFR reference computed under

@@ -135,6 +135,7 @@ lrp_status lrp_judge(lrp_judgement **out, const lrp_net *net, const char *source
             co.max_ill = opts->max_ill;
         if (opts->identify)
             co.identify = opts->identify > 0 ? 1 : 0;
+        co.recomputed_den = opts->recomputed_den;
     }
     if (co.prec < MPFR_PREC_MIN || co.prec > 1 << 20)
         return lrp_err_set(err, LRP_E_USAGE, "lrp_judge: precision %d out of range", co.prec);

@@ -2053,7 +2053,7 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
     {
         /* lrp_gauge_compute_ex(local = 1)'s options, streamed */
         local_judge J = {rep, net, ref, loc, T};
-        lrp_gauge_opts go = {1, LRP_GI_ROUNDED, LRP_SHARP_LAMBDA, threads, local_layer, &J};
+        lrp_gauge_opts go = {1, LRP_GI_ROUNDED, LRP_SHARP_LAMBDA, threads, local_layer, &J, 0};
         st = lrp_gauge_compute_opts(&GL, net, R->act, R->rel, &go, err);
     }
 done:
@@ -2869,7 +2869,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                       terms, exact_act, err, exact_act ? got_act : R->act};
         lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA,
                              S && S->s->root_threads > 0 ? S->s->root_threads : o->threads,
-                             tl_layer, &J};
+                             tl_layer, &J, o->recomputed_den};
         if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err)))
             goto done;
     }
@@ -3889,7 +3889,7 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     rep->max_ratio = 0;
     {
         e2e_judge J = {rep, net, o, refv, f32, &R, unres, &T, got, err, tr, &F};
-        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, jt, e2e_layer, &J};
+        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, jt, e2e_layer, &J, 0};
         if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
             goto done;
     }

@@ -107,6 +107,13 @@ typedef struct lrp_check_opts {
     /* NULL (default): one process runs everything.  Else the sample split
      * above (keep, keep_cells and phase are the root's alone). */
     const lrp_check_split *split;
+    /* The trace-local judgement with the trace's activations: 0 (default)
+     * takes it that the subject divided by the outputs it stored (as
+     * gradient-form implementations and our fast path do, and as the
+     * reference's local run does); 1 allows each such denominator to have
+     * been computed again in another order (lrp_gauge_opts.recomputed_den;
+     * docs/ORACLE.md "Denominators") */
+    int recomputed_den;
 } lrp_check_opts;
 
 #define LRP_IDENT_AUTO_MACS ((int64_t)20000000)

@@ -164,6 +164,8 @@ typedef struct ctx {
     uint8_t **cf; /* cell flags, per layer */
     int local;    /* bounds of each layer alone, on binary32-rounded inputs */
     int inputs;   /* lrp_gauge_inputs */
+    int den_traced; /* EXACT and not o->recomputed_den: a denominator that is
+                       the layer's output is the trace's activation */
     /* sharp tier (lam > 0): forward bounds, and per relevance cell a linear
      * part (errors handed on), a sum of squares (independent roundings of
      * the layers that wrote the cell), the magnitude of the contributions
@@ -583,7 +585,7 @@ static int forward_bounds(ctx *c)
                 break;
             }
             if (gauge_kind[l->kind] == G_ATTN) {
-                lrp_ga ga = {net, li, B, c->act, c->rel, c->A, NULL, 0};
+                lrp_ga ga = {net, li, B, c->act, c->rel, c->A, NULL, 0, 0};
                 if (lrp_gauge_attn_fwd(&ga, A))
                     return -1;
                 memcpy(c->As[li], A, (size_t)(B * n) * sizeof *A);
@@ -966,6 +968,18 @@ static int linear_backward(ctx *c, int li)
                     memset(DAv, 0, (size_t)(rb * n) * sizeof *DAv);
             }
             int64_t nterms = L.fanin * nt + pd->n_bias + 1;
+            /* the part is the forward map itself (core/pipeline.c's
+             * `plain`: one term x . w, the bias in as the forward has it,
+             * nothing folded): the reference's local run divides by the
+             * layer's output as the trace holds it, and so does the
+             * subject unless told otherwise (c->den_traced) */
+            int traced = c->den_traced && bn < 0 && nt == 1 && pd->t[0].in == LRP_IM_ID &&
+                         pd->t[0].w == LRP_WM_ID && tc[0] == 1.0 &&
+                         (has_bias && rs->bias
+                              ? pd->n_bias == 1 && pd->b[0].mod == LRP_BM_ID &&
+                                    lrp_coef_value((lrp_coefsrc)pd->b[0].coef, rs) == 1.0f
+                              : !has_bias);
+            const float *zt = traced ? c->act[li] + b * n : NULL;
             for (int64_t j = 0; j < rb * n; j++) {
                 double bd = 0, bg = 0;
                 if (has_bias && rs->bias)
@@ -980,6 +994,15 @@ static int linear_backward(ctx *c, int li)
                 G[j] = bg + r2[j];
                 D[j] = D0 + fold_err * r2[j] + r3[j];
                 DAs[j] = D0 + fold_err * r2[j];
+                if (traced) {
+                    /* z_f itself: its error is its storage rounding (a
+                     * subject holding z more precisely rounded it once to
+                     * store it), u |z_f|, which D + n G below makes */
+                    den[j] = (double)zt[j];
+                    G[j] = fabs(den[j]) / (double)nterms;
+                    D[j] = DAs[j] = DAv[j] = 0;
+                    continue;
+                }
                 if (!sum_decided(den[j], nterms, G[j])) {
                     J.xb = xb + (j / n) * nin;
                     J.am = am + (j / n) * nin;
@@ -2015,7 +2038,7 @@ static int backward_bounds(ctx *c)
                  * every input cell of that sample (the kinds mix cells);
                  * the kind's own conds come per cell (gauge_attn.c) */
                 lrp_ga ga = {net, li, B, c->act, c->rel, c->A, Rb,
-                             c->local && c->inputs == LRP_GI_EXACT};
+                             c->local && c->inputs == LRP_GI_EXACT, c->den_traced};
                 for (int k = 0; k < l->n_in; k++) {
                     int in = l->in[k];
                     int64_t nin = numel(net, in);
@@ -2109,7 +2132,7 @@ lrp_status lrp_gauge_compute_ex(lrp_gauge *g, const lrp_net *net, float *const *
     /* the sharp tier is always computed: the merge of several consumers'
      * contributions needs their magnitudes (Ss) in the rigorous tier too */
     lrp_gauge_opts o = {local, local ? LRP_GI_ROUNDED : LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, 0,
-                        NULL, NULL};
+                        NULL, NULL, 0};
     return lrp_gauge_compute_opts(g, net, act, rel, &o, err);
 }
 
@@ -2138,6 +2161,7 @@ lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const
     c.B = net->batch;
     c.local = local;
     c.inputs = local ? (int)o->inputs : LRP_GI_PROPAGATED;
+    c.den_traced = c.inputs == LRP_GI_EXACT && !o->recomputed_den;
     c.lam = lam;
     c.o = o;
     c.threads = o->threads > 0 ? o->threads : LRP_GAUGE_THREADS;

@@ -74,6 +74,16 @@ typedef struct lrp_gauge_opts {
     int threads;            /* 0: LRP_GAUGE_THREADS; results do not depend on it */
     lrp_gauge_emit_fn emit; /* NULL: every row is kept in the gauge */
     void *emit_ctx;
+    /* LRP_GI_EXACT only.  0 (default): a layer whose denominator is its
+     * own output (a Dense / Conv2D part that is the forward map, the
+     * attention stages' products, MultiHeadAttention's output) divides by
+     * the activation the trace holds, as the reference's local run does
+     * (core/pipeline.c): its error is that value's storage rounding alone.
+     * 1: the subject may have divided by the output computed again, in
+     * another order: each such denominator may be its own rounding
+     * allowance (n u sum |terms|) away, and where that reaches it the
+     * cells it feeds are ill-conditioned (docs/ORACLE.md "Denominators"). */
+    int recomputed_den;
 } lrp_gauge_opts;
 
 /* threads of a gauge whose options do not say */

@@ -592,13 +592,16 @@ static void context64(double *O, double *EO, const float *A, const double *AA, c
             }
 }
 
-/* the quotients R / stab(den) of n cells */
+/* the quotients R / stab(den) of n cells; yt (or NULL): the stage's
+ * output as the trace holds it, the denominator when the subject divides
+ * by it (lrp_ga.den_traced), with its storage rounding u |y| alone */
 static void stage_divide(stage_q *z, const float *R, const double *Rb, const double *den,
-                         const double *Eden, const lrp_rule_spec *rs, int64_t n)
+                         const double *Eden, const float *yt, const lrp_rule_spec *rs, int64_t n)
 {
     for (int64_t i = 0; i < n; i++) {
         z->cd[i] = 0;
-        divb(&z->s[i], &z->e[i], &z->nl[i], (double)R[i], Rb[i], den[i], Eden[i], rs, &z->cd[i]);
+        double dv = yt ? (double)yt[i] : den[i], ev = yt ? fabs(dv) : Eden[i];
+        divb(&z->s[i], &z->e[i], &z->nl[i], (double)R[i], Rb[i], dv, ev, rs, &z->cd[i]);
     }
 }
 
@@ -638,7 +641,8 @@ static int scores_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double *
         const float *q = g->act[l->in[0]] + b * nin, *kk = g->act[l->in[1]] + b * nin;
         const double *Aq = g->A[l->in[0]] + b * nin, *Ak = g->A[l->in[1]] + b * nin;
         scores64(S, ES, q, Aq, kk, Ak, H, T, F, c);
-        stage_divide(&z, g->rel[g->li] + b * n, g->Rb + b * n, S, ES, &l->rule, n);
+        stage_divide(&z, g->rel[g->li] + b * n, g->Rb + b * n, S, ES,
+                     g->den_traced ? g->act[g->li] + b * n : NULL, &l->rule, n);
         /* k = 0: cell (i, hd+p) sums s3_ij k_j over j; k = 1: cell (j,
          * hd+p) sums s3_ij q_i over i */
         const float *x = k == 0 ? q : kk, *o = k == 0 ? kk : q;
@@ -687,7 +691,8 @@ static int context_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double 
         const float *A = g->act[l->in[0]] + b * na, *v = g->act[l->in[1]] + b * n;
         const double *AA = g->A[l->in[0]] + b * na, *Av = g->A[l->in[1]] + b * n;
         context64(O, EO, A, AA, v, Av, H, T, F);
-        stage_divide(&z, g->rel[g->li] + b * n, g->Rb + b * n, O, EO, &l->rule, n);
+        stage_divide(&z, g->rel[g->li] + b * n, g->Rb + b * n, O, EO,
+                     g->den_traced ? g->act[g->li] + b * n : NULL, &l->rule, n);
         if (k == 0) { /* cell (h, t, j): sum over p of s2_t,hd+p v_j,hd+p */
             for (int64_t h = 0; h < H; h++)
                 for (int64_t t = 0; t < T; t++)
@@ -988,7 +993,12 @@ int lrp_gauge_attn_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double 
                         e += fabs(w) * m.EO[t * F + i];
                     }
                     double a = (double)(F + 1) * (ga + fabs(bj)) + e;
-                    if (g->exact) {
+                    if (g->den_traced) {
+                        /* the subject divides by the y the trace holds,
+                         * as the reference's local run does: its storage
+                         * rounding u |y| alone */
+                        a = fabs((double)yt[t * F + o]);
+                    } else if (g->exact) {
                         /* the subject's own output is in the trace: its
                          * denominator is that y (or the binary32 rounding
                          * of what it held: u |y|), or y computed again

@@ -21,6 +21,9 @@ typedef struct lrp_ga {
     int exact;                      /* local, the subject's own activations
                                        (LRP_GI_EXACT): li's output is what
                                        the subject computed */
+    int den_traced;                 /* exact, and the subject divides by
+                                       li's output as the trace holds it
+                                       (lrp_gauge_opts.recomputed_den 0) */
 } lrp_ga;
 
 /* 1 when the gauge of kind k is here */

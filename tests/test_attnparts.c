@@ -10,7 +10,11 @@
  *     touches the kinds;
  *   - a stage judged alone: 5 % more relevance at one internal tensor (the
  *     queries, the attention weights) is not PASS, and the local verdict
- *     names that tensor.
+ *     names that tensor;
+ *   - the stored outputs as denominators (lrp_check_opts.recomputed_den 0,
+ *     the default): on nearcancel, whose fc1 unit 0 nearly cancels, fc1's
+ *     input is resolved and 5 % there is caught; allowing recomputed
+ *     denominators leaves it ill-conditioned and passes the 5 %.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -244,6 +248,54 @@ static void scaled_report(lrp_net *net, const char *to, int li, float f, lrp_run
         fail_msg("check: %s", err.msg);
 }
 
+/* check of net's fast-path trace or of trace src; the trace-local
+ * figures of layer li */
+static lrp_verdict tlocal(lrp_net *net, const char *src, int li, int recomputed,
+                          lrp_layer_cmp *m)
+{
+    lrp_err err;
+    lrp_check_opts co;
+    lrp_check_opts_default(&co);
+    co.source = src;
+    co.proof_extra = 0;
+    co.recomputed_den = recomputed;
+    lrp_run_report rep;
+    if (lrp_check(&rep, net, &co, &err))
+        fail_msg("check: %s", err.msg);
+    *m = rep.layers[li].tlocal;
+    lrp_verdict v = rep.layers[li].tlocal_verdict;
+    lrp_run_report_free(&rep);
+    return v;
+}
+
+static void t_stored_denominators(void **s)
+{
+    (void)s;
+    lrp_net *net = tu_fixture("nearcancel");
+    lrp_layer_cmp m;
+    /* fc1's input: 12 cells (batch 1); unit 0's z is ~1e-7 of its terms */
+    lrp_verdict v = tlocal(net, NULL, 0, 0, &m);
+    if (v != LRP_V_PASS || m.resolved != m.defined || m.defined != 12)
+        fail_msg("stored denominators: %s, %lld of %lld resolved", lrp_verdict_name(v),
+                 (long long)m.resolved, (long long)m.defined);
+    v = tlocal(net, NULL, 0, 1, &m);
+    if (v > LRP_V_ILL_CONDITIONED || m.resolved != 0)
+        fail_msg("recomputed denominators: %s, %lld of %lld resolved", lrp_verdict_name(v),
+                 (long long)m.resolved, (long long)m.defined);
+    /* 5 % more relevance at the input: caught only with the stored ones */
+    lrp_run_report rep;
+    scaled_report(net, "scaled_input", 0, 1.05f, &rep);
+    v = rep.layers[0].tlocal_verdict;
+    lrp_run_report_free(&rep);
+    if (v < LRP_V_SUSPECT)
+        fail_msg("stored denominators, input x 1.05: %s", lrp_verdict_name(v));
+    v = tlocal(net, "scaled_input", 0, 1, &m);
+    if (v > LRP_V_ILL_CONDITIONED)
+        fail_msg("recomputed denominators, input x 1.05: %s (the cells are undetermined)",
+                 lrp_verdict_name(v));
+    lrp_net_free(net);
+}
+
 static void t_stage_alone(void **s)
 {
     (void)s;
@@ -290,6 +342,7 @@ int main(void)
         cmocka_unit_test(t_equal_mha),
         cmocka_unit_test(t_fast_clean),
         cmocka_unit_test(t_stage_alone),
+        cmocka_unit_test(t_stored_denominators),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

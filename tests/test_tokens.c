@@ -132,6 +132,9 @@ static naive_rule to_naive(const lrp_rule_spec *s, int nv)
 /* The oracle's judgement (no self-proof) of trace src of net (NULL: the
  * fast path, computed): its verdict, the origin line, and in *ok (may be
  * NULL) whether the run is ok. */
+/* 1: judge allowing recomputed denominators (lrp_judge_opts) */
+static int judge_recomputed;
+
 static lrp_verdict judge_source(const lrp_net *net, const char *src, char *origin, size_t on,
                                 int *ok)
 {
@@ -140,6 +143,7 @@ static lrp_verdict judge_source(const lrp_net *net, const char *src, char *origi
     lrp_judge_opts jo;
     memset(&jo, 0, sizeof jo);
     jo.no_proof = 1;
+    jo.recomputed_den = judge_recomputed;
     if (lrp_judge(&J, net, src, &jo, &err))
         fail_msg("judge %s: %s", src ? src : "(fast path)", err.msg);
     lrp_verdict v = lrp_judgement_verdict(J);
@@ -928,6 +932,7 @@ static void tlocal_of(lrp_net *net, const char *src, int li, lrp_layer_cmp *out,
     lrp_check_opts_default(&co);
     co.source = src;
     co.proof_extra = 0;
+    co.recomputed_den = judge_recomputed;
     lrp_run_report rep;
     if (lrp_check(&rep, net, &co, &err))
         fail_msg("check: %s", err.msg);
@@ -1002,10 +1007,22 @@ static void t_attn_flip_whole_input(void **s)
     if (v > LRP_V_ILL_CONDITIONED)
         fail_msg("clean trace, zero_only: %s (%s)", lrp_verdict_name(v), origin);
     v = flip_below(net, "flipped_zero_only", pos, origin, sizeof origin);
-    if (v < LRP_V_SUSPECT)
+    /* the attention divides by the y the trace holds (the default): the
+     * near-zero cell is no ill-determined denominator, the flip is judged */
+    if (v != LRP_V_FAIL)
         fail_msg("zero_only, relevance negated below l0_attn: %s (%s)", lrp_verdict_name(v),
                  origin);
+    /* allowing y to have been computed again: the safety net */
+    judge_recomputed = 1;
+    v = judge_source(net, "fastpath", origin, sizeof origin, NULL);
+    if (v > LRP_V_ILL_CONDITIONED)
+        fail_msg("clean trace, zero_only, recomputed: %s (%s)", lrp_verdict_name(v), origin);
+    v = judge_source(net, "flipped_zero_only", origin, sizeof origin, NULL);
+    if (v < LRP_V_SUSPECT)
+        fail_msg("zero_only, recomputed, relevance negated below l0_attn: %s (%s)",
+                 lrp_verdict_name(v), origin);
     tlocal_of(net, "flipped_zero_only", pos, &m, why, sizeof why);
+    judge_recomputed = 0;
     /* the cond covers the sample of cell c (measured: 256 of the batch's
      * 2 x 256 cells), and the rule names what no bound decides */
     int64_t ns = lrp_shape_numel(&net->layers[pos].shape);

@@ -36,6 +36,7 @@ typedef struct judge_opts {
     int strict, require_all, progress, trace_only;
     int split_layer; /* --split layer (reference, check, compare) */
     int identify; /* -1 automatic, 0 off, 1 on */
+    int recomputed_den; /* --recomputed-denominators */
     double max_ill;
     unsigned seen; /* bit (c - OPT_JSON) for each option of the enum given */
 } judge_opts;
@@ -61,6 +62,7 @@ enum {
     OPT_IDENTIFY,
     OPT_NO_IDENTIFY,
     OPT_SPLIT,
+    OPT_RECOMPUTED,
     OPT_HELP
 };
 
@@ -85,6 +87,7 @@ static const struct option judge_long[] = {
     {"keep", required_argument, 0, OPT_KEEP},
     {"identify", no_argument, 0, OPT_IDENTIFY},
     {"no-identify", no_argument, 0, OPT_NO_IDENTIFY},
+    {"recomputed-denominators", no_argument, 0, OPT_RECOMPUTED},
     {"split", required_argument, 0, OPT_SPLIT},
     {"help", no_argument, 0, OPT_HELP},
     {0, 0, 0, 0}};
@@ -142,6 +145,7 @@ static int parse_judge(judge_opts *o, int argc, char **argv, const char *cmd, co
         case OPT_KEEP: o->keep = optarg; break;
         case OPT_IDENTIFY: o->identify = 1; break;
         case OPT_NO_IDENTIFY: o->identify = 0; break;
+        case OPT_RECOMPUTED: o->recomputed_den = 1; break;
         case OPT_SPLIT:
             if (strcmp(optarg, "layer") != 0 && strcmp(optarg, "samples") != 0)
                 return cli_usage_error(cmd, "--split wants 'samples' or 'layer', got '%s'", optarg);
@@ -372,6 +376,7 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
     co.source = compare ? o.source : NULL;
     co.strict = o.strict;
     co.identify = o.identify;
+    co.recomputed_den = o.recomputed_den;
     if (o.strict)
         co.max_ill = o.max_ill;
     co.label = path;
@@ -549,6 +554,13 @@ static int judge(int argc, char **argv, int compare)
                                    "                             sits on one of those, not the stated rules\n"
                                    "                             (default: on for networks of at most 2e7\n"
                                    "                             multiply-accumulates a batch)\n"
+                                   "  --recomputed-denominators  judge a trace with activations allowing that\n"
+                                   "                             the subject divided by its layer outputs\n"
+                                   "                             computed again in another order, not by the\n"
+                                   "                             values it stored (default: the stored ones,\n"
+                                   "                             as gradient-form code divides); a near-zero\n"
+                                   "                             output then makes the cells it feeds\n"
+                                   "                             ill-conditioned\n"
                                    "  --verbose --no-color\n\n"
                                    "Every tensor of the trace is judged locally: the reference runs the\n"
                                    "step of the layer that computed it on the trace's own relevance at that\n"
@@ -589,6 +601,13 @@ static int judge(int argc, char **argv, int compare)
                                    "                             sits on one of those, not the stated rules\n"
                                    "                             (default: on for networks of at most 2e7\n"
                                    "                             multiply-accumulates a batch)\n"
+                                   "  --recomputed-denominators  judge a trace with activations allowing that\n"
+                                   "                             the subject divided by its layer outputs\n"
+                                   "                             computed again in another order, not by the\n"
+                                   "                             values it stored (default: the stored ones,\n"
+                                   "                             as gradient-form code divides); a near-zero\n"
+                                   "                             output then makes the cells it feeds\n"
+                                   "                             ill-conditioned\n"
                                    "  --verbose --no-color\n\n"
                                    JUDGE_MEMORY_HELP);
     if (rc >= 0)
@@ -598,7 +617,7 @@ static int judge(int argc, char **argv, int compare)
                                 SEEN(OPT_VERBOSE) | SEEN(OPT_NOPROOF) | SEEN(OPT_EXPECT) |
                                 SEEN(OPT_PROFILE) | SEEN(OPT_STRICT) | SEEN(OPT_PROGRESS) |
                                 SEEN(OPT_KEEP) | SEEN(OPT_IDENTIFY) | SEEN(OPT_NO_IDENTIFY) |
-                                SEEN(OPT_SPLIT) |
+                                SEEN(OPT_SPLIT) | SEEN(OPT_RECOMPUTED) |
                                 (compare ? SEEN(OPT_SOURCE) | SEEN(OPT_REQUIRE_ALL) : 0),
                             cmd)) >= 0 ||
         (rc = refuse_output_is_input(cmd, "--json", o.json, argc, argv)) >= 0 ||
