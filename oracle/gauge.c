@@ -1985,7 +1985,8 @@ static int backward_bounds(ctx *c)
                 lrp_gtok_bwd io = {c->act[in0], c->act[li], R, c->A[in0], Rb, c->cd[li], Rbs,
                                    Rcs, c->Bd[in0], c->cd[in0], c->cf[in0],
                                    Rbs ? c->Ls[in0] : NULL, Rbs ? c->Ss[in0] : NULL,
-                                   Rbs ? c->cs[in0] : NULL, &c->tl[in0], &c->g->ill_mass[in0]};
+                                   Rbs ? c->cs[in0] : NULL, &c->tl[in0], &c->g->ill_mass[in0],
+                                   c->den_traced};
                 if (lrp_gauge_token_bwd(net, li, B, &io))
                     return -1;
                 break;

@@ -26,7 +26,9 @@
  *
  * LayerNorm backward (ln_linear, ln_fine), per row, with s_k = R_k /
  * stab(y_k), c_k = w_k / sigma, t_k = c_k s_k, M = sum t / F:
- *   D_k  = the forward bound of y_k above, recomputed from A(x)
+ *   D_k  = the forward bound of y_k above, recomputed from A(x); or, where
+ *          the subject divides by the y it stored (io->den_traced), |y_k|
+ *          (its storage rounding)
  *   ds_k = |s_k| (D_k / |st_k| + 2) + B(R_k) / |st_k|
  *   dt_k = |t_k| (r_s + 2) + |c_k| ds_k
  *   dM   = (sum dt_k + (F + 1) sum |t_k|) / F
@@ -171,7 +173,8 @@ int lrp_gauge_token_bwd(const lrp_net *net, int li, int64_t B, const lrp_gtok_bw
         for (int64_t k = 0; k < F; k++) {
             int64_t j = q * F + k;
             double yk = (double)y[k], Rk = (double)R[k];
-            double Dy = norm_Dy(&st, l, k, (double)x[k], io->Ax[j]);
+            double Dy = io->den_traced ? fabs((double)y[k])
+                                       : norm_Dy(&st, l, k, (double)x[k], io->Ax[j]);
             double sg = lrp_stab_sign(l->rule.stab, lrp_zclass_of(yk)), stv = yk;
             double w = l->has_weight ? (double)l->w[k] : 1.0;
             double b = l->has_bias ? (double)l->b[k] : 0.0;

@@ -29,6 +29,10 @@ typedef struct lrp_gtok_bwd {
     double *Ls, *Ss, *cs;    /* sharp: linear part, magnitude, cond (or NULL) */
     double *tl;              /* sharp: the input total's linear part */
     double *ill_mass;        /* relevance of units whose cond exceeds 2^-4 */
+    int den_traced;          /* y is what the subject divided by, as the
+                                trace holds it: its error in s_k = R_k /
+                                stab(y_k) is its storage rounding u |y_k|
+                                (lrp_gauge_opts.recomputed_den 0) */
 } lrp_gtok_bwd;
 int lrp_gauge_token_bwd(const lrp_net *net, int li, int64_t B, const lrp_gtok_bwd *io);
 
