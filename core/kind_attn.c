@@ -661,43 +661,12 @@ static lrp_status mha_compute(lrp_pipe_state *r, int li, mha_t *m)
     be->lin_fwd(cx, m->qkv, &m->Lin, I->act, &t, 1, &bt, l->has_bias, 0, BT);
     lrp_bmm G = bmm_scores(m, l->scale);
     be->bmm(cx, m->S, m->qkv, be->at(cx, m->qkv, F), &G);
-    const void *X = m->S;
-    /* masked (query i, key j) of sample b: causal (j > i) or a padded key */
-    const float *kpm = l->use_padding_mask ? net->key_padding_mask : NULL;
-    int any_mask = l->causal || kpm;
-    if (any_mask && isinf(l->mask_value)) {
-        /* excluded entries: a (T, T) pattern, or per sample, head and query
-         * with a padding mask */
-        m->mrows = kpm ? B * H * T : T;
-        if (!(m->mask = calloc((size_t)(m->mrows * T), 1)))
-            return lrp_pipe_oom(r, "attention");
-        for (int64_t q = 0; q < m->mrows; q++) {
-            int64_t i = q % T, b = q / (H * T);
-            for (int64_t j = 0; j < T; j++)
-                m->mask[q * T + j] = (l->causal && j > i) || (kpm && kpm[b * T + j] != 0.0f);
-        }
-    } else if (any_mask) {
-        /* a finite mask value added to the masked scores (rounded once) */
-        float *mv = calloc((size_t)(H * T * T), sizeof *mv);
-        if (!mv || !(m->X = lrp_pipe_traw(r, HTT))) {
-            free(mv);
-            return lrp_pipe_oom(r, "attention");
-        }
-        for (int64_t b = 0; b < B; b++) {
-            for (int64_t h = 0; h < H; h++)
-                for (int64_t i = 0; i < T; i++)
-                    for (int64_t j = 0; j < T; j++)
-                        mv[(h * T + i) * T + j] =
-                            (l->causal && j > i) || (kpm && kpm[b * T + j] != 0.0f)
-                                ? l->mask_value
-                                : 0.0f;
-            be->set_f32(cx, be->at(cx, m->X, b * H * T * T), mv, H * T * T);
-        }
-        free(mv);
-        be->ew(cx, LRP_EW_ADD, m->X, m->S, m->X, 0, 0, HTT);
-        X = m->X;
-    }
-    be->softmax_fwd(cx, m->A, X, m->mask, m->mrows ? m->mrows : 1, B * H * T, T);
+    /* masked (query i, key j) of sample b: causal (j > i) or a padded key;
+     * excluded (-inf) or a finite value added to the scores */
+    lrp_status st = lrp_pipe_attn_logits(r, l, H, T, m->S, &m->X, &m->mask, &m->mrows);
+    if (st)
+        return st;
+    be->softmax_fwd(cx, m->A, m->X ? m->X : m->S, m->mask, m->mrows, B * H * T, T);
     /* O (B, T, F), head h at features h d .. : A (T, T) times v (T, d) */
     lrp_bmm G2 = {B, H, T, m->d, T,
                   H * T * T, T * T, T, 1,

@@ -220,16 +220,12 @@ static void asm_geometry(char *buf, size_t n, const lrp_layer *l)
              l->use_padding_mask ? " padding" : "");
 }
 
-/* the logits the softmax sees: *X is S itself (no mask, or a -inf mask:
- * *mask the excluded entries, *mrows their rows) or a new tensor S + M
- * (a finite mask, one rounding) that the caller frees */
-static lrp_status asm_logits(lrp_pipe_state *r, int li, const void *S, void **X, uint8_t **mask,
-                             int64_t *mrows)
+lrp_status lrp_pipe_attn_logits(lrp_pipe_state *r, const lrp_layer *l, int64_t H, int64_t T,
+                                const void *S, void **X, uint8_t **mask, int64_t *mrows)
 {
     const lrp_backend *be = r->be;
     const lrp_net *net = r->p->net;
-    const lrp_layer *l = &net->layers[li];
-    int64_t B = r->B, H = l->shape.d[0], T = l->shape.d[1], HTT = B * H * T * T;
+    int64_t B = r->B, HTT = B * H * T * T;
     const float *kpm = l->use_padding_mask ? net->key_padding_mask : NULL;
     *X = NULL, *mask = NULL, *mrows = 1;
     if (!l->causal && !kpm)
@@ -274,7 +270,7 @@ static lrp_status asm_forward(lrp_pipe_state *r, int li)
     void *X;
     uint8_t *mask;
     int64_t mrows;
-    lrp_status st = asm_logits(r, li, S, &X, &mask, &mrows);
+    lrp_status st = lrp_pipe_attn_logits(r, l, l->shape.d[0], T, S, &X, &mask, &mrows);
     if (st)
         return st;
     be->softmax_fwd(be->ctx, P->act, X ? X : S, mask, mrows, rows, T);
@@ -298,7 +294,7 @@ static lrp_status asm_lrp(lrp_pipe_state *r, int li, const void *R)
     int64_t mrows;
     P->n_parts = 0;
     P->n_units = U;
-    lrp_status st = asm_logits(r, li, S, &X, &mask, &mrows);
+    lrp_status st = lrp_pipe_attn_logits(r, l, l->shape.d[0], T, S, &X, &mask, &mrows);
     if (st)
         return st;
     void *absb, *absm;

@@ -58,6 +58,18 @@ lrp_status lrp_pipe_back_split(lrp_pipe_state *r, lrp_pipe_layer *P, const void 
                                const void *const *v, int nv, int n_in, void *const *rin,
                                const int *akind, int64_t NU, int64_t U);
 
+/* ---- the attention's masks (core/kind_attnparts.c; MultiHeadAttention and
+ * AttnSoftmax) ----
+ * The logits the softmax sees of the scores S (B, H, T, T) of layer l
+ * (causal: key > query masked; use_padding_mask: the keys of
+ * /data/key_padding_mask): *X = NULL and *mask = NULL, *mrows = 1 without a
+ * mask; with mask_value -inf, *mask the excluded entries (row r of the
+ * scores uses row r % *mrows, *mrows rows of T) and *X = NULL; with a finite
+ * mask_value, *X a new tensor S + M (one rounding per entry; the caller
+ * frees it, B H T T values) and *mask = NULL. */
+lrp_status lrp_pipe_attn_logits(lrp_pipe_state *r, const lrp_layer *l, int64_t H, int64_t T,
+                                const void *S, void **X, uint8_t **mask, int64_t *mrows);
+
 /* ---- the layer split (core/pipe_split.c; core/pipeline.h) ---- */
 typedef struct lrp_split_net lrp_split_net;
 /* this rank's share of the net, or NULL (out of memory) */

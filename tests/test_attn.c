@@ -62,27 +62,19 @@ static double dget(lrp_pipe *p, int li, int64_t i, int rin)
 
 /* ---- errors ---- */
 
-static void expect_infer_error(lrp_net *net, const char *want)
-{
-    lrp_err e = {0};
-    lrp_status st = lrp_net_infer(net, "f.h5", &e);
-    assert_int_not_equal(st, LRP_OK);
-    if (!strstr(e.msg, want) || !strstr(e.msg, "f.h5") || strchr(e.msg, '\n'))
-        fail_msg("message '%s' lacks '%s' or the file, or is not one line", e.msg, want);
-}
 
 static void test_attr_errors(void **state)
 {
     (void)state;
     lrp_net *net = tu_fixture("attn1");
     net->layers[1].heads = 3; /* 16 features */
-    expect_infer_error(net, "layer 'attn': heads 3 must be >= 1 and divide the features 16");
+    tu_expect_infer_error(net, "layer 'attn': heads 3 must be >= 1 and divide the features 16");
     net->layers[1].heads = 2;
     net->layers[1].mask_value = NAN;
-    expect_infer_error(net, "layer 'attn': mask_value");
+    tu_expect_infer_error(net, "layer 'attn': mask_value");
     net->layers[1].mask_value = -INFINITY;
     net->layers[3].index = 8;
-    expect_infer_error(net, "layer 'pool': SelectToken index 8 outside [0, 8)");
+    tu_expect_infer_error(net, "layer 'pool': SelectToken index 8 outside [0, 8)");
     net->layers[3].index = 7;
     assert_int_equal(lrp_net_infer(net, "f.h5", NULL), LRP_OK);
     lrp_net_free(net);
@@ -97,7 +89,7 @@ static void test_attr_errors(void **state)
     assert_int_equal(lrp_net_check_values(net, "f.h5", &e), LRP_E_INVALID);
     net->input[3] = 1.0f;
     net->layers[0].tokens = 0;
-    expect_infer_error(net, "layer 'embed': Embedding needs a token Input");
+    tu_expect_infer_error(net, "layer 'embed': Embedding needs a token Input");
     lrp_net_free(net);
 }
 

@@ -41,14 +41,6 @@ static int find(const lrp_net *net, const char *name)
     return i;
 }
 
-static void expect_infer_error(lrp_net *net, const char *want)
-{
-    lrp_err e = {0};
-    lrp_status st = lrp_net_infer(net, "f.h5", &e);
-    assert_int_not_equal(st, LRP_OK);
-    if (!strstr(e.msg, want) || !strstr(e.msg, "f.h5") || strchr(e.msg, '\n'))
-        fail_msg("message '%s' lacks '%s' or the file, or is not one line", e.msg, want);
-}
 
 static void t_errors(void **s)
 {
@@ -57,19 +49,19 @@ static void t_errors(void **s)
     int sc = find(net, "attn_scores"), pr = find(net, "attn_probs");
     int cx = find(net, "attn_context");
     net->layers[sc].heads = 3; /* 16 features */
-    expect_infer_error(net, "layer 'attn_scores': heads 3 must be >= 1 and divide the features 16");
+    tu_expect_infer_error(net, "layer 'attn_scores': heads 3 must be >= 1 and divide the features 16");
     net->layers[sc].heads = 2;
     net->layers[sc].scale = INFINITY;
-    expect_infer_error(net, "layer 'attn_scores': scale inf must be finite, nonzero");
+    tu_expect_infer_error(net, "layer 'attn_scores': scale inf must be finite, nonzero");
     net->layers[sc].scale = 0.25f;
     net->layers[pr].mask_value = NAN;
-    expect_infer_error(net, "layer 'attn_probs': mask_value nan must be -inf or finite");
+    tu_expect_infer_error(net, "layer 'attn_probs': mask_value nan must be -inf or finite");
     net->layers[pr].mask_value = -INFINITY;
     net->layers[pr].in[0] = find(net, "attn_q"); /* (8, 16): not scores */
-    expect_infer_error(net, "layer 'attn_probs': AttnSoftmax needs scores (heads, T, T)");
+    tu_expect_infer_error(net, "layer 'attn_probs': AttnSoftmax needs scores (heads, T, T)");
     net->layers[pr].in[0] = sc;
     net->layers[cx].in[1] = pr; /* values of rank 3 */
-    expect_infer_error(net, "layer 'attn_context': AttnContext needs weights (heads, T, T) and "
+    tu_expect_infer_error(net, "layer 'attn_context': AttnContext needs weights (heads, T, T) and "
                             "values (T, F)");
     net->layers[cx].in[1] = find(net, "attn_v");
     assert_int_equal(lrp_net_infer(net, "f.h5", NULL), LRP_OK);

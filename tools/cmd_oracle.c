@@ -264,6 +264,16 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
 
 /* ---- check / compare ---- */
 
+/* --recomputed-denominators, in the help of check and compare */
+#define RECOMPUTED_HELP                                                                    \
+    "  --recomputed-denominators  judge a trace with activations allowing that\n"           \
+    "                             the subject divided by its layer outputs\n"               \
+    "                             computed again in another order, not by the\n"            \
+    "                             values it stored (default: the stored ones,\n"            \
+    "                             as gradient-form code divides); a near-zero\n"            \
+    "                             output then makes the cells it feeds\n"                   \
+    "                             ill-conditioned\n"
+
 #define JUDGE_MEMORY_HELP \
     "Memory: one MPFR run at a time, streamed: it holds the forward\n" \
     "activations (packed, about 13 bytes a value at p=128) and the\n" \
@@ -554,13 +564,7 @@ static int judge(int argc, char **argv, int compare)
                                    "                             sits on one of those, not the stated rules\n"
                                    "                             (default: on for networks of at most 2e7\n"
                                    "                             multiply-accumulates a batch)\n"
-                                   "  --recomputed-denominators  judge a trace with activations allowing that\n"
-                                   "                             the subject divided by its layer outputs\n"
-                                   "                             computed again in another order, not by the\n"
-                                   "                             values it stored (default: the stored ones,\n"
-                                   "                             as gradient-form code divides); a near-zero\n"
-                                   "                             output then makes the cells it feeds\n"
-                                   "                             ill-conditioned\n"
+                                   RECOMPUTED_HELP
                                    "  --verbose --no-color\n\n"
                                    "Every tensor of the trace is judged locally: the reference runs the\n"
                                    "step of the layer that computed it on the trace's own relevance at that\n"
@@ -601,13 +605,7 @@ static int judge(int argc, char **argv, int compare)
                                    "                             sits on one of those, not the stated rules\n"
                                    "                             (default: on for networks of at most 2e7\n"
                                    "                             multiply-accumulates a batch)\n"
-                                   "  --recomputed-denominators  judge a trace with activations allowing that\n"
-                                   "                             the subject divided by its layer outputs\n"
-                                   "                             computed again in another order, not by the\n"
-                                   "                             values it stored (default: the stored ones,\n"
-                                   "                             as gradient-form code divides); a near-zero\n"
-                                   "                             output then makes the cells it feeds\n"
-                                   "                             ill-conditioned\n"
+                                   RECOMPUTED_HELP
                                    "  --verbose --no-color\n\n"
                                    JUDGE_MEMORY_HELP);
     if (rc >= 0)

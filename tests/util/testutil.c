@@ -267,6 +267,15 @@ int tu_run_cli(const char *dir, const char *pre, const char *cli, const char *ar
     return rc;
 }
 
+void tu_expect_infer_error(struct lrp_net *net, const char *want)
+{
+    lrp_err e = {0};
+    lrp_status st = lrp_net_infer(net, "f.h5", &e);
+    assert_int_not_equal(st, LRP_OK);
+    if (!strstr(e.msg, want) || !strstr(e.msg, "f.h5") || strchr(e.msg, '\n'))
+        fail_msg("message '%s' lacks '%s' or the file, or is not one line", e.msg, want);
+}
+
 struct lrp_net *tu_fixture(const char *name)
 {
     lrp_net *net = NULL;

@@ -15,6 +15,9 @@ struct lrp_net;
 /* The suite fixture `name` built with the suite's seed (fixtures/suite.c);
  * a test failure (fail_msg) when it is unknown or does not build. */
 struct lrp_net *tu_fixture(const char *name);
+/* Inferring net's shapes ("f.h5") must fail with one line naming the file
+ * and containing want (a cmocka failure otherwise). */
+void tu_expect_infer_error(struct lrp_net *net, const char *want);
 /* lrp_check of trace `source` of net (NULL: our fast path) with the default
  * options, labelled `label`, without the self-proof at p + 64 (p = 128 is
  * resolved on the suite's nets: test_oracle); a test failure when the
