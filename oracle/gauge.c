@@ -997,9 +997,10 @@ static int linear_backward(ctx *c, int li)
                 if (traced) {
                     /* z_f itself: its error is its storage rounding (a
                      * subject holding z more precisely rounded it once to
-                     * store it), u |z_f|, which D + n G below makes */
+                     * store it), u |z_f|, added below; G stays the sum of
+                     * the terms' magnitudes (the unit's share of the
+                     * total) */
                     den[j] = (double)zt[j];
-                    G[j] = fabs(den[j]) / (double)nterms;
                     D[j] = DAs[j] = DAv[j] = 0;
                     continue;
                 }
@@ -1023,7 +1024,12 @@ static int linear_backward(ctx *c, int li)
                 }
                 if (tqv)
                     tqv[j] = imv[j] = 0;
-                D[j] += (double)nterms * G[j];
+                /* the float32 den's own error: n roundings of partial sums
+                 * <= G (rigorous n G, independent sqrt(n) G), or a traced
+                 * den's storage rounding |z_f| */
+                const double dn = traced ? fabs(den[j]) : (double)nterms * G[j];
+                const double dq = traced ? fabs(den[j]) : sqrt((double)nterms) * G[j];
+                D[j] += dn;
                 double sg = stab_sign(rs->stab, den[j]);
                 double st = den[j];
                 und[j] = 0;
@@ -1056,9 +1062,7 @@ static int linear_backward(ctx *c, int li)
                 /* cond (docs/SPEC.md section 7): the worst relative error of the float32
                  * den, n kappa u, kappa = G / |den|; the propagated input
                  * error (the A terms of D) enters the bound, not cond */
-                kap[j] = (R[b * n + j] == 0.0f && Rb[b * n + j] == 0.0)
-                             ? 0.0
-                             : (double)nterms * G[j] / fabs(st);
+                kap[j] = (R[b * n + j] == 0.0f && Rb[b * n + j] == 0.0) ? 0.0 : dn / fabs(st);
                 v1[j] = s * (1 + D[j] / fabs(st) + (double)(fanout + 2) + fold_err) +
                         Rb[b * n + j] / fabs(st);
                 v2[j] = s;
@@ -1067,13 +1071,16 @@ static int linear_backward(ctx *c, int li)
                      * sums <= G), the stabilizer add and the division; the
                      * den's forward-error part and the relevance handed in
                      * are linear */
-                    qv[j] = s * s * ((double)nterms * G[j] * G[j] / (st * st) + 2);
+                    qv[j] = s * s *
+                            ((traced ? dq * dq : (double)nterms * G[j] * G[j]) / (st * st) + 2);
                     lin[j] = s * ((DAs[j] + sqrt(DAv[j])) / fabs(st) + fold_err) +
                              Rbs[b * n + j] / fabs(st);
-                    ks[j] = kap[j] == 0 ? 0 : c->lam * sqrt((double)nterms) * G[j] / fabs(st);
+                    ks[j] = kap[j] == 0 ? 0
+                            : (traced ? c->lam * dq : c->lam * sqrt((double)nterms) * G[j]) /
+                                  fabs(st);
                     /* the total: unit j's share sum_i a w s_j moves with the
                      * relative error of s_j, independently of other units */
-                    double ej = sqrt((double)nterms) * G[j] / fabs(st) + 2;
+                    double ej = dq / fabs(st) + 2;
                     double tj = fabs(coef) * s * G[j] * ej;
                     double im = U32 * ks[j] > LRP_ILL_COND_SHARP
                                     ? fabs(coef) * fabs((double)R[b * n + j]) : 0;
