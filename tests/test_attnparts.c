@@ -10,7 +10,8 @@
  *     touches the kinds;
  *   - a stage judged alone: 5 % more relevance at one internal tensor (the
  *     queries, the attention weights) is not PASS, and the local verdict
- *     names that tensor;
+ *     names that tensor; so are a flipped sign, zeros, a shuffle at a
+ *     stage's tensor, and the context computed under cplrp stated uniform;
  *   - the stored outputs as denominators (lrp_check_opts.recomputed_den 0,
  *     the default): on nearcancel, whose fc1 unit 0 nearly cancels, fc1's
  *     input is resolved and 5 % there is caught; allowing recomputed
@@ -209,28 +210,41 @@ static float *fdup(const float *a, int64_t n)
     return b;
 }
 
+/* how a trace's tensor is damaged */
+typedef enum { M_SCALE, M_FLIP, M_ZERO, M_SHUFFLE, M_NONE } mutation;
+
 /* the fast path's trace as a new trace `to`, the relevance of layer li
- * times f; the check's report of it (the caller frees) */
-static void scaled_report(lrp_net *net, const char *to, int li, float f, lrp_run_report *rep)
+ * damaged by mu (M_SCALE: times f; M_SHUFFLE: each sample's cells in
+ * reverse order); the check's report of it (the caller frees) */
+static void mutated_report(lrp_net *net, const char *to, int li, mutation mu, float f,
+                           lrp_run_report *rep)
 {
     lrp_err err;
     if (lrp_run(NULL, net, LRP_ENGINE_FAST, NULL, &err))
         fail_msg("fast: %s", err.msg);
-    const lrp_trace *src = &net->traces[lrp_net_trace_find(net, "fastpath")];
     lrp_trace *t = lrp_net_trace_add(net, to, &err);
     assert_non_null(t);
-    src = &net->traces[lrp_net_trace_find(net, "fastpath")]; /* the table may have moved */
+    /* after the add: the table may have moved */
+    const lrp_trace *src = &net->traces[lrp_net_trace_find(net, "fastpath")];
     t->precision = src->precision;
     if (!t->rules)
         t->rules = malloc((size_t)net->n_layers * sizeof *t->rules);
     memcpy(t->rules, src->rules, (size_t)net->n_layers * sizeof *t->rules);
     for (int i = 0; i < net->n_layers; i++) {
-        int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch;
-        t->relevance[i] = fdup(src->relevance[i], n);
+        int64_t per = lrp_shape_numel(&net->layers[i].shape), n = per * net->batch;
+        float *r = t->relevance[i] = fdup(src->relevance[i], n);
         t->activation[i] = fdup(src->activation[i], n);
-        if (i == li)
-            for (int64_t k = 0; k < n; k++)
-                t->relevance[i][k] *= f;
+        if (i != li)
+            continue;
+        for (int64_t k = 0; k < n; k++)
+            r[k] = mu == M_SCALE ? r[k] * f : mu == M_FLIP ? -r[k] : mu == M_ZERO ? 0.0f : r[k];
+        if (mu == M_SHUFFLE)
+            for (int64_t b = 0; b < net->batch; b++)
+                for (int64_t k = 0; k < per / 2; k++) {
+                    float x = r[b * per + k];
+                    r[b * per + k] = r[b * per + per - 1 - k];
+                    r[b * per + per - 1 - k] = x;
+                }
     }
     lrp_check_opts co;
     lrp_check_opts_default(&co);
@@ -276,7 +290,7 @@ static void t_stored_denominators(void **s)
                  (long long)m.resolved, (long long)m.defined);
     /* 5 % more relevance at the input: caught only with the stored ones */
     lrp_run_report rep;
-    scaled_report(net, "scaled_input", 0, 1.05f, &rep);
+    mutated_report(net, "scaled_input", 0, M_SCALE, 1.05f, &rep);
     v = rep.layers[0].tlocal_verdict;
     lrp_run_report_free(&rep);
     if (v < LRP_V_SUSPECT)
@@ -300,7 +314,7 @@ static void t_stage_alone(void **s)
         char name[64];
         snprintf(name, sizeof name, "scaled_%s", at[k]);
         lrp_run_report rep;
-        scaled_report(net, name, li, 1.05f, &rep);
+        mutated_report(net, name, li, M_SCALE, 1.05f, &rep);
         /* judged on its own stage: the bound of each cell is one sum's
          * rounding (ratio to it ~1e-2 on the clean trace), 5 % of a cell
          * is thousands of bounds */
@@ -327,6 +341,54 @@ static void t_stage_alone(void **s)
     }
 }
 
+/* Every class of damage at a stage's tensor fails there: a flipped sign
+ * (the attention weights' relevance), zeros (the values'), a shuffle (the
+ * scores'), and a wrong rule: the context computed under cplrp (the
+ * weights constant) while the trace states uniform. */
+static void t_mutants(void **s)
+{
+    (void)s;
+    const struct {
+        const char *at;
+        mutation mu;
+    } cases[] = {{"attn_probs", M_FLIP}, {"attn_v", M_ZERO}, {"attn_scores", M_SHUFFLE},
+                 {"attn_context", M_NONE}};
+    for (int k = 0; k < 4; k++) {
+        lrp_net *net = tu_fixture("attn_parts");
+        lrp_composite_params p = lrp_composite_params_default();
+        lrp_composite_apply(net, LRP_COMPOSITE_ATTN_LRP, &p);
+        int li = find(net, cases[k].at), judged = li;
+        lrp_run_report rep;
+        if (cases[k].mu == M_NONE) {
+            /* computed under cplrp, stated uniform: the weights' relevance
+             * (the context's first input) is +0 where uniform's is not */
+            net->layers[li].rule.rule = LRP_RULE_CPLRP;
+            mutated_report(net, "wrong_rule", -1, M_NONE, 1.0f, &rep);
+            lrp_run_report_free(&rep);
+            net->layers[li].rule.rule = LRP_RULE_UNIFORM;
+            lrp_trace *t = &net->traces[lrp_net_trace_find(net, "wrong_rule")];
+            assert_int_equal(t->rules[li].rule, LRP_RULE_CPLRP);
+            t->rules[li].rule = LRP_RULE_UNIFORM;
+            lrp_err err;
+            lrp_check_opts co;
+            lrp_check_opts_default(&co);
+            co.source = "wrong_rule";
+            co.proof_extra = 0;
+            if (lrp_check(&rep, net, &co, &err))
+                fail_msg("check: %s", err.msg);
+            judged = net->layers[li].in[0];
+        } else {
+            mutated_report(net, "mutant", li, cases[k].mu, 1.0f, &rep);
+        }
+        lrp_verdict v = rep.layers[judged].tlocal_verdict;
+        if (v < LRP_V_SUSPECT)
+            fail_msg("%s, damage %d: local verdict at '%s' %s", cases[k].at, (int)cases[k].mu,
+                     net->layers[judged].name, lrp_verdict_name(v));
+        lrp_run_report_free(&rep);
+        lrp_net_free(net);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -335,6 +397,7 @@ int main(void)
         cmocka_unit_test(t_fast_clean),
         cmocka_unit_test(t_stage_alone),
         cmocka_unit_test(t_stored_denominators),
+        cmocka_unit_test(t_mutants),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
