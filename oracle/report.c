@@ -339,13 +339,20 @@ void lrp_report_text_ex(FILE *f, const lrp_run_report *r, const lrp_text_opts *o
     fmt_ratio(mr, sizeof mr, r->max_ratio);
     fmt_ratio(ms, sizeof ms, r->max_sharp_ratio);
     fmt_ratio(ml, sizeof ml, r->max_tlocal_ratio);
+    char acts[LRP_NAME_MAX + 64];
+    if (r->tlocal_exact_act)
+        snprintf(acts, sizeof acts, "of the trace");
+    else if (r->tlocal_act_missing >= 0 && r->tlocal_act_missing < r->n_layers)
+        snprintf(acts, sizeof acts, "of the reference: the trace has none for '%s'",
+                 r->layers[r->tlocal_act_missing].name);
+    else
+        snprintf(acts, sizeof acts, "of the reference");
     prosef(f, 2, W,
            "end to end: %s (max ratio %s to the sharp bound, %s to the rigorous one); "
            "local: %s (%d tensors, max ratio %s, activations %s, %.1f %% of cells resolved by "
            "their bounds)",
            lrp_verdict_name(r->e2e_verdict), ms, mr,
-           r->n_judged ? lrp_verdict_name(r->tlocal_verdict) : "not run", r->n_judged, ml,
-           r->tlocal_exact_act ? "of the trace" : "of the reference",
+           r->n_judged ? lrp_verdict_name(r->tlocal_verdict) : "not run", r->n_judged, ml, acts,
            r->tl_defined > 0 ? 100.0 * (double)r->tl_resolved / (double)r->tl_defined : 0.0);
     fprintf(f, "  verdict: %s%s%s (max conservation residual f32 %.2e, ref %.2e)",
             color ? vcolor(r->verdict) : "", lrp_verdict_name(r->verdict), reset,
@@ -497,6 +504,9 @@ static json_t *run_json(const lrp_run_report *r)
         json_object_set_new(tl, "defined", json_integer(r->tl_defined));
         json_object_set_new(tl, "resolved", json_integer(r->tl_resolved));
         json_object_set_new(tl, "activations", json_string(r->tlocal_exact_act ? "trace" : "reference"));
+        if (!r->tlocal_exact_act && r->tlocal_act_missing >= 0 && r->tlocal_act_missing < r->n_layers)
+            json_object_set_new(tl, "activations_missing",
+                                json_string(r->layers[r->tlocal_act_missing].name));
         if (r->origin_layer >= 0) {
             json_object_set_new(tl, "origin_tensor", json_string(r->layers[r->origin_layer].name));
             json_object_set_new(tl, "origin_by", json_string(r->layers[r->origin_layer].by));

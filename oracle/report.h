@@ -108,6 +108,9 @@ typedef struct lrp_run_report {
     lrp_verdict e2e_verdict;   /* worst end-to-end layer verdict */
     lrp_verdict tlocal_verdict;/* worst trace-local verdict (layer-level included) */
     int tlocal_exact_act;      /* 1: the trace's own activations were used */
+    int tlocal_act_missing;    /* a trace with some activations but not all:
+                                  the first layer it has none for (the
+                                  reason the reference's were used); else -1 */
     int n_judged, n_unjudged;  /* tensors judged locally / not (no relevance) */
     int64_t tl_defined, tl_resolved; /* their defined cells, and of those the cells
                                         resolved by their bounds (lrp_layer_cmp) */
