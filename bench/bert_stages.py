@@ -71,11 +71,11 @@ def scaled(src, dst, target, factor, below):
                             t[grp][n][...] = (a * np.float32(factor)).astype(np.float32)
 
 
-def judge(cli, trace, recomputed, env, work):
+def judge(cli, trace, recomputed, env, work, source="fastpath"):
     out = os.path.join(work, "judge.json")
     if os.path.exists(out):
         os.unlink(out)
-    cmd = [cli, "compare", trace, "--source", "fastpath", "--json", out]
+    cmd = [cli, "compare", trace, "--source", source, "--json", out]
     if recomputed:
         cmd.append("--recomputed-denominators")
     p = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import types
 import unittest
 
 import numpy as np
@@ -31,6 +32,7 @@ import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "python"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "python", "peers"))
 sys.path.insert(0, HERE)
 import lrp_torch as lt  # noqa: E402
 import test_torch_adapter as ta  # noqa: E402  (float64 numpy forward and LRP)
@@ -393,6 +395,68 @@ class TestTraceRules(unittest.TestCase):
         self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr)
         r = self.compare(self.lxt_like_trace(False), "lxtlike")
         self.assertEqual(r.returncode, 1, r.stdout[-1500:] + r.stderr)
+
+    def lxt_like_staged(self, mode, halve=True, detach=True):
+        """attn_parts (the attention as stages) through run_lxt.py's own
+        staged wiring (staged_attention, staged_relevance, stated_rules), with
+        LXT's wrappers written from their description (lxt/efficient/
+        patches.py wrap_attention_forward: q and k's gradient divided by 4,
+        v's by 2; cp_wrap_attention_forward: q and k detached) in place of
+        the real ones, which CI cannot reach; run_lxt.py runs the real ones
+        (docs/PEERS.md "LXT")."""
+        import run_lxt
+
+        class Divide(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, f):
+                ctx.f = f
+                return x.clone()
+
+            @staticmethod
+            def backward(ctx, g):
+                return g / ctx.f, None
+
+        def wrap(fn):
+            return lambda mod, q, k, v, *a: fn(mod, Divide.apply(q, 4), Divide.apply(k, 4),
+                                                Divide.apply(v, 2), *a)
+
+        def cp_wrap(fn):
+            if not detach:  # a CP-LRP that forgot to stop q and k's gradient
+                return fn
+            return lambda mod, q, k, v, *a: fn(mod, q.detach(), k.detach(), v, *a)
+
+        patches = types.SimpleNamespace(wrap_attention_forward=wrap,
+                                        cp_wrap_attention_forward=cp_wrap)
+        path = os.path.join(self.tmp, "attn_parts.%s.h5" % mode)
+        shutil.copyfile(os.path.join(FIXDIR, "attn_parts.h5"), path)
+        saved = run_lxt.DEFERRED_HALF
+        if not halve:
+            run_lxt.DEFERRED_HALF = ()
+        try:
+            src = run_lxt.write_lxt_trace(path, mode, None, patches, None, "like")
+        finally:
+            run_lxt.DEFERRED_HALF = saved
+        return self.compare(path, src)
+
+    def test_lxt_like_staged_attention(self):
+        """LXT's AttnLRP on an attention written as stages: its wrapper puts
+        A's half of the uniform split on q and k (4 = 2 x 2), so gradient x
+        input at the scores and the weights is twice their relevance;
+        run_lxt.py halves it and the trace passes.  Not halved, the oracle
+        must fail it (a factor 2 at two tensors).  CP-LRP: q, k, S and A get
+        no gradient and are written as the zero relevance they carry; a
+        CP-LRP that let the gradient through q and k must fail at the
+        attention's input."""
+        r = self.lxt_like_staged("lxt-attnlrp")
+        self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr)
+        r = self.lxt_like_staged("lxt-attnlrp", halve=False)
+        self.assertEqual(r.returncode, 1, r.stdout[-2000:] + r.stderr)
+        self.assertRegex(r.stdout, r"attn_probs .*FAIL")
+        r = self.lxt_like_staged("lxt-cp")
+        self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr)
+        self.assertRegex(r.stdout, r"attn_q +PASS")
+        r = self.lxt_like_staged("lxt-cp", detach=False)
+        self.assertEqual(r.returncode, 1, r.stdout[-2000:] + r.stderr)
 
     def test_trace_without_input_activation(self):
         """A peer's capture skips an integer input (token ids): a trace with

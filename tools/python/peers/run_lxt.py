@@ -46,6 +46,15 @@ unchanged.  Two runs a fixture:
                 attention uses eps 1e-6 on the projections and 1e-8 on the
                 products; our attnlrp has one eps) or Position.
 
+An attention written as stages (Dense q, k, v, AttnScores, AttnSoftmax,
+AttnContext, Dense out: lrp_torch.export_module(..., attention="stages"))
+runs under LXT's own HuggingFace attention wrappers, wrap_attention_forward
+(lxt-attnlrp) and cp_wrap_attention_forward (lxt-cp), put around each stage
+(staged_attention), and every stage's tensor is in the trace: under AttnLRP
+the scores' and the weights' gradient x input halved (LXT moves A's half of
+the uniform split onto q and k; DEFERRED_HALF), under CP-LRP q, k, S and A
+written as the zeros LXT's detach gives them (staged_relevance).
+
 Each trace states the rules LXT applied in our terms (docs/SPEC.md 3.7, 3.8):
 Dense, Conv2D, Add, Position lrp0 with eps 0; LayerNorm ln_linear eps 0;
 GELU / SiLU / Tanh identity with eps 1e-10 and the convention `positive`
@@ -53,9 +62,11 @@ GELU / SiLU / Tanh identity with eps 1e-10 and the convention `positive`
 R_x = R_y x / (x + 1e-10): what our identity with an eps computes; before it
 was stated as the plain identity and the oracle saw the difference where |x|
 is small, docs/PEERS.md "LXT"); Softmax taylor; Mul uniform;
-MultiHeadAttention cplrp or attnlrp with eps 0; RMSNorm identity.  Prints one
-line per run: verdict and the layers that are not PASS.
+MultiHeadAttention cplrp or attnlrp with eps 0; AttnScores uniform eps 0,
+AttnSoftmax taylor, AttnContext uniform (cplrp under lxt-cp) eps 0; RMSNorm
+identity.  Prints one line per run: verdict and the layers that are not PASS.
 """
+import collections
 import importlib.util
 import os
 import shutil
@@ -74,7 +85,7 @@ sys.path.insert(0, HERE)
 import run_peers  # noqa: E402  (its compare and fixture_files)
 
 # the transformer fixtures of `lrp-oracle gen` (those that exist are run)
-DEFAULT = ("tokmlp", "attn1", "attn_saturated", "attn_padded", "embed1", "gate1",
+DEFAULT = ("tokmlp", "attn1", "attn_parts", "attn_saturated", "attn_padded", "embed1", "gate1",
            "bert_tiny", "vit_tiny", "decoder1")
 
 
@@ -203,7 +214,8 @@ class _Identity(torch.autograd.Function):
 
 
 def explicit_obstacle(layers):
-    bad = sorted(set(L["kind"] for L in layers) & {"MultiHeadAttention", "Position"})
+    bad = sorted(set(L["kind"] for L in layers) & {"MultiHeadAttention", "Position",
+                                                     "AttnScores", "AttnContext"})
     if bad:
         return "%s: not expressible with one eps" % ", ".join(bad)
     for L in layers:
@@ -277,6 +289,8 @@ def build(path, mode, rules, patches):
                 node._fn, node.module = t, t.mha
             else:
                 node._fn = lxt_attention(rules, node.module)
+        elif k in ("AttnScores", "AttnContext"):
+            node._fn = staged_attention(patches, mode, k, node._fn)
         elif mode == "lxt-attnlrp" and k in ("GELU", "SiLU", "Tanh"):
             f = node.module
             node._fn = (lambda f: lambda x: rules.identity_rule_implicit(f.forward, x))(f)
@@ -289,6 +303,59 @@ def build(path, mode, rules, patches):
         elif mode == "lxt-attnlrp" and k == "LayerNorm":
             node._fn = (lambda mod: lambda x: patches.layer_norm_forward(mod, x))(node.module)
     return m, fx
+
+
+def staged_attention(patches, mode, kind, stage):
+    """A stage of an attention written as stages (docs/FORMAT.md: AttnScores
+    S = scale q k^T, AttnContext O = A v) under LXT's own attention wrapper:
+    wrap_attention_forward (AttnLRP: q, k divided by 4, v by 2) or
+    cp_wrap_attention_forward (CP-LRP: q and k stop the gradient), the
+    functions LXT puts around every HuggingFace attention function.  The
+    wrapper takes (module, query, key, value); a stage uses two of them, so
+    the tensor it does not use is passed in the unused slots (its treated
+    copy reaches no output: no gradient flows through it)."""
+    wrap = (patches.cp_wrap_attention_forward if mode == "lxt-cp"
+            else patches.wrap_attention_forward)
+    if kind == "AttnScores":
+        inner = wrap(lambda module, q, k, v: stage(q, k))
+        return lambda q, k: inner(None, q, k, k)
+    return lambda A, v: wrap(lambda module, q, k, vv: stage(A, vv))(None, v, v, v)
+
+
+# LXT's AttnLRP factors (wrap_attention_forward): the product O = A v splits
+# its relevance in halves (the uniform rule), the scores' q k^T again; LXT
+# puts v's half on v and A's half, with the scores' half, on q and k (4 =
+# 2 x 2: the softmax and the scale are linear in the gradient, so the factor
+# may move below them).  Gradient x input at S and at A is therefore twice
+# the relevance those tensors hold under AttnLRP: the capture divides it by
+# this (exactly: a power of two).  Not applied, the trace fails at both
+# (tests/python/test_peer_capture.py test_lxt_like_staged_attention).
+DEFERRED_HALF = ("AttnScores", "AttnSoftmax")
+
+
+def staged_relevance(R, layers, mode, acts):
+    """The captured gradient x input of a staged attention as relevance.
+    AttnLRP: S and A halved (DEFERRED_HALF).  CP-LRP: LXT's stop_gradient
+    detaches q and k, so they, S and A (computed from constants) get no
+    gradient, and in LXT's gradient x input framework no relevance: zeros,
+    written so that the oracle judges them and the attention's input (our
+    cplrp gives them no relevance either, all of O's going to v; had LXT
+    sent relevance through them, the zeros would fail).  A gradient that
+    reaches them anyway is not CP-LRP relevance: replaced by the zeros."""
+    zero = set()
+    for L in layers:
+        n = L["name"]
+        if mode == "lxt-cp" and L["kind"] == "AttnScores":
+            zero.update(L["inputs"][:2])
+            zero.add(n)
+        elif mode == "lxt-cp" and L["kind"] == "AttnSoftmax":
+            zero.add(n)
+        elif L["kind"] in DEFERRED_HALF and n in R:
+            R[n] = (R[n] * np.float32(0.5)).astype(np.float32)
+    for n in zero:
+        R[n] = np.zeros_like(acts[n], dtype=np.float32)
+    order = [L["name"] for L in layers]
+    return collections.OrderedDict((n, R[n]) for n in order if n in R)
 
 
 def stated_rules(layers, mode):
@@ -311,6 +378,13 @@ def stated_rules(layers, mode):
             res[L["name"]] = {"rule": "uniform"}
         elif k == "MultiHeadAttention":
             res[L["name"]] = {"rule": "cplrp" if mode == "lxt-cp" else "attnlrp",
+                              "eps": np.float32(0)}
+        elif k == "AttnScores":  # eps 0 stated: the kind's default is 1e-6
+            res[L["name"]] = {"rule": "uniform", "eps": np.float32(0)}
+        elif k == "AttnSoftmax":
+            res[L["name"]] = {"rule": "taylor"}
+        elif k == "AttnContext":
+            res[L["name"]] = {"rule": "cplrp" if mode == "lxt-cp" else "uniform",
                               "eps": np.float32(0)}
     return res
 
@@ -337,6 +411,50 @@ def unpatch(saved):
         c.forward = f
         if hasattr(c, "original_forward"):
             del c.original_forward
+
+
+def write_lxt_trace(path, mode, rules, patches, lf, rev):
+    """Runs LXT's `mode` on the fixture at path (a copy: the trace is written
+    into it) and writes the trace, the rules it states and the activations;
+    returns the trace's source name.  lxt-cp expects patch_cp's patches in
+    place."""
+    if mode == "lxt-explicit":
+        m, fx = build_explicit(path, lf)
+        stated = explicit_rules(fx["layers"])
+    else:
+        m, fx = build(path, mode, rules, patches)
+        stated = stated_rules(fx["layers"], mode)
+    tgt = torch.as_tensor(np.asarray(m.target if m.target is not None else
+                                     [0] * m.input_data.shape[0]))
+    explicit = mode == "lxt-explicit"
+
+    def lrp(mod, x):
+        y = mod(x)
+        sel = y[torch.arange(y.shape[0]), tgt]
+        # explicit mode passes relevance: seeded with the output value;
+        # efficient mode passes the gradient: seeded with 1
+        sel.backward(sel.detach() if explicit else torch.ones_like(sel))
+
+    R = lt.capture_relevance(m, m.input_data, lrp,
+                             formulation="grad" if explicit else "grad_x_input",
+                             seed="output")
+    with torch.no_grad():
+        acts = {k: v.detach().numpy().astype(np.float32)
+                for k, v in m.forward_all(torch.as_tensor(m.input_data)).items()
+                if torch.is_floating_point(v)}
+    if not explicit:
+        R = staged_relevance(R, fx["layers"], mode, acts)
+    emb = [L["name"] for L in fx["layers"] if L["kind"] == "Embedding"]
+    if emb and emb[0] in R:
+        # relevance per token, as LXT reports it: the embedding's relevance
+        # summed over the features, in float32
+        inp = fx["layers"][0]["name"]
+        R[inp] = R[emb[0]].sum(-1, dtype=np.float32)
+        R.move_to_end(inp, last=False)
+    src_name = mode.replace("-", "_")
+    lt.write_trace(path, src_name, R, producer="lxt " + rev, rules=stated, activations=acts,
+                   notes="LXT %s (tools/python/peers/run_lxt.py)" % mode, overwrite=True)
+    return src_name
 
 
 def main():
@@ -366,43 +484,7 @@ def main():
             shutil.copyfile(src, path)
             saved = patch_cp(patches) if mode == "lxt-cp" else {}
             try:
-                if mode == "lxt-explicit":
-                    m, fx = build_explicit(path, lf)
-                    stated = explicit_rules(fx["layers"])
-                else:
-                    m, fx = build(path, mode, rules, patches)
-                    stated = stated_rules(fx["layers"], mode)
-                tgt = torch.as_tensor(np.asarray(m.target if m.target is not None else
-                                                 [0] * m.input_data.shape[0]))
-
-                explicit = mode == "lxt-explicit"
-
-                def lrp(mod, x):
-                    y = mod(x)
-                    sel = y[torch.arange(y.shape[0]), tgt]
-                    # explicit mode passes relevance: seeded with the output
-                    # value; efficient mode passes the gradient: seeded with 1
-                    sel.backward(sel.detach() if explicit else torch.ones_like(sel))
-
-                R = lt.capture_relevance(m, m.input_data, lrp,
-                                         formulation="grad" if explicit else "grad_x_input",
-                                         seed="output")
-                emb = [L["name"] for L in fx["layers"] if L["kind"] == "Embedding"]
-                if emb and emb[0] in R:
-                    # relevance per token, as LXT reports it: the embedding's
-                    # relevance summed over the features, in float32
-                    inp = fx["layers"][0]["name"]
-                    R[inp] = R[emb[0]].sum(-1, dtype=np.float32)
-                    R.move_to_end(inp, last=False)
-                with torch.no_grad():
-                    acts = {k: v.detach().numpy().astype(np.float32)
-                            for k, v in m.forward_all(torch.as_tensor(m.input_data)).items()
-                            if torch.is_floating_point(v)}
-                src_name = mode.replace("-", "_")
-                lt.write_trace(path, src_name, R, producer="lxt " + rev,
-                               rules=stated, activations=acts,
-                               notes="LXT %s (tools/python/peers/run_lxt.py)" % mode,
-                               overwrite=True)
+                src_name = write_lxt_trace(path, mode, rules, patches, lf, rev)
                 _, verdict, bad = run_peers.compare(cli, path, src_name, outdir)
             except Exception as e:  # a peer failure is a result, not a crash
                 verdict, bad = "PEER ERROR", "%s: %s" % (type(e).__name__, e)
