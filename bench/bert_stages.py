@@ -96,19 +96,27 @@ def judge(cli, trace, recomputed, env, work, source="fastpath"):
     return res
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def parse_args(doc, work, extra=None):
+    """The options of this bench and of bench/lxt_bert.py; returns (args, the
+    environment for the CLI, the CLI's absolute path), --work created."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--cli", default=os.path.join(HERE, "..", "build", "lrp-oracle"))
-    ap.add_argument("--work", default="/work/scratch-scale/bert_stages")
+    ap.add_argument("--work", default=work)
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("--factor", type=float, default=1.05)
     ap.add_argument("--json")
+    if extra:
+        extra(ap)
     a = ap.parse_args()
     os.makedirs(a.work, exist_ok=True)
     env = dict(os.environ)
     env.setdefault("LRP_SANDBOX_MEM_MB", "16384")
-    cli = os.path.abspath(a.cli)
+    return a, env, os.path.abspath(a.cli), ap
+
+
+def main():
+    a, env, cli, _ = parse_args(__doc__, "/work/scratch-scale/bert_stages")
     last = "blocks.%d" % (a.layers - 1)
     # the tensor the last block's attention reads: the previous block's last
     # LayerNorm, or the embedding's Position output for a single block

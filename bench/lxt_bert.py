@@ -4,7 +4,8 @@ the table of docs/PEERS.md "LXT at BERT width".
 
     LXT_COMMIT=f043441 PYTHONPATH=LXT /usr/bin/python3 bench/lxt_bert.py
         [--cli build/lrp-oracle] [--work /work/scratch-scale/lxt_bert]
-        [--layers 2] [--tokens 128] [--factor 1.05] [--json OUT.json]
+        [--layers 2] [--tokens 128] [--factor 1.05] [--cases clean,input,q,A,O]
+        [--json OUT.json]
 
 LXT is a checkout of github.com/rachtibat/LRP-eXplains-Transformers (the directory
 holding lxt/), as for tools/python/peers/run_lxt.py; not run by CI.
@@ -22,7 +23,6 @@ denominator modes.  Printed per run: exit code, verdict, share of cells resolved
 their bounds, the tensors whose local verdict is SUSPECT or FAIL.  Big files go to
 --work.  About 8 minutes at 2 blocks.
 """
-import argparse
 import json
 import os
 import shutil
@@ -38,18 +38,10 @@ import run_lxt  # noqa: E402
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--cli", default=os.path.join(HERE, "..", "build", "lrp-oracle"))
-    ap.add_argument("--work", default="/work/scratch-scale/lxt_bert")
-    ap.add_argument("--layers", type=int, default=2)
-    ap.add_argument("--tokens", type=int, default=128)
-    ap.add_argument("--factor", type=float, default=1.05)
-    ap.add_argument("--json")
-    a = ap.parse_args()
-    os.makedirs(a.work, exist_ok=True)
-    env = dict(os.environ)
-    env.setdefault("LRP_SANDBOX_MEM_MB", "16384")
-    cli = os.path.abspath(a.cli)
+    def cases_opt(ap):
+        ap.add_argument("--cases", default="clean,input,q,A,O",
+                        help="which of clean,input,q,A,O to judge (comma-separated)")
+    a, env, cli, ap = bs.parse_args(__doc__, "/work/scratch-scale/lxt_bert", cases_opt)
     rules, patches, lf, rev = run_lxt.load_lxt()
     fix = os.path.join(a.work, "bert_L%d_T%d_stages.h5" % (a.layers, a.tokens))
     if not os.path.exists(fix):
@@ -63,7 +55,11 @@ def main():
     rows = []
     cases = [("clean", None, False), ("input", attn_in, True), ("q", last + ".attn_q", False),
              ("A", last + ".attn_probs", False), ("O", last + ".attn_context", False)]
-    for case, target, below in cases:
+    want = a.cases.split(",")
+    bad = sorted(set(want) - set(c[0] for c in cases))
+    if bad:
+        ap.error("unknown case(s): %s" % ", ".join(bad))
+    for case, target, below in [c for c in cases if c[0] in want]:
         t = trace
         if target:
             t = os.path.join(a.work, "damaged.h5")
