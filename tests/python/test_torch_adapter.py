@@ -1454,6 +1454,59 @@ class TestAttentionExport(Base):
                 np.testing.assert_allclose(rel[0], rel[1], rtol=0, atol=2.0 ** -40 *
                                            float(np.abs(rel[1]).max()))
 
+    def test_attention_as_stages_of_a_fixture(self):
+        """attention_as_stages rewrites a fixture's MultiHeadAttention layers
+        as their stages, the stages' rules following the attention's: the
+        reference's relevance of every tensor the two files share is the
+        single layer's (hi + lo, about 48 bits, to 2^-40 of the tensor's
+        largest cell: the same exact values, rounded in another order), under
+        attnlrp as the fixture states it and under cplrp.  A 0.4 for the
+        scores' 0.5 in the stages' rules would move them by O(1).  An
+        existing destination is refused and left as it was."""
+        gen = os.path.join(self.tmp, "gen")
+        os.makedirs(gen, exist_ok=True)
+        self.assertEqual(cli("gen", "--out", gen).returncode, 0)
+        src = os.path.join(gen, "bert_tiny.h5")
+        fx = lt.read_fixture(src)
+        cp = os.path.join(self.tmp, "bert_tiny_cp.h5")
+        rules = dict(fx["rules"])
+        for L in fx["layers"]:
+            if L["kind"] == "MultiHeadAttention":
+                rules[L["name"]] = dict(rules[L["name"]], rule="cplrp")
+        lt.write_fixture(cp, fx["layers"], fx["input"], target=fx["target"], rules=rules,
+                         cli=CLI)
+        for one in (src, cp):
+            st = one[:-3] + "_st.h5"
+            lt.attention_as_stages(one, st, cli=CLI)
+            sfx = lt.read_fixture(st)
+            kinds = [L["kind"] for L in sfx["layers"]]
+            self.assertNotIn("MultiHeadAttention", kinds)
+            self.assertEqual(kinds.count("AttnScores"), 2)
+            want = "cplrp" if one == cp else "uniform"
+            self.assertEqual(sfx["rules"]["l0_attn_context"]["rule"], want)
+            self.assertEqual(sfx["rules"]["l0_attn_q"]["rule"], "epsilon")
+            self.assertEqual(sfx["rules"]["l0_attn_q"]["eps"], np.float32(1e-6))
+            rel = []
+            for f in (one, st):
+                out = f[:-3] + "_ref.h5"
+                p = cli("reference", f, "--out", out)
+                self.assertEqual(p.returncode, 0, p.stderr)
+                with h5py.File(out, "r") as h:
+                    t = h["traces/reference"]
+                    rel.append({k.split("_", 1)[1]: t["relevance"][k][()].astype(np.float64) +
+                                t["relevance_lo"][k][()].astype(np.float64)
+                                for k in t["relevance"]})
+            shared = [k for k in rel[0] if k in rel[1]]
+            self.assertEqual(len(shared), len(fx["layers"]))
+            for k in shared:
+                np.testing.assert_allclose(rel[1][k], rel[0][k], rtol=0,
+                                           atol=2.0 ** -40 * float(np.abs(rel[0][k]).max()),
+                                           err_msg="%s: tensor %s" % (one, k))
+        before = os.path.getmtime(st), os.path.getsize(st)
+        with self.assertRaises(FileExistsError):
+            lt.attention_as_stages(src, st, cli=CLI)
+        self.assertEqual((os.path.getmtime(st), os.path.getsize(st)), before)
+
     def test_lrp_attn_self_attention_maps(self):
         """lrp_attn.SelfAttention (the class the AttnLRP statements use, `h`
         for heads) is exported by class name as the same kind."""

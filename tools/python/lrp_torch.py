@@ -928,6 +928,97 @@ def _finish(tmp, path, cli):
         raise
 
 
+_STAGE_X = "\0x"  # attention_stage_layers' name for the attention's input (the exporter's)
+
+
+def attention_stage_layers(base, x, L):
+    """The layer dicts (read_fixture's form) of MultiHeadAttention L (its
+    parameters and attributes) reading the layer named x, as its stages
+    (docs/FORMAT.md "AttnScores, AttnSoftmax, AttnContext"): Dense BASE_q,
+    BASE_k, BASE_v (the rows of in_proj_weight in that order), AttnScores
+    BASE_scores, AttnSoftmax BASE_probs (the masks), AttnContext
+    BASE_context and the output projection Dense BASE, so that the layers
+    reading the attention still read BASE."""
+    Fd = int(np.asarray(L["in_proj_weight"]).shape[1])
+    h, hb = int(L["heads"]), int(L.get("has_bias", 0))
+    W = L["in_proj_weight"]
+    out = []
+    for i, nm in enumerate("qkv"):
+        D = {"name": base + "_" + nm, "kind": "Dense", "inputs": [x], "units": Fd, "has_bias": hb,
+             "weight": W[i * Fd:(i + 1) * Fd].copy()}
+        if hb:
+            D["bias"] = L["in_proj_bias"][i * Fd:(i + 1) * Fd].copy()
+        out.append(D)
+    out.append({"name": base + "_scores", "kind": "AttnScores",
+                "inputs": [base + "_q", base + "_k"], "heads": h, "scale": L["scale"]})
+    out.append({"name": base + "_probs", "kind": "AttnSoftmax", "inputs": [base + "_scores"],
+                "causal": int(L.get("causal", 0)),
+                "use_padding_mask": int(L.get("use_padding_mask", 0)),
+                "mask_value": L.get("mask_value", np.float32("-inf"))})
+    out.append({"name": base + "_context", "kind": "AttnContext",
+                "inputs": [base + "_probs", base + "_v"]})
+    D = {"name": base, "kind": "Dense", "inputs": [base + "_context"], "units": Fd,
+         "has_bias": hb, "weight": L["out_proj_weight"]}
+    if hb:
+        D["bias"] = L["out_proj_bias"]
+    out.append(D)
+    return out
+
+
+def attention_as_stages(src, dst, cli=None, overwrite=False):
+    """Writes dst: the fixture src with each MultiHeadAttention layer written
+    as its stages (attention_stage_layers), so that `lrp-oracle` judges
+    every stage's tensor (docs/TRANSFORMERS.md 12.7).  Everything else is
+    copied: the other layers, their rules, the input data, targets,
+    key_padding_mask, relevance_out, description, composite and seed.  The
+    stages' rules follow the attention's stated rule (docs/SPEC.md 3.8: the
+    four Dense layers epsilon and AttnScores uniform at its eps and
+    convention, AttnSoftmax taylor, AttnContext uniform, cplrp for a cplrp
+    attention), which gives the attention's relevance exactly; a fixture
+    without rules keeps none.  Traces are not copied (they hold no stage's
+    relevance).  Refuses to replace an existing dst unless overwrite."""
+    fx = read_fixture(src)
+    if os.path.exists(dst) and not overwrite:
+        raise FileExistsError("%s: exists (attention_as_stages writes a new file; "
+                              "overwrite=True replaces it)" % dst)
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        raise ValueError("%s: the source itself" % dst)
+    layers, rules = [], {}
+    names = set(L["name"] for L in fx["layers"])
+    n_attn = 0
+    for L in fx["layers"]:
+        r = fx["rules"].get(L["name"])
+        if L["kind"] != "MultiHeadAttention":
+            layers.append(L)
+            if r is not None:
+                rules[L["name"]] = r
+            continue
+        n_attn += 1
+        specs = attention_stage_layers(L["name"], L["inputs"][0], L)
+        clash = sorted(set(D["name"] for D in specs[:-1]) & names)
+        if clash:
+            raise ValueError("%s: layer %r: its stages' names are taken: %s"
+                             % (src, L["name"], ", ".join(clash)))
+        layers += specs
+        if r is None:
+            continue
+        if r.get("rule") not in ("attnlrp", "cplrp"):
+            raise ValueError("%s: layer %r: rule %r has no stages" % (src, L["name"], r.get("rule")))
+        st = {k: r[k] for k in ("eps", "stabilizer") if k in r}
+        for D in specs:
+            rule = {"Dense": "epsilon", "AttnScores": "uniform", "AttnSoftmax": "taylor",
+                    "AttnContext": "cplrp" if r["rule"] == "cplrp" else "uniform"}[D["kind"]]
+            rules[D["name"]] = dict(st, rule=rule) if rule != "taylor" else {"rule": rule}
+    if not n_attn:
+        raise ValueError("%s: no MultiHeadAttention layer to write as stages" % src)
+    a = fx["attrs"]
+    return write_fixture(dst, layers, fx["input"], target=fx["target"],
+                         relevance_out=fx["relevance_out"], rules=rules or None,
+                         description=str(a.get("description", "")) + " (attention as stages)",
+                         composite=str(a.get("composite", "")), seed=int(a.get("seed", 0)),
+                         cli=cli, key_padding_mask=fx["key_padding_mask"])
+
+
 def write_fixture(path, layers, input, target=None, relevance_out=None, rules=None,
                   description="", composite="", seed=0, cli=None, key_padding_mask=None):
     """Writes a fixture from layer dicts (the form read_fixture returns:
@@ -1475,33 +1566,27 @@ class _Exporter:
 
     def attention_layer(self, base, x, L):
         """A MultiHeadAttention layer of parameters L on x, or with
-        attention="stages" the same attention as its stages (docs/FORMAT.md
-        "AttnScores, AttnSoftmax, AttnContext"): Dense BASE_q, BASE_k,
-        BASE_v, AttnScores BASE_scores, AttnSoftmax BASE_probs, AttnContext
-        BASE_context and the output projection, Dense BASE (the layer the
-        module's output maps to)."""
+        attention="stages" the same attention as its stages
+        (attention_stage_layers: Dense BASE_q, BASE_k, BASE_v, AttnScores
+        BASE_scores, AttnSoftmax BASE_probs, AttnContext BASE_context and the
+        output projection, Dense BASE, the layer the module's output maps
+        to)."""
         if not self.stages:
             return self.add(base, "MultiHeadAttention", [x], x.shape, **L)
         T, Fd = x.shape
-        h, hb = int(L["heads"]), int(L["has_bias"])
-        W = L["in_proj_weight"]
+        h = int(L["heads"])
+        shape = {"Dense": (T, Fd), "AttnScores": (h, T, T), "AttnSoftmax": (h, T, T),
+                 "AttnContext": (T, Fd)}
         saved, self._origin = self._origin, None  # the stages have no module of their own
-        qkv = []
-        for i, nm in enumerate("qkv"):
-            D = {"units": Fd, "has_bias": hb, "weight": W[i * Fd:(i + 1) * Fd].copy()}
-            if hb:
-                D["bias"] = L["in_proj_bias"][i * Fd:(i + 1) * Fd].copy()
-            qkv.append(self.add(base + "_" + nm, "Dense", [x], (T, Fd), **D))
-        S = self.add(base + "_scores", "AttnScores", qkv[:2], (h, T, T), heads=h,
-                     scale=L["scale"])
-        A = self.add(base + "_probs", "AttnSoftmax", [S], (h, T, T), causal=L["causal"],
-                     use_padding_mask=L["use_padding_mask"], mask_value=L["mask_value"])
-        O = self.add(base + "_context", "AttnContext", [A, qkv[2]], (T, Fd))
-        self._origin = saved
-        D = {"units": Fd, "has_bias": hb, "weight": L["out_proj_weight"]}
-        if hb:
-            D["bias"] = L["out_proj_bias"]
-        return self.add(base, "Dense", [O], (T, Fd), **D)
+        made = {_STAGE_X: x}
+        specs = attention_stage_layers(base, _STAGE_X, L)
+        for D in specs:
+            D = dict(D)
+            name, kind, ins = D.pop("name"), D.pop("kind"), D.pop("inputs")
+            if name == base:
+                self._origin = saved  # the output projection: the module's output
+            made[name] = self.add(name, kind, [made[i] for i in ins], shape[kind], **D)
+        return made[base]
 
     def self_attention(self, node, mod, path, what, base, args, kwargs):
         x = args[0] if args else None
