@@ -46,6 +46,8 @@ unchanged.  Two runs a fixture:
                 attention uses eps 1e-6 on the projections and 1e-8 on the
                 products; our attnlrp has one eps) or Position.
 
+Each fixture with a MultiHeadAttention is also run as stages
+(lrp_torch.attention_as_stages, written as OUTDIR/NAME_stages.h5).
 An attention written as stages (Dense q, k, v, AttnScores, AttnSoftmax,
 AttnContext, Dense out: lrp_torch.export_module(..., attention="stages"))
 runs under LXT's own HuggingFace attention wrappers, wrap_attention_forward
@@ -463,7 +465,19 @@ def main():
         return 2
     cli, outdir = sys.argv[1], sys.argv[2]
     os.makedirs(outdir, exist_ok=True)
-    files = run_peers.fixture_files(cli, outdir, sys.argv[3:], DEFAULT)
+    files = []
+    for src in run_peers.fixture_files(cli, outdir, sys.argv[3:], DEFAULT):
+        files.append(src)
+        # each fixture with a MultiHeadAttention also as stages
+        # (lrp_torch.attention_as_stages): every stage's tensor judged
+        try:
+            kinds = [L["kind"] for L in lt.read_fixture(src)["layers"]]
+        except lt.FixtureError:
+            continue
+        if "MultiHeadAttention" in kinds:
+            st = os.path.join(outdir, os.path.basename(src)[:-3] + "_stages.h5")
+            lt.attention_as_stages(src, st, cli=cli, overwrite=True)
+            files.append(st)
     rules, patches, lf, rev = load_lxt()
     print("LXT %s, torch %s" % (rev, torch.__version__))
     print("%-16s %-12s %-16s %s" % ("fixture", "run", "verdict", "non-PASS layers"))
