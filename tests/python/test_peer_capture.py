@@ -48,6 +48,21 @@ LRP_RTOL = 2.0 ** -13
 CAPTUM_EPS = 1e-9
 
 
+class LxtIdentity(torch.autograd.Function):
+    """LXT's identity rule on an activation (identity_rule_implicit, written
+    from its description): the output's gradient times f(x) / (x + 1e-10)."""
+
+    @staticmethod
+    def forward(ctx, f, x):
+        y = f(x)
+        ctx.save_for_backward(y / (x + 1e-10))
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        return None, ctx.saved_tensors[0] * g
+
+
 class CaptumLikeLRP:
     """Captum 0.8's LRP bookkeeping (captum/attr/_core/lrp.py and
     _utils/lrp_rules.py), epsilon rule everywhere, written from its
@@ -336,24 +351,13 @@ class TestTraceRules(unittest.TestCase):
         shutil.copyfile(os.path.join(FIXDIR, "tokmlp.h5"), path)
         m = lt.fixture_to_module(path)
 
-        class Ratio(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, f, x):
-                y = f(x)
-                ctx.save_for_backward(y / (x + 1e-10))
-                return y
-
-            @staticmethod
-            def backward(ctx, g):
-                return None, ctx.saved_tensors[0] * g
-
         rules = {}
         for name, node in m.named_layers():
             k, mod = node.kind, node.module
             if k in ("GELU", "SiLU", "Tanh"):
                 rules[name] = {"rule": "identity"}
                 if patched:
-                    node._fn = (lambda f: lambda x: Ratio.apply(f, x))(mod)
+                    node._fn = (lambda f: lambda x: LxtIdentity.apply(f, x))(mod)
             elif k == "LayerNorm":
                 rules[name] = {"rule": "ln_linear", "eps": np.float32(0)}
 
@@ -505,18 +509,7 @@ class TestTraceRules(unittest.TestCase):
         path = os.path.join(self.tmp, "gelu.h5")
         lt.write_fixture(path, layers, x, target=[0, 1, 2, 0], cli=CLI)
 
-        class Ratio(torch.autograd.Function):
-            @staticmethod
-            def forward(ctx, f, x):
-                y = f(x)
-                ctx.save_for_backward(y / (x + 1e-10))
-                return y
-
-            @staticmethod
-            def backward(ctx, g):
-                return None, ctx.saved_tensors[0] * g
-
-        rules = types.SimpleNamespace(identity_rule_implicit=lambda f, x: Ratio.apply(f, x))
+        rules = types.SimpleNamespace(identity_rule_implicit=lambda f, x: LxtIdentity.apply(f, x))
         src = run_lxt.write_lxt_trace(path, "lxt-attnlrp", rules, None, None, "like")
         r = self.compare(path, src)
         self.assertEqual(r.returncode, 0, r.stdout[-2000:] + r.stderr)
