@@ -1003,7 +1003,8 @@ def attention_as_stages(src, dst, cli=None, overwrite=False):
         if r is None:
             continue
         if r.get("rule") not in ("attnlrp", "cplrp"):
-            raise ValueError("%s: layer %r: rule %r has no stages" % (src, L["name"], r.get("rule")))
+            raise ValueError("%s: layer %r: rule %r has no stages"
+                             % (src, L["name"], r.get("rule")))
         st = {k: r[k] for k in ("eps", "stabilizer") if k in r}
         for D in specs:
             rule = {"Dense": "epsilon", "AttnScores": "uniform", "AttnSoftmax": "taylor",
