@@ -927,15 +927,7 @@ static lrp_verdict flip_below(lrp_net *net, const char *name, int pos, char *ori
 static void tlocal_of(lrp_net *net, const char *src, int li, lrp_layer_cmp *out, char *why,
                       size_t wn)
 {
-    lrp_err err;
-    lrp_check_opts co;
-    lrp_check_opts_default(&co);
-    co.source = src;
-    co.proof_extra = 0;
-    co.recomputed_den = judge_recomputed;
-    lrp_run_report rep;
-    if (lrp_check(&rep, net, &co, &err))
-        fail_msg("check: %s", err.msg);
+    lrp_run_report rep = tu_judge_den("", net, src, judge_recomputed);
     *out = rep.layers[li].tlocal;
     snprintf(why, wn, "%s", rep.layers[li].why);
     lrp_run_report_free(&rep);

@@ -290,11 +290,18 @@ struct lrp_net *tu_fixture(const char *name)
 
 lrp_run_report tu_judge(const char *label, lrp_net *net, const char *source)
 {
+    return tu_judge_den(label, net, source, 0);
+}
+
+lrp_run_report tu_judge_den(const char *label, lrp_net *net, const char *source,
+                            int recomputed_den)
+{
     lrp_check_opts o;
     lrp_check_opts_default(&o);
     o.source = source;
     o.label = label;
     o.proof_extra = 0;
+    o.recomputed_den = recomputed_den;
     lrp_run_report rep;
     lrp_err e = {0};
     if (lrp_check(&rep, net, &o, &e) != LRP_OK)

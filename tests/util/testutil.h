@@ -23,6 +23,11 @@ void tu_expect_infer_error(struct lrp_net *net, const char *want);
  * resolved on the suite's nets: test_oracle); a test failure when the
  * check cannot run.  Free the report with lrp_run_report_free. */
 struct lrp_run_report tu_judge(const char *label, struct lrp_net *net, const char *source);
+/* tu_judge with the denominator model chosen: recomputed_den 1 allows the
+ * subject recomputed denominators (--recomputed-denominators), 0 the
+ * default (it divides by the outputs its trace stores). */
+struct lrp_run_report tu_judge_den(const char *label, struct lrp_net *net, const char *source,
+                                   int recomputed_den);
 
 /* Creates a fresh directory /tmp/lrp-<tag>-XXXXXX; returns a malloc'ed
  * path, or NULL (with a message on stderr) on failure. */
