@@ -163,18 +163,21 @@ class TorchMHA(nn.Module):
         return self.mha(x, x, x, attn_mask=am, key_padding_mask=kpm, need_weights=False)[0]
 
 
-def lxt_attention(rules, fa):
-    """The fixture's attention (lrp_torch.FixtureAttention) with LXT's
-    wrap_attention_forward factors on q, k, v."""
+def lxt_attention(patches, fa):
+    """The fixture's attention (lrp_torch.FixtureAttention) with its core
+    (scores, softmax, context on the heads' q, k, v) under LXT's own
+    wrap_attention_forward, as LXT patches a HuggingFace attention function
+    (its factors on q, k, v: 4, 4, 2)."""
+    def core(module, q, k, v):
+        S = torch.matmul(q, k.transpose(-1, -2)) * fa.scale
+        A = fa.probs(S, fa.mask(q.shape[0], q.shape[2], q.device))
+        return torch.matmul(A, v)
+    wrapped = patches.wrap_attention_forward(core)
+
     def fwd(x):
         B, T, Fd = x.shape
         q, k, v, _ = fa.scores(x)
-        q = rules.divide_gradient(q, 4)
-        k = rules.divide_gradient(k, 4)
-        v = rules.divide_gradient(v, 2)
-        S = torch.matmul(q, k.transpose(-1, -2)) * fa.scale
-        A = fa.probs(S, fa.mask(B, T, x.device))
-        O = torch.matmul(A, v).transpose(1, 2).reshape(B, T, Fd)
+        O = wrapped(None, q, k, v).transpose(1, 2).reshape(B, T, Fd)
         return fa.out_proj(O)
     return fwd
 
@@ -290,7 +293,7 @@ def build(path, mode, rules, patches):
                 t = TorchMHA(L, m._kpm)
                 node._fn, node.module = t, t.mha
             else:
-                node._fn = lxt_attention(rules, node.module)
+                node._fn = lxt_attention(patches, node.module)
         elif k in ("AttnScores", "AttnContext"):
             node._fn = staged_attention(patches, mode, k, node._fn)
         elif mode == "lxt-attnlrp" and k in ("GELU", "SiLU", "Tanh"):
