@@ -72,6 +72,24 @@ static void rounded_free(rounded *r)
  * at p + proof_extra differ bit for bit (the self-proof leaves them
  * unresolved): per layer an ascending list ended by -1, NULL where R2 has
  * no relevance.  NULL when out of memory. */
+/* the cells of one tensor (n values) where the two precisions' rounded
+ * relevance differ, ascending, -1 ends; NULL: out of memory */
+static int64_t *unresolved_layer(const float *r, const float *r2, int64_t n)
+{
+    int64_t m = 0;
+    for (int64_t k = 0; k < n; k++)
+        m += memcmp(&r[k], &r2[k], sizeof(float)) != 0;
+    int64_t *u = malloc((size_t)(m + 1) * sizeof *u);
+    if (!u)
+        return NULL;
+    m = 0;
+    for (int64_t k = 0; k < n; k++)
+        if (memcmp(&r[k], &r2[k], sizeof(float)) != 0)
+            u[m++] = k;
+    u[m] = -1;
+    return u;
+}
+
 static int64_t **unresolved_cells(const rounded *R, const rounded *R2, const lrp_net *net)
 {
     int nl = net->n_layers;
@@ -79,18 +97,11 @@ static int64_t **unresolved_cells(const rounded *R, const rounded *R2, const lrp
     for (int i = 0; u && i < nl; i++) {
         if (!R2->rel[i] || !R->rel[i])
             continue;
-        int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch, m = 0;
-        for (int64_t k = 0; k < n; k++)
-            m += memcmp(&R->rel[i][k], &R2->rel[i][k], sizeof(float)) != 0;
-        if (!(u[i] = malloc((size_t)(m + 1) * sizeof **u))) {
+        int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch;
+        if (!(u[i] = unresolved_layer(R->rel[i], R2->rel[i], n))) {
             unresolved_free(u, nl);
             return NULL;
         }
-        m = 0;
-        for (int64_t k = 0; k < n; k++)
-            if (memcmp(&R->rel[i][k], &R2->rel[i][k], sizeof(float)) != 0)
-                u[i][m++] = k;
-        u[i][m] = -1;
     }
     return u;
 }
@@ -1105,6 +1116,276 @@ static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
 /* The reference run: what take_ref keeps, for the batch, on the root; and
  * the pipeline's per-layer data the verdicts read from the run (flags,
  * conservation residual, classes), merged into a view of the batch. */
+/* ---- the layer split's store (compare) ----
+ *
+ * Under the layer split the root judges the batch, and what it reads
+ * layer by layer -- the reference rounded to binary32 (act, rel, rel_lo:
+ * 12 bytes a value) and the end-to-end gauge's forward bounds (A, As: 16)
+ * -- was held on the root for the whole network: its memory did not fall
+ * with the ranks (docs/SCALING.md "Parked arrays").  Each such array is
+ * parked instead: split in R contiguous parts of its elements, rank q
+ * keeping part q, and fetched back whole onto the root (a gather of the
+ * parts in rank order: the same bytes) for the one step that reads it.
+ *
+ * The trace-local run's expected values (forward outputs and relevance,
+ * hi and lo: 16 bytes a value), which the root held for every layer from
+ * its hook to the local gauge, are parked the same way (check and
+ * compare).
+ *
+ * Parking the reference happens in the run's hook, where every rank is
+ * (one exchange a layer and array: the root's array to all, each keeps
+ * its part).  Inside the judgement only the root runs; the other ranks
+ * serve it (st_serve): the root sends each request (park with its data,
+ * fetch, drop, end) in an exchange, and a fetch is answered by a gather.
+ * Every exchange is collective as the others are: a rank that fails says
+ * so in its next one and none exchanges after it. */
+enum { ST_ACT, ST_REL, ST_RELLO, ST_GA, ST_GAS, ST_TFH, ST_TFL, ST_TRH, ST_TRL, ST_KINDS };
+static const size_t st_es[ST_KINDS] = {sizeof(float),  sizeof(float), sizeof(float),
+                                       sizeof(double), sizeof(double), sizeof(float),
+                                       sizeof(float),  sizeof(float), sizeof(float)};
+enum { SQ_END = 1, SQ_PARK, SQ_FETCH, SQ_DROP };
+
+typedef struct sp_store {
+    splitter *S;
+    int nl;
+    void **part;     /* [kind * nl + li]: this rank's part of the parked array */
+    size_t *bytes;   /* [kind * nl + li]: the whole array's bytes, 0: not parked */
+    int serving;     /* the root: the other ranks are in st_serve */
+    char why[LRP_ERR_MSG_MAX]; /* this rank's failure (out of memory) */
+} sp_store;
+
+static int st_init(sp_store *P, splitter *S, int nl)
+{
+    memset(P, 0, sizeof *P);
+    P->S = S;
+    P->nl = nl;
+    P->part = calloc((size_t)nl * ST_KINDS, sizeof *P->part);
+    P->bytes = calloc((size_t)nl * ST_KINDS, sizeof *P->bytes);
+    return P->part && P->bytes ? 0 : -1;
+}
+
+static void st_free(sp_store *P)
+{
+    for (int k = 0; P->part && k < P->nl * ST_KINDS; k++)
+        free(P->part[k]);
+    free(P->part);
+    free(P->bytes);
+    memset(P, 0, sizeof *P);
+}
+
+/* rank q's part [*o0, *o1) (bytes) of an array of kind's elements */
+static void st_range(const sp_store *P, int kind, size_t bytes, int q, size_t *o0, size_t *o1)
+{
+    uint64_t e = bytes / st_es[kind], R = (uint64_t)P->S->R;
+    *o0 = (size_t)(e * (uint64_t)q / R) * st_es[kind];
+    *o1 = (size_t)(e * (uint64_t)(q + 1) / R) * st_es[kind];
+}
+
+/* this rank keeps its part of the whole array w; -1: out of memory */
+static int st_keep(sp_store *P, int kind, int li, const void *w, size_t bytes)
+{
+    size_t o0, o1, k = (size_t)kind * (size_t)P->nl + (size_t)li;
+    st_range(P, kind, bytes, P->S->q, &o0, &o1);
+    free(P->part[k]);
+    P->part[k] = malloc(o1 > o0 ? o1 - o0 : 1);
+    P->bytes[k] = bytes;
+    if (!P->part[k]) {
+        snprintf(P->why, sizeof P->why, "%s: out of memory in the oracle (layer split)",
+                 P->S->label);
+        return -1;
+    }
+    memcpy(P->part[k], (const char *)w + o0, o1 - o0);
+    return 0;
+}
+
+static void st_forget(sp_store *P, int kind, int li)
+{
+    size_t k = (size_t)kind * (size_t)P->nl + (size_t)li;
+    free(P->part[k]);
+    P->part[k] = NULL;
+    P->bytes[k] = 0;
+}
+
+/* The root's array *w (bytes; freed, *w NULL) parked, in a hook every
+ * rank calls (the others pass NULL); fail: this rank's failure.  0, or
+ * -1: a rank failed (no exchange follows). */
+static int st_park_all(sp_store *P, int kind, int li, float **w, size_t bytes, const char *fail)
+{
+    splitter *S = P->S;
+    void *all = NULL;
+    size_t total = 0;
+    if (!fail && P->why[0])
+        fail = P->why;
+    if (!fail && S->s->root && !*w)
+        fail = "out of memory in the oracle (layer split)";
+    int rc = sp_allx(S, S->s->root && !fail ? (const void *)*w : NULL,
+                     S->s->root && !fail ? bytes : 0, fail, &all, &total);
+    if (S->s->root) {
+        free(*w);
+        *w = NULL;
+    }
+    if (rc) {
+        free(all);
+        return -1;
+    }
+    /* a failure to keep the part is told in the next exchange */
+    st_keep(P, kind, li, all, total);
+    free(all);
+    return 0;
+}
+
+typedef struct st_msg {
+    int64_t op, kind, li, bytes;
+} st_msg;
+
+/* The root's request (and the data of a park) to the serving ranks. */
+static int st_request(sp_store *P, int op, int kind, int li, const void *data, size_t bytes)
+{
+    splitter *S = P->S;
+    size_t n = sizeof(st_msg) + (op == SQ_PARK ? bytes : 0);
+    unsigned char *m = malloc(n);
+    void *all = NULL;
+    size_t total = 0;
+    const char *fail = P->why[0] ? P->why : NULL;
+    if (!m && !fail) {
+        snprintf(P->why, sizeof P->why, "%s: out of memory in the oracle (layer split)",
+                 S->label);
+        fail = P->why;
+    }
+    if (m) {
+        st_msg h = {op, kind, li, (int64_t)bytes};
+        memcpy(m, &h, sizeof h);
+        if (op == SQ_PARK && bytes)
+            memcpy(m + sizeof h, data, bytes);
+    }
+    int rc = sp_allx(S, fail ? NULL : m, fail ? 0 : n, fail, &all, &total);
+    free(m);
+    free(all);
+    return rc || fail ? -1 : 0;
+}
+
+/* gather of this rank's part of (kind, li) onto the root */
+static int st_give(sp_store *P, int kind, int li, void **all, size_t *total)
+{
+    splitter *S = P->S;
+    size_t k = (size_t)kind * (size_t)P->nl + (size_t)li, o0 = 0, o1 = 0;
+    if (P->bytes[k])
+        st_range(P, kind, P->bytes[k], S->q, &o0, &o1);
+    *all = NULL;
+    *total = 0;
+    if (S->dead)
+        return -1;
+    const char *fail = P->why[0] ? P->why : NULL;
+    if (S->s->gather(S->s->ctx, fail ? NULL : P->part[k], fail ? 0 : o1 - o0, fail, all,
+                     total)) {
+        S->dead = 1;
+        free(*all);
+        *all = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The root: a copy of the parked (kind, li), whole; NULL on a failure. */
+static void *st_fetch(sp_store *P, int kind, int li)
+{
+    size_t k = (size_t)kind * (size_t)P->nl + (size_t)li;
+    void *all = NULL;
+    size_t total = 0;
+    if (st_request(P, SQ_FETCH, kind, li, NULL, 0) || st_give(P, kind, li, &all, &total))
+        return NULL;
+    if (total != P->bytes[k] || !all) {
+        free(all);
+        if (!P->why[0])
+            snprintf(P->why, sizeof P->why, "%s: a parked array came back with %zu bytes, not %zu",
+                     P->S->label, total, P->bytes[k]);
+        return NULL;
+    }
+    return all;
+}
+
+/* The root: park (the store keeps its part, the others theirs) or drop */
+static int st_park(sp_store *P, int kind, int li, const void *w, size_t bytes)
+{
+    if (st_request(P, SQ_PARK, kind, li, w, bytes))
+        return -1;
+    return st_keep(P, kind, li, w, bytes);
+}
+
+static int st_drop(sp_store *P, int kind, int li)
+{
+    st_forget(P, kind, li);
+    return st_request(P, SQ_DROP, kind, li, NULL, 0);
+}
+
+/* The root: the serving ranks leave st_serve (fail: with this failure,
+ * unless an exchange already failed).  A rank that was to serve and
+ * failed before it did: its failure, in the exchange of the root's first
+ * request. */
+static void st_end(sp_store *P, const char *fail)
+{
+    if (!P->serving)
+        return;
+    P->serving = 0;
+    if (P->S->dead)
+        return;
+    if (fail || P->why[0] || !P->S->s->root) {
+        void *all = NULL;
+        size_t total = 0;
+        sp_allx(P->S, NULL, 0, fail ? fail : P->why, &all, &total);
+        free(all);
+        return;
+    }
+    st_request(P, SQ_END, 0, 0, NULL, 0);
+}
+
+/* The other ranks while the root judges: its requests until the end.
+ * 0, or -1: a rank failed (this one: P->why). */
+static int st_serve(sp_store *P)
+{
+    splitter *S = P->S;
+    P->serving = 0;
+    for (;;) {
+        void *all = NULL;
+        size_t total = 0;
+        if (sp_allx(S, NULL, 0, P->why[0] ? P->why : NULL, &all, &total) || P->why[0]) {
+            free(all);
+            return -1;
+        }
+        st_msg h;
+        if (total < sizeof h) {
+            free(all);
+            snprintf(P->why, sizeof P->why, "%s: a request of the layer split is %zu bytes",
+                     S->label, total);
+            continue; /* told in the next exchange */
+        }
+        memcpy(&h, all, sizeof h);
+        int ok = h.kind >= 0 && h.kind < ST_KINDS && h.li >= 0 && h.li < P->nl;
+        if (h.op == SQ_END) {
+            free(all);
+            return 0;
+        }
+        if (!ok) {
+            snprintf(P->why, sizeof P->why, "%s: a request of the layer split is malformed",
+                     S->label);
+        } else if (h.op == SQ_PARK) {
+            st_keep(P, (int)h.kind, (int)h.li, (unsigned char *)all + sizeof h,
+                    total - sizeof h);
+        } else if (h.op == SQ_DROP) {
+            st_forget(P, (int)h.kind, (int)h.li);
+        } else if (h.op == SQ_FETCH) {
+            void *g = NULL;
+            size_t gt = 0;
+            free(all);
+            if (st_give(P, (int)h.kind, (int)h.li, &g, &gt))
+                return -1;
+            free(g);
+            continue;
+        }
+        free(all);
+    }
+}
+
 typedef struct sp_ref {
     splitter *S;
     ref_take *T; /* root: filled for the batch */
@@ -1117,6 +1398,12 @@ typedef struct sp_ref {
     int prec;      /* the layer split: the run's precision (the residual) */
     const lrp_net *net_full; /* the layer split: the net the view shows */
     char why[LRP_ERR_MSG_MAX]; /* the layer split: what cannot be merged */
+    /* the layer split's store (compare): each layer's rounded reference
+     * parked as soon as it is merged, and (root) the self-proof's verdict
+     * taken from it then, the proof's relevance of the layer freed */
+    sp_store *park;
+    rounded *proof;
+    int64_t **unres;
 } sp_ref;
 
 static double *xb_doubles(xbuf *b, const lrp_backend *be, const void *t, int64_t n)
@@ -1869,6 +2156,35 @@ out:
     return rc;
 }
 
+/* Layer li's reference rounded, merged on the root, parked (every rank);
+ * the root first takes the self-proof's verdict of the layer from it. */
+static void sp_park_layer(sp_ref *H, int li)
+{
+    splitter *S = H->S;
+    rounded *R = H->T->R;
+    const int root = S->s->root;
+    const lrp_layer *l = &S->sub.layers[li];
+    int64_t n = lrp_shape_numel(&l->shape) * S->B;
+    char msg[LRP_ERR_MSG_MAX];
+    const char *fail = NULL;
+    if (root && !H->oom && H->proof && H->proof->rel && H->proof->rel[li] && R->rel[li]) {
+        if (!(H->unres[li] = unresolved_layer(R->rel[li], H->proof->rel[li], n)))
+            H->oom = 1;
+        free(H->proof->rel[li]);
+        H->proof->rel[li] = NULL;
+    }
+    if (H->oom) {
+        snprintf(msg, sizeof msg, "%s: out of memory in the oracle", S->label);
+        fail = msg;
+    }
+    float *none = NULL;
+    size_t bytes = (size_t)(n > 0 ? n : 0) * sizeof(float);
+    if (st_park_all(H->park, ST_ACT, li, root ? &R->act[li] : &none, bytes, fail) ||
+        st_park_all(H->park, ST_REL, li, root ? &R->rel[li] : &none, bytes, fail) ||
+        st_park_all(H->park, ST_RELLO, li, root ? &R->rel_lo[li] : &none, bytes, fail))
+        return;
+}
+
 static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
     sp_ref *H = ctx;
@@ -1888,11 +2204,16 @@ static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
     }
     void *all;
     size_t total;
-    if (sp_exchange(S, &b, fail, H->oom, "out of memory in the oracle", &all, &total))
+    if (sp_exchange(S, &b, fail, H->oom, "out of memory in the oracle", &all, &total)) {
+        if (!S->dead && H->park)
+            sp_park_layer(H, li);
         return;
+    }
     if (S->layer ? sp_ref_merge_layer(H, p, li, all, total) : sp_ref_merge(H, p, li, all, total))
         H->oom = 1;
     free(all);
+    if (H->park)
+        sp_park_layer(H, li);
 }
 
 /* Root: the reference run as the verdicts read it for the batch: the
@@ -2053,7 +2374,7 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
     {
         /* lrp_gauge_compute_ex(local = 1)'s options, streamed */
         local_judge J = {rep, net, ref, loc, T};
-        lrp_gauge_opts go = {1, LRP_GI_ROUNDED, LRP_SHARP_LAMBDA, threads, local_layer, &J, 0};
+        lrp_gauge_opts go = {1, LRP_GI_ROUNDED, LRP_SHARP_LAMBDA, threads, local_layer, &J, 0, NULL};
         st = lrp_gauge_compute_opts(&GL, net, R->act, R->rel, &go, err);
     }
 done:
@@ -2228,7 +2549,14 @@ typedef struct sp_tl {
     tl_take *blk;   /* this rank's run (its arrays freed as sent) */
     tl_take *whole; /* root: the batch's arrays */
     int oom;
+    sp_store *park; /* the layer split: each placed array parked */
 } sp_tl;
+
+/* the store's kinds of a tag's hi and lo (-1: not parked) */
+static int sp_tl_kind(int64_t tag, int nl)
+{
+    return tag >= 0 && tag < nl ? ST_TFH : tag >= nl && tag < 2 * nl ? ST_TRH : -1;
+}
 
 static void sp_tl_emit(xbuf *b, int64_t tag, float **hi, float **lo, int64_t m)
 {
@@ -2257,6 +2585,30 @@ static float **sp_tl_slot(tl_take *W, int64_t tag, int nl, float ***lo)
     return NULL;
 }
 
+/* The arrays of this hook call's tags, placed on the root, parked (every
+ * rank, the same tags; an array a tag did not fill is parked as none). */
+static void sp_tl_park(sp_tl *H, const int64_t *tags, int ntag)
+{
+    splitter *S = H->S;
+    const int root = S->s->root, nl = S->sub.n_layers;
+    char msg[LRP_ERR_MSG_MAX];
+    const char *fail = NULL;
+    if (H->oom) {
+        snprintf(msg, sizeof msg, "%s: out of memory (trace-local)", S->label);
+        fail = msg;
+    }
+    for (int t = 0; t < ntag; t++) {
+        int kind = sp_tl_kind(tags[t], nl);
+        float **lo = NULL, *none = NULL, *none2 = NULL;
+        float **hi = sp_tl_slot(H->whole, tags[t], nl, &lo);
+        int li2 = (int)(tags[t] < nl ? tags[t] : tags[t] - nl);
+        size_t bytes = (size_t)(lrp_shape_numel(&S->sub.layers[li2].shape) * S->B) * sizeof(float);
+        if (kind < 0 || st_park_all(H->park, kind, li2, root ? hi : &none, bytes, fail) ||
+            st_park_all(H->park, kind + 1, li2, root ? lo : &none2, bytes, fail))
+            return;
+    }
+}
+
 static void sp_tl_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
     sp_tl *H = ctx;
@@ -2268,6 +2620,10 @@ static void sp_tl_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
     int64_t c = p ? S->sub.batch : 0;
     xbuf b = {0};
     const char *fail = NULL;
+    /* the tags this call sends (parked after the exchange), the same on
+     * every rank (the root checks) */
+    int64_t tags[LRP_MAX_INPUTS + 1];
+    int ntag = 0;
     sp_begin(&b, c);
     if (p && !H->oom) {
         tl_take *Tb = H->blk;
@@ -2275,23 +2631,31 @@ static void sp_tl_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
         if (Tb->oom)
             H->oom = 1;
         else if (!bwd) {
-            if (Tb->fwd_hi[li])
+            if (Tb->fwd_hi[li]) {
                 sp_tl_emit(&b, li, &Tb->fwd_hi[li], &Tb->fwd_lo[li], p->L[li].n * c);
+                tags[ntag++] = li;
+            }
         } else {
             if (li == nl - 1 && Tb->last_hi)
                 sp_tl_emit(&b, 2 * nl, &Tb->last_hi, &Tb->last_lo, p->L[li].n * c);
             for (int k = 0; k < net->layers[li].n_in; k++) {
                 int i = net->layers[li].in[k];
-                if (Tb->rin_hi[i])
+                if (Tb->rin_hi[i]) {
                     sp_tl_emit(&b, nl + i, &Tb->rin_hi[i], &Tb->rin_lo[i], p->L[i].n * c);
+                    if (ntag < LRP_MAX_INPUTS + 1)
+                        tags[ntag++] = nl + i;
+                }
             }
         }
         xb_i64(&b, -1);
     }
     void *all;
     size_t total;
-    if (sp_exchange(S, &b, fail, H->oom, "out of memory (trace-local)", &all, &total))
+    if (sp_exchange(S, &b, fail, H->oom, "out of memory (trace-local)", &all, &total)) {
+        if (!S->dead && H->park)
+            sp_tl_park(H, tags, ntag);
         return;
+    }
     segs G;
     if (sp_segs(&G, S, all, total)) {
         H->oom = 1;
@@ -2334,6 +2698,8 @@ static void sp_tl_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
 out:
     segs_free(&G);
     free(all);
+    if (H->park)
+        sp_tl_park(H, tags, ntag);
 }
 
 /* trace-local, forward: layer li's trace activations against the
@@ -2739,6 +3105,43 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
  * expected relevance at each tensor is what that one step gives exactly;
  * the trace's value there may differ by that step's float32 rounding only,
  * bounded by the local sharp gauge, which does not grow with depth. */
+/* The trace-local gauge's step on a parked run (the layer split, root):
+ * the expected values tl_layer reads of layer li fetched (forward: its
+ * outputs; backward: its relevance), any other freed. */
+typedef struct tl_store {
+    sp_store *P;
+    tl_take *W;
+    int nl;
+} tl_store;
+
+static float **tls_slot(tl_store *J, int kind, int x)
+{
+    return kind == ST_TFH   ? &J->W->fwd_hi[x]
+           : kind == ST_TFL ? &J->W->fwd_lo[x]
+           : kind == ST_TRH ? &J->W->rin_hi[x]
+                            : &J->W->rin_lo[x];
+}
+
+static int tls_step(void *ctx, int li, int bwd, int done)
+{
+    tl_store *J = ctx;
+    if (done)
+        return 0;
+    for (int kind = ST_TFH; kind <= ST_TRL; kind++)
+        for (int x = 0; x < J->nl; x++) {
+            int need = x == li && (kind >= ST_TRH) == (bwd != 0);
+            float **a = tls_slot(J, kind, x);
+            if (*a && !need) {
+                free(*a);
+                *a = NULL;
+            } else if (!*a && need && J->P->bytes[(size_t)kind * (size_t)J->nl + (size_t)x] &&
+                       !(*a = st_fetch(J->P, kind, x))) {
+                return -1;
+            }
+        }
+    return 0;
+}
+
 static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *const *got,
                               float *const *got_act, const rounded *R, const lrp_check_opts *o,
                               splitter *S, lrp_err *err)
@@ -2754,6 +3157,8 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     float **gblk = NULL, **ablk = NULL; /* the layer split: this rank's blocks */
     memset(&TT, 0, sizeof TT);
     memset(&TW, 0, sizeof TW);
+    sp_store TP; /* the layer split: TW's arrays parked (sp_store) */
+    memset(&TP, 0, sizeof TP);
     float *hi = NULL, *lo = NULL;
     float **relv = calloc((size_t)nl, sizeof *relv);
     const void **terms = calloc((size_t)nl + LRP_MAX_INPUTS, sizeof *terms);
@@ -2839,15 +3244,32 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     if (S) {
         /* each rank its block (got and got_act are this rank's arrays),
          * the root gathers the batch's into TW */
-        sp_tl H = {S, &TT, &TW, 0};
+        sp_tl H = {S, &TT, &TW, 0, NULL};
+        if (S->layer) {
+            if (st_init(&TP, S, nl)) {
+                st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)",
+                                 rep->fixture);
+                goto done;
+            }
+            H.park = &TP;
+        }
         if ((st = sp_run(S, &loc, &be, TL_FLAGS | LRP_PIPE_STREAM, &lm, sp_tl_hook, &H, err)))
             goto done;
+        /* parked: the other ranks serve the root's gauge from here (a
+         * failure of any rank is told in that exchange) */
+        TP.serving = S->layer;
         if (H.oom || TT.oom) {
             st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
             goto done;
         }
-        if (!S->s->root)
+        if (!S->s->root) {
+            if (S->layer && st_serve(&TP))
+                st = TP.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", TP.why)
+                               : lrp_err_set(err, LRP_E_NOMEM,
+                                             "%s: stopped: a rank of the layer split failed",
+                                             rep->fixture);
             goto done;
+        }
         TW.missing = TT.missing; /* per tensor, the same in every block */
     } else {
         if ((st = lrp_pipe_run_hooked(&loc, &be, net, TL_FLAGS | LRP_PIPE_STREAM, &lm, take_tl,
@@ -2867,11 +3289,23 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
         tl_judge J = {rep, net,   o,     got,       got_act,
                       loc, &be,   S ? &TW : &TT,   hi,        lo,
                       terms, exact_act, err, exact_act ? got_act : R->act};
+        tl_store TS = {&TP, &TW, nl};
+        lrp_gauge_store gs = {&TS, NULL, NULL, NULL, tls_step};
         lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA,
                              S && S->s->root_threads > 0 ? S->s->root_threads : o->threads,
-                             tl_layer, &J, o->recomputed_den};
-        if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err)))
+                             tl_layer, &J, o->recomputed_den, TP.part ? &gs : NULL};
+        if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err))) {
+            if (TP.part && (S->dead || TP.why[0]))
+                st = TP.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", TP.why)
+                               : lrp_err_set(err, LRP_E_NOMEM,
+                                             "%s: stopped: a rank of the layer split failed",
+                                             rep->fixture);
             goto done;
+        }
+        /* the last step's arrays */
+        if (TP.part && tls_step(&TS, -1, 0, 0))
+            goto done;
+        st_end(&TP, NULL);
     }
 
     /* the forward verdicts count like the relevance's */
@@ -2879,6 +3313,10 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
         if (rep->layers[li].has_fwd && rep->layers[li].fwd_verdict > rep->tlocal_verdict)
             rep->tlocal_verdict = rep->layers[li].fwd_verdict;
 done:
+    if (TP.part) {
+        st_end(&TP, st != LRP_OK ? err->msg : NULL);
+        st_free(&TP);
+    }
     for (int i = 0; gblk && i < nl; i++) {
         free(gblk[i]);
         free(ablk ? ablk[i] : NULL);
@@ -3442,6 +3880,102 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
     return LRP_OK;
 }
 
+/* ---- the end-to-end judgement on a parked reference (the layer split,
+ * compare): the gauge's store (lrp_gauge_store) over sp_store ---- */
+typedef struct st_judge {
+    sp_store *P;
+    rounded *R;
+    const lrp_net *net;
+} st_judge;
+
+static int stj_park(void *ctx, int li, double *A, double *As, int64_t n)
+{
+    st_judge *J = ctx;
+    size_t bytes = (size_t)n * sizeof(double);
+    int rc = st_park(J->P, ST_GA, li, A, bytes) || st_park(J->P, ST_GAS, li, As, bytes);
+    free(A);
+    free(As);
+    return rc ? -1 : 0;
+}
+
+static int stj_fetch(void *ctx, int li, double **A, double **As, int64_t n)
+{
+    st_judge *J = ctx;
+    (void)n; /* the parked bytes say it */
+    *A = st_fetch(J->P, ST_GA, li);
+    *As = *A ? st_fetch(J->P, ST_GAS, li) : NULL;
+    return *A && *As ? 0 : -1;
+}
+
+static int stj_drop(void *ctx, int li)
+{
+    st_judge *J = ctx;
+    return st_drop(J->P, ST_GA, li) || st_drop(J->P, ST_GAS, li) ? -1 : 0;
+}
+
+/* the rounded reference's arrays a gauge step of layer li (and its
+ * emit) reads: act of li and its inputs, and (bwd) rel, rel_lo of li;
+ * every other array present is freed first, so that at most one step's
+ * are held */
+static int stj_need(const st_judge *J, int li, int bwd, int kind, int x)
+{
+    if (kind == ST_ACT) {
+        if (x == li)
+            return 1;
+        for (int k = 0; k < J->net->layers[li].n_in; k++)
+            if (J->net->layers[li].in[k] == x)
+                return 1;
+        return 0;
+    }
+    return bwd && x == li;
+}
+
+static float **stj_slot(st_judge *J, int kind, int x)
+{
+    return kind == ST_ACT ? &J->R->act[x] : kind == ST_REL ? &J->R->rel[x] : &J->R->rel_lo[x];
+}
+
+static int stj_step(void *ctx, int li, int bwd, int done)
+{
+    st_judge *J = ctx;
+    if (done)
+        return 0;
+    for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
+        for (int x = 0; x < J->net->n_layers; x++) {
+            float **a = stj_slot(J, kind, x);
+            if (*a && !stj_need(J, li, bwd, kind, x)) {
+                free(*a);
+                *a = NULL;
+            }
+        }
+    for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
+        for (int x = 0; x < J->net->n_layers; x++) {
+            float **a = stj_slot(J, kind, x);
+            if (!*a && stj_need(J, li, bwd, kind, x) && !(*a = st_fetch(J->P, kind, x)))
+                return -1;
+        }
+    return 0;
+}
+
+/* After the judgement: every fetched array freed, then those the later
+ * phases read fetched back whole (rel: want_rel, act: want_act). */
+static int stj_restore(st_judge *J, int want_rel, int want_act)
+{
+    for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
+        for (int x = 0; x < J->net->n_layers; x++) {
+            float **a = stj_slot(J, kind, x);
+            free(*a);
+            *a = NULL;
+        }
+    for (int x = 0; x < J->net->n_layers; x++) {
+        if (want_rel && !(J->R->rel[x] = st_fetch(J->P, ST_REL, x)))
+            return -1;
+        if (want_act && !(J->R->act[x] = st_fetch(J->P, ST_ACT, x)))
+            return -1;
+    }
+    return 0;
+}
+
 /* ---- convention (and rule) identification ----
  *
  * The stabilizer convention is where LRP implementations differ silently
@@ -3690,6 +4224,9 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     const lrp_trace *tr = NULL;
     lrp_trace trc;          /* the subject's trace, its Input filled in (below) */
     float **tract = NULL;   /* trc's activations (the pointers only) */
+    sp_store PS;            /* the layer split's store (compare: park) */
+    memset(&PS, 0, sizeof PS);
+    int park = 0;
 
     memset(rep, 0, sizeof *rep);
     rep->tlocal_act_missing = -1;
@@ -3807,6 +4344,21 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     phase_start(&ph, LRP_PHASE_REFERENCE);
     if (ref_take_init(&T, &R, nl, o->local && !tr))
         goto oom;
+    /* compare under the layer split: the rounded reference and the gauge's
+     * forward bounds parked over the ranks (sp_store).  check is not yet:
+     * its float32 phases (the local run, the subject's) read the rounded
+     * reference of every layer at once on the root */
+    park = S && S->layer && tr;
+    if (park) {
+        if (st_init(&PS, S, nl))
+            goto oom;
+        SH.park = &PS;
+        if (judges && R2.rel) {
+            SH.proof = &R2;
+            if (!(SH.unres = unres = calloc((size_t)nl, sizeof *unres)))
+                goto oom;
+        }
+    }
     R.threads = o->threads;
     lrp_ref_ctx_init(&rcx, o->prec, o->threads);
     lrp_ref_backend(&rbe, &rcx);
@@ -3835,6 +4387,9 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
             goto done;
         if (SH.oom)
             goto oom;
+        /* parked: from here the other ranks wait in st_serve for the root
+         * (which tells them its failure there, as they tell it theirs) */
+        PS.serving = park;
         if (judges && !(refv = sp_view(ref, &SH, net->batch)))
             goto oom;
     } else {
@@ -3849,7 +4404,8 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
      * differently, is all the judgement reads of it: its relevance (4
      * bytes a value) is not held through the next phases */
     if (judges && R2.rel) {
-        if (!(unres = unresolved_cells(&R, &R2, net)))
+        /* (parked: taken layer by layer in the run's hook) */
+        if (!park && !(unres = unresolved_cells(&R, &R2, net)))
             goto oom;
         rounded_free(&R2);
     }
@@ -3916,16 +4472,37 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
      * 4. per layer: each layer judged as soon as its bounds are final
      * (backward order) and the bounds dropped, so the whole-network gauge
      * is never held */
-    if (!judges)
+    st_judge SJ = {&PS, &R, net};
+    if (!judges) {
+        /* parked: the root's requests served until the judgement ends */
+        if (park) {
+            if (st_serve(&PS)) {
+                st = PS.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", PS.why)
+                               : lrp_err_set(err, LRP_E_NOMEM,
+                                             "%s: stopped: a rank of the layer split failed",
+                                             rep->fixture);
+                goto done;
+            }
+            st_free(&PS);
+        }
         goto judged;
+    }
     phase_start(&ph, LRP_PHASE_JUDGE);
     rep->verdict = LRP_V_PASS;
     rep->max_ratio = 0;
     {
         e2e_judge J = {rep, net, o, refv, f32, &R, unres, &T, got, err, tr, &F};
-        lrp_gauge_opts go = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, jt, e2e_layer, &J, 0};
-        if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err)))
+        lrp_gauge_store gs = {&SJ, stj_park, stj_fetch, stj_drop, stj_step};
+        lrp_gauge_opts go = {0,   LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, jt, e2e_layer, &J, 0,
+                             park ? &gs : NULL};
+        if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err))) {
+            if (park && (S->dead || PS.why[0]))
+                st = PS.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", PS.why)
+                               : lrp_err_set(err, LRP_E_NOMEM,
+                                             "%s: stopped: a rank of the layer split failed",
+                                             rep->fixture);
             goto done;
+        }
     }
     rep->e2e_verdict = rep->verdict;
     if (local_verdict > rep->verdict)
@@ -3948,6 +4525,26 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
                 rep->neg_den_layer = i;
             rep->neg_den += cnt;
         }
+    }
+    if (park) {
+        /* what the later phases read of the reference, fetched back whole
+         * (as the drop below keeps it): the relevance for the convention
+         * identification or where the trace has none, the activations
+         * where the trace has not all of its own; then the others leave */
+        int own_act = tr->activation != NULL, own_rel = 1;
+        for (int i = 0; i < nl; i++) {
+            own_act &= tr->activation && tr->activation[i] != NULL;
+            own_rel &= got[i] != NULL;
+        }
+        if (stj_restore(&SJ, ident_on || (!own_rel && o->tlocal), !own_act && o->tlocal)) {
+            st = PS.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", PS.why)
+                           : lrp_err_set(err, LRP_E_NOMEM,
+                                         "%s: stopped: a rank of the layer split failed",
+                                         rep->fixture);
+            goto done;
+        }
+        st_end(&PS, NULL);
+        st_free(&PS);
     }
 judged:
     /* the MPFR run is not needed any more: the trace-local judgement
@@ -4050,6 +4647,10 @@ judged:
 oom:
     st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory in the oracle", rep->fixture);
 done:
+    if (PS.part) {
+        st_end(&PS, st != LRP_OK ? err->msg : NULL);
+        st_free(&PS);
+    }
     if (refv != ref)
         sp_view_free(refv);
     free(gblk);

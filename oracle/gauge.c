@@ -187,6 +187,10 @@ typedef struct ctx {
                       bound is f |act| (f = 1 / 0), rebuilt when needed */
     const lrp_gauge_opts *o;
     lrp_status emit_st; /* what the caller's emit returned (not LRP_OK: stop) */
+    /* o->store (end to end): parked[x] when layer x's forward bounds were
+     * handed to it; A[x] / As[x] are then copies fetched for one step */
+    const lrp_gauge_store *st;
+    uint8_t *parked;
 } ctx;
 
 
@@ -276,6 +280,8 @@ static int ensure_fwd(ctx *c, int x)
 {
     if (c->A[x])
         return 0;
+    if (c->st && c->parked[x])
+        return c->st->fetch(c->st->ctx, x, &c->A[x], &c->As[x], (int64_t)row_n(c, x));
     LRP_ASSERT(c->fwd_local);
     size_t nb = row_n(c, x);
     if (row0(&c->A[x], nb) || row0(&c->As[x], nb))
@@ -296,6 +302,33 @@ static void drop_fwd(ctx *c, int x)
 {
     row_drop(&c->A[x]);
     row_drop(&c->As[x]);
+}
+
+/* the store: layer x's forward bounds handed over (the forward pass reads
+ * them no more), or, after a backward step, the fetched copies released
+ * (last: no later step reads them) */
+static int park_fwd(ctx *c, int x)
+{
+    if (c->parked[x] || !c->A[x])
+        return 0;
+    double *A = c->A[x], *As = c->As[x];
+    c->A[x] = c->As[x] = NULL;
+    c->parked[x] = 1;
+    return c->st->park(c->st->ctx, x, A, As, (int64_t)row_n(c, x));
+}
+
+static int release_fwd(ctx *c, int x, int last)
+{
+    drop_fwd(c, x);
+    if (!last || !c->parked[x])
+        return 0;
+    c->parked[x] = 0;
+    return c->st->drop(c->st->ctx, x);
+}
+
+static int store_step(ctx *c, int li, int bwd, int done)
+{
+    return c->st && c->st->step ? c->st->step(c->st->ctx, li, bwd, done) : 0;
 }
 
 /* Hands layer li's finished rows to the caller's emit (streaming), then
@@ -385,6 +418,8 @@ static int forward_bounds(ctx *c)
         const lrp_layer *l = &net->layers[li];
         int64_t n = numel(net, li), B = c->B;
         size_t nb = row_n(c, li);
+        if (store_step(c, li, 0, 0))
+            return -1;
         if (row0(&c->A[li], nb) || row0(&c->As[li], nb) ||
             !(c->g->fwd[li] = malloc(nb * sizeof **c->g->fwd)) ||
             (c->g->fwd_sharp && !(c->g->fwd_sharp[li] = malloc(nb * sizeof **c->g->fwd_sharp))))
@@ -635,6 +670,17 @@ static int forward_bounds(ctx *c)
             for (int k = 0; k < l->n_in; k++)
                 if (c->c_max[l->in[k]] == li)
                     drop_fwd(c, l->in[k]);
+        /* the store takes the bounds no later forward step reads: the
+         * inputs this was the last consumer of, this layer if it has none */
+        if (c->st && c->st->park && !c->fwd_local) {
+            for (int k = 0; k < l->n_in; k++)
+                if (c->c_max[l->in[k]] == li && park_fwd(c, l->in[k]))
+                    return -1;
+            if (c->c_max[li] < 0 && park_fwd(c, li))
+                return -1;
+        }
+        if (store_step(c, li, 0, 1))
+            return -1;
     }
     return 0;
 }
@@ -1635,7 +1681,7 @@ static int backward_bounds(ctx *c)
     int64_t B = c->B;
     int last = net->n_layers - 1;
     lrp_gauge *g = c->g;
-    if (ensure_bwd(c, last) || ensure_fwd(c, last))
+    if (store_step(c, last, 1, 0) || ensure_bwd(c, last) || ensure_fwd(c, last))
         return -1;
     /* start: the one-hot logit (or given R_out) carries the forward error of
      * the logit it copies */
@@ -1651,6 +1697,9 @@ static int backward_bounds(ctx *c)
     for (int li = last; li >= 0; li--) {
         const lrp_layer *l = &net->layers[li];
         int64_t n = numel(net, li);
+        /* (li == last: the step's arrays are there since the start) */
+        if (li != last && store_step(c, li, 1, 0))
+            return -1;
         const float *R = c->rel[li];
         double merge = c->n_cons[li] > 1 ? (double)(c->n_cons[li] - 1) : 0;
         size_t nb = row_n(c, li);
@@ -2115,6 +2164,17 @@ static int backward_bounds(ctx *c)
                 drop_fwd(c, l->in[k]);
         if (li == last || c->n_cons[li] == 0)
             drop_fwd(c, li);
+        if (c->st && c->st->park && !c->fwd_local) {
+            /* the copies fetched for this step; the parked rows too where
+             * this was their last reader */
+            for (int k = 0; k < l->n_in; k++)
+                if (release_fwd(c, l->in[k], c->c_min[l->in[k]] == li))
+                    return -1;
+            if (release_fwd(c, li, li == last || c->n_cons[li] == 0))
+                return -1;
+        }
+        if (store_step(c, li, 1, 1))
+            return -1;
         if (c->last_reader[li] == li)
             drop_bwd(c, li);
         int bn = (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) ? canon_bn(net, li) : -1;
@@ -2140,7 +2200,7 @@ lrp_status lrp_gauge_compute_ex(lrp_gauge *g, const lrp_net *net, float *const *
     /* the sharp tier is always computed: the merge of several consumers'
      * contributions needs their magnitudes (Ss) in the rigorous tier too */
     lrp_gauge_opts o = {local, local ? LRP_GI_ROUNDED : LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, 0,
-                        NULL, NULL, 0};
+                        NULL, NULL, 0, NULL};
     return lrp_gauge_compute_opts(g, net, act, rel, &o, err);
 }
 
@@ -2174,6 +2234,7 @@ lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const
     c.o = o;
     c.threads = o->threads > 0 ? o->threads : LRP_GAUGE_THREADS;
     c.fwd_local = c.inputs == LRP_GI_ROUNDED || c.inputs == LRP_GI_EXACT;
+    c.st = o->store;
     g->n_layers = nl;
     g->lambda = lam;
     g->bound = calloc((size_t)nl, sizeof *g->bound);
@@ -2192,11 +2253,12 @@ lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const
     c.c_min = calloc((size_t)nl, sizeof *c.c_min);
     c.c_max = calloc((size_t)nl, sizeof *c.c_max);
     c.last_reader = calloc((size_t)nl, sizeof *c.last_reader);
+    c.parked = calloc((size_t)nl, 1);
     c.cf = g->cflags;
     lrp_status st = LRP_OK;
     if (!g->bound || !g->cond || !g->cflags || !g->fwd || !g->ill_mass || !g->total_sharp ||
         !c.tq || !c.tl || !c.A || !c.Bd || !c.cd || !c.As || !c.n_cons || !c.c_min || !c.c_max ||
-        !c.last_reader)
+        !c.last_reader || !c.parked)
         goto oom;
     if (lam > 0) {
         g->sharp = calloc((size_t)nl, sizeof *g->sharp);
@@ -2269,6 +2331,7 @@ done:
     free(c.c_min);
     free(c.c_max);
     free(c.last_reader);
+    free(c.parked);
     free(c.tq);
     free(c.tl);
     return st;

@@ -67,6 +67,30 @@ typedef enum lrp_gauge_inputs {
  * callee sets err). */
 typedef lrp_status (*lrp_gauge_emit_fn)(void *ctx, lrp_gauge *g, int li, int bwd);
 
+/* Where the end-to-end gauge may keep its forward bounds between the
+ * forward pass and the backward steps that read them (lrp_gauge_opts.store;
+ * the oracle's layer split spreads them over its ranks, oracle/check.c).
+ * Every function returns 0, or -1 on a failure (the caller's err is set;
+ * the gauge stops with LRP_E_NOMEM unless emit_st says otherwise). */
+typedef struct lrp_gauge_store {
+    void *ctx;
+    /* layer li's forward bound rows (rigorous A, sharp As: n doubles each,
+     * malloc'ed), handed over once no later forward step reads them: the
+     * store owns and frees them */
+    int (*park)(void *ctx, int li, double *A, double *As, int64_t n);
+    /* malloc'ed copies of layer li's parked rows, for one backward step */
+    int (*fetch)(void *ctx, int li, double **A, double **As, int64_t n);
+    /* layer li's parked rows are not read again */
+    int (*drop)(void *ctx, int li);
+    /* called before (done 0) and after (done 1) layer li's step of the
+     * forward (bwd 0) or the backward pass (bwd 1; and before the backward
+     * pass starts, li the last layer): the act / rel arrays the gauge was
+     * given must hold, from the call with done 0 to the one with done 1,
+     * act of li and of its inputs and (bwd) rel of li; the others may be
+     * NULL.  The backward call with done 0 precedes the emit of li. */
+    int (*step)(void *ctx, int li, int bwd, int done);
+} lrp_gauge_store;
+
 typedef struct lrp_gauge_opts {
     int local;              /* each layer alone (1) or end to end (0) */
     lrp_gauge_inputs inputs;
@@ -84,6 +108,10 @@ typedef struct lrp_gauge_opts {
      * allowance (n u sum |terms|) away, and where that reaches it the
      * cells it feeds are ill-conditioned (docs/ORACLE.md "Denominators"). */
     int recomputed_den;
+    /* NULL (default): every forward bound row is held from the forward
+     * pass to the backward steps that read it.  park, fetch and drop are
+     * used end to end only (NULL otherwise), step in every mode. */
+    const lrp_gauge_store *store;
 } lrp_gauge_opts;
 
 /* threads of a gauge whose options do not say */

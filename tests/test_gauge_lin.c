@@ -495,7 +495,7 @@ static void t_row_blocks(void **state)
             for (int local = 0; local < 2; local++) {
                 lrp_gauge g0, g1;
                 lrp_gauge_opts o = {local, local ? LRP_GI_EXACT : LRP_GI_PROPAGATED,
-                                    LRP_SHARP_LAMBDA, 2, NULL, NULL, 0};
+                                    LRP_SHARP_LAMBDA, 2, NULL, NULL, 0, NULL};
                 lrp_gauge_set_row_block(0);
                 assert_int_equal(lrp_gauge_compute_opts(&g0, net, act, rel, &o, &e), LRP_OK);
                 for (int64_t blk = 1; blk <= 3; blk++) {
@@ -582,7 +582,7 @@ static void t_batch(void **state)
         for (int local = 0; local < 2; local++) {
             lrp_gauge g2, g1;
             lrp_gauge_opts o = {local, local ? LRP_GI_EXACT : LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA,
-                                2, NULL, NULL, 0};
+                                2, NULL, NULL, 0, NULL};
             net->batch = 2;
             assert_int_equal(lrp_gauge_compute_opts(&g2, net, act, rel, &o, &e), LRP_OK);
             net->batch = 1;

@@ -312,7 +312,7 @@ static void test_gauge_map(void **state)
         rel[i] = p->L[i].rel;
     }
     lrp_gauge g;
-    lrp_gauge_opts o = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, 2, NULL, NULL, 0};
+    lrp_gauge_opts o = {0, LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, 2, NULL, NULL, 0, NULL};
     assert_int_equal(lrp_gauge_compute_opts(&g, net, act, rel, &o, &e), LRP_OK);
     const int64_t T = 6, C = 5, n = T * C, N = (T + 1) * C;
     int checked = 0;
