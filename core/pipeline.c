@@ -163,6 +163,14 @@ lrp_status lrp_pipe_oom(run *r, const char *what)
     return lrp_err_set(r->err, LRP_E_NOMEM, "<network>: out of memory (%s)", what);
 }
 
+/* local mode: the caller's take (lrp_pipe_local) could not give layer
+ * li's inputs (its own error is the caller's to report) */
+static lrp_status local_untaken(run *r, int li)
+{
+    return lrp_err_set(r->err, LRP_E_NOMEM, "<network>: layer '%s': the given inputs could not be had",
+                       r->p->net->layers[li].name);
+}
+
 /* Linear geometry of layer li with the parameters the backward uses
  * (folded when a BN consumer canonizes it). */
 static void lin_params(run *r, lrp_lin *L, int li)
@@ -274,6 +282,8 @@ static lrp_status forward(run *r)
         }
         /* local mode: every layer downstream sees the given activations
          * (the reference's, rounded to binary32) instead of this path's */
+        if (r->loc && r->loc->take && r->loc->take(r->loc->take_ctx, li, 0, 0))
+            return local_untaken(r, li);
         if (r->loc && r->loc->act && r->loc->act[li]) {
             if (r->loc->keep_fwd && li > 0) {
                 if (!(P->act_fwd = lrp_pipe_tnew(r, n)))
@@ -282,6 +292,8 @@ static lrp_status forward(run *r)
             }
             be->set_f32(cx, P->act, r->loc->act[li], n);
         }
+        if (r->loc && r->loc->take && r->loc->take(r->loc->take_ctx, li, 0, 1))
+            return local_untaken(r, li);
         /* NaN / inf in the forward pass: non-finite inputs, or float32
          * overflow; a rule may filter them out later (pos(NaN) = +0, flat,
          * w-square), so they are flagged where they appear */
@@ -1125,6 +1137,10 @@ static lrp_status run_all(lrp_pipe **out, const lrp_backend *be, const lrp_net *
     r.n_contrib[net->n_layers - 1] = 1;
     for (int li = net->n_layers - 1; li >= 0; li--) {
         progress(net, li, 1);
+        if (loc && loc->take && loc->take(loc->take_ctx, li, 1, 0)) {
+            st = local_untaken(&r, li);
+            goto fail;
+        }
         if (loc && loc->rel && loc->rel[li]) { /* local mode: given R at the output */
             lrp_pipe_layer *P = &p->L[li];
             int64_t n = P->n * net->batch;
@@ -1136,6 +1152,10 @@ static lrp_status run_all(lrp_pipe **out, const lrp_backend *be, const lrp_net *
                 P->rel_owned = 1;
             }
             be->set_f32(be->ctx, P->rel, loc->rel[li], n);
+        }
+        if (loc && loc->take && loc->take(loc->take_ctx, li, 1, 1)) {
+            st = local_untaken(&r, li);
+            goto fail;
         }
         if ((st = unpack_for(&r, li)) || (st = back_layer(&r, li)))
             goto fail;

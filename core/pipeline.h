@@ -669,6 +669,13 @@ typedef struct lrp_pipe_local {
      * layer computed from the given inputs in lrp_pipe_layer.act_fwd (the
      * oracle's local judgement of a trace's forward activations) */
     int keep_fwd;
+    /* Optional (NULL: the arrays are all there): called before act[li]
+     * (bwd 0) or rel[li] (bwd 1) is read, with done 0, and once it was
+     * copied, with done 1, so that the caller may hold one array at a time
+     * (the oracle's layer split fetches it from the ranks).  Nonzero stops
+     * the run (LRP_E_NOMEM, "the given inputs could not be had"). */
+    int (*take)(void *ctx, int li, int bwd, int done);
+    void *take_ctx;
 } lrp_pipe_local;
 lrp_status lrp_pipe_run_local(lrp_pipe **out, const lrp_backend *be, const lrp_net *net,
                               unsigned flags, const lrp_pipe_local *loc, lrp_err *err);

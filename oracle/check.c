@@ -1139,15 +1139,19 @@ static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
  * fetch, drop, end) in an exchange, and a fetch is answered by a gather.
  * Every exchange is collective as the others are: a rank that fails says
  * so in its next one and none exchanges after it. */
-enum { ST_ACT, ST_REL, ST_RELLO, ST_GA, ST_GAS, ST_TFH, ST_TFL, ST_TRH, ST_TRL, ST_KINDS };
-static const size_t st_es[ST_KINDS] = {sizeof(float),  sizeof(float), sizeof(float),
-                                       sizeof(double), sizeof(double), sizeof(float),
-                                       sizeof(float),  sizeof(float), sizeof(float)};
+/* the kinds of parked arrays; each is keyed by a layer, but for ST_RIH /
+ * ST_RIL (a consumer's contribution to its input k, hi and lo): the key
+ * c * LRP_MAX_INPUTS + k */
+enum { ST_ACT, ST_REL, ST_RELLO, ST_GA, ST_GAS, ST_TFH, ST_TFL, ST_TRH, ST_TRL, ST_RIH, ST_RIL,
+       ST_KINDS };
+static const size_t st_es[ST_KINDS] = {sizeof(float), sizeof(float),  sizeof(float), sizeof(double),
+                                       sizeof(double), sizeof(float), sizeof(float), sizeof(float),
+                                       sizeof(float), sizeof(float),  sizeof(float)};
 enum { SQ_END = 1, SQ_PARK, SQ_FETCH, SQ_DROP };
 
 typedef struct sp_store {
     splitter *S;
-    int nl;
+    int nl;          /* keys a kind: layers * LRP_MAX_INPUTS */
     void **part;     /* [kind * nl + li]: this rank's part of the parked array */
     size_t *bytes;   /* [kind * nl + li]: the whole array's bytes, 0: not parked */
     int serving;     /* the root: the other ranks are in st_serve */
@@ -1158,9 +1162,9 @@ static int st_init(sp_store *P, splitter *S, int nl)
 {
     memset(P, 0, sizeof *P);
     P->S = S;
-    P->nl = nl;
-    P->part = calloc((size_t)nl * ST_KINDS, sizeof *P->part);
-    P->bytes = calloc((size_t)nl * ST_KINDS, sizeof *P->bytes);
+    P->nl = nl * LRP_MAX_INPUTS;
+    P->part = calloc((size_t)P->nl * ST_KINDS, sizeof *P->part);
+    P->bytes = calloc((size_t)P->nl * ST_KINDS, sizeof *P->bytes);
     return P->part && P->bytes ? 0 : -1;
 }
 
@@ -1204,6 +1208,12 @@ static void st_forget(sp_store *P, int kind, int li)
     free(P->part[k]);
     P->part[k] = NULL;
     P->bytes[k] = 0;
+}
+
+/* 1 when (kind, key) is parked */
+static int st_parked(const sp_store *P, int kind, int key)
+{
+    return P->bytes[(size_t)kind * (size_t)P->nl + (size_t)key] != 0;
 }
 
 /* The root's array *w (bytes; freed, *w NULL) parked, in a hook every
@@ -1384,6 +1394,104 @@ static int st_serve(sp_store *P)
         }
         free(all);
     }
+}
+
+/* ---- the end-to-end judgement on a parked reference (the layer split,
+ * compare): the gauge's store (lrp_gauge_store) over sp_store ---- */
+typedef struct st_judge {
+    sp_store *P;
+    rounded *R;
+    const lrp_net *net;
+} st_judge;
+
+static int stj_park(void *ctx, int li, double *A, double *As, int64_t n)
+{
+    st_judge *J = ctx;
+    size_t bytes = (size_t)n * sizeof(double);
+    int rc = st_park(J->P, ST_GA, li, A, bytes) || st_park(J->P, ST_GAS, li, As, bytes);
+    free(A);
+    free(As);
+    return rc ? -1 : 0;
+}
+
+static int stj_fetch(void *ctx, int li, double **A, double **As, int64_t n)
+{
+    st_judge *J = ctx;
+    (void)n; /* the parked bytes say it */
+    *A = st_fetch(J->P, ST_GA, li);
+    *As = *A ? st_fetch(J->P, ST_GAS, li) : NULL;
+    return *A && *As ? 0 : -1;
+}
+
+static int stj_drop(void *ctx, int li)
+{
+    st_judge *J = ctx;
+    return st_drop(J->P, ST_GA, li) || st_drop(J->P, ST_GAS, li) ? -1 : 0;
+}
+
+/* the rounded reference's arrays a gauge step of layer li (and its
+ * emit) reads: act of li and its inputs, and (bwd) rel, rel_lo of li;
+ * every other array present is freed first, so that at most one step's
+ * are held (li -1: every one freed) */
+static int stj_need(const st_judge *J, int li, int bwd, int kind, int x)
+{
+    if (li < 0) /* after the last step: none */
+        return 0;
+    if (kind == ST_ACT) {
+        if (x == li)
+            return 1;
+        for (int k = 0; k < J->net->layers[li].n_in; k++)
+            if (J->net->layers[li].in[k] == x)
+                return 1;
+        return 0;
+    }
+    return bwd && x == li;
+}
+
+static float **stj_slot(st_judge *J, int kind, int x)
+{
+    return kind == ST_ACT ? &J->R->act[x] : kind == ST_REL ? &J->R->rel[x] : &J->R->rel_lo[x];
+}
+
+static int stj_step(void *ctx, int li, int bwd, int done)
+{
+    st_judge *J = ctx;
+    if (done)
+        return 0;
+    for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
+        for (int x = 0; x < J->net->n_layers; x++) {
+            float **a = stj_slot(J, kind, x);
+            if (*a && !stj_need(J, li, bwd, kind, x)) {
+                free(*a);
+                *a = NULL;
+            }
+        }
+    for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
+        for (int x = 0; x < J->net->n_layers; x++) {
+            float **a = stj_slot(J, kind, x);
+            if (!*a && stj_need(J, li, bwd, kind, x) && !(*a = st_fetch(J->P, kind, x)))
+                return -1;
+        }
+    return 0;
+}
+
+/* After the judgement: every fetched array freed, then those the later
+ * phases read fetched back whole (rel: want_rel, act: want_act). */
+static int stj_restore(st_judge *J, int want_rel, int want_act)
+{
+    for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
+        for (int x = 0; x < J->net->n_layers; x++) {
+            float **a = stj_slot(J, kind, x);
+            free(*a);
+            *a = NULL;
+        }
+    for (int x = 0; x < J->net->n_layers; x++) {
+        if (want_rel && !(J->R->rel[x] = st_fetch(J->P, ST_REL, x)))
+            return -1;
+        if (want_act && !(J->R->act[x] = st_fetch(J->P, ST_ACT, x)))
+            return -1;
+    }
+    return 0;
 }
 
 typedef struct sp_ref {
@@ -2158,7 +2266,7 @@ out:
 
 /* Layer li's reference rounded, merged on the root, parked (every rank);
  * the root first takes the self-proof's verdict of the layer from it. */
-static void sp_park_layer(sp_ref *H, int li)
+static void sp_park_layer(sp_ref *H, const lrp_pipe *p, int li)
 {
     splitter *S = H->S;
     rounded *R = H->T->R;
@@ -2183,6 +2291,20 @@ static void sp_park_layer(sp_ref *H, int li)
         st_park_all(H->park, ST_REL, li, root ? &R->rel[li] : &none, bytes, fail) ||
         st_park_all(H->park, ST_RELLO, li, root ? &R->rel_lo[li] : &none, bytes, fail))
         return;
+    /* the contributions the local comparison reads (check): those the
+     * merge placed, as every rank's run has them */
+    const lrp_pipe_layer *P = &p->L[li];
+    int nr = P->n_rin < LRP_MAX_INPUTS ? P->n_rin : LRP_MAX_INPUTS;
+    for (int k = 0; H->want_rin && k < nr; k++) {
+        if (!P->rin[k])
+            continue;
+        int key = li * LRP_MAX_INPUTS + k;
+        size_t rb = (size_t)(lrp_shape_numel(&S->sub.layers[l->in[k]].shape) * S->B) *
+                    sizeof(float);
+        if (st_park_all(H->park, ST_RIH, key, root ? &H->T->rin_hi[li][k] : &none, rb, fail) ||
+            st_park_all(H->park, ST_RIL, key, root ? &H->T->rin_lo[li][k] : &none, rb, fail))
+            return;
+    }
 }
 
 static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
@@ -2206,14 +2328,14 @@ static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
     size_t total;
     if (sp_exchange(S, &b, fail, H->oom, "out of memory in the oracle", &all, &total)) {
         if (!S->dead && H->park)
-            sp_park_layer(H, li);
+            sp_park_layer(H, p, li);
         return;
     }
     if (S->layer ? sp_ref_merge_layer(H, p, li, all, total) : sp_ref_merge(H, p, li, all, total))
         H->oom = 1;
     free(all);
     if (H->park)
-        sp_park_layer(H, li);
+        sp_park_layer(H, p, li);
 }
 
 /* Root: the reference run as the verdicts read it for the batch: the
@@ -2348,9 +2470,57 @@ static lrp_status local_layer(void *ctx, lrp_gauge *GL, int i, int bwd)
  * tensor judged as its rows are final, in the order the whole-network
  * gauge was read before: the last layer first), so its rows are never
  * held for the whole network. */
+/* The local comparison on a parked reference (the layer split, root):
+ * the local run's inputs fetched one at a time (lrp_pipe_local.take), the
+ * gauge's step as the end-to-end one's (stj_step) and, backward, the
+ * contributions its emit reads (those of the consumers of li). */
+static int stl_take(void *ctx, int li, int bwd, int done)
+{
+    st_judge *J = ctx;
+    float **a = bwd ? &J->R->rel[li] : &J->R->act[li];
+    if (done) {
+        free(*a);
+        *a = NULL;
+        return 0;
+    }
+    if (*a)
+        return 0;
+    return (*a = st_fetch(J->P, bwd ? ST_REL : ST_ACT, li)) ? 0 : -1;
+}
+
+typedef struct stl_store {
+    st_judge *J;
+    const ref_take *T;
+} stl_store;
+
+static int stl_gstep(void *ctx, int li, int bwd, int done)
+{
+    stl_store *L = ctx;
+    const lrp_net *net = L->J->net;
+    if (stj_step(L->J, li, bwd, done))
+        return -1;
+    if (done)
+        return 0;
+    for (int c = 0; c < net->n_layers; c++)
+        for (int k = 0; k < net->layers[c].n_in && k < LRP_MAX_INPUTS; k++) {
+            int need = bwd && net->layers[c].in[k] == li, key = c * LRP_MAX_INPUTS + k;
+            float **h = &L->T->rin_hi[c][k], **lo = &L->T->rin_lo[c][k];
+            if (*h && !need) {
+                free(*h);
+                free(*lo);
+                *h = *lo = NULL;
+            } else if (!*h && need && st_parked(L->J->P, ST_RIH, key)) {
+                if (!(*h = st_fetch(L->J->P, ST_RIH, key)) ||
+                    !(*lo = st_fetch(L->J->P, ST_RIL, key)))
+                    return -1;
+            }
+        }
+    return 0;
+}
+
 static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const lrp_pipe *ref,
                                 const ref_take *T, int threads, const lrp_backend *subject,
-                                lrp_err *err)
+                                st_judge *SJ, lrp_err *err)
 {
     lrp_status st = LRP_OK;
     lrp_f32_ctx *fcx = lrp_f32_ctx_new(threads);
@@ -2365,7 +2535,7 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
     if (subject)
         fbe = *subject;
     const rounded *R = T->R;
-    lrp_pipe_local lm = {R->act, R->rel, 0};
+    lrp_pipe_local lm = {R->act, R->rel, 0, SJ ? stl_take : NULL, SJ};
     /* streamed: each layer's activations and relevance are freed once its
      * step is done; its contributions rin[k], all the judge reads, stay */
     if ((st = lrp_pipe_run_hooked(&loc, &fbe, net, LOCAL_FLAGS | LRP_PIPE_STREAM, &lm,
@@ -2374,8 +2544,15 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
     {
         /* lrp_gauge_compute_ex(local = 1)'s options, streamed */
         local_judge J = {rep, net, ref, loc, T};
-        lrp_gauge_opts go = {1, LRP_GI_ROUNDED, LRP_SHARP_LAMBDA, threads, local_layer, &J, 0, NULL};
+        stl_store LS = {SJ, T};
+        lrp_gauge_store gs = {&LS, NULL, NULL, NULL, stl_gstep};
+        lrp_gauge_opts go = {1,           LRP_GI_ROUNDED, LRP_SHARP_LAMBDA, threads, local_layer,
+                             &J,          0,              SJ ? &gs : NULL};
         st = lrp_gauge_compute_opts(&GL, net, R->act, R->rel, &go, err);
+        /* the arrays of its last step */
+        if (SJ && !st) {
+            stl_gstep(&LS, -1, 0, 0);
+        }
     }
 done:
     lrp_gauge_free(&GL);
@@ -3134,7 +3311,7 @@ static int tls_step(void *ctx, int li, int bwd, int done)
             if (*a && !need) {
                 free(*a);
                 *a = NULL;
-            } else if (!*a && need && J->P->bytes[(size_t)kind * (size_t)J->nl + (size_t)x] &&
+            } else if (!*a && need && st_parked(J->P, kind, x) &&
                        !(*a = st_fetch(J->P, kind, x))) {
                 return -1;
             }
@@ -3178,7 +3355,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     rep->tlocal_exact_act = exact_act;
     for (int i = 0; i < nl; i++)
         relv[i] = got[i] ? got[i] : R->rel[i];
-    lrp_pipe_local lm = {exact_act ? got_act : NULL, got, exact_act};
+    lrp_pipe_local lm = {exact_act ? got_act : NULL, got, exact_act, NULL, NULL};
     if (S && S->layer) {
         /* the run reads this rank's block of every layer of the trace */
         if (!(gblk = calloc((size_t)nl, sizeof *gblk)) ||
@@ -3880,102 +4057,6 @@ static lrp_status e2e_layer(void *ctx, lrp_gauge *Gp, int i, int bwd)
     return LRP_OK;
 }
 
-/* ---- the end-to-end judgement on a parked reference (the layer split,
- * compare): the gauge's store (lrp_gauge_store) over sp_store ---- */
-typedef struct st_judge {
-    sp_store *P;
-    rounded *R;
-    const lrp_net *net;
-} st_judge;
-
-static int stj_park(void *ctx, int li, double *A, double *As, int64_t n)
-{
-    st_judge *J = ctx;
-    size_t bytes = (size_t)n * sizeof(double);
-    int rc = st_park(J->P, ST_GA, li, A, bytes) || st_park(J->P, ST_GAS, li, As, bytes);
-    free(A);
-    free(As);
-    return rc ? -1 : 0;
-}
-
-static int stj_fetch(void *ctx, int li, double **A, double **As, int64_t n)
-{
-    st_judge *J = ctx;
-    (void)n; /* the parked bytes say it */
-    *A = st_fetch(J->P, ST_GA, li);
-    *As = *A ? st_fetch(J->P, ST_GAS, li) : NULL;
-    return *A && *As ? 0 : -1;
-}
-
-static int stj_drop(void *ctx, int li)
-{
-    st_judge *J = ctx;
-    return st_drop(J->P, ST_GA, li) || st_drop(J->P, ST_GAS, li) ? -1 : 0;
-}
-
-/* the rounded reference's arrays a gauge step of layer li (and its
- * emit) reads: act of li and its inputs, and (bwd) rel, rel_lo of li;
- * every other array present is freed first, so that at most one step's
- * are held */
-static int stj_need(const st_judge *J, int li, int bwd, int kind, int x)
-{
-    if (kind == ST_ACT) {
-        if (x == li)
-            return 1;
-        for (int k = 0; k < J->net->layers[li].n_in; k++)
-            if (J->net->layers[li].in[k] == x)
-                return 1;
-        return 0;
-    }
-    return bwd && x == li;
-}
-
-static float **stj_slot(st_judge *J, int kind, int x)
-{
-    return kind == ST_ACT ? &J->R->act[x] : kind == ST_REL ? &J->R->rel[x] : &J->R->rel_lo[x];
-}
-
-static int stj_step(void *ctx, int li, int bwd, int done)
-{
-    st_judge *J = ctx;
-    if (done)
-        return 0;
-    for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
-        for (int x = 0; x < J->net->n_layers; x++) {
-            float **a = stj_slot(J, kind, x);
-            if (*a && !stj_need(J, li, bwd, kind, x)) {
-                free(*a);
-                *a = NULL;
-            }
-        }
-    for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
-        for (int x = 0; x < J->net->n_layers; x++) {
-            float **a = stj_slot(J, kind, x);
-            if (!*a && stj_need(J, li, bwd, kind, x) && !(*a = st_fetch(J->P, kind, x)))
-                return -1;
-        }
-    return 0;
-}
-
-/* After the judgement: every fetched array freed, then those the later
- * phases read fetched back whole (rel: want_rel, act: want_act). */
-static int stj_restore(st_judge *J, int want_rel, int want_act)
-{
-    for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
-        for (int x = 0; x < J->net->n_layers; x++) {
-            float **a = stj_slot(J, kind, x);
-            free(*a);
-            *a = NULL;
-        }
-    for (int x = 0; x < J->net->n_layers; x++) {
-        if (want_rel && !(J->R->rel[x] = st_fetch(J->P, ST_REL, x)))
-            return -1;
-        if (want_act && !(J->R->act[x] = st_fetch(J->P, ST_ACT, x)))
-            return -1;
-    }
-    return 0;
-}
-
 /* ---- convention (and rule) identification ----
  *
  * The stabilizer convention is where LRP implementations differ silently
@@ -4224,9 +4305,10 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     const lrp_trace *tr = NULL;
     lrp_trace trc;          /* the subject's trace, its Input filled in (below) */
     float **tract = NULL;   /* trc's activations (the pointers only) */
-    sp_store PS;            /* the layer split's store (compare: park) */
+    sp_store PS;            /* the layer split's store (park) */
     memset(&PS, 0, sizeof PS);
     int park = 0;
+    st_judge SJ = {&PS, &R, net};
 
     memset(rep, 0, sizeof *rep);
     rep->tlocal_act_missing = -1;
@@ -4344,11 +4426,10 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     phase_start(&ph, LRP_PHASE_REFERENCE);
     if (ref_take_init(&T, &R, nl, o->local && !tr))
         goto oom;
-    /* compare under the layer split: the rounded reference and the gauge's
-     * forward bounds parked over the ranks (sp_store).  check is not yet:
-     * its float32 phases (the local run, the subject's) read the rounded
-     * reference of every layer at once on the root */
-    park = S && S->layer && tr;
+    /* under the layer split: the rounded reference (and check's
+     * contributions) and the gauge's forward bounds parked over the ranks
+     * (sp_store) */
+    park = S && S->layer;
     if (park) {
         if (st_init(&PS, S, nl))
             goto oom;
@@ -4422,10 +4503,36 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     if (judges && o->local && !tr) {
         phase_start(&ph, LRP_PHASE_LOCAL);
         rep->verdict = LRP_V_PASS;
-        if ((st = local_compare(rep, net, refv, &T, jt, o->subject, err)))
+        if ((st = local_compare(rep, net, refv, &T, jt, o->subject, park ? &SJ : NULL, err))) {
+            if (park && (S->dead || PS.why[0]))
+                st = PS.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", PS.why)
+                               : lrp_err_set(err, LRP_E_NOMEM,
+                                             "%s: stopped: a rank of the layer split failed",
+                                             rep->fixture);
             goto done;
+        }
         local_verdict = rep->verdict;
+        if (park) {
+            /* the others leave; they serve the judgement next */
+            st_end(&PS, NULL);
+            PS.serving = 1;
+        }
+    } else if (park && o->local && !tr) {
+        if (st_serve(&PS)) {
+            st = PS.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", PS.why)
+                           : lrp_err_set(err, LRP_E_NOMEM,
+                                         "%s: stopped: a rank of the layer split failed",
+                                         rep->fixture);
+            goto done;
+        }
+        PS.serving = 1;
     }
+    /* the contributions are read by the local comparison alone */
+    for (int c = 0; park && PS.part && c < nl; c++)
+        for (int k = 0; k < LRP_MAX_INPUTS; k++) {
+            st_forget(&PS, ST_RIH, c * LRP_MAX_INPUTS + k);
+            st_forget(&PS, ST_RIL, c * LRP_MAX_INPUTS + k);
+        }
     for (int i = 0; T.rin_hi && i < nl; i++)
         for (int k = 0; k < LRP_MAX_INPUTS; k++) {
             free(T.rin_hi[i][k]);
@@ -4472,7 +4579,6 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
      * 4. per layer: each layer judged as soon as its bounds are final
      * (backward order) and the bounds dropped, so the whole-network gauge
      * is never held */
-    st_judge SJ = {&PS, &R, net};
     if (!judges) {
         /* parked: the root's requests served until the judgement ends */
         if (park) {
@@ -4531,9 +4637,10 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
          * (as the drop below keeps it): the relevance for the convention
          * identification or where the trace has none, the activations
          * where the trace has not all of its own; then the others leave */
-        int own_act = tr->activation != NULL, own_rel = 1;
+        float *const *ga = f32 ? NULL : tr->activation;
+        int own_act = f32 != NULL || ga != NULL, own_rel = 1;
         for (int i = 0; i < nl; i++) {
-            own_act &= tr->activation && tr->activation[i] != NULL;
+            own_act &= f32 ? F.has_act[i] != 0 : (ga && ga[i] != NULL);
             own_rel &= got[i] != NULL;
         }
         if (stj_restore(&SJ, ident_on || (!own_rel && o->tlocal), !own_act && o->tlocal)) {
