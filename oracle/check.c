@@ -3319,9 +3319,11 @@ static int tls_step(void *ctx, int li, int bwd, int done)
     return 0;
 }
 
+/* sliced (the layer split, a rank that does not judge): got and got_act
+ * are already this rank's blocks (check_run sliced our fast path's) */
 static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *const *got,
                               float *const *got_act, const rounded *R, const lrp_check_opts *o,
-                              splitter *S, lrp_err *err)
+                              splitter *S, int sliced, lrp_err *err)
 {
     lrp_status st = LRP_OK;
     int nl = net->n_layers;
@@ -3356,7 +3358,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     for (int i = 0; i < nl; i++)
         relv[i] = got[i] ? got[i] : R->rel[i];
     lrp_pipe_local lm = {exact_act ? got_act : NULL, got, exact_act, NULL, NULL};
-    if (S && S->layer) {
+    if (S && S->layer && !sliced) {
         /* the run reads this rank's block of every layer of the trace */
         if (!(gblk = calloc((size_t)nl, sizeof *gblk)) ||
             !(ablk = calloc((size_t)nl, sizeof *ablk))) {
@@ -3432,6 +3434,12 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
         }
         if ((st = sp_run(S, &loc, &be, TL_FLAGS | LRP_PIPE_STREAM, &lm, sp_tl_hook, &H, err)))
             goto done;
+        /* the run's inputs (this rank's blocks) are read by nothing else */
+        for (int i = 0; gblk && i < nl; i++) {
+            free(gblk[i]);
+            free(ablk[i]);
+            gblk[i] = ablk[i] = NULL;
+        }
         /* parked: the other ranks serve the root's gauge from here (a
          * failure of any rank is told in that exchange) */
         TP.serving = S->layer;
@@ -4716,7 +4724,30 @@ judged:
             tgot = gblk;
             tact = tact ? ablk : NULL;
         }
-        st = trace_local(rep, net, tgot, tact, &R, o, S, err);
+        int sliced = 0;
+        if (S && S->layer && !judges && f32) {
+            /* a rank that does not judge reads only its block of our fast
+             * path's run: the whole arrays replaced by it */
+            for (int i = 0; i < nl; i++) {
+                int64_t k = (int64_t)i * S->R + S->q, n1 = lrp_shape_numel(&net->layers[i].shape);
+                int64_t w = (S->hi[k] - S->lo[k]) * S->inner[i], off = S->lo[k] * S->inner[i];
+                for (int a = 0; a < 2; a++) {
+                    float **src = a ? &F.act[i] : &F.rel[i];
+                    if (!*src)
+                        continue;
+                    float *d = malloc((size_t)(net->batch * w > 0 ? net->batch * w : 1) * sizeof *d);
+                    if (!d)
+                        goto oom;
+                    for (int64_t b = 0; b < net->batch; b++)
+                        memcpy(d + b * w, *src + b * n1 + off, (size_t)w * sizeof *d);
+                    free(*src);
+                    *src = d;
+                }
+                got[i] = F.rel[i];
+            }
+            sliced = 1;
+        }
+        st = trace_local(rep, net, tgot, tact, &R, o, S, sliced, err);
         if (st)
             goto done;
         if (rep->tlocal_verdict > rep->verdict)
