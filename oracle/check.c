@@ -1349,6 +1349,15 @@ static void st_end(sp_store *P, const char *fail)
     st_request(P, SQ_END, 0, 0, NULL, 0);
 }
 
+/* The error of a rank whose exchange of the store failed: its own (P->why)
+ * or another's. */
+static lrp_status st_failed(const sp_store *P, const char *label, lrp_err *err)
+{
+    if (P->why[0])
+        return lrp_err_set(err, LRP_E_NOMEM, "%s", P->why);
+    return lrp_err_set(err, LRP_E_NOMEM, "%s: stopped: a rank of the layer split failed", label);
+}
+
 /* The other ranks while the root judges: its requests until the end.
  * 0, or -1: a rank failed (this one: P->why). */
 static int st_serve(sp_store *P)
@@ -3449,10 +3458,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
         }
         if (!S->s->root) {
             if (S->layer && st_serve(&TP))
-                st = TP.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", TP.why)
-                               : lrp_err_set(err, LRP_E_NOMEM,
-                                             "%s: stopped: a rank of the layer split failed",
-                                             rep->fixture);
+                st = st_failed(&TP, rep->fixture, err);
             goto done;
         }
         TW.missing = TT.missing; /* per tensor, the same in every block */
@@ -3481,10 +3487,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                              tl_layer, &J, o->recomputed_den, TP.part ? &gs : NULL};
         if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err))) {
             if (TP.part && (S->dead || TP.why[0]))
-                st = TP.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", TP.why)
-                               : lrp_err_set(err, LRP_E_NOMEM,
-                                             "%s: stopped: a rank of the layer split failed",
-                                             rep->fixture);
+                st = st_failed(&TP, rep->fixture, err);
             goto done;
         }
         /* the last step's arrays */
@@ -4513,10 +4516,7 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         rep->verdict = LRP_V_PASS;
         if ((st = local_compare(rep, net, refv, &T, jt, o->subject, park ? &SJ : NULL, err))) {
             if (park && (S->dead || PS.why[0]))
-                st = PS.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", PS.why)
-                               : lrp_err_set(err, LRP_E_NOMEM,
-                                             "%s: stopped: a rank of the layer split failed",
-                                             rep->fixture);
+                st = st_failed(&PS, rep->fixture, err);
             goto done;
         }
         local_verdict = rep->verdict;
@@ -4527,10 +4527,7 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         }
     } else if (park && o->local && !tr) {
         if (st_serve(&PS)) {
-            st = PS.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", PS.why)
-                           : lrp_err_set(err, LRP_E_NOMEM,
-                                         "%s: stopped: a rank of the layer split failed",
-                                         rep->fixture);
+            st = st_failed(&PS, rep->fixture, err);
             goto done;
         }
         PS.serving = 1;
@@ -4591,10 +4588,7 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         /* parked: the root's requests served until the judgement ends */
         if (park) {
             if (st_serve(&PS)) {
-                st = PS.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", PS.why)
-                               : lrp_err_set(err, LRP_E_NOMEM,
-                                             "%s: stopped: a rank of the layer split failed",
-                                             rep->fixture);
+                st = st_failed(&PS, rep->fixture, err);
                 goto done;
             }
             st_free(&PS);
@@ -4611,10 +4605,7 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
                              park ? &gs : NULL};
         if ((st = lrp_gauge_compute_opts(&G, net, R.act, R.rel, &go, err))) {
             if (park && (S->dead || PS.why[0]))
-                st = PS.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", PS.why)
-                               : lrp_err_set(err, LRP_E_NOMEM,
-                                             "%s: stopped: a rank of the layer split failed",
-                                             rep->fixture);
+                st = st_failed(&PS, rep->fixture, err);
             goto done;
         }
     }
@@ -4652,10 +4643,7 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
             own_rel &= got[i] != NULL;
         }
         if (stj_restore(&SJ, ident_on || (!own_rel && o->tlocal), !own_act && o->tlocal)) {
-            st = PS.why[0] ? lrp_err_set(err, LRP_E_NOMEM, "%s", PS.why)
-                           : lrp_err_set(err, LRP_E_NOMEM,
-                                         "%s: stopped: a rank of the layer split failed",
-                                         rep->fixture);
+            st = st_failed(&PS, rep->fixture, err);
             goto done;
         }
         st_end(&PS, NULL);

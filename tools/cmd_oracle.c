@@ -295,7 +295,10 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
     "layer's channels in blocks (one image: each rank holds its share of\n" \
     "the MPFR values; nets whose every layer the split divides: one with\n" \
     "a Concatenate, Reshape, grouped Conv2D or token kind is refused).\n" \
-    "Rank 0 judges; the report is the one-process report, byte for byte.\n"
+    "Rank 0 judges; the report is the one-process report, byte for byte.\n" \
+    "With --split layer what it reads layer by layer (the rounded reference,\n" \
+    "the gauge's forward bounds, the trace-local values) is parked over the\n" \
+    "ranks, each keeping a part, and gathered back for the step that reads it.\n"
 
 /* What became of one file of check / compare, computed on some rank and
  * replayed on rank 0 in file order (tools/cli_mpi.h): kind 1 a report, 2
