@@ -1148,6 +1148,10 @@ static const size_t st_es[ST_KINDS] = {sizeof(float), sizeof(float),  sizeof(flo
                                        sizeof(double), sizeof(float), sizeof(float), sizeof(float),
                                        sizeof(float), sizeof(float),  sizeof(float)};
 enum { SQ_END = 1, SQ_PARK, SQ_FETCH, SQ_DROP };
+/* SQ_FETCH asks for several arrays at once (kind: their count; the data:
+ * each one's kind and key): one request and one gather a step, not one
+ * an array (a serving rank polls with a growing sleep, so each exchange
+ * costs up to milliseconds) */
 
 typedef struct sp_store {
     splitter *S;
@@ -1252,7 +1256,7 @@ typedef struct st_msg {
 static int st_request(sp_store *P, int op, int kind, int li, const void *data, size_t bytes)
 {
     splitter *S = P->S;
-    size_t n = sizeof(st_msg) + (op == SQ_PARK ? bytes : 0);
+    size_t n = sizeof(st_msg) + (op == SQ_PARK || op == SQ_FETCH ? bytes : 0);
     unsigned char *m = malloc(n);
     void *all = NULL;
     size_t total = 0;
@@ -1265,7 +1269,7 @@ static int st_request(sp_store *P, int op, int kind, int li, const void *data, s
     if (m) {
         st_msg h = {op, kind, li, (int64_t)bytes};
         memcpy(m, &h, sizeof h);
-        if (op == SQ_PARK && bytes)
+        if ((op == SQ_PARK || op == SQ_FETCH) && bytes)
             memcpy(m + sizeof h, data, bytes);
     }
     int rc = sp_allx(S, fail ? NULL : m, fail ? 0 : n, fail, &all, &total);
@@ -1274,20 +1278,40 @@ static int st_request(sp_store *P, int op, int kind, int li, const void *data, s
     return rc || fail ? -1 : 0;
 }
 
-/* gather of this rank's part of (kind, li) onto the root */
-static int st_give(sp_store *P, int kind, int li, void **all, size_t *total)
+typedef struct st_item {
+    int64_t kind, key;
+} st_item;
+
+/* gather of this rank's parts of the n arrays it[] onto the root, in
+ * item order (rank order on the root) */
+static int st_give(sp_store *P, const st_item *it, int n, void **all, size_t *total)
 {
     splitter *S = P->S;
-    size_t k = (size_t)kind * (size_t)P->nl + (size_t)li, o0 = 0, o1 = 0;
-    if (P->bytes[k])
-        st_range(P, kind, P->bytes[k], S->q, &o0, &o1);
+    size_t sum = 0, o0, o1;
     *all = NULL;
     *total = 0;
     if (S->dead)
         return -1;
+    for (int i = 0; i < n; i++) {
+        size_t k = (size_t)it[i].kind * (size_t)P->nl + (size_t)it[i].key;
+        st_range(P, (int)it[i].kind, P->bytes[k], S->q, &o0, &o1);
+        sum += o1 - o0;
+    }
+    unsigned char *buf = malloc(sum ? sum : 1);
+    if (!buf && !P->why[0])
+        snprintf(P->why, sizeof P->why, "%s: out of memory in the oracle (layer split)",
+                 S->label);
+    for (size_t i = 0, at = 0; buf && i < (size_t)n; i++) {
+        size_t k = (size_t)it[i].kind * (size_t)P->nl + (size_t)it[i].key;
+        st_range(P, (int)it[i].kind, P->bytes[k], S->q, &o0, &o1);
+        if (o1 > o0)
+            memcpy(buf + at, P->part[k], o1 - o0);
+        at += o1 - o0;
+    }
     const char *fail = P->why[0] ? P->why : NULL;
-    if (S->s->gather(S->s->ctx, fail ? NULL : P->part[k], fail ? 0 : o1 - o0, fail, all,
-                     total)) {
+    int rc = S->s->gather(S->s->ctx, fail ? NULL : buf, fail ? 0 : sum, fail, all, total);
+    free(buf);
+    if (rc) {
         S->dead = 1;
         free(*all);
         *all = NULL;
@@ -1296,22 +1320,98 @@ static int st_give(sp_store *P, int kind, int li, void **all, size_t *total)
     return 0;
 }
 
+/* The root: copies of the n parked arrays it[], whole, in out[i]
+ * (malloc'ed); -1 on a failure (every out[i] NULL). */
+static int st_fetch_n(sp_store *P, const st_item *it, int n, void **out)
+{
+    splitter *S = P->S;
+    void *all = NULL;
+    size_t total = 0, want = 0, o0, o1;
+    for (int i = 0; i < n; i++)
+        out[i] = NULL;
+    if (n == 0)
+        return 0;
+    if (st_request(P, SQ_FETCH, n, 0, it, (size_t)n * sizeof *it) ||
+        st_give(P, it, n, &all, &total))
+        return -1;
+    for (int i = 0; i < n; i++)
+        want += P->bytes[(size_t)it[i].kind * (size_t)P->nl + (size_t)it[i].key];
+    int ok = all && total == want;
+    for (int i = 0; ok && i < n; i++) {
+        size_t b = P->bytes[(size_t)it[i].kind * (size_t)P->nl + (size_t)it[i].key];
+        ok = (out[i] = malloc(b ? b : 1)) != NULL;
+    }
+    if (ok) {
+        const unsigned char *q = all;
+        for (int g = 0; g < S->R; g++)
+            for (int i = 0; i < n; i++) {
+                size_t k = (size_t)it[i].kind * (size_t)P->nl + (size_t)it[i].key;
+                st_range(P, (int)it[i].kind, P->bytes[k], g, &o0, &o1);
+                memcpy((unsigned char *)out[i] + o0, q, o1 - o0);
+                q += o1 - o0;
+            }
+    }
+    free(all);
+    if (!ok) {
+        for (int i = 0; i < n; i++) {
+            free(out[i]);
+            out[i] = NULL;
+        }
+        if (!P->why[0])
+            snprintf(P->why, sizeof P->why,
+                     "%s: parked arrays came back with %zu bytes, not %zu (or out of memory)",
+                     S->label, total, want);
+        return -1;
+    }
+    return 0;
+}
+
 /* The root: a copy of the parked (kind, li), whole; NULL on a failure. */
 static void *st_fetch(sp_store *P, int kind, int li)
 {
-    size_t k = (size_t)kind * (size_t)P->nl + (size_t)li;
-    void *all = NULL;
-    size_t total = 0;
-    if (st_request(P, SQ_FETCH, kind, li, NULL, 0) || st_give(P, kind, li, &all, &total))
-        return NULL;
-    if (total != P->bytes[k] || !all) {
-        free(all);
-        if (!P->why[0])
-            snprintf(P->why, sizeof P->why, "%s: a parked array came back with %zu bytes, not %zu",
-                     P->S->label, total, P->bytes[k]);
-        return NULL;
+    st_item it = {kind, li};
+    void *out;
+    return st_fetch_n(P, &it, 1, &out) ? NULL : out;
+}
+
+/* The arrays one step fetches, asked for together (st_fetch_n); each
+ * lands in its float or double slot. */
+#define ST_WANT 64
+typedef struct st_want {
+    sp_store *P;
+    int n;
+    st_item it[ST_WANT];
+    float **f[ST_WANT];
+    double **d[ST_WANT];
+} st_want;
+
+static int sw_flush(st_want *w)
+{
+    void *out[ST_WANT];
+    int n = w->n;
+    w->n = 0;
+    if (st_fetch_n(w->P, w->it, n, out))
+        return -1;
+    for (int i = 0; i < n; i++) {
+        if (w->f[i])
+            *w->f[i] = out[i];
+        else
+            *w->d[i] = out[i];
     }
-    return all;
+    return 0;
+}
+
+/* (kind, key) into *f (float) or *d (double) at the next flush */
+static int sw_add(st_want *w, int kind, int key, float **f, double **d)
+{
+    if (w->n == ST_WANT && sw_flush(w))
+        return -1;
+    st_item it = {kind, key};
+    w->it[w->n] = it;
+    w->f[w->n] = f;
+    w->d[w->n] = d;
+    w->n++;
+    return 0;
 }
 
 /* The root: park (the store keeps its part, the others theirs) or drop */
@@ -1384,6 +1484,27 @@ static int st_serve(sp_store *P)
             free(all);
             return 0;
         }
+        if (h.op == SQ_FETCH) {
+            /* the gather follows whatever the request holds: a malformed
+             * one is this rank's failure, told in it */
+            int n = (int)h.kind;
+            const st_item *it = (const st_item *)((unsigned char *)all + sizeof h);
+            ok = n >= 1 && n <= 1 << 20 && total == sizeof h + (size_t)n * sizeof *it;
+            for (int i = 0; ok && i < n; i++)
+                ok = it[i].kind >= 0 && it[i].kind < ST_KINDS && it[i].key >= 0 &&
+                     it[i].key < P->nl;
+            if (!ok && !P->why[0])
+                snprintf(P->why, sizeof P->why, "%s: a request of the layer split is malformed",
+                         S->label);
+            void *g = NULL;
+            size_t gt = 0;
+            int rc = st_give(P, it, ok ? n : 0, &g, &gt);
+            free(g);
+            free(all);
+            if (rc)
+                return -1;
+            continue;
+        }
         if (!ok) {
             snprintf(P->why, sizeof P->why, "%s: a request of the layer split is malformed",
                      S->label);
@@ -1392,14 +1513,6 @@ static int st_serve(sp_store *P)
                     total - sizeof h);
         } else if (h.op == SQ_DROP) {
             st_forget(P, (int)h.kind, (int)h.li);
-        } else if (h.op == SQ_FETCH) {
-            void *g = NULL;
-            size_t gt = 0;
-            free(all);
-            if (st_give(P, (int)h.kind, (int)h.li, &g, &gt))
-                return -1;
-            free(g);
-            continue;
         }
         free(all);
     }
@@ -1427,9 +1540,11 @@ static int stj_fetch(void *ctx, int li, double **A, double **As, int64_t n)
 {
     st_judge *J = ctx;
     (void)n; /* the parked bytes say it */
-    *A = st_fetch(J->P, ST_GA, li);
-    *As = *A ? st_fetch(J->P, ST_GAS, li) : NULL;
-    return *A && *As ? 0 : -1;
+    st_want w = {J->P, 0, {{0, 0}}, {NULL}, {NULL}};
+    *A = *As = NULL;
+    return sw_add(&w, ST_GA, li, NULL, A) || sw_add(&w, ST_GAS, li, NULL, As) || sw_flush(&w)
+               ? -1
+               : 0;
 }
 
 static int stj_drop(void *ctx, int li)
@@ -1462,11 +1577,9 @@ static float **stj_slot(st_judge *J, int kind, int x)
     return kind == ST_ACT ? &J->R->act[x] : kind == ST_REL ? &J->R->rel[x] : &J->R->rel_lo[x];
 }
 
-static int stj_step(void *ctx, int li, int bwd, int done)
+/* the arrays of stj_step into w (the others freed) */
+static int stj_collect(st_judge *J, int li, int bwd, st_want *w)
 {
-    st_judge *J = ctx;
-    if (done)
-        return 0;
     for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
         for (int x = 0; x < J->net->n_layers; x++) {
             float **a = stj_slot(J, kind, x);
@@ -1478,10 +1591,19 @@ static int stj_step(void *ctx, int li, int bwd, int done)
     for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
         for (int x = 0; x < J->net->n_layers; x++) {
             float **a = stj_slot(J, kind, x);
-            if (!*a && stj_need(J, li, bwd, kind, x) && !(*a = st_fetch(J->P, kind, x)))
+            if (!*a && stj_need(J, li, bwd, kind, x) && sw_add(w, kind, x, a, NULL))
                 return -1;
         }
     return 0;
+}
+
+static int stj_step(void *ctx, int li, int bwd, int done)
+{
+    st_judge *J = ctx;
+    if (done)
+        return 0;
+    st_want w = {J->P, 0, {{0, 0}}, {NULL}, {NULL}};
+    return stj_collect(J, li, bwd, &w) || sw_flush(&w) ? -1 : 0;
 }
 
 /* After the judgement: every fetched array freed, then those the later
@@ -1494,13 +1616,12 @@ static int stj_restore(st_judge *J, int want_rel, int want_act)
             free(*a);
             *a = NULL;
         }
-    for (int x = 0; x < J->net->n_layers; x++) {
-        if (want_rel && !(J->R->rel[x] = st_fetch(J->P, ST_REL, x)))
+    st_want w = {J->P, 0, {{0, 0}}, {NULL}, {NULL}};
+    for (int x = 0; x < J->net->n_layers; x++)
+        if ((want_rel && sw_add(&w, ST_REL, x, &J->R->rel[x], NULL)) ||
+            (want_act && sw_add(&w, ST_ACT, x, &J->R->act[x], NULL)))
             return -1;
-        if (want_act && !(J->R->act[x] = st_fetch(J->P, ST_ACT, x)))
-            return -1;
-    }
-    return 0;
+    return sw_flush(&w);
 }
 
 typedef struct sp_ref {
@@ -2506,10 +2627,11 @@ static int stl_gstep(void *ctx, int li, int bwd, int done)
 {
     stl_store *L = ctx;
     const lrp_net *net = L->J->net;
-    if (stj_step(L->J, li, bwd, done))
-        return -1;
     if (done)
         return 0;
+    st_want w = {L->J->P, 0, {{0, 0}}, {NULL}, {NULL}};
+    if (stj_collect(L->J, li, bwd, &w))
+        return -1;
     for (int c = 0; c < net->n_layers; c++)
         for (int k = 0; k < net->layers[c].n_in && k < LRP_MAX_INPUTS; k++) {
             int need = bwd && net->layers[c].in[k] == li, key = c * LRP_MAX_INPUTS + k;
@@ -2519,12 +2641,11 @@ static int stl_gstep(void *ctx, int li, int bwd, int done)
                 free(*lo);
                 *h = *lo = NULL;
             } else if (!*h && need && st_parked(L->J->P, ST_RIH, key)) {
-                if (!(*h = st_fetch(L->J->P, ST_RIH, key)) ||
-                    !(*lo = st_fetch(L->J->P, ST_RIL, key)))
+                if (sw_add(&w, ST_RIH, key, h, NULL) || sw_add(&w, ST_RIL, key, lo, NULL))
                     return -1;
             }
         }
-    return 0;
+    return sw_flush(&w);
 }
 
 static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const lrp_pipe *ref,
@@ -3313,6 +3434,7 @@ static int tls_step(void *ctx, int li, int bwd, int done)
     tl_store *J = ctx;
     if (done)
         return 0;
+    st_want w = {J->P, 0, {{0, 0}}, {NULL}, {NULL}};
     for (int kind = ST_TFH; kind <= ST_TRL; kind++)
         for (int x = 0; x < J->nl; x++) {
             int need = x == li && (kind >= ST_TRH) == (bwd != 0);
@@ -3320,12 +3442,11 @@ static int tls_step(void *ctx, int li, int bwd, int done)
             if (*a && !need) {
                 free(*a);
                 *a = NULL;
-            } else if (!*a && need && st_parked(J->P, kind, x) &&
-                       !(*a = st_fetch(J->P, kind, x))) {
+            } else if (!*a && need && st_parked(J->P, kind, x) && sw_add(&w, kind, x, a, NULL)) {
                 return -1;
             }
         }
-    return 0;
+    return sw_flush(&w);
 }
 
 /* sliced (the layer split, a rank that does not judge): got and got_act
