@@ -272,7 +272,7 @@ static void layer_split_equals_one_process(void **state)
 
 /* a rank failing at its k-th exchange (the hooks' and the pipeline's),
  * rank 0 included: every rank returns an error of one line, none makes
- * an exchange after the failure, none waits for another.  36 points over
+ * an exchange after the failure, none waits for another.  24 points over
  * each run, each rank failing at every third: the exchanges of the
  * parked arrays (the hooks' parking; the root's requests while the others
  * serve it: 462 of compare resnet's 916) are hit at several points, each
@@ -287,7 +287,7 @@ static void fail_at_points(const char *fx, const char *source)
     int total = s.calls[0];
     jobs_free(jobs, R);
     assert_true(total > 10);
-    const int step = (total + 35) / 36;
+    const int step = (total + 23) / 24;
     for (int at = 1; at <= total; at += step) {
         for (int fr = (at / step) % R; fr < R; fr += R) {
             run_ranks(jobs, &s, fx, source, NULL, R, fr, at);
