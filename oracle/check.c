@@ -1116,13 +1116,14 @@ static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
 /* The reference run: what take_ref keeps, for the batch, on the root; and
  * the pipeline's per-layer data the verdicts read from the run (flags,
  * conservation residual, classes), merged into a view of the batch. */
-/* ---- the layer split's store (compare) ----
+/* ---- the layer split's store (check, compare) ----
  *
  * Under the layer split the root judges the batch, and what it reads
  * layer by layer -- the reference rounded to binary32 (act, rel, rel_lo:
- * 12 bytes a value) and the end-to-end gauge's forward bounds (A, As: 16)
- * -- was held on the root for the whole network: its memory did not fall
- * with the ranks (docs/SCALING.md "Parked arrays").  Each such array is
+ * 12 bytes a value), the end-to-end gauge's forward bounds (A, As: 16)
+ * and, for check's local comparison, each consumer's rounded
+ * contributions (8) -- was held on the root for the whole network: its
+ * memory did not fall with the ranks (docs/SCALING.md "Parked arrays").  Each such array is
  * parked instead: split in R contiguous parts of its elements, rank q
  * keeping part q, and fetched back whole onto the root (a gather of the
  * parts in rank order: the same bytes) for the one step that reads it.
@@ -1518,8 +1519,8 @@ static int st_serve(sp_store *P)
     }
 }
 
-/* ---- the end-to-end judgement on a parked reference (the layer split,
- * compare): the gauge's store (lrp_gauge_store) over sp_store ---- */
+/* ---- the judgement on a parked reference (the layer split): the
+ * gauge's store (lrp_gauge_store) over sp_store ---- */
 typedef struct st_judge {
     sp_store *P;
     rounded *R;
@@ -1636,9 +1637,10 @@ typedef struct sp_ref {
     int prec;      /* the layer split: the run's precision (the residual) */
     const lrp_net *net_full; /* the layer split: the net the view shows */
     char why[LRP_ERR_MSG_MAX]; /* the layer split: what cannot be merged */
-    /* the layer split's store (compare): each layer's rounded reference
-     * parked as soon as it is merged, and (root) the self-proof's verdict
-     * taken from it then, the proof's relevance of the layer freed */
+    /* the layer split's store: each layer's rounded reference (and, for
+     * the local comparison, its contributions) parked as soon as it is
+     * merged, and (root) the self-proof's verdict taken from it then, the
+     * proof's relevance of the layer freed */
     sp_store *park;
     rounded *proof;
     int64_t **unres;
