@@ -167,8 +167,7 @@ void lrp_split_net_free(lrp_split_net *s)
     free(s);
 }
 
-/* sample by sample, rank q's block of each of B rows of n values */
-static float *slice_rows(const float *src, int64_t B, int64_t n, int64_t lo, int64_t hi)
+float *lrp_pipe_split_slice(const float *src, int64_t B, int64_t n, int64_t lo, int64_t hi)
 {
     float *d = malloc((size_t)(B * (hi - lo) + 1) * sizeof *d);
     if (!d)
@@ -228,12 +227,13 @@ lrp_split_net *lrp_split_net_new(const lrp_net *full, const lrp_pipe_split *sp)
     int64_t B = full->batch;
     const lrp_shape *is = &full->layers[0].shape;
     int64_t ni = lrp_shape_numel(is), ii = inner_of(is);
-    if (!(s->net.input = slice_rows(full->input, B, ni, s->lo[q] * ii, s->hi[q] * ii)))
+    if (!(s->net.input =
+              lrp_pipe_split_slice(full->input, B, ni, s->lo[q] * ii, s->hi[q] * ii)))
         goto fail;
     if (full->r_out) {
         const lrp_shape *os = &full->layers[nl - 1].shape;
         int64_t no = lrp_shape_numel(os), oi = inner_of(os);
-        if (!(s->net.r_out = slice_rows(full->r_out, B, no, s->lo[(nl - 1) * R + q] * oi,
+        if (!(s->net.r_out = lrp_pipe_split_slice(full->r_out, B, no, s->lo[(nl - 1) * R + q] * oi,
                                         s->hi[(nl - 1) * R + q] * oi)))
             goto fail;
     }

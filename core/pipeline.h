@@ -780,6 +780,10 @@ typedef struct lrp_pipe_split {
 /* The block [*lo, *hi) of layer li's first axis held by rank q of size
  * under the layer split. */
 void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *lo, int64_t *hi);
+/* Sample by sample, the cells [lo, hi) of each of B rows of n values of
+ * src: a rank's block of a batch-major tensor (malloc'ed; NULL when out of
+ * memory). */
+float *lrp_pipe_split_slice(const float *src, int64_t B, int64_t n, int64_t lo, int64_t hi);
 /* 1 when layer li runs whole under the layer split over size ranks (the
  * whole-layer fallback above). */
 int lrp_pipe_split_is_whole(const lrp_net *net, int li, int size);

@@ -72,6 +72,23 @@ static void rounded_free(rounded *r)
  * at p + proof_extra differ bit for bit (the self-proof leaves them
  * unresolved): per layer an ascending list ended by -1, NULL where R2 has
  * no relevance.  NULL when out of memory. */
+static int64_t *unresolved_layer(const float *r, const float *r2, int64_t n);
+static int64_t **unresolved_cells(const rounded *R, const rounded *R2, const lrp_net *net)
+{
+    int nl = net->n_layers;
+    int64_t **u = calloc((size_t)nl, sizeof *u);
+    for (int i = 0; u && i < nl; i++) {
+        if (!R2->rel[i] || !R->rel[i])
+            continue;
+        int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch;
+        if (!(u[i] = unresolved_layer(R->rel[i], R2->rel[i], n))) {
+            unresolved_free(u, nl);
+            return NULL;
+        }
+    }
+    return u;
+}
+
 /* the cells of one tensor (n values) where the two precisions' rounded
  * relevance differ, ascending, -1 ends; NULL: out of memory */
 static int64_t *unresolved_layer(const float *r, const float *r2, int64_t n)
@@ -87,22 +104,6 @@ static int64_t *unresolved_layer(const float *r, const float *r2, int64_t n)
         if (memcmp(&r[k], &r2[k], sizeof(float)) != 0)
             u[m++] = k;
     u[m] = -1;
-    return u;
-}
-
-static int64_t **unresolved_cells(const rounded *R, const rounded *R2, const lrp_net *net)
-{
-    int nl = net->n_layers;
-    int64_t **u = calloc((size_t)nl, sizeof *u);
-    for (int i = 0; u && i < nl; i++) {
-        if (!R2->rel[i] || !R->rel[i])
-            continue;
-        int64_t n = lrp_shape_numel(&net->layers[i].shape) * net->batch;
-        if (!(u[i] = unresolved_layer(R->rel[i], R2->rel[i], n))) {
-            unresolved_free(u, nl);
-            return NULL;
-        }
-    }
     return u;
 }
 
@@ -906,6 +907,15 @@ static void sp_place(const splitter *S, int64_t first, int64_t count, int g, int
                (size_t)w * es);
 }
 
+/* The layer split: this rank's block of tensor li of the batch (src, the
+ * whole batch-major array), malloc'ed; NULL when out of memory. */
+static float *sp_block(const splitter *S, int li, const float *src)
+{
+    int64_t k = (int64_t)li * S->R + S->q;
+    int64_t n1 = lrp_shape_numel(&S->sub.layers[li].shape);
+    return lrp_pipe_split_slice(src, S->B, n1, S->lo[k] * S->inner[li], S->hi[k] * S->inner[li]);
+}
+
 /* Segment header: this rank's sample count and its payload's bytes. */
 static void sp_begin(xbuf *b, int64_t count)
 {
@@ -1113,9 +1123,6 @@ static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
     H->whole->rel[li] = w;
 }
 
-/* The reference run: what take_ref keeps, for the batch, on the root; and
- * the pipeline's per-layer data the verdicts read from the run (flags,
- * conservation residual, classes), merged into a view of the batch. */
 /* ---- the layer split's store (check, compare) ----
  *
  * Under the layer split the root judges the batch, and what it reads
@@ -1159,7 +1166,8 @@ typedef struct sp_store {
     int nl;          /* keys a kind: layers * LRP_MAX_INPUTS */
     void **part;     /* [kind * nl + li]: this rank's part of the parked array */
     size_t *bytes;   /* [kind * nl + li]: the whole array's bytes, 0: not parked */
-    int serving;     /* the root: the other ranks are in st_serve */
+    int serving;     /* the ranks are in (the root) or bound for (the others)
+                        a serve window: st_end tells them the end or a failure */
     char why[LRP_ERR_MSG_MAX]; /* this rank's failure (out of memory) */
 } sp_store;
 
@@ -1231,8 +1239,11 @@ static int st_park_all(sp_store *P, int kind, int li, float **w, size_t bytes, c
     size_t total = 0;
     if (!fail && P->why[0])
         fail = P->why;
-    if (!fail && S->s->root && !*w)
-        fail = "out of memory in the oracle (layer split)";
+    if (!fail && S->s->root && !*w) {
+        snprintf(P->why, sizeof P->why, "%s: out of memory in the oracle (layer split)",
+                 S->label);
+        fail = P->why;
+    }
     int rc = sp_allx(S, S->s->root && !fail ? (const void *)*w : NULL,
                      S->s->root && !fail ? bytes : 0, fail, &all, &total);
     if (S->s->root) {
@@ -1625,6 +1636,9 @@ static int stj_restore(st_judge *J, int want_rel, int want_act)
     return sw_flush(&w);
 }
 
+/* The reference run: what take_ref keeps, for the batch, on the root; and
+ * the pipeline's per-layer data the verdicts read from the run (flags,
+ * conservation residual, classes), merged into a view of the batch. */
 typedef struct sp_ref {
     splitter *S;
     ref_take *T; /* root: filled for the batch */
@@ -2681,10 +2695,9 @@ static lrp_status local_compare(lrp_run_report *rep, const lrp_net *net, const l
         lrp_gauge_opts go = {1,           LRP_GI_ROUNDED, LRP_SHARP_LAMBDA, threads, local_layer,
                              &J,          0,              SJ ? &gs : NULL};
         st = lrp_gauge_compute_opts(&GL, net, R->act, R->rel, &go, err);
-        /* the arrays of its last step */
-        if (SJ && !st) {
+        /* the last step's arrays freed (li -1 fetches nothing) */
+        if (SJ && !st)
             stl_gstep(&LS, -1, 0, 0);
-        }
     }
 done:
     lrp_gauge_free(&GL);
@@ -2894,8 +2907,8 @@ static float **sp_tl_slot(tl_take *W, int64_t tag, int nl, float ***lo)
     return NULL;
 }
 
-/* The arrays of this hook call's tags, placed on the root, parked (every
- * rank, the same tags; an array a tag did not fill is parked as none). */
+/* The arrays of the tags this hook call sent, placed on the root, parked
+ * (every rank; the tags are the same on every rank, as the root checks). */
 static void sp_tl_park(sp_tl *H, const int64_t *tags, int ntag)
 {
     splitter *S = H->S;
@@ -3497,22 +3510,17 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
             st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
             goto done;
         }
-        for (int i = 0; i < nl; i++) {
-            int64_t k = (int64_t)i * S->R + S->q, n1 = lrp_shape_numel(&net->layers[i].shape);
-            int64_t w = (S->hi[k] - S->lo[k]) * S->inner[i], off = S->lo[k] * S->inner[i];
+        for (int i = 0; i < nl; i++)
             for (int a = 0; a < 2; a++) {
                 const float *src = a ? (exact_act ? got_act[i] : NULL) : got[i];
-                float *d = src ? malloc((size_t)(B * w > 0 ? B * w : 1) * sizeof *d) : NULL;
+                float *d = src ? sp_block(S, i, src) : NULL;
                 if (src && !d) {
                     st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)",
                                      rep->fixture);
                     goto done;
                 }
-                for (int64_t b = 0; d && b < B; b++)
-                    memcpy(d + b * w, src + b * n1 + off, (size_t)w * sizeof *d);
                 *(a ? &ablk[i] : &gblk[i]) = d;
             }
-        }
         lm.act = exact_act ? ablk : NULL;
         lm.rel = gblk;
     }
@@ -3613,9 +3621,9 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
                 st = st_failed(&TP, rep->fixture, err);
             goto done;
         }
-        /* the last step's arrays */
-        if (TP.part && tls_step(&TS, -1, 0, 0))
-            goto done;
+        /* the last step's arrays freed (li -1 fetches nothing) */
+        if (TP.part)
+            tls_step(&TS, -1, 0, 0);
         st_end(&TP, NULL);
     }
 
@@ -4840,17 +4848,12 @@ judged:
             /* a rank that does not judge reads only its block of our fast
              * path's run: the whole arrays replaced by it */
             for (int i = 0; i < nl; i++) {
-                int64_t k = (int64_t)i * S->R + S->q, n1 = lrp_shape_numel(&net->layers[i].shape);
-                int64_t w = (S->hi[k] - S->lo[k]) * S->inner[i], off = S->lo[k] * S->inner[i];
                 for (int a = 0; a < 2; a++) {
-                    float **src = a ? &F.act[i] : &F.rel[i];
+                    float **src = a ? &F.act[i] : &F.rel[i], *d;
                     if (!*src)
                         continue;
-                    float *d = malloc((size_t)(net->batch * w > 0 ? net->batch * w : 1) * sizeof *d);
-                    if (!d)
+                    if (!(d = sp_block(S, i, *src)))
                         goto oom;
-                    for (int64_t b = 0; b < net->batch; b++)
-                        memcpy(d + b * w, *src + b * n1 + off, (size_t)w * sizeof *d);
                     free(*src);
                     *src = d;
                 }
