@@ -121,18 +121,34 @@ static int split_whole(const lrp_net *net, int li, int size)
     }
 }
 
+/* 1 when a layer of this kind, run whole, leaves the oracle's split runs
+ * nothing but blocks of tensors: its step routes relevance (Concatenate
+ * splits R into its inputs' channels, Reshape hands it on) and keeps no
+ * per-unit audit data (no denominator, class, absorbed relevance), so each
+ * rank's block of its output and of each input's relevance, as
+ * lrp_pipe_split_whole_fwd / _bwd keep them, is what oracle/check.c
+ * merges for a divided layer.  The other kinds run whole keep the whole
+ * layer's units (n_units, den, cls, abs) on every rank, which the merge
+ * cannot place (it stops with "its units are not its cells"). */
+static int whole_blocks_only(const lrp_layer *l)
+{
+    return l->kind == LRP_LAYER_CONCAT || l->kind == LRP_LAYER_RESHAPE;
+}
+
 lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err)
 {
-    /* the oracle's runs under the split place every rank's block of each
-     * layer's audit data (oracle/check.c); a layer run whole has none of
-     * its own block, so check and compare need every layer divided */
+    /* the oracle's runs under the split merge every rank's block of each
+     * layer's audit data (oracle/check.c); a layer run whole with per-unit
+     * audit data has no block of it (whole_blocks_only) */
     for (int li = 0; li < net->n_layers; li++)
-        if (split_whole(net, li, size)) {
+        if (split_whole(net, li, size) && !whole_blocks_only(&net->layers[li])) {
             const lrp_layer *l = &net->layers[li];
             return lrp_err_set(err, LRP_E_UNSUPPORTED,
                                "<network>: layer '%s': %s is not divided by the layer split (it "
-                               "would run whole on every rank, which check and compare do not "
-                               "support; reference does)",
+                               "would run whole on every rank, and check and compare cannot "
+                               "merge its per-unit audit data from the ranks; of the layers run "
+                               "whole they take Concatenate and Reshape; reference runs every "
+                               "layer)",
                                l->name, lrp_layer_kind_name(l->kind));
         }
     return LRP_OK;

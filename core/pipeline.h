@@ -757,7 +757,7 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
  * whole with that layer: its forward writes the folded bias into the
  * layer, and the folded backward of a divided layer would need every
  * output channel's factor; those Conv2D are computed whole by every rank.
- * Nothing is refused (lrp_pipe_split_check).  A
+ * Nothing is refused here (lrp_pipe_split_check is the oracle's).  A
  * layer with fewer channels than ranks leaves some ranks an empty block
  * (they still make every exchange).  lrp_pipe_run_split runs
  * LRP_PIPE_RELEVANCE (the `reference` trace: activations and relevance);
@@ -787,10 +787,13 @@ float *lrp_pipe_split_slice(const float *src, int64_t B, int64_t n, int64_t lo, 
 /* 1 when layer li runs whole under the layer split over size ranks (the
  * whole-layer fallback above). */
 int lrp_pipe_split_is_whole(const lrp_net *net, int li, int size);
-/* LRP_OK when the layer split over size ranks divides every layer of the
- * net (none runs whole), as the oracle's split runs (check, compare) need;
- * else an LRP_E_UNSUPPORTED error naming the first layer that would run
- * whole.  lrp_pipe_run_split itself runs every net. */
+/* LRP_OK when the oracle's split runs (check, compare) can take the net
+ * under the layer split over size ranks: every layer divided, or run whole
+ * with nothing per unit to merge (Concatenate, Reshape: the ranks' blocks
+ * of its tensors are all there is); else an LRP_E_UNSUPPORTED error naming
+ * the first other layer that would run whole (a grouped Conv2D, an Add of
+ * inputs split differently, the token and attention kinds, a BatchNorm
+ * canonized and its layer).  lrp_pipe_run_split itself runs every net. */
 lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err);
 /* The run of this rank (flags must include LRP_PIPE_RELEVANCE).  *out's
  * net is this rank's share (its layers' shapes are the blocks; free with

@@ -12,8 +12,13 @@
  * and on ones that do not: a NaN origin (vgg_dead), ill-conditioned cells
  * (nearcancel), signed zeros (negzero), and damaged traces of the fast
  * path (the input relevance sign-flipped, one layer doubled, a NaN
- * injected).  Then a rank failing at its k-th exchange, rank 0 included:
- * every rank returns an error with one line, and none exchanges after it.
+ * injected), and nets with layers run whole on every rank (Concatenate,
+ * Reshape: DenseNet-like).  The layers run whole with per-unit data
+ * (grouped Conv2D, an Add split differently, token and attention kinds)
+ * are refused by lrp_pipe_split_check; run anyway, every rank stops with
+ * one line, never a report.  Then a rank failing at its k-th exchange,
+ * rank 0 included: every rank returns an error with one line, and none
+ * exchanges after it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -29,6 +34,7 @@
 #include <cmocka.h>
 
 #include "check.h"
+#include "fixtures.h"
 #include "report.h"
 #include "util/testutil.h"
 
@@ -105,11 +111,71 @@ static void add_damaged(lrp_net *net, const char *from, const char *to, const ch
         rm[nm / 3] = NAN;
 }
 
+/* nets built here ("built:NAME"), each with layers the split runs whole
+ * among divided ones (under 2, 3 and 5 ranks): reshape_cat, Reshapes to
+ * (C, H, W) and to a flat vector and a Concatenate of a conv and a
+ * Reshape of the input (all taken by check / compare); grouped (2 groups,
+ * EpsilonPlus or alpha-beta) and add_mixed (an Add of a Dense's 12
+ * features and a Flatten of 3 channels, blocks of 4 cells: split
+ * differently), which they refuse */
+static lrp_net *build_net(const char *name)
+{
+    lrp_net *net = lrp_net_new();
+    assert_non_null(net);
+    lrp_err e = {0};
+    lrp_builder b;
+    lrp_build_begin(&b, net, 0x5eedu, &e);
+    int x = lrp_build_input(&b, "input", 3, 3, 6, 6);
+    int ab = 0;
+    if (!strcmp(name, "reshape_cat")) {
+        int c = lrp_build_conv(&b, "conv1", x, 8, 3, 1, 1, 1, 1);
+        c = lrp_build_relu(&b, "relu1", c);
+        int rs = tu_build_reshape(&b, "reshape1", c, 3, 16, 3, 6);
+        c = lrp_build_conv(&b, "conv2", rs, 4, 3, 1, 1, 1, 1);
+        c = lrp_build_relu(&b, "relu2", c);
+        int r2 = tu_build_reshape(&b, "reshape2", x, 3, 6, 3, 6);
+        int ins[2] = {c, r2};
+        int cat = lrp_build_concat(&b, "cat", 2, ins);
+        c = lrp_build_conv(&b, "conv3", cat, 6, 3, 1, 1, 1, 1);
+        c = lrp_build_relu(&b, "relu3", c);
+        c = lrp_build_gap(&b, "gap", c);
+        c = tu_build_reshape(&b, "to_flat", c, 1, 6, 0, 0);
+        lrp_build_dense(&b, "fc", c, 5, 1);
+    } else if (!strcmp(name, "grouped") || !strcmp(name, "grouped_ab")) {
+        ab = !strcmp(name, "grouped_ab");
+        int c = lrp_build_conv(&b, "conv1", x, 8, 3, 1, 1, 1, 1);
+        c = lrp_build_relu(&b, "relu1", c);
+        c = lrp_build_conv(&b, "gconv", c, 8, 3, 1, 1, 2, 1);
+        c = lrp_build_relu(&b, "relu2", c);
+        c = lrp_build_gap(&b, "gap", c);
+        lrp_build_dense(&b, "fc", c, 5, 1);
+    } else if (!strcmp(name, "add_mixed")) {
+        int c = lrp_build_conv(&b, "conv1", x, 6, 3, 1, 1, 1, 1);
+        c = lrp_build_relu(&b, "relu1", c);
+        int d = lrp_build_flatten(&b, "flat", c);
+        d = lrp_build_dense(&b, "fc1", d, 12, 1);
+        int p = lrp_build_conv(&b, "pconv", c, 3, 3, 3, 0, 1, 1); /* (3, 2, 2) */
+        p = lrp_build_flatten(&b, "pflat", p);
+        int ad[2] = {d, p};
+        int a = lrp_build_add(&b, "add", 2, ad);
+        a = lrp_build_relu(&b, "relu2", a);
+        lrp_build_dense(&b, "fc2", a, 5, 1);
+    } else {
+        fail_msg("no built net '%s'", name);
+    }
+    if (lrp_build_finish(&b, 2))
+        fail_msg("build: %s", e.msg);
+    lrp_composite_params cp = lrp_composite_params_default();
+    lrp_composite_apply(
+        net, ab ? LRP_COMPOSITE_EPSILON_ALPHA2_BETA1 : LRP_COMPOSITE_EPSILON_PLUS, &cp);
+    return net;
+}
+
 /* the net of a run: the fixture, with the fast path's trace and its
  * damaged copy when the run is a compare */
 static lrp_net *job_net(const char *fx, const char *source, const char *damage)
 {
-    lrp_net *net = tu_fixture(fx);
+    lrp_net *net = !strncmp(fx, "built:", 6) ? build_net(fx + 6) : tu_fixture(fx);
     if (source) {
         lrp_err e = {0};
         if (lrp_run(NULL, net, LRP_ENGINE_FAST, NULL, &e) != LRP_OK)
@@ -234,6 +300,13 @@ static void layer_split_equals_one_process(void **state)
         {"resnet", "flipped", "flip"}, /* a sign-flipped heatmap: FAIL */
         {"cnn", "doubled", "double"}, /* one layer x 2 */
         {"mlp", "nanned", "nan"},     /* a NaN injected */
+        /* layers run whole on every rank (Concatenate, Reshape) */
+        {"densenet", NULL, NULL},              /* a dense block of Concatenates */
+        {"captum_cat", NULL, NULL},            /* a conv read by a Concatenate and a conv */
+        {"zennit_bncat", "fastpath", NULL},    /* ... by a Concatenate and a BatchNorm */
+        {"built:reshape_cat", NULL, NULL},     /* Reshapes and a Concatenate */
+        {"built:reshape_cat", "fastpath", NULL},
+        {"densenet", "flipped", "flip"},       /* a sign-flipped heatmap: FAIL */
     };
     const int Rs[] = {1, 2, 3, 5};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
@@ -267,6 +340,50 @@ static void layer_split_equals_one_process(void **state)
         }
         lrp_run_report_free(&one);
         lrp_net_free(net);
+    }
+}
+
+/* The layers run whole whose per-unit data (n_units, denominators,
+ * classes, absorbed relevance) the ranks hold for the whole layer:
+ * lrp_pipe_split_check refuses the net, naming the first such layer (the
+ * Concatenates and Reshapes before it are taken).  Run anyway, the root's
+ * merge meets the whole layer's units against a block of cells and stops:
+ * every rank returns one error line, none a report. */
+static void whole_units_refused(void **state)
+{
+    (void)state;
+    const struct {
+        const char *fx, *layer;
+    } cases[] = {
+        {"built:grouped", "gconv"}, {"built:grouped_ab", "gconv"}, {"built:add_mixed", "add"},
+        {"tokmlp", "proj"},         {"attn1", "attn"},             {"vit_tiny", "tokens"},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        lrp_net *net = job_net(cases[c].fx, NULL, NULL);
+        lrp_err e = {0};
+        assert_int_equal(lrp_pipe_split_check(net, 2, &e), LRP_E_UNSUPPORTED);
+        char want[96];
+        snprintf(want, sizeof want, "layer '%s'", cases[c].layer);
+        if (!strstr(e.msg, want) || strchr(e.msg, '\n'))
+            fail_msg("%s: the refusal does not name %s in one line: %s", cases[c].fx, want,
+                     e.msg);
+        lrp_net_free(net);
+        if (strncmp(cases[c].fx, "built:", 6))
+            continue; /* the fixtures' kinds: the refusal alone */
+        for (int src = 0; src < 2; src++) {
+            sim s;
+            rank_job jobs[MAXR];
+            run_ranks(jobs, &s, cases[c].fx, src ? "fastpath" : NULL, NULL, 2, -1, 0);
+            for (int q = 0; q < 2; q++) {
+                if (jobs[q].st == LRP_OK)
+                    fail_msg("%s%s: rank %d returned a report", cases[c].fx,
+                             src ? " (compare)" : "", q);
+                if (!jobs[q].err.msg[0] || strchr(jobs[q].err.msg, '\n'))
+                    fail_msg("%s: rank %d's error is not one line: '%s'", cases[c].fx, q,
+                             jobs[q].err.msg);
+            }
+            jobs_free(jobs, 2);
+        }
     }
 }
 
@@ -318,6 +435,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(layer_split_equals_one_process),
+        cmocka_unit_test(whole_units_refused),
         cmocka_unit_test(failure_reaches_every_rank),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "fixtures.h"
+#include "graph_int.h"
 #include "lrp.h"
 
 #include <dirent.h>
@@ -286,6 +287,25 @@ struct lrp_net *tu_fixture(const char *name)
     if (d->build(&net, LRP_FIXTURE_SEED, &e) != LRP_OK)
         fail_msg("%s: %s", name, e.msg);
     return net;
+}
+
+int tu_build_reshape(lrp_builder *b, const char *name, int in, int rank, int64_t d0, int64_t d1,
+                     int64_t d2)
+{
+    lrp_err e = {0};
+    int li = lrp_net_add(b->net, LRP_LAYER_RESHAPE, name, &e);
+    if (li < 0)
+        fail_msg("%s", e.msg);
+    lrp_layer *l = &b->net->layers[li];
+    l->n_in = 1;
+    l->in[0] = in;
+    l->target.rank = rank;
+    l->target.d[0] = d0;
+    l->target.d[1] = d1;
+    l->target.d[2] = d2;
+    if (lrp_layer_infer(b->net, li, "<test>", &e))
+        fail_msg("%s", e.msg);
+    return li;
 }
 
 lrp_run_report tu_judge(const char *label, lrp_net *net, const char *source)

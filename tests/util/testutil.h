@@ -15,6 +15,12 @@ struct lrp_net;
 /* The suite fixture `name` built with the suite's seed (fixtures/suite.c);
  * a test failure (fail_msg) when it is unknown or does not build. */
 struct lrp_net *tu_fixture(const char *name);
+struct lrp_builder;
+/* A Reshape of layer `in` to (d0, d1, d2)'s first `rank` axes, added to
+ * the builder's net by hand (the builder has none); its index, or a test
+ * failure. */
+int tu_build_reshape(struct lrp_builder *b, const char *name, int in, int rank, int64_t d0,
+                     int64_t d1, int64_t d2);
 /* Inferring net's shapes ("f.h5") must fail with one line naming the file
  * and containing want (a cmocka failure otherwise). */
 void tu_expect_infer_error(struct lrp_net *net, const char *want);
