@@ -352,8 +352,10 @@ echo "== check / compare --split layer of one file: every layer's channels over 
 # every MPFR run over channel blocks, rank 0 placing the blocks and judging:
 # the one-process report (the default build, no split), failing verdicts
 # included: vgg_dead (a NaN origin), nearcancel (ill-conditioned cells),
-# negzero (signed zeros), a sign-flipped trace of resnet (FAIL)
+# negzero (signed zeros), a sign-flipped trace of resnet (FAIL); densenet
+# and zennit_bncat's trace (Concatenates, run whole on every rank)
 "$ONE" fast "$FX/resnet.h5" --out "$W/resnetT.h5" >/dev/null || bad "fast resnet"
+"$ONE" fast "$FX/zennit_bncat.h5" --out "$W/bncatT.h5" >/dev/null || bad "fast zennit_bncat"
 "$ONE" fast "$FX/negzero.h5" --out "$W/negzeroT.h5" >/dev/null || bad "fast negzero"
 /usr/bin/python3 - "$W/resnetT.h5" <<'PY' || bad "flipped trace (h5py)"
 import sys, h5py
@@ -366,7 +368,8 @@ f.close()
 PY
 for args in "check $FX/vgg_dead.h5" "check $FX/nearcancel.h5" "check $W/resnet5.h5" \
     "compare $W/negzeroT.h5 --source fastpath" "compare $W/resnetT.h5 --source flipped" \
-    "compare $W/cnnT.h5 --source fastpath"; do
+    "compare $W/cnnT.h5 --source fastpath" "check $FX/densenet.h5" \
+    "compare $W/bncatT.h5 --source fastpath"; do
     c=${args%% *}
     b=$(basename "$(echo "$args" | cut -d' ' -f2)" .h5)
     # shellcheck disable=SC2086
@@ -391,12 +394,13 @@ for args in "check $FX/vgg_dead.h5" "check $FX/nearcancel.h5" "check $W/resnet5.
         same "$c $b --split layer -n $n: JSON" one.json "n$n.json"
     done
 done
-# a net the layer split refuses (Concatenate): one line naming the layer
-run $LRP_MPIRUN -n 2 "$MPI" check "$FX/densenet.h5" --split layer --json f.json >f.out 2>f.err
+# a net the layer split refuses (a token kind run whole, its per-unit data
+# not merged from the ranks): one line naming the layer
+run $LRP_MPIRUN -n 2 "$MPI" check "$FX/tokmlp.h5" --split layer --json f.json >f.out 2>f.err
 rc=$?
-[ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && grep -q "by the layer split" f.err &&
-    [ ! -e f.json ] && ok "check densenet --split layer -n 2: refused, one line" ||
-    bad "check densenet --split layer -n 2: exit $rc, $(wc -l <f.err) lines"
+[ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && grep -q "layer 'proj'.*by the layer split" f.err &&
+    [ ! -e f.json ] && ok "check tokmlp --split layer -n 2: refused, one line" ||
+    bad "check tokmlp --split layer -n 2: exit $rc, $(wc -l <f.err) lines"
 # a rank failing in the middle of the runs (its 40th agreement), rank 0
 # included, and one leaving without finalizing; then later in the run,
 # where about half of the exchanges are the parked arrays' (the hooks'

@@ -293,8 +293,10 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
     "whole; one FILE's MPFR runs are split, by --split samples|layer:\n" \
     "samples (default), the batch in blocks of samples; layer, every\n" \
     "layer's channels in blocks (one image: each rank holds its share of\n" \
-    "the MPFR values; nets whose every layer the split divides: one with\n" \
-    "a Concatenate, Reshape, grouped Conv2D or token kind is refused).\n" \
+    "the MPFR values; a Concatenate or Reshape runs whole on every rank,\n" \
+    "a net with a grouped Conv2D, an Add of inputs split differently or a\n" \
+    "token or attention kind is refused: check and compare cannot merge\n" \
+    "their per-unit data from the ranks).\n" \
     "Rank 0 judges; the report is the one-process report, byte for byte.\n" \
     "With --split layer what it reads layer by layer (the rounded reference,\n" \
     "the gauge's forward bounds, the trace-local values) is parked over the\n" \
@@ -416,9 +418,10 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
     }
     co.keep = keep;
     if (split && split->layer) {
-        /* the oracle's layer split needs every layer divided (none run
-         * whole, lrp_pipe_split_check): every rank refuses the same net
-         * with the same line (before any exchange) */
+        /* the oracle's layer split needs every layer divided or run whole
+         * with nothing per unit (Concatenate, Reshape;
+         * lrp_pipe_split_check): every rank refuses the same net with the
+         * same line (before any exchange) */
         if (lrp_pipe_split_check(net, split->size, &e) != LRP_OK) {
             cli_progress_clear(prog);
             if (keep)
