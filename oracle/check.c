@@ -1069,6 +1069,10 @@ typedef struct sp_rel {
     rounded *blk;   /* this rank's block (freed as it is sent) */
     rounded *whole; /* root: the batch */
     int oom;
+    /* the layer split: each rank keeps its block in blk (sent nowhere;
+     * the reference run's hook compares it with its own block and sends
+     * the root the cells that differ: sp_unres_pack) */
+    int keep;
 } sp_rel;
 
 static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
@@ -1085,15 +1089,22 @@ static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
         take_rel(H->blk, p, li, 1);
         if (!H->blk->rel[li])
             H->oom = 1;
-        else /* p->L[li].n: the block's (the layer split) */
+        else if (!H->keep) /* p->L[li].n: the block's (the layer split) */
             xb_put(&b, H->blk->rel[li], (size_t)(p->L[li].n * c) * sizeof(float));
-        free(H->blk->rel[li]);
-        H->blk->rel[li] = NULL;
+        if (!H->keep) {
+            free(H->blk->rel[li]);
+            H->blk->rel[li] = NULL;
+        }
     }
     void *all;
     size_t total;
+    /* kept: the exchange still carries a failure (and nothing else) */
     if (sp_exchange(S, &b, fail, H->oom, "out of memory in the oracle", &all, &total))
         return;
+    if (H->keep) {
+        free(all);
+        return;
+    }
     segs G;
     float *w = malloc((size_t)(n1 * S->B > 0 ? n1 * S->B : 1) * sizeof(float));
     if (!w || sp_segs(&G, S, all, total)) {
@@ -1653,9 +1664,11 @@ typedef struct sp_ref {
     char why[LRP_ERR_MSG_MAX]; /* the layer split: what cannot be merged */
     /* the layer split's store: each layer's rounded reference (and, for
      * the local comparison, its contributions) parked as soon as it is
-     * merged, and (root) the self-proof's verdict taken from it then, the
-     * proof's relevance of the layer freed */
+     * merged */
     sp_store *park;
+    /* the layer split: this rank's block of the self-proof's rounded
+     * relevance, each layer's compared and freed in the hook
+     * (sp_unres_pack); root: the verdicts merged, per layer */
     rounded *proof;
     int64_t **unres;
 } sp_ref;
@@ -1669,7 +1682,8 @@ static double *xb_doubles(xbuf *b, const lrp_backend *be, const void *t, int64_t
 }
 
 /* One layer of this rank's block, in the order sp_ref_merge reads it. */
-static void sp_ref_pack(xbuf *b, const lrp_pipe *p, int li, int want_rin, int threads)
+static void sp_ref_pack(xbuf *b, const lrp_pipe *p, int li, int want_rin, int threads,
+                        size_t *rel_at)
 {
     const lrp_pipe_layer *P = &p->L[li];
     const lrp_backend *be = p->be;
@@ -1679,6 +1693,8 @@ static void sp_ref_pack(xbuf *b, const lrp_pipe *p, int li, int want_rin, int th
         round_mpfr(q, NULL, be, P->act, n, threads);
     if ((q = xb_reserve(b, (size_t)(2 * n) * sizeof(float))))
         round_mpfr(q, q + n, be, P->rel, n, threads);
+    /* where the rounded relevance sits in b (b->p may move later) */
+    *rel_at = q ? (size_t)((unsigned char *)q - b->p) : 0;
     xb_doubles(b, be, P->rel, n);
     xb_i64(b, P->n_rin);
     for (int k = 0; k < P->n_rin; k++) {
@@ -2185,6 +2201,8 @@ static int sp_ref_pack_layer(xbuf *b, const lrp_pipe *p, int li, char *why, size
     return 0;
 }
 
+static int sp_unres_merge(sp_ref *H, int li, xrd *rd, int n);
+
 /* Root: layer li of the batch from the ranks' blocks (sp_ref_merge's
  * figures, in the one-process order). */
 static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *all, size_t total)
@@ -2223,6 +2241,11 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
         int64_t n = sp_count(S, B, g, li);
         if (ref_seg_read_n(&sg[g], &G.r[g], P, n, umode ? n : 0, nrin))
             goto out;
+    }
+    /* the self-proof's verdict of the layer (sp_unres_pack) */
+    if (sp_unres_merge(H, li, G.r, G.n))
+        goto out;
+    for (int g = 0; g < G.n; g++) {
         if (!(sg[g].chk = xr_get(&G.r[g], SP_CHECKS * sizeof(lrp_nflags))))
             goto out;
         sg[g].resid = G.r[g];
@@ -2410,8 +2433,7 @@ out:
     return rc;
 }
 
-/* Layer li's reference rounded, merged on the root, parked (every rank);
- * the root first takes the self-proof's verdict of the layer from it. */
+/* Layer li's reference rounded, merged on the root, parked (every rank). */
 static void sp_park_layer(sp_ref *H, const lrp_pipe *p, int li)
 {
     splitter *S = H->S;
@@ -2421,12 +2443,6 @@ static void sp_park_layer(sp_ref *H, const lrp_pipe *p, int li)
     int64_t n = lrp_shape_numel(&l->shape) * S->B;
     char msg[LRP_ERR_MSG_MAX];
     const char *fail = NULL;
-    if (root && !H->oom && H->proof && H->proof->rel && H->proof->rel[li] && R->rel[li]) {
-        if (!(H->unres[li] = unresolved_layer(R->rel[li], H->proof->rel[li], n)))
-            H->oom = 1;
-        free(H->proof->rel[li]);
-        H->proof->rel[li] = NULL;
-    }
     if (H->oom) {
         snprintf(msg, sizeof msg, "%s: out of memory in the oracle", S->label);
         fail = msg;
@@ -2453,6 +2469,104 @@ static void sp_park_layer(sp_ref *H, const lrp_pipe *p, int li)
     }
 }
 
+/* The layer split's self-proof verdict of layer li, in the reference
+ * run's hook: every rank kept its block of the proof's rounded relevance
+ * (sp_rel.keep); it packs whether it has one, then the cells of its block
+ * (block-local, batch-major, ascending) where the two precisions round
+ * differently, and frees the block.  The root merges the lists
+ * (sp_unres_merge) into unresolved_layer's list for the batch.  -1: out
+ * of memory. */
+static int sp_unres_pack(xbuf *b, sp_ref *H, const lrp_pipe *p, int li, size_t rel_at)
+{
+    float **r2 = H->proof && H->proof->rel ? &H->proof->rel[li] : NULL;
+    int on = r2 && *r2 && !b->oom;
+    xb_i64(b, on);
+    if (!on)
+        return b->oom ? -1 : 0;
+    int64_t n = p->L[li].n * p->batch, m = 0;
+    const float *r = (const float *)(b->p + rel_at);
+    for (int64_t k = 0; k < n; k++)
+        m += memcmp(&r[k], &(*r2)[k], sizeof(float)) != 0;
+    int64_t *u = xb_reserve(b, (size_t)(m + 1) * sizeof(int64_t));
+    if (u) {
+        r = (const float *)(b->p + rel_at); /* b->p may have moved */
+        u[0] = m;
+        m = 0;
+        for (int64_t k = 0; k < n; k++)
+            if (memcmp(&r[k], &(*r2)[k], sizeof(float)) != 0)
+                u[1 + m++] = k;
+    }
+    free(*r2);
+    *r2 = NULL;
+    return u ? 0 : -1;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Root: the ranks' lists of sp_unres_pack (one reader each, at the list)
+ * as the batch's cells, ascending, -1 ended, into H->unres[li]; nothing
+ * when the ranks had no proof.  -1: a damaged part or out of memory. */
+static int sp_unres_merge(sp_ref *H, int li, xrd *rd, int n)
+{
+    const splitter *S = H->S;
+    int64_t n1 = lrp_shape_numel(&S->sub.layers[li].shape), tot = 0;
+    const int64_t **lists = calloc((size_t)(n ? n : 1), sizeof *lists);
+    int64_t *cnt = calloc((size_t)(n ? n : 1), sizeof *cnt);
+    int on = -1;
+    for (int g = 0; lists && cnt && g < n; g++) {
+        int o = (int)xr_i64(&rd[g]);
+        if (on >= 0 && o != on)
+            on = -2; /* the ranks disagree: never merged */
+        else
+            on = o;
+        if (o != 1)
+            continue;
+        int64_t m = xr_i64(&rd[g]);
+        if (rd[g].bad || m < 0 || m > n1 * S->B ||
+            !(lists[g] = xr_get(&rd[g], (size_t)m * sizeof(int64_t))))
+            on = -2;
+        else
+            tot += cnt[g] = m;
+    }
+    if (!lists || !cnt || on == -2) {
+        free(lists);
+        free(cnt);
+        return -1;
+    }
+    if (on != 1 || !H->unres) {
+        free(lists);
+        free(cnt);
+        return 0;
+    }
+    int64_t *u = malloc((size_t)(tot + 1) * sizeof *u), m = 0;
+    for (int g = 0; u && g < n; g++) {
+        int64_t k = (int64_t)li * S->R + g, w = (S->hi[k] - S->lo[k]) * S->inner[li];
+        int64_t off = S->lo[k] * S->inner[li];
+        for (int64_t j = 0; j < cnt[g]; j++) {
+            int64_t c = lists[g][j];
+            if (w <= 0 || c < 0 || c >= w * S->B) {
+                free(u);
+                free(lists);
+                free(cnt);
+                return -1;
+            }
+            u[m++] = c / w * n1 + off + c % w; /* sample c / w, cell off + c % w */
+        }
+    }
+    free(lists);
+    free(cnt);
+    if (!u)
+        return -1;
+    qsort(u, (size_t)m, sizeof *u, cmp_i64);
+    u[m] = -1;
+    H->unres[li] = u;
+    return 0;
+}
+
 static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
     sp_ref *H = ctx;
@@ -2464,7 +2578,10 @@ static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
     char why[256];
     sp_begin(&b, p ? S->sub.batch : 0);
     if (p && !H->oom) {
-        sp_ref_pack(&b, p, li, H->want_rin, H->threads);
+        size_t rel_at;
+        sp_ref_pack(&b, p, li, H->want_rin, H->threads, &rel_at);
+        if (S->layer && sp_unres_pack(&b, H, p, li, rel_at))
+            H->oom = 1;
         if (S->layer && sp_ref_pack_layer(&b, p, li, why, sizeof why)) {
             snprintf(H->why, sizeof H->why, "%s: %s", S->label, why);
             fail = H->why;
@@ -4331,7 +4448,7 @@ static lrp_status identify_convention(lrp_run_report *rep, lrp_net *net, float *
                     rounded Rb = {nl, o->threads, calloc((size_t)nl, sizeof(float *)),
                                   calloc((size_t)nl, sizeof(float *)),
                                   calloc((size_t)nl, sizeof(float *))};
-                    sp_rel H = {S, &Rb, &Ra, 0};
+                    sp_rel H = {S, &Rb, &Ra, 0, 0};
                     if (!Rb.act || !Rb.rel || !Rb.rel_lo)
                         st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (identification)",
                                          rep->fixture);
@@ -4542,12 +4659,18 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         if (S) {
             rounded Rb = {nl, o->threads, calloc((size_t)nl, sizeof(float *)),
                           calloc((size_t)nl, sizeof(float *)), calloc((size_t)nl, sizeof(float *))};
-            sp_rel H = {S, &Rb, &R2, 0};
+            /* the layer split: every rank keeps its block (sp_rel.keep),
+             * compared in the reference run's hook */
+            sp_rel H = {S, &Rb, &R2, 0, S->layer};
             if (!Rb.act || !Rb.rel || !Rb.rel_lo)
                 H.oom = 1;
             else
                 st = sp_run(S, &ref2, &rbe2, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
                             sp_rel_hook, &H, err);
+            for (int i = 0; S->layer && Rb.rel && i < nl; i++) {
+                R2.rel[i] = Rb.rel[i];
+                Rb.rel[i] = NULL;
+            }
             sp_rounded_free(&Rb);
             if (st)
                 goto done;
@@ -4558,7 +4681,7 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
                                              &R2, err))) {
             goto done;
         }
-        for (int i = 0; judges && i < nl; i++)
+        for (int i = 0; (judges || (S && S->layer)) && i < nl; i++)
             if (!R2.rel[i])
                 goto oom;
         lrp_pipe_free(ref2);
@@ -4576,9 +4699,9 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         if (st_init(&PS, S, nl))
             goto oom;
         SH.park = &PS;
-        if (judges && R2.rel) {
-            SH.proof = &R2;
-            if (!(SH.unres = unres = calloc((size_t)nl, sizeof *unres)))
+        if (R2.rel) {
+            SH.proof = &R2; /* every rank: its blocks */
+            if (judges && !(SH.unres = unres = calloc((size_t)nl, sizeof *unres)))
                 goto oom;
         }
     }
@@ -4626,12 +4749,10 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     /* the self-proof's verdict, the cells where the two precisions round
      * differently, is all the judgement reads of it: its relevance (4
      * bytes a value) is not held through the next phases */
-    if (judges && R2.rel) {
-        /* (parked: taken layer by layer in the run's hook) */
-        if (!park && !(unres = unresolved_cells(&R, &R2, net)))
-            goto oom;
+    if (judges && R2.rel && !park && !(unres = unresolved_cells(&R, &R2, net)))
+        goto oom; /* (the layer split: merged layer by layer in the run's hook) */
+    if (R2.rel)
         rounded_free(&R2);
-    }
     cflags = calloc((size_t)nl, sizeof *cflags);
     if (!cflags)
         goto oom;

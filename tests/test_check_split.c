@@ -186,12 +186,18 @@ static lrp_net *job_net(const char *fx, const char *source, const char *damage)
     return net;
 }
 
+/* the reference's precision of the case running (0: the default); read
+ * by every rank's thread, written between runs */
+static int case_prec;
+
 static void opts(lrp_check_opts *o, const char *fx, const char *source)
 {
     lrp_check_opts_default(o);
     o->source = source;
     o->label = fx;
     o->threads = 1;
+    if (case_prec)
+        o->prec = case_prec;
 }
 
 static void *rank_main(void *arg)
@@ -286,6 +292,7 @@ static void same_report(const char *what, int R, const lrp_run_report *one,
 
 typedef struct case_ {
     const char *fx, *source, *damage;
+    int prec; /* 0: the default */
 } case_;
 
 static void layer_split_equals_one_process(void **state)
@@ -307,10 +314,15 @@ static void layer_split_equals_one_process(void **state)
         {"built:reshape_cat", NULL, NULL},     /* Reshapes and a Concatenate */
         {"built:reshape_cat", "fastpath", NULL},
         {"densenet", "flipped", "flip"},       /* a sign-flipped heatmap: FAIL */
+        /* p = 24: the self-proof at p + 64 leaves cells unresolved, which
+         * each rank finds in its block (the lists merged on the root) */
+        {"resnet", NULL, NULL, 24},
+        {"densenet", "fastpath", NULL, 24},
     };
     const int Rs[] = {1, 2, 3, 5};
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         const case_ *k = &cases[c];
+        case_prec = k->prec;
         char what[96];
         snprintf(what, sizeof what, "%s %s", k->source ? "compare" : "check", k->fx);
         if (k->source) {
