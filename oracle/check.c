@@ -2483,22 +2483,18 @@ static int sp_unres_pack(xbuf *b, sp_ref *H, const lrp_pipe *p, int li, size_t r
     xb_i64(b, on);
     if (!on)
         return b->oom ? -1 : 0;
-    int64_t n = p->L[li].n * p->batch, m = 0;
-    const float *r = (const float *)(b->p + rel_at);
-    for (int64_t k = 0; k < n; k++)
-        m += memcmp(&r[k], &(*r2)[k], sizeof(float)) != 0;
-    int64_t *u = xb_reserve(b, (size_t)(m + 1) * sizeof(int64_t));
-    if (u) {
-        r = (const float *)(b->p + rel_at); /* b->p may have moved */
-        u[0] = m;
-        m = 0;
-        for (int64_t k = 0; k < n; k++)
-            if (memcmp(&r[k], &(*r2)[k], sizeof(float)) != 0)
-                u[1 + m++] = k;
-    }
+    int64_t *u = unresolved_layer((const float *)(b->p + rel_at), *r2, p->L[li].n * p->batch);
     free(*r2);
     *r2 = NULL;
-    return u ? 0 : -1;
+    if (!u)
+        return -1;
+    int64_t m = 0;
+    while (u[m] >= 0)
+        m++;
+    xb_i64(b, m);
+    xb_put(b, u, (size_t)m * sizeof *u);
+    free(u);
+    return b->oom ? -1 : 0;
 }
 
 static int cmp_i64(const void *a, const void *b)
