@@ -394,6 +394,23 @@ void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t
     }
 }
 
+void lrp_ref_fxacc_add_shifted(ref_fxacc *A, long bit, __int128 v)
+{
+    /* |v| < 2^65 shifted by r < 16: < 2^81, like a product's 2^87 for the
+     * fold's count; the key leaves the get_z / fold room above it */
+    long key = bit >> 4;
+    int r = (int)(bit & 15);
+    LRP_ASSERT(bit >= 0 && key + 2 * DSTEP + 4 < A->nk);
+    if (A->adds + 1 > lrp_ref_fx_fold_at)
+        fold(A);
+    A->adds++;
+    A->bin[key] += v * ((__int128)1 << r);
+    if (key < A->lo)
+        A->lo = (int)key;
+    if (key > A->hi)
+        A->hi = (int)key;
+}
+
 void lrp_ref_fxacc_get_z(mpz_ptr z, long *e, ref_fxacc *A, const ref_fx *f)
 {
     if (A->lo > A->hi) {

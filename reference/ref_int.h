@@ -135,6 +135,40 @@ void lrp_ref_fx_weights(int64_t *wd, const float *w32, int64_t n);
 /* the exact sum as z * 2^e; leaves A cleared (its bins are consumed) */
 void lrp_ref_fxacc_get_z(mpz_ptr z, long *e, ref_fxacc *A, const ref_fx *f);
 
+/* ---- the digit kernel eight outputs at a time (ref_vec.c, AVX-512 IFMA) ---- */
+typedef struct ref_vx {
+    int64_t n;
+    int nd;          /* 52-bit digits a value (1..6) */
+    int lev0;        /* v = sign sum_k D_k 2^(52 k) 2^(16 lev0 + base), base the ref_fx's */
+    int64_t stride;  /* n + 8: each digit's array, padded for a full lane vector */
+    uint64_t *dig;   /* nd * stride, digit-major */
+    uint8_t *flag;   /* stride: 1 negative; 2 below the grid (digits 0 here) */
+    int64_t noob;    /* values below the grid */
+} ref_vx;
+typedef struct ref_vx_scratch {
+    int64_t *gi, *gw;
+} ref_vx_scratch;
+/* 1 when this CPU runs the kernel (AVX-512 F, BW, VL, IFMA) */
+int lrp_ref_vx_available(void);
+/* 0: not built (no such CPU, every value zero, or the values spread over
+ * more than the grid holds with at most 1 in 1024 below it) */
+int lrp_ref_vx_build(ref_vx *v, const ref_fx *f);
+extern int lrp_ref_vx_oob_share; /* 1024: at most 1 in this many below the grid */
+void lrp_ref_vx_free(ref_vx *v);
+/* binary32 weights as W < 2^51 with their class and sign in the top byte */
+void lrp_ref_vx_weights(uint64_t *vw, const float *w32, int64_t n);
+int lrp_ref_vx_scratch(ref_vx_scratch *s, int64_t cap);
+void lrp_ref_vx_scratch_free(ref_vx_scratch *s);
+/* for each lane l < nl (<= 8): A[l] += sum_q v[off + ii[q] + l] * wmod(w32[ww[q]])
+ * exactly (xsel as lrp_ref_fxacc_dot; no flip, no absval).  A[l] must have
+ * at least f->nlev + LRP_REF_VX_KEYS keys. */
+void lrp_ref_vx_dot(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *f, int64_t off,
+                    const int64_t *ii, const int64_t *ww, int64_t cnt, const uint64_t *vw,
+                    const int64_t *wd, int wmod, int xsel, ref_vx_scratch *s);
+#define LRP_REF_VX_KEYS 64
+/* A += v * 2^bit on the bins' grid (bit from bin 0's position; |v| < 2^65) */
+void lrp_ref_fxacc_add_shifted(ref_fxacc *A, long bit, __int128 v);
+
 /* Splits x (finite, nonzero) into pieces d[0..k) of <= 29 significant bits
  * each with x * 2^-scale = sum d[q] exactly; returns k (0 when the pieces
  * would leave the binary64 range: caller falls back). */

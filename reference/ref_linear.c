@@ -237,9 +237,12 @@ typedef struct lin_job {
     long xscale;
     const uint8_t *xnp; /* pieces per value */
     const ref_fx *xfx;  /* integer digits (NULL: not built) */
+    const ref_vx *xvx;  /* the same on the vector kernel's grid (NULL: not built) */
+    const uint64_t *vw; /* weights for the vector kernel */
     const int64_t *wd;  /* weights for the digit kernel */
     const uint8_t *sflip; /* bwd with wscale: sign of wscale per output */
     const ref_fx *sfx[LRP_PIPE_MAX_PARTS];
+    const ref_vx *svx[LRP_PIPE_MAX_PARTS];
     const double *sd[LRP_PIPE_MAX_PARTS];
     const uint8_t *snp[LRP_PIPE_MAX_PARTS];
     long sscale[LRP_PIPE_MAX_PARTS];
@@ -517,145 +520,394 @@ static void split_sq(double *hi, double *lo, float w)
     *lo = w2 - *hi;
 }
 
+/* The vector kernel's tile at output e: outputs e .. e + nl - 1 of one
+ * row of one map of one sample whose windows all lie inside the input
+ * along x, so that output e + l reads, tap for tap, output e's input index
+ * + l through the same weight (stride 1).  0: no tile starts at e. */
+static int fwd_tile(const lrp_lin *L, int64_t e, int64_t hi)
+{
+    if (!L->conv || L->sw != 1)
+        return 0;
+    int64_t ox = (e % L->n_out) % L->Wo;
+    int64_t oxa = L->pl, oxb = L->W - 1 + L->pl - (int64_t)(L->kw - 1) * L->dw;
+    if (oxb > L->Wo - 1)
+        oxb = L->Wo - 1;
+    if (ox < oxa || ox > oxb)
+        return 0;
+    int64_t nl = oxb - ox + 1;
+    nl = nl < 8 ? nl : 8;
+    nl = nl < hi - e ? nl : hi - e;
+    return nl >= 2 ? (int)nl : 0;
+}
+
+/* A term the digit kernel sums (inputs x / x+ / x-, weights w / w+ / w-) */
+static int fx_term(int in, int w)
+{
+    return (in == LRP_IM_ID || in == LRP_IM_POS || in == LRP_IM_NEG) &&
+           (w == LRP_WM_ID || w == LRP_WM_POS || w == LRP_WM_NEG);
+}
+
+/* the weight modifier the digit kernel applies for output j: pos(sc w) =
+ * sc neg(w) for a BN-folded scale sc < 0 (the factor sc comes after) */
+static int fwd_wm(const lin_job *J, const lrp_term *tt, int64_t j)
+{
+    int wm = tt->w;
+    if (J->L->wscale && wm != LRP_WM_ID &&
+        mpfr_signbit(TC(J->L->wscale) + out_unit(J->L, j)))
+        wm = wm == LRP_WM_POS ? LRP_WM_NEG : LRP_WM_POS;
+    return wm;
+}
+
+static int xsel_of(int in)
+{
+    return in == LRP_IM_POS ? 1 : in == LRP_IM_NEG ? -1 : 0;
+}
+
+/* A tile's sums, computed by the vector kernel for each lane and term */
+typedef struct lane_sums {
+    int nl, nt;
+    int have[LRP_PIPE_MAX_PARTS * LRP_PIPE_MAX_TERMS];
+    long ez[8][LRP_PIPE_MAX_PARTS * LRP_PIPE_MAX_TERMS];
+    mpz_t z[8][LRP_PIPE_MAX_PARTS * LRP_PIPE_MAX_TERMS];
+    ref_fxacc *FA[8];
+    ref_vx_scratch vs;
+} lane_sums;
+
+static int lane_sums_init(lane_sums *T, const ref_fx *f, int64_t cap)
+{
+    memset(T, 0, sizeof *T);
+    int ok = lrp_ref_vx_scratch(&T->vs, cap);
+    for (int l = 0; l < 8; l++) {
+        T->FA[l] = lrp_ref_fxacc_new(f->nlev + LRP_REF_VX_KEYS);
+        ok &= T->FA[l] != NULL;
+        for (int t = 0; t < LRP_PIPE_MAX_PARTS * LRP_PIPE_MAX_TERMS; t++)
+            mpz_init(T->z[l][t]);
+    }
+    return ok;
+}
+
+static void lane_sums_free(lane_sums *T)
+{
+    lrp_ref_vx_scratch_free(&T->vs);
+    for (int l = 0; l < 8; l++) {
+        lrp_ref_fxacc_free(T->FA[l]);
+        for (int t = 0; t < LRP_PIPE_MAX_PARTS * LRP_PIPE_MAX_TERMS; t++)
+            mpz_clear(T->z[l][t]);
+    }
+}
+
+/* the lanes' exact sums of slot t by the vector kernel */
+static void lane_dot(lane_sums *T, int t, const ref_vx *v, const ref_fx *f, int64_t off,
+                     const int64_t *ii, const int64_t *ww, int64_t cnt, const uint64_t *vw,
+                     const int64_t *wd, int wm, int xsel)
+{
+    for (int l = 0; l < T->nl; l++)
+        lrp_ref_fxacc_clear(T->FA[l]);
+    lrp_ref_vx_dot(T->FA, T->nl, v, f, off, ii, ww, cnt, vw, wd, wm, xsel, &T->vs);
+    for (int l = 0; l < T->nl; l++)
+        lrp_ref_fxacc_get_z(T->z[l][t], &T->ez[l][t], T->FA[l], f);
+    T->have[t] = 1;
+}
+
+typedef struct fwd_tls {
+    scratch S;
+    ref_acc *A;
+    ref_fxacc *FA;
+    mpz_t z;
+    mpfr_t fc;
+    int64_t *pat;
+} fwd_tls;
+
+/* output element e; a term's digit-kernel sum from lane l of T when T
+ * has it */
+static void fwd_elem(const lin_job *J, fwd_tls *W, int64_t e, const lane_sums *T, int l)
+{
+    const lrp_lin *L = J->L;
+    mpfr_prec_t p = J->cx->prec;
+    scratch *Sp = &W->S;
+#define S (*Sp)
+    ref_acc *A = W->A;
+    ref_fxacc *FA = W->FA;
+    const int K = J->K;
+    int64_t b = e / L->n_out, j = e % L->n_out;
+    int64_t cnt = -1, m = 0; /* the taps are gathered when a sum needs them */
+#define GATHER() (cnt < 0 ? (cnt = gather_fwd_pat(L, W->pat, j, S.ii, S.ww)) : cnt)
+    const double *xd = J->xd ? J->xd + b * L->n_in * K : NULL;
+    for (int t = 0; t < J->nt; t++) {
+        const lrp_term *tt = &J->t[t];
+        if (FA && fx_term(tt->in, tt->w)) {
+            long ez;
+            mpz_srcptr zz = W->z;
+            mpfr_srcptr scf = NULL;
+            if (L->wscale) {
+                scf = TC(L->wscale) + out_unit(L, j);
+                if (J->absval) {
+                    mpfr_abs(S.tsc, scf, MPFR_RNDN);
+                    scf = S.tsc;
+                }
+            }
+            if (T && T->have[t]) {
+                zz = T->z[l][t];
+                ez = T->ez[l][t];
+            } else {
+                lrp_ref_fxacc_clear(FA);
+                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, S.ww, GATHER(), J->wd,
+                                  fwd_wm(J, tt, j), xsel_of(tt->in), J->absval, NULL);
+                lrp_ref_fxacc_get_z(W->z, &ez, FA, J->xfx);
+            }
+            mpfr_set_flt(W->fc, J->absval && tt->c < 0 ? -tt->c : tt->c, MPFR_RNDN);
+            term_from_z(S.prod[m++], ez, (mpz_ptr)zz, W->fc, scf);
+            continue;
+        }
+        GATHER();
+        lrp_ref_acc_clear(A);
+        long scale = J->xscale;
+        if ((tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) &&
+            tt->w != LRP_WM_SQUARE && tt->w != LRP_WM_ONES && !J->absval) {
+            acc_dot(A, xd, J->xnp + b * L->n_in, K, S.ii, S.ww, cnt, L->w32, tt->w,
+                    xsel_of(tt->in));
+        } else if (tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) {
+            for (int64_t q = 0; q < cnt; q++) {
+                const double *d = xd + S.ii[q] * K;
+                if (tt->in != LRP_IM_ID) {
+                    /* pos / neg: keep the value only with the right sign */
+                    int neg = d[0] < 0;
+                    if (d[0] == 0 || neg != (tt->in == LRP_IM_NEG))
+                        continue;
+                }
+                float wf = L->w32[S.ww[q]];
+                double w = tt->w == LRP_WM_SQUARE ? 0 : (double)w32_mod(tt->w, wf);
+                if (tt->w == LRP_WM_SQUARE) {
+                    /* x * w^2: w^2 has 48 bits; split it in two 24-bit halves */
+                    double hi2, lo2;
+                    split_sq(&hi2, &lo2, wf);
+                    if (J->absval && d[0] < 0) {
+                        hi2 = -hi2;
+                        lo2 = -lo2;
+                    }
+                    for (int k = 0; k < K && d[k] != 0; k++) {
+                        lrp_ref_acc_add(A, d[k] * hi2);
+                        lrp_ref_acc_add(A, d[k] * lo2);
+                    }
+                    continue;
+                }
+                if (w == 0)
+                    continue;
+                if (J->absval) {
+                    w = w < 0 ? -w : w;
+                    for (int k = 0; k < K && d[k] != 0; k++)
+                        lrp_ref_acc_add(A, d[0] < 0 ? -(d[k] * w) : d[k] * w);
+                } else {
+                    for (int k = 0; k < K && d[k] != 0; k++)
+                        lrp_ref_acc_add(A, d[k] * w);
+                }
+            }
+        } else {
+            /* binary32 inputs (ones, bounds): products exact in binary64 */
+            scale = 0;
+            for (int64_t q = 0; q < cnt; q++) {
+                int64_t i = S.ii[q];
+                double xv = tt->in == LRP_IM_ONES  ? 1.0
+                            : tt->in == LRP_IM_LOW ? (double)(L->low ? L->low[i] : L->low_s)
+                                                   : (double)(L->high ? L->high[i] : L->high_s);
+                float wf = L->w32[S.ww[q]];
+                if (tt->w == LRP_WM_SQUARE) {
+                    double hi2, lo2;
+                    split_sq(&hi2, &lo2, wf);
+                    double a1 = xv * hi2, a2 = xv * lo2;
+                    if (J->absval && xv < 0) {
+                        a1 = -a1;
+                        a2 = -a2;
+                    }
+                    lrp_ref_acc_add(A, a1);
+                    lrp_ref_acc_add(A, a2);
+                    continue;
+                }
+                double pr = xv * (double)w32_mod(tt->w, wf);
+                lrp_ref_acc_add(A, J->absval && pr < 0 ? -pr : pr);
+            }
+        }
+        mpfr_set_flt(W->fc, J->absval && tt->c < 0 ? -tt->c : tt->c, MPFR_RNDN);
+        term_from_acc(S.prod[m++], A, scale, W->z, W->fc, NULL);
+    }
+    if (L->b)
+        for (int u = 0; u < J->nb; u++) {
+            mpfr_set_flt(S.tc, J->bt[u].c, MPFR_RNDN);
+            mpfr_srcptr bv = b_val(S.tw, J->bt[u].mod, TC(L->b) + out_unit(L, j));
+            if (mpfr_get_prec(S.prod[m]) < 3 * p + 80)
+                mpfr_set_prec(S.prod[m], 3 * p + 80);
+            mpfr_mul(S.prod[m], S.tc, bv, MPFR_RNDN);
+            if (J->absval)
+                mpfr_abs(S.prod[m], S.prod[m], MPFR_RNDN);
+            m++;
+        }
+    mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
+    if (mpfr_zero_p(J->out + e)) {
+        GATHER();
+        mpfr_set_zero(J->out + e, zsign_neg_fwd(J, b, j, &S, cnt, S.tin) ? -1 : 1);
+    }
+#undef GATHER
+#undef S
+}
+
 static void fwd_fast(void *arg, int64_t lo, int64_t hi)
 {
     lin_job *J = arg;
     const lrp_lin *L = J->L;
     mpfr_prec_t p = J->cx->prec;
-    scratch S;
-    scratch_init(&S, L->fanin, J->nt + J->nb, 3 * p + 80, p);
-    ref_acc *A = lrp_ref_acc_new();
-    ref_fxacc *FA = J->xfx ? lrp_ref_fxacc_new(J->xfx->nlev) : NULL;
-    mpz_t z;
-    mpz_init(z);
-    mpfr_t fc, fx;
-    mpfr_init2(fc, 24);
-    mpfr_init2(fx, 64);
-    const int K = J->K;
-    LRP_ASSERT(!J->xfx || FA);
-    int64_t *pat = fwd_pattern(L);
-    for (int64_t e = lo; e < hi; e++) {
+    fwd_tls W;
+    scratch_init(&W.S, L->fanin, J->nt + J->nb, 3 * p + 80, p);
+    W.A = lrp_ref_acc_new();
+    W.FA = J->xfx ? lrp_ref_fxacc_new(J->xfx->nlev) : NULL;
+    mpz_init(W.z);
+    mpfr_init2(W.fc, 24);
+    LRP_ASSERT(!J->xfx || W.FA);
+    W.pat = fwd_pattern(L);
+    /* the vector kernel: its terms are the digit kernel's without |.| */
+    lane_sums *T = NULL;
+    if (J->xvx && !J->absval && J->nt <= LRP_PIPE_MAX_TERMS) {
+        T = malloc(sizeof *T);
+        LRP_ASSERT(T && lane_sums_init(T, J->xfx, L->fanin));
+    }
+    for (int64_t e = lo; e < hi;) {
+        int nl = T ? fwd_tile(L, e, hi) : 0;
+        if (!nl) {
+            fwd_elem(J, &W, e++, NULL, 0);
+            continue;
+        }
         int64_t b = e / L->n_out, j = e % L->n_out;
-        int64_t cnt = gather_fwd_pat(L, pat, j, S.ii, S.ww), m = 0;
-        const double *xd = J->xd ? J->xd + b * L->n_in * K : NULL;
+        int64_t cnt = gather_fwd_pat(L, W.pat, j, W.S.ii, W.S.ww);
+        T->nl = nl;
         for (int t = 0; t < J->nt; t++) {
             const lrp_term *tt = &J->t[t];
-            if (FA && (tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) &&
-                (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)) {
+            T->have[t] = 0;
+            if (fx_term(tt->in, tt->w))
+                lane_dot(T, t, J->xvx, J->xfx, b * L->n_in, W.S.ii, W.S.ww, cnt, J->vw, J->wd,
+                         fwd_wm(J, tt, j), xsel_of(tt->in));
+        }
+        for (int l = 0; l < nl; l++)
+            fwd_elem(J, &W, e + l, T, l);
+        e += nl;
+    }
+    if (T) {
+        lane_sums_free(T);
+        free(T);
+    }
+    mpfr_clear(W.fc);
+    mpz_clear(W.z);
+    lrp_ref_acc_free(W.A);
+    lrp_ref_fxacc_free(W.FA);
+    scratch_free(&W.S);
+    free(W.pat);
+}
+
+/* The vector kernel's tile at input e: inputs e .. e + nl - 1 of one row
+ * of one channel of one sample whose every tap's output lies inside the
+ * output along x, so that input e + l reads, tap for tap, input e's
+ * output index + l through the same weight (stride 1).  0: none at e. */
+static int bwd_tile(const lrp_lin *L, int64_t e, int64_t hi)
+{
+    if (!L->conv || L->sw != 1)
+        return 0;
+    int64_t x = (e % L->n_in) % L->W, span = (int64_t)(L->kw - 1) * L->dw;
+    int64_t xa = span - L->pl, xb = L->Wo - 1 - L->pl;
+    if (xb > L->W - 1)
+        xb = L->W - 1;
+    if (x < xa || x > xb)
+        return 0;
+    int64_t nl = xb - x + 1;
+    nl = nl < 8 ? nl : 8;
+    nl = nl < hi - e ? nl : hi - e;
+    return nl >= 2 ? (int)nl : 0;
+}
+
+typedef struct bwd_tls {
+    scratch S;
+    ref_acc *A;
+    ref_fxacc *FA[LRP_PIPE_MAX_PARTS];
+    mpz_t z;
+    mpfr_t fcc;
+} bwd_tls;
+
+/* input element e; a term's digit-kernel sum from lane l of T when T has it */
+static void bwd_elem(const lin_job *J, bwd_tls *Wt, int64_t e, const lane_sums *T, int l)
+{
+    const lrp_lin *L = J->L;
+    scratch *Sp = &Wt->S;
+#define S (*Sp)
+    ref_acc *A = Wt->A;
+    ref_fxacc *const *FA = Wt->FA;
+    mpz_ptr z = Wt->z;
+    mpfr_ptr fcc = Wt->fcc;
+    const int K = J->K;
+    int64_t b = e / L->n_in, i = e % L->n_in;
+    int64_t cnt = -1, m = 0; /* the taps are gathered when a sum needs them */
+#define GATHER() (cnt < 0 ? (cnt = gather_bwd(L, i, S.ii, S.ww)) : cnt)
+    mpfr_srcptr xi = J->x + b * L->n_in + i;
+    for (int k = 0; k < J->np; k++) {
+        const lrp_bwd_part *P = &J->parts[k];
+        const double *sd = J->sd[k] ? J->sd[k] + b * L->n_out * K : NULL;
+        for (int t = 0; t < P->nt; t++) {
+            const lrp_term *tt = &P->t[t];
+            mpfr_srcptr xv = in_val(S.tin, tt->in, xi, i, L);
+            if (mpfr_zero_p(xv))
+                continue; /* zero factor: sign settled below if needed */
+            if (FA[k] && (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)) {
                 long ez;
-                int wm = tt->w;
-                mpfr_srcptr scf = NULL;
-                if (L->wscale) {
-                    /* pos(sc w) = sc neg(w) for sc < 0; the factor sc after */
-                    scf = TC(L->wscale) + out_unit(L, j);
-                    if (mpfr_signbit(scf) && wm != LRP_WM_ID)
-                        wm = wm == LRP_WM_POS ? LRP_WM_NEG : LRP_WM_POS;
-                    if (J->absval) {
-                        mpfr_abs(S.tsc, scf, MPFR_RNDN);
-                        scf = S.tsc;
-                    }
+                mpz_srcptr zz = z;
+                int slot = k * LRP_PIPE_MAX_TERMS + t;
+                if (T && T->have[slot]) {
+                    zz = T->z[l][slot];
+                    ez = T->ez[l][slot];
+                } else {
+                    lrp_ref_fxacc_clear(FA[k]);
+                    lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S.ii, S.ww, GATHER(),
+                                      J->wd, tt->w, 0, 0, J->sflip);
+                    lrp_ref_fxacc_get_z(z, &ez, FA[k], J->sfx[k]);
                 }
-                lrp_ref_fxacc_clear(FA);
-                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, S.ww, cnt, J->wd, wm,
-                                  tt->in == LRP_IM_POS ? 1 : tt->in == LRP_IM_NEG ? -1 : 0,
-                                  J->absval, NULL);
-                lrp_ref_fxacc_get_z(z, &ez, FA, J->xfx);
-                mpfr_set_flt(fc, J->absval && tt->c < 0 ? -tt->c : tt->c, MPFR_RNDN);
-                term_from_z(S.prod[m++], ez, z, fc, scf);
+                mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
+                mpfr_mul_d(fcc, fcc, (double)tt->c, MPFR_RNDN); /* exact, 48 bits */
+                term_from_z(S.prod[m], ez, (mpz_ptr)zz, fcc, xv);
+                m++;
                 continue;
             }
+            GATHER();
             lrp_ref_acc_clear(A);
-            long scale = J->xscale;
-            if ((tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) &&
-                tt->w != LRP_WM_SQUARE && tt->w != LRP_WM_ONES && !J->absval) {
-                acc_dot(A, xd, J->xnp + b * L->n_in, K, S.ii, S.ww, cnt, L->w32, tt->w,
-                        tt->in == LRP_IM_POS ? 1 : tt->in == LRP_IM_NEG ? -1 : 0);
-            } else if (tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) {
-                for (int64_t q = 0; q < cnt; q++) {
-                    const double *d = xd + S.ii[q] * K;
-                    if (tt->in != LRP_IM_ID) {
-                        /* pos / neg: keep the value only with the right sign */
-                        int neg = d[0] < 0;
-                        if (d[0] == 0 || neg != (tt->in == LRP_IM_NEG))
-                            continue;
+            if (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)
+                acc_dot(A, sd, J->snp[k] + b * L->n_out, K, S.ii, S.ww, cnt, L->w32,
+                        tt->w, 0);
+            else
+            for (int64_t q = 0; q < cnt; q++) {
+                const double *d = sd + S.ii[q] * K;
+                float wf = L->w32[S.ww[q]];
+                if (tt->w == LRP_WM_SQUARE) {
+                    double hi2, lo2;
+                    split_sq(&hi2, &lo2, wf);
+                    for (int kk = 0; kk < K && d[kk] != 0; kk++) {
+                        lrp_ref_acc_add(A, d[kk] * hi2);
+                        lrp_ref_acc_add(A, d[kk] * lo2);
                     }
-                    float wf = L->w32[S.ww[q]];
-                    double w = tt->w == LRP_WM_SQUARE ? 0 : (double)w32_mod(tt->w, wf);
-                    if (tt->w == LRP_WM_SQUARE) {
-                        /* x * w^2: w^2 has 48 bits; split it in two 24-bit halves */
-                        double hi2, lo2;
-                        split_sq(&hi2, &lo2, wf);
-                        if (J->absval && d[0] < 0) {
-                            hi2 = -hi2;
-                            lo2 = -lo2;
-                        }
-                        for (int k = 0; k < K && d[k] != 0; k++) {
-                            lrp_ref_acc_add(A, d[k] * hi2);
-                            lrp_ref_acc_add(A, d[k] * lo2);
-                        }
-                        continue;
-                    }
-                    if (w == 0)
-                        continue;
-                    if (J->absval) {
-                        w = w < 0 ? -w : w;
-                        for (int k = 0; k < K && d[k] != 0; k++)
-                            lrp_ref_acc_add(A, d[0] < 0 ? -(d[k] * w) : d[k] * w);
-                    } else {
-                        for (int k = 0; k < K && d[k] != 0; k++)
-                            lrp_ref_acc_add(A, d[k] * w);
-                    }
+                    continue;
                 }
-            } else {
-                /* binary32 inputs (ones, bounds): products exact in binary64 */
-                scale = 0;
-                for (int64_t q = 0; q < cnt; q++) {
-                    int64_t i = S.ii[q];
-                    double xv = tt->in == LRP_IM_ONES  ? 1.0
-                                : tt->in == LRP_IM_LOW ? (double)(L->low ? L->low[i] : L->low_s)
-                                                       : (double)(L->high ? L->high[i] : L->high_s);
-                    float wf = L->w32[S.ww[q]];
-                    if (tt->w == LRP_WM_SQUARE) {
-                        double hi2, lo2;
-                        split_sq(&hi2, &lo2, wf);
-                        double a1 = xv * hi2, a2 = xv * lo2;
-                        if (J->absval && xv < 0) {
-                            a1 = -a1;
-                            a2 = -a2;
-                        }
-                        lrp_ref_acc_add(A, a1);
-                        lrp_ref_acc_add(A, a2);
-                        continue;
-                    }
-                    double pr = xv * (double)w32_mod(tt->w, wf);
-                    lrp_ref_acc_add(A, J->absval && pr < 0 ? -pr : pr);
-                }
+                double w = (double)w32_mod(tt->w, wf);
+                if (w == 0)
+                    continue;
+                for (int kk = 0; kk < K && d[kk] != 0; kk++)
+                    lrp_ref_acc_add(A, d[kk] * w);
             }
-            mpfr_set_flt(fc, J->absval && tt->c < 0 ? -tt->c : tt->c, MPFR_RNDN);
-            term_from_acc(S.prod[m++], A, scale, z, fc, NULL);
+            mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
+            mpfr_mul_d(fcc, fcc, (double)tt->c, MPFR_RNDN); /* exact, 48 bits */
+            term_from_acc(S.prod[m], A, J->sscale[k], z, fcc, xv);
+            m++;
         }
-        if (L->b)
-            for (int u = 0; u < J->nb; u++) {
-                mpfr_set_flt(S.tc, J->bt[u].c, MPFR_RNDN);
-                mpfr_srcptr bv = b_val(S.tw, J->bt[u].mod, TC(L->b) + out_unit(L, j));
-                if (mpfr_get_prec(S.prod[m]) < 3 * p + 80)
-                    mpfr_set_prec(S.prod[m], 3 * p + 80);
-                mpfr_mul(S.prod[m], S.tc, bv, MPFR_RNDN);
-                if (J->absval)
-                    mpfr_abs(S.prod[m], S.prod[m], MPFR_RNDN);
-                m++;
-            }
-        mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
-        if (mpfr_zero_p(J->out + e))
-            mpfr_set_zero(J->out + e, zsign_neg_fwd(J, b, j, &S, cnt, S.tin) ? -1 : 1);
     }
-    mpfr_clear(fc);
-    mpfr_clear(fx);
-    mpz_clear(z);
-    lrp_ref_acc_free(A);
-    lrp_ref_fxacc_free(FA);
-    scratch_free(&S);
-    free(pat);
+    mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
+    if (mpfr_zero_p(J->out + e)) {
+        GATHER();
+        mpfr_set_zero(J->out + e, zsign_neg_bwd(J, b, i, &S, cnt, S.tin) ? -1 : 1);
+    }
+#undef GATHER
+#undef S
 }
 
 static void bwd_fast(void *arg, int64_t lo, int64_t hi)
@@ -667,83 +919,77 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
     int ntot = 0;
     for (int k = 0; k < J->np; k++)
         ntot += J->parts[k].nt;
-    scratch S;
-    scratch_init(&S, cap, ntot, 3 * p + 80, p);
-    ref_acc *A = lrp_ref_acc_new();
-    ref_fxacc *FA[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
+    bwd_tls W;
+    memset(&W, 0, sizeof W);
+    scratch_init(&W.S, cap, ntot, 3 * p + 80, p);
+    W.A = lrp_ref_acc_new();
     for (int k = 0; k < J->np; k++)
         if (J->sfx[k]) {
-            FA[k] = lrp_ref_fxacc_new(J->sfx[k]->nlev);
-            LRP_ASSERT(FA[k]);
+            W.FA[k] = lrp_ref_fxacc_new(J->sfx[k]->nlev);
+            LRP_ASSERT(W.FA[k]);
         }
-    mpz_t z;
-    mpz_init(z);
-    mpfr_t fcc;
-    mpfr_init2(fcc, 48);
-    const int K = J->K;
-    for (int64_t e = lo; e < hi; e++) {
+    mpz_init(W.z);
+    mpfr_init2(W.fcc, 48);
+    /* the vector kernel: one lane set a part (its s has its own grid) */
+    lane_sums *T[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
+    int anyv = 0;
+    for (int k = 0; k < J->np; k++)
+        if (J->svx[k] && J->parts[k].nt <= LRP_PIPE_MAX_TERMS) {
+            T[k] = malloc(sizeof *T[k]);
+            LRP_ASSERT(T[k] && lane_sums_init(T[k], J->sfx[k], cap));
+            anyv = 1;
+        }
+    /* the lanes' sums of every part, in one lane_sums (slots k * MAX_TERMS + t) */
+    lane_sums *U = anyv ? T[0] ? T[0] : T[1] : NULL;
+    for (int64_t e = lo; e < hi;) {
+        int nl = anyv ? bwd_tile(L, e, hi) : 0;
+        if (!nl) {
+            bwd_elem(J, &W, e++, NULL, 0);
+            continue;
+        }
         int64_t b = e / L->n_in, i = e % L->n_in;
-        int64_t cnt = gather_bwd(L, i, S.ii, S.ww), m = 0;
-        mpfr_srcptr xi = J->x + b * L->n_in + i;
+        int64_t cnt = gather_bwd(L, i, W.S.ii, W.S.ww);
+        memset(U->have, 0, sizeof U->have);
         for (int k = 0; k < J->np; k++) {
-            const lrp_bwd_part *P = &J->parts[k];
-            const double *sd = J->sd[k] ? J->sd[k] + b * L->n_out * K : NULL;
-            for (int t = 0; t < P->nt; t++) {
-                const lrp_term *tt = &P->t[t];
-                mpfr_srcptr xv = in_val(S.tin, tt->in, xi, i, L);
-                if (mpfr_zero_p(xv))
-                    continue; /* zero factor: sign settled below if needed */
-                if (FA[k] && (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)) {
-                    long ez;
-                    lrp_ref_fxacc_clear(FA[k]);
-                    lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S.ii, S.ww, cnt, J->wd,
-                                      tt->w, 0, 0, J->sflip);
-                    lrp_ref_fxacc_get_z(z, &ez, FA[k], J->sfx[k]);
-                    mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
-                    mpfr_mul_d(fcc, fcc, (double)tt->c, MPFR_RNDN); /* exact, 48 bits */
-                    term_from_z(S.prod[m], ez, z, fcc, xv);
-                    m++;
+            if (!T[k])
+                continue;
+            T[k]->nl = nl;
+            for (int t = 0; t < J->parts[k].nt; t++) {
+                const lrp_term *tt = &J->parts[k].t[t];
+                int slot = k * LRP_PIPE_MAX_TERMS + t;
+                /* with a BN-folded scale the selection of w+ / w- flips
+                 * per output: the scalar kernel (flip) */
+                if (!(tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG) ||
+                    (J->sflip && tt->w != LRP_WM_ID))
                     continue;
-                }
-                lrp_ref_acc_clear(A);
-                if (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)
-                    acc_dot(A, sd, J->snp[k] + b * L->n_out, K, S.ii, S.ww, cnt, L->w32,
-                            tt->w, 0);
-                else
-                for (int64_t q = 0; q < cnt; q++) {
-                    const double *d = sd + S.ii[q] * K;
-                    float wf = L->w32[S.ww[q]];
-                    if (tt->w == LRP_WM_SQUARE) {
-                        double hi2, lo2;
-                        split_sq(&hi2, &lo2, wf);
-                        for (int kk = 0; kk < K && d[kk] != 0; kk++) {
-                            lrp_ref_acc_add(A, d[kk] * hi2);
-                            lrp_ref_acc_add(A, d[kk] * lo2);
-                        }
-                        continue;
+                T[k]->have[slot] = 0;
+                lane_dot(T[k], slot, J->svx[k], J->sfx[k], b * L->n_out, W.S.ii, W.S.ww, cnt,
+                         J->vw, J->wd, tt->w, 0);
+                if (T[k] != U) {
+                    /* move the lanes' sums into U's slot */
+                    for (int l = 0; l < nl; l++) {
+                        mpz_swap(U->z[l][slot], T[k]->z[l][slot]);
+                        U->ez[l][slot] = T[k]->ez[l][slot];
                     }
-                    double w = (double)w32_mod(tt->w, wf);
-                    if (w == 0)
-                        continue;
-                    for (int kk = 0; kk < K && d[kk] != 0; kk++)
-                        lrp_ref_acc_add(A, d[kk] * w);
                 }
-                mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
-                mpfr_mul_d(fcc, fcc, (double)tt->c, MPFR_RNDN); /* exact, 48 bits */
-                term_from_acc(S.prod[m], A, J->sscale[k], z, fcc, xv);
-                m++;
+                U->have[slot] = 1;
             }
         }
-        mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
-        if (mpfr_zero_p(J->out + e))
-            mpfr_set_zero(J->out + e, zsign_neg_bwd(J, b, i, &S, cnt, S.tin) ? -1 : 1);
+        for (int l = 0; l < nl; l++)
+            bwd_elem(J, &W, e + l, U, l);
+        e += nl;
     }
-    mpfr_clear(fcc);
-    mpz_clear(z);
-    lrp_ref_acc_free(A);
     for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
-        lrp_ref_fxacc_free(FA[k]);
-    scratch_free(&S);
+        if (T[k]) {
+            lane_sums_free(T[k]);
+            free(T[k]);
+        }
+    mpfr_clear(W.fcc);
+    mpz_clear(W.z);
+    lrp_ref_acc_free(W.A);
+    for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
+        lrp_ref_fxacc_free(W.FA[k]);
+    scratch_free(&W.S);
 }
 
 /* The hot loop: A += sum_q v(ii[q]) * wmod(w32[ww[q]]) exactly, v given by
@@ -838,6 +1084,38 @@ static int split_tensor(double **out, uint8_t **npo, int *Kp, long *scalep, mpfr
     return 1;
 }
 
+/* 1 when the vector kernel has tiles of at least two outputs on this
+ * conv (stride 1 along x): fwd, outputs whose window lies inside the
+ * input along x; bwd, inputs whose every tap's output lies inside the
+ * output along x */
+static int vec_rows(const lrp_lin *L, int bwd)
+{
+    if (!L->conv || L->sw != 1 || !lrp_ref_vx_available())
+        return 0;
+    int64_t span = (int64_t)(L->kw - 1) * L->dw;
+    if (!bwd) {
+        int64_t oxb = L->W - 1 + L->pl - span;
+        if (oxb > L->Wo - 1)
+            oxb = L->Wo - 1;
+        return oxb - L->pl + 1 >= 2;
+    }
+    int64_t xa = span - L->pl, xb = L->Wo - 1 - L->pl;
+    if (xa < 0)
+        xa = 0;
+    if (xb > L->W - 1)
+        xb = L->W - 1;
+    return xb - xa + 1 >= 2;
+}
+
+static uint64_t *vec_weights(const lrp_lin *L)
+{
+    int64_t n = L->O * L->fanin;
+    uint64_t *vw = malloc((size_t)(n + 1) * sizeof *vw);
+    if (vw)
+        lrp_ref_vx_weights(vw, L->w32, n);
+    return vw;
+}
+
 static int weights_fx(int64_t **wd, const lrp_lin *L)
 {
     int64_t n = L->O * L->fanin;
@@ -887,13 +1165,25 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
             ok = 0;
         else if (!have_fx || need_pieces)
             ok = split_tensor(&xd, &np, &J.K, &J.xscale, J.x, L->n_in * batch, cx->prec);
+        ref_vx vx;
+        uint64_t *vw = NULL;
+        int have_vx = 0;
         if (ok) {
             J.xd = xd;
             J.xnp = np;
             J.xfx = have_fx ? &fx : NULL;
+            if (have_fx && cx->slow == 0 && !absval && vec_rows(L, 0) &&
+                (vw = vec_weights(L)) != NULL)
+                have_vx = lrp_ref_vx_build(&vx, &fx);
+            J.xvx = have_vx ? &vx : NULL;
+            J.vw = vw;
             cx->fast_calls++;
+            cx->vec_calls += have_vx;
             lrp_ref_par_for(cx->threads, L->n_out * batch, fwd_fast, &J);
         }
+        if (have_vx)
+            lrp_ref_vx_free(&vx);
+        free(vw);
         free(xd);
         free(np);
         free(wd);
@@ -971,14 +1261,28 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
         J.sd[k] = sd[k];
         J.snp[k] = snp[k];
     }
+    ref_vx vx[LRP_PIPE_MAX_PARTS];
+    int have_vx[LRP_PIPE_MAX_PARTS] = {0, 0};
+    uint64_t *vw = NULL;
+    if (fast && cx->slow == 0 && vec_rows(L, 1)) {
+        for (int k = 0; k < np; k++)
+            if (have_fx[k] && (vw || (vw = vec_weights(L)) != NULL))
+                have_vx[k] = lrp_ref_vx_build(&vx[k], &fx[k]);
+    }
+    for (int k = 0; k < np; k++)
+        J.svx[k] = have_vx[k] ? &vx[k] : NULL;
+    J.vw = vw;
     if (fast) {
         cx->fast_calls++;
+        cx->vec_calls += have_vx[0] || have_vx[1];
         lrp_ref_par_for(cx->threads, L->n_in * batch, bwd_fast, &J);
     } else {
         cx->slow_calls++;
         lrp_ref_par_for(cx->threads, L->n_in * batch, bwd_slow, &J);
     }
     for (int k = 0; k < np; k++) {
+        if (have_vx[k])
+            lrp_ref_vx_free(&vx[k]);
         free(sd[k]);
         free(snp[k]);
         if (have_fx[k])
@@ -988,4 +1292,5 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     }
     free(flip);
     free(wd);
+    free(vw);
 }

@@ -106,6 +106,7 @@ lrp_status lrp_ref_run(lrp_ref_result **out, const lrp_net *net, const lrp_ref_o
     }
     r->fast_calls = r->ctx.fast_calls;
     r->slow_calls = r->ctx.slow_calls;
+    r->vec_calls = r->ctx.vec_calls;
     r->L = calloc((size_t)net->n_layers, sizeof *r->L);
     if (!r->L) {
         lrp_ref_free(r);

@@ -47,8 +47,10 @@ typedef struct lrp_ref_ctx {
     int threads;      /* >= 1; heavy loops split by output element */
     int slow;         /* 1: force the mpfr_mul + mpfr_sum exact kernels;
                          2: binary64-piece accumulator only (no digits);
+                         3: the digit kernel without its vector form;
                          all bit-identical (lrp_ref_opts.slow) */
     int64_t fast_calls, slow_calls; /* which kernel ran (tests check) */
+    int64_t vec_calls; /* calls that ran the vector digit kernel (ref_vec.c) */
     /* the element-wise and row-wise ops (norms, activations, softmax,
      * stabilizer, absorption, element-wise arithmetic) run on the threads
      * when they touch at least this many values; 0: LRP_REF_PAR_MIN.
@@ -73,9 +75,12 @@ typedef struct lrp_ref_opts {
     int proof_extra; /* > 0: recompute at p + proof_extra and compare the
                         binary32 roundings of every relevance value */
     int slow;        /* kernel choice for the linear maps, all bit-identical:
-                        0 auto (32-bit-digit integer kernel where weights are
-                        binary32), 1 exact products + mpfr_sum, 2 binary64
-                        pieces + exponent bins (tests and benchmarks) */
+                        0 auto (48-bit-digit integer kernel where weights are
+                        binary32, eight outputs of a stride-1 conv at a time
+                        on a CPU with AVX-512 IFMA), 1 exact products +
+                        mpfr_sum, 2 binary64 pieces + exponent bins, 3 the
+                        digit kernel one output at a time (tests and
+                        benchmarks) */
     int lean;        /* 1: LRP_PIPE_LEAN (no kappa / gauges, no rin kept) */
     int64_t par_min; /* lrp_ref_ctx.par_min (0: the default) */
 } lrp_ref_opts;
@@ -102,6 +107,7 @@ typedef struct lrp_ref_result {
     lrp_pipe *pipe;
     lrp_ref_layer *L;
     int64_t fast_calls, slow_calls;   /* kernels used (diagnostics) */
+    int64_t vec_calls;                /* of the fast ones, with the vector kernel */
 } lrp_ref_result;
 
 /* Runs the reference on an inferred net with its per-layer rules. */
