@@ -299,21 +299,21 @@ static void layer_split_equals_one_process(void **state)
 {
     (void)state;
     const case_ cases[] = {
-        {"cnn", NULL, NULL},          /* check: PASS */
-        {"vgg_dead", NULL, NULL},     /* a NaN origin (iNNvestigate #2) */
-        {"nearcancel", NULL, NULL},   /* ill-conditioned cells */
-        {"resnet", NULL, NULL},       /* BatchNorm, Add, uneven blocks */
-        {"negzero", "fastpath", NULL}, /* compare: signed zeros */
-        {"resnet", "flipped", "flip"}, /* a sign-flipped heatmap: FAIL */
-        {"cnn", "doubled", "double"}, /* one layer x 2 */
-        {"mlp", "nanned", "nan"},     /* a NaN injected */
+        {"cnn", NULL, NULL, 0},          /* check: PASS */
+        {"vgg_dead", NULL, NULL, 0},     /* a NaN origin (iNNvestigate #2) */
+        {"nearcancel", NULL, NULL, 0},   /* ill-conditioned cells */
+        {"resnet", NULL, NULL, 0},       /* BatchNorm, Add, uneven blocks */
+        {"negzero", "fastpath", NULL, 0}, /* compare: signed zeros */
+        {"resnet", "flipped", "flip", 0}, /* a sign-flipped heatmap: FAIL */
+        {"cnn", "doubled", "double", 0}, /* one layer x 2 */
+        {"mlp", "nanned", "nan", 0},     /* a NaN injected */
         /* layers run whole on every rank (Concatenate, Reshape) */
-        {"densenet", NULL, NULL},              /* a dense block of Concatenates */
-        {"captum_cat", NULL, NULL},            /* a conv read by a Concatenate and a conv */
-        {"zennit_bncat", "fastpath", NULL},    /* ... by a Concatenate and a BatchNorm */
-        {"built:reshape_cat", NULL, NULL},     /* Reshapes and a Concatenate */
-        {"built:reshape_cat", "fastpath", NULL},
-        {"densenet", "flipped", "flip"},       /* a sign-flipped heatmap: FAIL */
+        {"densenet", NULL, NULL, 0},              /* a dense block of Concatenates */
+        {"captum_cat", NULL, NULL, 0},            /* a conv read by a Concatenate and a conv */
+        {"zennit_bncat", "fastpath", NULL, 0},    /* ... by a Concatenate and a BatchNorm */
+        {"built:reshape_cat", NULL, NULL, 0},     /* Reshapes and a Concatenate */
+        {"built:reshape_cat", "fastpath", NULL, 0},
+        {"densenet", "flipped", "flip", 0},       /* a sign-flipped heatmap: FAIL */
         /* p = 24: the self-proof at p + 64 leaves cells unresolved, which
          * each rank finds in its block (the lists merged on the root) */
         {"resnet", NULL, NULL, 24},
