@@ -140,14 +140,26 @@ typedef struct ref_vx {
     int64_t n;
     int nd;          /* 52-bit digits a value (1..6) */
     int lev0;        /* v = sign sum_k D_k 2^(52 k) 2^(16 lev0 + base), base the ref_fx's */
-    int64_t stride;  /* n + 8: each digit's array, padded for a full lane vector */
-    uint64_t *dig;   /* nd * stride, digit-major */
-    uint8_t *flag;   /* stride: 1 negative; 2 below the grid (digits 0 here) */
+    int64_t stride;  /* n + 2 LRP_REF_VX_PAD: each digit's array, padded */
+    uint64_t *dig;   /* value i's digit k at dig[k stride + i], i from -PAD to n + PAD */
+    uint8_t *flag;   /* the same range: 1 negative; 2 below the grid (digits 0 here) */
     int64_t noob;    /* values below the grid */
 } ref_vx;
 typedef struct ref_vx_scratch {
-    int64_t *gi, *gw;
+    int64_t *gi, *gwi;
+    uint64_t *gw;
+    uint8_t *gm;
 } ref_vx_scratch;
+/* A layer's taps for its tiles that no edge clips, each row (an output
+ * map forward, an input channel backward) sorted once by weight class and
+ * sign: offsets from the window's corner, the weights as
+ * lrp_ref_vx_weights gives them, their indices; start: each row's groups */
+typedef struct ref_vx_plan {
+    int64_t nrow, ntap;
+    int64_t *rel, *wi, *start;
+    uint64_t *w;
+} ref_vx_plan;
+#define LRP_REF_VX_PAD 64 /* zero values either side of a tensor's digits */
 /* 1 when this CPU runs the kernel (AVX-512 F, BW, VL, IFMA) */
 int lrp_ref_vx_available(void);
 /* 0: not built (no such CPU, every value zero, or the values spread over
@@ -159,13 +171,26 @@ void lrp_ref_vx_free(ref_vx *v);
 void lrp_ref_vx_weights(uint64_t *vw, const float *w32, int64_t n);
 int lrp_ref_vx_scratch(ref_vx_scratch *s, int64_t cap);
 void lrp_ref_vx_scratch_free(ref_vx_scratch *s);
-/* for each lane l < nl (<= 8): A[l] += sum_q v[off + ii[q] + l] * wmod(w32[ww[q]])
- * exactly (xsel as lrp_ref_fxacc_dot; no flip, no absval).  A[l] must have
+/* for each lane l < nl (<= 8) in mk[q]: A[l] += sum_q v[off + ii[q] + l] *
+ * wmod(w32[ww[q]]) exactly (xsel, absval as lrp_ref_fxacc_dot; no flip);
+ * off + ii[q] + l within [-LRP_REF_VX_PAD, n + LRP_REF_VX_PAD - 8) for
+ * every lane, in mk or not.  A[l] must have
  * at least f->nlev + LRP_REF_VX_KEYS keys. */
 void lrp_ref_vx_dot(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *f, int64_t off,
-                    const int64_t *ii, const int64_t *ww, int64_t cnt, const uint64_t *vw,
-                    const int64_t *wd, int wmod, int xsel, ref_vx_scratch *s);
+                    const int64_t *ii, const int64_t *ww, const uint8_t *mk, int64_t cnt,
+                    const uint64_t *vw,
+                    const int64_t *wd, int wmod, int xsel, int absval, ref_vx_scratch *s);
 #define LRP_REF_VX_KEYS 64
+int lrp_ref_vx_plan_new(ref_vx_plan *p, int64_t nrow, int64_t ntap);
+void lrp_ref_vx_plan_free(ref_vx_plan *p);
+/* row r's ntap taps: offsets rel[q], weight indices wi[q] */
+void lrp_ref_vx_plan_row(ref_vx_plan *p, int64_t r, const int64_t *rel, const int64_t *wi,
+                         const uint64_t *vw);
+/* lrp_ref_vx_dot over row r of the plan, every lane taking every tap:
+ * lane l reads value base + rel + l */
+void lrp_ref_vx_dot_plan(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *f,
+                         int64_t base, const ref_vx_plan *p, int64_t r, const int64_t *wd,
+                         int wmod, int xsel, int absval);
 /* A += v * 2^bit on the bins' grid (bit from bin 0's position; |v| < 2^65) */
 void lrp_ref_fxacc_add_shifted(ref_fxacc *A, long bit, __int128 v);
 

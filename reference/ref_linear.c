@@ -116,12 +116,13 @@ static int64_t gather_fwd_pat(const lrp_lin *L, const int64_t *rel, int64_t j, i
     return n;
 }
 
-/* outputs j (sample-local) and weight indices that input i feeds */
-static int64_t gather_bwd(const lrp_lin *L, int64_t i, int64_t *jj, int64_t *ww)
+/* outputs j (sample-local) and weight indices that input i feeds: the
+ * first cap of them */
+static int64_t gather_bwd_n(const lrp_lin *L, int64_t i, int64_t *jj, int64_t *ww, int64_t cap)
 {
     int64_t m = 0;
     if (!L->conv) {
-        for (int64_t j = 0; j < L->n_out; j++) {
+        for (int64_t j = 0; j < L->n_out && j < cap; j++) {
             jj[m] = j;
             ww[m++] = j * L->n_in + i;
         }
@@ -144,12 +145,19 @@ static int64_t gather_bwd(const lrp_lin *L, int64_t i, int64_t *jj, int64_t *ww)
             if (ox >= L->Wo)
                 continue;
             for (int64_t o = g * Og; o < (g + 1) * Og; o++) {
+                if (m == cap)
+                    return m;
                 jj[m] = (o * L->Ho + oy) * L->Wo + ox;
                 ww[m++] = ((o * Cg + cc) * L->kh + ky) * L->kw + kx;
             }
         }
     }
     return m;
+}
+
+static int64_t gather_bwd(const lrp_lin *L, int64_t i, int64_t *jj, int64_t *ww)
+{
+    return gather_bwd_n(L, i, jj, ww, INT64_MAX);
 }
 
 static int64_t bwd_cap(const lrp_lin *L)
@@ -239,6 +247,7 @@ typedef struct lin_job {
     const ref_fx *xfx;  /* integer digits (NULL: not built) */
     const ref_vx *xvx;  /* the same on the vector kernel's grid (NULL: not built) */
     const uint64_t *vw; /* weights for the vector kernel */
+    const ref_vx_plan *plan; /* its sorted taps for unclipped tiles (NULL: none) */
     const int64_t *wd;  /* weights for the digit kernel */
     const uint8_t *sflip; /* bwd with wscale: sign of wscale per output */
     const ref_fx *sfx[LRP_PIPE_MAX_PARTS];
@@ -521,23 +530,89 @@ static void split_sq(double *hi, double *lo, float w)
 }
 
 /* The vector kernel's tile at output e: outputs e .. e + nl - 1 of one
- * row of one map of one sample whose windows all lie inside the input
- * along x, so that output e + l reads, tap for tap, output e's input index
- * + l through the same weight (stride 1).  0: no tile starts at e. */
+ * row of one map of one sample (stride 1 along x: output e + l reads, tap
+ * for tap, output e's input + l through the same weight, where that input
+ * is inside the row).  0: no tile starts at e. */
 static int fwd_tile(const lrp_lin *L, int64_t e, int64_t hi)
 {
-    if (!L->conv || L->sw != 1)
-        return 0;
-    int64_t ox = (e % L->n_out) % L->Wo;
-    int64_t oxa = L->pl, oxb = L->W - 1 + L->pl - (int64_t)(L->kw - 1) * L->dw;
-    if (oxb > L->Wo - 1)
-        oxb = L->Wo - 1;
-    if (ox < oxa || ox > oxb)
-        return 0;
-    int64_t nl = oxb - ox + 1;
+    int64_t ox = (e % L->n_out) % L->Wo, nl = L->Wo - ox;
     nl = nl < 8 ? nl : 8;
     nl = nl < hi - e ? nl : hi - e;
     return nl >= 2 ? (int)nl : 0;
+}
+
+/* the lane mask of nl lanes whose position x + l lies in [0, n) */
+static uint8_t lane_mask(int64_t x, int nl, int64_t n)
+{
+    int64_t a = x < 0 ? -x : 0, b = n - x < nl ? n - x : nl;
+    if (a >= b)
+        return 0;
+    return (uint8_t)(((1u << b) - 1) & ~((1u << a) - 1));
+}
+
+/* a tile's taps (fwd): lane 0's input index (which may lie outside its row
+ * where lane 0 does not take the tap), the weight, the lanes that take it */
+static int64_t tile_taps_fwd(const lrp_lin *L, int64_t j, int nl, int64_t *ii, int64_t *ww,
+                             uint8_t *mk)
+{
+    int64_t o = j / (L->Ho * L->Wo), oy = (j / L->Wo) % L->Ho, ox = j % L->Wo;
+    int64_t Cg = L->C / L->groups, Og = L->O / L->groups, g = o / Og, m = 0;
+    for (int64_t cc = 0; cc < Cg; cc++) {
+        int64_t c = g * Cg + cc;
+        for (int ky = 0; ky < L->kh; ky++) {
+            int64_t iy = oy * L->sh - L->pt + (int64_t)ky * L->dh;
+            if (iy < 0 || iy >= L->H)
+                continue;
+            for (int kx = 0; kx < L->kw; kx++) {
+                int64_t x = ox - L->pl + (int64_t)kx * L->dw;
+                uint8_t lm = lane_mask(x, nl, L->W);
+                if (!lm)
+                    continue;
+                ii[m] = (c * L->H + iy) * L->W + x;
+                ww[m] = ((o * Cg + cc) * L->kh + ky) * L->kw + kx;
+                mk[m++] = lm;
+            }
+        }
+    }
+    return m;
+}
+
+/* The vector kernel's tile at input e (bwd): inputs e .. e + nl - 1 of one
+ * row of one channel of one sample (stride 1: input e + l feeds output o
+ * + l through the weight by which e feeds o).  0: none at e. */
+static int bwd_tile(const lrp_lin *L, int64_t e, int64_t hi)
+{
+    int64_t x = (e % L->n_in) % L->W, nl = L->W - x;
+    nl = nl < 8 ? nl : 8;
+    nl = nl < hi - e ? nl : hi - e;
+    return nl >= 2 ? (int)nl : 0;
+}
+
+static int64_t tile_taps_bwd(const lrp_lin *L, int64_t i, int nl, int64_t *jj, int64_t *ww,
+                             uint8_t *mk)
+{
+    int64_t c = i / (L->H * L->W), y = (i / L->W) % L->H, x = i % L->W;
+    int64_t Cg = L->C / L->groups, Og = L->O / L->groups, g = c / Cg, cc = c % Cg, m = 0;
+    for (int ky = 0; ky < L->kh; ky++) {
+        int64_t t = y + L->pt - (int64_t)ky * L->dh;
+        if (t < 0 || t % L->sh)
+            continue;
+        int64_t oy = t / L->sh;
+        if (oy >= L->Ho)
+            continue;
+        for (int kx = 0; kx < L->kw; kx++) {
+            int64_t u = x + L->pl - (int64_t)kx * L->dw;
+            uint8_t lm = lane_mask(u, nl, L->Wo);
+            if (!lm)
+                continue;
+            for (int64_t o = g * Og; o < (g + 1) * Og; o++) {
+                jj[m] = (o * L->Ho + oy) * L->Wo + u;
+                ww[m] = ((o * Cg + cc) * L->kh + ky) * L->kw + kx;
+                mk[m++] = lm;
+            }
+        }
+    }
+    return m;
 }
 
 /* A term the digit kernel sums (inputs x / x+ / x-, weights w / w+ / w-) */
@@ -571,12 +646,18 @@ typedef struct lane_sums {
     mpz_t z[8][LRP_PIPE_MAX_PARTS * LRP_PIPE_MAX_TERMS];
     ref_fxacc *FA[8];
     ref_vx_scratch vs;
+    int64_t *ii, *ww; /* the tile's taps */
+    uint8_t *mk;
 } lane_sums;
 
 static int lane_sums_init(lane_sums *T, const ref_fx *f, int64_t cap)
 {
     memset(T, 0, sizeof *T);
     int ok = lrp_ref_vx_scratch(&T->vs, cap);
+    T->ii = malloc((size_t)(cap + 1) * sizeof *T->ii);
+    T->ww = malloc((size_t)(cap + 1) * sizeof *T->ww);
+    T->mk = malloc((size_t)(cap + 1));
+    ok &= T->ii && T->ww && T->mk;
     for (int l = 0; l < 8; l++) {
         T->FA[l] = lrp_ref_fxacc_new(f->nlev + LRP_REF_VX_KEYS);
         ok &= T->FA[l] != NULL;
@@ -589,6 +670,9 @@ static int lane_sums_init(lane_sums *T, const ref_fx *f, int64_t cap)
 static void lane_sums_free(lane_sums *T)
 {
     lrp_ref_vx_scratch_free(&T->vs);
+    free(T->ii);
+    free(T->ww);
+    free(T->mk);
     for (int l = 0; l < 8; l++) {
         lrp_ref_fxacc_free(T->FA[l]);
         for (int t = 0; t < LRP_PIPE_MAX_PARTS * LRP_PIPE_MAX_TERMS; t++)
@@ -598,15 +682,102 @@ static void lane_sums_free(lane_sums *T)
 
 /* the lanes' exact sums of slot t by the vector kernel */
 static void lane_dot(lane_sums *T, int t, const ref_vx *v, const ref_fx *f, int64_t off,
-                     const int64_t *ii, const int64_t *ww, int64_t cnt, const uint64_t *vw,
-                     const int64_t *wd, int wm, int xsel)
+                     const lane_sums *taps, int64_t cnt, const uint64_t *vw, const int64_t *wd,
+                     int wm, int xsel, int absval)
 {
     for (int l = 0; l < T->nl; l++)
         lrp_ref_fxacc_clear(T->FA[l]);
-    lrp_ref_vx_dot(T->FA, T->nl, v, f, off, ii, ww, cnt, vw, wd, wm, xsel, &T->vs);
+    lrp_ref_vx_dot(T->FA, T->nl, v, f, off, taps->ii, taps->ww, taps->mk, cnt, vw, wd, wm, xsel,
+                   absval, &T->vs);
     for (int l = 0; l < T->nl; l++)
         lrp_ref_fxacc_get_z(T->z[l][t], &T->ez[l][t], T->FA[l], f);
     T->have[t] = 1;
+}
+
+/* the same for a tile no edge clips, from the layer's plan (row r) */
+static void lane_dot_plan(lane_sums *T, int t, const ref_vx *v, const ref_fx *f, int64_t base,
+                          const ref_vx_plan *plan, int64_t r, const int64_t *wd, int wm, int xsel,
+                          int absval)
+{
+    for (int l = 0; l < T->nl; l++)
+        lrp_ref_fxacc_clear(T->FA[l]);
+    lrp_ref_vx_dot_plan(T->FA, T->nl, v, f, base, plan, r, wd, wm, xsel, absval);
+    for (int l = 0; l < T->nl; l++)
+        lrp_ref_fxacc_get_z(T->z[l][t], &T->ez[l][t], T->FA[l], f);
+    T->have[t] = 1;
+}
+
+/* the corner of the windows of fwd tile (j, nl) when no edge clips them
+ * (-1 otherwise): the input index the plan's offsets start from */
+static int64_t fwd_corner(const lrp_lin *L, int64_t j, int nl)
+{
+    int64_t o = j / (L->Ho * L->Wo), oy = (j / L->Wo) % L->Ho, ox = j % L->Wo;
+    int64_t y0 = oy * L->sh - L->pt, x0 = ox - L->pl;
+    if (y0 < 0 || y0 + (int64_t)(L->kh - 1) * L->dh >= L->H || x0 < 0 ||
+        x0 + nl - 1 + (int64_t)(L->kw - 1) * L->dw >= L->W)
+        return -1;
+    int64_t Cg = L->C / L->groups, Og = L->O / L->groups;
+    return ((o / Og) * Cg * L->H + y0) * L->W + x0;
+}
+
+/* the same for bwd tile (i, nl) (stride 1 both ways): the output index */
+static int64_t bwd_corner(const lrp_lin *L, int64_t i, int nl)
+{
+    if (L->sh != 1)
+        return -1;
+    int64_t c = i / (L->H * L->W), y = (i / L->W) % L->H, x = i % L->W;
+    int64_t oy0 = y + L->pt, ox0 = x + L->pl;
+    if (oy0 - (int64_t)(L->kh - 1) * L->dh < 0 || oy0 >= L->Ho ||
+        ox0 - (int64_t)(L->kw - 1) * L->dw < 0 || ox0 + nl - 1 >= L->Wo)
+        return -1;
+    int64_t Cg = L->C / L->groups, Og = L->O / L->groups;
+    return ((c / Cg) * Og * L->Ho + oy0) * L->Wo + ox0;
+}
+
+/* The plans: fwd, a row an output map (the window pattern, weights o's);
+ * bwd, a row an input channel (outputs o of its group at the window's
+ * rows and columns, weights (o, c)).  0: not built (no memory). */
+static int plan_fwd(ref_vx_plan *p, const lrp_lin *L, const uint64_t *vw)
+{
+    int64_t Cg = L->C / L->groups, n = Cg * L->kh * L->kw;
+    int64_t *rel = malloc((size_t)(n + 1) * sizeof *rel), *wi = malloc((size_t)(n + 1) * sizeof *wi);
+    int ok = rel && wi && lrp_ref_vx_plan_new(p, L->O, n);
+    if (ok) {
+        int64_t m = 0;
+        for (int64_t cc = 0; cc < Cg; cc++)
+            for (int ky = 0; ky < L->kh; ky++)
+                for (int kx = 0; kx < L->kw; kx++)
+                    rel[m++] = (cc * L->H + (int64_t)ky * L->dh) * L->W + (int64_t)kx * L->dw;
+        for (int64_t o = 0; o < L->O; o++) {
+            for (int64_t q = 0; q < n; q++)
+                wi[q] = o * n + q;
+            lrp_ref_vx_plan_row(p, o, rel, wi, vw);
+        }
+    }
+    free(rel);
+    free(wi);
+    return ok;
+}
+
+static int plan_bwd(ref_vx_plan *p, const lrp_lin *L, const uint64_t *vw)
+{
+    int64_t Cg = L->C / L->groups, Og = L->O / L->groups, n = Og * L->kh * L->kw;
+    int64_t *rel = malloc((size_t)(n + 1) * sizeof *rel), *wi = malloc((size_t)(n + 1) * sizeof *wi);
+    int ok = rel && wi && lrp_ref_vx_plan_new(p, L->C, n);
+    for (int64_t c = 0; ok && c < L->C; c++) {
+        int64_t g = c / Cg, cc = c % Cg, m = 0;
+        for (int ky = 0; ky < L->kh; ky++)
+            for (int kx = 0; kx < L->kw; kx++)
+                for (int64_t oo = 0; oo < Og; oo++) {
+                    int64_t o = g * Og + oo;
+                    rel[m] = (oo * L->Ho - (int64_t)ky * L->dh) * L->Wo - (int64_t)kx * L->dw;
+                    wi[m++] = ((o * Cg + cc) * L->kh + ky) * L->kw + kx;
+                }
+        lrp_ref_vx_plan_row(p, c, rel, wi, vw);
+    }
+    free(rel);
+    free(wi);
+    return ok;
 }
 
 typedef struct fwd_tls {
@@ -763,9 +934,9 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
     mpfr_init2(W.fc, 24);
     LRP_ASSERT(!J->xfx || W.FA);
     W.pat = fwd_pattern(L);
-    /* the vector kernel: its terms are the digit kernel's without |.| */
+    /* the vector kernel: the digit kernel's terms */
     lane_sums *T = NULL;
-    if (J->xvx && !J->absval && J->nt <= LRP_PIPE_MAX_TERMS) {
+    if (J->xvx && J->nt <= LRP_PIPE_MAX_TERMS) {
         T = malloc(sizeof *T);
         LRP_ASSERT(T && lane_sums_init(T, J->xfx, L->fanin));
     }
@@ -776,14 +947,22 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
             continue;
         }
         int64_t b = e / L->n_out, j = e % L->n_out;
-        int64_t cnt = gather_fwd_pat(L, W.pat, j, W.S.ii, W.S.ww);
+        int64_t corner = J->plan ? fwd_corner(L, j, nl) : -1, cnt = 0;
+        if (corner < 0)
+            cnt = tile_taps_fwd(L, j, nl, T->ii, T->ww, T->mk);
         T->nl = nl;
         for (int t = 0; t < J->nt; t++) {
             const lrp_term *tt = &J->t[t];
             T->have[t] = 0;
-            if (fx_term(tt->in, tt->w))
-                lane_dot(T, t, J->xvx, J->xfx, b * L->n_in, W.S.ii, W.S.ww, cnt, J->vw, J->wd,
-                         fwd_wm(J, tt, j), xsel_of(tt->in));
+            if (!fx_term(tt->in, tt->w))
+                continue;
+            if (corner >= 0)
+                lane_dot_plan(T, t, J->xvx, J->xfx, b * L->n_in + corner, J->plan,
+                              out_unit(L, j), J->wd, fwd_wm(J, tt, j), xsel_of(tt->in),
+                              J->absval);
+            else
+                lane_dot(T, t, J->xvx, J->xfx, b * L->n_in, T, cnt, J->vw, J->wd,
+                         fwd_wm(J, tt, j), xsel_of(tt->in), J->absval);
         }
         for (int l = 0; l < nl; l++)
             fwd_elem(J, &W, e + l, T, l);
@@ -799,26 +978,6 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
     lrp_ref_fxacc_free(W.FA);
     scratch_free(&W.S);
     free(W.pat);
-}
-
-/* The vector kernel's tile at input e: inputs e .. e + nl - 1 of one row
- * of one channel of one sample whose every tap's output lies inside the
- * output along x, so that input e + l reads, tap for tap, input e's
- * output index + l through the same weight (stride 1).  0: none at e. */
-static int bwd_tile(const lrp_lin *L, int64_t e, int64_t hi)
-{
-    if (!L->conv || L->sw != 1)
-        return 0;
-    int64_t x = (e % L->n_in) % L->W, span = (int64_t)(L->kw - 1) * L->dw;
-    int64_t xa = span - L->pl, xb = L->Wo - 1 - L->pl;
-    if (xb > L->W - 1)
-        xb = L->W - 1;
-    if (x < xa || x > xb)
-        return 0;
-    int64_t nl = xb - x + 1;
-    nl = nl < 8 ? nl : 8;
-    nl = nl < hi - e ? nl : hi - e;
-    return nl >= 2 ? (int)nl : 0;
 }
 
 typedef struct bwd_tls {
@@ -903,8 +1062,19 @@ static void bwd_elem(const lin_job *J, bwd_tls *Wt, int64_t e, const lane_sums *
     }
     mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
     if (mpfr_zero_p(J->out + e)) {
-        GATHER();
-        mpfr_set_zero(J->out + e, zsign_neg_bwd(J, b, i, &S, cnt, S.tin) ? -1 : 1);
+        /* -0 only when every summand is -0: the first taps nearly always
+         * show one that is not (a ReLU zero's +0 times a weight and a
+         * quotient of the same sign), without the whole fan-out */
+        int neg = 1;
+        if (cnt < 0) {
+            int64_t c0 = gather_bwd_n(L, i, S.ii, S.ww, 16);
+            neg = zsign_neg_bwd(J, b, i, &S, c0, S.tin);
+        }
+        if (neg) {
+            cnt = gather_bwd(L, i, S.ii, S.ww);
+            neg = zsign_neg_bwd(J, b, i, &S, cnt, S.tin);
+        }
+        mpfr_set_zero(J->out + e, neg ? -1 : 1);
     }
 #undef GATHER
 #undef S
@@ -948,7 +1118,9 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
             continue;
         }
         int64_t b = e / L->n_in, i = e % L->n_in;
-        int64_t cnt = gather_bwd(L, i, W.S.ii, W.S.ww);
+        int64_t corner = J->plan ? bwd_corner(L, i, nl) : -1, cnt = 0;
+        if (corner < 0)
+            cnt = tile_taps_bwd(L, i, nl, U->ii, U->ww, U->mk);
         memset(U->have, 0, sizeof U->have);
         for (int k = 0; k < J->np; k++) {
             if (!T[k])
@@ -963,8 +1135,12 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
                     (J->sflip && tt->w != LRP_WM_ID))
                     continue;
                 T[k]->have[slot] = 0;
-                lane_dot(T[k], slot, J->svx[k], J->sfx[k], b * L->n_out, W.S.ii, W.S.ww, cnt,
-                         J->vw, J->wd, tt->w, 0);
+                if (corner >= 0)
+                    lane_dot_plan(T[k], slot, J->svx[k], J->sfx[k], b * L->n_out + corner, J->plan,
+                                  i / (L->H * L->W), J->wd, tt->w, 0, 0);
+                else
+                    lane_dot(T[k], slot, J->svx[k], J->sfx[k], b * L->n_out, U, cnt, J->vw,
+                             J->wd, tt->w, 0, 0);
                 if (T[k] != U) {
                     /* move the lanes' sums into U's slot */
                     for (int l = 0; l < nl; l++) {
@@ -1084,27 +1260,21 @@ static int split_tensor(double **out, uint8_t **npo, int *Kp, long *scalep, mpfr
     return 1;
 }
 
-/* 1 when the vector kernel has tiles of at least two outputs on this
- * conv (stride 1 along x): fwd, outputs whose window lies inside the
- * input along x; bwd, inputs whose every tap's output lies inside the
- * output along x */
+/* 1 when the vector kernel runs on this layer: a conv with stride 1
+ * along x, rows of at least two outputs (fwd) / inputs (bwd), and lanes
+ * that reach at most LRP_REF_VX_PAD values past a tensor's ends */
 static int vec_rows(const lrp_lin *L, int bwd)
 {
     if (!L->conv || L->sw != 1 || !lrp_ref_vx_available())
         return 0;
     int64_t span = (int64_t)(L->kw - 1) * L->dw;
-    if (!bwd) {
-        int64_t oxb = L->W - 1 + L->pl - span;
-        if (oxb > L->Wo - 1)
-            oxb = L->Wo - 1;
-        return oxb - L->pl + 1 >= 2;
-    }
-    int64_t xa = span - L->pl, xb = L->Wo - 1 - L->pl;
-    if (xa < 0)
-        xa = 0;
-    if (xb > L->W - 1)
-        xb = L->W - 1;
-    return xb - xa + 1 >= 2;
+    /* the farthest a lane's index reaches before the row's first value and
+     * after its last (the next row's values or the padding stand there) */
+    int64_t before = bwd ? span - L->pl : L->pl;
+    int64_t after = bwd ? (L->W - 1) + 7 + L->pl - (L->Wo - 1) : (L->Wo - 1) + 7 - L->pl + span - (L->W - 1);
+    if (before > LRP_REF_VX_PAD || after > LRP_REF_VX_PAD - 8)
+        return 0;
+    return (bwd ? L->W : L->Wo) >= 2;
 }
 
 static uint64_t *vec_weights(const lrp_lin *L)
@@ -1166,23 +1336,29 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
         else if (!have_fx || need_pieces)
             ok = split_tensor(&xd, &np, &J.K, &J.xscale, J.x, L->n_in * batch, cx->prec);
         ref_vx vx;
+        ref_vx_plan plan;
         uint64_t *vw = NULL;
-        int have_vx = 0;
+        int have_vx = 0, have_plan = 0;
         if (ok) {
             J.xd = xd;
             J.xnp = np;
             J.xfx = have_fx ? &fx : NULL;
-            if (have_fx && cx->slow == 0 && !absval && vec_rows(L, 0) &&
+            if (have_fx && cx->slow == 0 && vec_rows(L, 0) &&
                 (vw = vec_weights(L)) != NULL)
                 have_vx = lrp_ref_vx_build(&vx, &fx);
+            if (have_vx)
+                have_plan = plan_fwd(&plan, L, vw);
             J.xvx = have_vx ? &vx : NULL;
             J.vw = vw;
+            J.plan = have_plan ? &plan : NULL;
             cx->fast_calls++;
             cx->vec_calls += have_vx;
             lrp_ref_par_for(cx->threads, L->n_out * batch, fwd_fast, &J);
         }
         if (have_vx)
             lrp_ref_vx_free(&vx);
+        if (have_plan)
+            lrp_ref_vx_plan_free(&plan);
         free(vw);
         free(xd);
         free(np);
@@ -1269,9 +1445,12 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
             if (have_fx[k] && (vw || (vw = vec_weights(L)) != NULL))
                 have_vx[k] = lrp_ref_vx_build(&vx[k], &fx[k]);
     }
+    ref_vx_plan plan;
+    int have_plan = (have_vx[0] || have_vx[1]) && L->sh == 1 && plan_bwd(&plan, L, vw);
     for (int k = 0; k < np; k++)
         J.svx[k] = have_vx[k] ? &vx[k] : NULL;
     J.vw = vw;
+    J.plan = have_plan ? &plan : NULL;
     if (fast) {
         cx->fast_calls++;
         cx->vec_calls += have_vx[0] || have_vx[1];
@@ -1290,6 +1469,8 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
         if (sfold[k])
             lrp_ref_tensor_free(sfold[k]);
     }
+    if (have_plan)
+        lrp_ref_vx_plan_free(&plan);
     free(flip);
     free(wd);
     free(vw);

@@ -31,6 +31,10 @@
  * negative values go to two accumulator sets by a mask, and the sign of
  * the weight is applied when the sets are emptied.
  *
+ * A tap carries a mask of the lanes it reaches: at a row's ends (padding)
+ * some lanes' inputs lie outside it; their loads land in the row next to
+ * it or in the arrays' zero padding, and the mask drops them.
+ *
  * Taps are first sorted by weight class and sign (a counting sort per
  * tile, the weight's class and sign packed beside W), so that within a
  * group the accumulators' positions are fixed.  An accumulator lane gets
@@ -85,8 +89,10 @@ int lrp_ref_vx_available(void)
 
 void lrp_ref_vx_free(ref_vx *v)
 {
-    free(v->dig);
-    free(v->flag);
+    if (v->dig)
+        free(v->dig - LRP_REF_VX_PAD);
+    if (v->flag)
+        free(v->flag - LRP_REF_VX_PAD);
     memset(v, 0, sizeof *v);
 }
 
@@ -144,14 +150,20 @@ int lrp_ref_vx_build(ref_vx *v, const ref_fx *f)
     v->n = n;
     v->nd = nd;
     v->lev0 = lev0;
-    v->stride = n + 8;
+    /* each digit's array with LRP_REF_VX_PAD zero values on either side:
+     * a tile's lanes may reach past the tensor's ends (masked out) */
+    v->stride = n + 2 * LRP_REF_VX_PAD;
     v->noob = noob;
-    v->dig = calloc((size_t)(nd * v->stride), sizeof *v->dig);
-    v->flag = calloc((size_t)v->stride, 1);
-    if (!v->dig || !v->flag) {
-        lrp_ref_vx_free(v);
+    uint64_t *dig = calloc((size_t)(nd * v->stride), sizeof *v->dig);
+    uint8_t *flag = calloc((size_t)v->stride, 1);
+    if (!dig || !flag) {
+        free(dig);
+        free(flag);
+        memset(v, 0, sizeof *v);
         return 0;
     }
+    v->dig = dig + LRP_REF_VX_PAD;
+    v->flag = flag + LRP_REF_VX_PAD;
     for (int64_t i = 0; i < n; i++) {
         uint32_t mt = f->meta[i];
         int c = (int)(mt & 127);
@@ -215,26 +227,32 @@ void lrp_ref_vx_weights(uint64_t *vw, const float *w32, int64_t n)
 
 #ifdef VX_X86
 /* One group's taps (a weight class and sign): P / N get each lane's sums
- * of the positive / negative values' products, accumulator j at 52 j. */
+ * of the positive / negative values' products, accumulator j at 52 j.
+ * Tap t reads values base + gi[t] + lane through W = gw[t] (low 52 bits),
+ * in the lanes of gm[t] (HM) or of lanes. */
 static inline VX_TGT __attribute__((always_inline)) void
-vx_group(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx *v, const int64_t *gi,
-         const int64_t *gw, int64_t cnt, const uint64_t *vw, __mmask8 selp, __mmask8 seln,
-         const int ND)
+vx_group(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx *v, int64_t base, const int64_t *gi,
+         const uint64_t *gw, const uint8_t *gm, __mmask8 lanes, int64_t cnt, __mmask8 selp,
+         __mmask8 seln, const int ND, const int HM)
 {
     __m512i p[VX_NDMAX + 1], q[VX_NDMAX + 1];
     for (int k = 0; k <= ND; k++) {
         p[k] = _mm512_setzero_si512();
         q[k] = _mm512_setzero_si512();
     }
-    const uint64_t *dig = v->dig;
+    const uint64_t *dig = v->dig + base;
+    const uint8_t *flag = v->flag + base;
     const int64_t st = v->stride;
     const __m128i one = _mm_set1_epi8(1);
+    selp &= lanes;
+    seln &= lanes;
     for (int64_t t = 0; t < cnt; t++) {
         const int64_t b = gi[t];
-        const __m512i W = _mm512_set1_epi64((long long)(vw[gw[t]] & VX_M52));
+        const __m512i W = _mm512_set1_epi64((long long)(gw[t] & VX_M52));
         const __mmask8 kn =
-            (__mmask8)_mm_test_epi8_mask(_mm_loadl_epi64((const __m128i *)(v->flag + b)), one);
-        const __mmask8 kp = (__mmask8)(~kn & selp), kq = (__mmask8)(kn & seln);
+            (__mmask8)_mm_test_epi8_mask(_mm_loadl_epi64((const __m128i *)(flag + b)), one);
+        const __mmask8 lm = HM ? gm[t] : 0xff;
+        const __mmask8 kp = (__mmask8)(~kn & selp & lm), kq = (__mmask8)(kn & seln & lm);
 #pragma GCC unroll 8
         for (int k = 0; k < ND; k++) {
             const __m512i x = _mm512_loadu_si512((const void *)(dig + k * st + b));
@@ -250,69 +268,37 @@ vx_group(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx *v, const int64_t *gi,
     }
 }
 
-static VX_TGT void vx_group_nd(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx *v,
-                               const int64_t *gi, const int64_t *gw, int64_t cnt,
-                               const uint64_t *vw, __mmask8 selp, __mmask8 seln)
-{
-    switch (v->nd) {
-    case 1: vx_group(P, N, v, gi, gw, cnt, vw, selp, seln, 1); return;
-    case 2: vx_group(P, N, v, gi, gw, cnt, vw, selp, seln, 2); return;
-    case 3: vx_group(P, N, v, gi, gw, cnt, vw, selp, seln, 3); return;
-    case 4: vx_group(P, N, v, gi, gw, cnt, vw, selp, seln, 4); return;
-    case 5: vx_group(P, N, v, gi, gw, cnt, vw, selp, seln, 5); return;
-    default: vx_group(P, N, v, gi, gw, cnt, vw, selp, seln, 6); return;
+#define VX_ND_CASES(HM)                                                                      \
+    switch (v->nd) {                                                                         \
+    case 1: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 1, HM); return;      \
+    case 2: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 2, HM); return;      \
+    case 3: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 3, HM); return;      \
+    case 4: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 4, HM); return;      \
+    case 5: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 5, HM); return;      \
+    default: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 6, HM); return;     \
     }
-}
-#endif
 
-int lrp_ref_vx_scratch(ref_vx_scratch *s, int64_t cap)
+static VX_TGT void vx_group_nd(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx *v, int64_t base,
+                               const int64_t *gi, const uint64_t *gw, const uint8_t *gm,
+                               __mmask8 lanes, int64_t cnt, __mmask8 selp, __mmask8 seln)
 {
-    s->gi = malloc((size_t)(cap + 1) * sizeof *s->gi);
-    s->gw = malloc((size_t)(cap + 1) * sizeof *s->gw);
-    return s->gi && s->gw;
-}
-
-void lrp_ref_vx_scratch_free(ref_vx_scratch *s)
-{
-    free(s->gi);
-    free(s->gw);
-    s->gi = s->gw = NULL;
+    if (gm)
+        VX_ND_CASES(1)
+    else
+        VX_ND_CASES(0)
 }
 
-#ifdef VX_X86
-VX_TGT
-#endif
-void lrp_ref_vx_dot(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *f, int64_t off,
-                    const int64_t *ii, const int64_t *ww, int64_t cnt, const uint64_t *vw,
-                    const int64_t *wd, int wmod, int xsel, ref_vx_scratch *s)
+/* The sorted taps of a tile (groups g at [start[g], start[g + 1])): the
+ * groups the modifiers keep, in chunks, each emptied into the lanes' bins;
+ * then the values below the grid lane by lane (gwi: the weights' indices
+ * for the scalar kernel). */
+static VX_TGT void vx_run(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *f,
+                          int64_t base, const int64_t *gi, const uint64_t *gw, const uint8_t *gm,
+                          const int64_t *gwi, const int64_t *start, const int64_t *wd, int wmod,
+                          int xsel, int absval)
 {
-#ifdef VX_X86
     LRP_ASSERT(nl >= 1 && nl <= 8);
-    /* counting sort of the taps by group (weight class and sign); the
-     * weight modifier drops the other sign and +-0 weights drop out */
-    int64_t at[VX_NG + 1];
-    memset(at, 0, sizeof at);
-    for (int64_t q = 0; q < cnt; q++) {
-        unsigned g = (unsigned)(vw[ww[q]] >> 56);
-        at[g == 0xff ? VX_NG : g]++;
-    }
-    int64_t pos = 0;
-    for (int g = 0; g < VX_NG; g++) {
-        int64_t c = at[g];
-        at[g] = pos;
-        pos += c;
-    }
-    int64_t start[VX_NG + 1];
-    memcpy(start, at, sizeof start);
-    start[VX_NG] = pos;
-    for (int64_t q = 0; q < cnt; q++) {
-        unsigned g = (unsigned)(vw[ww[q]] >> 56);
-        if (g == 0xff)
-            continue;
-        int64_t k = at[g]++;
-        s->gi[k] = off + ii[q];
-        s->gw[k] = ww[q];
-    }
+    const __mmask8 lanes = (__mmask8)((1u << nl) - 1);
     const __mmask8 selp = xsel < 0 ? 0 : 0xff, seln = xsel > 0 ? 0 : 0xff;
     uint64_t P[VX_NDMAX + 1][8], N[VX_NDMAX + 1][8];
     for (int g = 0; g < VX_NG; g++) {
@@ -322,36 +308,171 @@ void lrp_ref_vx_dot(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *
         const long Ec = 1 + VX_CW * (g >> 1);
         for (int64_t t0 = start[g]; t0 < start[g + 1]; t0 += VX_CHUNK) {
             int64_t m = start[g + 1] - t0 < VX_CHUNK ? start[g + 1] - t0 : VX_CHUNK;
-            vx_group_nd(P, N, v, s->gi + t0, s->gw + t0, m, vw, selp, seln);
+            vx_group_nd(P, N, v, base, gi + t0, gw + t0, gm ? gm + t0 : NULL, lanes, m, selp,
+                        seln);
             for (int l = 0; l < nl; l++)
                 for (int j = 0; j <= v->nd; j++) {
-                    __int128 d = (__int128)P[j][l] - (__int128)N[j][l];
+                    /* |.|: every product counts positive */
+                    __int128 d = absval ? (__int128)P[j][l] + (__int128)N[j][l]
+                                        : (__int128)P[j][l] - (__int128)N[j][l];
                     if (!d)
                         continue;
                     lrp_ref_fxacc_add_shifted(A[l], 52L * j + 16L * v->lev0 + Ec + 10,
-                                              wneg ? -d : d);
+                                              wneg && !absval ? -d : d);
                 }
         }
     }
-    if (v->noob) {
-        /* the values below the grid, lane by lane, by the scalar kernel */
-        const __mmask8 lanes = (__mmask8)((1u << nl) - 1);
-        for (int64_t q = 0; q < cnt; q++) {
-            const int64_t b = off + ii[q];
-            unsigned m = (unsigned)_mm_test_epi8_mask(
-                             _mm_loadl_epi64((const __m128i *)(v->flag + b)), _mm_set1_epi8(2)) &
-                         lanes;
-            while (m) {
-                int l = __builtin_ctz(m);
-                m &= m - 1;
-                int64_t i1 = b + l;
-                lrp_ref_fxacc_dot(A[l], f, 0, &i1, ww + q, 1, wd, wmod, xsel, 0, NULL);
-            }
+    if (!v->noob)
+        return;
+    /* the values below the grid, lane by lane, by the scalar kernel (the
+     * modifiers select there as everywhere) */
+    for (int64_t t = 0; t < start[VX_NG]; t++) {
+        const int64_t b = base + gi[t];
+        unsigned m = (unsigned)_mm_test_epi8_mask(
+                         _mm_loadl_epi64((const __m128i *)(v->flag + b)), _mm_set1_epi8(2)) &
+                     lanes & (gm ? gm[t] : 0xff);
+        while (m) {
+            int l = __builtin_ctz(m);
+            m &= m - 1;
+            int64_t i1 = b + l;
+            lrp_ref_fxacc_dot(A[l], f, 0, &i1, gwi + t, 1, wd, wmod, xsel, absval, NULL);
         }
     }
+}
+#endif
+
+int lrp_ref_vx_scratch(ref_vx_scratch *s, int64_t cap)
+{
+    s->gi = malloc((size_t)(cap + 1) * sizeof *s->gi);
+    s->gw = malloc((size_t)(cap + 1) * sizeof *s->gw);
+    s->gwi = malloc((size_t)(cap + 1) * sizeof *s->gwi);
+    s->gm = malloc((size_t)(cap + 1));
+    return s->gi && s->gw && s->gwi && s->gm;
+}
+
+void lrp_ref_vx_scratch_free(ref_vx_scratch *s)
+{
+    free(s->gi);
+    free(s->gw);
+    free(s->gwi);
+    free(s->gm);
+    memset(s, 0, sizeof *s);
+}
+
+#ifdef VX_X86
+VX_TGT
+#endif
+void lrp_ref_vx_dot(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *f, int64_t off,
+                    const int64_t *ii, const int64_t *ww, const uint8_t *mk, int64_t cnt,
+                    const uint64_t *vw,
+                    const int64_t *wd, int wmod, int xsel, int absval, ref_vx_scratch *s)
+{
+#ifdef VX_X86
+    LRP_ASSERT(nl >= 1 && nl <= 8);
+    /* counting sort of the taps by group (weight class and sign); +-0
+     * weights drop out */
+    int64_t at[VX_NG + 1];
+    memset(at, 0, sizeof at);
+    for (int64_t q = 0; q < cnt; q++) {
+        unsigned g = (unsigned)(vw[ww[q]] >> 56);
+        at[g == 0xff ? VX_NG : g]++;
+    }
+    int64_t start[VX_NG + 1], pos = 0;
+    for (int g = 0; g < VX_NG; g++) {
+        start[g] = pos;
+        pos += at[g];
+        at[g] = start[g];
+    }
+    start[VX_NG] = pos;
+    for (int64_t q = 0; q < cnt; q++) {
+        uint64_t w = vw[ww[q]];
+        unsigned g = (unsigned)(w >> 56);
+        if (g == 0xff)
+            continue;
+        int64_t k = at[g]++;
+        s->gi[k] = ii[q];
+        s->gw[k] = w;
+        s->gwi[k] = ww[q];
+        s->gm[k] = mk[q];
+    }
+    vx_run(A, nl, v, f, off, s->gi, s->gw, s->gm, s->gwi, start, wd, wmod, xsel, absval);
 #else
-    (void)A, (void)nl, (void)v, (void)f, (void)off, (void)ii, (void)ww, (void)cnt, (void)vw;
-    (void)wd, (void)wmod, (void)xsel, (void)s;
+    (void)A, (void)nl, (void)v, (void)f, (void)off, (void)ii, (void)ww, (void)mk, (void)cnt;
+    (void)vw;
+    (void)wd, (void)wmod, (void)xsel, (void)absval, (void)s;
     LRP_ASSERT(0 && "lrp_ref_vx_dot without AVX-512 IFMA");
+#endif
+}
+
+void lrp_ref_vx_plan_free(ref_vx_plan *p)
+{
+    free(p->rel);
+    free(p->w);
+    free(p->wi);
+    free(p->start);
+    memset(p, 0, sizeof *p);
+}
+
+int lrp_ref_vx_plan_new(ref_vx_plan *p, int64_t nrow, int64_t ntap)
+{
+    memset(p, 0, sizeof *p);
+    p->nrow = nrow;
+    p->ntap = ntap;
+    size_t n = (size_t)(nrow * ntap + 1);
+    p->rel = malloc(n * sizeof *p->rel);
+    p->w = malloc(n * sizeof *p->w);
+    p->wi = malloc(n * sizeof *p->wi);
+    p->start = malloc((size_t)nrow * (VX_NG + 1) * sizeof *p->start);
+    if (!p->rel || !p->w || !p->wi || !p->start) {
+        lrp_ref_vx_plan_free(p);
+        return 0;
+    }
+    return 1;
+}
+
+void lrp_ref_vx_plan_row(ref_vx_plan *p, int64_t r, const int64_t *rel, const int64_t *wi,
+                         const uint64_t *vw)
+{
+    int64_t at[VX_NG + 1], *start = p->start + r * (VX_NG + 1);
+    memset(at, 0, sizeof at);
+    for (int64_t q = 0; q < p->ntap; q++) {
+        unsigned g = (unsigned)(vw[wi[q]] >> 56);
+        at[g == 0xff ? VX_NG : g]++;
+    }
+    int64_t pos = 0;
+    for (int g = 0; g < VX_NG; g++) {
+        start[g] = pos;
+        pos += at[g];
+        at[g] = start[g];
+    }
+    start[VX_NG] = pos;
+    int64_t *prel = p->rel + r * p->ntap, *pwi = p->wi + r * p->ntap;
+    uint64_t *pw = p->w + r * p->ntap;
+    for (int64_t q = 0; q < p->ntap; q++) {
+        uint64_t w = vw[wi[q]];
+        unsigned g = (unsigned)(w >> 56);
+        if (g == 0xff)
+            continue;
+        int64_t k = at[g]++;
+        prel[k] = rel[q];
+        pw[k] = w;
+        pwi[k] = wi[q];
+    }
+}
+
+#ifdef VX_X86
+VX_TGT
+#endif
+void lrp_ref_vx_dot_plan(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *f,
+                         int64_t base, const ref_vx_plan *p, int64_t r, const int64_t *wd,
+                         int wmod, int xsel, int absval)
+{
+#ifdef VX_X86
+    vx_run(A, nl, v, f, base, p->rel + r * p->ntap, p->w + r * p->ntap, NULL,
+           p->wi + r * p->ntap, p->start + r * (VX_NG + 1), wd, wmod, xsel, absval);
+#else
+    (void)A, (void)nl, (void)v, (void)f, (void)base, (void)p, (void)r, (void)wd, (void)wmod;
+    (void)xsel, (void)absval;
+    LRP_ASSERT(0 && "lrp_ref_vx_dot_plan without AVX-512 IFMA");
 #endif
 }

@@ -7,12 +7,15 @@
  * rounds it once, so any difference at all is a bug (no tolerance).
  *
  * The cases are built to reach what the vector kernel does differently:
- * tiles cut short by the row's end, by padding and by a thread's range;
+ * tiles cut short by the row's end and by a thread's range, tiles with
+ * lanes clipped by the padding (their own tap lists) and tiles inside the
+ * input (the layer's plan: taps sorted once per row);
  * taps of every weight class (subnormal to 2^100) and both signs, +-0
  * weights; values on grids of 1 to 6 digits and values below the grid
  * (the scalar kernel adds those lane by lane); input and weight modifiers
  * (x+, x-, w+, w-), several terms with and without the digit kernel in one
- * tile, biases, a BN-folded scale of either sign (w+ / w- flip), |.|,
+ * tile, biases, a BN-folded scale of either sign (w+ / w- flip), |x| |w|
+ * (the gauges' sums),
  * groups, dilation and vertical stride.
  *
  * On a CPU without AVX-512 IFMA the vector kernel never runs; the tests
@@ -278,13 +281,15 @@ static void check_layer(const char *what, layer *Y, const geo *g, int prec, cons
 
 static const geo geos[] = {
     /* C, O, H, W, kh, kw, pt, pl, sh, sw, dh, dw, groups, batch */
-    {4, 5, 9, 21, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2},  /* rows of 21: 2 full tiles + 5 */
-    {3, 4, 6, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   /* 7 wide: one tile of 5 a row */
+    {4, 5, 9, 21, 3, 3, 1, 1, 1, 1, 1, 1, 1, 2},  /* rows of 21: tiles 8, 8, 5 */
+    {3, 4, 6, 7, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   /* 7 wide: one tile a row */
     {6, 6, 5, 12, 1, 1, 0, 0, 1, 1, 1, 1, 1, 2},  /* 1x1: whole rows */
     {4, 6, 7, 17, 3, 5, 0, 2, 2, 1, 1, 2, 2, 1},  /* groups, dilation, stride 2 in y */
     {2, 3, 8, 30, 5, 5, 2, 2, 1, 1, 1, 1, 1, 1},  /* 5x5 */
+    {3, 4, 9, 19, 3, 3, 2, 2, 1, 1, 2, 2, 1, 1},  /* dilation 2 both ways */
+    {4, 4, 5, 26, 7, 7, 3, 3, 1, 1, 1, 1, 2, 1},  /* 7x7, groups */
     {3, 3, 6, 16, 3, 3, 1, 1, 1, 2, 1, 1, 1, 1},  /* stride 2 in x: no tiles */
-    {2, 2, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   /* 3 wide: one lane, no tiles */
+    {2, 2, 4, 3, 3, 3, 1, 1, 1, 1, 1, 1, 1, 1},   /* 3 wide: one tile, every edge */
 };
 
 static void t_kernels(void **state, int prec)
@@ -324,9 +329,11 @@ static void t_kernels(void **state, int prec)
             check_layer(what, &Y, g, prec, e1, 1, 1, 0, e1, 1, NULL, 0, tiles);
             check_layer(what, &Y, g, prec, ab, 2, 0, 0, ab, 2, bwn, 1, tiles);
             check_layer(what, &Y, g, prec, xs, 3, 1, 0, bwp, 2, xs, 3, tiles);
+            check_layer(what, &Y, g, prec, e1, 1, 1, 1, e1, 1, NULL, 0, tiles); /* |x| |w| */
             if (!scaled) {
                 check_layer(what, &Y, g, prec, mix, 3, 1, 0, bsq, 2, e1, 1, tiles);
-                check_layer(what, &Y, g, prec, ab, 2, 1, 1, e1, 1, NULL, 0, 0);
+                check_layer(what, &Y, g, prec, ab, 2, 1, 1, e1, 1, NULL, 0, tiles);
+                check_layer(what, &Y, g, prec, xs, 3, 0, 1, e1, 1, NULL, 0, tiles);
             }
             layer_free(&Y, g);
             lrp_ref_vx_oob_share = 1024;
