@@ -206,20 +206,14 @@ static void fold(ref_fxacc *A)
 void lrp_ref_fx_weights(int64_t *wd, const float *w32, int64_t n)
 {
     for (int64_t k = 0; k < n; k++) {
-        uint32_t u;
-        memcpy(&u, &w32[k], sizeof u);
-        unsigned E = (u >> 23) & 0xffu;
-        uint64_t m = u & 0x7fffffu;
-        if (E)
-            m |= 1u << 23;
-        else
-            E = 1;
+        uint64_t m;
+        unsigned E, neg = lrp_ref_f32_parts(w32[k], &m, &E);
         unsigned t = E + 10;
         int64_t W = (int64_t)(m << (t & 15));
         if (!W)
             wd[k] = 0; /* +-0: no product, whatever bw */
         else
-            wd[k] = WPACK((u >> 31) ? -W : W, t >> 4);
+            wd[k] = WPACK(neg ? -W : W, t >> 4);
     }
 }
 

@@ -135,6 +135,21 @@ void lrp_ref_fx_weights(int64_t *wd, const float *w32, int64_t n);
 /* the exact sum as z * 2^e; leaves A cleared (its bins are consumed) */
 void lrp_ref_fxacc_get_z(mpz_ptr z, long *e, ref_fxacc *A, const ref_fx *f);
 
+/* A finite binary32 w as m * 2^(E - 150) (m < 2^24; E the biased
+ * exponent, 1 for subnormals); returns the sign bit */
+static inline unsigned lrp_ref_f32_parts(float w, uint64_t *m, unsigned *E)
+{
+    uint32_t u;
+    memcpy(&u, &w, sizeof u);
+    *E = (u >> 23) & 0xffu;
+    *m = u & 0x7fffffu;
+    if (*E)
+        *m |= 1u << 23;
+    else
+        *E = 1;
+    return u >> 31;
+}
+
 /* ---- the digit kernel eight outputs at a time (ref_vec.c, AVX-512 IFMA) ---- */
 typedef struct ref_vx {
     int64_t n;
@@ -150,14 +165,16 @@ typedef struct ref_vx_scratch {
     uint64_t *gw;
     uint8_t *gm;
 } ref_vx_scratch;
-/* A layer's taps for its tiles that no edge clips, each row (an output
- * map forward, an input channel backward) sorted once by weight class and
- * sign: offsets from the window's corner, the weights as
- * lrp_ref_vx_weights gives them, their indices; start: each row's groups */
+/* A layer's taps for its tiles, each row (an output map forward, an input
+ * channel backward) sorted once by weight class and sign: offsets from the
+ * window's corner, the weights as lrp_ref_vx_weights gives them, their
+ * indices, their kernel position ky kw + kx (a tile at an edge masks its
+ * lanes by it); start: each row's groups */
 typedef struct ref_vx_plan {
     int64_t nrow, ntap;
     int64_t *rel, *wi, *start;
     uint64_t *w;
+    uint16_t *k;
 } ref_vx_plan;
 #define LRP_REF_VX_PAD 64 /* zero values either side of a tensor's digits */
 /* 1 when this CPU runs the kernel (AVX-512 F, BW, VL, IFMA) */
@@ -183,14 +200,16 @@ void lrp_ref_vx_dot(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *
 #define LRP_REF_VX_KEYS 64
 int lrp_ref_vx_plan_new(ref_vx_plan *p, int64_t nrow, int64_t ntap);
 void lrp_ref_vx_plan_free(ref_vx_plan *p);
-/* row r's ntap taps: offsets rel[q], weight indices wi[q] */
+/* row r's ntap taps: offsets rel[q], weight indices wi[q], kernel
+ * positions k[q] */
 void lrp_ref_vx_plan_row(ref_vx_plan *p, int64_t r, const int64_t *rel, const int64_t *wi,
-                         const uint64_t *vw);
-/* lrp_ref_vx_dot over row r of the plan, every lane taking every tap:
- * lane l reads value base + rel + l */
+                         const uint16_t *k, const uint64_t *vw);
+/* lrp_ref_vx_dot over row r of the plan: lane l reads value base + rel +
+ * l, for the taps at kernel position k in the lanes tab[k] (tab NULL:
+ * every lane every tap) */
 void lrp_ref_vx_dot_plan(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *f,
-                         int64_t base, const ref_vx_plan *p, int64_t r, const int64_t *wd,
-                         int wmod, int xsel, int absval);
+                         int64_t base, const ref_vx_plan *p, int64_t r, const uint8_t *tab,
+                         const int64_t *wd, int wmod, int xsel, int absval);
 /* A += v * 2^bit on the bins' grid (bit from bin 0's position; |v| < 2^65) */
 void lrp_ref_fxacc_add_shifted(ref_fxacc *A, long bit, __int128 v);
 

@@ -648,16 +648,18 @@ typedef struct lane_sums {
     ref_vx_scratch vs;
     int64_t *ii, *ww; /* the tile's taps */
     uint8_t *mk;
+    uint8_t *tab; /* a clipped tile's lanes by kernel position */
 } lane_sums;
 
-static int lane_sums_init(lane_sums *T, const ref_fx *f, int64_t cap)
+static int lane_sums_init(lane_sums *T, const ref_fx *f, int64_t cap, int64_t nk)
 {
     memset(T, 0, sizeof *T);
     int ok = lrp_ref_vx_scratch(&T->vs, cap);
     T->ii = malloc((size_t)(cap + 1) * sizeof *T->ii);
     T->ww = malloc((size_t)(cap + 1) * sizeof *T->ww);
     T->mk = malloc((size_t)(cap + 1));
-    ok &= T->ii && T->ww && T->mk;
+    T->tab = malloc((size_t)(nk + 1));
+    ok &= T->ii && T->ww && T->mk && T->tab;
     for (int l = 0; l < 8; l++) {
         T->FA[l] = lrp_ref_fxacc_new(f->nlev + LRP_REF_VX_KEYS);
         ok &= T->FA[l] != NULL;
@@ -673,6 +675,7 @@ static void lane_sums_free(lane_sums *T)
     free(T->ii);
     free(T->ww);
     free(T->mk);
+    free(T->tab);
     for (int l = 0; l < 8; l++) {
         lrp_ref_fxacc_free(T->FA[l]);
         for (int t = 0; t < LRP_PIPE_MAX_PARTS * LRP_PIPE_MAX_TERMS; t++)
@@ -694,44 +697,60 @@ static void lane_dot(lane_sums *T, int t, const ref_vx *v, const ref_fx *f, int6
     T->have[t] = 1;
 }
 
-/* the same for a tile no edge clips, from the layer's plan (row r) */
+/* the same from the layer's plan (row r); tab: the lanes of each kernel
+ * position at a tile the edges clip (NULL: none clipped) */
 static void lane_dot_plan(lane_sums *T, int t, const ref_vx *v, const ref_fx *f, int64_t base,
-                          const ref_vx_plan *plan, int64_t r, const int64_t *wd, int wm, int xsel,
-                          int absval)
+                          const ref_vx_plan *plan, int64_t r, const uint8_t *tab,
+                          const int64_t *wd, int wm, int xsel, int absval)
 {
     for (int l = 0; l < T->nl; l++)
         lrp_ref_fxacc_clear(T->FA[l]);
-    lrp_ref_vx_dot_plan(T->FA, T->nl, v, f, base, plan, r, wd, wm, xsel, absval);
+    lrp_ref_vx_dot_plan(T->FA, T->nl, v, f, base, plan, r, tab, wd, wm, xsel, absval);
     for (int l = 0; l < T->nl; l++)
         lrp_ref_fxacc_get_z(T->z[l][t], &T->ez[l][t], T->FA[l], f);
     T->have[t] = 1;
 }
 
-/* the corner of the windows of fwd tile (j, nl) when no edge clips them
- * (-1 otherwise): the input index the plan's offsets start from */
-static int64_t fwd_corner(const lrp_lin *L, int64_t j, int nl)
+/* fwd tile (j, nl): the corner of its windows (lane 0's; it may lie
+ * outside the input), the index the plan's offsets start from.  Returns 1
+ * and fills tab (ky kw + kx: the lanes whose input at that kernel position
+ * lies inside the input) when an edge clips a window; 0 otherwise. */
+static int fwd_corner(const lrp_lin *L, int64_t j, int nl, int64_t *corner, uint8_t *tab)
 {
     int64_t o = j / (L->Ho * L->Wo), oy = (j / L->Wo) % L->Ho, ox = j % L->Wo;
     int64_t y0 = oy * L->sh - L->pt, x0 = ox - L->pl;
-    if (y0 < 0 || y0 + (int64_t)(L->kh - 1) * L->dh >= L->H || x0 < 0 ||
-        x0 + nl - 1 + (int64_t)(L->kw - 1) * L->dw >= L->W)
-        return -1;
     int64_t Cg = L->C / L->groups, Og = L->O / L->groups;
-    return ((o / Og) * Cg * L->H + y0) * L->W + x0;
+    *corner = ((o / Og) * Cg * L->H + y0) * L->W + x0;
+    if (y0 >= 0 && y0 + (int64_t)(L->kh - 1) * L->dh < L->H && x0 >= 0 &&
+        x0 + nl - 1 + (int64_t)(L->kw - 1) * L->dw < L->W)
+        return 0;
+    for (int ky = 0; ky < L->kh; ky++) {
+        int64_t iy = y0 + (int64_t)ky * L->dh;
+        for (int kx = 0; kx < L->kw; kx++)
+            tab[ky * L->kw + kx] =
+                iy < 0 || iy >= L->H ? 0 : lane_mask(x0 + (int64_t)kx * L->dw, nl, L->W);
+    }
+    return 1;
 }
 
-/* the same for bwd tile (i, nl) (stride 1 both ways): the output index */
-static int64_t bwd_corner(const lrp_lin *L, int64_t i, int nl)
+/* the same for bwd tile (i, nl) (stride 1 both ways): the output index
+ * of lane 0's window corner, tab by the outputs inside the output */
+static int bwd_corner(const lrp_lin *L, int64_t i, int nl, int64_t *corner, uint8_t *tab)
 {
-    if (L->sh != 1)
-        return -1;
     int64_t c = i / (L->H * L->W), y = (i / L->W) % L->H, x = i % L->W;
     int64_t oy0 = y + L->pt, ox0 = x + L->pl;
-    if (oy0 - (int64_t)(L->kh - 1) * L->dh < 0 || oy0 >= L->Ho ||
-        ox0 - (int64_t)(L->kw - 1) * L->dw < 0 || ox0 + nl - 1 >= L->Wo)
-        return -1;
     int64_t Cg = L->C / L->groups, Og = L->O / L->groups;
-    return ((c / Cg) * Og * L->Ho + oy0) * L->Wo + ox0;
+    *corner = ((c / Cg) * Og * L->Ho + oy0) * L->Wo + ox0;
+    if (oy0 - (int64_t)(L->kh - 1) * L->dh >= 0 && oy0 < L->Ho &&
+        ox0 - (int64_t)(L->kw - 1) * L->dw >= 0 && ox0 + nl - 1 < L->Wo)
+        return 0;
+    for (int ky = 0; ky < L->kh; ky++) {
+        int64_t oy = oy0 - (int64_t)ky * L->dh;
+        for (int kx = 0; kx < L->kw; kx++)
+            tab[ky * L->kw + kx] =
+                oy < 0 || oy >= L->Ho ? 0 : lane_mask(ox0 - (int64_t)kx * L->dw, nl, L->Wo);
+    }
+    return 1;
 }
 
 /* The plans: fwd, a row an output map (the window pattern, weights o's);
@@ -741,21 +760,25 @@ static int plan_fwd(ref_vx_plan *p, const lrp_lin *L, const uint64_t *vw)
 {
     int64_t Cg = L->C / L->groups, n = Cg * L->kh * L->kw;
     int64_t *rel = malloc((size_t)(n + 1) * sizeof *rel), *wi = malloc((size_t)(n + 1) * sizeof *wi);
-    int ok = rel && wi && lrp_ref_vx_plan_new(p, L->O, n);
+    uint16_t *k = malloc((size_t)(n + 1) * sizeof *k);
+    int ok = rel && wi && k && lrp_ref_vx_plan_new(p, L->O, n);
     if (ok) {
         int64_t m = 0;
         for (int64_t cc = 0; cc < Cg; cc++)
             for (int ky = 0; ky < L->kh; ky++)
-                for (int kx = 0; kx < L->kw; kx++)
+                for (int kx = 0; kx < L->kw; kx++) {
+                    k[m] = (uint16_t)(ky * L->kw + kx);
                     rel[m++] = (cc * L->H + (int64_t)ky * L->dh) * L->W + (int64_t)kx * L->dw;
+                }
         for (int64_t o = 0; o < L->O; o++) {
             for (int64_t q = 0; q < n; q++)
                 wi[q] = o * n + q;
-            lrp_ref_vx_plan_row(p, o, rel, wi, vw);
+            lrp_ref_vx_plan_row(p, o, rel, wi, k, vw);
         }
     }
     free(rel);
     free(wi);
+    free(k);
     return ok;
 }
 
@@ -763,20 +786,23 @@ static int plan_bwd(ref_vx_plan *p, const lrp_lin *L, const uint64_t *vw)
 {
     int64_t Cg = L->C / L->groups, Og = L->O / L->groups, n = Og * L->kh * L->kw;
     int64_t *rel = malloc((size_t)(n + 1) * sizeof *rel), *wi = malloc((size_t)(n + 1) * sizeof *wi);
-    int ok = rel && wi && lrp_ref_vx_plan_new(p, L->C, n);
+    uint16_t *k = malloc((size_t)(n + 1) * sizeof *k);
+    int ok = rel && wi && k && lrp_ref_vx_plan_new(p, L->C, n);
     for (int64_t c = 0; ok && c < L->C; c++) {
         int64_t g = c / Cg, cc = c % Cg, m = 0;
         for (int ky = 0; ky < L->kh; ky++)
             for (int kx = 0; kx < L->kw; kx++)
                 for (int64_t oo = 0; oo < Og; oo++) {
                     int64_t o = g * Og + oo;
+                    k[m] = (uint16_t)(ky * L->kw + kx);
                     rel[m] = (oo * L->Ho - (int64_t)ky * L->dh) * L->Wo - (int64_t)kx * L->dw;
                     wi[m++] = ((o * Cg + cc) * L->kh + ky) * L->kw + kx;
                 }
-        lrp_ref_vx_plan_row(p, c, rel, wi, vw);
+        lrp_ref_vx_plan_row(p, c, rel, wi, k, vw);
     }
     free(rel);
     free(wi);
+    free(k);
     return ok;
 }
 
@@ -938,7 +964,7 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
     lane_sums *T = NULL;
     if (J->xvx && J->nt <= LRP_PIPE_MAX_TERMS) {
         T = malloc(sizeof *T);
-        LRP_ASSERT(T && lane_sums_init(T, J->xfx, L->fanin));
+        LRP_ASSERT(T && lane_sums_init(T, J->xfx, L->fanin, (int64_t)L->kh * L->kw));
     }
     for (int64_t e = lo; e < hi;) {
         int nl = T ? fwd_tile(L, e, hi) : 0;
@@ -947,8 +973,9 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
             continue;
         }
         int64_t b = e / L->n_out, j = e % L->n_out;
-        int64_t corner = J->plan ? fwd_corner(L, j, nl) : -1, cnt = 0;
-        if (corner < 0)
+        int64_t corner = 0, cnt = 0;
+        int clipped = J->plan ? fwd_corner(L, j, nl, &corner, T->tab) : 0;
+        if (!J->plan)
             cnt = tile_taps_fwd(L, j, nl, T->ii, T->ww, T->mk);
         T->nl = nl;
         for (int t = 0; t < J->nt; t++) {
@@ -956,10 +983,10 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
             T->have[t] = 0;
             if (!fx_term(tt->in, tt->w))
                 continue;
-            if (corner >= 0)
+            if (J->plan)
                 lane_dot_plan(T, t, J->xvx, J->xfx, b * L->n_in + corner, J->plan,
-                              out_unit(L, j), J->wd, fwd_wm(J, tt, j), xsel_of(tt->in),
-                              J->absval);
+                              out_unit(L, j), clipped ? T->tab : NULL, J->wd, fwd_wm(J, tt, j),
+                              xsel_of(tt->in), J->absval);
             else
                 lane_dot(T, t, J->xvx, J->xfx, b * L->n_in, T, cnt, J->vw, J->wd,
                          fwd_wm(J, tt, j), xsel_of(tt->in), J->absval);
@@ -1106,7 +1133,7 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
     for (int k = 0; k < J->np; k++)
         if (J->svx[k] && J->parts[k].nt <= LRP_PIPE_MAX_TERMS) {
             T[k] = malloc(sizeof *T[k]);
-            LRP_ASSERT(T[k] && lane_sums_init(T[k], J->sfx[k], cap));
+            LRP_ASSERT(T[k] && lane_sums_init(T[k], J->sfx[k], cap, (int64_t)L->kh * L->kw));
             anyv = 1;
         }
     /* the lanes' sums of every part, in one lane_sums (slots k * MAX_TERMS + t) */
@@ -1118,8 +1145,9 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
             continue;
         }
         int64_t b = e / L->n_in, i = e % L->n_in;
-        int64_t corner = J->plan ? bwd_corner(L, i, nl) : -1, cnt = 0;
-        if (corner < 0)
+        int64_t corner = 0, cnt = 0;
+        int clipped = J->plan ? bwd_corner(L, i, nl, &corner, U->tab) : 0;
+        if (!J->plan)
             cnt = tile_taps_bwd(L, i, nl, U->ii, U->ww, U->mk);
         memset(U->have, 0, sizeof U->have);
         for (int k = 0; k < J->np; k++) {
@@ -1135,9 +1163,10 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
                     (J->sflip && tt->w != LRP_WM_ID))
                     continue;
                 T[k]->have[slot] = 0;
-                if (corner >= 0)
+                if (J->plan)
                     lane_dot_plan(T[k], slot, J->svx[k], J->sfx[k], b * L->n_out + corner, J->plan,
-                                  i / (L->H * L->W), J->wd, tt->w, 0, 0);
+                                  i / (L->H * L->W), clipped ? U->tab : NULL, J->wd, tt->w, 0,
+                                  0);
                 else
                     lane_dot(T[k], slot, J->svx[k], J->sfx[k], b * L->n_out, U, cnt, J->vw,
                              J->wd, tt->w, 0, 0);
@@ -1347,7 +1376,7 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
                 (vw = vec_weights(L)) != NULL)
                 have_vx = lrp_ref_vx_build(&vx, &fx);
             if (have_vx)
-                have_plan = plan_fwd(&plan, L, vw);
+                have_plan = (int64_t)L->kh * L->kw <= 65536 && plan_fwd(&plan, L, vw);
             J.xvx = have_vx ? &vx : NULL;
             J.vw = vw;
             J.plan = have_plan ? &plan : NULL;
@@ -1446,7 +1475,8 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
                 have_vx[k] = lrp_ref_vx_build(&vx[k], &fx[k]);
     }
     ref_vx_plan plan;
-    int have_plan = (have_vx[0] || have_vx[1]) && L->sh == 1 && plan_bwd(&plan, L, vw);
+    int have_plan = (have_vx[0] || have_vx[1]) && L->sh == 1 &&
+                    (int64_t)L->kh * L->kw <= 65536 && plan_bwd(&plan, L, vw);
     for (int k = 0; k < np; k++)
         J.svx[k] = have_vx[k] ? &vx[k] : NULL;
     J.vw = vw;

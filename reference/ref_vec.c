@@ -208,54 +208,53 @@ int lrp_ref_vx_build(ref_vx *v, const ref_fx *f)
 void lrp_ref_vx_weights(uint64_t *vw, const float *w32, int64_t n)
 {
     for (int64_t k = 0; k < n; k++) {
-        uint32_t u;
-        memcpy(&u, &w32[k], sizeof u);
-        unsigned E = (u >> 23) & 0xffu;
-        uint64_t m = u & 0x7fffffu;
-        if (E)
-            m |= 1u << 23;
-        else
-            E = 1;
+        uint64_t m;
+        unsigned E, neg = lrp_ref_f32_parts(w32[k], &m, &E);
         if (!m || E == 255) {
             vw[k] = (uint64_t)0xff << 56; /* +-0 (inf / NaN never reach here) */
             continue;
         }
         unsigned c = (E - 1) / VX_CW, Ec = 1 + VX_CW * c;
-        vw[k] = (m << (E - Ec)) | ((uint64_t)(2 * c + (u >> 31)) << 56);
+        vw[k] = (m << (E - Ec)) | ((uint64_t)(2 * c + neg) << 56);
     }
 }
 
 #ifdef VX_X86
 /* One group's taps (a weight class and sign): P / N get each lane's sums
  * of the positive / negative values' products, accumulator j at 52 j.
- * Tap t reads values base + gi[t] + lane through W = gw[t] (low 52 bits),
- * in the lanes of gm[t] (HM) or of lanes. */
+ * Tap t reads values base + gi[t] + lane through W = gw[t] (low 52 bits)
+ * in the lanes of: lanes (HM 0), gm[t] (HM 1) or tab[gk[t]] (HM 2).  With
+ * HM 2 the loads are masked to those lanes (AVX-512 suppresses faults in
+ * the others), so a tap no lane takes touches no memory. */
 static inline VX_TGT __attribute__((always_inline)) void
 vx_group(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx *v, int64_t base, const int64_t *gi,
-         const uint64_t *gw, const uint8_t *gm, __mmask8 lanes, int64_t cnt, __mmask8 selp,
-         __mmask8 seln, const int ND, const int HM)
+         const uint64_t *gw, const uint8_t *gm, const uint16_t *gk, const uint8_t *tab,
+         __mmask8 lanes, int64_t cnt, __mmask8 selp, __mmask8 seln, const int ND, const int HM)
 {
     __m512i p[VX_NDMAX + 1], q[VX_NDMAX + 1];
     for (int k = 0; k <= ND; k++) {
         p[k] = _mm512_setzero_si512();
         q[k] = _mm512_setzero_si512();
     }
-    const uint64_t *dig = v->dig + base;
-    const uint8_t *flag = v->flag + base;
+    const uint64_t *dig = v->dig;
+    const uint8_t *flag = v->flag;
     const int64_t st = v->stride;
     const __m128i one = _mm_set1_epi8(1);
-    selp &= lanes;
-    seln &= lanes;
     for (int64_t t = 0; t < cnt; t++) {
-        const int64_t b = gi[t];
+        const int64_t b = base + gi[t];
         const __m512i W = _mm512_set1_epi64((long long)(gw[t] & VX_M52));
-        const __mmask8 kn =
-            (__mmask8)_mm_test_epi8_mask(_mm_loadl_epi64((const __m128i *)(flag + b)), one);
-        const __mmask8 lm = HM ? gm[t] : 0xff;
+        const __mmask8 lm = (__mmask8)(lanes & (HM == 1 ? gm[t] : HM == 2 ? tab[gk[t]] : 0xff));
+        /* a tile at an edge (HM 2) may point its masked lanes anywhere:
+         * masked loads; elsewhere every lane lies within the padded
+         * arrays, and plain loads are faster (measured on VGG-16 224) */
+        const __m128i fl = HM == 2 ? _mm_maskz_loadu_epi8(lm, flag + b)
+                                   : _mm_loadl_epi64((const __m128i *)(flag + b));
+        const __mmask8 kn = (__mmask8)_mm_test_epi8_mask(fl, one);
         const __mmask8 kp = (__mmask8)(~kn & selp & lm), kq = (__mmask8)(kn & seln & lm);
 #pragma GCC unroll 8
         for (int k = 0; k < ND; k++) {
-            const __m512i x = _mm512_loadu_si512((const void *)(dig + k * st + b));
+            const __m512i x = HM == 2 ? _mm512_maskz_loadu_epi64((__mmask8)(kp | kq), dig + k * st + b)
+                                      : _mm512_loadu_si512((const void *)(dig + k * st + b));
             p[k] = _mm512_mask_madd52lo_epu64(p[k], kp, x, W);
             p[k + 1] = _mm512_mask_madd52hi_epu64(p[k + 1], kp, x, W);
             q[k] = _mm512_mask_madd52lo_epu64(q[k], kq, x, W);
@@ -270,20 +269,23 @@ vx_group(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx *v, int64_t base, cons
 
 #define VX_ND_CASES(HM)                                                                      \
     switch (v->nd) {                                                                         \
-    case 1: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 1, HM); return;      \
-    case 2: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 2, HM); return;      \
-    case 3: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 3, HM); return;      \
-    case 4: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 4, HM); return;      \
-    case 5: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 5, HM); return;      \
-    default: vx_group(P, N, v, base, gi, gw, gm, lanes, cnt, selp, seln, 6, HM); return;     \
+    case 1: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 1, HM); return; \
+    case 2: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 2, HM); return; \
+    case 3: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 3, HM); return; \
+    case 4: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 4, HM); return; \
+    case 5: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 5, HM); return; \
+    default: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 6, HM); return; \
     }
 
 static VX_TGT void vx_group_nd(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx *v, int64_t base,
                                const int64_t *gi, const uint64_t *gw, const uint8_t *gm,
-                               __mmask8 lanes, int64_t cnt, __mmask8 selp, __mmask8 seln)
+                               const uint16_t *gk, const uint8_t *tab, __mmask8 lanes,
+                               int64_t cnt, __mmask8 selp, __mmask8 seln)
 {
     if (gm)
         VX_ND_CASES(1)
+    else if (tab)
+        VX_ND_CASES(2)
     else
         VX_ND_CASES(0)
 }
@@ -294,8 +296,9 @@ static VX_TGT void vx_group_nd(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx 
  * for the scalar kernel). */
 static VX_TGT void vx_run(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *f,
                           int64_t base, const int64_t *gi, const uint64_t *gw, const uint8_t *gm,
-                          const int64_t *gwi, const int64_t *start, const int64_t *wd, int wmod,
-                          int xsel, int absval)
+                          const uint16_t *gk, const uint8_t *tab, const int64_t *gwi,
+                          const int64_t *start, const int64_t *wd, int wmod, int xsel,
+                          int absval)
 {
     LRP_ASSERT(nl >= 1 && nl <= 8);
     const __mmask8 lanes = (__mmask8)((1u << nl) - 1);
@@ -308,8 +311,8 @@ static VX_TGT void vx_run(ref_fxacc *const *A, int nl, const ref_vx *v, const re
         const long Ec = 1 + VX_CW * (g >> 1);
         for (int64_t t0 = start[g]; t0 < start[g + 1]; t0 += VX_CHUNK) {
             int64_t m = start[g + 1] - t0 < VX_CHUNK ? start[g + 1] - t0 : VX_CHUNK;
-            vx_group_nd(P, N, v, base, gi + t0, gw + t0, gm ? gm + t0 : NULL, lanes, m, selp,
-                        seln);
+            vx_group_nd(P, N, v, base, gi + t0, gw + t0, gm ? gm + t0 : NULL, gk ? gk + t0 : NULL,
+                        tab, lanes, m, selp, seln);
             for (int l = 0; l < nl; l++)
                 for (int j = 0; j <= v->nd; j++) {
                     /* |.|: every product counts positive */
@@ -328,9 +331,10 @@ static VX_TGT void vx_run(ref_fxacc *const *A, int nl, const ref_vx *v, const re
      * modifiers select there as everywhere) */
     for (int64_t t = 0; t < start[VX_NG]; t++) {
         const int64_t b = base + gi[t];
-        unsigned m = (unsigned)_mm_test_epi8_mask(
-                         _mm_loadl_epi64((const __m128i *)(v->flag + b)), _mm_set1_epi8(2)) &
-                     lanes & (gm ? gm[t] : 0xff);
+        const __mmask8 lm = (__mmask8)(lanes & (gm ? gm[t] : tab ? tab[gk[t]] : 0xff));
+        unsigned m = (unsigned)_mm_test_epi8_mask(_mm_maskz_loadu_epi8(lm, v->flag + b),
+                                                  _mm_set1_epi8(2)) &
+                     lm;
         while (m) {
             int l = __builtin_ctz(m);
             m &= m - 1;
@@ -395,7 +399,8 @@ void lrp_ref_vx_dot(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *
         s->gwi[k] = ww[q];
         s->gm[k] = mk[q];
     }
-    vx_run(A, nl, v, f, off, s->gi, s->gw, s->gm, s->gwi, start, wd, wmod, xsel, absval);
+    vx_run(A, nl, v, f, off, s->gi, s->gw, s->gm, NULL, NULL, s->gwi, start, wd, wmod, xsel,
+           absval);
 #else
     (void)A, (void)nl, (void)v, (void)f, (void)off, (void)ii, (void)ww, (void)mk, (void)cnt;
     (void)vw;
@@ -409,6 +414,7 @@ void lrp_ref_vx_plan_free(ref_vx_plan *p)
     free(p->rel);
     free(p->w);
     free(p->wi);
+    free(p->k);
     free(p->start);
     memset(p, 0, sizeof *p);
 }
@@ -422,8 +428,9 @@ int lrp_ref_vx_plan_new(ref_vx_plan *p, int64_t nrow, int64_t ntap)
     p->rel = malloc(n * sizeof *p->rel);
     p->w = malloc(n * sizeof *p->w);
     p->wi = malloc(n * sizeof *p->wi);
+    p->k = malloc(n * sizeof *p->k);
     p->start = malloc((size_t)nrow * (VX_NG + 1) * sizeof *p->start);
-    if (!p->rel || !p->w || !p->wi || !p->start) {
+    if (!p->rel || !p->w || !p->wi || !p->k || !p->start) {
         lrp_ref_vx_plan_free(p);
         return 0;
     }
@@ -431,7 +438,7 @@ int lrp_ref_vx_plan_new(ref_vx_plan *p, int64_t nrow, int64_t ntap)
 }
 
 void lrp_ref_vx_plan_row(ref_vx_plan *p, int64_t r, const int64_t *rel, const int64_t *wi,
-                         const uint64_t *vw)
+                         const uint16_t *k, const uint64_t *vw)
 {
     int64_t at[VX_NG + 1], *start = p->start + r * (VX_NG + 1);
     memset(at, 0, sizeof at);
@@ -448,15 +455,17 @@ void lrp_ref_vx_plan_row(ref_vx_plan *p, int64_t r, const int64_t *rel, const in
     start[VX_NG] = pos;
     int64_t *prel = p->rel + r * p->ntap, *pwi = p->wi + r * p->ntap;
     uint64_t *pw = p->w + r * p->ntap;
+    uint16_t *pk = p->k + r * p->ntap;
     for (int64_t q = 0; q < p->ntap; q++) {
         uint64_t w = vw[wi[q]];
         unsigned g = (unsigned)(w >> 56);
         if (g == 0xff)
             continue;
-        int64_t k = at[g]++;
-        prel[k] = rel[q];
-        pw[k] = w;
-        pwi[k] = wi[q];
+        int64_t d = at[g]++;
+        prel[d] = rel[q];
+        pw[d] = w;
+        pwi[d] = wi[q];
+        pk[d] = k[q];
     }
 }
 
@@ -464,14 +473,16 @@ void lrp_ref_vx_plan_row(ref_vx_plan *p, int64_t r, const int64_t *rel, const in
 VX_TGT
 #endif
 void lrp_ref_vx_dot_plan(ref_fxacc *const *A, int nl, const ref_vx *v, const ref_fx *f,
-                         int64_t base, const ref_vx_plan *p, int64_t r, const int64_t *wd,
-                         int wmod, int xsel, int absval)
+                         int64_t base, const ref_vx_plan *p, int64_t r, const uint8_t *tab,
+                         const int64_t *wd, int wmod, int xsel, int absval)
 {
 #ifdef VX_X86
     vx_run(A, nl, v, f, base, p->rel + r * p->ntap, p->w + r * p->ntap, NULL,
-           p->wi + r * p->ntap, p->start + r * (VX_NG + 1), wd, wmod, xsel, absval);
+           tab ? p->k + r * p->ntap : NULL, tab, p->wi + r * p->ntap, p->start + r * (VX_NG + 1),
+           wd, wmod, xsel, absval);
 #else
-    (void)A, (void)nl, (void)v, (void)f, (void)base, (void)p, (void)r, (void)wd, (void)wmod;
+    (void)A, (void)nl, (void)v, (void)f, (void)base, (void)p, (void)r, (void)tab, (void)wd;
+    (void)wmod;
     (void)xsel, (void)absval;
     LRP_ASSERT(0 && "lrp_ref_vx_dot_plan without AVX-512 IFMA");
 #endif
