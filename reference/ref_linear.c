@@ -759,7 +759,8 @@ static int bwd_corner(const lrp_lin *L, int64_t i, int nl, int64_t *corner, uint
 static int plan_fwd(ref_vx_plan *p, const lrp_lin *L, const uint64_t *vw)
 {
     int64_t Cg = L->C / L->groups, n = Cg * L->kh * L->kw;
-    int64_t *rel = malloc((size_t)(n + 1) * sizeof *rel), *wi = malloc((size_t)(n + 1) * sizeof *wi);
+    int64_t *rel = malloc((size_t)(n + 1) * sizeof *rel);
+    int64_t *wi = malloc((size_t)(n + 1) * sizeof *wi);
     uint16_t *k = malloc((size_t)(n + 1) * sizeof *k);
     int ok = rel && wi && k && lrp_ref_vx_plan_new(p, L->O, n);
     if (ok) {
@@ -785,7 +786,8 @@ static int plan_fwd(ref_vx_plan *p, const lrp_lin *L, const uint64_t *vw)
 static int plan_bwd(ref_vx_plan *p, const lrp_lin *L, const uint64_t *vw)
 {
     int64_t Cg = L->C / L->groups, Og = L->O / L->groups, n = Og * L->kh * L->kw;
-    int64_t *rel = malloc((size_t)(n + 1) * sizeof *rel), *wi = malloc((size_t)(n + 1) * sizeof *wi);
+    int64_t *rel = malloc((size_t)(n + 1) * sizeof *rel);
+    int64_t *wi = malloc((size_t)(n + 1) * sizeof *wi);
     uint16_t *k = malloc((size_t)(n + 1) * sizeof *k);
     int ok = rel && wi && k && lrp_ref_vx_plan_new(p, L->C, n);
     for (int64_t c = 0; ok && c < L->C; c++) {
@@ -1300,7 +1302,8 @@ static int vec_rows(const lrp_lin *L, int bwd)
     /* the farthest a lane's index reaches before the row's first value and
      * after its last (the next row's values or the padding stand there) */
     int64_t before = bwd ? span - L->pl : L->pl;
-    int64_t after = bwd ? (L->W - 1) + 7 + L->pl - (L->Wo - 1) : (L->Wo - 1) + 7 - L->pl + span - (L->W - 1);
+    int64_t after = bwd ? (L->W - 1) + 7 + L->pl - (L->Wo - 1)
+                        : (L->Wo - 1) + 7 - L->pl + span - (L->W - 1);
     if (before > LRP_REF_VX_PAD || after > LRP_REF_VX_PAD - 8)
         return 0;
     return (bwd ? L->W : L->Wo) >= 2;

@@ -14,11 +14,11 @@
  * them (lrp_ref_vx_build, from the scalar kernel's digits):
  *     v = sign * sum_{k < nd} D_k * 2^(52 k) * 2^(16 lev0 + base),  D_k < 2^52,
  * base being the scalar form's.  nd (at most VX_NDMAX) is chosen so that
- * at most one nonzero value in 1024 (lrp_ref_vx_oob_share) falls below the grid (the grid ends at
- * the largest value's top bit); those are "out of band": their digits here
- * are zero and the scalar kernel adds them, lane by lane.  The digits are
- * stored digit-major (D_k of neighbouring values adjacent), so a lane
- * vector is one load.
+ * at most one nonzero value in 1024 (lrp_ref_vx_oob_share) falls below
+ * the grid (the grid ends at the largest value's top bit); those are "out
+ * of band": their digits here are zero and the scalar kernel adds them,
+ * lane by lane.  The digits are stored digit-major (D_k of neighbouring
+ * values adjacent), so a lane vector is one load.
  *
  * Weights.  A binary32 weight m * 2^(E - 150) (E the biased exponent, 1
  * for subnormals) is W * 2^(Ec - 150) with Ec = 1 + 28 c, c = (E - 1) / 28
@@ -31,22 +31,23 @@
  * negative values go to two accumulator sets by a mask, and the sign of
  * the weight is applied when the sets are emptied.
  *
- * A tap carries a mask of the lanes it reaches: at a row's ends (padding)
- * some lanes' inputs lie outside it; their loads land in the row next to
- * it or in the arrays' zero padding, and the mask drops them.
- *
- * Taps are first sorted by weight class and sign (a counting sort per
- * tile, the weight's class and sign packed beside W), so that within a
- * group the accumulators' positions are fixed.  An accumulator lane gets
- * at most two adds of < 2^52 a tap; a group is emptied every VX_CHUNK
- * taps (2 * 2048 * 2^52 = 2^64), each lane's accumulators into that lane's
- * bins (lrp_ref_fxacc_add_shifted), where the scalar kernel's exact
- * carry and rounding (lrp_ref_fxacc_get_z) finish the sum.
+ * Taps are sorted by weight class and sign, so that within a group the
+ * accumulators' positions are fixed: once per layer and row (an output
+ * map forward, an input channel backward: lrp_ref_vx_plan_row), or per
+ * tile with a counting sort where a layer has no plan.  A tile at a row's
+ * end, where the padding clips some lanes' windows, masks its lanes by
+ * the tap's kernel position and loads with masked loads (which do not
+ * fault on masked lanes).  An accumulator lane gets at most two adds of
+ * < 2^52 a tap; a group is emptied every VX_CHUNK taps (2 * 2048 * 2^52 =
+ * 2^64), each lane's accumulators into that lane's bins
+ * (lrp_ref_fxacc_add_shifted), where the scalar kernel's exact carry and
+ * rounding (lrp_ref_fxacc_get_z) finish the sum.
  *
  * All of it is integer arithmetic: the sum is the exact one whatever the
- * grouping, so the result is the scalar kernel's bit for bit (the tests
- * compare the two on convolutions of every kind the pipeline runs, with
- * out-of-band values, every weight class, zeros and negative weights).
+ * grouping, so the result is the scalar kernel's bit for bit
+ * (tests/test_refvec.c compares the two, and exact products + mpfr_sum,
+ * on convolutions with out-of-band values, every weight class, zeros,
+ * negative weights, dilation, groups and clipped windows).
  *
  * The kernel needs AVX-512 F, BW, VL and IFMA at run time; without them
  * (or with lrp_ref_ctx.slow = 3) the scalar kernel runs alone.
@@ -253,8 +254,9 @@ vx_group(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx *v, int64_t base, cons
         const __mmask8 kp = (__mmask8)(~kn & selp & lm), kq = (__mmask8)(kn & seln & lm);
 #pragma GCC unroll 8
         for (int k = 0; k < ND; k++) {
-            const __m512i x = HM == 2 ? _mm512_maskz_loadu_epi64((__mmask8)(kp | kq), dig + k * st + b)
-                                      : _mm512_loadu_si512((const void *)(dig + k * st + b));
+            const uint64_t *at = dig + k * st + b;
+            const __m512i x = HM == 2 ? _mm512_maskz_loadu_epi64((__mmask8)(kp | kq), at)
+                                      : _mm512_loadu_si512((const void *)at);
             p[k] = _mm512_mask_madd52lo_epu64(p[k], kp, x, W);
             p[k + 1] = _mm512_mask_madd52hi_epu64(p[k + 1], kp, x, W);
             q[k] = _mm512_mask_madd52lo_epu64(q[k], kq, x, W);
