@@ -76,13 +76,10 @@ int lrp_ref_vx_oob_share = 1024;
 int lrp_ref_vx_available(void)
 {
 #ifdef VX_X86
-    static int have = -1;
-    if (have < 0) {
-        __builtin_cpu_init();
-        have = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-               __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512ifma");
-    }
-    return have;
+    /* no cache: the ranks of the tests' threaded split call this at once;
+     * libgcc fills the CPU model before main */
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512ifma");
 #else
     return 0;
 #endif
