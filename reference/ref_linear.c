@@ -247,7 +247,8 @@ typedef struct lin_job {
     const ref_fx *xfx;  /* integer digits (NULL: not built) */
     const ref_vx *xvx;  /* the same on the vector kernel's grid (NULL: not built) */
     const uint64_t *vw; /* weights for the vector kernel */
-    const ref_vx_plan *plan; /* its sorted taps for unclipped tiles (NULL: none) */
+    const ref_vx_plan *plan; /* its taps sorted per row (fwd: always with xvx;
+                              * bwd NULL: each tile sorts its own) */
     const int64_t *wd;  /* weights for the digit kernel */
     const uint8_t *sflip; /* bwd with wscale: sign of wscale per output */
     const ref_fx *sfx[LRP_PIPE_MAX_PARTS];
@@ -550,33 +551,6 @@ static uint8_t lane_mask(int64_t x, int nl, int64_t n)
     return (uint8_t)(((1u << b) - 1) & ~((1u << a) - 1));
 }
 
-/* a tile's taps (fwd): lane 0's input index (which may lie outside its row
- * where lane 0 does not take the tap), the weight, the lanes that take it */
-static int64_t tile_taps_fwd(const lrp_lin *L, int64_t j, int nl, int64_t *ii, int64_t *ww,
-                             uint8_t *mk)
-{
-    int64_t o = j / (L->Ho * L->Wo), oy = (j / L->Wo) % L->Ho, ox = j % L->Wo;
-    int64_t Cg = L->C / L->groups, Og = L->O / L->groups, g = o / Og, m = 0;
-    for (int64_t cc = 0; cc < Cg; cc++) {
-        int64_t c = g * Cg + cc;
-        for (int ky = 0; ky < L->kh; ky++) {
-            int64_t iy = oy * L->sh - L->pt + (int64_t)ky * L->dh;
-            if (iy < 0 || iy >= L->H)
-                continue;
-            for (int kx = 0; kx < L->kw; kx++) {
-                int64_t x = ox - L->pl + (int64_t)kx * L->dw;
-                uint8_t lm = lane_mask(x, nl, L->W);
-                if (!lm)
-                    continue;
-                ii[m] = (c * L->H + iy) * L->W + x;
-                ww[m] = ((o * Cg + cc) * L->kh + ky) * L->kw + kx;
-                mk[m++] = lm;
-            }
-        }
-    }
-    return m;
-}
-
 /* The vector kernel's tile at input e (bwd): inputs e .. e + nl - 1 of one
  * row of one channel of one sample (stride 1: input e + l feeds output o
  * + l through the weight by which e feeds o).  0: none at e. */
@@ -640,26 +614,32 @@ static int xsel_of(int in)
 
 /* A tile's sums, computed by the vector kernel for each lane and term */
 typedef struct lane_sums {
-    int nl, nt;
+    int nl;
     int have[LRP_PIPE_MAX_PARTS * LRP_PIPE_MAX_TERMS];
     long ez[8][LRP_PIPE_MAX_PARTS * LRP_PIPE_MAX_TERMS];
     mpz_t z[8][LRP_PIPE_MAX_PARTS * LRP_PIPE_MAX_TERMS];
     ref_fxacc *FA[8];
     ref_vx_scratch vs;
-    int64_t *ii, *ww; /* the tile's taps */
+    int64_t *ii, *ww; /* the tile's taps when it sorts its own (NULL: a plan) */
     uint8_t *mk;
     uint8_t *tab; /* a clipped tile's lanes by kernel position */
 } lane_sums;
 
+/* cap: taps a tile sorts itself (0: the tiles use a plan); nk: kernel
+ * positions */
 static int lane_sums_init(lane_sums *T, const ref_fx *f, int64_t cap, int64_t nk)
 {
     memset(T, 0, sizeof *T);
-    int ok = lrp_ref_vx_scratch(&T->vs, cap);
-    T->ii = malloc((size_t)(cap + 1) * sizeof *T->ii);
-    T->ww = malloc((size_t)(cap + 1) * sizeof *T->ww);
-    T->mk = malloc((size_t)(cap + 1));
+    int ok = 1;
+    if (cap) {
+        ok = lrp_ref_vx_scratch(&T->vs, cap);
+        T->ii = malloc((size_t)(cap + 1) * sizeof *T->ii);
+        T->ww = malloc((size_t)(cap + 1) * sizeof *T->ww);
+        T->mk = malloc((size_t)(cap + 1));
+        ok &= T->ii && T->ww && T->mk;
+    }
     T->tab = malloc((size_t)(nk + 1));
-    ok &= T->ii && T->ww && T->mk && T->tab;
+    ok &= T->tab != NULL;
     for (int l = 0; l < 8; l++) {
         T->FA[l] = lrp_ref_fxacc_new(f->nlev + LRP_REF_VX_KEYS);
         ok &= T->FA[l] != NULL;
@@ -823,14 +803,13 @@ static void fwd_elem(const lin_job *J, fwd_tls *W, int64_t e, const lane_sums *T
 {
     const lrp_lin *L = J->L;
     mpfr_prec_t p = J->cx->prec;
-    scratch *Sp = &W->S;
-#define S (*Sp)
+    scratch *S = &W->S;
     ref_acc *A = W->A;
     ref_fxacc *FA = W->FA;
     const int K = J->K;
     int64_t b = e / L->n_out, j = e % L->n_out;
     int64_t cnt = -1, m = 0; /* the taps are gathered when a sum needs them */
-#define GATHER() (cnt < 0 ? (cnt = gather_fwd_pat(L, W->pat, j, S.ii, S.ww)) : cnt)
+#define GATHER() (cnt < 0 ? (cnt = gather_fwd_pat(L, W->pat, j, S->ii, S->ww)) : cnt)
     const double *xd = J->xd ? J->xd + b * L->n_in * K : NULL;
     for (int t = 0; t < J->nt; t++) {
         const lrp_term *tt = &J->t[t];
@@ -841,8 +820,8 @@ static void fwd_elem(const lin_job *J, fwd_tls *W, int64_t e, const lane_sums *T
             if (L->wscale) {
                 scf = TC(L->wscale) + out_unit(L, j);
                 if (J->absval) {
-                    mpfr_abs(S.tsc, scf, MPFR_RNDN);
-                    scf = S.tsc;
+                    mpfr_abs(S->tsc, scf, MPFR_RNDN);
+                    scf = S->tsc;
                 }
             }
             if (T && T->have[t]) {
@@ -850,12 +829,12 @@ static void fwd_elem(const lin_job *J, fwd_tls *W, int64_t e, const lane_sums *T
                 ez = T->ez[l][t];
             } else {
                 lrp_ref_fxacc_clear(FA);
-                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S.ii, S.ww, GATHER(), J->wd,
+                lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S->ii, S->ww, GATHER(), J->wd,
                                   fwd_wm(J, tt, j), xsel_of(tt->in), J->absval, NULL);
                 lrp_ref_fxacc_get_z(W->z, &ez, FA, J->xfx);
             }
             mpfr_set_flt(W->fc, J->absval && tt->c < 0 ? -tt->c : tt->c, MPFR_RNDN);
-            term_from_z(S.prod[m++], ez, (mpz_ptr)zz, W->fc, scf);
+            term_from_z(S->prod[m++], ez, (mpz_ptr)zz, W->fc, scf);
             continue;
         }
         GATHER();
@@ -863,18 +842,18 @@ static void fwd_elem(const lin_job *J, fwd_tls *W, int64_t e, const lane_sums *T
         long scale = J->xscale;
         if ((tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) &&
             tt->w != LRP_WM_SQUARE && tt->w != LRP_WM_ONES && !J->absval) {
-            acc_dot(A, xd, J->xnp + b * L->n_in, K, S.ii, S.ww, cnt, L->w32, tt->w,
+            acc_dot(A, xd, J->xnp + b * L->n_in, K, S->ii, S->ww, cnt, L->w32, tt->w,
                     xsel_of(tt->in));
         } else if (tt->in == LRP_IM_ID || tt->in == LRP_IM_POS || tt->in == LRP_IM_NEG) {
             for (int64_t q = 0; q < cnt; q++) {
-                const double *d = xd + S.ii[q] * K;
+                const double *d = xd + S->ii[q] * K;
                 if (tt->in != LRP_IM_ID) {
                     /* pos / neg: keep the value only with the right sign */
                     int neg = d[0] < 0;
                     if (d[0] == 0 || neg != (tt->in == LRP_IM_NEG))
                         continue;
                 }
-                float wf = L->w32[S.ww[q]];
+                float wf = L->w32[S->ww[q]];
                 double w = tt->w == LRP_WM_SQUARE ? 0 : (double)w32_mod(tt->w, wf);
                 if (tt->w == LRP_WM_SQUARE) {
                     /* x * w^2: w^2 has 48 bits; split it in two 24-bit halves */
@@ -905,11 +884,11 @@ static void fwd_elem(const lin_job *J, fwd_tls *W, int64_t e, const lane_sums *T
             /* binary32 inputs (ones, bounds): products exact in binary64 */
             scale = 0;
             for (int64_t q = 0; q < cnt; q++) {
-                int64_t i = S.ii[q];
+                int64_t i = S->ii[q];
                 double xv = tt->in == LRP_IM_ONES  ? 1.0
                             : tt->in == LRP_IM_LOW ? (double)(L->low ? L->low[i] : L->low_s)
                                                    : (double)(L->high ? L->high[i] : L->high_s);
-                float wf = L->w32[S.ww[q]];
+                float wf = L->w32[S->ww[q]];
                 if (tt->w == LRP_WM_SQUARE) {
                     double hi2, lo2;
                     split_sq(&hi2, &lo2, wf);
@@ -927,26 +906,25 @@ static void fwd_elem(const lin_job *J, fwd_tls *W, int64_t e, const lane_sums *T
             }
         }
         mpfr_set_flt(W->fc, J->absval && tt->c < 0 ? -tt->c : tt->c, MPFR_RNDN);
-        term_from_acc(S.prod[m++], A, scale, W->z, W->fc, NULL);
+        term_from_acc(S->prod[m++], A, scale, W->z, W->fc, NULL);
     }
     if (L->b)
         for (int u = 0; u < J->nb; u++) {
-            mpfr_set_flt(S.tc, J->bt[u].c, MPFR_RNDN);
-            mpfr_srcptr bv = b_val(S.tw, J->bt[u].mod, TC(L->b) + out_unit(L, j));
-            if (mpfr_get_prec(S.prod[m]) < 3 * p + 80)
-                mpfr_set_prec(S.prod[m], 3 * p + 80);
-            mpfr_mul(S.prod[m], S.tc, bv, MPFR_RNDN);
+            mpfr_set_flt(S->tc, J->bt[u].c, MPFR_RNDN);
+            mpfr_srcptr bv = b_val(S->tw, J->bt[u].mod, TC(L->b) + out_unit(L, j));
+            if (mpfr_get_prec(S->prod[m]) < 3 * p + 80)
+                mpfr_set_prec(S->prod[m], 3 * p + 80);
+            mpfr_mul(S->prod[m], S->tc, bv, MPFR_RNDN);
             if (J->absval)
-                mpfr_abs(S.prod[m], S.prod[m], MPFR_RNDN);
+                mpfr_abs(S->prod[m], S->prod[m], MPFR_RNDN);
             m++;
         }
-    mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
+    mpfr_sum(J->out + e, S->pp, (unsigned long)m, MPFR_RNDN);
     if (mpfr_zero_p(J->out + e)) {
         GATHER();
-        mpfr_set_zero(J->out + e, zsign_neg_fwd(J, b, j, &S, cnt, S.tin) ? -1 : 1);
+        mpfr_set_zero(J->out + e, zsign_neg_fwd(J, b, j, S, cnt, S->tin) ? -1 : 1);
     }
 #undef GATHER
-#undef S
 }
 
 static void fwd_fast(void *arg, int64_t lo, int64_t hi)
@@ -966,7 +944,7 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
     lane_sums *T = NULL;
     if (J->xvx && J->nt <= LRP_PIPE_MAX_TERMS) {
         T = malloc(sizeof *T);
-        LRP_ASSERT(T && lane_sums_init(T, J->xfx, L->fanin, (int64_t)L->kh * L->kw));
+        LRP_ASSERT(T && lane_sums_init(T, J->xfx, 0, (int64_t)L->kh * L->kw));
     }
     for (int64_t e = lo; e < hi;) {
         int nl = T ? fwd_tile(L, e, hi) : 0;
@@ -975,23 +953,16 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
             continue;
         }
         int64_t b = e / L->n_out, j = e % L->n_out;
-        int64_t corner = 0, cnt = 0;
-        int clipped = J->plan ? fwd_corner(L, j, nl, &corner, T->tab) : 0;
-        if (!J->plan)
-            cnt = tile_taps_fwd(L, j, nl, T->ii, T->ww, T->mk);
+        int64_t corner;
+        int clipped = fwd_corner(L, j, nl, &corner, T->tab);
         T->nl = nl;
         for (int t = 0; t < J->nt; t++) {
             const lrp_term *tt = &J->t[t];
             T->have[t] = 0;
-            if (!fx_term(tt->in, tt->w))
-                continue;
-            if (J->plan)
+            if (fx_term(tt->in, tt->w))
                 lane_dot_plan(T, t, J->xvx, J->xfx, b * L->n_in + corner, J->plan,
                               out_unit(L, j), clipped ? T->tab : NULL, J->wd, fwd_wm(J, tt, j),
                               xsel_of(tt->in), J->absval);
-            else
-                lane_dot(T, t, J->xvx, J->xfx, b * L->n_in, T, cnt, J->vw, J->wd,
-                         fwd_wm(J, tt, j), xsel_of(tt->in), J->absval);
         }
         for (int l = 0; l < nl; l++)
             fwd_elem(J, &W, e + l, T, l);
@@ -1021,8 +992,7 @@ typedef struct bwd_tls {
 static void bwd_elem(const lin_job *J, bwd_tls *Wt, int64_t e, const lane_sums *T, int l)
 {
     const lrp_lin *L = J->L;
-    scratch *Sp = &Wt->S;
-#define S (*Sp)
+    scratch *S = &Wt->S;
     ref_acc *A = Wt->A;
     ref_fxacc *const *FA = Wt->FA;
     mpz_ptr z = Wt->z;
@@ -1030,14 +1000,14 @@ static void bwd_elem(const lin_job *J, bwd_tls *Wt, int64_t e, const lane_sums *
     const int K = J->K;
     int64_t b = e / L->n_in, i = e % L->n_in;
     int64_t cnt = -1, m = 0; /* the taps are gathered when a sum needs them */
-#define GATHER() (cnt < 0 ? (cnt = gather_bwd(L, i, S.ii, S.ww)) : cnt)
+#define GATHER() (cnt < 0 ? (cnt = gather_bwd(L, i, S->ii, S->ww)) : cnt)
     mpfr_srcptr xi = J->x + b * L->n_in + i;
     for (int k = 0; k < J->np; k++) {
         const lrp_bwd_part *P = &J->parts[k];
         const double *sd = J->sd[k] ? J->sd[k] + b * L->n_out * K : NULL;
         for (int t = 0; t < P->nt; t++) {
             const lrp_term *tt = &P->t[t];
-            mpfr_srcptr xv = in_val(S.tin, tt->in, xi, i, L);
+            mpfr_srcptr xv = in_val(S->tin, tt->in, xi, i, L);
             if (mpfr_zero_p(xv))
                 continue; /* zero factor: sign settled below if needed */
             if (FA[k] && (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)) {
@@ -1049,25 +1019,25 @@ static void bwd_elem(const lin_job *J, bwd_tls *Wt, int64_t e, const lane_sums *
                     ez = T->ez[l][slot];
                 } else {
                     lrp_ref_fxacc_clear(FA[k]);
-                    lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S.ii, S.ww, GATHER(),
+                    lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S->ii, S->ww, GATHER(),
                                       J->wd, tt->w, 0, 0, J->sflip);
                     lrp_ref_fxacc_get_z(z, &ez, FA[k], J->sfx[k]);
                 }
                 mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
                 mpfr_mul_d(fcc, fcc, (double)tt->c, MPFR_RNDN); /* exact, 48 bits */
-                term_from_z(S.prod[m], ez, (mpz_ptr)zz, fcc, xv);
+                term_from_z(S->prod[m], ez, (mpz_ptr)zz, fcc, xv);
                 m++;
                 continue;
             }
             GATHER();
             lrp_ref_acc_clear(A);
             if (tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG)
-                acc_dot(A, sd, J->snp[k] + b * L->n_out, K, S.ii, S.ww, cnt, L->w32,
+                acc_dot(A, sd, J->snp[k] + b * L->n_out, K, S->ii, S->ww, cnt, L->w32,
                         tt->w, 0);
             else
             for (int64_t q = 0; q < cnt; q++) {
-                const double *d = sd + S.ii[q] * K;
-                float wf = L->w32[S.ww[q]];
+                const double *d = sd + S->ii[q] * K;
+                float wf = L->w32[S->ww[q]];
                 if (tt->w == LRP_WM_SQUARE) {
                     double hi2, lo2;
                     split_sq(&hi2, &lo2, wf);
@@ -1085,28 +1055,27 @@ static void bwd_elem(const lin_job *J, bwd_tls *Wt, int64_t e, const lane_sums *
             }
             mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
             mpfr_mul_d(fcc, fcc, (double)tt->c, MPFR_RNDN); /* exact, 48 bits */
-            term_from_acc(S.prod[m], A, J->sscale[k], z, fcc, xv);
+            term_from_acc(S->prod[m], A, J->sscale[k], z, fcc, xv);
             m++;
         }
     }
-    mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
+    mpfr_sum(J->out + e, S->pp, (unsigned long)m, MPFR_RNDN);
     if (mpfr_zero_p(J->out + e)) {
         /* -0 only when every summand is -0: the first taps nearly always
          * show one that is not (a ReLU zero's +0 times a weight and a
          * quotient of the same sign), without the whole fan-out */
         int neg = 1;
         if (cnt < 0) {
-            int64_t c0 = gather_bwd_n(L, i, S.ii, S.ww, 16);
-            neg = zsign_neg_bwd(J, b, i, &S, c0, S.tin);
+            int64_t c0 = gather_bwd_n(L, i, S->ii, S->ww, 16);
+            neg = zsign_neg_bwd(J, b, i, S, c0, S->tin);
         }
         if (neg) {
-            cnt = gather_bwd(L, i, S.ii, S.ww);
-            neg = zsign_neg_bwd(J, b, i, &S, cnt, S.tin);
+            cnt = gather_bwd(L, i, S->ii, S->ww);
+            neg = zsign_neg_bwd(J, b, i, S, cnt, S->tin);
         }
         mpfr_set_zero(J->out + e, neg ? -1 : 1);
     }
 #undef GATHER
-#undef S
 }
 
 static void bwd_fast(void *arg, int64_t lo, int64_t hi)
@@ -1135,7 +1104,8 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
     for (int k = 0; k < J->np; k++)
         if (J->svx[k] && J->parts[k].nt <= LRP_PIPE_MAX_TERMS) {
             T[k] = malloc(sizeof *T[k]);
-            LRP_ASSERT(T[k] && lane_sums_init(T[k], J->sfx[k], cap, (int64_t)L->kh * L->kw));
+            LRP_ASSERT(T[k] && lane_sums_init(T[k], J->sfx[k], J->plan ? 0 : cap,
+                                              (int64_t)L->kh * L->kw));
             anyv = 1;
         }
     /* the lanes' sums of every part, in one lane_sums (slots k * MAX_TERMS + t) */
@@ -1380,6 +1350,11 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
                 have_vx = lrp_ref_vx_build(&vx, &fx);
             if (have_vx)
                 have_plan = (int64_t)L->kh * L->kw <= 65536 && plan_fwd(&plan, L, vw);
+            if (have_vx && !have_plan) {
+                /* the forward's tiles take their taps from the plan only */
+                lrp_ref_vx_free(&vx);
+                have_vx = 0;
+            }
             J.xvx = have_vx ? &vx : NULL;
             J.vw = vw;
             J.plan = have_plan ? &plan : NULL;
