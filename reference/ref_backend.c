@@ -382,26 +382,32 @@ static void b_absorb(void *c, void *const *abs, const void *R, const void *s, co
  * not in one fixed share per thread: the cost of an element varies (ReLU
  * zeros skipped, the weights a modifier keeps, clipped windows), and with
  * fixed halves one thread waited for the other (a VGG-16 112x112
- * reference kept 1.70 to 1.88 of 2 cores busy; 1.88 to 1.90 in chunks).  Every element is computed by one call on its own, so
- * which thread takes which chunk changes no bit. */
-typedef struct par_arg {
-    void (*fn)(void *, int64_t, int64_t);
-    void *arg;
+ * reference kept 1.70 to 1.88 of 2 cores busy; 1.88 to 1.90 in chunks).
+ * Every element is computed by one call on its own, so which thread takes
+ * which chunk changes no bit.  A worker (lrp_ref_par_work) keeps its
+ * scratch over its chunks: the linear kernels' scratch (accumulator bins,
+ * lane sums, MPFR and GMP temporaries) set up once a chunk cost ASan's
+ * allocator a quarter of test_reference's time. */
+struct lrp_ref_chunks {
     int64_t n, chunk;
     _Atomic int64_t next;
-} par_arg;
+};
 
-static void *par_main(void *a)
+int lrp_ref_chunk_next(lrp_ref_chunks *c, int64_t *lo, int64_t *hi)
 {
-    par_arg *p = a;
-    for (;;) {
-        int64_t lo = atomic_fetch_add(&p->next, p->chunk);
-        if (lo >= p->n)
-            break;
-        p->fn(p->arg, lo, p->n - lo < p->chunk ? p->n : lo + p->chunk);
-    }
-    return NULL;
+    int64_t l = atomic_fetch_add(&c->next, c->chunk);
+    if (l >= c->n)
+        return 0;
+    *lo = l;
+    *hi = c->n - l < c->chunk ? c->n : l + c->chunk;
+    return 1;
 }
+
+typedef struct par_arg {
+    void (*worker)(void *, lrp_ref_chunks *);
+    void *arg;
+    lrp_ref_chunks *c;
+} par_arg;
 
 /* a worker thread: its share, then MPFR's caches of this thread (the
  * constants and the exp / log caches that mpfr_erfc, mpfr_exp or
@@ -409,37 +415,62 @@ static void *par_main(void *a)
  * thread exits (LeakSanitizer counted them once GELU ran on the threads) */
 static void *par_thread(void *a)
 {
-    par_main(a);
+    par_arg *p = a;
+    p->worker(p->arg, p->c);
     mpfr_free_cache2(MPFR_FREE_LOCAL_CACHE);
     return NULL;
 }
 
-void lrp_ref_par_for(int threads, int64_t n, void (*fn)(void *, int64_t, int64_t), void *arg)
+void lrp_ref_par_work(int threads, int64_t n, void (*worker)(void *, lrp_ref_chunks *),
+                      void *arg)
 {
     if (threads < 1)
         threads = 1;
     if (threads > 64)
         threads = 64;
+    lrp_ref_chunks c;
+    c.n = n;
+    c.chunk = n;
+    atomic_init(&c.next, 0);
     if (threads == 1 || n < 2) {
-        fn(arg, 0, n);
+        worker(arg, &c);
         return;
     }
-    par_arg pa;
-    pa.fn = fn;
-    pa.arg = arg;
-    pa.n = n;
-    pa.chunk = n / ((int64_t)threads * 16);
-    if (pa.chunk < 1)
-        pa.chunk = 1;
-    atomic_init(&pa.next, 0);
+    c.chunk = n / ((int64_t)threads * 16);
+    if (c.chunk < 1)
+        c.chunk = 1;
+    par_arg pa = {worker, arg, &c};
     pthread_t th[64];
     int started[64] = {0};
     for (int t = 1; t < threads; t++)
         started[t] = pthread_create(&th[t], NULL, par_thread, &pa) == 0;
-    par_main(&pa); /* threads that could not start leave their share here */
+    worker(arg, &c); /* threads that could not start leave their share here */
     for (int t = 1; t < threads; t++)
         if (started[t])
             pthread_join(th[t], NULL);
+}
+
+typedef struct for_arg {
+    void (*fn)(void *, int64_t, int64_t);
+    void *arg;
+} for_arg;
+
+static void for_worker(void *a, lrp_ref_chunks *c)
+{
+    const for_arg *f = a;
+    int64_t lo, hi;
+    while (lrp_ref_chunk_next(c, &lo, &hi))
+        f->fn(f->arg, lo, hi);
+}
+
+void lrp_ref_par_for(int threads, int64_t n, void (*fn)(void *, int64_t, int64_t), void *arg)
+{
+    if (threads <= 1 || n < 2) {
+        fn(arg, 0, n);
+        return;
+    }
+    for_arg f = {fn, arg};
+    lrp_ref_par_work(threads, n, for_worker, &f);
 }
 
 void lrp_ref_par_values(ref_ctx *cx, int64_t n, int64_t per,

@@ -43,11 +43,20 @@ void lrp_ref_par_values(ref_ctx *cx, int64_t n, int64_t per,
 mpfr_ptr lrp_ref_tensor_new(mpfr_prec_t p, int64_t n);
 void lrp_ref_tensor_free(mpfr_ptr t);
 
-/* Runs fn(arg, lo, hi) over [0, n) split in `threads` contiguous ranges
- * (one pthread each, the caller runs the first).  Each range's results
+/* Runs fn(arg, lo, hi) over [0, n) in chunks taken from a shared counter
+ * by `threads` threads (the caller is one of them).  Each chunk's results
  * depend only on its indices, so the output never depends on threads. */
 void lrp_ref_par_for(int threads, int64_t n, void (*fn)(void *arg, int64_t lo, int64_t hi),
                      void *arg);
+
+/* The same chunks for a worker that sets up its scratch once a thread
+ * rather than once a chunk: worker(arg, c) runs once on each thread and
+ * takes chunks while lrp_ref_chunk_next returns 1.  With one thread (or
+ * n < 2) it runs once, on the caller, and gets [0, n) as one chunk. */
+typedef struct lrp_ref_chunks lrp_ref_chunks;
+int lrp_ref_chunk_next(lrp_ref_chunks *c, int64_t *lo, int64_t *hi);
+void lrp_ref_par_work(int threads, int64_t n, void (*worker)(void *arg, lrp_ref_chunks *c),
+                      void *arg);
 
 /* ---- exact accumulation (ref_accum.c) ----
  * An exact fixed-point accumulator of products x * w where x is a p-bit

@@ -325,7 +325,7 @@ static mpfr_srcptr w_eff(scratch *S, const lrp_lin *L, int mod, int64_t widx, in
     return w_val(S->tw, mod, w);
 }
 
-static void fwd_slow(void *arg, int64_t lo, int64_t hi)
+static void fwd_slow(void *arg, lrp_ref_chunks *c)
 {
     lin_job *J = arg;
     const lrp_lin *L = J->L;
@@ -333,37 +333,39 @@ static void fwd_slow(void *arg, int64_t lo, int64_t hi)
     scratch S;
     scratch_init(&S, L->fanin, L->fanin * J->nt + J->nb, 4 * p + 200, p);
     mpfr_srcptr Bv = L->b ? TC(L->b) : NULL;
-    for (int64_t e = lo; e < hi; e++) {
-        int64_t b = e / L->n_out, j = e % L->n_out;
-        int64_t cnt = gather_fwd(L, j, S.ii, S.ww), m = 0;
-        mpfr_srcptr xs = J->x + b * L->n_in;
-        for (int t = 0; t < J->nt; t++) {
-            mpfr_set_flt(S.tc, J->t[t].c, MPFR_RNDN);
-            for (int64_t q = 0; q < cnt; q++) {
-                mpfr_srcptr xv = in_val(S.tin, J->t[t].in, xs + S.ii[q], S.ii[q], L);
-                mpfr_srcptr wv = w_eff(&S, L, J->t[t].w, S.ww[q], out_unit(L, j));
-                mpfr_mul(S.prod[m], S.tc, xv, MPFR_RNDN);
-                mpfr_mul(S.prod[m], S.prod[m], wv, MPFR_RNDN);
-                if (J->absval)
-                    mpfr_abs(S.prod[m], S.prod[m], MPFR_RNDN);
-                m++;
+    int64_t lo, hi;
+    while (lrp_ref_chunk_next(c, &lo, &hi))
+        for (int64_t e = lo; e < hi; e++) {
+            int64_t b = e / L->n_out, j = e % L->n_out;
+            int64_t cnt = gather_fwd(L, j, S.ii, S.ww), m = 0;
+            mpfr_srcptr xs = J->x + b * L->n_in;
+            for (int t = 0; t < J->nt; t++) {
+                mpfr_set_flt(S.tc, J->t[t].c, MPFR_RNDN);
+                for (int64_t q = 0; q < cnt; q++) {
+                    mpfr_srcptr xv = in_val(S.tin, J->t[t].in, xs + S.ii[q], S.ii[q], L);
+                    mpfr_srcptr wv = w_eff(&S, L, J->t[t].w, S.ww[q], out_unit(L, j));
+                    mpfr_mul(S.prod[m], S.tc, xv, MPFR_RNDN);
+                    mpfr_mul(S.prod[m], S.prod[m], wv, MPFR_RNDN);
+                    if (J->absval)
+                        mpfr_abs(S.prod[m], S.prod[m], MPFR_RNDN);
+                    m++;
+                }
             }
+            if (Bv)
+                for (int u = 0; u < J->nb; u++) {
+                    mpfr_set_flt(S.tc, J->bt[u].c, MPFR_RNDN);
+                    mpfr_srcptr bv = b_val(S.tw, J->bt[u].mod, Bv + out_unit(L, j));
+                    mpfr_mul(S.prod[m], S.tc, bv, MPFR_RNDN);
+                    if (J->absval)
+                        mpfr_abs(S.prod[m], S.prod[m], MPFR_RNDN);
+                    m++;
+                }
+            mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
         }
-        if (Bv)
-            for (int u = 0; u < J->nb; u++) {
-                mpfr_set_flt(S.tc, J->bt[u].c, MPFR_RNDN);
-                mpfr_srcptr bv = b_val(S.tw, J->bt[u].mod, Bv + out_unit(L, j));
-                mpfr_mul(S.prod[m], S.tc, bv, MPFR_RNDN);
-                if (J->absval)
-                    mpfr_abs(S.prod[m], S.prod[m], MPFR_RNDN);
-                m++;
-            }
-        mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
-    }
     scratch_free(&S);
 }
 
-static void bwd_slow(void *arg, int64_t lo, int64_t hi)
+static void bwd_slow(void *arg, lrp_ref_chunks *c)
 {
     lin_job *J = arg;
     const lrp_lin *L = J->L;
@@ -374,29 +376,31 @@ static void bwd_slow(void *arg, int64_t lo, int64_t hi)
         ntmax += J->parts[k].nt;
     scratch S;
     scratch_init(&S, cap, cap * ntmax, 5 * p + 240, p);
-    for (int64_t e = lo; e < hi; e++) {
-        int64_t b = e / L->n_in, i = e % L->n_in;
-        int64_t cnt = gather_bwd(L, i, S.ii, S.ww), m = 0;
-        mpfr_srcptr xi = J->x + b * L->n_in + i;
-        for (int k = 0; k < J->np; k++) {
-            const lrp_bwd_part *P = &J->parts[k];
-            mpfr_srcptr s = TC(P->s) + b * L->n_out;
-            for (int t = 0; t < P->nt; t++) {
-                mpfr_set_flt(S.tc, P->coef, MPFR_RNDN);
-                mpfr_set_flt(S.tcc, P->t[t].c, MPFR_RNDN);
-                mpfr_mul(S.tcc, S.tcc, S.tc, MPFR_RNDN); /* exact: 48 bits */
-                mpfr_srcptr xv = in_val(S.tin, P->t[t].in, xi, i, L);
-                for (int64_t q = 0; q < cnt; q++) {
-                    mpfr_srcptr wv = w_eff(&S, L, P->t[t].w, S.ww[q], out_unit(L, S.ii[q]));
-                    mpfr_mul(S.prod[m], S.tcc, xv, MPFR_RNDN);
-                    mpfr_mul(S.prod[m], S.prod[m], wv, MPFR_RNDN);
-                    mpfr_mul(S.prod[m], S.prod[m], s + S.ii[q], MPFR_RNDN);
-                    m++;
+    int64_t lo, hi;
+    while (lrp_ref_chunk_next(c, &lo, &hi))
+        for (int64_t e = lo; e < hi; e++) {
+            int64_t b = e / L->n_in, i = e % L->n_in;
+            int64_t cnt = gather_bwd(L, i, S.ii, S.ww), m = 0;
+            mpfr_srcptr xi = J->x + b * L->n_in + i;
+            for (int k = 0; k < J->np; k++) {
+                const lrp_bwd_part *P = &J->parts[k];
+                mpfr_srcptr s = TC(P->s) + b * L->n_out;
+                for (int t = 0; t < P->nt; t++) {
+                    mpfr_set_flt(S.tc, P->coef, MPFR_RNDN);
+                    mpfr_set_flt(S.tcc, P->t[t].c, MPFR_RNDN);
+                    mpfr_mul(S.tcc, S.tcc, S.tc, MPFR_RNDN); /* exact: 48 bits */
+                    mpfr_srcptr xv = in_val(S.tin, P->t[t].in, xi, i, L);
+                    for (int64_t q = 0; q < cnt; q++) {
+                        mpfr_srcptr wv = w_eff(&S, L, P->t[t].w, S.ww[q], out_unit(L, S.ii[q]));
+                        mpfr_mul(S.prod[m], S.tcc, xv, MPFR_RNDN);
+                        mpfr_mul(S.prod[m], S.prod[m], wv, MPFR_RNDN);
+                        mpfr_mul(S.prod[m], S.prod[m], s + S.ii[q], MPFR_RNDN);
+                        m++;
+                    }
                 }
             }
+            mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
         }
-        mpfr_sum(J->out + e, S.pp, (unsigned long)m, MPFR_RNDN);
-    }
     scratch_free(&S);
 }
 
@@ -927,7 +931,7 @@ static void fwd_elem(const lin_job *J, fwd_tls *W, int64_t e, const lane_sums *T
 #undef GATHER
 }
 
-static void fwd_fast(void *arg, int64_t lo, int64_t hi)
+static void fwd_fast(void *arg, lrp_ref_chunks *c)
 {
     lin_job *J = arg;
     const lrp_lin *L = J->L;
@@ -946,28 +950,30 @@ static void fwd_fast(void *arg, int64_t lo, int64_t hi)
         T = malloc(sizeof *T);
         LRP_ASSERT(T && lane_sums_init(T, J->xfx, 0, (int64_t)L->kh * L->kw));
     }
-    for (int64_t e = lo; e < hi;) {
-        int nl = T ? fwd_tile(L, e, hi) : 0;
-        if (!nl) {
-            fwd_elem(J, &W, e++, NULL, 0);
-            continue;
+    int64_t lo, hi;
+    while (lrp_ref_chunk_next(c, &lo, &hi))
+        for (int64_t e = lo; e < hi;) {
+            int nl = T ? fwd_tile(L, e, hi) : 0;
+            if (!nl) {
+                fwd_elem(J, &W, e++, NULL, 0);
+                continue;
+            }
+            int64_t b = e / L->n_out, j = e % L->n_out;
+            int64_t corner;
+            int clipped = fwd_corner(L, j, nl, &corner, T->tab);
+            T->nl = nl;
+            for (int t = 0; t < J->nt; t++) {
+                const lrp_term *tt = &J->t[t];
+                T->have[t] = 0;
+                if (fx_term(tt->in, tt->w))
+                    lane_dot_plan(T, t, J->xvx, J->xfx, b * L->n_in + corner, J->plan,
+                                  out_unit(L, j), clipped ? T->tab : NULL, J->wd, fwd_wm(J, tt, j),
+                                  xsel_of(tt->in), J->absval);
+            }
+            for (int l = 0; l < nl; l++)
+                fwd_elem(J, &W, e + l, T, l);
+            e += nl;
         }
-        int64_t b = e / L->n_out, j = e % L->n_out;
-        int64_t corner;
-        int clipped = fwd_corner(L, j, nl, &corner, T->tab);
-        T->nl = nl;
-        for (int t = 0; t < J->nt; t++) {
-            const lrp_term *tt = &J->t[t];
-            T->have[t] = 0;
-            if (fx_term(tt->in, tt->w))
-                lane_dot_plan(T, t, J->xvx, J->xfx, b * L->n_in + corner, J->plan,
-                              out_unit(L, j), clipped ? T->tab : NULL, J->wd, fwd_wm(J, tt, j),
-                              xsel_of(tt->in), J->absval);
-        }
-        for (int l = 0; l < nl; l++)
-            fwd_elem(J, &W, e + l, T, l);
-        e += nl;
-    }
     if (T) {
         lane_sums_free(T);
         free(T);
@@ -1078,7 +1084,7 @@ static void bwd_elem(const lin_job *J, bwd_tls *Wt, int64_t e, const lane_sums *
 #undef GATHER
 }
 
-static void bwd_fast(void *arg, int64_t lo, int64_t hi)
+static void bwd_fast(void *arg, lrp_ref_chunks *c)
 {
     lin_job *J = arg;
     const lrp_lin *L = J->L;
@@ -1110,52 +1116,54 @@ static void bwd_fast(void *arg, int64_t lo, int64_t hi)
         }
     /* the lanes' sums of every part, in one lane_sums (slots k * MAX_TERMS + t) */
     lane_sums *U = anyv ? T[0] ? T[0] : T[1] : NULL;
-    for (int64_t e = lo; e < hi;) {
-        int nl = anyv ? bwd_tile(L, e, hi) : 0;
-        if (!nl) {
-            bwd_elem(J, &W, e++, NULL, 0);
-            continue;
-        }
-        int64_t b = e / L->n_in, i = e % L->n_in;
-        int64_t corner = 0, cnt = 0;
-        int clipped = J->plan ? bwd_corner(L, i, nl, &corner, U->tab) : 0;
-        if (!J->plan)
-            cnt = tile_taps_bwd(L, i, nl, U->ii, U->ww, U->mk);
-        memset(U->have, 0, sizeof U->have);
-        for (int k = 0; k < J->np; k++) {
-            if (!T[k])
+    int64_t lo, hi;
+    while (lrp_ref_chunk_next(c, &lo, &hi))
+        for (int64_t e = lo; e < hi;) {
+            int nl = anyv ? bwd_tile(L, e, hi) : 0;
+            if (!nl) {
+                bwd_elem(J, &W, e++, NULL, 0);
                 continue;
-            T[k]->nl = nl;
-            for (int t = 0; t < J->parts[k].nt; t++) {
-                const lrp_term *tt = &J->parts[k].t[t];
-                int slot = k * LRP_PIPE_MAX_TERMS + t;
-                /* with a BN-folded scale the selection of w+ / w- flips
-                 * per output: the scalar kernel (flip) */
-                if (!(tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG) ||
-                    (J->sflip && tt->w != LRP_WM_ID))
-                    continue;
-                T[k]->have[slot] = 0;
-                if (J->plan)
-                    lane_dot_plan(T[k], slot, J->svx[k], J->sfx[k], b * L->n_out + corner, J->plan,
-                                  i / (L->H * L->W), clipped ? U->tab : NULL, J->wd, tt->w, 0,
-                                  0);
-                else
-                    lane_dot(T[k], slot, J->svx[k], J->sfx[k], b * L->n_out, U, cnt, J->vw,
-                             J->wd, tt->w, 0, 0);
-                if (T[k] != U) {
-                    /* move the lanes' sums into U's slot */
-                    for (int l = 0; l < nl; l++) {
-                        mpz_swap(U->z[l][slot], T[k]->z[l][slot]);
-                        U->ez[l][slot] = T[k]->ez[l][slot];
-                    }
-                }
-                U->have[slot] = 1;
             }
+            int64_t b = e / L->n_in, i = e % L->n_in;
+            int64_t corner = 0, cnt = 0;
+            int clipped = J->plan ? bwd_corner(L, i, nl, &corner, U->tab) : 0;
+            if (!J->plan)
+                cnt = tile_taps_bwd(L, i, nl, U->ii, U->ww, U->mk);
+            memset(U->have, 0, sizeof U->have);
+            for (int k = 0; k < J->np; k++) {
+                if (!T[k])
+                    continue;
+                T[k]->nl = nl;
+                for (int t = 0; t < J->parts[k].nt; t++) {
+                    const lrp_term *tt = &J->parts[k].t[t];
+                    int slot = k * LRP_PIPE_MAX_TERMS + t;
+                    /* with a BN-folded scale the selection of w+ / w- flips
+                     * per output: the scalar kernel (flip) */
+                    if (!(tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG) ||
+                        (J->sflip && tt->w != LRP_WM_ID))
+                        continue;
+                    T[k]->have[slot] = 0;
+                    if (J->plan)
+                        lane_dot_plan(T[k], slot, J->svx[k], J->sfx[k], b * L->n_out + corner,
+                                      J->plan, i / (L->H * L->W), clipped ? U->tab : NULL, J->wd,
+                                      tt->w, 0, 0);
+                    else
+                        lane_dot(T[k], slot, J->svx[k], J->sfx[k], b * L->n_out, U, cnt, J->vw,
+                                 J->wd, tt->w, 0, 0);
+                    if (T[k] != U) {
+                        /* move the lanes' sums into U's slot */
+                        for (int l = 0; l < nl; l++) {
+                            mpz_swap(U->z[l][slot], T[k]->z[l][slot]);
+                            U->ez[l][slot] = T[k]->ez[l][slot];
+                        }
+                    }
+                    U->have[slot] = 1;
+                }
+            }
+            for (int l = 0; l < nl; l++)
+                bwd_elem(J, &W, e + l, U, l);
+            e += nl;
         }
-        for (int l = 0; l < nl; l++)
-            bwd_elem(J, &W, e + l, U, l);
-        e += nl;
-    }
     for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
         if (T[k]) {
             lane_sums_free(T[k]);
@@ -1360,7 +1368,7 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
             J.plan = have_plan ? &plan : NULL;
             cx->fast_calls++;
             cx->vec_calls += have_vx;
-            lrp_ref_par_for(cx->threads, L->n_out * batch, fwd_fast, &J);
+            lrp_ref_par_work(cx->threads, L->n_out * batch, fwd_fast, &J);
         }
         if (have_vx)
             lrp_ref_vx_free(&vx);
@@ -1376,7 +1384,7 @@ void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const 
             return;
     }
     cx->slow_calls++;
-    lrp_ref_par_for(cx->threads, L->n_out * batch, fwd_slow, &J);
+    lrp_ref_par_work(cx->threads, L->n_out * batch, fwd_slow, &J);
 }
 
 void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
@@ -1462,10 +1470,10 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     if (fast) {
         cx->fast_calls++;
         cx->vec_calls += have_vx[0] || have_vx[1];
-        lrp_ref_par_for(cx->threads, L->n_in * batch, bwd_fast, &J);
+        lrp_ref_par_work(cx->threads, L->n_in * batch, bwd_fast, &J);
     } else {
         cx->slow_calls++;
-        lrp_ref_par_for(cx->threads, L->n_in * batch, bwd_slow, &J);
+        lrp_ref_par_work(cx->threads, L->n_in * batch, bwd_slow, &J);
     }
     for (int k = 0; k < np; k++) {
         if (have_vx[k])
