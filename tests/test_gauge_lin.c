@@ -480,7 +480,9 @@ static void t_row_blocks(void **state)
                 }
             }
             assert_true(tokd > 0); /* a token Dense with more rows than a block */
-            float **act = calloc((size_t)nl, sizeof *act), **rel = calloc((size_t)nl, sizeof *rel);
+            /* (unsigned: gcc -O1 saw a negative nl reach calloc and warned) */
+            float **act = calloc((unsigned)nl, sizeof *act);
+            float **rel = calloc((unsigned)nl, sizeof *rel);
             assert_true(act && rel);
             for (int li = 0; li < nl; li++) {
                 int64_t n = lrp_shape_numel(&net->layers[li].shape) * net->batch;
