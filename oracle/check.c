@@ -1170,7 +1170,7 @@ enum { SQ_END = 1, SQ_PARK, SQ_FETCH, SQ_DROP };
 /* SQ_FETCH asks for several arrays at once (kind: their count; the data:
  * each one's kind and key): one request and one gather a step, not one
  * an array (a serving rank polls with a growing sleep, so each exchange
- * costs up to milliseconds) */
+ * costs up to a fraction of a millisecond) */
 
 typedef struct sp_store {
     splitter *S;

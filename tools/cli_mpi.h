@@ -17,8 +17,8 @@
  *   - every exchange of data is preceded by cli_mpi_agree, so a rank that
  *     failed never leaves the others waiting in a collective; the job's
  *     exit code is that of the lowest failing rank;
- *   - waiting ranks poll with a sleep instead of spinning (the machine's
- *     cores are the ranks' and their threads').
+ *   - waiting ranks poll for 100 us, then with a sleep instead of
+ *     spinning (the machine's cores are the ranks' and their threads').
  */
 #ifndef LRP_CLI_MPI_H
 #define LRP_CLI_MPI_H
