@@ -202,6 +202,16 @@ static int test_fail(int rc)
     return EXIT_USAGE;
 }
 
+/* the end of an agreement: first is the lowest failing rank (-1: none),
+ * code its exit code; that rank's held-back line reaches stderr once */
+static int agreed(int first, int code)
+{
+    if (first >= 0 && first == g_rank && g_rank > 0)
+        replay_last_line();
+    clear_capture();
+    return first < 0 ? -1 : code;
+}
+
 int cli_mpi_agree(int rc)
 {
     if (!g_on || g_size == 1)
@@ -211,24 +221,20 @@ int cli_mpi_agree(int rc)
     MPI_Request rq;
     MPI_Iallreduce(&mine, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD, &rq);
     lazy_wait(&rq);
-    if (first == g_size) {
-        clear_capture();
-        return -1;
-    }
+    if (first == g_size)
+        return agreed(-1, -1);
     int code = rc;
     MPI_Ibcast(&code, 1, MPI_INT, first, MPI_COMM_WORLD, &rq);
     lazy_wait(&rq);
-    if (first == g_rank && g_rank > 0)
-        replay_last_line();
-    clear_capture();
-    return code;
+    return agreed(first, code);
 }
 
 /* cli_mpi_agree and the ranks' byte counts in one collective (an
  * exchange's first step): every rank's state (-1 fine, else its exit code)
  * and count reach every rank.  Returns -1 with counts[r] set (counts may
  * be NULL where they are not needed), or the lowest failing rank's code,
- * as cli_mpi_agree. */
+ * as cli_mpi_agree.  (cli_mpi_agree itself keeps an all-reduce: it sends
+ * one int a rank, not two a rank to every rank.) */
 static int agree_counts(int rc, int cnt, int *counts)
 {
     rc = test_fail(rc);
@@ -240,13 +246,9 @@ static int agree_counts(int rc, int cnt, int *counts)
     for (int r = 0; r < g_size && first < 0; r++)
         if (g_pair[2 * r] >= 0)
             first = r;
-    if (first < 0)
-        for (int r = 0; counts && r < g_size; r++)
-            counts[r] = g_pair[2 * r + 1];
-    else if (first == g_rank && g_rank > 0)
-        replay_last_line();
-    clear_capture();
-    return first < 0 ? -1 : g_pair[2 * first];
+    for (int r = 0; first < 0 && counts && r < g_size; r++)
+        counts[r] = g_pair[2 * r + 1];
+    return agreed(first, first < 0 ? -1 : g_pair[2 * first]);
 }
 
 int cli_mpi_finish(int rc)

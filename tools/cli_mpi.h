@@ -14,7 +14,8 @@
  *   - an error is one line from the rank that met it: the other ranks'
  *     stderr is held in a temporary file and its last line is replayed by
  *     cli_mpi_agree when that rank is the first to fail;
- *   - every exchange of data is preceded by cli_mpi_agree, so a rank that
+ *   - every exchange of data is preceded by an agreement (cli_mpi_agree,
+ *     or the same carrying the byte counts inside an exchange), so a rank that
  *     failed never leaves the others waiting in a collective; the job's
  *     exit code is that of the lowest failing rank;
  *   - waiting ranks poll for 100 us, then with a sleep instead of
