@@ -1162,10 +1162,23 @@ static void sp_rel_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
  * ST_RIL (a consumer's contribution to its input k, hi and lo): the key
  * c * LRP_MAX_INPUTS + k */
 enum { ST_ACT, ST_REL, ST_RELLO, ST_GA, ST_GAS, ST_TFH, ST_TFL, ST_TRH, ST_TRL, ST_RIH, ST_RIL,
-       ST_KINDS };
-static const size_t st_es[ST_KINDS] = {sizeof(float), sizeof(float),  sizeof(float), sizeof(double),
-                                       sizeof(double), sizeof(float), sizeof(float), sizeof(float),
-                                       sizeof(float), sizeof(float),  sizeof(float)};
+       ST_SREL, ST_SACT, ST_KINDS };
+static const size_t st_es[ST_KINDS] = {
+    sizeof(float), sizeof(float), sizeof(float), sizeof(double), sizeof(double),
+    sizeof(float), sizeof(float), sizeof(float), sizeof(float),  sizeof(float),
+    sizeof(float), sizeof(float), sizeof(float)};
+/* ST_SREL, ST_SACT: check's subject (our fast path's run), relevance and
+ * activations, for the trace-local judgement.  Every rank already holds
+ * its block of each layer of them (the trace-local run's input): the
+ * block is lent to the store as the rank's part (st_lend: no exchange,
+ * no copy), and a fetch places each rank's block per sample at its
+ * channels (sp_place), where the other kinds' parts are contiguous
+ * ranges of elements (st_range).  So the root holds its block of the
+ * subject, not the whole, from the trace-local run on. */
+static int st_blocky(int kind)
+{
+    return kind == ST_SREL || kind == ST_SACT;
+}
 enum { SQ_END = 1, SQ_PARK, SQ_FETCH, SQ_DROP };
 /* SQ_FETCH asks for several arrays at once (kind: their count; the data:
  * each one's kind and key): one request and one gather a step, not one
@@ -1177,6 +1190,7 @@ typedef struct sp_store {
     int nl;          /* keys a kind: layers * LRP_MAX_INPUTS */
     void **part;     /* [kind * nl + li]: this rank's part of the parked array */
     size_t *bytes;   /* [kind * nl + li]: the whole array's bytes, 0: not parked */
+    uint8_t *lent;   /* [kind * nl + li]: part is the owner's (st_lend), not freed here */
     int serving;     /* the ranks are in (the root) or bound for (the others)
                         a serve window: st_end tells them the end or a failure */
     char why[LRP_ERR_MSG_MAX]; /* this rank's failure (out of memory) */
@@ -1189,15 +1203,18 @@ static int st_init(sp_store *P, splitter *S, int nl)
     P->nl = nl * LRP_MAX_INPUTS;
     P->part = calloc((size_t)P->nl * ST_KINDS, sizeof *P->part);
     P->bytes = calloc((size_t)P->nl * ST_KINDS, sizeof *P->bytes);
-    return P->part && P->bytes ? 0 : -1;
+    P->lent = calloc((size_t)P->nl * ST_KINDS, sizeof *P->lent);
+    return P->part && P->bytes && P->lent ? 0 : -1;
 }
 
 static void st_free(sp_store *P)
 {
-    for (int k = 0; P->part && k < P->nl * ST_KINDS; k++)
-        free(P->part[k]);
+    for (int k = 0; P->part && P->lent && k < P->nl * ST_KINDS; k++)
+        if (!P->lent[k])
+            free(P->part[k]);
     free(P->part);
     free(P->bytes);
+    free(P->lent);
     memset(P, 0, sizeof *P);
 }
 
@@ -1209,12 +1226,35 @@ static void st_range(const sp_store *P, int kind, size_t bytes, int q, size_t *o
     *o1 = (size_t)(e * (uint64_t)(q + 1) / R) * st_es[kind];
 }
 
+/* the bytes of rank q's part of the parked (kind, key) */
+static size_t st_part_bytes(const sp_store *P, int kind, int key, int q)
+{
+    size_t o0, o1;
+    if (st_blocky(kind))
+        return (size_t)sp_count(P->S, P->S->B, q, key) * st_es[kind];
+    st_range(P, kind, P->bytes[(size_t)kind * (size_t)P->nl + (size_t)key], q, &o0, &o1);
+    return o1 - o0;
+}
+
+/* every rank: its block of layer li (the whole array: bytes) lent as its
+ * part of (kind, li), a blocky kind; the block stays the caller's */
+static void st_lend(sp_store *P, int kind, int li, float *block, size_t bytes)
+{
+    size_t k = (size_t)kind * (size_t)P->nl + (size_t)li;
+    LRP_ASSERT(st_blocky(kind) && !P->part[k]);
+    P->part[k] = block;
+    P->bytes[k] = bytes;
+    P->lent[k] = 1;
+}
+
 /* this rank keeps its part of the whole array w; -1: out of memory */
 static int st_keep(sp_store *P, int kind, int li, const void *w, size_t bytes)
 {
     size_t o0, o1, k = (size_t)kind * (size_t)P->nl + (size_t)li;
     st_range(P, kind, bytes, P->S->q, &o0, &o1);
-    free(P->part[k]);
+    if (!P->lent[k])
+        free(P->part[k]);
+    P->lent[k] = 0;
     P->part[k] = malloc(o1 > o0 ? o1 - o0 : 1);
     P->bytes[k] = bytes;
     if (!P->part[k]) {
@@ -1229,9 +1269,11 @@ static int st_keep(sp_store *P, int kind, int li, const void *w, size_t bytes)
 static void st_forget(sp_store *P, int kind, int li)
 {
     size_t k = (size_t)kind * (size_t)P->nl + (size_t)li;
-    free(P->part[k]);
+    if (!P->lent[k])
+        free(P->part[k]);
     P->part[k] = NULL;
     P->bytes[k] = 0;
+    P->lent[k] = 0;
 }
 
 /* 1 when (kind, key) is parked */
@@ -1310,26 +1352,29 @@ typedef struct st_item {
 static int st_give(sp_store *P, const st_item *it, int n, void **all, size_t *total)
 {
     splitter *S = P->S;
-    size_t sum = 0, o0, o1;
+    size_t sum = 0;
     *all = NULL;
     *total = 0;
     if (S->dead)
         return -1;
-    for (int i = 0; i < n; i++) {
-        size_t k = (size_t)it[i].kind * (size_t)P->nl + (size_t)it[i].key;
-        st_range(P, (int)it[i].kind, P->bytes[k], S->q, &o0, &o1);
-        sum += o1 - o0;
-    }
+    for (int i = 0; i < n; i++)
+        sum += st_part_bytes(P, (int)it[i].kind, (int)it[i].key, S->q);
     unsigned char *buf = malloc(sum ? sum : 1);
     if (!buf && !P->why[0])
         snprintf(P->why, sizeof P->why, "%s: out of memory in the oracle (layer split)",
                  S->label);
     for (size_t i = 0, at = 0; buf && i < (size_t)n; i++) {
         size_t k = (size_t)it[i].kind * (size_t)P->nl + (size_t)it[i].key;
-        st_range(P, (int)it[i].kind, P->bytes[k], S->q, &o0, &o1);
-        if (o1 > o0)
-            memcpy(buf + at, P->part[k], o1 - o0);
-        at += o1 - o0;
+        size_t m = st_part_bytes(P, (int)it[i].kind, (int)it[i].key, S->q);
+        if (m && !P->part[k]) { /* not parked on this rank: told in this gather */
+            if (!P->why[0])
+                snprintf(P->why, sizeof P->why, "%s: a fetched array is not parked (layer split)",
+                         S->label);
+            break;
+        }
+        if (m)
+            memcpy(buf + at, P->part[k], m);
+        at += m;
     }
     const char *fail = P->why[0] ? P->why : NULL;
     int rc = S->s->gather(S->s->ctx, fail ? NULL : buf, fail ? 0 : sum, fail, all, total);
@@ -1368,8 +1413,14 @@ static int st_fetch_n(sp_store *P, const st_item *it, int n, void **out)
         const unsigned char *q = all;
         for (int g = 0; g < S->R; g++)
             for (int i = 0; i < n; i++) {
-                size_t k = (size_t)it[i].kind * (size_t)P->nl + (size_t)it[i].key;
-                st_range(P, (int)it[i].kind, P->bytes[k], g, &o0, &o1);
+                int kind = (int)it[i].kind, key = (int)it[i].key;
+                size_t k = (size_t)kind * (size_t)P->nl + (size_t)key;
+                if (st_blocky(kind)) { /* its block of every sample, in place */
+                    sp_place(S, 0, S->B, g, key, out[i], q, st_es[kind]);
+                    q += st_part_bytes(P, kind, key, g);
+                    continue;
+                }
+                st_range(P, kind, P->bytes[k], g, &o0, &o1);
                 memcpy((unsigned char *)out[i] + o0, q, o1 - o0);
                 q += o1 - o0;
             }
@@ -1580,19 +1631,24 @@ static int stj_drop(void *ctx, int li)
  * emit) reads: act of li and its inputs, and (bwd) rel, rel_lo of li;
  * every other array present is freed first, so that at most one step's
  * are held (li -1: every one freed) */
-static int stj_need(const st_judge *J, int li, int bwd, int kind, int x)
+static int step_needs(const lrp_net *net, int li, int bwd, int act, int x)
 {
     if (li < 0) /* after the last step: none */
         return 0;
-    if (kind == ST_ACT) {
+    if (act) {
         if (x == li)
             return 1;
-        for (int k = 0; k < J->net->layers[li].n_in; k++)
-            if (J->net->layers[li].in[k] == x)
+        for (int k = 0; k < net->layers[li].n_in; k++)
+            if (net->layers[li].in[k] == x)
                 return 1;
         return 0;
     }
     return bwd && x == li;
+}
+
+static int stj_need(const st_judge *J, int li, int bwd, int kind, int x)
+{
+    return step_needs(J->net, li, bwd, kind == ST_ACT, x);
 }
 
 static float **stj_slot(st_judge *J, int kind, int x)
@@ -3220,6 +3276,8 @@ typedef struct tl_judge {
     int exact_act;
     lrp_err *err;
     float *const *act; /* the activations the trace-local run used */
+    float *const *has; /* non-NULL where the subject has relevance (got
+                          itself, or, lent to the store, its blocks) */
 } tl_judge;
 
 /* lrp_gauge_emit_fn of the trace-local gauge: bwd 0, forward order: layer
@@ -3252,7 +3310,7 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
     int i = li;
     lrp_layer_report *lr = &rep->layers[i];
     int64_t n = lrp_shape_numel(&net->layers[i].shape) * B; /* loc: a block under the layer split */
-    if (!got[i]) {
+    if (!J->has[i]) {
         rep->n_unjudged++;
         append(rep->unjudged, sizeof rep->unjudged, "%s%s", rep->n_unjudged > 1 ? ", " : "",
                net->layers[i].name);
@@ -3264,7 +3322,7 @@ static lrp_status tl_layer(void *ctx, lrp_gauge *Gp, int li, int bwd)
         for (int k = 0; k < net->layers[c].n_in; k++) {
             if (net->layers[c].in[k] != i)
                 continue;
-            if (!got[c])
+            if (!J->has[c])
                 complete = 0;
             nt++;
             if (!strstr(lr->by, net->layers[c].name) || !lr->by[0])
@@ -3547,6 +3605,12 @@ typedef struct tl_store {
     sp_store *P;
     tl_take *W;
     int nl;
+    /* the subject lent (check, every rank sliced its block): the fetched
+     * relevance and activations, whole, of the layers the step reads
+     * (rel, act), and the relevance the gauge was given (relv: rel where
+     * the subject has it) */
+    const lrp_net *net;
+    float **rel, **act, **relv;
 } tl_store;
 
 static float **tls_slot(tl_store *J, int kind, int x)
@@ -3574,11 +3638,34 @@ static int tls_step(void *ctx, int li, int bwd, int done)
                 return -1;
             }
         }
-    return sw_flush(&w);
+    /* the subject's blocks: act of li and its inputs, (bwd) rel of li,
+     * as the gauge's step reads them (lrp_gauge_store) */
+    for (int x = 0; J->rel && x < J->nl; x++)
+        for (int a = 0; a < 2; a++) {
+            int kind = a ? ST_SACT : ST_SREL;
+            float **v = a ? &J->act[x] : &J->rel[x];
+            int need = st_parked(J->P, kind, x) && step_needs(J->net, li, bwd, a, x);
+            if (*v && !need) {
+                free(*v);
+                *v = NULL;
+                if (!a)
+                    J->relv[x] = NULL;
+            } else if (!*v && need && sw_add(&w, kind, x, v, NULL)) {
+                return -1;
+            }
+        }
+    if (sw_flush(&w))
+        return -1;
+    for (int x = 0; J->rel && x < J->nl; x++)
+        if (J->rel[x])
+            J->relv[x] = J->rel[x];
+    return 0;
 }
 
-/* sliced (the layer split, a rank that does not judge): got and got_act
- * are already this rank's blocks (check_run sliced our fast path's) */
+/* sliced (the layer split, check): got and got_act are already this
+ * rank's blocks (check_run sliced our fast path's run on every rank); they
+ * are lent to the store after the run, and the root's judgement fetches
+ * each layer's whole from the ranks' blocks as its step reads it */
 static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *const *got,
                               float *const *got_act, const rounded *R, const lrp_check_opts *o,
                               splitter *S, int sliced, lrp_err *err)
@@ -3598,6 +3685,10 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     memset(&TP, 0, sizeof TP);
     float *hi = NULL, *lo = NULL;
     float **relv = calloc((size_t)nl, sizeof *relv);
+    /* the subject lent to the store (sliced): the root's fetched views */
+    const int lend = S && S->layer && sliced;
+    float **vrel = lend && S->s->root ? calloc((size_t)nl, sizeof *vrel) : NULL;
+    float **vact = lend && S->s->root ? calloc((size_t)nl, sizeof *vact) : NULL;
     const void **terms = calloc((size_t)nl + LRP_MAX_INPUTS, sizeof *terms);
     int64_t maxn = 1;
     for (int i = 0; i < nl; i++)
@@ -3605,7 +3696,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
             maxn = lrp_shape_numel(&net->layers[i].shape) * B;
     hi = malloc((size_t)maxn * sizeof *hi);
     lo = malloc((size_t)maxn * sizeof *lo);
-    if (!relv || !terms || !hi || !lo) {
+    if (!relv || !terms || !hi || !lo || (lend && S->s->root && (!vrel || !vact))) {
         st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory (trace-local)", rep->fixture);
         goto done;
     }
@@ -3614,7 +3705,7 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
         exact_act &= got_act[i] != NULL;
     rep->tlocal_exact_act = exact_act;
     for (int i = 0; i < nl; i++)
-        relv[i] = got[i] ? got[i] : R->rel[i];
+        relv[i] = got[i] ? (lend ? NULL : got[i]) : R->rel[i]; /* lend: fetched by the steps */
     lrp_pipe_local lm = {exact_act ? got_act : NULL, got, exact_act, NULL, NULL};
     if (S && S->layer && !sliced) {
         /* the run reads this rank's block of every layer of the trace */
@@ -3693,6 +3784,15 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
             free(ablk[i]);
             gblk[i] = ablk[i] = NULL;
         }
+        /* sliced: every rank's block of the subject lent to the store,
+         * which the root's judgement fetches whole layer by layer */
+        for (int i = 0; lend && i < nl; i++) {
+            size_t bytes = (size_t)(lrp_shape_numel(&net->layers[i].shape) * B) * sizeof(float);
+            if (got[i])
+                st_lend(&TP, ST_SREL, i, got[i], bytes);
+            if (exact_act && got_act[i])
+                st_lend(&TP, ST_SACT, i, got_act[i], bytes);
+        }
         /* parked: the other ranks serve the root's gauge from here (a
          * failure of any rank is told in that exchange) */
         TP.serving = S->layer;
@@ -3721,15 +3821,16 @@ static lrp_status trace_local(lrp_run_report *rep, const lrp_net *net, float *co
     rep->origin_layer = -1;
     rep->tlocal_verdict = LRP_V_PASS;
     {
-        tl_judge J = {rep, net,   o,     got,       got_act,
-                      loc, &be,   S ? &TW : &TT,   hi,        lo,
-                      terms, exact_act, err, exact_act ? got_act : R->act};
-        tl_store TS = {&TP, &TW, nl};
+        /* lend: the subject's arrays are the views the steps fetch */
+        float *const *jgot = lend ? vrel : got, *const *jact = lend ? vact : got_act;
+        tl_judge J = {rep,       net, o,   jgot, jact, loc, &be, S ? &TW : &TT, hi, lo, terms,
+                      exact_act, err, exact_act ? jact : R->act, got};
+        tl_store TS = {&TP, &TW, nl, net, vrel, vact, relv};
         lrp_gauge_store gs = {&TS, NULL, NULL, NULL, tls_step};
         lrp_gauge_opts go = {1, exact_act ? LRP_GI_EXACT : LRP_GI_EXACT_REL, LRP_SHARP_LAMBDA,
                              S && S->s->root_threads > 0 ? S->s->root_threads : o->threads,
                              tl_layer, &J, o->recomputed_den, TP.part ? &gs : NULL};
-        if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? got_act : R->act, relv, &go, err))) {
+        if ((st = lrp_gauge_compute_opts(&GL, net, exact_act ? jact : R->act, relv, &go, err))) {
             if (TP.part && (S->dead || TP.why[0]))
                 st = st_failed(&TP, rep->fixture, err);
             goto done;
@@ -3755,6 +3856,14 @@ done:
     }
     free(gblk);
     free(ablk);
+    for (int i = 0; i < nl; i++) {
+        if (vrel)
+            free(vrel[i]);
+        if (vact)
+            free(vact[i]);
+    }
+    free(vrel);
+    free(vact);
     free(hi);
     free(lo);
     free(relv);
@@ -4961,9 +5070,10 @@ judged:
             tact = tact ? ablk : NULL;
         }
         int sliced = 0;
-        if (S && S->layer && !judges && f32) {
-            /* a rank that does not judge reads only its block of our fast
-             * path's run: the whole arrays replaced by it */
+        if (S && S->layer && f32) {
+            /* every rank reads only its block of our fast path's run: the
+             * whole arrays replaced by it (the root's judgement fetches
+             * each layer's whole from the ranks' blocks: trace_local) */
             for (int i = 0; i < nl; i++) {
                 for (int a = 0; a < 2; a++) {
                     float **src = a ? &F.act[i] : &F.rel[i], *d;
