@@ -66,27 +66,17 @@ void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *
     }
 }
 
-/* 1 when a BatchNorm canonized into layer li (--bn canonize) reads it */
-static int canonized(const lrp_net *net, int li)
-{
-    for (int j = li + 1; j < net->n_layers; j++) {
-        const lrp_layer *l = &net->layers[j];
-        if (l->kind == LRP_LAYER_BATCHNORM && (l->rule.flags & LRP_F_BN_CANONIZE) &&
-            l->in[0] == li)
-            return 1;
-    }
-    return 0;
-}
-
 /* 1 when layer li runs whole under the layer split over size ranks (the
  * whole-layer fallback): every rank gathers its inputs whole, runs the
  * kind's step of one process and keeps its block of the output.  The
  * kinds that run on a block (the channel-local ones, Flatten) or divide
  * their output (Conv2D with groups 1, Dense on a flat vector) do not;
  * an Add does when its inputs are split differently.  A BatchNorm
- * canonized into its Conv2D / Dense runs whole with it: the folded
- * backward of a divided layer would need every output channel's
- * BatchNorm factor, its forward writes the folded bias into that layer. */
+ * canonized into its Conv2D / Dense is channel-local like any BatchNorm:
+ * its block is the layer's output block, so its forward folds the block's
+ * bias into the layer on the same rank, and the layer's backward, which
+ * reads every output channel's quotient, computes every channel's
+ * BatchNorm factor from the whole net (core/pipeline.c). */
 static int split_whole(const lrp_net *net, int li, int size)
 {
     const lrp_layer *l = &net->layers[li];
@@ -98,14 +88,13 @@ static int split_whole(const lrp_net *net, int li, int size)
     case LRP_LAYER_GLOBALAVGPOOL:
     case LRP_LAYER_DROPOUT:
     case LRP_LAYER_FLATTEN:
-        return 0;
     case LRP_LAYER_BATCHNORM:
-        return (l->rule.flags & LRP_F_BN_CANONIZE) != 0;
+        return 0;
     case LRP_LAYER_CONV2D:
-        return (l->groups != 1 && !depthwise(net, l)) || canonized(net, li);
+        return l->groups != 1 && !depthwise(net, l);
     case LRP_LAYER_DENSE:
         /* a token sequence */
-        return net->layers[l->in[0]].shape.rank != 1 || canonized(net, li);
+        return net->layers[l->in[0]].shape.rank != 1;
     case LRP_LAYER_ADD:
         for (int k = 1; k < l->n_in; k++)
             for (int q = 0; q < size; q++) {

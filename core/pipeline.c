@@ -472,6 +472,11 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
     int folded = P->folded_into >= 0;
     uint8_t *zcls = NULL, *dropcls = NULL;
     void *tmp = NULL;
+    /* the input the denominators read: under the layer split every rank's
+     * block gathered (only when a part is not the forward's z) */
+    const void *X = I->act;
+    void *xfull = NULL;
+    int split = r->split && !lrp_pipe_split_local(r, li); /* exchanges */
     int kinds[] = {LRP_ABS_BIAS, LRP_ABS_STAB};
     P->n_units = U;
     if (!r->relonly && (st = lrp_pipe_alloc_abs(r, P, U, kinds, 2)))
@@ -495,9 +500,15 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
                 free(zcls);
                 return lrp_pipe_oom(r, "selector");
             }
+            if (split && !(X = xfull = lrp_pipe_split_gather(r, l->in[0], I->act))) {
+                /* (the layer split: the whole input for our output block) */
+                be->tensor_free(cx, tmp, NU);
+                free(zcls);
+                return r->err->code;
+            }
             lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
             lrp_bterm bt = {LRP_BM_ID, 1.0f};
-            be->lin_fwd(cx, tmp, &L, I->act, &t, 1, &bt, has_b, 0, LB);
+            be->lin_fwd(cx, tmp, &L, X, &t, 1, &bt, has_b, 0, LB);
             z = tmp;
         }
         be->classify(cx, zcls, z, NU);
@@ -510,11 +521,6 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
     lrp_term terms[LRP_PIPE_MAX_PARTS][LRP_PIPE_MAX_TERMS];
     void *svec[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
     int np = 0;
-    /* the input the denominators read: under the layer split every rank's
-     * block gathered (only when a part is not the forward's z) */
-    const void *X = I->act;
-    void *xfull = NULL;
-    int split = r->split && !lrp_pipe_split_local(r, li); /* exchanges */
     P->n_parts = d->n_parts;
     for (int k = 0; k < d->n_parts; k++) {
         const lrp_part_desc *pd = &d->p[k];
@@ -669,6 +675,21 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
                 st = r->err->code;
             else
                 bp[k].s = sfull[k];
+        /* a BatchNorm folded into this layer: every output channel's
+         * factor (the rank's BatchNorm holds its block's), computed from
+         * the whole net's BatchNorm as the block's were, channel by
+         * channel */
+        void *coef[4] = {NULL, NULL, NULL, NULL};
+        int64_t Cf = 0;
+        if (!st && folded) {
+            const lrp_layer *fb = &lrp_pipe_split_full(r)->layers[P->folded_into];
+            Cf = lrp_pipe_split_full(r)->layers[li].shape.d[0]; /* O: the BatchNorm's C */
+            for (int k = 0; k < 4 && !st; k++)
+                if (!(coef[k] = be->tensor_new(cx, Cf)))
+                    st = lrp_pipe_oom(r, "layer split");
+            if (!st)
+                be->bn_coef(cx, coef[0], coef[1], coef[2], coef[3], fb, Cf);
+        }
         if (!st) {
             lrp_lin Lb;
             float *wcols = lrp_pipe_lin_geom_bwd(r, &Lb, li);
@@ -677,10 +698,14 @@ lrp_status lrp_pipe_back_linear(run *r, int li, const void *R, void *rin)
             } else {
                 Lb.w = NULL;
                 Lb.b = NULL;
+                Lb.wscale = folded ? coef[0] : NULL;
                 be->lin_bwd(cx, rin, &Lb, I->act, bp, np, LB);
                 free(wcols);
             }
         }
+        for (int k = 0; k < 4; k++)
+            if (coef[k])
+                be->tensor_free(cx, coef[k], Cf);
         for (int k = 0; k < np; k++)
             if (sfull[k])
                 be->tensor_free(cx, sfull[k], nfull);

@@ -738,8 +738,7 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
  * A layer the split does not divide runs whole on every rank (the
  * whole-layer fallback, lrp_pipe_split_is_whole): Concatenate, Reshape,
  * Conv2D with groups other than depthwise, Dense on a token sequence,
- * the token and attention kinds, an Add of inputs split differently,
- * BatchNorm canonized into its layer (below).
+ * the token and attention kinds, an Add of inputs split differently.
  *   - forward: the inputs are gathered whole, the kind's forward step of
  *     one process runs on the whole net, and the rank keeps its block of
  *     the output: its own split of the first axis (an Add: its first
@@ -753,10 +752,11 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
  *   for bit.  The whole tensors of the one layer are held transiently,
  *   freed after its step; the parameters as backend tensors (a grouped
  *   Conv2D's weights) are the whole layer's, kept for the run.
- * A BatchNorm canonized into its Conv2D / Dense (--bn canonize) runs
- * whole with that layer: its forward writes the folded bias into the
- * layer, and the folded backward of a divided layer would need every
- * output channel's factor; those Conv2D are computed whole by every rank.
+ * A BatchNorm canonized into its Conv2D / Dense (--bn canonize) is
+ * channel-local like any BatchNorm: its block is that layer's output
+ * block, so its forward folds the block's bias into the layer on the same
+ * rank; the layer's backward, which reads every output channel's
+ * quotient, computes every channel's BatchNorm factor from the whole net.
  * Nothing is refused here (lrp_pipe_split_check is the oracle's).  A
  * layer with fewer channels than ranks leaves some ranks an empty block
  * (they still make every exchange).  lrp_pipe_run_split runs
@@ -792,8 +792,8 @@ int lrp_pipe_split_is_whole(const lrp_net *net, int li, int size);
  * with nothing per unit to merge (Concatenate, Reshape: the ranks' blocks
  * of its tensors are all there is); else an LRP_E_UNSUPPORTED error naming
  * the first other layer that would run whole (a grouped Conv2D, an Add of
- * inputs split differently, the token and attention kinds, a BatchNorm
- * canonized and its layer).  lrp_pipe_run_split itself runs every net. */
+ * inputs split differently, the token and attention kinds).
+ * lrp_pipe_run_split itself runs every net. */
 lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err);
 /* The run of this rank (flags must include LRP_PIPE_RELEVANCE).  *out's
  * net is this rank's share (its layers' shapes are the blocks; free with

@@ -1643,7 +1643,12 @@ static int step_needs(const lrp_net *net, int li, int bwd, int act, int x)
                 return 1;
         return 0;
     }
-    return bwd && x == li;
+    if (!bwd)
+        return 0;
+    const lrp_layer *l = &net->layers[li];
+    /* a layer with a BatchNorm canonized into it reads R at its output */
+    return x == li || ((l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) &&
+                       x == lrp_gauge_canon_bn(net, li));
 }
 
 static int stj_need(const st_judge *J, int li, int bwd, int kind, int x)

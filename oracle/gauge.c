@@ -201,7 +201,7 @@ static int64_t numel(const lrp_net *n, int li)
 }
 
 /* The BN consumer of layer li that canonizes it, or -1. */
-static int canon_bn(const lrp_net *net, int li)
+int lrp_gauge_canon_bn(const lrp_net *net, int li)
 {
     for (int j = li + 1; j < net->n_layers; j++) {
         const lrp_layer *l = &net->layers[j];
@@ -764,7 +764,7 @@ static int linear_backward(ctx *c, int li)
 {
     const lrp_net *net = c->net;
     const lrp_layer *l = &net->layers[li];
-    int bn = canon_bn(net, li);
+    int bn = lrp_gauge_canon_bn(net, li);
     const lrp_rule_spec *rs = &l->rule;
     /* with canonization the relevance arrives at the BN output and the
      * folded layer's rule is the conv's own */
@@ -1787,7 +1787,7 @@ static int backward_bounds(ctx *c)
             if ((l->rule.flags & LRP_F_BN_CANONIZE) || l->rule.rule == LRP_RULE_PASS) {
                 /* rule pass: R crosses unchanged (bounds copied below);
                  * canonized: passes to the folded layer, which reads R at this output:
-                 * handled in linear_backward via canon_bn(); the conv's own
+                 * handled in linear_backward via lrp_gauge_canon_bn(); the conv's own
                  * output relevance is this one */
                 break;
             }
@@ -2177,7 +2177,9 @@ static int backward_bounds(ctx *c)
             return -1;
         if (c->last_reader[li] == li)
             drop_bwd(c, li);
-        int bn = (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) ? canon_bn(net, li) : -1;
+        int bn = (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D)
+                     ? lrp_gauge_canon_bn(net, li)
+                     : -1;
         if (bn >= 0 && c->last_reader[bn] == li)
             drop_bwd(c, bn);
         if (c->o->emit) {
@@ -2287,7 +2289,9 @@ lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const
         }
     for (int i = 0; i < nl; i++) {
         const lrp_layer *l = &net->layers[i];
-        int bn = (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D) ? canon_bn(net, i) : -1;
+        int bn = (l->kind == LRP_LAYER_DENSE || l->kind == LRP_LAYER_CONV2D)
+                     ? lrp_gauge_canon_bn(net, i)
+                     : -1;
         if (bn >= 0 && i < c.last_reader[bn])
             c.last_reader[bn] = i;
     }

@@ -86,7 +86,9 @@ typedef struct lrp_gauge_store {
      * forward (bwd 0) or the backward pass (bwd 1; and before the backward
      * pass starts, li the last layer): the act / rel arrays the gauge was
      * given must hold, from the call with done 0 to the one with done 1,
-     * act of li and of its inputs and (bwd) rel of li; the others may be
+     * act of li and of its inputs and (bwd) rel of li, and of the
+     * BatchNorm canonized into li if any (lrp_gauge_canon_bn: the folded
+     * layer's step reads R at that BatchNorm's output); the others may be
      * NULL.  The backward call with done 0 precedes the emit of li. */
     int (*step)(void *ctx, int li, int bwd, int done);
 } lrp_gauge_store;
@@ -119,6 +121,10 @@ typedef struct lrp_gauge_opts {
 
 /* lambda of the sharp tier: 2 exp(-32) ~ 2.5e-14 per cell. */
 #define LRP_SHARP_LAMBDA 8.0
+
+/* The BatchNorm canonized into layer li (a Dense / Conv2D whose sole
+ * consumer is a BatchNorm with LRP_F_BN_CANONIZE), or -1. */
+int lrp_gauge_canon_bn(const lrp_net *net, int li);
 
 lrp_status lrp_gauge_compute_opts(lrp_gauge *g, const lrp_net *net, float *const *act,
                                   float *const *rel, const lrp_gauge_opts *o, lrp_err *err);

@@ -353,7 +353,8 @@ echo "== check / compare --split layer of one file: every layer's channels over 
 # the one-process report (the default build, no split), failing verdicts
 # included: vgg_dead (a NaN origin), nearcancel (ill-conditioned cells),
 # negzero (signed zeros), a sign-flipped trace of resnet (FAIL); densenet
-# and zennit_bncat's trace (Concatenates, run whole on every rank)
+# and zennit_bncat's trace (Concatenates, run whole on every rank); mobilenet
+# and resnet under --bn canonize (each BatchNorm divided with its conv)
 "$ONE" fast "$FX/resnet.h5" --out "$W/resnetT.h5" >/dev/null || bad "fast resnet"
 "$ONE" fast "$FX/zennit_bncat.h5" --out "$W/bncatT.h5" >/dev/null || bad "fast zennit_bncat"
 "$ONE" fast "$FX/negzero.h5" --out "$W/negzeroT.h5" >/dev/null || bad "fast negzero"
@@ -369,9 +370,12 @@ PY
 for args in "check $FX/vgg_dead.h5" "check $FX/nearcancel.h5" "check $W/resnet5.h5" \
     "compare $W/negzeroT.h5 --source fastpath" "compare $W/resnetT.h5 --source flipped" \
     "compare $W/cnnT.h5 --source fastpath" "check $FX/densenet.h5" \
-    "compare $W/bncatT.h5 --source fastpath"; do
+    "compare $W/bncatT.h5 --source fastpath" "check $FX/mobilenet.h5 --bn canonize" \
+    "check $FX/resnet.h5 --bn canonize"; do
     c=${args%% *}
     b=$(basename "$(echo "$args" | cut -d' ' -f2)" .h5)
+    # the options after the file, in the labels (--bn canonize)
+    case $args in *" --bn "*) b="$b --bn ${args##* --bn }" ;; esac
     # shellcheck disable=SC2086
     "$ONE" $args --json one.json >one.out 2>one.err
     one_rc=$?

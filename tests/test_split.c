@@ -15,7 +15,7 @@
  * zennit_bncat, captum_cat; the token and attention kinds), plus nets
  * built here with grouped Conv2D, Reshape, a Dense on a token sequence
  * and an Add of inputs split differently, and BatchNorm canonized into
- * its conv (run whole with it), R = 1, 2, 3, 5, 9; then an exchange that
+ * its conv (divided with it), R = 1, 2, 3, 5, 9; then an exchange that
  * reports a failure in the middle of the run, also in a whole layer's
  * exchanges (every rank must return an error, none may wait for another).
  */
@@ -309,27 +309,37 @@ static void whole_built_equal_one_process(void **state)
 }
 
 /* BatchNorm canonized into the conv before it (--bn canonize): the pair
- * runs whole (a depthwise one in mobilenet, a strided projection in
- * resnet), the rest divided */
+ * is divided like any conv and BatchNorm (a depthwise one in mobilenet, a
+ * strided projection in resnet); the conv's backward reads every output
+ * channel's BatchNorm factor.  With sel 1 the folded layers take the
+ * generalized gamma rule with Zennit's drop of z = 0, whose parts select
+ * units on the folded layer's real output (its forward run again on the
+ * whole input under the split). */
 static void canonized_bn_equal_one_process(void **state)
 {
     (void)state;
     const char *fxs[] = {"cnn", "resnet", "mobilenet"};
-    for (size_t f = 0; f < sizeof fxs / sizeof fxs[0]; f++) {
-        lrp_net *net = tu_fixture(fxs[f]);
-        int nbn = 0;
-        for (int li = 0; li < net->n_layers; li++)
-            if (net->layers[li].kind == LRP_LAYER_BATCHNORM) {
-                net->layers[li].rule.flags |= LRP_F_BN_CANONIZE;
-                nbn++;
-            }
-        assert_true(nbn > 0); /* else the test proves nothing */
-        assert_int_equal(n_whole(net, 2), 2 * nbn);
-        char name[64];
-        snprintf(name, sizeof name, "%s --bn canonize", fxs[f]);
-        split_equals(name, net);
-        lrp_net_free(net);
-    }
+    for (int sel = 0; sel < 2; sel++)
+        for (size_t f = 0; f < sizeof fxs / sizeof fxs[0]; f++) {
+            lrp_net *net = tu_fixture(fxs[f]);
+            int nbn = 0;
+            for (int li = 0; li < net->n_layers; li++)
+                if (net->layers[li].kind == LRP_LAYER_BATCHNORM) {
+                    net->layers[li].rule.flags |= LRP_F_BN_CANONIZE;
+                    nbn++;
+                    if (sel) {
+                        lrp_rule_spec g = lrp_rule_default(LRP_RULE_GAMMA);
+                        g.flags |= LRP_F_GAMMA_GENERALIZED | LRP_F_ZENNIT_GAMMA_DROP0;
+                        net->layers[net->layers[li].in[0]].rule = g;
+                    }
+                }
+            assert_true(nbn > 0); /* else the test proves nothing */
+            assert_int_equal(n_whole(net, 2), 0);
+            char name[64];
+            snprintf(name, sizeof name, "%s --bn canonize%s", fxs[f], sel ? " (gamma, drop0)" : "");
+            split_equals(name, net);
+            lrp_net_free(net);
+        }
 }
 
 /* a rank failing at its k-th exchange (forward, start, backward): every

@@ -293,10 +293,11 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
     "whole; one FILE's MPFR runs are split, by --split samples|layer:\n" \
     "samples (default), the batch in blocks of samples; layer, every\n" \
     "layer's channels in blocks (one image: each rank holds its share of\n" \
-    "the MPFR values; a Concatenate or Reshape runs whole on every rank,\n" \
-    "a net with a grouped Conv2D, an Add of inputs split differently, a\n" \
-    "token or attention kind or --bn canonize is refused: check and compare\n" \
-    "cannot merge their per-unit data from the ranks).\n" \
+    "the MPFR values; a Concatenate or Reshape runs whole on every rank;\n" \
+    "a BatchNorm under --bn canonize is divided with its conv; a net with\n" \
+    "a grouped Conv2D, an Add of inputs split differently or a token or\n" \
+    "attention kind is refused: check and compare cannot merge their\n" \
+    "per-unit data from the ranks).\n" \
     "Rank 0 judges; the report is the one-process report, byte for byte.\n" \
     "With --split layer what it reads layer by layer (the rounded reference,\n" \
     "the gauge's forward bounds, the trace-local values) is parked over the\n" \
