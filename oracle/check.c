@@ -1627,10 +1627,12 @@ static int stj_drop(void *ctx, int li)
     return st_drop(J->P, ST_GA, li) || st_drop(J->P, ST_GAS, li) ? -1 : 0;
 }
 
-/* the rounded reference's arrays a gauge step of layer li (and its
- * emit) reads: act of li and its inputs, and (bwd) rel, rel_lo of li;
- * every other array present is freed first, so that at most one step's
- * are held (li -1: every one freed) */
+/* the arrays a gauge step of layer li (and its emit) reads: act of li
+ * and its inputs, and (bwd) rel, rel_lo of li and of the BatchNorm
+ * canonized into li (lrp_gauge_store.step); every other array present is
+ * freed first, so that at most one step's are held (li -1: every one
+ * freed).  Used for the rounded reference (stj_*) and the subject's
+ * blocks (tls_step). */
 static int step_needs(const lrp_net *net, int li, int bwd, int act, int x)
 {
     if (li < 0) /* after the last step: none */

@@ -243,7 +243,7 @@ static inline __attribute__((always_inline)) void madd(__int128 *restrict bin, i
 static inline __attribute__((always_inline)) void
 dot_plain(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *restrict ii,
           const int64_t *restrict ww, int64_t cnt, const int64_t *restrict wd,
-          const int wsel, const uint8_t *restrict flip, const int CM, const int compact)
+          const int wsel, const int CM, const int compact)
 {
     const uint32_t *restrict fm = f->meta;
     const uint64_t *restrict fd = f->dig;
@@ -260,11 +260,8 @@ dot_plain(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *restrict ii
             const uint32_t mt = fm[i];
             const int64_t Wp = wd[ww[q]], W = WVAL(Wp);
             int keep = ((mt & 127) != 0) & (W != 0);
-            if (wsel) {
-                /* the effective weight's sign (flip: wscale < 0 for this v) */
-                const int wneg = (W < 0) ^ (flip ? flip[i] : 0);
-                keep &= (wsel > 0) != wneg;
-            }
+            if (wsel)
+                keep &= (wsel > 0) != (W < 0);
             const int64_t sg = -(int64_t)((mt >> 7) & 1);
             const int key = (int)(mt >> 8) + WBW(Wp);
             if (!compact) {
@@ -303,20 +300,17 @@ dot_plain(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *restrict ii
  * one pass for all weights on a tensor with fewer than 1 value in 8 zero
  * (bench_reference: the two passes cost a dense epsilon backward 1.1x) */
 static void dot_plain_cm(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
-                         const int64_t *ww, int64_t cnt, const int64_t *wd, int wsel,
-                         const uint8_t *flip)
+                         const int64_t *ww, int64_t cnt, const int64_t *wd, int wsel)
 {
     const int dense = !wsel && f->nzero < f->n / 8;
 #define DP_CASE(c)                                                                    \
     case c:                                                                           \
         if (dense)                                                                    \
-            dot_plain(A, f, off, ii, ww, cnt, wd, 0, NULL, c, 0);                     \
+            dot_plain(A, f, off, ii, ww, cnt, wd, 0, c, 0);                           \
         else if (!wsel)                                                               \
-            dot_plain(A, f, off, ii, ww, cnt, wd, 0, NULL, c, 1);                     \
-        else if (flip)                                                                \
-            dot_plain(A, f, off, ii, ww, cnt, wd, wsel, flip, c, 1);                  \
+            dot_plain(A, f, off, ii, ww, cnt, wd, 0, c, 1);                           \
         else                                                                          \
-            dot_plain(A, f, off, ii, ww, cnt, wd, wsel, NULL, c, 1);                  \
+            dot_plain(A, f, off, ii, ww, cnt, wd, wsel, c, 1);                        \
         return;
     switch (f->cm) {
     case 0: return; /* every value is +-0 */
@@ -325,14 +319,14 @@ static void dot_plain_cm(ref_fxacc *A, const ref_fx *f, int64_t off, const int64
         DP_CASE(3)
         DP_CASE(4)
         DP_CASE(5)
-    default: dot_plain(A, f, off, ii, ww, cnt, wd, wsel, flip, f->cm, 1); return;
+    default: dot_plain(A, f, off, ii, ww, cnt, wd, wsel, f->cm, 1); return;
     }
 #undef DP_CASE
 }
 
 static void dot_general(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
                         const int64_t *ww, int64_t cnt, const int64_t *wd, int wmod, int xsel,
-                        int absval, const uint8_t *flip)
+                        int absval)
 {
     int lo = A->lo, hi = A->hi, nd = f->nd;
     for (int64_t q = 0; q < cnt; q++) {
@@ -344,12 +338,8 @@ static void dot_general(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_
             continue;
         if (xsel && (xneg != (xsel < 0)))
             continue;
-        if (wmod != LRP_WM_ID) {
-            /* sign of the effective weight (flip: wscale < 0 for this v) */
-            int wneg = (W < 0) ^ (flip ? flip[i] : 0);
-            if ((wmod == LRP_WM_POS) == wneg)
-                continue;
-        }
+        if (wmod != LRP_WM_ID && (wmod == LRP_WM_POS) == (W < 0))
+            continue;
         int64_t sg = absval ? -(int64_t)(W < 0) : -(int64_t)xneg; /* 0 or -1 */
         int64_t Ws = (W ^ sg) - sg;
         int key = (int)(mt >> 8) + WBW(Wp);
@@ -366,7 +356,7 @@ static void dot_general(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_
 
 void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
                        const int64_t *ww, int64_t cnt, const int64_t *wd, int wmod, int xsel,
-                       int absval, const uint8_t *flip)
+                       int absval)
 {
     _Static_assert(BANKS == 2, "dot_plain alternates two banks");
     /* at most nd adds a tap; fold before the bins could come near 2^127 */
@@ -380,11 +370,11 @@ void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t
         A->adds += m * f->nd;
         const int64_t *iq = ii + q0, *wq = ww + q0;
         if (!xsel && !absval && wmod == LRP_WM_ID)
-            dot_plain_cm(A, f, off, iq, wq, m, wd, 0, NULL);
+            dot_plain_cm(A, f, off, iq, wq, m, wd, 0);
         else if (!xsel && !absval && (wmod == LRP_WM_POS || wmod == LRP_WM_NEG))
-            dot_plain_cm(A, f, off, iq, wq, m, wd, wmod == LRP_WM_POS ? 1 : -1, flip);
+            dot_plain_cm(A, f, off, iq, wq, m, wd, wmod == LRP_WM_POS ? 1 : -1);
         else
-            dot_general(A, f, off, iq, wq, m, wd, wmod, xsel, absval, flip);
+            dot_general(A, f, off, iq, wq, m, wd, wmod, xsel, absval);
     }
 }
 

@@ -132,12 +132,12 @@ ref_fxacc *lrp_ref_fxacc_new(int nkeys);
 void lrp_ref_fxacc_free(ref_fxacc *a);
 void lrp_ref_fxacc_clear(ref_fxacc *a);
 /* A += sum_q v[off + ii[q]] * wmod(w32[ww[q]]); xsel 1 / -1: only v > 0 /
- * v < 0 (pos / neg input modifier); absval: |products|; flip (may be
- * NULL): per value of f, the weight modifier sees the weight's sign
- * flipped (v already carries a negative wscale factor). */
+ * v < 0 (pos / neg input modifier); absval: |products|.  (A BN-folded
+ * backward passes weights whose rows carry the scale's sign: ref_linear.c
+ * lrp_ref_lin_bwd.) */
 void lrp_ref_fxacc_dot(ref_fxacc *A, const ref_fx *f, int64_t off, const int64_t *ii,
                        const int64_t *ww, int64_t cnt, const int64_t *wd, int wmod, int xsel,
-                       int absval, const uint8_t *flip);
+                       int absval);
 /* binary32 weights as W (signed, |W| < 2^39) * 2^(16 bw - 160), packed as
  * one int64 W * 32 + bw (bw <= 16; 0 for +-0) */
 void lrp_ref_fx_weights(int64_t *wd, const float *w32, int64_t n);
@@ -198,7 +198,7 @@ void lrp_ref_vx_weights(uint64_t *vw, const float *w32, int64_t n);
 int lrp_ref_vx_scratch(ref_vx_scratch *s, int64_t cap);
 void lrp_ref_vx_scratch_free(ref_vx_scratch *s);
 /* for each lane l < nl (<= 8) in mk[q]: A[l] += sum_q v[off + ii[q] + l] *
- * wmod(w32[ww[q]]) exactly (xsel, absval as lrp_ref_fxacc_dot; no flip);
+ * wmod(w32[ww[q]]) exactly (xsel, absval as lrp_ref_fxacc_dot);
  * off + ii[q] + l within [-LRP_REF_VX_PAD, n + LRP_REF_VX_PAD - 8) for
  * every lane, in mk or not.  A[l] must have
  * at least f->nlev + LRP_REF_VX_KEYS keys. */

@@ -250,7 +250,6 @@ typedef struct lin_job {
     const ref_vx_plan *plan; /* its taps sorted per row (fwd: always with xvx;
                               * bwd NULL: each tile sorts its own) */
     const int64_t *wd;  /* weights for the digit kernel */
-    const uint8_t *sflip; /* bwd with wscale: sign of wscale per output */
     const ref_fx *sfx[LRP_PIPE_MAX_PARTS];
     const ref_vx *svx[LRP_PIPE_MAX_PARTS];
     const double *sd[LRP_PIPE_MAX_PARTS];
@@ -834,7 +833,7 @@ static void fwd_elem(const lin_job *J, fwd_tls *W, int64_t e, const lane_sums *T
             } else {
                 lrp_ref_fxacc_clear(FA);
                 lrp_ref_fxacc_dot(FA, J->xfx, b * L->n_in, S->ii, S->ww, GATHER(), J->wd,
-                                  fwd_wm(J, tt, j), xsel_of(tt->in), J->absval, NULL);
+                                  fwd_wm(J, tt, j), xsel_of(tt->in), J->absval);
                 lrp_ref_fxacc_get_z(W->z, &ez, FA, J->xfx);
             }
             mpfr_set_flt(W->fc, J->absval && tt->c < 0 ? -tt->c : tt->c, MPFR_RNDN);
@@ -1026,7 +1025,7 @@ static void bwd_elem(const lin_job *J, bwd_tls *Wt, int64_t e, const lane_sums *
                 } else {
                     lrp_ref_fxacc_clear(FA[k]);
                     lrp_ref_fxacc_dot(FA[k], J->sfx[k], b * L->n_out, S->ii, S->ww, GATHER(),
-                                      J->wd, tt->w, 0, 0, J->sflip);
+                                      J->wd, tt->w, 0, 0);
                     lrp_ref_fxacc_get_z(z, &ez, FA[k], J->sfx[k]);
                 }
                 mpfr_set_flt(fcc, P->coef, MPFR_RNDN);
@@ -1137,10 +1136,9 @@ static void bwd_fast(void *arg, lrp_ref_chunks *c)
                 for (int t = 0; t < J->parts[k].nt; t++) {
                     const lrp_term *tt = &J->parts[k].t[t];
                     int slot = k * LRP_PIPE_MAX_TERMS + t;
-                    /* with a BN-folded scale the selection of w+ / w- flips
-                     * per output: the scalar kernel (flip) */
-                    if (!(tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG) ||
-                        (J->sflip && tt->w != LRP_WM_ID))
+                    /* (a BN-folded scale's sign is in the weights here:
+                     * lrp_ref_lin_bwd) */
+                    if (!(tt->w == LRP_WM_ID || tt->w == LRP_WM_POS || tt->w == LRP_WM_NEG))
                         continue;
                     T[k]->have[slot] = 0;
                     if (J->plan)
@@ -1306,10 +1304,31 @@ static int weights_fx(int64_t **wd, const lrp_lin *L)
     return 1;
 }
 
+/* 1 when no term reads the weights' values (weights all ones: the flat
+ * rule): a BN-folded scale changes nothing, ones(sc w) = 1 = ones(w), and
+ * the layer runs as unscaled, except under slow = 1, which forms every
+ * product with the scale (the tests' witness).  The scale has no
+ * digit-kernel path for ones: found by perf, the canonized first conv
+ * under EpsilonPlusFlat ran exact MPFR products with it, nearly half of a
+ * ResNet-50 112 check. */
+static int ones_only(const lrp_term *t, int nt)
+{
+    for (int k = 0; k < nt; k++)
+        if (t[k].w != LRP_WM_ONES)
+            return 0;
+    return 1;
+}
+
 void lrp_ref_lin_fwd(void *c, void *out, const lrp_lin *L, const void *x, const lrp_term *t,
                      int nt, const lrp_bterm *bt, int nb, int absval, int64_t batch)
 {
     ref_ctx *cx = c;
+    lrp_lin Lu;
+    if (L->wscale && cx->slow != 1 && ones_only(t, nt)) { /* slow 1: the definition */
+        Lu = *L;
+        Lu.wscale = NULL; /* (the bias is the folded one either way) */
+        L = &Lu;
+    }
     lin_job J;
     memset(&J, 0, sizeof J);
     J.cx = cx;
@@ -1391,6 +1410,15 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
                      const lrp_bwd_part *parts, int np, int64_t batch)
 {
     ref_ctx *cx = c;
+    int ones = 1;
+    for (int k = 0; k < np; k++)
+        ones &= ones_only(parts[k].t, parts[k].nt);
+    lrp_lin Lu;
+    if (L->wscale && cx->slow != 1 && ones) {
+        Lu = *L;
+        Lu.wscale = NULL;
+        L = &Lu;
+    }
     lin_job J;
     memset(&J, 0, sizeof J);
     J.cx = cx;
@@ -1409,28 +1437,46 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
                         parts[k].t[u].w == LRP_WM_NEG;
     }
     mpfr_ptr sfold[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
-    uint8_t *flip = NULL;
     int64_t ns = L->n_out * batch;
+    /* BN-folded: the sign of the scale moved into the weights.  With
+     * sc_o = wscale[o], w~ = w of output o negated where sc_o < 0 and
+     * s'' = |sc_o| s: sc w s = w~ s'', pos(sc w) s = pos(w~) s'' and
+     * neg(sc w) s = neg(w~) s'' (sc < 0: pos(sc w) = sc neg(w) = |sc|
+     * pos(-w)), so every kernel sums w / w+ / w- terms of w~ and s'' with
+     * no per-output flip of the selection, and the vector kernel takes
+     * them too.  The same exact sums, rounded once: the same bits.  The
+     * sign of an exact zero is decided from L and s as before
+     * (zsign_neg_bwd). */
+    lrp_lin Lw = *L;     /* the weights the digit kernels read */
+    float *wflip = NULL; /* w~ */
     if (fast && L->wscale) {
-        flip = malloc((size_t)ns + 1);
-        fast = flip != NULL;
-        for (int64_t j = 0; j < ns && fast; j++)
-            flip[j] = mpfr_signbit(TC(L->wscale) + out_unit(L, j % L->n_out)) != 0;
+        int64_t nw = L->O * L->fanin;
+        wflip = malloc((size_t)(nw + 1) * sizeof *wflip);
+        fast = wflip != NULL;
+        for (int64_t o = 0; o < L->O && fast; o++) {
+            int neg = mpfr_signbit(TC(L->wscale) + o) != 0;
+            const float *w = L->w32 + o * L->fanin;
+            for (int64_t q = 0; q < L->fanin; q++)
+                wflip[o * L->fanin + q] = neg ? -w[q] : w[q];
+        }
+        Lw.w32 = wflip;
         for (int k = 0; k < np && fast; k++) {
             sfold[k] = lrp_ref_tensor_new(2 * cx->prec + 8, ns);
             fast = sfold[k] != NULL;
-            for (int64_t j = 0; j < ns && fast; j++)
-                mpfr_mul(sfold[k] + j, TC(parts[k].s) + j,
-                         TC(L->wscale) + out_unit(L, j % L->n_out), MPFR_RNDN); /* exact */
+            for (int64_t j = 0; j < ns && fast; j++) {
+                mpfr_srcptr sc = TC(L->wscale) + out_unit(L, j % L->n_out);
+                mpfr_mul(sfold[k] + j, TC(parts[k].s) + j, sc, MPFR_RNDN); /* exact */
+                if (mpfr_signbit(sc)) /* s |sc| */
+                    mpfr_neg(sfold[k] + j, sfold[k] + j, MPFR_RNDN);
+            }
         }
-        J.sflip = flip;
     }
     double *sd[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
     uint8_t *snp[LRP_PIPE_MAX_PARTS] = {NULL, NULL};
     ref_fx fx[LRP_PIPE_MAX_PARTS];
     int have_fx[LRP_PIPE_MAX_PARTS] = {0, 0};
     int64_t *wd = NULL;
-    int wok = fast && cx->slow != 2 && weights_fx(&wd, L);
+    int wok = fast && cx->slow != 2 && weights_fx(&wd, &Lw);
     J.wd = wd;
     for (int k = 0; k < np && fast; k++) {
         int K, need_pieces = 0;
@@ -1457,7 +1503,7 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     uint64_t *vw = NULL;
     if (fast && cx->slow == 0 && vec_rows(L, 1)) {
         for (int k = 0; k < np; k++)
-            if (have_fx[k] && (vw || (vw = vec_weights(L)) != NULL))
+            if (have_fx[k] && (vw || (vw = vec_weights(&Lw)) != NULL))
                 have_vx[k] = lrp_ref_vx_build(&vx[k], &fx[k]);
     }
     ref_vx_plan plan;
@@ -1487,7 +1533,7 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     }
     if (have_plan)
         lrp_ref_vx_plan_free(&plan);
-    free(flip);
+    free(wflip);
     free(wd);
     free(vw);
 }

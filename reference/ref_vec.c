@@ -338,7 +338,7 @@ static VX_TGT void vx_run(ref_fxacc *const *A, int nl, const ref_vx *v, const re
             int l = __builtin_ctz(m);
             m &= m - 1;
             int64_t i1 = b + l;
-            lrp_ref_fxacc_dot(A[l], f, 0, &i1, gwi + t, 1, wd, wmod, xsel, absval, NULL);
+            lrp_ref_fxacc_dot(A[l], f, 0, &i1, gwi + t, 1, wd, wmod, xsel, absval);
         }
     }
 }

@@ -954,7 +954,7 @@ static void t_fx_keys_exact(void **s)
                 }
                 assert_false(mpfr_zero_p(ex));
                 lrp_ref_fxacc_clear(A);
-                lrp_ref_fxacc_dot(A, &f, 0, ii, ww, n, wd, mod, 0, 0, NULL);
+                lrp_ref_fxacc_dot(A, &f, 0, ii, ww, n, wd, mod, 0, 0);
                 long e;
                 lrp_ref_fxacc_get_z(z, &e, A, &f);
                 mpfr_set_z_2exp(got, z, e, MPFR_RNDN); /* exact: z has < 4000 bits */
@@ -1163,9 +1163,11 @@ static void t_pools_and_range_flags(void **s)
 static void t_canonize_kernels(void **s)
 {
     (void)s;
+    /* flat: weights all ones, which the scale does not change (the fast
+     * path drops it there; slow = 1 forms every product with it) */
     const lrp_rule_id lin[] = {LRP_RULE_EPSILON, LRP_RULE_ZPLUS, LRP_RULE_ALPHABETA,
-                               LRP_RULE_GAMMA, LRP_RULE_ZERO};
-    for (int a = 0; a < 5; a++)
+                               LRP_RULE_GAMMA,   LRP_RULE_ZERO,  LRP_RULE_FLAT};
+    for (int a = 0; a < 6; a++)
         for (int gen = 0; gen < 2; gen++) {
             if (gen && lin[a] != LRP_RULE_GAMMA)
                 continue;
@@ -1185,6 +1187,10 @@ static void t_canonize_kernels(void **s)
             o.slow = 1;
             assert_int_equal(lrp_ref_run(&Rs, net, &o, &err), LRP_OK);
             assert_true(Rf->fast_calls > 0);
+            /* flat: every linear step in the digit kernels (the scale,
+             * which ones ignore, dropped), none in exact products */
+            if (lin[a] == LRP_RULE_FLAT)
+                assert_int_equal(Rf->slow_calls, 0);
             check_conservation(Rf, "canonized fast");
             for (int li = 0; li < net->n_layers; li++) {
                 lrp_pipe_layer *A = &Rf->pipe->L[li], *B = &Rs->pipe->L[li];
