@@ -1429,7 +1429,8 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
     J.np = np;
     int fast = cx->slow != 1 && L->w32 && cx->prec >= 24;
     if (L->wscale) {
-        /* BN-folded: digit kernel on s' = wscale s (exact, 2p bits) */
+        /* BN-folded: digit kernel on s' = |wscale| s (exact, 2p bits), the
+         * scale's sign in the weights (below) */
         fast &= cx->slow != 2;
         for (int k = 0; k < np; k++)
             for (int u = 0; u < parts[k].nt; u++)
