@@ -1449,8 +1449,11 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
      * sign of an exact zero is decided from L and s as before
      * (zsign_neg_bwd). */
     lrp_lin Lw = *L;     /* the weights the digit kernels read */
-    float *wflip = NULL; /* w~ */
-    if (fast && L->wscale) {
+    float *wflip = NULL; /* w~ (a copy only when some scale is negative) */
+    int anyneg = 0;
+    for (int64_t o = 0; fast && L->wscale && o < L->O && !anyneg; o++)
+        anyneg = mpfr_signbit(TC(L->wscale) + o) != 0;
+    if (anyneg) {
         int64_t nw = L->O * L->fanin;
         wflip = malloc((size_t)(nw + 1) * sizeof *wflip);
         fast = wflip != NULL;
@@ -1461,6 +1464,8 @@ void lrp_ref_lin_bwd(void *c, void *out, const lrp_lin *L, const void *x,
                 wflip[o * L->fanin + q] = neg ? -w[q] : w[q];
         }
         Lw.w32 = wflip;
+    }
+    if (fast && L->wscale) {
         for (int k = 0; k < np && fast; k++) {
             sfold[k] = lrp_ref_tensor_new(2 * cx->prec + 8, ns);
             fast = sfold[k] != NULL;
