@@ -3994,6 +3994,9 @@ typedef struct f32_take {
     int keep_act;        /* the trace-local run's second pass (below) */
     const float *const *same_rel; /* that pass: the first pass's relevance,
                                      which it must reproduce bit for bit */
+    const splitter *blk; /* the layer split: act and rel kept as this rank's
+                            block only (sp_block), never whole */
+    int same_blk;        /* same_rel holds blocks (the first pass had blk) */
     uint8_t *has_act;    /* the layer had forward values */
     int64_t *act_nf;     /* first non-finite cell of them, -1 if none */
     int differs;         /* the second pass did not reproduce the first */
@@ -4069,6 +4072,26 @@ static float *copy_f32(const void *src, int64_t n)
     return d;
 }
 
+/* What take_f32 keeps of layer li's array src (n values, the batch):
+ * the whole, or under F->blk this rank's block of it. */
+static float *keep_f32(const f32_take *F, int li, const float *src, int64_t n)
+{
+    return F->blk ? sp_block(F->blk, li, src) : copy_f32(src, n);
+}
+
+/* Whether blk is this rank's block of the whole array src of layer li,
+ * bit for bit (sp_block's values, compared in place). */
+static int sp_block_same(const splitter *S, int li, const float *src, const float *blk)
+{
+    int64_t k = (int64_t)li * S->R + S->q;
+    int64_t n1 = lrp_shape_numel(&S->sub.layers[li].shape);
+    int64_t a = S->lo[k] * S->inner[li], w = S->hi[k] * S->inner[li] - a;
+    for (int64_t b = 0; b < S->B && w > 0; b++)
+        if (memcmp(src + b * n1 + a, blk + b * w, (size_t)w * sizeof *blk) != 0)
+            return 0;
+    return 1;
+}
+
 /* lrp_pipe_hook of the subject's run */
 static void take_f32(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
@@ -4085,17 +4108,19 @@ static void take_f32(void *ctx, const lrp_pipe *p, int li, int bwd)
         for (int64_t k = 0; k < n && F->act_nf[li] < 0; k++)
             if (!isfinite(a[k]))
                 F->act_nf[li] = k;
-        if (F->keep_act && !(F->act[li] = copy_f32(L->act, n)))
+        if (F->keep_act && !(F->act[li] = keep_f32(F, li, L->act, n)))
             F->oom = 1;
         return;
     }
     if (F->same_rel) { /* the second pass: relevance compared, not kept */
         const float *r0 = F->same_rel[li];
-        if (!L->rel != !r0 || (r0 && memcmp(r0, L->rel, (size_t)n * sizeof(float)) != 0))
+        if (!L->rel != !r0 ||
+            (r0 && (F->same_blk ? !sp_block_same(F->blk, li, L->rel, r0)
+                                : memcmp(r0, L->rel, (size_t)n * sizeof(float)) != 0)))
             F->differs = 1;
         return;
     }
-    if (L->rel && !(F->rel[li] = copy_f32(L->rel, n))) {
+    if (L->rel && !(F->rel[li] = keep_f32(F, li, L->rel, n))) {
         F->oom = 1;
         return;
     }
@@ -4142,9 +4167,11 @@ static void take_f32(void *ctx, const lrp_pipe *p, int li, int bwd)
 
 /* The subject's activations for the trace-local run: the fast path run
  * again (its second pass keeps them), which must give the relevance of
- * the first bit for bit.  Moves them into F->act. */
+ * the first bit for bit.  Moves them into F->act; with blk (the layer
+ * split) this rank's block of each, taken layer by layer in the run's
+ * hook, so the whole activations are never held. */
 static lrp_status f32_activations(f32_take *F, const lrp_backend *fbe, const lrp_net *fnet,
-                                  const char *label, lrp_err *err)
+                                  const splitter *blk, const char *label, lrp_err *err)
 {
     int nl = fnet->n_layers;
     f32_take A;
@@ -4155,6 +4182,9 @@ static lrp_status f32_activations(f32_take *F, const lrp_backend *fbe, const lrp
         goto done;
     }
     A.same_rel = (const float *const *)F->rel;
+    /* (a first pass kept as blocks compares blocks: the same splitter) */
+    A.blk = F->blk ? F->blk : blk;
+    A.same_blk = F->blk != NULL;
     st = lrp_pipe_run_hooked(&again, fbe, fnet, LRP_PIPE_RELEVANCE | LRP_PIPE_STREAM, NULL,
                              take_f32, &A, err);
     if (st)
@@ -4930,6 +4960,10 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         if (judges || S->sub.batch > 0) {
             if (f32_take_init(&F, nl, judges ? refv : NULL, 0))
                 goto oom;
+            /* the layer split: a rank that does not judge reads only its
+             * block (the trace-local run), taken so in the hook */
+            if (S && S->layer && !judges)
+                F.blk = S;
             if ((st = lrp_pipe_run_hooked(&f32, &fbe, fnet,
                                           LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL, take_f32,
                                           &F, err)))
@@ -5057,7 +5091,26 @@ judged:
     rep->fwd_origin = -1;
     if (o->tlocal) {
         phase_start(&ph, LRP_PHASE_TLOCAL);
-        if (f32 && (st = f32_activations(&F, &fbe, fnet, rep->fixture, err)))
+        if (S && S->layer && f32 && !F.blk) {
+            /* the layer split: every rank reads only its block of our fast
+             * path's run (the root's judgement fetches each layer whole
+             * from the ranks' blocks: trace_local).  The other ranks took
+             * their relevance as blocks; the root's, read whole by the
+             * end-to-end judgement, is sliced now, before the second run */
+            for (int i = 0; i < nl; i++) {
+                float *d;
+                if (!F.rel[i])
+                    continue;
+                if (!(d = sp_block(S, i, F.rel[i])))
+                    goto oom;
+                free(F.rel[i]);
+                F.rel[i] = got[i] = d;
+            }
+            F.blk = S;
+        }
+        /* (under the layer split the activations are taken as blocks too) */
+        if (f32 && (st = f32_activations(&F, &fbe, fnet, S && S->layer ? S : NULL,
+                                         rep->fixture, err)))
             goto done;
         float **gact = f32 ? F.act : NULL;
         /* (a split's rank with no sample has neither: it runs nothing) */
@@ -5078,22 +5131,9 @@ judged:
         }
         int sliced = 0;
         if (S && S->layer && f32) {
-            /* every rank reads only its block of our fast path's run: the
-             * whole arrays replaced by it (the root's judgement fetches
-             * each layer's whole from the ranks' blocks: trace_local) */
-            for (int i = 0; i < nl; i++) {
-                for (int a = 0; a < 2; a++) {
-                    float **src = a ? &F.act[i] : &F.rel[i], *d;
-                    if (!*src)
-                        continue;
-                    if (!(d = sp_block(S, i, *src)))
-                        goto oom;
-                    free(*src);
-                    *src = d;
-                }
+            for (int i = 0; i < nl; i++)
                 got[i] = F.rel[i];
-            }
-            sliced = 1;
+            sliced = 1; /* (above) */
         }
         st = trace_local(rep, net, tgot, tact, &R, o, S, sliced, err);
         if (st)

@@ -21,7 +21,9 @@
  * are refused by lrp_pipe_split_check; run anyway, every rank stops with
  * one line, never a report.  Then a rank failing at its k-th exchange,
  * rank 0 included: every rank returns an error with one line, and none
- * exchanges after it.
+ * exchanges after it.  Last, a subject whose second run differs on one
+ * rank (each rank keeps and compares only its block of the two runs):
+ * that rank refuses it as not deterministic and every rank stops.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -36,6 +38,7 @@
 
 #include <cmocka.h>
 
+#include "backend_f32.h"
 #include "check.h"
 #include "fixtures.h"
 #include "report.h"
@@ -52,6 +55,7 @@ typedef struct rank_job {
     const char *damage;
     lrp_net *net;
     lrp_check_split sp;
+    const lrp_backend *subject; /* NULL: our fast path */
     lrp_run_report rep;
     lrp_status st;
     lrp_err err;
@@ -201,6 +205,8 @@ static lrp_net *job_net(const char *fx, const char *source, const char *damage)
 /* the reference's precision of the case running (0: the default); read
  * by every rank's thread, written between runs */
 static int case_prec;
+/* per rank: the subject of the case running (NULL: our fast path) */
+static const lrp_backend *case_subject[MAXR];
 
 static void opts(lrp_check_opts *o, const char *fx, const char *source)
 {
@@ -218,6 +224,7 @@ static void *rank_main(void *arg)
     lrp_check_opts o;
     opts(&o, j->fx, j->source);
     o.split = &j->sp;
+    o.subject = j->subject;
     j->st = lrp_check(&j->rep, j->net, &o, &j->err);
     return NULL;
 }
@@ -238,6 +245,7 @@ static void run_ranks(rank_job *jobs, sim *s, const char *fx, const char *source
         lrp_check_split sp = {0, j->net->batch, q == 0, 0, sim_gather, j,
                               1, q, R, sim_allgather};
         j->sp = sp;
+        j->subject = case_subject[q];
     }
     for (int q = 0; q < R; q++)
         assert_int_equal(pthread_create(&th[q], NULL, rank_main, &jobs[q]), 0);
@@ -465,12 +473,95 @@ static void failure_reaches_every_rank(void **state)
     fail_at_points("cnn", NULL);
 }
 
+/* A flaky engine on one rank: our fast path, except that its second run
+ * scales each Dense backward by 1 + 2^-8.  check reads the subject's
+ * relevance from one run and its activations from a second
+ * (oracle/check.c f32_activations); under the layer split each rank keeps
+ * only its block of either and compares the two runs on that block.  The
+ * rank whose engine is flaky must refuse ("not deterministic"), and every
+ * rank must stop with one line.  Runs are told apart by counting the Dense
+ * steps (mlp: one lin_bwd a Dense layer and run), per thread, since the
+ * threads play the ranks. */
+typedef void (*lin_bwd_fn_t)(void *, void *, const lrp_lin *, const void *, const lrp_bwd_part *,
+                             int, int64_t);
+static lin_bwd_fn_t real_lin_bwd;
+static _Thread_local int flaky_calls;
+static int flaky_dense;
+
+static void flaky_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
+                          const lrp_bwd_part *parts, int np, int64_t batch)
+{
+    real_lin_bwd(ctx, out, L, x, parts, np, batch);
+    if ((flaky_calls++ / flaky_dense) % 2 == 1)
+        for (int64_t i = 0; i < batch * L->n_in; i++)
+            ((float *)out)[i] *= 1.00390625f;
+}
+
+static void flaky_subject_refused_on_its_rank(void **state)
+{
+    (void)state;
+    lrp_net *net = tu_fixture("mlp");
+    flaky_dense = 0;
+    for (int i = 0; i < net->n_layers; i++)
+        flaky_dense += net->layers[i].kind == LRP_LAYER_DENSE;
+    lrp_net_free(net);
+    assert_true(flaky_dense > 0);
+    lrp_f32_ctx *cx[MAXR];
+    lrp_backend be[MAXR];
+    for (int R = 2; R <= 3; R++)
+        for (int bad = 0; bad < R; bad++) {
+            for (int q = 0; q < R; q++) {
+                assert_non_null(cx[q] = lrp_f32_ctx_new(1));
+                lrp_f32_backend(&be[q], cx[q]);
+                real_lin_bwd = be[q].lin_bwd;
+                if (q == bad)
+                    be[q].lin_bwd = flaky_lin_bwd;
+                case_subject[q] = &be[q];
+            }
+            sim s;
+            rank_job jobs[MAXR];
+            run_ranks(jobs, &s, "mlp", NULL, NULL, R, -1, 0);
+            for (int q = 0; q < R; q++) {
+                if (jobs[q].st == LRP_OK)
+                    fail_msg("R = %d, flaky rank %d: rank %d returned success", R, bad, q);
+                if (!jobs[q].err.msg[0] || strchr(jobs[q].err.msg, '\n'))
+                    fail_msg("R = %d: rank %d's error is not one line: '%s'", R, q,
+                             jobs[q].err.msg);
+            }
+            if (!strstr(jobs[bad].err.msg, "not deterministic"))
+                fail_msg("R = %d: the flaky rank %d said '%s'", R, bad, jobs[bad].err.msg);
+            jobs_free(jobs, R);
+            for (int q = 0; q < R; q++) {
+                lrp_f32_ctx_free(cx[q]);
+                case_subject[q] = NULL;
+            }
+        }
+    /* the same engines steady on every rank: judged, no refusal */
+    for (int q = 0; q < 2; q++) {
+        assert_non_null(cx[q] = lrp_f32_ctx_new(1));
+        lrp_f32_backend(&be[q], cx[q]);
+        case_subject[q] = &be[q];
+    }
+    sim s;
+    rank_job jobs[MAXR];
+    run_ranks(jobs, &s, "mlp", NULL, NULL, 2, -1, 0);
+    for (int q = 0; q < 2; q++)
+        if (jobs[q].st != LRP_OK)
+            fail_msg("steady engines: rank %d: %s", q, jobs[q].err.msg);
+    jobs_free(jobs, 2);
+    for (int q = 0; q < 2; q++) {
+        lrp_f32_ctx_free(cx[q]);
+        case_subject[q] = NULL;
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(layer_split_equals_one_process),
         cmocka_unit_test(whole_units_refused),
         cmocka_unit_test(failure_reaches_every_rank),
+        cmocka_unit_test(flaky_subject_refused_on_its_rank),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
