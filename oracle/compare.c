@@ -18,6 +18,7 @@
  *      below fail_ratio SUSPECT, else FAIL.
  */
 #include "oracle.h"
+#include "oracle_int.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -149,6 +150,68 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* The k-th smallest of v[0..n) (no NaN), v rearranged so that v[0..k) <=
+ * v[k] <= v[k+1..n): a quickselect with a three-way partition (runs of
+ * equal values, such as the ratios 0 of the bitwise-equal cells, leave in
+ * one pass), insertion sort below 16 values, and qsort if 64 rounds did
+ * not finish (a pivot sequence chosen badly every time).  The value is
+ * the one a full sort puts at k; the ratios are never -0, so equal values
+ * have equal bits. */
+static double select_k(double *v, int64_t n, int64_t k)
+{
+    int64_t lo = 0, hi = n;
+    for (int round = 0; hi - lo > 16; round++) {
+        if (round == 64) {
+            qsort(v + lo, (size_t)(hi - lo), sizeof *v, cmp_double);
+            return v[k];
+        }
+        double a = v[lo], b = v[lo + (hi - lo) / 2], c = v[hi - 1];
+        double p = a < b ? (b < c ? b : (a < c ? c : a)) : (a < c ? a : (b < c ? c : b));
+        int64_t lt = lo, i = lo, gt = hi;
+        while (i < gt) {
+            double x = v[i];
+            if (x < p) {
+                v[i++] = v[lt];
+                v[lt++] = x;
+            } else if (x > p) {
+                v[i] = v[--gt];
+                v[gt] = x;
+            } else {
+                i++;
+            }
+        }
+        if (k < lt)
+            hi = lt;
+        else if (k >= gt)
+            lo = gt;
+        else
+            return p;
+    }
+    for (int64_t i = lo + 1; i < hi; i++) {
+        double x = v[i];
+        int64_t j = i;
+        for (; j > lo && v[j - 1] > x; j--)
+            v[j] = v[j - 1];
+        v[j] = x;
+    }
+    return v[k];
+}
+
+void lrp_ratio_percentiles(double *v, int64_t n, double out[LRP_PCTL_N])
+{
+    static const double q[LRP_PCTL_N] = {0.50, 0.90, 0.99, 1.0};
+    /* from the largest rank down: after selecting rank k, the ranks below
+     * it are among v[0..k], so each selection reads only that prefix */
+    int64_t top = n;
+    for (int j = LRP_PCTL_N - 1; j >= 0; j--) {
+        int64_t idx = (int64_t)ceil(q[j] * (double)n) - 1;
+        if (idx < 0)
+            idx = 0;
+        out[j] = select_k(v, top, idx);
+        top = idx + 1;
+    }
+}
+
 lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_cell_ref *ref,
                               int64_t n, const lrp_tolerance *tol)
 {
@@ -272,14 +335,8 @@ lrp_verdict lrp_compare_cells(lrp_layer_cmp *out, const float *got, const lrp_ce
             out->worst_ref = h;
         }
     }
-    if (ratios && nr > 0) {
-        static const double q[LRP_PCTL_N] = {0.50, 0.90, 0.99, 1.0};
-        qsort(ratios, (size_t)nr, sizeof *ratios, cmp_double);
-        for (int k = 0; k < LRP_PCTL_N; k++) {
-            int64_t idx = (int64_t)ceil(q[k] * (double)nr) - 1;
-            out->ratio_pctl[k] = ratios[idx < 0 ? 0 : idx];
-        }
-    }
+    if (ratios && nr > 0)
+        lrp_ratio_percentiles(ratios, nr, out->ratio_pctl);
     free(ratios);
     return out->worst_verdict;
 }

@@ -10,11 +10,15 @@
 #include <stdint.h>
 #include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "oracle.h"
+#include "oracle_int.h"
+
+#include <mpfr.h>
 
 /* the rigorous tier alone (no sharp bound given below) */
 static const lrp_tolerance tol = {30.0, 4096.0, 0x1p-4, 0x1p-12, 1.0, 0x1p-6};
@@ -234,6 +238,143 @@ static void test_undecided_gross(void **state)
     assert_int_equal(c.count[LRP_V_PASS], N - 2);
 }
 
+/* lrp_xsum: the exact sum of binary32 values, read as binary64, against
+ * mpfr_sum of the same values at 400 bits (exact: 277 bits span every
+ * binary32, the rest the terms' count), then rounded to nearest.
+ * Tolerance: none, the two must give the same double bit for bit.  The
+ * values are random bit patterns (every exponent field, subnormals, both
+ * zeros, both signs), mixed with cancelling pairs; added in chunks with
+ * either sign, and with the bins carried every k values (k = 1, 3, 1000:
+ * the carry runs every 2^38 values otherwise). */
+static uint64_t xs_state;
+static uint32_t xs_rand(void)
+{
+    xs_state += 0x9e3779b97f4a7c15ull;
+    uint64_t z = xs_state;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return (uint32_t)((z ^ (z >> 31)) >> 16);
+}
+
+static double mpfr_exact_sum(const float *x, const int *sg, int n, int absval)
+{
+    mpfr_t acc, t;
+    mpfr_inits2(400, acc, t, (mpfr_ptr)0);
+    mpfr_set_zero(acc, 1);
+    for (int i = 0; i < n; i++) {
+        mpfr_set_flt(t, x[i], MPFR_RNDN);
+        if (absval)
+            mpfr_abs(t, t, MPFR_RNDN);
+        else if (sg[i] < 0)
+            mpfr_neg(t, t, MPFR_RNDN);
+        mpfr_add(acc, acc, t, MPFR_RNDN); /* exact at 400 bits */
+    }
+    double d = mpfr_get_d(acc, MPFR_RNDN);
+    mpfr_clears(acc, t, (mpfr_ptr)0);
+    return d;
+}
+
+static void test_exact_sum(void **state)
+{
+    (void)state;
+    enum { N = 4000 };
+    static float x[N + 1];
+    static int sg[N + 1];
+    const int64_t every[] = {1, 3, 1000, 0};
+    xs_state = 7;
+    for (int round = 0; round < 40; round++) {
+        int n = 1 + (int)(xs_rand() % N);
+        for (int i = 0; i < n; i++) {
+            uint32_t u = (xs_rand() << 16) ^ xs_rand();
+            if (round % 4 == 1) /* exponents near the bottom: subnormals */
+                u = (u & 0x807fffffu) | ((xs_rand() % 3u) << 23);
+            if (round % 4 == 2) /* one exponent range: much cancellation */
+                u = (u & 0x807fffffu) | ((120u + xs_rand() % 8u) << 23);
+            if ((u >> 23 & 0xffu) == 0xffu)
+                u ^= 0x00800000u; /* finite */
+            memcpy(&x[i], &u, sizeof u);
+            if (i > 0 && xs_rand() % 5 == 0)
+                x[i] = -x[i - 1]; /* an exact cancellation */
+        }
+        lrp_xsum *s = lrp_xsum_new();
+        assert_non_null(s);
+        lrp_xsum_flush_every(s, every[round % 4]);
+        /* chunks of 1 to 64 values, each with its own sign */
+        for (int i = 0; i < n;) {
+            int c = 1 + (int)(xs_rand() % 64), g = xs_rand() % 2 ? 1 : -1;
+            if (c > n - i)
+                c = n - i;
+            lrp_xsum_add(s, x + i, c, g);
+            for (int k = 0; k < c; k++)
+                sg[i + k] = g;
+            i += c;
+        }
+        double want = mpfr_exact_sum(x, sg, n, 0), wabs = mpfr_exact_sum(x, sg, n, 1);
+        double got = lrp_xsum_value(s), gabs = lrp_xsum_abs(s);
+        if (memcmp(&got, &want, sizeof got) != 0 || memcmp(&gabs, &wabs, sizeof gabs) != 0)
+            fail_msg("round %d (n %d): sum %a against %a, abs %a against %a", round, n, got,
+                     want, gabs, wabs);
+        /* a non-finite value makes the sum NaN; |x| skips it */
+        float bad[2] = {INFINITY, 1.0f};
+        lrp_xsum_add(s, bad, 2, 1);
+        assert_true(isnan(lrp_xsum_value(s)));
+        x[n] = 1.0f;
+        wabs = mpfr_exact_sum(x, sg, n + 1, 1);
+        gabs = lrp_xsum_abs(s);
+        if (memcmp(&gabs, &wabs, sizeof gabs) != 0)
+            fail_msg("round %d: abs after inf and 1: %a against %a", round, gabs, wabs);
+        lrp_xsum_free(s);
+    }
+}
+
+/* lrp_ratio_percentiles (a selection) against a full sort, value for
+ * value (tolerance: none, both pick an element of the array).  Arrays of
+ * n = 1 .. 3000 values with runs of equal values (ratio 0 for bitwise
+ * cells), infinities, sorted, reversed, constant and organ-pipe orders. */
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void test_ratio_percentiles(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    static double v[N], w[N];
+    static const double q[LRP_PCTL_N] = {0.50, 0.90, 0.99, 1.0};
+    xs_state = 11;
+    for (int round = 0; round < 300; round++) {
+        int n = round < 40 ? 1 + round : 1 + (int)(xs_rand() % N);
+        int shape = round % 6;
+        for (int i = 0; i < n; i++) {
+            uint32_t r = xs_rand();
+            double x = r % 3 == 0 ? 0.0 : (double)(r % 97) / 8.0;
+            if (r % 211 == 0)
+                x = INFINITY;
+            if (shape == 1)
+                x = i;
+            else if (shape == 2)
+                x = n - i;
+            else if (shape == 3)
+                x = 0.5;
+            else if (shape == 4)
+                x = i < n / 2 ? i : n - i;
+            v[i] = w[i] = x;
+        }
+        double got[LRP_PCTL_N];
+        lrp_ratio_percentiles(v, n, got);
+        qsort(w, (size_t)n, sizeof *w, cmp_d);
+        for (int k = 0; k < LRP_PCTL_N; k++) {
+            int64_t idx = (int64_t)ceil(q[k] * (double)n) - 1;
+            double want = w[idx < 0 ? 0 : idx];
+            if (memcmp(&got[k], &want, sizeof want) != 0)
+                fail_msg("round %d (n %d, shape %d): percentile %g is %g, sorted %g", round, n,
+                         shape, q[k], got[k], want);
+        }
+    }
+}
+
 static void test_tolerance_table(void **state)
 {
     (void)state;
@@ -252,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_lo_part_counts),  cmocka_unit_test(test_zero_bound),
         cmocka_unit_test(test_layer_stats),     cmocka_unit_test(test_tolerance_table),
         cmocka_unit_test(test_ill_gross),       cmocka_unit_test(test_undecided_gross),
+        cmocka_unit_test(test_exact_sum),       cmocka_unit_test(test_ratio_percentiles),
     };
     return cmocka_run_group_tests_name("compare", tests, NULL, NULL);
 }
