@@ -63,7 +63,12 @@
 #define VX_TGT __attribute__((target("avx512f,avx512bw,avx512vl,avx512ifma")))
 #endif
 
-#define VX_NDMAX 6
+/* 10 digits, 520 bits: a value of p = 128 bits keeps 392 bits of range on
+ * the grid, a BN-folded quotient (lrp_ref_lin_bwd: an exact product of
+ * 2p + 8 = 264 bits) 256; with 6 (until stop 39) those had 48 and most of
+ * them went to the scalar kernel.  Each lane set of the groups holds
+ * 2 (nd + 1) zmm accumulators: 22 of the 32 at 10. */
+#define VX_NDMAX 10
 #define VX_CW 28       /* binades a weight class spans */
 #define VX_NG 20       /* groups: 10 classes x 2 signs */
 #define VX_CHUNK 2048  /* taps between two emptyings of the accumulators */
@@ -173,7 +178,7 @@ int lrp_ref_vx_build(ref_vx *v, const ref_fx *f)
             continue;
         }
         /* the value's bits from 2^(16 lev0 + base), then 52-bit digits;
-         * they end below 52 nd <= 312 bits */
+         * they end below 52 nd <= 520 bits */
         uint64_t buf[VX_NDMAX + 2] = {0};
         const uint64_t *dg = f->dig + i * f->nd;
         for (int d = 0; d < c; d++) {
@@ -273,7 +278,11 @@ vx_group(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx *v, int64_t base, cons
     case 3: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 3, HM); return; \
     case 4: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 4, HM); return; \
     case 5: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 5, HM); return; \
-    default: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 6, HM); return; \
+    case 6: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 6, HM); return; \
+    case 7: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 7, HM); return; \
+    case 8: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 8, HM); return; \
+    case 9: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 9, HM); return; \
+    default: vx_group(P, N, v, base, gi, gw, gm, gk, tab, lanes, cnt, selp, seln, 10, HM); return; \
     }
 
 static VX_TGT void vx_group_nd(uint64_t (*P)[8], uint64_t (*N)[8], const ref_vx *v, int64_t base,

@@ -11,7 +11,7 @@
  * lanes clipped by the padding (their own tap lists) and tiles inside the
  * input (the layer's plan: taps sorted once per row);
  * taps of every weight class (subnormal to 2^100) and both signs, +-0
- * weights; values on grids of 1 to 6 digits and values below the grid
+ * weights; values on grids of 1 to 10 digits and values below the grid
  * (the scalar kernel adds those lane by lane); input and weight modifiers
  * (x+, x-, w+, w-), several terms with and without the digit kernel in one
  * tile, biases, a BN-folded scale of either sign (w+ / w- flip), |x| |w|
@@ -349,6 +349,10 @@ static void t_kernels(void **state, int prec)
 static void t_p128(void **s) { t_kernels(s, 128); }
 static void t_p192(void **s) { t_kernels(s, 192); }
 static void t_p53(void **s) { t_kernels(s, 53); }
+/* grids of 7 to 10 digits in the kernel (the spread and signed values at
+ * 320 and 400 bits: each of 7, 8, 9 and 10 digits runs in one of them) */
+static void t_p320(void **s) { t_kernels(s, 320); }
+static void t_p400(void **s) { t_kernels(s, 400); }
 
 /* The grid: one digit for binary32 values, six for a wide spread, the
  * values below it flagged and zero in the digits; every value's digits
@@ -372,8 +376,10 @@ static void t_grid(void **state)
     gmp_randstate_t gr;
     gmp_randinit_default(gr);
     int kinds[] = {V_F32, V_RELU, V_SPREAD, V_OUTLIERS, V_SPARSE};
-    int seen_nd[8] = {0}, seen_oob = 0;
-    for (int p = 24; p <= 192; p += 56)
+    int seen_nd[11] = {0}, seen_oob = 0;
+    /* up to p = 416: the spread values then need 7 to 10 digits (the
+     * BN-folded quotients, exact products of 2p + 8 bits, do at p = 128) */
+    for (int p = 24; p <= 416; p += 56)
         for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
             int64_t n = 5000;
             mpfr_ptr v = lrp_ref_tensor_new(p, n);
@@ -385,14 +391,14 @@ static void t_grid(void **state)
             int built = lrp_ref_vx_build(&x, &f);
             lrp_ref_vx_oob_share = 1024;
             if (!built) {
-                /* only when more than 1 in 1024 would fall below six digits */
+                /* only when more than 1 in 1024 would fall below ten digits */
                 assert_true(kinds[k] == V_SPREAD);
             } else {
                 seen_nd[x.nd]++;
                 seen_oob += x.noob > 0;
                 assert_true(x.noob * (kinds[k] == V_OUTLIERS ? 4 : 1024) <= n - f.nzero);
                 mpfr_t r, d;
-                mpfr_init2(r, 52 * 6 + 8);
+                mpfr_init2(r, 52 * 10 + 8);
                 mpfr_init2(d, 64);
                 int64_t oob = 0;
                 for (int64_t i = 0; i < n; i++) {
@@ -408,7 +414,7 @@ static void t_grid(void **state)
                         uint64_t dj = x.dig[j * x.stride + i];
                         assert_true(dj < (UINT64_C(1) << 52));
                         mpfr_set_ui_2exp(d, dj, 52L * j, MPFR_RNDN);
-                        mpfr_add(r, r, d, MPFR_RNDN); /* exact: 320 bits */
+                        mpfr_add(r, r, d, MPFR_RNDN); /* exact: 528 bits */
                     }
                     mpfr_mul_2si(r, r, 16L * x.lev0 + f.base, MPFR_RNDN);
                     if (x.flag[i] & 1)
@@ -426,10 +432,12 @@ static void t_grid(void **state)
             lrp_ref_fx_free(&f);
             lrp_ref_tensor_free(v);
         }
-    print_message("t_grid: grids of 1..6 digits seen %d %d %d %d %d %d; with values below: %d\n",
+    print_message("t_grid: grids of 1..10 digits seen %d %d %d %d %d %d %d %d %d %d; with values "
+                  "below: %d\n",
                   seen_nd[1], seen_nd[2], seen_nd[3], seen_nd[4], seen_nd[5], seen_nd[6],
-                  seen_oob);
+                  seen_nd[7], seen_nd[8], seen_nd[9], seen_nd[10], seen_oob);
     assert_true(seen_nd[1] > 0); /* binary32 values: one digit */
+    assert_true(seen_nd[7] + seen_nd[8] + seen_nd[9] + seen_nd[10] > 0); /* wide grids */
     assert_true(seen_oob > 0);   /* the outliers */
     gmp_randclear(gr);
 }
@@ -441,6 +449,8 @@ int main(void)
         cmocka_unit_test(t_p128),
         cmocka_unit_test(t_p192),
         cmocka_unit_test(t_p53),
+        cmocka_unit_test(t_p320),
+        cmocka_unit_test(t_p400),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
