@@ -1598,6 +1598,11 @@ typedef struct st_judge {
     sp_store *P;
     rounded *R;
     const lrp_net *net;
+    /* check's subject lent to the store (ST_SREL, every rank its block):
+     * the root's views of its relevance, each fetched whole for the
+     * backward steps that read it (the layer and its inputs: e2e_layer's
+     * verdict and conservation), NULL elsewhere; NULL: nothing lent */
+    float **got;
 } st_judge;
 
 static int stj_park(void *ctx, int li, double *A, double *As, int64_t n)
@@ -1683,18 +1688,44 @@ static int stj_collect(st_judge *J, int li, int bwd, st_want *w)
     return 0;
 }
 
+/* the subject's relevance the end-to-end emit of li reads (bwd): that of
+ * li and of its inputs */
+static int got_needs(const lrp_net *net, int li, int bwd, int x)
+{
+    if (li < 0 || !bwd)
+        return 0;
+    if (x == li)
+        return 1;
+    for (int k = 0; k < net->layers[li].n_in; k++)
+        if (net->layers[li].in[k] == x)
+            return 1;
+    return 0;
+}
+
 static int stj_step(void *ctx, int li, int bwd, int done)
 {
     st_judge *J = ctx;
     if (done)
         return 0;
     st_want w = {J->P, 0, {{0, 0}}, {NULL}, {NULL}};
-    return stj_collect(J, li, bwd, &w) || sw_flush(&w) ? -1 : 0;
+    if (stj_collect(J, li, bwd, &w))
+        return -1;
+    for (int x = 0; J->got && x < J->net->n_layers; x++) {
+        int need = st_parked(J->P, ST_SREL, x) && got_needs(J->net, li, bwd, x);
+        if (J->got[x] && !need) {
+            free(J->got[x]);
+            J->got[x] = NULL;
+        } else if (!J->got[x] && need && sw_add(&w, ST_SREL, x, &J->got[x], NULL)) {
+            return -1;
+        }
+    }
+    return sw_flush(&w) ? -1 : 0;
 }
 
 /* After the judgement: every fetched array freed, then those the later
- * phases read fetched back whole (rel: want_rel, act: want_act). */
-static int stj_restore(st_judge *J, int want_rel, int want_act)
+ * phases read fetched back whole (rel: want_rel, act: want_act; the
+ * subject's lent relevance into want_got[], when not NULL). */
+static int stj_restore(st_judge *J, int want_rel, int want_act, float **want_got)
 {
     for (int kind = ST_ACT; kind <= ST_RELLO; kind++)
         for (int x = 0; x < J->net->n_layers; x++) {
@@ -1702,10 +1733,16 @@ static int stj_restore(st_judge *J, int want_rel, int want_act)
             free(*a);
             *a = NULL;
         }
+    for (int x = 0; J->got && x < J->net->n_layers; x++) {
+        free(J->got[x]);
+        J->got[x] = NULL;
+    }
     st_want w = {J->P, 0, {{0, 0}}, {NULL}, {NULL}};
     for (int x = 0; x < J->net->n_layers; x++)
         if ((want_rel && sw_add(&w, ST_REL, x, &J->R->rel[x], NULL)) ||
-            (want_act && sw_add(&w, ST_ACT, x, &J->R->act[x], NULL)))
+            (want_act && sw_add(&w, ST_ACT, x, &J->R->act[x], NULL)) ||
+            (want_got && st_parked(J->P, ST_SREL, x) &&
+             sw_add(&w, ST_SREL, x, &want_got[x], NULL)))
             return -1;
     return sw_flush(&w);
 }
@@ -4709,7 +4746,9 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     sp_store PS;            /* the layer split's store (park) */
     memset(&PS, 0, sizeof PS);
     int park = 0;
-    st_judge SJ = {&PS, &R, net};
+    st_judge SJ = {&PS, &R, net, NULL};
+    float **gwhole = NULL; /* the layer split, root: our fast path's relevance
+                              fetched whole for the convention identification */
 
     memset(rep, 0, sizeof *rep);
     rep->tlocal_act_missing = -1;
@@ -4960,9 +4999,11 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         if (judges || S->sub.batch > 0) {
             if (f32_take_init(&F, nl, judges ? refv : NULL, 0))
                 goto oom;
-            /* the layer split: a rank that does not judge reads only its
-             * block (the trace-local run), taken so in the hook */
-            if (S && S->layer && !judges)
+            /* the layer split: every rank keeps only its block, taken so
+             * in the hook; the end-to-end judgement (the root) fetches each
+             * layer whole from the ranks' blocks as its step reads it
+             * (st_judge.got), and the trace-local run reads the blocks */
+            if (S && S->layer)
                 F.blk = S;
             if ((st = lrp_pipe_run_hooked(&f32, &fbe, fnet,
                                           LRP_PIPE_NO_GAUGE | LRP_PIPE_STREAM, NULL, take_f32,
@@ -4973,6 +5014,17 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         }
         for (int i = 0; f32 && i < nl; i++)
             got[i] = F.rel[i];
+        /* the layer split: every rank's block lent to the store (no
+         * exchange, no copy; the root's views are fetched per step) */
+        if (park && f32) {
+            for (int i = 0; i < nl; i++)
+                if (F.rel[i])
+                    st_lend(&PS, ST_SREL, i, F.rel[i],
+                            (size_t)(lrp_shape_numel(&net->layers[i].shape) * net->batch) *
+                                sizeof(float));
+            if (judges && !(SJ.got = calloc((size_t)nl, sizeof *SJ.got)))
+                goto oom;
+        }
     } else {
         for (int i = 0; i < nl; i++)
             got[i] = tr->relevance[i];
@@ -4997,7 +5049,8 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
     rep->verdict = LRP_V_PASS;
     rep->max_ratio = 0;
     {
-        e2e_judge J = {rep, net, o, refv, f32, &R, unres, &T, got, err, tr, &F};
+        e2e_judge J = {rep, net, o, refv, f32, &R, unres, &T, SJ.got ? SJ.got : got,
+                       err, tr, &F};
         lrp_gauge_store gs = {&SJ, stj_park, stj_fetch, stj_drop, stj_step};
         lrp_gauge_opts go = {0,   LRP_GI_PROPAGATED, LRP_SHARP_LAMBDA, jt, e2e_layer, &J, 0,
                              park ? &gs : NULL};
@@ -5040,7 +5093,14 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
             own_act &= f32 ? F.has_act[i] != 0 : (ga && ga[i] != NULL);
             own_rel &= got[i] != NULL;
         }
-        if (stj_restore(&SJ, ident_on || (!own_rel && o->tlocal), !own_act && o->tlocal)) {
+        /* the convention identification reads our fast path's relevance
+         * whole (the root's got holds its block): fetched back too */
+        if (ident_on && SJ.got && !(gwhole = calloc((size_t)nl, sizeof *gwhole))) {
+            st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory in the oracle", rep->fixture);
+            goto done;
+        }
+        if (stj_restore(&SJ, ident_on || (!own_rel && o->tlocal), !own_act && o->tlocal,
+                        gwhole)) {
             st = st_failed(&PS, rep->fixture, err);
             goto done;
         }
@@ -5060,8 +5120,12 @@ judged:
     /* the other conventions' references, one at a time */
     if (ident_on) {
         phase_start(&ph, LRP_PHASE_IDENTIFY);
-        if ((st = identify_convention(rep, net, got, R.rel, o, S, err)))
+        if ((st = identify_convention(rep, net, gwhole ? gwhole : got, R.rel, o, S, err)))
             goto done;
+        for (int i = 0; gwhole && i < nl; i++) {
+            free(gwhole[i]);
+            gwhole[i] = NULL;
+        }
     }
     /* of the reference rounded, the trace-local judgement reads only the
      * relevance where the subject has none and the activations where it
@@ -5091,24 +5155,10 @@ judged:
     rep->fwd_origin = -1;
     if (o->tlocal) {
         phase_start(&ph, LRP_PHASE_TLOCAL);
-        if (S && S->layer && f32 && !F.blk) {
-            /* the layer split: every rank reads only its block of our fast
-             * path's run (the root's judgement fetches each layer whole
-             * from the ranks' blocks: trace_local).  The other ranks took
-             * their relevance as blocks; the root's, read whole by the
-             * end-to-end judgement, is sliced now, before the second run */
-            for (int i = 0; i < nl; i++) {
-                float *d;
-                if (!F.rel[i])
-                    continue;
-                if (!(d = sp_block(S, i, F.rel[i])))
-                    goto oom;
-                free(F.rel[i]);
-                F.rel[i] = got[i] = d;
-            }
-            F.blk = S;
-        }
-        /* (under the layer split the activations are taken as blocks too) */
+        /* under the layer split every rank holds only its block of our
+         * fast path's relevance (taken so in the subject's run) and takes
+         * its activations as blocks too; the root's judgement fetches each
+         * layer whole from the ranks' blocks (trace_local) */
         if (f32 && (st = f32_activations(&F, &fbe, fnet, S && S->layer ? S : NULL,
                                          rep->fixture, err)))
             goto done;
@@ -5181,6 +5231,14 @@ done:
         sp_view_free(refv);
     free(gblk);
     free(ablk);
+    for (int i = 0; i < nl; i++) {
+        if (SJ.got)
+            free(SJ.got[i]);
+        if (gwhole)
+            free(gwhole[i]);
+    }
+    free(SJ.got);
+    free(gwhole);
     for (int i = 0; SH.cls && i < nl; i++)
         for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++)
             free(SH.cls[i][k]);

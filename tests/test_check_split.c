@@ -15,8 +15,8 @@
  * injected), nets with layers run whole on every rank (Concatenate,
  * Reshape: DenseNet-like), and nets with every BatchNorm canonized into
  * its conv (divided with it; R = 2 and 3 only).  Under check the subject
- * (our fast path's run) reaches the root's trace-local judgement from the
- * ranks' blocks.  The layers run whole with per-unit data
+ * (our fast path's run) reaches the root's end-to-end and trace-local
+ * judgements from the ranks' blocks.  The layers run whole with per-unit data
  * (grouped Conv2D, an Add split differently, token and attention kinds)
  * are refused by lrp_pipe_split_check; run anyway, every rank stops with
  * one line, never a report.  Then a rank failing at its k-th exchange,
