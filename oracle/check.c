@@ -1638,18 +1638,23 @@ static int stj_drop(void *ctx, int li)
  * freed first, so that at most one step's are held (li -1: every one
  * freed).  Used for the rounded reference (stj_*) and the subject's
  * blocks (tls_step). */
+/* 1 when tensor x is layer li's output or one of its inputs */
+static int layer_or_input(const lrp_net *net, int li, int x)
+{
+    if (x == li)
+        return 1;
+    for (int k = 0; k < net->layers[li].n_in; k++)
+        if (net->layers[li].in[k] == x)
+            return 1;
+    return 0;
+}
+
 static int step_needs(const lrp_net *net, int li, int bwd, int act, int x)
 {
     if (li < 0) /* after the last step: none */
         return 0;
-    if (act) {
-        if (x == li)
-            return 1;
-        for (int k = 0; k < net->layers[li].n_in; k++)
-            if (net->layers[li].in[k] == x)
-                return 1;
-        return 0;
-    }
+    if (act)
+        return layer_or_input(net, li, x);
     if (!bwd)
         return 0;
     const lrp_layer *l = &net->layers[li];
@@ -1692,14 +1697,7 @@ static int stj_collect(st_judge *J, int li, int bwd, st_want *w)
  * li and of its inputs */
 static int got_needs(const lrp_net *net, int li, int bwd, int x)
 {
-    if (li < 0 || !bwd)
-        return 0;
-    if (x == li)
-        return 1;
-    for (int k = 0; k < net->layers[li].n_in; k++)
-        if (net->layers[li].in[k] == x)
-            return 1;
-    return 0;
+    return li >= 0 && bwd && layer_or_input(net, li, x);
 }
 
 static int stj_step(void *ctx, int li, int bwd, int done)

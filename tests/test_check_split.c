@@ -473,39 +473,23 @@ static void failure_reaches_every_rank(void **state)
     fail_at_points("cnn", NULL);
 }
 
-/* A flaky engine on one rank: our fast path, except that its second run
- * scales each Dense backward by 1 + 2^-8.  check reads the subject's
- * relevance from one run and its activations from a second
- * (oracle/check.c f32_activations); under the layer split each rank keeps
- * only its block of either and compares the two runs on that block.  The
- * rank whose engine is flaky must refuse ("not deterministic"), and every
- * rank must stop with one line.  Runs are told apart by counting the Dense
- * steps (mlp: one lin_bwd a Dense layer and run), per thread, since the
- * threads play the ranks. */
-typedef void (*lin_bwd_fn_t)(void *, void *, const lrp_lin *, const void *, const lrp_bwd_part *,
-                             int, int64_t);
-static lin_bwd_fn_t real_lin_bwd;
-static _Thread_local int flaky_calls;
-static int flaky_dense;
-
-static void flaky_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
-                          const lrp_bwd_part *parts, int np, int64_t batch)
-{
-    real_lin_bwd(ctx, out, L, x, parts, np, batch);
-    if ((flaky_calls++ / flaky_dense) % 2 == 1)
-        for (int64_t i = 0; i < batch * L->n_in; i++)
-            ((float *)out)[i] *= 1.00390625f;
-}
-
+/* A flaky engine on one rank (tests/util: tu_flaky_lin_bwd, its runs
+ * counted per thread): our fast path, except that its second run scales
+ * each Dense backward by 1 + 2^-8.  check reads the subject's relevance
+ * from one run and its activations from a second (oracle/check.c
+ * f32_activations); under the layer split each rank keeps only its block
+ * of either and compares the two runs on that block.  The rank whose
+ * engine is flaky must refuse ("not deterministic"), and every rank must
+ * stop with one line. */
 static void flaky_subject_refused_on_its_rank(void **state)
 {
     (void)state;
     lrp_net *net = tu_fixture("mlp");
-    flaky_dense = 0;
+    tu_flaky_dense = 0;
     for (int i = 0; i < net->n_layers; i++)
-        flaky_dense += net->layers[i].kind == LRP_LAYER_DENSE;
+        tu_flaky_dense += net->layers[i].kind == LRP_LAYER_DENSE;
     lrp_net_free(net);
-    assert_true(flaky_dense > 0);
+    assert_true(tu_flaky_dense > 0);
     lrp_f32_ctx *cx[MAXR];
     lrp_backend be[MAXR];
     for (int R = 2; R <= 3; R++)
@@ -513,9 +497,9 @@ static void flaky_subject_refused_on_its_rank(void **state)
             for (int q = 0; q < R; q++) {
                 assert_non_null(cx[q] = lrp_f32_ctx_new(1));
                 lrp_f32_backend(&be[q], cx[q]);
-                real_lin_bwd = be[q].lin_bwd;
+                tu_flaky_real = be[q].lin_bwd;
                 if (q == bad)
-                    be[q].lin_bwd = flaky_lin_bwd;
+                    be[q].lin_bwd = tu_flaky_lin_bwd;
                 case_subject[q] = &be[q];
             }
             sim s;

@@ -269,35 +269,25 @@ static void test_local_names_the_faulty_layer(void **state)
     lrp_net_free(net);
 }
 
-/* A flaky engine: our fast path, except that every other run scales each
- * Dense backward by 1 + 2^-8 (runs counted by their Dense steps).  check
+/* A flaky engine (tests/util: tu_flaky_lin_bwd): our fast path, except
+ * that every other run scales each Dense backward by 1 + 2^-8.  check
  * reads the subject's relevance from one run and its activations from a
  * second (oracle/check.c f32_activations): the two must agree, or the
  * verdicts would judge values the subject did not give. */
-static int flaky_dense, flaky_calls;
-
-static void flaky_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
-                          const lrp_bwd_part *parts, int np, int64_t batch)
-{
-    real_lin_bwd(ctx, out, L, x, parts, np, batch);
-    if ((flaky_calls++ / flaky_dense) % 2 == 1)
-        for (int64_t i = 0; i < batch * L->n_in; i++)
-            ((float *)out)[i] *= 1.00390625f;
-}
-
 static void test_nondeterministic_subject_is_refused(void **state)
 {
     (void)state;
     lrp_net *net = tu_fixture("mlp");
-    flaky_dense = 0;
+    tu_flaky_dense = 0;
     for (int i = 0; i < net->n_layers; i++)
-        flaky_dense += net->layers[i].kind == LRP_LAYER_DENSE;
-    assert_true(flaky_dense > 0);
+        tu_flaky_dense += net->layers[i].kind == LRP_LAYER_DENSE;
+    assert_true(tu_flaky_dense > 0);
     lrp_check_opts o;
-    lrp_f32_ctx *cx = subject_opts(&o, flaky_lin_bwd);
+    lrp_f32_ctx *cx = subject_opts(&o, tu_flaky_lin_bwd);
+    tu_flaky_real = real_lin_bwd;
     lrp_run_report rep;
     lrp_err e = {0};
-    flaky_calls = 0;
+    tu_flaky_calls = 0;
     assert_int_equal(lrp_check(&rep, net, &o, &e), LRP_E_NUMERIC);
     assert_non_null(strstr(e.msg, "not deterministic"));
     assert_non_null(strstr(e.msg, "test: "));

@@ -379,3 +379,19 @@ int tu_sim_exchange(tu_sim *s, int q, const void *buf, size_t n, const char *fai
         s->seen_fail[q] = 1;
     return any ? -1 : 0;
 }
+
+/* ---- a flaky engine (testutil.h) ---- */
+#include "pipeline.h"
+
+tu_lin_bwd_fn tu_flaky_real;
+int tu_flaky_dense;
+_Thread_local int tu_flaky_calls;
+
+void tu_flaky_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
+                      const lrp_bwd_part *parts, int np, int64_t batch)
+{
+    tu_flaky_real(ctx, out, L, x, parts, np, batch);
+    if ((tu_flaky_calls++ / tu_flaky_dense) % 2 == 1)
+        for (int64_t i = 0; i < batch * L->n_in; i++)
+            ((float *)out)[i] *= 1.00390625f;
+}

@@ -117,4 +117,22 @@ void tu_sim_destroy(tu_sim *s);
 int tu_sim_exchange(tu_sim *s, int q, const void *buf, size_t n, const char *fail, void **out,
                     size_t *total, int every);
 
+/* A flaky engine for the checks that the subject is deterministic: the
+ * lin_bwd of our fast path (tu_flaky_real, set by the test), except that
+ * every other run scales each Dense backward by 1 + 2^-8.  Runs are told
+ * apart by counting the Dense steps (tu_flaky_dense a run: one lin_bwd a
+ * Dense layer, as in the mlp fixture), per thread (tu_flaky_calls, reset
+ * by the test), since the tests of the splits play ranks with threads.
+ * check reads the subject's relevance from one run and its activations
+ * from a second (oracle/check.c f32_activations): the two must agree. */
+struct lrp_lin;
+struct lrp_bwd_part;
+typedef void (*tu_lin_bwd_fn)(void *ctx, void *out, const struct lrp_lin *L, const void *x,
+                              const struct lrp_bwd_part *parts, int np, int64_t batch);
+extern tu_lin_bwd_fn tu_flaky_real;
+extern int tu_flaky_dense;
+extern _Thread_local int tu_flaky_calls;
+void tu_flaky_lin_bwd(void *ctx, void *out, const struct lrp_lin *L, const void *x,
+                      const struct lrp_bwd_part *parts, int np, int64_t batch);
+
 #endif
