@@ -14,8 +14,8 @@
  * value's span, 64 more 2^64 terms) every 2^38 values and when the sum is
  * read.  The same exact sums as adding each value to the MPFR accumulator
  * (what this file did until December 2026: an mpfr_set_flt and two
- * mpfr_add a value, a fifth of the root's float32 phases under the layer
- * split), so the same binary64 results.
+ * mpfr_add a value, 28 % of rank 0's samples in its float32 phases under
+ * the layer split), so the same binary64 results.
  */
 #include "oracle_int.h"
 

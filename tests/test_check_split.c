@@ -23,7 +23,9 @@
  * rank 0 included: every rank returns an error with one line, and none
  * exchanges after it.  Last, a subject whose second run differs on one
  * rank (each rank keeps and compares only its block of the two runs):
- * that rank refuses it as not deterministic and every rank stops.
+ * that rank refuses it as not deterministic and every rank stops.  And a
+ * wrong engine on every rank (negated, scaled): the root's FAIL is the one
+ * process's, byte for byte.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -485,11 +487,8 @@ static void flaky_subject_refused_on_its_rank(void **state)
 {
     (void)state;
     lrp_net *net = tu_fixture("mlp");
-    tu_flaky_dense = 0;
-    for (int i = 0; i < net->n_layers; i++)
-        tu_flaky_dense += net->layers[i].kind == LRP_LAYER_DENSE;
+    tu_flaky_arm(net, NULL); /* the real lin_bwd: each rank's, below */
     lrp_net_free(net);
-    assert_true(tu_flaky_dense > 0);
     lrp_f32_ctx *cx[MAXR];
     lrp_backend be[MAXR];
     for (int R = 2; R <= 3; R++)
@@ -539,6 +538,74 @@ static void flaky_subject_refused_on_its_rank(void **state)
     }
 }
 
+/* A wrong engine on every rank, as a wrong fast path would be: its Conv2D
+ * / Dense backward negated (a sign-flipped heatmap) or scaled by 3/2 (a
+ * wrong rule's magnitude), every run alike.  Under check the subject's
+ * relevance reaches the root's end-to-end judgement only through the
+ * ranks' lent blocks, fetched step by step: the verdict must be the one
+ * process's FAIL, byte for byte, on deep nets (BatchNorm and Add; a dense
+ * block of Concatenates), R = 2 and 3. */
+static int wrong_how; /* 0: negated, 1: x 3/2 */
+
+static void wrong_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
+                          const lrp_bwd_part *parts, int np, int64_t batch)
+{
+    tu_flaky_real(ctx, out, L, x, parts, np, batch);
+    for (int64_t i = 0; i < batch * L->n_in; i++)
+        ((float *)out)[i] *= wrong_how ? 1.5f : -1.0f;
+}
+
+static void wrong_subject_fails_as_one_process(void **state)
+{
+    (void)state;
+    const struct {
+        const char *fx;
+        int how;
+    } cases[] = {{"resnet", 0}, {"resnet", 1}, {"densenet", 0}};
+    lrp_f32_ctx *cx[MAXR];
+    lrp_backend be[MAXR];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        wrong_how = cases[c].how;
+        char what[64];
+        snprintf(what, sizeof what, "check %s, subject %s", cases[c].fx,
+                 wrong_how ? "x 3/2" : "negated");
+        for (int q = 0; q < 3; q++) {
+            assert_non_null(cx[q] = lrp_f32_ctx_new(1));
+            lrp_f32_backend(&be[q], cx[q]);
+            tu_flaky_real = be[q].lin_bwd;
+            be[q].lin_bwd = wrong_lin_bwd;
+        }
+        lrp_net *net = job_net(cases[c].fx, NULL, NULL);
+        lrp_check_opts o;
+        opts(&o, cases[c].fx, NULL);
+        o.subject = &be[0];
+        lrp_run_report one;
+        lrp_err e = {0};
+        if (lrp_check(&one, net, &o, &e) != LRP_OK)
+            fail_msg("%s: %s", what, e.msg);
+        if (lrp_run_ok(&one) || one.verdict != LRP_V_FAIL)
+            fail_msg("%s: one process did not FAIL (verdict %d)", what, (int)one.verdict);
+        for (int R = 2; R <= 3; R++) {
+            for (int q = 0; q < R; q++)
+                case_subject[q] = &be[q];
+            sim s;
+            rank_job jobs[MAXR];
+            run_ranks(jobs, &s, cases[c].fx, NULL, NULL, R, -1, 0);
+            for (int q = 0; q < R; q++)
+                if (jobs[q].st)
+                    fail_msg("%s R=%d rank %d: %s", what, R, q, jobs[q].err.msg);
+            same_report(what, R, &one, &jobs[0].rep);
+            jobs_free(jobs, R);
+        }
+        for (int q = 0; q < 3; q++) {
+            lrp_f32_ctx_free(cx[q]);
+            case_subject[q] = NULL;
+        }
+        lrp_run_report_free(&one);
+        lrp_net_free(net);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -546,6 +613,7 @@ int main(void)
         cmocka_unit_test(whole_units_refused),
         cmocka_unit_test(failure_reaches_every_rank),
         cmocka_unit_test(flaky_subject_refused_on_its_rank),
+        cmocka_unit_test(wrong_subject_fails_as_one_process),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -239,8 +239,9 @@ static void test_undecided_gross(void **state)
 }
 
 /* lrp_xsum: the exact sum of binary32 values, read as binary64, against
- * mpfr_sum of the same values at 400 bits (exact: 277 bits span every
- * binary32, the rest the terms' count), then rounded to nearest.
+ * the same values added one by one to a 400-bit MPFR number (exact: 277
+ * bits span every binary32, the rest the terms' count), then rounded to
+ * nearest.
  * Tolerance: none, the two must give the same double bit for bit.  The
  * values are random bit patterns (every exponent field, subnormals, both
  * zeros, both signs), mixed with cancelling pairs; added in chunks with

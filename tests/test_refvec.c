@@ -354,7 +354,7 @@ static void t_p53(void **s) { t_kernels(s, 53); }
 static void t_p320(void **s) { t_kernels(s, 320); }
 static void t_p400(void **s) { t_kernels(s, 400); }
 
-/* The grid: one digit for binary32 values, six for a wide spread, the
+/* The grid: one digit for binary32 values, up to ten for a wide spread, the
  * values below it flagged and zero in the digits; every value's digits
  * put back together are the value. */
 static void t_grid(void **state)

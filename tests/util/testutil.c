@@ -12,6 +12,7 @@
 #include "fixtures.h"
 #include "graph_int.h"
 #include "lrp.h"
+#include "pipeline.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -381,7 +382,6 @@ int tu_sim_exchange(tu_sim *s, int q, const void *buf, size_t n, const char *fai
 }
 
 /* ---- a flaky engine (testutil.h) ---- */
-#include "pipeline.h"
 
 tu_lin_bwd_fn tu_flaky_real;
 int tu_flaky_dense;
@@ -394,4 +394,13 @@ void tu_flaky_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
     if ((tu_flaky_calls++ / tu_flaky_dense) % 2 == 1)
         for (int64_t i = 0; i < batch * L->n_in; i++)
             ((float *)out)[i] *= 1.00390625f;
+}
+
+void tu_flaky_arm(const lrp_net *net, tu_lin_bwd_fn real)
+{
+    tu_flaky_dense = 0;
+    for (int i = 0; i < net->n_layers; i++)
+        tu_flaky_dense += net->layers[i].kind == LRP_LAYER_DENSE;
+    assert_true(tu_flaky_dense > 0);
+    tu_flaky_real = real;
 }

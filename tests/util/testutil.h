@@ -134,5 +134,9 @@ extern int tu_flaky_dense;
 extern _Thread_local int tu_flaky_calls;
 void tu_flaky_lin_bwd(void *ctx, void *out, const struct lrp_lin *L, const void *x,
                       const struct lrp_bwd_part *parts, int np, int64_t batch);
+/* tu_flaky_dense from net's Dense layers (asserted > 0), tu_flaky_real =
+ * real (may be NULL: set later) */
+struct lrp_net;
+void tu_flaky_arm(const struct lrp_net *net, tu_lin_bwd_fn real);
 
 #endif
