@@ -157,11 +157,15 @@ static int cmp_double(const void *a, const void *b)
  * not finish (a pivot sequence chosen badly every time).  The value is
  * the one a full sort puts at k; the ratios are never -0, so equal values
  * have equal bits. */
+static int select_rounds = 64; /* (lrp_ratio_select_rounds: the tests') */
+
+void lrp_ratio_select_rounds(int r) { select_rounds = r; }
+
 static double select_k(double *v, int64_t n, int64_t k)
 {
     int64_t lo = 0, hi = n;
     for (int round = 0; hi - lo > 16; round++) {
-        if (round == 64) {
+        if (round == select_rounds) {
             qsort(v + lo, (size_t)(hi - lo), sizeof *v, cmp_double);
             return v[k];
         }

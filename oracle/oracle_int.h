@@ -22,5 +22,8 @@ void lrp_xsum_flush_every(lrp_xsum *s, int64_t k);
 /* The ratio percentiles of lrp_layer_cmp (50, 90, 99, 100: the values a
  * sort of v[0..n), n >= 1, puts at ceil(q n) - 1); v is rearranged. */
 void lrp_ratio_percentiles(double *v, int64_t n, double out[LRP_PCTL_N]);
+/* The selection's rounds before it sorts the rest (64; the tests reach
+ * the sort with fewer).  Not for concurrent use with the above. */
+void lrp_ratio_select_rounds(int r);
 
 #endif

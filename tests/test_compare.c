@@ -331,7 +331,8 @@ static void test_exact_sum(void **state)
 /* lrp_ratio_percentiles (a selection) against a full sort, value for
  * value (tolerance: none, both pick an element of the array).  Arrays of
  * n = 1 .. 3000 values with runs of equal values (ratio 0 for bitwise
- * cells), infinities, sorted, reversed, constant and organ-pipe orders. */
+ * cells), infinities, sorted, reversed, constant and organ-pipe orders;
+ * and again with the selection's sort fallback reached early. */
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -345,7 +346,11 @@ static void test_ratio_percentiles(void **state)
     static double v[N], w[N];
     static const double q[LRP_PCTL_N] = {0.50, 0.90, 0.99, 1.0};
     xs_state = 11;
-    for (int round = 0; round < 300; round++) {
+    /* the last 200 rounds with the selection cut short after 0, 1 or 2
+     * partitions: the sort it falls back to (after 64 rounds, which no
+     * input here reaches) must give the same values */
+    for (int round = 0; round < 500; round++) {
+        lrp_ratio_select_rounds(round < 300 ? 64 : round % 3);
         int n = round < 40 ? 1 + round : 1 + (int)(xs_rand() % N);
         int shape = round % 6;
         for (int i = 0; i < n; i++) {
@@ -374,6 +379,7 @@ static void test_ratio_percentiles(void **state)
                          shape, q[k], got[k], want);
         }
     }
+    lrp_ratio_select_rounds(64);
 }
 
 static void test_tolerance_table(void **state)
