@@ -367,10 +367,8 @@ __attribute__((target("avx512f,avx512dq"))) static uint64_t hash_avx512(const vo
 
 static uint64_t hash_bits(const void *p, int64_t n)
 {
-    static int isa = -1;
-    if (isa < 0)
-        isa = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
-    if (isa)
+    /* (asked each call: no shared state between threads) */
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq"))
         return hash_avx512(p, n);
     const uint64_t *w = p;
     int64_t nw = n / 2, i = 0;
@@ -382,6 +380,8 @@ static uint64_t hash_bits(const void *p, int64_t n)
     const uint32_t *u = p;
     return hash_fold(h, u + 2 * i, n - 2 * i, n);
 }
+
+uint64_t lrp_f32_hash(const void *p, int64_t n) { return hash_bits(p, n); }
 
 /* 1 if every value is +0, positive or +inf (sign bit clear, not NaN): then
  * pos(x) == |x| == x bit for bit. */

@@ -14,6 +14,11 @@ void lrp_f32_ctx_free(lrp_f32_ctx *c);
 /* Fills the vtable; the context must outlive every use of it. */
 void lrp_f32_backend(lrp_backend *be, lrp_f32_ctx *ctx);
 
+/* A fast hash of the bits of n 32-bit values (memory speed; not
+ * cryptographic): recognises identical contents, as the engine's caches
+ * and the oracle's check that ranks ran alike do. */
+uint64_t lrp_f32_hash(const void *p, int64_t n);
+
 /* The token layers' ops (fp_token.c; core/pipeline.h norm_fwd, norm_bwd,
  * act_map); the context is unused. */
 void lrp_fp_norm_fwd(void *c, void *y, void *stat, const void *x, const float *w,

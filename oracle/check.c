@@ -4032,6 +4032,13 @@ typedef struct f32_take {
     const splitter *blk; /* the layer split: act and rel kept as this rank's
                             block only (sp_block), never whole */
     int same_blk;        /* same_rel holds blocks (the first pass had blk) */
+    /* The first pass: a hash of each sample's relevance and activations
+     * per layer ([li * hB + b], 0: none), hB the run's batch; the ranks
+     * compare them (ranks_ran_alike), and the second pass its activations
+     * with same_act (the first pass's hact). */
+    uint64_t *hrel, *hact;
+    int64_t hB;
+    const uint64_t *same_act;
     uint8_t *has_act;    /* the layer had forward values */
     int64_t *act_nf;     /* first non-finite cell of them, -1 if none */
     int differs;         /* the second pass did not reproduce the first */
@@ -4053,6 +4060,8 @@ static void f32_take_free(f32_take *F, int nl)
     }
     free(F->act);
     free(F->rel);
+    free(F->hrel);
+    free(F->hact);
     free(F->has_act);
     free(F->act_nf);
     free(F->branch);
@@ -4065,7 +4074,9 @@ static void f32_take_free(f32_take *F, int nl)
     memset(F, 0, sizeof *F);
 }
 
-static int f32_take_init(f32_take *F, int nl, const lrp_pipe *ref, int keep_act)
+/* hB: the run's batch, whose per-sample hashes the first pass keeps (0:
+ * none, the second pass) */
+static int f32_take_init(f32_take *F, int nl, const lrp_pipe *ref, int keep_act, int64_t hB)
 {
     memset(F, 0, sizeof *F);
     F->ref = ref;
@@ -4077,6 +4088,13 @@ static int f32_take_init(f32_take *F, int nl, const lrp_pipe *ref, int keep_act)
     F->act_nf = malloc(n * sizeof *F->act_nf);
     if (!F->act || !F->rel || !F->has_act || !F->act_nf)
         return -1;
+    if (hB > 0) {
+        F->hB = hB;
+        F->hrel = calloc(n * (size_t)hB, sizeof *F->hrel);
+        F->hact = calloc(n * (size_t)hB, sizeof *F->hact);
+        if (!F->hrel || !F->hact)
+            return -1;
+    }
     for (int i = 0; i < nl; i++)
         F->act_nf[i] = -1;
     if (!ref)
@@ -4127,6 +4145,28 @@ static int sp_block_same(const splitter *S, int li, const float *src, const floa
     return 1;
 }
 
+/* Each sample's hash of x (B samples of n1 values) into h[0 .. B), never
+ * 0 (which says: no array) */
+static void hash_samples(uint64_t *h, const float *x, int64_t B, int64_t n1)
+{
+    for (int64_t b = 0; b < B; b++) {
+        uint64_t v = lrp_f32_hash(x + b * n1, n1);
+        h[b] = v ? v : 1;
+    }
+}
+
+/* Whether x's per-sample hashes are h's (0 there: the first pass had no
+ * array) */
+static int hash_same(const uint64_t *h, const float *x, int64_t B, int64_t n1)
+{
+    for (int64_t b = 0; b < B; b++) {
+        uint64_t v = lrp_f32_hash(x + b * n1, n1);
+        if (h[b] != (v ? v : 1))
+            return 0;
+    }
+    return 1;
+}
+
 /* lrp_pipe_hook of the subject's run */
 static void take_f32(void *ctx, const lrp_pipe *p, int li, int bwd)
 {
@@ -4136,8 +4176,15 @@ static void take_f32(void *ctx, const lrp_pipe *p, int li, int bwd)
     if (F->oom)
         return;
     if (!bwd) { /* the forward output is final */
-        if (!L->act)
+        if (!L->act) {
+            if (F->same_act && F->same_act[(int64_t)li * B] != 0)
+                F->differs = 1;
             return;
+        }
+        if (F->hact)
+            hash_samples(F->hact + (int64_t)li * B, L->act, B, L->n);
+        if (F->same_act && !hash_same(F->same_act + (int64_t)li * B, L->act, B, L->n))
+            F->differs = 1;
         F->has_act[li] = 1;
         const float *a = L->act;
         for (int64_t k = 0; k < n && F->act_nf[li] < 0; k++)
@@ -4159,6 +4206,8 @@ static void take_f32(void *ctx, const lrp_pipe *p, int li, int bwd)
         F->oom = 1;
         return;
     }
+    if (L->rel && F->hrel)
+        hash_samples(F->hrel + (int64_t)li * B, L->rel, B, L->n);
     if (!F->ref)
         return;
     /* each contribution's own sum (the report's per-branch column) */
@@ -4200,6 +4249,127 @@ static void take_f32(void *ctx, const lrp_pipe *p, int li, int bwd)
     }
 }
 
+/* The first difference between a rank's per-sample hashes (hr, ha: [li *
+ * nb + b], b from 0) and the root's (rr, ra: [li * rb + at + b]); 0 when
+ * the same.  *li, *b, *what: where. */
+static int hash_differs(const uint64_t *rr, const uint64_t *ra, int64_t rb, int nl,
+                        const uint64_t *hr, const uint64_t *ha, int64_t nb, int64_t at, int *li,
+                        int64_t *b, const char **what)
+{
+    for (int i = 0; i < nl; i++)
+        for (int k = 0; k < 2; k++)
+            for (int64_t j = 0; j < nb; j++) {
+                const uint64_t *mine = k ? ha : hr, *root = k ? ra : rr;
+                if (mine[(int64_t)i * nb + j] != root[(int64_t)i * rb + at + j]) {
+                    *li = i;
+                    *b = at + j;
+                    *what = k ? "activations" : "relevance";
+                    return 1;
+                }
+            }
+    return 0;
+}
+
+/* Every rank's run of the subject against the root's.  Under a split the
+ * judgement reads cells of each rank's own run (the layer split: its
+ * blocks, end to end and trace-local; the sample split: its samples, in
+ * the trace-local run), while the root's per-layer figures (each
+ * contribution's sum, the float32 conservation, the signs of zero
+ * denominators) come from the root's run.  An engine that gave other bits
+ * in another process, or for another batch, would have one verdict read
+ * two runs: the ranks' per-sample hashes of their first pass (hrel, hact)
+ * are exchanged and any sample that differs from the root's is refused.
+ * The layer split: every rank sees every hash (sp_allx, the store's kind
+ * of exchange, so that a failure pairs up), compares them all and returns
+ * the same line; the sample split: the root compares (sp_gather), the
+ * others learn of its failure at their next exchange.  Called by every
+ * rank, one with no sample too (F->hB 0). */
+static lrp_status ranks_ran_alike(splitter *S, const sp_store *P, const f32_take *F, int nl,
+                                  const char *label, lrp_err *err)
+{
+    void *all = NULL;
+    size_t total = 0;
+    int li = -1;
+    int64_t b = -1;
+    const char *what = "";
+    int g = -1;
+    if (S->layer) {
+        size_t half = (size_t)nl * (size_t)F->hB, n = 2 * half * sizeof(uint64_t);
+        uint64_t *mine = malloc(n ? n : 1);
+        if (!mine)
+            return lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory in the oracle", label);
+        memcpy(mine, F->hrel, half * sizeof *mine);
+        memcpy(mine + half, F->hact, half * sizeof *mine);
+        int rc = sp_allx(S, mine, n, NULL, &all, &total);
+        free(mine);
+        if (rc)
+            return st_failed(P, label, err);
+        if (total != n * (size_t)S->R) {
+            free(all);
+            return lrp_err_set(err, LRP_E_NOMEM, "%s: the ranks' runs exchanged %zu bytes, not %zu",
+                               label, total, n * (size_t)S->R);
+        }
+        /* rank q's part against rank 0's (every rank alike, not against
+         * its own) */
+        const uint64_t *h = all;
+        for (int q = 1; q < S->R && g < 0; q++)
+            if (hash_differs(h, h + half, F->hB, nl, h + 2 * half * (size_t)q,
+                             h + 2 * half * (size_t)q + half, F->hB, 0, &li, &b, &what))
+                g = q;
+        free(all);
+        if (g < 0)
+            return LRP_OK;
+        return lrp_err_set(err, LRP_E_NUMERIC,
+                           "%s: the float32 fast path gave other %s at layer '%s' (sample %lld) "
+                           "in rank %d's process than in rank 0's on the same input (it is not "
+                           "deterministic across processes): no verdict",
+                           label, what, S->sub.layers[li].name, (long long)b, g);
+    }
+    /* the sample split: this rank's samples (the root's: its block of the
+     * whole batch it ran) */
+    int64_t c = S->s->count, B = S->B;
+    xbuf x = {0};
+    sp_begin(&x, c);
+    for (int k = 0; k < 2 && F->hB > 0; k++)
+        for (int i = 0; i < nl; i++)
+            xb_put(&x, (k ? F->hact : F->hrel) + (int64_t)i * F->hB, (size_t)c * sizeof(uint64_t));
+    if (sp_exchange(S, &x, NULL, 0, "", &all, &total))
+        return S->dead ? lrp_err_set(err, LRP_E_NOMEM, "%s: stopped: a rank of the sample split failed",
+                                     label)
+                       : LRP_OK;
+    segs G;
+    lrp_status st = LRP_OK;
+    if (sp_segments(&G, all, total, B)) {
+        st = lrp_err_set(err, LRP_E_NOMEM, "%s: the ranks' hashes do not fit the batch", label);
+        goto done;
+    }
+    for (int q = 1; q < G.n && g < 0; q++) {
+        if (G.count[q] == 0)
+            continue;
+        size_t m = (size_t)nl * (size_t)G.count[q] * sizeof(uint64_t);
+        const uint64_t *hr = xr_get(&G.r[q], m), *ha = xr_get(&G.r[q], m);
+        if (!hr || !ha) {
+            st = lrp_err_set(err, LRP_E_NOMEM, "%s: the ranks' hashes do not fit the batch", label);
+            goto done;
+        }
+        if (hash_differs(F->hrel, F->hact, F->hB, nl, hr, ha, G.count[q], G.first[q], &li, &b,
+                         &what))
+            g = q;
+    }
+    if (g >= 0)
+        st = lrp_err_set(err, LRP_E_NUMERIC,
+                         "%s: the float32 fast path gave other %s at layer '%s' (sample %lld) in "
+                         "rank %d's run of samples %lld - %lld than in rank 0's run of the whole "
+                         "batch (its results depend on the process or on the batch it runs): no "
+                         "verdict",
+                         label, what, S->sub.layers[li].name, (long long)b, g,
+                         (long long)G.first[g], (long long)(G.first[g] + G.count[g] - 1));
+done:
+    segs_free(&G);
+    free(all);
+    return st;
+}
+
 /* The subject's activations for the trace-local run: the fast path run
  * again (its second pass keeps them), which must give the relevance of
  * the first bit for bit.  Moves them into F->act; with blk (the layer
@@ -4212,11 +4382,12 @@ static lrp_status f32_activations(f32_take *F, const lrp_backend *fbe, const lrp
     f32_take A;
     lrp_pipe *again = NULL;
     lrp_status st = LRP_OK;
-    if (f32_take_init(&A, nl, NULL, 1)) {
+    if (f32_take_init(&A, nl, NULL, 1, 0)) {
         st = lrp_err_set(err, LRP_E_NOMEM, "%s: out of memory in the oracle", label);
         goto done;
     }
     A.same_rel = (const float *const *)F->rel;
+    A.same_act = F->hact;
     /* (a first pass kept as blocks compares blocks: the same splitter) */
     A.blk = F->blk ? F->blk : blk;
     A.same_blk = F->blk != NULL;
@@ -4230,8 +4401,8 @@ static lrp_status f32_activations(f32_take *F, const lrp_backend *fbe, const lrp
     }
     if (A.differs) {
         st = lrp_err_set(err, LRP_E_NUMERIC,
-                         "%s: the float32 fast path gave other relevance when run again on the "
-                         "same input (it is not deterministic): no verdict",
+                         "%s: the float32 fast path gave other relevance or activations when "
+                         "run again on the same input (it is not deterministic): no verdict",
                          label);
         goto done;
     }
@@ -4995,7 +5166,7 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
          * again then, and checks that it gives the same relevance) */
         fnet = judges ? net : &S->sub;
         if (judges || S->sub.batch > 0) {
-            if (f32_take_init(&F, nl, judges ? refv : NULL, 0))
+            if (f32_take_init(&F, nl, judges ? refv : NULL, 0, fnet->batch))
                 goto oom;
             /* the layer split: every rank keeps only its block, taken so
              * in the hook; the end-to-end judgement (the root) fetches each
@@ -5012,6 +5183,11 @@ static lrp_status check_run(lrp_run_report *rep, lrp_net *net, const lrp_check_o
         }
         for (int i = 0; f32 && i < nl; i++)
             got[i] = F.rel[i];
+        /* every rank's run the root's, where cells of the others' runs are
+         * judged (the layer split; the sample split's trace-local run) */
+        if (S && (S->layer || o->tlocal) &&
+            (st = ranks_ran_alike(S, park ? &PS : NULL, &F, nl, rep->fixture, err)))
+            goto done;
         /* the layer split: every rank's block lent to the store (no
          * exchange, no copy; the root's views are fetched per step) */
         if (park && f32) {

@@ -209,6 +209,8 @@ static lrp_net *job_net(const char *fx, const char *source, const char *damage)
 static int case_prec;
 /* per rank: the subject of the case running (NULL: our fast path) */
 static const lrp_backend *case_subject[MAXR];
+/* run_ranks plays the sample split instead of the layer split */
+static int case_samples;
 
 static void opts(lrp_check_opts *o, const char *fx, const char *source)
 {
@@ -246,6 +248,13 @@ static void run_ranks(rank_job *jobs, sim *s, const char *fx, const char *source
         j->net = job_net(fx, source, damage);
         lrp_check_split sp = {0, j->net->batch, q == 0, 0, sim_gather, j,
                               1, q, R, sim_allgather};
+        if (case_samples) { /* the sample split: rank q its sample q, the
+                               last rank the rest, ranks beyond the batch none */
+            int64_t B = j->net->batch;
+            lrp_check_split ss = {q < B ? q : B, q < B ? (q == R - 1 ? B - q : 1) : 0,
+                                  q == 0, 0, sim_gather, j, 0, 0, 0, NULL};
+            sp = ss;
+        }
         j->sp = sp;
         j->subject = case_subject[q];
     }
@@ -545,14 +554,14 @@ static void flaky_subject_refused_on_its_rank(void **state)
  * ranks' lent blocks, fetched step by step: the verdict must be the one
  * process's FAIL, byte for byte, on deep nets (BatchNorm and Add; a dense
  * block of Concatenates), R = 2 and 3. */
-static int wrong_how; /* 0: negated, 1: x 3/2 */
+static int wrong_how; /* 0: negated, 1: x 3/2, 2: x (1 + 2^-8) */
 
 static void wrong_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x,
                           const lrp_bwd_part *parts, int np, int64_t batch)
 {
     tu_flaky_real(ctx, out, L, x, parts, np, batch);
     for (int64_t i = 0; i < batch * L->n_in; i++)
-        ((float *)out)[i] *= wrong_how ? 1.5f : -1.0f;
+        ((float *)out)[i] *= wrong_how == 2 ? 1.00390625f : wrong_how ? 1.5f : -1.0f;
 }
 
 static void wrong_subject_fails_as_one_process(void **state)
@@ -606,6 +615,71 @@ static void wrong_subject_fails_as_one_process(void **state)
     }
 }
 
+/* An engine that gives other bits in one process than in the others and
+ * the same in each of its own runs (a summation order that depends on the
+ * process, say): rank `odd`'s Dense backward scaled by 1 + 2^-8.  Its two
+ * runs agree, so only the ranks' exchange of their runs' per-sample hashes
+ * (oracle/check.c ranks_ran_alike) can see that the cells judged and the
+ * root's figures would come from different runs.  Under the layer split
+ * every rank must return the same one line naming the rank that differs
+ * from rank 0 (rank 1 when rank 0 is the odd one); under the sample split
+ * (each rank its samples: R = 2, and 3 with a rank holding none) the root
+ * refuses with its line and the others stop.  The same engine on every
+ * rank is refused nowhere. */
+static void process_dependent_subject_refused(void **state)
+{
+    (void)state;
+    lrp_f32_ctx *cx[MAXR];
+    lrp_backend be[MAXR];
+    wrong_how = 2;
+    for (int samples = 0; samples <= 1; samples++)
+        for (int R = 2; R <= 3; R++)
+            for (int odd = -1; odd < R; odd++) { /* -1: every rank the same */
+                for (int q = 0; q < R; q++) {
+                    assert_non_null(cx[q] = lrp_f32_ctx_new(1));
+                    lrp_f32_backend(&be[q], cx[q]);
+                    tu_flaky_real = be[q].lin_bwd;
+                    if (q == odd || odd < 0)
+                        be[q].lin_bwd = wrong_lin_bwd;
+                    case_subject[q] = &be[q];
+                }
+                case_samples = samples;
+                sim s;
+                rank_job jobs[MAXR];
+                run_ranks(jobs, &s, "mlp", NULL, NULL, R, -1, 0);
+                case_samples = 0;
+                const char *how = samples ? "sample split" : "layer split";
+                char want[64];
+                snprintf(want, sizeof want, "rank %d's", odd == 0 ? 1 : odd);
+                /* (a rank beyond the batch runs nothing: nothing differs) */
+                int refused = odd >= 0 && !(samples && odd >= jobs[0].net->batch);
+                for (int q = 0; q < R; q++) {
+                    const char *m = jobs[q].err.msg;
+                    if (!refused) {
+                        if (jobs[q].st != LRP_OK)
+                            fail_msg("%s R=%d, odd rank %d (none or idle): rank %d: %s", how, R,
+                                     odd, q, m);
+                        continue;
+                    }
+                    if (jobs[q].st == LRP_OK)
+                        fail_msg("%s R=%d, odd rank %d: rank %d returned success", how, R, odd,
+                                 q);
+                    if (!m[0] || strchr(m, '\n'))
+                        fail_msg("%s R=%d: rank %d's error is not one line: '%s'", how, R, q, m);
+                    /* the layer split: every rank decides, alike */
+                    if ((q == 0 || !samples) && (!strstr(m, want) || !strstr(m, samples
+                                                                              ? "depend on the process"
+                                                                              : "across processes")))
+                        fail_msg("%s R=%d, odd rank %d: rank %d said '%s' (rank 0: '%s')", how, R, odd, q, m, jobs[0].err.msg);
+                }
+                jobs_free(jobs, R);
+                for (int q = 0; q < R; q++) {
+                    lrp_f32_ctx_free(cx[q]);
+                    case_subject[q] = NULL;
+                }
+            }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -614,6 +688,7 @@ int main(void)
         cmocka_unit_test(failure_reaches_every_rank),
         cmocka_unit_test(flaky_subject_refused_on_its_rank),
         cmocka_unit_test(wrong_subject_fails_as_one_process),
+        cmocka_unit_test(process_dependent_subject_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -224,6 +224,13 @@ static void faulty_lin_bwd(void *ctx, void *out, const lrp_lin *L, const void *x
 typedef void (*lin_bwd_fn)(void *, void *, const lrp_lin *, const void *, const lrp_bwd_part *,
                            int, int64_t);
 
+/* our fast path's backward unchanged (a subject altered elsewhere) */
+static void real_lin_bwd_passthrough(void *ctx, void *out, const lrp_lin *L, const void *x,
+                                     const lrp_bwd_part *parts, int np, int64_t batch)
+{
+    real_lin_bwd(ctx, out, L, x, parts, np, batch);
+}
+
 /* check's options with `faulty` as the subject: our fast path with its
  * Dense/Conv2D backward replaced by fn (which calls real_lin_bwd).  The
  * caller frees the returned context. */
@@ -265,6 +272,68 @@ static void test_local_names_the_faulty_layer(void **state)
     assert_int_equal(rep.layers[0].local_verdict, LRP_V_PASS);
     assert_int_equal(rep.layers[fc1].local_verdict, LRP_V_PASS);
     lrp_run_report_free(&rep);
+    lrp_f32_ctx_free(cx);
+    lrp_net_free(net);
+}
+
+/* An engine whose second run gives other activations and the same
+ * relevance: once the trace-local phase has begun (the phase callback;
+ * check runs the subject again there for its activations), mlp's logits
+ * (fc3, 10 outputs) of sample 0 get one ulp more at a class that is not
+ * the target.  The output relevance is one-hot at the target, so that
+ * class's relevance stays 0 and no relevance changes: only a check of the
+ * activations themselves (per-sample hashes of the first run) sees that
+ * the trace-local judgement would read values the first run did not give. */
+typedef void (*lin_fwd_fn)(void *, void *, const lrp_lin *, const void *, const lrp_term *, int,
+                           const lrp_bterm *, int, int, int64_t);
+static lin_fwd_fn real_lin_fwd;
+static int act_flaky_on, act_flaky_class;
+
+static void act_flaky_lin_fwd(void *ctx, void *out, const lrp_lin *L, const void *x,
+                              const lrp_term *t, int nt, const lrp_bterm *bt, int nb, int absval,
+                              int64_t batch)
+{
+    real_lin_fwd(ctx, out, L, x, t, nt, bt, nb, absval, batch);
+    if (act_flaky_on && !absval && !L->conv && L->n_out == 10) {
+        float *o = (float *)out + act_flaky_class;
+        *o = nextafterf(*o, INFINITY);
+    }
+}
+
+static void act_flaky_phase(void *ctx, int phase, int k, int n)
+{
+    (void)ctx;
+    (void)k;
+    (void)n;
+    if (phase == LRP_PHASE_TLOCAL)
+        act_flaky_on = 1;
+}
+
+static void test_activations_of_second_run_checked(void **state)
+{
+    (void)state;
+    lrp_net *net = tu_fixture("mlp");
+    assert_non_null(net->target);
+    lrp_check_opts o;
+    lrp_f32_ctx *cx = subject_opts(&o, real_lin_bwd_passthrough);
+    real_lin_fwd = faulty.lin_fwd;
+    faulty.lin_fwd = act_flaky_lin_fwd;
+    act_flaky_class = (int)((net->target[0] + 1) % 10);
+    o.phase = act_flaky_phase;
+    lrp_run_report rep;
+    lrp_err e = {0};
+    act_flaky_on = 0;
+    assert_int_equal(lrp_check(&rep, net, &o, &e), LRP_E_NUMERIC);
+    assert_non_null(strstr(e.msg, "not deterministic"));
+    lrp_run_report_free(&rep);
+    /* the nudge from the start (both runs alike): judged, not refused */
+    act_flaky_on = 1;
+    o.phase = NULL;
+    lrp_err e2 = {0};
+    if (lrp_check(&rep, net, &o, &e2) != LRP_OK)
+        fail_msg("%s", e2.msg);
+    lrp_run_report_free(&rep);
+    act_flaky_on = 0;
     lrp_f32_ctx_free(cx);
     lrp_net_free(net);
 }
@@ -443,6 +512,7 @@ int main(void)
         cmocka_unit_test(test_sign0_zero_dead_unit_is_nonfinite),
         cmocka_unit_test(test_local_names_the_faulty_layer),
         cmocka_unit_test(test_nondeterministic_subject_is_refused),
+        cmocka_unit_test(test_activations_of_second_run_checked),
         cmocka_unit_test(test_reports_parse_back),
     };
     return cmocka_run_group_tests_name("oracle", tests, setup, teardown);
