@@ -229,11 +229,28 @@ static void opts(lrp_check_opts *o, const char *fx, const char *source)
         o->identify = 0;
 }
 
+/* rank 0's exchanges when its judgement phase began (after the ranks'
+ * exchange of their runs' hashes, check's last exchange before it) */
+static int judge_at;
+
+static void note_phase(void *ctx, int phase, int k, int n)
+{
+    (void)k;
+    (void)n;
+    const rank_job *j = ctx;
+    if (phase == LRP_PHASE_JUDGE)
+        judge_at = j->s->calls[0];
+}
+
 static void *rank_main(void *arg)
 {
     rank_job *j = arg;
     lrp_check_opts o;
     opts(&o, j->fx, j->source);
+    if (j->q == 0) {
+        o.phase = note_phase;
+        o.phase_ctx = j;
+    }
     o.split = &j->sp;
     o.subject = j->subject;
     j->st = lrp_check(&j->rep, j->net, &o, &j->err);
@@ -455,33 +472,47 @@ static void whole_units_refused(void **state)
  * serve it: 462 of compare resnet's 916) are hit at several points, each
  * rank as the one failing; check cnn has the local comparison's too (526 of
  * its 835). */
+/* rank fr of R failing at its exchange `at`: every rank returns one line
+ * and none exchanges after it */
+static void fail_once(const char *fx, const char *source, int R, int fr, int at)
+{
+    sim s;
+    rank_job jobs[MAXR];
+    run_ranks(jobs, &s, fx, source, NULL, R, fr, at);
+    for (int q = 0; q < R; q++) {
+        if (jobs[q].st == LRP_OK)
+            fail_msg("%s: failure of rank %d at exchange %d: rank %d returned success", fx, fr,
+                     at, q);
+        if (!jobs[q].err.msg[0] || strchr(jobs[q].err.msg, '\n'))
+            fail_msg("%s: failure of rank %d at exchange %d: rank %d's error is not "
+                     "one line: '%s'",
+                     fx, fr, at, q, jobs[q].err.msg);
+        assert_int_equal(s.after_fail[q], 0);
+        assert_int_equal(s.calls[q], at);
+    }
+    jobs_free(jobs, R);
+}
+
 static void fail_at_points(const char *fx, const char *source)
 {
     const int R = 3;
     sim s;
     rank_job jobs[MAXR];
+    judge_at = 0;
     run_ranks(jobs, &s, fx, source, NULL, R, -1, 0);
-    int total = s.calls[0];
+    int total = s.calls[0], judged = judge_at;
     jobs_free(jobs, R);
     assert_true(total > 10);
     const int step = (total + 23) / 24;
-    for (int at = 1; at <= total; at += step) {
-        for (int fr = (at / step) % R; fr < R; fr += R) {
-            run_ranks(jobs, &s, fx, source, NULL, R, fr, at);
-            for (int q = 0; q < R; q++) {
-                if (jobs[q].st == LRP_OK)
-                    fail_msg("%s: failure of rank %d at exchange %d: rank %d returned success",
-                             fx, fr, at, q);
-                if (!jobs[q].err.msg[0] || strchr(jobs[q].err.msg, '\n'))
-                    fail_msg("%s: failure of rank %d at exchange %d: rank %d's error is not "
-                             "one line: '%s'",
-                             fx, fr, at, q, jobs[q].err.msg);
-                assert_int_equal(s.after_fail[q], 0);
-                assert_int_equal(s.calls[q], at);
-            }
-            jobs_free(jobs, R);
-        }
-    }
+    for (int at = 1; at <= total; at += step)
+        for (int fr = (at / step) % R; fr < R; fr += R)
+            fail_once(fx, source, R, fr, at);
+    /* and each rank failing at the last exchange before the judgement:
+     * under check the ranks' exchange of their runs' hashes, in which a
+     * rank that failed in its run sends its failure */
+    assert_true(judged > 0);
+    for (int fr = 0; fr < R; fr++)
+        fail_once(fx, source, R, fr, judged);
 }
 
 static void failure_reaches_every_rank(void **state)
