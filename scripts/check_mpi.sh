@@ -467,5 +467,44 @@ rc=$?
 [ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && ok "-n 3, usage error: exit 2, one line" ||
     bad "-n 3, usage error: exit $rc, $(wc -l <f.err) lines"
 
+echo "== rank 0 takes its node's cores (tools/cli_mpi.c widen_root)"
+# Under a launcher that binds each rank to one core, rank 0 (which runs the
+# judgement's phases alone with every local rank's threads) must take the
+# union of its node's ranks' cores, and rank 1 keep its own.  Read from
+# /proc while a check runs (the last values seen before it ends).
+ncpus() { # the CPU count of a Cpus_allowed_list ("0-1", "0,2-3")
+    echo "$1" | tr ',' '\n' | awk -F- 'NF { n += (NF == 2 ? $2 - $1 + 1 : 1) } END { print n + 0 }'
+}
+if [ "$(nproc)" -ge 2 ]; then
+    $LRP_MPIRUN --bind-to core -n 2 "$MPI" check "$FX/resnet.h5" --split layer --threads 1 \
+        >/dev/null 2>&1 &
+    mp=$!
+    r0="" r1=""
+    while kill -0 "$mp" 2>/dev/null; do
+        for p in $(pgrep -f "$MPI check $FX/resnet.h5"); do
+            # (a process may end between pgrep and the reads)
+            rk=$({ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null |
+                sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+            c=$({ sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "/proc/$p/status"; } 2>/dev/null)
+            [ -n "$c" ] && [ "$rk" = 0 ] && r0=$c
+            [ -n "$c" ] && [ "$rk" = 1 ] && r1=$c
+        done
+        sleep 0.05
+    done
+    wait "$mp"
+    rc=$?
+    if [ "$rc" -ne 0 ] || [ -z "$r0" ] || [ -z "$r1" ]; then
+        bad "bound -n 2: check exit $rc, rank 0's cpus '$r0', rank 1's '$r1' (not seen)"
+    elif [ "$(ncpus "$r1")" -ne 1 ]; then
+        echo "  (skipped: the launcher did not bind rank 1 to one core: '$r1')"
+    elif [ "$(ncpus "$r0")" -ge 2 ]; then
+        ok "bound -n 2: rank 0 runs on cpus $r0, rank 1 on $r1"
+    else
+        bad "bound -n 2: rank 0 kept cpus '$r0' (rank 1: '$r1')"
+    fi
+else
+    echo "  (skipped: one CPU)"
+fi
+
 echo "check_mpi: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
