@@ -4333,10 +4333,12 @@ static lrp_status ranks_ran_alike(splitter *S, const sp_store *P, const f32_take
     for (int k = 0; k < 2 && F->hB > 0; k++)
         for (int i = 0; i < nl; i++)
             xb_put(&x, (k ? F->hact : F->hrel) + (int64_t)i * F->hB, (size_t)c * sizeof(uint64_t));
-    if (sp_exchange(S, &x, NULL, 0, "", &all, &total))
-        return S->dead ? lrp_err_set(err, LRP_E_NOMEM, "%s: stopped: a rank of the sample split failed",
-                                     label)
-                       : LRP_OK;
+    if (sp_exchange(S, &x, NULL, 0, "", &all, &total)) {
+        if (!S->dead)
+            return LRP_OK; /* not the root */
+        return lrp_err_set(err, LRP_E_NOMEM, "%s: stopped: a rank of the sample split failed",
+                           label);
+    }
     segs G;
     lrp_status st = LRP_OK;
     if (sp_segments(&G, all, total, B)) {
