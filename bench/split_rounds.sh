@@ -49,7 +49,7 @@ while [ "$r" -le "$rounds" ]; do
     for m in $mpis; do
         i=$((i + 1))
         eval "t=\$t$i"
-        line="$line $(basename "$(dirname "$(dirname "$m")")")/$(basename "$(dirname "$m")") -n $ranks $(printf '%.1f' "$t") s ($(echo "scale=2; $t / $t1p" | bc) x),"
+        line="$line $(basename "$(dirname "$(dirname "$m")")")/$(basename "$(dirname "$m")") -n $ranks $(printf '%.1f' "$t") s ($(printf '%.2f' "$(echo "scale=4; $t / $t1p" | bc)") x),"
         cmp -s "$work/mpi$i.out" "$work/ref.out" || { line="$line [stdout differs]"; status=1; }
     done
     echo "$line one process $(printf '%.1f' "$t1p") s"
