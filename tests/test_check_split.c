@@ -11,8 +11,8 @@
  * the input's 3 channels: empty blocks), on fixtures whose verdicts pass
  * and on ones that do not: a NaN origin (vgg_dead), ill-conditioned cells
  * (nearcancel), signed zeros (negzero), and damaged traces of the fast
- * path (the input relevance sign-flipped, one layer doubled, a NaN
- * injected), nets with layers run whole on every rank (Concatenate,
+ * path (the input relevance sign-flipped, one layer doubled, zeroed or
+ * its cells reversed, a NaN injected; each must fail one process), nets with layers run whole on every rank (Concatenate,
  * Reshape: DenseNet-like), and nets with every BatchNorm canonized into
  * its conv (divided with it; R = 2 and 3 only).  Under check the subject
  * (our fast path's run) reaches the root's end-to-end and trace-local
@@ -121,6 +121,18 @@ static void add_damaged(lrp_net *net, const char *from, const char *to, const ch
             rm[k] *= 2.0f;
     else if (!strcmp(how, "nan"))
         rm[nm / 3] = NAN;
+    else if (!strcmp(how, "zero")) /* one layer's relevance lost */
+        memset(rm, 0, (size_t)nm * sizeof *rm);
+    else if (!strcmp(how, "shuffle")) { /* each sample's cells reversed: every sum kept */
+        int64_t n1 = nm / net->batch;
+        for (int64_t b = 0; b < net->batch; b++)
+            for (int64_t k = 0; k < n1 / 2; k++) {
+                float tmp = rm[b * n1 + k];
+                rm[b * n1 + k] = rm[b * n1 + n1 - 1 - k];
+                rm[b * n1 + n1 - 1 - k] = tmp;
+            }
+    } else
+        fail_msg("add_damaged: no damage '%s'", how);
 }
 
 /* nets built here ("built:NAME"), each with layers the split runs whole
@@ -366,6 +378,8 @@ static void layer_split_equals_one_process(void **state)
         {"resnet", "flipped", "flip", 0, 0}, /* a sign-flipped heatmap: FAIL */
         {"cnn", "doubled", "double", 0, 0}, /* one layer x 2 */
         {"mlp", "nanned", "nan", 0, 0},     /* a NaN injected */
+        {"resnet", "zeroed", "zero", 0, 1}, /* one layer's relevance zeroed */
+        {"resnet", "shuffled", "shuffle", 0, 1}, /* one layer's cells reversed, sums kept */
         /* layers run whole on every rank (Concatenate, Reshape) */
         {"densenet", NULL, NULL, 0, 0},              /* a dense block of Concatenates */
         {"captum_cat", NULL, NULL, 0, 0},            /* a conv read by a Concatenate and a conv */
@@ -400,6 +414,10 @@ static void layer_split_equals_one_process(void **state)
         lrp_run_report one;
         if (lrp_check(&one, net, &o, &e) != LRP_OK)
             fail_msg("%s: %s", what, e.msg);
+        /* a damaged trace must not pass one process (then the split's
+         * report, the same bytes, does not either) */
+        if (k->damage && lrp_run_ok(&one))
+            fail_msg("%s (%s): one process passed a damaged trace", what, k->damage);
         for (size_t r = 0; r < sizeof Rs / sizeof Rs[0]; r++) {
             int R = Rs[r];
             if (k->few && R != 2 && R != 3)
