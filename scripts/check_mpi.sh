@@ -181,11 +181,12 @@ rc=$?
     ok "fast --split layer -n 2: refused, one line" ||
     bad "fast --split layer -n 2: exit $rc, $(wc -l <f.err) lines"
 # a rank failing in the middle of the split run (resnet: 7 Conv2D / Dense
-# layers, two agreements an exchange: its 12th agreement is in the forward
-# pass, its 25th in the backward, its 60th in the gathering of the trace
-# after the run), rank 0 included, also leaving at once: exit 2, its one
-# line, no file, no hang
-for spec in 1@12 1@25 1@60 2@12 0@12 0@25 1@12:exit; do
+# layers; its first agreement follows the load, its second the sharing of
+# the weights (cli_mpi_share), then two an exchange: its 14th
+# agreement is in the forward pass, its 27th in the backward, its 62nd in
+# the gathering of the trace after the run), rank 0 included, also leaving
+# at once; and at the first two: exit 2, its one line, no file, no hang
+for spec in 1@14 1@27 1@62 2@14 0@14 0@27 1@14:exit 1@1 1@2 0@2 2@2:exit; do
     n=2
     [ "${spec%%@*}" -eq 2 ] && n=3
     rm -f "$W/f.t.h5"
@@ -200,11 +201,12 @@ for spec in 1@12 1@25 1@60 2@12 0@12 0@25 1@12:exit; do
         cat f.err
     fi
 done
-# the same in the exchanges of a layer run whole (densenet: its first
-# agreement is the split's, then two an exchange; agreements 8-9 gather
-# d1_conv for d1_cat's forward, 20-21 the stem for d3_cat's, 40-41 the
-# relevance of d3_cat for its backward, 46-47 of d2_cat, 52-53 of d1_cat)
-for spec in 1@8 2@21 1@40 0@46 1@52:exit; do
+# the same in the exchanges of a layer run whole (densenet: after the
+# load's and the sharing's agreements, the split's first, then two an
+# exchange; agreements 10-11 gather d1_conv for d1_cat's forward, 22-23 the
+# stem for d3_cat's, 42-43 the relevance of d3_cat for its backward, 48-49
+# of d2_cat, 54-55 of d1_cat)
+for spec in 1@10 2@23 1@42 0@48 1@54:exit; do
     n=2
     [ "${spec%%@*}" -eq 2 ] && n=3
     rm -f "$W/f.t.h5"
@@ -453,9 +455,10 @@ for n in 2 3; do
         cat f.err
     fi
 done
-# fast: rank 1 fails after its share; rank 0 writes nothing
+# fast: rank 1 fails after its share of the samples (its third agreement,
+# after the load's and the weights'); rank 0 writes nothing
 rm -f "$W/f.t.h5"
-LRP_MPI_TEST_FAIL=1 run $LRP_MPIRUN -x LRP_MPI_TEST_FAIL -n 2 "$MPI" fast "$W/resnet5.h5" \
+LRP_MPI_TEST_FAIL=1@3 run $LRP_MPIRUN -x LRP_MPI_TEST_FAIL -n 2 "$MPI" fast "$W/resnet5.h5" \
     --out "$W/f.t.h5" >f.out 2>f.err
 rc=$?
 [ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] && [ ! -e "$W/f.t.h5" ] &&
@@ -505,6 +508,104 @@ if [ "$(nproc)" -ge 2 ]; then
 else
     echo "  (skipped: one CPU)"
 fi
+
+echo "== one copy of the weights a node (tools/cli_mpi.c cli_mpi_share)"
+# While a check runs under -n 2, both ranks must map the same shared copy
+# (/dev/shm/lrp-oracle-*, unlinked once mapped: the same inode in both
+# ranks' /proc maps) and read from it (the mapping's resident size above 0:
+# a rank that mapped it and kept reading its own copy would touch none of
+# it); with
+# LRP_MPI_SHARE=0, or with no room for it, neither maps one.  The report
+# is one process's in every case.
+shm_seen() { # LRP_MPI_SHARE LRP_MPI_TEST_SHARE_NOROOM: "inode0 inode1 shmem0 shmem1"
+    LRP_MPI_SHARE=$1 LRP_MPI_TEST_SHARE_NOROOM=$2 LRP_MPI_TEST_SHARE_REPORT=1 $LRP_MPIRUN \
+        -x LRP_MPI_SHARE -x LRP_MPI_TEST_SHARE_NOROOM -x LRP_MPI_TEST_SHARE_REPORT -n 2 "$MPI" \
+        check "$FX/resnet.h5" --split layer --threads 1 >"$W/shm.out" 2>"$W/shm.err" &
+    mp=$!
+    i0="-" i1="-" s0=0 s1=0
+    while kill -0 "$mp" 2>/dev/null; do
+        for p in $(pgrep -f "$MPI check $FX/resnet.h5"); do
+            # (a process may end between pgrep and the reads)
+            rk=$({ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null |
+                sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+            ino=$({ awk '$6 ~ /^\/dev\/shm\/lrp-oracle-/ { print $5; exit }' "/proc/$p/maps"; } \
+                2>/dev/null)
+            # the resident part of that mapping alone (Open MPI's own
+            # shared memory is in RssShmem too)
+            sh=$({ awk '/^[0-9a-f]+-[0-9a-f]+ / { on = $6 ~ /^\/dev\/shm\/lrp-oracle-/ }
+                on && /^Rss:/ { print $2; exit }' "/proc/$p/smaps"; } 2>/dev/null)
+            if [ "$rk" = 0 ]; then
+                [ -n "$ino" ] && i0=$ino
+                [ -n "$sh" ] && [ "$sh" -gt "$s0" ] && s0=$sh
+            elif [ "$rk" = 1 ]; then
+                [ -n "$ino" ] && i1=$ino
+                [ -n "$sh" ] && [ "$sh" -gt "$s1" ] && s1=$sh
+            fi
+        done
+        sleep 0.05
+    done
+    wait "$mp" || echo "exit $?" >>"$W/shm.out"
+    echo "$i0 $i1 $s0 $s1"
+}
+"$ONE" check "$FX/resnet.h5" >"$W/shm1.out" 2>&1
+set -- $(shm_seen 1 0)
+# and every parameter array of each rank is in it (LRP_MPI_TEST_SHARE_REPORT:
+# "rank R: K of N arrays in the node's copy" at the end)
+every=$(grep -c "rank [01]: \([1-9][0-9]*\) of \1 arrays in the node's copy" "$W/shm.err")
+if [ "$1" != - ] && [ "$1" = "$2" ] && [ "$3" -gt 0 ] && [ "$4" -gt 0 ] && [ "$every" -eq 2 ]; then
+    ok "check -n 2: both ranks read every parameter from one shared copy (inode $1; resident $3, $4 kB)"
+else
+    bad "check -n 2: shared copy: inodes '$1' '$2', resident $3, $4 kB (rank 0, rank 1); $every ranks had every array in it"
+    cat "$W/shm.err"
+fi
+same "check -n 2, weights shared: stdout" "$W/shm1.out" "$W/shm.out"
+for how in "0 0|LRP_MPI_SHARE=0" "1 1|no room (LRP_MPI_TEST_SHARE_NOROOM=1)"; do
+    # shellcheck disable=SC2086
+    set -- $(shm_seen ${how%%|*})
+    [ "$1 $2" = "- -" ] && [ ! -s "$W/shm.err" ] && ok "check -n 2, ${how#*|}: no shared copy" ||
+        bad "check -n 2, ${how#*|}: a shared copy was mapped (inodes $1 $2)"
+    same "check -n 2, ${how#*|}: stdout" "$W/shm1.out" "$W/shm.out"
+done
+# compare: the trace's arrays are in the copy too (resnet has 32 parameter
+# datasets, and its fast-path trace a relevance and an activation for each
+# of its 22 layers: 76 arrays), the report one process's
+"$ONE" fast "$FX/resnet.h5" --out "$W/shmT.h5" >/dev/null || bad "fast resnet"
+"$ONE" compare "$W/shmT.h5" --source fastpath >"$W/shm1.out" 2>&1
+for sp in "" "--split layer"; do
+    # shellcheck disable=SC2086
+    LRP_MPI_TEST_SHARE_REPORT=1 run $LRP_MPIRUN -x LRP_MPI_TEST_SHARE_REPORT -n 3 "$MPI" compare \
+        "$W/shmT.h5" --source fastpath $sp >"$W/shm.out" 2>"$W/shm.err"
+    every=$(grep -c "rank [012]: 76 of 76 arrays in the node's copy" "$W/shm.err")
+    how=${sp:---split samples}
+    [ "$every" -eq 3 ] && ok "compare $how -n 3: every rank reads the weights and the trace from the copy" ||
+        { bad "compare $how -n 3: $every ranks read 76 of 76 arrays from the copy"; cat "$W/shm.err"; }
+    same "compare $how -n 3, weights and trace shared: stdout" "$W/shm1.out" "$W/shm.out"
+done
+# a rank whose values differ from the copy (as if the file changed between
+# the ranks' reads; LRP_MPI_TEST_SHARE_DIFF changes its own last value by
+# one ulp: a parameter's, or under compare its trace's last activation):
+# exit 2, one line naming the layer (and trace), no report, no file
+for job in "2 1|check $FX/resnet.h5 --split layer --json f.json" \
+    "3 2|check $FX/resnet.h5 --json f.json" \
+    "3 1|reference $FX/resnet.h5 --out f.t.h5 --split layer" \
+    "2 1|compare $W/shmT.h5 --source fastpath --split layer --json f.json"; do
+    set -- ${job%%|*}
+    cmd=${job#*|}
+    rm -f f.json f.t.h5
+    # shellcheck disable=SC2086
+    LRP_MPI_TEST_SHARE_DIFF=$2 run $LRP_MPIRUN -x LRP_MPI_TEST_SHARE_DIFF -n "$1" "$MPI" $cmd \
+        >f.out 2>f.err
+    rc=$?
+    if [ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] &&
+        grep -q "layer '.*' .*: the ranks on one node read different values" f.err &&
+        { [ "${cmd%% *}" != compare ] || grep -q "/traces/fastpath: layer '.*' activation" f.err; } &&
+        [ ! -s f.out ] && [ ! -e f.json ] && [ ! -e f.t.h5 ]; then
+        ok "${cmd%% *} -n $1, rank $2 read other values: exit 2, one line, nothing written"
+    else
+        bad "${cmd%% *} -n $1, rank $2 read other values: exit $rc, $(wc -l <f.err) lines"
+        cat f.err
+    fi
+done
 
 echo "check_mpi: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -46,20 +46,33 @@ static int allgather_rc(int rc, const void *buf, size_t n, void **all, size_t *t
 {
     return gather_rc(rc, buf, n, all, total);
 }
+int cli_mpi_share(lrp_net *net, const char *path, int traces)
+{
+    (void)net, (void)path, (void)traces;
+    return -1;
+}
+void cli_net_free(lrp_net *net) { lrp_net_free(net); }
 
 #else /* LRP_MPI */
 
+#include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <mpi.h>
 #include <sched.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "kinds.h"
 
 static int g_on, g_launched, g_rank, g_size = 1, g_local = 1;
 static int g_err_fd = -1; /* this rank's real stderr (ranks > 0) */
 static FILE *g_cap;       /* where stderr goes meanwhile (ranks > 0) */
 static int *g_pair;       /* agree_counts: each rank's state and count */
+static MPI_Comm g_node = MPI_COMM_NULL; /* the ranks of this node */
+static int g_lrank;       /* this rank's place among them */
 
 static double now_s(void)
 {
@@ -140,12 +153,14 @@ void cli_mpi_init(int *argc, char ***argv)
         fprintf(stderr, "lrp-oracle: mpi: out of memory at start (rank %d)\n", g_rank);
         MPI_Abort(MPI_COMM_WORLD, EXIT_USAGE);
     }
-    MPI_Comm node;
-    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &node) ==
+    /* kept for cli_mpi_share */
+    if (MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &g_node) ==
         MPI_SUCCESS) {
-        MPI_Comm_size(node, &g_local);
-        widen_root(node);
-        MPI_Comm_free(&node);
+        MPI_Comm_size(g_node, &g_local);
+        MPI_Comm_rank(g_node, &g_lrank);
+        widen_root(g_node);
+    } else {
+        g_node = MPI_COMM_NULL;
     }
     if (g_rank > 0) {
         /* no stdout reports from ranks > 0; their stderr is held back */
@@ -285,6 +300,8 @@ int cli_mpi_finish(int rc)
     int code = cli_mpi_agree(rc < 0 || rc == EXIT_OK ? -1 : rc);
     /* a rank's nonzero code that is a verdict, not an error (exit 1 of a
      * failed check), is rank 0's to give: only rank 0 judges */
+    if (g_node != MPI_COMM_NULL)
+        MPI_Comm_free(&g_node);
     MPI_Finalize();
     free(g_pair);
     g_pair = NULL;
@@ -409,6 +426,290 @@ void cli_mpi_block(int64_t n, int64_t *first, int64_t *count)
     int64_t q = n / g_size, m = n % g_size, r = g_rank;
     *count = q + (r < m);
     *first = r * q + (r < m ? r : m);
+}
+
+/* ---- one copy of the weights a node (cli_mpi_share) ---- */
+
+/* The net whose arrays are in a node's shared copy (one at a time). */
+static struct {
+    lrp_net *net;
+    void *base;
+    size_t len;
+} g_sh;
+
+/* One array of the shared copy: the net's slot holding it, its values,
+ * its offset in the copy, and what it is (for a message). */
+typedef struct share_item {
+    float **slot;
+    int64_t n;
+    size_t off;
+    int li;           /* its layer */
+    const char *what; /* "weight", ..., or "relevance" / ... of a trace */
+    const char *trace; /* the trace's source, or NULL for a parameter */
+} share_item;
+
+/* Walks the arrays the copy holds, in order, each at a 64-byte aligned
+ * offset; at(ctx, item) for each when at is non-NULL.  Returns the total
+ * bytes; *count the arrays.  Parameters always; with traces, every
+ * trace's relevance, low parts and activations too. */
+static size_t share_layout(lrp_net *net, int traces, size_t *count,
+                           void (*at)(void *ctx, const share_item *it), void *ctx)
+{
+    size_t off = 0, k = 0;
+    for (int li = 0; li < net->n_layers; li++) {
+        lrp_layer *l = &net->layers[li];
+        for (int w = 0; w < LRP_P_COUNT; w++) {
+            lrp_shape sh;
+            float **slot = lrp_layer_param_slot(l, w);
+            if (!*slot || !lrp_layer_param_shape(net, li, w, &sh))
+                continue;
+            /* two names may fill one field (weight, in_proj_weight):
+             * taken once, under the first name the layer has */
+            int dup = 0;
+            for (int u = 0; u < w && !dup; u++) {
+                lrp_shape su;
+                dup = lrp_layer_param_slot(l, u) == slot && lrp_layer_param_shape(net, li, u, &su);
+            }
+            share_item it = {slot, lrp_shape_numel(&sh), off, li, lrp_param_names[w], NULL};
+            if (dup || it.n <= 0)
+                continue;
+            if (at)
+                at(ctx, &it);
+            off += ((size_t)it.n * sizeof(float) + 63) & ~(size_t)63;
+            k++;
+        }
+    }
+    for (int t = 0; traces && t < net->n_traces; t++) {
+        lrp_trace *tr = &net->traces[t];
+        float **arr[3] = {tr->relevance, tr->relevance_lo, tr->activation};
+        static const char *const name[3] = {"relevance", "relevance_lo", "activation"};
+        for (int a = 0; a < 3; a++)
+            for (int li = 0; arr[a] && li < tr->n_layers && li < net->n_layers; li++) {
+                share_item it = {&arr[a][li], (int64_t)net->batch *
+                                                  lrp_shape_numel(&net->layers[li].shape),
+                                 off, li, name[a], tr->source};
+                if (!arr[a][li] || it.n <= 0)
+                    continue;
+                if (at)
+                    at(ctx, &it);
+                off += ((size_t)it.n * sizeof(float) + 63) & ~(size_t)63;
+                k++;
+            }
+    }
+    *count = k;
+    return off;
+}
+
+typedef struct share_walk {
+    unsigned char *base;
+    int mode; /* 0 copy into base, 1 compare with base, 2 take base's, 3 the test's change */
+    const share_item *bad; /* mode 1: the first array that differs */
+    share_item bad_it;
+    size_t k, last; /* mode 3: arrays seen, the last one's index */
+} share_walk;
+
+static void share_at(void *ctx, const share_item *it)
+{
+    share_walk *s = ctx;
+    size_t bytes = (size_t)it->n * sizeof(float);
+    if (s->mode == 0) {
+        memcpy(s->base + it->off, *it->slot, bytes);
+    } else if (s->mode == 1) {
+        if (!s->bad && memcmp(s->base + it->off, *it->slot, bytes) != 0) {
+            s->bad_it = *it;
+            s->bad = &s->bad_it;
+        }
+    } else if (s->mode == 2) {
+        free(*it->slot);
+        *it->slot = (float *)(void *)(s->base + it->off);
+    } else if (s->mode == 3 && s->k++ == s->last) {
+        /* LRP_MPI_TEST_SHARE_DIFF: the last value of the last array, one
+         * ulp up, in this rank's own copy only */
+        float *v = *it->slot + (it->n - 1);
+        uint32_t u;
+        memcpy(&u, v, sizeof u);
+        u++;
+        memcpy(v, &u, sizeof u);
+    }
+}
+
+/* MIN over the node's ranks */
+static int node_min(int v)
+{
+    int m = v;
+    if (MPI_Allreduce(&v, &m, 1, MPI_INT, MPI_MIN, g_node) != MPI_SUCCESS)
+        return 0;
+    return m;
+}
+
+/* The node's part (every rank of g_node): -1 shared or not (both fine),
+ * or EXIT_USAGE with this rank's line said. */
+static int share_node(lrp_net *net, const char *path, int traces)
+{
+    size_t count = 0, len = share_layout(net, traces, &count, NULL, NULL);
+    /* the same network on every rank of the node, or the file changed
+     * between their reads */
+    unsigned long long mine[2] = {len, count}, lo[2], hi[2];
+    if (MPI_Allreduce(mine, lo, 2, MPI_UNSIGNED_LONG_LONG, MPI_MIN, g_node) != MPI_SUCCESS ||
+        MPI_Allreduce(mine, hi, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX, g_node) != MPI_SUCCESS)
+        return -1;
+    if (lo[0] != hi[0] || lo[1] != hi[1]) {
+        fprintf(stderr,
+                "lrp-oracle: %s: the ranks on one node read networks or traces of different "
+                "sizes (was the file replaced while they read it?)\n",
+                path);
+        return EXIT_USAGE;
+    }
+    if (len == 0)
+        return -1;
+    /* the node's first rank makes the copy; the name travels to the others */
+    static unsigned serial;
+    struct {
+        int ok;
+        char name[64];
+    } made = {0, ""};
+    void *base = MAP_FAILED;
+    if (g_lrank == 0) {
+        snprintf(made.name, sizeof made.name, "/lrp-oracle-%ld-%u", (long)getpid(), serial++);
+        int fd = shm_open(made.name, O_RDWR | O_CREAT | O_EXCL, 0600);
+        if (fd >= 0) {
+            /* the room reserved now: a tmpfs short of it fails here, not
+             * with SIGBUS at a later touch.  LRP_MPI_TEST_SHARE_NOROOM=1
+             * (scripts/check_mpi.sh): as a /dev/shm too small for it */
+            const char *nr = getenv("LRP_MPI_TEST_SHARE_NOROOM");
+            int room = !(nr && strcmp(nr, "1") == 0);
+            void *w = MAP_FAILED;
+            if (ftruncate(fd, (off_t)len) == 0 && room && posix_fallocate(fd, 0, (off_t)len) == 0 &&
+                (w = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) != MAP_FAILED) {
+                share_walk sw = {w, 0, NULL, {0}, 0, 0};
+                share_layout(net, traces, &count, share_at, &sw);
+                munmap(w, len);
+                base = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+            }
+            close(fd);
+            made.ok = base != MAP_FAILED;
+            if (!made.ok)
+                shm_unlink(made.name);
+        }
+    }
+    if (MPI_Bcast(&made, (int)sizeof made, MPI_BYTE, 0, g_node) != MPI_SUCCESS)
+        made.ok = 0;
+    if (made.ok && g_lrank > 0) {
+        int fd = shm_open(made.name, O_RDONLY, 0);
+        struct stat st;
+        if (fd >= 0 && fstat(fd, &st) == 0 && (size_t)st.st_size == len)
+            base = mmap(NULL, len, PROT_READ, MAP_SHARED, fd, 0);
+        if (fd >= 0)
+            close(fd);
+    }
+    /* every rank mapped it (or none uses it); the name goes, the
+     * memory stays until the last rank unmaps it */
+    int all = node_min(made.ok && base != MAP_FAILED);
+    if (g_lrank == 0 && made.ok)
+        shm_unlink(made.name);
+    if (!all) {
+        if (base != MAP_FAILED)
+            munmap(base, len);
+        return -1;
+    }
+    /* LRP_MPI_TEST_SHARE_DIFF=R (scripts/check_mpi.sh): world rank R's own
+     * values differ from the copy by one ulp, as if the file had changed
+     * between the ranks' reads */
+    const char *td = getenv("LRP_MPI_TEST_SHARE_DIFF");
+    if (td && atoi(td) == g_rank) {
+        share_walk tw = {base, 3, NULL, {0}, 0, count - 1};
+        share_layout(net, traces, &count, share_at, &tw);
+    }
+    /* each rank's values against the copy: the same file, read again */
+    share_walk sw = {base, 1, NULL, {0}, 0, 0};
+    if (g_lrank > 0)
+        share_layout(net, traces, &count, share_at, &sw);
+    if (!node_min(sw.bad == NULL)) {
+        munmap(base, len);
+        if (!sw.bad)
+            return -1;
+        const share_item *b = sw.bad;
+        if (b->trace)
+            fprintf(stderr,
+                    "lrp-oracle: %s: /traces/%s: layer '%s' %s: the ranks on one node read "
+                    "different values (was the file changed while they read it?)\n",
+                    path, b->trace, net->layers[b->li].name, b->what);
+        else
+            fprintf(stderr,
+                    "lrp-oracle: %s: layer '%s' %s: the ranks on one node read different values "
+                    "(was the file changed while they read it?)\n",
+                    path, net->layers[b->li].name, b->what);
+        return EXIT_USAGE;
+    }
+    sw.mode = 2;
+    share_layout(net, traces, &count, share_at, &sw);
+    g_sh.net = net;
+    g_sh.base = base;
+    g_sh.len = len;
+    return -1;
+}
+
+int cli_mpi_share(lrp_net *net, const char *path, int traces)
+{
+    if (!g_on || g_size == 1)
+        return -1;
+    int rc = -1;
+    if (g_node != MPI_COMM_NULL && g_local > 1 && !g_sh.net) {
+        const char *e = getenv("LRP_MPI_SHARE");
+        /* the node's ranks decide together (an environment set on one
+         * rank alone must not split them) */
+        if (node_min(!(e && strcmp(e, "0") == 0)))
+            rc = share_node(net, path, traces);
+    }
+    return cli_mpi_agree(rc);
+}
+
+/* the slot's array in the shared copy: forgotten (counted in *in) */
+static void forget(float **slot, size_t *in, size_t *all)
+{
+    const unsigned char *b = g_sh.base, *v = (const unsigned char *)*slot;
+    *all += v != NULL;
+    if (v && v >= b && v < b + g_sh.len) {
+        *slot = NULL;
+        ++*in;
+    }
+}
+
+void cli_net_free(lrp_net *net)
+{
+    if (net && net == g_sh.net) {
+        size_t in = 0, all = 0;
+        for (int li = 0; li < net->n_layers; li++)
+            for (int w = 0; w < LRP_P_COUNT; w++) {
+                /* a field two names fill, once */
+                float **slot = lrp_layer_param_slot(&net->layers[li], w);
+                int dup = 0;
+                for (int u = 0; u < w && !dup; u++)
+                    dup = lrp_layer_param_slot(&net->layers[li], u) == slot;
+                if (!dup)
+                    forget(slot, &in, &all);
+            }
+        for (int t = 0; t < net->n_traces; t++) {
+            lrp_trace *tr = &net->traces[t];
+            for (int li = 0; li < tr->n_layers; li++) {
+                if (tr->relevance)
+                    forget(&tr->relevance[li], &in, &all);
+                if (tr->relevance_lo)
+                    forget(&tr->relevance_lo[li], &in, &all);
+                if (tr->activation)
+                    forget(&tr->activation[li], &in, &all);
+            }
+        }
+        /* LRP_MPI_TEST_SHARE_REPORT (scripts/check_mpi.sh): what this rank
+         * read from the copy, to its own stderr */
+        if (getenv("LRP_MPI_TEST_SHARE_REPORT"))
+            dprintf(g_rank > 0 && g_err_fd >= 0 ? g_err_fd : STDERR_FILENO,
+                    "lrp-oracle: mpi test: rank %d: %zu of %zu arrays in the node's copy\n",
+                    g_rank, in, all);
+        munmap(g_sh.base, g_sh.len);
+        memset(&g_sh, 0, sizeof g_sh);
+    }
+    lrp_net_free(net);
 }
 
 #endif /* LRP_MPI */

@@ -213,7 +213,7 @@ static lrp_status load_apply_e(lrp_net **net, const char *path, const judge_opts
         return st;
     if ((st = cli_rules_apply(*net, &o->rules, path, e)) != LRP_OK ||
         (st = cli_limits_check(*net, path, cmd, work, o->rules.prec, o->proof, e)) != LRP_OK) {
-        lrp_net_free(*net);
+        cli_net_free(*net);
         *net = NULL;
     }
     return st;
@@ -301,7 +301,10 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
     "Rank 0 judges; the report is the one-process report, byte for byte.\n" \
     "With --split layer what it reads layer by layer (the rounded reference,\n" \
     "the gauge's forward bounds, the trace-local values) is parked over the\n" \
-    "ranks, each keeping a part, and gathered back for the step that reads it.\n"
+    "ranks, each keeping a part, and gathered back for the step that reads it.\n" \
+    "The ranks of one node keep one copy of the weights in shared memory\n" \
+    "(/dev/shm; one copy a rank where it has no room, or with\n" \
+    "LRP_MPI_SHARE=0).\n"
 
 /* What became of one file of check / compare, computed on some rank and
  * replayed on rank 0 in file order (tools/cli_mpi.h): kind 1 a report, 2
@@ -336,7 +339,7 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
         int t = lrp_net_trace_find(net, o.source);
         if (t < 0) {
             OC_ERROR("%s: /traces/%s: no such trace", path, o.source);
-            lrp_net_free(net);
+            cli_net_free(net);
             return;
         }
         /* the reference is computed under the trace's own assignment,
@@ -347,7 +350,7 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
         if (!ro->has_rule && !ro->has_composite && net->traces[t].rules &&
             (ro->has_stab || ro->has_eps || ro->has_gamma || ro->has_alpha || ro->has_beta ||
              ro->has_box || ro->no_bias || ro->flags || ro->maxpool_eps || ro->bn_mode)) {
-            lrp_net_free(net);
+            cli_net_free(net);
             oc->kind = 3;
             oc->rc = EXIT_USAGE;
             snprintf(oc->msg, sizeof oc->msg, "lrp-oracle %s: %s (see 'lrp-oracle %s --help')",
@@ -375,11 +378,11 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
             oc->rc = EXIT_USAGE;
             snprintf(oc->msg, sizeof oc->msg, "lrp-oracle %s: unknown profile '%s' (%s)", cmd,
                      prof, cli_profile_names());
-            lrp_net_free(net);
+            cli_net_free(net);
             return;
         }
         if (lrp_net_infer(net, path, &pe) != LRP_OK) {
-            lrp_net_free(net);
+            cli_net_free(net);
             OC_ERROR("%s", pe.msg);
             return;
         }
@@ -411,7 +414,7 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
     lrp_keep *keep = NULL;
     if (o.keep && lrp_keep_open(&keep, o.keep, &e) != LRP_OK) {
         cli_progress_clear(prog);
-        lrp_net_free(net);
+        cli_net_free(net);
         oc->kind = 3;
         oc->rc = EXIT_USAGE;
         snprintf(oc->msg, sizeof oc->msg, "lrp-oracle: %s", e.msg);
@@ -427,7 +430,7 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
             cli_progress_clear(prog);
             if (keep)
                 lrp_keep_abort(keep);
-            lrp_net_free(net);
+            cli_net_free(net);
             oc->kind = 3;
             oc->rc = EXIT_USAGE;
             snprintf(oc->msg, sizeof oc->msg, "lrp-oracle: %s", e.msg);
@@ -444,6 +447,27 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
         split->root = cli_mpi_rank() == 0;
         ((cli_split *)split->ctx)->entered = 1;
     }
+    if (split) {
+        /* every rank has the file (a rank that failed before says so in
+         * this first exchange); then one copy of its weights and traces
+         * a node */
+        void *all = NULL;
+        size_t got = 0;
+        cli_split *sc = split->ctx;
+        int rc = cli_split_gather(sc, NULL, 0, NULL, &all, &got) ? sc->code
+                                                                 : cli_mpi_share(net, path, 1);
+        free(all);
+        if (rc >= 0) {
+            /* the failing rank's line is out (cli_mpi_agree) */
+            cli_progress_clear(prog);
+            if (keep)
+                lrp_keep_abort(keep);
+            cli_net_free(net);
+            sc->code = rc;
+            sc->self = 0;
+            return;
+        }
+    }
     co.split = split;
     lrp_status st = lrp_check(r, net, &co, &e);
     if (keep) {
@@ -452,7 +476,7 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
             lrp_keep_abort(keep);
         } else if (lrp_keep_commit(keep, path, compare ? o.source : NULL, &ke) != LRP_OK) {
             cli_progress_clear(prog);
-            lrp_net_free(net);
+            cli_net_free(net);
             lrp_run_report_free(r);
             memset(r, 0, sizeof *r);
             oc->kind = 3;
@@ -464,7 +488,7 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
     clock_gettime(CLOCK_MONOTONIC, &t1);
     r->seconds = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     cli_progress_clear(prog);
-    lrp_net_free(net);
+    cli_net_free(net);
     if (st != LRP_OK) {
         lrp_run_report_free(r);
         memset(r, 0, sizeof *r);
@@ -868,7 +892,7 @@ int cmd_trace(int argc, char **argv)
         if (lrp_pipe_run(&ref, &rbe, net, &e) || lrp_pipe_run(&f32, &fbe, net, &e)) {
             lrp_pipe_free(ref);
             lrp_f32_ctx_free(fcx);
-            lrp_net_free(net);
+            cli_net_free(net);
             return cli_fail(&e);
         }
         printf("%s  (relevance at each layer's output; reference p=%d | float32)\n", argv[a],
@@ -887,7 +911,7 @@ int cmd_trace(int argc, char **argv)
         lrp_pipe_free(ref);
         lrp_pipe_free(f32);
         lrp_f32_ctx_free(fcx);
-        lrp_net_free(net);
+        cli_net_free(net);
     }
     return EXIT_OK;
 }
@@ -1113,7 +1137,17 @@ static int write_trace(int argc, char **argv, int reference)
      * (malloc's, ASan's) held in the child, which then hangs (seen under
      * ASan: "parsing did not finish"); nothing forks after the load */
     digest_job dj = {path, 0, 0, LRP_OK, {0}};
-    if ((rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST)) >= 0)
+    rc = load_apply(&net, path, &o, cmd, reference ? CLI_WORK_REFERENCE : CLI_WORK_FAST);
+    if (cli_mpi_size() > 1) {
+        /* every rank has the file (a rank that failed says so here, so
+         * that each rank makes the same agreements after); then one copy
+         * of its weights a node, before the copy's writer reads them */
+        if ((rc = cli_mpi_agree(rc)) < 0)
+            rc = cli_mpi_share(net, path, 0); /* rank 0 may replace a trace */
+        if (rc >= 0)
+            cli_net_free(net); /* NULL where the load failed */
+    }
+    if (rc >= 0)
         return rc;
     lrp_err e = {0};
     pthread_t dth;
@@ -1204,7 +1238,7 @@ static int write_trace(int argc, char **argv, int reference)
             pthread_join(cth, NULL);
         lrp_h5_write_abort(cj.h);
         lrp_pipe_free(p);
-        lrp_net_free(net);
+        cli_net_free(net);
         /* rank 0's own failure is printed here; another rank's line was
          * replayed by the agreement */
         return rank == 0 && cs.self ? cli_fail(&e) : cs.code;
@@ -1215,7 +1249,7 @@ static int write_trace(int argc, char **argv, int reference)
         lrp_h5_write_abort(cj.h);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
-        lrp_net_free(net);
+        cli_net_free(net);
         return rc;
     }
     if (cth_on) {
@@ -1225,21 +1259,21 @@ static int write_trace(int argc, char **argv, int reference)
         if (!st && cj.st && !mpi) {
             lrp_pipe_free(p);
             lrp_f32_ctx_free(fcx);
-            lrp_net_free(net);
+            cli_net_free(net);
             return cli_fail(&cj.err);
         }
     }
     if (mpi && (rc = cli_mpi_agree(cth_on && cj.st ? cli_fail(&cj.err) : -1)) >= 0) {
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
-        lrp_net_free(net);
+        cli_net_free(net);
         return rc;
     }
     if (!st && o.trace_only && lrp_net_trace_find(net, source) >= 0) {
         cli_progress_erase();
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
-        lrp_net_free(net);
+        cli_net_free(net);
         fprintf(stderr,
                 "lrp-oracle %s: %s already holds a trace '%s'; a trace file beside it would be "
                 "ambiguous (write a copy without --trace-only)\n",
@@ -1257,7 +1291,7 @@ static int write_trace(int argc, char **argv, int reference)
             /* ranks > 0 are done: rank 0 writes */
             if (rank == 0)
                 lrp_h5_write_abort(cj.h);
-            lrp_net_free(net);
+            cli_net_free(net);
             return rc >= 0 ? rc : EXIT_OK;
         }
         p = NULL;
@@ -1266,7 +1300,7 @@ static int write_trace(int argc, char **argv, int reference)
         lrp_h5_write_abort(cj.h);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
-        lrp_net_free(net);
+        cli_net_free(net);
         return cli_fail(&e);
     }
     snprintf(t->producer, sizeof t->producer, "lrp-oracle %s (%s)", LRP_VERSION_STRING,
@@ -1342,7 +1376,7 @@ static int write_trace(int argc, char **argv, int reference)
     }
     if (!ok) {
         lrp_h5_write_abort(cj.h);
-        lrp_net_free(net);
+        cli_net_free(net);
         return cli_usage_error(cmd, "%s", "out of memory");
     }
     const char *dst = o.out;
@@ -1382,7 +1416,7 @@ static int write_trace(int argc, char **argv, int reference)
         t->relevance[i] = t->activation[i] = NULL; /* the pipeline's: freed with it */
     lrp_pipe_free(p);
     lrp_f32_ctx_free(fcx);
-    lrp_net_free(net);
+    cli_net_free(net);
     cli_phase("free");
     if (st)
         return cli_fail(&e);
