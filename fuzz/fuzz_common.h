@@ -1,6 +1,7 @@
 /*
  * fuzz_common.h -- shared by the libFuzzer harnesses: the input bytes go to
- * a fresh file on tmpfs (/dev/shm, or $TMPDIR when /dev/shm is missing), the
+ * a fresh file on tmpfs ($LRP_FUZZ_DIR, else /dev/shm, or $TMPDIR when
+ * /dev/shm is missing), the
  * loader under test reads that path, and after every input the harness
  * checks that the loader closed every HDF5 identifier it opened (a leaked id
  * keeps the file open inside libhdf5: a real bug, reported as a crash).
@@ -22,14 +23,27 @@
 
 static char fz_path[256];
 
+/* the last input's file goes with the process (libFuzzer ends with exit);
+ * a crash leaves it, as the input to reproduce */
+static void fz_remove_input(void)
+{
+    if (fz_path[0])
+        unlink(fz_path);
+}
+
 /* Writes data to a new file (unlinking the previous one first, so libhdf5
  * never sees a reused inode); returns the path or NULL. */
 static const char *fz_write_input(const uint8_t *data, size_t size)
 {
     if (!fz_path[0]) {
-        const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
+        /* fuzz/run.sh gives each run its own directory and removes it
+         * (a fork-mode worker killed at the time limit leaves its file) */
+        const char *dir = getenv("LRP_FUZZ_DIR");
+        if (!dir)
+            dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : getenv("TMPDIR");
         snprintf(fz_path, sizeof fz_path, "%s/lrp-fuzz-%ld.h5", dir ? dir : "/tmp",
                  (long)getpid());
+        atexit(fz_remove_input);
     }
     unlink(fz_path);
     int fd = open(fz_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);

@@ -18,6 +18,10 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1:allocator_m
 export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$(pwd)/fuzz/lsan.supp:print_suppressions=0}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export HDF5_USE_FILE_LOCKING=FALSE
+# the harnesses' input files (fuzz/fuzz_common.h), removed with the run
+LRP_FUZZ_DIR=$(mktemp -d /dev/shm/lrp-fuzz.XXXXXX 2>/dev/null || mktemp -d)
+export LRP_FUZZ_DIR
+trap 'rm -rf "$LRP_FUZZ_DIR"' EXIT
 # Without ASan (FUZZ_FAST) a heap corruption inside libhdf5 ends in glibc's
 # abort(), and libFuzzer's handler can then deadlock on the malloc lock:
 # let SIGABRT kill the job instead (the fork-mode parent counts the crash).
