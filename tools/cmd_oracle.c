@@ -457,6 +457,7 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
         int rc = cli_split_gather(sc, NULL, 0, NULL, &all, &got) ? sc->code
                                                                  : cli_mpi_share(net, path, 1);
         free(all);
+        cli_phase("shared copy (mpi)");
         if (rc >= 0) {
             /* the failing rank's line is out (cli_mpi_agree) */
             cli_progress_clear(prog);
@@ -1144,6 +1145,7 @@ static int write_trace(int argc, char **argv, int reference)
          * of its weights a node, before the copy's writer reads them */
         if ((rc = cli_mpi_agree(rc)) < 0)
             rc = cli_mpi_share(net, path, 0); /* rank 0 may replace a trace */
+        cli_phase("shared copy (mpi)");
         if (rc >= 0)
             cli_net_free(net); /* NULL where the load failed */
     }
