@@ -475,25 +475,32 @@ echo "== rank 0 takes its node's cores (tools/cli_mpi.c widen_root)"
 # judgement's phases alone with every local rank's threads) must take the
 # union of its node's ranks' cores, and rank 1 keep its own.  Read from
 # /proc while a check runs (the last values seen before it ends).
+# While job $1 (a check of resnet) runs: "$2 PID RANK" for each of its
+# ranks every 0.05 s (a process may end between pgrep and the reads).
+watch_ranks() {
+    while kill -0 "$1" 2>/dev/null; do
+        for p in $(pgrep -f "$MPI check $FX/resnet.h5"); do
+            rk=$({ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null |
+                sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
+            "$2" "$p" "$rk"
+        done
+        sleep 0.05
+    done
+}
 ncpus() { # the CPU count of a Cpus_allowed_list ("0-1", "0,2-3")
     echo "$1" | tr ',' '\n' | awk -F- 'NF { n += (NF == 2 ? $2 - $1 + 1 : 1) } END { print n + 0 }'
+}
+seen_cpus() { # PID RANK: the last Cpus_allowed_list of ranks 0 and 1
+    c=$({ sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "/proc/$1/status"; } 2>/dev/null)
+    [ -n "$c" ] && [ "$2" = 0 ] && r0=$c
+    [ -n "$c" ] && [ "$2" = 1 ] && r1=$c
 }
 if [ "$(nproc)" -ge 2 ]; then
     $LRP_MPIRUN --bind-to core -n 2 "$MPI" check "$FX/resnet.h5" --split layer --threads 1 \
         >/dev/null 2>&1 &
     mp=$!
     r0="" r1=""
-    while kill -0 "$mp" 2>/dev/null; do
-        for p in $(pgrep -f "$MPI check $FX/resnet.h5"); do
-            # (a process may end between pgrep and the reads)
-            rk=$({ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null |
-                sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
-            c=$({ sed -n 's/^Cpus_allowed_list:[[:space:]]*//p' "/proc/$p/status"; } 2>/dev/null)
-            [ -n "$c" ] && [ "$rk" = 0 ] && r0=$c
-            [ -n "$c" ] && [ "$rk" = 1 ] && r1=$c
-        done
-        sleep 0.05
-    done
+    watch_ranks "$mp" seen_cpus
     wait "$mp"
     rc=$?
     if [ "$rc" -ne 0 ] || [ -z "$r0" ] || [ -z "$r1" ]; then
@@ -516,24 +523,19 @@ echo "== one copy of the weights a node (tools/cli_mpi.c cli_mpi_share)"
 # must be in it (LRP_MPI_TEST_SHARE_REPORT); with LRP_MPI_SHARE=0, or with
 # no room for it, neither maps one.  The report is one process's in every
 # case.
+seen_shm() { # PID RANK: the inode of the shared copy ranks 0 and 1 map
+    ino=$({ awk '$6 ~ /^\/dev\/shm\/lrp-oracle-/ { print $5; exit }' "/proc/$1/maps"; } \
+        2>/dev/null)
+    [ -n "$ino" ] && [ "$2" = 0 ] && i0=$ino
+    [ -n "$ino" ] && [ "$2" = 1 ] && i1=$ino
+}
 shm_seen() { # LRP_MPI_SHARE LRP_MPI_TEST_SHARE_NOROOM: "inode0 inode1"
     LRP_MPI_SHARE=$1 LRP_MPI_TEST_SHARE_NOROOM=$2 LRP_MPI_TEST_SHARE_REPORT=1 $LRP_MPIRUN \
         -x LRP_MPI_SHARE -x LRP_MPI_TEST_SHARE_NOROOM -x LRP_MPI_TEST_SHARE_REPORT -n 2 "$MPI" \
         check "$FX/resnet.h5" --split layer --threads 1 >"$W/shm.out" 2>"$W/shm.err" &
     mp=$!
     i0="-" i1="-"
-    while kill -0 "$mp" 2>/dev/null; do
-        for p in $(pgrep -f "$MPI check $FX/resnet.h5"); do
-            # (a process may end between pgrep and the reads)
-            rk=$({ tr '\0' '\n' <"/proc/$p/environ"; } 2>/dev/null |
-                sed -n 's/^OMPI_COMM_WORLD_RANK=//p')
-            ino=$({ awk '$6 ~ /^\/dev\/shm\/lrp-oracle-/ { print $5; exit }' "/proc/$p/maps"; } \
-                2>/dev/null)
-            [ -n "$ino" ] && [ "$rk" = 0 ] && i0=$ino
-            [ -n "$ino" ] && [ "$rk" = 1 ] && i1=$ino
-        done
-        sleep 0.05
-    done
+    watch_ranks "$mp" seen_shm
     wait "$mp" || echo "exit $?" >>"$W/shm.out"
     echo "$i0 $i1"
 }
