@@ -572,30 +572,35 @@ for sp in "" "--split layer"; do
         { bad "compare $how -n 3: $every ranks read 76 of 76 arrays from the copy"; cat "$W/shm.err"; }
     same "compare $how -n 3, weights and trace shared: stdout" "$W/shm1.out" "$W/shm.out"
 done
-# a rank whose values differ from the copy (as if the file changed between
-# the ranks' reads; LRP_MPI_TEST_SHARE_DIFF changes its own last value by
-# one ulp: a parameter's, or under compare its trace's last activation;
-# the node's first rank too, whose values the copy would hold): exit 2,
-# one line naming the layer (and trace), no report, no file
-for job in "2 1|check $FX/resnet.h5 --split layer --json f.json" \
-    "2 0|check $FX/resnet.h5 --split layer --json f.json" \
-    "3 2|check $FX/resnet.h5 --json f.json" \
-    "3 1|reference $FX/resnet.h5 --out f.t.h5 --split layer" \
-    "2 1|compare $W/shmT.h5 --source fastpath --split layer --json f.json"; do
+# a rank whose values differ from rank 0's (as if the file changed between
+# the ranks' reads, or another node had another file of that path;
+# LRP_MPI_TEST_SHARE_DIFF changes its own last array's last value by one
+# ulp: a parameter's, or under compare its trace's last activation), with
+# the copy or without it (LRP_MPI_SHARE=0, each rank on its own node
+# alike): exit 2, one line naming the layer (and trace) and the rank, no
+# report, no file
+# (rank 0 changed: rank 1 is the first to differ from it, and is named)
+for job in "2 1 1|check $FX/resnet.h5 --split layer --json f.json" \
+    "2 1 0|check $FX/resnet.h5 --split layer --json f.json" \
+    "2 0 1|check $FX/resnet.h5 --split layer --json f.json" \
+    "3 2 1|check $FX/resnet.h5 --json f.json" \
+    "3 1 1|reference $FX/resnet.h5 --out f.t.h5 --split layer" \
+    "2 1 0|fast $FX/resnet.h5 --out f.t.h5" \
+    "2 1 1|compare $W/shmT.h5 --source fastpath --split layer --json f.json"; do
     set -- ${job%%|*}
     cmd=${job#*|}
     rm -f f.json f.t.h5
     # shellcheck disable=SC2086
-    LRP_MPI_TEST_SHARE_DIFF=$2 run $LRP_MPIRUN -x LRP_MPI_TEST_SHARE_DIFF -n "$1" "$MPI" $cmd \
-        >f.out 2>f.err
+    LRP_MPI_SHARE=$3 LRP_MPI_TEST_SHARE_DIFF=$2 run $LRP_MPIRUN -x LRP_MPI_TEST_SHARE_DIFF \
+        -x LRP_MPI_SHARE -n "$1" "$MPI" $cmd >f.out 2>f.err
     rc=$?
     if [ "$rc" -eq 2 ] && [ "$(wc -l <f.err)" -eq 1 ] &&
-        grep -q "layer '.*' .*: the ranks on one node read different values" f.err &&
+        grep -q "layer '.*' .*: rank $(($2 > 0 ? $2 : 1)) read other values than rank 0" f.err &&
         { [ "${cmd%% *}" != compare ] || grep -q "/traces/fastpath: layer '.*' activation" f.err; } &&
         [ ! -s f.out ] && [ ! -e f.json ] && [ ! -e f.t.h5 ]; then
-        ok "${cmd%% *} -n $1, rank $2 read other values: exit 2, one line, nothing written"
+        ok "${cmd%% *} -n $1, rank $2 read other values (LRP_MPI_SHARE=$3): exit 2, one line, nothing written"
     else
-        bad "${cmd%% *} -n $1, rank $2 read other values: exit $rc, $(wc -l <f.err) lines"
+        bad "${cmd%% *} -n $1, rank $2 read other values (LRP_MPI_SHARE=$3): exit $rc, $(wc -l <f.err) lines"
         cat f.err
     fi
 done

@@ -559,72 +559,92 @@ static int node_min(int v)
 
 /* The node's part (every rank of g_node): -1 shared or not (both fine),
  * or EXIT_USAGE with this rank's line said. */
-static int share_node(lrp_net *net, const char *path, int traces)
+/* Every rank read the same values: the arrays the copy would hold, and
+ * the batch's input and output relevance.  Each rank hashes what it read
+ * (the fast path's memory-speed hash, 64 bits an array, all ranks at
+ * once) and compares with rank 0's.  Ranks that read the file at other
+ * times, or another file of the same path on another node (a stale
+ * node-local copy), would each compute with their own values, and rank 0
+ * would merge their blocks into one report: refused, naming the array.
+ * A changed file is told, not a forgery.  -1, or EXIT_USAGE with this
+ * rank's line said (every rank of the world calls it). */
+static int same_inputs(lrp_net *net, const char *path, int traces)
 {
     size_t count = 0, len = share_layout(net, traces, &count, NULL, NULL);
-    /* the same network on every rank of the node, or the file changed
-     * between their reads */
-    unsigned long long mine[2] = {len, count}, lo[2], hi[2];
-    if (MPI_Allreduce(mine, lo, 2, MPI_UNSIGNED_LONG_LONG, MPI_MIN, g_node) != MPI_SUCCESS ||
-        MPI_Allreduce(mine, hi, 2, MPI_UNSIGNED_LONG_LONG, MPI_MAX, g_node) != MPI_SUCCESS)
+    int64_t nin = (int64_t)net->batch * lrp_shape_numel(&net->layers[0].shape);
+    int64_t nout = (int64_t)net->batch * lrp_shape_numel(&net->layers[net->n_layers - 1].shape);
+    unsigned long long mine[4] = {len, count, net->input ? (unsigned long long)nin : 0,
+                                  net->r_out ? (unsigned long long)nout : 0},
+                       lo[4], hi[4];
+    if (MPI_Allreduce(mine, lo, 4, MPI_UNSIGNED_LONG_LONG, MPI_MIN, MPI_COMM_WORLD) !=
+            MPI_SUCCESS ||
+        MPI_Allreduce(mine, hi, 4, MPI_UNSIGNED_LONG_LONG, MPI_MAX, MPI_COMM_WORLD) != MPI_SUCCESS)
         return -1;
-    if (lo[0] != hi[0] || lo[1] != hi[1]) {
+    if (memcmp(lo, hi, sizeof lo) != 0) {
         fprintf(stderr,
-                "lrp-oracle: %s: the ranks on one node read networks or traces of different "
-                "sizes (was the file replaced while they read it?)\n",
+                "lrp-oracle: %s: the ranks read networks, data or traces of different sizes (was "
+                "the file replaced while they read it, or is it another file on another node?)\n",
                 path);
         return EXIT_USAGE;
     }
-    if (len == 0)
-        return -1;
     /* LRP_MPI_TEST_SHARE_DIFF=R (scripts/check_mpi.sh): world rank R's own
-     * values differ from the others' by one ulp, as if the file had
-     * changed between the ranks' reads */
+     * values differ from the others' by one ulp in their last array, as if
+     * the file had changed between the ranks' reads */
     const char *td = getenv("LRP_MPI_TEST_SHARE_DIFF");
-    if (td && atoi(td) == g_rank) {
+    if (td && atoi(td) == g_rank && count > 0) {
         share_walk tw = {.mode = 3, .last = count - 1, .bad = SIZE_MAX};
         share_layout(net, traces, &count, share_at, &tw);
     }
-    /* Every rank hashes the values it read, all at once (a rank reads its
-     * own copy once; comparing with the shared copy read both), and
-     * compares them with those of the node's first rank, whose values
-     * the copy will hold.  The hash is the fast path's (memory speed, 64
-     * bits an array): a changed file is told, not a forgery. */
-    uint64_t *h = malloc(2 * count * sizeof *h);
-    int ok = h != NULL;
+    size_t n = count + 2; /* the arrays, then the input and r_out */
+    uint64_t *h = calloc(2 * n, sizeof *h);
+    int ok = h != NULL && 2 * n * sizeof *h <= INT_MAX;
     if (ok) {
         share_walk hw = {.mode = 1, .h = h, .bad = SIZE_MAX};
         share_layout(net, traces, &count, share_at, &hw);
-        memcpy(h + count, h, count * sizeof *h);
+        h[count] = net->input ? lrp_f32_hash(net->input, nin) : 0;
+        h[count + 1] = net->r_out ? lrp_f32_hash(net->r_out, nout) : 0;
+        memcpy(h + n, h, n * sizeof *h);
     }
-    if (!node_min(ok) || MPI_Bcast(h + count, (int)(count * sizeof *h), MPI_BYTE, 0, g_node) !=
-                             MPI_SUCCESS) {
+    int all = ok;
+    if (MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD) != MPI_SUCCESS || !all ||
+        MPI_Bcast(h + n, (int)(n * sizeof *h), MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS) {
         free(h);
-        return -1;
+        return ok ? -1 : cli_usage_error("mpi", "%s", "out of memory comparing the ranks' values");
     }
     size_t bad = SIZE_MAX;
-    for (size_t k = 0; k < count && bad == SIZE_MAX; k++)
-        if (h[k] != h[count + k])
+    for (size_t k = 0; k < n && bad == SIZE_MAX; k++)
+        if (h[k] != h[n + k])
             bad = k;
     free(h);
-    if (!node_min(bad == SIZE_MAX)) {
-        if (bad == SIZE_MAX)
-            return -1;
-        share_walk bw = {.mode = 4, .bad = bad};
-        share_layout(net, traces, &count, share_at, &bw);
-        const share_item *b = &bw.bad_it;
-        if (b->trace)
-            fprintf(stderr,
-                    "lrp-oracle: %s: /traces/%s: layer '%s' %s: the ranks on one node read "
-                    "different values (was the file changed while they read it?)\n",
-                    path, b->trace, net->layers[b->li].name, b->what);
-        else
-            fprintf(stderr,
-                    "lrp-oracle: %s: layer '%s' %s: the ranks on one node read different values "
-                    "(was the file changed while they read it?)\n",
-                    path, net->layers[b->li].name, b->what);
+    if (bad == SIZE_MAX)
+        return -1;
+    const char *why = "(was the file changed while the ranks read it, or is it another file on "
+                      "this rank's node?)";
+    if (bad >= count) {
+        fprintf(stderr, "lrp-oracle: %s: %s: rank %d read other values than rank 0 %s\n", path,
+                bad == count ? "data/input" : "data/relevance_out", g_rank, why);
         return EXIT_USAGE;
     }
+    share_walk bw = {.mode = 4, .bad = bad};
+    share_layout(net, traces, &count, share_at, &bw);
+    const share_item *b = &bw.bad_it;
+    if (b->trace)
+        fprintf(stderr, "lrp-oracle: %s: /traces/%s: layer '%s' %s: rank %d read other values "
+                        "than rank 0 %s\n",
+                path, b->trace, net->layers[b->li].name, b->what, g_rank, why);
+    else
+        fprintf(stderr, "lrp-oracle: %s: layer '%s' %s: rank %d read other values than rank 0 %s\n",
+                path, net->layers[b->li].name, b->what, g_rank, why);
+    return EXIT_USAGE;
+}
+
+/* The node's part (every rank of g_node), once same_inputs has found the
+ * ranks' values alike: -1 shared or not (both fine). */
+static int share_node(lrp_net *net, int traces)
+{
+    size_t count = 0, len = share_layout(net, traces, &count, NULL, NULL);
+    if (len == 0)
+        return -1;
     /* The node's first rank makes the object; the name travels to the
      * others, which open it; it is unlinked as soon as all have it open
      * (a rank killed later leaves nothing in /dev/shm), then written and
@@ -690,15 +710,17 @@ int cli_mpi_share(lrp_net *net, const char *path, int traces)
 {
     if (!g_on || g_size == 1)
         return -1;
-    int rc = -1;
+    int rc = same_inputs(net, path, traces);
+    if ((rc = cli_mpi_agree(rc)) >= 0)
+        return rc;
     if (g_node != MPI_COMM_NULL && g_local > 1 && !g_sh.net) {
         const char *e = getenv("LRP_MPI_SHARE");
         /* the node's ranks decide together (an environment set on one
          * rank alone must not split them) */
         if (node_min(!(e && strcmp(e, "0") == 0)))
-            rc = share_node(net, path, traces);
+            share_node(net, traces);
     }
-    return cli_mpi_agree(rc);
+    return -1;
 }
 
 /* the slot's array in the shared copy: forgotten (counted in *in) */

@@ -81,20 +81,23 @@ int cli_split_allgather(void *ctx, const void *buf, size_t n, const char *fail, 
  * n % size ranks get one more.  A rank may get none. */
 void cli_mpi_block(int64_t n, int64_t *first, int64_t *count);
 
-/* One copy of the weights a node.  Collective over every rank, called
- * once every rank has loaded the same FILE and agreed so (the splits of
- * one file): the ranks of each node keep one copy of the net's layer
- * parameters (weights, biases, BatchNorm and attention parameters), and
- * with traces nonzero of every trace's arrays (relevance, low parts,
- * activations: not where a trace may be replaced), in shared memory,
- * mapped read-only, instead of one copy each, and free their own.  A node
- * whose shared memory cannot be had (no /dev/shm, or too little room:
- * posix_fallocate reserves it first) keeps one copy a rank, as before:
- * not an error.  LRP_MPI_SHARE=0 keeps one copy a rank (bench/).  Before
- * sharing, every rank compares the values it read with the shared copy; a
- * rank that read other values (the file changed while the ranks read it)
- * fails with one line naming the layer and array.  Returns -1, or the
- * agreed exit code (every rank the same). */
+/* The ranks' inputs alike, and one copy of the weights a node.
+ * Collective over every rank, called once every rank has loaded the same
+ * FILE and agreed so (the splits of one file):
+ *   - every rank hashes what it read (the layer parameters, with traces
+ *     nonzero every trace's arrays, the batch's input and output
+ *     relevance) and compares with rank 0's; a rank that read other
+ *     values (the file changed while the ranks read it, or another node
+ *     has another file of that path) fails with one line naming the
+ *     array and the rank;
+ *   - then the ranks of each node keep one copy of the parameters (and,
+ *     with traces nonzero, of the traces: not where a trace may be
+ *     replaced) in shared memory, mapped read-only, instead of one copy
+ *     each, and free their own.  A node whose shared memory cannot be had
+ *     (no /dev/shm, or too little room: posix_fallocate reserves it
+ *     first) keeps one copy a rank, as before: not an error.
+ *     LRP_MPI_SHARE=0 keeps one copy a rank (bench/).
+ * Returns -1, or the agreed exit code (every rank the same). */
 int cli_mpi_share(lrp_net *net, const char *path, int traces);
 /* lrp_net_free for a net that may hold shared arrays: they are forgotten
  * (the shared copy is unmapped), the rest freed. */

@@ -302,7 +302,9 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
     "With --split layer what it reads layer by layer (the rounded reference,\n" \
     "the gauge's forward bounds, the trace-local values) is parked over the\n" \
     "ranks, each keeping a part, and gathered back for the step that reads it.\n" \
-    "The ranks of one node keep one copy of the weights in shared memory\n" \
+    "Each rank first compares what it read of FILE with rank 0's (a hash an\n" \
+    "array) and a rank that read other values is refused.  The ranks of one\n" \
+    "node keep one copy of the weights and traces in shared memory\n" \
     "(/dev/shm; one copy a rank where it has no room, or with\n" \
     "LRP_MPI_SHARE=0).\n"
 
