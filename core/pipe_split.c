@@ -32,10 +32,34 @@ static int depthwise(const lrp_net *net, const lrp_layer *l)
     return l->groups == C && l->units == C;
 }
 
+/* A layer that maps each token of a (T, F) sequence on its own: a Dense on
+ * a sequence, a LayerNorm / RMSNorm over each token's features (not over a
+ * flat vector: that is one token, whose features the split divides), and
+ * the elementwise GELU, SiLU, Tanh.  Its block is its input's block of
+ * tokens (rows), and it runs on that block alone, without exchanges: the
+ * same parameters, fewer rows (docs/SCALING.md, "Tokens divided"). */
+static int token_rows(const lrp_net *net, const lrp_layer *l)
+{
+    int in_rank = l->kind == LRP_LAYER_INPUT ? 0 : net->layers[l->in[0]].shape.rank;
+    switch (l->kind) {
+    case LRP_LAYER_DENSE:
+    case LRP_LAYER_LAYERNORM:
+    case LRP_LAYER_RMSNORM:
+        return in_rank == 2;
+    case LRP_LAYER_GELU:
+    case LRP_LAYER_SILU:
+    case LRP_LAYER_TANH:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *lo, int64_t *hi)
 {
     const lrp_layer *l = &net->layers[li];
-    switch (depthwise(net, l) ? LRP_LAYER_RELU : l->kind) { /* depthwise: channel-local */
+    /* depthwise and token rows: local, the input's block */
+    switch (depthwise(net, l) || token_rows(net, l) ? LRP_LAYER_RELU : l->kind) {
     case LRP_LAYER_RELU:
     case LRP_LAYER_MAXPOOL2D:
     case LRP_LAYER_AVGPOOL2D:
@@ -92,9 +116,14 @@ static int split_whole(const lrp_net *net, int li, int size)
         return 0;
     case LRP_LAYER_CONV2D:
         return l->groups != 1 && !depthwise(net, l);
-    case LRP_LAYER_DENSE:
-        /* a token sequence */
-        return net->layers[l->in[0]].shape.rank != 1;
+    case LRP_LAYER_DENSE: /* flat: its features; a sequence: its tokens */
+    case LRP_LAYER_GELU:
+    case LRP_LAYER_SILU:
+    case LRP_LAYER_TANH:
+        return 0;
+    case LRP_LAYER_LAYERNORM:
+    case LRP_LAYER_RMSNORM:
+        return !token_rows(net, l); /* over a flat vector: whole */
     case LRP_LAYER_ADD:
         for (int k = 1; k < l->n_in; k++)
             for (int q = 0; q < size; q++) {
@@ -105,42 +134,10 @@ static int split_whole(const lrp_net *net, int li, int size)
                     return 1;
             }
         return 0;
-    default: /* Concatenate, Reshape, the token and attention kinds */
+    default: /* Concatenate, Reshape, Mul, Softmax, the attention kinds,
+              * Embedding, Position and the other token kinds */
         return 1;
     }
-}
-
-/* 1 when a layer of this kind, run whole, leaves the oracle's split runs
- * nothing but blocks of tensors: its step routes relevance (Concatenate
- * splits R into its inputs' channels, Reshape hands it on) and keeps no
- * per-unit audit data (no denominator, class, absorbed relevance), so each
- * rank's block of its output and of each input's relevance, as
- * lrp_pipe_split_whole_fwd / _bwd keep them, is what oracle/check.c
- * merges for a divided layer.  The other kinds run whole keep the whole
- * layer's units (n_units, den, cls, abs) on every rank, which the merge
- * cannot place (it stops with "its units are not its cells"). */
-static int whole_blocks_only(const lrp_layer *l)
-{
-    return l->kind == LRP_LAYER_CONCAT || l->kind == LRP_LAYER_RESHAPE;
-}
-
-lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err)
-{
-    /* the oracle's runs under the split merge every rank's block of each
-     * layer's audit data (oracle/check.c); a layer run whole with per-unit
-     * audit data has no block of it (whole_blocks_only) */
-    for (int li = 0; li < net->n_layers; li++)
-        if (split_whole(net, li, size) && !whole_blocks_only(&net->layers[li])) {
-            const lrp_layer *l = &net->layers[li];
-            return lrp_err_set(err, LRP_E_UNSUPPORTED,
-                               "<network>: layer '%s': %s is not divided by the layer split (it "
-                               "would run whole on every rank, and check and compare cannot "
-                               "merge its per-unit audit data from the ranks; of the layers run "
-                               "whole they take Concatenate and Reshape; reference runs every "
-                               "layer)",
-                               l->name, lrp_layer_kind_name(l->kind));
-        }
-    return LRP_OK;
 }
 
 int lrp_pipe_split_is_whole(const lrp_net *net, int li, int size)
@@ -221,7 +218,8 @@ lrp_split_net *lrp_split_net_new(const lrp_net *full, const lrp_pipe_split *sp)
             l->bn_var = f->bn_var + lo;
         }
         /* a layer run whole reads the whole net's (lrp_pipe_split_whole_fwd) */
-        if ((f->kind == LRP_LAYER_CONV2D || f->kind == LRP_LAYER_DENSE) && !s->whole[li]) {
+        if ((f->kind == LRP_LAYER_CONV2D || f->kind == LRP_LAYER_DENSE) && !s->whole[li] &&
+            !token_rows(full, f)) {
             lrp_lin L;
             lrp_pipe_lin_geom(&L, full, li);
             l->units = hi - lo;
@@ -387,16 +385,27 @@ static void view_end(lrp_pipe_state *r, whole_view *v)
     v->n = 0;
 }
 
-/* the kind's step of one process: the whole net, no split, for the step */
+/* the kind's step of one process: the whole net, no split, for the step;
+ * the flags it raises are also kept apart (whole_flags[bwd]) */
 static lrp_status step_whole(lrp_pipe_state *r, int li, const void *R, int bwd)
 {
     lrp_split_net *s = r->split;
     const lrp_kind_desc *kd = lrp_kind(s->full->layers[li].kind);
+    lrp_pipe_layer *P = &r->p->L[li];
+    lrp_nflags before = P->flags;
+    memset(&P->flags, 0, sizeof P->flags);
     r->p->net = s->full;
     r->split = NULL;
     lrp_status st = bwd ? kd->lrp_step(r, li, R) : kd->forward(r, li);
     r->split = s;
     r->p->net = &s->net;
+    /* flags = the flags before, then the step's, as raised in that order */
+    P->whole_flags[bwd] = P->flags;
+    P->flags = before;
+    for (int k = 0; k < LRP_NF_COUNT; k++)
+        if (P->whole_flags[bwd].bits & (1u << k))
+            lrp_nflags_raise_n(&P->flags, (lrp_nflag)k, P->whole_flags[bwd].sample[k],
+                               P->whole_flags[bwd].unit[k], P->whole_flags[bwd].count[k]);
     return st;
 }
 
@@ -493,7 +502,8 @@ lrp_status lrp_pipe_split_whole_bwd(lrp_pipe_state *r, int li, const void *R)
 
 int lrp_pipe_split_local(const lrp_pipe_state *r, int li)
 {
-    return r->split && depthwise(r->split->full, &r->split->full->layers[li]);
+    const lrp_net *f = r->split ? r->split->full : NULL;
+    return f && (depthwise(f, &f->layers[li]) || token_rows(f, &f->layers[li]));
 }
 
 void lrp_pipe_lin_geom_run(lrp_pipe_state *r, lrp_lin *L, int li)
@@ -506,6 +516,12 @@ void lrp_pipe_lin_geom_run(lrp_pipe_state *r, lrp_lin *L, int li)
     int R = s->sp->size, q = s->sp->rank;
     const lrp_layer *f = &s->full->layers[li];
     int64_t lo = s->lo[li * R + q], hi = s->hi[li * R + q];
+    if (token_rows(s->full, f)) {
+        /* our block of tokens: the share's rows, every weight (per-input
+         * z^B bounds on a token input are refused when a file is read) */
+        lrp_pipe_lin_geom(L, &s->net, li);
+        return;
+    }
     lrp_pipe_lin_geom(L, s->full, li);
     if (depthwise(s->full, f)) {
         /* our block of channels in and out, one group each (an empty

@@ -617,6 +617,12 @@ typedef struct lrp_pipe_layer {
     double cons_resid;      /* max over samples |residual| / scale, or 0 */
     int64_t cons_sample;    /* argmax */
     lrp_nflags flags;
+    /* Under the layer split, a layer run whole (lrp_pipe_split_is_whole):
+     * the flags its kind's forward [0] and LRP [1] steps raised over the
+     * whole layer (the same on every rank), apart from the scans of this
+     * rank's blocks; flags holds both.  The oracle's merge takes them
+     * from one rank (oracle/check.c sp_flag_checks). */
+    lrp_nflags whole_flags[2];
 } lrp_pipe_layer;
 
 typedef struct lrp_pipe {
@@ -757,7 +763,7 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
  * block, so its forward folds the block's bias into the layer on the same
  * rank; the layer's backward, which reads every output channel's
  * quotient, computes every channel's BatchNorm factor from the whole net.
- * Nothing is refused here (lrp_pipe_split_check is the oracle's).  A
+ * Nothing is refused, here or by the oracle's split runs.  A
  * layer with fewer channels than ranks leaves some ranks an empty block
  * (they still make every exchange).  lrp_pipe_run_split runs
  * LRP_PIPE_RELEVANCE (the `reference` trace: activations and relevance);
@@ -787,14 +793,6 @@ float *lrp_pipe_split_slice(const float *src, int64_t B, int64_t n, int64_t lo, 
 /* 1 when layer li runs whole under the layer split over size ranks (the
  * whole-layer fallback above). */
 int lrp_pipe_split_is_whole(const lrp_net *net, int li, int size);
-/* LRP_OK when the oracle's split runs (check, compare) can take the net
- * under the layer split over size ranks: every layer divided, or run whole
- * with nothing per unit to merge (Concatenate, Reshape: the ranks' blocks
- * of its tensors are all there is); else an LRP_E_UNSUPPORTED error naming
- * the first other layer that would run whole (a grouped Conv2D, an Add of
- * inputs split differently, the token and attention kinds).
- * lrp_pipe_run_split itself runs every net. */
-lrp_status lrp_pipe_split_check(const lrp_net *net, int size, lrp_err *err);
 /* The run of this rank (flags must include LRP_PIPE_RELEVANCE).  *out's
  * net is this rank's share (its layers' shapes are the blocks; free with
  * lrp_pipe_free); p->L[li].act and rel hold batch * (block of layer li)

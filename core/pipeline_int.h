@@ -81,8 +81,9 @@ const lrp_net *lrp_split_net_share(const lrp_split_net *s);
  * (else lrp_pipe_lin_geom of the run's net). */
 void lrp_pipe_lin_geom_run(lrp_pipe_state *r, lrp_lin *L, int li);
 /* 1 when layer li runs on this rank's block alone under the split (a
- * depthwise Conv2D: lrp_pipe_lin_geom_run is then its whole geometry, for
- * the backward too, and nothing is exchanged) */
+ * depthwise Conv2D, a Dense on a token sequence: lrp_pipe_lin_geom_run is
+ * then its whole geometry, for the backward too, and nothing is
+ * exchanged) */
 int lrp_pipe_split_local(const lrp_pipe_state *r, int li);
 /* Under the split, for lin_bwd: the whole output, this rank's block of
  * input cells.  Returns the weights' block of columns L->w32 points to

@@ -2057,13 +2057,28 @@ out:
  * (mpfr_sum of those exact partial sums rounds the same exact value the
  * pipeline's mpfr_sum of every term rounds). */
 
-/* The scans of a layer whose flags are merged: the forward output, the
- * parts' classes, the dropped units, the contributions to each input. */
-#define SP_CHK_ACT 0
-#define SP_CHK_PART(k) (1 + (k))
-#define SP_CHK_DROP (1 + LRP_PIPE_MAX_PARTS)
-#define SP_CHK_RIN(k) (2 + LRP_PIPE_MAX_PARTS + (k))
-#define SP_CHECKS (2 + LRP_PIPE_MAX_PARTS + LRP_MAX_INPUTS)
+/* The scans of a layer whose flags are merged, in the order the pipeline
+ * raises them: the forward step's own (a divided norm's 0/0 rows:
+ * undefined_forward, at the row's first cell; a layer run whole: every
+ * flag its forward step raised), the forward output, the parts' classes,
+ * the dropped units, a layer run whole: every flag its LRP step raised,
+ * the contributions to each input.  A layer run whole has no parts'
+ * slots: its kind's steps ran over the whole layer on every rank, so
+ * their flags (SP_CHK_FWD, SP_CHK_WHOLE) are the root's, at their own
+ * locations; the scans are of each rank's blocks. */
+#define SP_CHK_FWD 0
+#define SP_CHK_ACT 1
+#define SP_CHK_PART(k) (2 + (k))
+#define SP_CHK_DROP (2 + LRP_PIPE_MAX_PARTS)
+#define SP_CHK_WHOLE (3 + LRP_PIPE_MAX_PARTS)
+#define SP_CHK_RIN(k) (4 + LRP_PIPE_MAX_PARTS + (k))
+#define SP_CHECKS (4 + LRP_PIPE_MAX_PARTS + LRP_MAX_INPUTS)
+
+/* 1 when layer li runs whole on every rank under the layer split */
+static int sp_whole(const splitter *S, int li)
+{
+    return S->layer && lrp_pipe_split_is_whole(&S->sub, li, S->R);
+}
 
 /* NaN and inf of t (n values, per a sample) raised as the pipeline's
  * forward and backward scans raise them */
@@ -2099,17 +2114,24 @@ static void flags_chain(lrp_nflags *f, const lrp_nflags *chk, int n)
 /* This rank's block of layer li, scan by scan (local locations).  -1 when
  * the scans do not give back the run's own flags (a flag raised where
  * this code does not look): not merged. */
-static int sp_flag_checks(lrp_nflags *chk, const lrp_pipe *p, int li)
+static int sp_flag_checks(lrp_nflags *chk, const lrp_pipe *p, int li, int whole)
 {
     const lrp_pipe_layer *P = &p->L[li];
     const lrp_backend *be = p->be;
     int64_t c = p->batch, nu = P->n_units * c;
     memset(chk, 0, SP_CHECKS * sizeof *chk);
+    if (whole) {
+        chk[SP_CHK_FWD] = P->whole_flags[0];
+        chk[SP_CHK_WHOLE] = P->whole_flags[1];
+    } else if (P->flags.bits & (1u << LRP_NF_FWD_UNDEF)) {
+        lrp_nflags_raise_n(&chk[SP_CHK_FWD], LRP_NF_FWD_UNDEF, P->flags.sample[LRP_NF_FWD_UNDEF],
+                           P->flags.unit[LRP_NF_FWD_UNDEF], P->flags.count[LRP_NF_FWD_UNDEF]);
+    }
     if (P->act && scan_nonfinite_flags(&chk[SP_CHK_ACT], be, P->act, P->n * c, P->n))
         return -1;
-    int64_t dropped = P->flags.count[LRP_NF_DROPPED];
+    int64_t dropped = whole ? 0 : P->flags.count[LRP_NF_DROPPED];
     int part_drop = 0;
-    for (int k = 0; k < P->n_parts && k < LRP_PIPE_MAX_PARTS; k++) {
+    for (int k = 0; !whole && k < P->n_parts && k < LRP_PIPE_MAX_PARTS; k++) {
         if (!P->cls[k] || nu == 0)
             continue;
         lrp_pipe_layer Q;
@@ -2216,14 +2238,14 @@ static int64_t exact_prec(mpfr_ptr const *v, int64_t n)
  * relevance at the output) and of their magnitudes, as b_residual
  * (reference/ref_backend.c) forms them.  -1: a sum too wide to be exact,
  * or out of memory. */
-static int sp_resid_pack(xbuf *b, const lrp_pipe *p, int li)
+static int sp_resid_pack(xbuf *b, const lrp_pipe *p, int li, int with_abs)
 {
     const lrp_pipe_layer *P = &p->L[li];
     const lrp_backend *be = p->be;
     int64_t m = P->n;
     for (int k = 0; k < P->n_rin; k++)
         m += P->rin[k] ? P->n_rin_per[k] : 0;
-    for (int a = 0; a < LRP_ABS_COUNT; a++)
+    for (int a = 0; with_abs && a < LRP_ABS_COUNT; a++)
         m += P->abs[a] ? P->n_units : 0;
     __mpfr_struct *sv = malloc((size_t)(m ? m : 1) * sizeof *sv);
     __mpfr_struct *av = malloc((size_t)(m ? m : 1) * sizeof *av);
@@ -2240,7 +2262,7 @@ static int sp_resid_pack(xbuf *b, const lrp_pipe *p, int li)
                 sv[j] = *x;
                 av[j] = sp_signed(x, 1);
             }
-        for (int a = 0; a < LRP_ABS_COUNT; a++)
+        for (int a = 0; with_abs && a < LRP_ABS_COUNT; a++)
             for (int64_t i = 0; P->abs[a] && i < P->n_units; i++, j++) {
                 mpfr_srcptr x = be->at(be->ctx, P->abs[a], smp * P->n_units + i);
                 sv[j] = *x;
@@ -2276,12 +2298,16 @@ static int sp_resid_pack(xbuf *b, const lrp_pipe *p, int li)
 }
 
 /* What sp_ref_pack adds under the layer split; -1 with why set when this
- * block's flags or residual cannot be merged exactly. */
-static int sp_ref_pack_layer(xbuf *b, const lrp_pipe *p, int li, char *why, size_t nwhy)
+ * block's flags or residual cannot be merged exactly.  A layer run whole
+ * (whole) holds its units whole on every rank: the root alone adds its
+ * absorbed relevance to the residual's terms, each rank its blocks of
+ * the cells. */
+static int sp_ref_pack_layer(xbuf *b, const lrp_pipe *p, int li, int whole, int root, char *why,
+                             size_t nwhy)
 {
     lrp_nflags chk[SP_CHECKS];
     const char *name = p->net->layers[li].name;
-    if (sp_flag_checks(chk, p, li)) {
+    if (sp_flag_checks(chk, p, li, whole)) {
         snprintf(why, nwhy,
                  "layer '%s': its numerical flags cannot be merged exactly under the layer split",
                  name);
@@ -2289,7 +2315,7 @@ static int sp_ref_pack_layer(xbuf *b, const lrp_pipe *p, int li, char *why, size
     }
     xb_put(b, chk, sizeof chk);
     if (p->net->layers[li].kind != LRP_LAYER_INPUT &&
-        sp_resid_pack(b, p, li)) {
+        sp_resid_pack(b, p, li, !whole || root)) {
         snprintf(why, nwhy,
                  "layer '%s': its conservation residual cannot be summed exactly under the layer "
                  "split (terms too far apart in magnitude)",
@@ -2312,7 +2338,11 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
     const lrp_net *net = &S->sub;
     const lrp_layer *l = &net->layers[li];
     int64_t B = S->B, n1 = lrp_shape_numel(&l->shape), N = n1 * B;
-    int umode = P->n_units == 0 ? 0 : P->n_units == P->n ? 1 : -1; /* units: the cells */
+    /* units: 1, the cells (each rank its block); 2, a layer run whole:
+     * every rank holds them whole, the root's are taken (NA of them) */
+    const int wl = sp_whole(S, li);
+    int umode = P->n_units == 0 ? 0 : wl ? 2 : P->n_units == P->n ? 1 : -1;
+    int64_t NA = umode == 2 ? P->n_units * B : N;
     int nr = P->n_rin < LRP_MAX_INPUTS ? P->n_rin : LRP_MAX_INPUTS;
     segs G;
     ref_seg *sg = NULL;
@@ -2337,7 +2367,7 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
         for (int k = 0; k < nr; k++)
             nrin[k] = sp_count(S, B, g, l->in[k]);
         int64_t n = sp_count(S, B, g, li);
-        if (ref_seg_read_n(&sg[g], &G.r[g], P, n, umode ? n : 0, nrin))
+        if (ref_seg_read_n(&sg[g], &G.r[g], P, n, umode == 2 ? NA : umode ? n : 0, nrin))
             goto out;
     }
     /* the self-proof's verdict of the layer (sp_unres_pack) */
@@ -2372,19 +2402,25 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
             if (rinD[k])
                 sp_place(S, 0, B, g, l->in[k], rinD[k], s->rinD[k], sizeof(double));
         for (int a = 0; a < LRP_ABS_COUNT; a++) {
-            if (!s->absD[a])
+            if (!s->absD[a] || (umode == 2 && g > 0))
                 continue;
             /* absent in a block: zeros there, as one process's tensor */
-            if (!absD[a] && !(absD[a] = calloc((size_t)(N ? N : 1), sizeof(double))))
+            if (!absD[a] && !(absD[a] = calloc((size_t)(NA ? NA : 1), sizeof(double))))
                 goto out;
             have_abs[a] = 1;
-            sp_place(S, 0, B, g, li, absD[a], s->absD[a], sizeof(double));
+            if (umode == 2) /* the root's, whole */
+                memcpy(absD[a], s->absD[a], (size_t)NA * sizeof(double));
+            else
+                sp_place(S, 0, B, g, li, absD[a], s->absD[a], sizeof(double));
         }
         m.nan += s->mm.nan;
         m.inf += s->mm.inf;
         m.n += s->mm.n;
-        m.zero_den += s->mm.zero_den;
-        neg += s->neg;
+        /* counted over the units: a layer run whole, the root's */
+        if (!wl || g == 0) {
+            m.zero_den += s->mm.zero_den;
+            neg += s->neg;
+        }
     }
     /* lrp_pipe_minmax_ref's scan, in the batch's order */
     long double srel = 0, sab[LRP_ABS_COUNT] = {0};
@@ -2415,7 +2451,7 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
     }
     T->sum_rin[li] = sin;
     for (int a = 0; a < LRP_ABS_COUNT; a++) {
-        for (int64_t k = 0; absD[a] && umode && k < N; k++)
+        for (int64_t k = 0; absD[a] && umode && k < NA; k++)
             sab[a] += absD[a][k];
         T->absorbed[li][a] = have_abs[a] ? (double)sab[a] : 0;
     }
@@ -2447,9 +2483,11 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
     for (int k = 0; k < LRP_PIPE_MAX_PARTS; k++) {
         if (!P->cls[k])
             continue;
-        if (!(H->cls[li][k] = malloc((size_t)(N > 0 ? N : 1))))
+        if (!(H->cls[li][k] = malloc((size_t)(NA > 0 ? NA : 1))))
             goto out;
-        for (int g = 0; g < G.n && umode; g++)
+        if (umode == 2 && G.n > 0 && sg[0].cls[k])
+            memcpy(H->cls[li][k], sg[0].cls[k], (size_t)NA);
+        for (int g = 0; g < G.n && umode == 1; g++)
             sp_place(S, 0, B, g, li, H->cls[li][k], sg[g].cls[k], 1);
     }
     /* the flags, scan after scan: the least (sample, cell) of the batch
@@ -2460,9 +2498,11 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
         int t = c >= SP_CHK_RIN(0) ? l->in[c - SP_CHK_RIN(0)] : li; /* the tensor scanned */
         if (c >= SP_CHK_RIN(0) && c - SP_CHK_RIN(0) >= nr)
             continue;
-        for (int g = 0; g < G.n; g++) {
+        /* a layer run whole: its steps' own flags, the root's as they are */
+        int own = wl && (c == SP_CHK_FWD || c == SP_CHK_WHOLE);
+        for (int g = 0; g < (own ? 1 : G.n); g++) {
             const lrp_nflags *f = &sg[g].chk[c];
-            int64_t off = S->lo[(int64_t)t * S->R + g] * S->inner[t];
+            int64_t off = own ? 0 : S->lo[(int64_t)t * S->R + g] * S->inner[t];
             for (int k = 0; k < LRP_NF_COUNT; k++) {
                 unsigned bit = 1u << k;
                 if (!(f->bits & bit))
@@ -2676,7 +2716,8 @@ static void sp_ref_hook(void *ctx, const lrp_pipe *p, int li, int bwd)
         sp_ref_pack(&b, p, li, H->want_rin, H->threads, &rel_at);
         if (S->layer && sp_unres_pack(&b, H, p, li, rel_at))
             H->oom = 1;
-        if (S->layer && sp_ref_pack_layer(&b, p, li, why, sizeof why)) {
+        if (S->layer && sp_ref_pack_layer(&b, p, li, sp_whole(S, li), S->s->root, why,
+                                          sizeof why)) {
             snprintf(H->why, sizeof H->why, "%s: %s", S->label, why);
             fail = H->why;
         }
@@ -2733,11 +2774,16 @@ static lrp_pipe *sp_view(const lrp_pipe *p, sp_ref *H, int64_t B)
             /* the root's share held its blocks: the batch's sizes */
             const lrp_layer *l = &S->sub.layers[i];
             int64_t n1 = lrp_shape_numel(&l->shape);
-            Q->n_units = Q->n_units ? n1 : 0;
+            /* a layer run whole: its units were whole on the root */
+            int wl = lrp_pipe_split_is_whole(&S->sub, i, S->R);
+            Q->n_units = Q->n_units && !wl ? n1 : Q->n_units;
             Q->n = n1;
             for (int k = 0; k < Q->n_rin && k < LRP_MAX_INPUTS; k++)
                 Q->n_rin_per[k] = lrp_shape_numel(&S->sub.layers[l->in[k]].shape);
-            if (Q->bn_C)
+            /* a divided Conv2D / Dense's output channels, a BatchNorm's
+             * channels; a Dense on tokens keeps its units (its block is
+             * rows) */
+            if (Q->bn_C && !wl && !(l->kind == LRP_LAYER_DENSE && l->shape.rank == 2))
                 Q->bn_C = l->shape.d[0];
         }
     }

@@ -10,11 +10,12 @@
  * the one rounding of the same exact sum (it never adds partial sums).
  * Nets: suite fixtures of the kinds the split divides (BatchNorm, Add,
  * strides, pools, Flatten, Dense, depthwise Conv2D; fewer channels than
- * ranks, so some ranks hold empty blocks) and of the kinds it runs whole
+ * ranks, so some ranks hold empty blocks; token sequences divided by rows
+ * of tokens: tokmlp, ln_eps0, ln_constrow) and of the kinds it runs whole
  * on every rank (the whole-layer fallback: Concatenate in densenet,
- * zennit_bncat, captum_cat; the token and attention kinds), plus nets
- * built here with grouped Conv2D, Reshape, a Dense on a token sequence
- * and an Add of inputs split differently, and BatchNorm canonized into
+ * zennit_bncat, captum_cat; the attention kinds, Embedding, Position,
+ * Softmax, Mul), plus nets built here with grouped Conv2D, Reshape, a
+ * Dense on a token sequence and an Add of inputs split differently, and BatchNorm canonized into
  * its conv (divided with it), R = 1, 2, 3, 5, 9; then an exchange that
  * reports a failure in the middle of the run, also in a whole layer's
  * exchanges (every rank must return an error, none may wait for another).
@@ -190,16 +191,16 @@ static int n_whole(const lrp_net *net, int R)
 static void split_equals_one_process(void **state)
 {
     (void)state;
-    const char *fxs[] = {"resnet", "vgg16s", "mlp", "negzero", "zero_input", "huge_fanin",
-                         "bnzero", "resnet_gamma", "mobilenet", "cnn"};
+    /* tokmlp, ln_eps0, ln_constrow: token sequences divided by rows of
+     * tokens (Dense, LayerNorm, RMSNorm, GELU, SiLU, Tanh; ln_eps0's 0/0
+     * rows), fewer tokens than ranks at R = 5, 9 */
+    const char *fxs[] = {"resnet",       "vgg16s",    "mlp", "negzero", "zero_input",
+                         "huge_fanin",   "bnzero",    "resnet_gamma", "mobilenet",
+                         "cnn",          "tokmlp",    "ln_eps0",      "ln_constrow"};
     for (size_t f = 0; f < sizeof fxs / sizeof fxs[0]; f++) {
         lrp_net *net = tu_fixture(fxs[f]);
-        /* every layer divided: nothing falls back, and check / compare
-         * (which need that) accept the net */
+        /* every layer divided: nothing falls back */
         assert_int_equal(n_whole(net, 2), 0);
-        lrp_err e = {0};
-        if (lrp_pipe_split_check(net, MAXR, &e))
-            fail_msg("%s: refused: %s", fxs[f], e.msg);
         split_equals(fxs[f], net);
         lrp_net_free(net);
     }
@@ -212,41 +213,21 @@ static void split_equals_one_process(void **state)
 static void whole_fixtures_equal_one_process(void **state)
 {
     (void)state;
-    const char *fxs[] = {"densenet", "zennit_bncat", "captum_cat", "tokmlp",
-                         "attn1",    "attn_padded",  "embed1",     "gate1",
-                         "decoder1", "vit_stack",    "bert_tiny",  "vit_tiny"};
+    const char *fxs[] = {"densenet",    "zennit_bncat", "captum_cat", "attn1",
+                         "attn_padded", "embed1",       "gate1",      "decoder1",
+                         "vit_stack",   "bert_tiny",    "vit_tiny"};
     for (size_t f = 0; f < sizeof fxs / sizeof fxs[0]; f++) {
         lrp_net *net = tu_fixture(fxs[f]);
         if (n_whole(net, 2) == 0) /* else the test proves nothing */
             fail_msg("%s: no layer runs whole", fxs[f]);
-        /* check / compare take the Concatenates and Reshapes run whole
-         * (nothing per unit to merge: tests/test_check_split.c) and refuse
-         * a net with another layer run whole, naming the first */
-        int first = -1;
-        for (int li = net->n_layers - 1; li >= 0; li--)
-            if (lrp_pipe_split_is_whole(net, li, 2) &&
-                net->layers[li].kind != LRP_LAYER_CONCAT &&
-                net->layers[li].kind != LRP_LAYER_RESHAPE)
-                first = li;
-        lrp_err e = {0};
-        lrp_status st = lrp_pipe_split_check(net, 2, &e);
-        if (first < 0) {
-            if (st != LRP_OK)
-                fail_msg("%s: refused, with only Concatenates run whole: %s", fxs[f], e.msg);
-        } else {
-            assert_int_equal(st, LRP_E_UNSUPPORTED);
-            char want[160];
-            snprintf(want, sizeof want, "layer '%s'", net->layers[first].name);
-            if (!strstr(e.msg, want))
-                fail_msg("%s: the refusal does not name %s: %s", fxs[f], want, e.msg);
-        }
         split_equals(fxs[f], net);
         lrp_net_free(net);
     }
 }
 
 /* grouped Conv2D (2 and 4 groups, several filters a group), Reshape to
- * (C, H, W), to a token sequence read by a Dense (run whole) and to a flat
+ * (C, H, W), to a token sequence read by a Dense (divided by its rows of
+ * tokens, on the Reshape's block) and to a flat
  * vector; a Concatenate of a conv and a Reshape of the input; an Add of a
  * Dense (its own split of 6 features) and a Flatten of 3 channels (blocks
  * of 2 cells): under 2 ranks split differently, so run whole (under 3
@@ -294,8 +275,8 @@ static void whole_built_equal_one_process(void **state)
     (void)state;
     for (int ab = 0; ab < 2; ab++) {
         lrp_net *net = build_mixed(ab);
-        const char *whole[] = {"gconv1", "gconv2", "reshape1", "reshape2", "cat",
-                               "to_tokens", "tok_dense", "to_flat", "add"};
+        const char *whole[] = {"gconv1", "gconv2",    "reshape1", "reshape2",
+                               "cat",    "to_tokens", "to_flat",  "add"};
         for (size_t k = 0; k < sizeof whole / sizeof whole[0]; k++) {
             int li = lrp_net_find(net, whole[k]);
             assert_true(li >= 0);
@@ -340,6 +321,49 @@ static void canonized_bn_equal_one_process(void **state)
             split_equals(name, net);
             lrp_net_free(net);
         }
+}
+
+/* token sequences divided by rows under every rule their kinds take:
+ * tokmlp with LayerNorm's ln_fine (the mean's share absorbed) and
+ * identity, the activations' identity with eps > 0 (LXT's implicit one,
+ * its stabilizer's share absorbed), the Dense layers' zplus, alpha-beta,
+ * gamma and zB (the rule's bounds: per-input arrays on a token input are
+ * refused when a file is read), stabilizer conventions that keep zero denominators
+ * (sign0_zero, zero_only) */
+static void token_rules_equal_one_process(void **state)
+{
+    (void)state;
+    for (int v = 0; v < 3; v++) {
+        lrp_net *net = tu_fixture("tokmlp");
+        int n = 0;
+        for (int li = 0; li < net->n_layers; li++) {
+            lrp_layer *l = &net->layers[li];
+            if (l->kind == LRP_LAYER_LAYERNORM) {
+                l->rule = lrp_rule_default(v == 1 ? LRP_RULE_IDENTITY : LRP_RULE_LN_FINE);
+                l->rule.stab = v == 2 ? LRP_STAB_SIGN0_ZERO : l->rule.stab;
+                n++;
+            } else if (l->kind == LRP_LAYER_GELU || l->kind == LRP_LAYER_SILU ||
+                       l->kind == LRP_LAYER_TANH) {
+                l->rule.eps = v == 1 ? 0.0f : 1e-10f;
+                l->rule.stab = v == 2 ? LRP_STAB_ZERO_ONLY : LRP_STAB_POSITIVE;
+                n++;
+            } else if (l->kind == LRP_LAYER_DENSE && net->layers[l->in[0]].shape.rank == 2) {
+                const lrp_rule_id rs[3][3] = {{LRP_RULE_ZBOX, LRP_RULE_ZPLUS, LRP_RULE_ALPHABETA},
+                                              {LRP_RULE_EPSILON, LRP_RULE_GAMMA, LRP_RULE_ZERO},
+                                              {LRP_RULE_FLAT, LRP_RULE_WSQUARE, LRP_RULE_EPSILON}};
+                l->rule = lrp_rule_default(rs[v][n % 3]);
+                if (v == 2 && rs[v][n % 3] == LRP_RULE_EPSILON)
+                    l->rule.stab = LRP_STAB_SIGN0_ZERO;
+                n++;
+            }
+        }
+        assert_int_equal(n, 7); /* ln, gelu, silu, tanh, proj, ff, fc (rms: identity only) */
+        assert_int_equal(n_whole(net, 2), 0);
+        char name[64];
+        snprintf(name, sizeof name, "tokmlp (rules %d)", v);
+        split_equals(name, net);
+        lrp_net_free(net);
+    }
 }
 
 /* a rank failing at its k-th exchange (forward, start, backward): every
@@ -429,6 +453,7 @@ int main(void)
         cmocka_unit_test(whole_fixtures_equal_one_process),
         cmocka_unit_test(whole_built_equal_one_process),
         cmocka_unit_test(canonized_bn_equal_one_process),
+        cmocka_unit_test(token_rules_equal_one_process),
         cmocka_unit_test(failure_reaches_every_rank),
         cmocka_unit_test(failure_in_whole_layer),
     };

@@ -292,12 +292,11 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
     "Under mpirun (docs/SCALING.md \"MPI\"), several FILEs are shared out\n" \
     "whole; one FILE's MPFR runs are split, by --split samples|layer:\n" \
     "samples (default), the batch in blocks of samples; layer, every\n" \
-    "layer's channels in blocks (one image: each rank holds its share of\n" \
-    "the MPFR values; a Concatenate or Reshape runs whole on every rank;\n" \
-    "a BatchNorm under --bn canonize is divided with its conv; a net with\n" \
-    "a grouped Conv2D, an Add of inputs split differently or a token or\n" \
-    "attention kind is refused: check and compare cannot merge their\n" \
-    "per-unit data from the ranks).\n" \
+    "layer's channels (a token sequence's tokens) in blocks (one image:\n" \
+    "each rank holds its share of the MPFR values; a BatchNorm under\n" \
+    "--bn canonize is divided with its conv; the layers it does not divide\n" \
+    "-- Concatenate, Reshape, grouped Conv2D, attention, Embedding, ... --\n" \
+    "run whole on every rank, and rank 0 takes their per-unit data).\n" \
     "Rank 0 judges; the report is the one-process report, byte for byte.\n" \
     "With --split layer what it reads layer by layer (the rounded reference,\n" \
     "the gauge's forward bounds, the trace-local values) is parked over the\n" \
@@ -424,20 +423,6 @@ static void judge_file(judge_outcome *oc, lrp_run_report *r, const judge_opts *p
     }
     co.keep = keep;
     if (split && split->layer) {
-        /* the oracle's layer split needs every layer divided or run whole
-         * with nothing per unit (Concatenate, Reshape;
-         * lrp_pipe_split_check): every rank refuses the same net with the
-         * same line (before any exchange) */
-        if (lrp_pipe_split_check(net, split->size, &e) != LRP_OK) {
-            cli_progress_clear(prog);
-            if (keep)
-                lrp_keep_abort(keep);
-            cli_net_free(net);
-            oc->kind = 3;
-            oc->rc = EXIT_USAGE;
-            snprintf(oc->msg, sizeof oc->msg, "lrp-oracle: %s", e.msg);
-            return;
-        }
         /* every rank the whole batch, its block of every layer */
         split->first = 0;
         split->count = net->batch;
@@ -1107,12 +1092,12 @@ static int write_trace(int argc, char **argv, int reference)
                                      "  --split samples|layer\n"
                                      "                 under mpirun, what the ranks share (docs/SCALING.md\n"
                                      "                 \"MPI\"): samples (default), the batch in blocks of\n"
-                                     "                 samples; layer, every layer's channels in blocks,\n"
-                                     "                 for a batch smaller than the ranks (one image):\n"
-                                     "                 each rank holds its share of the MPFR values.  The\n"
-                                     "                 layers it does not divide (Concatenate, Reshape,\n"
-                                     "                 grouped Conv2D, token and attention kinds) run\n"
-                                     "                 whole on every rank.\n"
+                                     "                 samples; layer, every layer's channels (a token\n"
+                                     "                 sequence's tokens) in blocks, for a batch smaller\n"
+                                     "                 than the ranks (one image): each rank holds its\n"
+                                     "                 share of the MPFR values.  The layers it does not\n"
+                                     "                 divide (Concatenate, Reshape, grouped Conv2D,\n"
+                                     "                 attention, Embedding, ...) run whole on every rank.\n"
                                      "                 The file is the one-process file, byte for byte.\n"
                                    : "usage: lrp-oracle fast [rule options] FILE --out OUT\n\n"
                                      "Runs the float32 fast path and stores its relevance as trace\n"
