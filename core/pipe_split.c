@@ -34,10 +34,13 @@ static int depthwise(const lrp_net *net, const lrp_layer *l)
 
 /* A layer that maps each token of a (T, F) sequence on its own: a Dense on
  * a sequence, a LayerNorm / RMSNorm over each token's features (not over a
- * flat vector: that is one token, whose features the split divides), and
- * the elementwise GELU, SiLU, Tanh.  Its block is its input's block of
- * tokens (rows), and it runs on that block alone, without exchanges: the
- * same parameters, fewer rows (docs/SCALING.md, "Tokens divided"). */
+ * flat vector: that is one token, whose features the split divides), the
+ * elementwise GELU, SiLU, Tanh, an Embedding (a row of its table a token
+ * id) and a Position (row t of its table added to token t: the share's
+ * table starts at the block's first token, lrp_split_net_new).  Its block
+ * is its input's block of tokens (rows), and it runs on that block alone,
+ * without exchanges: the same parameters, fewer rows (docs/SCALING.md,
+ * "Tokens divided"). */
 static int token_rows(const lrp_net *net, const lrp_layer *l)
 {
     int in_rank = l->kind == LRP_LAYER_INPUT ? 0 : net->layers[l->in[0]].shape.rank;
@@ -49,6 +52,8 @@ static int token_rows(const lrp_net *net, const lrp_layer *l)
     case LRP_LAYER_GELU:
     case LRP_LAYER_SILU:
     case LRP_LAYER_TANH:
+    case LRP_LAYER_EMBEDDING:
+    case LRP_LAYER_POSITION:
         return 1;
     default:
         return 0;
@@ -67,6 +72,7 @@ void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *
     case LRP_LAYER_DROPOUT:
     case LRP_LAYER_BATCHNORM:
     case LRP_LAYER_ADD: /* its first input's block (whole or not: split_whole) */
+    case LRP_LAYER_MUL:
         /* channel-local: the input's block */
         lrp_pipe_split_block(net, l->in[0], q, size, lo, hi);
         return;
@@ -120,11 +126,14 @@ static int split_whole(const lrp_net *net, int li, int size)
     case LRP_LAYER_GELU:
     case LRP_LAYER_SILU:
     case LRP_LAYER_TANH:
+    case LRP_LAYER_EMBEDDING:
+    case LRP_LAYER_POSITION:
         return 0;
     case LRP_LAYER_LAYERNORM:
     case LRP_LAYER_RMSNORM:
         return !token_rows(net, l); /* over a flat vector: whole */
     case LRP_LAYER_ADD:
+    case LRP_LAYER_MUL: /* elementwise: whole when its inputs are split differently */
         for (int k = 1; k < l->n_in; k++)
             for (int q = 0; q < size; q++) {
                 int64_t a0, a1, b0, b1;
@@ -134,8 +143,8 @@ static int split_whole(const lrp_net *net, int li, int size)
                     return 1;
             }
         return 0;
-    default: /* Concatenate, Reshape, Mul, Softmax, the attention kinds,
-              * Embedding, Position and the other token kinds */
+    default: /* Concatenate, Reshape, Softmax (its units are rows, not
+              * cells), the attention kinds, SelectToken, ToTokens, ClsToken */
         return 1;
     }
 }
@@ -211,6 +220,8 @@ lrp_split_net *lrp_split_net_new(const lrp_net *full, const lrp_pipe_split *sp)
         lrp_layer *l = &s->net.layers[li];
         int64_t lo = s->lo[li * R + q], hi = s->hi[li * R + q];
         l->shape.d[0] = hi - lo;
+        if (f->kind == LRP_LAYER_POSITION && !s->whole[li])
+            l->w = f->w + lo * inner_of(&f->shape); /* the block's first token's row */
         if (f->kind == LRP_LAYER_BATCHNORM) {
             l->bn_gamma = f->bn_gamma + lo;
             l->bn_beta = f->bn_beta + lo;

@@ -289,6 +289,16 @@ static void whole_built_equal_one_process(void **state)
     }
 }
 
+static void tokens_built_equal_one_process(void **state)
+{
+    (void)state;
+    lrp_net *net = tu_build_tokens();
+    assert_int_equal(n_whole(net, 2), 0);
+    assert_int_equal(n_whole(net, 3), 0);
+    split_equals("tokens (built)", net);
+    lrp_net_free(net);
+}
+
 /* BatchNorm canonized into the conv before it (--bn canonize): the pair
  * is divided like any conv and BatchNorm (a depthwise one in mobilenet, a
  * strided projection in resnet); the conv's backward reads every output
@@ -454,6 +464,7 @@ int main(void)
         cmocka_unit_test(whole_built_equal_one_process),
         cmocka_unit_test(canonized_bn_equal_one_process),
         cmocka_unit_test(token_rules_equal_one_process),
+        cmocka_unit_test(tokens_built_equal_one_process),
         cmocka_unit_test(failure_reaches_every_rank),
         cmocka_unit_test(failure_in_whole_layer),
     };

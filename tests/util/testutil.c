@@ -404,3 +404,36 @@ void tu_flaky_arm(const lrp_net *net, tu_lin_bwd_fn real)
     assert_true(tu_flaky_dense > 0);
     tu_flaky_real = real;
 }
+
+/* every token-wise kind divided by rows of tokens, nothing run whole: a
+ * token Input of 7 ids, Embedding, Position (each rank's rows of the
+ * table start at its block's first token), LayerNorm, a gated MLP (Dense,
+ * GELU, Dense, Mul of inputs split alike), a residual Add, Flatten and a
+ * Dense head; batch 2, EpsilonPlus.  7 tokens: R = 9 leaves two ranks
+ * without one. */
+lrp_net *tu_build_tokens(void)
+{
+    lrp_net *net = lrp_net_new();
+    assert_non_null(net);
+    lrp_err e = {0};
+    lrp_builder b;
+    lrp_build_begin(&b, net, 0x70c5u, &e);
+    int t = lrp_build_token_input(&b, "tokens", 7);
+    int x = lrp_build_embedding(&b, "embed", t, 11, 6);
+    x = lrp_build_position(&b, "pos", x, 9);
+    int n = lrp_build_layernorm(&b, "ln", x, 1e-5f, 1);
+    int g = lrp_build_dense(&b, "up", n, 8, 1);
+    g = lrp_build_act(&b, "gelu", g, LRP_LAYER_GELU, 0);
+    int v = lrp_build_dense(&b, "val", n, 8, 1);
+    int m = lrp_build_mul(&b, "gate", g, v);
+    m = lrp_build_dense(&b, "down", m, 6, 1);
+    int ad[2] = {x, m};
+    int a = lrp_build_add(&b, "res", 2, ad);
+    a = lrp_build_flatten(&b, "flat", a);
+    lrp_build_dense(&b, "head", a, 4, 1);
+    if (lrp_build_finish(&b, 2))
+        fail_msg("build: %s", e.msg);
+    lrp_composite_params cp = lrp_composite_params_default();
+    lrp_composite_apply(net, LRP_COMPOSITE_EPSILON_PLUS, &cp);
+    return net;
+}

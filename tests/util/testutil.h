@@ -19,6 +19,11 @@ struct lrp_builder;
 /* A Reshape of layer `in` to (d0, d1, d2)'s first `rank` axes, added to
  * the builder's net by hand (the builder has none); its index, or a test
  * failure. */
+/* A built token net that the layer split divides whole by rows of tokens
+ * (tests/test_split.c, tests/test_check_split.c): token Input (7 ids),
+ * Embedding, Position, LayerNorm, a gated MLP with a Mul, a residual Add,
+ * Flatten, a Dense head; batch 2, EpsilonPlus. */
+struct lrp_net *tu_build_tokens(void);
 int tu_build_reshape(struct lrp_builder *b, const char *name, int in, int rank, int64_t d0,
                      int64_t d1, int64_t d2);
 /* Inferring net's shapes ("f.h5") must fail with one line naming the file
