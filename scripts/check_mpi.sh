@@ -136,7 +136,7 @@ echo "== reference --split layer: every layer's channels over the ranks"
 # tensor read by a Concatenate and a BatchNorm / a conv); attn_padded
 # (attention kinds run whole).  Token sequences divided by rows of tokens:
 # tokmlp (Dense, LayerNorm, RMSNorm, GELU, SiLU, Tanh on 8 tokens: 3 / 3 /
-# 2 under -n 3), bert_tiny (those divided, Embedding, Position and the
+# 2 under -n 3), bert_tiny (those divided, Embedding and Position too, the
 # attentions run whole between them); resnet and mobilenet with
 # --bn canonize (each BatchNorm runs whole with its conv)
 for case in "resnet" "vgg16s" "mlp" "negzero" "zero_input" "huge_fanin" "resnet5" \
@@ -362,8 +362,8 @@ echo "== check / compare --split layer of one file: every layer's channels over 
 # and resnet under --bn canonize (each BatchNorm divided with its conv);
 # tokmlp and ln_eps0 (token sequences divided by rows of tokens; ln_eps0's
 # 0/0 rows: the first NaN's origin, raised by the LayerNorm's forward step);
-# bert_tiny, attn1 and vit_tiny's trace (attention, Embedding, Position,
-# SelectToken, ToTokens, ClsToken run whole, their per-unit data rank 0's)
+# bert_tiny, attn1 and vit_tiny's trace (attention, SelectToken, ToTokens,
+# ClsToken run whole, their per-unit data rank 0's)
 "$ONE" fast "$FX/resnet.h5" --out "$W/resnetT.h5" >/dev/null || bad "fast resnet"
 "$ONE" fast "$FX/zennit_bncat.h5" --out "$W/bncatT.h5" >/dev/null || bad "fast zennit_bncat"
 "$ONE" fast "$FX/negzero.h5" --out "$W/negzeroT.h5" >/dev/null || bad "fast negzero"

@@ -16,7 +16,7 @@
  * with layers run whole on every rank (Concatenate, Reshape: DenseNet-like;
  * with per-unit data, whose units the root takes whole from its own run:
  * grouped Conv2D, an Add split differently, the attention kinds,
- * Embedding, Position, Softmax, Mul, ToTokens, ClsToken, SelectToken; a
+ * Softmax, ToTokens, ClsToken, SelectToken; a
  * sign-flipped bert_tiny trace), and nets with every BatchNorm canonized
  * into its conv (divided with it; R = 2 and 3 only).  Under check the
  * subject (our fast path's run) reaches the root's end-to-end and
@@ -425,7 +425,7 @@ static void layer_split_equals_one_process(void **state)
         {"attn1", NULL, NULL, 0, 0},                  /* MultiHeadAttention, SelectToken */
         {"attn_parts", "fastpath", NULL, 0, 1},       /* AttnScores, AttnSoftmax, AttnContext */
         {"gate1", NULL, NULL, 0, 1},                  /* Softmax, Mul */
-        {"embed1", NULL, NULL, 0, 1},                 /* Embedding, Position */
+        {"embed1", NULL, NULL, 0, 1},                 /* attention after Embedding, Position */
         {"decoder1", NULL, NULL, 0, 1},
         {"vit_tiny", "fastpath", NULL, 0, 1},         /* ToTokens, ClsToken, pre-LN blocks */
         {"bert_tiny", NULL, NULL, 0, 1},

@@ -13,8 +13,8 @@
  * ranks, so some ranks hold empty blocks; token sequences divided by rows
  * of tokens: tokmlp, ln_eps0, ln_constrow) and of the kinds it runs whole
  * on every rank (the whole-layer fallback: Concatenate in densenet,
- * zennit_bncat, captum_cat; the attention kinds, Embedding, Position,
- * Softmax, Mul), plus nets built here with grouped Conv2D, Reshape, a
+ * zennit_bncat, captum_cat; the attention kinds, SelectToken, ToTokens,
+ * Softmax), plus nets built here with grouped Conv2D, Reshape, a
  * Dense on a token sequence and an Add of inputs split differently, and BatchNorm canonized into
  * its conv (divided with it), R = 1, 2, 3, 5, 9; then an exchange that
  * reports a failure in the middle of the run, also in a whole layer's

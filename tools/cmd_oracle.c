@@ -295,7 +295,7 @@ static int write_reports(const judge_opts *o, lrp_run_report *runs, int n,
     "layer's channels (a token sequence's tokens) in blocks (one image:\n" \
     "each rank holds its share of the MPFR values; a BatchNorm under\n" \
     "--bn canonize is divided with its conv; the layers it does not divide\n" \
-    "-- Concatenate, Reshape, grouped Conv2D, attention, Embedding, ... --\n" \
+    "-- Concatenate, Reshape, grouped Conv2D, attention, Softmax, ... --\n" \
     "run whole on every rank, and rank 0 takes their per-unit data).\n" \
     "Rank 0 judges; the report is the one-process report, byte for byte.\n" \
     "With --split layer what it reads layer by layer (the rounded reference,\n" \
@@ -1097,7 +1097,7 @@ static int write_trace(int argc, char **argv, int reference)
                                      "                 than the ranks (one image): each rank holds its\n"
                                      "                 share of the MPFR values.  The layers it does not\n"
                                      "                 divide (Concatenate, Reshape, grouped Conv2D,\n"
-                                     "                 attention, Embedding, ...) run whole on every rank.\n"
+                                     "                 attention, Softmax, ...) run whole on every rank.\n"
                                      "                 The file is the one-process file, byte for byte.\n"
                                    : "usage: lrp-oracle fast [rule options] FILE --out OUT\n\n"
                                      "Runs the float32 fast path and stores its relevance as trace\n"
