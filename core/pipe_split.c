@@ -110,6 +110,8 @@ void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *
 static int split_whole(const lrp_net *net, int li, int size)
 {
     const lrp_layer *l = &net->layers[li];
+    if (token_rows(net, l)) /* its input's block of tokens */
+        return 0;
     switch (l->kind) {
     case LRP_LAYER_INPUT:
     case LRP_LAYER_RELU:
@@ -122,16 +124,8 @@ static int split_whole(const lrp_net *net, int li, int size)
         return 0;
     case LRP_LAYER_CONV2D:
         return l->groups != 1 && !depthwise(net, l);
-    case LRP_LAYER_DENSE: /* flat: its features; a sequence: its tokens */
-    case LRP_LAYER_GELU:
-    case LRP_LAYER_SILU:
-    case LRP_LAYER_TANH:
-    case LRP_LAYER_EMBEDDING:
-    case LRP_LAYER_POSITION:
+    case LRP_LAYER_DENSE: /* flat: its features (a sequence: token_rows) */
         return 0;
-    case LRP_LAYER_LAYERNORM:
-    case LRP_LAYER_RMSNORM:
-        return !token_rows(net, l); /* over a flat vector: whole */
     case LRP_LAYER_ADD:
     case LRP_LAYER_MUL: /* elementwise: whole when its inputs are split differently */
         for (int k = 1; k < l->n_in; k++)
@@ -144,7 +138,8 @@ static int split_whole(const lrp_net *net, int li, int size)
             }
         return 0;
     default: /* Concatenate, Reshape, Softmax (its units are rows, not
-              * cells), the attention kinds, SelectToken, ToTokens, ClsToken */
+              * cells), the attention kinds, SelectToken, ToTokens, ClsToken,
+              * a LayerNorm / RMSNorm of a flat vector (one token) */
         return 1;
     }
 }
@@ -220,7 +215,7 @@ lrp_split_net *lrp_split_net_new(const lrp_net *full, const lrp_pipe_split *sp)
         lrp_layer *l = &s->net.layers[li];
         int64_t lo = s->lo[li * R + q], hi = s->hi[li * R + q];
         l->shape.d[0] = hi - lo;
-        if (f->kind == LRP_LAYER_POSITION && !s->whole[li])
+        if (f->kind == LRP_LAYER_POSITION) /* divided: token_rows */
             l->w = f->w + lo * inner_of(&f->shape); /* the block's first token's row */
         if (f->kind == LRP_LAYER_BATCHNORM) {
             l->bn_gamma = f->bn_gamma + lo;

@@ -2775,7 +2775,7 @@ static lrp_pipe *sp_view(const lrp_pipe *p, sp_ref *H, int64_t B)
             const lrp_layer *l = &S->sub.layers[i];
             int64_t n1 = lrp_shape_numel(&l->shape);
             /* a layer run whole: its units were whole on the root */
-            int wl = lrp_pipe_split_is_whole(&S->sub, i, S->R);
+            int wl = sp_whole(S, i);
             Q->n_units = Q->n_units && !wl ? n1 : Q->n_units;
             Q->n = n1;
             for (int k = 0; k < Q->n_rin && k < LRP_MAX_INPUTS; k++)
