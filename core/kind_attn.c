@@ -551,11 +551,18 @@ static void mha_geometry(char *buf, size_t n, const lrp_layer *l)
              (double)l->mask_value, l->has_bias ? " +bias" : "");
 }
 
-/* everything the forward computes, for the LRP step */
+/* everything the forward computes, for the LRP step.  Under the layer
+ * split (r->split set: core/pipe_split.c attn_rows) the rank holds the
+ * queries [q0, q0 + Tq) of the T tokens: its rows of the input, of the
+ * output and of every per-query tensor (S, X, A, O; qkvL), and every
+ * token's q, k, v (qkv, gathered); one process: q0 = 0, Tq = T. */
 typedef struct mha_t {
-    int64_t B, T, F, H, d;
+    int64_t B, T, F, H, d, Tq, q0;
+    int split;
     lrp_lin Lin, Lout;
-    void *qkv, *S, *X, *A, *O; /* X: NULL unless a finite mask is added */
+    void *qkvL;                 /* this rank's rows of [q k v] (B, Tq, 3F) */
+    void *qkv, *S, *X, *A, *O; /* X: NULL unless a finite mask is added;
+                                   qkv (B, T, 3F): qkvL itself in one process */
     uint8_t *mask;              /* excluded entries (-inf mask): mrows rows of T,
                                    row r of the scores uses row r % mrows; or NULL */
     int64_t mrows;
@@ -566,17 +573,19 @@ typedef struct mha_t {
 static void mha_free(lrp_pipe_state *r, mha_t *m)
 {
     const lrp_backend *be = r->be;
-    int64_t BT = m->B * m->T, HTT = m->B * m->H * m->T * m->T;
-    if (m->qkv)
-        be->tensor_free(be->ctx, m->qkv, BT * 3 * m->F);
+    int64_t BQ = m->B * m->Tq, HQT = m->B * m->H * m->Tq * m->T;
+    if (m->qkv && m->qkv != m->qkvL)
+        be->tensor_free(be->ctx, m->qkv, m->B * m->T * 3 * m->F);
+    if (m->qkvL)
+        be->tensor_free(be->ctx, m->qkvL, BQ * 3 * m->F);
     if (m->S)
-        be->tensor_free(be->ctx, m->S, HTT);
+        be->tensor_free(be->ctx, m->S, HQT);
     if (m->X)
-        be->tensor_free(be->ctx, m->X, HTT);
+        be->tensor_free(be->ctx, m->X, HQT);
     if (m->A)
-        be->tensor_free(be->ctx, m->A, HTT);
+        be->tensor_free(be->ctx, m->A, HQT);
     if (m->O)
-        be->tensor_free(be->ctx, m->O, BT * m->F);
+        be->tensor_free(be->ctx, m->O, BQ * m->F);
     if (m->bin && !m->bin_own) {
         /* a view of binary32 (wrap_f32): never freed */
     } else if (m->bin) {
@@ -598,16 +607,6 @@ static void lin_dense(lrp_lin *L, int64_t nin, int64_t nout, const float *w32, c
     L->b32 = b32;
 }
 
-/* S (B, h, T, T) = c q k^T; A V products: the strided descriptors */
-static lrp_bmm bmm_scores(const mha_t *m, float c)
-{
-    lrp_bmm G = {m->B, m->H, m->T, m->T, m->d,
-                 m->T * 3 * m->F, m->d, 3 * m->F, 1,
-                 m->T * 3 * m->F, m->d, 1, 3 * m->F,
-                 m->H * m->T * m->T, m->T * m->T, m->T, 1, c};
-    return G;
-}
-
 static lrp_status mha_compute(lrp_pipe_state *r, int li, mha_t *m)
 {
     const lrp_backend *be = r->be;
@@ -617,11 +616,19 @@ static lrp_status mha_compute(lrp_pipe_state *r, int li, mha_t *m)
     const lrp_pipe_layer *I = &r->p->L[l->in[0]];
     memset(m, 0, sizeof *m);
     m->B = r->B;
-    m->T = l->shape.d[0];
+    m->Tq = l->shape.d[0];
+    m->T = m->Tq;
+    m->split = r->split != NULL;
+    if (m->split) {
+        int64_t hi, inner;
+        lrp_pipe_split_range(r, li, &m->q0, &hi, &inner);
+        m->T = lrp_pipe_split_full(r)->layers[li].shape.d[0];
+    }
     m->F = l->shape.d[1];
     m->H = l->heads;
     m->d = m->F / m->H;
-    int64_t B = m->B, T = m->T, F = m->F, H = m->H, BT = B * T, HTT = B * H * T * T;
+    int64_t B = m->B, T = m->T, Tq = m->Tq, F = m->F, H = m->H, BQ = B * Tq;
+    int64_t HQT = B * H * Tq * T;
     lin_dense(&m->Lin, F, 3 * F, l->w, l->has_bias ? l->b : NULL);
     lin_dense(&m->Lout, F, F, l->w2, l->has_bias ? l->b2 : NULL);
     int borrowed = 0;
@@ -653,25 +660,36 @@ static lrp_status mha_compute(lrp_pipe_state *r, int li, mha_t *m)
     m->Lin.b = m->bin;
     m->Lout.w = wout;
     m->Lout.b = m->bout;
-    if (!(m->qkv = lrp_pipe_traw(r, BT * 3 * F)) || !(m->S = lrp_pipe_traw(r, HTT)) ||
-        !(m->A = lrp_pipe_traw(r, HTT)) || !(m->O = lrp_pipe_traw(r, BT * F)))
+    if (!(m->qkvL = lrp_pipe_traw(r, BQ * 3 * F)))
         return lrp_pipe_oom(r, "attention");
     lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
     lrp_bterm bt = {LRP_BM_ID, 1.0f};
-    be->lin_fwd(cx, m->qkv, &m->Lin, I->act, &t, 1, &bt, l->has_bias, 0, BT);
-    lrp_bmm G = bmm_scores(m, l->scale);
-    be->bmm(cx, m->S, m->qkv, be->at(cx, m->qkv, F), &G);
+    be->lin_fwd(cx, m->qkvL, &m->Lin, I->act, &t, 1, &bt, l->has_bias, 0, BQ);
+    /* every token's keys and values: each rank's rows, gathered */
+    m->qkv = m->split ? lrp_pipe_split_gather_rows(r, li, m->qkvL, 3 * F) : m->qkvL;
+    if (!m->qkv)
+        return r->err->code;
+    if (!(m->S = lrp_pipe_traw(r, HQT)) || !(m->A = lrp_pipe_traw(r, HQT)) ||
+        !(m->O = lrp_pipe_traw(r, BQ * F)))
+        return lrp_pipe_oom(r, "attention");
+    /* S (B, h, Tq, T) = c q k^T: our queries, every key */
+    lrp_bmm G = {B, H, Tq, T, m->d,
+                 Tq * 3 * F, m->d, 3 * F, 1,
+                 T * 3 * F, m->d, 1, 3 * F,
+                 H * Tq * T, Tq * T, T, 1, l->scale};
+    be->bmm(cx, m->S, m->qkvL, be->at(cx, m->qkv, F), &G);
     /* masked (query i, key j) of sample b: causal (j > i) or a padded key;
      * excluded (-inf) or a finite value added to the scores */
-    lrp_status st = lrp_pipe_attn_logits(r, l, H, T, m->S, &m->X, &m->mask, &m->mrows);
+    lrp_status st = lrp_pipe_attn_logits_rows(r, l, H, Tq, m->q0, T, m->S, &m->X, &m->mask,
+                                              &m->mrows);
     if (st)
         return st;
-    be->softmax_fwd(cx, m->A, m->X ? m->X : m->S, m->mask, m->mrows, B * H * T, T);
-    /* O (B, T, F), head h at features h d .. : A (T, T) times v (T, d) */
-    lrp_bmm G2 = {B, H, T, m->d, T,
-                  H * T * T, T * T, T, 1,
+    be->softmax_fwd(cx, m->A, m->X ? m->X : m->S, m->mask, m->mrows, B * H * Tq, T);
+    /* O (B, Tq, F), head h at features h d .. : A (Tq, T) times v (T, d) */
+    lrp_bmm G2 = {B, H, Tq, m->d, T,
+                  H * Tq * T, Tq * T, T, 1,
                   T * 3 * F, m->d, 3 * F, 1,
-                  T * F, m->d, F, 1, 1.0f};
+                  Tq * F, m->d, F, 1, 1.0f};
     be->bmm(cx, m->O, m->A, be->at(cx, m->qkv, 2 * F), &G2);
     return LRP_OK;
 }
@@ -686,29 +704,121 @@ static lrp_status mha_forward(lrp_pipe_state *r, int li)
     if (!st) {
         lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
         lrp_bterm bt = {LRP_BM_ID, 1.0f};
-        be->lin_fwd(be->ctx, P->act, &m.Lout, m.O, &t, 1, &bt, l->has_bias, 0, m.B * m.T);
+        be->lin_fwd(be->ctx, P->act, &m.Lout, m.O, &t, 1, &bt, l->has_bias, 0, m.B * m.Tq);
     }
     mha_free(r, &m);
     return st;
 }
 
+/* Under the layer split, the per-sample totals of the step wait for one
+ * exchange at its end: each stage's rowsum is kept as the exact partial
+ * sums of this rank (lrp_backend.rowsum_exact), in the order one process
+ * adds them, then every rank adds the same roundings of the same sums. */
+typedef struct mha_abs {
+    lrp_bytes part;
+    int kind[16], n;
+} mha_abs;
+
+/* this stage's per-sample sums of sc (B rows of per) into kind k's total */
+static lrp_status mha_total(lrp_pipe_state *r, lrp_pipe_layer *P, mha_abs *ma, int k,
+                            const void *sc, void *row, int64_t per)
+{
+    const lrp_backend *be = r->be;
+    if (ma) {
+        LRP_ASSERT(ma->n < 16);
+        ma->kind[ma->n++] = k;
+        if (be->rowsum_exact(be->ctx, &ma->part, sc, r->B, per))
+            return lrp_err_set(r->err, LRP_E_NOMEM,
+                               "<network>: attention: out of memory, or an absorbed sum too wide "
+                               "to add exactly (layer split)");
+        return LRP_OK;
+    }
+    if (!P->abs[k] && !(P->abs[k] = lrp_pipe_tnew(r, r->B)))
+        return lrp_pipe_oom(r, "attention");
+    be->rowsum(be->ctx, row, sc, r->B, per);
+    be->ew(be->ctx, LRP_EW_ADD, P->abs[k], P->abs[k], row, 0, 0, r->B);
+    return LRP_OK;
+}
+
+/* the totals kept in ma, added in their order (every rank the same) */
+static lrp_status mha_totals_end(lrp_pipe_state *r, lrp_pipe_layer *P, mha_abs *ma)
+{
+    const lrp_backend *be = r->be;
+    int R = lrp_pipe_split_ranks(r);
+    void *all = NULL, *row = NULL;
+    const unsigned char **in = malloc((size_t)R * sizeof *in);
+    const unsigned char **end = malloc((size_t)R * sizeof *end);
+    lrp_status st = LRP_OK;
+    if (!in || !end || !(row = lrp_pipe_traw(r, r->B))) {
+        st = lrp_pipe_oom(r, "attention");
+        lrp_pipe_split_fail(r);
+        goto done;
+    }
+    if (lrp_pipe_split_swap(r, &ma->part, 1, &all, in, end)) {
+        st = r->err->code;
+        goto done;
+    }
+    /* B cells, one a sample */
+    lrp_bmm G = {r->B, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1.0f};
+    for (int i = 0; i < ma->n && !st; i++) {
+        int k = ma->kind[i];
+        if (!P->abs[k] && !(P->abs[k] = lrp_pipe_tnew(r, r->B))) {
+            st = lrp_pipe_oom(r, "attention");
+            break;
+        }
+        if (be->sum_exact(be->ctx, row, &G, in, (const unsigned char *const *)end, R)) {
+            st = lrp_err_set(r->err, LRP_E_NOMEM,
+                             "<network>: attention: out of memory, or absorbed sums not as sent "
+                             "(layer split)");
+            break;
+        }
+        be->ew(be->ctx, LRP_EW_ADD, P->abs[k], P->abs[k], row, 0, 0, r->B);
+    }
+done:
+    if (row)
+        be->tensor_free(be->ctx, row, r->B);
+    free(all);
+    free(in);
+    free(end);
+    return st;
+}
+
 /* One stabilized division of a stage: s = R / stab(den), its bias (bden,
  * may be NULL) and stabilizer shares and undefined units absorbed into the
- * per-sample totals tot[kind] (B values each, added), flags raised. */
-static lrp_status mha_divide(lrp_pipe_state *r, lrp_pipe_layer *P, void *s, const void *R,
-                             const void *den, const void *bden, int64_t per)
+ * per-sample totals (B values each, added; under the split kept in ma),
+ * flags raised.  The stage's units are (outer, Tq, inner), per = a
+ * sample's count of them; under the split the classes of every rank's
+ * rows are gathered and the flags raised from the whole layer's, the same
+ * on every rank and at one process's places. */
+static lrp_status mha_divide(lrp_pipe_state *r, int li, mha_abs *ma, void *s, const void *R,
+                             const void *den, const void *bden, int64_t per, int64_t outer,
+                             int64_t inner)
 {
     const lrp_backend *be = r->be;
     void *cx = be->ctx;
+    lrp_pipe_layer *P = &r->p->L[li];
     int64_t NU = per * r->B;
     lrp_status st = LRP_OK;
     uint8_t *cls = malloc((size_t)(NU ? NU : 1));
     void *sc[LRP_ABS_COUNT] = {NULL};
     void *row = NULL;
-    if (!cls)
-        return lrp_pipe_oom(r, "attention");
+    if (!cls) {
+        st = lrp_pipe_oom(r, "attention");
+        goto done;
+    }
     be->stab_div(cx, s, cls, R, den, NULL, P->rule.stab, P->rule.eps, 0, NU);
-    lrp_pipe_flags_from_cls(P, cls, NU, per);
+    if (r->split) {
+        int64_t T = lrp_pipe_split_full(r)->layers[li].shape.d[0];
+        uint8_t *all = lrp_pipe_split_gather_bytes(r, li, cls, outer, inner);
+        if (!all) {
+            free(cls);
+            return r->err->code;
+        }
+        lrp_pipe_flags_from_cls(P, all, outer * T * inner, outer * T * inner / r->B);
+        free(all);
+    } else {
+        lrp_pipe_flags_from_cls(P, cls, NU, per);
+    }
     if (!r->relonly) {
         const int kinds[3] = {LRP_ABS_BIAS, LRP_ABS_STAB, LRP_ABS_UNDEF};
         if (!(row = lrp_pipe_traw(r, r->B))) {
@@ -721,16 +831,11 @@ static lrp_status mha_divide(lrp_pipe_state *r, lrp_pipe_layer *P, void *s, cons
                 goto done;
             }
         be->absorb(cx, sc, R, s, bden, cls, 1.0f, P->rule.eps, NU);
-        for (int q = 0; q < 3; q++) {
+        for (int q = 0; q < 3 && !st; q++) {
             int k = kinds[q];
             if (k == LRP_ABS_BIAS && !bden)
                 continue;
-            if (!P->abs[k] && !(P->abs[k] = lrp_pipe_tnew(r, r->B))) {
-                st = lrp_pipe_oom(r, "attention");
-                goto done;
-            }
-            be->rowsum(cx, row, sc[k], r->B, per);
-            be->ew(cx, LRP_EW_ADD, P->abs[k], P->abs[k], row, 0, 0, r->B);
+            st = mha_total(r, P, ma, k, sc[k], row, per);
         }
     }
 done:
@@ -754,6 +859,67 @@ static void *mha_bden(lrp_pipe_state *r, const lrp_lin *L, const void *x, int64_
     return t;
 }
 
+/* Under the layer split: g_v = A^T s2 and g_k = c s3^T q, sums over every
+ * query, for this rank's keys (its rows) into gqkv.  Each rank sends, for
+ * each rank's keys, the exact partial sums over its own queries (Gv and
+ * Gk with M the keys of that rank), and the sum of all ranks' is rounded
+ * once (lrp_backend.sum_exact), as one process's bmm rounds it. */
+static lrp_status mha_keys_exact(lrp_pipe_state *r, int li, const mha_t *m, void *gqkv,
+                                 lrp_bmm Gv, const void *A, const void *s2, lrp_bmm Gk,
+                                 const void *s3, int with_k)
+{
+    const lrp_backend *be = r->be;
+    void *cx = be->ctx;
+    int R = lrp_pipe_split_ranks(r);
+    int64_t F = m->F;
+    lrp_bytes *seg = calloc((size_t)R, sizeof *seg);
+    const unsigned char **in = malloc((size_t)R * sizeof *in);
+    const unsigned char **end = malloc((size_t)R * sizeof *end);
+    void *all = NULL;
+    lrp_status st = LRP_OK;
+    int bad = !seg || !in || !end;
+    for (int q = 0; q < R && !bad; q++) {
+        int64_t lo, hi;
+        lrp_pipe_split_block_of(r, li, q, &lo, &hi);
+        lrp_bmm v = Gv, k = Gk;
+        v.M = k.M = hi - lo; /* rank q's keys: a's key column from lo */
+        bad = be->bmm_exact(cx, &seg[q], be->at(cx, A, lo), s2, &v) ||
+              (with_k && be->bmm_exact(cx, &seg[q], be->at(cx, s3, lo), m->qkvL, &k));
+    }
+    if (bad) {
+        st = lrp_err_set(r->err, LRP_E_NOMEM,
+                         "<network>: attention: out of memory, or a partial sum too wide to "
+                         "add exactly (layer split)");
+        lrp_pipe_split_fail(r);
+        goto done;
+    }
+    if (lrp_pipe_split_swap(r, seg, R, &all, in, end)) {
+        st = r->err->code;
+        goto done;
+    }
+    /* our keys' cells, (b, h, key, j) in the order the sums were sent */
+    lrp_bmm O = {m->B, m->H, m->Tq, m->d, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                 m->Tq * 3 * F, m->d, 3 * F, 1, Gv.c};
+    bad = be->sum_exact(cx, be->at(cx, gqkv, 2 * F), &O, in, (const unsigned char *const *)end, R);
+    O.c = Gk.c;
+    if (!bad && with_k)
+        bad = be->sum_exact(cx, be->at(cx, gqkv, F), &O, in, (const unsigned char *const *)end, R);
+    for (int q = 0; q < R && !bad; q++)
+        bad = in[q] != end[q];
+    if (bad)
+        st = lrp_err_set(r->err, LRP_E_NOMEM,
+                         "<network>: attention: out of memory, or partial sums not as sent "
+                         "(layer split)");
+done:
+    for (int q = 0; seg && q < R; q++)
+        lrp_bytes_free(&seg[q]);
+    free(seg);
+    free(in);
+    free(end);
+    free(all);
+    return st;
+}
+
 static lrp_status mha_lrp(lrp_pipe_state *r, int li, const void *R)
 {
     const lrp_backend *be = r->be;
@@ -765,119 +931,132 @@ static lrp_status mha_lrp(lrp_pipe_state *r, int li, const void *R)
     int cp = l->rule.rule == LRP_RULE_CPLRP;
     mha_t m;
     lrp_status st;
+    mha_abs mabs = {{0}, {0}, 0};
+    mha_abs *ma = NULL;
     void *s1 = NULL, *rO = NULL, *gA = NULL, *RA = NULL, *RS = NULL, *gqkv = NULL, *bd = NULL;
     void *ab = NULL, *am = NULL, *row = NULL;
     P->n_units = 1;
     P->n_parts = 0;
     if ((st = mha_compute(r, li, &m)))
         goto done;
-    int64_t B = m.B, T = m.T, F = m.F, H = m.H, BT = B * T, HTT = B * H * T * T;
+    /* the totals wait for the end of the step under the split */
+    if (m.split && !r->relonly)
+        ma = &mabs;
+    int64_t B = m.B, T = m.T, Tq = m.Tq, F = m.F, H = m.H, BQ = B * Tq, HQT = B * H * Tq * T;
     if (!r->relonly) {
         int k[] = {LRP_ABS_BIAS, LRP_ABS_STAB, LRP_ABS_SOFTMAX_BIAS, LRP_ABS_MASK};
         if ((st = lrp_pipe_alloc_abs(r, P, 1, k, 4)))
             goto done;
         P->n_units = 1;
     }
-    if (!(s1 = lrp_pipe_traw(r, BT * F)) || !(rO = lrp_pipe_traw(r, BT * F)) ||
-        !(gqkv = lrp_pipe_tnew(r, BT * 3 * F))) {
+    if (!(s1 = lrp_pipe_traw(r, BQ * F)) || !(rO = lrp_pipe_traw(r, BQ * F)) ||
+        !(gqkv = lrp_pipe_tnew(r, BQ * 3 * F))) {
         st = lrp_pipe_oom(r, "attention");
         goto done;
     }
     /* out projection */
-    if (l->has_bias && !r->relonly && !(bd = mha_bden(r, &m.Lout, m.O, BT))) {
+    if (l->has_bias && !r->relonly && !(bd = mha_bden(r, &m.Lout, m.O, BQ))) {
         st = lrp_pipe_oom(r, "attention");
         goto done;
     }
-    if ((st = mha_divide(r, P, s1, R, P->act, bd, T * F)))
+    if ((st = mha_divide(r, li, ma, s1, R, P->act, bd, Tq * F, B, F)))
         goto done;
     if (bd)
-        be->tensor_free(cx, bd, BT * F);
+        be->tensor_free(cx, bd, BQ * F);
     bd = NULL;
     lrp_term t = {LRP_IM_ID, LRP_WM_ID, 1.0f};
     lrp_bwd_part bp = {1.0f, s1, &t, 1};
-    be->lin_bwd(cx, rO, &m.Lout, m.O, &bp, 1, BT);
+    be->lin_bwd(cx, rO, &m.Lout, m.O, &bp, 1, BQ);
     /* O = A v: s2 (reusing s1) */
-    if ((st = mha_divide(r, P, s1, rO, m.O, NULL, T * F)))
+    if ((st = mha_divide(r, li, ma, s1, rO, m.O, NULL, Tq * F, B, F)))
         goto done;
-    /* g_v (into gqkv's v block) = A^T s2 */
-    lrp_bmm Gv = {B, H, T, m.d, T,
-                  H * T * T, T * T, 1, T,
-                  T * F, m.d, F, 1,
+    /* g_v (into gqkv's v block) = A^T s2: for each key a sum over the
+     * queries (the rank's Tq: under the split, exact partial sums below) */
+    lrp_bmm Gv = {B, H, T, m.d, Tq,
+                  H * Tq * T, Tq * T, 1, T,
+                  Tq * F, m.d, F, 1,
                   T * 3 * F, m.d, 3 * F, 1, 1.0f};
-    be->bmm(cx, be->at(cx, gqkv, 2 * F), m.A, s1, &Gv);
+    if (!m.split)
+        be->bmm(cx, be->at(cx, gqkv, 2 * F), m.A, s1, &Gv);
+    /* g_k = c s3^T q, the same way */
+    lrp_bmm Gk = {B, H, T, m.d, Tq,
+                  H * Tq * T, Tq * T, 1, T,
+                  Tq * 3 * F, m.d, 3 * F, 1,
+                  T * 3 * F, m.d, 3 * F, 1, l->scale};
     if (!cp) {
         /* g_A = s2 v^T, R_A = 1/2 A g_A */
-        if (!(gA = lrp_pipe_traw(r, HTT)) || !(RA = lrp_pipe_traw(r, HTT)) ||
-            !(RS = lrp_pipe_traw(r, HTT)) || !(ab = lrp_pipe_traw(r, B * H * T)) ||
-            !(am = lrp_pipe_traw(r, B * H * T)) || !(row = lrp_pipe_traw(r, B))) {
+        if (!(gA = lrp_pipe_traw(r, HQT)) || !(RA = lrp_pipe_traw(r, HQT)) ||
+            !(RS = lrp_pipe_traw(r, HQT)) || !(ab = lrp_pipe_traw(r, B * H * Tq)) ||
+            !(am = lrp_pipe_traw(r, B * H * Tq)) || !(row = lrp_pipe_traw(r, B))) {
             st = lrp_pipe_oom(r, "attention");
             goto done;
         }
-        lrp_bmm GA = {B, H, T, T, m.d,
-                      T * F, m.d, F, 1,
+        lrp_bmm GA = {B, H, Tq, T, m.d,
+                      Tq * F, m.d, F, 1,
                       T * 3 * F, m.d, 1, 3 * F,
-                      H * T * T, T * T, T, 1, 1.0f};
+                      H * Tq * T, Tq * T, T, 1, 1.0f};
         be->bmm(cx, gA, s1, be->at(cx, m.qkv, 2 * F), &GA);
-        be->ew(cx, LRP_EW_MUL, RA, m.A, gA, 0, 0, HTT);
-        be->ew(cx, LRP_EW_SCALE, RA, RA, NULL, 0.5f, 0, HTT);
+        be->ew(cx, LRP_EW_MUL, RA, m.A, gA, 0, 0, HQT);
+        be->ew(cx, LRP_EW_SCALE, RA, RA, NULL, 0.5f, 0, HQT);
         /* softmax Taylor at X, read at S */
         be->softmax_taylor(cx, RS, ab, am, m.X ? m.X : m.S, m.S, m.A, RA, m.mask,
-                           m.mrows ? m.mrows : 1, B * H * T, T);
+                           m.mrows ? m.mrows : 1, B * H * Tq, T);
         if (!r->relonly) {
-            be->rowsum(cx, row, ab, B, H * T);
-            be->ew(cx, LRP_EW_ADD, P->abs[LRP_ABS_SOFTMAX_BIAS], P->abs[LRP_ABS_SOFTMAX_BIAS],
-                   row, 0, 0, B);
-            be->rowsum(cx, row, am, B, H * T);
-            be->ew(cx, LRP_EW_ADD, P->abs[LRP_ABS_MASK], P->abs[LRP_ABS_MASK], row, 0, 0, B);
+            if ((st = mha_total(r, P, ma, LRP_ABS_SOFTMAX_BIAS, ab, row, H * Tq)) ||
+                (st = mha_total(r, P, ma, LRP_ABS_MASK, am, row, H * Tq)))
+                goto done;
         }
         /* S = c q k^T: s3 (into gA) */
-        if ((st = mha_divide(r, P, gA, RS, m.S, NULL, H * T * T)))
+        if ((st = mha_divide(r, li, ma, gA, RS, m.S, NULL, H * Tq * T, B * H, T)))
             goto done;
-        lrp_bmm Gq = {B, H, T, m.d, T,
-                      H * T * T, T * T, T, 1,
+        /* g_q: our queries, every key */
+        lrp_bmm Gq = {B, H, Tq, m.d, T,
+                      H * Tq * T, Tq * T, T, 1,
                       T * 3 * F, m.d, 3 * F, 1,
-                      T * 3 * F, m.d, 3 * F, 1, l->scale};
+                      Tq * 3 * F, m.d, 3 * F, 1, l->scale};
         be->bmm(cx, gqkv, gA, be->at(cx, m.qkv, F), &Gq);
-        lrp_bmm Gk = {B, H, T, m.d, T,
-                      H * T * T, T * T, 1, T,
-                      T * 3 * F, m.d, 3 * F, 1,
-                      T * 3 * F, m.d, 3 * F, 1, l->scale};
-        be->bmm(cx, be->at(cx, gqkv, F), gA, m.qkv, &Gk);
+        if (!m.split)
+            be->bmm(cx, be->at(cx, gqkv, F), gA, m.qkvL, &Gk);
     }
+    if (m.split && (st = mha_keys_exact(r, li, &m, gqkv, Gv, m.A, s1, Gk, gA, !cp)))
+        goto done;
     /* R_qkv = qkv g (halved under the uniform rule), in gqkv */
-    be->ew(cx, LRP_EW_MUL, gqkv, m.qkv, gqkv, 0, 0, BT * 3 * F);
+    be->ew(cx, LRP_EW_MUL, gqkv, m.qkvL, gqkv, 0, 0, BQ * 3 * F);
     if (!cp)
-        be->ew(cx, LRP_EW_SCALE, gqkv, gqkv, NULL, 0.5f, 0, BT * 3 * F);
+        be->ew(cx, LRP_EW_SCALE, gqkv, gqkv, NULL, 0.5f, 0, BQ * 3 * F);
     /* in projection: s4 into a fresh tensor, then R_x */
     {
-        void *s4 = lrp_pipe_traw(r, BT * 3 * F);
+        void *s4 = lrp_pipe_traw(r, BQ * 3 * F);
         if (!s4) {
             st = lrp_pipe_oom(r, "attention");
             goto done;
         }
-        if (l->has_bias && !r->relonly && !(bd = mha_bden(r, &m.Lin, I->act, BT))) {
-            be->tensor_free(cx, s4, BT * 3 * F);
+        if (l->has_bias && !r->relonly && !(bd = mha_bden(r, &m.Lin, I->act, BQ))) {
+            be->tensor_free(cx, s4, BQ * 3 * F);
             st = lrp_pipe_oom(r, "attention");
             goto done;
         }
-        st = mha_divide(r, P, s4, gqkv, m.qkv, bd, T * 3 * F);
+        st = mha_divide(r, li, ma, s4, gqkv, m.qkvL, bd, Tq * 3 * F, B, 3 * F);
         if (!st) {
             lrp_bwd_part bq = {1.0f, s4, &t, 1};
-            be->lin_bwd(cx, P->rin[0], &m.Lin, I->act, &bq, 1, BT);
+            be->lin_bwd(cx, P->rin[0], &m.Lin, I->act, &bq, 1, BQ);
         }
-        be->tensor_free(cx, s4, BT * 3 * F);
+        be->tensor_free(cx, s4, BQ * 3 * F);
         if (bd)
-            be->tensor_free(cx, bd, BT * 3 * F);
+            be->tensor_free(cx, bd, BQ * 3 * F);
         bd = NULL;
     }
+    if (!st && ma)
+        st = mha_totals_end(r, P, ma);
 done:
+    lrp_bytes_free(&mabs.part);
     if (s1)
-        be->tensor_free(cx, s1, m.B * m.T * m.F);
+        be->tensor_free(cx, s1, m.B * m.Tq * m.F);
     if (rO)
-        be->tensor_free(cx, rO, m.B * m.T * m.F);
+        be->tensor_free(cx, rO, m.B * m.Tq * m.F);
     if (gqkv)
-        be->tensor_free(cx, gqkv, m.B * m.T * 3 * m.F);
-    int64_t hn = m.B * m.H * m.T * m.T;
+        be->tensor_free(cx, gqkv, m.B * m.Tq * 3 * m.F);
+    int64_t hn = m.B * m.H * m.Tq * m.T;
     if (gA)
         be->tensor_free(cx, gA, hn);
     if (RA)
@@ -885,9 +1064,9 @@ done:
     if (RS)
         be->tensor_free(cx, RS, hn);
     if (ab)
-        be->tensor_free(cx, ab, m.B * m.H * m.T);
+        be->tensor_free(cx, ab, m.B * m.H * m.Tq);
     if (am)
-        be->tensor_free(cx, am, m.B * m.H * m.T);
+        be->tensor_free(cx, am, m.B * m.H * m.Tq);
     if (row)
         be->tensor_free(cx, row, m.B);
     mha_free(r, &m);

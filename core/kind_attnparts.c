@@ -223,40 +223,48 @@ static void asm_geometry(char *buf, size_t n, const lrp_layer *l)
 lrp_status lrp_pipe_attn_logits(lrp_pipe_state *r, const lrp_layer *l, int64_t H, int64_t T,
                                 const void *S, void **X, uint8_t **mask, int64_t *mrows)
 {
+    return lrp_pipe_attn_logits_rows(r, l, H, T, 0, T, S, X, mask, mrows);
+}
+
+lrp_status lrp_pipe_attn_logits_rows(lrp_pipe_state *r, const lrp_layer *l, int64_t H,
+                                     int64_t Tq, int64_t q0, int64_t T, const void *S, void **X,
+                                     uint8_t **mask, int64_t *mrows)
+{
     const lrp_backend *be = r->be;
     const lrp_net *net = r->p->net;
-    int64_t B = r->B, HTT = B * H * T * T;
+    int64_t B = r->B, HQT = B * H * Tq * T;
     const float *kpm = l->use_padding_mask ? net->key_padding_mask : NULL;
     *X = NULL, *mask = NULL, *mrows = 1;
     if (!l->causal && !kpm)
         return LRP_OK;
     if (isinf(l->mask_value)) {
-        *mrows = kpm ? B * H * T : T;
-        if (!(*mask = calloc((size_t)(*mrows * T), 1)))
+        *mrows = kpm ? B * H * Tq : Tq;
+        if (!(*mask = calloc((size_t)(*mrows * T + 1), 1)))
             return lrp_pipe_oom(r, "attention softmax");
         for (int64_t q = 0; q < *mrows; q++) {
-            int64_t i = q % T, b = q / (H * T);
+            int64_t i = q0 + q % Tq, b = q / (H * Tq);
             for (int64_t j = 0; j < T; j++)
                 (*mask)[q * T + j] = (l->causal && j > i) || (kpm && kpm[b * T + j] != 0.0f);
         }
         return LRP_OK;
     }
-    float *mv = calloc((size_t)(H * T * T), sizeof *mv);
-    if (!mv || !(*X = lrp_pipe_traw(r, HTT))) {
+    float *mv = calloc((size_t)(H * Tq * T + 1), sizeof *mv);
+    if (!mv || !(*X = lrp_pipe_traw(r, HQT))) {
         free(mv);
         return lrp_pipe_oom(r, "attention softmax");
     }
     for (int64_t b = 0; b < B; b++) {
         for (int64_t h = 0; h < H; h++)
-            for (int64_t i = 0; i < T; i++)
+            for (int64_t i = 0; i < Tq; i++)
                 for (int64_t j = 0; j < T; j++)
-                    mv[(h * T + i) * T + j] =
-                        (l->causal && j > i) || (kpm && kpm[b * T + j] != 0.0f) ? l->mask_value
-                                                                                : 0.0f;
-        be->set_f32(be->ctx, be->at(be->ctx, *X, b * H * T * T), mv, H * T * T);
+                    mv[(h * Tq + i) * T + j] = (l->causal && j > q0 + i) ||
+                                                       (kpm && kpm[b * T + j] != 0.0f)
+                                                   ? l->mask_value
+                                                   : 0.0f;
+        be->set_f32(be->ctx, be->at(be->ctx, *X, b * H * Tq * T), mv, H * Tq * T);
     }
     free(mv);
-    be->ew(be->ctx, LRP_EW_ADD, *X, S, *X, 0, 0, HTT);
+    be->ew(be->ctx, LRP_EW_ADD, *X, S, *X, 0, 0, HQT);
     return LRP_OK;
 }
 

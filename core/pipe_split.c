@@ -60,11 +60,20 @@ static int token_rows(const lrp_net *net, const lrp_layer *l)
     }
 }
 
+/* A MultiHeadAttention divided by rows of queries: its block is its
+ * input's block of tokens, like token_rows, but its step exchanges values
+ * (core/kind_attn.c): every rank gathers every token's keys and values,
+ * and the relevance of a key or value, a sum over all queries, is one
+ * rounding of the exact partial sums of the ranks (lrp_backend.bmm_exact).
+ * Its per-sample totals and flags are the whole layer's on every rank, as
+ * for a layer run whole (lrp_pipe_split_is_whole). */
+static int attn_rows(const lrp_layer *l) { return l->kind == LRP_LAYER_MHA; }
+
 void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *lo, int64_t *hi)
 {
     const lrp_layer *l = &net->layers[li];
-    /* depthwise and token rows: local, the input's block */
-    switch (depthwise(net, l) || token_rows(net, l) ? LRP_LAYER_RELU : l->kind) {
+    /* depthwise, token rows, attention rows: the input's block */
+    switch (depthwise(net, l) || token_rows(net, l) || attn_rows(l) ? LRP_LAYER_RELU : l->kind) {
     case LRP_LAYER_RELU:
     case LRP_LAYER_MAXPOOL2D:
     case LRP_LAYER_AVGPOOL2D:
@@ -110,7 +119,7 @@ void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *
 static int split_whole(const lrp_net *net, int li, int size)
 {
     const lrp_layer *l = &net->layers[li];
-    if (token_rows(net, l)) /* its input's block of tokens */
+    if (token_rows(net, l) || attn_rows(l)) /* its input's block of tokens */
         return 0;
     switch (l->kind) {
     case LRP_LAYER_INPUT:
@@ -146,7 +155,7 @@ static int split_whole(const lrp_net *net, int li, int size)
 
 int lrp_pipe_split_is_whole(const lrp_net *net, int li, int size)
 {
-    return split_whole(net, li, size);
+    return split_whole(net, li, size) || attn_rows(&net->layers[li]);
 }
 
 struct lrp_split_net {
@@ -256,6 +265,38 @@ const lrp_net *lrp_split_net_share(const lrp_split_net *s) { return &s->net; }
 
 /* ---- exchanges ---- */
 
+unsigned char *lrp_bytes_grow(lrp_bytes *b, size_t n)
+{
+    if (b->n + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->n + n)
+            cap *= 2;
+        unsigned char *p = realloc(b->p, cap);
+        if (!p)
+            return NULL;
+        b->p = p;
+        b->cap = cap;
+    }
+    b->n += n;
+    return b->p + b->n - n;
+}
+
+int lrp_bytes_put(lrp_bytes *b, const void *src, size_t n)
+{
+    unsigned char *d = lrp_bytes_grow(b, n);
+    if (!d)
+        return -1;
+    if (n)
+        memcpy(d, src, n);
+    return 0;
+}
+
+void lrp_bytes_free(lrp_bytes *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof *b);
+}
+
 void lrp_pipe_split_fail(lrp_pipe_state *r)
 {
     lrp_split_net *s = r->split;
@@ -269,13 +310,27 @@ void lrp_pipe_split_fail(lrp_pipe_state *r)
     free(all);
 }
 
+/* the exchange's answer: -1 when some rank failed (no more exchanges) */
+static int exchanged(lrp_pipe_state *r, int rc)
+{
+    if (rc) {
+        r->split->failed = 1;
+        lrp_err_set(r->err, LRP_E_USAGE, "<network>: layer split: another rank failed");
+    }
+    return rc;
+}
+
 void *lrp_pipe_split_gather(lrp_pipe_state *r, int li, const void *t)
+{
+    return lrp_pipe_split_gather_rows(r, li, t, inner_of(&r->split->full->layers[li].shape));
+}
+
+void *lrp_pipe_split_gather_rows(lrp_pipe_state *r, int li, const void *t, int64_t inner)
 {
     lrp_split_net *s = r->split;
     const lrp_backend *be = r->be;
     int R = s->sp->size, q = s->sp->rank;
-    int64_t B = r->B, inner = inner_of(&s->full->layers[li].shape);
-    int64_t n = lrp_shape_numel(&s->full->layers[li].shape);
+    int64_t B = r->B, n = s->full->layers[li].shape.d[0] * inner;
     int64_t m = B * (s->hi[li * R + q] - s->lo[li * R + q]) * inner;
     size_t bytes = be->wire_size(be->ctx, m);
     void *buf = malloc(bytes ? bytes : 1);
@@ -291,10 +346,8 @@ void *lrp_pipe_split_gather(lrp_pipe_state *r, int li, const void *t)
     size_t total = 0;
     int rc = s->sp->exchange(s->sp->ctx, buf, bytes, NULL, &all, &total);
     free(buf);
-    if (rc) {
-        s->failed = 1;
+    if (exchanged(r, rc)) {
         be->tensor_free(be->ctx, full, B * n);
-        lrp_err_set(r->err, LRP_E_USAGE, "<network>: layer split: another rank failed");
         return NULL;
     }
     /* rank by rank, sample by sample: the blocks into their places */
@@ -309,6 +362,98 @@ void *lrp_pipe_split_gather(lrp_pipe_state *r, int li, const void *t)
     LRP_ASSERT((size_t)(p - (const unsigned char *)all) == total);
     free(all);
     return full;
+}
+
+uint8_t *lrp_pipe_split_gather_bytes(lrp_pipe_state *r, int li, const uint8_t *t,
+                                     int64_t outer, int64_t inner)
+{
+    lrp_split_net *s = r->split;
+    int R = s->sp->size, q = s->sp->rank;
+    int64_t T = s->full->layers[li].shape.d[0];
+    int64_t m = outer * (s->hi[li * R + q] - s->lo[li * R + q]) * inner;
+    uint8_t *full = malloc((size_t)(outer * T * inner + 1));
+    if (!full) {
+        lrp_pipe_oom(r, "layer split");
+        lrp_pipe_split_fail(r);
+        return NULL;
+    }
+    void *all = NULL;
+    size_t total = 0;
+    if (exchanged(r, s->sp->exchange(s->sp->ctx, t, (size_t)m, NULL, &all, &total))) {
+        free(full);
+        return NULL;
+    }
+    const unsigned char *p = all;
+    for (int k = 0; k < R; k++) {
+        int64_t lo = s->lo[li * R + k], w = (s->hi[li * R + k] - lo) * inner;
+        for (int64_t o = 0; o < outer; o++, p += w)
+            memcpy(full + (o * T + lo) * inner, p, (size_t)w);
+    }
+    LRP_ASSERT((size_t)(p - (const unsigned char *)all) == total);
+    free(all);
+    return full;
+}
+
+int lrp_pipe_split_swap(lrp_pipe_state *r, const lrp_bytes *seg, int nseg, void **all,
+                        const unsigned char **in, const unsigned char **end)
+{
+    lrp_split_net *s = r->split;
+    int R = s->sp->size, q = s->sp->rank;
+    LRP_ASSERT(nseg == 1 || nseg == R);
+    /* [nseg][the length of each][the segments], as uint64 */
+    lrp_bytes b = {0};
+    uint64_t h = (uint64_t)nseg;
+    int bad = lrp_bytes_put(&b, &h, sizeof h);
+    for (int k = 0; k < nseg && !bad; k++) {
+        h = seg[k].n;
+        bad = lrp_bytes_put(&b, &h, sizeof h);
+    }
+    for (int k = 0; k < nseg && !bad; k++)
+        bad = lrp_bytes_put(&b, seg[k].p, seg[k].n);
+    if (bad) {
+        lrp_bytes_free(&b);
+        lrp_pipe_oom(r, "layer split");
+        lrp_pipe_split_fail(r);
+        return -1;
+    }
+    size_t total = 0;
+    int rc = s->sp->exchange(s->sp->ctx, b.p, b.n, NULL, all, &total);
+    lrp_bytes_free(&b);
+    if (exchanged(r, rc))
+        return -1;
+    /* rank by rank: its header, then the segment meant for this rank */
+    const unsigned char *p = *all, *e = p + total;
+    for (int k = 0; k < R; k++) {
+        uint64_t ns, len, off = 0, sum = 0, mlen = 0;
+        LRP_ASSERT((size_t)(e - p) >= sizeof ns);
+        memcpy(&ns, p, sizeof ns);
+        LRP_ASSERT((ns == 1 || ns == (uint64_t)R) && (size_t)(e - p) >= (1 + ns) * sizeof ns);
+        uint64_t mine = ns == 1 ? 0 : (uint64_t)q;
+        for (uint64_t j = 0; j < ns; j++) {
+            memcpy(&len, p + (1 + j) * sizeof ns, sizeof len);
+            if (j < mine)
+                off += len;
+            if (j == mine)
+                mlen = len;
+            sum += len;
+        }
+        p += (1 + ns) * sizeof ns;
+        LRP_ASSERT((size_t)(e - p) >= sum);
+        in[k] = p + off;
+        end[k] = p + off + mlen;
+        p += sum;
+    }
+    LRP_ASSERT(p == e);
+    return 0;
+}
+
+int lrp_pipe_split_ranks(const lrp_pipe_state *r) { return r->split->sp->size; }
+
+void lrp_pipe_split_block_of(const lrp_pipe_state *r, int li, int q, int64_t *lo, int64_t *hi)
+{
+    const lrp_split_net *s = r->split;
+    *lo = s->lo[li * s->sp->size + q];
+    *hi = s->hi[li * s->sp->size + q];
 }
 
 int64_t lrp_pipe_split_numel(const lrp_pipe_state *r, int li)
@@ -391,17 +536,20 @@ static void view_end(lrp_pipe_state *r, whole_view *v)
     v->n = 0;
 }
 
-/* the kind's step of one process: the whole net, no split, for the step;
- * the flags it raises are also kept apart (whole_flags[bwd]) */
-static lrp_status step_whole(lrp_pipe_state *r, int li, const void *R, int bwd)
+/* The kind's step; the flags it raises are also kept apart
+ * (whole_flags[bwd]).  whole: the step of one process, on the whole net
+ * without the split; else the kind's own divided step (an attention). */
+static lrp_status step_kept(lrp_pipe_state *r, int li, const void *R, int bwd, int whole)
 {
     lrp_split_net *s = r->split;
     const lrp_kind_desc *kd = lrp_kind(s->full->layers[li].kind);
     lrp_pipe_layer *P = &r->p->L[li];
     lrp_nflags before = P->flags;
     memset(&P->flags, 0, sizeof P->flags);
-    r->p->net = s->full;
-    r->split = NULL;
+    if (whole) {
+        r->p->net = s->full;
+        r->split = NULL;
+    }
     lrp_status st = bwd ? kd->lrp_step(r, li, R) : kd->forward(r, li);
     r->split = s;
     r->p->net = &s->net;
@@ -413,6 +561,21 @@ static lrp_status step_whole(lrp_pipe_state *r, int li, const void *R, int bwd)
             lrp_nflags_raise_n(&P->flags, (lrp_nflag)k, P->whole_flags[bwd].sample[k],
                                P->whole_flags[bwd].unit[k], P->whole_flags[bwd].count[k]);
     return st;
+}
+
+static lrp_status step_whole(lrp_pipe_state *r, int li, const void *R, int bwd)
+{
+    return step_kept(r, li, R, bwd, 1);
+}
+
+int lrp_pipe_split_attn(const lrp_pipe_state *r, int li)
+{
+    return r->split && attn_rows(&r->split->full->layers[li]);
+}
+
+lrp_status lrp_pipe_split_attn_step(lrp_pipe_state *r, int li, const void *R, int bwd)
+{
+    return step_kept(r, li, R, bwd, 0);
 }
 
 lrp_status lrp_pipe_split_whole_fwd(lrp_pipe_state *r, int li)

@@ -269,8 +269,9 @@ static lrp_status forward(run *r)
             return lrp_pipe_oom(r, "activations");
         /* the kind's forward step (core/kind_*.c); under the layer split a
          * layer it does not divide runs whole (core/pipe_split.c) */
-        lrp_status st = lrp_pipe_split_whole(r, li) ? lrp_pipe_split_whole_fwd(r, li)
-                                                    : lrp_kind(l->kind)->forward(r, li);
+        lrp_status st = lrp_pipe_split_whole(r, li)  ? lrp_pipe_split_whole_fwd(r, li)
+                        : lrp_pipe_split_attn(r, li) ? lrp_pipe_split_attn_step(r, li, NULL, 0)
+                                                     : lrp_kind(l->kind)->forward(r, li);
         if (st)
             return st;
         if (r->split && l->kind == LRP_LAYER_INPUT) {
@@ -912,6 +913,8 @@ static lrp_status back_layer(run *r, int li)
     /* the kind's LRP step (core/kind_*.c); none: pass-through */
     if (whole)
         st = lrp_pipe_split_whole_bwd(r, li, R);
+    else if (lrp_pipe_split_attn(r, li))
+        st = lrp_pipe_split_attn_step(r, li, R, 1);
     else if (kd->lrp_step)
         st = kd->lrp_step(r, li, R);
     else
@@ -1089,7 +1092,8 @@ lrp_status lrp_pipe_run_split_hooked(lrp_pipe **out, const lrp_backend *be, cons
 {
     *out = NULL;
     /* the gauge tensors (sum |z_ij|) read the whole input: not split */
-    LRP_ASSERT((flags & (LRP_PIPE_RELEVANCE | LRP_PIPE_NO_GAUGE | LRP_PIPE_LEAN)) && be->to_wire);
+    LRP_ASSERT((flags & (LRP_PIPE_RELEVANCE | LRP_PIPE_NO_GAUGE | LRP_PIPE_LEAN)) && be->to_wire &&
+               be->bmm_exact && be->rowsum_exact && be->sum_exact);
     lrp_split_net *s = lrp_split_net_new(net, sp);
     if (!s) {
         /* the others are told at their first exchange */

@@ -369,6 +369,7 @@ typedef struct lrp_bwd_part {
 } lrp_bwd_part;
 
 struct lrp_bmm;
+struct lrp_bytes;
 
 typedef struct lrp_backend {
     const char *name;
@@ -541,7 +542,41 @@ typedef struct lrp_backend {
     size_t (*wire_size)(void *ctx, int64_t n);
     void (*to_wire)(void *ctx, void *buf, const void *t, int64_t n);
     void (*from_wire)(void *ctx, void *t, const void *buf, int64_t n);
+    /* Required with to_wire: the exact partial sums of the layer split of
+     * an attention (core/kind_attn.c), for a sum whose terms lie on several
+     * ranks.  Each rank sends the EXACT value of the sum of its terms; the
+     * receiver adds the ranks' exact values and rounds once, which is the
+     * one rounding of the same exact sum one process makes (MPFR: mpfr_sum
+     * rounds the exact value), so the bits are one process's.
+     *   bmm_exact: appends to buf, cell by cell of G in the order (i1, i2,
+     *     m, n), the exact value of sum_k a b as bmm sums it (c in each
+     *     product unless c is a power of two, which sum_exact applies);
+     *   rowsum_exact: appends the exact sum of each of rows rows of cols;
+     *   sum_exact: for each cell of G (i1, i2, m, n; its o strides and c),
+     *     out = one rounding of the sum of the next exact value of each of
+     *     the n buffers src[k] (advanced past it, never beyond end[k]),
+     *     then times c when c is a power of two (as bmm does).
+     * A sum of no terms is -0: it adds nothing, the sign of a zero sum
+     * included.  They return 0, or -1: out of memory, a sum too wide to
+     * hold exactly (over 2^22 bits) or bytes that end early. */
+    int (*bmm_exact)(void *ctx, struct lrp_bytes *buf, const void *a, const void *b,
+                     const struct lrp_bmm *G);
+    int (*rowsum_exact)(void *ctx, struct lrp_bytes *buf, const void *a, int64_t rows,
+                        int64_t cols);
+    int (*sum_exact)(void *ctx, void *out, const struct lrp_bmm *G, const unsigned char **src,
+                     const unsigned char *const *end, int n);
 } lrp_backend;
+
+/* A growing buffer of bytes (the exact partial sums above). */
+typedef struct lrp_bytes {
+    unsigned char *p;
+    size_t n, cap;
+} lrp_bytes;
+/* appends n bytes; 0, or -1 out of memory (b unchanged) */
+int lrp_bytes_put(lrp_bytes *b, const void *src, size_t n);
+/* n more bytes at the end, not set; NULL out of memory (b unchanged) */
+unsigned char *lrp_bytes_grow(lrp_bytes *b, size_t n);
+void lrp_bytes_free(lrp_bytes *b);
 
 /* The elementwise activations of act_map. */
 typedef enum lrp_act_op {
@@ -738,13 +773,28 @@ lrp_status lrp_pipe_run_hooked(lrp_pipe **out, const lrp_backend *be, const lrp_
  *     the MPFR lin_bwd), so the values are bit for bit those of one
  *     process (never partial sums over output blocks added afterwards:
  *     that would round twice).
+ *   - On a token sequence (T, F), the token-wise kinds (Dense, LayerNorm,
+ *     RMSNorm, GELU, SiLU, Tanh, Embedding, Position, Mul) keep their
+ *     input's block of tokens and run on it alone, with every weight.
+ *   - MultiHeadAttention keeps its input's block of tokens as its rows of
+ *     queries (core/kind_attn.c): every rank gathers every token's q, k,
+ *     v; the relevance of a key or value is a sum over all queries, so
+ *     each rank sends, for every rank's keys, the EXACT sum of its own
+ *     queries' terms (lrp_backend.bmm_exact) and the owner rounds the
+ *     sum of those once (sum_exact): one process's rounding of the same
+ *     exact value.  Its per-sample absorbed totals are summed the same
+ *     way and its flags raised from every rank's classes, so those are
+ *     the whole layer's on every rank (lrp_pipe_split_is_whole is 1 for
+ *     it: the oracle takes them from rank 0, as for a layer run whole).
  *   - The output relevance: the last layer's activations are gathered to
  *     find each sample's maximum (when no target or r_out says).
  *
  * A layer the split does not divide runs whole on every rank (the
  * whole-layer fallback, lrp_pipe_split_is_whole): Concatenate, Reshape,
- * Conv2D with groups other than depthwise, Dense on a token sequence,
- * the token and attention kinds, an Add of inputs split differently.
+ * Conv2D with groups other than depthwise, Softmax, the attention's
+ * stages (AttnScores, AttnSoftmax, AttnContext), SelectToken, ToTokens,
+ * ClsToken, a LayerNorm of a flat vector, an Add of inputs split
+ * differently.
  *   - forward: the inputs are gathered whole, the kind's forward step of
  *     one process runs on the whole net, and the rank keeps its block of
  *     the output: its own split of the first axis (an Add: its first
@@ -790,8 +840,11 @@ void lrp_pipe_split_block(const lrp_net *net, int li, int q, int size, int64_t *
  * src: a rank's block of a batch-major tensor (malloc'ed; NULL when out of
  * memory). */
 float *lrp_pipe_split_slice(const float *src, int64_t B, int64_t n, int64_t lo, int64_t hi);
-/* 1 when layer li runs whole under the layer split over size ranks (the
- * whole-layer fallback above). */
+/* 1 when layer li's per-unit data (unit count, classes, absorbed
+ * relevance) and the flags of its steps are the whole layer's on every
+ * rank under the layer split over size ranks: it runs whole (the
+ * whole-layer fallback above), or it is a MultiHeadAttention divided by
+ * queries, whose totals and flags every rank forms whole. */
 int lrp_pipe_split_is_whole(const lrp_net *net, int li, int size);
 /* The run of this rank (flags must include LRP_PIPE_RELEVANCE).  *out's
  * net is this rank's share (its layers' shapes are the blocks; free with

@@ -69,6 +69,11 @@ lrp_status lrp_pipe_back_split(lrp_pipe_state *r, lrp_pipe_layer *P, const void 
  * frees it, B H T T values) and *mask = NULL. */
 lrp_status lrp_pipe_attn_logits(lrp_pipe_state *r, const lrp_layer *l, int64_t H, int64_t T,
                                 const void *S, void **X, uint8_t **mask, int64_t *mrows);
+/* The same for the rows of queries [q0, q0 + Tq) of T: S (B, H, Tq, T),
+ * *mrows rows of T (Tq, or B H Tq with the padding mask), *X B H Tq T. */
+lrp_status lrp_pipe_attn_logits_rows(lrp_pipe_state *r, const lrp_layer *l, int64_t H,
+                                     int64_t Tq, int64_t q0, int64_t T, const void *S, void **X,
+                                     uint8_t **mask, int64_t *mrows);
 
 /* ---- the layer split (core/pipe_split.c; core/pipeline.h) ---- */
 typedef struct lrp_split_net lrp_split_net;
@@ -93,6 +98,27 @@ float *lrp_pipe_lin_geom_bwd(lrp_pipe_state *r, lrp_lin *L, int li);
  * gathered whole from every rank's block (a new tensor of batch * numel
  * values), or NULL with the error set (the other ranks told). */
 void *lrp_pipe_split_gather(lrp_pipe_state *r, int li, const void *t);
+/* The same for a tensor t of this rank's rows of layer li's first axis,
+ * each row of `inner` values (B x rows x inner): the whole (B x T x inner). */
+void *lrp_pipe_split_gather_rows(lrp_pipe_state *r, int li, const void *t, int64_t inner);
+/* Bytes t (outer x this rank's rows of layer li x inner) gathered whole
+ * (outer x T x inner, malloc'ed); NULL with the error set. */
+uint8_t *lrp_pipe_split_gather_bytes(lrp_pipe_state *r, int li, const uint8_t *t,
+                                     int64_t outer, int64_t inner);
+/* One exchange of bytes: seg[0] for every rank (nseg 1) or seg[q] for rank q
+ * (nseg = the ranks).  What rank k sent this rank is [in[k], end[k]),
+ * inside *all (malloc'ed, the caller frees it).  0, or -1 with the error set. */
+int lrp_pipe_split_swap(lrp_pipe_state *r, const lrp_bytes *seg, int nseg, void **all,
+                        const unsigned char **in, const unsigned char **end);
+/* the ranks, and rank q's block of layer li */
+int lrp_pipe_split_ranks(const lrp_pipe_state *r);
+void lrp_pipe_split_block_of(const lrp_pipe_state *r, int li, int q, int64_t *lo, int64_t *hi);
+/* 1 when layer li is an attention divided by rows of queries under the
+ * split (core/kind_attn.c): the pipeline runs its steps through
+ * lrp_pipe_split_attn_step, which keeps their flags apart (whole_flags)
+ * as for a layer run whole: they are the whole layer's on every rank. */
+int lrp_pipe_split_attn(const lrp_pipe_state *r, int li);
+lrp_status lrp_pipe_split_attn_step(lrp_pipe_state *r, int li, const void *R, int bwd);
 /* Tells the other ranks this one failed (its error set), once. */
 void lrp_pipe_split_fail(lrp_pipe_state *r);
 /* values per sample of layer li in the whole net; this rank's block

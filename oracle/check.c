@@ -2209,30 +2209,6 @@ static int xr_exact(xrd *r, mpfr_t x)
     return rc;
 }
 
-/* Precision at which the sum of the n values at v is exact (its bits lie
- * between the least significant bit of any term and the largest exponent
- * plus the carries), or 0 when too wide to hold */
-#define SP_EXACT_MAX_PREC ((int64_t)1 << 22)
-static int64_t exact_prec(mpfr_ptr const *v, int64_t n)
-{
-    int64_t emax = 0, emin = 0;
-    int any = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (!mpfr_regular_p(v[i]))
-            continue;
-        int64_t e = mpfr_get_exp(v[i]), l = e - (int64_t)mpfr_get_prec(v[i]);
-        if (!any || e > emax)
-            emax = e;
-        if (!any || l < emin)
-            emin = l;
-        any = 1;
-    }
-    if (!any)
-        return MPFR_PREC_MIN;
-    int64_t p = emax - emin + 66; /* n < 2^64 terms: 64 carries, and a margin */
-    return p > SP_EXACT_MAX_PREC ? 0 : p;
-}
-
 /* Per sample of this rank's block of layer li: the exact sums of the
  * residual's terms (its contributions, absorbed relevance, minus its
  * relevance at the output) and of their magnitudes, as b_residual
@@ -2279,7 +2255,7 @@ static int sp_resid_pack(xbuf *b, const lrp_pipe *p, int li, int with_abs)
         }
         for (int w = 0; w < 2 && !rc; w++) {
             mpfr_ptr *q = w ? pa : pp;
-            int64_t prec = exact_prec(q, m);
+            int64_t prec = lrp_ref_exact_prec(q, m);
             if (!prec) {
                 rc = -1;
                 break;

@@ -22,6 +22,7 @@
  */
 #include "ref_int.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #define CX(c) ((ref_ctx *)(c))
@@ -202,6 +203,16 @@ void lrp_ref_rowsum(void *c, void *out, const void *a, int64_t rows, int64_t col
     lrp_ref_par_values(CX(c), rows, cols, rowsum_range, &J);
 }
 
+int lrp_ref_bmm_pow2(float c, long *e2)
+{
+    int e;
+    *e2 = 0;
+    if (!(c > 0) || !isfinite(c) || frexpf(c, &e) != 0.5f)
+        return 0;
+    *e2 = (long)e - 1; /* c = 0.5 2^e */
+    return 1;
+}
+
 typedef struct bmm_job {
     ref_ctx *cx;
     mpfr_ptr out;
@@ -227,10 +238,8 @@ static void bmm_range(void *arg, int64_t lo, int64_t hi)
      * a power of two commutes with rounding to p bits (MPFR's exponent
      * range leaves no overflow or underflow here), and a positive one
      * keeps every sign, a zero's included. */
-    long e2 = 0;
-    int pow2 = G->c > 0 && mpfr_regular_p(cf) && mpfr_cmp_ui_2exp(cf, 1, mpfr_get_exp(cf) - 1) == 0;
-    if (pow2)
-        e2 = (long)mpfr_get_exp(cf) - 1;
+    long e2;
+    int pow2 = lrp_ref_bmm_pow2(G->c, &e2);
     for (int64_t row = lo; row < hi; row++) {
         int64_t m = row % G->M, i2 = row / G->M % G->n2, i1 = row / G->M / G->n2;
         mpfr_srcptr a = J->a + i1 * G->a1 + i2 * G->a2 + m * G->am;

@@ -996,4 +996,7 @@ void lrp_ref_backend(lrp_backend *be, lrp_ref_ctx *cx)
     be->wire_size = b_wire_size;
     be->to_wire = b_to_wire;
     be->from_wire = b_from_wire;
+    be->bmm_exact = lrp_ref_bmm_exact;
+    be->rowsum_exact = lrp_ref_rowsum_exact;
+    be->sum_exact = lrp_ref_sum_exact;
 }

@@ -31,6 +31,14 @@ void lrp_ref_softmax_taylor(void *c, void *rin, void *absb, void *absm, const vo
                             int64_t mrows, int64_t rows, int64_t cols);
 void lrp_ref_rowsum(void *c, void *out, const void *a, int64_t rows, int64_t cols);
 void lrp_ref_bmm(void *c, void *out, const void *a, const void *b, const lrp_bmm *G);
+/* 1 when c is a positive power of two, 2^*e2: bmm scales the rounded sum
+ * by it instead of each product (the same bits) */
+int lrp_ref_bmm_pow2(float c, long *e2);
+/* The exact partial sums (ref_exact.c; lrp_backend.bmm_exact, ...). */
+int lrp_ref_bmm_exact(void *c, lrp_bytes *buf, const void *a, const void *b, const lrp_bmm *G);
+int lrp_ref_rowsum_exact(void *c, lrp_bytes *buf, const void *a, int64_t rows, int64_t cols);
+int lrp_ref_sum_exact(void *c, void *out, const lrp_bmm *G, const unsigned char **src,
+                      const unsigned char *const *end, int n);
 
 /* fn(arg, lo, hi) over [0, n): on the context's threads (lrp_ref_par_for)
  * when the n items touch at least cx->par_min values in all (per values an

@@ -64,6 +64,13 @@ typedef struct lrp_ref_ctx {
  * about a thousand MPFR operations: smaller ops stay on the caller. */
 #define LRP_REF_PAR_MIN 8192
 
+/* The precision at which the sum of the n values at v is exact (its bits
+ * lie between the least significant bit of any term and the largest
+ * exponent plus the carries), or 0 when that is over
+ * LRP_REF_EXACT_MAX_PREC bits (the layer split's exact partial sums). */
+#define LRP_REF_EXACT_MAX_PREC ((int64_t)1 << 22)
+int64_t lrp_ref_exact_prec(mpfr_ptr const *v, int64_t n);
+
 /* p bits (>= MPFR_PREC_MIN), threads >= 1, kernel choice 0 (auto). */
 void lrp_ref_ctx_init(lrp_ref_ctx *cx, int prec, int threads);
 /* Fills the vtable; the context must outlive every use of it. */

@@ -133,18 +133,19 @@ echo "== reference --split layer: every layer's channels over the ranks"
 # not divide run whole on every rank): densenet (a dense block of
 # Concatenates, 8 + 4 + 4 + 4 channels: blocks of 10 / 7 / 7 ... under
 # -n 3), also under EpsilonPlusFlat; zennit_bncat and captum_cat (a
-# tensor read by a Concatenate and a BatchNorm / a conv); attn_padded
-# (attention kinds run whole).  Token sequences divided by rows of tokens:
-# tokmlp (Dense, LayerNorm, RMSNorm, GELU, SiLU, Tanh on 8 tokens: 3 / 3 /
-# 2 under -n 3), bert_tiny (those divided, Embedding and Position too, the
-# attentions run whole between them); resnet and mobilenet with
+# tensor read by a Concatenate and a BatchNorm / a conv).  Token sequences
+# divided by rows of tokens: tokmlp (Dense, LayerNorm, RMSNorm, GELU, SiLU,
+# Tanh on 8 tokens: 3 / 3 / 2 under -n 3), bert_tiny (those divided,
+# Embedding and Position too, its attentions by rows of queries with exact
+# partial sums); attn_padded and decoder1 (an attention divided by queries
+# under a key padding mask, and a causal one); resnet and mobilenet with
 # --bn canonize (each BatchNorm runs whole with its conv)
 for case in "resnet" "vgg16s" "mlp" "negzero" "zero_input" "huge_fanin" "resnet5" \
     "mobilenet" "cnn" \
     "resnet --rule alphabeta --convention sign0_zero" \
     "resnet --rule gamma --flag zennit_gamma_drop0" "resnet --composite EpsilonGammaBox" \
     "densenet" "densenet --composite EpsilonPlusFlat" "zennit_bncat" "captum_cat" "tokmlp" \
-    "attn_padded" "bert_tiny" "resnet --bn canonize" "mobilenet --bn canonize"; do
+    "attn_padded" "decoder1" "bert_tiny" "resnet --bn canonize" "mobilenet --bn canonize"; do
     b=${case%% *}
     args=${case#"$b"}
     fx=$FX/$b.h5
@@ -362,8 +363,9 @@ echo "== check / compare --split layer of one file: every layer's channels over 
 # and resnet under --bn canonize (each BatchNorm divided with its conv);
 # tokmlp and ln_eps0 (token sequences divided by rows of tokens; ln_eps0's
 # 0/0 rows: the first NaN's origin, raised by the LayerNorm's forward step);
-# bert_tiny, attn1 and vit_tiny's trace (attention, SelectToken, ToTokens,
-# ClsToken run whole, their per-unit data rank 0's)
+# bert_tiny, attn1 and vit_tiny's trace (attentions divided by queries,
+# their absorbed totals and flags formed whole on every rank; SelectToken,
+# ToTokens, ClsToken run whole; the per-unit data of both rank 0's)
 "$ONE" fast "$FX/resnet.h5" --out "$W/resnetT.h5" >/dev/null || bad "fast resnet"
 "$ONE" fast "$FX/zennit_bncat.h5" --out "$W/bncatT.h5" >/dev/null || bad "fast zennit_bncat"
 "$ONE" fast "$FX/negzero.h5" --out "$W/negzeroT.h5" >/dev/null || bad "fast negzero"

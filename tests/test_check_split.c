@@ -146,10 +146,43 @@ static void add_damaged(lrp_net *net, const char *from, const char *to, const ch
  * features and a Flatten of 3 channels, blocks of 4 cells: split
  * differently), run whole with their per-unit data, which the root takes
  * from its own run */
+/* attn_dead: an attention (7 tokens of 8 features, 2 heads) divided by
+ * rows of queries, with dead units in two of its stages: output features
+ * 0 and 1 are exactly 0 (zero rows of the output projection and bias) and
+ * so is value feature 3 (a zero row of the input projection and bias).
+ * Their zero denominators are counted over the whole layer's units and
+ * first found at one process's place, from every rank's classes. */
+static lrp_net *build_attn_dead(void)
+{
+    lrp_net *net = lrp_net_new();
+    assert_non_null(net);
+    lrp_err e = {0};
+    lrp_builder b;
+    lrp_build_begin(&b, net, 0xa77du, &e);
+    int x = lrp_build_input(&b, "input", 2, 7, 8, 0);
+    int a = lrp_build_mha(&b, "attn", x, 2, 0x1.6a09e6p-2f, 0, -INFINITY, 1);
+    int ins[2] = {x, a};
+    int r = lrp_build_add(&b, "residual", 2, ins);
+    r = lrp_build_flatten(&b, "flat", r);
+    lrp_build_dense(&b, "head", r, 5, 1);
+    if (lrp_build_finish(&b, 2))
+        fail_msg("build: %s", e.msg);
+    lrp_layer *m = &net->layers[lrp_net_find(net, "attn")];
+    memset(m->w2, 0, 2 * 8 * sizeof *m->w2); /* out rows 0, 1 */
+    memset(m->b2, 0, 2 * sizeof *m->b2);
+    memset(m->w + (16 + 3) * 8, 0, 8 * sizeof *m->w); /* v feature 3 */
+    m->b[16 + 3] = 0.0f;
+    lrp_composite_params cp = lrp_composite_params_default();
+    lrp_composite_apply(net, LRP_COMPOSITE_EPSILON_PLUS, &cp);
+    return net;
+}
+
 static lrp_net *build_net(const char *name)
 {
     if (!strcmp(name, "tokens"))
         return tu_build_tokens(); /* divided whole by rows of tokens */
+    if (!strcmp(name, "attn_dead"))
+        return build_attn_dead();
     lrp_net *net = lrp_net_new();
     assert_non_null(net);
     lrp_err e = {0};
@@ -423,6 +456,8 @@ static void layer_split_equals_one_process(void **state)
         {"built:grouped_dead", NULL, NULL, 0, 1},     /* ... a group of zero denominators */
         {"built:add_mixed", NULL, NULL, 0, 1},        /* an Add of inputs split differently */
         {"attn1", NULL, NULL, 0, 0},                  /* MultiHeadAttention, SelectToken */
+        {"built:attn_dead", NULL, NULL, 0, 0},        /* ... with zero denominators */
+        {"built:attn_dead", "fastpath", NULL, 0, 0},
         {"attn_parts", "fastpath", NULL, 0, 1},       /* AttnScores, AttnSoftmax, AttnContext */
         {"gate1", NULL, NULL, 0, 1},                  /* Softmax, Mul */
         {"embed1", NULL, NULL, 0, 1},                 /* attention after Embedding, Position */

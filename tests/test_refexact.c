@@ -1,0 +1,249 @@
+/*
+ * test_refexact.c -- the MPFR backend's exact partial sums
+ * (reference/ref_exact.c; core/pipeline.h bmm_exact, rowsum_exact,
+ * sum_exact), on which the layer split of an attention rests: terms
+ * spread over R ranks in any way, each rank's exact sum sent as bytes and
+ * the R values summed and rounded once, must give the one-process sum bit
+ * for bit (value, sign of a zero, NaN and infinities), for any partition,
+ * empty parts included.  Compared bit for bit, never with a tolerance:
+ * the split promises the same bits, not nearby ones.
+ */
+#define _GNU_SOURCE
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <mpfr.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline.h"
+#include "reference.h"
+
+#define P 128
+#define MAXR 7
+
+static uint64_t rng = 0x9e3779b97f4a7c15u;
+static uint64_t next(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return rng;
+}
+
+/* same kind, sign, exponent and significand */
+static int same_bits(mpfr_srcptr a, mpfr_srcptr b)
+{
+    if (mpfr_nan_p(a) || mpfr_nan_p(b))
+        return mpfr_nan_p(a) && mpfr_nan_p(b);
+    if (mpfr_signbit(a) != mpfr_signbit(b))
+        return 0;
+    return mpfr_equal_p(a, b);
+}
+
+/* a value of one of several shapes: signed zeros, tiny and huge
+ * exponents, values that cancel their neighbours exactly */
+static void term(mpfr_ptr x, int shape, mpfr_srcptr prev)
+{
+    switch (shape) {
+    case 0: mpfr_set_zero(x, 1); break;
+    case 1: mpfr_set_zero(x, -1); break;
+    case 2: /* -prev: an exact cancellation */
+        if (prev)
+            mpfr_neg(x, prev, MPFR_RNDN);
+        else
+            mpfr_set_zero(x, -1);
+        break;
+    default: {
+        mpfr_set_si(x, (long)(next() % 2000001) - 1000000, MPFR_RNDN);
+        mpfr_div_ui(x, x, 7, MPFR_RNDN); /* a full significand */
+        long e = shape == 3 ? 0 : (long)(next() % 4001) - 2000; /* spread exponents */
+        mpfr_mul_2si(x, x, e, MPFR_RNDN);
+    }
+    }
+}
+
+/* n terms of v split at random over R parts (some empty): each part's
+ * exact sum onto its buffer (rowsum_exact, one row), then sum_exact of
+ * the R buffers against mpfr_sum of all the terms at P */
+static void check_partition(const lrp_backend *be, mpfr_ptr v, int64_t n, int R,
+                            const char *what)
+{
+    void *cx = be->ctx;
+    int *owner = malloc((size_t)(n ? n : 1) * sizeof *owner);
+    assert_non_null(owner);
+    for (int64_t i = 0; i < n; i++)
+        owner[i] = (int)(next() % (uint64_t)R);
+    lrp_bytes buf[MAXR];
+    memset(buf, 0, sizeof buf);
+    void *part = be->tensor_new(cx, n ? n : 1);
+    for (int q = 0; q < R; q++) {
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (owner[i] == q)
+                mpfr_set((mpfr_ptr)be->at(cx, part, m++), v + i, MPFR_RNDN); /* exact: same P */
+        assert_int_equal(be->rowsum_exact(cx, &buf[q], part, 1, m), 0);
+    }
+    const unsigned char *in[MAXR], *end[MAXR];
+    for (int q = 0; q < R; q++) {
+        in[q] = buf[q].p;
+        end[q] = buf[q].p + buf[q].n;
+    }
+    void *out = be->tensor_new(cx, 1);
+    lrp_bmm G = {1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1.0f};
+    assert_int_equal(be->sum_exact(cx, out, &G, in, end, R), 0);
+    for (int q = 0; q < R; q++)
+        assert_ptr_equal(in[q], end[q]); /* every byte read */
+    mpfr_ptr *pp = malloc((size_t)(n ? n : 1) * sizeof *pp);
+    assert_non_null(pp);
+    for (int64_t i = 0; i < n; i++)
+        pp[i] = v + i;
+    mpfr_t want;
+    mpfr_init2(want, P);
+    if (n)
+        mpfr_sum(want, pp, (unsigned long)n, MPFR_RNDN);
+    else
+        mpfr_set_zero(want, -1); /* nothing: the neutral -0 */
+    if (!same_bits(want, be->at(cx, out, 0)))
+        fail_msg("%s, R = %d, %lld terms: split sum %s differs from one sum", what, R,
+                 (long long)n, mpfr_get_str(NULL, NULL, 10, 0, be->at(cx, out, 0), MPFR_RNDN));
+    mpfr_clear(want);
+    free(pp);
+    be->tensor_free(cx, out, 1);
+    be->tensor_free(cx, part, n ? n : 1);
+    for (int q = 0; q < R; q++)
+        lrp_bytes_free(&buf[q]);
+    free(owner);
+}
+
+static void rowsum_partitions(void **state)
+{
+    (void)state;
+    lrp_ref_ctx c;
+    lrp_ref_ctx_init(&c, P, 1);
+    lrp_backend be;
+    lrp_ref_backend(&be, &c);
+    const int64_t N = 40;
+    mpfr_ptr v = be.tensor_new(&c, N);
+    for (int trial = 0; trial < 400; trial++) {
+        int64_t n = (int64_t)(next() % (uint64_t)(N + 1));
+        /* trial's mix of shapes: all -0, all zeros, cancellations, spreads */
+        int mode = trial % 5;
+        for (int64_t i = 0; i < n; i++) {
+            int shape = mode == 0 ? 1 : mode == 1 ? (int)(next() % 2) : (int)(next() % 5);
+            term(v + i, shape, i ? v + i - 1 : NULL);
+        }
+        for (int R = 1; R <= MAXR; R++)
+            check_partition(&be, v, n, R, mode == 0 ? "all -0" : mode == 1 ? "zeros" : "mixed");
+    }
+    /* NaN and infinities pass through as mpfr_sum has them */
+    term(v, 3, NULL);
+    mpfr_set_inf(v + 1, 1);
+    mpfr_set_inf(v + 2, -1);
+    mpfr_set_nan(v + 3);
+    check_partition(&be, v, 2, 3, "+inf");
+    check_partition(&be, v, 3, 3, "+inf and -inf");
+    check_partition(&be, v + 3, 1, 2, "NaN");
+    be.tensor_free(&c, v, N);
+}
+
+/* bmm_exact over blocks of k on R "ranks", summed by sum_exact into the
+ * output cells, against bmm on all of k: c a power of two (applied after
+ * the rounding) and not (in each product) */
+static void bmm_blocks(void **state)
+{
+    (void)state;
+    lrp_ref_ctx c;
+    lrp_ref_ctx_init(&c, P, 2);
+    c.par_min = 1; /* bmm_exact's pieces on both threads */
+    lrp_backend be;
+    lrp_ref_backend(&be, &c);
+    const int64_t n1 = 2, n2 = 3, M = 5, N = 4, K = 9;
+    void *a = be.tensor_new(&c, n1 * n2 * M * K), *b = be.tensor_new(&c, n1 * n2 * K * N);
+    void *want = be.tensor_new(&c, n1 * n2 * M * N), *got = be.tensor_new(&c, n1 * n2 * M * N);
+    for (int64_t i = 0; i < n1 * n2 * M * K; i++)
+        term(be.at(&c, a, i), (int)(next() % 5), i ? be.at(&c, a, i - 1) : NULL);
+    for (int64_t i = 0; i < n1 * n2 * K * N; i++)
+        term(be.at(&c, b, i), 3 + (int)(next() % 2), NULL);
+    const float cs[] = {1.0f, 0.125f, 0x1.6a09e6p-2f, -0.5f};
+    for (size_t ci = 0; ci < sizeof cs / sizeof cs[0]; ci++)
+        for (int R = 1; R <= MAXR; R++) {
+            /* a (i1, i2, m, k), b (i1, i2, k, n), out (i1, i2, m, n) */
+            lrp_bmm G = {n1, n2, M, N, K,
+                         n2 * M * K, M * K, K, 1,
+                         n2 * K * N, K * N, N, 1,
+                         n2 * M * N, M * N, N, 1, cs[ci]};
+            be.bmm(&c, want, a, b, &G);
+            lrp_bytes buf[MAXR];
+            memset(buf, 0, sizeof buf);
+            for (int q = 0; q < R; q++) {
+                int64_t lo = q * K / R, hi = (q + 1) * K / R; /* empty when R > K */
+                lrp_bmm g = G;
+                g.K = hi - lo;
+                assert_int_equal(
+                    be.bmm_exact(&c, &buf[q], be.at(&c, a, lo), be.at(&c, b, lo * N), &g), 0);
+            }
+            const unsigned char *in[MAXR], *end[MAXR];
+            for (int q = 0; q < R; q++) {
+                in[q] = buf[q].p;
+                end[q] = buf[q].p + buf[q].n;
+            }
+            assert_int_equal(be.sum_exact(&c, got, &G, in, end, R), 0);
+            for (int64_t i = 0; i < n1 * n2 * M * N; i++)
+                if (!same_bits(be.at(&c, want, i), be.at(&c, got, i)))
+                    fail_msg("c = %a, R = %d: cell %lld differs from bmm", (double)cs[ci], R,
+                             (long long)i);
+            /* bytes that end early are refused, not read past */
+            if (buf[0].n > 1) {
+                in[0] = buf[0].p;
+                end[0] = buf[0].p + buf[0].n - 1;
+                for (int q = 1; q < R; q++)
+                    in[q] = buf[q].p;
+                assert_int_equal(be.sum_exact(&c, got, &G, in, end, R), -1);
+            }
+            for (int q = 0; q < R; q++)
+                lrp_bytes_free(&buf[q]);
+        }
+    be.tensor_free(&c, a, n1 * n2 * M * K);
+    be.tensor_free(&c, b, n1 * n2 * K * N);
+    be.tensor_free(&c, want, n1 * n2 * M * N);
+    be.tensor_free(&c, got, n1 * n2 * M * N);
+}
+
+/* a sum whose exact value would need more than 2^22 bits is refused */
+static void too_wide_refused(void **state)
+{
+    (void)state;
+    lrp_ref_ctx c;
+    lrp_ref_ctx_init(&c, P, 1);
+    lrp_backend be;
+    lrp_ref_backend(&be, &c);
+    void *v = be.tensor_new(&c, 2);
+    mpfr_set_ui(be.at(&c, v, 0), 1, MPFR_RNDN);
+    mpfr_set_ui_2exp(be.at(&c, v, 1), 1, -(1L << 23), MPFR_RNDN);
+    lrp_bytes buf = {0};
+    assert_int_equal(be.rowsum_exact(&c, &buf, v, 1, 2), -1);
+    lrp_bytes_free(&buf);
+    /* 2^21 apart: held exactly */
+    mpfr_set_ui_2exp(be.at(&c, v, 1), 1, -(1L << 21), MPFR_RNDN);
+    assert_int_equal(be.rowsum_exact(&c, &buf, v, 1, 2), 0);
+    lrp_bytes_free(&buf);
+    be.tensor_free(&c, v, 2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(rowsum_partitions),
+        cmocka_unit_test(bmm_blocks),
+        cmocka_unit_test(too_wide_refused),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    mpfr_free_cache();
+    return rc;
+}
