@@ -728,9 +728,7 @@ static lrp_status mha_total(lrp_pipe_state *r, lrp_pipe_layer *P, mha_abs *ma, i
         LRP_ASSERT(ma->n < 16);
         ma->kind[ma->n++] = k;
         if (be->rowsum_exact(be->ctx, &ma->part, sc, r->B, per))
-            return lrp_err_set(r->err, LRP_E_NOMEM,
-                               "<network>: attention: out of memory, or an absorbed sum too wide "
-                               "to add exactly (layer split)");
+            return lrp_pipe_oom(r, "attention (layer split)");
         return LRP_OK;
     }
     if (!P->abs[k] && !(P->abs[k] = lrp_pipe_tnew(r, r->B)))
@@ -887,9 +885,7 @@ static lrp_status mha_keys_exact(lrp_pipe_state *r, int li, const mha_t *m, void
               (with_k && be->bmm_exact(cx, &seg[q], be->at(cx, s3, lo), m->qkvL, &k));
     }
     if (bad) {
-        st = lrp_err_set(r->err, LRP_E_NOMEM,
-                         "<network>: attention: out of memory, or a partial sum too wide to "
-                         "add exactly (layer split)");
+        st = lrp_pipe_oom(r, "attention (layer split)");
         lrp_pipe_split_fail(r);
         goto done;
     }

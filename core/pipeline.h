@@ -557,8 +557,9 @@ typedef struct lrp_backend {
      *     the n buffers src[k] (advanced past it, never beyond end[k]),
      *     then times c when c is a power of two (as bmm does).
      * A sum of no terms is -0: it adds nothing, the sign of a zero sum
-     * included.  They return 0, or -1: out of memory, a sum too wide to
-     * hold exactly (over 2^22 bits) or bytes that end early. */
+     * included; a sum too wide to hold exactly (its terms over 2^22 bits
+     * apart) is sent as its terms, which the receiver sums with the rest.
+     * They return 0, or -1: out of memory, or bytes that end early. */
     int (*bmm_exact)(void *ctx, struct lrp_bytes *buf, const void *a, const void *b,
                      const struct lrp_bmm *G);
     int (*rowsum_exact)(void *ctx, struct lrp_bytes *buf, const void *a, int64_t rows,

@@ -14,7 +14,14 @@
  * On the wire, one value: a byte of kind (0 +0, 1 -0, 2 positive, 3
  * negative, 4 NaN, 5 +inf, 6 -inf); a finite nonzero value |x| = m 2^e
  * follows as e (int64), the count of 64-bit words of m (uint32) and m's
- * words, least significant first (m odd: no trailing zero bits).
+ * words, least significant first (m odd: no trailing zero bits).  A rank's
+ * part of one sum is one such value, its exact sum; or, when that sum
+ * would be too wide to hold (its terms' exponents over 2^22 bits apart,
+ * LRP_REF_EXACT_MAX_PREC: a softmax weight of exp(-10^7) beside one), the
+ * terms themselves: a byte 7, their count (uint32) and each term as a
+ * value.  The receiver sums every value it gets for the cell, the terms
+ * among them, and rounds once: the same exact sum either way, so a rank
+ * never has to refuse a sum one process makes.
  *
  * Zeros: the sum of no terms is sent as -0, which adds nothing to any sum
  * (-0 + -0 = -0, -0 + +0 = +0): a rank without rows changes no bit, the
@@ -132,8 +139,9 @@ static int get_exact(const unsigned char **p, const unsigned char *end, mpfr_t x
     return 0;
 }
 
-/* the exact sum of the n values at v into s (its precision set) onto b;
- * no values: -0 */
+/* this rank's part of one sum of the n values at v onto b: their exact
+ * sum (s: its precision set), -0 for no values, or the values themselves
+ * when their sum is too wide to hold */
 static int put_sum(lrp_bytes *b, mpfr_ptr *v, int64_t n, mpfr_t s, mpz_t z)
 {
     if (n == 0) {
@@ -142,11 +150,65 @@ static int put_sum(lrp_bytes *b, mpfr_ptr *v, int64_t n, mpfr_t s, mpz_t z)
         return put_exact(b, s, z);
     }
     int64_t prec = lrp_ref_exact_prec(v, n);
-    if (!prec)
-        return -1;
+    if (!prec) {
+        unsigned char k = 7;
+        uint32_t c = (uint32_t)n;
+        if (n > (int64_t)UINT32_MAX || lrp_bytes_put(b, &k, 1) || lrp_bytes_put(b, &c, sizeof c))
+            return -1;
+        for (int64_t i = 0; i < n; i++)
+            if (put_exact(b, v[i], z))
+                return -1;
+        return 0;
+    }
     mpfr_set_prec(s, (mpfr_prec_t)prec);
     mpfr_sum(s, v, (unsigned long)n, MPFR_RNDN); /* exact at this precision */
     return put_exact(b, s, z);
+}
+
+/* The values of one cell, as sum_exact reads them from the ranks */
+typedef struct cell_vals {
+    mpfr_t *v;
+    mpfr_ptr *pp;
+    int64_t n, cap;
+} cell_vals;
+
+static int cell_room(cell_vals *c, int64_t more)
+{
+    if (c->n + more <= c->cap)
+        return 0;
+    int64_t cap = c->cap ? c->cap : 8;
+    while (cap < c->n + more)
+        cap *= 2;
+    mpfr_t *v = realloc(c->v, (size_t)cap * sizeof *v);
+    if (!v)
+        return -1;
+    c->v = v;
+    mpfr_ptr *pp = realloc(c->pp, (size_t)cap * sizeof *pp);
+    if (!pp)
+        return -1;
+    c->pp = pp;
+    for (int64_t i = c->cap; i < cap; i++)
+        mpfr_init2(c->v[i], MPFR_PREC_MIN);
+    c->cap = cap;
+    return 0;
+}
+
+/* one rank's part of a cell from [*p, end) appended to c */
+static int get_part(const unsigned char **p, const unsigned char *end, cell_vals *c, mpz_t z)
+{
+    uint32_t k = 1;
+    if (*p < end && **p == 7) {
+        if ((size_t)(end - *p) < 1 + sizeof k)
+            return -1;
+        memcpy(&k, *p + 1, sizeof k);
+        *p += 1 + sizeof k;
+    }
+    if (cell_room(c, k))
+        return -1;
+    for (uint32_t i = 0; i < k; i++, c->n++)
+        if (get_exact(p, end, c->v[c->n], z))
+            return -1;
+    return 0;
 }
 
 typedef struct bx_job {
@@ -215,7 +277,8 @@ int lrp_ref_bmm_exact(void *c, lrp_bytes *buf, const void *a, const void *b, con
                 calloc((size_t)pieces, sizeof(int))};
     int rc = J.buf && J.fail ? 0 : -1;
     if (!rc) {
-        if (cx->threads > 1 && rows * G->N * (G->K ? G->K : 1) >= LRP_REF_PAR_MIN)
+        int64_t min = cx->par_min > 0 ? cx->par_min : LRP_REF_PAR_MIN;
+        if (cx->threads > 1 && rows * G->N * (G->K ? G->K : 1) >= min)
             lrp_ref_par_for(cx->threads, pieces, bx_range, &J);
         else
             bx_range(&J, 0, pieces);
@@ -255,19 +318,9 @@ int lrp_ref_sum_exact(void *c, void *out, const lrp_bmm *G, const unsigned char 
                       const unsigned char *const *end, int n)
 {
     (void)c;
-    mpfr_t *v = malloc((size_t)(n ? n : 1) * sizeof *v);
-    mpfr_ptr *pp = malloc((size_t)(n ? n : 1) * sizeof *pp);
+    cell_vals cv = {NULL, NULL, 0, 0};
     mpz_t z;
-    if (!v || !pp) {
-        free(v);
-        free(pp);
-        return -1;
-    }
     mpz_init(z);
-    for (int k = 0; k < n; k++) {
-        mpfr_init2(v[k], MPFR_PREC_MIN);
-        pp[k] = v[k];
-    }
     long e2;
     int pow2 = lrp_ref_bmm_pow2(G->c, &e2), rc = 0;
     for (int64_t i1 = 0; i1 < G->n1 && !rc; i1++)
@@ -275,18 +328,24 @@ int lrp_ref_sum_exact(void *c, void *out, const lrp_bmm *G, const unsigned char 
             for (int64_t m = 0; m < G->M && !rc; m++)
                 for (int64_t j = 0; j < G->N && !rc; j++) {
                     mpfr_ptr o = (mpfr_ptr)out + i1 * G->o1 + i2 * G->o2 + m * G->om + j * G->on;
+                    cv.n = 0;
                     for (int k = 0; k < n && !rc; k++)
-                        rc = get_exact(&src[k], end[k], v[k], z);
+                        rc = get_part(&src[k], end[k], &cv, z);
                     if (rc)
                         break;
-                    mpfr_sum(o, pp, (unsigned long)n, MPFR_RNDN); /* the one rounding */
+                    for (int64_t i = 0; i < cv.n; i++)
+                        cv.pp[i] = cv.v[i];
+                    if (cv.n)
+                        mpfr_sum(o, cv.pp, (unsigned long)cv.n, MPFR_RNDN); /* the one rounding */
+                    else
+                        mpfr_set_zero(o, -1); /* no rank: no terms */
                     if (pow2 && e2)
                         mpfr_mul_2si(o, o, e2, MPFR_RNDN);
                 }
-    for (int k = 0; k < n; k++)
-        mpfr_clear(v[k]);
+    for (int64_t i = 0; i < cv.cap; i++)
+        mpfr_clear(cv.v[i]);
+    free(cv.v);
+    free(cv.pp);
     mpz_clear(z);
-    free(v);
-    free(pp);
     return rc;
 }

@@ -5,7 +5,8 @@
  * spread over R ranks in any way, each rank's exact sum sent as bytes and
  * the R values summed and rounded once, must give the one-process sum bit
  * for bit (value, sign of a zero, NaN and infinities), for any partition,
- * empty parts included.  Compared bit for bit, never with a tolerance:
+ * empty parts included, and parts too wide to sum exactly (sent as their
+ * terms) among them.  Compared bit for bit, never with a tolerance:
  * the split promises the same bits, not nearby ones.
  */
 #define _GNU_SOURCE
@@ -215,25 +216,41 @@ static void bmm_blocks(void **state)
     be.tensor_free(&c, got, n1 * n2 * M * N);
 }
 
-/* a sum whose exact value would need more than 2^22 bits is refused */
-static void too_wide_refused(void **state)
+/* a part whose exact sum would need more than 2^22 bits (a softmax
+ * weight of exp(-10^7) beside one) is sent as its terms: the sums still
+ * equal one process's, and the bytes show which way each part went */
+static void too_wide_sent_as_terms(void **state)
 {
     (void)state;
     lrp_ref_ctx c;
     lrp_ref_ctx_init(&c, P, 1);
     lrp_backend be;
     lrp_ref_backend(&be, &c);
-    void *v = be.tensor_new(&c, 2);
-    mpfr_set_ui(be.at(&c, v, 0), 1, MPFR_RNDN);
-    mpfr_set_ui_2exp(be.at(&c, v, 1), 1, -(1L << 23), MPFR_RNDN);
+    const int64_t N = 12;
+    mpfr_ptr v = be.tensor_new(&c, N);
+    for (int trial = 0; trial < 60; trial++) {
+        for (int64_t i = 0; i < N; i++) {
+            term(v + i, 3 + (int)(next() % 2), i ? v + i - 1 : NULL);
+            if (next() % 3 == 0) /* far below the rest */
+                mpfr_mul_2si(v + i, v + i, -(1L << 23) - (long)(next() % 1000), MPFR_RNDN);
+            else if (next() % 4 == 0)
+                mpfr_set_zero(v + i, next() % 2 ? 1 : -1);
+        }
+        for (int R = 1; R <= MAXR; R++)
+            check_partition(&be, v, N, R, "spread over 2^23 bits");
+    }
+    /* the two forms on the wire: kind 7 and the terms, or one value */
     lrp_bytes buf = {0};
-    assert_int_equal(be.rowsum_exact(&c, &buf, v, 1, 2), -1);
-    lrp_bytes_free(&buf);
-    /* 2^21 apart: held exactly */
-    mpfr_set_ui_2exp(be.at(&c, v, 1), 1, -(1L << 21), MPFR_RNDN);
+    mpfr_set_ui(v, 1, MPFR_RNDN);
+    mpfr_set_ui_2exp(v + 1, 1, -(1L << 23), MPFR_RNDN);
     assert_int_equal(be.rowsum_exact(&c, &buf, v, 1, 2), 0);
+    assert_int_equal(buf.p[0], 7);
     lrp_bytes_free(&buf);
-    be.tensor_free(&c, v, 2);
+    mpfr_set_ui_2exp(v + 1, 1, -(1L << 21), MPFR_RNDN); /* 2^21 apart: held exactly */
+    assert_int_equal(be.rowsum_exact(&c, &buf, v, 1, 2), 0);
+    assert_int_equal(buf.p[0], 2);
+    lrp_bytes_free(&buf);
+    be.tensor_free(&c, v, N);
 }
 
 int main(void)
@@ -241,7 +258,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(rowsum_partitions),
         cmocka_unit_test(bmm_blocks),
-        cmocka_unit_test(too_wide_refused),
+        cmocka_unit_test(too_wide_sent_as_terms),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     mpfr_free_cache();
