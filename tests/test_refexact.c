@@ -22,19 +22,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixtures.h"
 #include "pipeline.h"
 #include "reference.h"
 
 #define P 128
 #define MAXR 7
 
-static uint64_t rng = 0x9e3779b97f4a7c15u;
-static uint64_t next(void)
+static lrp_rng rng; /* seeded in main */
+static uint64_t next(void) { return lrp_rng_next(&rng); }
+
+/* the MPFR backend at P bits on threads threads */
+static void backend(lrp_ref_ctx *c, lrp_backend *be, int threads)
 {
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return rng;
+    lrp_ref_ctx_init(c, P, threads);
+    lrp_ref_backend(be, c);
 }
 
 /* same kind, sign, exponent and significand */
@@ -126,9 +128,8 @@ static void rowsum_partitions(void **state)
 {
     (void)state;
     lrp_ref_ctx c;
-    lrp_ref_ctx_init(&c, P, 1);
     lrp_backend be;
-    lrp_ref_backend(&be, &c);
+    backend(&c, &be, 1);
     const int64_t N = 40;
     mpfr_ptr v = be.tensor_new(&c, N);
     for (int trial = 0; trial < 400; trial++) {
@@ -160,10 +161,9 @@ static void bmm_blocks(void **state)
 {
     (void)state;
     lrp_ref_ctx c;
-    lrp_ref_ctx_init(&c, P, 2);
-    c.par_min = 1; /* bmm_exact's pieces on both threads */
     lrp_backend be;
-    lrp_ref_backend(&be, &c);
+    backend(&c, &be, 2);
+    c.par_min = 1; /* bmm_exact's pieces on both threads */
     const int64_t n1 = 2, n2 = 3, M = 5, N = 4, K = 9;
     void *a = be.tensor_new(&c, n1 * n2 * M * K), *b = be.tensor_new(&c, n1 * n2 * K * N);
     void *want = be.tensor_new(&c, n1 * n2 * M * N), *got = be.tensor_new(&c, n1 * n2 * M * N);
@@ -223,9 +223,8 @@ static void too_wide_sent_as_terms(void **state)
 {
     (void)state;
     lrp_ref_ctx c;
-    lrp_ref_ctx_init(&c, P, 1);
     lrp_backend be;
-    lrp_ref_backend(&be, &c);
+    backend(&c, &be, 1);
     const int64_t N = 12;
     mpfr_ptr v = be.tensor_new(&c, N);
     for (int trial = 0; trial < 60; trial++) {
@@ -260,6 +259,7 @@ int main(void)
         cmocka_unit_test(bmm_blocks),
         cmocka_unit_test(too_wide_sent_as_terms),
     };
+    lrp_rng_seed(&rng, 0xe8ac7u);
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     mpfr_free_cache();
     return rc;
