@@ -5,7 +5,10 @@
 # between runs, so only runs made one after the other compare.  Each round
 # runs every MPI build, then the default build as one process; it prints
 # the wall seconds and each MPI run's ratio to that round's one process.
-# Every run's stdout must be byte-identical to the first one process's.
+# Every run's stdout must be byte-identical to the first one process's;
+# with --out OUT among the ARGS (reference, fast), each run writes its own
+# file in a scratch directory instead of OUT, and every file must be
+# byte-identical (cmp) to the first one process's too.
 #
 #   sh bench/split_rounds.sh build/lrp-oracle "old/build-mpi/lrp-oracle build-mpi/lrp-oracle" \
 #       3 2 check F.h5
@@ -24,11 +27,24 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 launch="mpirun -q --oversubscribe"
 [ "$(id -u)" -eq 0 ] && launch="$launch --allow-run-as-root"
-secs() { # wall seconds of "$@", its stdout to $out
+secs() { # wall seconds of "$@", its stdout to $out, --out's value replaced by $out.h5
+    for a do
+        shift
+        if [ "${prev:-}" = "--out" ]; then set -- "$@" "$out.h5"; else set -- "$@" "$a"; fi
+        prev=$a
+    done
+    prev=
+    rm -f "$out.h5"
     s=$(date +%s.%N)
     "$@" >"$out" 2>/dev/null
     e=$(date +%s.%N)
+    # the run's own file name in what it printed: OUT, as for every run
+    [ ! -f "$out.h5" ] || sed -i "s|$out.h5|OUT|g" "$out"
     echo "$e - $s" | bc
+}
+same() { # $1's stdout (and file, when one was written) as the first one process's
+    cmp -s "$1" "$work/ref.out" || return 1
+    [ ! -f "$work/ref.out.h5" ] || cmp -s "$1.h5" "$work/ref.out.h5"
 }
 status=0
 r=1
@@ -43,17 +59,20 @@ while [ "$r" -le "$rounds" ]; do
     done
     out="$work/one.out"
     t1p=$(secs "$one" "$@" --threads 2)
-    [ -f "$work/ref.out" ] || cp "$work/one.out" "$work/ref.out"
-    cmp -s "$work/one.out" "$work/ref.out" || { line="$line [one process's stdout differs]"; status=1; }
+    if [ ! -f "$work/ref.out" ]; then
+        cp "$work/one.out" "$work/ref.out"
+        [ ! -f "$work/one.out.h5" ] || cp "$work/one.out.h5" "$work/ref.out.h5"
+    fi
+    same "$work/one.out" || { line="$line [one process's output differs]"; status=1; }
     i=0
     for m in $mpis; do
         i=$((i + 1))
         eval "t=\$t$i"
         line="$line $(basename "$(dirname "$(dirname "$m")")")/$(basename "$(dirname "$m")") -n $ranks $(printf '%.1f' "$t") s ($(printf '%.2f' "$(echo "scale=4; $t / $t1p" | bc)") x),"
-        cmp -s "$work/mpi$i.out" "$work/ref.out" || { line="$line [stdout differs]"; status=1; }
+        same "$work/mpi$i.out" || { line="$line [output differs]"; status=1; }
     done
     echo "$line one process $(printf '%.1f' "$t1p") s"
     r=$((r + 1))
 done
-[ "$status" -eq 0 ] && echo "stdout identical in every run" || echo "some stdout differed"
+[ "$status" -eq 0 ] && echo "output identical in every run" || echo "some output differed"
 exit "$status"
