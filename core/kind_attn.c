@@ -455,6 +455,10 @@ const lrp_kind_desc lrp_kind_EMBEDDING = {
  * The internal tensors are recomputed in the LRP step from the input (the
  * same operations: the same values); they are not traced (@q, @k, ... of
  * TRANSFORMERS section 10 are not implemented): the layer is judged whole.
+ * Under the layer split each rank holds a block of query rows (mha_t):
+ * every token's q, k, v gathered, g_k and g_v summed over the ranks' queries
+ * as exact partial sums (mha_keys_exact), the totals and flags formed whole
+ * on every rank (mha_total, mha_divide): one process's bits.
  */
 
 int64_t lrp_padding_T(const lrp_net *net)
