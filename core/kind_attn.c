@@ -776,6 +776,11 @@ static lrp_status mha_totals_end(lrp_pipe_state *r, lrp_pipe_layer *P, mha_abs *
         }
         be->ew(be->ctx, LRP_EW_ADD, P->abs[k], P->abs[k], row, 0, 0, r->B);
     }
+    /* every rank sent the same stages: nothing left unread */
+    for (int q = 0; q < R && !st; q++)
+        if (in[q] != end[q])
+            st = lrp_err_set(r->err, LRP_E_NOMEM,
+                             "<network>: attention: absorbed sums not as sent (layer split)");
 done:
     if (row)
         be->tensor_free(be->ctx, row, r->B);
