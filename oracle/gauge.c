@@ -620,10 +620,12 @@ static int forward_bounds(ctx *c)
                 break;
             }
             if (gauge_kind[l->kind] == G_ATTN) {
-                lrp_ga ga = {net, li, B, c->act, c->rel, c->A, NULL, 0, 0};
-                if (lrp_gauge_attn_fwd(&ga, A))
+                lrp_ga ga = {net, li, B, c->act, c->rel, c->A, NULL, 0, 0, c->lam, c->As, NULL};
+                int own = lrp_gauge_attn_fwd(&ga, A, c->lam > 0 ? c->As[li] : NULL);
+                if (own < 0)
                     return -1;
-                memcpy(c->As[li], A, (size_t)(B * n) * sizeof *A);
+                if (!own) /* the kind's rigorous bound is its sharp one */
+                    memcpy(c->As[li], A, (size_t)(B * n) * sizeof *A);
                 break;
             }
             /* Flatten, Reshape, Dropout: no arithmetic */
@@ -2094,18 +2096,35 @@ static int backward_bounds(ctx *c)
                 /* the cond of the layer's output, per sample, reaches
                  * every input cell of that sample (the kinds mix cells);
                  * the kind's own conds come per cell (gauge_attn.c) */
-                lrp_ga ga = {net, li, B, c->act, c->rel, c->A, Rb,
-                             c->local && c->inputs == LRP_GI_EXACT, c->den_traced};
+                lrp_ga ga = {net,
+                             li,
+                             B,
+                             c->act,
+                             c->rel,
+                             c->A,
+                             Rb,
+                             c->local && c->inputs == LRP_GI_EXACT,
+                             c->den_traced,
+                             Rbs ? c->lam : 0,
+                             c->As,
+                             Rbs};
                 for (int k = 0; k < l->n_in; k++) {
                     int in = l->in[k];
                     int64_t nin = numel(net, in);
                     double *bnd = calloc((size_t)(B * nin + 1), sizeof *bnd);
                     double *cnd = calloc((size_t)(B * nin + 1), sizeof *cnd);
                     double *mag = calloc((size_t)(B * nin + 1), sizeof *mag);
-                    if (!bnd || !cnd || !mag || lrp_gauge_attn_bwd(&ga, k, bnd, cnd, mag)) {
-                        free(bnd), free(cnd), free(mag);
+                    double *bns = Rbs ? calloc((size_t)(B * nin + 1), sizeof *bns) : NULL;
+                    double *cns = Rbs ? calloc((size_t)(B * nin + 1), sizeof *cns) : NULL;
+                    int own = -1;
+                    if (!bnd || !cnd || !mag || (Rbs && (!bns || !cns)) ||
+                        (own = lrp_gauge_attn_bwd(&ga, k, bnd, cnd, mag, bns, cns)) < 0) {
+                        free(bnd), free(cnd), free(mag), free(bns), free(cns);
                         return -1;
                     }
+                    /* a kind without a sharp tier of its own: its rigorous
+                     * bound and cond serve as the sharp ones */
+                    const double *sb = own ? bns : bnd, *sc = own ? cns : cnd;
                     for (int64_t b = 0; b < B; b++) {
                         double cm = 0, csm = 0;
                         for (int64_t i = 0; i < n; i++) {
@@ -2117,14 +2136,14 @@ static int backward_bounds(ctx *c)
                             c->Bd[in][i] += bnd[i];
                             c->cd[in][i] = fmax(c->cd[in][i], fmax(cm, cnd[i]));
                             if (Rbs) {
-                                c->Ls[in][i] += bnd[i];
-                                c->tl[in] += bnd[i];
+                                c->Ls[in][i] += sb[i];
+                                c->tl[in] += sb[i];
                                 c->Ss[in][i] += mag[i];
-                                c->cs[in][i] = fmax(c->cs[in][i], fmax(csm, cnd[i]));
+                                c->cs[in][i] = fmax(c->cs[in][i], fmax(csm, sc[i]));
                             }
                         }
                     }
-                    free(bnd), free(cnd), free(mag);
+                    free(bnd), free(cnd), free(mag), free(bns), free(cns);
                 }
                 break;
             }

@@ -20,6 +20,9 @@
  * covers the sample; its quotients whose denominator is ill-determined are
  * bounded instead wherever the convention allows, and give each input cell
  * a cond of its own (below, "quotients whose denominator is ill-determined").
+ * MultiHeadAttention also has a sharp tier of its own (below, "the sharp
+ * tier of the attention"); the other kinds' rigorous bounds serve as their
+ * sharp ones.
  */
 #include "gauge_attn.h"
 
@@ -110,22 +113,63 @@ typedef struct mha64 {
     double *A, *EA;
     double *O, *EO;     /* (T, F) */
     uint8_t *msk;       /* (T, T): excluded entries, or NULL */
+    /* the sharp tier (lam > 0; below, "the sharp tier of the attention"):
+     * the same bounds with independent roundings combined as a root of a
+     * sum of squares; EAs is the softmax's per-cell part and kA (H, T) its
+     * row's common relative part */
+    double lam;
+    double *Eqkvs, *ESs, *EXs, *EAs, *kA, *EOs;
 } mha64;
 
 static void mha64_free(mha64 *m)
 {
     free(m->qkv), free(m->Eqkv), free(m->S), free(m->ES), free(m->X), free(m->EX);
     free(m->A), free(m->EA), free(m->O), free(m->EO), free(m->msk);
+    free(m->Eqkvs), free(m->ESs), free(m->EXs), free(m->EAs), free(m->kA), free(m->EOs);
     memset(m, 0, sizeof *m);
+}
+
+static double sq(double v)
+{
+    return v * v;
+}
+
+/* the sharp bound of one softmax row: per cell, the relative error of the
+ * cell's own exponential (its input's sharp bound Axs, the rounding of
+ * x - m, of exp and of the division: independent per cell) times s_k into
+ * Es; the row's common relative error into *kap: the weighted mean of the
+ * cells' own errors (the normalising sum carries sum_k s_k e_k, bounded
+ * linearly: those errors share their inputs' errors) and the sum's
+ * roundings (lam sqrt(cols)).  The maximum's error is left out: exp(x - m)
+ * / sum_k exp(x_k - m) does not depend on m, and the float32 maximum is
+ * one of the float32 inputs. */
+static void sm_fwd_row_s(double *Es, double *kap, const double *x, const double *s,
+                         const double *Axs, const uint8_t *msk, int64_t cols, double lam)
+{
+    double m = -INFINITY, k = 0;
+    for (int64_t j = 0; j < cols; j++)
+        if (!(msk && msk[j]) && x[j] > m)
+            m = x[j];
+    for (int64_t j = 0; j < cols; j++) {
+        if (msk && msk[j]) {
+            Es[j] = 0;
+            continue;
+        }
+        double e = sqrt(sq(Axs[j]) + lam * lam * (sq(x[j] - m) + 2));
+        Es[j] = s[j] * e + UF;
+        k += s[j] * e;
+    }
+    *kap = k + lam * sqrt((double)cols);
 }
 
 /* the forward of sample b in binary64 with its float32 bounds; pad: the
  * sample's key padding mask (T) or NULL */
 static int mha64_fwd(mha64 *m, const lrp_layer *l, const float *x, const double *Ax,
-                     const float *pad)
+                     const double *Axs, const float *pad)
 {
     int64_t T = m->T, F = m->F, H = m->H, d = m->d;
     size_t n3 = (size_t)(T * 3 * F), nh = (size_t)(H * T * T), nf = (size_t)(T * F);
+    const double lam = m->lam, L2 = lam * lam;
     m->qkv = calloc(n3, sizeof(double)), m->Eqkv = calloc(n3, sizeof(double));
     m->S = calloc(nh, sizeof(double)), m->ES = calloc(nh, sizeof(double));
     m->X = calloc(nh, sizeof(double)), m->EX = calloc(nh, sizeof(double));
@@ -134,6 +178,13 @@ static int mha64_fwd(mha64 *m, const lrp_layer *l, const float *x, const double 
     if (!m->qkv || !m->Eqkv || !m->S || !m->ES || !m->X || !m->EX || !m->A || !m->EA || !m->O ||
         !m->EO)
         return -1;
+    if (lam > 0) {
+        m->Eqkvs = calloc(n3, sizeof(double)), m->ESs = calloc(nh, sizeof(double));
+        m->EXs = calloc(nh, sizeof(double)), m->EAs = calloc(nh, sizeof(double));
+        m->kA = calloc((size_t)(H * T), sizeof(double)), m->EOs = calloc(nf, sizeof(double));
+        if (!m->Eqkvs || !m->ESs || !m->EXs || !m->EAs || !m->kA || !m->EOs)
+            return -1;
+    }
 #define MASKED(i, j) ((l->causal && (j) > (i)) || (pad && pad[j] != 0.0f))
     int inf_mask = (l->causal || pad) && isinf(l->mask_value);
     if (inf_mask) {
@@ -145,35 +196,49 @@ static int mha64_fwd(mha64 *m, const lrp_layer *l, const float *x, const double 
     }
     for (int64_t t = 0; t < T; t++)
         for (int64_t o = 0; o < 3 * F; o++) {
-            double s = 0, g = 0, e = 0, bj = l->has_bias ? (double)l->b[o] : 0;
+            double s = 0, g = 0, e = 0, v = 0, bj = l->has_bias ? (double)l->b[o] : 0;
             for (int64_t i = 0; i < F; i++) {
                 double w = (double)l->w[o * F + i];
                 s += (double)x[t * F + i] * w;
                 g += fabs((double)x[t * F + i] * w);
                 e += fabs(w) * Ax[t * F + i];
+                if (lam > 0)
+                    v += sq(w * Axs[t * F + i]);
             }
             m->qkv[t * 3 * F + o] = s + bj;
             m->Eqkv[t * 3 * F + o] = (double)(F + 1) * (g + fabs(bj)) + e;
+            if (lam > 0)
+                m->Eqkvs[t * 3 * F + o] =
+                    fmin(sqrt(v + L2 * (double)(F + 1) * sq(g + fabs(bj))), m->Eqkv[t * 3 * F + o]);
         }
     double c = m->c;
     for (int64_t h = 0; h < H; h++)
         for (int64_t i = 0; i < T; i++)
             for (int64_t j = 0; j < T; j++) {
-                double s = 0, g = 0, e = 0;
+                double s = 0, g = 0, e = 0, v = 0;
                 for (int64_t k = 0; k < d; k++) {
                     int64_t qi = i * 3 * F + h * d + k, ki = j * 3 * F + F + h * d + k;
                     s += m->qkv[qi] * m->qkv[ki];
                     g += fabs(m->qkv[qi] * m->qkv[ki]);
                     e += fabs(m->qkv[ki]) * m->Eqkv[qi] + fabs(m->qkv[qi]) * m->Eqkv[ki];
+                    if (lam > 0)
+                        v += sq(m->qkv[ki] * m->Eqkvs[qi]) + sq(m->qkv[qi] * m->Eqkvs[ki]);
                 }
                 int64_t z = (h * T + i) * T + j;
                 m->S[z] = c * s;
                 m->ES[z] = fabs(c) * ((double)(d + 1) * g + e) + fabs(c * s);
                 m->X[z] = m->S[z];
                 m->EX[z] = m->ES[z];
+                if (lam > 0)
+                    m->EXs[z] = m->ESs[z] =
+                        fmin(hypot(fabs(c) * sqrt(v + L2 * (double)(d + 1) * g * g),
+                                   lam * fabs(c * s)),
+                             m->ES[z]);
                 if (MASKED(i, j) && !inf_mask) {
                     m->X[z] = m->S[z] + (double)l->mask_value;
                     m->EX[z] += fabs(m->X[z]);
+                    if (lam > 0) /* the mask's add: one rounding more */
+                        m->EXs[z] = fmin(hypot(m->ESs[z], lam * fabs(m->X[z])), m->EX[z]);
                 }
             }
     for (int64_t h = 0; h < H; h++)
@@ -189,22 +254,59 @@ static int mha64_fwd(mha64 *m, const lrp_layer *l, const float *x, const double 
             for (int64_t j = 0; j < T; j++) /* an all-masked row: 0 */
                 m->A[z + j] = (mk && mk[j]) || sum == 0 ? 0 : exp(m->X[z + j] - mx) / sum;
             sm_fwd_row(m->EA + z, m->X + z, m->A + z, m->EX + z, mk, T);
+            if (lam > 0)
+                sm_fwd_row_s(m->EAs + z, m->kA + h * T + i, m->X + z, m->A + z, m->EXs + z, mk,
+                             T, lam);
         }
 #undef MASKED
     for (int64_t t = 0; t < T; t++)
         for (int64_t h = 0; h < H; h++)
             for (int64_t p = 0; p < d; p++) {
-                double s = 0, g = 0, e = 0;
+                double s = 0, g = 0, e = 0, vs = 0;
                 for (int64_t j = 0; j < T; j++) {
                     double a = m->A[(h * T + t) * T + j], v = m->qkv[j * 3 * F + 2 * F + h * d + p];
                     s += a * v;
                     g += fabs(a * v);
                     e += fabs(v) * m->EA[(h * T + t) * T + j] + a * m->Eqkv[j * 3 * F + 2 * F + h * d + p];
+                    if (lam > 0)
+                        vs += sq(v * m->EAs[(h * T + t) * T + j]) +
+                              sq(a * m->Eqkvs[j * 3 * F + 2 * F + h * d + p]);
                 }
                 m->O[t * F + h * d + p] = s;
                 m->EO[t * F + h * d + p] = (double)(T + 1) * g + e;
+                /* the row's common relative error kA scales the whole sum:
+                 * kA |O| (first order), not kA sum |A v| */
+                if (lam > 0)
+                    m->EOs[t * F + h * d + p] =
+                        fmin(sqrt(vs + L2 * (double)(T + 1) * g * g) + m->kA[h * T + t] * fabs(s),
+                             m->EO[t * F + h * d + p]);
             }
     return 0;
+}
+
+/* the out projection y_to = sum_i O_ti w2_oi + b_o of the attention
+ * computed by mha64_fwd: its value (without the bias) into *s, sum |terms|
+ * (the bias's included) into *ga, the propagated part of its bound into
+ * *e; returns the rigorous bound, and with m->lam > 0 the sharp one into
+ * *as (capped by the rigorous one) */
+static double out_bound(const mha64 *m, const lrp_layer *l, int64_t t, int64_t o, double *s,
+                        double *ga, double *e, double *as)
+{
+    int64_t F = m->F;
+    double bj = l->has_bias ? (double)l->b2[o] : 0, v = 0;
+    *s = *ga = *e = 0;
+    for (int64_t i = 0; i < F; i++) {
+        double w = (double)l->w2[o * F + i];
+        *s += m->O[t * F + i] * w;
+        *ga += fabs(m->O[t * F + i] * w);
+        *e += fabs(w) * m->EO[t * F + i];
+        if (m->lam > 0)
+            v += sq(w * m->EOs[t * F + i]);
+    }
+    *ga += fabs(bj);
+    double a = (double)(F + 1) * *ga + *e;
+    *as = m->lam > 0 ? fmin(sqrt(v + m->lam * m->lam * (double)(F + 1) * *ga * *ga), a) : a;
+    return a;
 }
 
 /* stabilized division bound: q = R / st */
@@ -264,8 +366,16 @@ static int den_floored(const lrp_rule_spec *rs)
 
 /* q = R / stab(den), its bound eq and nonlinear part nq (units of u); the
  * cond of a first-order bound maxed into *cnd */
+/* a linear part lin and n roundings of size r: lin + n r (rigorous, lam
+ * 0), or under the sharp tier (lam > 0: lin already a sharp bound) the
+ * roundings as independent, hypot(lin, lam sqrt(n) r) */
+static double comb(double lin, double n, double r, double lam)
+{
+    return lam > 0 ? hypot(lin, lam * sqrt(n) * r) : lin + n * r;
+}
+
 static void divb(double *q, double *eq, double *nq, double R, double Rb, double den,
-                 double Eden, const lrp_rule_spec *rs, double *cnd)
+                 double Eden, const lrp_rule_spec *rs, double *cnd, double lam)
 {
     double st = st_of(rs, den);
     *nq = 0;
@@ -277,7 +387,7 @@ static void divb(double *q, double *eq, double *nq, double R, double Rb, double 
     }
     *q = R / st;
     double c = U32 * Eden / fabs(st);
-    double first = (Rb + fabs(*q) * Eden) / fabs(st) + 2 * fabs(*q); /* first order */
+    double first = comb((Rb + fabs(*q) * Eden) / fabs(st), 2, fabs(*q), lam); /* first order */
     if ((R == 0 && Rb == 0) || !(c > LRP_ILL_COND_SHARP)) {
         *eq = first;
         if (R != 0 || Rb != 0)
@@ -290,7 +400,7 @@ static void divb(double *q, double *eq, double *nq, double R, double Rb, double 
          * Eden) / |st_f|.  (A y_f of the other sign takes the other
          * stabilizer: below.) */
         *nq = fabs(*q) * Eden / (fabs(st) * (1 - c));
-        *eq = Rb / (fabs(st) * (1 - c)) + *nq + 2 * fabs(*q);
+        *eq = comb(Rb / (fabs(st) * (1 - c)) + *nq, 2, fabs(*q), lam);
         return;
     }
     if (den_floored(rs)) { /* |q_f| <= |R_f| / eps */
@@ -307,8 +417,8 @@ static void divb(double *q, double *eq, double *nq, double R, double Rb, double 
  * d q / d v = h g s(v) eps / stab(v)^2.  Roundings: the product, the
  * stabilizer's add, the division (3 |q|), and an underflow.  ng: the
  * nonlinear part of eg, carried into nq. */
-static void divg(double *q, double *eq, double *nq, double g, double eg, double ng, double v,
-                 double Ev, double h, const lrp_rule_spec *rs, double *cnd)
+static int divg(double *q, double *eq, double *nq, double g, double eg, double ng, double v,
+                double Ev, double h, const lrp_rule_spec *rs, double *cnd, double lam)
 {
     double st = st_of(rs, v);
     if (st == 0) {
@@ -317,19 +427,20 @@ static void divg(double *q, double *eq, double *nq, double g, double eg, double 
         *nq = 0;
         if (g != 0 || eg != 0)
             *cnd = fmax(*cnd, 1.0);
-        return;
+        return 0;
     }
     double se = fabs(st - v);
     *q = h * v * g / st;
     *nq = h * fabs(v) * ng / fabs(st);
     double c = U32 * Ev * se / (st * st);
     double first =
-        h * (fabs(v) * eg / fabs(st) + fabs(g) * se * Ev / (st * st)) + 3 * fabs(*q) + UF;
+        comb(h * (fabs(v) * eg / fabs(st) + fabs(g) * se * Ev / (st * st)), 3, fabs(*q), lam) +
+        UF;
     if (g == 0 || se == 0 || !(c > LRP_ILL_COND_SHARP)) {
         *eq = first;
         if (g != 0 && se != 0)
             *cnd = fmax(*cnd, c);
-        return;
+        return 0;
     }
     double r = U32 * Ev / fabs(st);
     if (sign_following(rs) && r <= ILL_EXACT) {
@@ -338,26 +449,63 @@ static void divg(double *q, double *eq, double *nq, double g, double eg, double 
         double dv = h * fabs(g) * se * Ev / (st * st * (1 - r) * (1 - r));
         /* g_f's error times v_f / stab(v_f), which is at most 1 */
         double rf = fmin(1.0, fabs(v) / fabs(st) + U32 * dv / fmax(h * fabs(g), 0x1p-1022));
-        *eq = h * rf * eg + dv + 3 * fabs(*q) + UF;
+        *eq = comb(h * rf * eg + dv, 3, fabs(*q), lam) + UF;
         *nq += dv;
-        return;
+        return 1;
     }
     if (ratio_bounded(rs)) { /* |q_f| <= h |g_f| */
         *eq = *nq = h * (fabs(g) / U32 + eg) * NL_ROUND + fabs(*q) / U32 + UF;
-        return;
+        return 1;
     }
     *eq = first;
     *cnd = fmax(*cnd, c);
+    return 0;
 }
 
-/* the bound of the relevance to x of one sample */
+/* ---- the sharp tier of the attention ----
+ * The rigorous bound charges every sum its worst case, n u sum |terms|,
+ * and hands every error on in absolute value.  Through the attention's
+ * five sums of 64 to 2305 terms that exceeds most cells of its input at
+ * BERT's width (docs/ORACLE.md, "Known gaps").  The sharp tier is the
+ * model of oracle/gauge.c's (Higham and Mary 2019): roundings are
+ * independent, mean-zero, and a sum of them is at most lam times the root
+ * of the sum of their squared bounds (Hoeffding; lam = 8).  So here:
+ * - a sum of n terms adds lam sqrt(n + 1) sum |terms| of its own, and the
+ *   errors of its terms enter as a root of the sum of their squares times
+ *   the terms' coefficients: the errors of different cells are taken as
+ *   independent, as the forward sharp tier takes those of different
+ *   activations mixed by the weights;
+ * - except where one error is common to many cells, which no mixing
+ *   averages: a softmax row's normalisation.  Its weights carry a common
+ *   relative error gamma (kA: the weighted mean of the cells' own errors
+ *   and the sum's roundings), and the Taylor rule's row sum sR an error
+ *   common to the row's factors d_j = R_A,j - A_j sR.  These enter with
+ *   their signed first-order coefficients: O = A v moves by gamma O, d_j
+ *   by gamma (d_j - A_j sR) and by -A_j dsR, and a query's gradient
+ *   sum_j s3_j k_j by the signed sums of those coefficients over the row
+ *   (cg, ca below), exactly, without any assumption about signs;
+ * - a quotient whose denominator is ill-determined keeps the rigorous
+ *   tier's treatment (divb, divg with the sharp bounds as input).
+ * Every sharp intermediate is capped by its rigorous bound, and each input
+ * cell's sharp bound by its rigorous one.  The sharp cond is that of the
+ * sharp denominators' errors; the share of ill-determined denominators
+ * (the n arrays) is the rigorous tier's, which is at least the sharp one.
+ * A cell beyond the sharp bound but within the rigorous one is SUSPECT
+ * (correlated roundings), not FAIL (docs/ORACLE.md, "Per-cell checks"). */
+
+/* the bound of the relevance to x of one sample: rigorous into bnd / cnd
+ * (mag: |contribution|), and with m->lam > 0 the sharp tier into bnds /
+ * cnds, from the sharp bounds Axs (x), Ays (y) and Rbs (R) */
 static int mha64_bwd(const mha64 *m, const lrp_layer *l, const float *x, const double *Ax,
-                     const float *y, const double *Ay, const float *R32, const double *Rb,
-                     double *bnd, double *cnd, double *mag)
+                     const double *Axs, const float *y, const double *Ay, const double *Ays,
+                     const float *R32, const double *Rb, const double *Rbs, double *bnd,
+                     double *cnd, double *mag, double *bnds, double *cnds)
 {
     int64_t T = m->T, F = m->F, H = m->H, d = m->d;
     const lrp_rule_spec *rs = &l->rule;
     int cp = rs->rule == LRP_RULE_CPLRP;
+    const double lam = m->lam, L2 = lam * lam;
+    const int sh = lam > 0;
     size_t nf = (size_t)(T * F), n3 = (size_t)(T * 3 * F), nh = (size_t)(H * T * T);
     double *s1 = calloc(nf, 8), *e1 = calloc(nf, 8), *rO = calloc(nf, 8), *erO = calloc(nf, 8);
     double *s2 = calloc(nf, 8), *e2 = calloc(nf, 8), *g = calloc(n3, 8), *eg = calloc(n3, 8);
@@ -369,77 +517,139 @@ static int mha64_bwd(const mha64 *m, const lrp_layer *l, const float *x, const d
     double *n1 = calloc(nf, 8), *nrO = calloc(nf, 8), *n2 = calloc(nf, 8), *ng = calloc(n3, 8);
     double *nRA = calloc((size_t)T, 8), *nRS = calloc(nh, 8), *n3a = calloc(nh, 8);
     double *n4 = calloc(n3, 8);
+    /* the sharp tier: the bounds of s1, rO, s2, g, the factors d (their
+     * cells' own part), s3 (likewise) and s4; per score cell the signed
+     * coefficients of its row's gamma (cg) and of its row's dsR (ca) in
+     * s3, and whether they are exact (fo: s3's division first order) or
+     * bounds of the magnitude; per row the bound of dsR (rsR) and the
+     * row's sigma_j = s2 . v_j with its bound */
+    double *e1s = NULL, *erOs = NULL, *e2s = NULL, *egs = NULL, *eRSs = NULL, *e3s = NULL;
+    double *e4s = NULL, *cg = NULL, *ca = NULL, *rsR = NULL, *sg = NULL, *esg = NULL;
+    double *eRAs = NULL, *rowsR = NULL;
+    uint8_t *fo = NULL;
     int rc = -1;
-    double cond = 0;
+    double cond = 0, conds = 0, dum = 0;
     if (!s1 || !e1 || !rO || !erO || !s2 || !e2 || !g || !eg || !RS || !eRS || !s3 || !e3 ||
         !RA || !eRA || !s4 || !e4 || !n1 || !nrO || !n2 || !ng || !nRA || !nRS || !n3a || !n4)
         goto done;
-    for (int64_t i = 0; i < T * F; i++)
-        divb(&s1[i], &e1[i], &n1[i], (double)R32[i], Rb[i], (double)y[i], Ay[i], rs, &cond);
+    if (sh) {
+        e1s = calloc(nf, 8), erOs = calloc(nf, 8), e2s = calloc(nf, 8), egs = calloc(n3, 8);
+        eRSs = calloc(nh, 8), e3s = calloc(nh, 8), e4s = calloc(n3, 8), cg = calloc(nh, 8);
+        ca = calloc(nh, 8), rsR = calloc((size_t)(H * T), 8), sg = calloc((size_t)T, 8);
+        esg = calloc((size_t)T, 8), eRAs = calloc((size_t)T, 8), fo = calloc(nh, 1);
+        rowsR = calloc((size_t)(H * T), 8);
+        if (!e1s || !erOs || !e2s || !egs || !eRSs || !e3s || !e4s || !cg || !ca || !rsR ||
+            !sg || !esg || !eRAs || !fo || !rowsR)
+            goto done;
+    }
+    for (int64_t i = 0; i < T * F; i++) {
+        divb(&s1[i], &e1[i], &n1[i], (double)R32[i], Rb[i], (double)y[i], Ay[i], rs, &cond, 0);
+        if (sh) {
+            double q;
+            divb(&q, &e1s[i], &dum, (double)R32[i], Rbs[i], (double)y[i], Ays[i], rs, &conds,
+                 lam);
+            e1s[i] = fmin(e1s[i], e1[i]);
+        }
+    }
     /* rO_p = O_p sum_j Wout_jp s1_j */
     for (int64_t t = 0; t < T; t++)
         for (int64_t p = 0; p < F; p++) {
-            double s = 0, ga = 0, e = 0, nn = 0;
+            double s = 0, ga = 0, e = 0, nn = 0, v = 0;
             for (int64_t j = 0; j < F; j++) {
                 double w = (double)l->w2[j * F + p];
                 s += w * s1[t * F + j];
                 ga += fabs(w * s1[t * F + j]);
                 e += fabs(w) * e1[t * F + j];
                 nn += fabs(w) * n1[t * F + j];
+                if (sh)
+                    v += sq(w * e1s[t * F + j]);
             }
             rO[t * F + p] = s; /* the gradient at O: R_O = O g */
             erO[t * F + p] = e + (double)(F + 1) * ga + UF;
             nrO[t * F + p] = nn;
+            if (sh)
+                erOs[t * F + p] =
+                    fmin(sqrt(v + L2 * (double)(F + 1) * ga * ga) + UF, erO[t * F + p]);
         }
-    for (int64_t i = 0; i < T * F; i++)
-        divg(&s2[i], &e2[i], &n2[i], rO[i], erO[i], nrO[i], m->O[i], m->EO[i], 1.0, rs, &cond);
+    for (int64_t i = 0; i < T * F; i++) {
+        divg(&s2[i], &e2[i], &n2[i], rO[i], erO[i], nrO[i], m->O[i], m->EO[i], 1.0, rs, &cond, 0);
+        if (sh) {
+            double q;
+            divg(&q, &e2s[i], &dum, rO[i], erOs[i], nrO[i], m->O[i], m->EOs[i], 1.0, rs, &conds,
+                 lam);
+            e2s[i] = fmin(e2s[i], e2[i]);
+        }
+    }
     /* g_v = A^T s2 */
     for (int64_t h = 0; h < H; h++)
         for (int64_t j = 0; j < T; j++)
             for (int64_t p = 0; p < d; p++) {
-                double s = 0, ga = 0, e = 0, nn = 0;
+                double s = 0, ga = 0, e = 0, nn = 0, v = 0;
                 for (int64_t t = 0; t < T; t++) {
                     double a = m->A[(h * T + t) * T + j], q = s2[t * F + h * d + p];
                     s += a * q;
                     ga += fabs(a * q);
                     e += a * e2[t * F + h * d + p] + fabs(q) * m->EA[(h * T + t) * T + j];
                     nn += a * n2[t * F + h * d + p];
+                    if (sh) /* rows t apart: their gammas independent */
+                        v += sq(a * e2s[t * F + h * d + p]) +
+                             sq(q * m->EAs[(h * T + t) * T + j]) + sq(q * a * m->kA[h * T + t]);
                 }
-                g[j * 3 * F + 2 * F + h * d + p] = s;
-                eg[j * 3 * F + 2 * F + h * d + p] = e + (double)(T + 1) * ga;
-                ng[j * 3 * F + 2 * F + h * d + p] = nn;
+                int64_t gi = j * 3 * F + 2 * F + h * d + p;
+                g[gi] = s;
+                eg[gi] = e + (double)(T + 1) * ga;
+                ng[gi] = nn;
+                if (sh)
+                    egs[gi] = fmin(sqrt(v + L2 * (double)(T + 1) * ga * ga), eg[gi]);
             }
     if (!cp) {
         for (int64_t h = 0; h < H; h++)
             for (int64_t t = 0; t < T; t++) {
                 int64_t z = (h * T + t) * T;
                 for (int64_t j = 0; j < T; j++) {
-                    double s = 0, ga = 0, e = 0, nn = 0;
+                    double s = 0, ga = 0, e = 0, nn = 0, v = 0;
                     for (int64_t p = 0; p < d; p++) {
-                        double v = m->qkv[j * 3 * F + 2 * F + h * d + p], q = s2[t * F + h * d + p];
-                        s += q * v;
-                        ga += fabs(q * v);
-                        e += fabs(v) * e2[t * F + h * d + p] +
+                        double vv = m->qkv[j * 3 * F + 2 * F + h * d + p];
+                        double q = s2[t * F + h * d + p];
+                        s += q * vv;
+                        ga += fabs(q * vv);
+                        e += fabs(vv) * e2[t * F + h * d + p] +
                              fabs(q) * m->Eqkv[j * 3 * F + 2 * F + h * d + p];
-                        nn += fabs(v) * n2[t * F + h * d + p];
+                        nn += fabs(vv) * n2[t * F + h * d + p];
+                        if (sh)
+                            v += sq(vv * e2s[t * F + h * d + p]) +
+                                 sq(q * m->Eqkvs[j * 3 * F + 2 * F + h * d + p]);
                     }
                     double a = m->A[z + j];
                     RA[j] = 0.5 * a * s;
                     eRA[j] = 0.5 * (a * (e + (double)(d + 1) * ga) + fabs(s) * m->EA[z + j]) +
                              fabs(RA[j]);
                     nRA[j] = 0.5 * a * nn;
+                    if (sh) {
+                        sg[j] = s;
+                        esg[j] = sqrt(v + L2 * (double)(d + 1) * ga * ga);
+                        /* sigma_j's error, A_j's own, two roundings */
+                        eRAs[j] = sqrt(sq(0.5 * a * esg[j]) + sq(0.5 * s * m->EAs[z + j]) +
+                                       2 * L2 * RA[j] * RA[j]);
+                    }
                 }
                 /* the Taylor rule's factor d = R_A - A sR (R_S = S d) */
                 const uint8_t *mk = m->msk ? m->msk + t * T : NULL;
-                double sR = 0, sa = 0, sb = 0, sn = 0;
+                double sR = 0, sa = 0, sb = 0, sn = 0, sv = 0;
                 for (int64_t j = 0; j < T; j++)
                     if (!(mk && mk[j])) {
                         sR += RA[j];
                         sa += fabs(RA[j]);
                         sb += eRA[j];
                         sn += nRA[j];
+                        if (sh)
+                            sv += eRAs[j] * eRAs[j];
                     }
                 double esR = (double)T * sa + sb;
+                if (sh) { /* dsR: common to the row's factors */
+                    rsR[h * T + t] = fmin(sqrt(sv + L2 * (double)(T + 1) * sa * sa), esR);
+                    rowsR[h * T + t] = sR;
+                }
                 for (int64_t j = 0; j < T; j++) {
                     if (mk && mk[j]) {
                         RS[z + j] = eRS[z + j] = nRS[z + j] = 0;
@@ -450,76 +660,150 @@ static int mha64_bwd(const mha64 *m, const lrp_layer *l, const float *x, const d
                     eRS[z + j] = eRA[j] + m->A[z + j] * esR + fabs(sR) * m->EA[z + j] +
                                  fabs(m->A[z + j] * sR) + fabs(dd) + UF;
                     nRS[z + j] = nRA[j] + m->A[z + j] * sn;
+                    if (sh) {
+                        /* the cell's own part: sigma_j's error, A_j's own
+                         * error with its signed coefficient s_j / 2 - sR,
+                         * the roundings of RA_j (2), A_j sR and the
+                         * difference; the row's gamma and dsR go by cg, ca */
+                        double a = m->A[z + j];
+                        eRSs[z + j] = fmin(sqrt(sq(0.5 * a * esg[j]) +
+                                                sq((0.5 * sg[j] - sR) * m->EAs[z + j]) +
+                                                L2 * (2 * RA[j] * RA[j] + sq(a * sR) + dd * dd)) +
+                                               UF,
+                                           eRS[z + j]);
+                    }
                 }
             }
         /* s3 = S d / stab(S) */
-        for (int64_t i = 0; i < H * T * T; i++)
+        for (int64_t i = 0; i < H * T * T; i++) {
             divg(&s3[i], &e3[i], &n3a[i], RS[i], eRS[i], nRS[i], m->S[i], m->ES[i], 1.0, rs,
-                 &cond);
+                 &cond, 0);
+            if (sh) {
+                double q;
+                int bounded = divg(&q, &e3s[i], &dum, RS[i], eRSs[i], nRS[i], m->S[i], m->ESs[i],
+                                   1.0, rs, &conds, lam);
+                e3s[i] = fmin(e3s[i], e3[i]);
+                /* s3's sensitivity to d: S / stab(S) to first order, at most
+                 * 1 where divg bounded it; d's to gamma: d - A sR; to dsR:
+                 * -A */
+                double st = st_of(rs, m->S[i]);
+                double f = bounded || st == 0 ? 1.0 : m->S[i] / st;
+                fo[i] = (uint8_t)(!bounded && st != 0);
+                cg[i] = f * (RS[i] - m->A[i] * rowsR[i / T]);
+                ca[i] = -f * m->A[i];
+            }
+        }
         double c = m->c;
         for (int64_t h = 0; h < H; h++)
             for (int64_t t = 0; t < T; t++)
                 for (int64_t k = 0; k < d; k++) {
                     /* g_q(t, k) = c sum_j s3(t, j) k(j, k); g_k(t, k) = c sum_j s3(j, t) q(j, k) */
-                    double sq = 0, gq = 0, eq = 0, sk = 0, gk = 0, ek = 0, nq = 0, nk = 0;
+                    double sq_ = 0, gq = 0, eq = 0, sk = 0, gk = 0, ek = 0, nq = 0, nk = 0;
+                    double vq = 0, vk = 0, c1 = 0, c2 = 0, a1 = 0, a2 = 0;
                     for (int64_t j = 0; j < T; j++) {
-                        double a = s3[(h * T + t) * T + j], ea = e3[(h * T + t) * T + j];
+                        int64_t zi = (h * T + t) * T + j, zj = (h * T + j) * T + t;
+                        double a = s3[zi], ea = e3[zi];
                         double kk = m->qkv[j * 3 * F + F + h * d + k];
                         double ekk = m->Eqkv[j * 3 * F + F + h * d + k];
-                        sq += a * kk;
+                        sq_ += a * kk;
                         gq += fabs(a * kk);
                         eq += fabs(kk) * ea + fabs(a) * ekk;
-                        nq += fabs(kk) * n3a[(h * T + t) * T + j];
-                        double b = s3[(h * T + j) * T + t], eb = e3[(h * T + j) * T + t];
+                        nq += fabs(kk) * n3a[zi];
+                        double b = s3[zj], eb = e3[zj];
                         double qq = m->qkv[j * 3 * F + h * d + k];
                         double eqq = m->Eqkv[j * 3 * F + h * d + k];
                         sk += b * qq;
                         gk += fabs(b * qq);
                         ek += fabs(qq) * eb + fabs(b) * eqq;
-                        nk += fabs(qq) * n3a[(h * T + j) * T + t];
+                        nk += fabs(qq) * n3a[zj];
+                        if (sh) {
+                            vq += sq(kk * e3s[zi]) +
+                                  sq(a * m->Eqkvs[j * 3 * F + F + h * d + k]);
+                            /* row (h, t)'s common errors, signed where exact */
+                            if (fo[zi])
+                                c1 += kk * cg[zi], c2 += kk * ca[zi];
+                            else
+                                a1 += fabs(kk * cg[zi]), a2 += fabs(kk * ca[zi]);
+                            /* row (h, j)'s: one term of this sum each */
+                            vk += sq(qq * e3s[zj]) + sq(b * m->Eqkvs[j * 3 * F + h * d + k]) +
+                                  sq(qq * (fabs(cg[zj]) * m->kA[h * T + j] +
+                                           fabs(ca[zj]) * rsR[h * T + j]));
+                        }
                     }
-                    g[t * 3 * F + h * d + k] = c * sq;
-                    eg[t * 3 * F + h * d + k] = fabs(c) * (eq + (double)(T + 1) * gq) + fabs(c * sq);
-                    ng[t * 3 * F + h * d + k] = fabs(c) * nq;
-                    g[t * 3 * F + F + h * d + k] = c * sk;
-                    eg[t * 3 * F + F + h * d + k] =
-                        fabs(c) * (ek + (double)(T + 1) * gk) + fabs(c * sk);
-                    ng[t * 3 * F + F + h * d + k] = fabs(c) * nk;
+                    int64_t qi = t * 3 * F + h * d + k, ki = t * 3 * F + F + h * d + k;
+                    g[qi] = c * sq_;
+                    eg[qi] = fabs(c) * (eq + (double)(T + 1) * gq) + fabs(c * sq_);
+                    ng[qi] = fabs(c) * nq;
+                    g[ki] = c * sk;
+                    eg[ki] = fabs(c) * (ek + (double)(T + 1) * gk) + fabs(c * sk);
+                    ng[ki] = fabs(c) * nk;
+                    if (sh) {
+                        double cq = m->kA[h * T + t] * (fabs(c1) + a1) +
+                                    rsR[h * T + t] * (fabs(c2) + a2);
+                        egs[qi] = fmin(fabs(c) * (hypot(sqrt(vq + L2 * (double)(T + 1) * gq * gq),
+                                                        lam * fabs(sq_)) +
+                                                  cq),
+                                       eg[qi]);
+                        egs[ki] = fmin(fabs(c) * hypot(sqrt(vk + L2 * (double)(T + 1) * gk * gk),
+                                                       lam * fabs(sk)),
+                                       eg[ki]);
+                    }
                 }
     }
     double half = cp ? 1.0 : 0.5;
-    for (int64_t i = 0; i < T * 3 * F; i++)
+    for (int64_t i = 0; i < T * 3 * F; i++) {
         divg(&s4[i], &e4[i], &n4[i], g[i], eg[i] + UF, ng[i], m->qkv[i], m->Eqkv[i], half, rs,
-             &cond);
+             &cond, 0);
+        if (sh) {
+            double q;
+            divg(&q, &e4s[i], &dum, g[i], egs[i] + UF, ng[i], m->qkv[i], m->Eqkvs[i], half, rs,
+                 &conds, lam);
+            e4s[i] = fmin(e4s[i], e4[i]);
+        }
+    }
     for (int64_t t = 0; t < T; t++)
         for (int64_t i = 0; i < F; i++) {
-            double s = 0, ga = 0, e = 0, nn = 0;
+            double s = 0, ga = 0, e = 0, nn = 0, v = 0;
             for (int64_t o = 0; o < 3 * F; o++) {
                 double w = (double)l->w[o * F + i];
                 s += w * s4[t * 3 * F + o];
                 ga += fabs(w * s4[t * 3 * F + o]);
                 e += fabs(w) * e4[t * 3 * F + o];
                 nn += fabs(w) * n4[t * 3 * F + o];
+                if (sh)
+                    v += sq(w * e4s[t * 3 * F + o]);
             }
             double xv = (double)x[t * F + i];
-            bnd[t * F + i] +=
+            double b =
                 fabs(xv) * (e + (double)(3 * F + 1) * ga) + Ax[t * F + i] * ga + fabs(xv * s);
+            bnd[t * F + i] += b;
             mag[t * F + i] += fabs(xv * s);
             /* the cell's own cond: how much of it the ill-determined
              * denominators may move (their nonlinear parts) */
-            double N = fabs(xv) * nn;
+            double N = fabs(xv) * nn, cc = 0;
             if (N > 0)
-                cnd[t * F + i] =
-                    fmax(cnd[t * F + i], fabs(xv * s) > 0 ? fmin(U32 * N / fabs(xv * s), 1.0e30)
-                                                          : 1.0);
+                cc = fabs(xv * s) > 0 ? fmin(U32 * N / fabs(xv * s), 1.0e30) : 1.0;
+            cnd[t * F + i] = fmax(cnd[t * F + i], cc);
+            if (sh) {
+                /* x's own error moves R_x = x s by dx s */
+                double bs = hypot(fabs(xv) * sqrt(v + L2 * (double)(3 * F + 1) * ga * ga),
+                                  hypot(Axs[t * F + i] * fabs(s), lam * fabs(xv * s)));
+                bnds[t * F + i] += fmin(bs, b);
+                cnds[t * F + i] = fmax(cnds[t * F + i], cc);
+            }
         }
-    for (int64_t i = 0; i < T * F; i++)
+    for (int64_t i = 0; i < T * F; i++) {
         cnd[i] = fmax(cnd[i], cond);
+        if (sh)
+            cnds[i] = fmax(cnds[i], conds);
+    }
     rc = 0;
 done:
     free(s1), free(e1), free(rO), free(erO), free(s2), free(e2), free(g), free(eg);
     free(RS), free(eRS), free(s3), free(e3), free(RA), free(eRA), free(s4), free(e4);
     free(n1), free(nrO), free(n2), free(ng), free(nRA), free(nRS), free(n3a), free(n4);
+    free(e1s), free(erOs), free(e2s), free(egs), free(eRSs), free(e3s), free(e4s), free(cg);
+    free(ca), free(rsR), free(sg), free(esg), free(eRAs), free(fo), free(rowsR);
     return rc;
 }
 
@@ -601,7 +885,7 @@ static void stage_divide(stage_q *z, const float *R, const double *Rb, const dou
     for (int64_t i = 0; i < n; i++) {
         z->cd[i] = 0;
         double dv = yt ? (double)yt[i] : den[i], ev = yt ? fabs(dv) : Eden[i];
-        divb(&z->s[i], &z->e[i], &z->nl[i], (double)R[i], Rb[i], dv, ev, rs, &z->cd[i]);
+        divb(&z->s[i], &z->e[i], &z->nl[i], (double)R[i], Rb[i], dv, ev, rs, &z->cd[i], 0);
     }
 }
 
@@ -801,7 +1085,7 @@ static int asm_gauge(const lrp_ga *g, double *Aout, double *bnd, double *mag)
 
 /* ---- the entry points ---- */
 
-int lrp_gauge_attn_fwd(const lrp_ga *g, double *Aout)
+int lrp_gauge_attn_fwd(const lrp_ga *g, double *Aout, double *Aouts)
 {
     const lrp_net *net = g->net;
     const lrp_layer *l = &net->layers[g->li];
@@ -866,40 +1150,37 @@ int lrp_gauge_attn_fwd(const lrp_ga *g, double *Aout)
     }
     case LRP_LAYER_ATTNSOFTMAX: return asm_gauge(g, Aout, NULL, NULL);
     case LRP_LAYER_MHA: {
-        mha64 m;
-        memset(&m, 0, sizeof m);
-        m.T = l->shape.d[0], m.F = l->shape.d[1], m.H = l->heads, m.d = m.F / m.H;
-        m.c = (double)l->scale;
+        const int sharp = g->lam > 0 && Aouts && g->As;
         for (int64_t b = 0; b < B; b++) {
+            mha64 m;
+            memset(&m, 0, sizeof m);
+            m.T = l->shape.d[0], m.F = l->shape.d[1], m.H = l->heads, m.d = m.F / m.H;
+            m.c = (double)l->scale;
+            m.lam = sharp ? g->lam : 0;
             const float *pad = l->use_padding_mask ? net->key_padding_mask + b * m.T : NULL;
-            if (mha64_fwd(&m, l, x + b * nin, Ax + b * nin, pad)) {
+            if (mha64_fwd(&m, l, x + b * nin, Ax + b * nin, sharp ? g->As[in0] + b * nin : NULL,
+                          pad)) {
                 mha64_free(&m);
                 return -1;
             }
-            int64_t F = m.F;
             for (int64_t t = 0; t < m.T; t++)
-                for (int64_t o = 0; o < F; o++) {
-                    double s = 0, ga = 0, e = 0, bj = l->has_bias ? (double)l->b2[o] : 0;
-                    for (int64_t i = 0; i < F; i++) {
-                        double w = (double)l->w2[o * F + i];
-                        s += m.O[t * F + i] * w;
-                        ga += fabs(m.O[t * F + i] * w);
-                        e += fabs(w) * m.EO[t * F + i];
-                    }
-                    Aout[b * n + t * F + o] = (double)(F + 1) * (ga + fabs(bj)) + e;
+                for (int64_t o = 0; o < m.F; o++) {
+                    double s, ga, e, as;
+                    Aout[b * n + t * m.F + o] = out_bound(&m, l, t, o, &s, &ga, &e, &as);
+                    if (sharp)
+                        Aouts[b * n + t * m.F + o] = as;
                 }
             mha64_free(&m);
-            m.T = l->shape.d[0], m.F = l->shape.d[1], m.H = l->heads, m.d = m.F / m.H;
-            m.c = (double)l->scale;
         }
-        return 0;
+        return sharp;
     }
     default: LRP_ASSERT(0);
     }
     return -1;
 }
 
-int lrp_gauge_attn_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double *mag)
+int lrp_gauge_attn_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double *mag,
+                       double *bnds, double *cnds)
 {
     const lrp_net *net = g->net;
     const lrp_layer *l = &net->layers[g->li];
@@ -968,16 +1249,18 @@ int lrp_gauge_attn_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double 
     }
     case LRP_LAYER_MHA: {
         int64_t T = l->shape.d[0], F = l->shape.d[1];
+        const int sharp = g->lam > 0 && bnds && cnds && g->As && g->Rbs;
         for (int64_t b = 0; b < B; b++) {
             mha64 m;
             memset(&m, 0, sizeof m);
             m.T = T, m.F = F, m.H = l->heads, m.d = F / l->heads, m.c = (double)l->scale;
+            m.lam = sharp ? g->lam : 0;
             const float *x = g->act[in] + b * nin;
-            const double *Ax = g->A[in] + b * nin;
-            /* the forward bound of y, recomputed */
-            double *Ay = malloc((size_t)(T * F) * sizeof *Ay);
+            const double *Ax = g->A[in] + b * nin, *Axs = sharp ? g->As[in] + b * nin : NULL;
+            /* the forward bound of y, recomputed (rigorous, sharp) */
+            double *Ay = malloc((size_t)(2 * T * F) * sizeof *Ay), *Ays = Ay + T * F;
             const float *pad = l->use_padding_mask ? net->key_padding_mask + b * T : NULL;
-            if (!Ay || mha64_fwd(&m, l, x, Ax, pad)) {
+            if (!Ay || mha64_fwd(&m, l, x, Ax, Axs, pad)) {
                 free(Ay);
                 mha64_free(&m);
                 return -1;
@@ -985,19 +1268,13 @@ int lrp_gauge_attn_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double 
             const float *yt = g->act[g->li] + b * n;
             for (int64_t t = 0; t < T; t++)
                 for (int64_t o = 0; o < F; o++) {
-                    double s = 0, ga = 0, e = 0, bj = l->has_bias ? (double)l->b2[o] : 0;
-                    for (int64_t i = 0; i < F; i++) {
-                        double w = (double)l->w2[o * F + i];
-                        s += m.O[t * F + i] * w;
-                        ga += fabs(m.O[t * F + i] * w);
-                        e += fabs(w) * m.EO[t * F + i];
-                    }
-                    double a = (double)(F + 1) * (ga + fabs(bj)) + e;
+                    double s, ga, e, as, bj = l->has_bias ? (double)l->b2[o] : 0;
+                    double a = out_bound(&m, l, t, o, &s, &ga, &e, &as);
                     if (g->den_traced) {
                         /* the subject divides by the y the trace holds,
                          * as the reference's local run does: its storage
                          * rounding u |y| alone */
-                        a = fabs((double)yt[t * F + o]);
+                        a = as = fabs((double)yt[t * F + o]);
                     } else if (g->exact) {
                         /* the subject's own output is in the trace: its
                          * denominator is that y (or the binary32 rounding
@@ -1009,20 +1286,23 @@ int lrp_gauge_attn_bwd(const lrp_ga *g, int k, double *bnd, double *cnd, double 
                          * worst case of five sums of 64 to 769 terms) */
                         double yv = (double)yt[t * F + o];
                         double obs = fabs(yv - (s + bj)) / U32 + fabs(yv) +
-                                     2.0 * (double)(F + 1) * (ga + fabs(bj) + U32 * e) +
-                                     0x1p-29 * a;
+                                     2.0 * (double)(F + 1) * (ga + U32 * e) + 0x1p-29 * a;
                         a = fmin(a, obs);
+                        as = fmin(as, obs);
                     }
                     Ay[t * F + o] = a;
+                    Ays[t * F + o] = as;
                 }
-            int rc = mha64_bwd(&m, l, x, Ax, g->act[g->li] + b * n, Ay, R + b * n, Rb + b * n,
-                               bnd + b * nin, cnd + b * nin, mag + b * nin);
+            int rc = mha64_bwd(&m, l, x, Ax, Axs, g->act[g->li] + b * n, Ay, Ays, R + b * n,
+                               Rb + b * n, sharp ? g->Rbs + b * n : NULL, bnd + b * nin,
+                               cnd + b * nin, mag + b * nin, sharp ? bnds + b * nin : NULL,
+                               sharp ? cnds + b * nin : NULL);
             free(Ay);
             mha64_free(&m);
             if (rc)
                 return -1;
         }
-        return 0;
+        return sharp;
     }
     default: LRP_ASSERT(0);
     }
