@@ -2171,49 +2171,34 @@ static __mpfr_struct sp_signed(mpfr_srcptr x, int sign)
     return v;
 }
 
-/* An exact value as its precision and text (%Ra: exact in hexadecimal);
- * NaN and the infinities as the text's kind. */
-static int xb_exact(xbuf *b, mpfr_srcptr x)
+/* One rank's part of an exact sum (reference/ref_exact.c's bytes: the
+ * exact sum of the n values at v, or the values themselves when that sum
+ * is too wide to hold) with its length; lb: scratch.  -1: out of memory. */
+static int xb_part(xbuf *b, mpfr_ptr *v, int64_t n, lrp_bytes *lb)
 {
-    char *t = NULL;
-    if (mpfr_asprintf(&t, "%Ra", x) < 0 || !t)
+    lb->n = 0;
+    if (lrp_ref_exact_put(lb, v, n))
         return -1;
-    xb_i64(b, (int64_t)mpfr_get_prec(x));
-    xb_i64(b, (int64_t)strlen(t));
-    xb_put(b, t, strlen(t));
-    mpfr_free_str(t);
+    xb_i64(b, (int64_t)lb->n);
+    xb_put(b, lb->p, lb->n);
     return 0;
 }
 
-/* -1 on a damaged part */
-static int xr_exact(xrd *r, mpfr_t x)
+/* The next part into acc; -1 on a damaged one (or out of memory) */
+static int xr_part(xrd *r, lrp_ref_exact_acc *acc)
 {
-    int64_t prec = xr_i64(r), len = xr_i64(r);
-    if (r->bad || prec < MPFR_PREC_MIN || prec > MPFR_PREC_MAX || len < 1 || len > (1 << 26))
+    int64_t len = xr_i64(r);
+    if (r->bad || len < 1 || (uint64_t)len > r->n - r->pos)
         return -1;
-    const char *q = xr_get(r, (size_t)len);
-    char *t = q ? malloc((size_t)len + 1) : NULL;
-    if (!t)
-        return -1;
-    memcpy(t, q, (size_t)len);
-    t[len] = 0;
-    mpfr_set_prec(x, (mpfr_prec_t)prec);
-    int rc = 0;
-    if (!strcmp(t, "nan") || !strcmp(t, "-nan"))
-        mpfr_set_nan(x);
-    else if (!strcmp(t, "inf") || !strcmp(t, "-inf"))
-        mpfr_set_inf(x, t[0] == '-' ? -1 : 1);
-    else
-        rc = mpfr_set_str(x, t, 0, MPFR_RNDN) == 0 ? 0 : -1;
-    free(t);
-    return rc;
+    const unsigned char *q = xr_get(r, (size_t)len), *end = q ? q + len : NULL;
+    return q && !lrp_ref_exact_acc_read(acc, &q, end) && q == end ? 0 : -1;
 }
 
 /* Per sample of this rank's block of layer li: the exact sums of the
  * residual's terms (its contributions, absorbed relevance, minus its
  * relevance at the output) and of their magnitudes, as b_residual
- * (reference/ref_backend.c) forms them.  -1: a sum too wide to be exact,
- * or out of memory. */
+ * (reference/ref_backend.c) forms them; a sum too wide to hold as one
+ * value goes as its terms.  -1: out of memory. */
 static int sp_resid_pack(xbuf *b, const lrp_pipe *p, int li, int with_abs)
 {
     const lrp_pipe_layer *P = &p->L[li];
@@ -2228,8 +2213,7 @@ static int sp_resid_pack(xbuf *b, const lrp_pipe *p, int li, int with_abs)
     mpfr_ptr *pp = malloc((size_t)(m ? m : 1) * sizeof *pp);
     mpfr_ptr *pa = malloc((size_t)(m ? m : 1) * sizeof *pa);
     int rc = sv && av && pp && pa ? 0 : -1;
-    mpfr_t s;
-    mpfr_init2(s, MPFR_PREC_MIN);
+    lrp_bytes lb = {NULL, 0, 0};
     for (int64_t smp = 0; !rc && smp < p->batch; smp++) {
         int64_t j = 0;
         for (int k = 0; k < P->n_rin; k++)
@@ -2253,19 +2237,10 @@ static int sp_resid_pack(xbuf *b, const lrp_pipe *p, int li, int with_abs)
             pp[i] = &sv[i];
             pa[i] = &av[i];
         }
-        for (int w = 0; w < 2 && !rc; w++) {
-            mpfr_ptr *q = w ? pa : pp;
-            int64_t prec = lrp_ref_exact_prec(q, m);
-            if (!prec) {
-                rc = -1;
-                break;
-            }
-            mpfr_set_prec(s, (mpfr_prec_t)prec);
-            mpfr_sum(s, q, (unsigned long)m, MPFR_RNDN); /* exact at this precision */
-            rc = xb_exact(b, s);
-        }
+        for (int w = 0; w < 2 && !rc; w++)
+            rc = xb_part(b, w ? pa : pp, m, &lb);
     }
-    mpfr_clear(s);
+    lrp_bytes_free(&lb);
     free(sv);
     free(av);
     free(pp);
@@ -2292,10 +2267,7 @@ static int sp_ref_pack_layer(xbuf *b, const lrp_pipe *p, int li, int whole, int 
     xb_put(b, chk, sizeof chk);
     if (p->net->layers[li].kind != LRP_LAYER_INPUT &&
         sp_resid_pack(b, p, li, !whole || root)) {
-        snprintf(why, nwhy,
-                 "layer '%s': its conservation residual cannot be summed exactly under the layer "
-                 "split (terms too far apart in magnitude)",
-                 name);
+        snprintf(why, nwhy, "layer '%s': out of memory for its conservation residual", name);
         return -1;
     }
     return 0;
@@ -2324,8 +2296,7 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
     ref_seg *sg = NULL;
     double *relD = NULL, *rinD[LRP_MAX_INPUTS] = {NULL}, *absD[LRP_ABS_COUNT] = {NULL};
     mpfr_t x, acc;
-    mpfr_ptr *parts = NULL;
-    mpfr_t *px = NULL;
+    lrp_ref_exact_acc *xa[2] = {NULL, NULL};
     int rc = -1;
     mpfr_init2(x, MPFR_PREC_MIN);
     mpfr_init2(acc, H->prec);
@@ -2501,21 +2472,16 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
     double cons = 0.0;
     int64_t cons_s = 0;
     if (l->kind != LRP_LAYER_INPUT) {
-        parts = malloc((size_t)G.n * 2 * sizeof *parts);
-        px = malloc((size_t)G.n * 2 * sizeof *px);
-        if (!parts || !px)
+        xa[0] = lrp_ref_exact_acc_new(), xa[1] = lrp_ref_exact_acc_new();
+        if (!xa[0] || !xa[1])
             goto out;
-        for (int g = 0; g < 2 * G.n; g++)
-            mpfr_init2(px[g], MPFR_PREC_MIN);
         int bad = 0;
         for (int64_t b = 0; b < B && !bad; b++) {
             for (int g = 0; g < G.n && !bad; g++)
-                bad = xr_exact(&sg[g].resid, px[2 * g]) || xr_exact(&sg[g].resid, px[2 * g + 1]);
+                bad = xr_part(&sg[g].resid, xa[0]) || xr_part(&sg[g].resid, xa[1]);
             double res = 0, scale = 0;
             for (int w = 0; w < 2 && !bad; w++) {
-                for (int g = 0; g < G.n; g++)
-                    parts[g] = px[2 * g + w];
-                mpfr_sum(acc, parts, (unsigned long)G.n, MPFR_RNDN);
+                lrp_ref_exact_acc_sum(xa[w], acc); /* the one rounding, at p */
                 *(w ? &scale : &res) = mpfr_get_d(acc, MPFR_RNDN);
             }
             double rel = scale > 0 ? (res < 0 ? -res : res) / scale : (res != 0 ? 1.0 : 0.0);
@@ -2524,8 +2490,6 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
                 cons_s = b;
             }
         }
-        for (int g = 0; g < 2 * G.n; g++)
-            mpfr_clear(px[g]);
         if (bad)
             goto out;
     }
@@ -2535,8 +2499,8 @@ static int sp_ref_merge_layer(sp_ref *H, const lrp_pipe *p, int li, const void *
 out:
     mpfr_clear(x);
     mpfr_clear(acc);
-    free(parts);
-    free(px);
+    lrp_ref_exact_acc_free(xa[0]);
+    lrp_ref_exact_acc_free(xa[1]);
     free(relD);
     for (int k = 0; k < LRP_MAX_INPUTS; k++)
         free(rinD[k]);

@@ -211,6 +211,79 @@ static int get_part(const unsigned char **p, const unsigned char *end, cell_vals
     return 0;
 }
 
+int lrp_ref_exact_put(lrp_bytes *b, mpfr_ptr *v, int64_t n)
+{
+    mpfr_t s;
+    mpz_t z;
+    mpfr_init2(s, MPFR_PREC_MIN);
+    mpz_init(z);
+    int rc = put_sum(b, v, n, s, z);
+    mpz_clear(z);
+    mpfr_clear(s);
+    return rc;
+}
+
+struct lrp_ref_exact_acc {
+    cell_vals cv;
+    mpz_t z;
+};
+
+lrp_ref_exact_acc *lrp_ref_exact_acc_new(void)
+{
+    lrp_ref_exact_acc *a = calloc(1, sizeof *a);
+    if (a)
+        mpz_init(a->z);
+    return a;
+}
+
+static void cell_vals_free(cell_vals *c)
+{
+    for (int64_t i = 0; i < c->cap; i++)
+        mpfr_clear(c->v[i]);
+    free(c->v);
+    free(c->pp);
+    memset(c, 0, sizeof *c);
+}
+
+void lrp_ref_exact_acc_free(lrp_ref_exact_acc *a)
+{
+    if (!a)
+        return;
+    cell_vals_free(&a->cv);
+    mpz_clear(a->z);
+    free(a);
+}
+
+int lrp_ref_exact_acc_read(lrp_ref_exact_acc *a, const unsigned char **p,
+                           const unsigned char *end)
+{
+    int64_t n0 = a->cv.n;
+    const unsigned char *p0 = *p;
+    if (get_part(p, end, &a->cv, a->z)) { /* nothing of it kept */
+        a->cv.n = n0;
+        *p = p0;
+        return -1;
+    }
+    return 0;
+}
+
+/* the values of c summed into o (the one rounding), -0 for none */
+static void cell_sum(cell_vals *c, mpfr_ptr o)
+{
+    for (int64_t i = 0; i < c->n; i++)
+        c->pp[i] = c->v[i];
+    if (c->n)
+        mpfr_sum(o, c->pp, (unsigned long)c->n, MPFR_RNDN);
+    else
+        mpfr_set_zero(o, -1); /* no rank: no terms */
+    c->n = 0;
+}
+
+void lrp_ref_exact_acc_sum(lrp_ref_exact_acc *a, mpfr_ptr out)
+{
+    cell_sum(&a->cv, out);
+}
+
 typedef struct bx_job {
     ref_ctx *cx;
     mpfr_srcptr a, b;
@@ -333,19 +406,11 @@ int lrp_ref_sum_exact(void *c, void *out, const lrp_bmm *G, const unsigned char 
                         rc = get_part(&src[k], end[k], &cv, z);
                     if (rc)
                         break;
-                    for (int64_t i = 0; i < cv.n; i++)
-                        cv.pp[i] = cv.v[i];
-                    if (cv.n)
-                        mpfr_sum(o, cv.pp, (unsigned long)cv.n, MPFR_RNDN); /* the one rounding */
-                    else
-                        mpfr_set_zero(o, -1); /* no rank: no terms */
+                    cell_sum(&cv, o); /* the one rounding */
                     if (pow2 && e2)
                         mpfr_mul_2si(o, o, e2, MPFR_RNDN);
                 }
-    for (int64_t i = 0; i < cv.cap; i++)
-        mpfr_clear(cv.v[i]);
-    free(cv.v);
-    free(cv.pp);
+    cell_vals_free(&cv);
     mpz_clear(z);
     return rc;
 }

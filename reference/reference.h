@@ -71,6 +71,26 @@ typedef struct lrp_ref_ctx {
 #define LRP_REF_EXACT_MAX_PREC ((int64_t)1 << 22)
 int64_t lrp_ref_exact_prec(mpfr_ptr const *v, int64_t n);
 
+/* One rank's part of an exact sum in the bytes of reference/ref_exact.c:
+ * the exact sum of the n values at v (-0 for none), or the values
+ * themselves when that sum is too wide to hold.  -1: out of memory. */
+int lrp_ref_exact_put(lrp_bytes *b, mpfr_ptr *v, int64_t n);
+/* The values of one sum as the ranks' parts arrive (read), then rounded
+ * once (sum): the same exact value, and so the same bits, as one mpfr_sum
+ * of all the terms. */
+typedef struct lrp_ref_exact_acc lrp_ref_exact_acc;
+lrp_ref_exact_acc *lrp_ref_exact_acc_new(void); /* NULL: out of memory */
+void lrp_ref_exact_acc_free(lrp_ref_exact_acc *a);
+/* Appends the part at [*p, end) and moves *p past it; -1 (nothing
+ * appended, *p unchanged) on bytes that end early or are damaged, or out
+ * of memory. */
+int lrp_ref_exact_acc_read(lrp_ref_exact_acc *a, const unsigned char **p,
+                           const unsigned char *end);
+/* out = the sum of every value read since the last sum, rounded to out's
+ * precision (RNDN); -0 when none was read.  The accumulator is empty
+ * afterwards. */
+void lrp_ref_exact_acc_sum(lrp_ref_exact_acc *a, mpfr_ptr out);
+
 /* p bits (>= MPFR_PREC_MIN), threads >= 1, kernel choice 0 (auto). */
 void lrp_ref_ctx_init(lrp_ref_ctx *cx, int prec, int threads);
 /* Fills the vtable; the context must outlive every use of it. */

@@ -177,12 +177,40 @@ static lrp_net *build_attn_dead(void)
     return net;
 }
 
+/* built:attn_farmask: an attention as stages, causal with a finite mask
+ * of -10^7: the masked weights are about exp(-10^7) = 2^-14,426,950, and
+ * the relevance of their scores as small, beside cells near 1.  The
+ * softmax stage's conservation residual sums terms about 14 million bits
+ * apart: too wide for one exact value (over 2^22 bits), so each rank
+ * sends such a part as its terms (reference/ref_exact.c). */
+static lrp_net *build_attn_farmask(void)
+{
+    lrp_net *net = lrp_net_new();
+    assert_non_null(net);
+    lrp_err e = {0};
+    lrp_builder b;
+    lrp_build_begin(&b, net, 0xfa2au, &e);
+    int x = lrp_build_input(&b, "input", 2, 6, 8, 0);
+    int a = lrp_build_attn_parts(&b, "attn", x, 2, 0.5f, 1, -1.0e7f, 1);
+    int ins[2] = {x, a};
+    int r = lrp_build_add(&b, "residual", 2, ins);
+    r = lrp_build_flatten(&b, "flat", r);
+    lrp_build_dense(&b, "head", r, 3, 1);
+    if (lrp_build_finish(&b, 2))
+        fail_msg("build: %s", e.msg);
+    lrp_composite_params cp = lrp_composite_params_default();
+    lrp_composite_apply(net, LRP_COMPOSITE_ATTN_LRP, &cp);
+    return net;
+}
+
 static lrp_net *build_net(const char *name)
 {
     if (!strcmp(name, "tokens"))
         return tu_build_tokens(); /* divided whole by rows of tokens */
     if (!strcmp(name, "attn_dead"))
         return build_attn_dead();
+    if (!strcmp(name, "attn_farmask"))
+        return build_attn_farmask();
     lrp_net *net = lrp_net_new();
     assert_non_null(net);
     lrp_err e = {0};
@@ -459,6 +487,7 @@ static void layer_split_equals_one_process(void **state)
         {"built:attn_dead", NULL, NULL, 0, 0},        /* ... with zero denominators */
         {"built:attn_dead", "fastpath", NULL, 0, 0},
         {"attn_parts", "fastpath", NULL, 0, 1},       /* AttnScores, AttnSoftmax, AttnContext */
+        {"built:attn_farmask", NULL, NULL, 0, 0},     /* a residual too wide for one value */
         {"gate1", NULL, NULL, 0, 1},                  /* Softmax, Mul */
         {"embed1", NULL, NULL, 0, 1},                 /* attention after Embedding, Position */
         {"decoder1", NULL, NULL, 0, 1},

@@ -115,6 +115,32 @@ static void check_partition(const lrp_backend *be, mpfr_ptr v, int64_t n, int R,
     if (!same_bits(want, be->at(cx, out, 0)))
         fail_msg("%s, R = %d, %lld terms: split sum %s differs from one sum", what, R,
                  (long long)n, mpfr_get_str(NULL, NULL, 10, 0, be->at(cx, out, 0), MPFR_RNDN));
+    /* the same parts through the public pair the oracle's conservation
+     * residual uses (lrp_ref_exact_put, lrp_ref_exact_acc) */
+    lrp_ref_exact_acc *acc = lrp_ref_exact_acc_new();
+    assert_non_null(acc);
+    for (int q = 0; q < R; q++) {
+        int64_t m = 0;
+        for (int64_t i = 0; i < n; i++)
+            if (owner[i] == q)
+                pp[m++] = v + i;
+        lrp_bytes b = {0};
+        assert_int_equal(lrp_ref_exact_put(&b, pp, m), 0);
+        const unsigned char *rp = b.p;
+        assert_int_equal(lrp_ref_exact_acc_read(acc, &rp, b.p + b.n), 0);
+        assert_ptr_equal(rp, b.p + b.n); /* every byte read */
+        if (b.n > 1) /* a part that ends early is refused */
+            rp = b.p, assert_int_equal(lrp_ref_exact_acc_read(acc, &rp, b.p + b.n - 1), -1);
+        lrp_bytes_free(&b);
+    }
+    mpfr_t got;
+    mpfr_init2(got, P);
+    lrp_ref_exact_acc_sum(acc, got);
+    if (!same_bits(want, got))
+        fail_msg("%s, R = %d, %lld terms: lrp_ref_exact_acc's sum differs from one sum", what, R,
+                 (long long)n);
+    mpfr_clear(got);
+    lrp_ref_exact_acc_free(acc);
     mpfr_clear(want);
     free(pp);
     be->tensor_free(cx, out, 1);
