@@ -146,6 +146,29 @@ static void add_damaged(lrp_net *net, const char *from, const char *to, const ch
  * features and a Flatten of 3 channels, blocks of 4 cells: split
  * differently), run whole with their per-unit data, which the root takes
  * from its own run */
+/* Input (T tokens of 8 features) -> an attention of 2 heads (one
+ * MultiHeadAttention, or as its stages: parts) -> Add with the input ->
+ * Flatten -> Dense of `out` units; no rules applied yet */
+static lrp_net *build_residual_attn(unsigned seed, int64_t T, int parts, float scale, int causal,
+                                    float mask, int64_t out)
+{
+    lrp_net *net = lrp_net_new();
+    assert_non_null(net);
+    lrp_err e = {0};
+    lrp_builder b;
+    lrp_build_begin(&b, net, seed, &e);
+    int x = lrp_build_input(&b, "input", 2, T, 8, 0);
+    int a = parts ? lrp_build_attn_parts(&b, "attn", x, 2, scale, causal, mask, 1)
+                  : lrp_build_mha(&b, "attn", x, 2, scale, causal, mask, 1);
+    int ins[2] = {x, a};
+    int r = lrp_build_add(&b, "residual", 2, ins);
+    r = lrp_build_flatten(&b, "flat", r);
+    lrp_build_dense(&b, "head", r, out, 1);
+    if (lrp_build_finish(&b, 2))
+        fail_msg("build: %s", e.msg);
+    return net;
+}
+
 /* attn_dead: an attention (7 tokens of 8 features, 2 heads) divided by
  * rows of queries, with dead units in two of its stages: output features
  * 0 and 1 are exactly 0 (zero rows of the output projection and bias) and
@@ -154,19 +177,7 @@ static void add_damaged(lrp_net *net, const char *from, const char *to, const ch
  * first found at one process's place, from every rank's classes. */
 static lrp_net *build_attn_dead(void)
 {
-    lrp_net *net = lrp_net_new();
-    assert_non_null(net);
-    lrp_err e = {0};
-    lrp_builder b;
-    lrp_build_begin(&b, net, 0xa77du, &e);
-    int x = lrp_build_input(&b, "input", 2, 7, 8, 0);
-    int a = lrp_build_mha(&b, "attn", x, 2, 0x1.6a09e6p-2f, 0, -INFINITY, 1);
-    int ins[2] = {x, a};
-    int r = lrp_build_add(&b, "residual", 2, ins);
-    r = lrp_build_flatten(&b, "flat", r);
-    lrp_build_dense(&b, "head", r, 5, 1);
-    if (lrp_build_finish(&b, 2))
-        fail_msg("build: %s", e.msg);
+    lrp_net *net = build_residual_attn(0xa77du, 7, 0, 0x1.6a09e6p-2f, 0, -INFINITY, 5);
     lrp_layer *m = &net->layers[lrp_net_find(net, "attn")];
     memset(m->w2, 0, 2 * 8 * sizeof *m->w2); /* out rows 0, 1 */
     memset(m->b2, 0, 2 * sizeof *m->b2);
@@ -177,27 +188,16 @@ static lrp_net *build_attn_dead(void)
     return net;
 }
 
-/* built:attn_farmask: an attention as stages, causal with a finite mask
- * of -10^7: the masked weights are about exp(-10^7) = 2^-14,426,950, and
- * the relevance of their scores as small, beside cells near 1.  The
- * softmax stage's conservation residual sums terms about 14 million bits
- * apart: too wide for one exact value (over 2^22 bits), so each rank
- * sends such a part as its terms (reference/ref_exact.c). */
+/* built:attn_farmask: an attention as stages (6 tokens), causal with a
+ * finite mask of -10^7: the masked weights are about exp(-10^7) =
+ * 2^-14,426,950, and the relevance that reaches through them as small,
+ * beside cells near 1.  A stage's conservation residual then sums terms
+ * millions of bits apart: too wide for one exact value (over 2^22 bits),
+ * so a rank sends such a part as its terms (reference/ref_exact.c; until
+ * December 6 the split refused it, at attn_context). */
 static lrp_net *build_attn_farmask(void)
 {
-    lrp_net *net = lrp_net_new();
-    assert_non_null(net);
-    lrp_err e = {0};
-    lrp_builder b;
-    lrp_build_begin(&b, net, 0xfa2au, &e);
-    int x = lrp_build_input(&b, "input", 2, 6, 8, 0);
-    int a = lrp_build_attn_parts(&b, "attn", x, 2, 0.5f, 1, -1.0e7f, 1);
-    int ins[2] = {x, a};
-    int r = lrp_build_add(&b, "residual", 2, ins);
-    r = lrp_build_flatten(&b, "flat", r);
-    lrp_build_dense(&b, "head", r, 3, 1);
-    if (lrp_build_finish(&b, 2))
-        fail_msg("build: %s", e.msg);
+    lrp_net *net = build_residual_attn(0xfa2au, 6, 1, 0.5f, 1, -1.0e7f, 3);
     lrp_composite_params cp = lrp_composite_params_default();
     lrp_composite_apply(net, LRP_COMPOSITE_ATTN_LRP, &cp);
     return net;
