@@ -5,6 +5,7 @@
 # between runs, so only runs made one after the other compare.  Each round
 # runs every MPI build, then the default build as one process; it prints
 # the wall seconds and each MPI run's ratio to that round's one process.
+# After the rounds it prints each MPI build's median ratio and range.
 # Every run's stdout must be byte-identical to the first one process's;
 # with --out OUT among the ARGS (reference, fast), each run writes its own
 # file in a scratch directory instead of OUT, and every file must be
@@ -68,11 +69,26 @@ while [ "$r" -le "$rounds" ]; do
     for m in $mpis; do
         i=$((i + 1))
         eval "t=\$t$i"
-        line="$line $(basename "$(dirname "$(dirname "$m")")")/$(basename "$(dirname "$m")") -n $ranks $(printf '%.1f' "$t") s ($(printf '%.2f' "$(echo "scale=4; $t / $t1p" | bc)") x),"
+        ratio=$(printf '%.2f' "$(echo "scale=4; $t / $t1p" | bc)")
+        echo "$ratio" >>"$work/ratios$i"
+        line="$line $(basename "$(dirname "$(dirname "$m")")")/$(basename "$(dirname "$m")") -n $ranks $(printf '%.1f' "$t") s ($ratio x),"
         same "$work/mpi$i.out" || { line="$line [output differs]"; status=1; }
     done
     echo "$line one process $(printf '%.1f' "$t1p") s"
     r=$((r + 1))
+done
+# per MPI build: the ratios' median and range over the rounds (the VM's
+# speed moves between rounds, so one round says little; docs/SCALING.md
+# "The 2-rank time on this VM")
+i=0
+for m in $mpis; do
+    i=$((i + 1))
+    sort -n "$work/ratios$i" | awk -v name="$(basename "$(dirname "$(dirname "$m")")")/$(basename "$(dirname "$m")")" '
+        { v[NR] = $1 }
+        END {
+            med = NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
+            printf "%s -n %s: median %.2f x, %.2f - %.2f x over %d rounds\n", name, ranks, med, v[1], v[NR], NR
+        }' ranks="$ranks"
 done
 [ "$status" -eq 0 ] && echo "output identical in every run" || echo "some output differed"
 exit "$status"
