@@ -973,13 +973,83 @@ static void fill_layer(float *rel, float *lo, float *act, const lrp_backend *be,
     }
 }
 
+/* The reference's run is streamed (core/pipeline.h LRP_PIPE_STREAM): each
+ * layer's activations and relevance are rounded to the trace's binary32
+ * arrays (hi, lo, act: 12 bytes a value) in the run's hook, as soon as
+ * they are final, and the run frees its MPFR values of the layer.  Before
+ * (December 6, 2026) the whole MPFR run was kept and rounded at its end,
+ * 96 bytes a value at p = 128: VGG-16 224 with a batch of 8 peaked at
+ * 22.3 GB on this 24 GB machine.  The same rounding of the same values:
+ * the file is the same byte for byte. */
+typedef struct trace_take {
+    float **rel, **lo, **act; /* per layer, this rank's share (batch-major) */
+    int64_t *n;               /* their values */
+    int prec;
+    int oom;
+} trace_take;
+
+static void trace_take_free(trace_take *k, int nl)
+{
+    for (int i = 0; i < nl && k->rel; i++) {
+        free(k->rel[i]);
+        free(k->lo[i]);
+        free(k->act[i]);
+    }
+    free(k->rel);
+    free(k->lo);
+    free(k->act);
+    free(k->n);
+    memset(k, 0, sizeof *k);
+}
+
+static int trace_take_init(trace_take *k, int nl, int prec)
+{
+    memset(k, 0, sizeof *k);
+    k->prec = prec;
+    k->rel = calloc((size_t)nl, sizeof *k->rel);
+    k->lo = calloc((size_t)nl, sizeof *k->lo);
+    k->act = calloc((size_t)nl, sizeof *k->act);
+    k->n = calloc((size_t)nl, sizeof *k->n);
+    return k->rel && k->lo && k->act && k->n ? 0 : -1;
+}
+
+/* lrp_pipe_hook: after layer li's backward step its activations and
+ * relevance are final (and freed after the hook under STREAM) */
+static void take_trace(void *ctx, const lrp_pipe *p, int li, int bwd)
+{
+    trace_take *k = ctx;
+    if (!bwd || k->oom)
+        return;
+    int64_t n = p->L[li].n * p->batch;
+    size_t sz = (size_t)(n ? n : 1) * sizeof(float);
+    k->n[li] = n;
+    if (!(k->rel[li] = malloc(sz)) || !(k->lo[li] = malloc(sz)) || !(k->act[li] = malloc(sz))) {
+        k->oom = 1;
+        return;
+    }
+    fill_layer(k->rel[li], k->lo[li], k->act[li], p->be, p, li, n, 1, k->prec);
+}
+
+/* A reference run's share of layer i, [rel | act | lo], into share (3 n
+ * values), its arrays freed: each layer is held once, as it is sent. */
+static void take_share(trace_take *k, int i, float *share, int64_t n)
+{
+    memcpy(share, k->rel[i], (size_t)n * sizeof(float));
+    memcpy(share + n, k->act[i], (size_t)n * sizeof(float));
+    memcpy(share + 2 * n, k->lo[i], (size_t)n * sizeof(float));
+    free(k->rel[i]);
+    free(k->act[i]);
+    free(k->lo[i]);
+    k->rel[i] = k->act[i] = k->lo[i] = NULL;
+}
+
 /* Under MPI (tools/cli_mpi.h): every rank converts its samples' share of
  * each layer and rank 0 gathers them, layer by layer, into the trace t
  * (rank 0's; NULL elsewhere).  The samples are split in contiguous blocks
  * in rank order, so the gathered bytes are the batch-major arrays of one
  * process.  Returns -1 or the agreed exit code. */
 static int gather_trace(lrp_trace *t, const lrp_net *net, const lrp_backend *be,
-                        const lrp_pipe *p, int64_t count, int reference, int prec)
+                        const lrp_pipe *p, trace_take *k, int64_t count, int reference, int prec)
 {
     int rank = cli_mpi_rank(), size = cli_mpi_size(), parts = reference ? 3 : 2;
     int64_t B = net->batch;
@@ -997,9 +1067,10 @@ static int gather_trace(lrp_trace *t, const lrp_net *net, const lrp_backend *be,
             free(share);
             return rc;
         }
-        if (n)
-            fill_layer(share, share + (reference ? 2 * n : 0), share + n, be, p, i, n, reference,
-                       prec);
+        if (n && reference)
+            take_share(k, i, share, n); /* (rounded in the run's hook) */
+        else if (n)
+            fill_layer(share, NULL, share + n, be, p, i, n, 0, prec);
         void *all = NULL;
         size_t total = 0;
         rc = cli_mpi_gather(share, (size_t)n * (size_t)parts * sizeof(float), &all, &total);
@@ -1029,14 +1100,13 @@ static int gather_trace(lrp_trace *t, const lrp_net *net, const lrp_backend *be,
  * converts its block of each layer's channels, sample by sample, and rank
  * 0 puts the blocks in their places: the batch-major arrays of one
  * process.  Returns -1 or the agreed exit code. */
-static int gather_trace_layers(lrp_trace *t, const lrp_net *net, const lrp_backend *be,
-                               const lrp_pipe *p, int prec)
+static int gather_trace_layers(lrp_trace *t, const lrp_net *net, trace_take *k)
 {
     int rank = cli_mpi_rank(), size = cli_mpi_size();
     int64_t B = net->batch;
     for (int i = 0; i < net->n_layers; i++) {
         const lrp_shape *sh = &net->layers[i].shape;
-        int64_t n1 = lrp_shape_numel(sh), inner = n1 / sh->d[0], n = p->L[i].n * B;
+        int64_t n1 = lrp_shape_numel(sh), inner = n1 / sh->d[0], n = k->n[i];
         float *share = malloc((size_t)(n ? n : 1) * 3 * sizeof(float));
         int rc = share ? -1 : cli_usage_error("reference", "%s", "out of memory");
         if (rank == 0 && rc < 0) {
@@ -1049,7 +1119,8 @@ static int gather_trace_layers(lrp_trace *t, const lrp_net *net, const lrp_backe
             free(share);
             return rc;
         }
-        fill_layer(share, share + 2 * n, share + n, be, p, i, n, 1, prec);
+        if (n)
+            take_share(k, i, share, n); /* (rounded in the run's hook) */
         void *all = NULL;
         size_t total = 0;
         rc = cli_mpi_gather(share, (size_t)n * 3 * sizeof(float), &all, &total);
@@ -1205,14 +1276,36 @@ static int write_trace(int argc, char **argv, int reference)
     /* a rank with no samples (more ranks than samples) computes nothing */
     cli_split cs = {-1, 0, 0};
     lrp_status st = LRP_OK;
+    /* the reference streamed: its trace arrays taken layer by layer */
+    trace_take tk;
+    memset(&tk, 0, sizeof tk);
+    if (reference && trace_take_init(&tk, net->n_layers, o.rules.prec))
+        st = lrp_err_set(&e, LRP_E_NOMEM, "%s: out of memory", path);
+    const unsigned rflags = LRP_PIPE_RELEVANCE | (reference ? LRP_PIPE_STREAM : 0);
     if (split) {
         /* every layer's channels in blocks over the ranks; a failure is
-         * agreed inside the run (its exchanges), cs.code then set */
+         * agreed inside the run (its exchanges), cs.code then set (a rank
+         * out of memory for tk's tables tells the others there too) */
         lrp_pipe_split sp = {rank, cli_mpi_size(), cli_split_allgather, &cs};
-        st = lrp_pipe_run_split(&p, &be, net, LRP_PIPE_RELEVANCE, &sp, &e);
-    } else if (count > 0) {
-        st = lrp_pipe_run_ex(&p, &be, &sub, LRP_PIPE_RELEVANCE, &e);
+        if (st) {
+            /* (as a rank failing inside the run: the others are in its
+             * first exchange, lrp_pipe_split_fail) */
+            void *all = NULL;
+            size_t total = 0;
+            cli_split_allgather(&cs, NULL, 0, e.msg, &all, &total);
+            free(all);
+        } else {
+            st = lrp_pipe_run_split_hooked(&p, &be, net, rflags, NULL,
+                                           reference ? take_trace : NULL, &tk, &sp, &e);
+        }
+    } else if (count > 0 && !st) {
+        st = lrp_pipe_run_hooked(&p, &be, &sub, rflags, NULL, reference ? take_trace : NULL, &tk,
+                                 &e);
     }
+    /* every layer taken, or the run stops as out of memory */
+    for (int i = 0; reference && !st && (split || count > 0) && i < net->n_layers; i++)
+        if (tk.oom || !tk.rel[i])
+            st = lrp_err_set(&e, LRP_E_NOMEM, "%s: out of memory", path);
     cli_phase("engine");
     {
         char what[160];
@@ -1228,6 +1321,7 @@ static int write_trace(int argc, char **argv, int reference)
         if (cth_on)
             pthread_join(cth, NULL);
         lrp_h5_write_abort(cj.h);
+        trace_take_free(&tk, net->n_layers);
         lrp_pipe_free(p);
         cli_net_free(net);
         /* rank 0's own failure is printed here; another rank's line was
@@ -1238,6 +1332,7 @@ static int write_trace(int argc, char **argv, int reference)
         if (cth_on)
             pthread_join(cth, NULL);
         lrp_h5_write_abort(cj.h);
+        trace_take_free(&tk, net->n_layers);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
         cli_net_free(net);
@@ -1248,6 +1343,7 @@ static int write_trace(int argc, char **argv, int reference)
         pthread_join(cth, NULL);
         cli_phase("copy written (joined)");
         if (!st && cj.st && !mpi) {
+            trace_take_free(&tk, net->n_layers);
             lrp_pipe_free(p);
             lrp_f32_ctx_free(fcx);
             cli_net_free(net);
@@ -1255,6 +1351,7 @@ static int write_trace(int argc, char **argv, int reference)
         }
     }
     if (mpi && (rc = cli_mpi_agree(cth_on && cj.st ? cli_fail(&cj.err) : -1)) >= 0) {
+        trace_take_free(&tk, net->n_layers);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
         cli_net_free(net);
@@ -1262,6 +1359,7 @@ static int write_trace(int argc, char **argv, int reference)
     }
     if (!st && o.trace_only && lrp_net_trace_find(net, source) >= 0) {
         cli_progress_erase();
+        trace_take_free(&tk, net->n_layers);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
         cli_net_free(net);
@@ -1274,8 +1372,9 @@ static int write_trace(int argc, char **argv, int reference)
     lrp_trace *t = st || (mpi && rank > 0) ? NULL : lrp_net_trace_add(net, source, &e);
     if (gathered) {
         if ((rc = cli_mpi_agree(rank == 0 && !t ? cli_fail(&e) : -1)) < 0)
-            rc = split ? gather_trace_layers(t, net, &be, p, o.rules.prec)
-                       : gather_trace(t, net, &be, p, count, reference, o.rules.prec);
+            rc = split ? gather_trace_layers(t, net, &tk)
+                       : gather_trace(t, net, &be, p, &tk, count, reference, o.rules.prec);
+        trace_take_free(&tk, net->n_layers);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
         if (rc >= 0 || rank > 0) {
@@ -1289,6 +1388,7 @@ static int write_trace(int argc, char **argv, int reference)
         fcx = NULL;
     } else if (!t) {
         lrp_h5_write_abort(cj.h);
+        trace_take_free(&tk, net->n_layers);
         lrp_pipe_free(p);
         lrp_f32_ctx_free(fcx);
         cli_net_free(net);
@@ -1313,49 +1413,27 @@ static int write_trace(int argc, char **argv, int reference)
     if (!reference && !gathered && !lent) /* a layer without its buffers: copied after all */
         for (int i = 0; i < net->n_layers; i++)
             t->relevance[i] = t->activation[i] = NULL;
-    for (int i = 0; i < net->n_layers && ok && !gathered && !lent; i++) {
+    /* the reference's arrays, rounded in the run's hook, are the trace:
+     * moved, not copied.  With them the forward activations the relevance
+     * was computed from: `compare` judges every layer's step on exactly
+     * its inputs (docs/ORACLE.md, trace-local judgement) */
+    for (int i = 0; i < net->n_layers && reference && !gathered; i++) {
+        t->relevance[i] = tk.rel[i];
+        t->relevance_lo[i] = tk.lo[i];
+        t->activation[i] = tk.act[i];
+        tk.rel[i] = tk.lo[i] = tk.act[i] = NULL;
+    }
+    trace_take_free(&tk, net->n_layers);
+    for (int i = 0; i < net->n_layers && ok && !reference && !gathered && !lent; i++) {
         int64_t n = p->L[i].n * net->batch;
         t->relevance[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
-        if (!t->relevance[i]) {
-            ok = 0;
-            break;
-        }
-        if (reference) {
-            t->relevance_lo[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
-            if (!t->relevance_lo[i]) {
-                ok = 0;
-                break;
-            }
-            mpfr_t d;
-            mpfr_init2(d, o.rules.prec + 300);
-            for (int64_t k = 0; k < n; k++) {
-                mpfr_srcptr x = be.at(be.ctx, p->L[i].rel, k);
-                float h = mpfr_get_flt(x, MPFR_RNDN);
-                t->relevance[i][k] = h;
-                if (isfinite(h)) {
-                    mpfr_sub_d(d, x, (double)h, MPFR_RNDN);
-                    t->relevance_lo[i][k] = mpfr_get_flt(d, MPFR_RNDN);
-                } else {
-                    t->relevance_lo[i][k] = 0.0f;
-                }
-            }
-            mpfr_clear(d);
-        } else {
-            memcpy(t->relevance[i], p->L[i].rel, (size_t)n * sizeof(float));
-        }
-        /* the forward activations the relevance was computed from: with
-         * them `compare` judges every layer's step on exactly its inputs
-         * (docs/ORACLE.md, trace-local judgement) */
         t->activation[i] = malloc((size_t)(n ? n : 1) * sizeof(float));
-        if (!t->activation[i]) {
+        if (!t->relevance[i] || !t->activation[i]) {
             ok = 0;
             break;
         }
-        if (reference)
-            for (int64_t k = 0; k < n; k++)
-                t->activation[i][k] = mpfr_get_flt(be.at(be.ctx, p->L[i].act, k), MPFR_RNDN);
-        else
-            memcpy(t->activation[i], p->L[i].act, (size_t)n * sizeof(float));
+        memcpy(t->relevance[i], p->L[i].rel, (size_t)n * sizeof(float));
+        memcpy(t->activation[i], p->L[i].act, (size_t)n * sizeof(float));
     }
     cli_phase(lent ? "trace lent" : "trace copy");
     if (!lent) {
